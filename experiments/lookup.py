@@ -1,0 +1,231 @@
+"""The find-peer lookup study: build a simulated network, let it converge, time lookups.
+
+Every node is the real `Node` class on the SimPy driver. Nodes join one after another through
+the protocol's own join (a lookup of their own ID through a random node that has finished
+joining, as a real newcomer would use a known, established node); after a
+settling period, `lookups` find-peer lookups between random pairs start at Poisson times. One
+row per lookup comes back, plus a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from random import Random
+from typing import Any, Callable
+
+import simpy
+
+from kadtalk.node.routing.events import Joined, LookupCompleted
+from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.stack import Node
+from kadtalk.sim.latency import MODELS
+from kadtalk.sim.network import SimNetwork
+from kadtalk.sim.registry import SharedRegistry
+from kadtalk.transport.sim import SimDriver
+
+log = logging.getLogger(__name__)
+
+ROW_FIELDS = ("start", "source", "target", "latency_ms", "rpcs", "hops", "timeouts", "success")
+
+
+@dataclass(frozen=True)
+class LookupStudy:
+    nodes: int = 1000
+    lookups: int = 200
+    seed: int = 1
+    k: int = 20
+    alpha: int = 3
+    request_timeout: float = 1.0
+    latency: str = "coordinate"
+    loss: float = 0.0
+    wire: str = "auto"  # bytes | objects | auto (bytes up to 2,000 nodes)
+    join_interval: float = 0.02  # seconds between two nodes' joins
+    settle: float = 10.0  # seconds between the last join and the first lookup
+    lookup_rate: float = 20.0  # Poisson arrivals per simulated second
+    refresh_on_join: bool = True
+
+    def __post_init__(self) -> None:
+        if self.nodes < 2:
+            raise ValueError("a lookup study needs at least 2 nodes")
+        if self.lookups < 0:
+            raise ValueError("lookups must be >= 0")
+        if self.latency not in MODELS:
+            raise ValueError(f"latency must be one of {', '.join(MODELS)}")
+        if self.wire not in ("bytes", "objects", "auto"):
+            raise ValueError("wire must be bytes, objects or auto")
+
+    @property
+    def wire_mode(self) -> str:
+        if self.wire != "auto":
+            return self.wire
+        return "bytes" if self.nodes <= 2000 else "objects"
+
+
+@dataclass
+class StudyResult:
+    study: LookupStudy
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+def unique_ids(count: int, rng: Random) -> list[int]:
+    """`count` distinct random 160-bit IDs (stand-ins for SHA-1 of public keys)."""
+    seen: set[int] = set()
+    ids = []
+    while len(ids) < count:
+        node_id = rng.getrandbits(160)
+        if node_id not in seen:
+            seen.add(node_id)
+            ids.append(node_id)
+    return ids
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), without numpy."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def summarize(study: LookupStudy, rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    ok = [r for r in rows if r["success"]]
+    latencies = [r["latency_ms"] for r in ok]
+    return {
+        "nodes": study.nodes,
+        "lookups": len(rows),
+        "success_rate": len(ok) / len(rows) if rows else math.nan,
+        "median_ms": statistics.median(latencies) if latencies else math.nan,
+        "p90_ms": percentile(latencies, 90),
+        "p99_ms": percentile(latencies, 99),
+        "rpcs_mean": statistics.fmean(r["rpcs"] for r in rows) if rows else math.nan,
+        "hops_mean": statistics.fmean(r["hops"] for r in ok) if ok else math.nan,
+        "timeouts_mean": statistics.fmean(r["timeouts"] for r in rows) if rows else math.nan,
+        "k": study.k,
+        "alpha": study.alpha,
+        "seed": study.seed,
+        "wire": study.wire_mode,
+        "wall_s": round(wall_s, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def environment() -> dict[str, Any]:
+    import kadtalk
+
+    return {
+        "kadtalk": kadtalk.__version__,
+        "python": platform.python_version(),
+        "simpy": simpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> StudyResult:
+    """Build, converge and measure; deterministic for a given study (seed included)."""
+    wall_start = time.perf_counter()
+    rng = Random(study.seed)
+    ids = unique_ids(study.nodes, rng)
+    env = simpy.Environment()
+    latency = MODELS[study.latency]()
+    for _ in range(study.nodes):
+        latency.add_node(rng)
+    network = SimNetwork(env, latency, Random(rng.getrandbits(64)), loss=study.loss)
+    registry = SharedRegistry(ids)
+    settings = RoutingSettings(
+        k=study.k,
+        alpha=study.alpha,
+        request_timeout=study.request_timeout,
+        refresh_on_join=study.refresh_on_join,
+    )
+
+    joined: list[int] = [0]  # addresses that finished joining; node 0 starts the network
+    rows: list[dict[str, Any]] = []
+    running: dict[tuple[int, int], tuple[int, float]] = {}  # (source, lookup id) -> (target, start)
+
+    def on_event(addr: int, event: Any) -> None:
+        if type(event) is LookupCompleted:
+            target, start = running.pop((addr, event.lookup_id))
+            rows.append(
+                {
+                    "start": start,
+                    "source": addr,
+                    "target": target,
+                    "latency_ms": event.latency * 1000.0,
+                    "rpcs": event.rpcs,
+                    "hops": event.hops,
+                    "timeouts": event.timeouts,
+                    "success": event.peer is not None and event.peer[1] == target,
+                }
+            )
+            if progress:
+                progress("lookups", len(rows), study.lookups)
+        elif type(event) is Joined:
+            joined.append(addr)
+            if progress and (len(joined) % 100 == 0 or len(joined) == study.nodes):
+                progress("join", len(joined), study.nodes)
+
+    driver = SimDriver(env, network, on_event, wire=study.wire_mode)
+    node_rng = Random(rng.getrandbits(64))
+
+    def start_node(index: int) -> None:
+        node = Node(ids[index], registry, Random(node_rng.getrandbits(64)), settings, env.now)
+        addr = driver.add(node)
+        if index:
+            node.join([joined[rng.randrange(len(joined))]], env.now)
+            driver.service(addr)
+
+    def at(when: float, action: Callable[[], None]) -> None:
+        event = simpy.Timeout(env, when - env.now)
+        event.callbacks.append(lambda _e: action())
+
+    for index in range(study.nodes):
+        at(index * study.join_interval, lambda index=index: start_node(index))
+    lookups_start = (study.nodes - 1) * study.join_interval + study.settle
+
+    def start_lookup(source: int, target: int) -> None:
+        node = driver.nodes[source]
+        lookup_id = node.find_peer(ids[target], env.now)
+        running[(source, lookup_id)] = (target, env.now)
+        driver.service(source)
+
+    when = lookups_start
+    for _ in range(study.lookups):
+        source = rng.randrange(study.nodes)
+        target = rng.randrange(study.nodes - 1)
+        target += target >= source
+        at(when, lambda s=source, t=target: start_lookup(s, t))
+        when += rng.expovariate(study.lookup_rate)
+
+    env.run(until=lookups_start)
+    log.info("network of %d nodes converged at t=%.1f s", study.nodes, env.now)
+    while len(rows) < study.lookups:
+        env.step()
+    rows.sort(key=lambda r: (r["start"], r["source"]))
+    wall = time.perf_counter() - wall_start
+    return StudyResult(study, rows, summarize(study, rows, wall), environment())
+
+
+def study_parameters(study: LookupStudy) -> dict[str, Any]:
+    return asdict(study) | {"wire_mode": study.wire_mode}

@@ -1,0 +1,3 @@
+"""kadtalk: serverless encrypted voice calls over Kademlia, and a simulator for studying it."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""Events the routing layer reports through `next_event()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .lookup import Mode
+
+
+@dataclass(frozen=True, slots=True)
+class LookupCompleted:
+    """A lookup asked for with `find_peer` or `find_closest` ended."""
+
+    lookup_id: int
+    target: int
+    mode: Mode
+    peer: tuple[int, Any] | None  # FIND_PEER: the target's (id, address) when found
+    closest: tuple[tuple[int, Any], ...]  # FIND_CLOSEST: the k closest that answered
+    started: float
+    finished: float
+    rpcs: int
+    timeouts: int
+    hops: int
+
+    @property
+    def success(self) -> bool:
+        return self.peer is not None if self.mode is Mode.FIND_PEER else bool(self.closest)
+
+    @property
+    def latency(self) -> float:
+        return self.finished - self.started
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The join lookup (of our own ID through the bootstrap contacts) ended."""
+
+    finished: float
+    table_size: int
+    rpcs: int
+    timeouts: int
+
+    @property
+    def success(self) -> bool:
+        return self.table_size > 0

@@ -1,0 +1,356 @@
+"""The routing layer: Kademlia over ROUTE_REQ / ROUTE_RES, sans-I/O.
+
+Datagrams come in with the time (`receive_datagram(data, addr, now)`), datagrams to send and
+events come out, and `get_timer()` / `handle_timer(now)` drive request timeouts and bucket
+refreshes. The simulator may skip the byte codec with `receive_message` / `messages_to_send`;
+both paths run the same code past the codec.
+
+A response is matched to its request by (address, target), the only fields nanotalk's format
+gives; a response that matches no request is dropped. Requests expire in the order they were
+sent (one timeout for all), so the pending dict's first entry is always the next deadline.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from random import Random
+from typing import Any, Iterable
+
+from .events import Joined, LookupCompleted
+from .lookup import Lookup, Mode
+from .messages import (
+    MAX_CONTACTS,
+    MalformedMessage,
+    RouteRequest,
+    RouteResponse,
+    decode,
+    encode_request,
+    encode_response,
+)
+from .table import RoutingTable, TableSettings
+
+USER, JOIN, REFRESH = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """Kademlia parameters; defaults are the paper's (k = 20, α = 3, hourly refresh)."""
+
+    k: int = 20
+    alpha: int = 3
+    request_timeout: float = 1.0  # seconds before an unanswered request counts as failed
+    refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
+    refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
+    replacement_cache: int = 20
+    max_failures: int = 5
+    max_lookups: int = 256  # lookups running at once; more are refused
+    registry_limit: int = 20_000  # contacts remembered before unreferenced ones are forgotten
+    request_padding: int = 0  # zero bytes appended to ROUTE_REQ
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= MAX_CONTACTS:
+            raise ValueError(f"k must be between 1 and {MAX_CONTACTS} (the wire format's limit)")
+        if self.alpha < 1:
+            raise ValueError("alpha must be at least 1")
+        if self.request_timeout <= 0 or self.refresh_interval <= 0:
+            raise ValueError("timeouts must be positive")
+
+    @property
+    def table(self) -> TableSettings:
+        return TableSettings(self.k, self.replacement_cache, self.max_failures)
+
+
+class TooManyLookups(RuntimeError):
+    pass
+
+
+class _Pending:
+    """A request in flight: to whom (handle, -1 for a bootstrap address) and for which lookups."""
+
+    __slots__ = ("deadline", "handle", "lookups")
+
+    def __init__(self, deadline: float, handle: int, lookup: Lookup):
+        self.deadline = deadline
+        self.handle = handle
+        self.lookups = [lookup]
+
+
+class RoutingLayer:
+    __slots__ = (
+        "node_id", "registry", "rng", "settings", "table", "stats",
+        "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
+        "_collect",
+    )
+
+    def __init__(
+        self,
+        node_id: int,
+        registry: Any,
+        rng: Random,
+        settings: RoutingSettings | None = None,
+        now: float = 0.0,
+        table_settings: TableSettings | None = None,
+    ):
+        self.node_id = node_id
+        self.registry = registry
+        self.rng = rng
+        self.settings = settings = settings or DEFAULT_SETTINGS
+        self.table = RoutingTable(node_id, registry.ids, table_settings or settings.table)
+        self.stats: collections.Counter[str] | None = None  # drop reasons, allocated on first drop
+        self._lookups: dict[int, Lookup] = {}
+        self._pending: dict[tuple[Any, int], _Pending] = {}
+        self._outbox: list[tuple[RouteRequest | RouteResponse, Any]] = []
+        self._events: collections.deque | None = None
+        self._next_lookup_id = 0
+        self._refresh_at = now + settings.refresh_interval
+        self._collect = getattr(registry, "retain", None)
+
+    # -- sans-I/O surface -----------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        try:
+            msg, skipped = decode(data, self.registry.addr_from_wire, self.settings.k)
+        except MalformedMessage as error:
+            self.count(error.reason)
+            return
+        if skipped:
+            self.count("bad_contact", skipped)
+        self.receive_message(msg, addr, now)
+
+    def receive_message(self, msg: RouteRequest | RouteResponse, addr: Any, now: float) -> None:
+        if type(msg) is RouteRequest:
+            self._serve(msg, addr, now)
+        else:
+            self._on_response(msg, addr, now)
+        if self._collect is not None and len(self.registry) > self.settings.registry_limit:
+            self._forget_unreferenced()
+
+    def handle_timer(self, now: float) -> None:
+        pending = self._pending
+        while pending:
+            key, request = next(iter(pending.items()))
+            if request.deadline > now:
+                break
+            del pending[key]
+            if request.handle >= 0:
+                self.table.failed(request.handle)
+            for lookup in request.lookups:
+                if lookup.done:
+                    continue
+                if request.handle < 0:
+                    lookup.probe_failed()
+                else:
+                    lookup.failed(request.handle)
+                self._advance(lookup, now)
+        if now >= self._refresh_at:
+            self._refresh(now)
+
+    def get_timer(self) -> float:
+        if self._pending:
+            deadline = next(iter(self._pending.values())).deadline
+            return deadline if deadline < self._refresh_at else self._refresh_at
+        return self._refresh_at
+
+    def messages_to_send(self, now: float) -> list[tuple[RouteRequest | RouteResponse, Any]]:
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        padding = self.settings.request_padding
+        addr_to_wire = self.registry.addr_to_wire
+        return [
+            (
+                encode_request(msg, padding)
+                if type(msg) is RouteRequest
+                else encode_response(msg, addr_to_wire),
+                addr,
+            )
+            for msg, addr in self.messages_to_send(now)
+        ]
+
+    def next_event(self) -> LookupCompleted | Joined | None:
+        return self._events.popleft() if self._events else None
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def find_peer(self, target: int, now: float) -> int:
+        """Start a lookup that ends as soon as `target`'s own entry is learned; return its id."""
+        return self._start(target, Mode.FIND_PEER, USER, now).lookup_id
+
+    def find_closest(self, target: int, now: float) -> int:
+        """Start a lookup that ends when the k closest to `target` have answered."""
+        return self._start(target, Mode.FIND_CLOSEST, USER, now).lookup_id
+
+    def add_contact(self, node_id: int, addr: Any, now: float) -> bool:
+        """Put a known contact (saved from an earlier run, say) into the table."""
+        if node_id == self.node_id:
+            return False
+        return self.table.observe(self.registry.intern(node_id, addr), now)
+
+    def join(self, bootstrap: Iterable[Any], now: float) -> int:
+        """Look up our own ID, asking the bootstrap addresses (IDs unknown) and the table."""
+        lookup = self._new_lookup(self.node_id, Mode.FIND_CLOSEST, JOIN, now)
+        for addr in bootstrap:
+            key = (addr, self.node_id)
+            if key in self._pending:
+                continue
+            self._pending[key] = _Pending(now + self.settings.request_timeout, -1, lookup)
+            lookup.probe_sent()
+            self._outbox.append((RouteRequest(self.node_id, self.node_id), addr))
+        self._advance(lookup, now)
+        return lookup.lookup_id
+
+    @property
+    def lookups_running(self) -> int:
+        return len(self._lookups)
+
+    def count(self, reason: str, n: int = 1) -> None:
+        if self.stats is None:
+            self.stats = collections.Counter()
+        self.stats[reason] += n
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _serve(self, msg: RouteRequest, addr: Any, now: float) -> None:
+        if msg.origin == self.node_id:
+            self.count("own_id")
+            return
+        handle = self.registry.intern(msg.origin, addr)
+        table = self.table
+        table.observe(handle, now)
+        ids = self.registry.ids
+        addrs = self.registry.addrs
+        contacts = tuple((ids[h], addrs[h]) for h in table.closest(msg.target, self.settings.k, handle))
+        self._outbox.append((RouteResponse(self.node_id, msg.target, contacts), addr))
+
+    def _on_response(self, msg: RouteResponse, addr: Any, now: float) -> None:
+        key = (addr, msg.target)
+        request = self._pending.get(key)
+        if request is None:
+            self.count("unsolicited")
+            return
+        responder = msg.responder
+        registry = self.registry
+        if responder == self.node_id:
+            self.count("own_id")
+            return
+        if request.handle >= 0 and registry.ids[request.handle] != responder:
+            self.count("wrong_responder")  # someone else at that address; let the request time out
+            return
+        del self._pending[key]
+        handle = registry.intern(responder, addr)
+        self.table.observe(handle, now)
+        target = msg.target
+        own = self.node_id
+        intern = registry.intern
+        for lookup in request.lookups:
+            if lookup.done:
+                continue
+            if request.handle < 0:
+                lookup.answered_probe(handle, responder ^ target)
+                hop = 2
+            else:
+                hop = lookup.answered(handle)
+            for contact_id, contact_addr in msg.contacts:
+                if contact_id != own:
+                    lookup.add(intern(contact_id, contact_addr), contact_id ^ target, hop)
+            self._advance(lookup, now)
+
+    def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float) -> Lookup:
+        if len(self._lookups) >= self.settings.max_lookups:
+            raise TooManyLookups(f"{len(self._lookups)} lookups already running")
+        settings = self.settings
+        lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha, purpose)
+        self._next_lookup_id += 1
+        self._lookups[lookup.lookup_id] = lookup
+        table = self.table
+        table.touch(target, now)
+        ids = self.registry.ids
+        for handle in table.closest(target, settings.k):
+            lookup.add(handle, ids[handle] ^ target, 1)
+        return lookup
+
+    def _start(self, target: int, mode: Mode, purpose: int, now: float) -> Lookup:
+        lookup = self._new_lookup(target, mode, purpose, now)
+        self._advance(lookup, now)
+        return lookup
+
+    def _advance(self, lookup: Lookup, now: float) -> None:
+        if not lookup.done:
+            target = lookup.target
+            timeout = now + self.settings.request_timeout
+            pending = self._pending
+            addrs = self.registry.addrs
+            for handle in lookup.next_requests():
+                addr = addrs[handle]
+                key = (addr, target)
+                request = pending.get(key)
+                if request is None:
+                    pending[key] = _Pending(timeout, handle, lookup)
+                    self._outbox.append((RouteRequest(self.node_id, target), addr))
+                else:
+                    request.lookups.append(lookup)
+        if lookup.done:
+            self._complete(lookup, now)
+
+    def _complete(self, lookup: Lookup, now: float) -> None:
+        if self._lookups.pop(lookup.lookup_id, None) is None:
+            return  # already reported
+        if lookup.purpose == REFRESH:
+            return
+        if self._events is None:
+            self._events = collections.deque()
+        registry = self.registry
+        if lookup.purpose == JOIN:
+            self._events.append(Joined(now, len(self.table), lookup.rpcs, lookup.timeouts))
+            if self.settings.refresh_on_join:
+                self._refresh_beyond_closest(now)
+            return
+        ids, addrs = registry.ids, registry.addrs
+        found = lookup.found
+        peer = (ids[found], addrs[found]) if found >= 0 else None
+        closest = (
+            tuple((ids[h], addrs[h]) for h in lookup.closest_answered())
+            if lookup.mode is Mode.FIND_CLOSEST
+            else ()
+        )
+        self._events.append(
+            LookupCompleted(
+                lookup.lookup_id, lookup.target, lookup.mode, peer, closest, lookup.started, now,
+                lookup.rpcs, lookup.timeouts, lookup.hops,
+            )
+        )
+
+    def _refresh_lookup(self, bucket: int, now: float) -> None:
+        if len(self._lookups) < self.settings.max_lookups:
+            target = self.table.random_id_in_bucket(bucket, self.rng)
+            self._start(target, Mode.FIND_CLOSEST, REFRESH, now)
+
+    def _refresh_beyond_closest(self, now: float) -> None:
+        """The paper's join: refresh every bucket farther away than our closest neighbour."""
+        table = self.table
+        nearest = table.closest(self.node_id, 1)
+        if not nearest:
+            return
+        for bucket in range(table.bucket_index(self.registry.ids[nearest[0]])):
+            self._refresh_lookup(bucket, now)
+
+    def _refresh(self, now: float) -> None:
+        interval = self.settings.refresh_interval
+        for bucket in self.table.idle_buckets(now, interval):
+            self._refresh_lookup(bucket, now)
+        next_at = self.table.next_refresh(interval)
+        self._refresh_at = next_at if next_at is not None and next_at > now else now + interval
+
+    def _forget_unreferenced(self) -> None:
+        live = set(self.table.handles())
+        for lookup in self._lookups.values():
+            live.update(lookup.handles())
+        live.update(r.handle for r in self._pending.values() if r.handle >= 0)
+        self._collect(live)
+
+
+DEFAULT_SETTINGS = RoutingSettings()

@@ -1,0 +1,149 @@
+"""One iterative Kademlia lookup as a state machine over contact handles.
+
+The lookup keeps a shortlist sorted by XOR distance to the target. It asks the closest contacts it
+has not asked yet, keeping `alpha` requests in flight; every request has its own timeout (the
+routing layer reports it), so one slow or dead peer never holds up the others.
+
+Two stop rules:
+- FIND_PEER ends as soon as the target's own entry is learned (a call needs nothing more);
+- FIND_CLOSEST ends when the `k` closest contacts known have all answered (join, refresh).
+Either one also ends when nothing is left to ask.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from enum import IntEnum
+
+NEW, IN_FLIGHT, ANSWERED, FAILED = 0, 1, 2, 3
+_STATE_BITS = 2
+_STATE_MASK = 3
+
+
+class Mode(IntEnum):
+    FIND_PEER = 0
+    FIND_CLOSEST = 1
+
+
+class Lookup:
+    __slots__ = (
+        "lookup_id", "target", "mode", "started", "k", "alpha",
+        "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
+    )
+
+    def __init__(
+        self, lookup_id: int, target: int, mode: Mode, started: float, k: int, alpha: int,
+        purpose: int = 0,
+    ):
+        self.lookup_id = lookup_id
+        self.target = target
+        self.mode = mode
+        self.started = started
+        self.k = k
+        self.alpha = alpha
+        self._order: list[tuple[int, int]] = []  # (distance, handle), sorted
+        self._status: dict[int, int] = {}  # handle -> hop << 2 | state
+        self.in_flight = 0
+        self.rpcs = 0
+        self.timeouts = 0
+        self.found = -1  # handle of the target, once learned
+        self.hops = 0
+        self.done = False
+        self.purpose = purpose  # who asked: the routing layer's USER, JOIN or REFRESH
+
+    def add(self, handle: int, distance: int, hop: int) -> None:
+        """A contact to consider, learned at `hop` (1 = from our own table)."""
+        if handle in self._status:
+            return
+        self._status[handle] = hop << _STATE_BITS
+        insort(self._order, (distance, handle))
+        if self.mode is Mode.FIND_PEER and distance == 0 and self.found < 0:
+            self.found = handle
+            self.hops = hop - 1
+            self.done = True
+
+    def next_requests(self) -> list[int]:
+        """Handles to ask now (marked in flight); sets `done` when the stop rule holds."""
+        if self.done:
+            return []
+        status = self._status
+        wanted = self.alpha - self.in_flight
+        chosen: list[int] = []
+        considered = 0
+        settled = True
+        for _, handle in self._order:
+            value = status[handle]
+            state = value & _STATE_MASK
+            if state == FAILED:
+                continue
+            considered += 1
+            if state == NEW:
+                settled = False
+                if len(chosen) < wanted:
+                    status[handle] = value | IN_FLIGHT
+                    chosen.append(handle)
+            elif state == IN_FLIGHT:
+                settled = False
+            if considered >= self.k or (not settled and len(chosen) >= wanted):
+                break
+        self.in_flight += len(chosen)
+        self.rpcs += len(chosen)
+        if settled and not chosen and self.in_flight == 0 or (settled and considered >= self.k):
+            self._finish()
+        return chosen
+
+    def _finish(self) -> None:
+        self.done = True
+        if self.mode is Mode.FIND_CLOSEST:
+            for _, handle in self._order:
+                if self._status[handle] & _STATE_MASK == ANSWERED:
+                    self.hops = self._status[handle] >> _STATE_BITS
+                    break
+
+    def hop_of(self, handle: int) -> int:
+        return self._status[handle] >> _STATE_BITS
+
+    def is_waiting_for(self, handle: int) -> bool:
+        value = self._status.get(handle)
+        return value is not None and value & _STATE_MASK == IN_FLIGHT
+
+    def answered(self, handle: int) -> int:
+        """Mark a reply from `handle`; return the hop at which its contacts were learned."""
+        value = self._status[handle]
+        if value & _STATE_MASK == IN_FLIGHT:
+            self.in_flight -= 1
+        self._status[handle] = (value & ~_STATE_MASK) | ANSWERED
+        return (value >> _STATE_BITS) + 1
+
+    def answered_probe(self, handle: int, distance: int) -> None:
+        """A reply from a bootstrap address we asked before we knew its ID."""
+        self.in_flight -= 1
+        value = self._status.get(handle)
+        if value is not None:
+            if value & _STATE_MASK == NEW:
+                self._status[handle] = value | ANSWERED
+        else:
+            self._status[handle] = 1 << _STATE_BITS | ANSWERED
+            insort(self._order, (distance, handle))
+
+    def probe_sent(self) -> None:
+        self.in_flight += 1
+        self.rpcs += 1
+
+    def probe_failed(self) -> None:
+        self.in_flight -= 1
+        self.timeouts += 1
+
+    def failed(self, handle: int) -> None:
+        value = self._status[handle]
+        if value & _STATE_MASK == IN_FLIGHT:
+            self.in_flight -= 1
+            self.timeouts += 1
+        self._status[handle] = (value & ~_STATE_MASK) | FAILED
+
+    def closest_answered(self) -> list[int]:
+        status = self._status
+        return [h for _, h in self._order if status[h] & _STATE_MASK == ANSWERED][: self.k]
+
+    def handles(self) -> list[int]:
+        return list(self._status)

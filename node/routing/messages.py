@@ -1,0 +1,123 @@
+"""ROUTE_REQ / ROUTE_RES codec, byte-compatible with nanotalk.
+
+ROUTE_REQ: type 0x00, origin id (20), target id (20) = 41 bytes; anything after byte 41 is padding
+(kadtalk pads its requests so that the anti-amplification rule lets full answers through).
+ROUTE_RES: type 0x01, responder id (20), target id (20), then entries of
+{id (20), IPv4 (4), port (2, big-endian)}.
+
+IDs are Python ints (160-bit, big-endian on the wire) so that XOR distances are one operation.
+Addresses are opaque to this module: the caller passes functions that turn an address into its
+6 wire bytes and back (returning None for an address nobody can use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+ROUTE_REQ = 0x00
+ROUTE_RES = 0x01
+
+ID_BYTES = 20
+ID_BITS = 160
+REQUEST_SIZE = 1 + 2 * ID_BYTES  # 41
+RESPONSE_HEADER = REQUEST_SIZE
+CONTACT_SIZE = ID_BYTES + 6  # 26
+MAX_CONTACTS = 20  # nanotalk's k; a response never carries more
+MAX_REQUEST_SIZE = RESPONSE_HEADER + MAX_CONTACTS * CONTACT_SIZE  # padding never exceeds a full answer
+
+Addr = Hashable
+
+
+class MalformedMessage(ValueError):
+    """A routing datagram that does not parse; `reason` is a short counter name."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    origin: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResponse:
+    responder: int
+    target: int
+    contacts: tuple[tuple[int, Any], ...]  # (id, address) pairs, closest first
+
+
+def id_to_bytes(node_id: int) -> bytes:
+    return node_id.to_bytes(ID_BYTES, "big")
+
+
+def id_from_bytes(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+def encode_request(msg: RouteRequest, padding: int = 0) -> bytes:
+    return (
+        bytes((ROUTE_REQ,))
+        + msg.origin.to_bytes(ID_BYTES, "big")
+        + msg.target.to_bytes(ID_BYTES, "big")
+        + bytes(padding)
+    )
+
+
+def encode_response(msg: RouteResponse, addr_to_wire: Callable[[Any], bytes]) -> bytes:
+    parts = [
+        bytes((ROUTE_RES,)),
+        msg.responder.to_bytes(ID_BYTES, "big"),
+        msg.target.to_bytes(ID_BYTES, "big"),
+    ]
+    for node_id, addr in msg.contacts:
+        parts.append(node_id.to_bytes(ID_BYTES, "big"))
+        parts.append(addr_to_wire(addr))
+    return b"".join(parts)
+
+
+def encode(msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], bytes], padding: int = 0) -> bytes:
+    if type(msg) is RouteRequest:
+        return encode_request(msg, padding)
+    return encode_response(msg, addr_to_wire)
+
+
+def decode(
+    data: bytes, addr_from_wire: Callable[[bytes], Any], max_contacts: int = MAX_CONTACTS
+) -> tuple[RouteRequest | RouteResponse, int]:
+    """Parse one routing datagram; return (message, contacts skipped as unusable).
+
+    Raises MalformedMessage for anything that is not a well-formed ROUTE_REQ or ROUTE_RES.
+    Contacts whose address `addr_from_wire` rejects are left out, not fatal.
+    """
+    size = len(data)
+    if size < REQUEST_SIZE:
+        raise MalformedMessage("truncated")
+    kind = data[0]
+    if kind == ROUTE_REQ:
+        if size > MAX_REQUEST_SIZE:
+            raise MalformedMessage("oversized")
+        return RouteRequest(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big")), 0
+    if kind != ROUTE_RES:
+        raise MalformedMessage("unknown_type")
+    body = size - RESPONSE_HEADER
+    if body % CONTACT_SIZE:
+        raise MalformedMessage("bad_length")
+    count = body // CONTACT_SIZE
+    if count > max_contacts:
+        raise MalformedMessage("oversized")
+    contacts = []
+    skipped = 0
+    for offset in range(RESPONSE_HEADER, size, CONTACT_SIZE):
+        addr = addr_from_wire(data[offset + ID_BYTES : offset + CONTACT_SIZE])
+        if addr is None:
+            skipped += 1
+            continue
+        contacts.append((int.from_bytes(data[offset : offset + ID_BYTES], "big"), addr))
+    msg = RouteResponse(
+        int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"), tuple(contacts)
+    )
+    return msg, skipped

@@ -1,0 +1,248 @@
+"""The Kademlia routing table: buckets by common-prefix length, kept by uptime.
+
+Bucket `c` holds contacts whose ID shares exactly `c` leading bits with ours (the paper's buckets
+covering prefixes, indexed from the far half of the space, c = 0). All entries of one node live in
+one `array('i')` of contact handles, grouped by bucket (c ascending) and oldest first inside a
+bucket, plus a `bytearray` of bucket sizes: about 4 bytes a contact, which is what lets a
+million simulated tables fit in memory. Replacement caches and failure counts are allocated only
+when a bucket first overflows or a contact first fails to answer.
+
+Uptime rule: a full bucket never drops an answering entry for a newcomer; the newcomer waits in
+the bucket's replacement cache and takes the place of an entry that stops answering. A contact
+whose ID is already in the table under another address does not displace it while the old
+address answers (address spoofing).
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from random import Random
+from typing import Iterator, Sequence
+
+from .messages import ID_BITS
+
+
+@dataclass(frozen=True, slots=True)
+class TableSettings:
+    k: int = 20
+    replacement_cache: int = 20  # newcomers remembered per full bucket
+    max_failures: int = 5  # unanswered requests in a row before an entry goes without a replacement
+
+
+class RoutingTable:
+    __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures")
+
+    def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings()):
+        if not 0 <= settings.k <= 255:
+            raise ValueError("k must be between 0 and 255")
+        self.own_id = own_id
+        self.settings = settings
+        self._ids = ids  # the registry's handle -> ID list
+        self._entries = array("i")
+        self._sizes = bytearray()
+        self._touched = array("d")  # per bucket: when a lookup last went into its range
+        self._cache: dict[int, list[int]] | None = None
+        self._failures: dict[int, int] | None = None
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def bucket_index(self, node_id: int) -> int:
+        """Common-prefix length with our ID (160 for our own ID)."""
+        return ID_BITS - (self.own_id ^ node_id).bit_length()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, handle: int) -> bool:
+        return handle in self._entries
+
+    def bucket(self, index: int) -> list[int]:
+        """Handles in bucket `index`, oldest first."""
+        if index >= len(self._sizes):
+            return []
+        start = sum(self._sizes[:index])
+        return self._entries[start : start + self._sizes[index]].tolist()
+
+    def bucket_count(self) -> int:
+        return len(self._sizes)
+
+    def replacements(self, index: int) -> list[int]:
+        if not self._cache:
+            return []
+        return list(self._cache.get(index, ()))
+
+    def failures(self, handle: int) -> int:
+        return self._failures.get(handle, 0) if self._failures else 0
+
+    def handles(self) -> Iterator[int]:
+        """Every handle the table refers to (entries and replacement caches)."""
+        yield from self._entries
+        if self._cache:
+            for cache in self._cache.values():
+                yield from cache
+
+    def find(self, node_id: int) -> int:
+        """The handle stored for `node_id`, or -1."""
+        index = self.bucket_index(node_id)
+        if index >= len(self._sizes):
+            return -1
+        start = sum(self._sizes[:index])
+        ids = self._ids
+        for handle in self._entries[start : start + self._sizes[index]]:
+            if ids[handle] == node_id:
+                return handle
+        return -1
+
+    def closest(self, target: int, count: int, exclude: int = -1) -> list[int]:
+        """Up to `count` handles closest to `target` by XOR distance, closest first.
+
+        Bucket c = prefix length of target with our ID holds the closest entries; next come all
+        deeper buckets (c+1 ...) together, then the shallower buckets c-1, c-2, ... in turn. So
+        only a few small groups are ever sorted.
+        """
+        ids = self._ids
+        sizes = self._sizes
+        entries = self._entries
+        c = ID_BITS - (self.own_id ^ target).bit_length()
+        nbuckets = len(sizes)
+        result: list[int] = []
+        key = lambda h: ids[h] ^ target  # noqa: E731
+
+        starts = [0] * (nbuckets + 1)
+        total = 0
+        for index in range(nbuckets):
+            starts[index] = total
+            total += sizes[index]
+        starts[nbuckets] = total
+
+        if c < nbuckets:
+            result.extend(sorted(entries[starts[c] : starts[c + 1]], key=key))
+            if len(result) < count + 1 and c + 1 < nbuckets:
+                result.extend(sorted(entries[starts[c + 1] : total], key=key))
+            index = c - 1
+        else:
+            index = nbuckets - 1
+        while len(result) < count + 1 and index >= 0:
+            result.extend(sorted(entries[starts[index] : starts[index + 1]], key=key))
+            index -= 1
+        if exclude >= 0 and exclude in result:
+            result.remove(exclude)
+        return result[:count]
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def _grow(self, index: int, now: float) -> None:
+        extra = index + 1 - len(self._sizes)
+        self._sizes.extend(bytes(extra))
+        self._touched.extend([now] * extra)
+
+    def observe(self, handle: int, now: float) -> bool:
+        """The contact sent us a datagram from its address; return True if it is in the table."""
+        ids = self._ids
+        node_id = ids[handle]
+        distance = self.own_id ^ node_id
+        if not distance:
+            return False
+        index = ID_BITS - distance.bit_length()
+        sizes = self._sizes
+        if index >= len(sizes):
+            self._grow(index, now)
+        start = sum(sizes[:index])
+        end = start + sizes[index]
+        entries = self._entries
+        bucket = entries[start:end]
+        failures = self._failures
+        if handle in bucket:
+            if failures:
+                failures.pop(handle, None)
+            return True
+        for position, other in enumerate(bucket):
+            if ids[other] == node_id:
+                # Same ID, new address: believe it only once the old address stopped answering.
+                if failures and other in failures:
+                    del failures[other]
+                    entries[start + position] = handle
+                    return True
+                return False
+        if end - start < self.settings.k:
+            entries.insert(end, handle)
+            sizes[index] += 1
+            return True
+        self._remember(index, handle)
+        return False
+
+    def _remember(self, index: int, handle: int) -> None:
+        limit = self.settings.replacement_cache
+        if not limit:
+            return
+        if self._cache is None:
+            self._cache = {}
+        cache = self._cache.setdefault(index, [])
+        if handle in cache:
+            cache.remove(handle)
+        cache.append(handle)
+        if len(cache) > limit:
+            del cache[0]
+
+    def failed(self, handle: int) -> None:
+        """A request to the contact went unanswered: replace it, or drop it after repeated failures."""
+        index = self.bucket_index(self._ids[handle])
+        if index >= len(self._sizes):
+            return
+        start = sum(self._sizes[:index])
+        end = start + self._sizes[index]
+        try:
+            position = self._entries.index(handle, start, end)
+        except ValueError:
+            cache = self._cache.get(index) if self._cache else None
+            if cache and handle in cache:
+                cache.remove(handle)
+            return
+        if self._failures is None:
+            self._failures = {}
+        count = self._failures.get(handle, 0) + 1
+        cache = self._cache.get(index) if self._cache else None
+        if cache:
+            del self._entries[position]
+            self._entries.insert(end - 1, cache.pop())
+            self._failures.pop(handle, None)
+        elif count >= self.settings.max_failures:
+            del self._entries[position]
+            self._sizes[index] -= 1
+            self._failures.pop(handle, None)
+        else:
+            self._failures[handle] = count
+
+    def remove(self, handle: int) -> bool:
+        index = self.bucket_index(self._ids[handle])
+        if index >= len(self._sizes):
+            return False
+        start = sum(self._sizes[:index])
+        try:
+            position = self._entries.index(handle, start, start + self._sizes[index])
+        except ValueError:
+            return False
+        del self._entries[position]
+        self._sizes[index] -= 1
+        if self._failures:
+            self._failures.pop(handle, None)
+        return True
+
+    # -- refresh --------------------------------------------------------------------------------
+
+    def touch(self, target: int, now: float) -> None:
+        """A lookup went into the bucket covering `target`: that bucket is not idle."""
+        index = self.bucket_index(target)
+        if index < len(self._touched):
+            self._touched[index] = now
+
+    def idle_buckets(self, now: float, interval: float) -> list[int]:
+        return [i for i, t in enumerate(self._touched) if t + interval <= now]
+
+    def next_refresh(self, interval: float) -> float | None:
+        return min(self._touched) + interval if self._touched else None
+
+    def random_id_in_bucket(self, index: int, rng: Random) -> int:
+        low_bits = ID_BITS - 1 - index
+        return self.own_id ^ (1 << low_bits) ^ rng.getrandbits(low_bits)

@@ -1,0 +1,62 @@
+"""A SimPy network of integer addresses: latency, random loss and a routing hook.
+
+The hook plays the part of trio's FakeNet router: it sees every datagram with its planned delay
+and returns the delays to deliver it with, so it can drop ([]), delay ([d + x]) or duplicate
+([d, d2]) it.
+"""
+
+from __future__ import annotations
+
+from random import Random
+from typing import Any, Callable, Sequence
+
+import simpy
+
+Hook = Callable[[int, int, Any, float], Sequence[float]]
+Receiver = Callable[[int, Any, int], None]
+
+
+class SimNetwork:
+    __slots__ = ("env", "latency", "rng", "loss", "hook", "receiver", "sent", "lost")
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        latency: Any,
+        rng: Random,
+        loss: float = 0.0,
+        hook: Hook | None = None,
+    ):
+        if not 0.0 <= loss < 1.0:
+            raise ValueError("loss must be in [0, 1)")
+        self.env = env
+        self.latency = latency
+        self.rng = rng
+        self.loss = loss
+        self.hook = hook
+        self.receiver: Receiver | None = None  # set by the driver: receiver(dst, payload, src)
+        self.sent = 0
+        self.lost = 0
+
+    def send(self, src: int, dst: int, payload: Any) -> None:
+        self.sent += 1
+        if self.loss and self.rng.random() < self.loss:
+            self.lost += 1
+            return
+        delay = self.latency.delay(src, dst)
+        if self.hook is None:
+            self._schedule(delay, dst, payload, src)
+            return
+        delays = self.hook(src, dst, payload, delay)
+        if not delays:
+            self.lost += 1
+        for d in delays:
+            self._schedule(d, dst, payload, src)
+
+    def _schedule(self, delay: float, dst: int, payload: Any, src: int) -> None:
+        event = simpy.Timeout(self.env, delay, (dst, payload, src))
+        event.callbacks.append(self._arrive)
+
+    def _arrive(self, event: simpy.Event) -> None:
+        dst, payload, src = event.value
+        self.receiver(dst, payload, src)

@@ -1,0 +1,55 @@
+"""The simulator's contact registry: one for every simulated node.
+
+Simulated node i has address i and handle i, so an honest contact costs nothing to intern. A
+(ID, address) pair that is not an honest node's (an attacker claiming an ID, say) gets an extra
+handle past the end. On the wire, address i is the IPv4 address 10.0.0.0 + i, port 5004.
+"""
+
+from __future__ import annotations
+
+import struct
+
+SIM_PORT = 5004
+_BASE = 10 << 24  # 10.0.0.0/8
+_WIRE = struct.Struct(">IH")
+MAX_NODES = 1 << 24
+
+
+class SharedRegistry:
+    __slots__ = ("ids", "addrs", "_extra")
+
+    def __init__(self, ids: list[int]):
+        if len(ids) > MAX_NODES:
+            raise ValueError(f"at most {MAX_NODES} simulated nodes")
+        self.ids = ids
+        self.addrs = list(range(len(ids)))
+        self._extra: dict[tuple[int, int], int] | None = None
+
+    def intern(self, node_id: int, addr: int) -> int:
+        ids = self.ids
+        if addr < len(ids) and ids[addr] == node_id and self.addrs[addr] == addr:
+            return addr
+        if self._extra is None:
+            self._extra = {}
+        key = (node_id, addr)
+        handle = self._extra.get(key)
+        if handle is None:
+            handle = self._extra[key] = len(ids)
+            ids.append(node_id)
+            self.addrs.append(addr)
+        return handle
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def addr_to_wire(addr: int) -> bytes:
+        return _WIRE.pack(_BASE + addr, SIM_PORT)
+
+    @staticmethod
+    def addr_from_wire(data: bytes) -> int | None:
+        ip, port = _WIRE.unpack(data)
+        addr = ip - _BASE
+        if port != SIM_PORT or not 0 <= addr < MAX_NODES:
+            return None
+        return addr
