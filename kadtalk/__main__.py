@@ -1,0 +1,3 @@
+from kadtalk.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""The `kadtalk` command: identity, real UDP nodes, and simulated studies."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("kadtalk")
+
+EPILOG = """examples:
+  kadtalk id                                   print this machine's node ID (creates the key)
+  kadtalk swarm --nodes 64 --port-base 7000 --list swarm.txt
+  kadtalk lookup $(sed -n 5p swarm.txt | cut -d' ' -f1) --bootstrap 127.0.0.1:7000
+  kadtalk sim lookup --nodes 10000 --lookups 1000 --seed 1 --json
+"""
+
+
+def _hex_id(text: str) -> int:
+    text = text.strip().lower()
+    if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a node ID (40 hex digits)")
+    return int(text, 16)
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    from kadtalk.transport.udp import parse_hostport
+
+    try:
+        return parse_hostport(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("must be in [0, 1)")
+    return value
+
+
+def _routing_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Kademlia parameters")
+    group.add_argument("--k", type=_positive_int, default=20, help="bucket size and lookup width (default 20)")
+    group.add_argument("--alpha", type=_positive_int, default=3, help="requests in flight per lookup (default 3)")
+    group.add_argument("--timeout", type=float, default=1.0, help="seconds before a request counts as failed (default 1.0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kadtalk",
+        description="Serverless encrypted voice calls over a Kademlia DHT, and a simulator for studying it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("id", help="print this node's ID, creating its key on first use",
+                            description="Print the 40-hex-digit node ID (SHA-1 of the public key). "
+                            "The key is created on first use in $XDG_CONFIG_HOME/kadtalk/identity.pem.")
+    p.add_argument("--key", type=Path, help="identity key file (PEM) instead of the default")
+
+    p = commands.add_parser("node", help="run a routing-only node in the foreground",
+                            description="Run a Kademlia routing node on one UDP port and log what it does.")
+    p.add_argument("--port", type=int, default=5004, help="UDP port to bind (default 5004)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--bootstrap", type=_hostport, action="append", default=[], metavar="HOST:PORT",
+                   help="a node to join through (repeatable); without one this node starts a network")
+    p.add_argument("--key", type=Path, help="identity key file (default: the user's identity)")
+    p.add_argument("--ephemeral", action="store_true", help="use a throwaway identity")
+    _routing_options(p)
+
+    p = commands.add_parser("lookup", help="join a network and find a peer's address",
+                            description="Join through a bootstrap node with a throwaway identity, "
+                            "look up ID, print its address, the RPCs it took and the time.")
+    p.add_argument("id", type=_hex_id, help="node ID to find (40 hex digits)")
+    p.add_argument("--bootstrap", type=_hostport, action="append", required=True, metavar="HOST:PORT")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _routing_options(p)
+
+    p = commands.add_parser("swarm", help="run N real UDP nodes in one process on this machine",
+                            description="Start N routing nodes on consecutive UDP ports, bootstrapped "
+                            "into one network, write 'ID HOST:PORT' lines to FILE, and serve until Ctrl-C.")
+    p.add_argument("--nodes", type=_positive_int, default=64)
+    p.add_argument("--port-base", type=int, default=7000, help="first UDP port (default 7000)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--list", type=Path, metavar="FILE", help="where to write the node list")
+    _routing_options(p)
+
+    sim = commands.add_parser("sim", help="simulated studies (SimPy)").add_subparsers(
+        dest="sim_command", metavar="STUDY", required=True)
+    p = sim.add_parser("lookup", help="find-peer lookup latency in a simulated network",
+                       description="Build a simulated network of N real kadtalk nodes (SimPy), let every "
+                       "node join through the protocol, run M find-peer lookups between random pairs at "
+                       "Poisson times and summarise latency, RPCs and hops.")
+    p.add_argument("--nodes", type=_positive_int, default=1000)
+    p.add_argument("--lookups", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--latency", choices=["coordinate", "constant"], default="coordinate",
+                   help="latency model: nodes on a plane with access links (median RTT ~100 ms), or constant 50 ms")
+    p.add_argument("--loss", type=_fraction, default=0.0, help="datagram loss rate (default 0)")
+    p.add_argument("--wire", choices=["auto", "bytes", "objects"], default="auto",
+                   help="encode real datagrams, or hand message objects across (same results, faster); "
+                   "auto = bytes up to 2,000 nodes")
+    p.add_argument("--no-refresh-on-join", dest="refresh_on_join", action="store_false",
+                   help="skip the paper's refresh of far buckets after a join (much faster convergence)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write lookups.csv, params.json, latency_cdf.png")
+    p.add_argument("--json", action="store_true", help="last output line is one JSON summary object")
+    p.add_argument("--no-progress", action="store_true")
+    _routing_options(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    if args.command in ("node", "swarm"):
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "id":
+            return cmd_id(args)
+        if args.command == "sim":
+            return cmd_sim_lookup(args)
+        return asyncio.run({"node": cmd_node, "lookup": cmd_lookup, "swarm": cmd_swarm}[args.command](args))
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError) as error:
+        print(f"kadtalk: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _settings(args: argparse.Namespace, **extra: Any):
+    from kadtalk.node.routing.layer import RoutingSettings
+
+    return RoutingSettings(k=args.k, alpha=args.alpha, request_timeout=args.timeout, **extra)
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    from kadtalk.node.identity import IdentityError, load_or_create
+
+    try:
+        print(load_or_create(args.key).hex_id)
+    except IdentityError as error:
+        print(f"kadtalk: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def cmd_node(args: argparse.Namespace) -> int:
+    from kadtalk.node.identity import Identity, IdentityError, load_or_create
+    from kadtalk.node.routing.events import Joined
+    from kadtalk.transport.udp import start_node
+
+    try:
+        identity = Identity.generate() if args.ephemeral else load_or_create(args.key)
+    except IdentityError as error:
+        print(f"kadtalk: {error}", file=sys.stderr)
+        return 1
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, Joined):
+            log.info("joined: %d contacts after %d RPCs (%d timeouts)", event.table_size, event.rpcs, event.timeouts)
+
+    driver = await start_node(identity, args.host, args.port, _settings(args), on_event)
+    log.info("node %s listening on %s:%d", identity.hex_id, *driver.address)
+    if args.bootstrap:
+        await driver.join(args.bootstrap)
+    routing = driver.node.routing
+    while True:
+        await asyncio.sleep(60)
+        log.info("table: %d contacts; dropped: %s", len(routing.table), dict(driver.node.drop_counts()) or "none")
+
+
+async def cmd_lookup(args: argparse.Namespace) -> int:
+    from kadtalk.transport.udp import start_node
+
+    driver = await start_node(settings=_settings(args))
+    try:
+        started = time.perf_counter()
+        joined = await driver.join(args.bootstrap)
+        join_s = time.perf_counter() - started
+        if not joined.success:
+            print(f"kadtalk: no answer from {', '.join(f'{h}:{p}' for h, p in args.bootstrap)}; "
+                  "is a node running there?", file=sys.stderr)
+            return 1
+        result = await driver.find_peer(args.id)
+        total_s = time.perf_counter() - started
+    finally:
+        driver.close()
+    found = result.peer is not None
+    report = {
+        "id": f"{args.id:040x}",
+        "found": found,
+        "address": f"{result.peer[1][0]}:{result.peer[1][1]}" if found else None,
+        "rpcs": result.rpcs,
+        "hops": result.hops,
+        "timeouts": result.timeouts,
+        "lookup_ms": round(result.latency * 1000, 3),
+        "join_ms": round(join_s * 1000, 3),
+        "join_rpcs": joined.rpcs,
+        "total_ms": round(total_s * 1000, 3),
+    }
+    if args.json:
+        print(json.dumps(report))
+    elif found:
+        print(f"{report['id']} is at {report['address']}")
+        print(f"lookup: {result.rpcs} RPCs, {result.hops} hops, {report['lookup_ms']:.1f} ms "
+              f"(join: {joined.rpcs} RPCs, {report['join_ms']:.1f} ms)")
+    else:
+        print(f"{report['id']} not found after {result.rpcs} RPCs ({result.timeouts} timeouts)")
+    return 0 if found else 1
+
+
+async def cmd_swarm(args: argparse.Namespace) -> int:
+    from kadtalk.transport.udp import start_swarm
+
+    drivers = await start_swarm(args.nodes, args.port_base, args.host, _settings(args))
+    lines = [f"{d.node.node_id:040x} {d.address[0]}:{d.address[1]}" for d in drivers]
+    if args.list:
+        args.list.write_text("\n".join(lines) + "\n")
+        log.info("node list written to %s", args.list)
+    else:
+        print("\n".join(lines), flush=True)
+    log.info("swarm of %d nodes on %s:%d-%d ready; Ctrl-C to stop", len(drivers), args.host,
+             args.port_base, args.port_base + len(drivers) - 1)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for driver in drivers:
+            driver.close()
+    return 0
+
+
+def cmd_sim_lookup(args: argparse.Namespace) -> int:
+    from kadtalk.experiments.lookup import ROW_FIELDS, LookupStudy, run_lookup_study, study_parameters
+
+    study = LookupStudy(
+        nodes=args.nodes, lookups=args.lookups, seed=args.seed, k=args.k, alpha=args.alpha,
+        request_timeout=args.timeout, latency=args.latency, loss=args.loss, wire=args.wire,
+        refresh_on_join=args.refresh_on_join,
+    )
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(f"{phase:8}", total=total)
+                bar.update(tasks[phase], completed=done)
+
+            result = run_lookup_study(study, progress)
+    else:
+        result = run_lookup_study(study)
+    summary = result.summary
+    _print_summary(summary)
+    if args.out:
+        from kadtalk.experiments.plots import latency_cdf
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / "lookups.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(result.rows)
+        (args.out / "params.json").write_text(json.dumps(
+            {"study": study_parameters(study), "summary": summary, "environment": result.environment},
+            indent=2) + "\n")
+        latency_cdf(result.rows, args.out / "latency_cdf.png",
+                    f"find-peer latency, N = {study.nodes:,}, k = {study.k}, α = {study.alpha}")
+        print(f"wrote {args.out}/lookups.csv, params.json, latency_cdf.png")
+    if args.json:
+        print(json.dumps(summary))
+    return 0 if summary["success_rate"] == 1.0 else 1
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"find-peer lookups, {summary['nodes']:,} simulated nodes")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("lookups", "success_rate", "median_ms", "p90_ms", "p99_ms", "rpcs_mean", "hops_mean",
+                "timeouts_mean", "wall_s", "peak_rss_mb"):
+        value = summary[key]
+        table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
+    Console(width=100).print(table)
