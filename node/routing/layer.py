@@ -21,6 +21,8 @@ from .events import Joined, LookupCompleted
 from .lookup import Lookup, Mode
 from .messages import (
     MAX_CONTACTS,
+    MAX_REQUEST_SIZE,
+    REQUEST_SIZE,
     MalformedMessage,
     RouteRequest,
     RouteResponse,
@@ -55,6 +57,8 @@ class RoutingSettings:
             raise ValueError("alpha must be at least 1")
         if self.request_timeout <= 0 or self.refresh_interval <= 0:
             raise ValueError("timeouts must be positive")
+        if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
+            raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
 
     @property
     def table(self) -> TableSettings:
@@ -110,7 +114,7 @@ class RoutingLayer:
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         try:
-            msg, skipped = decode(data, self.registry.addr_from_wire, self.settings.k)
+            msg, skipped = decode(data, self.registry.addr_from_wire)
         except MalformedMessage as error:
             self.count(error.reason)
             return

@@ -1,7 +1,7 @@
 """ROUTE_REQ / ROUTE_RES codec, byte-compatible with nanotalk.
 
 ROUTE_REQ: type 0x00, origin id (20), target id (20) = 41 bytes; anything after byte 41 is padding
-(kadtalk pads its requests so that the anti-amplification rule lets full answers through).
+(padding lets a responder that limits its answers to a multiple of the request size answer in full).
 ROUTE_RES: type 0x01, responder id (20), target id (20), then entries of
 {id (20), IPv4 (4), port (2, big-endian)}.
 

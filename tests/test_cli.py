@@ -1,0 +1,102 @@
+"""The `kadtalk` command as a user runs it: real subprocesses, real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.transport.test_udp import free_port_range
+
+KADTALK = [sys.executable, "-m", "kadtalk"]
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*KADTALK, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_id_creates_the_key_once_in_the_xdg_config_dir(tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    first = run("id", env=env)
+    second = run("id", env=env)
+    assert first.returncode == 0, first.stderr
+    assert re.fullmatch(r"[0-9a-f]{40}\n", first.stdout)
+    assert second.stdout == first.stdout
+    key = tmp_path / "kadtalk" / "identity.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_id_refuses_a_corrupted_key_and_names_the_file(tmp_path):
+    key = tmp_path / "broken.pem"
+    key.write_text("not a key")
+    result = run("id", "--key", str(key))
+    assert result.returncode == 1
+    assert str(key) in result.stderr
+    assert key.read_text() == "not a key"
+
+
+def test_help_explains_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("id", "node", "lookup", "swarm", "sim"):
+        assert command in result.stdout
+    assert "--bootstrap" in run("lookup", "--help").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["lookup", "xyz", "--bootstrap", "127.0.0.1:5004"], "not a node ID"),
+    (["lookup", "0" * 40, "--bootstrap", "127.0.0.1"], "expected HOST:PORT"),
+    (["sim", "lookup", "--nodes", "0"], "at least 1"),
+    (["sim", "lookup", "--loss", "1.5"], "[0, 1)"),
+])
+def test_bad_arguments_get_a_clear_error(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_swarm_of_64_answers_lookup_with_the_right_address(tmp_path):
+    base = free_port_range(64)
+    listing = tmp_path / "swarm.txt"
+    swarm = subprocess.Popen([*KADTALK, "swarm", "--nodes", "64", "--port-base", str(base),
+                              "--list", str(listing)], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in swarm.stderr:  # wait for the swarm to say it is ready
+            if "ready" in line:
+                break
+        else:
+            pytest.fail(f"swarm exited with {swarm.wait()} before it was ready")
+        entries = [line.split() for line in listing.read_text().splitlines()]
+        assert len(entries) == 64
+        for node_id, where in (entries[5], entries[63]):
+            result = run("lookup", node_id, "--bootstrap", f"127.0.0.1:{base}", "--json", timeout=60)
+            assert result.returncode == 0, result.stderr
+            report = json.loads(result.stdout.splitlines()[-1])
+            assert report["found"] and report["address"] == where
+            assert report["rpcs"] >= 0 and report["lookup_ms"] >= 0
+    finally:
+        swarm.terminate()
+        swarm.wait(timeout=10)
+
+
+def test_sim_lookup_json_and_out_dir(tmp_path):
+    result = run("sim", "lookup", "--nodes", "300", "--lookups", "60", "--seed", "3", "--json",
+                 "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("nodes", "lookups", "success_rate", "median_ms", "p90_ms", "p99_ms", "rpcs_mean",
+                "hops_mean", "wall_s", "peak_rss_mb"):
+        assert key in summary
+    assert summary["nodes"] == 300 and summary["lookups"] == 60 and summary["success_rate"] == 1.0
+    out = tmp_path / "run"
+    rows = (out / "lookups.csv").read_text().splitlines()
+    assert rows[0].startswith("start,source,target,latency_ms") and len(rows) == 61
+    params = json.loads((out / "params.json").read_text())
+    assert params["study"]["seed"] == 3 and params["summary"] == summary
+    assert (out / "latency_cdf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,99 @@
+"""Real UDP sockets on 127.0.0.1: a swarm of a few dozen nodes finds every member."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from kadtalk.node.routing.messages import RouteRequest, encode_request
+from kadtalk.transport.udp import parse_hostport, start_node, start_swarm
+
+
+def free_port_range(count: int) -> int:
+    """A base port with `count` free UDP ports after it (checked by binding them)."""
+    for base in range(20000, 60000, 997):
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def test_swarm_of_real_udp_nodes_finds_every_member():
+    async def scenario():
+        base = free_port_range(40)
+        swarm = await start_swarm(40, base)
+        client = await start_node(host="127.0.0.1")
+        try:
+            joined = await client.join([("127.0.0.1", base)])
+            assert joined.success and joined.table_size >= 20
+            results = [await client.find_peer(d.node.node_id) for d in swarm]
+            return swarm, results
+        finally:
+            client.close()
+            for d in swarm:
+                d.close()
+
+    swarm, results = asyncio.run(scenario())
+    for driver, result in zip(swarm, results):
+        assert result.peer == (driver.node.node_id, ("127.0.0.1", driver.address[1]))
+    assert max(r.hops for r in results) <= 3
+
+
+def test_garbage_datagrams_on_a_real_socket_are_counted_not_fatal():
+    async def scenario():
+        node = await start_node(host="127.0.0.1")
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            target = node.address
+            for payload in (b"", b"\x07hello", b"\x00" * 10, b"\x01" + b"\x00" * 45, b"\x00" * 2000):
+                sender.sendto(payload, target)
+            # a valid request afterwards is still answered
+            sender.sendto(encode_request(RouteRequest(12345, 678)), target)
+            sender.settimeout(5)
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(None, sender.recv, 2048)
+            return answer, node.node.drop_counts()
+        finally:
+            sender.close()
+            node.close()
+
+    answer, drops = asyncio.run(scenario())
+    assert answer[0] == 0x01 and len(answer) == 41
+    assert sum(drops.values()) == 5
+    assert drops["empty"] == 1 and drops["unknown_type"] == 1 and drops["truncated"] == 1
+
+
+def test_join_through_a_silent_address_reports_failure():
+    async def scenario():
+        base = free_port_range(1)
+        node = await start_node(host="127.0.0.1")
+        node.node.routing.settings  # default timeout 1 s
+        try:
+            return await node.join([("127.0.0.1", base)])
+        finally:
+            node.close()
+
+    joined = asyncio.run(scenario())
+    assert not joined.success and joined.timeouts == 1
+
+
+@pytest.mark.parametrize("text", ["nocolon", ":5004", "host:port", "127.0.0.1:0", "127.0.0.1:70000",
+                                  "no-such-host.invalid:5004"])
+def test_parse_hostport_rejects_with_a_clear_message(text):
+    with pytest.raises(ValueError, match=repr(text).strip("'")[:5]):
+        parse_hostport(text)
+
+
+def test_parse_hostport_resolves():
+    assert parse_hostport("localhost:5004") == ("127.0.0.1", 5004)
