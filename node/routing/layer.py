@@ -227,7 +227,7 @@ class RoutingLayer:
         table.observe(handle, now)
         ids = self.registry.ids
         addrs = self.registry.addrs
-        contacts = tuple((ids[h], addrs[h]) for h in table.closest(msg.target, self.settings.k, handle))
+        contacts = [(ids[h], addrs[h]) for h in table.closest(msg.target, self.settings.k, handle)]
         self._outbox.append((RouteResponse(self.node_id, msg.target, contacts), addr))
 
     def _on_response(self, msg: RouteResponse, addr: Any, now: float) -> None:
@@ -258,9 +258,7 @@ class RoutingLayer:
                 hop = 2
             else:
                 hop = lookup.answered(handle)
-            for contact_id, contact_addr in msg.contacts:
-                if contact_id != own:
-                    lookup.add(intern(contact_id, contact_addr), contact_id ^ target, hop)
+            lookup.add_contacts(msg.contacts, hop, intern, own)
             self._advance(lookup, now)
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float) -> Lookup:

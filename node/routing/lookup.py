@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from bisect import insort
 from enum import IntEnum
+from typing import Any, Callable, Iterable
 
 NEW, IN_FLIGHT, ANSWERED, FAILED = 0, 1, 2, 3
 _STATE_BITS = 2
@@ -61,6 +62,28 @@ class Lookup:
             self.found = handle
             self.hops = hop - 1
             self.done = True
+
+    def add_contacts(self, contacts: Iterable[tuple[int, Any]], hop: int, intern: Callable[[int, Any], int],
+                     own_id: int) -> None:
+        """Contacts from one response, learned at `hop` (the same as `add` for each, but this is
+        the simulator's hottest loop)."""
+        status = self._status
+        order = self._order
+        target = self.target
+        value = hop << _STATE_BITS
+        for node_id, addr in contacts:
+            if node_id == own_id:
+                continue
+            handle = intern(node_id, addr)
+            if handle in status:
+                continue
+            status[handle] = value
+            distance = node_id ^ target
+            insort(order, (distance, handle))
+            if distance == 0 and self.mode is Mode.FIND_PEER and self.found < 0:
+                self.found = handle
+                self.hops = hop - 1
+                self.done = True
 
     def next_requests(self) -> list[int]:
         """Handles to ask now (marked in flight); sets `done` when the stop rule holds."""

@@ -13,7 +13,7 @@ Addresses are opaque to this module: the caller passes functions that turn an ad
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Sequence
 
 ROUTE_REQ = 0x00
 ROUTE_RES = 0x01
@@ -47,7 +47,7 @@ class RouteRequest:
 class RouteResponse:
     responder: int
     target: int
-    contacts: tuple[tuple[int, Any], ...]  # (id, address) pairs, closest first
+    contacts: Sequence[tuple[int, Any]]  # (id, address) pairs, closest first
 
 
 def id_to_bytes(node_id: int) -> bytes:

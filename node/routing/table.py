@@ -16,6 +16,7 @@ address answers (address spoofing).
 from __future__ import annotations
 
 from array import array
+from itertools import accumulate
 from dataclasses import dataclass
 from random import Random
 from typing import Iterator, Sequence
@@ -102,32 +103,29 @@ class RoutingTable:
         only a few small groups are ever sorted.
         """
         ids = self._ids
-        sizes = self._sizes
         entries = self._entries
+        starts = list(accumulate(self._sizes, initial=0))
+        nbuckets = len(starts) - 1
         c = ID_BITS - (self.own_id ^ target).bit_length()
-        nbuckets = len(sizes)
         result: list[int] = []
         key = lambda h: ids[h] ^ target  # noqa: E731
 
-        starts = [0] * (nbuckets + 1)
-        total = 0
-        for index in range(nbuckets):
-            starts[index] = total
-            total += sizes[index]
-        starts[nbuckets] = total
+        def take(start: int, end: int) -> None:
+            group = entries[start:end]
+            if exclude in group:
+                group.remove(exclude)
+            result.extend(sorted(group, key=key) if len(group) > 1 else group)
 
         if c < nbuckets:
-            result.extend(sorted(entries[starts[c] : starts[c + 1]], key=key))
-            if len(result) < count + 1 and c + 1 < nbuckets:
-                result.extend(sorted(entries[starts[c + 1] : total], key=key))
+            take(starts[c], starts[c + 1])
+            if len(result) < count and c + 1 < nbuckets:
+                take(starts[c + 1], starts[nbuckets])
             index = c - 1
         else:
             index = nbuckets - 1
-        while len(result) < count + 1 and index >= 0:
-            result.extend(sorted(entries[starts[index] : starts[index + 1]], key=key))
+        while len(result) < count and index >= 0:
+            take(starts[index], starts[index + 1])
             index -= 1
-        if exclude >= 0 and exclude in result:
-            result.remove(exclude)
         return result[:count]
 
     # -- learning -------------------------------------------------------------------------------
@@ -168,6 +166,9 @@ class RoutingTable:
         if end - start < self.settings.k:
             entries.insert(end, handle)
             sizes[index] += 1
+            cache = self._cache.get(index) if self._cache else None
+            if cache and handle in cache:
+                cache.remove(handle)
             return True
         self._remember(index, handle)
         return False
@@ -202,10 +203,10 @@ class RoutingTable:
         if self._failures is None:
             self._failures = {}
         count = self._failures.get(handle, 0) + 1
-        cache = self._cache.get(index) if self._cache else None
-        if cache:
+        replacement = self._pop_replacement(index, start, end, handle)
+        if replacement >= 0:
             del self._entries[position]
-            self._entries.insert(end - 1, cache.pop())
+            self._entries.insert(end - 1, replacement)
             self._failures.pop(handle, None)
         elif count >= self.settings.max_failures:
             del self._entries[position]
@@ -213,6 +214,20 @@ class RoutingTable:
             self._failures.pop(handle, None)
         else:
             self._failures[handle] = count
+
+    def _pop_replacement(self, index: int, start: int, end: int, leaving: int) -> int:
+        """The most recent cached newcomer whose ID is not in the bucket yet (but for `leaving`'s
+        ID: a new address of the failing node may take its place), or -1."""
+        cache = self._cache.get(index) if self._cache else None
+        if not cache:
+            return -1
+        ids = self._ids
+        present = {ids[h] for h in self._entries[start:end] if h != leaving}
+        while cache:
+            candidate = cache.pop()
+            if ids[candidate] not in present:
+                return candidate
+        return -1
 
     def remove(self, handle: int) -> bool:
         index = self.bucket_index(self._ids[handle])
