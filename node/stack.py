@@ -24,10 +24,9 @@ class Node:
         rng: Random,
         settings: RoutingSettings | None = None,
         now: float = 0.0,
-        **layer_options: Any,
     ):
         self.node_id = node_id
-        self.routing = RoutingLayer(node_id, registry, rng, settings, now, **layer_options)
+        self.routing = RoutingLayer(node_id, registry, rng, settings, now)
         self.stats: collections.Counter[str] | None = None
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:

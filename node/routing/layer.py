@@ -30,7 +30,7 @@ from .messages import (
     encode_request,
     encode_response,
 )
-from .table import RoutingTable, TableSettings
+from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
 
@@ -60,24 +60,23 @@ class RoutingSettings:
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
 
-    @property
-    def table(self) -> TableSettings:
-        return TableSettings(self.k, self.replacement_cache, self.max_failures)
-
 
 class TooManyLookups(RuntimeError):
     pass
 
 
 class _Pending:
-    """A request in flight: to whom (handle, -1 for a bootstrap address) and for which lookups."""
+    """A request in flight to one address for one target, and who waits for its answer.
 
-    __slots__ = ("deadline", "handle", "lookups")
+    Each waiter is (lookup, handle asked): several lookups, or several IDs claimed at one
+    address, may wait on one datagram. Handle -1 is a bootstrap address whose ID is unknown.
+    """
 
-    def __init__(self, deadline: float, handle: int, lookup: Lookup):
+    __slots__ = ("deadline", "waiters")
+
+    def __init__(self, deadline: float, lookup: Lookup, handle: int):
         self.deadline = deadline
-        self.handle = handle
-        self.lookups = [lookup]
+        self.waiters = [(lookup, handle)]
 
 
 class RoutingLayer:
@@ -94,13 +93,12 @@ class RoutingLayer:
         rng: Random,
         settings: RoutingSettings | None = None,
         now: float = 0.0,
-        table_settings: TableSettings | None = None,
     ):
         self.node_id = node_id
         self.registry = registry
         self.rng = rng
         self.settings = settings = settings or DEFAULT_SETTINGS
-        self.table = RoutingTable(node_id, registry.ids, table_settings or settings.table)
+        self.table = RoutingTable(node_id, registry.ids, settings)  # it reads k and the cache rules
         self.stats: collections.Counter[str] | None = None  # drop reasons, allocated on first drop
         self._lookups: dict[int, Lookup] = {}
         self._pending: dict[tuple[Any, int], _Pending] = {}
@@ -137,15 +135,17 @@ class RoutingLayer:
             if request.deadline > now:
                 break
             del pending[key]
-            if request.handle >= 0:
-                self.table.failed(request.handle)
-            for lookup in request.lookups:
+            failed = set()
+            for lookup, handle in request.waiters:
+                if handle >= 0 and handle not in failed:
+                    failed.add(handle)
+                    self.table.failed(handle)
                 if lookup.done:
                     continue
-                if request.handle < 0:
+                if handle < 0:
                     lookup.probe_failed()
                 else:
-                    lookup.failed(request.handle)
+                    lookup.failed(handle)
                 self._advance(lookup, now)
         if now >= self._refresh_at:
             self._refresh(now)
@@ -201,7 +201,7 @@ class RoutingLayer:
             key = (addr, self.node_id)
             if key in self._pending:
                 continue
-            self._pending[key] = _Pending(now + self.settings.request_timeout, -1, lookup)
+            self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1)
             lookup.probe_sent()
             self._outbox.append((RouteRequest(self.node_id, self.node_id), addr))
         self._advance(lookup, now)
@@ -241,7 +241,8 @@ class RoutingLayer:
         if responder == self.node_id:
             self.count("own_id")
             return
-        if request.handle >= 0 and registry.ids[request.handle] != responder:
+        ids = registry.ids
+        if not any(asked < 0 or ids[asked] == responder for _, asked in request.waiters):
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
@@ -250,14 +251,20 @@ class RoutingLayer:
         target = msg.target
         own = self.node_id
         intern = registry.intern
-        for lookup in request.lookups:
+        for lookup, asked in request.waiters:
+            if asked >= 0 and ids[asked] != responder:
+                self.table.failed(asked)  # another node answers at the address it claimed
+                if not lookup.done:
+                    lookup.failed(asked)
+                    self._advance(lookup, now)
+                continue
             if lookup.done:
                 continue
-            if request.handle < 0:
+            if asked < 0:
                 lookup.answered_probe(handle, responder ^ target)
                 hop = 2
             else:
-                hop = lookup.answered(handle)
+                hop = lookup.answered(asked)
             lookup.add_contacts(msg.contacts, hop, intern, own)
             self._advance(lookup, now)
 
@@ -291,10 +298,10 @@ class RoutingLayer:
                 key = (addr, target)
                 request = pending.get(key)
                 if request is None:
-                    pending[key] = _Pending(timeout, handle, lookup)
+                    pending[key] = _Pending(timeout, lookup, handle)
                     self._outbox.append((RouteRequest(self.node_id, target), addr))
                 else:
-                    request.lookups.append(lookup)
+                    request.waiters.append((lookup, handle))
         if lookup.done:
             self._complete(lookup, now)
 
@@ -351,7 +358,7 @@ class RoutingLayer:
         live = set(self.table.handles())
         for lookup in self._lookups.values():
             live.update(lookup.handles())
-        live.update(r.handle for r in self._pending.values() if r.handle >= 0)
+        live.update(h for r in self._pending.values() for _, h in r.waiters if h >= 0)
         self._collect(live)
 
 

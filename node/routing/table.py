@@ -35,6 +35,7 @@ class RoutingTable:
     __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures")
 
     def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings()):
+        """`settings` is anything with k, replacement_cache and max_failures (RoutingSettings too)."""
         if not 0 <= settings.k <= 255:
             raise ValueError("k must be between 0 and 255")
         self.own_id = own_id
