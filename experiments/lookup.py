@@ -32,6 +32,8 @@ from kadtalk.transport.sim import SimDriver
 
 log = logging.getLogger(__name__)
 
+JOIN_RETRY_DELAY = 1.0  # seconds before a node whose join found nobody tries again
+
 ROW_FIELDS = ("start", "source", "target", "latency_ms", "rpcs", "hops", "timeouts", "success")
 
 
@@ -182,6 +184,11 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> St
             if progress:
                 progress("lookups", len(rows), study.lookups)
         elif type(event) is Joined:
+            if not event.success:
+                # Nobody answered (the bootstrap's reply was lost, say): a real newcomer tries
+                # again through another known node; it never serves as a bootstrap meanwhile.
+                at(env.now + JOIN_RETRY_DELAY, lambda: rejoin(addr))
+                return
             joined.append(addr)
             if progress and (len(joined) % 100 == 0 or len(joined) == study.nodes):
                 progress("join", len(joined), study.nodes)
@@ -201,6 +208,11 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> St
     def at(when: float, action: Callable[[], None]) -> None:
         event = simpy.Timeout(env, when - env.now)
         event.callbacks.append(lambda _e: action())
+
+    def rejoin(addr: int) -> None:
+        node = driver.nodes[addr]
+        node.join([joined[rng.randrange(len(joined))]], env.now)
+        driver.service(addr)
 
     for index in range(study.nodes):
         at(index * study.join_interval, lambda index=index: start_node(index))

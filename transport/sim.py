@@ -41,6 +41,7 @@ class SimDriver:
         self.wire_objects = wire == "objects"
         self.nodes: list[Any] = []
         self._armed = array("d")
+        self.unroutable = 0
         network.receiver = self._deliver
 
     def add(self, node: Any) -> int:
@@ -65,8 +66,12 @@ class SimDriver:
         out = node.messages_to_send(now) if self.wire_objects else node.datagrams_to_send(now)
         if out:
             send = self.network.send
+            attached = len(self.nodes)
             for payload, dst in out:
-                send(addr, dst, payload)
+                if 0 <= dst < attached:
+                    send(addr, dst, payload)
+                else:
+                    self.unroutable += 1  # an address no node was ever placed at: lost
         event = node.next_event()
         while event is not None:
             if self.on_event is not None:
