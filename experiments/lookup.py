@@ -25,6 +25,8 @@ import simpy
 from kadtalk.node.routing.events import Joined, LookupCompleted
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.stack import Node
+from kadtalk.sim.bootstrap import ConvergedTables
+from kadtalk.experiments import realism
 from kadtalk.sim.latency import MODELS
 from kadtalk.sim.network import SimNetwork
 from kadtalk.sim.registry import SharedRegistry
@@ -32,7 +34,13 @@ from kadtalk.transport.sim import SimDriver
 
 log = logging.getLogger(__name__)
 
+# How the network converges: every node joins through the protocol, or tables are computed by
+# sim/bootstrap.py as the protocol's join leaves them ("fast") or as uptime alone would ("fast-uptime").
+BOOTSTRAPS = ("protocol", "fast", "fast-uptime")
 JOIN_RETRY_DELAY = 1.0  # seconds before a node whose join found nobody tries again
+
+# Summary fields measured on the wall clock: they differ between runs of the same study.
+WALL_CLOCK_FIELDS = frozenset({"wall_s", "peak_rss_mb", "build_s", "lookup_s"})
 
 ROW_FIELDS = ("start", "source", "target", "latency_ms", "rpcs", "hops", "timeouts", "success")
 
@@ -52,6 +60,20 @@ class LookupStudy:
     settle: float = 10.0  # seconds between the last join and the first lookup
     lookup_rate: float = 20.0  # Poisson arrivals per simulated second
     refresh_on_join: bool = True
+    bootstrap: str = "protocol"  # see BOOTSTRAPS
+    # realism (experiments/realism.py, docs/simulation.md); defaults: static, open network
+    routers: int = 1000  # latency=topology: routers of the generated graph
+    topology: str = "waxman"  # latency=topology: waxman | barabasi_albert
+    jitter: float = 0.0  # mean extra delay per datagram, as a fraction of the pair's delay
+    churn: str = "none"  # none | exponential | weibull (from the end of the join phase)
+    session: float = 2544.0  # churn: session length scale, s (exponential: the mean)
+    session_shape: float = 0.38  # churn=weibull: shape (Stutzbach & Rejaie 2006)
+    offline: float = 2544.0  # churn: offline period scale, s
+    offline_shape: float = 0.38  # churn=weibull: shape of the offline periods
+    nat_full_cone: float = 0.0  # share of nodes behind full-cone NAT
+    nat_filtering: float = 0.0  # share of nodes behind address-filtering NAT
+    nat_timeout: float = 120.0  # NAT mapping lifetime after the last outbound datagram, s
+    traffic: bool = False  # count requests per purpose (user, join, refresh) while lookups run
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -62,6 +84,9 @@ class LookupStudy:
             raise ValueError(f"latency must be one of {', '.join(MODELS)}")
         if self.wire not in ("bytes", "objects", "auto"):
             raise ValueError("wire must be bytes, objects or auto")
+        if self.bootstrap not in BOOTSTRAPS:
+            raise ValueError(f"bootstrap must be one of {', '.join(BOOTSTRAPS)}")
+        realism.check(self)
 
     @property
     def wire_mode(self) -> str:
@@ -150,10 +175,13 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> St
     rng = Random(study.seed)
     ids = unique_ids(study.nodes, rng)
     env = simpy.Environment()
-    latency = MODELS[study.latency]()
+    latency = realism.make_latency(study)
     for _ in range(study.nodes):
         latency.add_node(rng)
-    network = SimNetwork(env, latency, Random(rng.getrandbits(64)), loss=study.loss)
+    latency = realism.with_jitter(study, latency)
+    world = realism.World(study, env, ids)  # churn, NAT, traffic: only what the study switched on
+    network = SimNetwork(env, latency, Random(rng.getrandbits(64)), loss=study.loss,
+                         nat=world.nat, tap=world.tap)
     registry = SharedRegistry(ids)
     settings = RoutingSettings(
         k=study.k,
@@ -184,6 +212,8 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> St
             if progress:
                 progress("lookups", len(rows), study.lookups)
         elif type(event) is Joined:
+            if world.handles_join(addr, event.success):
+                return  # churn runs: the world keeps track of who is up and joined
             if not event.success:
                 # Nobody answered (the bootstrap's reply was lost, say): a real newcomer tries
                 # again through another known node; it never serves as a bootstrap meanwhile.
@@ -211,14 +241,29 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> St
 
     def rejoin(addr: int) -> None:
         node = driver.nodes[addr]
+        if node is None:
+            return  # it left (churn) before trying again; it joins afresh when it comes back
         node.join([joined[rng.randrange(len(joined))]], env.now)
         driver.service(addr)
 
-    for index in range(study.nodes):
-        at(index * study.join_interval, lambda index=index: start_node(index))
-    lookups_start = (study.nodes - 1) * study.join_interval + study.settle
+    world.attach(driver, lambda addr: Node(ids[addr], registry, node_rng, settings, env.now),
+                 running, joined, registry)
+    if study.bootstrap != "protocol":
+        seed = rng.getrandbits(32)
+        converge_fast(study, ids, registry, node_rng, settings, driver, progress, seed)
+        joined[:] = range(study.nodes)
+        lookups_start = max(1.0, study.settle)  # churn, if any, runs from 0: tables meet it first
+    else:
+        for index in range(study.nodes):
+            at(index * study.join_interval, lambda index=index: start_node(index))
+        lookups_start = (study.nodes - 1) * study.join_interval + study.settle
+
+    world.start_churn(lookups_start - study.settle)
 
     def start_lookup(source: int, target: int) -> None:
+        source, target = world.pick_pair(source, target)
+        if source < 0:
+            return  # churn: nobody online to look up from or for
         node = driver.nodes[source]
         lookup_id = node.find_peer(ids[target], env.now)
         running[(source, lookup_id)] = (target, env.now)
@@ -234,11 +279,47 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> St
 
     env.run(until=lookups_start)
     log.info("network of %d nodes converged at t=%.1f s", study.nodes, env.now)
-    while len(rows) < study.lookups:
+    converged_wall = time.perf_counter()
+    events_before = next(env._eid)  # SimPy numbers every event it schedules
+    queued = len(env._queue)  # pending events when lookups start (a timer per node, ...)
+    world.measure_from(env.now)
+    while len(rows) + world.unfinished < study.lookups:
         env.step()
     rows.sort(key=lambda r: (r["start"], r["source"]))
     wall = time.perf_counter() - wall_start
-    return StudyResult(study, rows, summarize(study, rows, wall), environment())
+    phases = {
+        "build_s": round(converged_wall - wall_start, 3),
+        "lookup_s": round(time.perf_counter() - converged_wall, 3),
+        "sim_events": next(env._eid) - events_before - 1,
+        "sim_queue": queued,
+    }
+    summary = summarize(study, rows, wall) | world.summary(network) | phases
+    return StudyResult(study, rows, summary, environment())
+
+
+def converge_fast(
+    study: LookupStudy,
+    ids: list[int],
+    registry: SharedRegistry,
+    node_rng: Random,
+    settings: RoutingSettings,
+    driver: SimDriver,
+    progress: Progress | None,
+    seed: int,
+) -> None:
+    """Attach every node with the converged table of sim/bootstrap.py (node i joined i-th)."""
+    rule = "uptime" if study.bootstrap == "fast-uptime" else "join"
+    tables = ConvergedTables(ids, study.k, rule=rule, spread=min(study.alpha, study.k), seed=seed)
+    nodes: list[Node | None] = [None] * study.nodes
+    for done, (index, entries, sizes) in enumerate(tables.tables(), 1):
+        node = Node(ids[index], registry, node_rng, settings, 0.0)
+        node.routing.table.load(entries, sizes, 0.0)
+        nodes[index] = node
+        if progress and (done % 10_000 == 0 or done == study.nodes):
+            progress("join", done, study.nodes)
+    tables.release()
+    for node in nodes:
+        driver.add(node)
 
 
 def study_parameters(study: LookupStudy) -> dict[str, Any]:

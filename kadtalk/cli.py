@@ -19,6 +19,8 @@ EPILOG = """examples:
   kadtalk swarm --nodes 64 --port-base 7000 --list swarm.txt
   kadtalk lookup $(sed -n 5p swarm.txt | cut -d' ' -f1) --bootstrap 127.0.0.1:7000
   kadtalk sim lookup --nodes 10000 --lookups 1000 --seed 1 --json
+  kadtalk sim sweep experiments/configs/small.toml --out results/small
+  kadtalk sim plot results/small
 """
 
 
@@ -110,19 +112,117 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=_positive_int, default=1000)
     p.add_argument("--lookups", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--latency", choices=["coordinate", "constant"], default="coordinate",
-                   help="latency model: nodes on a plane with access links (median RTT ~100 ms), or constant 50 ms")
+    p.add_argument("--latency", choices=["coordinate", "sphere", "topology", "constant"], default="coordinate",
+                   help="latency model (median RTT ~100 ms between random pairs for all but constant): "
+                   "coordinate = nodes on a plane with access links; sphere = great-circle distance on "
+                   "a globe; topology = shortest paths in a router graph (networkx); constant = 50 ms "
+                   "one way (see docs/simulation.md)")
     p.add_argument("--loss", type=_fraction, default=0.0, help="datagram loss rate (default 0)")
     p.add_argument("--wire", choices=["auto", "bytes", "objects"], default="auto",
                    help="encode real datagrams, or hand message objects across (same results, faster); "
                    "auto = bytes up to 2,000 nodes")
     p.add_argument("--no-refresh-on-join", dest="refresh_on_join", action="store_false",
                    help="skip the paper's refresh of far buckets after a join (much faster convergence)")
+    p.add_argument("--bootstrap", choices=["protocol", "fast", "fast-uptime"], default="protocol",
+                   help="how the network converges: every node joins through the protocol (practical "
+                   "to ~10^5 nodes), or 'fast': tables computed directly as the join leaves them "
+                   "(10^6 nodes in minutes; lookups match join-by-protocol statistically), or "
+                   "'fast-uptime': idealised tables of the k longest-lived nodes per bucket "
+                   "(see docs/simulation.md)")
     p.add_argument("--out", type=Path, metavar="DIR", help="write lookups.csv, params.json, latency_cdf.png")
     p.add_argument("--json", action="store_true", help="last output line is one JSON summary object")
     p.add_argument("--no-progress", action="store_true")
     _routing_options(p)
+    _realism_options(p)
+    _sweep_and_plot_parsers(sim)
     return parser
+
+
+def _nonnegative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be in [0, 1]")
+    return value
+
+
+def _realism_options(parser: argparse.ArgumentParser) -> None:
+    """Latency detail, jitter, churn, NAT and traffic accounting (docs/simulation.md)."""
+    group = parser.add_argument_group("latency detail (docs/simulation.md)")
+    group.add_argument("--routers", type=_positive_int, default=1000,
+                       help="--latency topology: routers in the generated graph (default 1000; "
+                       "shortest paths take ~1 s at 1,000)")
+    group.add_argument("--topology", choices=["waxman", "barabasi_albert"], default="waxman",
+                       help="--latency topology: Waxman (distance-dependent links) or Barabási–Albert "
+                       "(power-law degrees) router graph (default waxman)")
+    group.add_argument("--jitter", type=_nonnegative, default=0.0, metavar="FRACTION",
+                       help="per-datagram extra delay, exponential with mean FRACTION of the pair's "
+                       "delay, e.g. 0.1 (default 0: none); datagrams of one pair may be reordered")
+    group = parser.add_argument_group("churn: nodes leave without notice and rejoin later")
+    group.add_argument("--churn", choices=["none", "exponential", "weibull"], default="none",
+                       help="session and offline time distribution, starting in equilibrium at the end "
+                       "of the join phase (default none)")
+    group.add_argument("--session", type=_positive, default=2544.0, metavar="SECONDS",
+                       help="session length scale: the mean for exponential, the Weibull scale "
+                       "(default 2544 s = 42.4 min, Stutzbach & Rejaie 2006)")
+    group.add_argument("--session-shape", type=_positive, default=0.38, metavar="K",
+                       help="Weibull shape of sessions; below 1 is heavy-tailed (default 0.38)")
+    group.add_argument("--offline", type=_positive, default=2544.0, metavar="SECONDS",
+                       help="offline period scale, as --session (default 2544 s)")
+    group.add_argument("--offline-shape", type=_positive, default=0.38, metavar="K",
+                       help="Weibull shape of offline periods (default 0.38)")
+    group = parser.add_argument_group("NAT: inbound datagrams a NAT filters are dropped and counted")
+    group.add_argument("--nat-full-cone", type=_share, default=0.0, metavar="SHARE",
+                       help="share of nodes behind full-cone NAT: reachable by anyone once they have "
+                       "sent something (default 0)")
+    group.add_argument("--nat-filtering", type=_share, default=0.0, metavar="SHARE",
+                       help="share of nodes behind address-filtering NAT: reachable only from addresses "
+                       "they sent to (default 0)")
+    group.add_argument("--nat-timeout", type=_positive, default=120.0, metavar="SECONDS",
+                       help="NAT mapping lifetime after the node's last datagram (default 120, RFC 4787's "
+                       "minimum)")
+    group = parser.add_argument_group("workload accounting")
+    group.add_argument("--traffic", action="store_true",
+                       help="count requests by purpose (user lookups, joins, table refreshes) while the "
+                       "lookups run, and report table-maintenance traffic in the summary")
+
+
+def _sweep_and_plot_parsers(sim: Any) -> None:
+    p = sim.add_parser("sweep", help="run a grid of lookup studies in parallel (Dask)",
+                       description="Run every combination of the [grid] (and [zip]) parameters of CONFIG.toml, "
+                       "plus its [fixed] ones, as one lookup study, in parallel on a local Dask cluster or an existing "
+                       "scheduler. Each run is written to DIR/runs/<run id>/; a restarted sweep skips complete "
+                       "runs. All runs merge into DIR/lookups.csv (one row per lookup) and DIR/summary.csv "
+                       "(one row per run). See docs/sweeps.md.")
+    p.add_argument("config", type=Path, metavar="CONFIG.toml", help="sweep description (experiments/configs/)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="result directory (default results/sweeps/NAME)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="an existing Dask scheduler (tcp://host:8786) or its scheduler file (.json); "
+                   "default: a local cluster of worker processes")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: one per CPU, at most one per run); "
+                   "0 runs everything in this process without Dask")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and which are complete; run nothing")
+    p.add_argument("--no-progress", action="store_true")
+    p = sim.add_parser("plot", help="draw the standard figures of a sweep or a lookup study",
+                       description="Read a sweep directory (kadtalk sim sweep --out) or a single study's "
+                       "(kadtalk sim lookup --out) and draw latency CDFs per N, median/p90/p99 against N, "
+                       "RPCs and hops against N, and success rate against churn as PNG files.")
+    p.add_argument("results", type=Path, metavar="RESULTS", help="a sweep's or a lookup study's --out directory")
+    p.add_argument("--out", type=Path, metavar="DIR", help="where the figures go (default RESULTS/figures)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "id":
             return cmd_id(args)
         if args.command == "sim":
-            return cmd_sim_lookup(args)
+            return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot}.get(args.sim_command, cmd_sim_lookup)(args)
         return asyncio.run({"node": cmd_node, "lookup": cmd_lookup, "swarm": cmd_swarm}[args.command](args))
     except KeyboardInterrupt:
         return 130
@@ -252,7 +352,11 @@ def cmd_sim_lookup(args: argparse.Namespace) -> int:
     study = LookupStudy(
         nodes=args.nodes, lookups=args.lookups, seed=args.seed, k=args.k, alpha=args.alpha,
         request_timeout=args.timeout, latency=args.latency, loss=args.loss, wire=args.wire,
-        refresh_on_join=args.refresh_on_join,
+        refresh_on_join=args.refresh_on_join, bootstrap=args.bootstrap,
+        routers=args.routers, topology=args.topology, jitter=args.jitter, churn=args.churn,
+        session=args.session, session_shape=args.session_shape, offline=args.offline,
+        offline_shape=args.offline_shape, nat_full_cone=args.nat_full_cone,
+        nat_filtering=args.nat_filtering, nat_timeout=args.nat_timeout, traffic=args.traffic,
     )
     show_progress = not args.no_progress and sys.stderr.isatty()
     if show_progress:
@@ -287,7 +391,7 @@ def cmd_sim_lookup(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/lookups.csv, params.json, latency_cdf.png")
     if args.json:
         print(json.dumps(summary))
-    return 0 if summary["success_rate"] == 1.0 else 1
+    return 0  # a study that ran succeeded, whatever share of its lookups failed (churn, loss)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -301,4 +405,49 @@ def _print_summary(summary: dict[str, Any]) -> None:
                 "timeouts_mean", "wall_s", "peak_rss_mb"):
         value = summary[key]
         table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
+    for key in ("departures", "returns", "online_share", "lookups_aborted", "lookups_skipped",
+                "nat_share", "nat_filtered", "table_offline_share", "table_unreachable_share",
+                "requests_user", "requests_join", "requests_refresh", "maintenance_share",
+                "maintenance_req_per_node_s"):
+        value = summary.get(key)  # realism figures: None when the feature is off
+        if value is not None:
+            table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
     Console(width=100).print(table)
+
+
+def cmd_sim_sweep(args: argparse.Namespace) -> int:
+    from kadtalk.experiments.sweep import describe_run, load_config, print_plan, run_sweep
+
+    config = load_config(args.config)
+    out = args.out or Path("results") / "sweeps" / config.name
+    if args.dry_run:
+        print_plan(config, out)
+        return 0
+    if args.no_progress or not sys.stderr.isatty():
+        result = run_sweep(config, out, scheduler=args.scheduler, workers=args.workers)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("runs    ", total=len(config.runs()))
+            result = run_sweep(config, out, scheduler=args.scheduler, workers=args.workers,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    print(f"{len(result.runs)} runs: {len(result.ran)} ran, {len(result.skipped)} already complete, "
+          f"{len(result.failed)} failed")
+    runs = {run.run_id: run for run in result.runs}
+    for run_id, error in result.failed.items():
+        print(f"  failed {run_id} ({describe_run(runs[run_id], config)}): {error}", file=sys.stderr)
+    print(f"wrote {out}/lookups.csv ({len(result.lookups)} lookups), {out}/summary.csv")
+    return 0 if result.ok else 1
+
+
+def cmd_sim_plot(args: argparse.Namespace) -> int:
+    from kadtalk.experiments.plots import standard_figures
+
+    out = args.out or args.results / "figures"
+    report = standard_figures(args.results, out)
+    for path in report.written:
+        print(f"wrote {path}")
+    for name, reason in report.skipped:
+        print(f"skipped {name}: {reason}")
+    return 0

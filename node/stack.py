@@ -1,7 +1,13 @@
 """The `Node`: the protocol layers stacked behind one UDP socket, demultiplexed on the first byte.
 
-Today the stack is the routing layer (0x00, 0x01); the session (0x02-0x05) plugs in beside it.
+0x00-0x01 go to the routing layer, 0x02-0x05 to the session layer (media plugs in later). A call
+is a find-peer lookup, then the key exchange with the address found, all over the one socket.
 The surface is the design's: datagrams and time in, datagrams and events out, one timer.
+
+Scale: a simulated network holds up to a million `Node`s, so a routing-only node is three slots.
+Everything the session needs (identity, settings, the layer itself, drop counters) sits in one
+`_Upper` object behind the third slot, allocated only when first needed; the session layer
+itself is created on the first session datagram or call.
 """
 
 from __future__ import annotations
@@ -10,12 +16,31 @@ import collections
 from random import Random
 from typing import Any, Iterable
 
-from .routing.layer import RoutingLayer, RoutingSettings
+from .routing.events import LookupCompleted
+from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_RES
+from .session.layer import SessionLayer, SessionSettings
+from .session.wire import KEY_REQ, SIGNAL
+
+
+class _Upper:
+    """What a node needs beyond routing; allocated on first need."""
+
+    __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events")
+
+    def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
+                 clock_offset: float = 0.0):
+        self.stats: collections.Counter[str] | None = None  # datagrams dropped before a layer
+        self.identity = identity
+        self.settings = settings
+        self.clock_offset = clock_offset
+        self.session: SessionLayer | None = None
+        self.calls: dict[int, int] = {}  # routing lookup id -> dialling session id
+        self.events: collections.deque = collections.deque()  # routing events passed through
 
 
 class Node:
-    __slots__ = ("node_id", "routing", "stats")
+    __slots__ = ("node_id", "routing", "_upper")
 
     def __init__(
         self,
@@ -24,39 +49,96 @@ class Node:
         rng: Random,
         settings: RoutingSettings | None = None,
         now: float = 0.0,
+        identity: Any = None,
+        session_settings: SessionSettings | None = None,
+        clock_offset: float = 0.0,
     ):
+        """`identity` (a kadtalk.node.identity.Identity whose ID is `node_id`) enables calls;
+        `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps."""
+        if identity is not None and int.from_bytes(identity.node_id, "big") != node_id:
+            raise ValueError("node_id must be the identity's node ID")
         self.node_id = node_id
         self.routing = RoutingLayer(node_id, registry, rng, settings, now)
-        self.stats: collections.Counter[str] | None = None
+        self._upper = (
+            None if identity is None else _Upper(identity, session_settings, clock_offset)
+        )
+
+    # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
-        if data and data[0] <= ROUTE_RES:
+        kind = data[0] if data else -1
+        if 0 <= kind <= ROUTE_RES:
             self.routing.receive_datagram(data, addr, now)
+            if self._upper is not None and self._upper.calls:
+                self._pump(now)
+        elif KEY_REQ <= kind <= SIGNAL:
+            session = self._session()
+            if session is None:
+                self._count("unknown_type")  # a routing-only node does not speak the session
+            else:
+                session.receive_datagram(data, addr, now)
         else:
-            if self.stats is None:
-                self.stats = collections.Counter()
-            self.stats["unknown_type" if data else "empty"] += 1
+            self._count("unknown_type" if data else "empty")
 
     def receive_message(self, msg: Any, addr: Any, now: float) -> None:
-        """Simulator fast path: a decoded message object instead of bytes."""
+        """Simulator fast path: a routing message object (session datagrams stay bytes)."""
+        if type(msg) is bytes:
+            self.receive_datagram(msg, addr, now)
+            return
         self.routing.receive_message(msg, addr, now)
+        if self._upper is not None and self._upper.calls:
+            self._pump(now)
 
     def handle_timer(self, now: float) -> None:
         self.routing.handle_timer(now)
+        upper = self._upper
+        if upper is not None:
+            if upper.calls:
+                self._pump(now)
+            if upper.session is not None:
+                upper.session.handle_timer(now)
 
     def get_timer(self) -> float | None:
-        return self.routing.get_timer()
+        deadline = self.routing.get_timer()
+        upper = self._upper
+        if upper is not None and upper.session is not None:
+            other = upper.session.get_timer()
+            if other is not None and (deadline is None or other < deadline):
+                return other
+        return deadline
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        return self.routing.datagrams_to_send(now)
+        out = self.routing.datagrams_to_send(now)
+        upper = self._upper
+        if upper is not None and upper.session is not None:
+            more = upper.session.datagrams_to_send(now)
+            if more:
+                out = out + more if out else more
+        return out
 
     def messages_to_send(self, now: float) -> list[tuple[Any, Any]]:
-        return self.routing.messages_to_send(now)
+        """Routing message objects, and session datagrams as bytes (simulator fast path)."""
+        out = self.routing.messages_to_send(now)
+        upper = self._upper
+        if upper is not None and upper.session is not None:
+            more = upper.session.datagrams_to_send(now)
+            if more:
+                out = out + more if out else more
+        return out
 
     def next_event(self) -> Any:
-        return self.routing.next_event()
+        upper = self._upper
+        if upper is None:
+            return self.routing.next_event()
+        if upper.events:
+            return upper.events.popleft()
+        event = self.routing.next_event()
+        if event is None and upper.session is not None:
+            event = upper.session.next_event()
+        return event
 
-    # commands
+    # -- routing commands -----------------------------------------------------------------------
+
     def find_peer(self, target: int, now: float) -> int:
         return self.routing.find_peer(target, now)
 
@@ -69,8 +151,102 @@ class Node:
     def add_contact(self, node_id: int, addr: Any, now: float) -> bool:
         return self.routing.add_contact(node_id, addr, now)
 
+    # -- session commands -----------------------------------------------------------------------
+
+    @property
+    def session(self) -> SessionLayer | None:
+        """The session layer, or None while no session datagram or call has needed it."""
+        return None if self._upper is None else self._upper.session
+
+    def call(self, peer_id: int, now: float, addr: Any = None) -> int:
+        """Call `peer_id`: look it up (unless `addr` is given), then exchange keys; return the
+        session id. Progress comes as CallProgress / CallEnded events."""
+        session = self._session()
+        if session is None:
+            raise RuntimeError("this node has no identity; it cannot place calls")
+        session_id = session.call(peer_id, now, addr)
+        if addr is None:
+            try:
+                lookup_id = self.routing.find_peer(peer_id, now)
+            except TooManyLookups:
+                session.peer_found(session_id, None, now)
+                return session_id
+            self._upper.calls[lookup_id] = session_id
+            self._pump(now)
+        return session_id
+
+    def answer(self, now: float, session_id: int | None = None) -> bool:
+        session = self.session
+        return session is not None and session.answer(now, session_id)
+
+    def decline(self, now: float, session_id: int | None = None) -> bool:
+        session = self.session
+        return session is not None and session.decline(now, session_id)
+
+    def hang_up(self, now: float, session_id: int | None = None) -> bool:
+        session = self.session
+        return session is not None and session.hang_up(now, session_id)
+
+    def send_media(self, session_id: int, payload: bytes, now: float) -> int | None:
+        session = self.session
+        return None if session is None else session.send_media(session_id, payload, now)
+
+    def set_busy(self, busy: bool) -> None:
+        session = self._session()
+        if session is None:
+            raise RuntimeError("this node has no identity")
+        session.set_busy(busy)
+
     def drop_counts(self) -> collections.Counter[str]:
         """Every datagram dropped so far, by reason."""
         total = collections.Counter(self.stats or {})
         total.update(self.routing.stats or {})
+        if self._upper is not None and self._upper.session is not None:
+            total.update(self._upper.session.stats)
         return total
+
+    @property
+    def stats(self) -> collections.Counter[str] | None:
+        """Datagrams the node dropped before any layer: empty, or of a type it does not speak
+        (0x02-0x05 too, when it has no identity)."""
+        return None if self._upper is None else self._upper.stats
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _count(self, reason: str) -> None:
+        if self._upper is None:
+            self._upper = _Upper()
+        if self._upper.stats is None:
+            self._upper.stats = collections.Counter()
+        self._upper.stats[reason] += 1
+
+    def _session(self) -> SessionLayer | None:
+        upper = self._upper
+        if upper is None or upper.identity is None:
+            return None
+        if upper.session is None:
+            upper.session = SessionLayer(
+                upper.identity, self.routing.rng, upper.settings, upper.clock_offset,
+                peer_seen=self._peer_seen,
+            )
+        return upper.session
+
+    def _peer_seen(self, peer_id: int, addr: Any, now: float) -> None:
+        """An authenticated peer: the routing table learns from it too."""
+        self.routing.add_contact(peer_id, addr, now)
+
+    def _pump(self, now: float) -> None:
+        """Route the routing layer's events: a call's lookup goes to the session layer, the rest
+        wait in order for `next_event`."""
+        upper = self._upper
+        event = self.routing.next_event()
+        while event is not None:
+            session_id = (
+                upper.calls.pop(event.lookup_id, None) if type(event) is LookupCompleted else None
+            )
+            if session_id is None:
+                upper.events.append(event)
+            else:
+                addr = event.peer[1] if event.peer is not None else None
+                upper.session.peer_found(session_id, addr, now)
+            event = self.routing.next_event()

@@ -3,6 +3,10 @@
 The hook plays the part of trio's FakeNet router: it sees every datagram with its planned delay
 and returns the delays to deliver it with, so it can drop ([]), delay ([d + x]) or duplicate
 ([d, d2]) it.
+
+Two optional observers cost nothing when absent: a network built with a NAT table
+(sim/nat.py) or a traffic tap (sim/traffic.py) becomes an `ObservedNetwork`, whose `send` and
+arrival do the extra work; a plain SimNetwork's hot path is unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ Receiver = Callable[[int, Any, int], None]
 
 
 class SimNetwork:
-    __slots__ = ("env", "latency", "rng", "loss", "hook", "receiver", "sent", "lost")
+    __slots__ = ("env", "latency", "rng", "loss", "hook", "receiver", "sent", "lost", "nat", "tap")
 
     def __init__(
         self,
@@ -26,6 +30,8 @@ class SimNetwork:
         rng: Random,
         loss: float = 0.0,
         hook: Hook | None = None,
+        nat: Any = None,
+        tap: Callable[[int, int, Any], None] | None = None,
     ):
         if not 0.0 <= loss < 1.0:
             raise ValueError("loss must be in [0, 1)")
@@ -37,6 +43,10 @@ class SimNetwork:
         self.receiver: Receiver | None = None  # set by the driver: receiver(dst, payload, src)
         self.sent = 0
         self.lost = 0
+        self.nat = nat  # a NatTable: filters inbound datagrams of NATed nodes, counts drops
+        self.tap = tap  # tap(src, dst, payload) sees every datagram sent (traffic accounting)
+        if nat is not None or tap is not None:
+            self.__class__ = ObservedNetwork
 
     def send(self, src: int, dst: int, payload: Any) -> None:
         self.sent += 1
@@ -59,4 +69,25 @@ class SimNetwork:
 
     def _arrive(self, event: simpy.Event) -> None:
         dst, payload, src = event.value
+        self.receiver(dst, payload, src)
+
+
+class ObservedNetwork(SimNetwork):
+    """A SimNetwork with a NAT table and/or a traffic tap (made by SimNetwork itself)."""
+
+    __slots__ = ()
+
+    def send(self, src: int, dst: int, payload: Any) -> None:
+        if self.tap is not None:
+            self.tap(src, dst, payload)
+        if self.nat is not None:
+            self.nat.outbound(src, dst, self.env.now)  # the mapping opens as the datagram leaves
+        SimNetwork.send(self, src, dst, payload)
+
+    def _arrive(self, event: simpy.Event) -> None:
+        dst, payload, src = event.value
+        nat = self.nat
+        if nat is not None and not nat.admits(dst, src, self.env.now):
+            nat.filtered += 1  # the NAT in front of dst drops it (checked on arrival)
+            return
         self.receiver(dst, payload, src)

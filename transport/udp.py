@@ -10,12 +10,14 @@ import asyncio
 import logging
 import random
 import socket
+import time
 from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.events import Joined, LookupCompleted
 from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.session.layer import SessionSettings
 from kadtalk.node.stack import Node
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,27 @@ class UdpDriver(asyncio.DatagramProtocol):
         self.service()
         return await future
 
+    # session commands: they return at once; progress comes through `on_event`
+    def call(self, peer_id: int, addr: Address | None = None) -> int:
+        session_id = self.node.call(peer_id, self.loop.time(), addr)
+        self.service()
+        return session_id
+
+    def answer(self, session_id: int | None = None) -> bool:
+        done = self.node.answer(self.loop.time(), session_id)
+        self.service()
+        return done
+
+    def hang_up(self, session_id: int | None = None) -> bool:
+        done = self.node.hang_up(self.loop.time(), session_id)
+        self.service()
+        return done
+
+    def send_media(self, session_id: int, payload: bytes) -> int | None:
+        seq = self.node.send_media(session_id, payload, self.loop.time())
+        self.service()
+        return seq
+
 
 async def start_node(
     identity: Identity | None = None,
@@ -144,8 +167,9 @@ async def start_node(
     port: int = 0,
     settings: RoutingSettings | None = None,
     on_event: Callable[[Any], None] | None = None,
+    session_settings: SessionSettings | None = None,
 ) -> UdpDriver:
-    """Bind a UDP socket and run a routing node on it (a fresh ephemeral identity by default)."""
+    """Bind a UDP socket and run a node on it (a fresh ephemeral identity by default)."""
     identity = identity or Identity.generate()
     loop = asyncio.get_running_loop()
     node = Node(
@@ -154,6 +178,9 @@ async def start_node(
         random.Random(random.SystemRandom().getrandbits(64)),
         settings,
         loop.time(),
+        identity=identity,
+        session_settings=session_settings,
+        clock_offset=time.time() - loop.time(),
     )
     _, driver = await loop.create_datagram_endpoint(
         lambda: UdpDriver(node, on_event), local_addr=(host, port), family=socket.AF_INET

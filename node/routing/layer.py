@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any, Iterable
 
+from ..ratelimit import FloodGuard
 from .events import Joined, LookupCompleted
 from .lookup import Lookup, Mode
 from .messages import (
+    CONTACT_SIZE,
     MAX_CONTACTS,
     MAX_REQUEST_SIZE,
     REQUEST_SIZE,
+    RESPONSE_HEADER,
     MalformedMessage,
     RouteRequest,
     RouteResponse,
@@ -33,6 +36,8 @@ from .messages import (
 from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
+FULL_ANSWER_PADDING = -(-MAX_REQUEST_SIZE // 3) - REQUEST_SIZE  # 146
+VALIDATED_LIMIT = 4096  # addresses of small requests remembered until they answer us
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,15 @@ class RoutingSettings:
     max_failures: int = 5
     max_lookups: int = 256  # lookups running at once; more are refused
     registry_limit: int = 20_000  # contacts remembered before unreferenced ones are forgotten
-    request_padding: int = 0  # zero bytes appended to ROUTE_REQ
+    # Zero bytes appended to ROUTE_REQ: 146 makes a request 187 bytes, a third of a full answer,
+    # so a peer applying the amplification limit below still answers in full.
+    request_padding: int = FULL_ANSWER_PADDING
+    amplification: int = 3  # to an address not yet validated, answer at most this × the request
+    # Flood limits on requests served: the node as a whole, and each source while it is busy.
+    request_rate: float = 1000.0
+    request_burst: float = 2000.0
+    source_request_rate: float = 20.0
+    source_request_burst: float = 100.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -59,6 +72,12 @@ class RoutingSettings:
             raise ValueError("timeouts must be positive")
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
+        if self.amplification < 1:
+            raise ValueError("amplification must be at least 1")
+        if min(self.request_rate, self.source_request_rate) <= 0 or min(
+            self.request_burst, self.source_request_burst
+        ) < 1:
+            raise ValueError("request rates must be positive and bursts at least 1")
 
 
 class TooManyLookups(RuntimeError):
@@ -83,7 +102,7 @@ class RoutingLayer:
     __slots__ = (
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
-        "_collect",
+        "_collect", "_validated", "_request_size", "limited_answers", "_guard",
     )
 
     def __init__(
@@ -100,13 +119,21 @@ class RoutingLayer:
         self.settings = settings = settings or DEFAULT_SETTINGS
         self.table = RoutingTable(node_id, registry.ids, settings)  # it reads k and the cache rules
         self.stats: collections.Counter[str] | None = None  # drop reasons, allocated on first drop
-        self._lookups: dict[int, Lookup] = {}
-        self._pending: dict[tuple[Any, int], _Pending] = {}
-        self._outbox: list[tuple[RouteRequest | RouteResponse, Any]] = []
+        # Allocated on first use: a million idle simulated nodes should cost nothing here.
+        self._lookups: dict[int, Lookup] | None = None
+        self._pending: dict[tuple[Any, int], _Pending] | None = None  # in deadline order
+        self._outbox: list[tuple[RouteRequest | RouteResponse, Any]] | None = None
         self._events: collections.deque | None = None
         self._next_lookup_id = 0
         self._refresh_at = now + settings.refresh_interval
         self._collect = getattr(registry, "retain", None)
+        # Addresses whose requests were too small for a full answer -> whether they have since
+        # answered one of our requests (so they do receive what we send: QUIC's address
+        # validation). Padded kadtalk requests never need it, so it stays None among kadtalk nodes.
+        self._validated: dict[Any, bool] | None = None
+        self._request_size = REQUEST_SIZE + settings.request_padding
+        self.limited_answers = 0  # answers cut short by the amplification limit
+        self._guard: FloodGuard | None = None  # made at the first request served
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -158,16 +185,16 @@ class RoutingLayer:
 
     def messages_to_send(self, now: float) -> list[tuple[RouteRequest | RouteResponse, Any]]:
         out = self._outbox
-        if out:
-            self._outbox = []
+        if out is None:
+            return []
+        self._outbox = None
         return out
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        padding = self.settings.request_padding
         addr_to_wire = self.registry.addr_to_wire
         return [
             (
-                encode_request(msg, padding)
+                encode_request(msg)
                 if type(msg) is RouteRequest
                 else encode_response(msg, addr_to_wire),
                 addr,
@@ -197,19 +224,21 @@ class RoutingLayer:
     def join(self, bootstrap: Iterable[Any], now: float) -> int:
         """Look up our own ID, asking the bootstrap addresses (IDs unknown) and the table."""
         lookup = self._new_lookup(self.node_id, Mode.FIND_CLOSEST, JOIN, now)
+        if self._pending is None:
+            self._pending = {}
         for addr in bootstrap:
             key = (addr, self.node_id)
             if key in self._pending:
                 continue
             self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1)
             lookup.probe_sent()
-            self._outbox.append((RouteRequest(self.node_id, self.node_id), addr))
+            self._send(RouteRequest(self.node_id, self.node_id, self._request_size), addr)
         self._advance(lookup, now)
         return lookup.lookup_id
 
     @property
     def lookups_running(self) -> int:
-        return len(self._lookups)
+        return len(self._lookups) if self._lookups else 0
 
     def count(self, reason: str, n: int = 1) -> None:
         if self.stats is None:
@@ -222,17 +251,52 @@ class RoutingLayer:
         if msg.origin == self.node_id:
             self.count("own_id")
             return
+        guard = self._guard
+        if guard is None:
+            settings = self.settings
+            guard = self._guard = FloodGuard(
+                settings.request_rate, settings.request_burst,
+                settings.source_request_rate, settings.source_request_burst, now,
+            )
+        refused = guard.check(addr, now)
+        if refused is not None:
+            self.count(refused)
+            return
         handle = self.registry.intern(msg.origin, addr)
         table = self.table
         table.observe(handle, now)
         ids = self.registry.ids
         addrs = self.registry.addrs
-        contacts = [(ids[h], addrs[h]) for h in table.closest(msg.target, self.settings.k, handle)]
-        self._outbox.append((RouteResponse(self.node_id, msg.target, contacts), addr))
+        count = self.settings.k
+        budget = self.settings.amplification * msg.size
+        if RESPONSE_HEADER + count * CONTACT_SIZE > budget and not self._is_validated(addr):
+            # Anti-amplification: the source address may be forged to aim our answer at a victim.
+            count = min(count, max(0, (budget - RESPONSE_HEADER) // CONTACT_SIZE))
+            self.limited_answers += 1
+        contacts = [(ids[h], addrs[h]) for h in table.closest(msg.target, count, handle)]
+        self._send(RouteResponse(self.node_id, msg.target, contacts), addr)
+
+    def _is_validated(self, addr: Any) -> bool:
+        """Whether `addr` answered us; else remember it (bounded) until it does."""
+        validated = self._validated
+        if validated is None:
+            validated = self._validated = {}
+        elif addr in validated:
+            return validated[addr]
+        elif len(validated) >= VALIDATED_LIMIT:
+            del validated[next(iter(validated))]  # forget the oldest
+        validated[addr] = False
+        return False
+
+    def _send(self, msg: RouteRequest | RouteResponse, addr: Any) -> None:
+        if self._outbox is None:
+            self._outbox = [(msg, addr)]
+        else:
+            self._outbox.append((msg, addr))
 
     def _on_response(self, msg: RouteResponse, addr: Any, now: float) -> None:
         key = (addr, msg.target)
-        request = self._pending.get(key)
+        request = self._pending.get(key) if self._pending else None
         if request is None:
             self.count("unsolicited")
             return
@@ -246,6 +310,8 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
+        if self._validated and addr in self._validated:
+            self._validated[addr] = True
         handle = registry.intern(responder, addr)
         self.table.observe(handle, now)
         target = msg.target
@@ -269,7 +335,9 @@ class RoutingLayer:
             self._advance(lookup, now)
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float) -> Lookup:
-        if len(self._lookups) >= self.settings.max_lookups:
+        if self._lookups is None:
+            self._lookups = {}
+        elif len(self._lookups) >= self.settings.max_lookups:
             raise TooManyLookups(f"{len(self._lookups)} lookups already running")
         settings = self.settings
         lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha, purpose)
@@ -292,6 +360,8 @@ class RoutingLayer:
             target = lookup.target
             timeout = now + self.settings.request_timeout
             pending = self._pending
+            if pending is None:
+                pending = self._pending = {}
             addrs = self.registry.addrs
             for handle in lookup.next_requests():
                 addr = addrs[handle]
@@ -299,14 +369,14 @@ class RoutingLayer:
                 request = pending.get(key)
                 if request is None:
                     pending[key] = _Pending(timeout, lookup, handle)
-                    self._outbox.append((RouteRequest(self.node_id, target), addr))
+                    self._send(RouteRequest(self.node_id, target, self._request_size), addr)
                 else:
                     request.waiters.append((lookup, handle))
         if lookup.done:
             self._complete(lookup, now)
 
     def _complete(self, lookup: Lookup, now: float) -> None:
-        if self._lookups.pop(lookup.lookup_id, None) is None:
+        if not self._lookups or self._lookups.pop(lookup.lookup_id, None) is None:
             return  # already reported
         if lookup.purpose == REFRESH:
             return
@@ -334,7 +404,7 @@ class RoutingLayer:
         )
 
     def _refresh_lookup(self, bucket: int, now: float) -> None:
-        if len(self._lookups) < self.settings.max_lookups:
+        if self.lookups_running < self.settings.max_lookups:
             target = self.table.random_id_in_bucket(bucket, self.rng)
             self._start(target, Mode.FIND_CLOSEST, REFRESH, now)
 
@@ -356,9 +426,9 @@ class RoutingLayer:
 
     def _forget_unreferenced(self) -> None:
         live = set(self.table.handles())
-        for lookup in self._lookups.values():
+        for lookup in (self._lookups or {}).values():
             live.update(lookup.handles())
-        live.update(h for r in self._pending.values() for _, h in r.waiters if h >= 0)
+        live.update(h for r in (self._pending or {}).values() for _, h in r.waiters if h >= 0)
         self._collect(live)
 
 

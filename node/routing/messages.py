@@ -12,7 +12,7 @@ Addresses are opaque to this module: the caller passes functions that turn an ad
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 ROUTE_REQ = 0x00
@@ -41,6 +41,7 @@ class MalformedMessage(ValueError):
 class RouteRequest:
     origin: int
     target: int
+    size: int = field(default=REQUEST_SIZE, compare=False)  # bytes on the wire, padding included
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,10 @@ def id_from_bytes(data: bytes) -> int:
     return int.from_bytes(data, "big")
 
 
-def encode_request(msg: RouteRequest, padding: int = 0) -> bytes:
+def encode_request(msg: RouteRequest, padding: int | None = None) -> bytes:
+    """The request's 41 bytes, then `padding` zero bytes (default: up to `msg.size`)."""
+    if padding is None:
+        padding = msg.size - REQUEST_SIZE
     return (
         bytes((ROUTE_REQ,))
         + msg.origin.to_bytes(ID_BYTES, "big")
@@ -79,7 +83,9 @@ def encode_response(msg: RouteResponse, addr_to_wire: Callable[[Any], bytes]) ->
     return b"".join(parts)
 
 
-def encode(msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], bytes], padding: int = 0) -> bytes:
+def encode(
+    msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], bytes], padding: int | None = None
+) -> bytes:
     if type(msg) is RouteRequest:
         return encode_request(msg, padding)
     return encode_response(msg, addr_to_wire)
@@ -100,7 +106,8 @@ def decode(
     if kind == ROUTE_REQ:
         if size > MAX_REQUEST_SIZE:
             raise MalformedMessage("oversized")
-        return RouteRequest(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big")), 0
+        origin, target = int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big")
+        return RouteRequest(origin, target, size), 0
     if kind != ROUTE_RES:
         raise MalformedMessage("unknown_type")
     body = size - RESPONSE_HEADER

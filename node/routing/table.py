@@ -245,6 +245,19 @@ class RoutingTable:
             self._failures.pop(handle, None)
         return True
 
+    def load(self, entries: array, sizes: bytearray, now: float) -> None:
+        """Replace the whole table (the simulator's fast bootstrap): `entries` bucket by bucket,
+        oldest first, `sizes[c]` entries in bucket c; every bucket counts as refreshed `now`."""
+        if sum(sizes) != len(entries):
+            raise ValueError("bucket sizes do not add up to the number of entries")
+        if sizes and max(sizes) > self.settings.k:
+            raise ValueError("a bucket holds more than k entries")
+        self._entries = entries
+        self._sizes = sizes
+        self._touched = array("d", [now]) * len(sizes)
+        self._cache = None
+        self._failures = None
+
     # -- refresh --------------------------------------------------------------------------------
 
     def touch(self, target: int, now: float) -> None:

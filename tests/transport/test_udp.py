@@ -97,3 +97,31 @@ def test_parse_hostport_rejects_with_a_clear_message(text):
 
 def test_parse_hostport_resolves():
     assert parse_hostport("localhost:5004") == ("127.0.0.1", 5004)
+
+
+def test_a_bare_request_on_a_real_socket_is_not_amplified():
+    """The reflection attack on nanotalk: 41 bytes in, up to 561 out. Here at most 3x comes back
+    to an address that never answered us, and a padded request still gets the full answer."""
+
+    async def scenario():
+        base = free_port_range(24)
+        swarm = await start_swarm(24, base)
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.bind(("127.0.0.1", 0))
+        attacker.settimeout(5)
+        loop = asyncio.get_running_loop()
+        try:
+            server = swarm[0].address
+            replies = []
+            for padding in (0, 146):
+                attacker.sendto(encode_request(RouteRequest(4242, 99), padding), server)
+                replies.append(await loop.run_in_executor(None, attacker.recv, 2048))
+            return replies
+        finally:
+            attacker.close()
+            for d in swarm:
+                d.close()
+
+    bare, padded = asyncio.run(scenario())
+    assert len(bare) <= 3 * 41 and len(bare) == 41 + 3 * 26
+    assert len(padded) == 41 + 20 * 26  # 561 = 3 x 187

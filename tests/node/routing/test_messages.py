@@ -216,7 +216,7 @@ def test_arbitrary_bytes_raise_only_malformed(data):
     assert len(data) >= 41
     if data[0] == ROUTE_REQ:
         assert type(msg) is RouteRequest and skipped == 0
-        assert encode_request(msg) == data[:41]
+        assert encode_request(msg, 0) == data[:41]
     else:
         assert type(msg) is RouteResponse
         assert len(msg.contacts) + skipped == (len(data) - 41) // 26

@@ -1,0 +1,207 @@
+"""How far the simulator scales: converged networks of 10^4 .. 10^6 real nodes, then lookups.
+
+For each N, in a fresh child process (so peak memory is that N's alone): the network converges by
+the fast bootstrap (sim/bootstrap.py), then `--lookups` find-peer lookups run at Poisson times.
+Reported per N (medians over --repeat runs):
+
+- build time (IDs, latency model, tables, node objects, driver) and peak resident memory;
+- bytes per node: resident memory of the converged network (measured when the first lookup
+  ends) less the process's memory before the build, divided by N;
+- wall time per lookup and per request/response pair during the lookup phase;
+- SimPy events per second in the lookup phase, and the ratio to a bare heapq event loop run in
+  the same child right after: it pops the earliest event and pushes a successor with a random
+  delay, as many times as the simulation processed events, over a heap holding as many pending
+  far-future entries as SimPy's queue did (the nodes' refresh timers). The ratio says how much of
+  an event's cost is the node code and SimPy rather than the event queue itself.
+
+    python -m benchmarks.sim_scale                         # 10^4, 10^5, 10^6; about 3 minutes
+    python -m benchmarks.sim_scale --sizes 10000 100000 --repeat 3 --json sim_scale.json
+    python -m benchmarks.sim_scale --quick                 # smoke run, a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import subprocess
+import sys
+import time
+from random import Random
+from typing import Any
+
+from benchmarks.common import (
+    add_common_options,
+    emit_json,
+    environment,
+    format_ratio,
+    format_value,
+    median,
+    resolve_repeat,
+)
+
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+QUICK_SIZES = (2_000, 10_000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.sim_scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                        help=f"network sizes (default {' '.join(map(str, DEFAULT_SIZES))})")
+    parser.add_argument("--lookups", type=int, default=10_000,
+                        help="find-peer lookups per run (default 10,000; 500 with --quick)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--child", type=int, metavar="N", help=argparse.SUPPRESS)
+    add_common_options(parser, default_repeat=1)
+    return parser
+
+
+# -- one run, in a child process ---------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def heapq_events_per_s(events: int, pending: int, seed: int) -> float:
+    """A bare event loop: pop the earliest event, push one successor; `pending` far entries."""
+    rng = Random(seed)
+    heap: list[tuple[float, int]] = [(1e9 + i, i) for i in range(pending)]
+    for i in range(64):  # a few dozen events in flight, like lookups' datagrams
+        heap.append((rng.random() * 0.1, pending + i))
+    heapq.heapify(heap)
+    push, pop, random = heapq.heappush, heapq.heappop, rng.random
+    seq = pending + 64
+    started = time.perf_counter()
+    for _ in range(events):
+        when, _ = pop(heap)
+        seq += 1
+        push(heap, (when + random() * 0.1, seq))
+    return events / (time.perf_counter() - started)
+
+
+def child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
+    from kadtalk.experiments.lookup import LookupStudy, run_lookup_study
+
+    before = rss_bytes()
+    converged: dict[str, int] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "lookups" and "rss" not in converged:
+            converged["rss"] = rss_bytes()
+
+    study = LookupStudy(nodes=nodes, lookups=lookups, seed=seed, bootstrap="fast")
+    summary = run_lookup_study(study, progress).summary
+    rpcs = summary["rpcs_mean"] * summary["lookups"]
+    events = summary["sim_events"]
+    sim_rate = events / summary["lookup_s"]
+    heap_rate = heapq_events_per_s(events, summary["sim_queue"], seed)
+    return {
+        "nodes": nodes,
+        "lookups": summary["lookups"],
+        "success_rate": summary["success_rate"],
+        "median_ms": summary["median_ms"],
+        "hops_mean": summary["hops_mean"],
+        "build_s": summary["build_s"],
+        "peak_rss_mb": summary["peak_rss_mb"],
+        "bytes_per_node": (converged.get("rss", before) - before) / nodes,
+        "ms_per_lookup": summary["lookup_s"] * 1000 / summary["lookups"],
+        "us_per_rpc": summary["lookup_s"] * 1e6 / rpcs if rpcs else float("nan"),
+        "events": events,
+        "events_per_s": sim_rate,
+        "heapq_events_per_s": heap_rate,
+        "ratio_to_heapq": sim_rate / heap_rate,
+        "wall_s": summary["wall_s"],
+    }
+
+
+def run_child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.sim_scale", "--child", str(nodes),
+               "--lookups", str(lookups), "--seed", str(seed)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if done.returncode != 0:
+        raise SystemExit(f"the run of {nodes} nodes failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("build_s", "build s", 1, ""),
+    ("peak_rss_mb", "peak MB", 0, ""),
+    ("bytes_per_node", "bytes/node", 0, ""),
+    ("ms_per_lookup", "ms/lookup", 2, ""),
+    ("us_per_rpc", "µs/RPC pair", 1, ""),
+    ("events_per_s", "events/s", 0, ""),
+    ("heapq_events_per_s", "heapq events/s", 0, ""),
+    ("ratio_to_heapq", "sim/heapq", 3, "ratio"),
+    ("median_ms", "lookup median ms", 1, ""),
+    ("hops_mean", "hops", 2, ""),
+    ("wall_s", "wall s", 1, ""),
+)
+
+
+def print_results(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("N", justify="right")
+    for _, header, _, _ in COLUMNS:
+        table.add_column(header, justify="right")
+    for row in rows:
+        cells = []
+        for key, _, digits, kind in COLUMNS:
+            value = row[key]
+            cells.append(format_ratio(value) if kind == "ratio" else format_value(value, digits))
+        table.add_row(f"{row['nodes']:,}", *cells)
+    Console(width=200).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.lookups, args.seed)))
+        return 0
+    repeat = resolve_repeat(args, quick_repeat=1)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    lookups = 500 if args.quick and args.lookups == 10_000 else args.lookups
+    from rich.progress import Progress
+
+    results: list[dict[str, Any]] = []
+    runs: dict[int, list[dict[str, Any]]] = {}
+    started = time.perf_counter()
+    with Progress(transient=True) as bar:
+        task = bar.add_task("simulating", total=len(sizes) * repeat)
+        for nodes in sizes:
+            runs[nodes] = []
+            for r in range(repeat):
+                runs[nodes].append(run_child(nodes, lookups, args.seed + r))
+                bar.advance(task)
+            merged = {key: median(run[key] for run in runs[nodes]) for key, *_ in COLUMNS}
+            results.append({"nodes": nodes, "lookups": lookups} | merged)
+    wall = time.perf_counter() - started
+    print_results(results, f"Simulator scale: fast bootstrap, then {lookups:,} find-peer lookups "
+                  f"(medians of {repeat} run{'s' if repeat > 1 else ''}; wall {wall:.0f} s)")
+    emit_json(args.json, {
+        "benchmark": "sim_scale",
+        "baseline": "bare heapq event loop, same events and queue size, same child process",
+        "config": {"sizes": list(sizes), "lookups": lookups, "repeat": repeat, "seed": args.seed},
+        "results": results,
+        "runs": {str(n): rs for n, rs in runs.items()},
+        "wall_s": wall,
+        "environment": environment(),
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

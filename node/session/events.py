@@ -1,0 +1,84 @@
+"""Events the session layer reports through `next_event()`. Peer IDs are 160-bit ints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .state import CallState, EndReason, Role
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """One session's counters at one moment (receive side unless marked sent)."""
+
+    packets: int = 0  # authentic packets accepted
+    bytes: int = 0  # their wire bytes
+    lost: int = 0  # sequence numbers never received (highest + 1 - packets)
+    reordered: int = 0  # accepted below the highest sequence seen
+    duplicate: int = 0  # authentic replays, dropped
+    rejected: int = 0  # failed authentication or older than the replay window, dropped
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    jitter: float = 0.0  # seconds, RFC 3550 style over consecutive MEDIA packets
+
+
+@dataclass(frozen=True, slots=True)
+class CallProgress:
+    """A call moved to `state` (caller: key exchange, ringing, talking; callee: talking)."""
+
+    session_id: int
+    peer_id: int
+    role: Role
+    state: CallState
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """An authenticated caller's RING arrived: the call is ringing here; answer or decline."""
+
+    session_id: int
+    peer_id: int
+    addr: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MissedCall:
+    """An authenticated caller rang while we were busy; it was sent BUSY."""
+
+    session_id: int
+    peer_id: int
+    addr: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    session_id: int
+    peer_id: int
+    role: Role
+    reason: EndReason
+    at: float
+    stats: SessionStats
+
+
+@dataclass(frozen=True, slots=True)
+class MediaReceived:
+    session_id: int
+    seq: int
+    payload: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverReport:
+    """The peer's view of our stream, for the media layer's bitrate control."""
+
+    session_id: int
+    fraction_lost: float  # since its previous report, 0..1 (1/256 steps)
+    cumulative_lost: int
+    highest_seq: int
+    jitter: float  # seconds
+    at: float

@@ -1,0 +1,699 @@
+"""The session layer, sans-I/O: key exchange, encrypted stream and call control for many calls.
+
+Datagrams 0x02-0x05 come in with the time; datagrams and events come out; `get_timer()` /
+`handle_timer(now)` drive retransmission, keepalives, receiver reports and timeouts. Sessions
+are told apart by peer address (and, on a clash, by which one's key authenticates a packet).
+
+Every input that is malformed, forged, stale, replayed or unexpected is dropped and counted in
+`stats` by reason; it never raises and never changes a session's state. Floods of KEY_REQ are
+bounded by a per-source and a global token bucket (checked before any public-key operation) and
+by a bounded table of pending handshakes.
+
+Clocks: `now` is the driver's (monotonic) time; KEY timestamps are wall-clock milliseconds,
+`now + clock_offset`, which the driver supplies (0 in the simulator, where time is shared).
+Randomness: ephemeral keys come from `ephemeral()` (OpenSSL's generator by default; the test
+vectors inject fixed keys); `rng` is the node's injected Random, kept for randomised timers
+(none are randomised today, so runs with the same inputs are reproducible).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from random import Random
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..ratelimit import FloodGuard
+from .events import (
+    CallEnded,
+    CallProgress,
+    IncomingCall,
+    MediaReceived,
+    MissedCall,
+    ReceiverReport,
+    SessionStats,
+)
+from .handshake import (
+    check_signature,
+    ephemeral_spki,
+    id_of,
+    load_ephemeral,
+    load_identity,
+    make_key_req,
+    make_key_res,
+    req_signed_data,
+    res_signed_data,
+    session_keys,
+    shared_secret,
+)
+from .state import ESTABLISHED, CallState, EndReason, Role, check_transition
+from .stream import Exhausted, ReceiveStream, SendStream, stats_of
+from .wire import (
+    ANSWER,
+    BUSY,
+    HANGUP,
+    HANGUP_DECLINED,
+    HANGUP_NO_ANSWER,
+    HANGUP_NORMAL,
+    HEADER_SIZE,
+    KEEPALIVE,
+    KEY_REQ,
+    KEY_RES,
+    MEDIA,
+    REPORT,
+    RING,
+    SIGNAL,
+    Drop,
+    decode_key,
+    decode_report,
+    decode_signal,
+    encode_report,
+    encode_signal,
+)
+
+S = CallState
+MAX_PAYLOAD = 65507 - HEADER_SIZE
+_REMOTE_END = {HANGUP_DECLINED: EndReason.DECLINED, HANGUP_NO_ANSWER: EndReason.NO_ANSWER}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Timeouts (seconds), limits and rates of the session layer."""
+
+    dial_timeout: float = 20.0  # dialling: the lookup must find the peer by then
+    key_retry: float = 0.5  # first KEY_REQ retransmission; doubles each time
+    key_tries: int = 5  # KEY_REQ sends before giving up (unreachable / auth failure)
+    handshake_timeout: float = 10.0  # callee: KEY_RES sent, waiting for the caller's RING
+    ring_interval: float = 1.0  # the caller repeats RING until answered
+    no_answer_timeout: float = 45.0  # ringing without an answer
+    keepalive_interval: float = 2.0  # KEEPALIVE when nothing else was sent for this long
+    peer_timeout: float = 10.0  # ringing / talking with nothing authentic received: vanished
+    report_interval: float = 1.0  # receiver reports while talking
+    freshness_window: float = 60.0  # KEY timestamps must be within ± this of our clock
+    replay_window: int = 1024  # packets
+    media_interval: float = 0.02  # nominal MEDIA spacing, for the jitter estimate
+    max_calls: int = 1  # ringing or talking calls at once; a further caller gets BUSY
+    max_pending: int = 32  # callee handshakes waiting for their first RING
+    max_sessions: int = 256
+    source_rate: float = 2.0  # KEY messages per second per source host ...
+    source_burst: float = 8.0  # ... with this burst
+    global_rate: float = 50.0  # KEY messages per second from everyone together ...
+    global_burst: float = 100.0
+    max_sources: int = 1024  # source hosts whose token buckets are remembered
+    max_seen: int = 4096  # accepted KEY_REQ ephemeral keys remembered to reject replays
+    terminal_repeats: int = 3  # copies of HANGUP / BUSY sent (the keys are wiped right after)
+
+    def __post_init__(self) -> None:
+        if self.replay_window < 1024:
+            raise ValueError("replay_window must be at least 1024")
+        if self.key_tries < 1 or self.max_calls < 0 or self.max_pending < 1:
+            raise ValueError("key_tries and max_pending must be positive, max_calls >= 0")
+        if self.terminal_repeats < 1:
+            raise ValueError("terminal_repeats must be at least 1")
+
+
+DEFAULT_SETTINGS = SessionSettings()
+
+
+class Session:
+    """One call's state. Fields that do not apply to a role or state stay None."""
+
+    __slots__ = (
+        "id", "role", "peer_id", "addr", "state", "announced", "started", "deadline",
+        "eph_private", "eph_spki", "ts_req", "key_req", "key_res", "caller_eph", "tries",
+        "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
+        "auth_failures", "reason",
+    )
+
+    def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
+        self.id = session_id
+        self.role = role
+        self.peer_id = peer_id
+        self.addr: Any = None
+        self.state = S.IDLE
+        self.announced = role is Role.CALLER
+        self.started = now
+        self.deadline: float | None = None  # the current state's timeout
+        self.eph_private: ec.EllipticCurvePrivateKey | None = None
+        self.eph_spki: bytes | None = None
+        self.ts_req = 0
+        self.key_req: bytes | None = None
+        self.key_res: bytes | None = None
+        self.caller_eph: bytes | None = None
+        self.tries = 0
+        self.retx_at: float | None = None
+        self.tx: SendStream | None = None
+        self.rx: ReceiveStream | None = None
+        self.last_sent = now
+        self.last_recv = now
+        self.next_ring: float | None = None
+        self.next_report: float | None = None
+        self.auth_failures = 0
+        self.reason: EndReason | None = None
+
+    @property
+    def peer_int(self) -> int:
+        return int.from_bytes(self.peer_id, "big")
+
+
+def _new_ephemeral() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+class SessionLayer:
+    def __init__(
+        self,
+        identity: Any,
+        rng: Random,
+        settings: SessionSettings | None = None,
+        clock_offset: float = 0.0,
+        ephemeral: Callable[[], ec.EllipticCurvePrivateKey] = _new_ephemeral,
+        peer_seen: Callable[[int, Any, float], Any] | None = None,
+    ):
+        self.identity = identity
+        self.own_id: bytes = identity.node_id
+        self.rng = rng
+        self.settings = settings or DEFAULT_SETTINGS
+        self.clock_offset = clock_offset
+        self.busy = False  # do not disturb: every caller gets BUSY
+        self.stats: collections.Counter[str] = collections.Counter()  # drop reasons
+        self._ephemeral = ephemeral
+        self._peer_seen = peer_seen
+        self._sessions: dict[int, Session] = {}
+        self._keyed: dict[Any, list[Session]] = {}  # addr -> sessions with stream keys
+        self._awaiting: dict[Any, list[Session]] = {}  # addr -> callers waiting for KEY_RES
+        self._by_eph: dict[bytes, Session] = {}  # caller ephemeral SPKI -> live callee session
+        self._seen: dict[bytes, float] = {}  # accepted caller ephemeral SPKI -> forget after
+        self._flood: FloodGuard | None = None  # KEY messages: per source host and global
+        self._pending = 0  # callee sessions in key exchange
+        self._outbox: list[tuple[bytes, Any]] = []
+        self._events: collections.deque = collections.deque()
+        self._next_id = 0
+
+    # -- sans-I/O surface -----------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        try:
+            kind = data[0] if data else -1
+            if kind == KEY_REQ:
+                self._on_key_req(data, addr, now)
+            elif kind == KEY_RES:
+                self._on_key_res(data, addr, now)
+            elif kind == MEDIA or kind == SIGNAL:
+                self._on_packet(data, addr, now)
+            else:
+                raise Drop("unknown_type" if data else "empty")
+        except Drop as drop:
+            self.stats[drop.reason] += 1
+
+    def handle_timer(self, now: float) -> None:
+        for session in list(self._sessions.values()):
+            if session.state is not S.ENDED:
+                self._guard(session, now, self._tick, session, now)
+
+    def get_timer(self) -> float | None:
+        earliest = None
+        for session in self._sessions.values():
+            deadline = self._next_deadline(session)
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def next_event(self) -> Any:
+        return self._events.popleft() if self._events else None
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def call(self, peer_id: int, now: float, addr: Any = None) -> int:
+        """Start a call; return its session id. Without `addr` it waits in dialling for
+        `peer_found` (the Node runs the lookup)."""
+        peer = peer_id.to_bytes(20, "big")
+        if peer == self.own_id:
+            raise ValueError("cannot call our own ID")
+        session = Session(self._next_id, Role.CALLER, peer, now)
+        self._next_id += 1
+        self._sessions[session.id] = session
+        if addr is None:
+            self._set_state(session, S.DIALLING, now)
+            session.deadline = now + self.settings.dial_timeout
+        else:
+            self._start_key_exchange(session, addr, now)
+        return session.id
+
+    def peer_found(self, session_id: int, addr: Any, now: float) -> None:
+        """The dialling lookup ended: the peer's address, or None when it was not found."""
+        session = self._sessions.get(session_id)
+        if session is None or session.state is not S.DIALLING:
+            return
+        if addr is None:
+            self._end(session, EndReason.UNREACHABLE, now)
+        else:
+            self._start_key_exchange(session, addr, now)
+
+    def answer(self, now: float, session_id: int | None = None) -> bool:
+        """Answer a ringing incoming call (the only one when `session_id` is None)."""
+        session = self._pick(session_id, lambda s: s.role is Role.CALLEE and s.state is S.RINGING)
+        if session is None:
+            return False
+        self._guard(session, now, self._answer, session, now)
+        return True
+
+    def decline(self, now: float, session_id: int | None = None) -> bool:
+        session = self._pick(session_id, lambda s: s.role is Role.CALLEE and s.state is S.RINGING)
+        if session is None:
+            return False
+        self._terminate(session, HANGUP_DECLINED, EndReason.DECLINED, now)
+        return True
+
+    def hang_up(self, now: float, session_id: int | None = None) -> bool:
+        """End a call in any state (the only live one when `session_id` is None)."""
+        session = self._pick(session_id, lambda s: s.state is not S.ENDED)
+        if session is None:
+            return False
+        self._terminate(session, HANGUP_NORMAL, EndReason.HUNG_UP, now)
+        return True
+
+    def send_media(self, session_id: int, payload: bytes, now: float) -> int | None:
+        """Encrypt and queue one MEDIA packet; its sequence number, or None if not talking."""
+        session = self._sessions.get(session_id)
+        if session is None or session.state is not S.TALKING:
+            return None
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"a MEDIA payload is at most {MAX_PAYLOAD} bytes")
+        seq = session.tx.seq
+        return seq if self._guard(session, now, self._send, session, MEDIA, payload, now) else None
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def state_of(self, session_id: int) -> CallState | None:
+        session = self._sessions.get(session_id)
+        return None if session is None else session.state
+
+    def session_stats(self, session_id: int) -> SessionStats | None:
+        session = self._sessions.get(session_id)
+        return None if session is None else stats_of(session.tx, session.rx)
+
+    @property
+    def sessions(self) -> dict[int, Session]:
+        return self._sessions
+
+    @property
+    def pending_handshakes(self) -> int:
+        """Callee handshakes waiting for the caller's first authenticated packet."""
+        return self._pending
+
+    def snapshot(self) -> tuple:
+        """Everything that is session state (not counters): tests compare it around bad input."""
+        return (
+            tuple(
+                (
+                    s.id, s.role, s.peer_id, s.addr, s.state, s.announced, s.deadline, s.ts_req,
+                    s.key_req, s.key_res, s.tries, s.retx_at, s.last_sent, s.last_recv,
+                    s.next_ring, s.next_report, s.eph_private is None,
+                    None if s.tx is None else (bytes(s.tx.key), s.tx.seq),
+                    None if s.rx is None else (bytes(s.rx.key), s.rx.window.highest,
+                                               s.rx.window.bits, s.rx.packets),
+                )
+                for s in self._sessions.values()
+            ),
+            tuple((a, tuple(x.id for x in v)) for a, v in self._keyed.items()),
+            tuple((a, tuple(x.id for x in v)) for a, v in self._awaiting.items()),
+            tuple((k, v.id) for k, v in self._by_eph.items()),
+            tuple(self._seen),
+            len(self._outbox),
+            len(self._events),
+            self._pending,
+        )
+
+    # -- key exchange ---------------------------------------------------------------------------
+
+    def _wall_ms(self, now: float) -> int:
+        return int(round((now + self.clock_offset) * 1000))
+
+    def _fresh(self, timestamp: int, now: float) -> bool:
+        return abs(self._wall_ms(now) - timestamp) <= self.settings.freshness_window * 1000
+
+    def _rate_ok(self, addr: Any, now: float) -> bool:
+        """Take a token from the source host's and the global bucket, if both have one."""
+        guard = self._flood
+        if guard is None:
+            settings = self.settings
+            guard = self._flood = FloodGuard(
+                settings.global_rate, settings.global_burst, settings.source_rate,
+                settings.source_burst, now, settings.max_sources, always=True,
+            )
+        return guard.check(addr[0] if type(addr) is tuple else addr, now) is None
+
+    def _start_key_exchange(self, session: Session, addr: Any, now: float) -> None:
+        private = self._ephemeral()
+        session.addr = addr
+        session.eph_private = private
+        session.eph_spki = ephemeral_spki(private.public_key())
+        session.ts_req = self._wall_ms(now)
+        session.key_req = make_key_req(
+            self.identity.sign, self.identity.public_der, self.own_id, session.peer_id,
+            session.eph_spki, session.ts_req,
+        )
+        session.tries = 1
+        session.retx_at = now + self.settings.key_retry
+        session.deadline = None
+        self._awaiting.setdefault(addr, []).append(session)
+        self._set_state(session, S.KEY_EXCHANGE, now)
+        self._outbox.append((session.key_req, addr))
+
+    def _on_key_req(self, data: bytes, addr: Any, now: float) -> None:
+        msg = decode_key(data)
+        if not self._rate_ok(addr, now):
+            raise Drop("rate_limited")
+        live = self._by_eph.get(msg.ephemeral)
+        if live is not None:
+            if data == live.key_req and addr == live.addr:
+                self.stats["duplicate_key_req"] += 1  # answered again, idempotently
+                self._outbox.append((live.key_res, addr))
+                return
+            raise Drop("replayed_key_req")
+        self._forget_seen(now)
+        if msg.ephemeral in self._seen:
+            raise Drop("replayed_key_req")
+        caller_id = id_of(msg.identity)
+        if caller_id == self.own_id:
+            raise Drop("own_id")
+        if not self._fresh(msg.timestamp, now):
+            raise Drop("stale_timestamp")
+        settings = self.settings
+        if self._pending >= settings.max_pending or len(self._sessions) >= settings.max_sessions:
+            raise Drop("pending_full")
+        peer_eph = load_ephemeral(msg.ephemeral)
+        identity_key = load_identity(msg.identity)
+        check_signature(
+            identity_key, msg.signature,
+            req_signed_data(caller_id, self.own_id, msg.timestamp, msg.ephemeral),
+        )
+        # authentic and fresh: answer it
+        self._seen[msg.ephemeral] = now + 2 * settings.freshness_window
+        if len(self._seen) > settings.max_seen:
+            del self._seen[next(iter(self._seen))]
+        private = self._ephemeral()
+        eph_spki = ephemeral_spki(private.public_key())
+        secret = shared_secret(private, peer_eph)
+        del private  # forward secrecy: the ephemeral private key goes as soon as it is used
+        ts_res = self._wall_ms(now)
+        _, forward, backward = session_keys(
+            secret, caller_id, self.own_id, msg.timestamp, ts_res, msg.ephemeral, eph_spki
+        )
+        session = Session(self._next_id, Role.CALLEE, caller_id, now)
+        self._next_id += 1
+        session.addr = addr
+        session.ts_req = msg.timestamp
+        session.caller_eph = msg.ephemeral
+        session.key_req = data
+        session.key_res = make_key_res(
+            self.identity.sign, self.identity.public_der, caller_id, self.own_id,
+            msg.timestamp, ts_res, msg.ephemeral, eph_spki,
+        )
+        session.tx = SendStream(backward.key, backward.salt)
+        session.rx = ReceiveStream(
+            forward.key, forward.salt, settings.replay_window, settings.media_interval
+        )
+        session.deadline = now + settings.handshake_timeout
+        self._sessions[session.id] = session
+        self._by_eph[msg.ephemeral] = session
+        self._keyed.setdefault(addr, []).append(session)
+        self._set_state(session, S.KEY_EXCHANGE, now)
+        self._outbox.append((session.key_res, addr))
+        if self._peer_seen is not None:
+            self._peer_seen(int.from_bytes(caller_id, "big"), addr, now)
+
+    def _on_key_res(self, data: bytes, addr: Any, now: float) -> None:
+        msg = decode_key(data)
+        candidates = self._awaiting.get(addr)
+        if not candidates:
+            raise Drop("unsolicited_key_res")
+        if not self._rate_ok(addr, now):
+            raise Drop("rate_limited")
+        peer = id_of(msg.identity)
+        matches = [s for s in candidates if s.peer_id == peer]
+        if not matches:
+            for session in candidates:
+                session.auth_failures += 1
+            raise Drop("wrong_identity")
+        if not self._fresh(msg.timestamp, now):
+            raise Drop("stale_timestamp")
+        peer_eph = load_ephemeral(msg.ephemeral)
+        identity_key = load_identity(msg.identity)
+        for session in matches:
+            signed = res_signed_data(
+                self.own_id, peer, session.ts_req, msg.timestamp, session.eph_spki, msg.ephemeral
+            )
+            try:
+                check_signature(identity_key, msg.signature, signed)
+                break
+            except Drop:
+                continue
+        else:
+            for session in matches:
+                session.auth_failures += 1
+            raise Drop("bad_signature")
+        secret = shared_secret(session.eph_private, peer_eph)
+        session.eph_private = None  # forward secrecy
+        _, forward, backward = session_keys(
+            secret, self.own_id, peer, session.ts_req, msg.timestamp, session.eph_spki,
+            msg.ephemeral,
+        )
+        settings = self.settings
+        session.tx = SendStream(forward.key, forward.salt)
+        session.rx = ReceiveStream(
+            backward.key, backward.salt, settings.replay_window, settings.media_interval
+        )
+        session.key_res = data
+        session.retx_at = None
+        _remove(self._awaiting, addr, session)
+        self._keyed.setdefault(addr, []).append(session)
+        session.last_recv = now
+        self._set_state(session, S.RINGING, now)
+        session.deadline = now + settings.no_answer_timeout
+        session.next_ring = now + settings.ring_interval
+        self._guard(session, now, self._send, session, SIGNAL, encode_signal(RING), now)
+        if self._peer_seen is not None:
+            self._peer_seen(int.from_bytes(peer, "big"), addr, now)
+
+    def _forget_seen(self, now: float) -> None:
+        seen = self._seen
+        while seen:
+            key, expiry = next(iter(seen.items()))
+            if expiry > now:
+                break
+            del seen[key]
+
+    # -- the stream -----------------------------------------------------------------------------
+
+    def _on_packet(self, data: bytes, addr: Any, now: float) -> None:
+        if len(data) < HEADER_SIZE:
+            raise Drop("truncated")
+        candidates = self._keyed.get(addr)
+        if not candidates:
+            raise Drop("no_session")
+        for session in tuple(candidates):
+            try:
+                kind, seq, plaintext = session.rx.open(data, now)
+            except Drop as drop:
+                if drop.reason == "auth_failed":
+                    continue
+                raise
+            self._guard(session, now, self._on_authentic, session, kind, seq, plaintext, now)
+            return
+        raise Drop("auth_failed")
+
+    def _on_authentic(
+        self, session: Session, kind: int, seq: int, plaintext: bytes, now: float
+    ) -> None:
+        session.last_recv = now
+        state = session.state
+        if kind == MEDIA:
+            if state is S.TALKING:
+                self._events.append(MediaReceived(session.id, seq, plaintext, now))
+            else:
+                self.stats["unexpected_media"] += 1
+            return
+        try:
+            signal, body = decode_signal(plaintext)
+        except Drop as drop:
+            self.stats[drop.reason] += 1
+            return
+        caller = session.role is Role.CALLER
+        if signal == HANGUP:
+            self._end(session, _REMOTE_END.get(body[0], EndReason.REMOTE_HUNG_UP), now)
+        elif signal == RING and not caller:
+            if state is S.KEY_EXCHANGE:
+                self._ring_arrived(session, now)
+            elif state is S.TALKING:
+                self._send(session, SIGNAL, encode_signal(ANSWER), now)  # our ANSWER was lost
+        elif signal == ANSWER and caller and state is S.RINGING:
+            self._start_talking(session, now)
+        elif signal == BUSY and caller and state is S.RINGING:
+            self._end(session, EndReason.BUSY, now)
+        elif signal == REPORT and state is S.TALKING:
+            fraction, lost, highest, jitter = decode_report(body)
+            self._events.append(ReceiverReport(session.id, fraction, lost, highest, jitter, now))
+        elif signal == KEEPALIVE or signal in (RING, ANSWER, REPORT):
+            pass  # keepalives, and repeats of what already happened
+        else:
+            self.stats["unexpected_signal"] += 1
+
+    def _ring_arrived(self, session: Session, now: float) -> None:
+        active = sum(1 for s in self._sessions.values() if s.state in ESTABLISHED)
+        if self.busy or active >= self.settings.max_calls:
+            for _ in range(self.settings.terminal_repeats):
+                self._send(session, SIGNAL, encode_signal(BUSY), now)
+            self._events.append(MissedCall(session.id, session.peer_int, session.addr, now))
+            self._end(session, EndReason.BUSY, now)
+            return
+        self._set_state(session, S.RINGING, now, announce=False)
+        session.announced = True
+        session.deadline = now + self.settings.no_answer_timeout
+        self._events.append(IncomingCall(session.id, session.peer_int, session.addr, now))
+
+    def _answer(self, session: Session, now: float) -> None:
+        self._send(session, SIGNAL, encode_signal(ANSWER), now)
+        self._start_talking(session, now)
+
+    def _start_talking(self, session: Session, now: float) -> None:
+        self._set_state(session, S.TALKING, now)
+        session.deadline = None
+        session.next_ring = None
+        session.next_report = now + self.settings.report_interval
+
+    def _send(self, session: Session, kind: int, plaintext: bytes, now: float) -> bool:
+        self._outbox.append((session.tx.seal(kind, plaintext), session.addr))
+        session.last_sent = now
+        return True
+
+    def _guard(self, session: Session, now: float, action: Callable, *args: Any) -> Any:
+        """Run `action`; a sequence space running out ends the call."""
+        try:
+            return action(*args)
+        except Exhausted:
+            self._end(session, EndReason.EXHAUSTED, now)
+            return None
+
+    def _terminate(self, session: Session, code: int, reason: EndReason, now: float) -> None:
+        """Tell the peer (when we have keys) and end."""
+        if session.tx is not None:
+            body = encode_signal(HANGUP, bytes((code,)))
+            for _ in range(self.settings.terminal_repeats):
+                if not self._guard(session, now, self._send, session, SIGNAL, body, now):
+                    return
+        self._end(session, reason, now)
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _next_deadline(self, session: Session) -> float | None:
+        settings = self.settings
+        state = session.state
+        times = [session.deadline, session.retx_at, session.next_ring, session.next_report]
+        if state in ESTABLISHED:
+            times.append(session.last_sent + settings.keepalive_interval)
+            times.append(session.last_recv + settings.peer_timeout)
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def _tick(self, session: Session, now: float) -> None:
+        settings = self.settings
+        state = session.state
+        caller = session.role is Role.CALLER
+        if state is S.KEY_EXCHANGE and caller:
+            if now >= session.retx_at:
+                if session.tries >= settings.key_tries:
+                    failed = session.auth_failures > 0
+                    self._end(
+                        session, EndReason.AUTH_FAILURE if failed else EndReason.UNREACHABLE, now
+                    )
+                    return
+                self._outbox.append((session.key_req, session.addr))
+                session.retx_at = now + settings.key_retry * 2 ** session.tries
+                session.tries += 1
+            return
+        if session.deadline is not None and now >= session.deadline:
+            if state is S.DIALLING:
+                self._end(session, EndReason.UNREACHABLE, now)
+            elif state is S.KEY_EXCHANGE:  # a callee whose caller never rang: forget quietly
+                self.stats["handshake_timeout"] += 1
+                self._end(session, EndReason.UNREACHABLE, now)
+            elif state is S.RINGING:
+                self._terminate(session, HANGUP_NO_ANSWER, EndReason.NO_ANSWER, now)
+            return
+        if state not in ESTABLISHED:
+            return
+        if now >= session.last_recv + settings.peer_timeout:
+            self._end(session, EndReason.PEER_VANISHED, now)
+            return
+        if session.next_ring is not None and now >= session.next_ring:
+            self._send(session, SIGNAL, encode_signal(RING), now)
+            session.next_ring = now + settings.ring_interval
+        if session.next_report is not None and now >= session.next_report:
+            self._send(session, SIGNAL, encode_report(*session.rx.report()), now)
+            session.next_report = now + settings.report_interval
+        if now >= session.last_sent + settings.keepalive_interval:
+            self._send(session, SIGNAL, encode_signal(KEEPALIVE), now)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _set_state(
+        self, session: Session, state: CallState, now: float, announce: bool = True
+    ) -> None:
+        if session.role is Role.CALLEE:
+            self._pending += (state is S.KEY_EXCHANGE) - (session.state is S.KEY_EXCHANGE)
+        session.state = check_transition(session.state, state)
+        if announce and session.announced and state is not S.ENDED:
+            self._events.append(
+                CallProgress(session.id, session.peer_int, session.role, state, now)
+            )
+
+    def _end(self, session: Session, reason: EndReason, now: float) -> None:
+        if session.state is S.ENDED:
+            return
+        stats = stats_of(session.tx, session.rx)
+        self._set_state(session, S.ENDED, now)
+        session.reason = reason
+        session.eph_private = None
+        for stream in (session.tx, session.rx):
+            if stream is not None:
+                stream.wipe()
+        session.deadline = session.retx_at = session.next_ring = session.next_report = None
+        _remove(self._awaiting, session.addr, session)
+        _remove(self._keyed, session.addr, session)
+        if session.caller_eph is not None and self._by_eph.get(session.caller_eph) is session:
+            del self._by_eph[session.caller_eph]
+        del self._sessions[session.id]
+        if session.announced:
+            self._events.append(
+                CallEnded(session.id, session.peer_int, session.role, reason, now, stats)
+            )
+
+    def _pick(self, session_id: int | None, wanted: Callable[[Session], bool]) -> Session | None:
+        if session_id is not None:
+            session = self._sessions.get(session_id)
+            return session if session is not None and wanted(session) else None
+        found = [s for s in self._sessions.values() if s.announced and wanted(s)]
+        if len(found) > 1:
+            raise ValueError(f"{len(found)} calls match; name one by session_id")
+        return found[0] if found else None
+
+
+def _remove(index: dict[Any, list[Session]], addr: Any, session: Session) -> None:
+    sessions = index.get(addr)
+    if sessions is not None and session in sessions:
+        sessions.remove(session)
+        if not sessions:
+            del index[addr]

@@ -1,0 +1,24 @@
+"""The simulator-scale benchmark runs and reports coherent figures (smoke run, not timed)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import sim_scale
+
+
+def test_heapq_baseline_processes_events():
+    assert sim_scale.heapq_events_per_s(2000, 1000, seed=1) > 0
+
+
+def test_quick_run_writes_a_row_per_size(tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    assert sim_scale.main(["--sizes", "300", "1200", "--lookups", "60", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    rows = payload["results"]
+    assert [row["nodes"] for row in rows] == [300, 1200]
+    for row in rows:
+        assert row["bytes_per_node"] > 0
+        assert row["events_per_s"] > 0 and 0 < row["ratio_to_heapq"] < 1
+        assert row["ms_per_lookup"] > 0 and row["us_per_rpc"] > 0
+    assert "1,200" in capsys.readouterr().out

@@ -1,0 +1,95 @@
+"""Helpers: identities of every key type, and two or more session layers wired by hand."""
+
+from __future__ import annotations
+
+from random import Random
+from typing import Any, Callable
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+
+from kadtalk.node.identity import Identity
+from kadtalk.node.session import SessionLayer, SessionSettings
+
+WALL = 1_767_225_600.0  # clock offset: now = 0 is 2026-01-01 on the wall clock
+
+_CACHE: dict[str, Identity] = {}
+
+
+def identity(kind: str = "p256", name: str = "") -> Identity:
+    """A cached identity per (kind, name); RSA and DSA keys are slow to make."""
+    key = f"{kind}:{name}"
+    if key not in _CACHE:
+        maker: dict[str, Callable[[], Any]] = {
+            "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+            "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+            "rsa": lambda: rsa.generate_private_key(65537, 2048),
+            "dsa": lambda: dsa.generate_private_key(2048),
+            "ed25519": ed25519.Ed25519PrivateKey.generate,
+        }
+        _CACHE[key] = Identity.from_private_key(maker[kind]())
+    return _CACHE[key]
+
+
+def as_int(ident: Identity) -> int:
+    return int.from_bytes(ident.node_id, "big")
+
+
+class Net:
+    """Session layers at string addresses; `run(now)` delivers until quiet.
+
+    `drop(src, dst, data)` returning True loses a datagram; every datagram sent is logged.
+    """
+
+    def __init__(self, settings: SessionSettings | None = None, drop=None):
+        self.layers: dict[str, SessionLayer] = {}
+        self.events: dict[str, list] = {}
+        self.log: list[tuple[str, str, bytes]] = []
+        self.settings = settings
+        self.drop = drop
+
+    def add(self, name: str, ident: Identity | None = None, settings: SessionSettings | None = None,
+            clock: float = WALL) -> SessionLayer:
+        ident = ident or identity("p256", name)
+        layer = SessionLayer(ident, Random(len(self.layers)), settings or self.settings, clock)
+        self.layers[name] = layer
+        self.events[name] = []
+        return layer
+
+    def run(self, now: float) -> None:
+        moved = True
+        while moved:
+            moved = False
+            for name, layer in self.layers.items():
+                for data, dst in layer.datagrams_to_send(now):
+                    self.log.append((name, dst, data))
+                    moved = True
+                    if self.drop is not None and self.drop(name, dst, data):
+                        continue
+                    if dst in self.layers:
+                        self.layers[dst].receive_datagram(data, name, now)
+            for name, layer in self.layers.items():
+                self.events[name].extend(iter(layer.next_event, None))
+
+    def tick(self, now: float) -> None:
+        for layer in self.layers.values():
+            layer.handle_timer(now)
+        self.run(now)
+
+    def advance(self, start: float, end: float, step: float = 0.05) -> float:
+        """Fire timers from start to end (at least every `step`, and at every deadline)."""
+        now = start
+        while now < end:
+            deadlines = [t for t in (l.get_timer() for l in self.layers.values()) if t is not None]
+            nxt = min([now + step] + [t for t in deadlines if t > now])
+            now = min(nxt, end)
+            self.tick(now)
+        return now
+
+    def of(self, name: str, kind: type) -> list:
+        return [e for e in self.events[name] if type(e) is kind]
+
+
+@pytest.fixture
+def net() -> Net:
+    return Net()

@@ -1,0 +1,307 @@
+"""Bad input of every kind is dropped with a counted reason: nothing raises, no session changes.
+
+The scenario: a calls b and they talk; a also waits for a KEY_RES from c; b holds a pending
+handshake from d; e waits for a KEY_RES from b that was lost on the way (so mutations of it reach
+e's signature check); f's KEY_REQ to b was lost (so mutations of it reach b's). Valid datagrams
+of every type are recorded, then mutated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from random import Random
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kadtalk.node.identity import Identity
+from kadtalk.node.session import IncomingCall, SessionLayer, SessionSettings
+from kadtalk.node.session import handshake as hs
+from kadtalk.node.session import layer as layer_module
+from kadtalk.node.session.wire import KEY_REQ, KEY_RES, MEDIA, SIGNAL, KeyMessage, encode_key
+
+from .conftest import WALL, Net, as_int, identity
+
+NOW = 1.0
+TS = round((WALL + NOW) * 1000)
+
+
+class Scenario:
+    def __init__(self):
+        # generous rate limits, so that mutations get all the way to the checks behind them
+        net = Net(SessionSettings(max_calls=2, source_burst=1000, global_burst=1000))
+        self.net = net
+        self.a, self.b = net.add("a"), net.add("b")
+        for name in "cdef":
+            net.add(name)
+        self.sid = self.a.call(as_int(self.b.identity), 0.0, addr="b")
+        net.run(0.0)
+        self.incoming = net.of("b", IncomingCall)[0].session_id
+        self.b.answer(0.0)
+        net.run(0.0)
+        self.a.send_media(self.sid, b"media a->b", 0.5)
+        self.b.send_media(self.incoming, b"media b->a", 0.5)
+        net.run(0.5)
+        # a's second call waits for c, who stays silent; d's KEY_REQ to b stays unconfirmed
+        net.layers.pop("c")
+        self.a.call(as_int(identity("p256", "c")), NOW, addr="c")
+        for name in "def":
+            net.layers[name].call(as_int(self.b.identity), NOW, addr="b")
+        net.drop = lambda src, dst, data: (
+            (data[0] in (MEDIA, SIGNAL) and src == "d")
+            or (data[0] == KEY_RES and dst == "e")
+            or (data[0] == KEY_REQ and src == "f")
+        )
+        net.run(NOW)
+        self.recorded = [(src, dst, data) for src, dst, data in net.log]
+
+    def kinds(self, kind: int) -> list[tuple[str, str, bytes]]:
+        return [r for r in self.recorded if r[2][0] == kind]
+
+
+def fresh() -> Scenario:
+    return Scenario()
+
+
+def assert_dropped(layer: SessionLayer, data: bytes, addr: str, expect: str | None = None) -> str:
+    before = layer.snapshot()
+    counts = sum(layer.stats.values())
+    old = dict(layer.stats)
+    layer.receive_datagram(data, addr, NOW)  # must not raise
+    assert layer.snapshot() == before, "session state changed"
+    assert sum(layer.stats.values()) == counts + 1
+    (reason,) = [k for k, v in layer.stats.items() if v != old.get(k, 0)]
+    if expect is not None:
+        assert reason == expect
+    return reason
+
+
+# -- hypothesis: mutations of valid datagrams ------------------------------------------------------
+
+mutation = st.one_of(
+    st.tuples(st.just("truncate"), st.integers(0, 10_000)),
+    st.tuples(st.just("extend"), st.binary(min_size=1, max_size=64)),
+    st.tuples(st.just("flip"), st.integers(0, 10_000 * 8)),
+    st.tuples(st.just("junk"), st.binary(max_size=200)),
+)
+
+
+def mutate(data: bytes, how: tuple) -> bytes:
+    kind, arg = how
+    if kind == "truncate":
+        return data[: arg % len(data)]
+    if kind == "extend":
+        return data + arg
+    if kind == "flip":
+        bit = arg % (len(data) * 8)
+        return data[: bit // 8] + bytes([data[bit // 8] ^ (1 << (bit % 8))]) + data[bit // 8 + 1 :]
+    return bytes([data[0]]) + arg  # same type byte, random body
+
+
+SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SLOW
+@given(st.lists(st.tuples(st.sampled_from([KEY_REQ, KEY_RES, MEDIA, SIGNAL]), st.integers(0, 99),
+                          mutation), min_size=1, max_size=8))
+def test_mutated_datagrams_are_dropped_without_any_state_change(plan):
+    sc = fresh()
+    for kind, pick, how in plan:
+        records = sc.kinds(kind)
+        src, dst, data = records[pick % len(records)]
+        bad = mutate(data, how)
+        if bad == data:
+            continue
+        target = sc.net.layers.get(dst)
+        if target is None:
+            continue
+        assert_dropped(target, bad, src)
+
+
+@SLOW
+@given(st.binary(max_size=300), st.sampled_from(["a", "b", "c", "zz"]))
+def test_arbitrary_bytes_from_anyone(data, addr):
+    sc = fresh()
+    for layer in (sc.a, sc.b):
+        if data[:1] == b"\x02" and layer.stats["rate_limited"]:
+            continue
+        assert_dropped(layer, data, addr)
+
+
+@SLOW
+@given(st.lists(st.integers(0, 999), min_size=1, max_size=20))
+def test_replayed_and_reordered_stream_packets(picks):
+    sc = fresh()
+    packets = [r for r in sc.recorded if r[2][0] in (MEDIA, SIGNAL) and r[0] in ("a", "b")]
+    for pick in picks:  # every one of them was delivered once already
+        src, dst, data = packets[pick % len(packets)]
+        reason = assert_dropped(sc.net.layers[dst], data, src)
+        assert reason in ("duplicate", "no_session", "auth_failed")
+
+
+def test_exact_duplicate_key_req_is_answered_and_changes_no_session():
+    sc = fresh()
+    (src, dst, data) = [r for r in sc.kinds(KEY_REQ) if r[0] == "a" and r[1] == "b"][0]
+    before = sc.b.snapshot()
+    sc.b.receive_datagram(data, "a", NOW)
+    out = sc.b.datagrams_to_send(NOW)
+    assert [d[0] for d, _ in out] == [KEY_RES] and sc.b.stats["duplicate_key_req"] == 1
+    after = sc.b.snapshot()
+    assert after[:-3] + after[-2:] == before[:-3] + before[-2:]  # only the outbox moved
+
+
+def test_replayed_key_req_from_elsewhere_or_after_the_call_is_refused():
+    sc = fresh()
+    (_, _, data) = [r for r in sc.kinds(KEY_REQ) if r[0] == "a" and r[1] == "b"][0]
+    assert_dropped(sc.b, data, "mallory", "replayed_key_req")
+    sc.b.hang_up(NOW, sc.incoming)
+    sc.b.datagrams_to_send(NOW)
+    assert_dropped(sc.b, data, "a", "replayed_key_req")  # remembered after the call ended
+
+
+def test_replayed_key_res_is_unsolicited():
+    sc = fresh()
+    (_, _, data) = [r for r in sc.kinds(KEY_RES) if r[0] == "b"][0]
+    assert_dropped(sc.a, data, "b", "unsolicited_key_res")
+    # even from the address a waits on: it answers an old ephemeral key
+    assert_dropped(sc.a, data, "c", "wrong_identity")
+
+
+# -- crafted key messages: each defect has its own reason ---------------------------------------------
+
+
+def spki(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_req(sender: Identity, callee: bytes, eph: bytes | None = None, ts: int = TS,
+            sign_id: bytes | None = None, identity_spki: bytes | None = None,
+            signer=None) -> bytes:
+    eph = eph or hs.ephemeral_spki(ec.generate_private_key(ec.SECP256R1()).public_key())
+    caller_id = sign_id or sender.node_id
+    sig = (signer or sender.sign)(hs.req_signed_data(caller_id, callee, ts, eph))
+    return encode_key(KeyMessage(KEY_REQ, eph, identity_spki or sender.public_der, ts, sig))
+
+
+@pytest.mark.parametrize("defect, expect", [
+    ("forged_signature", "bad_signature"),
+    ("signed_by_someone_else", "bad_signature"),
+    ("for_another_callee", "bad_signature"),
+    ("identity_not_a_key", "identity_not_a_key"),
+    ("eph_not_a_key", "ephemeral_not_a_key"),
+    ("eph_wrong_curve", "ephemeral_wrong_curve"),
+    ("eph_off_curve", "ephemeral_off_curve"),
+    ("eph_is_rsa", "ephemeral_not_ec"),
+    ("stale", "stale_timestamp"),
+    ("future", "stale_timestamp"),
+    ("own_id", "own_id"),
+])
+def test_crafted_key_req_defects(defect, expect):
+    sc = fresh()
+    me = identity("p256", "crafter")
+    other = identity("p256", "other")
+    callee = sc.b.own_id
+    if defect == "forged_signature":
+        data = key_req(me, callee)
+        data = data[:-1] + bytes([data[-1] ^ 0x40])
+    elif defect == "signed_by_someone_else":
+        data = key_req(me, callee, signer=other.sign)
+    elif defect == "for_another_callee":
+        data = key_req(me, b"\x01" * 20)
+    elif defect == "identity_not_a_key":
+        data = key_req(me, callee, identity_spki=b"\x30\x03\x02\x01\x07")
+    elif defect == "eph_not_a_key":
+        data = key_req(me, callee, eph=b"\x30\x03\x02\x01\x07")
+    elif defect == "eph_wrong_curve":
+        data = key_req(me, callee, eph=spki(ec.generate_private_key(ec.SECP384R1()).public_key()))
+    elif defect == "eph_off_curve":
+        data = key_req(me, callee, eph=hs.P256_SPKI_PREFIX + b"\x01" * 64)
+    elif defect == "eph_is_rsa":
+        data = key_req(me, callee, eph=identity("rsa", "x").public_der)
+    elif defect == "stale":
+        data = key_req(me, callee, ts=TS - 61_000)
+    elif defect == "future":
+        data = key_req(me, callee, ts=TS + 61_000)
+    else:
+        data = key_req(sc.b.identity, callee)
+    assert_dropped(sc.b, data, "mallory", expect)
+
+
+def test_key_res_from_the_right_address_but_wrong_identity_or_forged():
+    sc = fresh()
+    c = identity("p256", "c")
+    session = [s for s in sc.a.sessions.values() if s.addr == "c"][0]
+    eph = hs.ephemeral_spki(ec.generate_private_key(ec.SECP256R1()).public_key())
+
+    def res(signer: Identity, ts=TS, flip=False, spki_of=None) -> bytes:
+        sig = signer.sign(hs.res_signed_data(sc.a.own_id, c.node_id, session.ts_req, ts,
+                                             session.eph_spki, eph))
+        if flip:
+            sig = sig[:-1] + bytes([sig[-1] ^ 1])
+        return encode_key(KeyMessage(KEY_RES, eph, (spki_of or signer).public_der, ts, sig))
+
+    impostor = identity("p256", "impostor")
+    assert_dropped(sc.a, res(impostor), "c", "wrong_identity")
+    assert_dropped(sc.a, res(c, flip=True), "c", "bad_signature")
+    assert_dropped(sc.a, res(impostor, spki_of=c), "c", "bad_signature")
+    assert_dropped(sc.a, res(c, ts=TS - 120_000), "c", "stale_timestamp")
+    # and the genuine one still works afterwards
+    sc.a.receive_datagram(res(c), "c", NOW)
+    assert session.tx is not None and sc.a.sessions[session.id].state.value == "ringing"
+
+
+# -- floods ----------------------------------------------------------------------------------------
+
+
+def test_flood_of_key_reqs_from_many_identities_and_sources_is_bounded(monkeypatch):
+    verified = []
+    real = layer_module.check_signature
+    monkeypatch.setattr(layer_module, "check_signature",
+                        lambda *a: (verified.append(1), real(*a))[1])
+    settings_ = SessionSettings(max_pending=16, global_rate=50.0, global_burst=100.0)
+    victim = SessionLayer(identity("p256", "victim"), Random(1), settings_, WALL)
+    rng = Random(5)
+    fakes = [Identity.generate() for _ in range(40)]
+    for i in range(2000):
+        now = NOW + i * 0.001  # 2,000 KEY_REQs in 2 seconds
+        victim.receive_datagram(key_req(fakes[i % 40], victim.own_id, ts=round((WALL + now) * 1000)),
+                                (f"10.0.{rng.randrange(256)}.{rng.randrange(256)}", 5004), now)
+    assert victim.pending_handshakes <= 16
+    assert len(victim.sessions) <= 16
+    assert len(verified) <= 100 + 50 * 2 + 1  # the global budget bounds public-key work
+    assert victim.stats["rate_limited"] >= 1800
+    assert victim._flood.tracked_sources <= settings_.max_sources
+
+
+def test_flood_from_one_source_hits_the_per_source_limit():
+    victim = SessionLayer(identity("p256", "victim"), Random(1), None, WALL)
+    me = identity("p256", "flooder")
+    for i in range(100):
+        victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW)
+    assert victim.stats["rate_limited"] == 100 - 8
+    assert victim.pending_handshakes == 8  # the burst got through; all eight wait for a RING
+    # an honest caller elsewhere still gets through
+    honest = identity("p256", "honest")
+    victim.receive_datagram(key_req(honest, victim.own_id), ("198.51.100.7", 1), NOW)
+    assert victim.pending_handshakes == 9
+
+
+def test_pending_handshake_table_is_bounded():
+    s = SessionSettings(max_pending=4, source_burst=100, global_burst=100)
+    victim = SessionLayer(identity("p256", "victim"), Random(1), s, WALL)
+    me = identity("p256", "flooder")
+    for i in range(10):
+        victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW)
+    assert victim.pending_handshakes == 4 and victim.stats["pending_full"] == 6
+    victim.handle_timer(NOW + s.handshake_timeout)
+    assert victim.pending_handshakes == 0
+    victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW + 11)
+    assert victim.pending_handshakes == 1
+
+
+def test_node_id_is_sha1_of_the_identity_spki():
+    ident = identity("p256", "x")
+    assert hashlib.sha1(ident.public_der).digest() == ident.node_id

@@ -1,0 +1,112 @@
+"""docs/vectors/session.json: regenerated bit for bit, and checked the way another implementation
+would check it (with nothing but `cryptography` and the spec in docs/protocol.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kadtalk.node.session import vectors
+
+PATH = Path(__file__).resolve().parents[3] / "docs" / "vectors" / "session.json"
+
+
+def test_vectors_file_is_what_the_generator_makes():
+    assert PATH.read_text() == vectors.render(), (
+        "regenerate with: python -m kadtalk.node.session.vectors -o docs/vectors/session.json"
+    )
+    assert vectors.main(["--check", str(PATH)]) == 0
+
+
+def test_vectors_layout():
+    v = json.loads(PATH.read_text())
+    assert set(v) == {"caller", "callee", "key_req", "key_res", "shared_secret", "transcript_hash",
+                      "directions", "packets"}
+    for side in ("caller", "callee"):
+        assert set(v[side]) == {"id", "identity_key_pem", "ephemeral_key_pem"}
+    assert set(v["directions"]) == {"caller_to_callee", "callee_to_caller"}
+    assert {p["type"] for p in v["packets"]} == {4, 5}
+    assert {p["direction"] for p in v["packets"]} == {"caller_to_callee", "callee_to_caller"}
+
+
+def _spki(key) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _split_key_message(data: bytes) -> tuple[bytes, bytes, int, bytes]:
+    """type | eph SPKI | identity SPKI | u64 ms | signature (DER lengths, short or 0x81/0x82)."""
+    def der_end(offset: int) -> int:
+        first = data[offset + 1]
+        if first < 0x80:
+            return offset + 2 + first
+        n = first & 0x7F
+        return offset + 2 + n + int.from_bytes(data[offset + 2: offset + 2 + n], "big")
+    eph_end = der_end(1)
+    id_end = der_end(eph_end)
+    (ts,) = struct.unpack(">Q", data[id_end:id_end + 8])
+    return data[1:eph_end], data[eph_end:id_end], ts, data[id_end + 8:]
+
+
+def test_vectors_check_out_independently():
+    v = json.loads(PATH.read_text())
+    load = lambda pem: serialization.load_pem_private_key(pem.encode(), None)  # noqa: E731
+    keys = {side: {kind: load(v[side][f"{kind}_key_pem"]) for kind in ("identity", "ephemeral")}
+            for side in ("caller", "callee")}
+    ids = {side: bytes.fromhex(v[side]["id"]) for side in keys}
+    for side in keys:
+        assert hashlib.sha1(_spki(keys[side]["identity"])).digest() == ids[side]
+
+    req, res = bytes.fromhex(v["key_req"]), bytes.fromhex(v["key_res"])
+    assert req[0] == 0x02 and res[0] == 0x03
+    eph_a, id_a, ts_req, sig_a = _split_key_message(req)
+    eph_b, id_b, ts_res, sig_b = _split_key_message(res)
+    assert eph_a == _spki(keys["caller"]["ephemeral"]) and id_a == _spki(keys["caller"]["identity"])
+    assert eph_b == _spki(keys["callee"]["ephemeral"]) and id_b == _spki(keys["callee"]["identity"])
+    assert len(eph_a) == len(eph_b) == 91
+
+    u64 = lambda n: struct.pack(">Q", n)  # noqa: E731
+    signed_req = b"kadtalk/1 KEY_REQ" + ids["caller"] + ids["callee"] + u64(ts_req) + eph_a
+    keys["caller"]["identity"].public_key().verify(sig_a, signed_req, ec.ECDSA(hashes.SHA256()))
+    fields = ids["caller"] + ids["callee"] + u64(ts_req) + u64(ts_res) + eph_a + eph_b
+    keys["callee"]["identity"].public_key().verify(
+        sig_b, b"kadtalk/1 KEY_RES" + fields, ec.ECDSA(hashes.SHA256()))
+
+    secret = keys["caller"]["ephemeral"].exchange(ec.ECDH(), keys["callee"]["ephemeral"].public_key())
+    assert secret == keys["callee"]["ephemeral"].exchange(ec.ECDH(), keys["caller"]["ephemeral"].public_key())
+    assert secret.hex() == v["shared_secret"]
+    th = hashlib.sha256(b"kadtalk/1 transcript" + fields).digest()
+    assert th.hex() == v["transcript_hash"]
+    for direction, info in (("caller_to_callee", b"kadtalk/1 caller to callee"),
+                            ("callee_to_caller", b"kadtalk/1 callee to caller")):
+        okm = HKDF(hashes.SHA256(), 40, th, info).derive(secret)
+        assert okm[:32].hex() == v["directions"][direction]["key"]
+        assert okm[32:].hex() == v["directions"][direction]["salt"]
+
+    for packet in v["packets"]:
+        d = v["directions"][packet["direction"]]
+        wire = bytes.fromhex(packet["wire"])
+        assert wire[0] == packet["type"] and int.from_bytes(wire[1:5], "big") == packet["seq"]
+        nonce = bytes.fromhex(d["salt"]) + wire[1:5]
+        dec = Cipher(algorithms.AES(bytes.fromhex(d["key"])),
+                     modes.GCM(nonce, wire[5:13], min_tag_length=8)).decryptor()
+        dec.authenticate_additional_data(wire[:1])
+        assert (dec.update(wire[13:]) + dec.finalize()).hex() == packet["plaintext"]
+
+
+def test_the_worked_example_in_the_spec_matches_the_vectors():
+    v = json.loads(PATH.read_text())
+    spec = (PATH.parents[1] / "protocol.md").read_text()
+    ring = v["packets"][0]
+    assert ring["plaintext"] == "01" and ring["seq"] == 0
+    wire = ring["wire"]
+    assert f"`{wire[:2]} {wire[2:10]} {wire[10:26]} {wire[26:]}`" in spec
+    assert v["directions"]["caller_to_callee"]["salt"] in spec
+    assert v["key_req"][-6:] in spec and str(int(v["key_req"][366:382], 16)) in spec

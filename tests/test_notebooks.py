@@ -1,0 +1,41 @@
+"""The notebooks run from top to bottom on small sizes (KADTALK_NB_SMALL=1), so they never rot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = ["lookup_latency.ipynb", "churn.ipynb"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_on_small_sizes(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("KADTALK_NB_SMALL", "1")
+    monkeypatch.setenv("KADTALK_NB_OUT", str(tmp_path))
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
+    errors = [
+        o for cell in notebook.cells for o in cell.get("outputs", []) if o.output_type == "error"
+    ]
+    assert not errors
+    stem = name.removesuffix(".ipynb")
+    assert (tmp_path / stem / "lookups.csv").stat().st_size > 0
+    assert (tmp_path / stem / "figures" / "latency_cdf.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_are_stored_without_outputs(name):
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
