@@ -169,13 +169,17 @@ def environment() -> dict[str, Any]:
 Progress = Callable[[str, int, int], None]
 
 
-def run_lookup_study(study: LookupStudy, progress: Progress | None = None) -> StudyResult:
-    """Build, converge and measure; deterministic for a given study (seed included)."""
+def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
+                     latency_model: Any = None) -> StudyResult:
+    """Build, converge and measure; deterministic for a given study (seed included).
+
+    `latency_model`, when given, is used instead of a fresh instance of the study's named model
+    (for models built from data, e.g. sim.latency.SiteMatrixLatency with measured delays)."""
     wall_start = time.perf_counter()
     rng = Random(study.seed)
     ids = unique_ids(study.nodes, rng)
     env = simpy.Environment()
-    latency = realism.make_latency(study)
+    latency = latency_model if latency_model is not None else realism.make_latency(study)
     for _ in range(study.nodes):
         latency.add_node(rng)
     latency = realism.with_jitter(study, latency)

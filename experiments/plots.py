@@ -234,18 +234,17 @@ def draw_mean(
         ax.legend(fontsize=8)
 
 
+def _lines(ax, frame, x: str, series: Sequence[str], statistic) -> None:
+    """One line per series: `statistic` of each group of rows sharing a value of `x`."""
+    for (values, group), colour in zip(_groups(frame, series), _colours()):
+        points = group.groupby(x).apply(statistic)
+        ax.plot(points.index, points.to_numpy(), marker="o", markersize=3, color=colour,
+                label=_label(series, values) or None)
+
+
 def draw_success(ax, lookups, x: str, series: Sequence[str] = ()) -> None:
     """Share of successful lookups against `x`, one line per series."""
-    for (values, group), colour in zip(_groups(lookups, series), _colours()):
-        rate = group.groupby(x)["success"].apply(lambda s: s.astype(bool).mean())
-        ax.plot(
-            rate.index,
-            rate.to_numpy(),
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=_label(series, values) or None,
-        )
+    _lines(ax, lookups, x, series, lambda group: group["success"].astype(bool).mean())
     _auto_log_x(ax, lookups[x])
     ax.set_xlabel(x)
     ax.set_ylabel("success rate")
@@ -258,16 +257,7 @@ def draw_success(ax, lookups, x: str, series: Sequence[str] = ()) -> None:
 def draw_median_against(ax, lookups, x: str, series: Sequence[str] = ()) -> None:
     """Median latency of successful lookups against `x`, one line per series."""
     ok = lookups[lookups["success"].astype(bool)]
-    for (values, group), colour in zip(_groups(ok, series), _colours()):
-        median = group.groupby(x)["latency_ms"].median()
-        ax.plot(
-            median.index,
-            median.to_numpy(),
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=_label(series, values) or None,
-        )
+    _lines(ax, ok, x, series, lambda group: group["latency_ms"].median())
     _auto_log_x(ax, lookups[x])
     ax.set_xlabel(x)
     ax.set_ylabel("median latency (ms)")

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     _routing_options(p)
     _realism_options(p)
     _sweep_and_plot_parsers(sim)
+    from kadtalk.app.cli import add_parsers as add_service_parsers
+
+    add_service_parsers(commands)  # daemon, status, call, answer, ..., web (kadtalk.app)
     return parser
 
 
@@ -234,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "id":
             return cmd_id(args)
+        from kadtalk.app.cli import COMMANDS as SERVICE_COMMANDS, run as run_service
+
+        if args.command in SERVICE_COMMANDS:
+            return run_service(args)
         if args.command == "sim":
             return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot}.get(args.sim_command, cmd_sim_lookup)(args)
         return asyncio.run({"node": cmd_node, "lookup": cmd_lookup, "swarm": cmd_swarm}[args.command](args))

@@ -10,6 +10,8 @@ and `delay(src, dst)` is the one-way delay of one datagram. Per-node state lives
 - `TopologyLatency`: a router-level graph built with networkx (Waxman or Barabási–Albert, or
   one you pass); nodes hang off routers through access links; router-to-router delays are the
   shortest paths, computed once into a numpy matrix.
+- `SiteMatrixLatency`: a given delay matrix between sites (e.g. measured on the namespace
+  testbed), nodes spread over the sites round-robin, ~0 delay inside a site.
 - `JitteredLatency`: wraps any model and adds a random extra delay to every datagram.
 
 `MODELS` maps the names the study and the command line use to zero-argument factories. The
@@ -250,9 +252,44 @@ class JitteredLatency:
         return self.base.delay(src, dst) * (1.0 + self.rng.expovariate(self._rate))
 
 
+class SiteMatrixLatency:
+    """Nodes grouped into sites with a given one-way delay matrix between sites, e.g. the delays
+    measured between the namespaces of a testbed (kadtalk.experiments.testbed), where several
+    nodes share one host: node i sits at site i % sites, and datagrams between two nodes of one
+    site take `intra` (a host's loopback: ~0).
+
+    `matrix[a][b]` is the one-way delay in seconds from site a to site b (the diagonal is
+    ignored). No randomness: `add_node` draws nothing from the study's generator.
+    """
+
+    def __init__(self, matrix: Any = None, intra: float = 0.0):
+        if matrix is None:
+            raise ValueError("the site-matrix model needs a delay matrix: pass "
+                             "run_lookup_study(..., latency_model=SiteMatrixLatency(matrix))")
+        self.matrix = np.asarray(matrix, dtype=float)
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != self.matrix.shape[1] or not len(self.matrix):
+            raise ValueError("the delay matrix must be square and non-empty")
+        self.sites = self.matrix.shape[0]
+        self.intra = intra
+        self._rows = [list(map(float, row)) for row in self.matrix]
+        for site in range(self.sites):
+            self._rows[site][site] = intra
+        self._n = 0
+
+    def add_node(self, rng: Random) -> None:  # node i sits at site i % sites: nothing drawn
+        self._n += 1
+
+    def site_of(self, node: int) -> int:
+        return node % self.sites
+
+    def delay(self, src: int, dst: int) -> float:
+        return self._rows[src % self.sites][dst % self.sites]
+
+
 MODELS = {
     "constant": ConstantLatency,
     "coordinate": CoordinateLatency,
     "sphere": functools.partial(CoordinateLatency, surface="sphere"),
     "topology": TopologyLatency,
+    "site-matrix": SiteMatrixLatency,  # needs its matrix: run_lookup_study(latency_model=...)
 }

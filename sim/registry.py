@@ -8,6 +8,7 @@ handle past the end. On the wire, address i is the IPv4 address 10.0.0.0 + i, po
 from __future__ import annotations
 
 import struct
+from typing import Sequence
 
 SIM_PORT = 5004
 _BASE = 10 << 24  # 10.0.0.0/8
@@ -16,14 +17,20 @@ MAX_NODES = 1 << 24
 
 
 class SharedRegistry:
-    __slots__ = ("ids", "addrs", "_extra")
+    __slots__ = ("ids", "addrs", "_extra", "subnets")
 
-    def __init__(self, ids: list[int]):
+    def __init__(self, ids: list[int], subnets: Sequence[int] | None = None):
+        """`subnets[addr]`: the /24 network address `addr` sits in, for the per-/24 bucket limit
+        (default: the wire address's, addr >> 8)."""
         if len(ids) > MAX_NODES:
             raise ValueError(f"at most {MAX_NODES} simulated nodes")
         self.ids = ids
         self.addrs = list(range(len(ids)))
         self._extra: dict[tuple[int, int], int] | None = None
+        self.subnets = subnets
+
+    def subnet(self, addr: int) -> int:
+        return addr >> 8 if self.subnets is None else self.subnets[addr]
 
     def intern(self, node_id: int, addr: int) -> int:
         ids = self.ids

@@ -56,6 +56,11 @@ class ContactRegistry:
     addr_to_wire = staticmethod(ipv4_to_wire)
     addr_from_wire = staticmethod(ipv4_from_wire)
 
+    @staticmethod
+    def subnet(addr: tuple[str, int]) -> str:
+        """The /24 network of an IPv4 address ('192.0.2' for 192.0.2.7)."""
+        return addr[0].rpartition(".")[0]
+
     def intern(self, node_id: int, addr: tuple[str, int]) -> int:
         key = (node_id, addr)
         handle = self._index.get(key)

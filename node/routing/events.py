@@ -22,6 +22,7 @@ class LookupCompleted:
     rpcs: int
     timeouts: int
     hops: int
+    rejected: int = 0  # fake target entries the lookup's `verify` turned down
 
     @property
     def success(self) -> bool:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 from random import Random
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..ratelimit import FloodGuard
 from .events import Joined, LookupCompleted
-from .lookup import Lookup, Mode
+from .lookup import DisjointLookup, Lookup, Mode
 from .messages import (
     CONTACT_SIZE,
     MAX_CONTACTS,
@@ -62,6 +62,9 @@ class RoutingSettings:
     request_burst: float = 2000.0
     source_request_rate: float = 20.0
     source_request_burst: float = 100.0
+    # At most this many entries of one bucket from one /24 (IPv4) network (the registry's
+    # `subnet` says which); 0: no limit. A Sybil defence; see docs/security.md.
+    max_per_subnet: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -74,6 +77,8 @@ class RoutingSettings:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
         if self.amplification < 1:
             raise ValueError("amplification must be at least 1")
+        if self.max_per_subnet < 0:
+            raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
         if min(self.request_rate, self.source_request_rate) <= 0 or min(
             self.request_burst, self.source_request_burst
         ) < 1:
@@ -82,6 +87,17 @@ class RoutingSettings:
 
 class TooManyLookups(RuntimeError):
     pass
+
+
+class _Probe:
+    """The waiter of a request that checks a claimed new address of a table entry: no lookup
+    waits for it (`done`), only the table learns from its answer or its timeout."""
+
+    __slots__ = ()
+    done = True
+
+
+_PROBE = _Probe()
 
 
 class _Pending:
@@ -207,9 +223,15 @@ class RoutingLayer:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def find_peer(self, target: int, now: float) -> int:
-        """Start a lookup that ends as soon as `target`'s own entry is learned; return its id."""
-        return self._start(target, Mode.FIND_PEER, USER, now).lookup_id
+    def find_peer(self, target: int, now: float, paths: int = 1,
+                  verify: Callable[[int], bool] | None = None) -> int:
+        """Start a lookup that ends as soon as `target`'s own entry is learned; return its id.
+
+        `paths` > 1 runs S/Kademlia's disjoint-path lookup; `verify(handle)` checks a learned
+        target entry (the simulator's stand-in for the key exchange a call does next): a fake
+        is skipped and the lookup goes on.
+        """
+        return self._start(target, Mode.FIND_PEER, USER, now, paths, verify).lookup_id
 
     def find_closest(self, target: int, now: float) -> int:
         """Start a lookup that ends when the k closest to `target` have answered."""
@@ -219,7 +241,14 @@ class RoutingLayer:
         """Put a known contact (saved from an earlier run, say) into the table."""
         if node_id == self.node_id:
             return False
-        return self.table.observe(self.registry.intern(node_id, addr), now)
+        handle = self.registry.intern(node_id, addr)
+        if self.settings.max_per_subnet and self._subnet_full(handle):
+            return False
+        if self.table.observe(handle, now):
+            return True
+        if self.table.moved(handle):
+            self._probe(handle, addr, node_id, now)  # the entry moves if the new address answers
+        return False
 
     def join(self, bootstrap: Iterable[Any], now: float) -> int:
         """Look up our own ID, asking the bootstrap addresses (IDs unknown) and the table."""
@@ -264,7 +293,10 @@ class RoutingLayer:
             return
         handle = self.registry.intern(msg.origin, addr)
         table = self.table
-        table.observe(handle, now)
+        if self.settings.max_per_subnet and self._subnet_full(handle):
+            pass  # answered, not remembered
+        elif not table.observe(handle, now) and table.moved(handle):
+            self._probe(handle, addr, msg.origin, now)
         ids = self.registry.ids
         addrs = self.registry.addrs
         count = self.settings.k
@@ -275,6 +307,51 @@ class RoutingLayer:
             self.limited_answers += 1
         contacts = [(ids[h], addrs[h]) for h in table.closest(msg.target, count, handle)]
         self._send(RouteResponse(self.node_id, msg.target, contacts), addr)
+
+    def _probe(self, handle: int, addr: Any, node_id: int, now: float) -> None:
+        """Ask a claimed new address of a failing entry: only an answer there moves the entry.
+        The request is bare (41 bytes, no more than the request that made the claim), so a
+        forged claim cannot turn this into an amplifier."""
+        if self._pending is None:
+            self._pending = {}
+        key = (addr, node_id)
+        request = self._pending.get(key)
+        if request is None:
+            self._pending[key] = _Pending(now + self.settings.request_timeout, _PROBE, handle)
+            self._send(RouteRequest(self.node_id, node_id), addr)
+        elif (_PROBE, handle) not in request.waiters:
+            request.waiters.append((_PROBE, handle))
+
+    def _subnet_full(self, handle: int) -> bool:
+        """Whether `handle`'s bucket already holds `max_per_subnet` others from its /24."""
+        table = self.table
+        registry = self.registry
+        bucket = table.bucket(table.bucket_index(registry.ids[handle]))
+        if handle in bucket:
+            return False
+        subnet, addrs = registry.subnet, registry.addrs
+        mine = subnet(addrs[handle])
+        return sum(1 for h in bucket if subnet(addrs[h]) == mine) >= self.settings.max_per_subnet
+
+    def apply_subnet_limit(self) -> int:
+        """Drop the entries over `max_per_subnet` (the youngest of each /24 in each bucket): for
+        tables loaded whole (the simulator's fast bootstrap). Return how many were dropped."""
+        limit = self.settings.max_per_subnet
+        if not limit:
+            return 0
+        table = self.table
+        subnet, addrs = self.registry.subnet, self.registry.addrs
+        extra = []
+        for index in range(table.bucket_count()):
+            seen: dict[Any, int] = {}
+            for handle in table.bucket(index):  # oldest first
+                key = subnet(addrs[handle])
+                seen[key] = seen.get(key, 0) + 1
+                if seen[key] > limit:
+                    extra.append(handle)
+        for handle in extra:
+            table.remove(handle)
+        return len(extra)
 
     def _is_validated(self, addr: Any) -> bool:
         """Whether `addr` answered us; else remember it (bounded) until it does."""
@@ -313,7 +390,8 @@ class RoutingLayer:
         if self._validated and addr in self._validated:
             self._validated[addr] = True
         handle = registry.intern(responder, addr)
-        self.table.observe(handle, now)
+        if not (self.settings.max_per_subnet and self._subnet_full(handle)):
+            self.table.observe(handle, now, answered=True)
         target = msg.target
         own = self.node_id
         intern = registry.intern
@@ -334,13 +412,19 @@ class RoutingLayer:
             lookup.add_contacts(msg.contacts, hop, intern, own)
             self._advance(lookup, now)
 
-    def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float) -> Lookup:
+    def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
+                    verify: Callable[[int], bool] | None = None) -> Lookup:
         if self._lookups is None:
             self._lookups = {}
         elif len(self._lookups) >= self.settings.max_lookups:
             raise TooManyLookups(f"{len(self._lookups)} lookups already running")
         settings = self.settings
-        lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha, purpose)
+        if paths > 1:
+            lookup = DisjointLookup(self._next_lookup_id, target, mode, now, settings.k,
+                                    settings.alpha, purpose, paths, verify)
+        else:
+            lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha, purpose)
+            lookup.verify = verify
         self._next_lookup_id += 1
         self._lookups[lookup.lookup_id] = lookup
         table = self.table
@@ -350,8 +434,9 @@ class RoutingLayer:
             lookup.add(handle, ids[handle] ^ target, 1)
         return lookup
 
-    def _start(self, target: int, mode: Mode, purpose: int, now: float) -> Lookup:
-        lookup = self._new_lookup(target, mode, purpose, now)
+    def _start(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
+               verify: Callable[[int], bool] | None = None) -> Lookup:
+        lookup = self._new_lookup(target, mode, purpose, now, paths, verify)
         self._advance(lookup, now)
         return lookup
 
@@ -399,7 +484,7 @@ class RoutingLayer:
         self._events.append(
             LookupCompleted(
                 lookup.lookup_id, lookup.target, lookup.mode, peer, closest, lookup.started, now,
-                lookup.rpcs, lookup.timeouts, lookup.hops,
+                lookup.rpcs, lookup.timeouts, lookup.hops, lookup.rejected,
             )
         )
 

@@ -8,6 +8,11 @@ Two stop rules:
 - FIND_PEER ends as soon as the target's own entry is learned (a call needs nothing more);
 - FIND_CLOSEST ends when the `k` closest contacts known have all answered (join, refresh).
 Either one also ends when nothing is left to ask.
+
+Two options serve the attack studies (docs/security.md):
+- `verify`: a check of a learned target entry (standing for the key exchange that follows a
+  call's lookup); an entry that fails it is a fake, is never asked, and the lookup goes on;
+- `DisjointLookup`: S/Kademlia's d lookups over disjoint sets of nodes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Lookup:
     __slots__ = (
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
+        "verify", "rejected",
     )
 
     def __init__(
@@ -51,6 +57,8 @@ class Lookup:
         self.hops = 0
         self.done = False
         self.purpose = purpose  # who asked: the routing layer's USER, JOIN or REFRESH
+        self.verify: Callable[[int], bool] | None = None  # FIND_PEER: is a target entry genuine?
+        self.rejected = 0  # target entries `verify` turned down
 
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
@@ -59,9 +67,16 @@ class Lookup:
         self._status[handle] = hop << _STATE_BITS
         insort(self._order, (distance, handle))
         if self.mode is Mode.FIND_PEER and distance == 0 and self.found < 0:
-            self.found = handle
-            self.hops = hop - 1
-            self.done = True
+            self._found(handle, hop)
+
+    def _found(self, handle: int, hop: int) -> None:
+        if self.verify is not None and not self.verify(handle):
+            self._status[handle] = hop << _STATE_BITS | FAILED  # a fake: never asked
+            self.rejected += 1
+            return
+        self.found = handle
+        self.hops = hop - 1
+        self.done = True
 
     def add_contacts(self, contacts: Iterable[tuple[int, Any]], hop: int, intern: Callable[[int, Any], int],
                      own_id: int) -> None:
@@ -81,9 +96,7 @@ class Lookup:
             distance = node_id ^ target
             insort(order, (distance, handle))
             if distance == 0 and self.mode is Mode.FIND_PEER and self.found < 0:
-                self.found = handle
-                self.hops = hop - 1
-                self.done = True
+                self._found(handle, hop)
 
     def next_requests(self) -> list[int]:
         """Handles to ask now (marked in flight); sets `done` when the stop rule holds."""
@@ -170,3 +183,119 @@ class Lookup:
 
     def handles(self) -> list[int]:
         return list(self._status)
+
+
+class DisjointLookup:
+    """S/Kademlia's disjoint-path lookup (Baumgart & Mies 2007), for FIND_PEER: `paths` lookups,
+    each with its own shortlist and `alpha` requests in flight; the table's closest contacts
+    are dealt to the paths in turn, and a contact belongs to the first path that hears of it,
+    so no node is asked by two paths. It ends when one path finds the target (verified, when
+    `verify` is set) or every path has run out.
+
+    The routing layer calls `answered(handle)` right before `add_contacts(...)` with that
+    handle's answer; the contacts go to the path that asked.
+    """
+
+    __slots__ = ("lookup_id", "target", "mode", "started", "purpose", "paths", "_owner", "_deal",
+                 "_last", "found", "hops", "done")
+
+    def __init__(
+        self, lookup_id: int, target: int, mode: Mode, started: float, k: int, alpha: int,
+        purpose: int, paths: int, verify: Callable[[int], bool] | None = None,
+    ):
+        if mode is not Mode.FIND_PEER:
+            raise ValueError("disjoint paths serve FIND_PEER lookups only")
+        if paths < 1:
+            raise ValueError("paths must be at least 1")
+        self.lookup_id = lookup_id
+        self.target = target
+        self.mode = mode
+        self.started = started
+        self.purpose = purpose
+        self.paths = [Lookup(lookup_id, target, mode, started, k, alpha, purpose) for _ in range(paths)]
+        for path in self.paths:
+            path.verify = verify
+        self._owner: dict[int, int] = {}  # handle -> the path it belongs to
+        self._deal = 0
+        self._last = 0
+        self.found = -1
+        self.hops = 0
+        self.done = False
+
+    def _settle(self, path: Lookup) -> None:
+        if path.found >= 0 and self.found < 0:
+            self.found = path.found
+            self.hops = path.hops
+            self.done = True
+
+    def add(self, handle: int, distance: int, hop: int) -> None:
+        if handle in self._owner:
+            return
+        index = self._deal % len(self.paths)
+        self._deal += 1
+        self._owner[handle] = index
+        path = self.paths[index]
+        path.add(handle, distance, hop)
+        self._settle(path)
+
+    def add_contacts(self, contacts: Iterable[tuple[int, Any]], hop: int,
+                     intern: Callable[[int, Any], int], own_id: int) -> None:
+        index = self._last
+        path = self.paths[index]
+        owner = self._owner
+        target = self.target
+        for node_id, addr in contacts:
+            if node_id == own_id:
+                continue
+            handle = intern(node_id, addr)
+            if handle in owner:
+                continue  # another path's (or already this one's)
+            owner[handle] = index
+            path.add(handle, node_id ^ target, hop)
+        self._settle(path)
+
+    def next_requests(self) -> list[int]:
+        if self.done:
+            return []
+        chosen: list[int] = []
+        for path in self.paths:
+            chosen.extend(path.next_requests())
+        if all(path.done for path in self.paths):
+            self.done = True
+        return chosen
+
+    def answered(self, handle: int) -> int:
+        self._last = self._owner[handle]
+        return self.paths[self._last].answered(handle)
+
+    def failed(self, handle: int) -> None:
+        self.paths[self._owner[handle]].failed(handle)
+
+    def hop_of(self, handle: int) -> int:
+        return self.paths[self._owner[handle]].hop_of(handle)
+
+    def is_waiting_for(self, handle: int) -> bool:
+        index = self._owner.get(handle)
+        return index is not None and self.paths[index].is_waiting_for(handle)
+
+    def closest_answered(self) -> list[int]:
+        return []
+
+    def handles(self) -> list[int]:
+        return list(self._owner)
+
+    @property
+    def rpcs(self) -> int:
+        return sum(path.rpcs for path in self.paths)
+
+    @property
+    def timeouts(self) -> int:
+        return sum(path.timeouts for path in self.paths)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(path.in_flight for path in self.paths)
+
+    @property
+    def rejected(self) -> int:
+        return sum(path.rejected for path in self.paths)

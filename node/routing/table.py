@@ -10,7 +10,9 @@ when a bucket first overflows or a contact first fails to answer.
 Uptime rule: a full bucket never drops an answering entry for a newcomer; the newcomer waits in
 the bucket's replacement cache and takes the place of an entry that stops answering. A contact
 whose ID is already in the table under another address does not displace it while the old
-address answers (address spoofing).
+address answers (address spoofing); it takes the old entry's place only once the old address
+has failed a request and the new address has answered one (`observe(..., answered=True)`;
+`moved` tells the routing layer when to send the new address that request).
 """
 
 from __future__ import annotations
@@ -136,8 +138,9 @@ class RoutingTable:
         self._sizes.extend(bytes(extra))
         self._touched.extend([now] * extra)
 
-    def observe(self, handle: int, now: float) -> bool:
-        """The contact sent us a datagram from its address; return True if it is in the table."""
+    def observe(self, handle: int, now: float, answered: bool = False) -> bool:
+        """The contact sent us a datagram from its address (`answered`: a response to a request
+        we sent there); return True if it is in the table."""
         ids = self._ids
         node_id = ids[handle]
         distance = self.own_id ^ node_id
@@ -158,8 +161,9 @@ class RoutingTable:
             return True
         for position, other in enumerate(bucket):
             if ids[other] == node_id:
-                # Same ID, new address: believe it only once the old address stopped answering.
-                if failures and other in failures:
+                # Same ID, new address: believe it only once the old address stopped answering
+                # and the new one answered us.
+                if answered and failures and other in failures:
                     del failures[other]
                     entries[start + position] = handle
                     return True
@@ -173,6 +177,15 @@ class RoutingTable:
             return True
         self._remember(index, handle)
         return False
+
+    def moved(self, handle: int) -> bool:
+        """Whether `handle`'s ID is in the table at another address that has failed a request:
+        the claimed new address is worth a request of its own (answered, it takes the place)."""
+        failures = self._failures
+        if not failures:
+            return False
+        other = self.find(self._ids[handle])
+        return other >= 0 and other != handle and other in failures
 
     def _remember(self, index: int, handle: int) -> None:
         limit = self.settings.replacement_cache
@@ -217,13 +230,14 @@ class RoutingTable:
             self._failures[handle] = count
 
     def _pop_replacement(self, index: int, start: int, end: int, leaving: int) -> int:
-        """The most recent cached newcomer whose ID is not in the bucket yet (but for `leaving`'s
-        ID: a new address of the failing node may take its place), or -1."""
+        """The most recent cached newcomer whose ID is not in the bucket yet, or -1. (Not
+        `leaving`'s ID either: a new address of the failing node takes its place only by
+        answering a request, through `observe`.)"""
         cache = self._cache.get(index) if self._cache else None
         if not cache:
             return -1
         ids = self._ids
-        present = {ids[h] for h in self._entries[start:end] if h != leaving}
+        present = {ids[h] for h in self._entries[start:end]}
         while cache:
             candidate = cache.pop()
             if ids[candidate] not in present:

@@ -85,7 +85,7 @@ class SessionSettings:
     dial_timeout: float = 20.0  # dialling: the lookup must find the peer by then
     key_retry: float = 0.5  # first KEY_REQ retransmission; doubles each time
     key_tries: int = 5  # KEY_REQ sends before giving up (unreachable / auth failure)
-    handshake_timeout: float = 10.0  # callee: KEY_RES sent, waiting for the caller's RING
+    handshake_timeout: float = 5.0  # callee: KEY_RES sent (or sent again), waiting for the RING
     ring_interval: float = 1.0  # the caller repeats RING until answered
     no_answer_timeout: float = 45.0  # ringing without an answer
     keepalive_interval: float = 2.0  # KEEPALIVE when nothing else was sent for this long
@@ -95,7 +95,9 @@ class SessionSettings:
     replay_window: int = 1024  # packets
     media_interval: float = 0.02  # nominal MEDIA spacing, for the jitter estimate
     max_calls: int = 1  # ringing or talking calls at once; a further caller gets BUSY
-    max_pending: int = 32  # callee handshakes waiting for their first RING
+    max_pending: int = 32  # callee handshakes waiting for their first RING (oldest evicted)
+    max_pending_per_source: int = 2  # ... from one source host (its oldest evicted)
+    max_pending_per_caller: int = 2  # ... from one caller ID (its oldest evicted)
     max_sessions: int = 256
     source_rate: float = 2.0  # KEY messages per second per source host ...
     source_burst: float = 8.0  # ... with this burst
@@ -108,8 +110,10 @@ class SessionSettings:
     def __post_init__(self) -> None:
         if self.replay_window < 1024:
             raise ValueError("replay_window must be at least 1024")
-        if self.key_tries < 1 or self.max_calls < 0 or self.max_pending < 1:
-            raise ValueError("key_tries and max_pending must be positive, max_calls >= 0")
+        if (self.key_tries < 1 or self.max_calls < 0 or self.max_pending < 1
+                or self.max_pending_per_source < 1 or self.max_pending_per_caller < 1):
+            raise ValueError("key_tries and the max_pending limits must be positive, "
+                             "max_calls >= 0")
         if self.terminal_repeats < 1:
             raise ValueError("terminal_repeats must be at least 1")
 
@@ -187,7 +191,7 @@ class SessionLayer:
         self._by_eph: dict[bytes, Session] = {}  # caller ephemeral SPKI -> live callee session
         self._seen: dict[bytes, float] = {}  # accepted caller ephemeral SPKI -> forget after
         self._flood: FloodGuard | None = None  # KEY messages: per source host and global
-        self._pending = 0  # callee sessions in key exchange
+        self._pending: dict[int, Session] = {}  # callee sessions in key exchange, oldest first
         self._outbox: list[tuple[bytes, Any]] = []
         self._events: collections.deque = collections.deque()
         self._next_id = 0
@@ -311,7 +315,7 @@ class SessionLayer:
     @property
     def pending_handshakes(self) -> int:
         """Callee handshakes waiting for the caller's first authenticated packet."""
-        return self._pending
+        return len(self._pending)
 
     def snapshot(self) -> tuple:
         """Everything that is session state (not counters): tests compare it around bad input."""
@@ -333,7 +337,7 @@ class SessionLayer:
             tuple(self._seen),
             len(self._outbox),
             len(self._events),
-            self._pending,
+            tuple(self._pending),
         )
 
     # -- key exchange ---------------------------------------------------------------------------
@@ -353,7 +357,7 @@ class SessionLayer:
                 settings.global_rate, settings.global_burst, settings.source_rate,
                 settings.source_burst, now, settings.max_sources, always=True,
             )
-        return guard.check(addr[0] if type(addr) is tuple else addr, now) is None
+        return guard.check(_host(addr), now) is None
 
     def _start_key_exchange(self, session: Session, addr: Any, now: float) -> None:
         private = self._ephemeral()
@@ -381,6 +385,8 @@ class SessionLayer:
             if data == live.key_req and addr == live.addr:
                 self.stats["duplicate_key_req"] += 1  # answered again, idempotently
                 self._outbox.append((live.key_res, addr))
+                if live.state is S.KEY_EXCHANGE:  # our KEY_RES was lost: wait for RING anew
+                    live.deadline = now + self.settings.handshake_timeout
                 return
             raise Drop("replayed_key_req")
         self._forget_seen(now)
@@ -392,15 +398,16 @@ class SessionLayer:
         if not self._fresh(msg.timestamp, now):
             raise Drop("stale_timestamp")
         settings = self.settings
-        if self._pending >= settings.max_pending or len(self._sessions) >= settings.max_sessions:
-            raise Drop("pending_full")
+        if len(self._sessions) >= settings.max_sessions and not self._pending:
+            raise Drop("pending_full")  # every session is a call: nothing to evict
         peer_eph = load_ephemeral(msg.ephemeral)
         identity_key = load_identity(msg.identity)
         check_signature(
             identity_key, msg.signature,
             req_signed_data(caller_id, self.own_id, msg.timestamp, msg.ephemeral),
         )
-        # authentic and fresh: answer it
+        # authentic and fresh: answer it, evicting older handshakes if the table is full
+        self._make_room(caller_id, _host(addr), now)
         self._seen[msg.ephemeral] = now + 2 * settings.freshness_window
         if len(self._seen) > settings.max_seen:
             del self._seen[next(iter(self._seen))]
@@ -487,6 +494,28 @@ class SessionLayer:
         self._guard(session, now, self._send, session, SIGNAL, encode_signal(RING), now)
         if self._peer_seen is not None:
             self._peer_seen(int.from_bytes(peer, "big"), addr, now)
+
+    def _make_room(self, caller_id: bytes, host: Any, now: float) -> None:
+        """Evict the oldest pending handshakes so that one more fits every limit: per caller
+        ID, per source host, in all. Spoofed KEY_REQs can then only push out handshakes older
+        than themselves, never keep an honest caller out (review M2)."""
+        settings = self.settings
+        pending = self._pending
+        for limit, same in (
+            (settings.max_pending_per_caller, lambda x: x.peer_id == caller_id),
+            (settings.max_pending_per_source, lambda x: _host(x.addr) == host),
+        ):
+            matching = [x for x in pending.values() if same(x)]
+            for victim in matching[: max(0, len(matching) - limit + 1)]:
+                self._evict(victim, now)
+        while pending and (
+            len(pending) >= settings.max_pending or len(self._sessions) >= settings.max_sessions
+        ):
+            self._evict(next(iter(pending.values())), now)
+
+    def _evict(self, session: Session, now: float) -> None:
+        self.stats["handshake_evicted"] += 1
+        self._end(session, EndReason.UNREACHABLE, now)  # never announced: no event
 
     def _forget_seen(self, now: float) -> None:
         seen = self._seen
@@ -653,7 +682,10 @@ class SessionLayer:
         self, session: Session, state: CallState, now: float, announce: bool = True
     ) -> None:
         if session.role is Role.CALLEE:
-            self._pending += (state is S.KEY_EXCHANGE) - (session.state is S.KEY_EXCHANGE)
+            if state is S.KEY_EXCHANGE:
+                self._pending[session.id] = session
+            elif session.state is S.KEY_EXCHANGE:
+                del self._pending[session.id]
         session.state = check_transition(session.state, state)
         if announce and session.announced and state is not S.ENDED:
             self._events.append(
@@ -689,6 +721,11 @@ class SessionLayer:
         if len(found) > 1:
             raise ValueError(f"{len(found)} calls match; name one by session_id")
         return found[0] if found else None
+
+
+def _host(addr: Any) -> Any:
+    """The source host of an address: the IP of an (ip, port) tuple, else the address."""
+    return addr[0] if type(addr) is tuple else addr
 
 
 def _remove(index: dict[Any, list[Session]], addr: Any, session: Session) -> None:

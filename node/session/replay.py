@@ -35,7 +35,8 @@ class ReplayWindow:
         """Mark `seq` accepted (it must have passed `check`); True if it came out of order."""
         behind = self.highest - seq
         if behind < 0:
-            self.bits = ((self.bits << -behind) | 1) & self._mask
+            shift = -behind  # up to 2^32: never shift by more than the window
+            self.bits = 1 if shift >= self.size else ((self.bits << shift) | 1) & self._mask
             self.highest = seq
             return False
         self.bits |= 1 << behind

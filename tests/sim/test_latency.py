@@ -26,7 +26,7 @@ def test_constant():
 
 
 def test_models_registry():
-    assert set(MODELS) == {"constant", "coordinate", "sphere", "topology"}
+    assert set(MODELS) == {"constant", "coordinate", "sphere", "topology", "site-matrix"}
     assert MODELS["constant"] is ConstantLatency and MODELS["coordinate"] is CoordinateLatency
     assert MODELS["topology"] is TopologyLatency
     sphere = MODELS["sphere"]()

@@ -158,7 +158,7 @@ def test_same_id_other_address_does_not_displace_answering_entry():
     assert spoof not in table.handles()
 
 
-def test_same_id_other_address_replaces_entry_with_failures():
+def test_same_id_other_address_replaces_entry_with_failures_once_it_answers():
     reg, table = make(k=3, max_failures=3)
     node_id = in_bucket(OWN, 3, 77)
     neighbour = reg.add(in_bucket(OWN, 3, 1))
@@ -166,8 +166,13 @@ def test_same_id_other_address_replaces_entry_with_failures():
     moved = reg.add(node_id)
     table.observe(neighbour, 0)
     table.observe(old, 0)
+    assert not table.moved(moved)  # the old address answers: not worth a request
+    assert table.observe(moved, 1, answered=True) is False  # even an answer does not displace it
     table.failed(old)
-    assert table.observe(moved, 1) is True
+    assert table.moved(moved) and not table.moved(old) and not table.moved(neighbour)
+    assert table.observe(moved, 1) is False  # a claim alone (a request from there) is not enough
+    assert table.find(node_id) == old
+    assert table.observe(moved, 1, answered=True) is True
     assert table.bucket(3) == [neighbour, moved]  # takes the old entry's place
     assert table.find(node_id) == moved
     assert table.failures(old) == 0
@@ -334,20 +339,22 @@ class TableMachine(RuleBasedStateMachine):
             self.pool.append(self.reg.add(self.reg.ids[self.pool[i]]))
         self.now = 0.0
 
-    @rule(i=st.integers(0, 15))
-    def observe(self, i):
+    @rule(i=st.integers(0, 15), answered=st.booleans())
+    def observe(self, i, answered):
         self.now += 1
         handle = self.pool[i]
         bucket = self.table.bucket(self.table.bucket_index(self.reg.ids[handle]))
         was_full = len(bucket) >= K
         same_id = [h for h in bucket if self.reg.ids[h] == self.reg.ids[handle] and h != handle]
         answering = bool(same_id) and self.table.failures(same_id[0]) == 0
-        accepted = self.table.observe(handle, self.now)
+        assert self.table.moved(handle) == (bool(same_id) and not answering)
+        accepted = self.table.observe(handle, self.now, answered)
         assert accepted == (handle in self.table)
         if handle in bucket:
             assert accepted
-        elif answering:
-            assert not accepted  # an answering entry keeps its address
+        elif answering or (same_id and not answered):
+            # an answering entry keeps its address; a failing one until the new address answers
+            assert not accepted
             assert same_id[0] in self.table
         elif same_id:
             assert accepted and same_id[0] not in self.table  # the failing address is replaced
@@ -371,8 +378,8 @@ class TableMachine(RuleBasedStateMachine):
         cache = table.replacements(index)
         bucket = table.bucket(index)
         failures = table.failures(handle)
-        # the most recent newcomer whose ID is not in the bucket (but for the leaving entry's)
-        present = {ids[h] for h in bucket if h != handle}
+        # the most recent newcomer whose ID is not in the bucket (the leaving entry's included)
+        present = {ids[h] for h in bucket}
         candidates = [h for h in reversed(cache) if ids[h] not in present]
         table.failed(handle)
         if handle not in bucket:

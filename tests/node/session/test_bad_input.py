@@ -282,22 +282,24 @@ def test_flood_from_one_source_hits_the_per_source_limit():
     for i in range(100):
         victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW)
     assert victim.stats["rate_limited"] == 100 - 8
-    assert victim.pending_handshakes == 8  # the burst got through; all eight wait for a RING
+    # the burst got through; one caller from one host holds at most two pending handshakes
+    assert victim.pending_handshakes == 2 and victim.stats["handshake_evicted"] == 6
     # an honest caller elsewhere still gets through
     honest = identity("p256", "honest")
     victim.receive_datagram(key_req(honest, victim.own_id), ("198.51.100.7", 1), NOW)
-    assert victim.pending_handshakes == 9
+    assert victim.pending_handshakes == 3
 
 
 def test_pending_handshake_table_is_bounded():
     s = SessionSettings(max_pending=4, source_burst=100, global_burst=100)
     victim = SessionLayer(identity("p256", "victim"), Random(1), s, WALL)
-    me = identity("p256", "flooder")
     for i in range(10):
-        victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW)
-    assert victim.pending_handshakes == 4 and victim.stats["pending_full"] == 6
+        me = identity("p256", f"flooder{i}")
+        victim.receive_datagram(key_req(me, victim.own_id), (f"192.0.2.{i}", 1), NOW)
+    assert victim.pending_handshakes == 4 and victim.stats["handshake_evicted"] == 6
+    assert len(victim.sessions) == 4
     victim.handle_timer(NOW + s.handshake_timeout)
-    assert victim.pending_handshakes == 0
+    assert victim.pending_handshakes == 0 and not victim.sessions
     victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW + 11)
     assert victim.pending_handshakes == 1
 
@@ -305,3 +307,44 @@ def test_pending_handshake_table_is_bounded():
 def test_node_id_is_sha1_of_the_identity_spki():
     ident = identity("p256", "x")
     assert hashlib.sha1(ident.public_der).digest() == ident.node_id
+
+
+def _signed_key_req(sender: Identity, callee: bytes, now: float) -> bytes:
+    return key_req(sender, callee, ts=round((WALL + now) * 1000))
+
+
+def test_pending_table_cannot_be_held_by_one_identity_from_spoofed_sources():
+    """Review M2: 1 KEY_REQ/s from each of 4 spoofed hosts, one identity, never a RING."""
+    victim = SessionLayer(identity("p256", "victim"), Random(1), None, WALL)
+    mallory = identity("p256", "mallory")
+    for second in range(60):
+        victim.handle_timer(float(second))
+        for host in range(4):
+            victim.receive_datagram(_signed_key_req(mallory, victim.own_id, second),
+                                    (f"203.0.113.{host}", 9), float(second))
+    assert victim.pending_handshakes <= 2  # per caller ID
+    honest = identity("p256", "honest")
+    victim.receive_datagram(_signed_key_req(honest, victim.own_id, 60.0), ("198.51.100.1", 5), 60.0)
+    assert any(s.peer_id == honest.node_id for s in victim.sessions.values())
+    assert victim.stats["pending_full"] == 0
+
+
+def test_a_full_pending_table_evicts_its_oldest_handshake_for_a_new_caller():
+    s = SessionSettings(max_pending=8, source_burst=1000, global_burst=1000)
+    victim = SessionLayer(identity("p256", "victim"), Random(1), s, WALL)
+    fakes = [identity("p256", f"fake{i}") for i in range(20)]
+    for i, fake in enumerate(fakes):  # 20 identities from 20 hosts, none of them ever rings
+        victim.receive_datagram(_signed_key_req(fake, victim.own_id, NOW), (f"10.0.0.{i}", 1), NOW)
+    assert victim.pending_handshakes == 8 and victim.stats["handshake_evicted"] == 12
+    assert {x.peer_id for x in victim.sessions.values()} == {f.node_id for f in fakes[-8:]}
+
+
+def test_pending_handshakes_are_capped_per_source_host():
+    s = SessionSettings(source_burst=1000, global_burst=1000)
+    victim = SessionLayer(identity("p256", "victim"), Random(1), s, WALL)
+    for i in range(5):  # five identities behind one host (port varies)
+        victim.receive_datagram(_signed_key_req(identity("p256", f"h{i}"), victim.own_id, NOW),
+                                ("192.0.2.9", 1000 + i), NOW)
+    assert victim.pending_handshakes == s.max_pending_per_source == 2
+    assert {x.peer_id for x in victim.sessions.values()} == {
+        identity("p256", f"h{i}").node_id for i in (3, 4)}

@@ -448,3 +448,26 @@ def test_timers_fired_early_or_twice_do_nothing():
     a.handle_timer(deadline)
     assert a.datagrams_to_send(deadline)  # now the keepalive or report is due
     assert a.get_timer() > deadline
+
+
+def test_a_peer_jumping_to_the_last_sequence_number_costs_the_callee_nothing(net):
+    """Review M1: any caller (a throwaway identity will do) could send seq 0, then 0xFFFFFFFF."""
+    import tracemalloc
+
+    from kadtalk.node.session.wire import KEEPALIVE, encode_signal
+
+    a, b = net.add("a"), net.add("b")
+    sid = a.call(as_int(b.identity), 0.0, addr="b")
+    net.run(0.0)  # RING (seq 0) delivered: b rings
+    tx = a.sessions[sid].tx
+    tx.seq = 0xFFFFFFFF
+    evil = tx.seal(SIGNAL, encode_signal(KEEPALIVE))
+    tracemalloc.start()
+    try:
+        b.receive_datagram(evil, "a", 0.1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+    (session,) = b.sessions.values()
+    assert session.rx.highest == 0xFFFFFFFF and session.rx.window.bits == 1

@@ -127,3 +127,77 @@ def test_any_order_with_repeats_accepts_each_fresh_packet_once(order):
     for seq in accepted:  # everything accepted is now refused
         assert rx.window.check(seq) is not None
     assert rx.lost == max(accepted) + 1 - len(accepted)
+
+
+# -- the whole 32-bit range (review M1) ----------------------------------------------------------
+
+U32 = 0xFFFFFFFF
+
+
+def _peak_bytes(action) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_jump_across_the_whole_sequence_space_costs_no_memory():
+    w = ReplayWindow(1024)
+    w.commit(0)
+
+    def jump():
+        assert w.check(U32) is None
+        w.commit(U32)
+
+    assert _peak_bytes(jump) < 64 * 1024  # was a 2^32-bit shift: half a gigabyte
+    assert w.highest == U32 and w.bits == 1
+    assert w.check(0) == "too_old" and w.check(U32) == "duplicate"
+
+
+class _ModelWindow:
+    """The replay rule written out: a set of accepted numbers and the highest one."""
+
+    def __init__(self, size: int):
+        self.size, self.highest, self.accepted = size, -1, set()
+
+    def check(self, seq: int):
+        if seq > self.highest:
+            return None
+        if self.highest - seq >= self.size:
+            return "too_old"
+        return "duplicate" if seq in self.accepted else None
+
+    def commit(self, seq: int) -> bool:
+        self.accepted.add(seq)
+        reordered = seq <= self.highest
+        self.highest = max(self.highest, seq)
+        return reordered
+
+
+# sequence numbers anywhere in the u32 range, and near the ones already drawn
+_seqs = st.lists(
+    st.one_of(
+        st.integers(0, U32),
+        st.tuples(st.sampled_from([0, 1, 1023, 1024, 1025, U32 - 1024, U32]), st.integers(-3, 3))
+        .map(lambda t: min(U32, max(0, t[0] + t[1]))),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([1024, 2048]), _seqs, st.data())
+def test_replay_window_matches_the_model_over_the_whole_u32_range(size, seqs, data):
+    w, model = ReplayWindow(size), _ModelWindow(size)
+    for seq in seqs:
+        if data.draw(st.booleans()) and model.highest >= 0:  # also near the current highest
+            seq = min(U32, max(0, model.highest - data.draw(st.integers(-2, size + 2))))
+        verdict = w.check(seq)
+        assert verdict == model.check(seq)
+        if verdict is None:
+            assert w.commit(seq) == model.commit(seq)
+        assert w.highest == model.highest and w.bits.bit_length() <= size

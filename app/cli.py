@@ -1,0 +1,362 @@
+"""The `kadtalk` subcommands of the calling service: the daemon, its command-line client and
+the web GUI. kadtalk/cli.py adds them with `add_parsers` and runs them with `run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("daemon", "status", "call", "answer", "decline", "hangup", "mute", "contacts",
+            "watch", "stats", "audio", "web")
+
+EXAMPLES = """examples:
+  kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
+  kadtalk status                                  who am I, network, current call
+  kadtalk contacts add alice 3f1c...e0            name a node ID
+  kadtalk call alice                              ring, wait for the answer
+  kadtalk answer | kadtalk hangup                 pick up / end the call
+  kadtalk watch --json                            every event, one JSON object a line
+  kadtalk web                                     open the printed URL in a browser
+"""
+
+
+def _socket_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", type=Path, metavar="PATH",
+                        help="the daemon's control socket (default $KADTALK_SOCKET, else "
+                        "$XDG_RUNTIME_DIR/kadtalk/control.sock)")
+
+
+def _client(commands: Any, name: str, help: str, json_flag: bool = True, **kw: Any):
+    p = commands.add_parser(name, help=help, description=kw.pop("description", help.capitalize() + "."),
+                            **kw)
+    _socket_option(p)
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON (one object a line)")
+    return p
+
+
+def add_parsers(commands: Any) -> None:
+    p = commands.add_parser(
+        "daemon", help="run the calling service (node, UDP socket, audio, control socket)",
+        description="Run the kadtalk service in the foreground: the identity, one UDP socket, the "
+        "audio devices and a control socket for `kadtalk status/call/...` and the web GUI. Settings "
+        "come from config.toml in the config directory; flags override them. SIGTERM or Ctrl-C "
+        "hangs up and stops cleanly.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, metavar="FILE", help="settings file (default CONFIG_DIR/config.toml)")
+    p.add_argument("--config-dir", type=Path, metavar="DIR",
+                   help="where the identity, contacts and saved peers live (default "
+                   "$XDG_CONFIG_HOME/kadtalk)")
+    p.add_argument("--host", help="address to bind the UDP socket (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="UDP port (default 5004; 0 = any free port)")
+    p.add_argument("--bootstrap", action="append", metavar="HOST:PORT",
+                   help="a node to join through (repeatable; adds to the config's list)")
+    p.add_argument("--capture", metavar="DEVICE",
+                   help="ALSA capture device (default 'default'; also none, tone:HZ, wav:PATH)")
+    p.add_argument("--playback", metavar="DEVICE",
+                   help="ALSA playback device (default 'default'; also none, wav:PATH)")
+    _socket_option(p)
+    p.add_argument("--web", action="store_true", help="also serve the web GUI")
+    p.add_argument("--web-port", type=int, metavar="N", help="web GUI port (default 8080; 0 = any)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="json: one JSON object a line (time, level, logger, message)")
+
+    p = _client(commands, "status", "show the node ID, network, current call and audio devices")
+    p = _client(commands, "call", "call a node ID or a contact and wait for the answer",
+                description="Dial a node ID or contact name. Waits until the call is answered "
+                "(exit 0) or ends (exit 1, with the reason: unreachable, declined, busy, ...).")
+    p.add_argument("target", help="node ID (40 hex digits) or contact name")
+    p.add_argument("--no-wait", action="store_true", help="return once dialling has started")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
+    _client(commands, "answer", "answer the ringing call")
+    _client(commands, "decline", "decline the ringing call")
+    _client(commands, "hangup", "hang up (or cancel) the current call")
+    p = _client(commands, "mute", "mute or unmute the microphone in the current call")
+    p.add_argument("state", nargs="?", choices=["on", "off", "toggle"], default="toggle")
+    p = _client(commands, "contacts", "list, add, rename or remove contacts",
+                description="Contacts name node IDs; `kadtalk call NAME` dials them.")
+    p.add_argument("action", nargs="?", choices=["list", "add", "rename", "remove"], default="list")
+    p.add_argument("args", nargs="*", help="add NAME ID | rename NAME-OR-ID NEW | remove NAME-OR-ID")
+    _client(commands, "watch", "print events (calls, quality, network) as they happen",
+            description="Print every event the daemon sends until Ctrl-C.")
+    _client(commands, "stats", "statistics of the current (or the last) call")
+    p = _client(commands, "audio", "show or set the audio devices",
+                description="Without options: show the devices. With them: check the devices "
+                "open, then use them (in a call: switch at once).")
+    p.add_argument("--capture", metavar="DEVICE")
+    p.add_argument("--playback", metavar="DEVICE")
+    p = commands.add_parser("web", help="serve the web GUI for a running daemon",
+                            description="Serve the HTML5 GUI on 127.0.0.1 and bridge it to the "
+                            "daemon's control socket. Open the printed URL (it holds a secret "
+                            "token made at each start).")
+    _socket_option(p)
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 = any)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; others reach it only with the token)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .client import NotRunning
+
+    try:
+        if args.command == "daemon":
+            return _daemon(args)
+        if args.command == "web":
+            from .config import default_socket
+            from .web import run_web
+
+            asyncio.run(run_web(args.socket or default_socket(), args.host, args.port))
+            return 0
+        return asyncio.run(_client_command(args))
+    except NotRunning as e:
+        print(f"kadtalk: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .daemon import DaemonError, run_daemon
+
+    try:
+        config = load_config(args.config, args.config_dir)
+        for name in ("host", "port", "capture", "playback", "log_level", "log_format"):
+            value = getattr(args, name)
+            if value is not None:
+                setattr(config, name, value)
+        if args.bootstrap:
+            config.bootstrap = [*config.bootstrap, *args.bootstrap]
+        if args.socket:
+            config.socket = str(args.socket)
+        if args.web_port is not None:
+            config.web_port = args.web_port
+        level = getattr(logging, config.log_level.upper(), None)
+        if not isinstance(level, int):
+            raise ConfigError(f"unknown log level {config.log_level!r}")
+        if args.verbose == 0:
+            logging.getLogger().setLevel(level)
+        if config.log_format == "json":
+            for handler in logging.getLogger().handlers:
+                handler.setFormatter(JsonFormatter())
+        elif config.log_format != "text":
+            raise ConfigError(f"unknown log format {config.log_format!r} (text or json)")
+        asyncio.run(run_daemon(config, web=args.web))
+    except (ConfigError, DaemonError) as e:
+        print(f"kadtalk: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": round(record.created, 3), "level": record.levelname.lower(),
+                 "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data) if args.json else text, flush=True)
+
+
+async def _client_command(args: argparse.Namespace) -> int:
+    from .client import ControlClient, ControlError
+    from .config import default_socket
+
+    client = await ControlClient.connect(args.socket or default_socket())
+    try:
+        return await _dispatch(client, args)
+    except ControlError as e:
+        if getattr(args, "json", False):
+            print(json.dumps(e.reply))
+        print(f"kadtalk: {e}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+
+
+async def _dispatch(client: Any, args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "status":
+        s = await client.request("status")
+        _out(args, s, _format_status(s))
+    elif cmd == "call":
+        return await _call(client, args)
+    elif cmd in ("answer", "decline", "hangup"):
+        r = await client.request(cmd)
+        _out(args, r, {"answer": "answered", "decline": "declined", "hangup": "hung up"}[cmd])
+    elif cmd == "mute":
+        extra = {} if args.state == "toggle" else {"on": args.state == "on"}
+        r = await client.request("mute", **extra)
+        _out(args, r, "muted" if r["muted"] else "unmuted")
+    elif cmd == "contacts":
+        return await _contacts(client, args)
+    elif cmd == "watch":
+        while True:
+            event = await client.events.get()
+            _out(args, event, _format_event(event))
+            if event.get("event") == "shutdown":
+                return 0
+    elif cmd == "stats":
+        r = await client.request("stats")
+        _out(args, r, _format_stats(r))
+    elif cmd == "audio":
+        if args.capture or args.playback:
+            extra = {k: v for k, v in (("capture", args.capture), ("playback", args.playback)) if v}
+            r = await client.request("set_audio", **extra)
+            _out(args, r, f"capture {r['capture']!r}, playback {r['playback']!r}")
+        else:
+            s = await client.request("status")
+            a = s["audio"]
+            _out(args, a, f"capture {a['capture']!r}, playback {a['playback']!r}"
+                 + (f"\nlast error: {a['error']}" if a["error"] else ""))
+    return 0
+
+
+async def _call(client: Any, args: argparse.Namespace) -> int:
+    since = len(client.seen)
+    r = await client.request("dial", to=args.target)
+    session = r["session"]
+    who = r["name"] or r["peer"]
+    if args.no_wait:
+        _out(args, r, f"calling {who}")
+        return 0
+    if not args.json:
+        print(f"calling {who} ...", flush=True)
+    deadline = time.monotonic() + args.timeout
+    shown = None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print("kadtalk: still not answered; the call goes on (kadtalk hangup ends it)",
+                  file=sys.stderr)
+            return 2
+        event = await client.wait_event(
+            lambda e: e.get("event") == "call" and e.get("session") == session
+            and e.get("state") != shown, timeout=left, since=since)
+        since = client.seen.index(event) + 1
+        shown = event["state"]
+        if args.json:
+            print(json.dumps(event), flush=True)
+        if shown == "talking":
+            if not args.json:
+                print(f"talking with {who}", flush=True)
+            return 0
+        if shown == "ended":
+            if not args.json:
+                print(f"call ended: {event.get('reason', '?').replace('_', ' ')}", flush=True)
+            return 1
+        if not args.json:
+            print(f"  {shown.replace('_', ' ')}", flush=True)
+
+
+async def _contacts(client: Any, args: argparse.Namespace) -> int:
+    a = args.args
+    need = {"list": 0, "add": 2, "rename": 2, "remove": 1}[args.action]
+    if len(a) != need:
+        usage = {"list": "contacts list", "add": "contacts add NAME ID",
+                 "rename": "contacts rename NAME-OR-ID NEW-NAME", "remove": "contacts remove NAME-OR-ID"}
+        print(f"usage: kadtalk {usage[args.action]}", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        r = await client.request("contacts")
+        text = "\n".join(f"{c['name']:<24} {c['peer']}" for c in r["contacts"]) or "no contacts"
+        _out(args, r, text)
+        return 0
+    if args.action == "add":
+        name, peer = a
+        from .config import parse_id
+
+        if parse_id(name) is not None and parse_id(peer) is None:
+            name, peer = peer, name  # `contacts add ID NAME` works too
+        r = await client.request("add_contact", name=name, peer=peer)
+        _out(args, r, f"added {r['name']} ({r['peer']})")
+    elif args.action == "rename":
+        r = await client.request("rename_contact", who=a[0], name=a[1])
+        _out(args, r, f"renamed to {r['name']}")
+    else:
+        r = await client.request("remove_contact", who=a[0])
+        _out(args, r, f"removed {r['name']}")
+    return 0
+
+
+def _fmt_duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02}:{s % 60:02}" if s >= 3600 else f"{s // 60:02}:{s % 60:02}"
+
+
+def _format_status(s: dict) -> str:
+    n = s["network"]
+    lines = [
+        f"node     {s['node_id']}",
+        f"udp      {n['host']}:{n['port']}",
+        f"network  {n['table_size']} contacts, " + ("reachable" if n["reachable"] else "not connected yet"),
+    ]
+    c = s.get("call")
+    if c:
+        who = c["name"] or c["peer"]
+        line = f"call     {c['state'].replace('_', ' ')} {'to' if c['role'] == 'caller' else 'from'} {who}"
+        if c["state"] == "talking":
+            line += f", {_fmt_duration(c['duration'])}" + (", muted" if c["muted"] else "")
+        lines.append(line)
+    else:
+        lines.append("call     none")
+    a = s["audio"]
+    lines.append(f"audio    capture {a['capture']!r}, playback {a['playback']!r}")
+    if a.get("error"):
+        lines.append(f"         last error: {a['error']}")
+    return "\n".join(lines)
+
+
+def _format_event(e: dict) -> str:
+    kind = e.get("event")
+    stamp = time.strftime("%H:%M:%S")
+    if kind == "incoming":
+        return f"{stamp} incoming call from {e.get('name') or e['peer']} ({e['address']})"
+    if kind == "call":
+        who = e.get("name") or e.get("peer")
+        text = f"{stamp} call {e.get('state')} {'to' if e.get('role') == 'caller' else 'from'} {who}"
+        if e.get("reason"):
+            text += f": {e['reason'].replace('_', ' ')}"
+        return text
+    if kind == "quality":
+        return (f"{stamp} quality rx {e.get('rx_kbps')} kbit/s, codec {e.get('bitrate_kbps')} kbit/s, "
+                f"loss {e.get('loss', 0) * 100:.1f}%, jitter {e.get('jitter_ms')} ms, "
+                f"latency ~{e.get('latency_ms')} ms")
+    if kind == "network":
+        return f"{stamp} network {e['table_size']} contacts, " + ("reachable" if e["reachable"] else "unreachable")
+    if kind == "missed":
+        return f"{stamp} missed call from {e.get('name') or e['peer']} ({e.get('reason')})"
+    if kind == "audio_error":
+        return f"{stamp} audio error: {e['message']}"
+    if kind == "hello":
+        return f"{stamp} connected to node {e['node_id']}"
+    if kind == "contacts":
+        return f"{stamp} contacts changed: {len(e['contacts'])} contacts"
+    if kind == "audio":
+        return f"{stamp} audio devices: capture {e['capture']!r}, playback {e['playback']!r}"
+    if kind == "shutdown":
+        return f"{stamp} the daemon is shutting down"
+    return f"{stamp} {json.dumps(e)}"
+
+
+def _format_stats(r: dict) -> str:
+    c = r["call"]
+    lines = [f"{'current' if r['current'] else 'last'} call with {c.get('name') or c.get('peer')}: "
+             f"{c.get('state')}" + (f" ({c['reason']})" if c.get("reason") else "")]
+    for group in ("stats", "media"):
+        values = c.get(group) or {}
+        if values:
+            lines.append(f"{group}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    return "\n".join(lines)

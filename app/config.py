@@ -1,0 +1,329 @@
+"""The daemon's settings and files: XDG paths, the TOML config, contacts and saved peers.
+
+Files in the config directory (``$XDG_CONFIG_HOME/kadtalk``, else ``~/.config/kadtalk``):
+
+- ``config.toml``: settings (all optional; flags override them);
+- ``identity.pem``: the identity key (kadtalk.node.identity);
+- ``contacts.json``: the user's address book, names for node IDs;
+- ``peers.json``: the routing table's best contacts, saved at shutdown and loaded at start so
+  the daemon rejoins without a bootstrap node.
+
+A file that exists but cannot be read or parsed is an error that names the file; it is never
+replaced silently (``peers.json``, a cache, is moved aside to ``peers.json.bad`` with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5004
+DEFAULT_WEB_PORT = 8080
+MAX_NAME = 64
+MAX_CONTACTS = 1000
+MAX_PEERS = 64
+
+
+class ConfigError(Exception):
+    """A settings or state file is unusable; the message names the file and the problem."""
+
+
+def _xdg(variable: str, fallback: Path) -> Path:
+    value = os.environ.get(variable, "")
+    return Path(value) if os.path.isabs(value) else fallback
+
+
+def config_dir() -> Path:
+    return _xdg("XDG_CONFIG_HOME", Path.home() / ".config") / "kadtalk"
+
+
+def runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/kadtalk``; without XDG_RUNTIME_DIR, ``/tmp/kadtalk-UID``."""
+    base = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(base):
+        return Path(base) / "kadtalk"
+    return Path("/tmp") / f"kadtalk-{os.getuid()}"
+
+
+def default_socket() -> Path:
+    """The control socket: $KADTALK_SOCKET, else ``runtime_dir()/control.sock``."""
+    env = os.environ.get("KADTALK_SOCKET", "")
+    return Path(env) if env else runtime_dir() / "control.sock"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` owner-only (0700) if missing; refuse one that another user owns or that
+    others can enter."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"{path} belongs to another user (uid {info.st_uid}); choose another path")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+@dataclass
+class Config:
+    """Settings: ``config.toml`` sections [network], [audio], [control], [web], [log]."""
+
+    host: str = "0.0.0.0"  # [network] host
+    port: int = DEFAULT_PORT  # [network] port
+    bootstrap: list[str] = field(default_factory=list)  # [network] bootstrap = ["HOST:PORT"]
+    capture: str = "default"  # [audio] capture (ALSA PCM name, or none / tone:HZ / wav:PATH)
+    playback: str = "default"  # [audio] playback (ALSA PCM name, or none / wav:PATH)
+    socket: str = ""  # [control] socket (default: runtime dir)
+    web: bool = False  # [web] enabled
+    web_host: str = "127.0.0.1"  # [web] host
+    web_port: int = DEFAULT_WEB_PORT  # [web] port
+    log_level: str = "info"  # [log] level
+    log_format: str = "text"  # [log] format: text, or json (one object a line, for journald etc.)
+    config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
+
+    @property
+    def key_path(self) -> Path:
+        return self.config_dir / "identity.pem"
+
+    @property
+    def contacts_path(self) -> Path:
+        return self.config_dir / "contacts.json"
+
+    @property
+    def peers_path(self) -> Path:
+        return self.config_dir / "peers.json"
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.socket) if self.socket else default_socket()
+
+
+# TOML layout: section -> {key: (Config field, type)}
+_SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
+    "network": {"host": ("host", str), "port": ("port", int), "bootstrap": ("bootstrap", list)},
+    "audio": {"capture": ("capture", str), "playback": ("playback", str)},
+    "control": {"socket": ("socket", str)},
+    "web": {"enabled": ("web", bool), "host": ("web_host", str), "port": ("web_port", int)},
+    "log": {"level": ("log_level", str), "format": ("log_format", str)},
+}
+
+
+def load_config(path: Path | None = None, directory: Path | None = None) -> Config:
+    """Settings from ``path`` (default ``DIR/config.toml``); a missing default file gives the
+    defaults, a missing named file or a broken one raises ConfigError naming it."""
+    directory = Path(directory) if directory is not None else config_dir()
+    config = Config(config_dir=directory)
+    explicit = path is not None
+    path = Path(path) if explicit else directory / "config.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return config
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    for section, values in data.items():
+        schema = _SCHEMA.get(section)
+        if schema is None or not isinstance(values, dict):
+            raise ConfigError(
+                f"config file {path}: unknown section [{section}] (known: {', '.join(_SCHEMA)})"
+            )
+        for key, value in values.items():
+            if key not in schema:
+                raise ConfigError(
+                    f"config file {path}: unknown key {key!r} in [{section}] "
+                    f"(known: {', '.join(schema)})"
+                )
+            name, kind = schema[key]
+            if kind is int and (type(value) is not int):
+                raise ConfigError(f"config file {path}: [{section}] {key} must be an integer")
+            if kind is not int and not isinstance(value, kind):
+                raise ConfigError(
+                    f"config file {path}: [{section}] {key} must be a {kind.__name__}"
+                )
+            if kind is list and not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config file {path}: [{section}] {key} must list strings")
+            setattr(config, name, value)
+    for name in ("port", "web_port"):
+        if not 0 <= getattr(config, name) < 65536:
+            raise ConfigError(f"config file {path}: port {getattr(config, name)} out of range")
+    return config
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+# -- JSON state files ---------------------------------------------------------------------------
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` atomically, owner-only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {what} {path}: {e}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what} {path} is not valid JSON ({e}); fix it or move it away") from e
+
+
+def parse_id(text: Any) -> str | None:
+    """A node ID as 40 lowercase hex digits, or None when ``text`` is not one."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip().lower()
+    if len(text) == 40 and all(c in "0123456789abcdef" for c in text):
+        return text
+    return None
+
+
+def check_name(name: Any) -> str:
+    """A contact name: 1-64 printable characters, not a node ID (ValueError otherwise)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a contact name must be a non-empty string")
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise ValueError(f"a contact name has at most {MAX_NAME} characters")
+    if not name.isprintable():
+        raise ValueError("a contact name must be printable text")
+    if parse_id(name) is not None:
+        raise ValueError("a contact name cannot be a node ID")
+    return name
+
+
+class Contacts:
+    """The address book: node ID (hex) -> name, saved in ``contacts.json`` on every change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.by_id: dict[str, str] = {}
+        data = _read_json(path, "contacts file")
+        if data is None:
+            return
+        items = data.get("contacts") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ConfigError(f"contacts file {path}: expected {{\"contacts\": [...]}}")
+        for i, item in enumerate(items):
+            node_id = parse_id(item.get("id")) if isinstance(item, dict) else None
+            try:
+                name = check_name(item.get("name")) if isinstance(item, dict) else None
+            except ValueError as e:
+                raise ConfigError(f"contacts file {path}: entry {i}: {e}") from None
+            if node_id is None or name is None:
+                raise ConfigError(f"contacts file {path}: entry {i} needs an id and a name")
+            self.by_id[node_id] = name
+
+    def list(self) -> list[dict[str, str]]:
+        return [{"id": i, "name": n} for i, n in sorted(self.by_id.items(), key=lambda x: x[1].lower())]
+
+    def name_of(self, node_id: str) -> str | None:
+        return self.by_id.get(node_id)
+
+    def resolve(self, text: Any) -> str | None:
+        """A node ID for an ID or a contact name (case-insensitive), else None."""
+        node_id = parse_id(text)
+        if node_id is not None:
+            return node_id
+        if isinstance(text, str):
+            wanted = text.strip().lower()
+            for node_id, name in self.by_id.items():
+                if name.lower() == wanted:
+                    return node_id
+        return None
+
+    def add(self, node_id: Any, name: Any) -> dict[str, str]:
+        hex_id = parse_id(node_id)
+        if hex_id is None:
+            raise ValueError(f"{node_id!r} is not a node ID (40 hex digits)")
+        name = check_name(name)
+        self._check_unique(name, hex_id)
+        if hex_id not in self.by_id and len(self.by_id) >= MAX_CONTACTS:
+            raise ValueError(f"at most {MAX_CONTACTS} contacts")
+        self.by_id[hex_id] = name
+        self.save()
+        return {"id": hex_id, "name": name}
+
+    def rename(self, who: Any, name: Any) -> dict[str, str]:
+        hex_id = self.resolve(who)
+        if hex_id is None or hex_id not in self.by_id:
+            raise KeyError(f"no contact {who!r}")
+        name = check_name(name)
+        self._check_unique(name, hex_id)
+        self.by_id[hex_id] = name
+        self.save()
+        return {"id": hex_id, "name": name}
+
+    def remove(self, who: Any) -> dict[str, str]:
+        hex_id = self.resolve(who)
+        if hex_id is None or hex_id not in self.by_id:
+            raise KeyError(f"no contact {who!r}")
+        name = self.by_id.pop(hex_id)
+        self.save()
+        return {"id": hex_id, "name": name}
+
+    def _check_unique(self, name: str, hex_id: str) -> None:
+        for other, other_name in self.by_id.items():
+            if other != hex_id and other_name.lower() == name.lower():
+                raise ValueError(f"another contact is already called {other_name!r}")
+
+    def save(self) -> None:
+        write_private(self.path, json.dumps({"contacts": self.list()}, indent=2) + "\n")
+
+
+def load_peers(path: Path) -> list[tuple[str, tuple[str, int]]]:
+    """Saved routing contacts [(hex id, (host, port))]; a broken file is moved aside."""
+    try:
+        data = _read_json(path, "saved peers file")
+        if data is None:
+            return []
+        peers = []
+        for item in data["peers"]:
+            node_id = parse_id(item["id"])
+            host, port = item["host"], item["port"]
+            if node_id is None or not isinstance(host, str) or type(port) is not int:
+                raise ValueError("bad entry")
+            peers.append((node_id, (host, port)))
+        return peers[:MAX_PEERS]
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
+        bad = path.with_name(path.name + ".bad")
+        log.warning("saved peers file %s is unusable (%s); moved it to %s", path, e, bad)
+        try:
+            os.replace(path, bad)
+        except OSError:
+            pass
+        return []
+
+
+def save_peers(path: Path, peers: list[tuple[str, tuple[str, int]]]) -> None:
+    items = [{"id": i, "host": a[0], "port": a[1]} for i, a in peers[:MAX_PEERS]]
+    write_private(path, json.dumps({"peers": items}, indent=1) + "\n")

@@ -1,0 +1,152 @@
+"""One call's media, sans-I/O: Opus sender with adaptive bitrate, jitter buffer and decoder.
+
+The session layer carries the bytes; this class only sees plaintext. Per 20 ms the driver
+calls `send_frame(pcm, now)` and hands the payload to `Node.send_media`, and `play_frame(now)`
+for the PCM to play; session events go to `handle_event` (MediaReceived: into the jitter
+buffer; ReceiverReport: to the bitrate controller, and, being a SIGNAL packet of the peer's
+stream, marks a sequence number that holds no frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import FRAME_BYTES, SILENCE, OpusDecoder, OpusEncoder
+from .jitter import CONCEAL, FEC, PLAY, JitterBuffer, JitterSettings, Playout
+from .rate import RateController, RateDecision, RateSettings
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    rate: RateSettings = field(default_factory=RateSettings)
+    jitter: JitterSettings = field(default_factory=JitterSettings)
+    complexity: int = 10
+    adaptive: bool = True  # follow receiver reports (else: start_bitrate, no FEC, for ever)
+    fec: bool = True  # in-band FEC when the reports show loss (and FEC recovery on receipt)
+    plc: bool = True  # conceal lost frames (False: play silence, the benchmark's baseline)
+
+
+class MediaSender:
+    """Opus-encodes one frame per call; timestamps are implicit (one frame per sequence number)."""
+
+    __slots__ = ("encoder", "rate", "settings", "frames", "bytes")
+
+    def __init__(self, settings: MediaSettings | None = None):
+        self.settings = settings or MediaSettings()
+        self.rate = RateController(self.settings.rate)
+        self.encoder = OpusEncoder(self.settings.rate.start_bitrate, self.settings.complexity)
+        self.frames = 0
+        self.bytes = 0
+
+    def encode(self, pcm: bytes) -> bytes:
+        packet = self.encoder.encode(pcm)
+        self.frames += 1
+        self.bytes += len(packet)
+        return packet
+
+    def on_report(self, fraction_lost: float, jitter: float, now: float) -> RateDecision:
+        decision = self.rate.on_report(fraction_lost, jitter, now)
+        if self.settings.adaptive:
+            self.apply(decision)
+        return decision
+
+    def apply(self, decision: RateDecision) -> None:
+        self.encoder.bitrate = decision.bitrate
+        self.encoder.fec = decision.fec and self.settings.fec
+        self.encoder.loss_perc = decision.loss_perc
+
+
+class MediaReceiver:
+    """Jitter buffer + one Opus decoder for the whole call (never reset by a gap)."""
+
+    __slots__ = ("buffer", "decoder", "settings", "last")
+
+    def __init__(self, settings: MediaSettings | None = None):
+        self.settings = settings or MediaSettings()
+        self.buffer = JitterBuffer(self.settings.jitter)
+        self.decoder = OpusDecoder()
+        self.last: Playout | None = None
+
+    def receive(self, seq: int, payload: bytes, now: float) -> bool:
+        return self.buffer.put(seq, payload, now)
+
+    def signal_received(self, now: float, seq: int | None = None) -> None:
+        self.buffer.signal_received(now, seq)
+
+    def pull(self, now: float) -> bytes:
+        """The 20 ms of PCM (S16_LE, 48 kHz mono) to play from `now`."""
+        out = self.last = self.buffer.pull(now)
+        kind = out.kind
+        if kind == PLAY:
+            return self.decoder.decode(out.payload)
+        if not self.settings.plc:
+            return SILENCE
+        if kind == FEC:
+            if self.settings.fec:
+                return self.decoder.recover(out.payload)
+            return self.decoder.conceal()
+        if kind == CONCEAL:
+            return self.decoder.conceal()
+        return SILENCE
+
+    def stats(self) -> dict[str, float]:
+        stats = self.buffer.stats()
+        d = self.decoder
+        stats.update(decoded=d.decoded, plc=d.concealed, fec_decoded=d.fec_recovered,
+                     corrupt=d.corrupt)
+        return stats
+
+
+class MediaCall:
+    """Both directions of one call's media."""
+
+    __slots__ = ("session_id", "sender", "receiver")
+
+    def __init__(self, session_id: int | None = None, settings: MediaSettings | None = None):
+        settings = settings or MediaSettings()
+        self.session_id = session_id
+        self.sender = MediaSender(settings)
+        self.receiver = MediaReceiver(settings)
+
+    def send_frame(self, pcm: bytes, now: float) -> bytes:
+        """The MEDIA payload (one Opus packet) for 20 ms of captured PCM."""
+        return self.sender.encode(pcm)
+
+    def play_frame(self, now: float) -> bytes:
+        return self.receiver.pull(now)
+
+    def on_media(self, seq: int, payload: bytes, now: float) -> bool:
+        return self.receiver.receive(seq, payload, now)
+
+    def on_report(self, fraction_lost: float, jitter: float, now: float,
+                  seq: int | None = None) -> RateDecision:
+        """A receiver report from the peer. The report itself took a sequence number of the
+        peer's stream: `seq` when the session layer says which, else the buffer finds it."""
+        self.receiver.signal_received(now, seq)
+        return self.sender.on_report(fraction_lost, jitter, now)
+
+    def handle_event(self, event: Any) -> bool:
+        """Feed a session event of this call; True when it was one of ours."""
+        if self.session_id is not None and getattr(event, "session_id", None) != self.session_id:
+            return False
+        name = type(event).__name__
+        if name == "MediaReceived":
+            self.on_media(event.seq, event.payload, event.at)
+            return True
+        if name == "ReceiverReport":
+            self.on_report(event.fraction_lost, event.jitter, event.at, getattr(event, "seq", None))
+            return True
+        return False
+
+    def stats(self) -> dict[str, float]:
+        stats = self.receiver.stats()
+        enc = self.sender.encoder
+        stats.update(
+            frames_sent=self.sender.frames, payload_bytes_sent=self.sender.bytes,
+            bitrate=enc.bitrate, fec_enabled=int(enc.fec), loss_perc=enc.loss_perc,
+        )
+        return stats
+
+
+__all__ = ["FRAME_BYTES", "MediaCall", "MediaReceiver", "MediaSender", "MediaSettings"]

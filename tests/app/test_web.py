@@ -1,0 +1,178 @@
+"""The web GUI: the websocket bridge's access checks, and a real call placed and answered from
+two GUIs in Debian's headless Chromium (Playwright). Screenshots go to test-artifacts/app/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+
+from kadtalk.app.web import WebBridge
+
+from .conftest import DaemonProcess, request_sync, start_daemon
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
+CHROMIUM = os.environ.get("KADTALK_CHROMIUM", "/usr/bin/chromium")
+
+
+async def http_get(port: int, path: str, host: str | None = None) -> tuple[int, dict, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_bridge_refuses_a_wrong_token_a_foreign_origin_and_a_foreign_host(sock_root):
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        web = await WebBridge.start(d.socket_path, "127.0.0.1", 0)
+        try:
+            port, token = web.port, web.token
+            assert web.url == f"http://127.0.0.1:{port}/?token={token}" and len(token) >= 20
+            status, headers, body = await http_get(port, f"/?token={token}")
+            assert status == 200 and b"kadtalk" in body
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+            assert headers["Referrer-Policy"] == "no-referrer"
+            for path in ("/", "/?token=wrong", f"/?token={token[:-1]}"):
+                assert (await http_get(port, path))[0] == 403, path
+            assert (await http_get(port, f"/?token={token}", host="evil.example:80"))[0] == 403
+            assert (await http_get(port, f"/nothing?token={token}"))[0] == 404
+
+            good_origin = f"http://127.0.0.1:{port}"
+            refused = [
+                (f"ws://127.0.0.1:{port}/ws?token=wrong", good_origin),
+                (f"ws://127.0.0.1:{port}/ws", good_origin),
+                (f"ws://127.0.0.1:{port}/ws?token={token}", "http://evil.example"),
+                (f"ws://127.0.0.1:{port}/ws?token={token}", f"http://localhost:{port + 1}"),
+                (f"ws://127.0.0.1:{port}/ws?token={token}", None),
+            ]
+            for uri, origin in refused:
+                with pytest.raises(websockets.exceptions.InvalidStatus) as caught:
+                    async with ws_connect(uri, origin=origin):
+                        pass
+                assert caught.value.response.status_code == 403, (uri, origin)
+            assert web.refused == 10
+
+            async with ws_connect(f"ws://127.0.0.1:{port}/ws?token={token}", origin=good_origin) as ws:
+                hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert hello == {"event": "hello", "version": 1, "node_id": d.node_id}
+                await ws.send(json.dumps({"cmd": "id", "req": "x"}))
+                await ws.send("not json")
+                replies = []
+                while len(replies) < 2:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    if "reply" in message:
+                        replies.append(message)
+                assert replies[0] == {"reply": "id", "ok": True, "req": "x", "node_id": d.node_id}
+                assert replies[1]["error"] == "malformed"
+        finally:
+            await web.close()
+            await d.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@pytest.fixture
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (./setup.sh installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    a = DaemonProcess(sock_root, "alice", "--capture", "tone:440", "--playback", "none",
+                      "--web", "--web-port", "0")
+    b = None
+    try:
+        a.ready_sync()
+        url_a = a.stdout_line_sync("web GUI:").split()[-1]
+        status = request_sync(a.socket, "status")
+        port, alice_id = status["network"]["port"], status["node_id"]
+        b = DaemonProcess(sock_root, "bob", "--capture", "tone:1000", "--playback", "none",
+                          "--web", "--web-port", "0", "--bootstrap", f"127.0.0.1:{port}")
+        b.ready_sync()
+        url_b = b.stdout_line_sync("web GUI:").split()[-1]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", url_a)
+
+        pa = chromium.new_context(viewport={"width": 1100, "height": 720}).new_page()
+        pb = chromium.new_context(viewport={"width": 1100, "height": 720}).new_page()
+        errors: list[str] = []
+        for page in (pa, pb):
+            page.on("pageerror", lambda e: errors.append(str(e)))
+        pa.goto(url_a)
+        pb.goto(url_b)
+        pa.wait_for_function(f"() => document.getElementById('own-id').textContent === '{alice_id}'")
+        bob_id = pb.wait_for_function(
+            "() => document.getElementById('own-id').textContent.length === 40 && "
+            "document.getElementById('own-id').textContent").json_value()
+        pb.wait_for_selector("#net-status.up")
+
+        # Bob saves Alice as a contact, then calls her from the contact list
+        pb.fill("#contact-name", "Alice")
+        pb.fill("#contact-id", alice_id)
+        pb.click("#add-contact-btn")
+        pb.wait_for_selector(f"#contacts li[data-peer='{alice_id}']")
+        pa.fill("#contact-name", "Bob")
+        pa.fill("#contact-id", bob_id)
+        pa.click("#add-contact-btn")
+        pa.wait_for_selector(f"#contacts li[data-peer='{bob_id}']")
+        pb.screenshot(path=str(ARTIFACTS / "1-bob-contacts.png"))
+        pb.fill("#dial-input", "alice")
+        pb.click("#dial-btn")
+
+        pa.wait_for_selector("#incoming.show")
+        assert pa.text_content("#incoming-name") == "Bob"
+        pa.screenshot(path=str(ARTIFACTS / "2-alice-ringing.png"))
+        pa.click("#answer-btn")
+        for page in (pa, pb):
+            page.wait_for_selector("#call-panel[data-state='talking']")
+            page.wait_for_function(
+                "() => Number(document.getElementById('quality-graph').dataset.points) >= 3",
+                timeout=10_000)
+            assert re.fullmatch(r"00:0\d", page.text_content("#call-timer"))
+        assert "kbit/s" in pa.text_content("#quality-text")
+        pa.click("#mute-btn")
+        pa.wait_for_function("() => document.getElementById('mute-btn').textContent === 'Unmute'")
+        pa.screenshot(path=str(ARTIFACTS / "3-alice-in-call.png"))
+        pb.screenshot(path=str(ARTIFACTS / "4-bob-in-call.png"))
+
+        pb.click("#hangup-btn")
+        for page in (pa, pb):
+            page.wait_for_selector("#call-panel", state="hidden")
+            page.wait_for_function("() => document.getElementById('history').textContent.includes('ended')")
+        assert "remote hung up" in pa.text_content("#history")
+        pa.screenshot(path=str(ARTIFACTS / "5-alice-after-call.png"))
+        assert errors == []
+    finally:
+        for d in (b, a):
+            if d is not None:
+                try:
+                    assert d.terminate_sync() == 0
+                finally:
+                    d.kill()
+    assert len(list(ARTIFACTS.glob("*.png"))) == 5
+
+

@@ -1,0 +1,282 @@
+"""The adaptive jitter buffer: delay follows jitter within bounds, late packets are counted,
+gaps are concealed or recovered, SIGNAL slots cost nothing; property tests for any input."""
+
+from __future__ import annotations
+
+from random import Random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kadtalk.node.media.jitter import (
+    CONCEAL,
+    FEC,
+    FRAME,
+    PLAY,
+    SILENCE,
+    JitterBuffer,
+    JitterSettings,
+)
+
+
+def run(arrivals, until, buffer=None, start=0.0, signals=()):
+    """Feed (arrival time, seq) pairs, pull every 20 ms from `start`; the playouts in order.
+
+    `signals` are (time, seq-or-None) SIGNAL notices."""
+    jb = buffer or JitterBuffer()
+    events = sorted([(t, 0, seq) for t, seq in arrivals] + [(t, 1, s) for t, s in signals])
+    out = []
+    i = 0
+    pull = start
+    while pull < until:
+        if not jb.buffered and out and all(e[1] == 1 for e in events[i:]):
+            break  # the stream is over (its end is no loss)
+        while i < len(events) and events[i][0] <= pull:
+            t, kind, seq = events[i]
+            if kind == 0:
+                jb.put(seq, seq.to_bytes(4, "big"), t)
+            else:
+                jb.signal_received(t, seq)
+            i += 1
+        out.append((pull, jb.pull(pull)))
+        pull = round(pull + FRAME, 9)
+    return jb, out
+
+
+def played(out):
+    return [p.seq for _, p in out if p.kind == PLAY]
+
+
+def count(out, kind):
+    """Playouts of `kind` up to the last frame played (the stream's end is not a gap)."""
+    last = max(i for i, (_, p) in enumerate(out) if p.kind == PLAY)
+    return sum(p.kind == kind for _, p in out[:last])
+
+
+def test_steady_stream_plays_every_frame_in_order_with_little_delay():
+    arrivals = [(0.05 + k * FRAME, k) for k in range(200)]
+    jb, out = run(arrivals, 4.2, start=0.001)
+    assert played(out) == list(range(200))
+    assert count(out, CONCEAL) == jb.stretched == jb.skipped == jb.dropped == jb.late == 0
+    assert jb.target_delay <= 0.005
+    # each frame is played within one frame time of its arrival
+    first = next(t for t, p in out if p.kind == PLAY)
+    assert first - 0.05 < FRAME
+
+
+def jittery(n, jitter, seed=1, loss=0.0, start=0.05):
+    rng = Random(seed)
+    return [(start + k * FRAME + rng.uniform(0, jitter), k)
+            for k in range(n) if rng.random() >= loss]
+
+
+def test_target_delay_follows_jitter_and_is_bounded():
+    for jitter in (0.0, 0.02, 0.04):
+        jb, out = run(jittery(300, jitter), 6.5)
+        assert abs(jb.target_delay - jitter) < 0.012, (jitter, jb.target_delay)
+        assert jb.late <= 0.05 * 300
+    capped = JitterBuffer(JitterSettings(max_delay=0.03))
+    jb, _ = run(jittery(300, 0.1), 6.5, buffer=capped)
+    assert jb.target_delay == 0.03 and jb.late > 30  # bounded: the rest arrive late
+
+
+def test_delay_shrinks_again_when_the_jitter_goes_away():
+    calm = [(0.05 + k * FRAME, k) for k in range(250, 800)]
+    jb, out = run(jittery(250, 0.06) + calm, 16.0, buffer=JitterBuffer(JitterSettings(window=100)))
+    assert jb.target_delay < 0.01
+    assert jb.skipped + jb.dropped >= 2  # the extra delay was given back
+    tail = [p for t, p in out if t > 14.0]
+    assert all(p.kind == PLAY for p in tail)
+
+
+def test_late_packets_are_dropped_and_counted():
+    arrivals = [(0.05 + k * FRAME, k) for k in range(50) if k != 10] + [(0.05 + 30 * FRAME, 10)]
+    jb, out = run(arrivals, 1.2)
+    assert jb.late == 1 and 10 not in played(out)
+    kinds = {p.seq: p.kind for _, p in out if p.seq is not None}
+    assert kinds[10] in (FEC, CONCEAL)
+
+
+def test_a_missing_frame_is_recovered_from_the_next_packet_or_concealed():
+    arrivals = [(0.05 + k * FRAME, k) for k in range(60) if k not in (10, 20, 21)]
+    buffer = JitterBuffer(JitterSettings(min_delay=0.025))  # room for the next packet
+    jb, out = run(arrivals, 1.5, buffer=buffer)
+    by_seq = {p.seq: p for _, p in out if p.seq is not None}
+    assert by_seq[10].kind == FEC and by_seq[10].payload == (11).to_bytes(4, "big")
+    assert by_seq[20].kind == CONCEAL and by_seq[21].kind == FEC
+    assert jb.fec == 2 and count(out, CONCEAL) == 1
+    assert played(out) == [k for k in range(60) if k not in (10, 20, 21)]
+
+
+def test_outage_is_concealed_then_silence_then_resumes():
+    arrivals = [(0.05 + k * FRAME, k) for k in range(200) if not 50 <= k < 100]
+    jb, out = run(arrivals, 4.2)
+    kinds = [p.kind for t, p in out if 1.1 < t < 1.9]
+    assert CONCEAL in kinds and SILENCE in kinds
+    assert played(out)[-1] == 199 and jb.late == 0
+    assert count(out, CONCEAL) + count(out, SILENCE) - 3 == 50  # each missing frame had its slot
+
+
+def with_signals(n, every=50, lose_signal=()):
+    """A stream where every `every`-th sequence number is a SIGNAL packet (receiver report)."""
+    arrivals, signals = [], []
+    frame = 0
+    for seq in range(n):
+        t = 0.05 + frame * FRAME
+        if seq % every == every - 1:
+            if seq not in lose_signal:
+                signals.append((t - 0.001, None))
+        else:
+            arrivals.append((t, seq))
+            frame += 1
+    return arrivals, signals
+
+
+def test_signal_slots_take_no_time():
+    arrivals, signals = with_signals(510)
+    jb, out = run(arrivals, 10.5, signals=signals)
+    assert played(out) == [seq for _, seq in arrivals]
+    assert count(out, CONCEAL) == jb.stretched == jb.skipped == jb.dropped == 0
+    assert jb.signal_slots == 10
+
+
+def test_an_unknown_signal_slot_costs_at_most_one_frame_of_delay():
+    arrivals, signals = with_signals(1000)
+    jb, out = run(arrivals, 20.5, signals=())  # the buffer is never told about SIGNAL
+    assert jb.signals_inferred == 19  # inferred from the arrival times (a calm path)
+    assert count(out, CONCEAL) == jb.skipped == jb.stretched == 0
+    assert played(out) == [seq for _, seq in arrivals]
+
+
+def jittery_with_signals(seed=4):
+    arrivals, signals = with_signals(1000)
+    rng = Random(seed)
+    arrivals = [(t + rng.uniform(0, 0.04), seq) for t, seq in arrivals]
+    signals = [(t + rng.uniform(0, 0.04), seq) for t, seq in signals]
+    return arrivals, signals
+
+
+def test_on_a_jittery_path_signal_notices_are_matched_at_playout():
+    arrivals, signals = jittery_with_signals()
+    jb, out = run(arrivals, 20.7, signals=signals)
+    assert jb.signal_slots >= 18 and jb.skipped + jb.dropped <= 1
+    assert abs(jb.target_delay - 0.04) < 0.01
+    assert count(out, CONCEAL) <= jb.late + 1  # about only the late packets' frames
+
+
+def test_on_a_jittery_path_unknown_signal_slots_cost_delay_not_frames():
+    arrivals, _ = jittery_with_signals()
+    jb, out = run(arrivals, 20.7, signals=())
+    assert jb.skipped + jb.dropped >= 15  # the slots were taken out, not played as lost frames
+    assert count(out, CONCEAL) + jb.stretched <= 15
+    assert jb.target_delay <= 0.13  # but the delay estimate suffers (0.04 with the notices)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 5, allow_nan=False),
+            st.one_of(st.integers(0, 400), st.integers(-5, 2**33), st.just(2**32 - 1)),
+        ),
+        max_size=200,
+    ),
+    st.lists(st.tuples(st.floats(0, 5), st.one_of(st.none(), st.integers(-5, 2**33))), max_size=20),
+    st.floats(0, 0.2),
+    st.floats(0, 0.2),
+)
+def test_any_input_keeps_the_invariants(arrivals, signals, low, extra):
+    settings_ = JitterSettings(min_delay=low, max_delay=low + extra, capacity=64)
+    jb = JitterBuffer(settings_)
+    events = sorted([(t, 0, s) for t, s in arrivals] + [(t, 1, s) for t, s in signals],
+                    key=lambda e: (e[0], e[1]))
+    arrived: dict[int, float] = {}
+    last_played = -1
+    i = 0
+    accepted = 0
+    for step in range(300):
+        now = step * FRAME
+        while i < len(events) and events[i][0] <= now:
+            t, kind, seq = events[i]
+            if kind == 0:
+                if jb.put(seq, b"x", t):
+                    accepted += 1
+                    arrived.setdefault(seq, t)
+            else:
+                jb.signal_received(t, seq)
+            i += 1
+        out = jb.pull(now)
+        assert out.kind in (PLAY, FEC, CONCEAL, SILENCE)
+        if out.kind == PLAY:
+            assert out.seq > last_played  # in order, each at most once
+            assert arrived[out.seq] <= now  # causal
+            last_played = out.seq
+        assert low - 1e-9 <= jb.target_delay <= low + extra + 1e-9
+        assert jb.buffered <= 64
+    assert accepted == jb.received
+    assert jb.received == jb.played + jb.dropped + jb.expired + jb.buffered
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=50), st.floats(0, 1000))
+def test_far_jumps_are_constant_time(seqs, when):
+    jb = JitterBuffer()
+    for k, seq in enumerate(seqs):
+        jb.put(seq, b"", when + k * FRAME)
+        jb.pull(when + k * FRAME)
+    for k in range(5):
+        jb.pull(when + 10 + k * FRAME)
+
+
+def test_bad_settings_are_refused():
+    import pytest
+
+    for kw in ({"min_delay": 0.3, "max_delay": 0.1}, {"quantile": 0}, {"window": 1}):
+        with pytest.raises(ValueError):
+            JitterSettings(**kw)
+
+
+def test_under_loss_the_buffer_waits_one_frame_for_fec():
+    rng = Random(5)
+    arrivals = [(0.05 + k * FRAME, k) for k in range(500) if rng.random() > 0.1]
+    jb, out = run(arrivals, 10.3)
+    assert jb.stats()["fec_wait"] == 1 and FRAME <= jb.target_delay < 1.5 * FRAME
+    assert jb.fec >= 0.7 * (jb.fec + count(out, CONCEAL))  # most gaps have their next packet
+    jb2, out2 = run(arrivals, 10.3, buffer=JitterBuffer(JitterSettings(fec_wait=False)))
+    assert jb2.fec == 0 and jb2.target_delay < 0.01  # without the wait it is never there
+    calm = [(0.05 + k * FRAME, k) for k in range(500)]
+    jb3, _ = run(calm, 10.3)
+    assert jb3.stats()["fec_wait"] == 0 and jb3.target_delay < 0.01
+
+
+def test_exact_signal_sequence_numbers_keep_a_lossy_jittery_stream_on_time():
+    arrivals, _ = with_signals(1000)
+    rng = Random(9)
+    exact = [(0.05 + (seq - seq // 50) * FRAME + 0.01, seq) for seq in range(49, 1000, 50)]
+    arrivals = [(t + rng.uniform(0, 0.04), seq) for t, seq in arrivals if rng.random() > 0.1]
+    jb, out = run(arrivals, 21.0, signals=exact)
+    assert jb.signals_inferred == 0 and jb.signal_slots == 20
+    assert jb.skipped + jb.dropped + jb.stretched <= 6  # the FEC frame of delay comes and goes
+    assert jb.target_delay < 0.04 + 0.004 + FRAME + 0.006  # spread + margin + the FEC frame
+    assert len(played(out)) == len(arrivals) - jb.late
+
+
+def test_a_report_event_with_its_sequence_number_is_used_exactly():
+    from dataclasses import dataclass
+
+    from kadtalk.node.media.call import MediaCall
+
+    @dataclass
+    class ReceiverReport:  # the session event, with the sequence number it may carry one day
+        session_id: int
+        fraction_lost: float
+        cumulative_lost: int
+        highest_seq: int
+        jitter: float
+        at: float
+        seq: int
+
+    call = MediaCall(session_id=1)
+    call.on_media(0, b"", 0.0)
+    assert call.handle_event(ReceiverReport(1, 0.0, 0, 0, 0.0, 0.01, seq=7))
+    assert call.receiver.buffer._signals == [7]
