@@ -11,12 +11,14 @@ set -euo pipefail
 #   python3 python3-venv python3-dev build-essential : the interpreter, venv, C builds
 #   libopus0 libasound2-dev alsa-utils               : audio (Opus via ctypes, ALSA)
 #   iproute2 iptables                                 : network tests
+#   libnetfilter-queue-dev                            : the network testbed's delay relay (the
+#                                                       NetfilterQueue package builds against it)
 #   pulseaudio libasound2-plugins espeak-ng           : media tests and benchmark (a null sink
 #                                                       paces ALSA's "pulse" device; real speech)
 #   chromium fonts-dejavu-core                        : the web GUI's browser test (Playwright
 #                                                       drives Debian's chromium; no download)
 # python3-venv is only installed when the python3 on PATH cannot make a venv by itself.
-APT_PACKAGES="python3 python3-venv python3-dev build-essential libopus0 libasound2-dev alsa-utils iproute2 iptables pulseaudio libasound2-plugins espeak-ng chromium fonts-dejavu-core"
+APT_PACKAGES="python3 python3-venv python3-dev build-essential libopus0 libasound2-dev alsa-utils iproute2 iptables libnetfilter-queue-dev pulseaudio libasound2-plugins espeak-ng chromium fonts-dejavu-core"
 
 VENV=.venv
 STAMP="$VENV/.kadtalk-installed"

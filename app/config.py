@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +160,6 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
         if not 0 <= getattr(config, name) < 65536:
             raise ConfigError(f"config file {path}: port {getattr(config, name)} out of range")
     return config
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(Config)]
 
 
 # -- JSON state files ---------------------------------------------------------------------------

@@ -16,12 +16,12 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.events import Joined
+from kadtalk.node.routing.layer import TooManyLookups
 from kadtalk.node.session import (
     CallEnded,
     CallProgress,
@@ -34,7 +34,7 @@ from kadtalk.transport.udp import UdpDriver, parse_hostport, start_node
 
 from . import protocol
 from .audio import AudioError, CallAudio, check_devices
-from .config import Config, ConfigError, Contacts, load_peers, parse_id, private_dir, save_peers
+from .config import Config, ConfigError, Contacts, load_peers, private_dir, save_peers
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ class Call:
     key_exchange_at: float | None = None
     address: tuple[str, int] | None = None
     last: tuple[int, int, int, int, float] | None = None  # packets, bytes, lost, bytes_sent, at
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Client:
@@ -655,6 +654,8 @@ class Daemon:
             call.audio = self._open_audio()  # on failure it keeps ringing: fix, then answer
             call.audio.attach(call.session_id)
         if not self.driver.answer(call.session_id):
+            if self.call is not call and call.audio is not None:
+                call.audio.close()
             raise protocol.BadRequest("no_call", "the call ended before it could be answered")
         return {"session": call.session_id}
 
@@ -693,6 +694,8 @@ class Daemon:
             result = await asyncio.wait_for(self.driver.find_peer(int(peer, 16)), LOOKUP_TIMEOUT)
         except asyncio.TimeoutError:
             raise protocol.BadRequest("timeout", "the lookup took too long") from None
+        except TooManyLookups:
+            raise protocol.BadRequest("busy", "too many lookups are running; try again") from None
         found = result.peer is not None
         return {
             "peer": peer, "found": found,

@@ -89,16 +89,25 @@ class WebBridge:
         given = parse_qs(urlsplit(path).query).get("token", [""])[0]
         return hmac.compare_digest(given.encode(), self.token.encode())
 
-    def _host_ok(self, request: Request) -> bool:
+    def _host_ok(self, host: str) -> bool:
         if self.host not in LOOPBACK:
             return True  # bound to a public address on purpose: the token and Origin remain
-        host = request.headers.get("Host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return name in LOOPBACK
 
     def _check(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            return self._checked(request)
+        except Exception as e:  # whatever a request holds, it gets an answer, never a 500
+            return self._refuse(HTTPStatus.BAD_REQUEST, f"malformed request ({type(e).__name__})")
+
+    def _checked(self, request: Request) -> Response | None:
+        for name in ("Host", "Origin", "Connection"):
+            if len(request.headers.get_all(name)) > 1:
+                return self._refuse(HTTPStatus.BAD_REQUEST, f"more than one {name} header")
         path = urlsplit(request.path).path
-        if not self._host_ok(request):
+        host = request.headers.get("Host", "")
+        if not self._host_ok(host):
             return self._refuse(HTTPStatus.FORBIDDEN, "wrong Host header")
         if path not in ("/", "/index.html", "/ws"):
             return self._refuse(HTTPStatus.NOT_FOUND, "no such page")
@@ -110,7 +119,6 @@ class WebBridge:
                 return self._refuse(HTTPStatus.NOT_FOUND, "the websocket is at /ws")
             return _response(HTTPStatus.OK, self.page, "text/html; charset=utf-8")
         origin = request.headers.get("Origin")
-        host = request.headers.get("Host", "")
         if origin is None or origin not in (f"http://{host}", f"https://{host}"):
             return self._refuse(HTTPStatus.FORBIDDEN, f"foreign Origin {origin!r}")
         return None  # go on with the websocket handshake

@@ -13,10 +13,12 @@ The path: every packet is lost with probability `loss`, and delayed 50 ms ± `ji
 (uniform, netem style: packets can overtake each other). Random loss is drawn from one seeded
 generator per repetition, so ours and the baseline see the same losses.
 
-ours      the media layer as shipped: adaptive jitter buffer, PLC, in-band FEC from reports,
-          adaptive bitrate (32 kbit/s start, 12-64 kbit/s);
-baseline  the same path and the same bitrate control, but lost frames replaced by silence
-          (no PLC, no FEC) and a fixed 3-frame (60 ms) jitter buffer.
+ours      the media layer as shipped: adaptive jitter buffer, PLC, in-band FEC and packet-level
+          redundancy (the previous frame in each packet) from reports, adaptive bitrate
+          (32 kbit/s start, 12-64 kbit/s);
+baseline  the same path and the same bitrate control (without redundancy, so without its
+          bitrate floor), but lost frames replaced by silence (no PLC, no FEC) and a fixed
+          3-frame (60 ms) jitter buffer.
 
 Figures, per loss rate (0, 5, 10, 20 %) and jitter (0, 20, 40 ms):
 
@@ -93,7 +95,7 @@ SENTENCES = (
 
 OURS = MediaSettings()
 BASELINE = MediaSettings(jitter=JitterSettings(min_delay=0.06, max_delay=0.06), fec=False,
-                         plc=False)
+                         plc=False, redundancy=False)
 
 
 # -- speech -------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
                     receiver.receive(seq, plaintext, now)
                     arrival.setdefault(seq, now)
                 else:
-                    receiver.signal_received(now)
+                    receiver.signal_received(now, seq)  # as the session's ReceiverReport.seq
                 cpu_rx += time.process_time() - started
             else:
                 try:
@@ -248,7 +250,8 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
         "cpu_tx_ms": 1e3 * cpu_tx / n,
         "cpu_rx_ms": 1e3 * cpu_rx / n,
         "stats": stats,
-        "final_bitrate": sender.encoder.bitrate,
+        "final_bitrate": sender.bitrate,
+        "playouts": playouts[start:start + (n - lead_frames) + 5],
     }
 
 
@@ -324,7 +327,8 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
                med(0, 0, "baseline.wire_bytes_per_packet"), unit="B"),
         Figure("bytes on the wire per packet, 10 % loss",
                med(0, 10, "ours.wire_bytes_per_packet"),
-               med(0, 10, "baseline.wire_bytes_per_packet"), unit="B", note="FEC costs bits"),
+               med(0, 10, "baseline.wire_bytes_per_packet"), unit="B",
+               note="redundancy costs bits"),
         Figure("encode+encrypt CPU per frame", med(0, 0, "ours.cpu_tx_ms"),
                med(0, 0, "baseline.cpu_tx_ms"), unit="ms", digits=3),
         Figure("decrypt+decode CPU per frame, 10 % loss", med(0, 10, "ours.cpu_rx_ms"),
@@ -370,8 +374,8 @@ def notes(config: dict[str, Any], maps: dict[str, Any]) -> list[str]:
         f"espeak-ng speech scored after a {config['seconds_lead_in']:.1f} s lead-in",
         "path: 50 ms ± jitter (uniform, reordering), random loss of every packet (MEDIA and "
         "SIGNAL, both ways); receiver reports once a second",
-        "baseline: lost frames as silence, no FEC, fixed 60 ms jitter buffer; same path, "
-        "same seeds, same bitrate control",
+        "baseline: lost frames as silence, no FEC or redundancy, fixed 60 ms jitter buffer; "
+        "same path, same seeds, same bitrate control (without redundancy's floor)",
         f"goal checks: 10 % loss is {goal_10:+.2f} over the baseline (goal >= +0.5) and "
         f"{below:.2f} below lossless (goal <= 0.8); clean-path latency "
         f"{maps['latency_ms']['0']:.1f} ms (goal <= 50); full-duplex call "
@@ -392,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     emit_json(args.json, {
         "benchmark": "media",
-        "baseline": "silence for lost frames, no FEC, fixed 3-frame jitter buffer",
+        "baseline": "silence for lost frames, no FEC or redundancy, fixed 3-frame jitter buffer",
         "ratio": "kadtalk/baseline",
         "config": details["config"],
         **details["maps"],

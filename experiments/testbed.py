@@ -50,6 +50,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+import random
 from random import Random
 from typing import Any, Sequence
 
@@ -376,7 +377,21 @@ class Testbed:
             self.ip(ns, "route", "add", "default", "via", f"10.77.{site + 1}.1")
         for nat in self.nats.values():
             self._build_nat(nat)
+        self._wait_for_carrier()
         self._start_delay_and_loss()
+
+    def _wait_for_carrier(self, timeout: float = 10.0) -> None:
+        """veth carriers come up asynchronously: wait until no link reports NO-CARRIER."""
+        deadline = time.monotonic() + timeout
+        waiting = list(self._namespaces)
+        while waiting:
+            waiting = [ns for ns in waiting
+                       if "NO-CARRIER" in _sh(["ip", "-n", ns, "-o", "link"]).stdout]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise TestbedError(f"links without carrier after {timeout} s in {', '.join(waiting)}")
+            time.sleep(0.01)  # poll the kernel's link state while building
 
     def _build_nat(self, nat: Nat) -> None:
         ns = nat.namespace
@@ -527,7 +542,16 @@ def probe_main(args: argparse.Namespace) -> int:
         addr = (host, int(port))
         rtts: list[float | None] = []
         for seq in range(args.count):
-            payload = f"{seq} {time.monotonic_ns()}".encode()
+            if args.kadtalk:
+                # a kadtalk ROUTE_REQ: the node's answer (ROUTE_RES) echoes the target ID at
+                # bytes 21-41, and the round trip includes the node's own processing
+                from kadtalk.node.routing.messages import RouteRequest, encode_request
+
+                target_id = random.getrandbits(160)
+                payload = encode_request(RouteRequest(random.getrandbits(160), target_id))
+                expect = target_id.to_bytes(20, "big")
+            else:
+                payload = f"{seq} {time.monotonic_ns()}".encode()
             sent = time.perf_counter()
             sock.sendto(payload, addr)
             deadline = sent + args.timeout
@@ -541,7 +565,7 @@ def probe_main(args: argparse.Namespace) -> int:
                     data, _ = sock.recvfrom(65535)
                 except socket.timeout:
                     break
-                if data == payload:
+                if data == payload or (args.kadtalk and data[:1] == b"\x01" and data[21:41] == expect):
                     rtt = (time.perf_counter() - sent) * 1000.0
                     break
             rtts.append(rtt)
@@ -727,7 +751,8 @@ def relay_main(args: argparse.Namespace) -> int:
     try:
         loop.run_until_complete(stop.wait())
     finally:
-        print(json.dumps(stats), file=sys.stderr, flush=True)
+        if args.stats:
+            print(json.dumps(stats), file=sys.stderr, flush=True)
         nfq.unbind()
     return 0
 
@@ -741,7 +766,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="public hosts pub1..pubN (default 2)")
     parser.add_argument("--nat", action="append", default=[], metavar="KIND[:HOSTS]",
                         help="a NAT of KIND filtering|full-cone with HOSTS private hosts behind it "
-                        "(default 1), named natI and natIhJ; repeatable")
+                        "(default 1), named natI and natIhJ; repeatable. Behind a full-cone NAT, "
+                        "host J of H is forwarded the J-th of H equal slices of ports 1024-65535")
     parser.add_argument("--delay", default="0", metavar="MS|coordinate[:SEED]",
                         help="one-way delay between sites: a constant in ms, or the simulator's "
                         "coordinate model (median RTT ~100 ms) placed with SEED (default 0: none)")
@@ -759,10 +785,13 @@ def from_arguments(args: argparse.Namespace) -> Testbed:
     for i in range(1, args.public + 1):
         tb.public(f"pub{i}")
     for i, spec in enumerate(args.nat, 1):
-        kind, _, count = spec.partition(":")
+        kind, _, count_text = spec.partition(":")
         tb.nat(f"nat{i}", kind)
-        for j in range(1, int(count or 1) + 1):
-            tb.private(f"nat{i}h{j}", f"nat{i}")
+        count = int(count_text or 1)
+        share = (65535 - 1024 + 1) // count  # a full-cone NAT forwards each host a slice of ports
+        for j in range(count):
+            low = 1024 + j * share
+            tb.private(f"nat{i}h{j + 1}", f"nat{i}", ports=(low, low + share - 1))
     return tb
 
 
@@ -772,10 +801,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("relay", help="the NFQUEUE delay relay (core namespace)")
     p.add_argument("--queue", type=int, required=True)
+    p.add_argument("--stats", action="store_true", help="print packet counts to stderr on exit")
     p = sub.add_parser("echo", help="a UDP echo server")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=7)
-    p = sub.add_parser("probe", help="UDP round trips to echo servers, as JSON")
+    p = sub.add_parser("probe", help="UDP round trips to echo servers (or kadtalk nodes), as JSON")
+    p.add_argument("--kadtalk", action="store_true",
+                   help="targets are kadtalk nodes: send ROUTE_REQs, time their ROUTE_RES")
     p.add_argument("--to", action="append", required=True, metavar="HOST:PORT")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--interval", type=float, default=0.0)

@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     _routing_options(p)
     _realism_options(p)
     _sweep_and_plot_parsers(sim)
+    from kadtalk.experiments.attacks import add_parser as add_attack_parser
+
+    add_attack_parser(sim)  # sim attack {sybil,partition,figures}
+    from kadtalk.experiments.testbed_cli import add_parser as add_testbed_parser
+
+    add_testbed_parser(commands)  # kadtalk testbed run|compare|cleanup (network namespaces, root)
     from kadtalk.app.cli import add_parsers as add_service_parsers
 
     add_service_parsers(commands)  # daemon, status, call, answer, ..., web (kadtalk.app)
@@ -241,8 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command in SERVICE_COMMANDS:
             return run_service(args)
+        if args.command == "testbed":
+            from kadtalk.experiments.testbed_cli import main as cmd_testbed
+
+            return cmd_testbed(args)
         if args.command == "sim":
-            return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot}.get(args.sim_command, cmd_sim_lookup)(args)
+            return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot, "attack": cmd_sim_attack}.get(
+                args.sim_command, cmd_sim_lookup)(args)
         return asyncio.run({"node": cmd_node, "lookup": cmd_lookup, "swarm": cmd_swarm}[args.command](args))
     except KeyboardInterrupt:
         return 130
@@ -446,6 +457,12 @@ def cmd_sim_sweep(args: argparse.Namespace) -> int:
         print(f"  failed {run_id} ({describe_run(runs[run_id], config)}): {error}", file=sys.stderr)
     print(f"wrote {out}/lookups.csv ({len(result.lookups)} lookups), {out}/summary.csv")
     return 0 if result.ok else 1
+
+
+def cmd_sim_attack(args: argparse.Namespace) -> int:
+    from kadtalk.experiments.attacks import run_cli
+
+    return run_cli(args)
 
 
 def cmd_sim_plot(args: argparse.Namespace) -> int:

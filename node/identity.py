@@ -2,6 +2,9 @@
 
 Node ID = SHA-1 of the DER SubjectPublicKeyInfo of the identity key (design §3). Any of RSA,
 DSA, ECDSA (any curve) or Ed25519 may be a peer's identity; new identities use ECDSA secp256r1.
+Every identity key, ours or a peer's, must be within `check_key_limits`: RSA with a modulus of
+2,048 to 8,192 bits and an odd public exponent 3 ≤ e ≤ 2^32, DSA with p of 2,048 to 8,192 bits,
+ECDSA on a curve of at least 224 bits (so no key is too weak, or too costly to verify).
 The key is kept as a PEM file in the user's config directory, readable by the owner only.
 """
 
@@ -22,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding,
 __all__ = [
     "Identity",
     "IdentityError",
+    "check_key_limits",
+    "signature_args",
     "default_key_path",
     "load_or_create",
     "node_id_of",
@@ -53,8 +58,9 @@ def node_id_of(spki_der: bytes) -> bytes:
     return hashlib.sha1(spki_der).digest()
 
 
-def _sig_args(key) -> tuple:
-    """Extra arguments to ``key.sign(data, ...)`` / ``key.verify(sig, data, ...)``."""
+def signature_args(key) -> tuple:
+    """Extra arguments to ``key.sign(data, ...)`` / ``key.verify(sig, data, ...)``; IdentityError
+    for a key type that is no identity."""
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
         return (ec.ECDSA(hashes.SHA256()),)
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
@@ -68,14 +74,63 @@ def _sig_args(key) -> tuple:
     )
 
 
+RSA_BITS = (2048, 8192)
+RSA_MAX_EXPONENT = 2**32
+DSA_BITS = (2048, 8192)
+EC_MIN_BITS = 224
+
+
+_sig_args = signature_args  # the old private name
+
+
+def check_key_limits(key) -> None:
+    """Raise IdentityError unless the key (private or public) is within the identity limits.
+
+    RSA: modulus of 2,048-8,192 bits and an odd public exponent 3 <= e <= 2^32 (a huge exponent
+    makes every verification slow); DSA: p of 2,048-8,192 bits; ECDSA: a curve of at least 224
+    bits; Ed25519 always. Other types fail in the same way as `signature_args`.
+    """
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    if isinstance(public, rsa.RSAPublicKey):
+        numbers = public.public_numbers()
+        bits, e = numbers.n.bit_length(), numbers.e
+        if not RSA_BITS[0] <= bits <= RSA_BITS[1] or numbers.n % 2 == 0:
+            raise IdentityError(
+                f"RSA identity key of {bits} bits: must be {RSA_BITS[0]} to {RSA_BITS[1]} bits"
+                " (and an odd modulus)"
+            )
+        if not (3 <= e <= RSA_MAX_EXPONENT and e % 2 == 1):
+            raise IdentityError(
+                f"RSA identity key with a public exponent of {e.bit_length()} bits"
+                f" ({'odd' if e % 2 else 'even'}): it must be odd, at least 3 and at most 2^32"
+                " (65537 is usual)"
+            )
+    elif isinstance(public, dsa.DSAPublicKey):
+        bits = public.key_size
+        if not DSA_BITS[0] <= bits <= DSA_BITS[1]:
+            raise IdentityError(
+                f"DSA identity key of {bits} bits: must be {DSA_BITS[0]} to {DSA_BITS[1]} bits"
+            )
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        if public.curve.key_size < EC_MIN_BITS:
+            raise IdentityError(
+                f"ECDSA identity key on {public.curve.name} ({public.curve.key_size} bits): "
+                f"the curve must have at least {EC_MIN_BITS} bits (secp256r1 is usual)"
+            )
+    else:
+        signature_args(public)  # Ed25519 passes; anything else raises IdentityError
+
+
 def verify(spki_der: bytes, signature: bytes, data: bytes) -> bool:
     """Whether ``signature`` over ``data`` is valid for the key in ``spki_der``.
 
-    Returns False, never raises, for malformed or unsupported keys and malformed signatures.
+    Returns False, never raises, for malformed or unsupported keys, keys outside
+    `check_key_limits`, and malformed signatures.
     """
     try:
         key = serialization.load_der_public_key(spki_der)
-        args = _sig_args(key)  # before key.verify: keys that cannot sign have no verify
+        args = signature_args(key)  # before key.verify: keys that cannot sign have no verify
+        check_key_limits(key)
         key.verify(signature, data, *args)
     except (InvalidSignature, IdentityError, UnsupportedAlgorithm, ValueError, TypeError):
         return False
@@ -100,8 +155,10 @@ class Identity:
 
     @classmethod
     def from_private_key(cls, key) -> Identity:
-        """The identity of an RSA, DSA, ECDSA or Ed25519 private key (else IdentityError)."""
-        _sig_args(key)
+        """The identity of an RSA, DSA, ECDSA or Ed25519 private key within `check_key_limits`
+        (else IdentityError, saying which limit)."""
+        signature_args(key)
+        check_key_limits(key)
         der = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -114,7 +171,7 @@ class Identity:
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` with the rules :func:`verify` checks."""
-        return self.private_key.sign(data, *_sig_args(self.private_key))
+        return self.private_key.sign(data, *signature_args(self.private_key))
 
 
 def load_or_create(path: Path | None = None) -> Identity:

@@ -67,7 +67,9 @@ class FloodGuard:
         self.always = always
         self._review_at = now
 
-    def check(self, source: Any, now: float) -> str | None:
+    def check(self, source: Any, now: float, cost: float = 1.0) -> str | None:
+        """None if `source` may do work costing `cost` tokens now (taken from its bucket and the
+        global one), else the reason. A cost above a bucket's burst takes the whole burst."""
         shared = self._global
         level = shared.level(now)
         sources = self._sources
@@ -85,9 +87,9 @@ class FloodGuard:
                     del sources[next(iter(sources))]
                 bucket = TokenBucket(self.source_rate, self.source_burst, now)
             sources[source] = bucket
-            if not bucket.take(now):
+            if not bucket.take(now, min(cost, bucket.burst)):
                 return "rate_limited_source"
-        if not shared.take(now):
+        if not shared.take(now, min(cost, shared.burst)):
             return "rate_limited"
         return None
 

@@ -201,6 +201,8 @@ def sybil_ids(count: int, target: int, rng: Random, choice: str = "random",
         while len(ids) < count:
             gamma += rng.expovariate(1.0)
             distance = int(space * gamma / budget)
+            if distance >> ID_BITS:  # past the far end (the budget barely covers `count`)
+                distance = rng.getrandbits(ID_BITS)
             distance = max((len(ids) + 1) << _FREE_SHIFT, min(distance, (1 << ID_BITS) - 1))
             node_id = target ^ distance
             if node_id not in taken:

@@ -4,6 +4,7 @@ Sans-I/O like the other layers (explicit `now`, plaintext in and out):
 
 - `codec`: Opus through opuslib, with opuslib 3.0.1's bugs wrapped (lost-frame decoding, the
   in-band FEC setter);
+- `packet`: Opus packet framing (split any packet; join two frames for redundancy);
 - `jitter`: the adaptive jitter buffer (timestamps from sequence numbers);
 - `rate`: the bitrate / FEC controller driven by receiver reports;
 - `call`: `MediaSender`, `MediaReceiver` and `MediaCall` (both directions of one call).

@@ -9,11 +9,12 @@ stream, marks a sequence number that holds no frame).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .codec import FRAME_BYTES, SILENCE, OpusDecoder, OpusEncoder
 from .jitter import CONCEAL, FEC, PLAY, JitterBuffer, JitterSettings, Playout
+from .packet import join_two, single, split
 from .rate import RateController, RateDecision, RateSettings
 
 
@@ -25,22 +26,43 @@ class MediaSettings:
     adaptive: bool = True  # follow receiver reports (else: start_bitrate, no FEC, for ever)
     fec: bool = True  # in-band FEC when the reports show loss (and FEC recovery on receipt)
     plc: bool = True  # conceal lost frames (False: play silence, the benchmark's baseline)
+    redundancy: bool = True  # previous frame in each packet when the reports show loss (and
+    #                          a lost frame rebuilt from it); two-frame packets always play
 
 
 class MediaSender:
-    """Opus-encodes one frame per call; timestamps are implicit (one frame per sequence number)."""
+    """Opus-encodes one frame per call; timestamps are implicit (one frame per sequence number).
 
-    __slots__ = ("encoder", "rate", "settings", "frames", "bytes")
+    With redundancy on (the rate controller's decision), the payload for frame n is one
+    two-frame Opus packet holding frames n-1 and n, each encoded once at half the bitrate
+    budget; when the two cannot share a packet (the encoder changed mode or bandwidth between
+    them) frame n goes alone.
+    """
+
+    __slots__ = ("encoder", "rate", "settings", "frames", "bytes", "redundant", "doubled",
+                 "_prev")
 
     def __init__(self, settings: MediaSettings | None = None):
         self.settings = settings or MediaSettings()
-        self.rate = RateController(self.settings.rate)
-        self.encoder = OpusEncoder(self.settings.rate.start_bitrate, self.settings.complexity)
+        rate = self.settings.rate
+        if not self.settings.redundancy and rate.redundancy:
+            rate = replace(rate, redundancy=False)
+        self.rate = RateController(rate)
+        self.encoder = OpusEncoder(rate.start_bitrate, self.settings.complexity)
         self.frames = 0
         self.bytes = 0
+        self.redundant = False  # carrying the previous frame in each packet
+        self.doubled = 0  # packets sent with two frames
+        self._prev: bytes | None = None  # the previous frame's own (single-frame) packet
 
     def encode(self, pcm: bytes) -> bytes:
         packet = self.encoder.encode(pcm)
+        prev, self._prev = self._prev, packet
+        if self.redundant and prev is not None:
+            joined = join_two(prev, packet)
+            if joined is not None:
+                packet = joined
+                self.doubled += 1
         self.frames += 1
         self.bytes += len(packet)
         return packet
@@ -52,21 +74,36 @@ class MediaSender:
         return decision
 
     def apply(self, decision: RateDecision) -> None:
-        self.encoder.bitrate = decision.bitrate
+        self.redundant = decision.redundancy and self.settings.redundancy
+        self.encoder.bitrate = decision.bitrate // 2 if self.redundant else decision.bitrate
         self.encoder.fec = decision.fec and self.settings.fec
         self.encoder.loss_perc = decision.loss_perc
 
+    @property
+    def bitrate(self) -> int:
+        """The total bitrate asked of the encoder (both copies while redundancy is on)."""
+        return self.encoder.bitrate * (2 if self.redundant else 1)
+
 
 class MediaReceiver:
-    """Jitter buffer + one Opus decoder for the whole call (never reset by a gap)."""
+    """Jitter buffer + one Opus decoder for the whole call (never reset by a gap).
 
-    __slots__ = ("buffer", "decoder", "settings", "last")
+    A payload is one Opus packet of one frame, or of two (frames n-1 and n, redundancy; told
+    apart by the TOC byte alone). Frame n is played from its own packet: a two-frame packet's
+    second frame, rebuilt as a one-frame packet. A missing frame n-1 is rebuilt, in this
+    order, from the first frame of packet n when that holds two (the frame itself, as
+    encoded), from packet n's in-band FEC, or by concealment. The decoder sees every frame in
+    order, once.
+    """
+
+    __slots__ = ("buffer", "decoder", "settings", "last", "red_recovered")
 
     def __init__(self, settings: MediaSettings | None = None):
         self.settings = settings or MediaSettings()
         self.buffer = JitterBuffer(self.settings.jitter)
         self.decoder = OpusDecoder()
         self.last: Playout | None = None
+        self.red_recovered = 0  # missing frames decoded from the next packet's copy
 
     def receive(self, seq: int, payload: bytes, now: float) -> bool:
         return self.buffer.put(seq, payload, now)
@@ -79,10 +116,15 @@ class MediaReceiver:
         out = self.last = self.buffer.pull(now)
         kind = out.kind
         if kind == PLAY:
-            return self.decoder.decode(out.payload)
+            return self.decoder.decode(_frame_of(out.payload, -1))
         if not self.settings.plc:
             return SILENCE
         if kind == FEC:
+            if self.settings.redundancy:
+                frame = _frame_of(out.payload, 0)
+                if frame is not None:
+                    self.red_recovered += 1
+                    return self.decoder.decode(frame)
             if self.settings.fec:
                 return self.decoder.recover(out.payload)
             return self.decoder.conceal()
@@ -94,8 +136,20 @@ class MediaReceiver:
         stats = self.buffer.stats()
         d = self.decoder
         stats.update(decoded=d.decoded, plc=d.concealed, fec_decoded=d.fec_recovered,
-                     corrupt=d.corrupt)
+                     red_decoded=self.red_recovered, corrupt=d.corrupt)
         return stats
+
+
+def _frame_of(payload: bytes, which: int) -> bytes | None:
+    """Frame `which` (0: the first, -1: the last) of a two-frame payload as a one-frame packet.
+
+    For `which` = -1 anything else comes back as it is (the decoder copes with, and counts,
+    corrupt packets); for 0 None: the payload holds no copy of the frame before."""
+    if payload and payload[0] & 3:  # codes 1-3: maybe two frames
+        got = split(payload)
+        if got is not None and len(got[1]) == 2:
+            return single(got[0], got[1][which])
+    return payload if which == -1 else None
 
 
 class MediaCall:
@@ -144,7 +198,9 @@ class MediaCall:
         enc = self.sender.encoder
         stats.update(
             frames_sent=self.sender.frames, payload_bytes_sent=self.sender.bytes,
-            bitrate=enc.bitrate, fec_enabled=int(enc.fec), loss_perc=enc.loss_perc,
+            bitrate=self.sender.bitrate, frame_bitrate=enc.bitrate, fec_enabled=int(enc.fec),
+            loss_perc=enc.loss_perc, redundancy=int(self.sender.redundant),
+            packets_doubled=self.sender.doubled,
         )
         return stats
 

@@ -8,9 +8,11 @@ media index of a packet is its sequence number minus the SIGNAL sequence numbers
 caller knows it). On a calm path it took the number just above the highest one seen (the sender
 interleaves them); on a jittery path, where packets overtake each other, the notice is kept and
 given to the first missing frame around that arrival time that comes up for playout. A SIGNAL
-slot the buffer is not told of (the report was lost) is inferred while the path is
-calm: a one-number gap whose neighbours arrived one frame apart, not two. One it still misses
-looks like one frame of extra delay; the delay control below removes it at the next gap.
+slot the buffer is not told of (the report was lost) is inferred on any path when the packet
+after the gap carries a copy of the frame before it (redundancy, see `packet.carries`), and
+while the path is calm from arrival times: a gap of one to three numbers whose neighbours
+arrived fewer frames apart than the numbers between them. One it still misses looks like one
+frame of extra delay; the delay control below removes it at the next gap.
 
 Delay control. Every packet's relative transit time `d = arrival - index * 20 ms` goes into a
 sliding window. `base` is the window's minimum (the fastest path seen lately), and the target
@@ -25,7 +27,8 @@ the due index with the next one to play:
 - ahead (the target grew, or nothing has arrived yet): conceal without advancing, which
   stretches the delay by one frame (`stretched`).
 
-FEC needs the packet after a lost one in time for the lost one's playout: while the share of
+FEC, and the copy a redundant packet carries, need the packet after a lost one in time for the
+lost one's playout (a FEC playout hands that packet out): while the share of
 missing frames (a moving average over about 30 frames) is above `fec_loss`, one frame is added
 to the target (`fec_wait`); it is taken off again once the loss falls below a quarter of that.
 
@@ -39,8 +42,11 @@ import bisect
 import collections
 from dataclasses import dataclass
 
+from .packet import carries
+
 FRAME = 0.02
 MAX_SEQ = 0xFFFFFFFF
+_MAX_INFERRED = 3  # numbers missing in a row that arrival times may call SIGNAL slots
 
 # Playout kinds
 PLAY = "play"  # decode `payload`
@@ -86,7 +92,7 @@ class JitterBuffer:
         "_next", "_highest", "_run", "received", "played", "late", "duplicate", "overflow",
         "skipped", "dropped", "expired", "stretched", "concealed", "fec", "signal_slots",
         "signals_inferred", "signals_missed", "_sorted_at", "_times", "_pending", "_loss",
-        "_waiting", "_spread",
+        "_waiting", "_spread", "_last_played",
     )
 
     def __init__(self, settings: JitterSettings | None = None):
@@ -121,6 +127,7 @@ class JitterBuffer:
         self._loss = 0.0  # moving share of frames missing at their playout
         self._waiting = False  # the FEC frame of delay is in the target
         self._spread = 0.0
+        self._last_played: tuple[int, bytes] | None = None  # (seq, payload) of the last frame
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -161,16 +168,57 @@ class JitterBuffer:
         return True
 
     def _infer_signal(self, seq: int, now: float) -> None:
-        """`seq - 1` missing, `seq - 2` here one frame earlier, on a calm path: a SIGNAL slot."""
-        if self._spread > FRAME / 2 or seq < 2:
+        """SIGNAL slots among the numbers missing just below `seq`, from two kinds of evidence.
+
+        Redundancy (any path): `seq` carries a copy of the frame before it (a two-frame Opus
+        packet), and that copy is the frame of `seq - 2`: `seq - 1` held no frame. Likewise
+        for `seq + 2` and `seq` when `seq + 2` came first.
+
+        Arrival times (a calm path only): `seq - 1` missing and `seq - 2` here one frame
+        earlier: `seq - 1` was a SIGNAL. With two or three numbers missing, as many of them
+        as the arrival times leave no frame time for (the latest ones: which of them it was
+        does not change any frame's index after them).
+        """
+        if seq < 2:
             return
+        self._infer_from_copy(seq - 2, seq)
+        if seq + 2 in self._packets:
+            self._infer_from_copy(seq, seq + 2)
+        if self._spread > FRAME / 2 or seq - 1 in self._times or self._is_signal(seq - 1):
+            return
+        missing: list[int] = []  # latest first
+        before = seq - 1
+        while before >= max(0, seq - 2 - _MAX_INFERRED) and before not in self._times:
+            if not self._is_signal(before):
+                missing.append(before)
+            before -= 1
+        arrived = self._times.get(before)
+        if arrived is None or not missing:
+            return
+        elapsed = (now - arrived) / FRAME
+        if len(missing) == 1:
+            count = int(elapsed <= 1.5)
+        else:
+            frames = round(elapsed)  # frame times between the two arrivals
+            if frames < 1 or abs(elapsed - frames) > 0.25:
+                return
+            count = len(missing) + 1 - frames
+        for gap in missing[:max(0, count)]:
+            self._add_inferred(gap)
+
+    def _infer_from_copy(self, before: int, seq: int) -> None:
         gap = seq - 1
-        if gap in self._times or self._is_signal(gap):
+        if gap in self._packets or gap in self._times or self._is_signal(gap):
             return
-        if self._next is not None and gap < self._next:
-            return
-        before = self._times.get(seq - 2)
-        if before is None or now - before > 1.5 * FRAME:
+        prev = self._packets.get(before)
+        if prev is None and self._last_played is not None and self._last_played[0] == before:
+            prev = self._last_played[1]
+        payload = self._packets.get(seq)
+        if prev is not None and payload is not None and carries(payload, prev):
+            self._add_inferred(gap)
+
+    def _add_inferred(self, gap: int) -> None:
+        if (self._next is not None and gap < self._next) or self._is_signal(gap):
             return
         bisect.insort(self._signals, gap)
         self.signals_inferred += 1
@@ -242,6 +290,7 @@ class JitterBuffer:
         if payload is not None:
             self._run = 0
             self.played += 1
+            self._last_played = (seq, payload)
             return Playout(PLAY, seq, payload)
         following = self._packets.get(self._next)
         if following is not None:
@@ -272,7 +321,8 @@ class JitterBuffer:
             "duplicate": self.duplicate, "overflow": self.overflow, "skipped": self.skipped,
             "dropped": self.dropped, "expired": self.expired, "stretched": self.stretched,
             "concealed": self.concealed,
-            "fec": self.fec, "signal_slots": self.signal_slots, "target_delay": self._target,
+            "fec": self.fec, "signal_slots": self.signal_slots,
+            "signals_inferred": self.signals_inferred, "target_delay": self._target,
             "fec_wait": int(self._waiting),
         }
 

@@ -82,3 +82,4 @@ class ReceiverReport:
     highest_seq: int
     jitter: float  # seconds
     at: float
+    seq: int | None = None  # the report packet's own sequence number (a SIGNAL slot)

@@ -21,9 +21,9 @@ from typing import Callable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
-from ..identity import IdentityError, _sig_args
+from ..identity import IdentityError, check_key_limits, signature_args
 from .keys import DirectionKeys, derive_both
 from .wire import KEY_REQ, KEY_RES, Drop, KeyMessage, encode_key
 
@@ -90,21 +90,42 @@ def load_ephemeral(spki: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def load_identity(spki: bytes):
-    """The peer's identity key: any type `identity.verify` supports (RSA, DSA, ECDSA, Ed25519)."""
+    """The peer's identity key: any type `identity.verify` supports (RSA, DSA, ECDSA, Ed25519),
+    within `identity.check_key_limits` (`identity_limits` otherwise)."""
     try:
         key = serialization.load_der_public_key(spki)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise Drop("identity_not_a_key") from None
     try:
-        _sig_args(key)
+        signature_args(key)
     except IdentityError:
         raise Drop("identity_unsupported") from None
+    try:
+        check_key_limits(key)
+    except IdentityError:
+        raise Drop("identity_limits") from None
     return key
+
+
+def verify_cost(key) -> int:
+    """Tokens one signature check with this identity key costs, in units of ECDSA P-256 (which
+    OpenSSL optimises): measured ratios, rounded up (docs/protocol.md section 17)."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if isinstance(key.curve, ec.SECP256R1):
+            return 1
+        return 8 if key.curve.key_size <= 384 else 16
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        cost = 1 if numbers.n.bit_length() <= 4096 else 4
+        return cost * 2 if numbers.e >= 1 << 17 else cost
+    if isinstance(key, dsa.DSAPublicKey):
+        return 6 if key.key_size <= 2048 else 16 if key.key_size <= 3072 else 32
+    return 1  # Ed25519
 
 
 def check_signature(key, signature: bytes, data: bytes) -> None:
     try:
-        key.verify(signature, data, *_sig_args(key))
+        key.verify(signature, data, *signature_args(key))
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         raise Drop("bad_signature") from None
 

@@ -6,8 +6,10 @@ are told apart by peer address (and, on a clash, by which one's key authenticate
 
 Every input that is malformed, forged, stale, replayed or unexpected is dropped and counted in
 `stats` by reason; it never raises and never changes a session's state. Floods of KEY_REQ are
-bounded by a per-source and a global token bucket (checked before any public-key operation) and
-by a bounded table of pending handshakes.
+bounded by a per-source and a global token bucket (a token is taken after the cheap checks,
+just before the signature check; a solicited KEY_RES spends its own call's budget) and by a
+bounded table of pending handshakes that evicts its oldest entries (per caller ID, per source
+host, in all) rather than refusing a newcomer.
 
 Clocks: `now` is the driver's (monotonic) time; KEY timestamps are wall-clock milliseconds,
 `now + clock_offset`, which the driver supplies (0 in the simulator, where time is shared).
@@ -19,13 +21,14 @@ vectors inject fixed keys); `rng` is the node's injected Random, kept for random
 from __future__ import annotations
 
 import collections
+import ipaddress
 from dataclasses import dataclass
 from random import Random
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..ratelimit import FloodGuard
+from ..ratelimit import FloodGuard, TokenBucket
 from .events import (
     CallEnded,
     CallProgress,
@@ -47,8 +50,9 @@ from .handshake import (
     res_signed_data,
     session_keys,
     shared_secret,
+    verify_cost,
 )
-from .state import ESTABLISHED, CallState, EndReason, Role, check_transition
+from .state import ESTABLISHED, TIMEOUTS, CallState, EndReason, Role, check_transition
 from .stream import Exhausted, ReceiveStream, SendStream, stats_of
 from .wire import (
     ANSWER,
@@ -59,6 +63,7 @@ from .wire import (
     HANGUP_NORMAL,
     HEADER_SIZE,
     KEEPALIVE,
+    MAX_PACKET,
     KEY_REQ,
     KEY_RES,
     MEDIA,
@@ -74,7 +79,7 @@ from .wire import (
 )
 
 S = CallState
-MAX_PAYLOAD = 65507 - HEADER_SIZE
+MAX_PAYLOAD = MAX_PACKET - HEADER_SIZE  # 1,487 bytes: a MEDIA / SIGNAL packet fits 1,500
 _REMOTE_END = {HANGUP_DECLINED: EndReason.DECLINED, HANGUP_NO_ANSWER: EndReason.NO_ANSWER}
 
 
@@ -104,8 +109,18 @@ class SessionSettings:
     global_rate: float = 50.0  # KEY messages per second from everyone together ...
     global_burst: float = 100.0
     max_sources: int = 1024  # source hosts whose token buckets are remembered
-    max_seen: int = 4096  # accepted KEY_REQ ephemeral keys remembered to reject replays
+    key_res_rate: float = 2.0  # KEY_RES signature checks per second per call awaiting one ...
+    key_res_burst: float = 4.0  # ... with this burst (a budget apart from KEY_REQ's)
+    # accepted KEY_REQ ephemeral keys remembered to reject replays; when full of live entries a
+    # new KEY_REQ is refused (never forgotten early). Enough for global_rate × 2 ×
+    # freshness_window + global_burst accepted KEY_REQs, so the defaults never refuse.
+    max_seen: int = 8192
     terminal_repeats: int = 3  # copies of HANGUP / BUSY sent (the keys are wiped right after)
+
+    @property
+    def key_exchange_timeout(self) -> float:
+        """A caller's key exchange: every KEY_REQ try, the interval doubling from key_retry."""
+        return self.key_retry * (2**self.key_tries - 1)
 
     def __post_init__(self) -> None:
         if self.replay_window < 1024:
@@ -125,10 +140,10 @@ class Session:
     """One call's state. Fields that do not apply to a role or state stay None."""
 
     __slots__ = (
-        "id", "role", "peer_id", "addr", "state", "announced", "started", "deadline",
+        "id", "role", "peer_id", "addr", "state", "announced", "started", "entered",
         "eph_private", "eph_spki", "ts_req", "key_req", "key_res", "caller_eph", "tries",
         "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
-        "auth_failures", "reason",
+        "auth_failures", "reason", "key_res_budget", "answers",
     )
 
     def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
@@ -139,12 +154,12 @@ class Session:
         self.state = S.IDLE
         self.announced = role is Role.CALLER
         self.started = now
-        self.deadline: float | None = None  # the current state's timeout
+        self.entered = now  # when the current state was entered (its timeouts count from it)
         self.eph_private: ec.EllipticCurvePrivateKey | None = None
         self.eph_spki: bytes | None = None
         self.ts_req = 0
         self.key_req: bytes | None = None
-        self.key_res: bytes | None = None
+        self.key_res: bytes | None = None  # caller: the KEY_RES received; callee: the one sent
         self.caller_eph: bytes | None = None
         self.tries = 0
         self.retx_at: float | None = None
@@ -154,8 +169,10 @@ class Session:
         self.last_recv = now
         self.next_ring: float | None = None
         self.next_report: float | None = None
-        self.auth_failures = 0
+        self.auth_failures = 0  # advisory: KEY_RES from the address that failed (spoofable)
         self.reason: EndReason | None = None
+        self.key_res_budget: TokenBucket | None = None  # caller in key exchange
+        self.answers = 0  # callee: copies of KEY_RES sent for duplicate KEY_REQs
 
     @property
     def peer_int(self) -> int:
@@ -247,7 +264,6 @@ class SessionLayer:
         self._sessions[session.id] = session
         if addr is None:
             self._set_state(session, S.DIALLING, now)
-            session.deadline = now + self.settings.dial_timeout
         else:
             self._start_key_exchange(session, addr, now)
         return session.id
@@ -322,7 +338,7 @@ class SessionLayer:
         return (
             tuple(
                 (
-                    s.id, s.role, s.peer_id, s.addr, s.state, s.announced, s.deadline, s.ts_req,
+                    s.id, s.role, s.peer_id, s.addr, s.state, s.announced, s.entered, s.ts_req,
                     s.key_req, s.key_res, s.tries, s.retx_at, s.last_sent, s.last_recv,
                     s.next_ring, s.next_report, s.eph_private is None,
                     None if s.tx is None else (bytes(s.tx.key), s.tx.seq),
@@ -348,8 +364,9 @@ class SessionLayer:
     def _fresh(self, timestamp: int, now: float) -> bool:
         return abs(self._wall_ms(now) - timestamp) <= self.settings.freshness_window * 1000
 
-    def _rate_ok(self, addr: Any, now: float) -> bool:
-        """Take a token from the source host's and the global bucket, if both have one."""
+    def _rate_limit(self, addr: Any, now: float, cost: float = 1.0) -> None:
+        """Take a token from the source host's and the global bucket, else Drop with the
+        reason (`rate_limited_source` or `rate_limited`)."""
         guard = self._flood
         if guard is None:
             settings = self.settings
@@ -357,7 +374,9 @@ class SessionLayer:
                 settings.global_rate, settings.global_burst, settings.source_rate,
                 settings.source_burst, now, settings.max_sources, always=True,
             )
-        return guard.check(_host(addr), now) is None
+        reason = guard.check(_host(addr), now, cost)
+        if reason is not None:
+            raise Drop(reason)
 
     def _start_key_exchange(self, session: Session, addr: Any, now: float) -> None:
         private = self._ephemeral()
@@ -370,28 +389,33 @@ class SessionLayer:
             session.eph_spki, session.ts_req,
         )
         session.tries = 1
-        session.retx_at = now + self.settings.key_retry
-        session.deadline = None
+        session.retx_at = now + self.settings.key_retry if self.settings.key_tries > 1 else None
+        session.key_res_budget = TokenBucket(
+            self.settings.key_res_rate, self.settings.key_res_burst, now
+        )
         self._awaiting.setdefault(addr, []).append(session)
         self._set_state(session, S.KEY_EXCHANGE, now)
         self._outbox.append((session.key_req, addr))
 
     def _on_key_req(self, data: bytes, addr: Any, now: float) -> None:
         msg = decode_key(data)
-        if not self._rate_ok(addr, now):
-            raise Drop("rate_limited")
         live = self._by_eph.get(msg.ephemeral)
         if live is not None:
             if data == live.key_req and addr == live.addr:
-                self.stats["duplicate_key_req"] += 1  # answered again, idempotently
-                self._outbox.append((live.key_res, addr))
+                self.stats["duplicate_key_req"] += 1
+                live.answers += 1
+                if live.answers >= self.settings.key_tries:
+                    return  # more copies than a caller sends: someone replays it; stay quiet
+                self._outbox.append((live.key_res, addr))  # answered again, idempotently
                 if live.state is S.KEY_EXCHANGE:  # our KEY_RES was lost: wait for RING anew
-                    live.deadline = now + self.settings.handshake_timeout
+                    live.entered = now
                 return
             raise Drop("replayed_key_req")
         self._forget_seen(now)
         if msg.ephemeral in self._seen:
             raise Drop("replayed_key_req")
+        if len(self._seen) >= self.settings.max_seen:
+            raise Drop("replay_memory_full")  # forgetting a live entry would re-open a replay
         caller_id = id_of(msg.identity)
         if caller_id == self.own_id:
             raise Drop("own_id")
@@ -402,15 +426,17 @@ class SessionLayer:
             raise Drop("pending_full")  # every session is a call: nothing to evict
         peer_eph = load_ephemeral(msg.ephemeral)
         identity_key = load_identity(msg.identity)
+        # everything cheap has passed: only now spend a token on the signature check
+        self._rate_limit(addr, now, verify_cost(identity_key))  # costlier key types, more tokens
         check_signature(
             identity_key, msg.signature,
             req_signed_data(caller_id, self.own_id, msg.timestamp, msg.ephemeral),
         )
         # authentic and fresh: answer it, evicting older handshakes if the table is full
         self._make_room(caller_id, _host(addr), now)
-        self._seen[msg.ephemeral] = now + 2 * settings.freshness_window
-        if len(self._seen) > settings.max_seen:
-            del self._seen[next(iter(self._seen))]
+        # twice the window (a caller's clock may be a window ahead of ours), and a second more
+        # so that no millisecond rounding lets a replay be fresh while forgotten
+        self._seen[msg.ephemeral] = now + 2 * settings.freshness_window + 1.0
         private = self._ephemeral()
         eph_spki = ephemeral_spki(private.public_key())
         secret = shared_secret(private, peer_eph)
@@ -433,22 +459,19 @@ class SessionLayer:
         session.rx = ReceiveStream(
             forward.key, forward.salt, settings.replay_window, settings.media_interval
         )
-        session.deadline = now + settings.handshake_timeout
         self._sessions[session.id] = session
         self._by_eph[msg.ephemeral] = session
         self._keyed.setdefault(addr, []).append(session)
         self._set_state(session, S.KEY_EXCHANGE, now)
         self._outbox.append((session.key_res, addr))
-        if self._peer_seen is not None:
-            self._peer_seen(int.from_bytes(caller_id, "big"), addr, now)
+        # the routing table learns the caller at its first RING (`_on_authentic`), which proves
+        # it holds the ephemeral key: a KEY_REQ alone may be a replay from another address
 
     def _on_key_res(self, data: bytes, addr: Any, now: float) -> None:
         msg = decode_key(data)
         candidates = self._awaiting.get(addr)
         if not candidates:
             raise Drop("unsolicited_key_res")
-        if not self._rate_ok(addr, now):
-            raise Drop("rate_limited")
         peer = id_of(msg.identity)
         matches = [s for s in candidates if s.peer_id == peer]
         if not matches:
@@ -459,6 +482,10 @@ class SessionLayer:
             raise Drop("stale_timestamp")
         peer_eph = load_ephemeral(msg.ephemeral)
         identity_key = load_identity(msg.identity)
+        # a solicited KEY_RES spends its own call's budget, not the KEY_REQ buckets that
+        # spoofed KEY_REQs may have drained
+        if not any(s.key_res_budget.take(now) for s in matches):
+            raise Drop("rate_limited")
         for session in matches:
             signed = res_signed_data(
                 self.own_id, peer, session.ts_req, msg.timestamp, session.eph_spki, msg.ephemeral
@@ -485,11 +512,11 @@ class SessionLayer:
         )
         session.key_res = data
         session.retx_at = None
+        session.key_res_budget = None
         _remove(self._awaiting, addr, session)
         self._keyed.setdefault(addr, []).append(session)
         session.last_recv = now
         self._set_state(session, S.RINGING, now)
-        session.deadline = now + settings.no_answer_timeout
         session.next_ring = now + settings.ring_interval
         self._guard(session, now, self._send, session, SIGNAL, encode_signal(RING), now)
         if self._peer_seen is not None:
@@ -535,13 +562,15 @@ class SessionLayer:
             raise Drop("no_session")
         for session in tuple(candidates):
             try:
-                kind, seq, plaintext = session.rx.open(data, now)
+                kind, seq, plaintext = session.rx.open(data, now, count_auth_failures=False)
             except Drop as drop:
                 if drop.reason == "auth_failed":
                     continue
                 raise
             self._guard(session, now, self._on_authentic, session, kind, seq, plaintext, now)
             return
+        if len(candidates) == 1:  # unambiguous: that session's failure (else the layer's only)
+            candidates[0].rx.rejected += 1
         raise Drop("auth_failed")
 
     def _on_authentic(
@@ -565,6 +594,8 @@ class SessionLayer:
             self._end(session, _REMOTE_END.get(body[0], EndReason.REMOTE_HUNG_UP), now)
         elif signal == RING and not caller:
             if state is S.KEY_EXCHANGE:
+                if self._peer_seen is not None and not session.announced:
+                    self._peer_seen(session.peer_int, session.addr, now)
                 self._ring_arrived(session, now)
             elif state is S.TALKING:
                 self._send(session, SIGNAL, encode_signal(ANSWER), now)  # our ANSWER was lost
@@ -574,13 +605,28 @@ class SessionLayer:
             self._end(session, EndReason.BUSY, now)
         elif signal == REPORT and state is S.TALKING:
             fraction, lost, highest, jitter = decode_report(body)
-            self._events.append(ReceiverReport(session.id, fraction, lost, highest, jitter, now))
+            self._events.append(
+                ReceiverReport(session.id, fraction, lost, highest, jitter, now, seq)
+            )
         elif signal == KEEPALIVE or signal in (RING, ANSWER, REPORT):
             pass  # keepalives, and repeats of what already happened
         else:
             self.stats["unexpected_signal"] += 1
 
     def _ring_arrived(self, session: Session, now: float) -> None:
+        # glare: we are calling this peer too. The lower ID keeps its outgoing call and lets
+        # the peer's wait (the peer drops its own for ours on our RING); the higher ID drops its
+        # outgoing call and answers this one at once.
+        ours = [
+            s for s in self._sessions.values()
+            if s.role is Role.CALLER and s.peer_id == session.peer_id
+            and s.state in (S.KEY_EXCHANGE, S.RINGING)
+        ]
+        if ours and self.own_id < session.peer_id:
+            self.stats["glare"] += 1  # not rung; the peer's HANGUP (or handshake_timeout) ends it
+            return
+        for outgoing in ours:
+            self._terminate(outgoing, HANGUP_NORMAL, EndReason.GLARE, now)
         active = sum(1 for s in self._sessions.values() if s.state in ESTABLISHED)
         if self.busy or active >= self.settings.max_calls:
             for _ in range(self.settings.terminal_repeats):
@@ -590,8 +636,9 @@ class SessionLayer:
             return
         self._set_state(session, S.RINGING, now, announce=False)
         session.announced = True
-        session.deadline = now + self.settings.no_answer_timeout
         self._events.append(IncomingCall(session.id, session.peer_int, session.addr, now))
+        if ours:
+            self._answer(session, now)  # our user asked for this peer already
 
     def _answer(self, session: Session, now: float) -> None:
         self._send(session, SIGNAL, encode_signal(ANSWER), now)
@@ -599,7 +646,6 @@ class SessionLayer:
 
     def _start_talking(self, session: Session, now: float) -> None:
         self._set_state(session, S.TALKING, now)
-        session.deadline = None
         session.next_ring = None
         session.next_report = now + self.settings.report_interval
 
@@ -627,45 +673,42 @@ class SessionLayer:
 
     # -- timers ---------------------------------------------------------------------------------
 
-    def _next_deadline(self, session: Session) -> float | None:
+    def _timeouts(self, session: Session):
+        """(time, timeout) of each timeout of the session's state, from the `TIMEOUTS` table."""
         settings = self.settings
-        state = session.state
-        times = [session.deadline, session.retx_at, session.next_ring, session.next_report]
-        if state in ESTABLISHED:
-            times.append(session.last_sent + settings.keepalive_interval)
-            times.append(session.last_recv + settings.peer_timeout)
+        for timeout in TIMEOUTS.get((session.state, session.role), ()):
+            base = session.entered if timeout.since == "entered" else session.last_recv
+            yield base + getattr(settings, timeout.setting), timeout
+
+    def _next_deadline(self, session: Session) -> float | None:
+        times = [at for at, _ in self._timeouts(session)]
+        times += [session.retx_at, session.next_ring, session.next_report]
+        if session.state in ESTABLISHED:
+            times.append(session.last_sent + self.settings.keepalive_interval)
         times = [t for t in times if t is not None]
         return min(times) if times else None
 
     def _tick(self, session: Session, now: float) -> None:
         settings = self.settings
-        state = session.state
-        caller = session.role is Role.CALLER
-        if state is S.KEY_EXCHANGE and caller:
-            if now >= session.retx_at:
-                if session.tries >= settings.key_tries:
-                    failed = session.auth_failures > 0
-                    self._end(
-                        session, EndReason.AUTH_FAILURE if failed else EndReason.UNREACHABLE, now
-                    )
-                    return
-                self._outbox.append((session.key_req, session.addr))
-                session.retx_at = now + settings.key_retry * 2 ** session.tries
-                session.tries += 1
-            return
-        if session.deadline is not None and now >= session.deadline:
-            if state is S.DIALLING:
-                self._end(session, EndReason.UNREACHABLE, now)
-            elif state is S.KEY_EXCHANGE:  # a callee whose caller never rang: forget quietly
-                self.stats["handshake_timeout"] += 1
-                self._end(session, EndReason.UNREACHABLE, now)
-            elif state is S.RINGING:
-                self._terminate(session, HANGUP_NO_ANSWER, EndReason.NO_ANSWER, now)
-            return
-        if state not in ESTABLISHED:
-            return
-        if now >= session.last_recv + settings.peer_timeout:
-            self._end(session, EndReason.PEER_VANISHED, now)
+        for at, timeout in self._timeouts(session):
+            if now >= at:
+                reason = timeout.reason
+                if timeout.if_auth_failed is not None and session.auth_failures:
+                    reason = timeout.if_auth_failed
+                if timeout.counted is not None:
+                    self.stats[timeout.counted] += 1
+                if timeout.hangup is not None:
+                    self._terminate(session, timeout.hangup, reason, now)
+                else:
+                    self._end(session, reason, now)
+                return
+        if session.retx_at is not None and now >= session.retx_at:  # caller: KEY_REQ again
+            self._outbox.append((session.key_req, session.addr))
+            session.retx_at = now + settings.key_retry * 2 ** session.tries
+            session.tries += 1
+            if session.tries >= settings.key_tries:
+                session.retx_at = None  # the last try: key_exchange_timeout ends the wait
+        if session.state not in ESTABLISHED:
             return
         if session.next_ring is not None and now >= session.next_ring:
             self._send(session, SIGNAL, encode_signal(RING), now)
@@ -687,6 +730,7 @@ class SessionLayer:
             elif session.state is S.KEY_EXCHANGE:
                 del self._pending[session.id]
         session.state = check_transition(session.state, state)
+        session.entered = now
         if announce and session.announced and state is not S.ENDED:
             self._events.append(
                 CallProgress(session.id, session.peer_int, session.role, state, now)
@@ -702,7 +746,7 @@ class SessionLayer:
         for stream in (session.tx, session.rx):
             if stream is not None:
                 stream.wipe()
-        session.deadline = session.retx_at = session.next_ring = session.next_report = None
+        session.retx_at = session.next_ring = session.next_report = None
         _remove(self._awaiting, session.addr, session)
         _remove(self._keyed, session.addr, session)
         if session.caller_eph is not None and self._by_eph.get(session.caller_eph) is session:
@@ -724,8 +768,17 @@ class SessionLayer:
 
 
 def _host(addr: Any) -> Any:
-    """The source host of an address: the IP of an (ip, port) tuple, else the address."""
-    return addr[0] if type(addr) is tuple else addr
+    """The source host of an address: the IP of an (ip, port) tuple (for IPv6 its /64, which
+    one host usually holds whole), else the address itself."""
+    if type(addr) is not tuple:
+        return addr
+    ip = addr[0]
+    if type(ip) is str and ":" in ip:
+        try:
+            return ipaddress.IPv6Network((ip.split("%", 1)[0], 64), strict=False)
+        except ValueError:
+            return ip
+    return ip
 
 
 def _remove(index: dict[Any, list[Session]], addr: Any, session: Session) -> None:

@@ -3,13 +3,17 @@
     idle -> dialling (lookup) -> key exchange -> ringing -> talking -> ended
 
 A caller with a known address skips dialling; a callee starts in key exchange (its KEY_RES is
-sent, it waits for the caller's first authenticated packet). Every waiting state has a timeout
-(see `SessionSettings`), and every way into `ended` carries an `EndReason`.
+sent, it waits for the caller's first authenticated packet). Every waiting state has a timeout:
+`TIMEOUTS` maps (state, role) to the `SessionSettings` field that bounds it and the end reason,
+and the layer's timer reads nothing else. Every way into `ended` carries an `EndReason`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+
+from .wire import HANGUP_NO_ANSWER
 
 
 class Role(Enum):
@@ -36,6 +40,8 @@ class EndReason(Enum):
     PEER_VANISHED = "peer_vanished"  # nothing authentic from the peer for peer_timeout
     AUTH_FAILURE = "auth_failure"  # every KEY_RES from the peer's address failed authentication
     EXHAUSTED = "exhausted"  # the 32-bit sequence space is used up: call again to rekey
+    GLARE = "glare"  # we called each other at once; the peer's call (answered at once) replaced
+    #                  ours, because its ID is the lower one
 
 
 S = CallState
@@ -48,13 +54,48 @@ TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     S.ENDED: frozenset(),
 }
 
-# The SessionSettings field that bounds each waiting state.
-TIMEOUTS: dict[CallState, str] = {
-    S.DIALLING: "dial_timeout",
-    S.KEY_EXCHANGE: "key_retries (caller) / handshake_timeout (callee)",
-    S.RINGING: "no_answer_timeout, peer_timeout",
-    S.TALKING: "peer_timeout",
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """A call in its state ends `setting` seconds (a `SessionSettings` field) after `since`:
+    "entered" (the state was entered; a callee's duplicate KEY_REQ re-enters key exchange) or
+    "last_recv" (the last authentic packet from the peer)."""
+
+    setting: str
+    reason: EndReason
+    since: str = "entered"
+    hangup: int | None = None  # HANGUP reason code sent to the peer first (None: none sent)
+    if_auth_failed: EndReason | None = None  # the reason instead, after failed KEY_RES (advisory)
+    counted: str | None = None  # a `stats` counter (for ends that are never announced)
+
+
+_VANISHED = Timeout("peer_timeout", EndReason.PEER_VANISHED, since="last_recv")
+_NO_ANSWER = Timeout("no_answer_timeout", EndReason.NO_ANSWER, hangup=HANGUP_NO_ANSWER)
+
+# (state, role) -> its timeouts, checked in this order. A caller's key exchange lasts
+# key_retry × (2^key_tries − 1) seconds: the KEY_REQ retransmissions, then give up.
+TIMEOUTS: dict[tuple[CallState, Role], tuple[Timeout, ...]] = {
+    (S.DIALLING, Role.CALLER): (Timeout("dial_timeout", EndReason.UNREACHABLE),),
+    (S.KEY_EXCHANGE, Role.CALLER): (
+        Timeout("key_exchange_timeout", EndReason.UNREACHABLE,
+                if_auth_failed=EndReason.AUTH_FAILURE),
+    ),
+    (S.KEY_EXCHANGE, Role.CALLEE): (
+        Timeout("handshake_timeout", EndReason.UNREACHABLE, counted="handshake_timeout"),
+    ),
+    (S.RINGING, Role.CALLER): (_NO_ANSWER, _VANISHED),
+    (S.RINGING, Role.CALLEE): (_NO_ANSWER, _VANISHED),
+    (S.TALKING, Role.CALLER): (_VANISHED,),
+    (S.TALKING, Role.CALLEE): (_VANISHED,),
 }
+
+# where each role can be (a callee never dials); every one but ended waits for something
+STATES_OF: dict[Role, frozenset[CallState]] = {
+    Role.CALLER: frozenset({S.IDLE, S.DIALLING, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.ENDED}),
+    Role.CALLEE: frozenset({S.IDLE, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.ENDED}),
+}
+WAITING = frozenset({S.DIALLING, S.KEY_EXCHANGE, S.RINGING, S.TALKING})  # IDLE is momentary
 
 ESTABLISHED = frozenset({S.RINGING, S.TALKING})
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .events import SessionStats
-from .replay import ReplayWindow
-from .wire import HEADER_SIZE, MAX_SEQ, MEDIA, TAG_SIZE, Drop
+from .replay import DUPLICATE, ReplayWindow
+from .wire import HEADER_SIZE, MAX_PACKET, MAX_SEQ, MEDIA, TAG_SIZE, Drop
 
 _HEADER = struct.Struct(">BI")
 _SEQ = struct.Struct(">I")
@@ -76,15 +76,21 @@ class ReceiveStream:
         self._report_expected = 0
         self._report_received = 0
 
-    def open(self, data: bytes, now: float) -> tuple[int, int, bytes]:
+    def open(
+        self, data: bytes, now: float, count_auth_failures: bool = True
+    ) -> tuple[int, int, bytes]:
         """(type, sequence, plaintext) of an authentic, fresh packet; else raises Drop.
 
-        A packet that fails changes nothing but the `rejected` / `duplicate` counters.
+        A packet that fails changes nothing but the `rejected` / `duplicate` counters. With
+        `count_auth_failures=False` a tag failure is not counted here: the session layer, which
+        tries each session at an address, counts it once when no session accepts the packet.
         """
         if self._aes is None:
             raise Drop("no_session")
         if len(data) < HEADER_SIZE:
             raise Drop("truncated")
+        if len(data) > MAX_PACKET:
+            raise Drop("oversized")
         kind, seq = _HEADER.unpack_from(data)
         tag = data[5:HEADER_SIZE]
         try:
@@ -94,11 +100,12 @@ class ReceiveStream:
             decryptor.authenticate_additional_data(data[:1])
             plaintext = decryptor.update(data[HEADER_SIZE:]) + decryptor.finalize()
         except InvalidTag:
-            self.rejected += 1
+            if count_auth_failures:
+                self.rejected += 1
             raise Drop("auth_failed") from None
         verdict = self.window.check(seq)
         if verdict is not None:
-            if verdict == "duplicate":
+            if verdict == DUPLICATE:
                 self.duplicate += 1
             else:
                 self.rejected += 1

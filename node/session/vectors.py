@@ -6,6 +6,12 @@ signatures are deterministic ECDSA (RFC 6979), the timestamps fixed. Usage:
     python -m kadtalk.node.session.vectors                 # print the JSON
     python -m kadtalk.node.session.vectors -o FILE         # write it
     python -m kadtalk.node.session.vectors --check FILE    # exit 1 if FILE differs
+    python -m kadtalk.node.session.vectors --extra -o docs/vectors/session-extra.json
+
+`--extra` makes the verify-only vectors: KEY_REQ / KEY_RES between identities of other key
+types (RSA-PSS, DSA, Ed25519, P-384; RSA-PSS and DSA signatures are randomised, so the file is
+checked by verifying it, not by regenerating it) and negative datagrams that a receiver of the
+main vectors' call must drop, each with the reason this implementation counts.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .handshake import ephemeral_spki, id_of, session_keys, shared_secret
 from .layer import SessionLayer, SessionSettings
-from .wire import ANSWER, HANGUP, HANGUP_NORMAL, MEDIA, RING, SIGNAL, encode_signal
+from .wire import ANSWER, HANGUP, HANGUP_NORMAL, KEY_REQ, MEDIA, RING, SIGNAL, encode_signal
 
 EPOCH = 1767225600.0  # 2026-01-01T00:00:00Z: the caller's wall clock at now = 0
 CALLEE_DELAY = 0.15  # the callee answers the KEY_REQ 150 ms later (by its clock)
@@ -131,12 +137,102 @@ def render() -> str:
     return json.dumps(generate(), indent=2) + "\n"
 
 
+EXTRA_TYPES = {
+    # name: (how the identity key is made, the signature rule of protocol.md section 8)
+    "rsa-pss": ("RSA 2048, e = 65537", "RSA-PSS, SHA-256, MGF1-SHA-256, salt length 32"),
+    "dsa": ("DSA 2048 (q 256 bits)", "DSA with SHA-256, DER signature"),
+    "ed25519": ("Ed25519", "Ed25519 (pure), 64 bytes"),
+    "p384": ("ECDSA on secp384r1", "ECDSA with SHA-256, DER signature"),
+}
+
+
+def _private_key(kind: str):
+    from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
+
+    if kind == "rsa-pss":
+        return rsa.generate_private_key(65537, 2048)
+    if kind == "dsa":
+        return dsa.generate_private_key(2048)
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    return ec.generate_private_key(ec.SECP384R1())
+
+
+def _handshake(kind: str, ephemeral: dict[str, ec.EllipticCurvePrivateKey]) -> dict[str, Any]:
+    from ..identity import Identity
+
+    caller_id = Identity.from_private_key(_private_key(kind))
+    callee_id = Identity.from_private_key(_private_key(kind))
+    settings = SessionSettings()
+    caller = SessionLayer(caller_id, Random(0), settings, EPOCH, lambda: ephemeral["caller"])
+    callee = SessionLayer(callee_id, Random(0), settings, EPOCH, lambda: ephemeral["callee"])
+    caller.call(int.from_bytes(callee_id.node_id, "big"), 0.0, addr="callee")
+    ((key_req, _),) = caller.datagrams_to_send(0.0)
+    callee.receive_datagram(key_req, "caller", CALLEE_DELAY)
+    ((key_res, _),) = callee.datagrams_to_send(CALLEE_DELAY)
+    caller.receive_datagram(key_res, "callee", CALLEE_DELAY)
+    assert caller.sessions and not caller.stats and not callee.stats, "handshake failed"
+    return {
+        "identity_keys": EXTRA_TYPES[kind][0], "signature": EXTRA_TYPES[kind][1],
+        "caller_id": caller_id.node_id.hex(), "callee_id": callee_id.node_id.hex(),
+        "key_req": key_req.hex(), "key_res": key_res.hex(),
+    }
+
+
+def _negatives(main: dict[str, Any]) -> list[dict[str, Any]]:
+    """Datagrams the callee of the main vectors must drop at the main vectors' time: KEY
+    messages before anything else arrived ("after": "nothing"), stream packets once it has
+    taken the main KEY_REQ and so holds the call's keys ("after": "key_req")."""
+    req = bytes.fromhex(main["key_req"])
+    ring = bytes.fromhex(main["packets"][0]["wire"])
+    flip = lambda data, i: data[:i] + bytes([data[i] ^ 1]) + data[i + 1 :]  # noqa: E731
+    off_curve = bytearray(req)
+    off_curve[91] ^= 1  # the ephemeral key's last byte: (X, Y ^ 1) is not on the curve
+    cases = [
+        ("RING cut inside the tag", ring[:9], "truncated"),
+        ("RING with only its header and tag", ring[:13], "auth_failed"),
+        ("RING with type byte MEDIA (the type byte is the additional data)",
+         bytes([MEDIA]) + ring[1:], "auth_failed"),
+        ("RING with one tag bit flipped", flip(ring, 5), "auth_failed"),
+        ("RING with the sequence number changed", flip(ring, 4), "auth_failed"),
+        ("RING with one ciphertext bit flipped", flip(ring, 13), "auth_failed"),
+        ("unknown type byte 0x06", bytes([6]) + ring[1:], "unknown_type"),
+        ("KEY_REQ with one signature bit flipped", flip(req, len(req) - 1), "bad_signature"),
+        ("KEY_REQ whose ephemeral point is off the curve", bytes(off_curve),
+         "ephemeral_off_curve"),
+        ("KEY_REQ cut inside its identity key", req[:120], "truncated"),
+        ("KEY_REQ with a non-minimal DER length (81 59)",
+         req[:1] + b"\x30\x81\x59" + req[3:], "bad_der"),
+        ("KEY_REQ with type byte KEY_RES (no call awaits it)",
+         bytes([KEY_REQ + 1]) + req[1:], "unsolicited_key_res"),
+    ]
+    return [{"name": name, "to": "callee", "after": "nothing" if d[0] <= 3 else "key_req",
+             "datagram": d.hex(), "reason": reason} for name, d, reason in cases]
+
+
+def generate_extra() -> dict[str, Any]:
+    ephemeral = {side: _key(f"kadtalk test vector {side} ephemeral")
+                 for side in ("caller", "callee")}
+    main = generate()
+    return {
+        "about": "verify-only vectors; see docs/protocol.md section 19",
+        "timestamps": {"ts_req": round(EPOCH * 1000),
+                       "ts_res": round((EPOCH + CALLEE_DELAY) * 1000)},
+        "handshakes": {kind: _handshake(kind, ephemeral) for kind in EXTRA_TYPES},
+        "negative": _negatives(main),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", help="write the vectors to this file")
     parser.add_argument("--check", metavar="FILE", help="compare FILE with fresh vectors")
+    parser.add_argument("--extra", action="store_true",
+                        help="the verify-only vectors (other key types, negative datagrams)")
     args = parser.parse_args(argv)
-    text = render()
+    if args.extra and args.check:
+        parser.error("the extra vectors are verify-only: tests/node/session/test_vectors.py")
+    text = json.dumps(generate_extra(), indent=2) + "\n" if args.extra else render()
     if args.check:
         with open(args.check) as f:
             if f.read() != text:

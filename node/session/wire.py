@@ -29,6 +29,8 @@ TIMESTAMP_SIZE = 8
 SEQ_SIZE = 4
 TAG_SIZE = 8
 HEADER_SIZE = 1 + SEQ_SIZE + TAG_SIZE  # 13 bytes of overhead per MEDIA / SIGNAL packet
+MAX_PACKET = 1500  # bytes: a MEDIA / SIGNAL packet never needs more (8-byte tags: keep GCM's
+#                    per-packet forgery bound small, NIST SP 800-38D appendix C)
 MAX_SEQ = 0xFFFFFFFF
 
 # SIGNAL kinds

@@ -10,7 +10,7 @@ import stat
 
 from kadtalk.app.config import load_peers
 
-from .conftest import connect, is_call, start_daemon
+from .conftest import KADTALK, DaemonProcess, connect, is_call, start_daemon
 
 
 def run(coro, timeout: float = 60):
@@ -239,5 +239,181 @@ def test_a_second_daemon_on_the_same_socket_is_refused(sock_root):
         stale.close()
         a2 = await start_daemon(sock_root, "a")
         await a2.stop()
+
+    run(scenario())
+
+
+def test_the_command_line_client_against_a_daemon(sock_root):
+    async def kadtalk(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *KADTALK, *args, "--socket", str(sock_root / "a.sock"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode, out.decode(), err.decode()
+
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        peer = "12" * 20
+        try:
+            code, out, _ = await kadtalk("status")
+            assert code == 0 and d.node_id in out and "call     none" in out
+            code, out, _ = await kadtalk("status", "--json")
+            assert json.loads(out)["node_id"] == d.node_id
+            assert (await kadtalk("contacts", "add", "dora", peer))[0] == 0
+            assert (await kadtalk("contacts", "rename", "dora", "Dora M"))[0] == 0
+            code, out, _ = await kadtalk("contacts", "list", "--json")
+            assert json.loads(out)["contacts"] == [{"peer": peer, "name": "Dora M"}]
+            code, out, _ = await kadtalk("contacts")
+            assert out.split() == ["Dora", "M", peer]
+            code, _, err = await kadtalk("contacts", "add", "x")
+            assert code == 2 and "usage" in err
+            code, _, err = await kadtalk("answer")
+            assert code == 1 and "no incoming call" in err
+            code, out, err = await kadtalk("call", "nobody-known")
+            assert code == 1 and "neither a node ID" in err
+            code, out, _ = await kadtalk("audio", "--json")
+            assert json.loads(out) == {"capture": "none", "playback": "none", "error": None}
+            code, _, err = await kadtalk("audio", "--capture", "nosuchpcm")
+            assert code == 1 and "nosuchpcm" in err
+            assert (await kadtalk("contacts", "remove", "Dora M"))[0] == 0
+        finally:
+            await d.stop()
+
+    run(scenario())
+
+
+def test_the_daemon_tells_systemd_when_it_is_ready_and_stopping(sock_root):
+    import socket
+
+    async def scenario():
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(sock_root / "notify"))
+        notify.setblocking(False)
+        loop = asyncio.get_running_loop()
+        d = DaemonProcess(sock_root, "n", "--capture", "none", "--playback", "none",
+                          env={"NOTIFY_SOCKET": str(sock_root / "notify")})
+        try:
+            assert await asyncio.wait_for(loop.sock_recv(notify, 100), 20) == b"READY=1"
+            assert await d.terminate() == 0
+            assert await asyncio.wait_for(loop.sock_recv(notify, 100), 5) == b"STOPPING=1"
+        finally:
+            d.kill()
+            notify.close()
+
+    run(scenario())
+
+
+def test_decline_busy_mute_cancel_and_device_switch_with_their_reasons(sock_root):
+    async def scenario():
+        a = await start_daemon(sock_root, "a", capture="tone:440")
+        boot = [f"127.0.0.1:{a.driver.address[1]}"]
+        b = await start_daemon(sock_root, "b", capture="tone:660", bootstrap=boot)
+        c = await start_daemon(sock_root, "c", bootstrap=boot)
+        try:
+            ca, cb, cc = await connect(a), await connect(b), await connect(c)
+            for client in (cb, cc):
+                await client.wait_event(lambda e: e.get("event") == "network" and e["reachable"])
+            await a.driver.find_peer(b.driver.node.node_id)  # a learns where b and c are
+            await a.driver.find_peer(c.driver.node.node_id)
+
+            # declined
+            since = len(ca.seen)
+            await cb.request("dial", to=a.node_id)
+            ring = await ca.wait_event(lambda e: e.get("event") == "incoming", since=since)
+            assert ring["name"] is None and ring["peer"] == b.node_id
+            await ca.request("decline")
+            e = await cb.wait_event(is_call("ended"))
+            assert e["reason"] == "declined" and e["role"] == "caller"
+            assert (await ca.wait_event(is_call("ended"), since=since))["reason"] == "declined"
+
+            # talking a <-> b; c rings a meanwhile: c hears busy, a sees a missed call
+            since_a, since_b = len(ca.seen), len(cb.seen)
+            await ca.request("dial", to=b.node_id)
+            await cb.wait_event(lambda e: e.get("event") == "incoming", since=since_b)
+            assert (await cb.request("dial", check=False, to=c.node_id))["error"] == "busy"
+            await cb.request("answer")
+            await ca.wait_event(is_call("talking"), since=since_a)
+            since_c = len(cc.seen)
+            await cc.request("dial", to=a.node_id)
+            e = await cc.wait_event(is_call("ended"), since=since_c, timeout=15)
+            assert e["reason"] == "busy"
+            missed = await ca.wait_event(lambda e: e.get("event") == "missed", since=since_a)
+            assert missed["peer"] == c.node_id
+            # mute (pushed to every client as a call event), switch devices mid-call
+            assert (await ca.request("mute"))["muted"] is True
+            e = await ca.wait_event(lambda e: e.get("event") == "call" and e.get("muted"), since=since_a)
+            assert e["state"] == "talking"
+            assert (await ca.request("mute", on=False))["muted"] is False
+            r = await ca.request("set_audio", capture="tone:300")
+            assert r["capture"] == "tone:300"
+            assert (await ca.request("status"))["call"]["state"] == "talking"
+            await cb.request("hangup")
+            e = await ca.wait_event(is_call("ended"), since=since_a)
+            assert e["reason"] == "remote_hung_up" and e["stats"]["packets"] > 0
+            last = await ca.request("stats")
+            assert last["current"] is False and last["call"]["reason"] == "remote_hung_up"
+
+            # a call cancelled while it rings: the callee hears the caller hang up
+            since_b = len(cb.seen)
+            await cc.request("dial", to=b.node_id)
+            await cb.wait_event(lambda e: e.get("event") == "incoming", since=since_b)
+            await cc.request("hangup")
+            e = await cb.wait_event(is_call("ended"), since=since_b)
+            assert e["reason"] == "remote_hung_up"
+            for client in (ca, cb, cc):
+                await client.close()
+        finally:
+            for d in (c, b, a):
+                await d.stop()
+
+    run(scenario())
+
+
+def test_a_device_that_fails_mid_call_is_replaced_by_silence_and_reported():
+    from kadtalk.app.audio import CallAudio, Discard, Silence
+
+    class Broken:
+        def read_frame(self):
+            raise OSError("device unplugged")
+
+        def write_frame(self, pcm):
+            raise OSError("device unplugged")
+
+        def close(self):
+            raise OSError("already gone")
+
+    audio = CallAudio("none", "none")
+    audio.attach(1)
+    audio.source = audio.sink = Broken()
+    assert audio.tick(0.0, muted=False) is None  # nothing captured this tick
+    assert len(audio.errors) == 2 and "capture device 'none' failed" in audio.errors[0]
+    assert isinstance(audio.source, Silence) and isinstance(audio.sink, Discard)
+    assert audio.tick(0.02, muted=False)  # goes on with silence
+    audio.close()
+
+
+def test_a_client_that_never_reads_is_dropped_and_the_others_go_on(sock_root):
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        try:
+            good = await connect(d)
+            hog_in, hog = await asyncio.open_unix_connection(str(d.socket_path))
+            await asyncio.wait_for(hog_in.readline(), 5)  # hello: it is served; now it stops reading
+            assert len(d.clients) == 2
+            request = b'{"cmd": "status"}\n'
+            for _ in range(40):  # up to 20,000 replies of ~500 bytes that it never reads
+                try:
+                    hog.write(request * 500)
+                    await hog.drain()
+                except ConnectionError:
+                    break
+                if len(d.clients) < 2:
+                    break
+            assert len(d.clients) == 1  # only the good client is left
+            assert (await good.request("status"))["clients"] == 1
+            hog.close()
+            await good.close()
+        finally:
+            await d.stop()
 
     run(scenario())

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from kadtalk.app.web import WebBridge
 
-from .conftest import DaemonProcess, request_sync, start_daemon
+from .conftest import KADTALK, DaemonProcess, request_sync, start_daemon
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 CHROMIUM = os.environ.get("KADTALK_CHROMIUM", "/usr/bin/chromium")
@@ -48,6 +48,8 @@ def test_the_bridge_refuses_a_wrong_token_a_foreign_origin_and_a_foreign_host(so
                 assert (await http_get(port, path))[0] == 403, path
             assert (await http_get(port, f"/?token={token}", host="evil.example:80"))[0] == 403
             assert (await http_get(port, f"/nothing?token={token}"))[0] == 404
+            two_hosts = f"127.0.0.1:{port}\r\nHost: evil.example"
+            assert (await http_get(port, f"/?token={token}", host=two_hosts))[0] == 400
 
             good_origin = f"http://127.0.0.1:{port}"
             refused = [
@@ -62,7 +64,7 @@ def test_the_bridge_refuses_a_wrong_token_a_foreign_origin_and_a_foreign_host(so
                     async with ws_connect(uri, origin=origin):
                         pass
                 assert caught.value.response.status_code == 403, (uri, origin)
-            assert web.refused == 10
+            assert web.refused == 11
 
             async with ws_connect(f"ws://127.0.0.1:{port}/ws?token={token}", origin=good_origin) as ws:
                 hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
@@ -117,7 +119,8 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         url_b = b.stdout_line_sync("web GUI:").split()[-1]
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", url_a)
 
-        pa = chromium.new_context(viewport={"width": 1100, "height": 720}).new_page()
+        pa = chromium.new_context(viewport={"width": 1100, "height": 720},
+                                  permissions=["clipboard-read", "clipboard-write"]).new_page()
         pb = chromium.new_context(viewport={"width": 1100, "height": 720}).new_page()
         errors: list[str] = []
         for page in (pa, pb):
@@ -129,6 +132,8 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
             "() => document.getElementById('own-id').textContent.length === 40 && "
             "document.getElementById('own-id').textContent").json_value()
         pb.wait_for_selector("#net-status.up")
+        pa.click("#copy-id")
+        assert pa.evaluate("() => navigator.clipboard.readText()") == alice_id
 
         # Bob saves Alice as a contact, then calls her from the contact list
         pb.fill("#contact-name", "Alice")
@@ -139,8 +144,14 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         pa.fill("#contact-id", bob_id)
         pa.click("#add-contact-btn")
         pa.wait_for_selector(f"#contacts li[data-peer='{bob_id}']")
+        # rename through the contact's button (a prompt), then back
+        pb.once("dialog", lambda dialog: dialog.accept("Alice Liddell"))
+        pb.hover(f"#contacts li[data-peer='{alice_id}']")
+        pb.click(f"#contacts li[data-peer='{alice_id}'] button.rename")
+        pb.wait_for_function(
+            "() => document.getElementById('contacts').textContent.includes('Alice Liddell')")
         pb.screenshot(path=str(ARTIFACTS / "1-bob-contacts.png"))
-        pb.fill("#dial-input", "alice")
+        pb.fill("#dial-input", "alice liddell")
         pb.click("#dial-btn")
 
         pa.wait_for_selector("#incoming.show")
@@ -176,3 +187,26 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
     assert len(list(ARTIFACTS.glob("*.png"))) == 5
 
 
+
+
+def test_kadtalk_web_bridges_a_running_daemon(sock_root):
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        proc = await asyncio.create_subprocess_exec(
+            *KADTALK, "web", "--port", "0", "--socket", str(d.socket_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+            url = line.split()[-1]
+            assert line.startswith("web GUI: http://127.0.0.1:")
+            port = int(url.split(":")[2].split("/")[0])
+            ws_url = url.replace("http://", "ws://").replace("/?token=", "/ws?token=")
+            async with ws_connect(ws_url, origin=f"http://127.0.0.1:{port}") as ws:
+                hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert hello["node_id"] == d.node_id
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+            await d.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

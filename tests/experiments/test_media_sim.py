@@ -22,7 +22,8 @@ def test_loss_and_jitter_are_survived_and_reproducible():
     again = simulate_call_media(seconds=4, loss=0.1, one_way=0.04, jitter=0.5, seed=3)
     assert rows == again
     for row in rows:
-        assert row["network_lost"] > 0 and row["fec_end"]  # reports turned FEC on
+        # the reports turned protection on (redundancy: FEC is off while it is on)
+        assert row["network_lost"] > 0 and row["redundancy_end"] and not row["fec_end"]
         assert row["fec"] > 0 and row["segsnr_db"] > 15
         assert row["target_delay"] > 0.03  # the buffer grew with the jitter
 

@@ -230,3 +230,30 @@ def test_fallback_to_home_config(tmp_path, monkeypatch, xdg):
     else:
         monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
     assert default_key_path() == tmp_path / ".config" / "kadtalk" / "identity.pem"
+
+
+# --- key limits (a user's own key obeys the same limits as a peer's) --------------------------
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: ec.generate_private_key(ec.SECP192R1()), "at least 224 bits"),
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "2048 to 8192 bits"),
+    (lambda: dsa.generate_private_key(key_size=1024), "2048 to 8192 bits"),
+])
+def test_own_key_outside_the_limits_is_refused_with_a_clear_error(tmp_path, make, words):
+    key = make()
+    with pytest.raises(IdentityError, match=words):
+        Identity.from_private_key(key)
+    path = tmp_path / "identity.pem"
+    write_pem(path, key)
+    before = path.read_bytes()
+    with pytest.raises(IdentityError, match=words) as info:
+        load_or_create(path)
+    assert str(path) in str(info.value) and path.read_bytes() == before  # never overwritten
+    assert not verify(spki(key.public_key()), b"\x00" * 64, b"data")
+
+
+def test_keys_within_the_limits_still_verify():
+    key = ec.generate_private_key(ec.SECP224R1())
+    ident = Identity.from_private_key(key)
+    assert verify(ident.public_der, ident.sign(b"x"), b"x")

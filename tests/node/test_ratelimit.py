@@ -76,3 +76,12 @@ def test_always_mode_meters_each_source_from_the_first_request():
     assert [guard.check(source, 0.0) for _ in range(9)][-2:] == [None, "rate_limited_source"]
     assert guard.check(("198.51.100.8", 1), 0.0) is None
     assert guard.check(source, 0.5) is None  # 0.5 s x 2/s = one token
+
+
+def test_costly_work_takes_more_tokens_and_at_most_a_whole_burst():
+    guard = FloodGuard(100.0, 100.0, 2.0, 8.0, 0.0, always=True)
+    assert guard.check("a", 0.0, cost=6) is None
+    assert guard.check("a", 0.0, cost=6) == "rate_limited_source"  # 2 left
+    assert guard.check("b", 0.0, cost=50) is None  # above the burst: takes the whole burst
+    assert guard.check("b", 0.0) == "rate_limited_source"
+    assert guard.check("c", 0.0) is None  # the default cost is one token

@@ -260,3 +260,18 @@ def test_zero_jitter_is_the_base_model_and_negative_is_refused():
     assert model.delay(1, 2) == base.delay(1, 2)
     with pytest.raises(ValueError):
         JitteredLatency(base, -0.1, Random(1))
+
+
+def test_site_matrix_latency_spreads_nodes_over_sites_round_robin():
+    from kadtalk.sim.latency import SiteMatrixLatency
+
+    model = SiteMatrixLatency([[9.0, 0.02, 0.03], [0.02, 9.0, 0.04], [0.03, 0.04, 9.0]], intra=1e-5)
+    rng = Random(1)
+    state = rng.getstate()
+    for _ in range(7):
+        model.add_node(rng)
+    assert rng.getstate() == state  # draws nothing: the study's other draws stay the same
+    assert model.delay(0, 1) == 0.02 and model.delay(4, 2) == 0.04  # node 4 sits at site 1
+    assert model.delay(0, 3) == model.delay(2, 5) == 1e-5  # one site: the diagonal is `intra`
+    with pytest.raises(ValueError):
+        MODELS["site-matrix"]()  # needs its matrix

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -95,3 +96,17 @@ def test_description_errors():
     tb.private("h1", "c", ports="5000:5999")
     with pytest.raises(ValueError, match="overlap"):
         tb.private("h2", "c", ports=5500)
+
+
+def test_cli_runs_a_command_in_a_host_and_tears_down(capfd):
+    from kadtalk.cli import main
+
+    require_testbed()
+    mine = f"ktb-{os.getpid()}-"  # the CLI runs in this process: its namespaces carry our pid
+    before = set(list_namespaces(mine))
+    assert main(["testbed", "run", "--public", "2", "--nat", "full-cone:2", "--on", "nat1h2", "--",
+                 "ip", "-4", "-br", "addr", "show", "wan"]) == 0
+    out, err = capfd.readouterr()
+    assert "192.168.2.2" in out and "nat1h2 = 192.168.2.2 behind nat1" in err
+    assert main(["testbed", "run", "--public", "1", "--", "sh", "-c", "exit 3"]) == 3
+    assert set(list_namespaces(mine)) == before

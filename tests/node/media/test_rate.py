@@ -24,9 +24,11 @@ def test_backs_off_under_loss_and_recovers():
     lossy = feed(rc, 0.25, 0.01, 10, 20)
     assert [d.bitrate for d in lossy] == sorted((d.bitrate for d in lossy), reverse=True)
     assert lossy[-1].bitrate == 32000  # the FEC floor: backed off as far as FEC allows
-    assert lossy[-1].fec and lossy[-1].loss_perc == 25
+    # above red_max_loss: redundancy stays on, its floor does not hold; Opus FEC is off
+    assert lossy[-1].redundancy and not lossy[-1].fec and lossy[-1].loss_perc == 25
     recovered = feed(rc, 0.0, 0.002, 30, 30)
     assert not recovered[-1].fec and recovered[-1].loss_perc == 0
+    assert not recovered[-1].redundancy
     assert recovered[-1].bitrate == 64000
     # the climb is gradual: at most 8 % a report
     rates = [d.bitrate for d in recovered]
@@ -34,9 +36,12 @@ def test_backs_off_under_loss_and_recovers():
 
 
 def test_moderate_loss_holds_and_high_jitter_stops_the_climb():
-    rc = RateController()
+    rc = RateController(RateSettings(redundancy=False))
     held = feed(rc, 0.05, 0.0, 5, 0)
     assert {d.bitrate for d in held} == {32000} and held[-1].fec and held[-1].loss_perc == 10
+    rc = RateController()  # with redundancy: the total goes to its floor, 32 kbit/s a frame
+    held = feed(rc, 0.05, 0.0, 5, 0)
+    assert {d.bitrate for d in held} == {64000} and held[-1].redundancy and not held[-1].fec
     rc = RateController()
     assert {d.bitrate for d in feed(rc, 0.0, 0.05, 5, 0)} == {32000}
 
@@ -72,9 +77,15 @@ def test_the_sender_applies_decisions_to_libopus():
     assert enc.ctl_get(ctl.get_bitrate) == 32000 and enc.ctl_get(ctl.get_inband_fec) == 0
     for k in range(5):
         sender.on_report(0.2, 0.01, k)
-    assert enc.ctl_get(ctl.get_inband_fec) == 1
+    assert sender.redundant and enc.ctl_get(ctl.get_inband_fec) == 0  # copies instead of FEC
     assert enc.ctl_get(ctl.get_packet_loss_perc) == 20
-    assert enc.ctl_get(ctl.get_bitrate) == 32000  # start = FEC floor: held
+    assert enc.ctl_get(ctl.get_bitrate) == 16000  # 32 kbit/s (FEC floor, > red_max_loss) / 2
+    assert sender.bitrate == 32000
+    plain = MediaSender(MediaSettings(redundancy=False))
+    for k in range(5):
+        plain.on_report(0.2, 0.01, k)
+    assert plain.encoder.ctl_get(ctl.get_inband_fec) == 1
+    assert plain.encoder.ctl_get(ctl.get_bitrate) == 32000  # start = FEC floor: held
     fixed = MediaSender(MediaSettings(adaptive=False))
     fixed.on_report(0.2, 0.01, 0)
     assert fixed.encoder.ctl_get(ctl.get_bitrate) == 32000 and not fixed.encoder.fec

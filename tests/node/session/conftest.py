@@ -24,11 +24,24 @@ def identity(kind: str = "p256", name: str = "") -> Identity:
             "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
             "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
             "rsa": lambda: rsa.generate_private_key(65537, 2048),
-            "dsa": lambda: dsa.generate_private_key(2048),
+            "dsa": lambda: _dsa_parameters().generate_private_key(),
             "ed25519": ed25519.Ed25519PrivateKey.generate,
         }
         _CACHE[key] = Identity.from_private_key(maker[kind]())
     return _CACHE[key]
+
+
+_DSA_PARAMETERS: list = []
+
+
+def _dsa_parameters():
+    """One set of 2,048-bit DSA domain parameters for every DSA test key (making them is slow)."""
+    if not _DSA_PARAMETERS:
+        _DSA_PARAMETERS.append(dsa.generate_parameters(2048))
+    return _DSA_PARAMETERS[0]
+
+
+KINDS = ("p256", "p384", "rsa", "dsa", "ed25519")
 
 
 def as_int(ident: Identity) -> int:

@@ -23,20 +23,21 @@ from kadtalk.node.session import handshake as hs
 from kadtalk.node.session import layer as layer_module
 from kadtalk.node.session.wire import KEY_REQ, KEY_RES, MEDIA, SIGNAL, KeyMessage, encode_key
 
-from .conftest import WALL, Net, as_int, identity
+from .conftest import KINDS, WALL, Net, as_int, identity
 
 NOW = 1.0
 TS = round((WALL + NOW) * 1000)
 
 
 class Scenario:
-    def __init__(self):
+    def __init__(self, kind: str = "p256"):
         # generous rate limits, so that mutations get all the way to the checks behind them
         net = Net(SessionSettings(max_calls=2, source_burst=1000, global_burst=1000))
         self.net = net
-        self.a, self.b = net.add("a"), net.add("b")
+        self.kind = kind
+        self.a, self.b = net.add("a", identity(kind, "a")), net.add("b", identity(kind, "b"))
         for name in "cdef":
-            net.add(name)
+            net.add(name, identity(kind, name))
         self.sid = self.a.call(as_int(self.b.identity), 0.0, addr="b")
         net.run(0.0)
         self.incoming = net.of("b", IncomingCall)[0].session_id
@@ -47,7 +48,7 @@ class Scenario:
         net.run(0.5)
         # a's second call waits for c, who stays silent; d's KEY_REQ to b stays unconfirmed
         net.layers.pop("c")
-        self.a.call(as_int(identity("p256", "c")), NOW, addr="c")
+        self.a.call(as_int(identity(kind, "c")), NOW, addr="c")
         for name in "def":
             net.layers[name].call(as_int(self.b.identity), NOW, addr="b")
         net.drop = lambda src, dst, data: (
@@ -62,8 +63,8 @@ class Scenario:
         return [r for r in self.recorded if r[2][0] == kind]
 
 
-def fresh() -> Scenario:
-    return Scenario()
+def fresh(kind: str = "p256") -> Scenario:
+    return Scenario(kind)
 
 
 def assert_dropped(layer: SessionLayer, data: bytes, addr: str, expect: str | None = None) -> str:
@@ -105,10 +106,11 @@ SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 
 @SLOW
-@given(st.lists(st.tuples(st.sampled_from([KEY_REQ, KEY_RES, MEDIA, SIGNAL]), st.integers(0, 99),
+@given(st.sampled_from(KINDS),
+       st.lists(st.tuples(st.sampled_from([KEY_REQ, KEY_RES, MEDIA, SIGNAL]), st.integers(0, 99),
                           mutation), min_size=1, max_size=8))
-def test_mutated_datagrams_are_dropped_without_any_state_change(plan):
-    sc = fresh()
+def test_mutated_datagrams_are_dropped_without_any_state_change(kind, plan):
+    sc = fresh(kind)
     for kind, pick, how in plan:
         records = sc.kinds(kind)
         src, dst, data = records[pick % len(records)]
@@ -126,7 +128,8 @@ def test_mutated_datagrams_are_dropped_without_any_state_change(plan):
 def test_arbitrary_bytes_from_anyone(data, addr):
     sc = fresh()
     for layer in (sc.a, sc.b):
-        if data[:1] == b"\x02" and layer.stats["rate_limited"]:
+        limited = layer.stats["rate_limited"] or layer.stats["rate_limited_source"]
+        if data[:1] == b"\x02" and limited:
             continue
         assert_dropped(layer, data, addr)
 
@@ -281,7 +284,7 @@ def test_flood_from_one_source_hits_the_per_source_limit():
     me = identity("p256", "flooder")
     for i in range(100):
         victim.receive_datagram(key_req(me, victim.own_id), ("192.0.2.1", 1), NOW)
-    assert victim.stats["rate_limited"] == 100 - 8
+    assert victim.stats["rate_limited_source"] == 100 - 8 and not victim.stats["rate_limited"]
     # the burst got through; one caller from one host holds at most two pending handshakes
     assert victim.pending_handshakes == 2 and victim.stats["handshake_evicted"] == 6
     # an honest caller elsewhere still gets through
@@ -348,3 +351,130 @@ def test_pending_handshakes_are_capped_per_source_host():
     assert victim.pending_handshakes == s.max_pending_per_source == 2
     assert {x.peer_id for x in victim.sessions.values()} == {
         identity("p256", f"h{i}").node_id for i in (3, 4)}
+
+
+# -- what a token is spent on (review should-fix 1) ---------------------------------------------
+
+
+def test_junk_key_reqs_are_refused_before_they_cost_a_token():
+    victim = SessionLayer(identity("p256", "victim"), Random(1), None, WALL)
+    me = identity("p256", "junker")
+    off_curve = hs.P256_SPKI_PREFIX + bytes(64)
+    for i in range(500):  # invalid points, stale, replayed: all from one host
+        victim.receive_datagram(key_req(me, victim.own_id, eph=off_curve), ("192.0.2.1", 1), NOW)
+        victim.receive_datagram(key_req(me, victim.own_id, ts=TS - 100_000), ("192.0.2.1", 1), NOW)
+    assert victim.stats["ephemeral_off_curve"] == 500 and victim.stats["stale_timestamp"] == 500
+    assert not victim.stats["rate_limited"]
+    honest = identity("p256", "honest")
+    victim.receive_datagram(key_req(honest, victim.own_id), ("192.0.2.1", 1), NOW)
+    assert victim.pending_handshakes == 1
+
+
+def test_a_key_req_flood_does_not_starve_our_own_call_of_its_key_res():
+    """Forged KEY_REQs (valid points, bad signatures) at 200/s from spoofed hosts, the callee's
+    among them, drain the KEY_REQ budget; the KEY_RES of our own call has a budget of its own."""
+    net = Net()
+    victim, friend = net.add("victim"), net.add("friend")
+    junk_id = identity("p256", "junk").public_der
+    eph = hs.ephemeral_spki(ec.generate_private_key(ec.SECP256R1()).public_key())
+    now = 0.0
+    for i in range(400):
+        now = round(i * 0.005, 3)
+        junk = encode_key(KeyMessage(KEY_REQ, eph, junk_id, round((WALL + now) * 1000), b"x"))
+        victim.receive_datagram(junk, "friend" if i % 2 else (f"10.0.{i % 250}.1", 1), now)
+        if i == 300:
+            victim.call(as_int(friend.identity), now, addr="friend")
+        net.tick(now)
+    limited = victim.stats["rate_limited"] + victim.stats["rate_limited_source"]
+    assert limited > 100  # the flood was metered ...
+    assert net.of("friend", IncomingCall)  # ... and our call still rang
+
+
+@SLOW
+@given(st.sampled_from(KINDS), mutation)
+def test_mutations_of_a_fresh_key_req_reach_the_checks_behind_the_replay_memory(kind, how):
+    """A fresh ephemeral key each time, the mutation after it: identity, timestamp, signature."""
+    victim = SessionLayer(identity(kind, "b"), Random(1),
+                          SessionSettings(source_burst=1000, global_burst=1000), WALL)
+    data = key_req(identity(kind, "f"), victim.own_id)
+    eph_end = 1 + hs.P256_SPKI_SIZE
+    tail = mutate(data[eph_end:], how) if how[0] != "truncate" else data[eph_end:][: how[1] % (
+        len(data) - eph_end)]
+    bad = data[:eph_end] + tail
+    if bad == data:
+        return
+    reason = assert_dropped(victim, bad, "f")
+    assert reason != "replayed_key_req"
+    victim.receive_datagram(data, "f", NOW)  # and the genuine one still gets through
+    assert victim.pending_handshakes == 1
+
+
+# -- nits of the review ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("late", [0.0, 0.0004, 0.9])
+def test_a_replay_is_never_fresh_after_it_left_the_replay_memory(late):
+    """Caller's clock 60 s ahead (allowed); replayed at the edge of 2 × freshness_window."""
+    victim = SessionLayer(identity("p256", "victim"), Random(1), None, WALL)
+    data = key_req(identity("p256", "m"), victim.own_id, ts=round(WALL * 1000) + 60_000)
+    victim.receive_datagram(data, ("198.51.100.1", 1), 0.0)
+    victim.handle_timer(30.0)  # the handshake times out: only the replay memory is left
+    assert not victim.sessions
+    victim.receive_datagram(data, ("203.0.113.66", 1), 120.0 + late)
+    assert not victim.sessions
+    assert victim.stats["replayed_key_req"] + victim.stats["stale_timestamp"] == 1
+
+
+def test_a_full_replay_memory_refuses_rather_than_forgets():
+    s = SessionSettings(max_seen=3, source_burst=1000, global_burst=1000)
+    victim = SessionLayer(identity("p256", "victim"), Random(1), s, WALL)
+    first = key_req(identity("p256", "r0"), victim.own_id)
+    victim.receive_datagram(first, ("192.0.2.0", 1), NOW)
+    for i in (1, 2, 3):
+        victim.receive_datagram(key_req(identity("p256", f"r{i}"), victim.own_id),
+                                (f"192.0.2.{i}", 1), NOW)
+    assert victim.stats["replay_memory_full"] == 1
+    victim.handle_timer(NOW + 10)  # every handshake times out; the memory stays
+    assert_dropped(victim, first, ("203.0.113.1", 1), "replayed_key_req")
+
+
+def test_stream_packets_over_1500_bytes_are_refused(net):
+    from kadtalk.node.session.layer import MAX_PAYLOAD
+
+    a, b = net.add("a"), net.add("b")
+    sid = a.call(as_int(b.identity), 0.0, addr="b")
+    net.run(0.0)
+    b.answer(0.0)
+    net.run(0.0)
+    assert MAX_PAYLOAD == 1487 and a.send_media(sid, bytes(MAX_PAYLOAD), 0.1) is not None
+    with pytest.raises(ValueError):
+        a.send_media(sid, bytes(MAX_PAYLOAD + 1), 0.1)
+    net.run(0.1)
+    big = a.sessions[sid].tx.seal(MEDIA, bytes(MAX_PAYLOAD + 1))
+    assert_dropped(b, big, "a", "oversized")
+
+
+def test_ipv6_sources_are_metered_per_64():
+    victim = SessionLayer(identity("p256", "victim"), Random(1), None, WALL)
+    me = identity("p256", "v6")
+    for i in range(20):  # one /64, a new address each time
+        victim.receive_datagram(key_req(me, victim.own_id),
+                                (f"2001:db8:0:1::{i + 1:x}", 5, 0, 0), NOW)
+    assert victim.stats["rate_limited_source"] == 20 - 8
+    victim.receive_datagram(key_req(me, victim.own_id), ("2001:db8:0:2::1", 5, 0, 0), NOW)
+    assert victim.stats["rate_limited_source"] == 20 - 8  # another /64 has its own bucket
+
+
+def test_costlier_identity_types_cost_more_tokens():
+    """A P-384 or DSA verification costs several P-256 ones: so does its token (burst 8)."""
+    victim = SessionLayer(identity("p256", "victim"), Random(1), None, WALL)
+    admitted = {}
+    for host, kind in enumerate(("p256", "p384", "dsa", "rsa", "ed25519")):
+        before = victim.stats["rate_limited_source"]
+        for i in range(10):
+            victim.receive_datagram(key_req(identity(kind, f"c{i}"), victim.own_id),
+                                    (f"192.0.2.{host}", 1), NOW)
+        admitted[kind] = 10 - (victim.stats["rate_limited_source"] - before)
+    assert admitted == {"p256": 8, "p384": 1, "dsa": 1, "rsa": 8, "ed25519": 8}
+    costs = {k: hs.verify_cost(hs.load_identity(identity(k).public_der)) for k in admitted}
+    assert costs == {"p256": 1, "p384": 8, "dsa": 6, "rsa": 1, "ed25519": 1}

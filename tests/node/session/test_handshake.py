@@ -84,3 +84,114 @@ def test_signatures_of_every_identity_type(kind):
     hs.check_signature(key, ident.sign(data), data)
     assert reason(hs.check_signature, key, ident.sign(data), data + b"!") == "bad_signature"
     assert reason(hs.check_signature, key, b"\x00" * 64, data) == "bad_signature"
+
+
+# -- identity key limits (review should-fix 4) ----------------------------------------------------
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_len(len(body)) + body
+
+
+def _der_int(n: int) -> bytes:
+    return _der(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
+
+
+def rsa_spki(n: int, e: int) -> bytes:
+    """An RSA SPKI with any modulus and exponent (cryptography would not make these)."""
+    alg = _der(0x30, bytes.fromhex("06092a864886f70d010101") + b"\x05\x00")
+    return _der(0x30, alg + _der(0x03, b"\x00" + _der(0x30, _der_int(n) + _der_int(e))))
+
+
+_N3072 = (1 << 3071) | 0xF1  # odd, 3,072 bits (never factored: only its size matters here)
+
+
+@pytest.mark.parametrize("name, make", [
+    ("rsa n=15", lambda: rsa_spki(15, 3)),
+    ("rsa 1024", lambda: rsa_spki((1 << 1023) | 1, 65537)),
+    ("rsa 9000", lambda: rsa_spki((1 << 8999) | 1, 65537)),
+    ("rsa even n", lambda: rsa_spki(1 << 2047, 65537)),
+    ("rsa 3071-bit e", lambda: rsa_spki(_N3072, (1 << 3070) | 1)),
+    ("rsa e = 2^32 + 1", lambda: rsa_spki(_N3072, 2**32 + 1)),
+    ("p192", lambda: spki(ec.generate_private_key(ec.SECP192R1()).public_key())),
+    ("dsa 1024", lambda: spki(_dsa1024().public_key())),
+])
+def test_identity_keys_outside_the_limits_are_refused(name, make):
+    assert reason(hs.load_identity, make()) == "identity_limits"
+
+
+def test_an_rsa_key_with_an_even_exponent_is_no_key():
+    assert reason(hs.load_identity, rsa_spki(_N3072, 65536)) == "identity_not_a_key"  # OpenSSL
+
+
+def test_identity_keys_at_the_limits_load():
+    for curve in (ec.SECP224R1(), ec.SECP256K1(), ec.SECP521R1(), ec.BrainpoolP256R1()):
+        hs.load_identity(spki(ec.generate_private_key(curve).public_key()))
+    hs.load_identity(rsa_spki(_N3072, 2**32 - 1))
+    hs.load_identity(rsa_spki((1 << 8191) | 1, 3))
+    for kind in ("rsa", "dsa", "p384", "ed25519"):
+        hs.load_identity(identity(kind).public_der)
+
+
+def _dsa1024():
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    return dsa.generate_private_key(1024)
+
+
+# -- hypothesis: random points and DER in the ephemeral key (review should-fix 7) -----------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_P = 2**256 - 2**224 + 2**192 + 2**96 - 1  # the secp256r1 field prime
+_EPH_REASONS = {"ephemeral_not_a_key", "ephemeral_not_ec", "ephemeral_wrong_curve",
+                "ephemeral_off_curve", "ephemeral_not_canonical"}
+
+
+def _on_curve(x: int, y: int) -> bool:
+    b = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+    return x < _P and y < _P and (y * y - (x**3 - 3 * x + b)) % _P == 0
+
+
+def _ephemeral_verdict(der: bytes):
+    try:
+        return hs.load_ephemeral(der)
+    except Drop as drop:
+        assert drop.reason in _EPH_REASONS
+        return drop.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=64, max_size=64))
+def test_random_points_load_only_when_on_the_curve(xy):
+    verdict = _ephemeral_verdict(hs.P256_SPKI_PREFIX + xy)
+    x, y = int.from_bytes(xy[:32], "big"), int.from_bytes(xy[32:], "big")
+    assert (verdict == "ephemeral_off_curve") != _on_curve(x, y)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.tuples(st.integers(0, 90), st.integers(0, 255)),  # one byte of a valid SPKI changed
+    st.tuples(st.integers(0, 91), st.binary(max_size=8)),  # cut and extended
+))
+def test_random_der_as_an_ephemeral_key_is_a_counted_reason(how):
+    good = hs.ephemeral_spki(ec.generate_private_key(ec.SECP256R1()).public_key())
+    if isinstance(how, bytes):
+        der = how
+    elif isinstance(how[1], int):
+        der = good[: how[0]] + bytes([how[1]]) + good[how[0] + 1 :]
+    else:
+        der = good[: how[0]] + how[1]
+    verdict = _ephemeral_verdict(der)
+    if not isinstance(verdict, str):  # only the canonical 91 bytes of a point on the curve
+        assert len(der) == 91 and der.startswith(hs.P256_SPKI_PREFIX)
+        assert _on_curve(int.from_bytes(der[27:59], "big"), int.from_bytes(der[59:], "big"))

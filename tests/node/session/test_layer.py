@@ -65,6 +65,8 @@ def test_call_set_up_answer_media_and_hang_up(net):
 
 
 def test_keys_are_wiped_at_hang_up(net):
+    """Best effort only: our bytearray copies are zeroed and the cipher objects dropped; copies
+    inside OpenSSL and in immutable bytes objects are beyond our reach (protocol.md section 7)."""
     sid, incoming = connect(net)
     session = net.layers["a"].sessions[sid]
     tx, rx = session.tx, session.rx
@@ -192,16 +194,19 @@ def test_unreachable_after_bounded_key_req_retries_with_backoff(net):
     assert ended(net, "a").reason is EndReason.UNREACHABLE
 
 
-def test_identity_whose_sha1_is_not_the_dialled_id_is_an_auth_failure(net):
+def test_a_key_req_for_another_id_gets_no_answer_so_the_call_is_unreachable(net):
     net.add("a")
     net.add("b")
     impostor = identity("p256", "impostor")
-    net.layers["a"].call(as_int(impostor), 0.0, addr="b")  # "b" answers, but b is not the impostor
+    net.layers["a"].call(as_int(impostor), 0.0, addr="b")  # the address is b's, not the ID's
     net.run(0.0)
     assert net.layers["a"].stats["wrong_identity"] == 0
     # b verified the KEY_REQ against its own ID: the caller dialled someone else
     assert net.layers["b"].stats["bad_signature"] == 1
     assert not net.layers["b"].sessions
+    net.advance(0.0, 20.0, step=0.5)  # b never answers: nothing failed authentication at a
+    assert ended(net, "a").reason is EndReason.UNREACHABLE
+    assert net.layers["b"].stats["bad_signature"] == 5  # every try
 
 
 def test_wrong_identity_key_res_is_dropped_then_ends_as_auth_failure():
@@ -211,13 +216,7 @@ def test_wrong_identity_key_res_is_dropped_then_ends_as_auth_failure():
     b = net.add("b")
     mallory = net.add("m")
     a.call(as_int(b.identity), 0.0, addr="m")  # the lookup led to mallory's address
-
-    # mallory answers as herself (her own, valid KEY_RES for a KEY_REQ she re-addresses)
-    def relay(src, dst, data):
-        return False
-
-    net.drop = relay
-    net.run(0.0)
+    net.run(0.0)  # mallory cannot answer a KEY_REQ for b's ID
     assert a.stats["wrong_identity"] == 0 and mallory.stats["bad_signature"] == 1
     # craft: mallory runs a genuine handshake as the callee for a call *to her*, then replays
     # that KEY_RES to a (her identity is not b's): a must drop it as wrong_identity
@@ -471,3 +470,117 @@ def test_a_peer_jumping_to_the_last_sequence_number_costs_the_callee_nothing(net
     assert peak < 256 * 1024
     (session,) = b.sessions.values()
     assert session.rx.highest == 0xFFFFFFFF and session.rx.window.bits == 1
+
+
+def test_a_retransmitted_key_req_keeps_the_callee_handshake_alive():
+    """handshake_timeout (5 s) is shorter than the caller's retry schedule: every duplicate
+    KEY_REQ restarts the callee's wait, so lost KEY_RES are recovered up to the last try."""
+    clock = {"now": 0.0}
+    net = Net(drop=lambda s, d, data: data[0] == KEY_RES and clock["now"] < 7.0)
+    a, b = net.add("a"), net.add("b")
+    a.call(as_int(b.identity), 0.0, addr="b")
+    net.run(0.0)
+    now = 0.0
+    while now < 8.0:
+        now = min(t for t in (a.get_timer(), b.get_timer(), 8.0) if t is not None)
+        clock["now"] = now
+        net.tick(now)
+    assert b.stats["duplicate_key_req"] == 4 and not b.stats["handshake_timeout"]
+    assert net.of("b", IncomingCall)  # the KEY_RES answering the 7.5 s try got through
+
+
+def test_glare_two_nodes_calling_each_other_at_once_end_up_in_one_call(net):
+    """Review should-fix 3: both used to end BUSY. The lower ID keeps its outgoing call; the
+    other drops its own and answers the incoming one at once (its user asked for this peer)."""
+    a, b = net.add("a"), net.add("b")
+    a.call(as_int(b.identity), 0.0, addr="b")
+    b.call(as_int(a.identity), 0.0, addr="a")
+    net.run(0.0)
+    low, high = ("a", "b") if a.own_id < b.own_id else ("b", "a")
+    assert not net.of("a", MissedCall) and not net.of("b", MissedCall)
+    assert not net.of(low, CallEnded)
+    (gone,) = net.of(high, CallEnded)
+    assert gone.reason is EndReason.GLARE and gone.role is Role.CALLER
+    assert [e.state for e in net.of(low, CallProgress)][-1] is CallState.TALKING
+    assert net.of(high, IncomingCall)[0].peer_id == as_int(net.layers[low].identity)
+    for name in (low, high):
+        (live,) = net.layers[name].sessions.values()
+        assert live.state is CallState.TALKING
+        assert live.role is (Role.CALLER if name == low else Role.CALLEE)
+    assert net.layers[low].send_media(next(iter(net.layers[low].sessions)), b"hi", 0.1) is not None
+    net.run(0.1)
+    assert [e.payload for e in net.of(high, MediaReceived)] == [b"hi"]
+
+
+def test_a_packet_for_one_of_two_sessions_at_an_address_is_no_failure_of_the_other():
+    """Review should-fix 2: every candidate session used to count the other's packets."""
+    net = Net(SessionSettings(max_calls=2))
+    first = connect(net, "a", "b", 0.0)
+    second = connect(net, "a", "b", 1.0)
+    a, b = net.layers["a"], net.layers["b"]
+    for _ in range(10):
+        a.send_media(second[0], b"two", 2.0)
+    net.run(2.0)
+    assert b.session_stats(first[1]).rejected == 0
+    assert b.session_stats(second[1]).rejected == 0
+    # a forgery matches neither: counted once by the layer, in no session of the two
+    forged = bytes([MEDIA]) + bytes(20)
+    before = b.stats["auth_failed"]
+    b.receive_datagram(forged, "a", 2.1)
+    assert b.stats["auth_failed"] == before + 1
+    assert b.session_stats(first[1]).rejected == b.session_stats(second[1]).rejected == 0
+
+
+def test_a_forgery_at_the_address_of_one_session_counts_as_its_rejected(net):
+    sid, incoming = connect(net)
+    b = net.layers["b"]
+    b.receive_datagram(bytes([MEDIA]) + bytes(20), "a", 1.0)
+    assert b.session_stats(incoming).rejected == 1 and b.stats["auth_failed"] == 1
+
+
+def test_a_spoofed_key_res_only_colours_the_end_reason():
+    """Review should-fix 5: `auth_failure` is advisory; a spoofed KEY_RES changes nothing else."""
+    from kadtalk.node.session import handshake as hs
+    from kadtalk.node.session.wire import KeyMessage, encode_key
+
+    ends = []
+    for spoof in (False, True):
+        net = Net()
+        a = net.add("a")
+        target = identity("p256", "nobody")
+        sid = a.call(as_int(target), 0.0, addr="void")
+        before = a.snapshot()
+        if spoof:  # anyone can claim the target's identity SPKI; the signature fails
+            eph = a.sessions[sid].eph_spki
+            a.receive_datagram(encode_key(KeyMessage(KEY_RES, eph, target.public_der,
+                                                     round((1_767_225_600.0) * 1000), b"x")),
+                               "void", 0.0)
+            assert a.stats["bad_signature"] == 1
+        assert a.snapshot() == before
+        net.advance(0.0, 20.0, step=0.5)
+        ends.append(ended(net, "a"))
+    assert ends[0].at == ends[1].at and ends[0].stats == ends[1].stats
+    assert [e.reason for e in ends] == [EndReason.UNREACHABLE, EndReason.AUTH_FAILURE]
+
+
+def test_the_routing_table_learns_a_caller_only_from_its_first_ring():
+    """Review should-fix 8: a KEY_REQ (replayable, spoofable source) proves nothing yet."""
+    from random import Random
+
+    from kadtalk.node.session import SessionLayer
+
+    from .conftest import WALL
+
+    net = Net(drop=lambda s, d, data: data[0] == SIGNAL and s == "a" and hold["on"])
+    hold = {"on": True}
+    a = net.add("a")
+    seen = []
+    b = SessionLayer(identity("p256", "b"), Random(1), None, WALL,
+                     peer_seen=lambda peer, addr, now: seen.append((peer, addr, now)))
+    net.layers["b"], net.events["b"] = b, []
+    a.call(as_int(b.identity), 0.0, addr="b")
+    net.run(0.0)
+    assert b.pending_handshakes == 1 and seen == []  # KEY_REQ answered, caller not learnt
+    hold["on"] = False
+    net.advance(0.0, 1.1)  # the repeated RING arrives
+    assert seen == [(as_int(a.identity), "a", seen[0][2])] and net.of("b", IncomingCall)

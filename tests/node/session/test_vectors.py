@@ -110,3 +110,92 @@ def test_the_worked_example_in_the_spec_matches_the_vectors():
     assert f"`{wire[:2]} {wire[2:10]} {wire[10:26]} {wire[26:]}`" in spec
     assert v["directions"]["caller_to_callee"]["salt"] in spec
     assert v["key_req"][-6:] in spec and str(int(v["key_req"][366:382], 16)) in spec
+
+
+# -- docs/vectors/session-extra.json: verify-only (review should-fix 6) --------------------------
+
+EXTRA = PATH.with_name("session-extra.json")
+
+
+def _verify(spki: bytes, signature: bytes, data: bytes) -> None:
+    """protocol.md section 8's signature rules, written out with nothing but `cryptography`."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, padding, rsa
+
+    key = serialization.load_der_public_key(spki)
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    elif isinstance(key, dsa.DSAPublicKey):
+        key.verify(signature, data, hashes.SHA256())
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key.verify(signature, data)
+    else:
+        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+
+
+def test_extra_vectors_of_other_identity_types_verify_independently():
+    from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
+
+    v = json.loads(EXTRA.read_text())
+    expected = {"rsa-pss": rsa.RSAPublicKey, "dsa": dsa.DSAPublicKey,
+                "ed25519": ed25519.Ed25519PublicKey, "p384": ec.EllipticCurvePublicKey}
+    assert set(v["handshakes"]) == set(expected)
+    u64 = lambda n: struct.pack(">Q", n)  # noqa: E731
+    for kind, h in v["handshakes"].items():
+        req, res = bytes.fromhex(h["key_req"]), bytes.fromhex(h["key_res"])
+        eph_a, id_a, ts_req, sig_a = _split_key_message(req)
+        eph_b, id_b, ts_res, sig_b = _split_key_message(res)
+        assert (ts_req, ts_res) == (v["timestamps"]["ts_req"], v["timestamps"]["ts_res"])
+        assert isinstance(serialization.load_der_public_key(id_a), expected[kind])
+        a, b = hashlib.sha1(id_a).digest(), hashlib.sha1(id_b).digest()
+        assert (a.hex(), b.hex()) == (h["caller_id"], h["callee_id"])
+        _verify(id_a, sig_a, b"kadtalk/1 KEY_REQ" + a + b + u64(ts_req) + eph_a)
+        fields = a + b + u64(ts_req) + u64(ts_res) + eph_a + eph_b
+        _verify(id_b, sig_b, b"kadtalk/1 KEY_RES" + fields)
+        if kind == "rsa-pss":  # salt length 32 exactly: the rule is not "any salt"
+            from cryptography.hazmat.primitives.asymmetric import padding
+
+            key = serialization.load_der_public_key(id_a)
+            key.verify(sig_a, b"kadtalk/1 KEY_REQ" + a + b + u64(ts_req) + eph_a,
+                       padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+
+
+def test_extra_vectors_are_accepted_by_the_session_layer():
+    from random import Random
+
+    from kadtalk.node.identity import Identity
+    from kadtalk.node.session import SessionLayer
+
+    v = json.loads(EXTRA.read_text())
+    for h in v["handshakes"].values():
+        req, res = bytes.fromhex(h["key_req"]), bytes.fromhex(h["key_res"])
+        # a stand-in callee with the right ID: only the signature checks matter here
+        callee = SessionLayer(Identity.generate(), Random(0), None, vectors.EPOCH)
+        callee.own_id = bytes.fromhex(h["callee_id"])
+        callee.receive_datagram(req, "caller", vectors.CALLEE_DELAY)
+        assert callee.pending_handshakes == 1, dict(callee.stats)
+
+
+def test_negative_vectors_are_dropped_for_the_stated_reason_and_change_nothing():
+    from random import Random
+
+    from kadtalk.node.session import SessionLayer
+
+    main = json.loads(PATH.read_text())
+    v = json.loads(EXTRA.read_text())
+    key = serialization.load_pem_private_key(main["callee"]["identity_key_pem"].encode(), None)
+    ident = vectors.DeterministicIdentity.of(key)
+    eph = serialization.load_pem_private_key(main["callee"]["ephemeral_key_pem"].encode(), None)
+    assert v["negative"]
+    for case in v["negative"]:
+        callee = SessionLayer(ident, Random(0), None, vectors.EPOCH, lambda: eph)
+        if case["after"] == "key_req":
+            callee.receive_datagram(bytes.fromhex(main["key_req"]), "caller", vectors.CALLEE_DELAY)
+            assert callee.pending_handshakes == 1
+        before = callee.snapshot()
+        callee.datagrams_to_send(vectors.CALLEE_DELAY)
+        counts = dict(callee.stats)
+        callee.receive_datagram(bytes.fromhex(case["datagram"]), "caller", vectors.CALLEE_DELAY)
+        changed = {k for k, n in callee.stats.items() if n != counts.get(k, 0)}
+        assert changed == {case["reason"]}, case["name"]
+        after = callee.snapshot()
+        assert after[:-3] + after[-2:] == before[:-3] + before[-2:], case["name"]
