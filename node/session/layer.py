@@ -614,9 +614,9 @@ class SessionLayer:
             self.stats["unexpected_signal"] += 1
 
     def _ring_arrived(self, session: Session, now: float) -> None:
-        # glare: we are calling this peer too. The lower ID keeps its outgoing call and lets
-        # the peer's wait (the peer drops its own for ours on our RING); the higher ID drops its
-        # outgoing call and answers this one at once.
+        # glare: we are calling this peer too. The lower ID keeps its outgoing call and leaves
+        # the peer's unrung (the peer drops it for ours when our RING arrives); the higher ID
+        # drops its outgoing call and answers this one at once.
         ours = [
             s for s in self._sessions.values()
             if s.role is Role.CALLER and s.peer_id == session.peer_id

@@ -199,3 +199,25 @@ def test_negative_vectors_are_dropped_for_the_stated_reason_and_change_nothing()
         assert changed == {case["reason"]}, case["name"]
         after = callee.snapshot()
         assert after[:-3] + after[-2:] == before[:-3] + before[-2:], case["name"]
+
+
+def test_the_field_by_field_key_req_in_the_spec_is_the_vectors_key_req_in_order():
+    """Every row of the spec's KEY_REQ table, in order, is the next field of the vector's
+    KEY_REQ (rows with "..." give its first and last bytes), and they add up to all of it."""
+    v = json.loads(PATH.read_text())
+    spec = (PATH.parents[1] / "protocol.md").read_text()
+    block = spec.split("field by field:", 1)[1].split("```", 2)[1]
+    data = bytes.fromhex(v["key_req"])
+    eph, ident, ts, sig = _split_key_message(data)
+    fields = [data[:1], eph[:27], eph[27:], ident, struct.pack(">Q", ts), sig]
+    rows = [line.split()[0] for line in block.strip().splitlines()]
+    assert len(rows) == len(fields)
+    for row, field in zip(rows, fields):
+        if "..." in row:
+            head, tail = row.split("...")
+            assert field.hex().startswith(head) and field.hex().endswith(tail), row
+        else:
+            assert field.hex() == row
+    assert b"".join(fields) == data and f"KEY_REQ ({len(data)} bytes)" in spec
+    assert f"ts_req = {ts}" in block and f"ECDSA signature ({len(sig)})" in block
+    assert f"identity SPKI ({len(ident)}, P-256)" in block
