@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 COMMANDS = ("daemon", "status", "call", "answer", "decline", "hangup", "mute", "contacts",
-            "watch", "stats", "audio", "web")
+            "block", "unblock", "accept", "watch", "stats", "audio", "web")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
@@ -84,6 +84,16 @@ def add_parsers(commands: Any) -> None:
                 description="Contacts name node IDs; `kadtalk call NAME` dials them.")
     p.add_argument("action", nargs="?", choices=["list", "add", "rename", "remove"], default="list")
     p.add_argument("args", nargs="*", help="add NAME ID | rename NAME-OR-ID NEW | remove NAME-OR-ID")
+    p = _client(commands, "block", "never let a caller ring (saved in CONFIG_DIR/blocked.json)",
+                description="Calls from a blocked node ID are declined before they ring; you see "
+                "a missed call. [calls] block in config.toml blocks for good.")
+    p.add_argument("who", help="node ID or contact name")
+    p = _client(commands, "unblock", "let a blocked caller ring again")
+    p.add_argument("who", help="node ID or contact name")
+    p = _client(commands, "accept", "who may ring: anyone, or contacts only (until restart)",
+                description="Set who may ring this node while the daemon runs; [calls] accept in "
+                "config.toml sets it for good.")
+    p.add_argument("mode", choices=["anyone", "contacts"])
     _client(commands, "watch", "print events (calls, quality, network) as they happen",
             description="Print every event the daemon sends until Ctrl-C.")
     _client(commands, "stats", "statistics of the current (or the last) call")
@@ -202,6 +212,12 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
         _out(args, r, "muted" if r["muted"] else "unmuted")
     elif cmd == "contacts":
         return await _contacts(client, args)
+    elif cmd in ("block", "unblock"):
+        r = await client.request(cmd, who=args.who)
+        _out(args, r, "blocked: " + (", ".join(r["blocked"]) or "nobody"))
+    elif cmd == "accept":
+        r = await client.request("accept", **{"from": args.mode})
+        _out(args, r, f"calls accepted from {r['accept']}")
     elif cmd == "watch":
         while True:
             event = await client.events.get()

@@ -86,6 +86,9 @@ class Config:
     web_port: int = DEFAULT_WEB_PORT  # [web] port
     log_level: str = "info"  # [log] level
     log_format: str = "text"  # [log] format: text, or json (one object a line, for journald etc.)
+    accept: str = "anyone"  # [calls] accept: "anyone", or "contacts" (only callers in contacts ring)
+    block: list[str] = field(default_factory=list)  # [calls] block = ["ID", ...]: never ring
+    calls_per_minute: int = 3  # [calls] per_caller_per_minute: more calls from one caller are refused
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
 
     @property
@@ -95,6 +98,10 @@ class Config:
     @property
     def contacts_path(self) -> Path:
         return self.config_dir / "contacts.json"
+
+    @property
+    def blocked_path(self) -> Path:
+        return self.config_dir / "blocked.json"
 
     @property
     def peers_path(self) -> Path:
@@ -112,6 +119,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "control": {"socket": ("socket", str)},
     "web": {"enabled": ("web", bool), "host": ("web_host", str), "port": ("web_port", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
+    "calls": {"accept": ("accept", str), "block": ("block", list),
+              "per_caller_per_minute": ("calls_per_minute", int)},
 }
 
 
@@ -159,6 +168,15 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
     for name in ("port", "web_port"):
         if not 0 <= getattr(config, name) < 65536:
             raise ConfigError(f"config file {path}: port {getattr(config, name)} out of range")
+    if config.accept not in ("anyone", "contacts"):
+        raise ConfigError(f'config file {path}: [calls] accept must be "anyone" or "contacts"')
+    if config.calls_per_minute < 1:
+        raise ConfigError(f"config file {path}: [calls] per_caller_per_minute must be at least 1")
+    for entry in config.block:
+        if parse_id(entry) is None:
+            raise ConfigError(f"config file {path}: [calls] block: {entry!r} is not a node ID "
+                              "(40 hex digits)")
+    config.block = [parse_id(entry) for entry in config.block]
     return config
 
 
@@ -191,6 +209,22 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{what} {path} is not valid JSON ({e}); fix it or move it away") from e
+
+
+def load_blocked(path: Path) -> list[str]:
+    """Callers blocked from the control socket (`kadtalk block`), saved as {"blocked": [ID, ...]}."""
+    data = _read_json(path, "block list")
+    if data is None:
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("blocked"), list) or not all(
+        parse_id(entry) for entry in data["blocked"]
+    ):
+        raise ConfigError(f'block list {path}: expected {{"blocked": [node IDs]}}; fix it or move it away')
+    return [parse_id(entry) for entry in data["blocked"]]
+
+
+def save_blocked(path: Path, blocked: list[str]) -> None:
+    write_private(path, json.dumps({"blocked": blocked}, indent=1) + "\n")
 
 
 def parse_id(text: Any) -> str | None:

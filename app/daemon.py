@@ -11,6 +11,7 @@ changes nothing, and one that does not read is dropped once 1 MiB is queued for 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.events import Joined
+from kadtalk.node.traversal import AddressObserved
 from kadtalk.node.routing.layer import TooManyLookups
 from kadtalk.node.session import (
     CallEnded,
@@ -34,7 +36,9 @@ from kadtalk.transport.udp import UdpDriver, parse_hostport, start_node
 
 from . import protocol
 from .audio import AudioError, CallAudio, check_devices
-from .config import Config, ConfigError, Contacts, load_peers, private_dir, save_peers
+from .config import (
+    Config, ConfigError, Contacts, load_blocked, load_peers, private_dir, save_blocked, save_peers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ MAX_CLIENTS = 64
 MAX_QUEUED = 1 << 20  # bytes queued for one client before it is dropped
 LOOKUP_TIMEOUT = 30.0
 REJOIN_INTERVAL = 60.0  # seconds between join attempts while the routing table is empty
+REJOIN_FIRST = 2.0  # ... after a failed join: the first REJOIN_QUICK retries, then doubling
+REJOIN_QUICK = 5
+PROBE_INTERVAL = 20.0  # address probes to the nearest contacts: under the NATs' 30 s UDP timeout
 SAVE_INTERVAL = 600.0  # seconds between saves of the routing table's best contacts
 CODEC_DELAY = 0.0065  # Opus look-ahead at 48 kHz, part of the latency estimate
 
@@ -100,6 +107,8 @@ class Daemon:
         self.identity = identity
         self.node_id = identity.hex_id
         self.contacts = Contacts(config.contacts_path)  # ConfigError names a broken file
+        self._recent_calls: dict[str, collections.deque] = {}  # caller -> times it rang, last minute
+        self._blocked = load_blocked(config.blocked_path)  # from `kadtalk block`; ConfigError if broken
         self.clients: set[Client] = set()
         self.call: Call | None = None
         self.last_call: dict[str, Any] | None = None
@@ -121,9 +130,14 @@ class Daemon:
         self._network: tuple[int, bool] | None = None
         self._joined = False
         self._last_join = -REJOIN_INTERVAL
+        self._rejoin_wait = REJOIN_FIRST  # grows while joins fail (lossy links, offline)
+        self._join_failures = 0
         self._last_save = 0.0
         self._bootstrap: list[tuple[str, int]] = []
         self._held: list | None = None  # node events held while a dial command runs
+        self._last_probe = -PROBE_INTERVAL
+        self._observed: AddressObserved | None = None  # the latest answer to an address probe
+        self._nat = "unknown"  # none | cone | symmetric | unknown (docs/testbed.md)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -132,7 +146,8 @@ class Daemon:
         self._bootstrap = self._bootstrap_addresses()
         try:
             self.driver = await start_node(
-                self.identity, self.config.host, self.config.port, on_event=self._on_node_event
+                self.identity, self.config.host, self.config.port, on_event=self._on_node_event,
+                traversal=True,
             )
         except OSError as e:
             raise DaemonError(
@@ -308,11 +323,39 @@ class Daemon:
         except OSError as e:
             log.warning("cannot save routing contacts to %s: %s", self.config.peers_path, e)
 
+    def _probe(self) -> None:
+        """Ask the contacts nearest our ID where they see us. Repeated every PROBE_INTERVAL, it
+        also keeps our NAT's mappings towards them open: they are the rendezvous peers that
+        callers ask to relay a hole-punching request to us (kadtalk.node.traversal)."""
+        driver = self.driver
+        self._last_probe = driver.loop.time()
+        node = driver.node
+        peers = node.rendezvous(node.node_id)
+        if peers:
+            node.probe_address(peers, self._last_probe)
+            driver.service()
+
+    def _nat_kind(self, event: AddressObserved) -> str:
+        """none: peers see our own address; symmetric: they see different ports; cone: one
+        public address for all (full-cone or filtering: both connect, see docs/testbed.md)."""
+        if event.symmetric:
+            return "symmetric"
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(event.observer)  # no packet: just the route's source address
+                local = s.getsockname()[0]
+        except (OSError, TypeError, ValueError):
+            return "unknown"
+        return "none" if event.public == (local, self.driver.address[1]) else "cone"
+
     def network_status(self) -> dict[str, Any]:
         size = len(self.driver.node.routing.table) if self.driver is not None else 0
         host, port = self.driver.address if self.driver is not None else (None, None)
         return {"table_size": size, "reachable": size > 0, "joined": self._joined,
-                "host": host, "port": port}
+                "host": host, "port": port,
+                "public_address": (f"{self._observed.public[0]}:{self._observed.public[1]}"
+                                   if self._observed is not None else None),
+                "nat": self._nat}
 
     # -- control clients ------------------------------------------------------------------------
 
@@ -425,6 +468,15 @@ class Daemon:
             self._broadcast(self._call_event(call))
         elif kind is IncomingCall:
             peer = f"{event.peer_id:040x}"
+            refusal = self._refusal(peer, event.at)
+            if refusal is not None:
+                # Unwanted: declined before it rings; the user only sees a missed call.
+                self.driver.node.decline(self.driver.loop.time(), event.session_id)
+                self.driver.service()
+                log.info("refused a call from %s: %s", peer, refusal)
+                self._broadcast({"event": "missed", "peer": peer, "name": self.contacts.name_of(peer),
+                                 "reason": refusal})
+                return
             if call is not None:
                 # one call at a time: a second caller is declined (the session layer already
                 # answers BUSY while a call rings or talks)
@@ -453,7 +505,18 @@ class Daemon:
                 self._end_call(event.reason.value, event.stats)
         elif kind is Joined:
             self._joined = event.success
-            self._check_network(force=True)
+            self._join_failures = 0 if event.success else self._join_failures + 1
+            self._rejoin_wait = min(
+                REJOIN_FIRST * 2 ** max(0, self._join_failures - REJOIN_QUICK), REJOIN_INTERVAL)
+            if event.success:
+                self.save_peers()  # a daemon killed before its shutdown save still rejoins
+            self._check_network(force=True)  # after the save: clients may rely on peers.json
+            if event.success:
+                self._probe()
+        elif kind is AddressObserved:
+            self._observed = event
+            self._nat = self._nat_kind(event)
+            self._check_network()
 
     def _call_event(self, call: Call, reason: str | None = None) -> dict[str, Any]:
         event = {"event": "call", **self._call_info(call)}
@@ -539,8 +602,10 @@ class Daemon:
             self._check_network()
             now = loop.time()
             table = len(self.driver.node.routing.table)
-            if table == 0 and self._bootstrap and now - self._last_join >= REJOIN_INTERVAL:
+            if table == 0 and self._bootstrap and now - self._last_join >= self._rejoin_wait:
                 self._join()
+            if table and now - self._last_probe >= PROBE_INTERVAL:
+                self._probe()
             if now - self._last_save >= SAVE_INTERVAL:
                 self._last_save = now
                 self.save_peers()
@@ -549,7 +614,7 @@ class Daemon:
 
     def _check_network(self, force: bool = False) -> None:
         status = self.network_status()
-        key = (status["table_size"], status["reachable"])
+        key = (status["table_size"], status["reachable"], status["public_address"], status["nat"])
         if force or key != self._network:
             self._network = key
             self._broadcast({"event": "network", **status})
@@ -590,6 +655,8 @@ class Daemon:
             "call": self._call_info(self.call) if self.call is not None else None,
             "audio": {"capture": self.capture, "playback": self.playback, "error": self.audio_error},
             "contacts": len(self.contacts.by_id), "clients": len(self.clients),
+            "traversal": (dict(self.driver.node.traversal.stats)
+                          if self.driver is not None and self.driver.node.traversal else {}),
         }
 
     def cmd_id(self, client: Client, msg: dict) -> dict:
@@ -704,6 +771,59 @@ class Daemon:
             "ms": round((self.driver.loop.time() - started) * 1000, 1),
         }
 
+    def _refusal(self, peer: str, now: float) -> str | None:
+        """Why a verified caller must not ring: blocked, not a contact, or calling too often."""
+        if peer in self.config.block or peer in self._blocked:
+            return "blocked"
+        if self.config.accept == "contacts" and self.contacts.name_of(peer) is None:
+            return "not_a_contact"
+        recent = self._recent_calls.setdefault(peer, collections.deque())
+        while recent and recent[0] <= now - 60.0:
+            recent.popleft()
+        if len(recent) >= self.config.calls_per_minute:
+            return "too_many_calls"
+        recent.append(now)
+        if len(self._recent_calls) > 1024:  # forget callers with nothing recent
+            self._recent_calls = {p: q for p, q in self._recent_calls.items() if q and q[-1] > now - 60}
+        return None
+
+    def cmd_block(self, client: Client, msg: dict) -> dict:
+        peer = self.contacts.resolve(msg.get("who"))
+        if peer is None:
+            raise protocol.BadRequest("bad_argument", '"who" must be a node ID or a contact name')
+        if peer not in self._blocked:
+            self._blocked.append(peer)
+            self._save_blocked()
+        return {"blocked": self._blocked_list()}
+
+    def cmd_unblock(self, client: Client, msg: dict) -> dict:
+        peer = self.contacts.resolve(msg.get("who"))
+        if peer in self.config.block:
+            raise protocol.BadRequest(
+                "bad_argument", f"{peer} is blocked in {self.config.config_dir / 'config.toml'}")
+        if peer is None or peer not in self._blocked:
+            raise protocol.BadRequest("bad_argument", f"{msg.get('who')!r} is not blocked")
+        self._blocked.remove(peer)
+        self._save_blocked()
+        return {"blocked": self._blocked_list()}
+
+    def _blocked_list(self) -> list[str]:
+        return sorted(set(self.config.block) | set(self._blocked))
+
+    def _save_blocked(self) -> None:
+        try:
+            save_blocked(self.config.blocked_path, self._blocked)
+        except OSError as e:
+            raise protocol.BadRequest(
+                "io_error", f"cannot save {self.config.blocked_path}: {e.strerror}") from None
+
+    def cmd_accept(self, client: Client, msg: dict) -> dict:
+        mode = msg.get("from")
+        if mode not in ("anyone", "contacts"):
+            raise protocol.BadRequest("bad_argument", '"from" must be "anyone" or "contacts"')
+        self.config.accept = mode
+        return {"accept": mode}
+
     def cmd_contacts(self, client: Client, msg: dict) -> dict:
         return {"contacts": self._contact_list()}
 
@@ -787,6 +907,9 @@ COMMANDS: dict[str, Callable] = {
     "remove_contact": Daemon.cmd_remove_contact,
     "set_audio": Daemon.cmd_set_audio,
     "stats": Daemon.cmd_stats,
+    "block": Daemon.cmd_block,
+    "unblock": Daemon.cmd_unblock,
+    "accept": Daemon.cmd_accept,
 }
 
 

@@ -16,6 +16,8 @@ anything but its own documented drop exception, or breaks an invariant the targe
   session-stream  MEDIA / SIGNAL to a layer in a call: raw and mutated packets, and random
                   plaintexts sealed with the peer's real stream key (so signal parsing and the
                   call state machine see them): nothing raises;
+  traversal       NAT traversal (0x06: ADDR_REQ/RES, PUNCH_REQ/FWD, PUNCH) through a Node with
+                  traversal on: nothing raises; no answer to the sender is larger than its request;
   control-json    the daemon's control framing (app/protocol.py): LineBuffer over random chunks,
                   then parse: BadRequest, or a dict with a string "cmd"; no line over the limit;
   websocket       the web bridge (app/web.py): random HTTP upgrade requests through websockets'
@@ -66,7 +68,7 @@ QUICK_INPUTS = 300
 WALL = 1_767_225_600.0  # session layers' wall clock at now = 0
 
 
-# -- strategies -------------------------------------------------------------------------------------
+# -- strategies ------------------------------------------------------------------------------------
 
 MUTATION = st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, 4096)),
@@ -111,11 +113,12 @@ def _apply(data: bytes, hows: list[tuple]) -> bytes:
 
 def typed_bytes(types: list[int], max_size: int = 700) -> st.SearchStrategy[bytes]:
     """A known type byte followed by random bytes."""
-    return st.builds(lambda t, body: bytes([t]) + body, st.sampled_from(types),
-                     st.binary(max_size=max_size))
+    return st.builds(
+        lambda t, body: bytes([t]) + body, st.sampled_from(types), st.binary(max_size=max_size)
+    )
 
 
-# -- targets ------------------------------------------------------------------------------------------
+# -- targets ---------------------------------------------------------------------------------------
 
 
 class Violation(Exception):
@@ -136,15 +139,22 @@ WIRE_ADDR = st.binary(min_size=6, max_size=6)
 
 
 def _request_bytes() -> st.SearchStrategy[bytes]:
-    return st.builds(lambda o, t, pad: encode_request(RouteRequest(o, t), pad), ID, ID,
-                     st.integers(0, 560))
+    return st.builds(
+        lambda o, t, pad: encode_request(RouteRequest(o, t), pad), ID, ID, st.integers(0, 560)
+    )
 
 
 def _response_bytes() -> st.SearchStrategy[bytes]:
     return st.builds(
-        lambda r, t, cs: bytes([1]) + r.to_bytes(20, "big") + t.to_bytes(20, "big")
-        + b"".join(i.to_bytes(20, "big") + a for i, a in cs),
-        ID, ID, st.lists(st.tuples(ID, WIRE_ADDR), max_size=22),
+        lambda r, t, cs: (
+            bytes([1])
+            + r.to_bytes(20, "big")
+            + t.to_bytes(20, "big")
+            + b"".join(i.to_bytes(20, "big") + a for i, a in cs)
+        ),
+        ID,
+        ID,
+        st.lists(st.tuples(ID, WIRE_ADDR), max_size=22),
     )
 
 
@@ -154,14 +164,23 @@ def _routing_seeds() -> list[bytes]:
     return [
         encode_request(RouteRequest(rng.getrandbits(160), rng.getrandbits(160)), 146),
         encode_request(RouteRequest(rng.getrandbits(160), rng.getrandbits(160)), 0),
-        encode_response(RouteResponse(rng.getrandbits(160), rng.getrandbits(160), contacts), ipv4_to_wire),
-        encode_response(RouteResponse(rng.getrandbits(160), rng.getrandbits(160), contacts[:3]), ipv4_to_wire),
+        encode_response(
+            RouteResponse(rng.getrandbits(160), rng.getrandbits(160), contacts), ipv4_to_wire
+        ),
+        encode_response(
+            RouteResponse(rng.getrandbits(160), rng.getrandbits(160), contacts[:3]), ipv4_to_wire
+        ),
     ]
 
 
 def routing_strategy(_state: Any) -> st.SearchStrategy[bytes]:
-    return st.one_of(st.binary(max_size=700), typed_bytes([0, 1]), mutated(_routing_seeds()),
-                     _request_bytes(), _response_bytes())
+    return st.one_of(
+        st.binary(max_size=700),
+        typed_bytes([0, 1]),
+        mutated(_routing_seeds()),
+        _request_bytes(),
+        _response_bytes(),
+    )
 
 
 def run_routing_decode(_state: Any, data: bytes) -> None:
@@ -185,10 +204,15 @@ class RoutingState:
 
     def __init__(self) -> None:
         self.rng = Random(3)
-        self.node = Node(1 << 159, ContactRegistry(), self.rng, RoutingSettings(refresh_on_join=False), 0.0)
+        self.node = Node(
+            1 << 159, ContactRegistry(), self.rng, RoutingSettings(refresh_on_join=False), 0.0
+        )
         self.contacts = []
         for i in range(60):
-            node_id, addr = self.rng.getrandbits(160), ("10.1.%d.%d" % (i // 200, i % 200 + 1), 5004)
+            node_id, addr = (
+                self.rng.getrandbits(160),
+                ("10.1.%d.%d" % (i // 200, i % 200 + 1), 5004),
+            )
             self.node.add_contact(node_id, addr, 0.0)
             self.contacts.append((node_id, addr))
         self.now = 0.0
@@ -222,14 +246,19 @@ def run_routing_layer(state: RoutingState, item: tuple) -> None:
     node.receive_datagram(data, addr, now)
     if tick:
         node.handle_timer(now)
-    answers = sum(len(out) for out, dst in node.datagrams_to_send(now)
-                  if dst == state.STRANGER and out[0] == 1)
+    answers = sum(
+        len(out)
+        for out, dst in node.datagrams_to_send(now)
+        if dst == state.STRANGER and out[0] == 1
+    )
     validated = (node.routing._validated or {}).get(state.STRANGER, False)
     if addr == state.STRANGER and answers > 3 * len(data) and not validated:
-        raise Violation("amplification: an answer of more than 3x the request to an unvalidated address")
+        raise Violation(
+            "amplification: an answer of more than 3x the request to an unvalidated address"
+        )
 
 
-# -- session ------------------------------------------------------------------------------------------
+# -- session ---------------------------------------------------------------------------------------
 
 
 class SessionState:
@@ -240,9 +269,15 @@ class SessionState:
         from kadtalk.node.identity import Identity
         from kadtalk.node.session.layer import SessionSettings
 
-        self.settings = SessionSettings(max_calls=4, max_pending=64, max_sessions=512,
-                                        source_burst=1e12, global_burst=1e12,
-                                        source_rate=1e12, global_rate=1e12)
+        self.settings = SessionSettings(
+            max_calls=4,
+            max_pending=64,
+            max_sessions=512,
+            source_burst=1e12,
+            global_burst=1e12,
+            source_rate=1e12,
+            global_rate=1e12,
+        )
         self.ids = {name: Identity.generate() for name in "abm"}
         self.now = 1.0
         self.rebuild()
@@ -259,7 +294,9 @@ class SessionState:
     def peer(self, name: str) -> int:
         return int.from_bytes(self.ids[name].node_id, "big")
 
-    def exchange(self, now: float, drop: Callable[[str, str, bytes], bool] = lambda *_: False) -> list:
+    def exchange(
+        self, now: float, drop: Callable[[str, str, bytes], bool] = lambda *_: False
+    ) -> list:
         """Deliver until quiet; return every (src, dst, data) sent."""
         sent = []
         moved = True
@@ -355,9 +392,13 @@ class StreamState(SessionState):
 
 def stream_strategy(state: StreamState) -> st.SearchStrategy:
     raw = st.one_of(mutated(state.seeds), typed_bytes([4, 5], 300), st.binary(max_size=300))
-    sealed = st.tuples(st.sampled_from([4, 5]), st.one_of(
-        st.binary(max_size=40), st.builds(lambda k, b: bytes([k]) + b, st.integers(0, 8),
-                                          st.binary(max_size=16))))
+    sealed = st.tuples(
+        st.sampled_from([4, 5]),
+        st.one_of(
+            st.binary(max_size=40),
+            st.builds(lambda k, b: bytes([k]) + b, st.integers(0, 8), st.binary(max_size=16)),
+        ),
+    )
     return st.one_of(st.tuples(st.just("raw"), raw), st.tuples(st.just("sealed"), sealed))
 
 
@@ -378,7 +419,94 @@ def run_stream(state: StreamState, item: tuple) -> None:
     state.events(state.b)
 
 
-# -- control socket and websocket -------------------------------------------------------------------------
+# -- NAT traversal (0x06) --------------------------------------------------------------------------
+
+
+def traversal_available() -> bool:
+    try:
+        from kadtalk.node import traversal  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TraversalState:
+    """A node with an identity and NAT traversal on, 30 contacts in its table (rendezvous
+    targets for PUNCH_REQ), probing two of them (so ADDR_RES meets its nonces)."""
+
+    SOURCE = ("198.51.100.9", 7777)
+
+    def __init__(self) -> None:
+        from kadtalk.node.identity import Identity
+        from kadtalk.node.traversal import (
+            ADDR_REQ,
+            ADDR_RES,
+            PUNCH,
+            PUNCH_FWD,
+            PUNCH_REQ,
+            TRAVERSAL,
+        )
+
+        identity = Identity.generate()
+        self.rng = Random(5)
+        self.node = Node(
+            int.from_bytes(identity.node_id, "big"),
+            ContactRegistry(),
+            self.rng,
+            RoutingSettings(refresh_on_join=False),
+            0.0,
+            identity=identity,
+            traversal=True,
+        )
+        self.ids = []
+        for i in range(30):
+            node_id = self.rng.getrandbits(160)
+            self.node.add_contact(node_id, ("10.2.0.%d" % (i + 1), 5004), 0.0)
+            self.ids.append(node_id)
+        self.now = 1.0
+        peers = [("10.2.0.1", 5004), ("10.2.0.2", 5004)]
+        self.node._upper.traversal.probe(peers, self.now)
+        out = self.node.datagrams_to_send(self.now)
+        nonces = [d[2:10] for d, _ in out if d[:2] == bytes([TRAVERSAL, ADDR_REQ])] or [bytes(8)]
+        t = bytes([TRAVERSAL])
+        wire = ipv4_to_wire(("203.0.113.5", 4000))
+        self.seeds = [
+            t + bytes([ADDR_REQ]) + bytes(14),
+            t + bytes([ADDR_RES]) + nonces[0] + wire,
+            t
+            + bytes([PUNCH_REQ])
+            + self.rng.getrandbits(160).to_bytes(20, "big")
+            + self.ids[3].to_bytes(20, "big"),
+            t + bytes([PUNCH_FWD]) + self.ids[4].to_bytes(20, "big") + wire,
+            t + bytes([PUNCH]) + self.ids[5].to_bytes(20, "big"),
+        ]
+
+
+def traversal_strategy(state: TraversalState) -> st.SearchStrategy:
+    sized = st.builds(
+        lambda op, body: bytes([6, op]) + body, st.integers(0, 7), st.binary(max_size=60)
+    )
+    return st.tuples(st.one_of(mutated(state.seeds), sized, typed_bytes([6], 80)), st.booleans())
+
+
+def run_traversal(state: TraversalState, item: tuple) -> None:
+    data, from_table = item
+    state.now += 0.01
+    addr = ("10.2.0.%d" % (len(data) % 30 + 1), 5004) if from_table else state.SOURCE
+    state.node.receive_datagram(data, addr, state.now)
+    state.node.handle_timer(state.now)
+    back = sum(
+        len(d)
+        for d, dst in state.node.datagrams_to_send(state.now)
+        if dst == addr and d[:1] == b"\x06"
+    )
+    if back > len(data):
+        raise Violation("a traversal answer larger than its request")
+    while state.node.next_event() is not None:
+        pass
+
+
+# -- control socket and websocket ------------------------------------------------------------------
 
 
 def app_available() -> bool:
@@ -392,7 +520,9 @@ def app_available() -> bool:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -412,7 +542,8 @@ def control_strategy(_state: Any) -> st.SearchStrategy:
 
     command = st.builds(
         lambda cmd, rest: json.dumps({"cmd": cmd, **rest}).encode() + b"\n",
-        st.sampled_from(["call", "answer", "hangup", "status", "contacts", "x"]) | st.text(max_size=6),
+        st.sampled_from(["call", "answer", "hangup", "status", "contacts", "x"])
+        | st.text(max_size=6),
         st.dictionaries(st.text(max_size=8), JSON, max_size=3),
     )
     line = st.one_of(
@@ -423,7 +554,8 @@ def control_strategy(_state: Any) -> st.SearchStrategy:
         st.builds(lambda d: b"[" * d + b"]" * d + b"\n", st.integers(0, 5000)),
     )
     return st.lists(line, min_size=1, max_size=4).flatmap(
-        lambda lines: st.tuples(st.just(b"".join(lines)), st.lists(st.integers(1, 64), max_size=8)))
+        lambda lines: st.tuples(st.just(b"".join(lines)), st.lists(st.integers(1, 64), max_size=8))
+    )
 
 
 def run_control(state: ControlState, item: tuple) -> None:
@@ -431,7 +563,7 @@ def run_control(state: ControlState, item: tuple) -> None:
     protocol = state.protocol
     pieces, start = [], 0
     for cut in cuts:
-        pieces.append(data[start:start + cut])
+        pieces.append(data[start : start + cut])
         start += cut
     pieces.append(data[start:])
     for piece in pieces:
@@ -460,10 +592,13 @@ class WebState:
         self.open = None
 
     def handshake(self) -> bytes:
-        return (b"GET /ws?token=secret-token HTTP/1.1\r\nHost: " + self.HOST.encode()
-                + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                b"Origin: http://" + self.HOST.encode() + b"\r\n\r\n")
+        return (
+            b"GET /ws?token=secret-token HTTP/1.1\r\nHost: "
+            + self.HOST.encode()
+            + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Origin: http://" + self.HOST.encode() + b"\r\n\r\n"
+        )
 
     def opened(self):
         from websockets.protocol import State
@@ -486,8 +621,9 @@ class WebState:
         return protocol.MAX_LINE
 
 
-def _frame(fin: bool, rsv: int, opcode: int, masked: bool, mask: bytes, payload: bytes,
-           length_form: int) -> bytes:
+def _frame(
+    fin: bool, rsv: int, opcode: int, masked: bool, mask: bytes, payload: bytes, length_form: int
+) -> bytes:
     head = bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | (opcode & 15)])
     n = len(payload)
     bit = 0x80 if masked else 0
@@ -505,24 +641,52 @@ def _frame(fin: bool, rsv: int, opcode: int, masked: bool, mask: bytes, payload:
 
 def web_strategy(state: WebState) -> st.SearchStrategy:
     valid = state.handshake()
-    header_lines = st.lists(st.tuples(
-        st.sampled_from(["Host", "Origin", "Upgrade", "Connection", "Sec-WebSocket-Key",
-                         "Sec-WebSocket-Version", "X"]) | st.text(max_size=10),
-        st.text(max_size=40)), max_size=8)
+    header_lines = st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "Host",
+                    "Origin",
+                    "Upgrade",
+                    "Connection",
+                    "Sec-WebSocket-Key",
+                    "Sec-WebSocket-Version",
+                    "X",
+                ]
+            )
+            | st.text(max_size=10),
+            st.text(max_size=40),
+        ),
+        max_size=8,
+    )
     request = st.one_of(
         mutated([valid]),
-        st.builds(lambda method, path, headers: (
-            f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
-        ).encode("utf-8", "surrogatepass"),
+        st.builds(
+            lambda method, path, headers: (
+                f"{method} {path} HTTP/1.1\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers)
+                + "\r\n"
+            ).encode("utf-8", "surrogatepass"),
             st.sampled_from(["GET", "POST", "get"]) | st.text(max_size=5),
             st.sampled_from(["/ws?token=secret-token", "/", "/?token=secret-token", "/ws"])
-            | st.text(max_size=30), header_lines),
+            | st.text(max_size=30),
+            header_lines,
+        ),
         st.binary(max_size=300),
     )
-    frame = st.builds(_frame, st.booleans(), st.integers(0, 7), st.integers(0, 15),
-                      st.booleans(), st.binary(min_size=4, max_size=4), st.binary(max_size=300),
-                      st.integers(0, 2))
-    frames = st.lists(st.one_of(frame, st.binary(max_size=40)), min_size=1, max_size=4).map(b"".join)
+    frame = st.builds(
+        _frame,
+        st.booleans(),
+        st.integers(0, 7),
+        st.integers(0, 15),
+        st.booleans(),
+        st.binary(min_size=4, max_size=4),
+        st.binary(max_size=300),
+        st.integers(0, 2),
+    )
+    frames = st.lists(st.one_of(frame, st.binary(max_size=40)), min_size=1, max_size=4).map(
+        b"".join
+    )
     return st.one_of(st.tuples(st.just("http"), request), st.tuples(st.just("frames"), frames))
 
 
@@ -536,7 +700,8 @@ def run_web(state: WebState, item: tuple) -> None:
         for request in proto.events_received():
             refused = state.bridge._check(None, request)
             response = refused if refused is not None else proto.accept(request)
-            proto.send_response(response)
+            if not proto.eof_sent:  # else the parser already refused bytes after the request
+                proto.send_response(response)
         proto.data_to_send()
     else:
         proto = state.opened()
@@ -546,23 +711,52 @@ def run_web(state: WebState, item: tuple) -> None:
 
 
 TARGETS = {
-    "routing-decode": Target("routing-decode", "node/routing/messages.decode",
-                             lambda: None, routing_strategy, run_routing_decode),
-    "routing-layer": Target("routing-layer", "Node.receive_datagram, routing (0x00, 0x01)",
-                            RoutingState, routing_layer_strategy, run_routing_layer),
-    "session-key": Target("session-key", "KEY_REQ / KEY_RES: wire + session layer",
-                          KeyState, key_strategy, run_key),
-    "session-stream": Target("session-stream", "MEDIA / SIGNAL: stream + call state",
-                             StreamState, stream_strategy, run_stream),
-    "control-json": Target("control-json", "app/protocol.py LineBuffer + parse",
-                           ControlState, control_strategy, run_control),
-    "websocket": Target("websocket", "app/web.py checks + websockets framing",
-                        WebState, web_strategy, run_web),
+    "routing-decode": Target(
+        "routing-decode",
+        "node/routing/messages.decode",
+        lambda: None,
+        routing_strategy,
+        run_routing_decode,
+    ),
+    "routing-layer": Target(
+        "routing-layer",
+        "Node.receive_datagram, routing (0x00, 0x01)",
+        RoutingState,
+        routing_layer_strategy,
+        run_routing_layer,
+    ),
+    "session-key": Target(
+        "session-key", "KEY_REQ / KEY_RES: wire + session layer", KeyState, key_strategy, run_key
+    ),
+    "session-stream": Target(
+        "session-stream",
+        "MEDIA / SIGNAL: stream + call state",
+        StreamState,
+        stream_strategy,
+        run_stream,
+    ),
+    "traversal": Target(
+        "traversal",
+        "NAT traversal (0x06) through Node.receive_datagram",
+        TraversalState,
+        traversal_strategy,
+        run_traversal,
+    ),
+    "control-json": Target(
+        "control-json",
+        "app/protocol.py LineBuffer + parse",
+        ControlState,
+        control_strategy,
+        run_control,
+    ),
+    "websocket": Target(
+        "websocket", "app/web.py checks + websockets framing", WebState, web_strategy, run_web
+    ),
 }
 APP_TARGETS = ("control-json", "websocket")
 
 
-# -- running --------------------------------------------------------------------------------------------
+# -- running ---------------------------------------------------------------------------------------
 
 
 def fuzz(target: Target, inputs: int, seed_value: int = 0, keep: int = 3) -> dict[str, Any]:
@@ -574,8 +768,14 @@ def fuzz(target: Target, inputs: int, seed_value: int = 0, keep: int = 3) -> dic
     examples: list[dict[str, str]] = []
 
     @seed(seed_value)
-    @settings(max_examples=inputs, database=None, deadline=None, phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck), derandomize=False)
+    @settings(
+        max_examples=inputs,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        derandomize=False,
+    )
     @given(target.strategy(state))
     def one(item: Any) -> None:
         nonlocal tried, crashes
@@ -588,27 +788,54 @@ def fuzz(target: Target, inputs: int, seed_value: int = 0, keep: int = 3) -> dic
             if kind in kinds or len(kinds) < 20:
                 kinds[kind] = kinds.get(kind, 0) + 1
             if len(examples) < keep:
-                examples.append({"error": kind, "input": repr(item)[:400],
-                                 "traceback": traceback.format_exc(limit=4)})
+                examples.append(
+                    {
+                        "error": kind,
+                        "input": repr(item)[:400],
+                        "traceback": traceback.format_exc(limit=4),
+                    }
+                )
 
     started = time.perf_counter()
     one()
     seconds = time.perf_counter() - started
-    return {"target": target.name, "parser": target.parser, "inputs": tried, "crashes": crashes,
-            "crash_kinds": kinds, "examples": examples, "seconds": round(seconds, 2),
-            "inputs_per_s": round(tried / seconds) if seconds else None}
+    return {
+        "target": target.name,
+        "parser": target.parser,
+        "inputs": tried,
+        "crashes": crashes,
+        "crash_kinds": kinds,
+        "examples": examples,
+        "seconds": round(seconds, 2),
+        "inputs_per_s": round(tried / seconds) if seconds else None,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=positive_int, default=None,
-                        help=f"inputs per target (default {DEFAULT_INPUTS:,}; {QUICK_INPUTS} with --quick)")
-    parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=None,
-                        help="targets to run (default: all)")
+    parser.add_argument(
+        "--inputs",
+        type=positive_int,
+        default=None,
+        help=f"inputs per target (default {DEFAULT_INPUTS:,}; {QUICK_INPUTS} with --quick)",
+    )
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=sorted(TARGETS),
+        default=None,
+        help="targets to run (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke run: a few hundred inputs per target")
-    parser.add_argument("--json", metavar="FILE", default=None,
-                        help="also write the counts as JSON to FILE ('-': standard output)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: a few hundred inputs per target"
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        default=None,
+        help="also write the counts as JSON to FILE ('-': standard output)",
+    )
     return parser
 
 
@@ -617,48 +844,77 @@ def print_results(results: list[dict[str, Any]], skipped: list[str], title: str)
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column, justify in (("target", "left"), ("parser", "left"), ("inputs", "right"),
-                            ("crashes", "right"), ("inputs/s", "right"), ("seconds", "right")):
+    for column, justify in (
+        ("target", "left"),
+        ("parser", "left"),
+        ("inputs", "right"),
+        ("crashes", "right"),
+        ("inputs/s", "right"),
+        ("seconds", "right"),
+    ):
         table.add_column(column, justify=justify)
     for r in results:
         style = "red" if r["crashes"] else "green"
-        table.add_row(r["target"], r["parser"], f"{r['inputs']:,}",
-                      f"[{style}]{r['crashes']}[/{style}]", f"{r['inputs_per_s'] or 0:,}",
-                      f"{r['seconds']:.1f}")
+        table.add_row(
+            r["target"],
+            r["parser"],
+            f"{r['inputs']:,}",
+            f"[{style}]{r['crashes']}[/{style}]",
+            f"{r['inputs_per_s'] or 0:,}",
+            f"{r['seconds']:.1f}",
+        )
     for name in skipped:
-        table.add_row(name, "kadtalk.app not installed: skipped", "0", "–", "–", "–")
+        table.add_row(name, "not installed: skipped", "0", "–", "–", "–")
     console = Console(width=120)
     console.print(table)
     for r in results:
         for example in r["examples"]:
-            console.print(f"{r['target']} crash: {example['error']}\n  input: {example['input']}",
-                          markup=False, style="red")
+            console.print(
+                f"{r['target']} crash: {example['error']}\n  input: {example['input']}",
+                markup=False,
+                style="red",
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     inputs = args.inputs or (QUICK_INPUTS if args.quick else DEFAULT_INPUTS)
     names = args.targets or list(TARGETS)
-    skipped = [n for n in names if n in APP_TARGETS and not app_available()]
+    skipped = [
+        n
+        for n in names
+        if (n in APP_TARGETS and not app_available())
+        or (n == "traversal" and not traversal_available())
+    ]
     results = []
     started = time.perf_counter()
     for name in names:
         if name in skipped:
             continue
         results.append(fuzz(TARGETS[name], inputs, args.seed))
-        print(f"{name}: {results[-1]['inputs']:,} inputs, {results[-1]['crashes']} crashes, "
-              f"{results[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"{name}: {results[-1]['inputs']:,} inputs, {results[-1]['crashes']} crashes, "
+            f"{results[-1]['seconds']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     wall = time.perf_counter() - started
-    print_results(results, skipped, f"Fuzzing: {inputs:,} inputs per target (hypothesis, seed "
-                  f"{args.seed}; wall {wall:.0f} s)")
-    emit_json(args.json, {
-        "benchmark": "fuzz",
-        "config": {"inputs": inputs, "targets": names, "seed": args.seed},
-        "results": results,
-        "skipped": skipped,
-        "wall_s": round(wall, 1),
-        "environment": environment(),
-    })
+    print_results(
+        results,
+        skipped,
+        f"Fuzzing: {inputs:,} inputs per target (hypothesis, seed {args.seed}; wall {wall:.0f} s)",
+    )
+    emit_json(
+        args.json,
+        {
+            "benchmark": "fuzz",
+            "config": {"inputs": inputs, "targets": names, "seed": args.seed},
+            "results": results,
+            "skipped": skipped,
+            "wall_s": round(wall, 1),
+            "environment": environment(),
+        },
+    )
     return 1 if any(r["crashes"] for r in results) else 0
 
 

@@ -154,8 +154,14 @@ class _SubnetLimit:
     /24 that already has `limit` entries there (what the limit, applied as nodes arrive, leaves
     behind: the room the attacker cannot take goes to the next oldest honest nodes)."""
 
-    def __init__(self, ids: Sequence[int], age_rank: Sequence[int], subnets: Sequence[int],
-                 k: int, limit: int):
+    def __init__(
+        self,
+        ids: Sequence[int],
+        age_rank: Sequence[int],
+        subnets: Sequence[int],
+        k: int,
+        limit: int,
+    ):
         self.order = sorted(range(len(ids)), key=ids.__getitem__)
         self.keys = [ids[i] for i in self.order]
         self.age_rank, self.subnets, self.k, self.limit = age_rank, subnets, k, limit
@@ -167,7 +173,7 @@ class _SubnetLimit:
         subnets, limit = self.subnets, self.limit
         out, new_sizes, changed, pos = array("i"), bytearray(sizes), 0, 0
         for c, size in enumerate(sizes):
-            bucket = entries[pos:pos + size]
+            bucket = entries[pos : pos + size]
             pos += size
             counts: dict[int, int] = {}
             for h in bucket:
@@ -227,8 +233,13 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
     subnets = [subnet_rng.getrandbits(24) for _ in range(n)]
     subnets += [(1 << 24) + j % study.attacker_subnets for j in range(m)]
     registry = SharedRegistry(list(ids), subnets)
-    settings = RoutingSettings(k=study.k, alpha=study.alpha, request_timeout=study.request_timeout,
-                               refresh_on_join=False, max_per_subnet=study.subnet_limit)
+    settings = RoutingSettings(
+        k=study.k,
+        alpha=study.alpha,
+        request_timeout=study.request_timeout,
+        refresh_on_join=False,
+        max_per_subnet=study.subnet_limit,
+    )
     env = simpy.Environment()
     latency = _latency(study.latency)
     place_rng = Random(rng.getrandbits(64))
@@ -243,13 +254,21 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
             return
         target, start = running.pop((addr, event.lookup_id))
         found = event.peer[1] if event.peer is not None else None
-        rows.append({
-            "start": start, "source": addr, "target": target,
-            "success": found is not None, "reached": found == target,
-            "intercepted": found is not None and found != target,
-            "rejected": event.rejected, "rpcs": event.rpcs, "hops": event.hops,
-            "timeouts": event.timeouts, "latency_ms": event.latency * 1000.0,
-        })
+        rows.append(
+            {
+                "start": start,
+                "source": addr,
+                "target": target,
+                "success": found is not None,
+                "reached": found == target,
+                "intercepted": found is not None and found != target,
+                "rejected": event.rejected,
+                "rpcs": event.rpcs,
+                "hops": event.hops,
+                "timeouts": event.timeouts,
+                "latency_ms": event.latency * 1000.0,
+            }
+        )
 
     driver = SimDriver(env, network, on_event, wire="objects" if n + m > 2000 else "bytes")
     if study.tables == "uptime":
@@ -265,7 +284,11 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
     tables = ConvergedTables(ids, study.k, age_rank=age_rank, rule="uptime")
     node_rng = Random(rng.getrandbits(64))
     collusion = Collusion(evil, list(range(n, n + m)), study.k, study.impersonate)
-    limiter = _SubnetLimit(ids, age_rank, subnets, study.k, study.subnet_limit) if study.subnet_limit else None
+    limiter = (
+        _SubnetLimit(ids, age_rank, subnets, study.k, study.subnet_limit)
+        if study.subnet_limit
+        else None
+    )
     trimmed = 0
     for i in range(n):
         node = Node(ids[i], registry, node_rng, settings, 0.0)
@@ -278,11 +301,15 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
     for j in range(m):
         driver.add(SybilNode(evil[j], collusion, registry))
     # how many honest tables the attacker got into, and how deep near the victim
-    infested = sum(1 for i in range(n) if any(h >= n for h in driver.nodes[i].routing.table.handles()))
+    infested = sum(
+        1 for i in range(n) if any(h >= n for h in driver.nodes[i].routing.table.handles())
+    )
     near = sorted((i for i in range(n) if i != victim), key=lambda i: ids[i] ^ target_id)[: study.k]
     near_share = statistics.fmean(
         sum(1 for h in driver.nodes[i].routing.table.handles() if registry.addrs[h] >= n)
-        / max(1, len(driver.nodes[i].routing.table)) for i in near)
+        / max(1, len(driver.nodes[i].routing.table))
+        for i in near
+    )
     tables.release()
 
     addrs, reg_ids = registry.addrs, registry.ids
@@ -330,7 +357,8 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         "rejected_mean": statistics.fmean(r["rejected"] for r in rows) if rows else math.nan,
         "rpcs_mean": statistics.fmean(r["rpcs"] for r in rows) if rows else math.nan,
         "median_ms": statistics.median(r["latency_ms"] for r in rows if r["reached"])
-        if any(r["reached"] for r in rows) else math.nan,
+        if any(r["reached"] for r in rows)
+        else math.nan,
         "tables_with_attacker": infested / n,
         "attacker_share_near_victim": near_share,
         "entries_replaced_by_subnet_limit": trimmed,
@@ -343,7 +371,7 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
     return AttackResult(study, rows, summary)
 
 
-# -- partition ----------------------------------------------------------------------------------------
+# -- partition -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -408,8 +436,13 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
 
     network = SimNetwork(env, latency, Random(rng.getrandbits(64)), hook=hook)
     registry = SharedRegistry(list(ids))
-    settings = RoutingSettings(k=study.k, alpha=study.alpha, request_timeout=study.request_timeout,
-                               refresh_on_join=False, max_failures=study.max_failures)
+    settings = RoutingSettings(
+        k=study.k,
+        alpha=study.alpha,
+        request_timeout=study.request_timeout,
+        refresh_on_join=False,
+        max_failures=study.max_failures,
+    )
     rows: list[dict[str, Any]] = []
     running: dict[tuple[int, int], tuple[int, float]] = {}
 
@@ -420,16 +453,25 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
         if type(event) is not LookupCompleted:
             return
         target, begun = running.pop((addr, event.lookup_id))
-        rows.append({
-            "start": begun, "t": begun - start, "phase": phase(begun), "source": addr,
-            "target": target, "source_in_region": bool(in_region[addr]),
-            "target_in_region": bool(in_region[target]),
-            "found": event.peer is not None and event.peer[1] == target,
-            # a call could go on: the address is right and the target is reachable now
-            "success": event.peer is not None and event.peer[1] == target
-            and not (state["dark"] and in_region[target]),
-            "latency_ms": event.latency * 1000.0, "rpcs": event.rpcs, "timeouts": event.timeouts,
-        })
+        rows.append(
+            {
+                "start": begun,
+                "t": begun - start,
+                "phase": phase(begun),
+                "source": addr,
+                "target": target,
+                "source_in_region": bool(in_region[addr]),
+                "target_in_region": bool(in_region[target]),
+                "found": event.peer is not None and event.peer[1] == target,
+                # a call could go on: the address is right and the target is reachable now
+                "success": event.peer is not None
+                and event.peer[1] == target
+                and not (state["dark"] and in_region[target]),
+                "latency_ms": event.latency * 1000.0,
+                "rpcs": event.rpcs,
+                "timeouts": event.timeouts,
+            }
+        )
 
     driver = SimDriver(env, network, on_event, wire="objects" if n > 2000 else "bytes")
     tables = ConvergedTables(ids, study.k, seed=rng.getrandbits(32))
@@ -448,8 +490,13 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
 
     def region_entries() -> int:
         """Entries for region nodes in the tables of nodes outside the region."""
-        return sum(1 for i in range(n) if not in_region[i]
-                   for h in driver.nodes[i].routing.table.handles() if h < n and in_region[h])
+        return sum(
+            1
+            for i in range(n)
+            if not in_region[i]
+            for h in driver.nodes[i].routing.table.handles()
+            if h < n and in_region[h]
+        )
 
     def go_dark() -> None:
         census["before"] = region_entries()
@@ -487,12 +534,23 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
     summary = {
         **{f.name: getattr(study, f.name) for f in fields(study)},
         "lookups": len(rows),
-        **{f"success_{p}": _rate(r for r in rows if r["phase"] == p) for p in ("before", "dark", "after")},
-        "success_dark_outside": _rate(r for r in rows if r["phase"] == "dark"
-                                      and not r["source_in_region"] and not r["target_in_region"]),
-        "success_after_region_target": _rate(r for r in rows if r["phase"] == "after" and r["target_in_region"]),
-        "timeouts_dark_outside": _mean(r["timeouts"] for r in rows if r["phase"] == "dark"
-                                       and not r["source_in_region"] and not r["target_in_region"]),
+        **{
+            f"success_{p}": _rate(r for r in rows if r["phase"] == p)
+            for p in ("before", "dark", "after")
+        },
+        "success_dark_outside": _rate(
+            r
+            for r in rows
+            if r["phase"] == "dark" and not r["source_in_region"] and not r["target_in_region"]
+        ),
+        "success_after_region_target": _rate(
+            r for r in rows if r["phase"] == "after" and r["target_in_region"]
+        ),
+        "timeouts_dark_outside": _mean(
+            r["timeouts"]
+            for r in rows
+            if r["phase"] == "dark" and not r["source_in_region"] and not r["target_in_region"]
+        ),
         "recovery_s": recovery_time(series, study.dark_at, study.dark_for, study.tolerance),
         "region_entries_before": census.get("before"),
         "region_entries_at_return": census.get("back"),
@@ -513,25 +571,36 @@ def _mean(values: Iterable[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def success_series(rows: Sequence[dict[str, Any]], width: float, duration: float) -> list[dict[str, Any]]:
+def success_series(
+    rows: Sequence[dict[str, Any]], width: float, duration: float
+) -> list[dict[str, Any]]:
     """Lookup success per time bin (by start time since the lookups began): a tidy table."""
     bins = max(1, math.ceil(duration / width))
     out = []
     for b in range(bins):
         inside = [r for r in rows if b * width <= r["t"] < (b + 1) * width]
-        out.append({"t": b * width, "t_end": (b + 1) * width, "lookups": len(inside),
-                    "success_rate": _rate(inside)})
+        out.append(
+            {
+                "t": b * width,
+                "t_end": (b + 1) * width,
+                "lookups": len(inside),
+                "success_rate": _rate(inside),
+            }
+        )
     return out
 
 
-def recovery_time(series: Sequence[dict[str, Any]], dark_at: float, dark_for: float,
-                  tolerance: float) -> float:
+def recovery_time(
+    series: Sequence[dict[str, Any]], dark_at: float, dark_for: float, tolerance: float
+) -> float:
     """Seconds from the region's return until the first bin (starting at or after the return)
     whose success is within `tolerance` of the level before the outage; NaN if never."""
     before = [s for s in series if s["t_end"] <= dark_at and s["lookups"]]
     if not before:
         return math.nan
-    level = sum(s["success_rate"] * s["lookups"] for s in before) / sum(s["lookups"] for s in before)
+    level = sum(s["success_rate"] * s["lookups"] for s in before) / sum(
+        s["lookups"] for s in before
+    )
     back = dark_at + dark_for
     for s in series:
         if s["t"] >= back and s["lookups"] and s["success_rate"] >= level - tolerance:
@@ -539,12 +608,15 @@ def recovery_time(series: Sequence[dict[str, Any]], dark_at: float, dark_for: fl
     return math.nan
 
 
-# -- sweeps, tables and figures -----------------------------------------------------------------------
+# -- sweeps, tables and figures --------------------------------------------------------------------
 
 
-def sybil_sweep(base: SybilStudy, shares: Sequence[float] = SHARES,
-                defences: dict[str, dict[str, Any]] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+def sybil_sweep(
+    base: SybilStudy,
+    shares: Sequence[float] = SHARES,
+    defences: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
     """One summary row per (defence, share): a tidy table."""
     defences = DEFENCES if defences is None else defences
     rows = []
@@ -558,9 +630,11 @@ def sybil_sweep(base: SybilStudy, shares: Sequence[float] = SHARES,
     return rows
 
 
-def keygen_sweep(base: SybilStudy, budgets: Sequence[float] = (1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6),
-                 defences: Sequence[str] = ("as old as honest", "verify+4 paths", "verify+4 paths+/24"),
-                 ) -> list[dict[str, Any]]:
+def keygen_sweep(
+    base: SybilStudy,
+    budgets: Sequence[float] = (1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6),
+    defences: Sequence[str] = ("as old as honest", "verify+4 paths", "verify+4 paths+/24"),
+) -> list[dict[str, Any]]:
     """What closeness to the victim costs when ID = SHA-1(key): one row per (defence, budget)."""
     rate = keygen_rate()
     rows = []
@@ -568,8 +642,14 @@ def keygen_sweep(base: SybilStudy, budgets: Sequence[float] = (1, 1e1, 1e2, 1e3,
         for budget in budgets:
             study = replace(base, ids="keygen", keys_per_id=float(budget), **DEFENCES[name])
             summary = run_sybil_study(study).summary
-            rows.append({"defence": name, "keygen_cpu_s": summary["keys_generated"] / rate,
-                         "keys_per_s": rate} | summary)
+            rows.append(
+                {
+                    "defence": name,
+                    "keygen_cpu_s": summary["keys_generated"] / rate,
+                    "keys_per_s": rate,
+                }
+                | summary
+            )
     return rows
 
 
@@ -585,18 +665,30 @@ STYLES = ("-", "--", ":", "-.")
 def draw_against_share(ax, table, metric: str, ylabel: str) -> None:
     for i, (name, group) in enumerate(table.groupby("defence", sort=False)):
         group = group.sort_values("share")
-        ax.plot(group["share"] * 100, group[metric], marker="os^vD<>"[i % 7], markersize=4,
-                linestyle=STYLES[i % len(STYLES)], label=name)
+        ax.plot(
+            group["share"] * 100,
+            group[metric],
+            marker="os^vD<>"[i % 7],
+            markersize=4,
+            linestyle=STYLES[i % len(STYLES)],
+            label=name,
+        )
     ax.set_xlabel("attacker's share of nodes (%)")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
 
 
-def figures(out: str | Path, nodes: int = 1000, lookups: int = 200, seed: int = 1,
-            shares: Sequence[float] = SHARES, budgets: Sequence[float] = (1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6),
-            partition: PartitionStudy | None = None,
-            progress: Callable[[str, int, int], None] | None = None) -> dict[str, Path]:
+def figures(
+    out: str | Path,
+    nodes: int = 1000,
+    lookups: int = 200,
+    seed: int = 1,
+    shares: Sequence[float] = SHARES,
+    budgets: Sequence[float] = (1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6),
+    partition: PartitionStudy | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Path]:
     """Run the standard attack studies and write their tables and figures to `out`:
 
     sybil_eclipse.csv / .png      lookups for one victim against the attacker's share, per defence
@@ -616,28 +708,44 @@ def figures(out: str | Path, nodes: int = 1000, lookups: int = 200, seed: int = 
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     headline: dict[str, Any] = {}
-    for name, target, ids in (("sybil_eclipse", "one", "free"), ("sybil_random", "random", "random")):
-        table = _frame(sybil_sweep(replace(base, target=target, ids=ids), shares, progress=tick(name)))
+    for name, target, ids in (
+        ("sybil_eclipse", "one", "free"),
+        ("sybil_random", "random", "random"),
+    ):
+        table = _frame(
+            sybil_sweep(replace(base, target=target, ids=ids), shares, progress=tick(name))
+        )
         table.to_csv(out / f"{name}.csv", index=False)
         fig = Figure(figsize=(11, 4), layout="constrained")
         left, right = fig.subplots(1, 2)
         draw_against_share(left, table, "reached_rate", "lookups that reached the true target")
         draw_against_share(right, table, "intercepted_rate", "lookups that returned a fake")
         left.legend(fontsize=7)
-        what = ("one victim, attacker IDs next to it" if target == "one"
-                else "random targets, random attacker IDs")
+        what = (
+            "one victim, attacker IDs next to it"
+            if target == "one"
+            else "random targets, random attacker IDs"
+        )
         fig.suptitle(f"Sybil attack, {what}: {nodes} honest nodes, k = {base.k}")
         fig.savefig(out / f"{name}.png", dpi=120)
         written[name] = out / f"{name}.png"
-        headline[name] = table[["defence", "share", "reached_rate", "intercepted_rate"]].to_dict("records")
+        headline[name] = table[["defence", "share", "reached_rate", "intercepted_rate"]].to_dict(
+            "records"
+        )
 
     table = _frame(keygen_sweep(replace(base, share=0.05), budgets))
     table.to_csv(out / "keygen_cost.csv", index=False)
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
     for name, group in table.groupby("defence", sort=False):
-        ax.plot(group["keys_per_id"], group["reached_rate"], marker="o", markersize=3, label=name,
-                linestyle=STYLES[len(ax.lines) % len(STYLES)])
+        ax.plot(
+            group["keys_per_id"],
+            group["reached_rate"],
+            marker="o",
+            markersize=3,
+            label=name,
+            linestyle=STYLES[len(ax.lines) % len(STYLES)],
+        )
     ax.set_xscale("log")
     ax.set_xlabel("keys generated per attacker node (ID = SHA-1 of the key)")
     ax.set_ylabel("lookups that reached the true target")
@@ -648,8 +756,16 @@ def figures(out: str | Path, nodes: int = 1000, lookups: int = 200, seed: int = 
     ax.set_title(f"5 % attacker, one victim; {rate:,.0f} keys/s per core here", fontsize=9)
     fig.savefig(out / "keygen_cost.png", dpi=120)
     written["keygen_cost"] = out / "keygen_cost.png"
-    headline["keygen_cost"] = table[["defence", "keys_per_id", "keygen_cpu_s", "victim_prefix_attacker",
-                                     "victim_prefix_honest", "reached_rate"]].to_dict("records")
+    headline["keygen_cost"] = table[
+        [
+            "defence",
+            "keys_per_id",
+            "keygen_cpu_s",
+            "victim_prefix_attacker",
+            "victim_prefix_honest",
+            "reached_rate",
+        ]
+    ].to_dict("records")
 
     study = partition or PartitionStudy(nodes=nodes, seed=seed)
     result = run_partition_study(study)
@@ -669,14 +785,30 @@ def figures(out: str | Path, nodes: int = 1000, lookups: int = 200, seed: int = 
 
 def draw_partition(ax, rows: Sequence[dict[str, Any]], study: PartitionStudy) -> None:
     series = success_series(rows, study.bin, study.duration)
-    outside = success_series([r for r in rows if not r["source_in_region"] and not r["target_in_region"]],
-                             study.bin, study.duration)
+    outside = success_series(
+        [r for r in rows if not r["source_in_region"] and not r["target_in_region"]],
+        study.bin,
+        study.duration,
+    )
     mids = [s["t"] + study.bin / 2 for s in series]
-    ax.axvspan(study.dark_at, study.dark_at + study.dark_for, color="grey", alpha=0.2,
-               label=f"{study.region:.0%} of nodes dark")
-    ax.plot(mids, [s["success_rate"] for s in series], marker="o", markersize=3, label="all lookups")
-    ax.plot(mids, [s["success_rate"] for s in outside], marker="s", markersize=3, linestyle="--",
-            label="both ends outside the region")
+    ax.axvspan(
+        study.dark_at,
+        study.dark_at + study.dark_for,
+        color="grey",
+        alpha=0.2,
+        label=f"{study.region:.0%} of nodes dark",
+    )
+    ax.plot(
+        mids, [s["success_rate"] for s in series], marker="o", markersize=3, label="all lookups"
+    )
+    ax.plot(
+        mids,
+        [s["success_rate"] for s in outside],
+        marker="s",
+        markersize=3,
+        linestyle="--",
+        label="both ends outside the region",
+    )
     ax.set_xlabel("time since lookups started (s)")
     ax.set_ylabel(f"lookup success per {study.bin:g} s")
     ax.set_ylim(-0.02, 1.02)
@@ -692,29 +824,41 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-# -- command line (kadtalk sim attack ...) ------------------------------------------------------------
+# -- command line (kadtalk sim attack ...) ---------------------------------------------------------
 
 
 def add_parser(sim: Any) -> None:
     """`kadtalk sim attack {sybil,partition,figures}`."""
     import argparse
 
-    attack = sim.add_parser("attack", help="attack studies: Sybil / eclipse, a region going dark",
-                            description=__doc__.split("\n\n")[0]).add_subparsers(
-        dest="attack_command", metavar="ATTACK", required=True)
-    p = attack.add_parser("sybil", help="one Sybil study: lookups against an attacker's share of nodes")
+    attack = sim.add_parser(
+        "attack",
+        help="attack studies: Sybil / eclipse, a region going dark",
+        description=__doc__.split("\n\n")[0],
+    ).add_subparsers(dest="attack_command", metavar="ATTACK", required=True)
+    p = attack.add_parser(
+        "sybil", help="one Sybil study: lookups against an attacker's share of nodes"
+    )
     defaults = SybilStudy()
     p.add_argument("--nodes", type=int, default=defaults.nodes, help="honest nodes")
-    p.add_argument("--share", type=float, default=defaults.share, help="attacker's share of all nodes")
+    p.add_argument(
+        "--share", type=float, default=defaults.share, help="attacker's share of all nodes"
+    )
     p.add_argument("--ids", choices=["random", "free", "keygen"], default=defaults.ids)
     p.add_argument("--keys-per-id", type=float, default=defaults.keys_per_id)
-    p.add_argument("--no-impersonate", dest="impersonate", action="store_false",
-                   help="attacker nodes never hand out a fake entry for the target")
+    p.add_argument(
+        "--no-impersonate",
+        dest="impersonate",
+        action="store_false",
+        help="attacker nodes never hand out a fake entry for the target",
+    )
     p.add_argument("--target", choices=TARGETS, default=defaults.target)
     p.add_argument("--tables", choices=TABLES, default=defaults.tables)
     p.add_argument("--paths", type=int, default=defaults.paths, help="disjoint lookup paths")
     p.add_argument("--verify", action="store_true", help="check the target entry by its key")
-    p.add_argument("--subnet-limit", type=int, default=0, help="entries of one /24 per bucket (0: off)")
+    p.add_argument(
+        "--subnet-limit", type=int, default=0, help="entries of one /24 per bucket (0: off)"
+    )
     p.add_argument("--attacker-subnets", type=int, default=defaults.attacker_subnets)
     p.add_argument("--lookups", type=int, default=defaults.lookups)
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -722,13 +866,27 @@ def add_parser(sim: Any) -> None:
     p.add_argument("--json", action="store_true", help="last output line is the summary as JSON")
     p = attack.add_parser("partition", help="a region of the plane goes dark and returns")
     defaults_p = PartitionStudy()
-    for name in ("nodes", "region", "dark_at", "dark_for", "duration", "lookup_rate", "bin", "seed"):
+    for name in (
+        "nodes",
+        "region",
+        "dark_at",
+        "dark_for",
+        "duration",
+        "lookup_rate",
+        "bin",
+        "seed",
+    ):
         kind = type(getattr(defaults_p, name))
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults_p, name))
-    p.add_argument("--out", type=Path, metavar="DIR", help="write lookups.csv, series.csv, summary.json")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write lookups.csv, series.csv, summary.json"
+    )
     p.add_argument("--json", action="store_true", help="last output line is the summary as JSON")
-    p = attack.add_parser("figures", help="run the standard attack studies; tables and PNG figures",
-                          description=figures.__doc__)
+    p = attack.add_parser(
+        "figures",
+        help="run the standard attack studies; tables and PNG figures",
+        description=figures.__doc__,
+    )
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--lookups", type=int, default=200)
@@ -749,27 +907,66 @@ def run_cli(args: Any) -> int:
                     tasks[name] = bar.add_task(name, total=total)
                 bar.update(tasks[name], completed=done)
 
-            written = figures(args.out, args.nodes, args.lookups, args.seed, args.shares,
-                              progress=progress)
+            written = figures(
+                args.out, args.nodes, args.lookups, args.seed, args.shares, progress=progress
+            )
         for name, path in written.items():
             print(f"{name}: {path}")
         return 0
     if args.attack_command == "sybil":
         study = SybilStudy(
-            nodes=args.nodes, share=args.share, ids=args.ids, keys_per_id=args.keys_per_id,
-            impersonate=args.impersonate, target=args.target, tables=args.tables, paths=args.paths,
-            verify=args.verify, subnet_limit=args.subnet_limit, attacker_subnets=args.attacker_subnets,
-            lookups=args.lookups, seed=args.seed)
+            nodes=args.nodes,
+            share=args.share,
+            ids=args.ids,
+            keys_per_id=args.keys_per_id,
+            impersonate=args.impersonate,
+            target=args.target,
+            tables=args.tables,
+            paths=args.paths,
+            verify=args.verify,
+            subnet_limit=args.subnet_limit,
+            attacker_subnets=args.attacker_subnets,
+            lookups=args.lookups,
+            seed=args.seed,
+        )
         result = run_sybil_study(study)
-        keys = ("sybils", "success_rate", "reached_rate", "intercepted_rate", "rpcs_mean",
-                "tables_with_attacker", "attacker_share_near_victim", "victim_prefix_honest",
-                "victim_prefix_attacker")
+        keys = (
+            "sybils",
+            "success_rate",
+            "reached_rate",
+            "intercepted_rate",
+            "rpcs_mean",
+            "tables_with_attacker",
+            "attacker_share_near_victim",
+            "victim_prefix_honest",
+            "victim_prefix_attacker",
+        )
     else:
-        study = PartitionStudy(**{name: getattr(args, name) for name in (
-            "nodes", "region", "dark_at", "dark_for", "duration", "lookup_rate", "bin", "seed")})
+        study = PartitionStudy(
+            **{
+                name: getattr(args, name)
+                for name in (
+                    "nodes",
+                    "region",
+                    "dark_at",
+                    "dark_for",
+                    "duration",
+                    "lookup_rate",
+                    "bin",
+                    "seed",
+                )
+            }
+        )
         result = run_partition_study(study)
-        keys = ("lookups", "success_before", "success_dark", "success_dark_outside", "success_after",
-                "success_after_region_target", "recovery_s")
+        keys = (
+            "lookups",
+            "success_before",
+            "success_dark",
+            "success_dark_outside",
+            "success_after",
+            "success_after_region_target",
+            "recovery_s",
+        )
     for key in keys:
         value = result.summary[key]
         print(f"{key:28} {value:.3f}" if isinstance(value, float) else f"{key:28} {value}")
@@ -778,8 +975,11 @@ def run_cli(args: Any) -> int:
         _frame(result.rows).to_csv(args.out / "lookups.csv", index=False)
         if isinstance(study, PartitionStudy):
             _frame(success_series(result.rows, study.bin, study.duration)).to_csv(
-                args.out / "series.csv", index=False)
-        (args.out / "summary.json").write_text(json.dumps(result.summary, indent=1, default=_json_default))
+                args.out / "series.csv", index=False
+            )
+        (args.out / "summary.json").write_text(
+            json.dumps(result.summary, indent=1, default=_json_default)
+        )
     if args.json:
         print(json.dumps(result.summary, default=_json_default))
     return 0

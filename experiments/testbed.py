@@ -22,7 +22,8 @@ the machine's own network):
   host sent to get in); ``full-cone`` adds a DNAT of the host's UDP ports (``ports=``, default all
   unprivileged ones) on the outside address back to the host: endpoint-independent filtering.
   Unlike a real full-cone NAT that forward exists before the host first sends; after it has
-  sent, the two behave the same.
+  sent, the two behave the same. ``symmetric`` is MASQUERADE --random-fully: a random outside
+  port for each new flow (endpoint-dependent mapping), filtering as ``filtering``.
 - delay: an NFQUEUE relay process in the core namespace (``python -m
   kadtalk.experiments.testbed relay``) holds every forwarded UDP datagram for the one-way delay
   of its (source IP, destination IP) pair, read from the raw IPv4 header, and then accepts it.
@@ -56,7 +57,7 @@ from typing import Any, Sequence
 
 PREFIX = "ktb"  # every testbed namespace is named ktb-<pid>-<n>-<name>
 _counter = itertools.count()
-NAT_KINDS = ("filtering", "full-cone")
+NAT_KINDS = ("filtering", "full-cone", "symmetric")
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
 
@@ -410,11 +411,18 @@ class Testbed:
                 self.ns_sh(ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp",
                            "-d", nat.address, "--dport", f"{low}:{high}", "-j", "DNAT",
                            "--to-destination", host.address)
-        self.ns_sh(ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+        # symmetric: a random outside port for each new flow (endpoint-dependent mapping)
+        self.ns_sh(ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE",
+                   *(["--random-fully"] if nat.kind == "symmetric" else []))
         # nothing unsolicited gets through to the LAN except what a DNAT above forwards
         self.ns_sh(ns, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate",
                    "ESTABLISHED,RELATED,DNAT", "-j", "ACCEPT")
         self.ns_sh(ns, "iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+        # and nothing unsolicited reaches the NAT itself, as home routers' firewalls do: else
+        # conntrack records an unsolicited packet to the NAT's own address:port, and the host's
+        # later flow to that sender is mapped to another port (no hole punching would work)
+        self.ns_sh(ns, "iptables", "-A", "INPUT", "-i", "wan", "-m", "conntrack", "--ctstate",
+                   "NEW,INVALID", "-j", "DROP")
 
     def site_address(self, site: int) -> str:
         return f"10.77.{site + 1}.2"
@@ -765,7 +773,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public", type=int, default=2, metavar="N",
                         help="public hosts pub1..pubN (default 2)")
     parser.add_argument("--nat", action="append", default=[], metavar="KIND[:HOSTS]",
-                        help="a NAT of KIND filtering|full-cone with HOSTS private hosts behind it "
+                        help="a NAT of KIND filtering|full-cone|symmetric with HOSTS private hosts behind it "
                         "(default 1), named natI and natIhJ; repeatable. Behind a full-cone NAT, "
                         "host J of H is forwarded the J-th of H equal slices of ports 1024-65535")
     parser.add_argument("--delay", default="0", metavar="MS|coordinate[:SEED]",

@@ -294,7 +294,9 @@ async def cmd_node(args: argparse.Namespace) -> int:
         if isinstance(event, Joined):
             log.info("joined: %d contacts after %d RPCs (%d timeouts)", event.table_size, event.rpcs, event.timeouts)
 
-    driver = await start_node(identity, args.host, args.port, _settings(args), on_event)
+    # traversal: a public node answers address probes and relays hole-punching requests
+    driver = await start_node(identity, args.host, args.port, _settings(args), on_event,
+                              traversal=True)
     log.info("node %s listening on %s:%d", identity.hex_id, *driver.address)
     if args.bootstrap:
         await driver.join(args.bootstrap)

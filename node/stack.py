@@ -21,12 +21,14 @@ from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
 from .session.wire import KEY_REQ, SIGNAL
+from .traversal import TRAVERSAL, Traversal
 
 
 class _Upper:
     """What a node needs beyond routing; allocated on first need."""
 
-    __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events")
+    __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
+                 "traversal")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -37,6 +39,7 @@ class _Upper:
         self.session: SessionLayer | None = None
         self.calls: dict[int, int] = {}  # routing lookup id -> dialling session id
         self.events: collections.deque = collections.deque()  # routing events passed through
+        self.traversal: Traversal | None = None  # NAT traversal (0x06), when asked for
 
 
 class Node:
@@ -52,9 +55,11 @@ class Node:
         identity: Any = None,
         session_settings: SessionSettings | None = None,
         clock_offset: float = 0.0,
+        traversal: bool = False,
     ):
         """`identity` (a kadtalk.node.identity.Identity whose ID is `node_id`) enables calls;
-        `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps."""
+        `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps;
+        `traversal` (with an identity) enables NAT traversal (kadtalk.node.traversal)."""
         if identity is not None and int.from_bytes(identity.node_id, "big") != node_id:
             raise ValueError("node_id must be the identity's node ID")
         self.node_id = node_id
@@ -62,6 +67,8 @@ class Node:
         self._upper = (
             None if identity is None else _Upper(identity, session_settings, clock_offset)
         )
+        if traversal and self._upper is not None:
+            self._upper.traversal = Traversal(node_id, rng, now)
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -77,6 +84,11 @@ class Node:
                 self._count("unknown_type")  # a routing-only node does not speak the session
             else:
                 session.receive_datagram(data, addr, now)
+        elif kind == TRAVERSAL and self._upper is not None and self._upper.traversal is not None:
+            traversal = self._upper.traversal
+            traversal.receive_datagram(data, addr, now, self._address_of)
+            while traversal.events:
+                self._upper.events.append(traversal.events.popleft())
         else:
             self._count("unknown_type" if data else "empty")
 
@@ -114,6 +126,8 @@ class Node:
             more = upper.session.datagrams_to_send(now)
             if more:
                 out = out + more if out else more
+        if upper is not None and upper.traversal is not None and upper.traversal.outbox:
+            out = out + upper.traversal.datagrams_to_send()
         return out
 
     def messages_to_send(self, now: float) -> list[tuple[Any, Any]]:
@@ -124,6 +138,8 @@ class Node:
             more = upper.session.datagrams_to_send(now)
             if more:
                 out = out + more if out else more
+        if upper is not None and upper.traversal is not None and upper.traversal.outbox:
+            out = out + upper.traversal.datagrams_to_send()
         return out
 
     def next_event(self) -> Any:
@@ -191,6 +207,27 @@ class Node:
         session = self.session
         return None if session is None else session.send_media(session_id, payload, now)
 
+    # -- NAT traversal commands (with `traversal=True`) ------------------------------------------
+
+    @property
+    def traversal(self) -> Traversal | None:
+        return None if self._upper is None else self._upper.traversal
+
+    def probe_address(self, peers: Iterable[Any], now: float) -> None:
+        """Ask `peers` where they see us (AddressObserved events); keeps their NAT mappings."""
+        traversal = self.traversal
+        if traversal is None:
+            raise RuntimeError("this node was made without traversal=True")
+        traversal.probe(list(peers), now)
+
+    def rendezvous(self, target: int, count: int = 3) -> list[Any]:
+        """The addresses of the `count` contacts nearest `target` (not itself): the peers most
+        likely to hear from it (its own keep-alives go to the contacts nearest its ID)."""
+        routing = self.routing
+        ids, addrs = routing.registry.ids, routing.registry.addrs
+        return [addrs[h] for h in routing.table.closest(target, count + 1)
+                if ids[h] != target][:count]
+
     def set_busy(self, busy: bool) -> None:
         session = self._session()
         if session is None:
@@ -231,6 +268,12 @@ class Node:
             )
         return upper.session
 
+    def _address_of(self, node_id: int) -> Any:
+        """Where our routing table has `node_id`, or None (a rendezvous forwards only there)."""
+        routing = self.routing
+        handle = routing.table.find(node_id)
+        return None if handle < 0 else routing.registry.addrs[handle]
+
     def _peer_seen(self, peer_id: int, addr: Any, now: float) -> None:
         """An authenticated peer: the routing table learns from it too."""
         self.routing.add_contact(peer_id, addr, now)
@@ -248,5 +291,9 @@ class Node:
                 upper.events.append(event)
             else:
                 addr = event.peer[1] if event.peer is not None else None
+                if addr is not None and upper.traversal is not None:
+                    # hole punching: the callee is asked, through peers near it, to send us a
+                    # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them)
+                    upper.traversal.punch(event.target, self.rendezvous(event.target), now)
                 upper.session.peer_found(session_id, addr, now)
             event = self.routing.next_event()

@@ -158,14 +158,20 @@ class SybilNode(_Peer):
             self._out.append((RouteResponse(self.node_id, msg.target, contacts), addr))
 
 
-# -- where Sybil IDs land ---------------------------------------------------------------------------
+# -- where Sybil IDs land --------------------------------------------------------------------------
 
 ID_CHOICES = ("random", "free", "keygen")
 _FREE_SHIFT = ID_BITS - 64  # "free" IDs differ from the target in the top 64 bits only
 
 
-def sybil_ids(count: int, target: int, rng: Random, choice: str = "random",
-              keys_per_id: float = 1.0, taken: set[int] | None = None) -> list[int]:
+def sybil_ids(
+    count: int,
+    target: int,
+    rng: Random,
+    choice: str = "random",
+    keys_per_id: float = 1.0,
+    taken: set[int] | None = None,
+) -> list[int]:
     """`count` attacker IDs.
 
     - "random": one fresh key each (no targeting);

@@ -168,8 +168,10 @@ async def start_node(
     settings: RoutingSettings | None = None,
     on_event: Callable[[Any], None] | None = None,
     session_settings: SessionSettings | None = None,
+    traversal: bool = False,
 ) -> UdpDriver:
-    """Bind a UDP socket and run a node on it (a fresh ephemeral identity by default)."""
+    """Bind a UDP socket and run a node on it (a fresh ephemeral identity by default);
+    `traversal`: NAT traversal (observed address, hole punching; kadtalk.node.traversal)."""
     identity = identity or Identity.generate()
     loop = asyncio.get_running_loop()
     node = Node(
@@ -181,6 +183,7 @@ async def start_node(
         identity=identity,
         session_settings=session_settings,
         clock_offset=time.time() - loop.time(),
+        traversal=traversal,
     )
     _, driver = await loop.create_datagram_endpoint(
         lambda: UdpDriver(node, on_event), local_addr=(host, port), family=socket.AF_INET

@@ -6,8 +6,11 @@ refreshes. The simulator may skip the byte codec with `receive_message` / `messa
 both paths run the same code past the codec.
 
 A response is matched to its request by (address, target), the only fields nanotalk's format
-gives; a response that matches no request is dropped. Requests expire in the order they were
-sent (one timeout for all), so the pending dict's first entry is always the next deadline.
+gives; a response that matches no request is dropped. A datagram claiming the ID of a table
+entry that has failed, from another address, makes the layer send that address a bare request
+(an address probe, no lookup waiting on it): only its answer moves the entry (table.py).
+Requests expire in the order they were sent (one timeout for all), so the pending dict's first
+entry is always the next deadline.
 """
 
 from __future__ import annotations
@@ -423,7 +426,8 @@ class RoutingLayer:
             lookup = DisjointLookup(self._next_lookup_id, target, mode, now, settings.k,
                                     settings.alpha, purpose, paths, verify)
         else:
-            lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha, purpose)
+            lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha,
+                            purpose)
             lookup.verify = verify
         self._next_lookup_id += 1
         self._lookups[lookup.lookup_id] = lookup

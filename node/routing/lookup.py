@@ -212,7 +212,8 @@ class DisjointLookup:
         self.mode = mode
         self.started = started
         self.purpose = purpose
-        self.paths = [Lookup(lookup_id, target, mode, started, k, alpha, purpose) for _ in range(paths)]
+        self.paths = [Lookup(lookup_id, target, mode, started, k, alpha, purpose)
+                      for _ in range(paths)]
         for path in self.paths:
             path.verify = verify
         self._owner: dict[int, int] = {}  # handle -> the path it belongs to

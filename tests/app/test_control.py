@@ -8,6 +8,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from kadtalk.app.config import load_peers
 
 from .conftest import KADTALK, DaemonProcess, connect, is_call, start_daemon
@@ -417,3 +419,68 @@ def test_a_client_that_never_reads_is_dropped_and_the_others_go_on(sock_root):
             await d.stop()
 
     run(scenario())
+
+
+def test_unwanted_callers_never_ring(sock_root):
+    """Blocked callers, strangers in contacts-only mode and a caller calling too often are
+    declined after the verified key exchange, before any ring: the user sees a missed call."""
+
+    async def scenario():
+        a = await start_daemon(sock_root, "a", calls_per_minute=1)
+        boot = [f"127.0.0.1:{a.driver.address[1]}"]
+        b = await start_daemon(sock_root, "b", bootstrap=boot)
+        try:
+            ca, cb = await connect(a), await connect(b)
+            await cb.wait_event(lambda e: e.get("event") == "network" and e["reachable"])
+
+            async def b_calls_a() -> tuple[dict, dict | None]:
+                """(b's end-of-call event, a's missed event or None if a rang)."""
+                since_a, since_b = len(ca.seen), len(cb.seen)
+                await cb.request("dial", to=a.node_id)
+                event = await ca.wait_event(
+                    lambda e: e.get("event") in ("incoming", "missed"), since=since_a, timeout=15)
+                if event["event"] == "incoming":
+                    await ca.request("decline")
+                    event = None
+                ended = await cb.wait_event(is_call("ended"), since=since_b, timeout=15)
+                return ended, event
+
+            assert (await ca.request("block", who=b.node_id))["blocked"] == [b.node_id]
+            ended, missed = await b_calls_a()
+            assert missed["reason"] == "blocked" and ended["reason"] == "declined"
+            assert json.loads((sock_root / "a" / "blocked.json").read_text())["blocked"] == [b.node_id]
+            await ca.request("unblock", who=b.node_id)
+
+            await ca.request("accept", **{"from": "contacts"})
+            ended, missed = await b_calls_a()
+            assert missed["reason"] == "not_a_contact"
+            await ca.request("add_contact", peer=b.node_id, name="bob")
+            ended, missed = await b_calls_a()
+            assert missed is None  # a contact rings (a declined it by hand)
+            ended, missed = await b_calls_a()
+            assert missed is not None and missed["reason"] == "too_many_calls"  # 1 a minute
+
+            bad = await ca.request("block", check=False, who="nobody")
+            assert bad["ok"] is False and bad["error"] == "bad_argument"
+            assert (await ca.request("accept", check=False, **{"from": "everyone"}))["ok"] is False
+            for client in (ca, cb):
+                await client.close()
+        finally:
+            for d in (b, a):
+                await d.stop()
+
+    run(scenario())
+
+
+def test_call_filter_settings_are_checked(tmp_path):
+    from kadtalk.app.config import ConfigError, load_config
+
+    (tmp_path / "config.toml").write_text('[calls]\naccept = "friends"\n')
+    with pytest.raises(ConfigError, match="accept"):
+        load_config(directory=tmp_path)
+    (tmp_path / "config.toml").write_text('[calls]\nblock = ["not-an-id"]\n')
+    with pytest.raises(ConfigError, match="not a node ID"):
+        load_config(directory=tmp_path)
+    (tmp_path / "config.toml").write_text(f'[calls]\naccept = "contacts"\nblock = ["{"AB" * 20}"]\n')
+    config = load_config(directory=tmp_path)
+    assert config.accept == "contacts" and config.block == ["ab" * 20]

@@ -16,7 +16,6 @@ from nbclient import NotebookClient
 from kadtalk import cli
 from kadtalk.experiments import attacks
 from kadtalk.experiments.attacks import DEFENCES, PartitionStudy, SybilStudy
-from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.messages import RouteRequest, RouteResponse, decode, encode_request
 from kadtalk.sim.adversary import Collusion, SybilNode, shared_prefix_bits, sybil_ids
 from kadtalk.sim.registry import SharedRegistry
@@ -34,7 +33,9 @@ def test_free_ids_sit_next_to_the_target_and_random_ones_do_not():
 
 def test_keygen_ids_get_closer_with_a_bigger_budget():
     def best(keys: float) -> int:
-        return max(shared_prefix_bits(TARGET, i) for i in sybil_ids(20, TARGET, Random(2), "keygen", keys))
+        return max(
+            shared_prefix_bits(TARGET, i) for i in sybil_ids(20, TARGET, Random(2), "keygen", keys)
+        )
 
     # the best of B uniform IDs shares about log2(B) bits with the target
     assert best(1) < best(1e4) < best(1e9)
@@ -68,7 +69,9 @@ SMALL = SybilStudy(nodes=300, lookups=40, seed=2)
 
 
 def run(share: float, defence: str, **extra) -> dict:
-    return attacks.run_sybil_study(replace(SMALL, share=share, **DEFENCES[defence], **extra)).summary
+    return attacks.run_sybil_study(
+        replace(SMALL, share=share, **DEFENCES[defence], **extra)
+    ).summary
 
 
 def test_without_an_attacker_every_lookup_reaches_its_target():
@@ -122,12 +125,13 @@ def test_study_settings_are_checked():
         PartitionStudy(dark_at=100, dark_for=100, duration=150)
 
 
-# -- partition ----------------------------------------------------------------------------------------
+# -- partition -------------------------------------------------------------------------------------
 
 
 def test_a_dark_region_fails_only_its_own_lookups_and_the_network_recovers():
-    study = PartitionStudy(nodes=300, region=0.3, dark_at=20, dark_for=60, duration=140,
-                           lookup_rate=5, bin=10, seed=3)
+    study = PartitionStudy(
+        nodes=300, region=0.3, dark_at=20, dark_for=60, duration=140, lookup_rate=5, bin=10, seed=3
+    )
     result = attacks.run_partition_study(study)
     s = result.summary
     assert s["success_before"] == 1.0
@@ -142,28 +146,74 @@ def test_a_dark_region_fails_only_its_own_lookups_and_the_network_recovers():
 
 def test_recovery_time_from_a_series():
     def series(rates):
-        return [{"t": 10 * i, "t_end": 10 * (i + 1), "lookups": 10, "success_rate": r}
-                for i, r in enumerate(rates)]
+        return [
+            {"t": 10 * i, "t_end": 10 * (i + 1), "lookups": 10, "success_rate": r}
+            for i, r in enumerate(rates)
+        ]
 
     # before: 1.0 (bins 0-1); dark 20-40; back at 40; good again from the bin starting at 60
     assert attacks.recovery_time(series([1, 1, 0.5, 0.5, 0.6, 0.9, 1, 1]), 20, 20, 0.02) == 30
     assert math.isnan(attacks.recovery_time(series([1, 1, 0.5, 0.5, 0.6, 0.6]), 20, 20, 0.02))
 
 
-# -- command line and notebook ------------------------------------------------------------------------
+# -- command line and notebook ---------------------------------------------------------------------
 
 
 def test_cli_sybil_and_partition_write_tidy_tables(tmp_path, capsys):
     out = tmp_path / "sybil"
-    assert cli.main(["sim", "attack", "sybil", "--nodes", "150", "--share", "0.1", "--lookups", "20",
-                     "--verify", "--paths", "2", "--tables", "newest", "--out", str(out), "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "sim",
+                "attack",
+                "sybil",
+                "--nodes",
+                "150",
+                "--share",
+                "0.1",
+                "--lookups",
+                "20",
+                "--verify",
+                "--paths",
+                "2",
+                "--tables",
+                "newest",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["verify"] is True and summary["paths"] == 2 and summary["intercepted_rate"] == 0.0
+    assert (
+        summary["verify"] is True and summary["paths"] == 2 and summary["intercepted_rate"] == 0.0
+    )
     assert (out / "lookups.csv").read_text().count("\n") == 21
     out = tmp_path / "partition"
-    assert cli.main(["sim", "attack", "partition", "--nodes", "150", "--duration", "60", "--dark-at", "10",
-                     "--dark-for", "20", "--out", str(out)]) == 0
-    assert (out / "series.csv").exists() and "recovery_s" in json.loads((out / "summary.json").read_text())
+    assert (
+        cli.main(
+            [
+                "sim",
+                "attack",
+                "partition",
+                "--nodes",
+                "150",
+                "--duration",
+                "60",
+                "--dark-at",
+                "10",
+                "--dark-for",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (out / "series.csv").exists() and "recovery_s" in json.loads(
+        (out / "summary.json").read_text()
+    )
 
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "attacks.ipynb"
@@ -176,9 +226,38 @@ def test_attacks_notebook_runs_on_small_sizes(tmp_path, monkeypatch):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None  # stored without outputs
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
     for name in ("sybil_eclipse.csv", "sybil_eclipse.png", "keygen_cost.png", "partition.png"):
         assert (tmp_path / "attacks" / name).stat().st_size > 100, name
+
+
+def test_figures_write_every_table_and_plot(tmp_path):
+    small = PartitionStudy(nodes=120, dark_at=10, dark_for=20, duration=50, seed=2)
+    written = attacks.figures(
+        tmp_path, nodes=120, lookups=10, shares=(0.0, 0.1), budgets=(1, 100), partition=small
+    )
+    assert sorted(written) == [
+        "keygen_cost",
+        "partition",
+        "summary",
+        "sybil_eclipse",
+        "sybil_random",
+    ]
+    for name in (
+        "sybil_eclipse.csv",
+        "sybil_random.csv",
+        "keygen_cost.csv",
+        "partition_series.csv",
+    ):
+        assert (tmp_path / name).read_text().count("\n") > 2, name
+    eclipse = (tmp_path / "sybil_eclipse.csv").read_text().splitlines()
+    assert len(eclipse) == 1 + 2 * len(DEFENCES)  # one row per (defence, share)
+    headline = json.loads((tmp_path / "summary.json").read_text())
+    assert {r["defence"] for r in headline["sybil_random"]} == set(DEFENCES)

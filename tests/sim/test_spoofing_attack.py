@@ -36,12 +36,16 @@ class World:
             self.driver.add(self.node(i))
         # the victim, and the node that holds it closest (it is in every lookup's last hop)
         self.victim = 7
-        self.server = min((i for i in range(N) if i != self.victim),
-                          key=lambda i: self.ids[i] ^ self.ids[self.victim])
+        self.server = min(
+            (i for i in range(N) if i != self.victim),
+            key=lambda i: self.ids[i] ^ self.ids[self.victim],
+        )
         assert self.entry(self.server) == self.victim
 
     def node(self, i: int, node_id: int | None = None) -> Node:
-        node = Node(self.ids[i] if node_id is None else node_id, self.registry, self.rng, SETTINGS, 0.0)
+        node = Node(
+            self.ids[i] if node_id is None else node_id, self.registry, self.rng, SETTINGS, 0.0
+        )
         node.routing.table.load(self.tables.entries(i), self.tables.sizes(i), 0.0)
         return node
 
@@ -61,14 +65,16 @@ class World:
         self.run(3.0)
 
     def lookup(self, source: int):
-        """find_peer for the victim from a fresh node that knows only `source`; the address found."""
+        """find_peer for the victim from a fresh node that knows only `source`: the address."""
         newcomer = Node(self.rng.getrandbits(160), self.registry, self.rng, SETTINGS, self.env.now)
         addr = self.driver.add(newcomer)
         newcomer.add_contact(self.ids[source], source, self.env.now)
         lookup_id = newcomer.find_peer(self.ids[self.victim], self.env.now)
         self.driver.service(addr)
         self.run(3.0)
-        [event] = [e for a, e in self.events if a == addr and getattr(e, "lookup_id", None) == lookup_id]
+        [event] = [
+            e for a, e in self.events if a == addr and getattr(e, "lookup_id", None) == lookup_id
+        ]
         self.driver.place(addr, None)
         return None if event.peer is None else event.peer[1]
 

@@ -91,7 +91,7 @@ def test_description_errors():
     with pytest.raises(ValueError):
         tb.private("x", nat="nope")
     with pytest.raises(ValueError):
-        tb.nat("n", kind="symmetric")
+        tb.nat("n", kind="port-restricted")  # kinds: filtering, full-cone, symmetric
     tb.nat("c", kind="full-cone")
     tb.private("h1", "c", ports="5000:5999")
     with pytest.raises(ValueError, match="overlap"):

@@ -56,7 +56,9 @@ def test_spoofed_claims_on_real_sockets():
             # 1. the victim is alive: claims from the attacker's own address change nothing
             for _ in range(3):
                 for d in swarm:
-                    attacker.sendto(encode_request(RouteRequest(victim_id, victim_id), 146), d.address)
+                    attacker.sendto(
+                        encode_request(RouteRequest(victim_id, victim_id), 146), d.address
+                    )
             for _ in range(3 * len(swarm)):
                 reply = await loop.run_in_executor(None, attacker.recv, 2048)
                 assert reply[0] == 0x01  # answers only: nobody asks the claimed address anything
@@ -66,7 +68,9 @@ def test_spoofed_claims_on_real_sockets():
             # 2. the victim goes away; the server's request to it fails
             victim.close()
             await server.find_closest(victim_id)
-            assert server.node.routing.table.failures(server.node.routing.table.find(victim_id)) >= 1
+            assert (
+                server.node.routing.table.failures(server.node.routing.table.find(victim_id)) >= 1
+            )
             # a claim now is checked with a bare request to the claimed address, left unanswered
             attacker.sendto(encode_request(RouteRequest(victim_id, 1), 146), server.address)
             got = [await loop.run_in_executor(None, attacker.recv, 2048) for _ in range(2)]

@@ -56,8 +56,13 @@ def test_without_verify_the_first_target_entry_ends_the_lookup():
 
 
 @settings(max_examples=150, deadline=None)
-@given(paths=st.integers(1, 4), seeds=st.integers(1, 12), script=st.lists(
-    st.tuples(st.booleans(), st.lists(st.integers(1, 60), max_size=6)), max_size=40))
+@given(
+    paths=st.integers(1, 4),
+    seeds=st.integers(1, 12),
+    script=st.lists(
+        st.tuples(st.booleans(), st.lists(st.integers(1, 60), max_size=6)), max_size=40
+    ),
+)
 def test_disjoint_paths_never_ask_one_node_twice(paths, seeds, script):
     reg = Intern()
     lookup = DisjointLookup(0, TARGET, Mode.FIND_PEER, 0.0, 5, 2, 0, paths)
@@ -87,8 +92,9 @@ def test_disjoint_paths_never_ask_one_node_twice(paths, seeds, script):
 
 def test_disjoint_lookup_ends_when_one_path_finds_the_target():
     reg = Intern()
-    lookup = DisjointLookup(0, TARGET, Mode.FIND_PEER, 0.0, 5, 1, 0, 2,
-                            verify=lambda h: reg.addrs[h] == "true")
+    lookup = DisjointLookup(
+        0, TARGET, Mode.FIND_PEER, 0.0, 5, 1, 0, 2, verify=lambda h: reg.addrs[h] == "true"
+    )
     a, b = reg(TARGET ^ 1, "a"), reg(TARGET ^ 2, "b")
     lookup.add(a, 1, 1)
     lookup.add(b, 2, 1)
@@ -107,7 +113,7 @@ def test_disjoint_paths_need_find_peer():
         DisjointLookup(0, TARGET, Mode.FIND_CLOSEST, 0.0, 5, 1, 0, 2)
 
 
-# -- the per-/24 limit -------------------------------------------------------------------------------
+# -- the per-/24 limit -----------------------------------------------------------------------------
 
 
 def in_bucket(own: int, c: int, low: int) -> int:
@@ -119,8 +125,11 @@ def test_per_subnet_limit_keeps_at_most_n_entries_of_one_24_in_a_bucket():
     own = 1 << 159
     node = Node(own, ContactRegistry(), Random(1), RoutingSettings(max_per_subnet=2), 0.0)
     for i in range(6):  # six IDs of bucket 0 from one /24, then two from another
-        node.receive_datagram(encode_request(RouteRequest(in_bucket(own, 0, i), 1), 146),
-                              ("192.0.2.%d" % (i + 1), 5004), float(i))
+        node.receive_datagram(
+            encode_request(RouteRequest(in_bucket(own, 0, i), 1), 146),
+            ("192.0.2.%d" % (i + 1), 5004),
+            float(i),
+        )
         assert node.datagrams_to_send(float(i))  # every request is still answered
     for i in range(2):
         node.add_contact(in_bucket(own, 0, 100 + i), ("198.51.100.%d" % (i + 1), 5004), 9.0)
@@ -145,7 +154,8 @@ def test_apply_subnet_limit_trims_a_loaded_table_youngest_first():
     node = Node(own, ContactRegistry(), Random(1), RoutingSettings(max_per_subnet=1), 0.0)
     for i in range(4):
         node.routing.table.observe(
-            node.routing.registry.intern(in_bucket(own, 0, i), ("192.0.2.%d" % (i + 1), 5004)), 0.0)
+            node.routing.registry.intern(in_bucket(own, 0, i), ("192.0.2.%d" % (i + 1), 5004)), 0.0
+        )
     assert node.routing.apply_subnet_limit() == 3
     [kept] = node.routing.table.bucket(0)
     assert node.routing.registry.addrs[kept] == ("192.0.2.1", 5004)
