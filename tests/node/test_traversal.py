@@ -127,3 +127,80 @@ def test_routing_only_nodes_and_nodes_without_traversal_ignore_0x06():
         assert n.traversal is None
         assert n.datagrams_to_send(0.0) == []
         assert n.drop_counts()["unknown_type"] == 1
+
+
+class FilteringNats:
+    """A tiny world: hosts behind address-and-port-filtering NATs (endpoint-independent mapping:
+    the host's port is kept) and public hosts; instant delivery, explicit time."""
+
+    def __init__(self):
+        self.nodes: dict[tuple, Node] = {}  # public address -> node
+        self.natted: set[tuple] = set()
+        self.opened: dict[tuple, set] = {}  # NAT'd public address -> remote endpoints it sent to
+        self.now = 0.0
+
+    def add(self, addr: tuple, behind_nat: bool, traversal: bool) -> Node:
+        n = node(traversal=traversal)
+        self.nodes[addr] = n
+        if behind_nat:
+            self.natted.add(addr)
+            self.opened[addr] = set()
+        return n
+
+    def flush(self) -> None:
+        moved = True
+        while moved:
+            moved = False
+            for src, n in list(self.nodes.items()):
+                for data, dst in n.datagrams_to_send(self.now):
+                    moved = True
+                    if src in self.natted:
+                        self.opened[src].add(dst)
+                    if dst in self.natted and src not in self.opened[dst]:
+                        continue  # filtered: the host never sent to this sender
+                    if dst in self.nodes:
+                        self.nodes[dst].receive_datagram(data, src, self.now)
+
+    def run_until(self, done, limit: float = 60.0) -> None:
+        self.flush()
+        while not done() and self.now < limit:
+            timers = [t for t in (n.get_timer() for n in self.nodes.values()) if t is not None]
+            self.now = max(self.now, min(timers)) if timers else limit
+            for n in self.nodes.values():
+                n.handle_timer(self.now)
+            self.flush()
+
+
+def call_between_filtering_nats(traversal: bool) -> list:
+    from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall
+
+    world = FilteringNats()
+    a_addr, b_addr, r_addr = ("203.0.113.1", 5004), ("203.0.113.2", 5004), ("198.51.100.1", 5004)
+    a = world.add(a_addr, True, traversal)
+    b = world.add(b_addr, True, traversal)
+    r = world.add(r_addr, False, traversal)
+    b.join([r_addr], 0.0)  # b has talked to r: its NAT admits r (the daemon's keep-alives)
+    world.flush()
+    a.add_contact(r.node_id, r_addr, 0.0)
+    r.add_contact(b.node_id, b_addr, 0.0)
+    outcome: list = []
+
+    def done() -> bool:
+        for n in (a, b):
+            while (e := n.next_event()) is not None:
+                if type(e) is IncomingCall:
+                    n.answer(world.now, e.session_id)
+                elif type(e) is CallProgress and e.state is CallState.TALKING and n is a:
+                    outcome.append("talking")
+                elif type(e) is CallEnded and n is a:
+                    outcome.append(e.reason.value)
+        return bool(outcome)
+
+    a.call(b.node_id, world.now)
+    world.run_until(done)
+    return outcome
+
+
+def test_hole_punching_connects_two_filtering_nats_that_cannot_connect_without_it():
+    assert call_between_filtering_nats(traversal=False) == ["unreachable"]
+    assert call_between_filtering_nats(traversal=True) == ["talking"]

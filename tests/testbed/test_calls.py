@@ -140,7 +140,7 @@ def peak_hz(path: Path) -> float:
 
 
 async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attempts: int = 1,
-               hang_up: bool = True) -> dict:
+               hang_up: bool = True, lossy: bool = False) -> dict:
     """caller dials callee by ID; callee answers on `incoming`; both talk until each has seen
     `talk_reports` quality events with audio arriving; the caller hangs up. Returns facts."""
     for attempt in range(1, attempts + 1):
@@ -177,7 +177,10 @@ async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attemp
         await caller.client.request("hangup")
         end_a = await caller.event(is_call("ended"), since=since_a)
         end_b = await callee.event(is_call("ended"), since=since_b)
-        assert (end_a["reason"], end_b["reason"]) == ("hung_up", "remote_hung_up")
+        # under loss all three HANGUP copies may be lost (0.3^3 = 2.7 % at 30 %): the callee
+        # then ends the call 10 s later as peer_vanished
+        allowed = ("remote_hung_up", "peer_vanished") if lossy else ("remote_hung_up",)
+        assert end_a["reason"] == "hung_up" and end_b["reason"] in allowed, (end_a, end_b)
         facts.update(end_a=end_a, end_b=end_b)
     return facts
 
@@ -277,7 +280,8 @@ def test_calls_under_loss_set_up_and_carry_audio(make_testbed, root, loss):
     async def scenario():
         daemons = await start_network(tb, root, ["pub1", "hc"])
         try:
-            facts = await call(daemons["hc"], daemons["pub1"], talk_reports=3, attempts=3)
+            facts = await call(daemons["hc"], daemons["pub1"], talk_reports=3, attempts=3,
+                               lossy=True)
             for end in (facts["end_a"], facts["end_b"]):
                 assert end["stats"]["packets"] > 40, end  # ~2-3 s of 50 packets/s, less the loss
             lost = facts["end_b"]["stats"]["lost"] / max(
