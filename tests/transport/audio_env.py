@@ -92,18 +92,20 @@ def pulse(tmp_path_factory):
     if started.returncode != 0 or not pid_file.exists():
         log = (root / "log").read_text() if (root / "log").exists() else started.stderr
         pytest.skip(f"pulseaudio could not start here: {log.strip()[-300:]}")
-    pid = int(pid_file.read_text().split()[0])
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (IndexError, ValueError):  # read while the daemon was still writing it
+        pytest.skip("pulseaudio's pid file was empty; rerun")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PULSE_SERVER", f"unix:{socket}")
         mp.setenv("XDG_RUNTIME_DIR", str(runtime))
         mp.setenv("HOME", str(home))
         yield {"PULSE_SERVER": f"unix:{socket}"}
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(100):  # the daemon exits within a few ms; poll its pid, do not sleep blindly
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.01)
-    else:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):  # the daemon exits within a few ms; poll its pid
+            os.kill(pid, 0)  # ProcessLookupError once it is gone
+            time.sleep(0.01)
         os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone (it may exit between any two of these calls)
