@@ -13,7 +13,10 @@ from kadtalk.experiments.testbed import CoordinateDelays
 
 from .conftest import standard_nat_layout
 
-TOLERANCE_MS = 3.0  # relay scheduling + Python on both ends, per round trip
+# The relay holds each datagram at least its delay; scheduling and Python on both ends add a
+# little more, and more on a loaded machine (+0.9 ms a direction idle, +1.5 ms seen under load).
+EARLY_MS = 0.5  # a round trip may not be shorter than configured (clock granularity aside)
+LATE_MS = 10.0  # nor longer by more than this: the delay is applied once, not twice or lost
 
 
 def _three_hosts(tb):
@@ -35,7 +38,7 @@ def test_round_trip_time_matches_the_configured_delays(make_testbed):
     for site, target in ((1, targets[0]), (2, targets[1])):
         expected = (tb.delays[0][site] + tb.delays[site][0]) * 1000
         measured = statistics.median(r for r in rtts[target] if r is not None)
-        assert measured == pytest.approx(expected, abs=TOLERANCE_MS), (target, rtts[target])
+        assert expected - EARLY_MS <= measured <= expected + LATE_MS, (expected, rtts[target])
         assert expected > 10  # the model gives real delays, not ~0
 
 
