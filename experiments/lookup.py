@@ -221,7 +221,7 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
             if not event.success:
                 # Nobody answered (the bootstrap's reply was lost, say): a real newcomer tries
                 # again through another known node; it never serves as a bootstrap meanwhile.
-                at(env.now + JOIN_RETRY_DELAY, lambda: rejoin(addr))
+                at(env.now + JOIN_RETRY_DELAY, lambda: join_through_known(addr))
                 return
             joined.append(addr)
             if progress and (len(joined) % 100 == 0 or len(joined) == study.nodes):
@@ -233,17 +233,16 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
     node_rng = Random(rng.getrandbits(64))
 
     def start_node(index: int) -> None:
-        node = Node(ids[index], registry, node_rng, settings, env.now)
-        addr = driver.add(node)
+        addr = driver.add(Node(ids[index], registry, node_rng, settings, env.now))
         if index:
-            node.join([joined[rng.randrange(len(joined))]], env.now)
-            driver.service(addr)
+            join_through_known(addr)
 
     def at(when: float, action: Callable[[], None]) -> None:
         event = simpy.Timeout(env, when - env.now)
         event.callbacks.append(lambda _e: action())
 
-    def rejoin(addr: int) -> None:
+    def join_through_known(addr: int) -> None:
+        """Join through a random node that has finished joining (as a newcomer is told of one)."""
         node = driver.nodes[addr]
         if node is None:
             return  # it left (churn) before trying again; it joins afresh when it comes back

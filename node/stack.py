@@ -121,24 +121,21 @@ class Node:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         out = self.routing.datagrams_to_send(now)
-        upper = self._upper
-        if upper is not None and upper.session is not None:
-            more = upper.session.datagrams_to_send(now)
-            if more:
-                out = out + more if out else more
-        if upper is not None and upper.traversal is not None and upper.traversal.outbox:
-            out = out + upper.traversal.datagrams_to_send()
-        return out
+        return out if self._upper is None else self._with_upper(out, now)
 
     def messages_to_send(self, now: float) -> list[tuple[Any, Any]]:
         """Routing message objects, and session datagrams as bytes (simulator fast path)."""
         out = self.routing.messages_to_send(now)
+        return out if self._upper is None else self._with_upper(out, now)
+
+    def _with_upper(self, out: list[tuple[Any, Any]], now: float) -> list[tuple[Any, Any]]:
+        """`out` followed by the session's and NAT traversal's datagrams."""
         upper = self._upper
-        if upper is not None and upper.session is not None:
+        if upper.session is not None:
             more = upper.session.datagrams_to_send(now)
             if more:
                 out = out + more if out else more
-        if upper is not None and upper.traversal is not None and upper.traversal.outbox:
+        if upper.traversal is not None and upper.traversal.outbox:
             out = out + upper.traversal.datagrams_to_send()
         return out
 

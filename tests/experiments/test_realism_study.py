@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from kadtalk.experiments.lookup import ROW_FIELDS, LookupStudy, run_lookup_study
+from kadtalk.experiments.lookup import ROW_FIELDS, WALL_CLOCK_FIELDS, LookupStudy, run_lookup_study
 
 # small and quick: no refresh after join, short timeouts, small k so that churn hurts
 QUICK = dict(nodes=120, lookups=60, seed=4, k=4, alpha=2, request_timeout=0.3, refresh_on_join=False,
@@ -19,11 +19,10 @@ REALISM_KEYS = {
     "table_unreachable_share", "requests_user", "requests_join", "requests_refresh",
     "maintenance_share", "maintenance_req_per_node_s",
 }
-VOLATILE = {"wall_s", "peak_rss_mb", "build_s", "lookup_s"}
 
 
 def stable(summary):
-    return {k: v for k, v in summary.items() if k not in VOLATILE}
+    return {k: v for k, v in summary.items() if k not in WALL_CLOCK_FIELDS}
 
 
 @pytest.fixture(scope="module")

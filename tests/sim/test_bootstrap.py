@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from random import Random
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from kadtalk.experiments.lookup import LookupStudy, run_lookup_study
+from kadtalk.experiments.testbed_study import ks_distance
 from kadtalk.node.routing.table import RoutingTable, TableSettings
 from kadtalk.sim.bootstrap import ConvergedTables
 
@@ -140,11 +140,7 @@ def test_rejects_bad_arguments():
 
 def ks_pvalue(a: list[float], b: list[float]) -> float:
     """Two-sample Kolmogorov-Smirnov test, asymptotic p-value."""
-    a_sorted, b_sorted = np.sort(a), np.sort(b)
-    grid = np.concatenate([a_sorted, b_sorted])
-    cdf_a = np.searchsorted(a_sorted, grid, side="right") / len(a)
-    cdf_b = np.searchsorted(b_sorted, grid, side="right") / len(b)
-    d = float(np.max(np.abs(cdf_a - cdf_b)))
+    d = ks_distance(a, b)
     en = math.sqrt(len(a) * len(b) / (len(a) + len(b)))
     lam = (en + 0.12 + 0.11 / en) * d
     return max(0.0, min(1.0, 2 * sum((-1) ** (j - 1) * math.exp(-2 * j * j * lam * lam)
