@@ -20,7 +20,7 @@ from .routing.events import LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
-from .session.wire import KEY_REQ, SIGNAL
+from .session.wire import COOKIE, KEY_REQ, SIGNAL
 from .traversal import TRAVERSAL, Traversal
 
 
@@ -78,7 +78,7 @@ class Node:
             self.routing.receive_datagram(data, addr, now)
             if self._upper is not None and self._upper.calls:
                 self._pump(now)
-        elif KEY_REQ <= kind <= SIGNAL:
+        elif KEY_REQ <= kind <= SIGNAL or kind == COOKIE:
             session = self._session()
             if session is None:
                 self._count("unknown_type")  # a routing-only node does not speak the session

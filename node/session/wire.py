@@ -22,6 +22,7 @@ KEY_REQ = 0x02
 KEY_RES = 0x03
 MEDIA = 0x04
 SIGNAL = 0x05
+COOKIE = 0x07  # cookie reply to a KEY_REQ under load (issue 17); routed to the session
 
 MAX_KEY_MESSAGE = 4096  # bytes; room for RSA identities up to 8192 bits
 MAX_SPKI = 2048
