@@ -1,8 +1,9 @@
 """The `Node`: the protocol layers stacked behind one UDP socket, demultiplexed on the first byte.
 
-0x00-0x01 go to the routing layer, 0x02-0x05 to the session layer (media plugs in later). A call
-is a find-peer lookup, then the key exchange with the address found, all over the one socket.
-The surface is the design's: datagrams and time in, datagrams and events out, one timer.
+`LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 routing, 0x02-0x05 and 0x07
+(COOKIE) the session, 0x06 NAT traversal; anything else is a counted drop. A call is a find-peer
+lookup, then the key exchange with the address found, all over the one socket. The surface is
+kadtalk.node.layer.Layer: datagrams and time in, datagrams and events out, one timer.
 
 Scale: a simulated network holds up to a million `Node`s, so a routing-only node is three slots.
 Everything the session needs (identity, settings, the layer itself, drop counters) sits in one
@@ -16,12 +17,18 @@ import collections
 from random import Random
 from typing import Any, Iterable
 
+from .layer import Event
 from .routing.events import LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
-from .routing.messages import ROUTE_RES
+from .routing.messages import ROUTE_REQ, ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
-from .session.wire import COOKIE, KEY_REQ, SIGNAL
+from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
 from .traversal import TRAVERSAL, Traversal
+
+NONE, ROUTING, SESSION, TRAVERSAL_LAYER = 0, 1, 2, 3  # LAYER_OF values
+_ROUTES = {ROUTE_REQ: ROUTING, ROUTE_RES: ROUTING, KEY_REQ: SESSION, KEY_RES: SESSION,
+           MEDIA: SESSION, SIGNAL: SESSION, COOKIE: SESSION, TRAVERSAL: TRAVERSAL_LAYER}
+LAYER_OF = bytes(_ROUTES.get(kind, NONE) for kind in range(256))  # first byte -> layer
 
 
 class _Upper:
@@ -73,23 +80,23 @@ class Node:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
-        kind = data[0] if data else -1
-        if 0 <= kind <= ROUTE_RES:
+        layer = LAYER_OF[data[0]] if data else NONE
+        if layer == ROUTING:
             self.routing.receive_datagram(data, addr, now)
             if self._upper is not None and self._upper.calls:
                 self._pump(now)
-        elif KEY_REQ <= kind <= SIGNAL or kind == COOKIE:
+        elif layer == SESSION:
             session = self._session()
             if session is None:
                 self._count("unknown_type")  # a routing-only node does not speak the session
             else:
                 session.receive_datagram(data, addr, now)
-        elif kind == TRAVERSAL and self._upper is not None and self._upper.traversal is not None:
+        elif layer == TRAVERSAL_LAYER and self.traversal is not None:
             traversal = self._upper.traversal
             traversal.receive_datagram(data, addr, now, self._address_of)
             while traversal.events:
                 self._upper.events.append(traversal.events.popleft())
-        else:
+        else:  # a type nobody speaks, or traversal on a node without it
             self._count("unknown_type" if data else "empty")
 
     def receive_message(self, msg: Any, addr: Any, now: float) -> None:
@@ -139,7 +146,7 @@ class Node:
             out = out + upper.traversal.datagrams_to_send()
         return out
 
-    def next_event(self) -> Any:
+    def next_event(self) -> Event | None:
         upper = self._upper
         if upper is None:
             return self.routing.next_event()
@@ -235,8 +242,12 @@ class Node:
         """Every datagram dropped so far, by reason."""
         total = collections.Counter(self.stats or {})
         total.update(self.routing.stats or {})
-        if self._upper is not None and self._upper.session is not None:
-            total.update(self._upper.session.stats)
+        upper = self._upper
+        if upper is not None:
+            if upper.session is not None:
+                total.update(upper.session.stats)
+            if upper.traversal is not None:
+                total.update(upper.traversal.drop_counts())
         return total
 
     @property

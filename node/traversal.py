@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
+from .layer import Event
 from .ratelimit import FloodGuard, TokenBucket
 from .routing.contacts import ipv4_from_wire, ipv4_to_wire, usable_ipv4
 
@@ -46,8 +47,19 @@ PUNCH_COPIES = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the c
 MAX_OBSERVERS = 16  # peers whose view of our address is remembered
 
 
+# `stats` reasons that are dropped datagrams (the others count what was sent or received)
+DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown_target",
+                   "punch_refused", "rate_limited", "rate_limited_source"})
+
+
+class TraversalEvent(Event):
+    """Base of the traversal layer's events."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
-class AddressObserved:
+class AddressObserved(TraversalEvent):
     """A peer told us where it sees us; `public` is the address most peers agree on."""
 
     observer: Any
@@ -168,6 +180,10 @@ class Traversal:
             del self.observed[next(iter(self.observed))]
         self.observed[addr] = seen
         self.events.append(AddressObserved(addr, seen, self.public, self.symmetric, now))
+
+    def drop_counts(self) -> collections.Counter[str]:
+        """The datagrams dropped, by reason (`stats` also counts what was sent)."""
+        return collections.Counter({k: v for k, v in self.stats.items() if k in DROPS})
 
     def datagrams_to_send(self) -> list[tuple[bytes, Any]]:
         out = self.outbox

@@ -8,7 +8,7 @@ handle past the end. On the wire, address i is the IPv4 address 10.0.0.0 + i, po
 from __future__ import annotations
 
 import struct
-from typing import Sequence
+from typing import Iterable, Sequence
 
 SIM_PORT = 5004
 _BASE = 10 << 24  # 10.0.0.0/8
@@ -48,6 +48,12 @@ class SharedRegistry:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    recycles = False  # every honest node keeps its handle for good (kadtalk.node.layer.Registry)
+
+    def retain(self, live: Iterable[int]) -> int:
+        """Nothing to free: the routing layer never calls this (`recycles` is False)."""
+        return 0
 
     @staticmethod
     def addr_to_wire(addr: int) -> bytes:

@@ -10,8 +10,9 @@ stream, marks a sequence number that holds no frame).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+from ..layer import Event
+from ..session.events import MediaReceived, ReceiverReport
 from .codec import FRAME_BYTES, SILENCE, OpusDecoder, OpusEncoder
 from .jitter import CONCEAL, FEC, PLAY, JitterBuffer, JitterSettings, Playout
 from .packet import join_two, single, split
@@ -180,18 +181,18 @@ class MediaCall:
         self.receiver.signal_received(now, seq)
         return self.sender.on_report(fraction_lost, jitter, now)
 
-    def handle_event(self, event: Any) -> bool:
+    def handle_event(self, event: Event) -> bool:
         """Feed a session event of this call; True when it was one of ours."""
-        if self.session_id is not None and getattr(event, "session_id", None) != self.session_id:
+        kind = type(event)
+        if kind is not MediaReceived and kind is not ReceiverReport:
             return False
-        name = type(event).__name__
-        if name == "MediaReceived":
+        if self.session_id is not None and event.session_id != self.session_id:
+            return False
+        if kind is MediaReceived:
             self.on_media(event.seq, event.payload, event.at)
-            return True
-        if name == "ReceiverReport":
-            self.on_report(event.fraction_lost, event.jitter, event.at, getattr(event, "seq", None))
-            return True
-        return False
+        else:
+            self.on_report(event.fraction_lost, event.jitter, event.at, event.seq)
+        return True
 
     def stats(self) -> dict[str, float]:
         stats = self.receiver.stats()

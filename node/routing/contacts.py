@@ -53,6 +53,7 @@ class ContactRegistry:
         self._index: dict[tuple[int, tuple[str, int]], int] = {}
         self._free: list[int] = []
 
+    recycles = True  # `retain` frees handles (kadtalk.node.layer.Registry)
     addr_to_wire = staticmethod(ipv4_to_wire)
     addr_from_wire = staticmethod(ipv4_from_wire)
 

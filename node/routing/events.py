@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..layer import Event
 from .lookup import Mode
 
 
+class RoutingEvent(Event):
+    """Base of the routing layer's events."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
-class LookupCompleted:
+class LookupCompleted(RoutingEvent):
     """A lookup asked for with `find_peer` or `find_closest` ended."""
 
     lookup_id: int
@@ -34,13 +41,14 @@ class LookupCompleted:
 
 
 @dataclass(frozen=True, slots=True)
-class Joined:
+class Joined(RoutingEvent):
     """The join lookup (of our own ID through the bootstrap contacts) ended."""
 
     finished: float
     table_size: int
     rpcs: int
     timeouts: int
+    lookup_id: int = -1  # the id `join` returned, so that concurrent joins each get their result
 
     @property
     def success(self) -> bool:

@@ -145,7 +145,7 @@ class RoutingLayer:
         self._events: collections.deque | None = None
         self._next_lookup_id = 0
         self._refresh_at = now + settings.refresh_interval
-        self._collect = getattr(registry, "retain", None)
+        self._collect = registry.retain if registry.recycles else None
         # Addresses whose requests were too small for a full answer -> whether they have since
         # answered one of our requests (so they do receive what we send: QUIC's address
         # validation). Padded kadtalk requests never need it, so it stays None among kadtalk nodes.
@@ -473,7 +473,8 @@ class RoutingLayer:
             self._events = collections.deque()
         registry = self.registry
         if lookup.purpose == JOIN:
-            self._events.append(Joined(now, len(self.table), lookup.rpcs, lookup.timeouts))
+            self._events.append(Joined(now, len(self.table), lookup.rpcs, lookup.timeouts,
+                                       lookup.lookup_id))
             if self.settings.refresh_on_join:
                 self._refresh_beyond_closest(now)
             return

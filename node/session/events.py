@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..layer import Event
 from .state import CallState, EndReason, Role
+
+
+class SessionEvent(Event):
+    """Base of the session layer's events."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +31,7 @@ class SessionStats:
 
 
 @dataclass(frozen=True, slots=True)
-class CallProgress:
+class CallProgress(SessionEvent):
     """A call moved to `state` (caller: key exchange, ringing, talking; callee: talking)."""
 
     session_id: int
@@ -35,7 +42,7 @@ class CallProgress:
 
 
 @dataclass(frozen=True, slots=True)
-class IncomingCall:
+class IncomingCall(SessionEvent):
     """An authenticated caller's RING arrived: the call is ringing here; answer or decline."""
 
     session_id: int
@@ -45,7 +52,7 @@ class IncomingCall:
 
 
 @dataclass(frozen=True, slots=True)
-class MissedCall:
+class MissedCall(SessionEvent):
     """An authenticated caller rang while we were busy; it was sent BUSY."""
 
     session_id: int
@@ -55,7 +62,7 @@ class MissedCall:
 
 
 @dataclass(frozen=True, slots=True)
-class CallEnded:
+class CallEnded(SessionEvent):
     session_id: int
     peer_id: int
     role: Role
@@ -65,7 +72,7 @@ class CallEnded:
 
 
 @dataclass(frozen=True, slots=True)
-class MediaReceived:
+class MediaReceived(SessionEvent):
     session_id: int
     seq: int
     payload: bytes
@@ -73,7 +80,7 @@ class MediaReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class ReceiverReport:
+class ReceiverReport(SessionEvent):
     """The peer's view of our stream, for the media layer's bitrate control."""
 
     session_id: int

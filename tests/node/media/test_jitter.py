@@ -262,19 +262,8 @@ def test_exact_signal_sequence_numbers_keep_a_lossy_jittery_stream_on_time():
 
 
 def test_a_report_event_with_its_sequence_number_is_used_exactly():
-    from dataclasses import dataclass
-
     from kadtalk.node.media.call import MediaCall
-
-    @dataclass
-    class ReceiverReport:  # the session event, with the sequence number it may carry one day
-        session_id: int
-        fraction_lost: float
-        cumulative_lost: int
-        highest_seq: int
-        jitter: float
-        at: float
-        seq: int
+    from kadtalk.node.session.events import ReceiverReport
 
     call = MediaCall(session_id=1)
     call.on_media(0, b"", 0.0)

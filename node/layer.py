@@ -1,0 +1,91 @@
+"""The surface every protocol layer and the whole `Node` offer, and what a layer may ask of the
+contact registry: `typing.Protocol`s, so the simulator's and the daemon's drivers (and tests)
+depend on one written contract rather than on one class.
+
+The surface is aioquic's `QuicConnection`: datagrams in with `now`; datagrams and events out;
+one timer (`get_timer` -> the earliest deadline, `handle_timer(now)` does what is due). Drivers
+first send what `datagrams_to_send` returns and re-arm the timer, then hand out events (see
+kadtalk.transport.udp). Events are frozen dataclasses (as h11's) deriving from one base class per
+layer (RoutingEvent, SessionEvent, TraversalEvent), all from `Event`, so consumers dispatch on
+types. `stats` holds a layer's dropped datagrams by reason (None while nothing was dropped: a
+million routing-only simulated nodes allocate no counter).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+
+
+class Event:
+    """Base of every event a layer reports through `next_event()`."""
+
+    __slots__ = ()
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """A sans-I/O protocol layer (or the stack of them: `Node`)."""
+
+    stats: collections.Counter[str] | None  # datagrams dropped, by reason
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]: ...
+
+    def next_event(self) -> Event | None: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """Handles for (node ID, address) pairs, as the routing layer uses them.
+
+    `ids[h]` and `addrs[h]` are the pair behind handle `h` (tables and lookups hold handles only);
+    `retain` lets a registry that `recycles` handles forget unreferenced ones; the routing layer
+    calls it only then (the simulator's shared registry, where every honest node owns its handle
+    for good, never recycles: its `retain` frees nothing).
+    """
+
+    ids: Sequence[int]
+    addrs: Sequence[Any]
+    recycles: bool
+
+    def intern(self, node_id: int, addr: Any) -> int: ...
+
+    def retain(self, live: Iterable[int]) -> int: ...
+
+    def subnet(self, addr: Any) -> Any: ...
+
+    def addr_to_wire(self, addr: Any) -> bytes: ...
+
+    def addr_from_wire(self, data: bytes) -> Any | None: ...
+
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class ContactView(Protocol):
+    """What NAT traversal may ask of the routing table (given at construction, not per datagram)."""
+
+    def address_of(self, node_id: int) -> Any | None:
+        """Where the table holds `node_id`, or None."""
+        ...
+
+    def is_contact(self, addr: Any) -> bool:
+        """Whether `addr` is a table entry's address (one that has answered us)."""
+        ...
+
+    def rendezvous(self, target: int, count: int = 3) -> list[Any]:
+        """The addresses of the `count` table entries nearest `target` (not `target` itself)."""
+        ...
+
+    def addr_to_wire(self, addr: Any) -> bytes: ...
+
+    def addr_from_wire(self, data: bytes) -> Any | None: ...
+
+
+__all__ = ["ContactView", "Event", "Layer", "Registry"]
