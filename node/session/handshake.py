@@ -21,7 +21,7 @@ from typing import Callable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from ..identity import IdentityError, check_key_limits, signature_args
 from .keys import DirectionKeys, derive_both
@@ -121,6 +121,19 @@ def verify_cost(key) -> int:
     if isinstance(key, dsa.DSAPublicKey):
         return 6 if key.key_size <= 2048 else 16 if key.key_size <= 3072 else 32
     return 1  # Ed25519
+
+
+def max_signature_size(key) -> int:
+    """The largest signature this identity key makes (DER ECDSA / DSA: two INTEGERs, each at most
+    one byte longer than the group order), so a KEY_RES's size is known before signing it."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return (key.key_size + 7) // 8
+    if isinstance(key, (ec.EllipticCurvePublicKey, dsa.DSAPublicKey)):
+        bits = (key.curve.key_size if isinstance(key, ec.EllipticCurvePublicKey)
+                else key.parameters().parameter_numbers().q.bit_length())
+        body = 2 * (2 + (bits + 7) // 8 + 1)  # INTEGER tag, length, sign byte, value
+        return body + (2 if body < 0x80 else 3)
+    return 64 if isinstance(key, ed25519.Ed25519PublicKey) else 114  # Ed448: 114
 
 
 def check_signature(key, signature: bytes, data: bytes) -> None:

@@ -1,6 +1,6 @@
 """The session layer, sans-I/O: key exchange, encrypted stream and call control for many calls.
 
-Datagrams 0x02-0x05 come in with the time; datagrams and events come out; `get_timer()` /
+Datagrams 0x02-0x05 and 0x07 come in with the time; datagrams and events come out; `get_timer()` /
 `handle_timer(now)` drive retransmission, keepalives, receiver reports and timeouts. Sessions
 are told apart by peer address (and, on a clash, by which one's key authenticates a packet).
 
@@ -10,6 +10,14 @@ bounded by a per-source and a global token bucket (a token is taken after the ch
 just before the signature check; a solicited KEY_RES spends its own call's budget) and by a
 bounded table of pending handshakes that evicts its oldest entries (per caller ID, per source
 host, in all) rather than refusing a newcomer.
+
+Retry cookies (cookie.py, issue 17): a KEY_REQ from an address that has not proved itself gets
+only a 34-byte COOKIE_REPLY, before any key is loaded or signature checked, when its KEY_RES
+would exceed 3x the request or when the node is under load (cookie-less KEY_REQs arriving
+faster than `global_rate`). The caller resends at once from the same address with the cookie
+(COOKIE_RETRY); a valid cookie proves the address, and such KEY_REQs are admitted from budgets
+of their own (`cookie_*`, and `contact_*` for peers `trusted` says are the user's contacts),
+which a flood from forged addresses cannot touch.
 
 Clocks: `now` is the driver's (monotonic) time; KEY timestamps are wall-clock milliseconds,
 `now + clock_offset`, which the driver supplies (0 in the simulator, where time is shared).
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import os
 from dataclasses import dataclass
 from random import Random
 from typing import Any, Callable
@@ -29,6 +38,7 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..ratelimit import FloodGuard, TokenBucket
+from .cookie import CookieJar
 from .events import (
     CallEnded,
     CallProgress,
@@ -46,6 +56,7 @@ from .handshake import (
     load_identity,
     make_key_req,
     make_key_res,
+    max_signature_size,
     req_signed_data,
     res_signed_data,
     session_keys,
@@ -57,6 +68,9 @@ from .stream import Exhausted, ReceiveStream, SendStream, stats_of
 from .wire import (
     ANSWER,
     BUSY,
+    COOKIE,
+    COOKIE_REPLY,
+    COOKIE_REPLY_SIZE,
     HANGUP,
     HANGUP_DECLINED,
     HANGUP_NO_ANSWER,
@@ -71,15 +85,20 @@ from .wire import (
     RING,
     SIGNAL,
     Drop,
+    decode_cookie,
     decode_key,
     decode_report,
     decode_signal,
+    encode_cookie_reply,
+    encode_cookie_retry,
     encode_report,
     encode_signal,
+    request_tag,
 )
 
 S = CallState
 MAX_PAYLOAD = MAX_PACKET - HEADER_SIZE  # 1,487 bytes: a MEDIA / SIGNAL packet fits 1,500
+AMPLIFICATION = 3  # an answer to an address that has not proved itself: at most 3x the request
 _REMOTE_END = {HANGUP_DECLINED: EndReason.DECLINED, HANGUP_NO_ANSWER: EndReason.NO_ANSWER}
 
 
@@ -116,6 +135,19 @@ class SessionSettings:
     # freshness_window + global_burst accepted KEY_REQs, so the defaults never refuse.
     max_seen: int = 8192
     terminal_repeats: int = 3  # copies of HANGUP / BUSY sent (the keys are wiped right after)
+    # retry cookies (issue 17): secrets rotate every cookie_rotation s (two live); under load
+    # (cookie-less KEY_REQs past the cheap checks arriving faster than global_rate, burst
+    # global_burst, until less than load_threshold of that burst is left) every cookie-less
+    # KEY_REQ gets only a COOKIE_REPLY
+    cookie_rotation: float = 120.0
+    load_threshold: float = 0.5
+    cookie_rate: float = 50.0  # KEY_REQs with a valid cookie: a budget of their own ...
+    cookie_burst: float = 100.0  # ... (per source host: source_rate, source_burst)
+    contact_rate: float = 10.0  # ... and one for trusted callers (known contacts first)
+    contact_burst: float = 20.0
+    # the daemon's contacts: trusted(peer_id) -> True puts a caller whose cookie proved its
+    # address in the contact budget (None: nobody is)
+    trusted: Callable[[int], bool] | None = None
 
     @property
     def key_exchange_timeout(self) -> float:
@@ -143,7 +175,8 @@ class Session:
         "id", "role", "peer_id", "addr", "state", "announced", "started", "entered",
         "eph_private", "eph_spki", "ts_req", "key_req", "key_res", "caller_eph", "tries",
         "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
-        "auth_failures", "reason", "key_res_budget", "answers",
+        "auth_failures", "reason", "key_res_budget", "answers", "tag", "cookie", "retry",
+        "cookie_resends", "validated",
     )
 
     def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
@@ -173,6 +206,11 @@ class Session:
         self.reason: EndReason | None = None
         self.key_res_budget: TokenBucket | None = None  # caller in key exchange
         self.answers = 0  # callee: copies of KEY_RES sent for duplicate KEY_REQs
+        self.tag: bytes | None = None  # caller: request tag of key_req (COOKIE_REPLY matching)
+        self.cookie: bytes | None = None  # caller: the cookie the callee gave us
+        self.retry: bytes | None = None  # caller: COOKIE_RETRY sent instead of key_req
+        self.cookie_resends = 0  # caller: retries sent at once for a new cookie
+        self.validated = False  # callee: the caller's address proved itself (cookie or RING)
 
     @property
     def peer_int(self) -> int:
@@ -192,6 +230,7 @@ class SessionLayer:
         clock_offset: float = 0.0,
         ephemeral: Callable[[], ec.EllipticCurvePrivateKey] = _new_ephemeral,
         peer_seen: Callable[[int, Any, float], Any] | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
     ):
         self.identity = identity
         self.own_id: bytes = identity.node_id
@@ -208,6 +247,11 @@ class SessionLayer:
         self._by_eph: dict[bytes, Session] = {}  # caller ephemeral SPKI -> live callee session
         self._seen: dict[bytes, float] = {}  # accepted caller ephemeral SPKI -> forget after
         self._flood: FloodGuard | None = None  # KEY messages: per source host and global
+        self._admit: dict[str, FloodGuard] = {}  # "cookie" / "contact": proven addresses
+        self._arrivals: TokenBucket | None = None  # cookie-less KEY_REQs: the load meter
+        self._random_bytes = random_bytes
+        self._jar: CookieJar | None = None
+        self._res_bound: int | None = None  # the largest KEY_RES we can send
         self._pending: dict[int, Session] = {}  # callee sessions in key exchange, oldest first
         self._outbox: list[tuple[bytes, Any]] = []
         self._events: collections.deque = collections.deque()
@@ -224,6 +268,8 @@ class SessionLayer:
                 self._on_key_res(data, addr, now)
             elif kind == MEDIA or kind == SIGNAL:
                 self._on_packet(data, addr, now)
+            elif kind == COOKIE:
+                self._on_cookie(data, addr, now)
             else:
                 raise Drop("unknown_type" if data else "empty")
         except Drop as drop:
@@ -340,7 +386,7 @@ class SessionLayer:
                 (
                     s.id, s.role, s.peer_id, s.addr, s.state, s.announced, s.entered, s.ts_req,
                     s.key_req, s.key_res, s.tries, s.retx_at, s.last_sent, s.last_recv,
-                    s.next_ring, s.next_report, s.eph_private is None,
+                    s.next_ring, s.next_report, s.eph_private is None, s.cookie, s.validated,
                     None if s.tx is None else (bytes(s.tx.key), s.tx.seq),
                     None if s.rx is None else (bytes(s.rx.key), s.rx.window.highest,
                                                s.rx.window.bits, s.rx.packets),
@@ -364,19 +410,85 @@ class SessionLayer:
     def _fresh(self, timestamp: int, now: float) -> bool:
         return abs(self._wall_ms(now) - timestamp) <= self.settings.freshness_window * 1000
 
-    def _rate_limit(self, addr: Any, now: float, cost: float = 1.0) -> None:
-        """Take a token from the source host's and the global bucket, else Drop with the
-        reason (`rate_limited_source` or `rate_limited`)."""
-        guard = self._flood
+    def _rate_limit(self, addr: Any, now: float, cost: float = 1.0, budget: str = "") -> None:
+        """Take a token from the source host's and the global bucket of `budget` ("" for
+        cookie-less KEY_REQs, "cookie" / "contact" for proven addresses), else Drop with the
+        reason (`rate_limited_source` or `rate_limited`, prefixed by the budget's name)."""
+        settings = self.settings
+        guard = self._flood if not budget else self._admit.get(budget)
         if guard is None:
-            settings = self.settings
-            guard = self._flood = FloodGuard(
-                settings.global_rate, settings.global_burst, settings.source_rate,
-                settings.source_burst, now, settings.max_sources, always=True,
-            )
+            rate, burst = {
+                "": (settings.global_rate, settings.global_burst),
+                "cookie": (settings.cookie_rate, settings.cookie_burst),
+                "contact": (settings.contact_rate, settings.contact_burst),
+            }[budget]
+            guard = FloodGuard(rate, burst, settings.source_rate, settings.source_burst, now,
+                               settings.max_sources, always=True)
+            if budget:
+                self._admit[budget] = guard
+            else:
+                self._flood = guard
         reason = guard.check(_host(addr), now, cost)
         if reason is not None:
-            raise Drop(reason)
+            raise Drop(f"{budget}_{reason}" if budget else reason)
+
+    # -- retry cookies --------------------------------------------------------------------------
+
+    def _cookie_jar(self) -> CookieJar:
+        if self._jar is None:
+            self._jar = CookieJar(self.settings.cookie_rotation, self._random_bytes)
+        return self._jar
+
+    def _under_load(self, now: float) -> bool:
+        """Meter a cookie-less KEY_REQ: True when they arrive faster than `global_rate` for
+        long enough to use up `load_threshold` of `global_burst` (each one takes a token,
+        answered or not, so a steady flood keeps the node under load)."""
+        settings = self.settings
+        meter = self._arrivals
+        if meter is None:
+            meter = self._arrivals = TokenBucket(settings.global_rate, settings.global_burst, now)
+        loaded = meter.level(now) < settings.global_burst * settings.load_threshold
+        meter.take(now)
+        return loaded
+
+    def _key_res_bound(self) -> int:
+        """The largest KEY_RES we send: type, ephemeral SPKI, our SPKI, timestamp, signature."""
+        if self._res_bound is None:
+            der = self.identity.public_der
+            self._res_bound = 1 + 91 + len(der) + 8 + max_signature_size(load_identity(der))
+        return self._res_bound
+
+    def _send_cookie(self, key_req: bytes, size: int, addr: Any, now: float) -> None:
+        """Answer a KEY_REQ of `size` bytes with a COOKIE_REPLY (never larger than it)."""
+        if size < COOKIE_REPLY_SIZE:
+            raise Drop("truncated")
+        tag = request_tag(key_req)
+        self._outbox.append((encode_cookie_reply(tag, self._cookie_jar().mint(addr, tag, now)),
+                             addr))
+        self.stats["cookie_sent"] += 1
+
+    def _on_cookie(self, data: bytes, addr: Any, now: float) -> None:
+        msg = decode_cookie(data)
+        if msg.op != COOKIE_REPLY:
+            tag = request_tag(msg.key_req)
+            if not self._cookie_jar().valid(addr, tag, msg.cookie, now):
+                raise Drop("bad_cookie")  # forged, from another address, or expired
+            self._on_key_req(msg.key_req, addr, now, len(data), proven=True)
+            return
+        # a caller: a COOKIE_REPLY for a KEY_REQ of ours sent to that address
+        for session in self._awaiting.get(addr, ()):
+            if session.tag == msg.tag:
+                break
+        else:
+            raise Drop("unsolicited_cookie")
+        if msg.cookie == session.cookie:
+            raise Drop("duplicate_cookie")  # our retry is on its way or lost: the timer resends
+        if session.cookie_resends >= self.settings.key_tries:
+            raise Drop("cookie_resends")  # a peer that keeps changing its cookie: timer only
+        session.cookie = msg.cookie
+        session.retry = encode_cookie_retry(msg.cookie, session.key_req)
+        session.cookie_resends += 1
+        self._outbox.append((session.retry, addr))  # at once: the KEY_RES is a round trip away
 
     def _start_key_exchange(self, session: Session, addr: Any, now: float) -> None:
         private = self._ephemeral()
@@ -388,6 +500,7 @@ class SessionLayer:
             self.identity.sign, self.identity.public_der, self.own_id, session.peer_id,
             session.eph_spki, session.ts_req,
         )
+        session.tag = request_tag(session.key_req)
         session.tries = 1
         session.retx_at = now + self.settings.key_retry if self.settings.key_tries > 1 else None
         session.key_res_budget = TokenBucket(
@@ -397,7 +510,12 @@ class SessionLayer:
         self._set_state(session, S.KEY_EXCHANGE, now)
         self._outbox.append((session.key_req, addr))
 
-    def _on_key_req(self, data: bytes, addr: Any, now: float) -> None:
+    def _on_key_req(
+        self, data: bytes, addr: Any, now: float, size: int = 0, proven: bool = False
+    ) -> None:
+        """A KEY_REQ, bare or (`proven`) inside a COOKIE_RETRY whose cookie was valid for
+        `addr`; `size` is the datagram's length (the 3x rule's measure)."""
+        size = size or len(data)
         msg = decode_key(data)
         live = self._by_eph.get(msg.ephemeral)
         if live is not None:
@@ -406,7 +524,11 @@ class SessionLayer:
                 live.answers += 1
                 if live.answers >= self.settings.key_tries:
                     return  # more copies than a caller sends: someone replays it; stay quiet
-                self._outbox.append((live.key_res, addr))  # answered again, idempotently
+                live.validated = live.validated or proven
+                if live.validated or len(live.key_res) <= AMPLIFICATION * size:
+                    self._outbox.append((live.key_res, addr))  # answered again, idempotently
+                else:
+                    self._send_cookie(data, size, addr, now)  # the big KEY_RES only once proven
                 if live.state is S.KEY_EXCHANGE:  # our KEY_RES was lost: wait for RING anew
                     live.entered = now
                 return
@@ -424,10 +546,27 @@ class SessionLayer:
         settings = self.settings
         if len(self._sessions) >= settings.max_sessions and not self._pending:
             raise Drop("pending_full")  # every session is a call: nothing to evict
+        if not proven and (
+            self._under_load(now) or self._key_res_bound() > AMPLIFICATION * size
+        ):
+            self._send_cookie(data, size, addr, now)  # before loading any key: costs one HMAC
+            return
         peer_eph = load_ephemeral(msg.ephemeral)
         identity_key = load_identity(msg.identity)
-        # everything cheap has passed: only now spend a token on the signature check
-        self._rate_limit(addr, now, verify_cost(identity_key))  # costlier key types, more tokens
+        # everything cheap has passed: only now spend a token on the signature check, from the
+        # budget of proven addresses (contacts apart) when a cookie came with it
+        budget = ""
+        if proven:
+            trusted = settings.trusted
+            budget = "contact" if trusted is not None and trusted(
+                int.from_bytes(caller_id, "big")) else "cookie"
+        try:
+            self._rate_limit(addr, now, verify_cost(identity_key), budget)
+        except Drop:
+            if proven:
+                raise
+            self._send_cookie(data, size, addr, now)  # refused here: the cookie budget may not be
+            raise
         check_signature(
             identity_key, msg.signature,
             req_signed_data(caller_id, self.own_id, msg.timestamp, msg.ephemeral),
@@ -448,6 +587,7 @@ class SessionLayer:
         session = Session(self._next_id, Role.CALLEE, caller_id, now)
         self._next_id += 1
         session.addr = addr
+        session.validated = proven
         session.ts_req = msg.timestamp
         session.caller_eph = msg.ephemeral
         session.key_req = data
@@ -577,6 +717,7 @@ class SessionLayer:
         self, session: Session, kind: int, seq: int, plaintext: bytes, now: float
     ) -> None:
         session.last_recv = now
+        session.validated = True  # an authentic packet from its address: the address answers
         state = session.state
         if kind == MEDIA:
             if state is S.TALKING:
@@ -703,7 +844,7 @@ class SessionLayer:
                     self._end(session, reason, now)
                 return
         if session.retx_at is not None and now >= session.retx_at:  # caller: KEY_REQ again
-            self._outbox.append((session.key_req, session.addr))
+            self._outbox.append((session.retry or session.key_req, session.addr))
             session.retx_at = now + settings.key_retry * 2 ** session.tries
             session.tries += 1
             if session.tries >= settings.key_tries:

@@ -10,11 +10,17 @@ MEDIA (0x04) and SIGNAL (0x05):
 
 SIGNAL plaintext: kind (1) | body, see `SIGNAL_BODY`.
 
+COOKIE (0x07), the stateless address proof (issue 17; docs/protocol.md section 11a):
+    COOKIE_REPLY: type (1) | 0x01 | request tag (16) | cookie (16)         34 bytes, callee -> caller
+    COOKIE_RETRY: type (1) | 0x02 | cookie (16) | KEY_REQ (unchanged)     caller -> callee
+The request tag is SHA-256(KEY_REQ)[:16]: the caller matches a reply to a KEY_REQ it sent.
+
 Parsers raise `Drop(reason)`; the layer counts the reason and drops the datagram.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 
@@ -23,6 +29,11 @@ KEY_RES = 0x03
 MEDIA = 0x04
 SIGNAL = 0x05
 COOKIE = 0x07  # cookie reply to a KEY_REQ under load (issue 17); routed to the session
+COOKIE_REPLY = 0x01  # COOKIE operations (second byte)
+COOKIE_RETRY = 0x02
+TAG_LEN = 16  # request tag and cookie: 128 bits each
+COOKIE_REPLY_SIZE = 2 + 2 * TAG_LEN  # 34 bytes
+COOKIE_RETRY_OVERHEAD = 2 + TAG_LEN  # 18 bytes in front of the KEY_REQ
 
 MAX_KEY_MESSAGE = 4096  # bytes; room for RSA identities up to 8192 bits
 MAX_SPKI = 2048
@@ -116,6 +127,49 @@ def decode_key(data: bytes) -> KeyMessage:
         raise Drop("truncated")
     (timestamp,) = _U64.unpack_from(data, id_end)
     return KeyMessage(data[0], data[1:eph_end], data[eph_end:id_end], timestamp, data[sig_start:])
+
+
+@dataclass(frozen=True, slots=True)
+class CookieMessage:
+    op: int  # COOKIE_REPLY or COOKIE_RETRY
+    cookie: bytes  # 16 bytes
+    tag: bytes  # COOKIE_REPLY: the request tag; COOKIE_RETRY: b""
+    key_req: bytes  # COOKIE_RETRY: the KEY_REQ datagram it carries; COOKIE_REPLY: b""
+
+
+def request_tag(key_req: bytes) -> bytes:
+    """What a COOKIE_REPLY echoes and a cookie is bound to: SHA-256 of the KEY_REQ, cut to 16."""
+    return hashlib.sha256(key_req).digest()[:TAG_LEN]
+
+
+def encode_cookie_reply(tag: bytes, cookie: bytes) -> bytes:
+    return bytes((COOKIE, COOKIE_REPLY)) + tag + cookie
+
+
+def encode_cookie_retry(cookie: bytes, key_req: bytes) -> bytes:
+    return bytes((COOKIE, COOKIE_RETRY)) + cookie + key_req
+
+
+def decode_cookie(data: bytes) -> CookieMessage:
+    """A COOKIE datagram's fields; the KEY_REQ inside a retry is decoded by `decode_key`."""
+    if len(data) < 2:
+        raise Drop("truncated")
+    if data[0] != COOKIE:
+        raise Drop("unknown_type")
+    op = data[1]
+    if op == COOKIE_REPLY:
+        if len(data) != COOKIE_REPLY_SIZE:
+            raise Drop("truncated" if len(data) < COOKIE_REPLY_SIZE else "oversized")
+        return CookieMessage(op, data[2 + TAG_LEN :], data[2 : 2 + TAG_LEN], b"")
+    if op == COOKIE_RETRY:
+        if len(data) <= COOKIE_RETRY_OVERHEAD:
+            raise Drop("truncated")
+        if len(data) > COOKIE_RETRY_OVERHEAD + MAX_KEY_MESSAGE:
+            raise Drop("oversized")
+        if data[COOKIE_RETRY_OVERHEAD] != KEY_REQ:
+            raise Drop("bad_cookie_retry")  # only a KEY_REQ travels with a cookie
+        return CookieMessage(op, data[2:COOKIE_RETRY_OVERHEAD], b"", data[COOKIE_RETRY_OVERHEAD:])
+    raise Drop("unknown_cookie_op")
 
 
 def packet_header(data: bytes) -> tuple[int, int]:
