@@ -38,6 +38,9 @@ class ConstantLatency:
     def add_node(self, rng: Random) -> None:  # nothing per node
         pass
 
+    def add_median_node(self) -> None:  # every place is the median
+        pass
+
     def delay(self, src: int, dst: int) -> float:
         return self.one_way
 
@@ -87,6 +90,30 @@ class CoordinateLatency:
             self._y.append(r * math.sin(phi))
             self._z.append(z)
         self._access.append(rng.expovariate(1.0 / self.access_mean))
+
+    def position(self, node: int) -> tuple[float, ...]:
+        """Where `node` sits: (x, y) on the plane, a unit vector (x, y, z) on the sphere."""
+        if self._z is None:
+            return (self._x[node], self._y[node])
+        return (self._x[node], self._y[node], self._z[node])
+
+    def add_median_node(self, access: float = 0.0) -> None:
+        """Place the next address at the coordinate-wise median of the nodes placed so far
+        (a server in a well-connected data centre: access delay `access`, default none).
+        On the sphere the median vector is projected back onto the surface."""
+        if not self._access:
+            raise ValueError("place the nodes before their median")
+        x, y = float(np.median(self._x)), float(np.median(self._y))
+        if self._z is None:
+            self._x.append(x)
+            self._y.append(y)
+        else:
+            z = float(np.median(self._z))
+            norm = math.sqrt(x * x + y * y + z * z) or 1.0
+            self._x.append(x / norm)
+            self._y.append(y / norm)
+            self._z.append(z / norm)
+        self._access.append(access)
 
     def delay(self, src: int, dst: int) -> float:
         x, y = self._x, self._y
@@ -217,6 +244,16 @@ class TopologyLatency:
     def router_of(self, node: int) -> int:
         return self._router[node]
 
+    def add_median_node(self, access: float = 0.0) -> None:
+        """Place the next address at the router whose median delay to the nodes' routers is
+        least (the graph's 1-median over the population), with access delay `access`."""
+        if not self._router:
+            raise ValueError("place the nodes before their median")
+        used = np.asarray(self._router, dtype=np.int64)
+        best = int(np.argmin(np.median(self.paths[:, used], axis=1)))
+        self._router.append(best)
+        self._access.append(access)
+
     def delay(self, src: int, dst: int) -> float:
         router = self._router
         return (
@@ -247,6 +284,9 @@ class JitteredLatency:
 
     def add_node(self, rng: Random) -> None:
         self.base.add_node(rng)
+
+    def add_median_node(self) -> None:
+        self.base.add_median_node()
 
     def delay(self, src: int, dst: int) -> float:
         return self.base.delay(src, dst) * (1.0 + self.rng.expovariate(self._rate))

@@ -9,10 +9,21 @@ Three kinds of node (RFC 4787 terms; one UDP port a node, so "address" means the
   only addresses the node has sent to within the last `timeout` seconds can reach it. Replies
   to its own requests get through; unsolicited requests from anyone else are dropped.
 
-Mappings keep the address the node sends from (endpoint-independent mapping), so the address
-others learn from its packets stays valid: this is the design's assumption (a sender's address
-is the one its packets come from). Symmetric NATs, which change the mapping per destination,
-are not modelled.
+- SYMMETRIC: endpoint-dependent mapping (a new outside port for every destination) with the
+  same filtering. Addresses in the simulator are node numbers without ports, so the port's
+  effect is modelled where it decides an outcome (docs/testbed.md, the NAT combination table):
+  replies on a flow the node opened get through (routing answers, a callee's KEY_RES);
+  session datagrams (types 0x02-0x05, 0x07) get through only once the node has sent a session
+  datagram to their sender (a caller's KEY_REQ opens the flow its answers come back on; a
+  callee's address as found by a lookup is the port towards somebody else, so nothing reaches
+  a symmetric callee, even after its PUNCH opened yet another port). An address observed by a
+  third party (a rendezvous, an address probe) carries the port of the flow towards that
+  party: transport/sim.py gives traversal datagrams such ports (`flow_port`) and drops those
+  sent to a port whose flow belongs to someone else.
+
+Full-cone and filtering mappings keep the address the node sends from (endpoint-independent
+mapping), so the address others learn from its packets stays valid: this is the design's
+assumption (a sender's address is the one its packets come from).
 
 `timeout` defaults to 120 s, the least RFC 4787 (REQ-5) allows for a UDP mapping; measured
 home gateways often use less (Hätönen et al., "An experimental study of home gateway
@@ -27,15 +38,18 @@ from __future__ import annotations
 
 from random import Random
 
-OPEN, FULL_CONE, FILTERING = 0, 1, 2
-KIND_NAMES = ("open", "full_cone", "filtering")
+from kadtalk.sim.registry import SIM_PORT
+
+OPEN, FULL_CONE, FILTERING, SYMMETRIC = 0, 1, 2, 3
+KIND_NAMES = ("open", "full_cone", "filtering", "symmetric")
+SESSION_TYPES = frozenset((0x02, 0x03, 0x04, 0x05, 0x07))  # first bytes of session datagrams
 _PRUNE_EVERY = 256  # a filtering node's peer dict is pruned each time it grows past a multiple
 
 
 class NatTable:
     """Kinds of every node and the NAT mappings of those that have sent something."""
 
-    __slots__ = ("kinds", "timeout", "filtered", "_last_out", "_peers")
+    __slots__ = ("kinds", "timeout", "filtered", "_last_out", "_peers", "_session_peers")
 
     def __init__(self, timeout: float = 120.0):
         if timeout <= 0:
@@ -45,15 +59,20 @@ class NatTable:
         self.filtered = 0  # inbound datagrams dropped by a NAT
         self._last_out: dict[int, float] = {}  # full-cone node -> time it last sent
         self._peers: dict[int, dict[int, float]] = {}  # filtering node -> {peer: time last sent to}
+        self._session_peers: dict[int, dict[int, float]] = {}  # symmetric node -> session flows
 
-    def add_node(self, rng: Random, full_cone: float, filtering: float) -> int:
+    def add_node(self, rng: Random, full_cone: float, filtering: float,
+                 symmetric: float = 0.0) -> int:
         """Place the next address behind a full-cone NAT with probability `full_cone`, behind a
-        filtering NAT with probability `filtering`, else on a public address."""
+        filtering NAT with probability `filtering`, behind a symmetric one with probability
+        `symmetric`, else on a public address (one draw a node, whatever the shares)."""
         draw = rng.random()
         if draw < full_cone:
             kind = FULL_CONE
         elif draw < full_cone + filtering:
             kind = FILTERING
+        elif draw < full_cone + filtering + symmetric:
+            kind = SYMMETRIC
         else:
             kind = OPEN
         self.kinds.append(kind)
@@ -63,18 +82,25 @@ class NatTable:
         """The node at `addr` left: its NAT drops the mappings (a new session starts closed)."""
         self._last_out.pop(addr, None)
         self._peers.pop(addr, None)
+        self._session_peers.pop(addr, None)
 
-    def outbound(self, src: int, dst: int, now: float) -> None:
-        """`src` sends to `dst`: open or refresh `src`'s mapping."""
+    def outbound(self, src: int, dst: int, now: float, payload: object = None) -> None:
+        """`src` sends `payload` to `dst`: open or refresh `src`'s mapping."""
         kind = self.kinds[src]
         if not kind:
             return
         if kind == FULL_CONE:
             self._last_out[src] = now
             return
-        peers = self._peers.get(src)
+        if kind == SYMMETRIC and _is_session(payload):
+            self._remember(self._session_peers, src, dst, now)
+        self._remember(self._peers, src, dst, now)
+
+    def _remember(self, table: dict[int, dict[int, float]], src: int, dst: int,
+                  now: float) -> None:
+        peers = table.get(src)
         if peers is None:
-            peers = self._peers[src] = {}
+            peers = table[src] = {}
         fresh = dst not in peers
         peers[dst] = now
         if fresh and len(peers) % _PRUNE_EVERY == 0:
@@ -82,18 +108,32 @@ class NatTable:
             for peer in [p for p, t in peers.items() if t < oldest]:
                 del peers[peer]
 
-    def admits(self, dst: int, src: int, now: float) -> bool:
-        """Does a datagram from `src` reach `dst` at `now`?"""
+    def admits(self, dst: int, src: int, now: float, payload: object = None) -> bool:
+        """Does a datagram (`payload`) from `src` reach `dst` at `now`?"""
         kind = self.kinds[dst]
         if not kind:
             return True
         if kind == FULL_CONE:
             last = self._last_out.get(dst)
         else:
-            peers = self._peers.get(dst)
+            table = self._session_peers if kind == SYMMETRIC and _is_session(payload) else self._peers
+            peers = table.get(dst)
             last = peers.get(src) if peers is not None else None
         return last is not None and now - last <= self.timeout
+
+    def flow_port(self, addr: int, peer: int) -> int | None:
+        """The outside port `addr`'s NAT gives its flow towards `peer`: None (the node's one
+        port) unless `addr` is behind a symmetric NAT. Deterministic, never the simulator's
+        common port (sim/registry.py)."""
+        if self.kinds[addr] != SYMMETRIC:
+            return None
+        port = 1024 + (addr * 2_654_435_761 + peer * 40_503) % 60_000
+        return port + 1 if port == SIM_PORT else port
 
     def mapped(self) -> int:
         """NATed nodes that hold mapping state now (for memory accounting)."""
         return len(self._last_out) + len(self._peers)
+
+
+def _is_session(payload: object) -> bool:
+    return type(payload) is bytes and len(payload) > 0 and payload[0] in SESSION_TYPES

@@ -4,9 +4,10 @@ The hook plays the part of trio's FakeNet router: it sees every datagram with it
 and returns the delays to deliver it with, so it can drop ([]), delay ([d + x]) or duplicate
 ([d, d2]) it.
 
-Two optional observers cost nothing when absent: a network built with a NAT table
-(sim/nat.py) or a traffic tap (sim/traffic.py) becomes an `ObservedNetwork`, whose `send` and
-arrival do the extra work; a plain SimNetwork's hot path is unchanged.
+Two optional observers cost nothing when absent: a NAT table (sim/nat.py) and a traffic tap
+(sim/traffic.py) need an `ObservedNetwork`, whose `send` and arrival do the extra work; a plain
+SimNetwork's hot path is unchanged. `make_network` picks the class; building one directly works
+too (a SimNetwork refuses observers, so none is silently ignored).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class SimNetwork:
         self.lost = 0
         self.nat = nat  # a NatTable: filters inbound datagrams of NATed nodes, counts drops
         self.tap = tap  # tap(src, dst, payload) sees every datagram sent (traffic accounting)
-        if nat is not None or tap is not None:
-            self.__class__ = ObservedNetwork
+        if (nat is not None or tap is not None) and not isinstance(self, ObservedNetwork):
+            raise ValueError("a NAT table or a tap needs an ObservedNetwork (see make_network)")
 
     def send(self, src: int, dst: int, payload: Any) -> None:
         self.sent += 1
@@ -73,7 +74,7 @@ class SimNetwork:
 
 
 class ObservedNetwork(SimNetwork):
-    """A SimNetwork with a NAT table and/or a traffic tap (made by SimNetwork itself)."""
+    """A SimNetwork with a NAT table and/or a traffic tap."""
 
     __slots__ = ()
 
@@ -81,13 +82,28 @@ class ObservedNetwork(SimNetwork):
         if self.tap is not None:
             self.tap(src, dst, payload)
         if self.nat is not None:
-            self.nat.outbound(src, dst, self.env.now)  # the mapping opens as the datagram leaves
+            # the mapping opens as the datagram leaves
+            self.nat.outbound(src, dst, self.env.now, payload)
         SimNetwork.send(self, src, dst, payload)
 
     def _arrive(self, event: simpy.Event) -> None:
         dst, payload, src = event.value
         nat = self.nat
-        if nat is not None and not nat.admits(dst, src, self.env.now):
+        if nat is not None and not nat.admits(dst, src, self.env.now, payload):
             nat.filtered += 1  # the NAT in front of dst drops it (checked on arrival)
             return
         self.receiver(dst, payload, src)
+
+
+def make_network(
+    env: simpy.Environment,
+    latency: Any,
+    rng: Random,
+    loss: float = 0.0,
+    hook: Hook | None = None,
+    nat: Any = None,
+    tap: Callable[[int, int, Any], None] | None = None,
+) -> SimNetwork:
+    """An ObservedNetwork when a NAT table or a tap is given, else a plain SimNetwork."""
+    cls = ObservedNetwork if nat is not None or tap is not None else SimNetwork
+    return cls(env, latency, rng, loss=loss, hook=hook, nat=nat, tap=tap)

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadtalk.sim.latency import ConstantLatency
-from kadtalk.sim.nat import FILTERING, FULL_CONE, OPEN, NatTable
-from kadtalk.sim.network import ObservedNetwork, SimNetwork
+from kadtalk.sim.nat import FILTERING, FULL_CONE, OPEN, SYMMETRIC, NatTable
+from kadtalk.sim.network import ObservedNetwork, SimNetwork, make_network
 
 TIMEOUT = 10.0
 
@@ -111,7 +111,7 @@ def test_shares_of_kinds():
 
 def net_with(nat=None, tap=None):
     env = simpy.Environment()
-    net = SimNetwork(env, ConstantLatency(0.05), Random(1), nat=nat, tap=tap)
+    net = make_network(env, ConstantLatency(0.05), Random(1), nat=nat, tap=tap)
     arrivals = []
     net.receiver = lambda dst, payload, src: arrivals.append((round(env.now, 9), src, dst, payload))
     return env, net, arrivals
@@ -151,10 +151,42 @@ def test_the_filter_applies_on_arrival():
 def test_tap_sees_every_datagram_sent_even_lost_ones():
     seen = []
     env = simpy.Environment()
-    net = SimNetwork(env, ConstantLatency(0.05), Random(1), loss=0.5,
-                     tap=lambda s, d, p: seen.append((s, d, p)))
+    net = make_network(env, ConstantLatency(0.05), Random(1), loss=0.5,
+                       tap=lambda s, d, p: seen.append((s, d, p)))
     net.receiver = lambda *a: None
     for i in range(100):
         net.send(0, 1, i)
     env.run()
     assert len(seen) == 100 and net.lost > 0
+
+
+def test_a_plain_network_refuses_observers_it_would_ignore():
+    with pytest.raises(ValueError, match="ObservedNetwork"):
+        SimNetwork(simpy.Environment(), ConstantLatency(), Random(1), nat=table(OPEN))
+
+
+KEY_REQ, ROUTING = bytes((0x02,)) + bytes(8), bytes((0x00,)) + bytes(8)
+
+
+def test_symmetric_nat_admits_replies_but_not_session_datagrams_it_did_not_start():
+    """docs/testbed.md's table: a symmetric host can call out, cannot be called."""
+    nat = table(SYMMETRIC, OPEN)
+    nat.outbound(0, 1, 0.0, ROUTING)  # a routing request opens a flow: its answer gets in
+    assert nat.admits(0, 1, 0.1, ROUTING)
+    assert not nat.admits(0, 1, 0.1, KEY_REQ)  # a caller's KEY_REQ to the callee's DHT address
+    nat.outbound(0, 1, 0.2, KEY_REQ)  # the symmetric host calls: the answers come back
+    assert nat.admits(0, 1, 0.3, KEY_REQ)
+    assert not nat.admits(0, 1, 0.2 + TIMEOUT + 1, KEY_REQ)  # the mapping expires
+    assert nat.flow_port(0, 1) != nat.flow_port(0, 2) and nat.flow_port(1, 0) is None
+
+
+def test_shares_draw_one_number_a_node_and_symmetric_zero_changes_nothing():
+    kinds = {}
+    for symmetric in (0.0, 0.2):
+        nat, rng = NatTable(), Random(5)
+        for _ in range(2000):
+            nat.add_node(rng, 0.3, 0.2, symmetric)
+        kinds[symmetric] = bytes(nat.kinds)
+    assert kinds[0.0].count(SYMMETRIC) == 0 and 300 < kinds[0.2].count(SYMMETRIC) < 500
+    # the same draws: a node is open without symmetric NATs iff it is open or symmetric with them
+    assert all((a == OPEN) == (b in (OPEN, SYMMETRIC)) for a, b in zip(kinds[0.0], kinds[0.2]))
