@@ -7,7 +7,13 @@ Device names (config [audio], flags --capture / --playback, the `set_audio` comm
   non-blocking, so the event loop never waits on a device;
 - ``none``: capture sends silence, playback discards;
 - ``tone:HZ`` (capture only): a steady test tone;
-- ``wav:PATH``: capture plays a WAV file (then silence), playback records one.
+- ``wav:PATH``: capture plays a WAV file (then silence), playback records one. Playback never
+  overwrites an existing file that is not a kadtalk recording (`check_recording`).
+
+A control client (`set_audio`) may choose only what `choose` allows: the devices the user
+configured, ``none``, ``default``, a tone, the PCMs ALSA lists (`offered`), and WAV files inside
+the recordings directory (``[audio] recordings_dir``). Arbitrary ALSA names are refused because
+a PCM name can write files too (``file:FILE=PATH``, ``tee:``).
 
 The tick comes from the daemon's clock, not from the device: a capture device that has no
 frame ready this tick sends nothing (the peer's jitter buffer conceals it), and a playback device
@@ -19,7 +25,12 @@ daemon keeps running; a device that fails during a call is closed and replaced b
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+import os
+import stat
+import struct
+from pathlib import Path
+from typing import Any, Iterable
 
 from kadtalk.node.media.call import MediaCall, MediaSettings
 from kadtalk.node.media.codec import FRAME_BYTES, SILENCE
@@ -29,6 +40,84 @@ log = logging.getLogger(__name__)
 
 class AudioError(Exception):
     """An audio device cannot be opened or used; the message names it."""
+
+
+class NotAllowed(Exception):
+    """A control client asked for a device or file it may not choose; the message says why."""
+
+
+MIN_TONE, MAX_TONE = 20.0, 20000.0  # Hz
+
+
+def tone_hz(name: str) -> float:
+    """The frequency of ``tone:HZ`` (ValueError unless a finite 20-20000)."""
+    hz = float(name[5:])
+    if not (math.isfinite(hz) and MIN_TONE <= hz <= MAX_TONE):
+        raise ValueError(f"a tone is {MIN_TONE:g}-{MAX_TONE:g} Hz")
+    return hz
+
+
+# A kadtalk recording starts with the header WavSink writes: RIFF/WAVE, PCM, mono, 48 kHz, 16 bit.
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH")
+
+
+def check_recording(path: Path) -> None:
+    """ValueError unless writing a recording to ``path`` destroys nothing: it does not exist, or
+    it is a regular file (not a symlink) that is empty or holds a kadtalk recording's header."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} exists and is not a regular file")
+    if info.st_size == 0:
+        return
+    with open(path, "rb") as f:
+        head = f.read(_HEADER.size)
+    fields = _HEADER.unpack(head) if len(head) == _HEADER.size else None
+    if fields is None or (fields[0], fields[2], fields[3], fields[5], fields[6], fields[7],
+                          fields[10]) != (b"RIFF", b"WAVE", b"fmt ", 1, 1, 48000, 16):
+        raise ValueError(f"{path} exists and is not a kadtalk recording (a 48 kHz mono 16-bit "
+                         "WAV file); kadtalk never overwrites other files")
+
+
+def offered(kind: str) -> list[str]:
+    """The PCM names alsa-lib lists for ``kind`` (capture / playback), as `aplay -L` does."""
+    try:
+        from kadtalk.transport.alsa import devices
+
+        capture, playback = devices()
+    except Exception:  # no alsa-lib, no pyalsaaudio: only the other choices
+        return []
+    return capture if kind == "capture" else playback
+
+
+def choose(name: str, kind: str, configured: Iterable[str], recordings: Path) -> str:
+    """The device name a control client may set for ``kind``, with a ``wav:`` path made absolute
+    inside ``recordings``; NotAllowed or ValueError (a bad tone) otherwise."""
+    name = name.strip()
+    if name in ("none", "default") or name in {c.strip() for c in configured}:
+        return name
+    if name.startswith("tone:") and kind == "capture":
+        tone_hz(name)
+        return name
+    if name.startswith("wav:"):
+        base = recordings.resolve()
+        path = Path(name[4:]).expanduser()
+        real = (path if path.is_absolute() else base / path).resolve()
+        if real == base or not real.is_relative_to(base):
+            raise NotAllowed(f"a WAV file must lie in the recordings directory {base} "
+                             "([audio] recordings_dir); give a name inside it")
+        if kind == "playback":
+            try:
+                check_recording(real)
+            except ValueError as e:
+                raise NotAllowed(str(e)) from None
+        return f"wav:{real}"
+    if name in offered(kind):
+        return name
+    raise NotAllowed(f"{name!r} is not a {kind} device this daemon offers (the `devices` command "
+                     "lists them); other names can be set in config.toml or with --" + kind)
 
 
 class Silence:
@@ -77,7 +166,7 @@ def open_capture(name: str) -> Any:
         if name.startswith("tone:"):
             from kadtalk.transport.audiofile import ToneSource
 
-            return ToneSource(float(name[5:]))
+            return ToneSource(tone_hz(name))
         if name.startswith("wav:"):
             from kadtalk.transport.audiofile import WavSource
 
@@ -100,6 +189,7 @@ def open_playback(name: str) -> Any:
         if name.startswith("wav:"):
             from kadtalk.transport.audiofile import WavSink
 
+            check_recording(Path(name[4:]))
             return WavSink(name[4:])
         from kadtalk.transport.alsa import AlsaPlayback
 

@@ -8,8 +8,14 @@ Files in the config directory (``$XDG_CONFIG_HOME/kadtalk``, else ``~/.config/ka
 - ``peers.json``: the routing table's best contacts, saved at shutdown and loaded at start so
   the daemon rejoins without a bootstrap node.
 
-A file that exists but cannot be read or parsed is an error that names the file; it is never
-replaced silently (``peers.json``, a cache, is moved aside to ``peers.json.bad`` with a warning).
+A file that exists but cannot be read or parsed (truncated, binary, nested too deeply, numbers
+too long, wrong types) is a ConfigError that names the file; it is never replaced silently
+(``peers.json``, a cache, is moved aside to ``peers.json.bad`` with a warning). Files are saved
+atomically through ``.NAME.HEX.tmp``; ones a killed save left are removed at start
+(`remove_temporaries`).
+
+Recordings chosen by a control client (``set_audio`` ``wav:NAME``) go to ``[audio]
+recordings_dir``, by default ``$XDG_DATA_HOME/kadtalk/recordings`` (``~/.local/share/...``).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,10 @@ def _xdg(variable: str, fallback: Path) -> Path:
 
 def config_dir() -> Path:
     return _xdg("XDG_CONFIG_HOME", Path.home() / ".config") / "kadtalk"
+
+
+def data_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", Path.home() / ".local" / "share") / "kadtalk"
 
 
 def runtime_dir() -> Path:
@@ -80,6 +92,7 @@ class Config:
     bootstrap: list[str] = field(default_factory=list)  # [network] bootstrap = ["HOST:PORT"]
     capture: str = "default"  # [audio] capture (ALSA PCM name, or none / tone:HZ / wav:PATH)
     playback: str = "default"  # [audio] playback (ALSA PCM name, or none / wav:PATH)
+    recordings_dir: str = ""  # [audio] recordings_dir: where clients' wav: files live
     socket: str = ""  # [control] socket (default: runtime dir)
     web: bool = False  # [web] enabled
     web_host: str = "127.0.0.1"  # [web] host
@@ -108,6 +121,10 @@ class Config:
         return self.config_dir / "peers.json"
 
     @property
+    def recordings_path(self) -> Path:
+        return Path(self.recordings_dir).expanduser() if self.recordings_dir else data_dir() / "recordings"
+
+    @property
     def socket_path(self) -> Path:
         return Path(self.socket) if self.socket else default_socket()
 
@@ -115,7 +132,8 @@ class Config:
 # TOML layout: section -> {key: (Config field, type)}
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "network": {"host": ("host", str), "port": ("port", int), "bootstrap": ("bootstrap", list)},
-    "audio": {"capture": ("capture", str), "playback": ("playback", str)},
+    "audio": {"capture": ("capture", str), "playback": ("playback", str),
+              "recordings_dir": ("recordings_dir", str)},
     "control": {"socket": ("socket", str)},
     "web": {"enabled": ("web", bool), "host": ("web_host", str), "port": ("web_port", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
@@ -141,8 +159,9 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
         raise ConfigError(f"cannot read config file {path}: {e}") from e
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:
+        # ValueError: an integer of more than 4,300 digits; RecursionError: deep nesting
+        raise ConfigError(f"config file {path} is not valid TOML: {str(e)[:200]}") from None
     for section, values in data.items():
         schema = _SCHEMA.get(section)
         if schema is None or not isinstance(values, dict):
@@ -183,8 +202,11 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
 # -- JSON state files ---------------------------------------------------------------------------
 
 
+_TEMPORARY = re.compile(r"\.(contacts|blocked|peers)\.json\.[0-9a-f]{12}\.tmp")
+
+
 def write_private(path: Path, text: str) -> None:
-    """Write ``path`` atomically, owner-only."""
+    """Write ``path`` atomically, owner-only, through ``.NAME.HEX.tmp``."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -198,6 +220,28 @@ def write_private(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_temporaries(directory: Path) -> list[str]:
+    """Remove the temporary files of saves that a SIGKILL or power loss interrupted (only names
+    `write_private` makes for kadtalk's own files); the names removed. Two daemons must not
+    share a config directory."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if _TEMPORARY.fullmatch(name):
+            try:
+                os.unlink(directory / name)
+            except OSError as e:
+                log.warning("cannot remove the left-over temporary file %s: %s", directory / name, e)
+            else:
+                removed.append(name)
+    if removed:
+        log.info("removed %d temporary file(s) of an interrupted save in %s", len(removed), directory)
+    return removed
+
+
 def _read_json(path: Path, what: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -207,8 +251,9 @@ def _read_json(path: Path, what: str) -> Any:
         raise ConfigError(f"cannot read {what} {path}: {e}") from e
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{what} {path} is not valid JSON ({e}); fix it or move it away") from e
+    except (ValueError, RecursionError) as e:  # also: > 4,300 digits, nested too deeply
+        raise ConfigError(f"{what} {path} is not valid JSON ({str(e)[:200]}); fix it or move it "
+                          "away") from None
 
 
 def load_blocked(path: Path) -> list[str]:
@@ -235,6 +280,12 @@ def parse_id(text: Any) -> str | None:
     if len(text) == 40 and all(c in "0123456789abcdef" for c in text):
         return text
     return None
+
+
+def name_key(name: str) -> str:
+    """What makes two contact names the same: Unicode case folding after compatibility
+    normalisation ("Straße" = "STRASSE" = "ＳＴＲＡＳＳＥ")."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def check_name(name: Any) -> str:
@@ -271,6 +322,11 @@ class Contacts:
                 raise ConfigError(f"contacts file {path}: entry {i}: {e}") from None
             if node_id is None or name is None:
                 raise ConfigError(f"contacts file {path}: entry {i} needs an id and a name")
+            other = self.resolve(name)
+            if other is not None and other != node_id:
+                raise ConfigError(
+                    f"contacts file {path}: entry {i}: {name!r} and {self.by_id[other]!r} are the "
+                    "same name (names are case-insensitive); rename one")
             self.by_id[node_id] = name
 
     def list(self) -> list[dict[str, str]]:
@@ -285,9 +341,9 @@ class Contacts:
         if node_id is not None:
             return node_id
         if isinstance(text, str):
-            wanted = text.strip().lower()
+            wanted = name_key(text.strip())
             for node_id, name in self.by_id.items():
-                if name.lower() == wanted:
+                if name_key(name) == wanted:
                     return node_id
         return None
 
@@ -322,8 +378,9 @@ class Contacts:
         return {"id": hex_id, "name": name}
 
     def _check_unique(self, name: str, hex_id: str) -> None:
+        key = name_key(name)
         for other, other_name in self.by_id.items():
-            if other != hex_id and other_name.lower() == name.lower():
+            if other != hex_id and name_key(other_name) == key:
                 raise ValueError(f"another contact is already called {other_name!r}")
 
     def save(self) -> None:
@@ -340,7 +397,8 @@ def load_peers(path: Path) -> list[tuple[str, tuple[str, int]]]:
         for item in data["peers"]:
             node_id = parse_id(item["id"])
             host, port = item["host"], item["port"]
-            if node_id is None or not isinstance(host, str) or type(port) is not int:
+            if (node_id is None or not isinstance(host, str) or not 0 < len(host) <= 253
+                    or type(port) is not int or not 0 < port < 65536):
                 raise ValueError("bad entry")
             peers.append((node_id, (host, port)))
         return peers[:MAX_PEERS]

@@ -35,9 +35,10 @@ from kadtalk.node.session import (
 from kadtalk.transport.udp import UdpDriver, parse_hostport, start_node
 
 from . import protocol
-from .audio import AudioError, CallAudio, check_devices
+from .audio import AudioError, CallAudio, NotAllowed, check_devices, choose, offered
 from .config import (
-    Config, ConfigError, Contacts, load_blocked, load_peers, private_dir, save_blocked, save_peers,
+    Config, ConfigError, Contacts, load_blocked, load_peers, private_dir, remove_temporaries,
+    save_blocked, save_peers,
 )
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,12 @@ class Client:
             self.closed = True
             transport.abort()
             return
-        self.writer.write(protocol.encode(message))
+        try:
+            data = protocol.encode(message)
+        except Exception as e:  # a bug; the client still gets an answer and keeps its connection
+            log.exception("cannot encode a message for control client %s", self.peer)
+            data = protocol.encode(_error(None, None, "internal", f"internal error: {e}"))
+        self.writer.write(data)
 
 
 class Daemon:
@@ -106,6 +112,7 @@ class Daemon:
         self.want_web = web
         self.identity = identity
         self.node_id = identity.hex_id
+        remove_temporaries(config.config_dir)  # of saves a SIGKILL interrupted
         self.contacts = Contacts(config.contacts_path)  # ConfigError names a broken file
         self._recent_calls: dict[str, collections.deque] = {}  # caller -> times it rang, last minute
         self._blocked = load_blocked(config.blocked_path)  # from `kadtalk block`; ConfigError if broken
@@ -380,7 +387,11 @@ class Daemon:
                         client.send(_error(None, None, "line_too_long",
                                            f"a request line has at most {protocol.MAX_LINE} bytes"))
                     elif line.strip():
-                        self._handle_line(client, line)
+                        try:
+                            self._handle_line(client, line)
+                        except Exception as e:  # a bug: answer, keep the connection
+                            log.exception("control line failed")
+                            client.send(_error(None, None, "internal", f"internal error: {e}"))
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass  # the client went away, or the daemon is stopping
         finally:
@@ -855,12 +866,35 @@ class Daemon:
     def cmd_remove_contact(self, client: Client, msg: dict) -> dict:
         return self._contact_op(lambda: self.contacts.remove(msg.get("who")))
 
+    def _choose(self, kind: str, value: Any) -> str | None:
+        """A device a client named, if it may choose it (audio.choose: configured, listed, or a
+        WAV file in the recordings directory)."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+            raise protocol.BadRequest("bad_argument", f'"{kind}" must be a device name')
+        configured = (self.config.capture, self.config.playback)
+        try:
+            if value.strip().startswith("wav:"):
+                self.config.recordings_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return choose(value, kind, configured, self.config.recordings_path)
+        except NotAllowed as e:
+            raise protocol.BadRequest("not_allowed", str(e)) from None
+        except (ValueError, ConfigError) as e:
+            raise protocol.BadRequest("bad_argument", f"{kind} {value!r}: {e}") from None
+        except OSError as e:
+            raise protocol.BadRequest(
+                "io_error", f"recordings directory {self.config.recordings_path}: {e}") from None
+
+    def cmd_devices(self, client: Client, msg: dict) -> dict:
+        fixed = ["none", "default", self.config.capture, self.config.playback]
+        lists = {kind: list(dict.fromkeys(fixed + (["tone:440"] if kind == "capture" else [])
+                                          + offered(kind))) for kind in ("capture", "playback")}
+        return {**lists, "recordings_dir": str(self.config.recordings_path)}
+
     def cmd_set_audio(self, client: Client, msg: dict) -> dict:
-        capture, playback = msg.get("capture"), msg.get("playback")
-        for value, key in ((capture, "capture"), (playback, "playback")):
-            if value is not None and (not isinstance(value, str) or not value.strip()
-                                      or len(value) > 4096):
-                raise protocol.BadRequest("bad_argument", f'"{key}" must be a device name')
+        capture = self._choose("capture", msg.get("capture"))
+        playback = self._choose("playback", msg.get("playback"))
         try:
             call = self.call
             if call is not None and call.audio is not None:
@@ -906,6 +940,7 @@ COMMANDS: dict[str, Callable] = {
     "rename_contact": Daemon.cmd_rename_contact,
     "remove_contact": Daemon.cmd_remove_contact,
     "set_audio": Daemon.cmd_set_audio,
+    "devices": Daemon.cmd_devices,
     "stats": Daemon.cmd_stats,
     "block": Daemon.cmd_block,
     "unblock": Daemon.cmd_unblock,
