@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from random import Random
 from typing import Any, Callable
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from kadtalk.node.identity import Identity
@@ -23,7 +25,10 @@ def identity(kind: str = "p256", name: str = "") -> Identity:
         maker: dict[str, Callable[[], Any]] = {
             "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
             "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+            "p521": lambda: ec.generate_private_key(ec.SECP521R1()),
             "rsa": lambda: rsa.generate_private_key(65537, 2048),
+            "rsa4096": lambda: rsa.generate_private_key(65537, 4096),
+            "rsa8192": _rsa8192,
             "dsa": lambda: _dsa_parameters().generate_private_key(),
             "ed25519": ed25519.Ed25519PrivateKey.generate,
         }
@@ -41,7 +46,15 @@ def _dsa_parameters():
     return _DSA_PARAMETERS[0]
 
 
+def _rsa8192():
+    """The largest identity allowed (RSA 8,192 bits), from a file: making one takes seconds to
+    minutes. A test key only (tests/node/session/rsa8192.pem); one key, whatever the name."""
+    with open(Path(__file__).with_name("rsa8192.pem"), "rb") as f:
+        return serialization.load_pem_private_key(f.read(), None)
+
+
 KINDS = ("p256", "p384", "rsa", "dsa", "ed25519")
+ALL_SIZES = KINDS + ("p521", "rsa4096", "rsa8192")  # every key type, smallest to largest sizes
 
 
 def as_int(ident: Identity) -> int:
