@@ -7,11 +7,16 @@ signatures are deterministic ECDSA (RFC 6979), the timestamps fixed. Usage:
     python -m kadtalk.node.session.vectors -o FILE         # write it
     python -m kadtalk.node.session.vectors --check FILE    # exit 1 if FILE differs
     python -m kadtalk.node.session.vectors --extra -o docs/vectors/session-extra.json
+    python -m kadtalk.node.session.vectors --cookie -o docs/vectors/session-cookie.json
 
 `--extra` makes the verify-only vectors: KEY_REQ / KEY_RES between identities of other key
 types (RSA-PSS, DSA, Ed25519, P-384; RSA-PSS and DSA signatures are randomised, so the file is
 checked by verifying it, not by regenerating it) and negative datagrams that a receiver of the
 main vectors' call must drop, each with the reason this implementation counts.
+
+`--cookie` makes the retry-cookie vectors (issue 17): the main KEY_REQ from a fixed UDP address,
+a fixed cookie secret, the callee's COOKIE_REPLY, the caller's COOKIE_RETRY, and the KEY_RES the
+retry draws (the main file's KEY_RES, byte for byte). Deterministic: checked by regenerating.
 """
 
 from __future__ import annotations
@@ -223,16 +228,64 @@ def generate_extra() -> dict[str, Any]:
     }
 
 
+COOKIE_SECRET_LABEL = "kadtalk test vector cookie secret"
+COOKIE_CALLER_ADDR = ("192.0.2.1", 5004)  # the caller's address as the callee sees it
+
+
+def generate_cookie() -> dict[str, Any]:
+    """The cookie exchange in front of the main vectors' key exchange, made by the layers."""
+    from .wire import COOKIE_REPLY_SIZE
+
+    main = generate()
+    secret = hashlib.sha256(COOKIE_SECRET_LABEL.encode()).digest()
+    keys = {name: _key(f"kadtalk test vector {name}") for name in
+            ("caller identity", "caller ephemeral", "callee identity", "callee ephemeral")}
+    callee_id = DeterministicIdentity.of(keys["callee identity"])
+    caller_id = DeterministicIdentity.of(keys["caller identity"])
+    always = SessionSettings(load_threshold=2.0)  # under load from the first KEY_REQ on
+    callee = SessionLayer(callee_id, Random(0), always, EPOCH, lambda: keys["callee ephemeral"],
+                          random_bytes=lambda n: secret[:n])
+    caller = SessionLayer(caller_id, Random(0), always, EPOCH, lambda: keys["caller ephemeral"])
+    callee_addr = ("198.51.100.2", 5004)
+    caller.call(int.from_bytes(callee_id.node_id, "big"), 0.0, addr=callee_addr)
+    ((key_req, _),) = caller.datagrams_to_send(0.0)
+    callee.receive_datagram(key_req, COOKIE_CALLER_ADDR, CALLEE_DELAY)
+    ((reply, _),) = callee.datagrams_to_send(CALLEE_DELAY)
+    caller.receive_datagram(reply, callee_addr, CALLEE_DELAY)
+    ((retry, _),) = caller.datagrams_to_send(CALLEE_DELAY)
+    callee.receive_datagram(retry, COOKIE_CALLER_ADDR, CALLEE_DELAY)
+    ((key_res, _),) = callee.datagrams_to_send(CALLEE_DELAY)
+    assert key_req.hex() == main["key_req"] and key_res.hex() == main["key_res"]
+    assert len(reply) == COOKIE_REPLY_SIZE
+    return {
+        "about": "retry cookies (docs/protocol.md section 11a) in front of session.json's call",
+        "cookie_secret": secret.hex(),
+        "caller_address": {"ip": COOKIE_CALLER_ADDR[0], "port": COOKIE_CALLER_ADDR[1]},
+        "key_req": key_req.hex(),
+        "request_tag": reply[2:18].hex(),
+        "cookie": reply[18:34].hex(),
+        "cookie_reply": reply.hex(),
+        "cookie_retry": retry.hex(),
+        "key_res": key_res.hex(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", help="write the vectors to this file")
     parser.add_argument("--check", metavar="FILE", help="compare FILE with fresh vectors")
     parser.add_argument("--extra", action="store_true",
                         help="the verify-only vectors (other key types, negative datagrams)")
+    parser.add_argument("--cookie", action="store_true", help="the retry-cookie vectors")
     args = parser.parse_args(argv)
     if args.extra and args.check:
         parser.error("the extra vectors are verify-only: tests/node/session/test_vectors.py")
-    text = json.dumps(generate_extra(), indent=2) + "\n" if args.extra else render()
+    if args.extra:
+        text = json.dumps(generate_extra(), indent=2) + "\n"
+    elif args.cookie:
+        text = json.dumps(generate_cookie(), indent=2) + "\n"
+    else:
+        text = render()
     if args.check:
         with open(args.check) as f:
             if f.read() != text:

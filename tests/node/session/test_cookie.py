@@ -53,10 +53,12 @@ def test_cookie_layouts():
     assert retry == bytes((COOKIE, COOKIE_RETRY)) + cookie + b"\x02hello"
     msg = decode_cookie(retry)
     assert (msg.op, msg.cookie, msg.key_req) == (COOKIE_RETRY, cookie, b"\x02hello")
-    for bad, reason in ((b"", "truncated"), (b"\x07", "truncated"), (reply[:-1], "truncated"),
-                        (reply + b"\x00", "oversized"), (b"\x07\x03" + bytes(32), "unknown_cookie_op"),
-                        (retry[:18], "truncated"), (retry[:18] + b"\x03", "bad_cookie_retry"),
-                        (retry[:18] + b"\x02" * 4097, "oversized"), (b"\x02" + reply[1:], "unknown_type")):
+    for bad, reason in (
+        (b"", "truncated"), (b"\x07", "truncated"), (reply[:-1], "truncated"),
+        (reply + b"\x00", "oversized"), (b"\x07\x03" + bytes(32), "unknown_cookie_op"),
+        (retry[:18], "truncated"), (retry[:18] + b"\x03", "bad_cookie_retry"),
+        (retry[:18] + b"\x02" * 4097, "oversized"), (b"\x02" + reply[1:], "unknown_type"),
+    ):
         with pytest.raises(Drop) as drop:
             decode_cookie(bad)
         assert drop.value.reason == reason

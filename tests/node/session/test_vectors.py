@@ -221,3 +221,34 @@ def test_the_field_by_field_key_req_in_the_spec_is_the_vectors_key_req_in_order(
     assert b"".join(fields) == data and f"KEY_REQ ({len(data)} bytes)" in spec
     assert f"ts_req = {ts}" in block and f"ECDSA signature ({len(sig)})" in block
     assert f"identity SPKI ({len(ident)}, P-256)" in block
+
+
+COOKIE = PATH.with_name("session-cookie.json")
+
+
+def test_cookie_vectors_are_what_the_generator_makes():
+    assert vectors.main(["--cookie", "--check", str(COOKIE)]) == 0, (
+        "regenerate with: python -m kadtalk.node.session.vectors --cookie "
+        "-o docs/vectors/session-cookie.json")
+
+
+def test_cookie_vectors_check_out_independently():
+    """From docs/protocol.md section 11a alone: tag = SHA-256(KEY_REQ)[:16]; cookie =
+    HMAC-SHA-256(secret, "kadtalk/1 cookie" | IPv4 (4) | port (2) | tag)[:16]; COOKIE_REPLY =
+    07 01 tag cookie; COOKIE_RETRY = 07 02 cookie KEY_REQ; the KEY_RES it draws is the main one."""
+    import hmac
+    import ipaddress
+
+    v = json.loads(COOKIE.read_text())
+    main = json.loads(PATH.read_text())
+    req = bytes.fromhex(v["key_req"])
+    assert v["key_req"] == main["key_req"] and v["key_res"] == main["key_res"]
+    tag = hashlib.sha256(req).digest()[:16]
+    addr = (ipaddress.IPv4Address(v["caller_address"]["ip"]).packed
+            + struct.pack(">H", v["caller_address"]["port"]))
+    cookie = hmac.new(bytes.fromhex(v["cookie_secret"]), b"kadtalk/1 cookie" + addr + tag,
+                      hashlib.sha256).digest()[:16]
+    assert (v["request_tag"], v["cookie"]) == (tag.hex(), cookie.hex())
+    assert bytes.fromhex(v["cookie_reply"]) == b"\x07\x01" + tag + cookie
+    assert len(bytes.fromhex(v["cookie_reply"])) == 34
+    assert bytes.fromhex(v["cookie_retry"]) == b"\x07\x02" + cookie + req
