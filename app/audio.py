@@ -1,5 +1,5 @@
-"""The daemon's audio pipeline for one call: capture -> Opus -> MEDIA, MEDIA -> jitter buffer ->
-Opus -> playback, one 20 ms frame per tick of the daemon's timer.
+"""The daemon's audio policy: which device names mean what, which ones a control client may
+choose, and opening them as one call's `AudioPump` (transport/audiopump.py moves the frames).
 
 Device names (config [audio], flags --capture / --playback, the `set_audio` command):
 
@@ -15,11 +15,8 @@ configured, ``none``, ``default``, a tone, the PCMs ALSA lists (`offered`), and 
 the recordings directory (``[audio] recordings_dir``). Arbitrary ALSA names are refused because
 a PCM name can write files too (``file:FILE=PATH``, ``tee:``).
 
-The tick comes from the daemon's clock, not from the device: a capture device that has no
-frame ready this tick sends nothing (the peer's jitter buffer conceals it), and a playback device
-with no room drops the frame. Devices are opened when a call is placed or answered and closed
-when it ends, so a device that is busy or unplugged is reported right then (AudioError) and the
-daemon keeps running; a device that fails during a call is closed and replaced by silence.
+Devices are opened when a call is placed or answered and closed when it ends, so a device that
+is busy or unplugged is reported right then (AudioError) and the daemon keeps running.
 """
 
 from __future__ import annotations
@@ -32,8 +29,8 @@ import struct
 from pathlib import Path
 from typing import Any, Iterable
 
-from kadtalk.node.media.call import MediaCall, MediaSettings
-from kadtalk.node.media.codec import FRAME_BYTES, SILENCE
+from kadtalk.node.media.call import MediaSettings
+from kadtalk.transport.audiopump import AudioPump, Discard, Endless, Silence, close, describe
 
 log = logging.getLogger(__name__)
 
@@ -120,43 +117,6 @@ def choose(name: str, kind: str, configured: Iterable[str], recordings: Path) ->
                      "lists them); other names can be set in config.toml or with --" + kind)
 
 
-class Silence:
-    """Capture `none`: silence for ever."""
-
-    def read_frame(self) -> bytes:
-        return SILENCE
-
-    def close(self) -> None:
-        pass
-
-
-class Discard:
-    """Playback `none`."""
-
-    frames = 0
-
-    def write_frame(self, pcm: bytes) -> bool:
-        self.frames += 1
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-class _Endless:
-    """A finite source followed by silence."""
-
-    def __init__(self, source: Any):
-        self.source = source
-
-    def read_frame(self) -> bytes:
-        frame = self.source.read_frame()
-        return SILENCE if frame is None else frame
-
-    def close(self) -> None:
-        self.source.close()
-
-
 def open_capture(name: str) -> Any:
     """A capture device with `read_frame()` (bytes, or None: nothing ready) and `close()`."""
     name = name.strip()
@@ -170,12 +130,12 @@ def open_capture(name: str) -> Any:
         if name.startswith("wav:"):
             from kadtalk.transport.audiofile import WavSource
 
-            return _Endless(WavSource(name[4:]))
+            return Endless(WavSource(name[4:]))
         from kadtalk.transport.alsa import AlsaCapture
 
         return AlsaCapture(name, nonblocking=True)
     except Exception as e:  # ALSAAudioError, OSError, ValueError, wave.Error
-        raise AudioError(f"cannot open capture device {name!r}: {_describe(e)}") from e
+        raise AudioError(f"cannot open capture device {name!r}: {describe(e)}") from e
 
 
 def open_playback(name: str) -> Any:
@@ -195,116 +155,32 @@ def open_playback(name: str) -> Any:
 
         return AlsaPlayback(name, nonblocking=True)
     except Exception as e:
-        raise AudioError(f"cannot open playback device {name!r}: {_describe(e)}") from e
-
-
-def _describe(error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    if "No such file" in text or "Unknown PCM" in text:
-        text += " (no such device: unplugged, or a wrong name? `aplay -L` lists them)"
-    elif "busy" in text.lower():
-        text += " (another program is using it)"
-    return text
+        raise AudioError(f"cannot open playback device {name!r}: {describe(e)}") from e
 
 
 def check_devices(capture: str, playback: str) -> None:
     """Open and close both devices; AudioError names the one that fails."""
-    CallAudio(capture, playback).close()
+    open_audio(capture, playback).close()
 
 
-class CallAudio:
-    """One call's devices and media (`MediaCall`). Create it before the call is placed or
-    answered (it opens the devices), `attach` the session once known, `tick` every 20 ms while
-    talking, hand it every session event, `close` it when the call ends."""
-
-    def __init__(self, capture: str, playback: str, settings: MediaSettings | None = None):
-        self.capture_name = capture
-        self.playback_name = playback
-        self.settings = settings
-        self.source = open_capture(capture)
-        try:
-            self.sink = open_playback(playback)
-        except AudioError:
-            self.source.close()
-            raise
-        self.media: MediaCall | None = None
-        self.errors: list[str] = []  # device failures during the call, for the daemon to report
-        self.frames_captured = 0
-        self.frames_played = 0
-
-    def attach(self, session_id: int) -> None:
-        if self.media is None or self.media.session_id != session_id:
-            self.media = MediaCall(session_id, self.settings)
-
-    def tick(self, now: float, muted: bool) -> bytes | None:
-        """Capture and encode one frame (the MEDIA payload, or None when the device had none
-        ready); play one frame. Device failures are recorded in `errors`, never raised."""
-        media = self.media
-        if media is None:
-            return None
-        pcm = None
-        try:
-            pcm = self.source.read_frame()
-        except Exception as e:
-            self._fail("capture", e)
-        payload = None
-        if pcm is not None:
-            self.frames_captured += 1
-            if muted or len(pcm) != FRAME_BYTES:
-                pcm = SILENCE
-            payload = media.send_frame(pcm, now)
-        out = media.play_frame(now)
-        try:
-            if self.sink.write_frame(out):
-                self.frames_played += 1
-        except Exception as e:
-            self._fail("playback", e)
-        return payload
-
-    def on_event(self, event: Any) -> bool:
-        return self.media is not None and self.media.handle_event(event)
-
-    def swap(self, capture: str | None, playback: str | None) -> None:
-        """Switch devices mid-call; on AudioError the old devices stay."""
-        source = open_capture(capture) if capture else None
-        try:
-            sink = open_playback(playback) if playback else None
-        except AudioError:
-            if source is not None:
-                source.close()
-            raise
-        if source is not None:
-            _close(self.source)
-            self.source, self.capture_name = source, capture
-        if sink is not None:
-            _close(self.sink)
-            self.sink, self.playback_name = sink, playback
-
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.media.stats()) if self.media is not None else {}
-        out.update(frames_captured=self.frames_captured, frames_played=self.frames_played,
-                   capture=self.capture_name, playback=self.playback_name)
-        return out
-
-    def _fail(self, kind: str, error: Exception) -> None:
-        name = self.capture_name if kind == "capture" else self.playback_name
-        message = f"{kind} device {name!r} failed: {_describe(error)}; continuing without it"
-        log.warning("%s", message)
-        self.errors.append(message)
-        if kind == "capture":
-            _close(self.source)
-            self.source = Silence()
-        else:
-            _close(self.sink)
-            self.sink = Discard()
-
-    def close(self) -> None:
-        _close(self.source)
-        _close(self.sink)
-
-
-def _close(device: Any) -> None:
+def open_audio(capture: str, playback: str, settings: MediaSettings | None = None) -> AudioPump:
+    """One call's devices as an AudioPump (AudioError names the device that fails)."""
+    source = open_capture(capture)
     try:
-        device.close()
-    except Exception as e:  # a device that fails on close must not stop the daemon
-        log.debug("closing an audio device: %s", e)
+        sink = open_playback(playback)
+    except AudioError:
+        close(source)
+        raise
+    return AudioPump(source, sink, settings, capture, playback)
+
+
+def swap(pump: AudioPump, capture: str | None, playback: str | None) -> None:
+    """Switch a call's devices by name; on AudioError the old devices stay."""
+    source = open_capture(capture) if capture else None
+    try:
+        sink = open_playback(playback) if playback else None
+    except AudioError:
+        if source is not None:
+            close(source)
+        raise
+    pump.replace(source, sink, capture, playback)

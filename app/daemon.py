@@ -32,10 +32,11 @@ from kadtalk.node.session import (
     MissedCall,
     Role,
 )
+from kadtalk.transport.audiopump import AudioPump
 from kadtalk.transport.udp import UdpDriver, parse_hostport, start_node
 
 from . import protocol
-from .audio import AudioError, CallAudio, NotAllowed, check_devices, choose, offered
+from .audio import AudioError, NotAllowed, check_devices, choose, offered, open_audio, swap
 from .config import (
     Config, ConfigError, Contacts, load_blocked, load_peers, private_dir, remove_temporaries,
     save_blocked, save_peers,
@@ -67,7 +68,7 @@ class Call:
     peer: str  # hex node ID
     role: Role
     state: str
-    audio: CallAudio | None = None
+    audio: AudioPump | None = None
     muted: bool = False
     created: float = 0.0  # loop time
     talking_since: float | None = None  # loop time
@@ -710,9 +711,9 @@ class Daemon:
             self._on_node_event(event)
         return {"session": session_id, "peer": peer, "name": self.contacts.name_of(peer)}
 
-    def _open_audio(self) -> CallAudio:
+    def _open_audio(self) -> AudioPump:
         try:
-            audio = CallAudio(self.capture, self.playback)
+            audio = open_audio(self.capture, self.playback)
         except AudioError as e:
             self.audio_error = str(e)
             self._broadcast({"event": "audio_error", "message": str(e)})
@@ -898,7 +899,7 @@ class Daemon:
         try:
             call = self.call
             if call is not None and call.audio is not None:
-                call.audio.swap(capture, playback)
+                swap(call.audio, capture, playback)
             else:
                 check_devices(capture or self.capture, playback or self.playback)
         except AudioError as e:

@@ -1,44 +1,158 @@
-"""Moves one call's audio between audio devices and a node, one 20 ms frame per tick.
+"""Moves one call's audio between audio devices and the sans-I/O `MediaCall`, one 20 ms frame
+per tick: the daemon's call audio (app/daemon.py) and the media tests (tests/node/media) use it.
 
-Devices are anything with `read_frame()` (capture: ALSA, WAV, tone) and `write_frame(pcm)`
-(playback: ALSA, WAV). The driver calls `tick(now)` every 20 ms and passes every node event
-to `on_event`; the media itself is the sans-I/O `MediaCall`.
+Devices are anything with `read_frame()` (capture: ALSA, WAV, tone; None means "no frame ready
+this tick") and `write_frame(pcm)` (playback: ALSA, WAV), both with `close()`. The driver calls
+`attach(session_id)` once the session is known, `tick(now, muted)` every 20 ms while talking,
+sends the payload it returns with `Node.send_media`, and passes every node event to `on_event`.
+
+The tick comes from the driver's clock, not from the device: a capture device with no frame
+ready sends nothing (the peer's jitter buffer conceals it), a playback device with no room drops
+the frame. A device that fails is closed and replaced by silence (capture) or `Discard`
+(playback); the failure is recorded in `errors`, never raised, so the call goes on.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kadtalk.node.media.call import MediaCall, MediaSettings
-from kadtalk.node.media.codec import SILENCE
+from kadtalk.node.media.codec import FRAME_BYTES, SILENCE
+
+log = logging.getLogger(__name__)
+
+
+class Silence:
+    """A capture device that gives silence for ever."""
+
+    def read_frame(self) -> bytes:
+        return SILENCE
+
+    def close(self) -> None:
+        pass
+
+
+class Discard:
+    """A playback device that drops every frame."""
+
+    frames = 0
+
+    def write_frame(self, pcm: bytes) -> bool:
+        self.frames += 1
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class Endless:
+    """A finite source (a WAV file: None at its end) followed by silence."""
+
+    def __init__(self, source: Any):
+        self.source = source
+
+    def read_frame(self) -> bytes:
+        frame = self.source.read_frame()
+        return SILENCE if frame is None else frame
+
+    def close(self) -> None:
+        self.source.close()
 
 
 class AudioPump:
-    __slots__ = ("node", "session_id", "media", "source", "sink", "ticks", "sent", "source_done")
+    """One call's devices and media. `capture_name` / `playback_name` name the devices in
+    error messages and statistics."""
 
-    def __init__(self, node: Any, session_id: int, source: Any, sink: Any,
-                 settings: MediaSettings | None = None):
-        self.node = node
-        self.session_id = session_id
-        self.media = MediaCall(session_id, settings)
+    def __init__(self, source: Any, sink: Any, settings: MediaSettings | None = None,
+                 capture_name: str = "capture", playback_name: str = "playback"):
         self.source = source
-        self.sink = sink
-        self.ticks = 0
-        self.sent = 0
-        self.source_done = False
+        self.sink = sink if sink is not None else Discard()
+        self.settings = settings
+        self.capture_name = capture_name
+        self.playback_name = playback_name
+        self.media: MediaCall | None = None
+        self.errors: list[str] = []  # device failures, for the driver to report
+        self.frames_captured = 0
+        self.frames_played = 0
 
-    def tick(self, now: float) -> None:
-        """Capture, encode and send one frame; play one frame."""
-        self.ticks += 1
-        pcm = None if self.source_done else self.source.read_frame()
-        if pcm is None:
-            self.source_done = True
-            pcm = SILENCE
-        payload = self.media.send_frame(pcm, now)
-        if self.node.send_media(self.session_id, payload, now) is not None:
-            self.sent += 1
-        if self.sink is not None:
-            self.sink.write_frame(self.media.play_frame(now))
+    def attach(self, session_id: int) -> None:
+        if self.media is None or self.media.session_id != session_id:
+            self.media = MediaCall(session_id, self.settings)
+
+    def tick(self, now: float, muted: bool = False) -> bytes | None:
+        """Capture and encode one frame (the MEDIA payload, or None when the device had none
+        ready); play one frame."""
+        media = self.media
+        if media is None:
+            return None
+        pcm = None
+        try:
+            pcm = self.source.read_frame()
+        except Exception as e:
+            self._fail("capture", e)
+        payload = None
+        if pcm is not None:
+            self.frames_captured += 1
+            if muted or len(pcm) != FRAME_BYTES:
+                pcm = SILENCE
+            payload = media.send_frame(pcm, now)
+        out = media.play_frame(now)
+        try:
+            if self.sink.write_frame(out):
+                self.frames_played += 1
+        except Exception as e:
+            self._fail("playback", e)
+        return payload
 
     def on_event(self, event: Any) -> bool:
-        return self.media.handle_event(event)
+        return self.media is not None and self.media.handle_event(event)
+
+    def replace(self, source: Any = None, sink: Any = None, capture_name: str | None = None,
+                playback_name: str | None = None) -> None:
+        """Switch devices mid-call (None keeps one); the old ones are closed."""
+        if source is not None:
+            close(self.source)
+            self.source, self.capture_name = source, capture_name or self.capture_name
+        if sink is not None:
+            close(self.sink)
+            self.sink, self.playback_name = sink, playback_name or self.playback_name
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.media.stats()) if self.media is not None else {}
+        out.update(frames_captured=self.frames_captured, frames_played=self.frames_played,
+                   capture=self.capture_name, playback=self.playback_name)
+        return out
+
+    def _fail(self, kind: str, error: Exception) -> None:
+        name = self.capture_name if kind == "capture" else self.playback_name
+        message = f"{kind} device {name!r} failed: {describe(error)}; continuing without it"
+        log.warning("%s", message)
+        self.errors.append(message)
+        if kind == "capture":
+            close(self.source)
+            self.source = Silence()
+        else:
+            close(self.sink)
+            self.sink = Discard()
+
+    def close(self) -> None:
+        close(self.source)
+        close(self.sink)
+
+
+def describe(error: Exception) -> str:
+    """A device error for people: what failed, and the likely reason."""
+    text = str(error) or type(error).__name__
+    if "No such file" in text or "Unknown PCM" in text:
+        text += " (no such device: unplugged, or a wrong name? `aplay -L` lists them)"
+    elif "busy" in text.lower():
+        text += " (another program is using it)"
+    return text
+
+
+def close(device: Any) -> None:
+    try:
+        device.close()
+    except Exception as e:  # a device that fails on close must not stop the driver
+        log.debug("closing an audio device: %s", e)

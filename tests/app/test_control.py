@@ -372,7 +372,8 @@ def test_decline_busy_mute_cancel_and_device_switch_with_their_reasons(sock_root
 
 
 def test_a_device_that_fails_mid_call_is_replaced_by_silence_and_reported():
-    from kadtalk.app.audio import CallAudio, Discard, Silence
+    from kadtalk.app.audio import open_audio
+    from kadtalk.transport.audiopump import Discard, Silence
 
     class Broken:
         def read_frame(self):
@@ -384,7 +385,7 @@ def test_a_device_that_fails_mid_call_is_replaced_by_silence_and_reported():
         def close(self):
             raise OSError("already gone")
 
-    audio = CallAudio("none", "none")
+    audio = open_audio("none", "none")
     audio.attach(1)
     audio.source = audio.sink = Broken()
     assert audio.tick(0.0, muted=False) is None  # nothing captured this tick

@@ -1,7 +1,8 @@
 """Two real nodes (identities, session layer) in one process: a call with explicit time.
 
 Datagrams go through a path with a fixed delay, optional random loss of MEDIA packets and
-uniform jitter; every 20 ms each side's `AudioPump` captures, sends and plays one frame.
+uniform jitter; every 20 ms each side's `AudioPump` (the daemon's own) captures, encodes and
+plays one frame, and the payload goes out through `Node.send_media`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.session import CallState, IncomingCall
 from kadtalk.node.stack import Node
-from kadtalk.transport.audiopump import AudioPump
+from kadtalk.transport.audiopump import AudioPump, Endless
 
 WALL = 1_767_225_600.0
 A, B = ("10.0.0.1", 5004), ("10.0.0.2", 5004)
@@ -88,8 +89,11 @@ class CallNet:
         return sid_a, sid_b
 
     def talk(self, sid_a, sid_b, sources, sinks, seconds, settings=None, step=0.02) -> None:
-        self.pumps[A] = AudioPump(self.nodes[A], sid_a, sources[0], sinks[0], settings)
-        self.pumps[B] = AudioPump(self.nodes[B], sid_b, sources[1], sinks[1], settings)
+        for addr, sid, source, sink in ((A, sid_a, sources[0], sinks[0]),
+                                        (B, sid_b, sources[1], sinks[1])):
+            self.pumps[addr] = AudioPump(Endless(source), sink, settings)
+            self.pumps[addr].attach(sid)
+        sessions = {A: sid_a, B: sid_b}
         t = self.start
         end = self.start + seconds
         while t < end:
@@ -97,6 +101,8 @@ class CallNet:
             # arrivals due by now first, then one frame each way
             self.timers(t)
             self.flush(t)
-            for pump in self.pumps.values():
-                pump.tick(t)
+            for addr, pump in self.pumps.items():
+                payload = pump.tick(t)
+                if payload is not None:
+                    self.nodes[addr].send_media(sessions[addr], payload, t)
             self.flush(t)
