@@ -16,6 +16,10 @@ anything but its own documented drop exception, or breaks an invariant the targe
   session-stream  MEDIA / SIGNAL to a layer in a call: raw and mutated packets, and random
                   plaintexts sealed with the peer's real stream key (so signal parsing and the
                   call state machine see them): nothing raises;
+  session-cookie  COOKIE (0x07): wire.decode_cookie, then a caller waiting with a cookie-less
+                  KEY_REQ and a callee that demands cookies (always under load): nothing
+                  raises; the callee never answers more than 3x a datagram with anything but a
+                  valid cookie (its KEY_RES only to a retry whose cookie proves the address);
   traversal       NAT traversal (0x06: ADDR_REQ/RES, PUNCH_REQ/FWD, PUNCH) through a Node with
                   traversal on: nothing raises; no answer to the sender is larger than its request;
   control-json    the daemon's control framing (app/protocol.py): LineBuffer over random chunks,
@@ -419,6 +423,68 @@ def run_stream(state: StreamState, item: tuple) -> None:
     state.events(state.b)
 
 
+class CookieState(SessionState):
+    """a (at CALLER) has sent b (at CALLEE) a KEY_REQ; b, always under load, answered with a
+    COOKIE_REPLY that a has not seen yet; a's COOKIE_RETRY (made by hand) is a seed too."""
+
+    CALLER, CALLEE, OTHER = ("198.51.100.7", 4000), ("203.0.113.1", 5000), ("192.0.2.9", 1)
+
+    def __init__(self) -> None:
+        from kadtalk.node.session.layer import SessionSettings
+
+        super().__init__()
+        self.settings = SessionSettings(
+            max_pending=64, max_sessions=512, load_threshold=2.0, cookie_burst=1e12,
+            cookie_rate=1e12, source_burst=1e12, source_rate=1e12,
+        )
+        self.arm()
+
+    def arm(self) -> None:
+        from kadtalk.node.session.wire import encode_cookie_retry
+
+        self.rebuild()
+        now = self.now
+        self.a.call(self.peer("b"), now, addr=self.CALLEE)
+        ((self.key_req, _),) = self.a.datagrams_to_send(now)
+        self.b.receive_datagram(self.key_req, self.CALLER, now)
+        ((self.reply, _),) = self.b.datagrams_to_send(now)
+        self.retry = encode_cookie_retry(self.reply[18:34], self.key_req)
+        self.seeds = [self.reply, self.retry, self.key_req]
+
+
+def cookie_strategy(state: CookieState) -> st.SearchStrategy:
+    return st.tuples(
+        st.one_of(mutated(state.seeds), typed_bytes([7], 400), st.binary(max_size=400)),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from([state.CALLER, state.CALLEE, state.OTHER]),
+    )
+
+
+def run_cookie(state: CookieState, item: tuple) -> None:
+    from kadtalk.node.session.wire import COOKIE_RETRY, KEY_RES, Drop, decode_cookie
+
+    data, dst, src = item
+    proven = False
+    try:
+        msg = decode_cookie(data)
+        proven = msg.op == COOKIE_RETRY and src == state.CALLER and msg.cookie == state.retry[2:18]
+    except Drop:
+        pass
+    state.now += 1e-4
+    layer = state.layers[dst]
+    layer.receive_datagram(data, src, state.now)
+    # proven now, or earlier (a session of b's whose cookie or RING came from that address)
+    proven = proven or any(s.validated and s.addr == src for s in state.b.sessions.values())
+    for answer, to in layer.datagrams_to_send(state.now):
+        if layer is state.b and to == src and len(answer) > 3 * len(data) and not proven:
+            raise Violation(f"{len(answer)}-byte answer to {len(data)} unproven bytes")
+        if layer is state.b and answer[0] == KEY_RES and not proven:
+            raise Violation("a KEY_RES to an address that never proved itself")
+    state.events(layer)
+    if len(state.b.sessions) > 200 or len(state.a.sessions) > 8:
+        state.arm()
+
+
 # -- NAT traversal (0x06) --------------------------------------------------------------------------
 
 
@@ -734,6 +800,13 @@ TARGETS = {
         StreamState,
         stream_strategy,
         run_stream,
+    ),
+    "session-cookie": Target(
+        "session-cookie",
+        "COOKIE (0x07): wire + session layer",
+        CookieState,
+        cookie_strategy,
+        run_cookie,
     ),
     "traversal": Target(
         "traversal",
