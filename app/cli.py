@@ -99,9 +99,12 @@ def add_parsers(commands: Any) -> None:
     _client(commands, "stats", "statistics of the current (or the last) call")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
-                "open, then use them (in a call: switch at once).")
+                "open, then use them (in a call: switch at once). Only the devices the daemon "
+                "was configured with, none, default, tone:HZ, the PCMs ALSA lists (--list) and "
+                "wav:NAME files in the recordings directory can be chosen here.")
     p.add_argument("--capture", metavar="DEVICE")
     p.add_argument("--playback", metavar="DEVICE")
+    p.add_argument("--list", action="store_true", help="list the devices that can be chosen")
     p = commands.add_parser("web", help="serve the web GUI for a running daemon",
                             description="Serve the HTML5 GUI on 127.0.0.1 and bridge it to the "
                             "daemon's control socket. Open the printed URL (it holds a secret "
@@ -232,6 +235,11 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
             extra = {k: v for k, v in (("capture", args.capture), ("playback", args.playback)) if v}
             r = await client.request("set_audio", **extra)
             _out(args, r, f"capture {r['capture']!r}, playback {r['playback']!r}")
+        elif args.list:
+            r = await client.request("devices")
+            _out(args, r, "\n".join([f"capture:  {', '.join(r['capture'])}",
+                                      f"playback: {', '.join(r['playback'])}",
+                                      f"wav:NAME files live in {r['recordings_dir']}"]))
         else:
             s = await client.request("status")
             a = s["audio"]

@@ -32,7 +32,8 @@ async def start_daemon(root: Path, name: str, **settings) -> Daemon:
     """A daemon on 127.0.0.1 (any free UDP port), config dir root/name, socket root/name.sock."""
     directory = root / name
     config = Config(host="127.0.0.1", port=0, capture="none", playback="none",
-                    socket=str(root / f"{name}.sock"), config_dir=directory)
+                    socket=str(root / f"{name}.sock"), config_dir=directory,
+                    recordings_dir=str(root / f"{name}-recordings"))
     for key, value in settings.items():
         setattr(config, key, value)
     daemon = Daemon(config, load_identity(config), web=settings.pop("web", False))

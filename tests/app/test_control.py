@@ -276,7 +276,9 @@ def test_the_command_line_client_against_a_daemon(sock_root):
             code, out, _ = await kadtalk("audio", "--json")
             assert json.loads(out) == {"capture": "none", "playback": "none", "error": None}
             code, _, err = await kadtalk("audio", "--capture", "nosuchpcm")
-            assert code == 1 and "nosuchpcm" in err
+            assert code == 1 and "nosuchpcm" in err and "offers" in err
+            code, out, _ = await kadtalk("audio", "--list")
+            assert code == 0 and "tone:440" in out and "recordings" in out
             assert (await kadtalk("contacts", "remove", "Dora M"))[0] == 0
         finally:
             await d.stop()
