@@ -23,7 +23,7 @@ from kadtalk.sim.traffic import TrafficTap
 
 CHURN_KINDS = ("none", "exponential", "weibull")
 TOPOLOGIES = ("waxman", "barabasi_albert")
-JOIN_RETRY_DELAY = 1.0
+from kadtalk.node.upkeep import JOIN_RETRY_DELAY  # noqa: E402 (the node's join-retry rule)
 TABLE_SAMPLE = 1000  # nodes whose tables the end-of-run table census reads
 
 
@@ -47,12 +47,19 @@ def check(study: Any) -> None:
             raise ValueError("session and offline must be positive")
         if study.session_shape <= 0 or study.offline_shape <= 0:
             raise ValueError("session_shape and offline_shape must be positive")
-    if not (0 <= study.nat_full_cone <= 1 and 0 <= study.nat_filtering <= 1):
+    symmetric = nat_symmetric(study)
+    if not all(0 <= share <= 1 for share in (study.nat_full_cone, study.nat_filtering, symmetric)):
         raise ValueError("NAT shares must be in [0, 1]")
-    if study.nat_full_cone + study.nat_filtering > 1:
-        raise ValueError("nat_full_cone + nat_filtering must be at most 1")
+    if study.nat_full_cone + study.nat_filtering + symmetric > 1:
+        raise ValueError("the NAT shares (full cone, filtering, symmetric) add up to at most 1")
     if study.nat_timeout <= 0:
         raise ValueError("nat_timeout must be positive")
+
+
+def nat_symmetric(study: Any) -> float:
+    """The share of nodes behind symmetric NATs (a field of the call study; the lookup study
+    has none: its routing-only nodes never punch holes)."""
+    return getattr(study, "nat_symmetric", 0.0)
 
 
 def make_latency(study: Any) -> Any:
@@ -77,11 +84,12 @@ class World:
         self.ids = ids
         self.nodes = study.nodes
         self.nat: NatTable | None = None
-        if study.nat_full_cone or study.nat_filtering:
+        symmetric = nat_symmetric(study)
+        if study.nat_full_cone or study.nat_filtering or symmetric:
             self.nat = NatTable(study.nat_timeout)
             rng = feature_rng(study.seed, "nat")
             for _ in range(study.nodes):
-                self.nat.add_node(rng, study.nat_full_cone, study.nat_filtering)
+                self.nat.add_node(rng, study.nat_full_cone, study.nat_filtering, symmetric)
             # Node 0 starts the network and is the early newcomers' bootstrap: public, like a
             # deployed DHT's well-known bootstrap servers. A join through a NATed node that has
             # not sent to the newcomer fails and is retried through another node.

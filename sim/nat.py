@@ -18,8 +18,8 @@ Three kinds of node (RFC 4787 terms; one UDP port a node, so "address" means the
   callee's address as found by a lookup is the port towards somebody else, so nothing reaches
   a symmetric callee, even after its PUNCH opened yet another port). An address observed by a
   third party (a rendezvous, an address probe) carries the port of the flow towards that
-  party: transport/sim.py gives traversal datagrams such ports (`flow_port`) and drops those
-  sent to a port whose flow belongs to someone else.
+  party: transport/sim.py hands traversal datagrams in from flow addresses (sim/registry.py,
+  `flow_port`) and drops those sent to a port whose flow belongs to someone else.
 
 Full-cone and filtering mappings keep the address the node sends from (endpoint-independent
 mapping), so the address others learn from its packets stays valid: this is the design's
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from random import Random
 
-from kadtalk.sim.registry import SIM_PORT
+from kadtalk.sim.registry import FLOW_PORTS
 
 OPEN, FULL_CONE, FILTERING, SYMMETRIC = 0, 1, 2, 3
 KIND_NAMES = ("open", "full_cone", "filtering", "symmetric")
@@ -123,12 +123,11 @@ class NatTable:
 
     def flow_port(self, addr: int, peer: int) -> int | None:
         """The outside port `addr`'s NAT gives its flow towards `peer`: None (the node's one
-        port) unless `addr` is behind a symmetric NAT. Deterministic, never the simulator's
-        common port (sim/registry.py)."""
+        port) unless `addr` is behind a symmetric NAT. Deterministic, in FLOW_PORTS."""
         if self.kinds[addr] != SYMMETRIC:
             return None
-        port = 1024 + (addr * 2_654_435_761 + peer * 40_503) % 60_000
-        return port + 1 if port == SIM_PORT else port
+        ports = FLOW_PORTS
+        return ports.start + (addr * 2_654_435_761 + peer * 40_503) % len(ports)
 
     def mapped(self) -> int:
         """NATed nodes that hold mapping state now (for memory accounting)."""

@@ -3,6 +3,13 @@
 Simulated node i has address i and handle i, so an honest contact costs nothing to intern. A
 (ID, address) pair that is not an honest node's (an attacker claiming an ID, say) gets an extra
 handle past the end. On the wire, address i is the IPv4 address 10.0.0.0 + i, port 5004.
+
+Flow addresses: a node behind a symmetric NAT (sim/nat.py) is seen by each peer at another
+port. The simulator names that outside port "address i as seen through flow port p":
+the int `i | p << 24`, on the wire 10.0.0.0 + i, port p, for p in `FLOW_PORTS`. The driver
+(transport/sim.py) hands NAT traversal datagrams of such a node in from its flow address, so
+an address probe reports it and a rendezvous forwards it, as on a real network; a datagram
+sent to a flow address reaches the node only through the flow's own peer.
 """
 
 from __future__ import annotations
@@ -14,6 +21,17 @@ SIM_PORT = 5004
 _BASE = 10 << 24  # 10.0.0.0/8
 _WIRE = struct.Struct(">IH")
 MAX_NODES = 1 << 24
+FLOW_PORTS = range(40_000, 60_000)  # outside ports of symmetric NATs' flows (never SIM_PORT)
+
+
+def flow_address(addr: int, port: int) -> int:
+    """`addr` as seen through its symmetric NAT's outside `port`."""
+    return addr | port << 24
+
+
+def split_flow(addr: int) -> tuple[int, int]:
+    """(node address, port) of any simulated address (SIM_PORT for a plain one)."""
+    return addr & (MAX_NODES - 1), (addr >> 24) or SIM_PORT
 
 
 class SharedRegistry:
@@ -57,12 +75,17 @@ class SharedRegistry:
 
     @staticmethod
     def addr_to_wire(addr: int) -> bytes:
-        return _WIRE.pack(_BASE + addr, SIM_PORT)
+        if addr < MAX_NODES:
+            return _WIRE.pack(_BASE + addr, SIM_PORT)
+        node, port = split_flow(addr)
+        return _WIRE.pack(_BASE + node, port)
 
     @staticmethod
     def addr_from_wire(data: bytes) -> int | None:
         ip, port = _WIRE.unpack(data)
         addr = ip - _BASE
-        if port != SIM_PORT or not 0 <= addr < MAX_NODES:
+        if not 0 <= addr < MAX_NODES:
             return None
-        return addr
+        if port == SIM_PORT:
+            return addr
+        return flow_address(addr, port) if port in FLOW_PORTS else None

@@ -8,20 +8,19 @@ stale and ignored, since SimPy cannot cancel an event.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from array import array
 from typing import Any, Callable
 
 import simpy
 
-from kadtalk.node.traversal import TRAVERSAL
+from kadtalk.node.traversal import ADDR_REQ, PUNCH_REQ, TRAVERSAL
 from kadtalk.sim.network import SimNetwork
-from kadtalk.sim.registry import SIM_PORT, SharedRegistry
+from kadtalk.sim.registry import MAX_NODES, flow_address, split_flow
 
 EventHandler = Callable[[int, Any], None]
-_BASE = int(ipaddress.IPv4Address(SharedRegistry.addr_to_wire(0)[:4]))
 _TRAVERSAL_BYTE = bytes((TRAVERSAL,))
+_REPORTED = frozenset((bytes((ADDR_REQ,)), bytes((PUNCH_REQ,))))
 
 
 class SimDriver:
@@ -30,12 +29,12 @@ class SimDriver:
     `wire="bytes"` sends real datagrams through each node's codec; `wire="objects"` hands decoded
     message objects across (faster; tests show both give the same results).
 
-    `traversal=True` lets NAT traversal (node/traversal.py, type 0x06) run: its datagrams carry
-    IPv4 addresses (an observed address, a PUNCH's destination), so they are handed in with the
-    sender's wire address (sim/registry.py: 10.0.0.0 + address; behind a symmetric NAT, the port
-    of the sender's flow towards the receiver, sim/nat.py `flow_port`), and a datagram a node
-    sends to such an address goes to the node there, if the port is one its NAT holds for the
-    sender. `traversal_tap(dst, payload, src)` sees every traversal datagram delivered.
+    `traversal=True` models what NAT traversal (node/traversal.py, type 0x06) sees of symmetric
+    NATs: the requests whose source address the receiver reports or relays (ADDR_REQ, PUNCH_REQ)
+    come in from a node behind one at its flow address towards the receiver (sim/registry.py,
+    sim/nat.py `flow_port`), so an address probe reports it and a rendezvous forwards it; a
+    datagram sent to a flow address reaches the node only from the flow's own peer. `traversal_tap(dst, payload, src)` sees every traversal datagram delivered;
+    `application` receives the datagrams of `application_types` meant for code beside a node.
     """
 
     def __init__(
@@ -55,9 +54,13 @@ class SimDriver:
         self.nodes: list[Any] = []
         self._armed = array("d")
         self.unroutable = 0
-        self.misaddressed = 0  # traversal datagrams to a port no NAT holds for their sender
+        self.misaddressed = 0  # datagrams to a flow port no NAT holds for their sender
         self.traversal_tap: Callable[[int, bytes, int], None] | None = None
-        network.receiver = self._deliver_traversal if traversal else self._deliver
+        # datagrams of these first bytes go to `application(dst, payload, src)`, not the node
+        # (code beside the node on its address: the call study's directory client)
+        self.application: Callable[[int, bytes, int], None] | None = None
+        self.application_types: frozenset[int] = frozenset()
+        network.receiver = self._deliver_inspected if traversal else self._deliver
 
     def add(self, node: Any) -> int:
         """Attach a node at the next address and return that address."""
@@ -83,10 +86,10 @@ class SimDriver:
             send = self.network.send
             attached = len(self.nodes)
             for payload, dst in out:
-                if dst.__class__ is tuple:
-                    self._send_to_wire_address(addr, dst, payload)
-                elif 0 <= dst < attached:
+                if 0 <= dst < attached:
                     send(addr, dst, payload)
+                elif dst >= MAX_NODES:
+                    self._send_to_flow(addr, dst, payload)  # NAT traversal's view of an address
                 else:
                     self.unroutable += 1  # an address no node was ever placed at: lost
         event = node.next_event()
@@ -110,36 +113,48 @@ class SimDriver:
             node.receive_datagram(payload, src, self.env.now)
         self.service(dst)
 
-    def wire_address(self, addr: int, seen_by: int) -> tuple[str, int]:
-        """Where the node at `addr` is seen from `seen_by`: its IPv4 address and the port of
-        its NAT's flow towards `seen_by` (sim/nat.py)."""
+    def seen_address(self, addr: int, seen_by: int) -> int:
+        """The address `seen_by` sees the node at `addr` at: a flow address (sim/registry.py)
+        when `addr` is behind a symmetric NAT, else `addr`."""
         nat = self.network.nat
         port = nat.flow_port(addr, seen_by) if nat is not None else None
-        return str(ipaddress.IPv4Address(_BASE + addr)), SIM_PORT if port is None else port
+        return addr if port is None else flow_address(addr, port)
 
-    def _send_to_wire_address(self, src: int, dst: tuple[str, int], payload: Any) -> None:
-        try:
-            addr = int(ipaddress.IPv4Address(dst[0])) - _BASE
-        except (ValueError, TypeError):
-            addr = -1
-        if not 0 <= addr < len(self.nodes):
+    def _send_to_flow(self, src: int, dst: int, payload: Any) -> None:
+        addr, port = split_flow(dst)
+        if addr >= len(self.nodes):
             self.unroutable += 1
-            return
-        if dst[1] != self.wire_address(addr, src)[1]:
+        elif self.seen_address(addr, src) != dst:
             # a port of the destination's symmetric NAT held for somebody else (or a port a
-            # full-cone/filtering/open node does not use): the NAT drops it
+            # node without one does not have): its NAT drops it
             self.misaddressed += 1
-            return
-        self.network.send(src, addr, payload)
+        else:
+            self.network.send(src, addr, payload)
 
-    def _deliver_traversal(self, dst: int, payload: Any, src: int) -> None:
+    def send(self, src: int, dst: int, payload: Any) -> None:
+        """Put a datagram from `src` on the network (application code beside a node)."""
+        if 0 <= dst < len(self.nodes):
+            self.network.send(src, dst, payload)
+        elif dst >= MAX_NODES:
+            self._send_to_flow(src, dst, payload)
+        else:
+            self.unroutable += 1
+
+    def _deliver_inspected(self, dst: int, payload: Any, src: int) -> None:
+        if payload.__class__ is bytes and payload and payload[0] in self.application_types:
+            if self.application is not None and self.nodes[dst] is not None:
+                self.application(dst, payload, src)
+            return
         if payload.__class__ is bytes and payload[:1] == _TRAVERSAL_BYTE:
             node = self.nodes[dst]
             if node is None:
                 return
             if self.traversal_tap is not None:
                 self.traversal_tap(dst, payload, src)
-            node.receive_datagram(payload, self.wire_address(src, dst), self.env.now)
+            # a request whose source address the receiver reports or relays comes from the
+            # sender's flow address; answers come from the address the receiver asked
+            seen = self.seen_address(src, dst) if payload[1:2] in _REPORTED else src
+            node.receive_datagram(payload, seen, self.env.now)
             self.service(dst)
             return
         self._deliver(dst, payload, src)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kadtalk.node.routing.messages import RouteResponse, decode, encode_response
-from kadtalk.sim.registry import MAX_NODES, SIM_PORT, SharedRegistry
+from kadtalk.sim.registry import FLOW_PORTS, MAX_NODES, SIM_PORT, SharedRegistry, flow_address
 
 
 def test_honest_contacts_intern_to_their_address():
@@ -52,10 +52,19 @@ def test_wire_round_trip(addr):
 def test_from_wire_never_raises(data):
     addr = SharedRegistry.addr_from_wire(data)
     ip, port = int.from_bytes(data[:4], "big"), int.from_bytes(data[4:], "big")
-    if port != SIM_PORT or ip >> 24 != 10:
+    if ip >> 24 != 10 or (port != SIM_PORT and port not in FLOW_PORTS):
         assert addr is None
-    else:
+    elif port == SIM_PORT:
         assert addr == ip - (10 << 24)
+    else:  # a symmetric NAT's flow (sim/nat.py)
+        assert addr == flow_address(ip - (10 << 24), port)
+
+
+@given(st.integers(0, MAX_NODES - 1), st.sampled_from(FLOW_PORTS))
+def test_flow_addresses_round_trip_with_their_port(addr, port):
+    wire = SharedRegistry.addr_to_wire(flow_address(addr, port))
+    assert wire[4:] == port.to_bytes(2, "big") and wire[:4] == SharedRegistry.addr_to_wire(addr)[:4]
+    assert SharedRegistry.addr_from_wire(wire) == flow_address(addr, port)
 
 
 def test_codec_with_sim_addresses():

@@ -1,0 +1,462 @@
+"""The call set-up study: whole nodes place calls between random pairs (issue 12).
+
+N simulated peers run the real `Node` (routing, NAT traversal, session) on the SimPy driver.
+`calls` calls between random pairs start at Poisson times; each goes as the daemon's would:
+find-peer lookup of the callee, hole punching through the rendezvous peers nearest it (in
+parallel with the key exchange), signed key exchange, RING, ANSWER (the callee answers after
+`answer_delay`), and the caller's first media packet, after which the caller hangs up. One row
+per call gives the set-up time split by phase, success and the end reason.
+
+Phases of a call started at t0 (the caller's events; a phase is 0 when it was not needed):
+- lookup: t0 -> the callee's address is known (the session enters KEY_EXCHANGE);
+- punch: -> the callee's PUNCH reaches the caller, for callees behind a filtering NAT (the only
+  ones that need a hole: docs/testbed.md);
+- key exchange: -> RINGING (the KEY_RES arrived: the callee rings);
+- ring/answer: -> TALKING (the callee's ANSWER arrived);
+- first media: -> the callee receives the caller's first MEDIA packet.
+set-up time is their sum: from the call to the first media heard.
+
+Reachable pairs (docs/testbed.md, the NAT combination table): a callee behind a symmetric NAT
+cannot be called, and a caller behind one cannot reach a callee behind a filtering NAT; every
+other combination connects. Under churn, a call whose caller or callee is offline when it
+starts is not placed (end reason `offline`) and is not a reachable pair.
+
+Identities: every node has a key pair (ECDSA P-256, derived from the seed so runs reproduce)
+and its ID is the key's: a node runs NAT traversal only with an identity, and every node must
+be able to serve as a rendezvous. The summary gives how many keys were made and how long it
+took (about 0.1 ms each: 10^5 keys cost ~11 s).
+
+Keep-alives are the node's own (node/traversal.py's timer: address probes to the contacts
+nearest its ID every `keepalive_interval`), started by the node after a protocol join, and by
+the study, at a random phase, for tables loaded by the fast bootstrap.
+
+`directory=True` runs the same workload (same nodes, NATs, churn, pairs and times) against a
+central directory (experiments/directory.py) instead of the DHT lookup.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from random import Random
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kadtalk.experiments import realism
+from kadtalk.experiments.directory import CLIENT_TYPES, DirectoryClient, DirectoryServer
+from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss_mb, percentile
+from kadtalk.experiments.harness.workload import poisson_pairs
+from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld
+from kadtalk.node.identity import Identity
+from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MediaReceived
+from kadtalk.node.stack import Node
+from kadtalk.node.traversal import PUNCH, TraversalSettings
+from kadtalk.sim.latency import MODELS
+from kadtalk.sim.nat import FILTERING, KIND_NAMES, OPEN, SYMMETRIC
+
+KEEPALIVE_INTERVAL = TraversalSettings().keepalive_interval  # s between NAT keep-alives
+MEDIA_PAYLOAD = bytes(80)  # one 20 ms Opus frame's worth
+
+ROW_FIELDS = ("start", "caller", "callee", "caller_nat", "callee_nat", "reachable", "success",
+              "end_reason", "setup_ms", "lookup_ms", "punch_ms", "key_exchange_ms", "ring_ms",
+              "first_media_ms")
+
+# Summary fields measured on the wall clock: they differ between runs of the same study.
+WALL_CLOCK_FIELDS = frozenset({"wall_s", "peak_rss_mb", "build_s", "calls_s", "identity_s"})
+
+
+@dataclass(frozen=True)
+class CallStudy:
+    nodes: int = 1000
+    calls: int = 100
+    seed: int = 1
+    k: int = 20
+    alpha: int = 3
+    request_timeout: float = 1.0
+    latency: str = "coordinate"
+    loss: float = 0.0
+    wire: str = "auto"  # bytes | objects | auto (bytes up to 2,000 nodes)
+    bootstrap: str = "fast"  # see harness/world.py BOOTSTRAPS
+    join_interval: float = 0.02  # protocol bootstrap: seconds between two nodes' joins
+    settle: float = 30.0  # s before the first call (keep-alives have run once)
+    refresh_on_join: bool = True
+    call_rate: float = 10.0  # Poisson arrivals of calls per simulated second
+    answer_delay: float = 0.0  # s the callee lets it ring
+    call_timeout: float = 60.0  # s after which a call not set up counts as failed
+    directory: bool = False  # the central-directory baseline instead of the DHT lookup
+    # realism (experiments/realism.py)
+    routers: int = 1000
+    topology: str = "waxman"
+    jitter: float = 0.0
+    churn: str = "none"
+    session: float = 2544.0
+    session_shape: float = 0.38
+    offline: float = 2544.0
+    offline_shape: float = 0.38
+    nat_full_cone: float = 0.0
+    nat_filtering: float = 0.0
+    nat_symmetric: float = 0.0
+    nat_timeout: float = 120.0
+    traffic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.nodes < 2:
+            raise ValueError("a call study needs at least 2 nodes")
+        if self.calls < 0:
+            raise ValueError("calls must be >= 0")
+        if self.latency not in MODELS or self.latency == "site-matrix":
+            raise ValueError("latency must be one of coordinate, sphere, topology, constant")
+        if self.wire not in ("bytes", "objects", "auto"):
+            raise ValueError("wire must be bytes, objects or auto")
+        if self.bootstrap not in BOOTSTRAPS:
+            raise ValueError(f"bootstrap must be one of {', '.join(BOOTSTRAPS)}")
+        if not self.call_rate > 0:
+            raise ValueError("call_rate must be positive")
+        if self.answer_delay < 0 or self.call_timeout <= 0:
+            raise ValueError("answer_delay must be >= 0 and call_timeout positive")
+        realism.check(self)
+
+    @property
+    def wire_mode(self) -> str:
+        if self.wire != "auto":
+            return self.wire
+        return "bytes" if self.nodes <= 2000 else "objects"
+
+
+@dataclass
+class CallResult:
+    study: CallStudy
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+def reachable(caller_kind: int, callee_kind: int) -> bool:
+    """docs/testbed.md's NAT table: symmetric callees, and symmetric callers to filtering
+    callees, never connect without a relay; everything else does."""
+    return callee_kind != SYMMETRIC and not (caller_kind == SYMMETRIC and callee_kind == FILTERING)
+
+
+def derive_identity(rng: Random) -> Identity:
+    """A P-256 identity from the study's generator (a seed reproduces every key and ID)."""
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    return Identity.from_private_key(ec.derive_private_key(rng.randrange(1, order), ec.SECP256R1()))
+
+
+class _Call:
+    __slots__ = ("index", "start", "caller", "callee", "session_id", "found", "punched", "ringing",
+                 "talking", "media", "reason", "done", "punch_needed")
+
+    def __init__(self, index: int, start: float, caller: int, callee: int):
+        self.index, self.start, self.caller, self.callee = index, start, caller, callee
+        self.session_id: int | None = None
+        self.found = self.punched = self.ringing = self.talking = self.media = None
+        self.reason: str | None = None
+        self.done = False
+        self.punch_needed = False
+
+
+class _CallStudyRun:
+    def __init__(self, study: CallStudy, progress: Progress | None):
+        self.study = study
+        self.progress = progress
+        self.wall_start = time.perf_counter()
+        arrivals = poisson_pairs(realism.feature_rng(study.seed, "calls"), study.nodes,
+                                 study.calls, 0.0, study.call_rate)
+        self.arrivals = arrivals
+        self.participants = sorted({a.source for a in arrivals} | {a.target for a in arrivals})
+        self.identities: dict[int, Identity] = {}
+        self.world = SimWorld(study, ids_hook=self._with_identities, new_node=self._new_node,
+                              traversal=True)
+        self.keepalive_interval = KEEPALIVE_INTERVAL
+        self.by_id = {self.world.ids[a]: a for a in self.participants}
+        self.calls: list[_Call] = []
+        self.active: dict[tuple[int, int], _Call] = {}  # (caller, callee) -> call in progress
+        self._by_session: dict[tuple[int, int], _Call] = {}  # (address, session id) -> call
+        self._placing: _Call | None = None
+        self.finished = 0
+
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def _with_identities(self, ids: list[int]) -> list[int]:
+        """A key pair for every node (each can be a rendezvous, which NAT traversal needs, and
+        the Node runs traversal only with an identity); their IDs replace the drawn ones."""
+        started = time.perf_counter()
+        rng = realism.feature_rng(self.study.seed, "identity")
+        taken: set[int] = set()
+        for addr in range(len(ids)):
+            identity = derive_identity(rng)
+            node_id = int.from_bytes(identity.node_id, "big")
+            if node_id in taken:  # two SHA-1s colliding: never seen, but never a silent mix-up
+                raise ValueError("two nodes drew the same ID")
+            taken.add(node_id)
+            ids[addr] = node_id
+            self.identities[addr] = identity
+        self.identity_s = time.perf_counter() - started
+        return ids
+
+    def _new_node(self, addr: int, now: float) -> Node:
+        world = self.world
+        return Node(world.ids[addr], world.registry, world.node_rng, world.settings, now,
+                    identity=self.identities[addr], traversal=True)
+
+    def _start_keepalives(self) -> None:
+        """Tables loaded by the fast bootstrap: start each node's keep-alives (NAT traversal's
+        own timer, which a node starts itself after a protocol join) at a random phase, as
+        daemons started at different times send them."""
+        world, rng = self.world, realism.feature_rng(self.study.seed, "keepalive")
+        for addr in range(self.study.nodes):
+            phase = rng.random() * self.keepalive_interval
+            world.command(addr, lambda node, now: node.traversal.start_keepalives(now + phase))
+
+    def _register(self, addr: int) -> None:
+        """Directory baseline: a participant refreshes its registration every keep-alive
+        interval (a SIP REGISTER refresh), which keeps its NAT open towards the directory.
+        (Other nodes' registrations never matter to a call: they stay as made at the start.)"""
+        world = self.world
+        if world.driver.nodes[addr] is not None:
+            self.client.register(addr)
+        world.at(world.env.now + self.keepalive_interval, lambda: self._register(addr))
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> CallResult:
+        study, world = self.study, self.world
+        self.client: DirectoryClient | None = None
+        self.server_addr = -1
+        if study.directory:
+            self._place_directory()
+        world.attach(self._on_event)
+        world.driver.traversal_tap = self._on_traversal
+        start = world.converge(self.progress)
+        if study.bootstrap != "protocol":
+            self._start_keepalives()
+        if study.directory:  # after the population's addresses 0..N-1 (joins end at start - settle)
+            world.at(start - study.settle / 2, self._attach_directory)
+            rng = realism.feature_rng(study.seed, "register")
+            for addr in self.participants:
+                world.at(start - study.settle / 2 + rng.random() * self.keepalive_interval,
+                         lambda a=addr: self._register(a))
+        for index, (when, caller, callee) in enumerate(self.arrivals):
+            world.at(start + when, lambda i=index, c=caller, e=callee: self._place(i, c, e))
+        env = world.env
+        env.run(until=start)
+        converged = time.perf_counter()
+        world.realism.measure_from(env.now)
+        world.run_until(lambda: self.finished >= study.calls and len(self.calls) >= study.calls)
+        rows = [self._row(call) for call in self.calls]
+        rows.sort(key=lambda r: r["start"])
+        wall = time.perf_counter() - self.wall_start
+        summary = summarize(study, rows, wall) | {
+            "identities": len(self.identities),
+            "identity_s": round(self.identity_s, 3),
+            "build_s": round(converged - self.wall_start, 3),
+            "calls_s": round(time.perf_counter() - converged, 3),
+            "sim_s": round(env.now - start, 3),
+            "misaddressed": world.driver.misaddressed,
+        } | world.realism.summary(world.network)
+        return CallResult(study, rows, summary, environment())
+
+    def _place_directory(self) -> None:
+        world = self.world
+        world.base_latency.add_median_node()
+        registrations = {world.ids[a]: a for a in range(self.study.nodes)}
+        self.server_addr = len(world.ids)  # the next address after the population
+        self.client = DirectoryClient(self.server_addr, world.ids, world.driver.send, self._found)
+        world.driver.application_types = CLIENT_TYPES
+        world.driver.application = lambda dst, data, src: self.client.receive(
+            dst, data, src, world.env.now)
+        self._server = DirectoryServer(registrations)
+
+    def _attach_directory(self) -> None:
+        if self.world.extra_address(self._server) != self.server_addr:
+            raise RuntimeError("the directory must sit right after the population")
+
+    def _place(self, index: int, caller: int, callee: int) -> None:
+        world = self.world
+        call = _Call(index, world.env.now, caller, callee)
+        self.calls.append(call)
+        nodes = world.driver.nodes
+        if nodes[caller] is None or nodes[callee] is None:
+            self._end(call, "offline")
+            return
+        if (caller, callee) in self.active or (callee, caller) in self.active:
+            self._end(call, "pair_busy")  # the same two are still on the phone
+            return
+        nat = world.realism.nat
+        call.punch_needed = nat is not None and nat.kinds[callee] == FILTERING
+        self.active[(caller, callee)] = call
+        callee_id = world.ids[callee]
+        if self.client is not None:
+            self.client.query(caller, callee_id)
+        else:
+            self._dial(call, callee_id)
+        world.at(world.env.now + self.study.call_timeout, lambda: self._expire(call))
+
+    def _found(self, caller: int, callee_id: int, addr: Any, now: float) -> None:
+        """The directory answered: call the address it gave (or fail as a lookup would)."""
+        callee = self.by_id.get(callee_id)
+        call = self.active.get((caller, callee)) if callee is not None else None
+        if call is None or call.done:
+            return
+        if addr is None:
+            self._end(call, "unreachable")
+            return
+        self._dial(call, callee_id, addr)
+
+    def _expire(self, call: _Call) -> None:
+        if call.done:
+            return
+        node = self.world.driver.nodes[call.caller]
+        if node is not None and call.session_id is not None:
+            self.world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
+        self._end(call, "timeout")
+
+    def _end(self, call: _Call, reason: str) -> None:
+        if call.done:
+            return
+        call.done = True
+        call.reason = reason
+        if self.active.get((call.caller, call.callee)) is call:
+            del self.active[(call.caller, call.callee)]
+        self.finished += 1
+        if self.progress:
+            self.progress("calls", self.finished, self.study.calls)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_traversal(self, dst: int, payload: bytes, src: int) -> None:
+        if len(payload) > 1 and payload[1] == PUNCH:
+            call = self.active.get((dst, src))
+            if call is not None and call.punched is None and call.found is not None:
+                call.punched = self.world.env.now
+
+    def _on_event(self, addr: int, event: Any) -> None:
+        kind = type(event)
+        world = self.world
+        if kind is CallProgress:
+            call = self._caller_call(addr, event.session_id)
+            if call is None:
+                return
+            state = event.state
+            if state is CallState.KEY_EXCHANGE:
+                call.found = event.at
+            elif state is CallState.RINGING:
+                call.ringing = event.at
+            elif state is CallState.TALKING:
+                call.talking = event.at
+                world.command(addr, lambda n, now: n.send_media(call.session_id, MEDIA_PAYLOAD, now))
+        elif kind is IncomingCall:
+            caller = self.by_id.get(event.peer_id)
+            call = self.active.get((caller, addr)) if caller is not None else None
+            if call is None:
+                return
+            session_id = event.session_id
+            self._by_session[(addr, session_id)] = call
+            world.at(world.env.now + self.study.answer_delay,
+                     lambda: world.driver.nodes[addr] is not None
+                     and world.command(addr, lambda n, now: n.answer(now, session_id)))
+        elif kind is MediaReceived:
+            call = self._by_session.get((addr, event.session_id))
+            if call is None or call.done or call.callee != addr or call.talking is None:
+                return
+            call.media = event.at
+            self._end(call, "talking")
+            world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
+        elif kind is CallEnded:
+            call = self._by_session.get((addr, event.session_id))
+            if call is not None and call.caller == addr:
+                self._end(call, event.reason.value)
+
+    def _caller_call(self, addr: int, session_id: int) -> _Call | None:
+        """The call a caller's session belongs to (bound at its first event, which comes while
+        `call` runs, before its session id is returned)."""
+        call = self._by_session.get((addr, session_id))
+        if call is None and self._placing is not None and self._placing.caller == addr:
+            call = self._by_session[(addr, session_id)] = self._placing
+            self._placing = None
+        return call
+
+    def _dial(self, call: _Call, callee_id: int, addr: Any = None) -> None:
+        self._placing = call
+        call.session_id = self.world.command(call.caller, lambda n, now: n.call(callee_id, now, addr))
+        self._placing = None
+        self._by_session[(call.caller, call.session_id)] = call
+
+    def _row(self, call: _Call) -> dict[str, Any]:
+        nat = self.world.realism.nat
+        kinds = (nat.kinds[call.caller], nat.kinds[call.callee]) if nat is not None else (OPEN, OPEN)
+        success = call.reason == "talking"
+        row = {
+            "start": call.start,
+            "caller": call.caller,
+            "callee": call.callee,
+            "caller_nat": KIND_NAMES[kinds[0]],
+            "callee_nat": KIND_NAMES[kinds[1]],
+            "reachable": call.reason != "offline" and call.reason != "pair_busy"
+            and reachable(*kinds),
+            "success": success,
+            "end_reason": call.reason,
+        }
+        if not success:
+            return row | dict.fromkeys(ROW_FIELDS[8:], math.nan)
+        punched = call.punched if call.punch_needed and call.punched is not None else None
+        after_punch = max(call.found, punched) if punched is not None else call.found
+        ms = 1000.0
+        return row | {
+            "setup_ms": (call.media - call.start) * ms,
+            "lookup_ms": (call.found - call.start) * ms,
+            "punch_ms": (punched - call.found) * ms if punched is not None else 0.0,
+            "key_exchange_ms": (call.ringing - after_punch) * ms,
+            "ring_ms": (call.talking - call.ringing) * ms,
+            "first_media_ms": (call.media - call.talking) * ms,
+        }
+
+
+def summarize(study: CallStudy, rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    ok = [r for r in rows if r["success"]]
+    reachable_rows = [r for r in rows if r["reachable"]]
+    setup = [r["setup_ms"] for r in ok]
+
+    def median(key: str, subset: list[dict[str, Any]] = ok) -> float:
+        values = [r[key] for r in subset]
+        return statistics.median(values) if values else math.nan
+
+    punched = [r for r in ok if r["callee_nat"] == "filtering"]
+    reasons: dict[str, int] = {}
+    for r in rows:
+        reasons[r["end_reason"]] = reasons.get(r["end_reason"], 0) + 1
+    return {
+        "nodes": study.nodes,
+        "calls": len(rows),
+        "mode": "directory" if study.directory else "dht",
+        "success_rate": len(ok) / len(rows) if rows else math.nan,
+        "reachable_calls": len(reachable_rows),
+        "reachable_success_rate": (sum(r["success"] for r in reachable_rows) / len(reachable_rows)
+                                   if reachable_rows else math.nan),
+        "setup_median_ms": statistics.median(setup) if setup else math.nan,
+        "setup_p90_ms": percentile(setup, 90),
+        "setup_p99_ms": percentile(setup, 99),
+        "lookup_median_ms": median("lookup_ms"),
+        "punch_median_ms": median("punch_ms", punched),
+        "key_exchange_median_ms": median("key_exchange_ms"),
+        "ring_median_ms": median("ring_ms"),
+        "first_media_median_ms": median("first_media_ms"),
+        "end_reasons": reasons,
+        "seed": study.seed,
+        "wire": study.wire_mode,
+        "wall_s": round(wall_s, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def run_call_study(study: CallStudy, progress: Progress | None = None) -> CallResult:
+    """Build, converge and place the calls; deterministic for a given study (seed included)."""
+    return _CallStudyRun(study, progress).run()
+
+
+def study_parameters(study: CallStudy) -> dict[str, Any]:
+    return asdict(study) | {"wire_mode": study.wire_mode}
