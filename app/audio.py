@@ -100,8 +100,11 @@ def choose(name: str, kind: str, configured: Iterable[str], recordings: Path) ->
         return name
     if name.startswith("wav:"):
         base = recordings.resolve()
-        path = Path(name[4:]).expanduser()
-        real = (path if path.is_absolute() else base / path).resolve()
+        path = Path(name[4:])
+        try:
+            real = (path if path.is_absolute() else base / path).resolve()
+        except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
+            raise NotAllowed(f"cannot resolve {name[4:]!r}: {e}") from None
         if real == base or not real.is_relative_to(base):
             raise NotAllowed(f"a WAV file must lie in the recordings directory {base} "
                              "([audio] recordings_dir); give a name inside it")

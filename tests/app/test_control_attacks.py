@@ -63,6 +63,12 @@ def test_set_audio_cannot_truncate_a_file_outside_the_recordings_directory(sock_
             (recordings / "link.wav").symlink_to(victim)
             r = await c.request("set_audio", check=False, playback="wav:link.wav")
             assert r["error"] == "not_allowed"
+            # a symlink loop, a home directory that does not exist, a NUL: refused, not internal
+            (recordings / "loop.wav").symlink_to(recordings / "loop.wav")
+            for name, code in (("wav:loop.wav", "not_allowed"), ("wav:~nobody-here/x.wav", "audio_device"),
+                               ("wav:a\u0000b.wav", "bad_argument")):
+                r = await c.request("set_audio", check=False, playback=name)
+                assert r["error"] == code, (name, r)
             # an existing file that is not kadtalk's own recording, inside the directory
             (recordings / "notes.wav").write_text("mine\n")
             r = await c.request("set_audio", check=False, playback="wav:notes.wav")
