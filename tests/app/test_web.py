@@ -175,6 +175,14 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
             page.wait_for_selector("#call-panel", state="hidden")
             page.wait_for_function("() => document.getElementById('history').textContent.includes('ended')")
         assert "remote hung up" in pa.text_content("#history")
+        # the audio devices: chosen from what the daemon offers, never typed in
+        pa.wait_for_function("() => document.getElementById('capture').dataset.current === 'tone:440'")
+        offered = pa.eval_on_selector_all("#capture option", "os => os.map(o => o.value)")
+        assert {"tone:440", "none", "default"} <= set(offered), offered
+        assert pa.eval_on_selector_all("input", "els => els.length") == 3  # no device text box
+        pa.select_option("#capture", "none")
+        pa.wait_for_function("() => document.getElementById('capture').dataset.current === 'none'")
+        assert request_sync(a.socket, "status")["audio"]["capture"] == "none"
         pa.screenshot(path=str(ARTIFACTS / "5-alice-after-call.png"))
         assert errors == []
     finally:
