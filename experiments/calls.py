@@ -19,7 +19,9 @@ set-up time is their sum: from the call to the first media heard.
 Reachable pairs (docs/testbed.md, the NAT combination table): a callee behind a symmetric NAT
 cannot be called, and a caller behind one cannot reach a callee behind a filtering NAT; every
 other combination connects. Under churn, a call whose caller or callee is offline when it
-starts is not placed (end reason `offline`) and is not a reachable pair.
+starts is not placed (end reason `offline`); nor is one whose caller or callee is in another
+call of the workload (`engaged`); neither counts as a reachable pair, nor does a call the callee
+answered BUSY (its hang-up of an earlier call had not arrived): none of them tested the network.
 
 Identities: every node has a key pair (ECDSA P-256, derived from the seed so runs reproduce)
 and its ID is the key's: a node runs NAT traversal only with an identity, and every node must
@@ -46,7 +48,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kadtalk.experiments import realism
-from kadtalk.experiments.directory import CLIENT_TYPES, DirectoryClient, DirectoryServer
+from kadtalk.experiments.directory import CLIENT_TYPES, QUERY, DirectoryClient, DirectoryServer
 from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss_mb, percentile
 from kadtalk.experiments.harness.workload import poisson_pairs
 from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld
@@ -63,6 +65,10 @@ MEDIA_PAYLOAD = bytes(80)  # one 20 ms Opus frame's worth
 ROW_FIELDS = ("start", "caller", "callee", "caller_nat", "callee_nat", "reachable", "success",
               "end_reason", "setup_ms", "lookup_ms", "punch_ms", "key_exchange_ms", "ring_ms",
               "first_media_ms")
+
+# Calls that never tested the network: a peer offline (churn), or already on another call of
+# the workload (placed a moment after a call of its own, or still ringing), or answered BUSY.
+NOT_PLACED = frozenset({"offline", "engaged", "busy"})
 
 # Summary fields measured on the wall clock: they differ between runs of the same study.
 WALL_CLOCK_FIELDS = frozenset({"wall_s", "peak_rss_mb", "build_s", "calls_s", "identity_s"})
@@ -177,6 +183,7 @@ class _CallStudyRun:
         self.active: dict[tuple[int, int], _Call] = {}  # (caller, callee) -> call in progress
         self._by_session: dict[tuple[int, int], _Call] = {}  # (address, session id) -> call
         self._placing: _Call | None = None
+        self.engaged: dict[int, int] = {}  # address -> calls of the workload it is in now
         self.finished = 0
 
     # -- nodes ----------------------------------------------------------------------------------
@@ -267,6 +274,7 @@ class _CallStudyRun:
         self.server_addr = len(world.ids)  # the next address after the population
         self.client = DirectoryClient(self.server_addr, world.ids, world.driver.send, self._found)
         world.driver.application_types = CLIENT_TYPES
+        world.driver.relayed_types = frozenset((QUERY,))  # it relays the caller's address
         world.driver.application = lambda dst, data, src: self.client.receive(
             dst, data, src, world.env.now)
         self._server = DirectoryServer(registrations)
@@ -283,12 +291,14 @@ class _CallStudyRun:
         if nodes[caller] is None or nodes[callee] is None:
             self._end(call, "offline")
             return
-        if (caller, callee) in self.active or (callee, caller) in self.active:
-            self._end(call, "pair_busy")  # the same two are still on the phone
+        if self.engaged.get(caller) or self.engaged.get(callee):
+            self._end(call, "engaged")  # one of them is still on another call of the workload
             return
         nat = world.realism.nat
         call.punch_needed = nat is not None and nat.kinds[callee] == FILTERING
         self.active[(caller, callee)] = call
+        for addr in (caller, callee):
+            self.engaged[addr] = self.engaged.get(addr, 0) + 1
         callee_id = world.ids[callee]
         if self.client is not None:
             self.client.query(caller, callee_id)
@@ -322,6 +332,8 @@ class _CallStudyRun:
         call.reason = reason
         if self.active.get((call.caller, call.callee)) is call:
             del self.active[(call.caller, call.callee)]
+            for addr in (call.caller, call.callee):
+                self.engaged[addr] -= 1
         self.finished += 1
         if self.progress:
             self.progress("calls", self.finished, self.study.calls)
@@ -396,8 +408,7 @@ class _CallStudyRun:
             "callee": call.callee,
             "caller_nat": KIND_NAMES[kinds[0]],
             "callee_nat": KIND_NAMES[kinds[1]],
-            "reachable": call.reason != "offline" and call.reason != "pair_busy"
-            and reachable(*kinds),
+            "reachable": call.reason not in NOT_PLACED and reachable(*kinds),
             "success": success,
             "end_reason": call.reason,
         }

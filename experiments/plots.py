@@ -64,6 +64,31 @@ def latency_cdf(rows: Iterable[dict[str, Any]], path: Path, title: str = "") -> 
     return path
 
 
+def setup_cdf(series: dict[str, Iterable[dict[str, Any]]], path: Path, title: str = "") -> Path:
+    """CDFs of call set-up time (experiments/calls.py rows), one per labelled run (DHT,
+    directory, ...), over all calls placed: the curve ends at the run's success rate."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for label, rows in series.items():
+        rows = list(rows)
+        setup = sorted(r["setup_ms"] for r in rows if r["success"])
+        if not setup:
+            continue
+        n = len(rows)
+        median = setup[len(setup) // 2]
+        ax.step(setup, [(i + 1) / n for i in range(len(setup))], where="post",
+                label=f"{label}: median {median:.0f} ms, {len(setup) / n:.1%} set up")
+    ax.set_xscale("log")
+    ax.set_xlabel("call set-up time: call to first media heard (ms)")
+    ax.set_ylabel("fraction of calls placed")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "call set-up time")
+    fig.savefig(path, dpi=120)
+    return path
+
+
 # -- loading ---------------------------------------------------------------------------------------
 
 

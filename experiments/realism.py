@@ -51,7 +51,7 @@ def check(study: Any) -> None:
     if not all(0 <= share <= 1 for share in (study.nat_full_cone, study.nat_filtering, symmetric)):
         raise ValueError("NAT shares must be in [0, 1]")
     if study.nat_full_cone + study.nat_filtering + symmetric > 1:
-        raise ValueError("the NAT shares (full cone, filtering, symmetric) add up to at most 1")
+        raise ValueError("nat_full_cone + nat_filtering + nat_symmetric must be at most 1")
     if study.nat_timeout <= 0:
         raise ValueError("nat_timeout must be positive")
 

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger("kadtalk")
 
@@ -19,6 +19,7 @@ EPILOG = """examples:
   kadtalk swarm --nodes 64 --port-base 7000 --list swarm.txt
   kadtalk lookup $(sed -n 5p swarm.txt | cut -d' ' -f1) --bootstrap 127.0.0.1:7000
   kadtalk sim lookup --nodes 10000 --lookups 1000 --seed 1 --json
+  kadtalk sim calls --nodes 10000 --calls 1000 --nat-full-cone 0.4 --nat-filtering 0.2 --directory
   kadtalk sim sweep experiments/configs/small.toml --out results/small
   kadtalk sim plot results/small
 """
@@ -44,6 +45,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
     return value
 
 
@@ -134,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _routing_options(p)
     _realism_options(p)
+    _calls_parser(sim)
     _sweep_and_plot_parsers(sim)
     from kadtalk.experiments.attacks import add_parser as add_attack_parser
 
@@ -168,7 +184,53 @@ def _share(text: str) -> float:
     return value
 
 
-def _realism_options(parser: argparse.ArgumentParser) -> None:
+def _calls_parser(sim: Any) -> None:
+    p = sim.add_parser(
+        "calls", help="call set-up time in a simulated network of whole nodes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Simulate N whole kadtalk nodes (routing, NAT traversal, session: the daemon's node "
+        "code on SimPy) and place M calls between random pairs at Poisson times. Each call: find-peer "
+        "lookup of the callee, hole punching through rendezvous peers where its NAT needs it, signed "
+        "key exchange, RING, ANSWER (the callee answers after --answer-delay), first media packet. "
+        "Prints set-up time (call to first media heard) with its phases, the share of calls set up, "
+        "and of calls between reachable pairs (docs/testbed.md's NAT table: symmetric callees and "
+        "symmetric callers to filtering callees cannot connect).",
+        epilog="--directory runs the same workload (same nodes, NATs, churn, pairs, times) against a "
+        "central directory server at the latency model's median location instead of the DHT lookup: "
+        "the baseline of docs/results.md. See docs/simulation.md.")
+    p.add_argument("--nodes", type=_at_least_two, default=1000,
+                   help="simulated peers, each a whole node with its own key pair (default 1000)")
+    p.add_argument("--calls", type=_nonnegative_int, default=100, help="calls to place (default 100)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="reproduces IDs, keys, places, NATs, churn and the calls (default 1)")
+    p.add_argument("--call-rate", type=_positive, default=10.0, metavar="PER_S",
+                   help="Poisson rate of new calls per simulated second (default 10)")
+    p.add_argument("--answer-delay", type=_nonnegative, default=0.0, metavar="SECONDS",
+                   help="how long the callee lets it ring before answering (default 0)")
+    p.add_argument("--call-timeout", type=_positive, default=60.0, metavar="SECONDS",
+                   help="a call not set up after this long counts as failed (default 60)")
+    p.add_argument("--directory", action="store_true",
+                   help="ask a central directory (one round trip) instead of the DHT lookup")
+    p.add_argument("--latency", choices=["coordinate", "sphere", "topology", "constant"],
+                   default="coordinate", help="latency model (see sim lookup --help)")
+    p.add_argument("--loss", type=_fraction, default=0.0, help="datagram loss rate (default 0)")
+    p.add_argument("--wire", choices=["auto", "bytes", "objects"], default="auto",
+                   help="routing datagrams as bytes or message objects (session and traversal are "
+                   "always bytes); auto = bytes up to 2,000 nodes")
+    p.add_argument("--bootstrap", choices=["protocol", "fast", "fast-uptime"], default="fast",
+                   help="tables converge by protocol joins or are computed as the join leaves them "
+                   "(default fast; see sim lookup --help)")
+    p.add_argument("--settle", type=_nonnegative, default=30.0, metavar="SECONDS",
+                   help="simulated time between convergence and the first call (default 30: every "
+                   "node has sent its NAT keep-alives once)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write calls.csv, params.json, setup_cdf.png")
+    p.add_argument("--json", action="store_true", help="last output line is one JSON summary object")
+    p.add_argument("--no-progress", action="store_true")
+    _routing_options(p)
+    _realism_options(p, symmetric=True)
+
+
+def _realism_options(parser: argparse.ArgumentParser, symmetric: bool = False) -> None:
     """Latency detail, jitter, churn, NAT and traffic accounting (docs/simulation.md)."""
     group = parser.add_argument_group("latency detail (docs/simulation.md)")
     group.add_argument("--routers", type=_positive_int, default=1000,
@@ -200,6 +262,10 @@ def _realism_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nat-filtering", type=_share, default=0.0, metavar="SHARE",
                        help="share of nodes behind address-filtering NAT: reachable only from addresses "
                        "they sent to (default 0)")
+    if symmetric:
+        group.add_argument("--nat-symmetric", type=_share, default=0.0, metavar="SHARE",
+                           help="share of nodes behind symmetric NAT: a new outside port per "
+                           "destination; they can call out but cannot be called (default 0)")
     group.add_argument("--nat-timeout", type=_positive, default=120.0, metavar="SECONDS",
                        help="NAT mapping lifetime after the node's last datagram (default 120, RFC 4787's "
                        "minimum)")
@@ -252,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_testbed(args)
         if args.command == "sim":
-            return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot, "attack": cmd_sim_attack}.get(
+            return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot, "attack": cmd_sim_attack,
+                    "calls": cmd_sim_calls}.get(
                 args.sim_command, cmd_sim_lookup)(args)
         return asyncio.run({"node": cmd_node, "lookup": cmd_lookup, "swarm": cmd_swarm}[args.command](args))
     except KeyboardInterrupt:
@@ -412,6 +479,80 @@ def cmd_sim_lookup(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     return 0  # a study that ran succeeded, whatever share of its lookups failed (churn, loss)
+
+
+def _progress_bar(run: Callable[[Any], Any], enabled: bool) -> Any:
+    """Run `run(progress)` under a rich progress bar (one task per phase) when enabled."""
+    if not enabled:
+        return run(None)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{phase:8}", total=total)
+            bar.update(tasks[phase], completed=done)
+
+        return run(progress)
+
+
+def cmd_sim_calls(args: argparse.Namespace) -> int:
+    from kadtalk.experiments.calls import ROW_FIELDS, CallStudy, run_call_study, study_parameters
+
+    study = CallStudy(
+        nodes=args.nodes, calls=args.calls, seed=args.seed, k=args.k, alpha=args.alpha,
+        request_timeout=args.timeout, latency=args.latency, loss=args.loss, wire=args.wire,
+        bootstrap=args.bootstrap, settle=args.settle, call_rate=args.call_rate,
+        answer_delay=args.answer_delay, call_timeout=args.call_timeout, directory=args.directory,
+        routers=args.routers, topology=args.topology, jitter=args.jitter, churn=args.churn,
+        session=args.session, session_shape=args.session_shape, offline=args.offline,
+        offline_shape=args.offline_shape, nat_full_cone=args.nat_full_cone,
+        nat_filtering=args.nat_filtering, nat_symmetric=args.nat_symmetric,
+        nat_timeout=args.nat_timeout, traffic=args.traffic,
+    )
+    show = not args.no_progress and sys.stderr.isatty()
+    result = _progress_bar(lambda progress: run_call_study(study, progress), show)
+    summary = result.summary
+    _print_table(f"call set-up, {summary['nodes']:,} simulated nodes ({summary['mode']})", summary, (
+        "calls", "success_rate", "reachable_calls", "reachable_success_rate", "setup_median_ms",
+        "setup_p90_ms", "setup_p99_ms", "lookup_median_ms", "punch_median_ms",
+        "key_exchange_median_ms", "ring_median_ms", "first_media_median_ms", "identities",
+        "identity_s", "wall_s", "peak_rss_mb", "departures", "returns", "nat_share",
+        "nat_filtered"))
+    print("end reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["end_reasons"].items())))
+    if args.out:
+        from kadtalk.experiments.plots import setup_cdf
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / "calls.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(result.rows)
+        (args.out / "params.json").write_text(json.dumps(
+            {"study": study_parameters(study), "summary": summary, "environment": result.environment},
+            indent=2) + "\n")
+        setup_cdf({summary["mode"]: result.rows}, args.out / "setup_cdf.png",
+                  f"call set-up, N = {study.nodes:,}")
+        print(f"wrote {args.out}/calls.csv, params.json, setup_cdf.png")
+    if args.json:
+        print(json.dumps(summary))
+    return 0  # a study that ran succeeded, whatever share of its calls failed
+
+
+def _print_table(title: str, summary: dict[str, Any], keys: Sequence[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in keys:
+        value = summary.get(key)
+        if value is not None:
+            table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
+    Console(width=100).print(table)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

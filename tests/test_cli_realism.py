@@ -49,3 +49,31 @@ def test_bad_values_are_refused_by_the_parser(argv, capsys):
 def test_shares_above_one_together_are_an_error(capsys):
     code = main(["sim", "lookup", *OPTIONS, "--nat-full-cone", "0.7", "--nat-filtering", "0.5"])
     assert code == 2 and "nat_full_cone + nat_filtering" in capsys.readouterr().err
+
+
+def test_sim_calls_json_line_and_outputs(capsys, tmp_path):
+    code = main(["sim", "calls", "--nodes", "150", "--calls", "20", "--seed", "2", "--call-rate", "5",
+                 "--nat-full-cone", "0.3", "--nat-filtering", "0.2", "--nat-symmetric", "0.1",
+                 "--no-progress", "--json", "--out", str(tmp_path / "calls")])
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 0
+    for key in ("nodes", "calls", "success_rate", "reachable_success_rate", "setup_median_ms",
+                "setup_p90_ms", "setup_p99_ms", "lookup_median_ms", "punch_median_ms",
+                "key_exchange_median_ms", "wall_s", "peak_rss_mb"):
+        assert key in summary
+    assert (summary["nodes"], summary["calls"], summary["mode"]) == (150, 20, "dht")
+    assert "end reasons:" in out and "setup_median_ms" in out
+    assert {p.name for p in (tmp_path / "calls").iterdir()} == {"calls.csv", "params.json",
+                                                                "setup_cdf.png"}
+    study = json.loads((tmp_path / "calls" / "params.json").read_text())["study"]
+    assert (study["nat_symmetric"], study["call_rate"], study["directory"]) == (0.1, 5.0, False)
+
+
+def test_sim_calls_refuses_bad_input_cleanly(capsys):
+    assert main(["sim", "calls", "--nat-full-cone", "0.7", "--nat-symmetric", "0.5",
+                 "--no-progress"]) == 2
+    assert "nat_symmetric" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sim", "calls", "--nodes", "1"])
+    assert "at least 2" in capsys.readouterr().err

@@ -34,7 +34,8 @@ class SimDriver:
     come in from a node behind one at its flow address towards the receiver (sim/registry.py,
     sim/nat.py `flow_port`), so an address probe reports it and a rendezvous forwards it; a
     datagram sent to a flow address reaches the node only from the flow's own peer. `traversal_tap(dst, payload, src)` sees every traversal datagram delivered;
-    `application` receives the datagrams of `application_types` meant for code beside a node.
+    `application` receives the datagrams of `application_types` meant for code beside a node;
+    `relayed_types` are other requests that come in from flow addresses.
     """
 
     def __init__(
@@ -60,6 +61,8 @@ class SimDriver:
         # (code beside the node on its address: the call study's directory client)
         self.application: Callable[[int, bytes, int], None] | None = None
         self.application_types: frozenset[int] = frozenset()
+        # other requests whose source address the receiver relays (a directory's QUERY)
+        self.relayed_types: frozenset[int] = frozenset()
         network.receiver = self._deliver_inspected if traversal else self._deliver
 
     def add(self, node: Any) -> int:
@@ -145,6 +148,8 @@ class SimDriver:
             if self.application is not None and self.nodes[dst] is not None:
                 self.application(dst, payload, src)
             return
+        if payload.__class__ is bytes and payload and payload[0] in self.relayed_types:
+            src = self.seen_address(src, dst)
         if payload.__class__ is bytes and payload[:1] == _TRAVERSAL_BYTE:
             node = self.nodes[dst]
             if node is None:

@@ -1,0 +1,133 @@
+"""The call set-up study: whole nodes, phases that add up, NAT reachability as the testbed's
+table says, the directory baseline, churn, and a seed that reproduces."""
+
+import math
+
+import pytest
+
+from kadtalk.experiments.calls import (
+    NOT_PLACED,
+    ROW_FIELDS,
+    WALL_CLOCK_FIELDS,
+    CallStudy,
+    _CallStudyRun,
+    reachable,
+    run_call_study,
+)
+from kadtalk.sim.nat import FILTERING, FULL_CONE, OPEN, SYMMETRIC
+
+PHASES = ("lookup_ms", "punch_ms", "key_exchange_ms", "ring_ms", "first_media_ms")
+NAT = dict(nat_full_cone=0.3, nat_filtering=0.25, nat_symmetric=0.15)
+SMALL = dict(nodes=300, calls=80, seed=5, call_rate=20.0)
+
+
+@pytest.fixture(scope="module")
+def open_run():
+    return run_call_study(CallStudy(**SMALL))
+
+
+@pytest.fixture(scope="module")
+def nat_runs():
+    return {mode: _CallStudyRun(CallStudy(**SMALL | NAT, directory=mode == "directory"), None)
+            for mode in ("dht", "directory")}, {}
+
+
+def _result(nat_runs, mode):
+    runs, results = nat_runs
+    if mode not in results:
+        results[mode] = runs[mode].run()
+    return results[mode]
+
+
+def test_every_call_between_public_peers_sets_up_and_its_phases_add_up(open_run):
+    rows, summary = open_run.rows, open_run.summary
+    assert len(rows) == SMALL["calls"] and all(set(r) == set(ROW_FIELDS) for r in rows)
+    assert summary["reachable_success_rate"] == 1.0
+    placed = [r for r in rows if r["end_reason"] not in NOT_PLACED]
+    assert len(placed) == summary["reachable_calls"] > 0.8 * len(rows)  # a few were engaged
+    for row in placed:
+        assert row["success"] and row["end_reason"] == "talking" and row["punch_ms"] == 0.0
+        assert sum(row[p] for p in PHASES) == pytest.approx(row["setup_ms"])
+        assert all(row[p] >= 0 for p in PHASES)
+        # the key exchange and the ring are a round trip each: at least twice the 2 x 0 ms floor
+        assert row["key_exchange_ms"] > 0 and row["ring_ms"] > 0 and row["first_media_ms"] > 0
+    assert summary["setup_median_ms"] == pytest.approx(
+        sorted(r["setup_ms"] for r in placed)[len(placed) // 2], rel=0.2)
+    for key in ("nodes", "calls", "success_rate", "reachable_success_rate", "setup_median_ms",
+                "setup_p90_ms", "setup_p99_ms", "lookup_median_ms", "punch_median_ms",
+                "key_exchange_median_ms", "wall_s", "peak_rss_mb"):
+        assert key in summary
+    assert summary["identities"] == SMALL["nodes"]
+
+
+def test_a_seed_reproduces_rows_and_summary(open_run):
+    again = run_call_study(CallStudy(**SMALL))
+    assert again.rows == open_run.rows
+    strip = lambda s: {k: v for k, v in s.items() if k not in WALL_CLOCK_FIELDS}  # noqa: E731
+    assert strip(again.summary) == strip(open_run.summary)
+
+
+def test_reachability_is_the_testbed_table():
+    kinds = (OPEN, FULL_CONE, FILTERING, SYMMETRIC)
+    unreachable = {(a, b) for a in kinds for b in kinds if not reachable(a, b)}
+    assert unreachable == {(a, SYMMETRIC) for a in kinds} | {(SYMMETRIC, FILTERING)}
+
+
+@pytest.mark.parametrize("mode", ["dht", "directory"])
+def test_no_call_between_unreachable_pairs_sets_up(nat_runs, mode):
+    result = _result(nat_runs, mode)
+    rows = result.rows
+    combos = {(r["caller_nat"], r["callee_nat"]) for r in rows}
+    assert ("open", "symmetric") in combos or ("full_cone", "symmetric") in combos
+    for row in rows:
+        if not row["reachable"]:
+            assert not row["success"], row
+    # calls from behind a symmetric NAT to public and full-cone callees do set up
+    assert any(r["success"] for r in rows if r["caller_nat"] == "symmetric")
+    assert result.summary["nat_filtered"] > 0
+
+
+def test_the_directory_sets_up_every_reachable_pair_with_one_round_trip_to_find(nat_runs):
+    result = _result(nat_runs, "directory")
+    run = nat_runs[0]["directory"]
+    assert result.summary["reachable_success_rate"] >= 0.95
+    latency = run.world.latency
+    server = run.server_addr
+    for row in result.rows:
+        if row["success"]:
+            rtt = latency.delay(row["caller"], server) + latency.delay(server, row["caller"])
+            assert row["lookup_ms"] == pytest.approx(rtt * 1000)
+    # callees behind filtering NATs were reached by their PUNCH, with a measured punch phase
+    punched = [r for r in result.rows if r["success"] and r["callee_nat"] == "filtering"]
+    assert punched and all(r["punch_ms"] > 0 for r in punched)
+
+
+def test_the_dht_and_the_directory_see_the_same_workload(nat_runs):
+    dht, directory = _result(nat_runs, "dht"), _result(nat_runs, "directory")
+    key = lambda r: (r["start"], r["caller"], r["callee"], r["caller_nat"], r["callee_nat"])  # noqa: E731
+    assert [key(r) for r in dht.rows] == [key(r) for r in directory.rows]
+
+
+def test_churn_leaves_calls_to_offline_peers_unplaced_and_out_of_reachable():
+    result = run_call_study(CallStudy(nodes=200, calls=60, seed=3, call_rate=2.0, churn="weibull",
+                                      session=20.0, offline=20.0, session_shape=0.6,
+                                      offline_shape=0.6))
+    offline = [r for r in result.rows if r["end_reason"] == "offline"]
+    assert offline and not any(r["reachable"] or r["success"] for r in offline)
+    assert result.summary["departures"] > 0
+    assert math.isnan(offline[0]["setup_ms"])
+    assert result.summary["reachable_calls"] == sum(r["reachable"] for r in result.rows)
+
+
+def test_bad_parameters_are_refused():
+    for bad in (dict(nodes=1), dict(calls=-1), dict(call_rate=0), dict(answer_delay=-1),
+                dict(nat_full_cone=0.6, nat_filtering=0.3, nat_symmetric=0.2),
+                dict(latency="site-matrix")):
+        with pytest.raises(ValueError):
+            CallStudy(**bad)
+
+
+def test_answer_delay_is_the_ring_phase():
+    result = run_call_study(CallStudy(nodes=150, calls=10, seed=2, call_rate=0.2, answer_delay=2.0))
+    assert result.summary["success_rate"] == 1.0
+    assert all(r["ring_ms"] >= 2000.0 for r in result.rows)
