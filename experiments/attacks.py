@@ -201,17 +201,13 @@ class _SubnetLimit:
 
 def run_sybil_study(study: SybilStudy) -> AttackResult:
     """Build the network with the attacker in it, run the lookups; deterministic per study."""
-    import simpy
-
-    from kadtalk.experiments.lookup import unique_ids
+    from kadtalk.experiments.harness.world import at, simulated_network, unique_ids
     from kadtalk.node.routing.events import LookupCompleted
     from kadtalk.node.routing.layer import RoutingSettings
     from kadtalk.node.stack import Node
     from kadtalk.sim.adversary import Collusion, SybilNode, sybil_ids
     from kadtalk.sim.bootstrap import ConvergedTables
-    from kadtalk.sim.network import SimNetwork
     from kadtalk.sim.registry import SharedRegistry
-    from kadtalk.transport.sim import SimDriver
 
     wall = time.perf_counter()
     rng = Random(study.seed)
@@ -240,12 +236,11 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         refresh_on_join=False,
         max_per_subnet=study.subnet_limit,
     )
-    env = simpy.Environment()
     latency = _latency(study.latency)
     place_rng = Random(rng.getrandbits(64))
     for _ in range(n + m):
         latency.add_node(place_rng)
-    network = SimNetwork(env, latency, Random(rng.getrandbits(64)))
+    network_rng = Random(rng.getrandbits(64))
     rows: list[dict[str, Any]] = []
     running: dict[tuple[int, int], tuple[int, float]] = {}
 
@@ -270,7 +265,8 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
             }
         )
 
-    driver = SimDriver(env, network, on_event, wire="objects" if n + m > 2000 else "bytes")
+    env, _, driver = simulated_network(latency, network_rng, on_event,
+                                       "objects" if n + m > 2000 else "bytes")
     if study.tables == "uptime":
         age: list[float] = honest_age + list(range(n, n + m))  # the attacker came later
     elif study.tables == "newest":
@@ -337,8 +333,7 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         else:
             target = rng.randrange(n - 1)
             target += target >= source
-        event = simpy.Timeout(env, when)
-        event.callbacks.append(lambda _e, s=source, t=target: start_lookup(s, t))
+        at(env, when, lambda s=source, t=target: start_lookup(s, t))
         when += rng.expovariate(study.lookup_rate)
     while len(rows) < study.lookups:
         env.step()
@@ -400,17 +395,15 @@ class PartitionStudy:
 
 
 def run_partition_study(study: PartitionStudy) -> AttackResult:
-    import simpy
-
-    from kadtalk.experiments.lookup import unique_ids
+    from kadtalk.experiments.harness.workload import poisson_pairs_until
+    from kadtalk.experiments.harness.world import at as harness_at
+    from kadtalk.experiments.harness.world import load_converged, simulated_network, unique_ids
     from kadtalk.node.routing.events import LookupCompleted
     from kadtalk.node.routing.layer import RoutingSettings
     from kadtalk.node.stack import Node
     from kadtalk.sim.bootstrap import ConvergedTables
     from kadtalk.sim.latency import CoordinateLatency
-    from kadtalk.sim.network import SimNetwork
     from kadtalk.sim.registry import SharedRegistry
-    from kadtalk.transport.sim import SimDriver
 
     wall = time.perf_counter()
     rng = Random(study.seed)
@@ -420,11 +413,10 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
     place_rng = Random(rng.getrandbits(64))
     for _ in range(n):
         latency.add_node(place_rng)
-    west = sorted(range(n), key=lambda i: latency._x[i])[: max(1, round(study.region * n))]
+    west = sorted(range(n), key=lambda i: latency.position(i)[0])[: max(1, round(study.region * n))]
     in_region = bytearray(n)
     for i in west:
         in_region[i] = 1
-    env = simpy.Environment()
     start = 1.0
     dark_from, dark_until = start + study.dark_at, start + study.dark_at + study.dark_for
     state = {"dark": False}
@@ -434,7 +426,7 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
             return []
         return [delay]
 
-    network = SimNetwork(env, latency, Random(rng.getrandbits(64)), hook=hook)
+    network_rng = Random(rng.getrandbits(64))
     registry = SharedRegistry(list(ids))
     settings = RoutingSettings(
         k=study.k,
@@ -473,18 +465,15 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
             }
         )
 
-    driver = SimDriver(env, network, on_event, wire="objects" if n > 2000 else "bytes")
+    env, _, driver = simulated_network(latency, network_rng, on_event,
+                                       "objects" if n > 2000 else "bytes", hook=hook)
     tables = ConvergedTables(ids, study.k, seed=rng.getrandbits(32))
     node_rng = Random(rng.getrandbits(64))
-    for i in range(n):
-        node = Node(ids[i], registry, node_rng, settings, 0.0)
-        node.routing.table.load(tables.entries(i), tables.sizes(i), 0.0)
-        driver.add(node)
-    tables.release()
+    load_converged(driver, tables, lambda i: Node(ids[i], registry, node_rng, settings, 0.0),
+                   by_address=True)
 
     def at(when: float, action: Callable[[], None]) -> None:
-        event = simpy.Timeout(env, when - env.now)
-        event.callbacks.append(lambda _e: action())
+        harness_at(env, when, action)
 
     census: dict[str, int] = {}
 
@@ -519,13 +508,9 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
         running[(source, node.find_peer(ids[target], env.now))] = (target, env.now)
         driver.service(source)
 
-    when = start
-    while when < start + study.duration:
-        source = rng.randrange(n)
-        target = rng.randrange(n - 1)
-        target += target >= source
+    for when, source, target in poisson_pairs_until(rng, n, start, start + study.duration,
+                                                    study.lookup_rate):
         at(when, lambda s=source, t=target: start_lookup(s, t))
-        when += rng.expovariate(study.lookup_rate)
     env.run(until=start + study.duration)
     while running:
         env.step()

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
 
-JOIN_RETRY_DELAY = 1.0  # as experiments/lookup.py
+from kadtalk.node.upkeep import JOIN_RETRY_DELAY  # noqa: E402 (the node's join-retry rule)
 CROSS_HOST_MS = 5.0  # default: a lookup this slow got its answer across hosts
 
 
@@ -97,23 +97,16 @@ class Comparison:
 
 def workload(study: Any) -> tuple[list[int], list[tuple[float, int, int]]]:
     """The node IDs and the (start, source, target) lookups `run_lookup_study` draws for
-    `study` (a protocol-bootstrap study whose latency model draws nothing, e.g. site-matrix).
-    Start times are seconds after the first lookup."""
-    from kadtalk.experiments.lookup import unique_ids
+    `study` (a protocol-bootstrap study whose latency model draws nothing, e.g. site-matrix):
+    the harness's `Plan` makes the world's draws without building it. Start times are seconds
+    after the first lookup."""
+    from kadtalk.experiments.harness.workload import poisson_pairs
+    from kadtalk.experiments.harness.world import Plan
 
-    rng = random.Random(study.seed)
-    ids = unique_ids(study.nodes, rng)
-    rng.getrandbits(64)  # the simulator's network generator (loss draws)
-    rng.getrandbits(64)  # the simulator's node generator
-    lookups = []
-    when = 0.0
-    for _ in range(study.lookups):
-        source = rng.randrange(study.nodes)
-        target = rng.randrange(study.nodes - 1)
-        target += target >= source
-        lookups.append((when, source, target))
-        when += rng.expovariate(study.lookup_rate)
-    return ids, lookups
+    plan = Plan(study.seed, study.nodes)
+    lookups = [tuple(a) for a in poisson_pairs(plan.rng, study.nodes, study.lookups, 0.0,
+                                               study.lookup_rate)]
+    return plan.ids, lookups
 
 
 # -- the worker: real nodes in one host -----------------------------------------------------------

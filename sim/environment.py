@@ -24,8 +24,14 @@ class CountingEnvironment(simpy.Environment):
         super().schedule(event, priority, delay)
 
     def step(self) -> None:
-        self.processed += 1  # counted first: step raises EmptySchedule when nothing is left
-        super().step()
+        try:
+            super().step()
+        except simpy.core.EmptySchedule:
+            raise  # nothing was processed
+        except BaseException:
+            self.processed += 1  # the event was taken (StopSimulation comes from its callback)
+            raise
+        self.processed += 1
 
     @property
     def pending(self) -> int:

@@ -34,3 +34,22 @@ def poisson_pairs(rng: Random, nodes: int, count: int, start: float, rate: float
         arrivals.append(Arrival(when, source, target))
         when += rng.expovariate(rate)
     return arrivals
+
+
+def poisson_pairs_until(rng: Random, nodes: int, start: float, end: float,
+                        rate: float) -> list[Arrival]:
+    """Arrivals as `poisson_pairs` draws them, from `start` while before `end` (a study of a
+    time span rather than of a count)."""
+    if nodes < 2:
+        raise ValueError("pairs need at least 2 nodes")
+    if not rate > 0:
+        raise ValueError("the arrival rate must be positive")
+    arrivals = []
+    when = start
+    while when < end:
+        source = rng.randrange(nodes)
+        target = rng.randrange(nodes - 1)
+        target += target >= source
+        arrivals.append(Arrival(when, source, target))
+        when += rng.expovariate(rate)
+    return arrivals

@@ -51,6 +51,59 @@ def unique_ids(count: int, rng: Random) -> list[int]:
     return ids
 
 
+def simulated_network(
+    latency: Any,
+    rng: Random,
+    on_event: EventHandler | None,
+    wire: str,
+    loss: float = 0.0,
+    hook: Any = None,
+    nat: Any = None,
+    tap: Any = None,
+    traversal: bool = False,
+) -> tuple[CountingEnvironment, Any, SimDriver]:
+    """The environment, network (sim/network.py `make_network`) and driver of a world whose
+    nodes are placed in `latency` already; `rng` draws the network's losses."""
+    env = CountingEnvironment()
+    network = make_network(env, latency, rng, loss=loss, hook=hook, nat=nat, tap=tap)
+    return env, network, SimDriver(env, network, on_event, wire=wire, traversal=traversal)
+
+
+def at(env: simpy.Environment, when: float, action: Callable[[], None]) -> None:
+    """Run `action` at simulated time `when`."""
+    event = simpy.Timeout(env, when - env.now)
+    event.callbacks.append(lambda _e: action())
+
+
+def load_converged(
+    driver: SimDriver,
+    tables: ConvergedTables,
+    make_node: Callable[[int], Any],
+    table_of: Callable[[int, Any, bytearray], tuple[Any, bytearray]] | None = None,
+    progress: Progress | None = None,
+    by_address: bool = False,
+) -> None:
+    """Attach nodes 0..N-1 (`make_node(index)`) with the converged tables of sim/bootstrap.py,
+    in address order; `table_of(index, entries, sizes)` may change a table first (a defence's
+    limit). Nodes are built in the tables' cheapest order, as memory allows at 10^6, or in
+    address order (`by_address`: the order the attack studies' figures were drawn in)."""
+    n = len(tables)
+    nodes: list[Any] = [None] * n
+    order = (((i, tables.entries(i), tables.sizes(i)) for i in range(n)) if by_address
+             else tables.tables())
+    for done, (index, entries, sizes) in enumerate(order, 1):
+        node = make_node(index)
+        if table_of is not None:
+            entries, sizes = table_of(index, entries, sizes)
+        node.routing.table.load(entries, sizes, 0.0)
+        nodes[index] = node
+        if progress and (done % 10_000 == 0 or done == n):
+            progress("join", done, n)
+    tables.release()
+    for node in nodes:
+        driver.add(node)
+
+
 class Plan:
     """The draws a world makes before its simulation starts, without building it: `rng` is then
     where the study's workload is drawn from. `latency` (optional) is placed as the world would
@@ -130,8 +183,7 @@ class SimWorld:
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         """Run `action` at simulated time `when`."""
-        event = simpy.Timeout(self.env, when - self.env.now)
-        event.callbacks.append(lambda _e: action())
+        at(self.env, when, action)
 
     def command(self, addr: int, action: Callable[[Any, float], Any]) -> Any:
         """Give the node at `addr` a command (`action(node, now)`) and send what it queued."""
@@ -162,20 +214,12 @@ class SimWorld:
 
     def _converge_fast(self, seed: int) -> None:
         """Attach every node with the converged table of sim/bootstrap.py (node i joined i-th)."""
-        spec, progress = self.spec, self.progress
+        spec = self.spec
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
                                  seed=seed)
-        nodes: list[Any] = [None] * spec.nodes
-        for done, (index, entries, sizes) in enumerate(tables.tables(), 1):
-            node = self.new_node(index, 0.0)
-            node.routing.table.load(entries, sizes, 0.0)
-            nodes[index] = node
-            if progress and (done % 10_000 == 0 or done == spec.nodes):
-                progress("join", done, spec.nodes)
-        tables.release()
-        for node in nodes:
-            self.driver.add(node)
+        load_converged(self.driver, tables, lambda index: self.new_node(index, 0.0),
+                       progress=self.progress)
 
     def _start_node(self, index: int) -> None:
         addr = self.driver.add(self.new_node(index, self.env.now))
