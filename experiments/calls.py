@@ -42,13 +42,11 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from random import Random
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from kadtalk.experiments import realism
 from kadtalk.experiments.directory import CLIENT_TYPES, QUERY, DirectoryClient, DirectoryServer
+from kadtalk.experiments.harness.identities import derive_identity
 from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss_mb, percentile
 from kadtalk.experiments.harness.workload import poisson_pairs
 from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld
@@ -144,12 +142,6 @@ def reachable(caller_kind: int, callee_kind: int) -> bool:
     """docs/testbed.md's NAT table: symmetric callees, and symmetric callers to filtering
     callees, never connect without a relay; everything else does."""
     return callee_kind != SYMMETRIC and not (caller_kind == SYMMETRIC and callee_kind == FILTERING)
-
-
-def derive_identity(rng: Random) -> Identity:
-    """A P-256 identity from the study's generator (a seed reproduces every key and ID)."""
-    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-    return Identity.from_private_key(ec.derive_private_key(rng.randrange(1, order), ec.SECP256R1()))
 
 
 class _Call:

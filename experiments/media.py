@@ -1,12 +1,14 @@
-"""A call's media in the simulated world: frames over sim/network.py's delay and loss.
+"""A call's media in the simulated world: two whole nodes talking over sim/network.py.
 
-`simulate_call_media` runs both directions of one call in a SimPy environment. Each side
+`simulate_call_media` runs one call between two real `Node`s (routing, session) on the SimPy
+driver: the caller calls the callee's address, the callee answers, and from then on each side
 captures a frame every 20 ms (a WAV file or a synthetic talker), encodes it with the media
-layer, seals it in the session layer's encrypted stream (real bytes, real crypto) and sends it
-through a `SimNetwork` (its latency model, jitter and random loss). Each side sends a receiver
-report once a second in its stream (a SIGNAL packet, as the session layer does), which drives
-the other side's bitrate and FEC. The receiving side plays a frame every 20 ms from its jitter
-buffer. The result is one row of quality figures per direction (tidy, for pandas).
+layer (`MediaCall`) and hands the payload to `Node.send_media`, so the session layer seals it
+(real bytes, real crypto) and sends its own receiver reports once a second, which drive the
+other side's bitrate and FEC through `MediaCall.handle_event`. The network applies its latency
+model, jitter and random loss to every datagram, the key exchange's too. The receiving side
+plays a frame every 20 ms from its jitter buffer. The result is one row of quality figures per
+direction (tidy, for pandas).
 
     from kadtalk.experiments.media import simulate_call_media
     rows = simulate_call_media(seconds=10, loss=0.05, one_way=0.04, jitter=0.5, seed=1)
@@ -23,43 +25,36 @@ from random import Random
 from typing import Any
 
 import numpy as np
-import simpy
 
+from kadtalk.experiments.harness.identities import derive_identity, node_id
+from kadtalk.experiments.harness.world import at, simulated_network
 from kadtalk.node.media.call import MediaCall, MediaSettings
 from kadtalk.node.media.codec import FRAME_SAMPLES, FRAME_SECONDS
 from kadtalk.node.media.jitter import PLAY
-from kadtalk.node.session.stream import ReceiveStream, SendStream
-from kadtalk.node.session.wire import (
-    MEDIA,
-    SIGNAL,
-    Drop,
-    decode_report,
-    decode_signal,
-    encode_report,
-)
+from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.session import CallProgress, CallState, IncomingCall, MediaReceived
+from kadtalk.node.stack import Node
 from kadtalk.sim.latency import ConstantLatency, JitteredLatency
-from kadtalk.sim.network import SimNetwork
+from kadtalk.sim.registry import SharedRegistry
 from kadtalk.transport.audiofile import ToneSource, WavSource
 
-REPORT_INTERVAL = 1.0
+SETUP_LIMIT = 30.0  # s of simulated time for the key exchange, retransmissions included
 
 
 class _End:
-    """One side of the call: its media, its outgoing stream and the peer's incoming one."""
+    """One side of the call: its node's session, its media and what it captured and played."""
 
-    def __init__(self, addr: int, peer: int, source: Any, settings: MediaSettings, rng: Random,
-                 keys: tuple[bytes, bytes, bytes, bytes]):
+    def __init__(self, addr: int, peer: int, source: Any, settings: MediaSettings):
         self.addr, self.peer = addr, peer
         self.source = source
         self.media = MediaCall(None, settings)
-        self.tx = SendStream(keys[0], keys[1])
-        self.rx = ReceiveStream(keys[2], keys[3])
+        self.session_id: int | None = None
+        self.talking = False
         self.sent: list[np.ndarray] = []  # captured frames, by frame index
         self.seq_frame: dict[int, int] = {}  # stream sequence -> frame index (for alignment)
         self.played: list[tuple[int | None, np.ndarray]] = []  # (frame index or None, pcm)
         self.arrivals: dict[int, float] = {}
         self.holds: list[float] = []
-        self.next_report = REPORT_INTERVAL
 
 
 def simulate_call_media(
@@ -79,37 +74,48 @@ def simulate_call_media(
     talk spurts).
     """
     rng = Random(seed)
-    env = simpy.Environment()
     latency: Any = ConstantLatency(one_way)
     if jitter:
         latency = JitteredLatency(latency, jitter, Random(rng.getrandbits(32)))
-    net = SimNetwork(env, latency, Random(rng.getrandbits(32)), loss=loss)
     settings = settings or MediaSettings()
-    k1, s1, k2, s2 = (rng.randbytes(32), rng.randbytes(8), rng.randbytes(32), rng.randbytes(8))
+    identities = [derive_identity(rng), derive_identity(rng)]
+    registry = SharedRegistry([node_id(i) for i in identities])
     sources = ([WavSource(source, loop=True), WavSource(source, loop=True)] if source else
                [ToneSource(440, talk=1.2, pause=0.6), ToneSource(660, talk=0.9, pause=0.8)])
-    ends = [_End(0, 1, sources[0], settings, rng, (k1, s1, k2, s2)),
-            _End(1, 0, sources[1], settings, rng, (k2, s2, k1, s1))]
+    ends = [_End(0, 1, sources[0], settings), _End(1, 0, sources[1], settings)]
 
-    def arrive(dst: int, data: bytes, src: int) -> None:
-        end = ends[dst]
-        now = env.now
-        try:
-            kind, seq, plaintext = end.rx.open(data, now)
-        except Drop:
-            return
-        if kind == MEDIA:
-            end.media.on_media(seq, plaintext, now)
-            end.arrivals.setdefault(seq, now)
+    def on_event(addr: int, event: Any) -> None:
+        end = ends[addr]
+        kind = type(event)
+        if kind is MediaReceived:
+            end.arrivals.setdefault(event.seq, event.at)
+            end.media.handle_event(event)
+        elif kind is IncomingCall:
+            end.session_id = event.session_id
+            end.media.session_id = event.session_id
+            driver.nodes[addr].answer(event.at, event.session_id)
+            driver.service(addr)
+        elif kind is CallProgress:
+            if event.state is CallState.TALKING:
+                end.talking = True
         else:
-            try:
-                _, body = decode_signal(plaintext)
-                fraction, _lost, _highest, jit = decode_report(body)
-            except (Drop, Exception):
-                return
-            end.media.on_report(fraction, jit, now)
+            end.media.handle_event(event)  # receiver reports (and nothing else of ours)
 
-    net.receiver = arrive
+    env, network, driver = simulated_network(latency, Random(rng.getrandbits(32)), on_event,
+                                             "bytes", loss=loss)
+    node_rng = Random(rng.getrandbits(32))
+    for addr, identity in enumerate(identities):
+        driver.add(Node(node_id(identity), registry, node_rng, RoutingSettings(), 0.0,
+                        identity=identity))
+    caller = ends[0]
+    caller.session_id = driver.nodes[0].call(node_id(identities[1]), env.now, 1)
+    caller.media.session_id = caller.session_id
+    driver.service(0)
+    while not all(end.talking for end in ends) and env.now < SETUP_LIMIT:
+        env.step()
+    if not all(end.talking for end in ends):
+        raise RuntimeError(f"the call did not set up within {SETUP_LIMIT} s (loss {loss})")
+    t0 = env.now
     frames = int(seconds / FRAME_SECONDS)
     phase = [rng.uniform(0, FRAME_SECONDS) for _ in ends]
 
@@ -117,11 +123,10 @@ def simulate_call_media(
         now = env.now
         pcm = end.source.read_frame()
         end.sent.append(np.frombuffer(pcm, "<i2"))
-        end.seq_frame[end.tx.seq] = k
-        net.send(end.addr, end.peer, end.tx.seal(MEDIA, end.media.send_frame(pcm, now)))
-        if now >= end.next_report:
-            end.next_report += REPORT_INTERVAL
-            net.send(end.addr, end.peer, end.tx.seal(SIGNAL, encode_report(*end.rx.report())))
+        seq = driver.nodes[end.addr].send_media(end.session_id, end.media.send_frame(pcm, now), now)
+        if seq is not None:
+            end.seq_frame[seq] = k
+        driver.service(end.addr)
 
     def play(end: _End) -> None:
         now = env.now
@@ -133,17 +138,13 @@ def simulate_call_media(
         if last is not None and last.kind == PLAY and last.seq in end.arrivals:
             end.holds.append(now - end.arrivals[last.seq])
 
-    def every(delay: float, action, *args) -> None:
-        timeout = simpy.Timeout(env, delay)
-        timeout.callbacks.append(lambda _e: action(*args))
-
     for k in range(frames):
         for end in ends:
-            every((k + 1) * FRAME_SECONDS, capture, end, k)
+            at(env, t0 + (k + 1) * FRAME_SECONDS, lambda end=end, k=k: capture(end, k))
     for i, end in enumerate(ends):
         for j in range(frames):
-            every(phase[i] + one_way + j * FRAME_SECONDS, play, end)
-    env.run(until=(frames + 20) * FRAME_SECONDS + one_way * 4)
+            at(env, t0 + phase[i] + one_way + j * FRAME_SECONDS, lambda end=end: play(end))
+    env.run(until=t0 + (frames + 20) * FRAME_SECONDS + one_way * 4)
 
     rows = []
     for end in ends:
@@ -159,7 +160,8 @@ def simulate_call_media(
             "redundancy_end": peer.media.sender.redundant,
             **{k: stats[k] for k in ("played", "late", "concealed", "fec", "skipped", "dropped",
                                      "stretched", "signal_slots", "target_delay")},
-            "network_lost": net.lost, "network_sent": net.sent,
+            "network_lost": network.lost, "network_sent": network.sent,
+            "setup_s": t0,
         })
     return rows
 
