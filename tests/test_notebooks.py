@@ -10,6 +10,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["lookup_latency.ipynb", "churn.ipynb"]
+ALL = NAMES + ["call_setup.ipynb"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -32,7 +33,23 @@ def test_notebook_runs_on_small_sizes(name, tmp_path, monkeypatch):
     assert (tmp_path / stem / "figures" / "latency_cdf.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_call_setup_notebook_runs_on_small_sizes(tmp_path, monkeypatch):
+    monkeypatch.setenv("KADTALK_NB_SMALL", "1")
+    monkeypatch.setenv("KADTALK_NB_OUT", str(tmp_path))
+    notebook = nbformat.read(NOTEBOOKS / "call_setup.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    errors = [
+        o for cell in notebook.cells for o in cell.get("outputs", []) if o.output_type == "error"
+    ]
+    assert not errors
+    out = tmp_path / "call_setup"
+    assert len((out / "calls.csv").read_text().splitlines()) == 1 + 6 * 60  # 3 mixes x 2 modes
+    for figure in ("setup_cdf.png", "phases.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_notebooks_are_stored_without_outputs(name):
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(notebook)
