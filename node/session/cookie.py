@@ -17,8 +17,8 @@ default; the test vectors inject fixed bytes).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
+import socket
 from typing import Any, Callable
 
 from .wire import TAG_LEN
@@ -28,13 +28,16 @@ SECRET_SIZE = 32
 
 
 def address_bytes(addr: Any) -> bytes:
-    """The source address as the cookie covers it: for an (IP, port) tuple the packed IP and the
-    port (u16); any other address (the simulator's) by its repr."""
-    if type(addr) is tuple and len(addr) >= 2 and type(addr[1]) is int and 0 <= addr[1] < 65536:
-        try:
-            return ipaddress.ip_address(addr[0]).packed + addr[1].to_bytes(2, "big")
-        except ValueError:
-            pass
+    """The source address as the cookie covers it: for an (IP, port) tuple the packed IP (4 or
+    16 bytes) and the port (u16); any other address (the simulator's) by its repr."""
+    if type(addr) is tuple and len(addr) >= 2 and type(addr[0]) is str and type(addr[1]) is int:
+        ip, port = addr[0], addr[1]
+        if 0 <= port < 65536:
+            try:  # inet_pton: a tenth of ipaddress's cost, on every datagram of a flood
+                packed = socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+                return packed + port.to_bytes(2, "big")
+            except OSError:
+                pass
     return repr(addr).encode()
 
 

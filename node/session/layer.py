@@ -664,8 +664,8 @@ class SessionLayer:
 
     def _make_room(self, caller_id: bytes, host: Any, now: float) -> None:
         """Evict the oldest pending handshakes so that one more fits every limit: per caller
-        ID, per source host, in all. Spoofed KEY_REQs can then only push out handshakes older
-        than themselves, never keep an honest caller out (review M2)."""
+        ID, per source host, in all (there unproven ones first). Spoofed KEY_REQs can then only
+        push out handshakes older than themselves, never keep an honest caller out (review M2)."""
         settings = self.settings
         pending = self._pending
         for limit, same in (
@@ -678,7 +678,10 @@ class SessionLayer:
         while pending and (
             len(pending) >= settings.max_pending or len(self._sessions) >= settings.max_sessions
         ):
-            self._evict(next(iter(pending.values())), now)
+            # the oldest whose address never proved itself goes first: spoofed KEY_REQs verified
+            # before the node noticed the load cannot push out a caller that echoed a cookie
+            victim = next((x for x in pending.values() if not x.validated), None)
+            self._evict(victim or next(iter(pending.values())), now)
 
     def _evict(self, session: Session, now: float) -> None:
         self.stats["handshake_evicted"] += 1

@@ -262,3 +262,18 @@ def test_trusted_callers_have_a_budget_of_their_own():
     assert callee.pending_handshakes == 2 and callee.stats["cookie_rate_limited"] == 4
     via_cookie(friend, CALLER)
     assert callee.pending_handshakes == 3
+
+
+def test_a_full_pending_table_evicts_unproven_handshakes_before_a_proven_one():
+    s = SessionSettings(max_pending=4, source_burst=100, global_burst=100, load_threshold=0.0)
+    callee = SessionLayer(identity("p256", "callee"), Random(1), s, WALL)
+    honest = fresh_key_req(identity("p256", "honest"), callee.own_id, 1.0)
+    tag = request_tag(honest)
+    cookie = callee._cookie_jar().mint(CALLER, tag, 1.0)
+    callee.receive_datagram(encode_cookie_retry(cookie, honest), CALLER, 1.0)
+    (proven,) = callee.sessions.values()
+    for i in range(10):  # verified KEY_REQs from forged sources (before load was noticed)
+        spoofed = fresh_key_req(identity("p256", f"spoofer{i}"), callee.own_id, 1.0)
+        callee.receive_datagram(spoofed, (f"10.0.0.{i}", 1), 1.0)
+    assert callee.pending_handshakes == 4 and callee.stats["handshake_evicted"] == 7
+    assert proven.id in callee.sessions  # still waiting for its RING
