@@ -19,7 +19,9 @@ set-up time is their sum: from the call to the first media heard.
 Reachable pairs (docs/testbed.md, the NAT combination table): a callee behind a symmetric NAT
 cannot be called, and a caller behind one cannot reach a callee behind a filtering NAT; every
 other combination connects. Under churn, a call whose caller or callee is offline when it
-starts is not placed (end reason `offline`); nor is one whose caller or callee is in another
+starts is not placed (end reason `offline`: under churn, pairs are drawn among the peers online
+(and joined, for the caller) when the call starts, as the lookup study does, so this is rare);
+nor is one whose caller or callee is in another
 call of the workload (`engaged`); neither counts as a reachable pair, nor does a call the callee
 answered BUSY (its hang-up of an earlier call had not arrived): none of them tested the network.
 
@@ -165,12 +167,13 @@ class _CallStudyRun:
         arrivals = poisson_pairs(realism.feature_rng(study.seed, "calls"), study.nodes,
                                  study.calls, 0.0, study.call_rate)
         self.arrivals = arrivals
-        self.participants = sorted({a.source for a in arrivals} | {a.target for a in arrivals})
         self.identities: dict[int, Identity] = {}
         self.world = SimWorld(study, ids_hook=self._with_identities, new_node=self._new_node,
                               traversal=True)
         self.keepalive_interval = KEEPALIVE_INTERVAL
-        self.by_id = {self.world.ids[a]: a for a in self.participants}
+        self.client: DirectoryClient | None = None
+        self.server_addr = -1
+        self.by_id = {node_id: addr for addr, node_id in enumerate(self.world.ids)}
         self.calls: list[_Call] = []
         self.active: dict[tuple[int, int], _Call] = {}  # (caller, callee) -> call in progress
         self._by_session: dict[tuple[int, int], _Call] = {}  # (address, session id) -> call
@@ -199,8 +202,11 @@ class _CallStudyRun:
 
     def _new_node(self, addr: int, now: float) -> Node:
         world = self.world
-        return Node(world.ids[addr], world.registry, world.node_rng, world.settings, now,
+        node = Node(world.ids[addr], world.registry, world.node_rng, world.settings, now,
                     identity=self.identities[addr], traversal=True)
+        if self.client is not None and world.realism.started:
+            world.at(now, lambda: self.client.register(addr))  # back online: register at once
+        return node
 
     def _start_keepalives(self) -> None:
         """Tables loaded by the fast bootstrap: start each node's keep-alives (NAT traversal's
@@ -212,9 +218,9 @@ class _CallStudyRun:
             world.command(addr, lambda node, now: node.traversal.start_keepalives(now + phase))
 
     def _register(self, addr: int) -> None:
-        """Directory baseline: a participant refreshes its registration every keep-alive
+        """Directory baseline: a node behind a NAT refreshes its registration every keep-alive
         interval (a SIP REGISTER refresh), which keeps its NAT open towards the directory.
-        (Other nodes' registrations never matter to a call: they stay as made at the start.)"""
+        (A public node's registration stays as made at the start: its address never changes.)"""
         world = self.world
         if world.driver.nodes[addr] is not None:
             self.client.register(addr)
@@ -224,8 +230,6 @@ class _CallStudyRun:
 
     def run(self) -> CallResult:
         study, world = self.study, self.world
-        self.client: DirectoryClient | None = None
-        self.server_addr = -1
         if study.directory:
             self._place_directory()
         world.attach(self._on_event)
@@ -235,10 +239,11 @@ class _CallStudyRun:
             self._start_keepalives()
         if study.directory:  # after the population's addresses 0..N-1 (joins end at start - settle)
             world.at(start - study.settle / 2, self._attach_directory)
-            rng = realism.feature_rng(study.seed, "register")
-            for addr in self.participants:
-                world.at(start - study.settle / 2 + rng.random() * self.keepalive_interval,
-                         lambda a=addr: self._register(a))
+            rng, nat = realism.feature_rng(study.seed, "register"), world.realism.nat
+            for addr in range(study.nodes) if nat is not None else ():
+                if nat.kinds[addr] != OPEN:  # only a NAT's mapping needs refreshing
+                    world.at(start - study.settle / 2 + rng.random() * self.keepalive_interval,
+                             lambda a=addr: self._register(a))
         for index, (when, caller, callee) in enumerate(self.arrivals):
             world.at(start + when, lambda i=index, c=caller, e=callee: self._place(i, c, e))
         env = world.env
@@ -277,8 +282,13 @@ class _CallStudyRun:
 
     def _place(self, index: int, caller: int, callee: int) -> None:
         world = self.world
+        if world.realism.started:  # churn: a user who is online calls someone online now
+            caller, callee = world.realism.pick_pair(caller, callee)
         call = _Call(index, world.env.now, caller, callee)
         self.calls.append(call)
+        if caller < 0:
+            self._end(call, "offline")  # nobody online (and joined) to call from or to
+            return
         nodes = world.driver.nodes
         if nodes[caller] is None or nodes[callee] is None:
             self._end(call, "offline")
@@ -392,7 +402,8 @@ class _CallStudyRun:
 
     def _row(self, call: _Call) -> dict[str, Any]:
         nat = self.world.realism.nat
-        kinds = (nat.kinds[call.caller], nat.kinds[call.callee]) if nat is not None else (OPEN, OPEN)
+        kinds = ((nat.kinds[call.caller], nat.kinds[call.callee]) if nat is not None and call.caller >= 0
+                 else (OPEN, OPEN))
         success = call.reason == "talking"
         row = {
             "start": call.start,
