@@ -1,0 +1,240 @@
+"""An in-memory datagram network with explicit time, for tests and benchmarks (after trio's FakeNet).
+
+Sans-I/O layers (anything with the surface of kadtalk.node.layer.Layer) are attached at
+addresses of any hashable kind. Every datagram a node sends becomes a `Packet` handed to a
+*route hook*, `route(packet, now) -> [(delay, packet), ...]`: the deliveries it returns are what
+happens to it. None drops it, two duplicate it, a packet with another `dst` redirects it and one
+with another `src` rewrites its source (a NAT); each delay may differ (jitter, reordering).
+`FilteringNat` and `Link` are such hooks; hooks compose by calling one another.
+
+Time is explicit and only moves forward: one heap holds deliveries and node timers, ordered by
+time and first in, first out among equal times. `run_until(t)` does everything due by `t`,
+`run(until, limit)` goes on until a condition holds or the network is idle, `step()` does one
+thing. After a delivery or a timer the node is *serviced* as the UDP driver does: its datagrams
+are sent, its events collected into `events[addr]`, its timer re-armed (one live timer a node:
+a new entry only when the deadline moves earlier, superseded ones are skipped as stale, and one
+that fires early is harmless because `handle_timer` does only what is due). A test that acts on a
+node from outside (`node.call(...)`) calls `service(addr)` (or `service()` for every node) so
+the network takes what the node now has to send.
+"""
+
+from __future__ import annotations
+
+import math
+from heapq import heappop, heappush
+from random import Random
+from typing import Any, Callable, Hashable, Iterable, NamedTuple
+
+from kadtalk.node.layer import Layer
+
+
+class Packet(NamedTuple):
+    """One datagram on the wire (immutable; a NamedTuple because millions are made)."""
+
+    src: Hashable
+    dst: Hashable
+    payload: bytes
+
+
+Route = Callable[[Packet, float], Iterable[tuple[float, Packet]]]
+
+
+def direct(packet: Packet, now: float) -> tuple[tuple[float, Packet]]:
+    """The default route: every packet arrives at once, unchanged."""
+    return ((0.0, packet),)
+
+
+class MemoryNet:
+    """Nodes at addresses, a route hook, and one clock.
+
+    Counters: `sent` packets given to the route hook, `dropped` those it returned no delivery
+    for, `delivered` deliveries a node received, `unroutable` deliveries to an address with no
+    node; `in_flight` deliveries not yet made. So every delivery the hook schedules is counted
+    once as delivered, unroutable or in flight.
+    """
+
+    def __init__(self, route: Route = direct, now: float = 0.0):
+        self.route = route
+        self.now = now
+        self.nodes: dict[Hashable, Layer] = {}
+        self.events: dict[Hashable, list] = {}
+        self.sent = self.delivered = self.dropped = self.unroutable = self.in_flight = 0
+        self._heap: list = []  # (time, seq, packet, addr): a delivery, or a timer when packet is None
+        self._seq = 0
+        self._armed: dict[Hashable, float] = {}  # addr -> deadline of its live timer entry
+
+    def attach(self, addr: Hashable, node: Layer) -> Hashable:
+        """Put `node` at `addr` and service it (send what it has, arm its timer)."""
+        if addr in self.nodes:
+            raise ValueError(f"address {addr!r} is taken")
+        self.nodes[addr] = node
+        self.events[addr] = []
+        self._armed[addr] = math.inf
+        self.service(addr)
+        return addr
+
+    def detach(self, addr: Hashable) -> Layer:
+        """Take the node at `addr` off the network: packets to it become unroutable."""
+        del self._armed[addr]  # its timer entries go stale
+        return self.nodes.pop(addr)
+
+    def send(self, packet: Packet) -> None:
+        """Put `packet` on the wire now, through the route hook (nodes' datagrams come here;
+        a test may inject its own, e.g. with a forged source)."""
+        self.sent += 1
+        now = self.now
+        scheduled = 0
+        for delay, out in self.route(packet, now):
+            if not delay >= 0:
+                raise ValueError(f"route hook returned delay {delay!r}")
+            self._seq += 1
+            heappush(self._heap, (now + delay, self._seq, out, None))
+            scheduled += 1
+        if scheduled:
+            self.in_flight += scheduled
+        else:
+            self.dropped += 1
+
+    def service(self, addr: Hashable = None) -> None:
+        """Send what the node at `addr` (every node if None) has to send now, collect its
+        events and arm its timer."""
+        if addr is None:
+            for each in list(self.nodes):
+                self.service(each)
+            return
+        node = self.nodes[addr]
+        now = self.now
+        for data, dst in node.datagrams_to_send(now):
+            if type(data) is not bytes:
+                raise TypeError(f"node at {addr!r} sent {type(data).__name__}, not bytes")
+            self.send(Packet(addr, dst, data))
+        self.events[addr].extend(iter(node.next_event, None))
+        deadline = node.get_timer()
+        if deadline is not None and deadline < self._armed[addr]:
+            if deadline < now:
+                raise RuntimeError(f"node at {addr!r} wants a timer at {deadline} < now {now}")
+            self._armed[addr] = deadline
+            self._seq += 1
+            heappush(self._heap, (deadline, self._seq, None, addr))
+
+    def _do(self, entry: tuple) -> bool:
+        """Process one heap entry; False if it was a stale timer."""
+        when, _, packet, addr = entry
+        if packet is None:
+            if self._armed.get(addr) != when:
+                return False
+            self.now = when
+            self._armed[addr] = math.inf
+            self.nodes[addr].handle_timer(when)
+            self.service(addr)
+            return True
+        self.now = when
+        self.in_flight -= 1
+        dst = packet.dst
+        node = self.nodes.get(dst)
+        if node is None:
+            self.unroutable += 1
+            return True
+        self.delivered += 1
+        node.receive_datagram(packet.payload, packet.src, when)
+        self.service(dst)
+        return True
+
+    def next_time(self) -> float | None:
+        """When the next delivery or timer is due (a stale timer may make this early)."""
+        return self._heap[0][0] if self._heap else None
+
+    def step(self) -> bool:
+        """Make the next delivery or fire the next live timer; False when nothing is left."""
+        heap = self._heap
+        while heap:
+            if self._do(heappop(heap)):
+                return True
+        return False
+
+    def run_until(self, t: float) -> None:
+        """Do everything due at or before `t`, then set the clock to `t`."""
+        if t < self.now:
+            raise ValueError(f"time runs forward: {t} < now {self.now}")
+        heap = self._heap
+        while heap and heap[0][0] <= t:
+            self._do(heappop(heap))
+        self.now = t
+
+    def run(self, until: Callable[[], bool] | None = None, limit: float = math.inf) -> None:
+        """Process deliveries and timers in order until `until()` holds (checked before each),
+        or, without `until`, until no packet is in flight; never past `limit`. The clock stays
+        at the last thing done. With `until` and no limit, periodic timers may run forever."""
+        heap = self._heap
+        while heap and heap[0][0] <= limit:
+            if until is None:
+                if not self.in_flight:
+                    return
+            elif until():
+                return
+            self._do(heappop(heap))
+
+    def of(self, addr: Hashable, kind: type) -> list:
+        """The events of type `kind` the node at `addr` reported."""
+        return [e for e in self.events[addr] if type(e) is kind]
+
+
+class Link:
+    """Route hook: a fixed delay plus uniform jitter, and random loss of the packets `lossy`
+    selects (all by default); draws from `rng` (loss first, then jitter). Counts `lost`."""
+
+    def __init__(self, delay: float = 0.0, jitter: float = 0.0, loss: float = 0.0,
+                 rng: Random | None = None, lossy: Callable[[Packet], bool] | None = None):
+        self.delay, self.jitter, self.loss = delay, jitter, loss
+        self.rng = rng if rng is not None else Random(0)
+        self.lossy = lossy
+        self.lost = 0
+
+    def __call__(self, packet: Packet, now: float) -> list[tuple[float, Packet]]:
+        rng = self.rng
+        if self.loss and (self.lossy is None or self.lossy(packet)) and rng.random() < self.loss:
+            self.lost += 1
+            return []
+        delay = self.delay + rng.uniform(0, self.jitter) if self.jitter else self.delay
+        return [(delay, packet)]
+
+
+class FilteringNat:
+    """Route hook: hosts behind NATs with endpoint-independent mapping (a host keeps its address
+    and port outside, so the address is both) and address-and-port-dependent filtering (RFC
+    4787): a packet reaches a NATed host only from an endpoint the host has sent to within
+    `timeout` seconds. Packets then follow `route`. Counts `filtered`.
+
+    The filter decides when a packet is sent, on the mappings as they are then: with delays, a
+    mapping the host opens while a packet is in flight does not admit it (a real NAT would).
+    sim/nat.py's NatTable models the same for the simulator's node numbers.
+    """
+
+    def __init__(self, route: Route = direct, timeout: float = math.inf):
+        self.route = route
+        self.timeout = timeout
+        self.opened: dict[Hashable, dict[Hashable, float]] = {}  # host -> {remote: last sent}
+        self.filtered = 0
+
+    def add(self, host: Hashable) -> None:
+        """Put `host` behind a NAT of its own (nothing can reach it before it sends)."""
+        self.opened.setdefault(host, {})
+
+    def admits(self, packet: Packet, now: float) -> bool:
+        opened = self.opened.get(packet.dst)
+        if opened is None:
+            return True
+        last = opened.get(packet.src)
+        return last is not None and now - last <= self.timeout
+
+    def __call__(self, packet: Packet, now: float) -> list[tuple[float, Packet]]:
+        opened = self.opened.get(packet.src)
+        if opened is not None:
+            opened[packet.dst] = now
+        out = []
+        for delay, p in self.route(packet, now):
+            if self.admits(p, now):
+                out.append((delay, p))
+            else:
+                self.filtered += 1
+        return out
