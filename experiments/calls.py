@@ -14,7 +14,9 @@ Phases of a call started at t0 (the caller's events; a phase is 0 when it was no
 - key exchange: -> RINGING (the KEY_RES arrived: the callee rings);
 - ring/answer: -> TALKING (the callee's ANSWER arrived);
 - first media: -> the callee receives the caller's first MEDIA packet.
-set-up time is their sum: from the call to the first media heard.
+set-up time is their sum: from the call to the first media heard. `rendezvous_overlap` (DHT
+mode) counts the caller's rendezvous peers that are among the callee's keep-alive peers when the
+lookup ends: a callee behind a filtering NAT can be punched only through those.
 
 Reachable pairs (docs/testbed.md, the NAT combination table): a callee behind a symmetric NAT
 cannot be called, and a caller behind one cannot reach a callee behind a filtering NAT; every
@@ -63,8 +65,9 @@ KEEPALIVE_INTERVAL = TraversalSettings().keepalive_interval  # s between NAT kee
 MEDIA_PAYLOAD = bytes(80)  # one 20 ms Opus frame's worth
 
 ROW_FIELDS = ("start", "caller", "callee", "caller_nat", "callee_nat", "reachable", "success",
-              "end_reason", "setup_ms", "lookup_ms", "punch_ms", "key_exchange_ms", "ring_ms",
-              "first_media_ms")
+              "end_reason", "rendezvous_overlap", "setup_ms", "lookup_ms", "punch_ms",
+              "key_exchange_ms", "ring_ms", "first_media_ms")
+TIMES = ROW_FIELDS[9:]
 
 # Calls that never tested the network: a peer offline (churn), or already on another call of
 # the workload (placed a moment after a call of its own, or still ringing), or answered BUSY.
@@ -148,7 +151,7 @@ def reachable(caller_kind: int, callee_kind: int) -> bool:
 
 class _Call:
     __slots__ = ("index", "start", "caller", "callee", "session_id", "found", "punched", "ringing",
-                 "talking", "media", "reason", "done", "punch_needed")
+                 "talking", "media", "reason", "done", "punch_needed", "overlap")
 
     def __init__(self, index: int, start: float, caller: int, callee: int):
         self.index, self.start, self.caller, self.callee = index, start, caller, callee
@@ -157,6 +160,7 @@ class _Call:
         self.reason: str | None = None
         self.done = False
         self.punch_needed = False
+        self.overlap: int | None = None
 
 
 class _CallStudyRun:
@@ -358,6 +362,8 @@ class _CallStudyRun:
             state = event.state
             if state is CallState.KEY_EXCHANGE:
                 call.found = event.at
+                if self.client is None:
+                    call.overlap = self._overlap(call)
             elif state is CallState.RINGING:
                 call.ringing = event.at
             elif state is CallState.TALKING:
@@ -394,6 +400,17 @@ class _CallStudyRun:
             self._placing = None
         return call
 
+    def _overlap(self, call: _Call) -> int | None:
+        """How many of the rendezvous the caller asks for a punch (its contacts nearest the
+        callee, `Node.rendezvous`) are among the peers the callee keeps its NAT open to (its
+        contacts nearest itself): only those can forward a PUNCH_FWD through a filtering NAT."""
+        nodes = self.world.driver.nodes
+        caller, callee = nodes[call.caller], nodes[call.callee]
+        if caller is None or callee is None:
+            return None
+        target = callee.node_id
+        return len(set(caller.rendezvous(target)) & set(callee.rendezvous(target)))
+
     def _dial(self, call: _Call, callee_id: int, addr: Any = None) -> None:
         self._placing = call
         call.session_id = self.world.command(call.caller, lambda n, now: n.call(callee_id, now, addr))
@@ -414,9 +431,10 @@ class _CallStudyRun:
             "reachable": call.reason not in NOT_PLACED and reachable(*kinds),
             "success": success,
             "end_reason": call.reason,
+            "rendezvous_overlap": call.overlap,
         }
         if not success:
-            return row | dict.fromkeys(ROW_FIELDS[8:], math.nan)
+            return row | dict.fromkeys(TIMES, math.nan)
         punched = call.punched if call.punch_needed and call.punched is not None else None
         after_punch = max(call.found, punched) if punched is not None else call.found
         ms = 1000.0

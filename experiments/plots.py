@@ -83,7 +83,7 @@ def setup_cdf(series: dict[str, Iterable[dict[str, Any]]], path: Path, title: st
     ax.set_ylabel("fraction of calls placed")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=7)
     ax.set_title(title or "call set-up time")
     fig.savefig(path, dpi=120)
     return path

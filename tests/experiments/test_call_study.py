@@ -133,3 +133,14 @@ def test_answer_delay_is_the_ring_phase():
     result = run_call_study(CallStudy(nodes=150, calls=10, seed=2, call_rate=0.2, answer_delay=2.0))
     assert result.summary["success_rate"] == 1.0
     assert all(r["ring_ms"] >= 2000.0 for r in result.rows)
+
+
+def test_a_filtering_callee_is_punched_only_through_peers_it_keeps_its_nat_open_to(nat_runs):
+    """The rendezvous the caller asks must be among the callee's keep-alive peers: with none in
+    common (rendezvous_overlap 0), the PUNCH_FWD meets the callee's filtering NAT and the call
+    fails; the directory, to which every callee keeps its NAT open, has no such gap."""
+    rows = [r for r in _result(nat_runs, "dht").rows
+            if r["callee_nat"] == "filtering" and r["reachable"]]
+    assert any(r["success"] for r in rows)
+    assert all(r["rendezvous_overlap"] >= 1 for r in rows if r["success"])
+    assert all(r["rendezvous_overlap"] is None for r in _result(nat_runs, "directory").rows)
