@@ -1,13 +1,12 @@
 """Two real nodes (identities, session layer) in one process: a call with explicit time.
 
-Datagrams go through a path with a fixed delay, optional random loss of MEDIA packets and
-uniform jitter; every 20 ms each side's `AudioPump` (the daemon's own) captures, encodes and
-plays one frame, and the payload goes out through `Node.send_media`.
+The nodes sit on a `MemoryNet` whose `Link` gives every datagram a fixed delay plus uniform
+jitter and randomly loses MEDIA packets; every 20 ms each side's `AudioPump` (the daemon's own)
+captures, encodes and plays one frame, and the payload goes out through `Node.send_media`.
 """
 
 from __future__ import annotations
 
-import heapq
 from random import Random
 
 from kadtalk.node.identity import Identity
@@ -16,9 +15,11 @@ from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.session import CallState, IncomingCall
 from kadtalk.node.stack import Node
 from kadtalk.transport.audiopump import AudioPump, Endless
+from kadtalk.transport.memory import Link, MemoryNet
 
 WALL = 1_767_225_600.0
 A, B = ("10.0.0.1", 5004), ("10.0.0.2", 5004)
+MEDIA = 0x04
 
 
 def make_node(seed: int) -> Node:
@@ -30,60 +31,44 @@ def make_node(seed: int) -> Node:
 
 class CallNet:
     def __init__(self, delay=0.03, jitter=0.0, loss=0.0, seed=7):
+        self.link = Link(delay, jitter, loss, Random(seed), lossy=lambda p: p.payload[0] == MEDIA)
+        self.net = MemoryNet(self.link)
         self.nodes = {A: make_node(1), B: make_node(2)}
-        self.delay, self.jitter, self.loss = delay, jitter, loss
-        self.rng = Random(seed)
-        self.queue: list = []
-        self.n = 0
+        for addr, node in self.nodes.items():
+            self.net.attach(addr, node)
+        self.events = self.net.events
         self.pumps: dict = {}
-        self.events: dict = {A: [], B: []}
-        self.lost = 0
+        self._told: dict = {}  # addr -> events already handed to its pump
 
-    def flush(self, now: float) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for src, node in self.nodes.items():
-                for data, dst in node.datagrams_to_send(now):
-                    if data[0] == 0x04 and self.loss and self.rng.random() < self.loss:
-                        self.lost += 1
-                        continue
-                    at = now + self.delay + self.rng.uniform(0, self.jitter)
-                    self.n += 1
-                    heapq.heappush(self.queue, (at, self.n, dst, data, src))
-            while self.queue and self.queue[0][0] <= now:
-                at, _, dst, data, src = heapq.heappop(self.queue)
-                self.nodes[dst].receive_datagram(data, src, at)
-                moved = True
-            for addr, node in self.nodes.items():
-                for event in iter(node.next_event, None):
-                    self.events[addr].append(event)
-                    pump = self.pumps.get(addr)
-                    if pump is not None:
-                        pump.on_event(event)
+    @property
+    def lost(self) -> int:
+        return self.link.lost
 
-    def timers(self, now: float) -> None:
-        for node in self.nodes.values():
-            timer = node.get_timer()
-            if timer is not None and timer <= now:
-                node.handle_timer(now)
+    def run_until(self, t: float) -> None:
+        """Deliveries and timers due by `t`, then the new events to the pumps."""
+        self.net.run_until(t)
+        for addr, pump in self.pumps.items():
+            events = self.events[addr]
+            for event in events[self._told[addr]:]:
+                pump.on_event(event)
+            self._told[addr] = len(events)
 
     def connect(self) -> tuple[int, int]:
         """A calls B (known address), B answers: (A's session id, B's session id)."""
         a, b = self.nodes[A], self.nodes[B]
         sid_a = a.call(b.node_id, 0.0, addr=B)
+        self.net.service(A)
         t = 0.0
         while not any(type(e) is IncomingCall for e in self.events[B]):
             t = round(t + 0.01, 6)
-            self.timers(t)
-            self.flush(t)
+            self.run_until(t)
             assert t < 5, "no ring"
         sid_b = next(e for e in self.events[B] if type(e) is IncomingCall).session_id
         b.answer(t, sid_b)
+        self.net.service(B)
         while a.session.state_of(sid_a) is not CallState.TALKING:
             t = round(t + 0.01, 6)
-            self.timers(t)
-            self.flush(t)
+            self.run_until(t)
             assert t < 5, "no answer"
         self.start = t
         return sid_a, sid_b
@@ -93,16 +78,16 @@ class CallNet:
                                         (B, sid_b, sources[1], sinks[1])):
             self.pumps[addr] = AudioPump(Endless(source), sink, settings)
             self.pumps[addr].attach(sid)
+            self._told[addr] = len(self.events[addr])
         sessions = {A: sid_a, B: sid_b}
         t = self.start
         end = self.start + seconds
         while t < end:
             t = round(t + step, 6)
-            # arrivals due by now first, then one frame each way
-            self.timers(t)
-            self.flush(t)
+            # arrivals and timers due by now first, then one frame each way
+            self.run_until(t)
             for addr, pump in self.pumps.items():
                 payload = pump.tick(t)
                 if payload is not None:
                     self.nodes[addr].send_media(sessions[addr], payload, t)
-            self.flush(t)
+                    self.net.service(addr)
