@@ -163,6 +163,11 @@ class SessionSettings:
                              "max_calls >= 0")
         if self.terminal_repeats < 1:
             raise ValueError("terminal_repeats must be at least 1")
+        if (self.cookie_rotation <= 0 or self.load_threshold < 0
+                or min(self.cookie_rate, self.contact_rate) <= 0
+                or min(self.cookie_burst, self.contact_burst) < 1):
+            raise ValueError("cookie_rotation and the cookie / contact rates must be positive, "
+                             "their bursts at least 1, load_threshold >= 0")
 
 
 DEFAULT_SETTINGS = SessionSettings()

@@ -277,3 +277,10 @@ def test_a_full_pending_table_evicts_unproven_handshakes_before_a_proven_one():
         callee.receive_datagram(spoofed, (f"10.0.0.{i}", 1), 1.0)
     assert callee.pending_handshakes == 4 and callee.stats["handshake_evicted"] == 7
     assert proven.id in callee.sessions  # still waiting for its RING
+
+
+@pytest.mark.parametrize("bad", [dict(cookie_rotation=0), dict(load_threshold=-1),
+                                 dict(cookie_rate=0), dict(contact_burst=0.5)])
+def test_cookie_settings_are_checked(bad):
+    with pytest.raises(ValueError):
+        SessionSettings(**bad)
