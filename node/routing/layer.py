@@ -6,9 +6,13 @@ refreshes. The simulator may skip the byte codec with `receive_message` / `messa
 both paths run the same code past the codec.
 
 A response is matched to its request by (address, target), the only fields nanotalk's format
-gives; a response that matches no request is dropped. A datagram claiming the ID of a table
-entry that has failed, from another address, makes the layer send that address a bare request
-(an address probe, no lookup waiting on it): only its answer moves the entry (table.py).
+gives; a response that matches no request is dropped. Contacts enter the table only by
+answering a request of ours from their address (a round trip), never from a request alone: the
+origin ID of a ROUTE_REQ is unauthenticated and its source address may be forged. A requester
+the table would take, cache, or move a failing entry to is sent a bare request (an address
+probe, no lookup waiting on it), and only its answer, from that address and by the claimed ID,
+enters the table (table.py). Probes are bounded: one outstanding per address, `max_probes` in
+all, counted drops beyond.
 Requests expire in the order they were sent (one timeout for all), so the pending dict's first
 entry is always the next deadline.
 """
@@ -40,7 +44,7 @@ from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
 FULL_ANSWER_PADDING = -(-MAX_REQUEST_SIZE // 3) - REQUEST_SIZE  # 146
-VALIDATED_LIMIT = 4096  # addresses of small requests remembered until they answer us
+VALIDATED_LIMIT = 4096  # addresses that answered us, remembered for the amplification limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,9 @@ class RoutingSettings:
     # At most this many entries of one bucket from one /24 (IPv4) network (the registry's
     # `subnet` says which); 0: no limit. A Sybil defence; see docs/security.md.
     max_per_subnet: int = 0
+    # Address probes (bare requests checking that a requester answers before it enters the
+    # table) outstanding at once; requesters beyond wait for a later request (`probe_limit`).
+    max_probes: int = 256
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -82,6 +89,8 @@ class RoutingSettings:
             raise ValueError("amplification must be at least 1")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
+        if self.max_probes < 0:
+            raise ValueError("max_probes must be >= 0")
         if min(self.request_rate, self.source_request_rate) <= 0 or min(
             self.request_burst, self.source_request_burst
         ) < 1:
@@ -93,8 +102,8 @@ class TooManyLookups(RuntimeError):
 
 
 class _Probe:
-    """The waiter of a request that checks a claimed new address of a table entry: no lookup
-    waits for it (`done`), only the table learns from its answer or its timeout."""
+    """The waiter of a request that checks that an (ID, address) a requester claimed answers:
+    no lookup waits for it (`done`), only the table learns from its answer or its timeout."""
 
     __slots__ = ()
     done = True
@@ -121,7 +130,7 @@ class RoutingLayer:
     __slots__ = (
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
-        "_collect", "_validated", "_request_size", "limited_answers", "_guard",
+        "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probing",
     )
 
     def __init__(
@@ -146,10 +155,11 @@ class RoutingLayer:
         self._next_lookup_id = 0
         self._refresh_at = now + settings.refresh_interval
         self._collect = registry.retain if registry.recycles else None
-        # Addresses whose requests were too small for a full answer -> whether they have since
-        # answered one of our requests (so they do receive what we send: QUIC's address
-        # validation). Padded kadtalk requests never need it, so it stays None among kadtalk nodes.
+        # Addresses that answered one of our requests (so they do receive what we send: QUIC's
+        # address validation) -> True, oldest first, at most VALIDATED_LIMIT. Only requests too
+        # small for a full answer consult it; made at the first answer.
         self._validated: dict[Any, bool] | None = None
+        self._probing: dict[Any, int] | None = None  # address -> handle of its outstanding probe
         self._request_size = REQUEST_SIZE + settings.request_padding
         self.limited_answers = 0  # answers cut short by the amplification limit
         self._guard: FloodGuard | None = None  # made at the first request served
@@ -183,6 +193,8 @@ class RoutingLayer:
             del pending[key]
             failed = set()
             for lookup, handle in request.waiters:
+                if lookup is _PROBE:
+                    self._probe_done(key[0], handle)
                 if handle >= 0 and handle not in failed:
                     failed.add(handle)
                     self.table.failed(handle)
@@ -295,26 +307,61 @@ class RoutingLayer:
             self.count(refused)
             return
         handle = self.registry.intern(msg.origin, addr)
-        table = self.table
-        if self.settings.max_per_subnet and self._subnet_full(handle):
-            pass  # answered, not remembered
-        elif not table.observe(handle, now) and table.moved(handle):
-            self._probe(handle, addr, msg.origin, now)
+        probe = self._wants_probe(handle, addr, now)
         ids = self.registry.ids
         addrs = self.registry.addrs
         count = self.settings.k
         budget = self.settings.amplification * msg.size
+        if probe:
+            budget -= REQUEST_SIZE  # the probe counts towards what we send there
         if RESPONSE_HEADER + count * CONTACT_SIZE > budget and not self._is_validated(addr):
             # Anti-amplification: the source address may be forged to aim our answer at a victim.
+            if budget < RESPONSE_HEADER:  # no room for the probe after an empty answer
+                budget += REQUEST_SIZE
+                probe = False
             count = min(count, max(0, (budget - RESPONSE_HEADER) // CONTACT_SIZE))
             self.limited_answers += 1
-        contacts = [(ids[h], addrs[h]) for h in table.closest(msg.target, count, handle)]
+        contacts = [(ids[h], addrs[h]) for h in self.table.closest(msg.target, count, handle)]
         self._send(RouteResponse(self.node_id, msg.target, contacts), addr)
+        if probe:  # after the answer, so an honest requester knows us when the probe arrives
+            self._send_probe(handle, addr, msg.origin, now)
+
+    def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:
+        """Offer a requester to the table; whether to probe it. A request proves nothing about
+        its origin (ID unauthenticated, source address forgeable): a contact already held is
+        heard from again, any other one the table would take is probed (within bounds)."""
+        table = self.table
+        if self.settings.max_per_subnet and self._subnet_full(handle):
+            return False  # answered, not remembered
+        if table.known(handle):  # it answered once to get there: the uptime rule, as before
+            probe = not table.observe(handle, now) and table.moved(handle)
+        else:
+            probe = table.admits(handle)
+        return probe and self._may_probe(addr, handle)
 
     def _probe(self, handle: int, addr: Any, node_id: int, now: float) -> None:
-        """Ask a claimed new address of a failing entry: only an answer there moves the entry.
-        The request is bare (41 bytes, no more than the request that made the claim), so a
-        forged claim cannot turn this into an amplifier."""
+        """Ask `addr` a bare request for `node_id`: only an answer there, by that ID, puts the
+        contact in the table (or moves a failing entry to it). Bare (41 bytes, no more than any
+        request that made the claim), one outstanding per address and `max_probes` in all, so
+        forged claims can neither amplify nor pile up probes (counted drops)."""
+        if self._may_probe(addr, handle):
+            self._send_probe(handle, addr, node_id, now)
+
+    def _may_probe(self, addr: Any, handle: int) -> bool:
+        probing = self._probing
+        if probing is not None and addr in probing:
+            if probing[addr] != handle:
+                self.count("probe_busy")  # another ID claimed at an address being probed
+            return False
+        if self.settings.max_probes <= (len(probing) if probing else 0):
+            self.count("probe_limit")
+            return False
+        return True
+
+    def _send_probe(self, handle: int, addr: Any, node_id: int, now: float) -> None:
+        if self._probing is None:
+            self._probing = {}
+        self._probing[addr] = handle
         if self._pending is None:
             self._pending = {}
         key = (addr, node_id)
@@ -322,8 +369,15 @@ class RoutingLayer:
         if request is None:
             self._pending[key] = _Pending(now + self.settings.request_timeout, _PROBE, handle)
             self._send(RouteRequest(self.node_id, node_id), addr)
-        elif (_PROBE, handle) not in request.waiters:
+        else:  # a lookup already asks that address about that ID: its answer serves the probe
             request.waiters.append((_PROBE, handle))
+
+    def _probe_done(self, addr: Any, handle: int) -> None:
+        probing = self._probing
+        if probing is not None and probing.get(addr) == handle:
+            del probing[addr]
+            if not probing:
+                self._probing = None  # idle nodes keep nothing
 
     def _subnet_full(self, handle: int) -> bool:
         """Whether `handle`'s bucket already holds `max_per_subnet` others from its /24."""
@@ -357,16 +411,21 @@ class RoutingLayer:
         return len(extra)
 
     def _is_validated(self, addr: Any) -> bool:
-        """Whether `addr` answered us; else remember it (bounded) until it does."""
+        """Whether `addr` answered one of our requests (among the last VALIDATED_LIMIT)."""
+        validated = self._validated
+        return validated is not None and addr in validated
+
+    def _answered_from(self, addr: Any) -> None:
+        """An answer matched a request we sent to `addr`: the address receives our datagrams,
+        whether or not it ever sent us a request (QUIC's address validation)."""
         validated = self._validated
         if validated is None:
             validated = self._validated = {}
         elif addr in validated:
-            return validated[addr]
+            del validated[addr]  # renewed: forgotten last
         elif len(validated) >= VALIDATED_LIMIT:
             del validated[next(iter(validated))]  # forget the oldest
-        validated[addr] = False
-        return False
+        validated[addr] = True
 
     def _send(self, msg: RouteRequest | RouteResponse, addr: Any) -> None:
         if self._outbox is None:
@@ -390,8 +449,7 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
-        if self._validated and addr in self._validated:
-            self._validated[addr] = True
+        self._answered_from(addr)
         handle = registry.intern(responder, addr)
         if not (self.settings.max_per_subnet and self._subnet_full(handle)):
             self.table.observe(handle, now, answered=True)
@@ -399,6 +457,8 @@ class RoutingLayer:
         own = self.node_id
         intern = registry.intern
         for lookup, asked in request.waiters:
+            if lookup is _PROBE:
+                self._probe_done(addr, asked)
             if asked >= 0 and ids[asked] != responder:
                 self.table.failed(asked)  # another node answers at the address it claimed
                 if not lookup.done:

@@ -7,6 +7,10 @@ bucket, plus a `bytearray` of bucket sizes: about 4 bytes a contact, which is wh
 million simulated tables fit in memory. Replacement caches and failure counts are allocated only
 when a bucket first overflows or a contact first fails to answer.
 
+Entries and cached newcomers are contacts that answered a request of ours (`observe(...,
+answered=True)`) or that the node was given (`add_contact`, `load`); the routing layer offers a
+mere requester to the table only through a probe, asking `known` and `admits` first.
+
 Uptime rule: a full bucket never drops an answering entry for a newcomer; the newcomer waits in
 the bucket's replacement cache and takes the place of an entry that stops answering. A contact
 whose ID is already in the table under another address does not displace it while the old
@@ -177,6 +181,35 @@ class RoutingTable:
             return True
         self._remember(index, handle)
         return False
+
+    def known(self, handle: int) -> bool:
+        """Whether `handle` (this ID at this address) is an entry or in its bucket's cache."""
+        index = self.bucket_index(self._ids[handle])
+        if index >= len(self._sizes):
+            return False
+        start = sum(self._sizes[:index])
+        if handle in self._entries[start : start + self._sizes[index]]:
+            return True
+        cache = self._cache.get(index) if self._cache else None
+        return bool(cache) and handle in cache
+
+    def admits(self, handle: int) -> bool:
+        """Whether an answer from `handle` would change the table: a place in its bucket or the
+        bucket's replacement cache, or the place of a failing entry with its ID (`moved`). Not
+        when its ID is an entry at another address that has not failed."""
+        node_id = self._ids[handle]
+        index = self.bucket_index(node_id)
+        if index >= ID_BITS:
+            return False  # our own ID
+        if index >= len(self._sizes):
+            return self.settings.k > 0 or self.settings.replacement_cache > 0
+        start = sum(self._sizes[:index])
+        size = self._sizes[index]
+        ids = self._ids
+        for other in self._entries[start : start + size]:
+            if ids[other] == node_id:
+                return other != handle and bool(self._failures) and other in self._failures
+        return size < self.settings.k or self.settings.replacement_cache > 0
 
     def moved(self, handle: int) -> bool:
         """Whether `handle`'s ID is in the table at another address that has failed a request:

@@ -99,7 +99,10 @@ def test_claims_while_the_victim_answers_leave_every_table_and_lookup_alone():
     addr, impostor = add_impostor(world, answers=True)
     claim_everywhere(world, addr, impostor)
     assert {i: world.entry(i) for i in range(N)} == before
-    assert impostor.requests_seen == 0  # nobody even asked the claimed address
+    # Nobody holding the victim asked the claimed address anything; a node without the victim's
+    # entry probes a new requester once (only an answer enters a table, issue 17), and the
+    # answering impostor waits in a replacement cache.
+    assert impostor.requests_seen <= sum(1 for i in range(N) if before[i] is None)
     for source in (world.server, 0, 40):
         assert world.lookup(source) == world.victim
 

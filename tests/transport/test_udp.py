@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from kadtalk.node.routing.events import Joined
 from kadtalk.node.routing.messages import RouteRequest, encode_request
 from kadtalk.transport.udp import parse_hostport, start_node, start_swarm
 
@@ -56,7 +57,7 @@ def test_garbage_datagrams_on_a_real_socket_are_counted_not_fatal():
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             target = node.address
-            for payload in (b"", b"\x07hello", b"\x00" * 10, b"\x01" + b"\x00" * 45, b"\x00" * 2000):
+            for payload in (b"", b"\x08hello", b"\x00" * 10, b"\x01" + b"\x00" * 45, b"\x00" * 2000):
                 sender.sendto(payload, target)
             # a valid request afterwards is still answered
             sender.sendto(encode_request(RouteRequest(12345, 678)), target)
@@ -112,16 +113,81 @@ def test_a_bare_request_on_a_real_socket_is_not_amplified():
         loop = asyncio.get_running_loop()
         try:
             server = swarm[0].address
-            replies = []
+            replies, probes = [], []
             for padding in (0, 146):
                 attacker.sendto(encode_request(RouteRequest(4242, 99), padding), server)
-                replies.append(await loop.run_in_executor(None, attacker.recv, 2048))
-            return replies
+                reply = await loop.run_in_executor(None, attacker.recv, 2048)
+                if reply[0] != 0x01:  # the address probe of a new requester (issue 17)
+                    probes.append(reply)
+                    reply = await loop.run_in_executor(None, attacker.recv, 2048)
+                replies.append(reply)
+            return replies, probes
         finally:
             attacker.close()
             for d in swarm:
                 d.close()
 
-    bare, padded = asyncio.run(scenario())
-    assert len(bare) <= 3 * 41 and len(bare) == 41 + 3 * 26
-    assert len(padded) == 41 + 20 * 26  # 561 = 3 x 187
+    (bare, padded), probes = asyncio.run(scenario())
+    # a new requester is also sent one 41-byte probe, counted within the 3x
+    assert [len(p) for p in probes] == [41]
+    assert len(bare) + 41 <= 3 * 41 and len(bare) == 41 + 1 * 26
+    assert len(padded) == 41 + 20 * 26  # 561 = 3 x 187 (the probe was already outstanding)
+
+
+def test_two_concurrent_joins_both_complete_with_their_own_results():
+    """Join results carry their lookup's id: two joins at once each resolve (waiters used to be
+    keyed by the event type only, leaving one future for ever unresolved)."""
+
+    async def scenario():
+        base = free_port_range(6)
+        swarm = await start_swarm(6, base)
+        client = await start_node(host="127.0.0.1")
+        try:
+            return await asyncio.wait_for(asyncio.gather(
+                client.join([swarm[0].address]), client.join([swarm[3].address])), 20)
+        finally:
+            client.close()
+            for d in swarm:
+                d.close()
+
+    first, second = asyncio.run(scenario())
+    assert first.success and second.success
+    assert first.lookup_id != second.lookup_id
+
+
+def test_a_callback_issuing_commands_never_reenters_the_hand_out():
+    """The driver transmits, then hands events out; a command from inside the callback sends
+    its datagrams at once, and its events follow, in order, after the callback returns."""
+
+    async def scenario():
+        base = free_port_range(4)
+        swarm = await start_swarm(4, base)
+        depth, seen, started = [0], [], []
+        client = None
+
+        def on_event(event):
+            depth[0] += 1
+            try:
+                seen.append((type(event).__name__, depth[0]))
+                if type(event) is Joined:
+                    for d in swarm[1:]:  # a command from inside the hand-out
+                        started.append(client.node.find_closest(d.node.node_id, client.loop.time()))
+                        client.service()
+            finally:
+                depth[0] -= 1
+
+        client = await start_node(host="127.0.0.1", on_event=on_event)
+        try:
+            await asyncio.wait_for(client.join([swarm[0].address]), 10)
+            while len(seen) < 1 + len(started):
+                await asyncio.sleep(0.01)
+            return seen, started
+        finally:
+            client.close()
+            for d in swarm:
+                d.close()
+
+    seen, started = asyncio.run(scenario())
+    assert seen[0][0] == "Joined" and len(started) == 3
+    assert [name for name, _ in seen[1:]] == ["LookupCompleted"] * 3
+    assert all(depth == 1 for _, depth in seen)  # never a callback inside a callback

@@ -50,6 +50,7 @@ def test_spoofed_claims_on_real_sockets():
         moved = None
         try:
             assert (await victim.join([swarm[0].address])).success
+            await victim.find_closest(victim_id ^ 1)  # outlasts the probes its requests drew
             server = min(swarm, key=lambda d: d.node.node_id ^ victim_id)
             assert entry(server, victim_id) == victim.address
 

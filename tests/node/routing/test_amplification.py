@@ -11,6 +11,7 @@ from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import FULL_ANSWER_PADDING, RoutingSettings
 from kadtalk.node.routing.messages import (
     MAX_REQUEST_SIZE,
+    ROUTE_RES,
     REQUEST_SIZE,
     RouteRequest,
     RouteResponse,
@@ -32,11 +33,20 @@ def server_with_full_table() -> Node:
     return server
 
 
-def answer_to(server: Node, data: bytes, addr=ATTACKER, now: float = 0.0) -> bytes:
+def exchange(server: Node, data: bytes, addr=ATTACKER, now: float = 0.0) -> tuple[bytes, list]:
+    """The server's answer to `data` from `addr`, and the address probe it may send there too (a
+    new requester enters the table only by answering one): a bare request."""
     server.receive_datagram(data, addr, now)
-    [(reply, dst)] = server.datagrams_to_send(now)
-    assert dst == addr
-    return reply
+    out = server.datagrams_to_send(now)
+    assert all(dst == addr for _, dst in out)
+    [reply] = [d for d, _ in out if d[0] == ROUTE_RES]
+    probes = [d for d, _ in out if d[0] != ROUTE_RES]
+    assert len(probes) <= 1 and all(len(p) == REQUEST_SIZE for p in probes)
+    return reply, probes
+
+
+def answer_to(server: Node, data: bytes, addr=ATTACKER, now: float = 0.0) -> bytes:
+    return exchange(server, data, addr, now)[0]
 
 
 def test_padding_default_is_a_third_of_a_full_answer():
@@ -44,28 +54,52 @@ def test_padding_default_is_a_third_of_a_full_answer():
     assert 3 * (REQUEST_SIZE + FULL_ANSWER_PADDING) >= MAX_REQUEST_SIZE
 
 
-def test_bare_41_byte_request_gets_at_most_three_times_its_size():
+def test_bare_41_byte_request_gets_at_most_three_times_its_size_probe_included():
     server = server_with_full_table()
-    reply = answer_to(server, encode_request(RouteRequest(123, 456), 0))
-    assert len(reply) <= 3 * 41
-    assert len(reply) == 41 + 3 * 26  # nanotalk's bare request still gets three contacts
+    reply, [probe] = exchange(server, encode_request(RouteRequest(123, 456), 0))
+    assert len(reply) + len(probe) <= 3 * 41
+    assert len(reply) == 41 + 1 * 26  # the probe takes the place of two contacts
     assert server.routing.limited_answers == 1
     assert server.drop_counts() == {}  # limited, not dropped
 
 
-def test_padded_request_gets_a_full_answer():
+def test_bare_request_without_a_probe_gets_three_contacts():
     server = server_with_full_table()
-    reply = answer_to(server, encode_request(RouteRequest(123, 456), FULL_ANSWER_PADDING))
-    assert len(reply) == 41 + 20 * 26
-    assert server.routing.limited_answers == 0
+    known = server.routing.registry.ids[server.routing.table.bucket(1)[0]]
+    addr = server.routing.registry.addrs[server.routing.table.bucket(1)[0]]
+    reply, probes = exchange(server, encode_request(RouteRequest(known, 456), 0), addr)
+    assert probes == []  # a table entry is not probed
+    assert len(reply) == 41 + 3 * 26  # nanotalk's bare request gets three contacts
+
+
+def test_padded_request_gets_a_full_answer_once_known_and_all_but_two_contacts_before():
+    server = server_with_full_table()
+    reply, [probe] = exchange(server, encode_request(RouteRequest(123, 456), FULL_ANSWER_PADDING))
+    assert len(reply) == 41 + 18 * 26 and len(reply) + len(probe) <= 3 * 187
+    reply = encode_response(RouteResponse(123, 123, ()), ContactRegistry.addr_to_wire)
+    server.receive_datagram(reply, ATTACKER, 0.1)  # the requester answers the probe
+    reply, probes = exchange(server, encode_request(RouteRequest(123, 456), FULL_ANSWER_PADDING))
+    assert len(reply) == 41 + 20 * 26 and probes == []
+
+
+def test_no_probe_when_an_empty_answer_uses_the_whole_budget():
+    server = Node(SERVER_ID, ContactRegistry(), Random(1), RoutingSettings(amplification=1), 0.0)
+    for i in range(30):
+        server.add_contact(Random(i).getrandbits(160), ("10.1.0.%d" % (i + 1), 5004), 0.0)
+    reply, probes = exchange(server, encode_request(RouteRequest(123, 456), 0))
+    assert len(reply) == 41 and probes == []
 
 
 @settings(max_examples=200, deadline=None)
-@given(padding=st.integers(0, MAX_REQUEST_SIZE - REQUEST_SIZE), target=st.integers(0, 2**160 - 1))
-def test_answer_to_an_unvalidated_address_never_exceeds_three_times_the_request(padding, target):
+@given(padding=st.integers(0, MAX_REQUEST_SIZE - REQUEST_SIZE), target=st.integers(0, 2**160 - 1),
+       origin=st.integers(0, 2**160 - 1))
+def test_what_an_unvalidated_address_gets_never_exceeds_three_times_the_request(
+    padding, target, origin
+):
     server = server_with_full_table()
-    request = encode_request(RouteRequest(99, target), padding)
-    assert len(answer_to(server, request)) <= 3 * len(request)
+    request = encode_request(RouteRequest(origin, target), padding)
+    reply, probes = exchange(server, request)
+    assert len(reply) + sum(map(len, probes)) <= 3 * len(request)
 
 
 def test_an_address_that_answered_us_gets_full_answers():
@@ -73,7 +107,7 @@ def test_an_address_that_answered_us_gets_full_answers():
     peer_id = SERVER_ID ^ (1 << 100)  # a deep, empty bucket: it enters the table
     peer_addr = ("10.9.9.9", 5004)
     small = encode_request(RouteRequest(peer_id, 456), 0)
-    assert len(answer_to(server, small, peer_addr)) == 41 + 3 * 26
+    assert len(answer_to(server, small, peer_addr)) == 41 + 1 * 26  # and a 41-byte probe
     # The server asks the peer something, and the peer answers from that address: validated.
     server.add_contact(peer_id, peer_addr, 0.0)
     server.find_closest(peer_id ^ 1, 0.0)
@@ -87,11 +121,33 @@ def test_an_address_that_answered_us_gets_full_answers():
     assert len(answer_to(server, small)) == 41 + 3 * 26  # others are still limited
 
 
-def test_remembered_small_senders_are_bounded():
+def test_an_answer_validates_an_address_that_never_sent_us_a_request():
+    """Issue 15: the answer alone validates, the address need not be on record first."""
+    server = server_with_full_table()
+    peer_id = SERVER_ID ^ (1 << 100)
+    peer_addr = ("10.9.9.8", 5004)
+    server.add_contact(peer_id, peer_addr, 0.0)
+    server.find_closest(peer_id ^ 1, 0.0)
+    assert any(dst == peer_addr for _, dst in server.datagrams_to_send(0.0))
+    reply = encode_response(RouteResponse(peer_id, peer_id ^ 1, ()), ContactRegistry.addr_to_wire)
+    server.receive_datagram(reply, peer_addr, 0.1)
+    server.datagrams_to_send(0.1)
+    small = encode_request(RouteRequest(peer_id, 456), 0)
+    assert len(answer_to(server, small, peer_addr, 0.2)) == 41 + 20 * 26
+    assert server.routing.limited_answers == 0
+
+
+def test_remembered_answering_addresses_are_bounded():
     from kadtalk.node.routing.layer import VALIDATED_LIMIT
 
     server = server_with_full_table()
     for i in range(VALIDATED_LIMIT + 500):
         source = ("198.51.100.%d" % (i % 250), 1024 + i)
-        answer_to(server, encode_request(RouteRequest(99, i), 0), source, now=i * 0.01)
-    assert len(server.routing._validated) == VALIDATED_LIMIT
+        server.routing._answered_from(source)
+    validated = server.routing._validated
+    assert len(validated) == VALIDATED_LIMIT
+    assert ("198.51.100.0", 1024) not in validated  # the oldest forgotten
+    # small requests from strangers are no longer remembered at all
+    for i in range(100):
+        answer_to(server, encode_request(RouteRequest(99, i), 0), ("203.0.113.%d" % i, 9), i * 0.01)
+    assert len(validated) == VALIDATED_LIMIT

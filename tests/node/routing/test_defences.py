@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.routing.lookup import FAILED, DisjointLookup, Lookup, Mode
-from kadtalk.node.routing.messages import RouteRequest, encode_request
+from kadtalk.node.routing.contacts import ipv4_from_wire, ipv4_to_wire
+from kadtalk.node.routing.messages import (
+    ROUTE_REQ,
+    RouteRequest,
+    RouteResponse,
+    decode,
+    encode_request,
+    encode_response,
+)
 from kadtalk.node.stack import Node
 
 TARGET = 0xABC << 148
@@ -125,12 +133,15 @@ def test_per_subnet_limit_keeps_at_most_n_entries_of_one_24_in_a_bucket():
     own = 1 << 159
     node = Node(own, ContactRegistry(), Random(1), RoutingSettings(max_per_subnet=2), 0.0)
     for i in range(6):  # six IDs of bucket 0 from one /24, then two from another
-        node.receive_datagram(
-            encode_request(RouteRequest(in_bucket(own, 0, i), 1), 146),
-            ("192.0.2.%d" % (i + 1), 5004),
-            float(i),
-        )
-        assert node.datagrams_to_send(float(i))  # every request is still answered
+        sender, addr = in_bucket(own, 0, i), ("192.0.2.%d" % (i + 1), 5004)
+        node.receive_datagram(encode_request(RouteRequest(sender, 1), 146), addr, float(i))
+        out = node.datagrams_to_send(float(i))
+        assert out  # every request is still answered
+        for data, _ in out:  # and each address probe answered (only answers enter the table)
+            if data[0] == ROUTE_REQ:
+                probe = decode(data, ipv4_from_wire)[0]
+                reply = RouteResponse(sender, probe.target, ())
+                node.receive_datagram(encode_response(reply, ipv4_to_wire), addr, i + 0.1)
     for i in range(2):
         node.add_contact(in_bucket(own, 0, 100 + i), ("198.51.100.%d" % (i + 1), 5004), 9.0)
     addrs = [node.routing.registry.addrs[h] for h in node.routing.table.bucket(0)]

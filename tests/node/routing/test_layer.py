@@ -92,19 +92,28 @@ def test_two_nodes_join_by_hand():
     assert a.get_timer() == 1.0
 
     b.receive_datagram(data, A_ADDR, 0.01)
-    assert len(b.routing.table) == 1
-    [(reply, dst)] = b.datagrams_to_send(0.01)
-    assert dst == A_ADDR
+    assert len(b.routing.table) == 0  # a request alone proves nothing about its origin
+    [(reply, dst), (probe, dst2)] = b.datagrams_to_send(0.01)
+    assert dst == dst2 == A_ADDR
     assert reply == bytes((ROUTE_RES,)) + id_to_bytes(B_ID) + id_to_bytes(A_ID)  # A is not told about A
+    # then an address probe: a bare request for A's claimed ID
+    assert probe == bytes((ROUTE_REQ,)) + id_to_bytes(B_ID) + id_to_bytes(A_ID)
 
     a.receive_datagram(reply, B_ADDR, 0.02)
     [joined] = events(a)
-    assert joined == Joined(0.02, 1, 1, 0)
+    assert (joined.finished, joined.table_size, joined.rpcs, joined.timeouts) == (0.02, 1, 1, 0)
     assert joined.success
     assert a.routing.table.find(B_ID) >= 0
     assert a.datagrams_to_send(0.02) == []
     assert pending(a) == {}
     assert a.get_timer() == QUIET.refresh_interval
+
+    a.receive_datagram(probe, B_ADDR, 0.02)  # A answers the probe (B validated it: in full)
+    [(answer, dst)] = a.datagrams_to_send(0.02)
+    assert dst == B_ADDR and answer[0] == ROUTE_RES
+    b.receive_datagram(answer, A_ADDR, 0.03)
+    assert b.routing.table.find(A_ID) >= 0  # now A has shown it answers at its address
+    assert pending(b) == {} and b.routing._probing is None
     assert a.drop_counts() == {}
     assert b.drop_counts() == {}
 
@@ -117,7 +126,7 @@ def test_join_without_answer_reports_failure():
     assert events(a) == []
     a.handle_timer(a.get_timer())
     [joined] = events(a)
-    assert joined == Joined(1.0, 0, 2, 2)
+    assert (joined.finished, joined.table_size, joined.rpcs, joined.timeouts) == (1.0, 0, 2, 2)
     assert not joined.success
 
 
@@ -143,10 +152,14 @@ def test_three_nodes_learn_each_other():
     net.run(0.0)
     [joined] = events(a)
     assert joined.table_size == 2 and joined.rpcs == 2  # B (probe), then C learned from B
-    assert [(s, d) for s, d, _ in net.log] == [
-        (A_ADDR, B_ADDR), (B_ADDR, A_ADDR), (A_ADDR, C_ADDR), (C_ADDR, A_ADDR)
+    # the lookup's requests and answers, each request followed by the answer and then the
+    # asked node's address probe of A (41 bytes), which A answers
+    assert [(s, d, len(data)) for s, d, data in net.log if s == A_ADDR or d == A_ADDR] == [
+        (A_ADDR, B_ADDR, 187), (B_ADDR, A_ADDR, 41 + 26), (B_ADDR, A_ADDR, 41),
+        (A_ADDR, C_ADDR, 187), (A_ADDR, B_ADDR, 41), (C_ADDR, A_ADDR, 41),
+        (C_ADDR, A_ADDR, 41), (A_ADDR, C_ADDR, 41 + 26),
     ]
-    assert c.routing.table.find(A_ID) >= 0  # learned from A's request
+    assert c.routing.table.find(A_ID) >= 0  # learned from A's answer to its probe
     assert b.routing.table.find(A_ID) >= 0
 
     # a peer in the table is found without any traffic
@@ -199,7 +212,7 @@ def test_request_padding_pads_requests_only():
     [(data, _)] = a.datagrams_to_send(0.0)
     assert len(data) == 141
     b.receive_datagram(data, A_ADDR, 0.0)
-    [(reply, _)] = b.datagrams_to_send(0.0)
+    [reply] = [d for d, _ in b.datagrams_to_send(0.0) if d[0] == ROUTE_RES]
     assert len(reply) == 41 + 26  # C only: the requester is left out
     assert b.drop_counts() == {}
 
@@ -441,15 +454,24 @@ def test_own_id_in_a_contact_list_is_skipped():
     assert done.peer is None and done.rpcs == 1
 
 
-def test_requests_from_new_addresses_are_answered_and_learned():
+def test_requests_from_new_addresses_are_answered_probed_and_learned_once_they_answer():
     a = node(A_ID)
+    a.add_contact(D_ID, D_ADDR, 0.0)
     a.receive_datagram(request(B_ID, 0x1), B_ADDR, 0.0)
     a.receive_datagram(request(C_ID, 0x1), C_ADDR, 0.0)
-    out = a.datagrams_to_send(0.0)
-    assert [dst for _, dst in out] == [B_ADDR, C_ADDR]
-    msg, _ = decode(out[1][0], FROM_WIRE)
-    assert msg == RouteResponse(A_ID, 0x1, ((B_ID, B_ADDR),))  # the requester is left out
-    assert len(a.routing.table) == 2
+    out = [(decode(data, FROM_WIRE)[0], dst) for data, dst in a.datagrams_to_send(0.0)]
+    assert out == [
+        (RouteResponse(A_ID, 0x1, ((D_ID, D_ADDR),)), B_ADDR),  # B is not in the table yet
+        (RouteRequest(A_ID, B_ID), B_ADDR),  # the address probe: a bare request, B's own ID
+        (RouteResponse(A_ID, 0x1, ((D_ID, D_ADDR),)), C_ADDR),
+        (RouteRequest(A_ID, C_ID), C_ADDR),
+    ]
+    assert len(a.routing.table) == 1
+    a.receive_datagram(response(B_ID, B_ID), B_ADDR, 0.1)  # B answers; C stays silent
+    assert a.routing.table.find(B_ID) >= 0
+    a.handle_timer(1.5)
+    assert a.routing.table.find(C_ID) < 0 and len(a.routing.table) == 2
+    assert a.routing._probing is None
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -511,6 +533,7 @@ def test_flood_of_fake_ids_keeps_registry_and_table_bounded():
         addr = ("10.%d.%d.%d" % (1 + (i >> 16), (i >> 8) & 255, i & 255), 5004)
         a.receive_datagram(request(fake, rng.getrandbits(160)), addr, i * 0.001)
         if i % 64 == 0:
+            a.handle_timer(i * 0.001)  # unanswered probes expire
             a.routing.messages_to_send(i * 0.001)
         size = len(registry)
         if size > biggest:
@@ -522,12 +545,10 @@ def test_flood_of_fake_ids_keeps_registry_and_table_bounded():
     for index in range(table.bucket_count()):
         assert len(table.bucket(index)) <= settings.k
         assert len(table.replacements(index)) <= settings.replacement_cache
-    assert 0 < len(table) <= settings.k * table.bucket_count()
-    # every handle the table holds still resolves to a real (id, address)
-    for h in table.handles():
-        assert registry.addrs[h] is not None
-        assert registry.intern(registry.ids[h], registry.addrs[h]) == h
-    assert a.drop_counts() == {}
+    # silent addresses never answered a probe: no fake ID entered the table or a cache
+    assert len(table) == 0 and list(table.handles()) == []
+    assert len(a.routing._probing) <= settings.max_probes
+    assert set(a.drop_counts()) == {"probe_limit"}  # probes beyond the cap, counted
 
 
 # -- several IDs at one address (regressions) ------------------------------------------------------
