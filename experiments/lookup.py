@@ -31,7 +31,7 @@ from kadtalk.sim.latency import MODELS
 
 log = logging.getLogger(__name__)
 
-JOIN_RETRY_DELAY = 1.0  # seconds before a node whose join found nobody tries again
+from kadtalk.node.upkeep import JOIN_RETRY_DELAY  # noqa: E402, F401 (the node's join-retry rule)
 
 # Summary fields measured on the wall clock: they differ between runs of the same study.
 WALL_CLOCK_FIELDS = frozenset({"wall_s", "peak_rss_mb", "build_s", "lookup_s"})

@@ -18,12 +18,13 @@ from random import Random
 from typing import Any, Iterable
 
 from .layer import Event
-from .routing.events import LookupCompleted
+from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
-from .traversal import TRAVERSAL, Traversal
+from .traversal import TRAVERSAL, Traversal, TraversalSettings
+from .upkeep import JOIN_RETRY, JoinRetry, Rejoin
 
 NONE, ROUTING, SESSION, TRAVERSAL_LAYER = 0, 1, 2, 3  # LAYER_OF values
 _ROUTES = {ROUTE_REQ: ROUTING, ROUTE_RES: ROUTING, KEY_REQ: SESSION, KEY_RES: SESSION,
@@ -35,7 +36,7 @@ class _Upper:
     """What a node needs beyond routing; allocated on first need."""
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
-                 "traversal")
+                 "traversal", "rejoin")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -45,8 +46,39 @@ class _Upper:
         self.clock_offset = clock_offset
         self.session: SessionLayer | None = None
         self.calls: dict[int, int] = {}  # routing lookup id -> dialling session id
-        self.events: collections.deque = collections.deque()  # routing events passed through
+        self.events: collections.deque[Event] = collections.deque()  # routing events passed on
         self.traversal: Traversal | None = None  # NAT traversal (0x06), when asked for
+        self.rejoin: Rejoin | None = None  # rejoining while the table is empty (`keep_joined`)
+
+
+class TableView:
+    """The routing table as NAT traversal may see it (kadtalk.node.layer.ContactView)."""
+
+    __slots__ = ("routing",)
+
+    def __init__(self, routing: RoutingLayer):
+        self.routing = routing
+
+    def address_of(self, node_id: int) -> Any | None:
+        routing = self.routing
+        handle = routing.table.find(node_id)
+        return None if handle < 0 else routing.registry.addrs[handle]
+
+    def is_contact(self, addr: Any) -> bool:
+        table, addrs = self.routing.table, self.routing.registry.addrs
+        return any(addrs[h] == addr for i in range(table.bucket_count()) for h in table.bucket(i))
+
+    def rendezvous(self, target: int, count: int = 3) -> list[Any]:
+        routing = self.routing
+        ids, addrs = routing.registry.ids, routing.registry.addrs
+        return [addrs[h] for h in routing.table.closest(target, count + 1)
+                if ids[h] != target][:count]
+
+    def addr_to_wire(self, addr: Any) -> bytes:
+        return self.routing.registry.addr_to_wire(addr)
+
+    def addr_from_wire(self, data: bytes) -> Any | None:
+        return self.routing.registry.addr_from_wire(data)
 
 
 class Node:
@@ -63,6 +95,7 @@ class Node:
         session_settings: SessionSettings | None = None,
         clock_offset: float = 0.0,
         traversal: bool = False,
+        traversal_settings: TraversalSettings | None = None,
     ):
         """`identity` (a kadtalk.node.identity.Identity whose ID is `node_id`) enables calls;
         `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps;
@@ -75,7 +108,8 @@ class Node:
             None if identity is None else _Upper(identity, session_settings, clock_offset)
         )
         if traversal and self._upper is not None:
-            self._upper.traversal = Traversal(node_id, rng, now)
+            self._upper.traversal = Traversal(node_id, rng, TableView(self.routing),
+                                              traversal_settings, now)
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -83,7 +117,7 @@ class Node:
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
             self.routing.receive_datagram(data, addr, now)
-            if self._upper is not None and self._upper.calls:
+            if self._upper is not None:
                 self._pump(now)
         elif layer == SESSION:
             session = self._session()
@@ -92,10 +126,7 @@ class Node:
             else:
                 session.receive_datagram(data, addr, now)
         elif layer == TRAVERSAL_LAYER and self.traversal is not None:
-            traversal = self._upper.traversal
-            traversal.receive_datagram(data, addr, now, self._address_of)
-            while traversal.events:
-                self._upper.events.append(traversal.events.popleft())
+            self._upper.traversal.receive_datagram(data, addr, now)
         else:  # a type nobody speaks, or traversal on a node without it
             self._count("unknown_type" if data else "empty")
 
@@ -105,25 +136,39 @@ class Node:
             self.receive_datagram(msg, addr, now)
             return
         self.routing.receive_message(msg, addr, now)
-        if self._upper is not None and self._upper.calls:
+        if self._upper is not None:
             self._pump(now)
 
     def handle_timer(self, now: float) -> None:
         self.routing.handle_timer(now)
         upper = self._upper
         if upper is not None:
-            if upper.calls:
-                self._pump(now)
+            self._pump(now)
             if upper.session is not None:
                 upper.session.handle_timer(now)
+            if upper.traversal is not None:
+                upper.traversal.handle_timer(now)
+            rejoin = upper.rejoin
+            if rejoin is not None and rejoin.wants_join(len(self.routing.table), now):
+                try:
+                    lookup_id: int | None = self.routing.join(rejoin.bootstrap, now)
+                except TooManyLookups:
+                    lookup_id = None
+                rejoin.started(lookup_id, now)
+                self._pump(now)
 
     def get_timer(self) -> float | None:
         deadline = self.routing.get_timer()
         upper = self._upper
-        if upper is not None and upper.session is not None:
-            other = upper.session.get_timer()
-            if other is not None and (deadline is None or other < deadline):
-                return other
+        if upper is not None:
+            for layer in (upper.session, upper.traversal):
+                other = layer.get_timer() if layer is not None else None
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
+            if upper.rejoin is not None:
+                other = upper.rejoin.get_timer(len(self.routing.table))
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
         return deadline
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
@@ -142,8 +187,10 @@ class Node:
             more = upper.session.datagrams_to_send(now)
             if more:
                 out = out + more if out else more
-        if upper.traversal is not None and upper.traversal.outbox:
-            out = out + upper.traversal.datagrams_to_send()
+        if upper.traversal is not None:
+            more = upper.traversal.datagrams_to_send(now)
+            if more:
+                out = out + more if out else more
         return out
 
     def next_event(self) -> Event | None:
@@ -152,21 +199,62 @@ class Node:
             return self.routing.next_event()
         if upper.events:
             return upper.events.popleft()
-        event = self.routing.next_event()
+        event = self.routing.next_event()  # none waits there once pumped; kept for safety
         if event is None and upper.session is not None:
             event = upper.session.next_event()
+        if event is None and upper.traversal is not None:
+            event = upper.traversal.next_event()
         return event
 
     # -- routing commands -----------------------------------------------------------------------
 
     def find_peer(self, target: int, now: float) -> int:
-        return self.routing.find_peer(target, now)
+        lookup_id = self.routing.find_peer(target, now)
+        if self._upper is not None:
+            self._pump(now)
+        return lookup_id
 
     def find_closest(self, target: int, now: float) -> int:
-        return self.routing.find_closest(target, now)
+        lookup_id = self.routing.find_closest(target, now)
+        if self._upper is not None:
+            self._pump(now)
+        return lookup_id
 
     def join(self, bootstrap: Iterable[Any], now: float) -> int:
-        return self.routing.join(bootstrap, now)
+        lookup_id = self.routing.join(bootstrap, now)
+        if self._upper is not None:
+            self._pump(now)
+        return lookup_id
+
+    # -- network upkeep (kadtalk.node.upkeep) ---------------------------------------------------
+
+    def keep_joined(self, bootstrap: Iterable[Any], now: float, retry: JoinRetry = JOIN_RETRY) -> None:
+        """Join through `bootstrap` now, and again whenever the routing table is empty, with
+        `retry`'s back-off while joins fail. With traversal, the first successful join also
+        starts the NAT keep-alives (address probes to the contacts nearest our ID)."""
+        if self._upper is None:
+            self._upper = _Upper()
+        self._upper.rejoin = Rejoin(bootstrap, retry, now)
+        self.handle_timer(now)
+
+    @property
+    def rejoin(self) -> Rejoin | None:
+        return None if self._upper is None else self._upper.rejoin
+
+    def best_peers(self, limit: int = 64) -> list[tuple[int, Any]]:
+        """Up to `limit` (ID, address) table entries worth saving for the next start: the
+        longest-lived of each bucket first, taken round-robin from the nearest bucket out."""
+        routing = self.routing
+        table, ids, addrs = routing.table, routing.registry.ids, routing.registry.addrs
+        buckets = [table.bucket(i) for i in range(table.bucket_count())]
+        out: list[tuple[int, Any]] = []
+        depth = 0
+        while len(out) < limit and any(depth < len(b) for b in buckets):
+            for bucket in reversed(buckets):  # nearest buckets first
+                if depth < len(bucket) and len(out) < limit:
+                    out.append((ids[bucket[depth]], addrs[bucket[depth]]))
+            depth += 1
+        return out
 
     def add_contact(self, node_id: int, addr: Any, now: float) -> bool:
         return self.routing.add_contact(node_id, addr, now)
@@ -227,10 +315,7 @@ class Node:
     def rendezvous(self, target: int, count: int = 3) -> list[Any]:
         """The addresses of the `count` contacts nearest `target` (not itself): the peers most
         likely to hear from it (its own keep-alives go to the contacts nearest its ID)."""
-        routing = self.routing
-        ids, addrs = routing.registry.ids, routing.registry.addrs
-        return [addrs[h] for h in routing.table.closest(target, count + 1)
-                if ids[h] != target][:count]
+        return TableView(self.routing).rendezvous(target, count)
 
     def set_busy(self, busy: bool) -> None:
         session = self._session()
@@ -276,25 +361,28 @@ class Node:
             )
         return upper.session
 
-    def _address_of(self, node_id: int) -> Any:
-        """Where our routing table has `node_id`, or None (a rendezvous forwards only there)."""
-        routing = self.routing
-        handle = routing.table.find(node_id)
-        return None if handle < 0 else routing.registry.addrs[handle]
+    def _joined(self, event: Joined) -> None:
+        upper = self._upper
+        if upper.rejoin is not None:
+            upper.rejoin.finished(event)
+        traversal = upper.traversal
+        if event.success and traversal is not None and traversal.get_timer() is None:
+            traversal.start_keepalives(event.finished)
 
     def _peer_seen(self, peer_id: int, addr: Any, now: float) -> None:
         """An authenticated peer: the routing table learns from it too."""
         self.routing.add_contact(peer_id, addr, now)
 
     def _pump(self, now: float) -> None:
-        """Route the routing layer's events: a call's lookup goes to the session layer, the rest
-        wait in order for `next_event`."""
+        """Route the routing layer's events: a call's lookup goes to the session layer, a join's
+        outcome also to the upkeep, the rest wait in order for `next_event`."""
         upper = self._upper
         event = self.routing.next_event()
         while event is not None:
-            session_id = (
-                upper.calls.pop(event.lookup_id, None) if type(event) is LookupCompleted else None
-            )
+            kind = type(event)
+            session_id = upper.calls.pop(event.lookup_id, None) if kind is LookupCompleted else None
+            if kind is Joined:
+                self._joined(event)
             if session_id is None:
                 upper.events.append(event)
             else:

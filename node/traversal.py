@@ -1,55 +1,94 @@
 """NAT traversal, sans-I/O: observed addresses, NAT keep-alives and hole punching (issue 7).
 
 One extension type byte, 0x06 (TRAVERSAL), beside routing (0x00-0x01, nanotalk's format,
-unchanged) and the session (0x02-0x05). The second byte is the operation
-(docs/protocol.md, "NAT traversal"):
+unchanged) and the session (0x02-0x05, 0x07). The second byte is the operation
+(docs/protocol.md §20, "NAT traversal"):
 
 | op | name | layout after type and op | sent by |
 | --- | --- | --- | --- |
 | 0x01 | ADDR_REQ | nonce (8), zero padding (6): 16 bytes | anyone, to a peer |
 | 0x02 | ADDR_RES | nonce (8), observed IPv4 (4), port (2): 16 bytes | the peer: where the request came from |
-| 0x03 | PUNCH_REQ | requester ID (20), target ID (20): 42 bytes | a caller, to rendezvous peers |
+| 0x03 | PUNCH_REQ | requester ID (20), target ID (20) [, cookie (16)]: 42 [58] bytes | a caller, to rendezvous peers |
 | 0x04 | PUNCH_FWD | requester ID (20), requester's IPv4 (4), port (2): 28 bytes | a rendezvous that has the target in its table, to the target |
 | 0x05 | PUNCH | sender ID (20): 22 bytes | the target, to the requester's observed address |
+| 0x06 | PUNCH_COOKIE | cookie (16): 18 bytes | a rendezvous, to a requester whose address it has not validated |
 
-No answer is larger than the request that causes it, a rendezvous forwards only to a node of
-its own routing table, and every answer is metered per source and in all, so none of these
-can be used to amplify or aim traffic at a victim.
+No datagram can be used to aim traffic at a third party (issue 17, attack 3):
+- a target obeys PUNCH_FWD only from an address of its routing table (a contact that has
+  answered it); from anyone else it is a counted drop (`punch_fwd_stranger`);
+- a rendezvous forwards PUNCH_REQ only to a node of its own table, and only for a requester
+  whose address it has validated: the requester is a table entry at that very address, or its
+  PUNCH_REQ echoes the cookie the rendezvous sent to that address (QUIC's Retry, WireGuard's
+  cookie reply: a stateless keyed hash of the address, valid for two `cookie_lifetime`s). A
+  caller remembers each rendezvous's cookie, so only its first punch through it waits a round
+  trip. So the address a PUNCH goes to has received a datagram of the rendezvous and answered.
+No answer is larger than the request that causes it, and every answer is metered per source and
+in all.
 
 A node asks a few peers (`probe`) where they see it: their answers give its public address
-(`observed`), and whether the mapping is the same towards different peers (endpoint-independent:
-hole punching works) or not (symmetric NAT). The periodic probes to the same few peers (the
-daemon sends them every 20 s) also keep the NAT's mappings towards them open, so that they can
-act as rendezvous for callers. A caller whose lookup found the callee sends PUNCH_REQ to the
-rendezvous peers nearest the callee while its KEY_REQs go to the callee; the callee's PUNCH to
-the caller opens its NAT for the caller's next KEY_REQ (retransmitted after 0.5 s), and the
-caller's own KEY_REQ has already opened the caller's NAT for the PUNCH and the KEY_RES.
+(`public`), and whether the mapping is the same towards different peers (endpoint-independent:
+hole punching works) or not (symmetric NAT). Once the node has joined, its own timer repeats
+the probe to the contacts nearest its ID every `keepalive_interval` (20 s, under the 30 s UDP
+timeout of many NATs): the same datagrams keep its NAT's mappings towards them open, so that
+they can act as its rendezvous for callers. A caller whose lookup found the callee sends
+PUNCH_REQ to the rendezvous peers nearest the callee while its KEY_REQs go to the callee; the
+callee's PUNCH to the caller opens its NAT for the caller's next KEY_REQ (retransmitted after
+0.5 s), and the caller's own KEY_REQ has already opened the caller's NAT for the PUNCH and the
+KEY_RES.
 
 Only nodes with an identity that asked for traversal allocate this (see `Node`); the routing
-layer and routing-only simulated nodes never see it.
+layer and routing-only simulated nodes never see it. The routing table is reached through a
+`ContactView` (kadtalk.node.layer) given at construction.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
+import os
 from dataclasses import dataclass
 from random import Random
 from typing import Any
 
-from .layer import Event
+from .layer import ContactView, Event
 from .ratelimit import FloodGuard, TokenBucket
-from .routing.contacts import ipv4_from_wire, ipv4_to_wire, usable_ipv4
 
 TRAVERSAL = 0x06
-ADDR_REQ, ADDR_RES, PUNCH_REQ, PUNCH_FWD, PUNCH = 0x01, 0x02, 0x03, 0x04, 0x05
-SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22}
-PUNCH_COPIES = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
-MAX_OBSERVERS = 16  # peers whose view of our address is remembered
-
+ADDR_REQ, ADDR_RES, PUNCH_REQ, PUNCH_FWD, PUNCH, PUNCH_COOKIE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+COOKIE_SIZE = 16
+SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22,
+         PUNCH_COOKIE: 2 + COOKIE_SIZE}  # PUNCH_REQ may also carry a cookie: 58 bytes
 
 # `stats` reasons that are dropped datagrams (the others count what was sent or received)
 DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown_target",
-                   "punch_refused", "rate_limited", "rate_limited_source"})
+                   "punch_refused", "punch_fwd_stranger", "rate_limited",
+                   "rate_limited_source"})
+
+
+@dataclass(frozen=True, slots=True)
+class TraversalSettings:
+    keepalive_interval: float = 20.0  # s between address probes to the contacts nearest our ID
+    keepalive_peers: int = 3  # how many of them (the rendezvous callers will pick)
+    punch_copies: int = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
+    max_observers: int = 16  # peers whose view of our address is remembered
+    cookie_lifetime: float = 120.0  # s; a rendezvous's cookie secret rotates this often
+    punch_wait: float = 10.0  # s a caller waits for a rendezvous's cookie before forgetting
+    answer_rate: float = 50.0  # answers (ADDR_RES, PUNCH_FWD, PUNCH_COOKIE) a second, in all
+    answer_burst: float = 100.0
+    source_rate: float = 5.0  # ... and per source host
+    source_burst: float = 10.0
+    max_sources: int = 1024  # source hosts metered at once
+    punch_rate: float = 10.0  # PUNCH_FWDs obeyed a second, in all
+    punch_burst: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.keepalive_interval <= 0 or self.cookie_lifetime <= 0 or self.punch_wait <= 0:
+            raise ValueError("intervals must be positive")
+        if min(self.keepalive_peers, self.punch_copies, self.max_observers, self.max_sources) < 1:
+            raise ValueError("counts must be at least 1")
+
+
+DEFAULT_SETTINGS = TraversalSettings()
 
 
 class TraversalEvent(Event):
@@ -63,50 +102,156 @@ class AddressObserved(TraversalEvent):
     """A peer told us where it sees us; `public` is the address most peers agree on."""
 
     observer: Any
-    observed: tuple[str, int]
-    public: tuple[str, int]
+    observed: Any
+    public: Any
     symmetric: bool  # peers see different ports: endpoint-dependent mapping
     at: float
 
 
-class Traversal:
-    __slots__ = ("node_id", "rng", "outbox", "events", "stats", "observed", "_nonces", "_guard",
-                 "_punches")
+def nat_kind(event: AddressObserved, local: Any) -> str:
+    """none: peers see us at our own `local` address (the socket's, as routed towards the
+    observer: the driver knows it); symmetric: they see different ports; cone: one public
+    address for all (full-cone or filtering: both connect, docs/testbed.md); unknown."""
+    if event.symmetric:
+        return "symmetric"
+    if local is None:
+        return "unknown"
+    return "none" if event.public == local else "cone"
 
-    def __init__(self, node_id: int, rng: Random, now: float = 0.0):
+
+class Traversal:
+    __slots__ = ("node_id", "rng", "contacts", "settings", "stats", "observed", "_outbox",
+                 "_events", "_nonces", "_guard", "_punches", "_keepalive_at", "_secrets",
+                 "_secret_at", "_cookies", "_punching")
+
+    def __init__(self, node_id: int, rng: Random, contacts: ContactView,
+                 settings: TraversalSettings | None = None, now: float = 0.0):
+        settings = settings or DEFAULT_SETTINGS
         self.node_id = node_id
         self.rng = rng
-        self.outbox: list[tuple[bytes, Any]] = []
-        self.events: collections.deque = collections.deque()
-        self.stats: collections.Counter[str] = collections.Counter()
-        self.observed: dict[Any, tuple[str, int]] = {}  # observer address -> where it sees us
+        self.contacts = contacts
+        self.settings = settings
+        self.stats: collections.Counter[str] = collections.Counter()  # drops (DROPS) and sends
+        self.observed: dict[Any, Any] = {}  # observer address -> where it sees us
+        self._outbox: list[tuple[bytes, Any]] = []
+        self._events: collections.deque[TraversalEvent] = collections.deque()
         self._nonces: dict[bytes, Any] = {}  # outstanding ADDR_REQ nonce -> peer asked
-        # answers (ADDR_RES, PUNCH_FWD) metered per source host and in all; PUNCHes in all
-        self._guard = FloodGuard(50.0, 100.0, 5.0, 10.0, now, max_sources=1024, always=True)
-        self._punches = TokenBucket(10.0, 20.0, now)
+        self._guard = FloodGuard(settings.answer_rate, settings.answer_burst, settings.source_rate,
+                                 settings.source_burst, now, max_sources=settings.max_sources,
+                                 always=True)
+        self._punches = TokenBucket(settings.punch_rate, settings.punch_burst, now)
+        self._keepalive_at: float | None = None  # set once the node has joined
+        # Cookie secrets (current, previous), from the OS: peers see the rng's nonces, so the
+        # rng must not key the cookies. Made at the first cookie asked for.
+        self._secrets: tuple[bytes, bytes] | None = None
+        self._secret_at = 0.0
+        self._cookies: dict[Any, bytes] = {}  # rendezvous address -> its cookie for us
+        self._punching: dict[Any, tuple[float, list[bytes]]] = {}  # rendezvous -> PUNCH_REQs
+
+    # -- sans-I/O surface -----------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        op = data[1] if len(data) > 1 else -1
+        size = SIZES.get(op)
+        if size != len(data) and not (op == PUNCH_REQ and len(data) == size + COOKIE_SIZE):
+            self.stats["malformed"] += 1
+            return
+        if op == ADDR_RES:
+            self._on_addr_res(data, addr, now)
+            return
+        if op == PUNCH:
+            self.stats["punch_received"] += 1  # it opened our NAT for the peer: nothing to do
+            return
+        if op == PUNCH_COOKIE:
+            self._on_cookie(data, addr, now)
+            return
+        if not self._usable(addr):
+            self.stats["unusable_source"] += 1
+            return
+        if op == PUNCH_FWD and not self.contacts.is_contact(addr):
+            self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
+            return
+        refused = self._guard.check(addr[0] if type(addr) is tuple else addr, now)
+        if refused is not None:
+            self.stats[refused] += 1
+            return
+        if op == ADDR_REQ:
+            self._send(bytes((TRAVERSAL, ADDR_RES)) + data[2:10] + self.contacts.addr_to_wire(addr),
+                       addr, "addr_res_sent")
+        elif op == PUNCH_REQ:
+            self._on_punch_req(data, addr, now)
+        else:  # PUNCH_FWD from a contact
+            requester = self.contacts.addr_from_wire(data[22:28])
+            if requester is None or not self._punches.take(now):
+                self.stats["punch_refused"] += 1
+                return
+            body = bytes((TRAVERSAL, PUNCH)) + self.node_id.to_bytes(20, "big")
+            for _ in range(self.settings.punch_copies):
+                self._outbox.append((body, requester))
+            self.stats["punch_sent"] += 1
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def next_event(self) -> TraversalEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        return self._keepalive_at
+
+    def handle_timer(self, now: float) -> None:
+        """Keep-alives: probe the contacts nearest our ID (the rendezvous callers pick)."""
+        if self._keepalive_at is None or now < self._keepalive_at:
+            return
+        self._keepalive_at = now + self.settings.keepalive_interval
+        peers = self.contacts.rendezvous(self.node_id, self.settings.keepalive_peers)
+        if peers:
+            self.probe(peers, now)
+        self.stats["keepalive"] += 1
+
+    def drop_counts(self) -> collections.Counter[str]:
+        """The datagrams dropped, by reason (`stats` also counts what was sent)."""
+        return collections.Counter({k: v for k, v in self.stats.items() if k in DROPS})
 
     # -- commands -------------------------------------------------------------------------------
 
+    def start_keepalives(self, now: float) -> None:
+        """Probe the nearest contacts now and every `keepalive_interval` from then on (the node
+        calls this once a join succeeded)."""
+        self._keepalive_at = now
+
     def probe(self, peers: list[Any], now: float) -> None:
         """Ask each peer where it sees us (and refresh the NAT mapping towards it)."""
+        limit = 4 * self.settings.max_observers
         for addr in peers:
             nonce = self.rng.getrandbits(64).to_bytes(8, "big")
-            if len(self._nonces) >= 4 * MAX_OBSERVERS:
+            if len(self._nonces) >= limit:
                 del self._nonces[next(iter(self._nonces))]
             self._nonces[nonce] = addr
-            self.outbox.append((bytes((TRAVERSAL, ADDR_REQ)) + nonce + bytes(6), addr))
-            self.stats["addr_req_sent"] += 1
+            self._send(bytes((TRAVERSAL, ADDR_REQ)) + nonce + bytes(6), addr, "addr_req_sent")
 
     def punch(self, target_id: int, rendezvous: list[Any], now: float) -> None:
         """Ask the rendezvous peers to have `target_id` send us a PUNCH."""
         body = (bytes((TRAVERSAL, PUNCH_REQ)) + self.node_id.to_bytes(20, "big")
                 + target_id.to_bytes(20, "big"))
+        punching = self._punching
         for addr in rendezvous:
-            self.outbox.append((body, addr))
-            self.stats["punch_req_sent"] += 1
+            # remembered, to be repeated with the cookie this may draw (none known, or stale)
+            since, bodies = punching.pop(addr, (now, []))
+            if now - since > self.settings.punch_wait:
+                since, bodies = now, []
+            if len(bodies) < 8:
+                bodies.append(body)
+            if len(punching) >= 4 * self.settings.max_observers:
+                del punching[next(iter(punching))]
+            punching[addr] = (since, bodies)
+            self._send(body + self._cookies.get(addr, b""), addr, "punch_req_sent")
 
     @property
-    def public(self) -> tuple[str, int] | None:
+    def public(self) -> Any:
         """The address most peers see us at (ties: the latest), or None before any answer."""
         if not self.observed:
             return None
@@ -122,48 +267,65 @@ class Traversal:
         """Whether peers see us at different ports (or addresses): a symmetric NAT."""
         return len(set(self.observed.values())) > 1
 
-    # -- input ----------------------------------------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Any, now: float, find: Any) -> None:
-        """`find(node_id)` -> the address of that node in our routing table, or None."""
-        op = data[1] if len(data) > 1 else -1
-        if SIZES.get(op) != len(data):
-            self.stats["malformed"] += 1
+    def _send(self, data: bytes, addr: Any, counter: str) -> None:
+        self._outbox.append((data, addr))
+        self.stats[counter] += 1
+
+    def _usable(self, addr: Any) -> bool:
+        """Whether an address could be a peer: it survives the wire encoding."""
+        contacts = self.contacts
+        try:
+            return contacts.addr_from_wire(contacts.addr_to_wire(addr)) is not None
+        except (OSError, TypeError, ValueError, IndexError, OverflowError):
+            return False
+
+    def _on_punch_req(self, data: bytes, addr: Any, now: float) -> None:
+        requester, target = data[2:22], int.from_bytes(data[22:42], "big")
+        where = self.contacts.address_of(target) if target != self.node_id else None
+        if where is None:
+            self.stats["punch_unknown_target"] += 1
             return
-        if op == ADDR_RES:
-            self._on_addr_res(data, addr, now)
+        validated = (self.contacts.address_of(int.from_bytes(requester, "big")) == addr
+                     or data[42:] in self._cookies_for(addr, now))
+        if not validated:
+            # an address we have not validated: it must prove it receives what we send there
+            # (a cookie that has expired, or is forged, draws a fresh one)
+            self.stats["bad_cookie" if len(data) > SIZES[PUNCH_REQ] else "punch_unvalidated"] += 1
+            self._send(bytes((TRAVERSAL, PUNCH_COOKIE)) + self._cookies_for(addr, now)[0], addr,
+                       "punch_cookie_sent")
             return
-        if op == PUNCH:
-            self.stats["punch_received"] += 1  # it opened our NAT for the peer: nothing to do
+        self._send(bytes((TRAVERSAL, PUNCH_FWD)) + requester + self.contacts.addr_to_wire(addr),
+                   where, "punch_forwarded")
+
+    def _cookies_for(self, addr: Any, now: float) -> tuple[bytes, bytes]:
+        """The cookies valid for `addr` now: under the current secret, then the previous one."""
+        secrets = self._secrets
+        age = now - self._secret_at
+        lifetime = self.settings.cookie_lifetime
+        if secrets is None or age >= lifetime:
+            fresh = os.urandom(32)
+            # the previous secret stays valid for one lifetime, never longer
+            previous = secrets[0] if secrets is not None and age < 2 * lifetime else fresh
+            secrets = self._secrets = (fresh, previous)
+            self._secret_at = now
+        wire = self.contacts.addr_to_wire(addr)
+        return (hashlib.blake2b(wire, key=secrets[0], digest_size=COOKIE_SIZE).digest(),
+                hashlib.blake2b(wire, key=secrets[1], digest_size=COOKIE_SIZE).digest())
+
+    def _on_cookie(self, data: bytes, addr: Any, now: float) -> None:
+        """A rendezvous we asked wants our address proven: repeat the requests with its cookie."""
+        pending = self._punching.pop(addr, None)
+        if pending is None or now - pending[0] > self.settings.punch_wait:
+            self.stats["unsolicited"] += 1
             return
-        if type(addr) is not tuple or not usable_ipv4(addr):
-            self.stats["unusable_source"] += 1
-            return
-        refused = self._guard.check(addr[0], now)
-        if refused is not None:
-            self.stats[refused] += 1
-            return
-        if op == ADDR_REQ:
-            self.outbox.append((bytes((TRAVERSAL, ADDR_RES)) + data[2:10] + ipv4_to_wire(addr), addr))
-            self.stats["addr_res_sent"] += 1
-        elif op == PUNCH_REQ:
-            requester, target = data[2:22], int.from_bytes(data[22:42], "big")
-            where = find(target) if target != self.node_id else None
-            if where is None:
-                self.stats["punch_unknown_target"] += 1
-                return
-            self.outbox.append((bytes((TRAVERSAL, PUNCH_FWD)) + requester + ipv4_to_wire(addr),
-                                where))
-            self.stats["punch_forwarded"] += 1
-        elif op == PUNCH_FWD:
-            requester = ipv4_from_wire(data[22:28])
-            if requester is None or not self._punches.take(now):
-                self.stats["punch_refused"] += 1
-                return
-            body = bytes((TRAVERSAL, PUNCH)) + self.node_id.to_bytes(20, "big")
-            for _ in range(PUNCH_COPIES):
-                self.outbox.append((body, requester))
-            self.stats["punch_sent"] += 1
+        cookie = data[2:]
+        if len(self._cookies) >= 4 * self.settings.max_observers:
+            del self._cookies[next(iter(self._cookies))]
+        self._cookies[addr] = cookie
+        for body in pending[1]:
+            self._send(body + cookie, addr, "punch_req_sent")
 
     def _on_addr_res(self, data: bytes, addr: Any, now: float) -> None:
         asked = self._nonces.get(data[2:10])
@@ -171,22 +333,12 @@ class Traversal:
             self.stats["unsolicited"] += 1  # only the peer asked may tell us our address
             return
         del self._nonces[data[2:10]]
-        seen = ipv4_from_wire(data[10:16])
+        seen = self.contacts.addr_from_wire(data[10:16])
         if seen is None:
             self.stats["malformed"] += 1
             return
         self.observed.pop(addr, None)
-        if len(self.observed) >= MAX_OBSERVERS:
+        if len(self.observed) >= self.settings.max_observers:
             del self.observed[next(iter(self.observed))]
         self.observed[addr] = seen
-        self.events.append(AddressObserved(addr, seen, self.public, self.symmetric, now))
-
-    def drop_counts(self) -> collections.Counter[str]:
-        """The datagrams dropped, by reason (`stats` also counts what was sent)."""
-        return collections.Counter({k: v for k, v in self.stats.items() if k in DROPS})
-
-    def datagrams_to_send(self) -> list[tuple[bytes, Any]]:
-        out = self.outbox
-        if out:
-            self.outbox = []
-        return out
+        self._events.append(AddressObserved(addr, seen, self.public, self.symmetric, now))

@@ -53,12 +53,13 @@ def every_layer() -> list:
     node = identity_node()
     node.call(12345, 0.0)  # creates the session layer
     routing_only = Node(7, ContactRegistry(), random.Random(1))
-    return [node, routing_only, node.routing, node.session]
+    return [node, routing_only, node.routing, node.session, node.traversal]
 
 
 def test_every_layer_satisfies_the_layer_protocol_by_isinstance_and_signature():
     layers = every_layer()
-    assert [type(x).__name__ for x in layers] == ["Node", "Node", "RoutingLayer", "SessionLayer"]
+    assert [type(x).__name__ for x in layers] == ["Node", "Node", "RoutingLayer", "SessionLayer",
+                                                   "Traversal"]
     for layer in layers:
         assert isinstance(layer, Layer), type(layer).__name__
     for layer in layers:
@@ -88,6 +89,12 @@ def test_both_registries_satisfy_the_registry_protocol():
         assert same_signature(registry, Registry) == []
     assert ContactRegistry.recycles and not SharedRegistry.recycles
     assert SharedRegistry([1, 2]).retain([]) == 0  # never frees an honest node's handle
+
+
+def test_the_node_offers_traversal_a_contact_view():
+    node = identity_node()
+    assert isinstance(node.traversal.contacts, ContactView)
+    assert same_signature(node.traversal.contacts, ContactView) == []
 
 
 def test_events_share_one_base_class_per_layer():

@@ -1,22 +1,31 @@
-"""NAT traversal messages (0x06), sans-I/O: observed addresses, rendezvous, punches, limits."""
+"""NAT traversal messages (0x06), sans-I/O: observed addresses, rendezvous, punches, limits,
+the PUNCH_FWD reflection attack (issue 17, attack 3), keep-alives on the layer's own timer."""
 
 from __future__ import annotations
 
 import random
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
+from kadtalk.node.routing.events import Joined
 from kadtalk.node.stack import Node
 from kadtalk.node.traversal import (
     ADDR_REQ,
     ADDR_RES,
+    COOKIE_SIZE,
     PUNCH,
+    PUNCH_COOKIE,
     PUNCH_FWD,
     PUNCH_REQ,
     SIZES,
     TRAVERSAL,
     AddressObserved,
-    Traversal,
+    TraversalSettings,
+    nat_kind,
 )
 
 A, B, R = ("10.0.0.1", 4001), ("10.0.0.2", 4002), ("10.0.0.3", 4003)
@@ -88,9 +97,17 @@ def test_a_rendezvous_relays_a_punch_request_only_to_a_node_in_its_table():
     a, b, r = node(), node(), node()
     nodes = {A: a, B: b, R: r}
     r.add_contact(b.node_id, B, 0.0)
+    b.add_contact(r.node_id, R, 0.0)  # b's keep-alives go to r: r is b's contact
     a.traversal.punch(b.node_id, [R], 0.0)
     sent = deliver(a, A, nodes, 0.0)
     assert [len(d) for d, _ in sent] == [SIZES[PUNCH_REQ]]
+    # r has never heard from A: it sends A a cookie (smaller than the request), forwards nothing
+    cookie = deliver(r, R, nodes, 0.0)
+    assert [(d[1], len(d), to) for d, to in cookie] == [(PUNCH_COOKIE, 18, A)]
+    assert b.datagrams_to_send(0.0) == []
+    # a repeats its request with the cookie: A has proven it receives what r sends there
+    again = deliver(a, A, nodes, 0.0)
+    assert [(d[1], len(d)) for d, _ in again] == [(PUNCH_REQ, SIZES[PUNCH_REQ] + COOKIE_SIZE)]
     fwd = deliver(r, R, nodes, 0.0)
     assert [(d[1], len(d), to) for d, to in fwd] == [(PUNCH_FWD, 28, B)]  # smaller than asked
     punches = b.datagrams_to_send(0.0)
@@ -98,26 +115,167 @@ def test_a_rendezvous_relays_a_punch_request_only_to_a_node_in_its_table():
     for data, _ in punches:
         a.receive_datagram(data, B, 0.0)
     assert a.traversal.stats["punch_received"] == len(punches)
-    # a target the rendezvous does not know: nothing is sent anywhere
-    a.traversal.punch(12345, [R], 1.0)
+    # the next punch through r carries the remembered cookie: forwarded at once
+    a.traversal.punch(b.node_id, [R], 1.0)
     deliver(a, A, nodes, 1.0)
-    assert r.datagrams_to_send(1.0) == [] and r.traversal.stats["punch_unknown_target"] == 1
+    assert [d[1] for d, _ in deliver(r, R, nodes, 1.0)] == [PUNCH_FWD]
+    # a target the rendezvous does not know: nothing is sent anywhere
+    a.traversal.punch(12345, [R], 2.0)
+    deliver(a, A, nodes, 2.0)
+    assert r.datagrams_to_send(2.0) == [] and r.traversal.stats["punch_unknown_target"] == 1
+
+
+def test_a_requester_in_the_rendezvous_table_needs_no_cookie():
+    a, b, r = node(), node(), node()
+    nodes = {A: a, B: b, R: r}
+    r.add_contact(b.node_id, B, 0.0)
+    r.add_contact(a.node_id, A, 0.0)
+    b.add_contact(r.node_id, R, 0.0)
+    a.traversal.punch(b.node_id, [R], 0.0)
+    deliver(a, A, nodes, 0.0)
+    assert [(d[1], to) for d, to in deliver(r, R, nodes, 0.0)] == [(PUNCH_FWD, B)]
+    assert [to for _, to in b.datagrams_to_send(0.0)] == [A, A]
+
+
+VICTIM = ("192.0.2.1", 5004)
+
+
+def punch_fwd_naming(victim: tuple) -> bytes:
+    return (bytes((TRAVERSAL, PUNCH_FWD)) + bytes(20) + bytes(map(int, victim[0].split(".")))
+            + victim[1].to_bytes(2, "big"))
+
+
+def test_reflection_attack_a_direct_punch_fwd_from_a_stranger_sends_nothing():
+    """Issue 17, attack 3: 28 bytes sent straight to a node made it send 44 bytes of PUNCH to
+    any third address named inside. Only a contact of the routing table may ask for a PUNCH."""
+    target = node()
+    target.add_contact(12345, R, 0.0)  # its rendezvous: a contact
+    stranger = ("198.51.100.66", 4000)
+    for i in range(200):
+        target.receive_datagram(punch_fwd_naming(VICTIM), stranger, i * 0.01)
+    sent = target.datagrams_to_send(2.0)
+    assert [to for _, to in sent if to == VICTIM] == []
+    assert target.drop_counts()["punch_fwd_stranger"] == 200
+    target.receive_datagram(punch_fwd_naming(VICTIM), R, 2.0)  # the same from the contact works
+    assert [(d[1], to) for d, to in target.datagrams_to_send(2.0)] == [(PUNCH, VICTIM)] * 2
+
+
+def test_reflection_through_a_rendezvous_a_spoofed_punch_req_reaches_nobody():
+    """The same attack one hop further: a PUNCH_REQ whose source is forged to be the victim
+    makes the rendezvous answer the victim with one small cookie, never a PUNCH_FWD."""
+    b, r = node(), node()
+    r.add_contact(b.node_id, B, 0.0)
+    req = bytes((TRAVERSAL, PUNCH_REQ)) + bytes(20) + b.node_id.to_bytes(20, "big")
+    for i in range(50):
+        r.receive_datagram(req, VICTIM, i * 0.1)
+        r.receive_datagram(req + bytes(COOKIE_SIZE), VICTIM, i * 0.1)  # a guessed cookie
+    sent = r.datagrams_to_send(5.0)
+    assert sent and all(d[1] == PUNCH_COOKIE and to == VICTIM for d, to in sent)
+    assert sum(len(d) for d, _ in sent) < 0.25 * 50 * (2 * len(req) + COOKIE_SIZE)
+    assert r.traversal.stats["punch_forwarded"] == 0 and r.traversal.stats["bad_cookie"] > 0
+
+
+def test_a_cookie_from_someone_not_asked_is_ignored():
+    a = node()
+    a.receive_datagram(bytes((TRAVERSAL, PUNCH_COOKIE)) + bytes(16), R, 0.0)
+    assert a.datagrams_to_send(0.0) == [] and a.drop_counts()["unsolicited"] == 1
+
+
+def test_an_expired_cookie_draws_a_fresh_one():
+    a, b, r = node(), node(), node()
+    nodes = {A: a, B: b, R: r}
+    r.add_contact(b.node_id, B, 0.0)
+    a.traversal.punch(b.node_id, [R], 0.0)
+    for _ in range(3):  # request, cookie, request with the cookie
+        deliver(a, A, nodes, 0.0)
+        deliver(r, R, nodes, 0.0)
+    assert r.traversal.stats["punch_forwarded"] == 1
+    later = 3 * r.traversal.settings.cookie_lifetime  # both secrets have rotated away
+    a.traversal.punch(b.node_id, [R], later)
+    for _ in range(3):
+        deliver(a, A, nodes, later)
+        deliver(r, R, nodes, later)
+    stats = r.traversal.stats
+    assert stats["bad_cookie"] == 1 and stats["punch_cookie_sent"] == 2
+    assert stats["punch_forwarded"] == 2
 
 
 def test_malformed_and_flooding_input_is_counted_and_bounded():
-    t = Traversal(1, random.Random(1))
+    n = node()
+    n.add_contact(777, R, 0.0)
     for bad in (bytes((TRAVERSAL,)), bytes((TRAVERSAL, 9)) + bytes(20),
-                bytes((TRAVERSAL, ADDR_REQ)) + bytes(3)):
-        t.receive_datagram(bad, A, 0.0, lambda _: None)
-    assert t.stats["malformed"] == 3 and not t.outbox
+                bytes((TRAVERSAL, ADDR_REQ)) + bytes(3), bytes((TRAVERSAL, PUNCH_REQ)) + bytes(50)):
+        n.receive_datagram(bad, A, 0.0)
+    assert n.drop_counts()["malformed"] == 4 and n.datagrams_to_send(0.0) == []
     req = bytes((TRAVERSAL, ADDR_REQ)) + bytes(14)
     for _ in range(1000):
-        t.receive_datagram(req, A, 0.0, lambda _: None)
-    assert len(t.outbox) <= 10  # one source's burst
-    fwd = bytes((TRAVERSAL, PUNCH_FWD)) + bytes(20) + bytes((192, 0, 2, 1, 0x13, 0x8C))
+        n.receive_datagram(req, A, 0.0)
+    assert len(n.datagrams_to_send(0.0)) <= 10  # one source's burst
     for i in range(1000):
-        t.receive_datagram(fwd, ("10.1.%d.%d" % (i // 250, i % 250 + 1), 1), 1.0, lambda _: None)
-    assert t.stats["punch_sent"] <= 20  # all punches together, whoever asks
+        n.receive_datagram(punch_fwd_naming(VICTIM), R, 1.0 + i / 1e6)
+    assert n.traversal.stats["punch_sent"] <= 20  # all punches together, whoever asks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=70), st.booleans()), max_size=20))
+def test_the_parser_never_raises_and_never_answers_more_than_it_was_sent(datagrams):
+    n = node()
+    n.add_contact(777, R, 0.0)
+    n.probe_address([R], 0.0)
+    n.datagrams_to_send(0.0)
+    for i, (body, from_contact) in enumerate(datagrams):
+        data = bytes((TRAVERSAL,)) + body
+        src = R if from_contact else A
+        n.receive_datagram(data, src, 0.1 * i)
+        back = sum(len(d) for d, to in n.datagrams_to_send(0.1 * i) if to == src)
+        assert back <= len(data)
+    assert sum(n.drop_counts().values()) <= len(datagrams)
+
+
+def test_settings_are_checked_and_used():
+    with pytest.raises(ValueError):
+        TraversalSettings(keepalive_interval=0)
+    ident = Identity.generate()
+    n = Node(int.from_bytes(ident.node_id, "big"), ContactRegistry(), random.Random(1),
+             identity=ident, traversal=True, traversal_settings=TraversalSettings(punch_copies=5))
+    n.add_contact(777, R, 0.0)
+    n.receive_datagram(punch_fwd_naming(VICTIM), R, 0.0)
+    assert len(n.datagrams_to_send(0.0)) == 5
+
+
+def test_keepalives_run_on_the_layers_own_timer_once_joined():
+    """The daemon's keep-alives, now the layer's: after a successful join, address probes to
+    the contacts nearest our ID every keepalive_interval (explicit now, no sleeping)."""
+    n, r = node(), node()
+    interval = n.traversal.settings.keepalive_interval
+    assert n.traversal.get_timer() is None  # nothing before a join
+    n.join([R], 0.0)
+    req = n.datagrams_to_send(0.0)
+    r.receive_datagram(req[0][0], A, 0.0)
+    for data, _ in r.datagrams_to_send(0.0):
+        n.receive_datagram(data, R, 0.05)  # the join's answer: r enters n's table
+    while n.get_timer() is not None and n.get_timer() <= 0.05 and n.traversal.get_timer() is None:
+        n.handle_timer(n.get_timer())
+    joined = events(n)
+    assert any(type(e) is Joined and e.success for e in joined)
+    assert n.traversal.get_timer() == 0.05
+    probes = []
+    now = 0.05
+    while now < 0.05 + 3 * interval:
+        now = n.get_timer()
+        n.handle_timer(now)
+        probes += [(now, to) for d, to in n.datagrams_to_send(now) if d[:2] == bytes((6, ADDR_REQ))]
+    times = [t for t, _ in probes]
+    assert times == pytest.approx([0.05, 0.05 + interval, 0.05 + 2 * interval, 0.05 + 3 * interval])
+    assert {to for _, to in probes} == {R}
+
+
+def test_nat_kind_from_an_observation_and_the_local_address():
+    seen = AddressObserved(R, ("203.0.113.9", 5004), ("203.0.113.9", 5004), False, 0.0)
+    assert nat_kind(seen, ("203.0.113.9", 5004)) == "none"
+    assert nat_kind(seen, ("10.0.0.2", 5004)) == "cone"
+    assert nat_kind(seen, None) == "unknown"
+    assert nat_kind(AddressObserved(R, seen.observed, seen.public, True, 0.0), None) == "symmetric"
 
 
 def test_routing_only_nodes_and_nodes_without_traversal_ignore_0x06():

@@ -1,0 +1,78 @@
+"""Keeping a node in the network: the join-retry rule and rejoining while the table is empty.
+
+One rule for everyone who joins (the daemon, the simulator, every study): after a join that
+found nobody, try again after `JoinRetry.delay(failures)`: `first` seconds for the first `quick`
+failures (a lost datagram, a bootstrap node that was restarting), then doubling up to `longest`
+(offline, or every bootstrap contact gone: do not hammer them). The studies retry their
+one-shot joins after `JOIN_RETRY_DELAY`, the rule's first delay.
+
+`Rejoin` runs the rule inside a `Node` (`Node.keep_joined`): sans-I/O, with its own deadline;
+the node joins through the bootstrap contacts whenever its routing table is empty and the
+deadline has passed, one join at a time. NAT keep-alives and address probes are the traversal
+layer's timer (kadtalk.node.traversal), started by the first successful join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .routing.events import Joined
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRetry:
+    first: float = 1.0  # s before retrying after each of the first `quick` failed joins
+    quick: int = 5
+    longest: float = 60.0  # s: the delay doubles after the quick retries, up to this
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first <= self.longest or self.quick < 0:
+            raise ValueError("need 0 < first <= longest and quick >= 0")
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after `failures` failed joins in a row (0: after a success)."""
+        return min(self.first * 2.0 ** max(0, failures - self.quick), self.longest)
+
+
+JOIN_RETRY = JoinRetry()
+JOIN_RETRY_DELAY = JOIN_RETRY.first  # the studies' retry of a join that found nobody
+
+
+class Rejoin:
+    """When a node with an empty routing table joins (again) through its bootstrap contacts."""
+
+    __slots__ = ("bootstrap", "retry", "failures", "joined", "due", "running")
+
+    def __init__(self, bootstrap: Sequence[Any], retry: JoinRetry = JOIN_RETRY, now: float = 0.0):
+        self.bootstrap = list(bootstrap)
+        self.retry = retry
+        self.failures = 0  # failed joins in a row
+        self.joined = False  # the latest join found contacts
+        self.due = now  # no join before this
+        self.running: int | None = None  # lookup id of the join under way
+
+    def get_timer(self, table_size: int) -> float | None:
+        """The next join's time, while one is wanted (`table_size` 0) and none runs."""
+        if table_size or self.running is not None or not self.bootstrap:
+            return None
+        return self.due
+
+    def wants_join(self, table_size: int, now: float) -> bool:
+        deadline = self.get_timer(table_size)
+        return deadline is not None and now >= deadline
+
+    def started(self, lookup_id: int | None, now: float) -> None:
+        """A join started (`lookup_id`), or could not (None: too many lookups; retry later)."""
+        self.running = lookup_id
+        if lookup_id is None:
+            self.failures += 1
+            self.due = now + self.retry.delay(self.failures)
+
+    def finished(self, event: Joined) -> None:
+        """Any join's outcome (ours or one the node's owner started) moves the back-off."""
+        if event.lookup_id == self.running:
+            self.running = None
+        self.joined = event.success
+        self.failures = 0 if event.success else self.failures + 1
+        self.due = event.finished + self.retry.delay(self.failures)
