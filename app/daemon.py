@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
+from kadtalk.node.layer import Event
 from kadtalk.node.routing.events import Joined
-from kadtalk.node.traversal import AddressObserved
+from kadtalk.node.traversal import AddressObserved, nat_kind
 from kadtalk.node.routing.layer import TooManyLookups
 from kadtalk.node.session import (
     CallEnded,
@@ -47,11 +48,11 @@ log = logging.getLogger(__name__)
 FRAME = 0.02
 MAX_CLIENTS = 64
 MAX_QUEUED = 1 << 20  # bytes queued for one client before it is dropped
+# How long a client's `lookup` command waits for its answer: a limit of the control surface,
+# not protocol timing (the lookup's own timeouts are the routing layer's, and it ends sooner).
 LOOKUP_TIMEOUT = 30.0
-REJOIN_INTERVAL = 60.0  # seconds between join attempts while the routing table is empty
-REJOIN_FIRST = 2.0  # ... after a failed join: the first REJOIN_QUICK retries, then doubling
-REJOIN_QUICK = 5
-PROBE_INTERVAL = 20.0  # address probes to the nearest contacts: under the NATs' 30 s UDP timeout
+# Rejoining, NAT keep-alives and address probes are the node's own upkeep (kadtalk.node.upkeep,
+# kadtalk.node.traversal): the same code runs in the simulator.
 SAVE_INTERVAL = 600.0  # seconds between saves of the routing table's best contacts
 CODEC_DELAY = 0.0065  # Opus look-ahead at 48 kHz, part of the latency estimate
 
@@ -137,13 +138,8 @@ class Daemon:
         self._second: asyncio.TimerHandle | None = None
         self._network: tuple[int, bool] | None = None
         self._joined = False
-        self._last_join = -REJOIN_INTERVAL
-        self._rejoin_wait = REJOIN_FIRST  # grows while joins fail (lossy links, offline)
-        self._join_failures = 0
         self._last_save = 0.0
         self._bootstrap: list[tuple[str, int]] = []
-        self._held: list | None = None  # node events held while a dial command runs
-        self._last_probe = -PROBE_INTERVAL
         self._observed: AddressObserved | None = None  # the latest answer to an address probe
         self._nat = "unknown"  # none | cone | symmetric | unknown (docs/testbed.md)
 
@@ -182,8 +178,10 @@ class Daemon:
             print(f"web GUI: {self.web.url}", flush=True)
         self._last_save = loop.time()
         self._second = loop.call_later(1.0, self._every_second)
-        if self._bootstrap:
-            self._join()
+        # the node joins now and again whenever its table is empty, with the join-retry rule's
+        # back-off, and keeps its NAT mappings open once joined (kadtalk.node.upkeep)
+        self.driver.node.keep_joined(self._bootstrap, loop.time())
+        self.driver.service()
         log.info(
             "ready: node %s, udp %s:%d, control %s, audio capture %r playback %r",
             self.node_id, *self.driver.address, self.socket_path, self.capture, self.playback,
@@ -293,31 +291,10 @@ class Daemon:
                 addresses.append(addr)
         return addresses
 
-    def _join(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._last_join = loop.time()
-
-        async def join() -> None:
-            result = await self.driver.join(self._bootstrap)
-            log.info("join: %d contacts after %d RPCs (%d timeouts)",
-                     result.table_size, result.rpcs, result.timeouts)
-
-        self._spawn(join())
-
     def best_peers(self, limit: int = 64) -> list[tuple[str, tuple[str, int]]]:
-        """The table's longest-lived contacts, taken round-robin across buckets."""
-        routing = self.driver.node.routing
-        table, registry = routing.table, routing.registry
-        buckets = [table.bucket(i) for i in range(table.bucket_count())]
-        out: list[tuple[str, tuple[str, int]]] = []
-        depth = 0
-        while len(out) < limit and any(depth < len(b) for b in buckets):
-            for bucket in reversed(buckets):  # nearest buckets first
-                if depth < len(bucket) and len(out) < limit:
-                    handle = bucket[depth]
-                    out.append((f"{registry.ids[handle]:040x}", tuple(registry.addrs[handle])))
-            depth += 1
-        return out
+        """The table's longest-lived contacts, taken round-robin across buckets (Node.best_peers)."""
+        return [(f"{node_id:040x}", tuple(addr))
+                for node_id, addr in self.driver.node.best_peers(limit)]
 
     def save_peers(self) -> None:
         if self.driver is None:
@@ -331,30 +308,18 @@ class Daemon:
         except OSError as e:
             log.warning("cannot save routing contacts to %s: %s", self.config.peers_path, e)
 
-    def _probe(self) -> None:
-        """Ask the contacts nearest our ID where they see us. Repeated every PROBE_INTERVAL, it
-        also keeps our NAT's mappings towards them open: they are the rendezvous peers that
-        callers ask to relay a hole-punching request to us (kadtalk.node.traversal)."""
-        driver = self.driver
-        self._last_probe = driver.loop.time()
-        node = driver.node
-        peers = node.rendezvous(node.node_id)
-        if peers:
-            node.probe_address(peers, self._last_probe)
-            driver.service()
-
     def _nat_kind(self, event: AddressObserved) -> str:
-        """none: peers see our own address; symmetric: they see different ports; cone: one
-        public address for all (full-cone or filtering: both connect, see docs/testbed.md)."""
-        if event.symmetric:
-            return "symmetric"
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.connect(event.observer)  # no packet: just the route's source address
-                local = s.getsockname()[0]
-        except (OSError, TypeError, ValueError):
-            return "unknown"
-        return "none" if event.public == (local, self.driver.address[1]) else "cone"
+        """The node's rule (kadtalk.node.traversal.nat_kind), given our local address as routed
+        towards the observer: the I/O part, which only the daemon can do."""
+        local = None
+        if not event.symmetric:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.connect(event.observer)  # no packet: just the route's source address
+                    local = (s.getsockname()[0], self.driver.address[1])
+            except (OSError, TypeError, ValueError):
+                pass
+        return nat_kind(event, local)
 
     def network_status(self) -> dict[str, Any]:
         size = len(self.driver.node.routing.table) if self.driver is not None else 0
@@ -450,16 +415,14 @@ class Daemon:
 
     # -- node events ----------------------------------------------------------------------------
 
-    def _on_node_event(self, event: Any) -> None:
-        if self._held is not None:
-            self._held.append(event)
-            return
+    def _on_node_event(self, event: Event) -> None:
+        """The driver's callback: it hands events out after transmitting, never re-entered."""
         try:
             self._node_event(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
 
-    def _node_event(self, event: Any) -> None:
+    def _node_event(self, event: Event) -> None:
         call = self.call
         kind = type(event)
         if call is not None and call.audio is not None and getattr(event, "session_id", None) == call.session_id:
@@ -516,15 +479,12 @@ class Daemon:
             if call is not None and call.session_id == event.session_id:
                 self._end_call(event.reason.value, event.stats)
         elif kind is Joined:
+            log.info("join: %d contacts after %d RPCs (%d timeouts)",
+                     event.table_size, event.rpcs, event.timeouts)
             self._joined = event.success
-            self._join_failures = 0 if event.success else self._join_failures + 1
-            self._rejoin_wait = min(
-                REJOIN_FIRST * 2 ** max(0, self._join_failures - REJOIN_QUICK), REJOIN_INTERVAL)
             if event.success:
                 self.save_peers()  # a daemon killed before its shutdown save still rejoins
             self._check_network(force=True)  # after the save: clients may rely on peers.json
-            if event.success:
-                self._probe()
         elif kind is AddressObserved:
             self._observed = event
             self._nat = self._nat_kind(event)
@@ -613,11 +573,6 @@ class Daemon:
                 self._broadcast(self._quality(call, loop.time()))
             self._check_network()
             now = loop.time()
-            table = len(self.driver.node.routing.table)
-            if table == 0 and self._bootstrap and now - self._last_join >= self._rejoin_wait:
-                self._join()
-            if table and now - self._last_probe >= PROBE_INTERVAL:
-                self._probe()
             if now - self._last_save >= SAVE_INTERVAL:
                 self._last_save = now
                 self.save_peers()
@@ -693,22 +648,17 @@ class Daemon:
             raise protocol.BadRequest("busy", f"already in a call ({self.call.state}); hang up first")
         audio = self._open_audio()
         # The call's first events (dialling; key exchange when the peer is in the table; the
-        # end when no lookup can start) come out inside driver.call: hold them until self.call
-        # is set, then handle them in order.
-        self._held = []
+        # end when no lookup can start) come from the event loop after driver.call returns
+        # (transport/udp.py), so self.call is set when they arrive.
         try:
             session_id = self.driver.call(int(peer, 16))
         except Exception:
             audio.close()
             raise
-        finally:
-            held, self._held = self._held, None
         self.call = Call(session_id, peer, Role.CALLER, "dialling", audio=audio,
                          created=self.driver.loop.time())
         audio.attach(session_id)
         log.info("dialling %s (%s)", peer, self.contacts.name_of(peer) or "unknown")
-        for event in held:
-            self._on_node_event(event)
         return {"session": session_id, "peer": peer, "name": self.contacts.name_of(peer)}
 
     def _open_audio(self) -> AudioPump:

@@ -2,6 +2,13 @@
 
 It feeds datagrams and timer expiries into a sans-I/O `Node`, sends what the node queues, and
 hands its events to waiting futures and an optional callback. Nothing here knows Kademlia.
+
+As aioquic's protocol does, servicing the node first transmits (sends every queued datagram and
+re-arms the timer), then hands the events out. A callback that issues a command (decline a call,
+start a lookup) gets the command's datagrams sent at once, but never re-enters the hand-out: the
+running hand-out continues with the new events after the callback returns, in order. `call`
+hands its events out from the event loop right after it returns, so the caller has recorded the
+session id it returns before the first event about that session arrives.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
+from kadtalk.node.layer import Event
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.events import Joined, LookupCompleted
 from kadtalk.node.routing.layer import RoutingSettings
@@ -53,7 +61,9 @@ class UdpDriver(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._waiters: dict[tuple[type, int | None], asyncio.Future] = {}
+        self._waiters: dict[tuple[type, int], asyncio.Future] = {}  # (event type, lookup id)
+        self._dispatching = False  # events are being handed out
+        self._deferred: asyncio.Handle | None = None  # a hand-out scheduled by `call`
 
     # asyncio.DatagramProtocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,6 +79,8 @@ class UdpDriver(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._deferred is not None:
+            self._deferred.cancel()
         for future in self._waiters.values():
             if not future.done():
                 future.cancel()
@@ -82,17 +94,17 @@ class UdpDriver(asyncio.DatagramProtocol):
             self.transport.close()
 
     def service(self) -> None:
-        """Send what the node queued, hand on its events and re-arm the timer."""
+        """Transmit (send what the node queued, re-arm the timer), then hand out its events."""
+        self.transmit()
+        self._hand_out()
+
+    def transmit(self) -> None:
+        """Send every datagram the node has queued and re-arm the timer; no events."""
         node = self.node
-        now = self.loop.time()
         transport = self.transport
-        for data, addr in node.datagrams_to_send(now):
+        for data, addr in node.datagrams_to_send(self.loop.time()):
             if transport is not None and not transport.is_closing():
                 transport.sendto(data, addr)
-        event = node.next_event()
-        while event is not None:
-            self._dispatch(event)
-            event = node.next_event()
         deadline = node.get_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -100,30 +112,47 @@ class UdpDriver(asyncio.DatagramProtocol):
             self._timer_at = deadline
             self._timer = None if deadline is None else self.loop.call_at(deadline, self._fire)
 
+    def _hand_out(self) -> None:
+        if self._dispatching:
+            return  # a callback's command: the running hand-out takes its events next
+        self._dispatching = True
+        try:
+            node = self.node
+            event = node.next_event()
+            while event is not None:
+                self._dispatch(event)
+                event = node.next_event()
+        finally:
+            self._dispatching = False
+
+    def _hand_out_deferred(self) -> None:
+        self._deferred = None
+        self._hand_out()
+
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
         self.node.handle_timer(self.loop.time())
         self.service()
 
-    def _dispatch(self, event: Any) -> None:
-        key = (type(event), getattr(event, "lookup_id", None))
-        future = self._waiters.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(event)
+    def _dispatch(self, event: Event) -> None:
+        lookup_id = getattr(event, "lookup_id", None)
+        if lookup_id is not None:
+            future = self._waiters.pop((type(event), lookup_id), None)
+            if future is not None and not future.done():
+                future.set_result(event)
         if self.on_event is not None:
             self.on_event(event)
 
-    def _wait(self, kind: type, lookup_id: int | None) -> asyncio.Future:
+    def _wait(self, kind: type, lookup_id: int) -> asyncio.Future:
         future = self.loop.create_future()
         self._waiters[(kind, lookup_id)] = future
         return future
 
-    # commands that wait for their outcome
+    # commands that wait for their outcome (keyed by their lookup id: any number at once)
     async def join(self, bootstrap: list[Address]) -> Joined:
-        now = self.loop.time()
-        future = self._wait(Joined, None)
-        self.node.join(bootstrap, now)
+        lookup_id = self.node.join(bootstrap, self.loop.time())
+        future = self._wait(Joined, lookup_id)
         self.service()
         return await future
 
@@ -141,8 +170,11 @@ class UdpDriver(asyncio.DatagramProtocol):
 
     # session commands: they return at once; progress comes through `on_event`
     def call(self, peer_id: int, addr: Address | None = None) -> int:
+        """Place a call; its first events come from the event loop once this has returned."""
         session_id = self.node.call(peer_id, self.loop.time(), addr)
-        self.service()
+        self.transmit()
+        if self._deferred is None:
+            self._deferred = self.loop.call_soon(self._hand_out_deferred)
         return session_id
 
     def answer(self, session_id: int | None = None) -> bool:
