@@ -1,0 +1,129 @@
+"""The figures of both parts (ours against the baseline, medians over the repetitions), the
+notes under the table, and the table and JSON output (benchmarks.common)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.common import (
+    HIGHER,
+    LOWER,
+    Figure,
+    emit_json,
+    environment,
+    figures_payload,
+    median,
+    print_table,
+)
+from benchmarks.udp_routing.config import ALPHA, HOST, K, SYSTEMS, Plan
+from benchmarks.udp_routing.system import adapter
+
+
+def _rep_values(reps: list[dict[str, Any]], key: str) -> list[float]:
+    return [r[key] for r in reps]
+
+
+def _figure(name: str, ours: list[float], baseline: list[float], **kw: Any) -> Figure:
+    """A row: the medians over the repetitions, with the samples."""
+    return Figure(name, median(ours), median(baseline),
+                  samples={"kadtalk": ours, "kademlia": baseline}, **kw)
+
+
+def throughput_figures(throughput: dict[str, Any]) -> list[Figure]:
+    kt, kd = throughput["kadtalk"]["reps"], throughput["kademlia"]["reps"]
+    per_answer = {s: [float(c) for c in throughput[s]["contacts_per_answer"]] for s in SYSTEMS}
+    return [
+        _figure("(a) find-node answers/s, one node", _rep_values(kt, "answers_per_s"),
+                _rep_values(kd, "answers_per_s"), unit="/s", better=HIGHER, digits=0),
+        _figure("(a) server CPU while measured", [100 * v for v in _rep_values(kt, "server_cpu")],
+                [100 * v for v in _rep_values(kd, "server_cpu")], unit="%", digits=0),
+        _figure("(a) load-generator CPU", [100 * v for v in _rep_values(kt, "client_cpu")],
+                [100 * v for v in _rep_values(kd, "client_cpu")], unit="%", digits=0),
+        _figure("(a) contacts per answer", per_answer["kadtalk"], per_answer["kademlia"],
+                digits=1),
+    ]
+
+
+def lookup_figures(lookups: dict[str, Any]) -> list[Figure]:
+    """kadtalk's find_peer and find_closest rows, each against kademlia's crawl."""
+    figures = []
+    crawl = lookups["kademlia crawl"]["reps"]
+    for mode in ("find_peer", "find_closest"):
+        ours = lookups[f"kadtalk {mode}"]["reps"]
+        note = "kademlia: crawl" if mode == "find_peer" else "like-for-like"
+        figures += [
+            _figure(f"(b) {mode} median time", _rep_values(ours, "median_ms"),
+                    _rep_values(crawl, "median_ms"), unit="ms", better=LOWER, digits=2,
+                    note=note),
+            _figure(f"(b) {mode} p90 time", _rep_values(ours, "p90_ms"),
+                    _rep_values(crawl, "p90_ms"), unit="ms", better=LOWER, digits=2),
+            _figure(f"(b) {mode} mean RPCs", _rep_values(ours, "mean_rpcs"),
+                    _rep_values(crawl, "mean_rpcs"), better=LOWER, digits=1),
+            _figure(f"(b) {mode} success", _rep_values(ours, "success"),
+                    _rep_values(crawl, "success"), unit="%", better=HIGHER, digits=0),
+        ]
+    tables_kt = lookups["kadtalk find_peer"]["tables"] + lookups["kadtalk find_closest"]["tables"]
+    figures.append(_figure("(b) client table after join", [float(t) for t in tables_kt],
+                           [float(t) for t in lookups["kademlia crawl"]["tables"]], digits=1))
+    return figures
+
+
+def build_figures(throughput: dict[str, Any] | None,
+                  lookups: dict[str, Any] | None) -> list[Figure]:
+    return ((throughput_figures(throughput) if throughput else [])
+            + (lookup_figures(lookups) if lookups else []))
+
+
+def notes(plan: Plan) -> list[str]:
+    lines = [
+        f"medians over {plan.repeat} repetition(s), kadtalk and kademlia interleaved; ratio = "
+        "kadtalk/kademlia; 'better' says which direction wins and who wins it",
+        "k = 20, α = 3 for both, all on 127.0.0.1; CPU rows are context: the share of one core "
+        "each process used while measured (a server below 100 % with a load generator well "
+        "below it means other processes were competing for the cores)",
+    ]
+    if "throughput" in plan.parts:
+        lines.append(
+            f"(a) server in its own process with {plan.contacts} contacts pre-filled; load "
+            f"generator keeps {plan.window} requests outstanding from {plan.origins} fake sender "
+            f"IDs, counts answers for {plan.duration:g} s per repetition after a "
+            f"{plan.warmup:g} s warm-up; kademlia's server pings a full bucket's head for every "
+            "new sender (its protocol)")
+    if "lookups" in plan.parts:
+        lines.append(
+            f"(b) {plan.nodes}-node swarms, each in its own process; per repetition fresh clients "
+            f"join and look up {plan.lookups} swarm nodes each (two clients for kademlia's crawl)")
+        lines.append(
+            "(b) kademlia's lookup of a node ID is NodeSpiderCrawl: a find-closest crawl with no "
+            "early stop; kadtalk's find_peer stops as soon as the target's entry is learned (0 "
+            "RPCs when the client already holds it), so the find_peer rows compare against the "
+            "same crawl and the find_closest rows are the like-for-like comparison")
+        lines.append(
+            "(b) success = target found (find_peer) or among the k closest returned; kademlia "
+            "2.2.3's find_node answers leave out the node whose ID is the key "
+            "(RoutingTable.find_neighbors skips neighbor.id == node.id), so its crawl never "
+            "returns the target itself: 0 % by construction, not a network fault")
+    return lines
+
+
+def report(plan: Plan, throughput: dict[str, Any] | None, lookups: dict[str, Any] | None,
+           wall: float, json_destination: str | None) -> None:
+    """Print the table; write the JSON payload to `json_destination` ('-': stdout) if given."""
+    ours, baseline = SYSTEMS
+    figures = build_figures(throughput, lookups)
+    version = adapter(baseline).version()
+    print_table(
+        f"UDP routing on {HOST}: {ours} vs {baseline} {version} "
+        f"(k = {K}, α = {ALPHA}){' — QUICK smoke run' if plan.quick else ''}",
+        figures, ours, baseline, notes(plan) + [f"wall time {wall:.1f} s"],
+    )
+    emit_json(json_destination, {
+        "benchmark": "udp_routing",
+        "baseline": f"{baseline} {version}",
+        "ratio": f"{ours}/{baseline}",
+        "config": plan.describe(),
+        "figures": figures_payload(figures),
+        "details": {"throughput": throughput, "lookups": lookups},
+        "wall_s": wall,
+        "environment": environment(),
+    })
