@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from benchmarks.udp_routing.load import LoadSpec
 
@@ -30,6 +30,7 @@ class Running:
     stop: Callable[[], dict[str, Any]]
 
 
+@runtime_checkable
 class Client(Protocol):
     """A fresh node in the benchmark's process that joins a swarm, then looks up its nodes."""
 
@@ -44,8 +45,10 @@ class Client(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class System(Protocol):
-    """What an adapter module provides (k, α and the host come from `config`)."""
+    """What an adapter module provides (k, α and the host come from `config`); `isinstance`
+    checks that every member is there."""
 
     LOOKUP_MODES: dict[str, int]  # lookup mode -> clients per repetition in part (b)
 

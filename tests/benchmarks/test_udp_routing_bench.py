@@ -1,0 +1,88 @@
+"""The UDP routing benchmark against bmuller's kademlia: every adapter provides the common
+interface, the plan's port ranges hold, and a small run of both parts reports every figure
+(a smoke run on loopback, not timed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from benchmarks.common import busy_udp_ports
+from benchmarks.udp_routing import main
+from benchmarks.udp_routing.config import HOST, SYSTEMS, build_parser, make_plan
+from benchmarks.udp_routing.lookups import lookup_modes
+from benchmarks.udp_routing.system import Client, System, adapter
+
+pytest.importorskip("kademlia")
+
+
+def free_port_base(plan_args: list[str]) -> int:
+    """A --port-base whose whole range is free now (other tests bind loopback ports too)."""
+    for base in range(30000, 60000, 1500):
+        plan = make_plan(build_parser().parse_args([*plan_args, "--port-base", str(base)]))
+        if not any(busy_udp_ports(HOST, plan.ports(system)) for system in SYSTEMS):
+            return base
+    pytest.skip("no free UDP port range on loopback")
+
+
+def test_every_adapter_provides_the_interface():
+    for system in SYSTEMS:
+        module = adapter(system)
+        assert isinstance(module, System), system
+        assert module.LOOKUP_MODES and all(n >= 1 for n in module.LOOKUP_MODES.values())
+        spec = module.load_spec(random.Random(1), [1, 2, 3])
+        assert spec.system == system
+        assert len({key for _, key in spec.requests}) == len(spec.requests)  # answers matchable
+    assert [label for label, *_ in lookup_modes()] == [
+        "kadtalk find_peer", "kadtalk find_closest", "kademlia crawl"]
+
+
+def test_clients_provide_the_client_interface():
+    async def started() -> list:
+        clients = [await adapter(system).start_client() for system in SYSTEMS]
+        for client in clients:
+            client.close()
+        return clients
+
+    for system, client in zip(SYSTEMS, asyncio.run(started())):
+        assert isinstance(client, Client), system
+
+
+def test_plan_gives_each_system_its_own_port_range():
+    plan = make_plan(build_parser().parse_args(["--port-base", "21000", "--nodes", "64"]))
+    ranges = [set(plan.ports(system)) for system in SYSTEMS]
+    assert not ranges[0] & ranges[1]
+    assert all(len(r) == 1 + 200 + 64 for r in ranges)  # server, contacts, swarm
+    with pytest.raises(SystemExit):
+        make_plan(build_parser().parse_args(["--port-base", "65000"]))
+
+
+def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
+    sizes = ["--quick", "--repeat", "1", "--nodes", "16", "--lookups", "4"]
+    out = tmp_path / "udp_routing.json"
+    assert main([*sizes, "--port-base", str(free_port_base(sizes)), "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    figures = payload["figures"]
+    assert list(figures) == [
+        "(a) find-node answers/s, one node", "(a) server CPU while measured",
+        "(a) load-generator CPU", "(a) contacts per answer",
+        *(f"(b) {mode} {row}" for mode in ("find_peer", "find_closest")
+          for row in ("median time", "p90 time", "mean RPCs", "success")),
+        "(b) client table after join",
+    ]
+    answers = figures["(a) find-node answers/s, one node"]
+    assert answers["ours"] > 0 and answers["baseline"] > 0
+    assert figures["(a) contacts per answer"]["baseline"] == 20  # a full answer from kademlia
+    assert figures["(b) find_closest success"]["ours"] == 100
+    assert figures["(b) find_closest success"]["baseline"] == 0  # kademlia leaves out the key
+    assert figures["(b) find_closest mean RPCs"]["baseline"] > 0
+    details = payload["details"]
+    assert set(details["throughput"]) == set(SYSTEMS)
+    assert set(details["lookups"]) == {"kadtalk find_peer", "kadtalk find_closest",
+                                       "kademlia crawl", "swarms"}
+    assert len(details["lookups"]["kademlia crawl"]["tables"]) == 2  # two crawl clients
+    assert payload["config"]["nodes"] == 16 and payload["ratio"] == "kadtalk/kademlia"
+    assert "UDP routing on 127.0.0.1" in capsys.readouterr().out
