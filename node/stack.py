@@ -229,9 +229,10 @@ class Node:
     # -- network upkeep (kadtalk.node.upkeep) ---------------------------------------------------
 
     def keep_joined(self, bootstrap: Iterable[Any], now: float, retry: JoinRetry = JOIN_RETRY) -> None:
-        """Join through `bootstrap` now, and again whenever the routing table is empty, with
-        `retry`'s back-off while joins fail. With traversal, the first successful join also
-        starts the NAT keep-alives (address probes to the contacts nearest our ID)."""
+        """Turn the upkeep on: join through `bootstrap` now, and again whenever the routing
+        table is empty, with `retry`'s back-off while joins fail; with traversal, NAT
+        keep-alives (address probes to the contacts nearest our ID) whenever the table has
+        contacts, at once after each successful join."""
         if self._upper is None:
             self._upper = _Upper()
         self._upper.rejoin = Rejoin(bootstrap, retry, now)
@@ -257,7 +258,10 @@ class Node:
         return out
 
     def add_contact(self, node_id: int, addr: Any, now: float) -> bool:
-        return self.routing.add_contact(node_id, addr, now)
+        added = self.routing.add_contact(node_id, addr, now)
+        if self._upper is not None:
+            self._pump(now)
+        return added
 
     # -- session commands -----------------------------------------------------------------------
 
@@ -363,11 +367,11 @@ class Node:
 
     def _joined(self, event: Joined) -> None:
         upper = self._upper
-        if upper.rejoin is not None:
-            upper.rejoin.finished(event)
-        traversal = upper.traversal
-        if event.success and traversal is not None and traversal.get_timer() is None:
-            traversal.start_keepalives(event.finished)
+        if upper.rejoin is None:
+            return  # upkeep is off: joins are the owner's business
+        upper.rejoin.finished(event)
+        if event.success and upper.traversal is not None:
+            upper.traversal.start_keepalives(event.finished)  # probe the new neighbours now
 
     def _peer_seen(self, peer_id: int, addr: Any, now: float) -> None:
         """An authenticated peer: the routing table learns from it too."""
@@ -393,3 +397,7 @@ class Node:
                     upper.traversal.punch(event.target, self.rendezvous(event.target), now)
                 upper.session.peer_found(session_id, addr, now)
             event = self.routing.next_event()
+        traversal = upper.traversal
+        if (upper.rejoin is not None and traversal is not None and traversal.get_timer() is None
+                and len(self.routing.table)):
+            traversal.start_keepalives(now)  # upkeep on, and now there is someone to keep

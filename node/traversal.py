@@ -27,10 +27,11 @@ in all.
 
 A node asks a few peers (`probe`) where they see it: their answers give its public address
 (`public`), and whether the mapping is the same towards different peers (endpoint-independent:
-hole punching works) or not (symmetric NAT). Once the node has joined, its own timer repeats
-the probe to the contacts nearest its ID every `keepalive_interval` (20 s, under the 30 s UDP
-timeout of many NATs): the same datagrams keep its NAT's mappings towards them open, so that
-they can act as its rendezvous for callers. A caller whose lookup found the callee sends
+hole punching works) or not (symmetric NAT). With the node's upkeep on (`Node.keep_joined`),
+its own timer repeats the probe to the contacts nearest its ID every `keepalive_interval` (20 s,
+under the 30 s UDP timeout of many NATs) while it has contacts, and at once after each
+successful join: the same datagrams keep its NAT's mappings towards them open, so that they can
+act as its rendezvous for callers. A caller whose lookup found the callee sends
 PUNCH_REQ to the rendezvous peers nearest the callee while its KEY_REQs go to the callee; the
 callee's PUNCH to the caller opens its NAT for the caller's next KEY_REQ (retransmitted after
 0.5 s), and the caller's own KEY_REQ has already opened the caller's NAT for the PUNCH and the
@@ -206,10 +207,12 @@ class Traversal:
         """Keep-alives: probe the contacts nearest our ID (the rendezvous callers pick)."""
         if self._keepalive_at is None or now < self._keepalive_at:
             return
-        self._keepalive_at = now + self.settings.keepalive_interval
         peers = self.contacts.rendezvous(self.node_id, self.settings.keepalive_peers)
-        if peers:
-            self.probe(peers, now)
+        if not peers:
+            self._keepalive_at = None  # nobody to keep: idle until the node has contacts again
+            return
+        self._keepalive_at = now + self.settings.keepalive_interval
+        self.probe(peers, now)
         self.stats["keepalive"] += 1
 
     def drop_counts(self) -> collections.Counter[str]:
@@ -219,8 +222,8 @@ class Traversal:
     # -- commands -------------------------------------------------------------------------------
 
     def start_keepalives(self, now: float) -> None:
-        """Probe the nearest contacts now and every `keepalive_interval` from then on (the node
-        calls this once a join succeeded)."""
+        """Probe the nearest contacts now and every `keepalive_interval` from then on, while
+        there are any (the node's upkeep calls this; `Node.keep_joined`)."""
         self._keepalive_at = now
 
     def probe(self, peers: list[Any], now: float) -> None:

@@ -244,13 +244,14 @@ def test_settings_are_checked_and_used():
 
 
 def test_keepalives_run_on_the_layers_own_timer_once_joined():
-    """The daemon's keep-alives, now the layer's: after a successful join, address probes to
-    the contacts nearest our ID every keepalive_interval (explicit now, no sleeping)."""
+    """The daemon's keep-alives, now the layer's: with the upkeep on, address probes to the
+    contacts nearest our ID at once after a successful join and every keepalive_interval
+    (explicit now, no sleeping)."""
     n, r = node(), node()
     interval = n.traversal.settings.keepalive_interval
-    assert n.traversal.get_timer() is None  # nothing before a join
-    n.join([R], 0.0)
+    n.keep_joined([R], 0.0)  # the daemon's way: upkeep on
     req = n.datagrams_to_send(0.0)
+    assert n.traversal.get_timer() is None  # no contacts yet: nobody to keep
     r.receive_datagram(req[0][0], A, 0.0)
     for data, _ in r.datagrams_to_send(0.0):
         n.receive_datagram(data, R, 0.05)  # the join's answer: r enters n's table
@@ -268,6 +269,28 @@ def test_keepalives_run_on_the_layers_own_timer_once_joined():
     times = [t for t, _ in probes]
     assert times == pytest.approx([0.05, 0.05 + interval, 0.05 + 2 * interval, 0.05 + 3 * interval])
     assert {to for _, to in probes} == {R}
+    # without the upkeep (a join by hand, as the fuzz target's node), no keep-alives
+    m = node()
+    m.join([R], 0.0)
+    r.receive_datagram(m.datagrams_to_send(0.0)[0][0], B, 0.0)
+    for data, _ in r.datagrams_to_send(0.0):
+        m.receive_datagram(data, R, 0.05)
+    assert len(m.routing.table) == 1 and m.traversal.get_timer() is None
+
+
+def test_keepalives_start_when_a_node_without_bootstrap_gets_contacts():
+    """The first node of a network has nobody to join: its keep-alives start once others have
+    joined through it (its table is no longer empty), and stop while the table is empty."""
+    n = node()
+    n.keep_joined([], 0.0)
+    assert n.get_timer() is None or n.get_timer() > 1000  # nothing to do: no join, no probes
+    n.add_contact(777, R, 5.0)
+    assert n.traversal.get_timer() == 5.0
+    n.handle_timer(5.0)
+    assert [to for d, to in n.datagrams_to_send(5.0) if d[1] == ADDR_REQ] == [R]
+    n.routing.table.remove(n.routing.table.find(777))
+    n.handle_timer(25.0)
+    assert n.datagrams_to_send(25.0) == [] and n.traversal.get_timer() is None
 
 
 def test_nat_kind_from_an_observation_and_the_local_address():
