@@ -40,6 +40,12 @@ class Events:
         return await asyncio.wait_for(future, timeout)
 
 
+async def in_table(driver, node_id: int) -> None:
+    """Until `driver`'s routing table holds `node_id` (real sockets: no event says so)."""
+    while driver.node.routing.table.find(node_id) < 0:
+        await asyncio.sleep(0.005)
+
+
 def test_two_udp_nodes_set_up_a_call_and_exchange_authenticated_packets():
     async def scenario():
         ea, eb = Events(), Events()
@@ -48,6 +54,8 @@ def test_two_udp_nodes_set_up_a_call_and_exchange_authenticated_packets():
         try:
             joined = await b.join([a.address])
             assert joined.success
+            # a takes b into its table once b has answered a's address probe (a round trip)
+            await asyncio.wait_for(in_table(a, b.node.node_id), 5)
             session = a.call(b.node.node_id)  # found by lookup, then KEY_REQ / KEY_RES
             incoming = await eb.wait(lambda e: type(e) is IncomingCall)
             assert incoming.peer_id == a.node.node_id and incoming.addr == a.address
