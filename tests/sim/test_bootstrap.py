@@ -161,8 +161,12 @@ def test_fast_bootstrap_matches_join_by_protocol(three_ways):
     assert protocol.summary["success_rate"] == fast.summary["success_rate"] == 1.0
     latency = lambda result: [r["latency_ms"] for r in result.rows]  # noqa: E731
     assert ks_pvalue(latency(protocol), latency(fast)) > 0.01
-    for key in ("rpcs_mean", "hops_mean", "median_ms"):
+    for key in ("rpcs_mean", "hops_mean"):
         assert fast.summary[key] == pytest.approx(protocol.summary[key], rel=0.08), key
+    # Since contacts enter a table only by answering a probe (issue 17), the nearest first, tables
+    # built by protocol favour near contacts a little, which the fast bootstrap does not model:
+    # their median is 4-10 % lower (seeds 1-6; 0-7 % before), at equal RPCs and hops.
+    assert fast.summary["median_ms"] == pytest.approx(protocol.summary["median_ms"], rel=0.12)
 
 
 def test_the_comparison_can_tell_tables_apart(three_ways):
