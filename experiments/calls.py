@@ -32,9 +32,11 @@ and its ID is the key's: a node runs NAT traversal only with an identity, and ev
 be able to serve as a rendezvous. The summary gives how many keys were made and how long it
 took (about 0.1 ms each: 10^5 keys cost ~11 s).
 
-Keep-alives are the node's own (node/traversal.py's timer: address probes to the contacts
-nearest its ID every `keepalive_interval`), started by the node after a protocol join, and by
-the study, at a random phase, for tables loaded by the fast bootstrap.
+Keep-alives are the node's own, as the daemon runs them: every node's upkeep is on
+(`Node.keep_joined`: rejoining while its table is empty, and traversal's keep-alive timer,
+address probes to the 3 contacts nearest its ID every `keepalive_interval`). It is turned on
+after a node's first successful join, or, for tables loaded by the fast bootstrap, at a random
+phase in the first interval, as daemons started at different times do.
 
 `directory=True` runs the same workload (same nodes, NATs, churn, pairs and times) against a
 central directory (experiments/directory.py) instead of the DHT lookup.
@@ -55,6 +57,7 @@ from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss
 from kadtalk.experiments.harness.workload import poisson_pairs
 from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld
 from kadtalk.node.identity import Identity
+from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MediaReceived
 from kadtalk.node.stack import Node
 from kadtalk.node.traversal import PUNCH, TraversalSettings
@@ -177,6 +180,7 @@ class _CallStudyRun:
         self.keepalive_interval = KEEPALIVE_INTERVAL
         self.client: DirectoryClient | None = None
         self.server_addr = -1
+        self.upkeep_rng = realism.feature_rng(study.seed, "upkeep")
         self.by_id = {node_id: addr for addr, node_id in enumerate(self.world.ids)}
         self.calls: list[_Call] = []
         self.active: dict[tuple[int, int], _Call] = {}  # (caller, callee) -> call in progress
@@ -212,14 +216,23 @@ class _CallStudyRun:
             world.at(now, lambda: self.client.register(addr))  # back online: register at once
         return node
 
-    def _start_keepalives(self) -> None:
-        """Tables loaded by the fast bootstrap: start each node's keep-alives (NAT traversal's
-        own timer, which a node starts itself after a protocol join) at a random phase, as
-        daemons started at different times send them."""
-        world, rng = self.world, realism.feature_rng(self.study.seed, "keepalive")
+    def _upkeep_for_loaded_tables(self) -> None:
+        """Tables loaded by the fast bootstrap: turn each node's upkeep on at a random phase, as
+        daemons started at different times do; with a table already full, it joins nobody and
+        starts the NAT keep-alives at once (`Node.keep_joined`)."""
+        rng = realism.feature_rng(self.study.seed, "keepalive")
         for addr in range(self.study.nodes):
-            phase = rng.random() * self.keepalive_interval
-            world.command(addr, lambda node, now: node.traversal.start_keepalives(now + phase))
+            self.world.at(rng.random() * self.keepalive_interval, lambda a=addr: self._upkeep(a))
+
+    def _upkeep(self, addr: int) -> None:
+        """The daemon's network upkeep (`Node.keep_joined`): rejoining while the table is empty,
+        NAT keep-alives (address probes to the contacts nearest our ID) while it is not."""
+        world = self.world
+        node = world.driver.nodes[addr]
+        if node is None or node.rejoin is not None:
+            return
+        bootstrap = [self.upkeep_rng.randrange(self.study.nodes) for _ in range(3)]
+        world.command(addr, lambda n, now: n.keep_joined(bootstrap, now))
 
     def _register(self, addr: int) -> None:
         """Directory baseline: a node behind a NAT refreshes its registration every keep-alive
@@ -240,7 +253,7 @@ class _CallStudyRun:
         world.driver.traversal_tap = self._on_traversal
         start = world.converge(self.progress)
         if study.bootstrap != "protocol":
-            self._start_keepalives()
+            self._upkeep_for_loaded_tables()
         if study.directory:  # after the population's addresses 0..N-1 (joins end at start - settle)
             world.at(start - study.settle / 2, self._attach_directory)
             rng, nat = realism.feature_rng(study.seed, "register"), world.realism.nat
@@ -355,7 +368,10 @@ class _CallStudyRun:
     def _on_event(self, addr: int, event: Any) -> None:
         kind = type(event)
         world = self.world
-        if kind is CallProgress:
+        if kind is Joined:
+            if event.success:  # a protocol join, or a return after churn: the upkeep takes over
+                self._upkeep(addr)
+        elif kind is CallProgress:
             call = self._caller_call(addr, event.session_id)
             if call is None:
                 return

@@ -178,7 +178,7 @@ class SimWorld:
         return Node(self.ids[addr], self.registry, self.node_rng, self.settings, now)
 
     def attach(self, handler: EventHandler) -> None:
-        """Events the world does not consume (everything but joins) go to `handler`."""
+        """Every event goes to `handler` (a Joined after the world has recorded it)."""
         self.handlers.append(handler)
 
     def at(self, when: float, action: Callable[[], None]) -> None:
@@ -236,8 +236,7 @@ class SimWorld:
 
     def _on_event(self, addr: int, event: Any) -> None:
         if type(event) is Joined:
-            self._joined(addr, event.success)
-            return
+            self._joined(addr, event.success)  # the world's bookkeeping first; then the study's
         for handler in self.handlers:
             handler(addr, event)
 
