@@ -184,7 +184,9 @@ class _CallStudyRun:
         self.by_id = {node_id: addr for addr, node_id in enumerate(self.world.ids)}
         self.calls: list[_Call] = []
         self.active: dict[tuple[int, int], _Call] = {}  # (caller, callee) -> call in progress
-        self._by_session: dict[tuple[int, int], _Call] = {}  # (address, session id) -> call
+        # address -> {session id -> call} of the node there now (a node back from churn is a new
+        # node whose session ids start afresh: its address's map is dropped)
+        self._by_session: dict[int, dict[int, _Call]] = {}
         self._placing: _Call | None = None
         self.engaged: dict[int, int] = {}  # address -> calls of the workload it is in now
         self.finished = 0
@@ -212,6 +214,7 @@ class _CallStudyRun:
         world = self.world
         node = Node(world.ids[addr], world.registry, world.node_rng, world.settings, now,
                     identity=self.identities[addr], traversal=True)
+        self._by_session.pop(addr, None)  # the sessions of the node that was here are gone
         if self.client is not None and world.realism.started:
             world.at(now, lambda: self.client.register(addr))  # back online: register at once
         return node
@@ -391,28 +394,29 @@ class _CallStudyRun:
             if call is None:
                 return
             session_id = event.session_id
-            self._by_session[(addr, session_id)] = call
+            self._sessions_of(addr)[session_id] = call
             world.at(world.env.now + self.study.answer_delay,
                      lambda: world.driver.nodes[addr] is not None
                      and world.command(addr, lambda n, now: n.answer(now, session_id)))
         elif kind is MediaReceived:
-            call = self._by_session.get((addr, event.session_id))
+            call = self._sessions_of(addr).get(event.session_id)
             if call is None or call.done or call.callee != addr or call.talking is None:
                 return
             call.media = event.at
             self._end(call, "talking")
             world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
         elif kind is CallEnded:
-            call = self._by_session.get((addr, event.session_id))
+            call = self._sessions_of(addr).get(event.session_id)
             if call is not None and call.caller == addr:
                 self._end(call, event.reason.value)
 
     def _caller_call(self, addr: int, session_id: int) -> _Call | None:
         """The call a caller's session belongs to (bound at its first event, which comes while
         `call` runs, before its session id is returned)."""
-        call = self._by_session.get((addr, session_id))
+        sessions = self._sessions_of(addr)
+        call = sessions.get(session_id)
         if call is None and self._placing is not None and self._placing.caller == addr:
-            call = self._by_session[(addr, session_id)] = self._placing
+            call = sessions[session_id] = self._placing
             self._placing = None
         return call
 
@@ -431,13 +435,21 @@ class _CallStudyRun:
         self._placing = call
         call.session_id = self.world.command(call.caller, lambda n, now: n.call(callee_id, now, addr))
         self._placing = None
-        self._by_session[(call.caller, call.session_id)] = call
+        self._sessions_of(call.caller)[call.session_id] = call
+
+    def _sessions_of(self, addr: int) -> dict[int, _Call]:
+        sessions = self._by_session.get(addr)
+        if sessions is None:
+            sessions = self._by_session[addr] = {}
+        return sessions
 
     def _row(self, call: _Call) -> dict[str, Any]:
         nat = self.world.realism.nat
         kinds = ((nat.kinds[call.caller], nat.kinds[call.callee]) if nat is not None and call.caller >= 0
                  else (OPEN, OPEN))
         success = call.reason == "talking"
+        if success and None in (call.found, call.ringing, call.talking, call.media):
+            success, call.reason = False, "incomplete"  # a phase unseen: never expected; counted
         row = {
             "start": call.start,
             "caller": call.caller,

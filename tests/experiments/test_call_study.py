@@ -115,6 +115,8 @@ def test_under_churn_calls_go_between_peers_online_when_they_start():
     static = run_call_study(CallStudy(**study))
     assert result.summary["departures"] > 0 and result.summary["returns"] > 0
     assert not any(r["end_reason"] == "offline" for r in result.rows)  # half are offline at any time
+    # a node back from churn is a new node whose session ids start afresh: never mixed up
+    assert not any(r["end_reason"] == "incomplete" for r in result.rows)
     pairs = lambda res: [(r["caller"], r["callee"]) for r in res.rows]  # noqa: E731
     assert pairs(result) != pairs(static)  # drawn among the online peers, not in advance
     assert result.summary["reachable_success_rate"] >= 0.8
