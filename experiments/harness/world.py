@@ -105,9 +105,10 @@ def load_converged(
 
 
 class Plan:
-    """The draws a world makes before its simulation starts, without building it: `rng` is then
-    where the study's workload is drawn from. `latency` (optional) is placed as the world would
-    place it; a model that draws nothing (site-matrix) may be left out."""
+    """The draws a world makes before its simulation starts, in their one order (SimWorld
+    builds itself from a Plan): `rng` is then where the study's workload is drawn from, so a
+    Plan alone replays a study's workload without simulating it. `latency` (optional) is placed
+    as the world places it; a model that draws nothing (site-matrix) may be left out."""
 
     def __init__(self, seed: int, nodes: int, latency: Any = None, fast_bootstrap: bool = False):
         self.rng = rng = Random(seed)
@@ -142,17 +143,15 @@ class SimWorld:
         traversal: bool = False,
     ):
         self.spec = spec
-        self.rng = rng = Random(spec.seed)
-        ids = unique_ids(spec.nodes, rng)
-        self.ids = ids_hook(ids) if ids_hook is not None else ids
-        self.env = env = CountingEnvironment()
         latency = latency_model if latency_model is not None else realism.make_latency(spec)
-        for _ in range(spec.nodes):
-            latency.add_node(rng)
+        self.plan = plan = Plan(spec.seed, spec.nodes, latency, spec.bootstrap != "protocol")
+        self.rng = plan.rng  # the workload's and the protocol joins' draws come next
+        self.ids = ids_hook(plan.ids) if ids_hook is not None else plan.ids
+        self.env = env = CountingEnvironment()
         self.base_latency = latency  # before jitter: where nodes sit
         self.latency = realism.with_jitter(spec, latency)
         self.realism = realism.World(spec, env, self.ids)  # only what the study switched on
-        self.network = make_network(env, self.latency, Random(rng.getrandbits(64)), loss=spec.loss,
+        self.network = make_network(env, self.latency, Random(plan.network_seed), loss=spec.loss,
                                     nat=self.realism.nat, tap=self.realism.tap)
         self.registry = SharedRegistry(self.ids)
         self.settings = RoutingSettings(
@@ -166,7 +165,7 @@ class SimWorld:
                                 traversal=traversal)
         # One generator for all nodes: the event order is deterministic, so runs still
         # reproduce, and a Random per node would cost 2.5 KB each.
-        self.node_rng = Random(rng.getrandbits(64))
+        self.node_rng = Random(plan.node_seed)
         self.new_node = new_node or self.routing_node
         self.joined: list[int] = [0]  # addresses that finished joining; node 0 starts the network
         self.progress: Progress | None = None
@@ -202,7 +201,7 @@ class SimWorld:
         self.realism.attach(self.driver, lambda addr: self.new_node(addr, self.env.now),
                             running if running is not None else {}, self.joined, self.registry)
         if spec.bootstrap != "protocol":
-            self._converge_fast(self.rng.getrandbits(32))
+            self._converge_fast(self.plan.tables_seed)
             self.joined[:] = range(spec.nodes)
             self.start = max(1.0, spec.settle)  # churn, if any, runs from 0: tables meet it first
         else:
