@@ -20,6 +20,7 @@ the network takes what the node now has to send.
 
 from __future__ import annotations
 
+import itertools
 import math
 from heapq import heappop, heappush
 from random import Random
@@ -48,9 +49,8 @@ class MemoryNet:
     """Nodes at addresses, a route hook, and one clock.
 
     Counters: `sent` packets given to the route hook, `dropped` those it returned no delivery
-    for, `delivered` deliveries a node received, `unroutable` deliveries to an address with no
-    node; `in_flight` deliveries not yet made. So every delivery the hook schedules is counted
-    once as delivered, unroutable or in flight.
+    for, `scheduled` deliveries it returned, `delivered` those a node received, `unroutable`
+    those to an address with no node; `in_flight` is what remains of `scheduled`.
     """
 
     def __init__(self, route: Route = direct, now: float = 0.0):
@@ -58,9 +58,9 @@ class MemoryNet:
         self.now = now
         self.nodes: dict[Hashable, Layer] = {}
         self.events: dict[Hashable, list] = {}
-        self.sent = self.delivered = self.dropped = self.unroutable = self.in_flight = 0
+        self.sent = self.scheduled = self.delivered = self.dropped = self.unroutable = 0
         self._heap: list = []  # (time, seq, packet, addr): a delivery, or a timer when packet is None
-        self._seq = 0
+        self._seq = itertools.count()  # ties in time go first in, first out
         self._armed: dict[Hashable, float] = {}  # addr -> deadline of its live timer entry
 
     def attach(self, addr: Hashable, node: Layer) -> Hashable:
@@ -73,6 +73,11 @@ class MemoryNet:
         self.service(addr)
         return addr
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries scheduled and not yet made."""
+        return self.scheduled - self.delivered - self.unroutable
+
     def detach(self, addr: Hashable) -> Layer:
         """Take the node at `addr` off the network: packets to it become unroutable."""
         del self._armed[addr]  # its timer entries go stale
@@ -81,17 +86,18 @@ class MemoryNet:
     def send(self, packet: Packet) -> None:
         """Put `packet` on the wire now, through the route hook (nodes' datagrams come here;
         a test may inject its own, e.g. with a forged source)."""
+        if type(packet.payload) is not bytes:
+            raise TypeError(f"{packet.src!r} sent {type(packet.payload).__name__}, not bytes")
         self.sent += 1
-        now = self.now
+        now, heap, seq = self.now, self._heap, self._seq
         scheduled = 0
         for delay, out in self.route(packet, now):
             if not delay >= 0:
                 raise ValueError(f"route hook returned delay {delay!r}")
-            self._seq += 1
-            heappush(self._heap, (now + delay, self._seq, out, None))
+            heappush(heap, (now + delay, next(seq), out, None))
             scheduled += 1
         if scheduled:
-            self.in_flight += scheduled
+            self.scheduled += scheduled
         else:
             self.dropped += 1
 
@@ -104,41 +110,55 @@ class MemoryNet:
             return
         node = self.nodes[addr]
         now = self.now
+        send, make = self.send, Packet._make
         for data, dst in node.datagrams_to_send(now):
-            if type(data) is not bytes:
-                raise TypeError(f"node at {addr!r} sent {type(data).__name__}, not bytes")
-            self.send(Packet(addr, dst, data))
-        self.events[addr].extend(iter(node.next_event, None))
+            send(make((addr, dst, data)))
+        event = node.next_event()
+        if event is not None:
+            events = self.events[addr]
+            while event is not None:
+                events.append(event)
+                event = node.next_event()
         deadline = node.get_timer()
         if deadline is not None and deadline < self._armed[addr]:
             if deadline < now:
                 raise RuntimeError(f"node at {addr!r} wants a timer at {deadline} < now {now}")
             self._armed[addr] = deadline
-            self._seq += 1
-            heappush(self._heap, (deadline, self._seq, None, addr))
+            heappush(self._heap, (deadline, next(self._seq), None, addr))
 
-    def _do(self, entry: tuple) -> bool:
-        """Process one heap entry; False if it was a stale timer."""
-        when, _, packet, addr = entry
-        if packet is None:
-            if self._armed.get(addr) != when:
+    def _run(self, limit: float, until: Callable[[], bool] | None = None, idle: bool = False,
+             one: bool = False) -> bool:
+        """The one loop: deliveries and live timers due by `limit`, in order, until `until()`
+        holds or (`idle`) nothing is in flight; with `one`, stop after one. True if it did
+        something and stopped for `one`."""
+        heap, armed, nodes = self._heap, self._armed, self.nodes
+        while heap and heap[0][0] <= limit:
+            if until is not None:
+                if until():
+                    return False
+            elif idle and not self.in_flight:
                 return False
-            self.now = when
-            self._armed[addr] = math.inf
-            self.nodes[addr].handle_timer(when)
-            self.service(addr)
-            return True
-        self.now = when
-        self.in_flight -= 1
-        dst = packet.dst
-        node = self.nodes.get(dst)
-        if node is None:
-            self.unroutable += 1
-            return True
-        self.delivered += 1
-        node.receive_datagram(packet.payload, packet.src, when)
-        self.service(dst)
-        return True
+            when, _, packet, addr = heappop(heap)
+            if packet is None:  # a timer
+                if armed.get(addr) != when:
+                    continue  # stale: superseded by an earlier one, or the node left
+                self.now = when
+                armed[addr] = math.inf
+                nodes[addr].handle_timer(when)
+                self.service(addr)
+            else:
+                self.now = when
+                dst = packet.dst
+                node = nodes.get(dst)
+                if node is None:
+                    self.unroutable += 1
+                else:
+                    self.delivered += 1
+                    node.receive_datagram(packet.payload, packet.src, when)
+                    self.service(dst)
+            if one:
+                return True
+        return False
 
     def next_time(self) -> float | None:
         """When the next delivery or timer is due (a stale timer may make this early)."""
@@ -146,33 +166,20 @@ class MemoryNet:
 
     def step(self) -> bool:
         """Make the next delivery or fire the next live timer; False when nothing is left."""
-        heap = self._heap
-        while heap:
-            if self._do(heappop(heap)):
-                return True
-        return False
+        return self._run(math.inf, one=True)
 
     def run_until(self, t: float) -> None:
         """Do everything due at or before `t`, then set the clock to `t`."""
         if t < self.now:
             raise ValueError(f"time runs forward: {t} < now {self.now}")
-        heap = self._heap
-        while heap and heap[0][0] <= t:
-            self._do(heappop(heap))
+        self._run(t)
         self.now = t
 
     def run(self, until: Callable[[], bool] | None = None, limit: float = math.inf) -> None:
         """Process deliveries and timers in order until `until()` holds (checked before each),
         or, without `until`, until no packet is in flight; never past `limit`. The clock stays
         at the last thing done. With `until` and no limit, periodic timers may run forever."""
-        heap = self._heap
-        while heap and heap[0][0] <= limit:
-            if until is None:
-                if not self.in_flight:
-                    return
-            elif until():
-                return
-            self._do(heappop(heap))
+        self._run(limit, until, idle=until is None)
 
     def of(self, addr: Hashable, kind: type) -> list:
         """The events of type `kind` the node at `addr` reported."""
