@@ -1,10 +1,10 @@
-"""1,000 real nodes on a tiny heapq event loop (no SimPy): join through the protocol, then look up.
+"""1,000 real nodes on the in-memory network (no SimPy): join through the protocol, then look up.
 
-The loop is the whole driver the design asks for: deliver datagrams after a per-pair delay, call
-`handle_timer` when `get_timer()` comes due, re-arm one timer per node, ignore stale timers.
+kadtalk.transport.memory is the whole driver the design asks for: deliver datagrams after a
+per-pair delay, call `handle_timer` when `get_timer()` comes due, re-arm one timer per node,
+ignore stale timers.
 """
 
-import heapq
 import math
 from random import Random
 
@@ -14,76 +14,22 @@ from kadtalk.node.routing.events import Joined, LookupCompleted
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.stack import Node
 from kadtalk.sim.registry import SharedRegistry
+from kadtalk.transport.memory import MemoryNet, Packet
 
 
-class HeapNet:
-    def __init__(self, ids, settings, seed):
-        self.ids = ids
-        self.registry = SharedRegistry(list(ids))
-        self.settings = settings
-        self.seed = seed
-        self.nodes: list[Node] = []
-        self.queue: list = []
-        self.seq = 0
-        self.armed: list[float] = []
-        self.now = 0.0
-        self.events: list[list] = []
-        self.delivered = 0
+def delay(src: int, dst: int) -> float:
+    a, b = min(src, dst), max(src, dst)  # symmetric, 10..59 ms
+    return 0.010 + ((a * 7919 + b * 104729) % 50) / 1000
 
-    @staticmethod
-    def delay(src: int, dst: int) -> float:
-        a, b = min(src, dst), max(src, dst)  # symmetric, 10..59 ms
-        return 0.010 + ((a * 7919 + b * 104729) % 50) / 1000
 
-    def _push(self, when, kind, payload):
-        self.seq += 1
-        heapq.heappush(self.queue, (when, self.seq, kind, payload))
+def per_pair_delay(packet: Packet, now: float) -> tuple[tuple[float, Packet]]:
+    return ((delay(packet.src, packet.dst), packet),)
 
-    def add(self) -> int:
-        addr = len(self.nodes)
-        self.nodes.append(Node(self.ids[addr], self.registry, Random(self.seed * 100_003 + addr), self.settings, self.now))
-        self.armed.append(math.inf)
-        self.events.append([])
-        self.service(addr)
-        return addr
 
-    def service(self, addr: int) -> None:
-        node = self.nodes[addr]
-        now = self.now
-        for data, dst in node.datagrams_to_send(now):
-            assert type(data) is bytes
-            self._push(now + self.delay(addr, dst), 0, (dst, data, addr))
-        event = node.next_event()
-        while event is not None:
-            self.events[addr].append(event)
-            event = node.next_event()
-        deadline = node.get_timer()
-        if deadline is not None and deadline < self.armed[addr]:
-            assert deadline >= now
-            self.armed[addr] = deadline
-            self._push(deadline, 1, (addr, deadline))
-
-    def run_until(self, done, horizon: float) -> None:
-        queue = self.queue
-        while queue and not done():
-            when, _, kind, payload = queue[0]
-            if when > horizon:
-                break
-            heapq.heappop(queue)
-            assert when >= self.now
-            self.now = when
-            if kind == 0:
-                dst, data, src = payload
-                self.delivered += 1
-                self.nodes[dst].receive_datagram(data, src, when)
-                self.service(dst)
-            else:
-                addr, deadline = payload
-                if deadline != self.armed[addr]:
-                    continue  # stale
-                self.armed[addr] = math.inf
-                self.nodes[addr].handle_timer(when)
-                self.service(addr)
+def add(net: MemoryNet, ids, registry, settings, seed: int) -> int:
+    addr = len(net.nodes)
+    node = Node(ids[addr], registry, Random(seed * 100_003 + addr), settings, net.now)
+    return net.attach(addr, node)
 
 
 @pytest.mark.parametrize(
@@ -105,19 +51,21 @@ def test_thousand_nodes_join_and_find_each_other(settings):
         if node_id not in seen:
             seen.add(node_id)
             ids.append(node_id)
-    net = HeapNet(ids, settings, seed=1)
-    net.add()
+    registry = SharedRegistry(list(ids))
+    net = MemoryNet(per_pair_delay)
+    add(net, ids, registry, settings, seed=1)
     for addr in range(1, n):
-        net.add()
+        add(net, ids, registry, settings, seed=1)
         net.nodes[addr].join([rng.randrange(addr)], net.now)
         net.service(addr)
         joined = net.events[addr]
-        net.run_until(lambda: bool(joined), net.now + 60.0)
+        net.run(until=lambda: bool(joined), limit=net.now + 60.0)
         [event] = joined
         assert type(event) is Joined and event.success and event.timeouts == 0
         joined.clear()
-    assert all(len(node.routing.table) > 0 for node in net.nodes)
-    assert sum(len(node.routing.table) for node in net.nodes) / n >= 20
+    nodes = list(net.nodes.values())
+    assert all(len(node.routing.table) > 0 for node in nodes)
+    assert sum(len(node.routing.table) for node in nodes) / n >= 20
 
     results = []
     for _ in range(100):
@@ -127,7 +75,7 @@ def test_thousand_nodes_join_and_find_each_other(settings):
         lookup_id = net.nodes[source].find_peer(ids[target], net.now)
         net.service(source)
         mine = net.events[source]
-        net.run_until(lambda: any(type(e) is LookupCompleted for e in mine), net.now + 60.0)
+        net.run(until=lambda: any(type(e) is LookupCompleted for e in mine), limit=net.now + 60.0)
         [event] = [e for e in mine if type(e) is LookupCompleted]
         mine.clear()
         assert event.lookup_id == lookup_id and event.target == ids[target]
@@ -142,4 +90,5 @@ def test_thousand_nodes_join_and_find_each_other(settings):
     # latencies are whole round trips on the per-pair delays: at most 2 * 59 ms per hop of rpcs
     for _, event in results:
         assert 0.0 <= event.latency <= event.rpcs * 2 * 0.059 + 1e-9
-    assert sum(sum(node.drop_counts().values()) for node in net.nodes) == 0
+    assert sum(sum(node.drop_counts().values()) for node in nodes) == 0
+    assert net.dropped == net.unroutable == 0
