@@ -316,8 +316,10 @@ class _CallStudyRun:
         if self.engaged.get(caller) or self.engaged.get(callee):
             self._end(call, "engaged")  # one of them is still on another call of the workload
             return
-        nat = world.realism.nat
+        nat, tap = world.realism.nat, world.realism.tap
         call.punch_needed = nat is not None and nat.kinds[callee] == FILTERING
+        if tap is not None:
+            tap.user_targets.add(world.ids[callee])  # --traffic: the call's lookup is a user's
         self.active[(caller, callee)] = call
         for addr in (caller, callee):
             self.engaged[addr] = self.engaged.get(addr, 0) + 1
