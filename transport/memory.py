@@ -175,6 +175,13 @@ class MemoryNet:
         self._run(t)
         self.now = t
 
+    def settle(self, now: float) -> None:
+        """For a test that acts on nodes from outside: advance to `now`, service every node
+        (O(nodes)), then do what is due by `now` (so zero-delay exchanges run to the end)."""
+        self.run_until(now)
+        self.service()
+        self.run_until(now)
+
     def run(self, until: Callable[[], bool] | None = None, limit: float = math.inf) -> None:
         """Process deliveries and timers in order until `until()` holds (checked before each),
         or, without `until`, until no packet is in flight; never past `limit`. The clock stays

@@ -142,6 +142,22 @@ def test_timers_fire_at_their_deadlines_and_stale_ones_are_skipped():
     assert r.timer_calls == 3  # the superseded entry at 10 did not call the node again
 
 
+def test_settle_takes_what_nodes_were_told_to_send_and_delivers_what_is_due():
+    log: list = []
+    net = MemoryNet(lambda p, now: [(0.0 if p.payload[0] else 1.0, p)])
+    a, b = Recorder("a", log), Recorder("b", log)
+    net.attach("a", a)
+    net.attach("b", b)
+    a.outbox.append((b"\x02a", "b"))  # zero-delay hops to b, then a; the last one takes 1 s
+    b.outbox.append((b"\x00", "a"))  # after 1 s
+    net.settle(2.0)
+    assert [(to, data, now) for to, data, _, now in log] == [("b", b"\x02a", 2.0),
+                                                             ("a", b"\x01a", 2.0)]
+    assert net.now == 2.0 and net.in_flight == 2
+    net.run_until(3.0)  # both due at 3.0, in the order they were sent
+    assert [data for _, data, _, _ in log[2:]] == [b"\x00", b"\x00a"]
+
+
 def test_run_stops_when_the_condition_holds():
     log: list = []
     net = MemoryNet(lambda p, now: [(1.0, p)])
