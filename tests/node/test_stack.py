@@ -24,6 +24,7 @@ from kadtalk.node.session import (
     SessionSettings,
 )
 from kadtalk.node.stack import Node
+from kadtalk.transport.memory import MemoryNet
 
 QUIET = RoutingSettings(refresh_on_join=False)
 WALL = 1_767_225_600.0
@@ -39,43 +40,9 @@ def make(ident: Identity | None, seed: int = 0, **kw) -> Node:
                 clock_offset=WALL, **kw)
 
 
-class Net:
-    """Nodes at 10.0.0.i, zero-delay delivery, explicit time."""
-
-    def __init__(self):
-        self.nodes: dict[tuple[str, int], Node] = {}
-        self.events: dict[tuple[str, int], list] = {}
-
-    def add(self, node: Node) -> tuple[str, int]:
-        a = addr(len(self.nodes) + 1)
-        self.nodes[a] = node
-        self.events[a] = []
-        return a
-
-    def run(self, now: float) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for src, node in list(self.nodes.items()):
-                for data, dst in node.datagrams_to_send(now):
-                    moved = True
-                    if dst in self.nodes:
-                        self.nodes[dst].receive_datagram(data, src, now)
-            for a, node in self.nodes.items():
-                self.events[a].extend(iter(node.next_event, None))
-
-    def advance(self, start: float, end: float, step: float = 0.25) -> None:
-        now = start
-        while now < end:
-            now = min(end, now + step)
-            for node in self.nodes.values():
-                timer = node.get_timer()
-                if timer is not None and timer <= now:
-                    node.handle_timer(now)
-            self.run(now)
-
-    def of(self, a, kind):
-        return [e for e in self.events[a] if type(e) is kind]
+def add(net: MemoryNet, node: Node) -> tuple[str, int]:
+    """Attach `node` at the next 10.0.0.i."""
+    return net.attach(addr(len(net.nodes) + 1), node)
 
 
 def test_routing_only_node_stays_three_slots_and_allocates_nothing_more():
@@ -128,12 +95,12 @@ def test_nodes_without_identity_cannot_call():
 
 def three_nodes():
     """a and c know only b; b knows both."""
-    net = Net()
+    net = MemoryNet()
     a, b, c = (make(Identity.generate(), seed=i) for i in range(3))
-    aa, ba, ca = net.add(a), net.add(b), net.add(c)
+    aa, ba, ca = add(net, a), add(net, b), add(net, c)
     a.join([ba], 0.0)
     c.join([ba], 0.0)
-    net.run(0.0)
+    net.settle(0.0)
     assert net.of(aa, Joined) and net.of(ca, Joined)
     return net, (a, b, c), (aa, ba, ca)
 
@@ -142,7 +109,7 @@ def test_a_call_is_a_lookup_then_the_key_exchange_over_one_socket():
     net, (a, b, c), (aa, ba, ca) = three_nodes()
     mine = a.find_peer(b.node_id, 0.5)  # a user lookup at the same time
     sid = a.call(c.node_id, 0.5)
-    net.run(0.5)
+    net.settle(0.5)
     lookups = net.of(aa, LookupCompleted)
     assert [e.lookup_id for e in lookups] == [mine]  # the call's own lookup is not reported
     assert [e.state for e in net.of(aa, CallProgress)] == [
@@ -150,33 +117,33 @@ def test_a_call_is_a_lookup_then_the_key_exchange_over_one_socket():
     (incoming,) = net.of(ca, IncomingCall)
     assert incoming.peer_id == a.node_id and incoming.addr == aa
     assert c.answer(1.0)
-    net.run(1.0)
+    net.settle(1.0)
     assert net.of(aa, CallProgress)[-1].state is CallState.TALKING
     a.send_media(sid, b"hello", 1.1)
-    net.run(1.1)
+    net.settle(1.1)
     assert net.of(ca, MediaReceived)[0].payload == b"hello"
     # the callee's routing table learned the caller from the authenticated KEY_REQ
     assert c.routing.table.find(a.node_id) >= 0
     a.hang_up(2.0)
-    net.run(2.0)
+    net.settle(2.0)
     assert net.of(ca, CallEnded)[0].reason is EndReason.REMOTE_HUNG_UP
 
 
 def test_a_call_to_an_unknown_id_ends_unreachable():
     net, (a, b, c), (aa, ba, ca) = three_nodes()
     a.call(0x1234, 0.5)
-    net.run(0.5)
-    net.advance(0.5, 25.0)
+    net.settle(0.5)
+    net.run_until(25.0)  # timers fire at their deadlines
     (ended,) = net.of(aa, CallEnded)
     assert ended.reason is EndReason.UNREACHABLE
 
 
 def test_a_call_with_a_known_address_skips_the_lookup():
-    net = Net()
+    net = MemoryNet()
     a, b = make(Identity.generate(), 1), make(Identity.generate(), 2)
-    aa, ba = net.add(a), net.add(b)
+    aa, ba = add(net, a), add(net, b)
     a.call(b.node_id, 0.0, addr=ba)
-    net.run(0.0)
+    net.settle(0.0)
     assert net.of(ba, IncomingCall)
     assert not a.routing.lookups_running
 
@@ -206,11 +173,11 @@ _CALLER, _CALLEE = Identity.generate(), Identity.generate()
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=120), max_size=10))
 def test_garbage_of_every_type_never_raises_and_is_counted(datagrams):
-    net = Net()
+    net = MemoryNet()
     a, b = make(_CALLER, 1), make(_CALLEE, 2)
-    aa, ba = net.add(a), net.add(b)
+    aa, ba = add(net, a), add(net, b)
     a.call(b.node_id, 0.0, addr=ba)
-    net.run(0.0)
+    net.settle(0.0)
     before = b.session.snapshot()
     for data in datagrams:
         if data[:1] in (b"\x00", b"\x01"):
