@@ -257,6 +257,8 @@ class SessionLayer:
         self._random_bytes = random_bytes
         self._jar: CookieJar | None = None
         self._res_bound: int | None = None  # the largest KEY_RES we can send
+        self._deadline: float | None | bool = False  # get_timer's answer; False: work it out
+        self._untouched = False  # this datagram changed no session (a cookie-only answer)
         self._pending: dict[int, Session] = {}  # callee sessions in key exchange, oldest first
         self._outbox: list[tuple[bytes, Any]] = []
         self._events: collections.deque = collections.deque()
@@ -265,6 +267,7 @@ class SessionLayer:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        self._untouched = False
         try:
             kind = data[0] if data else -1
             if kind == KEY_REQ:
@@ -278,19 +281,28 @@ class SessionLayer:
             else:
                 raise Drop("unknown_type" if data else "empty")
         except Drop as drop:
-            self.stats[drop.reason] += 1
+            self.stats[drop.reason] += 1  # bad input changes no session (nor its timers)
+            return
+        if not self._untouched:
+            self._deadline = False
 
     def handle_timer(self, now: float) -> None:
+        self._deadline = False
         for session in list(self._sessions.values()):
             if session.state is not S.ENDED:
                 self._guard(session, now, self._tick, session, now)
 
     def get_timer(self) -> float | None:
+        """The earliest deadline of any session; remembered until something may have changed
+        one (the driver asks after every datagram: under a flood most change nothing)."""
+        if self._deadline is not False:
+            return self._deadline
         earliest = None
         for session in self._sessions.values():
             deadline = self._next_deadline(session)
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
+        self._deadline = earliest
         return earliest
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
@@ -307,6 +319,7 @@ class SessionLayer:
     def call(self, peer_id: int, now: float, addr: Any = None) -> int:
         """Start a call; return its session id. Without `addr` it waits in dialling for
         `peer_found` (the Node runs the lookup)."""
+        self._deadline = False
         peer = peer_id.to_bytes(20, "big")
         if peer == self.own_id:
             raise ValueError("cannot call our own ID")
@@ -321,6 +334,7 @@ class SessionLayer:
 
     def peer_found(self, session_id: int, addr: Any, now: float) -> None:
         """The dialling lookup ended: the peer's address, or None when it was not found."""
+        self._deadline = False
         session = self._sessions.get(session_id)
         if session is None or session.state is not S.DIALLING:
             return
@@ -331,6 +345,7 @@ class SessionLayer:
 
     def answer(self, now: float, session_id: int | None = None) -> bool:
         """Answer a ringing incoming call (the only one when `session_id` is None)."""
+        self._deadline = False
         session = self._pick(session_id, lambda s: s.role is Role.CALLEE and s.state is S.RINGING)
         if session is None:
             return False
@@ -338,6 +353,7 @@ class SessionLayer:
         return True
 
     def decline(self, now: float, session_id: int | None = None) -> bool:
+        self._deadline = False
         session = self._pick(session_id, lambda s: s.role is Role.CALLEE and s.state is S.RINGING)
         if session is None:
             return False
@@ -346,6 +362,7 @@ class SessionLayer:
 
     def hang_up(self, now: float, session_id: int | None = None) -> bool:
         """End a call in any state (the only live one when `session_id` is None)."""
+        self._deadline = False
         session = self._pick(session_id, lambda s: s.state is not S.ENDED)
         if session is None:
             return False
@@ -354,6 +371,7 @@ class SessionLayer:
 
     def send_media(self, session_id: int, payload: bytes, now: float) -> int | None:
         """Encrypt and queue one MEDIA packet; its sequence number, or None if not talking."""
+        self._deadline = False
         session = self._sessions.get(session_id)
         if session is None or session.state is not S.TALKING:
             return None
@@ -471,6 +489,7 @@ class SessionLayer:
         self._outbox.append((encode_cookie_reply(tag, self._cookie_jar().mint(addr, tag, now)),
                              addr))
         self.stats["cookie_sent"] += 1
+        self._untouched = True  # no session changed; a live one's repeat is marked again below
 
     def _on_cookie(self, data: bytes, addr: Any, now: float) -> None:
         msg = decode_cookie(data)
@@ -536,6 +555,7 @@ class SessionLayer:
                     self._send_cookie(data, size, addr, now)  # the big KEY_RES only once proven
                 if live.state is S.KEY_EXCHANGE:  # our KEY_RES was lost: wait for RING anew
                     live.entered = now
+                    self._untouched = False  # its timeout moved
                 return
             raise Drop("replayed_key_req")
         self._forget_seen(now)

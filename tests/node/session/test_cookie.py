@@ -284,3 +284,23 @@ def test_a_full_pending_table_evicts_unproven_handshakes_before_a_proven_one():
 def test_cookie_settings_are_checked(bad):
     with pytest.raises(ValueError):
         SessionSettings(**bad)
+
+
+def test_get_timer_is_remembered_across_cookie_only_answers_and_follows_real_changes():
+    """The driver asks get_timer after every datagram: a cookie-only answer changes no session,
+    so the answer is remembered; a repeated KEY_REQ that restarts a handshake's wait moves it."""
+    s = SessionSettings(load_threshold=0.0)
+    callee = SessionLayer(identity("p256", "callee"), Random(1), s, WALL)
+    req = fresh_key_req(identity("p256", "caller"), callee.own_id, 1.0)
+    callee.receive_datagram(req, CALLER, 1.0)
+    assert callee.get_timer() == 1.0 + s.handshake_timeout
+    big = SessionLayer(identity("rsa8192", "callee"), Random(1), None, WALL)
+    big.receive_datagram(fresh_key_req(identity("p256", "x"), big.own_id, 1.0), CALLER, 1.0)
+    assert big._deadline is False or big.get_timer() is None  # nothing to wait for
+    assert big.get_timer() is None and big._deadline is None
+    big.receive_datagram(fresh_key_req(identity("p256", "y"), big.own_id, 1.0), CALLER, 1.2)
+    assert big._deadline is None  # a cookie-only answer kept the remembered answer
+    callee.receive_datagram(req, CALLER, 3.0)  # a repeat: the wait for RING starts again
+    assert callee.get_timer() == 3.0 + s.handshake_timeout
+    callee.handle_timer(3.0 + s.handshake_timeout)
+    assert callee.get_timer() is None and not callee.sessions
