@@ -404,7 +404,7 @@ def test_a_client_that_never_reads_is_dropped_and_the_others_go_on(sock_root):
             good = await connect(d)
             hog_in, hog = await asyncio.open_unix_connection(str(d.socket_path))
             await asyncio.wait_for(hog_in.readline(), 5)  # hello: it is served; now it stops reading
-            assert len(d.clients) == 2
+            assert len(d.control.clients) == 2
             request = b'{"cmd": "status"}\n'
             for _ in range(40):  # up to 20,000 replies of ~500 bytes that it never reads
                 try:
@@ -412,9 +412,9 @@ def test_a_client_that_never_reads_is_dropped_and_the_others_go_on(sock_root):
                     await hog.drain()
                 except ConnectionError:
                     break
-                if len(d.clients) < 2:
+                if len(d.control.clients) < 2:
                     break
-            assert len(d.clients) == 1  # only the good client is left
+            assert len(d.control.clients) == 1  # only the good client is left
             assert (await good.request("status"))["clients"] == 1
             hog.close()
             await good.close()

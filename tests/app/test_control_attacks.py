@@ -326,7 +326,7 @@ def test_contact_names_differing_only_in_case_are_one_name(sock_root):
                 assert (r["ok"], r["error"]) == (False, "bad_argument"), (name, r)
             assert (await c.request("contacts"))["contacts"] == [
                 {"peer": "a" * 40, "name": "Straße"}]
-            assert d.contacts.resolve("STRASSE") == "a" * 40
+            assert d.callers.contacts.resolve("STRASSE") == "a" * 40
             await c.close()
         finally:
             await d.stop()

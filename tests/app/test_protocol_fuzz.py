@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kadtalk.app import protocol
-from kadtalk.app.daemon import COMMANDS, Client, _error, _reply
+from kadtalk.app.control import Client, error, reply
+from kadtalk.app.daemon import COMMANDS
 
 from .conftest import start_daemon
 
@@ -75,10 +76,10 @@ def test_parse_gives_a_request_or_bad_request_and_every_reply_encodes(line):
         message = protocol.parse(line)
     except protocol.BadRequest as e:
         assert e.code == "malformed"
-        check_line(protocol.encode(_error(None, None, e.code, e.message)))
+        check_line(protocol.encode(error(None, None, e.code, e.message)))
         return
     assert isinstance(message["cmd"], str)
-    out = check_line(protocol.encode(_reply(message["cmd"], message.get("req"), {"echo": message})))
+    out = check_line(protocol.encode(reply(message["cmd"], message.get("req"), {"echo": message})))
     assert out["echo"] == message  # what was accepted comes back unchanged
 
 
@@ -117,7 +118,7 @@ def test_the_daemon_answers_every_line_with_one_reply(sock_root):
     async def handle(line: bytes) -> bytes:
         writer = _Writer()
         client = Client(writer, "fuzz")
-        daemon._handle_line(client, line)
+        daemon.control.handle_line(client, line)
         return bytes(writer.data)
 
     @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -1,0 +1,147 @@
+"""The daemon's view of the network: where it joins (bootstrap and the saved peers.json), saving
+the routing table's best contacts, the public address and NAT kind the node observed, `network`
+events when any of it changes, and the `lookup` command. Rejoining, NAT keep-alives and address
+probes are the node's own upkeep (kadtalk.node.upkeep, kadtalk.node.traversal): the same code
+runs in the simulator; no protocol timing lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, Callable
+
+from kadtalk.node.layer import Event
+from kadtalk.node.routing.events import Joined
+from kadtalk.node.routing.layer import TooManyLookups
+from kadtalk.node.traversal import AddressObserved, nat_kind
+from kadtalk.transport.udp import UdpDriver, parse_hostport
+
+from . import protocol
+from .callers import Callers
+from .config import Config, load_peers, save_peers
+from .control import DaemonError
+
+log = logging.getLogger(__name__)
+
+# How long a client's `lookup` command waits for its answer: a limit of the control surface,
+# not protocol timing (the lookup's own timeouts are the routing layer's, and it ends sooner).
+LOOKUP_TIMEOUT = 30.0
+SAVE_INTERVAL = 600.0  # seconds between saves of the routing table's best contacts
+
+
+def best_peers(driver: Any, limit: int = 64) -> list[tuple[str, tuple[str, int]]]:
+    """The table's longest-lived contacts, taken round-robin across buckets (Node.best_peers)."""
+    return [(f"{node_id:040x}", tuple(addr)) for node_id, addr in driver.node.best_peers(limit)]
+
+
+class Network:
+    """`driver` is set by `start` once the node runs."""
+
+    def __init__(self, config: Config, callers: Callers, broadcast: Callable[[dict], None]):
+        self.config = config
+        self.callers = callers
+        self.broadcast = broadcast
+        self.driver: UdpDriver | None = None
+        self.joined = False
+        self.observed: AddressObserved | None = None  # the latest answer to an address probe
+        self.nat = "unknown"  # none | cone | symmetric | unknown (docs/testbed.md)
+        self._sent: tuple | None = None  # what the last network event said
+        self._last_save = 0.0
+
+    def bootstrap_addresses(self) -> list[tuple[str, int]]:
+        """The configured bootstrap nodes, then the contacts saved by the last run."""
+        addresses: list[tuple[str, int]] = []
+        for text in self.config.bootstrap:
+            try:
+                addresses.append(parse_hostport(text))
+            except ValueError as e:
+                raise DaemonError(f"bootstrap {e}") from None
+        for _, addr in load_peers(self.config.peers_path):
+            if addr not in addresses:
+                addresses.append(addr)
+        return addresses
+
+    def start(self, driver: UdpDriver, now: float) -> None:
+        self.driver = driver
+        self._last_save = now
+
+    def save_peers(self) -> None:
+        if self.driver is None:
+            return
+        peers = best_peers(self.driver)
+        if not peers:
+            return  # keep the previous list: an empty table teaches nothing
+        try:
+            save_peers(self.config.peers_path, peers)
+            log.info("saved %d routing contacts to %s", len(peers), self.config.peers_path)
+        except OSError as e:
+            log.warning("cannot save routing contacts to %s: %s", self.config.peers_path, e)
+
+    def status(self) -> dict[str, Any]:
+        size = len(self.driver.node.routing.table) if self.driver is not None else 0
+        host, port = self.driver.address if self.driver is not None else (None, None)
+        return {"table_size": size, "reachable": size > 0, "joined": self.joined,
+                "host": host, "port": port,
+                "public_address": (f"{self.observed.public[0]}:{self.observed.public[1]}"
+                                   if self.observed is not None else None),
+                "nat": self.nat}
+
+    def check(self, force: bool = False) -> None:
+        """A `network` event to every client if the status changed (or `force`)."""
+        status = self.status()
+        key = (status["table_size"], status["reachable"], status["public_address"], status["nat"])
+        if force or key != self._sent:
+            self._sent = key
+            self.broadcast({"event": "network", **status})
+
+    def every_second(self, now: float) -> None:
+        self.check()
+        if now - self._last_save >= SAVE_INTERVAL:
+            self._last_save = now
+            self.save_peers()
+
+    def on_event(self, event: Event) -> None:
+        """A node event; those not about joining or our address are ignored."""
+        if type(event) is Joined:
+            log.info("join: %d contacts after %d RPCs (%d timeouts)",
+                     event.table_size, event.rpcs, event.timeouts)
+            self.joined = event.success
+            if event.success:
+                self.save_peers()  # a daemon killed before its shutdown save still rejoins
+            self.check(force=True)  # after the save: clients may rely on peers.json
+        elif type(event) is AddressObserved:
+            self.observed = event
+            self.nat = self._nat_kind(event)
+            self.check()
+
+    def _nat_kind(self, event: AddressObserved) -> str:
+        """The node's rule (kadtalk.node.traversal.nat_kind), given our local address as routed
+        towards the observer: the I/O part, which only the daemon can do."""
+        local = None
+        if not event.symmetric:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.connect(event.observer)  # no packet: just the route's source address
+                    local = (s.getsockname()[0], self.driver.address[1])
+            except (OSError, TypeError, ValueError):
+                pass
+        return nat_kind(event, local)
+
+    async def cmd_lookup(self, client: Any, msg: dict) -> dict:
+        peer = self.callers.target(msg)
+        started = self.driver.loop.time()
+        try:
+            result = await asyncio.wait_for(self.driver.find_peer(int(peer, 16)), LOOKUP_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise protocol.BadRequest("timeout", "the lookup took too long") from None
+        except TooManyLookups:
+            raise protocol.BadRequest("busy", "too many lookups are running; try again") from None
+        found = result.peer is not None
+        return {
+            "peer": peer, "found": found,
+            "address": f"{result.peer[1][0]}:{result.peer[1][1]}" if found else None,
+            "rpcs": result.rpcs, "hops": result.hops, "timeouts": result.timeouts,
+            "ms": round((self.driver.loop.time() - started) * 1000, 1),
+        }
