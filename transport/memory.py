@@ -132,11 +132,13 @@ class MemoryNet:
         holds or (`idle`) nothing is in flight; with `one`, stop after one. True if it did
         something and stopped for `one`."""
         heap, armed, nodes = self._heap, self._armed, self.nodes
-        while heap and heap[0][0] <= limit:
-            if until is not None:
+        while True:
+            if until is not None:  # asked after the last thing done too
                 if until():
                     return False
             elif idle and not self.in_flight:
+                return False
+            if not heap or heap[0][0] > limit:
                 return False
             when, _, packet, addr = heappop(heap)
             if packet is None:  # a timer
@@ -158,7 +160,6 @@ class MemoryNet:
                     self.service(dst)
             if one:
                 return True
-        return False
 
     def next_time(self) -> float | None:
         """When the next delivery or timer is due (a stale timer may make this early)."""
@@ -183,9 +184,10 @@ class MemoryNet:
         self.run_until(now)
 
     def run(self, until: Callable[[], bool] | None = None, limit: float = math.inf) -> None:
-        """Process deliveries and timers in order until `until()` holds (checked before each),
-        or, without `until`, until no packet is in flight; never past `limit`. The clock stays
-        at the last thing done. With `until` and no limit, periodic timers may run forever."""
+        """Process deliveries and timers in order until `until()` holds (asked before each and
+        after the last) or, without `until`, until no packet is in flight; never past `limit`.
+        The clock stays at the last thing done. With `until` and no limit, periodic timers may
+        run forever."""
         self._run(limit, until, idle=until is None)
 
     def of(self, addr: Hashable, kind: type) -> list:

@@ -169,6 +169,10 @@ def test_run_stops_when_the_condition_holds():
     assert len(log) == 4
     net.run()
     assert len(log) == 6 and net.now == 6.0
+    asked: list = []
+    net.send(Packet("y", "x", b"\x00"))
+    net.run(until=lambda: asked.append(len(log)) or False)
+    assert asked == [6, 7]  # once more after the last delivery, though nothing is left
 
 
 ADDRS = ("a", "b", "c")
