@@ -7,12 +7,11 @@ import random
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
-from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall
 from kadtalk.node.session.wire import COOKIE, KEY_RES
 from kadtalk.node.stack import Node
 
 from .session.conftest import identity
-from .test_traversal import FilteringNats
+from .test_traversal import filtering_nats, place_call
 
 
 def node_with(ident: Identity) -> Node:
@@ -24,33 +23,9 @@ def test_a_call_through_hole_punching_to_a_callee_that_asks_for_a_cookie():
     """Both behind filtering NATs, the callee with an RSA-8192 identity (its KEY_RES is over 3x a
     P-256 KEY_REQ): the PUNCH opens the callee's NAT, the retransmitted KEY_REQ draws a cookie,
     the caller echoes it at once and the KEY_RES follows a round trip later."""
-    world = FilteringNats()
-    a_addr, b_addr, r_addr = ("203.0.113.1", 5004), ("203.0.113.2", 5004), ("198.51.100.1", 5004)
-    a = world.add(a_addr, True, True)
+    a, r = node_with(Identity.generate()), node_with(Identity.generate())
     b = node_with(identity("rsa8192", "callee"))
-    world.nodes[b_addr] = b
-    world.natted.add(b_addr)
-    world.opened[b_addr] = set()
-    r = world.add(r_addr, False, True)
-    b.join([r_addr], 0.0)
-    world.flush()
-    a.add_contact(r.node_id, r_addr, 0.0)
-    r.add_contact(b.node_id, b_addr, 0.0)
-    outcome: list = []
-
-    def done() -> bool:
-        for n in (a, b):
-            while (e := n.next_event()) is not None:
-                if type(e) is IncomingCall:
-                    n.answer(world.now, e.session_id)
-                elif type(e) is CallProgress and e.state is CallState.TALKING and n is a:
-                    outcome.append("talking")
-                elif type(e) is CallEnded and n is a:
-                    outcome.append(e.reason.value)
-        return bool(outcome)
-
-    a.call(b.node_id, world.now)
-    world.run_until(done)
+    outcome = place_call(filtering_nats(a, b, r))
     assert outcome == ["talking"]
     drops = b.drop_counts()
     assert drops["cookie_sent"] >= 1  # the KEY_RES went out only after the cookie came back

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.events import Joined
+from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall
 from kadtalk.node.stack import Node
 from kadtalk.node.traversal import (
     ADDR_REQ,
@@ -27,6 +28,7 @@ from kadtalk.node.traversal import (
     TraversalSettings,
     nat_kind,
 )
+from kadtalk.transport.memory import FilteringNat, MemoryNet
 
 A, B, R = ("10.0.0.1", 4001), ("10.0.0.2", 4002), ("10.0.0.3", 4003)
 
@@ -310,76 +312,54 @@ def test_routing_only_nodes_and_nodes_without_traversal_ignore_0x06():
         assert n.drop_counts()["unknown_type"] == 1
 
 
-class FilteringNats:
-    """A tiny world: hosts behind address-and-port-filtering NATs (endpoint-independent mapping:
-    the host's port is kept) and public hosts; instant delivery, explicit time."""
-
-    def __init__(self):
-        self.nodes: dict[tuple, Node] = {}  # public address -> node
-        self.natted: set[tuple] = set()
-        self.opened: dict[tuple, set] = {}  # NAT'd public address -> remote endpoints it sent to
-        self.now = 0.0
-
-    def add(self, addr: tuple, behind_nat: bool, traversal: bool) -> Node:
-        n = node(traversal=traversal)
-        self.nodes[addr] = n
-        if behind_nat:
-            self.natted.add(addr)
-            self.opened[addr] = set()
-        return n
-
-    def flush(self) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for src, n in list(self.nodes.items()):
-                for data, dst in n.datagrams_to_send(self.now):
-                    moved = True
-                    if src in self.natted:
-                        self.opened[src].add(dst)
-                    if dst in self.natted and src not in self.opened[dst]:
-                        continue  # filtered: the host never sent to this sender
-                    if dst in self.nodes:
-                        self.nodes[dst].receive_datagram(data, src, self.now)
-
-    def run_until(self, done, limit: float = 60.0) -> None:
-        self.flush()
-        while not done() and self.now < limit:
-            timers = [t for t in (n.get_timer() for n in self.nodes.values()) if t is not None]
-            self.now = max(self.now, min(timers)) if timers else limit
-            for n in self.nodes.values():
-                n.handle_timer(self.now)
-            self.flush()
+A_NAT, B_NAT, R_PUBLIC = ("203.0.113.1", 5004), ("203.0.113.2", 5004), ("198.51.100.1", 5004)
 
 
-def call_between_filtering_nats(traversal: bool) -> list:
-    from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall
+def filtering_nats(a: Node, b: Node, r: Node) -> MemoryNet:
+    """A tiny world: a and b behind address-and-port-filtering NATs (endpoint-independent
+    mapping: a host keeps its port), r public; instant delivery, explicit time. b has joined
+    through r, so its NAT admits r (the daemon's keep-alives keep it so); a knows r, r knows b."""
+    nat = FilteringNat()
+    nat.add(A_NAT)
+    nat.add(B_NAT)
+    world = MemoryNet(nat)
+    for addr, n in ((A_NAT, a), (B_NAT, b), (R_PUBLIC, r)):
+        world.attach(addr, n)
+    b.join([R_PUBLIC], 0.0)
+    world.settle(0.0)
+    a.add_contact(r.node_id, R_PUBLIC, 0.0)
+    r.add_contact(b.node_id, B_NAT, 0.0)
+    return world
 
-    world = FilteringNats()
-    a_addr, b_addr, r_addr = ("203.0.113.1", 5004), ("203.0.113.2", 5004), ("198.51.100.1", 5004)
-    a = world.add(a_addr, True, traversal)
-    b = world.add(b_addr, True, traversal)
-    r = world.add(r_addr, False, traversal)
-    b.join([r_addr], 0.0)  # b has talked to r: its NAT admits r (the daemon's keep-alives)
-    world.flush()
-    a.add_contact(r.node_id, r_addr, 0.0)
-    r.add_contact(b.node_id, b_addr, 0.0)
+
+def place_call(world: MemoryNet, limit: float = 60.0) -> list:
+    """a calls b and b answers when it rings: a's outcome ("talking" or how the call ended)."""
+    a, b = world.nodes[A_NAT], world.nodes[B_NAT]
     outcome: list = []
+    seen = {A_NAT: 0, B_NAT: 0}
 
     def done() -> bool:
-        for n in (a, b):
-            while (e := n.next_event()) is not None:
+        for addr in (A_NAT, B_NAT):
+            events = world.events[addr]
+            new, seen[addr] = events[seen[addr]:], len(events)
+            for e in new:
                 if type(e) is IncomingCall:
-                    n.answer(world.now, e.session_id)
-                elif type(e) is CallProgress and e.state is CallState.TALKING and n is a:
+                    world.nodes[addr].answer(world.now, e.session_id)
+                    world.service(addr)
+                elif type(e) is CallProgress and e.state is CallState.TALKING and addr == A_NAT:
                     outcome.append("talking")
-                elif type(e) is CallEnded and n is a:
+                elif type(e) is CallEnded and addr == A_NAT:
                     outcome.append(e.reason.value)
         return bool(outcome)
 
     a.call(b.node_id, world.now)
-    world.run_until(done)
+    world.service(A_NAT)
+    world.run(until=done, limit=limit)
     return outcome
+
+
+def call_between_filtering_nats(traversal: bool) -> list:
+    return place_call(filtering_nats(*(node(traversal=traversal) for _ in range(3))))
 
 
 def test_hole_punching_connects_two_filtering_nats_that_cannot_connect_without_it():
