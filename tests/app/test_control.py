@@ -424,6 +424,32 @@ def test_a_client_that_never_reads_is_dropped_and_the_others_go_on(sock_root):
     run(scenario())
 
 
+def test_contacts_are_trusted_by_the_session_layer_at_once(sock_root):
+    """Known contacts first (issue 17): the running node's session layer asks the daemon's live
+    address book, so a contact added (or removed) over the control socket counts at once, and a
+    stranger gets no admission budget of its own."""
+    friend, stranger = "f" * 40, "e" * 40
+
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        try:
+            c = await connect(d)
+            # the session layer is made on first need: a call to a stranger nobody can find
+            assert (await c.request("dial", to=stranger))["ok"]
+            await c.wait_event(is_call("ended"), timeout=30)
+            trusted = d.driver.node.session.settings.trusted
+            assert not trusted(int(friend, 16)) and not trusted(int(stranger, 16))
+            assert (await c.request("add_contact", peer=friend, name="Friend"))["ok"]
+            assert trusted(int(friend, 16)) and not trusted(int(stranger, 16))
+            assert (await c.request("remove_contact", who="Friend"))["ok"]
+            assert not trusted(int(friend, 16))
+            await c.close()
+        finally:
+            await d.stop()
+
+    run(scenario())
+
+
 def test_unwanted_callers_never_ring(sock_root):
     """Blocked callers, strangers in contacts-only mode and a caller calling too often are
     declined after the verified key exchange, before any ring: the user sees a missed call."""
