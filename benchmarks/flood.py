@@ -123,6 +123,17 @@ def spoofed_flood(
     sock.close()
 
 
+def udp_receive_buffer_drops() -> int | None:
+    """Datagrams the kernel dropped so far because a UDP socket's receive buffer was full
+    (Linux: RcvbufErrors in /proc/net/snmp; None elsewhere)."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def can_spoof() -> bool:
     """Whether this process may open a raw socket (root or CAP_NET_RAW)."""
     try:
@@ -201,11 +212,13 @@ async def run_key_req_flood(
         if not await loop.run_in_executor(None, ready.wait, 60.0):
             raise RuntimeError("the flooding process did not start")
         started, cpu = time.perf_counter(), time.process_time()
-        sent_before = sent.value
+        sent_before, kernel_drops = sent.value, udp_receive_buffer_drops()
         flooded = await honest_calls(caller, callee, events, count, seconds)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
         offered = sent.value - sent_before
+        if kernel_drops is not None:
+            kernel_drops = udp_receive_buffer_drops() - kernel_drops
         flooder.terminate()
         flooder.join()
         drops = callee.node.drop_counts() - before
@@ -219,6 +232,7 @@ async def run_key_req_flood(
         "offered_per_s": offered / elapsed,
         "cookie_replies_per_s": drops.get("cookie_sent", 0) / elapsed,
         "cpu_share": cpu / elapsed,
+        "kernel_drops_per_s": None if kernel_drops is None else kernel_drops / elapsed,
         "drops": dict(drops),
         "make_key_reqs_s": made,
     }
@@ -251,6 +265,8 @@ def key_req_main(args: argparse.Namespace) -> int:
                unit=" /s", digits=0, note="valid KEY_REQs from forged 127/8 sources"),
         Figure("cookie replies", median(r["cookie_replies_per_s"] for r in runs), 0,
                unit=" /s", digits=0, note="datagrams the kernel did not drop first"),
+        Figure("dropped by the kernel", median(r["kernel_drops_per_s"] or 0 for r in runs), 0,
+               unit=" /s", digits=0, note="receive buffer full, all UDP sockets (RcvbufErrors)"),
         Figure("CPU of the flooded process", median(r["cpu_share"] * 100 for r in runs), 0,
                unit=" %", digits=0, note="callee + caller, one core = 100 %"),
     ]
