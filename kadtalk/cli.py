@@ -366,7 +366,10 @@ async def cmd_node(args: argparse.Namespace) -> int:
                               traversal=True)
     log.info("node %s listening on %s:%d", identity.hex_id, *driver.address)
     if args.bootstrap:
-        await driver.join(args.bootstrap)
+        # the node's upkeep (kadtalk.node.upkeep): join now, and again with the join-retry
+        # back-off while no bootstrap node answers or whenever the table empties
+        driver.node.keep_joined(args.bootstrap, asyncio.get_running_loop().time())
+        driver.service()
     routing = driver.node.routing
     while True:
         await asyncio.sleep(60)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,38 @@ def test_swarm_of_64_answers_lookup_with_the_right_address(tmp_path):
     finally:
         swarm.terminate()
         swarm.wait(timeout=10)
+
+
+def test_a_node_started_before_its_bootstrap_keeps_trying_and_joins(tmp_path):
+    """`kadtalk node` runs the node's upkeep (Node.keep_joined): a join that finds nobody is
+    retried with the join-retry back-off, so the node joins once its bootstrap node starts."""
+    late = free_port_range(2)
+    early = subprocess.Popen([*KADTALK, "node", "--ephemeral", "--host", "127.0.0.1",
+                              "--port", str(late + 1), "--bootstrap", f"127.0.0.1:{late}"],
+                             stderr=subprocess.PIPE, text=True)
+    bootstrap = None
+    watchdog = threading.Timer(60, early.kill)  # a hung read ends the test, never the suite
+    watchdog.start()
+    try:
+        joined = []
+        for line in early.stderr:
+            found = re.search(r"joined: (\d+) contacts", line)
+            if found is None:
+                continue
+            joined.append(int(found.group(1)))
+            if joined == [0]:  # nobody there: now start the bootstrap node
+                bootstrap = subprocess.Popen(
+                    [*KADTALK, "node", "--ephemeral", "--host", "127.0.0.1", "--port", str(late)],
+                    stderr=subprocess.DEVNULL)
+            if joined[-1] > 0:
+                break
+        assert joined[0] == 0 and joined[-1] == 1, joined
+    finally:
+        watchdog.cancel()
+        for proc in (early, bootstrap):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 def test_sim_lookup_json_and_out_dir(tmp_path):
