@@ -12,8 +12,9 @@ time and first in, first out among equal times. `run_until(t)` does everything d
 `run(until, limit)` goes on until a condition holds or the network is idle, `step()` does one
 thing. After a delivery or a timer the node is *serviced* as the UDP driver does: its datagrams
 are sent, its events collected into `events[addr]`, its timer re-armed (one live timer a node:
-a new entry only when the deadline moves earlier, superseded ones are skipped as stale, and one
-that fires early is harmless because `handle_timer` does only what is due). A test that acts on a
+a new entry only when the deadline moves earlier, superseded ones are skipped as stale, one that
+fires early is harmless because `handle_timer` does only what is due, and a deadline already
+past fires at once). A test that acts on a
 node from outside (`node.call(...)`) calls `service(addr)` (or `service()` for every node) so
 the network takes what the node now has to send.
 """
@@ -120,11 +121,11 @@ class MemoryNet:
                 events.append(event)
                 event = node.next_event()
         deadline = node.get_timer()
-        if deadline is not None and deadline < self._armed[addr]:
-            if deadline < now:
-                raise RuntimeError(f"node at {addr!r} wants a timer at {deadline} < now {now}")
-            self._armed[addr] = deadline
-            heappush(self._heap, (deadline, next(self._seq), None, addr))
+        if deadline is not None:
+            at = deadline if deadline > now else now  # one already past is due at once
+            if at < self._armed.get(addr, math.inf):
+                self._armed[addr] = at
+                heappush(self._heap, (at, next(self._seq), None, addr))
 
     def _run(self, limit: float, until: Callable[[], bool] | None = None, idle: bool = False,
              one: bool = False) -> bool:
@@ -142,11 +143,12 @@ class MemoryNet:
                 return False
             when, _, packet, addr = heappop(heap)
             if packet is None:  # a timer
-                if armed.get(addr) != when:
+                node = nodes.get(addr)
+                if node is None or armed.get(addr) != when:
                     continue  # stale: superseded by an earlier one, or the node left
                 self.now = when
                 armed[addr] = math.inf
-                nodes[addr].handle_timer(when)
+                node.handle_timer(when)
                 self.service(addr)
             else:
                 self.now = when

@@ -114,9 +114,6 @@ def test_time_runs_forward_only_and_payloads_are_bytes():
         net.service(0)
     with pytest.raises(ValueError):
         MemoryNet(lambda p, now: [(-1.0, p)]).send(Packet(0, 0, b""))
-    r.deadlines.add(1.0)
-    with pytest.raises(RuntimeError):
-        net.service(0)  # a deadline in the past: the node missed a timer
     with pytest.raises(ValueError):
         net.attach(0, r)
 
@@ -140,6 +137,27 @@ def test_timers_fire_at_their_deadlines_and_stale_ones_are_skipped():
     assert fired == [("r", 2.0, 2.0), ("r", 4.0, 4.0), ("r", 10.0, 10.0)]
     assert net.now == 10.0 and not net.step()
     assert r.timer_calls == 3  # the superseded entry at 10 did not call the node again
+    r.deadlines.add(2.0)  # already past (a keep-alive overdue): due at once
+    net.service("r")
+    net.run_until(10.0)
+    assert fired[-1] == ("r", 10.0, 2.0)
+
+
+def test_a_node_taken_off_or_put_on_by_hand_is_handled():
+    """Tests remove a node to make a peer vanish (nodes.pop) or put one on by hand."""
+    fired: list = []
+    net = MemoryNet()
+    r = Recorder("r", [], fired)
+    r.deadlines.add(1.0)
+    net.attach("r", r)
+    net.nodes.pop("r")
+    net.run_until(2.0)  # its timer entry is stale
+    assert fired == []
+    net.nodes["s"], net.events["s"] = Recorder("s", [], fired), []
+    net.nodes["s"].deadlines.add(3.0)
+    net.service("s")
+    net.run_until(3.0)
+    assert fired == [("s", 3.0, 3.0)]
 
 
 def test_settle_takes_what_nodes_were_told_to_send_and_delivers_what_is_due():
