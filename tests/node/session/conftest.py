@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.session import SessionLayer, SessionSettings
+from kadtalk.transport.memory import MemoryNet, Packet
 
 WALL = 1_767_225_600.0  # clock offset: now = 0 is 2026-01-01 on the wall clock
 
@@ -61,59 +62,47 @@ def as_int(ident: Identity) -> int:
     return int.from_bytes(ident.node_id, "big")
 
 
-class Net:
-    """Session layers at string addresses; `run(now)` delivers until quiet.
+class Net(MemoryNet):
+    """Session layers at string addresses on the in-memory network (zero delay, explicit
+    time); `run(now)` takes what every layer has to send and delivers until quiet (it is
+    MemoryNet.settle under the name these tests use; MemoryNet.run is not used here).
 
     `drop(src, dst, data)` returning True loses a datagram; every datagram sent is logged.
     """
 
     def __init__(self, settings: SessionSettings | None = None, drop=None):
-        self.layers: dict[str, SessionLayer] = {}
-        self.events: dict[str, list] = {}
+        super().__init__(self._route)
+        self.layers: dict[str, SessionLayer] = self.nodes
         self.log: list[tuple[str, str, bytes]] = []
         self.settings = settings
         self.drop = drop
+
+    def _route(self, packet: Packet, now: float) -> tuple:
+        self.log.append(packet)
+        if self.drop is not None and self.drop(*packet):
+            return ()
+        return ((0.0, packet),)
 
     def add(self, name: str, ident: Identity | None = None, settings: SessionSettings | None = None,
             clock: float = WALL) -> SessionLayer:
         ident = ident or identity("p256", name)
         layer = SessionLayer(ident, Random(len(self.layers)), settings or self.settings, clock)
-        self.layers[name] = layer
-        self.events[name] = []
+        self.attach(name, layer)
         return layer
 
     def run(self, now: float) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for name, layer in self.layers.items():
-                for data, dst in layer.datagrams_to_send(now):
-                    self.log.append((name, dst, data))
-                    moved = True
-                    if self.drop is not None and self.drop(name, dst, data):
-                        continue
-                    if dst in self.layers:
-                        self.layers[dst].receive_datagram(data, name, now)
-            for name, layer in self.layers.items():
-                self.events[name].extend(iter(layer.next_event, None))
+        self.settle(now)
 
     def tick(self, now: float) -> None:
-        for layer in self.layers.values():
-            layer.handle_timer(now)
-        self.run(now)
+        self.settle(now)  # timers due by now fire at their deadlines
 
     def advance(self, start: float, end: float, step: float = 0.05) -> float:
-        """Fire timers from start to end (at least every `step`, and at every deadline)."""
+        """From start to end: every timer at its deadline, every layer polled every `step`."""
         now = start
         while now < end:
-            deadlines = [t for t in (l.get_timer() for l in self.layers.values()) if t is not None]
-            nxt = min([now + step] + [t for t in deadlines if t > now])
-            now = min(nxt, end)
-            self.tick(now)
+            now = min(now + step, end)
+            self.settle(now)
         return now
-
-    def of(self, name: str, kind: type) -> list:
-        return [e for e in self.events[name] if type(e) is kind]
 
 
 @pytest.fixture
