@@ -292,30 +292,38 @@ class SessionState:
         return SessionLayer(self.ids[name], Random(ord(name)), self.settings, WALL)
 
     def rebuild(self) -> None:
+        from kadtalk.transport.memory import MemoryNet
+
         self.a, self.b = self.layer("a"), self.layer("b")
-        self.layers = {"a": self.a, "b": self.b}
+        self.net = MemoryNet(self._route, now=self.now)
+        self.net.attach("a", self.a)
+        self.net.attach("b", self.b)
+        self.layers = self.net.nodes
+        self._sent: list = []
+        self._drop: Callable[[str, str, bytes], bool] = lambda *_: False
 
     def peer(self, name: str) -> int:
         return int.from_bytes(self.ids[name].node_id, "big")
 
+    def _route(self, packet, now: float) -> tuple:
+        self._sent.append(packet)
+        return () if self._drop(*packet) else ((0.0, packet),)
+
     def exchange(
         self, now: float, drop: Callable[[str, str, bytes], bool] = lambda *_: False
     ) -> list:
-        """Deliver until quiet; return every (src, dst, data) sent."""
-        sent = []
-        moved = True
-        while moved:
-            moved = False
-            for name, layer in self.layers.items():
-                for data, dst in layer.datagrams_to_send(now):
-                    sent.append((name, dst, data))
-                    moved = True
-                    if dst in self.layers and not drop(name, dst, data):
-                        self.layers[dst].receive_datagram(data, name, now)
-        return sent
+        """Deliver until quiet on the in-memory network (zero delay; timers due by `now` fire);
+        return every (src, dst, data) sent."""
+        self._sent, self._drop = [], drop
+        self.net.settle(now)
+        return self._sent
 
     def events(self, layer) -> list:
-        return list(iter(layer.next_event, None))
+        """Take what `layer` reported: the events the network collected, then any it holds."""
+        collected = self.net.events["a" if layer is self.a else "b"]
+        out = collected + list(iter(layer.next_event, None))
+        collected.clear()
+        return out
 
 
 class KeyState(SessionState):
