@@ -1,4 +1,4 @@
-"""An in-memory datagram network with explicit time, for tests and benchmarks (after trio's FakeNet).
+"""An in-memory datagram network with explicit time for tests and benchmarks (after trio's FakeNet).
 
 Sans-I/O layers (anything with the surface of kadtalk.node.layer.Layer) are attached at
 addresses of any hashable kind. Every datagram a node sends becomes a `Packet` handed to a
@@ -14,9 +14,8 @@ thing. After a delivery or a timer the node is *serviced* as the UDP driver does
 are sent, its events collected into `events[addr]`, its timer re-armed (one live timer a node:
 a new entry only when the deadline moves earlier, superseded ones are skipped as stale, one that
 fires early is harmless because `handle_timer` does only what is due, and a deadline already
-past fires at once). A test that acts on a
-node from outside (`node.call(...)`) calls `service(addr)` (or `service()` for every node) so
-the network takes what the node now has to send.
+past fires at once). A test that acts on a node from outside (`node.call(...)`) then calls
+`service(addr)`, or `settle(now)` for every node, so the network takes what it now has to send.
 """
 
 from __future__ import annotations
@@ -25,13 +24,13 @@ import itertools
 import math
 from heapq import heappop, heappush
 from random import Random
-from typing import Any, Callable, Hashable, Iterable, NamedTuple
+from typing import Callable, Hashable, Iterable, NamedTuple
 
 from kadtalk.node.layer import Layer
 
 
 class Packet(NamedTuple):
-    """One datagram on the wire (immutable; a NamedTuple because millions are made)."""
+    """One datagram on the wire (immutable; a NamedTuple, cheap to make by the hundred thousand)."""
 
     src: Hashable
     dst: Hashable
@@ -60,7 +59,7 @@ class MemoryNet:
         self.nodes: dict[Hashable, Layer] = {}
         self.events: dict[Hashable, list] = {}
         self.sent = self.scheduled = self.delivered = self.dropped = self.unroutable = 0
-        self._heap: list = []  # (time, seq, packet, addr): a delivery, or a timer when packet is None
+        self._heap: list = []  # (time, seq, packet, addr): a delivery, or a timer if packet is None
         self._seq = itertools.count()  # ties in time go first in, first out
         self._armed: dict[Hashable, float] = {}  # addr -> deadline of its live timer entry
 
@@ -81,7 +80,7 @@ class MemoryNet:
 
     def detach(self, addr: Hashable) -> Layer:
         """Take the node at `addr` off the network: packets to it become unroutable."""
-        del self._armed[addr]  # its timer entries go stale
+        self._armed.pop(addr, None)  # its timer entries go stale
         return self.nodes.pop(addr)
 
     def send(self, packet: Packet) -> None:
@@ -102,7 +101,7 @@ class MemoryNet:
         else:
             self.dropped += 1
 
-    def service(self, addr: Hashable = None) -> None:
+    def service(self, addr: Hashable | None = None) -> None:
         """Send what the node at `addr` (every node if None) has to send now, collect its
         events and arm its timer."""
         if addr is None:

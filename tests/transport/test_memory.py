@@ -14,8 +14,8 @@ from kadtalk.transport.memory import FilteringNat, Link, MemoryNet, Packet, dire
 class Recorder:
     """A layer that logs what it receives (into a log shared by all) and, while a datagram's
     first byte (hops) is not zero, sends it on with one hop less to the address its second byte
-    spells (a one-letter name). Its timer fires at each deadline in `deadlines`; receiving adds one at
-    now + `after` when the third byte asks for it."""
+    spells (a one-letter name). Its timer fires at each deadline in `deadlines`; receiving adds
+    one at now + `after` when the third byte asks for it."""
 
     def __init__(self, addr, log, fired=None, after=0.0):
         self.addr, self.log, self.fired, self.after = addr, log, fired, after
@@ -67,7 +67,8 @@ def test_a_packet_is_frozen():
     p = Packet(1, 2, b"x")
     with pytest.raises(AttributeError):
         p.dst = 3
-    assert p._replace(dst=3) == Packet(1, 3, b"x") and p.dst == 2 and hash(p) == hash(Packet(1, 2, b"x"))
+    assert p._replace(dst=3) == Packet(1, 3, b"x") and p.dst == 2
+    assert hash(p) == hash(Packet(1, 2, b"x"))
 
 
 def test_delivery_after_the_delay_with_events_and_counters():
