@@ -23,6 +23,7 @@ from kadtalk.node.routing.messages import (
     id_to_bytes,
 )
 from kadtalk.node.stack import Node
+from kadtalk.transport.memory import MemoryNet, Packet
 
 TO_WIRE = ContactRegistry.addr_to_wire
 FROM_WIRE = ContactRegistry.addr_from_wire
@@ -56,23 +57,28 @@ def events(n):
     return out
 
 
-class HandNet:
-    """Zero-delay delivery between nodes by address, recording every datagram."""
+class HandNet(MemoryNet):
+    """Nodes by address on the in-memory network at zero delay, logging every datagram sent;
+    `run(now)` takes what every node has to send and delivers until quiet (MemoryNet.settle:
+    timers due by `now` fire too). The network collects the nodes' events: `take(addr)`."""
 
     def __init__(self, nodes_by_addr):
-        self.nodes = dict(nodes_by_addr)
-        self.log: list[tuple] = []
+        super().__init__(self._route)
+        self.log: list[Packet] = []
+        for addr, n in nodes_by_addr.items():
+            self.attach(addr, n)
+
+    def _route(self, packet: Packet, now: float) -> tuple:
+        self.log.append(packet)
+        return ((0.0, packet),)
 
     def run(self, now):
-        moved = True
-        while moved:
-            moved = False
-            for src, n in list(self.nodes.items()):
-                for data, dst in n.datagrams_to_send(now):
-                    moved = True
-                    self.log.append((src, dst, data))
-                    if dst in self.nodes:
-                        self.nodes[dst].receive_datagram(data, src, now)
+        self.settle(now)
+
+    def take(self, addr) -> list:
+        """The events the node at `addr` reported since the last take."""
+        out, self.events[addr] = self.events[addr], []
+        return out
 
 
 def pending(n):
@@ -150,7 +156,7 @@ def test_three_nodes_learn_each_other():
     net = HandNet({A_ADDR: a, B_ADDR: b, C_ADDR: c})
     a.join([B_ADDR], 0.0)
     net.run(0.0)
-    [joined] = events(a)
+    [joined] = net.take(A_ADDR)
     assert joined.table_size == 2 and joined.rpcs == 2  # B (probe), then C learned from B
     # the lookup's requests and answers, each request followed by the answer and then the
     # asked node's address probe of A (41 bytes), which A answers
@@ -166,7 +172,7 @@ def test_three_nodes_learn_each_other():
     net.log.clear()
     a.find_peer(C_ID, 1.0)
     net.run(1.0)
-    [done] = events(a)
+    [done] = net.take(A_ADDR)
     assert done.peer == (C_ID, C_ADDR) and done.rpcs == 0 and done.hops == 0
     assert done.success and done.mode is Mode.FIND_PEER and done.latency == 0.0
     assert net.log == []
@@ -180,7 +186,7 @@ def test_find_peer_stops_once_the_target_entry_is_learned():
     net = HandNet({A_ADDR: a, B_ADDR: b, C_ADDR: c, D_ADDR: d})
     lookup_id = d.find_peer(C_ID, 2.0)
     net.run(2.0)
-    [done] = events(d)
+    [done] = net.take(D_ADDR)
     assert done.lookup_id == lookup_id
     assert done.peer == (C_ID, C_ADDR)
     assert (done.rpcs, done.hops, done.timeouts) == (1, 1, 0)
@@ -196,7 +202,7 @@ def test_find_closest_asks_the_k_closest():
     net = HandNet({A_ADDR: a, B_ADDR: b, C_ADDR: c})
     a.find_closest(C_ID, 0.0)
     net.run(0.0)
-    [done] = events(a)
+    [done] = net.take(A_ADDR)
     assert done.mode is Mode.FIND_CLOSEST
     assert done.closest == ((C_ID, C_ADDR), (B_ID, B_ADDR))
     assert done.peer is None and done.success
