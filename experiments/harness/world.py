@@ -26,6 +26,7 @@ from kadtalk.experiments.harness.recorder import Progress
 from kadtalk.node.routing.events import Joined
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.stack import Node
+from kadtalk.node.upkeep import JOIN_RETRY_DELAY
 from kadtalk.sim.bootstrap import ConvergedTables
 from kadtalk.sim.environment import CountingEnvironment
 from kadtalk.sim.network import make_network
@@ -245,7 +246,7 @@ class SimWorld:
         if not success:
             # Nobody answered (the bootstrap's reply was lost, say): a real newcomer tries
             # again through another known node; it never serves as a bootstrap meanwhile.
-            self.at(self.env.now + realism.JOIN_RETRY_DELAY, lambda: self.join_through_known(addr))
+            self.at(self.env.now + JOIN_RETRY_DELAY, lambda: self.join_through_known(addr))
             return
         self.joined.append(addr)
         progress, nodes = self.progress, self.spec.nodes
