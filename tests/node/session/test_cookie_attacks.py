@@ -5,7 +5,6 @@ where both fail (docs/security.md, the session rows)."""
 
 from __future__ import annotations
 
-import heapq
 from random import Random
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,6 +13,7 @@ from kadtalk.node.session import CallState, IncomingCall, SessionLayer, SessionS
 from kadtalk.node.session import handshake as hs
 from kadtalk.node.session import layer as layer_module
 from kadtalk.node.session.wire import COOKIE
+from kadtalk.transport.memory import MemoryNet, Packet
 
 from .conftest import WALL, as_int, identity
 
@@ -72,50 +72,35 @@ def test_an_honest_call_sets_up_during_a_flood_of_20000_valid_key_reqs_from_forg
     callee = SessionLayer(identity("p256", "callee"), Random(1), None, WALL)
     caller = SessionLayer(identity("p256", "caller"), Random(2), None, WALL)
     flood = flood_key_reqs(callee.own_id, 20_000, 1.0)
-    layers = {CALLER: caller, CALLEE: callee}
-    inflight: list = []  # (arrival, seq, dst, data, src)
-    seq = 0
     answered = {"bytes": 0, "count": 0}
 
-    def collect(now: float) -> None:
-        nonlocal seq
-        for src, layer in ((CALLER, caller), (CALLEE, callee)):
-            for data, dst in layer.datagrams_to_send(now):
-                if dst in layers:
-                    heapq.heappush(inflight, (now + 0.01, seq, dst, data, src))
-                    seq += 1
-                else:  # to a forged source: lost
-                    answered["bytes"] += len(data)
-                    answered["count"] += 1
+    def route(packet: Packet, now: float) -> tuple:
+        if packet.src not in net.nodes:  # the flood, injected at the callee: arrives at once
+            return ((0.0, packet),)
+        if packet.dst in net.nodes:
+            return ((0.01, packet),)
+        answered["bytes"] += len(packet.payload)  # to a forged source: lost
+        answered["count"] += 1
+        return ()
 
-    def pump(until: float) -> None:
-        while True:
-            times = [t for t in (caller.get_timer(), callee.get_timer()) if t is not None]
-            if inflight:
-                times.append(inflight[0][0])
-            now = min(times, default=None)
-            if now is None or now > until:
-                return
-            if inflight and inflight[0][0] == now:
-                _, _, dst, data, src = heapq.heappop(inflight)
-                layers[dst].receive_datagram(data, src, now)
-            else:
-                caller.handle_timer(now)
-                callee.handle_timer(now)
-            collect(now)
-
+    net = MemoryNet(route)
+    net.attach(CALLER, caller)
+    net.attach(CALLEE, callee)
     sid = None
     rang_at = None
     for t, data, src in flood:
-        pump(t)
+        net.run_until(t)
         if sid is None and t >= 0.2:
             sid = caller.call(as_int(callee.identity), t, addr=CALLEE)
-            collect(t)
-        callee.receive_datagram(data, src, t)
-        collect(t)
-        if rang_at is None and any(type(e) is IncomingCall for e in iter(callee.next_event, None)):
-            rang_at = t
-    pump(1.0)
+            net.service(CALLER)
+        net.send(Packet(src, CALLEE, data))
+        net.run_until(t)
+        events = net.events[CALLEE]
+        if events:
+            if rang_at is None and any(type(e) is IncomingCall for e in events):
+                rang_at = t
+            events.clear()
+    net.run_until(1.0)
     assert rang_at is not None and caller.state_of(sid) is CallState.RINGING, (
         caller.state_of(sid), dict(callee.stats))
     assert rang_at < 0.3  # two round trips (cookie, then KEY_RES) after 0.2 s
