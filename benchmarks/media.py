@@ -9,7 +9,8 @@ with the session's other traffic in the same stream: each side's receiver report
 (a SIGNAL packet taking a sequence number in the forward stream, and the receiver's report
 travelling back over the same path to drive the sender's bitrate and FEC).
 
-The path: every packet is lost with probability `loss`, and delayed 50 ms ± `jitter`
+The path (the two ends on a kadtalk.transport.memory network, whose route hook is `Path`):
+every packet is lost with probability `loss`, and delayed 50 ms ± `jitter`
 (uniform, netem style: packets can overtake each other). Random loss is drawn from one seeded
 generator per repetition, so ours and the baseline see the same losses.
 
@@ -41,7 +42,6 @@ each a map from loss percent to the figure at 0 ms jitter, plus `grid` (every co
 from __future__ import annotations
 
 import argparse
-import heapq
 import math
 import os
 import shutil
@@ -80,6 +80,7 @@ from kadtalk.node.media.jitter import PLAY, JitterSettings  # noqa: E402
 from kadtalk.node.session.stream import ReceiveStream, SendStream  # noqa: E402
 from kadtalk.node.session.wire import MEDIA, SIGNAL, Drop, encode_report  # noqa: E402
 from kadtalk.transport.audiofile import load_wav  # noqa: E402
+from kadtalk.transport.memory import MemoryNet, Packet  # noqa: E402
 
 LOSSES = (0, 5, 10, 20)  # percent
 JITTERS = (0, 20, 40)  # ms
@@ -140,10 +141,91 @@ def pesq_wb(reference: np.ndarray, degraded: np.ndarray) -> float:
 
 # -- one call over the path ---------------------------------------------------------------------
 
+TX, RX = "sender", "receiver"  # the two ends' addresses on the MemoryNet
+
+
+class Path:
+    """The route hook: each packet is lost with probability `loss`, else delayed `BASE_DELAY` ±
+    `jitter` (uniform). Draws loss then delay for every packet, lost or not: the published
+    figures come from that order (so not `Link`, which draws no delay for a lost packet)."""
+
+    def __init__(self, loss: float, jitter: float, rng: Random):
+        self.loss, self.jitter, self.rng = loss, jitter, rng
+
+    def __call__(self, packet: Packet, now: float) -> tuple:
+        rng = self.rng
+        lost = rng.random() < self.loss
+        delay = BASE_DELAY + (rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0)
+        return () if lost else ((delay, packet),)
+
+
+class End:
+    """One end of the call on the MemoryNet. It has no timers: the benchmark's capture and
+    playback clocks act on it from outside and queue what it sends in `outbox`."""
+
+    stats = None
+
+    def __init__(self):
+        self.outbox: list[tuple[bytes, str]] = []
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, str]]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def next_event(self) -> None:
+        return None
+
+    def get_timer(self) -> None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+
+class SenderEnd(End):
+    """The sending end: the receiver's reports arrive here and drive the sender's bitrate."""
+
+    def __init__(self, back_rx: ReceiveStream, sender: MediaSender):
+        super().__init__()
+        self.back_rx, self.sender = back_rx, sender
+
+    def receive_datagram(self, data: bytes, addr: str, now: float) -> None:
+        try:
+            kind, _, plaintext = self.back_rx.open(data, now)
+        except Drop:
+            return
+        fraction, _lost, _highest, jit = decode_report_plain(plaintext)
+        self.sender.on_report(fraction, jit, now)
+
+
+class ReceiverEnd(End):
+    """The receiving end: decrypts into the jitter buffer; `cpu` is its process time (the
+    playback clock's pulls add theirs), `arrival` each MEDIA sequence number's first arrival."""
+
+    def __init__(self, rx: ReceiveStream, receiver: MediaReceiver):
+        super().__init__()
+        self.rx, self.receiver = rx, receiver
+        self.cpu = 0.0
+        self.arrival: dict[int, float] = {}
+
+    def receive_datagram(self, data: bytes, addr: str, now: float) -> None:
+        started = time.process_time()
+        try:
+            kind, seq, plaintext = self.rx.open(data, now)
+        except Drop:
+            return
+        if kind == MEDIA:
+            self.receiver.receive(seq, plaintext, now)
+            self.arrival.setdefault(seq, now)
+        else:
+            self.receiver.signal_received(now, seq)  # as the session's ReceiverReport.seq
+        self.cpu += time.process_time() - started
+
 
 def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss: float,
              jitter: float, seed: int) -> dict[str, Any]:
-    """One direction of a call, both ends in this process; the output and the measurements."""
+    """One direction of a call, both ends in this process on a MemoryNet; the output and the
+    measurements."""
     rng = Random(seed)
     path_rng = Random(seed * 7919 + 1)  # the same losses and delays for ours and the baseline
     key, salt = rng.randbytes(32), rng.randbytes(8)
@@ -155,21 +237,15 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
               for k in range(len(signal) // FRAME_SAMPLES)]
     n = len(frames)
     phase = rng.uniform(0, FRAME_SECONDS)  # the playback clock's phase against capture
-    queue: list = []  # (arrival, order, direction, wire)
-    order = 0
-
-    def send(wire: bytes, now: float, direction: int) -> None:
-        nonlocal order
-        lost = path_rng.random() < loss
-        delay = BASE_DELAY + (path_rng.uniform(-jitter, jitter) if jitter else 0.0)
-        if not lost:
-            order += 1
-            heapq.heappush(queue, (now + delay, order, direction, wire))
+    net = MemoryNet(Path(loss, jitter, path_rng))
+    tx_end, rx_end = SenderEnd(back_rx, sender), ReceiverEnd(rx, receiver)
+    net.attach(TX, tx_end)
+    net.attach(RX, rx_end)
 
     seq_of_frame: list[int] = []
-    arrival: dict[int, float] = {}
+    arrival = rx_end.arrival
     wire_bytes = payload_bytes = packets = 0
-    cpu_tx = cpu_rx = 0.0
+    cpu_tx = 0.0
     out: list[bytes] = []
     playouts = []
     holds: list[float] = []
@@ -179,32 +255,11 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
     while True:
         capture = (k + 1) * FRAME_SECONDS if k < n else math.inf  # frame k is complete
         pull = phase + BASE_DELAY + pull_k * FRAME_SECONDS
-        arrive = queue[0][0] if queue else math.inf
-        now = min(capture, pull, arrive)
+        now = min(capture, pull)
         if now > end:
             break
-        if now == arrive:
-            _, _, direction, wire = heapq.heappop(queue)
-            if direction == 0:
-                started = time.process_time()
-                try:
-                    kind, seq, plaintext = rx.open(wire, now)
-                except Drop:
-                    continue
-                if kind == MEDIA:
-                    receiver.receive(seq, plaintext, now)
-                    arrival.setdefault(seq, now)
-                else:
-                    receiver.signal_received(now, seq)  # as the session's ReceiverReport.seq
-                cpu_rx += time.process_time() - started
-            else:
-                try:
-                    kind, _, plaintext = back_rx.open(wire, now)
-                except Drop:
-                    continue
-                fraction, _lost, _highest, jit = decode_report_plain(plaintext)
-                sender.on_report(fraction, jit, now)
-        elif now == capture:
+        net.run_until(now)  # packets arriving by now come first
+        if now == capture:
             started = time.process_time()
             payload = sender.encode(frames[k])
             seq_of_frame.append(tx.seq)
@@ -213,22 +268,26 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
             wire_bytes += len(wire)
             payload_bytes += len(payload)
             packets += 1
-            send(wire, now, 0)
+            tx_end.outbox.append((wire, RX))
             if k % REPORT_EVERY == REPORT_EVERY - 1:
                 # the sender's own report on the reverse stream: a SIGNAL in the forward stream
-                send(tx.seal(SIGNAL, encode_report(0.0, 0, 0, 0.0)), now, 0)
+                tx_end.outbox.append((tx.seal(SIGNAL, encode_report(0.0, 0, 0, 0.0)), RX))
                 # the receiver's report on this stream travels back to the sender
-                send(back_tx.seal(SIGNAL, encode_report(*rx.report())), now, 1)
+                rx_end.outbox.append((back_tx.seal(SIGNAL, encode_report(*rx.report())), TX))
+            net.service(TX)
+            net.service(RX)
             k += 1
         else:
             started = time.process_time()
             out.append(receiver.pull(now))
-            cpu_rx += time.process_time() - started
+            rx_end.cpu += time.process_time() - started
             last = receiver.last
             playouts.append(last)
             if last.kind == PLAY and last.seq in arrival:
                 holds.append(now - arrival[last.seq])
             pull_k += 1
+    net.run_until(end)  # what arrives after the last pull still counts (late packets)
+    cpu_rx = rx_end.cpu
 
     # align: the output from the pull that played (or stood in for) the first scored frame
     first_seq = seq_of_frame[lead_frames]
