@@ -81,7 +81,9 @@ def typed_bytes(types: list[int], max_size: int = 700) -> st.SearchStrategy[byte
     )
 
 
-def datagrams(seeds: list[bytes], types: list[int], max_size: int = 700) -> st.SearchStrategy[bytes]:
+def datagrams(
+    seeds: list[bytes], types: list[int], max_size: int = 700
+) -> st.SearchStrategy[bytes]:
     """The usual mix: mutated seeds, a known type byte with a random body, random bytes."""
     return st.one_of(mutated(seeds), typed_bytes(types, max_size), st.binary(max_size=max_size))
 

@@ -1,4 +1,4 @@
-"""Routing targets (0x00-0x01): the message codec, and a routing-only Node with lookups in flight."""
+"""Routing targets (0x00-0x01): the message codec; a routing-only Node with lookups in flight."""
 
 from __future__ import annotations
 
@@ -84,7 +84,9 @@ def run_routing_decode(_state: Any, data: bytes) -> None:
             raise Violation("response does not re-encode")
 
 
-def answer_pending(node: Node, which: int, data: bytes, as_answer: bool) -> tuple[Any, bytes] | None:
+def answer_pending(
+    node: Node, which: int, data: bytes, as_answer: bool
+) -> tuple[Any, bytes] | None:
     """One of the node's requests in flight, `which`-th: (its address, `data` made to answer it
     when `as_answer` and `data` is a response); None when nothing is in flight."""
     pending = list(node.routing._pending or {})

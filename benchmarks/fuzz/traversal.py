@@ -81,6 +81,7 @@ class TraversalState:
                      + self.ids[3].to_bytes(20, "big"))
         self.node.receive_datagram(punch_req, self.SOURCE, self.now)
         ((cookie, _),) = self.node.datagrams_to_send(self.now)
+        self.cookies[self.SOURCE] = [cookie[2:]]
         self.seeds = [
             t + bytes([ADDR_REQ]) + bytes(14),
             t + bytes([ADDR_RES]) + nonces[0] + wire,
@@ -126,7 +127,8 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
         state.punch(addr)
     drops = sum(node.drop_counts().values())
     node.receive_datagram(data, addr, now)
-    if not well_formed(data) and sum(node.drop_counts().values()) != drops + 1:
+    malformed = data[:1] == bytes([TRAVERSAL]) and not well_formed(data)
+    if malformed and sum(node.drop_counts().values()) != drops + 1:
         raise Violation("a malformed traversal datagram is not one counted drop")
     timer = node.get_timer()
     if timer is not None and timer <= now:

@@ -67,3 +67,75 @@ def test_a_crash_is_counted_and_shown():
     assert result["inputs"] >= 200
     assert 0 < result["crashes"] < result["inputs"]
     assert list(result["crash_kinds"]) == ["ValueError: boom"]
+
+
+def _punch_fwd_from_anyone(monkeypatch):
+    from kadtalk.node import stack as node_stack
+
+    monkeypatch.setattr(node_stack.TableView, "is_contact", lambda self, addr: True)
+
+
+def _punch_req_never_checked(monkeypatch):
+    from kadtalk.node import stack as node_stack
+
+    real = node_stack.TableView.address_of
+    # an ID the table lacks seems to sit at the traversal target's stranger address
+    monkeypatch.setattr(node_stack.TableView, "address_of",
+                        lambda self, node_id: real(self, node_id) or ("198.51.100.9", 7777))
+
+
+def _traversal_not_dispatched(monkeypatch):
+    from kadtalk.node import stack as node_stack
+
+    table = bytearray(node_stack.LAYER_OF)
+    table[0x06] = node_stack.NONE
+    monkeypatch.setattr(node_stack, "LAYER_OF", bytes(table))
+
+
+def _unknown_types_not_counted(monkeypatch):
+    from kadtalk.node import stack as node_stack
+
+    monkeypatch.setattr(node_stack.Node, "_count", lambda self, reason: None)
+
+
+def _every_address_validated(monkeypatch):
+    from kadtalk.node.routing import layer
+
+    monkeypatch.setattr(layer.RoutingLayer, "_is_validated", lambda self, addr: True)
+
+
+def _integers_unlimited(monkeypatch):
+    from kadtalk.app import protocol
+
+    monkeypatch.setattr(protocol, "_int", int)
+
+
+def _lines_unlimited(monkeypatch):
+    from kadtalk.app import protocol
+
+    real = protocol.LineBuffer.__init__
+    monkeypatch.setattr(protocol.LineBuffer, "__init__", lambda self, limit=0: real(self, 1 << 30))
+
+
+@pytest.mark.parametrize(
+    "name, sabotage",
+    [
+        ("traversal", _punch_fwd_from_anyone),
+        ("traversal", _punch_req_never_checked),
+        ("node-stack", _traversal_not_dispatched),
+        ("node-stack", _unknown_types_not_counted),
+        ("routing-layer", _every_address_validated),
+        ("control-json", _integers_unlimited),
+        ("control-json", _lines_unlimited),
+    ],
+)
+def test_each_check_catches_the_bug_it_is_for(name, sabotage, monkeypatch):
+    """Break the rule a target checks in the code under test: the target reports crashes."""
+    target = fuzz.TARGETS[name]
+    if not target.available():
+        pytest.skip("kadtalk.app not installed")
+    sabotage(monkeypatch)
+    result = fuzz.fuzz(target, 1500)
+    assert result["crashes"] > 0
+    kinds = result["crash_kinds"]
+    assert all(kind.startswith("Violation") for kind in kinds), kinds
