@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 WALL = 1_767_225_600.0  # session layers' wall clock at now = 0
+WIDE = 1e12  # a rate or burst no input reaches (so every input reaches the checks behind)
 
 
 class Violation(Exception):

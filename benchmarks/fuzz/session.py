@@ -11,7 +11,7 @@ from typing import Callable
 
 from hypothesis import strategies as st
 
-from benchmarks.fuzz.core import WALL, Target, Violation, datagrams
+from benchmarks.fuzz.core import WALL, WIDE, Target, Violation, datagrams
 from kadtalk.node.identity import Identity
 from kadtalk.node.session.events import IncomingCall
 from kadtalk.node.session.layer import SessionLayer, SessionSettings
@@ -27,22 +27,25 @@ from kadtalk.node.session.wire import (
 from kadtalk.transport.memory import MemoryNet
 
 
+OPEN = SessionSettings(  # rate limits opened wide so that every input reaches the checks
+    max_calls=4, max_pending=64, max_sessions=512, source_burst=WIDE, global_burst=WIDE,
+    source_rate=WIDE, global_rate=WIDE,
+)
+
+
 class SessionState:
-    """Caller a and callee b (ECDSA P-256 identities), rate limits opened wide so that every
-    input reaches the checks behind them."""
+    """Caller a and callee b (ECDSA P-256 identities); `arm` sets the scene (again when the
+    layers are full)."""
+
+    SETTINGS = OPEN
 
     def __init__(self) -> None:
-        self.settings = SessionSettings(
-            max_calls=4,
-            max_pending=64,
-            max_sessions=512,
-            source_burst=1e12,
-            global_burst=1e12,
-            source_rate=1e12,
-            global_rate=1e12,
-        )
+        self.settings = self.SETTINGS
         self.ids = {name: Identity.generate() for name in "abm"}
         self.now = 1.0
+        self.arm()
+
+    def arm(self) -> None:
         self.rebuild()
 
     def layer(self, name: str):
@@ -84,10 +87,6 @@ class SessionState:
 class KeyState(SessionState):
     """a waits for b's KEY_RES (the real one is kept back); b takes KEY_REQs from a and m."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.arm()
-
     def arm(self) -> None:
         self.rebuild()
         now = self.now
@@ -127,10 +126,6 @@ def run_key(state: KeyState, item: tuple) -> None:
 
 class StreamState(SessionState):
     """a called b and b answered: both talking."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arm()
 
     def arm(self) -> None:
         self.rebuild()
@@ -185,13 +180,10 @@ class CookieState(SessionState):
 
     CALLER, CALLEE, OTHER = ("198.51.100.7", 4000), ("203.0.113.1", 5000), ("192.0.2.9", 1)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.settings = SessionSettings(
-            max_pending=64, max_sessions=512, load_threshold=2.0, cookie_burst=1e12,
-            cookie_rate=1e12, source_burst=1e12, source_rate=1e12,
-        )
-        self.arm()
+    SETTINGS = SessionSettings(
+        max_pending=64, max_sessions=512, load_threshold=2.0, cookie_burst=WIDE,
+        cookie_rate=WIDE, source_burst=WIDE, source_rate=WIDE,
+    )
 
     def arm(self) -> None:
         self.rebuild()

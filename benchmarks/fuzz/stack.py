@@ -16,26 +16,19 @@ from hypothesis import strategies as st
 
 from benchmarks.fuzz.core import WALL, Target, Violation, datagrams
 from benchmarks.fuzz.routing import amplification, answer_pending, routing_seeds
+from benchmarks.fuzz.session import OPEN
 from benchmarks.fuzz.traversal import FAST
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry, ipv4_to_wire
 from kadtalk.node.session.events import IncomingCall
-from kadtalk.node.session.layer import SessionSettings
 from kadtalk.node.stack import LAYER_OF, NONE, TRAVERSAL_LAYER, Node
 from kadtalk.node.traversal import AddressObserved
 from kadtalk.transport.memory import MemoryNet, Packet
 
-WIDE = 1e12
-SESSION = SessionSettings(
-    max_calls=4, max_pending=64, max_sessions=512, source_burst=WIDE, global_burst=WIDE,
-    source_rate=WIDE, global_rate=WIDE,
-)
-
-
 def make_node(identity: Identity, seed: int) -> Node:
     return Node(
         int.from_bytes(identity.node_id, "big"), ContactRegistry(), Random(seed), None, 0.0,
-        identity=identity, session_settings=SESSION, clock_offset=WALL, traversal=True,
+        identity=identity, session_settings=OPEN, clock_offset=WALL, traversal=True,
         traversal_settings=FAST,
     )
 

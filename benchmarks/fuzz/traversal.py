@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from benchmarks.fuzz.core import Target, Violation, datagrams
+from benchmarks.fuzz.core import WIDE, Target, Violation, datagrams
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry, ipv4_to_wire
 from kadtalk.node.routing.layer import RoutingSettings
@@ -30,7 +30,6 @@ from kadtalk.node.traversal import (
     TraversalSettings,
 )
 
-WIDE = 1e12  # a rate or burst no input reaches
 FAST = TraversalSettings(
     keepalive_interval=2.0, cookie_lifetime=10.0, punch_wait=3.0, max_observers=4,
     max_sources=16, answer_rate=WIDE, answer_burst=WIDE, source_rate=WIDE, source_burst=WIDE,
