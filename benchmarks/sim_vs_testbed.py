@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configs(args: argparse.Namespace) -> list[Any]:
-    from kadtalk.experiments.testbed_cli import quick_config
+    from kadtalk.experiments.testbed.cli import quick_config
     from kadtalk.experiments.testbed_study import Comparison
 
     out = []

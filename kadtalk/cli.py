@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kadtalk.experiments.attacks import add_parser as add_attack_parser
 
     add_attack_parser(sim)  # sim attack {sybil,partition,figures}
-    from kadtalk.experiments.testbed_cli import add_parser as add_testbed_parser
+    from kadtalk.experiments.testbed.cli import add_parser as add_testbed_parser
 
     add_testbed_parser(commands)  # kadtalk testbed run|compare|cleanup (network namespaces, root)
     from kadtalk.app.cli import add_parsers as add_service_parsers
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in SERVICE_COMMANDS:
             return run_service(args)
         if args.command == "testbed":
-            from kadtalk.experiments.testbed_cli import main as cmd_testbed
+            from kadtalk.experiments.testbed.cli import main as cmd_testbed
 
             return cmd_testbed(args)
         if args.command == "sim":

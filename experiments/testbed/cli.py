@@ -1,5 +1,5 @@
 """`kadtalk testbed ...`: build a namespace testbed and run a command in it, or run the
-simulator-vs-testbed comparison. Needs root (see kadtalk.experiments.testbed)."""
+simulator-vs-testbed comparison (experiments/testbed_study.py). Needs root (docs/testbed.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .delays import CoordinateDelays
+from .tools import TestbedError, cleanup_stale
+from .topology import Testbed
 
 EPILOG = """examples (as root):
   kadtalk testbed run --public 2 --nat filtering --nat full-cone --delay 25 -- ip netns list
@@ -28,9 +32,43 @@ in this machine's namespace with $KADTALK_TESTBED naming a JSON file that descri
 """
 
 
-def add_parser(commands: Any) -> None:
-    from kadtalk.experiments.testbed import add_arguments
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options describing a testbed (`kadtalk testbed run`)."""
+    parser.add_argument("--public", type=int, default=2, metavar="N",
+                        help="public hosts pub1..pubN (default 2)")
+    parser.add_argument("--nat", action="append", default=[], metavar="KIND[:HOSTS]",
+                        help="a NAT of KIND filtering|full-cone|symmetric with HOSTS private hosts behind it "
+                        "(default 1), named natI and natIhJ; repeatable. Behind a full-cone NAT, "
+                        "host J of H is forwarded the J-th of H equal slices of ports 1024-65535")
+    parser.add_argument("--delay", default="0", metavar="MS|coordinate[:SEED]",
+                        help="one-way delay between sites: a constant in ms, or the simulator's "
+                        "coordinate model (median RTT ~100 ms) placed with SEED (default 0: none)")
+    parser.add_argument("--loss", type=float, default=0.0, metavar="P",
+                        help="probability that a datagram crossing the core is dropped (default 0)")
 
+
+def from_arguments(args: argparse.Namespace) -> Testbed:
+    """The testbed `add_arguments` describes: pub1..pubN, natI with hosts natIh1..."""
+    if args.delay.startswith("coordinate"):
+        _, _, seed = args.delay.partition(":")
+        delay: Any = CoordinateDelays(int(seed or 1))
+    else:
+        delay = float(args.delay) / 1000.0
+    tb = Testbed(delay=delay, loss=args.loss)
+    for i in range(1, args.public + 1):
+        tb.public(f"pub{i}")
+    for i, spec in enumerate(args.nat, 1):
+        kind, _, count_text = spec.partition(":")
+        tb.nat(f"nat{i}", kind)
+        count = int(count_text or 1)
+        share = (65535 - 1024 + 1) // count  # a full-cone NAT forwards each host a slice of ports
+        for j in range(count):
+            low = 1024 + j * share
+            tb.private(f"nat{i}h{j + 1}", f"nat{i}", ports=(low, low + share - 1))
+    return tb
+
+
+def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "testbed", help="multi-host testbed in network namespaces (root): run commands, compare "
         "the simulator with real UDP",
@@ -74,8 +112,6 @@ def quick_config(**overrides: Any) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kadtalk.experiments.testbed import TestbedError, cleanup_stale, from_arguments
-
     try:
         if args.testbed_command == "cleanup":
             removed = cleanup_stale()
