@@ -406,7 +406,8 @@ class _CallStudyRun:
                 return
             call.media = event.at
             self._end(call, "talking")
-            world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
+            if world.driver.nodes[call.caller] is not None:  # it may have left since it sent
+                world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
         elif kind is CallEnded:
             call = self._sessions_of(addr).get(event.session_id)
             if call is not None and call.caller == addr:
