@@ -4,6 +4,7 @@ Each adversary has the driver's node surface (`receive_datagram` / `receive_mess
 `datagrams_to_send` / `messages_to_send`, `next_event`, `get_timer`, `handle_timer`) and speaks
 the real wire format, so honest `Node`s meet it exactly as they would on UDP.
 
+- `Adversary`: that surface (an outbox, no timers); subclass it and define `on_message`;
 - `Impostor`: one peer at its own address claiming another node's ID (address spoofing);
 - `SybilNode` with a shared `Collusion`: many attacker nodes that answer every ROUTE_REQ with
   the attacker's own contacts closest to the target, never an honest one, and (optionally) with
@@ -29,7 +30,7 @@ from kadtalk.node.routing.messages import (
 )
 
 
-class _Peer:
+class Adversary:
     """The driver surface shared by the adversaries: an outbox, no timers, no events."""
 
     __slots__ = ("registry", "_out", "received")
@@ -78,7 +79,7 @@ class _Peer:
         pass
 
 
-class Impostor(_Peer):
+class Impostor(Adversary):
     """A peer that claims `claimed_id` from its own address.
 
     `claim(dst)` sends a (padded) ROUTE_REQ with the claimed ID as origin; with `answers`, every
@@ -140,7 +141,7 @@ class Collusion:
         return result
 
 
-class SybilNode(_Peer):
+class SybilNode(Adversary):
     """One attacker node: it answers every ROUTE_REQ with the collusion's contacts, never an
     honest one, and asks nothing itself."""
 

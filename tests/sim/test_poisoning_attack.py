@@ -2,13 +2,13 @@
 same Node code: 80 forged bare ROUTE_REQs (3.3 KB) from a silent address aimed at one bucket of
 a victim, a node joining into that bucket later, and a lookup of it through the victim.
 Before the fix the forged IDs filled the bucket and its cache, the newcomer reached only the
-cache and the lookup failed after 20 timeouts (experiments/poisoning.py)."""
+cache and the lookup failed after 20 timeouts (experiments/attacks/poisoning.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from kadtalk.experiments.poisoning import PoisoningStudy, run_poisoning
+from kadtalk.experiments.attacks.poisoning import PoisoningStudy, run_poisoning
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

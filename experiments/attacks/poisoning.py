@@ -23,7 +23,7 @@ import simpy
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.routing.messages import ID_BITS, RouteRequest
 from kadtalk.node.stack import Node
-from kadtalk.sim.adversary import _Peer
+from kadtalk.sim.adversary import Adversary
 from kadtalk.sim.bootstrap import ConvergedTables
 from kadtalk.sim.latency import ConstantLatency
 from kadtalk.sim.network import SimNetwork
@@ -31,7 +31,7 @@ from kadtalk.sim.registry import SharedRegistry
 from kadtalk.transport.sim import SimDriver
 
 
-class Forger(_Peer):
+class Forger(Adversary):
     """Sends ROUTE_REQs with any origin ID from its address and never answers anything;
     `requests_seen` counts the requests (address probes) that reached it."""
 
@@ -142,5 +142,5 @@ def run_poisoning(study: PoisoningStudy = PoisoningStudy()) -> PoisoningResult:
     )
 
 
-if __name__ == "__main__":  # python -m kadtalk.experiments.poisoning
+if __name__ == "__main__":  # python -m kadtalk.experiments.attacks.poisoning
     print(run_poisoning())
