@@ -15,6 +15,15 @@ from .sybil import SHARES, TABLES, TARGETS, SybilStudy, run_sybil_study
 DESCRIPTION = (
     "Attack studies in the simulator: Sybil / eclipse against one ID, and a region going dark."
 )
+# the SybilStudy fields `kadtalk sim attack sybil` takes as options
+SYBIL_OPTIONS = (
+    "nodes", "share", "ids", "keys_per_id", "impersonate", "target", "tables", "paths", "verify",
+    "subnet_limit", "attacker_subnets", "lookups", "seed",
+)
+# the PartitionStudy fields `kadtalk sim attack partition` takes as options
+PARTITION_OPTIONS = (
+    "nodes", "region", "dark_at", "dark_for", "duration", "lookup_rate", "bin", "seed",
+)
 
 
 def add_parser(sim: Any) -> None:
@@ -56,16 +65,7 @@ def add_parser(sim: Any) -> None:
     p.add_argument("--json", action="store_true", help="last output line is the summary as JSON")
     p = attack.add_parser("partition", help="a region of the plane goes dark and returns")
     defaults_p = PartitionStudy()
-    for name in (
-        "nodes",
-        "region",
-        "dark_at",
-        "dark_for",
-        "duration",
-        "lookup_rate",
-        "bin",
-        "seed",
-    ):
+    for name in PARTITION_OPTIONS:
         kind = type(getattr(defaults_p, name))
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults_p, name))
     p.add_argument(
@@ -104,21 +104,7 @@ def run_cli(args: Any) -> int:
             print(f"{name}: {path}")
         return 0
     if args.attack_command == "sybil":
-        study = SybilStudy(
-            nodes=args.nodes,
-            share=args.share,
-            ids=args.ids,
-            keys_per_id=args.keys_per_id,
-            impersonate=args.impersonate,
-            target=args.target,
-            tables=args.tables,
-            paths=args.paths,
-            verify=args.verify,
-            subnet_limit=args.subnet_limit,
-            attacker_subnets=args.attacker_subnets,
-            lookups=args.lookups,
-            seed=args.seed,
-        )
+        study = SybilStudy(**{name: getattr(args, name) for name in SYBIL_OPTIONS})
         result = run_sybil_study(study)
         keys = (
             "sybils",
@@ -132,21 +118,7 @@ def run_cli(args: Any) -> int:
             "victim_prefix_attacker",
         )
     else:
-        study = PartitionStudy(
-            **{
-                name: getattr(args, name)
-                for name in (
-                    "nodes",
-                    "region",
-                    "dark_at",
-                    "dark_for",
-                    "duration",
-                    "lookup_rate",
-                    "bin",
-                    "seed",
-                )
-            }
-        )
+        study = PartitionStudy(**{name: getattr(args, name) for name in PARTITION_OPTIONS})
         result = run_partition_study(study)
         keys = (
             "lookups",
