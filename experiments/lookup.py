@@ -26,7 +26,12 @@ from kadtalk.experiments.harness.recorder import (  # noqa: F401 (re-exported fo
     percentile,
 )
 from kadtalk.experiments.harness.workload import poisson_pairs
-from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld, unique_ids  # noqa: F401
+from kadtalk.experiments.harness.world import (  # noqa: F401
+    BOOTSTRAPS,
+    SimWorld,
+    unique_ids,
+    wire_mode,
+)
 from kadtalk.sim.latency import MODELS
 
 log = logging.getLogger(__name__)
@@ -84,9 +89,7 @@ class LookupStudy:
 
     @property
     def wire_mode(self) -> str:
-        if self.wire != "auto":
-            return self.wire
-        return "bytes" if self.nodes <= 2000 else "objects"
+        return wire_mode(self.nodes, self.wire)
 
 
 @dataclass

@@ -49,7 +49,12 @@ class PartitionStudy:
 def run_partition_study(study: PartitionStudy) -> AttackResult:
     from kadtalk.experiments.harness.workload import poisson_pairs_until
     from kadtalk.experiments.harness.world import at as harness_at
-    from kadtalk.experiments.harness.world import load_converged, simulated_network, unique_ids
+    from kadtalk.experiments.harness.world import (
+        load_converged,
+        simulated_network,
+        unique_ids,
+        wire_mode,
+    )
     from kadtalk.node.routing.events import LookupCompleted
     from kadtalk.node.routing.layer import RoutingSettings
     from kadtalk.node.stack import Node
@@ -117,8 +122,7 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
             }
         )
 
-    env, _, driver = simulated_network(latency, network_rng, on_event,
-                                       "objects" if n > 2000 else "bytes", hook=hook)
+    env, _, driver = simulated_network(latency, network_rng, on_event, wire_mode(n), hook=hook)
     tables = ConvergedTables(ids, study.k, seed=rng.getrandbits(32))
     node_rng = Random(rng.getrandbits(64))
     load_converged(driver, tables, lambda i: Node(ids[i], registry, node_rng, settings, 0.0),

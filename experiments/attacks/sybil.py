@@ -133,7 +133,7 @@ def _latency(name: str) -> Any:
 
 def run_sybil_study(study: SybilStudy) -> AttackResult:
     """Build the network with the attacker in it, run the lookups; deterministic per study."""
-    from kadtalk.experiments.harness.world import at, simulated_network, unique_ids
+    from kadtalk.experiments.harness.world import at, simulated_network, unique_ids, wire_mode
     from kadtalk.node.routing.events import LookupCompleted
     from kadtalk.node.routing.layer import RoutingSettings
     from kadtalk.node.stack import Node
@@ -197,8 +197,7 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
             }
         )
 
-    env, _, driver = simulated_network(latency, network_rng, on_event,
-                                       "objects" if n + m > 2000 else "bytes")
+    env, _, driver = simulated_network(latency, network_rng, on_event, wire_mode(n + m))
     if study.tables == "uptime":
         age: list[float] = honest_age + list(range(n, n + m))  # the attacker came later
     elif study.tables == "newest":

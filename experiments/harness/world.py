@@ -52,6 +52,18 @@ def unique_ids(count: int, rng: Random) -> list[int]:
     return ids
 
 
+# Above this many nodes a study hands message objects across instead of encoded datagrams
+# (transport/sim.py `wire`: the same results, less time and memory).
+BYTES_UP_TO = 2000
+
+
+def wire_mode(nodes: int, wire: str = "auto") -> str:
+    """The driver's wire form for a world of `nodes`: `wire` unless it is "auto"."""
+    if wire != "auto":
+        return wire
+    return "bytes" if nodes <= BYTES_UP_TO else "objects"
+
+
 def simulated_network(
     latency: Any,
     rng: Random,
