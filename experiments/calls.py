@@ -424,15 +424,15 @@ class _CallStudyRun:
         return call
 
     def _overlap(self, call: _Call) -> int | None:
-        """How many of the rendezvous the caller asks for a punch (its contacts nearest the
-        callee, `Node.rendezvous`) are among the peers the callee keeps its NAT open to (its
-        contacts nearest itself): only those can forward a PUNCH_FWD through a filtering NAT."""
+        """How many of the rendezvous the caller asked for a punch (`Traversal.last_rendezvous`)
+        are among the peers the callee keeps its NAT open to (`Traversal.keepalive_peers`):
+        only those can forward a PUNCH_FWD through a filtering NAT."""
         nodes = self.world.driver.nodes
         caller, callee = nodes[call.caller], nodes[call.callee]
         if caller is None or callee is None:
             return None
-        target = callee.node_id
-        return len(set(caller.rendezvous(target)) & set(callee.rendezvous(target)))
+        asked = caller.traversal.last_rendezvous
+        return len(set(asked) & set(callee.traversal.keepalive_peers()))
 
     def _dial(self, call: _Call, callee_id: int, addr: Any = None) -> None:
         self._placing = call

@@ -23,7 +23,7 @@ from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
-from .traversal import TRAVERSAL, Traversal, TraversalSettings
+from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvous
 from .upkeep import JOIN_RETRY, JoinRetry, Rejoin
 
 NONE, ROUTING, SESSION, TRAVERSAL_LAYER = 0, 1, 2, 3  # LAYER_OF values
@@ -317,9 +317,16 @@ class Node:
         traversal.probe(list(peers), now)
 
     def rendezvous(self, target: int, count: int = 3) -> list[Any]:
-        """The addresses of the `count` contacts nearest `target` (not itself): the peers most
-        likely to hear from it (its own keep-alives go to the contacts nearest its ID)."""
+        """The addresses of the `count` contacts of our table nearest `target` (not itself).
+        A call's punch does not use this: our table rarely holds the callee's neighbours; the
+        lookup's nearest contacts do (`_rendezvous_for`)."""
         return TableView(self.routing).rendezvous(target, count)
+
+    def _rendezvous_for(self, event: LookupCompleted) -> list[Any]:
+        """A call's rendezvous: the callee's neighbours its lookup met, nearest first (they hold
+        it in their tables and receive its keep-alives; docs/protocol.md §20)."""
+        count = self._upper.traversal.settings.punch_peers
+        return choose_rendezvous(event.target, event.closest, count=count)
 
     def set_busy(self, busy: bool) -> None:
         session = self._session()
@@ -394,7 +401,7 @@ class Node:
                 if addr is not None and upper.traversal is not None:
                     # hole punching: the callee is asked, through peers near it, to send us a
                     # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them)
-                    upper.traversal.punch(event.target, self.rendezvous(event.target), now)
+                    upper.traversal.punch(event.target, self._rendezvous_for(event), now)
                 upper.session.peer_found(session_id, addr, now)
             event = self.routing.next_event()
         traversal = upper.traversal

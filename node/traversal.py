@@ -49,7 +49,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from random import Random
-from typing import Any
+from typing import Any, Iterable
 
 from .layer import ContactView, Event
 from .ratelimit import FloodGuard, TokenBucket
@@ -69,7 +69,8 @@ DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown
 @dataclass(frozen=True, slots=True)
 class TraversalSettings:
     keepalive_interval: float = 20.0  # s between address probes to the contacts nearest our ID
-    keepalive_peers: int = 3  # how many of them (the rendezvous callers will pick)
+    keepalive_peers: int = 8  # how many of them (the rendezvous callers will pick)
+    punch_peers: int = 3  # rendezvous a caller asks: the callee's neighbours its lookup found
     punch_copies: int = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
     max_observers: int = 16  # peers whose view of our address is remembered
     cookie_lifetime: float = 120.0  # s; a rendezvous's cookie secret rotates this often
@@ -85,7 +86,8 @@ class TraversalSettings:
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0 or self.cookie_lifetime <= 0 or self.punch_wait <= 0:
             raise ValueError("intervals must be positive")
-        if min(self.keepalive_peers, self.punch_copies, self.max_observers, self.max_sources) < 1:
+        if min(self.keepalive_peers, self.punch_peers, self.punch_copies, self.max_observers,
+               self.max_sources) < 1:
             raise ValueError("counts must be at least 1")
 
 
@@ -120,10 +122,26 @@ def nat_kind(event: AddressObserved, local: Any) -> str:
     return "none" if event.public == local else "cone"
 
 
+def choose_rendezvous(target: int, *candidates: Iterable[tuple[int, Any]], count: int) -> list[Any]:
+    """The addresses of the `count` candidates (id, address) nearest `target`, the target left
+    out, each address once. A caller passes its find-peer lookup's nearest contacts (the
+    callee's neighbours: they hold it in their tables and receive its keep-alives) and its own
+    table's nearest (for a callee whose address it already knew)."""
+    nearest = sorted({(node_id ^ target, addr) for group in candidates for node_id, addr in group
+                      if node_id != target}, key=lambda pair: pair[0])
+    chosen: list[Any] = []
+    for _, addr in nearest:
+        if addr not in chosen:
+            chosen.append(addr)
+            if len(chosen) == count:
+                break
+    return chosen
+
+
 class Traversal:
     __slots__ = ("node_id", "rng", "contacts", "settings", "stats", "observed", "_outbox",
                  "_events", "_nonces", "_guard", "_punches", "_keepalive_at", "_secrets",
-                 "_secret_at", "_cookies", "_punching")
+                 "_secret_at", "_cookies", "_punching", "last_rendezvous")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -148,6 +166,7 @@ class Traversal:
         self._secret_at = 0.0
         self._cookies: dict[Any, bytes] = {}  # rendezvous address -> its cookie for us
         self._punching: dict[Any, tuple[float, list[bytes]]] = {}  # rendezvous -> PUNCH_REQs
+        self.last_rendezvous: tuple[Any, ...] = ()  # the latest `punch`'s (the studies read it)
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -207,13 +226,18 @@ class Traversal:
         """Keep-alives: probe the contacts nearest our ID (the rendezvous callers pick)."""
         if self._keepalive_at is None or now < self._keepalive_at:
             return
-        peers = self.contacts.rendezvous(self.node_id, self.settings.keepalive_peers)
+        peers = self.keepalive_peers()
         if not peers:
             self._keepalive_at = None  # nobody to keep: idle until the node has contacts again
             return
         self._keepalive_at = now + self.settings.keepalive_interval
         self.probe(peers, now)
         self.stats["keepalive"] += 1
+
+    def keepalive_peers(self) -> list[Any]:
+        """The contacts our keep-alives go to: those nearest our ID, the ones that hold us in
+        their tables and that a caller's lookup meets last (`choose_rendezvous`)."""
+        return self.contacts.rendezvous(self.node_id, self.settings.keepalive_peers)
 
     def drop_counts(self) -> collections.Counter[str]:
         """The datagrams dropped, by reason (`stats` also counts what was sent)."""
@@ -241,6 +265,7 @@ class Traversal:
         body = (bytes((TRAVERSAL, PUNCH_REQ)) + self.node_id.to_bytes(20, "big")
                 + target_id.to_bytes(20, "big"))
         punching = self._punching
+        self.last_rendezvous = tuple(rendezvous)
         for addr in rendezvous:
             # remembered, to be repeated with the cookie this may draw (none known, or stale)
             since, bodies = punching.pop(addr, (now, []))

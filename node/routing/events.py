@@ -23,7 +23,10 @@ class LookupCompleted(RoutingEvent):
     target: int
     mode: Mode
     peer: tuple[int, Any] | None  # FIND_PEER: the target's (id, address) when found
-    closest: tuple[tuple[int, Any], ...]  # FIND_CLOSEST: the k closest that answered
+    # FIND_CLOSEST: the k closest that answered. FIND_PEER: the k nearest the target (itself
+    # left out) not known dead, answered or only learned: the target's neighbours, which a
+    # call asks to forward its hole punch (kadtalk.node.traversal)
+    closest: tuple[tuple[int, Any], ...]
     started: float
     finished: float
     rpcs: int

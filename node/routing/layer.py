@@ -541,10 +541,10 @@ class RoutingLayer:
         ids, addrs = registry.ids, registry.addrs
         found = lookup.found
         peer = (ids[found], addrs[found]) if found >= 0 else None
-        closest = (
-            tuple((ids[h], addrs[h]) for h in lookup.closest_answered())
-            if lookup.mode is Mode.FIND_CLOSEST
-            else ()
+        closest = tuple(
+            (ids[h], addrs[h])
+            for h in (lookup.closest_answered() if lookup.mode is Mode.FIND_CLOSEST
+                      else lookup.closest_live(self.settings.k))
         )
         self._events.append(
             LookupCompleted(

@@ -181,6 +181,17 @@ class Lookup:
         status = self._status
         return [h for _, h in self._order if status[h] & _STATE_MASK == ANSWERED][: self.k]
 
+    def closest_live(self, count: int) -> list[int]:
+        """The `count` contacts nearest the target not known dead (answered, or learned and not
+        asked yet), the target's own entry left out: a FIND_PEER stops as soon as the target
+        is learned, so its neighbours are mostly learned, not asked (NAT rendezvous, §20)."""
+        return [h for _, h in self.live(count)]
+
+    def live(self, count: int) -> list[tuple[int, int]]:
+        """`closest_live` as (distance, handle) pairs."""
+        status = self._status
+        return [(d, h) for d, h in self._order if d and status[h] & _STATE_MASK != FAILED][:count]
+
     def handles(self) -> list[int]:
         return list(self._status)
 
@@ -281,6 +292,11 @@ class DisjointLookup:
 
     def closest_answered(self) -> list[int]:
         return []
+
+    def closest_live(self, count: int) -> list[int]:
+        """The paths' `Lookup.closest_live`, merged by distance to the target."""
+        return [h for _, h in sorted(pair for path in self.paths for pair in path.live(count))
+                ][:count]
 
     def handles(self) -> list[int]:
         return list(self._owner)
