@@ -365,3 +365,32 @@ def call_between_filtering_nats(traversal: bool) -> list:
 def test_hole_punching_connects_two_filtering_nats_that_cannot_connect_without_it():
     assert call_between_filtering_nats(traversal=False) == ["unreachable"]
     assert call_between_filtering_nats(traversal=True) == ["talking"]
+
+
+X_PUBLIC = ("198.51.100.2", 5004)
+
+
+def test_a_call_punches_through_the_callees_neighbour_its_lookup_found_not_its_own_contact():
+    """The caller a knows only x, a public peer that holds the callee b in its table but that b
+    never sent to (b's filtering NAT drops x). b's keep-alive peer is r, its neighbour, which a
+    does not know. a's lookup asks x, whose answer names b and r: the punch must go through r
+    (the rendezvous are the lookup's nearest contacts, not a's table's; docs/protocol.md §20)."""
+    a, b, r, x = (node() for _ in range(4))
+    nat = FilteringNat()
+    nat.add(A_NAT)
+    nat.add(B_NAT)
+    world = MemoryNet(nat)
+    for addr, n in ((A_NAT, a), (B_NAT, b), (R_PUBLIC, r), (X_PUBLIC, x)):
+        world.attach(addr, n)
+    b.join([R_PUBLIC], 0.0)  # b's NAT now admits r (the daemon's keep-alives keep it so)
+    world.settle(0.0)
+    assert r.add_contact(b.node_id, B_NAT, 0.0)
+    assert a.add_contact(x.node_id, X_PUBLIC, 0.0)  # a knows only x ...
+    assert x.add_contact(b.node_id, B_NAT, 0.0) and x.add_contact(r.node_id, R_PUBLIC, 0.0)
+    # ... so a's own choice of rendezvous (x) shares nobody with the peers b keeps its NAT open to
+    assert a.rendezvous(b.node_id) == [X_PUBLIC]
+    assert b.traversal.keepalive_peers() == [R_PUBLIC]
+    assert place_call(world) == ["talking"]
+    assert R_PUBLIC in a.traversal.last_rendezvous
+    assert r.traversal.stats["punch_forwarded"] >= 1 and b.traversal.stats["punch_sent"] >= 1
+    assert nat.filtered >= 1  # x's relay, at least, hit b's NAT: only r's got through
