@@ -55,7 +55,7 @@ from kadtalk.experiments.directory import CLIENT_TYPES, QUERY, DirectoryClient, 
 from kadtalk.experiments.harness.identities import derive_identity
 from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss_mb, percentile
 from kadtalk.experiments.harness.workload import poisson_pairs
-from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld
+from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld, wire_mode
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MediaReceived
@@ -133,9 +133,7 @@ class CallStudy:
 
     @property
     def wire_mode(self) -> str:
-        if self.wire != "auto":
-            return self.wire
-        return "bytes" if self.nodes <= 2000 else "objects"
+        return wire_mode(self.nodes, self.wire)
 
 
 @dataclass
