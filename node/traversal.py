@@ -69,8 +69,8 @@ DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown
 @dataclass(frozen=True, slots=True)
 class TraversalSettings:
     keepalive_interval: float = 20.0  # s between address probes to the contacts nearest our ID
-    keepalive_peers: int = 8  # how many of them (the rendezvous callers will pick)
-    punch_peers: int = 3  # rendezvous a caller asks: the callee's neighbours its lookup found
+    keepalive_peers: int = 16  # how many of them (= max_observers; the rendezvous callers pick)
+    punch_peers: int = 8  # rendezvous a caller asks: the callee's neighbours its lookup met
     punch_copies: int = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
     max_observers: int = 16  # peers whose view of our address is remembered
     cookie_lifetime: float = 120.0  # s; a rendezvous's cookie secret rotates this often
