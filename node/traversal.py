@@ -32,7 +32,9 @@ its own timer repeats the probe to the contacts nearest its ID every `keepalive_
 under the 30 s UDP timeout of many NATs) while it has contacts, and at once after each
 successful join: the same datagrams keep its NAT's mappings towards them open, so that they can
 act as its rendezvous for callers. A caller whose lookup found the callee sends
-PUNCH_REQ to the rendezvous peers nearest the callee while its KEY_REQs go to the callee; the
+PUNCH_REQ to the lookup's contacts nearest the callee (`choose_rendezvous`: the callee's
+neighbours, which its keep-alives reach; not the caller's own table, which rarely holds them)
+while its KEY_REQs go to the callee; the
 callee's PUNCH to the caller opens its NAT for the caller's next KEY_REQ (retransmitted after
 0.5 s), and the caller's own KEY_REQ has already opened the caller's NAT for the PUNCH and the
 KEY_RES.

@@ -186,3 +186,22 @@ def test_garbage_of_every_type_never_raises_and_is_counted(datagrams):
         b.receive_datagram(data, aa, 0.0)
         assert sum(b.drop_counts().values()) == total + 1
     assert b.session.snapshot() == before
+
+
+def test_a_find_peer_reports_the_targets_neighbours_it_met_answered_or_only_named():
+    """The call's rendezvous come from here (docs/protocol.md §20): x answers a's FIND_PEER
+    with t and t's neighbours n1, n2; the lookup stops at once, so n1 and n2 were only named,
+    yet they are reported (nearest t first, t itself left out), and so is x, which answered."""
+    net = MemoryNet()
+    a, x, t, n1, n2 = (make(None, seed) for seed in range(1, 6))
+    where = {n: add(net, n) for n in (a, x, t, n1, n2)}
+    a.add_contact(x.node_id, where[x], 0.0)
+    for n in (t, n1, n2):
+        x.add_contact(n.node_id, where[n], 0.0)
+    lookup_id = a.find_peer(t.node_id, 0.0)
+    net.settle(0.0)
+    net.run(limit=5.0)
+    done = [e for e in net.events[where[a]] if type(e) is LookupCompleted]
+    assert [e.lookup_id for e in done] == [lookup_id] and done[0].peer == (t.node_id, where[t])
+    expected = sorted((x, n1, n2), key=lambda n: n.node_id ^ t.node_id)
+    assert done[0].closest == tuple((n.node_id, where[n]) for n in expected)

@@ -26,6 +26,7 @@ from kadtalk.node.traversal import (
     TRAVERSAL,
     AddressObserved,
     TraversalSettings,
+    choose_rendezvous,
     nat_kind,
 )
 from kadtalk.transport.memory import FilteringNat, MemoryNet
@@ -394,3 +395,12 @@ def test_a_call_punches_through_the_callees_neighbour_its_lookup_found_not_its_o
     assert R_PUBLIC in a.traversal.last_rendezvous
     assert r.traversal.stats["punch_forwarded"] >= 1 and b.traversal.stats["punch_sent"] >= 1
     assert nat.filtered >= 1  # x's relay, at least, hit b's NAT: only r's got through
+
+
+def test_rendezvous_are_the_candidates_nearest_the_target_each_address_once():
+    target = 0b1000
+    lookup = [(target, "callee"), (0b1001, "n1"), (0b1100, "far"), (0b1011, "n3")]
+    table = [(0b1010, "n2"), (0b1001, "n1")]
+    assert choose_rendezvous(target, lookup, table, count=3) == ["n1", "n2", "n3"]
+    assert choose_rendezvous(target, lookup, count=8) == ["n1", "n3", "far"]
+    assert choose_rendezvous(target, [(target, "callee")], count=3) == []
