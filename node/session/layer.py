@@ -455,6 +455,20 @@ class SessionLayer:
         if reason is not None:
             raise Drop(f"{budget}_{reason}" if budget else reason)
 
+    def _admit_proven(self, caller_id: bytes, addr: Any, now: float, cost: float) -> None:
+        """Charge a cookie-proven KEY_REQ's signature check: a contact's ID tries the contact
+        budget first, then (like everyone) the cookie budget, which caps the checks. The ID's
+        SPKI is public, so anyone can drain the contact budget with bad signatures; falling
+        through keeps a contact never worse off than a stranger (issue 17, contact drain)."""
+        trusted = self.settings.trusted
+        if trusted is not None and trusted(int.from_bytes(caller_id, "big")):
+            try:
+                self._rate_limit(addr, now, cost, "contact")
+                return
+            except Drop:
+                self.stats["contact_fell_through"] += 1
+        self._rate_limit(addr, now, cost, "cookie")
+
     # -- retry cookies --------------------------------------------------------------------------
 
     def _cookie_jar(self) -> CookieJar:
@@ -579,19 +593,16 @@ class SessionLayer:
         peer_eph = load_ephemeral(msg.ephemeral)
         identity_key = load_identity(msg.identity)
         # everything cheap has passed: only now spend a token on the signature check, from the
-        # budget of proven addresses (contacts apart) when a cookie came with it
-        budget = ""
-        if proven:
-            trusted = settings.trusted
-            budget = "contact" if trusted is not None and trusted(
-                int.from_bytes(caller_id, "big")) else "cookie"
-        try:
-            self._rate_limit(addr, now, verify_cost(identity_key), budget)
-        except Drop:
-            if proven:
+        # budget of proven addresses when a cookie came with it
+        cost = verify_cost(identity_key)
+        if not proven:
+            try:
+                self._rate_limit(addr, now, cost)
+            except Drop:
+                self._send_cookie(data, size, addr, now)  # the cookie budget may admit it
                 raise
-            self._send_cookie(data, size, addr, now)  # refused here: the cookie budget may not be
-            raise
+        else:
+            self._admit_proven(caller_id, addr, now, cost)
         check_signature(
             identity_key, msg.signature,
             req_signed_data(caller_id, self.own_id, msg.timestamp, msg.ephemeral),

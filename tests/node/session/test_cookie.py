@@ -264,6 +264,37 @@ def test_trusted_callers_have_a_budget_of_their_own():
     assert callee.pending_handshakes == 3
 
 
+def test_a_contacts_public_key_with_bad_signatures_does_not_lock_the_contact_out():
+    """The contact drain: real hosts echo cookies for KEY_REQs carrying a contact's public SPKI
+    (sent in every KEY_REQ and KEY_RES) with garbage signatures. They may empty the contact
+    budget, but the contact then falls through to the cookie budget like any stranger, and that
+    budget still caps the signature checks the garbage costs."""
+    friend = identity("p256", "friend")
+    s = SessionSettings(contact_rate=0.01, contact_burst=2.0, cookie_rate=0.01, cookie_burst=6.0,
+                        trusted=lambda peer: peer == as_int(friend), max_pending_per_caller=50)
+    callee = SessionLayer(identity("rsa8192", "callee"), Random(1), s, WALL)
+
+    def via_cookie(req: bytes, addr) -> None:
+        callee.receive_datagram(req, addr, 1.0)
+        (reply,) = [d for d, _ in callee.datagrams_to_send(1.0) if d[0] == COOKIE]
+        callee.receive_datagram(encode_cookie_retry(reply[18:], req), addr, 1.0)
+
+    def forged(i: int) -> bytes:
+        eph = hs.ephemeral_spki(ec.generate_private_key(ec.SECP256R1()).public_key())
+        return hs.make_key_req(lambda _: bytes(72), friend.public_der, friend.node_id,
+                               callee.own_id, eph, round((WALL + 1.0) * 1000))
+
+    for i in range(4):  # two drain the contact budget, two more fall through to the cookie one
+        via_cookie(forged(i), (f"192.0.2.{i}", 1))
+    via_cookie(fresh_key_req(friend, callee.own_id, 1.0), CALLER)
+    assert callee.pending_handshakes == 1  # the contact is not locked out (it was: issue 17)
+    assert callee.stats["bad_signature"] == 4 and callee.stats["contact_fell_through"] == 3
+    for i in range(4, 12):  # the cookie budget (6 tokens) still caps the signature checks
+        via_cookie(forged(i), (f"192.0.2.{i}", 1))
+    # 2 contact + 6 cookie tokens: 8 checks in all, the contact's and 7 bad ones
+    assert callee.stats["bad_signature"] == 7 and callee.stats["cookie_rate_limited"] == 5
+
+
 def test_a_full_pending_table_evicts_unproven_handshakes_before_a_proven_one():
     s = SessionSettings(max_pending=4, source_burst=100, global_burst=100, load_threshold=0.0)
     callee = SessionLayer(identity("p256", "callee"), Random(1), s, WALL)
