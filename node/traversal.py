@@ -124,11 +124,12 @@ def nat_kind(event: AddressObserved, local: Any) -> str:
     return "none" if event.public == local else "cone"
 
 
-def choose_rendezvous(target: int, *candidates: Iterable[tuple[int, Any]], count: int) -> list[Any]:
-    """The addresses of the `count` candidates (id, address) nearest `target`, the target left
-    out, each address once. A caller passes its find-peer lookup's nearest contacts (the
-    callee's neighbours: they hold it in their tables and receive its keep-alives) and its own
-    table's nearest (for a callee whose address it already knew)."""
+def choose_rendezvous(target: int, *candidates: Iterable[tuple[int, Any]],
+                      count: int) -> list[Any]:
+    """The addresses of the `count` candidates (id, address), from any of the groups, nearest
+    `target`, the target left out, each address once. A caller (`Node`) passes its find-peer
+    lookup's nearest contacts: the callee's neighbours, which hold it in their tables and
+    receive its keep-alives."""
     nearest = sorted({(node_id ^ target, addr) for group in candidates for node_id, addr in group
                       if node_id != target}, key=lambda pair: pair[0])
     chosen: list[Any] = []
