@@ -34,7 +34,7 @@ took (about 0.1 ms each: 10^5 keys cost ~11 s).
 
 Keep-alives are the node's own, as the daemon runs them: every node's upkeep is on
 (`Node.keep_joined`: rejoining while its table is empty, and traversal's keep-alive timer,
-address probes to the 3 contacts nearest its ID every `keepalive_interval`). It is turned on
+address probes to the 16 contacts nearest its ID every `keepalive_interval`). It is turned on
 after a node's first successful join, or, for tables loaded by the fast bootstrap, at a random
 phase in the first interval, as daemons started at different times do.
 
