@@ -6,13 +6,17 @@ refreshes. The simulator may skip the byte codec with `receive_message` / `messa
 both paths run the same code past the codec.
 
 A response is matched to its request by (address, target), the only fields nanotalk's format
-gives; a response that matches no request is dropped. Contacts enter the table only by
-answering a request of ours from their address (a round trip), never from a request alone: the
-origin ID of a ROUTE_REQ is unauthenticated and its source address may be forged. A requester
-the table would take, cache, or move a failing entry to is sent a bare request (an address
-probe, no lookup waiting on it), and only its answer, from that address and by the claimed ID,
-enters the table (table.py). Probes are bounded: one outstanding per address, `max_probes` in
-all, counted drops beyond.
+gives; a response that matches neither a request nor an address probe is dropped.
+
+Contacts enter the table only by answering an address probe (a round trip nobody can fake
+blind), never from a request alone (its origin ID is unauthenticated, its source address
+forgeable) nor from an answer to a lookup (a malicious contact knows the lookup's target and can
+forge answers from addresses it named). The probe is stateless and unguessable: a bare request
+whose target is a keyed hash of (address, claimed ID) under a secret that rotates every
+PROBE_SECRET_LIFETIME seconds (the previous one stays live). Only a ROUTE_RES from that address,
+by that ID, echoing that hash enters the table (table.py), moves a failing entry there, and
+validates that address for the amplification limit. Nothing is kept per probe; probes are
+metered by a token bucket (per address and in all, ratelimit.py), counted drops beyond.
 Requests expire in the order they were sent (one timeout for all), so the pending dict's first
 entry is always the next deadline.
 """
@@ -20,6 +24,7 @@ entry is always the next deadline.
 from __future__ import annotations
 
 import collections
+import hashlib
 from dataclasses import dataclass
 from random import Random
 from typing import Any, Callable, Iterable
@@ -44,7 +49,8 @@ from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
 FULL_ANSWER_PADDING = -(-MAX_REQUEST_SIZE // 3) - REQUEST_SIZE  # 146
-VALIDATED_LIMIT = 4096  # addresses that answered us, remembered for the amplification limit
+VALIDATED_LIMIT = 4096  # addresses that answered a probe, remembered for the amplification limit
+PROBE_SECRET_LIFETIME = 120.0  # seconds a probe secret is current; it stays live as long again
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +78,13 @@ class RoutingSettings:
     # At most this many entries of one bucket from one /24 (IPv4) network (the registry's
     # `subnet` says which); 0: no limit. A Sybil defence; see docs/security.md.
     max_per_subnet: int = 0
-    # Address probes (bare requests checking that a requester answers before it enters the
-    # table) outstanding at once; requesters beyond wait for a later request (`probe_limit`).
-    max_probes: int = 256
+    # Address probes (bare requests checking that an address answers by the claimed ID before
+    # the contact enters the table): per second and burst in all (`probe_limit` beyond; as many
+    # as requests served, so a flood that starves probes already starves requests), and per
+    # address (`probes_skipped` beyond; forged claims from one address draw one probe a second).
+    probe_rate: float = 1000.0
+    probe_burst: float = 2000.0
+    address_probe_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -89,9 +99,8 @@ class RoutingSettings:
             raise ValueError("amplification must be at least 1")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
-        if self.max_probes < 0:
-            raise ValueError("max_probes must be >= 0")
-        if min(self.request_rate, self.source_request_rate) <= 0 or min(
+        if min(self.request_rate, self.source_request_rate, self.probe_rate,
+               self.address_probe_rate) <= 0 or self.probe_burst < 1 or min(
             self.request_burst, self.source_request_burst
         ) < 1:
             raise ValueError("request rates must be positive and bursts at least 1")
@@ -99,17 +108,6 @@ class RoutingSettings:
 
 class TooManyLookups(RuntimeError):
     pass
-
-
-class _Probe:
-    """The waiter of a request that checks that an (ID, address) a requester claimed answers:
-    no lookup waits for it (`done`), only the table learns from its answer or its timeout."""
-
-    __slots__ = ()
-    done = True
-
-
-_PROBE = _Probe()
 
 
 class _Pending:
@@ -130,7 +128,8 @@ class RoutingLayer:
     __slots__ = (
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
-        "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probing",
+        "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probe_guard",
+        "_probe_keys", "probes_skipped",
     )
 
     def __init__(
@@ -155,13 +154,16 @@ class RoutingLayer:
         self._next_lookup_id = 0
         self._refresh_at = now + settings.refresh_interval
         self._collect = registry.retain if registry.recycles else None
-        # Addresses that answered one of our requests (so they do receive what we send: QUIC's
-        # address validation) -> True, oldest first, at most VALIDATED_LIMIT. Only requests too
-        # small for a full answer consult it; made at the first answer.
+        # Addresses that answered one of our address probes (so they do receive what we send:
+        # QUIC's address validation) -> True, oldest first, at most VALIDATED_LIMIT. Only
+        # requests too small for a full answer consult it; made at the first probe answer.
         self._validated: dict[Any, bool] | None = None
-        self._probing: dict[Any, int] | None = None  # address -> handle of its outstanding probe
+        self._probe_guard: FloodGuard | None = None  # made at the first probe
+        # (current secret, previous secret or None, when the current one was drawn)
+        self._probe_keys: tuple[bytes, bytes | None, float] | None = None
         self._request_size = REQUEST_SIZE + settings.request_padding
         self.limited_answers = 0  # answers cut short by the amplification limit
+        self.probes_skipped = 0  # probes not sent: that address was probed within the last second
         self._guard: FloodGuard | None = None  # made at the first request served
 
     # -- sans-I/O surface -----------------------------------------------------------------------
@@ -193,8 +195,6 @@ class RoutingLayer:
             del pending[key]
             failed = set()
             for lookup, handle in request.waiters:
-                if lookup is _PROBE:
-                    self._probe_done(key[0], handle)
                 if handle >= 0 and handle not in failed:
                     failed.add(handle)
                     self.table.failed(handle)
@@ -259,6 +259,8 @@ class RoutingLayer:
         handle = self.registry.intern(node_id, addr)
         if self.settings.max_per_subnet and self._subnet_full(handle):
             return False
+        if self._address_holder(handle) >= 0:
+            return False  # one ID per address
         if self.table.observe(handle, now):
             return True
         if self.table.moved(handle):
@@ -324,60 +326,114 @@ class RoutingLayer:
         contacts = [(ids[h], addrs[h]) for h in self.table.closest(msg.target, count, handle)]
         self._send(RouteResponse(self.node_id, msg.target, contacts), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
-            self._send_probe(handle, addr, msg.origin, now)
+            self._send_probe(addr, msg.origin, now)
 
     def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:
         """Offer a requester to the table; whether to probe it. A request proves nothing about
         its origin (ID unauthenticated, source address forgeable): a contact already held is
-        heard from again, any other one the table would take is probed (within bounds)."""
+        heard from again (which clears no failure), any other one the table would take is
+        probed (within the probe meter)."""
         table = self.table
-        if self.settings.max_per_subnet and self._subnet_full(handle):
-            return False  # answered, not remembered
-        if table.known(handle):  # it answered once to get there: the uptime rule, as before
+        if table.known(handle):  # it answered a probe to get there: the uptime rule, as before
             probe = not table.observe(handle, now) and table.moved(handle)
         else:
-            probe = table.admits(handle)
-        return probe and self._may_probe(addr, handle)
+            probe = self._admissible(handle)
+        return probe and self._may_probe(addr, now)
+
+    def _admissible(self, handle: int) -> bool:
+        """Whether a probe answer from `handle` could change the table: the table admits it,
+        its /24 has room, and no entry of another ID that still answers holds its address."""
+        if not self.table.admits(handle):
+            return False
+        if self.settings.max_per_subnet and self._subnet_full(handle):
+            return False
+        holder = self._address_holder(handle)
+        return holder < 0 or self.table.failures(holder) > 0 or holder not in self.table
+
+    def _address_holder(self, handle: int) -> int:
+        """The table's handle (entry or cache) of another ID at `handle`'s address, or -1: one
+        address holds at most one ID, so one socket cannot fill a bucket with IDs."""
+        registry = self.registry
+        addrs, ids = registry.addrs, registry.ids
+        addr, node_id = addrs[handle], ids[handle]
+        for other in self.table.handles():
+            if addrs[other] == addr and ids[other] != node_id:
+                return other
+        return -1
 
     def _probe(self, handle: int, addr: Any, node_id: int, now: float) -> None:
-        """Ask `addr` a bare request for `node_id`: only an answer there, by that ID, puts the
-        contact in the table (or moves a failing entry to it). Bare (41 bytes, no more than any
-        request that made the claim), one outstanding per address and `max_probes` in all, so
-        forged claims can neither amplify nor pile up probes (counted drops)."""
-        if self._may_probe(addr, handle):
-            self._send_probe(handle, addr, node_id, now)
+        """Ask `addr` a bare request whose target only we can compute: only an answer there, by
+        `node_id`, echoing it puts the contact in the table (or moves a failing entry to it).
+        Bare (41 bytes, no more than any request that made the claim) and metered, so forged
+        claims can neither amplify nor flood (counted drops)."""
+        if self._may_probe(addr, now):
+            self._send_probe(addr, node_id, now)
 
-    def _may_probe(self, addr: Any, handle: int) -> bool:
-        probing = self._probing
-        if probing is not None and addr in probing:
-            if probing[addr] != handle:
-                self.count("probe_busy")  # another ID claimed at an address being probed
-            return False
-        if self.settings.max_probes <= (len(probing) if probing else 0):
+    def _may_probe(self, addr: Any, now: float) -> bool:
+        guard = self._probe_guard
+        if guard is None:
+            settings = self.settings
+            guard = self._probe_guard = FloodGuard(
+                settings.probe_rate, settings.probe_burst, settings.address_probe_rate, 1.0, now,
+                max_sources=1024, always=True,
+            )
+        refused = guard.check(addr, now)
+        if refused is None:
+            return True
+        if refused == "rate_limited_source":
+            # probed within the last second: its answer, if any, is on its way. Honest traffic
+            # does this too (a request and a lookup answer from one newcomer), so not a drop.
+            self.probes_skipped += 1
+        else:
             self.count("probe_limit")
+        return False
+
+    def _send_probe(self, addr: Any, node_id: int, now: float) -> None:
+        secret = self._probe_secrets(now)[0]
+        self._send(RouteRequest(self.node_id, self._probe_target(secret, addr, node_id)), addr)
+
+    def _probe_secrets(self, now: float) -> tuple[bytes, bytes | None, float]:
+        """The live secrets, the current one first; drawn from `rng` (a seeded simulation stays
+        reproducible), rotated every PROBE_SECRET_LIFETIME seconds."""
+        keys = self._probe_keys
+        if keys is None or now >= keys[2] + PROBE_SECRET_LIFETIME:
+            previous = (keys[0] if keys is not None and now < keys[2] + 2 * PROBE_SECRET_LIFETIME
+                        else None)
+            keys = self._probe_keys = (self.rng.getrandbits(128).to_bytes(16, "big"), previous, now)
+        return keys
+
+    def _probe_target(self, secret: bytes, addr: Any, node_id: int) -> int:
+        digest = hashlib.blake2b(
+            self.registry.addr_to_wire(addr) + node_id.to_bytes(20, "big"),
+            key=secret, digest_size=20,
+        ).digest()
+        return int.from_bytes(digest, "big")
+
+    def _is_probe_answer(self, msg: RouteResponse, addr: Any, now: float) -> bool:
+        """Whether `msg` answers one of our live probes of `addr` for its responder's ID."""
+        keys = self._probe_keys
+        if keys is None or now >= keys[2] + 2 * PROBE_SECRET_LIFETIME:
             return False
-        return True
+        current, previous, issued = keys
+        target, responder = msg.target, msg.responder
+        if self._probe_target(current, addr, responder) == target:
+            return True
+        return (previous is not None and now < issued + PROBE_SECRET_LIFETIME
+                and self._probe_target(previous, addr, responder) == target)
 
-    def _send_probe(self, handle: int, addr: Any, node_id: int, now: float) -> None:
-        if self._probing is None:
-            self._probing = {}
-        self._probing[addr] = handle
-        if self._pending is None:
-            self._pending = {}
-        key = (addr, node_id)
-        request = self._pending.get(key)
-        if request is None:
-            self._pending[key] = _Pending(now + self.settings.request_timeout, _PROBE, handle)
-            self._send(RouteRequest(self.node_id, node_id), addr)
-        else:  # a lookup already asks that address about that ID: its answer serves the probe
-            request.waiters.append((_PROBE, handle))
-
-    def _probe_done(self, addr: Any, handle: int) -> None:
-        probing = self._probing
-        if probing is not None and probing.get(addr) == handle:
-            del probing[addr]
-            if not probing:
-                self._probing = None  # idle nodes keep nothing
+    def _admit(self, handle: int, now: float) -> None:
+        """`handle` answered our probe from its address: the table learns it (uptime, moved
+        and one-ID-per-address rules)."""
+        if self.settings.max_per_subnet and self._subnet_full(handle):
+            return
+        table = self.table
+        holder = self._address_holder(handle)
+        if holder >= 0:
+            if holder in table and not table.failures(holder):
+                self.count("address_taken")  # that address's entry still answers as its own ID
+                return
+            table.remove(holder) if holder in table else table.failed(holder)  # stale: gone
+        table.observe(handle, now, answered=True)
 
     def _subnet_full(self, handle: int) -> bool:
         """Whether `handle`'s bucket already holds `max_per_subnet` others from its /24."""
@@ -416,8 +472,9 @@ class RoutingLayer:
         return validated is not None and addr in validated
 
     def _answered_from(self, addr: Any) -> None:
-        """An answer matched a request we sent to `addr`: the address receives our datagrams,
-        whether or not it ever sent us a request (QUIC's address validation)."""
+        """An answer to our unguessable probe came from `addr`: the address receives our
+        datagrams (QUIC's address validation). An answer to a lookup's request does not count:
+        its target may be known to a third party who forges it."""
         validated = self._validated
         if validated is None:
             validated = self._validated = {}
@@ -436,31 +493,38 @@ class RoutingLayer:
     def _on_response(self, msg: RouteResponse, addr: Any, now: float) -> None:
         key = (addr, msg.target)
         request = self._pending.get(key) if self._pending else None
-        if request is None:
-            self.count("unsolicited")
-            return
         responder = msg.responder
-        registry = self.registry
         if responder == self.node_id:
             self.count("own_id")
+            return
+        registry = self.registry
+        if request is None:
+            if self._is_probe_answer(msg, addr, now):
+                self._answered_from(addr)
+                self._admit(registry.intern(responder, addr), now)
+            else:
+                self.count("unsolicited")
             return
         ids = registry.ids
         if not any(asked < 0 or ids[asked] == responder for _, asked in request.waiters):
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
-        self._answered_from(addr)
         handle = registry.intern(responder, addr)
-        if not (self.settings.max_per_subnet and self._subnet_full(handle)):
-            self.table.observe(handle, now, answered=True)
+        table = self.table
+        if table.known(handle):  # held at this address already: it is alive
+            table.observe(handle, now, answered=True)
+        elif self._admissible(handle):
+            if any(asked < 0 for _, asked in request.waiters):
+                self._admit(handle, now)  # a bootstrap address the user named, as add_contact
+            else:  # named by another contact, who knows the target: only a probe answer admits
+                self._probe(handle, addr, responder, now)
         target = msg.target
         own = self.node_id
         intern = registry.intern
         for lookup, asked in request.waiters:
-            if lookup is _PROBE:
-                self._probe_done(addr, asked)
             if asked >= 0 and ids[asked] != responder:
-                self.table.failed(asked)  # another node answers at the address it claimed
+                table.failed(asked)  # another node answers at the address it claimed
                 if not lookup.done:
                     lookup.failed(asked)
                     self._advance(lookup, now)
@@ -536,7 +600,7 @@ class RoutingLayer:
             self._events.append(Joined(now, len(self.table), lookup.rpcs, lookup.timeouts,
                                        lookup.lookup_id))
             if self.settings.refresh_on_join:
-                self._refresh_beyond_closest(now)
+                self._refresh_beyond_closest(lookup, now)
             return
         ids, addrs = registry.ids, registry.addrs
         found = lookup.found
@@ -558,10 +622,11 @@ class RoutingLayer:
             target = self.table.random_id_in_bucket(bucket, self.rng)
             self._start(target, Mode.FIND_CLOSEST, REFRESH, now)
 
-    def _refresh_beyond_closest(self, now: float) -> None:
-        """The paper's join: refresh every bucket farther away than our closest neighbour."""
+    def _refresh_beyond_closest(self, lookup: Lookup, now: float) -> None:
+        """The paper's join: refresh every bucket farther away than our closest neighbour (the
+        nearest the join met that answered: its probe answer may still be on the way)."""
         table = self.table
-        nearest = table.closest(self.node_id, 1)
+        nearest = lookup.closest_answered()[:1] or table.closest(self.node_id, 1)
         if not nearest:
             return
         for bucket in range(table.bucket_index(self.registry.ids[nearest[0]])):

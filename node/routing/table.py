@@ -160,7 +160,7 @@ class RoutingTable:
         bucket = entries[start:end]
         failures = self._failures
         if handle in bucket:
-            if failures:
+            if failures and answered:  # a request may be forged: only an answer shows it alive
                 failures.pop(handle, None)
             return True
         for position, other in enumerate(bucket):

@@ -124,4 +124,4 @@ def test_random_world(seed, peers, shared, k, alpha, lookups, p_answer):
         assert len({table._ids[h] for h in bucket}) == len(bucket)
     assert own not in {table._ids[h] for h in table.handles()}
     counts = node.drop_counts()
-    assert set(counts) <= {"unsolicited", "wrong_responder", "bad_contact", "own_id"}
+    assert set(counts) <= {"unsolicited", "wrong_responder", "bad_contact", "own_id", "address_taken"}

@@ -120,14 +120,16 @@ def test_failed_without_replacements_drops_only_after_max_failures():
     assert len(table) == 1
 
 
-def test_observe_clears_failure_count():
+def test_only_an_answer_clears_the_failure_count():
     reg, table = make(k=3, cache=3, max_failures=3)
     h = reg.add(in_bucket(OWN, 0, 1))
     table.observe(h, 0)
     table.failed(h)
     table.failed(h)
     assert table.failures(h) == 2
-    assert table.observe(h, 1) is True
+    assert table.observe(h, 1) is True  # a request (forgeable) keeps the count: review S3
+    assert table.failures(h) == 2
+    assert table.observe(h, 1, answered=True) is True
     assert table.failures(h) == 0
     table.failed(h)
     table.failed(h)
