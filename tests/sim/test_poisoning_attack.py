@@ -19,7 +19,7 @@ def test_forged_ids_never_enter_the_victim_table_and_the_newcomer_is_found(seed)
     assert result.forged_in_cache == 0
     assert result.newcomer_in_table  # it answered the victim's probe: a round trip
     assert result.found and result.timeouts == 0
-    # one probe outstanding per address: the forged IDs drew a single bare request, the rest
-    # counted as drops
+    # one probe a second per address: the forged IDs drew a single bare request, the rest
+    # skipped (not counted as drops: honest traffic repeats probes too)
     assert result.probes_to_forger == 1
-    assert result.victim_drops == {"probe_busy": 79}
+    assert result.victim_drops == {}

@@ -49,9 +49,13 @@ def test_forged_bare_requests_reflect_at_most_three_times_their_bytes():
 
     sent = sum(len(r) for r in forged)
     # every server answered something, and probed the forged requester (issue 17: only an
-    # answer enters the table); the probe counts towards the 3x
-    assert at_victim.count(41) == len(forged)
-    assert len(at_victim) == 2 * len(forged)
+    # answer enters the table) unless its table holds the victim's address already (one ID per
+    # address); the probe counts towards the 3x
+    holding = sum(any(registry.addrs[h] == victim for h in driver.nodes[s].routing.table.handles())
+                  for s in range(298))
+    assert 0 < holding < len(forged)
+    assert at_victim.count(41) == len(forged) - holding
+    assert len(at_victim) == 2 * len(forged) - holding
     assert sum(at_victim) <= 3 * sent
-    assert max(at_victim) == 41 + 1 * 26
+    assert max(at_victim) <= 41 + 3 * 26
     assert sum(driver.nodes[s].routing.limited_answers for s in range(298)) == 298

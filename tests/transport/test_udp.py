@@ -37,8 +37,10 @@ def test_swarm_of_real_udp_nodes_finds_every_member():
         client = await start_node(host="127.0.0.1")
         try:
             joined = await client.join([("127.0.0.1", base)])
-            assert joined.success and joined.table_size >= 20
+            assert joined.success
             results = [await client.find_peer(d.node.node_id) for d in swarm]
+            # the join's answers from new addresses entered once they answered address probes
+            assert len(client.node.routing.table) >= 20
             return swarm, results
         finally:
             client.close()

@@ -87,4 +87,4 @@ def test_forged_ids_from_a_silent_socket_never_enter_a_table_on_real_sockets():
     assert found.peer is not None and found.peer[0] in outcome["entries"]  # the newcomer
     assert found.timeouts == 0
     assert probes == [41]  # one bare probe for the 80 claims, never answered
-    assert outcome["victim_drops"].get("probe_busy") == 79
+    assert "probe_busy" not in outcome["victim_drops"]  # skipped within the second, not dropped

@@ -76,7 +76,7 @@ def test_spoofed_claims_on_real_sockets():
             attacker.sendto(encode_request(RouteRequest(victim_id, 1), 146), server.address)
             got = [await loop.run_in_executor(None, attacker.recv, 2048) for _ in range(2)]
             [probe] = [decode(g, ipv4_from_wire)[0] for g in got if g[0] == ROUTE_REQ]
-            assert probe.target == victim_id and probe.size == 41
+            assert probe.target != victim_id and probe.size == 41  # target: a keyed hash
             await server.find_closest(victim_id)  # outlasts the probe's timeout
             assert entry(server, victim_id) == victim.address
 
