@@ -7,9 +7,10 @@ bucket, plus a `bytearray` of bucket sizes: about 4 bytes a contact, which is wh
 million simulated tables fit in memory. Replacement caches and failure counts are allocated only
 when a bucket first overflows or a contact first fails to answer.
 
-Entries and cached newcomers are contacts that answered a request of ours (`observe(...,
+Entries and cached newcomers are contacts that answered an address probe of ours (`observe(...,
 answered=True)`) or that the node was given (`add_contact`, `load`); the routing layer offers a
-mere requester to the table only through a probe, asking `known` and `admits` first.
+requester, or a contact a lookup met, to the table only through a probe, asking `known` and
+`admits` first. Only answers clear an entry's failures: a request's source may be forged.
 
 Uptime rule: a full bucket never drops an answering entry for a newcomer; the newcomer waits in
 the bucket's replacement cache and takes the place of an entry that stops answering. A contact
