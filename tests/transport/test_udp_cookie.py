@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_an_honest_call_rings_during_a_spoofed_key_req_flood_on_loopback():
-    run = asyncio.run(flood.run_key_req_flood(count=3, rate=20_000, seed=1, seconds=0.0,
+    run = asyncio.run(flood.run_key_req_flood(count=3, rate=20_000, seed=1, seconds=1.0,
                                               distinct=2000))
     assert all(ok for ok, _ in run["baseline"])
     rang = [ok for ok, _ in run["flooded"]]
@@ -29,6 +29,8 @@ def test_an_honest_call_rings_during_a_spoofed_key_req_flood_on_loopback():
         assert run["kernel_drops_per_s"], "a call failed although the kernel dropped nothing"
     assert run["offered_per_s"] > 15_000  # the kernel took the flood ...
     drops = run["drops"]
-    assert drops["cookie_sent"] > 5_000  # ... and the node answered most of it with a cookie
+    # ... and the node answered much of it with a cookie (the flood lasts at least 1 s: honest
+    # calls ring within milliseconds, so a flood as long as three calls would be too short to tell)
+    assert drops["cookie_sent"] > 5_000
     # a signature is checked for at most the burst's first half, before the load is noticed
     assert drops.get("handshake_evicted", 0) + drops.get("handshake_timeout", 0) <= 200
