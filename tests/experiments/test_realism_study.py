@@ -61,7 +61,7 @@ def test_churn_makes_lookups_time_out():
     s = churned.summary
     # requests to departed nodes time out; whether a lookup then fails depends on the seed (since
     # table entries need an answered probe, this small network routes around every dead entry)
-    assert s["timeouts_mean"] > 0 and s["success_rate"] <= 1.0
+    assert s["timeouts_mean"] > 0
     assert s["departures"] > 0 and s["returns"] > 0
     assert 0 < s["table_offline_share"] < 1  # tables hold entries of nodes that left
     # one row per lookup whose source stayed online; the others are counted
