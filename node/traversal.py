@@ -22,8 +22,12 @@ No datagram can be used to aim traffic at a third party (issue 17, attack 3):
   cookie reply: a stateless keyed hash of the address, valid for two `cookie_lifetime`s). A
   caller remembers each rendezvous's cookie, so only its first punch through it waits a round
   trip. So the address a PUNCH goes to has received a datagram of the rendezvous and answered.
-No answer is larger than the request that causes it, and every answer is metered per source and
-in all.
+Every answer is metered per source and in all. No answer is larger than the request that causes
+it, except the PUNCHes a PUNCH_FWD draws (2 x 22 bytes for 28: 1.6x). What remains open: the
+contact check reads the source address, so an off-path attacker who forges a contact's address
+(learned from our ROUTE_RES) can still aim those 44 bytes at a requester address of its choice,
+at most `punch_rate` times a second (tests/node/test_traversal.py plays it); binding PUNCH_FWD
+to the nonce of our last keep-alive to that contact would close it (a layout change).
 
 A node asks a few peers (`probe`) where they see it: their answers give its public address
 (`public`), and whether the mapping is the same towards different peers (endpoint-independent:
@@ -48,7 +52,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import hmac
 import os
+import struct
 from dataclasses import dataclass
 from random import Random
 from typing import Any, Iterable
@@ -191,12 +197,12 @@ class Traversal:
         if not self._usable(addr):
             self.stats["unusable_source"] += 1
             return
+        refused = self._guard.check(addr[0] if type(addr) is tuple else addr, now)
+        if refused is not None:  # metered first: the contact check below scans the table
+            self.stats[refused] += 1
+            return
         if op == PUNCH_FWD and not self.contacts.is_contact(addr):
             self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
-            return
-        refused = self._guard.check(addr[0] if type(addr) is tuple else addr, now)
-        if refused is not None:
-            self.stats[refused] += 1
             return
         if op == ADDR_REQ:
             self._send(bytes((TRAVERSAL, ADDR_RES)) + data[2:10] + self.contacts.addr_to_wire(addr),
@@ -309,7 +315,7 @@ class Traversal:
         contacts = self.contacts
         try:
             return contacts.addr_from_wire(contacts.addr_to_wire(addr)) is not None
-        except (OSError, TypeError, ValueError, IndexError, OverflowError):
+        except (OSError, TypeError, ValueError, IndexError, OverflowError, struct.error):
             return False
 
     def _on_punch_req(self, data: bytes, addr: Any, now: float) -> None:
@@ -319,7 +325,8 @@ class Traversal:
             self.stats["punch_unknown_target"] += 1
             return
         validated = (self.contacts.address_of(int.from_bytes(requester, "big")) == addr
-                     or data[42:] in self._cookies_for(addr, now))
+                     or any(hmac.compare_digest(data[42:], cookie)
+                            for cookie in self._cookies_for(addr, now)))
         if not validated:
             # an address we have not validated: it must prove it receives what we send there
             # (a cookie that has expired, or is forged, draws a fresh one)

@@ -158,9 +158,40 @@ def test_reflection_attack_a_direct_punch_fwd_from_a_stranger_sends_nothing():
         target.receive_datagram(punch_fwd_naming(VICTIM), stranger, i * 0.01)
     sent = target.datagrams_to_send(2.0)
     assert [to for _, to in sent if to == VICTIM] == []
-    assert target.drop_counts()["punch_fwd_stranger"] == 200
+    drops = target.drop_counts()  # metered before the contact check, which scans the table
+    assert drops["punch_fwd_stranger"] + sum(
+        n for reason, n in drops.items() if reason.startswith("rate_limited")) == 200
     target.receive_datagram(punch_fwd_naming(VICTIM), R, 2.0)  # the same from the contact works
     assert [(d[1], to) for d, to in target.datagrams_to_send(2.0)] == [(PUNCH, VICTIM)] * 2
+
+
+def test_what_remains_a_punch_fwd_forged_from_a_contacts_address_is_bounded():
+    """Known limit (docs/protocol.md §20): the contact check reads the source address, so a
+    forger who knows a contact's address still draws PUNCHes toward an address of its choice,
+    but never more than `punch_rate` a second (plus the burst), at 44 bytes for 28 sent."""
+    target = node()
+    target.add_contact(12345, R, 0.0)
+    rate, burst = target.traversal.settings.punch_rate, target.traversal.settings.punch_burst
+    sent_bytes = 0
+    for i in range(1000):  # 100 forged datagrams a second for 10 s
+        target.receive_datagram(punch_fwd_naming(VICTIM), R, i * 0.01)
+        sent_bytes += sum(len(d) for d, to in target.datagrams_to_send(i * 0.01) if to == VICTIM)
+    drops = target.drop_counts()
+    refused = drops.get("punch_refused", 0) + sum(
+        n for reason, n in drops.items() if reason.startswith("rate_limited"))
+    assert 0 < sent_bytes <= 44 * (rate * 10 + burst)
+    assert refused >= 1000 - sent_bytes // 44  # every forged datagram not obeyed was metered
+
+
+def test_an_address_outside_the_wire_ranges_is_a_counted_drop():
+    """A driver may hand in any address: one that cannot be encoded is dropped, not raised."""
+    target = node()
+    target.add_contact(12345, R, 0.0)
+    for bad in [("10.0.0.9", 70000), ("10.0.0.9", -1), ("not an address", 1)]:
+        for data in (bytes((TRAVERSAL, ADDR_REQ)) + bytes(14),
+                     bytes((TRAVERSAL, PUNCH_REQ)) + bytes(40)):
+            target.receive_datagram(data, bad, 0.0)
+    assert target.drop_counts()["unusable_source"] == 6
 
 
 def test_reflection_through_a_rendezvous_a_spoofed_punch_req_reaches_nobody():
