@@ -448,34 +448,14 @@ def cmd_sim_lookup(args: argparse.Namespace) -> int:
         offline_shape=args.offline_shape, nat_full_cone=args.nat_full_cone,
         nat_filtering=args.nat_filtering, nat_timeout=args.nat_timeout, traffic=args.traffic,
     )
-    show_progress = not args.no_progress and sys.stderr.isatty()
-    if show_progress:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(f"{phase:8}", total=total)
-                bar.update(tasks[phase], completed=done)
-
-            result = run_lookup_study(study, progress)
-    else:
-        result = run_lookup_study(study)
+    show = not args.no_progress and sys.stderr.isatty()
+    result = _progress_bar(lambda progress: run_lookup_study(study, progress), show)
     summary = result.summary
     _print_summary(summary)
     if args.out:
         from kadtalk.experiments.plots import latency_cdf
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / "lookups.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
-            writer.writeheader()
-            writer.writerows(result.rows)
-        (args.out / "params.json").write_text(json.dumps(
-            {"study": study_parameters(study), "summary": summary, "environment": result.environment},
-            indent=2) + "\n")
+        _write_study(args.out, "lookups.csv", ROW_FIELDS, study_parameters(study), result)
         latency_cdf(result.rows, args.out / "latency_cdf.png",
                     f"find-peer latency, N = {study.nodes:,}, k = {study.k}, α = {study.alpha}")
         print(f"wrote {args.out}/lookups.csv, params.json, latency_cdf.png")
@@ -499,6 +479,18 @@ def _progress_bar(run: Callable[[Any], Any], enabled: bool) -> Any:
             bar.update(tasks[phase], completed=done)
 
         return run(progress)
+
+
+def _write_study(out: Path, table: str, fields: Any, parameters: dict, result: Any) -> None:
+    """A study's per-row table (CSV) and params.json (study, summary, environment) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(result.rows)
+    (out / "params.json").write_text(json.dumps(
+        {"study": parameters, "summary": result.summary, "environment": result.environment},
+        indent=2) + "\n")
 
 
 def cmd_sim_calls(args: argparse.Namespace) -> int:
@@ -528,14 +520,7 @@ def cmd_sim_calls(args: argparse.Namespace) -> int:
     if args.out:
         from kadtalk.experiments.plots import setup_cdf
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / "calls.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
-            writer.writeheader()
-            writer.writerows(result.rows)
-        (args.out / "params.json").write_text(json.dumps(
-            {"study": study_parameters(study), "summary": summary, "environment": result.environment},
-            indent=2) + "\n")
+        _write_study(args.out, "calls.csv", ROW_FIELDS, study_parameters(study), result)
         setup_cdf({summary["mode"]: result.rows}, args.out / "setup_cdf.png",
                   f"call set-up, N = {study.nodes:,}")
         print(f"wrote {args.out}/calls.csv, params.json, setup_cdf.png")
