@@ -35,7 +35,7 @@ def split_flow(addr: int) -> tuple[int, int]:
 
 
 class SharedRegistry:
-    __slots__ = ("ids", "addrs", "_extra", "subnets")
+    __slots__ = ("ids", "addrs", "_extra", "_extra_at", "subnets")
 
     def __init__(self, ids: list[int], subnets: Sequence[int] | None = None):
         """`subnets[addr]`: the /24 network address `addr` sits in, for the per-/24 bucket limit
@@ -45,6 +45,7 @@ class SharedRegistry:
         self.ids = ids
         self.addrs = list(range(len(ids)))
         self._extra: dict[tuple[int, int], int] | None = None
+        self._extra_at: dict[int, list[int]] | None = None  # address -> its extra handles
         self.subnets = subnets
 
     def subnet(self, addr: int) -> int:
@@ -55,14 +56,22 @@ class SharedRegistry:
         if addr < len(ids) and ids[addr] == node_id and self.addrs[addr] == addr:
             return addr
         if self._extra is None:
-            self._extra = {}
+            self._extra, self._extra_at = {}, {}
         key = (node_id, addr)
         handle = self._extra.get(key)
         if handle is None:
             handle = self._extra[key] = len(ids)
             ids.append(node_id)
             self.addrs.append(addr)
+            self._extra_at.setdefault(addr, []).append(handle)
         return handle
+
+    def handles_at(self, addr: int) -> list[int]:
+        """Every handle with this address: the node's own (handle = address) and any other ID
+        claimed there (adversaries, forged requests)."""
+        own = [addr] if addr < len(self.ids) and self.addrs[addr] == addr else []
+        extra = self._extra_at.get(addr) if self._extra_at else None
+        return own + extra if extra else own
 
     def __len__(self) -> int:
         return len(self.ids)

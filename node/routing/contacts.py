@@ -45,13 +45,14 @@ def usable_ipv4(addr: tuple[str, int]) -> bool:
 class ContactRegistry:
     """Handles for one real node: (id, (host, port)) pairs, recycled when unreferenced."""
 
-    __slots__ = ("ids", "addrs", "_index", "_free")
+    __slots__ = ("ids", "addrs", "_index", "_free", "_at")
 
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.addrs: list[tuple[str, int] | None] = []
         self._index: dict[tuple[int, tuple[str, int]], int] = {}
         self._free: list[int] = []
+        self._at: dict[tuple[str, int], list[int]] = {}  # address -> its handles (one ID, mostly)
 
     recycles = True  # `retain` frees handles (kadtalk.node.layer.Registry)
     addr_to_wire = staticmethod(ipv4_to_wire)
@@ -75,7 +76,12 @@ class ContactRegistry:
                 self.ids.append(node_id)
                 self.addrs.append(addr)
             self._index[key] = handle
+            self._at.setdefault(addr, []).append(handle)
         return handle
+
+    def handles_at(self, addr: tuple[str, int]) -> list[int]:
+        """Every handle with this address (the table holds at most one ID per address)."""
+        return self._at.get(addr, [])
 
     def retain(self, live: Iterable[int]) -> int:
         """Free every handle not in `live`; return how many were freed."""
@@ -84,6 +90,10 @@ class ContactRegistry:
         for key, handle in list(self._index.items()):
             if handle not in keep:
                 del self._index[key]
+                at = self._at[key[1]]
+                at.remove(handle)
+                if not at:
+                    del self._at[key[1]]
                 self.addrs[handle] = None
                 self._free.append(handle)
                 freed += 1

@@ -353,11 +353,11 @@ class RoutingLayer:
     def _address_holder(self, handle: int) -> int:
         """The table's handle (entry or cache) of another ID at `handle`'s address, or -1: one
         address holds at most one ID, so one socket cannot fill a bucket with IDs."""
-        registry = self.registry
-        addrs, ids = registry.addrs, registry.ids
-        addr, node_id = addrs[handle], ids[handle]
-        for other in self.table.handles():
-            if addrs[other] == addr and ids[other] != node_id:
+        registry, table = self.registry, self.table
+        ids = registry.ids
+        node_id = ids[handle]
+        for other in registry.handles_at(registry.addrs[handle]):  # not a scan of the table
+            if ids[other] != node_id and table.known(other):
                 return other
         return -1
 

@@ -26,6 +26,9 @@ def test_other_pairs_get_stable_extra_handles():
     assert len(reg) == 5
     # the handle list did not give the extra handle's index to an honest pair
     assert reg.intern(77, 3) not in (0, 1, 2, 3, 4)
+    # every handle at an address: the node's own and the IDs claimed there
+    assert reg.handles_at(2) == [2, spoof]
+    assert reg.handles_at(1000) == [far] and reg.handles_at(0) == [0]
 
 
 def test_too_many_nodes_is_refused():

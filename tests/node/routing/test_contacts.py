@@ -148,6 +148,10 @@ class RegistryMachine(RuleBasedStateMachine):
             assert self.reg.addrs[handle] == addr
         # handles are recycled: never more slots than pairs ever alive at once (8 * 4 possible)
         assert len(self.reg.ids) <= 32
+        for port in range(1, 5):  # the address index agrees with the pairs
+            addr = ("10.0.0.1", port)
+            assert sorted(self.reg.handles_at(addr)) == sorted(
+                h for (_, a), h in self.model.items() if a == addr)
 
 
 TestRegistryMachine = RegistryMachine.TestCase
