@@ -15,14 +15,18 @@ import logging
 import os
 import secrets
 import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 __all__ = [
+    "DSAPrivateKey",
+    "DSAPublicKey",
     "Identity",
     "IdentityError",
     "check_key_limits",
@@ -35,6 +39,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+
+def _dsa_key_types() -> tuple[type, type]:
+    """DSA's private and public key classes. cryptography >= 51 warns at every access to them
+    (DSA is deprecated there); peers may still have DSA identities, so we fetch them once here,
+    silencing exactly that warning, and no command prints it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="DSA is deprecated",
+                                category=CryptographyDeprecationWarning)
+        return dsa.DSAPrivateKey, dsa.DSAPublicKey
+
+
+DSAPrivateKey, DSAPublicKey = _dsa_key_types()
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
 _SUPPORTED = "RSA, DSA, ECDSA or Ed25519"
 
@@ -65,7 +82,7 @@ def signature_args(key) -> tuple:
         return (ec.ECDSA(hashes.SHA256()),)
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return (_PSS, hashes.SHA256())
-    if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
+    if isinstance(key, (DSAPrivateKey, DSAPublicKey)):
         return (hashes.SHA256(),)
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return ()
@@ -105,7 +122,7 @@ def check_key_limits(key) -> None:
                 f" ({'odd' if e % 2 else 'even'}): it must be odd, at least 3 and at most 2^32"
                 " (65537 is usual)"
             )
-    elif isinstance(public, dsa.DSAPublicKey):
+    elif isinstance(public, DSAPublicKey):
         bits = public.key_size
         if not DSA_BITS[0] <= bits <= DSA_BITS[1]:
             raise IdentityError(

@@ -21,9 +21,9 @@ from typing import Callable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ..identity import IdentityError, check_key_limits, signature_args
+from ..identity import DSAPublicKey, IdentityError, check_key_limits, signature_args
 from .keys import DirectionKeys, derive_both
 from .wire import KEY_REQ, KEY_RES, Drop, KeyMessage, encode_key
 
@@ -118,7 +118,7 @@ def verify_cost(key) -> int:
         numbers = key.public_numbers()
         cost = 1 if numbers.n.bit_length() <= 4096 else 4
         return cost * 2 if numbers.e >= 1 << 17 else cost
-    if isinstance(key, dsa.DSAPublicKey):
+    if isinstance(key, DSAPublicKey):
         return 6 if key.key_size <= 2048 else 16 if key.key_size <= 3072 else 32
     return 1  # Ed25519
 
@@ -128,7 +128,7 @@ def max_signature_size(key) -> int:
     one byte longer than the group order), so a KEY_RES's size is known before signing it."""
     if isinstance(key, rsa.RSAPublicKey):
         return (key.key_size + 7) // 8
-    if isinstance(key, (ec.EllipticCurvePublicKey, dsa.DSAPublicKey)):
+    if isinstance(key, (ec.EllipticCurvePublicKey, DSAPublicKey)):
         bits = (key.curve.key_size if isinstance(key, ec.EllipticCurvePublicKey)
                 else key.parameters().parameter_numbers().q.bit_length())
         body = 2 * (2 + (bits + 7) // 8 + 1)  # INTEGER tag, length, sign byte, value
