@@ -26,6 +26,17 @@ EXAMPLES = """examples:
 """
 
 
+def _port(text: str) -> int:
+    """A port number for argparse: a clear usage error, not a traceback from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: 0-65535 (0 = any free port)")
+    return port
+
+
 def _socket_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", type=Path, metavar="PATH",
                         help="the daemon's control socket (default $KADTALK_SOCKET, else "
@@ -54,7 +65,7 @@ def add_parsers(commands: Any) -> None:
                    help="where the identity, contacts and saved peers live (default "
                    "$XDG_CONFIG_HOME/kadtalk)")
     p.add_argument("--host", help="address to bind the UDP socket (default 0.0.0.0)")
-    p.add_argument("--port", type=int, help="UDP port (default 5004; 0 = any free port)")
+    p.add_argument("--port", type=_port, help="UDP port (default 5004; 0 = any free port)")
     p.add_argument("--bootstrap", action="append", metavar="HOST:PORT",
                    help="a node to join through (repeatable; adds to the config's list)")
     p.add_argument("--capture", metavar="DEVICE",
@@ -63,7 +74,7 @@ def add_parsers(commands: Any) -> None:
                    help="ALSA playback device (default 'default'; also none, wav:PATH)")
     _socket_option(p)
     p.add_argument("--web", action="store_true", help="also serve the web GUI")
-    p.add_argument("--web-port", type=int, metavar="N", help="web GUI port (default 8080; 0 = any)")
+    p.add_argument("--web-port", type=_port, metavar="N", help="web GUI port (default 8080; 0 = any)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"],
                    help="json: one JSON object a line (time, level, logger, message)")
@@ -110,7 +121,7 @@ def add_parsers(commands: Any) -> None:
                             "daemon's control socket. Open the printed URL (it holds a secret "
                             "token made at each start).")
     _socket_option(p)
-    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 = any)")
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 = any)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; others reach it only with the token)")
 
@@ -123,9 +134,13 @@ def run(args: argparse.Namespace) -> int:
             return _daemon(args)
         if args.command == "web":
             from .config import default_socket
-            from .web import run_web
+            from .web import WebError, run_web
 
-            asyncio.run(run_web(args.socket or default_socket(), args.host, args.port))
+            try:
+                asyncio.run(run_web(args.socket or default_socket(), args.host, args.port))
+            except WebError as e:
+                print(f"kadtalk: {e}", file=sys.stderr)
+                return 1
             return 0
         return asyncio.run(_client_command(args))
     except NotRunning as e:

@@ -81,7 +81,7 @@ class Daemon:
             self.driver.close()
             raise
         if self.want_web:
-            from .web import WebBridge
+            from .web import WebBridge, bind_problem
 
             try:
                 self.web = await WebBridge.start(
@@ -89,8 +89,8 @@ class Daemon:
             except OSError as e:
                 await self.control.close()
                 self.driver.close()
-                raise DaemonError(f"cannot serve the web GUI on {self.config.web_host}:"
-                                  f"{self.config.web_port}: {e.strerror}") from e
+                raise DaemonError(bind_problem(e, self.config.web_host, self.config.web_port,
+                                               "--web-port N or [web] port in config.toml")) from e
             print(f"web GUI: {self.web.url}", flush=True)
         self._second = loop.call_later(1.0, self._every_second)
         # the node joins now and again whenever its table is empty, with the join-retry rule's

@@ -15,10 +15,13 @@ token does not leak to other sites.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
 import logging
+import os
 import secrets
+import socket
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
@@ -37,6 +40,27 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
        "frame-ancestors 'none'")
+
+
+class WebError(Exception):
+    """The GUI cannot be served; the message says why and what to do."""
+
+
+def bind_problem(error: OSError, host: str, port: int, option: str) -> str:
+    """Why the GUI's port cannot be bound, and the fix (`option`: how to set the port)."""
+    if isinstance(error, socket.gaierror):
+        return (f"cannot serve the web GUI on {host}:{port}: {error.strerror}; give an address "
+                "of this machine")
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    text = f"cannot serve the web GUI on {host}:{port}: {reason.lower()}"
+    if error.errno == errno.EADDRINUSE:
+        return (text + f"; another program (another `kadtalk web` or `kadtalk daemon --web`?) "
+                f"uses that port: choose another with {option} (0 = any free port)")
+    if error.errno == errno.EACCES:
+        return text + f"; ports below 1024 need privileges: choose a higher one with {option}"
+    if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return text + f"; {host} is not an address of this machine: choose another host"
+    return text
 
 
 def _page() -> bytes:
@@ -176,8 +200,16 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
 
 
 async def run_web(socket_path: Path, host: str, port: int) -> None:
-    """What `kadtalk web` runs: serve until interrupted."""
-    bridge = await WebBridge.start(socket_path, host, port)
+    """What `kadtalk web` runs: serve until interrupted. NotRunning (kadtalk.app.client) when no
+    daemon answers on `socket_path`: a GUI with nothing behind it would only confuse; WebError
+    when the port cannot be bound."""
+    from .client import ControlClient
+
+    await (await ControlClient.connect(socket_path)).close()
+    try:
+        bridge = await WebBridge.start(socket_path, host, port)
+    except OSError as e:
+        raise WebError(bind_problem(e, host, port, "--port N")) from None
     print(f"web GUI: {bridge.url}", flush=True)
     try:
         await bridge.serve_forever()

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from kadtalk import __version__
+
 log = logging.getLogger("kadtalk")
 
 EPILOG = """examples:
@@ -76,6 +78,17 @@ def _routing_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", type=float, default=1.0, help="seconds before a request counts as failed (default 1.0)")
 
 
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser reports an unknown option with its own usage (argparse would hand
+    it up to the top-level parser, whose usage does not show the subcommand's options)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kadtalk",
@@ -84,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"kadtalk {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=SubcommandParser)
 
     p = commands.add_parser("id", help="print this node's ID, creating its key on first use",
                             description="Print the 40-hex-digit node ID (SHA-1 of the public key). "
