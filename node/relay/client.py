@@ -1,0 +1,267 @@
+"""The client's side: allocations held with chosen relays, permissions, refreshes, DATA.
+
+A node asks a relay for an allocation (HELLO, then ALLOCATE signed with its node key over the
+relay's cookie), permits its one peer's address there, refreshes at half the granted lifetime
+and releases it when done; every request is retransmitted after 0.5, 1, 2, 4 s and given up
+after `request_tries`. A peer that talks to someone else's allocation (as its permitted peer)
+`connect`s its path first, so DATA from relays is accepted only for paths the node knows. The
+relay never sees a session key: what travels in DATA is the session's datagram, unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any, Callable
+
+from . import addresses, wire
+from .events import (
+    AllocationExpired,
+    AllocationFailed,
+    AllocationGranted,
+    PermissionGranted,
+    PermissionRefused,
+    RelayEvent,
+    RelayPath,
+)
+from .settings import RelaySettings
+
+
+class _Request:
+    __slots__ = ("kind", "datagram", "retry_at", "tries", "peer")
+
+    def __init__(self, kind: str, datagram: bytes, now: float, timeout: float, peer: Any = None):
+        self.kind = kind  # hello, allocate, refresh, release, permit
+        self.datagram = datagram
+        self.retry_at = now + timeout
+        self.tries = 1
+        self.peer = peer
+
+
+class Held:
+    """One allocation of ours (asked for, or granted) with one relay."""
+
+    __slots__ = ("relay", "nonce", "state", "path", "reflexive", "lifetime", "expires",
+                 "refresh_at", "peer", "request", "permit")
+
+    def __init__(self, relay: Any, nonce: bytes):
+        self.relay = relay
+        self.nonce = nonce
+        self.state = "hello"  # -> allocating -> granted
+        self.path: RelayPath | None = None
+        self.reflexive: Any = None
+        self.lifetime = 0
+        self.expires = self.refresh_at = 0.0
+        self.peer: Any = None  # the permitted peer, once PERMITTED
+        self.request: _Request | None = None  # hello / allocate / refresh / release
+        self.permit: _Request | None = None
+
+
+class RelayClient:
+    __slots__ = ("settings", "identity", "stats", "send", "events", "held", "peers", "_random")
+
+    def __init__(self, identity: Any, settings: RelaySettings, stats: collections.Counter[str],
+                 send: Callable[[bytes, Any], None], events: collections.deque[RelayEvent],
+                 random_bytes: Callable[[int], bytes] = os.urandom):
+        self.identity = identity
+        self.settings = settings
+        self.stats = stats
+        self.send = send
+        self.events = events
+        self.held: dict[Any, Held] = {}  # relay address -> our allocation there
+        self.peers: dict[RelayPath, None] = {}  # others' allocations we are the peer of
+        self._random = random_bytes
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def allocate(self, relay: Any, now: float) -> None:
+        if relay in self.held:
+            return  # one allocation per relay: asked for or held already
+        if len(self.held) >= self.settings.max_client_allocations:
+            raise ValueError("too many relay allocations held at once")
+        if addresses.to_wire(relay) is None:
+            raise ValueError(f"not a relay address: {relay!r}")
+        held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE))
+        self._request(held, "hello", wire.hello(held.nonce), now)
+
+    def permit(self, path: RelayPath, peer: Any, now: float) -> None:
+        held = self._granted(path)
+        wire_peer = addresses.to_wire(peer)
+        if wire_peer is None:
+            raise ValueError(f"not a peer address: {peer!r}")
+        held.permit = _Request("permit", wire.permit(path.allocation, wire_peer), now,
+                               self.settings.request_timeout, peer)
+        self.send(held.permit.datagram, path.relay)
+
+    def release(self, path: RelayPath, now: float) -> None:
+        held = self._granted(path)
+        held.permit = None
+        self._request(held, "release", wire.refresh(path.allocation, 0), now)
+
+    def connect(self, path: RelayPath) -> None:
+        """Accept DATA through someone else's allocation `path` (we are its permitted peer)."""
+        self.peers.pop(path, None)
+        if len(self.peers) >= self.settings.max_paths:
+            del self.peers[next(iter(self.peers))]
+        self.peers[path] = None
+
+    def disconnect(self, path: RelayPath) -> None:
+        self.peers.pop(path, None)
+
+    def knows(self, path: RelayPath) -> bool:
+        held = self.held.get(path.relay)
+        return path in self.peers or (held is not None and held.path == path)
+
+    def wrap(self, path: RelayPath, payload: bytes) -> bytes | None:
+        """The DATA datagram carrying `payload` through `path` (to send to `path.relay`), or
+        None for a path we do not know or a payload too large."""
+        if len(payload) > wire.MAX_PAYLOAD or not self.knows(path):
+            return None
+        return wire.data(path.allocation, payload)
+
+    # -- answers from relays --------------------------------------------------------------------
+
+    def on_answer(self, data: bytes, addr: Any, now: float) -> None:
+        op, held = data[1], self.held.get(addr)
+        if held is None:
+            self.stats["unsolicited"] += 1
+            return
+        request = held.request
+        if op == wire.CHALLENGE:
+            if held.state == "granted" or data[2:18] != held.nonce:
+                self.stats["unsolicited"] += 1
+                return
+            held.state = "allocating"
+            lifetime = self.settings.lifetime
+            cookie = data[18:34]
+            signature = self.identity.sign(wire.signed_part(held.nonce, cookie, lifetime))
+            datagram = wire.allocate(held.nonce, cookie, lifetime, self.identity.public_der,
+                                     signature)
+            self._request(held, "allocate", datagram, now)
+        elif op == wire.ALLOCATED:
+            if data[2:18] != held.nonce or held.state == "hello":
+                self.stats["unsolicited"] += 1
+            elif held.state == "granted":
+                self.stats["duplicate"] += 1  # our retransmission was answered too
+            else:
+                self._on_allocated(held, data, now)
+        elif op == wire.REFRESHED:
+            if (held.path is None or data[2:10] != held.path.allocation or request is None
+                    or request.kind not in ("refresh", "release")):
+                self.stats["unsolicited"] += 1
+                return
+            lifetime = wire.u16(data, 10)
+            if request.kind == "release" or lifetime == 0:
+                self._drop(held, "released", now)
+                return
+            held.request = None
+            self._schedule(held, lifetime, now)
+        elif op == wire.PERMITTED:
+            pending = held.permit
+            if (held.path is None or pending is None or data[2:10] != held.path.allocation
+                    or data[10:16] != addresses.to_wire(pending.peer)):
+                self.stats["unsolicited"] += 1
+                return
+            held.permit, held.peer = None, pending.peer
+            self.events.append(PermissionGranted(held.path, pending.peer, now))
+        else:  # ERROR
+            self._on_error(held, data, now)
+
+    def on_data(self, data: bytes, addr: Any) -> RelayPath | None:
+        """The path a DATA datagram came through, if it is one of ours; else a counted drop."""
+        path = RelayPath(addr, data[2:10])
+        if self.knows(path):
+            return path
+        self.stats["unknown_allocation"] += 1
+        return None
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        deadline = None
+        for held in self.held.values():
+            for at in (held.request.retry_at if held.request else None,
+                       held.permit.retry_at if held.permit else None,
+                       held.refresh_at if held.state == "granted" and not held.request else None,
+                       held.expires if held.state == "granted" else None):
+                if at is not None and (deadline is None or at < deadline):
+                    deadline = at
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        for held in list(self.held.values()):
+            if held.state == "granted" and now >= held.expires:
+                self._drop(held, "expired", now)
+                continue
+            if held.state == "granted" and held.request is None and now >= held.refresh_at:
+                self._request(held, "refresh",
+                              wire.refresh(held.path.allocation, self.settings.lifetime), now)
+            for pending in (held.request, held.permit):
+                if pending is None or now < pending.retry_at:
+                    continue
+                if pending.tries >= self.settings.request_tries:
+                    self._gave_up(held, pending, now)
+                    if held.relay not in self.held:
+                        break
+                    continue
+                pending.tries += 1
+                pending.retry_at = now + self.settings.request_timeout * 2 ** (pending.tries - 1)
+                self.send(pending.datagram, held.relay)
+                self.stats["retransmitted"] += 1
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _granted(self, path: RelayPath) -> Held:
+        held = self.held.get(path.relay)
+        if held is None or held.path != path:
+            raise ValueError(f"no allocation of ours at {path!r}")
+        return held
+
+    def _request(self, held: Held, kind: str, datagram: bytes, now: float) -> None:
+        held.request = _Request(kind, datagram, now, self.settings.request_timeout)
+        self.send(datagram, held.relay)
+
+    def _schedule(self, held: Held, lifetime: int, now: float) -> None:
+        held.lifetime = lifetime
+        held.expires = now + lifetime
+        held.refresh_at = now + lifetime / 2
+
+    def _on_allocated(self, held: Held, data: bytes, now: float) -> None:
+        reflexive = addresses.from_wire(data[28:34])
+        lifetime = wire.u16(data, 26)
+        if reflexive is None or lifetime == 0:
+            self.stats["malformed"] += 1
+            return
+        held.state, held.request = "granted", None
+        held.path = RelayPath(held.relay, data[18:26])
+        held.reflexive = reflexive
+        self._schedule(held, lifetime, now)
+        self.events.append(AllocationGranted(held.path, reflexive, lifetime, now))
+
+    def _on_error(self, held: Held, data: bytes, now: float) -> None:
+        request_op, reason = data[2], wire.ERROR_NAMES.get(data[3], "error")
+        reference = data[4:12]
+        if request_op == wire.ALLOCATE and held.state == "allocating" \
+                and reference == held.nonce[:wire.ID_SIZE]:
+            del self.held[held.relay]
+            self.events.append(AllocationFailed(held.relay, reason, now))
+        elif (request_op == wire.PERMIT and held.permit is not None and held.path is not None
+              and reference == held.path.allocation):
+            peer, held.permit = held.permit.peer, None
+            self.events.append(PermissionRefused(held.path, peer, reason, now))
+        else:
+            self.stats["unsolicited"] += 1
+
+    def _gave_up(self, held: Held, pending: _Request, now: float) -> None:
+        if pending.kind == "permit":
+            held.permit = None
+            self.events.append(PermissionRefused(held.path, pending.peer, "timeout", now))
+        elif pending.kind in ("hello", "allocate"):
+            del self.held[held.relay]
+            self.events.append(AllocationFailed(held.relay, "timeout", now))
+        else:
+            self._drop(held, "released" if pending.kind == "release" else "refresh_failed", now)
+
+    def _drop(self, held: Held, reason: str, now: float) -> None:
+        del self.held[held.relay]
+        self.events.append(AllocationExpired(held.path, reason, now))

@@ -1,0 +1,170 @@
+"""The relay layer: both roles behind one type byte (0x08), with the surface of node/layer.py.
+
+Requests (HELLO, ALLOCATE, REFRESH, PERMIT) go to the server role, answers (CHALLENGE,
+ALLOCATED, REFRESHED, PERMITTED, ERROR) to the client role; DATA to the server when it names one
+of its allocations, else to the client (a path of ours). A node serves only when it may
+(`RelaySettings.serve`: `always`, `never`, or `auto` = once `set_public` has told it its public
+address); a request to a node that does not serve is a counted drop, never answered. The server
+role is made on the first request it serves, so a node that never relays holds none of it.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any, Callable, Iterable
+
+from . import wire
+from .client import RelayClient
+from .events import RelayedData, RelayEvent, RelayPath
+from .server import RelayServer
+from .settings import DEFAULT_SETTINGS, RelaySettings
+
+REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT})
+ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR})
+# `stats` reasons that are dropped or refused datagrams (the others count what was done)
+DROPS = frozenset({
+    "malformed", "not_serving", "unusable_source", "bad_cookie", "rate_limited",
+    "rate_limited_source", "relay_full", "quota", "bad_signature", "forbidden_peer",
+    "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
+    "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate",
+})
+
+Deliver = Callable[[bytes, RelayPath, float], None]
+
+
+class RelayLayer:
+    __slots__ = ("identity", "settings", "stats", "server", "client", "public", "_own",
+                 "_outbox", "_events", "_deliver", "_random")
+
+    def __init__(self, identity: Any, settings: RelaySettings | None = None, now: float = 0.0,
+                 deliver: Deliver | None = None, own: Callable[[], Iterable[Any]] | None = None,
+                 random_bytes: Callable[[int], bytes] = os.urandom):
+        """`deliver(payload, path, now)` takes what comes through our paths (else RelayedData
+        events); `own()` names the node's addresses besides `public` (never a peer)."""
+        self.identity = identity
+        self.settings = settings or DEFAULT_SETTINGS
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.public: tuple[Any, ...] = ()  # our public addresses, once known (`set_public`)
+        self._own = own
+        self._outbox: list[tuple[bytes, Any]] = []
+        self._events: collections.deque[RelayEvent] = collections.deque()
+        self._deliver = deliver
+        self._random = random_bytes
+        self.server: RelayServer | None = None
+        self.client = RelayClient(identity, self.settings, self.stats, self._send, self._events,
+                                  random_bytes)
+
+    # -- sans-I/O surface -----------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        if not wire.well_formed(data):
+            self.stats["malformed"] += 1
+            return
+        op = data[1]
+        if op == wire.DATA:
+            server = self.server
+            alloc = server.allocations.get(data[2:10]) if server is not None else None
+            if alloc is not None:
+                server.on_data(alloc, data, addr, now)
+                return
+            path = self.client.on_data(data, addr)
+            if path is None:
+                return
+            if self._deliver is not None:
+                self._deliver(data[wire.HEADER:], path, now)
+            else:
+                self._events.append(RelayedData(path, data[wire.HEADER:], now))
+        elif op in ANSWERS:
+            self.client.on_answer(data, addr, now)
+        else:
+            server = self._server(now)
+            if server is None:
+                self.stats["not_serving"] += 1
+            elif op == wire.HELLO:
+                server.on_hello(data, addr, now)
+            elif op == wire.ALLOCATE:
+                server.on_allocate(data, addr, now)
+            elif op == wire.REFRESH:
+                server.on_refresh(data, addr, now)
+            else:
+                server.on_permit(data, addr, now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def next_event(self) -> RelayEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        deadline = self.client.get_timer() if self.client.held else None
+        if self.server is not None:
+            other = self.server.get_timer()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self.server is not None:
+            self.server.expire(now)
+        self.client.handle_timer(now)
+
+    def drop_counts(self) -> collections.Counter[str]:
+        """The datagrams dropped or refused, by reason (`stats` also counts what was done)."""
+        return collections.Counter({k: v for k, v in self.stats.items() if k in DROPS})
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def set_public(self, addrs: Iterable[Any]) -> None:
+        """Our public addresses (none: not reachable). With `serve="auto"` we relay only with
+        one; they are never a peer's address either."""
+        self.public = tuple(addrs)
+
+    @property
+    def serving(self) -> bool:
+        serve = self.settings.serve
+        return serve == "always" or (serve == "auto" and bool(self.public))
+
+    def allocate(self, relay: Any, now: float) -> None:
+        """Ask `relay` for an allocation (AllocationGranted / AllocationFailed follow)."""
+        self.client.allocate(relay, now)
+
+    def permit(self, path: RelayPath, peer: Any, now: float) -> None:
+        """Let `peer` (and only it) exchange DATA with us through our allocation `path`."""
+        self.client.permit(path, peer, now)
+
+    def release(self, path: RelayPath, now: float) -> None:
+        self.client.release(path, now)
+
+    def connect(self, path: RelayPath) -> None:
+        """Accept DATA through another node's allocation `path` (we are its permitted peer)."""
+        self.client.connect(path)
+
+    def send(self, path: RelayPath, payload: bytes, now: float) -> bool:
+        """Queue `payload` for the other end of `path`; False for an unknown path or a payload
+        over wire.MAX_PAYLOAD."""
+        datagram = self.client.wrap(path, payload)
+        if datagram is None:
+            return False
+        self._outbox.append((datagram, path.relay))
+        return True
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        self._outbox.append((data, addr))
+
+    def _own_addresses(self) -> tuple[Any, ...]:
+        more = tuple(self._own()) if self._own is not None else ()
+        return self.public + more
+
+    def _server(self, now: float) -> RelayServer | None:
+        if not self.serving:
+            return None
+        if self.server is None:
+            self.server = RelayServer(self.settings, self.stats, self._send, self._own_addresses,
+                                      now, self._random)
+        return self.server

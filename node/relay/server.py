@@ -1,0 +1,236 @@
+"""The relay's side (TURN's server, RFC 8656, over one UDP socket): allocations, caps, forwarding.
+
+An allocation costs the relay state and a signature check only after its requester has proven
+its source address: HELLO draws a stateless CHALLENGE (a retry cookie of
+kadtalk.node.session.cookie, keyed on the address and the HELLO's nonce, with the relay's own
+secrets), and only an ALLOCATE that echoes it is looked at further. Then the caps (in all, per IP,
+per node ID: all cheap) and a metered signature check; the allocation gets a random 8-byte
+number, a lifetime, a byte budget (token bucket) and at most one permitted peer address.
+
+DATA for an allocation is forwarded, unchanged, from its owner's address to the permitted peer
+and from the peer to the owner; from anyone else, or without a permission, it is a counted drop.
+Every answer goes to the datagram's source and is no larger than the datagram; answers to an
+unproven source are CHALLENGEs only (34 bytes for 34 or more). The relay never reads a payload.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import os
+from typing import Any, Callable, Iterable
+
+from ..identity import node_id_of, verify
+from ..ratelimit import FloodGuard, TokenBucket
+from ..session.cookie import CookieJar
+from . import addresses, wire
+from .settings import RelaySettings
+
+
+class Allocation:
+    __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "expires", "budget")
+
+    def __init__(self, number: bytes, owner: Any, identity: bytes, nonce: bytes, expires: float,
+                 budget: TokenBucket):
+        self.number = number
+        self.owner = owner
+        self.host = owner[0]
+        self.identity = identity
+        self.nonce = nonce  # of the ALLOCATE that made it: a retransmission draws ALLOCATED again
+        self.peer: Any = None
+        self.expires = expires
+        self.budget = budget
+
+
+class RelayServer:
+    __slots__ = ("settings", "stats", "send", "own", "allocations", "_by_nonce", "_per_identity",
+                 "_per_host", "_expiry", "_cookies", "_guard", "_total", "_random")
+
+    def __init__(self, settings: RelaySettings, stats: collections.Counter[str],
+                 send: Callable[[bytes, Any], None], own: Callable[[], Iterable[Any]],
+                 now: float, random_bytes: Callable[[int], bytes] = os.urandom):
+        self.settings = settings
+        self.stats = stats
+        self.send = send
+        self.own = own  # the relay's own addresses (never a peer)
+        self.allocations: dict[bytes, Allocation] = {}
+        self._by_nonce: dict[bytes, Allocation] = {}
+        self._per_identity: collections.Counter[bytes] = collections.Counter()
+        self._per_host: collections.Counter[Any] = collections.Counter()
+        self._expiry: list[tuple[float, bytes]] = []  # (deadline, number); stale entries skipped
+        self._cookies = CookieJar(settings.cookie_rotation, random_bytes)
+        self._guard = FloodGuard(settings.verify_rate, settings.verify_burst, settings.source_rate,
+                                 settings.source_burst, now, max_sources=settings.max_sources,
+                                 always=True)
+        self._total = TokenBucket(settings.total_rate, settings.total_burst, now)
+        self._random = random_bytes
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def on_hello(self, data: bytes, addr: Any, now: float) -> None:
+        if addresses.to_wire(addr) is None:
+            self.stats["unusable_source"] += 1
+        elif self._metered(addr, now):
+            nonce = data[2:18]
+            self.send(wire.challenge(nonce, self._cookies.mint(addr, nonce, now)), addr)
+            self.stats["challenge_sent"] += 1
+
+    def on_allocate(self, data: bytes, addr: Any, now: float) -> None:
+        request = wire.parse_allocate(data)
+        reflexive = addresses.to_wire(addr)
+        if request is None:
+            self.stats["malformed"] += 1
+            return
+        if reflexive is None:
+            self.stats["unusable_source"] += 1
+            return
+        if not self._cookies.valid(addr, request.nonce, request.cookie, now):
+            self.stats["bad_cookie"] += 1  # forged, expired or from another address: no state
+            self.on_hello(data[:34], addr, now)  # a fresh CHALLENGE (34 bytes for 38 or more)
+            return
+        self.expire(now)
+        again = self._by_nonce.get(request.nonce)
+        if again is not None and again.owner == addr:  # our ALLOCATED was lost: the same again
+            self._granted(again, request.nonce, reflexive, now)
+            return
+        identity = node_id_of(request.spki)
+        if len(self.allocations) >= self.settings.max_allocations:
+            self._refuse(wire.RELAY_FULL, request.nonce, addr, "relay_full")
+        elif (self._per_host[addr[0]] >= self.settings.max_per_host
+              or self._per_identity[identity] >= self.settings.max_per_identity):
+            self._refuse(wire.QUOTA, request.nonce, addr, "quota")
+        elif not self._metered(addr, now):
+            pass  # counted by _metered; the client retries
+        elif not verify(request.spki, request.signature,
+                        wire.signed_part(request.nonce, request.cookie, request.lifetime)):
+            self._refuse(wire.BAD_SIGNATURE, request.nonce, addr, "bad_signature")
+        else:
+            lifetime = self._lifetime(request.lifetime or self.settings.default_lifetime)
+            number = self._random(wire.ID_SIZE)
+            while number in self.allocations:
+                number = self._random(wire.ID_SIZE)
+            settings = self.settings
+            alloc = Allocation(number, addr, identity, request.nonce, now + lifetime,
+                               TokenBucket(settings.allocation_rate, settings.allocation_burst,
+                                           now))
+            self.allocations[number] = alloc
+            self._by_nonce[request.nonce] = alloc
+            self._per_identity[identity] += 1
+            self._per_host[alloc.host] += 1
+            heapq.heappush(self._expiry, (alloc.expires, number))
+            self.stats["allocated"] += 1
+            self._granted(alloc, request.nonce, reflexive, now)
+
+    def on_refresh(self, data: bytes, addr: Any, now: float) -> None:
+        alloc = self._owned(data, addr, now)
+        if alloc is None:
+            return
+        asked = wire.u16(data, 10)
+        if asked == 0:
+            self._remove(alloc)
+            self.stats["released"] += 1
+            self.send(wire.refresh(alloc.number, 0, wire.REFRESHED), addr)
+            return
+        lifetime = self._lifetime(asked)
+        alloc.expires = now + lifetime  # its expiry entry, when due, moves to the new deadline
+        self.send(wire.refresh(alloc.number, lifetime, wire.REFRESHED), addr)
+
+    def on_permit(self, data: bytes, addr: Any, now: float) -> None:
+        alloc = self._owned(data, addr, now)
+        if alloc is None:
+            return
+        peer = addresses.from_wire(data[10:16])
+        refused = addresses.forbidden(peer, addr, self.own(), self.settings.forward_private) \
+            if peer is not None else "forbidden_peer"
+        if refused is not None:
+            self._refuse(wire.FORBIDDEN_PEER, alloc.number, addr, refused, wire.PERMIT)
+            return
+        alloc.peer = peer  # exactly one: a new permission replaces the old
+        self.send(wire.permit(alloc.number, data[10:16], wire.PERMITTED), addr)
+
+    def on_data(self, alloc: Allocation, data: bytes, addr: Any, now: float) -> None:
+        """DATA for one of our allocations (the layer looked its number up)."""
+        if now >= alloc.expires:
+            self.expire(now)
+            self.stats["unknown_allocation"] += 1
+            return
+        if addr == alloc.owner:
+            target = alloc.peer
+            if target is None:
+                self.stats["no_permission"] += 1
+                return
+        elif addr == alloc.peer:
+            target = alloc.owner
+        else:
+            self.stats["not_permitted"] += 1  # neither the owner nor its one peer
+            return
+        size = len(data)
+        if not alloc.budget.take(now, size):
+            self.stats["over_allocation_rate"] += 1
+        elif not self._total.take(now, size):
+            self.stats["over_relay_rate"] += 1
+        else:
+            self.send(data, target)  # unchanged: the same size, the payload never read
+            self.stats["forwarded"] += 1
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        return self._expiry[0][0] if self._expiry else None
+
+    def expire(self, now: float) -> None:
+        allocations = self.allocations
+        while self._expiry and self._expiry[0][0] <= now:  # (_remove may rebuild the heap)
+            _, number = heapq.heappop(self._expiry)
+            alloc = allocations.get(number)
+            if alloc is None:
+                continue  # released earlier
+            if alloc.expires > now:
+                heapq.heappush(self._expiry, (alloc.expires, number))  # refreshed since
+            else:
+                self._remove(alloc)
+                self.stats["expired"] += 1
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _metered(self, addr: Any, now: float) -> bool:
+        refused = self._guard.check(addr[0], now)
+        if refused is not None:
+            self.stats[refused] += 1
+        return refused is None
+
+    def _lifetime(self, asked: int) -> int:
+        return max(self.settings.min_lifetime, min(asked, self.settings.max_lifetime))
+
+    def _owned(self, data: bytes, addr: Any, now: float) -> Allocation | None:
+        """The allocation a REFRESH / PERMIT names, if it comes from its owner's address."""
+        self.expire(now)
+        alloc = self.allocations.get(data[2:10])
+        if alloc is None:
+            self.stats["unknown_allocation"] += 1
+        elif addr != alloc.owner:
+            self.stats["not_owner"] += 1  # no answer: the source is not proven
+        else:
+            return alloc
+        return None
+
+    def _granted(self, alloc: Allocation, nonce: bytes, reflexive: bytes, now: float) -> None:
+        lifetime = max(0, min(0xFFFF, round(alloc.expires - now)))
+        self.send(wire.allocated(nonce, alloc.number, lifetime, reflexive), alloc.owner)
+
+    def _refuse(self, code: int, reference: bytes, addr: Any, reason: str,
+                op: int = wire.ALLOCATE) -> None:
+        self.stats[reason] += 1
+        self.send(wire.error(op, code, reference), addr)
+
+    def _remove(self, alloc: Allocation) -> None:
+        del self.allocations[alloc.number]
+        if self._by_nonce.get(alloc.nonce) is alloc:
+            del self._by_nonce[alloc.nonce]
+        for counter, key in ((self._per_identity, alloc.identity), (self._per_host, alloc.host)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+        if len(self._expiry) > 2 * len(self.allocations) + 16:  # released ones' entries
+            self._expiry = [(a.expires, n) for n, a in self.allocations.items()]
+            heapq.heapify(self._expiry)

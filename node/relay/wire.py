@@ -1,0 +1,124 @@
+"""RELAY (0x08) layouts: the second byte is the operation, every field fixed-size and big-endian.
+
+| op | name | after type and op | size | sent by |
+| --- | --- | --- | --- | --- |
+| 0x01 | HELLO | nonce (16), zero (16) | 34 | client, first |
+| 0x02 | CHALLENGE | nonce (16), cookie (16) | 34 | relay, statelessly |
+| 0x03 | ALLOCATE | nonce (16), cookie (16), lifetime (u16), SPKI length (u16), SPKI, signature | 38 + ... | client |
+| 0x04 | ALLOCATED | nonce (16), allocation (8), lifetime (u16), reflexive IPv4 (4), port (2) | 34 | relay |
+| 0x05 | REFRESH | allocation (8), lifetime (u16; 0 releases) | 12 | owner |
+| 0x06 | REFRESHED | allocation (8), lifetime (u16) | 12 | relay |
+| 0x07 | PERMIT | allocation (8), peer IPv4 (4), port (2) | 16 | owner |
+| 0x08 | PERMITTED | allocation (8), peer IPv4 (4), port (2) | 16 | relay |
+| 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
+| 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
+
+The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is
+at most the size of the request it answers; a relay forwards a DATA datagram unchanged.
+Parsers return None for anything malformed; they never raise.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from ..session.wire import MAX_PACKET, MAX_SPKI
+
+RELAY = 0x08
+HELLO, CHALLENGE, ALLOCATE, ALLOCATED = 0x01, 0x02, 0x03, 0x04
+REFRESH, REFRESHED, PERMIT, PERMITTED, ERROR, DATA = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
+NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED: "ALLOCATED",
+         REFRESH: "REFRESH", REFRESHED: "REFRESHED", PERMIT: "PERMIT", PERMITTED: "PERMITTED",
+         ERROR: "ERROR", DATA: "DATA"}
+
+NONCE_SIZE = COOKIE_SIZE = 16
+ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
+ADDR_SIZE = 6  # IPv4 and port, as in ROUTE_RES (IPv6 is issue 13 item 2)
+HEADER = 2 + ID_SIZE  # what DATA adds to a payload
+MAX_PAYLOAD = MAX_PACKET  # the largest session datagram (MEDIA / SIGNAL / KEY messages fit too)
+MAX_SIGNATURE = 1024  # RSA-8192
+MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
+SIGNED_LABEL = b"kadtalk/1 relay allocate"
+# fixed sizes; ALLOCATE and DATA are variable (checked by their parsers)
+SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PERMIT: 16,
+         PERMITTED: 16, ERROR: 12}
+
+# ERROR codes
+BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER = 1, 2, 3, 4
+ERROR_NAMES = {BAD_SIGNATURE: "bad_signature", RELAY_FULL: "relay_full", QUOTA: "quota",
+               FORBIDDEN_PEER: "forbidden_peer"}
+
+_U16 = struct.Struct(">H")
+
+
+class Allocate(NamedTuple):
+    nonce: bytes
+    cookie: bytes
+    lifetime: int
+    spki: bytes
+    signature: bytes
+
+
+def well_formed(data: bytes) -> bool:
+    """The layout rule of the table above (the relay's and the fuzz target's one check)."""
+    if len(data) < 2 or data[0] != RELAY:
+        return False
+    op = data[1]
+    if op == DATA:
+        return HEADER <= len(data) <= HEADER + MAX_PAYLOAD
+    if op == ALLOCATE:
+        return parse_allocate(data) is not None
+    return SIZES.get(op) == len(data)
+
+
+def hello(nonce: bytes) -> bytes:
+    return bytes((RELAY, HELLO)) + nonce + bytes(COOKIE_SIZE)
+
+
+def challenge(nonce: bytes, cookie: bytes) -> bytes:
+    return bytes((RELAY, CHALLENGE)) + nonce + cookie
+
+
+def signed_part(nonce: bytes, cookie: bytes, lifetime: int) -> bytes:
+    return SIGNED_LABEL + nonce + cookie + _U16.pack(lifetime)
+
+
+def allocate(nonce: bytes, cookie: bytes, lifetime: int, spki: bytes, signature: bytes) -> bytes:
+    return (bytes((RELAY, ALLOCATE)) + nonce + cookie + _U16.pack(lifetime)
+            + _U16.pack(len(spki)) + spki + signature)
+
+
+def parse_allocate(data: bytes) -> Allocate | None:
+    if len(data) < 38 or len(data) > MAX_ALLOCATE or data[:2] != bytes((RELAY, ALLOCATE)):
+        return None
+    (spki_len,) = _U16.unpack_from(data, 36)
+    end = 38 + spki_len
+    if not 0 < spki_len <= MAX_SPKI or not 0 < len(data) - end <= MAX_SIGNATURE:
+        return None
+    (lifetime,) = _U16.unpack_from(data, 34)
+    return Allocate(data[2:18], data[18:34], lifetime, data[38:end], data[end:])
+
+
+def allocated(nonce: bytes, alloc: bytes, lifetime: int, reflexive: bytes) -> bytes:
+    return bytes((RELAY, ALLOCATED)) + nonce + alloc + _U16.pack(lifetime) + reflexive
+
+
+def refresh(alloc: bytes, lifetime: int, op: int = REFRESH) -> bytes:
+    return bytes((RELAY, op)) + alloc + _U16.pack(lifetime)
+
+
+def permit(alloc: bytes, peer: bytes, op: int = PERMIT) -> bytes:
+    return bytes((RELAY, op)) + alloc + peer
+
+
+def error(request_op: int, code: int, reference: bytes) -> bytes:
+    return bytes((RELAY, ERROR, request_op, code)) + reference[:ID_SIZE]
+
+
+def data(alloc: bytes, payload: bytes) -> bytes:
+    return bytes((RELAY, DATA)) + alloc + payload
+
+
+def u16(data: bytes, offset: int) -> int:
+    return _U16.unpack_from(data, offset)[0]
