@@ -1,7 +1,7 @@
 """The `Node`: the protocol layers stacked behind one UDP socket, demultiplexed on the first byte.
 
 `LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 routing, 0x02-0x05 and 0x07
-(COOKIE) the session, 0x06 NAT traversal; anything else is a counted drop. A call is a find-peer
+(COOKIE) the session, 0x06 NAT traversal, 0x08 relays; anything else is a counted drop. A call is a find-peer
 lookup, then the key exchange with the address found, all over the one socket. The surface is
 kadtalk.node.layer.Layer: datagrams and time in, datagrams and events out, one timer.
 
@@ -18,6 +18,7 @@ from random import Random
 from typing import Any, Iterable
 
 from .layer import Event
+from .relay import RELAY, RelayLayer, RelayPath, RelaySettings
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -26,9 +27,10 @@ from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
 from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvous
 from .upkeep import JOIN_RETRY, JoinRetry, Rejoin
 
-NONE, ROUTING, SESSION, TRAVERSAL_LAYER = 0, 1, 2, 3  # LAYER_OF values
+NONE, ROUTING, SESSION, TRAVERSAL_LAYER, RELAY_LAYER = 0, 1, 2, 3, 4  # LAYER_OF values
 _ROUTES = {ROUTE_REQ: ROUTING, ROUTE_RES: ROUTING, KEY_REQ: SESSION, KEY_RES: SESSION,
-           MEDIA: SESSION, SIGNAL: SESSION, COOKIE: SESSION, TRAVERSAL: TRAVERSAL_LAYER}
+           MEDIA: SESSION, SIGNAL: SESSION, COOKIE: SESSION, TRAVERSAL: TRAVERSAL_LAYER,
+           RELAY: RELAY_LAYER}
 LAYER_OF = bytes(_ROUTES.get(kind, NONE) for kind in range(256))  # first byte -> layer
 
 
@@ -36,7 +38,7 @@ class _Upper:
     """What a node needs beyond routing; allocated on first need."""
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
-                 "traversal", "rejoin")
+                 "traversal", "rejoin", "relay", "relay_settings")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -49,6 +51,8 @@ class _Upper:
         self.events: collections.deque[Event] = collections.deque()  # routing events passed on
         self.traversal: Traversal | None = None  # NAT traversal (0x06), when asked for
         self.rejoin: Rejoin | None = None  # rejoining while the table is empty (`keep_joined`)
+        self.relay: RelayLayer | None = None  # relays (0x08), made on first need
+        self.relay_settings: RelaySettings | None = None
 
 
 class TableView:
@@ -96,10 +100,13 @@ class Node:
         clock_offset: float = 0.0,
         traversal: bool = False,
         traversal_settings: TraversalSettings | None = None,
+        relay_settings: RelaySettings | None = None,
     ):
         """`identity` (a kadtalk.node.identity.Identity whose ID is `node_id`) enables calls;
         `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps;
-        `traversal` (with an identity) enables NAT traversal (kadtalk.node.traversal)."""
+        `traversal` (with an identity) enables NAT traversal (kadtalk.node.traversal);
+        `relay_settings` the relay layer's (kadtalk.node.relay: on by default with an identity,
+        relaying for others once `relay.set_public` is told a public address)."""
         if identity is not None and int.from_bytes(identity.node_id, "big") != node_id:
             raise ValueError("node_id must be the identity's node ID")
         self.node_id = node_id
@@ -107,6 +114,8 @@ class Node:
         self._upper = (
             None if identity is None else _Upper(identity, session_settings, clock_offset)
         )
+        if self._upper is not None:
+            self._upper.relay_settings = relay_settings
         if traversal and self._upper is not None:
             self._upper.traversal = Traversal(node_id, rng, TableView(self.routing),
                                               traversal_settings, now)
@@ -127,6 +136,8 @@ class Node:
                 session.receive_datagram(data, addr, now)
         elif layer == TRAVERSAL_LAYER and self.traversal is not None:
             self._upper.traversal.receive_datagram(data, addr, now)
+        elif layer == RELAY_LAYER and self.relay is not None:
+            self._upper.relay.receive_datagram(data, addr, now)
         else:  # a type nobody speaks, or traversal on a node without it
             self._count("unknown_type" if data else "empty")
 
@@ -148,6 +159,8 @@ class Node:
                 upper.session.handle_timer(now)
             if upper.traversal is not None:
                 upper.traversal.handle_timer(now)
+            if upper.relay is not None:
+                upper.relay.handle_timer(now)
             rejoin = upper.rejoin
             if rejoin is not None and rejoin.wants_join(len(self.routing.table), now):
                 try:
@@ -161,7 +174,7 @@ class Node:
         deadline = self.routing.get_timer()
         upper = self._upper
         if upper is not None:
-            for layer in (upper.session, upper.traversal):
+            for layer in (upper.session, upper.traversal, upper.relay):
                 other = layer.get_timer() if layer is not None else None
                 if other is not None and (deadline is None or other < deadline):
                     deadline = other
@@ -185,13 +198,25 @@ class Node:
         upper = self._upper
         if upper.session is not None:
             more = upper.session.datagrams_to_send(now)
+            if more and upper.relay is not None:
+                more = self._relayed_out(more, now)
             if more:
                 out = out + more if out else more
-        if upper.traversal is not None:
-            more = upper.traversal.datagrams_to_send(now)
-            if more:
-                out = out + more if out else more
+        for layer in (upper.traversal, upper.relay):
+            if layer is not None:
+                more = layer.datagrams_to_send(now)
+                if more:
+                    out = out + more if out else more
         return out
+
+    def _relayed_out(self, out: list[tuple[bytes, Any]], now: float) -> list[tuple[bytes, Any]]:
+        """Session datagrams to a RelayPath go through the relay layer (wrapped in DATA)."""
+        relay = self._upper.relay
+        direct = [(data, addr) for data, addr in out if type(addr) is not RelayPath]
+        for data, addr in out:
+            if type(addr) is RelayPath and not relay.send(addr, data, now):
+                relay.stats["unrelayable"] += 1  # a path we do not hold (any more)
+        return direct
 
     def next_event(self) -> Event | None:
         upper = self._upper
@@ -204,6 +229,8 @@ class Node:
             event = upper.session.next_event()
         if event is None and upper.traversal is not None:
             event = upper.traversal.next_event()
+        if event is None and upper.relay is not None:
+            event = upper.relay.next_event()
         return event
 
     # -- routing commands -----------------------------------------------------------------------
@@ -344,6 +371,8 @@ class Node:
                 total.update(upper.session.stats)
             if upper.traversal is not None:
                 total.update(upper.traversal.drop_counts())
+            if upper.relay is not None:
+                total.update(upper.relay.drop_counts())
         return total
 
     @property
@@ -351,6 +380,32 @@ class Node:
         """Datagrams the node dropped before any layer: empty, or of a type it does not speak
         (0x02-0x05 too, when it has no identity)."""
         return None if self._upper is None else self._upper.stats
+
+    # -- relays (kadtalk.node.relay) -------------------------------------------------------------
+
+    @property
+    def relay(self) -> RelayLayer | None:
+        """The relay layer (made on first use), or None without an identity or with relays off.
+        A session may call a RelayPath like any address: its datagrams travel in DATA."""
+        upper = self._upper
+        if upper is None or upper.identity is None:
+            return None
+        if upper.relay is None:
+            settings = upper.relay_settings
+            if settings is not None and not settings.enabled:
+                return None
+            upper.relay = RelayLayer(upper.identity, settings, deliver=self._from_relay,
+                                     own=self._own_addresses)
+        return upper.relay
+
+    def _from_relay(self, payload: bytes, path: RelayPath, now: float) -> None:
+        session = self._session()
+        if session is not None:
+            session.receive_datagram(payload, path, now)
+
+    def _own_addresses(self) -> tuple[Any, ...]:
+        traversal = self.traversal
+        return () if traversal is None or traversal.public is None else (traversal.public,)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -381,8 +436,9 @@ class Node:
             upper.traversal.start_keepalives(event.finished)  # probe the new neighbours now
 
     def _peer_seen(self, peer_id: int, addr: Any, now: float) -> None:
-        """An authenticated peer: the routing table learns from it too."""
-        self.routing.add_contact(peer_id, addr, now)
+        """An authenticated peer: the routing table learns from it too (not through a relay)."""
+        if type(addr) is not RelayPath:
+            self.routing.add_contact(peer_id, addr, now)
 
     def _pump(self, now: float) -> None:
         """Route the routing layer's events: a call's lookup goes to the session layer, a join's

@@ -37,7 +37,7 @@ class RelayLayer:
     __slots__ = ("identity", "settings", "stats", "server", "client", "public", "_own",
                  "_outbox", "_events", "_deliver", "_random")
 
-    def __init__(self, identity: Any, settings: RelaySettings | None = None, now: float = 0.0,
+    def __init__(self, identity: Any, settings: RelaySettings | None = None,
                  deliver: Deliver | None = None, own: Callable[[], Iterable[Any]] | None = None,
                  random_bytes: Callable[[int], bytes] = os.urandom):
         """`deliver(payload, path, now)` takes what comes through our paths (else RelayedData

@@ -22,7 +22,7 @@ from kadtalk.node.session.events import (
     ReceiverReport,
     SessionEvent,
 )
-from kadtalk.node.stack import LAYER_OF, NONE, ROUTING, SESSION, TRAVERSAL_LAYER, Node
+from kadtalk.node.stack import LAYER_OF, NONE, RELAY_LAYER, ROUTING, SESSION, TRAVERSAL_LAYER, Node
 from kadtalk.node.traversal import AddressObserved, Traversal, TraversalEvent
 from kadtalk.sim.registry import SharedRegistry
 
@@ -107,13 +107,13 @@ def test_events_share_one_base_class_per_layer():
 
 
 def test_the_stack_routes_by_a_table_from_first_byte_to_layer():
-    assert [LAYER_OF[b] for b in range(8)] == [ROUTING, ROUTING, SESSION, SESSION, SESSION,
-                                               SESSION, TRAVERSAL_LAYER, SESSION]
-    assert all(LAYER_OF[b] == NONE for b in range(8, 256))
+    assert [LAYER_OF[b] for b in range(9)] == [ROUTING, ROUTING, SESSION, SESSION, SESSION,
+                                               SESSION, TRAVERSAL_LAYER, SESSION, RELAY_LAYER]
+    assert all(LAYER_OF[b] == NONE for b in range(9, 256))
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"", "empty"), (b"\x08", "unknown_type"), (b"\xff" * 30, "unknown_type"),
+    (b"", "empty"), (b"\x09", "unknown_type"), (b"\x08", "malformed"), (b"\xff" * 30, "unknown_type"),
     (bytes((0x06, 0x09)), "malformed"), (bytes((0x02,)), None),
 ])
 def test_drop_counts_cover_every_layer(data, reason):
