@@ -90,3 +90,4 @@ class ReceiverReport(SessionEvent):
     jitter: float  # seconds
     at: float
     seq: int | None = None  # the report packet's own sequence number (a SIGNAL slot)
+    rtt: float | None = None  # seconds: the round-trip time with this report (`rtt_of`)

@@ -100,6 +100,8 @@ S = CallState
 MAX_PAYLOAD = MAX_PACKET - HEADER_SIZE  # 1,487 bytes: a MEDIA / SIGNAL packet fits 1,500
 AMPLIFICATION = 3  # an answer to an address that has not proved itself: at most 3x the request
 _REMOTE_END = {HANGUP_DECLINED: EndReason.DECLINED, HANGUP_NO_ANSWER: EndReason.NO_ANSWER}
+SENT_HISTORY = 256  # send times kept per session for RTT samples (> 1 report_interval of MEDIA)
+RTT_SAMPLES = 3  # the RTT is the median of the latest samples (one stray sample cannot move it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,11 @@ class SessionSettings:
     no_answer_timeout: float = 45.0  # ringing without an answer
     keepalive_interval: float = 2.0  # KEEPALIVE when nothing else was sent for this long
     peer_timeout: float = 10.0  # ringing / talking with nothing authentic received: vanished
-    report_interval: float = 1.0  # receiver reports while talking
+    report_interval: float = 1.0  # receiver reports while talking ...
+    report_grace: float = 0.1  # ... each sent on the first packet from the peer once due (its
+    #                            highest sequence is then fresh: an RTT sample), else this late
+    answer_retry: float = 0.2  # callee: ANSWER again until the caller acknowledges; doubles ...
+    answer_tries: int = 6  # ... ANSWER sends in all (0, 0.2, 0.6, 1.4, 3.0, 6.2 s with defaults)
     freshness_window: float = 60.0  # KEY timestamps must be within ± this of our clock
     replay_window: int = 1024  # packets
     media_interval: float = 0.02  # nominal MEDIA spacing, for the jitter estimate
@@ -161,8 +167,10 @@ class SessionSettings:
                 or self.max_pending_per_source < 1 or self.max_pending_per_caller < 1):
             raise ValueError("key_tries and the max_pending limits must be positive, "
                              "max_calls >= 0")
-        if self.terminal_repeats < 1:
-            raise ValueError("terminal_repeats must be at least 1")
+        if self.terminal_repeats < 1 or self.answer_tries < 1:
+            raise ValueError("terminal_repeats and answer_tries must be at least 1")
+        if self.answer_retry <= 0 or self.report_grace < 0:
+            raise ValueError("answer_retry must be positive, report_grace >= 0")
         if (self.cookie_rotation <= 0 or self.load_threshold < 0
                 or min(self.cookie_rate, self.contact_rate) <= 0
                 or min(self.cookie_burst, self.contact_burst) < 1):
@@ -181,7 +189,8 @@ class Session:
         "eph_private", "eph_spki", "ts_req", "key_req", "key_res", "caller_eph", "tries",
         "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
         "auth_failures", "reason", "key_res_budget", "answers", "tag", "cookie", "retry",
-        "cookie_resends", "validated",
+        "cookie_resends", "validated", "answer_at", "answer_sends", "sent", "rtt_samples",
+        "media_sent",
     )
 
     def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
@@ -216,6 +225,11 @@ class Session:
         self.retry: bytes | None = None  # caller: COOKIE_RETRY sent instead of key_req
         self.cookie_resends = 0  # caller: retries sent at once for a new cookie
         self.validated = False  # callee: the caller's address proved itself (cookie or RING)
+        self.answer_at: float | None = None  # callee: next ANSWER retransmission (None: acked)
+        self.answer_sends = 0  # callee: ANSWERs sent by the retransmission rule
+        self.sent: collections.deque | None = None  # (seq, time) of our latest packets (RTT)
+        self.rtt_samples: collections.deque | None = None  # the latest round-trip samples
+        self.media_sent: float | None = None  # when we last sent MEDIA
 
     @property
     def peer_int(self) -> int:
@@ -389,6 +403,15 @@ class SessionLayer:
         session = self._sessions.get(session_id)
         return None if session is None else session.state
 
+    def rtt_of(self, session_id: int) -> float | None:
+        """The round-trip time (s) from the peer's receiver reports: the median of the latest
+        samples; None before the first (no report yet, or we sent nothing to measure by)."""
+        session = self._sessions.get(session_id)
+        samples = None if session is None else session.rtt_samples
+        if not samples:
+            return None
+        return sorted(samples)[len(samples) // 2]
+
     def session_stats(self, session_id: int) -> SessionStats | None:
         session = self._sessions.get(session_id)
         return None if session is None else stats_of(session.tx, session.rx)
@@ -410,6 +433,7 @@ class SessionLayer:
                     s.id, s.role, s.peer_id, s.addr, s.state, s.announced, s.entered, s.ts_req,
                     s.key_req, s.key_res, s.tries, s.retx_at, s.last_sent, s.last_recv,
                     s.next_ring, s.next_report, s.eph_private is None, s.cookie, s.validated,
+                    s.answer_at, s.answer_sends, tuple(s.rtt_samples or ()),
                     None if s.tx is None else (bytes(s.tx.key), s.tx.seq),
                     None if s.rx is None else (bytes(s.rx.key), s.rx.window.highest,
                                                s.rx.window.bits, s.rx.packets),
@@ -755,11 +779,27 @@ class SessionLayer:
     def _on_authentic(
         self, session: Session, kind: int, seq: int, plaintext: bytes, now: float
     ) -> None:
+        self._on_authentic_packet(session, kind, seq, plaintext, now)
+        if (session.state is S.TALKING and session.next_report is not None
+                and now >= session.next_report):
+            self._send_report(session, now)  # on arrival: its highest sequence is this fresh
+
+    def _on_authentic_packet(
+        self, session: Session, kind: int, seq: int, plaintext: bytes, now: float
+    ) -> None:
         session.last_recv = now
         session.validated = True  # an authentic packet from its address: the address answers
         state = session.state
+        caller = session.role is Role.CALLER
         if kind == MEDIA:
+            if state is S.RINGING and caller:
+                # only the callee's keys make this packet, and it sends MEDIA only once it
+                # answered: the answer, whose ANSWER was lost or is late (issue 16)
+                self.stats["media_answered"] += 1
+                self._start_talking(session, now)
+                state = session.state
             if state is S.TALKING:
+                session.answer_at = None  # callee: the caller talks, so it heard our ANSWER
                 self._events.append(MediaReceived(session.id, seq, plaintext, now))
             else:
                 self.stats["unexpected_media"] += 1
@@ -769,7 +809,6 @@ class SessionLayer:
         except Drop as drop:
             self.stats[drop.reason] += 1
             return
-        caller = session.role is Role.CALLER
         if signal == HANGUP:
             self._end(session, _REMOTE_END.get(body[0], EndReason.REMOTE_HUNG_UP), now)
         elif signal == RING and not caller:
@@ -781,13 +820,24 @@ class SessionLayer:
                 self._send(session, SIGNAL, encode_signal(ANSWER), now)  # our ANSWER was lost
         elif signal == ANSWER and caller and state is S.RINGING:
             self._start_talking(session, now)
+        elif signal == ANSWER and caller and state is S.TALKING:
+            # a repeat: the callee has not heard us since it answered. Echo it as the
+            # acknowledgement (peers before issue 16 take an ANSWER from the caller as a no-op),
+            # unless our MEDIA is flowing: that acknowledges, and an echo would take a sequence
+            # number between two frames, which the peer's jitter buffer would take for a loss
+            if session.media_sent is None or now - session.media_sent > self.settings.answer_retry:
+                self._send(session, SIGNAL, encode_signal(ANSWER), now)
+        elif signal == ANSWER and state is S.TALKING:
+            session.answer_at = None  # callee: the caller's echo acknowledges our ANSWER
         elif signal == BUSY and caller and state is S.RINGING:
             self._end(session, EndReason.BUSY, now)
         elif signal == REPORT and state is S.TALKING:
+            session.answer_at = None  # a caller's report: it talks, so it heard our ANSWER
             fraction, lost, highest, jitter = decode_report(body)
-            self._events.append(
-                ReceiverReport(session.id, fraction, lost, highest, jitter, now, seq)
-            )
+            self._events.append(ReceiverReport(
+                session.id, fraction, lost, highest, jitter, now, seq,
+                self._rtt_sample(session, highest, now),
+            ))
         elif signal == KEEPALIVE or signal in (RING, ANSWER, REPORT):
             pass  # keepalives, and repeats of what already happened
         else:
@@ -823,6 +873,35 @@ class SessionLayer:
     def _answer(self, session: Session, now: float) -> None:
         self._send(session, SIGNAL, encode_signal(ANSWER), now)
         self._start_talking(session, now)
+        # until the caller's MEDIA, REPORT or ANSWER echo shows it heard us, ANSWER again
+        session.answer_sends = 1
+        session.answer_at = (now + self.settings.answer_retry
+                             if self.settings.answer_tries > 1 else None)
+
+    def _rtt_sample(self, session: Session, highest: int, now: float) -> float | None:
+        """A peer's REPORT names the highest sequence it had; it went out when one of our
+        packets arrived once the report was due, so now minus that packet's send time is a
+        round trip. Valid only when our next packet followed within `report_grace`: else the
+        report may have waited for the grace timer, not for our packet (we were quiet)."""
+        sent = session.sent
+        if not sent:
+            return None
+        index = highest - sent[0][0]
+        if not 0 <= index < len(sent) or sent[index][0] != highest:
+            return None  # too old, not ours, or a sequence jump (kept short on purpose)
+        sent_at = sent[index][1]
+        following = sent[index + 1][1] if index + 1 < len(sent) else now
+        if following - sent_at > self.settings.report_grace:
+            return None
+        samples = session.rtt_samples
+        if samples is None:
+            samples = session.rtt_samples = collections.deque(maxlen=RTT_SAMPLES)
+        samples.append(max(0.0, now - sent_at))
+        return self.rtt_of(session.id)
+
+    def _send_report(self, session: Session, now: float) -> None:
+        self._send(session, SIGNAL, encode_report(*session.rx.report()), now)
+        session.next_report = now + self.settings.report_interval
 
     def _start_talking(self, session: Session, now: float) -> None:
         self._set_state(session, S.TALKING, now)
@@ -830,8 +909,15 @@ class SessionLayer:
         session.next_report = now + self.settings.report_interval
 
     def _send(self, session: Session, kind: int, plaintext: bytes, now: float) -> bool:
+        seq = session.tx.seq
         self._outbox.append((session.tx.seal(kind, plaintext), session.addr))
         session.last_sent = now
+        sent = session.sent
+        if sent is None:
+            sent = session.sent = collections.deque(maxlen=SENT_HISTORY)
+        sent.append((seq, now))
+        if kind == MEDIA:
+            session.media_sent = now
         return True
 
     def _guard(self, session: Session, now: float, action: Callable, *args: Any) -> Any:
@@ -862,7 +948,9 @@ class SessionLayer:
 
     def _next_deadline(self, session: Session) -> float | None:
         times = [at for at, _ in self._timeouts(session)]
-        times += [session.retx_at, session.next_ring, session.next_report]
+        times += [session.retx_at, session.next_ring, session.answer_at]
+        if session.next_report is not None:
+            times.append(session.next_report + self.settings.report_grace)
         if session.state in ESTABLISHED:
             times.append(session.last_sent + self.settings.keepalive_interval)
         times = [t for t in times if t is not None]
@@ -893,9 +981,16 @@ class SessionLayer:
         if session.next_ring is not None and now >= session.next_ring:
             self._send(session, SIGNAL, encode_signal(RING), now)
             session.next_ring = now + settings.ring_interval
-        if session.next_report is not None and now >= session.next_report:
-            self._send(session, SIGNAL, encode_report(*session.rx.report()), now)
-            session.next_report = now + settings.report_interval
+        if session.answer_at is not None and now >= session.answer_at:
+            self._send(session, SIGNAL, encode_signal(ANSWER), now)
+            self.stats["answer_resent"] += 1
+            session.answer_at = now + settings.answer_retry * 2 ** session.answer_sends
+            session.answer_sends += 1
+            if session.answer_sends >= settings.answer_tries:
+                session.answer_at = None  # bounded: RINGs still get an ANSWER each
+        if (session.next_report is not None
+                and now >= session.next_report + settings.report_grace):
+            self._send_report(session, now)  # no packet of the peer's came: send it anyway
         if now >= session.last_sent + settings.keepalive_interval:
             self._send(session, SIGNAL, encode_signal(KEEPALIVE), now)
 
@@ -926,7 +1021,7 @@ class SessionLayer:
         for stream in (session.tx, session.rx):
             if stream is not None:
                 stream.wipe()
-        session.retx_at = session.next_ring = session.next_report = None
+        session.retx_at = session.next_ring = session.next_report = session.answer_at = None
         _remove(self._awaiting, session.addr, session)
         _remove(self._keyed, session.addr, session)
         if session.caller_eph is not None and self._by_eph.get(session.caller_eph) is session:

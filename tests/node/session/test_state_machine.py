@@ -3,8 +3,9 @@
 Rules place, answer, decline and hang up calls, send media, go busy, jump a sender's sequence
 number anywhere in the u32 range, lose datagrams and let time pass; invariants check the call
 state machine after every step: each live session sits in a state its role can be in and has a
-timer, the pending-handshake count is right, and each session's events follow the allowed
-transitions and end exactly once, with a reason.
+timer, the pending-handshake count is right, ANSWER repeats stay bounded, MEDIA is delivered
+only to a talking call (a callee's MEDIA answers a ringing caller first), and each session's
+events follow the allowed transitions and end exactly once, with a reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kadtalk.node.session import (
     CallState,
     EndReason,
     IncomingCall,
+    MediaReceived,
     MissedCall,
     Role,
     SessionSettings,
@@ -106,6 +108,12 @@ class Calls(RuleBasedStateMachine):
                 assert session.state in STATES_OF[session.role] and session.state in WAITING
                 assert layer._next_deadline(session) is not None, "a waiting session has no timer"
                 pending += session.role is Role.CALLEE and session.state is S.KEY_EXCHANGE
+                # ANSWER is repeated only by a talking callee, a bounded number of times
+                if session.answer_at is not None:
+                    assert session.role is Role.CALLEE and session.state is S.TALKING
+                assert session.answer_sends <= layer.settings.answer_tries
+                rtt = layer.rtt_of(session.id)
+                assert rtt is None or rtt >= 0
             assert layer.pending_handshakes == pending <= layer.settings.max_pending
             if layer.sessions:
                 assert layer.get_timer() is not None
@@ -132,6 +140,8 @@ class Calls(RuleBasedStateMachine):
                     assert sid not in self.layer(name).sessions
                 elif type(event) is MissedCall:
                     self.ended.add(key)
+                elif type(event) is MediaReceived:  # only once talking (the callee's MEDIA
+                    assert self.last.get(key) is S.TALKING  # answers: talking comes first)
             self.seen[name] = len(events)
 
 
