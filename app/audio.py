@@ -138,7 +138,7 @@ def open_capture(name: str) -> Any:
 
         return AlsaCapture(name, nonblocking=True)
     except Exception as e:  # ALSAAudioError, OSError, ValueError, wave.Error
-        raise AudioError(f"cannot open capture device {name!r}: {describe(e)}") from e
+        raise AudioError(f"cannot open capture device {name!r}: {describe(e, 'capture')}") from e
 
 
 def open_playback(name: str) -> Any:
@@ -158,7 +158,7 @@ def open_playback(name: str) -> Any:
 
         return AlsaPlayback(name, nonblocking=True)
     except Exception as e:
-        raise AudioError(f"cannot open playback device {name!r}: {describe(e)}") from e
+        raise AudioError(f"cannot open playback device {name!r}: {describe(e, 'playback')}") from e
 
 
 def check_devices(capture: str, playback: str) -> None:

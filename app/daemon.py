@@ -12,9 +12,12 @@ kind, lookups) and app/systemd.py (readiness). Commands are the parts' cmd_NAME 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from kadtalk.node.identity import Identity
@@ -27,10 +30,37 @@ from .callers import Callers
 from .calls import Call, Calls
 from .config import Config, ConfigError, remove_temporaries
 from .control import Client, ControlServer, DaemonError, handlers
-from .devices import Devices
+from .devices import Devices, check_at_start
 from .network import Network, best_peers
 
 log = logging.getLogger(__name__)
+
+LOCK_NAME = "daemon.lock"  # in the config directory: one daemon per identity, contacts, peers
+
+
+def lock_config_dir(directory: Path) -> int:
+    """Take the config directory for this process: an exclusive flock on DIR/daemon.lock, which
+    holds our pid. Two daemons sharing one would answer as one node ID from two sockets and
+    overwrite each other's contacts and peers. The kernel drops the lock when the process ends,
+    however it ends; DaemonError names the other daemon's pid."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise DaemonError(f"cannot open {path}: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise DaemonError(
+            f"another kadtalk daemon (pid {other or 'unknown'}) uses the config directory "
+            f"{directory}; stop it (`kill {other or 'PID'}`), or give this one its own --config-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Daemon:
@@ -39,7 +69,6 @@ class Daemon:
         self.want_web = web
         self.identity = identity
         self.node_id = identity.hex_id
-        remove_temporaries(config.config_dir)  # of saves a SIGKILL interrupted
         self.socket_path = config.socket_path
         self.control = ControlServer(self.socket_path, own_dir=not config.socket,
                                      greeting=self._greeting)
@@ -55,10 +84,25 @@ class Daemon:
         self.stopped = asyncio.Event()
         self._stopping = False
         self._second: asyncio.TimerHandle | None = None
+        self._lock: int | None = None  # lock_config_dir's file, held from start to stop
 
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._lock = lock_config_dir(self.config.config_dir)
+        try:
+            remove_temporaries(self.config.config_dir)  # of saves a SIGKILL interrupted
+            await self._start()
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         bootstrap = self.network.bootstrap_addresses()
         try:
@@ -121,15 +165,22 @@ class Daemon:
         await self.control.close()
         if self.driver is not None:
             self.driver.close()
+        self._unlock()
         self.stopped.set()
 
     async def run(self) -> None:
-        """Start, serve until SIGTERM / SIGINT, then stop cleanly."""
+        """Start, serve until SIGTERM / SIGINT, then stop cleanly. The signals are caught before
+        the start, so one sent as soon as "ready" is logged still stops cleanly."""
         loop = asyncio.get_running_loop()
-        await self.start()
         done = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, done.set)
+        try:
+            await self.start()
+        except BaseException:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            raise
         systemd.notify("READY=1")
         waiter = asyncio.ensure_future(self.stopped.wait())
         try:
@@ -204,7 +255,8 @@ def load_identity(config: Config) -> Identity:
 async def run_daemon(config: Config, web: bool = False) -> None:
     """What `kadtalk daemon` runs. DaemonError / ConfigError for problems the user can fix."""
     identity = load_identity(config)
-    daemon = Daemon(config, identity, web=web or config.web)
+    daemon = Daemon(config, identity, web=web or config.web)  # ConfigError names a broken file
+    check_at_start(config.capture, config.playback)  # a wrong device fails now, not at a call
     await daemon.run()
 
 

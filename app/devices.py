@@ -1,15 +1,115 @@
 """The audio devices calls use, as control clients choose them (`devices`, `set_audio`;
-app/audio.py's policy decides what they may choose), and the last audio error for `status`."""
+app/audio.py's policy decides what they may choose), the last audio error for `status`, and
+the check `kadtalk daemon` makes at start (`check`).
+
+A ``wav:`` playback file is created at the first frame a call plays (`LateWavSink`), not when a
+call is placed or a device is checked: a call that is never answered, or ends unreachable,
+leaves the last recording as it was. The file is still checked at once (`check_recording`, its
+folder), so a wrong path fails when it is chosen.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable
 
-from kadtalk.transport.audiopump import AudioPump
+from kadtalk.transport.audiopump import AudioPump, close
 
 from . import protocol
-from .audio import AudioError, NotAllowed, check_devices, choose, offered, open_audio, swap
+from .audio import (MAX_TONE, MIN_TONE, AudioError, NotAllowed, check_recording, choose, offered,
+                    open_capture, open_playback, tone_hz)
 from .config import Config, ConfigError
+
+
+class LateWavSink:
+    """A ``wav:`` playback file opened (truncated) at the first frame written to it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._sink: Any = None
+
+    def write_frame(self, pcm: bytes) -> bool:
+        if self._sink is None:
+            from kadtalk.transport.audiofile import WavSink
+
+            check_recording(Path(self.path))  # it may have changed since it was chosen
+            self._sink = WavSink(self.path)
+        return self._sink.write_frame(pcm)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+
+def _wav_path(kind: str, name: str) -> Path:
+    """The file of a ``wav:`` device, checked without writing it: AudioError says what is
+    wrong (a missing file to play, a missing folder to record in, a file kadtalk must not
+    overwrite)."""
+    path = Path(name.strip()[4:]).expanduser()
+    if kind == "capture":
+        if not path.is_file():
+            raise AudioError(f"capture {name!r}: no such file {path}")
+        return path
+    folder = path.parent
+    if not folder.is_dir():
+        raise AudioError(f"playback {name!r}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AudioError(f"playback {name!r}: cannot write in {folder}")
+    try:
+        check_recording(path)
+    except (ValueError, OSError) as e:
+        raise AudioError(f"playback {name!r}: {e}") from None
+    return path
+
+
+def open_sink(name: str) -> Any:
+    """A playback device; a ``wav:`` file only once a call plays (LateWavSink)."""
+    if name.strip().startswith("wav:"):
+        return LateWavSink(str(_wav_path("playback", name)))
+    return open_playback(name)
+
+
+def open_pump(capture: str, playback: str) -> AudioPump:
+    """One call's devices (AudioError names the one that fails)."""
+    source = open_capture(capture)
+    try:
+        sink = open_sink(playback)
+    except AudioError:
+        close(source)
+        raise
+    return AudioPump(source, sink, None, capture, playback)
+
+
+def check_device(kind: str, name: str) -> None:
+    """AudioError unless the device can be used now: it is opened and closed (a ``wav:``
+    playback file is only checked, never created)."""
+    name = name.strip()
+    if name.startswith("tone:"):
+        if kind != "capture":
+            raise AudioError(f"playback {name!r}: a tone is a capture source only")
+        try:
+            tone_hz(name)
+        except ValueError:
+            raise AudioError(f"capture {name!r}: a tone is tone:HZ with HZ from {MIN_TONE:g} to "
+                             f"{MAX_TONE:g} (tone:440)") from None
+    elif name.startswith("wav:"):
+        _wav_path(kind, name)
+    close(open_capture(name) if kind == "capture" else open_sink(name))
+
+
+def check_at_start(capture: str, playback: str) -> None:
+    """What `kadtalk daemon` checks before it says "ready": DaemonError naming the device that
+    cannot be used and how to choose another."""
+    from .control import DaemonError
+
+    for kind, name in (("capture", capture), ("playback", playback)):
+        try:
+            check_device(kind, name)
+        except AudioError as e:
+            spare = "none, tone:440 and wav:FILE" if kind == "capture" else "none and wav:FILE"
+            raise DaemonError(f"{e}; choose another with --{kind} ([audio] {kind} in "
+                              f"config.toml); {spare} need no sound card") from None
 
 
 class Devices:
@@ -35,7 +135,7 @@ class Devices:
     def open(self) -> AudioPump:
         """The chosen devices as a call's pump, else a bad request `audio_device`."""
         try:
-            audio = open_audio(self.capture, self.playback)
+            audio = open_pump(self.capture, self.playback)
         except AudioError as e:
             self.failed(str(e))
             raise protocol.BadRequest("audio_device", str(e)) from None
@@ -74,9 +174,17 @@ class Devices:
         try:
             pump = self.live()
             if pump is not None:
-                swap(pump, capture, playback)
+                source = open_capture(capture) if capture else None
+                try:
+                    sink = open_sink(playback) if playback else None
+                except AudioError:
+                    if source is not None:
+                        close(source)
+                    raise
+                pump.replace(source, sink, capture, playback)
             else:
-                check_devices(capture or self.capture, playback or self.playback)
+                check_device("capture", capture or self.capture)
+                check_device("playback", playback or self.playback)
         except AudioError as e:
             self.error = str(e)
             raise protocol.BadRequest("audio_device", str(e)) from None

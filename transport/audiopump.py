@@ -126,7 +126,7 @@ class AudioPump:
 
     def _fail(self, kind: str, error: Exception) -> None:
         name = self.capture_name if kind == "capture" else self.playback_name
-        message = f"{kind} device {name!r} failed: {describe(error)}; continuing without it"
+        message = f"{kind} device {name!r} failed: {describe(error, kind)}; continuing without it"
         log.warning("%s", message)
         self.errors.append(message)
         if kind == "capture":
@@ -141,11 +141,14 @@ class AudioPump:
         close(self.sink)
 
 
-def describe(error: Exception) -> str:
-    """A device error for people: what failed, and the likely reason."""
+def describe(error: Exception, kind: str | None = None) -> str:
+    """A device error for people: what failed, and the likely reason (`kind`: capture or
+    playback, for the command that lists such devices)."""
     text = str(error) or type(error).__name__
+    lister = {"capture": "`arecord -L`", "playback": "`aplay -L`"}.get(
+        kind, "`arecord -L` / `aplay -L`")
     if "No such file" in text or "Unknown PCM" in text:
-        text += " (no such device: unplugged, or a wrong name? `aplay -L` lists them)"
+        text += f" (no such device: unplugged, or a wrong name? {lister} lists them)"
     elif "busy" in text.lower():
         text += " (another program is using it)"
     return text

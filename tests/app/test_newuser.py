@@ -1,0 +1,159 @@
+"""Defects a new user met (issue 14 item 6) in the daemon: one daemon per config directory,
+audio devices checked at start, a wav: recording kept until a call plays, and the command-line
+client's answers (contacts, block list, accept mode, status, stats). Real processes where the
+defect was in how the command behaves."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import wave
+
+import numpy as np
+
+from kadtalk.transport.audiofile import save_wav
+
+from .conftest import KADTALK, DaemonProcess, connect, is_call, start_daemon
+
+
+def run(coro, timeout: float = 60):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def daemon(root, name, *args, timeout=30) -> subprocess.CompletedProcess:
+    """`kadtalk daemon` expected to stop by itself (it refuses to start)."""
+    return subprocess.run(
+        [*KADTALK, "daemon", "--config-dir", str(root / name), "--host", "127.0.0.1", "--port",
+         "0", "--socket", str(root / f"{name}-{len(args)}.sock"), *args],
+        capture_output=True, text=True, timeout=timeout)
+
+
+# -- one daemon per config directory ------------------------------------------------------------
+
+def test_a_second_daemon_on_the_same_config_dir_is_refused_naming_the_first_pid(sock_root):
+    async def scenario():
+        first = DaemonProcess(sock_root, "a", "--capture", "none", "--playback", "none")
+        try:
+            await first.ready()
+            # its own socket and port: only the config directory is shared
+            second = daemon(sock_root, "a", "--capture", "none", "--playback", "none")
+            assert second.returncode == 1, second.stderr
+            assert (f"another kadtalk daemon (pid {first.proc.pid}) uses the config directory "
+                    f"{sock_root / 'a'}") in second.stderr
+            assert "--config-dir" in second.stderr and "Traceback" not in second.stderr
+            assert (await (await connect(first.socket)).request("status"))["ok"]
+            first.proc.kill()  # SIGKILL: the kernel releases the lock, nothing stale remains
+            first.proc.wait(10)
+            again = DaemonProcess(sock_root, "a", "--capture", "none", "--playback", "none")
+            try:
+                await again.ready()
+                assert (sock_root / "a" / "daemon.lock").read_text() == f"{again.proc.pid}\n"
+            finally:
+                assert await again.terminate() == 0
+        finally:
+            first.kill()
+
+    run(scenario())
+
+
+def test_the_lock_is_released_when_a_daemon_stops_or_fails_to_start(sock_root):
+    async def scenario():
+        from kadtalk.app.daemon import DaemonError
+
+        a = await start_daemon(sock_root, "a")
+        try:
+            try:
+                await start_daemon(sock_root, "a", socket=str(sock_root / "other.sock"))
+            except DaemonError as e:
+                assert "another kadtalk daemon" in str(e) and "uses the config directory" in str(e)
+            else:
+                raise AssertionError("two daemons share a config directory")
+        finally:
+            await a.stop()
+        b = await start_daemon(sock_root, "a")  # the same directory, free again
+        await b.stop()
+
+    run(scenario())
+
+
+# -- audio devices checked at start ---------------------------------------------------------------
+
+def test_unusable_audio_devices_stop_the_daemon_at_start_with_the_fix(sock_root):
+    cases = {
+        ("--capture", "mic", "--playback", "none"): ["'mic'", "`arecord -L`", "--capture"],
+        ("--capture", "tone:abc", "--playback", "none"): ["tone:HZ", "20 to 20000", "--capture"],
+        ("--capture", "none", "--playback", f"wav:{sock_root}/missing/out.wav"):
+            [f"the folder {sock_root}/missing does not exist", "--playback"],
+        ("--capture", f"wav:{sock_root}/nothere.wav", "--playback", "none"):
+            ["no such file", "--capture"],
+        ("--capture", "none", "--playback", "mic"): ["'mic'", "`aplay -L`", "--playback"],
+    }
+    for args, wanted in cases.items():
+        result = daemon(sock_root, "a", *args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert "ready:" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        for text in wanted:
+            assert text in last, (args, last)
+        if "--capture" in wanted:
+            assert "aplay" not in last  # capture devices are listed by arecord
+    assert not (sock_root / "missing").exists()
+
+
+# -- a wav: recording is not emptied by a call that never plays ----------------------------------
+
+def test_a_call_that_never_talks_leaves_the_last_recording_alone(sock_root):
+    out = sock_root / "rec" / "hears.wav"
+    out.parent.mkdir()
+    save_wav(out, np.full(4800, 1000, "<i2"))  # the recording of an earlier call
+    before = out.read_bytes()
+
+    async def scenario():
+        a = await start_daemon(sock_root, "a", capture="tone:440", playback=f"wav:{out}",
+                               recordings_dir=str(out.parent))
+        try:
+            c = await connect(a)
+            r = await c.request("dial", to="0123456789" * 4)  # nobody: it ends unreachable
+            e = await c.wait_event(is_call("ended"), timeout=20)
+            assert e["session"] == r["session"]
+            assert out.read_bytes() == before
+            # checking the devices (set_audio with no call) does not empty it either
+            await c.request("set_audio", playback=f"wav:{out}")
+            assert out.read_bytes() == before
+            await c.close()
+        finally:
+            await a.stop()
+        assert out.read_bytes() == before
+
+    run(scenario())
+
+
+def test_a_call_that_talks_records_into_the_wav_file(sock_root):
+    out = sock_root / "a-hears.wav"
+    save_wav(out, np.full(4800, 1000, "<i2"))
+
+    async def scenario():
+        a = await start_daemon(sock_root, "a", playback=f"wav:{out}")
+        b = await start_daemon(sock_root, "b", capture="tone:660",
+                               bootstrap=[f"127.0.0.1:{a.driver.address[1]}"])
+        try:
+            ca, cb = await connect(a), await connect(b)
+            await cb.wait_event(lambda e: e.get("event") == "network" and e["reachable"])
+            await cb.request("dial", to=a.node_id)
+            await ca.wait_event(lambda e: e.get("event") == "incoming", timeout=15)
+            await ca.request("answer")
+            await ca.wait_event(lambda e: e.get("event") == "quality" and e["packets_rx"] > 25,
+                                timeout=15)
+            await ca.request("hangup")
+            await ca.wait_event(is_call("ended"))
+            await ca.close()
+            await cb.close()
+        finally:
+            await b.stop()
+            await a.stop()
+
+    run(scenario())
+    with wave.open(str(out)) as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert len(samples) >= 25 * 960 and not np.all(samples == 1000)  # a new recording
+    assert np.abs(samples).max() > 1000  # the tone came through
