@@ -1,0 +1,125 @@
+"""A hypothesis state machine over allocation lifecycles: three clients allocate, permit,
+send, release and go silent while time passes; the relay's books always match the clients'
+and the caps, and DATA reaches exactly the one permitted peer."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from kadtalk.node.relay import (
+    AllocationGranted,
+    RelayedData,
+    RelaySettings,
+)
+
+from .conftest import A, B, C, R, World
+
+SETTINGS = RelaySettings(serve="always", lifetime=60, min_lifetime=30, default_lifetime=60,
+                         max_lifetime=120, max_allocations=2, max_per_host=1,
+                         verify_rate=1000, verify_burst=1000, source_rate=1000,
+                         source_burst=1000)
+CLIENTS = st.sampled_from([A, B, C])
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World(SETTINGS)
+        self.silent: set = set()  # clients that stopped answering (their timers do not run)
+
+    def held(self, addr):
+        if addr in self.silent:
+            return None
+        held = self.world.at(addr).client.held.get(R)
+        return held if held is not None and held.state == "granted" else None
+
+    @rule(who=CLIENTS)
+    def allocate(self, who):
+        if who in self.silent:
+            return
+        self.world.at(who).allocate(R, self.world.now)
+        self.world.settle(self.world.now)
+
+    @rule(who=CLIENTS, peer=CLIENTS)
+    def permit(self, who, peer):
+        held = self.held(who)
+        if held is None or who in self.silent or peer == who:
+            return
+        self.world.at(who).permit(held.path, peer, self.world.now)
+        if peer not in self.silent:
+            self.world.at(peer).connect(held.path)
+        self.world.settle(self.world.now)
+        assert self.world.relay.server.allocations[held.path.allocation].peer == peer
+
+    @rule(who=CLIENTS)
+    def release(self, who):
+        held = self.held(who)
+        if held is None or who in self.silent:
+            return
+        self.world.at(who).release(held.path, self.world.now)
+        self.world.settle(self.world.now)
+        assert held.path.allocation not in self.world.relay.server.allocations
+
+    @rule(who=CLIENTS, to_peer=st.booleans(), payload=st.binary(max_size=30))
+    def send(self, who, to_peer, payload):
+        """The owner sends to its peer, or its peer (whoever was permitted) back."""
+        held = self.held(who)
+        if held is None or who in self.silent:
+            return
+        alloc = self.world.relay.server.allocations[held.path.allocation]
+        sender, receiver = (who, alloc.peer) if to_peer else (alloc.peer, who)
+        if sender is None or receiver is None or sender in self.silent:
+            return
+        before = len(self.world.of(receiver, RelayedData))
+        sent = self.world.at(sender).send(held.path, payload, self.world.now)
+        self.world.settle(self.world.now)
+        got = self.world.of(receiver, RelayedData)[before:]
+        if sent and receiver not in self.silent:
+            assert [(e.path, e.payload) for e in got] == [(held.path, payload)]
+
+    @rule(who=CLIENTS)
+    def go_silent(self, who):
+        """The client's node stops (no refreshes): the relay must forget it at its lifetime."""
+        if who not in self.silent:
+            self.silent.add(who)
+            self.world.detach(who)
+
+    @rule(dt=st.floats(0.1, 45.0))
+    def advance(self, dt):
+        self.world.settle(self.world.now + dt)
+
+    @invariant()
+    def books_match(self):
+        world = self.world
+        server = world.relay.server
+        if server is None:
+            return
+        allocs = server.allocations
+        now = world.now
+        assert len(allocs) <= SETTINGS.max_allocations
+        hosts = [a.host for a in allocs.values()]
+        assert all(hosts.count(h) <= SETTINGS.max_per_host for h in hosts)
+        assert dict(server._per_host) == {h: hosts.count(h) for h in hosts}
+        assert all(a.expires > now for a in allocs.values())  # the expired are gone
+        assert len(server._expiry) <= 2 * len(allocs) + 17
+        for addr in (A, B, C):
+            held = self.held(addr)
+            if addr in self.silent:
+                continue
+            if held is not None:  # a live client's allocation is the relay's, and vice versa
+                alloc = allocs[held.path.allocation]
+                assert alloc.owner == addr and alloc.peer == held.peer
+        for number, alloc in allocs.items():
+            if alloc.owner not in self.silent:
+                assert self.held(alloc.owner).path.allocation == number
+        for addr in (A, B, C):
+            if addr not in self.silent:
+                for e in world.of(addr, AllocationGranted):
+                    assert e.path.relay == R
+
+
+Lifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
+                                       suppress_health_check=list(HealthCheck))
+TestLifecycle = Lifecycle.TestCase

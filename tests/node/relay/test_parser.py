@@ -1,0 +1,88 @@
+"""Hypothesis over the relay's parser: arbitrary bytes never raise, a malformed datagram is one
+counted drop and draws nothing, an answer is never larger than the datagram that drew it, and
+a datagram to anyone else is a DATA forwarded unchanged."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kadtalk.node.layer import Layer
+from kadtalk.node.relay import RelayLayer, wire
+from kadtalk.node.routing.contacts import ContactRegistry
+from kadtalk.node.stack import Node
+
+from .conftest import A, B, C, SERVE, World, identity
+
+SOURCES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("0.0.0.0", 0), "sim-address", 7,
+                           ("::1", 5004), ("999.1.1.1", 5004)])
+RELAY_BYTES = st.one_of(
+    st.binary(max_size=1600),
+    st.builds(lambda op, body: bytes((wire.RELAY, op)) + body, st.integers(0, 12),
+              st.binary(max_size=120)),
+    st.builds(lambda op, n: bytes((wire.RELAY, op)) + bytes(n), st.sampled_from(
+        sorted(wire.SIZES)), st.integers(0, 40)),
+)
+
+
+def linked_world() -> tuple[World, bytes]:
+    world = World()
+    return world, world.linked(0.0).path.allocation
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(RELAY_BYTES, SOURCES, st.booleans()), max_size=12))
+def test_arbitrary_datagrams_never_raise_and_malformed_ones_are_one_counted_drop(items):
+    world, number = linked_world()
+    relay = world.relay
+    now = 1.0
+    for data, src, aimed in items:
+        if aimed and len(data) >= 10 and data[:1] == bytes((wire.RELAY,)):
+            data = data[:2] + number + data[10:]  # name the live allocation
+        before = sum(relay.drop_counts().values())
+        relay.receive_datagram(data, src, now)
+        out = relay.datagrams_to_send(now)
+        if not wire.well_formed(data):
+            assert sum(relay.drop_counts().values()) == before + 1
+            assert out == []
+        for sent, dst in out:
+            if dst == src:
+                assert len(sent) <= len(data)
+            else:
+                assert sent == data and data[1] == wire.DATA
+        now += 0.1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=200), SOURCES)
+def test_a_node_with_relays_on_never_raises_on_0x08(body, src):
+    me = identity("node")
+    node = Node(int.from_bytes(me.node_id, "big"), ContactRegistry(), random.Random(1), identity=me)
+    node.relay.set_public([("198.51.100.9", 5004)])
+    node.receive_datagram(bytes((wire.RELAY,)) + body, src, 0.0)
+    node.datagrams_to_send(0.0)
+    assert sum(node.drop_counts().values()) <= 1
+
+
+def test_every_fixed_size_layout_is_well_formed_only_at_its_size():
+    for op, size in wire.SIZES.items():
+        assert wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 2))
+        assert not wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 1))
+        assert not wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 3))
+    assert wire.well_formed(wire.data(bytes(8), b""))
+    assert not wire.well_formed(wire.data(bytes(8), bytes(wire.MAX_PAYLOAD + 1)))
+    assert not wire.well_formed(bytes((wire.RELAY, 0x0B)) + bytes(10))
+    assert not wire.well_formed(bytes((wire.RELAY,)))
+    me = identity("a")
+    good = wire.allocate(bytes(16), bytes(16), 60, me.public_der, me.sign(b"x"))
+    assert wire.parse_allocate(good).spki == me.public_der
+    for bad in (good[:38], good[:38 + len(me.public_der)], good[:36] + b"\xff\xff" + good[38:],
+                good[:36] + b"\x00\x00" + good[38:]):
+        assert not wire.well_formed(bad)
+
+
+def test_a_layer_alone_satisfies_the_layer_protocol():
+    layer = RelayLayer(identity("a"), SERVE)
+    assert isinstance(layer, Layer)
