@@ -95,16 +95,19 @@ def add_parsers(commands: Any) -> None:
                 description="Contacts name node IDs; `kadtalk call NAME` dials them.")
     p.add_argument("action", nargs="?", choices=["list", "add", "rename", "remove"], default="list")
     p.add_argument("args", nargs="*", help="add NAME ID | rename NAME-OR-ID NEW | remove NAME-OR-ID")
-    p = _client(commands, "block", "never let a caller ring (saved in CONFIG_DIR/blocked.json)",
+    p.add_argument("--replace", action="store_true",
+                   help="add: rename the contact that already has this ID (else refused)")
+    p = _client(commands, "block", "never let a caller ring; without WHO: list the blocked",
                 description="Calls from a blocked node ID are declined before they ring; you see "
-                "a missed call. [calls] block in config.toml blocks for good.")
-    p.add_argument("who", help="node ID or contact name")
+                "a missed call (saved in CONFIG_DIR/blocked.json). [calls] block in config.toml "
+                "blocks for good. Without WHO: list who is blocked.")
+    p.add_argument("who", nargs="?", help="node ID or contact name")
     p = _client(commands, "unblock", "let a blocked caller ring again")
     p.add_argument("who", help="node ID or contact name")
     p = _client(commands, "accept", "who may ring: anyone, or contacts only (until restart)",
                 description="Set who may ring this node while the daemon runs; [calls] accept in "
-                "config.toml sets it for good.")
-    p.add_argument("mode", choices=["anyone", "contacts"])
+                "config.toml sets it for good. Without MODE: show it.")
+    p.add_argument("mode", nargs="?", choices=["anyone", "contacts"])
     _client(commands, "watch", "print events (calls, quality, network) as they happen",
             description="Print every event the daemon sends until Ctrl-C.")
     _client(commands, "stats", "statistics of the current (or the last) call")
@@ -231,11 +234,14 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
     elif cmd == "contacts":
         return await _contacts(client, args)
     elif cmd in ("block", "unblock"):
-        r = await client.request(cmd, who=args.who)
-        _out(args, r, "blocked: " + (", ".join(r["blocked"]) or "nobody"))
+        return await _block(client, args)
     elif cmd == "accept":
-        r = await client.request("accept", **{"from": args.mode})
-        _out(args, r, f"calls accepted from {r['accept']}")
+        if args.mode is None:
+            s = await client.request("status")
+            _out(args, {"accept": s["accept"]}, _ACCEPT[s["accept"]])
+        else:
+            r = await client.request("accept", **{"from": args.mode})
+            _out(args, r, _ACCEPT[r["accept"]] + " (until the daemon restarts)")
     elif cmd == "watch":
         while True:
             event = await client.events.get()
@@ -319,6 +325,16 @@ async def _contacts(client: Any, args: argparse.Namespace) -> int:
 
         if parse_id(name) is not None and parse_id(peer) is None:
             name, peer = peer, name  # `contacts add ID NAME` works too
+        if not args.replace:  # the daemon would rename the contact that has this ID
+            from .config import name_key
+
+            have = {c["peer"]: c["name"] for c in (await client.request("contacts"))["contacts"]}
+            other = have.get(parse_id(peer) or "")
+            if other is not None and name_key(other) != name_key(name):
+                print(f"kadtalk: {parse_id(peer)} is already your contact {other!r}; "
+                      f"`kadtalk contacts rename {other} {name}` renames it (or add --replace)",
+                      file=sys.stderr)
+                return 1
         r = await client.request("add_contact", name=name, peer=peer)
         _out(args, r, f"added {r['name']} ({r['peer']})")
     elif args.action == "rename":
@@ -327,6 +343,33 @@ async def _contacts(client: Any, args: argparse.Namespace) -> int:
     else:
         r = await client.request("remove_contact", who=a[0])
         _out(args, r, f"removed {r['name']}")
+    return 0
+
+
+_ACCEPT = {"anyone": "calls accepted from anyone",
+           "contacts": "calls accepted from contacts only"}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+async def _block(client: Any, args: argparse.Namespace) -> int:
+    """block WHO, unblock WHO, or (block alone) the list, with contact names."""
+    names = {c["peer"]: c["name"] for c in (await client.request("contacts"))["contacts"]}
+
+    def who(peer: str) -> str:
+        return f"{peer}  {names[peer]}" if peer in names else peer
+
+    if args.who is None:
+        blocked = (await client.request("status"))["blocked"]
+        _out(args, {"blocked": blocked},
+             "\n".join(who(p) for p in blocked) or "nobody is blocked")
+        return 0
+    r = await client.request(args.command, who=args.who)
+    done = "blocked" if args.command == "block" else "unblocked"
+    _out(args, r, f"{done} {args.who}; blocked now: {_plural(len(r['blocked']), 'node')}"
+         if r["blocked"] else f"{done} {args.who}; nobody is blocked now")
     return 0
 
 
@@ -340,7 +383,12 @@ def _format_status(s: dict) -> str:
     lines = [
         f"node     {s['node_id']}",
         f"udp      {n['host']}:{n['port']}",
-        f"network  {n['table_size']} contacts, " + ("reachable" if n["reachable"] else "not connected yet"),
+        f"public   {n.get('public_address') or 'not known yet'}, NAT: {n.get('nat', 'unknown')}",
+        f"network  {_plural(n['table_size'], 'peer')} in the routing table, "
+        + ("reachable" if n["reachable"] else "not connected yet"),
+        f"contacts {s['contacts']}",
+        f"calls    {_ACCEPT[s['accept']][len('calls '):]}, "
+        + (f"{_plural(len(s['blocked']), 'node')} blocked" if s["blocked"] else "nobody blocked"),
     ]
     c = s.get("call")
     if c:
@@ -374,7 +422,8 @@ def _format_event(e: dict) -> str:
                 f"loss {e.get('loss', 0) * 100:.1f}%, jitter {e.get('jitter_ms')} ms, "
                 f"latency ~{e.get('latency_ms')} ms")
     if kind == "network":
-        return f"{stamp} network {e['table_size']} contacts, " + ("reachable" if e["reachable"] else "unreachable")
+        return (f"{stamp} network {_plural(e['table_size'], 'peer')}, "
+                + ("reachable" if e["reachable"] else "unreachable"))
     if kind == "missed":
         return f"{stamp} missed call from {e.get('name') or e['peer']} ({e.get('reason')})"
     if kind == "audio_error":
@@ -382,7 +431,7 @@ def _format_event(e: dict) -> str:
     if kind == "hello":
         return f"{stamp} connected to node {e['node_id']}"
     if kind == "contacts":
-        return f"{stamp} contacts changed: {len(e['contacts'])} contacts"
+        return f"{stamp} contacts changed: {_plural(len(e['contacts']), 'contact')}"
     if kind == "audio":
         return f"{stamp} audio devices: capture {e['capture']!r}, playback {e['playback']!r}"
     if kind == "shutdown":
@@ -390,12 +439,43 @@ def _format_event(e: dict) -> str:
     return f"{stamp} {json.dumps(e)}"
 
 
+# units of the `stats` fields (docs/control.md); the others are counts
+_SECONDS = {"jitter", "target_delay"}
+_BYTES = {"bytes", "bytes_sent", "payload_bytes_sent"}
+_BITRATES = {"bitrate", "frame_bitrate"}
+
+
+def _stat(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, str) else str(value)
+    if key in _SECONDS:
+        return f"{value * 1000:.1f} ms"
+    if key in _BYTES:
+        return f"{value} B" if value < 1000 else f"{value / 1000:.1f} kB" if value < 10**6 \
+            else f"{value / 10**6:.1f} MB"
+    if key in _BITRATES:
+        return f"{value / 1000:g} kbit/s"
+    if key == "loss_perc":
+        return f"{value} %"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _format_stats(r: dict) -> str:
     c = r["call"]
-    lines = [f"{'current' if r['current'] else 'last'} call with {c.get('name') or c.get('peer')}: "
-             f"{c.get('state')}" + (f" ({c['reason']})" if c.get("reason") else "")]
-    for group in ("stats", "media"):
-        values = c.get(group) or {}
-        if values:
-            lines.append(f"{group}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    head = (f"{'current' if r['current'] else 'last'} call with {c.get('name') or c.get('peer')}: "
+            f"{c.get('state')}" + (f" ({c['reason'].replace('_', ' ')})" if c.get("reason") else "")
+            + f", {_fmt_duration(c.get('duration') or 0)} talking")
+    if c.get("rtt_ms") is not None:
+        head += f", round trip {c['rtt_ms']:.1f} ms"
+    lines = [head]
+    for group, title in (("stats", "network"), ("media", "audio")):
+        values = dict(c.get(group) or {})
+        parts = []
+        for way, suffix in (("received", ""), ("sent", "_sent")):  # packets and their bytes
+            if f"packets{suffix}" in values and f"bytes{suffix}" in values:
+                parts.append(f"{way} {_plural(values.pop(f'packets{suffix}'), 'packet')} "
+                             f"({_stat('bytes', values.pop(f'bytes{suffix}'))})")
+        parts += [f"{k.replace('_', ' ')} {_stat(k, v)}" for k, v in values.items()]
+        if parts:
+            lines.append(f"{title + ':':<9}" + ", ".join(parts))
     return "\n".join(lines)

@@ -231,6 +231,8 @@ class Daemon:
             "call": self.calls.info(call) if call is not None else None,
             "audio": self.calls.devices.status(),
             "contacts": len(self.callers.contacts.by_id), "clients": len(self.control.clients),
+            "accept": self.config.accept,
+            "blocked": sorted(set(self.config.block) | set(self.callers.blocked)),
             "traversal": (dict(self.driver.node.traversal.stats)
                           if self.driver is not None and self.driver.node.traversal else {}),
         }

@@ -6,6 +6,7 @@ defect was in how the command behaves."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import wave
 
@@ -157,3 +158,114 @@ def test_a_call_that_talks_records_into_the_wav_file(sock_root):
         samples = np.frombuffer(w.readframes(w.getnframes()), "<i2")
     assert len(samples) >= 25 * 960 and not np.all(samples == 1000)  # a new recording
     assert np.abs(samples).max() > 1000  # the tone came through
+
+
+# -- the command-line client's answers ------------------------------------------------------------
+
+async def cli(socket, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *KADTALK, *args, "--socket", str(socket), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_contacts_add_refuses_an_id_another_contact_has(sock_root):
+    alice, bob = "a1" * 20, "b0" * 20
+
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        try:
+            assert (await cli(d.socket_path, "contacts", "add", "alice", alice))[0] == 0
+            code, out, err = await cli(d.socket_path, "contacts", "add", "bob", alice.upper())
+            assert code == 1 and out == ""
+            assert err.strip() == (f"kadtalk: {alice} is already your contact 'alice'; "
+                                   "`kadtalk contacts rename alice bob` renames it (or add "
+                                   "--replace)")
+            assert d.callers.contacts.list() == [{"id": alice, "name": "alice"}]
+            # the same name again changes nothing; another ID is another contact
+            assert (await cli(d.socket_path, "contacts", "add", "ALICE", alice))[0] == 0
+            assert (await cli(d.socket_path, "contacts", "add", bob, "bob"))[0] == 0
+            # --replace renames on purpose
+            code, out, _ = await cli(d.socket_path, "contacts", "add", "carol", alice,
+                                     "--replace")
+            assert code == 0 and out == f"added carol ({alice})\n"
+            assert sorted(c["name"] for c in d.callers.contacts.list()) == ["bob", "carol"]
+        finally:
+            await d.stop()
+
+    run(scenario())
+
+
+def test_block_list_and_accept_mode_can_be_shown(sock_root):
+    alice = "a1" * 20
+
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        s = d.socket_path
+        try:
+            await cli(s, "contacts", "add", "alice", alice)
+            assert await cli(s, "block") == (0, "nobody is blocked\n", "")
+            assert await cli(s, "block", "alice") == (0, "blocked alice; blocked now: 1 node\n", "")
+            assert await cli(s, "block") == (0, f"{alice}  alice\n", "")
+            assert (await cli(s, "block", "--json"))[1] == f'{{"blocked": ["{alice}"]}}\n'
+            assert await cli(s, "accept") == (0, "calls accepted from anyone\n", "")
+            assert (await cli(s, "accept", "contacts"))[0] == 0
+            assert await cli(s, "accept") == (0, "calls accepted from contacts only\n", "")
+            status = (await cli(s, "status"))[1]
+            assert "calls    accepted from contacts only, 1 node blocked\n" in status
+            assert await cli(s, "unblock", "alice") == (
+                0, "unblocked alice; nobody is blocked now\n", "")
+            assert "calls    accepted from contacts only, nobody blocked\n" in (
+                await cli(s, "status"))[1]
+        finally:
+            await d.stop()
+
+    run(scenario())
+
+
+def test_status_counts_peers_and_shows_the_public_address_and_nat_and_stats_have_units(sock_root):
+    async def scenario():
+        a = await start_daemon(sock_root, "a")
+        try:
+            code, out, _ = await cli(a.socket_path, "status")
+        except BaseException:
+            await a.stop()
+            raise
+        assert code == 0
+        assert "network  0 peers in the routing table, not connected yet\n" in out
+        assert "public   not known yet, NAT: unknown\n" in out
+        assert "contacts 0\n" in out
+        b = await start_daemon(sock_root, "b", capture="tone:440",
+                               bootstrap=[f"127.0.0.1:{a.driver.address[1]}"])
+        try:
+            cb = await connect(b)
+            await cb.wait_event(lambda e: e.get("event") == "network" and e["public_address"])
+            out = (await cli(b.socket_path, "status"))[1]
+            assert "network  1 peer in the routing table, reachable\n" in out
+            assert f"public   127.0.0.1:{b.driver.address[1]}, NAT: none\n" in out
+            # a call, then its statistics with units
+            ca = await connect(a)
+            await cb.request("dial", to=a.node_id)
+            await ca.wait_event(lambda e: e.get("event") == "incoming", timeout=15)
+            await ca.request("answer")
+            await cb.wait_event(lambda e: e.get("event") == "quality", timeout=15)
+            code, out, _ = await cli(b.socket_path, "stats")
+            assert code == 0 and out.startswith(f"current call with {a.node_id}: talking, 00:0")
+            assert "round trip " in out and " ms" in out
+            network, audio = out.splitlines()[1:3]
+            assert network.startswith("network: received ") and " packets (" in network
+            assert "jitter " in network and network.endswith(" ms")
+            assert audio.startswith("audio:   ") and "bitrate 32 kbit/s" in audio
+            assert "target delay " in audio
+            assert not re.search(r"\d\.\d{4,}", out), out  # no raw floats
+            await cb.request("hangup")
+            await cb.wait_event(is_call("ended"))
+            out = (await cli(b.socket_path, "stats"))[1]
+            assert out.startswith(f"last call with {a.node_id}: ended (hung up), 00:0")
+            await ca.close()
+            await cb.close()
+        finally:
+            await b.stop()
+            await a.stop()
+
+    run(scenario())
