@@ -142,7 +142,7 @@ class RelayClient:
             if data[2:18] != held.nonce or held.state == "hello":
                 self.stats["unsolicited"] += 1
             elif held.state == "granted":
-                self.stats["duplicate"] += 1  # our retransmission was answered too
+                self.stats["duplicate_answer"] += 1  # our retransmission was answered too
             else:
                 self._on_allocated(held, data, now)
         elif op == wire.REFRESHED:

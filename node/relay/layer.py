@@ -27,7 +27,7 @@ DROPS = frozenset({
     "malformed", "not_serving", "unusable_source", "bad_cookie", "rate_limited",
     "rate_limited_source", "relay_full", "quota", "bad_signature", "forbidden_peer",
     "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
-    "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate",
+    "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
