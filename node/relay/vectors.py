@@ -1,0 +1,137 @@
+"""Generate the relay test vectors (docs/vectors/relay.json) by running a client and a relay.
+
+Deterministic: the client's identity is an Ed25519 key from a fixed seed (Ed25519 signatures
+are deterministic), and each side's random bytes (the client's nonce; the relay's cookie secret
+and allocation number) come from SHAKE-256 of a fixed label. Usage:
+
+    python -m kadtalk.node.relay.vectors                 # print the JSON
+    python -m kadtalk.node.relay.vectors -o FILE         # write it
+    python -m kadtalk.node.relay.vectors --check FILE    # exit 1 if FILE differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ..identity import Identity
+from . import wire
+from .layer import RelayLayer
+from .settings import RelaySettings
+
+CLIENT, RELAY, PEER = ("192.0.2.1", 5004), ("198.51.100.1", 3478), ("203.0.113.7", 5004)
+LOOPBACK = ("127.0.0.1", 5004)
+
+
+def stream(label: str) -> Callable[[int], bytes]:
+    """`random_bytes` for one side: SHAKE-256 of the label and a counter."""
+    count = [0]
+
+    def take(n: int) -> bytes:
+        count[0] += 1
+        return hashlib.shake_256(f"{label} {count[0]}".encode()).digest(n)
+
+    return take
+
+
+def client_identity() -> Identity:
+    seed = hashlib.sha256(b"kadtalk relay vector client").digest()
+    return Identity.from_private_key(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def _addr(addr: Any) -> str:
+    return f"{addr[0]}:{addr[1]}"
+
+
+def generate() -> dict[str, Any]:
+    me = client_identity()
+    client = RelayLayer(me, RelaySettings(lifetime=600), random_bytes=stream("client"))
+    relay = RelayLayer(None, RelaySettings(serve="always"),  # a relay needs no identity
+                       random_bytes=stream("relay"))
+    relay.set_public([RELAY])
+    names = {CLIENT: "client", RELAY: "relay", PEER: "peer"}
+    messages: list[dict[str, Any]] = []
+    now = 0.0
+
+    def carry(src: Any, layer: RelayLayer, note: str = "") -> None:
+        """Deliver what `layer` (at `src`) sends to the relay or the client, and log it."""
+        for data, dst in layer.datagrams_to_send(now):
+            entry = {"name": wire.NAMES[data[1]], "from": names[src], "to": names[dst],
+                     "size": len(data), "hex": data.hex()}
+            if note:
+                entry["note"] = note
+            messages.append(entry)
+            if dst == RELAY:
+                relay.receive_datagram(data, src, now)
+            elif dst == CLIENT:
+                client.receive_datagram(data, RELAY, now)
+
+    client.allocate(RELAY, now)
+    carry(CLIENT, client)  # HELLO
+    carry(RELAY, relay)  # CHALLENGE
+    carry(CLIENT, client)  # ALLOCATE
+    carry(RELAY, relay)  # ALLOCATED
+    path = client.next_event().path
+    client.permit(path, LOOPBACK, now)
+    carry(CLIENT, client, "a special address")
+    carry(RELAY, relay, "FORBIDDEN_PEER: loopback is never a peer")
+    client.permit(path, PEER, now)
+    carry(CLIENT, client)
+    carry(RELAY, relay)
+    client.send(path, b"session datagram", now)
+    carry(CLIENT, client, "from the owner: the payload is any session datagram, opaque")
+    for data, dst in relay.datagrams_to_send(now):
+        messages.append({"name": "DATA", "from": "relay", "to": names[dst], "size": len(data),
+                         "hex": data.hex(), "note": "forwarded unchanged to the permitted peer"})
+    now = 300.0
+    client.handle_timer(now)  # the refresh at half the lifetime
+    carry(CLIENT, client)
+    carry(RELAY, relay)
+    client.release(path, now)
+    carry(CLIENT, client, "lifetime 0: release")
+    carry(RELAY, relay)
+    private = me.private_key.private_bytes(serialization.Encoding.Raw,
+                                           serialization.PrivateFormat.Raw,
+                                           serialization.NoEncryption())
+    first_secret = stream("relay")(32)
+    return {
+        "description": "RELAY (0x08) exchange of docs/protocol.md section 21: a client "
+                       "allocates, is refused a loopback peer, permits one peer, sends DATA, "
+                       "refreshes and releases",
+        "client": {"address": _addr(CLIENT), "ed25519_private_key": private.hex(),
+                   "spki": me.public_der.hex(), "node_id": me.node_id.hex()},
+        "relay": {"address": _addr(RELAY), "cookie_secret": first_secret.hex(),
+                  "cookie_label": "kadtalk/1 cookie"},
+        "peer": {"address": _addr(PEER)},
+        "signed_label": wire.SIGNED_LABEL.decode(),
+        "messages": messages,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", help="write the JSON to this file")
+    parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs")
+    args = parser.parse_args(argv)
+    text = json.dumps(generate(), indent=2) + "\n"
+    if args.check:
+        with open(args.check) as f:
+            same = f.read() == text
+        print("relay vectors match" if same else f"{args.check} differs from the generator")
+        return 0 if same else 1
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
