@@ -1,6 +1,11 @@
 """The daemon's one call at a time: its state from the node's session events, the 20 ms audio
 ticker (running only while the call talks), the once-a-second quality report, and the call
 commands (dial, answer, decline, hangup, mute, stats). Who may ring is app/callers.py's rule.
+
+Headless calling (issue 16): an incoming call rings on a playback device (app/ringer.py), is
+answered at once for a contact with ``[calls] auto_answer = "contacts"``, and runs the user's
+``on_ring`` / ``on_call_end`` hooks (app/hooks.py; `hooks` is also where a messages part fires
+``on_message``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from . import protocol
 from .callers import Callers
 from .config import Config
 from .devices import Devices
+from .hooks import Hooks
+from .ringer import Ringer, load_ring_tone
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,7 @@ class Call:
     muted: bool = False
     created: float = 0.0  # loop time
     talking_since: float | None = None  # loop time
-    rtt: float | None = None  # seconds, from the key exchange
+    rtt: float | None = None  # seconds, from the key exchange (until receiver reports refine it)
     key_exchange_at: float | None = None
     address: tuple[str, int] | None = None
     last: tuple[int, int, int, int, float] | None = None  # packets, bytes, lost, bytes_sent, at
@@ -50,7 +57,10 @@ class Calls:
     def __init__(self, config: Config, callers: Callers, broadcast: Callable[[dict], None]):
         self.callers = callers
         self.broadcast = broadcast
+        self.config = config
         self.devices = Devices(config, broadcast, lambda: self.call.audio if self.call else None)
+        self.hooks = Hooks(config.hooks, config.hook_timeout)
+        self.ringer = Ringer(load_ring_tone(config.ring_tone), None)  # logs a bad tone file now
         self.driver: UdpDriver | None = None
         self.call: Call | None = None
         self.last_call: dict[str, Any] | None = None
@@ -59,12 +69,14 @@ class Calls:
         self._tick_n = 0
 
     def hang_up(self) -> None:
-        """The daemon stops: end the call, if any."""
+        """The daemon stops: end the call, if any (hooks still running are killed when the
+        event loop ends: their tasks are cancelled)."""
         if self.call is not None and self.driver is not None:
             self.driver.hang_up(self.call.session_id)  # CallEnded comes synchronously
             if self.call is not None:
                 self._end_call("hung_up", None)
         self._stop_ticker()
+        self.ringer.stop()
 
     # -- node events ----------------------------------------------------------------------------
 
@@ -85,13 +97,16 @@ class Calls:
             elif event.state is CallState.RINGING and call.key_exchange_at is not None:
                 call.rtt = loop_now - call.key_exchange_at
             if event.state is CallState.TALKING:
+                self.ringer.stop()
                 call.talking_since = loop_now
                 self._start_ticker()
             self.broadcast(self._call_event(call))
         elif kind is IncomingCall:
             self._incoming(event)
         elif kind is MissedCall:
-            self._missed(f"{event.peer_id:040x}", "busy")
+            peer = f"{event.peer_id:040x}"
+            log.info("refused a call from %s (%s): busy", peer, self.callers.name_of(peer) or "unknown")
+            self._missed(peer, "busy")
         elif kind is CallEnded:
             if call is not None and call.session_id == event.session_id:
                 self._end_call(event.reason.value, event.stats)
@@ -105,8 +120,8 @@ class Calls:
             # while a call rings or talks).
             self.driver.node.decline(self.driver.loop.time(), event.session_id)
             self.driver.service()
-            if refusal is not None:
-                log.info("refused a call from %s: %s", peer, refusal)
+            log.info("refused a call from %s (%s): %s", peer,
+                     self.callers.name_of(peer) or "unknown", refusal or "busy, in a call already")
             self._missed(peer, refusal or "busy")
             return
         self.call = call = Call(event.session_id, peer, Role.CALLEE, "ringing",
@@ -114,12 +129,34 @@ class Calls:
         session = self.driver.node.session.sessions.get(event.session_id)
         if session is not None:
             call.rtt = max(0.0, event.at - session.started)
-        log.info("incoming call from %s (%s)", peer, self.callers.name_of(peer) or "unknown")
+        name = self.callers.name_of(peer)
+        log.info("incoming call from %s (%s)", peer, name or "unknown")
+        address = f"{event.addr[0]}:{event.addr[1]}"
         self.broadcast({
             "event": "incoming", "session": event.session_id, "peer": peer,
-            "name": self.callers.name_of(peer), "address": f"{event.addr[0]}:{event.addr[1]}",
+            "name": name, "address": address,
         })
         self.broadcast(self._call_event(call))
+        self.hooks.fire("ring", peer, name, session=call.session_id, role="callee",
+                        address=address)
+        if self.config.auto_answer == "contacts" and name is not None:
+            try:
+                self._answer(call)
+                log.info("answered the call from %s (%s) by itself ([calls] auto_answer)",
+                         peer, name)
+                return
+            except protocol.BadRequest as e:  # the devices failed: it rings, as any call
+                log.warning("cannot answer the call from %s by itself: %s", name, e.message)
+        self._ring()
+
+    def _ring(self) -> None:
+        """Ring on [calls] ring_device, else on the playback device unless that is none or a
+        wav: recording (app/ringer.py)."""
+        device = self.config.ring_device or self.devices.playback
+        if device.strip() == "none" or device.strip().startswith("wav:") and not self.config.ring_device:
+            device = None
+        self.ringer.device = device
+        self.ringer.start()
 
     def _missed(self, peer: str, reason: str) -> None:
         self.broadcast({"event": "missed", "peer": peer, "name": self.callers.name_of(peer),
@@ -146,6 +183,7 @@ class Calls:
             return
         self.call = None
         self._stop_ticker()
+        self.ringer.stop()
         call.state = "ended"
         summary = self._call_event(call, reason)
         summary["stats"] = _session_stats(stats) if stats is not None else None
@@ -156,6 +194,9 @@ class Calls:
         self.last_call = summary
         log.info("call with %s ended: %s", call.peer, reason)
         self.broadcast(summary)
+        self.hooks.fire("call_end", call.peer, self.callers.name_of(call.peer),
+                        session=call.session_id, role=call.role.value, reason=reason,
+                        duration=summary["duration"], address=summary["address"])
 
     # -- audio ticks ----------------------------------------------------------------------------
 
@@ -216,14 +257,15 @@ class Calls:
         call.last = (stats.packets, stats.bytes, stats.lost, stats.bytes_sent, now)
         media = call.audio.stats() if call.audio is not None and call.audio.media else {}
         target = media.get("target_delay") or 0.0
+        rtt = self._rtt(call)
         event.update(
             rx_kbps=round((stats.bytes - last[1]) * 8 / dt / 1000, 2),
             tx_kbps=round((stats.bytes_sent - last[3]) * 8 / dt / 1000, 2),
             bitrate_kbps=round(media.get("bitrate", 0) / 1000, 2),
             loss=round(max(lost, 0) / max(packets + lost, 1), 4),
             jitter_ms=round(stats.jitter * 1000, 2),
-            rtt_ms=round(call.rtt * 1000, 2) if call.rtt is not None else None,
-            latency_ms=round(((call.rtt or 0.0) / 2 + target + FRAME + CODEC_DELAY) * 1000, 1),
+            rtt_ms=round(rtt * 1000, 2) if rtt is not None else None,
+            latency_ms=round(((rtt or 0.0) / 2 + target + FRAME + CODEC_DELAY) * 1000, 1),
             packets_rx=stats.packets, packets_tx=stats.packets_sent, lost=stats.lost,
             concealed=media.get("concealed", 0), fec=media.get("fec", 0),
         )
@@ -237,6 +279,7 @@ class Calls:
             raise protocol.BadRequest("bad_argument", "that is this node's own ID")
         if self.call is not None:
             raise protocol.BadRequest("busy", f"already in a call ({self.call.state}); hang up first")
+        self._check_joined()
         audio = self.devices.open()
         # The call's first events (dialling; key exchange when the peer is in the table; the
         # end when no lookup can start) come from the event loop after driver.call returns
@@ -252,6 +295,21 @@ class Calls:
         log.info("dialling %s (%s)", peer, self.callers.name_of(peer) or "unknown")
         return {"session": session_id, "peer": peer, "name": self.callers.name_of(peer)}
 
+    def _check_joined(self) -> None:
+        """A lookup needs contacts: with an empty routing table a dial could only end
+        `unreachable`, which would blame the peer (issue 14 item 6)."""
+        node = self.driver.node
+        if len(node.routing.table):
+            return
+        rejoin = node.rejoin
+        if rejoin is not None and rejoin.running is not None:
+            why = "the join is still running; try again in a moment (`kadtalk status` shows it)"
+        elif rejoin is not None and rejoin.bootstrap:
+            why = "the join found nobody yet; it is retried (is the bootstrap node up?)"
+        else:
+            why = "no bootstrap node: start the daemon with --bootstrap HOST:PORT"
+        raise protocol.BadRequest("not_joined", f"not joined yet: {why}")
+
     def _ringing(self) -> Call:
         call = self.call
         if call is None or call.role is not Role.CALLEE or call.state != "ringing":
@@ -260,6 +318,16 @@ class Calls:
 
     def cmd_answer(self, client: Any, msg: dict) -> dict:
         call = self._ringing()
+        try:
+            self._answer(call)
+        except protocol.BadRequest as e:
+            if e.code == "audio_device" and self.call is call:
+                self._ring()  # it keeps ringing: fix the device, then answer
+            raise
+        return {"session": call.session_id}
+
+    def _answer(self, call: Call) -> None:
+        self.ringer.stop()  # the call's audio may need the ringing device
         if call.audio is None:
             call.audio = self.devices.open()  # on failure it keeps ringing: fix, then answer
             call.audio.attach(call.session_id)
@@ -267,10 +335,10 @@ class Calls:
             if self.call is not call and call.audio is not None:
                 call.audio.close()
             raise protocol.BadRequest("no_call", "the call ended before it could be answered")
-        return {"session": call.session_id}
 
     def cmd_decline(self, client: Any, msg: dict) -> dict:
         call = self._ringing()
+        self.ringer.stop()
         done = self.driver.node.decline(self.driver.loop.time(), call.session_id)
         self.driver.service()
         if self.call is call:  # CallEnded normally ended it synchronously
@@ -308,8 +376,16 @@ class Calls:
         info = self.info(call)
         info["stats"] = _session_stats(stats) if stats is not None else None
         info["media"] = _jsonable(call.audio.stats()) if call.audio is not None else None
-        info["rtt_ms"] = round(call.rtt * 1000, 2) if call.rtt is not None else None
+        rtt = self._rtt(call)
+        info["rtt_ms"] = round(rtt * 1000, 2) if rtt is not None else None
         return {"current": True, "call": info}
+
+    def _rtt(self, call: Call) -> float | None:
+        """The round trip from the peer's receiver reports (refreshed through the call, issue
+        16), else the estimate from the call's set-up."""
+        session = self.driver.node.session if self.driver is not None else None
+        rtt = session.rtt_of(call.session_id) if session is not None else None
+        return rtt if rtt is not None else call.rtt
 
 
 def _session_stats(stats: Any) -> dict[str, Any]:

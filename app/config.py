@@ -85,7 +85,8 @@ def private_dir(path: Path) -> Path:
 
 @dataclass
 class Config:
-    """Settings: ``config.toml`` sections [network], [audio], [control], [web], [log]."""
+    """Settings: ``config.toml`` sections [network], [audio], [control], [web], [log], [calls],
+    [hooks] (app/hooks.py)."""
 
     host: str = "0.0.0.0"  # [network] host
     port: int = DEFAULT_PORT  # [network] port
@@ -102,6 +103,11 @@ class Config:
     accept: str = "anyone"  # [calls] accept: "anyone", or "contacts" (only callers in contacts ring)
     block: list[str] = field(default_factory=list)  # [calls] block = ["ID", ...]: never ring
     calls_per_minute: int = 3  # [calls] per_caller_per_minute: more calls from one caller are refused
+    auto_answer: str = "none"  # [calls] auto_answer: "none", or "contacts" (an intercom, a door phone)
+    ring_tone: str = "tone"  # [calls] ring_tone: "tone" (built in), "none", or a WAV file's path
+    ring_device: str = ""  # [calls] ring_device: playback device to ring on ("": the playback one)
+    hooks: dict[str, list[str]] = field(default_factory=dict)  # [hooks] on_EVENT = [argv]
+    hook_timeout: float = 10.0  # [hooks] timeout: seconds before a hook is killed
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
 
     @property
@@ -138,8 +144,13 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "web": {"enabled": ("web", bool), "host": ("web_host", str), "port": ("web_port", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
     "calls": {"accept": ("accept", str), "block": ("block", list),
-              "per_caller_per_minute": ("calls_per_minute", int)},
+              "per_caller_per_minute": ("calls_per_minute", int),
+              "auto_answer": ("auto_answer", str), "ring_tone": ("ring_tone", str),
+              "ring_device": ("ring_device", str)},
+    "hooks": {"on_ring": ("hook:ring", list), "on_call_end": ("hook:call_end", list),
+              "on_message": ("hook:message", list), "timeout": ("hook_timeout", float)},
 }
+MAX_HOOK_TIMEOUT = 3600.0
 
 
 def load_config(path: Path | None = None, directory: Path | None = None) -> Config:
@@ -177,18 +188,33 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
             name, kind = schema[key]
             if kind is int and (type(value) is not int):
                 raise ConfigError(f"config file {path}: [{section}] {key} must be an integer")
-            if kind is not int and not isinstance(value, kind):
+            if kind is float:
+                if type(value) not in (int, float) or not 0 < value <= MAX_HOOK_TIMEOUT:
+                    raise ConfigError(f"config file {path}: [{section}] {key} must be a number of "
+                                      f"seconds, more than 0 and at most {MAX_HOOK_TIMEOUT:g}")
+                value = float(value)
+            elif kind is not int and not isinstance(value, kind):
                 raise ConfigError(
                     f"config file {path}: [{section}] {key} must be a {kind.__name__}"
                 )
             if kind is list and not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"config file {path}: [{section}] {key} must list strings")
+            if name.startswith("hook:"):
+                if not value or not value[0].strip() or any("\0" in v for v in value):
+                    raise ConfigError(
+                        f"config file {path}: [hooks] {key} must be a command as a list: the "
+                        'program, then its arguments (e.g. ["/usr/local/bin/led", "on"]); it '
+                        "is run directly, never through a shell")
+                config.hooks[name[5:]] = list(value)
+                continue
             setattr(config, name, value)
     for name in ("port", "web_port"):
         if not 0 <= getattr(config, name) < 65536:
             raise ConfigError(f"config file {path}: port {getattr(config, name)} out of range")
     if config.accept not in ("anyone", "contacts"):
         raise ConfigError(f'config file {path}: [calls] accept must be "anyone" or "contacts"')
+    if config.auto_answer not in ("none", "contacts"):
+        raise ConfigError(f'config file {path}: [calls] auto_answer must be "none" or "contacts"')
     if config.calls_per_minute < 1:
         raise ConfigError(f"config file {path}: [calls] per_caller_per_minute must be at least 1")
     for entry in config.block:
