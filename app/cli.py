@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("daemon", "status", "call", "answer", "decline", "hangup", "mute", "contacts",
-            "block", "unblock", "accept", "watch", "stats", "audio", "web")
+COMMANDS = ("daemon", "wait-ready", "status", "call", "answer", "decline", "hangup", "mute",
+            "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
+  kadtalk wait-ready                              (in scripts) until it has started and joined
   kadtalk status                                  who am I, network, current call
   kadtalk contacts add alice 3f1c...e0            name a node ID
   kadtalk call alice                              ring, wait for the answer
@@ -79,6 +80,13 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--log-format", choices=["text", "json"],
                    help="json: one JSON object a line (time, level, logger, message)")
 
+    p = _client(commands, "wait-ready", "wait until the daemon has started and joined its network",
+                description="Wait until the daemon answers on its control socket and, if it has "
+                "a node to join through (--bootstrap, or the peers saved by its last run), until "
+                "it has joined: then calls can be placed. For scripts that start a daemon in the "
+                "background. Exit 0 when ready, 1 when it runs but has not joined in time, 3 "
+                "when no daemon answered in time.")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     p = _client(commands, "status", "show the node ID, network, current call and audio devices")
     p = _client(commands, "call", "call a node ID or a contact and wait for the answer",
                 description="Dial a node ID or contact name. Waits until the call is answered "
@@ -86,7 +94,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("target", help="node ID (40 hex digits) or contact name")
     p.add_argument("--no-wait", action="store_true", help="return once dialling has started")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
-    _client(commands, "answer", "answer the ringing call")
+    p = _client(commands, "answer", "answer the ringing call")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if nothing rings yet, wait this long for a call (default 0)")
     _client(commands, "decline", "decline the ringing call")
     _client(commands, "hangup", "hang up (or cancel) the current call")
     p = _client(commands, "mute", "mute or unmute the microphone in the current call")
@@ -108,8 +118,9 @@ def add_parsers(commands: Any) -> None:
                 description="Set who may ring this node while the daemon runs; [calls] accept in "
                 "config.toml sets it for good. Without MODE: show it.")
     p.add_argument("mode", nargs="?", choices=["anyone", "contacts"])
-    _client(commands, "watch", "print events (calls, quality, network) as they happen",
-            description="Print every event the daemon sends until Ctrl-C.")
+    p = _client(commands, "watch", "print events (calls, quality, network) as they happen",
+                description="Print every event the daemon sends until Ctrl-C (or --seconds).")
+    p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
     _client(commands, "stats", "statistics of the current (or the last) call")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
@@ -135,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "daemon":
             return _daemon(args)
+        if args.command == "wait-ready":
+            return asyncio.run(_wait_ready(args))
         if args.command == "web":
             from .config import default_socket
             from .web import WebError, run_web
@@ -219,6 +232,8 @@ async def _client_command(args: argparse.Namespace) -> int:
 
 async def _dispatch(client: Any, args: argparse.Namespace) -> int:
     cmd = args.command
+    if cmd == "answer" and args.wait > 0:
+        return await _answer_when_ringing(client, args)
     if cmd == "status":
         s = await client.request("status")
         _out(args, s, _format_status(s))
@@ -243,8 +258,13 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
             r = await client.request("accept", **{"from": args.mode})
             _out(args, r, _ACCEPT[r["accept"]] + " (until the daemon restarts)")
     elif cmd == "watch":
+        deadline = time.monotonic() + args.seconds if args.seconds is not None else None
         while True:
-            event = await client.events.get()
+            try:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0)
+                event = await asyncio.wait_for(client.events.get(), left)
+            except asyncio.TimeoutError:
+                return 0
             _out(args, event, _format_event(event))
             if event.get("event") == "shutdown":
                 return 0
@@ -266,6 +286,59 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
             a = s["audio"]
             _out(args, a, f"capture {a['capture']!r}, playback {a['playback']!r}"
                  + (f"\nlast error: {a['error']}" if a["error"] else ""))
+    return 0
+
+
+async def _wait_ready(args: argparse.Namespace) -> int:
+    """`kadtalk wait-ready`: poll the socket until a daemon answers (it appears once the daemon
+    has bound its UDP port), then wait for a `network` event saying it has joined, unless it has
+    nothing to join through (the first node of a network)."""
+    from .client import ControlClient, NotRunning
+    from .config import default_socket
+
+    path = args.socket or default_socket()
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            client = await ControlClient.connect(path)
+            break
+        except NotRunning as e:
+            if time.monotonic() >= deadline:
+                raise NotRunning(f"{e} (waited {args.timeout:g} s)") from None
+            await asyncio.sleep(0.1)
+    def ready(e: dict) -> bool:
+        return e.get("event") == "network" and (e["reachable"] or not e.get("bootstrap"))
+
+    try:
+        try:
+            network = await client.wait_event(ready, max(deadline - time.monotonic(), 0.1))
+        except asyncio.TimeoutError:
+            print(f"kadtalk: the daemon on {path} runs but has not joined its network after "
+                  f"{args.timeout:g} s; is the bootstrap node up? (`kadtalk status` shows it)",
+                  file=sys.stderr)
+            return 1
+        hello = next(e for e in client.seen if e.get("event") == "hello")
+        text = (f"ready: node {hello['node_id']}, " + (
+            f"joined ({_plural(network['table_size'], 'peer')})" if network["reachable"]
+            else "nothing to join through: the first node of its network"))
+        _out(args, {"ready": True, "node_id": hello["node_id"], "network": network}, text)
+        return 0
+    finally:
+        await client.close()
+
+
+async def _answer_when_ringing(client: Any, args: argparse.Namespace) -> int:
+    """`kadtalk answer --wait N`: answer the call that rings now, or the next one within N s.
+    Events count from the connection, so a call that rings while we ask is not missed."""
+    call = (await client.request("status"))["call"]
+    if not (call and call["role"] == "callee" and call["state"] == "ringing"):
+        try:
+            await client.wait_event(lambda e: e.get("event") == "incoming", timeout=args.wait)
+        except asyncio.TimeoutError:
+            print(f"kadtalk: no call rang within {args.wait:g} s", file=sys.stderr)
+            return 1
+    r = await client.request("answer")
+    _out(args, r, "answered")
     return 0
 
 

@@ -47,6 +47,7 @@ class Network:
         self.joined = False
         self.observed: AddressObserved | None = None  # the latest answer to an address probe
         self.nat = "unknown"  # none | cone | symmetric | unknown (docs/testbed.md)
+        self.bootstrap: list[tuple[str, int]] = []  # what it joins through (bootstrap_addresses)
         self._sent: tuple | None = None  # what the last network event said
         self._last_save = 0.0
 
@@ -61,6 +62,7 @@ class Network:
         for _, addr in load_peers(self.config.peers_path):
             if addr not in addresses:
                 addresses.append(addr)
+        self.bootstrap = addresses
         return addresses
 
     def start(self, driver: UdpDriver, now: float) -> None:
@@ -83,6 +85,7 @@ class Network:
         size = len(self.driver.node.routing.table) if self.driver is not None else 0
         host, port = self.driver.address if self.driver is not None else (None, None)
         return {"table_size": size, "reachable": size > 0, "joined": self.joined,
+                "bootstrap": len(self.bootstrap),
                 "host": host, "port": port,
                 "public_address": (f"{self.observed.public[0]}:{self.observed.public[1]}"
                                    if self.observed is not None else None),
