@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import subprocess
 import wave
 
@@ -270,6 +271,52 @@ def test_status_counts_peers_and_shows_the_public_address_and_nat_and_stats_have
             await cb.close()
         finally:
             await b.stop()
+            await a.stop()
+
+    run(scenario())
+
+
+# -- waiting for a daemon, in scripts -----------------------------------------------------------
+
+def test_wait_ready_waits_for_a_daemon_started_after_it_and_for_its_join(sock_root):
+    async def scenario():
+        path = sock_root / "a.sock"
+        waiter = await asyncio.create_subprocess_exec(
+            *KADTALK, "wait-ready", "--socket", str(path), "--timeout", "30",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await asyncio.sleep(0.5)  # the script's daemon is slow to start (the race to show)
+        assert waiter.returncode is None
+        a = await start_daemon(sock_root, "a")
+        try:
+            out, err = await asyncio.wait_for(waiter.communicate(), 30)
+            assert waiter.returncode == 0, err
+            assert out.decode() == (f"ready: node {a.node_id}, nothing to join through: the "
+                                    "first node of its network\n")
+            b = await start_daemon(sock_root, "b", bootstrap=[f"127.0.0.1:{a.driver.address[1]}"])
+            try:
+                code, out, _ = await cli(b.socket_path, "wait-ready")
+                assert code == 0 and out == f"ready: node {b.node_id}, joined (1 peer)\n"
+                assert len(b.driver.node.routing.table) == 1  # so a dial can start its lookup
+            finally:
+                await b.stop()
+            # nothing answers at the bootstrap address: running, not joined
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dead:
+                dead.bind(("127.0.0.1", 0))
+                c = await start_daemon(sock_root, "c",
+                                       bootstrap=[f"127.0.0.1:{dead.getsockname()[1]}"])
+                try:
+                    code, _, err = await cli(c.socket_path, "wait-ready", "--timeout", "1")
+                    assert code == 1 and "has not joined its network after 1 s" in err
+                finally:
+                    await c.stop()
+            code, _, err = await cli(sock_root / "none.sock", "wait-ready", "--timeout", "0.3")
+            assert code == 3 and "no kadtalk daemon" in err and "(waited 0.3 s)" in err
+            # answer --wait with nothing ringing, watch --seconds
+            code, _, err = await cli(a.socket_path, "answer", "--wait", "0.3")
+            assert code == 1 and err == "kadtalk: no call rang within 0.3 s\n"
+            code, out, _ = await cli(a.socket_path, "watch", "--seconds", "0.3")
+            assert code == 0 and "connected to node" in out
+        finally:
             await a.stop()
 
     run(scenario())
