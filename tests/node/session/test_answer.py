@@ -226,3 +226,24 @@ def test_reports_go_out_on_the_first_packet_once_due():
         first = net.of(name, ReceiverReport)[0]
         assert 1.0 <= first.at <= 1.0 + FRAME
         assert first.rtt == pytest.approx(0.0, abs=1e-9)  # zero delay, and no hold
+
+
+def test_the_documented_answer_packets_open_with_the_vector_keys():
+    """docs/protocol.md section 15a's hex: ANSWER at sequence 1 in each direction."""
+    import json
+    from pathlib import Path
+
+    from kadtalk.node.session.stream import ReceiveStream
+    from kadtalk.node.session.wire import ANSWER
+
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    keys = json.loads((docs / "vectors" / "session.json").read_text())["directions"]
+    text = (docs / "protocol.md").read_text()
+    section = text[text.index("## 15a."):text.index("## 16.")]
+    lines = [line.split("  ")[0] for line in section.splitlines() if line.startswith("05 ")]
+    assert len(lines) == 2
+    for line, direction in zip(lines, ("callee_to_caller", "caller_to_callee")):
+        wire = bytes.fromhex(line.replace(" ", ""))
+        rx = ReceiveStream(bytes.fromhex(keys[direction]["key"]),
+                           bytes.fromhex(keys[direction]["salt"]))
+        assert rx.open(wire, 0.0) == (SIGNAL, 1, bytes((ANSWER,)))
