@@ -8,25 +8,26 @@ import json
 import pytest
 
 from benchmarks import fuzz
-from benchmarks.fuzz import control, routing, runner, session, stack, traversal
+from benchmarks.fuzz import control, relay, routing, runner, session, stack, traversal
 
 FAMILIES = {
     "routing": ["routing-decode", "routing-layer"],
     "session": ["session-key", "session-stream", "session-cookie"],
     "traversal": ["traversal"],
+    "relay": ["relay"],
     "stack": ["node-stack"],
     "control": ["control-json", "websocket"],
 }
 
 
 def test_every_target_belongs_to_one_family_and_the_runner_knows_them_all():
-    modules = {"routing": routing, "session": session, "traversal": traversal,
+    modules = {"routing": routing, "session": session, "traversal": traversal, "relay": relay,
                "stack": stack, "control": control}
     for family, names in FAMILIES.items():
         assert [t.name for t in modules[family].TARGETS] == names
     assert sorted(fuzz.TARGETS) == sorted(n for names in FAMILIES.values() for n in names)
     assert runner.FAMILIES == tuple(modules[f] for f in ("routing", "session", "traversal",
-                                                        "stack", "control"))
+                                                        "relay", "stack", "control"))
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -104,6 +105,25 @@ def _every_address_validated(monkeypatch):
     monkeypatch.setattr(layer.RoutingLayer, "_is_validated", lambda self, addr: True)
 
 
+def _relay_challenges_twice(monkeypatch):
+    from kadtalk.node.relay import server
+
+    real = server.RelayServer.on_hello
+
+    def twice(self, data, addr, now):
+        real(self, data, addr, now)
+        real(self, data, addr, now)
+
+    monkeypatch.setattr(server.RelayServer, "on_hello", twice)
+
+
+def _relay_forwards_anywhere(monkeypatch):
+    from kadtalk.node.relay import server
+
+    monkeypatch.setattr(server.RelayServer, "on_data",
+                        lambda self, alloc, data, addr, now: self.send(data, ("192.0.2.200", 9)))
+
+
 def _integers_unlimited(monkeypatch):
     from kadtalk.app import protocol
 
@@ -122,6 +142,8 @@ def _lines_unlimited(monkeypatch):
     [
         ("traversal", _punch_fwd_from_anyone),
         ("traversal", _punch_req_never_checked),
+        ("relay", _relay_challenges_twice),
+        ("relay", _relay_forwards_anywhere),
         ("node-stack", _traversal_not_dispatched),
         ("node-stack", _unknown_types_not_counted),
         ("routing-layer", _every_address_validated),

@@ -1,0 +1,153 @@
+"""Relay target (0x08: HELLO ... DATA) through a serving RelayLayer and a client holding an
+allocation with it.
+
+The relay holds a live allocation (owner O, permitted peer P); inputs come from O, P, a
+stranger or any address, may name the live allocation, may carry a cookie valid for their
+source, and may be a freshly signed ALLOCATE (so allocations come and go against the caps);
+answers from the relay's address also go to the client. Rates are opened wide so that every
+input reaches the checks behind them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from benchmarks.fuzz.core import WIDE, Target, Violation, datagrams
+from kadtalk.node.identity import Identity
+from kadtalk.node.relay import RelayLayer, RelaySettings, addresses, wire
+
+FAST = RelaySettings(
+    serve="always", max_allocations=16, max_per_host=3, max_per_identity=2, min_lifetime=30,
+    default_lifetime=60, max_lifetime=120, lifetime=60, cookie_rotation=10.0,
+    verify_rate=WIDE, verify_burst=WIDE, source_rate=WIDE, source_burst=WIDE,
+    allocation_rate=WIDE, allocation_burst=WIDE, total_rate=WIDE, total_burst=WIDE,
+    max_sources=64,
+)
+CLIENT = RelaySettings(serve="never", lifetime=60, request_tries=3)
+RELAY, OWNER, PEER, STRANGER = (("198.51.100.1", 3478), ("203.0.113.1", 5004),
+                                ("203.0.113.2", 5004), ("203.0.113.3", 5004))
+
+
+class RelayState:
+    def __init__(self) -> None:
+        self.identities = [Identity.generate() for _ in range(3)]
+        self.relay = RelayLayer(None, FAST)
+        self.relay.set_public([RELAY])
+        self.client = RelayLayer(self.identities[0], CLIENT)
+        self.now = 0.0
+        self.client.allocate(RELAY, 0.0)
+        self.pump()
+        self.path = self.client.next_event().path
+        self.client.permit(self.path, PEER, 0.0)
+        self.pump()
+        number = self.path.allocation
+        me = self.identities[1]
+        nonce, cookie = bytes(16), bytes(16)
+        self.seeds = [
+            wire.hello(bytes(16)), wire.challenge(bytes(16), bytes(16)),
+            wire.allocate(nonce, cookie, 60, me.public_der,
+                          me.sign(wire.signed_part(nonce, cookie, 60))),
+            wire.allocated(bytes(16), number, 60, addresses.to_wire(OWNER)),
+            wire.refresh(number, 60), wire.refresh(number, 60, wire.REFRESHED),
+            wire.permit(number, addresses.to_wire(PEER)),
+            wire.permit(number, addresses.to_wire(PEER), wire.PERMITTED),
+            wire.error(wire.ALLOCATE, wire.QUOTA, number), wire.data(number, b"payload"),
+        ]
+
+    def pump(self) -> None:
+        """Carry datagrams between the client (at OWNER) and the relay until quiet."""
+        moved = True
+        while moved:
+            moved = False
+            for data, dst in self.client.datagrams_to_send(self.now):
+                moved = True
+                if dst == RELAY:
+                    self.relay.receive_datagram(data, OWNER, self.now)
+            for data, dst in self.relay.datagrams_to_send(self.now):
+                moved = True
+                if dst == OWNER:
+                    self.client.receive_datagram(data, RELAY, self.now)
+
+
+def relay_strategy(state: RelayState) -> st.SearchStrategy:
+    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 12),
+                      st.binary(max_size=60))
+    exact = st.sampled_from(state.seeds).flatmap(  # a valid layout, every field random
+        lambda seed: st.binary(min_size=len(seed) - 2, max_size=len(seed) - 2).map(
+            lambda body: seed[:2] + body))
+    return st.tuples(
+        st.one_of(exact, exact, datagrams(state.seeds, [wire.RELAY], 200), sized),
+        st.integers(0, 3),  # source: owner, peer, stranger, any address
+        st.booleans(),  # name the live allocation
+        st.integers(0, 7),  # 0: a valid cookie for the source; 1: a signed ALLOCATE
+        st.booleans(),  # also hand it to the client, as if from the relay
+    )
+
+
+def run_relay(state: RelayState, item: tuple) -> None:
+    data, which, aim, extra, to_client = item
+    relay, client = state.relay, state.client
+    state.now += 0.01
+    now = state.now
+    addr: Any = (OWNER, PEER, STRANGER, ("192.0.2.%d" % (len(data) % 250 + 1), 4000))[which]
+    if aim and len(data) >= 10:
+        data = data[:2] + state.path.allocation + data[10:]
+    if extra == 0 and len(data) >= 34 and data[1] in (wire.ALLOCATE, wire.HELLO):
+        data = data[:18] + relay.server._cookies.mint(addr, data[2:18], now) + data[34:]
+    elif extra == 1:
+        me = state.identities[len(data) % 3]
+        nonce = bytes([len(data) % 256]) * 16
+        cookie = relay.server._cookies.mint(addr, nonce, now)
+        data = wire.allocate(nonce, cookie, 60, me.public_der,
+                             me.sign(wire.signed_part(nonce, cookie, 60)))
+    drops = sum(relay.drop_counts().values())
+    relay.receive_datagram(data, addr, now)
+    if not wire.well_formed(data) and sum(relay.drop_counts().values()) != drops + 1:
+        raise Violation("a malformed relay datagram is not one counted drop")
+    timer = relay.get_timer()
+    if timer is not None and timer <= now:
+        relay.handle_timer(now)
+    server = relay.server
+    back = 0
+    for out, dst in relay.datagrams_to_send(now):
+        if dst == addr:
+            back += len(out)
+            continue
+        if out != data or out[1] != wire.DATA:
+            raise Violation("the relay sent something else than a DATA it received to a third")
+        alloc = server.allocations.get(out[2:10])
+        if alloc is None or {addr, dst} != {alloc.owner, alloc.peer}:
+            raise Violation("DATA forwarded outside an allocation's owner and its peer")
+        if addresses.forbidden(dst, OWNER, [RELAY], False) not in (None, "forbidden_self"):
+            raise Violation("DATA forwarded to a special address")
+    if back > len(data):
+        raise Violation("relay answers larger than their request")
+    if len(server.allocations) > FAST.max_allocations:
+        raise Violation("more allocations than the cap")
+    if to_client:
+        client.receive_datagram(data, RELAY, now)
+    timer = client.get_timer()
+    if timer is not None and timer <= now:
+        client.handle_timer(now)
+    for out, dst in client.datagrams_to_send(now):
+        if dst != RELAY:
+            raise Violation("the client sent to another address than its relay")
+    while client.next_event() is not None:
+        pass
+    while relay.next_event() is not None:
+        pass
+    if RELAY not in client.client.held and len(data) % 5 == 0:
+        client.allocate(RELAY, now)  # the client's allocation ended: a new one, some time
+
+
+TARGETS = [
+    Target(
+        "relay",
+        "relays (0x08) through a serving RelayLayer and a client holding an allocation",
+        RelayState,
+        relay_strategy,
+        run_relay,
+    ),
+]
