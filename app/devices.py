@@ -46,7 +46,7 @@ def _wav_path(kind: str, name: str) -> Path:
     """The file of a ``wav:`` device, checked without writing it: AudioError says what is
     wrong (a missing file to play, a missing folder to record in, a file kadtalk must not
     overwrite)."""
-    path = Path(name.strip()[4:]).expanduser()
+    path = Path(name.strip()[4:])  # as open_capture / open_playback take it
     if kind == "capture":
         if not path.is_file():
             raise AudioError(f"capture {name!r}: no such file {path}")

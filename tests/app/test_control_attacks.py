@@ -79,7 +79,8 @@ def test_set_audio_cannot_truncate_a_file_outside_the_recordings_directory(sock_
             for _ in range(2):
                 r = await c.request("set_audio", playback="wav:call.wav")
                 assert r["playback"] == f"wav:{recordings.resolve() / 'call.wav'}"
-            assert (recordings / "call.wav").read_bytes()[:4] == b"RIFF"
+            # only checked: a wav: file is created at the first frame a call plays
+            assert not (recordings / "call.wav").exists()
             # the devices the user configured stay allowed
             r = await c.request("set_audio", playback="none", capture="tone:440")
             assert r["ok"]
