@@ -198,7 +198,7 @@ class Node:
         upper = self._upper
         if upper.session is not None:
             more = upper.session.datagrams_to_send(now)
-            if more and upper.relay is not None:
+            if more and any(type(addr) is RelayPath for _, addr in more):
                 more = self._relayed_out(more, now)
             if more:
                 out = out + more if out else more
@@ -211,11 +211,11 @@ class Node:
 
     def _relayed_out(self, out: list[tuple[bytes, Any]], now: float) -> list[tuple[bytes, Any]]:
         """Session datagrams to a RelayPath go through the relay layer (wrapped in DATA)."""
-        relay = self._upper.relay
+        relay = self.relay
         direct = [(data, addr) for data, addr in out if type(addr) is not RelayPath]
         for data, addr in out:
-            if type(addr) is RelayPath and not relay.send(addr, data, now):
-                relay.stats["unrelayable"] += 1  # a path we do not hold (any more)
+            if type(addr) is RelayPath and (relay is None or not relay.send(addr, data, now)):
+                self._count("unrelayable")  # a path we do not hold (any more), or relays off
         return direct
 
     def next_event(self) -> Event | None:
