@@ -252,7 +252,9 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
         return await _block(client, args)
     elif cmd == "accept":
         if args.mode is None:
-            s = await client.request("status")
+            s = await _newer_status(client, "accept")
+            if s is None:
+                return 1
             _out(args, {"accept": s["accept"]}, _ACCEPT[s["accept"]])
         else:
             r = await client.request("accept", **{"from": args.mode})
@@ -427,6 +429,16 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+async def _newer_status(client: Any, field: str) -> dict | None:
+    """The daemon's status if it has `field` (a daemon started before an upgrade has not)."""
+    s = await client.request("status")
+    if field not in s:
+        print(f"kadtalk: the running daemon is older than this command and does not report "
+              f"{field!r}; restart it", file=sys.stderr)
+        return None
+    return s
+
+
 async def _block(client: Any, args: argparse.Namespace) -> int:
     """block WHO, unblock WHO, or (block alone) the list, with contact names."""
     names = {c["peer"]: c["name"] for c in (await client.request("contacts"))["contacts"]}
@@ -435,7 +447,10 @@ async def _block(client: Any, args: argparse.Namespace) -> int:
         return f"{peer}  {names[peer]}" if peer in names else peer
 
     if args.who is None:
-        blocked = (await client.request("status"))["blocked"]
+        s = await _newer_status(client, "blocked")
+        if s is None:
+            return 1
+        blocked = s["blocked"]
         _out(args, {"blocked": blocked},
              "\n".join(who(p) for p in blocked) or "nobody is blocked")
         return 0
@@ -460,9 +475,10 @@ def _format_status(s: dict) -> str:
         f"network  {_plural(n['table_size'], 'peer')} in the routing table, "
         + ("reachable" if n["reachable"] else "not connected yet"),
         f"contacts {s['contacts']}",
-        f"calls    {_ACCEPT[s['accept']][len('calls '):]}, "
-        + (f"{_plural(len(s['blocked']), 'node')} blocked" if s["blocked"] else "nobody blocked"),
     ]
+    if "accept" in s and "blocked" in s:  # not from a daemon started before an upgrade
+        lines.append(f"calls    {_ACCEPT[s['accept']][len('calls '):]}, " + (
+            f"{_plural(len(s['blocked']), 'node')} blocked" if s["blocked"] else "nobody blocked"))
     c = s.get("call")
     if c:
         who = c["name"] or c["peer"]
