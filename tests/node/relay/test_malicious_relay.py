@@ -4,17 +4,20 @@ or forge it: the session's keys and AEAD are end to end, and the relay sees only
 
 from __future__ import annotations
 
+from random import Random
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kadtalk.node.relay import wire
+from kadtalk.node.session import SessionLayer
 from kadtalk.node.session.handshake import ephemeral_spki, id_of, make_key_res
 from kadtalk.node.session.events import CallEnded, MediaReceived
 from kadtalk.node.session.state import EndReason
 from kadtalk.node.session.wire import KEY_REQ, KEY_RES, MEDIA, decode_key
 from kadtalk.transport.memory import Packet, Route
 
-from .calls import A, B, R, place_call, relay_path, world
+from .calls import WALL, A, B, R, place_call, relay_path, world
 from .conftest import identity
 
 SECRET = b"SECRET-AUDIO-FRAME"
@@ -125,6 +128,10 @@ def test_a_relay_cannot_answer_for_the_callee(claimed, reason):
         if kind == KEY_RES and to_a:
             return []  # B's genuine answer never arrives
         if kind == KEY_REQ and not to_a:  # A's KEY_REQ on its way to B: Mallory answers it
+            as_callee = SessionLayer(mallory, Random(9), None, WALL)
+            as_callee.receive_datagram(data[wire.HEADER:], "a", now)
+            assert as_callee.stats == {"bad_signature": 1}  # signed for B's ID, not Mallory's
+            assert as_callee.datagrams_to_send(now) == []
             req = decode_key(data[wire.HEADER:])
             eph = ephemeral_spki(ec.generate_private_key(ec.SECP256R1()).public_key())
             res = make_key_res(mallory.sign, identity(claimed).public_der, id_of(req.identity),
