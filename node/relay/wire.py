@@ -4,8 +4,8 @@
 | --- | --- | --- | --- | --- |
 | 0x01 | HELLO | nonce (16), zero (16) | 34 | client, first |
 | 0x02 | CHALLENGE | nonce (16), cookie (16) | 34 | relay, statelessly |
-| 0x03 | ALLOCATE | nonce, cookie, lifetime (u16), SPKI length (u16), SPKI, signature | 38+ | client |
-| 0x04 | ALLOCATED | nonce, allocation (8), lifetime (u16), reflexive IPv4 (4), port (2) | 34 | relay |
+| 0x03 | ALLOCATE | nonce, cookie, lifetime (u16), SPKI size (u16), SPKI, signature | 38+ | client |
+| 0x04 | ALLOCATED | nonce, allocation (8), lifetime (u16), reflexive IPv4, port | 34 | relay |
 | 0x05 | REFRESH | allocation (8), lifetime (u16; 0 releases) | 12 | owner |
 | 0x06 | REFRESHED | allocation (8), lifetime (u16) | 12 | relay |
 | 0x07 | PERMIT | allocation (8), peer IPv4 (4), port (2) | 16 | owner |
