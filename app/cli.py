@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,17 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: 0-65535 (0 = any free port)")
     return port
+
+
+def _seconds(text: str) -> float:
+    """A duration for argparse: finite, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds (0 or more)")
+    return value
 
 
 def _socket_option(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +98,7 @@ def add_parsers(commands: Any) -> None:
                 "it has joined: then calls can be placed. For scripts that start a daemon in the "
                 "background. Exit 0 when ready, 1 when it runs but has not joined in time, 3 "
                 "when no daemon answered in time.")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait (default 30)")
     p = _client(commands, "status", "show the node ID, network, current call and audio devices")
     p = _client(commands, "call", "call a node ID or a contact and wait for the answer",
                 description="Dial a node ID or contact name. Waits until the call is answered "
@@ -95,7 +107,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--no-wait", action="store_true", help="return once dialling has started")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
     p = _client(commands, "answer", "answer the ringing call")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
                    help="if nothing rings yet, wait this long for a call (default 0)")
     _client(commands, "decline", "decline the ringing call")
     _client(commands, "hangup", "hang up (or cancel) the current call")
@@ -120,7 +132,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("mode", nargs="?", choices=["anyone", "contacts"])
     p = _client(commands, "watch", "print events (calls, quality, network) as they happen",
                 description="Print every event the daemon sends until Ctrl-C (or --seconds).")
-    p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
+    p.add_argument("--seconds", type=_seconds, metavar="N", help="stop after N seconds")
     _client(commands, "stats", "statistics of the current (or the last) call")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
@@ -308,6 +320,7 @@ async def _wait_ready(args: argparse.Namespace) -> int:
             if time.monotonic() >= deadline:
                 raise NotRunning(f"{e} (waited {args.timeout:g} s)") from None
             await asyncio.sleep(0.1)
+
     def ready(e: dict) -> bool:
         return e.get("event") == "network" and (e["reachable"] or not e.get("bootstrap"))
 
