@@ -320,3 +320,29 @@ def test_an_identity_can_be_made_of_any_supported_key_type():
     world.attach(A, RelayLayer(Identity.from_private_key(ed25519.Ed25519PrivateKey.generate()),
                                SERVE))
     assert world.granted(A, 0.0).reflexive == A
+
+
+def test_two_relays_permitting_each_other_cannot_loop():
+    """A owns an allocation at R permitting relay Y, and one at Y permitting R: a DATA from A
+    reaches Y once and stops there (Y holds no allocation of that number, and R is not one of
+    its allocation's owner or peer)."""
+    y = ("198.51.100.2", 5004)
+    world = World(RelaySettings(serve="always", max_per_identity=4, max_per_host=4))
+    world.attach(y, RelayLayer(identity("relay y"), RelaySettings(serve="always")))
+    at_r = world.granted(A, 0.0).path
+    world.at(A).permit(at_r, y, 0.0)
+    world.settle(0.0)
+    # A's second allocation, at Y, from another port (one allocation per relay and client)
+    a2 = ("203.0.113.1", 6000)
+    world.attach(a2, RelayLayer(identity("a"), SERVE))
+    world.at(a2).allocate(y, 0.0)
+    world.settle(0.0)
+    at_y = world.events[a2][-1].path
+    world.at(a2).permit(at_y, R, 0.0)
+    world.settle(0.0)
+    start = len(world.log)
+    world.at(A).send(at_r, b"loop?", 1.0)
+    world.settle(1.0)
+    hops = [(p.src, p.dst) for p in world.log[start:]]
+    assert hops == [(A, R), (R, y)]
+    assert world.at(y).drop_counts() == {"unknown_allocation": 1}
