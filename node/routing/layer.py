@@ -85,6 +85,10 @@ class RoutingSettings:
     probe_rate: float = 1000.0
     probe_burst: float = 2000.0
     address_probe_rate: float = 1.0
+    # False lifts the flood limits and the amplification limit above (every request is answered
+    # in full): for capacity benchmarks on one host only (benchmarks/udp_routing); a node on a
+    # network keeps them. Table admission and address probes are unchanged.
+    limits: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -297,26 +301,29 @@ class RoutingLayer:
         if msg.origin == self.node_id:
             self.count("own_id")
             return
-        guard = self._guard
-        if guard is None:
-            settings = self.settings
-            guard = self._guard = FloodGuard(
-                settings.request_rate, settings.request_burst,
-                settings.source_request_rate, settings.source_request_burst, now,
-            )
-        refused = guard.check(addr, now)
-        if refused is not None:
-            self.count(refused)
-            return
+        settings = self.settings
+        limits = settings.limits
+        if limits:
+            guard = self._guard
+            if guard is None:
+                guard = self._guard = FloodGuard(
+                    settings.request_rate, settings.request_burst,
+                    settings.source_request_rate, settings.source_request_burst, now,
+                )
+            refused = guard.check(addr, now)
+            if refused is not None:
+                self.count(refused)
+                return
         handle = self.registry.intern(msg.origin, addr)
         probe = self._wants_probe(handle, addr, now)
         ids = self.registry.ids
         addrs = self.registry.addrs
-        count = self.settings.k
-        budget = self.settings.amplification * msg.size
+        count = settings.k
+        budget = settings.amplification * msg.size
         if probe:
             budget -= REQUEST_SIZE  # the probe counts towards what we send there
-        if RESPONSE_HEADER + count * CONTACT_SIZE > budget and not self._is_validated(addr):
+        if (limits and RESPONSE_HEADER + count * CONTACT_SIZE > budget
+                and not self._is_validated(addr)):
             # Anti-amplification: the source address may be forged to aim our answer at a victim.
             if budget < RESPONSE_HEADER:  # no room for the probe after an empty answer
                 budget += REQUEST_SIZE
@@ -472,9 +479,10 @@ class RoutingLayer:
         return validated is not None and addr in validated
 
     def _answered_from(self, addr: Any) -> None:
-        """An answer to our unguessable probe came from `addr`: the address receives our
-        datagrams (QUIC's address validation). An answer to a lookup's request does not count:
-        its target may be known to a third party who forges it."""
+        """An answer to our unguessable probe came from `addr` (or a join's bootstrap address,
+        which the user named, answered us there): the address receives our datagrams (QUIC's
+        address validation). An answer to a lookup's request does not count: its target may be
+        known to a third party who forges it from an address it named."""
         validated = self._validated
         if validated is None:
             validated = self._validated = {}
@@ -510,6 +518,8 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
+        if any(asked < 0 for _, asked in request.waiters):
+            self._answered_from(addr)  # a bootstrap address the user named answered our join
         handle = registry.intern(responder, addr)
         table = self.table
         if table.known(handle):  # held at this address already: it is alive

@@ -157,3 +157,102 @@ def test_remembered_answering_addresses_are_bounded():
     for i in range(100):
         answer_to(server, encode_request(RouteRequest(99, i), 0), ("203.0.113.%d" % i, 9), i * 0.01)
     assert len(validated) == VALIDATED_LIMIT
+
+
+def test_a_bootstrap_address_that_answered_our_join_gets_full_answers():
+    """Issue 15: a nanotalk node we joined through is a table entry no probe of ours ever
+    reached, so its bare requests got 3 contacts however often it answered us. The user named
+    that address and it answered our join there: it is validated (a lookup's answer from any
+    other address still is not, see below)."""
+    server = server_with_full_table()
+    boot_id, boot = SERVER_ID ^ (1 << 100), ("10.9.9.7", 5004)
+    server.join([boot], 1.0)
+    [(request, dst)] = [(d, a) for d, a in server.datagrams_to_send(1.0) if a == boot]
+    assert not server.routing._is_validated(boot)
+    target = decode(request, ContactRegistry.addr_from_wire)[0].target
+    server.receive_datagram(encode_response(RouteResponse(boot_id, target, ()),
+                                            ContactRegistry.addr_to_wire), boot, 1.1)
+    assert server.routing._is_validated(boot) and server.routing.table.find(boot_id) >= 0
+    server.datagrams_to_send(1.1)  # the join goes on with the other contacts
+    small = encode_request(RouteRequest(boot_id, 456), 0)
+    assert len(answer_to(server, small, boot, 1.2)) == 41 + 20 * 26
+    assert len(answer_to(server, small, ATTACKER, 1.2)) <= 41 + 3 * 26  # others still limited
+    assert server.drop_counts() == {}
+
+
+def test_reflection_through_a_lookup_still_fails():
+    """Issue 15 asked that an answer to our request validate its sender's address; the attack
+    that made the previous session withdraw that rule (13.7x), played whole: a malicious
+    contact M names a victim V (no kadtalk there) in its answer to our lookup, forges V's
+    answer to our request (it knows the lookup's target), then floods bare requests forged from
+    V, claiming V's ID and random ones, and forges blind answers to the probes they draw
+    (echoing what it knows: the claimed IDs, the lookup's target, guesses). V is never
+    validated, and what we send V stays within 3x what M forged. Only an echo of the probe's
+    keyed target (a nonce only we can compute, bound to V and the claimed ID) validates."""
+    server = server_with_full_table()
+    v_id, v = SERVER_ID ^ (1 << 120) ^ 77, ("203.0.113.80", 80)  # a deep, empty bucket
+    target = v_id ^ 3
+    m_id, m = v_id ^ (1 << 40), ("198.51.100.9", 4000)  # M is the closest contact we hold
+    server.add_contact(m_id, m, 0.0)
+    server.datagrams_to_send(0.0)
+    server.find_closest(target, 1.0)
+    now, asked_v = 1.0, False
+    for _ in range(6):  # M answers with V; M forges V's answer to the lookup's request
+        for data, dst in server.datagrams_to_send(now):
+            msg = decode(data, ContactRegistry.addr_from_wire)[0]
+            if type(msg) is not RouteRequest:
+                continue
+            reply = None
+            if dst == m:
+                reply = RouteResponse(m_id, msg.target, ((v_id, v),))
+            elif dst == v and msg.target == target:
+                asked_v = True
+                reply = RouteResponse(v_id, target, ())
+            if reply is not None:
+                server.receive_datagram(encode_response(reply, ContactRegistry.addr_to_wire),
+                                        dst, now)
+        now += 0.01
+    assert asked_v and not server.routing._is_validated(v)
+    server.datagrams_to_send(now)
+    rng = Random(9)
+    forged = to_v = 0
+    for i in range(300):  # 100 forged requests a second from V for 3 s
+        now = 2.0 + i * 0.01
+        claimed = v_id if i % 2 else rng.getrandbits(160)
+        data = encode_request(RouteRequest(claimed, rng.getrandbits(160)), 0)
+        server.receive_datagram(data, v, now)
+        forged += len(data)
+        out = server.datagrams_to_send(now)
+        to_v += sum(len(d) for d, dst in out if dst == v)
+        for guess in (claimed, target, v_id, rng.getrandbits(160)):  # blind probe answers
+            reply = encode_response(RouteResponse(claimed, guess, ()), ContactRegistry.addr_to_wire)
+            server.receive_datagram(reply, v, now)
+            forged += len(reply)
+        to_v += sum(len(d) for d, dst in server.datagrams_to_send(now) if dst == v)
+    assert not server.routing._is_validated(v)
+    assert to_v <= 3 * 300 * REQUEST_SIZE  # within 3x of the forged requests alone
+    assert server.routing.limited_answers >= 300
+    assert server.routing.table.find(v_id) < 0  # and V's ID never entered the table
+
+
+def test_limits_off_answers_every_request_in_full():
+    """`limits=False` (capacity benchmarks only) lifts the flood limits and the 3x rule."""
+    server = Node(SERVER_ID, ContactRegistry(), Random(1),
+                  RoutingSettings(refresh_on_join=False, limits=False), 0.0)
+    for i in range(200):
+        server.add_contact(Random(i).getrandbits(160), ("10.1.%d.%d" % (i // 250, i % 250 + 1), 5004), 0.0)
+    server.datagrams_to_send(0.0)
+    answers = 0
+    for i in range(5000):  # 5,000 bare requests from one source in 0.05 s
+        server.receive_datagram(encode_request(RouteRequest(1000 + i, i), 0), ATTACKER, i * 1e-5)
+        out = server.datagrams_to_send(i * 1e-5)
+        answers += sum(1 for d, _ in out if d[0] == ROUTE_RES and len(d) == 41 + 20 * 26)
+    assert answers == 5000 and server.drop_counts() == {}
+    assert server.routing.limited_answers == 0
+
+    limited = server_with_full_table()  # the default keeps both
+    for i in range(5000):
+        limited.receive_datagram(encode_request(RouteRequest(1000 + i, i), 0), ATTACKER, i * 1e-5)
+    drops = limited.drop_counts()
+    assert drops["rate_limited"] + drops["rate_limited_source"] > 0
+    assert limited.routing.limited_answers > 0
