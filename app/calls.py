@@ -61,6 +61,8 @@ class Calls:
         self.devices = Devices(config, broadcast, lambda: self.call.audio if self.call else None)
         self.hooks = Hooks(config.hooks, config.hook_timeout)
         self.ringer = Ringer(load_ring_tone(config.ring_tone), None)  # logs a bad tone file now
+        if config.auto_answer == "contacts":
+            log.info("calls from contacts are answered by themselves ([calls] auto_answer)")
         self.driver: UdpDriver | None = None
         self.call: Call | None = None
         self.last_call: dict[str, Any] | None = None

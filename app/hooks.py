@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 from typing import Any
 
@@ -57,6 +58,12 @@ class Hooks:
             raise ValueError(f"unknown hook events: {sorted(unknown)}")
         self.commands = {k: list(v) for k, v in commands.items() if v}
         self.timeout = timeout
+        for event, argv in self.commands.items():  # told at start, not at the first ring
+            if shutil.which(argv[0]) is None:
+                log.warning("hook on_%s: %s is not an executable program (a full path, or a "
+                            "name on PATH); it will fail when run", event, argv[0])
+            else:
+                log.info("hook on_%s: %s", event, " ".join(argv))
         self.running: set[asyncio.Task] = set()
         self.started = self.failed = self.killed = self.skipped = 0
 

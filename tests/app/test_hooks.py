@@ -103,6 +103,7 @@ def test_a_missing_or_failing_hook_is_logged_and_nothing_else_happens(tmp_path, 
 
     with caplog.at_level(logging.WARNING, "kadtalk.app.hooks"):
         run(scenario())
+    assert f"hook on_ring: {tmp_path / 'no-such-hook'} is not an executable program" in caplog.text
     assert f"hook on_ring ({tmp_path / 'no-such-hook'}) cannot start" in caplog.text
     assert "exit status 3: led busy" in caplog.text
 
