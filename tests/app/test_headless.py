@@ -260,3 +260,34 @@ def test_the_reported_rtt_follows_the_session_layers_measurement(sock_root):
     run(scenario())
 
 
+
+
+def test_a_daemon_with_a_broken_ring_tone_and_hook_says_so_and_runs(sock_root):
+    """`kadtalk daemon` as a process: a ring tone that is not audio and a hook that does not
+    exist are each one clear log line at start; the daemon still gets ready and answers."""
+    from .conftest import DaemonProcess
+
+    config_dir = sock_root / "pi"
+    config_dir.mkdir()
+    junk = sock_root / "bell.wav"
+    junk.write_text("not audio")
+    (config_dir / "config.toml").write_text(
+        f'[calls]\nring_tone = "{junk}"\nauto_answer = "contacts"\n'
+        f'[hooks]\non_ring = ["{sock_root / "no-such-led"}", "on"]\n')
+
+    async def scenario():
+        d = DaemonProcess(sock_root, "pi", "--capture", "none", "--playback", "none")
+        try:
+            await d.ready()
+            client = await connect(d.socket)
+            assert (await client.request("status"))["node_id"]
+            await client.close()
+            assert await d.terminate() == 0
+        finally:
+            d.kill()
+        log = d.log()
+        assert f"ring tone {junk} is not a usable WAV file" in log
+        assert f"hook on_ring: {sock_root / 'no-such-led'} is not an executable program" in log
+        assert "answered by themselves" in log
+
+    run(scenario())
