@@ -154,8 +154,8 @@ class Calls:
     def _ring(self) -> None:
         """Ring on [calls] ring_device, else on the playback device unless that is none or a
         wav: recording (app/ringer.py)."""
-        device = self.config.ring_device or self.devices.playback
-        if device.strip() == "none" or device.strip().startswith("wav:") and not self.config.ring_device:
+        device = (self.config.ring_device or self.devices.playback).strip()
+        if device == "none" or (device.startswith("wav:") and not self.config.ring_device):
             device = None
         self.ringer.device = device
         self.ringer.start()

@@ -8,6 +8,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .conftest import connect, is_call, start_daemon
 
@@ -82,3 +84,30 @@ def test_the_button_answers_and_hangs_up_real_calls(sock_root):
             await a.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 80)), max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_debounce_counts_exactly_the_levels_held_long_enough(segments):
+    """Any pattern of levels, sampled every millisecond: a press (or release) is reported once
+    for each run of one level held at least `hold`, and a shorter run never counts."""
+    d = button.Debouncer(hold=0.0295)  # 30 samples after the first of a run
+    got, i = [], 0
+    for level, length in segments:
+        for _ in range(length):
+            event = d.feed(level, i / 1000)
+            if event:
+                got.append(event)
+            i += 1
+    merged: list[list] = []  # runs of one level
+    for level, length in segments:
+        if merged and merged[-1][0] == level:
+            merged[-1][1] += length
+        else:
+            merged.append([level, length])
+    state, expected = False, []
+    for level, length in merged:
+        if level != state and length >= 31:
+            state = level
+            expected.append("press" if level else "release")
+    assert got == expected
