@@ -3,13 +3,22 @@
 Two parts, both run for kadtalk and for `kademlia` (2.2.3, asyncio, over rpcudp), set up the
 same way (k = 20, α = 3), in one invocation so that the ratios hold on a noisy, shared machine:
 
-(a) throughput: one server node in its own process (multiprocessing, spawn), pre-filled with
-    `--contacts` contacts so that every answer carries 20 of them. A load generator in this
-    process sends find-node requests from one plain UDP socket, in each system's own wire format
-    (kadtalk: 41-byte ROUTE_REQ; kademlia: rpcudp's `0x00 + msgid(20) + msgpack(['find_node',
-    [sender_id, key]])`), from `--origins` distinct fake sender IDs, keeping `--window` requests
-    outstanding so it measures the server, not the client, and counts answers per second over a
-    fixed time after a warm-up.
+(a) throughput: one server node per system in its own process (multiprocessing, spawn),
+    pre-filled with `--contacts` contacts so that every full answer carries 20 of them, in three
+    rows, each system's requests in its own wire format (kadtalk: bare 41-byte ROUTE_REQ;
+    kademlia: rpcudp's `0x00 + msgid(20) + msgpack(['find_node', [sender_id, key]])`):
+      limits lifted   kadtalk's server runs RoutingSettings(limits=False) (no flood limits, no
+                      3x amplification limit: a setting for benchmarks only); one plain UDP
+                      socket with one sender ID keeps `--window` requests outstanding (closed
+                      loop: it measures the server, not the client): the engine;
+      many IDs        the same, from another address claiming `--origins` sender IDs: what the
+                      one-ID-per-address check costs when one address claims many;
+      default limits  kadtalk's defaults; `--offered` requests a second (open loop, above what
+                      the limits allow) from `--sources` addresses in 127.42.0.0/16 (Linux binds
+                      any 127.x.y.z), one sender ID each, answering kadtalk's address probes as
+                      a peer does: the protection, against "what the limits allow" (1,000/s).
+    kademlia has no limits; its server runs the same loads. A bare heapq loop's events/s
+    (benchmarks.sim_scale's baseline) and the load average are reported to compare machines.
 
 (b) lookups: a 64-node swarm of each system (each swarm in its own process), then fresh client
     nodes in this process join it and look up every swarm node's ID:

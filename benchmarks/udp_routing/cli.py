@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from benchmarks.common import busy_udp_ports
+from benchmarks.sim_scale import heapq_events_per_s
 from benchmarks.udp_routing.config import HOST, SYSTEMS, build_parser, make_plan
 from benchmarks.udp_routing.lookups import run_lookups
 from benchmarks.udp_routing.processes import quiet_logging
 from benchmarks.udp_routing.report import report
 from benchmarks.udp_routing.system import adapter
 from benchmarks.udp_routing.throughput import run_throughput
+
+HEAPQ_EVENTS = 500_000  # the machine's speed, as benchmarks.sim_scale measures it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +38,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{plan.bases[system] + plan.span - 1}): {busy[:10]}"
                 f"{' ...' if len(busy) > 10 else ''}; choose another --port-base")
 
+    machine = {"load_before": os.getloadavg(),
+               "heapq_events_per_s": heapq_events_per_s(HEAPQ_EVENTS, 2000, plan.seed)}
     started = time.perf_counter()
     throughput = run_throughput(plan, say) if "throughput" in plan.parts else None
     lookups = run_lookups(plan, say) if "lookups" in plan.parts else None
-    report(plan, throughput, lookups, time.perf_counter() - started, args.json)
+    wall = time.perf_counter() - started
+    machine["load_after"] = os.getloadavg()
+    report(plan, throughput, lookups, wall, args.json, machine)
     return 0
 

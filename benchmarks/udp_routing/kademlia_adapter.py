@@ -60,7 +60,13 @@ def stop_server(server: Any) -> None:
         protocol._outstanding.clear()
 
 
-async def start_server(port: int, contacts: Contacts) -> Running:
+def limits_allow(sources: int) -> float:
+    """kademlia has no flood or amplification limits: it answers whatever it can."""
+    return float("inf")
+
+
+async def start_server(port: int, contacts: Contacts, limits: bool) -> Running:
+    """`limits` is ignored: kademlia has none."""
     from kademlia.network import Server
     from kademlia.node import Node
 

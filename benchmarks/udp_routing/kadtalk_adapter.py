@@ -27,11 +27,19 @@ def version() -> str:
     return kadtalk.__version__
 
 
-def settings() -> Any:
-    """The routing settings of every kadtalk node here (server, swarm, clients)."""
+def settings(limits: bool = True) -> Any:
+    """The routing settings of every kadtalk node here (server, swarm, clients); `limits`
+    False lifts the flood and amplification limits (RoutingSettings.limits)."""
     from kadtalk.node.routing.layer import RoutingSettings
 
-    return RoutingSettings(k=K, alpha=ALPHA)
+    return RoutingSettings(k=K, alpha=ALPHA, limits=limits)
+
+
+def limits_allow(sources: int) -> float:
+    """Requests a second the default limits answer in steady state, from `sources` busy
+    source addresses: the node's budget, or the sources' together if that is less."""
+    limits = settings()
+    return min(limits.request_rate, sources * limits.source_request_rate)
 
 
 async def settle(drivers: list[Any], limit: float = 5.0) -> None:
@@ -41,17 +49,19 @@ async def settle(drivers: list[Any], limit: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def start_server(port: int, contacts: Contacts) -> Running:
+async def start_server(port: int, contacts: Contacts, limits: bool) -> Running:
     from kadtalk.transport.udp import start_node
 
-    driver = await start_node(host=HOST, port=port, settings=settings())
+    driver = await start_node(host=HOST, port=port, settings=settings(limits))
     now = asyncio.get_running_loop().time()
     for contact_id, addr in contacts:
         driver.node.add_contact(contact_id, addr, now)
 
     def stop() -> dict[str, Any]:
-        final = {"table": len(driver.node.routing.table),
-                 "drops": dict(driver.node.drop_counts())}
+        routing = driver.node.routing
+        final = {"table": len(routing.table), "drops": dict(driver.node.drop_counts()),
+                 "limited_answers": routing.limited_answers,
+                 "validated": len(routing._validated or ())}
         driver.close()
         return final
 
@@ -75,11 +85,16 @@ async def start_swarm(port_base: int, nodes: int) -> Running:
 
 
 def load_spec(rng: random.Random, origins: list[int]) -> LoadSpec:
+    from kadtalk.node.routing.contacts import ipv4_to_wire
     from kadtalk.node.routing.messages import (
         CONTACT_SIZE,
+        REQUEST_SIZE,
         RESPONSE_HEADER,
+        ROUTE_REQ,
+        RouteResponse,
         RouteRequest,
         encode_request,
+        encode_response,
         id_to_bytes,
     )
 
@@ -88,9 +103,19 @@ def load_spec(rng: random.Random, origins: list[int]) -> LoadSpec:
         target = rng.getrandbits(160)
         datagram = encode_request(RouteRequest(origins[i % len(origins)], target))
         requests.append((datagram, id_to_bytes(target)))
+
+    def reply(data: bytes, source: int) -> bytes | None:
+        """Answer an address probe (a bare ROUTE_REQ) as the peer source `source` is: by its
+        ID, echoing the target, so that the server validates the source's address."""
+        if len(data) != REQUEST_SIZE or data[0] != ROUTE_REQ:
+            return None
+        target = int.from_bytes(data[21:41], "big")
+        return encode_response(RouteResponse(origins[source % len(origins)], target, ()),
+                               ipv4_to_wire)
+
     # ROUTE_RES: type, responder id (20), target id (20), contacts of 26 bytes
     return LoadSpec("kadtalk", requests, slice(21, 41),
-                    lambda data: (len(data) - RESPONSE_HEADER) // CONTACT_SIZE)
+                    lambda data: (len(data) - RESPONSE_HEADER) // CONTACT_SIZE, reply)
 
 
 class Client:

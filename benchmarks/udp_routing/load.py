@@ -1,14 +1,20 @@
-"""The load generator of part (a): one UDP socket keeping a window of find-node requests
-outstanding at one server, in that server's own wire format (a `LoadSpec` from its adapter), and
-counting the answers per second.
+"""The load generators of part (a), in each server's own wire format (a `LoadSpec` from its
+adapter), counting the answers per second:
 
-Everything system-specific is in the `LoadSpec`; the generator only matches an answer to its
-request by the key it carries, so that it measures the server, not the client.
+- `drive`: one UDP socket keeping a window of find-node requests outstanding (closed loop: the
+  server's capacity, when nothing is refused);
+- `drive_open`: requests at a fixed rate from many source addresses in 127.0.0.0/8 (open loop:
+  refused requests do not slow the sender down, so a rate limit shows as answers/s), each
+  source answering the requests the server sends it (kadtalk's address probes) as a peer would.
+
+Everything system-specific is in the `LoadSpec`; the generators only match an answer to its
+request by the key it carries, so that they measure the server, not the client.
 """
 
 from __future__ import annotations
 
 import collections
+import selectors
 import socket
 import time
 from dataclasses import dataclass
@@ -28,15 +34,38 @@ class LoadSpec:
     requests: list[tuple[bytes, bytes]]  # (datagram, key the answer carries)
     key_slice: slice  # where an answer carries the key
     contacts_in: Callable[[bytes], int]  # contacts in one answer (for the sanity check)
+    # A source's reply to a datagram the server sent it (an address probe), given the source's
+    # index (request i comes from source i % sources, by origins[i % sources]); None: ignore.
+    reply: Callable[[bytes, int], bytes | None] | None = None
 
 
-def open_socket(server_port: int, source: str = HOST) -> socket.socket:
-    """A socket with a 1 MiB receive buffer, bound to `source` and connected to the server."""
+def source_address(i: int) -> str:
+    """The i-th load source: 127.42.0.1, 127.42.0.2, ... (any 127.x.y.z binds on Linux)."""
+    return f"127.42.{i // 250}.{i % 250 + 1}"
+
+
+def open_socket(server_port: int, source: str = HOST, buffer: int = 1 << 20) -> socket.socket:
+    """A socket with a `buffer`-byte receive buffer, bound to `source`, connected to the server."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
     sock.bind((source, 0))
     sock.connect((HOST, server_port))
     return sock
+
+
+def open_sources(server_port: int, count: int) -> list[socket.socket]:
+    """`count` non-blocking sockets, one per source address (`source_address`)."""
+    socks = []
+    try:
+        for i in range(count):
+            sock = open_socket(server_port, source_address(i), 1 << 18)
+            sock.setblocking(False)
+            socks.append(sock)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 def probe(sock: socket.socket, spec: LoadSpec, count: int = 8) -> list[int]:
@@ -140,5 +169,104 @@ def drive(
             sock.recv(65536)
     except (TimeoutError, ConnectionRefusedError):
         pass
+    cursor[0] = index
+    return result
+
+
+def drive_open(
+    socks: list[socket.socket], spec: LoadSpec, rate: float, lead_in: float, seconds: float,
+    server_pid: int | None = None, cursor: list[int] | None = None,
+) -> dict[str, float]:
+    """Send `rate` requests a second, request i from source i % len(socks); count the answers
+    during `seconds` after `lead_in`, and their contacts; answer what the server sends a source
+    (`spec.reply`). Requests go out in small batches every millisecond or so."""
+    import psutil
+
+    requests = spec.requests
+    pool = len(requests)
+    sources = len(socks)
+    keys = {key for _, key in requests}
+    key_slice = spec.key_slice
+    contacts_in = spec.contacts_in
+    reply = spec.reply
+    cursor = cursor if cursor is not None else [0]
+    index = cursor[0]
+    server = psutil.Process(server_pid) if server_pid else None
+    selector = selectors.DefaultSelector()
+    for i, sock in enumerate(socks):
+        selector.register(sock, selectors.EVENT_READ, i)
+    clock = time.perf_counter
+    start = clock()
+    count_from = start + lead_in
+    end = count_from + seconds
+    counting = False
+    answered = sent = contacts = replies = 0
+    cpu0 = pcpu0 = t0 = 0.0
+    due = sent_at_t0 = 0
+    now = start
+    try:
+        while now < end:
+            due = int((now - start) * rate)
+            while sent < due:
+                datagram, _ = requests[index]
+                try:
+                    socks[index % sources].send(datagram)
+                except (BlockingIOError, ConnectionRefusedError):
+                    pass  # the kernel's buffer is full: the offered load is what this host allows
+                index = index + 1 if index + 1 < pool else 0
+                sent += 1
+            for ready, _ in selector.select(0.001):
+                sock, source = ready.fileobj, ready.data
+                while True:
+                    try:
+                        data = sock.recv(65536)  # type: ignore[union-attr]
+                    except (BlockingIOError, ConnectionRefusedError):
+                        break
+                    if data[:1] == b"\x01" and data[key_slice] in keys:
+                        if counting:
+                            answered += 1
+                            contacts += contacts_in(data)
+                    elif reply is not None:
+                        answer = reply(data, source)
+                        if answer is not None:
+                            try:
+                                sock.send(answer)  # type: ignore[union-attr]
+                                replies += 1
+                            except (BlockingIOError, ConnectionRefusedError):
+                                pass
+            now = clock()
+            if not counting and now >= count_from:
+                counting = True
+                answered = contacts = 0
+                start, sent, due = now - sent / rate, sent, sent  # keep the pace
+                t0 = now
+                sent_at_t0 = sent
+                pcpu0 = time.process_time()
+                if server is not None:
+                    times = server.cpu_times()
+                    cpu0 = times.user + times.system
+        elapsed = now - t0
+        result = {
+            "answers_per_s": answered / elapsed,
+            "answered": answered,
+            "sent": sent - sent_at_t0,
+            "offered_per_s": (sent - sent_at_t0) / elapsed,
+            "contacts_per_answer": contacts / answered if answered else float("nan"),
+            "probes_answered": replies,
+            "seconds": elapsed,
+            "client_cpu": (time.process_time() - pcpu0) / elapsed,
+        }
+        if server is not None:
+            times = server.cpu_times()
+            result["server_cpu"] = (times.user + times.system - cpu0) / elapsed
+        time.sleep(0.05)  # drain stragglers so the next repetition starts clean
+        for sock in socks:
+            try:
+                while True:
+                    sock.recv(65536)
+            except (BlockingIOError, ConnectionRefusedError):
+                pass
+    finally:
+        selector.close()
     cursor[0] = index
     return result

@@ -3,6 +3,7 @@ notes under the table, and the table and JSON output (benchmarks.common)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from benchmarks.common import (
@@ -30,17 +31,42 @@ def _figure(name: str, ours: list[float], baseline: list[float], **kw: Any) -> F
 
 
 def throughput_figures(throughput: dict[str, Any]) -> list[Figure]:
-    kt, kd = throughput["kadtalk"]["reps"], throughput["kademlia"]["reps"]
-    per_answer = {s: [float(c) for c in throughput[s]["contacts_per_answer"]] for s in SYSTEMS}
+    lifted, limits, many = throughput["lifted"], throughput["limits"], throughput["many_ids"]
+    kt, kd = lifted["kadtalk"]["reps"], lifted["kademlia"]["reps"]
+    per_answer = {s: [float(c) for c in lifted[s]["contacts_per_answer"]] for s in SYSTEMS}
+    lt, ld = limits["kadtalk"]["reps"], limits["kademlia"]["reps"]
+    allow = limits["allow"]["kadtalk"]
     return [
-        _figure("(a) find-node answers/s, one node", _rep_values(kt, "answers_per_s"),
-                _rep_values(kd, "answers_per_s"), unit="/s", better=HIGHER, digits=0),
-        _figure("(a) server CPU while measured", [100 * v for v in _rep_values(kt, "server_cpu")],
+        _figure("(a) find-node answers/s, limits lifted", _rep_values(kt, "answers_per_s"),
+                _rep_values(kd, "answers_per_s"), unit="/s", better=HIGHER, digits=0,
+                note="the engine"),
+        _figure("(a) server CPU, limits lifted", [100 * v for v in _rep_values(kt, "server_cpu")],
                 [100 * v for v in _rep_values(kd, "server_cpu")], unit="%", digits=0),
-        _figure("(a) load-generator CPU", [100 * v for v in _rep_values(kt, "client_cpu")],
+        _figure("(a) load-generator CPU, limits lifted",
+                [100 * v for v in _rep_values(kt, "client_cpu")],
                 [100 * v for v in _rep_values(kd, "client_cpu")], unit="%", digits=0),
-        _figure("(a) contacts per answer", per_answer["kadtalk"], per_answer["kademlia"],
-                digits=1),
+        _figure("(a) contacts per answer, limits lifted", per_answer["kadtalk"],
+                per_answer["kademlia"], digits=1),
+        _figure("(a) find-node answers/s, limits lifted, many IDs at one address",
+                _rep_values(many["kadtalk"]["reps"], "answers_per_s"),
+                _rep_values(many["kademlia"]["reps"], "answers_per_s"), unit="/s",
+                better=HIGHER, digits=0),
+        _figure("(a) server CPU, many IDs at one address",
+                [100 * v for v in _rep_values(many["kadtalk"]["reps"], "server_cpu")],
+                [100 * v for v in _rep_values(many["kademlia"]["reps"], "server_cpu")], unit="%",
+                digits=0),
+        _figure("(a) find-node answers/s, default limits, many sources",
+                _rep_values(lt, "answers_per_s"), _rep_values(ld, "answers_per_s"), unit="/s",
+                digits=0, note=f"kadtalk's limits allow {allow:,.0f}/s; kademlia has none"),
+        _figure("(a) share of what the limits allow", [100 * v / allow for v in
+                                                        _rep_values(lt, "answers_per_s")],
+                [math.nan] * len(ld), unit="%", digits=0),
+        _figure("(a) requests offered/s, many sources", _rep_values(lt, "offered_per_s"),
+                _rep_values(ld, "offered_per_s"), unit="/s", digits=0),
+        _figure("(a) contacts per answer, default limits", _rep_values(lt, "contacts_per_answer"),
+                _rep_values(ld, "contacts_per_answer"), digits=1),
+        _figure("(a) server CPU, default limits", [100 * v for v in _rep_values(lt, "server_cpu")],
+                [100 * v for v in _rep_values(ld, "server_cpu")], unit="%", digits=0),
     ]
 
 
@@ -84,11 +110,24 @@ def notes(plan: Plan) -> list[str]:
     ]
     if "throughput" in plan.parts:
         lines.append(
-            f"(a) server in its own process with {plan.contacts} contacts pre-filled; load "
-            f"generator keeps {plan.window} requests outstanding from {plan.origins} fake sender "
-            f"IDs, counts answers for {plan.duration:g} s per repetition after a "
+            f"(a) each server in its own process with {plan.contacts} contacts pre-filled; "
+            f"answers counted for {plan.duration:g} s per repetition and row after a "
             f"{plan.warmup:g} s warm-up; kademlia's server pings a full bucket's head for every "
             "new sender (its protocol)")
+        lines.append(
+            "(a) limits lifted: kadtalk's server runs RoutingSettings(limits=False) (no flood "
+            "limits, no 3x amplification limit; for benchmarks only); the load generator keeps "
+            f"{plan.window} bare 41-byte requests outstanding from one address with one sender "
+            f"ID; the 'many IDs' row sends the same from another address claiming "
+            f"{plan.origins} sender IDs (each new one is checked against the IDs already seen "
+            "at that address: one ID per address)")
+        lines.append(
+            f"(a) default limits: {plan.offered:,.0f} bare requests a second offered for "
+            f"{plan.drain:g} s before counting and while counting, from "
+            f"{plan.sources} source addresses in 127.42.0.0/16, one sender ID each, answering "
+            "kadtalk's address probes as a peer does (so their addresses are validated and get "
+            "full answers); kadtalk answers at most request_rate (1,000/s) after its burst "
+            "(2,000), and 20/s per source while busy; the rest are counted drops")
     if "lookups" in plan.parts:
         lines.append(
             f"(b) {plan.nodes}-node swarms, each in its own process; per repetition fresh clients "
@@ -107,7 +146,7 @@ def notes(plan: Plan) -> list[str]:
 
 
 def report(plan: Plan, throughput: dict[str, Any] | None, lookups: dict[str, Any] | None,
-           wall: float, json_destination: str | None) -> None:
+           wall: float, json_destination: str | None, machine: dict[str, Any]) -> None:
     """Print the table; write the JSON payload to `json_destination` ('-': stdout) if given."""
     ours, baseline = SYSTEMS
     figures = build_figures(throughput, lookups)
@@ -115,7 +154,12 @@ def report(plan: Plan, throughput: dict[str, Any] | None, lookups: dict[str, Any
     print_table(
         f"UDP routing on {HOST}: {ours} vs {baseline} {version} "
         f"(k = {K}, α = {ALPHA}){' — QUICK smoke run' if plan.quick else ''}",
-        figures, ours, baseline, notes(plan) + [f"wall time {wall:.1f} s"],
+        figures, ours, baseline, notes(plan) + [
+            f"machine: a bare heapq event loop ran {machine['heapq_events_per_s']:,.0f} events/s "
+            "in this process (benchmarks.sim_scale's baseline: compare machines by it); load "
+            f"average {machine['load_before'][0]:.2f} before, {machine['load_after'][0]:.2f} "
+            "after (other users' processes share the cores: quote ratios, not absolutes)",
+            f"wall time {wall:.1f} s"],
     )
     emit_json(json_destination, {
         "benchmark": "udp_routing",
@@ -125,5 +169,6 @@ def report(plan: Plan, throughput: dict[str, Any] | None, lookups: dict[str, Any
         "figures": figures_payload(figures),
         "details": {"throughput": throughput, "lookups": lookups},
         "wall_s": wall,
+        "machine": machine,
         "environment": environment(),
     })

@@ -57,8 +57,13 @@ class System(Protocol):
 
     def version(self) -> str: ...
 
-    async def start_server(self, port: int, contacts: Contacts) -> Running:
-        """One node on `port` with `contacts` in its table; info: {"table": contacts held}."""
+    async def start_server(self, port: int, contacts: Contacts, limits: bool) -> Running:
+        """One node on `port` with `contacts` in its table; info: {"table": contacts held}.
+        `limits` False: flood and amplification limits lifted, where the system has them."""
+
+    def limits_allow(self, sources: int) -> float:
+        """Requests a second the default limits answer from `sources` busy sources (inf:
+        no limits)."""
 
     async def start_swarm(self, port_base: int, nodes: int) -> Running:
         """`nodes` joined nodes on consecutive ports from `port_base`; info: {"members":

@@ -55,7 +55,7 @@ def test_plan_gives_each_system_its_own_port_range():
     plan = make_plan(build_parser().parse_args(["--port-base", "21000", "--nodes", "64"]))
     ranges = [set(plan.ports(system)) for system in SYSTEMS]
     assert not ranges[0] & ranges[1]
-    assert all(len(r) == 1 + 200 + 64 for r in ranges)  # server, contacts, swarm
+    assert all(len(r) == 2 + 200 + 64 for r in ranges)  # two servers, contacts, swarm
     with pytest.raises(SystemExit):
         make_plan(build_parser().parse_args(["--port-base", "65000"]))
 
@@ -67,20 +67,34 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     payload = json.loads(out.read_text())
     figures = payload["figures"]
     assert list(figures) == [
-        "(a) find-node answers/s, one node", "(a) server CPU while measured",
-        "(a) load-generator CPU", "(a) contacts per answer",
+        "(a) find-node answers/s, limits lifted", "(a) server CPU, limits lifted",
+        "(a) load-generator CPU, limits lifted", "(a) contacts per answer, limits lifted",
+        "(a) find-node answers/s, limits lifted, many IDs at one address",
+        "(a) server CPU, many IDs at one address",
+        "(a) find-node answers/s, default limits, many sources",
+        "(a) share of what the limits allow", "(a) requests offered/s, many sources",
+        "(a) contacts per answer, default limits", "(a) server CPU, default limits",
         *(f"(b) {mode} {row}" for mode in ("find_peer", "find_closest")
           for row in ("median time", "p90 time", "mean RPCs", "success")),
         "(b) client table after join",
     ]
-    answers = figures["(a) find-node answers/s, one node"]
+    answers = figures["(a) find-node answers/s, limits lifted"]
     assert answers["ours"] > 0 and answers["baseline"] > 0
-    assert figures["(a) contacts per answer"]["baseline"] == 20  # a full answer from kademlia
+    assert figures["(a) contacts per answer, limits lifted"] == {
+        **figures["(a) contacts per answer, limits lifted"], "ours": 20, "baseline": 20}
+    # default limits: the sources answered kadtalk's probes, so bare requests get full answers,
+    # and no more than the node's budget (1,000/s, its burst spent in the lead-in) is answered
+    limited = figures["(a) find-node answers/s, default limits, many sources"]
+    assert 0 < limited["ours"] <= 1500 and limited["baseline"] > 0
+    assert figures["(a) contacts per answer, default limits"]["ours"] == 20
+    drops = payload["details"]["throughput"]["limits"]["kadtalk"]["server_at_end"]["drops"]
+    assert drops.get("rate_limited", 0) + drops.get("rate_limited_source", 0) > 0
+    assert payload["machine"]["heapq_events_per_s"] > 0
     assert figures["(b) find_closest success"]["ours"] == 100
     assert figures["(b) find_closest success"]["baseline"] == 0  # kademlia leaves out the key
     assert figures["(b) find_closest mean RPCs"]["baseline"] > 0
     details = payload["details"]
-    assert set(details["throughput"]) == set(SYSTEMS)
+    assert set(details["throughput"]) == {"lifted", "many_ids", "limits"}
     assert set(details["lookups"]) == {"kadtalk find_peer", "kadtalk find_closest",
                                        "kademlia crawl", "swarms"}
     assert len(details["lookups"]["kademlia crawl"]["tables"]) == 2  # two crawl clients
