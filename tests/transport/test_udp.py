@@ -59,7 +59,7 @@ def test_garbage_datagrams_on_a_real_socket_are_counted_not_fatal():
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             target = node.address
-            for payload in (b"", b"\x08hello", b"\x00" * 10, b"\x01" + b"\x00" * 45, b"\x00" * 2000):
+            for payload in (b"", b"\x09hello", b"\x00" * 10, b"\x01" + b"\x00" * 45, b"\x00" * 2000):
                 sender.sendto(payload, target)
             # a valid request afterwards is still answered
             sender.sendto(encode_request(RouteRequest(12345, 678)), target)
