@@ -113,7 +113,8 @@ def test_the_stack_routes_by_a_table_from_first_byte_to_layer():
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"", "empty"), (b"\x09", "unknown_type"), (b"\x08", "malformed"), (b"\xff" * 30, "unknown_type"),
+    (b"", "empty"), (b"\x09", "unknown_type"), (b"\x08", "malformed"),
+    (b"\xff" * 30, "unknown_type"),
     (bytes((0x06, 0x09)), "malformed"), (bytes((0x02,)), None),
 ])
 def test_drop_counts_cover_every_layer(data, reason):
