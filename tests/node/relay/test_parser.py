@@ -86,3 +86,16 @@ def test_every_fixed_size_layout_is_well_formed_only_at_its_size():
 def test_a_layer_alone_satisfies_the_layer_protocol():
     layer = RelayLayer(identity("a"), SERVE)
     assert isinstance(layer, Layer)
+
+
+def test_events_are_frozen_dataclasses_on_one_base():
+    import dataclasses
+
+    from kadtalk.node.layer import Event
+    from kadtalk.node.relay import events
+
+    kinds = [events.AllocationGranted, events.AllocationFailed, events.AllocationExpired,
+             events.PermissionGranted, events.PermissionRefused, events.RelayedData]
+    for kind in kinds:
+        assert issubclass(kind, events.RelayEvent) and issubclass(kind, Event)
+        assert dataclasses.is_dataclass(kind) and kind.__dataclass_params__.frozen
