@@ -107,7 +107,8 @@ class Calls:
             self._incoming(event)
         elif kind is MissedCall:
             peer = f"{event.peer_id:040x}"
-            log.info("refused a call from %s (%s): busy", peer, self.callers.name_of(peer) or "unknown")
+            log.info("refused a call from %s (%s): busy", peer,
+                     self.callers.name_of(peer) or "unknown")
             self._missed(peer, "busy")
         elif kind is CallEnded:
             if call is not None and call.session_id == event.session_id:

@@ -103,7 +103,7 @@ class Config:
     accept: str = "anyone"  # [calls] accept: "anyone", or "contacts" (only callers in contacts ring)
     block: list[str] = field(default_factory=list)  # [calls] block = ["ID", ...]: never ring
     calls_per_minute: int = 3  # [calls] per_caller_per_minute: more calls from one caller are refused
-    auto_answer: str = "none"  # [calls] auto_answer: "none", or "contacts" (an intercom, a door phone)
+    auto_answer: str = "none"  # [calls] auto_answer: "none", or "contacts" (a door phone)
     ring_tone: str = "tone"  # [calls] ring_tone: "tone" (built in), "none", or a WAV file's path
     ring_device: str = ""  # [calls] ring_device: playback device to ring on ("": the playback one)
     hooks: dict[str, list[str]] = field(default_factory=dict)  # [hooks] on_EVENT = [argv]
