@@ -56,6 +56,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from kadtalk.node.routing.layer import RoutingSettings  # noqa: E402
 from kadtalk.node.routing.messages import RouteRequest, encode_request  # noqa: E402
+from kadtalk.transport.udp import udp_receive_buffer_drops  # noqa: E402
 
 SETTINGS = RoutingSettings(refresh_on_join=False, request_timeout=1.0)
 
@@ -121,17 +122,6 @@ def spoofed_flood(
             ready = None
         time.sleep(0.001)
     sock.close()
-
-
-def udp_receive_buffer_drops() -> int | None:
-    """Datagrams the kernel dropped so far because a UDP socket's receive buffer was full
-    (Linux: RcvbufErrors in /proc/net/snmp; None elsewhere)."""
-    try:
-        with open("/proc/net/snmp") as f:
-            rows = [line.split() for line in f if line.startswith("Udp:")]
-        return int(rows[1][rows[0].index("RcvbufErrors")])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def can_spoof() -> bool:
@@ -347,7 +337,9 @@ async def run_once(
     from kadtalk.transport.udp import start_swarm
 
     rng = random.Random(seed)
-    swarm = await start_swarm(nodes, port_base, settings=SETTINGS)
+    # the kernel's socket buffers, as a `kadtalk node` has: a swarm's larger ones would queue
+    # more of the flood ahead of honest requests
+    swarm = await start_swarm(nodes, port_base, settings=SETTINGS, buffer=None)
     server = swarm[0]
     try:
         baseline = await lookups(swarm, server, count, rng, seconds)

@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-base", type=int, default=7000, help="first UDP port (default 7000)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--list", type=Path, metavar="FILE", help="where to write the node list")
+    p.add_argument("--buffer", type=_positive_int, default=1 << 20, metavar="BYTES",
+                   help="socket receive and send buffer each node asks for (default 1 MiB; "
+                   "the report says what the kernel granted)")
+    p.add_argument("--join-concurrency", type=_positive_int, default=8, metavar="N",
+                   help="nodes joining at once (default 8); a failed join is retried")
     _routing_options(p)
 
     sim = commands.add_parser("sim", help="simulated studies (SimPy)").add_subparsers(
@@ -432,9 +437,13 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 async def cmd_swarm(args: argparse.Namespace) -> int:
-    from kadtalk.transport.udp import start_swarm
+    from kadtalk.transport.udp import SwarmReport, start_swarm
 
-    drivers = await start_swarm(args.nodes, args.port_base, args.host, _settings(args))
+    report = SwarmReport()
+    drivers = await start_swarm(args.nodes, args.port_base, args.host, _settings(args),
+                                buffer=args.buffer, concurrency=args.join_concurrency,
+                                report=report)
+    log.info("swarm: %s", report.line())
     lines = [f"{d.node.node_id:040x} {d.address[0]}:{d.address[1]}" for d in drivers]
     if args.list:
         args.list.write_text("\n".join(lines) + "\n")

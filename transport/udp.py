@@ -18,6 +18,7 @@ import logging
 import random
 import socket
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
@@ -31,6 +32,10 @@ from kadtalk.node.stack import Node
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+
+SWARM_BUFFER = 1 << 20  # bytes of socket buffer a swarm node asks for (the kernel doubles it)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; root may exceed rmem_max
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 def parse_hostport(text: str) -> Address:
@@ -88,6 +93,13 @@ class UdpDriver(asyncio.DatagramProtocol):
     @property
     def address(self) -> Address:
         return self.transport.get_extra_info("sockname")[:2]
+
+    def buffer_sizes(self) -> tuple[int, int]:
+        """(receive, send) buffer bytes the kernel granted this socket (Linux reports twice
+        what was asked for: the other half is its bookkeeping)."""
+        sock = self.transport.get_extra_info("socket")
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -201,9 +213,12 @@ async def start_node(
     on_event: Callable[[Any], None] | None = None,
     session_settings: SessionSettings | None = None,
     traversal: bool = False,
+    buffer: int | None = None,
 ) -> UdpDriver:
     """Bind a UDP socket and run a node on it (a fresh ephemeral identity by default);
-    `traversal`: NAT traversal (observed address, hole punching; kadtalk.node.traversal)."""
+    `traversal`: NAT traversal (observed address, hole punching; kadtalk.node.traversal);
+    `buffer`: ask for this many bytes of receive and send buffer (`set_buffers`), so that
+    bursts wait in the kernel rather than being dropped while the event loop is busy."""
     identity = identity or Identity.generate()
     loop = asyncio.get_running_loop()
     node = Node(
@@ -217,37 +232,143 @@ async def start_node(
         clock_offset=time.time() - loop.time(),
         traversal=traversal,
     )
-    _, driver = await loop.create_datagram_endpoint(
-        lambda: UdpDriver(node, on_event), local_addr=(host, port), family=socket.AF_INET
-    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if buffer:
+            set_buffers(sock, buffer)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    _, driver = await loop.create_datagram_endpoint(lambda: UdpDriver(node, on_event), sock=sock)
     driver.service()
     return driver
 
 
+def set_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
+    """Ask for `size` bytes of receive and send buffer: beyond net.core.rmem_max/wmem_max when
+    allowed (root: SO_RCVBUFFORCE), else up to them. Return what the kernel granted."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:  # not root: the kernel caps it at its maximum
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+    return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+
+def udp_receive_buffer_drops() -> int | None:
+    """Datagrams the kernel dropped so far, all sockets together, because a UDP socket's
+    receive buffer was full (Linux: RcvbufErrors in /proc/net/snmp; None elsewhere)."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def socket_drops(addresses: list[Address]) -> int | None:
+    """Datagrams the kernel dropped at these IPv4 sockets since they were opened (full receive
+    buffer, among others: the `drops` column of Linux's /proc/net/udp; None elsewhere)."""
+    wanted = {f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
+              for host, port in addresses}
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            rows = [line.split() for line in f]
+    except (OSError, StopIteration):
+        return None
+    return sum(int(row[-1]) for row in rows if len(row) > 12 and row[1] in wanted)
+
+
+@dataclass
+class SwarmReport:
+    """How a swarm's start went: join attempts and failures, time, buffers, kernel drops."""
+
+    nodes: int = 0
+    joined: int = 0
+    failed_attempts: int = 0  # joins that ended with an empty table and were tried again
+    seconds: float = 0.0
+    buffers: tuple[int, int] = (0, 0)  # (receive, send) bytes the kernel granted each socket
+    socket_drops: int | None = None  # at the swarm's sockets (/proc/net/udp)
+    rcvbuf_errors: int | None = None  # the whole host's, during the start (/proc/net/snmp)
+    _rcvbuf_before: int | None = field(default=None, repr=False)
+
+    def line(self) -> str:
+        def n(value: int | None) -> str:
+            return "unknown" if value is None else f"{value:,}"
+
+        return (f"{self.joined} of {self.nodes} nodes joined in {self.seconds:.1f} s "
+                f"({self.failed_attempts} joins retried); socket buffers granted: receive "
+                f"{self.buffers[0]:,} B, send {self.buffers[1]:,} B; receive-buffer drops: "
+                f"{n(self.socket_drops)} at the swarm's sockets, {n(self.rcvbuf_errors)} on the "
+                "host (RcvbufErrors)")
+
+
 async def start_swarm(
     count: int, port_base: int, host: str = "127.0.0.1", settings: RoutingSettings | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, buffer: int | None = SWARM_BUFFER,
+    concurrency: int = 8, attempts: int = 4, report: SwarmReport | None = None,
 ) -> list[UdpDriver]:
-    """`count` nodes on consecutive ports, each joined through the ones before it.
+    """`count` nodes on consecutive ports, each joined through a random one of those before it.
 
-    Nodes join in waves (each wave through a random node of the earlier ones), so a large swarm
-    converges quickly without hammering the first node.
+    Many nodes share one process and one event loop, so a burst of datagrams waits for it in
+    the kernel: each socket asks for `buffer` bytes (the default is far above the kernel's
+    212,992; None keeps the kernel's), at most `concurrency` nodes join at once (each join and the refresh lookups after
+    it; a new one starts as one finishes), and a join that ends with an empty table (its
+    requests dropped or too late) is tried again, through another node, after a pause, up to
+    `attempts` times. `report` (a SwarmReport) is filled in: joins, time, buffers granted, drops.
     """
+    report = report if report is not None else SwarmReport()
+    report.nodes = count
+    report._rcvbuf_before = udp_receive_buffer_drops()
+    started = time.perf_counter()
     rng = random.Random()
-    drivers = [await start_node(host=host, port=port_base, settings=settings)]
-    while len(drivers) < count:
-        wave = min(len(drivers), count - len(drivers), 32)
-        new = [
-            await start_node(host=host, port=port_base + len(drivers) + i, settings=settings)
-            for i in range(wave)
-        ]
-        results = await asyncio.gather(
-            *(d.join([drivers[rng.randrange(len(drivers))].address]) for d in new)
-        )
-        for result in results:
-            if not result.success:
-                raise RuntimeError("a swarm node could not join; is another process on those ports?")
-        drivers.extend(new)
-        if progress:
-            progress(len(drivers), count)
+    first = await start_node(host=host, port=port_base, settings=settings, buffer=buffer)
+    drivers = [first]
+    report.buffers = first.buffer_sizes()
+    joined = [first]  # those a newcomer may join through
+    slots = asyncio.Semaphore(concurrency)
+
+    async def join(driver: UdpDriver) -> bool:
+        async with slots:
+            for attempt in range(attempts):
+                result = await driver.join([joined[rng.randrange(len(joined))].address])
+                if result.success:
+                    await _settled(driver)
+                    joined.append(driver)
+                    if progress:
+                        progress(len(joined), count)
+                    return True
+                report.failed_attempts += 1
+                await asyncio.sleep(0.2 * 2 ** attempt)  # back off: the loop is overloaded
+            return False
+
+    try:
+        for i in range(1, count):
+            drivers.append(await start_node(host=host, port=port_base + i, settings=settings,
+                                            buffer=buffer))
+        results = await asyncio.gather(*(join(d) for d in drivers[1:]))
+    except BaseException:
+        for driver in drivers:
+            driver.close()
+        raise
+    report.joined = 1 + sum(results)
+    report.seconds = time.perf_counter() - started
+    report.socket_drops = socket_drops([d.address for d in drivers])
+    after = udp_receive_buffer_drops()
+    if after is not None and report._rcvbuf_before is not None:
+        report.rcvbuf_errors = after - report._rcvbuf_before
+    if report.joined < count:
+        for driver in drivers:
+            driver.close()
+        raise RuntimeError(f"swarm: {report.line()}; is another process on those ports?")
     return drivers
+
+
+async def _settled(driver: UdpDriver, limit: float = 10.0) -> None:
+    """Wait until the node's lookups after its join (refreshing farther buckets) are over."""
+    deadline = driver.loop.time() + limit
+    while driver.node.routing.lookups_running and driver.loop.time() < deadline:
+        await asyncio.sleep(0.02)

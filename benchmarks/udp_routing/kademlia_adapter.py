@@ -85,7 +85,8 @@ async def start_server(port: int, contacts: Contacts, limits: bool) -> Running:
 
 
 async def start_swarm(port_base: int, nodes: int) -> Running:
-    """`nodes` Servers on consecutive ports, joined in waves like kadtalk's start_swarm."""
+    """`nodes` Servers on consecutive ports, joined in waves of up to 32 at once (kadtalk's
+    start_swarm paces its joins instead, at most 8 at once)."""
     from kademlia.network import Server
 
     rng = random.Random()
