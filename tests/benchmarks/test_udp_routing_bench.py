@@ -67,7 +67,8 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     payload = json.loads(out.read_text())
     figures = payload["figures"]
     assert list(figures) == [
-        "(a) find-node answers/s, limits lifted", "(a) server CPU, limits lifted",
+        "(a) find-node answers/s, limits lifted",
+        "(a) answers per server CPU-second, limits lifted", "(a) server CPU, limits lifted",
         "(a) load-generator CPU, limits lifted", "(a) contacts per answer, limits lifted",
         "(a) find-node answers/s, limits lifted, many IDs at one address",
         "(a) server CPU, many IDs at one address",
