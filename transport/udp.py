@@ -18,7 +18,7 @@ import logging
 import random
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from kadtalk.node.identity import Identity
@@ -293,7 +293,6 @@ class SwarmReport:
     buffers: tuple[int, int] = (0, 0)  # (receive, send) bytes the kernel granted each socket
     socket_drops: int | None = None  # at the swarm's sockets (/proc/net/udp)
     rcvbuf_errors: int | None = None  # the whole host's, during the start (/proc/net/snmp)
-    _rcvbuf_before: int | None = field(default=None, repr=False)
 
     def line(self) -> str:
         def n(value: int | None) -> str:
@@ -315,14 +314,15 @@ async def start_swarm(
 
     Many nodes share one process and one event loop, so a burst of datagrams waits for it in
     the kernel: each socket asks for `buffer` bytes (the default is far above the kernel's
-    212,992; None keeps the kernel's), at most `concurrency` nodes join at once (each join and the refresh lookups after
-    it; a new one starts as one finishes), and a join that ends with an empty table (its
-    requests dropped or too late) is tried again, through another node, after a pause, up to
-    `attempts` times. `report` (a SwarmReport) is filled in: joins, time, buffers granted, drops.
+    212,992; None keeps the kernel's), at most `concurrency` nodes join at once (each join and
+    the refresh lookups after it; a new one starts as one finishes), and a join that ends with
+    an empty table (its requests dropped or too late) is tried again, through another node,
+    after a pause, up to `attempts` times. `report` (a SwarmReport) is filled in: joins, time,
+    buffers granted, drops.
     """
     report = report if report is not None else SwarmReport()
     report.nodes = count
-    report._rcvbuf_before = udp_receive_buffer_drops()
+    host_drops = udp_receive_buffer_drops()
     started = time.perf_counter()
     rng = random.Random()
     first = await start_node(host=host, port=port_base, settings=settings, buffer=buffer)
@@ -358,8 +358,8 @@ async def start_swarm(
     report.seconds = time.perf_counter() - started
     report.socket_drops = socket_drops([d.address for d in drivers])
     after = udp_receive_buffer_drops()
-    if after is not None and report._rcvbuf_before is not None:
-        report.rcvbuf_errors = after - report._rcvbuf_before
+    if after is not None and host_drops is not None:
+        report.rcvbuf_errors = after - host_drops
     if report.joined < count:
         for driver in drivers:
             driver.close()
