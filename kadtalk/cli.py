@@ -439,10 +439,14 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
 async def cmd_swarm(args: argparse.Namespace) -> int:
     from kadtalk.transport.udp import SwarmReport, start_swarm
 
+    def progress(joined: int, total: int) -> None:
+        if joined % max(1, total // 10) == 0:
+            log.info("swarm: %d of %d nodes joined", joined, total)
+
     report = SwarmReport()
     drivers = await start_swarm(args.nodes, args.port_base, args.host, _settings(args),
-                                buffer=args.buffer, concurrency=args.join_concurrency,
-                                report=report)
+                                progress, buffer=args.buffer,
+                                concurrency=args.join_concurrency, report=report)
     log.info("swarm: %s", report.line())
     lines = [f"{d.node.node_id:040x} {d.address[0]}:{d.address[1]}" for d in drivers]
     if args.list:
