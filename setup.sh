@@ -3,6 +3,7 @@
 #
 #   ./setup.sh run  [ARGS...]   set up, then run the default lookup study (ARGS go to kadtalk)
 #   ./setup.sh test [ARGS...]   set up, then run the whole test suite (ARGS go to pytest)
+#   ./setup.sh arm64 [--quick]  this set-up and the tests in an emulated arm64 root (tools/arm64)
 #
 # Works on a fresh Debian 12 machine as root or with sudo. Needs bash only (no make).
 set -euo pipefail
@@ -34,6 +35,8 @@ installs kadtalk with `pip install -e '.[dev]'`, then:
                    (kadtalk sim lookup --nodes 2000 --lookups 500 --seed 1
                    --out results/default ARGS...)
   test [ARGS...]   runs the whole test suite (python -m pytest -q ARGS...)
+  arm64 [--quick]  runs this set-up and the tests in an emulated Debian 12 arm64 root
+                   (the Raspberry Pi check; ./setup.sh arm64 --help for its options)
   --help           shows this message
 EOF
 }
@@ -112,6 +115,7 @@ main() {
     local cmd="${1:-}"
     case "$cmd" in
         run | test) shift ;;
+        arm64) shift; exec "$(dirname "${BASH_SOURCE[0]}")/tools/arm64/check.sh" "$@" ;;
         -h | --help | help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
