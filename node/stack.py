@@ -1,9 +1,9 @@
 """The `Node`: the protocol layers stacked behind one UDP socket, demultiplexed on the first byte.
 
 `LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 routing, 0x02-0x05 and 0x07
-(COOKIE) the session, 0x06 NAT traversal, 0x08 relays; anything else is a counted drop. A call is a find-peer
-lookup, then the key exchange with the address found, all over the one socket. The surface is
-kadtalk.node.layer.Layer: datagrams and time in, datagrams and events out, one timer.
+(COOKIE) the session, 0x06 NAT traversal, 0x08 relays, 0x0a value storage; anything else is a
+counted drop. A call is a find-peer lookup, then the key exchange with the address found, all
+over the one socket. The surface is kadtalk.node.layer.Layer: datagrams and time in, datagrams and events out, one timer.
 
 Scale: a simulated network holds up to a million `Node`s, so a routing-only node is three slots.
 Everything the session needs (identity, settings, the layer itself, drop counters) sits in one
@@ -24,13 +24,14 @@ from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
+from .storage import STORAGE, StorageLayer, StorageSettings
 from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvous
 from .upkeep import JOIN_RETRY, JoinRetry, Rejoin
 
-NONE, ROUTING, SESSION, TRAVERSAL_LAYER, RELAY_LAYER = 0, 1, 2, 3, 4  # LAYER_OF values
+NONE, ROUTING, SESSION, TRAVERSAL_LAYER, RELAY_LAYER, STORAGE_LAYER = 0, 1, 2, 3, 4, 5  # LAYER_OF
 _ROUTES = {ROUTE_REQ: ROUTING, ROUTE_RES: ROUTING, KEY_REQ: SESSION, KEY_RES: SESSION,
            MEDIA: SESSION, SIGNAL: SESSION, COOKIE: SESSION, TRAVERSAL: TRAVERSAL_LAYER,
-           RELAY: RELAY_LAYER}
+           RELAY: RELAY_LAYER, STORAGE: STORAGE_LAYER}
 LAYER_OF = bytes(_ROUTES.get(kind, NONE) for kind in range(256))  # first byte -> layer
 
 
@@ -38,7 +39,7 @@ class _Upper:
     """What a node needs beyond routing; allocated on first need."""
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
-                 "traversal", "rejoin", "relay", "relay_settings")
+                 "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -53,6 +54,8 @@ class _Upper:
         self.rejoin: Rejoin | None = None  # rejoining while the table is empty (`keep_joined`)
         self.relay: RelayLayer | None = None  # relays (0x08), made on first need
         self.relay_settings: RelaySettings | None = None
+        self.storage: StorageLayer | None = None  # value storage (0x0a), made on first need
+        self.storage_settings: StorageSettings | None = None
 
 
 class TableView:
@@ -101,12 +104,14 @@ class Node:
         traversal: bool = False,
         traversal_settings: TraversalSettings | None = None,
         relay_settings: RelaySettings | None = None,
+        storage_settings: StorageSettings | None = None,
     ):
         """`identity` (a kadtalk.node.identity.Identity whose ID is `node_id`) enables calls;
         `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps;
         `traversal` (with an identity) enables NAT traversal (kadtalk.node.traversal);
         `relay_settings` the relay layer's (kadtalk.node.relay: on by default with an identity,
-        relaying for others once `relay.set_public` is told a public address)."""
+        relaying for others once `relay.set_public` is told a public address); `storage_settings`
+        value storage's (kadtalk.node.storage: on by default with an identity)."""
         if identity is not None and int.from_bytes(identity.node_id, "big") != node_id:
             raise ValueError("node_id must be the identity's node ID")
         self.node_id = node_id
@@ -116,6 +121,7 @@ class Node:
         )
         if self._upper is not None:
             self._upper.relay_settings = relay_settings
+            self._upper.storage_settings = storage_settings
         if traversal and self._upper is not None:
             self._upper.traversal = Traversal(node_id, rng, TableView(self.routing),
                                               traversal_settings, now)
@@ -138,6 +144,8 @@ class Node:
             self._upper.traversal.receive_datagram(data, addr, now)
         elif layer == RELAY_LAYER and self.relay is not None:
             self._upper.relay.receive_datagram(data, addr, now)
+        elif layer == STORAGE_LAYER and self.storage is not None:
+            self._upper.storage.receive_datagram(data, addr, now)
         else:  # a type nobody speaks, or traversal on a node without it
             self._count("unknown_type" if data else "empty")
 
@@ -161,6 +169,9 @@ class Node:
                 upper.traversal.handle_timer(now)
             if upper.relay is not None:
                 upper.relay.handle_timer(now)
+            if upper.storage is not None:
+                upper.storage.handle_timer(now)  # republish lookups, expiry, prekey rotation
+                self._pump(now)
             rejoin = upper.rejoin
             if rejoin is not None and rejoin.wants_join(len(self.routing.table), now):
                 try:
@@ -174,7 +185,7 @@ class Node:
         deadline = self.routing.get_timer()
         upper = self._upper
         if upper is not None:
-            for layer in (upper.session, upper.traversal, upper.relay):
+            for layer in (upper.session, upper.traversal, upper.relay, upper.storage):
                 other = layer.get_timer() if layer is not None else None
                 if other is not None and (deadline is None or other < deadline):
                     deadline = other
@@ -202,7 +213,7 @@ class Node:
                 more = self._relayed_out(more, now)
             if more:
                 out = out + more if out else more
-        for layer in (upper.traversal, upper.relay):
+        for layer in (upper.traversal, upper.relay, upper.storage):
             if layer is not None:
                 more = layer.datagrams_to_send(now)
                 if more:
@@ -231,6 +242,8 @@ class Node:
             event = upper.traversal.next_event()
         if event is None and upper.relay is not None:
             event = upper.relay.next_event()
+        if event is None and upper.storage is not None:
+            event = upper.storage.next_event()
         return event
 
     # -- routing commands -----------------------------------------------------------------------
@@ -373,6 +386,8 @@ class Node:
                 total.update(upper.traversal.drop_counts())
             if upper.relay is not None:
                 total.update(upper.relay.drop_counts())
+            if upper.storage is not None:
+                total.update(upper.storage.drop_counts())
         return total
 
     @property
@@ -406,6 +421,42 @@ class Node:
     def _own_addresses(self) -> tuple[Any, ...]:
         traversal = self.traversal
         return () if traversal is None or traversal.public is None else (traversal.public,)
+
+    # -- value storage (kadtalk.node.storage) ---------------------------------------------------
+
+    @property
+    def storage(self) -> StorageLayer | None:
+        """The storage layer (made on first use), or None without an identity or with storage
+        off. Its commands (`put`, `fetch`, `send_message`, ...) find nodes with our lookups;
+        call `Node.pump_storage(now)` after one so a lookup that ended at once is routed."""
+        upper = self._upper
+        if upper is None or upper.identity is None:
+            return None
+        if upper.storage is None:
+            settings = upper.storage_settings
+            if settings is not None and not settings.enabled:
+                return None
+            routing = self.routing
+            upper.storage = StorageLayer(
+                upper.identity, settings, upper.clock_offset, lookup=self._storage_lookup,
+                closest=self._closest_contacts, addr_to_wire=routing.registry.addr_to_wire,
+                validated=routing._is_validated)  # the addresses routing proved (§5.4)
+        return upper.storage
+
+    def pump_storage(self, now: float) -> None:
+        """Route lookup results a storage command's lookups produced (the same as any command)."""
+        self._pump(now)
+
+    def _storage_lookup(self, target: int, now: float) -> int | None:
+        try:
+            return self.routing.find_closest(target, now)
+        except TooManyLookups:
+            return None
+
+    def _closest_contacts(self, target: int, count: int) -> list[tuple[int, Any]]:
+        routing = self.routing
+        ids, addrs = routing.registry.ids, routing.registry.addrs
+        return [(ids[h], addrs[h]) for h in routing.table.closest(target, count)]
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -448,6 +499,11 @@ class Node:
         while event is not None:
             kind = type(event)
             session_id = upper.calls.pop(event.lookup_id, None) if kind is LookupCompleted else None
+            storage = upper.storage
+            if kind is LookupCompleted and storage is not None and storage.owns(event.lookup_id):
+                storage.lookup_done(event, now)  # a store's, fetch's or republication's nodes
+                event = self.routing.next_event()
+                continue
             if kind is Joined:
                 self._joined(event)
             if session_id is None:

@@ -1,0 +1,82 @@
+"""The storage layer's events (frozen dataclasses on one base, as every layer's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..layer import Event
+from .records import Value
+
+
+class StorageEvent(Event):
+    """Base of the storage layer's events."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ValueStored(StorageEvent):
+    """Our value is held by `stored` nodes (`duplicate` of them already had it)."""
+
+    key: bytes
+    vid: bytes
+    stored: int
+    duplicate: int
+    refused: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFailed(StorageEvent):
+    """No node took our value: `reason` is `no_nodes` (the lookup found none), `busy` (too many
+    lookups or operations), `timeout`, or a STORED status name (`quota`, `full`, ...)."""
+
+    key: bytes
+    vid: bytes
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ValuesFound(StorageEvent):
+    """A fetch ended: every valid value `answered` of `asked` nodes returned under `key`."""
+
+    key: bytes
+    values: tuple[Value, ...]
+    asked: int
+    answered: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeyFound(StorageEvent):
+    """`node_id`'s newest prekey (None: none found); seal messages for it with `prekey`."""
+
+    node_id: bytes
+    prekey: bytes | None
+    expiry: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(StorageEvent):
+    """A mailbox value for us, opened: `sender` (a node ID) signed `plaintext` inside the box.
+    Acknowledge it with `acknowledge(epoch, [vid])` once it is kept (then the copies go)."""
+
+    vid: bytes
+    epoch: int
+    sender: bytes
+    plaintext: bytes
+    sent_sequence: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ValuesDeleted(StorageEvent):
+    """Our DELETE of `vids` was confirmed by `confirmed` of `asked` nodes."""
+
+    key: bytes
+    vids: tuple[bytes, ...]
+    asked: int
+    confirmed: int
+    at: float

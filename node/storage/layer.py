@@ -1,0 +1,531 @@
+"""The storage layer (0x0a): Kademlia value storage for offline messages and prekeys, with the
+surface of node/layer.py.
+
+Storer role: STORE, FIND_VALUE and DELETE from anyone, answered to the datagram's source and
+never larger than the request unless the routing layer has validated that address (§5.4 of
+docs/protocol.md): STORED (39 bytes) is smaller than any STORE, DELETED (23) than any DELETE,
+and FOUND fills at most the FIND_VALUE's own size (the asker pads; a validated address gets a
+full page). Cheap checks, quotas and a meter come before any signature check. Held values are
+republished to the key's k closest nodes every `republish_interval` and expire at the expiry
+their author signed (capped at `ttl`).
+
+Client role: `put` / `fetch` / `acknowledge` find the k closest nodes to a key with the routing
+layer's find-closest lookup (the `lookup` callback; `lookup_done` takes its result), then talk
+to them directly. Prekeys and sealed messages sit on top: `publish_prekey`, `fetch_prekey`,
+`send_message`, `fetch_mailbox`, and MessageReceived for each box that opens.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..identity import node_id_of
+from ..ratelimit import FloodGuard
+from . import records, sealed, wire
+from .events import (MessageReceived, PrekeyFound, StorageEvent, StoreFailed, ValuesDeleted,
+                     ValuesFound, ValueStored)
+from .records import Value
+from .settings import DEFAULT_SETTINGS, StorageSettings
+from .store import ValueStore
+
+DROPS = frozenset({
+    "malformed", "bad_kind", "expired", "too_long", "wrong_key", "rate_limited",
+    "rate_limited_source", "bad_signature", "quota", "full", "stale", "gone", "not_owner",
+    "unsolicited", "answer_cut", "bad_value", "unopenable", "sender_mismatch",
+})
+LOOKUP_WAIT = 60.0  # s an operation waits for its lookup at most (lookups end far sooner)
+SEEN_LIMIT = 4096  # message ids remembered so that a copy is reported once
+
+Lookup = Callable[[int, float], "int | None"]
+
+
+class _Op:
+    __slots__ = ("id", "sent", "kind", "key", "records", "vids", "epoch", "purpose", "targets",
+                 "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram")
+
+    def __init__(self, kind: str, key: bytes, deadline: float):
+        self.id = -1
+        self.sent = False  # requests went out (the lookup, if any, is over)
+        self.kind = kind  # store, republish, fetch, delete
+        self.key = key
+        self.records: list[bytes] = []
+        self.vids: tuple[bytes, ...] = ()
+        self.epoch = 0
+        self.purpose: Any = None  # fetch: None, ("prekey", node ID) or ("mailbox", epoch)
+        self.targets: list[Any] = []
+        self.waits: set[tuple[Any, bytes]] = set()
+        self.deadline = deadline
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.values: dict[bytes, Value] = {}
+        self.answered: set[Any] = set()
+        self.confirmed = 0
+        self.datagram = b""
+
+
+class StorageLayer:
+    def __init__(self, identity: Any, settings: StorageSettings | None = None,
+                 clock_offset: float = 0.0, lookup: Lookup | None = None,
+                 closest: Callable[[int, int], list[tuple[int, Any]]] | None = None,
+                 addr_to_wire: Callable[[Any], bytes | None] | None = None,
+                 validated: Callable[[Any], bool] | None = None,
+                 random_bytes: Callable[[int], bytes] = os.urandom, now: float = 0.0):
+        """`lookup(target, now)` starts a find-closest lookup and returns its id (None: busy);
+        `closest(target, count)` reads the routing table; `validated(addr)`: the address has
+        proven it receives our datagrams (full FOUND pages). `clock_offset` turns `now` into
+        Unix seconds (expiries and epochs are wall-clock)."""
+        self.identity = identity
+        self.settings = s = settings or DEFAULT_SETTINGS
+        self.clock_offset = clock_offset
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.store = ValueStore(s)
+        self.prekeys: list[tuple[X25519PrivateKey, bytes, float]] = []  # newest first
+        self._lookup, self._closest = lookup, closest
+        self._addr_to_wire, self._validated = addr_to_wire, validated
+        self._random = random_bytes
+        self._outbox: list[tuple[bytes, Any]] = []
+        self._events: collections.deque[StorageEvent] = collections.deque()
+        self._ops: dict[int, _Op] = {}
+        self._by_lookup: dict[int, int] = {}
+        self._waiting: dict[tuple[Any, bytes], int] = {}  # (address, vid / nonce / key) -> op
+        self._next_op = 0
+        self._republish_queue: dict[bytes, None] = {}  # keys waiting for a republish lookup
+        self._holders: dict[bytes, set[Any]] = {}  # our mailbox keys -> nodes that answered
+        self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._rotate_at: float | None = None
+        self._retry_at: float | None = None  # republish lookups refused: try again then
+        self._verify = FloodGuard(s.verify_rate, s.verify_burst, s.source_rate, s.source_burst,
+                                  now, max_sources=s.max_sources, always=True)
+        self._finds = FloodGuard(s.find_rate, s.find_burst, s.source_rate, s.source_burst, now,
+                                 max_sources=s.max_sources)
+
+    def wall(self, now: float) -> float:
+        return now + self.clock_offset
+
+    # -- sans-I/O surface -----------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        if not wire.well_formed(data):
+            self.stats["malformed"] += 1
+            return
+        op = data[1]
+        if op == wire.STORE:
+            self._on_store(data, addr, now)
+        elif op == wire.FIND_VALUE:
+            self._on_find(data, addr, now)
+        elif op == wire.DELETE:
+            self._on_delete(data, addr, now)
+        elif op == wire.STORED:
+            self._on_stored(data, addr, now)
+        elif op == wire.FOUND:
+            self._on_found(data, addr, now)
+        else:
+            self._on_deleted(data, addr, now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def next_event(self) -> StorageEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [op.deadline for op in self._ops.values()]
+        for other in (self.store.get_timer(), self._rotate_at, self._retry_at):
+            if other is not None:
+                times.append(other)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+        expired = self.store.expire(now)
+        if expired:
+            self.stats["expired_held"] += expired
+        for held in self.store.due(now):
+            self._republish_queue[held.value.key] = None
+        self._start_republish(now)
+        for op in list(self._ops.values()):
+            if op.deadline <= now:
+                self._finish(op, now)
+        if self._rotate_at is not None and now >= self._rotate_at:
+            self.publish_prekey(now)
+
+    def drop_counts(self) -> collections.Counter[str]:
+        """Datagrams (and fetched values) dropped or refused, by reason."""
+        return collections.Counter({k: v for k, v in self.stats.items() if k in DROPS})
+
+    # -- storer ---------------------------------------------------------------------------------
+
+    def _on_store(self, data: bytes, addr: Any, now: float) -> None:
+        key, raw = data[2:22], data[22:]
+        rec = wire.parse_record(raw)
+        s, wall = self.settings, self.wall(now)
+        if rec.kind not in wire.KINDS:
+            self.stats["bad_kind"] += 1
+            return
+        if rec.expiry <= wall:
+            self.stats["expired"] += 1
+            return
+        if rec.expiry > wall + s.ttl + s.clock_skew:
+            self.stats["too_long"] += 1
+            return
+        value = records.read(key, raw, check_signature=False)
+        if value is None:
+            self.stats["wrong_key"] += 1  # a prekey not under its author's prekey key
+            return
+        status = self.store.admit(key, value.vid, value.author, value.kind, value.sequence,
+                                  len(raw), now)
+        if status == wire.DUPLICATE:
+            self.store.touch(value.vid, now)
+            self.stats["duplicate"] += 1
+        elif status is not None:
+            self.stats[wire.STATUS_NAMES[status] if status != wire.GONE else "gone"] += 1
+        elif not self._metered(self._verify, addr, now):
+            return
+        elif records.read(key, raw) is None:
+            self.stats["bad_signature"] += 1
+            return
+        else:
+            self.store.add(value, now + (rec.expiry - wall), now)
+            self.stats["stored"] += 1
+            status = wire.OK
+        self._answer(wire.stored(key, value.vid, status), len(data), addr)
+
+    def _on_find(self, data: bytes, addr: Any, now: float) -> None:
+        if not self._metered(self._finds, addr, now):
+            return
+        key, nonce, cursor = data[2:22], data[22:30], wire.u16(data, 30)
+        validated = self._validated is not None and self._validated(addr)
+        budget = wire.MAX_ANSWER if validated else len(data)
+        total, nxt, recs = self.store.page(key, cursor, budget - wire.FOUND_HEADER)
+        contacts: list[bytes] = []
+        if total == 0 and self._closest is not None and self._addr_to_wire is not None:
+            room = (budget - wire.FOUND_HEADER) // wire.CONTACT_SIZE
+            for node_id, contact in self._closest(int.from_bytes(key, "big"), room + 1):
+                packed = self._addr_to_wire(contact) if contact != addr else None
+                if packed is not None and len(contacts) < room:
+                    contacts.append(node_id.to_bytes(20, "big") + packed)
+        self.stats["found_answered"] += 1
+        self._answer(wire.found(key, nonce, total, nxt, recs, contacts), len(data), addr,
+                     validated)
+
+    def _on_delete(self, data: bytes, addr: Any, now: float) -> None:
+        request = wire.parse_delete(data)
+        if records.mailbox_key(node_id_of(request.spki), request.epoch) != request.key:
+            self.stats["not_owner"] += 1  # only the mailbox's owner may delete
+            return
+        if not self._metered(self._verify, addr, now):
+            return
+        if not records.delete_valid(request):
+            self.stats["bad_signature"] += 1
+            return
+        removed = self.store.delete(request.key, request.vids, now)
+        self.stats["deleted"] += removed
+        self._answer(wire.deleted(request.key, removed), len(data), addr)
+
+    def _answer(self, out: bytes, request_size: int, addr: Any, validated: bool = False) -> None:
+        if len(out) > request_size and not validated:
+            self.stats["answer_cut"] += 1  # never an amplifier towards an unproven address
+            return
+        self._outbox.append((out, addr))
+
+    def _metered(self, guard: FloodGuard, addr: Any, now: float) -> bool:
+        host = addr[0] if type(addr) is tuple and addr else addr
+        refused = guard.check(host, now)
+        if refused is not None:
+            self.stats[refused] += 1
+        return refused is None
+
+    # -- client: answers ------------------------------------------------------------------------
+
+    def _claim(self, addr: Any, tag: bytes) -> _Op | None:
+        op_id = self._waiting.pop((addr, tag), None)
+        op = self._ops.get(op_id) if op_id is not None else None
+        if op is None:
+            self.stats["unsolicited"] += 1
+            return None
+        op.waits.discard((addr, tag))
+        op.answered.add(addr)
+        return op
+
+    def _on_stored(self, data: bytes, addr: Any, now: float) -> None:
+        op = self._claim(addr, data[22:38])
+        if op is not None:
+            op.statuses[data[38]] += 1
+            self._maybe_finish(op, now)
+
+    def _on_deleted(self, data: bytes, addr: Any, now: float) -> None:
+        op = self._claim(addr, data[2:22])
+        if op is not None:
+            op.confirmed += 1
+            self._maybe_finish(op, now)
+
+    def _on_found(self, data: bytes, addr: Any, now: float) -> None:
+        answer = wire.parse_found(data)
+        op = self._claim(addr, answer.nonce)
+        if op is None:
+            return
+        if answer.key != op.key:
+            self.stats["bad_value"] += 1
+        else:
+            for raw in answer.records:
+                value = records.read(op.key, raw) if raw not in op.values else None
+                if value is None:
+                    if raw not in op.values:
+                        self.stats["bad_value"] += 1  # forged or altered by the storer
+                    continue
+                op.values.setdefault(value.vid, value)
+            if answer.next != wire.NO_MORE and answer.next < answer.total:
+                size = len(op.datagram) if answer.records else wire.MAX_ANSWER
+                self._send_find(op, addr, answer.next, size, now)
+        self._maybe_finish(op, now)
+
+    # -- client: commands -----------------------------------------------------------------------
+
+    def put(self, key: bytes, record: bytes, now: float) -> bytes:
+        """Store `record` (made with records.make) at the k nodes closest to `key`; ValueStored
+        or StoreFailed follows. Returns the value id."""
+        value = records.read(key, record, check_signature=False)
+        if value is None:
+            raise ValueError("not a record for this key")
+        op = _Op("store", key, now)
+        op.records = [record]
+        op.vids = (value.vid,)
+        self._start(op, now)
+        return value.vid
+
+    def fetch(self, key: bytes, now: float, purpose: Any = None) -> int | None:
+        """Ask the k nodes closest to `key` for its values; ValuesFound follows."""
+        op = _Op("fetch", key, now)
+        op.purpose = purpose
+        return self._start(op, now)
+
+    def acknowledge(self, epoch: int, vids: list[bytes], now: float) -> None:
+        """Delete `vids` from our mailbox of `epoch` at every node that gave us values there
+        (or, not known, the k closest): the recipient's signed acknowledgement."""
+        vids = list(dict.fromkeys(vids))
+        for at in range(0, len(vids), wire.MAX_VIDS):
+            chunk = tuple(vids[at:at + wire.MAX_VIDS])
+            op = _Op("delete", records.mailbox_key(self.identity.node_id, epoch), now)
+            op.vids, op.epoch = chunk, epoch
+            op.datagram = records.make_delete(self.identity, epoch, list(chunk))
+            holders = self._holders.get(op.key)
+            if holders:
+                if self._register(op, now):
+                    self._send_to(op, sorted(holders, key=repr), now)
+            else:
+                self._start(op, now)
+
+    def publish_prekey(self, now: float, rotate: bool = True) -> bytes:
+        """Make a new prekey, sign it, store it under our prekey key; with `rotate`, again every
+        `prekey_rotation`. Returns its public half."""
+        s, wall = self.settings, self.wall(now)
+        private = X25519PrivateKey.from_private_bytes(self._random(32))
+        public = sealed.public_bytes(private)
+        keep = s.prekey_rotation + s.ttl + s.clock_skew  # boxes sealed to it may still arrive
+        self.prekeys = [(private, public, now)] + [p for p in self.prekeys if p[2] > now - keep]
+        expiry = int(wall + min(2 * s.prekey_rotation, s.ttl))
+        key = records.prekey_key(self.identity.node_id)
+        self.put(key, records.make(self.identity, key, wire.PREKEY, expiry, int(wall), public),
+                 now)
+        self._rotate_at = now + s.prekey_rotation if rotate else None
+        return public
+
+    def fetch_prekey(self, node_id: bytes, now: float) -> int | None:
+        """Find `node_id`'s newest prekey: PrekeyFound follows."""
+        return self.fetch(records.prekey_key(node_id), now, ("prekey", node_id))
+
+    def send_message(self, recipient: bytes, prekey: bytes, plaintext: bytes, now: float) -> bytes:
+        """Seal `plaintext` for `recipient`'s `prekey` and store it in its mailbox of this epoch
+        (expiring after `ttl`). Returns the value id."""
+        s, wall = self.settings, self.wall(now)
+        epoch = records.epoch_of(wall, s.epoch_length)
+        key = records.mailbox_key(recipient, epoch)
+        body = sealed.seal(prekey, recipient, self.identity, plaintext)
+        sequence = int.from_bytes(self._random(4), "big")
+        return self.put(key, records.make(self.identity, key, wire.MAILBOX, int(wall + s.ttl),
+                                          sequence, body), now)
+
+    def fetch_mailbox(self, now: float) -> list[int]:
+        """Fetch every epoch of our mailbox that may hold unexpired messages; a
+        MessageReceived follows for each new one that opens, then ValuesFound per epoch."""
+        s, wall = self.settings, self.wall(now)
+        first = records.epoch_of(wall - s.ttl - s.clock_skew, s.epoch_length)
+        last = records.epoch_of(wall + s.clock_skew, s.epoch_length)
+        ops = []
+        for epoch in range(first, last + 1):
+            key = records.mailbox_key(self.identity.node_id, epoch)
+            op_id = self.fetch(key, now, ("mailbox", epoch))
+            if op_id is not None:
+                ops.append(op_id)
+        return ops
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def owns(self, lookup_id: int) -> bool:
+        return lookup_id in self._by_lookup
+
+    def lookup_done(self, event: Any, now: float) -> None:
+        """The routing layer's LookupCompleted for a lookup we started."""
+        op_id = self._by_lookup.pop(event.lookup_id, None)
+        op = self._ops.get(op_id) if op_id is not None else None
+        if op is None:
+            return
+        own = int.from_bytes(self.identity.node_id, "big") if self.identity is not None else -1
+        targets = [addr for node_id, addr in event.closest if node_id != own]
+        self._send_to(op, targets[:self.settings.replicas], now)
+        if op.kind == "republish":
+            self._start_republish(now)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _register(self, op: _Op, now: float) -> bool:
+        if len(self._ops) >= self.settings.max_operations + self.settings.max_republish_lookups:
+            self._fail(op, "busy", now)
+            return False
+        op.id = self._next_op
+        self._next_op += 1
+        self._ops[op.id] = op
+        return True
+
+    def _start(self, op: _Op, now: float) -> int | None:
+        if not self._register(op, now):
+            return None
+        lookup_id = self._lookup(int.from_bytes(op.key, "big"), now) if self._lookup else None
+        if lookup_id is None:
+            del self._ops[op.id]
+            self._fail(op, "busy", now)
+            return None
+        self._by_lookup[lookup_id] = op.id
+        op.deadline = now + LOOKUP_WAIT  # the lookup's own timeouts end it long before
+        return op.id
+
+    def _send_to(self, op: _Op, targets: list[Any], now: float) -> None:
+        op.targets, op.sent = targets, True
+        op.deadline = now + self.settings.request_timeout
+        for addr in targets:
+            if op.kind in ("store", "republish"):
+                for raw in op.records:
+                    value = records.read(op.key, raw, check_signature=False)
+                    self._wait(op, addr, value.vid)
+                    self._outbox.append((wire.store(op.key, raw), addr))
+            elif op.kind == "fetch":
+                self._send_find(op, addr, 0, self.settings.find_padding, now)
+            else:
+                self._wait(op, addr, op.key)
+                self._outbox.append((op.datagram, addr))
+        self._maybe_finish(op, now)
+
+    def _send_find(self, op: _Op, addr: Any, cursor: int, size: int, now: float) -> None:
+        nonce = self._random(wire.NONCE_SIZE)
+        op.datagram = wire.find_value(op.key, nonce, cursor, size)
+        op.deadline = now + self.settings.request_timeout
+        self._wait(op, addr, nonce)
+        self._outbox.append((op.datagram, addr))
+
+    def _wait(self, op: _Op, addr: Any, tag: bytes) -> None:
+        op.waits.add((addr, tag))
+        self._waiting[(addr, tag)] = op.id
+
+    def _maybe_finish(self, op: _Op, now: float) -> None:
+        if not op.waits and op.sent and op.id in self._ops:
+            self._finish(op, now)
+
+    def _finish(self, op: _Op, now: float) -> None:
+        del self._ops[op.id]
+        for lookup_id in [i for i, o in self._by_lookup.items() if o == op.id]:
+            del self._by_lookup[lookup_id]
+        for wait in op.waits:
+            self._waiting.pop(wait, None)
+        if op.kind == "store":
+            ok, dup = op.statuses[wire.OK], op.statuses[wire.DUPLICATE]
+            refused = sum(op.statuses.values()) - ok - dup
+            if ok + dup:
+                self._events.append(ValueStored(op.key, op.vids[0], ok + dup, dup, refused, now))
+            elif not op.targets:
+                self._fail(op, "no_nodes", now)
+            elif refused:
+                worst = max((n, s) for s, n in op.statuses.items())[1]
+                self._fail(op, wire.STATUS_NAMES[worst], now)
+            else:
+                self._fail(op, "timeout", now)
+        elif op.kind == "republish":
+            self.stats["republished"] += sum(op.statuses.values())
+        elif op.kind == "delete":
+            self._events.append(ValuesDeleted(op.key, op.vids, len(op.targets), op.confirmed,
+                                              now))
+        else:
+            self._fetched(op, now)
+
+    def _fetched(self, op: _Op, now: float) -> None:
+        values = tuple(op.values.values())
+        purpose = op.purpose
+        if purpose is not None and purpose[0] == "mailbox":
+            holders = self._holders.setdefault(op.key, set())
+            holders.update(op.answered)
+            while len(self._holders) > 64:
+                del self._holders[next(iter(self._holders))]
+            for value in values:
+                self._open(value, purpose[1], now)
+        self._events.append(ValuesFound(op.key, values, len(op.targets), len(op.answered), now))
+        if purpose is not None and purpose[0] == "prekey":
+            node_id = purpose[1]
+            mine = [v for v in values if v.kind == wire.PREKEY and v.author == node_id
+                    and v.expiry > self.wall(now)]
+            best = max(mine, key=lambda v: v.sequence, default=None)
+            self._events.append(PrekeyFound(node_id, best.body if best else None,
+                                            best.expiry if best else 0, now))
+
+    def _open(self, value: Value, epoch: int, now: float) -> None:
+        if value.kind != wire.MAILBOX or value.vid in self._seen:
+            return
+        me = self.identity.node_id
+        for private, _, _ in self.prekeys:
+            try:
+                opened = sealed.open_box(private, me, value.body)
+            except sealed.SealedError:
+                continue
+            if opened.sender != value.author:
+                self.stats["sender_mismatch"] += 1
+                return
+            self._seen[value.vid] = None
+            while len(self._seen) > SEEN_LIMIT:
+                self._seen.popitem(last=False)
+            self._events.append(MessageReceived(value.vid, epoch, opened.sender,
+                                                opened.plaintext, value.sequence, now))
+            return
+        self.stats["unopenable"] += 1
+
+    def _fail(self, op: _Op, reason: str, now: float) -> None:
+        if op.kind == "store":
+            self._events.append(StoreFailed(op.key, op.vids[0], reason, now))
+        elif op.kind == "fetch":
+            self._fetched(op, now)
+        elif op.kind == "delete":
+            self._events.append(ValuesDeleted(op.key, op.vids, 0, 0, now))
+
+    def _republishing(self) -> list[_Op]:
+        return [op for op in self._ops.values() if op.kind == "republish"]
+
+    def _start_republish(self, now: float) -> None:
+        queue = self._republish_queue
+        while queue and len(self._republishing()) < self.settings.max_republish_lookups:
+            key = next(iter(queue))
+            del queue[key]
+            held = [self.store.values[v] for v in self.store.by_key.get(key, ())]
+            if not held:
+                continue
+            op = _Op("republish", key, now)
+            op.records = [h.value.raw for h in held]
+            for h in held:
+                self.store.touch(h.value.vid, now)
+            if self._start(op, now) is None:
+                queue[key] = None  # the routing layer is busy: again in a second
+                self._retry_at = now + 1.0
+                break

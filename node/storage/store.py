@@ -1,0 +1,183 @@
+"""What a storer holds: values by id and key, quotas, expiry, republication, tombstones.
+
+Pure bookkeeping (no bytes on the wire, no signatures): the layer calls `admit` before it spends
+a signature check, `add` after. Every bound is a count or a byte total in StorageSettings, so a
+flood from any number of identities holds at most `max_values` records of at most `max_bytes`,
+plus `max_tombstones` 16-byte ids. Times are the node's `now`.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+
+from . import wire
+from .records import Value
+from .settings import StorageSettings
+
+
+class Held:
+    __slots__ = ("value", "expires", "republish_at")
+
+    def __init__(self, value: Value, expires: float, republish_at: float):
+        self.value = value
+        self.expires = expires
+        self.republish_at = republish_at
+
+
+class ValueStore:
+    __slots__ = ("settings", "values", "by_key", "per_author", "author_bytes", "bytes",
+                 "tombstones", "_expiry", "_republish")
+
+    def __init__(self, settings: StorageSettings):
+        self.settings = settings
+        self.values: dict[bytes, Held] = {}
+        self.by_key: dict[bytes, dict[bytes, None]] = {}  # key -> vids, oldest first
+        self.per_author: collections.Counter[bytes] = collections.Counter()
+        self.author_bytes: collections.Counter[bytes] = collections.Counter()
+        self.bytes = 0
+        self.tombstones: collections.OrderedDict[bytes, float] = collections.OrderedDict()
+        self._expiry: list[tuple[float, bytes]] = []  # stale entries skipped
+        self._republish: list[tuple[float, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def admit(self, key: bytes, vid: bytes, author: bytes, kind: int, sequence: int, size: int,
+              now: float) -> int | None:
+        """None if a value of this shape may be stored now, else the STORED status."""
+        gone = self.tombstones.get(vid)
+        if gone is not None and gone > now:
+            return wire.GONE
+        if vid in self.values:
+            return wire.DUPLICATE
+        s = self.settings
+        older = self._prekeys_of(key, author) if kind == wire.PREKEY else []
+        if any(h.value.sequence >= sequence for h in older):
+            return wire.STALE
+        freed = sum(len(h.value.raw) for h in older)
+        if (len(self.by_key.get(key, ())) - len(older) >= s.max_per_key
+                or self.per_author[author] - len(older) >= s.max_per_author
+                or self.author_bytes[author] - freed + size > s.max_author_bytes):
+            return wire.QUOTA
+        if len(self.values) - len(older) >= s.max_values or self.bytes - freed + size > s.max_bytes:
+            return wire.FULL
+        return None
+
+    def add(self, value: Value, expires: float, now: float) -> None:
+        """Hold `value` (admitted) until `expires`; a prekey replaces its author's older ones."""
+        if value.kind == wire.PREKEY:
+            for held in self._prekeys_of(value.key, value.author):
+                self._remove(held.value.vid)
+        held = Held(value, expires, now + self.settings.republish_interval)
+        self.values[value.vid] = held
+        self.by_key.setdefault(value.key, {})[value.vid] = None
+        self.per_author[value.author] += 1
+        self.author_bytes[value.author] += len(value.raw)
+        self.bytes += len(value.raw)
+        heapq.heappush(self._expiry, (expires, value.vid))
+        heapq.heappush(self._republish, (held.republish_at, value.vid))
+
+    def touch(self, vid: bytes, now: float) -> None:
+        """Another node stored this value here: our own republication can wait (Kademlia)."""
+        held = self.values.get(vid)
+        if held is not None:
+            held.republish_at = now + self.settings.republish_interval
+
+    def delete(self, key: bytes, vids: tuple[bytes, ...], now: float) -> int:
+        """Remove `vids` under `key` and remember them (a republish must not bring one back);
+        return how many were held."""
+        removed = 0
+        for vid in vids:
+            held = self.values.get(vid)
+            if held is not None and held.value.key != key:
+                continue  # another key's value: the deleter does not own it
+            until = held.expires if held is not None else now + self.settings.ttl \
+                + self.settings.clock_skew
+            if held is not None:
+                self._remove(vid)
+                removed += 1
+            self.tombstones.pop(vid, None)
+            self.tombstones[vid] = until
+            while len(self.tombstones) > self.settings.max_tombstones:
+                self.tombstones.popitem(last=False)
+        return removed
+
+    def page(self, key: bytes, cursor: int, budget: int) -> tuple[int, int, list[bytes]]:
+        """(values under key, the next cursor or NO_MORE, records from `cursor` within
+        `budget` bytes, each costing its size plus 2)."""
+        vids = list(self.by_key.get(key, ()))
+        records: list[bytes] = []
+        at = cursor
+        while at < len(vids) and len(records) < 255:
+            raw = self.values[vids[at]].value.raw
+            if len(raw) + 2 > budget:
+                break
+            budget -= len(raw) + 2
+            records.append(raw)
+            at += 1
+        return len(vids), (wire.NO_MORE if at >= len(vids) else at), records
+
+    def expire(self, now: float) -> int:
+        """Drop what expired by `now` (values, and tombstones met on the way); return the
+        number of values dropped."""
+        dropped = 0
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, vid = heapq.heappop(heap)
+            held = self.values.get(vid)
+            if held is not None and held.expires <= now:
+                self._remove(vid)
+                dropped += 1
+        tombs = self.tombstones
+        while tombs:
+            vid, until = next(iter(tombs.items()))
+            if until > now:
+                break
+            del tombs[vid]
+        return dropped
+
+    def due(self, now: float) -> list[Held]:
+        """Values whose republication is due (each re-armed one interval later)."""
+        out: list[Held] = []
+        heap = self._republish
+        while heap and heap[0][0] <= now:
+            at, vid = heapq.heappop(heap)
+            held = self.values.get(vid)
+            if held is None:
+                continue
+            if held.republish_at > now:  # touched since
+                heapq.heappush(heap, (held.republish_at, vid))
+                continue
+            held.republish_at = now + self.settings.republish_interval
+            heapq.heappush(heap, (held.republish_at, vid))
+            out.append(held)
+        return out
+
+    def get_timer(self) -> float | None:
+        times = [h[0][0] for h in (self._expiry, self._republish) if h]
+        return min(times) if times else None
+
+    def _prekeys_of(self, key: bytes, author: bytes) -> list[Held]:
+        values = self.values
+        return [values[v] for v in self.by_key.get(key, ()) if values[v].value.author == author
+                and values[v].value.kind == wire.PREKEY]
+
+    def _remove(self, vid: bytes) -> None:
+        held = self.values.pop(vid)
+        value = held.value
+        keyed = self.by_key[value.key]
+        del keyed[vid]
+        if not keyed:
+            del self.by_key[value.key]
+        size = len(value.raw)
+        self.bytes -= size
+        for counter, amount in ((self.per_author, 1), (self.author_bytes, size)):
+            counter[value.author] -= amount
+            if counter[value.author] <= 0:
+                del counter[value.author]
+        if len(self._expiry) > 2 * len(self.values) + 64:  # removed ones' entries
+            self._expiry = [(h.expires, v) for v, h in self.values.items()]
+            heapq.heapify(self._expiry)
+            self._republish = [(h.republish_at, v) for v, h in self.values.items()]
+            heapq.heapify(self._republish)
