@@ -45,8 +45,6 @@ class StorageSettings:
         if min(self.ttl, self.epoch_length, self.republish_interval, self.request_timeout,
                self.prekey_rotation) <= 0 or self.clock_skew < 0:
             raise ValueError("storage times must be positive")
-        if self.max_author_bytes > self.max_bytes:
-            raise ValueError("max_author_bytes cannot exceed max_bytes")
         if min(self.verify_rate, self.source_rate, self.find_rate) <= 0 \
                 or min(self.verify_burst, self.source_burst, self.find_burst) < 1:
             raise ValueError("storage rates must be positive and bursts at least 1")

@@ -4,7 +4,7 @@
 | --- | --- | --- | --- |
 | 0x01 | STORE | key (20), record | 22 + record |
 | 0x02 | STORED | key (20), value id (16), status (1) | 39 |
-| 0x03 | FIND_VALUE | key (20), nonce (8), cursor (u16), zero padding | 32 to 1,400 |
+| 0x03 | FIND_VALUE | key (20), nonce (8), cursor (u16), zero padding (3 or more) | 35 to 1,400 |
 | 0x04 | FOUND | key, nonce, total (u16), next (u16), count (u8), records, contacts | 35+ |
 | 0x05 | DELETE | key, epoch (u32), count (u8), value ids (16 each), SPKI size, SPKI, sig. | 29+ |
 
@@ -39,7 +39,7 @@ STATUS_NAMES = {OK: "stored", DUPLICATE: "duplicate", QUOTA: "quota", FULL: "ful
 KEY_SIZE, VID_SIZE, NONCE_SIZE, CONTACT_SIZE = 20, 16, 8, 26
 MAX_SIGNATURE = 1024  # RSA-8192
 MAX_ANSWER = 1400  # the largest FOUND (and FIND_VALUE): fits an Ethernet MTU with IPv6 headers
-FIND_SIZE = 32  # an unpadded FIND_VALUE
+FIND_SIZE = 35  # the smallest FIND_VALUE: as large as an empty FOUND
 FOUND_HEADER = 35
 MAX_RECORD = MAX_ANSWER - FOUND_HEADER - 2  # one record always fits a full page: 1,363
 MAX_VIDS = 32  # value ids per DELETE
