@@ -93,6 +93,11 @@ class FloodGuard:
             return "rate_limited"
         return None
 
+    def ready(self, source: Any, now: float) -> bool:
+        """Whether `source` could do one unit of work now (nothing is taken)."""
+        bucket = self._sources.get(source) if self._sources else None
+        return bucket is None or bucket.level(now) >= 1.0
+
     @property
     def tracked_sources(self) -> int:
         return len(self._sources) if self._sources else 0

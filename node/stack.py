@@ -25,7 +25,7 @@ from .routing.messages import ROUTE_REQ, ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
 from .storage import STORAGE, StorageLayer, StorageSettings
-from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvous
+from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvous, is_punch
 from .upkeep import JOIN_RETRY, JoinRetry, Rejoin
 
 NONE, ROUTING, SESSION, TRAVERSAL_LAYER, RELAY_LAYER, STORAGE_LAYER = 0, 1, 2, 3, 4, 5  # LAYER_OF
@@ -80,6 +80,9 @@ class TableView:
         ids, addrs = routing.registry.ids, routing.registry.addrs
         return [addrs[h] for h in routing.table.closest(target, count + 1)
                 if ids[h] != target][:count]
+
+    def round_trip(self, addr: Any, rtt: float) -> None:
+        self.routing.observe_round_trip(rtt)
 
     def addr_to_wire(self, addr: Any) -> bytes:
         return self.routing.registry.addr_to_wire(addr)
@@ -141,7 +144,10 @@ class Node:
             else:
                 session.receive_datagram(data, addr, now)
         elif layer == TRAVERSAL_LAYER and self.traversal is not None:
-            self._upper.traversal.receive_datagram(data, addr, now)
+            upper = self._upper
+            upper.traversal.receive_datagram(data, addr, now)
+            if upper.session is not None and is_punch(data):
+                upper.session.path_opened(addr, now)  # a KEY_REQ now gets through its NAT
         elif layer == RELAY_LAYER and self.relay is not None:
             self._upper.relay.receive_datagram(data, addr, now)
         elif layer == STORAGE_LAYER and self.storage is not None:

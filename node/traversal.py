@@ -119,6 +119,11 @@ class AddressObserved(TraversalEvent):
     at: float
 
 
+def is_punch(data: bytes) -> bool:
+    """Whether `data` is a well-formed PUNCH: a hole towards its sender has just opened."""
+    return len(data) == SIZES[PUNCH] and data[1] == PUNCH
+
+
 def nat_kind(event: AddressObserved, local: Any) -> str:
     """none: peers see us at our own `local` address (the socket's, as routed towards the
     observer: the driver knows it); symmetric: they see different ports; cone: one public
@@ -163,7 +168,7 @@ class Traversal:
         self.observed: dict[Any, Any] = {}  # observer address -> where it sees us
         self._outbox: list[tuple[bytes, Any]] = []
         self._events: collections.deque[TraversalEvent] = collections.deque()
-        self._nonces: dict[bytes, Any] = {}  # outstanding ADDR_REQ nonce -> peer asked
+        self._nonces: dict[bytes, tuple[Any, float]] = {}  # ADDR_REQ nonce -> (peer, sent at)
         self._guard = FloodGuard(settings.answer_rate, settings.answer_burst, settings.source_rate,
                                  settings.source_burst, now, max_sources=settings.max_sources,
                                  always=True)
@@ -266,7 +271,7 @@ class Traversal:
             nonce = self.rng.getrandbits(64).to_bytes(8, "big")
             if len(self._nonces) >= limit:
                 del self._nonces[next(iter(self._nonces))]
-            self._nonces[nonce] = addr
+            self._nonces[nonce] = (addr, now)
             self._send(bytes((TRAVERSAL, ADDR_REQ)) + nonce + bytes(6), addr, "addr_req_sent")
 
     def punch(self, target_id: int, rendezvous: list[Any], now: float) -> None:
@@ -367,10 +372,11 @@ class Traversal:
 
     def _on_addr_res(self, data: bytes, addr: Any, now: float) -> None:
         asked = self._nonces.get(data[2:10])
-        if asked is None or asked != addr:
+        if asked is None or asked[0] != addr:
             self.stats["unsolicited"] += 1  # only the peer asked may tell us our address
             return
         del self._nonces[data[2:10]]
+        self.contacts.round_trip(addr, now - asked[1])
         seen = self.contacts.addr_from_wire(data[10:16])
         if seen is None:
             self.stats["malformed"] += 1

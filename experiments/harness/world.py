@@ -88,6 +88,9 @@ def at(env: simpy.Environment, when: float, action: Callable[[], None]) -> None:
     event.callbacks.append(lambda _e: action())
 
 
+JOIN_RTT_SAMPLES = 4  # round trips a loaded node starts with (`load_converged`)
+
+
 def load_converged(
     driver: SimDriver,
     tables: ConvergedTables,
@@ -95,11 +98,16 @@ def load_converged(
     table_of: Callable[[int, Any, bytearray], tuple[Any, bytearray]] | None = None,
     progress: Progress | None = None,
     by_address: bool = False,
+    round_trip: Callable[[int, int], float] | None = None,
 ) -> None:
     """Attach nodes 0..N-1 (`make_node(index)`) with the converged tables of sim/bootstrap.py,
     in address order; `table_of(index, entries, sizes)` may change a table first (a defence's
     limit). Nodes are built in the tables' cheapest order, as memory allows at 10^6, or in
-    address order (`by_address`: the order the attack studies' figures were drawn in)."""
+    address order (`by_address`: the order the attack studies' figures were drawn in).
+
+    `round_trip(a, b)` (seconds between addresses a and b) leaves each node with what its join
+    would have measured: the round trips to its JOIN_RTT_SAMPLES nearest contacts, the last a
+    join hears from (the lookups' slow time starts from them, as after a real join)."""
     n = len(tables)
     nodes: list[Any] = [None] * n
     order = (((i, tables.entries(i), tables.sizes(i)) for i in range(n)) if by_address
@@ -109,6 +117,9 @@ def load_converged(
         if table_of is not None:
             entries, sizes = table_of(index, entries, sizes)
         node.routing.table.load(entries, sizes, 0.0)
+        if round_trip is not None:
+            for handle in entries[-JOIN_RTT_SAMPLES:]:
+                node.routing.observe_round_trip(round_trip(index, handle))
         nodes[index] = node
         if progress and (done % 10_000 == 0 or done == n):
             progress("join", done, n)
@@ -230,8 +241,10 @@ class SimWorld:
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
                                  seed=seed)
+        latency = self.base_latency
         load_converged(self.driver, tables, lambda index: self.new_node(index, 0.0),
-                       progress=self.progress)
+                       progress=self.progress,
+                       round_trip=lambda a, b: latency.delay(a, b) + latency.delay(b, a))
 
     def _start_node(self, index: int) -> None:
         addr = self.driver.add(self.new_node(index, self.env.now))

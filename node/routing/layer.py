@@ -18,13 +18,19 @@ by that ID, echoing that hash enters the table (table.py), moves a failing entry
 validates that address for the amplification limit. Nothing is kept per probe; probes are
 metered by a token bucket (per address and in all, ratelimit.py), counted drops beyond.
 Requests expire in the order they were sent (one timeout for all), so the pending dict's first
-entry is always the next deadline.
+entry is always the next deadline. Before that, a lookup request still unanswered after the
+node's adaptive slow time (srtt + 2 rttvar, RFC 6298's estimators over the round trips of its
+answered requests and address probes) gives its slot to the next contact, and its answer
+still counts until the timeout: under churn half a table may be dead, and without this a
+lookup stalls a whole timeout whenever its `alpha` slots all hold dead contacts (libtorrent's
+short timeout).
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
+import heapq
 from dataclasses import dataclass
 from random import Random
 from typing import Any, Callable, Iterable
@@ -60,6 +66,13 @@ class RoutingSettings:
     k: int = 20
     alpha: int = 3
     request_timeout: float = 1.0  # seconds before an unanswered request counts as failed
+    # A lookup request unanswered after srtt + `slow_rttvars` x rttvar of this node's answered
+    # requests (at least `slow_floor`, at most `request_timeout`) frees its slot for the next
+    # contact (its late answer still counts); False: the paper's lookup, `alpha` requests in
+    # flight at most. docs/results.md "Call set-up" has the study behind the defaults.
+    free_slow_slots: bool = True
+    slow_rttvars: float = 2.0
+    slow_floor: float = 0.1
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     replacement_cache: int = 20
@@ -95,8 +108,10 @@ class RoutingSettings:
             raise ValueError(f"k must be between 1 and {MAX_CONTACTS} (the wire format's limit)")
         if self.alpha < 1:
             raise ValueError("alpha must be at least 1")
-        if self.request_timeout <= 0 or self.refresh_interval <= 0:
+        if self.request_timeout <= 0 or self.refresh_interval <= 0 or self.slow_floor <= 0:
             raise ValueError("timeouts must be positive")
+        if self.slow_rttvars < 0:
+            raise ValueError("slow_rttvars must be >= 0")
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
         if self.amplification < 1:
@@ -121,10 +136,11 @@ class _Pending:
     address, may wait on one datagram. Handle -1 is a bootstrap address whose ID is unknown.
     """
 
-    __slots__ = ("deadline", "waiters")
+    __slots__ = ("deadline", "sent", "waiters")
 
-    def __init__(self, deadline: float, lookup: Lookup, handle: int):
+    def __init__(self, deadline: float, lookup: Lookup, handle: int, sent: float):
         self.deadline = deadline
+        self.sent = sent
         self.waiters = [(lookup, handle)]
 
 
@@ -133,7 +149,7 @@ class RoutingLayer:
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
         "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probe_guard",
-        "_probe_keys", "probes_skipped",
+        "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar",
     )
 
     def __init__(
@@ -169,6 +185,11 @@ class RoutingLayer:
         self.limited_answers = 0  # answers cut short by the amplification limit
         self.probes_skipped = 0  # probes not sent: that address was probed within the last second
         self._guard: FloodGuard | None = None  # made at the first request served
+        # Lookup requests by when they become slow: (time, seq, key, request); made on first use.
+        self._slow: list[tuple[float, int, tuple[Any, int], _Pending]] | None = None
+        self._slow_seq = 0
+        self._srtt: float | None = None  # round trips of answered requests (RFC 6298)
+        self._rttvar = 0.0
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -192,6 +213,15 @@ class RoutingLayer:
 
     def handle_timer(self, now: float) -> None:
         pending = self._pending
+        slow = self._slow
+        while slow and slow[0][0] <= now:
+            _, _, key, request = heapq.heappop(slow)
+            if pending.get(key) is not request:
+                continue  # answered or timed out already
+            for lookup, handle in request.waiters:
+                if handle >= 0 and not lookup.done:
+                    lookup.slow(handle)
+                    self._advance(lookup, now)
         while pending:
             key, request = next(iter(pending.items()))
             if request.deadline > now:
@@ -213,10 +243,19 @@ class RoutingLayer:
             self._refresh(now)
 
     def get_timer(self) -> float:
+        timer = self._refresh_at
         if self._pending:
             deadline = next(iter(self._pending.values())).deadline
-            return deadline if deadline < self._refresh_at else self._refresh_at
-        return self._refresh_at
+            if deadline < timer:
+                timer = deadline
+        slow = self._slow
+        if slow:
+            pending = self._pending
+            while slow and pending.get(slow[0][2]) is not slow[0][3]:
+                heapq.heappop(slow)  # answered already: no wake-up for it
+            if slow and slow[0][0] < timer:
+                timer = slow[0][0]
+        return timer
 
     def messages_to_send(self, now: float) -> list[tuple[RouteRequest | RouteResponse, Any]]:
         out = self._outbox
@@ -280,7 +319,7 @@ class RoutingLayer:
             key = (addr, self.node_id)
             if key in self._pending:
                 continue
-            self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1)
+            self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1, now)
             lookup.probe_sent()
             self._send(RouteRequest(self.node_id, self.node_id, self._request_size), addr)
         self._advance(lookup, now)
@@ -343,6 +382,13 @@ class RoutingLayer:
         table = self.table
         if table.known(handle):  # it answered a probe to get there: the uptime rule, as before
             probe = not table.observe(handle, now) and table.moved(handle)
+        elif (self._probe_guard is not None and len(self.registry.handles_at(addr)) > CROWDED_ADDRESS
+              and not self._probe_guard.ready(addr, now)):
+            # Many IDs claimed at one address (forged requests), which was probed within the
+            # last second: no probe is possible, so spare the one-ID check its walk over them
+            # (it would cost O(IDs there) per request: 3.9 s of CPU a second at 450 forged/s).
+            self.probes_skipped += 1
+            return False
         else:
             probe = self._admissible(handle)
         return probe and self._may_probe(addr, now)
@@ -518,6 +564,7 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
+        self.observe_round_trip(now - request.sent)
         if any(asked < 0 for _, asked in request.waiters):
             self._answered_from(addr)  # a bootstrap address the user named answered our join
         handle = registry.intern(responder, addr)
@@ -581,7 +628,9 @@ class RoutingLayer:
     def _advance(self, lookup: Lookup, now: float) -> None:
         if not lookup.done:
             target = lookup.target
-            timeout = now + self.settings.request_timeout
+            settings = self.settings
+            timeout = now + settings.request_timeout
+            slow_at = now + self._slow_after() if settings.free_slow_slots else timeout
             pending = self._pending
             if pending is None:
                 pending = self._pending = {}
@@ -591,12 +640,41 @@ class RoutingLayer:
                 key = (addr, target)
                 request = pending.get(key)
                 if request is None:
-                    pending[key] = _Pending(timeout, lookup, handle)
+                    pending[key] = request = _Pending(timeout, lookup, handle, now)
                     self._send(RouteRequest(self.node_id, target, self._request_size), addr)
+                    if slow_at < timeout:
+                        if self._slow is None:
+                            self._slow = []
+                        self._slow_seq += 1
+                        heapq.heappush(self._slow, (slow_at, self._slow_seq, key, request))
                 else:
                     request.waiters.append((lookup, handle))
         if lookup.done:
             self._complete(lookup, now)
+
+    def _slow_after(self) -> float:
+        """How long a lookup request may go unanswered before its slot goes to another contact."""
+        settings = self.settings
+        if self._srtt is None:
+            return settings.request_timeout
+        slow = self._srtt + settings.slow_rttvars * self._rttvar
+        return min(max(slow, settings.slow_floor), settings.request_timeout)
+
+    @property
+    def smoothed_rtt(self) -> float | None:
+        """This node's smoothed round trip (s), None before anyone answered."""
+        return self._srtt
+
+    def observe_round_trip(self, rtt: float) -> None:
+        """A peer answered after `rtt` s (our lookup requests, and NAT traversal's address
+        probes: a node whose table came from a bulk load has measured nothing else yet).
+        RFC 6298's smoothed round trip and its variation."""
+        srtt = self._srtt
+        if srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - rtt)
+            self._srtt = srtt + 0.125 * (rtt - srtt)
 
     def _complete(self, lookup: Lookup, now: float) -> None:
         if not self._lookups or self._lookups.pop(lookup.lookup_id, None) is None:
@@ -656,5 +734,9 @@ class RoutingLayer:
         live.update(h for r in (self._pending or {}).values() for _, h in r.waiters if h >= 0)
         self._collect(live)
 
+
+# IDs seen at one address beyond which requests from it skip the one-ID check while the address
+# may not be probed anyway (honest addresses hold one ID, two across a key change).
+CROWDED_ADDRESS = 8
 
 DEFAULT_SETTINGS = RoutingSettings()

@@ -35,7 +35,7 @@ class Lookup:
     __slots__ = (
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
-        "verify", "rejected",
+        "verify", "rejected", "_slow",
     )
 
     def __init__(
@@ -59,6 +59,7 @@ class Lookup:
         self.purpose = purpose  # who asked: the routing layer's USER, JOIN or REFRESH
         self.verify: Callable[[int], bool] | None = None  # FIND_PEER: is a target entry genuine?
         self.rejected = 0  # target entries `verify` turned down
+        self._slow: set[int] | None = None  # in flight, but no longer holding a slot
 
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
@@ -107,10 +108,14 @@ class Lookup:
         chosen: list[int] = []
         considered = 0
         settled = True
+        slow = self._slow
         for _, handle in self._order:
             value = status[handle]
             state = value & _STATE_MASK
             if state == FAILED:
+                continue
+            if slow and state == IN_FLIGHT and handle in slow:
+                settled = False  # may still answer, but holds no place among the k nearest
                 continue
             considered += 1
             if state == NEW:
@@ -143,11 +148,30 @@ class Lookup:
         value = self._status.get(handle)
         return value is not None and value & _STATE_MASK == IN_FLIGHT
 
+    def slow(self, handle: int) -> None:
+        """`handle` is late: its slot goes to the next contact, and its answer still counts if
+        it comes before the request times out (libtorrent's short timeout)."""
+        if self._status.get(handle, 0) & _STATE_MASK != IN_FLIGHT:
+            return
+        if self._slow is None:
+            self._slow = set()
+        elif handle in self._slow:
+            return
+        self._slow.add(handle)
+        self.in_flight -= 1
+
+    def _release(self, handle: int) -> None:
+        """An in-flight request to `handle` ended: free its slot unless it was freed already."""
+        if self._slow is not None and handle in self._slow:
+            self._slow.discard(handle)
+        else:
+            self.in_flight -= 1
+
     def answered(self, handle: int) -> int:
         """Mark a reply from `handle`; return the hop at which its contacts were learned."""
         value = self._status[handle]
         if value & _STATE_MASK == IN_FLIGHT:
-            self.in_flight -= 1
+            self._release(handle)
         self._status[handle] = (value & ~_STATE_MASK) | ANSWERED
         return (value >> _STATE_BITS) + 1
 
@@ -173,7 +197,7 @@ class Lookup:
     def failed(self, handle: int) -> None:
         value = self._status[handle]
         if value & _STATE_MASK == IN_FLIGHT:
-            self.in_flight -= 1
+            self._release(handle)
             self.timeouts += 1
         self._status[handle] = (value & ~_STATE_MASK) | FAILED
 
@@ -282,6 +306,9 @@ class DisjointLookup:
 
     def failed(self, handle: int) -> None:
         self.paths[self._owner[handle]].failed(handle)
+
+    def slow(self, handle: int) -> None:
+        self.paths[self._owner[handle]].slow(handle)
 
     def hop_of(self, handle: int) -> int:
         return self.paths[self._owner[handle]].hop_of(handle)

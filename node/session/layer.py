@@ -357,6 +357,19 @@ class SessionLayer:
         else:
             self._start_key_exchange(session, addr, now)
 
+    def path_opened(self, addr: Any, now: float) -> None:
+        """A NAT hole towards `addr` has just opened (its PUNCH reached us): a caller waiting
+        there for KEY_RES sends its second try now instead of at the retransmission timer
+        (ICE's triggered check). Only as the second try, so a forged PUNCH buys one datagram
+        per call at most and never shortens the retransmission schedule."""
+        for session in self._awaiting.get(addr, ()):
+            if session.tries == 1 and session.retx_at is not None:
+                self._outbox.append((session.retry or session.key_req, addr))
+                session.tries = 2
+                session.retx_at = now + self.settings.key_retry * 2
+                if session.tries >= self.settings.key_tries:
+                    session.retx_at = None
+
     def answer(self, now: float, session_id: int | None = None) -> bool:
         """Answer a ringing incoming call (the only one when `session_id` is None)."""
         self._deadline = False

@@ -136,7 +136,9 @@ def test_a_dark_region_fails_only_its_own_lookups_and_the_network_recovers():
     s = result.summary
     assert s["success_before"] == 1.0
     assert 0.5 < s["success_dark"] < 0.9  # lookups for the region's nodes fail while it is dark
-    assert s["success_dark_outside"] == 1.0 and s["timeouts_dark_outside"] > 0
+    # lookups outside the region still succeed; they no longer wait out the dark contacts'
+    # timeouts: a request unanswered after the slow time gives its slot away (routing layer)
+    assert s["success_dark_outside"] == 1.0
     assert s["success_after"] >= 1.0 - study.tolerance
     assert s["recovery_s"] == study.bin  # back in the first bin after the return
     assert 0 < s["region_entries_at_return"] <= s["region_entries_before"]

@@ -13,6 +13,7 @@ from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall
+from kadtalk.node.session.layer import SessionLayer
 from kadtalk.node.stack import Node
 from kadtalk.node.traversal import (
     ADDR_REQ,
@@ -435,3 +436,45 @@ def test_rendezvous_are_the_candidates_nearest_the_target_each_address_once():
     assert choose_rendezvous(target, lookup, table, count=3) == ["n1", "n2", "n3"]
     assert choose_rendezvous(target, lookup, count=8) == ["n1", "n3", "far"]
     assert choose_rendezvous(target, [(target, "callee")], count=3) == []
+
+
+# -- the path a punch opens is used at once (issue 12: set-up time under churn) -------------------
+
+
+def test_address_probe_answers_feed_the_round_trip_the_lookups_use():
+    a, r = node(), node()
+    assert a.routing.smoothed_rtt is None
+    a.probe_address([R], 0.0)
+    [(data, _)] = a.datagrams_to_send(0.0)
+    r.receive_datagram(data, ("192.0.2.9", 5004), 0.1)
+    [(answer, _)] = r.datagrams_to_send(0.1)
+    a.receive_datagram(answer, R, 0.25)
+    assert a.routing.smoothed_rtt == pytest.approx(0.25)
+    a.receive_datagram(answer, R, 0.5)  # a copy: its nonce was used, nothing measured
+    assert a.routing.smoothed_rtt == pytest.approx(0.25)
+
+
+def test_a_punch_arriving_sends_the_key_req_again_at_once(monkeypatch):
+    """Without the trigger the caller's second KEY_REQ waits for the 0.5 s retransmission."""
+    world = filtering_nats(*(node() for _ in range(3)))
+    assert place_call(world) == ["talking"]
+    assert world.now < 0.5
+    monkeypatch.setattr(SessionLayer, "path_opened", lambda self, addr, now: None)
+    world = filtering_nats(*(node() for _ in range(3)))
+    assert place_call(world) == ["talking"]
+    assert world.now >= 0.5
+
+
+def test_forged_punches_buy_one_key_req_per_call_at_most():
+    a, b = node(), node()
+    a.call(b.node_id, 0.0, addr=B_NAT)
+    [(key_req, dst)] = a.datagrams_to_send(0.0)
+    assert dst == B_NAT
+    punch = bytes((TRAVERSAL, PUNCH)) + b.node_id.to_bytes(20, "big")
+    for i in range(10):
+        a.receive_datagram(punch, B_NAT, 0.01 * (i + 1))
+    assert a.datagrams_to_send(0.1) == [(key_req, B_NAT)]  # one, the same bytes
+    a.receive_datagram(punch, ("203.0.113.66", 5004), 0.2)  # from elsewhere: nothing
+    assert a.datagrams_to_send(0.2) == []
+    a.handle_timer(0.3)
+    assert a.datagrams_to_send(0.3) == []  # and the schedule was not shortened

