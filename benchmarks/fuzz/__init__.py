@@ -40,6 +40,15 @@ relay.py
                   between an allocation's owner and its one peer, never to a special address;
                   allocations within the cap; the client, fed the same bytes as answers, sends
                   only to its relay;
+storage.py
+  storage         value storage (0x0a, all six ops) through a storer holding values under one key
+                  and a client with a store, a fetch and a delete in flight; inputs from a
+                  validated address, strangers, freshly signed STOREs and DELETEs, FIND_VALUEs
+                  for the held key, held values with a byte changed: nothing raises; a malformed
+                  datagram is one counted drop; answers go only to the source, no larger than
+                  the request unless the address is validated, never over 1,400 bytes; quotas
+                  and the byte count hold; every value held is signed by its author (checked
+                  with identity.verify); the client sends only to the node its lookup named;
 stack.py
   node-stack      the whole Node (routing, session, traversal, upkeep, calls through lookups,
                   timers when due) fed any first byte: nothing raises; a byte that LAYER_OF

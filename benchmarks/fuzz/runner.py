@@ -11,12 +11,12 @@ import time
 from typing import Any
 
 from benchmarks.common import emit_json, environment, positive_int
-from benchmarks.fuzz import control, relay, routing, session, stack, traversal
+from benchmarks.fuzz import control, relay, routing, session, stack, storage, traversal
 from benchmarks.fuzz.core import Target, fuzz
 
 DEFAULT_INPUTS = 100_000
 QUICK_INPUTS = 300
-FAMILIES = (routing, session, traversal, relay, stack, control)
+FAMILIES = (routing, session, traversal, relay, storage, stack, control)
 TARGETS: dict[str, Target] = {t.name: t for family in FAMILIES for t in family.TARGETS}
 USAGE = """\
 examples:

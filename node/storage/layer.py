@@ -202,7 +202,7 @@ class StorageLayer:
             return
         key, nonce, cursor = data[2:22], data[22:30], wire.u16(data, 30)
         validated = self._validated is not None and self._validated(addr)
-        budget = wire.MAX_ANSWER if validated else len(data)
+        budget = self._budget(len(data), validated)
         total, nxt, recs = self.store.page(key, cursor, budget - wire.FOUND_HEADER)
         contacts: list[bytes] = []
         if total == 0 and self._closest is not None and self._addr_to_wire is not None:
@@ -228,6 +228,11 @@ class StorageLayer:
         removed = self.store.delete(request.key, request.vids, now)
         self.stats["deleted"] += removed
         self._answer(wire.deleted(request.key, removed), len(data), addr)
+
+    @staticmethod
+    def _budget(request_size: int, validated: bool) -> int:
+        """A FOUND's size limit: the request's own size, a full page to a proven address."""
+        return wire.MAX_ANSWER if validated else request_size
 
     def _answer(self, out: bytes, request_size: int, addr: Any, validated: bool = False) -> None:
         if len(out) > request_size and not validated:

@@ -8,13 +8,15 @@ import json
 import pytest
 
 from benchmarks import fuzz
-from benchmarks.fuzz import control, relay, routing, runner, session, stack, traversal
+from benchmarks.fuzz import (control, relay, routing, runner, session, stack, storage,
+                             traversal)
 
 FAMILIES = {
     "routing": ["routing-decode", "routing-layer"],
     "session": ["session-key", "session-stream", "session-cookie"],
     "traversal": ["traversal"],
     "relay": ["relay"],
+    "storage": ["storage"],
     "stack": ["node-stack"],
     "control": ["control-json", "websocket"],
 }
@@ -22,12 +24,12 @@ FAMILIES = {
 
 def test_every_target_belongs_to_one_family_and_the_runner_knows_them_all():
     modules = {"routing": routing, "session": session, "traversal": traversal, "relay": relay,
-               "stack": stack, "control": control}
+               "storage": storage, "stack": stack, "control": control}
     for family, names in FAMILIES.items():
         assert [t.name for t in modules[family].TARGETS] == names
     assert sorted(fuzz.TARGETS) == sorted(n for names in FAMILIES.values() for n in names)
     assert runner.FAMILIES == tuple(modules[f] for f in ("routing", "session", "traversal",
-                                                        "relay", "stack", "control"))
+                                                        "relay", "storage", "stack", "control"))
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -124,6 +126,23 @@ def _relay_forwards_anywhere(monkeypatch):
                         lambda self, alloc, data, addr, now: self.send(data, ("192.0.2.200", 9)))
 
 
+def _storage_answers_in_full(monkeypatch):
+    from kadtalk.node.storage import layer
+
+    monkeypatch.setattr(layer.StorageLayer, "_budget", staticmethod(lambda size, proven: 1400))
+    monkeypatch.setattr(layer.StorageLayer, "_answer",
+                        lambda self, out, size, addr, validated=False: self._outbox.append(
+                            (out, addr)))
+
+
+def _storage_skips_signatures(monkeypatch):
+    from kadtalk.node.storage import layer, records
+
+    real = records.read
+    monkeypatch.setattr(layer.records, "read",
+                        lambda key, raw, check_signature=True: real(key, raw, False))
+
+
 def _integers_unlimited(monkeypatch):
     from kadtalk.app import protocol
 
@@ -144,6 +163,8 @@ def _lines_unlimited(monkeypatch):
         ("traversal", _punch_req_never_checked),
         ("relay", _relay_challenges_twice),
         ("relay", _relay_forwards_anywhere),
+        ("storage", _storage_answers_in_full),
+        ("storage", _storage_skips_signatures),
         ("node-stack", _traversal_not_dispatched),
         ("node-stack", _unknown_types_not_counted),
         ("routing-layer", _every_address_validated),
