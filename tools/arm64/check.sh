@@ -236,7 +236,8 @@ host_file_check() {
     done
 }
 
-# "tests N failures N errors N skipped N" from pytest's JUnit XML report, or nothing.
+# "tests N failures N errors N skipped N" from pytest's JUnit XML report, or nothing; then the
+# tests that failed, one a line.
 junit_summary() {
     python3 -c '
 import sys, xml.etree.ElementTree as ET
@@ -245,6 +246,9 @@ try:
 except (OSError, ET.ParseError):
     sys.exit(0)
 print(*(f"{k} {s.get(k)}" for k in ("tests", "failures", "errors", "skipped")))
+for case in s.iter("testcase"):
+    if case.find("failure") is not None or case.find("error") is not None:
+        print("    failed:", case.get("classname", "") + "::" + case.get("name", ""))
 ' "$1" || true
 }
 
@@ -295,7 +299,7 @@ main() {
     TEST_TIME=$((SECONDS - t))
 
     summary=$(junit_summary "$ROOT$TOOLS/junit.xml")
-    skipped=$(awk '{print $8}' <<<"$summary")
+    skipped=$(head -n1 <<<"$summary" | awk '{print $8}')
     say "done: setup.sh ${SETUP_TIME}s, tests ${TEST_TIME}s, total $(((SECONDS - T0) / 60)) min $(((SECONDS - T0) % 60)) s; ${summary:-no junit report}"
     ((status == 0)) || die "tests failed in the $ARCH root (pytest exit status $status)"
     if ((QUICK)) && [[ ${skipped:-0} != 0 ]]; then
