@@ -115,3 +115,17 @@ def test_emulation_plugin_turns_off_hypothesis_deadlines_only():
     env = {**os.environ, "PYTHONPATH": str(TOOLS)}
     result = run(sys.executable, "-c", code, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unreachable_mirror_is_named_with_the_fix(tmp_path):
+    ready = (os.geteuid() == 0 and shutil.which("debootstrap") and shutil.which("curl")
+             and os.path.exists("/proc/sys/fs/binfmt_misc/qemu-aarch64"))
+    if not ready:  # otherwise the check would install packages or register binfmt_misc first
+        pytest.skip("needs root with debootstrap, curl and qemu-aarch64 in binfmt_misc already")
+    mirror = "http://127.0.0.1:9/debian"  # the discard port: nothing listens
+    result = run(str(TOOLS / "check.sh"), "--quick", "--cache", str(tmp_path / "c"),
+                 "--mirror", mirror)
+    assert result.returncode == 1
+    assert f"cannot reach the Debian mirror {mirror}" in result.stderr
+    assert "--mirror URL" in result.stderr
+    assert not (tmp_path / "c").exists()
