@@ -38,6 +38,7 @@ DROPS = frozenset({
     "unsolicited", "answer_cut", "bad_value", "unopenable", "sender_mismatch",
 })
 LOOKUP_WAIT = 60.0  # s an operation waits for its lookup at most (lookups end far sooner)
+MAX_PAGES = 64  # FOUND pages one node may make us ask for in one fetch
 SEEN_LIMIT = 4096  # message ids remembered so that a copy is reported once
 
 Lookup = Callable[[int, float], "int | None"]
@@ -45,7 +46,7 @@ Lookup = Callable[[int, float], "int | None"]
 
 class _Op:
     __slots__ = ("id", "sent", "kind", "key", "records", "vids", "epoch", "purpose", "targets",
-                 "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram")
+                 "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram", "pages")
 
     def __init__(self, kind: str, key: bytes, deadline: float):
         self.id = -1
@@ -64,6 +65,7 @@ class _Op:
         self.answered: set[Any] = set()
         self.confirmed = 0
         self.datagram = b""
+        self.pages: collections.Counter[Any] = collections.Counter()  # FOUNDs per node
 
 
 class StorageLayer:
@@ -286,7 +288,9 @@ class StorageLayer:
                         self.stats["bad_value"] += 1  # forged or altered by the storer
                     continue
                 op.values.setdefault(value.vid, value)
-            if answer.next != wire.NO_MORE and answer.next < answer.total:
+            op.pages[addr] += 1
+            if (answer.next != wire.NO_MORE and answer.next < answer.total
+                    and op.pages[addr] < MAX_PAGES):
                 size = len(op.datagram) if answer.records else wire.MAX_ANSWER
                 self._send_find(op, addr, answer.next, size, now)
         self._maybe_finish(op, now)

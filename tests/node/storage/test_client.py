@@ -155,3 +155,21 @@ def test_the_node_routes_0x0a_to_storage_only_with_an_identity():
     on.receive_datagram(wire.store(key, rec), A, 0.0)
     assert [len(d) for d, _ in on.datagrams_to_send(0.0)] == [wire.STORED_SIZE]
     assert on.get_timer() is not None and on.get_timer() <= 3600.0  # expiry / republication
+
+
+def test_a_storer_that_never_ends_its_pages_is_asked_at_most_max_pages_times():
+    from kadtalk.node.storage.layer import MAX_PAGES
+
+    client = Client([B])
+    key = records.mailbox_key(identity("bob").node_id, 1)
+    client.layer.fetch(key, 0.0)
+    out = client.finish()
+    asked = 0
+    while out:
+        (request, dst), = out
+        asked += 1
+        nonce = request[22:30]
+        client.layer.receive_datagram(wire.found(key, nonce, 9, 0, []), B, 0.0)  # "more"
+        out = client.layer.datagrams_to_send(0.0)
+    assert asked == MAX_PAGES
+    assert [type(e) for e in client.events()] == [ValuesFound]
