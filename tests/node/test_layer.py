@@ -22,7 +22,8 @@ from kadtalk.node.session.events import (
     ReceiverReport,
     SessionEvent,
 )
-from kadtalk.node.stack import LAYER_OF, NONE, RELAY_LAYER, ROUTING, SESSION, TRAVERSAL_LAYER, Node
+from kadtalk.node.stack import (LAYER_OF, NONE, RELAY_LAYER, ROUTING, SESSION, STORAGE_LAYER,
+                                TRAVERSAL_LAYER, Node)
 from kadtalk.node.traversal import AddressObserved, Traversal, TraversalEvent
 from kadtalk.sim.registry import SharedRegistry
 
@@ -107,13 +108,14 @@ def test_events_share_one_base_class_per_layer():
 
 
 def test_the_stack_routes_by_a_table_from_first_byte_to_layer():
-    assert [LAYER_OF[b] for b in range(9)] == [ROUTING, ROUTING, SESSION, SESSION, SESSION,
-                                               SESSION, TRAVERSAL_LAYER, SESSION, RELAY_LAYER]
-    assert all(LAYER_OF[b] == NONE for b in range(9, 256))
+    assert [LAYER_OF[b] for b in range(11)] == [ROUTING, ROUTING, SESSION, SESSION, SESSION,
+                                                SESSION, TRAVERSAL_LAYER, SESSION, RELAY_LAYER,
+                                                NONE, STORAGE_LAYER]
+    assert all(LAYER_OF[b] == NONE for b in range(11, 256))
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"", "empty"), (b"\x09", "unknown_type"), (b"\x08", "malformed"),
+    (b"", "empty"), (b"\x09", "unknown_type"), (b"\x08", "malformed"), (b"\x0a", "malformed"),
     (b"\xff" * 30, "unknown_type"),
     (bytes((0x06, 0x09)), "malformed"), (bytes((0x02,)), None),
 ])
