@@ -3,7 +3,8 @@
 `LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 routing, 0x02-0x05 and 0x07
 (COOKIE) the session, 0x06 NAT traversal, 0x08 relays, 0x0a value storage; anything else is a
 counted drop. A call is a find-peer lookup, then the key exchange with the address found, all
-over the one socket. The surface is kadtalk.node.layer.Layer: datagrams and time in, datagrams and events out, one timer.
+over the one socket. The surface is kadtalk.node.layer.Layer: datagrams and time in, datagrams
+and events out, one timer.
 
 Scale: a simulated network holds up to a million `Node`s, so a routing-only node is three slots.
 Everything the session needs (identity, settings, the layer itself, drop counters) sits in one

@@ -46,7 +46,8 @@ Lookup = Callable[[int, float], "int | None"]
 
 class _Op:
     __slots__ = ("id", "sent", "kind", "key", "records", "vids", "epoch", "purpose", "targets",
-                 "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram", "pages")
+                 "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram",
+                 "pages")
 
     def __init__(self, kind: str, key: bytes, deadline: float):
         self.id = -1
