@@ -19,11 +19,14 @@ from random import Random
 from typing import Any, Iterable
 
 from .layer import Event
-from .relay import RELAY, RelayLayer, RelayPath, RelaySettings
+from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
+from .relay.addresses import forbidden
+from .relay.paths import SILENCE, CallPaths
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
 from .session.layer import SessionLayer, SessionSettings
+from .session.state import CallState
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
 from .storage import STORAGE, StorageLayer, StorageSettings
 from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvous, is_punch
@@ -40,7 +43,8 @@ class _Upper:
     """What a node needs beyond routing; allocated on first need."""
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
-                 "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings")
+                 "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
+                 "paths", "nat")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -57,6 +61,8 @@ class _Upper:
         self.relay_settings: RelaySettings | None = None
         self.storage: StorageLayer | None = None  # value storage (0x0a), made on first need
         self.storage_settings: StorageSettings | None = None
+        self.paths: CallPaths | None = None  # relayed calls and path switches (relay/paths.py)
+        self.nat = "unknown"  # as the owner told us (`set_nat`): none / cone / symmetric
 
 
 class TableView:
@@ -129,6 +135,7 @@ class Node:
         if traversal and self._upper is not None:
             self._upper.traversal = Traversal(node_id, rng, TableView(self.routing),
                                               traversal_settings, now)
+            self._upper.traversal.offered = self._offered
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -142,7 +149,7 @@ class Node:
             session = self._session()
             if session is None:
                 self._count("unknown_type")  # a routing-only node does not speak the session
-            else:
+            elif not self._moved(addr, data, now):
                 session.receive_datagram(data, addr, now)
         elif layer == TRAVERSAL_LAYER and self.traversal is not None:
             upper = self._upper
@@ -176,6 +183,8 @@ class Node:
                 upper.traversal.handle_timer(now)
             if upper.relay is not None:
                 upper.relay.handle_timer(now)
+            if upper.traversal is not None and (upper.relay is not None or self.needs_relay):
+                self._relay_upkeep(now)
             if upper.storage is not None:
                 upper.storage.handle_timer(now)  # republish lookups, expiry, prekey rotation
                 self._pump(now)
@@ -200,6 +209,10 @@ class Node:
                 other = upper.rejoin.get_timer(len(self.routing.table))
                 if other is not None and (deadline is None or other < deadline):
                     deadline = other
+            if upper.paths is not None and upper.paths.offered:
+                other = self._silence_timer()
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
         return deadline
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
@@ -216,6 +229,8 @@ class Node:
         upper = self._upper
         if upper.session is not None:
             more = upper.session.datagrams_to_send(now)
+            if more and upper.paths is not None and upper.paths.checks:
+                more = self._copies(more, now)
             if more and any(type(addr) is RelayPath for _, addr in more):
                 more = self._relayed_out(more, now)
             if more:
@@ -418,12 +433,187 @@ class Node:
                 return None
             upper.relay = RelayLayer(upper.identity, settings, deliver=self._from_relay,
                                      own=self._own_addresses)
+            upper.relay.knocked = self._knocked
         return upper.relay
+
+    def set_relay_settings(self, settings: RelaySettings) -> None:
+        """New relay settings (the daemon's [relay] section): the relay layer starts anew."""
+        upper = self._upper
+        if upper is None or upper.identity is None:
+            raise RuntimeError("this node has no identity")
+        upper.relay_settings, upper.relay = settings, None
+
+    def set_nat(self, kind: str, public: Any = None) -> None:
+        """What the owner learnt of our NAT (traversal.nat_kind: none / cone / symmetric /
+        unknown) and our public address: a public node relays for others (`serve` auto), a NATed
+        one holds `call_relays` allocations for its calls (as one that traversal finds
+        symmetric does by itself)."""
+        if self._upper is None:
+            self._upper = _Upper()
+        self._upper.nat = kind
+        relay = self.relay
+        if relay is not None:
+            relay.set_public([public] if kind == "none" and public is not None else [])
+
+    @property
+    def needs_relay(self) -> bool:
+        """Whether calls may need a relay: we are behind a NAT (told, or found symmetric)."""
+        upper = self._upper
+        if upper is None:
+            return False
+        traversal = upper.traversal
+        return upper.nat in ("cone", "symmetric") or (traversal is not None
+                                                     and traversal.symmetric)
+
+    def relays_held(self) -> list[RelayPath]:
+        """Our granted relay allocations (the ones a call offers its callee)."""
+        relay = self.relay if self._upper is not None else None
+        if relay is None:
+            return []
+        return [held.path for held in relay.client.held.values() if held.state == "granted"]
+
+    def _paths(self) -> CallPaths:
+        if self._upper.paths is None:
+            self._upper.paths = CallPaths()
+        return self._upper.paths
+
+    def _live(self, session_id: int) -> bool:
+        session = self.session
+        return session is not None and session_id in session.sessions
+
+    def _offer(self, session_id: int, peer: int, rendezvous: list[Any]) -> tuple | None:
+        """Our relay allocation for this call (the callee knocks there), if we hold one."""
+        held = self.relays_held()
+        if not held:
+            return None
+        paths = self._paths()
+        paths.rendezvous[session_id] = (peer, rendezvous)
+        path = paths.offer(held, self._live, session_id)
+        return None if path is None else (path.relay, path.allocation)
+
+    def _offered(self, requester: bytes, requester_addr: Any, relay_addr: Any, allocation: bytes,
+                 now: float) -> None:
+        """A caller's PUNCH_FWD_RELAY: knock at its relay (and let a call of ours with it move
+        there: the caller is offering a new relay because its old one went silent)."""
+        relay = self.relay
+        if relay is None:
+            return
+        paths = self._paths()
+        if forbidden(relay_addr, None, self._own_addresses(), relay.settings.forward_private):
+            paths.count("relay_offer_refused")  # no knocks at special addresses
+            return
+        path = RelayPath(relay_addr, allocation)
+        relay.knock(path, now)
+        if len(paths.incoming) >= 64:
+            del paths.incoming[next(iter(paths.incoming))]
+        paths.incoming[path] = (int.from_bytes(requester, "big"), requester_addr)
+        session = self.session
+        for s in (session.sessions.values() if session is not None else ()):
+            if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
+                paths.check(s.id, path, now)
+
+    def _knocked(self, event: Knocked) -> None:
+        """The callee knocked at our allocation: permit it, and send our KEY_REQ there too."""
+        paths, session, now = self._paths(), self.session, event.at
+        sid = paths.offered.get(event.path)
+        s = session.sessions.get(sid) if session is not None and sid is not None else None
+        if s is None:
+            paths.count("knock_unexpected")
+            return
+        self.relay.permit(event.path, event.peer, now)
+        paths.check(sid, event.path, now)
+        if s.rx is None and s.key_req is not None:  # still in key exchange: try the relay now
+            self.relay.send(event.path, s.retry or s.key_req, now)
+
+    def _moved(self, addr: Any, data: bytes, now: float) -> bool:
+        """A session datagram over another path of a call: the session moves the call if it
+        authenticates (True: the datagram was taken)."""
+        paths = self._upper.paths if self._upper is not None else None
+        sid = paths.alternates.get(addr) if paths is not None else None
+        session = self.session
+        s = session.sessions.get(sid) if session is not None and sid is not None else None
+        if s is None or s.addr == addr or data[0] not in (KEY_RES, MEDIA, SIGNAL):
+            return False
+        old = s.addr
+        if session.move(sid, addr, data, now):
+            paths.moved(sid, addr)
+            if type(addr) is RelayPath and type(old) is not RelayPath:
+                paths.check(sid, old, now)  # keep trying the direct path: ICE's upgrade
+        else:
+            paths.count("move_refused")
+        return True
 
     def _from_relay(self, payload: bytes, path: RelayPath, now: float) -> None:
         session = self._session()
-        if session is not None:
-            session.receive_datagram(payload, path, now)
+        if session is None or self._moved(path, payload, now):
+            return
+        session.receive_datagram(payload, path, now)
+        paths = self._upper.paths
+        knocked = paths.incoming.get(path) if paths is not None else None
+        if knocked is not None and payload[:1] == bytes((KEY_REQ,)):
+            for s in session.sessions.values():  # the callee's session over the caller's relay
+                if s.addr == path and s.id not in paths.checks:
+                    paths.check(s.id, knocked[1], now)  # and the direct path: ICE's upgrade
+
+    def _copies(self, out: list[tuple[bytes, Any]], now: float) -> list[tuple[bytes, Any]]:
+        """Copies of checked calls' packets over their other paths (relay/paths.py)."""
+        paths, session = self._upper.paths, self.session
+        by_addr = {s.addr: s.id for sid in paths.checks
+                   if (s := session.sessions.get(sid)) is not None}
+        more: list[tuple[bytes, Any]] = []
+        for data, addr in out:
+            sid = by_addr.get(addr)
+            if sid is None:
+                continue
+            for other in paths.due(sid, now):
+                if other != addr:
+                    more.append((data, other))
+        return out + more if more else out
+
+    def _relay_upkeep(self, now: float) -> None:
+        """Hold relays for calls when NATed; offer another relay when a relayed call's is lost."""
+        upper, relay = self._upper, self.relay
+        if relay is None:
+            return
+        paths = self._paths()
+        paths.forget(self._live)
+        wanted, held = relay.settings.call_relays, relay.client.held
+        if len(held) < wanted and self.needs_relay and not relay.public:
+            own = self._own_addresses()
+            contacts = [addr for _, addr in self.best_peers() if addr not in held
+                        and addr not in own]
+            for addr in paths.candidates(contacts, len(held), wanted, now):
+                try:
+                    relay.allocate(addr, now)
+                except ValueError:
+                    paths.count("relay_unusable")
+        session = self.session
+        if session is None or not paths.offered:
+            return
+        for s in list(session.sessions.values()):
+            if (type(s.addr) is not RelayPath or s.state is not CallState.TALKING
+                    or s.id in paths.recovering or now - s.last_recv < SILENCE
+                    or s.addr not in paths.offered):
+                continue
+            paths.recovering[s.id] = now
+            others = [p for p in self.relays_held() if p.relay != s.addr.relay]
+            peer_rv = paths.rendezvous.get(s.id)
+            path = paths.offer(others, self._live, s.id) if others and peer_rv else None
+            if path is not None:
+                upper.traversal.punch(peer_rv[0], peer_rv[1], now,
+                                      relay=(path.relay, path.allocation))
+            upper.events.append(RelayLost(s.id, s.addr, path is not None, now))
+
+    def _silence_timer(self) -> float | None:
+        """When the next talking relayed call of ours would count as silent."""
+        session, paths = self.session, self._upper.paths
+        deadline = None
+        for s in (session.sessions.values() if session is not None else ()):
+            if (type(s.addr) is RelayPath and s.state is CallState.TALKING
+                    and s.id not in paths.recovering and s.addr in paths.offered):
+                at = s.last_recv + SILENCE
+                deadline = at if deadline is None or at < deadline else deadline
+        return deadline
 
     def _own_addresses(self) -> tuple[Any, ...]:
         traversal = self.traversal
@@ -519,8 +709,11 @@ class Node:
                 addr = event.peer[1] if event.peer is not None else None
                 if addr is not None and upper.traversal is not None:
                     # hole punching: the callee is asked, through peers near it, to send us a
-                    # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them)
-                    upper.traversal.punch(event.target, self._rendezvous_for(event), now)
+                    # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them),
+                    # and to knock at our relay allocation, if we hold one (relay/paths.py)
+                    rendezvous = self._rendezvous_for(event)
+                    offer = self._offer(session_id, event.target, rendezvous)
+                    upper.traversal.punch(event.target, rendezvous, now, relay=offer)
                 upper.session.peer_found(session_id, addr, now)
             event = self.routing.next_event()
         traversal = upper.traversal

@@ -12,6 +12,11 @@ unchanged) and the session (0x02-0x05, 0x07). The second byte is the operation
 | 0x04 | PUNCH_FWD | requester ID (20), requester's IPv4 (4), port (2): 28 bytes | a rendezvous that has the target in its table, to the target |
 | 0x05 | PUNCH | sender ID (20): 22 bytes | the target, to the requester's observed address |
 | 0x06 | PUNCH_COOKIE | cookie (16): 18 bytes | a rendezvous, to a requester whose address it has not validated |
+| 0x07 | PUNCH_REQ_RELAY | as PUNCH_REQ, then relay IPv4 (4), port (2), allocation (8) [, cookie]: 56 [72] | a caller holding a relay allocation |
+| 0x08 | PUNCH_FWD_RELAY | as PUNCH_FWD, then relay IPv4 (4), port (2), allocation (8): 42 bytes | the rendezvous, to the target |
+
+The relay variants carry the caller's relay allocation (docs/protocol.md §21, "Relayed calls"):
+the target punches as usual and also KNOCKs there (`offered`, the node's call set-up).
 
 No datagram can be used to aim traffic at a third party (issue 17, attack 3):
 - a target obeys PUNCH_FWD only from an address of its routing table (a contact that has
@@ -64,9 +69,13 @@ from .ratelimit import FloodGuard, TokenBucket
 
 TRAVERSAL = 0x06
 ADDR_REQ, ADDR_RES, PUNCH_REQ, PUNCH_FWD, PUNCH, PUNCH_COOKIE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+PUNCH_REQ_RELAY, PUNCH_FWD_RELAY = 0x07, 0x08
 COOKIE_SIZE = 16
+RELAY_PART = 14  # relay IPv4 and port (6), allocation (8)
 SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22,
-         PUNCH_COOKIE: 2 + COOKIE_SIZE}  # PUNCH_REQ may also carry a cookie: 58 bytes
+         PUNCH_COOKIE: 2 + COOKIE_SIZE, PUNCH_REQ_RELAY: 42 + RELAY_PART,
+         PUNCH_FWD_RELAY: 28 + RELAY_PART}  # a PUNCH_REQ(_RELAY) may also carry a cookie
+REQUESTS = (PUNCH_REQ, PUNCH_REQ_RELAY)
 
 # `stats` reasons that are dropped datagrams (the others count what was sent or received)
 DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown_target",
@@ -155,7 +164,7 @@ def choose_rendezvous(target: int, *candidates: Iterable[tuple[int, Any]],
 class Traversal:
     __slots__ = ("node_id", "rng", "contacts", "settings", "stats", "observed", "_outbox",
                  "_events", "_nonces", "_guard", "_punches", "_keepalive_at", "_secrets",
-                 "_secret_at", "_cookies", "_punching", "last_rendezvous")
+                 "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -181,13 +190,16 @@ class Traversal:
         self._cookies: dict[Any, bytes] = {}  # rendezvous address -> its cookie for us
         self._punching: dict[Any, tuple[float, list[bytes]]] = {}  # rendezvous -> PUNCH_REQs
         self.last_rendezvous: tuple[Any, ...] = ()  # the latest `punch`'s (the studies read it)
+        # offered(requester ID, requester address, relay, allocation, now): a PUNCH_FWD_RELAY
+        # obeyed (the node knocks at the caller's relay); None: relay variants punch only
+        self.offered: Any = None
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         op = data[1] if len(data) > 1 else -1
         size = SIZES.get(op)
-        if size != len(data) and not (op == PUNCH_REQ and len(data) == size + COOKIE_SIZE):
+        if size != len(data) and not (op in REQUESTS and len(data) == size + COOKIE_SIZE):
             self.stats["malformed"] += 1
             return
         if op == ADDR_RES:
@@ -206,19 +218,23 @@ class Traversal:
         if refused is not None:  # metered first: the contact check below scans the table
             self.stats[refused] += 1
             return
-        if op == PUNCH_FWD and not self.contacts.is_contact(addr):
+        if op in (PUNCH_FWD, PUNCH_FWD_RELAY) and not self.contacts.is_contact(addr):
             self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
             return
         if op == ADDR_REQ:
             self._send(bytes((TRAVERSAL, ADDR_RES)) + data[2:10] + self.contacts.addr_to_wire(addr),
                        addr, "addr_res_sent")
-        elif op == PUNCH_REQ:
+        elif op in REQUESTS:
             self._on_punch_req(data, addr, now)
-        else:  # PUNCH_FWD from a contact
+        else:  # PUNCH_FWD(_RELAY) from a contact
             requester = self.contacts.addr_from_wire(data[22:28])
-            if requester is None or not self._punches.take(now):
+            relay = self.contacts.addr_from_wire(data[28:34]) if op == PUNCH_FWD_RELAY else None
+            if requester is None or (op == PUNCH_FWD_RELAY and relay is None) \
+                    or not self._punches.take(now):
                 self.stats["punch_refused"] += 1
                 return
+            if relay is not None and self.offered is not None:
+                self.offered(data[2:22], requester, relay, data[34:42], now)
             body = bytes((TRAVERSAL, PUNCH)) + self.node_id.to_bytes(20, "big")
             for _ in range(self.settings.punch_copies):
                 self._outbox.append((body, requester))
@@ -274,10 +290,15 @@ class Traversal:
             self._nonces[nonce] = (addr, now)
             self._send(bytes((TRAVERSAL, ADDR_REQ)) + nonce + bytes(6), addr, "addr_req_sent")
 
-    def punch(self, target_id: int, rendezvous: list[Any], now: float) -> None:
-        """Ask the rendezvous peers to have `target_id` send us a PUNCH."""
-        body = (bytes((TRAVERSAL, PUNCH_REQ)) + self.node_id.to_bytes(20, "big")
+    def punch(self, target_id: int, rendezvous: list[Any], now: float,
+              relay: tuple[Any, bytes] | None = None) -> None:
+        """Ask the rendezvous peers to have `target_id` send us a PUNCH; with `relay` (the
+        relay's address, our allocation there) also to knock there (PUNCH_REQ_RELAY)."""
+        op = PUNCH_REQ if relay is None else PUNCH_REQ_RELAY
+        body = (bytes((TRAVERSAL, op)) + self.node_id.to_bytes(20, "big")
                 + target_id.to_bytes(20, "big"))
+        if relay is not None:
+            body += self.contacts.addr_to_wire(relay[0]) + relay[1]
         punching = self._punching
         self.last_rendezvous = tuple(rendezvous)
         for addr in rendezvous:
@@ -329,18 +350,23 @@ class Traversal:
         if where is None:
             self.stats["punch_unknown_target"] += 1
             return
+        size = SIZES[data[1]]
         validated = (self.contacts.address_of(int.from_bytes(requester, "big")) == addr
-                     or any(hmac.compare_digest(data[42:], cookie)
+                     or any(hmac.compare_digest(data[size:], cookie)
                             for cookie in self._cookies_for(addr, now)))
         if not validated:
             # an address we have not validated: it must prove it receives what we send there
             # (a cookie that has expired, or is forged, draws a fresh one)
-            self.stats["bad_cookie" if len(data) > SIZES[PUNCH_REQ] else "punch_unvalidated"] += 1
+            self.stats["bad_cookie" if len(data) > size else "punch_unvalidated"] += 1
             self._send(bytes((TRAVERSAL, PUNCH_COOKIE)) + self._cookies_for(addr, now)[0], addr,
                        "punch_cookie_sent")
             return
-        self._send(bytes((TRAVERSAL, PUNCH_FWD)) + requester + self.contacts.addr_to_wire(addr),
-                   where, "punch_forwarded")
+        if data[1] == PUNCH_REQ:
+            body = bytes((TRAVERSAL, PUNCH_FWD))
+        else:  # the relay part travels on, unread: the target checks the address
+            body = bytes((TRAVERSAL, PUNCH_FWD_RELAY))
+        self._send(body + requester + self.contacts.addr_to_wire(addr) + data[42:size], where,
+                   "punch_forwarded")
 
     def _cookies_for(self, addr: Any, now: float) -> tuple[bytes, bytes]:
         """The cookies valid for `addr` now: under the current secret, then the previous one."""

@@ -5,7 +5,7 @@ addresses of any hashable kind. Every datagram a node sends becomes a `Packet` h
 *route hook*, `route(packet, now) -> [(delay, packet), ...]`: the deliveries it returns are what
 happens to it. None drops it, two duplicate it, a packet with another `dst` redirects it and one
 with another `src` rewrites its source (a NAT); each delay may differ (jitter, reordering).
-`FilteringNat` and `Link` are such hooks; hooks compose by calling one another.
+`FilteringNat`, `SymmetricNat` and `Link` are such hooks; hooks compose by calling one another.
 
 Time is explicit and only moves forward: one heap holds deliveries and node timers, ordered by
 time and first in, first out among equal times. `run_until(t)` does everything due by `t`,
@@ -255,3 +255,45 @@ class FilteringNat:
             else:
                 self.filtered += 1
         return out
+
+
+class SymmetricNat:
+    """Route hook: hosts behind NATs with endpoint-dependent mapping (a new public port for each
+    destination: carrier-grade NAT, RFC 4787 "symmetric") and address-and-port-dependent
+    filtering (a mapping admits only the endpoint it was made for). A host has a private
+    address (what its node is attached at) and a public IP (`add`); a packet to a private
+    address from outside, or to a public port with no mapping, is filtered. Mappings never
+    expire. Packets then follow `route`. Counts `filtered`."""
+
+    def __init__(self, route: Route = direct, first_port: int = 40000):
+        self.route = route
+        self.hosts: dict[Hashable, str] = {}  # private address -> public IP
+        self.out: dict[tuple[Hashable, Hashable], tuple[str, int]] = {}  # (host, dst) -> mapped
+        self.back: dict[tuple[str, int], tuple[Hashable, Hashable]] = {}  # mapped -> (host, dst)
+        self.ports = itertools.count(first_port)
+        self.filtered = 0
+
+    def add(self, host: Hashable, public_ip: str) -> None:
+        self.hosts[host] = public_ip
+
+    def __call__(self, packet: Packet, now: float) -> list[tuple[float, Packet]]:
+        src, dst = packet.src, packet.dst
+        if src in self.hosts:
+            mapped = self.out.get((src, dst))
+            if mapped is None:
+                mapped = self.out[(src, dst)] = (self.hosts[src], next(self.ports))
+                self.back[mapped] = (src, dst)
+            src = mapped
+        if dst in self.hosts:  # a private address from outside: not routable
+            self.filtered += 1
+            return []
+        if dst in self.back:
+            host, allowed = self.back[dst]
+            if src != allowed:
+                self.filtered += 1
+                return []
+            dst = host
+        elif type(dst) is tuple and dst and dst[0] in self.hosts.values():
+            self.filtered += 1  # a port of a NAT with no mapping
+            return []
+        return list(self.route(Packet(src, dst, packet.payload), now))

@@ -11,10 +11,12 @@ from .events import (
     AllocationExpired,
     AllocationFailed,
     AllocationGranted,
+    Knocked,
     PermissionGranted,
     PermissionRefused,
     RelayedData,
     RelayEvent,
+    RelayLost,
     RelayPath,
 )
 from .layer import DROPS, RelayLayer
@@ -22,7 +24,7 @@ from .settings import RelaySettings
 from .wire import RELAY
 
 __all__ = [
-    "AllocationExpired", "AllocationFailed", "AllocationGranted", "DROPS", "PermissionGranted",
-    "PermissionRefused", "RELAY", "RelayEvent", "RelayLayer", "RelayPath", "RelaySettings",
+    "AllocationExpired", "AllocationFailed", "AllocationGranted", "DROPS", "Knocked", "PermissionGranted",
+    "PermissionRefused", "RELAY", "RelayEvent", "RelayLayer", "RelayLost", "RelayPath", "RelaySettings",
     "RelayedData",
 ]

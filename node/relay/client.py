@@ -19,6 +19,7 @@ from .events import (
     AllocationExpired,
     AllocationFailed,
     AllocationGranted,
+    Knocked,
     PermissionGranted,
     PermissionRefused,
     RelayEvent,
@@ -164,6 +165,12 @@ class RelayClient:
                 return
             held.permit, held.peer = None, pending.peer
             self.events.append(PermissionGranted(held.path, pending.peer, now))
+        elif op == wire.KNOCKED:
+            peer = addresses.from_wire(data[10:16])
+            if held.path is None or data[2:10] != held.path.allocation or peer is None:
+                self.stats["unsolicited"] += 1
+                return
+            self.events.append(Knocked(held.path, peer, now))
         else:  # ERROR
             self._on_error(held, data, now)
 
@@ -224,7 +231,8 @@ class RelayClient:
     def _schedule(self, held: Held, lifetime: int, now: float) -> None:
         held.lifetime = lifetime
         held.expires = now + lifetime
-        held.refresh_at = now + lifetime / 2
+        # half the lifetime, and often enough to keep our NAT's mapping towards the relay open
+        held.refresh_at = now + min(lifetime / 2, self.settings.keepalive)
 
     def _on_allocated(self, held: Held, data: bytes, now: float) -> None:
         reflexive = addresses.from_wire(data[28:34])

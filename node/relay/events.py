@@ -73,9 +73,30 @@ class PermissionRefused(RelayEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class Knocked(RelayEvent):
+    """Someone asks to be the peer of our allocation `path`: the relay sees it at `peer`."""
+
+    path: RelayPath
+    peer: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RelayedData(RelayEvent):
     """A payload that came through `path` (when no deliver callback takes it)."""
 
     path: RelayPath
     payload: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLost(RelayEvent):
+    """Call `session_id`, relayed through `path`, heard nothing for a while: its relay is
+    probably gone. `recovering`: another relay of ours was offered to the peer; if not (or if
+    that fails too) the session ends as peer_vanished."""
+
+    session_id: int
+    path: RelayPath
+    recovering: bool
     at: float

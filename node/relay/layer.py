@@ -16,12 +16,13 @@ from typing import Any, Callable, Iterable
 
 from . import wire
 from .client import RelayClient
-from .events import RelayedData, RelayEvent, RelayPath
+from .events import Knocked, RelayedData, RelayEvent, RelayPath
 from .server import RelayServer
 from .settings import DEFAULT_SETTINGS, RelaySettings
 
-REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT})
-ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR})
+REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT, wire.KNOCK})
+ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR,
+                     wire.KNOCKED})
 # `stats` reasons that are dropped or refused datagrams (the others count what was done)
 DROPS = frozenset({
     "malformed", "not_serving", "unusable_source", "bad_cookie", "rate_limited",
@@ -31,11 +32,12 @@ DROPS = frozenset({
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
+OnKnock = Callable[[Knocked], None]
 
 
 class RelayLayer:
     __slots__ = ("identity", "settings", "stats", "server", "client", "public", "_own",
-                 "_outbox", "_events", "_deliver", "_random")
+                 "_outbox", "_events", "_deliver", "_random", "knocked")
 
     def __init__(self, identity: Any, settings: RelaySettings | None = None,
                  deliver: Deliver | None = None, own: Callable[[], Iterable[Any]] | None = None,
@@ -51,6 +53,7 @@ class RelayLayer:
         self._events: collections.deque[RelayEvent] = collections.deque()
         self._deliver = deliver
         self._random = random_bytes
+        self.knocked: OnKnock | None = None  # takes Knocked at once (the node's call set-up)
         self.server: RelayServer | None = None
         self.client = RelayClient(identity, self.settings, self.stats, self._send, self._events,
                                   random_bytes)
@@ -77,6 +80,10 @@ class RelayLayer:
                 self._events.append(RelayedData(path, data[wire.HEADER:], now))
         elif op in ANSWERS:
             self.client.on_answer(data, addr, now)
+            events = self._events
+            if op == wire.KNOCKED and self.knocked is not None and events \
+                    and type(events[-1]) is Knocked:
+                self.knocked(events.pop())
         else:
             server = self._server(now)
             if server is None:
@@ -87,6 +94,8 @@ class RelayLayer:
                 server.on_allocate(data, addr, now)
             elif op == wire.REFRESH:
                 server.on_refresh(data, addr, now)
+            elif op == wire.KNOCK:
+                server.on_knock(data, addr, now)
             else:
                 server.on_permit(data, addr, now)
 
@@ -138,6 +147,14 @@ class RelayLayer:
 
     def release(self, path: RelayPath, now: float) -> None:
         self.client.release(path, now)
+
+    def knock(self, path: RelayPath, now: float) -> None:
+        """Ask the owner of `path` (told us in a call's set-up) to permit us: KNOCK to the relay
+        (twice: a lost one costs the relayed path), and accept DATA through `path` from now."""
+        self.client.connect(path)
+        for _ in range(2):
+            self._outbox.append((wire.knock(path.allocation), path.relay))
+        self.stats["knock_sent"] += 1
 
     def connect(self, path: RelayPath) -> None:
         """Accept DATA through another node's allocation `path` (we are its permitted peer)."""

@@ -148,6 +148,24 @@ class RelayServer:
         alloc.peer = peer  # exactly one: a new permission replaces the old
         self.send(wire.permit(alloc.number, data[10:16], wire.PERMITTED), addr)
 
+    def on_knock(self, data: bytes, addr: Any, now: float) -> None:
+        """A would-be peer asks the owner to permit it: the owner hears where we see it
+        (KNOCKED, as large as the KNOCK), from the allocation's budget; nothing to the source."""
+        self.expire(now)
+        alloc = self.allocations.get(data[2:10])
+        if alloc is None:
+            self.stats["unknown_allocation"] += 1
+            return
+        refused = addresses.forbidden(addr, alloc.owner, self.own(),
+                                      self.settings.forward_private)
+        if refused is not None:
+            self.stats[refused] += 1  # a knocker the owner could not permit anyway
+        elif not alloc.budget.take(now, len(data)):
+            self.stats["over_allocation_rate"] += 1
+        else:
+            self.send(wire.knocked(alloc.number, addresses.to_wire(addr)), alloc.owner)
+            self.stats["knocked"] += 1
+
     def on_data(self, alloc: Allocation, data: bytes, addr: Any, now: float) -> None:
         """DATA for one of our allocations (the layer looked its number up)."""
         if now >= alloc.expires:

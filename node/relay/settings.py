@@ -30,21 +30,24 @@ class RelaySettings:
     source_burst: float = 5.0
     max_sources: int = 1024  # source hosts metered at once
     # client
-    lifetime: int = 600  # s asked for; refreshed at half of what was granted
+    lifetime: int = 600  # s asked for; refreshed at half of what was granted, or ...
+    keepalive: float = 20.0  # ... every this many s: a NAT forgets an idle mapping after 30 s
     request_timeout: float = 0.5  # s before the first retransmission, doubling
     request_tries: int = 5  # 0.5 + 1 + 2 + 4 + 8 s: 15.5 s before giving up
     max_client_allocations: int = 8  # relays we hold allocations with at once
     max_paths: int = 32  # other owners' allocations we talk to as their permitted peer
+    call_relays: int = 2  # allocations a NATed node holds for its calls (0: none; 2: a spare)
 
     def __post_init__(self) -> None:
         if self.serve not in SERVE:
             raise ValueError(f"relay serve must be one of {', '.join(SERVE)}")
         if min(self.max_allocations, self.max_per_identity, self.max_per_host, self.max_sources,
-               self.request_tries, self.max_client_allocations, self.max_paths) < 1:
+               self.request_tries, self.max_client_allocations, self.max_paths) < 1 \
+                or not 0 <= self.call_relays <= self.max_client_allocations:
             raise ValueError("relay counts must be at least 1")
         if not 0 < self.min_lifetime <= self.default_lifetime <= self.max_lifetime <= 0xFFFF:
             raise ValueError("relay lifetimes must satisfy 0 < min <= default <= max <= 65535")
-        if not 0 < self.lifetime <= 0xFFFF or self.request_timeout <= 0 \
+        if not 0 < self.lifetime <= 0xFFFF or self.request_timeout <= 0 or self.keepalive <= 0 \
                 or self.cookie_rotation <= 0:
             raise ValueError("relay lifetime and timeouts must be positive")
         if min(self.allocation_rate, self.total_rate, self.verify_rate, self.source_rate) <= 0 \

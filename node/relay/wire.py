@@ -12,6 +12,8 @@
 | 0x08 | PERMITTED | allocation (8), peer IPv4 (4), port (2) | 16 | relay |
 | 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
 | 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
+| 0x0b | KNOCK | allocation (8), zero (6) | 16 | a would-be peer (told the number in a call's set-up) |
+| 0x0c | KNOCKED | allocation (8), the knocker's IPv4 (4), port (2) | 16 | relay, to the owner |
 
 The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is
 at most the size of the request it answers; a relay forwards a DATA datagram unchanged.
@@ -28,9 +30,10 @@ from ..session.wire import MAX_PACKET, MAX_SPKI
 RELAY = 0x08
 HELLO, CHALLENGE, ALLOCATE, ALLOCATED = 0x01, 0x02, 0x03, 0x04
 REFRESH, REFRESHED, PERMIT, PERMITTED, ERROR, DATA = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
+KNOCK, KNOCKED = 0x0B, 0x0C
 NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED: "ALLOCATED",
          REFRESH: "REFRESH", REFRESHED: "REFRESHED", PERMIT: "PERMIT", PERMITTED: "PERMITTED",
-         ERROR: "ERROR", DATA: "DATA"}
+         ERROR: "ERROR", DATA: "DATA", KNOCK: "KNOCK", KNOCKED: "KNOCKED"}
 
 NONCE_SIZE = COOKIE_SIZE = 16
 ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
@@ -42,7 +45,7 @@ MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
 SIGNED_LABEL = b"kadtalk/1 relay allocate"
 # fixed sizes; ALLOCATE and DATA are variable (checked by their parsers)
 SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PERMIT: 16,
-         PERMITTED: 16, ERROR: 12}
+         PERMITTED: 16, ERROR: 12, KNOCK: 16, KNOCKED: 16}
 
 # ERROR codes
 BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER = 1, 2, 3, 4
@@ -114,6 +117,14 @@ def permit(alloc: bytes, peer: bytes, op: int = PERMIT) -> bytes:
 
 def error(request_op: int, code: int, reference: bytes) -> bytes:
     return bytes((RELAY, ERROR, request_op, code)) + reference[:ID_SIZE]
+
+
+def knock(alloc: bytes) -> bytes:
+    return bytes((RELAY, KNOCK)) + alloc + bytes(ADDR_SIZE)
+
+
+def knocked(alloc: bytes, knocker: bytes) -> bytes:
+    return bytes((RELAY, KNOCKED)) + alloc + knocker
 
 
 def data(alloc: bytes, payload: bytes) -> bytes:

@@ -370,6 +370,31 @@ class SessionLayer:
                 if session.tries >= self.settings.key_tries:
                     session.retx_at = None
 
+    def move(self, session_id: int, addr: Any, data: bytes, now: float) -> bool:
+        """`data` reached us from `addr`, another path of call `session_id` (a relay, or a
+        direct address found later: ICE's switch). Only if it authenticates for that call (a
+        KEY_RES to its KEY_REQ; a MEDIA / SIGNAL packet under its keys) does the call move to
+        `addr`, and the datagram is then taken as usual; else nothing changes (`move_refused`)."""
+        session = self._sessions.get(session_id)
+        if session is None or session.state is S.ENDED or addr == session.addr:
+            return False
+        index = self._awaiting if session.rx is None else self._keyed
+        old, received = session.addr, session.rx.packets if session.rx is not None else 0
+        _remove(index, old, session)
+        session.addr = addr
+        index.setdefault(addr, []).insert(0, session)
+        self.receive_datagram(data, addr, now)  # the caller's KEY_RES or the packet, if authentic
+        moved = (session in self._keyed.get(addr, ()) if index is self._awaiting
+                 else session.rx is not None and session.rx.packets > received)
+        if not moved and session.state is not S.ENDED:  # not authentic: back where it was
+            _remove(index, addr, session)
+            session.addr = old
+            index.setdefault(old, []).append(session)
+        if not moved:
+            self.stats["move_refused"] += 1
+        self._deadline = False
+        return moved
+
     def answer(self, now: float, session_id: int | None = None) -> bool:
         """Answer a ringing incoming call (the only one when `session_id` is None)."""
         self._deadline = False

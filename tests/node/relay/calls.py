@@ -1,18 +1,17 @@
-"""Whole nodes for relayed calls: a symmetric NAT route hook for MemoryNet, and a world where
-two NATed nodes call each other through a third node's relay."""
+"""Whole nodes for relayed calls: a world where two NATed nodes (transport.memory.SymmetricNat)
+call each other through a third node's relay, the paths handed over by the test."""
 
 from __future__ import annotations
 
-import itertools
 from random import Random
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
 
 from kadtalk.node.relay import AllocationGranted, PermissionGranted, RelayPath, RelaySettings
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.session.events import CallEnded, CallProgress, IncomingCall
 from kadtalk.node.session.state import CallState
 from kadtalk.node.stack import Node
-from kadtalk.transport.memory import MemoryNet, Packet, Route, direct
+from kadtalk.transport.memory import MemoryNet, Route, SymmetricNat
 
 from .conftest import identity
 
@@ -20,45 +19,6 @@ WALL = 1_767_225_600.0
 R = ("198.51.100.1", 5004)  # the relay: public
 A, B = ("10.1.0.1", 5004), ("10.2.0.1", 5004)  # behind symmetric NATs
 A_PUBLIC, B_PUBLIC = "203.0.113.1", "203.0.113.2"
-
-
-class SymmetricNat:
-    """Route hook: hosts behind NATs with endpoint-dependent mapping (a new public port for
-    each destination: carrier-grade NAT) and address-and-port-dependent filtering (a mapping
-    admits only the endpoint it was made for). Counts `filtered`."""
-
-    def __init__(self, route: Route = direct):
-        self.route = route
-        self.hosts: dict[Hashable, str] = {}  # private address -> public IP
-        self.out: dict[tuple[Hashable, Hashable], tuple[str, int]] = {}  # (host, dst) -> mapped
-        self.back: dict[tuple[str, int], tuple[Hashable, Hashable]] = {}  # mapped -> (host, dst)
-        self.ports = itertools.count(40000)
-        self.filtered = 0
-
-    def add(self, host: Hashable, public_ip: str) -> None:
-        self.hosts[host] = public_ip
-
-    def __call__(self, packet: Packet, now: float) -> list[tuple[float, Packet]]:
-        src, dst = packet.src, packet.dst
-        if src in self.hosts:
-            mapped = self.out.get((src, dst))
-            if mapped is None:
-                mapped = self.out[(src, dst)] = (self.hosts[src], next(self.ports))
-                self.back[mapped] = (src, dst)
-            src = mapped
-        if dst in self.hosts:  # a private address from outside: not routable
-            self.filtered += 1
-            return []
-        if dst in self.back:
-            host, allowed = self.back[dst]
-            if src != allowed:
-                self.filtered += 1
-                return []
-            dst = host
-        elif type(dst) is tuple and dst[0] in self.hosts.values():
-            self.filtered += 1  # a port of a NAT with no mapping
-            return []
-        return list(self.route(Packet(src, dst, packet.payload), now))
 
 
 def node(name: str, settings: RelaySettings | None = None) -> Node:

@@ -53,7 +53,7 @@ def test_a_lost_allocated_is_recovered_by_the_retransmitted_allocate():
 
 
 def test_refreshes_keep_an_allocation_and_a_silent_relay_ends_it():
-    settings = RelaySettings(serve="always", lifetime=100, min_lifetime=30)
+    settings = RelaySettings(serve="always", lifetime=100, min_lifetime=30, keepalive=1000.0)
     world = World(settings)
     path = world.granted(A, 0.0).path
     world.settle(50.0)

@@ -183,7 +183,7 @@ def test_forged_refreshes_and_permissions_are_refused_and_counted():
 
 
 def test_lifetime_refresh_release_and_expiry_with_explicit_time():
-    world = World(RelaySettings(serve="always", lifetime=60, min_lifetime=30))
+    world = World(RelaySettings(serve="always", lifetime=60, min_lifetime=30, keepalive=1000.0))
     path = world.granted(A, 0.0).path
     server = world.relay.server
     assert server.allocations[path.allocation].expires == 60.0
