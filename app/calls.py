@@ -67,6 +67,7 @@ class Calls:
         self.call: Call | None = None
         self.last_call: dict[str, Any] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._play_handle: asyncio.TimerHandle | None = None
         self._tick_t0 = 0.0
         self._tick_n = 0
 
@@ -88,6 +89,7 @@ class Calls:
         kind = type(event)
         if call is not None and call.audio is not None and getattr(event, "session_id", None) == call.session_id:
             if call.audio.on_event(event):
+                self._schedule_play()  # the first frame starts playout, phased to its arrival
                 return
         if kind is CallProgress:
             if call is None or call.session_id != event.session_id:
@@ -214,6 +216,9 @@ class Calls:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+        if self._play_handle is not None:
+            self._play_handle.cancel()
+            self._play_handle = None
 
     def _tick(self) -> None:
         call = self.call
@@ -225,7 +230,7 @@ class Calls:
         now = loop.time()
         audio = call.audio
         if audio is not None:
-            payload = audio.tick(now, call.muted)
+            payload = audio.capture(now, call.muted)
             if payload is not None:
                 driver.node.send_media(call.session_id, payload, now)
                 driver.service()
@@ -233,11 +238,35 @@ class Calls:
                 self.devices.failed(audio.errors.pop(0))
         if self.call is not call:  # send_media may end the call (sequence space exhausted)
             return
+        self._schedule_play()  # frames that came before the call talked
         self._tick_n += 1
         due = self._tick_t0 + self._tick_n * FRAME
         if due < now - 5 * FRAME:  # the loop was held up: drop the lost ticks, do not burst
             self._tick_t0, self._tick_n, due = now, 0, now
         self._tick_handle = loop.call_at(due, self._tick)
+
+    def _schedule_play(self) -> None:
+        """Playout runs on its own 20 ms clock, started when the peer's first frame is due
+        (node/media/playout.py), so a frame waits for the jitter buffer's target only, not
+        for the capture tick (issue 16)."""
+        call = self.call
+        if (self._play_handle is not None or call is None or call.audio is None
+                or call.state != "talking" or self.driver is None):
+            return
+        loop = self.driver.loop
+        at = call.audio.next_play(loop.time())
+        if at is not None:
+            self._play_handle = loop.call_at(at, self._play)
+
+    def _play(self) -> None:
+        self._play_handle = None
+        call = self.call
+        if call is None or call.state != "talking" or call.audio is None or self.driver is None:
+            return
+        call.audio.play(self.driver.loop.time())
+        while call.audio.errors:
+            self.devices.failed(call.audio.errors.pop(0))
+        self._schedule_play()
 
     # -- once a second --------------------------------------------------------------------------
 

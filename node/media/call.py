@@ -2,7 +2,8 @@
 
 The session layer carries the bytes; this class only sees plaintext. Per 20 ms the driver
 calls `send_frame(pcm, now)` and hands the payload to `Node.send_media`, and `play_frame(now)`
-for the PCM to play; session events go to `handle_event` (MediaReceived: into the jitter
+for the PCM to play, at the times `next_play(now)` names (playout phased to packet arrival,
+see `playout`); session events go to `handle_event` (MediaReceived: into the jitter
 buffer; ReceiverReport: to the bitrate controller, and, being a SIGNAL packet of the peer's
 stream, marks a sequence number that holds no frame).
 """
@@ -16,6 +17,7 @@ from ..session.events import MediaReceived, ReceiverReport
 from .codec import FRAME_BYTES, SILENCE, OpusDecoder, OpusEncoder
 from .jitter import CONCEAL, FEC, PLAY, JitterBuffer, JitterSettings, Playout
 from .packet import join_two, single, split
+from .playout import PlayoutClock
 from .rate import RateController, RateDecision, RateSettings
 
 
@@ -156,20 +158,26 @@ def _frame_of(payload: bytes, which: int) -> bytes | None:
 class MediaCall:
     """Both directions of one call's media."""
 
-    __slots__ = ("session_id", "sender", "receiver")
+    __slots__ = ("session_id", "sender", "receiver", "playout")
 
     def __init__(self, session_id: int | None = None, settings: MediaSettings | None = None):
         settings = settings or MediaSettings()
         self.session_id = session_id
         self.sender = MediaSender(settings)
         self.receiver = MediaReceiver(settings)
+        self.playout = PlayoutClock()
 
     def send_frame(self, pcm: bytes, now: float) -> bytes:
         """The MEDIA payload (one Opus packet) for 20 ms of captured PCM."""
         return self.sender.encode(pcm)
 
     def play_frame(self, now: float) -> bytes:
+        self.playout.pulled(now)
         return self.receiver.pull(now)
+
+    def next_play(self, now: float) -> float | None:
+        """When to call `play_frame` next (<= now: at once); None until a frame is held."""
+        return self.playout.next_pull(self.receiver.buffer, now)
 
     def on_media(self, seq: int, payload: bytes, now: float) -> bool:
         return self.receiver.receive(seq, payload, now)
@@ -196,6 +204,7 @@ class MediaCall:
 
     def stats(self) -> dict[str, float]:
         stats = self.receiver.stats()
+        stats.update(self.playout.stats())
         enc = self.sender.encoder
         stats.update(
             frames_sent=self.sender.frames, payload_bytes_sent=self.sender.bytes,

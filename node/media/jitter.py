@@ -307,6 +307,17 @@ class JitterBuffer:
         """Seconds a frame waits behind the fastest recent packet (bounded by the settings)."""
         return self._target
 
+    def due_time(self) -> float | None:
+        """When the next frame to play (before playout starts: the first one held) is due:
+        the time a pull plays it on schedule. None while nothing is held and nothing played."""
+        if self._next is not None:
+            seq = self._next
+        elif self._packets:
+            seq = min(self._packets)
+        else:
+            return None
+        return self._base + self._target + self._index(seq) * FRAME
+
     @property
     def buffered(self) -> int:
         return len(self._packets)
