@@ -539,9 +539,7 @@ class Node:
             paths.moved(sid, addr)
             if type(addr) is RelayPath and type(old) is not RelayPath:
                 paths.check(sid, old, now)  # keep trying the direct path: ICE's upgrade
-        else:
-            paths.count("move_refused")
-        return True
+        return True  # taken: moved, or refused and counted by the session (`move_refused`)
 
     def _from_relay(self, payload: bytes, path: RelayPath, now: float) -> None:
         session = self._session()

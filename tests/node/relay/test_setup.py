@@ -4,17 +4,19 @@ the session authenticates."""
 
 from __future__ import annotations
 
-from kadtalk.node.relay import RelayPath
+from kadtalk.node.relay import RELAY, RelayLost, RelayPath, RelaySettings, wire
+from kadtalk.node.session.events import CallEnded
+from kadtalk.node.session.wire import MEDIA
 from kadtalk.transport.memory import FilteringNat, SymmetricNat
 
 from .dht import A, B, B_OPEN, R1, R2, Call, network
 
 
-def symmetric_pair(route=None) -> tuple:
-    nat = SymmetricNat() if route is None else SymmetricNat(route)
+def symmetric_pair(settings: RelaySettings | None = None) -> tuple:
+    nat = SymmetricNat()
     nat.add(A, "203.0.113.1")
     nat.add(B, "203.0.113.2")
-    return network(nat), nat
+    return network(nat, settings=settings), nat
 
 
 def test_two_symmetric_nats_call_through_a_public_nodes_relay_with_media_both_ways():
@@ -28,3 +30,120 @@ def test_two_symmetric_nats_call_through_a_public_nodes_relay_with_media_both_wa
     to_b, to_a = call.media(1.0)
     assert to_b == [b"a%d" % i for i in range(50)] and to_a == [b"b%d" % i for i in range(50)]
     assert nat.filtered > 0  # the direct attempts (KEY_REQ, PUNCH, upgrade checks) never got in
+
+
+def test_a_symmetric_caller_reaches_a_filtering_callee_through_its_relay():
+    filtering = FilteringNat()
+    filtering.add(B_OPEN)
+    nat = SymmetricNat(filtering)
+    nat.add(A, "203.0.113.1")
+    net = network(nat, b=B_OPEN)
+    assert net.nodes[A].needs_relay and not net.nodes[B_OPEN].needs_relay
+    call = Call(net, b=B_OPEN)
+    assert call.connect() == "talking"
+    assert type(call.path(A)) is RelayPath
+    to_b, to_a = call.media(0.4)
+    assert len(to_b) == len(to_a) == 20
+    assert filtering.filtered > 0  # A's direct KEY_REQs came from a mapping B never opened
+
+
+def test_without_relays_the_same_pair_cannot_call():
+    filtering = FilteringNat()
+    filtering.add(B_OPEN)
+    nat = SymmetricNat(filtering)
+    nat.add(A, "203.0.113.1")
+    net = network(nat, b=B_OPEN, relays=())
+    assert net.nodes[A].relays_held() == []
+    assert Call(net, b=B_OPEN).connect() == "unreachable"
+
+
+A_OPEN = ("203.0.113.1", 5004)
+
+
+class Firewall:
+    """Route hook: packets between two addresses are dropped until `opens` (then a direct path
+    exists, as when a NAT's mapping appears late or a firewall rule is lifted)."""
+
+    def __init__(self, one, other, opens: float):
+        self.pair, self.opens, self.dropped = {one, other}, opens, 0
+
+    def __call__(self, packet, now):
+        if {packet.src, packet.dst} == self.pair and now < self.opens:
+            self.dropped += 1
+            return []
+        return [(0.0, packet)]
+
+
+def relayed_open_pair(opens: float) -> tuple:
+    wall = Firewall(A_OPEN, B_OPEN, opens)
+    net = network(wall, a=A_OPEN, b=B_OPEN, join_for=1.0)
+    net.nodes[A_OPEN].set_nat("cone")  # as the daemon says: calls may need a relay
+    net.run_until(80.0)
+    return net, wall
+
+
+def test_a_relayed_call_moves_to_the_direct_path_once_it_opens():
+    net, wall = relayed_open_pair(opens=100.0)
+    call = Call(net, a=A_OPEN, b=B_OPEN)
+    assert call.connect() == "talking" and type(call.path(A_OPEN)) is RelayPath
+    relay = net.nodes[call.path(A_OPEN).relay].relay
+    call.media(100.5 - net.now)
+    assert call.path(A_OPEN) == B_OPEN and call.path(B_OPEN) == A_OPEN  # moved, both sides
+    forwarded = relay.stats["forwarded"]
+    to_b, to_a = call.media(1.0, b"direct ")
+    assert len(to_b) == len(to_a) == 50 and all(p.startswith(b"direct ") for p in to_b + to_a)
+    assert relay.stats["forwarded"] == forwarded  # the relay carries nothing any more
+    assert net.nodes[A_OPEN]._upper.paths.stats["moved_direct"] == 1
+
+
+def test_forged_datagrams_neither_move_a_call_nor_reach_it():
+    net, wall = relayed_open_pair(opens=1e9)
+    call = Call(net, a=A_OPEN, b=B_OPEN)
+    assert call.connect() == "talking"
+    a = net.nodes[A_OPEN]
+    path = call.path(A_OPEN)
+    before = a.drop_counts()
+    # from B's direct address (a candidate A checks): a MEDIA packet not made with the call's keys
+    a.receive_datagram(bytes((MEDIA,)) + bytes(range(40)), B_OPEN, net.now)
+    # through the relay: an allocation nobody holds, and the right one from another source
+    a.receive_datagram(bytes((RELAY, wire.DATA)) + bytes(8) + b"x", path.relay, net.now)
+    a.receive_datagram(bytes((RELAY, wire.DATA)) + path.allocation + b"x", B_OPEN, net.now)
+    # through the relay, the right allocation: a forged packet fails the AEAD
+    a.receive_datagram(bytes((RELAY, wire.DATA)) + path.allocation + bytes((MEDIA,))
+                       + bytes(range(40)), path.relay, net.now)
+    after = a.drop_counts()
+    after.subtract(before)
+    # the direct one fails the AEAD too (auth_failed) and so does not move the call
+    assert +after == {"move_refused": 1, "unknown_allocation": 2, "auth_failed": 2}
+    assert call.path(A_OPEN) == path  # still relayed
+    to_b, to_a = call.media(0.2)
+    assert len(to_b) == len(to_a) == 10
+
+
+def test_the_relay_killed_mid_call_the_call_recovers_through_the_spare_relay():
+    net, nat = symmetric_pair()
+    call = Call(net)
+    assert call.connect() == "talking"
+    first = call.path(A)
+    assert len(call.media(0.5)[0]) == 25
+    net.detach(first.relay)  # the relay dies
+    call.media(6.0)
+    lost = net.of(A, RelayLost)
+    assert [(e.path, e.recovering) for e in lost] == [(first, True)]
+    second = call.path(A)
+    assert type(second) is RelayPath and second.relay != first.relay and call.path(B) == second
+    to_b, to_a = call.media(1.0, b"again ")
+    assert len(to_b) == len(to_a) == 50  # the call goes on through the other relay
+    assert not [e for e in net.events[A] + net.events[B] if type(e) is CallEnded]
+
+
+def test_the_relay_killed_with_no_spare_the_call_ends_with_a_reason():
+    net, nat = symmetric_pair(settings=RelaySettings(call_relays=1))
+    call = Call(net)
+    assert call.connect() == "talking"
+    first = call.path(A)
+    net.detach(first.relay)
+    call.media(12.0)
+    assert [(e.path, e.recovering) for e in net.of(A, RelayLost)] == [(first, False)]
+    ended = [e.reason.value for e in net.of(A, CallEnded)]
+    assert ended == ["peer_vanished"]
