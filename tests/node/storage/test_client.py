@@ -173,3 +173,23 @@ def test_a_storer_that_never_ends_its_pages_is_asked_at_most_max_pages_times():
         out = client.layer.datagrams_to_send(0.0)
     assert asked == MAX_PAGES
     assert [type(e) for e in client.events()] == [ValuesFound]
+
+
+def test_events_are_frozen_dataclasses_on_one_base():
+    import dataclasses
+
+    from kadtalk.node.layer import Event
+    from kadtalk.node.storage import events
+
+    kinds = [events.ValueStored, events.StoreFailed, events.ValuesFound, events.PrekeyFound,
+             events.MessageReceived, events.ValuesDeleted]
+    for kind in kinds:
+        assert issubclass(kind, events.StorageEvent) and issubclass(kind, Event)
+        assert dataclasses.is_dataclass(kind) and kind.__dataclass_params__.frozen
+    event = events.StoreFailed(bytes(20), bytes(16), "timeout", 1.0)
+    try:
+        event.reason = "other"
+    except dataclasses.FrozenInstanceError:
+        pass
+    else:
+        raise AssertionError("events must be immutable")
