@@ -282,11 +282,13 @@ class StorageLayer:
         if answer.key != op.key:
             self.stats["bad_value"] += 1
         else:
+            known = {v.raw for v in op.values.values()}
             for raw in answer.records:
-                value = records.read(op.key, raw) if raw not in op.values else None
+                if raw in known:
+                    continue  # another storer's copy: checked already
+                value = records.read(op.key, raw)
                 if value is None:
-                    if raw not in op.values:
-                        self.stats["bad_value"] += 1  # forged or altered by the storer
+                    self.stats["bad_value"] += 1  # forged or altered by the storer
                     continue
                 op.values.setdefault(value.vid, value)
             op.pages[addr] += 1
