@@ -479,12 +479,23 @@ def _fmt_duration(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02}:{s % 60:02}" if s >= 3600 else f"{s // 60:02}:{s % 60:02}"
 
 
+def _relay_line(r: dict, nat: str | None) -> str:
+    if not r["enabled"]:
+        return "relay    off ([relay] enabled = false): calls that need a relay cannot connect"
+    need = (f"calls may need one; holding {', '.join(r['held'])}" if r["needed"] and r["held"]
+            else "calls may need one; none found yet" if r["needed"]
+            else "calls need none" if nat == "none" else "not known yet whether calls need one")
+    serve = f", relaying for {r['relayed_for']}" if r["serving"] else ""
+    return f"relay    {need}{serve}"
+
+
 def _format_status(s: dict) -> str:
     n = s["network"]
     lines = [
         f"node     {s['node_id']}",
         f"udp      {n['host']}:{n['port']}",
         f"public   {n.get('public_address') or 'not known yet'}, NAT: {n.get('nat', 'unknown')}",
+    ] + ([_relay_line(n["relay"], n.get("nat"))] if "relay" in n else []) + [
         f"network  {_plural(n['table_size'], 'peer')} in the routing table, "
         + ("reachable" if n["reachable"] else "not connected yet"),
         f"contacts {s['contacts']}",

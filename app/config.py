@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kadtalk.node.relay.settings import RelaySettings
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5004
@@ -86,7 +88,7 @@ def private_dir(path: Path) -> Path:
 @dataclass
 class Config:
     """Settings: ``config.toml`` sections [network], [audio], [control], [web], [log], [calls],
-    [hooks] (app/hooks.py)."""
+    [hooks] (app/hooks.py), [relay] (kadtalk.node.relay.RelaySettings: `relay_settings`)."""
 
     host: str = "0.0.0.0"  # [network] host
     port: int = DEFAULT_PORT  # [network] port
@@ -108,6 +110,14 @@ class Config:
     ring_device: str = ""  # [calls] ring_device: playback device to ring on ("": the playback one)
     hooks: dict[str, list[str]] = field(default_factory=dict)  # [hooks] on_EVENT = [argv]
     hook_timeout: float = 10.0  # [hooks] timeout: seconds before a hook is killed
+    relay_enabled: bool = True  # [relay] enabled: false turns relays off (no calls through them)
+    relay_serve: str = "auto"  # [relay] serve: auto (when public), always, never
+    relay_forward_private: bool = False  # [relay] forward_private: relay to LAN addresses
+    relay_max_allocations: int = 64  # [relay] max_allocations: peers relayed for at once
+    relay_max_per_host: int = 4  # [relay] max_per_host
+    relay_allocation_rate: int = 40_000  # [relay] allocation_rate: bytes/s per relayed call
+    relay_total_rate: int = 1_000_000  # [relay] total_rate: bytes/s relayed in all
+    relay_call_relays: int = 2  # [relay] call_relays: relays held for our calls when NATed
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
 
     @property
@@ -134,6 +144,16 @@ class Config:
     def socket_path(self) -> Path:
         return Path(self.socket) if self.socket else default_socket()
 
+    @property
+    def relay_settings(self) -> RelaySettings:
+        """The [relay] section as the node's settings (raises ValueError when out of range)."""
+        return RelaySettings(
+            enabled=self.relay_enabled, serve=self.relay_serve,
+            forward_private=self.relay_forward_private,
+            max_allocations=self.relay_max_allocations, max_per_host=self.relay_max_per_host,
+            allocation_rate=float(self.relay_allocation_rate),
+            total_rate=float(self.relay_total_rate), call_relays=self.relay_call_relays)
+
 
 # TOML layout: section -> {key: (Config field, type)}
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
@@ -149,6 +169,12 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
               "ring_device": ("ring_device", str)},
     "hooks": {"on_ring": ("hook:ring", list), "on_call_end": ("hook:call_end", list),
               "on_message": ("hook:message", list), "timeout": ("hook_timeout", float)},
+    "relay": {"enabled": ("relay_enabled", bool), "serve": ("relay_serve", str),
+              "forward_private": ("relay_forward_private", bool),
+              "max_allocations": ("relay_max_allocations", int),
+              "max_per_host": ("relay_max_per_host", int),
+              "allocation_rate": ("relay_allocation_rate", int),
+              "total_rate": ("relay_total_rate", int), "call_relays": ("relay_call_relays", int)},
 }
 MAX_HOOK_TIMEOUT = 3600.0
 
@@ -222,6 +248,11 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
             raise ConfigError(f"config file {path}: [calls] block: {entry!r} is not a node ID "
                               "(40 hex digits)")
     config.block = [parse_id(entry) for entry in config.block]
+    try:
+        config.relay_settings  # noqa: B018 -- checked here, so a bad value names the file
+    except ValueError as e:
+        raise ConfigError(f"config file {path}: [relay] {e} (serve: auto, always or never; "
+                          "counts and rates positive; call_relays 0 to 8)") from None
     return config
 
 

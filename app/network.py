@@ -68,6 +68,7 @@ class Network:
     def start(self, driver: UdpDriver, now: float) -> None:
         self.driver = driver
         self._last_save = now
+        driver.node.set_relay_settings(self.config.relay_settings)  # [relay]
 
     def save_peers(self) -> None:
         if self.driver is None:
@@ -89,12 +90,28 @@ class Network:
                 "host": host, "port": port,
                 "public_address": (f"{self.observed.public[0]}:{self.observed.public[1]}"
                                    if self.observed is not None else None),
-                "nat": self.nat}
+                "nat": self.nat, "relay": self.relay_status()}
+
+    def relay_status(self) -> dict[str, Any]:
+        """Whether calls need a relay (we are NATed), the relays we hold for them, and whether
+        we relay for others (public, [relay] serve)."""
+        node = self.driver.node if self.driver is not None else None
+        layer = node.relay if node is not None else None
+        if layer is None:
+            return {"enabled": False, "needed": False, "held": [], "serving": False,
+                    "relayed_for": 0}
+        server = layer.server
+        return {"enabled": True, "needed": node.needs_relay,
+                "held": [f"{p.relay[0]}:{p.relay[1]}" for p in node.relays_held()],
+                "serving": layer.serving,
+                "relayed_for": len(server.allocations) if server is not None else 0}
 
     def check(self, force: bool = False) -> None:
         """A `network` event to every client if the status changed (or `force`)."""
         status = self.status()
-        key = (status["table_size"], status["reachable"], status["public_address"], status["nat"])
+        key = (status["table_size"], status["reachable"], status["public_address"], status["nat"],
+               status["relay"]["needed"], tuple(status["relay"]["held"]),
+               status["relay"]["serving"])
         if force or key != self._sent:
             self._sent = key
             self.broadcast({"event": "network", **status})
@@ -116,7 +133,11 @@ class Network:
             self.check(force=True)  # after the save: clients may rely on peers.json
         elif type(event) is AddressObserved:
             self.observed = event
-            self.nat = self._nat_kind(event)
+            nat = self._nat_kind(event)
+            if nat != self.nat and self.driver is not None:
+                # a public node relays for others ([relay] serve auto); a NATed one holds relays
+                self.driver.node.set_nat(nat, event.public)
+            self.nat = nat
             self.check()
 
     def _nat_kind(self, event: AddressObserved) -> str:

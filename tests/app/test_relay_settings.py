@@ -1,0 +1,86 @@
+"""[relay] settings (config.toml) reach the node, the daemon tells the node its NAT kind (a public
+node relays, a NATed one holds relays for its calls), and `kadtalk status` says which."""
+
+from __future__ import annotations
+
+from random import Random
+from types import SimpleNamespace
+
+import pytest
+
+from kadtalk.app.cli import _format_status
+from kadtalk.app.config import ConfigError, load_config
+from kadtalk.app.network import Network
+from kadtalk.node.identity import Identity
+from kadtalk.node.routing.contacts import ContactRegistry
+from kadtalk.node.stack import Node
+from kadtalk.node.traversal import AddressObserved
+
+PORT = 5004
+
+
+def config_with(tmp_path, text: str):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_config(path, tmp_path)
+
+
+def network(config) -> Network:
+    me = Identity.generate()
+    node = Node(int.from_bytes(me.node_id, "big"), ContactRegistry(), Random(1), identity=me,
+                traversal=True)
+    net = Network(config, callers=None, broadcast=lambda event: None)
+    net.start(SimpleNamespace(node=node, address=("0.0.0.0", PORT)), 0.0)
+    return net
+
+
+def test_relay_section_becomes_the_nodes_relay_settings(tmp_path):
+    config = config_with(tmp_path, '[relay]\nserve = "always"\nmax_allocations = 8\n'
+                                   'allocation_rate = 20000\ncall_relays = 1\n')
+    settings = config.relay_settings
+    assert (settings.serve, settings.max_allocations, settings.allocation_rate,
+            settings.call_relays, settings.enabled) == ("always", 8, 20000.0, 1, True)
+    net = network(config)
+    assert net.driver.node.relay.settings == settings
+    assert net.relay_status()["serving"]  # always: even before it knows it is public
+
+
+@pytest.mark.parametrize("text", ['serve = "sometimes"', "max_allocations = 0",
+                                  "call_relays = 9", 'enabled = "no"', "total_rate = 1.5",
+                                  "colour = 1"])
+def test_bad_relay_settings_name_the_file(tmp_path, text):
+    with pytest.raises(ConfigError, match=r"config\.toml"):
+        config_with(tmp_path, "[relay]\n" + text + "\n")
+
+
+def test_the_off_switch_leaves_the_node_without_relays(tmp_path):
+    net = network(config_with(tmp_path, "[relay]\nenabled = false\n"))
+    assert net.driver.node.relay is None
+    assert net.status()["relay"] == {"enabled": False, "needed": False, "held": [],
+                                     "serving": False, "relayed_for": 0}
+    assert "relay    off" in _format_status(status(net))
+
+
+def observed(public, symmetric: bool) -> AddressObserved:
+    return AddressObserved(("127.0.0.1", 6000), public, public, symmetric, 1.0)
+
+
+def status(net: Network) -> dict:
+    return {"node_id": "00" * 20, "network": net.status(), "contacts": 0,
+            "audio": {"capture": "none", "playback": "none"}}
+
+
+def test_a_public_node_relays_and_a_symmetric_one_needs_relays(tmp_path):
+    config = config_with(tmp_path, "")
+    public = network(config)
+    assert not public.relay_status()["serving"]  # auto: not before it knows
+    assert "not known yet whether calls need one" in _format_status(status(public))
+    public.on_event(observed(("127.0.0.1", PORT), symmetric=False))  # seen at our own address
+    assert public.nat == "none"
+    assert public.relay_status()["serving"] and not public.relay_status()["needed"]
+    assert "calls need none, relaying for 0" in _format_status(status(public))
+    natted = network(config)
+    natted.on_event(observed(("198.51.100.7", 40001), symmetric=True))
+    assert natted.nat == "symmetric"
+    assert natted.relay_status()["needed"] and not natted.relay_status()["serving"]
+    assert "calls may need one; none found yet" in _format_status(status(natted))
