@@ -20,8 +20,8 @@ from typing import Any, Iterable
 
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
-from .relay.addresses import forbidden
-from .relay.paths import SILENCE, CallPaths
+from .relay.addresses import forbidden, to_wire
+from .relay.paths import HOLD_INTERVAL, SILENCE, CallPaths
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -576,10 +576,11 @@ class Node:
         paths = self._paths()
         paths.forget(self._live)
         wanted, held = relay.settings.call_relays, relay.client.held
-        if len(held) < wanted and self.needs_relay and not relay.public:
+        if len(held) < wanted and now >= paths.hold_at and self.needs_relay and not relay.public:
+            paths.hold_at = now + HOLD_INTERVAL
             own = self._own_addresses()
             contacts = [addr for _, addr in self.best_peers() if addr not in held
-                        and addr not in own]
+                        and addr not in own and to_wire(addr) is not None]
             for addr in paths.candidates(contacts, len(held), wanted, now):
                 try:
                     relay.allocate(addr, now)

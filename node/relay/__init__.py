@@ -24,7 +24,7 @@ from .settings import RelaySettings
 from .wire import RELAY
 
 __all__ = [
-    "AllocationExpired", "AllocationFailed", "AllocationGranted", "DROPS", "Knocked", "PermissionGranted",
-    "PermissionRefused", "RELAY", "RelayEvent", "RelayLayer", "RelayLost", "RelayPath", "RelaySettings",
-    "RelayedData",
+    "AllocationExpired", "AllocationFailed", "AllocationGranted", "DROPS", "Knocked",
+    "PermissionGranted", "PermissionRefused", "RELAY", "RelayEvent", "RelayLayer", "RelayLost",
+    "RelayPath", "RelaySettings", "RelayedData",
 ]

@@ -25,12 +25,13 @@ CHECK_INTERVAL = 1.0  # s between direct (or new relay) copies of a relayed call
 CHECK_FOR = 30.0  # s a path is checked after it became known
 SILENCE = 3.0  # s without an authentic packet on a talking relayed call (reports come each 1 s)
 RETRY_RELAY = 600.0  # s before a contact that did not relay for us is asked again
+HOLD_INTERVAL = 5.0  # s between looks at whether we hold enough relays
 MAX_ENTRIES = 64  # bound on every table here
 
 
 class CallPaths:
     __slots__ = ("offered", "incoming", "alternates", "checks", "rendezvous", "tried",
-                 "recovering", "stats")
+                 "recovering", "stats", "hold_at")
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
@@ -41,6 +42,7 @@ class CallPaths:
         self.tried: dict[Any, float] = {}  # relay candidate -> when it was asked
         self.recovering: dict[int, float] = {}  # session -> when its relay was found lost
         self.stats: dict[str, int] = {}
+        self.hold_at = 0.0  # when to look at the relays we hold next
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1

@@ -51,7 +51,8 @@ def _addr(addr: Any) -> str:
 
 def generate() -> dict[str, Any]:
     me = client_identity()
-    client = RelayLayer(me, RelaySettings(lifetime=600), random_bytes=stream("client"))
+    client = RelayLayer(me, RelaySettings(lifetime=600, keepalive=300.0),
+                        random_bytes=stream("client"))
     relay = RelayLayer(None, RelaySettings(serve="always"),  # a relay needs no identity
                        random_bytes=stream("relay"))
     relay.set_public([RELAY])
@@ -89,6 +90,12 @@ def generate() -> dict[str, Any]:
     for data, dst in relay.datagrams_to_send(now):
         messages.append({"name": "DATA", "from": "relay", "to": names[dst], "size": len(data),
                          "hex": data.hex(), "note": "forwarded unchanged to the permitted peer"})
+    knock = wire.knock(path.allocation)
+    messages.append({"name": "KNOCK", "from": "peer", "to": "relay", "size": len(knock),
+                     "hex": knock.hex(), "note": "a would-be peer, told the allocation in a "
+                                                 "call's set-up (PUNCH_FWD_RELAY)"})
+    relay.receive_datagram(knock, PEER, now)
+    carry(RELAY, relay, "to the owner: where the relay sees the knocker")
     now = 300.0
     client.handle_timer(now)  # the refresh at half the lifetime
     carry(CLIENT, client)
@@ -103,7 +110,7 @@ def generate() -> dict[str, Any]:
     return {
         "description": "RELAY (0x08) exchange of docs/protocol.md section 21: a client "
                        "allocates, is refused a loopback peer, permits one peer, sends DATA, "
-                       "refreshes and releases",
+                       "hears a peer KNOCK, refreshes and releases",
         "client": {"address": _addr(CLIENT), "ed25519_private_key": private.hex(),
                    "spki": me.public_der.hex(), "node_id": me.node_id.hex()},
         "relay": {"address": _addr(RELAY), "cookie_secret": first_secret.hex(),

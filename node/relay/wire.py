@@ -12,7 +12,7 @@
 | 0x08 | PERMITTED | allocation (8), peer IPv4 (4), port (2) | 16 | relay |
 | 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
 | 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
-| 0x0b | KNOCK | allocation (8), zero (6) | 16 | a would-be peer (told the number in a call's set-up) |
+| 0x0b | KNOCK | allocation (8), zero (6) | 16 | a would-be peer (told it in a call's set-up) |
 | 0x0c | KNOCKED | allocation (8), the knocker's IPv4 (4), port (2) | 16 | relay, to the owner |
 
 The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is

@@ -53,7 +53,7 @@ def network(route: Route, a: Hashable = A, b: Hashable = B, relays: tuple = (R1,
         net.nodes[addr].keep_joined([P1], net.now)
         net.settle(net.now)
         net.run_until(net.now + 1.0)
-    net.run_until(max(join_for, net.now))  # joins, keep-alives (the NATs found symmetric), allocations
+    net.run_until(max(join_for, net.now))  # keep-alives (NATs found symmetric), allocations
     return net
 
 
