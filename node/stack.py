@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay.addresses import forbidden, to_wire
-from .relay.paths import HOLD_INTERVAL, SILENCE, CallPaths
+from .relay.paths import HOLD_INTERVAL, KNOCK_AGAIN, SILENCE, CallPaths, bounded
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -503,10 +503,13 @@ class Node:
             paths.count("relay_offer_refused")  # no knocks at special addresses
             return
         path = RelayPath(relay_addr, allocation)
+        caller = int.from_bytes(requester, "big")
+        known = paths.incoming.get(path)
+        if known is not None and known[0] == caller and now - known[2] < KNOCK_AGAIN:
+            return  # one knock per offer (each rendezvous forwards the same one)
         relay.knock(path, now)
-        if len(paths.incoming) >= 64:
-            del paths.incoming[next(iter(paths.incoming))]
-        paths.incoming[path] = (int.from_bytes(requester, "big"), requester_addr)
+        bounded(paths.incoming)
+        paths.incoming[path] = (caller, requester_addr, now)
         session = self.session
         for s in (session.sessions.values() if session is not None else ()):
             if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
@@ -520,6 +523,10 @@ class Node:
         if s is None:
             paths.count("knock_unexpected")
             return
+        if paths.knocks.get(event.path) == (sid, event.peer):
+            return  # the callee's second copy of its KNOCK
+        bounded(paths.knocks)
+        paths.knocks[event.path] = (sid, event.peer)
         self.relay.permit(event.path, event.peer, now)
         paths.check(sid, event.path, now)
         if s.rx is None and s.key_req is not None:  # still in key exchange: try the relay now

@@ -26,16 +26,18 @@ CHECK_FOR = 30.0  # s a path is checked after it became known
 SILENCE = 3.0  # s without an authentic packet on a talking relayed call (reports come each 1 s)
 RETRY_RELAY = 600.0  # s before a contact that did not relay for us is asked again
 HOLD_INTERVAL = 5.0  # s between looks at whether we hold enough relays
+KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock
 MAX_ENTRIES = 64  # bound on every table here
 
 
 class CallPaths:
     __slots__ = ("offered", "incoming", "alternates", "checks", "rendezvous", "tried",
-                 "recovering", "stats", "hold_at")
+                 "recovering", "stats", "hold_at", "knocks")
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
-        self.incoming: dict[RelayPath, tuple[int, Any]] = {}  # knocked -> (caller ID, its address)
+        self.incoming: dict[RelayPath, tuple[int, Any, float]] = {}  # knocked -> (caller ID,
+        #   its direct address, when)
         self.alternates: dict[Any, int] = {}  # another path -> the session that may move there
         self.checks: dict[int, dict[Any, list[float]]] = {}  # session -> path -> [next, until]
         self.rendezvous: dict[int, tuple[int, list[Any]]] = {}  # caller's session -> (peer, rv)
@@ -43,6 +45,7 @@ class CallPaths:
         self.recovering: dict[int, float] = {}  # session -> when its relay was found lost
         self.stats: dict[str, int] = {}
         self.hold_at = 0.0  # when to look at the relays we hold next
+        self.knocks: dict[RelayPath, tuple[int, Any]] = {}  # allocation -> (session, knocker)
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -52,14 +55,14 @@ class CallPaths:
         for path in paths:
             owner = self.offered.get(path)
             if owner is None or owner == session_id or not live(owner):
-                _bounded(self.offered)
+                bounded(self.offered)
                 self.offered[path] = session_id
                 return path
         return None
 
     def check(self, session_id: int, path: Any, now: float) -> None:
         """Send copies of the session's packets over `path` too, and let it move there."""
-        _bounded(self.alternates)
+        bounded(self.alternates)
         self.alternates[path] = session_id
         self.checks.setdefault(session_id, {})[path] = [now, now + CHECK_FOR]
 
@@ -89,6 +92,8 @@ class CallPaths:
         for table in (self.checks, self.rendezvous, self.recovering):
             for sid in [sid for sid in table if not live(sid)]:
                 del table[sid]
+        for path in [p for p in self.knocks if p not in self.offered]:
+            del self.knocks[path]
         for table in (self.alternates, self.offered):
             for key in [k for k, sid in table.items() if not live(sid)]:
                 del table[key]
@@ -101,12 +106,13 @@ class CallPaths:
                 break
             asked = self.tried.get(addr)
             if asked is None or now - asked >= RETRY_RELAY:
-                _bounded(self.tried)
+                bounded(self.tried)
                 self.tried[addr] = now
                 out.append(addr)
         return out
 
 
-def _bounded(table: dict) -> None:
+def bounded(table: dict) -> None:
+    """Make room for one more entry (the oldest goes)."""
     if len(table) >= MAX_ENTRIES:
         del table[next(iter(table))]

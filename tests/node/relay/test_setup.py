@@ -147,3 +147,20 @@ def test_the_relay_killed_with_no_spare_the_call_ends_with_a_reason():
     assert [(e.path, e.recovering) for e in net.of(A, RelayLost)] == [(first, False)]
     ended = [e.reason.value for e in net.of(A, CallEnded)]
     assert ended == ["peer_vanished"]
+
+
+def test_a_second_relayed_call_reuses_the_allocation_and_each_knock_counts_once():
+    net, nat = symmetric_pair()
+    first = Call(net)
+    assert first.connect() == "talking"
+    path = first.path(A)
+    relay = net.nodes[path.relay].relay
+    assert relay.stats["knocked"] == 2  # the callee knocked once (two copies), whatever the
+    assert relay.server.allocations[path.allocation].peer is not None  # rendezvous count
+    net.nodes[A].hang_up(net.now, first.sid_a)
+    net.service(A)
+    net.run_until(net.now + 2.0)  # a second offer of the same allocation within 1 s: no knock
+    second = Call(net)
+    assert second.connect() == "talking" and second.path(A) == path
+    assert relay.stats["knocked"] == 4
+    assert len(second.media(0.2)[1]) == 10
