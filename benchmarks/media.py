@@ -34,6 +34,14 @@ Figures, per loss rate (0, 5, 10, 20 %) and jitter (0, 20, 40 ms):
     python -m benchmarks.media                  # full grid, 3 repetitions (about a minute)
     python -m benchmarks.media --quick          # jitter 0 only, short speech, 1 repetition
     python -m benchmarks.media --json -         # last line: one JSON object
+    python -m benchmarks.media --daemons-only   # two real daemons on loopback (see below;
+                                                # loss needs root for iptables), ~3 min
+    python -m benchmarks.media --daemons        # both
+
+The two-daemon mode (`--daemons`, `--daemons-only`, `--daemon-losses 0,10,20`): two `kadtalk
+daemon` processes call each other on 127.0.0.1 with the same speech as microphone (alsa-lib's
+file plugin), loss by iptables on their ports; per loss, medians over calls and both
+directions of PESQ and of the delay from the capture file to the playback file.
 
 The JSON has `overhead_bytes`, `latency_ms`, `cpu_ms_per_frame`, `pesq` and `pesq_baseline`,
 each a map from loss percent to the figure at 0 ms jitter, plus `grid` (every condition).
@@ -42,8 +50,10 @@ each a map from loss percent to the figure at 0 ms jitter, plus `grid` (every co
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -77,6 +87,7 @@ from kadtalk.node.media.codec import (  # noqa: E402
     OpusEncoder,
 )
 from kadtalk.node.media.jitter import PLAY, JitterSettings  # noqa: E402
+from kadtalk.node.media.playout import PlayoutClock  # noqa: E402
 from kadtalk.node.session.stream import ReceiveStream, SendStream  # noqa: E402
 from kadtalk.node.session.wire import MEDIA, SIGNAL, Drop, encode_report  # noqa: E402
 from kadtalk.transport.audiofile import load_wav  # noqa: E402
@@ -146,8 +157,9 @@ TX, RX = "sender", "receiver"  # the two ends' addresses on the MemoryNet
 
 class Path:
     """The route hook: each packet is lost with probability `loss`, else delayed `BASE_DELAY` ±
-    `jitter` (uniform). Draws loss then delay for every packet, lost or not: the published
-    figures come from that order (so not `Link`, which draws no delay for a lost packet)."""
+    `jitter` (uniform). Draws loss then delay for every packet, lost or not, and at 0 jitter
+    too, so one seed gives the same losses at every jitter (so not `Link`, which draws no
+    delay for a lost packet)."""
 
     def __init__(self, loss: float, jitter: float, rng: Random):
         self.loss, self.jitter, self.rng = loss, jitter, rng
@@ -155,8 +167,8 @@ class Path:
     def __call__(self, packet: Packet, now: float) -> tuple:
         rng = self.rng
         lost = rng.random() < self.loss
-        delay = BASE_DELAY + (rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0)
-        return () if lost else ((delay, packet),)
+        delay = BASE_DELAY + rng.uniform(-self.jitter, self.jitter)  # drawn at 0 jitter too:
+        return () if lost else ((delay, packet),)  # the same losses at every jitter
 
 
 class End:
@@ -223,9 +235,11 @@ class ReceiverEnd(End):
 
 
 def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss: float,
-             jitter: float, seed: int) -> dict[str, Any]:
+             jitter: float, seed: int, aligned: bool = False,
+             phase: float | None = None) -> dict[str, Any]:
     """One direction of a call, both ends in this process on a MemoryNet; the output and the
-    measurements."""
+    measurements. `aligned`: pull on a `PlayoutClock` (the daemon's playout, phased to packet
+    arrival), else on a 20 ms clock of phase `phase` (random when None)."""
     rng = Random(seed)
     path_rng = Random(seed * 7919 + 1)  # the same losses and delays for ours and the baseline
     key, salt = rng.randbytes(32), rng.randbytes(8)
@@ -236,7 +250,9 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
     frames = [signal[k * FRAME_SAMPLES:(k + 1) * FRAME_SAMPLES].tobytes()
               for k in range(len(signal) // FRAME_SAMPLES)]
     n = len(frames)
-    phase = rng.uniform(0, FRAME_SECONDS)  # the playback clock's phase against capture
+    drawn = rng.uniform(0, FRAME_SECONDS)  # the playback clock's phase against capture
+    phase = drawn if phase is None else phase
+    clock = PlayoutClock() if aligned else None  # ours: playout phased to packet arrival
     net = MemoryNet(Path(loss, jitter, path_rng))
     tx_end, rx_end = SenderEnd(back_rx, sender), ReceiverEnd(rx, receiver)
     net.attach(TX, tx_end)
@@ -252,10 +268,16 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
     pull_k = 0
     end = (n + 10) * FRAME_SECONDS + BASE_DELAY + jitter + 0.3
     k = 0
+    last_now = 0.0
     while True:
         capture = (k + 1) * FRAME_SECONDS if k < n else math.inf  # frame k is complete
-        pull = phase + BASE_DELAY + pull_k * FRAME_SECONDS
+        if clock is None:
+            pull = phase + BASE_DELAY + pull_k * FRAME_SECONDS
+        else:  # before the first frame is held: look again in 1 ms (as an arrival would)
+            pull = clock.next_pull(receiver.buffer, last_now)
+            pull = last_now + 0.001 if pull is None else pull
         now = min(capture, pull)
+        last_now = now
         if now > end:
             break
         net.run_until(now)  # packets arriving by now come first
@@ -277,8 +299,12 @@ def run_call(signal: np.ndarray, lead_frames: int, settings: MediaSettings, loss
             net.service(TX)
             net.service(RX)
             k += 1
+        elif clock is not None and (clock.next_pull(receiver.buffer, now) or math.inf) > now:
+            continue  # nothing held yet, or the first frame is not due: no pull
         else:
             started = time.process_time()
+            if clock is not None:
+                clock.pulled(now)
             out.append(receiver.pull(now))
             rx_end.cpu += time.process_time() - started
             last = receiver.last
@@ -321,6 +347,306 @@ def decode_report_plain(plaintext: bytes) -> tuple[float, int, int, float]:
     return decode_report(body)
 
 
+# -- two real daemons on loopback (--daemons) -----------------------------------------------------
+#
+# Two `kadtalk daemon` processes on 127.0.0.1 call each other; each captures the speech from an
+# alsa-lib `file`-plugin PCM (a raw file) and plays into the project's `wav:` device (a WAV
+# file, written as the frames come; tests/app/test_call.py plays into a `file`-plugin PCM).
+# Loss: an iptables rule per daemon port drops that share of UDP datagrams arriving on
+# loopback (the statistic module, random mode), both ways, set before the dial and removed
+# after the call (and on any error). Each direction of each call is scored:
+# PESQ of the played speech against the captured one, and the delay from the capture file to
+# the playback file: the cross-correlation lag between the two files plus the offset of their
+# starts on the system's monotonic clock (each daemon reports its devices' epochs: the loop
+# time of a file's first sample, app audio stats), so neither daemon's start time enters.
+
+DAEMON_LOSSES = (0, 10, 20)  # percent
+DAEMON_TAG = f"kadtalk-media-bench-{os.getpid()}"
+ALSA_CONF = "/usr/share/alsa/alsa.conf"
+
+
+def iptables_loss(ports: list[int], loss: float) -> list[list[str]]:
+    """Insert one random-drop rule per UDP port on loopback; the rules (for `iptables_clear`)."""
+    rules = []
+    for port in ports:
+        rule = ["INPUT", "-i", "lo", "-p", "udp", "--dport", str(port), "-m", "statistic",
+                "--mode", "random", "--probability", f"{loss:.4f}", "-m", "comment",
+                "--comment", DAEMON_TAG, "-j", "DROP"]
+        subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True)
+        rules.append(rule)
+    return rules
+
+
+def iptables_clear() -> None:
+    """Remove every rule this process inserted (by its comment), whatever happened."""
+    listing = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True)
+    for line in listing.stdout.splitlines():
+        if DAEMON_TAG in line and line.startswith("-A "):
+            subprocess.run(["iptables", "-D", *shlex.split(line)[1:]], capture_output=True)
+
+
+class BenchDaemon:
+    """One `kadtalk daemon` subprocess with alsa-lib file devices <name>_in / <name>_out."""
+
+    def __init__(self, root: str, name: str, env: dict[str, str], bootstrap: str | None,
+                 realtime: bool = False):
+        self.name, self.root = name, root
+        self.socket = os.path.join(root, f"{name}.sock")
+        self.log = open(os.path.join(root, f"{name}.log"), "w")
+        args = [sys.executable, "-m", "kadtalk", "daemon", "--config-dir",
+                os.path.join(root, name), "--host", "127.0.0.1", "--port", "0", "--socket",
+                self.socket, "--capture", f"{name}_in", "--playback",
+                f"wav:{os.path.join(root, name)}.wav"]
+        if bootstrap:
+            args += ["--bootstrap", bootstrap]
+        if realtime:  # round-robin real-time priority, as audio programs get: the shared
+            args = ["chrt", "--rr", "20", *args]  # machine's load then delays them less
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        self.client = None
+
+    async def connect(self, timeout: float = 30.0):
+        from kadtalk.app.client import ControlClient, NotRunning
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon {self.name} exited; see {self.log.name}")
+            try:
+                self.client = await ControlClient.connect(self.socket)
+                return self.client
+            except (OSError, ConnectionError, NotRunning):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def alsa_config(root: str, names: tuple[str, ...]) -> str:
+    """An alsa-lib configuration with a capture PCM <name>_in (from <name>.raw) for each
+    name (alsa-lib's `file` plugin over `null`)."""
+    lines = []
+    for name in names:
+        raw = os.path.join(root, f"{name}.raw")
+        lines += [
+            f'pcm.{name}_in_file {{ type file slave.pcm "null" file "/dev/null" infile "{raw}" '
+            'format "raw" }',
+            f'pcm.{name}_in {{ type plug slave {{ pcm "{name}_in_file" format S16_LE '
+            f'rate {SAMPLE_RATE} channels 1 }} }}',
+        ]
+    path = os.path.join(root, "kadtalk-bench.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return f"{ALSA_CONF}:{path}"
+
+
+def file_lag(captured: np.ndarray, played: np.ndarray, max_lag: int) -> int:
+    """The lag (samples, -max_lag..max_lag) at which `played` best matches `captured`."""
+    n = len(captured) + len(played)
+    size = 1 << (n - 1).bit_length()
+    a = np.fft.rfft(captured.astype(np.float64), size)
+    b = np.fft.rfft(played.astype(np.float64), size)
+    xc = np.fft.irfft(np.conj(a) * b, size)  # xc[k]: played[t + k] against captured[t]
+    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
+    values = np.concatenate([xc[:max_lag + 1], xc[size - max_lag:]])
+    return int(lags[int(np.argmax(values))])
+
+
+def read_wav_file(path: str) -> np.ndarray:
+    import wave
+
+    with wave.open(path) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").copy()
+
+
+def score_direction(signal: np.ndarray, lead: int, clip: np.ndarray, played: np.ndarray,
+                    capture_epoch: float, playback_epoch: float) -> dict[str, float]:
+    """PESQ of the clip as played, and the capture-file to playback-file delay (ms)."""
+    scored = np.concatenate([np.zeros(lead, np.int16), clip])  # the lead-in not scored
+    lag = file_lag(scored, played, SAMPLE_RATE // 2)
+    start = lead + lag
+    segment = played[max(start, 0):start + len(clip)]
+    if start < 0 or len(segment) < len(clip):
+        segment = np.concatenate([segment, np.zeros(len(clip) - len(segment), np.int16)])
+    delay = lag / SAMPLE_RATE + (playback_epoch - capture_epoch)
+    return {"pesq": pesq_wb(clip, segment), "delay_ms": 1e3 * delay,
+            "file_lag_ms": 1e3 * lag / SAMPLE_RATE}
+
+
+class StallProbe:
+    """A thread that sleeps 5 ms at a time and counts oversleeps above 30 ms: how often this
+    machine holds a process up (a shared or throttled host freezes every process now and
+    then; the daemons' packets and ticks wait as long)."""
+
+    def __init__(self):
+        import threading
+
+        self.stalls: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            time.sleep(0.005)
+            now = time.monotonic()
+            if now - last > 0.03:
+                self.stalls.append(now - last)
+            last = now
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        seconds = time.monotonic() - self.started
+        return {"stalls_per_s": len(self.stalls) / seconds,
+                "stall_ms": 1e3 * (median(self.stalls) if self.stalls else 0.0)}
+
+
+async def daemon_call(a: BenchDaemon, b: BenchDaemon, ids: dict[str, str], root: str,
+                      signal: np.ndarray, lead: int, clip: np.ndarray, talk: float,
+                      ports: list[int], loss: float) -> list[dict[str, Any]]:
+    """One call, b dials a, with `loss` on both ports; one result per direction."""
+    ca, cb = a.client, b.client
+    since_a, since_b = len(ca.seen), len(cb.seen)
+    probe = StallProbe()
+    try:
+        if loss:
+            iptables_loss(ports, loss)
+        await cb.request("dial", to=ids["a"])
+        await ca.wait_event(lambda e: e.get("event") == "incoming", timeout=30, since=since_a)
+        await ca.request("answer")
+        for c, since in ((ca, since_a), (cb, since_b)):
+            await c.wait_event(lambda e: e.get("event") == "call" and e.get("state") in
+                               ("talking", "ended"), timeout=30, since=since)
+        await asyncio.sleep(talk)
+        await cb.request("hangup")
+        ended = {}
+        for name, c, since in (("a", ca, since_a), ("b", cb, since_b)):
+            ended[name] = await c.wait_event(
+                lambda e: e.get("event") == "call" and e.get("state") == "ended", timeout=30,
+                since=since)
+    finally:
+        machine = probe.stop()
+        if loss:
+            iptables_clear()
+    results = []
+    for speaker, listener in (("a", "b"), ("b", "a")):
+        cap, play = ended[speaker].get("media") or {}, ended[listener].get("media") or {}
+        played = read_wav_file(os.path.join(root, f"{listener}.wav"))
+        if cap.get("capture_epoch") is None or play.get("playback_epoch") is None:
+            results.append({"pesq": math.nan, "delay_ms": math.nan, "direction": speaker})
+            continue
+        result = score_direction(signal, lead, clip, played, cap["capture_epoch"],
+                                 play["playback_epoch"])
+        result.update(direction=f"{speaker}->{listener}", late=play.get("late", 0),
+                      concealed=play.get("concealed", 0), stretched=play.get("stretched", 0),
+                      target_ms=1e3 * (play.get("target_delay") or 0.0),
+                      regrids=play.get("playout_regrids", 0), **machine)
+        results.append(result)
+    return results
+
+
+async def run_daemons_async(signal: np.ndarray, lead: int, clip: np.ndarray, losses: list[int],
+                            repeat: int, realtime: bool) -> dict[str, list[dict[str, Any]]]:
+    root = tempfile.mkdtemp(prefix="kt-media-")
+    pad = np.zeros(SAMPLE_RATE * 4, np.int16)  # the file plugin reads noise past the end
+    for name in ("a", "b"):
+        with open(os.path.join(root, f"{name}.raw"), "wb") as f:
+            f.write(np.concatenate([signal, pad]).astype("<i2").tobytes())
+    env = {**os.environ, "ALSA_CONFIG_PATH": alsa_config(root, ("a", "b")),
+           "PYTHONWARNINGS": "ignore"}
+    a = BenchDaemon(root, "a", env, None, realtime)
+    daemons = [a]
+    results: dict[str, list[dict[str, Any]]] = {}
+    failed: list[str] = []
+    from kadtalk.app.client import ControlError
+
+    try:
+        ca = await a.connect()
+        port_a = (await ca.request("status"))["network"]["port"]
+        b = BenchDaemon(root, "b", env, f"127.0.0.1:{port_a}", realtime)
+        daemons.append(b)
+        cb = await b.connect()
+        port_b = (await cb.request("status"))["network"]["port"]
+        await cb.wait_event(lambda e: e.get("event") == "network" and e.get("reachable"),
+                            timeout=60)
+        ids = {"a": (await ca.request("id"))["node_id"], "b": (await cb.request("id"))["node_id"]}
+        await ca.request("add_contact", name="B", peer=ids["b"])
+        await cb.request("add_contact", name="A", peer=ids["a"])
+        talk = len(signal) / SAMPLE_RATE + 0.5
+        for rep in range(repeat):
+            for loss in losses:
+                for attempt in range(3):  # a call that fails to set up (lossy signalling,
+                    try:                  # a contact dropped from a table) is tried again
+                        got = await daemon_call(a, b, ids, root, signal, lead, clip, talk,
+                                                [port_a, port_b], loss / 100)
+                        break
+                    except (asyncio.TimeoutError, ControlError) as e:
+                        failed.append(f"loss {loss} %: {type(e).__name__} {e}")
+                        for c in (ca, cb):
+                            await c.request("hangup", check=False)
+                        await asyncio.sleep(2.0)
+                else:
+                    continue
+                results.setdefault(str(loss), []).extend(got)
+                print(f"  daemons: loss {loss} %, repetition {rep + 1}: " + ", ".join(
+                    f"{r['direction']} PESQ {r['pesq']:.2f} delay {r['delay_ms']:.1f} ms"
+                    for r in got), file=sys.stderr, flush=True)
+    finally:
+        iptables_clear()
+        for d in daemons:
+            if d.client is not None:
+                await d.client.close()
+            d.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    results["failed_setups"] = failed  # type: ignore[assignment]
+    return results
+
+
+def run_daemons(args: argparse.Namespace, lead: np.ndarray, clip: np.ndarray) -> dict[str, Any]:
+    """Figures of the two-daemon loopback path: per loss, medians over calls and directions."""
+    losses = [0] if args.quick else list(args.daemon_losses)
+    if any(losses) and (os.geteuid() != 0 or shutil.which("iptables") is None):
+        print("  daemons: loss needs root and iptables; clean path only", file=sys.stderr)
+        losses = [0]
+    repeat = resolve_repeat(args, quick_repeat=1)
+    signal = np.concatenate([lead, clip])
+    realtime = args.realtime and os.geteuid() == 0 and shutil.which("chrt") is not None
+    import atexit
+    import signal as signals
+
+    atexit.register(iptables_clear)  # the loss rules go whatever ends the run (SIGTERM too)
+    previous = signals.signal(signals.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        results = asyncio.run(run_daemons_async(signal, len(lead), clip, losses, repeat,
+                                                realtime))
+    finally:
+        signals.signal(signals.SIGTERM, previous)
+        iptables_clear()
+    failed = results.pop("failed_setups")
+    table = {}
+    for loss, rows in results.items():
+        table[loss] = {
+            key: median([r[key] for r in rows if key in r and not math.isnan(r[key])])
+            if any(key in r and not math.isnan(r[key]) for r in rows) else math.nan
+            for key in ("pesq", "delay_ms", "file_lag_ms", "late", "concealed", "stretched",
+                        "target_ms", "regrids", "stalls_per_s", "stall_ms")
+        }
+        table[loss]["samples"] = {k: [r.get(k) for r in rows] for k in ("pesq", "delay_ms")}
+    return {"losses": losses, "repeat": repeat, "realtime": realtime, "table": table,
+            "failed_setups": failed}
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -331,6 +657,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(ours vs silence-filling with a fixed 3-frame jitter buffer).",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--daemons", action="store_true",
+                        help="also call between two real daemons on loopback (alsa-lib file "
+                        "devices, loss by iptables as root) and score that path")
+    parser.add_argument("--daemons-only", action="store_true",
+                        help="only the two-daemon path (skips the simulated grid)")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false",
+                        help="run the daemons at normal priority (default as root: chrt --rr 20)")
+    parser.add_argument("--daemon-losses", type=lambda t: [int(x) for x in t.split(",")],
+                        default=list(DAEMON_LOSSES), help="percent, comma-separated")
     add_common_options(parser, default_repeat=3)
     return parser
 
@@ -346,9 +681,10 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
         for loss in LOSSES:
             cell = grid.setdefault(str(jitter), {}).setdefault(str(loss), {})
             for rep in range(repeat):
-                seed = args.seed + 1000 * rep + 10 * loss + jitter
+                seed = args.seed + 1000 * rep + 10 * loss  # the same losses at every jitter
                 for name, settings in (("ours", OURS), ("baseline", BASELINE)):
-                    result = run_call(signal, lead_frames, settings, loss / 100, jitter / 1e3, seed)
+                    result = run_call(signal, lead_frames, settings, loss / 100, jitter / 1e3, seed,
+                                      aligned=name == "ours")
                     score = pesq_wb(clip, result["output"])
                     for key, value in (
                         ("pesq", score), ("latency_ms", result["latency_ms"]),
@@ -361,6 +697,13 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
                         ("final_bitrate", result["final_bitrate"]),
                     ):
                         cell.setdefault(f"{name}.{key}", []).append(value)
+
+    # Before issue 16 the daemon pulled on its capture tick, in step with the sender's: a frame
+    # arrived just after the receiver's tick (0.3 ms of loopback transit) and waited for the next
+    in_step = {loss: [run_call(signal, lead_frames, OURS, loss / 100, 0.0,
+                               args.seed + 1000 * rep + 10 * loss,
+                               phase=FRAME_SECONDS - 0.0003)["latency_ms"]
+                      for rep in range(repeat)] for loss in (0, 10)}
 
     def med(jitter: int, loss: int, key: str) -> float:
         return median(grid[str(jitter)][str(loss)][key])
@@ -378,6 +721,11 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
             f"added latency, jitter ±{jitter} ms", med(jitter, 0, "ours.latency_ms"),
             med(jitter, 0, "baseline.latency_ms"), unit="ms", better=LOWER,
             note="frame + look-ahead + buffer + CPU"))
+    for loss in (0, 10):
+        figures.append(Figure(
+            f"added latency, loss {loss} %: playout phased to arrival vs on a capture tick in "
+            "step", med(0, loss, "ours.latency_ms"), median(in_step[loss]), unit="ms",
+            better=LOWER, note="baseline column: the same media layer pulled on the tick"))
     figures += [
         Figure("overhead per packet", med(0, 0, "ours.overhead_bytes"),
                med(0, 0, "baseline.overhead_bytes"), unit="B", digits=0,
@@ -408,6 +756,7 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
         "pesq": {str(loss): med(0, loss, "ours.pesq") for loss in LOSSES},
         "pesq_baseline": {str(loss): med(0, loss, "baseline.pesq") for loss in LOSSES},
         "latency_ms_baseline": {str(loss): med(0, loss, "baseline.latency_ms") for loss in LOSSES},
+        "latency_ms_on_tick_in_step": {str(loss): median(v) for loss, v in in_step.items()},
         "call_cpu_percent": duplex,
         "wire_bytes_per_s": {str(loss): med(0, loss, "ours.wire_bytes_per_s") for loss in LOSSES},
     }
@@ -442,16 +791,48 @@ def notes(config: dict[str, Any], maps: dict[str, Any]) -> list[str]:
     ]
 
 
+def daemon_figures(daemons: dict[str, Any], simulated: dict[str, Any] | None) -> list[Figure]:
+    """The two-daemon rows; the baseline column is the simulated path's figure where there is
+    one (PESQ at 0 ms jitter: the same speech, the same media code, no daemons)."""
+    figures = []
+    for loss, row in daemons["table"].items():
+        sim = simulated["pesq"].get(loss, math.nan) if simulated else math.nan
+        figures.append(Figure(f"daemons: PESQ-WB, loss {loss} %", row["pesq"], sim,
+                              better=HIGHER, digits=2, samples={"kadtalk": row["samples"]["pesq"]},
+                              note="baseline column: simulated path"))
+    for loss, row in daemons["table"].items():
+        figures.append(Figure(f"daemons: capture file to playback file, loss {loss} %",
+                              row["delay_ms"], math.nan, unit="ms", better=LOWER,
+                              samples={"kadtalk": row["samples"]["delay_ms"]},
+                              note=f"buffer target {row['target_ms']:.1f} ms; machine "
+                              f"stalls {row['stalls_per_s']:.1f}/s of {row['stall_ms']:.0f} ms"))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
-    figures, details = run(args)
+    figures: list[Figure] = []
+    details: dict[str, Any] = {"config": {}, "maps": {}, "grid": {}}
+    if not args.daemons_only:
+        figures, details = run(args)
+    daemons = None
+    if args.daemons or args.daemons_only:
+        lead, clip = speech(args.quick)
+        daemons = run_daemons(args, lead, clip)
+        figures += daemon_figures(daemons, details["maps"] or None)
     wall = time.perf_counter() - started
+    lines = notes(details["config"], details["maps"]) if details["maps"] else []
+    if daemons is not None:
+        lines.append(
+            f"daemons: two `kadtalk daemon` processes on 127.0.0.1, alsa-lib file devices, "
+            f"iptables random drop on both ports; medians over {daemons['repeat']} call(s) x 2 "
+            "directions; delay = file cross-correlation lag + the files' start offset on the "
+            "monotonic clock (add 20 ms of framing for mouth to ear)")
     print_table(
         "Media layer: quality, latency, overhead, CPU"
         + (" — QUICK smoke run" if args.quick else ""),
-        figures, "kadtalk", "baseline",
-        notes(details["config"], details["maps"]) + [f"wall time {wall:.1f} s"],
+        figures, "kadtalk", "baseline", lines + [f"wall time {wall:.1f} s"],
     )
     emit_json(args.json, {
         "benchmark": "media",
@@ -460,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": details["config"],
         **details["maps"],
         "grid": details["grid"],
+        "daemons": daemons,
         "figures": figures_payload(figures),
         "wall_s": wall,
         "environment": environment(),
