@@ -132,9 +132,10 @@ class Network:
                 self.save_peers()  # a daemon killed before its shutdown save still rejoins
             self.check(force=True)  # after the save: clients may rely on peers.json
         elif type(event) is AddressObserved:
+            nat, before = self._nat_kind(event), self.observed
             self.observed = event
-            nat = self._nat_kind(event)
-            if nat != self.nat and self.driver is not None:
+            if self.driver is not None and (nat != self.nat or before is None
+                                            or before.public != event.public):
                 # a public node relays for others ([relay] serve auto); a NATed one holds relays
                 self.driver.node.set_nat(nat, event.public)
             self.nat = nat

@@ -539,7 +539,8 @@ class Node:
         sid = paths.alternates.get(addr) if paths is not None else None
         session = self.session
         s = session.sessions.get(sid) if session is not None and sid is not None else None
-        if s is None or s.addr == addr or data[0] not in (KEY_RES, MEDIA, SIGNAL):
+        if s is None or s.addr == addr or not (data[0] in (KEY_RES, MEDIA, SIGNAL)
+                                                or data[0] == COOKIE and s.rx is None):
             return False
         old = s.addr
         if session.move(sid, addr, data, now):

@@ -374,7 +374,8 @@ class SessionLayer:
         """`data` reached us from `addr`, another path of call `session_id` (a relay, or a
         direct address found later: ICE's switch). Only if it authenticates for that call (a
         KEY_RES to its KEY_REQ; a MEDIA / SIGNAL packet under its keys) does the call move to
-        `addr`, and the datagram is then taken as usual; else nothing changes (`move_refused`)."""
+        `addr`, and the datagram is then taken as usual; else nothing changes (`move_refused`).
+        A COOKIE_REPLY to its KEY_REQ over that path is answered over it, the call staying put."""
         session = self._sessions.get(session_id)
         if session is None or session.state is S.ENDED or addr == session.addr:
             return False
@@ -390,7 +391,7 @@ class SessionLayer:
             _remove(index, addr, session)
             session.addr = old
             index.setdefault(old, []).append(session)
-        if not moved:
+        if not moved and data[:1] != bytes((COOKIE,)):
             self.stats["move_refused"] += 1
         self._deadline = False
         return moved

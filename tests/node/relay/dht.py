@@ -7,6 +7,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any, Hashable
 
+from kadtalk.node.identity import Identity
 from kadtalk.node.relay import RelaySettings
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.session.events import CallEnded, CallProgress, IncomingCall, MediaReceived
@@ -24,21 +25,22 @@ B_OPEN = ("203.0.113.2", 5004)  # B with a public address of its own (a filterin
 PUBLIC = (R1, R2, P1, P2, P3)
 
 
-def node(name: str, settings: RelaySettings | None = None) -> Node:
-    me = identity(name)
+def node(name: str, settings: RelaySettings | None = None, me: Identity | None = None) -> Node:
+    me = me or identity(name)
     return Node(int.from_bytes(me.node_id, "big"), ContactRegistry(), Random(len(name)),
                 identity=me, clock_offset=WALL, traversal=True, relay_settings=settings)
 
 
 def network(route: Route, a: Hashable = A, b: Hashable = B, relays: tuple = (R1, R2),
-            settings: RelaySettings | None = None, join_for: float = 80.0) -> MemoryNet:
+            settings: RelaySettings | None = None, join_for: float = 80.0,
+            b_identity: Identity | None = None) -> MemoryNet:
     """Public nodes (those in `relays` serve), A and B at `a` / `b`; everyone joins through P1
     and keeps joined; the public ones are told so (`set_nat("none")`, as the daemon does)."""
     net = MemoryNet(route)
     for addr in PUBLIC:
         net.attach(addr, node(f"public {addr[0]}", settings))
-    for addr, name in ((a, "alice"), (b, "bob")):
-        net.attach(addr, node(name, settings))
+    net.attach(a, node("alice", settings))
+    net.attach(b, node("bob", settings, b_identity))
     for addr in PUBLIC:
         n = net.nodes[addr]
         if addr in relays:

@@ -4,6 +4,9 @@ the session authenticates."""
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kadtalk.node.identity import Identity
 from kadtalk.node.relay import RELAY, RelayLost, RelayPath, RelaySettings, wire
 from kadtalk.node.session.events import CallEnded
 from kadtalk.node.session.wire import MEDIA
@@ -164,3 +167,17 @@ def test_a_second_relayed_call_reuses_the_allocation_and_each_knock_counts_once(
     assert second.connect() == "talking" and second.path(A) == path
     assert relay.stats["knocked"] == 4
     assert len(second.media(0.2)[1]) == 10
+
+
+def test_a_callee_that_wants_a_cookie_gets_it_over_the_relay_too():
+    # an RSA-3072 callee's KEY_RES is more than 3x a KEY_REQ: it asks every caller for a cookie
+    big = Identity.from_private_key(rsa.generate_private_key(public_exponent=65537,
+                                                             key_size=3072))
+    nat = SymmetricNat()
+    nat.add(A, "203.0.113.1")
+    nat.add(B, "203.0.113.2")
+    net = network(nat, b_identity=big)
+    call = Call(net)
+    assert call.connect() == "talking" and type(call.path(A)) is RelayPath
+    assert net.nodes[B].session.stats["cookie_sent"] >= 1
+    assert "move_refused" not in net.nodes[A].drop_counts()
