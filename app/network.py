@@ -13,6 +13,7 @@ import socket
 from typing import Any, Callable
 
 from kadtalk.node.layer import Event
+from kadtalk.node.relay import RelayLost
 from kadtalk.node.routing.events import Joined
 from kadtalk.node.routing.layer import TooManyLookups
 from kadtalk.node.traversal import AddressObserved, nat_kind
@@ -131,6 +132,10 @@ class Network:
             if event.success:
                 self.save_peers()  # a daemon killed before its shutdown save still rejoins
             self.check(force=True)  # after the save: clients may rely on peers.json
+        elif type(event) is RelayLost:
+            log.warning("call %d: its relay %s:%d went silent; %s", event.session_id,
+                        *event.path.relay, "trying another relay" if event.recovering
+                        else "no other relay: the call ends if the peer stays silent")
         elif type(event) is AddressObserved:
             nat, before = self._nat_kind(event), self.observed
             self.observed = event

@@ -84,3 +84,10 @@ def test_a_public_node_relays_and_a_symmetric_one_needs_relays(tmp_path):
     assert natted.nat == "symmetric"
     assert natted.relay_status()["needed"] and not natted.relay_status()["serving"]
     assert "calls may need one; none found yet" in _format_status(status(natted))
+
+
+def test_a_lost_relay_is_logged_in_plain_words(tmp_path, caplog):
+    from kadtalk.node.relay import RelayLost, RelayPath
+    net = network(config_with(tmp_path, ""))
+    net.on_event(RelayLost(3, RelayPath(("198.51.100.1", 5004), bytes(8)), False, 1.0))
+    assert "call 3: its relay 198.51.100.1:5004 went silent; no other relay" in caplog.text
