@@ -2,8 +2,9 @@
 
 `LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 routing, 0x02-0x05 and 0x07
 (COOKIE) the session, 0x06 NAT traversal, 0x08 relays, 0x0a value storage; anything else is a
-counted drop. A call is a find-peer lookup, then the key exchange with the address found, all
-over the one socket. The surface is kadtalk.node.layer.Layer: datagrams and time in, datagrams
+counted drop. A call is a find-peer lookup, then the key exchange with the address found (and
+through the caller's relay in parallel when it is NATed: relay/paths.py), all over the one
+socket. The surface is kadtalk.node.layer.Layer: datagrams and time in, datagrams
 and events out, one timer.
 
 Scale: a simulated network holds up to a million `Node`s, so a routing-only node is three slots.
@@ -644,7 +645,7 @@ class Node:
             upper.storage = StorageLayer(
                 upper.identity, settings, upper.clock_offset, lookup=self._storage_lookup,
                 closest=self._closest_contacts, addr_to_wire=routing.registry.addr_to_wire,
-                validated=routing._is_validated)  # the addresses routing proved (§5.4)
+                validated=routing.is_validated)  # the addresses routing proved (§5.4)
         return upper.storage
 
     def pump_storage(self, now: float) -> None:

@@ -3,7 +3,8 @@ owner and its one permitted peer, in the spirit of TURN (RFC 8656) over the node
 
 Modules: `wire` (RELAY 0x08 layouts, docs/protocol.md §21), `addresses` (where a relay never
 sends), `server` (allocations, caps, forwarding), `client` (allocations we hold, paths we use),
-`layer` (both roles behind the node/layer.py surface), `events`, `settings`, `vectors`
+`layer` (both roles behind the node/layer.py surface), `paths` (a node's relayed calls: relays
+held, the allocation offered in a call's punch, path switches), `events`, `settings`, `vectors`
 (docs/vectors/relay.json).
 """
 
