@@ -362,7 +362,7 @@ class RoutingLayer:
         if probe:
             budget -= REQUEST_SIZE  # the probe counts towards what we send there
         if (limits and RESPONSE_HEADER + count * CONTACT_SIZE > budget
-                and not self._is_validated(addr)):
+                and not self.is_validated(addr)):
             # Anti-amplification: the source address may be forged to aim our answer at a victim.
             if budget < RESPONSE_HEADER:  # no room for the probe after an empty answer
                 budget += REQUEST_SIZE
@@ -519,7 +519,7 @@ class RoutingLayer:
             table.remove(handle)
         return len(extra)
 
-    def _is_validated(self, addr: Any) -> bool:
+    def is_validated(self, addr: Any) -> bool:
         """Whether `addr` answered one of our requests (among the last VALIDATED_LIMIT)."""
         validated = self._validated
         return validated is not None and addr in validated

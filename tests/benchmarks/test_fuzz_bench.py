@@ -104,7 +104,7 @@ def _unknown_types_not_counted(monkeypatch):
 def _every_address_validated(monkeypatch):
     from kadtalk.node.routing import layer
 
-    monkeypatch.setattr(layer.RoutingLayer, "_is_validated", lambda self, addr: True)
+    monkeypatch.setattr(layer.RoutingLayer, "is_validated", lambda self, addr: True)
 
 
 def _relay_challenges_twice(monkeypatch):

@@ -168,11 +168,11 @@ def test_a_bootstrap_address_that_answered_our_join_gets_full_answers():
     boot_id, boot = SERVER_ID ^ (1 << 100), ("10.9.9.7", 5004)
     server.join([boot], 1.0)
     [(request, dst)] = [(d, a) for d, a in server.datagrams_to_send(1.0) if a == boot]
-    assert not server.routing._is_validated(boot)
+    assert not server.routing.is_validated(boot)
     target = decode(request, ContactRegistry.addr_from_wire)[0].target
     server.receive_datagram(encode_response(RouteResponse(boot_id, target, ()),
                                             ContactRegistry.addr_to_wire), boot, 1.1)
-    assert server.routing._is_validated(boot) and server.routing.table.find(boot_id) >= 0
+    assert server.routing.is_validated(boot) and server.routing.table.find(boot_id) >= 0
     server.datagrams_to_send(1.1)  # the join goes on with the other contacts
     small = encode_request(RouteRequest(boot_id, 456), 0)
     assert len(answer_to(server, small, boot, 1.2)) == 41 + 20 * 26
@@ -212,7 +212,7 @@ def test_reflection_through_a_lookup_still_fails():
                 server.receive_datagram(encode_response(reply, ContactRegistry.addr_to_wire),
                                         dst, now)
         now += 0.01
-    assert asked_v and not server.routing._is_validated(v)
+    assert asked_v and not server.routing.is_validated(v)
     server.datagrams_to_send(now)
     rng = Random(9)
     forged = to_v = 0
@@ -229,7 +229,7 @@ def test_reflection_through_a_lookup_still_fails():
             server.receive_datagram(reply, v, now)
             forged += len(reply)
         to_v += sum(len(d) for d, dst in server.datagrams_to_send(now) if dst == v)
-    assert not server.routing._is_validated(v)
+    assert not server.routing.is_validated(v)
     assert to_v <= 3 * 300 * REQUEST_SIZE  # within 3x of the forged requests alone
     assert server.routing.limited_answers >= 300
     assert server.routing.table.find(v_id) < 0  # and V's ID never entered the table

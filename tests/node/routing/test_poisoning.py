@@ -118,7 +118,7 @@ def test_an_honest_requester_that_answers_the_probe_enters_by_its_claimed_id():
     assert table_ids(node) == set()
     answer(node, probe, honest_id, honest, 0.05)
     assert node.routing.table.find(honest_id) >= 0
-    assert node.routing._is_validated(honest)  # and the answer validated its address
+    assert node.routing.is_validated(honest)  # and the answer validated its address
     # heard from again: no new probe
     node.receive_datagram(request(honest_id, padding=146), honest, 0.1)
     assert [type(m) for m, _ in sent(node, 0.1)] == [RouteResponse]
@@ -174,7 +174,7 @@ def test_blind_probe_answers_admit_nothing_and_validate_nothing():
     [probe] = [m for m, dst in sent(node, 1.0) if type(m) is RouteRequest and dst == v]
     assert probe.target != x and probe.size == REQUEST_SIZE
     node.receive_datagram(encode_response(RouteResponse(x, x, ()), ipv4_to_wire), v, 1.01)
-    assert x not in table_ids(node) and not node.routing._is_validated(v)
+    assert x not in table_ids(node) and not node.routing.is_validated(v)
     assert node.drop_counts() == {"unsolicited": 1}
     sent_bytes = got = 0
     for i in range(50):
@@ -230,7 +230,7 @@ def test_a_malicious_contact_cannot_plant_silent_addresses_through_a_lookup():
         now += 0.01
     assert asked  # the lookup did ask the planted addresses (the lookup is unchanged)
     assert held(node) == {(m_id, m)}
-    assert not any(node.routing._is_validated(addr) for _, addr in forged)
+    assert not any(node.routing.is_validated(addr) for _, addr in forged)
 
 
 def test_a_forged_request_flood_does_not_starve_honest_newcomers():
