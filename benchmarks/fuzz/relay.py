@@ -115,6 +115,12 @@ def run_relay(state: RelayState, item: tuple) -> None:
         if dst == addr:
             back += len(out)
             continue
+        if out[1] == wire.KNOCKED and data[1] == wire.KNOCK and len(out) <= len(data):
+            # a would-be peer's knock goes to the allocation's owner only, never larger
+            alloc = server.allocations.get(out[2:10])
+            if alloc is None or dst != alloc.owner:
+                raise Violation("KNOCKED to another address than the allocation's owner")
+            continue
         if out != data or out[1] != wire.DATA:
             raise Violation("the relay sent something else than a DATA it received to a third")
         alloc = server.allocations.get(out[2:10])
