@@ -66,6 +66,7 @@ class Calls:
         self.driver: UdpDriver | None = None
         self.call: Call | None = None
         self.last_call: dict[str, Any] | None = None
+        self.history: Any = None  # app/history.py's History, set by the daemon: records each call
         self._tick_handle: asyncio.TimerHandle | None = None
         self._play_handle: asyncio.TimerHandle | None = None
         self._tick_t0 = 0.0
@@ -164,6 +165,8 @@ class Calls:
         self.ringer.start()
 
     def _missed(self, peer: str, reason: str) -> None:
+        if self.history is not None:
+            self.history.refused(peer, self.callers.name_of(peer), reason)
         self.broadcast({"event": "missed", "peer": peer, "name": self.callers.name_of(peer),
                         "reason": reason})
 
@@ -198,6 +201,8 @@ class Calls:
             call.audio = None
         self.last_call = summary
         log.info("call with %s ended: %s", call.peer, reason)
+        if self.history is not None:
+            self.history.call_ended(call, reason, summary["duration"], summary["name"])
         self.broadcast(summary)
         self.hooks.fire("call_end", call.peer, self.callers.name_of(call.peer),
                         session=call.session_id, role=call.role.value, reason=reason,

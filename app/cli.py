@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 COMMANDS = ("daemon", "wait-ready", "status", "call", "answer", "decline", "hangup", "mute",
-            "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web")
+            "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web", "history")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
@@ -134,6 +134,11 @@ def add_parsers(commands: Any) -> None:
                 description="Print every event the daemon sends until Ctrl-C (or --seconds).")
     p.add_argument("--seconds", type=_seconds, metavar="N", help="stop after N seconds")
     _client(commands, "stats", "statistics of the current (or the last) call")
+    p = _client(commands, "history", "past calls, newest first (all, or with one contact)",
+                description="List past calls, newest first: when, who, what, how long. Listing "
+                "them all clears the missed-call notice `kadtalk status` shows.")
+    p.add_argument("contact", nargs="?", help="node ID or contact name")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N calls (default 50)")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
                 "open, then use them (in a call: switch at once). Only the devices the daemon "
@@ -285,6 +290,10 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
     elif cmd == "stats":
         r = await client.request("stats")
         _out(args, r, _format_stats(r))
+    elif cmd == "history":
+        extra = {"peer": args.contact} if args.contact else {}
+        r = await client.request("history", limit=args.limit, **extra)
+        _out(args, r, _format_history(r))
     elif cmd == "audio":
         if args.capture or args.playback:
             extra = {k: v for k, v in (("capture", args.capture), ("playback", args.playback)) if v}
@@ -516,7 +525,25 @@ def _format_status(s: dict) -> str:
     lines.append(f"audio    capture {a['capture']!r}, playback {a['playback']!r}")
     if a.get("error"):
         lines.append(f"         last error: {a['error']}")
+    missed = (s.get("history") or {}).get("missed_calls")  # None: an older daemon, or unread
+    if missed is not None:
+        lines.append(f"history  {_plural(missed, 'missed call')} (`kadtalk history` lists them)"
+                     if missed else "history  no missed calls")
     return "\n".join(lines)
+
+
+def _format_history(r: dict) -> str:
+    """One line a call: time, who, what (direction and outcome), how long it talked."""
+    lines = []
+    for c in r["calls"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c["started"]))
+        who = c.get("contact") or c.get("name") or c["peer"]
+        what = f"{'incoming' if c['direction'] == 'in' else 'outgoing'}, {c['outcome']}"
+        if c["outcome"] in ("declined", "failed") and c.get("reason") not in (None, "declined"):
+            what += f" ({c['reason'].replace('_', ' ')})"
+        talked = _fmt_duration(c["duration"]) if c["outcome"] == "answered" else ""
+        lines.append(f"{when}  {who[:24]:<24}  {what:<36} {talked}".rstrip())
+    return "\n".join(lines) or "no calls yet"
 
 
 def _format_event(e: dict) -> str:

@@ -31,6 +31,7 @@ from .calls import Call, Calls
 from .config import Config, ConfigError, remove_temporaries
 from .control import Client, ControlServer, DaemonError, handlers
 from .devices import Devices, check_at_start
+from .history import History
 from .network import Network, best_peers
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,9 @@ class Daemon:
         self.callers = Callers(config, broadcast)  # ConfigError names a broken file
         self.calls = Calls(config, self.callers, broadcast)
         self.network = Network(config, self.callers, broadcast)
+        self.history = self.calls.history = History(config, self.callers)  # opened at start
         self.control.commands = handlers(self, self.calls, self.calls.devices, self.callers,
-                                         self.network)
+                                         self.network, self.history)
         self.driver: UdpDriver | None = None
         self.web: Any = None
         self.started = time.time()
@@ -92,8 +94,10 @@ class Daemon:
         self._lock = lock_config_dir(self.config.config_dir)
         try:
             remove_temporaries(self.config.config_dir)  # of saves a SIGKILL interrupted
+            self.history.open()  # HistoryError (a ConfigError) names a broken file
             await self._start()
         except BaseException:
+            self.history.close()
             self._unlock()
             raise
 
@@ -165,6 +169,7 @@ class Daemon:
         await self.control.close()
         if self.driver is not None:
             self.driver.close()
+        self.history.close()
         self._unlock()
         self.stopped.set()
 
@@ -235,6 +240,7 @@ class Daemon:
             "blocked": sorted(set(self.config.block) | set(self.callers.blocked)),
             "traversal": (dict(self.driver.node.traversal.stats)
                           if self.driver is not None and self.driver.node.traversal else {}),
+            "history": self.history.status(),
         }
 
     def cmd_id(self, client: Client, msg: dict) -> dict:
@@ -242,7 +248,7 @@ class Daemon:
 
 
 # every command's handler, by name (the parts' classes: for the names and the docs)
-COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network)
+COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network, History)
 
 
 def load_identity(config: Config) -> Identity:

@@ -1,0 +1,400 @@
+"""The persistent history (issue 14 item 4): calls and messages in one SQLite file, so they outlast
+the daemon, with the missed-call notice `kadtalk status` shows.
+
+Where: ``$XDG_DATA_HOME/kadtalk/history.sqlite3`` (``~/.local/share/...``) for the default
+config directory. A config directory named with ``--config-dir`` is a profile of its own (a
+second identity on one machine, a test) and keeps its ``history.sqlite3`` inside it, so two
+daemons never write one history.
+
+Why it survives what it must:
+
+- WAL mode: a commit is appended to ``history.sqlite3-wal`` and the database file is only
+  written by checkpoints of committed pages, so a SIGKILL at any moment leaves every committed
+  row and no torn one (``synchronous=NORMAL``: a power cut may lose the last commits, never the
+  file). Readers (a second process, ``sqlite3`` by hand, a backup) never wait for the daemon,
+  nor it for them.
+- A file that is not a database, is truncated or holds garbage is a HistoryError naming the
+  path and the fix (move it aside); it is never written over, nor replaced by a new one.
+- Migrations: ``PRAGMA user_version`` is the number of MIGRATIONS steps applied; the missing
+  ones run in one transaction when the file is opened. A file from a newer kadtalk is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import protocol
+from .config import Config, ConfigError, config_dir, data_dir, private_dir
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "history.sqlite3"
+APPLICATION_ID = 0x6B64746B  # "kdtk" in the file's header: this is a kadtalk history
+BUSY_TIMEOUT = 0.5  # s a write waits for another process's write lock before it is dropped
+MAX_CALLS = 10_000  # the oldest calls beyond this are deleted (refused calls cannot grow the file)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+_MAGIC = b"SQLite format 3\x00"
+
+DIRECTIONS = ("in", "out")
+OUTCOMES = ("answered", "missed", "declined", "busy", "unreachable", "cancelled", "failed")
+MISSED = ("missed", "busy")  # incoming calls that count as missed-call notices
+STATES = ("pending", "sent", "delivered", "read")  # a message's delivery, only ever forward
+
+# Step N brings the schema from version N-1 to N. Never edit a released step: append one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: calls
+        f"PRAGMA application_id = {APPLICATION_ID}",
+        """CREATE TABLE calls (
+            id INTEGER PRIMARY KEY,
+            peer TEXT NOT NULL,                 -- the peer's node ID, 40 lowercase hex digits
+            peer_name TEXT,                     -- its contact name at the time, or NULL
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            started REAL NOT NULL,              -- Unix time it was dialled or rang
+            outcome TEXT NOT NULL,              -- OUTCOMES
+            reason TEXT,                        -- the end reason or refusal behind the outcome
+            duration REAL NOT NULL DEFAULT 0)   -- seconds talking""",
+        "CREATE INDEX calls_by_peer ON calls (peer, started)",
+        "CREATE INDEX calls_by_time ON calls (started)",
+    ),
+    (  # 2: messages, and marks (what the user has seen)
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            peer TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            message_id TEXT NOT NULL,           -- the sender's ID for the message
+            sent REAL NOT NULL,                 -- Unix time, the sender's clock
+            received REAL,                      -- Unix time it arrived here (incoming)
+            text TEXT NOT NULL,
+            state TEXT NOT NULL,                -- STATES
+            receipt_at REAL,                    -- when the state last moved on
+            UNIQUE (peer, direction, message_id))""",
+        "CREATE INDEX messages_by_peer ON messages (peer, id)",
+        "CREATE TABLE marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class HistoryError(ConfigError):
+    """The history file cannot be used; the message names it and says what to do."""
+
+
+def history_path(config: Config) -> Path:
+    """Where the daemon with `config` keeps its history (see the module's docstring)."""
+    if Path(config.config_dir).resolve() == config_dir().resolve():
+        return data_dir() / FILE_NAME
+    return Path(config.config_dir) / FILE_NAME
+
+
+def _broken(path: Path, what: str) -> HistoryError:
+    return HistoryError(
+        f"the history database {path} {what}; it was left as it is. Move it aside (`mv {path} "
+        f"{path}.broken`, with any {path.name}-wal and {path.name}-shm beside it) and start "
+        "again: a new, empty history is made")
+
+
+class HistoryDB:
+    """One connection to a history file: its rows, written one transaction each."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path):
+        self.connection = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, busy_timeout: float = BUSY_TIMEOUT) -> "HistoryDB":
+        """Open (or create, owner-only) the file and bring its schema up to date; HistoryError
+        when it is broken, from a newer kadtalk, or not a kadtalk history."""
+        path = Path(path)
+        _create(path)
+        _check_header(path)
+        try:
+            connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise HistoryError(f"cannot open the history database {path}: {e}") from None
+        try:
+            check = connection.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                problems = " ".join(str(row[0]) for row in check[:3]).replace("\n", " ")
+                raise _broken(path, f"is damaged ({problems[:200]})")
+            _check_version(connection, path)  # before anything writes to the file
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                log.warning("the history database %s is in %s mode, not WAL (the file system "
+                            "may lack shared memory)", path, mode)
+            connection.execute("PRAGMA synchronous = NORMAL")
+            _migrate(connection, path)
+        except HistoryError:
+            connection.close()
+            raise
+        except sqlite3.Error as e:
+            connection.close()
+            if getattr(e, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise _broken(path, f"is damaged ({e})") from None
+            raise HistoryError(f"cannot open the history database {path}: {e}") from None
+        return cls(connection, path)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: all of it is committed, or none."""
+        c = self.connection
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def add_call(self, peer: str, name: str | None, direction: str, started: float,
+                 outcome: str, reason: str | None = None, duration: float = 0.0,
+                 keep: int = MAX_CALLS) -> int:
+        """Record a call; the row's id. Only the newest `keep` calls are kept."""
+        if direction not in DIRECTIONS or outcome not in OUTCOMES:
+            raise ValueError(f"direction {direction!r} / outcome {outcome!r}")
+        with self._write() as c:
+            row = c.execute(
+                "INSERT INTO calls (peer, peer_name, direction, started, outcome, reason, "
+                "duration) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (peer, name, direction, started, outcome, reason, duration)).lastrowid
+            c.execute("DELETE FROM calls WHERE id <= ?", (row - keep,))
+        return row
+
+    def calls(self, peer: str | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+        """The newest calls first, all or with one peer."""
+        where, args = ("WHERE peer = ?", (peer,)) if peer is not None else ("", ())
+        rows = self.connection.execute(
+            "SELECT id, peer, peer_name, direction, started, outcome, reason, duration FROM calls "
+            f"{where} ORDER BY started DESC, id DESC LIMIT ?", (*args, limit))
+        keys = ("id", "peer", "name", "direction", "started", "outcome", "reason", "duration")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def mark_calls_seen(self) -> None:
+        """The user has seen every call recorded so far (no more missed-call notice for them)."""
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO marks (name, value) "
+                      "VALUES ('calls_seen', (SELECT coalesce(max(id), 0) FROM calls))")
+
+    def missed_calls(self) -> int:
+        """Incoming calls missed (or refused as busy) since `mark_calls_seen`."""
+        return self.connection.execute(
+            "SELECT count(*) FROM calls WHERE id > coalesce((SELECT value FROM marks WHERE name "
+            f"= 'calls_seen'), 0) AND direction = 'in' AND outcome IN {MISSED}").fetchone()[0]
+
+    # -- messages (for the messaging part) ------------------------------------------------------
+
+    def add_message(self, peer: str, direction: str, message_id: str, text: str, sent: float,
+                    received: float | None = None, state: str = "pending") -> bool:
+        """Store a message; False when this peer's message with this ID (and direction) is
+        stored already: a duplicate is kept once. The ID is unique per peer, so an ID one peer
+        chooses cannot hide another's message."""
+        if direction not in DIRECTIONS or state not in STATES:
+            raise ValueError(f"direction {direction!r} / state {state!r}")
+        with self._write() as c:
+            cursor = c.execute(
+                "INSERT OR IGNORE INTO messages (peer, direction, message_id, sent, received, "
+                "text, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (peer, direction, message_id, sent, received, text, state))
+        return cursor.rowcount == 1
+
+    def set_message_state(self, peer: str, direction: str, message_id: str, state: str,
+                          at: float) -> bool:
+        """Move a message's delivery state on (pending -> sent -> delivered -> read); a
+        receipt that would move it back, or names no stored message, changes nothing (False)."""
+        rank = STATES.index(state)  # ValueError for an unknown state
+        order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATES))
+        with self._write() as c:
+            cursor = c.execute(
+                f"UPDATE messages SET state = ?, receipt_at = ? WHERE peer = ? AND direction = ? "
+                f"AND message_id = ? AND (CASE state {order} ELSE 99 END) < ?",
+                (state, at, peer, direction, message_id, rank))
+        return cursor.rowcount == 1
+
+    def messages(self, peer: str | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+        """The newest messages first (in the order they were stored here)."""
+        where, args = ("WHERE peer = ?", (peer,)) if peer is not None else ("", ())
+        keys = ("id", "peer", "direction", "message_id", "sent", "received", "text", "state",
+                "receipt_at")
+        rows = self.connection.execute(
+            f"SELECT {', '.join(keys)} FROM messages {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit))
+        return [dict(zip(keys, row)) for row in rows]
+
+
+def _create(path: Path) -> None:
+    """A new file is made empty and owner-only (SQLite gives -wal and -shm its mode)."""
+    if path.exists():
+        return
+    try:
+        private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process made it at the same moment
+    except OSError as e:
+        raise HistoryError(f"cannot create the history database {path}: {e.strerror}") from None
+
+
+def _check_header(path: Path) -> None:
+    """A file that exists must start as an SQLite database (an empty one is a new database)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC))
+    except OSError as e:
+        raise HistoryError(f"cannot read the history database {path}: {e.strerror}") from None
+    if head and head != _MAGIC:
+        raise _broken(path, "is not an SQLite database")
+
+
+def _check_version(connection: sqlite3.Connection, path: Path) -> None:
+    """A file from a newer kadtalk, or another program's database, is refused."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"the history database {path} was written by a newer kadtalk (schema {version}; this "
+            f"one knows {SCHEMA_VERSION}); upgrade kadtalk, or move the file aside to start a new "
+            "history")
+    _check_ours(connection, path, version)
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")  # another process may be migrating: look again
+    try:
+        _check_version(connection, path)
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for step in MIGRATIONS[version:]:
+            for statement in step:
+                connection.execute(statement)
+            version += 1
+            connection.execute(f"PRAGMA user_version = {version}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    log.info("history database %s: schema version %d", path, version)
+
+
+def _check_ours(connection: sqlite3.Connection, path: Path, version: int) -> None:
+    """Another program's database at this path is refused, not migrated."""
+    app_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    foreign = app_id != APPLICATION_ID if version > 0 else tables > 0
+    if foreign:
+        raise HistoryError(
+            f"{path} is an SQLite database but not a kadtalk history; it was left as it is. Move "
+            "it aside to start a new history")
+
+
+# -- the daemon's part ----------------------------------------------------------------------------
+
+
+def call_outcome(role: str, reason: str, talked: bool) -> str | None:
+    """What a call's end means for its history line (None: no line). A callee's ring that was
+    not answered is missed; hanging up a ring is declining it; a caller hanging up before the
+    answer cancels. `glare` is no call: the peer's own call, answered at once, replaced it."""
+    if reason == "glare":
+        return None
+    if talked:
+        return "answered"
+    if reason in ("busy", "declined", "unreachable"):
+        return reason
+    if role == "callee":
+        return {"hung_up": "declined", "remote_hung_up": "missed", "no_answer": "missed",
+                "peer_vanished": "missed"}.get(reason, "failed")
+    return {"hung_up": "cancelled", "no_answer": "missed",
+            "remote_hung_up": "declined"}.get(reason, "failed")
+
+
+class History:
+    """The daemon's part: app/calls.py reports each call's end (`call_ended`) and each refused
+    caller (`refused`); `history` lists them; `status` shows the missed calls not yet listed.
+    A write that fails (disk full, the file locked by another program for longer than
+    BUSY_TIMEOUT) is logged and counted (`write_errors`); the call goes on regardless."""
+
+    def __init__(self, config: Config, callers: Any):
+        self.path = history_path(config)
+        self.callers = callers
+        self.db: HistoryDB | None = None
+        self.write_errors = 0
+
+    def open(self) -> None:
+        self.db = HistoryDB.open(self.path)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def call_ended(self, call: Any, reason: str, duration: float, name: str | None) -> None:
+        """A call (app/calls.py's Call) ended with `reason`, after `duration` s talking."""
+        outcome = call_outcome(call.role.value, reason, call.talking_since is not None)
+        if outcome is None:
+            return
+        try:  # the call's start on the wall clock, from its age on the loop's clock
+            age = asyncio.get_running_loop().time() - call.created
+        except RuntimeError:
+            age = duration
+        self._add(call.peer, name, "in" if call.role.value == "callee" else "out",
+                  time.time() - max(age, 0.0), outcome, reason, duration)
+
+    def refused(self, peer: str, name: str | None, reason: str) -> None:
+        """An incoming call refused before it rang: busy (a call was under way: missed), or
+        blocked, not a contact, calling too often (declined by the rules, no notice)."""
+        self._add(peer, name, "in", time.time(), "busy" if reason == "busy" else "declined",
+                  reason, 0.0)
+
+    def _add(self, *row: Any) -> None:
+        if self.db is None:
+            return
+        try:
+            self.db.add_call(*row)
+        except sqlite3.Error as e:
+            self.write_errors += 1
+            log.warning("cannot record a call in the history database %s: %s", self.path, e)
+
+    def status(self) -> dict[str, Any]:
+        """For `status`: the missed calls since the user last listed the history."""
+        missed = None
+        if self.db is not None:
+            try:
+                missed = self.db.missed_calls()
+            except sqlite3.Error as e:
+                log.warning("cannot read the history database %s: %s", self.path, e)
+        return {"path": str(self.path), "missed_calls": missed, "write_errors": self.write_errors}
+
+    def cmd_history(self, client: Any, msg: dict) -> dict:
+        peer = self.callers.target(msg, "peer") if msg.get("peer") is not None else None
+        limit = msg.get("limit", DEFAULT_LIMIT)
+        if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+            raise protocol.BadRequest("bad_argument", f'"limit" must be an integer, 1-{MAX_LIMIT}')
+        mark = msg.get("mark_seen", peer is None)
+        if not isinstance(mark, bool):
+            raise protocol.BadRequest("bad_argument", '"mark_seen" must be true or false')
+        if self.db is None:
+            raise protocol.BadRequest("io_error", "the history database is not open")
+        try:
+            missed = self.db.missed_calls()
+            calls = self.db.calls(peer, limit)
+            messages = self.db.messages(peer, limit)
+            if mark:
+                self.db.mark_calls_seen()
+        except sqlite3.Error as e:
+            raise protocol.BadRequest(
+                "io_error", f"cannot read the history database {self.path}: {e}") from None
+        for call in calls:
+            call["contact"] = self.callers.name_of(call["peer"])
+        return {"calls": calls, "messages": messages, "missed_calls": missed}
