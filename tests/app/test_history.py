@@ -496,3 +496,35 @@ async def ca_history(daemon) -> dict:
         return await client.request("history")
     finally:
         await client.close()
+
+
+def test_a_call_refused_as_busy_is_one_line_on_each_side(sock_root):
+    async def scenario():
+        a = await start_daemon(sock_root, "a")
+        b = await start_daemon(sock_root, "b", bootstrap=[f"127.0.0.1:{a.driver.address[1]}"])
+        c = await start_daemon(sock_root, "c", bootstrap=[f"127.0.0.1:{a.driver.address[1]}"])
+        try:
+            ca, cb, cc = await connect(a), await connect(b), await connect(c)
+            for client in (cb, cc):
+                await client.wait_event(lambda e: e.get("event") == "network" and e["reachable"])
+            await cb.request("dial", to=a.node_id)
+            await ca.wait_event(lambda e: e.get("event") == "incoming", timeout=15)
+            await ca.request("answer")
+            await cb.wait_event(is_call("talking"))
+            await cc.request("dial", to=a.node_id)
+            assert (await cc.wait_event(is_call("ended"), timeout=15))["reason"] == "busy"
+            await ca.wait_event(lambda e: e.get("event") == "missed")
+            await cb.request("hangup")
+            await ca.wait_event(is_call("ended"))
+            mine = (await ca.request("history"))["calls"]
+            assert [(x["peer"], x["direction"], x["outcome"]) for x in mine] \
+                == [(c.node_id, "in", "busy"), (b.node_id, "in", "answered")]  # newest first
+            assert [(x["direction"], x["outcome"]) for x in (await cc.request("history"))["calls"]] \
+                == [("out", "busy")]
+            for client in (ca, cb, cc):
+                await client.close()
+        finally:
+            for d in (c, b, a):
+                await d.stop()
+
+    run(scenario())
