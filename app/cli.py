@@ -138,7 +138,8 @@ def add_parsers(commands: Any) -> None:
                 description="List past calls, newest first: when, who, what, how long. Listing "
                 "them all clears the missed-call notice `kadtalk status` shows.")
     p.add_argument("contact", nargs="?", help="node ID or contact name")
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N calls (default 50)")
+    p.add_argument("--limit", type=int, default=50, metavar="N",
+                   help="at most N calls (default 50)")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
                 "open, then use them (in a call: switch at once). Only the devices the daemon "

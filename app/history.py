@@ -26,6 +26,7 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -115,30 +116,22 @@ class HistoryDB:
         path = Path(path)
         _create(path)
         _check_header(path)
-        try:
+        if path.stat().st_size:  # an empty file is a new database
+            with _errors(path):
+                _check_read_only(path)
+        with _errors(path):
             connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise HistoryError(f"cannot open the history database {path}: {e}") from None
         try:
-            check = connection.execute("PRAGMA quick_check").fetchall()
-            if check != [("ok",)]:
-                problems = " ".join(str(row[0]) for row in check[:3]).replace("\n", " ")
-                raise _broken(path, f"is damaged ({problems[:200]})")
-            _check_version(connection, path)  # before anything writes to the file
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                log.warning("the history database %s is in %s mode, not WAL (the file system "
-                            "may lack shared memory)", path, mode)
-            connection.execute("PRAGMA synchronous = NORMAL")
-            _migrate(connection, path)
-        except HistoryError:
+            with _errors(path):
+                mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    log.warning("the history database %s is in %s mode, not WAL (the file "
+                                "system may lack shared memory)", path, mode)
+                connection.execute("PRAGMA synchronous = NORMAL")
+                _migrate(connection, path)
+        except BaseException:
             connection.close()
             raise
-        except sqlite3.Error as e:
-            connection.close()
-            if getattr(e, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
-                raise _broken(path, f"is damaged ({e})") from None
-            raise HistoryError(f"cannot open the history database {path}: {e}") from None
         return cls(connection, path)
 
     def close(self) -> None:
@@ -244,6 +237,32 @@ def _create(path: Path) -> None:
         pass  # another process made it at the same moment
     except OSError as e:
         raise HistoryError(f"cannot create the history database {path}: {e.strerror}") from None
+
+
+@contextmanager
+def _errors(path: Path) -> Iterator[None]:
+    """SQLite's errors as HistoryErrors naming the file."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        if getattr(e, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            raise _broken(path, f"is damaged ({e})") from None
+        raise HistoryError(f"cannot open the history database {path}: {e}") from None
+
+
+def _check_read_only(path: Path) -> None:
+    """Check an existing file through a read-only connection: one that finds it broken must not
+    write to it, and a read-write connection would, when it closes (a checkpoint of its -wal)."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        check = connection.execute("PRAGMA quick_check").fetchall()
+        if check != [("ok",)]:
+            problems = " ".join(str(row[0]) for row in check[:3]).replace("\n", " ")
+            raise _broken(path, f"is damaged ({problems[:200]})")
+        _check_version(connection, path)
+    finally:
+        connection.close()
 
 
 def _check_header(path: Path) -> None:

@@ -250,9 +250,9 @@ def test_a_broken_file_is_reported_with_its_path_and_never_overwritten(tmp_path,
         message = str(e.value)
         assert str(path) in message and "Move it aside" in message and "mv " in message
         assert digest(path) == before
-    written = [p.name for p in tmp_path.iterdir()
-               if p.stat().st_size and p.name != path.name and not p.name.startswith("good")]
-    assert written == []  # no new database (nor a log) beside it
+    written = [p.name for p in tmp_path.iterdir() if p.stat().st_size and not p.name.startswith(
+        ("good", path.name))] + [p.name for p in tmp_path.glob("*-wal") if p.stat().st_size]
+    assert written == []  # no new database, nor a log of writes, beside it
 
 
 def test_the_daemon_refuses_to_start_on_a_broken_history_and_says_where_it_is(sock_root):
@@ -465,7 +465,8 @@ def test_missed_and_answered_calls_are_in_the_history_after_a_restart(sock_root)
             assert "history  1 missed call " in await cli("status", "--socket", str(b.socket_path))
             r = await cb.request("history", peer="alice", mark_seen=False)
             calls = [(c["direction"], c["outcome"], c["name"], c["contact"]) for c in r["calls"]]
-            assert calls == [("in", "answered", "Alice", "Alice"), ("in", "missed", "Alice", "Alice")]
+            assert calls == [("in", "answered", "Alice", "Alice"),
+                             ("in", "missed", "Alice", "Alice")]
             assert 1.0 <= r["calls"][0]["duration"] < 30 and r["calls"][1]["duration"] == 0
             assert r["calls"][0]["started"] >= r["calls"][1]["started"] > time.time() - 120
             assert r["messages"] == []
@@ -519,8 +520,8 @@ def test_a_call_refused_as_busy_is_one_line_on_each_side(sock_root):
             mine = (await ca.request("history"))["calls"]
             assert [(x["peer"], x["direction"], x["outcome"]) for x in mine] \
                 == [(c.node_id, "in", "busy"), (b.node_id, "in", "answered")]  # newest first
-            assert [(x["direction"], x["outcome"]) for x in (await cc.request("history"))["calls"]] \
-                == [("out", "busy")]
+            theirs = (await cc.request("history"))["calls"]
+            assert [(x["direction"], x["outcome"]) for x in theirs] == [("out", "busy")]
             for client in (ca, cb, cc):
                 await client.close()
         finally:
@@ -528,3 +529,29 @@ def test_a_call_refused_as_busy_is_one_line_on_each_side(sock_root):
                 await d.stop()
 
     run(scenario())
+
+
+HOT_WAL = textwrap.dedent("""
+    import os, sqlite3, sys
+    c = sqlite3.connect(sys.argv[1], isolation_level=None)
+    c.execute("PRAGMA wal_autocheckpoint = 0")
+    for i in range(50):
+        c.execute("INSERT INTO calls (peer, direction, started, outcome) "
+                  "VALUES ('ab', 'in', 1, 'missed')")
+    os.kill(os.getpid(), 9)  # its -wal stays, waiting for a checkpoint into the main file
+""")
+
+
+def test_a_damaged_file_with_a_log_waiting_beside_it_is_not_written_either(tmp_path):
+    """A read-write connection checkpoints its -wal into the file when it closes: the check of
+    an existing file is made read-only, so finding it broken writes nothing."""
+    path = tmp_path / "history.sqlite3"
+    good_file(path)
+    subprocess.run([sys.executable, "-c", HOT_WAL, str(path)])
+    wal = Path(f"{path}-wal")
+    assert wal.stat().st_size > 0
+    path.write_bytes(damage("garbage in pages", path.read_bytes()))
+    before = digest(path), digest(wal)
+    with pytest.raises(HistoryError, match="is damaged"):
+        HistoryDB.open(path)
+    assert (digest(path), digest(wal)) == before
