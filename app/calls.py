@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kadtalk.node.layer import Event
+from kadtalk.node.relay import RelayPath
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MissedCall, Role
 from kadtalk.transport.audiopump import AudioPump
 from kadtalk.transport.udp import UdpDriver
@@ -47,7 +48,7 @@ class Call:
     talking_since: float | None = None  # loop time
     rtt: float | None = None  # seconds, from the key exchange (until receiver reports refine it)
     key_exchange_at: float | None = None
-    address: tuple[str, int] | None = None
+    address: str | None = None  # "host:port", or "relay host:port" for a relayed call
     last: tuple[int, int, int, int, float] | None = None  # packets, bytes, lost, bytes_sent, at
 
 
@@ -131,13 +132,13 @@ class Calls:
             self._missed(peer, refusal or "busy")
             return
         self.call = call = Call(event.session_id, peer, Role.CALLEE, "ringing",
-                                created=event.at, address=tuple(event.addr))
+                                created=event.at, address=address_text(event.addr))
         session = self.driver.node.session.sessions.get(event.session_id)
         if session is not None:
             call.rtt = max(0.0, event.at - session.started)
         name = self.callers.name_of(peer)
         log.info("incoming call from %s (%s)", peer, name or "unknown")
-        address = f"{event.addr[0]}:{event.addr[1]}"
+        address = call.address
         self.broadcast({
             "event": "incoming", "session": event.session_id, "peer": peer,
             "name": name, "address": address,
@@ -182,7 +183,7 @@ class Calls:
             "session": call.session_id, "peer": call.peer, "name": self.callers.name_of(call.peer),
             "role": call.role.value, "state": call.state, "muted": call.muted,
             "duration": round(loop_now - call.talking_since, 3) if call.talking_since else 0.0,
-            "address": f"{call.address[0]}:{call.address[1]}" if call.address else None,
+            "address": call.address,
         }
 
     def _end_call(self, reason: str, stats: Any) -> None:
@@ -423,6 +424,14 @@ class Calls:
         session = self.driver.node.session if self.driver is not None else None
         rtt = session.rtt_of(call.session_id) if session is not None else None
         return rtt if rtt is not None else call.rtt
+
+
+def address_text(addr: Any) -> str:
+    """A peer's address for people: "host:port", or "relay host:port" when the call runs
+    through a relay (RelayPath)."""
+    if type(addr) is RelayPath:
+        return f"relay {addr.relay[0]}:{addr.relay[1]}"
+    return f"{addr[0]}:{addr[1]}"
 
 
 def _session_stats(stats: Any) -> dict[str, Any]:

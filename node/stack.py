@@ -514,7 +514,11 @@ class Node:
         session = self.session
         for s in (session.sessions.values() if session is not None else ()):
             if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
-                paths.check(s.id, path, now)
+                # The requester ID is not authenticated here: send nothing of the call to the
+                # named relay, only let the call move there once an authentic packet of the
+                # peer arrives over it (the caller, told of our knock, sends its copies first).
+                bounded(paths.alternates)
+                paths.alternates[path] = s.id
 
     def _knocked(self, event: Knocked) -> None:
         """The callee knocked at our allocation: permit it, and send our KEY_REQ there too."""
@@ -524,8 +528,11 @@ class Node:
         if s is None:
             paths.count("knock_unexpected")
             return
-        if paths.knocks.get(event.path) == (sid, event.peer):
-            return  # the callee's second copy of its KNOCK
+        if paths.knocks.get(event.path, (None,))[0] == sid:
+            # The callee's second copy, or another source: a KNOCK's source is not proven
+            # (docs/protocol.md §21), so one knocker per call, and one relayed KEY_REQ.
+            paths.count("knock_again")
+            return
         bounded(paths.knocks)
         paths.knocks[event.path] = (sid, event.peer)
         self.relay.permit(event.path, event.peer, now)

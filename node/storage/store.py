@@ -3,7 +3,8 @@
 Pure bookkeeping (no bytes on the wire, no signatures): the layer calls `admit` before it spends
 a signature check, `add` after. Every bound is a count or a byte total in StorageSettings, so a
 flood from any number of identities holds at most `max_values` records of at most `max_bytes`,
-plus `max_tombstones` 16-byte ids. Times are the node's `now`.
+plus twice `max_tombstones` 16-byte ids (deleted values, and ids deleted before any copy
+came). Times are the node's `now`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Held:
 
 class ValueStore:
     __slots__ = ("settings", "values", "by_key", "per_author", "author_bytes", "bytes",
-                 "tombstones", "_expiry", "_republish")
+                 "tombstones", "blind_tombstones", "_expiry", "_republish")
 
     def __init__(self, settings: StorageSettings):
         self.settings = settings
@@ -37,6 +38,9 @@ class ValueStore:
         self.author_bytes: collections.Counter[bytes] = collections.Counter()
         self.bytes = 0
         self.tombstones: collections.OrderedDict[bytes, float] = collections.OrderedDict()
+        # Deletions of ids never held here, apart: anyone may sign DELETEs of made-up ids for
+        # their own mailbox, and these must not push out the tombstones of deleted values.
+        self.blind_tombstones: collections.OrderedDict[bytes, float] = collections.OrderedDict()
         self._expiry: list[tuple[float, bytes]] = []  # stale entries skipped
         self._republish: list[tuple[float, bytes]] = []
 
@@ -46,7 +50,7 @@ class ValueStore:
     def admit(self, key: bytes, vid: bytes, author: bytes, kind: int, sequence: int, size: int,
               now: float) -> int | None:
         """None if a value of this shape may be stored now, else the STORED status."""
-        gone = self.tombstones.get(vid)
+        gone = self.tombstones.get(vid) or self.blind_tombstones.get(vid)
         if gone is not None and gone > now:
             return wire.GONE
         if vid in self.values:
@@ -98,9 +102,11 @@ class ValueStore:
                 self._remove(vid)
                 removed += 1
             self.tombstones.pop(vid, None)
-            self.tombstones[vid] = until
-            while len(self.tombstones) > self.settings.max_tombstones:
-                self.tombstones.popitem(last=False)
+            self.blind_tombstones.pop(vid, None)
+            book = self.tombstones if held is not None else self.blind_tombstones
+            book[vid] = until
+            while len(book) > self.settings.max_tombstones:
+                book.popitem(last=False)
         return removed
 
     def page(self, key: bytes, cursor: int, budget: int) -> tuple[int, int, list[bytes]]:
@@ -129,12 +135,12 @@ class ValueStore:
             if held is not None and held.expires <= now:
                 self._remove(vid)
                 dropped += 1
-        tombs = self.tombstones
-        while tombs:
-            vid, until = next(iter(tombs.items()))
-            if until > now:
-                break
-            del tombs[vid]
+        for tombs in (self.tombstones, self.blind_tombstones):
+            while tombs:
+                vid, until = next(iter(tombs.items()))
+                if until > now:
+                    break
+                del tombs[vid]
         return dropped
 
     def due(self, now: float) -> list[Held]:

@@ -70,8 +70,16 @@ def status(net: Network) -> dict:
             "audio": {"capture": "none", "playback": "none"}}
 
 
+def test_the_daemon_does_not_relay_by_default_yet(tmp_path):
+    """Until a relayed peer proves its address (docs/protocol.md §21), `serve` is `never` by
+    default in the daemon: a public daemon relays for nobody unless the user opts in."""
+    public = network(config_with(tmp_path, ""))
+    public.on_event(observed(("127.0.0.1", PORT), symmetric=False))
+    assert public.nat == "none" and not public.relay_status()["serving"]
+
+
 def test_a_public_node_relays_and_a_symmetric_one_needs_relays(tmp_path):
-    config = config_with(tmp_path, "")
+    config = config_with(tmp_path, '[relay]\nserve = "auto"\n')
     public = network(config)
     assert not public.relay_status()["serving"]  # auto: not before it knows
     assert "not known yet whether calls need one" in _format_status(status(public))
@@ -91,3 +99,13 @@ def test_a_lost_relay_is_logged_in_plain_words(tmp_path, caplog):
     net = network(config_with(tmp_path, ""))
     net.on_event(RelayLost(3, RelayPath(("198.51.100.1", 5004), bytes(8)), False, 1.0))
     assert "call 3: its relay 198.51.100.1:5004 went silent; no other relay" in caplog.text
+
+
+def test_a_relayed_peer_address_reads_as_the_relay_for_people():
+    """A relayed incoming call carries a RelayPath as its address: the daemon's call events and
+    hooks show it as text instead of failing on it (a relayed call never rang before)."""
+    from kadtalk.app.calls import address_text
+    from kadtalk.node.relay import RelayPath
+
+    assert address_text(("192.0.2.7", 5004)) == "192.0.2.7:5004"
+    assert address_text(RelayPath(("198.51.100.1", 3478), bytes(8))) == "relay 198.51.100.1:3478"

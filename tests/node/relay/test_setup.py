@@ -8,8 +8,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.relay import RELAY, RelayLost, RelayPath, RelaySettings, wire
+from kadtalk.node.routing.contacts import ipv4_to_wire
 from kadtalk.node.session.events import CallEnded
 from kadtalk.node.session.wire import MEDIA
+from kadtalk.node.traversal import PUNCH_FWD_RELAY, TRAVERSAL
 from kadtalk.transport.memory import FilteringNat, Link, SymmetricNat
 
 from .dht import A, B, B_OPEN, R1, R2, Call, network
@@ -195,3 +197,35 @@ def test_the_relayed_attempt_runs_in_parallel_with_the_punch():
     call = Call(net)
     assert call.connect() == "talking"
     assert call.talking_at - call.placed <= 0.020 + 0.040 + 2 * 0.040 + 1e-9
+
+
+VICTIM = ("203.0.113.99", 53)
+
+
+def test_a_forged_relay_offer_sends_nothing_of_the_call_to_the_named_relay():
+    """Review finding: a PUNCH_FWD_RELAY naming the callee's peer as requester (its ID is not
+    authenticated) made the callee send copies of the call's packets to the named "relay" for
+    30 s (32 datagrams, 3,122 bytes, for one 42-byte datagram). Now only its two KNOCKs go
+    there (16 bytes each, smaller than the offer)."""
+    net, wall = relayed_open_pair(opens=1e9)
+    call = Call(net, a=A_OPEN, b=B_OPEN)
+    assert call.connect() == "talking"
+    b = net.nodes[B_OPEN]
+    sent_to_victim: list[int] = []
+    route = net.route
+
+    def watch(packet, now):
+        if packet.dst == VICTIM:
+            sent_to_victim.append(len(packet.payload))
+        return route(packet, now)
+
+    net.route = watch
+    contact = next(addr for addr in net.nodes if b.traversal.contacts.is_contact(addr))
+    a_id = net.nodes[A_OPEN].node_id.to_bytes(20, "big")
+    offer = (bytes((TRAVERSAL, PUNCH_FWD_RELAY)) + a_id + ipv4_to_wire(A_OPEN)
+             + ipv4_to_wire(VICTIM) + bytes(range(8)))
+    b.receive_datagram(offer, contact, net.now)
+    net.service(B_OPEN)
+    to_b, to_a = call.media(30.0)
+    assert len(to_b) == len(to_a) == 1500  # the call goes on
+    assert sum(sent_to_victim) <= len(offer) and all(n == 16 for n in sent_to_victim)

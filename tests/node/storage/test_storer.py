@@ -239,3 +239,24 @@ def test_republication_is_due_every_interval_unless_another_node_stored_it():
     store(layer, key, rec, addr=B, now=190.0)  # a replica republished it to us
     assert layer.store.due(200.0) == []
     assert [h.value.raw for h in layer.store.due(290.0)] == [rec]
+
+
+def test_deletions_of_made_up_ids_cannot_flush_a_deleted_values_tombstone():
+    """Review finding: one identity signing DELETEs of unknown ids for its own mailbox pushed
+    every tombstone out (8,192 in about 13 s), after which a late republication brought a
+    deleted message back. Ids never held are remembered apart."""
+    layer = storer(StorageSettings(max_tombstones=8, **OPEN))
+    alice, bob, mallory = identity("alice"), identity("bob"), identity("mallory")
+    epoch = records.epoch_of(WALL, 86_400)
+    key, rec = mailbox_record(alice, bob, epoch=epoch)
+    store(layer, key, rec)
+    vid = records.read(key, rec).vid
+    layer.receive_datagram(records.make_delete(bob, epoch, [vid]), B, 0.0)
+    layer.datagrams_to_send(0.0)
+    for i in range(10):  # 320 made-up ids, 40 times the tombstone cap
+        made_up = [os.urandom(16) for _ in range(32)]
+        layer.receive_datagram(records.make_delete(mallory, epoch, made_up), A, 0.1 * i)
+        layer.datagrams_to_send(0.1 * i)
+    assert len(layer.store.blind_tombstones) == 8  # bounded
+    assert status_of(store(layer, key, rec, addr=B, now=2.0)) == wire.GONE  # still refused
+    assert len(layer.store) == 0
