@@ -28,6 +28,7 @@ from kadtalk.node.routing.events import Joined, LookupCompleted
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.session.layer import SessionSettings
 from kadtalk.node.stack import Node
+from kadtalk.node.upkeep import JoinRetry
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,10 @@ class SwarmReport:
                 "host (RcvbufErrors)")
 
 
+# The node's join-retry rule (node/upkeep.py), quicker: the swarm's peers are all on this host.
+SWARM_RETRY = JoinRetry(first=0.2, quick=1, longest=1.6)
+
+
 async def start_swarm(
     count: int, port_base: int, host: str = "127.0.0.1", settings: RoutingSettings | None = None,
     progress: Callable[[int, int], None] | None = None, buffer: int | None = SWARM_BUFFER,
@@ -342,7 +347,7 @@ async def start_swarm(
                         progress(len(joined), count)
                     return True
                 report.failed_attempts += 1
-                await asyncio.sleep(0.2 * 2 ** attempt)  # back off: the loop is overloaded
+                await asyncio.sleep(SWARM_RETRY.delay(attempt + 1))  # the loop is overloaded
             return False
 
     try:
