@@ -381,6 +381,7 @@ class SessionLayer:
             return False
         index = self._awaiting if session.rx is None else self._keyed
         old, received = session.addr, session.rx.packets if session.rx is not None else 0
+        position, failures = index[old].index(session), session.auth_failures
         _remove(index, old, session)
         session.addr = addr
         index.setdefault(addr, []).insert(0, session)
@@ -390,7 +391,8 @@ class SessionLayer:
         if not moved and session.state is not S.ENDED:  # not authentic: back where it was
             _remove(index, addr, session)
             session.addr = old
-            index.setdefault(old, []).append(session)
+            session.auth_failures = failures  # a forgery over another path is not this path's
+            index.setdefault(old, []).insert(position, session)
         if not moved and data[:1] != bytes((COOKIE,)):
             self.stats["move_refused"] += 1
         self._deadline = False

@@ -62,3 +62,17 @@ def test_nor_does_one_during_the_key_exchange(kind, body):
     before = a.snapshot()
     assert a.move(sid_a, OTHER, bytes((kind,)) + body, NOW) is False
     assert a.snapshot() == before and a.sessions[sid_a].addr == "b"
+    # a forged KEY_RES over another path does not colour the end reason either
+    assert a.sessions[sid_a].auth_failures == 0
+
+
+def test_a_refused_move_keeps_the_calls_order_at_its_address():
+    """Two calls awaiting KEY_RES at one address keep their order after a refused move (the
+    first in the list is the one a KEY_RES there is tried against first)."""
+    net = Net()
+    a = net.add("a")
+    first = a.call(as_int(identity("p256", "b")), 0.0, addr="b")
+    second = a.call(as_int(identity("p256", "c")), 0.0, addr="b")
+    order = [s.id for s in a._awaiting["b"]]
+    assert a.move(first, OTHER, bytes((KEY_RES,)) + bytes(200), NOW) is False
+    assert [s.id for s in a._awaiting["b"]] == order == [first, second]
