@@ -606,8 +606,12 @@ class Node:
         if session is None or not paths.offered:
             return
         for s in list(session.sessions.values()):
+            since = paths.recovering.get(s.id)
+            if since is not None and s.last_recv > since:
+                del paths.recovering[s.id]  # heard again on the same path: watch it anew
+                since = None
             if (type(s.addr) is not RelayPath or s.state is not CallState.TALKING
-                    or s.id in paths.recovering or now - s.last_recv < SILENCE
+                    or since is not None or now - s.last_recv < SILENCE
                     or s.addr not in paths.offered):
                 continue
             paths.recovering[s.id] = now

@@ -229,3 +229,20 @@ def test_a_forged_relay_offer_sends_nothing_of_the_call_to_the_named_relay():
     to_b, to_a = call.media(30.0)
     assert len(to_b) == len(to_a) == 1500  # the call goes on
     assert sum(sent_to_victim) <= len(offer) and all(n == 16 for n in sent_to_victim)
+
+
+def test_a_relay_silent_for_a_while_then_back_is_watched_again():
+    """Review finding: a call whose relay went silent and came back on the same path was never
+    watched again. Now a second silence is noticed (a second RelayLost)."""
+    net, nat = symmetric_pair(settings=RelaySettings(call_relays=1))
+    call = Call(net)
+    assert call.connect() == "talking"
+    first = call.path(A)
+    relay = net.detach(first.relay)  # silent for 4 s (past the 3 s silence; no spare relay)
+    call.media(4.0)
+    net.attach(first.relay, relay)
+    to_b, _ = call.media(2.0, b"back ")
+    assert to_b  # the relay carries the call again
+    net.detach(first.relay)  # and goes silent once more
+    call.media(4.0)
+    assert [(e.path, e.recovering) for e in net.of(A, RelayLost)] == [(first, False)] * 2
