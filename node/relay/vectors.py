@@ -11,15 +11,14 @@ and allocation number) come from SHAKE-256 of a fixed label. Usage:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import sys
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .. import vectorfile
 from ..identity import Identity
 from . import wire
 from .layer import RelayLayer
@@ -122,22 +121,7 @@ def generate() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", help="write the JSON to this file")
-    parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs")
-    args = parser.parse_args(argv)
-    text = json.dumps(generate(), indent=2) + "\n"
-    if args.check:
-        with open(args.check) as f:
-            same = f.read() == text
-        print("relay vectors match" if same else f"{args.check} differs from the generator")
-        return 0 if same else 1
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return vectorfile.main("relay", generate, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ sequences are fixed. Usage:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import sys
 from typing import Any
 
@@ -22,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from .. import vectorfile
 from ..identity import Identity
 from . import records, sealed, wire
 from .layer import StorageLayer
@@ -103,22 +102,7 @@ def _entry(data: bytes, src: Any, dst: Any, names: dict, note: str = "") -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", help="write the JSON to this file")
-    parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs")
-    args = parser.parse_args(argv)
-    text = json.dumps(generate(), indent=2) + "\n"
-    if args.check:
-        with open(args.check) as f:
-            same = f.read() == text
-        print("storage vectors match" if same else f"{args.check} differs from the generator")
-        return 0 if same else 1
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return vectorfile.main("storage", generate, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
