@@ -138,6 +138,9 @@ class JitterBuffer:
             return False
         if self._next is not None and seq < self._next:
             self.late += 1
+            # Too late to play, but it still tells how late the path runs: without it a delay
+            # jump larger than the target leaves every later packet late for good.
+            self._arrived(seq, now)
             return False
         if seq in self._packets:
             self.duplicate += 1
@@ -153,19 +156,23 @@ class JitterBuffer:
         if self._highest is None or seq > self._highest:
             self._highest = seq
         self._infer_signal(seq, now)
+        self._times[seq] = now
+        self._arrived(seq, now)
+        return True
+
+    def _arrived(self, seq: int, now: float) -> None:
+        """Note a packet's arrival in the delay window (the target follows its spread)."""
         window = self._window
         if len(window) >= self.settings.window:
             old_seq, _ = window.popleft()
             self._times.pop(old_seq, None)
         window.append((seq, now))
-        self._times[seq] = now
         d = now - self._index(seq) * FRAME
         if len(window) == 1 or d < self._base:
             self._base = d
         self._sorted_at += 1
         if self._sorted_at >= 10 or len(window) < 20:
             self._update_target()
-        return True
 
     def _infer_signal(self, seq: int, now: float) -> None:
         """SIGNAL slots among the numbers missing just below `seq`, from two kinds of evidence.
