@@ -136,11 +136,10 @@ class _Pending:
     address, may wait on one datagram. Handle -1 is a bootstrap address whose ID is unknown.
     """
 
-    __slots__ = ("deadline", "sent", "waiters")
+    __slots__ = ("deadline", "waiters")
 
-    def __init__(self, deadline: float, lookup: Lookup, handle: int, sent: float):
-        self.deadline = deadline
-        self.sent = sent
+    def __init__(self, deadline: float, lookup: Lookup, handle: int):
+        self.deadline = deadline  # sent + request_timeout: the round trip derives from it
         self.waiters = [(lookup, handle)]
 
 
@@ -319,7 +318,7 @@ class RoutingLayer:
             key = (addr, self.node_id)
             if key in self._pending:
                 continue
-            self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1, now)
+            self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1)
             lookup.probe_sent()
             self._send(RouteRequest(self.node_id, self.node_id, self._request_size), addr)
         self._advance(lookup, now)
@@ -564,7 +563,7 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
-        self.observe_round_trip(now - request.sent)
+        self.observe_round_trip(now - (request.deadline - self.settings.request_timeout))
         if any(asked < 0 for _, asked in request.waiters):
             self._answered_from(addr)  # a bootstrap address the user named answered our join
         handle = registry.intern(responder, addr)
@@ -640,7 +639,7 @@ class RoutingLayer:
                 key = (addr, target)
                 request = pending.get(key)
                 if request is None:
-                    pending[key] = request = _Pending(timeout, lookup, handle, now)
+                    pending[key] = request = _Pending(timeout, lookup, handle)
                     self._send(RouteRequest(self.node_id, target, self._request_size), addr)
                     if slow_at < timeout:
                         if self._slow is None:
