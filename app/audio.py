@@ -27,7 +27,7 @@ import os
 import stat
 import struct
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from kadtalk.node.media.call import MediaSettings
 from kadtalk.transport.audiopump import AudioPump, Discard, Endless, Silence, close, describe
@@ -166,22 +166,24 @@ def check_devices(capture: str, playback: str) -> None:
     open_audio(capture, playback).close()
 
 
-def open_audio(capture: str, playback: str, settings: MediaSettings | None = None) -> AudioPump:
+def open_audio(capture: str, playback: str, settings: MediaSettings | None = None,
+               open_sink: Callable[[str], Any] = open_playback) -> AudioPump:
     """One call's devices as an AudioPump (AudioError names the device that fails)."""
     source = open_capture(capture)
     try:
-        sink = open_playback(playback)
+        sink = open_sink(playback)
     except AudioError:
         close(source)
         raise
     return AudioPump(source, sink, settings, capture, playback)
 
 
-def swap(pump: AudioPump, capture: str | None, playback: str | None) -> None:
+def swap(pump: AudioPump, capture: str | None, playback: str | None,
+         open_sink: Callable[[str], Any] = open_playback) -> None:
     """Switch a call's devices by name; on AudioError the old devices stay."""
     source = open_capture(capture) if capture else None
     try:
-        sink = open_playback(playback) if playback else None
+        sink = open_sink(playback) if playback else None
     except AudioError:
         if source is not None:
             close(source)

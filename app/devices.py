@@ -18,7 +18,7 @@ from kadtalk.transport.audiopump import AudioPump, close
 
 from . import protocol
 from .audio import (MAX_TONE, MIN_TONE, AudioError, NotAllowed, check_recording, choose, offered,
-                    open_capture, open_playback, tone_hz)
+                    open_audio, open_capture, open_playback, swap, tone_hz)
 from .config import Config, ConfigError
 
 
@@ -72,13 +72,7 @@ def open_sink(name: str) -> Any:
 
 def open_pump(capture: str, playback: str) -> AudioPump:
     """One call's devices (AudioError names the one that fails)."""
-    source = open_capture(capture)
-    try:
-        sink = open_sink(playback)
-    except AudioError:
-        close(source)
-        raise
-    return AudioPump(source, sink, None, capture, playback)
+    return open_audio(capture, playback, open_sink=open_sink)
 
 
 def check_device(kind: str, name: str) -> None:
@@ -174,14 +168,7 @@ class Devices:
         try:
             pump = self.live()
             if pump is not None:
-                source = open_capture(capture) if capture else None
-                try:
-                    sink = open_sink(playback) if playback else None
-                except AudioError:
-                    if source is not None:
-                        close(source)
-                    raise
-                pump.replace(source, sink, capture, playback)
+                swap(pump, capture, playback, open_sink=open_sink)
             else:
                 check_device("capture", capture or self.capture)
                 check_device("playback", playback or self.playback)
