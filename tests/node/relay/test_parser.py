@@ -50,6 +50,10 @@ def test_arbitrary_datagrams_never_raise_and_malformed_ones_are_one_counted_drop
         for sent, dst in out:
             if dst == src:
                 assert len(sent) <= len(data)
+            elif sent[1] == wire.KNOCKED:  # a knock, reported to the allocation's owner only
+                alloc = relay.server.allocations.get(sent[2:10])
+                assert data[1] == wire.KNOCK and len(sent) <= len(data)
+                assert alloc is not None and dst == alloc.owner
             else:
                 assert sent == data and data[1] == wire.DATA
         now += 0.1
