@@ -181,8 +181,8 @@ def well_formed(data: bytes) -> bool:
     op = data[1]
     if op == STORE:
         return parse_record(data[22:]) is not None
-    if op == STORED:
-        return len(data) == STORED_SIZE
+    if op == STORED:  # an unknown status is malformed: a client names every refusal it reports
+        return len(data) == STORED_SIZE and data[-1] in STATUS_NAMES
     if op == FIND_VALUE:
         return FIND_SIZE <= len(data) <= MAX_ANSWER
     if op == FOUND:

@@ -104,6 +104,18 @@ def test_stray_answers_are_unsolicited_drops():
     assert client.layer.drop_counts() == {"unsolicited": 3} and client.events() == []
 
 
+def test_a_stored_with_an_unknown_status_is_a_counted_drop_not_a_crash():
+    """Found by the fuzz target: a refusal with status 242 ended the put in a KeyError."""
+    client = Client([B])
+    key, rec = mailbox_record(identity("client"), identity("bob"))
+    vid = client.layer.put(key, rec, 0.0)
+    client.finish()
+    client.layer.receive_datagram(wire.stored(key, vid, 242), B, 0.0)
+    assert client.layer.drop_counts() == {"malformed": 1} and client.events() == []
+    client.layer.handle_timer(2.0)
+    assert [e.reason for e in client.events()] == ["timeout"]
+
+
 def test_a_fetch_keeps_only_values_their_authors_signed_and_dedups_copies():
     client = Client([B, C])
     bob = identity("bob")
