@@ -6,6 +6,9 @@ and releases it when done; every request is retransmitted after 0.5, 1, 2, 4 s a
 after `request_tries`. A peer that talks to someone else's allocation (as its permitted peer)
 `connect`s its path first, so DATA from relays is accepted only for paths the node knows. The
 relay never sees a session key: what travels in DATA is the session's datagram, unchanged.
+A knocker echoes the relay's KNOCK_COOKIE (the proof that it receives at its address) once per
+cookie, at most `KNOCK_ECHOES` times per knock and within `KNOCK_WAIT` s of it: never more than
+the relay sent, so a forged KNOCK_COOKIE draws at most its own size back.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from .events import (
     RelayPath,
 )
 from .settings import RelaySettings
+
+KNOCK_ECHOES = 2  # as many as the KNOCKs we send: a lost one costs no relayed path
+KNOCK_WAIT = 10.0  # s a knock's KNOCK_COOKIE is awaited
 
 
 class _Request:
@@ -59,7 +65,8 @@ class Held:
 
 
 class RelayClient:
-    __slots__ = ("settings", "identity", "stats", "send", "events", "held", "peers", "_random")
+    __slots__ = ("settings", "identity", "stats", "send", "events", "held", "peers", "knocking",
+                 "_random")
 
     def __init__(self, identity: Any, settings: RelaySettings, stats: collections.Counter[str],
                  send: Callable[[bytes, Any], None], events: collections.deque[RelayEvent],
@@ -71,6 +78,7 @@ class RelayClient:
         self.events = events
         self.held: dict[Any, Held] = {}  # relay address -> our allocation there
         self.peers: dict[RelayPath, None] = {}  # others' allocations we are the peer of
+        self.knocking: dict[RelayPath, list] = {}  # path -> [echoes left, until when]
         self._random = random_bytes
 
     # -- commands -------------------------------------------------------------------------------
@@ -106,6 +114,15 @@ class RelayClient:
             del self.peers[next(iter(self.peers))]
         self.peers[path] = None
 
+    def knock(self, path: RelayPath, now: float) -> None:
+        """We KNOCK at `path` (someone else's allocation): accept DATA through it, and echo
+        the relay's KNOCK_COOKIE for a while."""
+        self.connect(path)
+        self.knocking.pop(path, None)
+        if len(self.knocking) >= self.settings.max_paths:
+            del self.knocking[next(iter(self.knocking))]
+        self.knocking[path] = [KNOCK_ECHOES, now + KNOCK_WAIT]
+
     def disconnect(self, path: RelayPath) -> None:
         self.peers.pop(path, None)
 
@@ -124,6 +141,9 @@ class RelayClient:
 
     def on_answer(self, data: bytes, addr: Any, now: float) -> None:
         op, held = data[1], self.held.get(addr)
+        if op == wire.KNOCK_COOKIE:
+            self._on_knock_cookie(data, addr, now)
+            return
         if held is None:
             self.stats["unsolicited"] += 1
             return
@@ -245,6 +265,18 @@ class RelayClient:
         held.reflexive = reflexive
         self._schedule(held, lifetime, now)
         self.events.append(AllocationGranted(held.path, reflexive, lifetime, now))
+
+    def _on_knock_cookie(self, data: bytes, addr: Any, now: float) -> None:
+        path = RelayPath(addr, data[2:10])
+        pending = self.knocking.get(path)
+        if pending is None or now >= pending[1]:
+            self.stats["unsolicited"] += 1  # not a relay we knocked at lately, for this number
+            return
+        pending[0] -= 1
+        if pending[0] <= 0:
+            del self.knocking[path]
+        self.send(wire.knock(path.allocation, data[10:16]), addr)  # 16 bytes for 16
+        self.stats["knock_echoed"] += 1
 
     def _on_error(self, held: Held, data: bytes, now: float) -> None:
         request_op, reason = data[2], wire.ERROR_NAMES.get(data[3], "error")

@@ -1,7 +1,7 @@
 """The relay layer: both roles behind one type byte (0x08), with the surface of node/layer.py.
 
-Requests (HELLO, ALLOCATE, REFRESH, PERMIT) go to the server role, answers (CHALLENGE,
-ALLOCATED, REFRESHED, PERMITTED, ERROR) to the client role; DATA to the server when it names one
+Requests (HELLO, ALLOCATE, REFRESH, PERMIT, KNOCK) go to the server role, answers (CHALLENGE,
+ALLOCATED, REFRESHED, PERMITTED, ERROR, KNOCKED, KNOCK_COOKIE) to the client role; DATA to the server when it names one
 of its allocations, else to the client (a path of ours). A node serves only when it may
 (`RelaySettings.serve`: `always`, `never`, or `auto` = once `set_public` has told it its public
 address); a request to a node that does not serve is a counted drop, never answered. The server
@@ -22,13 +22,14 @@ from .settings import DEFAULT_SETTINGS, RelaySettings
 
 REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT, wire.KNOCK})
 ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR,
-                     wire.KNOCKED})
+                     wire.KNOCKED, wire.KNOCK_COOKIE})
 # `stats` reasons that are dropped or refused datagrams (the others count what was done)
 DROPS = frozenset({
     "malformed", "not_serving", "unusable_source", "bad_cookie", "rate_limited",
     "rate_limited_source", "relay_full", "quota", "bad_signature", "forbidden_peer",
     "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
+    "bad_knock_cookie", "unproven_peer",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
@@ -150,8 +151,9 @@ class RelayLayer:
 
     def knock(self, path: RelayPath, now: float) -> None:
         """Ask the owner of `path` (told us in a call's set-up) to permit us: KNOCK to the relay
-        (twice: a lost one costs the relayed path), and accept DATA through `path` from now."""
-        self.client.connect(path)
+        (twice: a lost one costs the relayed path), echo its KNOCK_COOKIE (the relay's proof that
+        we receive at our address), and accept DATA through `path` from now."""
+        self.client.knock(path, now)
         for _ in range(2):
             self._outbox.append((wire.knock(path.allocation), path.relay))
         self.stats["knock_sent"] += 1

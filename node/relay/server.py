@@ -10,25 +10,54 @@ number, a lifetime, a byte budget (token bucket) and at most one permitted peer 
 DATA for an allocation is forwarded, unchanged, from its owner's address to the permitted peer
 and from the peer to the owner; from anyone else, or without a permission, it is a counted drop.
 Every answer goes to the datagram's source and is no larger than the datagram; answers to an
-unproven source are CHALLENGEs only (34 bytes for 34 or more). The relay never reads a payload.
+unproven source are CHALLENGEs and KNOCK_COOKIEs only (34 bytes for 34 or more, 16 for 16),
+metered. The relay never reads a payload.
+
+The permitted peer must have proven its address first (return routability, as QUIC's Retry or
+DTLS's HelloVerifyRequest): a KNOCK draws a stateless KNOCK_COOKIE to its source, HMAC-SHA-256
+over the relay's rotating secret, the source address and the allocation, cut to the 6 bytes the
+16-byte KNOCK has room for; only a KNOCK echoing it from that address within one to two
+rotations puts the address among the allocation's proven ones (and tells the owner: KNOCKED).
+A PERMIT naming any other address is refused (ERROR `unproven_peer`), so nothing of the owner's
+reaches an address that never asked for it. Six bytes suffice because guesses cannot be made
+offline and every wrong one is metered like a HELLO (`verify_rate` 20/s in all): one success in
+2^48 / 20 s, some 450,000 years.
 """
 
 from __future__ import annotations
 
 import collections
 import heapq
+import hmac
 import os
 from typing import Any, Callable, Iterable
 
 from ..identity import node_id_of, verify
 from ..ratelimit import FloodGuard, TokenBucket
-from ..session.cookie import CookieJar
+from ..session.cookie import CookieJar, _mac
 from . import addresses, wire
 from .settings import RelaySettings
 
+PROVEN = 4  # proven peer addresses kept per allocation (the newest; the permitted one stays)
+
+
+class KnockCookies(CookieJar):
+    """The retry cookie's secrets and MAC (kadtalk.node.session.cookie), tagged with the
+    allocation and cut to wire.KNOCK_COOKIE_SIZE bytes; a jar of its own, so a knock cookie
+    and a CHALLENGE never share a secret."""
+
+    def mint(self, addr: Any, tag: bytes, now: float) -> bytes:
+        return super().mint(addr, tag, now)[:wire.KNOCK_COOKIE_SIZE]
+
+    def valid(self, addr: Any, tag: bytes, cookie: bytes, now: float) -> bool:
+        return any(secret is not None and hmac.compare_digest(
+            _mac(secret, addr, tag)[:wire.KNOCK_COOKIE_SIZE], cookie)
+            for secret in self._secrets(now))
+
 
 class Allocation:
-    __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "expires", "budget")
+    __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "proven", "expires",
+                 "budget")
 
     def __init__(self, number: bytes, owner: Any, identity: bytes, nonce: bytes, expires: float,
                  budget: TokenBucket):
@@ -38,13 +67,15 @@ class Allocation:
         self.identity = identity
         self.nonce = nonce  # of the ALLOCATE that made it: a retransmission draws ALLOCATED again
         self.peer: Any = None
+        self.proven: tuple[Any, ...] = ()  # addresses that echoed a knock cookie, newest last
         self.expires = expires
         self.budget = budget
 
 
 class RelayServer:
     __slots__ = ("settings", "stats", "send", "own", "allocations", "_by_nonce", "_per_identity",
-                 "_per_host", "_expiry", "_cookies", "_guard", "_total", "_random")
+                 "_per_host", "_expiry", "_cookies", "_knock_cookies", "_guard", "_total",
+                 "_random")
 
     def __init__(self, settings: RelaySettings, stats: collections.Counter[str],
                  send: Callable[[bytes, Any], None], own: Callable[[], Iterable[Any]],
@@ -59,6 +90,7 @@ class RelayServer:
         self._per_host: collections.Counter[Any] = collections.Counter()
         self._expiry: list[tuple[float, bytes]] = []  # (deadline, number); stale entries skipped
         self._cookies = CookieJar(settings.cookie_rotation, random_bytes)
+        self._knock_cookies = KnockCookies(settings.cookie_rotation, random_bytes)
         self._guard = FloodGuard(settings.verify_rate, settings.verify_burst, settings.source_rate,
                                  settings.source_burst, now, max_sources=settings.max_sources,
                                  always=True)
@@ -145,12 +177,17 @@ class RelayServer:
         if refused is not None:
             self._refuse(wire.FORBIDDEN_PEER, alloc.number, addr, refused, wire.PERMIT)
             return
+        if peer != alloc.peer and peer not in alloc.proven:  # it never echoed a knock cookie
+            self._refuse(wire.UNPROVEN_PEER, alloc.number, addr, "unproven_peer", wire.PERMIT)
+            return
         alloc.peer = peer  # exactly one: a new permission replaces the old
         self.send(wire.permit(alloc.number, data[10:16], wire.PERMITTED), addr)
 
     def on_knock(self, data: bytes, addr: Any, now: float) -> None:
-        """A would-be peer asks the owner to permit it: the owner hears where we see it
-        (KNOCKED, as large as the KNOCK), from the allocation's budget; nothing to the source."""
+        """A would-be peer asks the owner to permit it. With a zero cookie it gets a
+        KNOCK_COOKIE (as large as the KNOCK, metered); echoing that from the same address
+        proves the address, and only then does the owner hear where we see it (KNOCKED, as
+        large as the KNOCK, from the allocation's budget)."""
         self.expire(now)
         alloc = self.allocations.get(data[2:10])
         if alloc is None:
@@ -158,11 +195,22 @@ class RelayServer:
             return
         refused = addresses.forbidden(addr, alloc.owner, self.own(),
                                       self.settings.forward_private)
+        cookie = data[10:16]
         if refused is not None:
             self.stats[refused] += 1  # a knocker the owner could not permit anyway
+        elif cookie == wire.NO_COOKIE:
+            if self._metered(addr, now):
+                self.send(wire.knock(alloc.number, self._knock_cookies.mint(
+                    addr, alloc.number, now), wire.KNOCK_COOKIE), addr)
+                self.stats["knock_cookie_sent"] += 1
+        elif not self._knock_cookies.valid(addr, alloc.number, cookie, now):
+            if self._metered(addr, now):  # every guess costs a token: no offline search
+                self.stats["bad_knock_cookie"] += 1  # forged, expired, or from elsewhere
         elif not alloc.budget.take(now, len(data)):
             self.stats["over_allocation_rate"] += 1
         else:
+            if addr not in alloc.proven:
+                alloc.proven = (alloc.proven + (addr,))[-PROVEN:]
             self.send(wire.knocked(alloc.number, addresses.to_wire(addr)), alloc.owner)
             self.stats["knocked"] += 1
 

@@ -82,6 +82,22 @@ def generate() -> dict[str, Any]:
     carry(CLIENT, client, "a special address")
     carry(RELAY, relay, "FORBIDDEN_PEER: loopback is never a peer")
     client.permit(path, PEER, now)
+    carry(CLIENT, client, "a peer that has not knocked yet")
+    carry(RELAY, relay, "UNPROVEN_PEER: it never echoed a knock cookie")
+
+    def from_peer(data: bytes, note: str) -> None:
+        messages.append({"name": wire.NAMES[data[1]], "from": "peer", "to": "relay",
+                         "size": len(data), "hex": data.hex(), "note": note})
+        relay.receive_datagram(data, PEER, now)
+
+    from_peer(wire.knock(path.allocation), "a would-be peer, told the allocation in a call's "
+                                           "set-up (PUNCH_FWD_RELAY): zero cookie")
+    [(answer, _)] = relay.datagrams_to_send(now)
+    messages.append({"name": "KNOCK_COOKIE", "from": "relay", "to": "peer", "size": len(answer),
+                     "hex": answer.hex(), "note": "to the knocker: nothing to the owner yet"})
+    from_peer(wire.knock(path.allocation, answer[10:16]), "the cookie echoed: address proven")
+    carry(RELAY, relay, "to the owner: where the relay sees the proven knocker")
+    client.permit(path, PEER, now)
     carry(CLIENT, client)
     carry(RELAY, relay)
     client.send(path, b"session datagram", now)
@@ -89,12 +105,6 @@ def generate() -> dict[str, Any]:
     for data, dst in relay.datagrams_to_send(now):
         messages.append({"name": "DATA", "from": "relay", "to": names[dst], "size": len(data),
                          "hex": data.hex(), "note": "forwarded unchanged to the permitted peer"})
-    knock = wire.knock(path.allocation)
-    messages.append({"name": "KNOCK", "from": "peer", "to": "relay", "size": len(knock),
-                     "hex": knock.hex(), "note": "a would-be peer, told the allocation in a "
-                                                 "call's set-up (PUNCH_FWD_RELAY)"})
-    relay.receive_datagram(knock, PEER, now)
-    carry(RELAY, relay, "to the owner: where the relay sees the knocker")
     now = 300.0
     client.handle_timer(now)  # the refresh at half the lifetime
     carry(CLIENT, client)
@@ -106,14 +116,16 @@ def generate() -> dict[str, Any]:
                                            serialization.PrivateFormat.Raw,
                                            serialization.NoEncryption())
     first_secret = stream("relay")(32)
+    knock_secret = relay.server._knock_cookies._current
     return {
         "description": "RELAY (0x08) exchange of docs/protocol.md section 21: a client "
-                       "allocates, is refused a loopback peer, permits one peer, sends DATA, "
-                       "hears a peer KNOCK, refreshes and releases",
+                       "allocates, is refused a loopback peer and a peer that has not proven "
+                       "its address, hears the peer knock and echo the relay's cookie, "
+                       "permits it, sends DATA, refreshes and releases",
         "client": {"address": _addr(CLIENT), "ed25519_private_key": private.hex(),
                    "spki": me.public_der.hex(), "node_id": me.node_id.hex()},
         "relay": {"address": _addr(RELAY), "cookie_secret": first_secret.hex(),
-                  "cookie_label": "kadtalk/1 cookie"},
+                  "knock_cookie_secret": knock_secret.hex(), "cookie_label": "kadtalk/1 cookie"},
         "peer": {"address": _addr(PEER)},
         "signed_label": wire.SIGNED_LABEL.decode(),
         "messages": messages,

@@ -12,11 +12,14 @@
 | 0x08 | PERMITTED | allocation (8), peer IPv4 (4), port (2) | 16 | relay |
 | 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
 | 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
-| 0x0b | KNOCK | allocation (8), zero (6) | 16 | a would-be peer (told it in a call's set-up) |
+| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: asking for one) | 16 | a would-be peer |
 | 0x0c | KNOCKED | allocation (8), the knocker's IPv4 (4), port (2) | 16 | relay, to the owner |
+| 0x0d | KNOCK_COOKIE | allocation (8), knock cookie (6) | 16 | relay, to the knocker |
 
 The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is
-at most the size of the request it answers; a relay forwards a DATA datagram unchanged.
+at most the size of the request it answers; a relay forwards a DATA datagram unchanged. A KNOCK
+is first sent with a zero cookie; the relay answers KNOCK_COOKIE to its source, and only a KNOCK
+echoing that cookie from that source proves the address (server.py says why 6 bytes).
 Parsers return None for anything malformed; they never raise.
 """
 
@@ -30,14 +33,17 @@ from ..session.wire import MAX_PACKET, MAX_SPKI
 RELAY = 0x08
 HELLO, CHALLENGE, ALLOCATE, ALLOCATED = 0x01, 0x02, 0x03, 0x04
 REFRESH, REFRESHED, PERMIT, PERMITTED, ERROR, DATA = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
-KNOCK, KNOCKED = 0x0B, 0x0C
+KNOCK, KNOCKED, KNOCK_COOKIE = 0x0B, 0x0C, 0x0D
 NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED: "ALLOCATED",
          REFRESH: "REFRESH", REFRESHED: "REFRESHED", PERMIT: "PERMIT", PERMITTED: "PERMITTED",
-         ERROR: "ERROR", DATA: "DATA", KNOCK: "KNOCK", KNOCKED: "KNOCKED"}
+         ERROR: "ERROR", DATA: "DATA", KNOCK: "KNOCK", KNOCKED: "KNOCKED",
+         KNOCK_COOKIE: "KNOCK_COOKIE"}
 
 NONCE_SIZE = COOKIE_SIZE = 16
 ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
 ADDR_SIZE = 6  # IPv4 and port, as in ROUTE_RES (IPv6 is issue 13 item 2)
+KNOCK_COOKIE_SIZE = 6  # where KNOCK had six zero bytes: no answer outgrows a 16-byte KNOCK
+NO_COOKIE = bytes(KNOCK_COOKIE_SIZE)
 HEADER = 2 + ID_SIZE  # what DATA adds to a payload
 MAX_PAYLOAD = MAX_PACKET  # the largest session datagram (MEDIA / SIGNAL / KEY messages fit too)
 MAX_SIGNATURE = 1024  # RSA-8192
@@ -45,12 +51,12 @@ MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
 SIGNED_LABEL = b"kadtalk/1 relay allocate"
 # fixed sizes; ALLOCATE and DATA are variable (checked by their parsers)
 SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PERMIT: 16,
-         PERMITTED: 16, ERROR: 12, KNOCK: 16, KNOCKED: 16}
+         PERMITTED: 16, ERROR: 12, KNOCK: 16, KNOCKED: 16, KNOCK_COOKIE: 16}
 
 # ERROR codes
-BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER = 1, 2, 3, 4
+BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER, UNPROVEN_PEER = 1, 2, 3, 4, 5
 ERROR_NAMES = {BAD_SIGNATURE: "bad_signature", RELAY_FULL: "relay_full", QUOTA: "quota",
-               FORBIDDEN_PEER: "forbidden_peer"}
+               FORBIDDEN_PEER: "forbidden_peer", UNPROVEN_PEER: "unproven_peer"}
 
 _U16 = struct.Struct(">H")
 
@@ -119,8 +125,8 @@ def error(request_op: int, code: int, reference: bytes) -> bytes:
     return bytes((RELAY, ERROR, request_op, code)) + reference[:ID_SIZE]
 
 
-def knock(alloc: bytes) -> bytes:
-    return bytes((RELAY, KNOCK)) + alloc + bytes(ADDR_SIZE)
+def knock(alloc: bytes, cookie: bytes = NO_COOKIE, op: int = KNOCK) -> bytes:
+    return bytes((RELAY, op)) + alloc + cookie
 
 
 def knocked(alloc: bytes, knocker: bytes) -> bytes:

@@ -44,7 +44,7 @@ def world(route: Callable[[Route], Route] | None = None) -> tuple[MemoryNet, Sym
 
 def relay_path(net: MemoryNet) -> tuple[RelayPath, Any]:
     """B allocates (so it learns where the relay sees it, and its NAT stays open to R); A
-    allocates and permits that address; B accepts A's path. The addresses B and A swap here
+    allocates; B knocks there (proving that address) and A permits it. The addresses B and A swap here
     travel in the call set-up (the next step): here the test hands them over."""
     a, b = net.nodes[A], net.nodes[B]
     b.relay.allocate(R, net.now)
@@ -52,8 +52,9 @@ def relay_path(net: MemoryNet) -> tuple[RelayPath, Any]:
     net.settle(net.now)
     (b_granted,) = net.of(B, AllocationGranted)
     (a_granted,) = net.of(A, AllocationGranted)
+    b.relay.knock(a_granted.path, net.now)  # B proves its address at A's allocation
+    net.settle(net.now)
     a.relay.permit(a_granted.path, b_granted.reflexive, net.now)
-    b.relay.connect(a_granted.path)
     net.settle(net.now)
     assert net.of(A, PermissionGranted)
     return a_granted.path, b_granted.reflexive

@@ -58,10 +58,17 @@ class World(MemoryNet):
         (event,) = [e for e in self.events[addr] if type(e) is AllocationGranted][-1:]
         return event
 
+    def knock(self, peer: Any, path: Any, now: float = 0.0) -> None:
+        """`peer` knocks at `path` and echoes the relay's cookie: its address is proven there
+        (the owner may permit it) and it accepts DATA through `path`."""
+        self.at(peer).knock(path, now)
+        self.settle(now)
+
     def linked(self, now: float = 0.0) -> AllocationGranted:
-        """A holds an allocation with B permitted; B talks to it as its peer."""
+        """A holds an allocation with B permitted (B knocked first); B talks to it as its
+        peer."""
         event = self.granted(A, now)
+        self.knock(B, event.path, now)
         self.at(A).permit(event.path, B, now)
-        self.at(B).connect(event.path)
         self.settle(now)
         return event

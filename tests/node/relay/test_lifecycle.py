@@ -1,6 +1,7 @@
-"""A hypothesis state machine over allocation lifecycles: three clients allocate, permit,
-send, release and go silent while time passes; the relay's books always match the clients'
-and the caps, and DATA reaches exactly the one permitted peer."""
+"""A hypothesis state machine over allocation lifecycles: three clients allocate, knock at each
+other's allocations, permit, send, release and go silent while time passes, and forged knocks
+guess cookies; the relay's books always match the clients' and the caps, a permission needs a
+knock whose cookie came back, and DATA reaches exactly the one permitted, proven peer."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from kadtalk.node.relay import (
     AllocationGranted,
+    PermissionRefused,
     RelayedData,
     RelaySettings,
+    wire,
 )
 
 from .conftest import A, B, C, R, World
@@ -21,6 +24,8 @@ SETTINGS = RelaySettings(serve="always", lifetime=60, min_lifetime=30, default_l
                          verify_rate=1000, verify_burst=1000, source_rate=1000,
                          source_burst=1000)
 CLIENTS = st.sampled_from([A, B, C])
+FORGED = ("203.0.113.66", 5004)  # no node: a victim's address, used as a forged source
+FORGERS = st.sampled_from([FORGED, B])  # B: forged while B is a real node (it drops cookies)
 
 
 class Lifecycle(RuleBasedStateMachine):
@@ -43,15 +48,37 @@ class Lifecycle(RuleBasedStateMachine):
         self.world.settle(self.world.now)
 
     @rule(who=CLIENTS, peer=CLIENTS)
+    def knock(self, who, peer):
+        """`peer` knocks at `who`'s allocation and echoes the relay's cookie."""
+        held = self.held(who)
+        if held is None or peer in self.silent or peer == who:
+            return
+        self.world.at(peer).knock(held.path, self.world.now)
+        self.world.settle(self.world.now)
+        alloc = self.world.relay.server.allocations.get(held.path.allocation)
+        if alloc is not None:
+            assert peer in alloc.proven
+
+    @rule(who=CLIENTS, cookie=st.binary(min_size=6, max_size=6), forger=FORGERS)
+    def forged_knock(self, who, cookie, forger):
+        """A KNOCK from an address that never gets the relay's answers, guessing a cookie."""
+        held = self.held(who)
+        if held is None:
+            return
+        self.world.inject(wire.knock(held.path.allocation, cookie), forger)
+
+    @rule(who=CLIENTS, peer=st.sampled_from([A, B, C, FORGED]))
     def permit(self, who, peer):
         held = self.held(who)
         if held is None or who in self.silent or peer == who:
             return
+        alloc = self.world.relay.server.allocations[held.path.allocation]
+        allowed = peer == alloc.peer or peer in alloc.proven
         self.world.at(who).permit(held.path, peer, self.world.now)
-        if peer not in self.silent:
-            self.world.at(peer).connect(held.path)
         self.world.settle(self.world.now)
-        assert self.world.relay.server.allocations[held.path.allocation].peer == peer
+        assert (alloc.peer == peer) == allowed
+        if not allowed:
+            assert self.world.of(who, PermissionRefused)[-1].reason == "unproven_peer"
 
     @rule(who=CLIENTS)
     def release(self, who):
@@ -89,6 +116,27 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(dt=st.floats(0.1, 45.0))
     def advance(self, dt):
         self.world.settle(self.world.now + dt)
+
+    @invariant()
+    def only_proven_peers_get_data(self):
+        """Every address the relay sent DATA to is an allocation's owner or an address that was
+        sent a KNOCK_COOKIE for that allocation and echoed it; the victim gets cookies only."""
+        cookies, echoes = set(), set()
+        for p in self.world.log:
+            if p.src == R and p.payload[1] == wire.KNOCK_COOKIE:
+                cookies.add((p.dst, p.payload[2:16]))
+            elif p.dst == R and p.payload[1] == wire.KNOCK:
+                echoes.add((p.src, p.payload[2:16]))
+        proven = cookies & echoes
+        owners = {(e.path.allocation, addr) for addr in (A, B, C)
+                  for e in self.world.of(addr, AllocationGranted)}
+        for p in self.world.log:
+            if p.src == R and p.payload[1] == wire.DATA:
+                number = p.payload[2:10]
+                assert (number, p.dst) in owners or any(
+                    addr == p.dst and key[:8] == number for addr, key in proven)
+            if p.dst == FORGED:
+                assert p.src == R and p.payload[1] == wire.KNOCK_COOKIE
 
     @invariant()
     def books_match(self):

@@ -82,7 +82,7 @@ def test_data_goes_only_between_the_owner_and_its_one_permitted_peer():
     event = world.granted(A, 0.0)
     path = event.path
     # no permission yet: the relay forwards nothing, even to a peer that knows the number
-    world.at(B).connect(path)
+    world.knock(B, path, 0.0)
     assert world.at(A).send(path, b"early", 0.0)
     world.settle(0.0)
     assert world.relay.drop_counts() == {"no_permission": 1}
@@ -103,7 +103,8 @@ def test_data_goes_only_between_the_owner_and_its_one_permitted_peer():
     out = world.inject(wire.data(path.allocation, b"from c"), C)
     assert [p.src for p in out] == [C]
     assert world.relay.drop_counts()["not_permitted"] == 1
-    # a new permission replaces the old: exactly one peer
+    # a new permission replaces the old: exactly one peer (C proves its address first)
+    world.knock(C, path, 0.3)
     world.at(A).permit(path, C, 0.3)
     world.settle(0.3)
     world.inject(wire.data(path.allocation, b"from b"), B)
@@ -146,9 +147,12 @@ def test_permission_to_a_special_address_is_refused_and_counted(peer, reason):
 def test_private_peers_are_allowed_when_the_relay_serves_a_lan():
     world = World(RelaySettings(serve="always", forward_private=True))
     path = world.granted(A, 0.0).path
-    world.at(A).permit(path, ("10.0.0.7", 5004), 0.0)
+    lan = ("10.0.0.7", 5004)
+    world.attach(lan, RelayLayer(identity("lan"), SERVE))
+    world.knock(lan, path, 0.0)
+    world.at(A).permit(path, lan, 0.0)
     world.settle(0.0)
-    assert world.of(A, PermissionGranted)[0].peer == ("10.0.0.7", 5004)
+    assert world.of(A, PermissionGranted)[0].peer == lan
 
 
 def test_the_client_refuses_to_ask_for_a_non_address():
@@ -223,6 +227,10 @@ def test_per_allocation_and_total_bandwidth_caps():
     path = world.linked(0.0).path
     payload = b"x" * 90  # 100 bytes a DATA
     world.settle(1.0)  # the clock first: a node serviced early would send these early
+    second = world.granted(C, 1.0).path  # a second allocation, with B proven and permitted
+    world.knock(B, second, 1.0)
+    world.at(C).permit(second, B, 1.0)
+    world.settle(1.0)
     for _ in range(15):
         world.at(A).send(path, payload, 1.0)
     world.settle(1.0)
@@ -233,10 +241,7 @@ def test_per_allocation_and_total_bandwidth_caps():
         world.at(B).send(path, payload, 1.5)
     world.settle(1.5)
     assert world.relay.stats["forwarded"] == 15
-    # the relay's total: a second allocation gets only what is left of it
-    second = world.granted(C, 1.5).path
-    world.at(C).permit(second, B, 1.5)
-    world.settle(1.5)
+    # the relay's total: the second allocation gets only what is left of it
     for _ in range(10):
         world.at(C).send(second, payload, 1.5)
     world.settle(1.5)
@@ -323,13 +328,14 @@ def test_an_identity_can_be_made_of_any_supported_key_type():
 
 
 def test_two_relays_permitting_each_other_cannot_loop():
-    """A owns an allocation at R permitting relay Y, and one at Y permitting R: a DATA from A
-    reaches Y once and stops there (Y holds no allocation of that number, and R is not one of
-    its allocation's owner or peer)."""
+    """A owns an allocation at R permitting relay Y, and one at Y permitting R (each relay made
+    to knock, so proven): a DATA from A reaches Y once and stops there (Y holds no allocation
+    of that number: it is a path Y knocked at, so Y takes it as its own)."""
     y = ("198.51.100.2", 5004)
     world = World(RelaySettings(serve="always", max_per_identity=4, max_per_host=4))
     world.attach(y, RelayLayer(identity("relay y"), RelaySettings(serve="always")))
     at_r = world.granted(A, 0.0).path
+    world.knock(y, at_r, 0.0)  # (a relay never knocks by itself: the test makes them)
     world.at(A).permit(at_r, y, 0.0)
     world.settle(0.0)
     # A's second allocation, at Y, from another port (one allocation per relay and client)
@@ -338,11 +344,12 @@ def test_two_relays_permitting_each_other_cannot_loop():
     world.at(a2).allocate(y, 0.0)
     world.settle(0.0)
     at_y = world.events[a2][-1].path
+    world.knock(R, at_y, 0.0)
     world.at(a2).permit(at_y, R, 0.0)
     world.settle(0.0)
     start = len(world.log)
     world.at(A).send(at_r, b"loop?", 1.0)
     world.settle(1.0)
     hops = [(p.src, p.dst) for p in world.log[start:]]
-    assert hops == [(A, R), (R, y)]
-    assert world.at(y).drop_counts() == {"unknown_allocation": 1}
+    assert hops == [(A, R), (R, y)]  # and no further: Y's allocation has another number
+    assert [e.payload for e in world.of(y, RelayedData)] == [b"loop?"]  # Y knocked: its own

@@ -68,8 +68,17 @@ def test_the_vectors_check_out_by_hand():
     assert int.from_bytes(allocated[26:28], "big") == 600 and allocated[28:34] == client
     peer = wire_addr(v["peer"]["address"])
     assert by_name["PERMIT"] == [bytes((8, 7)) + number + wire_addr("127.0.0.1:5004"),
-                                 bytes((8, 7)) + number + peer]
-    assert by_name["ERROR"] == [bytes((8, 9, 7, 4)) + number]  # PERMIT, FORBIDDEN_PEER
+                                 bytes((8, 7)) + number + peer, bytes((8, 7)) + number + peer]
+    assert by_name["ERROR"] == [bytes((8, 9, 7, 4)) + number,  # PERMIT, FORBIDDEN_PEER
+                                bytes((8, 9, 7, 5)) + number]  # PERMIT, UNPROVEN_PEER
+    # knock cookie = HMAC-SHA-256(knock secret, label | knocker address | allocation)[:6]
+    knock_secret = bytes.fromhex(v["relay"]["knock_cookie_secret"])
+    knock_cookie = hmac.digest(knock_secret, v["relay"]["cookie_label"].encode() + peer + number,
+                               "sha256")[:6]
+    assert by_name["KNOCK"] == [bytes((8, 0x0B)) + number + bytes(6),
+                                bytes((8, 0x0B)) + number + knock_cookie]
+    assert by_name["KNOCK_COOKIE"] == [bytes((8, 0x0D)) + number + knock_cookie]
+    assert by_name["KNOCKED"] == [bytes((8, 0x0C)) + number + peer]
     assert by_name["PERMITTED"] == [bytes((8, 8)) + number + peer]
     sent, forwarded = by_name["DATA"]
     assert sent == forwarded == bytes((8, 0x0A)) + number + b"session datagram"
