@@ -333,13 +333,14 @@ class Node:
         """The session layer, or None while no session datagram or call has needed it."""
         return None if self._upper is None else self._upper.session
 
-    def call(self, peer_id: int, now: float, addr: Any = None) -> int:
+    def call(self, peer_id: int, now: float, addr: Any = None, chat: bool = False) -> int:
         """Call `peer_id`: look it up (unless `addr` is given), then exchange keys; return the
-        session id. Progress comes as CallProgress / CallEnded events."""
+        session id. Progress comes as CallProgress / CallEnded events. `chat`: a session for
+        messages only (SessionLayer.call)."""
         session = self._session()
         if session is None:
             raise RuntimeError("this node has no identity; it cannot place calls")
-        session_id = session.call(peer_id, now, addr)
+        session_id = session.call(peer_id, now, addr, chat=chat)
         if addr is None:
             try:
                 lookup_id = self.routing.find_peer(peer_id, now)
@@ -348,6 +349,21 @@ class Node:
                 return session_id
             self._upper.calls[lookup_id] = session_id
             self._pump(now)
+        return session_id
+
+    def send_message(self, peer_id: int, message_id: bytes, seq: int, sent_ms: int, text: str,
+                     now: float) -> int | None:
+        """Send a text message on a session with `peer_id`, opening one for messages (a lookup,
+        then the key exchange) when there is none; the session id (None: none could be opened,
+        too many lookups run). Delivery comes as MessageDelivered, or MessagesUnsent when the
+        session ends first."""
+        session = self._session()
+        if session is None:
+            raise RuntimeError("this node has no identity; it cannot send messages")
+        session_id = session.send_message(peer_id, message_id, seq, sent_ms, text, now)
+        if session_id is None:
+            self.call(peer_id, now, chat=True)
+            session_id = session.send_message(peer_id, message_id, seq, sent_ms, text, now)
         return session_id
 
     def answer(self, now: float, session_id: int | None = None) -> bool:

@@ -9,6 +9,7 @@ hands back datagrams and events. Modules:
 - `replay`: the sliding replay window;
 - `stream`: sealing and opening MEDIA / SIGNAL packets, receiver statistics;
 - `state`: the call state machine as data (states, transitions, end reasons);
+- `messages`: TEXT / RECEIPT frames, retransmission until the receipt, duplicates once;
 - `events`: what the layer reports;
 - `layer`: `SessionLayer` and `SessionSettings`;
 - `vectors`: generates docs/vectors/session.json.
@@ -19,8 +20,12 @@ from .events import (
     CallProgress,
     IncomingCall,
     MediaReceived,
+    MessageDelivered,
+    MessageReceived,
+    MessagesUnsent,
     MissedCall,
     ReceiverReport,
+    SessionOpened,
 )
 from .layer import SessionLayer, SessionSettings
 from .state import CallState, EndReason, Role
@@ -32,9 +37,13 @@ __all__ = [
     "EndReason",
     "IncomingCall",
     "MediaReceived",
+    "MessageDelivered",
+    "MessageReceived",
+    "MessagesUnsent",
     "MissedCall",
     "ReceiverReport",
     "Role",
     "SessionLayer",
+    "SessionOpened",
     "SessionSettings",
 ]

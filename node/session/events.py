@@ -91,3 +91,48 @@ class ReceiverReport(SessionEvent):
     at: float
     seq: int | None = None  # the report packet's own sequence number (a SIGNAL slot)
     rtt: float | None = None  # seconds: the round-trip time with this report (`rtt_of`)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened(SessionEvent):
+    """A session with `peer_id` carries messages from now on (a call's once it rings, or one
+    opened for messages): the moment to send what waits for this peer (`send_message`)."""
+
+    session_id: int
+    peer_id: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(SessionEvent):
+    """A TEXT, new on this session (its RECEIPT is sent already). A retransmission on a later
+    session comes again with the same `message_id`: the owner keeps it once."""
+
+    session_id: int
+    peer_id: int
+    message_id: bytes  # 16 bytes, the sender's
+    seq: int  # the sender's number for it (1, 2, ... per peer)
+    sent_ms: int  # the sender's wall clock, ms
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered(SessionEvent):
+    """The peer's RECEIPT for a message we sent: it has it."""
+
+    session_id: int
+    peer_id: int
+    message_id: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesUnsent(SessionEvent):
+    """The last session with `peer_id` ended (`reason`) before these messages' receipts came:
+    they stay the owner's to send again on the next session (SessionOpened)."""
+
+    peer_id: int
+    message_ids: tuple[bytes, ...]
+    reason: EndReason
+    at: float

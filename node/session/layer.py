@@ -44,8 +44,12 @@ from .events import (
     CallProgress,
     IncomingCall,
     MediaReceived,
+    MessageDelivered,
+    MessageReceived,
+    MessagesUnsent,
     MissedCall,
     ReceiverReport,
+    SessionOpened,
     SessionStats,
 )
 from .handshake import (
@@ -63,7 +67,17 @@ from .handshake import (
     shared_secret,
     verify_cost,
 )
-from .state import ESTABLISHED, TIMEOUTS, CallState, EndReason, Role, check_transition
+from .messages import KINDS as MESSAGE_KINDS
+from .messages import TEXT, Inbox, Outbox, decode_receipt, decode_text, encode_receipt, encode_text
+from .state import (
+    CARRIES_MESSAGES,
+    ESTABLISHED,
+    TIMEOUTS,
+    CallState,
+    EndReason,
+    Role,
+    check_transition,
+)
 from .stream import Exhausted, ReceiveStream, SendStream, stats_of
 from .wire import (
     ANSWER,
@@ -154,6 +168,14 @@ class SessionSettings:
     # the daemon's contacts: trusted(peer_id) -> True puts a caller whose cookie proved its
     # address in the contact budget (None: nobody is)
     trusted: Callable[[int], bool] | None = None
+    # messages (messages.py): a TEXT goes again after message_retry s, the interval doubling up
+    # to message_retry_max, until its RECEIPT; at most max_unacked wait per session; a session
+    # opened for messages ends after chat_idle_timeout s without a new one either way
+    message_retry: float = 0.5
+    message_retry_max: float = 4.0
+    max_unacked: int = 256
+    inbox_size: int = 1024  # message ids a session remembers to deliver each once
+    chat_idle_timeout: float = 60.0
 
     @property
     def key_exchange_timeout(self) -> float:
@@ -169,6 +191,10 @@ class SessionSettings:
                              "max_calls >= 0")
         if self.terminal_repeats < 1 or self.answer_tries < 1:
             raise ValueError("terminal_repeats and answer_tries must be at least 1")
+        if (self.message_retry <= 0 or self.message_retry_max < self.message_retry
+                or self.max_unacked < 1 or self.inbox_size < 1 or self.chat_idle_timeout <= 0):
+            raise ValueError("message_retry, chat_idle_timeout must be positive, "
+                             "message_retry_max >= message_retry, max_unacked, inbox_size >= 1")
         if self.answer_retry <= 0 or self.report_grace < 0:
             raise ValueError("answer_retry must be positive, report_grace >= 0")
         if (self.cookie_rotation <= 0 or self.load_threshold < 0
@@ -190,7 +216,7 @@ class Session:
         "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
         "auth_failures", "reason", "key_res_budget", "answers", "tag", "cookie", "retry",
         "cookie_resends", "validated", "answer_at", "answer_sends", "sent", "rtt_samples",
-        "media_sent",
+        "media_sent", "chat", "outbox", "inbox",
     )
 
     def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
@@ -230,6 +256,9 @@ class Session:
         self.sent: collections.deque | None = None  # (seq, time) of our latest packets (RTT)
         self.rtt_samples: collections.deque | None = None  # the latest round-trip samples
         self.media_sent: float | None = None  # when we last sent MEDIA
+        self.chat = False  # caller: opened for messages (no RING, never announced)
+        self.outbox: Outbox | None = None  # our messages awaiting their receipts
+        self.inbox: Inbox | None = None  # ids of the peer's messages delivered
 
     @property
     def peer_int(self) -> int:
@@ -330,14 +359,17 @@ class SessionLayer:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def call(self, peer_id: int, now: float, addr: Any = None) -> int:
+    def call(self, peer_id: int, now: float, addr: Any = None, chat: bool = False) -> int:
         """Start a call; return its session id. Without `addr` it waits in dialling for
-        `peer_found` (the Node runs the lookup)."""
+        `peer_found` (the Node runs the lookup). `chat`: a session for messages only: no RING,
+        never announced (no CallProgress / CallEnded); open once the keys are agreed."""
         self._deadline = False
         peer = peer_id.to_bytes(20, "big")
         if peer == self.own_id:
             raise ValueError("cannot call our own ID")
         session = Session(self._next_id, Role.CALLER, peer, now)
+        session.chat = chat
+        session.announced = not chat
         self._next_id += 1
         self._sessions[session.id] = session
         if addr is None:
@@ -435,6 +467,58 @@ class SessionLayer:
         seq = session.tx.seq
         return seq if self._guard(session, now, self._send, session, MEDIA, payload, now) else None
 
+    def send_message(
+        self, peer_id: int, message_id: bytes, seq: int, sent_ms: int, text: str, now: float
+    ) -> int | None:
+        """Queue a text message for `peer_id` on a session with it: a call's, one open for
+        messages, or one of ours being set up (it goes once the keys are agreed); the session's
+        id. None when there is none: open one (`Node.send_message` does, with `call(chat=True)`)
+        and send again. A message id queued already is not queued twice. ValueError for a text
+        the frame cannot carry (messages.encode_text) or a full outbox (messages.Full)."""
+        frame = encode_text(message_id, seq, sent_ms, text)
+        peer = peer_id.to_bytes(20, "big")
+        session = self._carrier(peer)
+        if session is None:
+            return None
+        if any(s.outbox is not None and message_id in s.outbox
+               for s in self._sessions.values() if s.peer_id == peer):
+            return session.id
+        if session.outbox is None:
+            session.outbox = Outbox(self.settings.message_retry, self.settings.message_retry_max,
+                                    self.settings.max_unacked)
+        session.outbox.add(message_id, frame)
+        self._deadline = False
+        if session.state in CARRIES_MESSAGES:
+            if session.state is S.OPEN:
+                session.entered = now  # a new message: not idle
+            self._guard(session, now, self._flush, session, now)
+        return session.id
+
+    def _carrier(self, peer: bytes) -> Session | None:
+        """The session a message to `peer` goes on: one that carries messages now (a call's
+        first), else one of ours being set up. A callee's handshake is no carrier: a replayed
+        KEY_REQ makes one that never opens."""
+        best, rank = None, 0
+        for s in self._sessions.values():
+            if s.peer_id != peer or s.state is S.ENDED:
+                continue
+            r = (3 if s.state in ESTABLISHED else 2 if s.state is S.OPEN
+                 else 1 if s.role is Role.CALLER else 0)
+            if r > rank:
+                best, rank = s, r
+        return best
+
+    def _flush(self, session: Session, now: float) -> bool:
+        """Send what the session's outbox has due (new messages, retransmissions). Until the
+        peer's first stream packet, no less often than a RING: a callee that has not heard our
+        first TEXT forgets the handshake after handshake_timeout."""
+        cap = self.settings.ring_interval if not session.rx.packets else None
+        for frame, again in session.outbox.due(now, cap):
+            self._send(session, SIGNAL, frame, now)
+            if again:
+                self.stats["message_resent"] += 1
+        return True
+
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
 
@@ -475,6 +559,7 @@ class SessionLayer:
                     s.key_req, s.key_res, s.tries, s.retx_at, s.last_sent, s.last_recv,
                     s.next_ring, s.next_report, s.eph_private is None, s.cookie, s.validated,
                     s.answer_at, s.answer_sends, tuple(s.rtt_samples or ()),
+                    tuple(s.outbox.ids()) if s.outbox else (), len(s.inbox or ()),
                     None if s.tx is None else (bytes(s.tx.key), s.tx.seq),
                     None if s.rx is None else (bytes(s.rx.key), s.rx.window.highest,
                                                s.rx.window.bits, s.rx.packets),
@@ -757,9 +842,14 @@ class SessionLayer:
         _remove(self._awaiting, addr, session)
         self._keyed.setdefault(addr, []).append(session)
         session.last_recv = now
-        self._set_state(session, S.RINGING, now)
-        session.next_ring = now + settings.ring_interval
-        self._guard(session, now, self._send, session, SIGNAL, encode_signal(RING), now)
+        if session.chat:
+            self._set_state(session, S.OPEN, now)  # no RING: our first TEXT opens the callee's
+        else:
+            self._set_state(session, S.RINGING, now)
+            session.next_ring = now + settings.ring_interval
+            self._guard(session, now, self._send, session, SIGNAL, encode_signal(RING), now)
+        if session.outbox:
+            self._guard(session, now, self._flush, session, now)
         if self._peer_seen is not None:
             self._peer_seen(int.from_bytes(peer, "big"), addr, now)
 
@@ -821,6 +911,8 @@ class SessionLayer:
         self, session: Session, kind: int, seq: int, plaintext: bytes, now: float
     ) -> None:
         self._on_authentic_packet(session, kind, seq, plaintext, now)
+        if session.outbox and session.state in CARRIES_MESSAGES:
+            self._flush(session, now)  # what waited for the session to open
         if (session.state is S.TALKING and session.next_report is not None
                 and now >= session.next_report):
             self._send_report(session, now)  # on arrival: its highest sequence is this fresh
@@ -845,6 +937,9 @@ class SessionLayer:
             else:
                 self.stats["unexpected_media"] += 1
             return
+        if plaintext and plaintext[0] in MESSAGE_KINDS:
+            self._on_message_frame(session, plaintext, now)
+            return
         try:
             signal, body = decode_signal(plaintext)
         except Drop as drop:
@@ -853,7 +948,7 @@ class SessionLayer:
         if signal == HANGUP:
             self._end(session, _REMOTE_END.get(body[0], EndReason.REMOTE_HUNG_UP), now)
         elif signal == RING and not caller:
-            if state is S.KEY_EXCHANGE:
+            if state is S.KEY_EXCHANGE or state is S.OPEN:  # open: a TEXT came before the RING
                 if self._peer_seen is not None and not session.announced:
                     self._peer_seen(session.peer_int, session.addr, now)
                 self._ring_arrived(session, now)
@@ -884,13 +979,48 @@ class SessionLayer:
         else:
             self.stats["unexpected_signal"] += 1
 
+    def _on_message_frame(self, session: Session, plaintext: bytes, now: float) -> None:
+        """TEXT or RECEIPT (messages.py). A callee's first authentic packet may be a TEXT: the
+        caller opened the session for messages (or its RING is late), and it opens here."""
+        try:
+            frame = decode_text(plaintext) if plaintext[0] == TEXT else None
+            receipt = decode_receipt(plaintext) if frame is None else None
+        except Drop as drop:
+            self.stats[drop.reason] += 1
+            return
+        if session.state is S.KEY_EXCHANGE and session.role is Role.CALLEE:
+            if self._peer_seen is not None:
+                self._peer_seen(session.peer_int, session.addr, now)  # proven, as by a RING
+            self._set_state(session, S.OPEN, now, announce=False)
+        elif session.state not in CARRIES_MESSAGES:
+            self.stats["unexpected_message"] += 1
+            return
+        if frame is not None:
+            # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
+            self._send(session, SIGNAL, encode_receipt(frame.message_id), now)
+            if session.inbox is None:
+                session.inbox = Inbox(self.settings.inbox_size)
+            if not session.inbox.add(frame.message_id):
+                self.stats["duplicate_message"] += 1
+                return
+            self._events.append(MessageReceived(
+                session.id, session.peer_int, frame.message_id, frame.seq, frame.sent_ms,
+                frame.text, now))
+        elif session.outbox is not None and session.outbox.acknowledge(receipt):
+            self._events.append(MessageDelivered(session.id, session.peer_int, receipt, now))
+        else:
+            self.stats["unsolicited_receipt"] += 1  # a repeat, or for a message moved away
+            return
+        if session.state is S.OPEN:
+            session.entered = now  # a new message or receipt: not idle
+
     def _ring_arrived(self, session: Session, now: float) -> None:
         # glare: we are calling this peer too. The lower ID keeps its outgoing call and leaves
         # the peer's unrung (the peer drops it for ours when our RING arrives); the higher ID
         # drops its outgoing call and answers this one at once.
         ours = [
             s for s in self._sessions.values()
-            if s.role is Role.CALLER and s.peer_id == session.peer_id
+            if s.role is Role.CALLER and s.peer_id == session.peer_id and not s.chat
             and s.state in (S.KEY_EXCHANGE, S.RINGING)
         ]
         if ours and self.own_id < session.peer_id:
@@ -992,8 +1122,10 @@ class SessionLayer:
         times += [session.retx_at, session.next_ring, session.answer_at]
         if session.next_report is not None:
             times.append(session.next_report + self.settings.report_grace)
-        if session.state in ESTABLISHED:
+        if session.state in CARRIES_MESSAGES:
             times.append(session.last_sent + self.settings.keepalive_interval)
+            if session.outbox:
+                times.append(session.outbox.next_at())
         times = [t for t in times if t is not None]
         return min(times) if times else None
 
@@ -1017,8 +1149,10 @@ class SessionLayer:
             session.tries += 1
             if session.tries >= settings.key_tries:
                 session.retx_at = None  # the last try: key_exchange_timeout ends the wait
-        if session.state not in ESTABLISHED:
+        if session.state not in CARRIES_MESSAGES:
             return
+        if session.outbox:
+            self._flush(session, now)  # retransmissions due
         if session.next_ring is not None and now >= session.next_ring:
             self._send(session, SIGNAL, encode_signal(RING), now)
             session.next_ring = now + settings.ring_interval
@@ -1045,8 +1179,11 @@ class SessionLayer:
                 self._pending[session.id] = session
             elif session.state is S.KEY_EXCHANGE:
                 del self._pending[session.id]
+        opened = state in CARRIES_MESSAGES and session.state not in CARRIES_MESSAGES
         session.state = check_transition(session.state, state)
         session.entered = now
+        if opened:
+            self._events.append(SessionOpened(session.id, session.peer_int, now))
         if announce and session.announced and state is not S.ENDED:
             self._events.append(
                 CallProgress(session.id, session.peer_int, session.role, state, now)
@@ -1072,6 +1209,24 @@ class SessionLayer:
             self._events.append(
                 CallEnded(session.id, session.peer_int, session.role, reason, now, stats)
             )
+        if session.outbox:
+            self._hand_over(session, reason, now)
+
+    def _hand_over(self, session: Session, reason: EndReason, now: float) -> None:
+        """An ending session's unacknowledged messages move to another session with the peer,
+        else they are reported unsent (the owner keeps them pending)."""
+        taken = session.outbox.take()
+        heir = self._carrier(session.peer_id)
+        if heir is None:
+            self._events.append(MessagesUnsent(
+                session.peer_int, tuple(message_id for message_id, _ in taken), reason, now))
+            return
+        if heir.outbox is None:
+            heir.outbox = Outbox(self.settings.message_retry, self.settings.message_retry_max,
+                                 self.settings.max_unacked)
+        heir.outbox.adopt(taken)
+        if heir.state in CARRIES_MESSAGES:
+            self._guard(heir, now, self._flush, heir, now)
 
     def _pick(self, session_id: int | None, wanted: Callable[[Session], bool]) -> Session | None:
         if session_id is not None:

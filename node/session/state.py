@@ -1,6 +1,7 @@
 """The call state machine as data (h11 style): states, allowed transitions, end reasons.
 
     idle -> dialling (lookup) -> key exchange -> ringing -> talking -> ended
+                                           `-> open (messages only, no call) -> ended
 
 A caller with a known address skips dialling; a callee starts in key exchange (its KEY_RES is
 sent, it waits for the caller's first authenticated packet). Every waiting state has a timeout:
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .wire import HANGUP_NO_ANSWER
+from .wire import HANGUP_NO_ANSWER, HANGUP_NORMAL
 
 
 class Role(Enum):
@@ -27,6 +28,7 @@ class CallState(Enum):
     KEY_EXCHANGE = "key_exchange"
     RINGING = "ringing"
     TALKING = "talking"
+    OPEN = "open"  # a session that carries messages and no call (messages.py)
     ENDED = "ended"
 
 
@@ -42,15 +44,18 @@ class EndReason(Enum):
     EXHAUSTED = "exhausted"  # the 32-bit sequence space is used up: call again to rekey
     GLARE = "glare"  # we called each other at once; the peer's call (answered at once) replaced
     #                  ours, because its ID is the lower one
+    IDLE = "idle"  # a session open for messages carried none for chat_idle_timeout
 
 
 S = CallState
 TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     S.IDLE: frozenset({S.DIALLING, S.KEY_EXCHANGE, S.ENDED}),
     S.DIALLING: frozenset({S.KEY_EXCHANGE, S.ENDED}),
-    S.KEY_EXCHANGE: frozenset({S.RINGING, S.ENDED}),
+    S.KEY_EXCHANGE: frozenset({S.RINGING, S.OPEN, S.ENDED}),
     S.RINGING: frozenset({S.TALKING, S.ENDED}),
     S.TALKING: frozenset({S.ENDED}),
+    # a callee's session that a TEXT opened rings when the call's RING (lost, or late) comes
+    S.OPEN: frozenset({S.RINGING, S.ENDED}),
     S.ENDED: frozenset(),
 }
 
@@ -59,7 +64,8 @@ TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 @dataclass(frozen=True, slots=True)
 class Timeout:
     """A call in its state ends `setting` seconds (a `SessionSettings` field) after `since`:
-    "entered" (the state was entered; a callee's duplicate KEY_REQ re-enters key exchange) or
+    "entered" (the state was entered; a callee's duplicate KEY_REQ re-enters key exchange, a new
+    message sent or received re-enters open) or
     "last_recv" (the last authentic packet from the peer)."""
 
     setting: str
@@ -72,6 +78,7 @@ class Timeout:
 
 _VANISHED = Timeout("peer_timeout", EndReason.PEER_VANISHED, since="last_recv")
 _NO_ANSWER = Timeout("no_answer_timeout", EndReason.NO_ANSWER, hangup=HANGUP_NO_ANSWER)
+_IDLE = Timeout("chat_idle_timeout", EndReason.IDLE, hangup=HANGUP_NORMAL)
 
 # (state, role) -> its timeouts, checked in this order. A caller's key exchange lasts
 # key_retry × (2^key_tries − 1) seconds: the KEY_REQ retransmissions, then give up.
@@ -88,16 +95,20 @@ TIMEOUTS: dict[tuple[CallState, Role], tuple[Timeout, ...]] = {
     (S.RINGING, Role.CALLEE): (_NO_ANSWER, _VANISHED),
     (S.TALKING, Role.CALLER): (_VANISHED,),
     (S.TALKING, Role.CALLEE): (_VANISHED,),
+    (S.OPEN, Role.CALLER): (_IDLE, _VANISHED),
+    (S.OPEN, Role.CALLEE): (_IDLE, _VANISHED),
 }
 
 # where each role can be (a callee never dials); every one but ended waits for something
 STATES_OF: dict[Role, frozenset[CallState]] = {
-    Role.CALLER: frozenset({S.IDLE, S.DIALLING, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.ENDED}),
-    Role.CALLEE: frozenset({S.IDLE, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.ENDED}),
+    Role.CALLER: frozenset({S.IDLE, S.DIALLING, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.OPEN,
+                            S.ENDED}),
+    Role.CALLEE: frozenset({S.IDLE, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.OPEN, S.ENDED}),
 }
-WAITING = frozenset({S.DIALLING, S.KEY_EXCHANGE, S.RINGING, S.TALKING})  # IDLE is momentary
+WAITING = frozenset({S.DIALLING, S.KEY_EXCHANGE, S.RINGING, S.TALKING, S.OPEN})  # IDLE: momentary
 
-ESTABLISHED = frozenset({S.RINGING, S.TALKING})
+ESTABLISHED = frozenset({S.RINGING, S.TALKING})  # calls (max_calls counts them)
+CARRIES_MESSAGES = ESTABLISHED | {S.OPEN}  # keys both ways, the peer proven: messages go now
 
 
 class InvalidTransition(RuntimeError):
