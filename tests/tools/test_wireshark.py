@@ -1,0 +1,476 @@
+"""The Wireshark dissector (tools/wireshark/kadtalk.lua) run by tshark on captures made here:
+every message type of every layer from the JSON vectors and the project's own encoders, a real
+relayed call with offline messages on the in-memory network, truncated, mutated and random
+datagrams (expert info where the node's own parsers refuse, never a Lua error), and UDP that is
+not kadtalk (the heuristic leaves it alone). docs/wireshark.md shows the output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import struct
+import subprocess
+from collections import Counter
+from pathlib import Path
+from random import Random
+
+import pytest
+
+from kadtalk.node.relay import wire as relay_wire
+from kadtalk.node.routing.contacts import ipv4_from_wire, ipv4_to_wire
+from kadtalk.node.routing.messages import (MalformedMessage, RouteRequest, RouteResponse, decode,
+                                           encode_request, encode_response)
+from kadtalk.node.session import wire as session_wire
+from kadtalk.node.storage import wire as storage_wire
+from kadtalk.node.storage.events import MessageReceived, PrekeyFound, ValuesFound, ValueStored
+from kadtalk.node.traversal import (ADDR_REQ, ADDR_RES, PUNCH, PUNCH_COOKIE, PUNCH_FWD,
+                                    PUNCH_FWD_RELAY, PUNCH_REQ, PUNCH_REQ_RELAY, SIZES, TRAVERSAL)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "wireshark" / "kadtalk.lua"
+VECTORS = ROOT / "docs" / "vectors"
+TSHARK = shutil.which("tshark")
+PORT = 5004  # the daemon's default port, which the dissector registers
+
+pytestmark = pytest.mark.skipif(
+    TSHARK is None, reason="tshark is not installed (Debian: apt-get install tshark; "
+                           "./setup.sh test installs it)")
+
+WALL = 1_767_225_600
+
+
+# -- captures ------------------------------------------------------------------------------------
+
+def pcap(frames: list[tuple[float, tuple[str, int], tuple[str, int], bytes]]) -> bytes:
+    """A classic pcap file (Ethernet, IPv4, UDP) of (time, source, destination, payload)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for t, (sip, sport), (dip, dport), payload in frames:
+        udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload  # no checksum
+        head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                           socket.inet_aton(sip), socket.inet_aton(dip))
+        words = struct.unpack(">10H", head)
+        total = sum(words)
+        total = (total & 0xFFFF) + (total >> 16)
+        head = head[:10] + struct.pack(">H", ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF) \
+            + head[12:]
+        frame = bytes(6) + b"\x02" + bytes(5) + b"\x08\x00" + head + udp
+        sec = int(t)
+        out.append(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(frame), len(frame)))
+        out.append(frame)
+    return b"".join(out)
+
+
+def on_port(datagrams: list[bytes], port: int = PORT) -> list:
+    """Each datagram from 192.0.2.1 to 198.51.100.1, both on `port`, 1 ms apart."""
+    return [(WALL + i / 1000, ("192.0.2.1", port), ("198.51.100.1", port), d)
+            for i, d in enumerate(datagrams)]
+
+
+FIELDS = ("frame.protocols", "kadtalk.msg", "_ws.col.Info", "_ws.expert.severity",
+          "_ws.expert.message", "_ws.lua.text")
+
+
+def tshark(tmp_path: Path, frames: list, *extra: str, name: str = "capture") -> list[dict]:
+    """Run tshark with the dissector over `frames`; one dict of field -> list of values a
+    frame. Fails on anything tshark writes to stderr but its warning about running as root."""
+    path = tmp_path / f"{name}.pcap"
+    path.write_bytes(pcap(frames))
+    names = FIELDS + extra
+    cmd = [TSHARK, "-n", "-X", f"lua_script:{SCRIPT}", "-r", str(path), "-T", "fields",
+           "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=\x1f"]
+    for n in names:
+        cmd += ["-e", n]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    stderr = [line for line in done.stderr.splitlines() if "Running as user" not in line]
+    assert done.returncode == 0 and not stderr, done.stderr
+    rows = []
+    for line in done.stdout.splitlines():
+        values = line.split("\t")
+        assert len(values) == len(names), line
+        rows.append({n: (v.split("\x1f") if v else []) for n, v in zip(names, values)})
+    assert len(rows) == len(frames)
+    return rows
+
+
+def claimed(row: dict) -> bool:
+    return "kadtalk" in row["frame.protocols"][0].split(":")
+
+
+def errors(row: dict) -> list[str]:
+    """Expert messages of severity error (Wireshark's PI_ERROR is 0x00800000)."""
+    return [m for s, m in zip(row["_ws.expert.severity"], row["_ws.expert.message"])
+            if int(s) >= 0x00800000]
+
+
+def no_lua_error(row: dict) -> None:
+    assert not row["_ws.lua.text"], row["_ws.lua.text"]
+    assert not any("kadtalk.lua" in m or "Lua" in m for m in row["_ws.expert.message"]), row
+
+
+# -- what the node's own parsers refuse (the oracle for malformed datagrams) ---------------------
+
+def refused(data: bytes) -> bool:
+    """Whether a kadtalk node drops `data` on its layout alone (its own parsers say so)."""
+    if not data:
+        return True
+    kind = data[0]
+    try:
+        if kind in (0x00, 0x01):
+            decode(data, ipv4_from_wire)
+        elif kind in (session_wire.KEY_REQ, session_wire.KEY_RES):
+            session_wire.decode_key(data)
+        elif kind in (session_wire.MEDIA, session_wire.SIGNAL):
+            session_wire.packet_header(data)
+            return len(data) > session_wire.MAX_PACKET
+        elif kind == session_wire.COOKIE:
+            msg = session_wire.decode_cookie(data)
+            if msg.key_req:
+                session_wire.decode_key(msg.key_req)
+        elif kind == TRAVERSAL:
+            op = data[1] if len(data) > 1 else None
+            sizes = {SIZES.get(op)} | ({SIZES[op] + 16} if op in (PUNCH_REQ, PUNCH_REQ_RELAY)
+                                       else set())
+            return len(data) not in sizes
+        elif kind == relay_wire.RELAY:
+            return not relay_wire.well_formed(data)
+        elif kind == storage_wire.STORAGE:
+            return not storage_wire.well_formed(data)
+        else:
+            return True
+    except (MalformedMessage, session_wire.Drop):
+        return True
+    return False
+
+
+# -- the messages: vectors and encoders, each with what the dissector must show -----------------
+
+def nid(name: bytes) -> bytes:
+    return hashlib.sha1(name).digest()
+
+
+def load(name: str) -> dict:
+    return json.loads((VECTORS / name).read_text())
+
+
+def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
+    """(datagram, kadtalk.msg values, {field: values}) for every message type of every layer."""
+    out: list = []
+    alice, bob, carol, dave, erin = (nid(n) for n in (b"alice", b"bob", b"carol", b"dave",
+                                                      b"erin"))
+    num = lambda b: int.from_bytes(b, "big")  # noqa: E731
+    # routing (docs/protocol.md §6)
+    req = encode_request(RouteRequest(num(alice), num(bob)))
+    out.append((req, ["ROUTE_REQ"], {"kadtalk.origin": [alice.hex()],
+                                     "kadtalk.target": [bob.hex()],
+                                     "_ws.col.Info": [f"ROUTE_REQ target={bob.hex()[:8]}… "
+                                                      f"origin={alice.hex()[:8]}…"]}))
+    padded = encode_request(RouteRequest(num(alice), num(bob)), padding=146)
+    out.append((padded, ["ROUTE_REQ"], {"kadtalk.padding": ["00" * 146]}))
+    res = encode_response(RouteResponse(num(carol), num(bob), (
+        (num(erin), ("10.0.0.1", 5004)), (num(dave), ("192.168.1.7", 4000)))), ipv4_to_wire)
+    out.append((res, ["ROUTE_RES"], {"kadtalk.responder": [carol.hex()],
+                                     "kadtalk.contacts": ["2"],
+                                     "kadtalk.contact.id": [erin.hex(), dave.hex()],
+                                     "kadtalk.contact.ip": ["10.0.0.1", "192.168.1.7"],
+                                     "kadtalk.contact.port": ["5004", "4000"]}))
+    empty = encode_response(RouteResponse(num(carol), num(bob), ()), ipv4_to_wire)
+    out.append((empty, ["ROUTE_RES"], {"kadtalk.contacts": ["0"]}))
+    # session (§8, §11a, §13, §19)
+    s = load("session.json")
+    key_req, key_res = bytes.fromhex(s["key_req"]), bytes.fromhex(s["key_res"])
+    out.append((key_req, ["KEY_REQ"], {"kadtalk.identity.id": [s["caller"]["id"]],
+                                       "kadtalk.identity.type": ["ECDSA P-256"],
+                                       "kadtalk.timestamp": ["1767225600000"]}))
+    out.append((key_res, ["KEY_RES"], {"kadtalk.identity.id": [s["callee"]["id"]],
+                                       "kadtalk.timestamp": ["1767225600150"]}))
+    for p in s["packets"]:
+        kind = "MEDIA" if p["type"] == session_wire.MEDIA else "SIGNAL"
+        out.append((bytes.fromhex(p["wire"]), [kind], {
+            "kadtalk.seq": [str(p["seq"])],
+            "kadtalk.ciphertext_len": [str(len(p["plaintext"]) // 2)],
+            "_ws.col.Info": [f"{kind} seq={p['seq']} len={len(p['plaintext']) // 2}"]}))
+    extra = load("session-extra.json")
+    types = {"rsa-pss": "RSA", "dsa": "DSA", "ed25519": "Ed25519", "p384": "ECDSA P-384"}
+    for name, hs in extra["handshakes"].items():
+        out.append((bytes.fromhex(hs["key_req"]), ["KEY_REQ"], {
+            "kadtalk.identity.id": [hs["caller_id"]], "kadtalk.identity.type": [types[name]]}))
+        out.append((bytes.fromhex(hs["key_res"]), ["KEY_RES"], {
+            "kadtalk.identity.id": [hs["callee_id"]]}))
+    c = load("session-cookie.json")
+    out.append((bytes.fromhex(c["cookie_reply"]), ["COOKIE_REPLY"], {
+        "kadtalk.request_tag": [c["request_tag"]], "kadtalk.cookie": [c["cookie"]]}))
+    out.append((bytes.fromhex(c["cookie_retry"]), ["COOKIE_RETRY", "KEY_REQ"], {
+        "kadtalk.cookie": [c["cookie"]], "kadtalk.identity.id": [s["caller"]["id"]]}))
+    # NAT traversal (§20), by the layout of node/traversal.py's table and §20's example
+    c1, e1 = bytes([0xC1]) * 20, bytes([0xE1]) * 20
+    caller_at, relay_at = ipv4_to_wire(("203.0.113.21", 5004)), ipv4_to_wire(
+        ("198.51.100.9", 3478))
+    alloc = bytes(range(8))
+    op = lambda o: bytes((TRAVERSAL, o))  # noqa: E731
+    out += [
+        (op(ADDR_REQ) + bytes(range(1, 9)) + bytes(6), ["ADDR_REQ"],
+         {"kadtalk.nonce": ["0102030405060708"]}),
+        (op(ADDR_RES) + bytes(range(1, 9)) + caller_at, ["ADDR_RES"],
+         {"kadtalk.observed.ip": ["203.0.113.21"], "kadtalk.observed.port": ["5004"]}),
+        (op(PUNCH_REQ) + c1 + e1, ["PUNCH_REQ"],
+         {"kadtalk.requester": [c1.hex()], "kadtalk.target": [e1.hex()]}),
+        (op(PUNCH_REQ) + c1 + e1 + bytes(range(16)), ["PUNCH_REQ"],
+         {"kadtalk.cookie": [bytes(range(16)).hex()]}),
+        (op(PUNCH_FWD) + c1 + caller_at, ["PUNCH_FWD"],
+         {"kadtalk.requester": [c1.hex()], "kadtalk.observed.ip": ["203.0.113.21"]}),
+        (op(PUNCH) + e1, ["PUNCH"], {"kadtalk.sender": [e1.hex()]}),
+        (op(PUNCH_COOKIE) + bytes(range(16)), ["PUNCH_COOKIE"],
+         {"kadtalk.cookie": [bytes(range(16)).hex()]}),
+        (op(PUNCH_REQ_RELAY) + c1 + e1 + relay_at + alloc, ["PUNCH_REQ_RELAY"],
+         {"kadtalk.relay_addr.ip": ["198.51.100.9"], "kadtalk.relay_addr.port": ["3478"],
+          "kadtalk.allocation": ["0001020304050607"], "kadtalk.target": [e1.hex()]}),
+        (op(PUNCH_REQ_RELAY) + c1 + e1 + relay_at + alloc + bytes(16), ["PUNCH_REQ_RELAY"],
+         {"kadtalk.cookie": ["00" * 16]}),
+        (op(PUNCH_FWD_RELAY) + c1 + caller_at + relay_at + alloc, ["PUNCH_FWD_RELAY"],
+         {"kadtalk.observed.ip": ["203.0.113.21"], "kadtalk.relay_addr.ip": ["198.51.100.9"],
+          "kadtalk.allocation": ["0001020304050607"]}),
+    ]
+    # relays (§21): every message of relay.json, and DATA carrying a session datagram
+    r = load("relay.json")
+    fields = {"ALLOCATE": {"kadtalk.identity.id": [r["client"]["node_id"]],
+                           "kadtalk.identity.type": ["Ed25519"], "kadtalk.lifetime": ["600"]},
+              "ALLOCATED": {"kadtalk.observed.ip": ["192.0.2.1"],
+                            "kadtalk.observed.port": ["5004"]},
+              "KNOCKED": {"kadtalk.peer.ip": ["203.0.113.7"]},
+              "DATA": {"kadtalk.payload_len": ["16"]}}
+    for m in r["messages"]:
+        data = bytes.fromhex(m["hex"])
+        expect = fields.get(m["name"], {})
+        if m["name"] == "ERROR":
+            expect = {"kadtalk.relay.error": [str(data[3])], "_ws.col.Info": [
+                f"ERROR {relay_wire.NAMES[data[2]]} {relay_wire.ERROR_NAMES[data[3]]}"]}
+        out.append((data, [m["name"]], expect))
+    allocation = bytes.fromhex(r["messages"][3]["hex"])[18:26]
+    out.append((relay_wire.data(allocation, key_req), ["DATA", "KEY_REQ"],
+                {"kadtalk.identity.id": [s["caller"]["id"]], "kadtalk.payload_len": ["263"]}))
+    ring = bytes.fromhex(s["packets"][0]["wire"])
+    out.append((relay_wire.data(allocation, ring), ["DATA", "SIGNAL"], {"kadtalk.seq": ["0"]}))
+    # storage (§22): every message of storage.json, every STORED status, FOUND with contacts
+    st = load("storage.json")
+    fields = {"STORED": {"kadtalk.storage.status": ["0"]},
+              "DELETE": {"kadtalk.storage.epoch": [str(st["keys"]["epoch"])],
+                         "kadtalk.storage.value_id": [st["keys"]["value_id"]],
+                         "kadtalk.identity.id": [st["bob"]["node_id"]]},
+              "DELETED": {"kadtalk.storage.removed": ["1"]}}
+    for m in st["messages"]:
+        data = bytes.fromhex(m["hex"])
+        expect = fields.get(m["name"], {})
+        if m["name"] == "STORE":  # its author's ID, and the record's kind
+            expect = {"kadtalk.identity.id": [st[m["from"]]["node_id"]],
+                      "kadtalk.storage.kind": [str(data[22])]}
+        out.append((data, [m["name"]], expect))
+    key = bytes.fromhex(st["keys"]["mailbox_key"])
+    for status, name in storage_wire.STATUS_NAMES.items():
+        out.append((storage_wire.stored(key, bytes(16), status), ["STORED"],
+                    {"_ws.col.Info": [f"STORED key={key.hex()[:8]}… status={name}"]}))
+    contact = erin + ipv4_to_wire(("10.0.0.1", 5004))
+    out.append((storage_wire.found(key, bytes(8), 0, storage_wire.NO_MORE, [], [contact]),
+                ["FOUND"], {"kadtalk.contact.id": [erin.hex()], "kadtalk.storage.next": ["65535"],
+                            "kadtalk.storage.count": ["0"]}))
+    return out
+
+
+EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.responder",
+         "kadtalk.contacts", "kadtalk.contact.id", "kadtalk.contact.ip", "kadtalk.contact.port",
+         "kadtalk.identity.id", "kadtalk.identity.type", "kadtalk.timestamp", "kadtalk.seq",
+         "kadtalk.ciphertext_len", "kadtalk.request_tag", "kadtalk.cookie", "kadtalk.nonce",
+         "kadtalk.observed.ip", "kadtalk.observed.port", "kadtalk.requester", "kadtalk.sender",
+         "kadtalk.relay_addr.ip", "kadtalk.relay_addr.port", "kadtalk.allocation",
+         "kadtalk.lifetime", "kadtalk.relay.error", "kadtalk.relay.error_op", "kadtalk.peer.ip",
+         "kadtalk.payload_len", "kadtalk.storage.kind", "kadtalk.storage.status",
+         "kadtalk.storage.epoch", "kadtalk.storage.value_id", "kadtalk.storage.removed",
+         "kadtalk.storage.next", "kadtalk.storage.count")
+
+ALL_TYPES = {
+    "routing": {"ROUTE_REQ", "ROUTE_RES"},
+    "session": {"KEY_REQ", "KEY_RES", "MEDIA", "SIGNAL", "COOKIE_REPLY", "COOKIE_RETRY"},
+    "traversal": {"ADDR_REQ", "ADDR_RES", "PUNCH_REQ", "PUNCH_FWD", "PUNCH", "PUNCH_COOKIE",
+                  "PUNCH_REQ_RELAY", "PUNCH_FWD_RELAY"},
+    "relay": set(relay_wire.NAMES.values()),
+    "storage": set(storage_wire.NAMES.values()),
+}
+
+
+@pytest.fixture(scope="module")
+def messages():
+    return vector_messages()
+
+
+def test_every_message_type_of_every_layer_decodes_with_its_name_and_fields(tmp_path, messages):
+    rows = tshark(tmp_path, on_port([m[0] for m in messages]), *EXTRA)
+    for (data, names, fields), row in zip(messages, rows):
+        assert claimed(row) and row["kadtalk.msg"] == names, (data.hex(), row)
+        for name, values in fields.items():
+            assert row[name] == values, (names, name, row[name])
+        assert not row["_ws.expert.message"], (names, row["_ws.expert.message"])  # all valid
+        assert not refused(data), names  # and the node agrees
+        no_lua_error(row)
+    decoded = {n for row in rows for n in row["kadtalk.msg"]}
+    for layer, names in ALL_TYPES.items():
+        assert names <= decoded, (layer, names - decoded)
+
+
+def test_truncated_and_mutated_datagrams_yield_expert_info_never_a_lua_error(tmp_path, messages):
+    """Every valid datagram cut at every length, one byte longer, with an unknown type or
+    operation byte, and with single bytes changed: where a node's own parser refuses the result,
+    the dissector reports an error; for all of them, no Lua error."""
+    rng = Random(13)
+    variants: list[bytes] = [b"", b"\x09" + bytes(40)]
+    for data, _, _ in messages:
+        variants += [data[:n] for n in range(len(data))]
+        variants += [data + b"\x00", data + b"\xff" * 30]
+        if len(data) > 1:
+            variants += [data[:1] + b"\x7f" + data[2:]]
+        for _ in range(10):
+            i = rng.randrange(len(data))
+            variants.append(data[:i] + bytes([rng.randrange(256)]) + data[i + 1:])
+    variants = list(dict.fromkeys(variants))
+    rows = tshark(tmp_path, on_port(variants))
+    flagged = 0
+    for data, row in zip(variants, rows):
+        no_lua_error(row)
+        assert claimed(row) or not data, data.hex()  # UDP hands on no empty payload
+        if data and refused(data):
+            assert errors(row), (data.hex(), row["_ws.expert.message"])
+            flagged += 1
+    assert flagged > len(variants) // 2  # most cuts are refused: the check is not vacuous
+    cut = [row for data, row in zip(variants, rows) if data and data[0] == 0x06 and len(data) == 10]
+    assert any("cut short" in m or "must be" in m for row in cut for m in errors(row))
+
+
+def test_random_datagrams_never_raise_a_lua_error(tmp_path):
+    rng = Random(2026)
+    kinds = list(range(11)) + [0x09, 0x42, 0xFF]
+    datagrams = []
+    for _ in range(1500):
+        head = bytes([rng.choice(kinds), rng.randrange(14)])
+        datagrams.append(head + rng.randbytes(rng.choice((0, 1, 8, 20, 40, 60, 200, 1500))
+                                              + rng.randrange(30)))
+    rows = tshark(tmp_path, on_port(datagrams))
+    for data, row in zip(datagrams, rows):
+        no_lua_error(row)
+        if refused(data):
+            assert errors(row), (data.hex(), row["_ws.expert.message"])
+
+
+def test_the_heuristic_claims_kadtalk_on_any_port_and_leaves_other_udp_alone(tmp_path,
+                                                                           messages):
+    """Off port 5004, each datagram on an address pair of its own: every message whose layout
+    says kadtalk is claimed; MEDIA, SIGNAL and opaque relay DATA are claimed only after a
+    message that checks out on the same address pair; other UDP is not claimed."""
+    frames, expect = [], []
+    port = 20000
+
+    def add(data: bytes, yes: bool, fresh: bool = True) -> None:
+        nonlocal port
+        if fresh:
+            port += 2
+        frames.append((WALL + len(frames) / 1000, ("192.0.2.1", port), ("198.51.100.1", port + 1),
+                       data))
+        expect.append(yes)
+
+    stream = {"MEDIA", "SIGNAL"}
+    for data, names, _ in messages:
+        opaque = names[0] in stream or (names == ["DATA"])
+        add(data, not opaque)
+    s = load("session.json")
+    add(bytes.fromhex(s["key_req"]), True)  # a key exchange, then the call on the same pair
+    for p in s["packets"]:
+        add(bytes.fromhex(p["wire"]), True, fresh=False)
+    rng = Random(7)
+    others = [b"", b"\x00", bytes(41), bytes(100), bytes(561), b"\x01" + bytes(40),
+              b"hello, world\n", b"\x04" + rng.randbytes(99), b"\x05" + rng.randbytes(20),
+              b"\x06\x05" + rng.randbytes(21), b"\x08\x0a" + rng.randbytes(30),
+              b"\x07\x02" + rng.randbytes(300), b"\x02" + rng.randbytes(262),
+              # DNS query for example.com and an RTP header, off their usual ports
+              bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001"),
+              bytes.fromhex("80e0000100000a0012345678") + rng.randbytes(160)]
+    others += [rng.randbytes(rng.randrange(1, 1400)) for _ in range(300)]
+    for data in others:
+        add(data, False)
+    rows = tshark(tmp_path, frames, name="heuristic")
+    wrong = [(f[3][:4].hex(), len(f[3]), yes) for f, row, yes in zip(frames, rows, expect)
+             if claimed(row) != yes]
+    assert wrong == []
+    for row in rows:
+        no_lua_error(row)
+
+
+# -- a real relayed call and offline messages, captured on the in-memory network ---------------
+
+def real_traffic() -> list:
+    """Every datagram of: seven nodes joining, two behind symmetric NATs finding relays, a
+    call between those two set up through a relay with 1 s of media and a hang-up, then an
+    offline message stored, fetched and acknowledged between two public nodes."""
+    from kadtalk.transport.memory import SymmetricNat
+
+    from ..node.relay.dht import A, B, P2, P3, Call, network
+
+    log: list = []
+    nat = SymmetricNat()
+    nat.add(A, "203.0.113.1")
+    nat.add(B, "203.0.113.2")
+
+    def tap(packet, now):  # what each node sends, as a capture on its own host shows it
+        log.append((WALL + now, packet.src, packet.dst, packet.payload))
+        return nat(packet, now)
+
+    net = network(tap)
+    call = Call(net)
+    assert call.connect() == "talking"
+    call.media(1.0)
+    net.nodes[A].hang_up(net.now, call.sid_a)
+    net.service(A)
+    net.run_until(net.now + 1.0)
+
+    recipient, sender = net.nodes[P2], net.nodes[P3]
+
+    def wait(addr, kind, count=1):
+        net.service(addr)
+        net.run(until=lambda: len(net.of(addr, kind)) >= count, limit=net.now + 30)
+        return net.of(addr, kind)[count - 1]
+
+    recipient.storage.publish_prekey(net.now)
+    recipient.pump_storage(net.now)
+    wait(P2, ValueStored)
+    me = recipient.storage.identity.node_id
+    sender.storage.fetch_prekey(me, net.now)
+    sender.pump_storage(net.now)
+    found = wait(P3, PrekeyFound)
+    sender.storage.send_message(me, found.prekey, b"see you at eight", net.now)
+    sender.pump_storage(net.now)
+    wait(P3, ValueStored)
+    epochs = recipient.storage.fetch_mailbox(net.now)
+    recipient.pump_storage(net.now)
+    message = wait(P2, MessageReceived)
+    wait(P2, ValuesFound, count=len(epochs))
+    recipient.storage.acknowledge(message.epoch, [message.vid], net.now)
+    net.service(P2)
+    net.run_until(net.now + 5.0)
+    return log
+
+
+def test_a_real_relayed_call_and_offline_message_decode_without_a_complaint(tmp_path):
+    frames = real_traffic()
+    rows = tshark(tmp_path, frames, name="real")
+    counts = Counter(n for row in rows for n in row["kadtalk.msg"])
+    for data, row in zip((f[3] for f in frames), rows):
+        no_lua_error(row)
+        assert claimed(row) and row["kadtalk.msg"], data.hex()
+        assert not row["_ws.expert.message"], (data.hex(), row["_ws.expert.message"])
+    must = {"ROUTE_REQ", "ROUTE_RES", "KEY_REQ", "KEY_RES", "MEDIA", "SIGNAL", "ADDR_REQ",
+            "ADDR_RES", "PUNCH_REQ_RELAY", "HELLO", "CHALLENGE", "ALLOCATE", "ALLOCATED",
+            "PERMIT", "PERMITTED", "DATA", "KNOCK", "KNOCKED", "REFRESH", "REFRESHED", "STORE",
+            "STORED", "FIND_VALUE", "FOUND", "DELETE", "DELETED"}
+    assert must <= set(counts), must - set(counts)
+    # off the default port, the heuristic and the conversations it marks take every datagram
+    moved = [(t, (s[0], s[1] + 10000), (d[0], d[1] + 10000), p) for t, s, d, p in frames]
+    rows = tshark(tmp_path, moved, name="real-heuristic")
+    assert Counter(n for row in rows for n in row["kadtalk.msg"]) == counts
