@@ -255,7 +255,8 @@ local function all_zero(tvb, offset, length)
 end
 
 local function utc(seconds)
-    return os.date("!%Y-%m-%d %H:%M:%S UTC", seconds)
+    local ok, text = pcall(os.date, "!%Y-%m-%d %H:%M:%S UTC", seconds)
+    return ok and text or "out of range"
 end
 
 -- Why an IPv4 contact address is unusable (docs/protocol.md §3 "Limits"), or nil.
@@ -369,8 +370,10 @@ end
 function Reader:trailing(rule)
     if self.ok and self:left() > 0 then
         self.tree:add(f.trailing, self.tvb(self.pos, self:left()))
-        self:expert(e.bad_length, string.format("%s: %d bytes too many (%s)", self.name,
-                                                self:left(), rule))
+        if not self.flagged then
+            self:expert(e.bad_length, string.format("%s: %d byte(s) too many (%s)", self.name,
+                                                    self:left(), rule))
+        end
         self.pos = self.len
     end
 end
@@ -378,6 +381,7 @@ end
 -- The datagram's length against an exact size (a node drops any other: malformed).
 function Reader:exact(size)
     if self.len ~= size then
+        self.flagged = true
         self:expert(self.len < size and e.truncated or e.bad_length, string.format(
             "%s must be %d bytes, this one is %d (a node drops it: malformed)",
             self.name, size, self.len))
@@ -566,8 +570,10 @@ local function cookie(r, pinfo, depth)
         return name
     end
     if inner(0, 1):uint() ~= 0x02 then
+        r.tree:add(f.payload, inner)
         r:expert(e.unknown, "a COOKIE_RETRY carries a KEY_REQ only (a node drops it: "
                  .. "bad_cookie_retry)")
+        return name
     end
     local info = dissect_message(inner:tvb(), pinfo, r.tree, depth + 1)
     return "COOKIE_RETRY cookie=" .. short(hex(value)) .. " | " .. info
@@ -754,8 +760,11 @@ local function record(r, n, label)
     if kind and not RECORD_KINDS[kind] then
         sub:expert(e.unknown, string.format("record kind %d (a storer drops it: bad_kind)", kind))
     end
-    local expiry = sub:add(f.expiry, 4, "expiry")
-    if expiry then expiry = expiry:uint() end
+    local expiry = sub:take(4, "expiry")
+    if expiry then
+        sub.tree:add(f.expiry, expiry):append_text(" (" .. utc(expiry:uint()) .. ")")
+        expiry = expiry:uint()
+    end
     local seq = sub:uint(f.sequence, 4, "sequence")
     local spki_len = sub:uint(f.spki_len, 2, "SPKI length")
     if spki_len and (spki_len == 0 or spki_len > MAX_SPKI) then
@@ -844,8 +853,11 @@ local function storage(r)
                              nxt == 0xffff and "none" or tostring(nxt),
                              contacts > 0 and (" contacts=" .. contacts) or "")
     elseif op == 0x05 then
-        local epoch = r:add(f.epoch, 4, "epoch")
-        if epoch then epoch = epoch:uint() end
+        local epoch = r:take(4, "epoch")
+        if epoch then
+            r.tree:add(f.epoch, epoch):append_text(" (from " .. utc(epoch:uint() * 86400) .. ")")
+            epoch = epoch:uint()
+        end
         local count = r:uint(f.count, 1, "count")
         if count and (count == 0 or count > MAX_VIDS) then
             r:expert(e.bad_length, string.format("DELETE of %d value IDs: 1 to %d (a node "
