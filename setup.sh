@@ -18,8 +18,10 @@ set -euo pipefail
 #                                                       paces ALSA's "pulse" device; real speech)
 #   chromium fonts-dejavu-core                        : the web GUI's browser test (Playwright
 #                                                       drives Debian's chromium; no download)
+#   tshark                                            : the Wireshark dissector's tests
+#                                                       (tools/wireshark, docs/wireshark.md)
 # python3-venv is only installed when the python3 on PATH cannot make a venv by itself.
-APT_PACKAGES="python3 python3-venv python3-dev build-essential libopus0 libasound2-dev alsa-utils iproute2 iptables libnetfilter-queue-dev pulseaudio libasound2-plugins espeak-ng chromium fonts-dejavu-core"
+APT_PACKAGES="python3 python3-venv python3-dev build-essential libopus0 libasound2-dev alsa-utils iproute2 iptables libnetfilter-queue-dev pulseaudio libasound2-plugins espeak-ng chromium fonts-dejavu-core tshark"
 
 VENV=.venv
 STAMP="$VENV/.kadtalk-installed"
@@ -83,6 +85,9 @@ install_apt_packages() {
     fi
 
     say "installing apt packages: ${missing[*]}"
+    # tshark's wireshark-common asks whether non-root users may capture: answer no, no prompt
+    echo "wireshark-common wireshark-common/install-setuid boolean false" |
+        "${sudo[@]}" debconf-set-selections
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}"
