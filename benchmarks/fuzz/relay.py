@@ -1,11 +1,14 @@
 """Relay target (0x08: HELLO ... DATA) through a serving RelayLayer and a client holding an
 allocation with it.
 
-The relay holds a live allocation (owner O, permitted peer P); inputs come from O, P, a
-stranger or any address, may name the live allocation, may carry a cookie valid for their
-source, and may be a freshly signed ALLOCATE (so allocations come and go against the caps);
+The relay holds a live allocation (owner O, permitted peer P, which knocked and echoed its
+cookie); inputs come from O, P, a stranger or any address, may name the live allocation, may
+carry a cookie valid for their source (a CHALLENGE's, or a knock cookie for the allocation they
+name), and may be a freshly signed ALLOCATE (so allocations come and go against the caps);
 answers from the relay's address also go to the client. Rates are opened wide so that every
-input reaches the checks behind them.
+input reaches the checks behind them. Checked: no answer to the source larger than the input;
+KNOCKED only to the owner and only for a knock whose cookie was minted for its source; DATA
+only between an owner and a peer that proved its address.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 from benchmarks.fuzz.core import WIDE, Target, Violation, datagrams
 from kadtalk.node.identity import Identity
 from kadtalk.node.relay import RelayLayer, RelaySettings, addresses, wire
+from kadtalk.node.session.cookie import _mac
 
 FAST = RelaySettings(
     serve="always", max_allocations=16, max_per_host=3, max_per_identity=2, min_lifetime=30,
@@ -40,9 +44,13 @@ class RelayState:
         self.client.allocate(RELAY, 0.0)
         self.pump()
         self.path = self.client.next_event().path
+        number = self.path.allocation
+        self.relay.receive_datagram(wire.knock(number), PEER, 0.0)
+        [(cookie, _)] = self.relay.datagrams_to_send(0.0)
+        self.relay.receive_datagram(wire.knock(number, cookie[10:16]), PEER, 0.0)
+        self.proven = {(number, PEER)}  # (allocation, address) that echoed a knock cookie
         self.client.permit(self.path, PEER, 0.0)
         self.pump()
-        number = self.path.allocation
         me = self.identities[1]
         nonce, cookie = bytes(16), bytes(16)
         self.seeds = [
@@ -54,6 +62,9 @@ class RelayState:
             wire.permit(number, addresses.to_wire(PEER)),
             wire.permit(number, addresses.to_wire(PEER), wire.PERMITTED),
             wire.error(wire.ALLOCATE, wire.QUOTA, number), wire.data(number, b"payload"),
+            wire.knock(number), wire.knock(number, cookie[10:16]),
+            wire.knock(number, cookie[10:16], wire.KNOCK_COOKIE),
+            wire.knocked(number, addresses.to_wire(PEER)),
         ]
 
     def pump(self) -> None:
@@ -71,8 +82,16 @@ class RelayState:
                     self.client.receive_datagram(data, RELAY, self.now)
 
 
+def knock_cookie_valid(relay: RelayLayer, addr: Any, number: bytes, cookie: bytes,
+                       now: float) -> bool:
+    """The knock cookie rule recomputed here (the relay's secrets, the MAC of
+    kadtalk.node.session.cookie), not asked of the code under test."""
+    return any(secret is not None and _mac(secret, addr, number)[:wire.KNOCK_COOKIE_SIZE] == cookie
+               for secret in relay.server._knock_cookies._secrets(now))
+
+
 def relay_strategy(state: RelayState) -> st.SearchStrategy:
-    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 12),
+    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 14),
                       st.binary(max_size=60))
     exact = st.sampled_from(state.seeds).flatmap(  # a valid layout, every field random
         lambda seed: st.binary(min_size=len(seed) - 2, max_size=len(seed) - 2).map(
@@ -81,7 +100,8 @@ def relay_strategy(state: RelayState) -> st.SearchStrategy:
         st.one_of(exact, exact, datagrams(state.seeds, [wire.RELAY], 200), sized),
         st.integers(0, 3),  # source: owner, peer, stranger, any address
         st.booleans(),  # name the live allocation
-        st.integers(0, 7),  # 0: a valid cookie for the source; 1: a signed ALLOCATE
+        st.integers(0, 7),  # 0: a valid cookie for the source; 1: a signed ALLOCATE;
+        #                     2: a KNOCK with a knock cookie valid for its source
         st.booleans(),  # also hand it to the client, as if from the relay
     )
 
@@ -102,6 +122,10 @@ def run_relay(state: RelayState, item: tuple) -> None:
         cookie = relay.server._cookies.mint(addr, nonce, now)
         data = wire.allocate(nonce, cookie, 60, me.public_der,
                              me.sign(wire.signed_part(nonce, cookie, 60)))
+    elif extra == 2 and len(data) == 16 and data[1] == wire.KNOCK:
+        data = data[:10] + relay.server._knock_cookies.mint(addr, data[2:10], now)
+    valid_knock = (len(data) == 16 and data[1] == wire.KNOCK and data[10:16] != wire.NO_COOKIE
+                   and knock_cookie_valid(relay, addr, data[2:10], data[10:16], now))
     drops = sum(relay.drop_counts().values())
     relay.receive_datagram(data, addr, now)
     if not wire.well_formed(data) and sum(relay.drop_counts().values()) != drops + 1:
@@ -116,16 +140,22 @@ def run_relay(state: RelayState, item: tuple) -> None:
             back += len(out)
             continue
         if out[1] == wire.KNOCKED and data[1] == wire.KNOCK and len(out) <= len(data):
-            # a would-be peer's knock goes to the allocation's owner only, never larger
+            # a would-be peer's knock goes to the allocation's owner only, never larger, and
+            # only once the knocker echoed the cookie minted for its address
             alloc = server.allocations.get(out[2:10])
             if alloc is None or dst != alloc.owner:
                 raise Violation("KNOCKED to another address than the allocation's owner")
+            if not valid_knock:
+                raise Violation("KNOCKED for a knocker that did not prove its address")
+            state.proven.add((alloc.number, addr))
             continue
         if out != data or out[1] != wire.DATA:
             raise Violation("the relay sent something else than a DATA it received to a third")
         alloc = server.allocations.get(out[2:10])
         if alloc is None or {addr, dst} != {alloc.owner, alloc.peer}:
             raise Violation("DATA forwarded outside an allocation's owner and its peer")
+        if dst != alloc.owner and (alloc.number, dst) not in state.proven:
+            raise Violation("DATA forwarded to a peer that never echoed a knock cookie")
         if addresses.forbidden(dst, OWNER, [RELAY], False) not in (None, "forbidden_self"):
             raise Violation("DATA forwarded to a special address")
     if back > len(data):

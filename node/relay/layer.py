@@ -1,8 +1,8 @@
 """The relay layer: both roles behind one type byte (0x08), with the surface of node/layer.py.
 
 Requests (HELLO, ALLOCATE, REFRESH, PERMIT, KNOCK) go to the server role, answers (CHALLENGE,
-ALLOCATED, REFRESHED, PERMITTED, ERROR, KNOCKED, KNOCK_COOKIE) to the client role; DATA to the server when it names one
-of its allocations, else to the client (a path of ours). A node serves only when it may
+ALLOCATED, REFRESHED, PERMITTED, ERROR, KNOCKED, KNOCK_COOKIE) to the client role; DATA to the
+server when it names one of its allocations, else to the client (a path of ours). A node serves only when it may
 (`RelaySettings.serve`: `always`, `never`, or `auto` = once `set_public` has told it its public
 address); a request to a node that does not serve is a counted drop, never answered. The server
 role is made on the first request it serves, so a node that never relays holds none of it.

@@ -126,6 +126,26 @@ def _relay_forwards_anywhere(monkeypatch):
                         lambda self, alloc, data, addr, now: self.send(data, ("192.0.2.200", 9)))
 
 
+def _relay_knocks_need_no_cookie(monkeypatch):
+    from kadtalk.node.relay import server
+
+    monkeypatch.setattr(server.KnockCookies, "valid", lambda self, addr, tag, cookie, now: True)
+
+
+def _relay_permits_unproven_peers(monkeypatch):
+    from kadtalk.node.relay import server
+
+    real = server.RelayServer.on_permit
+
+    def permit(self, data, addr, now):
+        alloc = self.allocations.get(data[2:10])
+        if alloc is not None and addr == alloc.owner:
+            alloc.proven += (server.addresses.from_wire(data[10:16]),)
+        real(self, data, addr, now)
+
+    monkeypatch.setattr(server.RelayServer, "on_permit", permit)
+
+
 def _storage_answers_in_full(monkeypatch):
     from kadtalk.node.storage import layer
 
@@ -163,6 +183,8 @@ def _lines_unlimited(monkeypatch):
         ("traversal", _punch_req_never_checked),
         ("relay", _relay_challenges_twice),
         ("relay", _relay_forwards_anywhere),
+        ("relay", _relay_knocks_need_no_cookie),
+        ("relay", _relay_permits_unproven_peers),
         ("storage", _storage_answers_in_full),
         ("storage", _storage_skips_signatures),
         ("node-stack", _traversal_not_dispatched),

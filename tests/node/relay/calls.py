@@ -44,8 +44,8 @@ def world(route: Callable[[Route], Route] | None = None) -> tuple[MemoryNet, Sym
 
 def relay_path(net: MemoryNet) -> tuple[RelayPath, Any]:
     """B allocates (so it learns where the relay sees it, and its NAT stays open to R); A
-    allocates; B knocks there (proving that address) and A permits it. The addresses B and A swap here
-    travel in the call set-up (the next step): here the test hands them over."""
+    allocates; B knocks there (proving that address) and A permits it. The addresses B and A
+    swap here travel in the call set-up (the next step): here the test hands them over."""
     a, b = net.nodes[A], net.nodes[B]
     b.relay.allocate(R, net.now)
     a.relay.allocate(R, net.now)

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from kadtalk.node.layer import Layer
 from kadtalk.node.relay import RelayLayer, wire
-from kadtalk.node.routing.contacts import ContactRegistry
+from kadtalk.node.routing.contacts import ContactRegistry, ipv4_to_wire
 from kadtalk.node.stack import Node
 
-from .conftest import A, B, C, SERVE, World, identity
+from .conftest import A, B, C, R, SERVE, World, identity
 
 SOURCES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("0.0.0.0", 0), "sim-address", 7,
                            ("::1", 5004), ("999.1.1.1", 5004)])
@@ -103,3 +103,83 @@ def test_events_are_frozen_dataclasses_on_one_base():
     for kind in kinds:
         assert issubclass(kind, events.RelayEvent) and issubclass(kind, Event)
         assert dataclasses.is_dataclass(kind) and kind.__dataclass_params__.frozen
+
+
+ADDRESSES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("198.18.0.9", 40000)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(ADDRESSES, ADDRESSES, st.binary(min_size=6, max_size=6),
+                          st.integers(0, 2), st.floats(0.0, 300.0)), max_size=10))
+def test_a_knock_proves_exactly_the_address_its_cookie_was_sent_to(items):
+    """KNOCK's cookie field: a bare KNOCK draws a 16-byte KNOCK_COOKIE to its source only; a
+    KNOCK proves its source (KNOCKED to the owner, the address among the proven) only when its
+    cookie is the one minted for that source and allocation (an arbitrary guess, or a cookie
+    minted for another address or allocation, is a counted drop); permissions follow."""
+    world = World()
+    relay = world.relay
+    alloc_a = world.granted(A).path.allocation
+    alloc_c = world.granted(C).path.allocation
+    server = relay.server
+    now = 0.0
+    for src, minted_for, guess, kind, dt in items:
+        now += dt
+        number = (alloc_a, alloc_c)[len(guess) % 2 if kind else 0]
+        if kind == 0:
+            data = wire.knock(number)
+        elif kind == 1:
+            data = wire.knock(number, server._knock_cookies.mint(minted_for, number, now))
+        else:
+            data = wire.knock(number, guess)
+        server.expire(now)  # (the clients do not refresh here: allocations end at 600 s)
+        alloc = server.allocations.get(number)
+        before = set(alloc.proven) if alloc is not None else set()
+        relay.receive_datagram(data, src, now)
+        out = relay.datagrams_to_send(now)
+        owner = alloc.owner if alloc is not None else None
+        for sent, dst in out:
+            assert len(sent) <= len(data) == 16
+            if dst == src:
+                assert sent[1] == wire.KNOCK_COOKIE and data[10:16] == wire.NO_COOKIE
+                assert server._knock_cookies.valid(src, number, sent[10:16], now)
+            else:
+                assert dst == owner and sent == wire.knocked(number, ipv4_to_wire(src))
+        proved = any(dst == owner for _, dst in out)
+        minted = kind == 1 and minted_for == src or (
+            kind == 2 and server._knock_cookies.valid(src, number, guess, now))
+        if src in (owner, R) or alloc is None:
+            assert not proved
+        else:
+            assert proved == (minted and data[10:16] != wire.NO_COOKIE)
+            assert (src in alloc.proven) == (proved or src in before)
+            assert len(alloc.proven) <= 4
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from([R, R, A, ("198.51.100.1", 5005), "sim-address"]),
+                          st.binary(min_size=14, max_size=14), st.booleans(),
+                          st.floats(0.0, 4.0)), max_size=12))
+def test_a_knocker_echoes_only_cookies_from_the_relay_it_knocked_at_and_at_most_twice(items):
+    """The client's side of KNOCK_COOKIE: arbitrary ones, from anywhere, draw nothing but
+    16-byte KNOCKs to the relay knocked at, at most two per knock, never after 10 s."""
+    from kadtalk.node.relay import RelayPath
+
+    layer = RelayLayer(identity("b"), SERVE)
+    path = RelayPath(R, bytes(range(8)))
+    layer.knock(path, 0.0)
+    layer.datagrams_to_send(0.0)
+    now, echoes = 0.0, 0
+    for src, body, aimed, dt in items:
+        now += dt
+        data = bytes((wire.RELAY, wire.KNOCK_COOKIE)) + (
+            path.allocation + body[8:] if aimed else body)
+        layer.receive_datagram(data, src, now)
+        for sent, dst in layer.datagrams_to_send(now):
+            echoes += 1
+            assert dst == R == src and aimed and now < 10.0
+            assert sent == wire.knock(path.allocation, data[10:16])
+    t, due = 0.0, 0
+    for src, _, aimed, dt in items:
+        t += dt
+        due += src == R and aimed and t < 10.0
+    assert echoes == min(due, 2)  # each cookie from the relay in time is echoed, twice at most
