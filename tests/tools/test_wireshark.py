@@ -7,10 +7,9 @@ not kadtalk (the heuristic leaves it alone). docs/wireshark.md shows the output.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
-import socket
-import struct
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -39,28 +38,13 @@ pytestmark = pytest.mark.skipif(
                            "./setup.sh test installs it)")
 
 WALL = 1_767_225_600
+_spec = importlib.util.spec_from_file_location("kadtalk_pcap", SCRIPT.parent / "pcap.py")
+_pcap_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_pcap_module)
+pcap = _pcap_module.pcap  # tools/wireshark/pcap.py: Ethernet, IPv4, UDP frames in a pcap file
 
 
 # -- captures ------------------------------------------------------------------------------------
-
-def pcap(frames: list[tuple[float, tuple[str, int], tuple[str, int], bytes]]) -> bytes:
-    """A classic pcap file (Ethernet, IPv4, UDP) of (time, source, destination, payload)."""
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for t, (sip, sport), (dip, dport), payload in frames:
-        udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload  # no checksum
-        head = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                           socket.inet_aton(sip), socket.inet_aton(dip))
-        words = struct.unpack(">10H", head)
-        total = sum(words)
-        total = (total & 0xFFFF) + (total >> 16)
-        head = head[:10] + struct.pack(">H", ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF) \
-            + head[12:]
-        frame = bytes(6) + b"\x02" + bytes(5) + b"\x08\x00" + head + udp
-        sec = int(t)
-        out.append(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(frame), len(frame)))
-        out.append(frame)
-    return b"".join(out)
-
 
 def on_port(datagrams: list[bytes], port: int = PORT) -> list:
     """Each datagram from 192.0.2.1 to 198.51.100.1, both on `port`, 1 ms apart."""
@@ -477,3 +461,38 @@ def test_a_real_relayed_call_and_offline_message_decode_without_a_complaint(tmp_
     moved = [(t, (s[0], s[1] + 10000), (d[0], d[1] + 10000), p) for t, s, d, p in frames]
     rows = tshark(tmp_path, moved, name="real-heuristic")
     assert Counter(n for row in rows for n in row["kadtalk.msg"]) == counts
+
+
+# -- the sample capture docs/wireshark.md shows, other ports, JSON output --------------------------
+
+def test_the_sample_capture_decodes_on_another_port_by_preference_or_decode_as(tmp_path):
+    """tools/wireshark/pcap.py's capture of every vector, on port 6000: with the heuristic off,
+    nothing is kadtalk until the port preference or "Decode As" says so; `-T json` shows the
+    message names and node IDs as docs/wireshark.md does."""
+    path = tmp_path / "vectors.pcap"
+    done = subprocess.run(["python", str(SCRIPT.parent / "pcap.py"), str(path), "6000"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    count = len(_pcap_module.vector_datagrams())
+    base = [TSHARK, "-n", "-X", f"lua_script:{SCRIPT}", "-r", str(path),
+            "--disable-heuristic", "kadtalk_udp"]
+
+    def names(*options: str) -> list[str]:
+        out = subprocess.run(base + list(options) + ["-T", "fields", "-e", "kadtalk.msg"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        return out.splitlines()
+
+    assert names() == [""] * count
+    by_pref = names("-o", "kadtalk.port:6000")
+    assert "" not in by_pref and len(by_pref) == count
+    assert names("-d", "udp.port==6000,kadtalk") == by_pref
+    out = subprocess.run(base + ["-o", "kadtalk.port:6000", "-T", "json", "--no-duplicate-keys",
+                                 "-J", "kadtalk"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    layers = [p["_source"]["layers"]["kadtalk"] for p in json.loads(out)]
+    assert layers[0]["kadtalk.msg"] == "ROUTE_REQ"
+    assert layers[0]["kadtalk.target"] == nid(b"bob").hex(":")  # JSON writes bytes so
+    key_req = layers[2]
+    assert key_req["kadtalk.msg"] == "KEY_REQ"
+    assert key_req["kadtalk.identity_tree"]["kadtalk.identity.id"] == \
+        bytes.fromhex(load("session.json")["caller"]["id"]).hex(":")
