@@ -199,7 +199,18 @@ kt.prefs.port = Pref.uint("UDP port", DEFAULT_PORT,
 
 -- Helpers -------------------------------------------------------------------------------------
 
-local band, bor, bxor, bnot, lrot = bit32.band, bit32.bor, bit32.bxor, bit32.bnot, bit32.lrotate
+-- 32-bit operations: Lua 5.2's bit32 (Wireshark up to 4.2), else 5.3+'s operators (4.4 and later,
+-- Lua 5.4), compiled at run time so that this file still parses under 5.2.
+local bits = bit32 or load([[
+    local M = 0xffffffff
+    return {
+        band = function(a, b, c) return a & b & (c or M) end,
+        bor = function(a, b, c) return a | b | (c or 0) end,
+        bxor = function(a, b, c, d) return a ~ b ~ (c or 0) ~ (d or 0) end,
+        bnot = function(a) return ~a & M end,
+        lrotate = function(a, n) return ((a << n) | (a >> (32 - n))) & M end,
+    }]])()
+local band, bor, bxor, bnot, lrot = bits.band, bits.bor, bits.bxor, bits.bnot, bits.lrotate
 
 local function be32(n)
     return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
