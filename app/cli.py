@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 COMMANDS = ("daemon", "wait-ready", "status", "call", "answer", "decline", "hangup", "mute",
-            "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web", "history")
+            "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web", "history",
+            "send", "messages")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
@@ -23,6 +24,8 @@ EXAMPLES = """examples:
   kadtalk contacts add alice 3f1c...e0            name a node ID
   kadtalk call alice                              ring, wait for the answer
   kadtalk answer | kadtalk hangup                 pick up / end the call
+  kadtalk send alice "on my way"                  a text message; waits for its receipt
+  kadtalk messages alice                          the conversation, oldest first
   kadtalk watch --json                            every event, one JSON object a line
   kadtalk web                                     open the printed URL in a browser
 """
@@ -140,6 +143,22 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("contact", nargs="?", help="node ID or contact name")
     p.add_argument("--limit", type=int, default=50, metavar="N",
                    help="at most N calls (default 50)")
+    p = _client(commands, "send", "send a text message to a node ID or a contact",
+                description="Send an end-to-end encrypted text message (at most 1,024 bytes of "
+                "UTF-8) over a session with the peer: the current call's, or one opened for "
+                "messages. It is kept in the history first; if it cannot be delivered now it "
+                "stays pending and is sent again at the next session with that peer. Exit 0 "
+                "delivered (its receipt came), 2 still pending after --wait, 1 refused.")
+    p.add_argument("target", help="node ID (40 hex digits) or contact name")
+    p.add_argument("text", help="the message (quote it)")
+    p.add_argument("--wait", type=_seconds, default=20.0, metavar="SECONDS",
+                   help="wait this long for the receipt (default 20; 0: return at once)")
+    p = _client(commands, "messages", "text messages, oldest first (all, or with one contact)",
+                description="List the latest text messages in conversation order: time, who, "
+                "direction, delivery state, text. Listing them marks the incoming ones read.")
+    p.add_argument("contact", nargs="?", help="node ID or contact name")
+    p.add_argument("--limit", type=int, default=50, metavar="N",
+                   help="the latest N messages (default 50)")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
                 "open, then use them (in a call: switch at once). Only the devices the daemon "
@@ -295,6 +314,12 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
         extra = {"peer": args.contact} if args.contact else {}
         r = await client.request("history", limit=args.limit, **extra)
         _out(args, r, _format_history(r))
+    elif cmd == "send":
+        return await _send(client, args)
+    elif cmd == "messages":
+        extra = {"peer": args.contact} if args.contact else {}
+        r = await client.request("messages", limit=args.limit, **extra)
+        _out(args, r, _format_messages(r))
     elif cmd == "audio":
         if args.capture or args.playback:
             extra = {k: v for k, v in (("capture", args.capture), ("playback", args.playback)) if v}
@@ -365,6 +390,47 @@ async def _answer_when_ringing(client: Any, args: argparse.Namespace) -> int:
     r = await client.request("answer")
     _out(args, r, "answered")
     return 0
+
+
+async def _send(client: Any, args: argparse.Namespace) -> int:
+    """`kadtalk send`: store and send, then wait for the receipt (or the session's end)."""
+    since = len(client.seen)
+    r = await client.request("send", to=args.target, text=args.text)
+    who, message_id = r["name"] or r["peer"], r["message_id"]
+    if args.wait <= 0:
+        _out(args, r, f"sending to {who} (message {message_id})")
+        return 0
+
+    def outcome(e: dict) -> bool:
+        return (e.get("event") == "receipt" and e.get("message_id") == message_id) or (
+            e.get("event") == "message_pending" and message_id in e.get("message_ids", ()))
+
+    try:
+        event = await client.wait_event(outcome, timeout=args.wait, since=since)
+    except asyncio.TimeoutError:
+        event = {"event": "message_pending", "reason": "no receipt yet"}
+    if event["event"] == "receipt":
+        _out(args, {**r, "state": "delivered"}, f"delivered to {who}")
+        return 0
+    reason = event["reason"].replace("_", " ")
+    _out(args, {**r, "reason": event["reason"]},
+         f"pending: not delivered to {who} yet ({reason}); it is sent again at the next "
+         f"session with {who}")
+    return 2
+
+
+def _format_messages(r: dict) -> str:
+    """One line a message, oldest first: time, who, direction and state, text."""
+    lines = []
+    for m in r["messages"]:
+        at = m["received"] if m["direction"] == "in" else m["sent"]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
+        who = m.get("name") or m["peer"][:12]
+        arrow = f"<- {who}" if m["direction"] == "in" else f"-> {who}"
+        state = "" if m["direction"] == "in" else f" [{m['state']}]"
+        text = m["text"].replace("\n", "\n" + " " * 8)
+        lines.append(f"{when}  {arrow[:28]:<28}{state:<12} {text}")
+    return "\n".join(lines) or "no messages yet"
 
 
 async def _call(client: Any, args: argparse.Namespace) -> int:
@@ -530,6 +596,9 @@ def _format_status(s: dict) -> str:
     if missed is not None:
         lines.append(f"history  {_plural(missed, 'missed call')} (`kadtalk history` lists them)"
                      if missed else "history  no missed calls")
+    unread = (s.get("history") or {}).get("unread_messages")
+    if unread:
+        lines.append(f"messages {_plural(unread, 'new message')} (`kadtalk messages` shows them)")
     return "\n".join(lines)
 
 
@@ -577,6 +646,13 @@ def _format_event(e: dict) -> str:
         return f"{stamp} audio devices: capture {e['capture']!r}, playback {e['playback']!r}"
     if kind == "shutdown":
         return f"{stamp} the daemon is shutting down"
+    if kind == "message":
+        return f"{stamp} message from {e.get('name') or e['peer']}: {e['text']}"
+    if kind == "receipt":
+        return f"{stamp} message {e['message_id'][:8]} delivered to {e.get('name') or e['peer']}"
+    if kind == "message_pending":
+        return (f"{stamp} {_plural(len(e['message_ids']), 'message')} to "
+                f"{e.get('name') or e['peer']} pending ({e['reason'].replace('_', ' ')})")
     return f"{stamp} {json.dumps(e)}"
 
 

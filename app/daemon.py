@@ -5,8 +5,8 @@ network status, and control clients are served as their lines arrive.
 
 This module only wires the parts, each one concept: app/control.py (the control socket),
 app/calls.py (the call, its audio ticker and quality; app/devices.py its devices),
-app/callers.py (contacts, block list, who may ring), app/network.py (joining, saved peers, NAT
-kind, lookups) and app/systemd.py (readiness). Commands are the parts' cmd_NAME methods.
+app/callers.py (contacts, block list, who may ring), app/messages.py (text messages),
+app/network.py (joining, saved peers, NAT kind, lookups) and app/systemd.py (readiness). Commands are the parts' cmd_NAME methods.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .config import Config, ConfigError, remove_temporaries
 from .control import Client, ControlServer, DaemonError, handlers
 from .devices import Devices, check_at_start
 from .history import History
+from .messages import Messages
 from .network import Network, best_peers
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,9 @@ class Daemon:
         self.calls = Calls(config, self.callers, broadcast)
         self.network = Network(config, self.callers, broadcast)
         self.history = self.calls.history = History(config, self.callers)  # opened at start
+        self.messages = Messages(self.callers, self.history, self.calls.hooks, config, broadcast)
         self.control.commands = handlers(self, self.calls, self.calls.devices, self.callers,
-                                         self.network, self.history)
+                                         self.network, self.history, self.messages)
         self.driver: UdpDriver | None = None
         self.web: Any = None
         self.started = time.time()
@@ -121,7 +123,7 @@ class Daemon:
                 f"cannot bind UDP {self.config.host}:{self.config.port}: {e.strerror}; is another "
                 "kadtalk daemon running? choose another port with --port"
             ) from e
-        self.calls.driver = self.driver
+        self.calls.driver = self.messages.driver = self.driver
         self.network.start(self.driver, loop.time())
         try:
             await self.control.start()
@@ -160,6 +162,7 @@ class Daemon:
         self.control.closing = True
         log.info("shutting down")
         self.calls.hang_up()
+        self.messages.close()
         if self._second is not None:
             self._second.cancel()
         self.network.save_peers()
@@ -211,6 +214,7 @@ class Daemon:
         """The driver's callback: it hands events out after transmitting, never re-entered."""
         try:
             self.calls.on_event(event)
+            self.messages.on_event(event)
             self.network.on_event(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
@@ -248,7 +252,7 @@ class Daemon:
 
 
 # every command's handler, by name (the parts' classes: for the names and the docs)
-COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network, History)
+COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network, History, Messages)
 
 
 def load_identity(config: Config) -> Identity:

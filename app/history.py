@@ -80,6 +80,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_by_peer ON messages (peer, id)",
         "CREATE TABLE marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     ),
+    (  # 3: the messages part (app/messages.py): order, delivery and read times
+        "ALTER TABLE messages ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",  # the sender's number
+        "ALTER TABLE messages ADD COLUMN delivered REAL",  # out: its receipt came; in: arrived
+        "ALTER TABLE messages ADD COLUMN read REAL",  # in: the user listed it
+        "ALTER TABLE messages ADD COLUMN sort_at REAL",  # its place in the conversation
+        "UPDATE messages SET sort_at = coalesce(received, sent)",
+        "CREATE INDEX messages_in_order ON messages (peer, sort_at)",
+        "CREATE INDEX messages_pending ON messages (peer, id) "
+        "WHERE direction = 'out' AND state = 'pending'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -186,21 +196,77 @@ class HistoryDB:
             "SELECT count(*) FROM calls WHERE id > coalesce((SELECT value FROM marks WHERE name "
             f"= 'calls_seen'), 0) AND direction = 'in' AND outcome IN {MISSED}").fetchone()[0]
 
-    # -- messages (for the messaging part) ------------------------------------------------------
+    # -- messages (app/messages.py) -------------------------------------------------------------
 
     def add_message(self, peer: str, direction: str, message_id: str, text: str, sent: float,
-                    received: float | None = None, state: str = "pending") -> bool:
+                    received: float | None = None, state: str = "pending",
+                    seq: int = 0) -> bool:
         """Store a message; False when this peer's message with this ID (and direction) is
         stored already: a duplicate is kept once. The ID is unique per peer, so an ID one peer
-        chooses cannot hide another's message."""
+        chooses cannot hide another's message.
+
+        Its place in the conversation (`sort_at`): when it was written here (`sent`) or arrived
+        (`received`), except that an incoming message goes just before any of the same sender's
+        stored already with a higher `seq` that the sender wrote no earlier (`sent`, its clock):
+        a retransmission that overtook it does not put the sender's messages out of order. (A
+        sender whose numbers start again, a new install, writes later: nothing moves.)"""
         if direction not in DIRECTIONS or state not in STATES:
             raise ValueError(f"direction {direction!r} / state {state!r}")
         with self._write() as c:
+            sort_at = received if direction == "in" and received is not None else sent
+            if direction == "in" and seq:
+                (later,) = c.execute(
+                    "SELECT min(sort_at) FROM messages WHERE peer = ? AND direction = 'in' "
+                    "AND seq > ? AND sent >= ?", (peer, seq, sent)).fetchone()
+                if later is not None and later <= sort_at:
+                    sort_at = later - 1e-6
             cursor = c.execute(
                 "INSERT OR IGNORE INTO messages (peer, direction, message_id, sent, received, "
-                "text, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (peer, direction, message_id, sent, received, text, state))
+                "text, state, seq, sort_at, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (peer, direction, message_id, sent, received, text, state, seq, sort_at,
+                 received if direction == "in" else None))
         return cursor.rowcount == 1
+
+    def next_seq(self, peer: str) -> int:
+        """The number of our next message to `peer` (1, 2, ...)."""
+        (last,) = self.connection.execute(
+            "SELECT max(seq) FROM messages WHERE peer = ? AND direction = 'out'",
+            (peer,)).fetchone()
+        return (last or 0) + 1
+
+    def pending(self, peer: str, limit: int = MAX_LIMIT) -> list[dict[str, Any]]:
+        """Our messages to `peer` without a receipt yet, oldest first."""
+        keys = ("message_id", "seq", "sent", "text")
+        rows = self.connection.execute(
+            f"SELECT {', '.join(keys)} FROM messages WHERE peer = ? AND direction = 'out' AND "
+            "state = 'pending' ORDER BY id LIMIT ?", (peer, limit))
+        return [dict(zip(keys, row)) for row in rows]
+
+    def conversation(self, peer: str | None = None,
+                     limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+        """The latest `limit` messages (with one peer, or all), in conversation order."""
+        where, args = ("WHERE peer = ?", (peer,)) if peer is not None else ("", ())
+        keys = ("id", "peer", "direction", "message_id", "seq", "sent", "received", "text",
+                "state", "delivered", "read")
+        rows = self.connection.execute(
+            f"SELECT {', '.join(keys)} FROM messages {where} ORDER BY sort_at DESC, id DESC "
+            "LIMIT ?", (*args, limit)).fetchall()
+        return [dict(zip(keys, row)) for row in reversed(rows)]
+
+    def mark_read(self, peer: str | None, at: float) -> int:
+        """The user has read the incoming messages (from `peer`, or all): how many were new."""
+        where, args = ("AND peer = ?", (peer,)) if peer is not None else ("", ())
+        with self._write() as c:
+            cursor = c.execute(
+                "UPDATE messages SET state = 'read', read = ?, receipt_at = ? WHERE direction = "
+                f"'in' AND state != 'read' {where}", (at, at, *args))
+        return cursor.rowcount
+
+    def unread(self) -> int:
+        """Incoming messages not read yet (the new-message notice)."""
+        return self.connection.execute(
+            "SELECT count(*) FROM messages WHERE direction = 'in' AND state != 'read'"
+        ).fetchone()[0]
 
     def set_message_state(self, peer: str, direction: str, message_id: str, state: str,
                           at: float) -> bool:
@@ -210,9 +276,11 @@ class HistoryDB:
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATES))
         with self._write() as c:
             cursor = c.execute(
-                f"UPDATE messages SET state = ?, receipt_at = ? WHERE peer = ? AND direction = ? "
+                "UPDATE messages SET state = ?, receipt_at = ?, "
+                "delivered = CASE WHEN ? >= 2 THEN coalesce(delivered, ?) ELSE delivered END, "
+                "read = CASE WHEN ? = 3 THEN ? ELSE read END WHERE peer = ? AND direction = ? "
                 f"AND message_id = ? AND (CASE state {order} ELSE 99 END) < ?",
-                (state, at, peer, direction, message_id, rank))
+                (state, at, rank, at, rank, at, peer, direction, message_id, rank))
         return cursor.rowcount == 1
 
     def messages(self, peer: str | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
@@ -386,14 +454,17 @@ class History:
             log.warning("cannot record a call in the history database %s: %s", self.path, e)
 
     def status(self) -> dict[str, Any]:
-        """For `status`: the missed calls since the user last listed the history."""
-        missed = None
+        """For `status`: the missed calls since the user last listed the history, the messages
+        not read yet."""
+        missed = unread = None
         if self.db is not None:
             try:
                 missed = self.db.missed_calls()
+                unread = self.db.unread()
             except sqlite3.Error as e:
                 log.warning("cannot read the history database %s: %s", self.path, e)
-        return {"path": str(self.path), "missed_calls": missed, "write_errors": self.write_errors}
+        return {"path": str(self.path), "missed_calls": missed, "unread_messages": unread,
+                "write_errors": self.write_errors}
 
     def cmd_history(self, client: Any, msg: dict) -> dict:
         peer = self.callers.target(msg, "peer") if msg.get("peer") is not None else None

@@ -480,9 +480,12 @@ class SessionLayer:
         session = self._carrier(peer)
         if session is None:
             return None
-        if any(s.outbox is not None and message_id in s.outbox
-               for s in self._sessions.values() if s.peer_id == peer):
-            return session.id
+        holder = next((s for s in self._sessions.values() if s.peer_id == peer
+                       and s.outbox is not None and message_id in s.outbox), None)
+        if holder is not None:
+            if holder is session or holder.state in CARRIES_MESSAGES:
+                return holder.id
+            holder.outbox.acknowledge(message_id)  # still waiting for its keys: take it over
         if session.outbox is None:
             session.outbox = Outbox(self.settings.message_retry, self.settings.message_retry_max,
                                     self.settings.max_unacked)

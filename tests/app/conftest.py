@@ -5,6 +5,7 @@ a line of output or a process exit, with a timeout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -46,6 +47,46 @@ async def connect(daemon_or_path) -> ControlClient:
     client = await ControlClient.connect(path)
     await client.wait_event(lambda e: e.get("event") == "hello", timeout=5)
     return client
+
+
+class Pair:
+    """Two daemons on loopback: `a` (the first node) and `b`, joined through it, with a control
+    client each (`ca`, `cb`)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.a = self.b = self.ca = self.cb = None
+
+    async def start_b(self, **settings) -> None:
+        """(Re)start b, joined through a, and connect `cb` once b's table is not empty."""
+        self.b = await start_daemon(self.root, "b", **settings,
+                                    bootstrap=[f"127.0.0.1:{self.a.driver.address[1]}"])
+        self.cb = await connect(self.b)
+        await self.cb.wait_event(lambda e: e.get("event") == "network" and e["reachable"])
+
+    async def stop_b(self) -> None:
+        if self.cb is not None:
+            await self.cb.close()
+            self.cb = None
+        if self.b is not None:
+            await self.b.stop()
+            self.b = None
+
+
+@contextlib.asynccontextmanager
+async def joined_pair(root: Path, a_settings: dict | None = None, b_settings: dict | None = None):
+    """The two-daemon scenario (a Pair), stopped on the way out."""
+    pair = Pair(root)
+    pair.a = await start_daemon(root, "a", **(a_settings or {}))
+    try:
+        pair.ca = await connect(pair.a)
+        await pair.start_b(**(b_settings or {}))
+        yield pair
+    finally:
+        await pair.stop_b()
+        if pair.ca is not None:
+            await pair.ca.close()
+        await pair.a.stop()
 
 
 def is_call(state: str, reason: str | None = None):

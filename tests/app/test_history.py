@@ -413,7 +413,8 @@ def test_a_write_that_cannot_be_made_is_counted_and_the_call_goes_on(tmp_path, m
     other.execute("ROLLBACK")
     other.close()
     history.call_ended(call, "no_answer", 0.0, "Alice")
-    assert history.status() == {"path": str(history.path), "missed_calls": 1, "write_errors": 1}
+    assert history.status() == {"path": str(history.path), "missed_calls": 1,
+                                "unread_messages": 0, "write_errors": 1}
     history.close()
 
 

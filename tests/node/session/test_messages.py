@@ -412,3 +412,21 @@ def test_under_any_loss_each_message_is_delivered_or_reported_unsent_and_never_t
     assert sorted(delivered + unsent) == [mid(i) for i in range(count)]
     assert set(delivered) <= set(received)
     assert not net.layers["a"].sessions  # idle or failed: nothing left open
+
+
+def test_a_message_waiting_for_keys_moves_to_a_session_that_opens_first(net):
+    """The owner sends again on SessionOpened: a message queued on our session still in key
+    exchange (towards an address that may never answer) goes on the open one at once."""
+    net.add("a"), net.add("b")
+    a, b = net.layers["a"], net.layers["b"]
+    peer = as_int(b.identity)
+    stale = a.call(peer, 0.0, addr="nobody", chat=True)  # the peer's old address: no answer
+    assert a.send_message(peer, mid(1), 1, 0, "waiting", 0.0) == stale
+    b.call(as_int(a.identity), 0.5, addr="a", chat=True)  # the peer opens one to us
+    b.send_message(as_int(a.identity), mid(2), 1, 0, "back", 0.5)
+    net.run(0.5)
+    (opened,) = net.of("a", SessionOpened)
+    assert a.send_message(peer, mid(1), 1, 0, "waiting", 0.5) == opened.session_id
+    net.run(0.5)
+    assert [m.text for m in net.of("b", MessageReceived)] == ["waiting"]
+    assert [d.session_id for d in net.of("a", MessageDelivered)] == [opened.session_id]

@@ -1,0 +1,203 @@
+"""The daemon's text messages (issue 14 item 1): `send` and `messages`, the `message`, `receipt`
+and `message_pending` events, and the history database as the messages' memory.
+
+The node (kadtalk.node.session.messages) carries a message on a session with the peer,
+retransmits it until the peer's RECEIPT, and delivers each once per session. This part keeps
+every message in the history database first, so nothing is lost when a session ends before
+the receipt: the message stays `pending` and goes again, with its id, on the next session with
+that contact (SessionOpened: a call's, one the peer opens, or ours for a newer message). The
+receiver keeps one row per sender and message id, so a message that comes twice is shown once.
+Offline delivery through the DHT (node/storage's sealed mailbox) is not wired yet: a pending
+message waits for the next session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from typing import Any, Callable
+
+from kadtalk.node.layer import Event
+from kadtalk.node.session import MessageDelivered, MessageReceived, MessagesUnsent, SessionOpened
+from kadtalk.node.session.messages import MAX_TEXT, encode_text
+
+from . import protocol
+from .history import DEFAULT_LIMIT, MAX_LIMIT
+
+log = logging.getLogger(__name__)
+
+RESEND = 100  # pending messages sent again when a session with their peer opens (oldest first)
+
+
+class Messages:
+    """`driver` is set by the daemon once the node runs; `history` is app/history.py's History
+    (its `db` open while the daemon runs); `hooks` runs the user's on_message hook."""
+
+    def __init__(self, callers: Any, history: Any, hooks: Any, config: Any,
+                 broadcast: Callable[[dict], None]):
+        self.callers = callers
+        self.history = history
+        self.hooks = hooks
+        self.config = config
+        self.broadcast = broadcast
+        self.driver: Any = None
+        self.ignored = 0  # messages from blocked peers (or strangers in contacts-only mode)
+
+    def close(self) -> None:
+        """The daemon stops (after the call's hang-up): end every session left, those open for
+        messages, so each peer hears a HANGUP now instead of noticing after peer_timeout."""
+        driver = self.driver
+        session = driver.node.session if driver is not None else None
+        if session is None:
+            return
+        for session_id in list(session.sessions):
+            driver.node.hang_up(driver.loop.time(), session_id)
+        driver.service()
+
+    # -- node events ----------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        kind = type(event)
+        if kind is MessageReceived:
+            self._received(event)
+        elif kind is MessageDelivered:
+            self._delivered(event)
+        elif kind is SessionOpened:
+            self._resend(f"{event.peer_id:040x}")
+        elif kind is MessagesUnsent:
+            peer = f"{event.peer_id:040x}"
+            log.info("%d message(s) to %s wait for the next session (%s)",
+                     len(event.message_ids), self.callers.name_of(peer) or peer,
+                     event.reason.value)
+            self.broadcast({"event": "message_pending", "peer": peer,
+                            "name": self.callers.name_of(peer),
+                            "message_ids": [m.hex() for m in event.message_ids],
+                            "reason": event.reason.value})
+
+    def _received(self, event: MessageReceived) -> None:
+        peer = f"{event.peer_id:040x}"
+        name = self.callers.name_of(peer)
+        if peer in self.config.block or peer in self.callers.blocked or (
+                self.config.accept == "contacts" and name is None):
+            self.ignored += 1  # acknowledged by the node (the sender cannot tell), not kept
+            log.info("ignored a message from %s (blocked, or not a contact)", peer)
+            return
+        received = time.time()
+        message_id = event.message_id.hex()
+        row = dict(peer=peer, direction="in", message_id=message_id, text=event.text,
+                   sent=event.sent_ms / 1000, received=received, seq=event.seq)
+        if not self._write(lambda db: db.add_message(**row, state="delivered")):
+            return  # kept already: a retransmission whose receipt was lost, shown once
+        self.broadcast({"event": "message", "peer": peer, "name": name, "direction": "in",
+                        "message_id": message_id, "seq": event.seq, "sent": row["sent"],
+                        "received": received, "text": event.text})
+        self.hooks.fire("message", peer, name, message=event.text, session=event.session_id)
+
+    def _delivered(self, event: MessageDelivered) -> None:
+        peer = f"{event.peer_id:040x}"
+        message_id = event.message_id.hex()
+        at = time.time()
+        if self._write(lambda db: db.set_message_state(peer, "out", message_id, "delivered", at)):
+            self.broadcast({"event": "receipt", "peer": peer, "name": self.callers.name_of(peer),
+                            "message_id": message_id, "state": "delivered", "at": at})
+
+    def _resend(self, peer: str) -> None:
+        """A session with `peer` opened: what waits for it goes now (queued once)."""
+        db = self.history.db
+        if db is None or self.driver is None:
+            return
+        try:
+            waiting = db.pending(peer, RESEND)
+        except sqlite3.Error as e:
+            log.warning("cannot read the history database %s: %s", self.history.path, e)
+            return
+        for m in waiting:
+            self._send(peer, m["message_id"], m["seq"], m["sent"], m["text"])
+
+    def _send(self, peer: str, message_id: str, seq: int, sent: float, text: str) -> bool:
+        driver = self.driver
+        try:
+            sid = driver.node.send_message(int(peer, 16), bytes.fromhex(message_id), seq,
+                                           int(sent * 1000), text, driver.loop.time())
+        except ValueError as e:  # a full outbox: it stays pending for the next session
+            log.warning("message %s to %s not sent now: %s", message_id, peer, e)
+            return False
+        driver.service()
+        return sid is not None
+
+    def _write(self, change: Callable[[Any], bool]) -> bool:
+        """A database change; False (logged and counted) when it fails."""
+        db = self.history.db
+        if db is None:
+            return False
+        try:
+            return change(db)
+        except sqlite3.Error as e:
+            self.history.write_errors += 1
+            log.warning("cannot write the history database %s: %s", self.history.path, e)
+            return False
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def cmd_send(self, client: Any, msg: dict) -> dict:
+        peer = self.callers.target(msg)
+        text = msg.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise protocol.BadRequest("bad_argument", '"text" must be a non-empty string')
+        if self.driver is None:
+            raise protocol.BadRequest("not_joined", "the node is not running yet")
+        if peer == f"{self.driver.node.node_id:040x}":
+            raise protocol.BadRequest("bad_argument", "that is this node's own ID")
+        db = self._db()
+        message_id = os.urandom(16).hex()
+        sent = time.time()
+        try:
+            seq = db.next_seq(peer)
+            encode_text(bytes(16), seq, int(sent * 1000), text)  # the limits, before storing
+        except ValueError as e:
+            raise protocol.BadRequest("too_long", str(e)) from None
+        except sqlite3.Error as e:
+            raise protocol.BadRequest("io_error", f"cannot read {self.history.path}: {e}") from None
+        try:
+            db.add_message(peer, "out", message_id, text, sent, state="pending", seq=seq)
+        except sqlite3.Error as e:
+            raise protocol.BadRequest(
+                "io_error", f"cannot store the message in {self.history.path}: {e}") from None
+        sending = self._send(peer, message_id, seq, sent, text)
+        name = self.callers.name_of(peer)
+        log.info("message %s to %s (%s)%s", message_id, peer, name or "unknown",
+                 "" if sending else ": no session could be opened now; it stays pending")
+        return {"peer": peer, "name": name, "message_id": message_id, "seq": seq, "sent": sent,
+                "state": "pending"}
+
+    def cmd_messages(self, client: Any, msg: dict) -> dict:
+        peer = self.callers.target(msg, "peer") if msg.get("peer") is not None else None
+        limit = msg.get("limit", DEFAULT_LIMIT)
+        if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+            raise protocol.BadRequest("bad_argument", f'"limit" must be an integer, 1-{MAX_LIMIT}')
+        mark = msg.get("mark_read", True)
+        if not isinstance(mark, bool):
+            raise protocol.BadRequest("bad_argument", '"mark_read" must be true or false')
+        db = self._db()
+        try:
+            messages = db.conversation(peer, limit)
+            if mark:
+                db.mark_read(peer, time.time())
+            unread = db.unread()
+        except sqlite3.Error as e:
+            raise protocol.BadRequest(
+                "io_error", f"cannot read the history database {self.history.path}: {e}") from None
+        for m in messages:
+            m["name"] = self.callers.name_of(m["peer"])
+        return {"messages": messages, "unread": unread}
+
+    def _db(self) -> Any:
+        db = self.history.db
+        if db is None:
+            raise protocol.BadRequest("io_error", "the history database is not open")
+        return db
+
+
+__all__ = ["MAX_TEXT", "Messages"]
