@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay.addresses import forbidden, to_wire
-from .relay.paths import HOLD_INTERVAL, KNOCK_AGAIN, SILENCE, CallPaths, bounded
+from .relay.paths import HOLD_INTERVAL, SILENCE, CallPaths, bounded
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -521,20 +521,16 @@ class Node:
             return
         path = RelayPath(relay_addr, allocation)
         caller = int.from_bytes(requester, "big")
-        known = paths.incoming.get(path)
-        if known is not None and known[0] == caller and now - known[2] < KNOCK_AGAIN:
+        if not paths.heard(path, caller, requester_addr, now):
             return  # one knock per offer (each rendezvous forwards the same one)
         relay.knock(path, now)
-        bounded(paths.incoming)
-        paths.incoming[path] = (caller, requester_addr, now)
         session = self.session
         for s in (session.sessions.values() if session is not None else ()):
             if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
                 # The requester ID is not authenticated here: send nothing of the call to the
                 # named relay, only let the call move there once an authentic packet of the
                 # peer arrives over it (the caller, told of our knock, sends its copies first).
-                bounded(paths.alternates)
-                paths.alternates[path] = s.id
+                paths.watch(s.id, path)
 
     def _knocked(self, event: Knocked) -> None:
         """The callee knocked at our allocation: permit it, and send our KEY_REQ there too."""
@@ -582,8 +578,9 @@ class Node:
         knocked = paths.incoming.get(path) if paths is not None else None
         if knocked is not None and payload[:1] == bytes((KEY_REQ,)):
             for s in session.sessions.values():  # the callee's session over the caller's relay
-                if s.addr == path and s.id not in paths.checks:
-                    paths.check(s.id, knocked[1], now)  # and the direct path: ICE's upgrade
+                if s.addr == path:
+                    for addr in knocked[1]:  # the direct path (ICE's upgrade), once it proves
+                        paths.watch(s.id, addr)  # itself: no copies to an address a forger named
 
     def _copies(self, out: list[tuple[bytes, Any]], now: float) -> list[tuple[bytes, Any]]:
         """Copies of checked calls' packets over their other paths (relay/paths.py)."""

@@ -7,8 +7,11 @@ the knocker (KNOCKED), the caller permits that address and sends its KEY_REQ thr
 too (ICE's parallel checks: the direct and the relayed attempt race, docs/protocol.md §21).
 A call moves to another path only when the session authenticates a datagram that came over it
 (`SessionLayer.move`): a KEY_REQ's KEY_RES, or a MEDIA / SIGNAL packet under the call's keys.
-While a call is relayed, each side sends a copy of one of its packets a second over the direct
-path (for `CHECK_FOR` s): if the NATs let it through, the call moves there (ICE's upgrade). A
+While a call is relayed, the caller sends a copy of one of its packets a second over the direct
+path its lookup found (for `CHECK_FOR` s): if the NATs let it through, the callee moves there,
+and the caller follows on the callee's first direct packet (ICE's upgrade). The callee sends
+nothing of the call to the caller's direct address before an authentic packet came from it:
+that address came in a PUNCH_FWD_RELAY, which a forger can win the race with (`watch`). A
 relayed call that hears nothing for `SILENCE` s while talking is offered, by its caller, another
 relay the same way; with none, RelayLost says so and the session ends as `peer_vanished`.
 
@@ -28,6 +31,7 @@ RETRY_RELAY = 600.0  # s before a contact that did not relay for us is asked aga
 HOLD_INTERVAL = 5.0  # s between looks at whether we hold enough relays
 KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock
 MAX_ENTRIES = 64  # bound on every table here
+MAX_CANDIDATES = 4  # direct addresses of a caller heard in the same offer (one per rendezvous)
 
 
 class CallPaths:
@@ -36,8 +40,8 @@ class CallPaths:
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
-        self.incoming: dict[RelayPath, tuple[int, Any, float]] = {}  # knocked -> (caller ID,
-        #   its direct address, when)
+        self.incoming: dict[RelayPath, tuple[int, list[Any], float]] = {}  # knocked ->
+        #   (caller ID, its direct addresses as the offers named them, when)
         self.alternates: dict[Any, int] = {}  # another path -> the session that may move there
         self.checks: dict[int, dict[Any, list[float]]] = {}  # session -> path -> [next, until]
         self.rendezvous: dict[int, tuple[int, list[Any]]] = {}  # caller's session -> (peer, rv)
@@ -60,10 +64,28 @@ class CallPaths:
                 return path
         return None
 
-    def check(self, session_id: int, path: Any, now: float) -> None:
-        """Send copies of the session's packets over `path` too, and let it move there."""
+    def heard(self, path: RelayPath, caller: int, addr: Any, now: float) -> bool:
+        """An offer of `caller`'s allocation `path`, naming `addr` as its direct address: True
+        when it is new (knock), False when it repeats one of the last `KNOCK_AGAIN` s (another
+        rendezvous's copy: its address is kept as a candidate too, as either may be forged)."""
+        known = self.incoming.get(path)
+        if known is not None and known[0] == caller and now - known[2] < KNOCK_AGAIN:
+            if addr not in known[1] and len(known[1]) < MAX_CANDIDATES:
+                known[1].append(addr)
+            return False
+        bounded(self.incoming)
+        self.incoming[path] = (caller, [addr], now)
+        return True
+
+    def watch(self, session_id: int, path: Any) -> None:
+        """Let the session move to `path` on an authentic packet from it, sending nothing
+        there before (an address nobody proved)."""
         bounded(self.alternates)
         self.alternates[path] = session_id
+
+    def check(self, session_id: int, path: Any, now: float) -> None:
+        """Send copies of the session's packets over `path` too, and let it move there."""
+        self.watch(session_id, path)
         self.checks.setdefault(session_id, {})[path] = [now, now + CHECK_FOR]
 
     def due(self, session_id: int, now: float) -> list[Any]:
@@ -85,7 +107,16 @@ class CallPaths:
     def moved(self, session_id: int, path: Any) -> None:
         self.checks.get(session_id, {}).pop(path, None)
         self.recovering.pop(session_id, None)
-        self.count("moved_relay" if type(path) is RelayPath else "moved_direct")
+        if type(path) is RelayPath:
+            self.count("moved_relay")
+            return
+        self.count("moved_direct")
+        # direct now: the peer moved first (it sends direct only after an authentic packet
+        # came over that path), so what still comes through the relay is late, not a reason
+        # to move back
+        for other in [p for p, sid in self.alternates.items()
+                      if sid == session_id and type(p) is RelayPath]:
+            del self.alternates[other]
 
     def forget(self, live: Any) -> None:
         """Drop what belongs to sessions that are gone (`live(id)` False)."""

@@ -248,3 +248,65 @@ def test_a_relay_silent_for_a_while_then_back_is_watched_again():
     net.detach(first.relay)  # and goes silent once more
     call.media(4.0)
     assert [(e.path, e.recovering) for e in net.of(A, RelayLost)] == [(first, False)] * 2
+
+
+class ForgedOfferWins:
+    """Route hook: every PUNCH_FWD_RELAY to `callee` names `victim` as the caller's direct
+    address (as if a forged one, from a contact's address, won the race against each real one:
+    the callee knocks once per offer and keeps the first address it heard); counts what the
+    victim receives by message type."""
+
+    def __init__(self, callee, victim, route, first_only: bool = False):
+        self.callee, self.victim, self.route = callee, victim, route
+        self.first_only = first_only  # the real offers from other rendezvous come later
+        self.to_victim: list[bytes] = []
+        self.rewritten = 0
+
+    def __call__(self, packet, now):
+        data = packet.payload
+        if packet.dst == self.callee and data[:2] == bytes((TRAVERSAL, PUNCH_FWD_RELAY)) \
+                and not (self.first_only and self.rewritten):
+            self.rewritten += 1
+            packet = type(packet)(packet.src, packet.dst,
+                                  data[:22] + ipv4_to_wire(self.victim) + data[28:])
+        if packet.dst == self.victim:
+            self.to_victim.append(packet.payload)
+        return self.route(packet, now)
+
+
+def test_a_forged_offer_that_wins_the_race_draws_no_upgrade_copies_to_its_address():
+    """Review finding (issue 13): a PUNCH_FWD_RELAY that reached the callee before the real one
+    named the direct address the callee then sent a copy of the call's packets to, once a
+    second for 30 s (the ICE upgrade check): 30 MEDIA datagrams for one 42-byte forgery. Now
+    the callee sends the call to a direct address only once an authentic packet of the call
+    has come from it (the caller's own copies): the victim gets the two 22-byte PUNCHes that
+    every PUNCH_FWD draws (§20's bounded rule) and nothing of the call."""
+    wall = Firewall(A_OPEN, B_OPEN, opens=1e9)
+    hook = ForgedOfferWins(B_OPEN, VICTIM, wall)
+    net = network(hook, a=A_OPEN, b=B_OPEN, join_for=1.0)
+    net.nodes[A_OPEN].set_nat("cone")
+    net.run_until(80.0)
+    call = Call(net, a=A_OPEN, b=B_OPEN)
+    assert call.connect() == "talking" and type(call.path(B_OPEN)) is RelayPath
+    to_b, to_a = call.media(31.0)
+    assert len(to_b) == len(to_a) == 1550  # the relayed call is fine
+    assert hook.rewritten >= 1
+    assert hook.to_victim and all(p[0] == TRAVERSAL and len(p) == 22 for p in hook.to_victim)
+    assert len(hook.to_victim) == 2 * hook.rewritten  # the PUNCHes, and nothing of the call
+
+
+def test_after_a_forged_offer_won_the_race_the_call_still_moves_to_the_real_direct_path():
+    """The same race, but the other rendezvous' real offers follow the forged one: the callee
+    keeps their address as a candidate too (sending nothing to any), the caller's copies over
+    the direct path prove it once the path opens, and both sides move there."""
+    wall = Firewall(A_OPEN, B_OPEN, opens=100.0)
+    hook = ForgedOfferWins(B_OPEN, VICTIM, wall, first_only=True)
+    net = network(hook, a=A_OPEN, b=B_OPEN, join_for=1.0)
+    net.nodes[A_OPEN].set_nat("cone")
+    net.run_until(80.0)
+    call = Call(net, a=A_OPEN, b=B_OPEN)
+    assert call.connect() == "talking" and type(call.path(B_OPEN)) is RelayPath
+    call.media(101.0 - net.now)
+    assert call.path(A_OPEN) == B_OPEN and call.path(B_OPEN) == A_OPEN  # moved, both sides
+    assert hook.rewritten == 1 and len(hook.to_victim) == 2  # its two PUNCHes only
+    assert all(p[0] == TRAVERSAL and len(p) == 22 for p in hook.to_victim)
