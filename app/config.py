@@ -111,9 +111,9 @@ class Config:
     hooks: dict[str, list[str]] = field(default_factory=dict)  # [hooks] on_EVENT = [argv]
     hook_timeout: float = 10.0  # [hooks] timeout: seconds before a hook is killed
     relay_enabled: bool = True  # [relay] enabled: false turns relays off (no calls through them)
-    # [relay] serve: auto (when public), always, never. The daemon's default is never until a
-    # relayed peer must prove its address (docs/protocol.md §21, "What remains open").
-    relay_serve: str = "never"
+    # [relay] serve: auto (relay for others, within the caps below, only while the NAT check
+    # finds this node at its own public address), always, never (docs/protocol.md §21)
+    relay_serve: str = "auto"
     relay_forward_private: bool = False  # [relay] forward_private: relay to LAN addresses
     relay_max_allocations: int = 64  # [relay] max_allocations: peers relayed for at once
     relay_max_per_host: int = 4  # [relay] max_per_host

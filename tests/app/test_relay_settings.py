@@ -70,12 +70,27 @@ def status(net: Network) -> dict:
             "audio": {"capture": "none", "playback": "none"}}
 
 
-def test_the_daemon_does_not_relay_by_default_yet(tmp_path):
-    """Until a relayed peer proves its address (docs/protocol.md §21), `serve` is `never` by
-    default in the daemon: a public daemon relays for nobody unless the user opts in."""
-    public = network(config_with(tmp_path, ""))
+def test_a_public_daemon_relays_by_default_and_a_natted_one_does_not(tmp_path):
+    """Since a relayed peer proves its address (knock cookies, docs/protocol.md §21), `serve`
+    is `auto` by default: a daemon relays, within the [relay] caps, once its NAT check finds it
+    at its own address, and stops when that changes; `never` is the off switch."""
+    config = config_with(tmp_path, "")
+    assert config.relay_serve == "auto" and config.relay_settings.serve == "auto"
+    public = network(config)
+    assert not public.relay_status()["serving"]  # not before it knows
     public.on_event(observed(("127.0.0.1", PORT), symmetric=False))
-    assert public.nat == "none" and not public.relay_status()["serving"]
+    assert public.nat == "none" and public.relay_status()["serving"]
+    settings = public.driver.node.relay.settings
+    assert (settings.max_allocations, settings.allocation_rate, settings.total_rate) == (
+        64, 40_000.0, 1_000_000.0)  # the caps a user can change
+    public.on_event(observed(("198.51.100.7", 40001), symmetric=False))  # now behind a NAT
+    assert public.nat != "none" and not public.relay_status()["serving"]
+    natted = network(config)
+    natted.on_event(observed(("198.51.100.7", 40001), symmetric=False))
+    assert not natted.relay_status()["serving"]
+    never = network(config_with(tmp_path, '[relay]\nserve = "never"\n'))
+    never.on_event(observed(("127.0.0.1", PORT), symmetric=False))
+    assert never.nat == "none" and not never.relay_status()["serving"]
 
 
 def test_a_public_node_relays_and_a_symmetric_one_needs_relays(tmp_path):
