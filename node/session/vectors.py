@@ -14,6 +14,11 @@ types (RSA-PSS, DSA, Ed25519, P-384; RSA-PSS and DSA signatures are randomised, 
 checked by verifying it, not by regenerating it) and negative datagrams that a receiver of the
 main vectors' call must drop, each with the reason this implementation counts.
 
+`--messages` makes the text-message vectors (issue 14): the main file's key exchange opened for
+messages (the same KEY_REQ and KEY_RES: nothing on the wire says "messages only"), then a TEXT
+each way and its RECEIPT, sealed under the main file's keys. Deterministic: checked by
+regenerating.
+
 `--cookie` makes the retry-cookie vectors (issue 17): the main KEY_REQ from a fixed UDP address,
 a fixed cookie secret, the callee's COOKIE_REPLY, the caller's COOKIE_RETRY, and the KEY_RES the
 retry draws (the main file's KEY_RES, byte for byte). Deterministic: checked by regenerating.
@@ -270,6 +275,70 @@ def generate_cookie() -> dict[str, Any]:
     }
 
 
+MESSAGE_IDS = {"caller": bytes.fromhex("6b647462" * 4), "callee": bytes.fromhex("0123456789abcdef" * 2)}
+
+
+def generate_messages() -> dict[str, Any]:
+    """A session opened for messages between the main vectors' peers: the caller's TEXT is its
+    first packet (no RING), the callee's RECEIPT its first; then the callee's reply and its
+    RECEIPT. Made by the layers, each packet recorded with its plaintext."""
+    from .events import MessageDelivered, MessageReceived
+    from .messages import encode_receipt, encode_text
+
+    main = generate()
+    keys = {name: _key(f"kadtalk test vector {name}") for name in
+            ("caller identity", "caller ephemeral", "callee identity", "callee ephemeral")}
+    caller_id = DeterministicIdentity.of(keys["caller identity"])
+    callee_id = DeterministicIdentity.of(keys["callee identity"])
+    settings = SessionSettings()
+    caller = SessionLayer(caller_id, Random(0), settings, EPOCH, lambda: keys["caller ephemeral"])
+    callee = SessionLayer(callee_id, Random(0), settings, EPOCH, lambda: keys["callee ephemeral"])
+    layers = {"caller": caller, "callee": callee}
+    packets: list[dict[str, Any]] = []
+
+    def deliver(src: str, now: float, plaintexts: list[bytes] = ()) -> list[bytes]:
+        dst = "callee" if src == "caller" else "caller"
+        out = [data for data, _ in layers[src].datagrams_to_send(now)]
+        for i, data in enumerate(out):
+            layers[dst].receive_datagram(data, src, now)
+            if plaintexts:
+                packets.append({"direction": f"{src}_to_{dst}", "type": data[0],
+                                "seq": int.from_bytes(data[1:5], "big"),
+                                "plaintext": plaintexts[i].hex(), "wire": data.hex()})
+        return out
+
+    callee_int = int.from_bytes(callee_id.node_id, "big")
+    caller_int = int.from_bytes(caller_id.node_id, "big")
+    caller.call(callee_int, 0.0, addr="callee", chat=True)
+    sent_ms = round((EPOCH + CALLEE_DELAY) * 1000)
+    texts = {"caller": "hello, no call needed", "callee": "hi! ✓"}
+    caller.send_message(callee_int, MESSAGE_IDS["caller"], 1, sent_ms, texts["caller"], 0.0)
+    (key_req,) = deliver("caller", CALLEE_DELAY)
+    (key_res,) = deliver("callee", CALLEE_DELAY)
+    frame = encode_text(MESSAGE_IDS["caller"], 1, sent_ms, texts["caller"])
+    deliver("caller", CALLEE_DELAY, [frame])
+    deliver("callee", CALLEE_DELAY, [encode_receipt(MESSAGE_IDS["caller"])])
+    reply_ms = sent_ms + 850
+    callee.send_message(caller_int, MESSAGE_IDS["callee"], 1, reply_ms, texts["callee"], 1.0)
+    deliver("callee", 1.0, [encode_text(MESSAGE_IDS["callee"], 1, reply_ms, texts["callee"])])
+    deliver("caller", 1.0, [encode_receipt(MESSAGE_IDS["callee"])])
+    assert key_req.hex() == main["key_req"] and key_res.hex() == main["key_res"]
+    got = [type(e) for layer in layers.values() for e in iter(layer.next_event, None)]
+    assert got.count(MessageReceived) == 2 and got.count(MessageDelivered) == 2, got
+    assert not caller.stats and not callee.stats
+    return {
+        "about": "text messages (docs/protocol.md section 15b) on session.json's keys",
+        "key_req": key_req.hex(),
+        "key_res": key_res.hex(),
+        "messages": [
+            {"from": side, "message_id": MESSAGE_IDS[side].hex(), "seq": 1,
+             "sent_ms": ms, "text": texts[side]}
+            for side, ms in (("caller", sent_ms), ("callee", reply_ms))
+        ],
+        "packets": packets,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", help="write the vectors to this file")
@@ -277,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="store_true",
                         help="the verify-only vectors (other key types, negative datagrams)")
     parser.add_argument("--cookie", action="store_true", help="the retry-cookie vectors")
+    parser.add_argument("--messages", action="store_true", help="the text-message vectors")
     args = parser.parse_args(argv)
     if args.extra and args.check:
         parser.error("the extra vectors are verify-only: tests/node/session/test_vectors.py")
@@ -284,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         text = json.dumps(generate_extra(), indent=2) + "\n"
     elif args.cookie:
         text = json.dumps(generate_cookie(), indent=2) + "\n"
+    elif args.messages:
+        text = json.dumps(generate_messages(), indent=2, ensure_ascii=False) + "\n"
     else:
         text = render()
     if args.check:

@@ -430,3 +430,12 @@ def test_a_message_waiting_for_keys_moves_to_a_session_that_opens_first(net):
     net.run(0.5)
     assert [m.text for m in net.of("b", MessageReceived)] == ["waiting"]
     assert [d.session_id for d in net.of("a", MessageDelivered)] == [opened.session_id]
+
+
+def test_the_only_answer_to_a_text_is_a_smaller_receipt(net):
+    """docs/protocol.md §15b, amplification: a 30-byte RECEIPT for a TEXT of at least 43."""
+    chat(net, text="x")
+    texts = [p for p in net.log if p.src == "a" and p.payload[0] == SIGNAL]
+    answers = [p for p in net.log if p.src == "b" and p.payload[0] == SIGNAL]
+    assert [len(p.payload) for p in texts] == [13 + 29 + 1] == [43]
+    assert [len(p.payload) for p in answers] == [30]
