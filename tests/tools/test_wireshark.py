@@ -10,7 +10,9 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import struct
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from random import Random
@@ -470,7 +472,7 @@ def test_the_sample_capture_decodes_on_another_port_by_preference_or_decode_as(t
     nothing is kadtalk until the port preference or "Decode As" says so; `-T json` shows the
     message names and node IDs as docs/wireshark.md does."""
     path = tmp_path / "vectors.pcap"
-    done = subprocess.run(["python", str(SCRIPT.parent / "pcap.py"), str(path), "6000"],
+    done = subprocess.run([sys.executable, str(SCRIPT.parent / "pcap.py"), str(path), "6000"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     count = len(_pcap_module.vector_datagrams())
@@ -496,3 +498,21 @@ def test_the_sample_capture_decodes_on_another_port_by_preference_or_decode_as(t
     assert key_req["kadtalk.msg"] == "KEY_REQ"
     assert key_req["kadtalk.identity_tree"]["kadtalk.identity.id"] == \
         bytes.fromhex(load("session.json")["caller"]["id"]).hex(":")
+
+
+def test_a_capture_cut_by_its_snapshot_length_says_so(tmp_path):
+    """A datagram the capture holds only part of (tcpdump -s 100) is flagged as snapped, not
+    only as cut short: the node may well have received all of it."""
+    key_req = bytes.fromhex(load("session.json")["key_req"])
+    data = _pcap_module.frame(("192.0.2.1", PORT), ("198.51.100.1", PORT), key_req)
+    kept = 42 + 100  # Ethernet, IPv4 and UDP headers, then 100 bytes of the KEY_REQ
+    path = tmp_path / "snapped.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, kept, 1)
+                     + struct.pack("<IIII", WALL, 0, kept, len(data)) + data[:kept])
+    out = subprocess.run([TSHARK, "-n", "-X", f"lua_script:{SCRIPT}", "-r", str(path), "-T",
+                          "fields", "-e", "kadtalk.msg", "-e", "_ws.expert.message", "-e",
+                          "_ws.lua.text"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    msg, experts, lua = out.rstrip("\n").split("\t")
+    assert msg == "KEY_REQ" and lua == ""
+    assert "holds 100 of this datagram's 263 bytes" in experts

@@ -190,9 +190,11 @@ local e = {
                                  expert.group.PROTOCOL, expert.severity.WARN),
     internal = expert_field("internal", "Dissector error (please report)",
                             expert.group.UNDECODED, expert.severity.ERROR),
+    snapped = expert_field("snapped", "Capture cut by the snapshot length",
+                           expert.group.UNDECODED, expert.severity.NOTE),
 }
 kt.experts = { e.truncated, e.bad_length, e.oversized, e.unknown, e.bad_der, e.nonzero,
-               e.unusable, e.not_canonical, e.internal }
+               e.unusable, e.not_canonical, e.internal, e.snapped }
 
 kt.prefs.port = Pref.uint("UDP port", DEFAULT_PORT,
                           "UDP port decoded as kadtalk (the daemon's default is 5004)")
@@ -1033,8 +1035,10 @@ local function looks_like_kadtalk(tvb)
     elseif kind == 0x06 then
         local size = TRAVERSAL_SIZES[op]
         if not size then return false end
-        if op == 0x01 and not all_zero(tvb, 10, 6) then return false end
-        return len == size or ((op == 0x03 or op == 0x07) and len == size + 16)
+        if not (len == size or ((op == 0x03 or op == 0x07) and len == size + 16)) then
+            return false
+        end
+        return op ~= 0x01 or all_zero(tvb, 10, 6)
     elseif kind == 0x07 then
         if op == 0x01 then return len == 34 end
         return op == 0x02 and len > 18 and tvb(18, 1):uint() == 0x02
@@ -1076,6 +1080,11 @@ end
 function kt.dissector(tvb, pinfo, tree)
     pinfo.cols.protocol = "kadtalk"
     local ok, info = pcall(dissect_message, tvb, pinfo, tree, 0)
+    if tvb:reported_len() > tvb:len() then -- what is missing was not captured, not sent short
+        tree:add_proto_expert_info(e.snapped, string.format(
+            "the capture holds %d of this datagram's %d bytes (snapshot length): "
+            .. "what looks cut short here may not be", tvb:len(), tvb:reported_len()))
+    end
     if not ok then -- a bug here must not hide the packet: say so, keep going
         local item = tree:add(kt, tvb())
         item:add_proto_expert_info(e.internal, "kadtalk.lua: " .. tostring(info))
