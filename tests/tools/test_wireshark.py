@@ -177,6 +177,12 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
             "kadtalk.seq": [str(p["seq"])],
             "kadtalk.ciphertext_len": [str(len(p["plaintext"]) // 2)],
             "_ws.col.Info": [f"{kind} seq={p['seq']} len={len(p['plaintext']) // 2}"]}))
+    for p in load("session-messages.json")["packets"]:  # TEXT and RECEIPT (§15b): SIGNALs
+        size = len(p["plaintext"]) // 2
+        out.append((bytes.fromhex(p["wire"]), ["SIGNAL"], {
+            "kadtalk.seq": [str(p["seq"])],
+            "kadtalk.signal.kinds": ["TEXT" if p["plaintext"][:2] == "07" else "RECEIPT"],
+            "_ws.col.Info": [f"SIGNAL seq={p['seq']} len={size}"]}))
     extra = load("session-extra.json")
     types = {"rsa-pss": "RSA", "dsa": "DSA", "ed25519": "Ed25519", "p384": "ECDSA P-384"}
     for name, hs in extra["handshakes"].items():
@@ -272,7 +278,7 @@ EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.respond
          "kadtalk.lifetime", "kadtalk.relay.error", "kadtalk.relay.error_op", "kadtalk.peer.ip",
          "kadtalk.payload_len", "kadtalk.storage.kind", "kadtalk.storage.status",
          "kadtalk.storage.epoch", "kadtalk.storage.value_id", "kadtalk.storage.removed",
-         "kadtalk.storage.next", "kadtalk.storage.count")
+         "kadtalk.storage.next", "kadtalk.storage.count", "kadtalk.signal.kinds")
 
 ALL_TYPES = {
     "routing": {"ROUTE_REQ", "ROUTE_RES"},

@@ -56,10 +56,12 @@ local STORED_STATUS = {
     [0] = "stored", [1] = "duplicate", [2] = "quota", [3] = "full", [4] = "deleted", [5] = "stale",
 }
 local RECORD_KINDS = { [1] = "PREKEY", [2] = "MAILBOX" }
--- SIGNAL plaintext sizes (kind byte and body, section 15): what a ciphertext's length allows
+-- SIGNAL plaintext sizes (kind byte and body, sections 15 and 15b): what a ciphertext's length
+-- allows; a TEXT is 30 to 1,053 bytes (message id, seq, sent, 1 to 1,024 bytes of text)
 local SIGNAL_BY_SIZE = {
-    [1] = "RING, ANSWER, BUSY or KEEPALIVE", [2] = "HANGUP", [14] = "REPORT",
+    [1] = "RING, ANSWER, BUSY or KEEPALIVE", [2] = "HANGUP", [14] = "REPORT", [17] = "RECEIPT",
 }
+local TEXT_SIZES = { 30, 1053 }
 
 -- Sizes (docs/protocol.md; the Python constants named in brackets) -------------------------
 
@@ -552,7 +554,9 @@ local function stream(r, kind)
                                             .. "oversized)", kind, r.len, MAX_PACKET))
     end
     if kind == "SIGNAL" then
-        local kinds = SIGNAL_BY_SIZE[n] or "none (a SIGNAL of this length is bad_signal)"
+        local kinds = SIGNAL_BY_SIZE[n]
+        if not kinds and n >= TEXT_SIZES[1] and n <= TEXT_SIZES[2] then kinds = "TEXT" end
+        kinds = kinds or "none (no SIGNAL kind has this length)"
         r.tree:add(f.signal_kinds, kinds):set_generated()
     end
     return string.format("%s seq=%d len=%d", kind, seq, n)
