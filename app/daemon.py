@@ -6,7 +6,8 @@ network status, and control clients are served as their lines arrive.
 This module only wires the parts, each one concept: app/control.py (the control socket),
 app/calls.py (the call, its audio ticker and quality; app/devices.py its devices),
 app/callers.py (contacts, block list, who may ring), app/messages.py (text messages),
-app/network.py (joining, saved peers, NAT kind, lookups) and app/systemd.py (readiness). Commands are the parts' cmd_NAME methods.
+app/network.py (joining, saved peers, NAT kind, lookups) and app/systemd.py (readiness).
+Commands are the parts' cmd_NAME methods.
 """
 
 from __future__ import annotations

@@ -275,7 +275,8 @@ def generate_cookie() -> dict[str, Any]:
     }
 
 
-MESSAGE_IDS = {"caller": bytes.fromhex("6b647462" * 4), "callee": bytes.fromhex("0123456789abcdef" * 2)}
+MESSAGE_IDS = {"caller": bytes.fromhex("6b647462" * 4),
+               "callee": bytes.fromhex("0123456789abcdef" * 2)}
 
 
 def generate_messages() -> dict[str, Any]:
