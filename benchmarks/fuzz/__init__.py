@@ -32,12 +32,14 @@ traversal.py
                   contact at that address or echoed a cookie sent there, naming that address; a
                   PUNCH only on a contact's word;
 relay.py
-  relay           relays (0x08, all ten ops) through a serving RelayLayer holding an allocation
-                  with a permitted peer, inputs from its owner, its peer, strangers, naming the
-                  live allocation, echoing valid cookies or freshly signed: nothing raises; a
-                  malformed datagram is one counted drop; no answer to the sender is larger than
-                  its request; anything sent to a third address is the received DATA, unchanged,
-                  between an allocation's owner and its one peer, never to a special address;
+  relay           relays (0x08, all thirteen ops) through a serving RelayLayer holding an
+                  allocation with a permitted peer, inputs from its owner, its peer, strangers,
+                  naming the live allocation, echoing valid cookies (CHALLENGE or knock) or
+                  freshly signed: nothing raises; a malformed datagram is one counted drop; no
+                  answer to the sender is larger than its request; KNOCKED only to the owner and
+                  only for a knock echoing the cookie minted for its source; anything else sent
+                  to a third address is the received DATA, unchanged, between an allocation's
+                  owner and its one peer, which proved its address, never to a special address;
                   allocations within the cap; the client, fed the same bytes as answers, sends
                   only to its relay;
 storage.py

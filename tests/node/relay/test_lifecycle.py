@@ -59,6 +59,12 @@ class Lifecycle(RuleBasedStateMachine):
         if alloc is not None:
             assert peer in alloc.proven
 
+    @rule(who=CLIENTS, peer=CLIENTS)
+    def knock_and_permit(self, who, peer):
+        """The call set-up's order: the peer knocks, then the owner permits it."""
+        self.knock(who, peer)
+        self.permit(who, peer)
+
     @rule(who=CLIENTS, cookie=st.binary(min_size=6, max_size=6), forger=FORGERS)
     def forged_knock(self, who, cookie, forger):
         """A KNOCK from an address that never gets the relay's answers, guessing a cookie."""
