@@ -268,7 +268,7 @@ class _CallStudyRun:
         env.run(until=start)
         converged = time.perf_counter()
         world.realism.measure_from(env.now)
-        world.run_until(lambda: self.finished >= study.calls and len(self.calls) >= study.calls)
+        env.run_while(lambda: self.finished < study.calls or len(self.calls) < study.calls)
         rows = [self._row(call) for call in self.calls]
         rows.sort(key=lambda r: r["start"])
         wall = time.perf_counter() - self.wall_start

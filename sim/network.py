@@ -17,12 +17,15 @@ from typing import Any, Callable, Sequence
 
 import simpy
 
+from kadtalk.sim.environment import call_later
+
 Hook = Callable[[int, int, Any, float], Sequence[float]]
 Receiver = Callable[[int, Any, int], None]
 
 
 class SimNetwork:
-    __slots__ = ("env", "latency", "rng", "loss", "hook", "receiver", "sent", "lost", "nat", "tap")
+    __slots__ = ("env", "latency", "rng", "loss", "hook", "receiver", "sent", "lost", "nat", "tap",
+                 "_later")
 
     def __init__(
         self,
@@ -48,6 +51,9 @@ class SimNetwork:
         self.tap = tap  # tap(src, dst, payload) sees every datagram sent (traffic accounting)
         if (nat is not None or tap is not None) and not isinstance(self, ObservedNetwork):
             raise ValueError("a NAT table or a tap needs an ObservedNetwork (see make_network)")
+        # arrivals are light events where the environment has them (sim/environment.py)
+        self._later = getattr(env, "call_later", None) or (
+            lambda delay, fn, *args: call_later(env, delay, fn, *args))
 
     def send(self, src: int, dst: int, payload: Any) -> None:
         self.sent += 1
@@ -56,20 +62,15 @@ class SimNetwork:
             return
         delay = self.latency.delay(src, dst)
         if self.hook is None:
-            self._schedule(delay, dst, payload, src)
+            self._later(delay, self._arrive, dst, payload, src)
             return
         delays = self.hook(src, dst, payload, delay)
         if not delays:
             self.lost += 1
         for d in delays:
-            self._schedule(d, dst, payload, src)
+            self._later(d, self._arrive, dst, payload, src)
 
-    def _schedule(self, delay: float, dst: int, payload: Any, src: int) -> None:
-        event = simpy.Timeout(self.env, delay, (dst, payload, src))
-        event.callbacks.append(self._arrive)
-
-    def _arrive(self, event: simpy.Event) -> None:
-        dst, payload, src = event.value
+    def _arrive(self, dst: int, payload: Any, src: int) -> None:
         self.receiver(dst, payload, src)
 
 
@@ -86,8 +87,7 @@ class ObservedNetwork(SimNetwork):
             self.nat.outbound(src, dst, self.env.now, payload)
         SimNetwork.send(self, src, dst, payload)
 
-    def _arrive(self, event: simpy.Event) -> None:
-        dst, payload, src = event.value
+    def _arrive(self, dst: int, payload: Any, src: int) -> None:
         nat = self.nat
         if nat is not None and not nat.admits(dst, src, self.env.now, payload):
             nat.filtered += 1  # the NAT in front of dst drops it (checked on arrival)

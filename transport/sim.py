@@ -15,12 +15,12 @@ from typing import Any, Callable
 import simpy
 
 from kadtalk.node.traversal import ADDR_REQ, PUNCH_REQ, TRAVERSAL
+from kadtalk.sim.environment import call_later
 from kadtalk.sim.network import SimNetwork
 from kadtalk.sim.registry import MAX_NODES, flow_address, split_flow
 
 EventHandler = Callable[[int, Any], None]
-_TRAVERSAL_BYTE = bytes((TRAVERSAL,))
-_REPORTED = frozenset((bytes((ADDR_REQ,)), bytes((PUNCH_REQ,))))
+_REPORTED = frozenset((ADDR_REQ, PUNCH_REQ))
 
 
 class SimDriver:
@@ -64,6 +64,9 @@ class SimDriver:
         # other requests whose source address the receiver relays (a directory's QUERY)
         self.relayed_types: frozenset[int] = frozenset()
         network.receiver = self._deliver_inspected if traversal else self._deliver
+        # timers are light events where the environment has them (sim/environment.py)
+        self._later = getattr(env, "call_later", None) or (
+            lambda delay, fn, *args: call_later(env, delay, fn, *args))
 
     def add(self, node: Any) -> int:
         """Attach a node at the next address and return that address."""
@@ -103,8 +106,7 @@ class SimDriver:
         deadline = node.get_timer()
         if deadline is not None and deadline < self._armed[addr]:
             self._armed[addr] = deadline
-            timer = simpy.Timeout(self.env, max(0.0, deadline - now), (addr, deadline))
-            timer.callbacks.append(self._fire)
+            self._later(max(0.0, deadline - now), self._fire, addr, deadline)
 
     def _deliver(self, dst: int, payload: Any, src: int) -> None:
         node = self.nodes[dst]
@@ -144,13 +146,17 @@ class SimDriver:
             self.unroutable += 1
 
     def _deliver_inspected(self, dst: int, payload: Any, src: int) -> None:
-        if payload.__class__ is bytes and payload and payload[0] in self.application_types:
+        if payload.__class__ is not bytes or not payload:
+            self._deliver(dst, payload, src)  # a routing message object
+            return
+        first = payload[0]
+        if first in self.application_types:
             if self.application is not None and self.nodes[dst] is not None:
                 self.application(dst, payload, src)
             return
-        if payload.__class__ is bytes and payload and payload[0] in self.relayed_types:
+        if first in self.relayed_types:
             src = self.seen_address(src, dst)
-        if payload.__class__ is bytes and payload[:1] == _TRAVERSAL_BYTE:
+        if first == TRAVERSAL:
             node = self.nodes[dst]
             if node is None:
                 return
@@ -158,14 +164,14 @@ class SimDriver:
                 self.traversal_tap(dst, payload, src)
             # a request whose source address the receiver reports or relays comes from the
             # sender's flow address; answers come from the address the receiver asked
-            seen = self.seen_address(src, dst) if payload[1:2] in _REPORTED else src
+            seen = (self.seen_address(src, dst) if len(payload) > 1 and payload[1] in _REPORTED
+                    else src)
             node.receive_datagram(payload, seen, self.env.now)
             self.service(dst)
             return
         self._deliver(dst, payload, src)
 
-    def _fire(self, event: simpy.Event) -> None:
-        addr, deadline = event.value
+    def _fire(self, addr: int, deadline: float) -> None:
         node = self.nodes[addr]
         if node is None or deadline != self._armed[addr]:
             return  # superseded by an earlier timer, or the node left

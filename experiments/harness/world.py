@@ -282,11 +282,7 @@ class SimWorld:
 
     def run_until(self, done: Callable[[], bool]) -> None:
         """Step the simulation until `done()` (or nothing is left to happen)."""
-        env = self.env
-        while not done():
-            if env.peek() == float("inf"):
-                break
-            env.step()
+        self.env.run_while(lambda: not done())
 
     def extra_address(self, node: Any) -> int:
         """Attach a node beyond the population (a server): a public address, placed by the
