@@ -184,3 +184,28 @@ def test_send_checks_its_arguments_and_stores_nothing_it_refuses(sock_root, args
             await d.stop()
 
     run(scenario())
+
+
+def test_a_message_during_a_call_goes_on_the_calls_session(sock_root):
+    from .conftest import is_call
+
+    async def scenario():
+        async with joined_pair(sock_root) as p:
+            a, b, ca, cb = p.a, p.b, p.ca, p.cb
+            await ca.request("dial", to=b.node_id)
+            await cb.wait_event(lambda e: e.get("event") == "incoming", timeout=15)
+            # while it rings: "can't talk now" goes on the ringing call's session
+            r = await cb.request("send", to=a.node_id, text="one minute!")
+            await ca.wait_event(message("one minute!"))
+            await cb.wait_event(receipt(r["message_id"]))
+            await cb.request("answer")
+            await ca.wait_event(is_call("talking"))
+            r = await ca.request("send", to=b.node_id, text="talking and typing")
+            await cb.wait_event(message("talking and typing"))
+            await ca.wait_event(receipt(r["message_id"]))
+            for daemon in (a, b):  # one session each: the call's
+                assert len(daemon.driver.node.session.sessions) == 1
+            await ca.request("hangup")
+            await ca.wait_event(is_call("ended"))
+
+    run(scenario())
