@@ -428,8 +428,8 @@ def _format_messages(r: dict) -> str:
         who = m.get("name") or m["peer"][:12]
         arrow = f"<- {who}" if m["direction"] == "in" else f"-> {who}"
         state = "" if m["direction"] == "in" else f" [{m['state']}]"
-        text = m["text"].replace("\n", "\n" + " " * 8)
-        lines.append(f"{when}  {arrow[:28]:<28}{state:<12} {text}")
+        head = f"{when}  {arrow[:28]:<28}{state:<12} "
+        lines.append(head + m["text"].replace("\n", "\n" + " " * len(head)))  # lines aligned
     return "\n".join(lines) or "no messages yet"
 
 
