@@ -145,6 +145,21 @@ class StreamState(SessionState):
         return session is not None and session.tx is not None and bool(self.b.sessions)
 
 
+def text_frames() -> st.SearchStrategy:
+    """TEXT and RECEIPT plaintexts: well formed (any id, seq, time and text up to the limit),
+    then cut, extended, or with bytes of the text replaced (broken UTF-8)."""
+    from kadtalk.node.session.messages import MAX_TEXT, encode_receipt, encode_text
+
+    ids = st.binary(min_size=16, max_size=16)
+    text = st.text(min_size=1, max_size=MAX_TEXT // 4).filter(
+        lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t))
+    whole = st.one_of(
+        st.builds(encode_text, ids, st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), text),
+        st.builds(encode_receipt, ids))
+    return st.builds(lambda frame, cut, tail: frame[:cut] + tail if cut is not None else frame,
+                     whole, st.one_of(st.none(), st.integers(0, 60)), st.binary(max_size=8))
+
+
 def stream_strategy(state: StreamState) -> st.SearchStrategy:
     raw = datagrams(state.seeds, [4, 5], 300)
     sealed = st.tuples(
@@ -152,6 +167,7 @@ def stream_strategy(state: StreamState) -> st.SearchStrategy:
         st.one_of(
             st.binary(max_size=40),
             st.builds(lambda k, b: bytes([k]) + b, st.integers(0, 8), st.binary(max_size=16)),
+            text_frames(),  # TEXT / RECEIPT (docs/protocol.md §15b), whole and cut or spliced
         ),
     )
     return st.one_of(st.tuples(st.just("raw"), raw), st.tuples(st.just("sealed"), sealed))
