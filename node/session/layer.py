@@ -485,17 +485,21 @@ class SessionLayer:
         if holder is not None:
             if holder is session or holder.state in CARRIES_MESSAGES:
                 return holder.id
-            holder.outbox.acknowledge(message_id)  # still waiting for its keys: take it over
-        if session.outbox is None:
-            session.outbox = Outbox(self.settings.message_retry, self.settings.message_retry_max,
-                                    self.settings.max_unacked)
-        session.outbox.add(message_id, frame)
+            holder.outbox.discard(message_id)  # still waiting for its keys: take it over
+        self._outbox_of(session).add(message_id, frame)
         self._deadline = False
         if session.state in CARRIES_MESSAGES:
             if session.state is S.OPEN:
                 session.entered = now  # a new message: not idle
             self._guard(session, now, self._flush, session, now)
         return session.id
+
+    def _outbox_of(self, session: Session) -> Outbox:
+        if session.outbox is None:
+            settings = self.settings
+            session.outbox = Outbox(settings.message_retry, settings.message_retry_max,
+                                    settings.max_unacked)
+        return session.outbox
 
     def _carrier(self, peer: bytes) -> Session | None:
         """The session a message to `peer` goes on: one that carries messages now (a call's
@@ -1224,10 +1228,7 @@ class SessionLayer:
             self._events.append(MessagesUnsent(
                 session.peer_int, tuple(message_id for message_id, _ in taken), reason, now))
             return
-        if heir.outbox is None:
-            heir.outbox = Outbox(self.settings.message_retry, self.settings.message_retry_max,
-                                 self.settings.max_unacked)
-        heir.outbox.adopt(taken)
+        self._outbox_of(heir).adopt(taken)
         if heir.state in CARRIES_MESSAGES:
             self._guard(heir, now, self._flush, heir, now)
 

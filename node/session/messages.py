@@ -159,6 +159,10 @@ class Outbox:
         """A RECEIPT: True when it named a message waiting here (then it is done)."""
         return self._entries.pop(message_id, None) is not None
 
+    def discard(self, message_id: bytes) -> None:
+        """Forget a message (it moves to another session)."""
+        self._entries.pop(message_id, None)
+
     def ids(self) -> list[bytes]:
         return list(self._entries)
 
