@@ -34,9 +34,11 @@ took (about 0.1 ms each: 10^5 keys cost ~11 s).
 
 Keep-alives are the node's own, as the daemon runs them: every node's upkeep is on
 (`Node.keep_joined`: rejoining while its table is empty, and traversal's keep-alive timer,
-address probes to the 16 contacts nearest its ID every `keepalive_interval`). It is turned on
+address probes to the contacts nearest its ID by `Traversal.keepalive_plan`). It is turned on
 after a node's first successful join, or, for tables loaded by the fast bootstrap, at a random
-phase in the first interval, as daemons started at different times do.
+phase in the first interval, as daemons started at different times do. As the daemon, the
+study tells each node's traversal layer its NAT kind from its first address probe's answer
+(`nat_kind` with the node's local address: `_nat_found`).
 
 `directory=True` runs the same workload (same nodes, NATs, churn, pairs and times) against a
 central directory (experiments/directory.py) instead of the DHT lookup.
@@ -60,12 +62,15 @@ from kadtalk.node.identity import Identity
 from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MediaReceived
 from kadtalk.node.stack import Node
-from kadtalk.node.traversal import PUNCH, TraversalSettings
+from kadtalk.node.traversal import PUNCH, AddressObserved, TraversalSettings, nat_kind
 from kadtalk.sim.latency import MODELS
 from kadtalk.sim.nat import FILTERING, KIND_NAMES, OPEN, SYMMETRIC
 
 KEEPALIVE_INTERVAL = TraversalSettings().keepalive_interval  # s between NAT keep-alives
 MEDIA_PAYLOAD = bytes(80)  # one 20 ms Opus frame's worth
+# A NATed node's local address: a private one, which no peer sees it at (simulated addresses
+# are the outside ones)
+PRIVATE = ("192.168.0.2", 5004)
 
 ROW_FIELDS = ("start", "caller", "callee", "caller_nat", "callee_nat", "reachable", "success",
               "end_reason", "rendezvous_overlap", "setup_ms", "lookup_ms", "punch_ms",
@@ -374,6 +379,8 @@ class _CallStudyRun:
         if kind is Joined:
             if event.success:  # a protocol join, or a return after churn: the upkeep takes over
                 self._upkeep(addr)
+        elif kind is AddressObserved:
+            self._nat_found(addr, event)
         elif kind is CallProgress:
             call = self._caller_call(addr, event.session_id)
             if call is None:
@@ -410,6 +417,17 @@ class _CallStudyRun:
             call = self._sessions_of(addr).get(event.session_id)
             if call is not None and call.caller == addr:
                 self._end(call, event.reason.value)
+
+    def _nat_found(self, addr: int, event: AddressObserved) -> None:
+        """What the daemon does with an address probe's answer (app/network.py): `nat_kind`
+        given its local address (the node's own on a public address, a private one behind a
+        NAT) tells the node's keep-alive plan (`Traversal.set_nat`; not `Node.set_nat`, whose
+        relay upkeep the study leaves off)."""
+        nat = self.world.realism.nat
+        local = addr if nat is None or nat.kinds[addr] == OPEN else PRIVATE
+        node = self.world.driver.nodes[addr]
+        if node is not None and node.traversal is not None:
+            node.traversal.set_nat(nat_kind(event, local))
 
     def _caller_call(self, addr: int, session_id: int) -> _Call | None:
         """The call a caller's session belongs to (bound at its first event, which comes while

@@ -141,6 +141,9 @@ class Node:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        upper = self._upper
+        if upper is not None and upper.traversal is not None and upper.traversal.watching:
+            upper.traversal.heard(addr)  # from a host never sent to: tells our NAT's filtering
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
             self.routing.receive_datagram(data, addr, now)
@@ -169,6 +172,9 @@ class Node:
         if type(msg) is bytes:
             self.receive_datagram(msg, addr, now)
             return
+        upper = self._upper
+        if upper is not None and upper.traversal is not None and upper.traversal.watching:
+            upper.traversal.heard(addr)
         self.routing.receive_message(msg, addr, now)
         if self._upper is not None:
             self._pump(now)
@@ -241,6 +247,9 @@ class Node:
                 more = layer.datagrams_to_send(now)
                 if more:
                     out = out + more if out else more
+        traversal = upper.traversal
+        if out and traversal is not None and traversal.watching:
+            traversal.sent(out)  # their hosts may answer through an address-dependent filter
         return out
 
     def _relayed_out(self, out: list[tuple[bytes, Any]], now: float) -> list[tuple[bytes, Any]]:
@@ -468,6 +477,8 @@ class Node:
         if self._upper is None:
             self._upper = _Upper()
         self._upper.nat = kind
+        if self._upper.traversal is not None:
+            self._upper.traversal.set_nat(kind)  # the keep-alive plan follows it
         relay = self.relay
         if relay is not None:
             relay.set_public([public] if kind == "none" and public is not None else [])

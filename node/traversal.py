@@ -87,6 +87,13 @@ DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown
 class TraversalSettings:
     keepalive_interval: float = 20.0  # s between address probes to the contacts nearest our ID
     keepalive_peers: int = 16  # how many of them (= max_observers; the rendezvous callers pick)
+    # Keep-alive economy (`keepalive_plan`): a node not behind a NAT has no mapping to keep and
+    # only checks its address now and then; behind a NAT whose filtering is found endpoint-
+    # independent, one mapping serves every peer: refreshing it through a few peers suffices.
+    address_check_interval: float = 300.0  # s between address checks of a node without NAT
+    check_peers: int = 2  # peers an address check or a mapping refresh asks (two: a symmetric
+    # NAT still shows as two views)
+    watch_limit: int = 1024  # destinations remembered while watching for a stranger's datagram
     punch_peers: int = 8  # rendezvous a caller asks: the callee's neighbours its lookup met
     punch_copies: int = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
     max_observers: int = 16  # peers whose view of our address is remembered
@@ -101,10 +108,11 @@ class TraversalSettings:
     punch_burst: float = 20.0
 
     def __post_init__(self) -> None:
-        if self.keepalive_interval <= 0 or self.cookie_lifetime <= 0 or self.punch_wait <= 0:
+        if min(self.keepalive_interval, self.cookie_lifetime, self.punch_wait,
+               self.address_check_interval) <= 0:
             raise ValueError("intervals must be positive")
         if min(self.keepalive_peers, self.punch_peers, self.punch_copies, self.max_observers,
-               self.max_sources) < 1:
+               self.max_sources, self.check_peers, self.watch_limit) < 1:
             raise ValueError("counts must be at least 1")
 
 
@@ -164,7 +172,9 @@ def choose_rendezvous(target: int, *candidates: Iterable[tuple[int, Any]],
 class Traversal:
     __slots__ = ("node_id", "rng", "contacts", "settings", "stats", "observed", "_outbox",
                  "_events", "_nonces", "_guard", "_punches", "_keepalive_at", "_secrets",
-                 "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered")
+                 "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered", "nat",
+                 "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
+                 "_symmetric")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -193,6 +203,16 @@ class Traversal:
         # offered(requester ID, requester address, relay, allocation, now): a PUNCH_FWD_RELAY
         # obeyed (the node knocks at the caller's relay); None: relay variants punch only
         self.offered: Any = None
+        self.nat = "unknown"  # as the owner told us (`set_nat`, from `nat_kind`)
+        # Endpoint-independent filtering, seen: a datagram came in from a host we had never sent
+        # to (`heard`). Until then the node watches: the hosts it has sent to since it started.
+        self.independent = False
+        self.watching = True
+        self._sent: set[Any] | None = set()  # addresses sent to (a cheap first check)
+        self._hosts: set[bytes] | None = set()  # ... and their hosts (the wire form less port)
+        self._probed_at = now  # the latest keep-alive or address check
+        self._public: Any = None  # `public` and `symmetric`, kept as answers change them
+        self._symmetric = False
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -253,21 +273,74 @@ class Traversal:
         return self._keepalive_at
 
     def handle_timer(self, now: float) -> None:
-        """Keep-alives: probe the contacts nearest our ID (the rendezvous callers pick)."""
+        """Keep-alives: probe the contacts nearest our ID (the rendezvous callers pick), as
+        many and as often as `keepalive_plan` says."""
         if self._keepalive_at is None or now < self._keepalive_at:
             return
         peers = self.keepalive_peers()
         if not peers:
             self._keepalive_at = None  # nobody to keep: idle until the node has contacts again
             return
-        self._keepalive_at = now + self.settings.keepalive_interval
+        self._keepalive_at = now + self.keepalive_plan()[1]
+        self._probed_at = now
+        self._forget_observers(peers, now)
         self.probe(peers, now)
         self.stats["keepalive"] += 1
 
+    def keepalive_plan(self) -> tuple[int, float]:
+        """(peers, interval) of our keep-alives, by what we know of our NAT:
+        - none (the owner saw our observers see our local address): no mapping to keep, an
+          address check of `check_peers` every `address_check_interval`;
+        - endpoint-independent filtering seen (`independent`), not symmetric: one mapping,
+          refreshed by any datagram out (RFC 4787 REQ-6), open to anyone (the full-cone NAT
+          of sim/nat.py): `check_peers` every `keepalive_interval`;
+        - otherwise (address-dependent filtering, symmetric, not known yet): the
+          `keepalive_peers` nearest every `keepalive_interval`: only peers we sent to lately
+          get through, and those are the rendezvous a caller asks to forward its PUNCH_REQ."""
+        settings = self.settings
+        if self.nat == "none":
+            return settings.check_peers, settings.address_check_interval
+        if self.independent and self.nat != "symmetric" and not self._symmetric:
+            return settings.check_peers, settings.keepalive_interval
+        return settings.keepalive_peers, settings.keepalive_interval
+
     def keepalive_peers(self) -> list[Any]:
         """The contacts our keep-alives go to: those nearest our ID, the ones that hold us in
-        their tables and that a caller's lookup meets last (`choose_rendezvous`)."""
-        return self.contacts.rendezvous(self.node_id, self.settings.keepalive_peers)
+        their tables and that a caller's lookup meets last (`choose_rendezvous`); as many as
+        `keepalive_plan` says."""
+        return self.contacts.rendezvous(self.node_id, self.keepalive_plan()[0])
+
+    def set_nat(self, kind: str) -> None:
+        """What the owner learnt of our NAT (`nat_kind`: none / cone / symmetric / unknown):
+        the keep-alive plan follows it from the latest keep-alive on."""
+        self.nat = kind
+        self._replan()
+
+    def heard(self, addr: Any) -> None:
+        """A datagram came in from `addr` (any layer; the node calls this while `watching`).
+        From a host we have never sent to, it proves endpoint-independent filtering: an
+        address-dependent filter admits only hosts we sent to (RFC 4787 §5)."""
+        if addr in self._sent:
+            return
+        host = self._host(addr)
+        if host is None or host in self._hosts:
+            return
+        self.independent = True
+        self._stop_watching()
+        self._replan()
+
+    def sent(self, out: list[tuple[Any, Any]]) -> None:
+        """Datagrams went out (the node calls this while `watching`): their hosts are no
+        strangers from now on."""
+        known, hosts = self._sent, self._hosts
+        for _, addr in out:
+            if addr not in known:
+                known.add(addr)
+                host = self._host(addr)
+                if host is not None:
+                    hosts.add(host)
+        if len(known) > self.settings.watch_limit:
+            self._stop_watching()  # too many to remember: we cannot tell; stay on the safe side
 
     def drop_counts(self) -> collections.Counter[str]:
         """The datagrams dropped, by reason (`stats` also counts what was sent)."""
@@ -276,7 +349,7 @@ class Traversal:
     # -- commands -------------------------------------------------------------------------------
 
     def start_keepalives(self, now: float) -> None:
-        """Probe the nearest contacts now and every `keepalive_interval` from then on, while
+        """Probe the nearest contacts now and as `keepalive_plan` says from then on, while
         there are any (the node's upkeep calls this; `Node.keep_joined`)."""
         self._keepalive_at = now
 
@@ -316,25 +389,35 @@ class Traversal:
     @property
     def public(self) -> Any:
         """The address most peers see us at (ties: the latest), or None before any answer."""
-        if not self.observed:
-            return None
-        counts = collections.Counter(self.observed.values())
-        best = max(counts.values())
-        for addr in reversed(self.observed.values()):
-            if counts[addr] == best:
-                return addr
-        return None
+        return self._public
 
     @property
     def symmetric(self) -> bool:
         """Whether peers see us at different ports (or addresses): a symmetric NAT."""
-        return len(set(self.observed.values())) > 1
+        return self._symmetric
 
     # -- internals ------------------------------------------------------------------------------
 
     def _send(self, data: bytes, addr: Any, counter: str) -> None:
         self._outbox.append((data, addr))
         self.stats[counter] += 1
+
+    def _replan(self) -> None:
+        """The next keep-alive after the latest one, by the plan as it is now."""
+        if self._keepalive_at is not None:
+            self._keepalive_at = self._probed_at + self.keepalive_plan()[1]
+
+    def _stop_watching(self) -> None:
+        self.watching = False
+        self._sent = self._hosts = None
+
+    def _host(self, addr: Any) -> bytes | None:
+        """The host part of an address (its wire form less the port), None if it has none."""
+        try:
+            return self.contacts.addr_to_wire(addr)[:-2]
+        except (OSError, TypeError, ValueError, IndexError, OverflowError, AttributeError,
+                struct.error):
+            return None
 
     def _usable(self, addr: Any) -> bool:
         """Whether an address could be a peer: it survives the wire encoding."""
@@ -407,8 +490,46 @@ class Traversal:
         if seen is None:
             self.stats["malformed"] += 1
             return
-        self.observed.pop(addr, None)
-        if len(self.observed) >= self.settings.max_observers:
-            del self.observed[next(iter(self.observed))]
-        self.observed[addr] = seen
-        self._events.append(AddressObserved(addr, seen, self.public, self.symmetric, now))
+        observed = self.observed
+        before = observed.pop(addr, None)
+        changed = before != seen
+        if len(observed) >= self.settings.max_observers:
+            del observed[next(iter(observed))]
+            changed = True
+        observed[addr] = seen
+        if not changed and not self._symmetric:
+            return  # one view, confirmed: nothing to tell (and a tie cannot move the public one)
+        public, symmetric = self._public, self._symmetric
+        self._review()
+        if changed and public is not None and self._public != public:
+            self.independent = False  # another NAT, perhaps: what we saw of the last one is void
+            self._replan()
+        if before not in (None, seen) or (self._public, self._symmetric) != (public, symmetric):
+            self._events.append(AddressObserved(addr, seen, self._public, self._symmetric, now))
+
+    def _forget_observers(self, peers: list[Any], now: float) -> None:
+        """Views of peers no longer asked go: with the plan down to two peers, the others'
+        would otherwise outvote every answer for good (a node that moves to another network
+        must see its new public address)."""
+        observed = self.observed
+        stale = [addr for addr in observed if addr not in peers]
+        if not stale:
+            return
+        for addr in stale:
+            del observed[addr]
+        if observed:
+            public, symmetric = self._public, self._symmetric
+            self._review()
+            if (self._public, self._symmetric) != (public, symmetric):
+                observer = next(reversed(observed))
+                self._events.append(AddressObserved(observer, observed[observer], self._public,
+                                                    self._symmetric, now))
+
+    def _review(self) -> None:
+        """`public`: the address most observers see us at (ties: the latest); `symmetric`:
+        they see different ones."""
+        values = list(self.observed.values())
+        counts = collections.Counter(values)
+        best = max(counts.values())
+        self._public = next(addr for addr in reversed(values) if counts[addr] == best)
+        self._symmetric = len(counts) > 1

@@ -71,10 +71,12 @@ def test_a_node_learns_its_address_from_the_peers_it_asks():
     assert all(len(d) == 16 and d[1] == ADDR_RES for d, _ in answers)  # no bigger than asked
     a.receive_datagram(answers[0][0], R, 0.2)
     a.receive_datagram(answers[1][0], B, 0.2)
+    # one event: the second peer confirms what the first said (events tell changes only)
     seen = [e for e in events(a) if type(e) is AddressObserved]
-    assert [e.observed for e in seen] == [("192.0.2.9", 5004)] * 2
+    assert [(e.observer, e.observed) for e in seen] == [(R, ("192.0.2.9", 5004))]
     assert seen[-1].public == ("192.0.2.9", 5004) and not seen[-1].symmetric
     assert a.traversal.public == ("192.0.2.9", 5004)
+    assert a.traversal.observed == {R: ("192.0.2.9", 5004), B: ("192.0.2.9", 5004)}
 
 
 def test_only_the_peer_asked_can_tell_a_node_its_address_and_symmetric_nats_show():
