@@ -88,7 +88,7 @@ class Messages:
         message_id = event.message_id.hex()
         row = dict(peer=peer, direction="in", message_id=message_id, text=event.text,
                    sent=event.sent_ms / 1000, received=received, seq=event.seq)
-        if not self._write(lambda db: db.add_message(**row, state="delivered")):
+        if self._write(lambda db: db.add_message(**row, state="delivered")) is False:
             return  # kept already: a retransmission whose receipt was lost, shown once
         self.broadcast({"event": "message", "peer": peer, "name": name, "direction": "in",
                         "message_id": message_id, "seq": event.seq, "sent": row["sent"],
@@ -99,7 +99,9 @@ class Messages:
         peer = f"{event.peer_id:040x}"
         message_id = event.message_id.hex()
         at = time.time()
-        if self._write(lambda db: db.set_message_state(peer, "out", message_id, "delivered", at)):
+        changed = self._write(
+            lambda db: db.set_message_state(peer, "out", message_id, "delivered", at))
+        if changed is not False:  # False: a receipt for one delivered already
             self.broadcast({"event": "receipt", "peer": peer, "name": self.callers.name_of(peer),
                             "message_id": message_id, "state": "delivered", "at": at})
 
@@ -127,17 +129,18 @@ class Messages:
         driver.service()
         return sid is not None
 
-    def _write(self, change: Callable[[Any], bool]) -> bool:
-        """A database change; False (logged and counted) when it fails."""
+    def _write(self, change: Callable[[Any], bool]) -> bool | None:
+        """A database change's answer; None when it cannot be made (logged and counted: a
+        message that arrives is still shown, it is only not kept)."""
         db = self.history.db
         if db is None:
-            return False
+            return None
         try:
             return change(db)
         except sqlite3.Error as e:
             self.history.write_errors += 1
             log.warning("cannot write the history database %s: %s", self.history.path, e)
-            return False
+            return None
 
     # -- commands -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import time
 
@@ -148,6 +149,18 @@ def test_a_message_that_comes_again_on_another_session_is_kept_and_shown_once(so
             await client.request("status")  # every event before this reply has been read
             assert len([e for e in client.seen if e.get("event") == "message"]) == 1
             assert [m["text"] for m in (await client.request("messages"))["messages"]] == ["once"]
+
+            def fail(*args, **kwargs):
+                raise sqlite3.OperationalError("disk I/O error")
+
+            db, add = d.history.db, d.history.db.add_message
+            db.add_message = fail  # the disk fails: shown, counted, not kept
+            d.messages.on_event(MessageReceived(6, peer, b"\x02" * 16, 2, 2000, "lost", 2.0))
+            db.add_message = add
+            await client.request("status")
+            assert [e["text"] for e in client.seen if e.get("event") == "message"] \
+                == ["once", "lost"]
+            assert (await client.request("status"))["history"]["write_errors"] == 1
 
             await client.request("block", who="ab" * 20)  # a blocked peer's are not kept
             d.messages.on_event(MessageReceived(5, peer, b"\x01" * 16, 2, 2000, "spam", 2.0))
