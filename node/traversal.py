@@ -76,6 +76,7 @@ SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22,
          PUNCH_COOKIE: 2 + COOKIE_SIZE, PUNCH_REQ_RELAY: 42 + RELAY_PART,
          PUNCH_FWD_RELAY: 28 + RELAY_PART}  # a PUNCH_REQ(_RELAY) may also carry a cookie
 REQUESTS = (PUNCH_REQ, PUNCH_REQ_RELAY)
+_ADDR_RES = bytes((TRAVERSAL, ADDR_RES))
 
 # `stats` reasons that are dropped datagrams (the others count what was sent or received)
 DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown_target",
@@ -231,7 +232,8 @@ class Traversal:
         if op == PUNCH_COOKIE:
             self._on_cookie(data, addr, now)
             return
-        if not self._usable(addr):
+        wire = self._wire(addr)
+        if wire is None:
             self.stats["unusable_source"] += 1
             return
         refused = self._guard.check(addr[0] if type(addr) is tuple else addr, now)
@@ -242,8 +244,7 @@ class Traversal:
             self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
             return
         if op == ADDR_REQ:
-            self._send(bytes((TRAVERSAL, ADDR_RES)) + data[2:10] + self.contacts.addr_to_wire(addr),
-                       addr, "addr_res_sent")
+            self._send(_ADDR_RES + data[2:10] + wire, addr, "addr_res_sent")
         elif op in REQUESTS:
             self._on_punch_req(data, addr, now)
         else:  # PUNCH_FWD(_RELAY) from a contact
@@ -419,13 +420,14 @@ class Traversal:
                 struct.error):
             return None
 
-    def _usable(self, addr: Any) -> bool:
-        """Whether an address could be a peer: it survives the wire encoding."""
+    def _wire(self, addr: Any) -> bytes | None:
+        """An address's wire form if it could be a peer's (it survives the encoding), else None."""
         contacts = self.contacts
         try:
-            return contacts.addr_from_wire(contacts.addr_to_wire(addr)) is not None
+            wire = contacts.addr_to_wire(addr)
+            return wire if contacts.addr_from_wire(wire) is not None else None
         except (OSError, TypeError, ValueError, IndexError, OverflowError, struct.error):
-            return False
+            return None
 
     def _on_punch_req(self, data: bytes, addr: Any, now: float) -> None:
         requester, target = data[2:22], int.from_bytes(data[22:42], "big")
@@ -492,16 +494,14 @@ class Traversal:
             return
         observed = self.observed
         before = observed.pop(addr, None)
-        changed = before != seen
         if len(observed) >= self.settings.max_observers:
             del observed[next(iter(observed))]
-            changed = True
         observed[addr] = seen
-        if not changed and not self._symmetric:
-            return  # one view, confirmed: nothing to tell (and a tie cannot move the public one)
         public, symmetric = self._public, self._symmetric
+        if seen == public and not symmetric:
+            return  # every view is this one: nothing changed, nothing to tell
         self._review()
-        if changed and public is not None and self._public != public:
+        if public is not None and self._public != public:
             self.independent = False  # another NAT, perhaps: what we saw of the last one is void
             self._replan()
         if before not in (None, seen) or (self._public, self._symmetric) != (public, symmetric):
