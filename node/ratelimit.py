@@ -6,11 +6,15 @@ budget falls below half (the node is under load) and are dropped once the global
 again and every source is back within its own (checked at most once a second); at most
 `max_sources` of them are kept, oldest forgotten first. So an idle node (or a million simulated
 ones) keeps no per-source state, and a flood from many forged sources cannot grow memory.
+A source given as an IPv6 address string counts by its /64 (kadtalk.node.addresses.host_key):
+one host may hold a whole /64, so each of its addresses must not get a budget of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .addresses import host_key
 
 
 class TokenBucket:
@@ -70,6 +74,8 @@ class FloodGuard:
     def check(self, source: Any, now: float, cost: float = 1.0) -> str | None:
         """None if `source` may do work costing `cost` tokens now (taken from its bucket and the
         global one), else the reason. A cost above a bucket's burst takes the whole burst."""
+        if type(source) is str and ":" in source:
+            source = host_key(source)  # an IPv6 host: its /64
         shared = self._global
         level = shared.level(now)
         sources = self._sources
@@ -95,6 +101,8 @@ class FloodGuard:
 
     def ready(self, source: Any, now: float) -> bool:
         """Whether `source` could do one unit of work now (nothing is taken)."""
+        if type(source) is str and ":" in source:
+            source = host_key(source)
         bucket = self._sources.get(source) if self._sources else None
         return bucket is None or bucket.level(now) >= 1.0
 

@@ -40,10 +40,15 @@ SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 def parse_hostport(text: str) -> Address:
-    """'HOST:PORT' -> an IPv4 (address, port); raises ValueError naming the problem."""
+    """'HOST:PORT' or '[IPv6]:PORT' -> (address, port), IPv4 preferred for a name that has
+    both (every peer speaks IPv4); raises ValueError naming the problem."""
     host, sep, port_text = text.rpartition(":")
     if not sep or not host:
-        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 192.0.2.7:5004")
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 192.0.2.7:5004 or [2001:db8::7]:5004")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [2001:db8::7]:5004")
     try:
         port = int(port_text)
     except ValueError:
@@ -51,17 +56,46 @@ def parse_hostport(text: str) -> Address:
     if not 0 < port < 65536:
         raise ValueError(f"{text!r}: port must be between 1 and 65535")
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
     except socket.gaierror as error:
-        raise ValueError(f"{text!r}: cannot resolve {host!r} to an IPv4 address ({error})") from None
-    return infos[0][4][0], port
+        raise ValueError(f"{text!r}: cannot resolve {host!r} ({error})") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    found = normalise(infos[0][4])
+    if found is None:
+        raise ValueError(f"{text!r}: {host!r} is a scoped (link-local) address")
+    return found
+
+
+def normalise(addr: tuple) -> Address | None:
+    """A socket's address as node code sees it: IPv4 as ('a.b.c.d', port), also when it came
+    IPv4-mapped through a dual-stack socket (::ffff:a.b.c.d, with flow and scope); IPv6 as
+    (canonical compressed host, port). None for a scoped (link-local) IPv6 address: node code
+    carries no interface, so it could not answer there."""
+    host = addr[0]
+    if ":" not in host:
+        return (host, addr[1])
+    if host.startswith("::ffff:") and "." in host:
+        return (host[7:], addr[1])
+    if len(addr) > 3 and addr[3]:
+        return None
+    if "%" in host or host != host.lower():
+        try:
+            host = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
+        except OSError:
+            return None
+    return (host, addr[1])
 
 
 class UdpDriver(asyncio.DatagramProtocol):
     """Runs one node on one UDP socket."""
 
-    def __init__(self, node: Node, on_event: Callable[[Any], None] | None = None):
+    def __init__(self, node: Node, on_event: Callable[[Any], None] | None = None,
+                 family: int = socket.AF_INET, dual_stack: bool = False):
         self.node = node
+        self.family = family  # the socket's: AF_INET or AF_INET6
+        # an AF_INET6 socket that also carries IPv4: IPv4 destinations go out IPv4-mapped
+        self.dual_stack = dual_stack
+        self.dropped = 0  # datagrams in from, or out to, an address this socket cannot use
         self.on_event = on_event
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.DatagramTransport | None = None
@@ -76,7 +110,11 @@ class UdpDriver(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        self.node.receive_datagram(data, (addr[0], addr[1]), self.loop.time())
+        source = normalise(addr)
+        if source is None:
+            self.dropped += 1
+            return
+        self.node.receive_datagram(data, source, self.loop.time())
         self.service()
 
     def error_received(self, exc: Exception) -> None:
@@ -93,7 +131,7 @@ class UdpDriver(asyncio.DatagramProtocol):
 
     @property
     def address(self) -> Address:
-        return self.transport.get_extra_info("sockname")[:2]
+        return normalise(self.transport.get_extra_info("sockname")) or ("::", 0)
 
     def buffer_sizes(self) -> tuple[int, int]:
         """(receive, send) buffer bytes the kernel granted this socket (Linux reports twice
@@ -117,6 +155,11 @@ class UdpDriver(asyncio.DatagramProtocol):
         transport = self.transport
         for data, addr in node.datagrams_to_send(self.loop.time()):
             if transport is not None and not transport.is_closing():
+                if (":" in addr[0]) != (self.family == socket.AF_INET6):
+                    if not self.dual_stack:
+                        self.dropped += 1  # a family this socket cannot send to
+                        continue
+                    addr = ("::ffff:" + addr[0], addr[1])
                 transport.sendto(data, addr)
         deadline = node.get_timer()
         if deadline != self._timer_at:
@@ -233,7 +276,38 @@ async def start_node(
         clock_offset=time.time() - loop.time(),
         traversal=traversal,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = open_socket(host, port, buffer)
+    dual_stack = sock.family == socket.AF_INET6 and not sock.getsockopt(
+        socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)  # bound to "::", IPv4 too
+    _, driver = await loop.create_datagram_endpoint(
+        lambda: UdpDriver(node, on_event, sock.family, dual_stack), sock=sock)
+    driver.service()
+    return driver
+
+
+def open_socket(host: str, port: int, buffer: int | None = None) -> socket.socket:
+    """A bound UDP socket. '0.0.0.0' or '::' (any address): one AF_INET6 socket that carries
+    IPv4 too (IPV6_V6ONLY off) where the OS allows, else AF_INET on 0.0.0.0. An IPv4 address:
+    AF_INET there; an IPv6 one: AF_INET6 there."""
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        except OSError:  # no IPv6 in this kernel (or disabled): IPv4 only
+            return _bind(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), "0.0.0.0", port, buffer)
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            return _bind(sock, "::", port, buffer)
+        except OSError:  # dual stack refused, or no IPv6 address to bind: IPv4 only
+            sock.close()
+            return _bind(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), "0.0.0.0", port, buffer)
+    if ":" not in host:
+        return _bind(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), host, port, buffer)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # one IPv6 address: no IPv4
+    return _bind(sock, host, port, buffer)
+
+
+def _bind(sock: socket.socket, host: str, port: int, buffer: int | None) -> socket.socket:
     try:
         if buffer:
             set_buffers(sock, buffer)
@@ -241,9 +315,7 @@ async def start_node(
     except OSError:
         sock.close()
         raise
-    _, driver = await loop.create_datagram_endpoint(lambda: UdpDriver(node, on_event), sock=sock)
-    driver.service()
-    return driver
+    return sock
 
 
 def set_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
@@ -270,10 +342,10 @@ def udp_receive_buffer_drops() -> int | None:
 
 
 def socket_drops(addresses: list[Address]) -> int | None:
-    """Datagrams the kernel dropped at these IPv4 sockets since they were opened (full receive
+    """Datagrams the kernel dropped at these IPv4 sockets (others are left out) since they were opened (full receive
     buffer, among others: the `drops` column of Linux's /proc/net/udp; None elsewhere)."""
     wanted = {f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
-              for host, port in addresses}
+              for host, port in addresses if ":" not in host}
     try:
         with open("/proc/net/udp") as f:
             next(f)

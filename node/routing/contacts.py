@@ -14,7 +14,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import Iterable
+from typing import Hashable, Iterable
+
+from ..addresses import subnet_key
 
 _PORT = struct.Struct(">H")
 
@@ -32,6 +34,12 @@ def ipv4_from_wire(data: bytes) -> tuple[str, int] | None:
     if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
         return None
     return (str(ip), port)
+
+
+def route_wire(addr: tuple[str, int]) -> bytes | None:
+    """ROUTE_RES's 6 bytes for an IPv4 address; None for IPv6, which ROUTE_RES cannot carry
+    (its contacts travel in the IPv6 extension, kadtalk.node.routing.route6)."""
+    return None if ":" in addr[0] else ipv4_to_wire(addr)
 
 
 def usable_ipv4(addr: tuple[str, int]) -> bool:
@@ -55,13 +63,13 @@ class ContactRegistry:
         self._at: dict[tuple[str, int], list[int]] = {}  # address -> its handles (one ID, mostly)
 
     recycles = True  # `retain` frees handles (kadtalk.node.layer.Registry)
-    addr_to_wire = staticmethod(ipv4_to_wire)
+    addr_to_wire = staticmethod(route_wire)
     addr_from_wire = staticmethod(ipv4_from_wire)
 
     @staticmethod
-    def subnet(addr: tuple[str, int]) -> str:
-        """The /24 network of an IPv4 address ('192.0.2' for 192.0.2.7)."""
-        return addr[0].rpartition(".")[0]
+    def subnet(addr: tuple[str, int]) -> Hashable:
+        """The /24 network of an IPv4 address ('192.0.2' for 192.0.2.7), the /48 of an IPv6 one."""
+        return subnet_key(addr[0])
 
     def intern(self, node_id: int, addr: tuple[str, int]) -> int:
         key = (node_id, addr)

@@ -456,7 +456,8 @@ class RoutingLayer:
 
     def _probe_target(self, secret: bytes, addr: Any, node_id: int) -> int:
         digest = hashlib.blake2b(
-            self.registry.addr_to_wire(addr) + node_id.to_bytes(20, "big"),
+            (self.registry.addr_to_wire(addr) or repr(addr).encode())  # IPv6: no ROUTE_RES bytes
+            + node_id.to_bytes(20, "big"),
             key=secret, digest_size=20,
         ).digest()
         return int.from_bytes(digest, "big")

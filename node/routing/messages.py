@@ -71,15 +71,17 @@ def encode_request(msg: RouteRequest, padding: int | None = None) -> bytes:
     )
 
 
-def encode_response(msg: RouteResponse, addr_to_wire: Callable[[Any], bytes]) -> bytes:
+def encode_response(msg: RouteResponse, addr_to_wire: Callable[[Any], bytes | None]) -> bytes:
     parts = [
         bytes((ROUTE_RES,)),
         msg.responder.to_bytes(ID_BYTES, "big"),
         msg.target.to_bytes(ID_BYTES, "big"),
     ]
     for node_id, addr in msg.contacts:
-        parts.append(node_id.to_bytes(ID_BYTES, "big"))
-        parts.append(addr_to_wire(addr))
+        wire = addr_to_wire(addr)
+        if wire is not None:  # None: an address the format cannot carry (IPv6), left out
+            parts.append(node_id.to_bytes(ID_BYTES, "big"))
+            parts.append(wire)
     return b"".join(parts)
 
 
