@@ -114,22 +114,29 @@ def test_a_message_to_a_contact_that_is_offline_goes_at_the_next_session(sock_ro
             code, out, err = await cli("send", "--socket", str(a.socket_path), "--wait", "1",
                                        b_id, "and this one too")
             assert code == 2 and out.startswith("pending: not delivered"), (out, err)
-            states = {m["text"]: m["state"] for m in
-                      (await ca.request("messages", peer=b_id))["messages"]}
+            code, out, err = await cli("send", "--socket", str(a.socket_path), "--wait", "0.5",
+                                       "--json", b_id, "and one more")
+            assert code == 2 and json.loads(out)["state"] == "pending", (out, err)
+            mine = (await ca.request("messages", peer=b_id))["messages"]
+            states = {m["text"]: m["state"] for m in mine}
+            waiting = [m["message_id"] for m in mine if m["state"] == "pending"]
+            assert json.loads(out)["message_id"] in waiting and later["message_id"] in waiting
             assert states == {"are you there?": "delivered",
                               "call me when you are back": "pending",
-                              "and this one too": "pending"}
+                              "and this one too": "pending", "and one more": "pending"}
 
-            # b comes back (a new port) and writes: a's pending ones go on that session
+            # b comes back (a new port) and writes: a's pending ones go on that session (or on
+            # a's own, if its lookup finds b's new address first: then before b writes)
             await p.start_b()
             cb = p.cb
             await cb.request("send", to=a.node_id, text="back!")
             await ca.wait_event(message("back!"), since=since, timeout=15)
-            await ca.wait_event(receipt(later["message_id"]), since=since, timeout=15)
-            await cb.wait_event(message("and this one too"), timeout=15)
+            for message_id in waiting:  # b keeps a message before its receipt goes
+                await ca.wait_event(receipt(message_id), since=since, timeout=15)
             listed = (await cb.request("messages"))["messages"]
             texts = [m["text"] for m in listed if m["direction"] == "in"]
-            assert texts == ["are you there?", "call me when you are back", "and this one too"]
+            assert texts == ["are you there?", "call me when you are back", "and this one too",
+                             "and one more"]
             states = {m["text"]: m["state"] for m in
                       (await ca.request("messages", peer=b_id))["messages"]}
             assert set(states.values()) == {"delivered"}
@@ -220,5 +227,26 @@ def test_a_message_during_a_call_goes_on_the_calls_session(sock_root):
                 assert len(daemon.driver.node.session.sessions) == 1
             await ca.request("hangup")
             await ca.wait_event(is_call("ended"))
+
+    run(scenario())
+
+
+def test_a_message_to_a_node_nobody_finds_stays_pending_with_the_reason(sock_root):
+    async def scenario():
+        async with joined_pair(sock_root) as p:
+            nobody = "cd" * 20
+            r = await p.ca.request("send", to=nobody, text="anyone?")
+            event = await p.ca.wait_event(lambda e: e.get("event") == "message_pending",
+                                          timeout=30)
+            assert event["message_ids"] == [r["message_id"]] and event["peer"] == nobody
+            assert event["reason"] == "unreachable"
+            code, out, err = await cli("send", "--socket", str(p.a.socket_path), "--wait", "30",
+                                       nobody, "still nobody?")
+            assert code == 2, (out, err)
+            assert out.strip() == (f"pending: not delivered to {nobody} yet (unreachable); it is "
+                                   f"sent again at the next session with {nobody}")
+            listed = (await p.ca.request("messages", peer=nobody))["messages"]
+            assert [(m["text"], m["state"]) for m in listed] == [("anyone?", "pending"),
+                                                                 ("still nobody?", "pending")]
 
     run(scenario())
