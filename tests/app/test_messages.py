@@ -173,6 +173,13 @@ def test_a_message_that_comes_again_on_another_session_is_kept_and_shown_once(so
             d.messages.on_event(MessageReceived(5, peer, b"\x01" * 16, 2, 2000, "spam", 2.0))
             assert len((await client.request("messages"))["messages"]) == 1
             assert d.messages.ignored == 1
+            await client.request("accept", **{"from": "contacts"})  # and strangers' then
+            d.messages.on_event(MessageReceived(7, peer + 1, b"\x03" * 16, 1, 0, "hi?", 3.0))
+            await client.request("add_contact", name="Carol", peer=f"{peer + 2:040x}")
+            d.messages.on_event(MessageReceived(8, peer + 2, b"\x03" * 16, 1, 0, "Carol", 3.0))
+            assert [m["text"] for m in (await client.request("messages"))["messages"]] \
+                == ["once", "Carol"]
+            assert d.messages.ignored == 2
             await client.close()
         finally:
             await d.stop()
