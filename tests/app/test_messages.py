@@ -80,6 +80,8 @@ def test_two_daemons_exchange_messages_each_way_with_receipts(sock_root):
 
             # the conversation, in order, from the CLI; listing it marks it read
             assert (await cb.request("status"))["history"]["unread_messages"] == 6
+            _, out, _ = await cli("status", "--socket", str(b.socket_path))
+            assert "messages 6 new messages (`kadtalk messages` shows them)" in out
             code, out, _ = await cli("messages", "alice", "--json", "--socket",
                                      str(b.socket_path))
             listed = json.loads(out)["messages"]
