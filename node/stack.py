@@ -1,11 +1,11 @@
 """The `Node`: the protocol layers stacked behind one UDP socket, demultiplexed on the first byte.
 
-`LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 routing, 0x02-0x05 and 0x07
-(COOKIE) the session, 0x06 NAT traversal, 0x08 relays, 0x0a value storage; anything else is a
-counted drop. A call is a find-peer lookup, then the key exchange with the address found (and
-through the caller's relay in parallel when it is NATed: relay/paths.py), all over the one
-socket. The surface is kadtalk.node.layer.Layer: datagrams and time in, datagrams
-and events out, one timer.
+`LAYER_OF[first byte]` names the layer a datagram goes to: 0x00-0x01 and 0x0b (ROUTE6_RES:
+IPv6 contacts) routing, 0x02-0x05 and 0x07 (COOKIE) the session, 0x06 NAT traversal, 0x08
+relays, 0x0a value storage; anything else is a counted drop. A call is a find-peer lookup,
+then the key exchange with the address found (and through the caller's relay in parallel
+when it is NATed: relay/paths.py), all over the one socket. The surface is
+kadtalk.node.layer.Layer: datagrams and time in, datagrams and events out, one timer.
 
 Scale: a simulated network holds up to a million `Node`s, so a routing-only node is three slots.
 Everything the session needs (identity, settings, the layer itself, drop counters) sits in one
@@ -26,6 +26,7 @@ from .relay.paths import HOLD_INTERVAL, SILENCE, CallPaths, bounded
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
+from .routing.route6 import ROUTE6_RES
 from .session.layer import SessionLayer, SessionSettings
 from .session.state import CallState
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
@@ -34,9 +35,9 @@ from .traversal import TRAVERSAL, Traversal, TraversalSettings, choose_rendezvou
 from .upkeep import JOIN_RETRY, JoinRetry, Rejoin
 
 NONE, ROUTING, SESSION, TRAVERSAL_LAYER, RELAY_LAYER, STORAGE_LAYER = 0, 1, 2, 3, 4, 5  # LAYER_OF
-_ROUTES = {ROUTE_REQ: ROUTING, ROUTE_RES: ROUTING, KEY_REQ: SESSION, KEY_RES: SESSION,
-           MEDIA: SESSION, SIGNAL: SESSION, COOKIE: SESSION, TRAVERSAL: TRAVERSAL_LAYER,
-           RELAY: RELAY_LAYER, STORAGE: STORAGE_LAYER}
+_ROUTES = {ROUTE_REQ: ROUTING, ROUTE_RES: ROUTING, ROUTE6_RES: ROUTING, KEY_REQ: SESSION,
+           KEY_RES: SESSION, MEDIA: SESSION, SIGNAL: SESSION, COOKIE: SESSION,
+           TRAVERSAL: TRAVERSAL_LAYER, RELAY: RELAY_LAYER, STORAGE: STORAGE_LAYER}
 LAYER_OF = bytes(_ROUTES.get(kind, NONE) for kind in range(256))  # first byte -> layer
 
 

@@ -14,6 +14,7 @@ session id it returns before the first event about that session arrives.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import socket
@@ -258,31 +259,54 @@ async def start_node(
     session_settings: SessionSettings | None = None,
     traversal: bool = False,
     buffer: int | None = None,
+    ipv6: bool | None = None,
 ) -> UdpDriver:
     """Bind a UDP socket and run a node on it (a fresh ephemeral identity by default);
     `traversal`: NAT traversal (observed address, hole punching; kadtalk.node.traversal);
     `buffer`: ask for this many bytes of receive and send buffer (`set_buffers`), so that
-    bursts wait in the kernel rather than being dropped while the event loop is busy."""
+    bursts wait in the kernel rather than being dropped while the event loop is busy;
+    `ipv6`: whether the node asks peers for IPv6 contacts (RoutingSettings.ipv6); None: when
+    its socket is IPv6 and, unless bound to one IPv6 address, the host has an IPv6 route out."""
     identity = identity or Identity.generate()
     loop = asyncio.get_running_loop()
-    node = Node(
-        int.from_bytes(identity.node_id, "big"),
-        ContactRegistry(),
-        random.Random(random.SystemRandom().getrandbits(64)),
-        settings,
-        loop.time(),
-        identity=identity,
-        session_settings=session_settings,
-        clock_offset=time.time() - loop.time(),
-        traversal=traversal,
-    )
     sock = open_socket(host, port, buffer)
     dual_stack = sock.family == socket.AF_INET6 and not sock.getsockopt(
         socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)  # bound to "::", IPv4 too
+    settings = settings or RoutingSettings()
+    if ipv6 is None:
+        ipv6 = settings.ipv6 or not dual_stack or has_ipv6_route()
+    settings = dataclasses.replace(settings, ipv6=ipv6 and sock.family == socket.AF_INET6)
+    try:
+        node = Node(
+            int.from_bytes(identity.node_id, "big"),
+            ContactRegistry(),
+            random.Random(random.SystemRandom().getrandbits(64)),
+            settings,
+            loop.time(),
+            identity=identity,
+            session_settings=session_settings,
+            clock_offset=time.time() - loop.time(),
+            traversal=traversal,
+        )
+    except BaseException:
+        sock.close()
+        raise
     _, driver = await loop.create_datagram_endpoint(
         lambda: UdpDriver(node, on_event, sock.family, dual_stack), sock=sock)
     driver.service()
     return driver
+
+
+def has_ipv6_route(probe: str = "2001:4860:4860::8888") -> bool:
+    """Whether the host would send to the IPv6 internet (a global address and a route): a
+    UDP connect sends nothing, it only picks the route and source address."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            source = s.getsockname()[0]
+    except OSError:
+        return False
+    return not (source.startswith("fe80:") or source == "::1")
 
 
 def open_socket(host: str, port: int, buffer: int | None = None) -> socket.socket:

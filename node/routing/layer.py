@@ -47,10 +47,10 @@ from .messages import (
     MalformedMessage,
     RouteRequest,
     RouteResponse,
-    decode,
-    encode_request,
-    encode_response,
 )
+from .route6 import CONTACT6_SIZE
+from .route6 import decode as decode_any
+from .route6 import encode as encode_any
 from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
@@ -102,6 +102,9 @@ class RoutingSettings:
     # in full): for capacity benchmarks on one host only (benchmarks/udp_routing); a node on a
     # network keeps them. Table admission and address probes are unchanged.
     limits: bool = True
+    # This node can reach IPv6 peers: its requests ask for ROUTE6_RES (route6.py, protocol
+    # section 23), whose contacts may be IPv6. The UDP driver sets it for a dual-stack socket.
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -194,7 +197,7 @@ class RoutingLayer:
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         try:
-            msg, skipped = decode(data, self.registry.addr_from_wire)
+            msg, skipped = decode_any(data, self.registry.addr_from_wire)
         except MalformedMessage as error:
             self.count(error.reason)
             return
@@ -264,16 +267,8 @@ class RoutingLayer:
         return out
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        addr_to_wire = self.registry.addr_to_wire
-        return [
-            (
-                encode_request(msg)
-                if type(msg) is RouteRequest
-                else encode_response(msg, addr_to_wire),
-                addr,
-            )
-            for msg, addr in self.messages_to_send(now)
-        ]
+        addr_to_wire, ipv6 = self.registry.addr_to_wire, self.settings.ipv6
+        return [(encode_any(msg, addr_to_wire, ipv6), addr) for msg, addr in self.messages_to_send(now)]
 
     def next_event(self) -> LookupCompleted | Joined | None:
         return self._events.popleft() if self._events else None
@@ -357,19 +352,20 @@ class RoutingLayer:
         ids = self.registry.ids
         addrs = self.registry.addrs
         count = settings.k
+        entry = CONTACT6_SIZE if msg.ipv6 else CONTACT_SIZE  # the largest an entry can be
         budget = settings.amplification * msg.size
         if probe:
             budget -= REQUEST_SIZE  # the probe counts towards what we send there
-        if (limits and RESPONSE_HEADER + count * CONTACT_SIZE > budget
+        if (limits and RESPONSE_HEADER + count * entry > budget
                 and not self.is_validated(addr)):
             # Anti-amplification: the source address may be forged to aim our answer at a victim.
             if budget < RESPONSE_HEADER:  # no room for the probe after an empty answer
                 budget += REQUEST_SIZE
                 probe = False
-            count = min(count, max(0, (budget - RESPONSE_HEADER) // CONTACT_SIZE))
+            count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
         contacts = [(ids[h], addrs[h]) for h in self.table.closest(msg.target, count, handle)]
-        self._send(RouteResponse(self.node_id, msg.target, contacts), addr)
+        self._send(RouteResponse(self.node_id, msg.target, contacts, msg.ipv6), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
             self._send_probe(addr, msg.origin, now)
 

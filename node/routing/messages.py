@@ -42,6 +42,7 @@ class RouteRequest:
     origin: int
     target: int
     size: int = field(default=REQUEST_SIZE, compare=False)  # bytes on the wire, padding included
+    ipv6: bool = field(default=False, compare=False)  # asks for ROUTE6_RES (route6.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class RouteResponse:
     responder: int
     target: int
     contacts: Sequence[tuple[int, Any]]  # (id, address) pairs, closest first
+    ipv6: bool = field(default=False, compare=False)  # sent as ROUTE6_RES (route6.py)
 
 
 def id_to_bytes(node_id: int) -> bytes:

@@ -61,6 +61,37 @@ def test_a_dual_stack_node_answers_an_ipv4_peer_and_an_ipv6_peer_and_learns_both
 
 
 @needs_ipv6
+def test_ipv6_contacts_learned_over_ipv4_through_the_extension_are_reached_over_ipv6():
+    """D bootstraps over IPv4, learns B's IPv6 address from ROUTE6_RES (section 23) and finds
+    B there; C, IPv4 only, is sent nanotalk's ROUTE_RES, which leaves B out."""
+
+    async def scenario():
+        a = await start_node(ipv6=True)  # dual stack
+        b = await start_node(host="::1")
+        c = await start_node(host="127.0.0.1")
+        d = await start_node(ipv6=True)
+        try:
+            assert b.node.routing.settings.ipv6 and not c.node.routing.settings.ipv6
+            port = a.address[1]
+            assert (await b.join([("::1", port)])).success
+            assert (await c.join([("127.0.0.1", port)])).success
+            await asyncio.wait_for(in_table(a, b.node.node_id), 5)
+            assert (await d.join([("127.0.0.1", port)])).success
+            found = await d.find_peer(b.node.node_id)
+            missed = await c.find_peer(b.node.node_id)
+            drops = [x.node.drop_counts() for x in (a, b, c, d)]
+            return found.peer, b.address, missed.peer, drops
+        finally:
+            for x in (a, b, c, d):
+                x.close()
+
+    found, at, missed, drops = asyncio.run(scenario())
+    assert found[1] == at and at[0] == "::1"
+    assert missed is None
+    assert drops == [{}] * 4
+
+
+@needs_ipv6
 def test_a_call_over_ipv6_between_real_sockets():
     async def scenario():
         ea, eb = Events(), Events()
