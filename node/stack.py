@@ -668,8 +668,10 @@ class Node:
     @property
     def storage(self) -> StorageLayer | None:
         """The storage layer (made on first use), or None without an identity or with storage
-        off. Its commands (`put`, `fetch`, `send_message`, ...) find nodes with our lookups;
-        call `Node.pump_storage(now)` after one so a lookup that ended at once is routed."""
+        off. Its commands (`put`, `fetch`, `send_message`, `mail`, ...) find nodes with our
+        lookups; call `Node.pump_storage(now)` after one so a lookup that ended at once is
+        routed. With the upkeep on (`keep_joined`) and `storage.keep_mailbox(...)`, each
+        successful join publishes our prekey and fetches our mailbox (StorageLayer.joined)."""
         upper = self._upper
         if upper is None or upper.identity is None:
             return None
@@ -724,6 +726,8 @@ class Node:
         if upper.rejoin is None:
             return  # upkeep is off: joins are the owner's business
         upper.rejoin.finished(event)
+        if event.success and upper.storage is not None:
+            upper.storage.joined(event.finished)  # prekey and mailbox, with keep_mailbox on
         if event.success and upper.traversal is not None:
             upper.traversal.start_keepalives(event.finished)  # probe the new neighbours now
 

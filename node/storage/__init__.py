@@ -7,7 +7,10 @@ surface), `events`, `settings`, `vectors` (docs/vectors/storage.json).
 """
 
 from .events import (
+    MailFailed,
+    MailStored,
     MessageReceived,
+    PrekeyMade,
     PrekeyFound,
     StorageEvent,
     StoreFailed,
@@ -21,7 +24,7 @@ from .settings import StorageSettings
 from .wire import STORAGE
 
 __all__ = [
-    "DROPS", "MessageReceived", "PrekeyFound", "STORAGE", "StorageEvent", "StorageLayer",
+    "DROPS", "MailFailed", "MailStored", "MessageReceived", "PrekeyFound", "PrekeyMade", "STORAGE", "StorageEvent", "StorageLayer",
     "StorageSettings", "StoreFailed", "Value", "ValueStored", "ValuesDeleted", "ValuesFound",
     "epoch_of", "mailbox_key", "prekey_key",
 ]

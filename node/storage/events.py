@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..layer import Event
 from .records import Value
@@ -79,4 +80,40 @@ class ValuesDeleted(StorageEvent):
     vids: tuple[bytes, ...]
     asked: int
     confirmed: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeyMade(StorageEvent):
+    """We made (and are publishing) a new prekey: its owner keeps `private` (32 bytes, X25519)
+    across restarts, as boxes sealed to it may arrive for `settings.prekey_keep` s after `made`
+    (Unix seconds); `StorageLayer.keep_mailbox` takes the kept ones back."""
+
+    public: bytes
+    private: bytes = field(repr=False)
+    made: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MailStored(StorageEvent):
+    """A message given to `mail` is sealed to `recipient`'s prekey and held by `stored` nodes
+    in its mailbox (value `vid`); `tag` is the caller's name for it."""
+
+    recipient: bytes
+    tag: Any
+    vid: bytes
+    stored: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MailFailed(StorageEvent):
+    """A message given to `mail` is not stored: `reason` is `no_prekey` (the nodes asked hold
+    none signed by the recipient), `no_answer` (no node answered the prekey fetch), `bad_prekey`,
+    `busy`, or a StoreFailed reason (`no_nodes`, `timeout`, `quota`, ...)."""
+
+    recipient: bytes
+    tag: Any
+    reason: str
     at: float

@@ -13,6 +13,14 @@ Client role: `put` / `fetch` / `acknowledge` find the k closest nodes to a key w
 layer's find-closest lookup (the `lookup` callback; `lookup_done` takes its result), then talk
 to them directly. Prekeys and sealed messages sit on top: `publish_prekey`, `fetch_prekey`,
 `send_message`, `fetch_mailbox`, and MessageReceived for each box that opens.
+
+Offline messages (`mail`, `keep_mailbox`): a sender's `mail` fetches the recipient's prekey
+(only one its identity signed, under its own prekey key), seals the message to it and stores it
+in the mailbox: MailStored or MailFailed. A recipient whose owner called `keep_mailbox` (the
+kept prekeys given back) publishes its prekey at each join (the newest kept one while it is
+younger than `prekey_rotation`, else a new one: PrekeyMade, for its owner to keep) and fetches
+its mailbox then and every `mailbox_interval`; a value it acknowledged that a storer still
+returns is acknowledged again.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..identity import node_id_of
 from ..ratelimit import FloodGuard
 from . import records, sealed, wire
-from .events import (MessageReceived, PrekeyFound, StorageEvent, StoreFailed, ValuesDeleted,
-                     ValuesFound, ValueStored)
+from .events import (MailFailed, MailStored, MessageReceived, PrekeyFound, PrekeyMade,
+                     StorageEvent, StoreFailed, ValuesDeleted, ValuesFound, ValueStored)
 from .records import Value
 from .settings import DEFAULT_SETTINGS, StorageSettings
 from .store import ValueStore
@@ -85,7 +93,8 @@ class StorageLayer:
         self.clock_offset = clock_offset
         self.stats: collections.Counter[str] = collections.Counter()
         self.store = ValueStore(s)
-        self.prekeys: list[tuple[X25519PrivateKey, bytes, float]] = []  # newest first
+        # ours, newest first: (private, public, made: Unix seconds)
+        self.prekeys: list[tuple[X25519PrivateKey, bytes, float]] = []
         self._lookup, self._closest = lookup, closest
         self._addr_to_wire, self._validated = addr_to_wire, validated
         self._random = random_bytes
@@ -98,7 +107,12 @@ class StorageLayer:
         self._republish_queue: dict[bytes, None] = {}  # keys waiting for a republish lookup
         self._holders: dict[bytes, set[Any]] = {}  # our mailbox keys -> nodes that answered
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._acked: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # vid: epoch
         self._rotate_at: float | None = None
+        self._mailbox_at: float | None = None  # the next fetch of our mailbox (keep_mailbox)
+        self._upkeep = False  # keep_mailbox: publish and fetch at each join
+        self._mail: dict[bytes, list[tuple[bytes, Any]]] = {}  # recipient: waiting for a prekey
+        self._mail_vids: dict[bytes, tuple[bytes, Any]] = {}  # vid: (recipient, tag)
         self._retry_at: float | None = None  # republish lookups refused: try again then
         self._verify = FloodGuard(s.verify_rate, s.verify_burst, s.source_rate, s.source_burst,
                                   now, max_sources=s.max_sources, always=True)
@@ -139,7 +153,7 @@ class StorageLayer:
 
     def get_timer(self) -> float | None:
         times = [op.deadline for op in self._ops.values()]
-        for other in (self.store.get_timer(), self._rotate_at, self._retry_at):
+        for other in (self.store.get_timer(), self._rotate_at, self._retry_at, self._mailbox_at):
             if other is not None:
                 times.append(other)
         return min(times) if times else None
@@ -158,6 +172,9 @@ class StorageLayer:
                 self._finish(op, now)
         if self._rotate_at is not None and now >= self._rotate_at:
             self.publish_prekey(now)
+        if self._mailbox_at is not None and now >= self._mailbox_at:
+            self._mailbox_at = now + self.settings.mailbox_interval
+            self.fetch_mailbox(now)
 
     def drop_counts(self) -> collections.Counter[str]:
         """Datagrams (and fetched values) dropped or refused, by reason."""
@@ -322,6 +339,10 @@ class StorageLayer:
         """Delete `vids` from our mailbox of `epoch` at every node that gave us values there
         (or, not known, the k closest): the recipient's signed acknowledgement."""
         vids = list(dict.fromkeys(vids))
+        for vid in vids:
+            self._acked[vid] = epoch
+            while len(self._acked) > SEEN_LIMIT:
+                self._acked.popitem(last=False)
         for at in range(0, len(vids), wire.MAX_VIDS):
             chunk = tuple(vids[at:at + wire.MAX_VIDS])
             op = _Op("delete", records.mailbox_key(self.identity.node_id, epoch), now)
@@ -338,16 +359,58 @@ class StorageLayer:
         """Make a new prekey, sign it, store it under our prekey key; with `rotate`, again every
         `prekey_rotation`. Returns its public half."""
         s, wall = self.settings, self.wall(now)
-        private = X25519PrivateKey.from_private_bytes(self._random(32))
+        raw = self._random(32)
+        private = X25519PrivateKey.from_private_bytes(raw)
         public = sealed.public_bytes(private)
-        keep = s.prekey_rotation + s.ttl + s.clock_skew  # boxes sealed to it may still arrive
-        self.prekeys = [(private, public, now)] + [p for p in self.prekeys if p[2] > now - keep]
-        expiry = int(wall + min(2 * s.prekey_rotation, s.ttl))
-        key = records.prekey_key(self.identity.node_id)
-        self.put(key, records.make(self.identity, key, wire.PREKEY, expiry, int(wall), public),
-                 now)
+        self.prekeys = [(private, public, wall)] + self.prekeys
+        self._prune_prekeys(wall)
+        self._events.append(PrekeyMade(public, raw, wall, now))
+        self._put_prekey(public, wall, now)
         self._rotate_at = now + s.prekey_rotation if rotate else None
         return public
+
+    def _put_prekey(self, public: bytes, made: float, now: float) -> None:
+        """Store our prekey's record: sequence and expiry come from when it was made, so the
+        record published again after a restart is the same value (storers say DUPLICATE)."""
+        expiry = int(made + min(2 * self.settings.prekey_rotation, self.settings.ttl))
+        key = records.prekey_key(self.identity.node_id)
+        self.put(key, records.make(self.identity, key, wire.PREKEY, expiry, int(made), public),
+                 now)
+
+    def _prune_prekeys(self, wall: float) -> None:
+        keep = self.settings.prekey_keep  # boxes sealed to one may still arrive
+        self.prekeys = [p for p in self.prekeys if p[2] > wall - keep]
+
+    def keep_mailbox(self, kept: list[tuple[bytes, float]] = (), now: float = 0.0) -> None:
+        """Turn the recipient's upkeep on: from each `joined` on, publish our prekey and fetch
+        our mailbox (then every `mailbox_interval`). `kept`: the prekeys of earlier runs
+        (private half, made), as PrekeyMade told them, so boxes sealed to them still open."""
+        self._upkeep = True
+        held = {p[1] for p in self.prekeys}
+        for raw, made in kept:
+            private = X25519PrivateKey.from_private_bytes(raw)
+            public = sealed.public_bytes(private)
+            if public not in held:
+                held.add(public)
+                self.prekeys.append((private, public, made))
+        self.prekeys.sort(key=lambda p: p[2], reverse=True)
+        self._prune_prekeys(self.wall(now))
+
+    def joined(self, now: float) -> None:
+        """A join succeeded (the node's upkeep tells): with `keep_mailbox` on, publish the
+        prekey (the newest while younger than `prekey_rotation`, unchanged) and fetch the
+        mailbox now and every `mailbox_interval`."""
+        if not self._upkeep:
+            return
+        s, wall = self.settings, self.wall(now)
+        newest = self.prekeys[0] if self.prekeys else None
+        if newest is not None and newest[2] > wall - s.prekey_rotation:
+            self._put_prekey(newest[1], newest[2], now)
+            self._rotate_at = now + (newest[2] + s.prekey_rotation - wall)
+        else:
+            self.publish_prekey(now)
+        self._mailbox_at = now + s.mailbox_interval
+        self.fetch_mailbox(now)
 
     def fetch_prekey(self, node_id: bytes, now: float) -> int | None:
         """Find `node_id`'s newest prekey: PrekeyFound follows."""
@@ -356,13 +419,56 @@ class StorageLayer:
     def send_message(self, recipient: bytes, prekey: bytes, plaintext: bytes, now: float) -> bytes:
         """Seal `plaintext` for `recipient`'s `prekey` and store it in its mailbox of this epoch
         (expiring after `ttl`). Returns the value id."""
+        key, record, _ = self._sealed_record(recipient, prekey, plaintext, now)
+        return self.put(key, record, now)
+
+    def _sealed_record(self, recipient: bytes, prekey: bytes, plaintext: bytes,
+                       now: float) -> tuple[bytes, bytes, bytes]:
+        """(key, record, value id) of `plaintext` sealed for `recipient`'s mailbox now."""
         s, wall = self.settings, self.wall(now)
-        epoch = records.epoch_of(wall, s.epoch_length)
-        key = records.mailbox_key(recipient, epoch)
+        key = records.mailbox_key(recipient, records.epoch_of(wall, s.epoch_length))
         body = sealed.seal(prekey, recipient, self.identity, plaintext)
         sequence = int.from_bytes(self._random(4), "big")
-        return self.put(key, records.make(self.identity, key, wire.MAILBOX, int(wall + s.ttl),
-                                          sequence, body), now)
+        vid = records.value_id(key, self.identity.node_id, wire.MAILBOX, sequence)
+        return key, records.make(self.identity, key, wire.MAILBOX, int(wall + s.ttl), sequence,
+                                 body), vid
+
+    def mail(self, recipient: bytes, plaintext: bytes, now: float, tag: Any = None) -> None:
+        """Deliver `plaintext` to `recipient` (a node ID) through its mailbox: fetch its newest
+        prekey (one it signed), seal to it, store. MailStored or MailFailed (with `tag`)
+        follows; one prekey fetch serves every message waiting for that recipient."""
+        waiting = self._mail.setdefault(recipient, [])
+        if len(waiting) >= self.settings.max_mail_waiting:
+            self._events.append(MailFailed(recipient, tag, "busy", now))
+            return
+        waiting.append((plaintext, tag))
+        if len(waiting) == 1:
+            self.fetch_prekey(recipient, now)  # a fetch that cannot start ends at once
+
+    def _prekey_for_mail(self, recipient: bytes, prekey: bytes | None, missing: str,
+                         now: float) -> None:
+        for plaintext, tag in self._mail.pop(recipient, ()):
+            if prekey is None:
+                self._events.append(MailFailed(recipient, tag, missing, now))
+                continue
+            try:
+                key, record, vid = self._sealed_record(recipient, prekey, plaintext, now)
+            except sealed.SealedError:
+                self._events.append(MailFailed(recipient, tag, "bad_prekey", now))
+                continue
+            self._mail_vids[vid] = (recipient, tag)
+            self.put(key, record, now)
+
+    def _stored(self, event: ValueStored | StoreFailed) -> None:
+        """A store ended: its event, and the mail's outcome if it was one of `mail`'s."""
+        self._events.append(event)
+        mail = self._mail_vids.pop(event.vid, None)
+        if mail is None:
+            return
+        if type(event) is ValueStored:
+            self._events.append(MailStored(*mail, event.vid, event.stored, event.at))
+        else:
+            self._events.append(MailFailed(*mail, event.reason, event.at))
 
     def fetch_mailbox(self, now: float) -> list[int]:
         """Fetch every epoch of our mailbox that may hold unexpired messages; a
@@ -459,7 +565,7 @@ class StorageLayer:
             ok, dup = op.statuses[wire.OK], op.statuses[wire.DUPLICATE]
             refused = sum(op.statuses.values()) - ok - dup
             if ok + dup:
-                self._events.append(ValueStored(op.key, op.vids[0], ok + dup, dup, refused, now))
+                self._stored(ValueStored(op.key, op.vids[0], ok + dup, dup, refused, now))
             elif not op.targets:
                 self._fail(op, "no_nodes", now)
             elif refused:
@@ -483,8 +589,15 @@ class StorageLayer:
             holders.update(op.answered)
             while len(self._holders) > 64:
                 del self._holders[next(iter(self._holders))]
+            again = []
             for value in values:
-                self._open(value, purpose[1], now)
+                if value.vid in self._acked:
+                    again.append(value.vid)  # a storer missed our DELETE: tell it again
+                else:
+                    self._open(value, purpose[1], now)
+            if again:
+                self.stats["acknowledged_again"] += len(again)
+                self.acknowledge(purpose[1], again, now)
         self._events.append(ValuesFound(op.key, values, len(op.targets), len(op.answered), now))
         if purpose is not None and purpose[0] == "prekey":
             node_id = purpose[1]
@@ -493,6 +606,9 @@ class StorageLayer:
             best = max(mine, key=lambda v: v.sequence, default=None)
             self._events.append(PrekeyFound(node_id, best.body if best else None,
                                             best.expiry if best else 0, now))
+            if node_id in self._mail:
+                self._prekey_for_mail(node_id, best.body if best else None,
+                                      "no_prekey" if op.answered else "no_answer", now)
 
     def _open(self, value: Value, epoch: int, now: float) -> None:
         if value.kind != wire.MAILBOX or value.vid in self._seen:
@@ -516,7 +632,7 @@ class StorageLayer:
 
     def _fail(self, op: _Op, reason: str, now: float) -> None:
         if op.kind == "store":
-            self._events.append(StoreFailed(op.key, op.vids[0], reason, now))
+            self._stored(StoreFailed(op.key, op.vids[0], reason, now))
         elif op.kind == "fetch":
             self._fetched(op, now)
         elif op.kind == "delete":

@@ -35,19 +35,27 @@ class StorageSettings:
     # client
     find_padding: int = 300  # bytes of a first FIND_VALUE (an unproven answer is no larger)
     prekey_rotation: float = DAY  # s between our prekeys
+    mailbox_interval: float = 300.0  # s between fetches of our own mailbox (and at each join)
+    max_mail_waiting: int = 256  # messages waiting for one recipient's prekey fetch
     max_operations: int = 64  # stores, fetches and deletes of ours at once
 
     def __post_init__(self) -> None:
         if min(self.replicas, self.max_values, self.max_per_author, self.max_per_key,
                self.max_republish_lookups, self.max_tombstones, self.max_sources,
-               self.max_operations) < 1:
+               self.max_operations, self.max_mail_waiting) < 1:
             raise ValueError("storage counts must be at least 1")
         if min(self.ttl, self.epoch_length, self.republish_interval, self.request_timeout,
-               self.prekey_rotation) <= 0 or self.clock_skew < 0:
+               self.prekey_rotation, self.mailbox_interval) <= 0 or self.clock_skew < 0:
             raise ValueError("storage times must be positive")
         if min(self.verify_rate, self.source_rate, self.find_rate) <= 0 \
                 or min(self.verify_burst, self.source_burst, self.find_burst) < 1:
             raise ValueError("storage rates must be positive and bursts at least 1")
+
+    @property
+    def prekey_keep(self) -> float:
+        """s a prekey's private half is kept after it was made: boxes sealed to it may still
+        arrive until its successor's rotation plus a message's lifetime have passed."""
+        return self.prekey_rotation + self.ttl + self.clock_skew
 
 
 DEFAULT_SETTINGS = StorageSettings()

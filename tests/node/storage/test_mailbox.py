@@ -1,0 +1,162 @@
+"""The offline-message flow with explicit time, on the in-memory network (the daemon's Node
+code): `mail` finds the recipient's signed prekey, seals and stores; a recipient with
+`keep_mailbox` publishes its prekey and fetches its mailbox at each join and every
+`mailbox_interval`, also after a restart with its kept prekeys; acknowledged values are deleted
+at every holder and a replay is refused or shown once; a forged sender is dropped."""
+
+from __future__ import annotations
+
+import pytest
+
+from kadtalk.node.session.messages import decode_text, encode_text
+from kadtalk.node.storage import (MailFailed, MailStored, MessageReceived, PrekeyMade,
+                                  StorageSettings, ValuesDeleted, ValuesFound, records, sealed,
+                                  wire)
+
+from .conftest import WALL, identity, node, swarm
+from .test_end_to_end import holders, wait_for
+
+SETTINGS = StorageSettings(mailbox_interval=600.0)
+
+
+def start_recipient(net, addrs, at, kept=()):
+    """The recipient's daemon starting: its node, the kept prekeys, the upkeep's join."""
+    recipient = node("mailbox-recipient", SETTINGS)
+    recipient.storage.keep_mailbox(list(kept), net.now)
+    net.attach(at, recipient)
+    recipient.keep_joined([addrs[0]], net.now)
+    net.service(at)
+    return recipient
+
+
+def test_a_message_mailed_while_the_recipient_is_offline_opens_after_its_restart_and_is_deleted():
+    net, addrs = swarm(12, SETTINGS)
+    sender_addr = addrs[7]
+    sender = net.nodes[sender_addr]
+    me = identity("mailbox-recipient").node_id
+
+    first = ("10.0.1.1", 5004)
+    start_recipient(net, addrs, first)
+    made = wait_for(net, first, PrekeyMade)  # published at the join, kept by its owner
+    wait_for(net, first, ValuesFound)  # and the mailbox fetched at once: empty
+    assert not net.of(first, MessageReceived)
+    net.detach(first)  # the daemon stops
+
+    text = encode_text(b"\x11" * 16, 1, 1_767_225_600_000, "while you were out")
+    sender.storage.mail(me, text, net.now, tag="m1")
+    sender.pump_storage(net.now)
+    mailed = wait_for(net, sender_addr, MailStored)
+    assert (mailed.recipient, mailed.tag) == (me, "m1") and mailed.stored >= 10
+    copies = holders(net, mailed.vid)
+    assert len(copies) == mailed.stored
+
+    # restarted (a new node, another port) with the prekey kept from PrekeyMade: the join
+    # publishes that same prekey (no new one) and the fetch opens the box
+    again = ("10.0.1.2", 5004)
+    recipient = start_recipient(net, addrs, again, [(made.private, made.made)])
+    got = wait_for(net, again, MessageReceived)
+    assert (got.vid, got.sender, got.plaintext) == (mailed.vid, sender.storage.identity.node_id,
+                                                    text)
+    assert decode_text(got.plaintext).message_id == b"\x11" * 16
+    assert not net.of(again, PrekeyMade) and recipient.storage.prekeys[0][1] == made.public
+
+    # a second fetch before the acknowledgement: the same value, reported once
+    net.run_until(net.now + 5)  # the join's fetch has ended
+    before = len(net.of(again, ValuesFound))
+    ops = recipient.storage.fetch_mailbox(net.now)
+    recipient.pump_storage(net.now)
+    wait_for(net, again, ValuesFound, count=before + len(ops))
+    assert len(net.of(again, MessageReceived)) == 1
+
+    # one holder is away while the DELETE goes: the next fetch finds its copy and deletes it
+    missed = copies[0]
+    away = net.detach(missed)
+    recipient.storage.acknowledge(got.epoch, [got.vid], net.now)
+    recipient.pump_storage(net.now)
+    deleted = wait_for(net, again, ValuesDeleted)
+    assert deleted.asked - deleted.confirmed == 1  # the holder away
+    assert holders(net, mailed.vid) == []  # of those on the network
+    net.attach(missed, away)
+    assert holders(net, mailed.vid) == [missed]
+    net.run_until(net.now + SETTINGS.mailbox_interval + 10)  # the periodic fetch
+    assert recipient.storage.stats["acknowledged_again"] == 1
+    assert holders(net, mailed.vid) == []
+    assert len(net.of(again, MessageReceived)) == 1
+
+    # a replay of the deleted record is refused by the tombstones (no republish revives it)
+    replay = wire.store(records.mailbox_key(me, got.epoch), _SENT[mailed.vid])
+    net.nodes[copies[1]].storage.receive_datagram(replay, sender_addr, net.now)
+    (answer, _), = net.nodes[copies[1]].storage.datagrams_to_send(net.now)
+    assert answer[38] == wire.GONE
+
+    # a later message: fetched by the periodic fetch, within mailbox_interval
+    later = encode_text(b"\x22" * 16, 2, 1_767_225_700_000, "and another")
+    sender.storage.mail(me, later, net.now, tag="m2")
+    sender.pump_storage(net.now)
+    wait_for(net, sender_addr, MailStored, count=2)
+    mailed_at = net.now
+    net.run(until=lambda: len(net.of(again, MessageReceived)) == 2,
+            limit=net.now + SETTINGS.mailbox_interval + 10)
+    second = net.of(again, MessageReceived)[1]
+    assert second.plaintext == later and second.at - mailed_at <= SETTINGS.mailbox_interval + 5
+    for addr, n in net.nodes.items():
+        assert "bad_signature" not in n.drop_counts(), addr
+
+
+_SENT: dict[bytes, bytes] = {}
+
+
+@pytest.fixture(autouse=True)
+def _keep_records(monkeypatch):
+    """Remember each record a client stores (its bytes), for the replay."""
+    from kadtalk.node.storage.layer import StorageLayer
+
+    put = StorageLayer.put
+
+    def remember(self, key, record, now):
+        vid = put(self, key, record, now)
+        _SENT[vid] = record
+        return vid
+
+    monkeypatch.setattr(StorageLayer, "put", remember)
+
+
+def test_a_box_rewrapped_by_another_author_is_dropped_and_mail_without_a_prekey_fails():
+    net, addrs = swarm(8, SETTINGS)
+    here = ("10.0.1.3", 5004)
+    recipient = start_recipient(net, addrs, here)
+    made = wait_for(net, here, PrekeyMade)
+    net.run_until(net.now + 5)  # the join's fetch has ended
+    me = recipient.storage.identity.node_id
+
+    # Mallory seals a box in Alice's name? She cannot sign as Alice. She takes a box Alice
+    # sealed and stores it under her own signature: the box says Alice, the record Mallory
+    forger = net.nodes[addrs[3]]
+    box = sealed.seal(made.public, me, identity("alice"), encode_text(b"\x33" * 16, 1, 0, "hi"))
+    key = records.mailbox_key(me, records.epoch_of(WALL + net.now, SETTINGS.epoch_length))
+    forger.storage.put(key, records.make(forger.storage.identity, key, wire.MAILBOX,
+                                         int(WALL + net.now + 3600), 7, box), net.now)
+    forger.pump_storage(net.now)
+    net.run_until(net.now + 5)
+    # and a box altered in transit to the storer (its author signed the altered bytes)
+    altered = bytearray(sealed.seal(made.public, me, forger.storage.identity, b"x"))
+    altered[-1] ^= 1
+    forger.storage.put(key, records.make(forger.storage.identity, key, wire.MAILBOX,
+                                         int(WALL + net.now + 3600), 8, bytes(altered)), net.now)
+    forger.pump_storage(net.now)
+    net.run_until(net.now + 5)
+
+    before = len(net.of(here, ValuesFound))
+    ops = recipient.storage.fetch_mailbox(net.now)
+    recipient.pump_storage(net.now)
+    wait_for(net, here, ValuesFound, count=before + len(ops))
+    assert not net.of(here, MessageReceived)
+    drops = recipient.storage.drop_counts()
+    assert drops["sender_mismatch"] == 1 and drops["unopenable"] == 1
+
+    # mail to a node that never published a prekey fails, and says why
+    sender = net.nodes[addrs[5]]
+    sender.storage.mail(identity("nobody-here").node_id, b"\x07hello", net.now, tag=9)
+    sender.pump_storage(net.now)
+    failed = wait_for(net, addrs[5], MailFailed)
+    assert (failed.tag, failed.reason) == (9, "no_prekey")
