@@ -176,6 +176,10 @@ class SessionSettings:
     max_unacked: int = 256
     inbox_size: int = 1024  # message ids a session remembers to deliver each once
     chat_idle_timeout: float = 60.0
+    # new TEXTs delivered per second on one session, with this burst; one past it is dropped
+    # without a RECEIPT (text_rate_limited), so its sender sends it again later
+    text_rate: float = 5.0
+    text_burst: float = 50.0
 
     @property
     def key_exchange_timeout(self) -> float:
@@ -192,9 +196,11 @@ class SessionSettings:
         if self.terminal_repeats < 1 or self.answer_tries < 1:
             raise ValueError("terminal_repeats and answer_tries must be at least 1")
         if (self.message_retry <= 0 or self.message_retry_max < self.message_retry
-                or self.max_unacked < 1 or self.inbox_size < 1 or self.chat_idle_timeout <= 0):
-            raise ValueError("message_retry, chat_idle_timeout must be positive, "
-                             "message_retry_max >= message_retry, max_unacked, inbox_size >= 1")
+                or self.max_unacked < 1 or self.inbox_size < 1 or self.chat_idle_timeout <= 0
+                or self.text_rate <= 0 or self.text_burst < 1):
+            raise ValueError("message_retry, chat_idle_timeout, text_rate must be positive, "
+                             "message_retry_max >= message_retry, max_unacked, inbox_size, "
+                             "text_burst >= 1")
         if self.answer_retry <= 0 or self.report_grace < 0:
             raise ValueError("answer_retry must be positive, report_grace >= 0")
         if (self.cookie_rotation <= 0 or self.load_threshold < 0
@@ -482,11 +488,11 @@ class SessionLayer:
             return None
         holder = next((s for s in self._sessions.values() if s.peer_id == peer
                        and s.outbox is not None and message_id in s.outbox), None)
+        if holder is not None and (holder is session or holder.state in CARRIES_MESSAGES):
+            return holder.id
+        self._outbox_of(session).add(message_id, frame)  # messages.Full: it stays where it is
         if holder is not None:
-            if holder is session or holder.state in CARRIES_MESSAGES:
-                return holder.id
-            holder.outbox.discard(message_id)  # still waiting for its keys: take it over
-        self._outbox_of(session).add(message_id, frame)
+            holder.outbox.discard(message_id)  # it waited for its keys there: taken over
         self._deadline = False
         if session.state in CARRIES_MESSAGES:
             if session.state is S.OPEN:
@@ -988,14 +994,15 @@ class SessionLayer:
 
     def _on_message_frame(self, session: Session, plaintext: bytes, now: float) -> None:
         """TEXT or RECEIPT (messages.py). A callee's first authentic packet may be a TEXT: the
-        caller opened the session for messages (or its RING is late), and it opens here."""
+        caller opened the session for messages (or its RING is late), and it opens here. A
+        RECEIPT does not open it: nothing of ours can wait on a session that never opened."""
         try:
             frame = decode_text(plaintext) if plaintext[0] == TEXT else None
             receipt = decode_receipt(plaintext) if frame is None else None
         except Drop as drop:
             self.stats[drop.reason] += 1
             return
-        if session.state is S.KEY_EXCHANGE and session.role is Role.CALLEE:
+        if session.state is S.KEY_EXCHANGE and session.role is Role.CALLEE and frame is not None:
             if self._peer_seen is not None:
                 self._peer_seen(session.peer_int, session.addr, now)  # proven, as by a RING
             self._set_state(session, S.OPEN, now, announce=False)
@@ -1003,11 +1010,17 @@ class SessionLayer:
             self.stats["unexpected_message"] += 1
             return
         if frame is not None:
+            inbox = session.inbox
+            if inbox is None:
+                settings = self.settings
+                inbox = session.inbox = Inbox(
+                    settings.inbox_size, TokenBucket(settings.text_rate, settings.text_burst, now))
+            if not inbox.admits(frame.message_id, now):
+                self.stats["text_rate_limited"] += 1  # no RECEIPT: the sender sends it again
+                return
             # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
             self._send(session, SIGNAL, encode_receipt(frame.message_id), now)
-            if session.inbox is None:
-                session.inbox = Inbox(self.settings.inbox_size)
-            if not session.inbox.add(frame.message_id):
+            if not inbox.add(frame.message_id):
                 self.stats["duplicate_message"] += 1
                 return
             self._events.append(MessageReceived(

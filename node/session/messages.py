@@ -23,6 +23,7 @@ import collections
 import struct
 from dataclasses import dataclass
 
+from ..ratelimit import TokenBucket
 from .wire import Drop
 
 TEXT = 0x07
@@ -176,16 +177,29 @@ class Outbox:
 class Inbox:
     """The ids of the latest `size` messages a session delivered: a retransmission (its
     RECEIPT was lost) is acknowledged again but delivered once. Across sessions the owner's
-    store dedups (app/history.py: one row per peer and message id)."""
+    store dedups (app/history.py: one row per peer and message id).
 
-    __slots__ = ("size", "_seen")
+    `budget` meters new messages (a token each): one past it is dropped without a RECEIPT, so
+    an honest sender sends it again later and a flooding one gets no further (§15b)."""
 
-    def __init__(self, size: int):
+    __slots__ = ("size", "budget", "_seen")
+
+    def __init__(self, size: int, budget: TokenBucket | None = None):
         self.size = size
+        self.budget = budget
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    def __contains__(self, message_id: bytes) -> bool:
+        return message_id in self._seen
+
+    def admits(self, message_id: bytes, now: float) -> bool:
+        """False for a new message over the budget (a repeat is always admitted: it costs one
+        RECEIPT and no delivery)."""
+        return (message_id in self._seen or self.budget is None
+                or self.budget.take(now))
 
     def add(self, message_id: bytes) -> bool:
         """True for a message not seen before on this session (remembered from now)."""
