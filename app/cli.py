@@ -419,17 +419,33 @@ async def _send(client: Any, args: argparse.Namespace) -> int:
     return 2
 
 
+# What a terminal must not get from a peer's text: C0 and C1 controls but tab and newline
+# (cursor moves, line erasure, OSC titles and hyperlinks, hidden text: ESC, CSI, CR, BS, ...),
+# DEL, the bidi embeddings, overrides and isolates (they reorder what follows on the line), and
+# the Unicode line and paragraph separators. Each is shown as its escape (\x1b, \u202e).
+_UNSAFE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (9, 10)}
+_UNSAFE |= {c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A),
+                                         0x2028, 0x2029)}
+
+
+def _shown(text: str, indent: int = 0) -> str:
+    """Text from a peer (a message) as the CLI prints it: nothing in it acts on the terminal
+    (`_UNSAFE`), and its further lines start `indent` columns in, under its first, so none
+    can pass for a line of ours. The daemon stores and sends it unchanged (JSON escapes it)."""
+    return text.translate(_UNSAFE).replace("\n", "\n" + " " * indent)
+
+
 def _format_messages(r: dict) -> str:
     """One line a message, oldest first: time, who, direction and state, text."""
     lines = []
     for m in r["messages"]:
         at = m["received"] if m["direction"] == "in" else m["sent"]
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
-        who = m.get("name") or m["peer"][:12]
+        who = _shown(m.get("name") or m["peer"][:12])
         arrow = f"<- {who}" if m["direction"] == "in" else f"-> {who}"
         state = "" if m["direction"] == "in" else f" [{m['state']}]"
         head = f"{when}  {arrow[:28]:<28}{state:<12} "
-        lines.append(head + m["text"].replace("\n", "\n" + " " * len(head)))  # lines aligned
+        lines.append(head + _shown(m["text"], len(head)))  # further lines aligned
     return "\n".join(lines) or "no messages yet"
 
 
@@ -647,7 +663,8 @@ def _format_event(e: dict) -> str:
     if kind == "shutdown":
         return f"{stamp} the daemon is shutting down"
     if kind == "message":
-        return f"{stamp} message from {e.get('name') or e['peer']}: {e['text']}"
+        head = f"{stamp} message from {_shown(e.get('name') or e['peer'])}: "
+        return head + _shown(e["text"], len(head))
     if kind == "receipt":
         return f"{stamp} message {e['message_id'][:8]} delivered to {e.get('name') or e['peer']}"
     if kind == "message_pending":
