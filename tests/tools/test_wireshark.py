@@ -23,6 +23,7 @@ from kadtalk.node.relay import wire as relay_wire
 from kadtalk.node.routing.contacts import ipv4_from_wire, ipv4_to_wire
 from kadtalk.node.routing.messages import (MalformedMessage, RouteRequest, RouteResponse, decode,
                                            encode_request, encode_response)
+from kadtalk.node.routing.route6 import ROUTE6_RES, decode_response
 from kadtalk.node.session import wire as session_wire
 from kadtalk.node.storage import wire as storage_wire
 from kadtalk.node.storage.events import MessageReceived, PrekeyFound, ValuesFound, ValueStored
@@ -105,6 +106,8 @@ def refused(data: bytes) -> bool:
     try:
         if kind in (0x00, 0x01):
             decode(data, ipv4_from_wire)
+        elif kind == ROUTE6_RES:
+            decode_response(data)
         elif kind in (session_wire.KEY_REQ, session_wire.KEY_RES):
             session_wire.decode_key(data)
         elif kind in (session_wire.MEDIA, session_wire.SIGNAL):
@@ -163,6 +166,19 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
                                      "kadtalk.contact.port": ["5004", "4000"]}))
     empty = encode_response(RouteResponse(num(carol), num(bob), ()), ipv4_to_wire)
     out.append((empty, ["ROUTE_RES"], {"kadtalk.contacts": ["0"]}))
+    # IPv6 contacts (§23)
+    v6 = {m["name"]: bytes.fromhex(m["hex"]) for m in load("ipv6.json")["messages"]}
+    out.append((v6["ROUTE_REQ asking for ROUTE6_RES"], ["ROUTE_REQ"], {
+        "kadtalk.asks_route6": ["ROUTE6_RES (IPv6 contacts, §23)"],
+        "_ws.col.Info": [f"ROUTE_REQ target={bob.hex()[:8]}… origin={alice.hex()[:8]}… "
+                         "asks=ROUTE6_RES"]}))
+    out.append((v6["ROUTE6_RES"], ["ROUTE6_RES"], {
+        "kadtalk.responder": [carol.hex()], "kadtalk.contacts": ["2"],
+        "kadtalk.contact.id": [erin.hex(), dave.hex()], "kadtalk.contact.family": ["0x06", "0x04"],
+        "kadtalk.contact.ipv6": ["2001:db8:e::1"], "kadtalk.contact.ip": ["192.168.1.7"],
+        "kadtalk.contact.port": ["5004", "4000"],
+        "_ws.col.Info": [f"ROUTE6_RES target={bob.hex()[:8]}… responder={carol.hex()[:8]}… "
+                         "contacts=2"]}))
     # session (§8, §11a, §13, §19)
     s = load("session.json")
     key_req, key_res = bytes.fromhex(s["key_req"]), bytes.fromhex(s["key_res"])
@@ -271,6 +287,7 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
 
 EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.responder",
          "kadtalk.contacts", "kadtalk.contact.id", "kadtalk.contact.ip", "kadtalk.contact.port",
+         "kadtalk.contact.family", "kadtalk.contact.ipv6", "kadtalk.asks_route6",
          "kadtalk.identity.id", "kadtalk.identity.type", "kadtalk.timestamp", "kadtalk.seq",
          "kadtalk.ciphertext_len", "kadtalk.request_tag", "kadtalk.cookie", "kadtalk.nonce",
          "kadtalk.observed.ip", "kadtalk.observed.port", "kadtalk.requester", "kadtalk.sender",
@@ -281,7 +298,7 @@ EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.respond
          "kadtalk.storage.next", "kadtalk.storage.count", "kadtalk.signal.kinds")
 
 ALL_TYPES = {
-    "routing": {"ROUTE_REQ", "ROUTE_RES"},
+    "routing": {"ROUTE_REQ", "ROUTE_RES", "ROUTE6_RES"},
     "session": {"KEY_REQ", "KEY_RES", "MEDIA", "SIGNAL", "COOKIE_REPLY", "COOKIE_RETRY"},
     "traversal": {"ADDR_REQ", "ADDR_RES", "PUNCH_REQ", "PUNCH_FWD", "PUNCH", "PUNCH_COOKIE",
                   "PUNCH_REQ_RELAY", "PUNCH_FWD_RELAY"},

@@ -1,8 +1,9 @@
 -- kadtalk.lua: a Wireshark dissector for the whole kadtalk wire protocol (docs/protocol.md).
 --
 -- One UDP datagram is one message; its first byte picks the layer (node/stack.py, LAYER_OF):
---   0x00-0x01 routing (nanotalk's ROUTE_REQ / ROUTE_RES), 0x02-0x05 and 0x07 the session
---   (KEY_REQ, KEY_RES, MEDIA, SIGNAL, COOKIE), 0x06 NAT traversal, 0x08 relays, 0x0a storage.
+--   0x00-0x01 routing (nanotalk's ROUTE_REQ / ROUTE_RES) and 0x0b (ROUTE6_RES, IPv6 contacts),
+--   0x02-0x05 and 0x07 the session (KEY_REQ, KEY_RES, MEDIA, SIGNAL, COOKIE), 0x06 NAT
+--   traversal, 0x08 relays, 0x0a storage.
 -- Ciphertext is never opened: MEDIA and SIGNAL show their header, sequence and length only.
 --
 -- Install and use: docs/wireshark.md. In short, copy this file to
@@ -25,12 +26,12 @@ local ID_LEN = 20
 local TYPE_NAMES = {
     [0x00] = "ROUTE_REQ", [0x01] = "ROUTE_RES", [0x02] = "KEY_REQ", [0x03] = "KEY_RES",
     [0x04] = "MEDIA", [0x05] = "SIGNAL", [0x06] = "TRAVERSAL", [0x07] = "COOKIE",
-    [0x08] = "RELAY", [0x0a] = "STORAGE",
+    [0x08] = "RELAY", [0x0a] = "STORAGE", [0x0b] = "ROUTE6_RES",
 }
 local LAYER_NAMES = {
     [0x00] = "routing", [0x01] = "routing", [0x02] = "session", [0x03] = "session",
     [0x04] = "session", [0x05] = "session", [0x07] = "session", [0x06] = "traversal",
-    [0x08] = "relay", [0x0a] = "storage",
+    [0x08] = "relay", [0x0a] = "storage", [0x0b] = "routing",
 }
 local COOKIE_OPS = { [0x01] = "COOKIE_REPLY", [0x02] = "COOKIE_RETRY" }
 local TRAVERSAL_OPS = {
@@ -67,6 +68,10 @@ local TEXT_SIZES = { 30, 1053 }
 
 local ROUTE_REQ_MAX = 561          -- 41 + 20 x 26 (routing)
 local CONTACT_LEN = 26             -- ID, IPv4, port
+local ROUTE6_MAX = 821             -- 41 + 20 x 39 (route6.MAX_ROUTE6_SIZE)
+local ROUTE6_MARKER = "IPv6"       -- a ROUTE_REQ's padding that asks for ROUTE6_RES
+local FAMILIES = { [0x04] = "IPv4", [0x06] = "IPv6" }
+local FAMILY_LEN = { [0x04] = 4, [0x06] = 16 }
 local MAX_CONTACTS = 20
 local MAX_KEY_MESSAGE = 4096       -- session.wire.MAX_KEY_MESSAGE
 local MAX_SPKI = 2048              -- session.wire.MAX_SPKI
@@ -112,6 +117,10 @@ field("contact", ProtoField.bytes, "contact", "Contact")
 field("contact_id", ProtoField.bytes, "contact.id", "Contact ID")
 field("contact_ip", ProtoField.ipv4, "contact.ip", "Contact IPv4")
 field("contact_port", ProtoField.uint16, "contact.port", "Contact port")
+field("contact_family", ProtoField.uint8, "contact.family", "Contact address family", base.HEX,
+      FAMILIES)
+field("contact_ipv6", ProtoField.ipv6, "contact.ipv6", "Contact IPv6")
+field("asks_route6", ProtoField.string, "asks_route6", "Asks for")
 field("padding", ProtoField.bytes, "padding", "Padding")
 field("trailing", ProtoField.bytes, "trailing", "Trailing bytes")
 -- addresses
@@ -458,9 +467,15 @@ local dissect_message -- (tvb, pinfo, tree, depth) -> info text
 local function route_req(r)
     local origin = r:id(f.origin, "origin ID")
     local target = r:id(f.target, "target ID")
+    local asks = false
     if r.ok and r:left() > 0 then
         local pad = r.tvb(r.pos, r:left())
-        r.tree:add(f.padding, pad):append_text(" (ignored by the receiver)")
+        asks = r:left() >= #ROUTE6_MARKER and pad(0, #ROUTE6_MARKER):string() == ROUTE6_MARKER
+        if asks then
+            r.tree:add(f.asks_route6, pad(0, #ROUTE6_MARKER), "ROUTE6_RES (IPv6 contacts, §23)")
+        end
+        r.tree:add(f.padding, pad):append_text(asks and " (begins \"IPv6\": ROUTE6_RES wanted)"
+                                               or " (ignored by the receiver)")
         r.pos = r.len
     end
     if r.len > ROUTE_REQ_MAX then
@@ -469,7 +484,89 @@ local function route_req(r)
     end
     if not target then return "ROUTE_REQ" end
     return "ROUTE_REQ target=" .. short(target) .. " origin=" .. short(origin)
+        .. (asks and " asks=ROUTE6_RES" or "")
 end
+
+-- Why an IPv6 contact address is unusable (docs/protocol.md §23 "Receiving"), or nil.
+local function unusable6(ip, port)
+    local tvb, at = ip:tvb(), 0
+    local b0, b1 = ip(0, 1):uint(), ip(1, 1):uint()
+    if all_zero(tvb, at, 16) then return "address ::" end
+    if port == 0 then return "port 0" end
+    if b0 == 0xff then return "multicast" end
+    if b0 == 0xfe and b1 >= 0x80 and b1 < 0xc0 then return "link-local" end
+    if all_zero(tvb, at, 10) and ip(10, 2):uint() == 0xffff then
+        return "IPv4-mapped (IPv4 travels as family 0x04)"
+    end
+    return nil
+end
+
+-- A ROUTE6_RES entry: ID, family (0x04 / 0x06), address, port; its ID, or nil.
+local function contact6(r, i)
+    if r:left() < ID_LEN + 1 then
+        r:cut("contact " .. i, ID_LEN + 1)
+        return nil
+    end
+    local family = r.tvb(r.pos + ID_LEN, 1):uint()
+    local size = FAMILY_LEN[family]
+    if not size then
+        local c = r.tree:add(f.contact, r.tvb(r.pos, ID_LEN + 1))
+        r:id(f.contact_id, "contact ID", c)
+        r:add(f.contact_family, 1, "family", c)
+        r:expert(e.unknown, string.format("contact %d: family 0x%02x is neither 0x04 nor 0x06 "
+                                          .. "(a node drops it: bad_family)", i, family))
+        r.ok = false
+        return nil
+    end
+    local entry = ID_LEN + 1 + size + 2
+    if r:left() < entry then
+        r:cut("contact " .. i, entry)
+        return nil
+    end
+    local c = r.tree:add(f.contact, r.tvb(r.pos, entry))
+    local id = r:id(f.contact_id, "contact ID", c)
+    r:add(f.contact_family, 1, "family", c)
+    local at
+    if family == 0x04 then
+        at = r:addr(f.contact_ip, f.contact_port, "contact " .. i, c)
+    else
+        local ip = r:add(f.contact_ipv6, 16, "contact " .. i, c)
+        local port = r:uint(f.contact_port, 2, "contact " .. i, c)
+        at = "[" .. tostring(ip:ipv6()) .. "]:" .. port
+        local why = unusable6(ip, port)
+        if why then
+            r:expert(e.unusable, string.format("contact %d %s: %s (no peer can be reached "
+                                               .. "there)", i, at, why))
+        end
+    end
+    c:set_text(string.format("Contact %d: %s at %s", i, id, at))
+    return id
+end
+
+local function route6_res(r)
+    local responder = r:id(f.responder, "responder ID")
+    local target = r:id(f.target, "target ID")
+    if not target then return "ROUTE6_RES" end
+    if r.len > ROUTE6_MAX then
+        r:expert(e.oversized, string.format("ROUTE6_RES of %d bytes: at most %d (a node drops "
+                                            .. "it: oversized)", r.len, ROUTE6_MAX))
+    end
+    local n = 0
+    while r.ok and r:left() > 0 do
+        if n == MAX_CONTACTS then
+            r:expert(e.oversized, string.format("ROUTE6_RES with more than %d contacts (a node "
+                                                .. "drops it: oversized)", MAX_CONTACTS))
+            r.tree:add(f.trailing, r.tvb(r.pos, r:left()))
+            r.pos = r.len
+            break
+        end
+        if contact6(r, n) then n = n + 1 end
+    end
+    r.tree:add(f.contact_count, n):set_generated()
+    return string.format("ROUTE6_RES target=%s responder=%s contacts=%d", short(target),
+                         short(responder), n)
+end
+
 
 local function contact(r, tree, i)
     if r:left() < CONTACT_LEN then
@@ -937,7 +1034,7 @@ dissect_message = function(tvb, pinfo, tree, depth)
     item:set_text(string.format("kadtalk %s (%s), %d bytes", name, LAYER_NAMES[kind], len))
     local r = reader(tvb, item, name)
     r.pos = 1
-    if kind <= 0x01 and len < 41 then
+    if (kind <= 0x01 or kind == 0x0b) and len < 41 then
         r:expert(e.truncated, string.format("%s of %d bytes: at least 41 (a node drops it: "
                                             .. "truncated)", type_name, len))
         r.ok = false
@@ -946,6 +1043,8 @@ dissect_message = function(tvb, pinfo, tree, depth)
         return route_req(r)
     elseif kind == 0x01 then
         return route_res(r)
+    elseif kind == 0x0b then
+        return route6_res(r)
     elseif kind == 0x02 or kind == 0x03 then
         return key_message(r, type_name)
     elseif kind == 0x04 or kind == 0x05 then
@@ -1030,10 +1129,22 @@ local function looks_like_kadtalk(tvb)
     local kind, op = tvb(0, 1):uint(), tvb(1, 1):uint()
     if kind == 0x00 then
         return len >= 41 and len <= ROUTE_REQ_MAX and nonzero_id(tvb, 1)
-            and nonzero_id(tvb, 21) and (len == 41 or all_zero(tvb, 41, len - 41))
+            and nonzero_id(tvb, 21) and (len == 41 or all_zero(tvb, 41, len - 41)
+                or (len >= 45 and tvb(41, 4):string() == ROUTE6_MARKER
+                    and all_zero(tvb, 45, len - 45)))
     elseif kind == 0x01 then
         return len >= 41 and (len - 41) % CONTACT_LEN == 0
             and (len - 41) / CONTACT_LEN <= MAX_CONTACTS and nonzero_id(tvb, 1)
+    elseif kind == 0x0b then
+        if len < 41 or len > ROUTE6_MAX or not nonzero_id(tvb, 1) then return false end
+        local at, n = 41, 0
+        while at < len do
+            if n == MAX_CONTACTS or at + ID_LEN + 1 > len then return false end
+            local size = FAMILY_LEN[tvb(at + ID_LEN, 1):uint()]
+            if not size then return false end
+            at, n = at + ID_LEN + 1 + size + 2, n + 1
+        end
+        return at == len
     elseif kind == 0x02 or kind == 0x03 then
         return key_ok(tvb)
     elseif kind == 0x06 then
