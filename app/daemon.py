@@ -125,6 +125,7 @@ class Daemon:
                 "kadtalk daemon running? choose another port with --port"
             ) from e
         self.calls.driver = self.messages.driver = self.driver
+        self.messages.start(loop.time())  # kept prekeys and the mailbox's upkeep, before joining
         self.network.start(self.driver, loop.time())
         try:
             await self.control.start()

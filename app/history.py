@@ -42,12 +42,18 @@ BUSY_TIMEOUT = 0.5  # s a write waits for another process's write lock before it
 MAX_CALLS = 10_000  # the oldest calls beyond this are deleted (refused calls cannot grow the file)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+# s: an incoming message is placed before the same sender's higher-numbered ones only if they
+# arrived at most this long before it, and its `sent` (the sender's clock) counts only this near
+# its arrival (app/messages.py; both are the sender's choice: neither may move it further back)
+REORDER_WINDOW = 300.0
 _MAGIC = b"SQLite format 3\x00"
 
 DIRECTIONS = ("in", "out")
 OUTCOMES = ("answered", "missed", "declined", "busy", "unreachable", "cancelled", "failed")
 MISSED = ("missed", "busy")  # incoming calls that count as missed-call notices
-STATES = ("pending", "sent", "delivered", "read")  # a message's delivery, only ever forward
+# a message's delivery, only ever forward; `stored`: held in the peer's DHT mailbox (app/mailbox.py)
+STATES = ("pending", "stored", "sent", "delivered", "read")
+WAITING = ("pending", "stored")  # ours without a receipt: sent again at the next session
 
 # Step N brings the schema from version N-1 to N. Never edit a released step: append one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -89,6 +95,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_in_order ON messages (peer, sort_at)",
         "CREATE INDEX messages_pending ON messages (peer, id) "
         "WHERE direction = 'out' AND state = 'pending'",
+    ),
+    (  # 4: offline delivery (app/mailbox.py): the `stored` state, and our prekeys
+        "DROP INDEX messages_pending",
+        "CREATE INDEX messages_waiting ON messages (peer, id) "
+        "WHERE direction = 'out' AND state IN ('pending', 'stored')",
+        """CREATE TABLE prekeys (
+            public BLOB PRIMARY KEY,            -- X25519, 32 bytes, as published in the DHT
+            private BLOB NOT NULL,              -- its private half: boxes sealed to it open
+            made REAL NOT NULL)                 -- Unix time; dropped after prekey_keep""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -206,20 +221,32 @@ class HistoryDB:
         chooses cannot hide another's message.
 
         Its place in the conversation (`sort_at`): when it was written here (`sent`) or arrived
-        (`received`), except that an incoming message goes just before any of the same sender's
-        stored already with a higher `seq` that the sender wrote no earlier (`sent`, its clock):
-        a retransmission that overtook it does not put the sender's messages out of order. (A
-        sender whose numbers start again, a new install, writes later: nothing moves.)"""
+        (`received`), except that an incoming message goes just before the same sender's with a
+        higher `seq` that arrived at most REORDER_WINDOW s before it: a retransmission that
+        overtook it does not put the sender's messages out of order. Never before one of ours
+        written before it arrived, nor further back than the window: the sender chooses `seq`
+        and `sent`, and must not slip a new message in among old ones. `sent` counts only
+        within the window of the arrival: then an overtaking message the sender wrote earlier
+        (its numbers started again, a new install) does not move it."""
         if direction not in DIRECTIONS or state not in STATES:
             raise ValueError(f"direction {direction!r} / state {state!r}")
         with self._write() as c:
             sort_at = received if direction == "in" and received is not None else sent
-            if direction == "in" and seq:
+            if direction == "in" and seq and received is not None:
+                (ours,) = c.execute(
+                    "SELECT max(sort_at) FROM messages WHERE peer = ? AND direction = 'out' "
+                    "AND sort_at <= ?", (peer, received)).fetchone()
+                floor = received - REORDER_WINDOW if ours is None else max(
+                    ours, received - REORDER_WINDOW)
+                by_clock = abs(sent - received) <= REORDER_WINDOW
                 (later,) = c.execute(
                     "SELECT min(sort_at) FROM messages WHERE peer = ? AND direction = 'in' "
-                    "AND seq > ? AND sent >= ?", (peer, seq, sent)).fetchone()
+                    "AND seq > ? AND received >= ? AND sort_at > ?"
+                    + (" AND sent >= ?" if by_clock else ""),
+                    (peer, seq, received - REORDER_WINDOW, floor,
+                     *((sent,) if by_clock else ()))).fetchone()
                 if later is not None and later <= sort_at:
-                    sort_at = later - 1e-6
+                    sort_at = max(later - 1e-6, (floor + later) / 2)
             cursor = c.execute(
                 "INSERT OR IGNORE INTO messages (peer, direction, message_id, sent, received, "
                 "text, state, seq, sort_at, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -234,13 +261,32 @@ class HistoryDB:
             (peer,)).fetchone()
         return (last or 0) + 1
 
-    def pending(self, peer: str, limit: int = MAX_LIMIT) -> list[dict[str, Any]]:
-        """Our messages to `peer` without a receipt yet, oldest first."""
+    def pending(self, peer: str, limit: int = MAX_LIMIT,
+                states: tuple[str, ...] = WAITING) -> list[dict[str, Any]]:
+        """Our messages to `peer` without a receipt yet (in `states`), oldest first."""
         keys = ("message_id", "seq", "sent", "text")
+        marks = ", ".join("?" * len(states))
         rows = self.connection.execute(
             f"SELECT {', '.join(keys)} FROM messages WHERE peer = ? AND direction = 'out' AND "
-            "state = 'pending' ORDER BY id LIMIT ?", (peer, limit))
+            f"state IN ({marks}) ORDER BY id LIMIT ?", (peer, *states, limit))
         return [dict(zip(keys, row)) for row in rows]
+
+    # -- prekeys (app/mailbox.py): their private halves outlive the daemon ----------------------
+
+    def add_prekey(self, public: bytes, private: bytes, made: float) -> None:
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO prekeys (public, private, made) VALUES (?, ?, ?)",
+                      (public, private, made))
+
+    def prekeys(self) -> list[tuple[bytes, float]]:
+        """(private half, made) of each kept prekey, newest first."""
+        return [(bytes(private), made) for private, made in self.connection.execute(
+            "SELECT private, made FROM prekeys ORDER BY made DESC")]
+
+    def drop_prekeys(self, before: float) -> int:
+        """Forget prekeys made before `before` (no box sealed to them can arrive any more)."""
+        with self._write() as c:
+            return c.execute("DELETE FROM prekeys WHERE made < ?", (before,)).rowcount
 
     def conversation(self, peer: str | None = None,
                      limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
@@ -253,9 +299,14 @@ class HistoryDB:
             "LIMIT ?", (*args, limit)).fetchall()
         return [dict(zip(keys, row)) for row in reversed(rows)]
 
-    def mark_read(self, peer: str | None, at: float) -> int:
-        """The user has read the incoming messages (from `peer`, or all): how many were new."""
+    def mark_read(self, peer: str | None, at: float, ids: list[int] | None = None) -> int:
+        """The user has read incoming messages: those with the row `ids` given (the ones
+        listed), else all (from `peer`, or all); how many were new."""
         where, args = ("AND peer = ?", (peer,)) if peer is not None else ("", ())
+        if ids is not None:
+            if not ids:
+                return 0
+            where, args = f"{where} AND id IN ({', '.join('?' * len(ids))})", (*args, *ids)
         with self._write() as c:
             cursor = c.execute(
                 "UPDATE messages SET state = 'read', read = ?, receipt_at = ? WHERE direction = "
@@ -268,18 +319,29 @@ class HistoryDB:
             "SELECT count(*) FROM messages WHERE direction = 'in' AND state != 'read'"
         ).fetchone()[0]
 
+    def prune_strangers(self, contacts: list[str], keep: int) -> int:
+        """Delete all but the newest `keep` incoming messages (by arrival) from peers not in
+        `contacts`: anyone may write to us, nobody may fill the file. How many went."""
+        marks = ", ".join("?" * len(contacts))
+        with self._write() as c:
+            return c.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE direction = "
+                f"'in' AND peer NOT IN ({marks}) ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                (*contacts, keep)).rowcount
+
     def set_message_state(self, peer: str, direction: str, message_id: str, state: str,
                           at: float) -> bool:
-        """Move a message's delivery state on (pending -> sent -> delivered -> read); a
-        receipt that would move it back, or names no stored message, changes nothing (False)."""
+        """Move a message's delivery state on (pending -> stored -> sent -> delivered -> read);
+        a receipt that would move it back, or names no stored message, changes nothing (False)."""
         rank = STATES.index(state)  # ValueError for an unknown state
+        delivered, read = STATES.index("delivered"), STATES.index("read")
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATES))
         with self._write() as c:
             cursor = c.execute(
                 "UPDATE messages SET state = ?, receipt_at = ?, "
-                "delivered = CASE WHEN ? >= 2 THEN coalesce(delivered, ?) ELSE delivered END, "
-                "read = CASE WHEN ? = 3 THEN ? ELSE read END WHERE peer = ? AND direction = ? "
-                f"AND message_id = ? AND (CASE state {order} ELSE 99 END) < ?",
+                f"delivered = CASE WHEN ? >= {delivered} THEN coalesce(delivered, ?) ELSE "
+                f"delivered END, read = CASE WHEN ? = {read} THEN ? ELSE read END WHERE peer = ? "
+                f"AND direction = ? AND message_id = ? AND (CASE state {order} ELSE 99 END) < ?",
                 (state, at, rank, at, rank, at, peer, direction, message_id, rank))
         return cursor.rowcount == 1
 

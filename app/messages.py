@@ -6,9 +6,10 @@ retransmits it until the peer's RECEIPT, and delivers each once per session. Thi
 every message in the history database first, so nothing is lost when a session ends before
 the receipt: the message stays `pending` and goes again, with its id, on the next session with
 that contact (SessionOpened: a call's, one the peer opens, or ours for a newer message). The
-receiver keeps one row per sender and message id, so a message that comes twice is shown once.
-Offline delivery through the DHT (node/storage's sealed mailbox) is not wired yet: a pending
-message waits for the next session.
+receiver keeps one row per sender and message id, so a message that comes twice (again on
+another session, or both live and from the mailbox) is shown once. A message whose session
+could not be set up or ended before its receipt also goes to the contact's DHT mailbox
+(app/mailbox.py): `stored`, still sent again at the next session, `delivered` at its receipt.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from kadtalk.node.session.messages import MAX_TEXT, encode_text
 
 from . import protocol
 from .history import DEFAULT_LIMIT, MAX_LIMIT
+from .mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
 RESEND = 100  # pending messages sent again when a session with their peer opens (oldest first)
+STRANGER_KEEP = 1000  # incoming messages kept from peers not in the contacts (the newest)
 
 
 class Messages:
@@ -44,11 +47,18 @@ class Messages:
         self.broadcast = broadcast
         self.driver: Any = None
         self.ignored = 0  # messages from blocked peers (or strangers in contacts-only mode)
+        self.mailbox = Mailbox(self)
+        self.closing = False  # the daemon stops: what its sessions leave unsent waits here
+
+    def start(self, now: float) -> None:
+        """The node runs (`driver` set) and has not joined yet: the mailbox's upkeep on."""
+        self.mailbox.start(now)
 
     def close(self) -> None:
         """The daemon stops (after the call's hang-up): end every session left, those open for
         messages, so each peer hears a HANGUP now instead of noticing after peer_timeout."""
         driver = self.driver
+        self.closing = True
         session = driver.node.session if driver is not None else None
         if session is None:
             return
@@ -68,42 +78,73 @@ class Messages:
             self._resend(f"{event.peer_id:040x}")
         elif kind is MessagesUnsent:
             peer = f"{event.peer_id:040x}"
-            log.info("%d message(s) to %s wait for the next session (%s)",
+            log.info("%d message(s) to %s wait for the next session (%s); to its mailbox",
                      len(event.message_ids), self.callers.name_of(peer) or peer,
                      event.reason.value)
             self.broadcast({"event": "message_pending", "peer": peer,
                             "name": self.callers.name_of(peer),
                             "message_ids": [m.hex() for m in event.message_ids],
                             "reason": event.reason.value})
+            if not self.closing:
+                self.mailbox.mail(peer)  # every pending one to this peer, not only these
+        else:
+            self.mailbox.on_event(event)
 
     def _received(self, event: MessageReceived) -> None:
-        peer = f"{event.peer_id:040x}"
+        self.keep(f"{event.peer_id:040x}", event.message_id, event.seq, event.sent_ms,
+                  event.text, event.session_id)
+
+    def keep(self, peer: str, message_id_bytes: bytes, seq: int, sent_ms: int, text: str,
+             session_id: int | None) -> bool:
+        """A message from `peer` (live on session `session_id`, or None: from our mailbox):
+        kept and shown unless its sender is blocked (or a stranger in contacts-only mode) or
+        it is kept already; True when it is new here."""
         name = self.callers.name_of(peer)
         if peer in self.config.block or peer in self.callers.blocked or (
                 self.config.accept == "contacts" and name is None):
             self.ignored += 1  # acknowledged by the node (the sender cannot tell), not kept
             log.info("ignored a message from %s (blocked, or not a contact)", peer)
-            return
+            return False
         received = time.time()
-        message_id = event.message_id.hex()
-        row = dict(peer=peer, direction="in", message_id=message_id, text=event.text,
-                   sent=event.sent_ms / 1000, received=received, seq=event.seq)
-        if self._write(lambda db: db.add_message(**row, state="delivered")) is False:
-            return  # kept already: a retransmission whose receipt was lost, shown once
+        message_id = message_id_bytes.hex()
+        row = dict(peer=peer, direction="in", message_id=message_id, text=text,
+                   sent=sent_ms / 1000, received=received, seq=seq)
+        if self.write(lambda db: db.add_message(**row, state="delivered")) is False:
+            return False  # kept already: a retransmission, or it came both ways: shown once
+        if name is None:
+            self._prune_strangers()
         self.broadcast({"event": "message", "peer": peer, "name": name, "direction": "in",
-                        "message_id": message_id, "seq": event.seq, "sent": row["sent"],
-                        "received": received, "text": event.text})
-        self.hooks.fire("message", peer, name, message=event.text, session=event.session_id)
+                        "message_id": message_id, "seq": seq, "sent": row["sent"],
+                        "received": received, "text": text,
+                        "via": "session" if session_id is not None else "mailbox"})
+        self.hooks.fire("message", peer, name, message=text, session=session_id)
+        return True
 
     def _delivered(self, event: MessageDelivered) -> None:
         peer = f"{event.peer_id:040x}"
         message_id = event.message_id.hex()
         at = time.time()
-        changed = self._write(
+        changed = self.write(
             lambda db: db.set_message_state(peer, "out", message_id, "delivered", at))
         if changed is not False:  # False: a receipt for one delivered already
             self.broadcast({"event": "receipt", "peer": peer, "name": self.callers.name_of(peer),
                             "message_id": message_id, "state": "delivered", "at": at})
+
+    def _prune_strangers(self) -> None:
+        """With `accept` `anyone`, anyone may write to us: of the messages from peers not in the
+        contacts only the newest STRANGER_KEEP stay, so no stranger can fill the history."""
+        db = self.history.db
+        if db is None:
+            return
+        try:
+            gone = db.prune_strangers(list(self.callers.contacts.by_id), STRANGER_KEEP)
+        except sqlite3.Error as e:
+            self.history.write_errors += 1
+            log.warning("cannot write the history database %s: %s", self.history.path, e)
+            return
+        if gone:
+            log.info("deleted %d message(s) from strangers: the newest %d are kept", gone,
+                     STRANGER_KEEP)
 
     def _resend(self, peer: str) -> None:
         """A session with `peer` opened: what waits for it goes now (queued once)."""
@@ -129,7 +170,7 @@ class Messages:
         driver.service()
         return sid is not None
 
-    def _write(self, change: Callable[[Any], bool]) -> bool | None:
+    def write(self, change: Callable[[Any], bool]) -> bool | None:
         """A database change's answer; None when it cannot be made (logged and counted: a
         message that arrives is still shown, it is only not kept)."""
         db = self.history.db
@@ -187,7 +228,8 @@ class Messages:
         try:
             messages = db.conversation(peer, limit)
             if mark:
-                db.mark_read(peer, time.time())
+                db.mark_read(peer, time.time(),  # those listed only
+                             [m["id"] for m in messages if m["direction"] == "in"])
             unread = db.unread()
         except sqlite3.Error as e:
             raise protocol.BadRequest(

@@ -110,6 +110,7 @@ class StorageLayer:
         self._acked: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # vid: epoch
         self._rotate_at: float | None = None
         self._mailbox_at: float | None = None  # the next fetch of our mailbox (keep_mailbox)
+        self._joined_at: float | None = None  # a join succeeded: publish and fetch then
         self._upkeep = False  # keep_mailbox: publish and fetch at each join
         self._mail: dict[bytes, list[tuple[bytes, Any]]] = {}  # recipient: waiting for a prekey
         self._mail_vids: dict[bytes, tuple[bytes, Any]] = {}  # vid: (recipient, tag)
@@ -153,7 +154,8 @@ class StorageLayer:
 
     def get_timer(self) -> float | None:
         times = [op.deadline for op in self._ops.values()]
-        for other in (self.store.get_timer(), self._rotate_at, self._retry_at, self._mailbox_at):
+        for other in (self.store.get_timer(), self._rotate_at, self._retry_at, self._mailbox_at,
+                      self._joined_at):
             if other is not None:
                 times.append(other)
         return min(times) if times else None
@@ -172,7 +174,10 @@ class StorageLayer:
                 self._finish(op, now)
         if self._rotate_at is not None and now >= self._rotate_at:
             self.publish_prekey(now)
-        if self._mailbox_at is not None and now >= self._mailbox_at:
+        if self._joined_at is not None and now >= self._joined_at:
+            self._joined_at = None
+            self._publish_and_fetch(now)
+        elif self._mailbox_at is not None and now >= self._mailbox_at:
             self._mailbox_at = now + self.settings.mailbox_interval
             self.fetch_mailbox(now)
 
@@ -400,8 +405,10 @@ class StorageLayer:
         """A join succeeded (the node's upkeep tells): with `keep_mailbox` on, publish the
         prekey (the newest while younger than `prekey_rotation`, unchanged) and fetch the
         mailbox now and every `mailbox_interval`."""
-        if not self._upkeep:
-            return
+        if self._upkeep:
+            self._joined_at = now  # on the timer: after the join's own answers are handled
+
+    def _publish_and_fetch(self, now: float) -> None:
         s, wall = self.settings, self.wall(now)
         newest = self.prekeys[0] if self.prekeys else None
         if newest is not None and newest[2] > wall - s.prekey_rotation:

@@ -1,0 +1,151 @@
+"""Offline messages through the DHT (issue 14 item 2): the daemon's part of the node's sealed
+mailbox (kadtalk.node.storage: `mail`, `keep_mailbox`; docs/protocol.md §22).
+
+Sender: a message whose session could not be set up, or ended before its receipt, is sealed to
+the contact's prekey and stored in its mailbox (StorageLayer.mail); the sealed plaintext is the
+session's own TEXT frame, with the same message id, so a message that also arrives live is kept
+once. MailStored moves it to `stored` (`message_stored` event); it is still sent live at the next
+session with the contact, and only that session's RECEIPT makes it `delivered`. MailFailed
+(no prekey found, no storer answered) leaves it `pending`.
+
+Recipient: the node fetches the mailbox at each join and every `mailbox_interval` (a node rule,
+StorageSettings); each box that opens is a received message here (the same block and
+contacts-only rules as live ones), then acknowledged so its copies are deleted. The sender
+learns nothing then: its message turns `delivered` at the next session between the two (a
+message either way, a call), on which it sends what is `stored` again and our node's RECEIPT
+answers (we keep the copy once).
+
+Prekeys: each one the node makes (PrekeyMade) is written to the history database (mode 0600)
+before anything is sealed to it can arrive, and given back at the next start, so a box sealed
+to a prekey published before a restart still opens after it; kept `prekey_keep` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from kadtalk.node.layer import Event
+from kadtalk.node.session.messages import decode_text, encode_text
+from kadtalk.node.storage import MailFailed, MailStored, MessageReceived, PrekeyMade
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # pending messages mailed at once for one contact (oldest first)
+
+
+class Mailbox:
+    """Wired by app/messages.py's Messages (`messages`): its database, rules and events."""
+
+    def __init__(self, messages: Any):
+        self.messages = messages
+        self.mailing: set[tuple[str, str]] = set()  # (peer, message id) being mailed
+        self.stats = {"stored": 0, "mail_failed": 0, "received": 0, "undecodable": 0}
+
+    @property
+    def driver(self) -> Any:
+        return self.messages.driver
+
+    def start(self, now: float) -> None:
+        """Before the node joins: its kept prekeys back, and the mailbox upkeep on."""
+        storage = self.driver.node.storage
+        db = self.messages.history.db
+        if storage is None or db is None:
+            return
+        try:
+            db.drop_prekeys(time.time() - storage.settings.prekey_keep)
+            kept = db.prekeys()
+        except sqlite3.Error as e:
+            log.warning("cannot read the prekeys in %s: %s", self.messages.history.path, e)
+            kept = []
+        storage.keep_mailbox(kept, now)
+
+    def on_event(self, event: Event) -> None:
+        kind = type(event)
+        if kind is MessageReceived:
+            self._received(event)
+        elif kind is MailStored:
+            self._stored(event)
+        elif kind is MailFailed:
+            self._failed(event)
+        elif kind is PrekeyMade:
+            self._keep_prekey(event)
+
+    # -- sender ---------------------------------------------------------------------------------
+
+    def mail(self, peer: str) -> None:
+        """Seal what waits for `peer` (state `pending`) into its DHT mailbox."""
+        driver, db = self.driver, self.messages.history.db
+        storage = driver.node.storage if driver is not None else None
+        if storage is None or db is None:
+            return
+        try:
+            waiting = db.pending(peer, BATCH, states=("pending",))
+        except sqlite3.Error as e:
+            log.warning("cannot read the history database %s: %s", self.messages.history.path, e)
+            return
+        now, recipient = driver.loop.time(), bytes.fromhex(peer)
+        for m in waiting:
+            if (peer, m["message_id"]) in self.mailing:
+                continue
+            self.mailing.add((peer, m["message_id"]))
+            frame = encode_text(bytes.fromhex(m["message_id"]), m["seq"], int(m["sent"] * 1000),
+                                m["text"])
+            storage.mail(recipient, frame, now, tag=m["message_id"])
+        driver.node.pump_storage(now)
+        driver.service()
+
+    def _stored(self, event: MailStored) -> None:
+        peer, message_id = event.recipient.hex(), event.tag
+        self.mailing.discard((peer, message_id))
+        self.stats["stored"] += 1
+        at = time.time()
+        changed = self.messages.write(
+            lambda db: db.set_message_state(peer, "out", message_id, "stored", at))
+        if changed:  # False: delivered meanwhile (it went live too)
+            log.info("message %s to %s is in its mailbox (%d nodes hold it)", message_id, peer,
+                     event.stored)
+            self.messages.broadcast({"event": "message_stored", "peer": peer,
+                                     "name": self.messages.callers.name_of(peer),
+                                     "message_id": message_id, "holders": event.stored,
+                                     "at": at})
+
+    def _failed(self, event: MailFailed) -> None:
+        peer = event.recipient.hex()
+        self.mailing.discard((peer, event.tag))
+        self.stats["mail_failed"] += 1
+        log.info("message %s to %s could not be stored in its mailbox (%s); it stays pending",
+                 event.tag, peer, event.reason)
+
+    # -- recipient ------------------------------------------------------------------------------
+
+    def _received(self, event: MessageReceived) -> None:
+        try:
+            frame = decode_text(event.plaintext)
+        except ValueError:
+            self.stats["undecodable"] += 1  # signed by its sender, but not a text: dropped
+            frame = None
+        if frame is not None:
+            self.stats["received"] += 1
+            peer = event.sender.hex()
+            self.messages.keep(peer, frame.message_id, frame.seq, frame.sent_ms, frame.text,
+                               None)
+        storage = self.driver.node.storage
+        now = self.driver.loop.time()
+        storage.acknowledge(event.epoch, [event.vid], now)  # kept (or refused): copies go
+        self.driver.node.pump_storage(now)
+        self.driver.service()
+
+    def _keep_prekey(self, event: PrekeyMade) -> None:
+        storage = self.driver.node.storage
+
+        def keep(db: Any) -> bool:
+            db.add_prekey(event.public, event.private, event.made)
+            db.drop_prekeys(time.time() - storage.settings.prekey_keep)
+            return True
+
+        if not self.messages.write(keep):
+            log.warning("a new prekey could not be kept: messages sealed to it will not open "
+                        "after a restart")
