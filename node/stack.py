@@ -46,7 +46,7 @@ class _Upper:
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
-                 "paths", "nat")
+                 "paths", "nat", "punch_watch", "punch_lookups")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -65,6 +65,11 @@ class _Upper:
         self.storage_settings: StorageSettings | None = None
         self.paths: CallPaths | None = None  # relayed calls and path switches (relay/paths.py)
         self.nat = "unknown"  # as the owner told us (`set_nat`): none / cone / symmetric
+        # calls punched once, awaiting the callee's PUNCH or KEY_RES: session id -> (when to
+        # punch again, callee ID, rendezvous asked, relay offer); and the find-closest lookups
+        # of second rounds: lookup id -> (session id, rendezvous asked, relay offer)
+        self.punch_watch: dict[int, tuple[float, int, tuple[Any, ...], tuple | None]] = {}
+        self.punch_lookups: dict[int, tuple[int, tuple[Any, ...], tuple | None]] = {}
 
 
 class TableView:
@@ -161,6 +166,8 @@ class Node:
             upper.traversal.receive_datagram(data, addr, now)
             if upper.session is not None and is_punch(data):
                 upper.session.path_opened(addr, now)  # a KEY_REQ now gets through its NAT
+                if upper.punch_watch:
+                    self._punched(addr)
         elif layer == RELAY_LAYER and self.relay is not None:
             self._upper.relay.receive_datagram(data, addr, now)
         elif layer == STORAGE_LAYER and self.storage is not None:
@@ -189,6 +196,8 @@ class Node:
                 upper.session.handle_timer(now)
             if upper.traversal is not None:
                 upper.traversal.handle_timer(now)
+                if upper.punch_watch:
+                    self._punch_again(now)
             if upper.relay is not None:
                 upper.relay.handle_timer(now)
             if upper.traversal is not None and (upper.relay is not None or self.needs_relay):
@@ -220,6 +229,10 @@ class Node:
             if upper.paths is not None and upper.paths.offered:
                 other = self._silence_timer()
                 if other is not None and (deadline is None or other < deadline):
+                    deadline = other
+            if upper.punch_watch:
+                other = min(due for due, _, _, _ in upper.punch_watch.values())
+                if deadline is None or other < deadline:
                     deadline = other
         return deadline
 
@@ -353,7 +366,7 @@ class Node:
         session_id = session.call(peer_id, now, addr, chat=chat)
         if addr is None:
             try:
-                lookup_id = self.routing.find_peer(peer_id, now)
+                lookup_id = self.routing.find_peer(peer_id, now, urgent=True)  # a user waits
             except TooManyLookups:
                 session.peer_found(session_id, None, now)
                 return session_id
@@ -416,6 +429,60 @@ class Node:
         it in their tables and receive its keep-alives; docs/protocol.md §20)."""
         count = self._upper.traversal.settings.punch_peers
         return choose_rendezvous(event.target, event.closest, count=count)
+
+    def _watch_punch(self, session_id: int, target: int, rendezvous: list[Any],
+                     offer: tuple | None, now: float) -> None:
+        """Punch again through other neighbours of the callee if neither its PUNCH nor its
+        KEY_RES has come `punch_again` smoothed round trips after this punch (§20)."""
+        upper = self._upper
+        again = upper.traversal.settings.punch_again
+        if not again:
+            return
+        srtt, settings = self.routing.smoothed_rtt, self.routing.settings
+        wait = (max(again * srtt, settings.slow_floor) if srtt is not None
+                else settings.request_timeout)
+        bounded(upper.punch_watch)
+        upper.punch_watch[session_id] = (now + wait, target, tuple(rendezvous), offer)
+
+    def _punched(self, addr: Any) -> None:
+        """A PUNCH from `addr`: the calls to it need no second round."""
+        upper, session = self._upper, self._upper.session
+        for sid in [sid for sid in upper.punch_watch
+                    if (s := session.sessions.get(sid)) is None or s.addr == addr]:
+            del upper.punch_watch[sid]
+
+    def _punch_again(self, now: float) -> None:
+        """The second punch round: the callee's neighbours by a find-closest lookup of its ID
+        (the ones that answer are alive; the find-peer lookup's nearest may all be dead, or
+        not the callee's neighbours when an entry far from it named the callee)."""
+        upper, session = self._upper, self._upper.session
+        for sid, (due, target, asked, offer) in list(upper.punch_watch.items()):
+            if due > now:
+                continue
+            del upper.punch_watch[sid]
+            s = session.sessions.get(sid) if session is not None else None
+            if s is None or s.rx is not None or s.state is CallState.ENDED:
+                continue  # its KEY_RES came (the callee needed no punch), or the call ended
+            try:
+                lookup_id = self.routing.find_closest(target, now)
+            except TooManyLookups:
+                continue
+            bounded(upper.punch_lookups)
+            upper.punch_lookups[lookup_id] = (sid, asked, offer)
+        self._pump(now)
+
+    def _second_punch(self, event: LookupCompleted, now: float) -> None:
+        """A second round's lookup ended: punch through its nearest not asked in the first."""
+        upper, session = self._upper, self._upper.session
+        sid, asked, offer = upper.punch_lookups.pop(event.lookup_id)
+        s = session.sessions.get(sid) if session is not None else None
+        if s is None or s.rx is not None or s.state is CallState.ENDED:
+            return
+        fresh = [(node_id, addr) for node_id, addr in event.closest if addr not in asked]
+        rendezvous = choose_rendezvous(event.target, fresh,
+                                       count=upper.traversal.settings.punch_peers)
+        if rendezvous:
+            upper.traversal.punch(event.target, rendezvous, now, relay=offer)
 
     def set_busy(self, busy: bool) -> None:
         session = self._session()
@@ -751,6 +818,10 @@ class Node:
                 continue
             if kind is Joined:
                 self._joined(event)
+            if kind is LookupCompleted and event.lookup_id in upper.punch_lookups:
+                self._second_punch(event, now)
+                event = self.routing.next_event()
+                continue
             if session_id is None:
                 upper.events.append(event)
             else:
@@ -762,6 +833,7 @@ class Node:
                     rendezvous = self._rendezvous_for(event)
                     offer = self._offer(session_id, event.target, rendezvous)
                     upper.traversal.punch(event.target, rendezvous, now, relay=offer)
+                    self._watch_punch(session_id, event.target, rendezvous, offer, now)
                 upper.session.peer_found(session_id, addr, now)
             event = self.routing.next_event()
         traversal = upper.traversal

@@ -97,6 +97,9 @@ class TraversalSettings:
     watch_limit: int = 1024  # destinations remembered while watching for a stranger's datagram
     punch_peers: int = 8  # rendezvous a caller asks: the callee's neighbours its lookup met
     punch_copies: int = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
+    # A caller that has neither the callee's PUNCH nor its KEY_RES this many smoothed round
+    # trips after punching punches again through a find-closest lookup's nearest (0: never)
+    punch_again: float = 4.0
     max_observers: int = 16  # peers whose view of our address is remembered
     cookie_lifetime: float = 120.0  # s; a rendezvous's cookie secret rotates this often
     punch_wait: float = 10.0  # s a caller waits for a rendezvous's cookie before forgetting

@@ -73,6 +73,14 @@ class RoutingSettings:
     free_slow_slots: bool = True
     slow_rttvars: float = 2.0
     slow_floor: float = 0.1
+    # Urgent lookups (`find_peer(urgent=True)`: a call's, which a user waits on). True: keep
+    # `alpha` requests in flight among the nearest contacts not yet answered, not `alpha` in
+    # all (libtorrent's aggressive lookups), so a request overtaken by nearer contacts no longer
+    # delays asking them; False: the paper's rule. `urgent_first`: requests in the first round
+    # (dead table entries then cost no round of their own); at most alpha: alpha. The study
+    # behind the defaults: docs/design-decisions.md "Call lookups under churn".
+    urgent_aggressive: bool = True
+    urgent_first: int = 8
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     replacement_cache: int = 20
@@ -276,14 +284,15 @@ class RoutingLayer:
     # -- commands -------------------------------------------------------------------------------
 
     def find_peer(self, target: int, now: float, paths: int = 1,
-                  verify: Callable[[int], bool] | None = None) -> int:
+                  verify: Callable[[int], bool] | None = None, urgent: bool = False) -> int:
         """Start a lookup that ends as soon as `target`'s own entry is learned; return its id.
 
         `paths` > 1 runs S/Kademlia's disjoint-path lookup; `verify(handle)` checks a learned
         target entry (the simulator's stand-in for the key exchange a call does next): a fake
-        is skipped and the lookup goes on.
+        is skipped and the lookup goes on. `urgent` (a call's lookup, which a user waits on;
+        one path only): more requests for less time (`urgent_aggressive`, `urgent_first`).
         """
-        return self._start(target, Mode.FIND_PEER, USER, now, paths, verify).lookup_id
+        return self._start(target, Mode.FIND_PEER, USER, now, paths, verify, urgent).lookup_id
 
     def find_closest(self, target: int, now: float) -> int:
         """Start a lookup that ends when the k closest to `target` have answered."""
@@ -593,7 +602,7 @@ class RoutingLayer:
             self._advance(lookup, now)
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
-                    verify: Callable[[int], bool] | None = None) -> Lookup:
+                    verify: Callable[[int], bool] | None = None, urgent: bool = False) -> Lookup:
         if self._lookups is None:
             self._lookups = {}
         elif len(self._lookups) >= self.settings.max_lookups:
@@ -605,6 +614,9 @@ class RoutingLayer:
         else:
             lookup = Lookup(self._next_lookup_id, target, mode, now, settings.k, settings.alpha,
                             purpose)
+            if urgent:
+                lookup.aggressive = settings.urgent_aggressive
+                lookup.first = settings.urgent_first
             lookup.verify = verify
         self._next_lookup_id += 1
         self._lookups[lookup.lookup_id] = lookup
@@ -616,8 +628,8 @@ class RoutingLayer:
         return lookup
 
     def _start(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
-               verify: Callable[[int], bool] | None = None) -> Lookup:
-        lookup = self._new_lookup(target, mode, purpose, now, paths, verify)
+               verify: Callable[[int], bool] | None = None, urgent: bool = False) -> Lookup:
+        lookup = self._new_lookup(target, mode, purpose, now, paths, verify, urgent)
         self._advance(lookup, now)
         return lookup
 

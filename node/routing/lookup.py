@@ -9,6 +9,13 @@ Two stop rules:
 - FIND_CLOSEST ends when the `k` closest contacts known have all answered (join, refresh).
 Either one also ends when nothing is left to ask.
 
+How many requests are in flight: the paper keeps `alpha` in all. With `aggressive` (libtorrent's
+aggressive lookups) it keeps `alpha` among the nearest contacts not yet answered: a request
+overtaken by `alpha` nearer contacts (asked or to ask) no longer holds them back, so an answer
+naming several nearer contacts has them all asked at once. `first` > `alpha` asks that many in
+the first round (dead table entries then cost no round of their own). The routing layer sets
+both for urgent lookups only (a call's).
+
 Two options serve the attack studies (docs/security.md):
 - `verify`: a check of a learned target entry (standing for the key exchange that follows a
   call's lookup); an entry that fails it is a fake, is never asked, and the lookup goes on;
@@ -35,12 +42,12 @@ class Lookup:
     __slots__ = (
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
-        "verify", "rejected", "_slow",
+        "verify", "rejected", "_slow", "aggressive", "first",
     )
 
     def __init__(
         self, lookup_id: int, target: int, mode: Mode, started: float, k: int, alpha: int,
-        purpose: int = 0,
+        purpose: int = 0, aggressive: bool = False, first: int = 0,
     ):
         self.lookup_id = lookup_id
         self.target = target
@@ -60,6 +67,8 @@ class Lookup:
         self.verify: Callable[[int], bool] | None = None  # FIND_PEER: is a target entry genuine?
         self.rejected = 0  # target entries `verify` turned down
         self._slow: set[int] | None = None  # in flight, but no longer holding a slot
+        self.aggressive = aggressive  # alpha in flight among the nearest, not alpha in all
+        self.first = first  # requests in the first round, when more than alpha
 
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
@@ -104,7 +113,9 @@ class Lookup:
         if self.done:
             return []
         status = self._status
-        wanted = self.alpha - self.in_flight
+        alpha = self.alpha if self.rpcs or self.first <= self.alpha else self.first
+        aggressive = self.aggressive
+        wanted = alpha if aggressive else alpha - self.in_flight
         chosen: list[int] = []
         considered = 0
         settled = True
@@ -125,6 +136,8 @@ class Lookup:
                     chosen.append(handle)
             elif state == IN_FLIGHT:
                 settled = False
+                if aggressive:
+                    wanted -= 1  # holds one of the alpha places among the nearest
             if considered >= self.k or (not settled and len(chosen) >= wanted):
                 break
         self.in_flight += len(chosen)

@@ -235,6 +235,54 @@ def test_waits_for_probes_before_giving_up():
     assert lookup.closest_answered() == []
 
 
+# -- urgent lookups: aggressive (libtorrent) and a larger first round ------------------------------
+
+
+def test_aggressive_asks_every_nearer_contact_an_answer_names_at_once():
+    """Paper: an answer frees one slot, so of three nearer contacts one is asked. Aggressive:
+    the two requests still in flight are overtaken by the three, so all three are asked."""
+    asked_now = {}
+    for aggressive in (False, True):
+        lookup = Lookup(7, 0, Mode.FIND_PEER, 0.0, 20, 3, aggressive=aggressive)
+        for h in (40, 50, 60, 70):
+            lookup.add(h, h, 1)
+        assert lookup.next_requests() == [40, 50, 60]
+        hop = lookup.answered(40)
+        for h in (1, 2, 3):
+            lookup.add(h, h, hop)
+        asked_now[aggressive] = lookup.next_requests()
+    assert asked_now == {False: [1], True: [1, 2, 3]}
+
+
+def test_aggressive_still_keeps_alpha_among_the_nearest():
+    """A request not overtaken holds its place: one nearer contact learned, one asked."""
+    lookup = Lookup(7, 0, Mode.FIND_PEER, 0.0, 20, 3, aggressive=True)
+    for h in (40, 50, 60, 70, 80):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [40, 50, 60]
+    lookup.add(1, 1, lookup.answered(40))
+    assert lookup.next_requests() == [1]  # 1, then 50 and 60 in flight: three among the nearest
+    assert lookup.next_requests() == []
+    assert lookup.in_flight == 3
+
+
+def test_a_larger_first_round_then_alpha():
+    lookup = Lookup(7, 0, Mode.FIND_PEER, 0.0, 20, 2, first=5)
+    for h in range(10, 20):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [10, 11, 12, 13, 14]
+    lookup.answered(10)
+    assert lookup.next_requests() == []  # the paper's rule: four in flight, alpha is 2
+    lookup.failed(11)
+    lookup.failed(12)
+    lookup.failed(13)
+    assert lookup.next_requests() == [15]
+    small = Lookup(7, 0, Mode.FIND_PEER, 0.0, 20, 3, first=2)  # at most alpha: alpha
+    for h in range(10, 20):
+        small.add(h, h, 1)
+    assert small.next_requests() == [10, 11, 12]
+
+
 # -- randomized driving --------------------------------------------------------------------------
 
 
@@ -242,7 +290,8 @@ def check_invariants(lookup, probes_out, alpha, slow=frozenset()):
     in_flight_entries = count_state(lookup, IN_FLIGHT)
     assert all(state(lookup, h) == IN_FLIGHT for h in slow)
     assert lookup.in_flight == in_flight_entries - len(slow) + probes_out
-    assert lookup.in_flight <= max(alpha, probes_out)
+    if not lookup.aggressive:  # aggressive: alpha among the nearest, checked where it asks
+        assert lookup.in_flight <= max(alpha, lookup.first, probes_out)
     assert lookup.in_flight >= 0
 
 
@@ -256,17 +305,21 @@ def check_invariants(lookup, probes_out, alpha, slow=frozenset()):
     probes=st.integers(0, 3),
     p_fail=st.sampled_from([0.0, 0.2, 0.6, 1.0]),
     p_slow=st.sampled_from([0.0, 0.3]),
+    aggressive=st.booleans(),
+    first=st.sampled_from([0, 5]),
 )
-def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probes, p_fail, p_slow):
+def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probes, p_fail, p_slow,
+                                              aggressive, first):
     """A random world: each node knows a few others. Answers, timeouts and slow requests (whose
-    slots go to others while they may still answer) come in random order."""
+    slots go to others while they may still answer) come in random order; the paper's rule or
+    the aggressive one, with or without a larger first round."""
     rng = Random(seed)
     bits = 16
     ids = rng.sample(range(1, 1 << bits), nodes)
     target = rng.choice([0] + ids) if mode is Mode.FIND_PEER else rng.getrandbits(bits)
     knows = {h: rng.sample(range(nodes), min(nodes, rng.randint(0, 6))) for h in range(nodes)}
     dead = {h for h in range(nodes) if rng.random() < p_fail}
-    lookup = Lookup(0, target, mode, 0.0, k, alpha)
+    lookup = Lookup(0, target, mode, 0.0, k, alpha, aggressive=aggressive, first=first)
     probes = min(probes, alpha) if mode is Mode.FIND_CLOSEST else 0  # only joins probe
     for _ in range(probes):
         lookup.probe_sent()
@@ -294,6 +347,10 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
             position = order.index(h)
             assert position < k
             assert all(state(lookup, other) != NEW for other in order[:position])
+            if aggressive:  # fewer than alpha (the first round: `first`) in flight nearer
+                width = max(alpha, first) if rpcs == 0 else alpha
+                nearer = sum(1 for other in order[:position] if state(lookup, other) == IN_FLIGHT)
+                assert nearer < width
         rpcs += len(chosen)
         in_flight.extend(chosen)
 
