@@ -48,6 +48,8 @@ class CountingEnvironment(simpy.Environment):
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Call `fn(*args)` after `delay` (ordered exactly as `simpy.Timeout(self, delay)`)."""
+        if delay < 0:  # as simpy.Timeout: time never runs backwards
+            raise ValueError(f"Negative delay {delay}")
         heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), Call(fn, args)))
 
     def step(self) -> None:
