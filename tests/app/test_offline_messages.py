@@ -1,0 +1,116 @@
+"""Offline messages through the DHT between real daemons on loopback (real UDP): three daemons
+(a storer network, so the mailbox has holders), a message from a to b while b is stopped goes
+to b's mailbox (`stored`), b restarts (its prekey, published before the stop, kept in its
+history database) and gets it at its join, and a's message turns `delivered` when b's receipt
+comes on the next session between them; the message is shown once although it came both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+
+from kadtalk.node.storage import records, wire
+
+from .conftest import connect, start_daemon
+from .test_messages import cli, message, receipt, run
+
+
+async def until(condition, timeout: float = 20.0) -> None:
+    """Wait for in-process state the control socket does not tell (a storer's holdings)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def joined(root, name, first):
+    daemon = await start_daemon(root, name, bootstrap=[f"127.0.0.1:{first.driver.address[1]}"])
+    client = await connect(daemon)
+    await client.wait_event(lambda e: e.get("event") == "network" and e["reachable"])
+    return daemon, client
+
+
+def mailed(storer, author) -> list:
+    """The mailbox values `storer` holds from `author`."""
+    return [v for v in storer.driver.node.storage.store.values.values()
+            if v.value.kind == wire.MAILBOX and v.value.author == bytes.fromhex(author.node_id)]
+
+
+def prekey_rows(daemon_dir) -> list[tuple[bytes, float]]:
+    c = sqlite3.connect(daemon_dir / "history.sqlite3")
+    try:
+        return c.execute("SELECT public, made FROM prekeys").fetchall()
+    finally:
+        c.close()
+
+
+def test_a_message_to_a_stopped_daemon_reaches_it_through_its_mailbox_after_a_restart(sock_root):
+    async def scenario():
+        s = await start_daemon(sock_root, "s")  # the first node: bootstrap and storer
+        clients, daemons = [], [s]
+        try:
+            a, ca = await joined(sock_root, "a", s)
+            b, cb = await joined(sock_root, "b", s)
+            daemons += [a, b]
+            clients += [ca, cb]
+            b_id, b_dir = b.node_id, sock_root / "b"
+            await cb.request("add_contact", name="Alice", peer=a.node_id)
+
+            # b published its prekey at its join; the storers hold it, b's database keeps it
+            prekey = records.prekey_key(bytes.fromhex(b_id))
+            await until(lambda: s.driver.node.storage.store.by_key.get(prekey))
+            (public, made), = prekey_rows(b_dir)
+            assert public == b.driver.node.storage.prekeys[0][1]
+            assert stat.S_IMODE(os.stat(b_dir / "history.sqlite3").st_mode) == 0o600
+
+            # b stops; a writes: no session can be set up, so the message goes to b's mailbox
+            await cb.close()
+            clients.remove(cb)
+            await b.stop()
+            daemons.remove(b)
+            sent = await ca.request("send", to=b_id, text="while you were away")
+            stored = await ca.wait_event(
+                lambda e: e.get("event") == "message_stored"
+                and e["message_id"] == sent["message_id"], timeout=60)
+            assert stored["peer"] == b_id and stored["holders"] >= 1
+            mine = (await ca.request("messages", peer=b_id))["messages"]
+            assert [(m["text"], m["state"]) for m in mine] == [("while you were away", "stored")]
+            code, out, _ = await cli("messages", "--socket", str(a.socket_path))
+            assert code == 0 and "[stored]" in out and "while you were away" in out
+            held = mailed(s, a)
+            assert held and all(b"while you were away" not in v.value.raw for v in held)
+
+            # b starts again (a new port): its kept prekey opens the box at its join
+            b, cb = await joined(sock_root, "b", s)
+            daemons.append(b)
+            clients.append(cb)
+            got = await cb.wait_event(message("while you were away"), timeout=30)
+            assert (got["peer"], got["name"], got["via"], got["message_id"]) == (
+                a.node_id, "Alice", "mailbox", sent["message_id"])
+            assert prekey_rows(b_dir)[0] == (public, made)  # no new prekey: the kept one is young
+            # acknowledged: the storer deletes its copy
+            await until(lambda: not mailed(s, a))
+
+            # b answers: on that session a sends what is stored again, b's receipt comes back
+            await cb.request("send", to=a.node_id, text="got it")
+            await ca.wait_event(message("got it"), timeout=30)
+            done = await ca.wait_event(receipt(sent["message_id"]), timeout=30)
+            assert done["state"] == "delivered"
+            mine = (await ca.request("messages", peer=b_id))["messages"]
+            assert [(m["text"], m["state"]) for m in mine if m["direction"] == "out"] == [
+                ("while you were away", "delivered")]
+            # shown once at b, although it came from the mailbox and on the session
+            listed = (await cb.request("messages", peer=a.node_id))["messages"]
+            assert [m["text"] for m in listed if m["direction"] == "in"] == [
+                "while you were away"]
+            assert len([e for e in cb.seen if e.get("event") == "message"]) == 1
+        finally:
+            for client in clients:
+                await client.close()
+            for daemon in reversed(daemons):
+                await daemon.stop()
+
+    run(scenario())
