@@ -10,8 +10,9 @@
 -- ~/.local/lib/wireshark/plugins/ or run `tshark -X lua_script:tools/wireshark/kadtalk.lua`.
 -- UDP port 5004 (the daemon's default; Edit > Preferences > Protocols > KADTALK to change it)
 -- is decoded as kadtalk, other ports through "Decode As" or the heuristic, which claims a
--- datagram only when its layout checks out, then the rest of that conversation (MEDIA,
--- SIGNAL and relayed DATA have too little structure to be told apart from noise alone).
+-- datagram only when its layout checks out, and the rest of its conversation only after a
+-- strong match (MEDIA, SIGNAL and relayed DATA have too little structure to be told apart
+-- from noise alone; ROUTE_REQ / ROUTE_RES have no magic number).
 --
 -- Malformed input never raises a Lua error: every read is bounds-checked and a problem becomes
 -- expert info that names the drop reason a kadtalk node would count.
@@ -1079,16 +1080,78 @@ local function der_end(tvb, at)
     return at + header + length
 end
 
+-- An identity SPKI of n bytes at `at`: one DER SEQUENCE of exactly n bytes whose algorithm is
+-- a key type the protocol allows (section 8), so that its SHA-1 is a node ID.
+local function spki_ok(tvb, at, n)
+    if n <= 0 or n > MAX_SPKI or der_end(tvb, at) ~= at + n then return false end
+    return key_type(hex(tvb(at, math.min(n, 40)))) ~= "unknown"
+end
+
+-- KEY_REQ / KEY_RES: the 27 fixed bytes of the secp256r1 ephemeral key, an identity SPKI of an
+-- allowed type, a timestamp and a signature of 1 to 1,024 bytes.
 local function key_ok(tvb)
     local len = tvb:len()
     if len < 92 or len > MAX_KEY_MESSAGE or hex(tvb(1, 27)) ~= EPHEMERAL_PREFIX then
         return false
     end
     local id_end = der_end(tvb, 92)
-    return id_end ~= nil and id_end + 8 < len
+    if id_end == nil or not spki_ok(tvb, 92, id_end - 92) then return false end
+    local sig = len - (id_end + 8)
+    return sig > 0 and sig <= MAX_SIGNATURE
 end
 
 local function nonzero_id(tvb, at) return not all_zero(tvb, at, ID_LEN) end
+
+-- IPv4 and port at `at` usable as a peer's address (docs/protocol.md §3 "Limits").
+local function addr_ok(tvb, at)
+    local ip = tvb(at, 4):uint()
+    return unusable(tvb(at, 1):uint(), ip == 0, ip == 0xffffffff, tvb(at + 4, 2):uint()) == nil
+end
+
+-- Whether the contact ID at `a` is no farther from the target (bytes 21-40) than that at `b`.
+local function not_farther(tvb, a, b)
+    for j = 0, ID_LEN - 1 do
+        local t = tvb(21 + j, 1):uint()
+        local da, db = bxor(tvb(a + j, 1):uint(), t), bxor(tvb(b + j, 1):uint(), t)
+        if da ~= db then return da < db end
+    end
+    return true
+end
+
+-- ROUTE_RES contacts as nodes send them (§3): at least one, each at a usable address, the
+-- closest to the target first. An answer without contacts has nothing to check beyond its
+-- length (a 41-byte uTP ST_DATA packet is one too): left to the port and Decode As.
+local function contacts_ok(tvb, n)
+    if n < 1 or n > MAX_CONTACTS then return false end
+    for i = 0, n - 1 do
+        local at = 41 + i * CONTACT_LEN
+        if not addr_ok(tvb, at + ID_LEN) then return false end
+        if i > 0 and not not_farther(tvb, at - CONTACT_LEN, at) then return false end
+    end
+    return true
+end
+
+-- NAT traversal (§20): the exact size, non-zero node IDs, usable addresses, zeros where zero.
+local function traversal_ok(tvb, op)
+    local len, size = tvb:len(), TRAVERSAL_SIZES[op]
+    if not size then return false end
+    if not (len == size or ((op == 0x03 or op == 0x07) and len == size + 16)) then
+        return false
+    end
+    if op == 0x01 then return all_zero(tvb, 10, 6) end
+    if op == 0x02 then return addr_ok(tvb, 10) end
+    if op == 0x06 then return true end -- PUNCH_COOKIE: a cookie, nothing to check
+    if not nonzero_id(tvb, 2) then return false end
+    if op == 0x03 or op == 0x07 then
+        return nonzero_id(tvb, 22) and (op == 0x03 or addr_ok(tvb, 42))
+    end
+    if op == 0x04 or op == 0x08 then
+        return addr_ok(tvb, 22) and (op == 0x04 or addr_ok(tvb, 28))
+    end
+    return true -- PUNCH: its sender's ID
+end
+
+local function strong(yes) return yes, yes end
 
 -- variable-length signed parts: u16 SPKI length at `at`, SPKI, signature (1 to 1,024 bytes)
 local function spki_and_signature_ok(tvb, at)
@@ -1096,14 +1159,14 @@ local function spki_and_signature_ok(tvb, at)
     if at + 2 > len then return false end
     local spki_len = tvb(at, 2):uint()
     local sig = len - (at + 2 + spki_len)
-    return spki_len > 0 and spki_len <= MAX_SPKI and sig > 0 and sig <= MAX_SIGNATURE
+    return spki_ok(tvb, at + 2, spki_len) and sig > 0 and sig <= MAX_SIGNATURE
 end
 
 local function record_ok(tvb, at, n)
     if n <= 13 or n > MAX_RECORD or at + n > tvb:len() then return false end
     local spki_len = tvb(at + 9, 2):uint()
     local body_at = at + 11 + spki_len + 2
-    if spki_len == 0 or spki_len > MAX_SPKI or body_at > at + n then return false end
+    if body_at > at + n or not spki_ok(tvb, at + 11, spki_len) then return false end
     local sig = at + n - (body_at + tvb(body_at - 2, 2):uint())
     return RECORD_KINDS[tvb(at, 1):uint()] ~= nil and sig > 0 and sig <= MAX_SIGNATURE
 end
@@ -1121,8 +1184,12 @@ local function found_ok(tvb)
     return (len - at) % CONTACT_LEN == 0
 end
 
--- Whether `tvb` is a kadtalk datagram by its layout alone. MEDIA, SIGNAL and relay DATA
--- (opaque payloads) are claimed only inside a conversation already known to be kadtalk.
+-- Whether `tvb` is a kadtalk datagram by its layout alone; a second true when the match is
+-- strong enough to take the rest of its conversation as kadtalk too: a KEY message or
+-- COOKIE_RETRY (27 fixed bytes, a DER identity key), a signed ALLOCATE, STORE or DELETE, a
+-- traversal message but PUNCH_COOKIE. Others are claimed alone: ROUTE_REQ and ROUTE_RES have
+-- no magic (nanotalk's format), the rest two bytes and a size. MEDIA, SIGNAL and a relay DATA
+-- carrying no KEY message or COOKIE (opaque bytes) are claimed only in a conversation so marked.
 local function looks_like_kadtalk(tvb)
     local len = tvb:len()
     if len < 2 then return false end
@@ -1133,8 +1200,8 @@ local function looks_like_kadtalk(tvb)
                 or (len >= 45 and tvb(41, 4):string() == ROUTE6_MARKER
                     and all_zero(tvb, 45, len - 45)))
     elseif kind == 0x01 then
-        return len >= 41 and (len - 41) % CONTACT_LEN == 0
-            and (len - 41) / CONTACT_LEN <= MAX_CONTACTS and nonzero_id(tvb, 1)
+        return len > 41 and (len - 41) % CONTACT_LEN == 0 and nonzero_id(tvb, 1)
+            and contacts_ok(tvb, (len - 41) / CONTACT_LEN)
     elseif kind == 0x0b then
         if len < 41 or len > ROUTE6_MAX or not nonzero_id(tvb, 1) then return false end
         local at, n = 41, 0
@@ -1146,35 +1213,31 @@ local function looks_like_kadtalk(tvb)
         end
         return at == len
     elseif kind == 0x02 or kind == 0x03 then
-        return key_ok(tvb)
+        return strong(key_ok(tvb))
     elseif kind == 0x06 then
-        local size = TRAVERSAL_SIZES[op]
-        if not size then return false end
-        if not (len == size or ((op == 0x03 or op == 0x07) and len == size + 16)) then
-            return false
-        end
-        return op ~= 0x01 or all_zero(tvb, 10, 6)
+        local yes = traversal_ok(tvb, op)
+        return yes, yes and op ~= 0x06
     elseif kind == 0x07 then
         if op == 0x01 then return len == 34 end
-        return op == 0x02 and len > 18 and tvb(18, 1):uint() == 0x02
-            and key_ok(tvb(18):tvb())
+        return strong(op == 0x02 and len > 18 and tvb(18, 1):uint() == 0x02
+                      and key_ok(tvb(18):tvb()))
     elseif kind == 0x08 then
         if op == 0x03 then
-            return len >= 38 and len <= MAX_ALLOCATE and spki_and_signature_ok(tvb, 36)
+            return strong(len >= 38 and len <= MAX_ALLOCATE and spki_and_signature_ok(tvb, 36))
         end
-        if op == 0x0a then -- DATA: only when it carries a session datagram that checks out
+        if op == 0x0a then -- DATA: only when it carries a KEY message or COOKIE that checks out
             if len < 11 or len > 10 + MAX_PACKET then return false end
             local inner = tvb(10):tvb()
             local k = inner(0, 1):uint()
-            if k == 0x04 or k == 0x05 then return inner:len() >= STREAM_HEADER end
-            return (k == 0x02 or k == 0x03 or k == 0x07) and looks_like_kadtalk(inner)
+            if k == 0x02 or k == 0x03 or k == 0x07 then return looks_like_kadtalk(inner) end
+            return false
         end
         if RELAY_SIZES[op] ~= len then return false end
         if op == 0x01 then return all_zero(tvb, 18, 16) end
         if op == 0x09 then return RELAY_ERRORS[tvb(3, 1):uint()] ~= nil end
         return true
     elseif kind == 0x0a then
-        if op == 0x01 then return len > 22 and record_ok(tvb, 22, len - 22) end
+        if op == 0x01 then return strong(len > 22 and record_ok(tvb, 22, len - 22)) end
         if op == 0x02 then return len == 39 and STORED_STATUS[tvb(38, 1):uint()] ~= nil end
         if op == 0x03 then
             return len >= 35 and len <= MAX_ANSWER and all_zero(tvb, 32, len - 32)
@@ -1183,7 +1246,8 @@ local function looks_like_kadtalk(tvb)
         if op == 0x05 then
             if len < 29 then return false end
             local count = tvb(26, 1):uint()
-            return count > 0 and count <= MAX_VIDS and spki_and_signature_ok(tvb, 27 + 16 * count)
+            return strong(count > 0 and count <= MAX_VIDS
+                          and spki_and_signature_ok(tvb, 27 + 16 * count))
         end
         return op == 0x06 and len == 23
     end
@@ -1210,9 +1274,11 @@ function kt.dissector(tvb, pinfo, tree)
 end
 
 local function heuristic(tvb, pinfo, tree)
-    local ok, yes = pcall(looks_like_kadtalk, tvb)
+    local ok, yes, sure = pcall(looks_like_kadtalk, tvb)
     if not (ok and yes) then return false end
-    pinfo.conversation = kt -- the rest of this address pair is kadtalk too (MEDIA, SIGNAL)
+    if sure then -- the rest of this address pair is kadtalk too (MEDIA, SIGNAL, relay DATA)
+        pinfo.conversation = kt
+    end
     kt.dissector(tvb, pinfo, tree)
     return true
 end
