@@ -31,12 +31,15 @@ from .mailbox import Mailbox
 log = logging.getLogger(__name__)
 
 RESEND = 100  # pending messages sent again when a session with their peer opens (oldest first)
-STRANGER_KEEP = 1000  # incoming messages kept from peers not in the contacts (the newest)
+STRANGER_KEEP = 1000  # incoming messages kept from peers not in the contacts (the newest) ...
+PRUNE_EVERY = 100  # ... pruned to that at every this many new ones (a pruning scans the table)
 
 
 class Messages:
     """`driver` is set by the daemon once the node runs; `history` is app/history.py's History
     (its `db` open while the daemon runs); `hooks` runs the user's on_message hook."""
+
+    _unpruned = PRUNE_EVERY  # strangers' messages stored since the last pruning (first: prune)
 
     def __init__(self, callers: Any, history: Any, hooks: Any, config: Any,
                  broadcast: Callable[[dict], None]):
@@ -132,10 +135,13 @@ class Messages:
 
     def _prune_strangers(self) -> None:
         """With `accept` `anyone`, anyone may write to us: of the messages from peers not in the
-        contacts only the newest STRANGER_KEEP stay, so no stranger can fill the history."""
+        contacts only the newest STRANGER_KEEP stay (STRANGER_KEEP + PRUNE_EVERY - 1 at most),
+        so no stranger can fill the history."""
+        self._unpruned += 1
         db = self.history.db
-        if db is None:
+        if db is None or self._unpruned < PRUNE_EVERY:
             return
+        self._unpruned = 0
         try:
             gone = db.prune_strangers(list(self.callers.contacts.by_id), STRANGER_KEEP)
         except sqlite3.Error as e:
