@@ -29,6 +29,7 @@ from typing import Any
 
 from kadtalk.node.layer import Event
 from kadtalk.node.session.messages import decode_text, encode_text
+from kadtalk.node.session.wire import Drop
 from kadtalk.node.storage import MailFailed, MailStored, MessageReceived, PrekeyMade
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class Mailbox:
     def _received(self, event: MessageReceived) -> None:
         try:
             frame = decode_text(event.plaintext)
-        except ValueError:
+        except Drop:
             self.stats["undecodable"] += 1  # signed by its sender, but not a text: dropped
             frame = None
         if frame is not None:

@@ -9,7 +9,9 @@ one-shot joins after `JOIN_RETRY_DELAY`, the rule's first delay.
 `Rejoin` runs the rule inside a `Node` (`Node.keep_joined`): sans-I/O, with its own deadline;
 the node joins through the bootstrap contacts whenever its routing table is empty and the
 deadline has passed, one join at a time. NAT keep-alives and address probes are the traversal
-layer's timer (kadtalk.node.traversal), started by the first successful join.
+layer's timer (kadtalk.node.traversal), started by the first successful join. With
+`storage.keep_mailbox` on, each successful join also publishes the node's prekey and fetches its
+mailbox, again every `StorageSettings.mailbox_interval` (kadtalk.node.storage: StorageLayer.joined).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 (a storer network, so the mailbox has holders), a message from a to b while b is stopped goes
 to b's mailbox (`stored`), b restarts (its prekey, published before the stop, kept in its
 history database) and gets it at its join, and a's message turns `delivered` when b's receipt
-comes on the next session between them; the message is shown once although it came both ways."""
+comes on the next session between them; the message is shown once although it came both ways.
+In one daemon: copies from the mailbox and a session kept once, every value acknowledged, a
+blocked sender's not kept."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import os
 import sqlite3
 import stat
 
+from kadtalk.node.session import MessageReceived
+from kadtalk.node.session.messages import encode_text
+from kadtalk.node.storage import MessageReceived as MailboxMessage
 from kadtalk.node.storage import records, wire
 
 from .conftest import connect, start_daemon
@@ -112,5 +117,43 @@ def test_a_message_to_a_stopped_daemon_reaches_it_through_its_mailbox_after_a_re
                 await client.close()
             for daemon in reversed(daemons):
                 await daemon.stop()
+
+    run(scenario())
+
+
+def test_a_mailbox_message_is_kept_once_acknowledged_and_a_blocked_senders_is_not_kept(sock_root):
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        try:
+            client = await connect(d)
+            storage = d.driver.node.storage
+            acked = []
+            storage.acknowledge = lambda epoch, vids, now: acked.append((epoch, vids))
+            sender = bytes.fromhex("ab" * 20)
+            text = encode_text(b"\x05" * 16, 3, 1_767_225_600_000, "from the mailbox")
+            for vid in (b"\x01" * 16, b"\x02" * 16):  # two values, one message (sent twice)
+                d.messages.on_event(MailboxMessage(vid, 20454, sender, text, 9, 1.0))
+            # the same message on a session: kept already, not shown again
+            d.messages.on_event(MessageReceived(4, int.from_bytes(sender, "big"), b"\x05" * 16, 3,
+                                                1_767_225_600_000, "from the mailbox", 2.0))
+            await client.request("status")  # every event before this reply has been read
+            shown = [e for e in client.seen if e.get("event") == "message"]
+            assert [(e["text"], e["via"], e["seq"]) for e in shown] == [
+                ("from the mailbox", "mailbox", 3)]
+            assert acked == [(20454, [b"\x01" * 16]), (20454, [b"\x02" * 16])]  # both deleted
+
+            await client.request("block", who="ab" * 20)
+            spam = encode_text(b"\x06" * 16, 4, 1_767_225_600_000, "spam")
+            d.messages.on_event(MailboxMessage(b"\x03" * 16, 20454, sender, spam, 9, 3.0))
+            d.messages.on_event(MailboxMessage(b"\x04" * 16, 20454, sender, b"\x00junk", 9, 3.0))
+            await client.request("status")
+            assert len([e for e in client.seen if e.get("event") == "message"]) == 1
+            assert [m["text"] for m in (await client.request("messages"))["messages"]] == [
+                "from the mailbox"]
+            assert len(acked) == 4  # refused or unreadable: deleted all the same
+            assert d.messages.mailbox.stats["undecodable"] == 1
+            await client.close()
+        finally:
+            await d.stop()
 
     run(scenario())

@@ -160,3 +160,35 @@ def test_a_box_rewrapped_by_another_author_is_dropped_and_mail_without_a_prekey_
     sender.pump_storage(net.now)
     failed = wait_for(net, addrs[5], MailFailed)
     assert (failed.tag, failed.reason) == (9, "no_prekey")
+
+
+def test_kept_prekeys_come_back_young_ones_are_published_again_old_ones_only_open_boxes():
+    from .test_client import Client
+
+    s = StorageSettings(prekey_rotation=100.0, ttl=300, clock_skew=0)  # prekey_keep: 400 s
+    young, kept, old = (bytes([i]) * 32 for i in (1, 2, 3))
+    client = Client(settings=s)
+    layer = client.layer
+    layer.keep_mailbox([(kept, WALL - 250), (young, WALL - 30), (old, WALL - 450)], 0.0)
+    assert [p[2] for p in layer.prekeys] == [WALL - 30, WALL - 250]  # newest first; old: gone
+    layer.joined(0.0)
+    assert client.events() == [] and layer.get_timer() == 0.0  # on the timer, after the join
+    layer.handle_timer(0.0)
+    assert not [e for e in client.events() if type(e) is PrekeyMade]  # the young one, again
+    assert layer._rotate_at == 70.0  # its rotation: 100 s after it was made
+    stores = [op for op in layer._ops.values() if op.kind == "store"]
+    (value,) = [records.read(op.key, op.records[0]) for op in stores]
+    assert (value.body, value.sequence) == (layer.prekeys[0][1], int(WALL - 30))
+
+    later = Client(settings=s)  # a restart long after: the kept one is too old to publish
+    later.layer.keep_mailbox([(kept, WALL - 250)], 0.0)
+    later.layer.joined(0.0)
+    later.layer.handle_timer(0.0)
+    (made,) = [e for e in later.events() if type(e) is PrekeyMade]
+    assert [p[1] for p in later.layer.prekeys] == [made.public, sealed.public_bytes(
+        later.layer.prekeys[1][0])] and made.made == WALL
+    assert later.layer.prekeys[1][2] == WALL - 250  # still opens boxes sealed to it
+
+    idle = Client(settings=s)  # keep_mailbox never called: a join publishes nothing
+    idle.layer.joined(0.0)
+    assert idle.layer.get_timer() is None and idle.started == []
