@@ -180,6 +180,10 @@ class SessionSettings:
     # without a RECEIPT (text_rate_limited), so its sender sends it again later
     text_rate: float = 5.0
     text_burst: float = 50.0
+    # ... and on all sessions with peers `trusted` does not name (strangers; everyone when it is
+    # None) together: many strangers' sessions cannot multiply the per-session budget
+    stranger_text_rate: float = 20.0
+    stranger_text_burst: float = 200.0
 
     @property
     def key_exchange_timeout(self) -> float:
@@ -197,10 +201,11 @@ class SessionSettings:
             raise ValueError("terminal_repeats and answer_tries must be at least 1")
         if (self.message_retry <= 0 or self.message_retry_max < self.message_retry
                 or self.max_unacked < 1 or self.inbox_size < 1 or self.chat_idle_timeout <= 0
-                or self.text_rate <= 0 or self.text_burst < 1):
-            raise ValueError("message_retry, chat_idle_timeout, text_rate must be positive, "
-                             "message_retry_max >= message_retry, max_unacked, inbox_size, "
-                             "text_burst >= 1")
+                or min(self.text_rate, self.stranger_text_rate) <= 0
+                or min(self.text_burst, self.stranger_text_burst) < 1):
+            raise ValueError("message_retry, chat_idle_timeout, (stranger_)text_rate must be "
+                             "positive, message_retry_max >= message_retry, max_unacked, "
+                             "inbox_size, (stranger_)text_burst >= 1")
         if self.answer_retry <= 0 or self.report_grace < 0:
             raise ValueError("answer_retry must be positive, report_grace >= 0")
         if (self.cookie_rotation <= 0 or self.load_threshold < 0
@@ -303,6 +308,7 @@ class SessionLayer:
         self._flood: FloodGuard | None = None  # KEY messages: per source host and global
         self._admit: dict[str, FloodGuard] = {}  # "cookie" / "contact": proven addresses
         self._arrivals: TokenBucket | None = None  # cookie-less KEY_REQs: the load meter
+        self._stranger_texts: TokenBucket | None = None  # new TEXTs from strangers, together
         self._random_bytes = random_bytes
         self._jar: CookieJar | None = None
         self._res_bound: int | None = None  # the largest KEY_RES we can send
@@ -1018,6 +1024,9 @@ class SessionLayer:
             if not inbox.admits(frame.message_id, now):
                 self.stats["text_rate_limited"] += 1  # no RECEIPT: the sender sends it again
                 return
+            if frame.message_id not in inbox and not self._admit_stranger_text(session, now):
+                self.stats["stranger_text_rate_limited"] += 1  # the same: sent again later
+                return
             # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
             self._send(session, SIGNAL, encode_receipt(frame.message_id), now)
             if not inbox.add(frame.message_id):
@@ -1033,6 +1042,18 @@ class SessionLayer:
             return
         if session.state is S.OPEN:
             session.entered = now  # a new message or receipt: not idle
+
+    def _admit_stranger_text(self, session: Session, now: float) -> bool:
+        """A new TEXT from a peer that is not the user's contact takes a token from the budget
+        all strangers share (stranger_text_rate); a contact's does not."""
+        trusted = self.settings.trusted
+        if trusted is not None and trusted(session.peer_int):
+            return True
+        if self._stranger_texts is None:
+            settings = self.settings
+            self._stranger_texts = TokenBucket(settings.stranger_text_rate,
+                                               settings.stranger_text_burst, now)
+        return self._stranger_texts.take(now)
 
     def _ring_arrived(self, session: Session, now: float) -> None:
         # glare: we are calling this peer too. The lower ID keeps its outgoing call and leaves

@@ -12,6 +12,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+import time
 
 from kadtalk.node.session import MessageReceived
 from kadtalk.node.session.messages import encode_text
@@ -76,11 +77,13 @@ def test_a_message_to_a_stopped_daemon_reaches_it_through_its_mailbox_after_a_re
             clients.remove(cb)
             await b.stop()
             daemons.remove(b)
+            start = time.monotonic()
             sent = await ca.request("send", to=b_id, text="while you were away")
             stored = await ca.wait_event(
                 lambda e: e.get("event") == "message_stored"
                 and e["message_id"] == sent["message_id"], timeout=60)
             assert stored["peer"] == b_id and stored["holders"] >= 1
+            print(f"send to a stopped daemon -> stored: {time.monotonic() - start:.1f} s")
             mine = (await ca.request("messages", peer=b_id))["messages"]
             assert [(m["text"], m["state"]) for m in mine] == [("while you were away", "stored")]
             code, out, _ = await cli("messages", "--socket", str(a.socket_path))
@@ -89,10 +92,12 @@ def test_a_message_to_a_stopped_daemon_reaches_it_through_its_mailbox_after_a_re
             assert held and all(b"while you were away" not in v.value.raw for v in held)
 
             # b starts again (a new port): its kept prekey opens the box at its join
+            start = time.monotonic()
             b, cb = await joined(sock_root, "b", s)
             daemons.append(b)
             clients.append(cb)
             got = await cb.wait_event(message("while you were away"), timeout=30)
+            print(f"restart -> message from the mailbox: {time.monotonic() - start:.1f} s")
             assert (got["peer"], got["name"], got["via"], got["message_id"]) == (
                 a.node_id, "Alice", "mailbox", sent["message_id"])
             assert prekey_rows(b_dir)[0] == (public, made)  # no new prekey: the kept one is young

@@ -116,3 +116,27 @@ def test_a_message_moving_to_a_full_outbox_stays_where_it_waited(net):
     assert mid(1) not in a.sessions[stale].outbox
     net.run(0.5)
     assert sorted(m.text for m in net.of("b", MessageReceived)) == ["fills it", "waiting"]
+
+
+def test_many_strangers_share_one_budget_and_a_contact_is_not_held_back_by_them():
+    """Identities cost nothing: five strangers' sessions get the strangers' budget between
+    them, not five times the per-session one; the user's contact (`trusted`) is not charged."""
+    net = Net()
+    b = net.add("b", settings=SessionSettings(stranger_text_rate=1.0, stranger_text_burst=30.0,
+                                              trusted=lambda peer: peer == contact))
+    senders = [net.add(f"s{i}") for i in range(5)] + [net.add("friend")]
+    contact = as_int(senders[-1].identity)
+    for layer in senders:
+        layer.call(as_int(b.identity), 0.0, addr="b", chat=True)
+    net.run(0.0)
+    names = [f"s{i}" for i in range(5)] + ["friend"]
+    for k, (name, layer) in enumerate(zip(names, senders)):
+        (session,) = layer.sessions.values()
+        for i in range(20):
+            b.receive_datagram(session.tx.seal(SIGNAL, encode_text(mid(100 * k + i), i + 1, 0,
+                                                                   "x")), name, 0.0)
+    net.run(0.0)
+    got = net.of("b", MessageReceived)
+    assert sum(1 for m in got if m.peer_id != contact) == 30
+    assert sum(1 for m in got if m.peer_id == contact) == 20
+    assert b.stats["stranger_text_rate_limited"] == 70

@@ -7,13 +7,14 @@ at every holder and a replay is refused or shown once; a forged sender is droppe
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from kadtalk.node.session.messages import decode_text, encode_text
 from kadtalk.node.storage import (MailFailed, MailStored, MessageReceived, PrekeyMade,
                                   StorageSettings, ValuesDeleted, ValuesFound, records, sealed,
                                   wire)
 
-from .conftest import WALL, identity, node, swarm
+from .conftest import B, WALL, identity, node, storer, swarm
 from .test_end_to_end import holders, wait_for
 
 SETTINGS = StorageSettings(mailbox_interval=600.0)
@@ -192,3 +193,23 @@ def test_kept_prekeys_come_back_young_ones_are_published_again_old_ones_only_ope
     idle = Client(settings=s)  # keep_mailbox never called: a join publishes nothing
     idle.layer.joined(0.0)
     assert idle.layer.get_timer() is None and idle.started == []
+
+
+def test_mail_refused_by_a_storers_quota_fails_with_the_reason():
+    from .test_client import Client, carry
+
+    holder = storer(StorageSettings(max_per_author=2))  # two values per author
+    client = Client([B])
+    me = identity("quota-recipient")
+    public = sealed.public_bytes(X25519PrivateKey.generate())
+    key = records.prekey_key(me.node_id)
+    carry(client, {B: holder}, [(wire.store(key, records.make(
+        me, key, wire.PREKEY, int(WALL + 3600), int(WALL), public)), B)])
+    for tag in ("first", "second", "third"):
+        client.layer.mail(me.node_id, encode_text(bytes(16), 1, 0, tag), 0.0, tag=tag)
+        carry(client, {B: holder}, client.finish())  # the prekey fetch
+        carry(client, {B: holder}, client.finish())  # the store
+    outcomes = [(e.tag, getattr(e, "reason", "stored")) for e in client.events()
+                if type(e) in (MailStored, MailFailed)]
+    assert outcomes == [("first", "stored"), ("second", "stored"), ("third", "quota")]
+    assert holder.drop_counts()["quota"] == 1
