@@ -25,6 +25,14 @@ Full-cone and filtering mappings keep the address the node sends from (endpoint-
 mapping), so the address others learn from its packets stays valid: this is the design's
 assumption (a sender's address is the one its packets come from).
 
+Refresh (RFC 4787 REQ-6, outbound refresh): a full-cone mapping is refreshed by any datagram
+the node sends, to anyone, so one keep-alive keeps it open to everybody. A filtering node's
+permission for a peer lasts `timeout` after the node last sent to that very peer: a timer per
+peer, as a Linux conntrack-based router keeps one per flow. RFC 4787's own model is looser
+(the filter admits any host the mapping has ever sent to, for as long as the mapping lives);
+the per-peer timer is the harder case, and the one the node's keep-alive plan is built for
+(docs/protocol.md §20: a keep-alive to each rendezvous peer).
+
 `timeout` defaults to 120 s, the least RFC 4787 (REQ-5) allows for a UDP mapping; measured
 home gateways often use less (Hätönen et al., "An experimental study of home gateway
 characteristics", IMC 2010), so it is worth sweeping.
