@@ -6,9 +6,11 @@ cookie); inputs come from O, P, a stranger or any address, may name the live all
 carry a cookie valid for their source (a CHALLENGE's, or a knock cookie for the allocation they
 name), and may be a freshly signed ALLOCATE (so allocations come and go against the caps);
 answers from the relay's address also go to the client. Rates are opened wide so that every
-input reaches the checks behind them. Checked: no answer to the source larger than the input;
-KNOCKED only to the owner and only for a knock whose cookie was minted for its source; DATA
-only between an owner and a peer that proved its address.
+input reaches the checks behind them; consent lasts 1 s (a hundred inputs), so it lapses often.
+Checked: no answer to the source larger than the input; KNOCKED only to the owner and only for
+a knock whose cookie was minted for its source; DATA only between an owner and a peer that
+proved its address, and to the peer only while it consents (a DATA or a valid echo of its
+naming the allocation came within `consent`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ FAST = RelaySettings(
     default_lifetime=60, max_lifetime=120, lifetime=60, cookie_rotation=10.0,
     verify_rate=WIDE, verify_burst=WIDE, source_rate=WIDE, source_burst=WIDE,
     allocation_rate=WIDE, allocation_burst=WIDE, total_rate=WIDE, total_burst=WIDE,
+    knock_rate=WIDE, knock_burst=WIDE, echo_rate=WIDE, echo_burst=WIDE, consent=1.0,
     max_sources=64,
 )
 CLIENT = RelaySettings(serve="never", lifetime=60, request_tries=3)
@@ -49,6 +52,7 @@ class RelayState:
         [(cookie, _)] = self.relay.datagrams_to_send(0.0)
         self.relay.receive_datagram(wire.knock(number, cookie[10:16]), PEER, 0.0)
         self.proven = {(number, PEER)}  # (allocation, address) that echoed a knock cookie
+        self.heard = {(number, PEER): 0.0}  # (allocation, address) -> its last DATA / echo
         self.client.permit(self.path, PEER, 0.0)
         self.pump()
         me = self.identities[1]
@@ -126,6 +130,9 @@ def run_relay(state: RelayState, item: tuple) -> None:
         data = data[:10] + relay.server._knock_cookies.mint(addr, data[2:10], now)
     valid_knock = (len(data) == 16 and data[1] == wire.KNOCK and data[10:16] != wire.NO_COOKIE
                    and knock_cookie_valid(relay, addr, data[2:10], data[10:16], now))
+    if len(data) >= 10 and data[:2] == bytes((wire.RELAY, wire.DATA)) and wire.well_formed(data) \
+            or valid_knock:
+        state.heard[(data[2:10], addr)] = now  # (more than the relay counts: a bound above)
     drops = sum(relay.drop_counts().values())
     relay.receive_datagram(data, addr, now)
     if not wire.well_formed(data) and sum(relay.drop_counts().values()) != drops + 1:
@@ -156,6 +163,8 @@ def run_relay(state: RelayState, item: tuple) -> None:
             raise Violation("DATA forwarded outside an allocation's owner and its peer")
         if dst != alloc.owner and (alloc.number, dst) not in state.proven:
             raise Violation("DATA forwarded to a peer that never echoed a knock cookie")
+        if dst != alloc.owner and now - state.heard.get((alloc.number, dst), -1e9) >= FAST.consent:
+            raise Violation("DATA forwarded to a peer that said nothing within consent")
         if addresses.forbidden(dst, OWNER, [RELAY], False) not in (None, "forbidden_self"):
             raise Violation("DATA forwarded to a special address")
     if back > len(data):

@@ -6,9 +6,13 @@ and releases it when done; every request is retransmitted after 0.5, 1, 2, 4 s a
 after `request_tries`. A peer that talks to someone else's allocation (as its permitted peer)
 `connect`s its path first, so DATA from relays is accepted only for paths the node knows. The
 relay never sees a session key: what travels in DATA is the session's datagram, unchanged.
-A knocker echoes the relay's KNOCK_COOKIE (the proof that it receives at its address) once per
-cookie, at most `KNOCK_ECHOES` times per knock and within `KNOCK_WAIT` s of it: never more than
-the relay sent, so a forged KNOCK_COOKIE draws at most its own size back.
+A knocker sends a bare KNOCK, a second after 0.5 s unless a KNOCK_COOKIE came, and, once the
+relay has answered, more after 1, 2, 4 s (`request_timeout`, doubling, `request_tries` in all)
+until DATA comes through the path (the owner heard KNOCKED and permitted us): a lost KNOCK,
+cookie, echo or KNOCKED costs a retry, not the relayed path. An address that never answers (a
+forged offer may name anyone) gets the two KNOCKs only, 32 bytes for a 42-byte offer. It echoes the relay's KNOCK_COOKIE (the proof that it receives at its
+address) once per cookie, at most once per bare KNOCK sent and within `KNOCK_WAIT` s of the
+last: never more than the relay sent, so a forged KNOCK_COOKIE draws at most its own size back.
 """
 
 from __future__ import annotations
@@ -30,8 +34,19 @@ from .events import (
 )
 from .settings import RelaySettings
 
-KNOCK_ECHOES = 2  # as many as the KNOCKs we send: a lost one costs no relayed path
+UNANSWERED = 2  # bare KNOCKs to a relay that sent no KNOCK_COOKIE yet
 KNOCK_WAIT = 10.0  # s a knock's KNOCK_COOKIE is awaited
+
+
+class _Knock:
+    __slots__ = ("echoes", "until", "retry_at", "tries", "answered")
+
+    def __init__(self, now: float, timeout: float):
+        self.echoes = 1  # cookies we may still echo: one per bare KNOCK sent
+        self.until = now + KNOCK_WAIT
+        self.retry_at: float | None = now + timeout
+        self.tries = 1
+        self.answered = False  # a KNOCK_COOKIE came: the address is a relay that knows us
 
 
 class _Request:
@@ -78,7 +93,7 @@ class RelayClient:
         self.events = events
         self.held: dict[Any, Held] = {}  # relay address -> our allocation there
         self.peers: dict[RelayPath, None] = {}  # others' allocations we are the peer of
-        self.knocking: dict[RelayPath, list] = {}  # path -> [echoes left, until when]
+        self.knocking: dict[RelayPath, _Knock] = {}  # paths we knock at, until DATA comes
         self._random = random_bytes
 
     # -- commands -------------------------------------------------------------------------------
@@ -115,13 +130,14 @@ class RelayClient:
         self.peers[path] = None
 
     def knock(self, path: RelayPath, now: float) -> None:
-        """We KNOCK at `path` (someone else's allocation): accept DATA through it, and echo
-        the relay's KNOCK_COOKIE for a while."""
+        """We KNOCK at `path` (someone else's allocation): accept DATA through it, KNOCK again
+        with back-off until DATA comes, and echo the relay's KNOCK_COOKIEs meanwhile."""
         self.connect(path)
         self.knocking.pop(path, None)
         if len(self.knocking) >= self.settings.max_paths:
             del self.knocking[next(iter(self.knocking))]
-        self.knocking[path] = [KNOCK_ECHOES, now + KNOCK_WAIT]
+        self.knocking[path] = _Knock(now, self.settings.request_timeout)
+        self.send(wire.knock(path.allocation), path.relay)
 
     def disconnect(self, path: RelayPath) -> None:
         self.peers.pop(path, None)
@@ -198,6 +214,8 @@ class RelayClient:
         """The path a DATA datagram came through, if it is one of ours; else a counted drop."""
         path = RelayPath(addr, data[2:10])
         if self.knows(path):
+            if path in self.knocking:
+                del self.knocking[path]  # the owner permitted us: no more knocks
             return path
         self.stats["unknown_allocation"] += 1
         return None
@@ -213,9 +231,14 @@ class RelayClient:
                        held.expires if held.state == "granted" else None):
                 if at is not None and (deadline is None or at < deadline):
                     deadline = at
+        for knock in self.knocking.values():
+            at = knock.retry_at if knock.retry_at is not None else knock.until
+            if at is not None and (deadline is None or at < deadline):
+                deadline = at
         return deadline
 
     def handle_timer(self, now: float) -> None:
+        self._knock_again(now)
         for held in list(self.held.values()):
             if held.state == "granted" and now >= held.expires:
                 self._drop(held, "expired", now)
@@ -266,15 +289,33 @@ class RelayClient:
         self._schedule(held, lifetime, now)
         self.events.append(AllocationGranted(held.path, reflexive, lifetime, now))
 
+    def _knock_again(self, now: float) -> None:
+        for path, knock in list(self.knocking.items()):
+            if knock.retry_at is None:
+                if now >= knock.until:
+                    del self.knocking[path]  # given up: the owner never answered
+                continue
+            if now < knock.retry_at:
+                continue
+            if not knock.answered and knock.tries >= UNANSWERED:
+                knock.retry_at = None  # never answered: it may not even be a relay
+                continue
+            knock.tries += 1
+            knock.retry_at = (None if knock.tries >= self.settings.request_tries else
+                              now + self.settings.request_timeout * 2 ** (knock.tries - 1))
+            knock.echoes += 1
+            knock.until = now + KNOCK_WAIT
+            self.send(wire.knock(path.allocation), path.relay)
+            self.stats["knock_retransmitted"] += 1
+
     def _on_knock_cookie(self, data: bytes, addr: Any, now: float) -> None:
         path = RelayPath(addr, data[2:10])
         pending = self.knocking.get(path)
-        if pending is None or now >= pending[1]:
+        if pending is None or now >= pending.until or pending.echoes <= 0:
             self.stats["unsolicited"] += 1  # not a relay we knocked at lately, for this number
             return
-        pending[0] -= 1
-        if pending[0] <= 0:
-            del self.knocking[path]
+        pending.echoes -= 1
+        pending.answered = True
         self.send(wire.knock(path.allocation, data[10:16]), addr)  # 16 bytes for 16
         self.stats["knock_echoed"] += 1
 

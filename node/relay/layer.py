@@ -29,7 +29,7 @@ DROPS = frozenset({
     "rate_limited_source", "relay_full", "quota", "bad_signature", "forbidden_peer",
     "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
-    "bad_knock_cookie", "unproven_peer",
+    "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
@@ -110,7 +110,8 @@ class RelayLayer:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        deadline = self.client.get_timer() if self.client.held else None
+        client = self.client
+        deadline = client.get_timer() if client.held or client.knocking else None
         if self.server is not None:
             other = self.server.get_timer()
             if other is not None and (deadline is None or other < deadline):
@@ -151,11 +152,10 @@ class RelayLayer:
 
     def knock(self, path: RelayPath, now: float) -> None:
         """Ask the owner of `path` (told us in a call's set-up) to permit us: KNOCK to the relay
-        (twice: a lost one costs the relayed path), echo its KNOCK_COOKIE (the relay's proof that
-        we receive at our address), and accept DATA through `path` from now."""
+        (twice, and again with back-off until DATA comes through `path`), echo its
+        KNOCK_COOKIE (the relay's proof that we receive at our address), and accept DATA
+        through `path` from now."""
         self.client.knock(path, now)
-        for _ in range(2):
-            self._outbox.append((wire.knock(path.allocation), path.relay))
         self.stats["knock_sent"] += 1
 
     def connect(self, path: RelayPath) -> None:

@@ -17,11 +17,25 @@ The permitted peer must have proven its address first (return routability, as QU
 DTLS's HelloVerifyRequest): a KNOCK draws a stateless KNOCK_COOKIE to its source, HMAC-SHA-256
 over the relay's rotating secret, the source address and the allocation, cut to the 6 bytes the
 16-byte KNOCK has room for; only a KNOCK echoing it from that address within one to two
-rotations puts the address among the allocation's proven ones (and tells the owner: KNOCKED).
-A PERMIT naming any other address is refused (ERROR `unproven_peer`), so nothing of the owner's
-reaches an address that never asked for it. Six bytes suffice because guesses cannot be made
-offline and every wrong one is metered like a HELLO (`verify_rate` 20/s in all): one success in
-2^48 / 20 s, some 450,000 years.
+rotations puts the address among the allocation's proven ones (and tells the owner: KNOCKED,
+at most once a `KNOCKED_AGAIN` per address). A PERMIT naming any other address, or one proven
+more than `proof_lifetime` (300 s, TURN's permission lifetime) ago, is refused (ERROR
+`unproven_peer`), so nothing of the owner's reaches an address that never asked for it.
+
+Bare KNOCKs have a global bucket of their own (`knock_rate`, and `source_rate` per host): a
+cookie is an HMAC and a 16-byte answer to a 16-byte KNOCK, so a flood of spoofed knocks neither
+amplifies nor starves HELLO / ALLOCATE's CHALLENGEs (nor they the knocks). Every KNOCK that
+carries a cookie, right or wrong, first takes a token from its allocation's own bucket
+(`echo_rate` 1/s, burst 4) and only then is checked, so a replayed valid cookie costs the
+allocation's DATA budget nothing and a guess cannot outrun the meter. Six bytes suffice because
+guesses cannot be made offline: a guess is right with probability at most 2 / 2^48 (two
+secrets are valid at once), so one allocation takes on average 2^47 s, some 4.5 million years,
+and an attacker holding all `max_allocations` (64) of a relay, 2^47 / 64 s, some 70,000 years.
+
+Consent freshness (RFC 7675): DATA from the owner reaches its peer only while something came
+from the peer (its DATA, or a cookie echo) within `consent` (30 s); else it is a counted drop
+(`stale_consent`), and the peer's next datagram restores it. (The relay cannot authenticate a
+peer's DATA: whoever forges the peer's source address can keep its consent fresh.)
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ from . import addresses, wire
 from .settings import RelaySettings
 
 PROVEN = 4  # proven peer addresses kept per allocation (the newest; the permitted one stays)
+KNOCKED_AGAIN = 1.0  # s: a proven address's next echo tells the owner again only after this
 
 
 class KnockCookies(CookieJar):
@@ -57,25 +72,27 @@ class KnockCookies(CookieJar):
 
 class Allocation:
     __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "proven", "expires",
-                 "budget")
+                 "budget", "echoes", "heard")
 
     def __init__(self, number: bytes, owner: Any, identity: bytes, nonce: bytes, expires: float,
-                 budget: TokenBucket):
+                 budget: TokenBucket, echoes: TokenBucket):
         self.number = number
         self.owner = owner
         self.host = owner[0]
         self.identity = identity
         self.nonce = nonce  # of the ALLOCATE that made it: a retransmission draws ALLOCATED again
         self.peer: Any = None
-        self.proven: tuple[Any, ...] = ()  # addresses that echoed a knock cookie, newest last
+        self.proven: dict[Any, float] = {}  # address that echoed a knock cookie -> when
         self.expires = expires
-        self.budget = budget
+        self.budget = budget  # DATA's bytes
+        self.echoes = echoes  # KNOCKs with a cookie: metered before the cookie is checked
+        self.heard = 0.0  # when the permitted peer last sent us something (consent)
 
 
 class RelayServer:
     __slots__ = ("settings", "stats", "send", "own", "allocations", "_by_nonce", "_per_identity",
-                 "_per_host", "_expiry", "_cookies", "_knock_cookies", "_guard", "_total",
-                 "_random")
+                 "_per_host", "_expiry", "_cookies", "_knock_cookies", "_guard", "_knock_guard",
+                 "_total", "_random")
 
     def __init__(self, settings: RelaySettings, stats: collections.Counter[str],
                  send: Callable[[bytes, Any], None], own: Callable[[], Iterable[Any]],
@@ -94,6 +111,9 @@ class RelayServer:
         self._guard = FloodGuard(settings.verify_rate, settings.verify_burst, settings.source_rate,
                                  settings.source_burst, now, max_sources=settings.max_sources,
                                  always=True)
+        self._knock_guard = FloodGuard(settings.knock_rate, settings.knock_burst,
+                                       settings.source_rate, settings.source_burst, now,
+                                       max_sources=settings.max_sources, always=True)
         self._total = TokenBucket(settings.total_rate, settings.total_burst, now)
         self._random = random_bytes
 
@@ -144,7 +164,8 @@ class RelayServer:
             settings = self.settings
             alloc = Allocation(number, addr, identity, request.nonce, now + lifetime,
                                TokenBucket(settings.allocation_rate, settings.allocation_burst,
-                                           now))
+                                           now),
+                               TokenBucket(settings.echo_rate, settings.echo_burst, now))
             self.allocations[number] = alloc
             self._by_nonce[request.nonce] = alloc
             self._per_identity[identity] += 1
@@ -177,17 +198,23 @@ class RelayServer:
         if refused is not None:
             self._refuse(wire.FORBIDDEN_PEER, alloc.number, addr, refused, wire.PERMIT)
             return
-        if peer != alloc.peer and peer not in alloc.proven:  # it never echoed a knock cookie
+        proven = alloc.proven.get(peer)
+        if proven is not None and now - proven >= self.settings.proof_lifetime:
+            proven = None  # an old proof: the address may have changed hands since
+        if peer == alloc.peer and now - alloc.heard < self.settings.consent:
+            proven = alloc.heard  # the permitted peer again, still consenting
+        if proven is None:  # it never echoed a knock cookie, or long ago
             self._refuse(wire.UNPROVEN_PEER, alloc.number, addr, "unproven_peer", wire.PERMIT)
             return
-        alloc.peer = peer  # exactly one: a new permission replaces the old
+        alloc.peer, alloc.heard = peer, proven  # exactly one: a new permission replaces the old
         self.send(wire.permit(alloc.number, data[10:16], wire.PERMITTED), addr)
 
     def on_knock(self, data: bytes, addr: Any, now: float) -> None:
         """A would-be peer asks the owner to permit it. With a zero cookie it gets a
-        KNOCK_COOKIE (as large as the KNOCK, metered); echoing that from the same address
-        proves the address, and only then does the owner hear where we see it (KNOCKED, as
-        large as the KNOCK, from the allocation's budget)."""
+        KNOCK_COOKIE (as large as the KNOCK, from the knock bucket); echoing that from the same
+        address proves the address, and only then does the owner hear where we see it
+        (KNOCKED, as large as the KNOCK). An echo takes a token of the allocation's echo
+        bucket before its cookie is looked at: right and wrong guesses alike are metered."""
         self.expire(now)
         alloc = self.allocations.get(data[2:10])
         if alloc is None:
@@ -199,18 +226,28 @@ class RelayServer:
         if refused is not None:
             self.stats[refused] += 1  # a knocker the owner could not permit anyway
         elif cookie == wire.NO_COOKIE:
-            if self._metered(addr, now):
+            refused = self._knock_guard.check(addr[0], now)
+            if refused is not None:
+                self.stats[refused] += 1
+            else:
                 self.send(wire.knock(alloc.number, self._knock_cookies.mint(
                     addr, alloc.number, now), wire.KNOCK_COOKIE), addr)
                 self.stats["knock_cookie_sent"] += 1
+        elif not alloc.echoes.take(now):
+            self.stats["rate_limited_echo"] += 1  # before the check: no guess goes unmetered
         elif not self._knock_cookies.valid(addr, alloc.number, cookie, now):
-            if self._metered(addr, now):  # every guess costs a token: no offline search
-                self.stats["bad_knock_cookie"] += 1  # forged, expired, or from elsewhere
-        elif not alloc.budget.take(now, len(data)):
-            self.stats["over_allocation_rate"] += 1
+            self.stats["bad_knock_cookie"] += 1  # forged, expired, or from elsewhere
         else:
-            if addr not in alloc.proven:
-                alloc.proven = (alloc.proven + (addr,))[-PROVEN:]
+            if addr == alloc.peer:
+                alloc.heard = now  # the peer still consents
+            told = alloc.proven.get(addr)
+            if told is not None and now - told < KNOCKED_AGAIN:
+                self.stats["knocked_again"] += 1  # the owner knows (a second echo, a replay)
+                return
+            alloc.proven.pop(addr, None)
+            alloc.proven[addr] = now  # newest last
+            if len(alloc.proven) > PROVEN:
+                del alloc.proven[next(iter(alloc.proven))]
             self.send(wire.knocked(alloc.number, addresses.to_wire(addr)), alloc.owner)
             self.stats["knocked"] += 1
 
@@ -225,8 +262,12 @@ class RelayServer:
             if target is None:
                 self.stats["no_permission"] += 1
                 return
+            if now - alloc.heard >= self.settings.consent:
+                self.stats["stale_consent"] += 1  # nothing from the peer lately: it may be gone
+                return
         elif addr == alloc.peer:
             target = alloc.owner
+            alloc.heard = now
         else:
             self.stats["not_permitted"] += 1  # neither the owner nor its one peer
             return

@@ -29,6 +29,12 @@ class RelaySettings:
     source_rate: float = 2.0  # ... and per source host
     source_burst: float = 5.0
     max_sources: int = 1024  # source hosts metered at once
+    knock_rate: float = 200.0  # KNOCK_COOKIEs a second, in all: a bucket of their own (an HMAC
+    knock_burst: float = 400.0  # and a 16-byte answer to a 16-byte KNOCK: no amplification)
+    echo_rate: float = 1.0  # knock cookie echoes (right or wrong) a second per allocation
+    echo_burst: float = 4.0  # (an honest knocker echoes twice per knock round)
+    consent: float = 30.0  # s: no DATA to a peer nothing came from for this long (RFC 7675)
+    proof_lifetime: float = 300.0  # s an echoed knock cookie lets the owner PERMIT its address
     # client
     lifetime: int = 600  # s asked for; refreshed at half of what was granted, or ...
     keepalive: float = 20.0  # ... every this many s: a NAT forgets an idle mapping after 30 s
@@ -48,11 +54,12 @@ class RelaySettings:
         if not 0 < self.min_lifetime <= self.default_lifetime <= self.max_lifetime <= 0xFFFF:
             raise ValueError("relay lifetimes must satisfy 0 < min <= default <= max <= 65535")
         if not 0 < self.lifetime <= 0xFFFF or self.request_timeout <= 0 or self.keepalive <= 0 \
-                or self.cookie_rotation <= 0:
+                or self.cookie_rotation <= 0 or self.consent <= 0 or self.proof_lifetime <= 0:
             raise ValueError("relay lifetime and timeouts must be positive")
-        if min(self.allocation_rate, self.total_rate, self.verify_rate, self.source_rate) <= 0 \
+        if min(self.allocation_rate, self.total_rate, self.verify_rate, self.source_rate,
+               self.knock_rate, self.echo_rate) <= 0 \
                 or min(self.allocation_burst, self.total_burst, self.verify_burst,
-                       self.source_burst) < 1:
+                       self.source_burst, self.knock_burst, self.echo_burst) < 1:
             raise ValueError("relay rates must be positive and bursts at least 1")
 
 

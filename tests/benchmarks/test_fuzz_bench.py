@@ -12,7 +12,7 @@ from benchmarks.fuzz import (control, relay, routing, runner, session, stack, st
                              traversal)
 
 FAMILIES = {
-    "routing": ["routing-decode", "routing-layer"],
+    "routing": ["routing-decode", "route6-decode", "routing-layer"],
     "session": ["session-key", "session-stream", "session-cookie"],
     "traversal": ["traversal"],
     "relay": ["relay"],
@@ -107,6 +107,25 @@ def _every_address_validated(monkeypatch):
     monkeypatch.setattr(layer.RoutingLayer, "is_validated", lambda self, addr: True)
 
 
+def _route6_entries_counted_as_ipv4(monkeypatch):
+    from kadtalk.node.routing import layer
+
+    monkeypatch.setattr(layer, "CONTACT6_SIZE", 26)  # a 39-byte entry budgeted as 26: > 3x
+
+
+def _route6_any_family(monkeypatch):
+    from kadtalk.node import addresses
+
+    real = addresses.from_wire
+
+    def lax(data, offset=0):
+        if offset < len(data) and data[offset] not in (4, 6):
+            data = data[:offset] + b"\x04" + data[offset + 1:]  # an unknown family read as IPv4
+        return real(data, offset)
+
+    monkeypatch.setattr(addresses, "from_wire", lax)
+
+
 def _relay_challenges_twice(monkeypatch):
     from kadtalk.node.relay import server
 
@@ -140,10 +159,17 @@ def _relay_permits_unproven_peers(monkeypatch):
     def permit(self, data, addr, now):
         alloc = self.allocations.get(data[2:10])
         if alloc is not None and addr == alloc.owner:
-            alloc.proven += (server.addresses.from_wire(data[10:16]),)
+            alloc.proven[server.addresses.from_wire(data[10:16])] = now
         real(self, data, addr, now)
 
     monkeypatch.setattr(server.RelayServer, "on_permit", permit)
+
+
+def _relay_ignores_consent(monkeypatch):
+    from kadtalk.node.relay import server
+
+    monkeypatch.setattr(server.Allocation, "heard", property(lambda self: 1e12,
+                                                              lambda self, value: None))
 
 
 def _storage_answers_in_full(monkeypatch):
@@ -185,11 +211,14 @@ def _lines_unlimited(monkeypatch):
         ("relay", _relay_forwards_anywhere),
         ("relay", _relay_knocks_need_no_cookie),
         ("relay", _relay_permits_unproven_peers),
+        ("relay", _relay_ignores_consent),
         ("storage", _storage_answers_in_full),
         ("storage", _storage_skips_signatures),
         ("node-stack", _traversal_not_dispatched),
         ("node-stack", _unknown_types_not_counted),
         ("routing-layer", _every_address_validated),
+        ("routing-layer", _route6_entries_counted_as_ipv4),
+        ("route6-decode", _route6_any_family),
         ("control-json", _integers_unlimited),
         ("control-json", _lines_unlimited),
     ],

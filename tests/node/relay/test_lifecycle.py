@@ -1,7 +1,9 @@
 """A hypothesis state machine over allocation lifecycles: three clients allocate, knock at each
 other's allocations, permit, send, release and go silent while time passes, and forged knocks
 guess cookies; the relay's books always match the clients' and the caps, a permission needs a
-knock whose cookie came back, and DATA reaches exactly the one permitted, proven peer."""
+knock whose cookie came back (within `proof_lifetime`), and DATA reaches exactly the one
+permitted, proven peer, and from the owner only while the peer consents (heard within
+`consent`)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .conftest import A, B, C, R, World
 SETTINGS = RelaySettings(serve="always", lifetime=60, min_lifetime=30, default_lifetime=60,
                          max_lifetime=120, max_allocations=2, max_per_host=1,
                          verify_rate=1000, verify_burst=1000, source_rate=1000,
-                         source_burst=1000)
+                         source_burst=1000, echo_rate=1000, echo_burst=1000)
 CLIENTS = st.sampled_from([A, B, C])
 FORGED = ("203.0.113.66", 5004)  # no node: a victim's address, used as a forged source
 FORGERS = st.sampled_from([FORGED, B])  # B: forged while B is a real node (it drops cookies)
@@ -79,7 +81,10 @@ class Lifecycle(RuleBasedStateMachine):
         if held is None or who in self.silent or peer == who:
             return
         alloc = self.world.relay.server.allocations[held.path.allocation]
-        allowed = peer == alloc.peer or peer in alloc.proven
+        now = self.world.now
+        proven = alloc.proven.get(peer)
+        allowed = (peer == alloc.peer and now - alloc.heard < SETTINGS.consent) or (
+            proven is not None and now - proven < SETTINGS.proof_lifetime)
         self.world.at(who).permit(held.path, peer, self.world.now)
         self.world.settle(self.world.now)
         assert (alloc.peer == peer) == allowed
@@ -106,11 +111,13 @@ class Lifecycle(RuleBasedStateMachine):
         if sender is None or receiver is None or sender in self.silent:
             return
         before = len(self.world.of(receiver, RelayedData))
+        consenting = not to_peer or self.world.now - alloc.heard < SETTINGS.consent
         sent = self.world.at(sender).send(held.path, payload, self.world.now)
         self.world.settle(self.world.now)
         got = self.world.of(receiver, RelayedData)[before:]
-        if sent and receiver not in self.silent:
-            assert [(e.path, e.payload) for e in got] == [(held.path, payload)]
+        if sent and receiver not in self.silent:  # to a peer silent for 30 s: nothing (RFC 7675)
+            assert [(e.path, e.payload) for e in got] == ([(held.path, payload)] if consenting
+                                                          else [])
 
     @rule(who=CLIENTS)
     def go_silent(self, who):
