@@ -366,8 +366,9 @@ def udp_receive_buffer_drops() -> int | None:
 
 
 def socket_drops(addresses: list[Address]) -> int | None:
-    """Datagrams the kernel dropped at these IPv4 sockets (others are left out) since they were opened (full receive
-    buffer, among others: the `drops` column of Linux's /proc/net/udp; None elsewhere)."""
+    """Datagrams the kernel dropped at these IPv4 sockets since they were opened (full receive
+    buffer, among others: the `drops` column of Linux's /proc/net/udp; None elsewhere). IPv6
+    addresses are left out (/proc/net/udp6)."""
     wanted = {f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
               for host, port in addresses if ":" not in host}
     try:

@@ -205,7 +205,7 @@ class RoutingLayer:
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         try:
-            msg, skipped = decode_any(data, self.registry.addr_from_wire)
+            msg, skipped = decode_any(data, self.registry.addr_from_wire, ipv6=self.settings.ipv6)
         except MalformedMessage as error:
             self.count(error.reason)
             return
@@ -276,7 +276,8 @@ class RoutingLayer:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         addr_to_wire, ipv6 = self.registry.addr_to_wire, self.settings.ipv6
-        return [(encode_any(msg, addr_to_wire, ipv6), addr) for msg, addr in self.messages_to_send(now)]
+        return [(encode_any(msg, addr_to_wire, ipv6), addr)
+                for msg, addr in self.messages_to_send(now)]
 
     def next_event(self) -> LookupCompleted | Joined | None:
         return self._events.popleft() if self._events else None

@@ -69,10 +69,14 @@ def encode_response(msg: RouteResponse) -> bytes:
     return b"".join(parts)
 
 
-def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS) -> tuple[RouteResponse, int]:
-    """Parse a ROUTE6_RES; return (message, contacts skipped as unusable). MalformedMessage
-    ('truncated', 'bad_family', 'oversized') for anything else."""
+def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS,
+                    ipv6: bool = True) -> tuple[RouteResponse, int]:
+    """Parse a ROUTE6_RES; return (message, contacts skipped as unusable: `ipv6` False, a node
+    that cannot reach IPv6 peers, skips IPv6 ones too). MalformedMessage ('truncated',
+    'bad_family', 'oversized', 'unknown_type') for anything else."""
     size = len(data)
+    if size and data[0] != ROUTE6_RES:
+        raise MalformedMessage("unknown_type")
     if size < RESPONSE_HEADER:
         raise MalformedMessage("truncated")
     if size > MAX_ROUTE6_SIZE:
@@ -91,7 +95,7 @@ def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS) -> tuple[Rout
             addr, offset = addresses.from_wire(data, offset + ID_BYTES)
         except ValueError as error:
             raise MalformedMessage(str(error)) from None
-        if addr is None:
+        if addr is None or (not ipv6 and ":" in addr[0]):
             skipped += 1
         else:
             contacts.append((node_id, addr))
@@ -100,12 +104,13 @@ def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS) -> tuple[Rout
     return msg, skipped
 
 
-def decode(data: bytes, addr_from_wire: Callable[[bytes], Any],
-           max_contacts: int = MAX_CONTACTS) -> tuple[RouteRequest | RouteResponse, int]:
+def decode(data: bytes, addr_from_wire: Callable[[bytes], Any], max_contacts: int = MAX_CONTACTS,
+           ipv6: bool = True) -> tuple[RouteRequest | RouteResponse, int]:
     """Any routing datagram (ROUTE_REQ, ROUTE_RES, ROUTE6_RES); the surface of
-    messages.decode, with `ipv6` set on a request that asks for ROUTE6_RES."""
+    messages.decode, with `ipv6` set on a request that asks for ROUTE6_RES. `ipv6` False:
+    IPv6 contacts are skipped (counted as unusable), as this node could not reach them."""
     if data[:1] == b"\x0b":
-        return decode_response(data, max_contacts)
+        return decode_response(data, max_contacts, ipv6)
     msg, skipped = decode_route(data, addr_from_wire, max_contacts)
     if type(msg) is RouteRequest and len(data) > REQUEST_SIZE and asks_route6(data):
         msg = RouteRequest(msg.origin, msg.target, msg.size, True)

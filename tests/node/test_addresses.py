@@ -18,17 +18,20 @@ v6 = st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n)))
 
 @given(v6, v6, st.integers(0, 128))
 def test_two_ipv6_hosts_share_a_prefix_key_exactly_when_they_share_those_bits(a, b, bits):
-    same = (int(ipaddress.IPv6Address(a)) >> (128 - bits)) == (int(ipaddress.IPv6Address(b)) >> (128 - bits))
+    shift = 128 - bits
+    same = int(ipaddress.IPv6Address(a)) >> shift == int(ipaddress.IPv6Address(b)) >> shift
     assert (prefix(a, bits) == prefix(b, bits)) == same
 
 
 @given(v6, st.integers(0, 128))
 def test_the_prefix_key_names_the_network(host, bits):
-    assert ipaddress.IPv6Network(prefix(host, bits)) == ipaddress.IPv6Network((host, bits), strict=False)
+    expected = ipaddress.IPv6Network((host, bits), strict=False)
+    assert ipaddress.IPv6Network(prefix(host, bits)) == expected
 
 
 def test_a_host_is_an_ipv6_64_and_a_subnet_an_ipv6_48_or_an_ipv4_24():
-    assert host_key("2001:db8:1:2:aaaa::1") == host_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert host_key("2001:db8:1:2:aaaa::1") == host_key("2001:db8:1:2:bbbb::9") \
+        == "2001:db8:1:2::/64"
     assert host_key("2001:db8:1:3::1") != host_key("2001:db8:1:2::1")
     assert subnet_key("2001:db8:1:ffff::1") == subnet_key("2001:db8:1::2") == "2001:db8:1::/48"
     assert subnet_key("2001:db8:2::1") != subnet_key("2001:db8:1::1")

@@ -22,7 +22,6 @@ from kadtalk.node.routing.messages import (
     RouteResponse,
     decode,
     encode_request,
-    encode_response,
 )
 from kadtalk.node.routing.route6 import (
     MARKER,
@@ -122,15 +121,18 @@ def test_a_lookup_follows_ipv6_contacts_from_a_route6_answer():
     assert node.drop_counts() == {}
 
 
-def test_a_node_that_did_not_ask_still_reads_route6_res_it_is_sent():
+def test_a_node_without_ipv6_reads_route6_res_it_is_sent_and_skips_its_ipv6_contacts():
     node = Node(1, ContactRegistry(), Random(3), RoutingSettings(), 0.0)
     node.join([("192.0.2.1", 5004)], 0.0)
     [(request, _)] = node.datagrams_to_send(0.0)
     assert len(request) == 187 and request[41:] == bytes(146)  # nanotalk's request, unmarked
     target = decode(request, ContactRegistry.addr_from_wire)[0].target
-    node.receive_datagram(encode_response6(RouteResponse(99, target, [(5, ("192.0.2.5", 9))])),
+    named = [(5, ("192.0.2.5", 9)), (6, ("2001:db8::6", 9))]
+    node.receive_datagram(encode_response6(RouteResponse(99, target, named)),
                           ("192.0.2.1", 5004), 0.05)
-    assert node.drop_counts() == {}
+    asked = {dst for d, dst in node.datagrams_to_send(0.05) if d[0] == ROUTE_REQ}
+    assert ("192.0.2.5", 9) in asked and ("2001:db8::6", 9) not in asked  # it has no IPv6
+    assert node.drop_counts() == {"bad_contact": 1}
 
 
 def test_max_per_subnet_counts_an_ipv6_48():
