@@ -213,3 +213,24 @@ def test_mail_refused_by_a_storers_quota_fails_with_the_reason():
                 if type(e) in (MailStored, MailFailed)]
     assert outcomes == [("first", "stored"), ("second", "stored"), ("third", "quota")]
     assert holder.drop_counts()["quota"] == 1
+
+
+def test_mail_takes_no_prekey_a_storer_forged_for_the_recipient():
+    """A lying storer answers the prekey fetch with a prekey of Mallory's, signed by Mallory and
+    labelled with Bob's prekey key: dropped (`bad_value`), nothing is sealed to it."""
+    from .test_client import Client
+
+    client = Client([B])
+    bob, mallory = identity("bob"), identity("mallory")
+    key = records.prekey_key(bob.node_id)
+    forged = records.make(mallory, key, wire.PREKEY, int(WALL + 3600), int(WALL),
+                          sealed.public_bytes(X25519PrivateKey.generate()))
+    client.layer.mail(bob.node_id, b"\x07secret", 0.0, tag="m")
+    (request, to), = client.finish()
+    assert to == B and request[1] == wire.FIND_VALUE
+    client.layer.receive_datagram(wire.found(key, request[22:30], 1, wire.NO_MORE, [forged], []),
+                                  B, 0.0)
+    events = client.events()
+    assert [(e.tag, e.reason) for e in events if type(e) is MailFailed] == [("m", "no_prekey")]
+    assert not [e for e in events if type(e) is MailStored] and client.started == []
+    assert client.layer.drop_counts()["bad_value"] == 1
