@@ -24,7 +24,7 @@ from .settings import StorageSettings
 from .wire import STORAGE
 
 __all__ = [
-    "DROPS", "MailFailed", "MailStored", "MessageReceived", "PrekeyFound", "PrekeyMade", "STORAGE", "StorageEvent", "StorageLayer",
-    "StorageSettings", "StoreFailed", "Value", "ValueStored", "ValuesDeleted", "ValuesFound",
-    "epoch_of", "mailbox_key", "prekey_key",
+    "DROPS", "MailFailed", "MailStored", "MessageReceived", "PrekeyFound", "PrekeyMade",
+    "STORAGE", "StorageEvent", "StorageLayer", "StorageSettings", "StoreFailed", "Value",
+    "ValueStored", "ValuesDeleted", "ValuesFound", "epoch_of", "mailbox_key", "prekey_key",
 ]
