@@ -568,7 +568,6 @@ local function route6_res(r)
                          short(responder), n)
 end
 
-
 local function contact(r, tree, i)
     if r:left() < CONTACT_LEN then
         r:cut("contact " .. i, CONTACT_LEN)
