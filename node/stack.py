@@ -21,8 +21,9 @@ from typing import Any, Iterable
 
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
+from .relay import wire as relay_wire
 from .relay.addresses import forbidden, to_wire
-from .relay.paths import HOLD_INTERVAL, SILENCE, CallPaths, bounded
+from .relay.paths import FALLBACK_AFTER, HOLD_INTERVAL, SILENCE, CallPaths, bounded
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -226,7 +227,7 @@ class Node:
                 other = upper.rejoin.get_timer(len(self.routing.table))
                 if other is not None and (deadline is None or other < deadline):
                     deadline = other
-            if upper.paths is not None and upper.paths.offered:
+            if upper.paths is not None and (upper.paths.offered or upper.paths.fallback):
                 other = self._silence_timer()
                 if other is not None and (deadline is None or other < deadline):
                     deadline = other
@@ -528,6 +529,7 @@ class Node:
             upper.relay = RelayLayer(upper.identity, settings, deliver=self._from_relay,
                                      own=self._own_addresses)
             upper.relay.knocked = self._knocked
+            upper.relay.path_checked = self._path_checked
         return upper.relay
 
     def set_relay_settings(self, settings: RelaySettings) -> None:
@@ -641,12 +643,57 @@ class Node:
         if s is None or s.addr == addr or not (data[0] in (KEY_RES, MEDIA, SIGNAL)
                                                 or data[0] == COOKIE and s.rx is None):
             return False
+        if s.rx is not None and type(addr) is not RelayPath and paths.validated.get(addr) != sid:
+            self._probe(s, addr, data, now)  # an authentic packet proves nothing of its source
+            return True
+        if paths.fallback.get(sid) == addr and now - s.last_recv < FALLBACK_AFTER:
+            session.receive_datagram(data, s.addr, now)  # late: the direct path still carries it
+            return True
         old = s.addr
         if session.move(sid, addr, data, now):
-            paths.moved(sid, addr)
+            paths.moved(sid, addr, old)
             if type(addr) is RelayPath and type(old) is not RelayPath:
                 paths.check(sid, old, now)  # keep trying the direct path: ICE's upgrade
         return True  # taken: moved, or refused and counted by the session (`move_refused`)
+
+    def _probe(self, s: Any, addr: Any, data: bytes, now: float) -> None:
+        """A packet of call `s` from a direct address not validated (relay/paths.py): taken
+        over the call's own path; if authentic, a PATH_CHALLENGE goes to `addr` (bounded)."""
+        session, paths, relay = self.session, self._upper.paths, self.relay
+        rx = s.rx
+        before = rx.packets + rx.duplicate
+        session.receive_datagram(data, s.addr, now)
+        if rx.packets + rx.duplicate == before:
+            session.stats["move_refused"] += 1  # not the call's: no answer, no move
+        elif s.state is not CallState.ENDED and paths.probe(s.id, addr, len(data), now):
+            nonce = relay.nonce()
+            relay.path_check(relay_wire.PATH_CHALLENGE, nonce, s.tx.key, addr)
+            paths.challenged(addr, nonce, now)
+
+    def _path_checked(self, data: bytes, addr: Any, now: float) -> None:
+        """A PATH_CHALLENGE (answered if a call of ours with an upgrade under way can
+        authenticate it, once per nonce, to its source) or a PATH_RESPONSE to one of ours
+        (the address it was sent to is validated)."""
+        paths, session, relay = self._upper.paths, self.session, self.relay
+        if paths is not None and session is not None:
+            if data[1] == relay_wire.PATH_CHALLENGE:
+                for sid in {*paths.alternates.values(), *paths.offered.values()}:
+                    s = session.sessions.get(sid)
+                    if (s is not None and s.rx is not None and s.state is not CallState.ENDED
+                            and relay_wire.path_check_valid(data, s.rx.key)):
+                        if paths.answer(data[2:10]):
+                            relay.path_check(relay_wire.PATH_RESPONSE, data[2:10], s.tx.key,
+                                             addr)
+                            paths.hurry(sid, addr, now)
+                        return
+            else:
+                sent = paths.challenge_of(data[2:10])
+                s = session.sessions.get(sent[0]) if sent is not None else None
+                if (s is not None and s.rx is not None and s.state is not CallState.ENDED
+                        and relay_wire.path_check_valid(data, s.rx.key)):
+                    paths.validate(s.id, sent[1])
+                    return
+        relay.stats["bad_path_check"] += 1
 
     def _from_relay(self, payload: bytes, path: RelayPath, now: float) -> None:
         session = self._session()
@@ -683,6 +730,13 @@ class Node:
             return
         paths = self._paths()
         paths.forget(self._live)
+        session = self.session
+        for sid, path in list(paths.fallback.items()):
+            s = session.sessions.get(sid) if session is not None else None
+            if (s is not None and type(s.addr) is not RelayPath and s.state is CallState.TALKING
+                    and now - s.last_recv >= SILENCE and path not in paths.checks.get(sid, ())):
+                paths.check(sid, path, now)  # the direct path went silent: copies via the relay
+                paths.count("fallback_checked")
         wanted, held = relay.settings.call_relays, relay.client.held
         if len(held) < wanted and now >= paths.hold_at and self.needs_relay and not relay.public:
             paths.hold_at = now + HOLD_INTERVAL
@@ -694,7 +748,6 @@ class Node:
                     relay.allocate(addr, now)
                 except ValueError:
                     paths.count("relay_unusable")
-        session = self.session
         if session is None or not paths.offered:
             return
         for s in list(session.sessions.values()):
@@ -720,10 +773,17 @@ class Node:
         session, paths = self.session, self._upper.paths
         deadline = None
         for s in (session.sessions.values() if session is not None else ()):
-            if (type(s.addr) is RelayPath and s.state is CallState.TALKING
-                    and s.id not in paths.recovering and s.addr in paths.offered):
-                at = s.last_recv + SILENCE
-                deadline = at if deadline is None or at < deadline else deadline
+            if s.state is not CallState.TALKING:
+                continue
+            if type(s.addr) is RelayPath:
+                if s.id in paths.recovering or s.addr not in paths.offered:
+                    continue
+            else:
+                path = paths.fallback.get(s.id)
+                if path is None or path in paths.checks.get(s.id, ()):
+                    continue  # no fall-back, or its copies go already
+            at = s.last_recv + SILENCE
+            deadline = at if deadline is None or at < deadline else deadline
         return deadline
 
     def _own_addresses(self) -> tuple[Any, ...]:

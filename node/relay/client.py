@@ -10,9 +10,10 @@ A knocker sends a bare KNOCK, a second after 0.5 s unless a KNOCK_COOKIE came, a
 relay has answered, more after 1, 2, 4 s (`request_timeout`, doubling, `request_tries` in all)
 until DATA comes through the path (the owner heard KNOCKED and permitted us): a lost KNOCK,
 cookie, echo or KNOCKED costs a retry, not the relayed path. An address that never answers (a
-forged offer may name anyone) gets the two KNOCKs only, 32 bytes for a 42-byte offer. It echoes the relay's KNOCK_COOKIE (the proof that it receives at its
-address) once per cookie, at most once per bare KNOCK sent and within `KNOCK_WAIT` s of the
-last: never more than the relay sent, so a forged KNOCK_COOKIE draws at most its own size back.
+forged offer may name anyone) gets the two KNOCKs only, 32 bytes for a 42-byte offer. It
+echoes the relay's KNOCK_COOKIE (the proof that it receives at its address) once per cookie, at
+most once per bare KNOCK sent and within `KNOCK_WAIT` s of the last: never more than the relay
+sent, so a forged KNOCK_COOKIE draws at most its own size back.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 Requests (HELLO, ALLOCATE, REFRESH, PERMIT, KNOCK) go to the server role, answers (CHALLENGE,
 ALLOCATED, REFRESHED, PERMITTED, ERROR, KNOCKED, KNOCK_COOKIE) to the client role; DATA to the
-server when it names one of its allocations, else to the client (a path of ours). A node serves only when it may
-(`RelaySettings.serve`: `always`, `never`, or `auto` = once `set_public` has told it its public
-address); a request to a node that does not serve is a counted drop, never answered. The server
-role is made on the first request it serves, so a node that never relays holds none of it.
+server when it names one of its allocations, else to the client (a path of ours);
+PATH_CHALLENGE / PATH_RESPONSE (a call's path validation, made with its session keys) to the
+node's `path_checked` hook (relay/paths.py), a counted drop without one. A node serves only
+when it may (`RelaySettings.serve`: `always`, `never`, or `auto` = once `set_public` has told
+it its public address); a request to a node that does not serve is a counted drop, never
+answered. The server role is made on the first request it serves, so a node that never relays
+holds none of it.
 """
 
 from __future__ import annotations
@@ -23,22 +26,24 @@ from .settings import DEFAULT_SETTINGS, RelaySettings
 REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT, wire.KNOCK})
 ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR,
                      wire.KNOCKED, wire.KNOCK_COOKIE})
+PATH_CHECKS = frozenset({wire.PATH_CHALLENGE, wire.PATH_RESPONSE})
 # `stats` reasons that are dropped or refused datagrams (the others count what was done)
 DROPS = frozenset({
     "malformed", "not_serving", "unusable_source", "bad_cookie", "rate_limited",
     "rate_limited_source", "relay_full", "quota", "bad_signature", "forbidden_peer",
     "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
-    "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent",
+    "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent", "bad_path_check",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
 OnKnock = Callable[[Knocked], None]
+OnPathCheck = Callable[[bytes, Any, float], None]
 
 
 class RelayLayer:
     __slots__ = ("identity", "settings", "stats", "server", "client", "public", "_own",
-                 "_outbox", "_events", "_deliver", "_random", "knocked")
+                 "_outbox", "_events", "_deliver", "_random", "knocked", "path_checked")
 
     def __init__(self, identity: Any, settings: RelaySettings | None = None,
                  deliver: Deliver | None = None, own: Callable[[], Iterable[Any]] | None = None,
@@ -55,6 +60,7 @@ class RelayLayer:
         self._deliver = deliver
         self._random = random_bytes
         self.knocked: OnKnock | None = None  # takes Knocked at once (the node's call set-up)
+        self.path_checked: OnPathCheck | None = None  # PATH_CHALLENGE / _RESPONSE (the node's)
         self.server: RelayServer | None = None
         self.client = RelayClient(identity, self.settings, self.stats, self._send, self._events,
                                   random_bytes)
@@ -79,6 +85,11 @@ class RelayLayer:
                 self._deliver(data[wire.HEADER:], path, now)
             else:
                 self._events.append(RelayedData(path, data[wire.HEADER:], now))
+        elif op in PATH_CHECKS:
+            if self.path_checked is None:
+                self.stats["bad_path_check"] += 1
+            else:
+                self.path_checked(data, addr, now)
         elif op in ANSWERS:
             self.client.on_answer(data, addr, now)
             events = self._events
@@ -161,6 +172,14 @@ class RelayLayer:
     def connect(self, path: RelayPath) -> None:
         """Accept DATA through another node's allocation `path` (we are its permitted peer)."""
         self.client.connect(path)
+
+    def path_check(self, op: int, nonce: bytes, key: bytes, addr: Any) -> None:
+        """Send a PATH_CHALLENGE or PATH_RESPONSE (`op`) with `nonce`, tagged under `key` (the
+        session's sending key), to `addr`."""
+        self._outbox.append((wire.path_check(op, nonce, key), addr))
+
+    def nonce(self) -> bytes:
+        return self._random(wire.PATH_NONCE_SIZE)
 
     def send(self, path: RelayPath, payload: bytes, now: float) -> bool:
         """Queue `payload` for the other end of `path`; False for an unknown path or a payload

@@ -11,9 +11,22 @@ While a call is relayed, the caller sends a copy of one of its packets a second 
 path its lookup found (for `CHECK_FOR` s): if the NATs let it through, the callee moves there,
 and the caller follows on the callee's first direct packet (ICE's upgrade). The callee sends
 nothing of the call to the caller's direct address before an authentic packet came from it:
-that address came in a PUNCH_FWD_RELAY, which a forger can win the race with (`watch`). A
-relayed call that hears nothing for `SILENCE` s while talking is offered, by its caller, another
-relay the same way; with none, RelayLost says so and the session ends as `peer_vanished`.
+that address came in a PUNCH_FWD_RELAY, which a forger can win the race with (`watch`).
+
+An authentic packet does not prove that its source address receives: whoever is on the path
+(the relay itself sees every DATA) may hold one back and send it from any address. So a call
+moves to a direct address only once that address has answered (QUIC's path validation, RFC
+9000 §8.2): an authentic packet from a new address is taken over the call's current path, and
+a PATH_CHALLENGE (a random nonce, tagged under the session's sending key) goes to the address,
+at most one each `PROBE_INTERVAL` and never more than `AMPLIFICATION` times the bytes that
+came from it; the peer answers a challenge it can authenticate with a PATH_RESPONSE (the nonce,
+tagged under its own sending key), and the next authentic packet from the validated address
+moves the call. The relay path stays an alternate (`fallback`): when the direct path has been
+silent `SILENCE` s, copies of the call's packets go over the relay again, and a packet that
+comes over the relay once the direct path has been silent `FALLBACK_AFTER` s moves the call
+back. A relayed call that hears nothing for `SILENCE` s while talking is offered, by its
+caller, another relay the same way; with none, RelayLost says so and the session ends as
+`peer_vanished`.
 
 Bookkeeping only: no datagram is made here (the relay layer, traversal and the session do).
 """
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import wire
 from .events import RelayPath
 
 CHECK_INTERVAL = 1.0  # s between direct (or new relay) copies of a relayed call's packets
@@ -32,11 +46,28 @@ HOLD_INTERVAL = 5.0  # s between looks at whether we hold enough relays
 KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock
 MAX_ENTRIES = 64  # bound on every table here
 MAX_CANDIDATES = 4  # direct addresses of a caller heard in the same offer (one per rendezvous)
+PROBE_INTERVAL = 0.5  # s between PATH_CHALLENGEs to one address not validated yet
+AMPLIFICATION = 3  # bytes sent to an address not validated, at most, per byte that came from it
+PROBE_NONCES = 3  # challenges outstanding per address (the newest)
+FALLBACK_AFTER = 1.0  # s the direct path is silent before a relayed packet moves the call back
+
+
+class Probe:
+    """An address a call's authentic packets came from, being validated."""
+
+    __slots__ = ("session_id", "received", "sent", "last", "nonces")
+
+    def __init__(self, session_id: int):
+        self.session_id = session_id
+        self.received = self.sent = 0  # bytes from it (authentic), challenge bytes to it
+        self.last = -PROBE_INTERVAL  # when we last challenged it
+        self.nonces: list[bytes] = []
 
 
 class CallPaths:
     __slots__ = ("offered", "incoming", "alternates", "checks", "rendezvous", "tried",
-                 "recovering", "stats", "hold_at", "knocks")
+                 "recovering", "stats", "hold_at", "knocks", "probes", "challenges", "validated",
+                 "answered", "fallback")
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
@@ -50,6 +81,11 @@ class CallPaths:
         self.stats: dict[str, int] = {}
         self.hold_at = 0.0  # when to look at the relays we hold next
         self.knocks: dict[RelayPath, tuple[int, Any]] = {}  # allocation -> (session, knocker)
+        self.probes: dict[Any, Probe] = {}  # direct address being validated -> its probe
+        self.challenges: dict[bytes, Any] = {}  # nonce of a challenge we sent -> its address
+        self.validated: dict[Any, int] = {}  # address that answered a challenge -> session
+        self.answered: dict[bytes, None] = {}  # nonces of the peers' challenges we answered
+        self.fallback: dict[int, RelayPath] = {}  # session moved direct -> its relay path
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -104,28 +140,82 @@ class CallPaths:
             del self.checks[session_id]
         return out
 
-    def moved(self, session_id: int, path: Any) -> None:
+    def moved(self, session_id: int, path: Any, old: Any = None) -> None:
         self.checks.get(session_id, {}).pop(path, None)
         self.recovering.pop(session_id, None)
         if type(path) is RelayPath:
             self.count("moved_relay")
             return
         self.count("moved_direct")
-        # direct now: the peer moved first (it sends direct only after an authentic packet
-        # came over that path), so what still comes through the relay is late, not a reason
-        # to move back
-        for other in [p for p, sid in self.alternates.items()
-                      if sid == session_id and type(p) is RelayPath]:
-            del self.alternates[other]
+        if type(old) is RelayPath:  # kept as an alternate: the fall-back (FALLBACK_AFTER)
+            bounded(self.fallback)
+            self.fallback[session_id] = old
+            self.watch(session_id, old)
+
+    # -- path validation (RFC 9000 §8.2) ---------------------------------------------------------
+
+    def probe(self, session_id: int, addr: Any, size: int, now: float) -> bool:
+        """`size` bytes of an authentic packet of the session came from `addr`, not validated:
+        whether a PATH_CHALLENGE may go there now (`challenged` when it went)."""
+        probe = self.probes.get(addr)
+        if probe is None or probe.session_id != session_id:
+            bounded(self.probes)
+            probe = self.probes[addr] = Probe(session_id)
+        probe.received += size
+        return (now - probe.last >= PROBE_INTERVAL and probe.sent + wire.SIZES[
+            wire.PATH_CHALLENGE] <= AMPLIFICATION * probe.received)
+
+    def challenged(self, addr: Any, nonce: bytes, now: float) -> None:
+        probe = self.probes[addr]
+        probe.sent += wire.SIZES[wire.PATH_CHALLENGE]
+        probe.last = now
+        probe.nonces.append(nonce)
+        if len(probe.nonces) > PROBE_NONCES:
+            self.challenges.pop(probe.nonces.pop(0), None)
+        bounded(self.challenges)
+        self.challenges[nonce] = addr
+
+    def challenge_of(self, nonce: bytes) -> tuple[int, Any] | None:
+        """(session, address) of the challenge we sent with `nonce`, if it is still open."""
+        addr = self.challenges.get(nonce)
+        probe = self.probes.get(addr) if addr is not None else None
+        return None if probe is None else (probe.session_id, addr)
+
+    def validate(self, session_id: int, addr: Any) -> None:
+        """`addr` answered our challenge: the session may move there."""
+        probe = self.probes.pop(addr, None)
+        for nonce in probe.nonces if probe is not None else ():
+            self.challenges.pop(nonce, None)
+        bounded(self.validated)
+        self.validated[addr] = session_id
+        self.count("path_validated")
+
+    def hurry(self, session_id: int, path: Any, now: float) -> None:
+        """The peer validates `path` (it challenged us from there): copy our next packet there
+        at once, so that it moves without waiting out CHECK_INTERVAL."""
+        times = self.checks.get(session_id, {}).get(path)
+        if times is not None:
+            times[0] = now
+
+    def answer(self, nonce: bytes) -> bool:
+        """Whether the peer's challenge `nonce` is new (each is answered once)."""
+        if nonce in self.answered:
+            return False
+        bounded(self.answered)
+        self.answered[nonce] = None
+        return True
 
     def forget(self, live: Any) -> None:
         """Drop what belongs to sessions that are gone (`live(id)` False)."""
-        for table in (self.checks, self.rendezvous, self.recovering):
+        for table in (self.checks, self.rendezvous, self.recovering, self.fallback):
             for sid in [sid for sid in table if not live(sid)]:
                 del table[sid]
+        for addr in [a for a, probe in self.probes.items() if not live(probe.session_id)]:
+            for nonce in self.probes.pop(addr).nonces:
+                self.challenges.pop(nonce, None)
         for path in [p for p in self.knocks if p not in self.offered]:
             del self.knocks[path]
-        for table in (self.alternates, self.offered):
+        for table in (self.alternates, self.offered, self.validated):
             for key in [k for k, sid in table.items() if not live(sid)]:
                 del table[key]
 

@@ -112,6 +112,19 @@ def generate() -> dict[str, Any]:
     client.release(path, now)
     carry(CLIENT, client, "lifetime 0: release")
     carry(RELAY, relay)
+    # a relayed call's path validation: between its two ends, directly (never to the relay)
+    peer_key, client_key = stream("peer sending key")(16), stream("client sending key")(16)
+    peer = RelayLayer(None, RelaySettings(), random_bytes=stream("peer"))
+    nonce = peer.nonce()
+    peer.path_check(wire.PATH_CHALLENGE, nonce, peer_key, CLIENT)
+    client.path_check(wire.PATH_RESPONSE, nonce, client_key, PEER)
+    for layer, src, note in ((peer, "peer", "to a new address of the call's other end: a nonce, "
+                              "tagged under the sender's session key"),
+                             (client, "client", "the nonce again, to the challenge's source, "
+                              "tagged under the answerer's session key")):
+        [(data, dst)] = layer.datagrams_to_send(now)
+        messages.append({"name": wire.NAMES[data[1]], "from": src, "to": names[dst],
+                         "size": len(data), "hex": data.hex(), "note": note})
     private = me.private_key.private_bytes(serialization.Encoding.Raw,
                                            serialization.PrivateFormat.Raw,
                                            serialization.NoEncryption())
@@ -121,13 +134,17 @@ def generate() -> dict[str, Any]:
         "description": "RELAY (0x08) exchange of docs/protocol.md section 21: a client "
                        "allocates, is refused a loopback peer and a peer that has not proven "
                        "its address, hears the peer knock and echo the relay's cookie, "
-                       "permits it, sends DATA, refreshes and releases",
+                       "permits it, sends DATA, refreshes and releases; then a relayed call's "
+                       "path validation between the peer and the client",
         "client": {"address": _addr(CLIENT), "ed25519_private_key": private.hex(),
                    "spki": me.public_der.hex(), "node_id": me.node_id.hex()},
         "relay": {"address": _addr(RELAY), "cookie_secret": first_secret.hex(),
                   "knock_cookie_secret": knock_secret.hex(), "cookie_label": "kadtalk/1 cookie"},
         "peer": {"address": _addr(PEER)},
         "signed_label": wire.SIGNED_LABEL.decode(),
+        "path_validation": {"peer_sending_key": peer_key.hex(),
+                            "client_sending_key": client_key.hex(),
+                            "label": wire.PATH_LABEL.decode()},
         "messages": messages,
     }
 

@@ -15,16 +15,23 @@
 | 0x0b | KNOCK | allocation (8), knock cookie (6; zero: asking for one) | 16 | a would-be peer |
 | 0x0c | KNOCKED | allocation (8), the knocker's IPv4 (4), port (2) | 16 | relay, to the owner |
 | 0x0d | KNOCK_COOKIE | allocation (8), knock cookie (6) | 16 | relay, to the knocker |
+| 0x0e | PATH_CHALLENGE | nonce (8), tag (16) | 26 | a call's peer, to a new address of the other |
+| 0x0f | PATH_RESPONSE | nonce (8), tag (16) | 26 | that peer, to the challenge's source |
 
 The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is
 at most the size of the request it answers; a relay forwards a DATA datagram unchanged. A KNOCK
 is first sent with a zero cookie; the relay answers KNOCK_COOKIE to its source, and only a KNOCK
 echoing that cookie from that source proves the address (server.py says why 6 bytes).
-Parsers return None for anything malformed; they never raise.
+PATH_CHALLENGE / PATH_RESPONSE never go to a relay: they are a relayed call's path validation
+(QUIC's, RFC 9000 §8.2) before it moves to a direct address; the tag is HMAC-SHA-256 under the
+sender's session key for that direction (`path_tag`), so only the call's peer makes or answers
+one. Parsers return None for anything malformed; they never raise.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from typing import NamedTuple
 
@@ -34,16 +41,20 @@ RELAY = 0x08
 HELLO, CHALLENGE, ALLOCATE, ALLOCATED = 0x01, 0x02, 0x03, 0x04
 REFRESH, REFRESHED, PERMIT, PERMITTED, ERROR, DATA = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
 KNOCK, KNOCKED, KNOCK_COOKIE = 0x0B, 0x0C, 0x0D
+PATH_CHALLENGE, PATH_RESPONSE = 0x0E, 0x0F
 NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED: "ALLOCATED",
          REFRESH: "REFRESH", REFRESHED: "REFRESHED", PERMIT: "PERMIT", PERMITTED: "PERMITTED",
          ERROR: "ERROR", DATA: "DATA", KNOCK: "KNOCK", KNOCKED: "KNOCKED",
-         KNOCK_COOKIE: "KNOCK_COOKIE"}
+         KNOCK_COOKIE: "KNOCK_COOKIE", PATH_CHALLENGE: "PATH_CHALLENGE",
+         PATH_RESPONSE: "PATH_RESPONSE"}
 
 NONCE_SIZE = COOKIE_SIZE = 16
 ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
 ADDR_SIZE = 6  # IPv4 and port, as in ROUTE_RES (IPv6 is issue 13 item 2)
 KNOCK_COOKIE_SIZE = 6  # where KNOCK had six zero bytes: no answer outgrows a 16-byte KNOCK
 NO_COOKIE = bytes(KNOCK_COOKIE_SIZE)
+PATH_NONCE_SIZE, PATH_TAG_SIZE = 8, 16
+PATH_LABEL = b"kadtalk/1 path validation"
 HEADER = 2 + ID_SIZE  # what DATA adds to a payload
 MAX_PAYLOAD = MAX_PACKET  # the largest session datagram (MEDIA / SIGNAL / KEY messages fit too)
 MAX_SIGNATURE = 1024  # RSA-8192
@@ -51,7 +62,8 @@ MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
 SIGNED_LABEL = b"kadtalk/1 relay allocate"
 # fixed sizes; ALLOCATE and DATA are variable (checked by their parsers)
 SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PERMIT: 16,
-         PERMITTED: 16, ERROR: 12, KNOCK: 16, KNOCKED: 16, KNOCK_COOKIE: 16}
+         PERMITTED: 16, ERROR: 12, KNOCK: 16, KNOCKED: 16, KNOCK_COOKIE: 16,
+         PATH_CHALLENGE: 26, PATH_RESPONSE: 26}
 
 # ERROR codes
 BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER, UNPROVEN_PEER = 1, 2, 3, 4, 5
@@ -131,6 +143,22 @@ def knock(alloc: bytes, cookie: bytes = NO_COOKIE, op: int = KNOCK) -> bytes:
 
 def knocked(alloc: bytes, knocker: bytes) -> bytes:
     return bytes((RELAY, KNOCKED)) + alloc + knocker
+
+
+def path_tag(key: bytes, op: int, nonce: bytes) -> bytes:
+    """A PATH_CHALLENGE's or PATH_RESPONSE's tag under a session's key for one direction (the
+    label and the op keep it apart from anything else that key makes)."""
+    return hmac.new(bytes(key), PATH_LABEL + bytes((op,)) + nonce,
+                    hashlib.sha256).digest()[:PATH_TAG_SIZE]
+
+
+def path_check(op: int, nonce: bytes, key: bytes) -> bytes:
+    return bytes((RELAY, op)) + nonce + path_tag(key, op, nonce)
+
+
+def path_check_valid(data: bytes, key: bytes) -> bool:
+    nonce = data[2:2 + PATH_NONCE_SIZE]
+    return hmac.compare_digest(path_tag(key, data[1], nonce), data[2 + PATH_NONCE_SIZE:])
 
 
 def data(alloc: bytes, payload: bytes) -> bytes:

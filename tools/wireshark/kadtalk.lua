@@ -44,7 +44,7 @@ local RELAY_OPS = {
     [0x01] = "HELLO", [0x02] = "CHALLENGE", [0x03] = "ALLOCATE", [0x04] = "ALLOCATED",
     [0x05] = "REFRESH", [0x06] = "REFRESHED", [0x07] = "PERMIT", [0x08] = "PERMITTED",
     [0x09] = "ERROR", [0x0a] = "DATA", [0x0b] = "KNOCK", [0x0c] = "KNOCKED",
-    [0x0d] = "KNOCK_COOKIE",
+    [0x0d] = "KNOCK_COOKIE", [0x0e] = "PATH_CHALLENGE", [0x0f] = "PATH_RESPONSE",
 }
 local RELAY_ERRORS = {
     [1] = "bad_signature", [2] = "relay_full", [3] = "quota", [4] = "forbidden_peer",
@@ -85,7 +85,7 @@ local TRAVERSAL_SIZES = {
 }
 local RELAY_SIZES = {              -- relay.wire.SIZES; ALLOCATE and DATA vary
     [0x01] = 34, [0x02] = 34, [0x04] = 34, [0x05] = 12, [0x06] = 12, [0x07] = 16,
-    [0x08] = 16, [0x09] = 12, [0x0b] = 16, [0x0c] = 16, [0x0d] = 16,
+    [0x08] = 16, [0x09] = 12, [0x0b] = 16, [0x0c] = 16, [0x0d] = 16, [0x0e] = 26, [0x0f] = 26,
 }
 local MAX_SIGNATURE = 1024         -- relay.wire / storage.wire MAX_SIGNATURE (RSA-8192)
 local MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
@@ -157,6 +157,7 @@ field("error_op", ProtoField.uint8, "relay.error_op", "Request operation", base.
 field("error_code", ProtoField.uint8, "relay.error", "Error", base.DEC, RELAY_ERRORS)
 field("reference", ProtoField.bytes, "relay.reference", "Reference")
 field("knock_cookie", ProtoField.bytes, "relay.knock_cookie", "Knock cookie (6)")
+field("path_tag", ProtoField.bytes, "relay.path_tag", "Path check tag (16)")
 field("payload", ProtoField.bytes, "payload", "Payload")
 field("payload_len", ProtoField.uint16, "payload_len", "Payload length")
 -- storage
@@ -852,6 +853,11 @@ local function relay(r, pinfo, depth)
                 info = name .. " alloc=" .. hex(alloc) .. " cookie=" .. hex(c)
             end
         end
+    elseif op == 0x0e or op == 0x0f then
+        -- a call's path validation, end to end (never to a relay): HMAC under a session key
+        local nonce = r:add(f.nonce, 8, "nonce")
+        r:add(f.path_tag, 16, "tag")
+        info = nonce and string.format("%s nonce=%s", name, hex(nonce)) or name
     end
     r:trailing("wrong length for " .. name)
     return info

@@ -86,3 +86,14 @@ def test_the_vectors_check_out_by_hand():
                                   bytes((8, 5)) + number + bytes(2)]
     assert by_name["REFRESHED"] == [bytes((8, 6)) + number + (600).to_bytes(2, "big"),
                                     bytes((8, 6)) + number + bytes(2)]
+    # path validation: tag = HMAC-SHA-256(sender's session key, label | op | nonce)[:16]
+    keys = v["path_validation"]
+    label = keys["label"].encode()
+    challenge, = by_name["PATH_CHALLENGE"]
+    response, = by_name["PATH_RESPONSE"]
+    nonce = challenge[2:10]
+    assert len(challenge) == len(response) == 26 and response[2:10] == nonce
+    assert challenge[10:] == hmac.digest(bytes.fromhex(keys["peer_sending_key"]),
+                                         label + b"\x0e" + nonce, "sha256")[:16]
+    assert response[10:] == hmac.digest(bytes.fromhex(keys["client_sending_key"]),
+                                        label + b"\x0f" + nonce, "sha256")[:16]
