@@ -69,6 +69,8 @@ class RelayState:
             wire.knock(number), wire.knock(number, cookie[10:16]),
             wire.knock(number, cookie[10:16], wire.KNOCK_COOKIE),
             wire.knocked(number, addresses.to_wire(PEER)),
+            wire.path_check(wire.PATH_CHALLENGE, bytes(8), bytes(16)),
+            wire.path_check(wire.PATH_RESPONSE, bytes(8), bytes(16)),
         ]
 
     def pump(self) -> None:
@@ -95,7 +97,7 @@ def knock_cookie_valid(relay: RelayLayer, addr: Any, number: bytes, cookie: byte
 
 
 def relay_strategy(state: RelayState) -> st.SearchStrategy:
-    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 14),
+    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 16),
                       st.binary(max_size=60))
     exact = st.sampled_from(state.seeds).flatmap(  # a valid layout, every field random
         lambda seed: st.binary(min_size=len(seed) - 2, max_size=len(seed) - 2).map(
