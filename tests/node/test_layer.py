@@ -108,10 +108,10 @@ def test_events_share_one_base_class_per_layer():
 
 
 def test_the_stack_routes_by_a_table_from_first_byte_to_layer():
-    assert [LAYER_OF[b] for b in range(11)] == [ROUTING, ROUTING, SESSION, SESSION, SESSION,
+    assert [LAYER_OF[b] for b in range(12)] == [ROUTING, ROUTING, SESSION, SESSION, SESSION,
                                                 SESSION, TRAVERSAL_LAYER, SESSION, RELAY_LAYER,
-                                                NONE, STORAGE_LAYER]
-    assert all(LAYER_OF[b] == NONE for b in range(11, 256))
+                                                NONE, STORAGE_LAYER, ROUTING]  # 0x0b ROUTE6_RES
+    assert all(LAYER_OF[b] == NONE for b in range(12, 256))
 
 
 @pytest.mark.parametrize("data, reason", [
