@@ -149,9 +149,11 @@ class Breaks:
 
 
 def test_the_direct_path_breaks_and_the_call_falls_back_to_the_relay():
-    """The relay path stays the call's fall-back: after the upgrade the direct path goes dead,
-    each side hears nothing for 3 s, sends copies over the relay, and the call moves back."""
-    route = Breaks(A_OPEN, B_OPEN, opens=100.0, closes=110.0)
+    """The relay path stays the call's fall-back: 50 s after the upgrade (the relay's consent
+    for the callee has lapsed meanwhile) the direct path goes dead, each side hears nothing for
+    3 s, sends copies over the relay (the callee's restore its consent), and the call moves
+    back."""
+    route = Breaks(A_OPEN, B_OPEN, opens=100.0, closes=150.0)
     net = network(route, a=A_OPEN, b=B_OPEN, join_for=1.0)
     net.nodes[A_OPEN].set_nat("cone")
     net.run_until(80.0)
@@ -161,8 +163,12 @@ def test_the_direct_path_breaks_and_the_call_falls_back_to_the_relay():
     assert type(relayed) is RelayPath
     call.media(105.0 - net.now)
     assert call.path(A_OPEN) == B_OPEN and call.path(B_OPEN) == A_OPEN  # upgraded
-    call.media(115.0 - net.now)  # broken at 110
+    relay = net.nodes[relayed.relay].relay
+    call.media(149.0 - net.now)
+    assert call.path(A_OPEN) == B_OPEN
+    call.media(155.0 - net.now)  # broken at 150
     assert call.path(A_OPEN) == call.path(B_OPEN) == relayed
+    assert relay.stats["stale_consent"] > 0  # the caller's first copies: the callee was silent
     to_b, to_a = call.media(1.0, b"back ")
     assert len(to_b) == len(to_a) == 50
     assert not [e for e in net.events[A_OPEN] + net.events[B_OPEN] if type(e) is CallEnded]
