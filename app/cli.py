@@ -147,8 +147,10 @@ def add_parsers(commands: Any) -> None:
                 description="Send an end-to-end encrypted text message (at most 1,024 bytes of "
                 "UTF-8) over a session with the peer: the current call's, or one opened for "
                 "messages. It is kept in the history first; if it cannot be delivered now it "
-                "stays pending and is sent again at the next session with that peer. Exit 0 "
-                "delivered (its receipt came), 2 still pending after --wait, 1 refused.")
+                "stays pending; if the peer is offline it is sealed to the peer's prekey and stored "
+                "in its DHT mailbox (state stored), and in any case sent again at the next "
+                "session with that peer. Exit 0 delivered (its receipt came), 2 still pending "
+                "or stored after --wait, 1 refused.")
     p.add_argument("target", help="node ID (40 hex digits) or contact name")
     p.add_argument("text", help="the message (quote it)")
     p.add_argument("--wait", type=_seconds, default=20.0, metavar="SECONDS",

@@ -153,6 +153,9 @@ class HistoryDB:
                     log.warning("the history database %s is in %s mode, not WAL (the file "
                                 "system may lack shared memory)", path, mode)
                 connection.execute("PRAGMA synchronous = NORMAL")
+                # deleted rows (old prekeys' private keys, pruned messages) are overwritten,
+                # not left in free pages
+                connection.execute("PRAGMA secure_delete = ON")
                 _migrate(connection, path)
         except BaseException:
             connection.close()
