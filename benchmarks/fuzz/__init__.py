@@ -33,7 +33,7 @@ traversal.py
                   contact at that address or echoed a cookie sent there, naming that address; a
                   PUNCH only on a contact's word;
 relay.py
-  relay           relays (0x08, all thirteen ops) through a serving RelayLayer holding an
+  relay           relays (0x08, all fifteen ops) through a serving RelayLayer holding an
                   allocation with a permitted peer, inputs from its owner, its peer, strangers,
                   naming the live allocation, echoing valid cookies (CHALLENGE or knock) or
                   freshly signed: nothing raises; a malformed datagram is one counted drop; no
