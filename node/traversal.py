@@ -118,6 +118,8 @@ class TraversalSettings:
         if min(self.keepalive_peers, self.punch_peers, self.punch_copies, self.max_observers,
                self.max_sources, self.check_peers, self.watch_limit) < 1:
             raise ValueError("counts must be at least 1")
+        if self.punch_again < 0:
+            raise ValueError("punch_again must be 0 (never) or a positive number of round trips")
 
 
 DEFAULT_SETTINGS = TraversalSettings()

@@ -272,6 +272,8 @@ def test_the_parser_never_raises_and_never_answers_more_than_it_was_sent(datagra
 def test_settings_are_checked_and_used():
     with pytest.raises(ValueError):
         TraversalSettings(keepalive_interval=0)
+    with pytest.raises(ValueError, match="punch_again"):
+        TraversalSettings(punch_again=-1)
     ident = Identity.generate()
     n = Node(int.from_bytes(ident.node_id, "big"), ContactRegistry(), random.Random(1),
              identity=ident, traversal=True, traversal_settings=TraversalSettings(punch_copies=5))
