@@ -69,6 +69,19 @@ from .handshake import (
 )
 from .messages import KINDS as MESSAGE_KINDS
 from .messages import TEXT, Inbox, Outbox, decode_receipt, decode_text, encode_receipt, encode_text
+from .presence import (
+    CONTACT_REQ,
+    PRESENCE,
+    RELIABLE,
+    ContactReplied,
+    ContactRequested,
+    PresenceReceived,
+    decode_presence,
+    decode_reply,
+    decode_request,
+    encode_presence,
+)
+from .presence import frame_id as frame_id_of
 from .state import (
     CARRIES_MESSAGES,
     ESTABLISHED,
@@ -227,7 +240,7 @@ class Session:
         "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
         "auth_failures", "reason", "key_res_budget", "answers", "tag", "cookie", "retry",
         "cookie_resends", "validated", "answer_at", "answer_sends", "sent", "rtt_samples",
-        "media_sent", "chat", "outbox", "inbox",
+        "media_sent", "chat", "outbox", "inbox", "peer_presence",
     )
 
     def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
@@ -270,6 +283,7 @@ class Session:
         self.chat = False  # caller: opened for messages (no RING, never announced)
         self.outbox: Outbox | None = None  # our messages awaiting their receipts
         self.inbox: Inbox | None = None  # ids of the peer's messages delivered
+        self.peer_presence: int | None = None  # the peer's last PRESENCE status here
 
     @property
     def peer_int(self) -> int:
@@ -297,6 +311,7 @@ class SessionLayer:
         self.settings = settings or DEFAULT_SETTINGS
         self.clock_offset = clock_offset
         self.busy = False  # do not disturb: every caller gets BUSY
+        self.presence: int | None = None  # our status for trusted peers (None: tell nobody)
         self.stats: collections.Counter[str] = collections.Counter()  # drop reasons
         self._ephemeral = ephemeral
         self._peer_seen = peer_seen
@@ -487,7 +502,13 @@ class SessionLayer:
         id. None when there is none: open one (`Node.send_message` does, with `call(chat=True)`)
         and send again. A message id queued already is not queued twice. ValueError for a text
         the frame cannot carry (messages.encode_text) or a full outbox (messages.Full)."""
-        frame = encode_text(message_id, seq, sent_ms, text)
+        return self.send_frame(peer_id, message_id, encode_text(message_id, seq, sent_ms, text),
+                               now)
+
+    def send_frame(self, peer_id: int, frame_id: bytes, frame: bytes, now: float) -> int | None:
+        """Queue a frame a RECEIPT acknowledges (a TEXT, CONTACT_REQ or CONTACT_REPLY, made by
+        messages.py / presence.py; `frame_id` is the id in it) as `send_message` does."""
+        message_id = frame_id
         peer = peer_id.to_bytes(20, "big")
         session = self._carrier(peer)
         if session is None:
@@ -540,6 +561,24 @@ class SessionLayer:
 
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
+
+    def set_presence(self, status: int | None, now: float) -> None:
+        """Our status (presence.py's ONLINE ... OFFLINE; None: tell nobody). It goes at once on
+        every session that carries messages with a peer `trusted` names, and from then on when
+        such a session opens and in place of its KEEPALIVEs (§15c)."""
+        self.presence = status
+        if status is None:
+            return
+        for session in list(self._sessions.values()):
+            if session.state in CARRIES_MESSAGES and self._tells(session):
+                self._guard(session, now, self._send, session, SIGNAL, encode_presence(status),
+                            now)
+
+    def _tells(self, session: Session) -> bool:
+        """Does this session's peer get our PRESENCE? Only the owner's contacts do."""
+        trusted = self.settings.trusted
+        return (self.presence is not None and trusted is not None
+                and trusted(session.peer_int))
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -956,8 +995,11 @@ class SessionLayer:
             else:
                 self.stats["unexpected_media"] += 1
             return
-        if plaintext and plaintext[0] in MESSAGE_KINDS:
+        if plaintext and (plaintext[0] in MESSAGE_KINDS or plaintext[0] in RELIABLE):
             self._on_message_frame(session, plaintext, now)
+            return
+        if plaintext and plaintext[0] == PRESENCE:
+            self._on_presence(session, plaintext, now)
             return
         try:
             signal, body = decode_signal(plaintext)
@@ -999,11 +1041,15 @@ class SessionLayer:
             self.stats["unexpected_signal"] += 1
 
     def _on_message_frame(self, session: Session, plaintext: bytes, now: float) -> None:
-        """TEXT or RECEIPT (messages.py). A callee's first authentic packet may be a TEXT: the
-        caller opened the session for messages (or its RING is late), and it opens here. A
-        RECEIPT does not open it: nothing of ours can wait on a session that never opened."""
+        """TEXT, CONTACT_REQ, CONTACT_REPLY or RECEIPT (messages.py, presence.py). A callee's
+        first authentic packet may be one of the first three: the caller opened the session
+        for messages (or its RING is late), and it opens here. A RECEIPT does not open it:
+        nothing of ours can wait on a session that never opened."""
+        kind = plaintext[0]
         try:
-            frame = decode_text(plaintext) if plaintext[0] == TEXT else None
+            frame = (decode_text(plaintext) if kind == TEXT else decode_request(plaintext)
+                     if kind == CONTACT_REQ else decode_reply(plaintext) if kind in RELIABLE
+                     else None)
             receipt = decode_receipt(plaintext) if frame is None else None
         except Drop as drop:
             self.stats[drop.reason] += 1
@@ -1016,25 +1062,33 @@ class SessionLayer:
             self.stats["unexpected_message"] += 1
             return
         if frame is not None:
+            frame_id = frame_id_of(plaintext)
             inbox = session.inbox
             if inbox is None:
                 settings = self.settings
                 inbox = session.inbox = Inbox(
                     settings.inbox_size, TokenBucket(settings.text_rate, settings.text_burst, now))
-            if not inbox.admits(frame.message_id, now):
+            if not inbox.admits(frame_id, now):
                 self.stats["text_rate_limited"] += 1  # no RECEIPT: the sender sends it again
                 return
-            if frame.message_id not in inbox and not self._admit_stranger_text(session, now):
+            if frame_id not in inbox and not self._admit_stranger_text(session, now):
                 self.stats["stranger_text_rate_limited"] += 1  # the same: sent again later
                 return
             # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
-            self._send(session, SIGNAL, encode_receipt(frame.message_id), now)
-            if not inbox.add(frame.message_id):
+            self._send(session, SIGNAL, encode_receipt(frame_id), now)
+            if not inbox.add(frame_id):
                 self.stats["duplicate_message"] += 1
                 return
-            self._events.append(MessageReceived(
-                session.id, session.peer_int, frame.message_id, frame.seq, frame.sent_ms,
-                frame.text, now))
+            if kind == TEXT:
+                self._events.append(MessageReceived(
+                    session.id, session.peer_int, frame.message_id, frame.seq, frame.sent_ms,
+                    frame.text, now))
+            elif kind == CONTACT_REQ:
+                self._events.append(ContactRequested(
+                    session.id, session.peer_int, frame.request_id, frame.note, now))
+            else:
+                self._events.append(ContactReplied(
+                    session.id, session.peer_int, frame.request_id, frame.accepted, now))
         elif session.outbox is not None and session.outbox.acknowledge(receipt):
             self._events.append(MessageDelivered(session.id, session.peer_int, receipt, now))
         else:
@@ -1054,6 +1108,26 @@ class SessionLayer:
             self._stranger_texts = TokenBucket(settings.stranger_text_rate,
                                                settings.stranger_text_burst, now)
         return self._stranger_texts.take(now)
+
+    def _on_presence(self, session: Session, plaintext: bytes, now: float) -> None:
+        """A PRESENCE (presence.py): reported when it differs from the peer's last one here. A
+        callee's first authentic packet may be one: a contact opened the session to tell us
+        (its status, nothing else), and it opens here as for a TEXT."""
+        try:
+            status = decode_presence(plaintext)
+        except Drop as drop:
+            self.stats[drop.reason] += 1
+            return
+        if session.state is S.KEY_EXCHANGE and session.role is Role.CALLEE:
+            if self._peer_seen is not None:
+                self._peer_seen(session.peer_int, session.addr, now)
+            self._set_state(session, S.OPEN, now, announce=False)
+        elif session.state not in CARRIES_MESSAGES:
+            self.stats["unexpected_presence"] += 1
+            return
+        if status != session.peer_presence:
+            session.peer_presence = status
+            self._events.append(PresenceReceived(session.id, session.peer_int, status, now))
 
     def _ring_arrived(self, session: Session, now: float) -> None:
         # glare: we are calling this peer too. The lower ID keeps its outgoing call and leaves
@@ -1208,7 +1282,10 @@ class SessionLayer:
                 and now >= session.next_report + settings.report_grace):
             self._send_report(session, now)  # no packet of the peer's came: send it anyway
         if now >= session.last_sent + settings.keepalive_interval:
-            self._send(session, SIGNAL, encode_signal(KEEPALIVE), now)
+            # a contact's keepalive is our PRESENCE: one that was lost is made good by the next
+            keepalive = (encode_presence(self.presence) if self._tells(session)
+                         else encode_signal(KEEPALIVE))
+            self._send(session, SIGNAL, keepalive, now)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -1225,6 +1302,8 @@ class SessionLayer:
         session.entered = now
         if opened:
             self._events.append(SessionOpened(session.id, session.peer_int, now))
+            if self._tells(session):
+                self._send(session, SIGNAL, encode_presence(self.presence), now)
         if announce and session.announced and state is not S.ENDED:
             self._events.append(
                 CallProgress(session.id, session.peer_int, session.role, state, now)
@@ -1258,9 +1337,10 @@ class SessionLayer:
         else they are reported unsent (the owner keeps them pending)."""
         taken = session.outbox.take()
         heir = self._carrier(session.peer_id)
-        if heir is None:
-            self._events.append(MessagesUnsent(
-                session.peer_int, tuple(message_id for message_id, _ in taken), reason, now))
+        if heir is None:  # contact requests and replies: their owner sends them again (§15c)
+            texts = tuple(message_id for message_id, frame in taken if frame[0] == TEXT)
+            if texts:
+                self._events.append(MessagesUnsent(session.peer_int, texts, reason, now))
             return
         self._outbox_of(heir).adopt(taken)
         if heir.state in CARRIES_MESSAGES:
