@@ -263,7 +263,7 @@ class Node:
                 if more:
                     out = out + more if out else more
         traversal = upper.traversal
-        if out and traversal is not None and traversal.watching:
+        if out and traversal is not None and (traversal.watching or traversal.remembering):
             traversal.sent(out)  # their hosts may answer through an address-dependent filter
         return out
 

@@ -14,6 +14,15 @@ unchanged) and the session (0x02-0x05, 0x07). The second byte is the operation
 | 0x06 | PUNCH_COOKIE | cookie (16): 18 bytes | a rendezvous, to a requester whose address it has not validated |
 | 0x07 | PUNCH_REQ_RELAY | as PUNCH_REQ, then relay IPv4 (4), port (2), allocation (8) [, cookie]: 56 [72] | a caller holding a relay allocation |
 | 0x08 | PUNCH_FWD_RELAY | as PUNCH_FWD, then relay IPv4 (4), port (2), allocation (8): 42 bytes | the rendezvous, to the target |
+| 0x09 | PROBE_REQ | nonce (8), zero padding (10): 20 bytes | a node checking, to a contact: the helper |
+| 0x0a | PROBE_FWD | requester's IPv4 (4), port (2), nonce (8): 16 bytes | the helper, to a contact: the prober |
+| 0x0b | PROBE | nonce (8): 10 bytes | the prober, to the requester's observed address |
+| 0x0c | PROBE_ACK | nonce (8): 10 bytes | the helper, to the requester: forwarded |
+
+PROBE_* is a reachability check without servers (RFC 5780's filtering test, the "other
+address" being a peer we never sent to): does a datagram from a stranger reach us? The
+requester names no address; the helper sends PROBE_FWD naming only where the PROBE_REQ came
+from, and only for a contact of its table (`check_reachability`, `reachability`).
 
 The relay variants carry the caller's relay allocation (docs/protocol.md §21, "Relayed calls"):
 the target punches as usual and also KNOCKs there (`offered`, the node's call set-up).
@@ -70,18 +79,22 @@ from .ratelimit import FloodGuard, TokenBucket
 TRAVERSAL = 0x06
 ADDR_REQ, ADDR_RES, PUNCH_REQ, PUNCH_FWD, PUNCH, PUNCH_COOKIE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 PUNCH_REQ_RELAY, PUNCH_FWD_RELAY = 0x07, 0x08
+PROBE_REQ, PROBE_FWD, PROBE, PROBE_ACK = 0x09, 0x0A, 0x0B, 0x0C
 COOKIE_SIZE = 16
 RELAY_PART = 14  # relay IPv4 and port (6), allocation (8)
 SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22,
          PUNCH_COOKIE: 2 + COOKIE_SIZE, PUNCH_REQ_RELAY: 42 + RELAY_PART,
-         PUNCH_FWD_RELAY: 28 + RELAY_PART}  # a PUNCH_REQ(_RELAY) may also carry a cookie
+         PUNCH_FWD_RELAY: 28 + RELAY_PART,
+         PROBE_REQ: 20, PROBE_FWD: 16, PROBE: 10, PROBE_ACK: 10}  # a PUNCH_REQ(_RELAY) may
+# also carry a cookie
 REQUESTS = (PUNCH_REQ, PUNCH_REQ_RELAY)
 _ADDR_RES = bytes((TRAVERSAL, ADDR_RES))
 
 # `stats` reasons that are dropped datagrams (the others count what was sent or received)
 DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown_target",
                    "punch_refused", "punch_fwd_stranger", "rate_limited",
-                   "rate_limited_source"})
+                   "rate_limited_source", "probe_unvalidated", "probe_no_helper",
+                   "probe_fwd_stranger", "probe_refused", "probe_unsolicited"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +123,15 @@ class TraversalSettings:
     max_sources: int = 1024  # source hosts metered at once
     punch_rate: float = 10.0  # PUNCH_FWDs obeyed a second, in all
     punch_burst: float = 20.0
+    probe_rate: float = 2.0  # PROBE_FWDs and PROBEs sent a second, in all (reachability checks)
+    probe_burst: float = 4.0
 
     def __post_init__(self) -> None:
         if min(self.keepalive_interval, self.cookie_lifetime, self.punch_wait,
                self.address_check_interval) <= 0:
             raise ValueError("intervals must be positive")
         if min(self.keepalive_peers, self.punch_peers, self.punch_copies, self.max_observers,
-               self.max_sources, self.check_peers, self.watch_limit) < 1:
+               self.max_sources, self.check_peers, self.watch_limit, self.probe_burst) < 1:
             raise ValueError("counts must be at least 1")
         if self.punch_again < 0:
             raise ValueError("punch_again must be 0 (never) or a positive number of round trips")
@@ -140,6 +155,26 @@ class AddressObserved(TraversalEvent):
     public: Any
     symmetric: bool  # peers see different ports: endpoint-dependent mapping
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reachability:
+    """What the latest reachability check (`Traversal.check_reachability`) found so far:
+    helpers asked, PROBE_ACKs (forwarded), PROBEs that came in, and of those the ones from a
+    host we had not sent to (`strangers`: they passed our NAT unsolicited) or from one we had
+    (`known`: they prove nothing). `unclear`: PROBEs from hosts we cannot tell (the node
+    neither watches nor remembers where it sent)."""
+
+    asked: int
+    forwarded: int
+    strangers: int
+    known: int
+    unclear: int
+    started: float | None
+
+    @property
+    def arrived(self) -> int:
+        return self.strangers + self.known + self.unclear
 
 
 def is_punch(data: bytes) -> bool:
@@ -180,7 +215,8 @@ class Traversal:
                  "_events", "_nonces", "_guard", "_punches", "_keepalive_at", "_secrets",
                  "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered", "nat",
                  "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
-                 "_symmetric")
+                 "_symmetric", "_probes", "_checks", "_checked_at", "remembering", "_recent",
+                 "_recent_limit", "_stranger")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -219,6 +255,16 @@ class Traversal:
         self._probed_at = now  # the latest keep-alive or address check
         self._public: Any = None  # `public` and `symmetric`, kept as answers change them
         self._symmetric = False
+        self._probes = TokenBucket(settings.probe_rate, settings.probe_burst, now)
+        # the latest reachability check: nonce -> [helper, forwarded, PROBE's source, verdict]
+        self._checks: dict[bytes, list[Any]] = {}
+        self._checked_at: float | None = None
+        # Hosts sent to lately (`remember_sent`: the daemon), in order of their latest datagram:
+        # a PROBE from one of them proves nothing, an address-dependent filter admits it.
+        self.remembering = False
+        self._recent: dict[bytes, None] = {}
+        self._recent_limit = 0
+        self._stranger: bytes | None = None  # the host whose datagram ended `watching`
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -237,6 +283,9 @@ class Traversal:
         if op == PUNCH_COOKIE:
             self._on_cookie(data, addr, now)
             return
+        if op in (PROBE, PROBE_ACK):
+            self._on_probe(data, addr, now)
+            return
         wire = self._wire(addr)
         if wire is None:
             self.stats["unusable_source"] += 1
@@ -247,6 +296,9 @@ class Traversal:
             return
         if op in (PUNCH_FWD, PUNCH_FWD_RELAY) and not self.contacts.is_contact(addr):
             self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
+            return
+        if op in (PROBE_REQ, PROBE_FWD):
+            self._on_probe_request(data, addr, wire, now)
             return
         if op == ADDR_REQ:
             self._send(_ADDR_RES + data[2:10] + wire, addr, "addr_res_sent")
@@ -331,13 +383,18 @@ class Traversal:
         host = self._host(addr)
         if host is None or host in self._hosts:
             return
+        self._stranger = host
         self.independent = True
         self._stop_watching()
         self._replan()
 
     def sent(self, out: list[tuple[Any, Any]]) -> None:
-        """Datagrams went out (the node calls this while `watching`): their hosts are no
-        strangers from now on."""
+        """Datagrams went out (the node calls this while `watching` or `remembering`): their
+        hosts are no strangers from now on."""
+        if self.remembering:
+            self._remember(out)
+        if not self.watching:
+            return
         known, hosts = self._sent, self._hosts
         for _, addr in out:
             if addr not in known:
@@ -392,6 +449,32 @@ class Traversal:
             punching[addr] = (since, bodies)
             self._send(body + self._cookies.get(addr, b""), addr, "punch_req_sent")
 
+    def remember_sent(self, limit: int = 4096) -> None:
+        """Remember the `limit` hosts we sent to last, for as long as the node runs, so that a
+        reachability check can tell a stranger's PROBE (the daemon calls this at start: a NAT's
+        filter state outlives `watching`, which ends at the first evidence)."""
+        self.remembering = True
+        self._recent_limit = max(limit, 1)
+
+    def check_reachability(self, helpers: list[Any], now: float) -> None:
+        """Ask each helper (a contact that holds us in its table) to have another of its
+        contacts send us a PROBE (docs/protocol.md §20, "Reachability check"); a new check
+        forgets the previous one. `reachability()` tells what came back."""
+        checks = self._checks
+        checks.clear()
+        self._checked_at = now
+        for addr in helpers[: 4 * self.settings.max_observers]:
+            nonce = self.rng.getrandbits(64).to_bytes(8, "big")
+            checks[nonce] = [addr, False, None, None]
+            self._send(bytes((TRAVERSAL, PROBE_REQ)) + nonce + bytes(10), addr, "probe_req_sent")
+
+    def reachability(self) -> Reachability:
+        """The latest check's findings so far (`Reachability`)."""
+        verdicts = collections.Counter(check[3] for check in self._checks.values())
+        return Reachability(len(self._checks), sum(1 for c in self._checks.values() if c[1]),
+                            verdicts["stranger"], verdicts["known"], verdicts["unclear"],
+                            self._checked_at)
+
     @property
     def public(self) -> Any:
         """The address most peers see us at (ties: the latest), or None before any answer."""
@@ -433,6 +516,78 @@ class Traversal:
             return wire if contacts.addr_from_wire(wire) is not None else None
         except (OSError, TypeError, ValueError, IndexError, OverflowError, struct.error):
             return None
+
+    def _remember(self, out: list[tuple[Any, Any]]) -> None:
+        recent = self._recent
+        for _, addr in out:
+            host = self._host(addr)
+            if host is not None:
+                recent.pop(host, None)
+                recent[host] = None
+        while len(recent) > self._recent_limit:
+            del recent[next(iter(recent))]
+
+    def _on_probe_request(self, data: bytes, addr: Any, wire: bytes, now: float) -> None:
+        """PROBE_REQ (we are the helper) or PROBE_FWD (we are the prober), metered already.
+        Both only from a contact: the PROBE goes where the PROBE_REQ came from, an address that
+        has answered the helper (never one a datagram names to the helper)."""
+        contacts = self.contacts
+        if data[1] == PROBE_FWD:
+            target = contacts.addr_from_wire(data[2:8])
+            if not contacts.is_contact(addr):
+                self.stats["probe_fwd_stranger"] += 1
+            elif target is None or target == addr or not self._probes.take(now):
+                self.stats["probe_refused"] += 1
+            else:
+                self._send(bytes((TRAVERSAL, PROBE)) + data[8:16], target, "probe_sent")
+            return
+        if not contacts.is_contact(addr):
+            self.stats["probe_unvalidated"] += 1  # a forged source reaches nobody
+            return
+        # a random part of our table; another host than the requester's if we have one
+        others = [peer for peer in contacts.rendezvous(self.rng.getrandbits(160), 8)
+                  if peer != addr and self._host(peer) is not None]
+        prober = next((peer for peer in others if self._host(peer) != wire[:-2]),
+                      others[0] if others else None)
+        if prober is None:
+            self.stats["probe_no_helper"] += 1
+            return
+        if not self._probes.take(now):
+            self.stats["probe_refused"] += 1
+            return
+        nonce = data[2:10]
+        self._send(bytes((TRAVERSAL, PROBE_FWD)) + wire + nonce, prober, "probe_forwarded")
+        self._send(bytes((TRAVERSAL, PROBE_ACK)) + nonce, addr, "probe_ack_sent")
+
+    def _on_probe(self, data: bytes, addr: Any, now: float) -> None:
+        """PROBE_ACK from the helper asked, or a PROBE (from anyone) with a nonce of ours."""
+        check = self._checks.get(data[2:10])
+        if check is None or (data[1] == PROBE_ACK and check[0] != addr):
+            self.stats["probe_unsolicited"] += 1
+            return
+        if data[1] == PROBE_ACK:
+            check[1] = True
+            return
+        if check[2] is not None:
+            return  # a copy: the first one counted
+        check[2] = addr
+        self.stats["probe_received"] += 1
+        host = self._host(addr)
+        if host is None:
+            check[3] = "unclear"
+        elif self.contacts.is_contact(addr) or host in self._recent \
+                or (self.watching and host in self._hosts):
+            check[3] = "known"
+        elif self.remembering or self.watching or host == self._stranger:
+            # RFC 4787 §5: an address-dependent filter drops this one (`heard` may have just
+            # seen it: the node calls it first)
+            check[3] = "stranger"
+            if not self.independent:
+                self.independent = True
+                self._stop_watching()
+                self._replan()
+        else:
+            check[3] = "unclear"  # we no longer know where we sent
 
     def _on_punch_req(self, data: bytes, addr: Any, now: float) -> None:
         requester, target = data[2:22], int.from_bytes(data[22:42], "big")
