@@ -19,6 +19,11 @@ messages (the same KEY_REQ and KEY_RES: nothing on the wire says "messages only"
 each way and its RECEIPT, sealed under the main file's keys. Deterministic: checked by
 regenerating.
 
+`--presence` makes the presence and contact-request vectors (issue 14 item 3, §15c): the main
+file's key exchange opened by a CONTACT_REQ, its RECEIPT, the callee's CONTACT_REPLY (accepted)
+and its RECEIPT, then a PRESENCE each way (now that each is the other's contact), all sealed
+under the main file's keys. Deterministic: checked by regenerating.
+
 `--cookie` makes the retry-cookie vectors (issue 17): the main KEY_REQ from a fixed UDP address,
 a fixed cookie secret, the callee's COOKIE_REPLY, the caller's COOKIE_RETRY, and the KEY_RES the
 retry draws (the main file's KEY_RES, byte for byte). Deterministic: checked by regenerating.
@@ -340,6 +345,83 @@ def generate_messages() -> dict[str, Any]:
     }
 
 
+REQUEST_IDS = {"request": bytes.fromhex("72657175" * 4), "reply": bytes.fromhex("7265706c" * 4)}
+
+
+def generate_presence() -> dict[str, Any]:
+    """A contact request and its acceptance between the main vectors' peers, then a PRESENCE
+    each way: the caller's CONTACT_REQ is its first packet (it opens the callee's session), the
+    callee's RECEIPT its first; once each trusts the other, each one's status goes at once."""
+    from .events import MessageDelivered
+    from .messages import encode_receipt
+    from .presence import (AWAY, ONLINE, ContactReplied, ContactRequested, PresenceReceived,
+                           encode_presence, encode_reply, encode_request)
+
+    main = generate()
+    keys = {name: _key(f"kadtalk test vector {name}") for name in
+            ("caller identity", "caller ephemeral", "callee identity", "callee ephemeral")}
+    caller_id = DeterministicIdentity.of(keys["caller identity"])
+    callee_id = DeterministicIdentity.of(keys["callee identity"])
+    contacts: dict[str, set[int]] = {"caller": set(), "callee": set()}
+    layers = {
+        side: SessionLayer(
+            ident, Random(0), SessionSettings(trusted=contacts[side].__contains__), EPOCH,
+            lambda side=side: keys[f"{side} ephemeral"])
+        for side, ident in (("caller", caller_id), ("callee", callee_id))
+    }
+    caller, callee = layers["caller"], layers["callee"]
+    packets: list[dict[str, Any]] = []
+
+    def deliver(src: str, now: float, plaintexts: list[bytes] = ()) -> list[bytes]:
+        dst = "callee" if src == "caller" else "caller"
+        out = [data for data, _ in layers[src].datagrams_to_send(now)]
+        assert not plaintexts or len(out) == len(plaintexts), (len(out), len(plaintexts))
+        for i, data in enumerate(out):
+            layers[dst].receive_datagram(data, src, now)
+            if plaintexts:
+                packets.append({"direction": f"{src}_to_{dst}", "type": data[0],
+                                "seq": int.from_bytes(data[1:5], "big"),
+                                "plaintext": plaintexts[i].hex(), "wire": data.hex()})
+        return out
+
+    callee_int = int.from_bytes(callee_id.node_id, "big")
+    caller_int = int.from_bytes(caller_id.node_id, "big")
+    note = "Alice here, from the choir"
+    request = encode_request(REQUEST_IDS["request"], note)
+    reply = encode_reply(REQUEST_IDS["reply"], REQUEST_IDS["request"], True)
+    caller.set_presence(ONLINE, 0.0)
+    callee.set_presence(AWAY, 0.0)
+    caller.call(callee_int, 0.0, addr="callee", chat=True)
+    caller.send_frame(callee_int, REQUEST_IDS["request"], request, 0.0)
+    (key_req,) = deliver("caller", CALLEE_DELAY)
+    (key_res,) = deliver("callee", CALLEE_DELAY)
+    deliver("caller", CALLEE_DELAY, [request])
+    deliver("callee", CALLEE_DELAY, [encode_receipt(REQUEST_IDS["request"])])
+    contacts["callee"].add(caller_int)  # the callee's user accepts: a contact from now on
+    callee.send_frame(caller_int, REQUEST_IDS["reply"], reply, 1.0)
+    callee.set_presence(AWAY, 1.0)
+    deliver("callee", 1.0, [reply, encode_presence(AWAY)])
+    contacts["caller"].add(callee_int)  # the reply accepted: the caller adds its new contact
+    caller.set_presence(ONLINE, 1.0)
+    deliver("caller", 1.0, [encode_receipt(REQUEST_IDS["reply"]), encode_presence(ONLINE)])
+    assert key_req.hex() == main["key_req"] and key_res.hex() == main["key_res"]
+    got = {side: [type(e) for e in iter(layer.next_event, None)] for side, layer in layers.items()}
+    assert ContactRequested in got["callee"] and ContactReplied in got["caller"], got
+    assert PresenceReceived in got["callee"] and PresenceReceived in got["caller"], got
+    assert MessageDelivered in got["caller"] and MessageDelivered in got["callee"], got
+    assert not caller.stats and not callee.stats
+    return {
+        "about": "presence and contact requests (docs/protocol.md section 15c) on session.json's "
+                 "keys",
+        "key_req": key_req.hex(),
+        "key_res": key_res.hex(),
+        "request": {"request_id": REQUEST_IDS["request"].hex(), "note": note},
+        "reply": {"reply_id": REQUEST_IDS["reply"].hex(), "accepted": True},
+        "presence": {"caller": "online", "callee": "away"},
+        "packets": packets,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", help="write the vectors to this file")
@@ -348,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the verify-only vectors (other key types, negative datagrams)")
     parser.add_argument("--cookie", action="store_true", help="the retry-cookie vectors")
     parser.add_argument("--messages", action="store_true", help="the text-message vectors")
+    parser.add_argument("--presence", action="store_true",
+                        help="the presence and contact-request vectors")
     args = parser.parse_args(argv)
     if args.extra and args.check:
         parser.error("the extra vectors are verify-only: tests/node/session/test_vectors.py")
@@ -357,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         text = json.dumps(generate_cookie(), indent=2) + "\n"
     elif args.messages:
         text = json.dumps(generate_messages(), indent=2, ensure_ascii=False) + "\n"
+    elif args.presence:
+        text = json.dumps(generate_presence(), indent=2, ensure_ascii=False) + "\n"
     else:
         text = render()
     if args.check:

@@ -194,11 +194,17 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
             "kadtalk.seq": [str(p["seq"])],
             "kadtalk.ciphertext_len": [str(len(p["plaintext"]) // 2)],
             "_ws.col.Info": [f"{kind} seq={p['seq']} len={len(p['plaintext']) // 2}"]}))
-    for p in load("session-messages.json")["packets"]:  # TEXT and RECEIPT (§15b): SIGNALs
+    # TEXT and RECEIPT (§15b), PRESENCE, CONTACT_REQ and CONTACT_REPLY (§15c): SIGNALs whose
+    # length fits their kind (and any other of that length)
+    fits = {"07": "TEXT or CONTACT_REQ", "08": "RECEIPT or CONTACT_REQ",
+            "09": "HANGUP or PRESENCE", "0a": "TEXT or CONTACT_REQ",
+            "0b": "TEXT or CONTACT_REQ or CONTACT_REPLY"}
+    for p in (load("session-messages.json")["packets"]
+              + load("session-presence.json")["packets"]):
         size = len(p["plaintext"]) // 2
         out.append((bytes.fromhex(p["wire"]), ["SIGNAL"], {
             "kadtalk.seq": [str(p["seq"])],
-            "kadtalk.signal.kinds": ["TEXT" if p["plaintext"][:2] == "07" else "RECEIPT"],
+            "kadtalk.signal.kinds": [fits[p["plaintext"][:2]]],
             "_ws.col.Info": [f"SIGNAL seq={p['seq']} len={size}"]}))
     extra = load("session-extra.json")
     types = {"rsa-pss": "RSA", "dsa": "DSA", "ed25519": "Ed25519", "p384": "ECDSA P-384"}

@@ -58,12 +58,17 @@ local STORED_STATUS = {
     [0] = "stored", [1] = "duplicate", [2] = "quota", [3] = "full", [4] = "deleted", [5] = "stale",
 }
 local RECORD_KINDS = { [1] = "PREKEY", [2] = "MAILBOX" }
--- SIGNAL plaintext sizes (kind byte and body, sections 15 and 15b): what a ciphertext's length
--- allows; a TEXT is 30 to 1,053 bytes (message id, seq, sent, 1 to 1,024 bytes of text)
+-- SIGNAL plaintext sizes (kind byte and body, sections 15, 15b and 15c): what a ciphertext's
+-- length allows. Fixed sizes first, then the kinds of a size range: a TEXT is 30 to 1,053 bytes
+-- (message id, seq, sent, 1 to 1,024 bytes of text), a CONTACT_REQ 17 to 273 (request id, a
+-- note of 0 to 256 bytes)
 local SIGNAL_BY_SIZE = {
-    [1] = "RING, ANSWER, BUSY or KEEPALIVE", [2] = "HANGUP", [14] = "REPORT", [17] = "RECEIPT",
+    [1] = "RING, ANSWER, BUSY or KEEPALIVE", [2] = "HANGUP or PRESENCE", [14] = "REPORT",
 }
-local TEXT_SIZES = { 30, 1053 }
+local SIGNAL_RANGES = {
+    { "RECEIPT", 17, 17 }, { "TEXT", 30, 1053 }, { "CONTACT_REQ", 17, 273 },
+    { "CONTACT_REPLY", 34, 34 },
+}
 
 -- Sizes (docs/protocol.md; the Python constants named in brackets) -------------------------
 
@@ -652,9 +657,13 @@ local function stream(r, kind)
                                             .. "oversized)", kind, r.len, MAX_PACKET))
     end
     if kind == "SIGNAL" then
-        local kinds = SIGNAL_BY_SIZE[n]
-        if not kinds and n >= TEXT_SIZES[1] and n <= TEXT_SIZES[2] then kinds = "TEXT" end
-        kinds = kinds or "none (no SIGNAL kind has this length)"
+        local fits = {}
+        if SIGNAL_BY_SIZE[n] then fits[#fits + 1] = SIGNAL_BY_SIZE[n] end
+        for _, range in ipairs(SIGNAL_RANGES) do
+            if n >= range[2] and n <= range[3] then fits[#fits + 1] = range[1] end
+        end
+        local kinds = #fits > 0 and table.concat(fits, " or ")
+                      or "none (no SIGNAL kind has this length)"
         r.tree:add(f.signal_kinds, kinds):set_generated()
     end
     return string.format("%s seq=%d len=%d", kind, seq, n)
