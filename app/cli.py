@@ -15,7 +15,7 @@ from typing import Any
 
 COMMANDS = ("daemon", "wait-ready", "status", "call", "answer", "decline", "hangup", "mute",
             "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web", "history",
-            "send", "messages")
+            "send", "messages", "doctor")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   kadtalk send alice "on my way"                  a text message; waits for its receipt
   kadtalk messages alice                          the conversation, oldest first
   kadtalk watch --json                            every event, one JSON object a line
+  kadtalk doctor                                  can callers reach me? what to change
   kadtalk web                                     open the printed URL in a browser
 """
 
@@ -161,6 +162,14 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("contact", nargs="?", help="node ID or contact name")
     p.add_argument("--limit", type=int, default=50, metavar="N",
                    help="the latest N messages (default 50)")
+    p = _client(commands, "doctor", "can callers reach this node? what to change",
+                description="Ask a few peers where they see this node and to have a peer it never "
+                "talked to send it a probe, then say in plain words what works and what to "
+                "change (forward a port, enable IPv6, ...). Takes a few seconds. Exit 0 when "
+                "callers reach you directly, 1 when only through hole punching or a relay (or it "
+                "could not be told), 2 when no peer answered, 3 when no daemon runs.")
+    p.add_argument("--seconds", type=_seconds, default=6.0, metavar="N",
+                   help="at most this long (1-30, default 6)")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
                 "open, then use them (in a call: switch at once). Only the devices the daemon "
@@ -316,6 +325,8 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
         extra = {"peer": args.contact} if args.contact else {}
         r = await client.request("history", limit=args.limit, **extra)
         _out(args, r, _format_history(r))
+    elif cmd == "doctor":
+        return await _doctor(client, args)
     elif cmd == "send":
         return await _send(client, args)
     elif cmd == "messages":
@@ -392,6 +403,30 @@ async def _answer_when_ringing(client: Any, args: argparse.Namespace) -> int:
     r = await client.request("answer")
     _out(args, r, "answered")
     return 0
+
+
+_MARK = {True: "ok  ", False: "fix ", None: "note"}
+
+
+async def _doctor(client: Any, args: argparse.Namespace) -> int:
+    """`kadtalk doctor`: progress while the daemon checks, then one line a finding."""
+    since = len(client.seen)
+    if not args.json:
+        print(f"checking (at most {args.seconds:g} s) ...", flush=True)
+    task = asyncio.ensure_future(client.request("doctor", seconds=args.seconds,
+                                                timeout=args.seconds + 10))
+    while not task.done():
+        try:
+            event = await client.wait_event(lambda e: e.get("event") == "doctor", timeout=0.2,
+                                            since=since)
+        except asyncio.TimeoutError:
+            continue
+        since = client.seen.index(event) + 1
+        if not args.json and event.get("step") != "done":
+            print(f"  {event['text']}", flush=True)
+    r = task.result()
+    _out(args, r, "\n".join(f"{_MARK[f['ok']]}  {f['text']}" for f in r["findings"]))
+    return r["code"]
 
 
 async def _send(client: Any, args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from .calls import Call, Calls
 from .config import Config, ConfigError, remove_temporaries
 from .control import Client, ControlServer, DaemonError, handlers
 from .devices import Devices, check_at_start
+from .doctor import Doctor
 from .history import History
 from .messages import Messages
 from .network import Network, best_peers
@@ -81,8 +82,9 @@ class Daemon:
         self.network = Network(config, self.callers, broadcast)
         self.history = self.calls.history = History(config, self.callers)  # opened at start
         self.messages = Messages(self.callers, self.history, self.calls.hooks, config, broadcast)
+        self.doctor = Doctor(self.network)
         self.control.commands = handlers(self, self.calls, self.calls.devices, self.callers,
-                                         self.network, self.history, self.messages)
+                                         self.network, self.history, self.messages, self.doctor)
         self.driver: UdpDriver | None = None
         self.web: Any = None
         self.started = time.time()
@@ -127,6 +129,7 @@ class Daemon:
         self.calls.driver = self.messages.driver = self.driver
         self.messages.start(loop.time())  # kept prekeys and the mailbox's upkeep, before joining
         self.network.start(self.driver, loop.time())
+        self.doctor.start(self.driver)  # remember where the node sends, for `doctor`
         try:
             await self.control.start()
         except BaseException:
@@ -254,7 +257,7 @@ class Daemon:
 
 
 # every command's handler, by name (the parts' classes: for the names and the docs)
-COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network, History, Messages)
+COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network, History, Messages, Doctor)
 
 
 def load_identity(config: Config) -> Identity:

@@ -647,6 +647,7 @@ class Traversal:
             self.stats["unsolicited"] += 1  # only the peer asked may tell us our address
             return
         del self._nonces[data[2:10]]
+        self.stats["addr_res_received"] += 1  # answers in all (a reachability check counts them)
         self.contacts.round_trip(addr, now - asked[1])
         seen = self.contacts.addr_from_wire(data[10:16])
         if seen is None:
