@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kadtalk.node import addresses
 from kadtalk.node.layer import Event
 from kadtalk.node.relay import RelayPath
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MissedCall, Role
@@ -430,8 +431,8 @@ def address_text(addr: Any) -> str:
     """A peer's address for people: "host:port", or "relay host:port" when the call runs
     through a relay (RelayPath)."""
     if type(addr) is RelayPath:
-        return f"relay {addr.relay[0]}:{addr.relay[1]}"
-    return f"{addr[0]}:{addr[1]}"
+        return f"relay {addresses.text(addr.relay)}"
+    return addresses.text(addr)
 
 
 def _session_stats(stats: Any) -> dict[str, Any]:

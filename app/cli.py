@@ -81,7 +81,8 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--config-dir", type=Path, metavar="DIR",
                    help="where the identity, contacts and saved peers live (default "
                    "$XDG_CONFIG_HOME/kadtalk)")
-    p.add_argument("--host", help="address to bind the UDP socket (default 0.0.0.0)")
+    p.add_argument("--host", help="address to bind the UDP socket (default 0.0.0.0: IPv6 and "
+                   "IPv4 on one dual-stack socket where the OS allows, IPv4 only otherwise)")
     p.add_argument("--port", type=_port, help="UDP port (default 5004; 0 = any free port)")
     p.add_argument("--bootstrap", action="append", metavar="HOST:PORT",
                    help="a node to join through (repeatable; adds to the config's list)")

@@ -12,6 +12,7 @@ import logging
 import socket
 from typing import Any, Callable
 
+from kadtalk.node import addresses
 from kadtalk.node.layer import Event
 from kadtalk.node.relay import RelayLost
 from kadtalk.node.routing.events import Joined
@@ -89,7 +90,7 @@ class Network:
         return {"table_size": size, "reachable": size > 0, "joined": self.joined,
                 "bootstrap": len(self.bootstrap),
                 "host": host, "port": port,
-                "public_address": (f"{self.observed.public[0]}:{self.observed.public[1]}"
+                "public_address": (addresses.text(self.observed.public)
                                    if self.observed is not None else None),
                 "nat": self.nat, "relay": self.relay_status()}
 
@@ -103,7 +104,7 @@ class Network:
                     "relayed_for": 0}
         server = layer.server
         return {"enabled": True, "needed": node.needs_relay,
-                "held": [f"{p.relay[0]}:{p.relay[1]}" for p in node.relays_held()],
+                "held": [addresses.text(p.relay) for p in node.relays_held()],
                 "serving": layer.serving,
                 "relayed_for": len(server.allocations) if server is not None else 0}
 
@@ -171,7 +172,7 @@ class Network:
         found = result.peer is not None
         return {
             "peer": peer, "found": found,
-            "address": f"{result.peer[1][0]}:{result.peer[1][1]}" if found else None,
+            "address": addresses.text(result.peer[1]) if found else None,
             "rpcs": result.rpcs, "hops": result.hops, "timeouts": result.timeouts,
             "ms": round((self.driver.loop.time() - started) * 1000, 1),
         }

@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("node", help="run a routing-only node in the foreground",
                             description="Run a Kademlia routing node on one UDP port and log what it does.")
     p.add_argument("--port", type=int, default=5004, help="UDP port to bind (default 5004)")
-    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0: IPv6 and IPv4 on one dual-stack socket where the "
+                   "OS allows, IPv4 only otherwise)")
     p.add_argument("--bootstrap", type=_hostport, action="append", default=[], metavar="HOST:PORT",
                    help="a node to join through (repeatable); without one this node starts a network")
     p.add_argument("--key", type=Path, help="identity key file (default: the user's identity)")
@@ -397,6 +398,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
 
 
 async def cmd_lookup(args: argparse.Namespace) -> int:
+    from kadtalk.node import addresses
     from kadtalk.transport.udp import start_node
 
     driver = await start_node(settings=_settings(args))
@@ -405,7 +407,8 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
         joined = await driver.join(args.bootstrap)
         join_s = time.perf_counter() - started
         if not joined.success:
-            print(f"kadtalk: no answer from {', '.join(f'{h}:{p}' for h, p in args.bootstrap)}; "
+            tried = ", ".join(addresses.text(a) for a in args.bootstrap)
+            print(f"kadtalk: no answer from {tried}; "
                   "is a node running there?", file=sys.stderr)
             return 1
         result = await driver.find_peer(args.id)
@@ -416,7 +419,7 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
     report = {
         "id": f"{args.id:040x}",
         "found": found,
-        "address": f"{result.peer[1][0]}:{result.peer[1][1]}" if found else None,
+        "address": addresses.text(result.peer[1]) if found else None,
         "rpcs": result.rpcs,
         "hops": result.hops,
         "timeouts": result.timeouts,
@@ -437,6 +440,7 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 async def cmd_swarm(args: argparse.Namespace) -> int:
+    from kadtalk.node import addresses
     from kadtalk.transport.udp import SwarmReport, start_swarm
 
     def progress(joined: int, total: int) -> None:
@@ -448,7 +452,7 @@ async def cmd_swarm(args: argparse.Namespace) -> int:
                                 progress, buffer=args.buffer,
                                 concurrency=args.join_concurrency, report=report)
     log.info("swarm: %s", report.line())
-    lines = [f"{d.node.node_id:040x} {d.address[0]}:{d.address[1]}" for d in drivers]
+    lines = [f"{d.node.node_id:040x} {addresses.text(d.address)}" for d in drivers]
     if args.list:
         args.list.write_text("\n".join(lines) + "\n")
         log.info("node list written to %s", args.list)

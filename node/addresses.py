@@ -30,6 +30,15 @@ def is_ipv6(addr: Any) -> bool:
     return type(addr) is tuple and len(addr) == 2 and type(addr[0]) is str and ":" in addr[0]
 
 
+def text(addr: Any) -> str:
+    """An address for people and logs: "192.0.2.7:5004", "[2001:db8::7]:5004" (the brackets
+    keep the port apart, RFC 3986; `transport.udp.parse_hostport` reads both back)."""
+    if type(addr) is tuple and len(addr) == 2:
+        host, port = addr
+        return f"[{host}]:{port}" if type(host) is str and ":" in host else f"{host}:{port}"
+    return str(addr)
+
+
 def prefix(host: Any, bits: int) -> Hashable:
     """The network of the first `bits` bits of an IPv6 host, as 'net::/bits'; the host
     unchanged when it is not an IPv6 address string (no error: limits must not crash)."""

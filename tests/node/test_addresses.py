@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kadtalk.node.addresses import from_wire, host_key, prefix, subnet_key, to_wire
+from kadtalk.node.addresses import from_wire, host_key, prefix, subnet_key, text, to_wire
+from kadtalk.transport.udp import parse_hostport
 from kadtalk.node.ratelimit import FloodGuard
 from kadtalk.node.routing.contacts import ContactRegistry
 
@@ -82,3 +83,12 @@ def test_decoding_any_bytes_gives_an_address_none_or_value_error(data, offset):
     assert end in (offset + 7, offset + 19) and end <= len(data)
     if addr is not None:
         assert to_wire(addr) == data[offset:end]  # one spelling per address
+
+
+@given(st.ip_addresses(), st.integers(1, 65535))
+def test_an_address_as_text_reads_back_the_same(ip, port):
+    """IPv6 in brackets, so the port stays apart; parse_hostport reads either back."""
+    addr = (str(ip), port)
+    shown = text(addr)
+    assert shown.startswith("[") == (ip.version == 6)
+    assert parse_hostport(shown) == addr
