@@ -243,6 +243,17 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
           "kadtalk.allocation": ["0001020304050607"], "kadtalk.target": [e1.hex()]}),
         (op(PUNCH_REQ_RELAY) + c1 + e1 + relay_at + alloc + bytes(16), ["PUNCH_REQ_RELAY"],
          {"kadtalk.cookie": ["00" * 16]}),
+    ]
+    # the reachability check (§20): docs/vectors/probe.json
+    probe = {m["name"]: bytes.fromhex(m["hex"]) for m in load("probe.json")["messages"]}
+    nonce = probe["PROBE"][2:].hex()
+    out += [
+        (probe["PROBE_REQ"], ["PROBE_REQ"], {"kadtalk.nonce": [nonce]}),
+        (probe["PROBE_FWD"], ["PROBE_FWD"], {"kadtalk.observed.ip": ["203.0.113.5"],
+                                             "kadtalk.observed.port": ["5004"],
+                                             "kadtalk.nonce": [nonce]}),
+        (probe["PROBE_ACK"], ["PROBE_ACK"], {"kadtalk.nonce": [nonce]}),
+        (probe["PROBE"], ["PROBE"], {"kadtalk.nonce": [nonce]}),
         (op(PUNCH_FWD_RELAY) + c1 + caller_at + relay_at + alloc, ["PUNCH_FWD_RELAY"],
          {"kadtalk.observed.ip": ["203.0.113.21"], "kadtalk.relay_addr.ip": ["198.51.100.9"],
           "kadtalk.allocation": ["0001020304050607"]}),
@@ -308,7 +319,8 @@ ALL_TYPES = {
     "routing": {"ROUTE_REQ", "ROUTE_RES", "ROUTE6_RES"},
     "session": {"KEY_REQ", "KEY_RES", "MEDIA", "SIGNAL", "COOKIE_REPLY", "COOKIE_RETRY"},
     "traversal": {"ADDR_REQ", "ADDR_RES", "PUNCH_REQ", "PUNCH_FWD", "PUNCH", "PUNCH_COOKIE",
-                  "PUNCH_REQ_RELAY", "PUNCH_FWD_RELAY"},
+                  "PUNCH_REQ_RELAY", "PUNCH_FWD_RELAY", "PROBE_REQ", "PROBE_FWD", "PROBE",
+                  "PROBE_ACK"},
     "relay": set(relay_wire.NAMES.values()),
     "storage": set(storage_wire.NAMES.values()),
 }
@@ -508,11 +520,12 @@ def test_the_heuristic_leaves_utp_quic_stun_wireguard_and_dtls_alone(tmp_path):
 def test_only_a_strong_match_marks_its_conversation(tmp_path, messages):
     """Each message the heuristic claims, then a MEDIA and a relay DATA carrying a SIGNAL on the
     same pair: those two are claimed after a KEY message, COOKIE_RETRY, ALLOCATE, signed STORE
-    or DELETE, DATA carrying a KEY message, or a traversal message but PUNCH_COOKIE; after any
+    or DELETE, DATA carrying a KEY message, or a traversal message but PUNCH_COOKIE, PROBE and
+    PROBE_ACK (a nonce alone); after any
     other (no magic, or two bytes and a size) they are not."""
     strong = {"KEY_REQ", "KEY_RES", "COOKIE_RETRY", "ALLOCATE", "STORE", "DELETE", "ADDR_REQ",
               "ADDR_RES", "PUNCH_REQ", "PUNCH_FWD", "PUNCH", "PUNCH_REQ_RELAY",
-              "PUNCH_FWD_RELAY"}
+              "PUNCH_FWD_RELAY", "PROBE_REQ", "PROBE_FWD"}
     media = next(d for d, names, _ in messages if names == ["MEDIA"])
     data = next(d for d, names, _ in messages if names == ["DATA", "SIGNAL"])
     firsts = [(d, names) for d, names, _ in messages

@@ -38,7 +38,8 @@ local COOKIE_OPS = { [0x01] = "COOKIE_REPLY", [0x02] = "COOKIE_RETRY" }
 local TRAVERSAL_OPS = {
     [0x01] = "ADDR_REQ", [0x02] = "ADDR_RES", [0x03] = "PUNCH_REQ", [0x04] = "PUNCH_FWD",
     [0x05] = "PUNCH", [0x06] = "PUNCH_COOKIE", [0x07] = "PUNCH_REQ_RELAY",
-    [0x08] = "PUNCH_FWD_RELAY",
+    [0x08] = "PUNCH_FWD_RELAY", [0x09] = "PROBE_REQ", [0x0a] = "PROBE_FWD", [0x0b] = "PROBE",
+    [0x0c] = "PROBE_ACK",
 }
 local RELAY_OPS = {
     [0x01] = "HELLO", [0x02] = "CHALLENGE", [0x03] = "ALLOCATE", [0x04] = "ALLOCATED",
@@ -86,7 +87,7 @@ local MAX_PACKET = 1500            -- session.wire.MAX_PACKET
 local EPHEMERAL_PREFIX = "3059301306072a8648ce3d020106082a8648ce3d03010703420004"
 local TRAVERSAL_SIZES = {
     [0x01] = 16, [0x02] = 16, [0x03] = 42, [0x04] = 28, [0x05] = 22, [0x06] = 18,
-    [0x07] = 56, [0x08] = 42,
+    [0x07] = 56, [0x08] = 42, [0x09] = 20, [0x0a] = 16, [0x0b] = 10, [0x0c] = 10,
 }
 local RELAY_SIZES = {              -- relay.wire.SIZES; ALLOCATE and DATA vary
     [0x01] = 34, [0x02] = 34, [0x04] = 34, [0x05] = 12, [0x06] = 12, [0x07] = 16,
@@ -759,6 +760,17 @@ local function traversal(r)
     elseif op == 0x06 then
         local c = r:add(f.cookie, 16, "cookie")
         info = c and (name .. " cookie=" .. short(hex(c))) or name
+    elseif op == 0x09 then -- PROBE_REQ: no address in it, the PROBE goes to its source
+        local nonce = r:add(f.nonce, 8, "nonce")
+        r:zero(10, "padding")
+        info = nonce and (name .. " nonce=" .. hex(nonce)) or name
+    elseif op == 0x0a then
+        local at = r:addr(f.observed_ip, f.observed_port, "requester's address")
+        local nonce = r:add(f.nonce, 8, "nonce")
+        info = nonce and string.format("%s at=%s nonce=%s", name, at, hex(nonce)) or name
+    elseif op == 0x0b or op == 0x0c then
+        local nonce = r:add(f.nonce, 8, "nonce")
+        info = nonce and (name .. " nonce=" .. hex(nonce)) or name
     end
     r:trailing("wrong length for " .. name)
     return info
@@ -1155,6 +1167,9 @@ local function traversal_ok(tvb, op)
     if op == 0x01 then return all_zero(tvb, 10, 6) end
     if op == 0x02 then return addr_ok(tvb, 10) end
     if op == 0x06 then return true end -- PUNCH_COOKIE: a cookie, nothing to check
+    if op == 0x09 then return all_zero(tvb, 10, 10) end
+    if op == 0x0a then return addr_ok(tvb, 2) end
+    if op == 0x0b or op == 0x0c then return true end -- PROBE, PROBE_ACK: a nonce
     if not nonzero_id(tvb, 2) then return false end
     if op == 0x03 or op == 0x07 then
         return nonzero_id(tvb, 22) and (op == 0x03 or addr_ok(tvb, 42))
@@ -1201,7 +1216,7 @@ end
 -- Whether `tvb` is a kadtalk datagram by its layout alone; a second true when the match is
 -- strong enough to take the rest of its conversation as kadtalk too: a KEY message or
 -- COOKIE_RETRY (27 fixed bytes, a DER identity key), a signed ALLOCATE, STORE or DELETE, a
--- traversal message but PUNCH_COOKIE. Others are claimed alone: ROUTE_REQ and ROUTE_RES have
+-- traversal message but PUNCH_COOKIE, PROBE and PROBE_ACK. Others are claimed alone: ROUTE_REQ and ROUTE_RES have
 -- no magic (nanotalk's format), the rest two bytes and a size. MEDIA, SIGNAL and a relay DATA
 -- carrying no KEY message or COOKIE (opaque bytes) are claimed only in a conversation so marked.
 local function looks_like_kadtalk(tvb)
@@ -1230,7 +1245,7 @@ local function looks_like_kadtalk(tvb)
         return strong(key_ok(tvb))
     elseif kind == 0x06 then
         local yes = traversal_ok(tvb, op)
-        return yes, yes and op ~= 0x06
+        return yes, yes and op ~= 0x06 and op ~= 0x0b and op ~= 0x0c
     elseif kind == 0x07 then
         if op == 0x01 then return len == 34 end
         return strong(op == 0x02 and len > 18 and tvb(18, 1):uint() == 0x02
