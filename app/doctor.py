@@ -14,6 +14,7 @@ import asyncio
 import math
 from typing import Any, Callable
 
+from kadtalk.node.addresses import text
 from kadtalk.node.traversal import AddressObserved
 
 from . import protocol
@@ -25,10 +26,7 @@ OK, LIMITED, NO_PEERS = 0, 1, 2  # exit codes (`kadtalk doctor`; 3: no daemon, a
 
 
 def _text(addr: Any) -> str | None:
-    if addr is None:
-        return None
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return None if addr is None else text(addr)
 
 
 class Checkup:
