@@ -123,8 +123,8 @@ def assess(f: dict[str, Any], local: str | None = None) -> tuple[list[dict[str, 
             f"--bootstrap HOST:PORT) and that no firewall blocks UDP port {port}.")
         code = NO_PEERS
     else:
-        say("peers", True, f"{f['peers_answered']} of {f['peers_asked']} peers asked answered; "
-            f"they see you at {public or 'an address not known yet'}.")
+        say("peers", True, f"Peers answered ({f['peers_answered']} of {f['peers_asked']} "
+            f"asked); they see you at {public or 'an address not known yet'}.")
         direct = probes["from_strangers"] > 0 or (f["independent"] and not f["symmetric"])
         if f["symmetric"] or f["nat"] == "symmetric":
             held = f["relay"]["held"]
