@@ -182,45 +182,51 @@ class Doctor:
         if driver.node.traversal is not None:
             driver.node.traversal.remember_sent()
 
-    async def cmd_doctor(self, client: Any, msg: dict) -> dict:
-        seconds = msg.get("seconds", CHECK_SECONDS)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-                or not math.isfinite(seconds) or not 1 <= seconds <= 30:
-            raise protocol.BadRequest("bad_request", "seconds: a number from 1 to 30")
-        network = self.network
-        driver = network.driver
-        if driver is None or driver.node.traversal is None:
-            raise protocol.BadRequest("not_ready", "the node has not started")
-        if self.running:
-            raise protocol.BadRequest("busy", "a check is running; try again in a few seconds")
-        self.running = True
-        try:
-            return await self._check(client, driver, float(seconds))
-        finally:
-            self.running = False
-
-    async def _check(self, client: Any, driver: Any, seconds: float) -> dict:
+    def cmd_doctor(self, client: Any, msg: dict) -> Any:
+        """The reply at once when there is nobody to ask (or the request is refused), else a
+        coroutine that gives it when the check is done."""
         import socket
 
         from kadtalk.transport.udp import has_ipv6_route
 
-        loop = driver.loop
+        seconds = msg.get("seconds", CHECK_SECONDS)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not math.isfinite(seconds) or not 1 <= seconds <= 30:
+            raise protocol.BadRequest("bad_request", "seconds: a number from 1 to 30")
+        driver = self.network.driver
+        if driver is None or driver.node.traversal is None:
+            raise protocol.BadRequest("not_ready", "the node has not started")
+        if self.running:
+            raise protocol.BadRequest("busy", "a check is running; try again in a few seconds")
         ipv6 = {"socket": driver.family == socket.AF_INET6,
                 "route": driver.node.routing.settings.ipv6 or (
                     driver.family == socket.AF_INET6 and has_ipv6_route())}
-        check = Checkup(driver.node, self.network._nat_kind, driver.address[1], ipv6, seconds)
-        peers = check.start(loop.time())
+        check = Checkup(driver.node, self.network._nat_kind, driver.address[1], ipv6,
+                        float(seconds))
+        peers = check.start(driver.loop.time())
+        if not peers:
+            return self._result(driver, check)
         driver.service()
         client.send({"event": "doctor", "step": "asking", "peers": len(peers),
                      "text": f"asking {len(peers)} peers where they see you, and to have a "
                              "peer you never talked to send you a probe"})
-        while not check.done(loop.time()):
-            await asyncio.sleep(0.2)
-        facts = check.facts()
+        self.running = True
+        return self._wait(client, driver, check)
+
+    async def _wait(self, client: Any, driver: Any, check: Checkup) -> dict:
+        try:
+            while not check.done(driver.loop.time()):
+                await asyncio.sleep(0.2)
+        finally:
+            self.running = False
         client.send({"event": "doctor", "step": "done", "text": "checked"})
+        return self._result(driver, check)
+
+    def _result(self, driver: Any, check: Checkup) -> dict:
+        facts = check.facts()
         findings, code = assess(facts, self._local(driver, check.peers))
         return {"code": code, "findings": findings, "facts": facts,
-                "seconds": round(loop.time() - check.started, 1)}
+                "seconds": round(driver.loop.time() - check.started, 1)}
 
     @staticmethod
     def _local(driver: Any, peers: list[Any]) -> str | None:
