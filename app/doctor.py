@@ -62,7 +62,8 @@ class Checkup:
         return self.peers
 
     def done(self, now: float) -> bool:
-        """All PROBEs in, or SETTLE s after the latest PROBE_ACK, or out of time."""
+        """All PROBEs in; or (two peers, or the only one, having told us our address) SETTLE s
+        after the latest PROBE_ACK, or after the start if none came; or out of time."""
         if not self.peers or now - self.started >= self.seconds:
             return True
         found = self.node.traversal.reachability()
@@ -71,8 +72,8 @@ class Checkup:
         if found.arrived >= len(self.peers):
             return True
         answered = self.node.traversal.stats["addr_res_received"] - self._answers
-        return (self._acked_at is not None and answered >= min(2, len(self.peers))
-                and now - self._acked_at >= SETTLE)
+        since = self._acked_at if self._acked_at is not None else self.started
+        return answered >= min(2, len(self.peers)) and now - since >= SETTLE
 
     def facts(self) -> dict[str, Any]:
         node, traversal = self.node, self.node.traversal
