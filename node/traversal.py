@@ -170,7 +170,7 @@ class Reachability:
     strangers: int
     known: int
     unclear: int
-    started: float | None
+    started: float | None  # when the check began (None: no check yet)
 
     @property
     def arrived(self) -> int:
@@ -216,7 +216,7 @@ class Traversal:
                  "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered", "nat",
                  "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
                  "_symmetric", "_probes", "_checks", "_checked_at", "remembering", "_recent",
-                 "_recent_limit", "_stranger")
+                 "_recent_limit", "_stranger", "_last_sent")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -264,6 +264,7 @@ class Traversal:
         self.remembering = False
         self._recent: dict[bytes, None] = {}
         self._recent_limit = 0
+        self._last_sent: Any = None
         self._stranger: bytes | None = None  # the host whose datagram ended `watching`
 
     # -- sans-I/O surface -----------------------------------------------------------------------
@@ -518,12 +519,16 @@ class Traversal:
             return None
 
     def _remember(self, out: list[tuple[Any, Any]]) -> None:
-        recent = self._recent
+        recent, last = self._recent, self._last_sent
         for _, addr in out:
+            if addr == last:
+                continue  # a call's stream: one address, its host the latest already
+            last = addr
             host = self._host(addr)
             if host is not None:
                 recent.pop(host, None)
                 recent[host] = None
+        self._last_sent = last
         while len(recent) > self._recent_limit:
             del recent[next(iter(recent))]
 

@@ -116,6 +116,19 @@ def test_a_probe_from_a_host_we_sent_to_proves_nothing_even_after_watching_ended
     assert r.drop_counts()["probe_unsolicited"] == 1
 
 
+def test_the_memory_keeps_the_latest_hosts_only():
+    n = node()
+    n.traversal.remember_sent(limit=2)
+    n.traversal.heard(OTHER)  # watching ends: only the memory tells
+    for addr in (Q, ("198.51.100.4", 1), ("198.51.100.4", 2), P):  # Q, then two other hosts
+        n.traversal.sent([(b"x", addr)])
+    assert set(n.traversal._recent) == {bytes((198, 51, 100, 4)), bytes((198, 51, 100, 1))}
+    n.traversal.check_reachability([P], 0.0)
+    nonce = next(iter(n.traversal._checks))
+    n.receive_datagram(bytes((TRAVERSAL, PROBE)) + nonce, Q, 0.1)  # Q: forgotten, a stranger
+    assert n.traversal.reachability().strangers == 1
+
+
 def test_without_memory_of_where_it_sent_a_node_cannot_tell_and_says_so():
     net, r, r_at, _ = world("open", remember=False)
     r.traversal.heard(OTHER)  # watching ended and nothing remembered
