@@ -15,7 +15,7 @@ from typing import Any
 
 COMMANDS = ("daemon", "wait-ready", "status", "call", "answer", "decline", "hangup", "mute",
             "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web", "history",
-            "send", "messages", "doctor")
+            "send", "messages", "doctor", "presence", "contact")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   kadtalk answer | kadtalk hangup                 pick up / end the call
   kadtalk send alice "on my way"                  a text message; waits for its receipt
   kadtalk messages alice                          the conversation, oldest first
+  kadtalk contact request 3f1c...e0 --note "Bob"  ask to be its contact; it accepts or not
+  kadtalk presence away                           your status, told to your contacts only
   kadtalk watch --json                            every event, one JSON object a line
   kadtalk doctor                                  can callers reach me? what to change
   kadtalk web                                     open the printed URL in a browser
@@ -171,6 +173,22 @@ def add_parsers(commands: Any) -> None:
                 "could not be told), 2 when no peer answered, 3 when no daemon runs.")
     p.add_argument("--seconds", type=_seconds, default=6.0, metavar="N",
                    help="at most this long (1-30, default 6)")
+    p = _client(commands, "presence", "show or set your status, and see your contacts'",
+                description="Without STATUS: your status and each contact's (online, away, busy, "
+                "or offline: not heard from for 15 minutes). With it: set yours (kept across "
+                "restarts); it is told to your contacts only, directly, never published.")
+    p.add_argument("status", nargs="?", choices=["online", "away", "busy"])
+    p = _client(commands, "contact", "contact requests: request, requests, accept, decline",
+                description="Ask a node to be your contact (`request ID`, with a short --note), "
+                "list the requests (`requests`), answer one (`accept ID`, `decline ID`). "
+                "Accepting adds both sides as contacts; declining is silent unless --tell. "
+                "Requests get through even when only contacts may call and write.")
+    p.add_argument("action", choices=["request", "requests", "accept", "decline"])
+    p.add_argument("peer", nargs="?", help="node ID (40 hex digits)")
+    p.add_argument("--name", help="request, accept: the contact name to give the peer")
+    p.add_argument("--note", default="", help="request: a short note (at most 256 bytes)")
+    p.add_argument("--tell", action="store_true",
+                   help="decline: tell the requester (by default it is not told)")
     p = _client(commands, "audio", "show or set the audio devices",
                 description="Without options: show the devices. With them: check the devices "
                 "open, then use them (in a call: switch at once). Only the devices the daemon "
@@ -330,6 +348,12 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
         return await _doctor(client, args)
     elif cmd == "send":
         return await _send(client, args)
+    elif cmd == "presence":
+        extra = {"status": args.status} if args.status else {}
+        r = await client.request("presence", **extra)
+        _out(args, r, _format_presence(r))
+    elif cmd == "contact":
+        return await _contact(client, args)
     elif cmd == "messages":
         extra = {"peer": args.contact} if args.contact else {}
         r = await client.request("messages", limit=args.limit, **extra)
@@ -487,6 +511,49 @@ def _format_messages(r: dict) -> str:
     return "\n".join(lines) or "no messages yet"
 
 
+def _format_presence(r: dict) -> str:
+    lines = [f"you are {r['status']}"]
+    for c in r["contacts"]:
+        seen = c.get("last_seen")
+        when = f" (last heard {time.strftime('%Y-%m-%d %H:%M', time.localtime(seen))})" \
+            if seen and c["status"] == "offline" else ""
+        lines.append(f"  {c['name']:<24} {c['status']}{when}")
+    return "\n".join(lines)
+
+
+def _format_requests(r: dict) -> str:
+    lines = []
+    for q in r["incoming"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(q["made"]))
+        head = f"{when}  from {q['peer']}: "
+        lines.append(head + _shown(q["note"] or "(no note)", len(head)))
+    for q in r["outgoing"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(q["made"]))
+        lines.append(f"{when}  to   {q['peer']}  [{q['state']}]")
+    return "\n".join(lines) or "no contact requests"
+
+
+async def _contact(client: Any, args: argparse.Namespace) -> int:
+    if args.action == "requests":
+        r = await client.request("contact_requests")
+        _out(args, r, _format_requests(r))
+        return 0
+    if args.peer is None:
+        print(f"usage: kadtalk contact {args.action} ID", file=sys.stderr)
+        return 2
+    extra = {"name": args.name} if args.name else {}
+    if args.action == "request":
+        r = await client.request("contact_request", to=args.peer, note=args.note, **extra)
+        _out(args, r, f"contact request sent to {r['peer']} (pending until it answers)")
+    elif args.action == "accept":
+        r = await client.request("contact_accept", peer=args.peer, **extra)
+        _out(args, r, f"accepted: {r['peer']} is your contact {_shown(r['name'])}")
+    else:
+        r = await client.request("contact_decline", peer=args.peer, tell=args.tell)
+        _out(args, r, f"declined {r['peer']}" + (" (told)" if r["told"] else " (not told)"))
+    return 0
+
+
 async def _call(client: Any, args: argparse.Namespace) -> int:
     since = len(client.seen)
     r = await client.request("dial", to=args.target)
@@ -534,7 +601,10 @@ async def _contacts(client: Any, args: argparse.Namespace) -> int:
         return 2
     if args.action == "list":
         r = await client.request("contacts")
-        text = "\n".join(f"{c['name']:<24} {c['peer']}" for c in r["contacts"]) or "no contacts"
+        shown = {} if args.json else {  # each one's presence (`kadtalk presence` says more)
+            c["peer"]: c["status"] for c in (await client.request("presence"))["contacts"]}
+        text = "\n".join(f"{c['name']:<24} {c['peer']}  {shown.get(c['peer'], '')}"
+                         for c in r["contacts"]) or "no contacts"
         _out(args, r, text)
         return 0
     if args.action == "add":
@@ -703,6 +773,14 @@ def _format_event(e: dict) -> str:
     if kind == "message":
         head = f"{stamp} message from {_shown(e.get('name') or e['peer'])}: "
         return head + _shown(e["text"], len(head))
+    if kind == "presence":
+        return f"{stamp} {_shown(e.get('name') or e['peer'])} is {e['status']}"
+    if kind == "contact_request":
+        head = f"{stamp} contact request from {e['peer']}: "
+        return head + _shown(e["note"] or "(no note)", len(head))
+    if kind == "contact_reply":
+        return (f"{stamp} {e['peer']} " + (f"accepted: your contact {_shown(e['name'])}"
+                                            if e["accepted"] else "declined your request"))
     if kind == "receipt":
         return f"{stamp} message {e['message_id'][:8]} delivered to {e.get('name') or e['peer']}"
     if kind == "message_pending":

@@ -6,6 +6,7 @@ network status, and control clients are served as their lines arrive.
 This module only wires the parts, each one concept: app/control.py (the control socket),
 app/calls.py (the call, its audio ticker and quality; app/devices.py its devices),
 app/callers.py (contacts, block list, who may ring), app/messages.py (text messages),
+app/presence.py (our status, contacts'), app/contact_requests.py (contact requests),
 app/network.py (joining, saved peers, NAT kind, lookups) and app/systemd.py (readiness).
 Commands are the parts' cmd_NAME methods.
 """
@@ -30,12 +31,14 @@ from . import protocol, systemd
 from .callers import Callers
 from .calls import Call, Calls
 from .config import Config, ConfigError, remove_temporaries
+from .contact_requests import ContactRequests
 from .control import Client, ControlServer, DaemonError, handlers
 from .devices import Devices, check_at_start
 from .doctor import Doctor
 from .history import History
 from .messages import Messages
 from .network import Network, best_peers
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,11 @@ class Daemon:
         self.doctor = Doctor(self.network)
         self.control.commands = handlers(self, self.calls, self.calls.devices, self.callers,
                                          self.network, self.history, self.messages, self.doctor)
+        self.presence = Presence(self.callers, self.history, broadcast)
+        self.requests = ContactRequests(self.callers, self.history, config, broadcast)
+        self.requests.presence = self.presence
+        self.presence.extra_peers = self.requests.waiting_peers  # dialled on joining too
+        self.control.commands.update(handlers(self.presence, self.requests))
         self.driver: UdpDriver | None = None
         self.web: Any = None
         self.started = time.time()
@@ -127,6 +135,8 @@ class Daemon:
                 "kadtalk daemon running? choose another port with --port"
             ) from e
         self.calls.driver = self.messages.driver = self.driver
+        self.presence.driver = self.requests.driver = self.driver
+        self.presence.start()  # the saved status, before any session
         self.messages.start(loop.time())  # kept prekeys and the mailbox's upkeep, before joining
         self.network.start(self.driver, loop.time())
         self.doctor.start(self.driver)  # remember where the node sends, for `doctor`
@@ -167,6 +177,7 @@ class Daemon:
         self.control.closing = True
         log.info("shutting down")
         self.calls.hang_up()
+        self.presence.close()  # "offline" to contacts, before their sessions end
         self.messages.close()
         if self._second is not None:
             self._second.cancel()
@@ -220,6 +231,8 @@ class Daemon:
         try:
             self.calls.on_event(event)
             self.messages.on_event(event)
+            self.presence.on_event(event)
+            self.requests.on_event(event)
             self.network.on_event(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
@@ -258,6 +271,7 @@ class Daemon:
 
 # every command's handler, by name (the parts' classes: for the names and the docs)
 COMMANDS = handlers(Daemon, Calls, Devices, Callers, Network, History, Messages, Doctor)
+COMMANDS.update(handlers(Presence, ContactRequests))
 
 
 def load_identity(config: Config) -> Identity:

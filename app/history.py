@@ -105,6 +105,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             private BLOB NOT NULL,              -- its private half: boxes sealed to it open
             made REAL NOT NULL)                 -- Unix time; dropped after prekey_keep""",
     ),
+    (  # 5: contact requests (app/contact_requests.py), one per peer and direction
+        """CREATE TABLE contact_requests (
+            id INTEGER PRIMARY KEY,
+            peer TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            request_id TEXT NOT NULL,           -- the requester's ID for it, 32 hex digits
+            note TEXT NOT NULL DEFAULT '',      -- the requester's, as sent (sanitise to print)
+            name TEXT,                          -- out: the contact name the peer gets if it accepts
+            state TEXT NOT NULL,                -- pending, delivered (out), accepted, declined
+            made REAL NOT NULL,                 -- Unix time
+            answered REAL,                      -- Unix time it was accepted or declined
+            reply_id TEXT,                      -- in: our reply's ID while it awaits its receipt
+            UNIQUE (peer, direction))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

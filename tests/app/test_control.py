@@ -266,7 +266,7 @@ def test_the_command_line_client_against_a_daemon(sock_root):
             code, out, _ = await kadtalk("contacts", "list", "--json")
             assert json.loads(out)["contacts"] == [{"peer": peer, "name": "Dora M"}]
             code, out, _ = await kadtalk("contacts")
-            assert out.split() == ["Dora", "M", peer]
+            assert out.split() == ["Dora", "M", peer, "offline"]  # presence: never heard
             code, _, err = await kadtalk("contacts", "add", "x")
             assert code == 2 and "usage" in err
             code, _, err = await kadtalk("answer")

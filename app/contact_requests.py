@@ -1,0 +1,317 @@
+"""Contact requests (issue 14 item 3), like Tox's friend requests: `kadtalk contact request ID`,
+`contact requests`, `contact accept|decline ID`, and the `contact_request` / `contact_reply`
+events (docs/control.md; the frames: docs/protocol.md §15c).
+
+A request goes as a CONTACT_REQ on a session with the peer (opened for it if need be), sent
+again until its RECEIPT and, if the session ends first, on the next one (as long as it is
+pending here). The receiver keeps it in the history database (table contact_requests, one row
+per peer and direction: a repeat replaces the note) until the user answers. Accepting adds the
+requester as a contact and sends a CONTACT_REPLY; the requester's daemon adds the accepter when
+that reply arrives, and only if it names a request of ours to that same peer still pending (an
+unsolicited "accepted" changes nothing). Declining is silent unless the user asks to tell
+(`tell`): a requester cannot tell a declined request from one not seen yet, as in Tox.
+
+Requests get through in contacts-only mode (that is what they are for: strangers' calls and
+messages are refused, a request is how one stops being a stranger), within limits: the node's
+per-session and all-strangers budgets (§15b), then here at most RATE new requests a second in
+all (burst BURST), at most MAX_PENDING waiting, and nothing from a peer blocked or declined in
+the last QUIET s. What is over a limit is dropped and counted (`dropped`); its sender had its
+RECEIPT and learns nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from typing import Any, Callable
+
+from kadtalk.node.ratelimit import TokenBucket
+from kadtalk.node.session import MessageDelivered, SessionOpened
+from kadtalk.node.session.presence import (
+    MAX_NOTE,
+    ContactReplied,
+    ContactRequested,
+    encode_reply,
+    encode_request,
+)
+
+from . import protocol
+from .config import check_name, parse_id
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 100  # incoming requests waiting for the user's answer
+RATE = 1 / 6  # new incoming requests a second, in all (10 a minute) ...
+BURST = 20.0  # ... with this burst
+QUIET = 24 * 3600.0  # s: a peer declined (or blocked) is not heard again for this long
+RESEND = 32  # waiting requests and replies sent again when a session with their peer opens
+_KEYS = ("peer", "direction", "request_id", "note", "name", "state", "made", "answered")
+
+
+class ContactRequests:
+    """`driver` is set by the daemon once the node runs; `history` is app/history.py's History
+    (its `db` holds the table); `presence` (app/presence.py) is told of a new contact."""
+
+    def __init__(self, callers: Any, history: Any, config: Any,
+                 broadcast: Callable[[dict], None]):
+        self.callers = callers
+        self.history = history
+        self.config = config
+        self.broadcast = broadcast
+        self.driver: Any = None
+        self.presence: Any = None
+        self.dropped = 0  # requests over a limit, from blocked or recently declined peers
+        self.unsolicited = 0  # replies that answer no request of ours
+        self._bucket: TokenBucket | None = None
+
+    # -- the table ------------------------------------------------------------------------------
+
+    def _db(self) -> Any:
+        db = self.history.db
+        if db is None:
+            raise protocol.BadRequest("io_error", "the history database is not open")
+        return db.connection
+
+    def _row(self, peer: str, direction: str) -> dict[str, Any] | None:
+        row = self._db().execute(
+            f"SELECT {', '.join(_KEYS)}, reply_id FROM contact_requests WHERE peer = ? AND "
+            "direction = ?", (peer, direction)).fetchone()
+        return None if row is None else dict(zip((*_KEYS, "reply_id"), row))
+
+    def _put(self, peer: str, direction: str, request_id: str, note: str, name: str | None,
+             state: str) -> None:
+        self._db().execute(
+            "INSERT OR REPLACE INTO contact_requests (peer, direction, request_id, note, name, "
+            "state, made) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (peer, direction, request_id, note, name, state, time.time()))
+
+    def _set(self, peer: str, direction: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._db().execute(f"UPDATE contact_requests SET {sets} WHERE peer = ? AND direction = ?",
+                           (*fields.values(), peer, direction))
+
+    def waiting_peers(self) -> list[str]:
+        """Peers our requests or replies wait for (dialled when the node joins)."""
+        try:
+            rows = self._db().execute(
+                "SELECT peer FROM contact_requests WHERE (direction = 'out' AND state = "
+                "'pending') OR reply_id IS NOT NULL LIMIT ?", (RESEND,)).fetchall()
+        except (sqlite3.Error, protocol.BadRequest):
+            return []
+        return [peer for (peer,) in rows]
+
+    # -- node events ----------------------------------------------------------------------------
+
+    def on_event(self, event: Any) -> None:
+        kind = type(event)
+        try:
+            if kind is ContactRequested:
+                self._requested(f"{event.peer_id:040x}", event.request_id.hex(), event.note)
+            elif kind is ContactReplied:
+                self._replied(f"{event.peer_id:040x}", event.request_id.hex(), event.accepted)
+            elif kind is MessageDelivered:
+                self._delivered(f"{event.peer_id:040x}", event.message_id.hex())
+            elif kind is SessionOpened:
+                self._resend(f"{event.peer_id:040x}")
+        except (sqlite3.Error, protocol.BadRequest) as e:
+            self.history.write_errors += 1
+            log.warning("cannot keep a contact request in %s: %s", self.history.path, e)
+
+    def _requested(self, peer: str, request_id: str, note: str) -> None:
+        if peer in self.config.block or peer in self.callers.blocked:
+            self.dropped += 1
+            return
+        if self.callers.name_of(peer) is not None:  # a contact asks again (it lost us): yes
+            self._put(peer, "in", request_id, note, None, "accepted")
+            self._send_reply(peer, request_id, True)
+            return
+        row = self._row(peer, "in")
+        now = self.driver.loop.time() if self.driver is not None else time.monotonic()
+        if row is not None and row["state"] == "declined" and \
+                time.time() - (row["answered"] or 0) < QUIET:
+            self.dropped += 1  # declined lately: not shown again
+            return
+        if row is None or row["state"] != "pending":  # a new one: the limits
+            (waiting,) = self._db().execute(
+                "SELECT count(*) FROM contact_requests WHERE direction = 'in' AND state = "
+                "'pending'").fetchone()
+            if self._bucket is None:
+                self._bucket = TokenBucket(RATE, BURST, now)
+            if waiting >= MAX_PENDING or not self._bucket.take(now):
+                self.dropped += 1
+                log.info("dropped a contact request from %s (%d waiting; at most %d, %g a "
+                         "second)", peer, waiting, MAX_PENDING, RATE)
+                return
+        elif row["request_id"] == request_id and row["note"] == note:
+            return  # the same request again (on another session): shown once
+        self._put(peer, "in", request_id, note, None, "pending")
+        log.info("contact request from %s", peer)
+        self.broadcast({"event": "contact_request", "peer": peer, "request_id": request_id,
+                        "note": note, "at": time.time()})
+
+    def _replied(self, peer: str, request_id: str, accepted: bool) -> None:
+        row = self._row(peer, "out")
+        if row is None or row["request_id"] != request_id or \
+                row["state"] not in ("pending", "delivered"):
+            self.unsolicited += 1  # no request of ours to this peer: nothing changes
+            log.info("ignored a contact reply from %s that answers no request of ours", peer)
+            return
+        self._set(peer, "out", state="accepted" if accepted else "declined",
+                  answered=time.time())
+        name = None
+        if accepted:
+            name = self._add_contact(peer, row["name"])
+        self.broadcast({"event": "contact_reply", "peer": peer, "name": name,
+                        "accepted": accepted, "at": time.time()})
+
+    def _delivered(self, peer: str, frame_id: str) -> None:
+        out = self._row(peer, "out")
+        if out is not None and out["request_id"] == frame_id and out["state"] == "pending":
+            self._set(peer, "out", state="delivered")
+        incoming = self._row(peer, "in")
+        if incoming is not None and incoming["reply_id"] == frame_id:
+            self._set(peer, "in", reply_id=None)  # our reply arrived
+
+    def _resend(self, peer: str) -> None:
+        """A session with `peer` opened: our request or reply waiting for it goes now."""
+        out = self._row(peer, "out")
+        if out is not None and out["state"] == "pending":
+            self._send(peer, bytes.fromhex(out["request_id"]),
+                       encode_request(bytes.fromhex(out["request_id"]), out["note"]))
+        incoming = self._row(peer, "in")
+        if incoming is not None and incoming["reply_id"] is not None:
+            reply_id = bytes.fromhex(incoming["reply_id"])
+            self._send(peer, reply_id, encode_reply(
+                reply_id, bytes.fromhex(incoming["request_id"]), incoming["state"] == "accepted"))
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _send(self, peer: str, frame_id: bytes, frame: bytes) -> bool:
+        """On a session with `peer`, opening one for messages if there is none."""
+        driver = self.driver
+        node, now = driver.node, driver.loop.time()
+        layer = node._session()  # made on the first session; this may be it
+        try:
+            sid = layer.send_frame(int(peer, 16), frame_id, frame, now)
+            if sid is None:
+                node.call(int(peer, 16), now, chat=True)
+                sid = layer.send_frame(int(peer, 16), frame_id, frame, now)
+        except ValueError as e:  # a full outbox: sent again at the next session
+            log.warning("contact request or reply to %s not sent now: %s", peer, e)
+            return False
+        driver.service()
+        return sid is not None
+
+    def _send_reply(self, peer: str, request_id: str, accepted: bool) -> None:
+        reply_id = os.urandom(16)
+        self._set(peer, "in", reply_id=reply_id.hex())
+        self._send(peer, reply_id, encode_reply(reply_id, bytes.fromhex(request_id), accepted))
+
+    def _add_contact(self, peer: str, name: str | None) -> str:
+        """Add `peer` (named `name`, else by its ID's first digits); the name it got."""
+        existing = self.callers.name_of(peer)
+        if existing is not None:
+            return existing
+        for candidate in (name, peer[:8], peer[:12], peer[:16]):
+            if not candidate:
+                continue
+            try:
+                entry = self.callers.contacts.add(peer, candidate)
+                break
+            except ValueError:
+                continue  # the name is taken: try the next
+        else:
+            raise protocol.BadRequest("bad_argument", f"cannot name {peer}: give --name")
+        self.broadcast({"event": "contacts", "contacts": self.callers._contact_list()})
+        if self.presence is not None:
+            self.presence.contact_added(peer)
+        return entry["name"]
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def cmd_contact_request(self, client: Any, msg: dict) -> dict:
+        peer = parse_id(msg.get("to"))
+        if peer is None:
+            raise protocol.BadRequest("bad_argument", '"to" must be a node ID (40 hex digits)')
+        if self.driver is None:
+            raise protocol.BadRequest("not_joined", "the node is not running yet")
+        if peer == f"{self.driver.node.node_id:040x}":
+            raise protocol.BadRequest("bad_argument", "that is this node's own ID")
+        note, name = msg.get("note", ""), msg.get("name")
+        if not isinstance(note, str):
+            raise protocol.BadRequest("bad_argument", '"note" must be a string')
+        if name is not None:
+            try:
+                name = check_name(name)
+            except ValueError as e:
+                raise protocol.BadRequest("bad_argument", str(e)) from None
+        request_id = os.urandom(16)
+        try:
+            frame = encode_request(request_id, note)
+        except ValueError as e:
+            raise protocol.BadRequest("too_long", str(e)) from None
+        try:
+            self._put(peer, "out", request_id.hex(), note, name, "pending")
+        except sqlite3.Error as e:
+            raise protocol.BadRequest("io_error", f"cannot store the request in "
+                                      f"{self.history.path}: {e}") from None
+        sending = self._send(peer, request_id, frame)
+        log.info("contact request %s to %s%s", request_id.hex(), peer,
+                 "" if sending else ": no session now; it goes at the next one")
+        return {"peer": peer, "request_id": request_id.hex(), "state": "pending"}
+
+    def cmd_contact_requests(self, client: Any, msg: dict) -> dict:
+        """Incoming requests waiting for an answer, and ours not answered (or answered)."""
+        try:
+            rows = self._db().execute(
+                f"SELECT {', '.join(_KEYS)} FROM contact_requests WHERE direction = 'out' OR "
+                "state = 'pending' ORDER BY made").fetchall()
+        except sqlite3.Error as e:
+            raise protocol.BadRequest("io_error", f"cannot read {self.history.path}: {e}") from None
+        requests = [dict(zip(_KEYS, row)) for row in rows]
+        return {"incoming": [r for r in requests if r["direction"] == "in"],
+                "outgoing": [r for r in requests if r["direction"] == "out"],
+                "dropped": self.dropped}
+
+    def _pending_from(self, msg: dict) -> tuple[str, dict[str, Any]]:
+        peer = parse_id(msg.get("peer"))
+        if peer is None:
+            raise protocol.BadRequest("bad_argument", '"peer" must be a node ID (40 hex digits)')
+        row = self._row(peer, "in")
+        if row is None or row["state"] != "pending":
+            raise protocol.BadRequest("unknown_request", f"no contact request from {peer} waits")
+        if self.driver is None:
+            raise protocol.BadRequest("not_joined", "the node is not running yet")
+        return peer, row
+
+    def cmd_contact_accept(self, client: Any, msg: dict) -> dict:
+        peer, row = self._pending_from(msg)
+        name = msg.get("name")
+        if name is not None:
+            try:
+                name = check_name(name)
+            except ValueError as e:
+                raise protocol.BadRequest("bad_argument", str(e)) from None
+        try:
+            name = self._add_contact(peer, name)
+        except OSError as e:
+            raise protocol.BadRequest("io_error", f"cannot save {self.callers.contacts.path}: "
+                                      f"{e.strerror}") from None
+        self._set(peer, "in", state="accepted", answered=time.time())
+        self._send_reply(peer, row["request_id"], True)
+        return {"peer": peer, "name": name, "state": "accepted"}
+
+    def cmd_contact_decline(self, client: Any, msg: dict) -> dict:
+        peer, row = self._pending_from(msg)
+        tell = msg.get("tell", False)
+        if not isinstance(tell, bool):
+            raise protocol.BadRequest("bad_argument", '"tell" must be true or false')
+        self._set(peer, "in", state="declined", answered=time.time())
+        if tell:
+            self._send_reply(peer, row["request_id"], False)
+        return {"peer": peer, "state": "declined", "told": tell}
+
+
+__all__ = ["MAX_NOTE", "MAX_PENDING", "ContactRequests"]
