@@ -25,12 +25,20 @@ more than `proof_lifetime` (300 s, TURN's permission lifetime) ago, is refused (
 Bare KNOCKs have a global bucket of their own (`knock_rate`, and `source_rate` per host): a
 cookie is an HMAC and a 16-byte answer to a 16-byte KNOCK, so a flood of spoofed knocks neither
 amplifies nor starves HELLO / ALLOCATE's CHALLENGEs (nor they the knocks). Every KNOCK that
-carries a cookie, right or wrong, first takes a token from its allocation's own bucket
-(`echo_rate` 1/s, burst 4) and only then is checked, so a replayed valid cookie costs the
-allocation's DATA budget nothing and a guess cannot outrun the meter. Six bytes suffice because
+carries a cookie, right or wrong, takes a token from its allocation's cap (`echo_cap_rate`
+50/s, bounding the HMACs) and one from the bucket of its (allocation, source address)
+(`echo_rate` 1/s, burst 4) before it is checked, so a replayed valid cookie costs the
+allocation's DATA budget nothing and a guess cannot outrun the meter. The cookie is bound to
+the source, so only guesses from the knocker's own address could prove it, and only those
+share its bucket: the allocation number travels in clear to the rendezvous, but forged echoes
+from other addresses no longer starve the honest knocker's (they did when the bucket was the
+allocation's alone). The per-source table is bounded (`echo_sources`) and refuses a new source
+when full rather than evicting one; a full bucket is forgotten, and the cap lets at most 250
+sources be unfull at once, so spoofed sources alone cannot fill it. Six bytes suffice because
 guesses cannot be made offline: a guess is right with probability at most 2 / 2^48 (two
-secrets are valid at once), so one allocation takes on average 2^47 s, some 4.5 million years,
-and an attacker holding all `max_allocations` (64) of a relay, 2^47 / 64 s, some 70,000 years.
+secrets are valid at once), so one address takes on average 2^47 s, some 4.5 million years,
+and the cap bounds all addresses together against one allocation to 2^47 / 50 s, some 89,000
+years.
 
 Consent freshness (RFC 7675): DATA from the owner reaches its peer only while something came
 from the peer (its DATA, or a cookie echo) within `consent` (30 s); else it is a counted drop
@@ -72,7 +80,7 @@ class KnockCookies(CookieJar):
 
 class Allocation:
     __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "proven", "expires",
-                 "budget", "echoes", "heard")
+                 "budget", "echoes", "sources", "heard")
 
     def __init__(self, number: bytes, owner: Any, identity: bytes, nonce: bytes, expires: float,
                  budget: TokenBucket, echoes: TokenBucket):
@@ -85,7 +93,8 @@ class Allocation:
         self.proven: dict[Any, float] = {}  # address that echoed a knock cookie -> when
         self.expires = expires
         self.budget = budget  # DATA's bytes
-        self.echoes = echoes  # KNOCKs with a cookie: metered before the cookie is checked
+        self.echoes = echoes  # KNOCKs with a cookie, from all sources: the cap
+        self.sources: dict[Any, TokenBucket] = {}  # ... and per source (bounded, refusing)
         self.heard = 0.0  # when the permitted peer last sent us something (consent)
 
 
@@ -165,7 +174,7 @@ class RelayServer:
             alloc = Allocation(number, addr, identity, request.nonce, now + lifetime,
                                TokenBucket(settings.allocation_rate, settings.allocation_burst,
                                            now),
-                               TokenBucket(settings.echo_rate, settings.echo_burst, now))
+                               TokenBucket(settings.echo_cap_rate, settings.echo_cap_burst, now))
             self.allocations[number] = alloc
             self._by_nonce[request.nonce] = alloc
             self._per_identity[identity] += 1
@@ -235,6 +244,8 @@ class RelayServer:
                 self.stats["knock_cookie_sent"] += 1
         elif not alloc.echoes.take(now):
             self.stats["rate_limited_echo"] += 1  # before the check: no guess goes unmetered
+        elif (refused := self._echo_metered(alloc, addr, now)) is not None:
+            self.stats[refused] += 1  # this source's guesses (1/s), whatever others send
         elif not self._knock_cookies.valid(addr, alloc.number, cookie, now):
             self.stats["bad_knock_cookie"] += 1  # forged, expired, or from elsewhere
         else:
@@ -305,6 +316,19 @@ class RelayServer:
         if refused is not None:
             self.stats[refused] += 1
         return refused is None
+
+    def _echo_metered(self, alloc: Allocation, addr: Any, now: float) -> str | None:
+        """None if `addr` may have one more cookie of `alloc` checked now, else the reason."""
+        sources, settings = alloc.sources, self.settings
+        bucket = sources.get(addr)
+        if bucket is None:
+            if len(sources) >= settings.echo_sources:
+                for key in [k for k, b in sources.items() if b.level(now) >= b.burst]:
+                    del sources[key]  # full buckets: forgetting them loses nothing
+                if len(sources) >= settings.echo_sources:
+                    return "echo_sources_full"  # refused: established sources are kept
+            bucket = sources[addr] = TokenBucket(settings.echo_rate, settings.echo_burst, now)
+        return None if bucket.take(now) else "rate_limited_echo_source"
 
     def _lifetime(self, asked: int) -> int:
         return max(self.settings.min_lifetime, min(asked, self.settings.max_lifetime))

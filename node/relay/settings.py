@@ -31,8 +31,13 @@ class RelaySettings:
     max_sources: int = 1024  # source hosts metered at once
     knock_rate: float = 200.0  # KNOCK_COOKIEs a second, in all: a bucket of their own (an HMAC
     knock_burst: float = 400.0  # and a 16-byte answer to a 16-byte KNOCK: no amplification)
-    echo_rate: float = 1.0  # knock cookie echoes (right or wrong) a second per allocation
-    echo_burst: float = 4.0  # (an honest knocker echoes twice per knock round)
+    echo_rate: float = 1.0  # knock cookie echoes (right or wrong) a second per allocation and
+    echo_burst: float = 4.0  # source address (an honest knocker echoes twice per knock round)
+    echo_cap_rate: float = 50.0  # ... and per allocation from all sources (bounds the HMACs)
+    echo_cap_burst: float = 50.0
+    echo_sources: int = 256  # sources metered per allocation at once; a new one is refused when
+    #   full (a full bucket is forgotten, so echo_cap_burst + echo_cap_rate * echo_burst /
+    #   echo_rate = 250 suffice: spoofed sources never fill it)
     consent: float = 30.0  # s: no DATA to a peer nothing came from for this long (RFC 7675)
     proof_lifetime: float = 300.0  # s an echoed knock cookie lets the owner PERMIT its address
     # client
@@ -48,7 +53,8 @@ class RelaySettings:
         if self.serve not in SERVE:
             raise ValueError(f"relay serve must be one of {', '.join(SERVE)}")
         if min(self.max_allocations, self.max_per_identity, self.max_per_host, self.max_sources,
-               self.request_tries, self.max_client_allocations, self.max_paths) < 1 \
+               self.request_tries, self.max_client_allocations, self.max_paths,
+               self.echo_sources) < 1 \
                 or not 0 <= self.call_relays <= self.max_client_allocations:
             raise ValueError("relay counts must be at least 1")
         if not 0 < self.min_lifetime <= self.default_lifetime <= self.max_lifetime <= 0xFFFF:
@@ -57,9 +63,10 @@ class RelaySettings:
                 or self.cookie_rotation <= 0 or self.consent <= 0 or self.proof_lifetime <= 0:
             raise ValueError("relay lifetime and timeouts must be positive")
         if min(self.allocation_rate, self.total_rate, self.verify_rate, self.source_rate,
-               self.knock_rate, self.echo_rate) <= 0 \
+               self.knock_rate, self.echo_rate, self.echo_cap_rate) <= 0 \
                 or min(self.allocation_burst, self.total_burst, self.verify_burst,
-                       self.source_burst, self.knock_burst, self.echo_burst) < 1:
+                       self.source_burst, self.knock_burst, self.echo_burst,
+                       self.echo_cap_burst) < 1:
             raise ValueError("relay rates must be positive and bursts at least 1")
 
 

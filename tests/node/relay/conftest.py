@@ -72,3 +72,8 @@ class World(MemoryNet):
         self.at(A).permit(event.path, B, now)
         self.settle(now)
         return event
+
+
+def echo_limited(counts: Any) -> int:
+    """Cookie echoes the relay metered away: by the allocation's cap or the source's bucket."""
+    return counts["rate_limited_echo"] + counts["rate_limited_echo_source"]
