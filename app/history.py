@@ -154,6 +154,7 @@ class HistoryDB:
         when it is broken, from a newer kadtalk, or not a kadtalk history."""
         path = Path(path)
         _create(path)
+        _owner_only(path)
         _check_header(path)
         if path.stat().st_size:  # an empty file is a new database
             with _errors(path):
@@ -301,9 +302,14 @@ class HistoryDB:
             "SELECT private, made FROM prekeys ORDER BY made DESC")]
 
     def drop_prekeys(self, before: float) -> int:
-        """Forget prekeys made before `before` (no box sealed to them can arrive any more)."""
+        """Forget prekeys made before `before` (no box sealed to them can arrive any more).
+        secure_delete overwrites their rows in the database file, and a TRUNCATE checkpoint
+        then empties the -wal file, which still held the pages that carried them."""
         with self._write() as c:
-            return c.execute("DELETE FROM prekeys WHERE made < ?", (before,)).rowcount
+            dropped = c.execute("DELETE FROM prekeys WHERE made < ?", (before,)).rowcount
+        if dropped:
+            self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return dropped
 
     def conversation(self, peer: str | None = None,
                      limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
@@ -384,6 +390,23 @@ def _create(path: Path) -> None:
         pass  # another process made it at the same moment
     except OSError as e:
         raise HistoryError(f"cannot create the history database {path}: {e.strerror}") from None
+
+
+def _owner_only(path: Path) -> None:
+    """The file (and its -wal and -shm, which SQLite makes with its mode) is ours and owner-only,
+    however it was made: refused if another user owns it, group and others' bits cleared."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = file.stat()
+            if info.st_uid != os.getuid():
+                raise HistoryError(f"the history database {file} belongs to another user "
+                                   f"(uid {info.st_uid}); choose another path")
+            if info.st_mode & 0o077:
+                file.chmod(info.st_mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except PermissionError as e:
+            raise HistoryError(f"cannot make {file} owner-only: {e.strerror}") from None
 
 
 @contextmanager

@@ -15,9 +15,15 @@ learns nothing then: its message turns `delivered` at the next session between t
 message either way, a call), on which it sends what is `stored` again and our node's RECEIPT
 answers (we keep the copy once).
 
-Prekeys: each one the node makes (PrekeyMade) is written to the history database (mode 0600)
-before anything is sealed to it can arrive, and given back at the next start, so a box sealed
-to a prekey published before a restart still opens after it; kept `prekey_keep` seconds.
+Recipient: a box whose message the history cannot write (disk full, locked) is neither shown
+nor acknowledged: its copies stay with the storers and it opens again at the next fetch.
+
+Prekeys: the node hands each one it makes to `_keep_prekey` (keep_mailbox's `keep`), which
+writes it to the history database (owner-only) before the node publishes it; one that cannot
+be written is never published (the newest kept one stays in use). They are given back at the
+next start, so a box sealed to a prekey published before a restart still opens after it; kept
+`prekey_keep` seconds. Old ones are deleted apart from reading the kept ones: a file that cannot
+be written still gives back its prekeys.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 from kadtalk.node.layer import Event
 from kadtalk.node.session.messages import decode_text, encode_text
 from kadtalk.node.session.wire import Drop
-from kadtalk.node.storage import MailFailed, MailStored, MessageReceived, PrekeyMade
+from kadtalk.node.storage import MailFailed, MailStored, MessageReceived
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,8 @@ class Mailbox:
     def __init__(self, messages: Any):
         self.messages = messages
         self.mailing: set[tuple[str, str]] = set()  # (peer, message id) being mailed
-        self.stats = {"stored": 0, "mail_failed": 0, "received": 0, "undecodable": 0}
+        self.stats = {"stored": 0, "mail_failed": 0, "received": 0, "undecodable": 0,
+                      "unkept": 0}
 
     @property
     def driver(self) -> Any:
@@ -55,13 +62,14 @@ class Mailbox:
         db = self.messages.history.db
         if storage is None or db is None:
             return
+        keep = storage.settings.prekey_keep
         try:
-            db.drop_prekeys(time.time() - storage.settings.prekey_keep)
-            kept = db.prekeys()
+            kept = [p for p in db.prekeys() if p[1] >= time.time() - keep]
         except sqlite3.Error as e:
             log.warning("cannot read the prekeys in %s: %s", self.messages.history.path, e)
             kept = []
-        storage.keep_mailbox(kept, now)
+        self._drop_prekeys(keep)  # apart: a file we cannot write still gives its prekeys
+        storage.keep_mailbox(kept, now, keep=self._keep_prekey)
 
     def on_event(self, event: Event) -> None:
         kind = type(event)
@@ -71,8 +79,6 @@ class Mailbox:
             self._stored(event)
         elif kind is MailFailed:
             self._failed(event)
-        elif kind is PrekeyMade:
-            self._keep_prekey(event)
 
     # -- sender ---------------------------------------------------------------------------------
 
@@ -128,25 +134,31 @@ class Mailbox:
         except Drop:
             self.stats["undecodable"] += 1  # signed by its sender, but not a text: dropped
             frame = None
+        storage = self.driver.node.storage
         if frame is not None:
             self.stats["received"] += 1
             peer = event.sender.hex()
-            self.messages.keep(peer, frame.message_id, frame.seq, frame.sent_ms, frame.text,
-                               None)
-        storage = self.driver.node.storage
+            if self.messages.keep(peer, frame.message_id, frame.seq, frame.sent_ms, frame.text,
+                                  None) is None:
+                self.stats["unkept"] += 1  # the history cannot take it: the storers keep it
+                storage.not_kept(event.vid)  # and it opens again at the next fetch
+                return
         now = self.driver.loop.time()
-        storage.acknowledge(event.epoch, [event.vid], now)  # kept (or refused): copies go
+        storage.acknowledge(event.epoch, [event.vid], now)  # kept, a duplicate, or refused
         self.driver.node.pump_storage(now)
         self.driver.service()
 
-    def _keep_prekey(self, event: PrekeyMade) -> None:
-        storage = self.driver.node.storage
+    def _keep_prekey(self, public: bytes, private: bytes, made: float) -> bool:
+        """The node's new prekey, written before the node publishes it (False: not written;
+        the node then goes on with the prekeys it has)."""
+        if not self.messages.write(lambda db: db.add_prekey(public, private, made) or True):
+            log.warning("a new prekey could not be kept: the previous one stays in use")
+            return False
+        self._drop_prekeys(self.driver.node.storage.settings.prekey_keep)
+        return True
 
-        def keep(db: Any) -> bool:
-            db.add_prekey(event.public, event.private, event.made)
-            db.drop_prekeys(time.time() - storage.settings.prekey_keep)
-            return True
-
-        if not self.messages.write(keep):
-            log.warning("a new prekey could not be kept: messages sealed to it will not open "
-                        "after a restart")
+    def _drop_prekeys(self, keep: float) -> None:
+        try:
+            self.messages.history.db.drop_prekeys(time.time() - keep)
+        except sqlite3.Error as e:
+            log.warning("cannot delete old prekeys in %s: %s", self.messages.history.path, e)

@@ -101,7 +101,9 @@ class Messages:
              session_id: int | None) -> bool:
         """A message from `peer` (live on session `session_id`, or None: from our mailbox):
         kept and shown unless its sender is blocked (or a stranger in contacts-only mode) or
-        it is kept already; True when it is new here."""
+        it is kept already; True when it is new here, None when it cannot be written (a live
+        one is shown all the same; a mailbox one is neither shown nor acknowledged: it comes
+        back at the next fetch)."""
         name = self.callers.name_of(peer)
         if peer in self.config.block or peer in self.callers.blocked or (
                 self.config.accept == "contacts" and name is None):
@@ -112,8 +114,11 @@ class Messages:
         message_id = message_id_bytes.hex()
         row = dict(peer=peer, direction="in", message_id=message_id, text=text,
                    sent=sent_ms / 1000, received=received, seq=seq)
-        if self.write(lambda db: db.add_message(**row, state="delivered")) is False:
+        written = self.write(lambda db: db.add_message(**row, state="delivered"))
+        if written is False:
             return False  # kept already: a retransmission, or it came both ways: shown once
+        if written is None and session_id is None:
+            return None  # not kept: left in the mailbox for the next fetch
         if name is None:
             self._prune_strangers()
         self.broadcast({"event": "message", "peer": peer, "name": name, "direction": "in",
@@ -121,7 +126,7 @@ class Messages:
                         "received": received, "text": text,
                         "via": "session" if session_id is not None else "mailbox"})
         self.hooks.fire("message", peer, name, message=text, session=session_id)
-        return True
+        return True if written is not None else None
 
     def _delivered(self, event: MessageDelivered) -> None:
         peer = f"{event.peer_id:040x}"

@@ -62,7 +62,8 @@ class PrekeyFound(StorageEvent):
 @dataclass(frozen=True, slots=True)
 class MessageReceived(StorageEvent):
     """A mailbox value for us, opened: `sender` (a node ID) signed `plaintext` inside the box.
-    Acknowledge it with `acknowledge(epoch, [vid])` once it is kept (then the copies go)."""
+    Acknowledge it with `acknowledge(epoch, [vid])` once it is kept (then the copies go), or
+    call `not_kept(vid)` so that it is reported again at the next fetch."""
 
     vid: bytes
     epoch: int
@@ -87,7 +88,8 @@ class ValuesDeleted(StorageEvent):
 class PrekeyMade(StorageEvent):
     """We made (and are publishing) a new prekey: its owner keeps `private` (32 bytes, X25519)
     across restarts, as boxes sealed to it may arrive for `settings.prekey_keep` s after `made`
-    (Unix seconds); `StorageLayer.keep_mailbox` takes the kept ones back."""
+    (Unix seconds); `StorageLayer.keep_mailbox` takes the kept ones back. With keep_mailbox's
+    `keep`, the prekey was kept (`keep` said so) before it was published."""
 
     public: bytes
     private: bytes = field(repr=False)

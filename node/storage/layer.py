@@ -50,6 +50,7 @@ MAX_PAGES = 64  # FOUND pages one node may make us ask for in one fetch
 SEEN_LIMIT = 4096  # message ids remembered so that a copy is reported once
 
 Lookup = Callable[[int, float], "int | None"]
+Keeper = Callable[[bytes, bytes, float], bool]
 
 
 class _Op:
@@ -112,6 +113,7 @@ class StorageLayer:
         self._mailbox_at: float | None = None  # the next fetch of our mailbox (keep_mailbox)
         self._joined_at: float | None = None  # a join succeeded: publish and fetch then
         self._upkeep = False  # keep_mailbox: publish and fetch at each join
+        self._keep: Keeper | None = None  # keep_mailbox's: stores a prekey before publication
         self._mail: dict[bytes, list[tuple[bytes, Any]]] = {}  # recipient: waiting for a prekey
         self._mail_vids: dict[bytes, tuple[bytes, Any]] = {}  # vid: (recipient, tag)
         self._retry_at: float | None = None  # republish lookups refused: try again then
@@ -360,13 +362,26 @@ class StorageLayer:
             else:
                 self._start(op, now)
 
-    def publish_prekey(self, now: float, rotate: bool = True) -> bytes:
+    def not_kept(self, vid: bytes) -> None:
+        """The owner could not keep MessageReceived `vid`: it is reported again at the next
+        fetch (its copies stay, as it is not acknowledged)."""
+        self._seen.pop(vid, None)
+
+    def publish_prekey(self, now: float, rotate: bool = True) -> bytes | None:
         """Make a new prekey, sign it, store it under our prekey key; with `rotate`, again every
-        `prekey_rotation`. Returns its public half."""
+        `prekey_rotation`. Returns its public half. With keep_mailbox's `keep`, a prekey is
+        published only once `keep` has kept it: else (None) the newest one we have is published
+        again and a new one tried after `mailbox_interval`."""
         s, wall = self.settings, self.wall(now)
         raw = self._random(32)
         private = X25519PrivateKey.from_private_bytes(raw)
         public = sealed.public_bytes(private)
+        if self._keep is not None and not self._keep(public, raw, wall):
+            self.stats["prekey_not_kept"] += 1  # never published: nothing may be sealed to it
+            if self.prekeys:
+                self._put_prekey(self.prekeys[0][1], self.prekeys[0][2], now)
+            self._rotate_at = now + min(s.mailbox_interval, s.prekey_rotation)
+            return None
         self.prekeys = [(private, public, wall)] + self.prekeys
         self._prune_prekeys(wall)
         self._events.append(PrekeyMade(public, raw, wall, now))
@@ -386,11 +401,15 @@ class StorageLayer:
         keep = self.settings.prekey_keep  # boxes sealed to one may still arrive
         self.prekeys = [p for p in self.prekeys if p[2] > wall - keep]
 
-    def keep_mailbox(self, kept: list[tuple[bytes, float]] = (), now: float = 0.0) -> None:
+    def keep_mailbox(self, kept: list[tuple[bytes, float]] = (), now: float = 0.0,
+                     keep: Keeper | None = None) -> None:
         """Turn the recipient's upkeep on: from each `joined` on, publish our prekey and fetch
         our mailbox (then every `mailbox_interval`). `kept`: the prekeys of earlier runs
-        (private half, made), as PrekeyMade told them, so boxes sealed to them still open."""
+        (private half, made), as PrekeyMade told them, so boxes sealed to them still open.
+        `keep(public, private, made)`: the owner stores a new prekey before it is published
+        (True: stored), so none is published that a restart would lose."""
         self._upkeep = True
+        self._keep = keep
         held = {p[1] for p in self.prekeys}
         for raw, made in kept:
             private = X25519PrivateKey.from_private_bytes(raw)
@@ -619,6 +638,9 @@ class StorageLayer:
 
     def _open(self, value: Value, epoch: int, now: float) -> None:
         if value.kind != wire.MAILBOX or value.vid in self._seen:
+            return
+        if value.expiry <= self.wall(now):
+            self.stats["expired"] += 1  # its author's lifetime is over: not a message any more
             return
         me = self.identity.node_id
         for private, _, _ in self.prekeys:

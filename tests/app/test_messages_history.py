@@ -66,3 +66,34 @@ def test_a_version_2_file_with_messages_is_migrated_and_keeps_their_order(tmp_pa
     assert db.next_seq(BOB) == 1  # old rows have no numbers (0)
     assert db.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
+
+
+def test_a_dropped_prekeys_private_half_is_in_no_file_afterwards(tmp_path):
+    """secure_delete overwrites the row in the database file, but the -wal file kept the page
+    the prekey was written in until a TRUNCATE checkpoint."""
+    import os
+    import time
+
+    db = HistoryDB.open(tmp_path / "h.sqlite3")
+    secret = (b"PRIVKEY-" + os.urandom(8).hex().encode()).ljust(32, b"X")
+    db.add_prekey(b"P" * 32, secret, time.time() - 10 * 86400)
+    assert any(secret in f.read_bytes() for f in tmp_path.iterdir())
+    assert db.drop_prekeys(time.time() - 9 * 86400) == 1
+    assert not [f.name for f in tmp_path.iterdir() if secret in f.read_bytes()]
+    db.add_message(BOB, "in", "00" * 16, "hi", 1.0, 2.0, "delivered")
+    assert not [f.name for f in tmp_path.iterdir() if secret in f.read_bytes()]
+    db.close()
+
+
+def test_a_history_file_others_may_read_is_made_owner_only_when_opened(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    HistoryDB.open(path).close()
+    wal = tmp_path / "h.sqlite3-wal"
+    wal.write_bytes(b"")
+    path.chmod(0o644)  # restored from a backup, copied with cp, an old umask
+    wal.chmod(0o666)
+    db = HistoryDB.open(path)
+    assert [oct(f.stat().st_mode & 0o777) for f in (path, wal)] == ["0o600", "0o600"]
+    shm = tmp_path / "h.sqlite3-shm"
+    assert not shm.exists() or shm.stat().st_mode & 0o077 == 0
+    db.close()

@@ -167,3 +167,73 @@ def test_a_mailbox_message_is_kept_once_acknowledged_and_a_blocked_senders_is_no
             await d.stop()
 
     run(scenario())
+
+
+# -- one mailbox without a network: what a failing history database does --------------------------
+
+def _mailbox(db, acks, kept_at_start=None, released=None):
+    """A Mailbox over `db` with stand-ins for the node (acknowledgements in `acks`)."""
+    from types import SimpleNamespace
+
+    from kadtalk.app.mailbox import Mailbox
+    from kadtalk.app.messages import Messages
+    from kadtalk.node.storage.settings import StorageSettings
+
+    shown = []
+    callers = SimpleNamespace(name_of=lambda p: "Alice", blocked=set(),
+                              contacts=SimpleNamespace(by_id={}))
+    history = SimpleNamespace(db=db, path=db.path, write_errors=0)
+    m = Messages(callers, history, SimpleNamespace(fire=lambda *a, **k: None),
+                 SimpleNamespace(block=[], accept="anyone"), shown.append)
+    storage = SimpleNamespace(
+        settings=StorageSettings(),
+        acknowledge=lambda epoch, vids, now: acks.append((epoch, list(vids))),
+        not_kept=lambda vid: released.append(vid) if released is not None else None,
+        keep_mailbox=lambda kept, now, keep=None: kept_at_start.append((list(kept), keep)))
+    m.driver = SimpleNamespace(node=SimpleNamespace(storage=storage, pump_storage=lambda now: None),
+                               loop=SimpleNamespace(time=lambda: 0.0), service=lambda: None)
+    return Mailbox(m), history, shown
+
+
+def _broken(*args, **kwargs):
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_mailbox_message_the_history_cannot_write_is_not_acknowledged_and_comes_back(tmp_path):
+    from kadtalk.app.history import HistoryDB
+
+    db = HistoryDB.open(tmp_path / "h.sqlite3")
+    acks, released = [], []
+    box, history, shown = _mailbox(db, acks, released=released)
+    frame = encode_text(b"\x01" * 16, 1, int(time.time() * 1000), "see you at 8")
+    event = MailboxMessage(b"v" * 20, 7, b"\xaa" * 20, frame, 1, 0.0)
+    write = db.add_message
+    db.add_message = _broken  # disk full: the storers must keep their copies
+    box.on_event(event)
+    assert history.write_errors == 1 and acks == [] and shown == []
+    assert released == [b"v" * 20]  # the node reports it again at the next fetch
+    db.add_message = write  # the next fetch: written, shown, acknowledged
+    box.on_event(event)
+    assert acks == [(7, [b"v" * 20])] and len(shown) == 1
+    box.on_event(event)  # a copy kept already: acknowledged again, shown once
+    assert acks[-1] == (7, [b"v" * 20]) and len(acks) == 2 and len(shown) == 1
+    assert db.connection.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+
+
+def test_a_start_whose_clean_up_fails_still_gives_the_node_the_kept_prekeys(tmp_path):
+    from kadtalk.app.history import HistoryDB
+
+    db = HistoryDB.open(tmp_path / "h.sqlite3")
+    db.add_prekey(b"P" * 32, b"K" * 32, time.time() - 3600)  # kept from the last run
+    db.add_prekey(b"Q" * 32, b"L" * 32, time.time() - 30 * 86400)  # too old to give back
+    db.drop_prekeys = _broken  # locked, read-only or full
+    started = []
+    box, _, _ = _mailbox(db, [], kept_at_start=started)
+    box.start(0.0)
+    ((kept, keep),) = started
+    assert [k for k, _ in kept] == [b"K" * 32]
+    # a new prekey is stored before the node publishes it; a failing write says no
+    assert keep(b"N" * 32, b"M" * 32, time.time()) is True
+    assert (b"M" * 32) in [k for k, _ in db.prekeys()]
+    db.add_prekey = _broken
+    assert keep(b"O" * 32, b"R" * 32, time.time()) is False

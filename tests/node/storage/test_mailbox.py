@@ -234,3 +234,72 @@ def test_mail_takes_no_prekey_a_storer_forged_for_the_recipient():
     assert [(e.tag, e.reason) for e in events if type(e) is MailFailed] == [("m", "no_prekey")]
     assert not [e for e in events if type(e) is MailStored] and client.started == []
     assert client.layer.drop_counts()["bad_value"] == 1
+
+
+# -- the recipient's layer alone: what it reports, keeps and publishes --------------------------
+
+def fetched(client, epoch, recs, now=0.0):
+    """One fetch of our mailbox of `epoch` that storer B answers with `recs`: the events."""
+    from .test_client import B as STORER
+
+    key = records.mailbox_key(client.layer.identity.node_id, epoch)
+    client.nodes = [(1, STORER)]
+    client.layer.fetch(key, now, ("mailbox", epoch))
+    ((request, _),) = client.finish(now)
+    client.layer.receive_datagram(wire.found(key, request[22:30], len(recs), wire.NO_MORE, recs,
+                                             []), STORER, now)
+    return client.events()
+
+
+def test_a_box_its_owner_could_not_keep_is_reported_again_and_an_expired_one_never():
+    from .test_client import Client
+
+    client = Client()
+    layer = client.layer
+    me = layer.identity.node_id
+    public = layer.publish_prekey(0.0)
+    client.started.clear()
+    client.events()
+    epoch = records.epoch_of(WALL, SETTINGS.epoch_length)
+    key = records.mailbox_key(me, epoch)
+    alice = identity("alice")
+    box = records.make(alice, key, wire.MAILBOX, int(WALL + 3600), 1,
+                       sealed.seal(public, me, alice, b"\x07hello"))
+    old = records.make(alice, key, wire.MAILBOX, int(WALL - 1), 2,  # its lifetime is over
+                       sealed.seal(public, me, alice, b"\x07old news"))
+    (got,) = [e for e in fetched(client, epoch, [box, old]) if type(e) is MessageReceived]
+    assert got.plaintext == b"\x07hello" and layer.drop_counts()["expired"] == 1
+    assert not [e for e in fetched(client, epoch, [box]) if type(e) is MessageReceived]  # seen
+    layer.not_kept(got.vid)  # the owner's history could not write it: not acknowledged
+    (again,) = [e for e in fetched(client, epoch, [box]) if type(e) is MessageReceived]
+    assert again.vid == got.vid
+
+
+def test_a_prekey_its_owner_cannot_keep_is_never_published_and_the_kept_one_stays():
+    from .test_client import Client
+
+    s = StorageSettings(prekey_rotation=100.0, ttl=300, clock_skew=0)
+    kept = bytes([5]) * 32
+    writable = [False]
+    stored = []
+
+    def keep(public, private, made):
+        if writable[0]:
+            stored.append((public, private, made))
+        return writable[0]
+
+    client = Client(settings=s)
+    layer = client.layer
+    layer.keep_mailbox([(kept, WALL - 150)], 0.0, keep=keep)  # older than prekey_rotation
+    layer.joined(0.0)
+    layer.handle_timer(0.0)  # a new prekey is due, but the history cannot take it
+    assert not [e for e in client.events() if type(e) is PrekeyMade] and stored == []
+    assert [p[2] for p in layer.prekeys] == [WALL - 150] and layer.stats["prekey_not_kept"] == 1
+    stores = [op for op in layer._ops.values() if op.kind == "store"]
+    assert [records.read(op.key, op.records[0]).body for op in stores] == [layer.prekeys[0][1]]
+    assert layer._rotate_at == min(s.mailbox_interval, s.prekey_rotation)  # tried again then
+    writable[0] = True
+    layer.handle_timer(layer._rotate_at)
+    (made,) = [e for e in client.events() if type(e) is PrekeyMade]
+    assert stored == [(made.public, made.private, made.made)]  # kept before it was published
+    assert layer.prekeys[0][1] == made.public
