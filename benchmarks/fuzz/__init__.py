@@ -19,7 +19,8 @@ session.py (real SessionLayers on kadtalk.transport.memory)
                   authenticated RING after a verified exchange);
   session-stream  MEDIA / SIGNAL to a layer in a call: raw and mutated packets, and random
                   plaintexts sealed with the peer's real stream key (text messages too:
-                  TEXT / RECEIPT whole, cut or spliced): nothing raises;
+                  TEXT / RECEIPT, PRESENCE, CONTACT_REQ / CONTACT_REPLY whole, cut or
+                  spliced): nothing raises;
   session-cookie  COOKIE (0x07): wire.decode_cookie, then a caller waiting with a cookie-less
                   KEY_REQ and a callee that demands cookies (always under load): the callee never
                   answers more than 3x a datagram with anything but a valid cookie (its KEY_RES

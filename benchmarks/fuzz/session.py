@@ -153,9 +153,18 @@ def text_frames() -> st.SearchStrategy:
     ids = st.binary(min_size=16, max_size=16)
     text = st.text(min_size=1, max_size=MAX_TEXT // 4).filter(
         lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t))
+    from kadtalk.node.session.presence import (MAX_NOTE, encode_presence, encode_reply,
+                                               encode_request)
+
+    note = st.text(max_size=MAX_NOTE // 4).filter(
+        lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t))
     whole = st.one_of(
         st.builds(encode_text, ids, st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), text),
-        st.builds(encode_receipt, ids))
+        st.builds(encode_receipt, ids),
+        # PRESENCE, CONTACT_REQ, CONTACT_REPLY (docs/protocol.md §15c)
+        st.builds(encode_presence, st.integers(0, 3)),
+        st.builds(encode_request, ids, note),
+        st.builds(encode_reply, ids, ids, st.booleans()))
     return st.builds(lambda frame, cut, tail: frame[:cut] + tail if cut is not None else frame,
                      whole, st.one_of(st.none(), st.integers(0, 60)), st.binary(max_size=8))
 
@@ -166,8 +175,9 @@ def stream_strategy(state: StreamState) -> st.SearchStrategy:
         st.sampled_from([4, 5]),
         st.one_of(
             st.binary(max_size=40),
-            st.builds(lambda k, b: bytes([k]) + b, st.integers(0, 8), st.binary(max_size=16)),
-            text_frames(),  # TEXT / RECEIPT (docs/protocol.md §15b), whole and cut or spliced
+            st.builds(lambda k, b: bytes([k]) + b, st.integers(0, 11), st.binary(max_size=40)),
+            text_frames(),  # TEXT / RECEIPT (§15b), PRESENCE and contact requests (§15c),
+            #                 whole and cut or spliced
         ),
     )
     return st.one_of(st.tuples(st.just("raw"), raw), st.tuples(st.just("sealed"), sealed))
