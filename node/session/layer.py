@@ -70,6 +70,7 @@ from .handshake import (
 from .messages import KINDS as MESSAGE_KINDS
 from .messages import TEXT, Inbox, Outbox, decode_receipt, decode_text, encode_receipt, encode_text
 from .presence import (
+    CONTACT_REPLY,
     CONTACT_REQ,
     PRESENCE,
     RELIABLE,
@@ -508,6 +509,9 @@ class SessionLayer:
     def send_frame(self, peer_id: int, frame_id: bytes, frame: bytes, now: float) -> int | None:
         """Queue a frame a RECEIPT acknowledges (a TEXT, CONTACT_REQ or CONTACT_REPLY, made by
         messages.py / presence.py; `frame_id` is the id in it) as `send_message` does."""
+        if frame[:1] not in (bytes((TEXT,)), bytes((CONTACT_REQ,)), bytes((CONTACT_REPLY,))) \
+                or frame_id_of(frame) != frame_id:
+            raise ValueError("send_frame takes a TEXT, CONTACT_REQ or CONTACT_REPLY with its id")
         message_id = frame_id
         peer = peer_id.to_bytes(20, "big")
         session = self._carrier(peer)

@@ -237,3 +237,15 @@ def test_a_flood_of_requests_from_a_stranger_is_metered_like_texts():
     net.run(0.0)
     assert len(net.of("b", ContactRequested)) == 5  # the burst; the rest wait, unacknowledged
     assert b.stats["text_rate_limited"] == 45
+
+
+def test_send_frame_takes_only_acknowledged_frames_with_their_own_id():
+    net = pair()
+    a, b = net.layers["a"], net.layers["b"]
+    b_int = as_int(b.identity)
+    a.call(b_int, 0.0, addr="b", chat=True)
+    for frame_id, frame in ((RID, encode_presence(ONLINE)),  # PRESENCE is never queued
+                            (bytes(16), encode_request(RID))):  # an id that is not the frame's
+        with pytest.raises(ValueError):
+            a.send_frame(b_int, frame_id, frame, 0.0)
+    assert a.send_frame(b_int, RID, encode_request(RID), 0.0) is not None
