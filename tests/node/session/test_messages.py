@@ -364,10 +364,14 @@ def test_a_session_being_set_up_queues_and_an_ending_one_hands_messages_over(net
 
 def exchange(losses: list[bool], count: int, stream_only: bool, until: float) -> Net:
     """a opens a session for messages to b and sends `count` messages; the first datagrams
-    (only the stream's SIGNAL packets with `stream_only`) are lost as `losses` says, then none."""
-    pattern = iter(losses)
+    (only the stream's SIGNAL packets with `stream_only`) of each direction are lost as
+    `losses` says, then none. Per direction: one pattern shared by both let a run of losses
+    in one direction outlast its bound while the other direction's packets went through
+    (hypothesis found four of a's packets in a row lost over 8 s, and b rightly ended the
+    session after its 10 s of silence)."""
+    patterns = {("a", "b"): iter(losses), ("b", "a"): iter(losses)}
     net = Net(drop=lambda src, dst, data: (data[0] == SIGNAL or not stream_only)
-              and next(pattern, False))
+              and next(patterns[src, dst], False))
     a, b = net.add("a"), net.add("b")
     peer = as_int(b.identity)
     a.call(peer, 0.0, addr="b", chat=True)
