@@ -139,7 +139,8 @@ def assess(f: dict[str, Any], local: str | None = None) -> tuple[list[dict[str, 
                 " (no NAT: peers see your own address)." if f["nat"] == "none" else
                 ": your router lets incoming UDP in (a full-cone NAT)."))
             code = OK
-        elif probes["forwarded"] > 0 and probes["from_known"] + probes["unclear"] == 0:
+        elif probes["forwarded"] >= 2 and probes["from_known"] + probes["unclear"] == 0:
+            # two probers, none got in (one PROBE may be lost, or refused by its meter)
             if f["nat"] == "none":
                 say("nat", False, f"A firewall drops incoming UDP on port {port}: callers reach "
                     f"you only through hole punching; allow incoming UDP port {port}.")

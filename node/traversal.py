@@ -123,8 +123,8 @@ class TraversalSettings:
     max_sources: int = 1024  # source hosts metered at once
     punch_rate: float = 10.0  # PUNCH_FWDs obeyed a second, in all
     punch_burst: float = 20.0
-    probe_rate: float = 2.0  # PROBE_FWDs and PROBEs sent a second, in all (reachability checks)
-    probe_burst: float = 4.0
+    probe_rate: float = 10.0  # PROBE_FWDs and PROBEs sent a second, in all (reachability checks)
+    probe_burst: float = 20.0
 
     def __post_init__(self) -> None:
         if min(self.keepalive_interval, self.cookie_lifetime, self.punch_wait,
