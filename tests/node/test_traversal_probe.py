@@ -105,8 +105,8 @@ def test_symmetric_the_probe_goes_to_the_port_mapped_for_the_helper_and_is_filte
 
 def test_a_probe_from_a_host_we_sent_to_proves_nothing_even_after_watching_ended():
     net, r, r_at, _ = world("filtering")
-    r.traversal.heard(OTHER)  # some stranger got in: watching ends, `remember_sent` goes on
-    assert not r.traversal.watching and r.traversal.independent
+    r.traversal._stop_watching()  # as past `watch_limit`: `remember_sent` goes on
+    assert not r.traversal.watching
     r.receive_datagram(bytes((TRAVERSAL, PROBE_ACK)) + bytes(8), P, 0.6)  # no check: unsolicited
     r.traversal.datagrams_to_send(0.6)
     r.traversal.probe([Q], net.now)  # r sends to q (its filter now admits q)
@@ -119,7 +119,7 @@ def test_a_probe_from_a_host_we_sent_to_proves_nothing_even_after_watching_ended
 def test_the_memory_keeps_the_latest_hosts_only():
     n = node()
     n.traversal.remember_sent(limit=2)
-    n.traversal.heard(OTHER)  # watching ends: only the memory tells
+    n.traversal._stop_watching()  # watching ends: only the memory tells
     for addr in (Q, ("198.51.100.4", 1), ("198.51.100.4", 2), P):  # Q, then two other hosts
         n.traversal.sent([(b"x", addr)])
     assert set(n.traversal._recent) == {bytes((198, 51, 100, 4)), bytes((198, 51, 100, 1))}
@@ -131,7 +131,7 @@ def test_the_memory_keeps_the_latest_hosts_only():
 
 def test_without_memory_of_where_it_sent_a_node_cannot_tell_and_says_so():
     net, r, r_at, _ = world("open", remember=False)
-    r.traversal.heard(OTHER)  # watching ended and nothing remembered
+    r.traversal._stop_watching()  # watching ended and nothing remembered
     found = check(net, r, r_at, [P])
     assert (found.unclear, found.strangers, found.known) == (1, 0, 0)
 
