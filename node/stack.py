@@ -91,10 +91,18 @@ class TableView:
         return any(addrs[h] == addr for i in range(table.bucket_count()) for h in table.bucket(i))
 
     def rendezvous(self, target: int, count: int = 3) -> list[Any]:
+        """The `count` contacts nearest `target` (not itself) that traversal can talk to: an
+        IPv6 contact drops ADDR_REQ, PUNCH_REQ and PROBE_REQ (no wire form for its address)."""
         routing = self.routing
-        ids, addrs = routing.registry.ids, routing.registry.addrs
-        return [addrs[h] for h in routing.table.closest(target, count + 1)
-                if ids[h] != target][:count]
+        registry, table = routing.registry, routing.table
+        ids, addrs, wire = registry.ids, registry.addrs, registry.addr_to_wire
+        asked, size = count + 1, len(table)
+        while True:
+            found = [addrs[h] for h in table.closest(target, asked)
+                     if ids[h] != target and wire(addrs[h]) is not None]
+            if len(found) >= count or asked >= size:
+                return found[:count]
+            asked = min(2 * asked, size)
 
     def round_trip(self, addr: Any, rtt: float) -> None:
         self.routing.observe_round_trip(rtt)
@@ -148,14 +156,9 @@ class Node:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
-        upper = self._upper
-        if upper is not None and upper.traversal is not None and upper.traversal.watching:
-            upper.traversal.heard(addr)  # from a host never sent to: tells our NAT's filtering
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
-            self.routing.receive_datagram(data, addr, now)
-            if self._upper is not None:
-                self._pump(now)
+            self._route(data, addr, now, self.routing.receive_datagram)
         elif layer == SESSION:
             session = self._session()
             if session is None:
@@ -181,11 +184,24 @@ class Node:
         if type(msg) is bytes:
             self.receive_datagram(msg, addr, now)
             return
+        self._route(msg, addr, now, self.routing.receive_message)
+
+    def _route(self, msg: Any, addr: Any, now: float, receive: Any) -> None:
+        """A routing datagram or message to the routing layer. One from a `stranger` (a public
+        host never sent to) that the layer takes without a drop tells NAT traversal that it
+        got in (`Traversal.heard`: a few such hosts show endpoint-independent filtering)."""
         upper = self._upper
-        if upper is not None and upper.traversal is not None and upper.traversal.watching:
-            upper.traversal.heard(addr)
-        self.routing.receive_message(msg, addr, now)
-        if self._upper is not None:
+        traversal = None if upper is None else upper.traversal
+        if traversal is None or not traversal.watching or not traversal.stranger(addr):
+            receive(msg, addr, now)
+        else:
+            stats = self.routing.stats
+            drops = 0 if stats is None else stats.total()
+            receive(msg, addr, now)
+            stats = self.routing.stats
+            if (0 if stats is None else stats.total()) == drops:
+                traversal.heard(addr, now)
+        if upper is not None:
             self._pump(now)
 
     def handle_timer(self, now: float) -> None:
@@ -429,7 +445,8 @@ class Node:
         """A call's rendezvous: the callee's neighbours its lookup met, nearest first (they hold
         it in their tables and receive its keep-alives; docs/protocol.md §20)."""
         count = self._upper.traversal.settings.punch_peers
-        return choose_rendezvous(event.target, event.closest, count=count)
+        return choose_rendezvous(event.target, event.closest, count=count,
+                                 usable=self._upper.traversal.usable)
 
     def _watch_punch(self, session_id: int, target: int, rendezvous: list[Any],
                      offer: tuple | None, now: float) -> None:
@@ -481,7 +498,8 @@ class Node:
             return
         fresh = [(node_id, addr) for node_id, addr in event.closest if addr not in asked]
         rendezvous = choose_rendezvous(event.target, fresh,
-                                       count=upper.traversal.settings.punch_peers)
+                                       count=upper.traversal.settings.punch_peers,
+                                       usable=upper.traversal.usable)
         if rendezvous:
             upper.traversal.punch(event.target, rendezvous, now, relay=offer)
 

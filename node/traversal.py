@@ -67,11 +67,12 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import ipaddress
 import os
 import struct
 from dataclasses import dataclass
 from random import Random
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .layer import ContactView, Event
 from .ratelimit import FloodGuard, TokenBucket
@@ -107,7 +108,9 @@ class TraversalSettings:
     address_check_interval: float = 300.0  # s between address checks of a node without NAT
     check_peers: int = 2  # peers an address check or a mapping refresh asks (two: a symmetric
     # NAT still shows as two views)
-    watch_limit: int = 1024  # destinations remembered while watching for a stranger's datagram
+    watch_limit: int = 1024  # destinations remembered while watching for strangers
+    stranger_hosts: int = 2  # public hosts never sent to whose well-formed routing or
+    # traversal requests prove endpoint-independent filtering (or one stranger's PROBE of ours)
     punch_peers: int = 8  # rendezvous a caller asks: the callee's neighbours its lookup met
     punch_copies: int = 2  # PUNCHes a target sends per PUNCH_FWD (a lost one costs the call)
     # A caller that has neither the callee's PUNCH nor its KEY_RES this many smoothed round
@@ -131,7 +134,8 @@ class TraversalSettings:
                self.address_check_interval) <= 0:
             raise ValueError("intervals must be positive")
         if min(self.keepalive_peers, self.punch_peers, self.punch_copies, self.max_observers,
-               self.max_sources, self.check_peers, self.watch_limit, self.probe_burst) < 1:
+               self.max_sources, self.check_peers, self.watch_limit, self.probe_burst,
+               self.stranger_hosts) < 1:
             raise ValueError("counts must be at least 1")
         if self.punch_again < 0:
             raise ValueError("punch_again must be 0 (never) or a positive number of round trips")
@@ -193,14 +197,34 @@ def nat_kind(event: AddressObserved, local: Any) -> str:
     return "none" if event.public == local else "cone"
 
 
+_INSIDE = tuple(ipaddress.ip_network(net) for net in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _inside(addr: Any) -> bool:
+    """Whether a real IPv4 source may sit on our side of a NAT (private, carrier-grade shared,
+    loopback, link-local): its datagram proves nothing of the NAT's filtering. The simulator's
+    addresses are never inside (its NAT model decides what gets in)."""
+    if type(addr) is not tuple or type(addr[0]) is not str:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr[0])
+    except ValueError:
+        return True
+    return ip.version != 4 or any(ip in net for net in _INSIDE)
+
+
 def choose_rendezvous(target: int, *candidates: Iterable[tuple[int, Any]],
-                      count: int) -> list[Any]:
+                      count: int, usable: Callable[[Any], bool] | None = None) -> list[Any]:
     """The addresses of the `count` candidates (id, address), from any of the groups, nearest
-    `target`, the target left out, each address once. A caller (`Node`) passes its find-peer
-    lookup's nearest contacts: the callee's neighbours, which hold it in their tables and
-    receive its keep-alives."""
+    `target`, the target left out, each address once, only those `usable` says (a rendezvous
+    must be able to take a PUNCH_REQ: `Traversal.usable`). A caller (`Node`) passes its
+    find-peer lookup's nearest contacts: the callee's neighbours, which hold it in their
+    tables and receive its keep-alives."""
     nearest = sorted({(node_id ^ target, addr) for group in candidates for node_id, addr in group
-                      if node_id != target}, key=lambda pair: pair[0])
+                      if node_id != target and (usable is None or usable(addr))},
+                     key=lambda pair: pair[0])
     chosen: list[Any] = []
     for _, addr in nearest:
         if addr not in chosen:
@@ -216,7 +240,7 @@ class Traversal:
                  "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered", "nat",
                  "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
                  "_symmetric", "_probes", "_checks", "_checked_at", "remembering", "_recent",
-                 "_recent_limit", "_stranger", "_last_sent")
+                 "_recent_limit", "_last_sent", "_evidence_at", "_strangers")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -246,9 +270,14 @@ class Traversal:
         # obeyed (the node knocks at the caller's relay); None: relay variants punch only
         self.offered: Any = None
         self.nat = "unknown"  # as the owner told us (`set_nat`, from `nat_kind`)
-        # Endpoint-independent filtering, seen: a datagram came in from a host we had never sent
-        # to (`heard`). Until then the node watches: the hosts it has sent to since it started.
+        # Endpoint-independent filtering, seen (`_evidence`, latest at `_evidence_at`, void
+        # after two `address_check_interval`s without more): a PROBE of our own check from a
+        # public host we never sent to (`_on_probe`), or well-formed routing datagrams or
+        # traversal requests from `stranger_hosts` such hosts (`heard`; `_strangers` so far).
+        # The node watches the hosts it has sent to since it started (up to `watch_limit`).
         self.independent = False
+        self._evidence_at: float | None = None
+        self._strangers: set[bytes] = set()
         self.watching = True
         self._sent: set[Any] | None = set()  # addresses sent to (a cheap first check)
         self._hosts: set[bytes] | None = set()  # ... and their hosts (the wire form less port)
@@ -265,7 +294,6 @@ class Traversal:
         self._recent: dict[bytes, None] = {}
         self._recent_limit = 0
         self._last_sent: Any = None
-        self._stranger: bytes | None = None  # the host whose datagram ended `watching`
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -298,6 +326,8 @@ class Traversal:
         if op in (PUNCH_FWD, PUNCH_FWD_RELAY) and not self.contacts.is_contact(addr):
             self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
             return
+        if self.watching and self.stranger(addr):
+            self.heard(addr, now)  # a well-formed request got in unsolicited
         if op in (PROBE_REQ, PROBE_FWD):
             self._on_probe_request(data, addr, wire, now)
             return
@@ -340,19 +370,27 @@ class Traversal:
         if not peers:
             self._keepalive_at = None  # nobody to keep: idle until the node has contacts again
             return
+        evidence = self._evidence_at
+        if evidence is not None and now - evidence > 2 * self.settings.address_check_interval:
+            self.independent, self._evidence_at = False, None  # old: the safe plan until a check
+            peers = self.keepalive_peers()
         self._keepalive_at = now + self.keepalive_plan()[1]
         self._probed_at = now
         self._forget_observers(peers, now)
         self.probe(peers, now)
         self.stats["keepalive"] += 1
+        if self.nat == "cone" and not self._symmetric:
+            self._recheck(peers, now)
 
     def keepalive_plan(self) -> tuple[int, float]:
         """(peers, interval) of our keep-alives, by what we know of our NAT:
         - none (the owner saw our observers see our local address): no mapping to keep, an
           address check of `check_peers` every `address_check_interval`;
-        - endpoint-independent filtering seen (`independent`), not symmetric: one mapping,
-          refreshed by any datagram out (RFC 4787 REQ-6), open to anyone (the full-cone NAT
-          of sim/nat.py): `check_peers` every `keepalive_interval`;
+        - endpoint-independent filtering seen (`independent`: a stranger's PROBE of one of our
+          reachability checks, or well-formed requests of `stranger_hosts` public hosts never
+          sent to, at most two `address_check_interval`s ago), not symmetric: one
+          mapping, refreshed by any datagram out (RFC 4787 REQ-6), open to anyone (the
+          full-cone NAT of sim/nat.py): `check_peers` every `keepalive_interval`;
         - otherwise (address-dependent filtering, symmetric, not known yet): the
           `keepalive_peers` nearest every `keepalive_interval`: only peers we sent to lately
           get through, and those are the rendezvous a caller asks to forward its PUNCH_REQ."""
@@ -366,8 +404,15 @@ class Traversal:
     def keepalive_peers(self) -> list[Any]:
         """The contacts our keep-alives go to: those nearest our ID, the ones that hold us in
         their tables and that a caller's lookup meets last (`choose_rendezvous`); as many as
-        `keepalive_plan` says."""
-        return self.contacts.rendezvous(self.node_id, self.keepalive_plan()[0])
+        `keepalive_plan` says; only addresses traversal speaks to (`usable`: an IPv6 contact
+        drops our ADDR_REQ, and refreshes nothing of an IPv4 NAT)."""
+        return [addr for addr in self.contacts.rendezvous(self.node_id, self.keepalive_plan()[0])
+                if self._wire(addr) is not None]
+
+    def usable(self, addr: Any) -> bool:
+        """Whether traversal can talk to `addr` (it has the wire form ADDR_RES and PUNCH_FWD
+        carry: IPv4, or the simulator's addresses); an IPv6 peer drops traversal datagrams."""
+        return self._wire(addr) is not None
 
     def set_nat(self, kind: str) -> None:
         """What the owner learnt of our NAT (`nat_kind`: none / cone / symmetric / unknown):
@@ -375,19 +420,30 @@ class Traversal:
         self.nat = kind
         self._replan()
 
-    def heard(self, addr: Any) -> None:
-        """A datagram came in from `addr` (any layer; the node calls this while `watching`).
-        From a host we have never sent to, it proves endpoint-independent filtering: an
-        address-dependent filter admits only hosts we sent to (RFC 4787 §5)."""
-        if addr in self._sent:
-            return
+    def stranger(self, addr: Any) -> bool:
+        """Whether a datagram from `addr` would have crossed an address-dependent filter
+        unsolicited (RFC 4787 §5): a public IPv4 host we have not sent to since we started (we
+        tell while `watching`). The node asks before a routing datagram, then calls `heard`
+        if its layer took it (no drop counted)."""
+        if not self.watching or addr in self._sent:
+            return False
         host = self._host(addr)
-        if host is None or host in self._hosts:
+        return host is not None and host not in self._hosts and not _inside(addr)
+
+    def heard(self, addr: Any, now: float) -> None:
+        """A well-formed routing datagram or traversal request came in from a `stranger`
+        (the node and `receive_datagram` call this): from `stranger_hosts`
+        distinct ones, evidence of endpoint-independent filtering. Not from any datagram:
+        garbage, a LAN host, IPv6 or a single peer (answering from another address of its
+        pool) would prove nothing (review finding, tests/node/test_traversal_keepalive.py)."""
+        host = self._host(addr)
+        if host is None:
             return
-        self._stranger = host
-        self.independent = True
-        self._stop_watching()
-        self._replan()
+        strangers = self._strangers
+        strangers.add(host)
+        if len(strangers) >= self.settings.stranger_hosts:
+            strangers.clear()
+            self._evidence(now)
 
     def sent(self, out: list[tuple[Any, Any]]) -> None:
         """Datagrams went out (the node calls this while `watching` or `remembering`): their
@@ -497,8 +553,30 @@ class Traversal:
         if self._keepalive_at is not None:
             self._keepalive_at = self._probed_at + self.keepalive_plan()[1]
 
+    def _recheck(self, peers: list[Any], now: float) -> None:
+        """Behind a cone NAT, our own reachability check through the nearest `check_peers`
+        (they hold us in their tables): a stranger's PROBE is evidence (`_on_probe`). At most
+        every `address_check_interval` (the owner's, `kadtalk doctor`, counts), and not while
+        strangers' requests have shown it within that time."""
+        settings, started, evidence = self.settings, self._checked_at, self._evidence_at
+        interval = settings.address_check_interval
+        if (started is not None and now - started < interval) \
+                or (evidence is not None and now - evidence < interval):
+            return
+        self.check_reachability(peers[: settings.check_peers], now)
+        self.stats["reachability_check"] += 1
+
+    def _evidence(self, now: float) -> None:
+        """Endpoint-independent filtering seen now: the two-peer plan from the latest keep-alive
+        on, for two `address_check_interval`s unless seen again."""
+        self._evidence_at = now
+        if not self.independent:
+            self.independent = True
+            self._replan()
+
     def _stop_watching(self) -> None:
         self.watching = False
+        self._strangers.clear()
         self._sent = self._hosts = None
 
     def _host(self, addr: Any) -> bytes | None:
@@ -578,19 +656,16 @@ class Traversal:
         check[2] = addr
         self.stats["probe_received"] += 1
         host = self._host(addr)
-        if host is None:
-            check[3] = "unclear"
+        if host is None or _inside(addr):
+            check[3] = "unclear"  # not IPv4, or it need not have crossed our NAT (our LAN)
         elif self.contacts.is_contact(addr) or host in self._recent \
                 or (self.watching and host in self._hosts):
             check[3] = "known"
-        elif self.remembering or self.watching or host == self._stranger:
-            # RFC 4787 §5: an address-dependent filter drops this one (`heard` may have just
-            # seen it: the node calls it first)
+        elif self.remembering or self.watching:
+            # RFC 4787 §5: an address-dependent filter drops this one; our nonce shows it was
+            # sent for our check, to where a helper sees us: the keep-alive plan's evidence
             check[3] = "stranger"
-            if not self.independent:
-                self.independent = True
-                self._stop_watching()
-                self._replan()
+            self._evidence(now)
         else:
             check[3] = "unclear"  # we no longer know where we sent
 
@@ -669,6 +744,7 @@ class Traversal:
         self._review()
         if public is not None and self._public != public:
             self.independent = False  # another NAT, perhaps: what we saw of the last one is void
+            self._evidence_at = None
             self._replan()
         if before not in (None, seen) or (self._public, self._symmetric) != (public, symmetric):
             self._events.append(AddressObserved(addr, seen, self._public, self._symmetric, now))

@@ -1,8 +1,11 @@
 """The keep-alive plan by NAT kind (docs/protocol.md §20), explicit `now`: no NAT, an address
-check every few minutes; endpoint-independent filtering (seen: a stranger's datagram got in),
-a mapping refresh through two peers; address-dependent filtering, symmetric or not known yet,
-the 16 nearest every 20 s. AddressObserved only when something changed. And in the simulator,
-the same code keeps a filtering node's rendezvous and a full-cone node's mapping open."""
+check every few minutes; endpoint-independent filtering (seen: a stranger's PROBE of our own
+reachability check got in, lately), a mapping refresh through two peers; address-dependent
+filtering, symmetric or not known yet, the 16 nearest every 20 s. Any other datagram, garbage
+or well-formed, from a LAN host, over IPv6 or from the public side, proves nothing. Only IPv4
+peers are kept or asked to punch (traversal drops IPv6). AddressObserved only when something
+changed. And in the simulator, the same code keeps a filtering node's rendezvous and a
+full-cone node's mapping open."""
 
 from __future__ import annotations
 
@@ -14,7 +17,18 @@ from kadtalk.experiments.harness.identities import derive_identity
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.stack import Node
-from kadtalk.node.traversal import ADDR_REQ, ADDR_RES, TRAVERSAL, AddressObserved, TraversalSettings
+from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.traversal import (
+    ADDR_REQ,
+    ADDR_RES,
+    PROBE,
+    PROBE_REQ,
+    PUNCH_REQ,
+    TRAVERSAL,
+    AddressObserved,
+    TraversalSettings,
+    choose_rendezvous,
+)
 from kadtalk.sim.latency import ConstantLatency
 from kadtalk.sim.nat import FILTERING, FULL_CONE, OPEN, NatTable
 from kadtalk.sim.network import make_network
@@ -56,6 +70,14 @@ def probes(n: Node, until: float, start: float | None = None) -> list[tuple[floa
     return out
 
 
+def stranger_probe(n: Node, now: float, source: tuple = STRANGER) -> None:
+    """Our own reachability check, and its PROBE from `source` (a host we never sent to)."""
+    n.traversal.check_reachability([PEERS[0]], now)
+    n.datagrams_to_send(now)
+    nonce = next(iter(n.traversal._checks))
+    n.receive_datagram(bytes((TRAVERSAL, PROBE)) + nonce, source, now + 0.1)
+
+
 def rounds(sent: list[tuple[float, tuple]]) -> list[tuple[float, int]]:
     """(time, peers asked) of each keep-alive round."""
     times = sorted({t for t, _ in sent})
@@ -95,9 +117,12 @@ def test_endpoint_independent_filtering_refreshes_one_mapping_through_two_peers(
     n.receive_datagram(bytes((TRAVERSAL, ADDR_REQ)) + bytes(14), (peer[0], 6000), 1.0)
     n.datagrams_to_send(1.0)
     assert not n.traversal.independent
-    # a host we never sent to got through: the NAT filters independently of the endpoint
-    n.receive_datagram(bytes((TRAVERSAL, ADDR_REQ)) + bytes(14), STRANGER, 2.0)
-    assert n.traversal.independent and not n.traversal.watching
+    stranger_probe(n, 1.5, source=(peer[0], 6000))  # a PROBE from a host we sent to: nothing
+    assert not n.traversal.independent
+    # a PROBE of our check from a host we never sent to got through: the NAT filters
+    # independently of the endpoint
+    stranger_probe(n, 2.0)
+    assert n.traversal.independent and n.traversal.watching  # it goes on, for the re-checks
     assert rounds(probes(n, 60.0)) == [(20.0, 2), (40.0, 2), (60.0, 2)]
     # the same peers each time: the nearest (any datagram out refreshes the one mapping)
     assert len({to for _, to in probes(n, 100.0)}) == 2
@@ -109,7 +134,7 @@ def test_endpoint_independent_filtering_refreshes_one_mapping_through_two_peers(
 def test_a_new_public_address_voids_what_was_seen_of_the_old_nat():
     n = node()
     probes(n, 0.0, start=0.0)
-    n.receive_datagram(bytes((TRAVERSAL, ADDR_REQ)) + bytes(14), STRANGER, 1.0)
+    stranger_probe(n, 1.0)
     assert n.traversal.independent
     events = []
     while (e := n.next_event()) is not None:
@@ -140,8 +165,9 @@ def test_watching_stops_past_its_limit_and_stays_on_the_safe_plan():
     n.probe_address([(f"10.0.2.{i}", 5004) for i in range(20)], 1.0)  # 16 + 20 destinations
     n.datagrams_to_send(1.0)
     assert not n.traversal.watching and not n.traversal.independent
-    n.receive_datagram(bytes((TRAVERSAL, ADDR_REQ)) + bytes(14), STRANGER, 2.0)
+    stranger_probe(n, 2.0)
     assert not n.traversal.independent  # no longer watched: it cannot tell
+    assert n.traversal.reachability().unclear == 1
     assert n.traversal.keepalive_plan() == (16, 20.0)
 
 
@@ -153,6 +179,122 @@ def test_repeated_answers_emit_no_event():
         events.append(e)
     assert [(type(e), e.public) for e in events] == [(AddressObserved, PUBLIC)]
     assert n.traversal.stats["addr_req_sent"] == 48
+
+
+def test_no_datagram_but_a_stranger_s_probe_moves_a_filtering_node_off_the_safe_plan():
+    """Review finding: one datagram (garbage, empty, over IPv6, from a LAN host or a
+    well-formed request from the public side) from a host never sent to switched a filtering
+    node to two peers for good. Only a PROBE carrying our nonce may, and not from a source on
+    our side of a NAT."""
+    stray = [(b"\xff", ("192.168.1.66", 1)), (b"", ("2001:db8::66", 4444)),
+             (b"\x01" + bytes(30), ("::ffff:10.0.1.1", 5004)),
+             (bytes((TRAVERSAL, ADDR_REQ)) + bytes(14), STRANGER),
+             (bytes((TRAVERSAL, PROBE)) + bytes(8), STRANGER)]  # a nonce not ours
+    for data, source in stray:
+        n = node()
+        probes(n, 0.0, start=0.0)
+        n.traversal.set_nat("cone")
+        n.receive_datagram(data, source, 1.0)
+        n.datagrams_to_send(1.0)
+        assert n.traversal.keepalive_plan() == (16, 20.0), (data, source)
+        assert rounds(probes(n, 40.0)) == [(20.0, 16), (40.0, 16)]
+    for inside in [("192.168.1.66", 5004), ("10.9.9.9", 5004), ("100.64.1.2", 5004),
+                   ("169.254.1.1", 5004), ("127.0.0.1", 5004), ("2001:db8::66", 5004)]:
+        n = node()
+        probes(n, 0.0, start=0.0)
+        stranger_probe(n, 1.0, source=inside)  # our nonce, but it need not have crossed a NAT
+        assert n.traversal.keepalive_plan() == (16, 20.0), inside
+        assert n.traversal.reachability().unclear == 1
+
+
+def test_a_cone_node_checks_its_reachability_itself_and_evidence_grows_old():
+    """Behind a cone NAT the keep-alive timer runs the reachability check through the two
+    nearest, every `address_check_interval` and not while strangers have shown the filtering
+    lately; evidence holds for two intervals: a node that stops seeing strangers goes back to
+    the 16 nearest."""
+    n = node()
+    n.handle_timer(0.0)  # NAT not known yet: no check
+    assert [d for d, _ in n.datagrams_to_send(0.0) if d[1] == PROBE_REQ] == []
+    n.traversal.set_nat("cone")
+    n.handle_timer(20.0)
+    asked = [(data, to) for data, to in n.datagrams_to_send(20.0) if data[1] == PROBE_REQ]
+    assert [to for _, to in asked] == n.traversal.keepalive_peers()[:2]
+    # a helper forwards (PROBE_ACK) and a stranger's PROBE with our nonce comes in
+    nonce = asked[0][0][2:10]
+    n.receive_datagram(bytes((TRAVERSAL, 0x0C)) + nonce, asked[0][1], 20.1)
+    n.receive_datagram(bytes((TRAVERSAL, PROBE)) + nonce, STRANGER, 20.2)
+    assert n.traversal.independent and n.traversal.keepalive_plan() == (2, 20.0)
+    checks = []
+    for t in range(40, 621, 20):
+        n.handle_timer(float(t))
+        checks += [t for data, _ in n.datagrams_to_send(float(t)) if data[1] == PROBE_REQ]
+    assert checks == [340, 340]  # the first round 300 s past the evidence; nothing came
+    assert n.traversal.independent  # 20.2 s + 600 s not yet past
+    n.handle_timer(640.0)
+    sent = [to for data, to in n.datagrams_to_send(640.0) if data[1] == ADDR_REQ]
+    assert not n.traversal.independent and len(sent) == 16
+
+
+def test_well_formed_requests_from_two_public_strangers_show_the_filtering():
+    """Without a check: well-formed requests (here ADDR_REQ) from `stranger_hosts` (2)
+    public hosts never sent to; one is not enough (a peer behind a CGNAT pool may answer from
+    another address), nor two ports of one host, nor a malformed one."""
+    n = node()
+    probes(n, 0.0, start=0.0)
+    request = bytes((TRAVERSAL, ADDR_REQ)) + bytes(14)
+    n.receive_datagram(request, STRANGER, 1.0)
+    n.receive_datagram(request, (STRANGER[0], 7000), 1.0)
+    n.receive_datagram(request[:-1], ("198.51.100.8", 5004), 1.0)  # malformed
+    n.receive_datagram(b"\x00" + bytes(10), ("198.51.100.9", 5004), 1.0)  # malformed routing
+    assert not n.traversal.independent
+    n.receive_datagram(request, ("192.0.2.1", 5004), 1.5)
+    assert n.traversal.independent
+    assert rounds(probes(n, 40.0)) == [(20.0, 2), (40.0, 2)]
+
+
+def test_an_owner_s_check_in_flight_is_left_alone():
+    """`kadtalk doctor`'s check is not cut short by the timer's (it would forget its nonces)."""
+    n = node()
+    n.traversal.check_reachability([PEERS[0]], 0.0)
+    n.datagrams_to_send(0.0)
+    nonce = next(iter(n.traversal._checks))
+    n.handle_timer(0.0)
+    assert [d for d, _ in n.datagrams_to_send(0.0) if d[1] == PROBE_REQ] == []
+    assert nonce in n.traversal._checks
+
+
+def _dual_stack_node() -> Node:
+    ident = Identity.generate()
+    own = int.from_bytes(ident.node_id, "big")
+    n = Node(own, ContactRegistry(), random.Random(1), RoutingSettings(ipv6=True), identity=ident,
+             traversal=True)
+    rng = random.Random(5)
+    for i in range(24):  # half IPv6, half IPv4, interleaved by distance
+        addr = (f"2001:db8:{i + 1:x}::1", 5004) if i % 2 == 0 else (f"198.51.100.{i + 1}", 5004)
+        assert n.add_contact(own ^ rng.getrandbits(150 + i % 3), addr, 0.0)
+    return n
+
+
+def test_keepalives_and_rendezvous_are_ipv4_peers_only():
+    """Review finding: traversal drops IPv6 sources (unusable_source), yet 7 of a dual-stack
+    node's 16 ADDR_REQs went to IPv6 contacts, and the full-cone plan's two peers could both be
+    IPv6 (nothing refreshed the IPv4 mapping). Every selection keeps IPv4 peers only."""
+    n = _dual_stack_node()
+    n.keep_joined([], 0.0)
+    asked = [to for data, to in n.datagrams_to_send(0.0) if data[:2] == bytes((TRAVERSAL, ADDR_REQ))]
+    assert len(asked) == 12 and not any(":" in host for host, _ in asked)  # all 12 IPv4 ones
+    stranger_probe(n, 1.0)
+    peers = n.traversal.keepalive_peers()
+    assert len(peers) == 2 and not any(":" in host for host, _ in peers)
+    assert not any(":" in host for host, _ in n.rendezvous(n.node_id, 8))
+    assert len(n.rendezvous(n.node_id, 8)) == 8
+    # a call's rendezvous: the lookup's nearest that can take a PUNCH_REQ
+    closest = [(i, (f"2001:db8::{i}", 5004)) for i in range(1, 5)] + [(9, ("198.51.100.9", 5004))]
+    assert choose_rendezvous(0, closest, count=3, usable=n.traversal.usable) \
+        == [("198.51.100.9", 5004)]
+    n.traversal.punch(7, choose_rendezvous(7, closest, count=8, usable=n.traversal.usable), 2.0)
+    assert [to for d, to in n.datagrams_to_send(2.0) if d[1] == PUNCH_REQ] \
+        == [("198.51.100.9", 5004)]
 
 
 def _sim_world(kinds: list[int], nat_timeout: float = 30.0):
@@ -177,11 +319,11 @@ def _sim_world(kinds: list[int], nat_timeout: float = 30.0):
 def test_in_the_simulator_the_same_code_keeps_filtering_and_full_cone_nodes_reachable():
     """24 public nodes, two full-cone, two filtering, 30 s mappings, ten minutes: a
     filtering node keeps every rendezvous open with the 16 nearest every 20 s; a full-cone node
-    sees a stranger's datagram, refreshes its one mapping through two peers, and anyone reaches
-    it; the open nodes find strangers get in too."""
+    gets strangers' requests, refreshes its one mapping through two peers, and anyone reaches
+    it; the open nodes find strangers get in too; with no strangers left, the evidence ages."""
     kinds = [OPEN] * 24 + [FULL_CONE] * 2 + [FILTERING] * 2
     env, nat, nodes = _sim_world(kinds)
-    env.run(until=600.0)
+    env.run(until=600.0)  # strangers' requests came in the first second
     for addr in (26, 27):
         traversal = nodes[addr].traversal
         assert not traversal.independent and traversal.keepalive_plan() == (16, 20.0)
@@ -195,3 +337,7 @@ def test_in_the_simulator_the_same_code_keeps_filtering_and_full_cone_nodes_reac
         assert all(nat.admits(addr, other, env.now) for other in range(28))
         assert traversal.stats["addr_req_sent"] <= 16 + 600 / 20 * 2 + 2
     assert all(nodes[a].traversal.independent for a in range(24))
+    # ten minutes on, every host has been sent to (28 nodes) and nobody checks (NAT kinds not
+    # told): the evidence is old, back to the 16 nearest
+    env.run(until=640.0)
+    assert not any(nodes[a].traversal.independent for a in range(28))
