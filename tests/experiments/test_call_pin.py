@@ -14,7 +14,7 @@ from kadtalk.experiments.calls import ROW_FIELDS, WALL_CLOCK_FIELDS, CallStudy, 
 STUDY = CallStudy(nodes=400, calls=40, seed=7, call_rate=1.0, nat_full_cone=0.4,
                   nat_filtering=0.2, nat_symmetric=0.05, churn="weibull", session=300.0,
                   offline=300.0)
-PINNED = "da1a3767d4b82184788154dd9576c4c1ed0a64b9df9dcf2ff39140383bd8dcba"
+PINNED = "30fd37957c85f7b513cc60cee57e865fa5eaf24df2e4a426ceff003fdee56aee"
 
 
 def digest(result) -> str:
