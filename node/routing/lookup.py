@@ -16,6 +16,13 @@ naming several nearer contacts has them all asked at once. `first` > `alpha` ask
 the first round (dead table entries then cost no round of their own). The routing layer sets
 both for urgent lookups only (a call's).
 
+Two caps hold whatever the answers say (a responder may name ever nearer contacts, each answer a
+fresh ID of its own plus victims' addresses): an aggressive lookup keeps `first` + 2 alpha
+requests in flight at most (the paper's rule keeps alpha; max(first, 2 alpha) made the call
+study's lookups 27 ms slower at the median, docs/design-decisions.md), and any lookup sends
+`max_requests` in all (RoutingSettings.lookup_requests; 0: no cap), after which it ends with
+what it has once its requests in flight are over.
+
 Two options serve the attack studies (docs/security.md):
 - `verify`: a check of a learned target entry (standing for the key exchange that follows a
   call's lookup); an entry that fails it is a fake, is never asked, and the lookup goes on;
@@ -42,7 +49,7 @@ class Lookup:
     __slots__ = (
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
-        "verify", "rejected", "_slow", "aggressive", "first",
+        "verify", "rejected", "_slow", "aggressive", "first", "max_requests",
     )
 
     def __init__(
@@ -69,6 +76,7 @@ class Lookup:
         self._slow: set[int] | None = None  # in flight, but no longer holding a slot
         self.aggressive = aggressive  # alpha in flight among the nearest, not alpha in all
         self.first = first  # requests in the first round, when more than alpha
+        self.max_requests = 0  # requests in all at most (0: no cap)
 
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
@@ -116,6 +124,11 @@ class Lookup:
         alpha = self.alpha if self.rpcs or self.first <= self.alpha else self.first
         aggressive = self.aggressive
         wanted = alpha if aggressive else alpha - self.in_flight
+        room = 1 << 30  # requests we may still send (the caps)
+        if aggressive:
+            room = self.first + 2 * self.alpha - self.in_flight
+        if self.max_requests:
+            room = min(room, self.max_requests - self.rpcs)
         chosen: list[int] = []
         considered = 0
         settled = True
@@ -131,18 +144,19 @@ class Lookup:
             considered += 1
             if state == NEW:
                 settled = False
-                if len(chosen) < wanted:
+                if len(chosen) < wanted and len(chosen) < room:
                     status[handle] = value | IN_FLIGHT
                     chosen.append(handle)
             elif state == IN_FLIGHT:
                 settled = False
                 if aggressive:
                     wanted -= 1  # holds one of the alpha places among the nearest
-            if considered >= self.k or (not settled and len(chosen) >= wanted):
+            if considered >= self.k or (not settled and len(chosen) >= min(wanted, room)):
                 break
         self.in_flight += len(chosen)
         self.rpcs += len(chosen)
-        if settled and not chosen and self.in_flight == 0 or (settled and considered >= self.k):
+        if settled and not chosen and self.in_flight == 0 or (settled and considered >= self.k) \
+                or (self.max_requests and self.rpcs >= self.max_requests and self.in_flight <= 0):
             self._finish()
         return chosen
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.routing.lookup import ANSWERED, FAILED, IN_FLIGHT, NEW, Lookup, Mode
 
 MASK = 3
@@ -290,8 +291,12 @@ def check_invariants(lookup, probes_out, alpha, slow=frozenset()):
     in_flight_entries = count_state(lookup, IN_FLIGHT)
     assert all(state(lookup, h) == IN_FLIGHT for h in slow)
     assert lookup.in_flight == in_flight_entries - len(slow) + probes_out
-    if not lookup.aggressive:  # aggressive: alpha among the nearest, checked where it asks
+    if not lookup.aggressive:  # aggressive: also alpha among the nearest, checked where it asks
         assert lookup.in_flight <= max(alpha, lookup.first, probes_out)
+    else:  # whatever the answers name
+        assert lookup.in_flight <= max(lookup.first + 2 * alpha, probes_out)
+    if lookup.max_requests:
+        assert lookup.rpcs <= max(lookup.max_requests, probes_out)
     assert lookup.in_flight >= 0
 
 
@@ -307,12 +312,16 @@ def check_invariants(lookup, probes_out, alpha, slow=frozenset()):
     p_slow=st.sampled_from([0.0, 0.3]),
     aggressive=st.booleans(),
     first=st.sampled_from([0, 5]),
+    adversary=st.booleans(),
 )
 def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probes, p_fail, p_slow,
-                                              aggressive, first):
+                                              aggressive, first, adversary):
     """A random world: each node knows a few others. Answers, timeouts and slow requests (whose
     slots go to others while they may still answer) come in random order; the paper's rule or
-    the aggressive one, with or without a larger first round."""
+    the aggressive one, with or without a larger first round. With `adversary`, one node's
+    every answer names a fresh ID of its own nearer than all known (it answers as well) and five
+    victims' (which never answer): the caps (in flight, and RoutingSettings' requests in all)
+    bound it and end the lookup."""
     rng = Random(seed)
     bits = 16
     ids = rng.sample(range(1, 1 << bits), nodes)
@@ -320,6 +329,11 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
     knows = {h: rng.sample(range(nodes), min(nodes, rng.randint(0, 6))) for h in range(nodes)}
     dead = {h for h in range(nodes) if rng.random() < p_fail}
     lookup = Lookup(0, target, mode, 0.0, k, alpha, aggressive=aggressive, first=first)
+    evil: set[int] = set()
+    if adversary:
+        lookup.max_requests = RoutingSettings().lookup_requests
+        evil.add(rng.randrange(nodes))
+        dead.discard(*evil)
     probes = min(probes, alpha) if mode is Mode.FIND_CLOSEST else 0  # only joins probe
     for _ in range(probes):
         lookup.probe_sent()
@@ -358,7 +372,7 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
     steps = 0
     while not lookup.done:
         steps += 1
-        assert steps < 10 * (nodes + probes + 5), "the lookup never ends"
+        assert steps < 10 * (nodes + probes + 5) + 3 * lookup.max_requests, "it never ends"
         check_invariants(lookup, probes_out, alpha, slow)
         options = len(in_flight) + probes_out
         assert options > 0, "not done, but nothing in flight"
@@ -385,8 +399,15 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
                 timeouts += 1
             else:
                 hop = lookup.answered(h)
-                for other in knows[h]:
+                for other in knows.get(h, ()):
                     lookup.add(other, ids[other] ^ target, hop)
+                nearest = lookup._order[0][0] if lookup._order else 0
+                if h in evil and nearest > 6:  # always nearer: itself again, and five victims
+                    for distance in range(nearest - 1, nearest - 7, -1):
+                        fresh = len(ids)
+                        ids.append(target ^ distance)
+                        (evil if distance == nearest - 1 else dead).add(fresh)
+                        lookup.add(fresh, distance, hop)
         if found_expected < 0 and mode is Mode.FIND_PEER:
             found_expected = next((h for h in lookup.handles() if ids[h] == target), -1)
         if not lookup.done:
@@ -396,6 +417,8 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
 
     assert lookup.next_requests() == []
     assert lookup.rpcs == rpcs and lookup.timeouts == timeouts
+    if lookup.max_requests and rpcs >= lookup.max_requests:
+        return  # the cap ended it: with what it had, not by the stop rule
     if mode is Mode.FIND_PEER and found_expected >= 0:
         assert lookup.found == found_expected and ids[lookup.found] == target
     elif mode is Mode.FIND_PEER:

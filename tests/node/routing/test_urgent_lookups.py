@@ -79,3 +79,45 @@ def test_a_calls_lookup_is_urgent():
     n = node(ident, urgent_first=5)
     n.call(TARGET, 0.0)
     assert asked(n, 0.0) == [6, 5, 4, 3, 2]
+
+
+def test_a_responder_naming_ever_nearer_contacts_cannot_keep_a_lookup_going():
+    """Review 2: each of an attacker's 100 answers names one fresh ID at its own address (the
+    nearest) and 19 at victims' addresses. Paper or urgent, the lookup sends at most
+    `lookup_requests` in all and keeps urgent_first + 2 alpha in flight, then ends."""
+    attacker = ("198.51.100.7", 4000)
+    target = 1 << 159
+    for urgent in (False, True):
+        settings = RoutingSettings(refresh_on_join=False)
+        n = Node(0x0F00000000000000000000000000000000000001, ContactRegistry(), Random(1),
+                 settings, 0.0)
+        att_id, dist = target ^ (1 << 150), 150
+        n.add_contact(att_id, attacker, 0.0)
+        for i in range(1, 8):
+            n.add_contact(target ^ (1 << (158 - i)) ^ 12345, ("10.9.9.%d" % i, 5004), 0.0)
+        lookup_id = n.routing.find_peer(target, 0.0, urgent=urgent)
+        now, requests, victims, peak = 0.0, 0, 0, 0
+        for r in range(100):
+            for data, addr in n.datagrams_to_send(now):
+                if data[0] == 0:
+                    requests += 1
+                    victims += addr[0].startswith("203.0.113.")
+            dist -= 1
+            nearer = target ^ (1 << dist)
+            named = [(nearer, attacker)] + [
+                (nearer ^ (j + 1) << (dist - 6), ("203.0.113.%d" % (r % 200 + 1), 1000 + j))
+                for j in range(19)]
+            now += 0.02
+            n.receive_datagram(encode_response(RouteResponse(att_id, target, tuple(named)),
+                                               TO_WIRE), attacker, now)
+            att_id = nearer
+            for lookup in n.routing._lookups.values():
+                peak = max(peak, lookup.in_flight)
+        assert requests <= settings.lookup_requests
+        assert peak <= (settings.urgent_first + 2 * settings.alpha if urgent
+                        else settings.alpha)
+        while (n.get_timer() or 99.0) < 10.0:  # what is in flight times out
+            now = max(now, n.get_timer())
+            n.handle_timer(now)
+            n.datagrams_to_send(now)
+        assert lookup_id not in n.routing._lookups, "the lookup never ends"
