@@ -119,6 +119,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             reply_id TEXT,                      -- in: our reply's ID while it awaits its receipt
             UNIQUE (peer, direction))""",
     ),
+    (  # 6: mailbox values we acknowledged (app/mailbox.py): one a storer still returns after a
+        # restart is acknowledged again, not opened (the message's row may be pruned by then)
+        """CREATE TABLE acknowledged (
+            vid BLOB PRIMARY KEY,               -- the value id, 20 bytes
+            epoch INTEGER NOT NULL,             -- the mailbox epoch it was in
+            at REAL NOT NULL)                   -- Unix time; dropped after prekey_keep""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -310,6 +317,20 @@ class HistoryDB:
         if dropped:
             self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return dropped
+
+    def add_acknowledged(self, epoch: int, vids: list[bytes], at: float) -> None:
+        with self._write() as c:
+            c.executemany("INSERT OR IGNORE INTO acknowledged (vid, epoch, at) VALUES (?, ?, ?)",
+                          [(vid, epoch, at) for vid in vids])
+
+    def acknowledged(self, since: float) -> list[tuple[bytes, int]]:
+        """(value id, epoch) of mailbox values acknowledged since `since`, oldest first."""
+        return [(bytes(vid), epoch) for vid, epoch in self.connection.execute(
+            "SELECT vid, epoch FROM acknowledged WHERE at >= ? ORDER BY at", (since,))]
+
+    def drop_acknowledged(self, before: float) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM acknowledged WHERE at < ?", (before,)).rowcount
 
     def conversation(self, peer: str | None = None,
                      limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:

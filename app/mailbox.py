@@ -16,7 +16,10 @@ message either way, a call), on which it sends what is `stored` again and our no
 answers (we keep the copy once).
 
 Recipient: a box whose message the history cannot write (disk full, locked) is neither shown
-nor acknowledged: its copies stay with the storers and it opens again at the next fetch.
+nor acknowledged: its copies stay with the storers and it opens again at the next fetch. The
+ids of acknowledged boxes are kept (`prekey_keep` s) and given back at start: a storer that
+missed our DELETE and returns one after a restart is told again, the box is not opened (its
+message may have been pruned from the history since).
 
 Prekeys: the node hands each one it makes to `_keep_prekey` (keep_mailbox's `keep`), which
 writes it to the history database (owner-only) before the node publishes it; one that cannot
@@ -65,11 +68,12 @@ class Mailbox:
         keep = storage.settings.prekey_keep
         try:
             kept = [p for p in db.prekeys() if p[1] >= time.time() - keep]
+            acked = db.acknowledged(time.time() - keep)
         except sqlite3.Error as e:
             log.warning("cannot read the prekeys in %s: %s", self.messages.history.path, e)
-            kept = []
+            kept, acked = [], []
         self._drop_prekeys(keep)  # apart: a file we cannot write still gives its prekeys
-        storage.keep_mailbox(kept, now, keep=self._keep_prekey)
+        storage.keep_mailbox(kept, now, keep=self._keep_prekey, acknowledged=acked)
 
     def on_event(self, event: Event) -> None:
         kind = type(event)
@@ -145,6 +149,7 @@ class Mailbox:
                 return
         now = self.driver.loop.time()
         storage.acknowledge(event.epoch, [event.vid], now)  # kept, a duplicate, or refused
+        self.messages.write(lambda db: db.add_acknowledged(event.epoch, [event.vid], time.time()))
         self.driver.node.pump_storage(now)
         self.driver.service()
 
@@ -160,5 +165,6 @@ class Mailbox:
     def _drop_prekeys(self, keep: float) -> None:
         try:
             self.messages.history.db.drop_prekeys(time.time() - keep)
+            self.messages.history.db.drop_acknowledged(time.time() - keep)
         except sqlite3.Error as e:
             log.warning("cannot delete old prekeys in %s: %s", self.messages.history.path, e)

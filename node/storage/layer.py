@@ -347,9 +347,7 @@ class StorageLayer:
         (or, not known, the k closest): the recipient's signed acknowledgement."""
         vids = list(dict.fromkeys(vids))
         for vid in vids:
-            self._acked[vid] = epoch
-            while len(self._acked) > SEEN_LIMIT:
-                self._acked.popitem(last=False)
+            self._remember_ack(vid, epoch)
         for at in range(0, len(vids), wire.MAX_VIDS):
             chunk = tuple(vids[at:at + wire.MAX_VIDS])
             op = _Op("delete", records.mailbox_key(self.identity.node_id, epoch), now)
@@ -361,6 +359,12 @@ class StorageLayer:
                     self._send_to(op, sorted(holders, key=repr), now)
             else:
                 self._start(op, now)
+
+    def _remember_ack(self, vid: bytes, epoch: int) -> None:
+        self._acked[vid] = epoch
+        self._acked.move_to_end(vid)
+        while len(self._acked) > SEEN_LIMIT:
+            self._acked.popitem(last=False)
 
     def not_kept(self, vid: bytes) -> None:
         """The owner could not keep MessageReceived `vid`: it is reported again at the next
@@ -402,14 +406,19 @@ class StorageLayer:
         self.prekeys = [p for p in self.prekeys if p[2] > wall - keep]
 
     def keep_mailbox(self, kept: list[tuple[bytes, float]] = (), now: float = 0.0,
-                     keep: Keeper | None = None) -> None:
+                     keep: Keeper | None = None,
+                     acknowledged: list[tuple[bytes, int]] = ()) -> None:
         """Turn the recipient's upkeep on: from each `joined` on, publish our prekey and fetch
         our mailbox (then every `mailbox_interval`). `kept`: the prekeys of earlier runs
         (private half, made), as PrekeyMade told them, so boxes sealed to them still open.
         `keep(public, private, made)`: the owner stores a new prekey before it is published
-        (True: stored), so none is published that a restart would lose."""
+        (True: stored), so none is published that a restart would lose. `acknowledged`: the
+        (value id, epoch) pairs we acknowledged before, oldest first: acknowledged again, not
+        opened, if a storer still returns them."""
         self._upkeep = True
         self._keep = keep
+        for vid, epoch in acknowledged:
+            self._remember_ack(vid, epoch)
         held = {p[1] for p in self.prekeys}
         for raw, made in kept:
             private = X25519PrivateKey.from_private_bytes(raw)

@@ -189,7 +189,8 @@ def _mailbox(db, acks, kept_at_start=None, released=None):
         settings=StorageSettings(),
         acknowledge=lambda epoch, vids, now: acks.append((epoch, list(vids))),
         not_kept=lambda vid: released.append(vid) if released is not None else None,
-        keep_mailbox=lambda kept, now, keep=None: kept_at_start.append((list(kept), keep)))
+        keep_mailbox=lambda kept, now, keep=None, acknowledged=(): kept_at_start.append(
+            (list(kept), keep, list(acknowledged))))
     m.driver = SimpleNamespace(node=SimpleNamespace(storage=storage, pump_storage=lambda now: None),
                                loop=SimpleNamespace(time=lambda: 0.0), service=lambda: None)
     return Mailbox(m), history, shown
@@ -218,6 +219,11 @@ def test_a_mailbox_message_the_history_cannot_write_is_not_acknowledged_and_come
     box.on_event(event)  # a copy kept already: acknowledged again, shown once
     assert acks[-1] == (7, [b"v" * 20]) and len(acks) == 2 and len(shown) == 1
     assert db.connection.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+    # its id outlives a restart (and the message's row): the node acknowledges it again
+    db.connection.execute("DELETE FROM messages")  # pruned, a stranger's
+    started = []
+    _mailbox(db, [], kept_at_start=started)[0].start(0.0)
+    assert started[0][2] == [(b"v" * 20, 7)]
 
 
 def test_a_start_whose_clean_up_fails_still_gives_the_node_the_kept_prekeys(tmp_path):
@@ -230,7 +236,7 @@ def test_a_start_whose_clean_up_fails_still_gives_the_node_the_kept_prekeys(tmp_
     started = []
     box, _, _ = _mailbox(db, [], kept_at_start=started)
     box.start(0.0)
-    ((kept, keep),) = started
+    ((kept, keep, _),) = started
     assert [k for k, _ in kept] == [b"K" * 32]
     # a new prekey is stored before the node publishes it; a failing write says no
     assert keep(b"N" * 32, b"M" * 32, time.time()) is True

@@ -303,3 +303,27 @@ def test_a_prekey_its_owner_cannot_keep_is_never_published_and_the_kept_one_stay
     (made,) = [e for e in client.events() if type(e) is PrekeyMade]
     assert stored == [(made.public, made.private, made.made)]  # kept before it was published
     assert layer.prekeys[0][1] == made.public
+
+
+def test_a_box_acknowledged_before_a_restart_is_acknowledged_again_not_opened():
+    """A storer that missed our DELETE returns the box after a restart: the ids the owner kept
+    (keep_mailbox's `acknowledged`) make it a DELETE again, not a message shown twice."""
+    from .test_client import Client
+
+    client = Client()
+    layer = client.layer
+    me = layer.identity.node_id
+    public = layer.publish_prekey(0.0)
+    client.started.clear()
+    client.events()
+    epoch = records.epoch_of(WALL, SETTINGS.epoch_length)
+    key = records.mailbox_key(me, epoch)
+    alice = identity("alice")
+    box = records.make(alice, key, wire.MAILBOX, int(WALL + 3600), 1,
+                       sealed.seal(public, me, alice, b"\x07hello"))
+    vid = records.read(key, box).vid
+    layer.keep_mailbox([], 0.0, acknowledged=[(vid, epoch)])
+    assert not [e for e in fetched(client, epoch, [box]) if type(e) is MessageReceived]
+    assert layer.stats["acknowledged_again"] == 1
+    deletes = [d for d, _ in client.finish() if d[1] == wire.DELETE]
+    assert len(deletes) == 1 and vid in deletes[0]
