@@ -620,16 +620,17 @@ class Node:
             return
         path = RelayPath(relay_addr, allocation)
         caller = int.from_bytes(requester, "big")
-        if not paths.heard(path, caller, requester_addr, now):
-            return  # one knock per offer (each rendezvous forwards the same one)
+        answered = relay.client.peers.__contains__  # its relay sent a KNOCK_COOKIE
+        if not paths.heard(path, caller, requester_addr, now, answered):
+            return  # one knock per offer (each rendezvous forwards the same one), or full
         relay.knock(path, now)
         session = self.session
         for s in (session.sessions.values() if session is not None else ()):
             if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
-                # The requester ID is not authenticated here: send nothing of the call to the
-                # named relay, only let the call move there once an authentic packet of the
-                # peer arrives over it (the caller, told of our knock, sends its copies first).
-                paths.watch(s.id, path)
+                # The requester ID is not authenticated here: nothing of the call goes to the
+                # named relay, and the call moves there only once the path answered a
+                # PATH_CHALLENGE sent over it (`_moved`), the relay a KNOCK_COOKIE before.
+                paths.relay_offered(s.id, path, now, answered)
 
     def _knocked(self, event: Knocked) -> None:
         """The callee knocked at our allocation: permit it, and send our KEY_REQ there too."""
@@ -655,13 +656,13 @@ class Node:
         """A session datagram over another path of a call: the session moves the call if it
         authenticates (True: the datagram was taken)."""
         paths = self._upper.paths if self._upper is not None else None
-        sid = paths.alternates.get(addr) if paths is not None else None
+        sid = paths.session_of(addr) if paths is not None else None
         session = self.session
         s = session.sessions.get(sid) if session is not None and sid is not None else None
         if s is None or s.addr == addr or not (data[0] in (KEY_RES, MEDIA, SIGNAL)
                                                 or data[0] == COOKIE and s.rx is None):
             return False
-        if s.rx is not None and type(addr) is not RelayPath and paths.validated.get(addr) != sid:
+        if s.rx is not None and not self._proven(sid, addr):
             self._probe(s, addr, data, now)  # an authentic packet proves nothing of its source
             return True
         if paths.fallback.get(sid) == addr and now - s.last_recv < FALLBACK_AFTER:
@@ -674,9 +675,20 @@ class Node:
                 paths.check(sid, old, now)  # keep trying the direct path: ICE's upgrade
         return True  # taken: moved, or refused and counted by the session (`move_refused`)
 
+    def _proven(self, sid: int, addr: Any) -> bool:
+        """Whether call `sid` may move to `addr` without a PATH_CHALLENGE: it answered one, it
+        is the call's fall-back, or it is our own allocation (its relay forwards only to the
+        address that proved itself there)."""
+        paths = self._upper.paths
+        if paths.validated.get(addr) == sid or paths.fallback.get(sid) == addr:
+            return True
+        held = self.relay.client.held.get(addr.relay) if type(addr) is RelayPath else None
+        return held is not None and held.path == addr
+
     def _probe(self, s: Any, addr: Any, data: bytes, now: float) -> None:
-        """A packet of call `s` from a direct address not validated (relay/paths.py): taken
-        over the call's own path; if authentic, a PATH_CHALLENGE goes to `addr` (bounded)."""
+        """A packet of call `s` from a path not validated (relay/paths.py): taken over the
+        call's own path; if authentic, a PATH_CHALLENGE goes to `addr` (in DATA to a
+        RelayPath; bounded)."""
         session, paths, relay = self.session, self._upper.paths, self.relay
         rx = s.rx
         before = rx.packets + rx.duplicate
@@ -685,8 +697,8 @@ class Node:
             session.stats["move_refused"] += 1  # not the call's: no answer, no move
         elif s.state is not CallState.ENDED and paths.probe(s.id, addr, len(data), now):
             nonce = relay.nonce()
-            relay.path_check(relay_wire.PATH_CHALLENGE, nonce, s.tx.key, addr)
-            paths.challenged(addr, nonce, now)
+            if relay.path_check(relay_wire.PATH_CHALLENGE, nonce, s.tx.key, addr, now):
+                paths.challenged(addr, nonce, now)
 
     def _path_checked(self, data: bytes, addr: Any, now: float) -> None:
         """A PATH_CHALLENGE (answered if a call of ours with an upgrade under way can
@@ -695,13 +707,14 @@ class Node:
         paths, session, relay = self._upper.paths, self.session, self.relay
         if paths is not None and session is not None:
             if data[1] == relay_wire.PATH_CHALLENGE:
-                for sid in {*paths.alternates.values(), *paths.offered.values()}:
+                for sid in {*paths.alternates.values(), *paths.offered.values(),
+                            *paths.fallback}:
                     s = session.sessions.get(sid)
                     if (s is not None and s.rx is not None and s.state is not CallState.ENDED
                             and relay_wire.path_check_valid(data, s.rx.key)):
                         if paths.answer(data[2:10]):
                             relay.path_check(relay_wire.PATH_RESPONSE, data[2:10], s.tx.key,
-                                             addr)
+                                             addr, now)
                             paths.hurry(sid, addr, now)
                         return
             else:
@@ -714,6 +727,13 @@ class Node:
         relay.stats["bad_path_check"] += 1
 
     def _from_relay(self, payload: bytes, path: RelayPath, now: float) -> None:
+        if payload[:1] == bytes((RELAY,)):  # a path check over a relay path (in DATA)
+            if relay_wire.well_formed(payload) and payload[1] in (relay_wire.PATH_CHALLENGE,
+                                                                  relay_wire.PATH_RESPONSE):
+                self._path_checked(payload, path, now)
+            else:
+                self.relay.stats["bad_path_check"] += 1
+            return
         session = self._session()
         if session is None or self._moved(path, payload, now):
             return
@@ -751,9 +771,9 @@ class Node:
         session = self.session
         for sid, path in list(paths.fallback.items()):
             s = session.sessions.get(sid) if session is not None else None
-            if (s is not None and type(s.addr) is not RelayPath and s.state is CallState.TALKING
+            if (s is not None and s.addr != path and s.state is CallState.TALKING
                     and now - s.last_recv >= SILENCE and path not in paths.checks.get(sid, ())):
-                paths.check(sid, path, now)  # the direct path went silent: copies via the relay
+                paths.check(sid, path, now)  # the path went silent: copies via the fall-back
                 paths.count("fallback_checked")
         wanted, held = relay.settings.call_relays, relay.client.held
         if len(held) < wanted and now >= paths.hold_at and self.needs_relay and not relay.public:
@@ -793,13 +813,12 @@ class Node:
         for s in (session.sessions.values() if session is not None else ()):
             if s.state is not CallState.TALKING:
                 continue
-            if type(s.addr) is RelayPath:
-                if s.id in paths.recovering or s.addr not in paths.offered:
+            path = paths.fallback.get(s.id)
+            if type(s.addr) is RelayPath and s.addr in paths.offered:
+                if s.id in paths.recovering:
                     continue
-            else:
-                path = paths.fallback.get(s.id)
-                if path is None or path in paths.checks.get(s.id, ()):
-                    continue  # no fall-back, or its copies go already
+            elif path is None or path == s.addr or path in paths.checks.get(s.id, ()):
+                continue  # no fall-back, or its copies go already
             at = s.last_recv + SILENCE
             deadline = at if deadline is None or at < deadline else deadline
         return deadline

@@ -29,7 +29,8 @@ FAST = RelaySettings(
     default_lifetime=60, max_lifetime=120, lifetime=60, cookie_rotation=10.0,
     verify_rate=WIDE, verify_burst=WIDE, source_rate=WIDE, source_burst=WIDE,
     allocation_rate=WIDE, allocation_burst=WIDE, total_rate=WIDE, total_burst=WIDE,
-    knock_rate=WIDE, knock_burst=WIDE, echo_rate=WIDE, echo_burst=WIDE, consent=1.0,
+    knock_rate=WIDE, knock_burst=WIDE, echo_rate=WIDE, echo_burst=WIDE, echo_cap_rate=WIDE,
+    echo_cap_burst=WIDE, consent=1.0,
     max_sources=64,
 )
 CLIENT = RelaySettings(serve="never", lifetime=60, request_tries=3)
@@ -71,6 +72,7 @@ class RelayState:
             wire.knocked(number, addresses.to_wire(PEER)),
             wire.path_check(wire.PATH_CHALLENGE, bytes(8), bytes(16)),
             wire.path_check(wire.PATH_RESPONSE, bytes(8), bytes(16)),
+            wire.permit(number, addresses.to_wire(STRANGER)),  # never knocked: refused
         ]
 
     def pump(self) -> None:

@@ -14,6 +14,14 @@ forged offer may name anyone) gets the two KNOCKs only, 32 bytes for a 42-byte o
 echoes the relay's KNOCK_COOKIE (the proof that it receives at its address) once per cookie, at
 most once per bare KNOCK sent and within `KNOCK_WAIT` s of the last: never more than the relay
 sent, so a forged KNOCK_COOKIE draws at most its own size back.
+
+A knocked path is accepted (DATA through it taken, and sent) only once a KNOCK_COOKIE for it
+came from its relay's address: an address named in an unauthenticated offer that never
+answered is sent the two KNOCKs and nothing else, whatever comes "from" it. And nothing goes
+through another owner's path that nothing has come through (a cookie or DATA) for `consent`
+(30 s; RFC 7675's consent freshness, the relay's own rule on the client's side): a path whose
+far end stopped answering is not fed (`no_consent`); a KNOCK goes instead (once per knock
+round), and the relay's cookie restores it, as the echo restores the relay's consent for us.
 """
 
 from __future__ import annotations
@@ -93,7 +101,8 @@ class RelayClient:
         self.send = send
         self.events = events
         self.held: dict[Any, Held] = {}  # relay address -> our allocation there
-        self.peers: dict[RelayPath, None] = {}  # others' allocations we are the peer of
+        self.peers: dict[RelayPath, float] = {}  # others' allocations we are the peer of ->
+        #   when something last came through (consent)
         self.knocking: dict[RelayPath, _Knock] = {}  # paths we knock at, until DATA comes
         self._random = random_bytes
 
@@ -123,17 +132,17 @@ class RelayClient:
         held.permit = None
         self._request(held, "release", wire.refresh(path.allocation, 0), now)
 
-    def connect(self, path: RelayPath) -> None:
+    def connect(self, path: RelayPath, now: float) -> None:
         """Accept DATA through someone else's allocation `path` (we are its permitted peer)."""
         self.peers.pop(path, None)
         if len(self.peers) >= self.settings.max_paths:
             del self.peers[next(iter(self.peers))]
-        self.peers[path] = None
+        self.peers[path] = now
 
     def knock(self, path: RelayPath, now: float) -> None:
-        """We KNOCK at `path` (someone else's allocation): accept DATA through it, KNOCK again
-        with back-off until DATA comes, and echo the relay's KNOCK_COOKIEs meanwhile."""
-        self.connect(path)
+        """We KNOCK at `path` (someone else's allocation), KNOCK again with back-off until DATA
+        comes, echo the relay's KNOCK_COOKIEs meanwhile, and accept DATA through `path` once
+        the first came (from `path.relay`: an address that answers for that allocation)."""
         self.knocking.pop(path, None)
         if len(self.knocking) >= self.settings.max_paths:
             del self.knocking[next(iter(self.knocking))]
@@ -147,10 +156,18 @@ class RelayClient:
         held = self.held.get(path.relay)
         return path in self.peers or (held is not None and held.path == path)
 
-    def wrap(self, path: RelayPath, payload: bytes) -> bytes | None:
+    def wrap(self, path: RelayPath, payload: bytes, now: float) -> bytes | None:
         """The DATA datagram carrying `payload` through `path` (to send to `path.relay`), or
-        None for a path we do not know or a payload too large."""
+        None for a path we do not know, another's path without consent, or a payload too
+        large."""
         if len(payload) > wire.MAX_PAYLOAD or not self.knows(path):
+            return None
+        heard = self.peers.get(path)
+        if heard is not None and now - heard >= self.settings.consent:
+            self.stats["no_consent"] += 1  # nothing came through it lately: its end may be gone
+            if path not in self.knocking:
+                self.knock(path, now)  # ask again: the relay's cookie restores it (and the
+                self.stats["consent_knock"] += 1  # echo the relay's consent for us)
             return None
         return wire.data(path.allocation, payload)
 
@@ -211,10 +228,12 @@ class RelayClient:
         else:  # ERROR
             self._on_error(held, data, now)
 
-    def on_data(self, data: bytes, addr: Any) -> RelayPath | None:
+    def on_data(self, data: bytes, addr: Any, now: float) -> RelayPath | None:
         """The path a DATA datagram came through, if it is one of ours; else a counted drop."""
         path = RelayPath(addr, data[2:10])
         if self.knows(path):
+            if path in self.peers:
+                self.peers[path] = now  # consent
             if path in self.knocking:
                 del self.knocking[path]  # the owner permitted us: no more knocks
             return path
@@ -317,6 +336,7 @@ class RelayClient:
             return
         pending.echoes -= 1
         pending.answered = True
+        self.connect(path, now)  # its relay answers for it: DATA through it is taken now
         self.send(wire.knock(path.allocation, data[10:16]), addr)  # 16 bytes for 16
         self.stats["knock_echoed"] += 1
 

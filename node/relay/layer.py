@@ -34,7 +34,7 @@ DROPS = frozenset({
     "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
     "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent", "bad_path_check",
-    "rate_limited_echo_source", "echo_sources_full",
+    "rate_limited_echo_source", "echo_sources_full", "no_consent",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
@@ -79,7 +79,7 @@ class RelayLayer:
             if alloc is not None:
                 server.on_data(alloc, data, addr, now)
                 return
-            path = self.client.on_data(data, addr)
+            path = self.client.on_data(data, addr, now)
             if path is None:
                 return
             if self._deliver is not None:
@@ -166,18 +166,23 @@ class RelayLayer:
         """Ask the owner of `path` (told us in a call's set-up) to permit us: KNOCK to the relay
         (twice, and again with back-off until DATA comes through `path`), echo its
         KNOCK_COOKIE (the relay's proof that we receive at our address), and accept DATA
-        through `path` from now."""
+        through `path` once the relay answered."""
         self.client.knock(path, now)
         self.stats["knock_sent"] += 1
 
-    def connect(self, path: RelayPath) -> None:
+    def connect(self, path: RelayPath, now: float) -> None:
         """Accept DATA through another node's allocation `path` (we are its permitted peer)."""
-        self.client.connect(path)
+        self.client.connect(path, now)
 
-    def path_check(self, op: int, nonce: bytes, key: bytes, addr: Any) -> None:
+    def path_check(self, op: int, nonce: bytes, key: bytes, addr: Any, now: float = 0.0) -> bool:
         """Send a PATH_CHALLENGE or PATH_RESPONSE (`op`) with `nonce`, tagged under `key` (the
-        session's sending key), to `addr`."""
-        self._outbox.append((wire.path_check(op, nonce, key), addr))
+        session's sending key), to `addr`: in DATA when `addr` is a RelayPath (a new relay path
+        is validated like a direct address). False when it could not go."""
+        datagram = wire.path_check(op, nonce, key)
+        if type(addr) is RelayPath:
+            return self.send(addr, datagram, now)
+        self._outbox.append((datagram, addr))
+        return True
 
     def nonce(self) -> bytes:
         return self._random(wire.PATH_NONCE_SIZE)
@@ -185,7 +190,7 @@ class RelayLayer:
     def send(self, path: RelayPath, payload: bytes, now: float) -> bool:
         """Queue `payload` for the other end of `path`; False for an unknown path or a payload
         over wire.MAX_PAYLOAD."""
-        datagram = self.client.wrap(path, payload)
+        datagram = self.client.wrap(path, payload, now)
         if datagram is None:
             return False
         self._outbox.append((datagram, path.relay))

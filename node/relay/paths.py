@@ -28,6 +28,19 @@ back. A relayed call that hears nothing for `SILENCE` s while talking is offered
 caller, another relay the same way; with none, RelayLost says so and the session ends as
 `peer_vanished`.
 
+A relay path is validated the same way before a call moves to it (review 2, 2026-12-06: one
+forged PUNCH_FWD_RELAY naming any address and one withheld packet sent from there moved the
+callee, which then sent the call to an address that never answered): the offer is only noted
+for the session (`relay_offers`, at most `PER_SESSION` each), the knocked path carries
+nothing before its relay answered the knock with a KNOCK_COOKIE (relay/client.py), and the
+PATH_CHALLENGE travels in DATA over the path and must come back over it. Only our own
+allocation (its relay permits nobody but the address that proved itself) and the call's
+fall-back skip this. A move from one relay to another keeps the old path as the fall-back too.
+The tables a forged offer can reach are bounded without evicting what a call depends on:
+`incoming` makes room only by dropping offers whose relay never answered (else the new offer
+is refused), `relay_offers` holds only offers naming a live call's peer, and `alternates`
+(where the fall-back lives) is filled only by our own checks, never by an offer.
+
 Bookkeeping only: no datagram is made here (the relay layer, traversal and the session do).
 """
 
@@ -45,6 +58,8 @@ RETRY_RELAY = 600.0  # s before a contact that did not relay for us is asked aga
 HOLD_INTERVAL = 5.0  # s between looks at whether we hold enough relays
 KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock
 MAX_ENTRIES = 64  # bound on every table here
+PER_SESSION = 8  # alternates (and relay offers: half) of one session; more are refused
+UNANSWERED_FOR = 2.0  # s: an offered relay that sent no KNOCK_COOKIE by then may make room
 MAX_CANDIDATES = 4  # direct addresses of a caller heard in the same offer (one per rendezvous)
 PROBE_INTERVAL = 0.5  # s between PATH_CHALLENGEs to one address not validated yet
 AMPLIFICATION = 3  # bytes sent to an address not validated, at most, per byte that came from it
@@ -67,7 +82,7 @@ class Probe:
 class CallPaths:
     __slots__ = ("offered", "incoming", "alternates", "checks", "rendezvous", "tried",
                  "recovering", "stats", "hold_at", "knocks", "probes", "challenges", "validated",
-                 "answered", "fallback")
+                 "answered", "fallback", "relay_offers")
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
@@ -85,7 +100,9 @@ class CallPaths:
         self.challenges: dict[bytes, Any] = {}  # nonce of a challenge we sent -> its address
         self.validated: dict[Any, int] = {}  # address that answered a challenge -> session
         self.answered: dict[bytes, None] = {}  # nonces of the peers' challenges we answered
-        self.fallback: dict[int, RelayPath] = {}  # session moved direct -> its relay path
+        self.fallback: dict[int, Any] = {}  # session moved -> the path it came from
+        self.relay_offers: dict[RelayPath, tuple[int, float]] = {}  # a new relay the peer of
+        #   a live call offered (not authenticated: validated before any move) -> (session, when)
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -100,24 +117,66 @@ class CallPaths:
                 return path
         return None
 
-    def heard(self, path: RelayPath, caller: int, addr: Any, now: float) -> bool:
+    def heard(self, path: RelayPath, caller: int, addr: Any, now: float,
+              answered: Any = lambda path: False) -> bool:
         """An offer of `caller`'s allocation `path`, naming `addr` as its direct address: True
         when it is new (knock), False when it repeats one of the last `KNOCK_AGAIN` s (another
-        rendezvous's copy: its address is kept as a candidate too, as either may be forged)."""
+        rendezvous's copy: its address is kept as a candidate too, as either may be forged),
+        or when the table is full of offers whose relay answered (`answered(path)`)."""
         known = self.incoming.get(path)
         if known is not None and known[0] == caller and now - known[2] < KNOCK_AGAIN:
             if addr not in known[1] and len(known[1]) < MAX_CANDIDATES:
                 known[1].append(addr)
             return False
-        bounded(self.incoming)
+        self.incoming.pop(path, None)
+        if not make_room(self.incoming, lambda p, v: answered(p) or now - v[2] < UNANSWERED_FOR):
+            self.count("offer_refused_full")
+            return False
         self.incoming[path] = (caller, [addr], now)
         return True
 
-    def watch(self, session_id: int, path: Any) -> None:
+    def relay_offered(self, session_id: int, path: RelayPath, now: float,
+                      answered: Any) -> None:
+        """The peer of a live call offers a new relay (its own went silent, or a forger says
+        so): the call may move there once the path is validated. Bounded per session; an
+        offer whose relay never answered makes room, others are kept."""
+        table = self.relay_offers
+        if path in table:
+            return
+        mine = [p for p, (sid, _) in table.items() if sid == session_id]
+        for p in mine if len(mine) >= PER_SESSION // 2 else ():
+            if not answered(p) and now - table[p][1] >= UNANSWERED_FOR:
+                del table[p]
+                mine.remove(p)
+                break
+        if len(mine) >= PER_SESSION // 2 or not make_room(
+                table, lambda p, v: answered(p) or now - v[1] < UNANSWERED_FOR):
+            self.count("relay_offer_refused_full")
+            return
+        table[path] = (session_id, now)
+
+    def session_of(self, path: Any) -> int | None:
+        """The session that may move to `path`: an alternate, a fall-back or a relay offer."""
+        sid = self.alternates.get(path)
+        if sid is None:
+            offer = self.relay_offers.get(path) if type(path) is RelayPath else None
+            sid = offer[0] if offer is not None else None
+        if sid is None and self.fallback:
+            sid = next((k for k, p in self.fallback.items() if p == path), None)
+        return sid
+
+    def watch(self, session_id: int, path: Any) -> bool:
         """Let the session move to `path` on an authentic packet from it, sending nothing
-        there before (an address nobody proved)."""
-        bounded(self.alternates)
+        there before (an address nobody proved). Refused (False) when the session has
+        `PER_SESSION` alternates already or the table is full: nothing is evicted."""
+        if self.alternates.get(path) == session_id:
+            return True
+        if (len(self.alternates) >= MAX_ENTRIES * PER_SESSION
+                or sum(sid == session_id for sid in self.alternates.values()) >= PER_SESSION):
+            self.count("alternate_refused")
+            return False
         self.alternates[path] = session_id
+        return True
 
     def check(self, session_id: int, path: Any, now: float) -> None:
         """Send copies of the session's packets over `path` too, and let it move there."""
@@ -143,14 +202,13 @@ class CallPaths:
     def moved(self, session_id: int, path: Any, old: Any = None) -> None:
         self.checks.get(session_id, {}).pop(path, None)
         self.recovering.pop(session_id, None)
-        if type(path) is RelayPath:
-            self.count("moved_relay")
-            return
-        self.count("moved_direct")
-        if type(old) is RelayPath:  # kept as an alternate: the fall-back (FALLBACK_AFTER)
-            bounded(self.fallback)
-            self.fallback[session_id] = old
-            self.watch(session_id, old)
+        self.relay_offers.pop(path, None)
+        relayed = type(path) is RelayPath
+        self.count("moved_relay" if relayed else "moved_direct")
+        if type(old) is RelayPath and old != path:  # the fall-back (FALLBACK_AFTER), kept in a
+            self.fallback[session_id] = old  # table of its own: nothing else writes there
+        elif relayed:
+            self.fallback.pop(session_id, None)  # direct -> relay: the direct path is checked
 
     # -- path validation (RFC 9000 §8.2) ---------------------------------------------------------
 
@@ -218,6 +276,8 @@ class CallPaths:
         for table in (self.alternates, self.offered, self.validated):
             for key in [k for k, sid in table.items() if not live(sid)]:
                 del table[key]
+        for path in [p for p, (sid, _) in self.relay_offers.items() if not live(sid)]:
+            del self.relay_offers[path]
 
     def candidates(self, contacts: list[Any], held: int, wanted: int, now: float) -> list[Any]:
         """Contacts to ask for an allocation so that `wanted` are held or asked for."""
@@ -237,3 +297,15 @@ def bounded(table: dict) -> None:
     """Make room for one more entry (the oldest goes)."""
     if len(table) >= MAX_ENTRIES:
         del table[next(iter(table))]
+
+
+def make_room(table: dict, keep: Any) -> bool:
+    """Make room for one more entry by dropping the oldest one not to `keep(key, value)`;
+    False (the new one is refused) when every entry is kept."""
+    if len(table) < MAX_ENTRIES:
+        return True
+    for key, value in table.items():
+        if not keep(key, value):
+            del table[key]
+            return True
+    return False

@@ -116,7 +116,7 @@ def test_peer_paths_are_bounded():
     layer = RelayLayer(identity("a"), RelaySettings(max_paths=3))
     paths = [RelayPath(R, bytes([i]) * 8) for i in range(5)]
     for path in paths:
-        layer.connect(path)
+        layer.connect(path, 0.0)
     assert list(layer.client.peers) == paths[2:]
 
 

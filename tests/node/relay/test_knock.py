@@ -323,7 +323,10 @@ def test_the_attack_a_peer_silent_since_its_knock_gets_nothing_an_hour_later():
         world.settle(3600.0 + i * 0.025)
     assert sum(len(p.payload) for p in world.log[start:] if p.dst == B) == 0
     assert world.relay.drop_counts()["stale_consent"] == 100
-    world.at(B).send(path, b"still here", 3603.0)  # the peer speaks: consent again
+    assert not world.at(B).send(path, b"still here", 3603.0)  # nothing came for 30 s: B
+    assert world.at(B).stats["no_consent"] == 1  # sends nothing either (its own consent), but
+    world.settle(3603.0)  # knocks again: the relay's cookie restores B's consent, the echo its
+    assert world.at(B).send(path, b"still here", 3603.0)  # own; the peer speaks again
     world.settle(3603.0)
     a.send(path, b"welcome back", 3603.0)
     world.settle(3603.0)
@@ -393,7 +396,11 @@ def test_the_callee_punches_and_knocks_only_for_a_contact_and_a_usable_relay():
     punches = [d for d, to in sent if to == ("203.0.113.21", 5004)]
     knocks = [d for d, to in sent if to == RELAY_ADDR]
     assert len(punches) == 2 and knocks == [wire.knock(bytes(8))]  # again in 0.5 s unanswered
-    assert callee.relay.client.knows(RelayPath(RELAY_ADDR, bytes(8)))  # accepts DATA through it
+    path = RelayPath(RELAY_ADDR, bytes(8))
+    assert not callee.relay.client.knows(path)  # no DATA through it before its relay answers
+    callee.receive_datagram(wire.knock(bytes(8), b"cookie", wire.KNOCK_COOKIE), RELAY_ADDR, 2.1)
+    assert callee.relay.client.knows(path)  # it did: DATA through it is taken now
+    callee.datagrams_to_send(2.1)  # (the echo)
     loopback = bytes((127, 0, 0, 1)) + (3478).to_bytes(2, "big")
     callee.receive_datagram(offer(caller, loopback), contact, 3.0)
     assert [to for _, to in callee.datagrams_to_send(3.0)] == [("203.0.113.21", 5004)] * 2
