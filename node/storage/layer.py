@@ -43,7 +43,8 @@ from .store import ValueStore
 DROPS = frozenset({
     "malformed", "bad_kind", "expired", "too_long", "wrong_key", "rate_limited",
     "rate_limited_source", "bad_signature", "quota", "full", "stale", "gone", "not_owner",
-    "unsolicited", "answer_cut", "bad_value", "unopenable", "sender_mismatch",
+    "unsolicited", "answer_cut", "bad_value", "unopenable", "sender_mismatch", "over_quota",
+    "unopenable_storer",
 })
 LOOKUP_WAIT = 60.0  # s an operation waits for its lookup at most (lookups end far sooner)
 MAX_PAGES = 64  # FOUND pages one node may make us ask for in one fetch
@@ -56,7 +57,7 @@ Keeper = Callable[[bytes, bytes, float], bool]
 class _Op:
     __slots__ = ("id", "sent", "kind", "key", "records", "vids", "epoch", "purpose", "targets",
                  "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram",
-                 "pages")
+                 "pages", "got", "opened", "again")
 
     def __init__(self, kind: str, key: bytes, deadline: float):
         self.id = -1
@@ -76,6 +77,9 @@ class _Op:
         self.confirmed = 0
         self.datagram = b""
         self.pages: collections.Counter[Any] = collections.Counter()  # FOUNDs per node
+        self.got: collections.Counter[Any] = collections.Counter()  # new records per node
+        self.opened: set[Any] = set()  # nodes one of whose records opened (mailbox fetch)
+        self.again: list[bytes] = []  # values acknowledged before that a node still holds
 
 
 class StorageLayer:
@@ -307,20 +311,41 @@ class StorageLayer:
             self.stats["bad_value"] += 1
         else:
             known = {v.raw for v in op.values.values()}
+            mailbox = op.purpose is not None and op.purpose[0] == "mailbox"
             for raw in answer.records:
                 if raw in known:
                     continue  # another storer's copy: checked already
+                if op.got[addr] >= self.settings.max_per_key:
+                    self.stats["over_quota"] += 1  # more than a storer holds under one key
+                    break
                 value = records.read(op.key, raw)
                 if value is None:
                     self.stats["bad_value"] += 1  # forged or altered by the storer
                     continue
-                op.values.setdefault(value.vid, value)
+                op.got[addr] += 1
+                if value.vid not in op.values:
+                    op.values[value.vid] = value
+                    if mailbox:
+                        self._take(op, addr, value, now)
             op.pages[addr] += 1
-            if (answer.next != wire.NO_MORE and answer.next < answer.total
-                    and op.pages[addr] < MAX_PAGES):
+            more = (answer.next != wire.NO_MORE and answer.next < answer.total
+                    and op.pages[addr] < MAX_PAGES and op.got[addr] < self.settings.max_per_key)
+            if more and mailbox and op.got[addr] and addr not in op.opened:
+                self.stats["unopenable_storer"] += 1  # a page of boxes none of which opens:
+                more = False  # its next pages would be the same work for nothing
+            if more:
                 size = len(op.datagram) if answer.records else wire.MAX_ANSWER
                 self._send_find(op, addr, answer.next, size, now)
         self._maybe_finish(op, now)
+
+    def _take(self, op: _Op, addr: Any, value: Value, now: float) -> None:
+        """A new value of our mailbox from `addr`: opened now (so that a storer whose boxes do
+        not open is asked for no further page), or acknowledged again at the fetch's end."""
+        if value.vid in self._acked:
+            op.again.append(value.vid)  # a storer missed our DELETE: tell it again
+            op.opened.add(addr)  # ours, once: an honest storer
+        elif self._open(value, op.purpose[1], now):
+            op.opened.add(addr)
 
     # -- client: commands -----------------------------------------------------------------------
 
@@ -624,15 +649,9 @@ class StorageLayer:
             holders.update(op.answered)
             while len(self._holders) > 64:
                 del self._holders[next(iter(self._holders))]
-            again = []
-            for value in values:
-                if value.vid in self._acked:
-                    again.append(value.vid)  # a storer missed our DELETE: tell it again
-                else:
-                    self._open(value, purpose[1], now)
-            if again:
-                self.stats["acknowledged_again"] += len(again)
-                self.acknowledge(purpose[1], again, now)
+            if op.again:
+                self.stats["acknowledged_again"] += len(op.again)
+                self.acknowledge(purpose[1], op.again, now)
         self._events.append(ValuesFound(op.key, values, len(op.targets), len(op.answered), now))
         if purpose is not None and purpose[0] == "prekey":
             node_id = purpose[1]
@@ -645,12 +664,16 @@ class StorageLayer:
                 self._prekey_for_mail(node_id, best.body if best else None,
                                       "no_prekey" if op.answered else "no_answer", now)
 
-    def _open(self, value: Value, epoch: int, now: float) -> None:
-        if value.kind != wire.MAILBOX or value.vid in self._seen:
-            return
+    def _open(self, value: Value, epoch: int, now: float) -> bool:
+        """Report `value` if it opens with one of our prekeys; True if it is ours (opened now
+        or before)."""
+        if value.kind != wire.MAILBOX:
+            return False
+        if value.vid in self._seen:
+            return True
         if value.expiry <= self.wall(now):
             self.stats["expired"] += 1  # its author's lifetime is over: not a message any more
-            return
+            return False
         me = self.identity.node_id
         for private, _, _ in self.prekeys:
             try:
@@ -659,14 +682,15 @@ class StorageLayer:
                 continue
             if opened.sender != value.author:
                 self.stats["sender_mismatch"] += 1
-                return
+                return False
             self._seen[value.vid] = None
             while len(self._seen) > SEEN_LIMIT:
                 self._seen.popitem(last=False)
             self._events.append(MessageReceived(value.vid, epoch, opened.sender,
                                                 opened.plaintext, value.sequence, now))
-            return
+            return True
         self.stats["unopenable"] += 1
+        return False
 
     def _fail(self, op: _Op, reason: str, now: float) -> None:
         if op.kind == "store":

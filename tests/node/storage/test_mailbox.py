@@ -327,3 +327,45 @@ def test_a_box_acknowledged_before_a_restart_is_acknowledged_again_not_opened():
     assert layer.stats["acknowledged_again"] == 1
     deletes = [d for d, _ in client.finish() if d[1] == wire.DELETE]
     assert len(deletes) == 1 and vid in deletes[0]
+
+
+def test_a_storer_whose_boxes_do_not_open_is_asked_for_no_further_page():
+    """Review 2: a malicious storer pages out thousands of validly signed boxes none of which
+    opens (each costs a signature check and a try per kept prekey). After a page of them it is
+    asked no more; a storer whose page holds one of ours is paged on."""
+    from .test_client import B as STORER
+    from .test_client import Client
+
+    def first_pages(client, recs):
+        layer = client.layer
+        epoch = records.epoch_of(WALL, SETTINGS.epoch_length)
+        key = records.mailbox_key(layer.identity.node_id, epoch)
+        client.nodes = [(1, STORER)]
+        layer.fetch(key, 0.0, ("mailbox", epoch))
+        ((request, _),) = client.finish()
+        layer.receive_datagram(wire.found(key, request[22:30], 2000, 3, recs, []), STORER, 0.0)
+        return [d for d, _ in layer.datagrams_to_send(0.0) if d[1] == wire.FIND_VALUE], key
+
+    sybil, alice = identity("sybil"), identity("alice")
+    client = Client()
+    me = client.layer.identity.node_id
+    public = client.layer.publish_prekey(0.0)
+    client.started.clear()
+    stranger = sealed.public_bytes(X25519PrivateKey.generate())  # not our prekey
+    epoch = records.epoch_of(WALL, SETTINGS.epoch_length)
+    key = records.mailbox_key(me, epoch)
+    junk = [records.make(sybil, key, wire.MAILBOX, int(WALL + 3600), i,
+                         sealed.seal(stranger, me, sybil, b"x")) for i in range(3)]
+    more, _ = first_pages(client, junk)
+    assert more == [] and client.layer.drop_counts()["unopenable_storer"] == 1
+    assert client.layer.stats["unopenable"] == 3
+
+    honest = Client()
+    public = honest.layer.publish_prekey(0.0)
+    honest.started.clear()
+    me = honest.layer.identity.node_id
+    ours = records.make(alice, key, wire.MAILBOX, int(WALL + 3600), 9,
+                        sealed.seal(public, me, alice, b"\x07hi"))
+    more, _ = first_pages(honest, junk[:2] + [ours])
+    assert len(more) == 1 and not honest.layer.drop_counts()["unopenable_storer"]
+    assert [e.plaintext for e in honest.events() if type(e) is MessageReceived] == [b"\x07hi"]
