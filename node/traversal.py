@@ -240,7 +240,7 @@ class Traversal:
                  "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered", "nat",
                  "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
                  "_symmetric", "_probes", "_checks", "_checked_at", "remembering", "_recent",
-                 "_recent_limit", "_last_sent", "_evidence_at", "_strangers")
+                 "_recent_limit", "_last_sent", "_evidence_at", "_strangers", "_started")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -278,6 +278,7 @@ class Traversal:
         self.independent = False
         self._evidence_at: float | None = None
         self._strangers: set[bytes] = set()
+        self._started = now  # our own checks begin one `address_check_interval` after this
         self.watching = True
         self._sent: set[Any] | None = set()  # addresses sent to (a cheap first check)
         self._hosts: set[bytes] | None = set()  # ... and their hosts (the wire form less port)
@@ -556,11 +557,13 @@ class Traversal:
     def _recheck(self, peers: list[Any], now: float) -> None:
         """Behind a cone NAT, our own reachability check through the nearest `check_peers`
         (they hold us in their tables): a stranger's PROBE is evidence (`_on_probe`). At most
-        every `address_check_interval` (the owner's, `kadtalk doctor`, counts), and not while
-        strangers' requests have shown it within that time."""
+        every `address_check_interval` (the owner's, `kadtalk doctor`, counts), not while
+        strangers' requests have shown it within that time, and not in the first interval
+        after we started (a previous run's peers may still get through the filter, and
+        strangers' requests usually tell sooner)."""
         settings, started, evidence = self.settings, self._checked_at, self._evidence_at
         interval = settings.address_check_interval
-        if (started is not None and now - started < interval) \
+        if now - self._started < interval or (started is not None and now - started < interval) \
                 or (evidence is not None and now - evidence < interval):
             return
         self.check_reachability(peers[: settings.check_peers], now)

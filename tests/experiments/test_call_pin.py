@@ -14,7 +14,7 @@ from kadtalk.experiments.calls import ROW_FIELDS, WALL_CLOCK_FIELDS, CallStudy, 
 STUDY = CallStudy(nodes=400, calls=40, seed=7, call_rate=1.0, nat_full_cone=0.4,
                   nat_filtering=0.2, nat_symmetric=0.05, churn="weibull", session=300.0,
                   offline=300.0)
-PINNED = "587a2627aa67c23c275e4e28bf3dd151c2edb2d79ba0d6e3911a4827151f3bbd"
+PINNED = "56619ad82bc39d718452ee4ba65026b227f0bbcbb390b51d997119502f9ed79d"
 
 
 def digest(result) -> str:

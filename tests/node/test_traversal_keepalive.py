@@ -209,29 +209,32 @@ def test_no_datagram_but_a_stranger_s_probe_moves_a_filtering_node_off_the_safe_
 
 def test_a_cone_node_checks_its_reachability_itself_and_evidence_grows_old():
     """Behind a cone NAT the keep-alive timer runs the reachability check through the two
-    nearest, every `address_check_interval` and not while strangers have shown the filtering
-    lately; evidence holds for two intervals: a node that stops seeing strangers goes back to
-    the 16 nearest."""
+    nearest: from one `address_check_interval` after the start, at most once an interval, and
+    not while strangers have shown the filtering lately; evidence holds for two intervals: a
+    node that stops seeing strangers goes back to the 16 nearest."""
     n = node()
-    n.handle_timer(0.0)  # NAT not known yet: no check
-    assert [d for d, _ in n.datagrams_to_send(0.0) if d[1] == PROBE_REQ] == []
     n.traversal.set_nat("cone")
-    n.handle_timer(20.0)
-    asked = [(data, to) for data, to in n.datagrams_to_send(20.0) if data[1] == PROBE_REQ]
-    assert [to for _, to in asked] == n.traversal.keepalive_peers()[:2]
+
+    def checks(start: int, end: int) -> list[tuple[int, bytes, tuple]]:
+        found = []
+        for t in range(start, end + 1, 20):
+            n.handle_timer(float(t))
+            found += [(t, d, to) for d, to in n.datagrams_to_send(float(t)) if d[1] == PROBE_REQ]
+        return found
+
+    assert checks(0, 280) == []  # the first interval after the start: none
+    asked = checks(300, 300)
+    assert [to for _, _, to in asked] == n.traversal.keepalive_peers()[:2]
     # a helper forwards (PROBE_ACK) and a stranger's PROBE with our nonce comes in
-    nonce = asked[0][0][2:10]
-    n.receive_datagram(bytes((TRAVERSAL, 0x0C)) + nonce, asked[0][1], 20.1)
-    n.receive_datagram(bytes((TRAVERSAL, PROBE)) + nonce, STRANGER, 20.2)
+    nonce = asked[0][1][2:10]
+    n.receive_datagram(bytes((TRAVERSAL, 0x0C)) + nonce, asked[0][2], 300.1)
+    n.receive_datagram(bytes((TRAVERSAL, PROBE)) + nonce, STRANGER, 300.2)
     assert n.traversal.independent and n.traversal.keepalive_plan() == (2, 20.0)
-    checks = []
-    for t in range(40, 621, 20):
-        n.handle_timer(float(t))
-        checks += [t for data, _ in n.datagrams_to_send(float(t)) if data[1] == PROBE_REQ]
-    assert checks == [340, 340]  # the first round 300 s past the evidence; nothing came
-    assert n.traversal.independent  # 20.2 s + 600 s not yet past
-    n.handle_timer(640.0)
-    sent = [to for data, to in n.datagrams_to_send(640.0) if data[1] == ADDR_REQ]
+    # the next check at the first round 300 s past the evidence; nothing comes of it
+    assert [t for t, _, _ in checks(320, 900)] == [620, 620]
+    assert n.traversal.independent  # 300.2 s + 600 s not yet past
+    n.handle_timer(920.0)
+    sent = [to for data, to in n.datagrams_to_send(920.0) if data[1] == ADDR_REQ]
     assert not n.traversal.independent and len(sent) == 16
 
 
@@ -255,12 +258,15 @@ def test_well_formed_requests_from_two_public_strangers_show_the_filtering():
 def test_an_owner_s_check_in_flight_is_left_alone():
     """`kadtalk doctor`'s check is not cut short by the timer's (it would forget its nonces)."""
     n = node()
-    n.traversal.check_reachability([PEERS[0]], 0.0)
-    n.datagrams_to_send(0.0)
+    n.traversal.set_nat("cone")
+    n.traversal.check_reachability([PEERS[0]], 299.0)
+    n.datagrams_to_send(299.0)
     nonce = next(iter(n.traversal._checks))
-    n.handle_timer(0.0)
-    assert [d for d, _ in n.datagrams_to_send(0.0) if d[1] == PROBE_REQ] == []
+    n.handle_timer(300.0)  # its own would be due now
+    assert [d for d, _ in n.datagrams_to_send(300.0) if d[1] == PROBE_REQ] == []
     assert nonce in n.traversal._checks
+    n.handle_timer(600.0)
+    assert len([d for d, _ in n.datagrams_to_send(600.0) if d[1] == PROBE_REQ]) == 2
 
 
 def _dual_stack_node() -> Node:
