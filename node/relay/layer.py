@@ -4,7 +4,8 @@ Requests (HELLO, ALLOCATE, REFRESH, PERMIT, KNOCK) go to the server role, answer
 ALLOCATED, REFRESHED, PERMITTED, ERROR, KNOCKED, KNOCK_COOKIE) to the client role; DATA to the
 server when it names one of its allocations, else to the client (a path of ours);
 PATH_CHALLENGE / PATH_RESPONSE (a call's path validation, made with its session keys) to the
-node's `path_checked` hook (relay/paths.py), a counted drop without one. A node serves only
+node's `path_checked` hook (relay/paths.py), a counted drop without one; those that travel in
+DATA over a relay path reach the node with the rest of that path's payloads (`deliver`). A node serves only
 when it may (`RelaySettings.serve`: `always`, `never`, or `auto` = once `set_public` has told
 it its public address); a request to a node that does not serve is a counted drop, never
 answered. The server role is made on the first request it serves, so a node that never relays

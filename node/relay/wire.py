@@ -22,8 +22,9 @@ The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Eve
 at most the size of the request it answers; a relay forwards a DATA datagram unchanged. A KNOCK
 is first sent with a zero cookie; the relay answers KNOCK_COOKIE to its source, and only a KNOCK
 echoing that cookie from that source proves the address (server.py says why 6 bytes).
-PATH_CHALLENGE / PATH_RESPONSE never go to a relay: they are a relayed call's path validation
-(QUIC's, RFC 9000 §8.2) before it moves to a direct address; the tag is HMAC-SHA-256 under the
+PATH_CHALLENGE / PATH_RESPONSE are never a request to a relay: they are a call's path
+validation (QUIC's, RFC 9000 §8.2) before it moves to a direct address (sent there) or to a new
+relay path (the payload of DATA over it); the tag is HMAC-SHA-256 under the
 sender's session key for that direction (`path_tag`), so only the call's peer makes or answers
 one. Parsers return None for anything malformed; they never raise.
 """
