@@ -679,10 +679,11 @@ class Node:
         """Whether call `sid` may move to `addr` without a PATH_CHALLENGE: it answered one, it
         is the call's fall-back, or it is our own allocation (its relay forwards only to the
         address that proved itself there)."""
-        paths = self._upper.paths
+        paths, relay = self._upper.paths, self._upper.relay
         if paths.validated.get(addr) == sid or paths.fallback.get(sid) == addr:
             return True
-        held = self.relay.client.held.get(addr.relay) if type(addr) is RelayPath else None
+        held = (relay.client.held.get(addr.relay)
+                if relay is not None and type(addr) is RelayPath else None)
         return held is not None and held.path == addr
 
     def _probe(self, s: Any, addr: Any, data: bytes, now: float) -> None:
@@ -695,7 +696,8 @@ class Node:
         session.receive_datagram(data, s.addr, now)
         if rx.packets + rx.duplicate == before:
             session.stats["move_refused"] += 1  # not the call's: no answer, no move
-        elif s.state is not CallState.ENDED and paths.probe(s.id, addr, len(data), now):
+        elif (relay is not None and s.state is not CallState.ENDED
+              and paths.probe(s.id, addr, len(data), now)):
             nonce = relay.nonce()
             if relay.path_check(relay_wire.PATH_CHALLENGE, nonce, s.tx.key, addr, now):
                 paths.challenged(addr, nonce, now)

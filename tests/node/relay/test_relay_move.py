@@ -153,5 +153,20 @@ def test_forged_offers_push_out_neither_a_fall_back_nor_an_answered_offer():
     assert paths.stats.get("offer_refused_full", 0) + len(paths.incoming) >= MAX_ENTRIES
 
 
+def test_relay_datagrams_in_data_other_than_path_checks_are_counted_drops():
+    """What comes in DATA over a relay path and starts with the relay type byte is a path
+    check (its exact layout), else a counted drop, never a crash."""
+    net, call, hook, grab = forged_race()
+    b = net.nodes[B_OPEN]
+    path = call.path(B_OPEN)
+    before = b.relay.stats["bad_path_check"]
+    for payload in (bytes((wire.RELAY,)), bytes((wire.RELAY, wire.PATH_CHALLENGE)) + bytes(5),
+                    wire.knock(bytes(8)), wire.path_check(wire.PATH_RESPONSE, bytes(8), bytes(16))):
+        b.receive_datagram(wire.data(path.allocation, payload), path.relay, net.now)
+    net.service(B_OPEN)
+    assert b.relay.stats["bad_path_check"] - before == 4
+    assert call.path(B_OPEN) == path and len(call.media(0.2)[0]) == 10
+
+
 def net_stats(call):
     return call.net.nodes[B_OPEN].relay.stats
