@@ -18,9 +18,10 @@ Offline messages (`mail`, `keep_mailbox`): a sender's `mail` fetches the recipie
 (only one its identity signed, under its own prekey key), seals the message to it and stores it
 in the mailbox: MailStored or MailFailed. A recipient whose owner called `keep_mailbox` (the
 kept prekeys given back) publishes its prekey at each join (the newest kept one while it is
-younger than `prekey_rotation`, else a new one: PrekeyMade, for its owner to keep) and fetches
-its mailbox then and every `mailbox_interval`; a value it acknowledged that a storer still
-returns is acknowledged again.
+younger than `prekey_rotation`, else a new one: PrekeyMade, stored by its owner's `keep` before
+it is published) and fetches its mailbox then and every `mailbox_interval`; a value it
+acknowledged (in this run or, as its owner tells, an earlier one) that a storer still returns
+is acknowledged again.
 """
 
 from __future__ import annotations
