@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     _routing_options(p)
     _realism_options(p)
     _calls_parser(sim)
+    from kadtalk.experiments.mailbox import add_parser as add_mailbox_parser
+
+    add_mailbox_parser(sim)  # sim mailbox (offline delivery under churn)
     _sweep_and_plot_parsers(sim)
     from kadtalk.experiments.attacks import add_parser as add_attack_parser
 
@@ -340,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_testbed(args)
         if args.command == "sim":
             return {"sweep": cmd_sim_sweep, "plot": cmd_sim_plot, "attack": cmd_sim_attack,
-                    "calls": cmd_sim_calls}.get(
+                    "calls": cmd_sim_calls, "mailbox": cmd_sim_mailbox}.get(
                 args.sim_command, cmd_sim_lookup)(args)
         return asyncio.run({"node": cmd_node, "lookup": cmd_lookup, "swarm": cmd_swarm}[args.command](args))
     except KeyboardInterrupt:
@@ -559,6 +562,12 @@ def cmd_sim_calls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     return 0  # a study that ran succeeded, whatever share of its calls failed
+
+
+def cmd_sim_mailbox(args: argparse.Namespace) -> int:
+    from kadtalk.experiments.mailbox import main as run_mailbox
+
+    return run_mailbox(args)
 
 
 def _print_table(title: str, summary: dict[str, Any], keys: Sequence[str]) -> None:
