@@ -53,7 +53,7 @@ TAG = b"kadtalk-sim-mail:"  # plaintext prefix; the message's index follows
 RECIPIENT_TRIES = 1000  # draws for an offline recipient with a prekey before giving up
 
 ROW_FIELDS = ("index", "sent_s", "sender", "recipient", "stored", "stored_at", "stored_s",
-              "returned", "returned_s", "fetched", "fetched_s", "delivered", "delay_s")
+              "returned", "returned_s", "session_s", "fetched", "fetched_s", "delivered", "delay_s")
 WALL_CLOCK_FIELDS = frozenset({"wall_s", "peak_rss_mb", "identity_s", "build_s"})
 
 
@@ -134,7 +134,7 @@ class MailboxResult:
 
 class _Message:
     __slots__ = ("index", "sent", "sender", "recipient", "stored", "stored_at", "stored_time",
-                 "key", "returned", "fetched", "delivered")
+                 "key", "returned", "session", "fetched", "delivered")
 
     def __init__(self, index: int, sent: float, sender: int, recipient: int):
         self.index, self.sent, self.sender, self.recipient = index, sent, sender, recipient
@@ -144,6 +144,7 @@ class _Message:
         self.key = b""  # the mailbox key it was stored under
         self.fetched: float | None = None  # the recipient's first fetch of that key after
         self.returned: float | None = None
+        self.session = math.nan  # s the recipient stayed online when it came back
         self.delivered: float | None = None
 
 
@@ -192,8 +193,11 @@ class _MailboxRun:
         node.storage.keep_mailbox(list(self.kept.get(addr, ())), now,
                                   keep=lambda public, private, made: self._keep(addr, private, made),
                                   acknowledged=list(self.acked.get(addr, ())))
+        churn = world.realism.churn
+        session = churn.next_at[addr] - now if churn is not None else math.nan  # its leave time
         for message in self.awaiting.pop(addr, ()):
             message.returned = now  # counted if GRACE s before the end at least (`_row`)
+            message.session = session
         return node
 
     def _keep(self, addr: int, private: bytes, made: float) -> bool:
@@ -407,6 +411,7 @@ class _MailboxRun:
             "stored_s": m.stored_time - base if m.stored_time is not None else math.nan,
             "returned": returned,
             "returned_s": m.returned - base if returned else math.nan,
+            "session_s": m.session if returned else math.nan,
             "fetched": m.fetched is not None,
             "fetched_s": m.fetched - base if m.fetched is not None else math.nan,
             "delivered": m.delivered is not None,
