@@ -11,6 +11,7 @@ import pytest
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.layer import ContactView, Event, Layer, Registry
+from kadtalk.node.relay import RelayLayer
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.events import Joined, LookupCompleted, RoutingEvent
 from kadtalk.node.session.events import (
@@ -24,6 +25,7 @@ from kadtalk.node.session.events import (
 )
 from kadtalk.node.stack import (LAYER_OF, NONE, RELAY_LAYER, ROUTING, SESSION, STORAGE_LAYER,
                                 TRAVERSAL_LAYER, Node)
+from kadtalk.node.storage import StorageLayer
 from kadtalk.node.traversal import AddressObserved, Traversal, TraversalEvent
 from kadtalk.sim.registry import SharedRegistry
 
@@ -54,13 +56,15 @@ def every_layer() -> list:
     node = identity_node()
     node.call(12345, 0.0)  # creates the session layer
     routing_only = Node(7, ContactRegistry(), random.Random(1))
-    return [node, routing_only, node.routing, node.session, node.traversal]
+    ident = Identity.generate()
+    return [node, routing_only, node.routing, node.session, node.traversal,
+            RelayLayer(ident), StorageLayer(ident)]
 
 
 def test_every_layer_satisfies_the_layer_protocol_by_isinstance_and_signature():
     layers = every_layer()
     assert [type(x).__name__ for x in layers] == ["Node", "Node", "RoutingLayer", "SessionLayer",
-                                                   "Traversal"]
+                                                   "Traversal", "RelayLayer", "StorageLayer"]
     for layer in layers:
         assert isinstance(layer, Layer), type(layer).__name__
     for layer in layers:
