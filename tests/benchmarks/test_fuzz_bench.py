@@ -229,7 +229,13 @@ def test_each_check_catches_the_bug_it_is_for(name, sabotage, monkeypatch):
     if not target.available():
         pytest.skip("kadtalk.app not installed")
     sabotage(monkeypatch)
-    result = fuzz.fuzz(target, 1500)
+    # Up to four seeds of 1,500 inputs: a target's state holds fresh keys and secrets each run,
+    # and some breaks need a rarer sequence (a relay permitting an unproven peer shows only
+    # once that peer also sent, since DATA needs its consent): one seed missed it in CI.
+    for seed_value in range(4):
+        result = fuzz.fuzz(target, 1500, seed_value)
+        if result["crashes"]:
+            break
     assert result["crashes"] > 0
     kinds = result["crash_kinds"]
     assert all(kind.startswith("Violation") for kind in kinds), kinds
