@@ -31,6 +31,13 @@ def test_request_accept_both_contacts_presence_both_ways_and_a_status_change(soc
         async with joined_pair(sock_root) as p:
             a, b, ca, cb = p.a, p.b, p.ca, p.cb
             note = "Alice here \x1b[2J from the choir"  # printed sanitised by the CLI
+            # b joined through a, but a enters b in its table only after probing it: until then
+            # a's lookup misses b, and a request waits for the next session with b (no retry
+            # timer; CI once waited out the 15 s below). The flow is what this test is about.
+            for _ in range(50):
+                if (await ca.request("lookup", to=b.node_id))["found"]:
+                    break
+                await asyncio.sleep(0.1)
             sent = await ca.request("contact_request", to=b.node_id, name="Bob", note=note)
             assert sent["state"] == "pending"
             got = await cb.wait_event(event("contact_request", peer=a.node_id), timeout=15)
