@@ -284,6 +284,22 @@ MESSAGE_IDS = {"caller": bytes.fromhex("6b647462" * 4),
                "callee": bytes.fromhex("0123456789abcdef" * 2)}
 
 
+def _exchange(layers: dict[str, SessionLayer], packets: list[dict[str, Any]], src: str,
+              now: float, plaintexts: list[bytes] = ()) -> list[bytes]:
+    """Deliver what `src` ("caller" or "callee") has to send to the other layer; with
+    `plaintexts` (one per datagram, in order) record each as a vector packet."""
+    dst = "callee" if src == "caller" else "caller"
+    out = [data for data, _ in layers[src].datagrams_to_send(now)]
+    assert not plaintexts or len(out) == len(plaintexts), (len(out), len(plaintexts))
+    for i, data in enumerate(out):
+        layers[dst].receive_datagram(data, src, now)
+        if plaintexts:
+            packets.append({"direction": f"{src}_to_{dst}", "type": data[0],
+                            "seq": int.from_bytes(data[1:5], "big"),
+                            "plaintext": plaintexts[i].hex(), "wire": data.hex()})
+    return out
+
+
 def generate_messages() -> dict[str, Any]:
     """A session opened for messages between the main vectors' peers: the caller's TEXT is its
     first packet (no RING), the callee's RECEIPT its first; then the callee's reply and its
@@ -303,15 +319,7 @@ def generate_messages() -> dict[str, Any]:
     packets: list[dict[str, Any]] = []
 
     def deliver(src: str, now: float, plaintexts: list[bytes] = ()) -> list[bytes]:
-        dst = "callee" if src == "caller" else "caller"
-        out = [data for data, _ in layers[src].datagrams_to_send(now)]
-        for i, data in enumerate(out):
-            layers[dst].receive_datagram(data, src, now)
-            if plaintexts:
-                packets.append({"direction": f"{src}_to_{dst}", "type": data[0],
-                                "seq": int.from_bytes(data[1:5], "big"),
-                                "plaintext": plaintexts[i].hex(), "wire": data.hex()})
-        return out
+        return _exchange(layers, packets, src, now, plaintexts)
 
     callee_int = int.from_bytes(callee_id.node_id, "big")
     caller_int = int.from_bytes(caller_id.node_id, "big")
@@ -373,16 +381,7 @@ def generate_presence() -> dict[str, Any]:
     packets: list[dict[str, Any]] = []
 
     def deliver(src: str, now: float, plaintexts: list[bytes] = ()) -> list[bytes]:
-        dst = "callee" if src == "caller" else "caller"
-        out = [data for data, _ in layers[src].datagrams_to_send(now)]
-        assert not plaintexts or len(out) == len(plaintexts), (len(out), len(plaintexts))
-        for i, data in enumerate(out):
-            layers[dst].receive_datagram(data, src, now)
-            if plaintexts:
-                packets.append({"direction": f"{src}_to_{dst}", "type": data[0],
-                                "seq": int.from_bytes(data[1:5], "big"),
-                                "plaintext": plaintexts[i].hex(), "wire": data.hex()})
-        return out
+        return _exchange(layers, packets, src, now, plaintexts)
 
     callee_int = int.from_bytes(callee_id.node_id, "big")
     caller_int = int.from_bytes(caller_id.node_id, "big")
