@@ -373,6 +373,11 @@ class Node:
         """The session layer, or None while no session datagram or call has needed it."""
         return None if self._upper is None else self._upper.session
 
+    def session_layer(self) -> SessionLayer | None:
+        """The session layer, made now if no session has needed it yet (the owner sets its
+        presence or queues a frame before any session exists); None: no identity."""
+        return self._session()
+
     def call(self, peer_id: int, now: float, addr: Any = None, chat: bool = False) -> int:
         """Call `peer_id`: look it up (unless `addr` is given), then exchange keys; return the
         session id. Progress comes as CallProgress / CallEnded events. `chat`: a session for
