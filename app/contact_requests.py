@@ -192,7 +192,7 @@ class ContactRequests:
         """On a session with `peer`, opening one for messages if there is none."""
         driver = self.driver
         node, now = driver.node, driver.loop.time()
-        layer = node._session()  # made on the first session; this may be it
+        layer = node.session_layer()  # made on the first session; this may be it
         try:
             sid = layer.send_frame(int(peer, 16), frame_id, frame, now)
             if sid is None:

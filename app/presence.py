@@ -85,7 +85,7 @@ class Presence:
 
     def _layer(self) -> Any:
         # the node makes its session layer on the first session; make it now to hold the status
-        return self.driver.node._session()
+        return self.driver.node.session_layer()
 
     def _tell(self, status: str) -> None:
         layer = self._layer()

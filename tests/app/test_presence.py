@@ -39,7 +39,7 @@ class Node:
         self.session = Layer()
         self.called: list[int] = []
 
-    def _session(self):
+    def session_layer(self):
         return self.session
 
     def call(self, peer_id, now, chat=False):
