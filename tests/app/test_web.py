@@ -146,8 +146,7 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         pa.wait_for_selector(f"#contacts li[data-peer='{bob_id}']")
         # rename through the contact's button (a prompt), then back
         pb.once("dialog", lambda dialog: dialog.accept("Alice Liddell"))
-        pb.hover(f"#contacts li[data-peer='{alice_id}']")
-        pb.click(f"#contacts li[data-peer='{alice_id}'] button.rename")
+        pb.click(f"#contacts li[data-peer='{alice_id}'] button.rename")  # shown without hover
         pb.wait_for_function(
             "() => document.getElementById('contacts').textContent.includes('Alice Liddell')")
         pb.screenshot(path=str(ARTIFACTS / "1-bob-contacts.png"))
@@ -156,8 +155,11 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
 
         pa.wait_for_selector("#incoming.show")
         assert pa.text_content("#incoming-name") == "Bob"
+        pa.wait_for_function("() => document.title === 'Call from Bob — kadtalk'")
+        assert pa.get_attribute("body", "data-ring") == "call"
         pa.screenshot(path=str(ARTIFACTS / "2-alice-ringing.png"))
         pa.click("#answer-btn")
+        pa.wait_for_function("() => document.title === 'kadtalk' && !document.body.dataset.ring")
         for page in (pa, pb):
             page.wait_for_selector("#call-panel[data-state='talking']")
             page.wait_for_function(
@@ -173,13 +175,16 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         pb.click("#hangup-btn")
         for page in (pa, pb):
             page.wait_for_selector("#call-panel", state="hidden")
-            page.wait_for_function("() => document.getElementById('history').textContent.includes('ended')")
+            page.click("#nav-history")
+            page.wait_for_selector("#history li[data-outcome='answered']")
+        assert "From Bob: answered after 00:0" in pa.text_content("#history")
         assert "remote hung up" in pa.text_content("#history")
+        pa.click("#nav-settings")
         # the audio devices: chosen from what the daemon offers, never typed in
         pa.wait_for_function("() => document.getElementById('capture').dataset.current === 'tone:440'")
         offered = pa.eval_on_selector_all("#capture option", "os => os.map(o => o.value)")
         assert {"tone:440", "none", "default"} <= set(offered), offered
-        assert pa.eval_on_selector_all("input", "els => els.length") == 3  # no device text box
+        assert pa.eval_on_selector_all("#audio-form input", "els => els.length") == 0  # no device text box
         pa.select_option("#capture", "none")
         pa.wait_for_function("() => document.getElementById('capture').dataset.current === 'none'")
         assert request_sync(a.socket, "status")["audio"]["capture"] == "none"
