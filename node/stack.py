@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay import wire as relay_wire
-from .relay.addresses import forbidden, to_wire
+from .relay.addresses import Codec
 from .relay.paths import FALLBACK_AFTER, HOLD_INTERVAL, SILENCE, CallPaths, bounded
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
@@ -550,7 +550,8 @@ class Node:
             if settings is not None and not settings.enabled:
                 return None
             upper.relay = RelayLayer(upper.identity, settings, deliver=self._from_relay,
-                                     own=self._own_addresses)
+                                     own=self._own_addresses,
+                                     codec=Codec(self.routing.registry))  # addresses as routing's
             upper.relay.knocked = self._knocked
             upper.relay.path_checked = self._path_checked
         return upper.relay
@@ -620,7 +621,8 @@ class Node:
         if relay is None:
             return
         paths = self._paths()
-        if forbidden(relay_addr, None, self._own_addresses(), relay.settings.forward_private):
+        if relay.codec.forbidden(relay_addr, None, self._own_addresses(),
+                                 relay.settings.forward_private):
             paths.count("relay_offer_refused")  # no knocks at special addresses
             return
         path = RelayPath(relay_addr, allocation)
@@ -786,8 +788,9 @@ class Node:
         if len(held) < wanted and now >= paths.hold_at and self.needs_relay and not relay.public:
             paths.hold_at = now + HOLD_INTERVAL
             own = self._own_addresses()
+            wire = relay.codec.to_wire
             contacts = [addr for _, addr in self.best_peers() if addr not in held
-                        and addr not in own and to_wire(addr) is not None]
+                        and addr not in own and wire(addr) is not None]
             for addr in paths.candidates(contacts, len(held), wanted, now):
                 try:
                     relay.allocate(addr, now)

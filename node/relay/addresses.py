@@ -7,12 +7,16 @@ port 0, the relay's own IPs (any port: a client must not reach services on the r
 and the owner itself. Private and shared ranges (RFC 1918, 100.64.0.0/10) are refused too unless
 `RelaySettings.forward_private` (a relay on a LAN, the tests' memory network): a public relay
 must not be a way into its own network (TURN's SSRF concern, RFC 8656 section 21.1.3).
-Addresses travel as ROUTE_RES contacts do (IPv4, port: 6 bytes).
+Addresses travel as ROUTE_RES contacts do (IPv4, port: 6 bytes). `Codec` is how: the
+daemon's (host, port) tuples by default; a node hands its contact registry's wire form (the
+simulator's integer addresses are 10.0.0.0 + i, port 5004 or a flow port: sim/registry.py), so
+the same rules run on what the addresses are on the wire.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from typing import Any, Iterable
 
 from ..routing.contacts import ipv4_from_wire, ipv4_to_wire
@@ -39,15 +43,58 @@ def from_wire(data: bytes) -> Any | None:
     return ipv4_from_wire(data)
 
 
+class Codec:
+    """A node's addresses in relay datagrams: `to_wire` (None for an address that has no one
+    6-byte spelling), `from_wire`, the `host` an address is on (the caps count hosts) and
+    `forbidden`. `registry` (kadtalk.node.layer.Registry: addr_to_wire / addr_from_wire)
+    gives the wire form; without one, the daemon's (IPv4 host, port) tuples."""
+
+    __slots__ = ("_registry",)
+
+    def __init__(self, registry: Any = None):
+        self._registry = registry
+
+    def to_wire(self, addr: Any) -> bytes | None:
+        registry = self._registry
+        if registry is None:
+            return to_wire(addr)
+        try:
+            wire = registry.addr_to_wire(addr)
+        except (OSError, ValueError, TypeError, IndexError, OverflowError, struct.error):
+            return None
+        if type(wire) is not bytes or len(wire) != 6:
+            return None
+        return wire if registry.addr_from_wire(wire) == addr else None  # one spelling
+
+    def from_wire(self, data: bytes) -> Any | None:
+        registry = self._registry
+        return from_wire(data) if registry is None else registry.addr_from_wire(data)
+
+    def host(self, addr: Any) -> bytes | None:
+        """The IPv4 address (4 bytes) `addr` is on; None if it has no wire form."""
+        wire = self.to_wire(addr)
+        return None if wire is None else wire[:4]
+
+    def forbidden(self, peer: Any, owner: Any, own: Iterable[Any],
+                  forward_private: bool) -> str | None:
+        """Why the relay must not send to `peer` for `owner` (a drop reason), or None."""
+        wire = self.to_wire(peer)
+        if wire is None:
+            return "forbidden_peer"
+        ip = ipaddress.IPv4Address(wire[:4])
+        if any(ip in net for net in SPECIAL):
+            return "forbidden_peer"
+        if not forward_private and any(ip in net for net in PRIVATE):
+            return "forbidden_private"
+        if peer == owner or any(self.host(a) == wire[:4] for a in own):
+            return "forbidden_self"
+        return None
+
+
+IPV4 = Codec()  # the daemon's addresses, and the relay layer's default
+
+
 def forbidden(peer: Any, owner: Any, own: Iterable[Any], forward_private: bool) -> str | None:
-    """Why the relay must not send to `peer` for `owner` (a drop reason), or None."""
-    if to_wire(peer) is None:
-        return "forbidden_peer"
-    ip = ipaddress.IPv4Address(peer[0])
-    if any(ip in net for net in SPECIAL):
-        return "forbidden_peer"
-    if not forward_private and any(ip in net for net in PRIVATE):
-        return "forbidden_private"
-    if peer == owner or any(type(a) is tuple and a and a[0] == peer[0] for a in own):
-        return "forbidden_self"
-    return None
+    """Why the relay must not send to `peer` for `owner` (a drop reason), or None ((host,
+    port) addresses: `Codec.forbidden`)."""
+    return IPV4.forbidden(peer, owner, own, forward_private)

@@ -90,11 +90,13 @@ class Held:
 
 class RelayClient:
     __slots__ = ("settings", "identity", "stats", "send", "events", "held", "peers", "knocking",
-                 "_random")
+                 "_random", "codec")
 
     def __init__(self, identity: Any, settings: RelaySettings, stats: collections.Counter[str],
                  send: Callable[[bytes, Any], None], events: collections.deque[RelayEvent],
-                 random_bytes: Callable[[int], bytes] = os.urandom):
+                 random_bytes: Callable[[int], bytes] = os.urandom,
+                 codec: addresses.Codec = addresses.IPV4):
+        self.codec = codec  # how addresses travel (relay/addresses.py)
         self.identity = identity
         self.settings = settings
         self.stats = stats
@@ -113,14 +115,14 @@ class RelayClient:
             return  # one allocation per relay: asked for or held already
         if len(self.held) >= self.settings.max_client_allocations:
             raise ValueError("too many relay allocations held at once")
-        if addresses.to_wire(relay) is None:
+        if self.codec.to_wire(relay) is None:
             raise ValueError(f"not a relay address: {relay!r}")
         held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE))
         self._request(held, "hello", wire.hello(held.nonce), now)
 
     def permit(self, path: RelayPath, peer: Any, now: float) -> None:
         held = self._granted(path)
-        wire_peer = addresses.to_wire(peer)
+        wire_peer = self.codec.to_wire(peer)
         if wire_peer is None:
             raise ValueError(f"not a peer address: {peer!r}")
         held.permit = _Request("permit", wire.permit(path.allocation, wire_peer), now,
@@ -214,13 +216,13 @@ class RelayClient:
         elif op == wire.PERMITTED:
             pending = held.permit
             if (held.path is None or pending is None or data[2:10] != held.path.allocation
-                    or data[10:16] != addresses.to_wire(pending.peer)):
+                    or data[10:16] != self.codec.to_wire(pending.peer)):
                 self.stats["unsolicited"] += 1
                 return
             held.permit, held.peer = None, pending.peer
             self.events.append(PermissionGranted(held.path, pending.peer, now))
         elif op == wire.KNOCKED:
-            peer = addresses.from_wire(data[10:16])
+            peer = self.codec.from_wire(data[10:16])
             if held.path is None or data[2:10] != held.path.allocation or peer is None:
                 self.stats["unsolicited"] += 1
                 return
@@ -298,7 +300,7 @@ class RelayClient:
         held.refresh_at = now + min(lifetime / 2, self.settings.keepalive)
 
     def _on_allocated(self, held: Held, data: bytes, now: float) -> None:
-        reflexive = addresses.from_wire(data[28:34])
+        reflexive = self.codec.from_wire(data[28:34])
         lifetime = wire.u16(data, 26)
         if reflexive is None or lifetime == 0:
             self.stats["malformed"] += 1

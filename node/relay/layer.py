@@ -18,7 +18,7 @@ import collections
 import os
 from typing import Any, Callable, Iterable
 
-from . import wire
+from . import addresses, wire
 from .client import RelayClient
 from .events import Knocked, RelayedData, RelayEvent, RelayPath
 from .server import RelayServer
@@ -45,13 +45,16 @@ OnPathCheck = Callable[[bytes, Any, float], None]
 
 class RelayLayer:
     __slots__ = ("identity", "settings", "stats", "server", "client", "public", "_own",
-                 "_outbox", "_events", "_deliver", "_random", "knocked", "path_checked")
+                 "_outbox", "_events", "_deliver", "_random", "knocked", "path_checked",
+                 "codec")
 
     def __init__(self, identity: Any, settings: RelaySettings | None = None,
                  deliver: Deliver | None = None, own: Callable[[], Iterable[Any]] | None = None,
-                 random_bytes: Callable[[int], bytes] = os.urandom):
+                 random_bytes: Callable[[int], bytes] = os.urandom,
+                 codec: addresses.Codec = addresses.IPV4):
         """`deliver(payload, path, now)` takes what comes through our paths (else RelayedData
-        events); `own()` names the node's addresses besides `public` (never a peer)."""
+        events); `own()` names the node's addresses besides `public` (never a peer); `codec`
+        how addresses travel (the node's registry's wire form: relay/addresses.py)."""
         self.identity = identity
         self.settings = settings or DEFAULT_SETTINGS
         self.stats: collections.Counter[str] = collections.Counter()
@@ -61,11 +64,12 @@ class RelayLayer:
         self._events: collections.deque[RelayEvent] = collections.deque()
         self._deliver = deliver
         self._random = random_bytes
+        self.codec = codec
         self.knocked: OnKnock | None = None  # takes Knocked at once (the node's call set-up)
         self.path_checked: OnPathCheck | None = None  # PATH_CHALLENGE / _RESPONSE (the node's)
         self.server: RelayServer | None = None
         self.client = RelayClient(identity, self.settings, self.stats, self._send, self._events,
-                                  random_bytes)
+                                  random_bytes, codec)
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -211,5 +215,5 @@ class RelayLayer:
             return None
         if self.server is None:
             self.server = RelayServer(self.settings, self.stats, self._send, self._own_addresses,
-                                      now, self._random)
+                                      now, self._random, self.codec)
         return self.server

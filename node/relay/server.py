@@ -82,11 +82,11 @@ class Allocation:
     __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "proven", "expires",
                  "budget", "echoes", "sources", "heard")
 
-    def __init__(self, number: bytes, owner: Any, identity: bytes, nonce: bytes, expires: float,
-                 budget: TokenBucket, echoes: TokenBucket):
+    def __init__(self, number: bytes, owner: Any, host: Any, identity: bytes, nonce: bytes,
+                 expires: float, budget: TokenBucket, echoes: TokenBucket):
         self.number = number
         self.owner = owner
-        self.host = owner[0]
+        self.host = host
         self.identity = identity
         self.nonce = nonce  # of the ALLOCATE that made it: a retransmission draws ALLOCATED again
         self.peer: Any = None
@@ -101,11 +101,13 @@ class Allocation:
 class RelayServer:
     __slots__ = ("settings", "stats", "send", "own", "allocations", "_by_nonce", "_per_identity",
                  "_per_host", "_expiry", "_cookies", "_knock_cookies", "_guard", "_knock_guard",
-                 "_total", "_random")
+                 "_total", "_random", "codec")
 
     def __init__(self, settings: RelaySettings, stats: collections.Counter[str],
                  send: Callable[[bytes, Any], None], own: Callable[[], Iterable[Any]],
-                 now: float, random_bytes: Callable[[int], bytes] = os.urandom):
+                 now: float, random_bytes: Callable[[int], bytes] = os.urandom,
+                 codec: addresses.Codec = addresses.IPV4):
+        self.codec = codec  # how addresses travel, and the host each is on
         self.settings = settings
         self.stats = stats
         self.send = send
@@ -129,7 +131,7 @@ class RelayServer:
     # -- requests -------------------------------------------------------------------------------
 
     def on_hello(self, data: bytes, addr: Any, now: float) -> None:
-        if addresses.to_wire(addr) is None:
+        if self.codec.to_wire(addr) is None:
             self.stats["unusable_source"] += 1
         elif self._metered(addr, now):
             nonce = data[2:18]
@@ -138,7 +140,7 @@ class RelayServer:
 
     def on_allocate(self, data: bytes, addr: Any, now: float) -> None:
         request = wire.parse_allocate(data)
-        reflexive = addresses.to_wire(addr)
+        reflexive = self.codec.to_wire(addr)
         if request is None:
             self.stats["malformed"] += 1
             return
@@ -157,7 +159,7 @@ class RelayServer:
         identity = node_id_of(request.spki)
         if len(self.allocations) >= self.settings.max_allocations:
             self._refuse(wire.RELAY_FULL, request.nonce, addr, "relay_full")
-        elif (self._per_host[addr[0]] >= self.settings.max_per_host
+        elif (self._per_host[self.codec.host(addr)] >= self.settings.max_per_host
               or self._per_identity[identity] >= self.settings.max_per_identity):
             self._refuse(wire.QUOTA, request.nonce, addr, "quota")
         elif not self._metered(addr, now):
@@ -171,7 +173,8 @@ class RelayServer:
             while number in self.allocations:
                 number = self._random(wire.ID_SIZE)
             settings = self.settings
-            alloc = Allocation(number, addr, identity, request.nonce, now + lifetime,
+            alloc = Allocation(number, addr, self.codec.host(addr), identity, request.nonce,
+                               now + lifetime,
                                TokenBucket(settings.allocation_rate, settings.allocation_burst,
                                            now),
                                TokenBucket(settings.echo_cap_rate, settings.echo_cap_burst, now))
@@ -201,8 +204,8 @@ class RelayServer:
         alloc = self._owned(data, addr, now)
         if alloc is None:
             return
-        peer = addresses.from_wire(data[10:16])
-        refused = addresses.forbidden(peer, addr, self.own(), self.settings.forward_private) \
+        peer = self.codec.from_wire(data[10:16])
+        refused = self.codec.forbidden(peer, addr, self.own(), self.settings.forward_private) \
             if peer is not None else "forbidden_peer"
         if refused is not None:
             self._refuse(wire.FORBIDDEN_PEER, alloc.number, addr, refused, wire.PERMIT)
@@ -229,13 +232,13 @@ class RelayServer:
         if alloc is None:
             self.stats["unknown_allocation"] += 1
             return
-        refused = addresses.forbidden(addr, alloc.owner, self.own(),
+        refused = self.codec.forbidden(addr, alloc.owner, self.own(),
                                       self.settings.forward_private)
         cookie = data[10:16]
         if refused is not None:
             self.stats[refused] += 1  # a knocker the owner could not permit anyway
         elif cookie == wire.NO_COOKIE:
-            refused = self._knock_guard.check(addr[0], now)
+            refused = self._knock_guard.check(self.codec.host(addr), now)
             if refused is not None:
                 self.stats[refused] += 1
             else:
@@ -259,7 +262,7 @@ class RelayServer:
             alloc.proven[addr] = now  # newest last
             if len(alloc.proven) > PROVEN:
                 del alloc.proven[next(iter(alloc.proven))]
-            self.send(wire.knocked(alloc.number, addresses.to_wire(addr)), alloc.owner)
+            self.send(wire.knocked(alloc.number, self.codec.to_wire(addr)), alloc.owner)
             self.stats["knocked"] += 1
 
     def on_data(self, alloc: Allocation, data: bytes, addr: Any, now: float) -> None:
@@ -290,6 +293,7 @@ class RelayServer:
         else:
             self.send(data, target)  # unchanged: the same size, the payload never read
             self.stats["forwarded"] += 1
+            self.stats["forwarded_bytes"] += size
 
     # -- time -------------------------------------------------------------------------------------
 
@@ -312,7 +316,7 @@ class RelayServer:
     # -- internals ------------------------------------------------------------------------------
 
     def _metered(self, addr: Any, now: float) -> bool:
-        refused = self._guard.check(addr[0], now)
+        refused = self._guard.check(self.codec.host(addr), now)
         if refused is not None:
             self.stats[refused] += 1
         return refused is None
