@@ -149,14 +149,17 @@ class Daemon:
             from .web import WebBridge, bind_problem
 
             try:
-                self.web = await WebBridge.start(
-                    self.socket_path, self.config.web_host, self.config.web_port)
+                self.web = await WebBridge.start(  # the token file: pages reconnect (docs/gui.md)
+                    self.socket_path, self.config.web_host, self.config.web_port,
+                    token_file=self.config.config_dir / "web-token")
             except OSError as e:
                 await self.control.close()
                 self.driver.close()
                 raise DaemonError(bind_problem(e, self.config.web_host, self.config.web_port,
                                                "--web-port N or [web] port in config.toml")) from e
             print(f"web GUI: {self.web.url}", flush=True)
+            for url in self.web.lan_urls:
+                print(f"web GUI on the LAN: {url}", flush=True)
         self._second = loop.call_later(1.0, self._every_second)
         # the node joins now and again whenever its table is empty, with the join-retry rule's
         # back-off, and keeps its NAT mappings open once joined (kadtalk.node.upkeep)
@@ -227,7 +230,7 @@ class Daemon:
                 {"event": "network", **self.network.status()}]
 
     def _on_node_event(self, event: Event) -> None:
-        """The driver's callback: it hands events out after transmitting, never re-entered."""
+        """The driver's callback: it hands events out before transmitting, never re-entered."""
         try:
             self.calls.on_event(event)
             self.messages.on_event(event)

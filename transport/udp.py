@@ -3,12 +3,15 @@
 It feeds datagrams and timer expiries into a sans-I/O `Node`, sends what the node queues, and
 hands its events to waiting futures and an optional callback. Nothing here knows Kademlia.
 
-As aioquic's protocol does, servicing the node first transmits (sends every queued datagram and
-re-arms the timer), then hands the events out. A callback that issues a command (decline a call,
-start a lookup) gets the command's datagrams sent at once, but never re-enters the hand-out: the
-running hand-out continues with the new events after the callback returns, in order. `call`
-hands its events out from the event loop right after it returns, so the caller has recorded the
-session id it returns before the first event about that session arrives.
+As aioquic's protocol does, servicing the node first hands the events out, then transmits (sends
+every queued datagram and re-arms the timer): an answer leaves only once the owner has handled
+what drew it, so a message's RECEIPT goes after the daemon has committed the message to its
+history (a SIGKILL between the two lost an acknowledged message: tests/app/
+test_history_sigkill.py). A callback that issues a command (decline a call, start a lookup) never
+re-enters the hand-out: the running hand-out continues with the new events after the callback
+returns, in order, and the command's datagrams go when the hand-out ends. `call` hands its
+events out from the event loop right after it returns, so the caller has recorded the session
+id it returns before the first event about that session arrives.
 """
 
 from __future__ import annotations
@@ -146,12 +149,14 @@ class UdpDriver(asyncio.DatagramProtocol):
             self.transport.close()
 
     def service(self) -> None:
-        """Transmit (send what the node queued, re-arm the timer), then hand out its events."""
-        self.transmit()
-        self._hand_out()
+        """Hand out the node's events, then transmit (send what it queued, re-arm the timer)."""
+        self._hand_out()  # it ends by transmitting
 
     def transmit(self) -> None:
-        """Send every datagram the node has queued and re-arm the timer; no events."""
+        """Send every datagram the node has queued and re-arm the timer; no events. During a
+        hand-out nothing goes: the hand-out transmits when it ends."""
+        if self._dispatching:
+            return
         node = self.node
         transport = self.transport
         for data, addr in node.datagrams_to_send(self.loop.time()):
@@ -181,6 +186,7 @@ class UdpDriver(asyncio.DatagramProtocol):
                 event = node.next_event()
         finally:
             self._dispatching = False
+        self.transmit()  # what the callbacks' commands queued
 
     def _hand_out_deferred(self) -> None:
         self._deferred = None

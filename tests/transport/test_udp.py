@@ -158,8 +158,9 @@ def test_two_concurrent_joins_both_complete_with_their_own_results():
 
 
 def test_a_callback_issuing_commands_never_reenters_the_hand_out():
-    """The driver transmits, then hands events out; a command from inside the callback sends
-    its datagrams at once, and its events follow, in order, after the callback returns."""
+    """The driver hands events out, then transmits; a command from inside the callback sends
+    its datagrams when the hand-out ends, and its events follow, in order, after the callback
+    returns."""
 
     async def scenario():
         base = free_port_range(4)
