@@ -5,11 +5,16 @@ websocket gets its own control-socket connection; text messages go to the daemon
 lines, and every line the daemon sends (replies, events) comes back as one text message.
 
 Who may use it: the server binds 127.0.0.1 by default; every request needs the secret token
-made at each start (a 128-bit random string, compared in constant time), and a websocket needs
-an Origin header naming this very server (a page from another site cannot open it, even if it
-guessed the port) and, when bound to loopback, a Host header naming loopback (no DNS
-rebinding). The page is sent with a strict Content-Security-Policy and no-referrer, so the
-token does not leak to other sites.
+(a 128-bit random string, compared in constant time), and a websocket needs an Origin header
+naming this very server (a page from another site cannot open it, even if it guessed the port)
+and a Host header naming this machine: loopback when bound to loopback, else an IP address or
+this machine's own host name (no DNS rebinding: a name an attacker controls is refused). The
+page is sent with a strict Content-Security-Policy and no-referrer, so the token does not leak
+to other sites.
+
+The token is kept in a file (`token_file`, owner-only) and used again at the next start, so an
+open page reconnects by itself after a restart and a phone paired on the LAN (docs/gui.md)
+keeps working; deleting the file makes a new one.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 from http import HTTPStatus
@@ -63,6 +69,66 @@ def bind_problem(error: OSError, host: str, port: int, option: str) -> str:
     return text
 
 
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,128}")
+
+
+def load_token(path: Path) -> str:
+    """The token kept in `path`, or a new one written there (0600) if it has none or a broken
+    one. A file that cannot be written leaves a token for this run only (logged)."""
+    path = Path(path)
+    try:
+        token = path.read_text().strip()
+        if TOKEN_PATTERN.fullmatch(token):
+            return token
+        log.warning("web: %s holds no valid token; making a new one", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("web: cannot read %s (%s); making a new token", path, e)
+    token = secrets.token_urlsafe(16)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.replace(temporary, path)
+    except OSError as e:
+        log.warning("web: cannot keep the token in %s (%s): it changes at the next start",
+                    path, e.strerror)
+    return token
+
+
+def lan_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (for the URLs a phone can open)."""
+    found = []
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    for info in infos:
+        address = info[4][0]
+        if not address.startswith("127.") and address not in found:
+            found.append(address)
+    try:  # the address of the default route, without sending anything
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            address = s.getsockname()[0]
+        if not address.startswith("127.") and address not in found:
+            found.append(address)
+    except OSError:
+        pass
+    return found
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in name else socket.AF_INET, name)
+        return True
+    except OSError:
+        return False
+
+
 def _page() -> bytes:
     return resources.files("kadtalk.app").joinpath("static/index.html").read_bytes()
 
@@ -79,8 +145,10 @@ class WebBridge:
 
     @classmethod
     async def start(cls, socket_path: Path, host: str = "127.0.0.1", port: int = 8080,
-                    token: str | None = None) -> WebBridge:
-        bridge = cls(socket_path, host, token or secrets.token_urlsafe(16))
+                    token: str | None = None, token_file: Path | None = None) -> WebBridge:
+        if token is None:
+            token = load_token(token_file) if token_file is not None else secrets.token_urlsafe(16)
+        bridge = cls(socket_path, host, token)
         bridge.server = await serve(
             bridge._handle, host, port, process_request=bridge._check,
             max_size=protocol.MAX_LINE, server_header=None,
@@ -90,8 +158,17 @@ class WebBridge:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{self.port}/?token={self.token}"
+
+    @property
+    def lan_urls(self) -> list[str]:
+        """The URLs phones on the LAN open, when bound to every address (docs/gui.md)."""
+        if self.host not in ("0.0.0.0", "", "::"):
+            return [] if self.host in LOOPBACK else [self.url]
+        return [f"http://{a}:{self.port}/?token={self.token}" for a in lan_addresses()]
 
     async def close(self) -> None:
         if self.server is not None:
@@ -114,10 +191,16 @@ class WebBridge:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _host_ok(self, host: str) -> bool:
-        if self.host not in LOOPBACK:
-            return True  # bound to a public address on purpose: the token and Origin remain
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return name in LOOPBACK
+        if name in LOOPBACK:
+            return True
+        if self.host in LOOPBACK:
+            return False
+        # bound to the LAN on purpose: an IP address (no name, so no DNS rebinding) or this
+        # machine's own name, as phones on the LAN call it (NAME or NAME.local)
+        name = name.strip("[]").lower()
+        own = socket.gethostname().lower()
+        return _is_ip(name) or name in (own, own + ".local")
 
     def _check(self, connection: ServerConnection, request: Request) -> Response | None:
         try:
@@ -199,6 +282,13 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
+def token_file_for(socket_path: Path) -> Path:
+    """Where `kadtalk web` keeps its token: beside the daemon's socket (an owner-only runtime
+    directory), so a restarted bridge takes the pages it served back."""
+    socket_path = Path(socket_path)
+    return socket_path.with_name(socket_path.name + ".web-token")
+
+
 async def run_web(socket_path: Path, host: str, port: int) -> None:
     """What `kadtalk web` runs: serve until interrupted. NotRunning (kadtalk.app.client) when no
     daemon answers on `socket_path`: a GUI with nothing behind it would only confuse; WebError
@@ -207,10 +297,13 @@ async def run_web(socket_path: Path, host: str, port: int) -> None:
 
     await (await ControlClient.connect(socket_path)).close()
     try:
-        bridge = await WebBridge.start(socket_path, host, port)
+        bridge = await WebBridge.start(socket_path, host, port,
+                                       token_file=token_file_for(socket_path))
     except OSError as e:
         raise WebError(bind_problem(e, host, port, "--port N")) from None
     print(f"web GUI: {bridge.url}", flush=True)
+    for url in bridge.lan_urls:
+        print(f"web GUI on the LAN: {url}", flush=True)
     try:
         await bridge.serve_forever()
     finally:

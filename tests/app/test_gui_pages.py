@@ -1,0 +1,134 @@
+"""The web GUI's history and settings pages, and its reconnecting, in Debian's headless
+Chromium (Playwright), against real daemons: call back / message / add to contacts from the
+history; the block list, accept mode and devices from the settings; a page that reconnects by
+itself after the daemon (with its bridge) restarts and after `kadtalk web` restarts. axe-core
+and the layout checks run on each page at 390x844 and 1280x800."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from .conftest import KADTALK, DaemonProcess, request_sync
+from .test_gui_chat import (DESKTOP, PHONE, browser, check_view, new_page,  # noqa: F401
+                            start_pair, stop)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_daemon(
+        sock_root, browser):  # noqa: F811
+    a, b = None, None
+    try:
+        a, b, ids = start_pair(sock_root)
+        phone = new_page(browser, PHONE, ids["url_a"])  # alice
+        desk = new_page(browser, DESKTOP, ids["url_b"])  # bob
+        desk.wait_for_selector("#net-status.up")
+        # alice calls bob, a stranger to her, by ID; bob declines
+        phone.fill("#dial-input", ids["bob"])
+        phone.tap("#dial-btn")
+        desk.wait_for_selector("#incoming.show")
+        desk.click("#decline-btn")
+        phone.wait_for_selector("#call-panel", state="hidden")
+        desk.wait_for_selector("#incoming", state="hidden")
+
+        phone.tap("#nav-history")
+        row = f"#history li[data-peer='{ids['bob']}']"
+        phone.wait_for_selector(f"{row}[data-outcome='declined']")
+        assert not phone.is_visible("#list-pane")
+        check_view(phone, "3-history")
+        desk.click("#nav-history")
+        desk.wait_for_selector(f"#history li[data-peer='{ids['alice']}'][data-outcome='declined']")
+        assert desk.text_content("#missed-badge") == ""  # listed: seen
+        check_view(desk, "3-history", widths=())
+
+        phone.once("dialog", lambda dialog: dialog.accept("Bob"))
+        phone.tap(f"{row} button.add-contact")
+        phone.wait_for_function(f"() => !document.querySelector(\"{row} button.add-contact\")")
+        assert request_sync(a.socket, "contacts")["contacts"] == [{"peer": ids["bob"],
+                                                                   "name": "Bob"}]
+        phone.tap(f"{row} button.message")
+        phone.wait_for_selector("#chat", state="visible")
+        assert phone.text_content("#chat-name") == "Bob"
+        phone.tap("#nav-history")
+        phone.tap(f"{row} button.call-back")
+        desk.wait_for_selector("#incoming.show")
+        phone.wait_for_selector("#call-panel.show")
+        assert phone.text_content("#call-peer") == "Bob"
+        phone.tap("#hangup-btn")
+        phone.wait_for_selector("#call-panel", state="hidden")
+        phone.wait_for_selector(f"{row}[data-outcome='cancelled']")
+
+        # settings: what the daemon's commands allow, changed from the phone
+        phone.tap("#nav-settings")
+        phone.wait_for_selector("#blocked li.empty")
+        phone.select_option("#accept-select", "contacts")
+        phone.wait_for_selector("#accept-select[data-current='contacts']")
+        phone.fill("#block-input", ids["bob"])
+        phone.tap("#block-btn")
+        phone.wait_for_selector(f"#blocked li[data-peer='{ids['bob']}']")
+        assert phone.text_content(f"#blocked li[data-peer='{ids['bob']}'] span") == "Bob"
+        status = request_sync(a.socket, "status")
+        assert status["accept"] == "contacts" and status["blocked"] == [ids["bob"]]
+        phone.select_option("#presence-select", "away")
+        phone.wait_for_selector("#presence-select[data-current='away']")
+        assert request_sync(a.socket, "presence")["status"] == "away"
+        check_view(phone, "4-settings")
+        phone.tap(f"#blocked li[data-peer='{ids['bob']}'] button.unblock")
+        phone.wait_for_selector("#blocked li.empty")
+        assert request_sync(a.socket, "status")["blocked"] == []
+        desk.click("#nav-settings")
+        desk.wait_for_function("() => document.getElementById('capture').dataset.current === 'none'")
+        check_view(desk, "4-settings", widths=())
+        for page in (phone, desk):
+            assert page.errors == []
+    finally:
+        stop(b, a)
+
+
+@pytest.mark.timeout(120)
+def test_the_page_reconnects_after_the_daemon_and_after_the_bridge_restart(sock_root, browser):  # noqa: F811
+    port = free_port()
+    args = ("--capture", "none", "--playback", "none", "--web", "--web-port", str(port))
+    d = DaemonProcess(sock_root, "alice", *args)
+    web = None
+    try:
+        d.ready_sync()
+        url = d.stdout_line_sync("web GUI:").split()[-1]
+        page = new_page(browser, PHONE, url)
+        own = page.text_content("#own-id")
+        assert page.get_attribute("body", "data-connects") == "1"
+        assert d.terminate_sync() == 0  # the daemon and its bridge stop...
+        page.wait_for_selector("body[data-connected='false']")
+        assert "retrying" in page.text_content("#net-text")
+        d = DaemonProcess(sock_root, "alice", *args)  # ...and start again, same config dir
+        d.ready_sync()
+        assert d.stdout_line_sync("web GUI:").split()[-1] == url  # the token was kept
+        page.wait_for_selector("body[data-connects='2'][data-connected='true']", timeout=15_000)
+        assert page.text_content("#own-id") == own
+
+        # `kadtalk web` beside the daemon: it restarts with the same token (beside the socket)
+        web_port = free_port()
+        command = [*KADTALK, "web", "--port", str(web_port), "--socket", str(d.socket)]
+        web = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        url = web.stdout.readline().split()[-1]
+        other = new_page(browser, DESKTOP, url)
+        web.terminate()
+        assert web.wait(10) == 0 or web.returncode == -15
+        other.wait_for_selector("body[data-connected='false']")
+        web = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert web.stdout.readline().split()[-1] == url
+        other.wait_for_selector("body[data-connects='2'][data-connected='true']", timeout=15_000)
+        assert page.errors == [] and other.errors == []
+    finally:
+        if web is not None:
+            web.terminate()
+            web.wait(10)
+        stop(d)
