@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from kadtalk.transport.audiopump import AudioPump, close
 
 from . import protocol
@@ -117,6 +119,7 @@ class Devices:
         self.capture = config.capture
         self.playback = config.playback
         self.error: str | None = None
+        self.testing = False  # an audio_test runs
 
     def status(self) -> dict[str, Any]:
         return {"capture": self.capture, "playback": self.playback, "error": self.error}
@@ -181,3 +184,59 @@ class Devices:
         audio = {"capture": self.capture, "playback": self.playback}
         self.broadcast({"event": "audio", **audio})
         return audio
+
+    async def cmd_audio_test(self, client: Any, msg: dict) -> dict:
+        """The settings page's test (docs/control.md): a 440 Hz tone on the playback device and
+        the capture device's level, `audio_level` events every 100 ms to the client that asked,
+        for `seconds` (1-10, default 3). Never during a call (`busy`): the call has the
+        devices; a ``wav:`` recording is not written (the tone is not played)."""
+        import asyncio
+        import math
+
+        from kadtalk.transport.audiofile import ToneSource
+
+        seconds = msg.get("seconds", 3)
+        if type(seconds) not in (int, float) or not 1 <= seconds <= 10:
+            raise protocol.BadRequest("bad_argument", '"seconds" must be a number, 1-10')
+        if self.live() is not None or self.testing:
+            raise protocol.BadRequest("busy", "the devices are in use (a call, or another test)")
+        recording = self.playback.strip().startswith("wav:")
+        try:
+            source = open_capture(self.capture)
+            try:
+                sink = open_sink("none" if recording else self.playback)
+            except AudioError:
+                close(source)
+                raise
+        except AudioError as e:
+            self.failed(str(e))
+            raise protocol.BadRequest("audio_device", str(e)) from None
+
+        def dbfs(value: float) -> float:
+            return round(20 * math.log10(value / 32768), 1) if value > 0 else -96.0
+
+        self.testing = True
+        tone, loop = ToneSource(440.0), asyncio.get_running_loop()
+        start, frames, read, peak_all, block = loop.time(), round(seconds * 50), 0, 0, []
+        try:
+            for n in range(frames):
+                sink.write_frame(tone.read_frame())
+                pcm = source.read_frame()
+                if pcm:
+                    read += 1
+                    block.append(np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(float))
+                if n % 5 == 4:
+                    samples = np.concatenate(block) if block else np.zeros(1)
+                    peak = float(np.abs(samples).max())
+                    peak_all = max(peak_all, peak)
+                    client.send({"event": "audio_level", "peak_dbfs": dbfs(peak),
+                                 "rms_dbfs": dbfs(float(np.sqrt(np.mean(samples ** 2)))),
+                                 "at": round((n + 1) / 50, 2)})
+                    block = []
+                await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - loop.time()))
+        finally:
+            self.testing = False
+            close(source)
+            close(sink)
+        return {"seconds": seconds, "capture": self.capture, "playback": self.playback,
+                "played": not recording, "frames_read": read, "peak_dbfs": dbfs(peak_all)}

@@ -86,6 +86,13 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         assert request_sync(a.socket, "status")["blocked"] == []
         desk.click("#nav-settings")
         desk.wait_for_function("() => document.getElementById('capture').dataset.current === 'none'")
+        desk.select_option("#capture", "tone:440")  # a microphone that hears a tone
+        desk.wait_for_function("() => document.getElementById('capture').dataset.current === 'tone:440'")
+        desk.click("#audio-test-btn")
+        desk.wait_for_function("() => document.getElementById('level').value > -20")
+        peak = float(desk.wait_for_selector("#audio-test-btn[data-peak]").get_attribute("data-peak"))
+        assert -13 < peak < -11  # the tone source's amplitude, 8,000 of 32,768
+        assert "dBFS" in desk.text_content("#level-text")
         check_view(desk, "4-settings", widths=())
         for page in (phone, desk):
             assert page.errors == []

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from kadtalk.app.web import WebBridge
 
-from .conftest import KADTALK, DaemonProcess, request_sync, start_daemon
+from .conftest import KADTALK, DaemonProcess, connect, request_sync, start_daemon
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 CHROMIUM = os.environ.get("KADTALK_CHROMIUM", "/usr/bin/chromium")
@@ -220,6 +220,36 @@ def test_kadtalk_web_bridges_a_running_daemon(sock_root):
         finally:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 10)
+            await d.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_audio_test_plays_a_tone_and_reports_the_microphone_level_to_the_asker(sock_root):
+    async def scenario():
+        d = await start_daemon(sock_root, "a", capture="tone:440")
+        c, other = await connect(d), await connect(d)
+        try:
+            for seconds in (0, 11, True, "3"):
+                reply = await c.request("audio_test", check=False, seconds=seconds)
+                assert reply["error"] == "bad_argument", seconds
+            first = asyncio.ensure_future(c.request("audio_test", seconds=1))
+            await c.wait_event(lambda e: e.get("event") == "audio_level")
+            second = await other.request("audio_test", check=False, seconds=1)
+            assert second["error"] == "busy"  # one test at a time
+            reply = await first
+            assert reply["frames_read"] == 50 and reply["played"] is True
+            assert reply["peak_dbfs"] == -12.2  # the tone source: 8,000 of 32,768
+            levels = [e for e in c.seen if e.get("event") == "audio_level"]
+            assert len(levels) == 10 and levels[-1]["at"] == 1.0
+            assert all(-12.3 < e["peak_dbfs"] < -12.1 and e["rms_dbfs"] == -15.3
+                       for e in levels)
+            assert not [e for e in other.seen if e.get("event") == "audio_level"]
+            await c.request("set_audio", capture="none")
+            assert (await c.request("audio_test", seconds=1))["peak_dbfs"] == -96.0
+        finally:
+            await c.close()
+            await other.close()
             await d.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
