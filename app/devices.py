@@ -185,15 +185,13 @@ class Devices:
         self.broadcast({"event": "audio", **audio})
         return audio
 
-    async def cmd_audio_test(self, client: Any, msg: dict) -> dict:
+    def cmd_audio_test(self, client: Any, msg: dict) -> dict:
         """The settings page's test (docs/control.md): a 440 Hz tone on the playback device and
-        the capture device's level, `audio_level` events every 100 ms to the client that asked,
-        for `seconds` (1-10, default 3). Never during a call (`busy`): the call has the
-        devices; a ``wav:`` recording is not written (the tone is not played)."""
+        the capture device's level for `seconds` (1-10, default 3), as `audio_level` events to
+        the client that asked, every 100 ms, the last with `done`. Replies at once. Never during
+        a call (`busy`): the call has the devices; a ``wav:`` recording is not written (the
+        tone is not played)."""
         import asyncio
-        import math
-
-        from kadtalk.transport.audiofile import ToneSource
 
         seconds = msg.get("seconds", 3)
         if type(seconds) not in (int, float) or not 1 <= seconds <= 10:
@@ -211,13 +209,22 @@ class Devices:
         except AudioError as e:
             self.failed(str(e))
             raise protocol.BadRequest("audio_device", str(e)) from None
+        self.testing = True
+        asyncio.ensure_future(self._audio_test(client, source, sink, round(seconds * 50)))
+        return {"seconds": seconds, "capture": self.capture, "playback": self.playback,
+                "played": not recording}
+
+    async def _audio_test(self, client: Any, source: Any, sink: Any, frames: int) -> None:
+        import asyncio
+        import math
+
+        from kadtalk.transport.audiofile import ToneSource
 
         def dbfs(value: float) -> float:
             return round(20 * math.log10(value / 32768), 1) if value > 0 else -96.0
 
-        self.testing = True
         tone, loop = ToneSource(440.0), asyncio.get_running_loop()
-        start, frames, read, peak_all, block = loop.time(), round(seconds * 50), 0, 0, []
+        start, read, loudest, block = loop.time(), 0, 0.0, []
         try:
             for n in range(frames):
                 sink.write_frame(tone.read_frame())
@@ -225,18 +232,21 @@ class Devices:
                 if pcm:
                     read += 1
                     block.append(np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(float))
-                if n % 5 == 4:
+                if n % 5 == 4 or n == frames - 1:
                     samples = np.concatenate(block) if block else np.zeros(1)
                     peak = float(np.abs(samples).max())
-                    peak_all = max(peak_all, peak)
-                    client.send({"event": "audio_level", "peak_dbfs": dbfs(peak),
-                                 "rms_dbfs": dbfs(float(np.sqrt(np.mean(samples ** 2)))),
-                                 "at": round((n + 1) / 50, 2)})
+                    loudest = max(loudest, peak)
+                    event = {"event": "audio_level", "peak_dbfs": dbfs(peak),
+                             "rms_dbfs": dbfs(float(np.sqrt(np.mean(samples ** 2)))),
+                             "at": round((n + 1) / 50, 2)}
+                    if n == frames - 1:
+                        event.update(done=True, frames_read=read, loudest_dbfs=dbfs(loudest))
+                    client.send(event)
                     block = []
                 await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - loop.time()))
+        except Exception as e:  # a device that fails midway: said, never a crash
+            self.failed(f"audio test: {e}")
         finally:
             self.testing = False
             close(source)
             close(sink)
-        return {"seconds": seconds, "capture": self.capture, "playback": self.playback,
-                "played": not recording, "frames_read": read, "peak_dbfs": dbfs(peak_all)}

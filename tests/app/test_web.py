@@ -226,6 +226,9 @@ def test_kadtalk_web_bridges_a_running_daemon(sock_root):
 
 
 def test_audio_test_plays_a_tone_and_reports_the_microphone_level_to_the_asker(sock_root):
+    def done(e):
+        return e.get("event") == "audio_level" and e.get("done")
+
     async def scenario():
         d = await start_daemon(sock_root, "a", capture="tone:440")
         c, other = await connect(d), await connect(d)
@@ -233,20 +236,21 @@ def test_audio_test_plays_a_tone_and_reports_the_microphone_level_to_the_asker(s
             for seconds in (0, 11, True, "3"):
                 reply = await c.request("audio_test", check=False, seconds=seconds)
                 assert reply["error"] == "bad_argument", seconds
-            first = asyncio.ensure_future(c.request("audio_test", seconds=1))
-            await c.wait_event(lambda e: e.get("event") == "audio_level")
+            reply = await c.request("audio_test", seconds=1)
+            assert reply["played"] is True and reply["capture"] == "tone:440"
             second = await other.request("audio_test", check=False, seconds=1)
             assert second["error"] == "busy"  # one test at a time
-            reply = await first
-            assert reply["frames_read"] == 50 and reply["played"] is True
-            assert reply["peak_dbfs"] == -12.2  # the tone source: 8,000 of 32,768
+            last = await c.wait_event(done, timeout=5)
+            assert last["frames_read"] == 50 and last["at"] == 1.0
+            assert last["loudest_dbfs"] == -12.2  # the tone source: 8,000 of 32,768
             levels = [e for e in c.seen if e.get("event") == "audio_level"]
-            assert len(levels) == 10 and levels[-1]["at"] == 1.0
-            assert all(-12.3 < e["peak_dbfs"] < -12.1 and e["rms_dbfs"] == -15.3
-                       for e in levels)
+            assert len(levels) == 10
+            assert all(e["peak_dbfs"] == -12.2 and e["rms_dbfs"] == -15.3 for e in levels)
             assert not [e for e in other.seen if e.get("event") == "audio_level"]
             await c.request("set_audio", capture="none")
-            assert (await c.request("audio_test", seconds=1))["peak_dbfs"] == -96.0
+            since = len(c.seen)
+            await c.request("audio_test", seconds=1)
+            assert (await c.wait_event(done, timeout=5, since=since))["loudest_dbfs"] == -96.0
         finally:
             await c.close()
             await other.close()
