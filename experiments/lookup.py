@@ -13,7 +13,8 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from random import Random
 from typing import Any
 
 from kadtalk.experiments import realism
@@ -73,6 +74,14 @@ class LookupStudy:
     nat_filtering: float = 0.0  # share of nodes behind address-filtering NAT
     nat_timeout: float = 120.0  # NAT mapping lifetime after the last outbound datagram, s
     traffic: bool = False  # count requests per purpose (user, join, refresh) while lookups run
+    # RoutingSettings fields other than k, alpha and the timeout, as (name, value) pairs: the
+    # lookup-latency study's variants (docs/design-decisions.md "Lookup latency at 10^6")
+    routing: tuple[tuple[str, Any], ...] = ()
+    urgent: bool = False  # lookups as a call's (find_peer(urgent=True)) rather than plain
+    # Share of a lookup source's table entries whose round trip it knows when its first lookup
+    # starts (the model's, without jitter): what a join's and refreshes' requests would have
+    # measured, which the fast bootstrap does not simulate. 0: only what the run measures.
+    rtt_known: float = 0.0
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -85,6 +94,8 @@ class LookupStudy:
             raise ValueError("wire must be bytes, objects or auto")
         if self.bootstrap not in BOOTSTRAPS:
             raise ValueError(f"bootstrap must be one of {', '.join(BOOTSTRAPS)}")
+        if not 0.0 <= self.rtt_known <= 1.0:
+            raise ValueError("rtt_known is a share between 0 and 1")
         realism.check(self)
 
     @property
@@ -132,7 +143,10 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
     (for models built from data, e.g. sim.latency.SiteMatrixLatency with measured delays)."""
     wall_start = time.perf_counter()
     world = SimWorld(study, latency_model=latency_model)
+    if study.routing:
+        world.settings = replace(world.settings, **dict(study.routing))  # before nodes exist
     recorder = LookupRecorder(world.ids, study.lookups, progress)
+    known = KnownRtts(world, study)
     world.attach(recorder.on_event)
     lookups_start = world.converge(progress, recorder.running)
     realistic = world.realism
@@ -141,7 +155,12 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
         source, target = realistic.pick_pair(source, target)
         if source < 0:
             return  # churn: nobody online to look up from or for
-        world.command(source, lambda node, now: recorder.start(node, source, target, now))
+        known.seed(source)
+        if study.urgent:
+            world.command(source, lambda node, now: start_urgent(recorder, node, source, target,
+                                                                 now))
+        else:
+            world.command(source, lambda node, now: recorder.start(node, source, target, now))
 
     for when, source, target in poisson_pairs(world.rng, study.nodes, study.lookups,
                                                lookups_start, study.lookup_rate):
@@ -166,8 +185,89 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
         "sim_queue": queued,
     }
     summary = summarize(study, rows, wall) | realistic.summary(world.network) | phases
+    if study.routing or study.rtt_known or study.urgent:  # the latency study's figures
+        summary["rtt_measured_share"] = (statistics.fmean(known.measured) if known.measured
+                                         else math.nan)
     return StudyResult(study, rows, summary, environment())
+
+
+def start_urgent(recorder: LookupRecorder, node: Any, source: int, target: int, now: float) -> None:
+    """`recorder.start` for a call's lookup (urgent: RoutingSettings.urgent_*)."""
+    lookup_id = node.routing.find_peer(recorder.ids[target], now, urgent=True)
+    recorder.running[(source, lookup_id)] = (target, now)
+
+
+class KnownRtts:
+    """Loads a share (`rtt_known`) of a lookup source's table entries into its per-contact
+    round trips before its first lookup, from the latency model (twice the one-way delay):
+    a node that joined by the protocol measured the contacts its join and refreshes asked; the
+    fast bootstrap builds tables without a datagram. Its own generator: the world's draws stay
+    those of a study without it."""
+
+    def __init__(self, world: SimWorld, study: LookupStudy):
+        self.world = world
+        self.share = study.rtt_known
+        self.rng = Random(study.seed * 7919 + 17)
+        self.done: set[int] = set()
+        self.measured: list[float] = []  # per source: share of its table with a measured RTT
+
+    def seed(self, source: int) -> None:
+        if source in self.done or source < 0:
+            return
+        self.done.add(source)
+        routing = self.world.driver.nodes[source].routing
+        handles = sorted(routing.table.handles())
+        addrs, rtts = routing.registry.addrs, routing.rtts
+        if handles:
+            self.measured.append(sum(1 for h in handles if rtts is not None and addrs[h] in rtts)
+                                 / len(handles))
+        if not self.share:
+            return
+        delay = self.world.base_latency.delay
+        for handle in handles:
+            if self.share >= 1.0 or self.rng.random() < self.share:
+                addr = addrs[handle]
+                routing.observe_contact_rtt(addr, 2 * delay(source, addr))
 
 
 def study_parameters(study: LookupStudy) -> dict[str, Any]:
     return asdict(study) | {"wire_mode": study.wire_mode}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The lookup-latency study's variants (`kadtalk sim lookup` has no RoutingSettings flags):
+
+        python -m kadtalk.experiments.lookup --nodes 1000000 --bootstrap fast \\
+            --set rtt_choice_bits=2 --set contact_slow=True --rtt-known 1
+
+    Prints the summary as one JSON line."""
+    import argparse
+    import ast
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m kadtalk.experiments.lookup",
+                                     description=main.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--lookups", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bootstrap", choices=BOOTSTRAPS, default="fast")
+    parser.add_argument("--churn", choices=("none", "exponential", "weibull"), default="none")
+    parser.add_argument("--urgent", action="store_true", help="lookups as a call's")
+    parser.add_argument("--rtt-known", type=float, default=0.0, metavar="SHARE")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a RoutingSettings field (Python literal), repeatable")
+    args = parser.parse_args(argv)
+    routing = tuple((name, ast.literal_eval(value))
+                    for name, value in (item.split("=", 1) for item in args.set))
+    study = LookupStudy(nodes=args.nodes, lookups=args.lookups, seed=args.seed,
+                        bootstrap=args.bootstrap, churn=args.churn, urgent=args.urgent,
+                        rtt_known=args.rtt_known, routing=routing)
+    summary = run_lookup_study(study).summary
+    print(json.dumps(summary | {"routing": dict(routing), "urgent": args.urgent,
+                                "rtt_known": args.rtt_known, "churn": args.churn}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -51,6 +51,7 @@ from .messages import (
 from .route6 import CONTACT6_SIZE
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
+from .rtt import RttEstimates
 from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
@@ -87,6 +88,16 @@ class RoutingSettings:
     # call study) and failed 3 of its 40 calls. An aggressive lookup also keeps urgent_first +
     # 2 alpha requests in flight at most.
     lookup_requests: int = 160
+    # Round trips per contact address (rtt.py, fed by answers to lookup requests), after
+    # Jimenez et al. 2011. `rtt_choice_bits` >= 0: a lookup asks, among the contacts not yet
+    # asked whose distance to the target has at most that many bits more than the nearest's,
+    # those with the least srtt + `rtt_bit_cost` s per extra bit (unknown: the node's srtt);
+    # -1: XOR order (the paper). `contact_slow`: a request's slow time is its contact's own
+    # srtt + slow_rttvars x rttvar when measured, not the node's. docs/design-decisions.md
+    # "Lookup latency at 10^6" has the study.
+    rtt_choice_bits: int = -1
+    rtt_bit_cost: float = 0.0
+    contact_slow: bool = False
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     replacement_cache: int = 20
@@ -131,6 +142,8 @@ class RoutingSettings:
             raise ValueError("slow_rttvars must be >= 0")
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
+        if self.rtt_choice_bits < -1 or self.rtt_bit_cost < 0:
+            raise ValueError("rtt_choice_bits must be >= -1 (-1: off) and rtt_bit_cost >= 0")
         if self.lookup_requests < 0:
             raise ValueError("lookup_requests must be >= 0 (0: no cap)")
         if self.amplification < 1:
@@ -167,7 +180,7 @@ class RoutingLayer:
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
         "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probe_guard",
-        "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar",
+        "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
     )
 
     def __init__(
@@ -208,6 +221,7 @@ class RoutingLayer:
         self._slow_seq = 0
         self._srtt: float | None = None  # round trips of answered requests (RFC 6298)
         self._rttvar = 0.0
+        self.rtts: RttEstimates | None = None  # per contact address; made on the first sample
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -578,7 +592,10 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
-        self.observe_round_trip(now - (request.deadline - self.settings.request_timeout))
+        rtt = now - (request.deadline - self.settings.request_timeout)
+        self.observe_round_trip(rtt)
+        if self.settings.rtt_choice_bits >= 0 or self.settings.contact_slow:
+            self.observe_contact_rtt(addr, rtt)
         if any(asked < 0 for _, asked in request.waiters):
             self._answered_from(addr)  # a bootstrap address the user named answered our join
         handle = registry.intern(responder, addr)
@@ -628,6 +645,9 @@ class RoutingLayer:
                 lookup.aggressive = settings.urgent_aggressive
                 lookup.first = settings.urgent_first
             lookup.verify = verify
+            if settings.rtt_choice_bits >= 0:
+                lookup.prefer_fast(self._expected_rtt, settings.rtt_choice_bits,
+                                   settings.rtt_bit_cost)
         self._next_lookup_id += 1
         self._lookups[lookup.lookup_id] = lookup
         table = self.table
@@ -649,6 +669,8 @@ class RoutingLayer:
             settings = self.settings
             timeout = now + settings.request_timeout
             slow_at = now + self._slow_after() if settings.free_slow_slots else timeout
+            rtts = self.rtts
+            contact_slow = settings.contact_slow and settings.free_slow_slots and rtts is not None
             pending = self._pending
             if pending is None:
                 pending = self._pending = {}
@@ -660,22 +682,27 @@ class RoutingLayer:
                 if request is None:
                     pending[key] = request = _Pending(timeout, lookup, handle)
                     self._send(RouteRequest(self.node_id, target, self._request_size), addr)
-                    if slow_at < timeout:
+                    at = slow_at
+                    if contact_slow and addr in rtts:
+                        at = now + self._slow_after(rtts.get(addr))
+                    if at < timeout:
                         if self._slow is None:
                             self._slow = []
                         self._slow_seq += 1
-                        heapq.heappush(self._slow, (slow_at, self._slow_seq, key, request))
+                        heapq.heappush(self._slow, (at, self._slow_seq, key, request))
                 else:
                     request.waiters.append((lookup, handle))
         if lookup.done:
             self._complete(lookup, now)
 
-    def _slow_after(self) -> float:
-        """How long a lookup request may go unanswered before its slot goes to another contact."""
+    def _slow_after(self, estimate: tuple[float, float] | None = None) -> float:
+        """How long a lookup request may go unanswered before its slot goes to another contact:
+        by the contact's own (srtt, rttvar) `estimate` if given, else the node's."""
         settings = self.settings
-        if self._srtt is None:
+        srtt, rttvar = estimate if estimate is not None else (self._srtt, self._rttvar)
+        if srtt is None:
             return settings.request_timeout
-        slow = self._srtt + settings.slow_rttvars * self._rttvar
+        slow = srtt + settings.slow_rttvars * rttvar
         return min(max(slow, settings.slow_floor), settings.request_timeout)
 
     @property
@@ -693,6 +720,22 @@ class RoutingLayer:
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - rtt)
             self._srtt = srtt + 0.125 * (rtt - srtt)
+
+    def observe_contact_rtt(self, addr: Any, rtt: float) -> None:
+        """The contact at `addr` answered after `rtt` s (rtt.py; the simulator's fast bootstrap
+        may also load what a join would have measured)."""
+        if self.rtts is None:
+            self.rtts = RttEstimates()
+        self.rtts.observe(addr, rtt)
+
+    def _expected_rtt(self, handle: int) -> float | None:
+        """A lookup's guess of `handle`'s round trip: its own srtt, else the node's."""
+        rtts = self.rtts
+        if rtts is not None:
+            srtt = rtts.srtt(self.registry.addrs[handle])
+            if srtt is not None:
+                return srtt
+        return self._srtt
 
     def _complete(self, lookup: Lookup, now: float) -> None:
         if not self._lookups or self._lookups.pop(lookup.lookup_id, None) is None:

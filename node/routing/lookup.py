@@ -49,7 +49,8 @@ class Lookup:
     __slots__ = (
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
-        "verify", "rejected", "_slow", "aggressive", "first", "max_requests",
+        "verify", "rejected", "_slow", "aggressive", "first", "max_requests", "rtt", "rtt_bits",
+        "rtt_bit_cost",
     )
 
     def __init__(
@@ -77,6 +78,21 @@ class Lookup:
         self.aggressive = aggressive  # alpha in flight among the nearest, not alpha in all
         self.first = first  # requests in the first round, when more than alpha
         self.max_requests = 0  # requests in all at most (0: no cap)
+        # RTT-aware choice (`prefer_fast`): handle -> its expected round trip (s) or None
+        self.rtt: Callable[[int], float | None] | None = None
+        self.rtt_bits = 0  # candidates this many bits farther than the nearest are eligible
+        self.rtt_bit_cost = 0.0  # seconds a candidate's round trip must save per bit farther
+
+    def prefer_fast(self, rtt: Callable[[int], float | None], bits: int, bit_cost: float) -> None:
+        """Among the contacts to ask, choose by expected round trip rather than XOR order alone:
+        a contact not yet asked whose distance to the target has at most `bits` more bits than
+        the nearest such contact's is as useful (Kademlia's bucket granularity: it shares
+        nearly as long a prefix with the target); the lookup asks the ones with the least
+        rtt(handle) + `bit_cost` x (extra bits), unknown round trips last, ties in XOR order.
+        How many it asks at once stays the rule's (alpha, aggressive, caps); only which."""
+        self.rtt = rtt
+        self.rtt_bits = bits
+        self.rtt_bit_cost = bit_cost
 
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
@@ -133,7 +149,8 @@ class Lookup:
         considered = 0
         settled = True
         slow = self._slow
-        for _, handle in self._order:
+        pool: list[tuple[int, int]] | None = [] if self.rtt is not None else None
+        for distance, handle in self._order:
             value = status[handle]
             state = value & _STATE_MASK
             if state == FAILED:
@@ -144,21 +161,52 @@ class Lookup:
             considered += 1
             if state == NEW:
                 settled = False
-                if len(chosen) < wanted and len(chosen) < room:
+                if pool is not None:  # RTT-aware: which ones is decided below
+                    if len(chosen) < wanted and len(chosen) < room:
+                        chosen.append(handle)
+                    pool.append((distance, handle))
+                elif len(chosen) < wanted and len(chosen) < room:
                     status[handle] = value | IN_FLIGHT
                     chosen.append(handle)
             elif state == IN_FLIGHT:
                 settled = False
                 if aggressive:
                     wanted -= 1  # holds one of the alpha places among the nearest
-            if considered >= self.k or (not settled and len(chosen) >= min(wanted, room)):
+            if considered >= self.k or (pool is None and not settled
+                                        and len(chosen) >= min(wanted, room)):
                 break
+        if pool is not None and chosen:
+            chosen = self._fastest(pool, len(chosen))
+            for handle in chosen:
+                status[handle] |= IN_FLIGHT
         self.in_flight += len(chosen)
         self.rpcs += len(chosen)
         if settled and not chosen and self.in_flight == 0 or (settled and considered >= self.k) \
                 or (self.max_requests and self.rpcs >= self.max_requests and self.in_flight <= 0):
             self._finish()
         return chosen
+
+    def _fastest(self, pool: list[tuple[int, int]], count: int) -> list[int]:
+        """The `count` handles of `pool` (not yet asked, in XOR order) to ask: the eligible ones
+        (at most `rtt_bits` more bits of distance than the nearest) by expected round trip."""
+        if len(pool) <= count:
+            return [h for _, h in pool]
+        rtt, cost = self.rtt, self.rtt_bit_cost
+        nearest = pool[0][0].bit_length()
+        limit = nearest + self.rtt_bits
+        ranked = []
+        for position, (distance, handle) in enumerate(pool):
+            extra = distance.bit_length() - nearest
+            if extra + nearest > limit:
+                break  # pool is in XOR order: the rest are farther still
+            expected = rtt(handle)
+            ranked.append((expected + cost * extra if expected is not None else float("inf"),
+                           position, handle))
+        if len(ranked) <= count:
+            return [h for _, h in pool[:count]]
+        ranked.sort()
+        picked = {h for _, _, h in ranked[:count]}
+        return [h for _, h in pool if h in picked]
 
     def _finish(self) -> None:
         self.done = True

@@ -313,15 +313,17 @@ def check_invariants(lookup, probes_out, alpha, slow=frozenset()):
     aggressive=st.booleans(),
     first=st.sampled_from([0, 5]),
     adversary=st.booleans(),
+    rtt_bits=st.sampled_from([None, 0, 2]),
 )
 def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probes, p_fail, p_slow,
-                                              aggressive, first, adversary):
+                                              aggressive, first, adversary, rtt_bits):
     """A random world: each node knows a few others. Answers, timeouts and slow requests (whose
     slots go to others while they may still answer) come in random order; the paper's rule or
     the aggressive one, with or without a larger first round. With `adversary`, one node's
     every answer names a fresh ID of its own nearer than all known (it answers as well) and five
     victims' (which never answer): the caps (in flight, and RoutingSettings' requests in all)
-    bound it and end the lookup."""
+    bound it and end the lookup. With `rtt_bits`, contacts are chosen by a random round trip
+    (some unknown) among the equally near ones."""
     rng = Random(seed)
     bits = 16
     ids = rng.sample(range(1, 1 << bits), nodes)
@@ -329,6 +331,9 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
     knows = {h: rng.sample(range(nodes), min(nodes, rng.randint(0, 6))) for h in range(nodes)}
     dead = {h for h in range(nodes) if rng.random() < p_fail}
     lookup = Lookup(0, target, mode, 0.0, k, alpha, aggressive=aggressive, first=first)
+    if rtt_bits is not None:
+        rtts = {h: rng.choice([None, rng.random()]) for h in range(nodes)}
+        lookup.prefer_fast(lambda h: rtts.get(h), rtt_bits, rng.choice([0.0, 0.1]))
     evil: set[int] = set()
     if adversary:
         lookup.max_requests = RoutingSettings().lookup_requests
@@ -357,9 +362,17 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
         # chosen contacts are among the k closest non-failed (slow ones hold no place), and
         # nothing closer waits unasked
         order = [h for _, h in lookup._order if state(lookup, h) != FAILED and h not in slow]
+        distance = {h: d for d, h in lookup._order}
+        candidates = [h for h in order[:k] if h in chosen or state(lookup, h) == NEW]
         for h in chosen:
             position = order.index(h)
             assert position < k
+            if rtt_bits is not None:  # as useful as the nearest not asked before (a few bits
+                # more), or too few of those to fill the slots: then in XOR order
+                nearest = distance[candidates[0]].bit_length()
+                assert (distance[h].bit_length() <= nearest + rtt_bits
+                        or all(o in chosen for o in candidates[:candidates.index(h)]))
+                continue
             assert all(state(lookup, other) != NEW for other in order[:position])
             if aggressive:  # fewer than alpha (the first round: `first`) in flight nearer
                 width = max(alpha, first) if rpcs == 0 else alpha
@@ -430,3 +443,60 @@ def test_random_order_of_answers_and_timeouts(seed, mode, k, alpha, nodes, probe
         if len(order) < k:
             assert lookup.in_flight == 0
         assert lookup.closest_answered() == order[:k]
+
+
+# -- RTT-aware choice (prefer_fast) ----------------------------------------------------------------
+
+
+def rtt_lookup(rtts, bits, cost=0.0, alpha=2, k=20):
+    lookup = Lookup(7, 0, Mode.FIND_PEER, 0.0, k, alpha)
+    lookup.prefer_fast(rtts.get, bits, cost)
+    return lookup
+
+
+def test_the_fastest_of_the_equally_near_are_asked_first():
+    # distances 16..23 share a bit length (5 bits); 8 has one bit fewer
+    rtts = {16: 0.20, 17: 0.03, 18: 0.15, 19: 0.01, 8: 0.30}
+    lookup = rtt_lookup(rtts, bits=0)
+    for h in (16, 17, 18, 19):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [17, 19]  # in XOR order, chosen by round trip
+    lookup = rtt_lookup(rtts, bits=0)
+    for h in (8, 16, 17, 18, 19):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [8, 16]  # 8 alone is nearest by a bit: XOR order
+    lookup = rtt_lookup(rtts, bits=1)
+    for h in (8, 16, 17, 18, 19):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [17, 19]
+
+
+def test_a_bit_farther_must_save_its_cost_and_unknown_round_trips_go_last():
+    rtts = {8: 0.10, 16: 0.08, 17: None}
+    lookup = rtt_lookup(rtts, bits=1, cost=0.05, alpha=1)
+    for h in (8, 16, 17):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [8]  # 16 saves 20 ms, a bit costs 50
+    lookup = rtt_lookup(rtts, bits=1, cost=0.01, alpha=1)
+    for h in (8, 16, 17):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [16]
+    lookup = rtt_lookup({}, bits=3, alpha=2)  # nothing known: XOR order
+    for h in (9, 8, 16, 17):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [8, 9]
+
+
+def test_rtt_choice_keeps_how_many_and_the_stop_rule():
+    lookup = Lookup(7, 0, Mode.FIND_CLOSEST, 0.0, 3, 2)
+    lookup.prefer_fast({5: 0.01, 6: 0.02, 7: 0.03}.get, 4, 0.0)
+    for h in (4, 5, 6, 7):
+        lookup.add(h, h, 1)
+    assert lookup.next_requests() == [5, 6]  # 7 is beyond the k = 3 nearest: never asked
+    assert lookup.next_requests() == []
+    lookup.answered(5)
+    assert lookup.next_requests() == [4]
+    for h in (4, 6):
+        lookup.answered(h)
+    assert lookup.next_requests() == [] and lookup.done
+    assert lookup.closest_answered() == [4, 5, 6]
