@@ -45,7 +45,8 @@ def browser():
         b = p.chromium.launch(
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--autoplay-policy=no-user-gesture-required"])
+                  "--autoplay-policy=no-user-gesture-required",
+                  "--host-resolver-rules=MAP *.example 127.0.0.1"])  # test_gui_lan: rebinding
         try:
             yield b
         finally:
