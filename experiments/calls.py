@@ -40,6 +40,17 @@ phase in the first interval, as daemons started at different times do. As the da
 study tells each node's traversal layer its NAT kind from its first address probe's answer
 (`nat_kind` with the node's local address: `_nat_found`).
 
+Relays (`relays=True`, issue 13): every node runs its relay layer with the daemon's rule
+(`Node.set_nat` from the first address probe's answer, node/stack.py): a public node relays for
+others within the default caps (`[relay] serve = auto`), a NATed one holds `call_relays`
+allocations with contacts that serve and offers one in each call's punch; the callee knocks
+there and the call runs through the relay when no direct path opens. Simulated addresses are
+10.0.0.0/8 (sim/registry.py), so the relays run with `forward_private` (the LAN setting); every
+other cap is the default. Without `relays` the relay layer is off (`enabled=False`): the node
+as the study ran before relays. Each row then also names the relay a call went through (None:
+direct), and the summary gives the relays' load: calls per relay, allocations held, datagrams
+and bytes forwarded (`relay_load`).
+
 `directory=True` runs the same workload (same nodes, NATs, churn, pairs and times) against a
 central directory (experiments/directory.py) instead of the DHT lookup.
 """
@@ -59,6 +70,7 @@ from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss
 from kadtalk.experiments.harness.workload import poisson_pairs
 from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld, wire_mode
 from kadtalk.node.identity import Identity
+from kadtalk.node.relay import AllocationGranted, RelayPath, RelaySettings
 from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MediaReceived
 from kadtalk.node.stack import Node
@@ -76,6 +88,15 @@ ROW_FIELDS = ("start", "caller", "callee", "caller_nat", "callee_nat", "reachabl
               "end_reason", "rendezvous_overlap", "setup_ms", "lookup_ms", "punch_ms",
               "key_exchange_ms", "ring_ms", "first_media_ms")
 TIMES = ROW_FIELDS[9:]
+# rows of a study with relays: the relay's address (None: direct), and how many relay
+# allocations the caller held when it called (a NATed caller offers one in its punch)
+RELAY_FIELDS = ("relay", "caller_relays")
+PER_RELAY_FIELDS = ("addr", "calls", "allocations", "forwarded", "forwarded_bytes")
+
+# The relay layer of a simulated node: off (the study without relays), or the daemon's defaults
+# with forwarding to 10.0.0.0/8, the simulator's addresses (sim/registry.py)
+RELAYS_OFF = RelaySettings(enabled=False)
+SIM_RELAYS = RelaySettings(forward_private=True)
 
 # Calls that never tested the network: a peer offline (churn), or already on another call of
 # the workload (placed a moment after a call of its own, or still ringing), or answered BUSY.
@@ -104,6 +125,7 @@ class CallStudy:
     answer_delay: float = 0.0  # s the callee lets it ring
     call_timeout: float = 60.0  # s after which a call not set up counts as failed
     directory: bool = False  # the central-directory baseline instead of the DHT lookup
+    relays: bool = False  # every node's relay layer on (issue 13): relayed calls, relay load
     # realism (experiments/realism.py)
     routers: int = 1000
     topology: str = "waxman"
@@ -134,6 +156,8 @@ class CallStudy:
             raise ValueError("call_rate must be positive")
         if self.answer_delay < 0 or self.call_timeout <= 0:
             raise ValueError("answer_delay must be >= 0 and call_timeout positive")
+        if self.relays and self.directory:
+            raise ValueError("relays run with the DHT's call set-up, not the directory baseline")
         realism.check(self)
 
     @property
@@ -147,17 +171,23 @@ class CallResult:
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
+    relays: list[dict[str, Any]] = field(default_factory=list)  # per serving relay (`relay_load`)
 
 
-def reachable(caller_kind: int, callee_kind: int) -> bool:
+def reachable(caller_kind: int, callee_kind: int, relays: bool = False) -> bool:
     """docs/testbed.md's NAT table: symmetric callees, and symmetric callers to filtering
-    callees, never connect without a relay; everything else does."""
-    return callee_kind != SYMMETRIC and not (caller_kind == SYMMETRIC and callee_kind == FILTERING)
+    callees, never connect without a relay; everything else does. With relays, a NATed caller
+    offers its relay to any callee; a public caller holds none (docs/protocol.md §21, who holds
+    relays), so a public caller still cannot reach a symmetric callee."""
+    direct = callee_kind != SYMMETRIC and not (caller_kind == SYMMETRIC
+                                               and callee_kind == FILTERING)
+    return direct or (relays and caller_kind != OPEN)
 
 
 class _Call:
     __slots__ = ("index", "start", "caller", "callee", "session_id", "found", "punched", "ringing",
-                 "talking", "media", "reason", "done", "punch_needed", "overlap")
+                 "talking", "media", "reason", "done", "punch_needed", "overlap", "relay",
+                 "held")
 
     def __init__(self, index: int, start: float, caller: int, callee: int):
         self.index, self.start, self.caller, self.callee = index, start, caller, callee
@@ -167,6 +197,8 @@ class _Call:
         self.done = False
         self.punch_needed = False
         self.overlap: int | None = None
+        self.relay: int | None = None  # the relay the caller talks through, when TALKING
+        self.held: int | None = None  # relay allocations the caller held when it called
 
 
 class _CallStudyRun:
@@ -192,6 +224,9 @@ class _CallStudyRun:
         self._by_session: dict[int, dict[int, _Call]] = {}
         self._placing: _Call | None = None
         self.engaged: dict[int, int] = {}  # address -> calls of the workload it is in now
+        # relays: when each NATed node first learnt its NAT kind, and first held a relay
+        self.nat_told: dict[int, float] = {}
+        self.first_grant: dict[int, float] = {}
         self.finished = 0
 
     # -- nodes ----------------------------------------------------------------------------------
@@ -216,7 +251,8 @@ class _CallStudyRun:
     def _new_node(self, addr: int, now: float) -> Node:
         world = self.world
         node = Node(world.ids[addr], world.registry, world.node_rng, world.settings, now,
-                    identity=self.identities[addr], traversal=True)
+                    identity=self.identities[addr], traversal=True,
+                    relay_settings=SIM_RELAYS if self.study.relays else RELAYS_OFF)
         self._by_session.pop(addr, None)  # the sessions of the node that was here are gone
         if self.client is not None and world.realism.started:
             world.at(now, lambda: self.client.register(addr))  # back online: register at once
@@ -285,7 +321,22 @@ class _CallStudyRun:
             "sim_s": round(env.now - start, 3),
             "misaddressed": world.driver.misaddressed,
         } | world.realism.summary(world.network)
-        return CallResult(study, rows, summary, environment())
+        per_relay: list[dict[str, Any]] = []
+        if study.relays:
+            load = relay_load(world.driver.nodes, rows)
+            per_relay = load.pop("per_relay")
+            waits = sorted(self.first_grant.get(a, math.inf) - t for a, t in self.nat_told.items())
+            natted = [r for r in rows
+                      if r["caller_nat"] != "open" and r["caller_relays"] is not None]
+            summary |= load | {
+                # nearest rank: a node that never held one waits for ever (inf)
+                "relay_wait_median_s": waits[len(waits) // 2] if waits else math.nan,
+                "relay_wait_p90_s": waits[int(0.9 * (len(waits) - 1))] if waits else math.nan,
+                "relay_never_held": sum(w == math.inf for w in waits),
+                "natted_callers_without_relay": (sum(r["caller_relays"] == 0 for r in natted)
+                                                 / len(natted) if natted else math.nan),
+            }
+        return CallResult(study, rows, summary, environment(), per_relay)
 
     def _place_directory(self) -> None:
         world = self.world
@@ -327,6 +378,8 @@ class _CallStudyRun:
         for addr in (caller, callee):
             self.engaged[addr] = self.engaged.get(addr, 0) + 1
         callee_id = world.ids[callee]
+        if self.study.relays:
+            call.held = len(nodes[caller].relays_held())
         if self.client is not None:
             self.client.query(caller, callee_id)
         else:
@@ -381,6 +434,8 @@ class _CallStudyRun:
                 self._upkeep(addr)
         elif kind is AddressObserved:
             self._nat_found(addr, event)
+        elif kind is AllocationGranted:
+            self.first_grant.setdefault(addr, world.env.now)
         elif kind is CallProgress:
             call = self._caller_call(addr, event.session_id)
             if call is None:
@@ -394,6 +449,9 @@ class _CallStudyRun:
                 call.ringing = event.at
             elif state is CallState.TALKING:
                 call.talking = event.at
+                if self.study.relays and addr == call.caller:
+                    path = world.driver.nodes[addr].session.sessions[event.session_id].addr
+                    call.relay = path.relay if type(path) is RelayPath else None
                 world.command(addr, lambda n, now: n.send_media(call.session_id, MEDIA_PAYLOAD, now))
         elif kind is IncomingCall:
             caller = self.by_id.get(event.peer_id)
@@ -421,13 +479,21 @@ class _CallStudyRun:
     def _nat_found(self, addr: int, event: AddressObserved) -> None:
         """What the daemon does with an address probe's answer (app/network.py): `nat_kind`
         given its local address (the node's own on a public address, a private one behind a
-        NAT) tells the node's keep-alive plan (`Traversal.set_nat`; not `Node.set_nat`, whose
-        relay upkeep the study leaves off)."""
+        NAT) goes to `Node.set_nat` with the public address seen (a public node relays for
+        others, a NATed one holds relays for its calls; the keep-alive plan follows it). Without
+        relays, to the keep-alive plan alone (`Traversal.set_nat`), as before relays."""
         nat = self.world.realism.nat
         local = addr if nat is None or nat.kinds[addr] == OPEN else PRIVATE
         node = self.world.driver.nodes[addr]
-        if node is not None and node.traversal is not None:
-            node.traversal.set_nat(nat_kind(event, local))
+        if node is None or node.traversal is None:
+            return
+        kind = nat_kind(event, local)
+        if self.study.relays:
+            if kind != "none":
+                self.nat_told.setdefault(addr, self.world.env.now)
+            node.set_nat(kind, event.public)
+        else:
+            node.traversal.set_nat(kind)
 
     def _caller_call(self, addr: int, session_id: int) -> _Call | None:
         """The call a caller's session belongs to (bound at its first event, which comes while
@@ -480,6 +546,10 @@ class _CallStudyRun:
             "end_reason": call.reason,
             "rendezvous_overlap": call.overlap,
         }
+        if self.study.relays:
+            row["reachable"] = call.reason not in NOT_PLACED and reachable(*kinds, relays=True)
+            row["relay"] = call.relay if success else None
+            row["caller_relays"] = call.held
         if not success:
             return row | dict.fromkeys(TIMES, math.nan)
         punched = call.punched if call.punch_needed and call.punched is not None else None
@@ -529,6 +599,49 @@ def summarize(study: CallStudy, rows: list[dict[str, Any]], wall_s: float) -> di
         "wire": study.wire_mode,
         "wall_s": round(wall_s, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def relay_load(nodes: list[Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the relays' work spread, at the end of a run: over the nodes that serve (public,
+    `[relay] serve = auto`), the calls each carried (rows' `relay`), the allocations each holds
+    and the DATA each forwarded (datagrams, bytes); a list of each node's figures too."""
+    calls: dict[int, int] = {}
+    for row in rows:
+        if row.get("relay") is not None:
+            calls[row["relay"]] = calls.get(row["relay"], 0) + 1
+    per_relay = []
+    for addr, node in enumerate(nodes):
+        layer = node.relay if node is not None else None
+        if layer is None or not layer.serving:
+            continue
+        server, stats = layer.server, layer.stats
+        per_relay.append({"addr": addr, "calls": calls.get(addr, 0),
+                          "allocations": len(server.allocations) if server is not None else 0,
+                          "forwarded": stats["forwarded"],
+                          "forwarded_bytes": stats["forwarded_bytes"]})
+
+    def spread(key: str) -> dict[str, float]:
+        values = sorted(r[key] for r in per_relay)
+        if not values:
+            return {"mean": math.nan, "p50": math.nan, "p90": math.nan, "p99": math.nan,
+                    "max": 0, "zero_share": math.nan}
+        return {"mean": statistics.fmean(values), "p50": percentile(values, 50),
+                "p90": percentile(values, 90), "p99": percentile(values, 99),
+                "max": values[-1], "zero_share": sum(v == 0 for v in values) / len(values)}
+
+    held = [n for n in nodes if n is not None and n.needs_relay]
+    return {
+        "relayed_calls": sum(calls.values()),
+        "relays_serving": len(per_relay),
+        "relay_calls": spread("calls"),
+        "relay_allocations": spread("allocations"),
+        "relay_forwarded": spread("forwarded"),
+        "relay_forwarded_bytes": spread("forwarded_bytes"),
+        "relay_forwarded_bytes_total": sum(r["forwarded_bytes"] for r in per_relay),
+        "natted_holding": (sum(len(n.relays_held()) > 0 for n in held) / len(held)
+                           if held else math.nan),
+        "per_relay": per_relay,
     }
 
 

@@ -235,6 +235,10 @@ def _calls_parser(sim: Any) -> None:
                    help="a call not set up after this long counts as failed (default 60)")
     p.add_argument("--directory", action="store_true",
                    help="ask a central directory (one round trip) instead of the DHT lookup")
+    p.add_argument("--relays", action="store_true",
+                   help="run every node's relay layer (public nodes relay, NATed ones hold relays "
+                   "and offer them in their calls' punch); adds relay load to the summary and "
+                   "relays.csv to --out")
     p.add_argument("--latency", choices=["coordinate", "sphere", "topology", "constant"],
                    default="coordinate", help="latency model (see sim lookup --help)")
     p.add_argument("--loss", type=_fraction, default=0.0, help="datagram loss rate (default 0)")
@@ -529,7 +533,8 @@ def _write_study(out: Path, table: str, fields: Any, parameters: dict, result: A
 
 
 def cmd_sim_calls(args: argparse.Namespace) -> int:
-    from kadtalk.experiments.calls import ROW_FIELDS, CallStudy, run_call_study, study_parameters
+    from kadtalk.experiments.calls import (
+        PER_RELAY_FIELDS, RELAY_FIELDS, ROW_FIELDS, CallStudy, run_call_study, study_parameters)
 
     study = CallStudy(
         nodes=args.nodes, calls=args.calls, seed=args.seed, k=args.k, alpha=args.alpha,
@@ -540,7 +545,7 @@ def cmd_sim_calls(args: argparse.Namespace) -> int:
         session=args.session, session_shape=args.session_shape, offline=args.offline,
         offline_shape=args.offline_shape, nat_full_cone=args.nat_full_cone,
         nat_filtering=args.nat_filtering, nat_symmetric=args.nat_symmetric,
-        nat_timeout=args.nat_timeout, traffic=args.traffic,
+        nat_timeout=args.nat_timeout, traffic=args.traffic, relays=args.relays,
     )
     show = not args.no_progress and sys.stderr.isatty()
     result = _progress_bar(lambda progress: run_call_study(study, progress), show)
@@ -552,10 +557,22 @@ def cmd_sim_calls(args: argparse.Namespace) -> int:
         "identity_s", "wall_s", "peak_rss_mb", "departures", "returns", "nat_share",
         "nat_filtered"))
     print("end reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["end_reasons"].items())))
+    if study.relays:
+        print(f"relayed calls {summary['relayed_calls']}, relays serving "
+              f"{summary['relays_serving']}, calls per relay max {summary['relay_calls']['max']}, "
+              f"allocations per relay mean {summary['relay_allocations']['mean']:.2f} max "
+              f"{summary['relay_allocations']['max']}, bytes forwarded "
+              f"{summary['relay_forwarded_bytes_total']:,}")
     if args.out:
         from kadtalk.experiments.plots import setup_cdf
 
-        _write_study(args.out, "calls.csv", ROW_FIELDS, study_parameters(study), result)
+        _write_study(args.out, "calls.csv", ROW_FIELDS + (RELAY_FIELDS if study.relays else ()),
+                     study_parameters(study), result)
+        if study.relays:
+            with open(args.out / "relays.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=PER_RELAY_FIELDS)
+                writer.writeheader()
+                writer.writerows(result.relays)
         setup_cdf({summary["mode"]: result.rows}, args.out / "setup_cdf.png",
                   f"call set-up, N = {study.nodes:,}")
         print(f"wrote {args.out}/calls.csv, params.json, setup_cdf.png")

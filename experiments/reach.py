@@ -1,0 +1,169 @@
+"""Who can call whom, with and without relays, as the NAT mix changes (issue 13, in the simulator).
+
+Each point is a call study (experiments/calls.py) on the same seed: whole nodes, random pairs,
+the share of placed calls that set up. The mix keeps `open_share` of the nodes on public
+addresses (the relays: `[relay] serve = auto`) and moves the rest between cone NATs (full cone
+and filtering, 2:1, the call study's usual 0.4 / 0.2 at no symmetric NAT) and symmetric ones.
+Without relays a symmetric callee cannot be called and a symmetric caller cannot reach a
+filtering callee (docs/testbed.md); with relays every NATed caller offers its relay, so only
+a public caller to a symmetric callee is left (a public node holds no relay: protocol.md §21).
+`expected` is that rule's share of the placed pairs (calls.reachable): the simulation should
+meet it.
+
+    python -m kadtalk.experiments.reach sweep --nodes 2000 --calls 400 --out DIR
+    python -m kadtalk.experiments.reach load DIR   # a `sim calls --relays --out DIR` run's figure
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from kadtalk.experiments.calls import NOT_PLACED, CallStudy, run_call_study
+
+SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+OPEN_SHARE = 0.4
+SWEEP_FIELDS = ("symmetric", "relays", "placed", "success", "share", "expected", "relayed",
+                "setup_median_ms", "datagrams_per_node", "wall_s")
+
+
+def mix(symmetric: float, open_share: float = OPEN_SHARE) -> dict[str, float]:
+    """The NAT shares of one point: `open_share` public, `symmetric`, the rest cone (2:1)."""
+    cone = 1.0 - open_share - symmetric
+    if cone < -1e-9:
+        raise ValueError("open and symmetric shares add up to more than 1")
+    cone = max(cone, 0.0)
+    return {"nat_full_cone": cone * 2 / 3, "nat_filtering": cone / 3, "nat_symmetric": symmetric}
+
+
+def point(nodes: int, calls: int, seed: int, symmetric: float, relays: bool,
+          settle: float = 120.0, call_rate: float = 10.0) -> dict[str, Any]:
+    """One call study of the sweep and its row."""
+    study = CallStudy(nodes=nodes, calls=calls, seed=seed, settle=settle, call_rate=call_rate,
+                      relays=relays, **mix(symmetric))
+    started = time.perf_counter()
+    result = run_call_study(study)
+    placed = [r for r in result.rows if r["end_reason"] not in NOT_PLACED]
+    ok = [r for r in placed if r["success"]]
+    setup = [r["setup_ms"] for r in ok]
+    return {
+        "symmetric": symmetric, "relays": relays, "placed": len(placed), "success": len(ok),
+        "share": len(ok) / len(placed) if placed else math.nan,
+        "expected": sum(r["reachable"] for r in placed) / len(placed) if placed else math.nan,
+        "relayed": sum(r.get("relay") is not None for r in ok),
+        "setup_median_ms": statistics.median(setup) if setup else math.nan,
+        "datagrams_per_node": result.summary["datagrams"] / nodes,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def sweep(nodes: int, calls: int, seed: int, shares: Sequence[float] = SHARES,
+          settle: float = 120.0, call_rate: float = 10.0, log: Any = None) -> list[dict[str, Any]]:
+    rows = []
+    for share in shares:
+        for relays in (False, True):
+            row = point(nodes, calls, seed, share, relays, settle, call_rate)
+            rows.append(row)
+            if log is not None:
+                log(row)
+    return rows
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for relays, style in ((False, "o-"), (True, "s-")):
+        pts = [r for r in rows if r["relays"] is relays]
+        xs = [100 * r["symmetric"] for r in pts]
+        label = "with relays" if relays else "without relays"
+        ax.plot(xs, [100 * r["share"] for r in pts], style, label=f"{label} (simulated)")
+        ax.plot(xs, [100 * r["expected"] for r in pts], ":", color=ax.lines[-1].get_color(),
+                label=f"{label} (NAT table's rule)")
+    ax.set_xlabel("peers behind symmetric NATs (%)")
+    ax.set_ylabel("placed calls that set up (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_load(per_relay: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Calls carried and allocations held per serving relay (a `sim calls --relays` run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    for ax, key, label in ((axes[0], "allocations", "allocations held (end of run)"),
+                           (axes[1], "calls", "calls relayed")):
+        values = [int(r[key]) for r in per_relay]
+        top = max(values, default=0)
+        counts = [sum(v == x for v in values) for x in range(top + 1)]
+        ax.bar(range(top + 1), counts, width=0.9)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{label} per relay")
+        ax.set_ylabel("relays")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kadtalk.experiments.reach",
+                                     description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sweep", help="share of calls that set up against the symmetric share")
+    p.add_argument("--nodes", type=int, default=2000)
+    p.add_argument("--calls", type=int, default=400)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--settle", type=float, default=120.0)
+    p.add_argument("--call-rate", type=float, default=10.0)
+    p.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
+    p.add_argument("--out", type=Path, required=True, help="writes reach.csv and reach.png")
+    p = sub.add_parser("load", help="the relay-load figure of a `sim calls --relays --out` run")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--figure", type=Path, help="default DIR/relay_load.png")
+    args = parser.parse_args(argv)
+    if args.command == "sweep":
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = sweep(args.nodes, args.calls, args.seed, args.shares, args.settle, args.call_rate,
+                     log=lambda row: print(json.dumps(row), flush=True))
+        with open(args.out / "reach.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SWEEP_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_sweep(rows, args.out / "reach.png",
+                   f"calls set up, N = {args.nodes:,}, {args.calls} calls a point, "
+                   f"{100 * OPEN_SHARE:.0f} % public")
+        print(f"wrote {args.out}/reach.csv, reach.png")
+        return 0
+    with open(args.dir / "relays.csv", newline="") as f:
+        per_relay = list(csv.DictReader(f))
+    study = json.loads((args.dir / "params.json").read_text())["study"]
+    figure = args.figure or args.dir / "relay_load.png"
+    plot_load(per_relay, figure, f"relay load, N = {study['nodes']:,}, "
+              f"{study['calls']:,} calls, {100 * study['nat_symmetric']:.0f} % symmetric")
+    print(f"wrote {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
