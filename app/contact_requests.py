@@ -4,7 +4,16 @@ events (docs/control.md; the frames: docs/protocol.md §15c).
 
 A request goes as a CONTACT_REQ on a session with the peer (opened for it if need be), sent
 again until its RECEIPT and, if the session ends first, on the next one (as long as it is
-pending here). The receiver keeps it in the history database (table contact_requests, one row
+pending here). One whose RECEIPT has not come RETRY_FIRST s later (the peer is offline, or not
+found yet) is sent again then, and again after twice as long each time up to RETRY_MAX, for
+RETRY_FOR (the mailbox's lifetime), and each time also sealed into the peer's DHT mailbox like
+a message (app/mailbox.py): state `stored` once storers hold it, and no further retries in this
+run. So a request reaches a peer that comes online after we went offline, at its join's fetch,
+as in Jami; a peer never seen online (no prekey to seal to) gets it from a retry while it is
+online. A reply (accept, or a told decline) goes the same way. The receiver takes one from the
+mailbox as one from a session (the same limits), and shows a request id once however often
+and by whichever way it comes (docs/design-decisions.md, "Contact requests to offline
+peers"). The receiver keeps it in the history database (table contact_requests, one row
 per peer and direction: a repeat replaces the note) until the user answers. Accepting adds the
 requester as a contact and sends a CONTACT_REPLY; the requester's daemon adds the accepter when
 that reply arrives, and only if it names a request of ours to that same peer still pending (an
@@ -28,14 +37,19 @@ import time
 from typing import Any, Callable
 
 from kadtalk.node.ratelimit import TokenBucket
+from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import MessageDelivered, SessionOpened
 from kadtalk.node.session.presence import (
+    CONTACT_REQ,
     MAX_NOTE,
     ContactReplied,
     ContactRequested,
+    decode_reply,
+    decode_request,
     encode_reply,
     encode_request,
 )
+from kadtalk.node.session.wire import Drop
 
 from . import protocol
 from .config import check_name, parse_id
@@ -47,6 +61,9 @@ RATE = 1 / 6  # new incoming requests a second, in all (10 a minute) ...
 BURST = 20.0  # ... with this burst
 QUIET = 24 * 3600.0  # s: a peer declined (or blocked) is not heard again for this long
 RESEND = 32  # waiting requests and replies sent again when a session with their peer opens
+RETRY_FIRST = 30.0  # s after a request or reply without RECEIPT: sent again, and mailed
+RETRY_MAX = 3600.0  # s: the interval between retries doubles up to this
+RETRY_FOR = 7 * 24 * 3600.0  # s after it was made a request or reply is retried (mail's ttl)
 _KEYS = ("peer", "direction", "request_id", "note", "name", "state", "made", "answered")
 
 
@@ -64,7 +81,22 @@ class ContactRequests:
         self.presence: Any = None
         self.dropped = 0  # requests over a limit, from blocked or recently declined peers
         self.unsolicited = 0  # replies that answer no request of ours
+        self.mailbox: Any = None  # app/mailbox.py's Mailbox (`use_mailbox`)
+        self.retry_at: dict[str, tuple[float, float]] = {}  # peer -> (when, interval): loop s
+        self.stored: set[tuple[str, str]] = set()  # (peer, frame id) storers hold, this run
         self._bucket: TokenBucket | None = None
+        self._joined = False
+        self._timer: Any = None
+
+    def use_mailbox(self, mailbox: Any) -> None:
+        """Requests and replies also go through the peer's DHT mailbox (and come from ours)."""
+        self.mailbox = mailbox
+        mailbox.frames = self
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- the table ------------------------------------------------------------------------------
 
@@ -96,8 +128,8 @@ class ContactRequests:
         """Peers our requests or replies wait for (dialled when the node joins)."""
         try:
             rows = self._db().execute(
-                "SELECT peer FROM contact_requests WHERE (direction = 'out' AND state = "
-                "'pending') OR reply_id IS NOT NULL LIMIT ?", (RESEND,)).fetchall()
+                "SELECT peer FROM contact_requests WHERE (direction = 'out' AND state IN "
+                "('pending', 'stored')) OR reply_id IS NOT NULL LIMIT ?", (RESEND,)).fetchall()
         except (sqlite3.Error, protocol.BadRequest):
             return []
         return [peer for (peer,) in rows]
@@ -115,6 +147,11 @@ class ContactRequests:
                 self._delivered(f"{event.peer_id:040x}", event.message_id.hex())
             elif kind is SessionOpened:
                 self._resend(f"{event.peer_id:040x}")
+            elif kind is Joined and event.success and not self._joined:
+                self._joined = True  # what waits from an earlier run: retried from now on
+                now = self.driver.loop.time()
+                for peer in self.waiting_peers():
+                    self._schedule(peer, now)
         except (sqlite3.Error, protocol.BadRequest) as e:
             self.history.write_errors += 1
             log.warning("cannot keep a contact request in %s: %s", self.history.path, e)
@@ -123,11 +160,13 @@ class ContactRequests:
         if peer in self.config.block or peer in self.callers.blocked:
             self.dropped += 1
             return
+        row = self._row(peer, "in")
+        if row is not None and row["request_id"] == request_id:
+            return  # seen already (on another session, from the mailbox too): shown once
         if self.callers.name_of(peer) is not None:  # a contact asks again (it lost us): yes
             self._put(peer, "in", request_id, note, None, "accepted")
             self._send_reply(peer, request_id, True)
             return
-        row = self._row(peer, "in")
         now = self.driver.loop.time() if self.driver is not None else time.monotonic()
         if row is not None and row["state"] == "declined" and \
                 time.time() - (row["answered"] or 0) < QUIET:
@@ -144,8 +183,6 @@ class ContactRequests:
                 log.info("dropped a contact request from %s (%d waiting; at most %d, %g a "
                          "second)", peer, waiting, MAX_PENDING, RATE)
                 return
-        elif row["request_id"] == request_id and row["note"] == note:
-            return  # the same request again (on another session): shown once
         self._put(peer, "in", request_id, note, None, "pending")
         log.info("contact request from %s", peer)
         self.broadcast({"event": "contact_request", "peer": peer, "request_id": request_id,
@@ -154,7 +191,7 @@ class ContactRequests:
     def _replied(self, peer: str, request_id: str, accepted: bool) -> None:
         row = self._row(peer, "out")
         if row is None or row["request_id"] != request_id or \
-                row["state"] not in ("pending", "delivered"):
+                row["state"] not in ("pending", "stored", "delivered"):
             self.unsolicited += 1  # no request of ours to this peer: nothing changes
             log.info("ignored a contact reply from %s that answers no request of ours", peer)
             return
@@ -168,7 +205,8 @@ class ContactRequests:
 
     def _delivered(self, peer: str, frame_id: str) -> None:
         out = self._row(peer, "out")
-        if out is not None and out["request_id"] == frame_id and out["state"] == "pending":
+        if out is not None and out["request_id"] == frame_id and \
+                out["state"] in ("pending", "stored"):
             self._set(peer, "out", state="delivered")
         incoming = self._row(peer, "in")
         if incoming is not None and incoming["reply_id"] == frame_id:
@@ -176,15 +214,109 @@ class ContactRequests:
 
     def _resend(self, peer: str) -> None:
         """A session with `peer` opened: our request or reply waiting for it goes now."""
+        for frame_id, frame, _ in self._waiting(peer):
+            self._send(peer, frame_id, frame)
+
+    def _waiting(self, peer: str) -> list[tuple[bytes, bytes, float]]:
+        """(id, frame, made: Unix time) of our request and reply to `peer` without RECEIPT."""
+        frames = []
         out = self._row(peer, "out")
-        if out is not None and out["state"] == "pending":
-            self._send(peer, bytes.fromhex(out["request_id"]),
-                       encode_request(bytes.fromhex(out["request_id"]), out["note"]))
+        if out is not None and out["state"] in ("pending", "stored"):
+            request_id = bytes.fromhex(out["request_id"])
+            frames.append((request_id, encode_request(request_id, out["note"]), out["made"]))
         incoming = self._row(peer, "in")
         if incoming is not None and incoming["reply_id"] is not None:
             reply_id = bytes.fromhex(incoming["reply_id"])
-            self._send(peer, reply_id, encode_reply(
-                reply_id, bytes.fromhex(incoming["request_id"]), incoming["state"] == "accepted"))
+            frames.append((reply_id, encode_reply(
+                reply_id, bytes.fromhex(incoming["request_id"]), incoming["state"] == "accepted"),
+                incoming["answered"] or incoming["made"]))
+        return frames
+
+    # -- retries and the mailbox ----------------------------------------------------------------
+
+    def _schedule(self, peer: str, now: float) -> None:
+        """Retry `peer`'s request or reply RETRY_FIRST s from now (unless one is due sooner)."""
+        if peer not in self.retry_at:
+            self.retry_at[peer] = (now + RETRY_FIRST, RETRY_FIRST)
+            self._arm(now)
+
+    def _arm(self, now: float, wait: float = 0.0) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.retry_at and self.driver is not None:
+            due = min(at for at, _ in self.retry_at.values())
+            self._timer = self.driver.loop.call_later(max(wait, due - now), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self.driver.loop.time()
+        try:
+            self.retry(now)
+        except (sqlite3.Error, protocol.BadRequest) as e:
+            self.history.write_errors += 1
+            log.warning("cannot read the contact requests in %s: %s", self.history.path, e)
+            self._arm(now, RETRY_FIRST)  # the file is back later, or the daemon stops
+            return
+        self._arm(now)
+
+    def retry(self, now: float) -> None:
+        """Each peer due: what still waits for its RECEIPT goes again on a session (opened for
+        it: the peer may be online now) and into its mailbox (for when it comes online), unless
+        storers hold it already; again after twice as long (RETRY_MAX at most), for RETRY_FOR
+        after it was made."""
+        for peer, (at, interval) in list(self.retry_at.items()):
+            if at > now:
+                continue
+            frames = [f for f in self._waiting(peer) if (peer, f[0].hex()) not in self.stored
+                      and time.time() - f[2] < RETRY_FOR]
+            if not frames:
+                del self.retry_at[peer]
+                continue
+            interval = min(2 * interval, RETRY_MAX)
+            self.retry_at[peer] = (now + interval, interval)
+            log.info("contact request or reply to %s: no receipt yet; sent again and mailed "
+                     "(next try in %g s)", peer, interval)
+            for frame_id, frame, _ in frames:
+                self._send(peer, frame_id, frame)
+                if self.mailbox is not None:
+                    self.mailbox.mail_frame(peer, frame_id.hex(), frame)
+
+    def mailed(self, peer: str, frame_id: str, stored: bool) -> None:
+        """The mailbox's outcome for our frame `frame_id` to `peer` (app/mailbox.py)."""
+        try:
+            if not stored:
+                return  # the next retry mails it again (no prekey yet, no storer answered)
+            self.stored.add((peer, frame_id))
+            if all((peer, f[0].hex()) in self.stored for f in self._waiting(peer)):
+                self.retry_at.pop(peer, None)  # nothing else waits: no further tries
+            out = self._row(peer, "out")
+            if out is not None and out["request_id"] == frame_id and out["state"] == "pending":
+                self._set(peer, "out", state="stored")
+                self.broadcast({"event": "contact_request_stored", "peer": peer,
+                                "request_id": frame_id, "at": time.time()})
+        except (sqlite3.Error, protocol.BadRequest) as e:
+            self.history.write_errors += 1
+            log.warning("cannot keep a contact request in %s: %s", self.history.path, e)
+
+    def from_mailbox(self, peer: str, frame: bytes) -> bool:
+        """A CONTACT_REQ or CONTACT_REPLY `peer` sealed into our mailbox (its signature checked
+        by the node): taken as one from a session. False: it could not be written (the mailbox
+        leaves it with the storers for the next fetch)."""
+        try:
+            if frame[0] == CONTACT_REQ:
+                request = decode_request(frame)
+                self._requested(peer, request.request_id.hex(), request.note)
+            else:
+                reply = decode_reply(frame)
+                self._replied(peer, reply.request_id.hex(), reply.accepted)
+        except Drop:
+            self.dropped += 1  # signed by its sender, but malformed: dropped (and acknowledged)
+        except (sqlite3.Error, protocol.BadRequest) as e:
+            self.history.write_errors += 1
+            log.warning("cannot keep a contact request in %s: %s", self.history.path, e)
+            return False
+        return True
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -208,6 +340,7 @@ class ContactRequests:
         reply_id = os.urandom(16)
         self._set(peer, "in", reply_id=reply_id.hex())
         self._send(peer, reply_id, encode_reply(reply_id, bytes.fromhex(request_id), accepted))
+        self._schedule(peer, self.driver.loop.time())
 
     def _add_contact(self, peer: str, name: str | None) -> str:
         """Add `peer` (named `name`, else by its ID's first digits); the name it got."""
@@ -258,6 +391,7 @@ class ContactRequests:
             raise protocol.BadRequest("io_error", f"cannot store the request in "
                                       f"{self.history.path}: {e}") from None
         sending = self._send(peer, request_id, frame)
+        self._schedule(peer, self.driver.loop.time())
         log.info("contact request %s to %s%s", request_id.hex(), peer,
                  "" if sending else ": no session now; it goes at the next one")
         return {"peer": peer, "request_id": request_id.hex(), "state": "pending"}

@@ -92,6 +92,7 @@ class Daemon:
         self.requests = ContactRequests(self.callers, self.history, config, broadcast)
         self.requests.presence = self.presence
         self.presence.extra_peers = self.requests.waiting_peers  # dialled on joining too
+        self.requests.use_mailbox(self.messages.mailbox)  # requests to offline peers, too
         self.control.commands.update(handlers(self.presence, self.requests))
         self.driver: UdpDriver | None = None
         self.web: Any = None
@@ -181,6 +182,7 @@ class Daemon:
         log.info("shutting down")
         self.calls.hang_up()
         self.presence.close()  # "offline" to contacts, before their sessions end
+        self.requests.close()
         self.messages.close()
         if self._second is not None:
             self._second.cancel()

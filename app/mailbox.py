@@ -15,6 +15,12 @@ learns nothing then: its message turns `delivered` at the next session between t
 message either way, a call), on which it sends what is `stored` again and our node's RECEIPT
 answers (we keep the copy once).
 
+Contact requests and replies (app/contact_requests.py, `frames`): one still without RECEIPT
+30 s after it went is sealed the same way (`mail_frame`, the CONTACT_REQ / CONTACT_REPLY frame
+as plaintext; the outcome goes to `frames.mailed`), and one that opens here goes to
+`frames.from_mailbox`, which takes it as one from a session (False: not written, not
+acknowledged, so it opens again at the next fetch).
+
 Recipient: a box whose message the history cannot write (disk full, locked) is neither shown
 nor acknowledged: its copies stay with the storers and it opens again at the next fetch. The
 ids of acknowledged boxes are kept (`prekey_keep` s) and given back at start: a storer that
@@ -38,6 +44,7 @@ from typing import Any
 
 from kadtalk.node.layer import Event
 from kadtalk.node.session.messages import decode_text, encode_text
+from kadtalk.node.session.presence import RELIABLE
 from kadtalk.node.session.wire import Drop
 from kadtalk.node.storage import MailFailed, MailStored, MessageReceived
 
@@ -51,7 +58,9 @@ class Mailbox:
 
     def __init__(self, messages: Any):
         self.messages = messages
-        self.mailing: set[tuple[str, str]] = set()  # (peer, message id) being mailed
+        self.mailing: set[tuple[str, str]] = set()  # (peer, message or frame id) being mailed
+        # app/contact_requests.py's ContactRequests: contact requests and replies both ways
+        self.frames: Any = None
         self.stats = {"stored": 0, "mail_failed": 0, "received": 0, "undecodable": 0,
                       "unkept": 0}
 
@@ -108,7 +117,31 @@ class Mailbox:
         driver.node.pump_storage(now)
         driver.service()
 
+    def mail_frame(self, peer: str, frame_id: str, frame: bytes) -> None:
+        """Seal a contact request or reply (its session frame, CONTACT_REQ / CONTACT_REPLY) into
+        `peer`'s mailbox; `frames.mailed(peer, frame_id, stored)` tells the outcome."""
+        driver = self.driver
+        storage = driver.node.storage if driver is not None else None
+        if storage is None or (peer, frame_id) in self.mailing:
+            return
+        self.mailing.add((peer, frame_id))
+        now = driver.loop.time()
+        storage.mail(bytes.fromhex(peer), frame, now, tag=("frame", frame_id))
+        driver.node.pump_storage(now)
+        driver.service()
+
+    def _frame_mailed(self, event: MailStored | MailFailed) -> None:
+        peer, frame_id = event.recipient.hex(), event.tag[1]
+        self.mailing.discard((peer, frame_id))
+        stored = type(event) is MailStored
+        self.stats["stored" if stored else "mail_failed"] += 1
+        if self.frames is not None:
+            self.frames.mailed(peer, frame_id, stored)
+
     def _stored(self, event: MailStored) -> None:
+        if type(event.tag) is tuple:
+            self._frame_mailed(event)
+            return
         peer, message_id = event.recipient.hex(), event.tag
         self.mailing.discard((peer, message_id))
         self.stats["stored"] += 1
@@ -124,6 +157,9 @@ class Mailbox:
                                      "at": at})
 
     def _failed(self, event: MailFailed) -> None:
+        if type(event.tag) is tuple:
+            self._frame_mailed(event)
+            return
         peer = event.recipient.hex()
         self.mailing.discard((peer, event.tag))
         self.stats["mail_failed"] += 1
@@ -133,12 +169,20 @@ class Mailbox:
     # -- recipient ------------------------------------------------------------------------------
 
     def _received(self, event: MessageReceived) -> None:
-        try:
-            frame = decode_text(event.plaintext)
-        except Drop:
-            self.stats["undecodable"] += 1  # signed by its sender, but not a text: dropped
-            frame = None
         storage = self.driver.node.storage
+        if event.plaintext[:1] and event.plaintext[0] in RELIABLE and self.frames is not None:
+            self.stats["received"] += 1  # a contact request or reply, sealed by its sender
+            if not self.frames.from_mailbox(event.sender.hex(), event.plaintext):
+                self.stats["unkept"] += 1
+                storage.not_kept(event.vid)
+                return
+            frame = None
+        else:
+            try:
+                frame = decode_text(event.plaintext)
+            except Drop:
+                self.stats["undecodable"] += 1  # signed by its sender, but not a text: dropped
+                frame = None
         if frame is not None:
             self.stats["received"] += 1
             peer = event.sender.hex()
