@@ -224,7 +224,7 @@ class Devices:
             return round(20 * math.log10(value / 32768), 1) if value > 0 else -96.0
 
         tone, loop = ToneSource(440.0), asyncio.get_running_loop()
-        start, read, loudest, block = loop.time(), 0, 0.0, []
+        start, read, loudest, block, event = loop.time(), 0, 0.0, [], {}
         try:
             for n in range(frames):
                 sink.write_frame(tone.read_frame())
@@ -233,15 +233,14 @@ class Devices:
                     read += 1
                     block.append(np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(float))
                 if n % 5 == 4 or n == frames - 1:
+                    if event:
+                        client.send(event)
                     samples = np.concatenate(block) if block else np.zeros(1)
                     peak = float(np.abs(samples).max())
                     loudest = max(loudest, peak)
                     event = {"event": "audio_level", "peak_dbfs": dbfs(peak),
                              "rms_dbfs": dbfs(float(np.sqrt(np.mean(samples ** 2)))),
                              "at": round((n + 1) / 50, 2)}
-                    if n == frames - 1:
-                        event.update(done=True, frames_read=read, loudest_dbfs=dbfs(loudest))
-                    client.send(event)
                     block = []
                 await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - loop.time()))
         except Exception as e:  # a device that fails midway: said, never a crash
@@ -250,3 +249,6 @@ class Devices:
             self.testing = False
             close(source)
             close(sink)
+        # the last one once the devices are free: a client may start the next test at once
+        client.send({"event": "audio_level", "peak_dbfs": -96.0, "rms_dbfs": -96.0, "at": 0.0,
+                     **event, "done": True, "frames_read": read, "loudest_dbfs": dbfs(loudest)})

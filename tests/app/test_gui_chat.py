@@ -83,7 +83,8 @@ def layout_problems(page) -> list[str]:
       const root = document.documentElement, W = root.clientWidth;
       if (root.scrollWidth > W) problems.push(`page scrolls sideways: ${root.scrollWidth} > ${W}`);
       if (document.body.scrollWidth > document.body.clientWidth) problems.push("body scrolls sideways");
-      for (const e of document.querySelectorAll("button, input, select, textarea, a[href]")) {
+      for (const control of document.querySelectorAll("button, input, select, textarea, a[href]")) {
+        const e = control.type === "checkbox" ? control.closest("label") : control;  // the label is the target
         const r = e.getBoundingClientRect(), s = getComputedStyle(e);
         if (!r.width || !r.height || s.visibility === "hidden") continue;  // not shown now
         const name = e.id || e.className || e.textContent.trim().slice(0, 20);
@@ -153,8 +154,17 @@ def test_a_chat_between_a_phone_and_a_desktop_with_states_notices_and_no_sideway
             page.wait_for_selector("#net-status.up")
         check_view(phone, "1-start")
         check_view(desk, "1-start", widths=())
-        add_contact(phone, "Bob", ids["bob"])
+        # bob adds alice and asks her to add him; she accepts on her phone
+        desk.check("#ask-back")
         add_contact(desk, "Alice", ids["alice"])
+        request = f"#requests li[data-peer='{ids['bob']}']"
+        phone.wait_for_selector(request)
+        assert phone.evaluate("() => window.__notices")[0]["title"].startswith("Contact request")
+        phone.once("dialog", lambda dialog: dialog.accept("Bob"))
+        phone.tap(f"{request} button.green")
+        phone.wait_for_selector(f"#contacts li[data-peer='{ids['bob']}']")
+        phone.wait_for_selector("#requests-box", state="hidden")
+        phone.evaluate("() => { window.__notices = []; }")
 
         # bob writes from the desktop; markup in a text stays text
         desk.click(f"#contacts li[data-peer='{ids['alice']}'] button.open")

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from kadtalk.app.web import WebBridge
 
+from .test_gui_chat import RECORD_NOTIFICATIONS
 from .conftest import KADTALK, DaemonProcess, connect, request_sync, start_daemon
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
@@ -119,8 +120,11 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         url_b = b.stdout_line_sync("web GUI:").split()[-1]
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", url_a)
 
-        pa = chromium.new_context(viewport={"width": 1100, "height": 720},
-                                  permissions=["clipboard-read", "clipboard-write"]).new_page()
+        context = chromium.new_context(viewport={"width": 1100, "height": 720},
+                                       permissions=["clipboard-read", "clipboard-write",
+                                                    "notifications"])
+        context.add_init_script(RECORD_NOTIFICATIONS)
+        pa = context.new_page()
         pb = chromium.new_context(viewport={"width": 1100, "height": 720}).new_page()
         errors: list[str] = []
         for page in (pa, pb):
@@ -157,6 +161,9 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         assert pa.text_content("#incoming-name") == "Bob"
         pa.wait_for_function("() => document.title === 'Call from Bob — kadtalk'")
         assert pa.get_attribute("body", "data-ring") == "call"
+        assert int(pa.get_attribute("body", "data-tones")) >= 1  # the Web Audio ring
+        assert pa.evaluate("() => window.__notices") == [{"title": "Incoming call from Bob",
+                                                          "body": bob_id}]
         pa.screenshot(path=str(ARTIFACTS / "2-alice-ringing.png"))
         pa.click("#answer-btn")
         pa.wait_for_function("() => document.title === 'kadtalk' && !document.body.dataset.ring")
