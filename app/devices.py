@@ -72,9 +72,23 @@ def open_sink(name: str) -> Any:
     return open_playback(name)
 
 
-def open_pump(capture: str, playback: str) -> AudioPump:
-    """One call's devices (AudioError names the one that fails)."""
-    return open_audio(capture, playback, open_sink=open_sink)
+class Scaled:
+    """A playback device whose frames are scaled by `owner.volume` (percent, read at each
+    frame, so a change applies at once; 100 passes them through untouched)."""
+
+    def __init__(self, sink: Any, owner: Any):
+        self.sink = sink
+        self.owner = owner
+
+    def write_frame(self, pcm: bytes) -> bool:
+        volume = self.owner.volume
+        if volume != 100:
+            samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.int32)
+            pcm = np.clip(samples * volume // 100, -32768, 32767).astype("<i2").tobytes()
+        return self.sink.write_frame(pcm)
+
+    def close(self) -> None:
+        close(self.sink)
 
 
 def check_device(kind: str, name: str) -> None:
@@ -120,6 +134,7 @@ class Devices:
         self.playback = config.playback
         self.error: str | None = None
         self.testing = False  # an audio_test runs
+        self.volume = 100  # percent, for calls' playback (`volume`); until restart
 
     def status(self) -> dict[str, Any]:
         return {"capture": self.capture, "playback": self.playback, "error": self.error}
@@ -132,7 +147,7 @@ class Devices:
     def open(self) -> AudioPump:
         """The chosen devices as a call's pump, else a bad request `audio_device`."""
         try:
-            audio = open_pump(self.capture, self.playback)
+            audio = open_audio(self.capture, self.playback, open_sink=self._open_sink)
         except AudioError as e:
             self.failed(str(e))
             raise protocol.BadRequest("audio_device", str(e)) from None
@@ -171,7 +186,7 @@ class Devices:
         try:
             pump = self.live()
             if pump is not None:
-                swap(pump, capture, playback, open_sink=open_sink)
+                swap(pump, capture, playback, open_sink=self._open_sink)
             else:
                 check_device("capture", capture or self.capture)
                 check_device("playback", playback or self.playback)
@@ -184,6 +199,21 @@ class Devices:
         audio = {"capture": self.capture, "playback": self.playback}
         self.broadcast({"event": "audio", **audio})
         return audio
+
+    def _open_sink(self, name: str) -> Scaled:
+        return Scaled(open_sink(name), self)
+
+    def cmd_volume(self, client: Any, msg: dict) -> dict:
+        """Calls' playback volume in percent (0-200; without `percent`: the current one),
+        applied at once, until the daemon restarts; every client gets a `volume` event."""
+        percent = msg.get("percent")
+        if percent is not None:
+            if type(percent) is not int or not 0 <= percent <= 200:
+                raise protocol.BadRequest("bad_argument", '"percent" must be an integer, 0-200')
+            if percent != self.volume:
+                self.volume = percent
+                self.broadcast({"event": "volume", "volume": percent})
+        return {"volume": self.volume}
 
     def cmd_audio_test(self, client: Any, msg: dict) -> dict:
         """The settings page's test (docs/control.md): a 440 Hz tone on the playback device and
@@ -202,7 +232,7 @@ class Devices:
         try:
             source = open_capture(self.capture)
             try:
-                sink = open_sink("none" if recording else self.playback)
+                sink = self._open_sink("none" if recording else self.playback)
             except AudioError:
                 close(source)
                 raise

@@ -88,6 +88,10 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         desk.wait_for_function("() => document.getElementById('capture').dataset.current === 'none'")
         desk.select_option("#capture", "tone:440")  # a microphone that hears a tone
         desk.wait_for_function("() => document.getElementById('capture').dataset.current === 'tone:440'")
+        desk.fill("#volume", "150")  # a range: fill sets it and fires change
+        desk.wait_for_selector("#volume[data-current='150']")
+        assert request_sync(b.socket, "volume")["volume"] == 150
+        assert desk.text_content("#volume-text") == "150 %"
         desk.click("#audio-test-btn")
         desk.wait_for_function("() => document.getElementById('level').value > -20")
         peak = float(desk.wait_for_selector("#audio-test-btn[data-peak]").get_attribute("data-peak"))

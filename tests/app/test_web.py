@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import websockets
 from websockets.asyncio.client import connect as ws_connect
@@ -191,7 +192,7 @@ def test_a_call_from_one_gui_to_another_in_headless_chromium(sock_root, chromium
         pa.wait_for_function("() => document.getElementById('capture').dataset.current === 'tone:440'")
         offered = pa.eval_on_selector_all("#capture option", "os => os.map(o => o.value)")
         assert {"tone:440", "none", "default"} <= set(offered), offered
-        assert pa.eval_on_selector_all("#audio-form input", "els => els.length") == 0  # no device text box
+        assert pa.eval_on_selector_all("#audio-form input:not([type=range])", "els => els.length") == 0  # no device text box
         pa.select_option("#capture", "none")
         pa.wait_for_function("() => document.getElementById('capture').dataset.current === 'none'")
         assert request_sync(a.socket, "status")["audio"]["capture"] == "none"
@@ -258,6 +259,49 @@ def test_audio_test_plays_a_tone_and_reports_the_microphone_level_to_the_asker(s
             since = len(c.seen)
             await c.request("audio_test", seconds=1)
             assert (await c.wait_event(done, timeout=5, since=since))["loudest_dbfs"] == -96.0
+        finally:
+            await c.close()
+            await other.close()
+            await d.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_volume_scales_calls_playback_at_once_and_is_checked():
+    from kadtalk.app.devices import Scaled
+
+    class Owner:
+        volume = 100
+
+    written = []
+
+    class Sink:
+        def write_frame(self, pcm):
+            written.append(np.frombuffer(pcm, "<i2").tolist())
+            return True
+
+    owner = Owner()
+    sink = Scaled(Sink(), owner)
+    frame = np.array([1000, -1000, 30000, -30000, 7], "<i2").tobytes()
+    for volume in (100, 50, 200, 0):
+        owner.volume = volume
+        assert sink.write_frame(frame) is True
+    assert written == [[1000, -1000, 30000, -30000, 7], [500, -500, 15000, -15000, 3],
+                       [2000, -2000, 32767, -32768, 14], [0, 0, 0, 0, 0]]
+
+
+def test_the_volume_command_sets_checks_and_tells_every_client(sock_root):
+    async def scenario():
+        d = await start_daemon(sock_root, "a")
+        c, other = await connect(d), await connect(d)
+        try:
+            assert (await c.request("volume"))["volume"] == 100
+            for bad in (-1, 201, 50.5, True, "80"):
+                assert (await c.request("volume", check=False, percent=bad))["error"] == \
+                    "bad_argument", bad
+            assert (await c.request("volume", percent=60))["volume"] == 60
+            assert (await other.wait_event(lambda e: e.get("event") == "volume"))["volume"] == 60
+            assert d.calls.devices.volume == 60
         finally:
             await c.close()
             await other.close()
