@@ -31,7 +31,13 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         phone = new_page(browser, PHONE, ids["url_a"])  # alice
         desk = new_page(browser, DESKTOP, ids["url_b"])  # bob
         desk.wait_for_selector("#net-status.up")
-        # alice calls bob, a stranger to her, by ID; bob declines
+        # bob, a stranger to alice, writes: "Others who wrote", with an unread count and Add
+        request_sync(b.socket, "send", to=ids["alice"], text="hello, it is Bob")
+        stranger = f"#strangers li[data-peer='{ids['bob']}']"
+        phone.wait_for_selector(f"{stranger} .badge:text('1')")
+        assert phone.is_visible(f"{stranger} button.add-contact")
+        assert phone.title() == "(1) kadtalk"
+        # alice calls him by ID; bob declines
         phone.fill("#dial-input", ids["bob"])
         phone.tap("#dial-btn")
         desk.wait_for_selector("#incoming.show")
@@ -57,14 +63,21 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         phone.tap(f"{row} button.message")
         phone.wait_for_selector("#chat", state="visible")
         assert phone.text_content("#chat-name") == "Bob"
+        assert phone.text_content("#messages li .text") == "hello, it is Bob"
+        phone.wait_for_function("() => document.title === 'kadtalk'")
         phone.tap("#nav-history")
+        desk.click("#nav-chats")
         phone.tap(f"{row} button.call-back")
         desk.wait_for_selector("#incoming.show")
         phone.wait_for_selector("#call-panel.show")
         assert phone.text_content("#call-peer") == "Bob"
-        phone.tap("#hangup-btn")
+        phone.tap("#hangup-btn")  # while it rings: a missed call for bob
         phone.wait_for_selector("#call-panel", state="hidden")
         phone.wait_for_selector(f"{row}[data-outcome='cancelled']")
+        desk.wait_for_selector("#missed-badge:text('1')")
+        desk.click("#nav-history")
+        desk.wait_for_selector(f"#history li[data-peer='{ids['alice']}'][data-outcome='missed']")
+        desk.wait_for_selector("#missed-badge:empty", state="attached")
 
         # settings: what the daemon's commands allow, changed from the phone
         phone.tap("#nav-settings")
