@@ -200,11 +200,12 @@ def add_parsers(commands: Any) -> None:
     p = commands.add_parser("web", help="serve the web GUI for a running daemon",
                             description="Serve the HTML5 GUI on 127.0.0.1 and bridge it to the "
                             "daemon's control socket. Open the printed URL (it holds a secret "
-                            "token made at each start).")
+                            "token, kept beside the socket across restarts; docs/gui.md).")
     _socket_option(p)
     p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 = any)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; others reach it only with the token)")
+                   help="address to bind (default 127.0.0.1; 0.0.0.0: phones on the LAN, with "
+                   "the token; docs/gui.md)")
 
 
 def run(args: argparse.Namespace) -> int:
