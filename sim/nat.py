@@ -21,6 +21,13 @@ Three kinds of node (RFC 4787 terms; one UDP port a node, so "address" means the
   party: transport/sim.py hands traversal datagrams in from flow addresses (sim/registry.py,
   `flow_port`) and drops those sent to a port whose flow belongs to someone else.
 
+Relays (type 0x08, node/relay/): a relay's datagrams reach a NATed node as any answer does,
+once the node has sent to the relay within `timeout` (its HELLO, ALLOCATE and the REFRESH every
+20 s for an owner; a KNOCK and DATA for the permitted peer). Behind a symmetric NAT the relay
+sees the node at the port of the flow towards itself and answers there, which the model's plain
+address stands for: relayed DATA is not a session datagram (0x02-0x05, 0x07), so it needs no
+session flow. The one path a relay cannot open is to a node that never sent it anything.
+
 Full-cone and filtering mappings keep the address the node sends from (endpoint-independent
 mapping), so the address others learn from its packets stays valid: this is the design's
 assumption (a sender's address is the one its packets come from).

@@ -6,7 +6,9 @@ them, the same pairs are unreachable (the pinned study without relays, test_call
 unchanged by the relay layer: it runs with relays off).
 """
 
+import csv
 import hashlib
+import json
 
 from kadtalk.experiments.calls import (
     RELAY_FIELDS, ROW_FIELDS, WALL_CLOCK_FIELDS, CallStudy, run_call_study)
@@ -54,3 +56,25 @@ def test_without_relays_the_same_symmetric_callees_cannot_be_called():
     without = point(200, 40, 3, 0.5, False, call_rate=2.0)
     assert without["relayed"] == 0 and with_relays["relayed"] > 0
     assert without["share"] == without["expected"] < with_relays["share"]
+
+
+def test_sim_calls_relays_writes_the_relay_load_and_its_figure(capsys, tmp_path):
+    from kadtalk.cli import main
+    from kadtalk.experiments.reach import main as reach_main
+
+    out = tmp_path / "run"
+    code = main(["sim", "calls", "--nodes", "120", "--calls", "12", "--seed", "2", "--call-rate",
+                 "2", "--nat-full-cone", "0.2", "--nat-filtering", "0.1", "--nat-symmetric",
+                 "0.3", "--settle", "120", "--relays", "--no-progress", "--json", "--out",
+                 str(out)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert code == 0 and any(line.startswith("relayed calls") for line in lines)
+    assert summary["relays_serving"] > 0 and summary["relay_allocations"]["max"] >= 1
+    with open(out / "relays.csv", newline="") as f:
+        relays = list(csv.DictReader(f))
+    assert len(relays) == summary["relays_serving"]
+    with open(out / "calls.csv", newline="") as f:
+        assert {"relay", "caller_relays"} <= set(csv.DictReader(f).fieldnames)
+    assert reach_main(["load", str(out)]) == 0
+    assert (out / "relay_load.png").stat().st_size > 0
