@@ -39,6 +39,7 @@ installs kadtalk with `pip install -e '.[dev]'`, then:
   test [ARGS...]   runs the whole test suite (python -m pytest -q ARGS...)
   arm64 [--quick]  runs this set-up and the tests in an emulated Debian 12 arm64 root
                    (the Raspberry Pi check; ./setup.sh arm64 --help for its options)
+  armhf [--quick]  the same in a 32-bit armhf root (Raspberry Pi OS 32-bit)
   --help           shows this message
 EOF
 }
@@ -121,6 +122,7 @@ main() {
     case "$cmd" in
         run | test) shift ;;
         arm64) shift; exec "$(dirname "${BASH_SOURCE[0]}")/tools/arm64/check.sh" "$@" ;;
+        armhf) shift; exec "$(dirname "${BASH_SOURCE[0]}")/tools/arm64/check.sh" --arch armhf "$@" ;;
         -h | --help | help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac

@@ -33,6 +33,14 @@ def test_help_through_setup_sh_names_the_options():
     assert "arm64" in run("./setup.sh", "--help").stdout
 
 
+def test_armhf_is_the_same_check_with_its_arch():
+    assert "armhf" in run("./setup.sh", "--help").stdout
+    result = run("./setup.sh", "armhf", "--help")
+    assert result.returncode == 0 and "--arch ARCH" in result.stdout
+    bad = run("./setup.sh", "armhf", "--bogus")  # the armhf entry reaches check.sh's parser
+    assert bad.returncode == 2 and "unknown argument '--bogus'" in bad.stderr
+
+
 @pytest.mark.parametrize(
     "args, status, message",
     [
@@ -42,6 +50,8 @@ def test_help_through_setup_sh_names_the_options():
         (["--cache", str(REPO / "cache")], 1, "is inside the project"),
         (["--ref", "no-such-commit-anywhere"], 1, "is not a commit of"),
         (["--ref", "HEAD", "--worktree"], 1, "--worktree and --ref exclude each other"),
+        (["--arch"], 1, "--arch needs arm64 or armhf"),
+        (["--arch", "sparc"], 1, "--arch sparc: arm64 or armhf"),
     ],
 )
 def test_argument_errors_say_what_is_wrong_before_touching_anything(args, status, message):

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # The arm64 check (docs/raspberry-pi.md): kadtalk's own ./setup.sh and its tests in an emulated
 # Debian 12 arm64 root built from Debian's packages (debootstrap, qemu-user-static, binfmt_misc).
-# Entry point: ./setup.sh arm64 [OPTIONS]. Run with --help for the options.
+# Entry point: ./setup.sh arm64 [OPTIONS] (./setup.sh armhf: the same with --arch armhf, the
+# 32-bit Raspberry Pi OS). Run with --help for the options.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 SUITE=bookworm
-ARCH=arm64             # Debian's name
-MACHINE=aarch64        # platform.machine() in the root
-QEMU=qemu-aarch64      # binfmt_misc entry of qemu-user-static
+ARCH=arm64             # Debian's name (--arch): MACHINE and QEMU follow from it below
 HOST_PACKAGES="debootstrap qemu-user-static curl"
 # What debootstrap puts in the root; ./setup.sh inside installs everything else the project needs.
 INCLUDE=ca-certificates,python3,python3-venv
@@ -26,6 +25,8 @@ the project's own ./setup.sh inside it (so Opus, ALSA, cryptography and numpy ar
 builds), proves that the interpreter and those libraries are aarch64, then runs the tests.
 Needs root (mounts, chroot), binfmt_misc, and network access to a Debian mirror and PyPI.
 
+  --arch ARCH      arm64 (default) or armhf (32-bit, Raspberry Pi OS 32-bit: numpy and psutil
+                   are Debian's builds, see docs/raspberry-pi.md)
   --quick          run only the subset listed in tools/arm64/quick-tests.txt (identity,
                    routing, session vectors, media codec, ALSA, a two-daemon call);
                    under 20 minutes once the root is cached
@@ -64,6 +65,7 @@ ARGS=("$@") QUICK=0 WORKTREE=0 REBUILD=0 CACHE="" MIRROR="" REF="" PYTEST_EXTRA=
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
+        --arch) (($# >= 2)) || die "--arch needs arm64 or armhf"; ARCH=$2; shift ;;
         --worktree) WORKTREE=1 ;;
         --rebuild) REBUILD=1 ;;
         --cache) (($# >= 2)) || die "--cache needs a directory"; CACHE=$2; shift ;;
@@ -76,6 +78,11 @@ while (($#)); do
     esac
     shift
 done
+case "$ARCH" in
+    arm64) MACHINE=aarch64 QEMU=qemu-aarch64 ;;  # platform.machine() in the root, binfmt_misc entry
+    armhf) MACHINE=armv7l QEMU=qemu-arm ;;
+    *) die "--arch $ARCH: arm64 or armhf" ;;
+esac
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kadtalk/$ARCH-$SUITE}
 MIRROR=${MIRROR:-$(host_mirror)}
 ROOT=$CACHE/root
@@ -215,6 +222,28 @@ copy_project() {
     cp "$HERE"/*.py "$ROOT$TOOLS/"
 }
 
+# armhf: PyPI has an armv7l wheel of cryptography but none of numpy, pandas, matplotlib or psutil,
+# and building those under emulation takes hours. So the root gets Debian's own builds of numpy
+# and psutil, the venv sees them (--system-site-packages), kadtalk goes in without its dependency
+# list (--no-deps) with the packages the quick subset imports, and setup.sh's stamp marks the
+# venv installed, so ./setup.sh (apt packages, then the tests) runs as on arm64. pandas and
+# matplotlib (the simulator's tables and figures; Debian's are older than pyproject asks) are
+# left out: the quick subset does not import them.
+ARMHF_DEBIAN="python3-numpy python3-psutil python3-venv python3-dev build-essential libasound2-dev"
+ARMHF_PIP="cryptography simpy rich websockets opuslib==3.0.1 pyalsaaudio networkx pytest hypothesis pytest-timeout"
+prepare_armhf_venv() {
+    say "armhf: Debian's $ARMHF_DEBIAN; a venv with --system-site-packages; pip $ARMHF_PIP"
+    in_root apt-get update -q
+    in_root apt-get install -y -q --no-install-recommends $ARMHF_DEBIAN
+    in_root bash -c "set -e
+        [[ -x .venv/bin/python ]] || python3 -m venv --system-site-packages .venv
+        [[ .venv/.kadtalk-installed -nt pyproject.toml ]] && exit 0
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q --only-binary=cryptography $ARMHF_PIP
+        .venv/bin/python -m pip install -q --no-deps -e .
+        touch .venv/.kadtalk-installed"
+}
+
 # Run a command in the root, in the project copy, with a clean environment.
 in_root() {
     local env=(HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive
@@ -258,7 +287,7 @@ for case in s.iter("testcase"):
 # file during a long check must not change what runs.
 main() {
     T0=$SECONDS
-    say "arm64 check: $([[ $QUICK == 1 ]] && echo quick subset || echo whole suite), cache $CACHE"
+    say "$ARCH check: $([[ $QUICK == 1 ]] && echo quick subset || echo whole suite), cache $CACHE"
     install_host_packages
     enable_binfmt
     check_mirror
@@ -275,6 +304,7 @@ main() {
     copy_project
     mount_root
 
+    [[ $ARCH != armhf ]] || prepare_armhf_venv
     say "in the root: ./setup.sh (apt packages, .venv, pip install -e '.[dev]'); the first run takes long"
     t=$SECONDS
     in_root ./setup.sh test --version
@@ -305,7 +335,7 @@ main() {
     if ((QUICK)) && [[ ${skipped:-0} != 0 ]]; then
         die "$skipped test(s) of the quick subset were skipped in the $ARCH root (see the skip reasons above); the subset proves nothing it skips"
     fi
-    say "arm64 check passed ($MACHINE: $(printf '%s\n' "$probe_out" | tail -n1 | sed 's/^probe: //'))"
+    say "$ARCH check passed ($MACHINE: $(printf '%s\n' "$probe_out" | tail -n1 | sed 's/^probe: //'))"
 }
 
 main; exit $?

@@ -24,7 +24,7 @@ LIBRARIES = {
     "libasound": "libasound.so",
     "pyalsaaudio": "alsaaudio",
     "cryptography": "cryptography/hazmat/bindings/_rust",
-    "numpy": "numpy/_core/_multiarray_umath",
+    "numpy": "_multiarray_umath",  # numpy/_core/ (2.x, PyPI) or numpy/core/ (Debian 12's 1.24)
 }
 
 
