@@ -15,6 +15,7 @@ sent to a flow address reaches the node only through the flow's own peer.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 SIM_PORT = 5004
@@ -22,6 +23,7 @@ _BASE = 10 << 24  # 10.0.0.0/8
 _WIRE = struct.Struct(">IH")
 MAX_NODES = 1 << 24
 FLOW_PORTS = range(40_000, 60_000)  # outside ports of symmetric NATs' flows (never SIM_PORT)
+WIRE_CACHE = 1 << 16  # addresses whose wire form is remembered (about 150 bytes each)
 
 
 def flow_address(addr: int, port: int) -> int:
@@ -82,7 +84,10 @@ class SharedRegistry:
         """Nothing to free: the routing layer never calls this (`recycles` is False)."""
         return 0
 
+    # The codec converts every contact of every answer (about 11 conversions a datagram in
+    # a join): memoised, they cost a dict look-up (issue 15 item 2).
     @staticmethod
+    @lru_cache(maxsize=WIRE_CACHE)
     def addr_to_wire(addr: int) -> bytes:
         if addr < MAX_NODES:
             return _WIRE.pack(_BASE + addr, SIM_PORT)
@@ -90,6 +95,7 @@ class SharedRegistry:
         return _WIRE.pack(_BASE + node, port)
 
     @staticmethod
+    @lru_cache(maxsize=WIRE_CACHE)
     def addr_from_wire(data: bytes) -> int | None:
         ip, port = _WIRE.unpack(data)
         addr = ip - _BASE

@@ -12,6 +12,7 @@ Addresses are opaque to this module: the caller passes functions that turn an ad
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
@@ -25,6 +26,7 @@ RESPONSE_HEADER = REQUEST_SIZE
 CONTACT_SIZE = ID_BYTES + 6  # 26
 MAX_CONTACTS = 20  # nanotalk's k; a response never carries more
 MAX_REQUEST_SIZE = RESPONSE_HEADER + MAX_CONTACTS * CONTACT_SIZE  # padding never exceeds a full answer
+_CONTACT = struct.Struct(f"{ID_BYTES}s{CONTACT_SIZE - ID_BYTES}s")  # an entry: ID, address
 
 Addr = Hashable
 
@@ -122,12 +124,12 @@ def decode(
         raise MalformedMessage("oversized")
     contacts = []
     skipped = 0
-    for offset in range(RESPONSE_HEADER, size, CONTACT_SIZE):
-        addr = addr_from_wire(data[offset + ID_BYTES : offset + CONTACT_SIZE])
+    for raw_id, raw_addr in _CONTACT.iter_unpack(data[RESPONSE_HEADER:]):
+        addr = addr_from_wire(raw_addr)
         if addr is None:
             skipped += 1
             continue
-        contacts.append((int.from_bytes(data[offset : offset + ID_BYTES], "big"), addr))
+        contacts.append((int.from_bytes(raw_id, "big"), addr))
     msg = RouteResponse(
         int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"), tuple(contacts)
     )
