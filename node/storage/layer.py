@@ -19,7 +19,10 @@ Offline messages (`mail`, `keep_mailbox`): a sender's `mail` fetches the recipie
 in the mailbox: MailStored or MailFailed. A recipient whose owner called `keep_mailbox` (the
 kept prekeys given back) publishes its prekey at each join (the newest kept one while it is
 younger than `prekey_rotation`, else a new one: PrekeyMade, stored by its owner's `keep` before
-it is published) and fetches its mailbox then and every `mailbox_interval`; a value it
+it is published) and fetches its mailbox then (every epoch that may hold an unexpired box
+sealed to a prekey it holds) and every `mailbox_interval` (only the epochs a box stored since
+the last fetch can be under: one, near midnight two; every epoch again every `mailbox_sweep`);
+a value it
 acknowledged (in this run or, as its owner tells, an earlier one) that a storer still returns
 is acknowledged again.
 """
@@ -116,6 +119,8 @@ class StorageLayer:
         self._acked: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # vid: epoch
         self._rotate_at: float | None = None
         self._mailbox_at: float | None = None  # the next fetch of our mailbox (keep_mailbox)
+        self._sweep_at: float | None = None  # the next fetch of all its epochs (keep_mailbox)
+        self._fetched_wall: float | None = None  # Unix time of our last whole mailbox fetch
         self._joined_at: float | None = None  # a join succeeded: publish and fetch then
         self._upkeep = False  # keep_mailbox: publish and fetch at each join
         self._keep: Keeper | None = None  # keep_mailbox's: stores a prekey before publication
@@ -186,7 +191,10 @@ class StorageLayer:
             self._publish_and_fetch(now)
         elif self._mailbox_at is not None and now >= self._mailbox_at:
             self._mailbox_at = now + self.settings.mailbox_interval
-            self.fetch_mailbox(now)
+            sweep = self._sweep_at is None or now >= self._sweep_at
+            if sweep:
+                self._sweep_at = now + self.settings.mailbox_sweep
+            self.fetch_mailbox(now, every_epoch=sweep)
 
     def drop_counts(self) -> collections.Counter[str]:
         """Datagrams (and fetched values) dropped or refused, by reason."""
@@ -471,6 +479,7 @@ class StorageLayer:
         else:
             self.publish_prekey(now)
         self._mailbox_at = now + s.mailbox_interval
+        self._sweep_at = now + s.mailbox_sweep
         self.fetch_mailbox(now)
 
     def fetch_prekey(self, node_id: bytes, now: float) -> int | None:
@@ -531,19 +540,39 @@ class StorageLayer:
         else:
             self._events.append(MailFailed(*mail, event.reason, event.at))
 
-    def fetch_mailbox(self, now: float) -> list[int]:
-        """Fetch every epoch of our mailbox that may hold unexpired messages; a
-        MessageReceived follows for each new one that opens, then ValuesFound per epoch."""
+    def fetch_mailbox(self, now: float, every_epoch: bool = True) -> list[int]:
+        """Fetch our mailbox: every epoch that may hold an unexpired box sealed to a prekey we
+        hold, or (`every_epoch` False, after a whole fetch) only those a box stored since that
+        fetch can be under. A MessageReceived follows for each new one that opens, then
+        ValuesFound per epoch."""
         s, wall = self.settings, self.wall(now)
-        first = records.epoch_of(wall - s.ttl - s.clock_skew, s.epoch_length)
         last = records.epoch_of(wall + s.clock_skew, s.epoch_length)
+        first = records.epoch_of(self._since(wall, every_epoch), s.epoch_length)
         ops = []
         for epoch in range(first, last + 1):
             key = records.mailbox_key(self.identity.node_id, epoch)
             op_id = self.fetch(key, now, ("mailbox", epoch))
             if op_id is not None:
                 ops.append(op_id)
+        self.stats["mailbox_lookups"] += len(ops)
+        if len(ops) == last - first + 1:  # one refused (busy): the next fetch covers it again
+            self._fetched_wall = wall
         return ops
+
+    def _since(self, wall: float, every_epoch: bool) -> float:
+        """The earliest Unix time whose epoch a fetch must ask for. A box's epoch is its
+        sender's clock's when it sealed it (within `clock_skew` of ours), after `ttl` it has
+        expired, and it was sealed to one of our prekeys, none older than the oldest we hold
+        (one we no longer hold opens nothing). One sealed just before our last whole fetch may
+        reach its storers after that fetch's FIND_VALUEs (its store's lookup takes up to
+        LOOKUP_WAIT), so it is looked for once more."""
+        s = self.settings
+        oldest = wall - s.ttl - s.clock_skew  # the oldest unexpired box's
+        if self.prekeys:
+            oldest = max(oldest, min(p[2] for p in self.prekeys) - s.clock_skew)
+        if every_epoch or self._fetched_wall is None:
+            return oldest
+        return max(oldest, self._fetched_wall - s.clock_skew - LOOKUP_WAIT - s.request_timeout)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -582,6 +611,7 @@ class StorageLayer:
             self._fail(op, "busy", now)
             return None
         self._by_lookup[lookup_id] = op.id
+        self.stats["lookups"] += 1
         op.deadline = now + LOOKUP_WAIT  # the lookup's own timeouts end it long before
         return op.id
 

@@ -36,6 +36,10 @@ class StorageSettings:
     find_padding: int = 300  # bytes of a first FIND_VALUE (an unproven answer is no larger)
     prekey_rotation: float = DAY  # s between our prekeys
     mailbox_interval: float = 300.0  # s between fetches of our own mailbox (and at each join)
+    # s between fetches of every epoch of our mailbox (and at each join); the fetches between
+    # ask only for the epochs a box stored since the previous fetch can be under (1, near
+    # midnight 2): a sender stores under its clock's current epoch
+    mailbox_sweep: float = DAY
     max_mail_waiting: int = 256  # messages waiting for one recipient's prekey fetch
     max_operations: int = 64  # stores, fetches and deletes of ours at once
 
@@ -45,7 +49,8 @@ class StorageSettings:
                self.max_operations, self.max_mail_waiting) < 1:
             raise ValueError("storage counts must be at least 1")
         if min(self.ttl, self.epoch_length, self.republish_interval, self.request_timeout,
-               self.prekey_rotation, self.mailbox_interval) <= 0 or self.clock_skew < 0:
+               self.prekey_rotation, self.mailbox_interval, self.mailbox_sweep) <= 0 \
+                or self.clock_skew < 0:
             raise ValueError("storage times must be positive")
         if min(self.verify_rate, self.source_rate, self.find_rate) <= 0 \
                 or min(self.verify_burst, self.source_burst, self.find_burst) < 1:

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from kadtalk.node.session.messages import decode_text, encode_text
 from kadtalk.node.storage import (MailFailed, MailStored, MessageReceived, PrekeyMade,
-                                  StorageSettings, ValuesDeleted, ValuesFound, records, sealed,
-                                  wire)
+                                  StorageLayer, StorageSettings, ValuesDeleted, ValuesFound,
+                                  records, sealed, wire)
 
 from .conftest import B, WALL, identity, node, storer, swarm
 from .test_end_to_end import holders, wait_for
@@ -138,6 +138,7 @@ def test_a_box_rewrapped_by_another_author_is_dropped_and_mail_without_a_prekey_
     forger.storage.put(key, records.make(forger.storage.identity, key, wire.MAILBOX,
                                          int(WALL + net.now + 3600), 7, box), net.now)
     forger.pump_storage(net.now)
+    net.service(addrs[3])  # its lookup goes now (nothing else may wake the forger)
     net.run_until(net.now + 5)
     # and a box altered in transit to the storer (its author signed the altered bytes)
     altered = bytearray(sealed.seal(made.public, me, forger.storage.identity, b"x"))
@@ -145,6 +146,7 @@ def test_a_box_rewrapped_by_another_author_is_dropped_and_mail_without_a_prekey_
     forger.storage.put(key, records.make(forger.storage.identity, key, wire.MAILBOX,
                                          int(WALL + net.now + 3600), 8, bytes(altered)), net.now)
     forger.pump_storage(net.now)
+    net.service(addrs[3])  # its lookup goes now (nothing else may wake the forger)
     net.run_until(net.now + 5)
 
     before = len(net.of(here, ValuesFound))
@@ -369,3 +371,99 @@ def test_a_storer_whose_boxes_do_not_open_is_asked_for_no_further_page():
     more, _ = first_pages(honest, junk[:2] + [ours])
     assert len(more) == 1 and not honest.layer.drop_counts()["unopenable_storer"]
     assert [e.plaintext for e in honest.events() if type(e) is MessageReceived] == [b"\x07hi"]
+
+
+# -- which epochs a fetch asks for ----------------------------------------------------------------
+
+class Recipient:
+    """A recipient's layer whose lookups never end (they time out): the epochs it fetched."""
+
+    def __init__(self, settings, busy=lambda now: False, kept_since=7.5 * 86400):
+        self.busy = busy
+        self.layer = StorageLayer(identity("epochs"), settings, WALL, lookup=self.lookup)
+        me = self.layer.identity.node_id
+        first = records.epoch_of(WALL, settings.epoch_length) - 10
+        self.epochs = {int.from_bytes(records.mailbox_key(me, e), "big"): e
+                       for e in range(first, first + 30)}
+        self.fetched: list[tuple[float, int]] = []  # (now, epoch)
+        # a prekey kept from an earlier run, made `kept_since` s before now 0 (None: none)
+        kept = [] if kept_since is None else [(bytes(range(32)), WALL - kept_since)]
+        self.layer.keep_mailbox(kept, 0.0)
+
+    def lookup(self, target, now):
+        if self.busy(now):
+            return None
+        if target in self.epochs:
+            self.fetched.append((now, self.epochs[target]))
+        return len(self.fetched) + 1000 * now
+
+    def run_to(self, end):
+        while (at := self.layer.get_timer()) is not None and at <= end:
+            self.layer.handle_timer(at)
+            self.layer.datagrams_to_send(at)
+
+    def epochs_at(self, now):
+        return [e for t, e in self.fetched if t == now]
+
+
+def test_the_join_fetches_every_epoch_then_each_fetch_only_those_a_new_box_can_be_under():
+    s = StorageSettings()
+    day = records.epoch_of(WALL, s.epoch_length)  # WALL is midnight: now 0 starts epoch `day`
+    noon = 12 * 3600.0
+    r = Recipient(s)
+    r.layer.joined(noon)
+    r.run_to(noon)
+    # at the join: the 8 epochs an unexpired box may be under (7 days and the clock skew back)
+    assert r.epochs_at(noon) == list(range(day - 7, day + 1))
+    r.run_to(noon + s.mailbox_interval)
+    assert r.epochs_at(noon + s.mailbox_interval) == [day]  # a box stored since: today's
+    # near midnight a sender's clock may be past it (next epoch), and just after it, behind
+    late = 23.5 * 3600  # fetches come every 300 s from noon: 23:30 is one
+    r.run_to(late)
+    assert r.epochs_at(late) == [day, day + 1]
+    r.run_to(26 * 3600)
+    assert r.epochs_at(24 * 3600 + 300 * 2) == [day, day + 1]  # 00:10: yesterday's too
+    assert r.epochs_at(26 * 3600) == [day + 1]  # 02:00: today's only
+    # a day after the join: every epoch again that a box sealed to a prekey we hold can be
+    # under: the oldest now is the join's (the kept one was dropped after prekey_keep)
+    sweep = noon + s.mailbox_sweep
+    r.run_to(sweep)
+    assert r.epochs_at(sweep) == [day, day + 1]
+    assert r.epochs_at(sweep - s.mailbox_interval) == [day + 1]
+    per_day = len([1 for t, _ in r.fetched if noon < t < sweep])
+    assert per_day < 1.2 * 86400 / s.mailbox_interval  # it was 9 an hour x 24: 2,592
+    assert r.layer.stats["mailbox_lookups"] == len(r.fetched)
+
+
+def test_a_fetch_that_could_not_start_leaves_its_epochs_to_the_next():
+    s = StorageSettings(mailbox_sweep=7 * 86400.0)
+    day = records.epoch_of(WALL, s.epoch_length)
+    noon = 12 * 3600.0
+    # the routing layer refuses every lookup from the first periodic fetch until 36 h
+    r = Recipient(s, busy=lambda now: noon < now < 36 * 3600)
+    r.layer.joined(noon)
+    r.run_to(40 * 3600)
+    assert r.epochs_at(noon) == list(range(day - 7, day + 1))
+    first_again = min(t for t, _ in r.fetched if t > noon)
+    # everything since the last whole fetch (at noon of `day`): that day's epoch and the next
+    assert r.epochs_at(first_again) == [day, day + 1]
+
+
+def test_no_epoch_before_the_oldest_prekey_we_hold_is_fetched():
+    s = StorageSettings()
+    day = records.epoch_of(WALL, s.epoch_length)
+    noon = 12 * 3600.0
+    new = Recipient(s, kept_since=None)  # a first start: nothing can be sealed to us before
+    new.layer.joined(noon)
+    new.run_to(noon)
+    assert new.epochs_at(noon) == [day]
+    back = Recipient(s, kept_since=2.5 * 86400)  # a restart, the oldest prekey 2.5 days old
+    back.layer.joined(noon)
+    back.run_to(noon)
+    assert back.epochs_at(noon) == [day - 3, day - 2, day - 1, day]  # made at day-3 12:00
+    # a day later, the sweep: those again (a box a storer's churn hid is found then), and the
+    # fetches around it only today's
+    sweep = noon + s.mailbox_sweep
+    back.run_to(sweep)
+    assert back.epochs_at(sweep) == [day - 3, day - 2, day - 1, day, day + 1]
+    assert back.epochs_at(sweep - s.mailbox_interval) == [day + 1]
