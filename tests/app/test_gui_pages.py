@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from .conftest import KADTALK, DaemonProcess, request_sync
-from .test_gui_chat import (DESKTOP, PHONE, browser, check_view, new_page,  # noqa: F401
-                            start_pair, stop)
+from .test_gui_chat import (DESKTOP, PHONE, axe_violations, browser,  # noqa: F401
+                            check_view, layout_problems, new_page, start_pair, stop)
 
 
 def free_port() -> int:
@@ -71,6 +71,8 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         desk.wait_for_selector("#incoming.show")
         phone.wait_for_selector("#call-panel.show")
         assert phone.text_content("#call-peer") == "Bob"
+        assert layout_problems(phone) == [] and axe_violations(phone) == []  # the call panel
+        assert axe_violations(desk) == []  # the incoming call
         phone.tap("#hangup-btn")  # while it rings: a missed call for bob
         phone.wait_for_selector("#call-panel", state="hidden")
         phone.wait_for_selector(f"{row}[data-outcome='cancelled']")
