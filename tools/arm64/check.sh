@@ -224,12 +224,14 @@ copy_project() {
 
 # armhf: PyPI has an armv7l wheel of cryptography but none of numpy, pandas, matplotlib or psutil,
 # and building those under emulation takes hours. So the root gets Debian's own builds of numpy
-# and psutil, the venv sees them (--system-site-packages), kadtalk goes in without its dependency
-# list (--no-deps) with the packages the quick subset imports, and setup.sh's stamp marks the
-# venv installed, so ./setup.sh (apt packages, then the tests) runs as on arm64. pandas and
-# matplotlib (the simulator's tables and figures; Debian's are older than pyproject asks) are
-# left out: the quick subset does not import them.
+# and psutil, the venv sees them (--system-site-packages), and kadtalk goes in without its
+# dependency list (--no-deps) with the packages the quick subset imports. pandas and matplotlib
+# (the simulator's tables and figures; Debian's are older than pyproject asks) are left out: the
+# quick subset does not import them. Nor does it need all of setup.sh's Debian packages (chromium
+# and tshark alone take most of an hour under qemu-arm), so the root gets the audio ones only and
+# the tests run with the venv's pytest, not through ./setup.sh (whose apt list arm64 checks).
 ARMHF_DEBIAN="python3-numpy python3-psutil python3-venv python3-dev build-essential libasound2-dev"
+ARMHF_DEBIAN+=" libopus0 alsa-utils pulseaudio libasound2-plugins espeak-ng iproute2 iptables"
 ARMHF_PIP="cryptography simpy rich websockets opuslib==3.0.1 pyalsaaudio networkx pytest hypothesis pytest-timeout"
 prepare_armhf_venv() {
     say "armhf: Debian's $ARMHF_DEBIAN; a venv with --system-site-packages; pip $ARMHF_PIP"
@@ -242,6 +244,15 @@ prepare_armhf_venv() {
         .venv/bin/python -m pip install -q --only-binary=cryptography $ARMHF_PIP
         .venv/bin/python -m pip install -q --no-deps -e .
         touch .venv/.kadtalk-installed"
+}
+
+# How the tests run in the root: through the project's ./setup.sh, or (armhf) the venv's pytest.
+run_tests() {
+    if [[ $ARCH == armhf ]]; then
+        in_root .venv/bin/python -m pytest -q "$@"
+    else
+        in_root ./setup.sh test "$@"
+    fi
 }
 
 # Run a command in the root, in the project copy, with a clean environment.
@@ -304,10 +315,13 @@ main() {
     copy_project
     mount_root
 
-    [[ $ARCH != armhf ]] || prepare_armhf_venv
-    say "in the root: ./setup.sh (apt packages, .venv, pip install -e '.[dev]'); the first run takes long"
     t=$SECONDS
-    in_root ./setup.sh test --version
+    if [[ $ARCH == armhf ]]; then
+        prepare_armhf_venv
+    else
+        say "in the root: ./setup.sh (apt packages, .venv, pip install -e '.[dev]'); the first run takes long"
+        in_root ./setup.sh test --version
+    fi
     SETUP_TIME=$((SECONDS - t))
 
     say "in the root: which builds are loaded"
@@ -324,7 +338,7 @@ main() {
     say "in the root: ./setup.sh test ${TESTS[*]:-(whole suite)} ${PYTEST_EXTRA[*]:-}"
     t=$SECONDS
     status=0
-    in_root ./setup.sh test -p no:cacheprovider -p kadtalk_emulated -rs --durations=10 \
+    run_tests -p no:cacheprovider -p kadtalk_emulated -rs --durations=10 \
         --junitxml="$TOOLS/junit.xml" "${TESTS[@]}" "${PYTEST_EXTRA[@]}" || status=$?
     TEST_TIME=$((SECONDS - t))
 
