@@ -77,7 +77,10 @@ class FloodGuard:
         if type(source) is str and ":" in source:
             source = host_key(source)  # an IPv6 host: its /64
         shared = self._global
-        level = shared.level(now)
+        if now > shared.stamp:  # shared.level(now), inline: this runs for every request served
+            shared.tokens = min(shared.burst, shared.tokens + (now - shared.stamp) * shared.rate)
+            shared.stamp = now
+        level = shared.tokens
         sources = self._sources
         if sources is not None and now >= self._review_at:
             self._review_at = now + 1.0
@@ -95,9 +98,11 @@ class FloodGuard:
             sources[source] = bucket
             if not bucket.take(now, min(cost, bucket.burst)):
                 return "rate_limited_source"
-        if not shared.take(now, min(cost, shared.burst)):
-            return "rate_limited"
-        return None
+        cost = min(cost, shared.burst)  # shared.take(now, ...): the level is current already
+        if shared.tokens >= cost:
+            shared.tokens -= cost
+            return None
+        return "rate_limited"
 
     def ready(self, source: Any, now: float) -> bool:
         """Whether `source` could do one unit of work now (nothing is taken)."""
