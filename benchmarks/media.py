@@ -550,8 +550,11 @@ async def daemon_call(a: BenchDaemon, b: BenchDaemon, ids: dict[str, str], root:
                                  play["playback_epoch"])
         result.update(direction=f"{speaker}->{listener}", late=play.get("late", 0),
                       concealed=play.get("concealed", 0), stretched=play.get("stretched", 0),
+                      skipped=play.get("skipped", 0), red_decoded=play.get("red_decoded", 0),
+                      signals_inferred=play.get("signals_inferred", 0),
                       target_ms=1e3 * (play.get("target_delay") or 0.0),
-                      regrids=play.get("playout_regrids", 0), **machine)
+                      regrids=play.get("playout_regrids", 0), receiver=play, sender=cap,
+                      **machine)
         results.append(result)
     return results
 
@@ -640,11 +643,13 @@ def run_daemons(args: argparse.Namespace, lead: np.ndarray, clip: np.ndarray) ->
             key: median([r[key] for r in rows if key in r and not math.isnan(r[key])])
             if any(key in r and not math.isnan(r[key]) for r in rows) else math.nan
             for key in ("pesq", "delay_ms", "file_lag_ms", "late", "concealed", "stretched",
-                        "target_ms", "regrids", "stalls_per_s", "stall_ms")
+                        "skipped", "red_decoded", "signals_inferred", "target_ms", "regrids",
+                        "stalls_per_s", "stall_ms")
         }
         table[loss]["samples"] = {k: [r.get(k) for r in rows] for k in ("pesq", "delay_ms")}
     return {"losses": losses, "repeat": repeat, "realtime": realtime, "table": table,
-            "failed_setups": failed}
+            "failed_setups": failed, "calls": results}  # calls: every direction's figures and
+    #                                                     both daemons' media statistics
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class MediaSettings:
     rate: RateSettings = field(default_factory=RateSettings)
     jitter: JitterSettings = field(default_factory=JitterSettings)
     complexity: int = 10
+    bandwidth: str = "wideband"  # the encoder's audio bandwidth cap (codec.BANDWIDTHS)
+    signal: str = "voice"  # libopus's content hint (codec.SIGNALS)
     adaptive: bool = True  # follow receiver reports (else: start_bitrate, no FEC, for ever)
     fec: bool = True  # in-band FEC when the reports show loss (and FEC recovery on receipt)
     plc: bool = True  # conceal lost frames (False: play silence, the benchmark's baseline)
@@ -51,12 +53,16 @@ class MediaSender:
         if not self.settings.redundancy and rate.redundancy:
             rate = replace(rate, redundancy=False)
         self.rate = RateController(rate)
-        self.encoder = OpusEncoder(rate.start_bitrate, self.settings.complexity)
+        self.encoder = OpusEncoder(rate.start_bitrate, self.settings.complexity,
+                                   max_bandwidth=self.settings.bandwidth,
+                                   signal=self.settings.signal)
         self.frames = 0
         self.bytes = 0
         self.redundant = False  # carrying the previous frame in each packet
         self.doubled = 0  # packets sent with two frames
         self._prev: bytes | None = None  # the previous frame's own (single-frame) packet
+        if self.settings.adaptive:
+            self.apply(self.rate.decision())  # redundancy from the start (`red_start`)
 
     def encode(self, pcm: bytes) -> bytes:
         packet = self.encoder.encode(pcm)

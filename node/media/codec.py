@@ -26,6 +26,11 @@ MIN_BITRATE = 6_000  # bit/s, libopus's range
 MAX_BITRATE = 510_000
 MAX_PACKET = 1_275  # the largest Opus packet for one 20 ms frame (RFC 6716, 3.2.1)
 SILENCE = bytes(FRAME_BYTES)
+BANDWIDTHS = {"narrowband": opuslib.BANDWIDTH_NARROWBAND, "mediumband": opuslib.BANDWIDTH_MEDIUMBAND,
+              "wideband": opuslib.BANDWIDTH_WIDEBAND,
+              "superwideband": opuslib.BANDWIDTH_SUPERWIDEBAND,
+              "fullband": opuslib.BANDWIDTH_FULLBAND}
+SIGNALS = {"auto": opuslib.AUTO, "voice": opuslib.SIGNAL_VOICE, "music": opuslib.SIGNAL_MUSIC}
 
 
 def _clamp(value: int, low: int, high: int) -> int:
@@ -33,7 +38,13 @@ def _clamp(value: int, low: int, high: int) -> int:
 
 
 class OpusEncoder:
-    """A VOIP-mode Opus encoder: variable bitrate, complexity, in-band FEC, expected loss."""
+    """A VOIP-mode Opus encoder: variable bitrate, complexity, in-band FEC, expected loss.
+
+    `max_bandwidth` caps the audio bandwidth libopus may choose ("wideband": 0-8 kHz, SILK
+    only up to ~64 kbit/s; "fullband": libopus decides, as before) and `signal` hints the
+    content ("voice" keeps libopus in SILK/hybrid at bitrates where "auto" switches to CELT;
+    docs/media.md "Encoder settings" has the measurements behind the defaults).
+    """
 
     __slots__ = ("_enc", "_bitrate", "_fec", "_loss_perc", "_complexity")
 
@@ -44,11 +55,16 @@ class OpusEncoder:
         fec: bool = False,
         loss_perc: int = 0,
         application: str = "voip",
+        max_bandwidth: str = "fullband",
+        signal: str = "auto",
     ):
         app = {"voip": opuslib.APPLICATION_VOIP, "audio": opuslib.APPLICATION_AUDIO,
                "lowdelay": opuslib.APPLICATION_RESTRICTED_LOWDELAY}[application]
         self._enc = opuslib.Encoder(SAMPLE_RATE, CHANNELS, app)
         self._enc.vbr = 1
+        state = self._enc.encoder_state
+        opus_encoder.encoder_ctl(state, ctl.set_max_bandwidth, BANDWIDTHS[max_bandwidth])
+        opus_encoder.encoder_ctl(state, ctl.set_signal, SIGNALS[signal])
         self._bitrate = self._fec = self._loss_perc = self._complexity = None
         self.complexity = complexity
         self.bitrate = bitrate

@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import bisect
 import collections
+import math
 from dataclasses import dataclass
 
-from .packet import carries
+from .packet import carries, frame_count, split
 
 FRAME = 0.02
 MAX_SEQ = 0xFFFFFFFF
@@ -66,6 +67,8 @@ class JitterSettings:
     max_conceal: int = 10  # concealed frames in a row before plain silence (libopus fades out)
     fec_wait: bool = True  # wait one frame more while frames go missing, for FEC recovery
     fec_loss: float = 0.02  # ... when the moving share of missing frames is above this
+    stretch_tolerance: float = 0.5  # frames: a missing frame due less than this after the
+    #                                 pull is rebuilt at once when the next packet is here
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_delay <= self.max_delay:
@@ -191,6 +194,9 @@ class JitterBuffer:
         self._infer_from_copy(seq - 2, seq)
         if seq + 2 in self._packets:
             self._infer_from_copy(seq, seq + 2)
+        if self._copy_differs(seq - 2, seq):
+            return  # its copy is not the frame of `seq - 2`: `seq - 1` held a frame (arrival
+            #         times would call it a SIGNAL whenever `seq - 2` came late: a busy sender)
         if self._spread > FRAME / 2 or seq - 1 in self._times or self._is_signal(seq - 1):
             return
         missing: list[int] = []  # latest first
@@ -217,12 +223,26 @@ class JitterBuffer:
         gap = seq - 1
         if gap in self._packets or gap in self._times or self._is_signal(gap):
             return
-        prev = self._packets.get(before)
-        if prev is None and self._last_played is not None and self._last_played[0] == before:
-            prev = self._last_played[1]
+        prev = self._payload(before)
         payload = self._packets.get(seq)
         if prev is not None and payload is not None and carries(payload, prev):
             self._add_inferred(gap)
+
+    def _copy_differs(self, before: int, seq: int) -> bool:
+        """True when packet `seq` carries a copy that is not the last frame of `before`:
+        proof that `seq - 1` held a frame (equal bytes prove nothing, see `carries`)."""
+        prev, payload = self._payload(before), self._packets.get(seq)
+        if prev is None or payload is None or frame_count(payload) != 2:
+            return False
+        got, known = split(payload), split(prev)
+        return known is not None and (got[0] != known[0] or got[1][0] != known[1][-1])
+
+    def _payload(self, seq: int) -> bytes | None:
+        """A packet held, or the last one played."""
+        payload = self._packets.get(seq)
+        if payload is None and self._last_played is not None and self._last_played[0] == seq:
+            payload = self._last_played[1]
+        return payload
 
     def _add_inferred(self, gap: int) -> None:
         if (self._next is not None and gap < self._next) or self._is_signal(gap):
@@ -268,7 +288,8 @@ class JitterBuffer:
         self._skip_signals()
         while self._pending and self._next not in self._packets and self._resolve():
             pass
-        due = self._due(now)
+        position = self._position(now)  # the media index due now, with its fraction
+        due = math.floor(position)
         nxt = self._index(self._next)
         behind = due - nxt
         if behind >= 1 and self._next not in self._packets:
@@ -287,7 +308,12 @@ class JitterBuffer:
             self._advance()
             nxt = self._index(self._next)
             behind = due - nxt
-        if behind <= -2 or (behind <= -1 and self._next not in self._packets):
+        early = nxt - position  # frames until the next frame is due (<= 0: it is due)
+        if early > 1 or (early > 0 and self._next not in self._packets and (
+                early > self.settings.stretch_tolerance
+                or self._following(self._next) not in self._packets)):
+            # ahead of schedule: wait (a concealed frame) for the frame, or for the packet
+            # that rebuilds it; one that is here already is used now (see `stretch_tolerance`)
             self.stretched += 1
             return self._conceal(None)
         seq = self._next
@@ -350,7 +376,17 @@ class JitterBuffer:
         return seq - self._signals_below - bisect.bisect_left(self._signals, seq)
 
     def _due(self, now: float) -> int:
-        return int((now - self._base - self._target) // FRAME)
+        return math.floor(self._position(now))
+
+    def _position(self, now: float) -> float:
+        return (now - self._base - self._target) / FRAME
+
+    def _following(self, seq: int) -> int:
+        """The sequence number of the frame after `seq` (past known SIGNAL slots)."""
+        seq += 1
+        while self._is_signal(seq):
+            seq += 1
+        return seq
 
     def _advance(self) -> None:
         self._next += 1

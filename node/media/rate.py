@@ -29,6 +29,13 @@ still told the packet loss (`loss_perc`), which makes its frames lean less on th
 after redundancy, 1 %, and 2.96 with FEC on as well). Redundancy goes off again when the
 smoothed loss falls below `red_off_loss` (1 %).
 
+Before the first report the path is unknown (the first report comes after a second, and at
+10 % loss one in ten is lost): with `red_start` the call starts with redundancy on at
+`red_floor` in all (each frame at 32 kbit/s, at least the start bitrate), so a call's first
+words are protected too; the first report that shows less than `red_off_loss` turns it off
+and the bitrate goes on from `start_bitrate` (a clean call spends about one second at twice
+the bytes). A report that is lost changes nothing: the sender keeps its last decision.
+
 Decisions use the smoothed loss (`smoothing`: weight of a new report), so one unlucky second
 does not halve the bitrate; probing up also needs the newest report below `backoff_loss`.
 Everything stays within the user's bounds (`min_bitrate` .. `max_bitrate`).
@@ -62,6 +69,7 @@ class RateSettings:
     red_floor: int = 64_000  # bit/s in all (both copies): the lowest total while it is on ...
     red_max_loss: float = 0.15  # ... and the loss stays below this (above: congestion, back off)
     red_fec: bool = False  # in-band FEC as well while redundancy is on
+    red_start: bool = True  # redundancy (at its floor) until the first report says otherwise
 
     def __post_init__(self) -> None:
         bounds = (MIN_BITRATE, self.min_bitrate, self.start_bitrate, self.max_bitrate, MAX_BITRATE)
@@ -96,7 +104,7 @@ class RateController:
         self.jitter = 0.0
         self.reports = 0
         self.last_report: float | None = None
-        self.redundant = False
+        self.redundant = self.settings.redundancy and self.settings.red_start
 
     def decision(self) -> RateDecision:
         s = self.settings
@@ -104,7 +112,10 @@ class RateController:
         perc = min(s.max_loss_perc, round(self.loss * 100))
         if fec:
             perc = max(perc, min(s.max_loss_perc, s.fec_min_perc))
-        return RateDecision(int(self.bitrate), fec, perc, self.redundant)
+        bitrate = self.bitrate
+        if self.redundant and not self.reports:  # the path is not known yet: each frame keeps
+            bitrate = max(bitrate, min(s.red_floor, s.max_bitrate))  # its start bitrate or more
+        return RateDecision(int(bitrate), fec, perc, self.redundant)
 
     def on_report(self, fraction_lost: float, jitter: float, now: float) -> RateDecision:
         """One receiver report from the peer; bad values are clamped, never raised."""

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadtalk.node.media.call import MediaSender, MediaSettings
+from kadtalk.node.media.packet import frame_count
 from kadtalk.node.media.rate import RateController, RateSettings
 
 
@@ -44,6 +45,27 @@ def test_moderate_loss_holds_and_high_jitter_stops_the_climb():
     assert {d.bitrate for d in held} == {64000} and held[-1].redundancy and not held[-1].fec
     rc = RateController()
     assert {d.bitrate for d in feed(rc, 0.0, 0.05, 5, 0)} == {32000}
+
+
+def test_redundancy_from_the_start_until_a_report_says_the_path_is_clean(speech_frames):
+    """Before the first report the path is unknown: the call starts with the copies on, at
+    their floor (each frame at the start bitrate); a clean report turns them off and the
+    bitrate climbs from the start, a lossy one keeps them, a lost one changes nothing."""
+    rc = RateController()
+    first = rc.decision()
+    assert first.redundancy and first.bitrate == 64000 and not first.fec
+    clean = rc.on_report(0.0, 0.002, 1.0)
+    assert not clean.redundancy and clean.bitrate == round(32000 * 1.08)
+    lossy = RateController().on_report(0.1, 0.002, 1.0)
+    assert lossy.redundancy and lossy.bitrate == 64000
+    assert not RateController(RateSettings(red_start=False)).decision().redundancy
+    assert not RateController(RateSettings(redundancy=False)).decision().redundancy
+    sender = MediaSender()
+    assert sender.redundant and sender.bitrate == 64000 and sender.encoder.bitrate == 32000
+    packets = [sender.encode(f) for f in speech_frames[:3]]
+    assert [frame_count(p) for p in packets] == [1, 2, 2]  # the first has no frame before
+    fixed = MediaSender(MediaSettings(adaptive=False))  # start bitrate, one frame, for ever
+    assert not fixed.redundant and frame_count(fixed.encode(speech_frames[0])) == 1
 
 
 def test_bounds_are_the_users():

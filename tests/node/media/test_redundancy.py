@@ -7,6 +7,8 @@ from __future__ import annotations
 from random import Random
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kadtalk.node.media.call import MediaReceiver, MediaSender, MediaSettings
 from kadtalk.node.media.codec import OpusDecoder, OpusEncoder
@@ -157,13 +159,72 @@ def test_at_10_percent_loss_redundancy_loses_fewer_frames_than_fec_alone(speech_
     assert red[0].decoder.concealed == double  # only a loss of both copies is concealed
     assert red[0].red_recovered == len(lost) - double and red[0].decoder.fec_recovered == 0
     assert fec[0].decoder.fec_recovered == len(lost) - double
-    # frames not given back (concealed, or rebuilt more than 20 dB off; measured 8 against
-    # 21 of 31 lost): the concealed ones and a few decoded right after them, against most
-    assert red[1] <= 2 * double and fec[1] >= 2 * red[1]
-    assert red[2] > fec[2] + 3  # and the whole output is closer to the lossless one (+5 dB)
+    # frames not given back (concealed, or rebuilt more than 20 dB off; measured 10 against
+    # 17 of 31 lost with the wideband SILK encoder, 8 against 21 with libopus's fullband
+    # choice): the concealed ones and a few decoded right after them (SILK's state takes a
+    # few frames to recover from a concealment), against most
+    assert red[1] <= 2 * double and fec[1] >= 1.5 * red[1]
+    # and the whole output is closer to the lossless one (+3.1 dB wideband, +5 dB fullband)
+    assert red[2] > fec[2] + 2
 
 
 def _snr(out: bytes, ref: bytes) -> float:
     x, y = pcm(ref), pcm(out)
     noise = float(np.sum((x - y) ** 2))
     return 99.0 if noise == 0 else 10 * np.log10(float(np.sum(x ** 2)) / noise + 1e-12)
+
+
+def _noise_packets(n: int, seed: int = 1) -> list[bytes]:
+    """`n` redundant packets (packet k: frames k-1 and k) of distinct noise frames."""
+    enc = OpusEncoder(bitrate=32000)
+    rng = np.random.default_rng(seed)
+    frames = [enc.encode((rng.standard_normal(960) * 3000).astype("<i2").tobytes())
+              for _ in range(n)]
+    return [frames[0]] + [join_two(a, b) for a, b in zip(frames, frames[1:])]
+
+
+_PACKETS = _noise_packets(60)
+
+
+def test_a_lost_frame_after_a_late_packet_is_no_signal_slot():
+    """A busy sender (or receiver) puts the packet before a lost one close to the one after
+    it; arrival times alone then called the gap a SIGNAL (every later frame one index off:
+    a frame of delay, and a wrong transit in the window for 5 s). The copy in the packet
+    after the gap is not the frame before it: the gap held a frame."""
+    arrivals = {k: 0.05 + k * 0.02 for k in range(50) if k != 45}
+    arrivals[44] += 0.012  # 12 ms late, 8 ms before packet 46; one outlier: the path is calm
+
+    def fill(jb):
+        for k, t in sorted(arrivals.items(), key=lambda kv: kv[1]):
+            jb.put(k, _PACKETS[k], t)
+        return jb
+
+    jb = fill(JitterBuffer(JitterSettings(fec_wait=False)))
+    assert jb.signals_inferred == 0 and not jb._is_signal(45)
+    class Blind(JitterBuffer):  # the buffer before this check
+        def _copy_differs(self, before, seq):
+            return False
+
+    blind = Blind(JitterSettings(fec_wait=False))
+    assert fill(blind).signals_inferred == 1 and blind._is_signal(45)
+    # a real SIGNAL slot lost at the same place is still found (from the copy)
+    jb = JitterBuffer(JitterSettings(fec_wait=False))
+    for k in range(50):
+        jb.put(k if k < 45 else k + 1, _PACKETS[k], 0.05 + k * 0.02 + 0.012 * (k == 44))
+    assert jb.signals_inferred == 1 and jb._is_signal(45)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=59, max_size=59),
+       st.lists(st.floats(0, 0.03), min_size=59, max_size=59))
+def test_with_copies_no_lost_frame_between_two_arrivals_is_taken_for_a_signal(kept, late):
+    """Any loss pattern, any lateness up to 30 ms per packet (so arrival times may say
+    anything): a lost frame whose neighbours both arrived is never called a SIGNAL slot."""
+    jb = JitterBuffer(JitterSettings(fec_wait=False))
+    got = [0] + [k for k in range(1, 60) if kept[k - 1]]
+    for k in sorted(got, key=lambda k: 0.05 + k * 0.02 + (late[k - 1] if k else 0)):
+        jb.put(k, _PACKETS[k], 0.05 + k * 0.02 + (late[k - 1] if k else 0))
+    here = set(got)
+    for k in range(1, 59):
+        if k not in here and k - 1 in here and k + 1 in here:
+            assert not jb._is_signal(k)
