@@ -31,12 +31,18 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         phone = new_page(browser, PHONE, ids["url_a"])  # alice
         desk = new_page(browser, DESKTOP, ids["url_b"])  # bob
         desk.wait_for_selector("#net-status.up")
+        # alice turns the page's sounds off (kept in the browser)
+        phone.tap("#nav-settings")
+        phone.locator("#sounds").tap()
+        assert phone.evaluate("() => localStorage.getItem('kadtalk.sounds')") == "off"
+        phone.tap("#nav-chats")
         # bob, a stranger to alice, writes: "Others who wrote", with an unread count and Add
         request_sync(b.socket, "send", to=ids["alice"], text="hello, it is Bob")
         stranger = f"#strangers li[data-peer='{ids['bob']}']"
         phone.wait_for_selector(f"{stranger} .badge:text('1')")
         assert phone.is_visible(f"{stranger} button.add-contact")
         assert phone.title() == "(1) kadtalk"
+        assert phone.get_attribute("body", "data-tones") == "0"  # no chime: sounds are off
         # alice calls him by ID; bob declines
         phone.fill("#dial-input", ids["bob"])
         phone.tap("#dial-btn")
