@@ -195,11 +195,12 @@ class RoutingTable:
 
     def known(self, handle: int) -> bool:
         """Whether `handle` (this ID at this address) is an entry or in its bucket's cache."""
-        index = self.bucket_index(self._ids[handle])
-        if index >= len(self._sizes):
+        index = ID_BITS - (self.own_id ^ self._ids[handle]).bit_length()  # bucket_index, inline
+        sizes = self._sizes
+        if index >= len(sizes):
             return False
-        start = sum(self._sizes[:index])
-        if handle in self._entries[start : start + self._sizes[index]]:
+        start = sum(sizes[:index])
+        if handle in self._entries[start : start + sizes[index]]:
             return True
         cache = self._cache.get(index) if self._cache else None
         return bool(cache) and handle in cache
@@ -208,15 +209,16 @@ class RoutingTable:
         """Whether an answer from `handle` would change the table: a place in its bucket or the
         bucket's replacement cache, or the place of a failing entry with its ID (`moved`). Not
         when its ID is an entry at another address that has not failed."""
-        node_id = self._ids[handle]
-        index = self.bucket_index(node_id)
+        ids = self._ids
+        node_id = ids[handle]
+        index = ID_BITS - (self.own_id ^ node_id).bit_length()  # bucket_index, inline
         if index >= ID_BITS:
             return False  # our own ID
-        if index >= len(self._sizes):
+        sizes = self._sizes
+        if index >= len(sizes):
             return self.settings.k > 0 or self.settings.replacement_cache > 0
-        start = sum(self._sizes[:index])
-        size = self._sizes[index]
-        ids = self._ids
+        start = sum(sizes[:index])
+        size = sizes[index]
         for other in self._entries[start : start + size]:
             if ids[other] == node_id:
                 return other != handle and bool(self._failures) and other in self._failures
