@@ -588,7 +588,13 @@ class RoutingLayer:
                 self.count("unsolicited")
             return
         ids = registry.ids
-        if not any(asked < 0 or ids[asked] == responder for _, asked in request.waiters):
+        bootstrap = claimed = False  # a waiter asked a bootstrap address / asked this ID there
+        for _, asked in request.waiters:
+            if asked < 0:
+                bootstrap = claimed = True
+            elif ids[asked] == responder:
+                claimed = True
+        if not claimed:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
@@ -596,14 +602,14 @@ class RoutingLayer:
         self.observe_round_trip(rtt)
         if self.settings.rtt_choice_bits >= 0 or self.settings.contact_slow:
             self.observe_contact_rtt(addr, rtt)
-        if any(asked < 0 for _, asked in request.waiters):
+        if bootstrap:
             self._answered_from(addr)  # a bootstrap address the user named answered our join
         handle = registry.intern(responder, addr)
         table = self.table
         if table.known(handle):  # held at this address already: it is alive
             table.observe(handle, now, answered=True)
         elif self._admissible(handle):
-            if any(asked < 0 for _, asked in request.waiters):
+            if bootstrap:
                 self._admit(handle, now)  # a bootstrap address the user named, as add_contact
             else:  # named by another contact, who knows the target: only a probe answer admits
                 self._probe(handle, addr, responder, now)
