@@ -178,8 +178,11 @@ class MediaCall:
         return self.sender.encode(pcm)
 
     def play_frame(self, now: float) -> bytes:
+        """The PCM to play for the pull due at `next_play` (a late pull plays its own slot's
+        frame: `PlayoutClock.slot`)."""
+        at = self.playout.slot(now)
         self.playout.pulled(now)
-        return self.receiver.pull(now)
+        return self.receiver.pull(at)
 
     def next_play(self, now: float) -> float | None:
         """When to call `play_frame` next (<= now: at once); None until a frame is held."""

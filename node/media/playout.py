@@ -14,7 +14,11 @@ the jitter buffer already does (stretch, skip). The driver writes nothing before
 pull, so the device starts in that phase.
 
 A driver held up for more than `max_late` pulls (a stalled event loop) starts a new grid at
-`now` rather than bursting out the pulls it missed (`regrids` counts it).
+`now` rather than bursting out the pulls it missed (`regrids` counts it). The pulls it does
+catch up are made at their own slot times (`slot`): pulled at the late `now`, the jitter
+buffer would find itself frames behind and drop frames that are here to cut a delay that is
+only the driver's (issue 16: frames dropped around this host's ~100 ms freezes on a clean
+path, benchmarks/first_second.py).
 """
 
 from __future__ import annotations
@@ -46,6 +50,14 @@ class PlayoutClock:
                 return None
             return max(due + self.guard, now)
         return self._next_at
+
+    def slot(self, now: float) -> float:
+        """The time a pull made at `now` stands for: its slot on the grid when the driver is
+        late for it (up to `max_late` frames), else `now`."""
+        at = self._next_at
+        if at is None or not at <= now <= at + self.max_late * FRAME:
+            return now
+        return at
 
     def pulled(self, now: float) -> None:
         """A pull happened at `now`; the next one is a frame after its slot."""

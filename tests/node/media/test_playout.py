@@ -142,3 +142,28 @@ def test_the_pump_writes_nothing_before_the_first_frame_and_reports_its_file_epo
     assert abs(stats["capture_epoch"] - 100.001) < 1e-9  # the first sample's time on the clock
     assert abs(stats["playback_epoch"] - at) < 1e-9
     assert stats["playout_pulls"] == 4 and stats["frames_played"] == 4
+
+
+def test_pulls_caught_up_after_a_stall_play_their_own_frames_not_drop_them():
+    """A driver held up for 70 ms makes its missed pulls at once; each stands for its own
+    slot, so the frames that are here are played in order, none dropped to cut a delay that
+    was only the driver's (pulled at the late time, the buffer dropped two of them)."""
+
+    def run(call):
+        for k in range(10):
+            call.on_media(k, b"\x08x", 0.05 + k * FRAME)
+        first = call.next_play(0.05)
+        call.play_frame(first)
+        for when in [first + 0.09] * 4 + [first + 0.1 + k * FRAME for k in range(4)]:
+            call.play_frame(when)  # slots 1-4 pulled at once, 70 ms late; then on time
+        return call.receiver.buffer
+
+    jb = run(MediaCall())
+    assert jb.dropped == 0 and jb.played == 9
+    class AtNow(PlayoutClock):  # the call before: pulled at the late time
+        def slot(self, now):
+            return now
+
+    late = MediaCall()
+    late.playout = AtNow()
+    assert run(late).dropped >= 1
