@@ -142,6 +142,7 @@ class WebBridge:
         self.server = None
         self.page = _page()
         self.refused = 0
+        self.lan: list[str] = []  # the URLs for phones on the LAN, told to each page
 
     @classmethod
     async def start(cls, socket_path: Path, host: str = "127.0.0.1", port: int = 8080,
@@ -154,6 +155,7 @@ class WebBridge:
             max_size=protocol.MAX_LINE, server_header=None,
         )
         bridge.port = bridge.server.sockets[0].getsockname()[1]
+        bridge.lan = bridge.lan_urls  # once: it may ask the resolver
         return bridge
 
     @property
@@ -242,6 +244,9 @@ class WebBridge:
                                                  f"{e.strerror}"}))
             await ws.close(1011, "daemon unreachable")
             return
+
+        if self.lan:  # the settings page shows where phones open the GUI
+            await ws.send(json.dumps({"event": "bridge", "lan_urls": self.lan}))
 
         async def downstream() -> None:
             lines = protocol.LineBuffer(protocol.MAX_LINE * 16)

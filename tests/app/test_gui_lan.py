@@ -99,6 +99,11 @@ def test_a_phone_on_the_lan_pairs_once_and_a_foreign_page_is_refused(sock_root, 
 
         phone = new_page(browser, PHONE, url)  # the phone, on the LAN address
         phone.wait_for_selector("#own-id:not(:empty)")
+        phone.tap("#nav-settings")  # the page names the URL for other phones
+        if lan:
+            assert phone.text_content("#lan-urls code") == url
+        else:  # no address but loopback: nothing to name
+            assert phone.is_visible("#lan-off")
         check_view(phone, "5-lan-phone")
         web.terminate()
         web.wait(10)

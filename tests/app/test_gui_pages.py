@@ -101,6 +101,7 @@ def test_history_calls_back_messages_and_adds_a_contact_and_settings_change_the_
         phone.select_option("#presence-select", "away")
         phone.wait_for_selector("#presence-select[data-current='away']")
         assert request_sync(a.socket, "presence")["status"] == "away"
+        assert phone.is_visible("#lan-off")  # served to this machine only
         check_view(phone, "4-settings")
         phone.tap(f"#blocked li[data-peer='{ids['bob']}'] button.unblock")
         phone.wait_for_selector("#blocked li.empty")
