@@ -17,6 +17,13 @@ Reported per N (medians over --repeat runs):
     python -m benchmarks.sim_scale                         # 10^4, 10^5, 10^6; about 3 minutes
     python -m benchmarks.sim_scale --sizes 10000 100000 --repeat 3 --json sim_scale.json
     python -m benchmarks.sim_scale --quick                 # smoke run, a few seconds
+    python -m benchmarks.sim_scale --join 2000            # the join phase alone (below)
+
+`--join N` measures the other phase instead, in this process: N nodes joining by the protocol
+(the lookup study's default world, seed --seed, wire form as `kadtalk sim lookup` picks it),
+up to the moment lookups would start. It prints the datagrams, SimPy events, CPU seconds and
+µs per datagram of that phase, and the same heapq ratio, both rates in CPU time (docs/simulation.md "Where a join
+phase's time goes").
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lookups", type=int, default=10_000,
                         help="find-peer lookups per run (default 10,000; 500 with --quick)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--join", type=int, metavar="N",
+                        help="measure N nodes joining by the protocol instead (one run, no table)")
+    parser.add_argument("--wire", choices=("auto", "bytes", "objects"), default="auto",
+                        help="with --join: the driver's wire form (auto: bytes up to 2,000 nodes)")
     parser.add_argument("--child", type=int, metavar="N", help=argparse.SUPPRESS)
     add_common_options(parser, default_repeat=1)
     return parser
@@ -70,8 +81,9 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def heapq_events_per_s(events: int, pending: int, seed: int) -> float:
-    """A bare event loop: pop the earliest event, push one successor; `pending` far entries."""
+def heapq_events_per_s(events: int, pending: int, seed: int, clock: Any = time.perf_counter) -> float:
+    """A bare event loop: pop the earliest event, push one successor; `pending` far entries.
+    Timed by `clock` (CPU time, `time.process_time`, for a ratio on a shared machine)."""
     rng = Random(seed)
     heap: list[tuple[float, int]] = [(1e9 + i, i) for i in range(pending)]
     for i in range(64):  # a few dozen events in flight, like lookups' datagrams
@@ -79,12 +91,12 @@ def heapq_events_per_s(events: int, pending: int, seed: int) -> float:
     heapq.heapify(heap)
     push, pop, random = heapq.heappush, heapq.heappop, rng.random
     seq = pending + 64
-    started = time.perf_counter()
+    started = clock()
     for _ in range(events):
         when, _ = pop(heap)
         seq += 1
         push(heap, (when + random() * 0.1, seq))
-    return events / (time.perf_counter() - started)
+    return events / (clock() - started)
 
 
 def child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
@@ -119,6 +131,34 @@ def child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
         "heapq_events_per_s": heap_rate,
         "ratio_to_heapq": sim_rate / heap_rate,
         "wall_s": summary["wall_s"],
+    }
+
+
+def join_phase(nodes: int, seed: int, wire: str = "auto") -> dict[str, Any]:
+    """The protocol join of `nodes` (the lookup study's world and schedule), timed in CPU."""
+    from kadtalk.experiments.harness.world import SimWorld
+    from kadtalk.experiments.lookup import LookupStudy
+
+    study = LookupStudy(nodes=nodes, lookups=0, seed=seed, wire=wire)
+    world = SimWorld(study)
+    start = world.converge()
+    env = world.env
+    cpu = time.process_time()
+    env.run(until=start)
+    cpu = time.process_time() - cpu
+    events, datagrams = env.processed, world.network.sent
+    sim_rate = events / cpu
+    heap_rate = heapq_events_per_s(events, env.pending, seed, time.process_time)
+    return {
+        "nodes": nodes,
+        "wire": study.wire_mode,
+        "datagrams": datagrams,
+        "events": events,
+        "cpu_s": round(cpu, 2),
+        "us_per_datagram": round(cpu * 1e6 / datagrams, 2),
+        "events_per_s": round(sim_rate),
+        "heapq_events_per_s": round(heap_rate),
+        "ratio_to_heapq": round(sim_rate / heap_rate, 4),
     }
 
 
@@ -170,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.lookups, args.seed)))
+        return 0
+    if args.join:
+        result = join_phase(args.join, args.seed, args.wire)
+        print(json.dumps(result))
+        emit_json(args.json, {"benchmark": "sim_scale_join", "results": [result],
+                              "environment": environment()})
         return 0
     repeat = resolve_repeat(args, quick_repeat=1)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)

@@ -22,3 +22,13 @@ def test_quick_run_writes_a_row_per_size(tmp_path, capsys):
         assert row["events_per_s"] > 0 and 0 < row["ratio_to_heapq"] < 1
         assert row["ms_per_lookup"] > 0 and row["us_per_rpc"] > 0
     assert "1,200" in capsys.readouterr().out
+
+
+def test_join_phase_reports_its_cost(tmp_path):
+    out = tmp_path / "join.json"
+    assert sim_scale.main(["--join", "60", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["results"][0]
+    assert row["nodes"] == 60 and row["wire"] == "bytes"
+    assert row["datagrams"] > 60 * 50  # every node's join and refreshes, by the protocol
+    assert row["events"] >= row["datagrams"] // 2 and row["us_per_datagram"] > 0
+    assert 0 < row["ratio_to_heapq"] < 1
