@@ -96,8 +96,13 @@ class FloodGuard:
                     del sources[next(iter(sources))]
                 bucket = TokenBucket(self.source_rate, self.source_burst, now)
             sources[source] = bucket
-            if not bucket.take(now, min(cost, bucket.burst)):
+            if now > bucket.stamp:  # bucket.take(now, ...), inline as for the global bucket
+                bucket.tokens = min(bucket.burst, bucket.tokens + (now - bucket.stamp) * bucket.rate)
+                bucket.stamp = now
+            need = min(cost, bucket.burst)
+            if bucket.tokens < need:
                 return "rate_limited_source"
+            bucket.tokens -= need
         cost = min(cost, shared.burst)  # shared.take(now, ...): the level is current already
         if shared.tokens >= cost:
             shared.tokens -= cost
