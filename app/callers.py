@@ -93,7 +93,11 @@ class Callers:
         mode = msg.get("from")
         if mode not in ("anyone", "contacts"):
             raise protocol.BadRequest("bad_argument", '"from" must be "anyone" or "contacts"')
-        self.config.accept = mode
+        try:
+            self.config.keep("accept", mode)  # in settings.json: kept across restarts
+        except OSError as e:
+            raise protocol.BadRequest(
+                "io_error", f"cannot save {self.config.settings_path}: {e.strerror}") from None
         return {"accept": mode}
 
     def cmd_contacts(self, client: Any, msg: dict) -> dict:

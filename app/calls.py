@@ -62,7 +62,8 @@ class Calls:
         self.config = config
         self.devices = Devices(config, broadcast, lambda: self.call.audio if self.call else None)
         self.hooks = Hooks(config.hooks, config.hook_timeout)
-        self.ringer = Ringer(load_ring_tone(config.ring_tone), None)  # logs a bad tone file now
+        self.ringer = Ringer(load_ring_tone(config.ring_tone), None,  # logs a bad tone file now
+                             volume=lambda: config.ring_volume)
         if config.auto_answer == "contacts":
             log.info("calls from contacts are answered by themselves ([calls] auto_answer)")
         self.driver: UdpDriver | None = None

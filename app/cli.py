@@ -133,9 +133,10 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("who", nargs="?", help="node ID or contact name")
     p = _client(commands, "unblock", "let a blocked caller ring again")
     p.add_argument("who", help="node ID or contact name")
-    p = _client(commands, "accept", "who may ring: anyone, or contacts only (until restart)",
-                description="Set who may ring this node while the daemon runs; [calls] accept in "
-                "config.toml sets it for good. Without MODE: show it.")
+    p = _client(commands, "accept", "who may ring: anyone, or contacts only",
+                description="Set who may ring this node; kept across restarts (CONFIG_DIR/"
+                "settings.json) until [calls] accept in config.toml is changed. Without MODE: "
+                "show it.")
     p.add_argument("mode", nargs="?", choices=["anyone", "contacts"])
     p = _client(commands, "watch", "print events (calls, quality, network) as they happen",
                 description="Print every event the daemon sends until Ctrl-C (or --seconds).")
@@ -326,7 +327,7 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
             _out(args, {"accept": s["accept"]}, _ACCEPT[s["accept"]])
         else:
             r = await client.request("accept", **{"from": args.mode})
-            _out(args, r, _ACCEPT[r["accept"]] + " (until the daemon restarts)")
+            _out(args, r, _ACCEPT[r["accept"]])
     elif cmd == "watch":
         deadline = time.monotonic() + args.seconds if args.seconds is not None else None
         while True:

@@ -6,7 +6,9 @@ Files in the config directory (``$XDG_CONFIG_HOME/kadtalk``, else ``~/.config/ka
 - ``identity.pem``: the identity key (kadtalk.node.identity);
 - ``contacts.json``: the user's address book, names for node IDs;
 - ``peers.json``: the routing table's best contacts, saved at shutdown and loaded at start so
-  the daemon rejoins without a bootstrap node.
+  the daemon rejoins without a bootstrap node;
+- ``settings.json``: the settings a control client changed (`KEPT`: the accept mode, the call
+  and ring volumes), kept across restarts; config.toml is never written (`Config.keep`).
 
 A file that exists but cannot be read or parsed (truncated, binary, nested too deeply, numbers
 too long, wrong types) is a ConfigError that names the file; it is never replaced silently
@@ -40,6 +42,11 @@ DEFAULT_WEB_PORT = 8080
 MAX_NAME = 64
 MAX_CONTACTS = 1000
 MAX_PEERS = 64
+MAX_VOLUME = 200  # percent: [audio] volume, [calls] ring_volume
+# Settings a control client may change (the GUI's settings page, `kadtalk accept`), kept in
+# settings.json: Config field -> its config.toml key
+KEPT = {"accept": "[calls] accept", "volume": "[audio] volume",
+        "ring_volume": "[calls] ring_volume"}
 
 
 class ConfigError(Exception):
@@ -96,6 +103,7 @@ class Config:
     capture: str = "default"  # [audio] capture (ALSA PCM name, or none / tone:HZ / wav:PATH)
     playback: str = "default"  # [audio] playback (ALSA PCM name, or none / wav:PATH)
     recordings_dir: str = ""  # [audio] recordings_dir: where clients' wav: files live
+    volume: int = 100  # [audio] volume: calls' playback volume, percent (0-200)
     socket: str = ""  # [control] socket (default: runtime dir)
     web: bool = False  # [web] enabled
     web_host: str = "127.0.0.1"  # [web] host
@@ -108,6 +116,7 @@ class Config:
     auto_answer: str = "none"  # [calls] auto_answer: "none", or "contacts" (a door phone)
     ring_tone: str = "tone"  # [calls] ring_tone: "tone" (built in), "none", or a WAV file's path
     ring_device: str = ""  # [calls] ring_device: playback device to ring on ("": the playback one)
+    ring_volume: int = 100  # [calls] ring_volume: the ring tone's volume, percent (0-200)
     hooks: dict[str, list[str]] = field(default_factory=dict)  # [hooks] on_EVENT = [argv]
     hook_timeout: float = 10.0  # [hooks] timeout: seconds before a hook is killed
     relay_enabled: bool = True  # [relay] enabled: false turns relays off (no calls through them)
@@ -121,6 +130,31 @@ class Config:
     relay_total_rate: int = 1_000_000  # [relay] total_rate: bytes/s relayed in all
     relay_call_relays: int = 2  # [relay] call_relays: relays held for our calls when NATed
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
+    # not in the file: the KEPT settings as config.toml (or the default) gives them, and the
+    # entries of settings.json in force (name -> {"value", "over"}: see `keep`)
+    from_file: dict[str, Any] = field(default_factory=dict)
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.from_file = {name: getattr(self, name) for name in KEPT}
+
+    @property
+    def settings_path(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    def keep(self, name: str, value: Any) -> None:
+        """Set a KEPT setting a control client changed, saved first in settings.json (OSError
+        if it cannot be: then nothing changes). The entry remembers the config.toml value it
+        replaces (`over`), so the later change wins: an edit of config.toml after this one
+        prevails at the next start (`load_kept`). A value equal to config.toml's drops the
+        entry. Never config.toml itself: it is the user's (comments, a read-only --config)."""
+        kept = {k: v for k, v in self.kept.items() if k != name}
+        if value != self.from_file[name]:
+            kept[name] = {"value": value, "over": self.from_file[name]}
+        if kept != self.kept:
+            write_private(self.settings_path, json.dumps(kept, indent=1, sort_keys=True) + "\n")
+            self.kept = kept
+        setattr(self, name, value)
 
     @property
     def key_path(self) -> Path:
@@ -161,14 +195,14 @@ class Config:
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "network": {"host": ("host", str), "port": ("port", int), "bootstrap": ("bootstrap", list)},
     "audio": {"capture": ("capture", str), "playback": ("playback", str),
-              "recordings_dir": ("recordings_dir", str)},
+              "recordings_dir": ("recordings_dir", str), "volume": ("volume", int)},
     "control": {"socket": ("socket", str)},
     "web": {"enabled": ("web", bool), "host": ("web_host", str), "port": ("web_port", int)},
     "log": {"level": ("log_level", str), "format": ("log_format", str)},
     "calls": {"accept": ("accept", str), "block": ("block", list),
               "per_caller_per_minute": ("calls_per_minute", int),
               "auto_answer": ("auto_answer", str), "ring_tone": ("ring_tone", str),
-              "ring_device": ("ring_device", str)},
+              "ring_device": ("ring_device", str), "ring_volume": ("ring_volume", int)},
     "hooks": {"on_ring": ("hook:ring", list), "on_call_end": ("hook:call_end", list),
               "on_message": ("hook:message", list), "timeout": ("hook_timeout", float)},
     "relay": {"enabled": ("relay_enabled", bool), "serve": ("relay_serve", str),
@@ -183,7 +217,8 @@ MAX_HOOK_TIMEOUT = 3600.0
 
 def load_config(path: Path | None = None, directory: Path | None = None) -> Config:
     """Settings from ``path`` (default ``DIR/config.toml``); a missing default file gives the
-    defaults, a missing named file or a broken one raises ConfigError naming it."""
+    defaults, a missing named file or a broken one raises ConfigError naming it. Then what
+    clients changed since (settings.json, `load_kept`)."""
     directory = Path(directory) if directory is not None else config_dir()
     config = Config(config_dir=directory)
     explicit = path is not None
@@ -193,6 +228,7 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file {path} does not exist") from None
+        load_kept(config)
         return config
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from e
@@ -243,6 +279,10 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
         raise ConfigError(f'config file {path}: [calls] accept must be "anyone" or "contacts"')
     if config.auto_answer not in ("none", "contacts"):
         raise ConfigError(f'config file {path}: [calls] auto_answer must be "none" or "contacts"')
+    for name in ("volume", "ring_volume"):
+        if not 0 <= getattr(config, name) <= MAX_VOLUME:
+            raise ConfigError(
+                f"config file {path}: {KEPT[name]} must be a percentage, 0-{MAX_VOLUME}")
     if config.calls_per_minute < 1:
         raise ConfigError(f"config file {path}: [calls] per_caller_per_minute must be at least 1")
     for entry in config.block:
@@ -255,13 +295,51 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
     except ValueError as e:
         raise ConfigError(f"config file {path}: [relay] {e} (serve: auto, always or never; "
                           "counts and rates positive; call_relays 0 to 8)") from None
+    load_kept(config)
     return config
+
+
+def _valid_setting(name: str, value: Any) -> bool:
+    if name == "accept":
+        return value in ("anyone", "contacts")
+    return type(value) is int and 0 <= value <= MAX_VOLUME
+
+
+def load_kept(config: Config) -> None:
+    """Apply settings.json over config.toml's values (`Config.keep`): an entry applies while
+    config.toml still gives what it replaced (`over`); once config.toml's value changed, the
+    file wins (logged) and the entry is removed. A broken file is a
+    ConfigError naming it (as blocked.json)."""
+    config.from_file = {name: getattr(config, name) for name in KEPT}
+    path = config.settings_path
+    data = _read_json(path, "settings file")
+    if data is None:
+        return
+    if not isinstance(data, dict) or not all(
+            name in KEPT and isinstance(entry, dict) and set(entry) == {"value", "over"}
+            and _valid_setting(name, entry["value"]) and _valid_setting(name, entry["over"])
+            for name, entry in data.items()):
+        raise ConfigError(f'settings file {path}: expected {{"NAME": {{"value": V, "over": V}}}} '
+                          f"with NAME one of {', '.join(KEPT)}; fix it or move it away")
+    for name, entry in data.items():
+        if entry["over"] != config.from_file[name]:
+            log.warning("%s is %r in config.toml, changed since %r was set from a client: "
+                     "config.toml's value applies", KEPT[name], config.from_file[name],
+                     entry["value"])
+            continue
+        config.kept[name] = entry
+        setattr(config, name, entry["value"])
+    if config.kept != data:  # forget what config.toml overrode, so it cannot come back
+        try:
+            write_private(path, json.dumps(config.kept, indent=1, sort_keys=True) + "\n")
+        except OSError as e:
+            log.warning("cannot update the settings file %s: %s", path, e)
 
 
 # -- JSON state files ---------------------------------------------------------------------------
 
 
-_TEMPORARY = re.compile(r"\.(contacts|blocked|peers)\.json\.[0-9a-f]{12}\.tmp")
+_TEMPORARY = re.compile(r"\.(contacts|blocked|peers|settings)\.json\.[0-9a-f]{12}\.tmp")
 
 
 def write_private(path: Path, text: str) -> None:

@@ -21,7 +21,7 @@ from kadtalk.transport.audiopump import AudioPump, close
 from . import protocol
 from .audio import (MAX_TONE, MIN_TONE, AudioError, NotAllowed, check_recording, choose, offered,
                     open_audio, open_capture, open_playback, swap, tone_hz)
-from .config import Config, ConfigError
+from .config import MAX_VOLUME, Config, ConfigError
 
 
 class LateWavSink:
@@ -134,7 +134,11 @@ class Devices:
         self.playback = config.playback
         self.error: str | None = None
         self.testing = False  # an audio_test runs
-        self.volume = 100  # percent, for calls' playback (`volume`); until restart
+
+    @property
+    def volume(self) -> int:
+        """Calls' playback volume, percent (`volume`; [audio] volume, kept in settings.json)."""
+        return self.config.volume
 
     def status(self) -> dict[str, Any]:
         return {"capture": self.capture, "playback": self.playback, "error": self.error}
@@ -204,16 +208,27 @@ class Devices:
         return Scaled(open_sink(name), self)
 
     def cmd_volume(self, client: Any, msg: dict) -> dict:
-        """Calls' playback volume in percent (0-200; without `percent`: the current one),
-        applied at once, until the daemon restarts; every client gets a `volume` event."""
-        percent = msg.get("percent")
-        if percent is not None:
-            if type(percent) is not int or not 0 <= percent <= 200:
-                raise protocol.BadRequest("bad_argument", '"percent" must be an integer, 0-200')
-            if percent != self.volume:
-                self.volume = percent
-                self.broadcast({"event": "volume", "volume": percent})
-        return {"volume": self.volume}
+        """Calls' playback volume (`percent`) and the daemon's ring tone's (`ring`), in percent
+        (0-200; without them: the current ones), applied at once and kept across restarts
+        (settings.json, `Config.keep`); every client gets a `volume` event."""
+        changes = {}
+        for arg, name in (("percent", "volume"), ("ring", "ring_volume")):
+            value = msg.get(arg)
+            if value is not None and (type(value) is not int or not 0 <= value <= MAX_VOLUME):
+                raise protocol.BadRequest(
+                    "bad_argument", f'"{arg}" must be an integer, 0-{MAX_VOLUME}')
+            if value is not None and value != getattr(self.config, name):
+                changes[name] = value
+        try:
+            for name, value in changes.items():
+                self.config.keep(name, value)
+        except OSError as e:
+            raise protocol.BadRequest(
+                "io_error", f"cannot save {self.config.settings_path}: {e.strerror}") from None
+        volumes = {"volume": self.config.volume, "ring": self.config.ring_volume}
+        if changes:
+            self.broadcast({"event": "volume", **volumes})
+        return volumes
 
     def cmd_audio_test(self, client: Any, msg: dict) -> dict:
         """The settings page's test (docs/control.md): a 440 Hz tone on the playback device and

@@ -332,10 +332,14 @@ class HistoryDB:
         with self._write() as c:
             return c.execute("DELETE FROM acknowledged WHERE at < ?", (before,)).rowcount
 
-    def conversation(self, peer: str | None = None,
-                     limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
-        """The latest `limit` messages (with one peer, or all), in conversation order."""
-        where, args = ("WHERE peer = ?", (peer,)) if peer is not None else ("", ())
+    def conversation(self, peer: str | None = None, limit: int = DEFAULT_LIMIT,
+                     before: int | None = None) -> list[dict[str, Any]]:
+        """The latest `limit` messages (with one peer, or all), in conversation order; with
+        `before` (a message's row id), those placed before that message (a page further back)."""
+        where, args = ("WHERE peer = ?", (peer,)) if peer is not None else ("WHERE 1", ())
+        if before is not None:
+            where += " AND (sort_at, id) < (SELECT sort_at, id FROM messages WHERE id = ?)"
+            args = (*args, before)
         keys = ("id", "peer", "direction", "message_id", "seq", "sent", "received", "text",
                 "state", "delivered", "read")
         rows = self.connection.execute(

@@ -235,9 +235,14 @@ class Messages:
         mark = msg.get("mark_read", True)
         if not isinstance(mark, bool):
             raise protocol.BadRequest("bad_argument", '"mark_read" must be true or false')
+        before = msg.get("before")  # a page further back: the `id` of the oldest one shown
+        if before is not None and (type(before) is not int or before < 1):
+            raise protocol.BadRequest("bad_argument", '"before" must be a message\'s id')
         db = self._db()
         try:
-            messages = db.conversation(peer, limit)
+            messages = db.conversation(peer, limit + 1, before)  # one more: are there older?
+            more = len(messages) > limit
+            messages = messages[1:] if more else messages
             if mark:
                 db.mark_read(peer, time.time(),  # those listed only
                              [m["id"] for m in messages if m["direction"] == "in"])
@@ -247,7 +252,7 @@ class Messages:
                 "io_error", f"cannot read the history database {self.history.path}: {e}") from None
         for m in messages:
             m["name"] = self.callers.name_of(m["peer"])
-        return {"messages": messages, "unread": unread}
+        return {"messages": messages, "unread": unread, "more": more}
 
     def _db(self) -> Any:
         db = self.history.db

@@ -11,6 +11,9 @@ unless that is ``none`` or a ``wav:`` recording (nothing rings then). The device
 the call starts ringing and closed before it is answered (the call needs it) or ends. A device
 that cannot be opened or fails is logged and the call rings silently; the daemon goes on.
 
+``[calls] ring_volume`` (0-200 %, default 100; the `volume` control command's ``ring``, kept
+across restarts) scales the tone at each frame, so a change applies while it rings.
+
 Frames go out every 20 ms from the event loop, like the call's audio (app/calls.py).
 """
 
@@ -27,6 +30,7 @@ from kadtalk.node.media.codec import FRAME_BYTES, SAMPLE_RATE
 from kadtalk.transport.audiopump import close
 
 from .audio import AudioError, open_playback
+from .devices import Scaled
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,10 @@ class Ringer:
     """Rings on one device while `start` .. `stop`; `open_device` is app/audio.open_playback."""
 
     def __init__(self, frames: list[bytes] | None, device: str | None,
-                 open_device: Callable[[str], Any] = open_playback):
+                 open_device: Callable[[str], Any] = open_playback,
+                 volume: Callable[[], int] = lambda: 100):
         self.frames = frames
+        self._volume = volume  # percent, read at each frame (Scaled)
         self.device = device
         self.open_device = open_device
         self.ringing = False
@@ -100,6 +106,10 @@ class Ringer:
         self._n = 0
 
     @property
+    def volume(self) -> int:
+        return self._volume()
+
+    @property
     def enabled(self) -> bool:
         return bool(self.frames) and bool(self.device)
 
@@ -107,7 +117,7 @@ class Ringer:
         if self.ringing or not self.enabled:
             return
         try:
-            self._sink = self.open_device(self.device)
+            self._sink = Scaled(self.open_device(self.device), self)
         except AudioError as e:
             log.warning("cannot ring: %s", e)
             return
