@@ -186,7 +186,7 @@ class UdpDriver(asyncio.DatagramProtocol):
                 event = node.next_event()
         finally:
             self._dispatching = False
-        self.transmit()  # what the callbacks' commands queued
+            self.transmit()  # what the callbacks' commands queued, even if one of them raised
 
     def _hand_out_deferred(self) -> None:
         self._deferred = None

@@ -194,3 +194,49 @@ def test_a_callback_issuing_commands_never_reenters_the_hand_out():
     assert seen[0][0] == "Joined" and len(started) == 3
     assert [name for name, _ in seen[1:]] == ["LookupCompleted"] * 3
     assert all(depth == 1 for _, depth in seen)  # never a callback inside a callback
+
+
+def test_a_callback_that_raises_still_lets_the_queued_datagrams_go():
+    """The hand-out transmits in its `finally`: a callback that issues a command and then raises
+    (a bug in an owner's code) must not leave the command's requests unsent or the timer
+    unarmed. Checked at the moment the exception reaches the event loop."""
+
+    async def scenario():
+        base = free_port_range(4)
+        swarm = await start_swarm(4, base)
+        loop = asyncio.get_running_loop()
+        seen = []  # (exception, datagrams still queued, driver timer == node timer)
+        client = None
+
+        def on_error(_loop, context):
+            queued = list(client.node.datagrams_to_send(loop.time()))
+            seen.append((context.get("exception"), len(queued),
+                         client._timer_at == client.node.get_timer()))
+            for data, addr in queued:  # let the rest of the run go on as it would have
+                client.transport.sendto(data, addr)
+
+        loop.set_exception_handler(on_error)
+
+        def on_event(event):
+            if type(event) is Joined and not seen:
+                client.node.find_closest(swarm[2].node.node_id, loop.time())
+                raise RuntimeError("a bug in the callback")
+
+        client = await start_node(host="127.0.0.1", on_event=on_event)
+        try:
+            joining = asyncio.ensure_future(client.join([swarm[0].address]))
+            for _ in range(1000):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            joining.cancel()
+            return seen
+        finally:
+            client.close()
+            for d in swarm:
+                d.close()
+
+    seen = asyncio.run(scenario())
+    assert seen and isinstance(seen[0][0], RuntimeError)  # the bug is reported, not hidden
+    assert seen[0][1] == 0  # the lookup's requests had gone
+    assert seen[0][2]  # and the timer was re-armed for what the node wants next
