@@ -93,8 +93,9 @@ class RoutingSettings:
     # asked whose distance to the target has at most that many bits more than the nearest's,
     # those with the least srtt + `rtt_bit_cost` s per extra bit (unknown: the node's srtt);
     # -1: XOR order (the paper). `contact_slow`: a request's slow time is its contact's own
-    # srtt + slow_rttvars x rttvar when measured, not the node's. docs/design-decisions.md
-    # "Lookup latency at 10^6" has the study.
+    # srtt + slow_rttvars x rttvar when measured, not the node's. The study: docs/results.md
+    # and docs/design-decisions.md, "Lookup latency: RTT-aware choice and per-contact slow
+    # times".
     rtt_choice_bits: int = -1
     rtt_bit_cost: float = 0.0
     contact_slow: bool = False
