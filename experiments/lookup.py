@@ -210,9 +210,11 @@ class KnownRtts:
         self.rng = Random(study.seed * 7919 + 17)
         self.done: set[int] = set()
         self.measured: list[float] = []  # per source: share of its table with a measured RTT
+        # only in the latency study's variants: the plain study (and its wall time) is untouched
+        self.active = bool(study.routing or study.rtt_known or study.urgent)
 
     def seed(self, source: int) -> None:
-        if source in self.done or source < 0:
+        if not self.active or source in self.done or source < 0:
             return
         self.done.add(source)
         routing = self.world.driver.nodes[source].routing
