@@ -222,17 +222,21 @@ copy_project() {
     cp "$HERE"/*.py "$ROOT$TOOLS/"
 }
 
-# armhf: PyPI has an armv7l wheel of cryptography but none of numpy, pandas, matplotlib or psutil,
-# and building those under emulation takes hours. So the root gets Debian's own builds of numpy
-# and psutil, the venv sees them (--system-site-packages), and kadtalk goes in without its
-# dependency list (--no-deps) with the packages the quick subset imports. pandas and matplotlib
+# armhf: PyPI has an armv7l wheel of cryptography but none of numpy, pandas, matplotlib, psutil or
+# cffi (cryptography's, >= 2.0: Debian's 1.15 is too old, so pip compiles it against libffi-dev),
+# and compiling numpy and pandas under emulation takes hours. So the root gets Debian's own
+# builds of numpy and psutil, the venv sees them
+# (--system-site-packages), and kadtalk goes in without its dependency list (--no-deps) with the
+# packages the quick subset imports. pandas and matplotlib
 # (the simulator's tables and figures; Debian's are older than pyproject asks) are left out: the
 # quick subset does not import them. Nor does it need all of setup.sh's Debian packages (chromium
 # and tshark alone take most of an hour under qemu-arm), so the root gets the audio ones only and
 # the tests run with the venv's pytest, not through ./setup.sh (whose apt list arm64 checks).
-ARMHF_DEBIAN="python3-numpy python3-psutil python3-venv python3-dev build-essential libasound2-dev"
-ARMHF_DEBIAN+=" libopus0 alsa-utils pulseaudio libasound2-plugins espeak-ng iproute2 iptables"
-ARMHF_PIP="cryptography simpy rich websockets opuslib==3.0.1 pyalsaaudio networkx pytest hypothesis pytest-timeout"
+ARMHF_DEBIAN="python3-numpy python3-psutil libffi-dev python3-venv python3-dev build-essential"
+ARMHF_DEBIAN+=" libasound2-dev libopus0 alsa-utils pulseaudio libasound2-plugins espeak-ng iproute2"
+ARMHF_DEBIAN+=" iptables"
+ARMHF_PIP="cryptography simpy rich websockets opuslib==3.0.1 pyalsaaudio networkx pytest hypothesis"
+ARMHF_PIP+=" pytest-timeout"
 prepare_armhf_venv() {
     say "armhf: Debian's $ARMHF_DEBIAN; a venv with --system-site-packages; pip $ARMHF_PIP"
     in_root apt-get update -q
