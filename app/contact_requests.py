@@ -264,7 +264,8 @@ class ContactRequests:
         """Each peer due: what still waits for its RECEIPT goes again on a session (opened for
         it: the peer may be online now) and into its mailbox (for when it comes online), unless
         storers hold it already; again after twice as long (RETRY_MAX at most), for RETRY_FOR
-        after it was made."""
+        after it was made. A request `stored` in an earlier run (its state persists; storers
+        keep it the mail's lifetime) goes live once more and is not mailed again."""
         for peer, (at, interval) in list(self.retry_at.items()):
             if at > now:
                 continue
@@ -276,10 +277,14 @@ class ContactRequests:
             interval = min(2 * interval, RETRY_MAX)
             self.retry_at[peer] = (now + interval, interval)
             log.info("contact request or reply to %s: no receipt yet; sent again and mailed "
-                     "(next try in %g s)", peer, interval)
+                     "unless storers hold it (next try in %g s)", peer, interval)
+            out = self._row(peer, "out")
+            held = out["request_id"] if out is not None and out["state"] == "stored" else None
             for frame_id, frame, _ in frames:
                 self._send(peer, frame_id, frame)
-                if self.mailbox is not None:
+                if frame_id.hex() == held:
+                    self.stored.add((peer, held))  # storers hold it (an earlier run)
+                elif self.mailbox is not None:
                     self.mailbox.mail_frame(peer, frame_id.hex(), frame)
 
     def mailed(self, peer: str, frame_id: str, stored: bool) -> None:

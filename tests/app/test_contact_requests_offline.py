@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from kadtalk.app import contact_requests
 from kadtalk.app.contact_requests import RETRY_FIRST, RETRY_MAX, ContactRequests
 from kadtalk.app.history import HistoryDB
+from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import MessageDelivered
 from kadtalk.node.session.presence import encode_request
 from kadtalk.node.storage import records
@@ -198,3 +199,26 @@ def test_a_failed_mail_is_mailed_again_at_the_next_retry(tmp_path):
     requests.mailed(peer, request_id, False)  # no prekey yet: the peer was never online
     loop.run_to(RETRY_FIRST * 3)
     assert [t for t, _ in mailbox.mailed] == [RETRY_FIRST, RETRY_FIRST * 3]
+
+
+def test_a_request_storers_hold_is_not_mailed_again_after_a_restart(tmp_path):
+    """Its `stored` state outlasts the run: the next run's retry sends it live once, and seals
+    and stores no new copy (each restart used to add one at the storers)."""
+    requests, loop, sent, mailbox, events = part(tmp_path)
+    peer = "34" * 20
+    request_id = requests.cmd_contact_request(None, {"to": peer})["request_id"]
+    loop.run_to(RETRY_FIRST)
+    requests.mailed(peer, request_id, True)
+    assert [fid for _, fid in mailbox.mailed] == [request_id]
+    requests.history.db.close()
+
+    for _ in range(3):  # three restarts over the same history database
+        requests, loop, sent, mailbox, events = part(tmp_path)
+        requests.on_event(Joined(0.0, 8, 1, 0))
+        assert requests.waiting_peers() == [peer]  # dialled at the join, as before
+        loop.run_to(10 * RETRY_MAX)
+        assert mailbox.mailed == []  # not sealed nor stored again
+        assert [(t, fid.hex()) for t, fid in sent][::2] == [(RETRY_FIRST, request_id)]  # live
+        assert requests.retry_at == {}
+        assert requests.cmd_contact_requests(None, {})["outgoing"][0]["state"] == "stored"
+        requests.history.db.close()
