@@ -43,7 +43,7 @@ EOF
 }
 
 say() { printf '==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
-die() { printf 'arm64 check: error: %s\n' "$*" >&2; exit 1; }
+die() { printf '%s check: error: %s\n' "$ARCH" "$*" >&2; exit 1; }
 
 # The host's own Debian mirror, so the root comes from wherever apt already reaches.
 host_mirror() {
@@ -339,7 +339,7 @@ main() {
     else
         TESTS=()
     fi
-    say "in the root: ./setup.sh test ${TESTS[*]:-(whole suite)} ${PYTEST_EXTRA[*]:-}"
+    say "in the root: $([[ $ARCH == armhf ]] && echo .venv/bin/python -m pytest || echo ./setup.sh test) ${TESTS[*]:-(whole suite)} ${PYTEST_EXTRA[*]:-}"
     t=$SECONDS
     status=0
     run_tests -p no:cacheprovider -p kadtalk_emulated -rs --durations=10 \
