@@ -106,8 +106,10 @@ SENTENCES = (
 )
 
 OURS = MediaSettings()
-BASELINE = MediaSettings(jitter=JitterSettings(min_delay=0.06, max_delay=0.06), fec=False,
-                         plc=False, redundancy=False)
+# the baseline's buffer is fixed: it waits for any frame due later and never cuts one
+BASELINE = MediaSettings(jitter=JitterSettings(min_delay=0.06, max_delay=0.06,
+                                               accelerate_at=math.inf, wait_tolerance=0.0),
+                         fec=False, plc=False, redundancy=False)
 
 
 # -- speech -------------------------------------------------------------------------------------
