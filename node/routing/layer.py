@@ -51,7 +51,7 @@ from .messages import (
 from .route6 import CONTACT6_SIZE
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
-from .rtt import RttEstimates
+from .rtt import RttEstimates, smoothed
 from .table import RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
@@ -720,13 +720,9 @@ class RoutingLayer:
     def observe_round_trip(self, rtt: float) -> None:
         """A peer answered after `rtt` s (our lookup requests, and NAT traversal's address
         probes: a node whose table came from a bulk load has measured nothing else yet).
-        RFC 6298's smoothed round trip and its variation."""
+        RFC 6298's smoothed round trip and its variation (rtt.smoothed, as per contact)."""
         srtt = self._srtt
-        if srtt is None:
-            self._srtt, self._rttvar = rtt, rtt / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(srtt - rtt)
-            self._srtt = srtt + 0.125 * (rtt - srtt)
+        self._srtt, self._rttvar = smoothed(None if srtt is None else (srtt, self._rttvar), rtt)
 
     def observe_contact_rtt(self, addr: Any, rtt: float) -> None:
         """The contact at `addr` answered after `rtt` s (rtt.py; the simulator's fast bootstrap
