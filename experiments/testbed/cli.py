@@ -19,14 +19,14 @@ from .topology import Testbed
 EPILOG = """examples (as root):
   kadtalk testbed run --public 2 --nat filtering --nat full-cone --delay 25 -- ip netns list
   kadtalk testbed run --public 2 --delay coordinate:1 --on pub1 -- \\
-      python -m kadtalk.experiments.testbed probe --to 10.77.2.2:7    # (an echo must run there)
+      python -m kadtalk.experiments.testbed probe --to 198.18.2.2:7   # (an echo must run there)
   kadtalk testbed run --public 3 --loss 0.1 -- sh -c 'cat "$KADTALK_TESTBED"'
   kadtalk testbed compare --quick
   kadtalk testbed compare --hosts 8 --nodes 256 --lookups 400 --out results/sim_vs_testbed
   kadtalk testbed cleanup
 
-Hosts: public hosts pub1..pubN get 10.77.<site>.2; NAT I is natI (its outside address
-10.77.<site>.2) with hosts natIh1.. behind it (192.168.<j>.2). Without --on, the command runs
+Hosts: public hosts pub1..pubN get 198.18.<site>.2; NAT I is natI (its outside address
+198.18.<site>.2) with hosts natIh1.. behind it (192.168.<j>.2). Without --on, the command runs
 in this machine's namespace with $KADTALK_TESTBED naming a JSON file that describes the testbed
 (namespaces, addresses, delays), so a script can `ip netns exec` into the hosts.
 """

@@ -58,14 +58,17 @@ def delay_model(spec: Any) -> Any:
     raise TypeError("delay must be a number (one-way seconds) or a delay model")
 
 
-def pair_table(delays: list[list[float]], address: Callable[[int], str]) -> dict[str, float]:
-    """The relay's table: {"SRC DST": seconds} for every pair of distinct sites' addresses."""
+def pair_table(delays: list[list[float]],
+               addresses: Callable[[int], Sequence[str]]) -> dict[str, float]:
+    """The relay's table: {"SRC DST": seconds} for every pair of addresses of one family
+    (IPv4 or IPv6) at distinct sites; `addresses(site)` lists a site's addresses."""
     sites = range(len(delays))
-    return {f"{address(i)} {address(j)}": delays[i][j] for i in sites for j in sites if i != j}
+    return {f"{a} {b}": delays[i][j] for i in sites for j in sites if i != j
+            for a in addresses(i) for b in addresses(j) if (":" in a) == (":" in b)}
 
 
-def loss_rule(loss: float) -> list[str]:
-    """The iptables command line (core namespace) that drops each forwarded datagram with
-    probability `loss`."""
-    return ["iptables", "-A", "FORWARD", "-m", "statistic", "--mode", "random",
+def loss_rule(loss: float, tool: str = "iptables") -> list[str]:
+    """The command line (core namespace; `tool` iptables or ip6tables) that drops each
+    forwarded datagram with probability `loss`."""
+    return [tool, "-A", "FORWARD", "-m", "statistic", "--mode", "random",
             "--probability", f"{loss:.6f}", "-j", "DROP"]

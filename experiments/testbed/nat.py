@@ -9,6 +9,11 @@
   sent, the two behave the same.
 - ``symmetric``: MASQUERADE --random-fully: a random outside port for each new flow
   (endpoint-dependent mapping), filtering as ``filtering``.
+- ``cgn``: a carrier-grade NAT: the rules of ``symmetric`` in front of hosts in the shared
+  range 100.64.0.0/10 (RFC 6598) instead of 192.168/16. Large CGNs map each flow anew as this
+  one does (some keep endpoint-independent mapping; that case is ``filtering``).
+
+IPv6 through a NAT router is routed, not translated nor filtered (`Testbed.private(ipv6=True)`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-NAT_KINDS = ("filtering", "full-cone", "symmetric")
+NAT_KINDS = ("filtering", "full-cone", "symmetric", "cgn")
+
+
+def lan_prefix(kind: str) -> str:
+    """The first two octets of the /24s behind a NAT of `kind` (one /24 per host)."""
+    return "100.64" if kind == "cgn" else "192.168"
 
 
 @dataclass
@@ -49,9 +59,9 @@ def nat_rules(nat: Nat, forwards: Sequence[tuple[str, tuple[int, int]]]) -> list
             out.append(["iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp",
                         "-d", nat.address, "--dport", f"{low}:{high}", "-j", "DNAT",
                         "--to-destination", address])
-    # symmetric: a random outside port for each new flow (endpoint-dependent mapping)
+    # symmetric, cgn: a random outside port for each new flow (endpoint-dependent mapping)
     out.append(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE",
-                *(["--random-fully"] if nat.kind == "symmetric" else [])])
+                *(["--random-fully"] if nat.kind in ("symmetric", "cgn") else [])])
     # nothing unsolicited gets through to the LAN except what a DNAT above forwards
     out.append(["iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate",
                 "ESTABLISHED,RELATED,DNAT", "-j", "ACCEPT"])

@@ -21,11 +21,35 @@ if TYPE_CHECKING:
     from .topology import Host
 
 
+def udp_socket(host: str) -> Any:
+    """A UDP socket for binding to `host`: IPv4 for an IPv4 address, IPv6 for an IPv6 one
+    ("::" is dual-stack: IPv4 peers too, as the daemon's socket)."""
+    import socket
+
+    if ":" not in host:
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    return sock
+
+
+def hostport(text: str) -> tuple[str, int]:
+    """"H:P" or "[V6]:P" as (host, port)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def peer_text(addr: tuple) -> str:
+    """A received-from address as text: IPv4-mapped IPv6 as plain IPv4, IPv6 in brackets."""
+    host = addr[0].removeprefix("::ffff:")
+    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+
+
 def echo_main(args: argparse.Namespace) -> int:
     """A UDP echo server: sends every datagram back to where it came from."""
     import socket
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = udp_socket(args.host)
     sock.bind((args.host, args.port))
     print("ready", flush=True)
     while True:
@@ -38,12 +62,11 @@ def probe_main(args: argparse.Namespace) -> int:
     {target: [rtt_ms or null, ...]} (null: no echo within `timeout`)."""
     import socket
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = udp_socket(args.host)
     sock.bind((args.host, args.port))
     result: dict[str, list[float | None]] = {}
     for target in args.to:
-        host, _, port = target.rpartition(":")
-        addr = (host, int(port))
+        addr = hostport(target)
         rtts: list[float | None] = []
         for seq in range(args.count):
             if args.kadtalk:
@@ -85,11 +108,10 @@ def send_main(args: argparse.Namespace) -> int:
     for `listen` seconds and print one JSON list of [source, payload] received."""
     import socket
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = udp_socket(args.host)
     sock.bind((args.host, args.port))
     for target in args.to:
-        host, _, port = target.rpartition(":")
-        sock.sendto(args.payload.encode(), (host, int(port)))
+        sock.sendto(args.payload.encode(), hostport(target))
     print("sent", flush=True)
     got = []
     deadline = time.monotonic() + args.listen
@@ -99,7 +121,7 @@ def send_main(args: argparse.Namespace) -> int:
             data, addr = sock.recvfrom(65535)
         except socket.timeout:
             break
-        got.append([f"{addr[0]}:{addr[1]}", data.decode(errors="replace")])
+        got.append([peer_text(addr), data.decode(errors="replace")])
         if args.expect and len(got) >= args.expect:
             break
     print(json.dumps(got), flush=True)
@@ -124,7 +146,7 @@ def agent_main(args: argparse.Namespace) -> int:
         op = cmd["op"]
         try:
             if op == "bind":
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock = udp_socket(cmd.get("host", "0.0.0.0"))
                 sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", socket.SO_RCVBUF),
                                 8 << 20)
                 sock.bind((cmd.get("host", "0.0.0.0"), cmd.get("port", 0)))
@@ -132,17 +154,17 @@ def agent_main(args: argparse.Namespace) -> int:
                 sockets[port] = sock
                 answer: dict[str, Any] = {"ok": True, "port": port}
             elif op in ("send", "blast"):
-                host, _, port_text = cmd["to"].rpartition(":")
+                to = hostport(cmd["to"])
                 sock = sockets[cmd["port"]]
                 for i in range(cmd.get("count", 1)):
-                    sock.sendto(cmd.get("data", str(i)).encode(), (host, int(port_text)))
+                    sock.sendto(cmd.get("data", str(i)).encode(), to)
                 answer = {"ok": True}
             elif op == "recv":
                 sock = sockets[cmd["port"]]
                 sock.settimeout(cmd.get("timeout", 1.0))
                 try:
                     data, addr = sock.recvfrom(65535)
-                    answer = {"from": f"{addr[0]}:{addr[1]}", "data": data.decode(errors="replace")}
+                    answer = {"from": peer_text(addr), "data": data.decode(errors="replace")}
                 except socket.timeout:
                     answer = {"timeout": True}
             elif op == "sink":
@@ -191,8 +213,9 @@ class Agent:
             raise TestbedError(f"agent in {self.host.name}: {answer['error']}")
         return answer
 
-    def bind(self, port: int = 0) -> int:
-        return self.ask("bind", port=port)["port"]
+    def bind(self, port: int = 0, host: str = "0.0.0.0") -> int:
+        """Bind a socket on `port`; host "::" for a dual-stack one (IPv6 peers too)."""
+        return self.ask("bind", port=port, host=host)["port"]
 
     def send(self, port: int, to: str, data: str = "hello") -> None:
         self.ask("send", port=port, to=to, data=data)

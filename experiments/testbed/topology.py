@@ -11,11 +11,17 @@ is the description; the namespaces exist between `__enter__` and `__exit__` (or 
 `down()`). Hosts are added before entering. Address plan (every name lives in its own
 namespace ``<prefix>-<pid>-<n>-<name>``, so nothing touches the machine's own network):
 
-- core: a router (ip_forward=1). Site i (a public host or a NAT) hangs off it through a veth
-  pair: core side ``v<i>`` = 10.77.<i+1>.1/24, site side ``wan`` = 10.77.<i+1>.2/24.
-- a public host's address is 10.77.<i+1>.2; a NAT's outside address is its 10.77.<i+1>.2.
-- host j behind a NAT: a veth pair, NAT side ``l<j>`` = 192.168.<j>.1/24, host side ``wan`` =
-  192.168.<j>.2/24. Every NAT reuses the same private ranges, as home routers do.
+- core: a router (IPv4 and IPv6 forwarding). Site i (a public host or a NAT) hangs off it
+  through a veth pair: core side ``v<i>`` = 198.18.<i+1>.1/24 and 2001:db8:<i+1>::1/64, site
+  side ``wan`` = 198.18.<i+1>.2/24 (and 2001:db8:<i+1>::2/64 when the site has IPv6).
+  198.18.0.0/15 (RFC 2544, for testing) and 2001:db8::/32 (RFC 3849, documentation) are public
+  in kadtalk's eyes: neither private (relays refuse to forward into RFC 1918 ranges) nor special.
+- a public host's address is 198.18.<i+1>.2 (IPv4) and/or 2001:db8:<i+1>::2 (IPv6); a NAT's
+  outside address is its 198.18.<i+1>.2.
+- host j behind a NAT: a veth pair, NAT side ``l<j>`` = 192.168.<j>.1/24 (100.64.<j>.1/24 for
+  a carrier-grade NAT), host side ``wan`` = 192.168.<j>.2/24 (100.64.<j>.2). Every NAT reuses the
+  same private ranges, as home routers do. A host behind a NAT with `ipv6=True` also gets a
+  routed, public 2001:db8:<i+1>:<j>::2/64 (no NAT, no filter for IPv6: "public v6").
 
 Teardown kills every process left in the testbed's namespaces (by pid, from ``ip netns pids``)
 and deletes the namespaces, even after an exception or SIGTERM (tools.py).
@@ -34,7 +40,7 @@ from typing import Any, Sequence
 
 from . import relay
 from .delays import delay_model, loss_rule, pair_table
-from .nat import NAT_KINDS, Nat, nat_rules, port_range
+from .nat import NAT_KINDS, Nat, lan_prefix, nat_rules, port_range
 from .probes import Agent
 from .tools import (
     PREFIX,
@@ -54,11 +60,23 @@ _NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 class Host:
     name: str
     namespace: str
-    address: str  # the host's own address (private for hosts behind a NAT)
+    address: str  # the host's own address: IPv4 (private behind a NAT), IPv6 if it has no IPv4
     public_address: str  # where others reach it: its own, or its NAT's outside address
     nat: str | None = None
     site: int = 0  # index of the core link it sits behind (its own, or its NAT's)
     ports: tuple[int, int] = (1024, 65535)
+    address4: str | None = None  # its IPv4 address (None: IPv6-only)
+    address6: str | None = None  # its public IPv6 address (None: IPv4-only)
+    nat_kind: str | None = None  # the kind of the NAT it sits behind
+
+    @property
+    def kind(self) -> str:
+        """public-v4 | dual-stack | v6-only | public-v6 (IPv4 behind a NAT, public IPv6) | the
+        kind of its NAT (IPv4 only behind it)."""
+        if self.nat is None:
+            return {(True, False): "public-v4", (True, True): "dual-stack",
+                    (False, True): "v6-only"}[(self.address4 is not None, self.address6 is not None)]
+        return "public-v6" if self.address6 else str(self.nat_kind)
 
 
 class Testbed:
@@ -99,13 +117,18 @@ class Testbed:
         if self._up:
             raise RuntimeError("describe the testbed before bringing it up")
 
-    def public(self, name: str) -> Host:
-        """A host with its own address on the core."""
+    def public(self, name: str, ipv4: bool = True, ipv6: bool = False) -> Host:
+        """A host with its own address(es) on the core: IPv4 (default), IPv6, or both
+        (dual-stack); IPv6 alone is an IPv6-only host."""
+        if not (ipv4 or ipv6):
+            raise ValueError("a host needs IPv4, IPv6 or both")
         self._check_name(name)
         site = len(self.sites)
         self.sites.append(name)
-        address = self.site_address(site)
-        host = Host(name, f"{self.tag}-{name}", address, address, None, site)
+        v4 = self.site_address(site) if ipv4 else None
+        v6 = self.site_address6(site) if ipv6 else None
+        host = Host(name, f"{self.tag}-{name}", v4 or v6, v4 or v6, None, site,
+                    address4=v4, address6=v6)
         self.hosts[name] = host
         return host
 
@@ -120,9 +143,11 @@ class Testbed:
         self.nats[name] = nat
         return nat
 
-    def private(self, name: str, nat: str, ports: Any = (1024, 65535)) -> Host:
+    def private(self, name: str, nat: str, ports: Any = (1024, 65535), ipv6: bool = False) -> Host:
         """A host behind NAT `nat`. For a full-cone NAT, `ports` (a port, 'LOW:HIGH' or a pair)
-        are the UDP ports forwarded to it; the ranges of one NAT's hosts must not overlap."""
+        are the UDP ports forwarded to it; the ranges of one NAT's hosts must not overlap.
+        `ipv6`: it also has a public IPv6 address, routed through the NAT router unfiltered
+        (as an ISP that gives a home native IPv6 next to NATed IPv4)."""
         self._check_name(name)
         if nat not in self.nats:
             raise ValueError(f"no NAT named {nat!r}")
@@ -135,8 +160,10 @@ class Testbed:
             if owner.kind == "full-cone" and low <= ohigh and olow <= high:
                 raise ValueError(f"ports of {name!r} overlap those of {other!r} behind {nat!r}")
         lan = len(owner.hosts) + 1
-        host = Host(name, f"{self.tag}-{name}", f"192.168.{lan}.2", owner.address, nat,
-                    owner.site, (low, high))
+        inside = f"{lan_prefix(owner.kind)}.{lan}.2"
+        v6 = f"2001:db8:{owner.site + 1:x}:{lan:x}::2" if ipv6 else None
+        host = Host(name, f"{self.tag}-{name}", inside, owner.address, nat,
+                    owner.site, (low, high), address4=inside, address6=v6, nat_kind=owner.kind)
         owner.hosts.append(name)
         self.hosts[name] = host
         return host
@@ -191,9 +218,20 @@ class Testbed:
     def _build(self) -> None:
         core = self._add_namespace(self.core)
         self.ns_sh(core, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.ns_sh(core, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         for site, name in enumerate(self.sites):
             ns = self._add_namespace(f"{self.tag}-{name}")
-            self._link(core, f"v{site}", f"10.77.{site + 1}.1", ns, self.site_address(site))
+            host = self.hosts.get(name)
+            nat = self.nats.get(name)
+            v4 = host is None or host.address4 is not None
+            v6 = (host.address6 is not None) if host else any(
+                self.hosts[h].address6 for h in nat.hosts)
+            self._link(core, f"v{site}", ns,
+                       (f"198.18.{site + 1}.1", self.site_address(site)) if v4 else None,
+                       (f"2001:db8:{site + 1:x}::1", self.site_address6(site)) if v6 else None)
+            if nat is not None and v6:  # the NAT router routes its hosts' IPv6 prefixes
+                self.ip(core, "-6", "route", "add", f"2001:db8:{site + 1:x}::/48",
+                        "via", self.site_address6(site))
         for nat in self.nats.values():
             self._build_nat(nat)
         self._wait_for_carrier()
@@ -215,37 +253,67 @@ class Testbed:
     def _build_nat(self, nat: Nat) -> None:
         ns = nat.namespace
         self.ns_sh(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.ns_sh(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         for lan, name in enumerate(nat.hosts, 1):
             host = self.hosts[name]
-            self._link(ns, f"l{lan}", f"192.168.{lan}.1", self._add_namespace(host.namespace),
-                       host.address)
+            gateway6 = f"2001:db8:{nat.site + 1:x}:{lan:x}::1"
+            self._link(ns, f"l{lan}", self._add_namespace(host.namespace),
+                       (f"{lan_prefix(nat.kind)}.{lan}.1", host.address),
+                       (gateway6, host.address6) if host.address6 else None)
         hosts = [self.hosts[name] for name in nat.hosts]
         for argv in nat_rules(nat, [(host.address, host.ports) for host in hosts]):
             self.ns_sh(ns, *argv)
 
-    def _link(self, router: str, port: str, gateway: str, inner: str, address: str) -> None:
-        """A veth pair: `port` = `gateway`/24 in namespace `router`, ``wan`` = `address`/24 in
-        namespace `inner`, whose default route is the gateway."""
+    def _link(self, router: str, port: str, inner: str, v4: tuple[str, str] | None,
+              v6: tuple[str, str] | None) -> None:
+        """A veth pair: `port` in namespace `router`, ``wan`` in namespace `inner`. `v4` =
+        (gateway, address): gateway/24 on `port`, address/24 on ``wan``, the default route via
+        the gateway; `v6` the same with /64 (no duplicate address detection: usable at once)."""
         self.ip(router, "link", "add", port, "type", "veth", "peer", "name", "wan", "netns", inner)
-        self.ip(router, "addr", "add", f"{gateway}/24", "dev", port)
+        if v6 is None:  # an IPv4-only link: no IPv6 at all on it (not even link-local)
+            for ns, dev in ((router, port), (inner, "wan")):
+                self.ns_sh(ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+        if v4 is not None:
+            self.ip(router, "addr", "add", f"{v4[0]}/24", "dev", port)
+            self.ip(inner, "addr", "add", f"{v4[1]}/24", "dev", "wan")
+        if v6 is not None:
+            self.ip(router, "-6", "addr", "add", f"{v6[0]}/64", "dev", port, "nodad")
+            self.ip(inner, "-6", "addr", "add", f"{v6[1]}/64", "dev", "wan", "nodad")
         self.ip(router, "link", "set", port, "up")
-        self.ip(inner, "addr", "add", f"{address}/24", "dev", "wan")
         self.ip(inner, "link", "set", "wan", "up")
-        self.ip(inner, "route", "add", "default", "via", gateway)
+        if v4 is not None:
+            self.ip(inner, "route", "add", "default", "via", v4[0])
+        if v6 is not None:
+            self.ip(inner, "-6", "route", "add", "default", "via", v6[0])
 
     def site_address(self, site: int) -> str:
-        return f"10.77.{site + 1}.2"
+        return f"198.18.{site + 1}.2"
+
+    def site_address6(self, site: int) -> str:
+        return f"2001:db8:{site + 1:x}::2"
+
+    def site_addresses(self, site: int) -> list[str]:
+        """Every address at site `site` as the core sees it: the site's IPv4 address and the
+        IPv6 addresses of its hosts (the delay relay's table keys)."""
+        name = self.sites[site]
+        hosts = [self.hosts[name]] if name in self.hosts else [
+            self.hosts[h] for h in self.nats[name].hosts]
+        v4 = [] if name in self.hosts and self.hosts[name].address4 is None else [
+            self.site_address(site)]
+        return v4 + [h.address6 for h in hosts if h.address6]
 
     def _start_delay_and_loss(self) -> None:
         core = self.core
         if self.loss > 0:
-            self.ns_sh(core, *loss_rule(self.loss))
+            for tool in ("iptables", "ip6tables"):
+                self.ns_sh(core, *loss_rule(self.loss, tool))
         if self.delay is None:
             return
         self.delays = self.delay.matrix(len(self.sites))
-        table = pair_table(self.delays, self.site_address)
+        table = pair_table(self.delays, self.site_addresses)
         self._relay = relay.start(core, self.python, self.queue, table)
-        self.ns_sh(core, *relay.queue_rule(self.queue))
+        for tool in ("iptables", "ip6tables"):
+            self.ns_sh(core, *relay.queue_rule(self.queue, tool))
 
     def down(self) -> None:
         """Stop everything this testbed started and delete its namespaces (idempotent)."""
@@ -295,6 +363,7 @@ class Testbed:
     def describe(self) -> dict[str, Any]:
         return {
             "hosts": {h.name: {"address": h.address, "public_address": h.public_address,
+                               "address4": h.address4, "address6": h.address6, "kind": h.kind,
                                "nat": h.nat, "namespace": h.namespace} for h in self.hosts.values()},
             "nats": {n.name: {"kind": n.kind, "address": n.address, "hosts": n.hosts}
                      for n in self.nats.values()},

@@ -26,7 +26,7 @@ def test_up_and_down_leave_nothing_behind():
     with tb:
         assert sorted(_ours(tb)) == sorted(
             f"{tb.tag}-{n}" for n in ("core", "pub1", "pub2", "natf", "hf", "natc", "hc"))
-        assert tb.host("pub1").address == "10.77.1.2"
+        assert tb.host("pub1").address == "198.18.1.2"
         assert tb.host("hf").address == "192.168.1.2"
         assert tb.host("hf").public_address == tb.nats["natf"].address
         routes = tb.run("hf", ["ip", "route"]).stdout
