@@ -35,7 +35,7 @@ DROPS = frozenset({
     "forbidden_private", "forbidden_self", "unknown_allocation", "not_owner", "no_permission",
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
     "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent", "bad_path_check",
-    "rate_limited_echo_source", "echo_sources_full", "no_consent",
+    "rate_limited_echo_source", "echo_sources_full", "no_consent", "short_knock",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]

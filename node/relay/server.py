@@ -154,7 +154,8 @@ class RelayServer:
         self.expire(now)
         again = self._by_nonce.get(request.nonce)
         if again is not None and again.owner == addr:  # our ALLOCATED was lost: the same again
-            self._granted(again, request.nonce, reflexive, now)
+            if len(data) >= wire.SIZES[wire.ALLOCATED] + len(reflexive) - wire.ADDR_SIZE:
+                self._granted(again, request.nonce, reflexive, now)  # (never larger than it)
             return
         identity = node_id_of(request.spki)
         if len(self.allocations) >= self.settings.max_allocations:
@@ -204,7 +205,8 @@ class RelayServer:
         alloc = self._owned(data, addr, now)
         if alloc is None:
             return
-        peer = self.codec.from_wire(data[10:16])
+        field = wire.address_field(data, 10)  # 6 bytes (IPv4) or 18 (IPv6)
+        peer = self.codec.from_wire(field)
         refused = self.codec.forbidden(peer, addr, self.own(), self.settings.forward_private) \
             if peer is not None else "forbidden_peer"
         if refused is not None:
@@ -219,7 +221,7 @@ class RelayServer:
             self._refuse(wire.UNPROVEN_PEER, alloc.number, addr, "unproven_peer", wire.PERMIT)
             return
         alloc.peer, alloc.heard = peer, proven  # exactly one: a new permission replaces the old
-        self.send(wire.permit(alloc.number, data[10:16], wire.PERMITTED), addr)
+        self.send(wire.permit(alloc.number, field, wire.PERMITTED), addr)
 
     def on_knock(self, data: bytes, addr: Any, now: float) -> None:
         """A would-be peer asks the owner to permit it. With a zero cookie it gets a
@@ -245,6 +247,8 @@ class RelayServer:
                 self.send(wire.knock(alloc.number, self._knock_cookies.mint(
                     addr, alloc.number, now), wire.KNOCK_COOKIE), addr)
                 self.stats["knock_cookie_sent"] += 1
+        elif len(data) < wire.SIZES[wire.KNOCK] + len(self.codec.to_wire(addr)) - wire.ADDR_SIZE:
+            self.stats["short_knock"] += 1  # an IPv6 knocker's echo draws a 28-byte KNOCKED
         elif not alloc.echoes.take(now):
             self.stats["rate_limited_echo"] += 1  # before the check: no guess goes unmetered
         elif (refused := self._echo_metered(alloc, addr, now)) is not None:

@@ -5,15 +5,15 @@
 | 0x01 | HELLO | nonce (16), zero (16) | 34 | client, first |
 | 0x02 | CHALLENGE | nonce (16), cookie (16) | 34 | relay, statelessly |
 | 0x03 | ALLOCATE | nonce, cookie, lifetime (u16), SPKI size (u16), SPKI, signature | 38+ | client |
-| 0x04 | ALLOCATED | nonce, allocation (8), lifetime (u16), reflexive IPv4, port | 34 | relay |
+| 0x04 | ALLOCATED | nonce, allocation (8), lifetime (u16), reflexive address | 34 / 46 | relay |
 | 0x05 | REFRESH | allocation (8), lifetime (u16; 0 releases) | 12 | owner |
 | 0x06 | REFRESHED | allocation (8), lifetime (u16) | 12 | relay |
-| 0x07 | PERMIT | allocation (8), peer IPv4 (4), port (2) | 16 | owner |
-| 0x08 | PERMITTED | allocation (8), peer IPv4 (4), port (2) | 16 | relay |
+| 0x07 | PERMIT | allocation (8), peer address | 16 / 28 | owner |
+| 0x08 | PERMITTED | allocation (8), peer address | 16 / 28 | relay |
 | 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
 | 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
-| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: asking for one) | 16 | a would-be peer |
-| 0x0c | KNOCKED | allocation (8), the knocker's IPv4 (4), port (2) | 16 | relay, to the owner |
+| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: asking for one), [12 zero] | 16 / 28 | a would-be peer |
+| 0x0c | KNOCKED | allocation (8), the knocker's address | 16 / 28 | relay, to the owner |
 | 0x0d | KNOCK_COOKIE | allocation (8), knock cookie (6) | 16 | relay, to the knocker |
 | 0x0e | PATH_CHALLENGE | nonce (8), tag (16) | 26 | a call's peer, to a new address of the other |
 | 0x0f | PATH_RESPONSE | nonce (8), tag (16) | 26 | that peer, to the challenge's source |
@@ -27,6 +27,11 @@ validation (QUIC's, RFC 9000 §8.2) before it moves to a direct address (sent th
 relay path (the payload of DATA over it); the tag is HMAC-SHA-256 under the
 sender's session key for that direction (`path_tag`), so only the call's peer makes or answers
 one. Parsers return None for anything malformed; they never raise.
+
+An address is IPv4 and port (6 bytes, as in ROUTE_RES) or IPv6 and port (18 bytes): the
+datagram's size says which (the second size in the table). A knocker whose relay is at an IPv6
+address pads its KNOCKs with 12 zero bytes (28), so that the 28-byte KNOCKED an echo draws is
+no larger than the echo; an IPv4 exchange is byte for byte what it was.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED
 
 NONCE_SIZE = COOKIE_SIZE = 16
 ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
-ADDR_SIZE = 6  # IPv4 and port, as in ROUTE_RES (IPv6 is issue 13 item 2)
+ADDR_SIZE = 6  # IPv4 and port, as in ROUTE_RES
+ADDR6_SIZE = 18  # IPv6 and port
+V6_EXTRA = ADDR6_SIZE - ADDR_SIZE  # what an IPv6 address adds to a message (and a KNOCK's pad)
 KNOCK_COOKIE_SIZE = 6  # where KNOCK had six zero bytes: no answer outgrows a 16-byte KNOCK
 NO_COOKIE = bytes(KNOCK_COOKIE_SIZE)
 PATH_NONCE_SIZE, PATH_TAG_SIZE = 8, 16
@@ -65,6 +72,8 @@ SIGNED_LABEL = b"kadtalk/1 relay allocate"
 SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PERMIT: 16,
          PERMITTED: 16, ERROR: 12, KNOCK: 16, KNOCKED: 16, KNOCK_COOKIE: 16,
          PATH_CHALLENGE: 26, PATH_RESPONSE: 26}
+# ... and the sizes of the same messages carrying an IPv6 address (KNOCK: padded to match)
+SIZES6 = {op: SIZES[op] + V6_EXTRA for op in (ALLOCATED, PERMIT, PERMITTED, KNOCK, KNOCKED)}
 
 # ERROR codes
 BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER, UNPROVEN_PEER = 1, 2, 3, 4, 5
@@ -91,7 +100,14 @@ def well_formed(data: bytes) -> bool:
         return HEADER <= len(data) <= HEADER + MAX_PAYLOAD
     if op == ALLOCATE:
         return parse_allocate(data) is not None
-    return SIZES.get(op) == len(data)
+    size = len(data)
+    return SIZES.get(op) == size or SIZES6.get(op) == size
+
+
+def address_field(data: bytes, offset: int) -> bytes:
+    """The address a PERMIT / PERMITTED / KNOCKED (offset 10) or ALLOCATED (28) carries: 6
+    bytes, or 18 in the message's IPv6 size."""
+    return data[offset:offset + (ADDR6_SIZE if len(data) == SIZES6.get(data[1]) else ADDR_SIZE)]
 
 
 def hello(nonce: bytes) -> bytes:
@@ -138,8 +154,10 @@ def error(request_op: int, code: int, reference: bytes) -> bytes:
     return bytes((RELAY, ERROR, request_op, code)) + reference[:ID_SIZE]
 
 
-def knock(alloc: bytes, cookie: bytes = NO_COOKIE, op: int = KNOCK) -> bytes:
-    return bytes((RELAY, op)) + alloc + cookie
+def knock(alloc: bytes, cookie: bytes = NO_COOKIE, op: int = KNOCK, ipv6: bool = False) -> bytes:
+    """KNOCK (or KNOCK_COOKIE: `op`); `ipv6`: padded for a relay at an IPv6 address (a KNOCK
+    only), whose KNOCKED then carries an 18-byte address."""
+    return bytes((RELAY, op)) + alloc + cookie + (bytes(V6_EXTRA) if ipv6 else b"")
 
 
 def knocked(alloc: bytes, knocker: bytes) -> bytes:

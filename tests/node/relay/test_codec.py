@@ -88,3 +88,33 @@ def test_a_relay_runs_on_simulated_addresses():
     assert relay.stats["forwarded"] == 2 and relay.stats["forwarded_bytes"] > len(b"\x04hello")
     assert relay.drop_counts() == {}
     assert relay.server.allocations[path.allocation].host == SIM.host(1)
+
+
+@given(st.ip_addresses(v=6), st.integers(1, 65535))
+def test_an_ipv6_address_has_one_18_byte_spelling(ip, port):
+    import socket
+
+    text = socket.inet_ntop(socket.AF_INET6, ip.packed)  # the UDP driver's spelling
+    wire = DAEMON.to_wire((text, port))
+    assert wire == ip.packed + port.to_bytes(2, "big")
+    assert DAEMON.from_wire(wire) == (text, port) and IPV4.to_wire((text, port)) == wire
+    assert DAEMON.host((text, port)) == ip.packed[:8]  # caps count its /64
+    assert DAEMON.to_wire((text.upper(), port)) in (None, wire)  # another spelling: none
+    assert DAEMON.to_wire((text, 0)) is None and DAEMON.from_wire(ip.packed + bytes(2)) is None
+
+
+@given(st.ip_addresses(v=6), st.ip_addresses(v=6))
+def test_two_ipv6_addresses_are_one_host_exactly_when_they_share_a_slash_64(a, b):
+    import socket
+
+    ha = DAEMON.host((socket.inet_ntop(socket.AF_INET6, a.packed), 5004))
+    hb = DAEMON.host((socket.inet_ntop(socket.AF_INET6, b.packed), 5004))
+    assert (ha == hb) == (a.packed[:8] == b.packed[:8])
+    assert len(ha) == 8 and ha != DAEMON.host(("192.0.2.1", 5004))
+
+
+def test_non_canonical_and_scoped_ipv6_spellings_have_no_wire_form():
+    for host in ("2001:DB8::1", "2001:db8:0::1", "2001:0db8::1", "fe80::1%eth0", "[2001:db8::1]"):
+        assert DAEMON.to_wire((host, 5004)) is None, host
+    assert DAEMON.forbidden(("2001:DB8::1", 5004), ("192.0.2.1", 1), (), False) == \
+        "forbidden_peer"

@@ -17,14 +17,18 @@ from kadtalk.node.stack import Node
 
 from .conftest import A, B, C, R, SERVE, World, echo_limited, identity
 
+V6 = [("2001:db8:b::7", 6000), ("2001:db8:b::8", 6000), ("2001:db8:a::1", 5004)]
 SOURCES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("0.0.0.0", 0), "sim-address", 7,
-                           ("::1", 5004), ("999.1.1.1", 5004)])
+                           ("::1", 5004), ("999.1.1.1", 5004), ("::ffff:1.2.3.4", 1), *V6])
 RELAY_BYTES = st.one_of(
     st.binary(max_size=1600),
     st.builds(lambda op, body: bytes((wire.RELAY, op)) + body, st.integers(0, 12),
               st.binary(max_size=120)),
     st.builds(lambda op, n: bytes((wire.RELAY, op)) + bytes(n), st.sampled_from(
         sorted(wire.SIZES)), st.integers(0, 40)),
+    st.builds(lambda op, body: bytes((wire.RELAY, op)) + body[:wire.SIZES6[op] - 2].ljust(
+        wire.SIZES6[op] - 2, b"\0"), st.sampled_from(sorted(wire.SIZES6)),
+        st.binary(max_size=44)),  # the IPv6 sizes, random fields
 )
 
 
@@ -37,7 +41,22 @@ def linked_world() -> tuple[World, bytes]:
 @given(st.lists(st.tuples(RELAY_BYTES, SOURCES, st.booleans()), max_size=12))
 def test_arbitrary_datagrams_never_raise_and_malformed_ones_are_one_counted_drop(items):
     world, number = linked_world()
-    relay = world.relay
+    check_arbitrary(world.relay, number, items)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(RELAY_BYTES, SOURCES, st.booleans()), max_size=12))
+def test_the_same_holds_for_a_dual_stack_relay_with_an_ipv6_peer(items):
+    from .test_ipv6 import Relay, packed
+
+    relay = Relay()  # an IPv4 owner (A) and an IPv6 peer, linked by hand
+    number = relay.allocate(A)
+    relay.prove(number, V6[0])
+    relay.send(wire.permit(number, packed(V6[0])), A)
+    check_arbitrary(relay.layer, number, items)
+
+
+def check_arbitrary(relay: RelayLayer, number: bytes, items: list) -> None:
     now = 1.0
     for data, src, aimed in items:
         if aimed and len(data) >= 10 and data[:1] == bytes((wire.RELAY,)):
@@ -76,6 +95,11 @@ def test_every_fixed_size_layout_is_well_formed_only_at_its_size():
         assert wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 2))
         assert not wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 1))
         assert not wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 3))
+    for op, size in wire.SIZES6.items():  # the IPv6 sizes: 12 bytes more, nothing between
+        assert size == wire.SIZES[op] + 12
+        assert wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 2))
+        assert not any(wire.well_formed(bytes((wire.RELAY, op)) + bytes(n - 2))
+                       for n in range(wire.SIZES[op] + 1, size))
     assert wire.well_formed(wire.data(bytes(8), b""))
     assert not wire.well_formed(wire.data(bytes(8), bytes(wire.MAX_PAYLOAD + 1)))
     assert not wire.well_formed(bytes((wire.RELAY, 0x0B)) + bytes(10))
