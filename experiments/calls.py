@@ -18,9 +18,11 @@ set-up time is their sum: from the call to the first media heard. `rendezvous_ov
 mode) counts the caller's rendezvous peers that are among the callee's keep-alive peers when the
 lookup ends: a callee behind a filtering NAT can be punched only through those.
 
-Reachable pairs (docs/testbed.md, the NAT combination table): a callee behind a symmetric NAT
-cannot be called, and a caller behind one cannot reach a callee behind a filtering NAT; every
-other combination connects. Under churn, a call whose caller or callee is offline when it
+Reachable pairs (`reachable`; docs/testbed.md, the NAT combination table): a caller behind a
+symmetric NAT cannot reach a callee behind a filtering or a symmetric NAT without a relay;
+every other combination connects directly (a symmetric callee through the peer-reflexive
+address its PUNCH shows the caller, docs/protocol.md §20). With relays, a caller that holds
+relays by the node's rule (`Node.needs_relay` when it calls) reaches anyone. Under churn, a call whose caller or callee is offline when it
 starts is not placed (end reason `offline`: under churn, pairs are drawn among the peers online
 (and joined, for the caller) when the call starts, as the lookup study does, so this is rare);
 nor is one whose caller or callee is in another
@@ -174,20 +176,21 @@ class CallResult:
     relays: list[dict[str, Any]] = field(default_factory=list)  # per serving relay (`relay_load`)
 
 
-def reachable(caller_kind: int, callee_kind: int, relays: bool = False) -> bool:
-    """docs/testbed.md's NAT table: symmetric callees, and symmetric callers to filtering
-    callees, never connect without a relay; everything else does. With relays, a NATed caller
-    offers its relay to any callee; a public caller holds none (docs/protocol.md §21, who holds
-    relays), so a public caller still cannot reach a symmetric callee."""
-    direct = callee_kind != SYMMETRIC and not (caller_kind == SYMMETRIC
-                                               and callee_kind == FILTERING)
-    return direct or (relays and caller_kind != OPEN)
+def reachable(caller_kind: int, callee_kind: int, caller_relays: bool = False) -> bool:
+    """Whether a direct path exists (the simulator's NAT model, docs/testbed.md's table): a
+    symmetric caller's datagrams come from a port the callee's PUNCH never reaches, so it
+    cannot reach a filtering or a symmetric callee; every other pair connects (a symmetric
+    callee through the peer-reflexive address its PUNCH shows the caller, docs/protocol.md
+    §20); or else whether the caller offers a relay: `caller_relays` is the node's own rule,
+    `Node.needs_relay` of the caller when it called (with relays on), not restated here."""
+    direct = not (caller_kind == SYMMETRIC and callee_kind in (FILTERING, SYMMETRIC))
+    return direct or caller_relays
 
 
 class _Call:
     __slots__ = ("index", "start", "caller", "callee", "session_id", "found", "punched", "ringing",
                  "talking", "media", "reason", "done", "punch_needed", "overlap", "relay",
-                 "held")
+                 "held", "offers")
 
     def __init__(self, index: int, start: float, caller: int, callee: int):
         self.index, self.start, self.caller, self.callee = index, start, caller, callee
@@ -199,6 +202,7 @@ class _Call:
         self.overlap: int | None = None
         self.relay: int | None = None  # the relay the caller talks through, when TALKING
         self.held: int | None = None  # relay allocations the caller held when it called
+        self.offers = False  # the caller's node would offer a relay (`Node.needs_relay`)
 
 
 class _CallStudyRun:
@@ -380,6 +384,7 @@ class _CallStudyRun:
         callee_id = world.ids[callee]
         if self.study.relays:
             call.held = len(nodes[caller].relays_held())
+            call.offers = nodes[caller].needs_relay
         if self.client is not None:
             self.client.query(caller, callee_id)
         else:
@@ -547,7 +552,7 @@ class _CallStudyRun:
             "rendezvous_overlap": call.overlap,
         }
         if self.study.relays:
-            row["reachable"] = call.reason not in NOT_PLACED and reachable(*kinds, relays=True)
+            row["reachable"] = call.reason not in NOT_PLACED and reachable(*kinds, call.offers)
             row["relay"] = call.relay if success else None
             row["caller_relays"] = call.held
         if not success:

@@ -16,6 +16,7 @@ itself is created on the first session datagram or call.
 from __future__ import annotations
 
 import collections
+import struct
 from random import Random
 from typing import Any, Iterable
 
@@ -47,7 +48,7 @@ class _Upper:
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
-                 "paths", "nat", "punch_watch", "punch_lookups")
+                 "paths", "nat", "punch_watch", "punch_lookups", "outbox")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -71,6 +72,7 @@ class _Upper:
         # of second rounds: lookup id -> (session id, rendezvous asked, relay offer)
         self.punch_watch: dict[int, tuple[float, int, tuple[Any, ...], tuple | None]] = {}
         self.punch_lookups: dict[int, tuple[int, tuple[Any, ...], tuple | None]] = {}
+        self.outbox: list[tuple[bytes, Any]] = []  # the node's own (peer-reflexive KEY_REQs)
 
 
 class TableView:
@@ -170,6 +172,7 @@ class Node:
             upper.traversal.receive_datagram(data, addr, now)
             if upper.session is not None and is_punch(data):
                 upper.session.path_opened(addr, now)  # a KEY_REQ now gets through its NAT
+                self._reflexive(data, addr, now)
                 if upper.punch_watch:
                     self._punched(addr)
         elif layer == RELAY_LAYER and self.relay is not None:
@@ -273,6 +276,9 @@ class Node:
                 more = self._relayed_out(more, now)
             if more:
                 out = out + more if out else more
+        if upper.outbox:
+            out = out + upper.outbox if out else upper.outbox
+            upper.outbox = []
         for layer in (upper.traversal, upper.relay, upper.storage):
             if layer is not None:
                 more = layer.datagrams_to_send(now)
@@ -466,6 +472,40 @@ class Node:
                 else settings.request_timeout)
         bounded(upper.punch_watch)
         upper.punch_watch[session_id] = (now + wait, target, tuple(rendezvous), offer)
+
+    def _reflexive(self, data: bytes, addr: Any, now: float) -> None:
+        """A PUNCH from `addr`: if it names the callee of a call of ours still in key exchange
+        and comes from another port of the host our KEY_REQ went to, it is the callee's NAT's
+        flow towards us (a symmetric NAT gives each destination its own port, and admits
+        replies there only: a peer-reflexive candidate, RFC 8445 §7.3.1.3). A copy of the
+        KEY_REQ goes there (bounded: `CallPaths.reflexive_copy`), and the call moves there
+        only on an authentic KEY_RES from it (`_moved`). Another host gets nothing: a forged
+        PUNCH cannot aim even that copy at a third party (docs/protocol.md §20)."""
+        session = self._upper.session
+        peer, host = data[2:22], self._host
+        where = None
+        for s in session.sessions.values():
+            if (s.peer_id != peer or s.rx is not None or s.state is not CallState.KEY_EXCHANGE
+                    or s.addr == addr or type(s.addr) is RelayPath or s.key_req is None):
+                continue
+            if where is None:
+                where = host(addr)
+            if where is None or host(s.addr) != where:
+                self._paths().count("reflexive_other_host")
+                continue
+            paths = self._paths()
+            if paths.reflexive_copy(s.id, addr, now):
+                self._upper.outbox.append((s.retry or s.key_req, addr))
+                self._upper.punch_watch.pop(s.id, None)  # the callee got our punch request
+
+    def _host(self, addr: Any) -> bytes | None:
+        """An address's host (its wire form less the port), None if it has none."""
+        try:
+            wire = self.routing.registry.addr_to_wire(addr)
+        except (OSError, TypeError, ValueError, IndexError, OverflowError, AttributeError,
+                struct.error):
+            return None
+        return None if wire is None else wire[:-2]
 
     def _punched(self, addr: Any) -> None:
         """A PUNCH from `addr`: the calls to it need no second round."""

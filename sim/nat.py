@@ -15,8 +15,10 @@ Three kinds of node (RFC 4787 terms; one UDP port a node, so "address" means the
   replies on a flow the node opened get through (routing answers, a callee's KEY_RES);
   session datagrams (types 0x02-0x05, 0x07) get through only once the node has sent a session
   datagram to their sender (a caller's KEY_REQ opens the flow its answers come back on; a
-  callee's address as found by a lookup is the port towards somebody else, so nothing reaches
-  a symmetric callee, even after its PUNCH opened yet another port). An address observed by a
+  callee's address as found by a lookup is the port towards somebody else, so a KEY_REQ sent
+  there never reaches a symmetric callee). Its PUNCH opens yet another port, towards the
+  caller: the caller sees the PUNCH come from that flow address and a session datagram it sends
+  there passes (`through_flow`: the peer-reflexive address of node/stack.py). An address observed by a
   third party (a rendezvous, an address probe) carries the port of the flow towards that
   party: transport/sim.py hands traversal datagrams in from flow addresses (sim/registry.py,
   `flow_port`) and drops those sent to a port whose flow belongs to someone else.
@@ -51,6 +53,7 @@ allocated when it first sends: the time of its last datagram (full cone) or a di
 
 from __future__ import annotations
 
+import math
 from random import Random
 
 from kadtalk.sim.registry import FLOW_PORTS
@@ -135,6 +138,22 @@ class NatTable:
             peers = table.get(dst)
             last = peers.get(src) if peers is not None else None
         return last is not None and now - last <= self.timeout
+
+    def through_flow(self, addr: int, peer: int, now: float, payload: object = None) -> None:
+        """`peer` sends `payload` to `addr`'s flow address towards it (sim/registry.py): the
+        port `addr`'s NAT opened for its own datagrams to `peer` (a callee's PUNCH, seen by
+        the caller: a peer-reflexive address, node/stack.py). That mapping carries whatever
+        `peer` sends while it lives, session datagrams too: from then on they pass as on a
+        session flow (the model names no ports: `_session_peers`)."""
+        if self.kinds[addr] != SYMMETRIC or not _is_session(payload):
+            return
+        peers = self._peers.get(addr)
+        opened = peers.get(peer) if peers is not None else None
+        if opened is None or now - opened > self.timeout:
+            return  # no flow towards `peer`: its NAT drops the datagram
+        flows = self._session_peers.get(addr)
+        if flows is None or flows.get(peer, -math.inf) < opened:
+            self._remember(self._session_peers, addr, peer, opened)
 
     def flow_port(self, addr: int, peer: int) -> int | None:
         """The outside port `addr`'s NAT gives its flow towards `peer`: None (the node's one

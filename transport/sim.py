@@ -14,13 +14,16 @@ from typing import Any, Callable
 
 import simpy
 
-from kadtalk.node.traversal import ADDR_REQ, PUNCH_REQ, TRAVERSAL
+from kadtalk.node.traversal import ADDR_REQ, PUNCH, PUNCH_REQ, PUNCH_REQ_RELAY, TRAVERSAL
 from kadtalk.sim.environment import call_later
 from kadtalk.sim.network import SimNetwork
 from kadtalk.sim.registry import MAX_NODES, flow_address, split_flow
 
 EventHandler = Callable[[int, Any], None]
-_REPORTED = frozenset((ADDR_REQ, PUNCH_REQ))
+# PUNCH_REQ_RELAY too (before, a symmetric caller offering a relay was forwarded at its plain
+# address, which the callee's PUNCH then reached); PUNCH: its source is a peer-reflexive
+# address to the caller (node/stack.py `_reflexive`), as on a real symmetric NAT
+_REPORTED = frozenset((ADDR_REQ, PUNCH_REQ, PUNCH_REQ_RELAY, PUNCH))
 
 
 class SimDriver:
@@ -30,8 +33,9 @@ class SimDriver:
     message objects across (faster; tests show both give the same results).
 
     `traversal=True` models what NAT traversal (node/traversal.py, type 0x06) sees of symmetric
-    NATs: the requests whose source address the receiver reports or relays (ADDR_REQ, PUNCH_REQ)
-    come in from a node behind one at its flow address towards the receiver (sim/registry.py,
+    NATs: the requests whose source address the receiver reports or relays (ADDR_REQ,
+    PUNCH_REQ(_RELAY)) and PUNCH (a peer-reflexive address) come in from a node behind one at
+    its flow address towards the receiver (sim/registry.py,
     sim/nat.py `flow_port`), so an address probe reports it and a rendezvous forwards it; a
     datagram sent to a flow address reaches the node only from the flow's own peer. `traversal_tap(dst, payload, src)` sees every traversal datagram delivered;
     `application` receives the datagrams of `application_types` meant for code beside a node;
@@ -134,6 +138,9 @@ class SimDriver:
             # node without one does not have): its NAT drops it
             self.misaddressed += 1
         else:
+            nat = self.network.nat
+            if nat is not None:
+                nat.through_flow(addr, src, self.env.now, payload)
             self.network.send(src, addr, payload)
 
     def send(self, src: int, dst: int, payload: Any) -> None:

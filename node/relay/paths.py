@@ -65,6 +65,8 @@ PROBE_INTERVAL = 0.5  # s between PATH_CHALLENGEs to one address not validated y
 AMPLIFICATION = 3  # bytes sent to an address not validated, at most, per byte that came from it
 PROBE_NONCES = 3  # challenges outstanding per address (the newest)
 FALLBACK_AFTER = 1.0  # s the direct path is silent before a relayed packet moves the call back
+REFLEXIVE_PER_SESSION = 2  # peer-reflexive addresses a call in key exchange tries at most
+REFLEXIVE_COPIES = 3  # KEY_REQ copies to one of them, at most (one a PROBE_INTERVAL)
 
 
 class Probe:
@@ -82,7 +84,7 @@ class Probe:
 class CallPaths:
     __slots__ = ("offered", "incoming", "alternates", "checks", "rendezvous", "tried",
                  "recovering", "stats", "hold_at", "knocks", "probes", "challenges", "validated",
-                 "answered", "fallback", "relay_offers")
+                 "answered", "fallback", "relay_offers", "reflexive")
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
@@ -103,6 +105,8 @@ class CallPaths:
         self.fallback: dict[int, Any] = {}  # session moved -> the path it came from
         self.relay_offers: dict[RelayPath, tuple[int, float]] = {}  # a new relay the peer of
         #   a live call offered (not authenticated: validated before any move) -> (session, when)
+        self.reflexive: dict[Any, list] = {}  # a callee's PUNCH source we did not know ->
+        #   [session, KEY_REQ copies sent there, when the last went] (`reflexive`)
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -210,6 +214,31 @@ class CallPaths:
         elif relayed:
             self.fallback.pop(session_id, None)  # direct -> relay: the direct path is checked
 
+    def reflexive_copy(self, session_id: int, addr: Any, now: float) -> bool:
+        """The callee of call `session_id` (in key exchange) PUNCHed us from `addr`, another
+        port of the host we sent our KEY_REQ to (its symmetric NAT's flow towards us: a
+        peer-reflexive candidate, RFC 8445 §7.3.1.3): whether a copy of the KEY_REQ may go
+        there now. The PUNCH is not authenticated, so this is all `addr` ever gets unless a
+        KEY_RES from it authenticates (the call then moves there, `watch`): at most
+        `REFLEXIVE_PER_SESSION` addresses a call, `REFLEXIVE_COPIES` copies each, one a
+        `PROBE_INTERVAL`."""
+        entry = self.reflexive.get(addr)
+        if entry is None or entry[0] != session_id:
+            if sum(e[0] == session_id for e in self.reflexive.values()) >= REFLEXIVE_PER_SESSION:
+                self.count("reflexive_refused")
+                return False
+            bounded(self.reflexive)
+            entry = self.reflexive[addr] = [session_id, 0, -PROBE_INTERVAL]
+            if not self.watch(session_id, addr):
+                del self.reflexive[addr]
+                return False
+            self.count("reflexive_candidate")
+        if entry[1] >= REFLEXIVE_COPIES or now - entry[2] < PROBE_INTERVAL:
+            return False
+        entry[1] += 1
+        entry[2] = now
+        return True
+
     # -- path validation (RFC 9000 §8.2) ---------------------------------------------------------
 
     def probe(self, session_id: int, addr: Any, size: int, now: float) -> bool:
@@ -278,6 +307,8 @@ class CallPaths:
                 del table[key]
         for path in [p for p, (sid, _) in self.relay_offers.items() if not live(sid)]:
             del self.relay_offers[path]
+        for addr in [a for a, entry in self.reflexive.items() if not live(entry[0])]:
+            del self.reflexive[addr]
 
     def candidates(self, contacts: list[Any], held: int, wanted: int, now: float) -> list[Any]:
         """Contacts to ask for an allocation so that `wanted` are held or asked for."""

@@ -1,9 +1,15 @@
 """Relayed calls in the simulator (issue 13): a small seed of `sim calls --relays`, pinned.
 
 With relays, callers behind any NAT hold allocations with public peers and offer one in their
-punch, so symmetric callees and symmetric-to-symmetric pairs set up through a relay; without
-them, the same pairs are unreachable (the pinned study without relays, test_call_pin.py, is
-unchanged by the relay layer: it runs with relays off).
+punch, so symmetric-to-symmetric pairs (and symmetric callers to filtering callees) set up
+through a relay; without them, the same pairs are unreachable. Public and cone callers reach
+symmetric callees directly, at the peer-reflexive address the callee's PUNCH shows them (the
+pinned study without relays, test_call_pin.py, is unchanged by the relay layer: it runs with
+relays off).
+
+Re-pinned (session 7): peer-reflexive addresses (public -> symmetric calls set up directly, a
+NATed caller's to a symmetric callee too, before its relay), and the simulator hands
+PUNCH_REQ_RELAY in from a symmetric caller's flow address as it does PUNCH_REQ.
 """
 
 import csv
@@ -16,7 +22,7 @@ from kadtalk.experiments.reach import mix, point
 
 STUDY = CallStudy(nodes=200, calls=40, seed=3, call_rate=2.0, settle=120.0, relays=True,
                   **mix(0.5))
-PINNED = "c1844e9f11f4dd2334ab37cd0ccfaaaf51920baf1d597dcdfa91ee077aa495d3"
+PINNED = "4673b7c1feedef4f47c4846d526de04e0e4ee21a12f5a166bba1c9c7d7fd4ec0"
 
 
 def digest(result) -> str:
@@ -39,8 +45,11 @@ def test_symmetric_pairs_call_through_relays_and_the_seed_is_pinned():
     relayed = [r for r in rows if r["success"] and r["relay"] is not None]
     assert any(r["callee_nat"] == "symmetric" and r["caller_nat"] == "symmetric"
                for r in relayed)
-    # every pair the rule says a relay joins sets up; a relay is a public node
+    # every pair the rule says a path joins sets up; a relay is a public node; a public
+    # caller reaches a symmetric callee directly (peer-reflexive), holding no relay
     assert all(r["success"] for r in rows if r["reachable"])
+    to_symmetric = [r for r in rows if r["caller_nat"] == "open" and r["callee_nat"] == "symmetric"]
+    assert to_symmetric and all(r["success"] and r["relay"] is None for r in to_symmetric)
     public = {r["addr"] for r in result.relays}
     assert {r["relay"] for r in relayed} <= public
     summary = result.summary

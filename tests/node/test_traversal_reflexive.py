@@ -1,0 +1,162 @@
+"""Peer-reflexive addresses (issue 13): a public caller reaches a callee behind a symmetric NAT.
+
+The callee's PUNCH comes from its NAT's flow towards the caller, a port the caller never knew;
+the caller copies its KEY_REQ there (docs/protocol.md §20, "Peer-reflexive addresses") and the
+call moves there on the authentic KEY_RES. Whole nodes on the in-memory network with a
+port-level symmetric NAT (transport.memory.SymmetricNat), explicit time; and the forged-source
+attack: a PUNCH naming the callee from a victim's address.
+"""
+
+from __future__ import annotations
+
+from kadtalk.node.relay.paths import REFLEXIVE_COPIES, REFLEXIVE_PER_SESSION
+from kadtalk.node.session.state import CallState
+from kadtalk.node.session.wire import KEY_REQ
+from kadtalk.node.traversal import PUNCH, TRAVERSAL
+from kadtalk.transport.memory import Packet, SymmetricNat
+
+from .relay.dht import B, Call, network
+
+A_OPEN = ("203.0.113.1", 5004)
+B_PUBLIC = "203.0.113.2"  # B's NAT's address
+
+
+class Tap:
+    """Route hook: logs every packet sent (before the NAT), hands it to `route`, and delays
+    what gets through by `delay` s (a hop)."""
+
+    def __init__(self, route, delay: float = 0.02) -> None:
+        self.log: list[Packet] = []
+        self.route, self.delay = route, delay
+
+    def __call__(self, packet: Packet, now: float):
+        self.log.append(packet)
+        return [(d + self.delay, p) for d, p in self.route(packet, now)]
+
+
+def public_to_symmetric(relays: tuple = ()) -> tuple:
+    """A public, B behind a symmetric NAT; A's table forgets B (in a large network a caller
+    rarely holds its callee: its lookup finds B at the port B's NAT opened towards another
+    peer, never at the one towards A)."""
+    nat = SymmetricNat()
+    nat.add(B, B_PUBLIC)
+    tap = Tap(nat)
+    net = network(tap, a=A_OPEN, b=B, relays=relays)
+    a, b = net.nodes[A_OPEN], net.nodes[B]
+    table = a.routing.table
+    handle = table.find(b.node_id)
+    if handle >= 0:
+        table.remove(handle)
+    return net, nat, tap
+
+
+def test_a_public_caller_reaches_a_symmetric_callee_directly_without_relays():
+    net, nat, tap = public_to_symmetric()
+    a = net.nodes[A_OPEN]
+    assert net.nodes[B].needs_relay and not a.needs_relay and a.relays_held() == []
+    call = Call(net, a=A_OPEN, b=B)
+    assert call.connect() == "talking"
+    path = call.path(A_OPEN)
+    # the port B's NAT gave its flow towards A: not the one A's lookup found
+    assert path[0] == B_PUBLIC and path == nat.out[(B, A_OPEN)]
+    assert call.path(B) == A_OPEN
+    to_b, to_a = call.media(0.4)
+    assert len(to_b) == len(to_a) == 20
+    stats = a._upper.paths.stats
+    assert stats["reflexive_candidate"] == 1 and stats["moved_direct"] == 1, stats
+    # A's KEY_REQs to the address its lookup found never got in
+    assert any(p.payload[0] == KEY_REQ and p.dst[0] == B_PUBLIC and p.dst != path
+               for p in tap.log)
+
+
+def test_the_pair_failed_before_peer_reflexive_addresses(monkeypatch):
+    from kadtalk.node.stack import Node
+
+    monkeypatch.setattr(Node, "_reflexive", lambda self, data, addr, now: None)
+    net, _, _ = public_to_symmetric()
+    assert Call(net, a=A_OPEN, b=B).connect() in ("timeout", "unreachable", "waiting")
+
+
+def forged_punch(peer_id: int) -> bytes:
+    return bytes((TRAVERSAL, PUNCH)) + peer_id.to_bytes(20, "big")
+
+
+def keying(net, a, b) -> int:
+    """A calls B; run until A waits for B's KEY_RES (the attacker times its forgeries so)."""
+    sid = a.call(b.node_id, net.now)
+    net.service(A_OPEN)
+    net.run(until=lambda: a.session.sessions[sid].state is not CallState.DIALLING,
+            limit=net.now + 5)
+    assert a.session.sessions[sid].state is CallState.KEY_EXCHANGE
+    return sid
+
+
+def to_victims(tap: Tap, since: int, victims) -> list[Packet]:
+    return [p for p in tap.log[since:] if p.src == A_OPEN and p.dst in victims]
+
+
+def test_the_attack_a_punch_forged_from_a_victims_address_moves_nothing():
+    """An attacker who knows that A is calling B sends A PUNCHes naming B from a victim's
+    address, before B's own PUNCH comes: on another host (a third party) the victim gets
+    nothing; on B's own host (another user behind the same carrier-grade NAT address) only
+    the bounded KEY_REQ copies. The call still sets up at B's real flow, and nothing of it
+    goes to the victims."""
+    net, nat, tap = public_to_symmetric()
+    a, b = net.nodes[A_OPEN], net.nodes[B]
+    elsewhere, same_host = ("198.51.100.99", 7000), (B_PUBLIC, 61000)
+    sid = keying(net, a, b)
+    since, b_events = len(tap.log), len(net.events[B])
+    for _ in range(50):
+        for victim in (elsewhere, same_host):
+            a.receive_datagram(forged_punch(b.node_id), victim, net.now)
+        net.service(A_OPEN)
+    net.run_until(net.now + 0.6)
+    assert a.session.sessions[sid].rx is not None  # keyed by B's own KEY_RES
+    for _ in range(50):  # and again once keyed: nothing more
+        a.receive_datagram(forged_punch(b.node_id), same_host, net.now)
+        net.service(A_OPEN)
+    call = Call.__new__(Call)
+    call.net, call.a, call.b, call.start = net, A_OPEN, B, (0, b_events)
+    call.sid_a, call.sid_b, call.talking_at = sid, None, None
+    assert call.connect() == "talking"
+    assert call.path(A_OPEN) == nat.out[(B, A_OPEN)]  # B's flow, not the victim
+    call.media(0.4)
+    sent = to_victims(tap, since, (elsewhere, same_host))
+    assert [p.dst for p in sent] == [same_host]  # one KEY_REQ copy (0.5 s between copies)
+    assert all(p.payload[0] == KEY_REQ for p in sent)
+    assert a._upper.paths.stats["reflexive_other_host"] == 50
+
+
+def test_the_attack_with_many_forged_ports_is_bounded_per_call():
+    """PUNCHes forged from every port of B's host: at most REFLEXIVE_PER_SESSION ports get
+    KEY_REQ copies, REFLEXIVE_COPIES each, however many come and for as long as they come.
+    (The forgeries that come first take the call's candidate slots: B's own flow is then
+    refused, and a NATed caller's call goes through its relay; an attacker who knows when
+    A calls B can do this: docs/protocol.md §20.)"""
+    net, nat, tap = public_to_symmetric()
+    a, b = net.nodes[A_OPEN], net.nodes[B]
+    keying(net, a, b)
+    since = len(tap.log)
+    victims = [(B_PUBLIC, port) for port in range(61000, 61200)]
+    for step in range(20):
+        for victim in victims[10 * step: 10 * step + 10]:
+            a.receive_datagram(forged_punch(b.node_id), victim, net.now)
+        for victim in victims[:2]:
+            a.receive_datagram(forged_punch(b.node_id), victim, net.now)
+        net.service(A_OPEN)
+        net.run_until(net.now + 0.5)
+    sent = to_victims(tap, since, set(victims))
+    assert {p.payload[0] for p in sent} == {KEY_REQ}
+    assert len({p.dst for p in sent}) == REFLEXIVE_PER_SESSION
+    assert len(sent) == REFLEXIVE_PER_SESSION * REFLEXIVE_COPIES
+    assert a._upper.paths.stats["reflexive_refused"] > 0
+
+
+def test_a_punch_naming_no_call_of_ours_or_an_ended_one_sends_nothing():
+    net, nat, tap = public_to_symmetric()
+    a, b = net.nodes[A_OPEN], net.nodes[B]
+    before = len(tap.log)
+    a.receive_datagram(forged_punch(b.node_id), (B_PUBLIC, 61000), net.now)  # no call yet
+    net.service(A_OPEN)
+    assert not [p for p in tap.log[before:] if p.dst == (B_PUBLIC, 61000)]
+    assert a._upper.paths is None or not a._upper.paths.reflexive
