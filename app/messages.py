@@ -2,7 +2,9 @@
 and `message_pending` events, and the history database as the messages' memory.
 
 The node (kadtalk.node.session.messages) carries a message on a session with the peer,
-retransmits it until the peer's RECEIPT, and delivers each once per session. This part keeps
+retransmits it until the peer's RECEIPT, and delivers each once per session; the receiving
+node sends the RECEIPT only when this part confirms it wrote the message (`confirm`), so a
+message a full disk could not take is sent again, not lost. This part keeps
 every message in the history database first, so nothing is lost when a session ends before
 the receipt: the message stays `pending` and goes again, with its id, on the next session with
 that contact (SessionOpened: a call's, one the peer opens, or ours for a newer message). The
@@ -94,16 +96,25 @@ class Messages:
             self.mailbox.on_event(event)
 
     def _received(self, event: MessageReceived) -> None:
-        self.keep(f"{event.peer_id:040x}", event.message_id, event.seq, event.sent_ms,
-                  event.text, event.session_id)
+        """A message on a session: its RECEIPT goes only once it is written (or refused for
+        good); one the history cannot take gets none, so its sender sends it again."""
+        kept = self.keep(f"{event.peer_id:040x}", event.message_id, event.seq, event.sent_ms,
+                         event.text, event.session_id)
+        driver = self.driver
+        if kept is None or driver is None:
+            return
+        layer = driver.node.session_layer()
+        if layer is not None and layer.confirm(event.session_id, event.message_id,
+                                               driver.loop.time()):
+            driver.service()
 
     def keep(self, peer: str, message_id_bytes: bytes, seq: int, sent_ms: int, text: str,
              session_id: int | None) -> bool:
         """A message from `peer` (live on session `session_id`, or None: from our mailbox):
         kept and shown unless its sender is blocked (or a stranger in contacts-only mode) or
-        it is kept already; True when it is new here, None when it cannot be written (a live
-        one is shown all the same; a mailbox one is neither shown nor acknowledged: it comes
-        back at the next fetch)."""
+        it is kept already; True when it is new here, None when it cannot be written: then it
+        is neither shown nor acknowledged (a live one's sender sends it again, a mailbox one
+        opens again at the next fetch), so it is shown once, when it is kept."""
         name = self.callers.name_of(peer)
         if peer in self.config.block or peer in self.callers.blocked or (
                 self.config.accept == "contacts" and name is None):
@@ -117,8 +128,8 @@ class Messages:
         written = self.write(lambda db: db.add_message(**row, state="delivered"))
         if written is False:
             return False  # kept already: a retransmission, or it came both ways: shown once
-        if written is None and session_id is None:
-            return None  # not kept: left in the mailbox for the next fetch
+        if written is None:
+            return None  # not kept: no receipt, it comes again (session or mailbox)
         if name is None:
             self._prune_strangers()
         self.broadcast({"event": "message", "peer": peer, "name": name, "direction": "in",
@@ -126,7 +137,7 @@ class Messages:
                         "received": received, "text": text,
                         "via": "session" if session_id is not None else "mailbox"})
         self.hooks.fire("message", peer, name, message=text, session=session_id)
-        return True if written is not None else None
+        return True
 
     def _delivered(self, event: MessageDelivered) -> None:
         peer = f"{event.peer_id:040x}"

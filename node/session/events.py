@@ -105,8 +105,10 @@ class SessionOpened(SessionEvent):
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived(SessionEvent):
-    """A TEXT, new on this session (its RECEIPT is sent already). A retransmission on a later
-    session comes again with the same `message_id`: the owner keeps it once."""
+    """A TEXT, new on this session, or again while its RECEIPT is held. The RECEIPT goes
+    only when the owner has saved it and calls `SessionLayer.confirm(session_id, message_id,
+    now)` (an owner that cannot save it does not: the sender sends it again). A retransmission
+    on a later session comes again with the same `message_id`: the owner keeps it once."""
 
     session_id: int
     peer_id: int

@@ -531,6 +531,21 @@ class SessionLayer:
             self._guard(session, now, self._flush, session, now)
         return session.id
 
+    def confirm(self, session_id: int, message_id: bytes, now: float) -> bool:
+        """The owner saved the message MessageReceived(`session_id`, `message_id`) reported (or
+        refuses it for good: blocked, a duplicate): its RECEIPT goes now. Until then none goes,
+        so a message the owner could not write is sent again by its sender, on this session or
+        a later one. False when nothing waits for it here (confirmed already, or the session
+        ended: its sender sends it again on the next one, and the owner confirms it then)."""
+        session = self._sessions.get(session_id)
+        if session is None or session.inbox is None or not session.inbox.confirm(message_id):
+            return False
+        if session.state not in CARRIES_MESSAGES:
+            return False
+        self._deadline = False
+        return bool(self._guard(session, now, self._send, session, SIGNAL,
+                                encode_receipt(message_id), now))
+
     def _outbox_of(self, session: Session) -> Outbox:
         if session.outbox is None:
             settings = self.settings
@@ -1075,19 +1090,27 @@ class SessionLayer:
             if not inbox.admits(frame_id, now):
                 self.stats["text_rate_limited"] += 1  # no RECEIPT: the sender sends it again
                 return
-            if frame_id not in inbox and not self._admit_stranger_text(session, now):
+            if not inbox.known(frame_id) and not self._admit_stranger_text(session, now):
                 self.stats["stranger_text_rate_limited"] += 1  # the same: sent again later
                 return
-            # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
-            self._send(session, SIGNAL, encode_receipt(frame_id), now)
-            if not inbox.add(frame_id):
-                self.stats["duplicate_message"] += 1
-                return
-            if kind == TEXT:
+            fresh = inbox.add(frame_id, hold=kind == TEXT)
+            if inbox.held(frame_id):
+                # a TEXT's RECEIPT waits for the owner's `confirm` (it saved the message); one
+                # that comes again before is reported again: the owner may save it now
+                if not fresh:
+                    self.stats["held_message_repeat"] += 1
                 self._events.append(MessageReceived(
                     session.id, session.peer_int, frame.message_id, frame.seq, frame.sent_ms,
                     frame.text, now))
-            elif kind == CONTACT_REQ:
+                if fresh and session.state is S.OPEN:
+                    session.entered = now  # a new message: not idle
+                return
+            # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
+            self._send(session, SIGNAL, encode_receipt(frame_id), now)
+            if not fresh:
+                self.stats["duplicate_message"] += 1
+                return
+            if kind == CONTACT_REQ:
                 self._events.append(ContactRequested(
                     session.id, session.peer_int, frame.request_id, frame.note, now))
             else:

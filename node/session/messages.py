@@ -179,15 +179,21 @@ class Inbox:
     RECEIPT was lost) is acknowledged again but delivered once. Across sessions the owner's
     store dedups (app/history.py: one row per peer and message id).
 
+    A TEXT is `held` until the owner confirms that it saved it (SessionLayer.confirm): only
+    then does its RECEIPT go, so a message the owner could not write (disk full) is sent again
+    by its sender. A held one that comes again is delivered again (the owner may write it
+    now), and costs a token like a new one.
+
     `budget` meters new messages (a token each): one past it is dropped without a RECEIPT, so
     an honest sender sends it again later and a flooding one gets no further (§15b)."""
 
-    __slots__ = ("size", "budget", "_seen")
+    __slots__ = ("size", "budget", "_seen", "_held")
 
     def __init__(self, size: int, budget: TokenBucket | None = None):
         self.size = size
         self.budget = budget
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._held: set[bytes] = set()  # delivered, not confirmed yet: no RECEIPT sent
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -195,18 +201,34 @@ class Inbox:
     def __contains__(self, message_id: bytes) -> bool:
         return message_id in self._seen
 
-    def admits(self, message_id: bytes, now: float) -> bool:
-        """False for a new message over the budget (a repeat is always admitted: it costs one
-        RECEIPT and no delivery)."""
-        return (message_id in self._seen or self.budget is None
-                or self.budget.take(now))
+    def known(self, message_id: bytes) -> bool:
+        """Delivered here and not held: a repeat that needs only its RECEIPT again."""
+        return message_id in self._seen and message_id not in self._held
 
-    def add(self, message_id: bytes) -> bool:
-        """True for a message not seen before on this session (remembered from now)."""
+    def held(self, message_id: bytes) -> bool:
+        return message_id in self._held
+
+    def admits(self, message_id: bytes, now: float) -> bool:
+        """False for a new (or held) message over the budget (a repeat of a confirmed one is
+        always admitted: it costs one RECEIPT and no delivery)."""
+        return self.known(message_id) or self.budget is None or self.budget.take(now)
+
+    def add(self, message_id: bytes, hold: bool = False) -> bool:
+        """True for a message not seen before on this session (remembered from now; with
+        `hold`, held until `confirm`)."""
         if message_id in self._seen:
             self._seen.move_to_end(message_id)
             return False
         self._seen[message_id] = None
+        if hold:
+            self._held.add(message_id)
         if len(self._seen) > self.size:
-            self._seen.popitem(last=False)
+            self._held.discard(self._seen.popitem(last=False)[0])
+        return True
+
+    def confirm(self, message_id: bytes) -> bool:
+        """The owner saved a held message: True when it was held here (its RECEIPT goes now)."""
+        if message_id not in self._held:
+            return False
+        self._held.discard(message_id)
         return True

@@ -331,10 +331,14 @@ def generate_messages() -> dict[str, Any]:
     (key_res,) = deliver("callee", CALLEE_DELAY)
     frame = encode_text(MESSAGE_IDS["caller"], 1, sent_ms, texts["caller"])
     deliver("caller", CALLEE_DELAY, [frame])
+    (callee_session,) = callee.sessions  # its owner saved the message: the RECEIPT goes
+    assert callee.confirm(callee_session, MESSAGE_IDS["caller"], CALLEE_DELAY)
     deliver("callee", CALLEE_DELAY, [encode_receipt(MESSAGE_IDS["caller"])])
     reply_ms = sent_ms + 850
     callee.send_message(caller_int, MESSAGE_IDS["callee"], 1, reply_ms, texts["callee"], 1.0)
     deliver("callee", 1.0, [encode_text(MESSAGE_IDS["callee"], 1, reply_ms, texts["callee"])])
+    (caller_session,) = caller.sessions
+    assert caller.confirm(caller_session, MESSAGE_IDS["callee"], 1.0)
     deliver("caller", 1.0, [encode_receipt(MESSAGE_IDS["callee"])])
     assert key_req.hex() == main["key_req"] and key_res.hex() == main["key_res"]
     got = [type(e) for layer in layers.values() for e in iter(layer.next_event, None)]

@@ -163,12 +163,11 @@ def test_a_message_that_comes_again_on_another_session_is_kept_and_shown_once(so
                 raise sqlite3.OperationalError("disk I/O error")
 
             db, add = d.history.db, d.history.db.add_message
-            db.add_message = fail  # the disk fails: shown, counted, not kept
+            db.add_message = fail  # the disk fails: counted, neither kept nor shown (no
             d.messages.on_event(MessageReceived(6, peer, b"\x02" * 16, 2, 2000, "lost", 2.0))
-            db.add_message = add
+            db.add_message = add  # receipt goes: its sender sends it again)
             await client.request("status")
-            assert [e["text"] for e in client.seen if e.get("event") == "message"] \
-                == ["once", "lost"]
+            assert [e["text"] for e in client.seen if e.get("event") == "message"] == ["once"]
             assert (await client.request("status"))["history"]["write_errors"] == 1
 
             await client.request("block", who="ab" * 20)  # a blocked peer's are not kept
@@ -185,6 +184,51 @@ def test_a_message_that_comes_again_on_another_session_is_kept_and_shown_once(so
             await client.close()
         finally:
             await d.stop()
+
+    run(scenario())
+
+
+def test_a_message_the_receivers_disk_cannot_take_gets_no_receipt_until_it_is_written(
+        sock_root):
+    """b's history write fails (disk full: SQLite's SQLITE_FULL): b sends no RECEIPT and does
+    not show the message, a's stays pending and is sent again; once b's disk is back the next
+    copy is written, shown once, and its receipt makes a's delivered."""
+
+    async def scenario():
+        async with joined_pair(sock_root) as p:
+            a, b, ca, cb = p.a, p.b, p.ca, p.cb
+            db = b.history.db
+            add = db.add_message
+
+            def full(*args, **kwargs):
+                raise sqlite3.OperationalError("database or disk is full")
+
+            db.add_message = full
+            sent = await ca.request("send", to=b.node_id, text="written at last")
+            for _ in range(150):  # the first copy and at least two retransmissions fail
+                if (await cb.request("status"))["history"]["write_errors"] >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("b never tried to write the message three times")
+            assert not [e for e in ca.seen if e.get("event") == "receipt"]
+            assert not [e for e in cb.seen if e.get("event") == "message"]
+            (mine,) = (await ca.request("messages", peer=b.node_id))["messages"]
+            assert mine["state"] == "pending"
+            assert (await cb.request("messages"))["messages"] == []
+            layer = b.driver.node.session_layer()
+            assert layer.stats["held_message_repeat"] >= 2
+
+            db.add_message = add  # the disk is back: the next copy is kept, then acknowledged
+            done = await ca.wait_event(receipt(sent["message_id"]), timeout=15)
+            assert done["state"] == "delivered"
+            await cb.request("status")  # every event before this reply has been read
+            shown = [e for e in cb.seen if e.get("event") == "message"]
+            assert [e["text"] for e in shown] == ["written at last"]
+            listed = (await cb.request("messages"))["messages"]
+            assert [(m["text"], m["direction"]) for m in listed] == [("written at last", "in")]
+            (mine,) = (await ca.request("messages", peer=b.node_id))["messages"]
+            assert mine["state"] == "delivered"
 
     run(scenario())
 

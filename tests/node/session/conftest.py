@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from kadtalk.node.identity import Identity
-from kadtalk.node.session import SessionLayer, SessionSettings
+from kadtalk.node.session import MessageReceived, SessionLayer, SessionSettings
 from kadtalk.transport.memory import MemoryNet, Packet
 
 WALL = 1_767_225_600.0  # clock offset: now = 0 is 2026-01-01 on the wall clock
@@ -68,6 +68,8 @@ class Net(MemoryNet):
     MemoryNet.settle under the name these tests use; MemoryNet.run is not used here).
 
     `drop(src, dst, data)` returning True loses a datagram; every datagram sent is logged.
+    Each layer's owner saves every message it is given and confirms it at once (so its RECEIPT
+    goes), as the daemon does after its history write; one named in `unsaved` never does.
     """
 
     def __init__(self, settings: SessionSettings | None = None, drop=None):
@@ -76,6 +78,21 @@ class Net(MemoryNet):
         self.log: list[tuple[str, str, bytes]] = []
         self.settings = settings
         self.drop = drop
+        self.unsaved: set[str] = set()  # owners that cannot save: no RECEIPT goes
+
+    def service(self, addr: Any = None) -> None:
+        if addr is None:
+            super().service(None)  # each node through this method
+            return
+        seen = len(self.events[addr])
+        super().service(addr)
+        if addr in self.unsaved:
+            return
+        layer = self.nodes[addr]
+        confirmed = [e for e in self.events[addr][seen:] if type(e) is MessageReceived
+                     and layer.confirm(e.session_id, e.message_id, self.now)]
+        if confirmed:
+            super().service(addr)  # the RECEIPTs go now
 
     def _route(self, packet: Packet, now: float) -> tuple:
         self.log.append(packet)
