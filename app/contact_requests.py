@@ -108,9 +108,9 @@ class ContactRequests:
 
     def _row(self, peer: str, direction: str) -> dict[str, Any] | None:
         row = self._db().execute(
-            f"SELECT {', '.join(_KEYS)}, reply_id FROM contact_requests WHERE peer = ? AND "
-            "direction = ?", (peer, direction)).fetchone()
-        return None if row is None else dict(zip((*_KEYS, "reply_id"), row))
+            f"SELECT {', '.join(_KEYS)}, reply_id, reply_stored FROM contact_requests WHERE "
+            "peer = ? AND direction = ?", (peer, direction)).fetchone()
+        return None if row is None else dict(zip((*_KEYS, "reply_id", "reply_stored"), row))
 
     def _put(self, peer: str, direction: str, request_id: str, note: str, name: str | None,
              state: str) -> None:
@@ -265,7 +265,8 @@ class ContactRequests:
         it: the peer may be online now) and into its mailbox (for when it comes online), unless
         storers hold it already; again after twice as long (RETRY_MAX at most), for RETRY_FOR
         after it was made. A request `stored` in an earlier run (its state persists; storers
-        keep it the mail's lifetime) goes live once more and is not mailed again."""
+        keep it the mail's lifetime), or a reply (its `reply_stored`), goes live once more and
+        is not mailed again."""
         for peer, (at, interval) in list(self.retry_at.items()):
             if at > now:
                 continue
@@ -278,14 +279,23 @@ class ContactRequests:
             self.retry_at[peer] = (now + interval, interval)
             log.info("contact request or reply to %s: no receipt yet; sent again and mailed "
                      "unless storers hold it (next try in %g s)", peer, interval)
-            out = self._row(peer, "out")
-            held = out["request_id"] if out is not None and out["state"] == "stored" else None
+            held = self._held(peer)
             for frame_id, frame, _ in frames:
                 self._send(peer, frame_id, frame)
-                if frame_id.hex() == held:
-                    self.stored.add((peer, held))  # storers hold it (an earlier run)
+                if frame_id.hex() in held:
+                    self.stored.add((peer, frame_id.hex()))  # storers hold it (an earlier run)
                 elif self.mailbox is not None:
                     self.mailbox.mail_frame(peer, frame_id.hex(), frame)
+
+    def _held(self, peer: str) -> set[str]:
+        """Ids of our request and reply to `peer` that storers hold, as the history says."""
+        out, incoming = self._row(peer, "out"), self._row(peer, "in")
+        held = set()
+        if out is not None and out["state"] == "stored":
+            held.add(out["request_id"])
+        if incoming is not None and incoming["reply_id"] is not None and incoming["reply_stored"]:
+            held.add(incoming["reply_id"])
+        return held
 
     def mailed(self, peer: str, frame_id: str, stored: bool) -> None:
         """The mailbox's outcome for our frame `frame_id` to `peer` (app/mailbox.py)."""
@@ -295,6 +305,9 @@ class ContactRequests:
             self.stored.add((peer, frame_id))
             if all((peer, f[0].hex()) in self.stored for f in self._waiting(peer)):
                 self.retry_at.pop(peer, None)  # nothing else waits: no further tries
+            incoming = self._row(peer, "in")
+            if incoming is not None and incoming["reply_id"] == frame_id:
+                self._set(peer, "in", reply_stored=1)  # kept for the next run (retry)
             out = self._row(peer, "out")
             if out is not None and out["request_id"] == frame_id and out["state"] == "pending":
                 self._set(peer, "out", state="stored")
@@ -343,7 +356,7 @@ class ContactRequests:
 
     def _send_reply(self, peer: str, request_id: str, accepted: bool) -> None:
         reply_id = os.urandom(16)
-        self._set(peer, "in", reply_id=reply_id.hex())
+        self._set(peer, "in", reply_id=reply_id.hex(), reply_stored=0)
         self._send(peer, reply_id, encode_reply(reply_id, bytes.fromhex(request_id), accepted))
         self._schedule(peer, self.driver.loop.time())
 

@@ -126,6 +126,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             epoch INTEGER NOT NULL,             -- the mailbox epoch it was in
             at REAL NOT NULL)                   -- Unix time; dropped after prekey_keep""",
     ),
+    (  # 7: our reply to a contact request that storers hold (app/contact_requests.py): after a
+        # restart it is sent live again, not sealed and stored again (as a `stored` request)
+        "ALTER TABLE contact_requests ADD COLUMN reply_stored INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,7 +19,7 @@ from kadtalk.node.session.presence import encode_request
 from kadtalk.node.storage import records
 
 from .conftest import start_daemon
-from .test_offline_messages import joined, until
+from .test_offline_messages import joined, mailed, until
 
 
 def run(coro):
@@ -75,6 +75,23 @@ def test_a_request_to_a_stopped_daemon_is_mailed_and_answered_while_each_is_away
             # b accepts while a is away: the reply goes to a's mailbox the same way
             await cb.request("contact_accept", peer=a_id, name="Alice")
             await until(lambda: any(k[1] != sent["request_id"] for k in b.requests.stored), 60)
+            assert len(mailed(s, b)) == 1  # the reply, sealed for a
+
+            # b restarts before a is back: its reply's `reply_stored` outlasts the run, so
+            # the retry sends it live once and seals no second copy (history step 7)
+            reply_id = b.requests._row(a_id, "in")["reply_id"]
+            shown = len([e for e in cb.seen if e.get("event") == "contact_request"])
+            await cb.close()
+            clients.remove(cb)
+            await b.stop()
+            daemons.remove(b)
+            b, cb = await joined(sock_root, "b", s)
+            daemons.append(b)
+            clients.append(cb)
+            await until(lambda: (a_id, reply_id) in b.requests.stored, 30)  # the retry ran
+            await until(lambda: b.requests.retry_at == {}, 30)  # and the next found it held
+            assert len(mailed(s, b)) == 1
+
             a, ca = await joined(sock_root, "a", s)
             daemons.append(a)
             clients.append(ca)
@@ -83,7 +100,7 @@ def test_a_request_to_a_stopped_daemon_is_mailed_and_answered_while_each_is_away
             assert [c["name"] for c in (await ca.request("contacts"))["contacts"]] == ["Bob"]
             assert [c["name"] for c in (await cb.request("contacts"))["contacts"]] == ["Alice"]
             # shown once at b, though a's restart sent it live too (it was still `stored`)
-            assert len([e for e in cb.seen if e.get("event") == "contact_request"]) == 1
+            assert shown + len([e for e in cb.seen if e.get("event") == "contact_request"]) == 1
         finally:
             for client in clients:
                 await client.close()
@@ -222,3 +239,35 @@ def test_a_request_storers_hold_is_not_mailed_again_after_a_restart(tmp_path):
         assert requests.retry_at == {}
         assert requests.cmd_contact_requests(None, {})["outgoing"][0]["state"] == "stored"
         requests.history.db.close()
+
+
+def test_a_reply_storers_hold_is_not_mailed_again_after_a_restart(tmp_path):
+    """Our reply to a request (here a told decline) that storers hold: its `reply_stored`
+    (history step 7) outlasts the run, so each later run's retry sends it live once and seals
+    and stores no new copy (before, each restart stored one more)."""
+    requests, loop, sent, mailbox, events = part(tmp_path)
+    peer = "56" * 20
+    requests._requested(peer, bytes(range(16)).hex(), "may I?")
+    assert requests.cmd_contact_decline(None, {"peer": peer, "tell": True})["told"]
+    loop.run_to(RETRY_FIRST)
+    ((_, reply_id),) = mailbox.mailed
+    assert requests._row(peer, "in")["reply_id"] == reply_id
+    requests.mailed(peer, reply_id, True)
+    assert requests._row(peer, "in")["reply_stored"] == 1
+    requests.history.db.close()
+
+    for _ in range(3):  # three restarts over the same history database
+        requests, loop, sent, mailbox, events = part(tmp_path)
+        requests.on_event(Joined(0.0, 8, 1, 0))
+        assert requests.waiting_peers() == [peer]  # dialled at the join: it waits its receipt
+        loop.run_to(10 * RETRY_MAX)
+        assert mailbox.mailed == []  # not sealed nor stored again
+        assert [(t, fid.hex()) for t, fid in sent][::2] == [(RETRY_FIRST, reply_id)]  # live
+        assert requests.retry_at == {}
+        requests.history.db.close()
+
+    # its receipt at last: nothing waits any more
+    requests, loop, sent, mailbox, events = part(tmp_path)
+    requests.on_event(MessageDelivered(0, int(peer, 16), bytes.fromhex(reply_id), 0.0))
+    assert requests.waiting_peers() == [] and requests._row(peer, "in")["state"] == "declined"
+    requests.history.db.close()

@@ -61,7 +61,7 @@ def test_a_version_2_file_with_messages_is_migrated_and_keeps_their_order(tmp_pa
                   (BOB, direction, f"m{i}", at - 1, at if direction == "in" else None, f"t{i}"))
     c.close()
     db = HistoryDB.open(path)
-    assert db.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert db.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     assert [m["text"] for m in db.conversation(BOB)] == ["t1", "t0", "t2"]  # by time
     assert db.next_seq(BOB) == 1  # old rows have no numbers (0)
     assert db.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
