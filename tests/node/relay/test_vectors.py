@@ -97,3 +97,60 @@ def test_the_vectors_check_out_by_hand():
                                          label + b"\x0e" + nonce, "sha256")[:16]
     assert response[10:] == hmac.digest(bytes.fromhex(keys["client_sending_key"]),
                                         label + b"\x0f" + nonce, "sha256")[:16]
+
+
+# -- docs/vectors/relay-ipv6.json (section 21, "IPv6")
+
+FILE6 = Path(__file__).parents[3] / "docs" / "vectors" / "relay-ipv6.json"
+
+
+def wire_addr6(text: str) -> bytes:
+    host, port = text.rsplit(":", 1)
+    return socket.inet_pton(socket.AF_INET6, host.strip("[]")) + int(port).to_bytes(2, "big")
+
+
+def test_the_ipv6_file_is_what_the_code_generates():
+    from kadtalk.node.relay import vectors6
+
+    assert vectors6.main(["--check", str(FILE6)]) == 0
+
+
+def test_the_ipv6_vectors_check_out_by_hand():
+    v = json.loads(FILE6.read_text())
+    msgs = [(m["name"], m["from"], m["to"], bytes.fromhex(m["hex"])) for m in v["messages"]]
+    assert all(len(d) == m["size"] for (_, _, _, d), m in zip(msgs, v["messages"]))
+    owner, peer = wire_addr6(v["owner"]["address"]), wire_addr6(v["peer"]["address"])
+    label = v["relay"]["cookie_label"].encode()
+    hello, challenge, allocate, allocated = (d for _, _, _, d in msgs[:4])
+    # the CHALLENGE's cookie covers the owner's 18-byte address
+    secret = bytes.fromhex(v["relay"]["cookie_secret"])
+    nonce = hello[2:18]
+    assert challenge == bytes((8, 2)) + nonce + hmac.digest(secret, label + owner + nonce,
+                                                            "sha256")[:16]
+    spki = allocate[38:38 + int.from_bytes(allocate[36:38], "big")]
+    assert spki.hex() == v["owner"]["spki"]
+    # ALLOCATED: nonce, allocation, lifetime, the reflexive IPv6 address and port (46 bytes)
+    assert len(allocated) == 46 and allocated[2:18] == nonce and allocated[28:46] == owner
+    number = allocated[18:26]
+    by = {}
+    for name, src, dst, data in msgs[4:16]:
+        by.setdefault((name, src), []).append(data)
+    loopback = socket.inet_pton(socket.AF_INET6, "::1") + (5004).to_bytes(2, "big")
+    assert by[("PERMIT", "owner")][0] == bytes((8, 7)) + number + loopback
+    assert by[("ERROR", "relay")] == [bytes((8, 9, 7, 4)) + number]  # forbidden_peer
+    bare, echo = by[("KNOCK", "peer")]
+    assert bare == bytes((8, 0x0B)) + number + bytes(6) + bytes(12)  # padded to 28
+    knock_secret = bytes.fromhex(v["relay"]["knock_cookie_secret"])
+    cookie = hmac.digest(knock_secret, label + peer + number, "sha256")[:6]
+    assert by[("KNOCK_COOKIE", "relay")] == [bytes((8, 0x0D)) + number + cookie]
+    assert echo == bytes((8, 0x0B)) + number + cookie + bytes(12)
+    assert by[("KNOCKED", "relay")] == [bytes((8, 0x0C)) + number + peer]  # 28 for 28
+    assert by[("PERMIT", "owner")][1] == bytes((8, 7)) + number + peer
+    assert by[("PERMITTED", "relay")] == [bytes((8, 8)) + number + peer]
+    data = by[("DATA", "owner")] + by[("DATA", "peer")]
+    assert by[("DATA", "relay")] == data  # forwarded unchanged both ways
+    # the IPv4 owner's allocation: ALLOCATED 34, and an IPv6 knocker reported in 28 bytes
+    allocated4 = msgs[19][3]
+    assert len(allocated4) == 34 and allocated4[28:34] == wire_addr(v["owner"]["ipv4_address"])
+    assert msgs[-1][:3] == ("KNOCKED", "relay", "owner4")
+    assert msgs[-1][3] == bytes((8, 0x0C)) + allocated4[18:26] + peer
