@@ -13,9 +13,12 @@ import logging
 import math
 import statistics
 import time
+from array import array
 from dataclasses import asdict, dataclass, field, replace
 from random import Random
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from kadtalk.experiments import realism
 from kadtalk.experiments.harness.recorder import (  # noqa: F401 (re-exported for studies)
@@ -30,10 +33,13 @@ from kadtalk.experiments.harness.workload import poisson_pairs
 from kadtalk.experiments.harness.world import (  # noqa: F401
     BOOTSTRAPS,
     SimWorld,
+    load_converged,
     unique_ids,
     wire_mode,
 )
-from kadtalk.sim.latency import MODELS
+from kadtalk.sim.bootstrap import ConvergedTables
+from kadtalk.node.routing.messages import ID_BITS
+from kadtalk.sim.latency import MODELS, CoordinateLatency
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,11 @@ class LookupStudy:
     # starts (the model's, without jitter): what a join's and refreshes' requests would have
     # measured, which the fast bootstrap does not simulate. 0: only what the run measures.
     rtt_known: float = 0.0
+    # Fast bootstrap only: every full bucket whose range holds more than k nodes as the node's
+    # proximity rule (RoutingSettings.proximity) leaves it after measuring `near` random members
+    # of that range (a refresh or a lookup into the range measures ~10): the k with the least
+    # round trip among its entries and those (ProximityTables). 0: the join's tables as they are.
+    near: int = 0
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -96,6 +107,8 @@ class LookupStudy:
             raise ValueError(f"bootstrap must be one of {', '.join(BOOTSTRAPS)}")
         if not 0.0 <= self.rtt_known <= 1.0:
             raise ValueError("rtt_known is a share between 0 and 1")
+        if self.near < 0 or (self.near and self.bootstrap == "protocol"):
+            raise ValueError("near is a count >= 0, for the fast bootstrap only")
         realism.check(self)
 
     @property
@@ -142,7 +155,7 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
     `latency_model`, when given, is used instead of a fresh instance of the study's named model
     (for models built from data, e.g. sim.latency.SiteMatrixLatency with measured delays)."""
     wall_start = time.perf_counter()
-    world = SimWorld(study, latency_model=latency_model)
+    world = (ProximityWorld if study.near else SimWorld)(study, latency_model=latency_model)
     if study.routing:
         world.settings = replace(world.settings, **dict(study.routing))  # before nodes exist
     recorder = LookupRecorder(world.ids, study.lookups, progress)
@@ -185,7 +198,7 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
         "sim_queue": queued,
     }
     summary = summarize(study, rows, wall) | realistic.summary(world.network) | phases
-    if study.routing or study.rtt_known or study.urgent:  # the latency study's figures
+    if study.routing or study.rtt_known or study.urgent or study.near:  # the latency study's
         summary["rtt_measured_share"] = (statistics.fmean(known.measured) if known.measured
                                          else math.nan)
     return StudyResult(study, rows, summary, environment())
@@ -211,7 +224,7 @@ class KnownRtts:
         self.done: set[int] = set()
         self.measured: list[float] = []  # per source: share of its table with a measured RTT
         # only in the latency study's variants: the plain study (and its wall time) is untouched
-        self.active = bool(study.routing or study.rtt_known or study.urgent)
+        self.active = bool(study.routing or study.rtt_known or study.urgent or study.near)
 
     def seed(self, source: int) -> None:
         if not self.active or source in self.done or source < 0:
@@ -230,6 +243,127 @@ class KnownRtts:
             if self.share >= 1.0 or self.rng.random() < self.share:
                 addr = addrs[handle]
                 routing.observe_contact_rtt(addr, 2 * delay(source, addr))
+
+
+class ProximityWorld(SimWorld):
+    """A world whose fast-bootstrapped tables are what the proximity rule leaves (`near`)."""
+
+    def _converge_fast(self, seed: int) -> None:
+        spec = self.spec
+        rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
+        tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
+                                 seed=seed)
+        latency = self.base_latency
+        near = ProximityTables(tables, self.ids, spec.k, spec.near, round_trips(latency), seed)
+        load_converged(self.driver, near, lambda index: self.new_node(index, 0.0),
+                       progress=self.progress,
+                       round_trip=lambda a, b: latency.delay(a, b) + latency.delay(b, a))
+
+
+def round_trips(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`f(a, b)`: the model's round trips (s, twice the one-way delay, no jitter) between the
+    addresses of arrays `a` and `b`, vectorised for the coordinate models (per pair otherwise)."""
+    if isinstance(model, CoordinateLatency):
+        x, y = np.frombuffer(model._x), np.frombuffer(model._y)
+        access, span = np.frombuffer(model._access), model.span
+        if model.surface == "plane":
+            return lambda a, b: 2 * (access[a] + access[b] + np.hypot(x[b] - x[a], y[b] - y[a])
+                                     * span)
+        z = np.frombuffer(model._z)
+        return lambda a, b: 2 * (access[a] + access[b] + np.arccos(np.clip(
+            x[b] * x[a] + y[b] * y[a] + z[b] * z[a], -1.0, 1.0)) / math.pi * span)
+    delay = model.delay
+    return lambda a, b: np.array([delay(int(i), int(j)) + delay(int(j), int(i))
+                                  for i, j in zip(np.ravel(a), np.ravel(b))]).reshape(np.shape(b))
+
+
+class ProximityTables:
+    """sim.bootstrap.ConvergedTables as RoutingSettings.proximity leaves them: each full bucket
+    of node a whose range (the IDs sharing exactly c leading bits with a's) holds more than k
+    nodes keeps, among its k entries and `near` members of the range drawn at random, the k
+    with the least round trip from a: what the rule leaves after the node measured those
+    `near` (each newcomer faster than the slowest entry takes its place). Entries kept stay in
+    their order, newcomers follow in the order drawn. A node learns these round trips only by
+    measuring them; the simulator draws which members it met. Same surface as
+    ConvergedTables for sim.load_converged; nodes are done in batches (numpy)."""
+
+    BATCH = 4096
+
+    def __init__(self, tables: ConvergedTables, ids: list[int], k: int, near: int,
+                 rtts: Callable, seed: int):
+        self._tables, self.k, self.near, self.rtts = tables, k, near, rtts
+        shift = ID_BITS - 64
+        self.keys = np.fromiter((i >> shift for i in ids), np.uint64, len(ids))  # top 64 bits
+        self.order = np.argsort(self.keys, kind="stable")
+        self.sorted_keys = self.keys[self.order]
+        self.rng = np.random.default_rng(seed ^ 0x5EED)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def entries(self, index: int) -> array:
+        return self._choose([(index, self._tables.entries(index), self._tables.sizes(index))])[0][1]
+
+    def sizes(self, index: int) -> bytearray:
+        return self._tables.sizes(index)
+
+    def release(self) -> None:
+        self._tables.release()
+
+    def tables(self):
+        batch = []
+        for item in self._tables.tables():
+            batch.append(item)
+            if len(batch) == self.BATCH:
+                yield from self._choose(batch)
+                batch = []
+        yield from self._choose(batch)
+
+    def _choose(self, batch: list[tuple[int, array, bytearray]]) -> list:
+        k, near = self.k, self.near
+        owner, offset, depth = [], [], []  # per full bucket: node in batch, entry offset, c
+        base = 0
+        for b, (_, entries, sizes) in enumerate(batch):
+            start = base
+            for c, size in enumerate(sizes):
+                if size == k and c < 64:
+                    owner.append(b)
+                    offset.append(start)
+                    depth.append(c)
+                start += size
+            base += len(entries)
+        if not owner:
+            return batch
+        node = np.asarray([index for index, _, _ in batch], dtype=np.int64)[owner]
+        low_bits = np.uint64(63) - np.asarray(depth, dtype=np.uint64)
+        sibling = ((self.keys[node] >> low_bits) ^ np.uint64(1)) << low_bits
+        lo = np.searchsorted(self.sorted_keys, sibling, side="left")
+        hi = np.searchsorted(self.sorted_keys, sibling | ((np.uint64(1) << low_bits)
+                                                          - np.uint64(1)), side="right")
+        big = np.flatnonzero(hi - lo > k)
+        if not big.size:
+            return batch
+        flat = np.concatenate([np.frombuffer(entries, dtype=np.int32) for _, entries, _ in batch])
+        slots = np.asarray(offset, dtype=np.int64)[big, None] + np.arange(k)
+        drawn = lo[big, None] + (self.rng.random((big.size, near))
+                                 * (hi - lo)[big, None]).astype(np.int64)
+        pool = np.concatenate([flat[slots].astype(np.int64), self.order[drawn]], axis=1)
+        rtt = self.rtts(node[big, None], pool)
+        by_handle = np.argsort(pool, axis=1, kind="stable")  # a repeat after its first copy
+        sorted_pool = np.take_along_axis(pool, by_handle, axis=1)
+        repeat = np.zeros(pool.shape, dtype=bool)
+        np.put_along_axis(repeat, by_handle[:, 1:], sorted_pool[:, 1:] == sorted_pool[:, :-1],
+                          axis=1)
+        rtt[repeat] = np.inf
+        keep = np.sort(np.argsort(rtt, axis=1, kind="stable")[:, :k], axis=1)
+        flat[slots] = np.take_along_axis(pool, keep, axis=1)
+        out, base = [], 0
+        for index, entries, sizes in batch:
+            table = array("i")
+            table.frombytes(flat[base:base + len(entries)].tobytes())
+            base += len(entries)
+            out.append((index, table, sizes))
+        return out
 
 
 def study_parameters(study: LookupStudy) -> dict[str, Any]:
@@ -257,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn", choices=("none", "exponential", "weibull"), default="none")
     parser.add_argument("--urgent", action="store_true", help="lookups as a call's")
     parser.add_argument("--rtt-known", type=float, default=0.0, metavar="SHARE")
+    parser.add_argument("--near", type=int, default=0, metavar="M",
+                        help="tables as the proximity rule leaves them after M measured "
+                             "members of each bucket's range (fast bootstrap)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a RoutingSettings field (Python literal), repeatable")
     args = parser.parse_args(argv)
@@ -264,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
                     for name, value in (item.split("=", 1) for item in args.set))
     study = LookupStudy(nodes=args.nodes, lookups=args.lookups, seed=args.seed,
                         bootstrap=args.bootstrap, churn=args.churn, urgent=args.urgent,
-                        rtt_known=args.rtt_known, routing=routing)
+                        rtt_known=args.rtt_known, routing=routing, near=args.near)
     summary = run_lookup_study(study).summary
     print(json.dumps(summary | {"routing": dict(routing), "urgent": args.urgent,
-                                "rtt_known": args.rtt_known, "churn": args.churn}))
+                                "rtt_known": args.rtt_known, "churn": args.churn,
+                                "near": args.near}))
     return 0
 
 

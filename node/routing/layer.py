@@ -99,6 +99,15 @@ class RoutingSettings:
     rtt_choice_bits: int = -1
     rtt_bit_cost: float = 0.0
     contact_slow: bool = False
+    # `rtt_hints`: with rtt_choice_bits, a contact never measured is expected as fast as the
+    # round trip of the answer that named it (under proximity a contact's entries are near it,
+    # so near us when it is), not at the node's srtt. `proximity` (proximity neighbour
+    # selection, Kaune et al. 2008): a full bucket takes a newcomer that answered our lookup
+    # request and our probe faster than its slowest entry (srtt; never measured: the node's),
+    # which goes to the replacement cache. The study: docs/results.md "Lookup latency:
+    # proximity neighbour selection".
+    rtt_hints: bool = False
+    proximity: bool = False
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     replacement_cache: int = 20
@@ -515,7 +524,29 @@ class RoutingLayer:
                 self.count("address_taken")  # that address's entry still answers as its own ID
                 return
             table.remove(holder) if holder in table else table.failed(holder)  # stale: gone
-        table.observe(handle, now, answered=True)
+        if not table.observe(handle, now, answered=True) and self.settings.proximity:
+            self._prefer_near(handle)
+
+    def _prefer_near(self, handle: int) -> None:
+        """Proximity neighbour selection: `handle` (cached: its bucket is full) takes the place
+        of the bucket's slowest entry if it answered faster (a round trip measured by our own
+        lookup request; an entry never measured counts as the node's srtt)."""
+        rtts = self.rtts
+        addrs = self.registry.addrs
+        rtt = rtts.srtt(addrs[handle]) if rtts is not None else None
+        if rtt is None:
+            return  # a requester we only probed: not measured, the uptime rule alone
+        table = self.table
+        default = self._srtt
+        slowest, worst = -1, rtt
+        for entry in table.bucket(table.bucket_index(self.registry.ids[handle])):
+            expected = rtts.srtt(addrs[entry])
+            if expected is None:
+                expected = default
+            if expected is not None and expected > worst:
+                slowest, worst = entry, expected
+        if slowest >= 0:
+            table.displace(handle, slowest)
 
     def _subnet_full(self, handle: int) -> bool:
         """Whether `handle`'s bucket already holds `max_per_subnet` others from its /24."""
@@ -601,7 +632,8 @@ class RoutingLayer:
         del self._pending[key]
         rtt = now - (request.deadline - self.settings.request_timeout)
         self.observe_round_trip(rtt)
-        if self.settings.rtt_choice_bits >= 0 or self.settings.contact_slow:
+        settings = self.settings
+        if settings.rtt_choice_bits >= 0 or settings.contact_slow or settings.proximity:
             self.observe_contact_rtt(addr, rtt)
         if bootstrap:
             self._answered_from(addr)  # a bootstrap address the user named answered our join
@@ -617,6 +649,7 @@ class RoutingLayer:
         target = msg.target
         own = self.node_id
         intern = registry.intern
+        hint = rtt if settings.rtt_hints else None
         for lookup, asked in request.waiters:
             if asked >= 0 and ids[asked] != responder:
                 table.failed(asked)  # another node answers at the address it claimed
@@ -631,7 +664,7 @@ class RoutingLayer:
                 hop = 2
             else:
                 hop = lookup.answered(asked)
-            lookup.add_contacts(msg.contacts, hop, intern, own)
+            lookup.add_contacts(msg.contacts, hop, intern, own, hint)
             self._advance(lookup, now)
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
@@ -654,7 +687,7 @@ class RoutingLayer:
             lookup.verify = verify
             if settings.rtt_choice_bits >= 0:
                 lookup.prefer_fast(self._expected_rtt, settings.rtt_choice_bits,
-                                   settings.rtt_bit_cost)
+                                   settings.rtt_bit_cost, self._node_rtt)
         self._next_lookup_id += 1
         self._lookups[lookup.lookup_id] = lookup
         table = self.table
@@ -732,12 +765,12 @@ class RoutingLayer:
         self.rtts.observe(addr, rtt)
 
     def _expected_rtt(self, handle: int) -> float | None:
-        """A lookup's guess of `handle`'s round trip: its own srtt, else the node's."""
+        """A lookup's guess of `handle`'s round trip: its own srtt, else None (the lookup then
+        takes a hint or the node's srtt, `_node_rtt`)."""
         rtts = self.rtts
-        if rtts is not None:
-            srtt = rtts.srtt(self.registry.addrs[handle])
-            if srtt is not None:
-                return srtt
+        return None if rtts is None else rtts.srtt(self.registry.addrs[handle])
+
+    def _node_rtt(self) -> float | None:
         return self._srtt
 
     def _complete(self, lookup: Lookup, now: float) -> None:

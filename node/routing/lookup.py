@@ -50,7 +50,7 @@ class Lookup:
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
         "verify", "rejected", "_slow", "aggressive", "first", "max_requests", "rtt", "rtt_bits",
-        "rtt_bit_cost",
+        "rtt_bit_cost", "rtt_default", "_hints",
     )
 
     def __init__(
@@ -82,17 +82,23 @@ class Lookup:
         self.rtt: Callable[[int], float | None] | None = None
         self.rtt_bits = 0  # candidates this many bits farther than the nearest are eligible
         self.rtt_bit_cost = 0.0  # seconds a candidate's round trip must save per bit farther
+        self.rtt_default: Callable[[], float | None] | None = None  # a contact never measured
+        self._hints: dict[int, float] | None = None  # handle -> round trip of who named it
 
-    def prefer_fast(self, rtt: Callable[[int], float | None], bits: int, bit_cost: float) -> None:
+    def prefer_fast(self, rtt: Callable[[int], float | None], bits: int, bit_cost: float,
+                    default: Callable[[], float | None] | None = None) -> None:
         """Among the contacts to ask, choose by expected round trip rather than XOR order alone:
         a contact not yet asked whose distance to the target has at most `bits` more bits than
         the nearest such contact's is as useful (Kademlia's bucket granularity: it shares
         nearly as long a prefix with the target); the lookup asks the ones with the least
-        rtt(handle) + `bit_cost` x (extra bits), unknown round trips last, ties in XOR order.
-        How many it asks at once stays the rule's (alpha, aggressive, caps); only which."""
+        expected round trip + `bit_cost` x (extra bits), ties in XOR order. Expected: rtt(handle)
+        (measured), else the hint given with the answer that named it (`add_contacts`), else
+        default(), else unknown (last). How many it asks at once stays the rule's (alpha,
+        aggressive, caps); only which."""
         self.rtt = rtt
         self.rtt_bits = bits
         self.rtt_bit_cost = bit_cost
+        self.rtt_default = default
 
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
@@ -113,13 +119,19 @@ class Lookup:
         self.done = True
 
     def add_contacts(self, contacts: Iterable[tuple[int, Any]], hop: int, intern: Callable[[int, Any], int],
-                     own_id: int) -> None:
+                     own_id: int, hint: float | None = None) -> None:
         """Contacts from one response, learned at `hop` (the same as `add` for each, but this is
-        the simulator's hottest loop)."""
+        the simulator's hottest loop). `hint`: the answer's round trip, the expected round trip
+        of a contact it names that was never measured (RTT-aware choice only)."""
         status = self._status
         order = self._order
         target = self.target
         value = hop << _STATE_BITS
+        hints = None
+        if hint is not None and self.rtt is not None:
+            hints = self._hints
+            if hints is None:
+                hints = self._hints = {}
         for node_id, addr in contacts:
             if node_id == own_id:
                 continue
@@ -127,6 +139,8 @@ class Lookup:
             if handle in status:
                 continue
             status[handle] = value
+            if hints is not None:
+                hints[handle] = hint
             distance = node_id ^ target
             insort(order, (distance, handle))
             if distance == 0 and self.mode is Mode.FIND_PEER and self.found < 0:
@@ -191,7 +205,8 @@ class Lookup:
         (at most `rtt_bits` more bits of distance than the nearest) by expected round trip."""
         if len(pool) <= count:
             return [h for _, h in pool]
-        rtt, cost = self.rtt, self.rtt_bit_cost
+        rtt, cost, hints = self.rtt, self.rtt_bit_cost, self._hints
+        default = self.rtt_default() if self.rtt_default is not None else None
         nearest = pool[0][0].bit_length()
         limit = nearest + self.rtt_bits
         ranked = []
@@ -200,6 +215,8 @@ class Lookup:
             if extra + nearest > limit:
                 break  # pool is in XOR order: the rest are farther still
             expected = rtt(handle)
+            if expected is None:
+                expected = hints.get(handle, default) if hints else default
             ranked.append((expected + cost * extra if expected is not None else float("inf"),
                            position, handle))
         if len(ranked) <= count:
@@ -350,7 +367,8 @@ class DisjointLookup:
         self._settle(path)
 
     def add_contacts(self, contacts: Iterable[tuple[int, Any]], hop: int,
-                     intern: Callable[[int, Any], int], own_id: int) -> None:
+                     intern: Callable[[int, Any], int], own_id: int,
+                     hint: float | None = None) -> None:
         index = self._last
         path = self.paths[index]
         owner = self._owner

@@ -233,6 +233,33 @@ class RoutingTable:
         other = self.find(self._ids[handle])
         return other >= 0 and other != handle and other in failures
 
+    def displace(self, handle: int, slower: int) -> bool:
+        """Proximity neighbour selection: cached newcomer `handle` takes the place of entry
+        `slower` of its bucket (the routing layer measured both and found `handle` faster);
+        `slower` goes to the replacement cache (it comes back if `handle` stops answering).
+        False, and nothing changes, unless `handle` is cached and `slower` an entry of that
+        bucket."""
+        ids = self._ids
+        index = ID_BITS - (self.own_id ^ ids[handle]).bit_length()
+        cache = self._cache.get(index) if self._cache else None
+        if not cache or handle not in cache or index >= len(self._sizes):
+            return False
+        start = sum(self._sizes[:index])
+        end = start + self._sizes[index]
+        try:
+            position = self._entries.index(slower, start, end)
+        except ValueError:
+            return False
+        if any(ids[h] == ids[handle] for h in self._entries[start:end]):
+            return False  # its ID is an entry at another address: the moved rule decides
+        cache.remove(handle)
+        del self._entries[position]
+        self._entries.insert(end - 1, handle)  # the youngest entry
+        if self._failures:
+            self._failures.pop(slower, None)
+        self._remember(index, slower)
+        return True
+
     def _remember(self, index: int, handle: int) -> None:
         limit = self.settings.replacement_cache
         if not limit:

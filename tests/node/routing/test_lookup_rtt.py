@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.routing.lookup import Lookup, Mode
 from kadtalk.node.routing.messages import RouteResponse, decode, encode_response
 from kadtalk.node.routing.rtt import RttEstimates, smoothed
 from kadtalk.node.stack import Node
@@ -141,3 +142,108 @@ def test_settings_refuse_nonsense():
         RoutingSettings(rtt_choice_bits=-2)
     with pytest.raises(ValueError):
         RoutingSettings(rtt_bit_cost=-0.1)
+
+
+def test_an_unmeasured_contact_is_expected_as_fast_as_the_answer_that_named_it():
+    # 1 and 2 were never measured and are within two bits of each other; 1 is nearer the
+    # target, named by an answer that took 300 ms, 2 by one that took 10 ms
+    def first_asked(hints: bool) -> int:
+        lookup = Lookup(0, TARGET, Mode.FIND_PEER, 0.0, k=20, alpha=1)
+        lookup.prefer_fast(lambda handle: None, 2, 0.0, lambda: 0.1)
+        handle = {IDS[i]: i for i in IDS}.__getitem__
+        lookup.add_contacts([(IDS[1], ADDRS[1])], 2, lambda i, a: handle(i), OWN,
+                            0.30 if hints else None)
+        lookup.add_contacts([(IDS[2], ADDRS[2])], 2, lambda i, a: handle(i), OWN,
+                            0.01 if hints else None)
+        return lookup.next_requests()[0]
+
+    assert first_asked(hints=False) == 2  # both at the node's 100 ms: XOR order (2 is nearer)
+    assert first_asked(hints=True) == 2
+    # and the other way round: the nearer one named by the slow answer
+    lookup = Lookup(0, TARGET, Mode.FIND_PEER, 0.0, k=20, alpha=1)
+    lookup.prefer_fast(lambda handle: None, 2, 0.0, lambda: 0.1)
+    handle = {IDS[i]: i for i in IDS}.__getitem__
+    lookup.add_contacts([(IDS[2], ADDRS[2])], 2, lambda i, a: handle(i), OWN, 0.30)
+    lookup.add_contacts([(IDS[1], ADDRS[1])], 2, lambda i, a: handle(i), OWN, 0.01)
+    assert lookup.next_requests() == [1]
+
+
+def test_the_routing_layer_gives_the_answers_round_trip_as_the_hint():
+    for hints in (False, True):
+        n = node(rtt_choice_bits=2, rtt_hints=hints)
+        n.find_peer(TARGET, 0.0)
+        assert asked(n, 0.0) == [6, 5]
+        answer(n, 6, 0.04, [(IDS[1] ^ 0xFF00, ("10.0.2.1", 1))])
+        [lookup] = n.routing._lookups.values()
+        assert lookup._hints == ({n.routing.registry.handles_at(("10.0.2.1", 1))[0]: 0.04}
+                                 if hints else None)
+
+
+K2 = dict(k=2, replacement_cache=4, proximity=True)
+A, B, C = (0x8000000000000000000000000000000000000000 + i for i in (1, 2, 3))
+ADDR = {A: ("10.0.1.1", 1), B: ("10.0.1.2", 1), C: ("10.0.1.3", 1)}
+
+
+def met_in_a_lookup(n: Node, newcomer: int, rtt: float) -> None:
+    """`newcomer` answers a lookup request of `n` after `rtt`, then `n`'s address probe."""
+    routing = n.routing
+    target = newcomer  # (find_closest: it is asked, not only learned)
+    n.find_closest(target, 10.0)
+    n.datagrams_to_send(10.0)  # asks the table's entries, which answer naming the newcomer
+    for other in (A, B):
+        if routing.table.find(other) >= 0:
+            n.receive_datagram(encode_response(RouteResponse(
+                other, target, ((newcomer, ADDR[newcomer]),)), TO_WIRE), ADDR[other], 10.0)
+    n.datagrams_to_send(10.0)
+    # the newcomer is asked: the lookup's request answered after rtt ...
+    n.receive_datagram(encode_response(RouteResponse(newcomer, target, ()), TO_WIRE),
+                       ADDR[newcomer], 10.0 + rtt)
+    probe = [msg for data, addr in n.datagrams_to_send(10.0 + rtt)
+             for msg in [decode(data, FROM_WIRE)[0]] if addr == ADDR[newcomer]]
+    assert probe, "the newcomer is probed"
+    n.receive_datagram(encode_response(RouteResponse(newcomer, probe[-1].target, ()), TO_WIRE),
+                       ADDR[newcomer], 10.0 + rtt + 0.001)  # ... and answers the probe
+
+
+def full_bucket(**settings) -> Node:
+    n = Node(OWN, ContactRegistry(), Random(1), RoutingSettings(refresh_on_join=False, alpha=2,
+                                                                **settings), 0.0)
+    for contact in (A, B):
+        assert n.add_contact(contact, ADDR[contact], 0.0)
+    n.routing.observe_round_trip(0.1)
+    n.routing.observe_contact_rtt(ADDR[A], 0.05)
+    n.routing.observe_contact_rtt(ADDR[B], 0.20)
+    return n
+
+
+def test_proximity_a_full_bucket_takes_a_faster_newcomer_in_its_slowest_entrys_place():
+    n = full_bucket(**K2)
+    met_in_a_lookup(n, C, 0.03)
+    table = n.routing.table
+    assert [n.routing.registry.ids[h] for h in table.bucket(0)] == [A, C]
+    assert [n.routing.registry.ids[h] for h in table.replacements(0)] == [B]  # it may come back
+    # the uptime rule alone (the paper's): the newcomer waits in the cache
+    n = full_bucket(k=2, replacement_cache=4)
+    met_in_a_lookup(n, C, 0.03)
+    assert [n.routing.registry.ids[h] for h in n.routing.table.bucket(0)] == [A, B]
+
+
+def test_proximity_keeps_the_entries_when_the_newcomer_is_slower():
+    n = full_bucket(**K2)
+    met_in_a_lookup(n, C, 0.25)
+    table = n.routing.table
+    assert [n.routing.registry.ids[h] for h in table.bucket(0)] == [A, B]
+    assert [n.routing.registry.ids[h] for h in table.replacements(0)] == [C]
+
+
+def test_proximity_counts_an_unmeasured_entry_as_the_nodes_round_trip():
+    for rtt, displaced in ((0.09, True), (0.11, False)):
+        n = full_bucket(**K2)
+        routing, ids = n.routing, n.routing.registry.ids
+        routing.rtts = None  # A and B never measured: each counts as the node's 0.1 s
+        c = routing.registry.intern(C, ADDR[C])
+        assert not routing.table.observe(c, 10.0, answered=True)  # full: cached
+        routing.observe_contact_rtt(ADDR[C], rtt)
+        routing._prefer_near(c)
+        assert (C in [ids[h] for h in routing.table.bucket(0)]) is displaced
+        assert len(routing.table.bucket(0)) == 2
