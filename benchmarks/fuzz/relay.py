@@ -5,7 +5,8 @@ The relay holds a live allocation (owner O, permitted peer P, which knocked and 
 cookie); inputs come from O, P, a stranger or any address, may name the live allocation, may
 carry a cookie valid for their source (a CHALLENGE's, or a knock cookie for the allocation they
 name), and may be a freshly signed ALLOCATE (so allocations come and go against the caps);
-answers from the relay's address also go to the client. Rates are opened wide so that every
+answers from the relay's address also go to the client. Sources include IPv6 addresses and the
+seeds the IPv6 sizes (18-byte addresses, the padded 28-byte KNOCK). Rates are opened wide so that every
 input reaches the checks behind them; consent lasts 1 s (a hundred inputs), so it lapses often.
 Checked: no answer to the source larger than the input; KNOCKED only to the owner and only for
 a knock whose cookie was minted for its source; DATA only between an owner and a peer that
@@ -36,6 +37,7 @@ FAST = RelaySettings(
 CLIENT = RelaySettings(serve="never", lifetime=60, request_tries=3)
 RELAY, OWNER, PEER, STRANGER = (("198.51.100.1", 3478), ("203.0.113.1", 5004),
                                 ("203.0.113.2", 5004), ("203.0.113.3", 5004))
+PEER6 = ("2001:db8:2::7", 5004)  # an IPv6 source (the relay is dual-stack: section 21, "IPv6")
 
 
 class RelayState:
@@ -73,6 +75,12 @@ class RelayState:
             wire.path_check(wire.PATH_CHALLENGE, bytes(8), bytes(16)),
             wire.path_check(wire.PATH_RESPONSE, bytes(8), bytes(16)),
             wire.permit(number, addresses.to_wire(STRANGER)),  # never knocked: refused
+            # the IPv6 sizes: 18-byte addresses, a padded KNOCK
+            wire.allocated(bytes(16), number, 60, addresses.to_wire6(PEER6)),
+            wire.permit(number, addresses.to_wire6(PEER6)),
+            wire.permit(number, addresses.to_wire6(PEER6), wire.PERMITTED),
+            wire.knocked(number, addresses.to_wire6(PEER6)),
+            wire.knock(number, ipv6=True), wire.knock(number, cookie[10:16], ipv6=True),
         ]
 
     def pump(self) -> None:
@@ -106,7 +114,7 @@ def relay_strategy(state: RelayState) -> st.SearchStrategy:
             lambda body: seed[:2] + body))
     return st.tuples(
         st.one_of(exact, exact, datagrams(state.seeds, [wire.RELAY], 200), sized),
-        st.integers(0, 3),  # source: owner, peer, stranger, any address
+        st.integers(0, 5),  # source: owner, peer, stranger, any address, IPv6 peer, any IPv6
         st.booleans(),  # name the live allocation
         st.integers(0, 7),  # 0: a valid cookie for the source; 1: a signed ALLOCATE;
         #                     2: a KNOCK with a knock cookie valid for its source
@@ -119,7 +127,8 @@ def run_relay(state: RelayState, item: tuple) -> None:
     relay, client = state.relay, state.client
     state.now += 0.01
     now = state.now
-    addr: Any = (OWNER, PEER, STRANGER, ("192.0.2.%d" % (len(data) % 250 + 1), 4000))[which]
+    addr: Any = (OWNER, PEER, STRANGER, ("192.0.2.%d" % (len(data) % 250 + 1), 4000), PEER6,
+                 ("2001:db8:3::%x" % (len(data) % 250 + 1), 4000))[which]
     if aim and len(data) >= 10:
         data = data[:2] + state.path.allocation + data[10:]
     if extra == 0 and len(data) >= 34 and data[1] in (wire.ALLOCATE, wire.HELLO):
@@ -130,9 +139,10 @@ def run_relay(state: RelayState, item: tuple) -> None:
         cookie = relay.server._cookies.mint(addr, nonce, now)
         data = wire.allocate(nonce, cookie, 60, me.public_der,
                              me.sign(wire.signed_part(nonce, cookie, 60)))
-    elif extra == 2 and len(data) == 16 and data[1] == wire.KNOCK:
-        data = data[:10] + relay.server._knock_cookies.mint(addr, data[2:10], now)
-    valid_knock = (len(data) == 16 and data[1] == wire.KNOCK and data[10:16] != wire.NO_COOKIE
+    elif extra == 2 and len(data) in (16, 28) and data[1] == wire.KNOCK:
+        data = data[:10] + relay.server._knock_cookies.mint(addr, data[2:10], now) + data[16:]
+    valid_knock = (len(data) in (16, 28) and data[1] == wire.KNOCK
+                   and data[10:16] != wire.NO_COOKIE
                    and knock_cookie_valid(relay, addr, data[2:10], data[10:16], now))
     if len(data) >= 10 and data[:2] == bytes((wire.RELAY, wire.DATA)) and wire.well_formed(data) \
             or valid_knock:
