@@ -23,6 +23,12 @@ The computation is vectorised with numpy on a 64-bit window of the sorted IDs (b
 all IDs share): one pass counts every node's bucket sizes, a second fills one flat array of
 handles bucket by bucket (one lexsort by (subtree, join order) per depth), and tables are cut
 from it node by node.
+
+`store="rows"` keeps no table at all: only the sorted window, the join order and the random
+draws of the join rule (16 bytes per node and bucket whose range holds more than k), and
+`row(i)` derives node i's table on demand, equal to what the flat array holds (a test checks
+every table). That is what lets untouched nodes of a 10^7 network stay rows (sim/lazy.py):
+the flat array would take ~16 GB there.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from kadtalk.node.routing.messages import ID_BITS
 
 _MASK64 = (1 << 64) - 1
 RULES = ("join", "uptime")
+STORES = ("flat", "rows")  # every table in one flat array, or each derived on demand
 
 
 class ConvergedTables:
@@ -53,10 +60,15 @@ class ConvergedTables:
         rule: str = "join",
         spread: int = 3,
         seed: int = 0,
+        store: str = "flat",
     ):
         n = len(ids)
         if rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}")
+        if store not in STORES:
+            raise ValueError(f"store must be one of {', '.join(STORES)}")
+        if store == "rows" and rule != "join":
+            raise ValueError("tables are derived as rows for the join rule only")
         if rule == "join" and not 0 <= spread <= k:
             raise ValueError("spread must be between 0 and k")
         if n < 1:
@@ -82,6 +94,12 @@ class ConvergedTables:
         self._keys = keys
         self._width = width
         self._order = order
+        self._position = np.empty(n, dtype=np.int64)
+        self._position[order] = np.arange(n)
+        self.store = store
+        if store == "rows":
+            self._draw_rows(age, spread, seed)
+            return
 
         # Pass 1: bucket sizes. Bucket common + r can be non-empty while two IDs share r bits
         # below the common prefix.
@@ -139,8 +157,6 @@ class ConvergedTables:
         self._starts = starts
         self._sizes = sizes
         self._last = last
-        self._position = np.empty(n, dtype=np.int64)
-        self._position[order] = np.arange(n)
 
     @staticmethod
     def _join_choice(
@@ -148,18 +164,121 @@ class ConvergedTables:
     ) -> np.ndarray:
         """For ranges [lo, hi) of more than k nodes: `spread` positions spread over the range (one
         per stratum) and k - spread consecutive ones at a random place; oldest first per row."""
+        start, offset = ConvergedTables._join_draws(lo, hi, k, spread, rng)
+        return ConvergedTables._join_positions(lo, start, offset, k, age)
+
+    @staticmethod
+    def _join_draws(
+        lo: np.ndarray, hi: np.ndarray, k: int, spread: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The join rule's random part: where the cluster starts, and each spread entry's offset
+        from lo (before the cluster is skipped)."""
         cluster = k - spread
         start = lo + (rng.random(lo.size) * (hi - lo - cluster + 1)).astype(np.int64)
+        if not spread:
+            return start, None
+        rest = hi - lo - cluster  # > spread, since the range holds more than k
+        bounds = (np.arange(spread + 1) * rest[:, None]) // spread  # strata of >= 1 node
+        width = np.diff(bounds, axis=1)
+        offset = bounds[:, :-1] + (rng.random((lo.size, spread)) * width).astype(np.int64)
+        return start, offset
+
+    @staticmethod
+    def _join_positions(
+        lo: np.ndarray, start: np.ndarray, offset: np.ndarray | None, k: int, age: np.ndarray
+    ) -> np.ndarray:
+        """The positions the draws pick, per row (cluster, then spread), oldest first."""
+        cluster = k - (0 if offset is None else offset.shape[1])
         chosen = start[:, None] + np.arange(cluster)
-        if spread:
-            rest = hi - lo - cluster  # > spread, since the range holds more than k
-            bounds = (np.arange(spread + 1) * rest[:, None]) // spread  # strata of >= 1 node
-            width = np.diff(bounds, axis=1)
-            offset = bounds[:, :-1] + (rng.random((lo.size, spread)) * width).astype(np.int64)
+        if offset is not None:
             spread_pos = lo[:, None] + offset
             spread_pos += np.where(spread_pos >= start[:, None], cluster, 0)  # skip the cluster
             chosen = np.concatenate([chosen, spread_pos], axis=1)
         return np.take_along_axis(chosen, np.argsort(age[chosen], axis=1, kind="stable"), axis=1)
+
+    def _draw_rows(self, age: np.ndarray, spread: int, seed: int) -> None:
+        """store="rows": the draws of the flat fill, in its order (depth by depth, rows by sorted
+        position), kept per node and depth as (cluster start - lo, spread offsets from lo)."""
+        n, k, keys, width = self._n, self.k, self._keys, self._width
+        # A range of more than k nodes at depth r needs k + 1 IDs sharing r + 1 bits: the
+        # deepest such depth bounds the draws' block, allocated once.
+        if n > k:
+            closest = int((keys[k:] ^ keys[:-k]).min())
+            big_depths = min(width, width - closest.bit_length())
+        else:
+            big_depths = 0
+        self._draws = np.zeros((n, big_depths, 1 + spread), dtype=np.uint32) if big_depths else None
+        rng = np.random.default_rng(seed)
+        depths = 0
+        for r in range(width):
+            depths += 1
+            lo, hi = self._sibling_ranges(r)
+            big = np.flatnonzero(hi - lo > k)
+            if big.size:
+                start, offset = self._join_draws(lo[big], hi[big], k, spread, rng)
+                self._draws[big, r, 0] = start - lo[big]
+                if offset is not None:
+                    self._draws[big, r, 1:] = offset
+            if r + 1 == width:
+                break
+            deeper = keys >> np.uint64(width - r - 1)
+            if not bool(np.any(deeper[1:] == deeper[:-1])):
+                break  # no two IDs share r + 1 bits: no deeper bucket has anyone
+        self._spread = spread
+        self._age = None if age is self._order else age  # None: nodes joined in index order
+        shifts = np.arange(width - 1, width - 1 - depths, -1, dtype=np.int64).astype(np.uint64)
+        self._shifts = shifts
+        self._masks = (np.uint64(1) << shifts) - np.uint64(1)
+
+    def row(self, index: int) -> tuple[array, bytearray]:
+        """Node `index`'s table (entries, sizes): a slice of the flat array, or derived from the
+        draws with store="rows" (the same table)."""
+        if self.store == "flat":
+            return self.entries(index), self.sizes(index)
+        p = int(self._position[index])
+        k, keys, shifts = self.k, self._keys, self._shifts
+        sibling = ((keys[p] >> shifts) ^ np.uint64(1)) << shifts
+        lo = keys.searchsorted(sibling, side="left")
+        sizes = (keys.searchsorted(sibling | self._masks, side="right") - lo).tolist()
+        lo = lo.tolist()
+        draws = self._draws[p].tolist() if self._draws is not None else ()
+        cluster = k - self._spread
+        positions: list[int] = []
+        counts = bytearray(self.common)
+        last = 0
+        for r, size in enumerate(sizes):
+            if not size:
+                counts.append(0)
+                continue
+            low = lo[r]
+            if size <= k:
+                positions.extend(range(low, low + size))
+                counts.append(size)
+            else:  # the join rule's choice (_join_positions, before the age order)
+                start = low + draws[r][0]
+                positions.extend(range(start, start + cluster))
+                for offset in draws[r][1:]:
+                    at = low + offset
+                    positions.append(at + cluster if at >= start else at)
+                counts.append(k)
+            last = len(counts)
+        del counts[last:]
+        handles = self._order.take(positions).tolist()
+        if self._age is not None:
+            ages = self._age.take(positions).tolist()
+        entries = array("i")
+        at = 0
+        for size in counts:  # oldest first inside each bucket (ties keep the flat fill's order)
+            if size:
+                bucket = handles[at : at + size]
+                if self._age is None:
+                    bucket.sort()
+                else:
+                    by_age = sorted(range(at, at + size), key=ages.__getitem__)
+                    bucket = [handles[i] for i in by_age]
+                entries.extend(bucket)
+                at += size
+        return entries, counts
 
     def _sibling_ranges(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         """For each node (by sorted position): the index range of its sibling subtree at depth r+1."""
@@ -175,21 +294,31 @@ class ConvergedTables:
 
     @property
     def entries_total(self) -> int:
+        if self.store == "rows":
+            return sum(len(self.row(i)[0]) for i in range(self._n))
         return len(self._flat)
 
     def entries(self, index: int) -> array:
         """Node `index`'s handles, bucket by bucket (bucket ascending, oldest first inside)."""
+        if self.store == "rows":
+            return self.row(index)[0]
         p = int(self._position[index])
         table = array("i")
         table.frombytes(self._flat[self._starts[p] : self._starts[p + 1]].tobytes())
         return table
 
     def sizes(self, index: int) -> bytearray:
+        if self.store == "rows":
+            return self.row(index)[1]
         p = int(self._position[index])
         return bytearray(self._sizes[p, : self._last[p]].tobytes())
 
     def tables(self) -> Iterator[tuple[int, array, bytearray]]:
         """(node index, entries, sizes) for every node, cheapest order first."""
+        if self.store == "rows":
+            for index in self._order.tolist():
+                yield index, *self.row(index)
+            return
         flat = memoryview(self._flat).cast("B")
         starts = (self._starts * 4).tolist()
         sizes = self._sizes
@@ -203,3 +332,4 @@ class ConvergedTables:
         """Free the flat arrays once the tables are loaded."""
         self._flat = self._starts = self._sizes = self._last = None  # type: ignore[assignment]
         self._keys = self._order = self._position = None  # type: ignore[assignment]
+        self._draws = self._age = None

@@ -29,6 +29,7 @@ from kadtalk.node.stack import Node
 from kadtalk.node.upkeep import JOIN_RETRY_DELAY
 from kadtalk.sim.bootstrap import ConvergedTables
 from kadtalk.sim.environment import CountingEnvironment
+from kadtalk.sim.lazy import LazyDriver, attach_lazily
 from kadtalk.sim.network import make_network
 from kadtalk.sim.registry import SharedRegistry
 from kadtalk.transport.sim import SimDriver
@@ -156,7 +157,13 @@ class SimWorld:
     address (default: a routing-only `Node`); it is used for the first start and for every
     return after churn. `traversal` lets NAT traversal datagrams carry wire addresses
     (transport/sim.py).
+
+    With routing-only nodes on the fast bootstrap's join-rule tables, without churn or NAT
+    (their bookkeeping reads every node), nodes are built on first use (sim/lazy.py: the same
+    results; `lazy_nodes = False` builds them all first).
     """
+
+    lazy_nodes = True
 
     def __init__(
         self,
@@ -185,8 +192,10 @@ class SimWorld:
             refresh_on_join=spec.refresh_on_join,
         )
         self.handlers: list[EventHandler] = []
-        self.driver = SimDriver(env, self.network, self._on_event, wire=spec.wire_mode,
-                                traversal=traversal)
+        self.lazy = (self.lazy_nodes and new_node is None and spec.bootstrap == "fast"
+                     and not self.realism.churning and self.realism.nat is None)
+        self.driver = (LazyDriver if self.lazy else SimDriver)(
+            env, self.network, self._on_event, wire=spec.wire_mode, traversal=traversal)
         # One generator for all nodes: the event order is deterministic, so runs still
         # reproduce, and a Random per node would cost 2.5 KB each.
         self.node_rng = Random(plan.node_seed)
@@ -240,8 +249,15 @@ class SimWorld:
         spec = self.spec
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
-                                 seed=seed)
+                                 seed=seed, store="rows" if self.lazy else "flat")
         latency = self.base_latency
+        if self.lazy:
+            attach_lazily(self.driver, tables, lambda index: self.new_node(index, 0.0),
+                          round_trip=lambda a, b: latency.delay(a, b) + latency.delay(b, a),
+                          samples=JOIN_RTT_SAMPLES)
+            if self.progress:
+                self.progress("join", len(tables), len(tables))
+            return
         load_converged(self.driver, tables, lambda index: self.new_node(index, 0.0),
                        progress=self.progress,
                        round_trip=lambda a, b: latency.delay(a, b) + latency.delay(b, a))

@@ -84,6 +84,33 @@ def test_join_rule_keeps_bucket_rules(ids, k, seed):
         assert not sizes or sizes[-1] > 0
 
 
+@settings(max_examples=80, deadline=None)
+@given(ids=id_sets(), k=st.sampled_from([1, 2, 3, 5, 20]), spread=st.integers(0, 3),
+       seed=st.integers(0, 2**32 - 1), aged=st.booleans())
+def test_rows_derived_on_demand_are_the_flat_tables(ids, k, spread, seed, aged):
+    """store="rows" (sim/lazy.py's untouched nodes) derives each table from the join rule's
+    draws: every table equals the flat fill's, with any join order."""
+    spread = min(spread, k)
+    age = list(range(len(ids)))
+    if aged:
+        Random(seed).shuffle(age)
+    flat = ConvergedTables(ids, k, age_rank=age, spread=spread, seed=seed)
+    rows = ConvergedTables(ids, k, age_rank=age, spread=spread, seed=seed, store="rows")
+    for index in range(len(ids)):
+        entries, sizes = rows.row(index)
+        assert entries == flat.entries(index) and sizes == flat.sizes(index)
+        assert flat.row(index) == (entries, sizes)
+
+
+def test_rows_match_the_flat_tables_of_20000_nodes():
+    rng = Random(11)
+    ids = [rng.getrandbits(160) for _ in range(20_000)]
+    flat = ConvergedTables(ids, 20, seed=3)
+    rows = ConvergedTables(ids, 20, seed=3, store="rows")
+    assert all(rows.row(i) == (flat.entries(i), flat.sizes(i)) for i in range(20_000))
+    assert rows.entries_total == flat.entries_total
+
+
 def test_join_rule_is_reproducible_and_seeded():
     rng = Random(5)
     ids = [rng.getrandbits(160) for _ in range(3000)]
@@ -133,6 +160,10 @@ def test_rejects_bad_arguments():
         ConvergedTables([1, 2], 20, rule="nearest")
     with pytest.raises(ValueError, match="64 bits"):
         ConvergedTables([0, 1, 1 << 64], 20)
+    with pytest.raises(ValueError):
+        ConvergedTables([1, 2], 20, store="rows", rule="uptime")
+    with pytest.raises(ValueError):
+        ConvergedTables([1, 2], 20, store="columns")
 
 
 # -- the two ways to converge agree --------------------------------------------------------------
