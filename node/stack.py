@@ -24,7 +24,8 @@ from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay import wire as relay_wire
 from .relay.addresses import Codec
-from .relay.paths import FALLBACK_AFTER, HOLD_INTERVAL, SILENCE, CallPaths, bounded
+from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, SILENCE, CallPaths,
+                          bounded)
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -254,7 +255,23 @@ class Node:
                 other = min(due for due, _, _, _ in upper.punch_watch.values())
                 if deadline is None or other < deadline:
                     deadline = other
+            other = self._hold_timer()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
         return deadline
+
+    def _hold_timer(self) -> float | None:
+        """When to look for relays next (`_relay_upkeep`): while a NATed node holds fewer than
+        it wants, so that the first ones are asked as soon as the NAT is known, not at the
+        next keep-alive."""
+        upper = self._upper
+        relay = upper.relay
+        if relay is None or upper.traversal is None or relay.public or not self.needs_relay:
+            return None
+        wanted = relay.settings.call_relays
+        if sum(h.state != "hello" for h in relay.client.held.values()) >= wanted:
+            return None
+        return upper.paths.hold_at if upper.paths is not None else 0.0
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         out = self.routing.datagrams_to_send(now)
@@ -632,7 +649,9 @@ class Node:
         relay = self.relay if self._upper is not None else None
         if relay is None:
             return []
-        return [held.path for held in relay.client.held.values() if held.state == "granted"]
+        granted = [held for held in relay.client.held.values() if held.state == "granted"]
+        granted.sort(key=lambda held: held.rtt if held.rtt is not None else float("inf"))
+        return [held.path for held in granted]  # the nearest first: the one a call offers
 
     def _paths(self) -> CallPaths:
         if self._upper.paths is None:
@@ -824,14 +843,21 @@ class Node:
                     and now - s.last_recv >= SILENCE and path not in paths.checks.get(sid, ())):
                 paths.check(sid, path, now)  # the path went silent: copies via the fall-back
                 paths.count("fallback_checked")
-        wanted, held = relay.settings.call_relays, relay.client.held
-        if len(held) < wanted and now >= paths.hold_at and self.needs_relay and not relay.public:
+        wanted, client = relay.settings.call_relays, relay.client
+        held = client.held
+        if (now >= paths.hold_at and self.needs_relay and not relay.public
+                and sum(h.state != "hello" for h in held.values()) < wanted):
             paths.hold_at = now + HOLD_INTERVAL
+            client.wanted = wanted  # the first to answer our HELLOs get the allocations
+            for h in held.values():
+                if h.state == "granted":
+                    paths.served_by(h.relay)
             own = self._own_addresses()
             wire = relay.codec.to_wire
-            contacts = [addr for _, addr in self.best_peers() if addr not in held
+            contacts = [addr for addr in self._relay_candidates() if addr not in held
                         and addr not in own and wire(addr) is not None]
-            for addr in paths.candidates(contacts, len(held), wanted, now):
+            limit = min(wanted + ASK_SPARE, relay.settings.max_client_allocations)
+            for addr in paths.candidates(contacts, len(held), limit, now):
                 try:
                     relay.allocate(addr, now)
                 except ValueError:
@@ -855,6 +881,19 @@ class Node:
                 upper.traversal.punch(peer_rv[0], peer_rv[1], now,
                                       relay=(path.relay, path.allocation))
             upper.events.append(RelayLost(s.id, s.addr, path is not None, now))
+
+    def _relay_candidates(self) -> list[Any]:
+        """Whom to ask for a relay: those that served us before, then our table's contacts in
+        random order. Not the longest-lived first (`best_peers`): every NATed node would ask
+        the same oldest peers, and allocations would follow uptime, not capacity (issue 13,
+        session 6: the first 100 peers held ~20 each). The HELLOs go to several at once and
+        the nearest that answer are kept (`RelayClient.wanted`)."""
+        routing = self.routing
+        table, addrs = routing.table, routing.registry.addrs
+        contacts = [addrs[h] for i in range(table.bucket_count()) for h in table.bucket(i)]
+        routing.rng.shuffle(contacts)
+        served = self._paths().served
+        return [addr for addr in served] + [addr for addr in contacts if addr not in served]
 
     def _silence_timer(self) -> float | None:
         """When the next talking relayed call of ours would count as silent."""

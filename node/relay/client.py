@@ -3,7 +3,9 @@
 A node asks a relay for an allocation (HELLO, then ALLOCATE signed with its node key over the
 relay's cookie), permits its one peer's address there, refreshes at half the granted lifetime
 and releases it when done; every request is retransmitted after 0.5, 1, 2, 4 s and given up
-after `request_tries`. A peer that talks to someone else's allocation (as its permitted peer)
+after `request_tries`, but a HELLO after `HELLO_TRIES` (1.5 s): HELLO draws a stateless
+CHALLENGE, so a node asks several candidates at once and, with `wanted` set, ALLOCATEs only at
+the first `wanted` to answer (the nearest: `Held.rtt`), dropping later CHALLENGEs. A peer that talks to someone else's allocation (as its permitted peer)
 `connect`s its path first, so DATA from relays is accepted only for paths the node knows. The
 relay never sees a session key: what travels in DATA is the session's datagram, unchanged.
 A knocker sends a bare KNOCK, a second after 0.5 s unless a KNOCK_COOKIE came, and, once the
@@ -45,6 +47,8 @@ from .settings import RelaySettings
 
 UNANSWERED = 2  # bare KNOCKs to a relay that sent no KNOCK_COOKIE yet
 KNOCK_WAIT = 10.0  # s a knock's KNOCK_COOKIE is awaited
+HELLO_TRIES = 2  # HELLOs before a silent candidate is given up (0.5 + 1 s): a contact that
+# does not relay never answers, and a lost HELLO only costs a later look (`Held.rtt`)
 
 
 class _Knock:
@@ -73,12 +77,14 @@ class Held:
     """One allocation of ours (asked for, or granted) with one relay."""
 
     __slots__ = ("relay", "nonce", "state", "path", "reflexive", "lifetime", "expires",
-                 "refresh_at", "peer", "request", "permit")
+                 "refresh_at", "peer", "request", "permit", "asked", "rtt")
 
-    def __init__(self, relay: Any, nonce: bytes):
+    def __init__(self, relay: Any, nonce: bytes, now: float = 0.0):
         self.relay = relay
         self.nonce = nonce
         self.state = "hello"  # -> allocating -> granted
+        self.asked = now  # when the first HELLO went
+        self.rtt: float | None = None  # HELLO -> CHALLENGE, if the first HELLO was answered
         self.path: RelayPath | None = None
         self.reflexive: Any = None
         self.lifetime = 0
@@ -90,7 +96,7 @@ class Held:
 
 class RelayClient:
     __slots__ = ("settings", "identity", "stats", "send", "events", "held", "peers", "knocking",
-                 "_random", "codec")
+                 "_random", "codec", "wanted")
 
     def __init__(self, identity: Any, settings: RelaySettings, stats: collections.Counter[str],
                  send: Callable[[bytes, Any], None], events: collections.deque[RelayEvent],
@@ -107,6 +113,10 @@ class RelayClient:
         #   when something last came through (consent)
         self.knocking: dict[RelayPath, _Knock] = {}  # paths we knock at, until DATA comes
         self._random = random_bytes
+        # HELLO is a free probe (the relay keeps no state for it): with `wanted` set, the
+        # owner may ask more candidates at once and ALLOCATE only at the first `wanted` to
+        # answer (the nearest); a later CHALLENGE is dropped, nothing allocated there
+        self.wanted: int | None = None
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -117,7 +127,7 @@ class RelayClient:
             raise ValueError("too many relay allocations held at once")
         if self.codec.to_wire(relay) is None:
             raise ValueError(f"not a relay address: {relay!r}")
-        held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE))
+        held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE), now)
         self._request(held, "hello", wire.hello(held.nonce), now)
 
     def permit(self, path: RelayPath, peer: Any, now: float) -> None:
@@ -188,6 +198,15 @@ class RelayClient:
             if held.state == "granted" or data[2:18] != held.nonce:
                 self.stats["unsolicited"] += 1
                 return
+            if held.state == "hello":
+                wanted = self.wanted
+                if wanted is not None and sum(
+                        h.state != "hello" for h in self.held.values()) >= wanted:
+                    del self.held[addr]  # enough nearer relays answered first: none here
+                    self.stats["hello_spare"] += 1
+                    return
+                if request is not None and request.tries == 1:
+                    held.rtt = now - held.asked  # Karn: only an answer to the one HELLO
             held.state = "allocating"
             lifetime = self.settings.lifetime
             cookie = data[18:34]
@@ -271,7 +290,8 @@ class RelayClient:
             for pending in (held.request, held.permit):
                 if pending is None or now < pending.retry_at:
                     continue
-                if pending.tries >= self.settings.request_tries:
+                tries = HELLO_TRIES if pending.kind == "hello" else self.settings.request_tries
+                if pending.tries >= min(tries, self.settings.request_tries):
                     self._gave_up(held, pending, now)
                     if held.relay not in self.held:
                         break

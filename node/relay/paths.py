@@ -55,7 +55,9 @@ CHECK_INTERVAL = 1.0  # s between direct (or new relay) copies of a relayed call
 CHECK_FOR = 30.0  # s a path is checked after it became known
 SILENCE = 3.0  # s without an authentic packet on a talking relayed call (reports come each 1 s)
 RETRY_RELAY = 600.0  # s before a contact that did not relay for us is asked again
-HOLD_INTERVAL = 5.0  # s between looks at whether we hold enough relays
+HOLD_INTERVAL = 2.0  # s between looks at whether we hold enough relays
+ASK_SPARE = 4  # HELLOs beyond the relays wanted, at once (HELLO is stateless at a relay)
+SERVED = 8  # relays that granted us an allocation, remembered (asked first next time)
 KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock
 MAX_ENTRIES = 64  # bound on every table here
 PER_SESSION = 8  # alternates (and relay offers: half) of one session; more are refused
@@ -84,7 +86,7 @@ class Probe:
 class CallPaths:
     __slots__ = ("offered", "incoming", "alternates", "checks", "rendezvous", "tried",
                  "recovering", "stats", "hold_at", "knocks", "probes", "challenges", "validated",
-                 "answered", "fallback", "relay_offers", "reflexive")
+                 "answered", "fallback", "relay_offers", "reflexive", "served")
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
@@ -105,6 +107,7 @@ class CallPaths:
         self.fallback: dict[int, Any] = {}  # session moved -> the path it came from
         self.relay_offers: dict[RelayPath, tuple[int, float]] = {}  # a new relay the peer of
         #   a live call offered (not authenticated: validated before any move) -> (session, when)
+        self.served: dict[Any, None] = {}  # relays that granted us, latest last (`SERVED`)
         self.reflexive: dict[Any, list] = {}  # a callee's PUNCH source we did not know ->
         #   [session, KEY_REQ copies sent there, when the last went] (`reflexive`)
 
@@ -310,14 +313,22 @@ class CallPaths:
         for addr in [a for a, entry in self.reflexive.items() if not live(entry[0])]:
             del self.reflexive[addr]
 
+    def served_by(self, relay: Any) -> None:
+        """`relay` granted us an allocation: a relay, asked first when we need one again."""
+        self.served.pop(relay, None)
+        if len(self.served) >= SERVED:
+            del self.served[next(iter(self.served))]
+        self.served[relay] = None
+
     def candidates(self, contacts: list[Any], held: int, wanted: int, now: float) -> list[Any]:
-        """Contacts to ask for an allocation so that `wanted` are held or asked for."""
+        """Contacts to ask for an allocation so that `wanted` are held or asked for (a relay
+        that served us is asked again at once, others once per `RETRY_RELAY`)."""
         out = []
         for addr in contacts:
             if held + len(out) >= wanted:
                 break
             asked = self.tried.get(addr)
-            if asked is None or now - asked >= RETRY_RELAY:
+            if asked is None or now - asked >= RETRY_RELAY or addr in self.served:
                 bounded(self.tried)
                 self.tried[addr] = now
                 out.append(addr)

@@ -19,18 +19,54 @@ from kadtalk.node.relay import (
 from .conftest import A, B, C, R, SERVE, World, identity
 
 
-def test_requests_are_retransmitted_then_given_up_with_an_event():
+def test_a_silent_candidate_is_given_up_after_two_hellos():
+    """A contact that does not relay never answers HELLO: given up after 0.5 + 1 s (HELLO is
+    a probe; the node asks several at once), not after the 15.5 s of a request."""
     world = World(drop=lambda p: p.dst == R)  # the relay hears nothing
     world.at(A).allocate(R, 0.0)
     world.settle(0.0)
+    for t in (0.4, 0.5, 1.4):
+        world.settle(t)
+    sent = [p for p in world.log if p.src == A]
+    assert [p.payload[1] for p in sent] == [wire.HELLO] * 2
+    assert world.of(A, AllocationFailed) == []
+    world.settle(1.5)
+    assert world.of(A, AllocationFailed) == [AllocationFailed(R, "timeout", 1.5)]
+    assert world.at(A).get_timer() is None and world.at(A).client.held == {}
+
+
+def test_requests_are_retransmitted_then_given_up_with_an_event():
+    world = World(drop=lambda p: p.dst == R and p.payload[1] == wire.ALLOCATE)
+    world.at(A).allocate(R, 0.0)
+    world.settle(0.0)  # HELLO, CHALLENGE, ALLOCATE (lost)
     for t in (0.4, 0.5, 1.5, 3.5, 7.5, 15.4):
         world.settle(t)
     sent = [p for p in world.log if p.src == A]
-    assert [p.payload[1] for p in sent] == [wire.HELLO] * 5
+    assert [p.payload[1] for p in sent] == [wire.HELLO] + [wire.ALLOCATE] * 5
+    assert world.at(A).client.held[R].rtt == 0.0  # the one HELLO's round trip
     assert world.of(A, AllocationFailed) == []
     world.settle(15.5)
     assert world.of(A, AllocationFailed) == [AllocationFailed(R, "timeout", 15.5)]
     assert world.at(A).get_timer() is None and world.at(A).client.held == {}
+
+
+def test_with_wanted_set_only_the_first_relays_to_answer_get_an_allocate():
+    """HELLO is stateless at the relay: asked at once, the first `wanted` to answer (the
+    nearest) are allocated at, a later CHALLENGE is dropped and nothing is allocated there."""
+    world = World()
+    client = world.at(A).client
+    client.wanted = 1
+    world.at(A).allocate(R, 0.0)
+    world.settle(0.0)
+    (granted,) = world.of(A, AllocationGranted)
+    # a second relay's CHALLENGE comes late: A had asked it too (a HELLO in flight)
+    late = ("198.51.100.7", 5004)
+    world.at(A).allocate(late, 0.1)
+    challenge = bytes((wire.RELAY, wire.CHALLENGE)) + client.held[late].nonce + bytes(16)
+    world.at(A).receive_datagram(challenge, late, 0.2)
+    assert late not in client.held and client.stats["hello_spare"] == 1
+    assert not [p for p in world.log if p.dst == late and p.payload[1] == wire.ALLOCATE]
+    assert list(client.held) == [R]
 
 
 def test_a_lost_allocated_is_recovered_by_the_retransmitted_allocate():
