@@ -17,9 +17,11 @@ def test_quick_run_relays_every_packet_and_reports_every_figure(tmp_path, capsys
     payload = json.loads(out.read_text())
     figures = payload["figures"]
     assert set(figures) == {"process CPU, idle (no calls)", "CPU per call, 2 calls",
+                            "CPU per relayed datagram, 2 calls",
                             "added one-way delay median, 2 calls",
                             "added one-way delay p99, 2 calls"}
     assert figures["CPU per call, 2 calls"]["ours"] > 0
+    assert 0 < figures["CPU per relayed datagram, 2 calls"]["ours"] < 10_000  # µs
     [run] = payload["runs"]["relay"]["2"]
     # the relay forwarded both directions of both calls, nothing dropped
     assert run["relayed_packets"] > 0 and run["drops"] == {}

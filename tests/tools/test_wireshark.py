@@ -273,6 +273,22 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
             expect = {"kadtalk.relay.error": [str(data[3])], "_ws.col.Info": [
                 f"ERROR {relay_wire.NAMES[data[2]]} {relay_wire.ERROR_NAMES[data[3]]}"]}
         out.append((data, [m["name"]], expect))
+    # ... and of relay-ipv6.json: 18-byte addresses, the padded KNOCK (§21, "IPv6")
+    r6 = load("relay-ipv6.json")
+    peer6 = r6["peer"]["address"][1:].split("]")[0]
+    fields = {"ALLOCATED": {"kadtalk.observed.ipv6": ["2001:db8::1"],
+                            "kadtalk.observed.port": ["5004"]},
+              "KNOCKED": {"kadtalk.peer.ipv6": [peer6]},
+              "PERMITTED": {"kadtalk.peer.ipv6": [peer6]}}
+    for m in r6["messages"]:
+        data = bytes.fromhex(m["hex"])
+        expect = fields.get(m["name"], {}) if len(data) > relay_wire.SIZES.get(data[1], 0) \
+            else {}
+        if m["name"] == "ERROR":
+            expect = {"_ws.col.Info": ["ERROR PERMIT forbidden_peer"]}
+        if m["name"] == "KNOCK" and len(data) == 28:
+            expect = {"kadtalk.padding": ["00" * 12]}
+        out.append((data, [m["name"]], expect))
     allocation = bytes.fromhex(r["messages"][3]["hex"])[18:26]
     out.append((relay_wire.data(allocation, key_req), ["DATA", "KEY_REQ"],
                 {"kadtalk.identity.id": [s["caller"]["id"]], "kadtalk.payload_len": ["263"]}))
@@ -311,6 +327,7 @@ EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.respond
          "kadtalk.observed.ip", "kadtalk.observed.port", "kadtalk.requester", "kadtalk.sender",
          "kadtalk.relay_addr.ip", "kadtalk.relay_addr.port", "kadtalk.allocation",
          "kadtalk.lifetime", "kadtalk.relay.error", "kadtalk.relay.error_op", "kadtalk.peer.ip",
+         "kadtalk.observed.ipv6", "kadtalk.peer.ipv6",
          "kadtalk.payload_len", "kadtalk.storage.kind", "kadtalk.storage.status",
          "kadtalk.storage.epoch", "kadtalk.storage.value_id", "kadtalk.storage.removed",
          "kadtalk.storage.next", "kadtalk.storage.count", "kadtalk.signal.kinds")

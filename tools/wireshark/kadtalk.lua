@@ -93,6 +93,9 @@ local RELAY_SIZES = {              -- relay.wire.SIZES; ALLOCATE and DATA vary
     [0x01] = 34, [0x02] = 34, [0x04] = 34, [0x05] = 12, [0x06] = 12, [0x07] = 16,
     [0x08] = 16, [0x09] = 12, [0x0b] = 16, [0x0c] = 16, [0x0d] = 16, [0x0e] = 26, [0x0f] = 26,
 }
+local RELAY_SIZES6 = {             -- relay.wire.SIZES6: the same carrying an IPv6 address
+    [0x04] = 46, [0x07] = 28, [0x08] = 28, [0x0b] = 28, [0x0c] = 28,
+}
 local MAX_SIGNATURE = 1024         -- relay.wire / storage.wire MAX_SIGNATURE (RSA-8192)
 local MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
 local MAX_ANSWER = 1400            -- storage.wire.MAX_ANSWER
@@ -136,6 +139,8 @@ field("observed_port", ProtoField.uint16, "observed.port", "Observed port")
 field("relay_ip", ProtoField.ipv4, "relay_addr.ip", "Relay IPv4")
 field("relay_port", ProtoField.uint16, "relay_addr.port", "Relay port")
 field("peer_ip", ProtoField.ipv4, "peer.ip", "Peer IPv4")
+field("observed_ipv6", ProtoField.ipv6, "observed.ipv6", "Observed IPv6")
+field("peer_ipv6", ProtoField.ipv6, "peer.ipv6", "Peer IPv6")
 field("peer_port", ProtoField.uint16, "peer.port", "Peer port")
 -- identity keys and signatures (KEY_REQ / KEY_RES, ALLOCATE, storage records, DELETE)
 field("ephemeral", ProtoField.bytes, "ephemeral", "Ephemeral key (SPKI)")
@@ -387,6 +392,15 @@ function Reader:addr(fip, fport, what, tree, check)
         end
     end
     return text
+end
+
+-- IPv6 and port (18 bytes, relays' IPv6 sizes): "[ip]:port", or nil.
+function Reader:addr6(fip, fport, what, tree)
+    if self:left() < 18 then self:cut(what, 18) end
+    local ip = self:add(fip, 16, what, tree)
+    local port = ip and self:uint(fport, 2, what, tree)
+    if not port then return nil end
+    return "[" .. tostring(ip:ipv6()) .. "]:" .. port
 end
 
 -- n bytes that must be zero (padding): a warning when not.
@@ -787,7 +801,9 @@ local function relay(r, pinfo, depth)
         return "RELAY"
     end
     r.name = name
-    if RELAY_SIZES[op] then r:exact(RELAY_SIZES[op]) end
+    -- an IPv6 address (18 bytes instead of 6) makes the message 12 bytes longer (section 21)
+    local v6 = RELAY_SIZES6[op] ~= nil and r.len == RELAY_SIZES6[op]
+    if RELAY_SIZES[op] and not v6 then r:exact(RELAY_SIZES[op]) end
     local info = name
     if op == 0x01 or op == 0x02 then
         local nonce = r:add(f.nonce, 16, "nonce")
@@ -820,7 +836,8 @@ local function relay(r, pinfo, depth)
         r:add(f.nonce, 16, "nonce")
         local alloc = r:add(f.allocation, 8, "allocation")
         local lifetime = r:uint(f.lifetime, 2, "lifetime")
-        local at = r:addr(f.observed_ip, f.observed_port, "reflexive address", nil, false)
+        local at = v6 and r:addr6(f.observed_ipv6, f.observed_port, "reflexive address")
+            or not v6 and r:addr(f.observed_ip, f.observed_port, "reflexive address", nil, false)
         info = at and string.format("%s alloc=%s lifetime=%d reflexive=%s", name, hex(alloc),
                                     lifetime, at) or name
     elseif op == 0x05 or op == 0x06 then
@@ -830,7 +847,8 @@ local function relay(r, pinfo, depth)
                                           lifetime, lifetime == 0 and " (release)" or "") or name
     elseif op == 0x07 or op == 0x08 or op == 0x0c then
         local alloc = r:add(f.allocation, 8, "allocation")
-        local at = r:addr(f.peer_ip, f.peer_port, "peer address", nil, false)
+        local at = v6 and r:addr6(f.peer_ipv6, f.peer_port, "peer address")
+            or not v6 and r:addr(f.peer_ip, f.peer_port, "peer address", nil, false)
         info = at and string.format("%s alloc=%s peer=%s", name, hex(alloc), at) or name
     elseif op == 0x09 then
         local req = r:uint(f.error_op, 1, "request operation")
@@ -873,6 +891,7 @@ local function relay(r, pinfo, depth)
             else
                 info = name .. " alloc=" .. hex(alloc) .. " cookie=" .. hex(c)
             end
+            if v6 then r:zero(12, "padding (a knock at an IPv6 relay)") end
         end
     elseif op == 0x0e or op == 0x0f then
         -- a call's path validation, end to end (never to a relay): HMAC under a session key
@@ -1261,7 +1280,7 @@ local function looks_like_kadtalk(tvb)
             if k == 0x02 or k == 0x03 or k == 0x07 then return looks_like_kadtalk(inner) end
             return false
         end
-        if RELAY_SIZES[op] ~= len then return false end
+        if RELAY_SIZES[op] ~= len and RELAY_SIZES6[op] ~= len then return false end
         if op == 0x01 then return all_zero(tvb, 18, 16) end
         if op == 0x09 then return RELAY_ERRORS[tvb(3, 1):uint()] ~= nil end
         return true
