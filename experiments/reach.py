@@ -4,14 +4,15 @@ Each point is a call study (experiments/calls.py) on the same seed: whole nodes,
 the share of placed calls that set up. The mix keeps `open_share` of the nodes on public
 addresses (the relays: `[relay] serve = auto`) and moves the rest between cone NATs (full cone
 and filtering, 2:1, the call study's usual 0.4 / 0.2 at no symmetric NAT) and symmetric ones.
-Without relays a symmetric callee cannot be called and a symmetric caller cannot reach a
-filtering callee (docs/testbed.md); with relays every NATed caller offers its relay, so only
-a public caller to a symmetric callee is left (a public node holds no relay: protocol.md §21).
-`expected` is that rule's share of the placed pairs (calls.reachable): the simulation should
-meet it.
+Without relays a symmetric caller cannot reach a filtering or a symmetric callee (a symmetric
+callee is reached from any other caller at the peer-reflexive address its PUNCH shows,
+docs/protocol.md §20); with relays every NATed caller offers its relay (the node's rule,
+`Node.needs_relay`), so every pair connects. `expected` is that rule's share of the placed
+pairs (calls.reachable): the simulation should meet it.
 
-    python -m kadtalk.experiments.reach sweep --nodes 2000 --calls 400 --out DIR
+    python -m kadtalk.experiments.reach sweep --nodes 2000 --calls 300 --out DIR
     python -m kadtalk.experiments.reach load DIR   # a `sim calls --relays --out DIR` run's figure
+    python -m kadtalk.experiments.reach timeline --nodes 1000 --calls 300  # a relayed set-up's time
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kadtalk.experiments.calls import NOT_PLACED, CallStudy, run_call_study
+from kadtalk.node.relay import wire
+from kadtalk.node.traversal import PUNCH_FWD_RELAY, PUNCH_REQ_RELAY, TRAVERSAL
 
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 OPEN_SHARE = 0.4
@@ -126,6 +129,75 @@ def plot_load(per_relay: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+# A relayed call's milestones, in order: (name, sender, receiver, first two bytes or None for
+# the row's own times); "caller", "callee", "relay", "rv" (any other node)
+MILESTONES = (
+    ("punch request", "caller", "rv", (TRAVERSAL, PUNCH_REQ_RELAY)),
+    ("offer at the callee", "rv", "callee", (TRAVERSAL, PUNCH_FWD_RELAY)),
+    ("knock", "callee", "relay", (wire.RELAY, wire.KNOCK)),
+    ("knock cookie", "relay", "callee", (wire.RELAY, wire.KNOCK_COOKIE)),
+    ("echo", "callee", "relay", (wire.RELAY, wire.KNOCK)),
+    ("knocked", "relay", "caller", (wire.RELAY, wire.KNOCKED)),
+    ("relayed KEY_REQ", "caller", "relay", (wire.RELAY, wire.DATA)),
+    ("KEY_REQ to the callee", "relay", "callee", (wire.RELAY, wire.DATA)),
+    ("KEY_RES", "callee", "relay", (wire.RELAY, wire.DATA)),
+    ("KEY_RES to the caller", "relay", "caller", (wire.RELAY, wire.DATA)),
+)
+
+
+def timeline(nodes: int, calls: int, seed: int, symmetric: float = 0.3,
+             settle: float = 120.0, call_rate: float = 20.0) -> dict[str, Any]:
+    """Where a relayed call's set-up time goes: for each relayed call of a study (40 % public,
+    the rest cone 2:1 and `symmetric`), when each of `MILESTONES` was sent (ms after the call,
+    the first such datagram after the previous milestone), then RINGING, TALKING and the first
+    media as the row times them; medians over the relayed calls, and the direct calls'
+    phases beside them."""
+    from kadtalk.experiments.calls import _CallStudyRun
+
+    study = CallStudy(nodes=nodes, calls=calls, seed=seed, settle=settle, call_rate=call_rate,
+                      relays=True, **mix(symmetric))
+    run = _CallStudyRun(study, None)
+    network = run.world.network
+    sent: list[tuple[float, int, int, bytes]] = []
+    network.tap = lambda src, dst, payload: (type(payload) is bytes and sent.append(
+        (network.env.now, src, dst, payload[:2])))
+    result = run.run()
+    ok = [r for r in result.rows if r["success"]]
+    relayed = [r for r in ok if r.get("relay") is not None]
+    by_node: dict[int, list[tuple[float, int, int, bytes]]] = {}
+    for entry in sent:
+        for addr in (entry[1], entry[2]):
+            by_node.setdefault(addr, []).append(entry)
+    marks: dict[str, list[float]] = {name: [] for name, *_ in MILESTONES}
+    for row in relayed:
+        roles = {row["caller"]: "caller", row["callee"]: "callee", row["relay"]: "relay"}
+        start, end = row["start"], row["start"] + row["setup_ms"] / 1000
+        seen = sorted({e for addr in roles for e in by_node.get(addr, ())
+                       if start <= e[0] <= end}, key=lambda e: e[0])
+        at, i = start, 0
+        for name, frm, to, head in MILESTONES:
+            while i < len(seen):
+                t, src, dst, first = seen[i]
+                i += 1
+                if (first == bytes(head) and roles.get(src, "rv") == frm
+                        and roles.get(dst, "rv") == to and t >= at):
+                    marks[name].append(1000 * (t - start))
+                    at = t
+                    break
+            else:
+                break
+    med = lambda xs: round(statistics.median(xs), 1) if xs else math.nan  # noqa: E731
+    phases = ("lookup_ms", "key_exchange_ms", "ring_ms", "first_media_ms", "setup_ms")
+    direct = [r for r in ok if r.get("relay") is None]
+    return {
+        "relayed_calls": len(relayed), "direct_calls": len(direct),
+        "milestones_ms": {name: med(xs) for name, xs in marks.items()},
+        "milestone_counts": {name: len(xs) for name, xs in marks.items()},
+        "relayed_ms": {k: med([r[k] for r in relayed]) for k in phases},
+        "direct_ms": {k: med([r[k] for r in direct]) for k in phases},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kadtalk.experiments.reach",
                                      description=__doc__.split("\n\n")[0])
@@ -138,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--call-rate", type=float, default=10.0)
     p.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
     p.add_argument("--out", type=Path, required=True, help="writes reach.csv and reach.png")
+    p = sub.add_parser("timeline", help="where a relayed call's set-up time goes (medians)")
+    p.add_argument("--nodes", type=int, default=1000)
+    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--symmetric", type=float, default=0.3)
     p = sub.add_parser("load", help="the relay-load figure of a `sim calls --relays --out` run")
     p.add_argument("dir", type=Path)
     p.add_argument("--figure", type=Path, help="default DIR/relay_load.png")
@@ -154,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"calls set up, N = {args.nodes:,}, {args.calls} calls a point, "
                    f"{100 * OPEN_SHARE:.0f} % public")
         print(f"wrote {args.out}/reach.csv, reach.png")
+        return 0
+    if args.command == "timeline":
+        print(json.dumps(timeline(args.nodes, args.calls, args.seed, args.symmetric), indent=1))
         return 0
     with open(args.dir / "relays.csv", newline="") as f:
         per_relay = list(csv.DictReader(f))

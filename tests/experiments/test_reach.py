@@ -90,3 +90,17 @@ def test_sim_calls_relays_writes_the_relay_load_and_its_figure(capsys, tmp_path)
         assert {"relay", "caller_relays"} <= set(csv.DictReader(f).fieldnames)
     assert reach_main(["load", str(out)]) == 0
     assert (out / "relay_load.png").stat().st_size > 0
+
+
+def test_the_timeline_of_a_relayed_set_up_is_in_order():
+    from kadtalk.experiments.reach import MILESTONES, timeline
+
+    out = timeline(200, 40, 3, symmetric=0.5, call_rate=2.0)
+    assert out["relayed_calls"] > 0 and out["direct_calls"] > 0
+    marks = [out["milestones_ms"][name] for name, *_ in MILESTONES]
+    counts = [out["milestone_counts"][name] for name, *_ in MILESTONES]
+    assert counts[0] == out["relayed_calls"] and all(c > 0 for c in counts)
+    assert marks == sorted(marks)  # each after the one before, in every call
+    # the caller's KEY_RES came through the relay before it rang
+    relayed = out["relayed_ms"]
+    assert marks[-1] <= relayed["lookup_ms"] + relayed["key_exchange_ms"]
