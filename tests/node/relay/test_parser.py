@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from kadtalk.node.layer import Layer
 from kadtalk.node.relay import RelayLayer, wire
+from kadtalk.node.relay.addresses import IPV4
 from kadtalk.node.relay.server import KNOCKED_AGAIN
-from kadtalk.node.routing.contacts import ContactRegistry, ipv4_to_wire
+from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.stack import Node
 
 from .conftest import A, B, C, R, SERVE, World, echo_limited, identity
@@ -130,7 +131,7 @@ def test_events_are_frozen_dataclasses_on_one_base():
         assert dataclasses.is_dataclass(kind) and kind.__dataclass_params__.frozen
 
 
-ADDRESSES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("198.18.0.9", 40000)])
+ADDRESSES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("198.18.0.9", 40000), V6[0], V6[1]])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -152,12 +153,14 @@ def test_a_knock_proves_exactly_the_address_its_cookie_was_sent_to(items):
     for src, minted_for, guess, kind, dt in items:
         now += dt
         number = (alloc_a, alloc_c)[len(guess) % 2 if kind else 0]
+        v6 = ":" in src[0]  # an IPv6 knocker pads (V6[0] and V6[1] share a /64, not a proof)
         if kind == 0:
-            data = wire.knock(number)
+            data = wire.knock(number, ipv6=v6)
         elif kind == 1:
-            data = wire.knock(number, server._knock_cookies.mint(minted_for, number, now))
+            data = wire.knock(number, server._knock_cookies.mint(minted_for, number, now),
+                              ipv6=v6)
         else:
-            data = wire.knock(number, guess)
+            data = wire.knock(number, guess, ipv6=v6)
         server.expire(now)  # (the clients do not refresh here: allocations end at 600 s)
         alloc = server.allocations.get(number)
         before = set(alloc.proven) if alloc is not None else set()
@@ -167,12 +170,12 @@ def test_a_knock_proves_exactly_the_address_its_cookie_was_sent_to(items):
         out = relay.datagrams_to_send(now)
         owner = alloc.owner if alloc is not None else None
         for sent, dst in out:
-            assert len(sent) <= len(data) == 16
+            assert len(sent) <= len(data) == (28 if v6 else 16)
             if dst == src:
                 assert sent[1] == wire.KNOCK_COOKIE and data[10:16] == wire.NO_COOKIE
                 assert server._knock_cookies.valid(src, number, sent[10:16], now)
             else:
-                assert dst == owner and sent == wire.knocked(number, ipv4_to_wire(src))
+                assert dst == owner and sent == wire.knocked(number, IPV4.to_wire(src))
         proved = any(dst == owner for _, dst in out)
         minted = kind == 1 and minted_for == src or (
             kind == 2 and server._knock_cookies.valid(src, number, guess, now))
