@@ -201,6 +201,10 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
     if study.routing or study.rtt_known or study.urgent or study.near:  # the latency study's
         summary["rtt_measured_share"] = (statistics.fmean(known.measured) if known.measured
                                          else math.nan)
+        # what the proximity rule changes: a source's mean round trip to its table's entries
+        # (the model's, for the record; the node knows only what it measured)
+        summary["table_rtt_ms"] = (statistics.median(known.table_rtt) * 1000
+                                   if known.table_rtt else math.nan)
     return StudyResult(study, rows, summary, environment())
 
 
@@ -223,6 +227,7 @@ class KnownRtts:
         self.rng = Random(study.seed * 7919 + 17)
         self.done: set[int] = set()
         self.measured: list[float] = []  # per source: share of its table with a measured RTT
+        self.table_rtt: list[float] = []  # per source: mean model round trip to its entries
         # only in the latency study's variants: the plain study (and its wall time) is untouched
         self.active = bool(study.routing or study.rtt_known or study.urgent or study.near)
 
@@ -233,12 +238,14 @@ class KnownRtts:
         routing = self.world.driver.nodes[source].routing
         handles = sorted(routing.table.handles())
         addrs, rtts = routing.registry.addrs, routing.rtts
+        delay = self.world.base_latency.delay
         if handles:
             self.measured.append(sum(1 for h in handles if rtts is not None and addrs[h] in rtts)
                                  / len(handles))
+            self.table_rtt.append(statistics.fmean(
+                delay(source, addrs[h]) + delay(addrs[h], source) for h in handles))
         if not self.share:
             return
-        delay = self.world.base_latency.delay
         for handle in handles:
             if self.share >= 1.0 or self.rng.random() < self.share:
                 addr = addrs[handle]
@@ -254,7 +261,8 @@ class ProximityWorld(SimWorld):
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
                                  seed=seed)
         latency = self.base_latency
-        near = ProximityTables(tables, self.ids, spec.k, spec.near, round_trips(latency), seed)
+        near = ProximityTables(tables, self.ids, spec.k, spec.near, round_trips(latency), seed,
+                               keep=self.settings.proximity_keep)
         load_converged(self.driver, near, lambda index: self.new_node(index, 0.0),
                        progress=self.progress,
                        round_trip=lambda a, b: latency.delay(a, b) + latency.delay(b, a))
@@ -284,14 +292,16 @@ class ProximityTables:
     with the least round trip from a: what the rule leaves after the node measured those
     `near` (each newcomer faster than the slowest entry takes its place). Entries kept stay in
     their order, newcomers follow in the order drawn. A node learns these round trips only by
-    measuring them; the simulator draws which members it met. Same surface as
+    measuring them; the simulator draws which members it met. `keep`: a bucket's oldest
+    entries the rule never displaces (RoutingSettings.proximity_keep). Same surface as
     ConvergedTables for sim.load_converged; nodes are done in batches (numpy)."""
 
     BATCH = 4096
 
     def __init__(self, tables: ConvergedTables, ids: list[int], k: int, near: int,
-                 rtts: Callable, seed: int):
+                 rtts: Callable, seed: int, keep: int = 0):
         self._tables, self.k, self.near, self.rtts = tables, k, near, rtts
+        self.keep = keep
         shift = ID_BITS - 64
         self.keys = np.fromiter((i >> shift for i in ids), np.uint64, len(ids))  # top 64 bits
         self.order = np.argsort(self.keys, kind="stable")
@@ -344,7 +354,8 @@ class ProximityTables:
         if not big.size:
             return batch
         flat = np.concatenate([np.frombuffer(entries, dtype=np.int32) for _, entries, _ in batch])
-        slots = np.asarray(offset, dtype=np.int64)[big, None] + np.arange(k)
+        room = k - self.keep  # the places the rule may give away
+        slots = np.asarray(offset, dtype=np.int64)[big, None] + np.arange(self.keep, k)
         drawn = lo[big, None] + (self.rng.random((big.size, near))
                                  * (hi - lo)[big, None]).astype(np.int64)
         pool = np.concatenate([flat[slots].astype(np.int64), self.order[drawn]], axis=1)
@@ -355,7 +366,10 @@ class ProximityTables:
         np.put_along_axis(repeat, by_handle[:, 1:], sorted_pool[:, 1:] == sorted_pool[:, :-1],
                           axis=1)
         rtt[repeat] = np.inf
-        keep = np.sort(np.argsort(rtt, axis=1, kind="stable")[:, :k], axis=1)
+        if self.keep:  # a kept entry drawn again is a repeat too
+            kept = flat[slots[:, :1] - self.keep + np.arange(self.keep)]
+            rtt[(pool[:, :, None] == kept[:, None, :]).any(axis=2)] = np.inf
+        keep = np.sort(np.argsort(rtt, axis=1, kind="stable")[:, :room], axis=1)
         flat[slots] = np.take_along_axis(pool, keep, axis=1)
         out, base = [], 0
         for index, entries, sizes in batch:

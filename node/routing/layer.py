@@ -106,8 +106,11 @@ class RoutingSettings:
     # request and our probe faster than its slowest entry (srtt; never measured: the node's),
     # which goes to the replacement cache. The study: docs/results.md "Lookup latency:
     # proximity neighbour selection".
+    # `proximity_keep`: the oldest entries of a bucket that proximity never displaces (they
+    # keep the uptime rule's guarantee: newcomers near us cannot take a whole bucket).
     rtt_hints: bool = False
     proximity: bool = False
+    proximity_keep: int = 0
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     replacement_cache: int = 20
@@ -152,6 +155,8 @@ class RoutingSettings:
             raise ValueError("slow_rttvars must be >= 0")
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
+        if not 0 <= self.proximity_keep <= self.k:
+            raise ValueError("proximity_keep must be between 0 and k")
         if self.rtt_choice_bits < -1 or self.rtt_bit_cost < 0:
             raise ValueError("rtt_choice_bits must be >= -1 (-1: off) and rtt_bit_cost >= 0")
         if self.lookup_requests < 0:
@@ -530,7 +535,8 @@ class RoutingLayer:
     def _prefer_near(self, handle: int) -> None:
         """Proximity neighbour selection: `handle` (cached: its bucket is full) takes the place
         of the bucket's slowest entry if it answered faster (a round trip measured by our own
-        lookup request; an entry never measured counts as the node's srtt)."""
+        lookup request; an entry never measured counts as the node's srtt), the bucket's
+        `proximity_keep` oldest entries aside."""
         rtts = self.rtts
         addrs = self.registry.addrs
         rtt = rtts.srtt(addrs[handle]) if rtts is not None else None
@@ -539,7 +545,8 @@ class RoutingLayer:
         table = self.table
         default = self._srtt
         slowest, worst = -1, rtt
-        for entry in table.bucket(table.bucket_index(self.registry.ids[handle])):
+        bucket = table.bucket(table.bucket_index(self.registry.ids[handle]))
+        for entry in bucket[self.settings.proximity_keep:]:
             expected = rtts.srtt(addrs[entry])
             if expected is None:
                 expected = default

@@ -91,3 +91,30 @@ def test_proximity_tables_shorten_lookups():
     assert near["success_rate"] == 1.0
     with pytest.raises(ValueError):
         LookupStudy(nodes=300, lookups=60, near=5)  # the protocol's joins build their own
+
+
+def test_proximity_tables_leave_the_kept_oldest_entries_in_place():
+    from random import Random
+
+    from kadtalk.experiments.lookup import ProximityTables, round_trips
+    from kadtalk.sim.bootstrap import ConvergedTables
+    from kadtalk.sim.latency import CoordinateLatency
+
+    rng = Random(5)
+    ids = [rng.getrandbits(160) for _ in range(600)]
+    model = CoordinateLatency()
+    for _ in ids:
+        model.add_node(rng)
+    tables = ConvergedTables(ids, 8, seed=1)
+    near = ProximityTables(ConvergedTables(ids, 8, seed=1), ids, 8, 30, round_trips(model),
+                           seed=1, keep=3)
+    changed = 0
+    for index, after, sizes in near.tables():
+        before, start = tables.entries(index).tolist(), 0
+        for size in sizes:
+            old, new = before[start:start + size], after.tolist()[start:start + size]
+            if size == 8:
+                assert new[:3] == old[:3] and len(set(new)) == 8  # the oldest three stay
+                changed += new != old
+            start += size
+    assert changed > 100

@@ -247,3 +247,16 @@ def test_proximity_counts_an_unmeasured_entry_as_the_nodes_round_trip():
         routing._prefer_near(c)
         assert (C in [ids[h] for h in routing.table.bucket(0)]) is displaced
         assert len(routing.table.bucket(0)) == 2
+
+
+def test_proximity_never_displaces_the_kept_oldest_entries():
+    for keep, left in ((0, [B, C]), (1, [A, C])):
+        n = full_bucket(**K2, proximity_keep=keep)
+        n.routing.rtts = RttEstimates()  # A, the oldest, is now the slowest (500 ms)
+        n.routing.observe_contact_rtt(ADDR[A], 0.5)
+        n.routing.observe_contact_rtt(ADDR[B], 0.2)
+        met_in_a_lookup(n, C, 0.03)
+        ids = n.routing.registry.ids
+        assert [ids[h] for h in n.routing.table.bucket(0)] == left
+    with pytest.raises(ValueError):
+        RoutingSettings(k=2, proximity_keep=3)
