@@ -1,5 +1,6 @@
 """``python -m kadtalk.experiments.testbed relay|echo|probe|send|agent``: the helper processes
-the testbed starts inside its namespaces (the user-facing command is `kadtalk testbed`, cli.py).
+the testbed starts inside its namespaces (the user-facing command is `kadtalk testbed`, cli.py);
+``... pairs``: the who-can-call-whom table (pairs.py).
 A module path, not a script path, so they run from any checkout kadtalk is installed from."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import relay
+from . import pairs, relay
 from .probes import agent_main, echo_main, probe_main, send_main
 
 
@@ -39,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=0)
     sub.add_parser("agent", help="a scriptable UDP endpoint (JSON lines on stdin/stdout)")
+    p = sub.add_parser("pairs", help="the table: a real call for every pair of host kinds (root)")
+    pairs.add_arguments(p)
     args = parser.parse_args(argv)
-    return {"agent": agent_main, "relay": relay.main, "echo": echo_main, "probe": probe_main, "send": send_main}[args.cmd](args)
+    return {"agent": agent_main, "relay": relay.main, "echo": echo_main, "probe": probe_main,
+            "send": send_main, "pairs": pairs.main}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -67,8 +67,10 @@ def pair_table(delays: list[list[float]],
             for a in addresses(i) for b in addresses(j) if (":" in a) == (":" in b)}
 
 
-def loss_rule(loss: float, tool: str = "iptables") -> list[str]:
+def loss_rule(loss: float, tool: str = "iptables", action: str = "-A") -> list[str]:
     """The command line (core namespace; `tool` iptables or ip6tables) that drops each
-    forwarded datagram with probability `loss`."""
-    return [tool, "-A", "FORWARD", "-m", "statistic", "--mode", "random",
+    forwarded datagram with probability `loss` (`action` "-D" removes that rule, "-I" puts
+    it first)."""
+    return [tool, action, "FORWARD", *(["1"] if action == "-I" else []),
+            "-m", "statistic", "--mode", "random",
             "--probability", f"{loss:.6f}", "-j", "DROP"]

@@ -33,10 +33,15 @@ def udp_socket(host: str) -> Any:
     return sock
 
 
-def hostport(text: str) -> tuple[str, int]:
-    """"H:P" or "[V6]:P" as (host, port)."""
+def hostport(text: str, sock: Any = None) -> tuple[str, int]:
+    """"H:P" or "[V6]:P" as (host, port); an IPv4 host as IPv4-mapped IPv6 for an IPv6 `sock`."""
+    import socket
+
     host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
+    host = host.strip("[]")
+    if sock is not None and sock.family == socket.AF_INET6 and ":" not in host:
+        host = "::ffff:" + host
+    return host, int(port)
 
 
 def peer_text(addr: tuple) -> str:
@@ -66,7 +71,7 @@ def probe_main(args: argparse.Namespace) -> int:
     sock.bind((args.host, args.port))
     result: dict[str, list[float | None]] = {}
     for target in args.to:
-        addr = hostport(target)
+        addr = hostport(target, sock)
         rtts: list[float | None] = []
         for seq in range(args.count):
             if args.kadtalk:
@@ -111,7 +116,7 @@ def send_main(args: argparse.Namespace) -> int:
     sock = udp_socket(args.host)
     sock.bind((args.host, args.port))
     for target in args.to:
-        sock.sendto(args.payload.encode(), hostport(target))
+        sock.sendto(args.payload.encode(), hostport(target, sock))
     print("sent", flush=True)
     got = []
     deadline = time.monotonic() + args.listen
@@ -154,8 +159,8 @@ def agent_main(args: argparse.Namespace) -> int:
                 sockets[port] = sock
                 answer: dict[str, Any] = {"ok": True, "port": port}
             elif op in ("send", "blast"):
-                to = hostport(cmd["to"])
                 sock = sockets[cmd["port"]]
+                to = hostport(cmd["to"], sock)
                 for i in range(cmd.get("count", 1)):
                     sock.sendto(cmd.get("data", str(i)).encode(), to)
                 answer = {"ok": True}

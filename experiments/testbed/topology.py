@@ -315,6 +315,18 @@ class Testbed:
         for tool in ("iptables", "ip6tables"):
             self.ns_sh(core, *relay.queue_rule(self.queue, tool))
 
+    def set_loss(self, loss: float) -> None:
+        """Change the core's loss while the testbed is up (e.g. a network formed without loss,
+        then a call under it): the old rule goes, the new one is put before the delay relay's."""
+        if not 0.0 <= loss < 1.0:
+            raise ValueError("loss must be in [0, 1)")
+        for tool in ("iptables", "ip6tables"):
+            if self.loss > 0:
+                self.ns_sh(self.core, *loss_rule(self.loss, tool, "-D"))
+            if loss > 0:
+                self.ns_sh(self.core, *loss_rule(loss, tool, "-I"))
+        self.loss = loss
+
     def down(self) -> None:
         """Stop everything this testbed started and delete its namespaces (idempotent)."""
         try:

@@ -13,183 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from kadtalk.app.client import ControlClient
+from kadtalk.experiments.testbed.daemons import PORT, assert_heard_each_other, call, is_call, stop_all
+from kadtalk.experiments.testbed.daemons import NsDaemon as Daemon
 
 from .conftest import standard_nat_layout
 
 pytestmark = pytest.mark.timeout(150)
 
-PORT = 5004
 TONES = {"pub1": 440.0, "pub2": 550.0, "hf": 660.0, "hc": 880.0, "hg": 990.0, "hs": 770.0}
-RATE = 48000
 
 
-class NsDaemon:
-    """`kadtalk daemon` in a testbed host; threads drain its output (never a full pipe)."""
-
-    def __init__(self, tb, root: Path, host: str, *args: str, call_no: int = 0):
-        self.tb = tb
-        self.host = host
-        self.root = root
-        self.socket = root / f"{host}.sock"
-        self.config_dir = root / host
-        self.wav = root / f"{host}-{call_no}.wav"
-        self.proc = tb.popen(host, [
-            sys.executable, "-m", "kadtalk", "daemon", "--config-dir", str(self.config_dir),
-            "--port", str(PORT), "--socket", str(self.socket),
-            "--capture", f"tone:{TONES[host]:g}", "--playback", f"wav:{self.wav}", *args,
-        ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str | None] = []
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-        self.client: ControlClient | None = None
-        self.node_id = ""
-
-    def _drain(self) -> None:
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self.lines.append(None)
-            self._changed.notify_all()
-
-    def log(self) -> str:
-        with self._changed:
-            return "".join(line for line in self.lines if line)
-
-    def _wait_line(self, wanted: str, timeout: float) -> str | None:
-        with self._changed:
-            self._changed.wait_for(
-                lambda: any(line is None or wanted in line for line in self.lines), timeout)
-            return next((line for line in self.lines if line is None or wanted in line), None)
-
-    async def start(self, timeout: float = 30.0) -> "NsDaemon":
-        loop = asyncio.get_running_loop()
-        line = await loop.run_in_executor(None, self._wait_line, "ready:", timeout)
-        if not line:
-            raise AssertionError(f"{self.host}: daemon not ready; log:\n{self.log()[-3000:]}")
-        self.client = await ControlClient.connect(self.socket)
-        await self.client.wait_event(lambda e: e.get("event") == "hello", timeout=10)
-        self.node_id = (await self.client.request("id"))["node_id"]
-        return self
-
-    async def joined(self, timeout: float = 30.0) -> dict:
-        return await self.client.wait_event(
-            lambda e: e.get("event") == "network" and e.get("joined") and e["table_size"] > 0,
-            timeout=timeout)
-
-    async def observed(self, timeout: float = 30.0) -> dict:
-        """The `network` event once peers have told this node its public address."""
-        return await self.client.wait_event(
-            lambda e: e.get("event") == "network" and e.get("public_address"), timeout=timeout)
-
-    def event_count(self) -> int:
-        return len(self.client.seen)
-
-    async def event(self, predicate, timeout: float = 30.0, since: int = 0) -> dict:
-        try:
-            return await self.client.wait_event(predicate, timeout=timeout, since=since)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"{self.host}: no such event within {timeout} s; events: "
-                                 f"{self.client.seen[since:][-12:]}\nlog:\n{self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no hang-up, no saving, nothing."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    async def stop(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            loop = asyncio.get_running_loop()
-            await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), 15)
-
-
-def is_call(state: str, reason: str | None = None):
-    return lambda e: (e.get("event") == "call" and e.get("state") == state
-                      and (reason is None or e.get("reason") == reason))
-
-
-def peak_hz(path: Path) -> float:
-    """The dominant frequency of the audible part of a WAV file."""
-    with wave.open(str(path)) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE, 1, 2)
-        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64)
-    loud = np.flatnonzero(np.abs(x) > 500)
-    assert len(loud) > RATE // 2, f"{path.name}: less than half a second of audible audio"
-    x = x[loud[0]: loud[-1] + 1]
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.argmax(spectrum) * RATE / len(x))
-
-
-async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attempts: int = 1,
-               hang_up: bool = True, lossy: bool = False) -> dict:
-    """caller dials callee by ID; callee answers on `incoming`; both talk until each has seen
-    `talk_reports` quality events with audio arriving; the caller hangs up. Returns facts."""
-    for attempt in range(1, attempts + 1):
-        since_a, since_b = caller.event_count(), callee.event_count()
-        await caller.client.request("dial", to=callee.node_id)
-        first = await caller.event(
-            lambda e: e.get("event") == "call" and e.get("state") in ("ringing", "ended"),
-            timeout=40, since=since_a)
-        if first["state"] == "ended":
-            if attempt == attempts:
-                raise AssertionError(
-                    f"{caller.host} -> {callee.host}: {first['reason']}; traversal: "
-                    f"{(await caller.client.request('status'))['traversal']} / "
-                    f"{(await callee.client.request('status'))['traversal']}\n"
-                    f"caller log:\n{caller.log()[-2000:]}\ncallee log:\n{callee.log()[-2000:]}")
-            continue  # under heavy loss the key exchange may run out of tries: dial again
-        break
-    states = [e["state"] for e in caller.client.seen[since_a:] if e.get("event") == "call"]
-    assert states[:3] == ["dialling", "key_exchange", "ringing"], states
-    ring = await callee.event(lambda e: e.get("event") == "incoming", since=since_b)
-    assert ring["peer"] == caller.node_id
-    await callee.client.request("answer")
-    await caller.event(is_call("talking"), since=since_a)
-    await callee.event(is_call("talking"), since=since_b)
-    for side, since in ((caller, since_a), (callee, since_b)):
-        seen = since
-        for _ in range(talk_reports):
-            q = await side.event(lambda e: e.get("event") == "quality" and e["packets_rx"] > 0,
-                                 timeout=10, since=seen)
-            seen = side.client.seen.index(q) + 1
-        assert q["rx_kbps"] > 1, (side.host, q)
-    facts = {"attempts": attempt, "since": (since_a, since_b)}
-    if hang_up:
-        await caller.client.request("hangup")
-        end_a = await caller.event(is_call("ended"), since=since_a)
-        end_b = await callee.event(is_call("ended"), since=since_b)
-        # under loss all three HANGUP copies may be lost (0.3^3 = 2.7 % at 30 %): the callee
-        # then ends the call 10 s later as peer_vanished
-        allowed = ("remote_hung_up", "peer_vanished") if lossy else ("remote_hung_up",)
-        assert end_a["reason"] == "hung_up" and end_b["reason"] in allowed, (end_a, end_b)
-        facts.update(end_a=end_a, end_b=end_b)
-    return facts
-
-
-def assert_heard_each_other(a: NsDaemon, b: NsDaemon) -> None:
-    """Each side played the other's tone (the playback WAV is complete once the call ended)."""
-    for listener, talker in ((a, b), (b, a)):
-        hz = peak_hz(listener.wav)
-        assert abs(hz - TONES[talker.host]) < 5, (listener.host, hz, TONES[talker.host])
+def NsDaemon(tb, root: Path, host: str, *args: str, call_no: int = 0) -> Daemon:
+    """A daemon in `host` playing its tone from TONES."""
+    return Daemon(tb, root, host, TONES[host], *args, call_no=call_no)
 
 
 @pytest.fixture
@@ -215,14 +56,6 @@ async def start_network(tb, root: Path, hosts: list[str], extra: dict | None = N
         await asyncio.gather(*(daemons[h].start() for h in group))
         await asyncio.gather(*(daemons[h].joined() for h in group))
     return daemons
-
-
-async def stop_all(daemons: dict[str, NsDaemon]) -> None:
-    for d in daemons.values():
-        try:
-            await d.stop()
-        except Exception:
-            d.kill()
 
 
 def run(coro, timeout: float = 120.0):

@@ -90,3 +90,72 @@ def test_full_cone_nat_admits_anyone_after_the_host_sent_once(nat_testbed):
     other.send(5001, source, "from behind the other NAT")
     got = inside.recv(5000, timeout=5)
     assert got is not None and got[0].split(":")[0] == tb.nats["natf"].address
+
+
+def _families(tb):
+    tb.public("v4")  # IPv4 only
+    tb.public("ds", ipv6=True)  # dual-stack
+    tb.public("v6", ipv4=False, ipv6=True)  # IPv6-only
+    tb.nat("cgn", "cgn")
+    tb.private("p6", "cgn", ipv6=True)  # public IPv6, IPv4 behind a carrier-grade NAT
+
+
+def test_ipv6_hosts_delays_and_address_families(make_testbed):
+    """IPv6 crosses the core with the delay applied (the relay reads IPv6 headers); an
+    IPv6-only host has no IPv4 at all and an IPv4-only host no IPv6; the kinds are named."""
+    tb = make_testbed(delay=0.02, build=_families)
+    assert [tb.host(h).kind for h in ("v4", "ds", "v6", "p6")] == [
+        "public-v4", "dual-stack", "v6-only", "public-v6"]
+    echo = tb.popen("ds", tb.python_argv("-m", "kadtalk.experiments.testbed", "echo", "--host", "::",
+                                         "--port", "9000"), stdout=subprocess.PIPE, text=True)
+    assert echo.stdout.readline().strip() == "ready"
+    for host in ("v6", "p6"):
+        target = f"[{tb.host('ds').address6}]:9000"
+        out = tb.run(host, tb.python_argv("-m", "kadtalk.experiments.testbed", "probe", "--host", "::",
+                                          "--count", "5", "--to", target))
+        rtts = [r for r in json.loads(out.stdout)[target] if r is not None]
+        assert len(rtts) == 5 and 40 - EARLY_MS <= statistics.median(rtts) <= 40 + LATE_MS, rtts
+    assert "inet " not in tb.run("v6", ["ip", "-o", "addr", "show", "dev", "wan"]).stdout
+    assert "inet6" not in tb.run("v4", ["ip", "-o", "addr", "show", "dev", "wan"]).stdout
+    to_v4 = tb.run("v6", tb.python_argv("-m", "kadtalk.experiments.testbed", "send", "--host", "::",
+                                        "--to", f"{tb.host('ds').address4}:9000"), check=False)
+    assert to_v4.returncode != 0 and "unreachable" in to_v4.stderr.lower()
+
+
+def test_public_ipv6_behind_a_carrier_grade_nat(make_testbed):
+    """p6's IPv4 sits behind a CGN (100.64.0.0/10, a new outside port for each destination:
+    symmetric), while its IPv6 address is routed: anyone may reach it there unsolicited."""
+    tb = make_testbed(build=_families)
+    p6, ds, v4 = tb.agent("p6"), tb.agent("ds"), tb.agent("v4")
+    assert tb.host("p6").address4.startswith("100.64.")
+    p6.bind(5000, host="::")
+    ds.bind(6000, host="::")
+    v4.bind(6000)
+    p6.send(5000, f"{tb.host('ds').address4}:6000", "a")
+    p6.send(5000, f"{tb.host('v4').address4}:6000", "b")
+    seen = [ds.recv(6000, timeout=5)[0], v4.recv(6000, timeout=5)[0]]
+    assert all(s.startswith(tb.nats["cgn"].address + ":") for s in seen), seen
+    assert seen[0].rpartition(":")[2] != seen[1].rpartition(":")[2], seen  # a port per flow
+    v4.send(6000, f"{tb.nats['cgn'].address}:5000", "unsolicited over IPv4")
+    ds.send(6000, f"[{tb.host('p6').address6}]:5000", "unsolicited over IPv6")
+    assert p6.recv(5000, timeout=5) == (f"[{tb.host('ds').address6}]:6000", "unsolicited over IPv6")
+    assert p6.recv(5000, timeout=0.3) is None
+
+
+def test_loss_can_change_while_up_and_applies_to_ipv6(make_testbed):
+    loss, count = 0.3, 1000
+    tb = make_testbed(build=_families)
+    sender, sink = tb.agent("v6"), tb.agent("ds")
+    sink.bind(9100, host="::")
+    sender.bind(9101, host="::")
+    to = f"[{tb.host('ds').address6}]:9100"
+    sender.ask("blast", port=9101, to=to, count=200)
+    assert sink.ask("sink", port=9100, first=5.0, idle=0.5)["count"] == 200
+    tb.set_loss(loss)
+    sender.ask("blast", port=9101, to=to, count=count)
+    received = sink.ask("sink", port=9100, first=5.0, idle=0.5)["count"]
+    lost = (count - received) / count
+    assert abs(lost - loss) < 5 * math.sqrt(loss * (1 - loss) / count), lost
+    tb.set_loss(0.0)
+    sender.ask("blast", port=9101, to=to, count=200)
+    assert sink.ask("sink", port=9100, first=5.0, idle=0.5)["count"] == 200

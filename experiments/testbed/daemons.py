@@ -1,0 +1,225 @@
+"""Real `kadtalk daemon`s in testbed hosts, driven through their control sockets, and a call
+between two of them with its audio checked both ways (tests/testbed/test_calls.py, pairs.py).
+
+Each daemon runs in its host's namespace with a synthetic microphone (`--capture tone:HZ`, a
+different tone for each host) and records what it plays (`--playback wav:PATH`); no sound card
+is involved. The control sockets are ordinary files (the namespaces share the file system), so
+the daemons are driven from outside their namespaces. After a call, the WAV each side played
+must hold the *other* side's tone (the FFT peak). Nothing sleeps: every wait is for a control
+event, a log line or a process exit, with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import wave
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kadtalk.app.client import ControlClient
+
+PORT = 5004
+RATE = 48000
+
+
+class NsDaemon:
+    """`kadtalk daemon` in a testbed host playing `tone` Hz; threads drain its output (never a
+    full pipe). `args` are more daemon options (--bootstrap ...)."""
+
+    def __init__(self, tb: Any, root: Path, host: str, tone: float, *args: str, call_no: int = 0,
+                 log_level: str | None = None):
+        self.tb = tb
+        self.host = host
+        self.tone = tone
+        self.root = root
+        self.socket = root / f"{host}.sock"
+        self.config_dir = root / host
+        self.wav = root / f"{host}-{call_no}.wav"
+        self.proc = tb.popen(host, [
+            sys.executable, "-m", "kadtalk", "daemon", "--config-dir", str(self.config_dir),
+            "--port", str(PORT), "--socket", str(self.socket),
+            "--capture", f"tone:{tone:g}", "--playback", f"wav:{self.wav}",
+            *(["--log-level", log_level] if log_level else []), *args,
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str | None] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+        self.client: ControlClient | None = None
+        self.node_id = ""
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append(None)
+            self._changed.notify_all()
+
+    def log(self) -> str:
+        with self._changed:
+            return "".join(line for line in self.lines if line)
+
+    def _wait_line(self, wanted: str, timeout: float) -> str | None:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: any(line is None or wanted in line for line in self.lines), timeout)
+            return next((line for line in self.lines if line is None or wanted in line), None)
+
+    async def start(self, timeout: float = 30.0) -> "NsDaemon":
+        loop = asyncio.get_running_loop()
+        line = await loop.run_in_executor(None, self._wait_line, "ready:", timeout)
+        if not line:
+            raise AssertionError(f"{self.host}: daemon not ready; log:\n{self.log()[-3000:]}")
+        self.client = await ControlClient.connect(self.socket)
+        await self.client.wait_event(lambda e: e.get("event") == "hello", timeout=10)
+        self.node_id = (await self.client.request("id"))["node_id"]
+        return self
+
+    async def joined(self, timeout: float = 30.0) -> dict:
+        return await self.event(
+            lambda e: e.get("event") == "network" and e.get("joined") and e["table_size"] > 0,
+            timeout=timeout)
+
+    async def observed(self, timeout: float = 30.0) -> dict:
+        """The `network` event once peers have told this node its public address."""
+        return await self.event(
+            lambda e: e.get("event") == "network" and e.get("public_address"), timeout=timeout)
+
+    def event_count(self) -> int:
+        return len(self.client.seen)
+
+    async def event(self, predicate: Callable[[dict], bool], timeout: float = 30.0,
+                    since: int = 0) -> dict:
+        try:
+            return await self.client.wait_event(predicate, timeout=timeout, since=since)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{self.host}: no such event within {timeout} s; events: "
+                                 f"{self.client.seen[since:][-12:]}\nlog:\n{self.log()[-3000:]}")
+
+    def new_call(self) -> None:
+        """Forget the last call's recording (the daemon writes a new WAV for the next one)."""
+        self.wav.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL: no hang-up, no saving, nothing."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), 15)
+
+
+def is_call(state: str, reason: str | None = None) -> Callable[[dict], bool]:
+    return lambda e: (e.get("event") == "call" and e.get("state") == state
+                      and (reason is None or e.get("reason") == reason))
+
+
+def peak_hz(path: Path) -> float:
+    """The dominant frequency of the audible part of a WAV file."""
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE, 1, 2)
+        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64)
+    loud = np.flatnonzero(np.abs(x) > 500)
+    assert len(loud) > RATE // 2, f"{path.name}: less than half a second of audible audio"
+    x = x[loud[0]: loud[-1] + 1]
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * RATE / len(x))
+
+
+class CallFailed(AssertionError):
+    """The caller's call ended before ringing; `reason` is the end reason it showed."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attempts: int = 1,
+               hang_up: bool = True, lossy: bool = False, ring_timeout: float = 40) -> dict:
+    """caller dials callee by ID; callee answers on `incoming`; both talk until each has seen
+    `talk_reports` quality events with audio arriving; the caller hangs up. Returns facts:
+    attempts, setup (s from the dial to ringing), talking (s from the answer to both talking),
+    path (the callee's view of the caller's address at ringing: "relay H:P" when relayed),
+    the end events. Raises CallFailed (with the end reason) when no attempt rings."""
+    loop = asyncio.get_running_loop()
+    for attempt in range(1, attempts + 1):
+        since_a, since_b = caller.event_count(), callee.event_count()
+        dialled = loop.time()
+        await caller.client.request("dial", to=callee.node_id)
+        first = await caller.event(
+            lambda e: e.get("event") == "call" and e.get("state") in ("ringing", "ended"),
+            timeout=ring_timeout, since=since_a)
+        if first["state"] == "ended":
+            if attempt == attempts:
+                raise CallFailed(
+                    f"{caller.host} -> {callee.host}: {first['reason']}; traversal: "
+                    f"{(await caller.client.request('status'))['traversal']} / "
+                    f"{(await callee.client.request('status'))['traversal']}\n"
+                    f"caller log:\n{caller.log()[-2000:]}\ncallee log:\n{callee.log()[-2000:]}",
+                    first.get("reason") or "ended")
+            continue  # under heavy loss the key exchange may run out of tries: dial again
+        break
+    setup = loop.time() - dialled
+    states = [e["state"] for e in caller.client.seen[since_a:] if e.get("event") == "call"]
+    assert states[:3] == ["dialling", "key_exchange", "ringing"], states
+    ring = await callee.event(lambda e: e.get("event") == "incoming", since=since_b)
+    assert ring["peer"] == caller.node_id
+    answered = loop.time()
+    await callee.client.request("answer")
+    await caller.event(is_call("talking"), since=since_a)
+    await callee.event(is_call("talking"), since=since_b)
+    talking = loop.time() - answered
+    for side, since in ((caller, since_a), (callee, since_b)):
+        seen = since
+        for _ in range(talk_reports):
+            q = await side.event(lambda e: e.get("event") == "quality" and e["packets_rx"] > 0,
+                                 timeout=10, since=seen)
+            seen = side.client.seen.index(q) + 1
+        assert q["rx_kbps"] > 1, (side.host, q)
+    facts: dict[str, Any] = {"attempts": attempt, "since": (since_a, since_b), "setup": setup,
+                             "talking": talking, "path": ring.get("address")}
+    if hang_up:
+        await caller.client.request("hangup")
+        end_a = await caller.event(is_call("ended"), since=since_a)
+        end_b = await callee.event(is_call("ended"), since=since_b)
+        # under loss all three HANGUP copies may be lost (0.3^3 = 2.7 % at 30 %): the callee
+        # then ends the call 10 s later as peer_vanished
+        allowed = ("remote_hung_up", "peer_vanished") if lossy else ("remote_hung_up",)
+        assert end_a["reason"] == "hung_up" and end_b["reason"] in allowed, (end_a, end_b)
+        facts.update(end_a=end_a, end_b=end_b)
+    return facts
+
+
+def heard(listener: NsDaemon, talker: NsDaemon) -> float:
+    """The peak frequency of what `listener` played (its WAV is complete once the call ended)."""
+    return peak_hz(listener.wav)
+
+
+def assert_heard_each_other(a: NsDaemon, b: NsDaemon, tolerance: float = 5.0) -> None:
+    """Each side played the other's tone."""
+    for listener, talker in ((a, b), (b, a)):
+        hz = heard(listener, talker)
+        assert abs(hz - talker.tone) < tolerance, (listener.host, hz, talker.tone)
+
+
+async def stop_all(daemons: dict[str, NsDaemon]) -> None:
+    for d in daemons.values():
+        try:
+            await d.stop()
+        except Exception:
+            d.kill()
