@@ -1,23 +1,32 @@
-"""How far the simulator scales: converged networks of 10^4 .. 10^6 real nodes, then lookups.
+"""How far the simulator scales: converged networks of 10^4 .. 10^7 real nodes, then lookups.
 
 For each N, in a fresh child process (so peak memory is that N's alone): the network converges by
 the fast bootstrap (sim/bootstrap.py), then `--lookups` find-peer lookups run at Poisson times.
-Reported per N (medians over --repeat runs):
+Nodes are built on first use (sim/lazy.py): a node untouched by the lookups stays a row of the
+bootstrap's arrays. Reported per N (medians over --repeat runs):
 
-- build time (IDs, latency model, tables, node objects, driver) and peak resident memory;
+- build time (IDs, latency model, tables' draws, driver) and peak resident memory;
 - bytes per node: resident memory of the converged network (measured when the first lookup
   ends) less the process's memory before the build, divided by N;
-- wall time per lookup and per request/response pair during the lookup phase;
-- SimPy events per second in the lookup phase, and the ratio to a bare heapq event loop run in
-  the same child right after: it pops the earliest event and pushes a successor with a random
-  delay, as many times as the simulation processed events, over a heap holding as many pending
-  far-future entries as SimPy's queue did (the nodes' refresh timers). The ratio says how much of
-  an event's cost is the node code and SimPy rather than the event queue itself.
+- nodes built: how many the lookups reached (the others stayed rows);
+- wall time per lookup and per request/response pair during the lookup phase, and the CPU
+  seconds of the build, the lookup phase and the whole run (the machine is shared: CPU time
+  is what a busy neighbour does not inflate);
+- SimPy events per CPU second in the lookup phase, and the ratio to a bare heapq event loop run
+  in the same child right after, also in CPU time: it pops the earliest event and pushes a
+  successor with a random delay, as many times as the simulation processed events, over a heap
+  holding as many pending entries as SimPy's queue did when lookups began. The ratio says how
+  much of an event's cost is the node code and SimPy rather than the event queue itself;
+- the load average when the run ended.
 
-    python -m benchmarks.sim_scale                         # 10^4, 10^5, 10^6; about 3 minutes
+    python -m benchmarks.sim_scale                         # 10^4, 10^5, 10^6; a few minutes
     python -m benchmarks.sim_scale --sizes 10000 100000 --repeat 3 --json sim_scale.json
     python -m benchmarks.sim_scale --quick                 # smoke run, a few seconds
+    python -m benchmarks.sim_scale --huge                  # 10^7 too (opt-in: ~8 GB, minutes)
     python -m benchmarks.sim_scale --join 2000            # the join phase alone (below)
+
+A child is stopped (and the run fails) when the machine's available memory falls below
+`--min-free-gib` (3 GiB by default): a 10^7 network shares the machine with others.
 
 `--join N` measures the other phase instead, in this process: N nodes joining by the protocol
 (the lookup study's default world, seed --seed, wire form as `kadtalk sim lookup` picks it),
@@ -31,9 +40,11 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from random import Random
 from typing import Any
@@ -49,6 +60,7 @@ from benchmarks.common import (
 )
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+HUGE = 10_000_000
 QUICK_SIZES = (2_000, 10_000)
 
 
@@ -63,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lookups", type=int, default=10_000,
                         help="find-peer lookups per run (default 10,000; 500 with --quick)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--huge", action="store_true",
+                        help=f"add {HUGE:,} nodes to the sizes (opt-in: ~8 GB, tens of minutes)")
+    parser.add_argument("--min-free-gib", type=float, default=3.0, metavar="GIB",
+                        help="stop a child when the machine's available memory falls below this")
     parser.add_argument("--join", type=int, metavar="N",
                         help="measure N nodes joining by the protocol instead (one run, no table)")
     parser.add_argument("--wire", choices=("auto", "bytes", "objects"), default="auto",
@@ -100,21 +116,41 @@ def heapq_events_per_s(events: int, pending: int, seed: int, clock: Any = time.p
 
 
 def child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
+    import kadtalk.experiments.lookup as lookup_module
     from kadtalk.experiments.lookup import LookupStudy, run_lookup_study
 
     before = rss_bytes()
-    converged: dict[str, int] = {}
+    cpu_start = time.process_time()
+    converged: dict[str, float] = {}
+    worlds: list[Any] = []
 
     def progress(phase: str, done: int, total: int) -> None:
         if phase == "lookups" and "rss" not in converged:
             converged["rss"] = rss_bytes()
+            converged["cpu"] = time.process_time()
 
-    study = LookupStudy(nodes=nodes, lookups=lookups, seed=seed, bootstrap="fast")
-    summary = run_lookup_study(study, progress).summary
+    class World(lookup_module.SimWorld):  # the study's world, kept to count the nodes built
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            worlds.append(self)
+
+    plain, lookup_module.SimWorld = lookup_module.SimWorld, World
+    try:
+        study = LookupStudy(nodes=nodes, lookups=lookups, seed=seed, bootstrap="fast")
+        summary = run_lookup_study(study, progress).summary
+    finally:
+        lookup_module.SimWorld = plain
+    cpu_end = time.process_time()
+    built_cpu = converged.get("cpu", cpu_end)
+    driver_nodes = worlds[0].driver.nodes if worlds else []
+    built = nodes - getattr(driver_nodes, "dormant", 0)
     rpcs = summary["rpcs_mean"] * summary["lookups"]
     events = summary["sim_events"]
-    sim_rate = events / summary["lookup_s"]
-    heap_rate = heapq_events_per_s(events, summary["sim_queue"], seed)
+    # the first lookup's progress comes when it ends: the lookup phase's CPU from there on is
+    # a hair short, its events all counted; wall time as the study measured it
+    lookup_cpu = cpu_end - built_cpu
+    sim_rate = events / lookup_cpu
+    heap_rate = heapq_events_per_s(events, summary["sim_queue"], seed, time.process_time)
     return {
         "nodes": nodes,
         "lookups": summary["lookups"],
@@ -126,11 +162,16 @@ def child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
         "bytes_per_node": (converged.get("rss", before) - before) / nodes,
         "ms_per_lookup": summary["lookup_s"] * 1000 / summary["lookups"],
         "us_per_rpc": summary["lookup_s"] * 1e6 / rpcs if rpcs else float("nan"),
+        "nodes_built": built,
         "events": events,
         "events_per_s": sim_rate,
         "heapq_events_per_s": heap_rate,
         "ratio_to_heapq": sim_rate / heap_rate,
+        "build_cpu_s": built_cpu - cpu_start,
+        "lookup_cpu_s": lookup_cpu,
+        "cpu_s": cpu_end - cpu_start,
         "wall_s": summary["wall_s"],
+        "load": os.getloadavg()[0],
     }
 
 
@@ -162,30 +203,63 @@ def join_phase(nodes: int, seed: int, wire: str = "auto") -> dict[str, Any]:
     }
 
 
-def run_child(nodes: int, lookups: int, seed: int) -> dict[str, Any]:
+def run_child(nodes: int, lookups: int, seed: int, min_free_gib: float = 3.0) -> dict[str, Any]:
+    """One run in a child process, stopped if the machine's available memory falls below
+    `min_free_gib`; the child's peak RSS as the kernel counted it (ru_maxrss) is added."""
+    import psutil
+
     command = [sys.executable, "-m", "benchmarks.sim_scale", "--child", str(nodes),
                "--lookups", str(lookups), "--seed", str(seed)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if done.returncode != 0:
-        raise SystemExit(f"the run of {nodes} nodes failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True,
+                                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        lowest = math.inf
+        while True:
+            try:
+                _, status, usage = os.wait4(process.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if _:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                break
+            free = psutil.virtual_memory().available / 2**30
+            lowest = min(lowest, free)
+            if free < min_free_gib:
+                process.kill()
+                process.wait()
+                raise SystemExit(f"the run of {nodes} nodes was stopped: {free:.1f} GiB free "
+                                 f"(--min-free-gib {min_free_gib})")
+            time.sleep(0.5)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise SystemExit(f"the run of {nodes} nodes failed:\n{stderr[-2000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["max_rss_mb"] = usage.ru_maxrss / 1024  # kB on Linux
+    result["lowest_free_gib"] = lowest
+    return result
 
 
 # -- the table ---------------------------------------------------------------------------------
 
 COLUMNS = (
     ("build_s", "build s", 1, ""),
-    ("peak_rss_mb", "peak MB", 0, ""),
+    ("max_rss_mb", "peak MB", 0, ""),
     ("bytes_per_node", "bytes/node", 0, ""),
+    ("nodes_built", "nodes built", 0, ""),
     ("ms_per_lookup", "ms/lookup", 2, ""),
     ("us_per_rpc", "µs/RPC pair", 1, ""),
-    ("events_per_s", "events/s", 0, ""),
-    ("heapq_events_per_s", "heapq events/s", 0, ""),
+    ("events_per_s", "events/CPU s", 0, ""),
+    ("heapq_events_per_s", "heapq events/CPU s", 0, ""),
     ("ratio_to_heapq", "sim/heapq", 3, "ratio"),
     ("median_ms", "lookup median ms", 1, ""),
     ("hops_mean", "hops", 2, ""),
+    ("build_cpu_s", "build CPU s", 1, ""),
+    ("lookup_cpu_s", "lookups CPU s", 1, ""),
+    ("cpu_s", "CPU s", 1, ""),
     ("wall_s", "wall s", 1, ""),
+    ("load", "load", 1, ""),
 )
 
 
@@ -218,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                               "environment": environment()})
         return 0
     repeat = resolve_repeat(args, quick_repeat=1)
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    sizes = list(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
+    if args.huge and HUGE not in sizes:
+        sizes.append(HUGE)
     lookups = 500 if args.quick and args.lookups == 10_000 else args.lookups
     from rich.progress import Progress
 
@@ -230,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         for nodes in sizes:
             runs[nodes] = []
             for r in range(repeat):
-                runs[nodes].append(run_child(nodes, lookups, args.seed + r))
+                runs[nodes].append(run_child(nodes, lookups, args.seed + r, args.min_free_gib))
                 bar.advance(task)
             merged = {key: median(run[key] for run in runs[nodes]) for key, *_ in COLUMNS}
             results.append({"nodes": nodes, "lookups": lookups} | merged)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import sim_scale
 
 
@@ -21,7 +23,18 @@ def test_quick_run_writes_a_row_per_size(tmp_path, capsys):
         assert row["bytes_per_node"] > 0
         assert row["events_per_s"] > 0 and 0 < row["ratio_to_heapq"] < 1
         assert row["ms_per_lookup"] > 0 and row["us_per_rpc"] > 0
+        assert 0 < row["nodes_built"] <= row["nodes"]  # nodes are built on first use
+        assert row["cpu_s"] >= row["build_cpu_s"] + row["lookup_cpu_s"] * 0.99 > 0
+        assert row["max_rss_mb"] > 0 and row["load"] >= 0
     assert "1,200" in capsys.readouterr().out
+
+
+def test_huge_is_opt_in_and_a_child_stops_when_memory_runs_low():
+    args = sim_scale.build_parser().parse_args(["--huge"])
+    assert args.huge and sim_scale.HUGE == 10_000_000
+    assert sim_scale.HUGE not in sim_scale.DEFAULT_SIZES
+    with pytest.raises(SystemExit, match="stopped"):
+        sim_scale.run_child(300, 10, 1, min_free_gib=1e9)
 
 
 def test_join_phase_reports_its_cost(tmp_path):
