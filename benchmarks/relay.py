@@ -155,7 +155,7 @@ def _child_main(kind: str, conn: Any, profile: str | None) -> None:
 
 async def _child(kind: str, conn: Any) -> None:
     loop = asyncio.get_running_loop()
-    if kind == "relay":
+    if kind in ("relay", "relay-fast"):
         from kadtalk.transport.udp import start_node
 
         driver = await start_node(host=HOST, port=0, buffer=BUFFER)
@@ -163,6 +163,8 @@ async def _child(kind: str, conn: Any) -> None:
         node.set_relay_settings(BENCH_SETTINGS)
         node.relay.codec = LoopbackCodec(node.routing.registry)  # before the server is made
         address, close = driver.address, driver.close
+        if kind == "relay-fast":
+            fast_path(driver)
 
         def stats() -> dict[str, int]:
             return dict(node.relay.stats)
@@ -192,6 +194,32 @@ async def _child(kind: str, conn: Any) -> None:
     loop.remove_reader(conn.fileno())
     conn.send(("done", stats()))
     close()
+
+
+def fast_path(driver: Any) -> None:
+    """A prototype, not the daemon's code (`--fast-path`): a DATA datagram naming one of the
+    relay's allocations goes from the socket to RelayServer.on_data and its forwarded copy
+    straight back to the socket, skipping the Node's demultiplexing, the hand-out of events and
+    the timer re-check that every other datagram takes (UdpDriver.service). What a driver
+    change (transport/udp.py, node/stack.py) could save per relayed datagram."""
+    from kadtalk.transport.udp import normalise
+
+    relay, loop = driver.node.relay, driver.loop
+    server = relay._server(loop.time())
+    slow = driver.datagram_received
+
+    def received(data: bytes, addr: tuple) -> None:
+        if data[:2] == b"\x08\x0a":
+            alloc = server.allocations.get(data[2:10])
+            source = normalise(addr)
+            if alloc is not None and source is not None:
+                server.on_data(alloc, data, source, loop.time())
+                for out, dst in relay.datagrams_to_send(0.0):
+                    driver.transport.sendto(out, dst)  # (an IPv4 socket here: no mapping)
+                return
+        slow(data, addr)
+
+    driver.datagram_received = received
 
 
 class Child:
@@ -417,7 +445,7 @@ def measure(kind: str, n: int, ticks: list[list[int]], seconds: float, direct: i
             child.stop()
         return {"cpu_share": (c1 - c0) / (t1 - t0), "window_s": t1 - t0}
     try:
-        if kind == "relay":
+        if kind != "forward":
             calls = set_up(child.address, n)
         else:
             calls = [Call(_socket(), _socket(), os.urandom(wire.ID_SIZE)) for _ in range(n)]
@@ -471,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--direct", type=int, default=10,
                         help="calls that also send each packet directly (default 10)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fast-path", action="store_true",
+                        help="also measure a prototype DATA fast path in the driver (fast_path)")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the relay (largest N, one repetition) under cProfile, dump "
                         "the stats to FILE and print its top functions")
@@ -487,10 +517,11 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
     repeat = resolve_repeat(args, quick_repeat=1)
     ticks = media_ticks(args.quick)
     media = [tick[0] for tick in ticks]
-    runs: dict[str, dict[int, list[dict[str, Any]]]] = {"relay": {}, "forward": {}}
+    kinds = ("relay", "forward", "relay-fast") if args.fast_path else ("relay", "forward")
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {kind: {} for kind in kinds}
     for r in range(repeat):
         for n in [0] + counts:
-            for kind in ("relay", "forward")[::1 if r % 2 == 0 else -1]:  # each first in turn
+            for kind in kinds[::1 if r % 2 == 0 else -1]:  # each first in turn
                 runs[kind].setdefault(n, []).append(
                     measure(kind, n, ticks, seconds, args.direct, args.seed + r))
     idle = [[run["cpu_share"] * 100.0 for run in runs[kind][0]] for kind in ("relay", "forward")]
@@ -509,6 +540,16 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
         base, base_s = med("forward", "cpu_us_per_datagram")
         figures.append(Figure(f"CPU per relayed datagram, {n} call{'s' * (n > 1)}", ours, base,
                               "µs", LOWER, samples={"ours": ours_s, "baseline": base_s}))
+        if args.fast_path:
+            ours, ours_s = med("relay-fast", "cpu_us_per_datagram")
+            figures.append(Figure(f"CPU per relayed datagram, {n} call{'s' * (n > 1)}, DATA "
+                                  "fast path (prototype)", ours, base, "µs", LOWER,
+                                  samples={"ours": ours_s, "baseline": base_s}))
+            ours, ours_s = med("relay-fast", "added_median_ms")
+            fwd, fwd_s = med("forward", "added_median_ms")
+            figures.append(Figure(f"added one-way delay median, {n} call{'s' * (n > 1)}, DATA "
+                                  "fast path (prototype)", ours, fwd, "ms", LOWER, digits=3,
+                                  samples={"ours": ours_s, "baseline": fwd_s}))
         for key, label in (("added_median_ms", "median"), ("added_p99_ms", "p99")):
             ours, ours_s = med("relay", key)
             base, base_s = med("forward", key)
@@ -557,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         f"goals: < 1 % of a core per call, < 1 ms added; load average "
         f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores shared)",
     ]
-    for kind in ("relay", "forward"):
+    for kind in detail["runs"]:
         for n, runs in detail["runs"][kind].items():
             drops: dict[str, int] = {}
             for r in runs:
