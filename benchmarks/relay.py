@@ -427,6 +427,63 @@ def close(calls: list[Call]) -> None:
         call.peer.close()
 
 
+# -- the node's own work, without sockets -----------------------------------------------------
+
+
+def in_process(datagrams: int) -> tuple[float, float]:
+    """(µs a relayed DATA costs the daemon's Node, µs a dict-lookup forward costs), in this
+    process without sockets: the node path is the driver's per datagram (receive_datagram,
+    next_event, datagrams_to_send, get_timer) through a live allocation with its peer
+    permitted, set up by hand with the wire helpers; the baseline is the forwarder's body."""
+    from kadtalk.node.identity import Identity
+    from kadtalk.node.routing.contacts import ContactRegistry
+    from kadtalk.node.stack import Node
+
+    owner, peer = ("203.0.113.1", 5004), ("203.0.113.2", 5004)
+    me = Identity.generate()
+    node = Node(int.from_bytes(me.node_id, "big"), ContactRegistry(), random.Random(1),
+                identity=me)
+    node.set_relay_settings(replace(BENCH_SETTINGS, allocation_rate=1e12,
+                                    allocation_burst=1e12, total_rate=1e12, total_burst=1e12))
+
+    def ask(data: bytes, src: tuple) -> list[tuple[bytes, Any]]:
+        node.receive_datagram(data, src, 0.0)
+        return node.datagrams_to_send(0.0)
+
+    nonce = bytes(16)
+    [(challenge, _)] = ask(wire.hello(nonce), owner)
+    cookie = challenge[18:34]
+    client = Identity.generate()
+    [(granted, _)] = ask(wire.allocate(nonce, cookie, 600, client.public_der, client.sign(
+        wire.signed_part(nonce, cookie, 600))), owner)
+    number = granted[18:26]
+    [(knock_cookie, _)] = ask(wire.knock(number), peer)
+    ask(wire.knock(number, knock_cookie[10:16]), peer)
+    [(permitted, _)] = ask(wire.permit(number, Codec().to_wire(peer)), owner)
+    assert permitted[1] == wire.PERMITTED
+    data = wire.data(number, bytes(150))
+    sources = (owner, peer)
+    now = 1.0
+    start = time.perf_counter()
+    for i in range(datagrams):
+        now += 1e-5
+        node.receive_datagram(data, sources[i & 1], now)
+        node.next_event()
+        node.datagrams_to_send(now)
+        node.get_timer()
+    ours = (time.perf_counter() - start) / datagrams * 1e6
+    assert node.relay.stats["forwarded"] == datagrams
+    pairs, out = {owner: peer, peer: owner}, []
+    start = time.perf_counter()
+    for i in range(datagrams):
+        target = pairs.get(sources[i & 1])
+        if target is not None:
+            out.append((data, target))
+        if len(out) > 64:
+            out = []
+    return ours, (time.perf_counter() - start) / datagrams * 1e6
+
+
 # -- one measurement --------------------------------------------------------------------------
 
 
@@ -527,6 +584,12 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
     idle = [[run["cpu_share"] * 100.0 for run in runs[kind][0]] for kind in ("relay", "forward")]
     figures = [Figure("process CPU, idle (no calls)", median(idle[0]), median(idle[1]), "% core",
                       None, digits=3, samples={"ours": idle[0], "baseline": idle[1]})]
+    node_path = [in_process(20_000 if args.quick else 200_000) for _ in range(repeat)]
+    figures.append(Figure("the Node's work per relayed datagram (in-process, no sockets)",
+                          median(n for n, _ in node_path), median(b for _, b in node_path),
+                          "µs", LOWER, digits=2,
+                          samples={"ours": [n for n, _ in node_path],
+                                   "baseline": [b for _, b in node_path]}))
     for n in counts:
         def med(kind: str, key: str, scale: float = 1.0) -> tuple[float, list[float]]:
             values = [run[key] * scale for run in runs[kind][n]]

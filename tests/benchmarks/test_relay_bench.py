@@ -17,6 +17,7 @@ def test_quick_run_relays_every_packet_and_reports_every_figure(tmp_path, capsys
     payload = json.loads(out.read_text())
     figures = payload["figures"]
     assert set(figures) == {"process CPU, idle (no calls)", "CPU per call, 2 calls",
+                            "the Node's work per relayed datagram (in-process, no sockets)",
                             "CPU per relayed datagram, 2 calls",
                             "added one-way delay median, 2 calls",
                             "added one-way delay p99, 2 calls"}
