@@ -34,6 +34,7 @@ the flat array would take ~16 GB there.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -209,9 +210,7 @@ class ConvergedTables:
             big_depths = 0
         self._draws = np.zeros((n, big_depths, 1 + spread), dtype=np.uint32) if big_depths else None
         rng = np.random.default_rng(seed)
-        depths = 0
-        for r in range(width):
-            depths += 1
+        for r in range(big_depths):  # the flat fill's draws, depth by depth
             lo, hi = self._sibling_ranges(r)
             big = np.flatnonzero(hi - lo > k)
             if big.size:
@@ -219,16 +218,22 @@ class ConvergedTables:
                 self._draws[big, r, 0] = start - lo[big]
                 if offset is not None:
                     self._draws[big, r, 1:] = offset
-            if r + 1 == width:
-                break
-            deeper = keys >> np.uint64(width - r - 1)
-            if not bool(np.any(deeper[1:] == deeper[:-1])):
-                break  # no two IDs share r + 1 bits: no deeper bucket has anyone
+            del lo, hi, big
+        # Depths with a bucket: up to the longest prefix two IDs share (the flat fill's pass 1
+        # stops there too).
+        if n > 1:
+            shared = width - int((keys[1:] ^ keys[:-1]).min()).bit_length()
+            depths = min(width, shared + 1)
+        else:
+            depths = 0
         self._spread = spread
         self._age = None if age is self._order else age  # None: nodes joined in index order
-        shifts = np.arange(width - 1, width - 1 - depths, -1, dtype=np.int64).astype(np.uint64)
-        self._shifts = shifts
-        self._masks = (np.uint64(1) << shifts) - np.uint64(1)
+        self._depths = depths
+        # bisect on a list of ints: a node's subtree narrows depth by depth, so each search
+        # stays inside the last one's range (~40 bytes a node)
+        self._keylist = keys.tolist()
+        self._orderlist = self._order.tolist()
+        self._agelist = None if self._age is None else self._age.tolist()
 
     def row(self, index: int) -> tuple[array, bytearray]:
         """Node `index`'s table (entries, sizes): a slice of the flat array, or derived from the
@@ -236,49 +241,56 @@ class ConvergedTables:
         if self.store == "flat":
             return self.entries(index), self.sizes(index)
         p = int(self._position[index])
-        k, keys, shifts = self.k, self._keys, self._shifts
-        sibling = ((keys[p] >> shifts) ^ np.uint64(1)) << shifts
-        lo = keys.searchsorted(sibling, side="left")
-        sizes = (keys.searchsorted(sibling | self._masks, side="right") - lo).tolist()
-        lo = lo.tolist()
+        k, keys, width, n = self.k, self._keylist, self._width, self._n
+        key = keys[p]
         draws = self._draws[p].tolist() if self._draws is not None else ()
         cluster = k - self._spread
-        positions: list[int] = []
+        order, age = self._orderlist, self._agelist
+        entries: list[int] = []
         counts = bytearray(self.common)
         last = 0
-        for r, size in enumerate(sizes):
+        low, high = 0, n  # the IDs sharing r bits with this one (its subtree at depth r)
+        for r in range(self._depths):
+            if high - low == 1:
+                break  # alone in its subtree: no deeper bucket has anyone
+            shift = width - 1 - r
+            middle = bisect_left(keys, ((key >> shift) | 1) << shift, low, high)
+            if (key >> shift) & 1:
+                lo, hi, low = low, middle, middle  # the sibling subtree is the lower half
+            else:
+                lo, hi, high = middle, high, middle
+            size = hi - lo
             if not size:
                 counts.append(0)
                 continue
-            low = lo[r]
-            if size <= k:
-                positions.extend(range(low, low + size))
-                counts.append(size)
-            else:  # the join rule's choice (_join_positions, before the age order)
-                start = low + draws[r][0]
-                positions.extend(range(start, start + cluster))
-                for offset in draws[r][1:]:
-                    at = low + offset
-                    positions.append(at + cluster if at >= start else at)
-                counts.append(k)
+            if age is None:  # node i joined i-th: oldest first is smallest handle first
+                if size <= k:  # the whole range
+                    bucket = order[lo:hi]
+                    counts.append(size)
+                else:  # the join rule's choice (_join_positions): a cluster, the spread ones
+                    start = lo + draws[r][0]
+                    bucket = order[start : start + cluster]
+                    for offset in draws[r][1:]:
+                        at = lo + offset
+                        bucket.append(order[at + cluster if at >= start else at])
+                    counts.append(k)
+                bucket.sort()
+            else:  # by join order; ties keep the flat fill's order (sorts are stable)
+                if size <= k:
+                    chosen = list(range(lo, hi))
+                else:
+                    start = lo + draws[r][0]
+                    chosen = list(range(start, start + cluster))
+                    for offset in draws[r][1:]:
+                        at = lo + offset
+                        chosen.append(at + cluster if at >= start else at)
+                counts.append(len(chosen))
+                chosen.sort(key=age.__getitem__)
+                bucket = [order[q] for q in chosen]
+            entries += bucket
             last = len(counts)
         del counts[last:]
-        handles = self._order.take(positions).tolist()
-        if self._age is not None:
-            ages = self._age.take(positions).tolist()
-        entries = array("i")
-        at = 0
-        for size in counts:  # oldest first inside each bucket (ties keep the flat fill's order)
-            if size:
-                bucket = handles[at : at + size]
-                if self._age is None:
-                    bucket.sort()
-                else:
-                    by_age = sorted(range(at, at + size), key=ages.__getitem__)
-                    bucket = [handles[i] for i in by_age]
-                entries.extend(bucket)
-                at += size
-        return entries, counts
+        return array("i", entries), counts
 
     def _sibling_ranges(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         """For each node (by sorted position): the index range of its sibling subtree at depth r+1."""
@@ -332,4 +344,4 @@ class ConvergedTables:
         """Free the flat arrays once the tables are loaded."""
         self._flat = self._starts = self._sizes = self._last = None  # type: ignore[assignment]
         self._keys = self._order = self._position = None  # type: ignore[assignment]
-        self._draws = self._age = None
+        self._draws = self._age = self._keylist = self._orderlist = self._agelist = None
