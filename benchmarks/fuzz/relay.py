@@ -5,9 +5,10 @@ The relay holds a live allocation (owner O, permitted peer P, which knocked and 
 cookie); inputs come from O, P, a stranger or any address, may name the live allocation, may
 carry a cookie valid for their source (a CHALLENGE's, or a knock cookie for the allocation they
 name), and may be a freshly signed ALLOCATE (so allocations come and go against the caps);
-answers from the relay's address also go to the client. Sources include IPv6 addresses and the
-seeds the IPv6 sizes (18-byte addresses, the padded 28-byte KNOCK). Rates are opened wide so that every
-input reaches the checks behind them; consent lasts 1 s (a hundred inputs), so it lapses often.
+answers from the relay's address also go to the client. Sources include IPv6 addresses and
+the seeds the IPv6 sizes (18-byte addresses, the padded 28-byte KNOCK). Rates are opened wide so
+that every input reaches the checks behind them; consent lasts 1 s (a hundred inputs), so it
+lapses often.
 Checked: no answer to the source larger than the input; KNOCKED only to the owner and only for
 a knock whose cookie was minted for its source; DATA only between an owner and a peer that
 proved its address, and to the peer only while it consents (a DATA or a valid echo of its

@@ -12,7 +12,7 @@
 | 0x08 | PERMITTED | allocation (8), peer address | 16 / 28 | relay |
 | 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
 | 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
-| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: asking for one), [12 zero] | 16 / 28 | a would-be peer |
+| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: ask for one), [zero (12)] | 16 / 28 | knocker |
 | 0x0c | KNOCKED | allocation (8), the knocker's address | 16 / 28 | relay, to the owner |
 | 0x0d | KNOCK_COOKIE | allocation (8), knock cookie (6) | 16 | relay, to the knocker |
 | 0x0e | PATH_CHALLENGE | nonce (8), tag (16) | 26 | a call's peer, to a new address of the other |
