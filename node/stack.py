@@ -24,8 +24,8 @@ from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay import wire as relay_wire
 from .relay.addresses import Codec
-from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, SILENCE, CallPaths,
-                          bounded)
+from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES, SILENCE,
+                          CallPaths, bounded)
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -511,9 +511,17 @@ class Node:
                 self._paths().count("reflexive_other_host")
                 continue
             paths = self._paths()
-            if paths.reflexive_copy(s.id, addr, now):
+            if len(paths.alternates) >= MAX_ENTRIES:
+                paths.forget(self._live)  # with relays off nothing else tidies the tables
+            if paths.reflexive_copy(s.id, addr, now, self._keying):
                 self._upper.outbox.append((s.retry or s.key_req, addr))
                 self._upper.punch_watch.pop(s.id, None)  # the callee got our punch request
+
+    def _keying(self, session_id: int) -> bool:
+        """Whether call `session_id` is still in key exchange (its reflexive entries live)."""
+        session = self.session
+        s = session.sessions.get(session_id) if session is not None else None
+        return s is not None and s.rx is None and s.state is CallState.KEY_EXCHANGE
 
     def _host(self, addr: Any) -> bytes | None:
         """An address's host (its wire form less the port), None if it has none."""

@@ -108,8 +108,8 @@ class CallPaths:
         self.relay_offers: dict[RelayPath, tuple[int, float]] = {}  # a new relay the peer of
         #   a live call offered (not authenticated: validated before any move) -> (session, when)
         self.served: dict[Any, None] = {}  # relays that granted us, latest last (`SERVED`)
-        self.reflexive: dict[Any, list] = {}  # a callee's PUNCH source we did not know ->
-        #   [session, KEY_REQ copies sent there, when the last went] (`reflexive`)
+        self.reflexive: dict[tuple[int, Any], list] = {}  # (session, a callee's PUNCH source
+        #   we did not know) -> [KEY_REQ copies sent there, when the last went] (`reflexive_copy`)
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -217,29 +217,32 @@ class CallPaths:
         elif relayed:
             self.fallback.pop(session_id, None)  # direct -> relay: the direct path is checked
 
-    def reflexive_copy(self, session_id: int, addr: Any, now: float) -> bool:
+    def reflexive_copy(self, session_id: int, addr: Any, now: float,
+                       live: Any = lambda session_id: True) -> bool:
         """The callee of call `session_id` (in key exchange) PUNCHed us from `addr`, another
         port of the host we sent our KEY_REQ to (its symmetric NAT's flow towards us: a
         peer-reflexive candidate, RFC 8445 §7.3.1.3): whether a copy of the KEY_REQ may go
         there now. The PUNCH is not authenticated, so this is all `addr` ever gets unless a
         KEY_RES from it authenticates (the call then moves there, `watch`): at most
         `REFLEXIVE_PER_SESSION` addresses a call, `REFLEXIVE_COPIES` copies each, one a
-        `PROBE_INTERVAL`."""
-        entry = self.reflexive.get(addr)
-        if entry is None or entry[0] != session_id:
-            if sum(e[0] == session_id for e in self.reflexive.values()) >= REFLEXIVE_PER_SESSION:
+        `PROBE_INTERVAL`. Entries go only with their call (`live(id)` False, or `forget`):
+        when the table is full a new one is refused, never one of a live call evicted (its
+        counts would start again)."""
+        key = (session_id, addr)
+        entry = self.reflexive.get(key)
+        if entry is None:
+            if (sum(sid == session_id for sid, _ in self.reflexive) >= REFLEXIVE_PER_SESSION
+                    or not make_room(self.reflexive, lambda k, v: live(k[0]))):
                 self.count("reflexive_refused")
                 return False
-            bounded(self.reflexive)
-            entry = self.reflexive[addr] = [session_id, 0, -PROBE_INTERVAL]
             if not self.watch(session_id, addr):
-                del self.reflexive[addr]
                 return False
+            entry = self.reflexive[key] = [0, -PROBE_INTERVAL]
             self.count("reflexive_candidate")
-        if entry[1] >= REFLEXIVE_COPIES or now - entry[2] < PROBE_INTERVAL:
+        if entry[0] >= REFLEXIVE_COPIES or now - entry[1] < PROBE_INTERVAL:
             return False
-        entry[1] += 1
-        entry[2] = now
+        entry[0] += 1
+        entry[1] = now
         return True
 
     # -- path validation (RFC 9000 §8.2) ---------------------------------------------------------
@@ -310,8 +313,8 @@ class CallPaths:
                 del table[key]
         for path in [p for p, (sid, _) in self.relay_offers.items() if not live(sid)]:
             del self.relay_offers[path]
-        for addr in [a for a, entry in self.reflexive.items() if not live(entry[0])]:
-            del self.reflexive[addr]
+        for key in [k for k in self.reflexive if not live(k[0])]:
+            del self.reflexive[key]
 
     def served_by(self, relay: Any) -> None:
         """`relay` granted us an allocation: a relay, asked first when we need one again."""

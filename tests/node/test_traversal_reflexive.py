@@ -160,3 +160,21 @@ def test_a_punch_naming_no_call_of_ours_or_an_ended_one_sends_nothing():
     net.service(A_OPEN)
     assert not [p for p in tap.log[before:] if p.dst == (B_PUBLIC, 61000)]
     assert a._upper.paths is None or not a._upper.paths.reflexive
+
+
+def test_without_relays_many_calls_keep_working_the_tables_are_tidied():
+    """A node with relays off never runs the relay upkeep that forgets ended calls: the
+    peer-reflexive path tidies the tables itself, so its 300th call still gets its copy."""
+    from kadtalk.node.relay.paths import MAX_ENTRIES, PER_SESSION
+
+    net, nat, tap = public_to_symmetric()
+    a, b = net.nodes[A_OPEN], net.nodes[B]
+    paths = a._paths()
+    for sid in range(MAX_ENTRIES * PER_SESSION):  # alternates of calls long gone
+        paths.alternates[(B_PUBLIC, 50000 + sid)] = 10_000 + sid
+    sid = keying(net, a, b)
+    before = len(tap.log)
+    a.receive_datagram(forged_punch(b.node_id), (B_PUBLIC, 61000), net.now)
+    net.service(A_OPEN)
+    assert [p.dst for p in tap.log[before:] if p.src == A_OPEN] == [(B_PUBLIC, 61000)]
+    assert len(paths.alternates) <= PER_SESSION and a.session.sessions[sid].rx is None
