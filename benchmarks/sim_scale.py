@@ -2,13 +2,13 @@
 
 For each N, in a fresh child process (so peak memory is that N's alone): the network converges by
 the fast bootstrap (sim/bootstrap.py), then `--lookups` find-peer lookups run at Poisson times.
-Nodes are built on first use (sim/lazy.py): a node untouched by the lookups stays a row of the
-bootstrap's arrays. Reported per N (medians over --repeat runs):
+Above 10^5 nodes they are built on first use (sim/lazy.py): a node untouched by the lookups
+stays a row of the bootstrap's arrays. Reported per N (medians over --repeat runs):
 
 - build time (IDs, latency model, tables' draws, driver) and peak resident memory;
 - bytes per node: resident memory of the converged network (measured when the first lookup
   ends) less the process's memory before the build, divided by N;
-- nodes built: how many the lookups reached (the others stayed rows);
+- nodes built: how many the lookups reached (the others stayed rows; all of them up to 10^5);
 - wall time per lookup and per request/response pair during the lookup phase, and the CPU
   seconds of the build, the lookup phase and the whole run (the machine is shared: CPU time
   is what a busy neighbour does not inflate);

@@ -158,12 +158,13 @@ class SimWorld:
     return after churn. `traversal` lets NAT traversal datagrams carry wire addresses
     (transport/sim.py).
 
-    With routing-only nodes on the fast bootstrap's join-rule tables, without churn or NAT
-    (their bookkeeping reads every node), nodes are built on first use (sim/lazy.py: the same
-    results; `lazy_nodes = False` builds them all first).
+    Above `lazy_above` routing-only nodes on the fast bootstrap's join-rule tables, without
+    churn or NAT (their bookkeeping reads every node), nodes are built on first use
+    (sim/lazy.py: the same results). Below, 10^4 lookups reach most nodes anyway, and building
+    them all at once is cheaper (at 10^5 they reached 59 %; at 10^6, 11 %).
     """
 
-    lazy_nodes = True
+    lazy_above = 100_000
 
     def __init__(
         self,
@@ -192,7 +193,7 @@ class SimWorld:
             refresh_on_join=spec.refresh_on_join,
         )
         self.handlers: list[EventHandler] = []
-        self.lazy = (self.lazy_nodes and new_node is None and spec.bootstrap == "fast"
+        self.lazy = (spec.nodes > self.lazy_above and new_node is None and spec.bootstrap == "fast"
                      and not self.realism.churning and self.realism.nat is None)
         self.driver = (LazyDriver if self.lazy else SimDriver)(
             env, self.network, self._on_event, wire=spec.wire_mode, traversal=traversal)

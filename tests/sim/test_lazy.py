@@ -14,11 +14,16 @@ from kadtalk.sim.lazy import DORMANT, LazyNodes
 NOT_SIMULATED = WALL_CLOCK_FIELDS | {"sim_queue"}
 
 
+@pytest.fixture(autouse=True)
+def lazy_at_any_size(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(SimWorld, "lazy_above", 0)  # by default only above 10^5 nodes
+
+
 def both_ways(monkeypatch: pytest.MonkeyPatch, study: LookupStudy):
     lazy = run_lookup_study(study)
-    monkeypatch.setattr(SimWorld, "lazy_nodes", False)
+    monkeypatch.setattr(SimWorld, "lazy_above", 10**9)
     eager = run_lookup_study(study)
-    monkeypatch.undo()
+    monkeypatch.setattr(SimWorld, "lazy_above", 0)
     return lazy, eager
 
 
@@ -66,7 +71,10 @@ def test_untouched_nodes_stay_rows():
     assert node is not None
 
 
-def test_churn_nat_and_other_node_makers_build_every_node_first():
+def test_churn_nat_and_other_node_makers_build_every_node_first(monkeypatch):
+    monkeypatch.setattr(SimWorld, "lazy_above", 10**9)
+    assert not SimWorld(LookupStudy(nodes=50, lookups=1, bootstrap="fast")).lazy
+    monkeypatch.setattr(SimWorld, "lazy_above", 0)
     for study in (LookupStudy(nodes=50, lookups=1, bootstrap="fast", churn="weibull"),
                   LookupStudy(nodes=50, lookups=1, bootstrap="fast", nat_full_cone=0.5),
                   LookupStudy(nodes=50, lookups=1, bootstrap="fast-uptime"),
