@@ -32,6 +32,7 @@ import collections
 import os
 from typing import Any, Callable
 
+from ..addresses import is_ipv6
 from . import addresses, wire
 from .events import (
     AllocationExpired,
@@ -159,7 +160,7 @@ class RelayClient:
         if len(self.knocking) >= self.settings.max_paths:
             del self.knocking[next(iter(self.knocking))]
         self.knocking[path] = _Knock(now, self.settings.request_timeout)
-        self.send(wire.knock(path.allocation), path.relay)
+        self.send(wire.knock(path.allocation, ipv6=is_ipv6(path.relay)), path.relay)
 
     def disconnect(self, path: RelayPath) -> None:
         self.peers.pop(path, None)
@@ -235,13 +236,13 @@ class RelayClient:
         elif op == wire.PERMITTED:
             pending = held.permit
             if (held.path is None or pending is None or data[2:10] != held.path.allocation
-                    or data[10:16] != self.codec.to_wire(pending.peer)):
+                    or wire.address_field(data, 10) != self.codec.to_wire(pending.peer)):
                 self.stats["unsolicited"] += 1
                 return
             held.permit, held.peer = None, pending.peer
             self.events.append(PermissionGranted(held.path, pending.peer, now))
         elif op == wire.KNOCKED:
-            peer = self.codec.from_wire(data[10:16])
+            peer = self.codec.from_wire(wire.address_field(data, 10))
             if held.path is None or data[2:10] != held.path.allocation or peer is None:
                 self.stats["unsolicited"] += 1
                 return
@@ -320,7 +321,7 @@ class RelayClient:
         held.refresh_at = now + min(lifetime / 2, self.settings.keepalive)
 
     def _on_allocated(self, held: Held, data: bytes, now: float) -> None:
-        reflexive = self.codec.from_wire(data[28:34])
+        reflexive = self.codec.from_wire(wire.address_field(data, 28))
         lifetime = wire.u16(data, 26)
         if reflexive is None or lifetime == 0:
             self.stats["malformed"] += 1
@@ -347,7 +348,7 @@ class RelayClient:
                               now + self.settings.request_timeout * 2 ** (knock.tries - 1))
             knock.echoes += 1
             knock.until = now + KNOCK_WAIT
-            self.send(wire.knock(path.allocation), path.relay)
+            self.send(wire.knock(path.allocation, ipv6=is_ipv6(path.relay)), path.relay)
             self.stats["knock_retransmitted"] += 1
 
     def _on_knock_cookie(self, data: bytes, addr: Any, now: float) -> None:
@@ -359,7 +360,7 @@ class RelayClient:
         pending.echoes -= 1
         pending.answered = True
         self.connect(path, now)  # its relay answers for it: DATA through it is taken now
-        self.send(wire.knock(path.allocation, data[10:16]), addr)  # 16 bytes for 16
+        self.send(wire.knock(path.allocation, data[10:16], ipv6=is_ipv6(addr)), addr)  # 16 bytes for 16
         self.stats["knock_echoed"] += 1
 
     def _on_error(self, held: Held, data: bytes, now: float) -> None:

@@ -254,3 +254,41 @@ def test_a_dual_stack_relay_on_real_sockets_joins_an_ipv4_owner_and_an_ipv6_peer
     assert got6 == (data, ("::1", port))  # unchanged, from the relay's IPv6 address
     assert got4 == (back, ("127.0.0.1", port))  # and back over IPv4 (not ::ffff:127.0.0.1)
     assert stats["forwarded"] == 2 and stats["allocated"] == 2
+
+
+def test_real_relay_clients_allocate_knock_permit_and_exchange_data_over_ipv6():
+    """The client's side too (RelayClient inside RelayLayer, on MemoryNet): an IPv6 owner
+    allocates at a dual-stack relay's IPv6 address, an IPv6 peer knocks (padded), is permitted,
+    and data flows both ways; the relay drops nothing."""
+    owner = V6A
+    from kadtalk.node.relay import (AllocationGranted, Knocked, PermissionGranted,
+                                    RelayedData)
+    from kadtalk.transport.memory import MemoryNet
+    net = MemoryNet()
+    relay = RelayLayer(identity("relay"), SERVE)
+    relay.set_public([R, R6])
+    net.attach(R6, relay)
+    net.attach(owner, RelayLayer(identity("owner")))
+    net.attach(V6B, RelayLayer(identity("peer")))
+    net.nodes[owner].allocate(R6, 0.0)
+    net.service(owner)
+    net.run_until(1.0)
+    [granted] = [e for e in net.events[owner] if type(e) is AllocationGranted]
+    assert granted.reflexive == owner
+    net.nodes[V6B].knock(granted.path, 1.0)
+    net.service(V6B)
+    net.run_until(2.0)
+    [knocked] = [e for e in net.events[owner] if type(e) is Knocked]
+    assert knocked.peer == V6B
+    net.nodes[owner].permit(granted.path, knocked.peer, 2.0)
+    net.service(owner)
+    net.run_until(3.0)
+    assert [e.peer for e in net.events[owner] if type(e) is PermissionGranted] == [V6B]
+    net.nodes[owner].send(granted.path, b"to the peer", 3.0)
+    net.nodes[V6B].send(granted.path, b"to the owner", 3.0)
+    net.service(owner)
+    net.service(V6B)
+    net.run_until(4.0)
+    assert [e.payload for e in net.events[V6B] if type(e) is RelayedData] == [b"to the peer"]
+    assert [e.payload for e in net.events[owner] if type(e) is RelayedData] == [b"to the owner"]
+    assert not dict(relay.drop_counts())
