@@ -15,12 +15,19 @@ the same rules run on what the addresses are on the wire. An IPv6 (host, port) t
 compressed, as the UDP driver spells it) always travels in 18 bytes.
 
 IPv6 rules, the IPv4 ones carried over: unspecified, loopback, IPv4-mapped and -compatible
-(::/96: IPv4 travels in 6 bytes, one spelling per address), discard-only (100::/64), link-local
-(fe80::/10) and multicast (ff00::/8) are refused; unique-local (fc00::/7), the old site-local
-(fec0::/10) and local-use NAT64 (64:ff9b:1::/48) count as private; an IPv4 address embedded by
-the well-known NAT64 prefix (64:ff9b::/96) or 6to4 (2002::/16) is judged by the IPv4 rules (a
-translator would deliver there). A host counts as its /64 (`host`: node/addresses.py's rule: one
-machine may use any address of its /64), so the caps per host and the relay's own addresses
+(::/96: IPv4 travels in 6 bytes, one spelling per address), IPv4-translated (::ffff:0:0:0/96,
+SIIT), discard-only (100::/64), link-local (fe80::/10) and multicast (ff00::/8) are refused;
+unique-local (fc00::/7), the old site-local (fec0::/10), local-use NAT64 (64:ff9b:1::/48) and
+benchmarking (2001:2::/48, unused by the project's tests and testbed) count as private. An IPv4
+address embedded by the well-known NAT64 prefix (64:ff9b::/96), 6to4 (2002::/16) or Teredo
+(2001::/32: the client's address, its bits inverted) is judged by the IPv4 rules, the relay's
+own IPv4 addresses included (a translator or tunnel would deliver there); so is each place
+RFC 6052 may put one in a local-use NAT64 address, against the relay's own addresses (the
+prefix length is the operator's). Documentation and IPv4 benchmarking ranges (2001:db8::/32,
+192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 198.18.0.0/15) are allowed: the project's tests
+and namespace testbed use them as public addresses, and the Internet routes none of them
+(docs/security.md). A host counts as its /64 (`host`: node/addresses.py's rule: one machine may
+use any address of its /64), so the caps per host and the relay's own addresses
 (`forbidden_self`) cover the whole /64.
 """
 
@@ -37,11 +44,14 @@ PRIVATE = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 SPECIAL = tuple(ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4"))
-PRIVATE6 = tuple(ipaddress.ip_network(n) for n in ("fc00::/7", "fec0::/10", "64:ff9b:1::/48"))
+PRIVATE6 = tuple(ipaddress.ip_network(n) for n in (
+    "fc00::/7", "fec0::/10", "64:ff9b:1::/48", "2001:2::/48"))
 SPECIAL6 = tuple(ipaddress.ip_network(n) for n in (
-    "::/96", "::ffff:0:0/96", "100::/64", "fe80::/10", "ff00::/8"))
+    "::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "100::/64", "fe80::/10", "ff00::/8"))
 V6_SIZE = 18  # IPv6 (16) and port (2)
 NAT64 = bytes.fromhex("0064ff9b0000000000000000")  # 64:ff9b::/96, an IPv4 address after it
+LOCAL_NAT64 = bytes.fromhex("0064ff9b0001")  # 64:ff9b:1::/48, any RFC 6052 prefix length in it
+TEREDO = bytes.fromhex("20010000")  # 2001::/32: server IPv4, flags, port, client IPv4 (inverted)
 
 
 def to_wire6(addr: Any) -> bytes | None:
@@ -65,12 +75,23 @@ def from_wire6(data: bytes) -> tuple[str, int] | None:
 
 
 def _embedded_ipv4(packed: bytes) -> bytes | None:
-    """The IPv4 address a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address stands for."""
+    """The IPv4 address a NAT64 (64:ff9b::/96), 6to4 (2002::/16) or Teredo (2001::/32) address
+    stands for: where a translator or tunnel would deliver."""
     if packed[:12] == NAT64:
         return packed[12:16]
     if packed[:2] == b"\x20\x02":
         return packed[2:6]
+    if packed[:4] == TEREDO:
+        return bytes(b ^ 0xFF for b in packed[12:16])
     return None
+
+
+def _local_nat64_ipv4(packed: bytes) -> tuple[bytes, ...]:
+    """Every IPv4 address a local-use NAT64 address (64:ff9b:1::/48) may embed: RFC 6052 puts
+    it after a /48, /56, /64 or /96 prefix, skipping bits 64-71."""
+    if packed[:6] != LOCAL_NAT64:
+        return ()
+    return (packed[6:8] + packed[9:11], packed[7:8] + packed[9:12], packed[9:13], packed[12:16])
 
 
 def _forbidden_ipv4(ip: ipaddress.IPv4Address, forward_private: bool) -> str | None:
@@ -150,16 +171,17 @@ class Codec:
             embedded = _embedded_ipv4(wire[:16])
             refused = None if embedded is None else _forbidden_ipv4(
                 ipaddress.IPv4Address(embedded), forward_private)
-            host = wire[:8]
+            hosts = {wire[:8]}.union(_local_nat64_ipv4(wire[:16]))
+            if embedded is not None:
+                hosts.add(embedded)  # its IPv4 counts as a host too: the relay's own, say
         else:
             refused = _forbidden_ipv4(ipaddress.IPv4Address(wire[:4]), forward_private)
-            host = wire[:4]
+            hosts = {wire[:4]}
         if refused is not None:
             return refused
-        if peer == owner or any(self.host(a) == host for a in own):
+        if peer == owner or any(self.host(a) in hosts for a in own):
             return "forbidden_self"  # the owner, or any port of the relay's host (IPv6: its /64)
         return None
-
 
 IPV4 = Codec()  # the daemon's addresses, and the relay layer's default
 

@@ -11,9 +11,11 @@ import os
 import socket
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kadtalk.node.relay import RelayLayer, RelaySettings, wire
-from kadtalk.node.relay.addresses import Codec
+from kadtalk.node.relay.addresses import IPV4, Codec
 from kadtalk.transport.udp import start_node
 
 from .conftest import A, R, SERVE, identity
@@ -128,6 +130,14 @@ def test_a_permit_is_refused_without_a_proof_in_ipv6_too():
     (("2002:7f00:1::1", 5004), "forbidden_peer"),  # 6to4 of 127.0.0.1
     (("2001:db8:1::99", 80), "forbidden_self"),  # the relay's own /64, any address, any port
     (V6A, "forbidden_self"),  # the owner itself
+    (("64:ff9b::c633:6401", 5004), "forbidden_self"),  # NAT64 of the relay's IPv4 (R)
+    (("2002:c633:6401::1", 5004), "forbidden_self"),  # 6to4 of the relay's IPv4
+    (("2001:0:4136:e378:8000:63bf:39cc:9bfe", 5004), "forbidden_self"),  # Teredo, client R
+    (("2001:0:4136:e378:8000:63bf:80ff:fffe", 5004), "forbidden_peer"),  # Teredo, 127.0.0.1
+    (("2001:0:4136:e378:8000:63bf:f5ff:fffe", 5004), "forbidden_private"),  # Teredo, 10.0.0.1
+    (("::ffff:0:7f00:1", 5004), "forbidden_peer"),  # IPv4-translated (SIIT) 127.0.0.1
+    (("::ffff:0:cb00:7109", 5004), "forbidden_peer"),  # IPv4-translated 203.0.113.9
+    (("2001:2::1", 5004), "forbidden_private"),  # benchmarking 2001:2::/48
 ])
 def test_special_ipv6_peers_are_refused_and_counted(peer, reason):
     relay = Relay()
@@ -138,6 +148,56 @@ def test_special_ipv6_peers_are_refused_and_counted(peer, reason):
     # and such an address cannot knock either: nothing is sent to it
     assert relay.send(wire.knock(number, ipv6=True), peer) == []
     assert relay.layer.drop_counts()[reason] == 2
+
+
+OWNER4 = ("203.0.113.5", 5004)
+OWN = [R, R6]
+
+
+def nat64(ip: bytes) -> bytes:
+    return bytes.fromhex("0064ff9b" + "00" * 8) + ip
+
+
+def six_to_four(ip: bytes) -> bytes:
+    return b"\x20\x02" + ip + bytes(10)
+
+
+def teredo(ip: bytes) -> bytes:  # server 65.54.227.120, flags, port 40000 (inverted), client
+    return bytes.fromhex("2001000041 36e378 8000 63bf".replace(" ", "")) + bytes(
+        b ^ 0xFF for b in ip)
+
+
+@given(st.ip_addresses(v=4), st.sampled_from([nat64, six_to_four, teredo]), st.booleans(),
+       st.booleans())
+def test_an_embedded_ipv4_address_is_judged_as_that_ipv4_address(ip, form, own, private):
+    """NAT64, 6to4 and Teredo deliver to the IPv4 address they carry: the relay refuses the
+    IPv6 form exactly when it refuses that IPv4 address (special, private, its own)."""
+    mine = OWN + [(str(ip), 3478)] if own else OWN
+    v6 = socket.inet_ntop(socket.AF_INET6, form(ip.packed))
+    assert IPV4.forbidden((v6, 5004), OWNER4, mine, private) == \
+        IPV4.forbidden((str(ip), 5004), OWNER4, mine, private)
+
+
+@pytest.mark.parametrize("prefix", [48, 56, 64, 96])
+def test_local_use_nat64_of_the_relays_own_ipv4_is_refused_at_every_prefix_length(prefix):
+    """64:ff9b:1::/48: the operator picks the prefix length, so a LAN relay (forward_private)
+    refuses its own IPv4 address wherever RFC 6052 may put it (bits 64-71 skipped)."""
+    ip = bytes((198, 51, 100, 1))  # R
+    head = bytes.fromhex("0064ff9b0001") + bytes(prefix // 8 - 6)
+    joined = head + ip
+    spread = joined if prefix == 96 else joined[:8] + b"\x00" + joined[8:]  # bits 64-71: 0
+    v6 = socket.inet_ntop(socket.AF_INET6, (spread + bytes(16))[:16])
+    assert IPV4.forbidden((v6, 5004), OWNER4, OWN, True) == "forbidden_self", v6
+    assert IPV4.forbidden((v6, 5004), OWNER4, OWN[1:], True) is None  # not its own: a LAN's
+    assert IPV4.forbidden((v6, 5004), OWNER4, OWN, False) == "forbidden_private"
+
+
+@pytest.mark.parametrize("host", ["2001:db8::1", "2001:db8:ffff::1", "192.0.2.7", "198.51.100.9",
+                                  "203.0.113.9", "198.18.2.2", "198.19.255.1"])
+def test_documentation_and_testbed_ranges_stay_allowed(host):
+    """Tests and the namespace testbed use these as public addresses (docs/security.md: the
+    Internet routes none of them, so forwarding there reaches nothing)."""
+    assert IPV4.forbidden((host, 5004), OWNER4, OWN, False) is None
 
 
 def test_a_global_ipv6_peer_is_allowed():
