@@ -628,11 +628,12 @@ class Node:
             raise RuntimeError("this node has no identity")
         upper.relay_settings, upper.relay = settings, None
 
-    def set_nat(self, kind: str, public: Any = None) -> None:
+    def set_nat(self, kind: str, public: Any = None, own: Iterable[Any] = ()) -> None:
         """What the owner learnt of our NAT (traversal.nat_kind: none / cone / symmetric /
         unknown) and our public address: a public node relays for others (`serve` auto), a NATed
         one holds `call_relays` allocations for its calls (as one that traversal finds
-        symmetric does by itself)."""
+        symmetric does by itself). `own`: our other addresses (a dual-stack daemon's IPv4 and
+        IPv6 ones); a public node's relay never forwards to them (IPv6: their /64)."""
         if self._upper is None:
             self._upper = _Upper()
         self._upper.nat = kind
@@ -640,7 +641,8 @@ class Node:
             self._upper.traversal.set_nat(kind)  # the keep-alive plan follows it
         relay = self.relay
         if relay is not None:
-            relay.set_public([public] if kind == "none" and public is not None else [])
+            relay.set_public(dict.fromkeys([public, *own]) if kind == "none"
+                             and public is not None else [])
 
     @property
     def needs_relay(self) -> bool:
