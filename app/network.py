@@ -38,6 +38,24 @@ def best_peers(driver: Any, limit: int = 64) -> list[tuple[str, tuple[str, int]]
     return [(f"{node_id:040x}", tuple(addr)) for node_id, addr in driver.node.best_peers(limit)]
 
 
+PROBES = (("8.8.8.8", 9), ("2001:4860:4860::8888", 9))  # a route out for each family
+
+
+def route_sources(towards: Any) -> list[str]:
+    """The source address the host's routes pick towards each address (IPv4 or IPv6 (host,
+    port)): a UDP connect sends nothing. Unroutable ones are left out."""
+    found = []
+    for addr in towards:
+        try:
+            family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect(addr[:2])
+                found.append(s.getsockname()[0])
+        except (OSError, TypeError, ValueError, IndexError):
+            pass
+    return found
+
+
 class Network:
     """`driver` is set by `start` once the node runs."""
 
@@ -143,9 +161,18 @@ class Network:
             if self.driver is not None and (nat != self.nat or before is None
                                             or before.public != event.public):
                 # a public node relays for others ([relay] serve auto); a NATed one holds relays
-                self.driver.node.set_nat(nat, event.public)
+                self.driver.node.set_nat(nat, event.public, own=self.own_addresses(event))
             self.nat = nat
             self.check()
+
+    def own_addresses(self, event: AddressObserved) -> list[Any]:
+        """Every address of ours we know (a relay we serve never forwards to one, IPv6: its
+        /64): where the probe saw us, the address we are bound to, and the source address of
+        each family's route out (a dual-stack daemon seen over IPv4 has an IPv6 one too)."""
+        port = self.driver.address[1]
+        own = [event.public, (self.driver.address[0], port)]
+        own += [(host, port) for host in route_sources((event.observer, *PROBES))]
+        return [a for a in dict.fromkeys(own) if a[0] not in ("0.0.0.0", "::")]
 
     def _nat_kind(self, event: AddressObserved) -> str:
         """The node's rule (kadtalk.node.traversal.nat_kind), given our local address as routed

@@ -124,3 +124,24 @@ def test_a_relayed_peer_address_reads_as_the_relay_for_people():
 
     assert address_text(("192.0.2.7", 5004)) == "192.0.2.7:5004"
     assert address_text(RelayPath(("198.51.100.1", 3478), bytes(8))) == "relay 198.51.100.1:3478"
+
+
+def test_a_public_dual_stack_daemon_tells_its_relay_each_address_of_its_own(tmp_path,
+                                                                           monkeypatch):
+    """Seen over IPv4 at its own address, a daemon also bound to IPv6 names both to its node
+    (the routes' source addresses, `route_sources`): its relay refuses a peer anywhere in its
+    IPv6 /64 and at its IPv4, not only at the one address the probe saw."""
+    import kadtalk.app.network as network_module
+
+    routes = {"8.8.8.8": "127.0.0.1", "2001:4860:4860::8888": "2001:db8:7::2"}
+    monkeypatch.setattr(network_module, "route_sources", lambda towards: [
+        routes[a[0]] for a in towards if a[0] in routes])
+    net = network(config_with(tmp_path, ""))
+    net.on_event(observed(("127.0.0.1", PORT), symmetric=False))
+    relay = net.driver.node.relay
+    assert net.nat == "none" and relay.serving
+    assert relay.public == (("127.0.0.1", PORT), ("2001:db8:7::2", PORT))
+    forbidden = relay.codec.forbidden
+    assert forbidden(("2001:db8:7::99", 80), ("203.0.113.5", 5004), relay.public, False) == \
+        "forbidden_self"
+    assert forbidden(("2001:db8:8::99", 80), ("203.0.113.5", 5004), relay.public, False) is None

@@ -200,6 +200,32 @@ def test_documentation_and_testbed_ranges_stay_allowed(host):
     assert IPV4.forbidden((host, 5004), OWNER4, OWN, False) is None
 
 
+def test_a_public_dual_stack_node_refuses_the_slash_64_of_each_address_it_is_told():
+    """The daemon tells its node every address of its own (Node.set_nat's `own`), not only the
+    public one it was seen at: its relay refuses a peer in its IPv6 /64 too."""
+    from random import Random
+
+    from kadtalk.node.routing.contacts import ContactRegistry
+    from kadtalk.node.stack import Node
+
+    me = identity("relay")
+    node = Node(int.from_bytes(me.node_id, "big"), ContactRegistry(), Random(1), identity=me)
+    node.set_relay_settings(RelaySettings(serve="auto"))
+    node.set_nat("none", R, own=[R, R6])  # seen at R; also bound to R6
+    relay = Relay()
+    relay.layer = node.relay
+    assert relay.layer.serving and relay.layer.public == (R, R6)
+    number = relay.allocate(V6A)
+    for peer, reason in ((("2001:db8:1::99", 80), "forbidden_self"),
+                         (("2001:db8:1:0:abcd::1", 5004), "forbidden_self"),
+                         (("64:ff9b::c633:6401", 5004), "forbidden_self")):
+        [(answer, _)] = relay.send(wire.permit(number, packed(peer)), V6A)
+        assert answer == wire.error(wire.PERMIT, wire.FORBIDDEN_PEER, number), peer
+    assert relay.layer.drop_counts() == {"forbidden_self": 3}
+    node.set_nat("cone", R, own=[R, R6])  # behind a NAT: no relaying, no public address
+    assert node.relay.public == () and not node.relay.serving
+
+
 def test_a_global_ipv6_peer_is_allowed():
     relay = Relay(RelaySettings(serve="always"))
     number = relay.allocate(A)
