@@ -118,3 +118,12 @@ def test_non_canonical_and_scoped_ipv6_spellings_have_no_wire_form():
         assert DAEMON.to_wire((host, 5004)) is None, host
     assert DAEMON.forbidden(("2001:DB8::1", 5004), ("192.0.2.1", 1), (), False) == \
         "forbidden_peer"
+
+
+def test_an_embedded_ipv4_is_compared_with_own_addresses_in_the_registrys_form():
+    """A relay's own addresses may be a registry's (the simulator's integers): the NAT64, 6to4
+    and Teredo forms of its IPv4 are its own host all the same (relay/addresses.py)."""
+    for v6 in ("64:ff9b::a00:3", "2002:a00:3::1", "2001:0:4136:e378:8000:63bf:f5ff:fffc"):
+        assert SIM.forbidden((v6, 5004), 4, (3,), True) == "forbidden_self", v6  # 10.0.0.3
+        assert SIM.forbidden((v6, 5004), 4, (5,), True) is None, v6
+        assert SIM.forbidden((v6, 5004), 4, (3,), False) == "forbidden_private", v6
