@@ -2,14 +2,18 @@
 
 It feeds datagrams and timer expiries into a sans-I/O `Node`, sends what the node queues, and
 hands its events to waiting futures and an optional callback. Nothing here knows Kademlia.
+The socket is read by a reader callback that drains it (a batch of datagrams per wake-up, one
+transmit per batch: `UdpDriver._readable`), not through asyncio's one-datagram-per-callback
+DatagramProtocol; the timer is re-armed only when the node's deadline moves earlier.
 
 As aioquic's protocol does, servicing the node first hands the events out, then transmits (sends
 every queued datagram and re-arms the timer): an answer leaves only once the owner has handled
-what drew it, so a message's RECEIPT goes after the daemon has committed the message to its
-history (a SIGKILL between the two lost an acknowledged message: tests/app/
-test_history_sigkill.py). A callback that issues a command (decline a call, start a lookup) never
-re-enters the hand-out: the running hand-out continues with the new events after the callback
-returns, in order, and the command's datagrams go when the hand-out ends. `call` hands its
+what drew it (in a batch, every datagram's events go before the batch's answers), so a
+message's RECEIPT goes after the daemon has committed the message to its history (a SIGKILL
+between the two lost an acknowledged message: tests/app/test_history_sigkill.py). A callback
+that issues a command (decline a call, start a lookup) never re-enters the hand-out: the
+running hand-out continues with the new events after the callback returns, in order, and the
+command's datagrams go when the hand-out ends. `call` hands its
 events out from the event loop right after it returns, so the caller has recorded the session
 id it returns before the first event about that session arrives.
 """
@@ -90,30 +94,74 @@ def normalise(addr: tuple) -> Address | None:
     return (host, addr[1])
 
 
-class UdpDriver(asyncio.DatagramProtocol):
-    """Runs one node on one UDP socket."""
+class UdpDriver:
+    """Runs one node on one UDP socket, read by a reader callback of the event loop.
 
-    def __init__(self, node: Node, on_event: Callable[[Any], None] | None = None,
-                 family: int = socket.AF_INET, dual_stack: bool = False):
+    One wake-up drains the socket (up to `BATCH` datagrams, non-blocking `recvfrom` until the
+    kernel has no more), hands each datagram to the node and its events out, then transmits
+    once for the whole batch: under load a wake-up (and the scheduling it costs on a busy host)
+    serves many datagrams instead of one, as asyncio's DatagramProtocol does. A datagram's
+    events are still handed out before any answer leaves (the transmit is in a `finally`), and
+    no answer waits longer than its batch. Sends go straight to the socket: a send the kernel
+    refuses (full buffer, unreachable) is a counted drop (`send_failed`), as UDP loses it
+    anyway; asyncio's transport would have queued or logged it."""
+
+    BATCH = 64  # datagrams read per wake-up at most: timers and other sockets get their turn
+    RECEIVE_SIZE = 65535  # the largest UDP payload
+
+    def __init__(self, node: Node, sock: socket.socket,
+                 on_event: Callable[[Any], None] | None = None, dual_stack: bool = False):
         self.node = node
-        self.family = family  # the socket's: AF_INET or AF_INET6
+        self.sock = sock
+        self.family = sock.family  # AF_INET or AF_INET6
         # an AF_INET6 socket that also carries IPv4: IPv4 destinations go out IPv4-mapped
         self.dual_stack = dual_stack
         self.dropped = 0  # datagrams in from, or out to, an address this socket cannot use
+        self.send_failed = 0  # datagrams the kernel refused to send (full buffer, no route)
         self.on_event = on_event
         self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.DatagramTransport | None = None
+        self.closed = False
+        self._sockname = sock.getsockname()
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer_at: float | None = None  # when the armed timer fires (at or before the node's)
         self._waiters: dict[tuple[type, int], asyncio.Future] = {}  # (event type, lookup id)
-        self._dispatching = False  # events are being handed out
+        self._dispatching = False  # events are being handed out, or a batch is being read
         self._deferred: asyncio.Handle | None = None  # a hand-out scheduled by `call`
+        sock.setblocking(False)
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    # asyncio.DatagramProtocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _readable(self) -> None:
+        """Drain the socket: each datagram to the node, its events handed out; then one transmit."""
+        if self._dispatching:  # never: the loop does not call back into a running batch
+            return
+        self._dispatching = True
+        node = self.node
+        receive = node.receive_datagram
+        recvfrom = self.sock.recvfrom
+        clock = self.loop.time
+        ipv4 = self.family == socket.AF_INET
+        size = self.RECEIVE_SIZE
+        try:
+            for _ in range(self.BATCH):
+                try:
+                    data, addr = recvfrom(size)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as error:  # an ICMP error queued on the socket, say
+                    log.debug("socket error: %s", error)
+                    continue
+                source = addr if ipv4 else normalise(addr)  # AF_INET: already (host, port)
+                if source is None:
+                    self.dropped += 1
+                    continue
+                receive(data, source, clock())
+                self._hand_out_events()
+        finally:
+            self._dispatching = False
+            self.transmit()  # the batch's answers, even if a callback raised
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        """One datagram from `addr` (as the socket reports it), serviced at once."""
         source = normalise(addr)
         if source is None:
             self.dropped += 1
@@ -121,32 +169,32 @@ class UdpDriver(asyncio.DatagramProtocol):
         self.node.receive_datagram(data, source, self.loop.time())
         self.service()
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("socket error (ICMP unreachable, say): %s", exc)
+    @property
+    def address(self) -> Address:
+        return normalise(self._sockname) or ("::", 0)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def buffer_sizes(self) -> tuple[int, int]:
+        """(receive, send) buffer bytes the kernel granted this socket (Linux reports twice
+        what was asked for: the other half is its bookkeeping)."""
+        sock = self.sock
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+    def close(self) -> None:
+        """Stop reading, cancel the timer and the waiting commands, close the socket."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._deferred is not None:
             self._deferred.cancel()
         for future in self._waiters.values():
             if not future.done():
                 future.cancel()
-
-    @property
-    def address(self) -> Address:
-        return normalise(self.transport.get_extra_info("sockname")) or ("::", 0)
-
-    def buffer_sizes(self) -> tuple[int, int]:
-        """(receive, send) buffer bytes the kernel granted this socket (Linux reports twice
-        what was asked for: the other half is its bookkeeping)."""
-        sock = self.transport.get_extra_info("socket")
-        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
     def service(self) -> None:
         """Hand out the node's events, then transmit (send what it queued, re-arm the timer)."""
@@ -154,39 +202,51 @@ class UdpDriver(asyncio.DatagramProtocol):
 
     def transmit(self) -> None:
         """Send every datagram the node has queued and re-arm the timer; no events. During a
-        hand-out nothing goes: the hand-out transmits when it ends."""
+        hand-out or a batch nothing goes: it transmits when it ends."""
         if self._dispatching:
             return
         node = self.node
-        transport = self.transport
-        for data, addr in node.datagrams_to_send(self.loop.time()):
-            if transport is not None and not transport.is_closing():
-                if (":" in addr[0]) != (self.family == socket.AF_INET6):
+        out = node.datagrams_to_send(self.loop.time())
+        if out and not self.closed:
+            sendto = self.sock.sendto
+            ipv6 = self.family == socket.AF_INET6
+            for data, addr in out:
+                if (":" in addr[0]) != ipv6:
                     if not self.dual_stack:
                         self.dropped += 1  # a family this socket cannot send to
                         continue
                     addr = ("::ffff:" + addr[0], addr[1])
-                transport.sendto(data, addr)
+                try:
+                    sendto(data, addr)
+                except OSError as error:  # full send buffer, no route, refused by a firewall
+                    self.send_failed += 1
+                    log.debug("send to %s failed: %s", addr, error)
         deadline = node.get_timer()
-        if deadline != self._timer_at:
+        if deadline is not None and not self.closed and (
+                self._timer_at is None or deadline < self._timer_at):
+            # only when the deadline moves earlier: a timer that fires early is harmless
+            # (`handle_timer` does only what is due) and re-arms, as in transport/sim.py
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = deadline
-            self._timer = None if deadline is None else self.loop.call_at(deadline, self._fire)
+            self._timer = self.loop.call_at(deadline, self._fire)
 
     def _hand_out(self) -> None:
         if self._dispatching:
             return  # a callback's command: the running hand-out takes its events next
         self._dispatching = True
         try:
-            node = self.node
-            event = node.next_event()
-            while event is not None:
-                self._dispatch(event)
-                event = node.next_event()
+            self._hand_out_events()
         finally:
             self._dispatching = False
             self.transmit()  # what the callbacks' commands queued, even if one of them raised
+
+    def _hand_out_events(self) -> None:
+        node = self.node
+        event = node.next_event()
+        while event is not None:
+            self._dispatch(event)
+            event = node.next_event()
 
     def _hand_out_deferred(self) -> None:
         self._deferred = None
@@ -195,6 +255,8 @@ class UdpDriver(asyncio.DatagramProtocol):
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
+        if self.closed:
+            return
         self.node.handle_timer(self.loop.time())
         self.service()
 
@@ -297,8 +359,11 @@ async def start_node(
     except BaseException:
         sock.close()
         raise
-    _, driver = await loop.create_datagram_endpoint(
-        lambda: UdpDriver(node, on_event, sock.family, dual_stack), sock=sock)
+    try:
+        driver = UdpDriver(node, sock, on_event, dual_stack)
+    except BaseException:
+        sock.close()
+        raise
     driver.service()
     return driver
 

@@ -1,0 +1,205 @@
+"""The UDP driver's batched reads (transport/udp.py, `UdpDriver._readable`): a wake-up drains
+the socket, each datagram to the node with its events handed out, then one transmit.
+
+Bursts from several sources are sent while the event loop is not running, so that the socket
+holds many datagrams at the wake-up (more than a batch): every one reaches the node once, in
+order per source; when the receive buffer overflows, what the node missed is what the kernel
+counted as dropped at that socket. A datagram's events are handed out before its answer leaves,
+and a callback that raises mid-batch loses no answer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kadtalk.transport.udp import UdpDriver, open_socket, socket_drops
+
+
+class Echo:
+    """A stand-in for Node: records what it receives, answers each datagram with its own bytes,
+    and has one event per datagram (the datagram itself)."""
+
+    def __init__(self, log: list | None = None):
+        self.received: list[tuple[bytes, tuple]] = []
+        self.events: deque = deque()
+        self.out: list[tuple[bytes, tuple]] = []
+        self.log = log if log is not None else []  # ("event", data) / ("send", [data, ...])
+        self.deadline: float | None = None
+        self.fired: list[float] = []
+
+    def receive_datagram(self, data: bytes, addr: tuple, now: float) -> None:
+        self.received.append((data, addr))
+        self.events.append(data)
+        self.out.append((data, addr))
+
+    def next_event(self):
+        return self.events.popleft() if self.events else None
+
+    def datagrams_to_send(self, now: float) -> list:
+        out, self.out = self.out, []
+        if out:
+            self.log.append(("send", [data for data, _ in out]))
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: float) -> None:
+        self.fired.append(now)
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None  # done; an early call leaves it as it was
+
+
+def senders(count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+async def run_bursts(bursts: list[tuple[int, int]], sources: int, receive_buffer: int | None,
+                     log: list | None = None, on_event=None):
+    """Send `bursts` ((source, datagrams) each) without yielding to the loop, then let the
+    driver read; return (node, sent per source, driver, dropped by the kernel at its socket)."""
+    node = Echo(log)
+    sock = open_socket("127.0.0.1", 0)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    driver = UdpDriver(node, sock, on_event)  # type: ignore[arg-type]
+    socks = senders(sources)
+    sent: list[list[bytes]] = [[] for _ in range(sources)]
+    try:
+        for source, count in bursts:
+            for _ in range(count):
+                data = b"%d:%d" % (source, len(sent[source]))
+                try:
+                    socks[source].sendto(data, driver.address)
+                except BlockingIOError:
+                    continue  # our own send buffer: never sent, so never expected
+                sent[source].append(data)
+        total = sum(map(len, sent))
+        for _ in range(500):  # let the loop run until the socket is drained
+            await asyncio.sleep(0.002)
+            kernel = socket_drops([driver.address]) or 0
+            if len(node.received) + kernel >= total:
+                break
+        await asyncio.sleep(0.01)
+        kernel = socket_drops([driver.address])
+        return node, sent, driver, kernel, [s.getsockname() for s in socks]
+    finally:
+        driver.close()
+        for s in socks:
+            s.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 60)), min_size=1, max_size=12))
+def test_every_datagram_of_a_burst_reaches_the_node_once_in_order_per_source(bursts):
+    node, sent, driver, kernel, socks = asyncio.run(run_bursts(bursts, 4, 1 << 20))
+    assert kernel == 0  # 1 MiB holds any of these bursts: nothing may be missing
+    names = {name: i for i, name in enumerate(socks)}
+    got: list[list[bytes]] = [[] for _ in range(4)]
+    for data, addr in node.received:
+        got[names[addr]].append(data)
+    assert got == sent  # each once, in the order sent, from the address it came from
+    # and each answered once
+    answered = [data for kind, batch in node.log if kind == "send" for data in batch]
+    assert sorted(answered) == sorted(data for datagrams in sent for data in datagrams)
+
+
+def test_a_burst_larger_than_a_batch_is_read_in_batches_with_one_transmit_each():
+    log: list = []
+    node, sent, driver, kernel, _ = asyncio.run(
+        run_bursts([(0, 3 * UdpDriver.BATCH + 5)], 1, 1 << 20, log))
+    assert kernel == 0 and len(node.received) == 3 * UdpDriver.BATCH + 5
+    sends = [batch for kind, batch in log if kind == "send"]
+    assert max(map(len, sends)) == UdpDriver.BATCH  # the cap holds
+    assert len(sends) <= 4 + 1  # a handful of wake-ups, not one per datagram
+
+
+def test_an_overflowing_socket_loses_only_what_the_kernel_counted():
+    """A small receive buffer and a burst far above it: the kernel drops some (its per-socket
+    count, /proc/net/udp), the node gets every other datagram, once, in order."""
+    node, sent, driver, kernel, _ = asyncio.run(run_bursts([(0, 3000)], 1, 4096))
+    assert kernel is not None and kernel > 0  # the burst did overflow
+    got = [data for data, _ in node.received]
+    assert len(got) + kernel == len(sent[0])
+    order = {data: i for i, data in enumerate(sent[0])}
+    assert [order[d] for d in got] == sorted(order[d] for d in got)  # in order, no repeats
+
+
+def test_events_of_each_datagram_go_out_before_the_batch_transmits():
+    log: list = []
+
+    def on_event(data):
+        log.append(("event", data))
+
+    node, sent, *_ = asyncio.run(run_bursts([(0, 40), (1, 40)], 2, 1 << 20, log, on_event))
+    assert len(node.received) == 80
+    position = {}
+    for i, (kind, item) in enumerate(log):
+        if kind == "event":
+            position[item] = i
+    for i, (kind, item) in enumerate(log):
+        if kind == "send":
+            assert all(position[data] < i for data in item)  # its event came first
+    assert sum(kind == "send" for kind, _ in log) < 80  # batched: fewer transmits than datagrams
+
+
+def test_a_callback_that_raises_mid_batch_loses_no_answer():
+    """The transmit is in the batch's `finally`: what was received before the exception is
+    answered at once; the rest of the socket is read at the next wake-up."""
+    log: list = []
+    errors = []
+
+    def on_event(data):
+        if data == b"0:10":
+            raise RuntimeError("a bug in the owner's callback")
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: errors.append(context.get("exception")))
+        return await run_bursts([(0, 30)], 1, 1 << 20, log, on_event)
+
+    node, sent, *_ = asyncio.run(scenario())
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+    assert [data for data, _ in node.received] == sent[0]
+    answered = [data for kind, batch in log if kind == "send" for data in batch]
+    assert answered == sent[0]  # every one answered, in order, the raising one included
+
+
+def test_the_timer_is_rearmed_only_when_the_deadline_moves_earlier():
+    """A later deadline keeps the armed timer (it fires early, harmlessly, then re-arms); an
+    earlier one replaces it."""
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        node = Echo()
+        driver = UdpDriver(node, open_socket("127.0.0.1", 0))  # type: ignore[arg-type]
+        try:
+            now = loop.time()
+            node.deadline = now + 0.05
+            driver.transmit()
+            first = driver._timer
+            node.deadline = now + 0.2  # later: kept
+            driver.transmit()
+            kept = driver._timer is first and driver._timer_at == now + 0.05
+            node.deadline = now + 0.03  # earlier: replaced
+            driver.transmit()
+            replaced = driver._timer is not first and driver._timer_at == now + 0.03
+            node.deadline = now + 0.06
+            await asyncio.sleep(0.1)  # fires at 0.03, re-arms for 0.06, fires again
+            return kept, replaced, len(node.fired)
+        finally:
+            driver.close()
+
+    kept, replaced, fired = asyncio.run(scenario())
+    assert kept and replaced
+    assert fired >= 2  # the early fire re-armed for the node's deadline
