@@ -1,0 +1,50 @@
+"""A few representative cells of the pairs table (kadtalk.experiments.testbed.pairs; the whole
+table is the study command, docs/testbed.md "Who can call whom"): the same network layout and
+the same per-cell call, on four host kinds instead of seven, so CI stays short."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from kadtalk.experiments.testbed import pairs
+
+pytestmark = pytest.mark.timeout(400)
+
+KINDS = ("public-v4", "symmetric", "v6-only", "dual-stack")
+CELLS = [
+    ("v6-only", "dual-stack"),  # IPv6 only, both ends
+    ("symmetric", "symmetric"),  # only a relay joins them
+    ("public-v4", "symmetric"),  # peer-reflexive: the callee's PUNCH shows its port
+    ("public-v4", "v6-only"),  # no common family: only a dual-stack relay could join them
+]
+
+
+def test_representative_cells_of_the_pairs_table(make_testbed):
+    tb = make_testbed(build=lambda tb: [pairs.add_host(tb, name, kind)
+                                        for name, kind in pairs.hosts_of(KINDS)])
+    root = Path(tempfile.mkdtemp(prefix="ktbp"))
+    try:
+        result = asyncio.run(asyncio.wait_for(
+            pairs.study(tb, root, KINDS, CELLS, attempts=2, log=lambda m: None), 360))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    cells = {(c["caller"], c["callee"]): c for c in result["cells"]}
+    for key in CELLS[:3]:
+        cell = cells[key]
+        assert cell["connected"] and cell["audio"], json.dumps(cell)  # audio both ways: FFT peaks
+    assert not cells[("v6-only", "dual-stack")]["relayed"]
+    assert cells[("symmetric", "symmetric")]["relayed"]
+    apart = cells[("public-v4", "v6-only")]
+    assert apart["expected_no_path"] and "IPv4 and IPv6" in apart["expected_no_path"]
+    if apart["connected"]:  # once relays join the families: through one, with audio
+        assert apart["relayed"] and apart["audio"], apart
+    else:
+        assert apart["reason"] == "unreachable", apart
+    table = pairs.markdown(result["cells"], KINDS)
+    assert "yes, relayed" in table and "| v6-only |" in table
