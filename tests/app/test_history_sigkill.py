@@ -22,6 +22,7 @@ from .test_messages import run
 
 MESSAGES = 40
 KILL_AFTER = 12  # receipts at the sender before the kill
+PACE = 0.05  # s between sends
 NO_AUDIO = ("--capture", "none", "--playback", "none")
 
 SLOW_DISK = """
@@ -64,8 +65,19 @@ def test_a_daemon_killed_mid_stream_keeps_every_message_it_acknowledged(sock_roo
             await cb.request("add_contact", name="Alice", peer=a.node_id)
             await cb.close()
 
-            sent = [(await ca.request("send", to=b_id, text=f"message {i}"))["message_id"]
-                    for i in range(MESSAGES)]
+            # paced, while the kill waits: b's driver reads what waits on its socket in one
+            # batch and transmits the batch's receipts after writing them all, so 40 messages
+            # at once would be one batch, receipted together; one every PACE s (a write's time)
+            # keeps b writing, a batch or two at a time
+            sent: list[str] = []
+
+            async def send_all() -> None:
+                for i in range(MESSAGES):
+                    reply = await ca.request("send", to=b_id, text=f"message {i}")
+                    sent.append(reply["message_id"])
+                    await asyncio.sleep(PACE)
+
+            sending = asyncio.create_task(send_all())
 
             def receipted() -> set[str]:
                 return {e["message_id"] for e in ca.seen if e.get("event") == "receipt"}
@@ -76,6 +88,7 @@ def test_a_daemon_killed_mid_stream_keeps_every_message_it_acknowledged(sock_roo
             assert b.proc.wait(10) == -signal.SIGKILL
             acknowledged = receipted()
             assert KILL_AFTER <= len(acknowledged) < MESSAGES, "the kill came after the stream"
+            await sending  # the rest wait for b (pending)
 
             check, ids = kept(sock_root / "b" / "history.sqlite3")
             assert check == [("ok",)]
