@@ -514,8 +514,9 @@ class Node:
             if len(paths.alternates) >= MAX_ENTRIES:
                 paths.forget(self._live)  # with relays off nothing else tidies the tables
             if paths.reflexive_copy(s.id, addr, now, self._keying):
-                self._upper.outbox.append((s.retry or s.key_req, addr))
-                self._upper.punch_watch.pop(s.id, None)  # the callee got our punch request
+                # with that address's own cookie, if any (`Session.request`); the second punch
+                # round stays: a forged PUNCH must not cancel it (`_punch_again` skips a keyed call)
+                self._upper.outbox.append((s.request(addr), addr))
 
     def _keying(self, session_id: int) -> bool:
         """Whether call `session_id` is still in key exchange (its reflexive entries live)."""
@@ -726,7 +727,7 @@ class Node:
         self.relay.permit(event.path, event.peer, now)
         paths.check(sid, event.path, now)
         if s.rx is None and s.key_req is not None:  # still in key exchange: try the relay now
-            self.relay.send(event.path, s.retry or s.key_req, now)
+            self.relay.send(event.path, s.request(event.path), now)
 
     def _moved(self, addr: Any, data: bytes, now: float) -> bool:
         """A session datagram over another path of a call: the session moves the call if it

@@ -127,6 +127,7 @@ from .wire import (
 S = CallState
 MAX_PAYLOAD = MAX_PACKET - HEADER_SIZE  # 1,487 bytes: a MEDIA / SIGNAL packet fits 1,500
 AMPLIFICATION = 3  # an answer to an address that has not proved itself: at most 3x the request
+MAX_PATH_COOKIES = 4  # a caller's cookies from other paths of one call (relays, reflexive)
 _REMOTE_END = {HANGUP_DECLINED: EndReason.DECLINED, HANGUP_NO_ANSWER: EndReason.NO_ANSWER}
 SENT_HISTORY = 256  # send times kept per session for RTT samples (> 1 report_interval of MEDIA)
 RTT_SAMPLES = 3  # the RTT is the median of the latest samples (one stray sample cannot move it)
@@ -241,7 +242,7 @@ class Session:
         "retx_at", "tx", "rx", "last_sent", "last_recv", "next_ring", "next_report",
         "auth_failures", "reason", "key_res_budget", "answers", "tag", "cookie", "retry",
         "cookie_resends", "validated", "answer_at", "answer_sends", "sent", "rtt_samples",
-        "media_sent", "chat", "outbox", "inbox", "peer_presence",
+        "media_sent", "chat", "outbox", "inbox", "peer_presence", "path_cookies",
     )
 
     def __init__(self, session_id: int, role: Role, peer_id: bytes, now: float):
@@ -275,6 +276,7 @@ class Session:
         self.cookie: bytes | None = None  # caller: the cookie the callee gave us
         self.retry: bytes | None = None  # caller: COOKIE_RETRY sent instead of key_req
         self.cookie_resends = 0  # caller: retries sent at once for a new cookie
+        self.path_cookies: dict[Any, tuple[bytes, int]] | None = None  # caller: other paths'
         self.validated = False  # callee: the caller's address proved itself (cookie or RING)
         self.answer_at: float | None = None  # callee: next ANSWER retransmission (None: acked)
         self.answer_sends = 0  # callee: ANSWERs sent by the retransmission rule
@@ -289,6 +291,15 @@ class Session:
     @property
     def peer_int(self) -> int:
         return int.from_bytes(self.peer_id, "big")
+
+    def request(self, addr: Any) -> bytes | None:
+        """Caller: the KEY_REQ to send to `addr`, with a cookie only from `addr` itself (a
+        cookie binds to its path: one from a relay or a peer-reflexive candidate must not
+        reach the call's own path, whose callee would drop it as bad_cookie)."""
+        if addr == self.addr:
+            return self.retry or self.key_req
+        cookie = self.path_cookies.get(addr) if self.path_cookies else None
+        return self.key_req if cookie is None else encode_cookie_retry(cookie[0], self.key_req)
 
 
 def _new_ephemeral() -> ec.EllipticCurvePrivateKey:
@@ -424,7 +435,7 @@ class SessionLayer:
         per call at most and never shortens the retransmission schedule."""
         for session in self._awaiting.get(addr, ()):
             if session.tries == 1 and session.retx_at is not None:
-                self._outbox.append((session.retry or session.key_req, addr))
+                self._outbox.append((session.request(addr), addr))
                 session.tries = 2
                 session.retx_at = now + self.settings.key_retry * 2
                 if session.tries >= self.settings.key_tries:
@@ -438,6 +449,9 @@ class SessionLayer:
         A COOKIE_REPLY to its KEY_REQ over that path is answered over it, the call staying put."""
         session = self._sessions.get(session_id)
         if session is None or session.state is S.ENDED or addr == session.addr:
+            return False
+        if data[:1] == bytes((COOKIE,)):
+            self._path_cookie(session, data, addr)
             return False
         index = self._awaiting if session.rx is None else self._keyed
         old, received = session.addr, session.rx.packets if session.rx is not None else 0
@@ -754,6 +768,30 @@ class SessionLayer:
         session.retry = encode_cookie_retry(msg.cookie, session.key_req)
         session.cookie_resends += 1
         self._outbox.append((session.retry, addr))  # at once: the KEY_RES is a round trip away
+
+    def _path_cookie(self, session: Session, data: bytes, addr: Any) -> None:
+        """A COOKIE_REPLY to our KEY_REQ over another path of the call (a relay, a
+        peer-reflexive candidate): kept for that path only (`Session.request`) and answered
+        there; each path has its own `key_tries` cookies, so one cannot use up another's."""
+        try:
+            msg = decode_cookie(data)
+        except Drop as bad:
+            self.stats[bad.reason] += 1
+            return
+        cookies = session.path_cookies or {}
+        old = cookies.get(addr)
+        if msg.op != COOKIE_REPLY or session.rx is not None or msg.tag != session.tag:
+            drop = "unsolicited_cookie"
+        elif old is not None and (msg.cookie == old[0] or old[1] >= self.settings.key_tries):
+            drop = "duplicate_cookie" if msg.cookie == old[0] else "cookie_resends"
+        elif old is None and len(cookies) >= MAX_PATH_COOKIES:
+            drop = "cookie_paths"
+        else:
+            cookies[addr] = (msg.cookie, 1 if old is None else old[1] + 1)
+            session.path_cookies = cookies
+            self._outbox.append((session.request(addr), addr))  # at once, as on the own path
+            return
+        self.stats[drop] += 1
 
     def _start_key_exchange(self, session: Session, addr: Any, now: float) -> None:
         private = self._ephemeral()
@@ -1286,7 +1324,7 @@ class SessionLayer:
                     self._end(session, reason, now)
                 return
         if session.retx_at is not None and now >= session.retx_at:  # caller: KEY_REQ again
-            self._outbox.append((session.retry or session.key_req, session.addr))
+            self._outbox.append((session.request(session.addr), session.addr))
             session.retx_at = now + settings.key_retry * 2 ** session.tries
             session.tries += 1
             if session.tries >= settings.key_tries:

@@ -9,11 +9,13 @@ attack: a PUNCH naming the callee from a victim's address.
 
 from __future__ import annotations
 
+import os
+
 from kadtalk.node.relay.paths import REFLEXIVE_COPIES, REFLEXIVE_PER_SESSION
 from kadtalk.node.session.state import CallState
-from kadtalk.node.session.wire import KEY_REQ
+from kadtalk.node.session.wire import COOKIE, KEY_REQ, encode_cookie_reply, request_tag
 from kadtalk.node.traversal import PUNCH, TRAVERSAL
-from kadtalk.transport.memory import Packet, SymmetricNat
+from kadtalk.transport.memory import FilteringNat, Packet, SymmetricNat
 
 from .relay.dht import B, Call, network
 
@@ -178,3 +180,118 @@ def test_without_relays_many_calls_keep_working_the_tables_are_tidied():
     net.service(A_OPEN)
     assert [p.dst for p in tap.log[before:] if p.src == A_OPEN] == [(B_PUBLIC, 61000)]
     assert len(paths.alternates) <= PER_SESSION and a.session.sessions[sid].rx is None
+
+
+def filtering_callee_first_key_req_lost() -> tuple:
+    """A public, B behind an address-and-port filtering NAT at B_OPEN (reached directly
+    before peer-reflexive addresses): the network loses A's first KEY_REQ to B, so A is still
+    keying when the attacker strikes."""
+    b_open = (B_PUBLIC, 5004)
+    nat, lost = FilteringNat(), []
+    nat.add(b_open)
+
+    def route(packet: Packet, now: float):
+        if (packet.src == A_OPEN and packet.dst == b_open and packet.payload[0] == KEY_REQ
+                and not lost):
+            lost.append(packet)
+            return []
+        return nat(packet, now)
+
+    tap = Tap(route)
+    net = network(tap, a=A_OPEN, b=b_open, relays=())
+    lost.clear()  # the joins' datagrams are not the call's
+    return net, tap, b_open
+
+
+def test_the_attack_a_cookie_from_a_neighbour_of_the_callees_host_stays_on_its_path():
+    """E, another port of B's public address, forges a PUNCH naming B, gets A's KEY_REQ copy
+    and answers it with a COOKIE_REPLY holding a junk cookie (its tag is the SHA-256 of that
+    copy). The cookie binds to E's address: A answers E, but its KEY_REQs to B stay bare (they
+    carried E's cookie before the fix: B dropped each as bad_cookie, the call unreachable), E
+    cannot use up the cookies B may give on the call's own path, and the forged PUNCH does not
+    cancel the call's second punch round."""
+    net, tap, b_open = filtering_callee_first_key_req_lost()
+    a, b = net.nodes[A_OPEN], net.nodes[b_open]
+    e = (B_PUBLIC, 61000)
+    call = Call(net, a=A_OPEN, b=b_open)
+    net.run(until=lambda: a.session.sessions[call.sid_a].state is not CallState.DIALLING,
+            limit=net.now + 5)
+    s = a.session.sessions[call.sid_a]
+    assert s.state is CallState.KEY_EXCHANGE and s.rx is None
+    watched = call.sid_a in a._upper.punch_watch
+    since = len(tap.log)
+    a.receive_datagram(forged_punch(b.node_id), e, net.now)
+    net.service(A_OPEN)
+    assert (call.sid_a in a._upper.punch_watch) == watched  # the second round is not cancelled
+    copy = next(p.payload for p in tap.log[since:] if p.dst == e)
+    assert copy[0] == KEY_REQ
+    junk = [os.urandom(16) for _ in range(10)]  # more cookies than a call takes on one path
+    for cookie in junk:
+        a.receive_datagram(encode_cookie_reply(request_tag(copy), cookie), e, net.now)
+        net.service(A_OPEN)
+    to_e = [p.payload[0] for p in tap.log[since:] if p.src == A_OPEN and p.dst == e]
+    assert to_e.count(COOKIE) == a.session.settings.key_tries  # answered there, bounded
+    assert s.retry is None and s.request(b_open) == s.key_req
+    # B's own cookie on the call's path is still taken and answered at once
+    before = len(tap.log)
+    a.receive_datagram(encode_cookie_reply(s.tag, os.urandom(16)), b_open, net.now)
+    net.service(A_OPEN)
+    assert [p.payload[0] for p in tap.log[before:] if p.src == A_OPEN and p.dst == b_open] == [
+        COOKIE]
+    s.retry = s.cookie = None  # that cookie was the test's: B never minted it
+    assert call.connect() == "talking"
+    assert b.session.stats["bad_cookie"] == 1  # the test's cookie only (E's: 4, unreachable)
+    assert call.path(A_OPEN) == b_open
+    assert not [p for p in tap.log[since:] if p.dst == b_open and p.payload[0] == COOKIE
+                and any(c in p.payload for c in junk)]
+
+
+def test_the_attack_a_cookie_from_a_relay_path_stays_on_that_path():
+    """The same through a relay (the `_moved` COOKIE path since 9f70a3e): a malicious relay,
+    or anyone who can send from a relayed path offered for the call, answers with a junk
+    cookie; A's KEY_REQs to B's own address stay bare and the call sets up directly."""
+    from kadtalk.node.relay.events import RelayPath
+
+    net, tap, b_open = filtering_callee_first_key_req_lost()
+    a, b = net.nodes[A_OPEN], net.nodes[b_open]
+    call = Call(net, a=A_OPEN, b=b_open)
+    net.run(until=lambda: a.session.sessions[call.sid_a].state is not CallState.DIALLING,
+            limit=net.now + 5)
+    s = a.session.sessions[call.sid_a]
+    path = RelayPath(("198.51.100.7", 3478), bytes(8))
+    a._paths().alternates[path] = s.id
+    since = len(tap.log)
+    assert a._moved(path, encode_cookie_reply(s.tag, os.urandom(16)), net.now)
+    assert s.retry is None  # the call's own path keeps its bare KEY_REQ
+    assert call.connect() == "talking"
+    assert not [p for p in tap.log[since:] if p.dst == b_open and p.payload[0] == COOKIE]
+    assert not b.session.stats["bad_cookie"]
+    assert s.request(path)[0] == COOKIE  # the relay's cookie stays for the relayed path
+
+
+def test_an_address_and_port_filtering_caller_reaches_a_symmetric_callee_through_its_relay():
+    """A caller behind a real router's filter (address AND port: transport.memory.FilteringNat)
+    cannot take the symmetric callee's PUNCH from the callee's new port (the simulator's
+    address-only filter can: docs/results.md, "Who can call whom"); being NATed it holds
+    relays (`Node.needs_relay`) and offers one in the punch, and the call goes through it."""
+    from kadtalk.node.relay.events import RelayPath
+
+    a_open = ("203.0.113.1", 5004)
+    sym = SymmetricNat()
+    sym.add(B, B_PUBLIC)
+    nat = FilteringNat(route=sym)
+    nat.add(a_open)
+    net = network(Tap(nat), a=a_open, b=B)
+    a = net.nodes[a_open]
+    a.set_nat("cone")  # the daemon's NAT check: behind a NAT (it cannot tell the filter's kind)
+    net.service(a_open)
+    table = a.routing.table
+    handle = table.find(net.nodes[B].node_id)
+    if handle >= 0:
+        table.remove(handle)
+    net.run_until(net.now + 5.0)
+    assert a.needs_relay and a.relays_held()
+    call = Call(net, a=a_open, b=B)
+    assert call.connect() == "talking"
+    assert type(call.path(a_open)) is RelayPath
+    assert nat.filtered  # the direct attempts, the callee's PUNCH among them, were filtered
