@@ -325,13 +325,15 @@ class CallPaths:
 
     def candidates(self, contacts: list[Any], held: int, wanted: int, now: float) -> list[Any]:
         """Contacts to ask for an allocation so that `wanted` are held or asked for (a relay
-        that served us is asked again at once, others once per `RETRY_RELAY`)."""
+        that served us is asked again at once, but once: it leaves `served` until it grants us
+        again, so a relay that went away waits `RETRY_RELAY` like any other contact)."""
         out = []
         for addr in contacts:
             if held + len(out) >= wanted:
                 break
             asked = self.tried.get(addr)
             if asked is None or now - asked >= RETRY_RELAY or addr in self.served:
+                self.served.pop(addr, None)
                 bounded(self.tried)
                 self.tried[addr] = now
                 out.append(addr)

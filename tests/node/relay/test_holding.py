@@ -94,3 +94,23 @@ def test_candidates_are_the_table_in_random_order_not_the_longest_lived_first():
     table = {addr for _, addr in a.best_peers()}
     assert all(set(order) == table for order in orders)
 
+
+
+def test_a_relay_that_served_us_and_went_away_is_asked_once_then_waits():
+    """A relay that served us is asked again at once when we are short, but once: when it
+    has gone (its two HELLOs unanswered) it waits RETRY_RELAY like any contact (before, it
+    stayed in `served` and drew two HELLOs at every 2 s look: 568 in 600 s)."""
+    from kadtalk.node.relay.paths import RETRY_RELAY
+
+    net, hops, told = told_natted()
+    a = net.nodes[A_OPEN]
+    net.run_until(told + 5.0)
+    assert {p.relay for p in a.relays_held()} == {R1, R2}
+    gone = net.now
+    for relay in (R1, R2):
+        net.detach(relay)
+    net.run_until(gone + RETRY_RELAY - 1)
+    sent = [dst for _, dst in hellos(hops, gone)]
+    for relay in (R1, R2):
+        assert sent.count(relay) == HELLO_TRIES  # the one ask after it left
+    assert not a._upper.paths.served
