@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", choices=BOOTSTRAPS, default="fast")
     parser.add_argument("--churn", choices=("none", "exponential", "weibull"), default="none")
     parser.add_argument("--urgent", action="store_true", help="lookups as a call's")
+    parser.add_argument("--settle", type=float, default=LookupStudy.settle, metavar="SECONDS",
+                        help="between the last join and the first lookup (with --set "
+                             "refresh_interval=S: refreshes measure contacts meanwhile)")
     parser.add_argument("--rtt-known", type=float, default=0.0, metavar="SHARE")
     parser.add_argument("--near", type=int, default=0, metavar="M",
                         help="tables as the proximity rule leaves them after M measured "
@@ -415,11 +418,12 @@ def main(argv: list[str] | None = None) -> int:
                     for name, value in (item.split("=", 1) for item in args.set))
     study = LookupStudy(nodes=args.nodes, lookups=args.lookups, seed=args.seed,
                         bootstrap=args.bootstrap, churn=args.churn, urgent=args.urgent,
-                        rtt_known=args.rtt_known, routing=routing, near=args.near)
+                        rtt_known=args.rtt_known, routing=routing, near=args.near,
+                        settle=args.settle)
     summary = run_lookup_study(study).summary
     print(json.dumps(summary | {"routing": dict(routing), "urgent": args.urgent,
                                 "rtt_known": args.rtt_known, "churn": args.churn,
-                                "near": args.near}))
+                                "near": args.near, "settle": args.settle}))
     return 0
 
 
