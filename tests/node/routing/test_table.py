@@ -398,6 +398,30 @@ class TableMachine(RuleBasedStateMachine):
             assert table.bucket(index) == bucket
             assert table.failures(handle) == failures + 1
 
+    @precondition(lambda self: any(self.table.replacements(i)
+                                   for i in range(self.table.bucket_count())))
+    @rule(data=st.data())
+    def displace(self, data):
+        """Proximity: a cached newcomer takes an entry's place; the entry waits in the cache."""
+        table, ids = self.table, self.reg.ids
+        index = data.draw(st.sampled_from(
+            [i for i in range(table.bucket_count()) if table.replacements(i)]))
+        cache, bucket = table.replacements(index), table.bucket(index)
+        handle = data.draw(st.sampled_from(cache))
+        slower = data.draw(st.sampled_from(sorted(set(bucket) | set(self.pool))))
+        failures = table.failures(slower)
+        same_id = any(ids[h] == ids[handle] for h in bucket)
+        done = table.displace(handle, slower)
+        assert done == (slower in bucket and not same_id)
+        if done:
+            assert table.bucket(index) == [h for h in bucket if h != slower] + [handle]
+            assert table.replacements(index)[-1] == slower
+            assert handle not in table.replacements(index)
+            assert table.failures(slower) == 0
+        else:
+            assert table.bucket(index) == bucket and table.replacements(index) == cache
+            assert table.failures(slower) == failures
+
     @invariant()
     def structure(self):
         table = self.table
