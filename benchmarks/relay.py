@@ -198,28 +198,37 @@ async def _child(kind: str, conn: Any) -> None:
 
 def fast_path(driver: Any) -> None:
     """A prototype, not the daemon's code (`--fast-path`): a DATA datagram naming one of the
-    relay's allocations goes from the socket to RelayServer.on_data and its forwarded copy
-    straight back to the socket, skipping the Node's demultiplexing, the hand-out of events and
-    the timer re-check that every other datagram takes (UdpDriver.service). What a driver
-    change (transport/udp.py, node/stack.py) could save per relayed datagram."""
-    from kadtalk.transport.udp import normalise
+    relay's allocations goes from the driver's read to RelayServer.on_data and its forwarded
+    copy straight back to the socket, skipping the Node's demultiplexing and the batch's
+    transmit and timer re-check that every other datagram takes (UdpDriver._readable). What a
+    driver change (transport/udp.py, node/stack.py) could save per relayed datagram."""
+    relay, node = driver.node.relay, driver.node
+    server = relay._server(driver.loop.time())
+    slow = node.receive_datagram
+    sendto = driver.sock.sendto
 
-    relay, loop = driver.node.relay, driver.loop
-    server = relay._server(loop.time())
-    slow = driver.datagram_received
-
-    def received(data: bytes, addr: tuple) -> None:
+    def received(data: bytes, source: tuple, now: float) -> None:
         if data[:2] == b"\x08\x0a":
             alloc = server.allocations.get(data[2:10])
-            source = normalise(addr)
-            if alloc is not None and source is not None:
-                server.on_data(alloc, data, source, loop.time())
+            if alloc is not None:
+                server.on_data(alloc, data, source, now)
                 for out, dst in relay.datagrams_to_send(0.0):
-                    driver.transport.sendto(out, dst)  # (an IPv4 socket here: no mapping)
+                    sendto(out, dst)  # (an IPv4 socket here: no mapping)
                 return
-        slow(data, addr)
+        slow(data, source, now)
 
-    driver.datagram_received = received
+    driver.node = _Intercepted(node, received)  # the driver reads node.receive_datagram
+
+
+class _Intercepted:
+    """The node with its `receive_datagram` replaced (Node has slots: no instance override)."""
+
+    def __init__(self, node: Any, receive_datagram: Any):
+        self._node = node
+        self.receive_datagram = receive_datagram
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
 
 
 class Child:
