@@ -148,6 +148,8 @@ class UdpDriver:
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as error:  # an ICMP error queued on the socket, say
+                    if self.closed:
+                        break  # a callback closed the driver
                     log.debug("socket error: %s", error)
                     continue
                 source = addr if ipv4 else normalise(addr)  # AF_INET: already (host, port)

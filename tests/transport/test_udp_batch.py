@@ -203,3 +203,29 @@ def test_the_timer_is_rearmed_only_when_the_deadline_moves_earlier():
     kept, replaced, fired = asyncio.run(scenario())
     assert kept and replaced
     assert fired >= 2  # the early fire re-armed for the node's deadline
+
+
+def test_a_callback_that_closes_the_driver_mid_batch_ends_the_batch_quietly():
+    errors = []
+    holder = {}
+
+    def on_event(data):
+        if data == b"0:5":
+            holder["driver"].close()
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        node = Echo()
+        driver = UdpDriver(node, open_socket("127.0.0.1", 0), on_event)  # type: ignore[arg-type]
+        holder["driver"] = driver
+        sender = senders(1)[0]
+        for i in range(20):
+            sender.sendto(b"0:%d" % i, driver.address)
+        await asyncio.sleep(0.05)
+        sender.close()
+        return node, driver
+
+    node, driver = asyncio.run(scenario())
+    assert driver.closed and not errors
+    assert [data for data, _ in node.received] == [b"0:%d" % i for i in range(6)]  # then none
