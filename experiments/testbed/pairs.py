@@ -161,7 +161,7 @@ async def end_any_call(d: NsDaemon) -> None:
 
 
 async def run_cell(daemons: dict[str, NsDaemon], caller_kind: str, callee_kind: str,
-                   attempts: int = 1, talk_reports: int = 3) -> dict[str, Any]:
+                   attempts: int = 1, talk_reports: int = 5) -> dict[str, Any]:
     """One cell; a call that connected but whose recordings fail the tone check is placed once
     more (on a loaded machine the daemons' playout can starve), the first try kept in
     ``first_try``."""
@@ -221,7 +221,7 @@ def cell_text(cell: dict[str, Any] | None) -> str:
     if cell is None:
         return "–"
     if cell["connected"] and cell["audio"]:
-        again = "²" if "first_try" in cell else ""
+        again = " (2nd try)" if "first_try" in cell else ""
         return f"yes, {'relayed' if cell['relayed'] else 'direct'}, {cell['setup_s']:.2f} s{again}"
     if cell["connected"]:
         return f"**no audio** ({cell.get('reason', '')})"
