@@ -101,3 +101,15 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     assert len(details["lookups"]["kademlia crawl"]["tables"]) == 2  # two crawl clients
     assert payload["config"]["nodes"] == 16 and payload["ratio"] == "kadtalk/kademlia"
     assert "UDP routing on 127.0.0.1" in capsys.readouterr().out
+
+
+def test_node_cost_measures_the_node_and_the_encoding_it_compares(monkeypatch):
+    """benchmarks.udp_routing.node_cost: positive CPU figures, and the kept-bytes encoding it
+    times gives the very bytes of the node's encoder (it asserts that before timing)."""
+    from benchmarks.udp_routing import node_cost
+
+    monkeypatch.setattr(node_cost, "ROUNDS", 1)
+    monkeypatch.setattr(node_cost, "PER_ROUND", 50)
+    figures = asyncio.run(node_cost.measure())
+    assert set(figures) == {"node_us_per_answer", "encode_us", "encode_kept_bytes_us"}
+    assert all(0 < value < 1e6 for value in figures.values())
