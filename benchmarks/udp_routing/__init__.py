@@ -47,6 +47,8 @@ Modules, one concept each:
     lookups           part (b): one swarm per system, fresh clients looking up its nodes
     report            figures, the table and the JSON payload
     cli               main(): checks, runs the parts, reports
+    node_cost         the node's CPU per answer without sockets (`python -m
+                      benchmarks.udp_routing.node_cost`), encoding's share in it
 """
 
 from benchmarks.udp_routing.cli import main
