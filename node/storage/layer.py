@@ -21,8 +21,11 @@ kept prekeys given back) publishes its prekey at each join (the newest kept one 
 younger than `prekey_rotation`, else a new one: PrekeyMade, stored by its owner's `keep` before
 it is published) and fetches its mailbox then (every epoch that may hold an unexpired box
 sealed to a prekey it holds) and every `mailbox_interval` (only the epochs a box stored since
-the last fetch can be under: one, near midnight two; every epoch again every `mailbox_sweep`);
-a value it
+the last fetch can be under: one, near midnight two; every epoch again every `mailbox_sweep`).
+Such a periodic fetch of a key a lookup fetched less than `republish_interval` ago asks the
+storers that answered last time directly (FIND_VALUEs, no lookup); a lookup finds the key's
+k closest again when fewer than half of those the lookup found still answer
+(`_remember_storers`). A value it
 acknowledged (in this run or, as its owner tells, an earlier one) that a storer still returns
 is acknowledged again.
 """
@@ -61,7 +64,7 @@ Keeper = Callable[[bytes, bytes, float], bool]
 class _Op:
     __slots__ = ("id", "sent", "kind", "key", "records", "vids", "epoch", "purpose", "targets",
                  "waits", "deadline", "statuses", "values", "answered", "confirmed", "datagram",
-                 "pages", "got", "opened", "again")
+                 "pages", "got", "opened", "again", "reused")
 
     def __init__(self, kind: str, key: bytes, deadline: float):
         self.id = -1
@@ -84,6 +87,18 @@ class _Op:
         self.got: collections.Counter[Any] = collections.Counter()  # new records per node
         self.opened: set[Any] = set()  # nodes one of whose records opened (mailbox fetch)
         self.again: list[bytes] = []  # values acknowledged before that a node still holds
+        self.reused: _Storers | None = None  # a mailbox fetch that asked these, no lookup
+
+
+class _Storers:
+    """The nodes that answered the last fetch of one of our mailbox keys, for the periodic
+    fetches after it (`StorageLayer._fetch_storers`)."""
+    __slots__ = ("found_at", "found", "addrs")
+
+    def __init__(self, found_at: float, found: int, addrs: list[Any]):
+        self.found_at = found_at  # `now` of the lookup that found the key's closest nodes
+        self.found = found  # how many it found (the half of it must still answer)
+        self.addrs = addrs  # those of them that answered the last fetch, closest first
 
 
 class StorageLayer:
@@ -115,6 +130,7 @@ class StorageLayer:
         self._next_op = 0
         self._republish_queue: dict[bytes, None] = {}  # keys waiting for a republish lookup
         self._holders: dict[bytes, set[Any]] = {}  # our mailbox keys -> nodes that answered
+        self._storers: dict[bytes, _Storers] = {}  # our mailbox keys -> storers to ask again
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._acked: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # vid: epoch
         self._rotate_at: float | None = None
@@ -551,13 +567,54 @@ class StorageLayer:
         ops = []
         for epoch in range(first, last + 1):
             key = records.mailbox_key(self.identity.node_id, epoch)
-            op_id = self.fetch(key, now, ("mailbox", epoch))
+            op_id = None if every_epoch else self._fetch_storers(key, ("mailbox", epoch), now)
+            if op_id is None:
+                op_id = self.fetch(key, now, ("mailbox", epoch))
+                self.stats["mailbox_lookups"] += op_id is not None
             if op_id is not None:
                 ops.append(op_id)
-        self.stats["mailbox_lookups"] += len(ops)
         if len(ops) == last - first + 1:  # one refused (busy): the next fetch covers it again
             self._fetched_wall = wall
         return ops
+
+    def _fetch_storers(self, key: bytes, purpose: Any, now: float) -> int | None:
+        """A periodic fetch of `key` without a lookup: FIND_VALUE straight to the storers
+        that answered its last fetch, while the lookup that found them is younger than
+        `republish_interval` (by then each holder has stored its values at the key's new k
+        closest nodes, which a lookup finds). None: no such storers (a lookup is needed)."""
+        cached = self._storers.get(key)
+        if cached is None or now >= cached.found_at + self.settings.republish_interval:
+            return None
+        op = _Op("fetch", key, now)
+        op.purpose, op.reused = purpose, cached
+        if not self._register(op, now):
+            return None
+        self.stats["mailbox_direct"] += 1
+        self._send_to(op, list(cached.addrs), now)
+        return op.id
+
+    def _remember_storers(self, op: _Op, now: float) -> None:
+        """After a fetch of our mailbox: keep the nodes that answered for the next periodic
+        fetch, or, when fewer than half of those the key's lookup found still answer (churn
+        replaced its storers), find the key's closest nodes again with a lookup now."""
+        answered = [addr for addr in op.targets if addr in op.answered]
+        cached = op.reused
+        if cached is None:  # a lookup's fetch
+            cached = _Storers(now, len(op.targets), answered)
+        elif self._storers.get(op.key) is not cached:
+            return  # a lookup found the key's nodes again meanwhile
+        elif 2 * len(answered) < cached.found:
+            self._storers.pop(op.key, None)
+            self.stats["mailbox_fallbacks"] += 1
+            self.stats["mailbox_lookups"] += self.fetch(op.key, now, op.purpose) is not None
+            return
+        cached.addrs = answered
+        if answered:
+            self._storers[op.key] = cached
+            while len(self._storers) > 8:  # one key, near midnight two, are fetched so
+                del self._storers[next(iter(self._storers))]
+        else:
+            self._storers.pop(op.key, None)
 
     def _since(self, wall: float, every_epoch: bool) -> float:
         """The earliest Unix time whose epoch a fetch must ask for. A box's epoch is its
@@ -684,6 +741,8 @@ class StorageLayer:
                 self.stats["acknowledged_again"] += len(op.again)
                 self.acknowledge(purpose[1], op.again, now)
         self._events.append(ValuesFound(op.key, values, len(op.targets), len(op.answered), now))
+        if purpose is not None and purpose[0] == "mailbox" and op.sent:
+            self._remember_storers(op, now)
         if purpose is not None and purpose[0] == "prekey":
             node_id = purpose[1]
             mine = [v for v in values if v.kind == wire.PREKEY and v.author == node_id
