@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import pairs
 from .delays import CoordinateDelays
 from .tools import TestbedError, cleanup_stale
 from .topology import Testbed
@@ -23,6 +24,7 @@ EPILOG = """examples (as root):
   kadtalk testbed run --public 3 --loss 0.1 -- sh -c 'cat "$KADTALK_TESTBED"'
   kadtalk testbed compare --quick
   kadtalk testbed compare --hosts 8 --nodes 256 --lookups 400 --out results/sim_vs_testbed
+  kadtalk testbed pairs --out results/testbed_pairs    # the who-can-call-whom table
   kadtalk testbed cleanup
 
 Hosts: public hosts pub1..pubN get 198.18.<site>.2; NAT I is natI (its outside address
@@ -100,6 +102,11 @@ def add_parser(commands: Any) -> None:
     c.add_argument("--out", type=Path, metavar="DIR",
                    help="write comparison.json, testbed.csv, sim.csv and cdf.png")
     c.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    pr = sub.add_parser("pairs", help="who can call whom: a real call for every pair of host kinds",
+                        description="Real daemons in every host kind (public IPv4/IPv6, NATs, "
+                        "IPv6-only, dual-stack); a call with audio checked both ways for every "
+                        "ordered pair; a markdown table and JSON (docs/testbed.md).")
+    pairs.add_arguments(pr)
     sub.add_parser("cleanup", help="remove namespaces left by crashed testbed runs")
 
 
@@ -119,6 +126,8 @@ def main(args: argparse.Namespace) -> int:
             return 0
         if args.testbed_command == "run":
             return _run(args, from_arguments(args))
+        if args.testbed_command == "pairs":
+            return pairs.main(args)
         return _compare(args)
     except TestbedError as error:
         print(f"kadtalk: testbed: {error}", file=sys.stderr)

@@ -4,8 +4,9 @@ datagram for the one-way delay of its (source IP, destination IP) pair, then acc
 `tc netem` would be simpler, but the kernels of this machine kind are built without it. The
 relay reads only the raw IP header's addresses; traffic inside one namespace never reaches
 it, like processes on one machine. It reads the raw IPv4 or IPv6 header's addresses (the
-version nibble tells which; ip6tables queues IPv6 to the same queue). Both ends of its start-up live here: `start` (the testbed
-side) writes the delay table as one JSON line on the relay's stdin and waits for "ready";
+version nibble tells which; ip6tables queues IPv6 to the same queue). Both ends of its
+start-up live here: `start` (the testbed side) writes the delay table as one JSON line on the
+relay's stdin and waits for "ready";
 `main` (``python -m kadtalk.experiments.testbed relay``) is the relay.
 """
 

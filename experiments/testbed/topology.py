@@ -74,8 +74,9 @@ class Host:
         """public-v4 | dual-stack | v6-only | public-v6 (IPv4 behind a NAT, public IPv6) | the
         kind of its NAT (IPv4 only behind it)."""
         if self.nat is None:
+            families = (self.address4 is not None, self.address6 is not None)
             return {(True, False): "public-v4", (True, True): "dual-stack",
-                    (False, True): "v6-only"}[(self.address4 is not None, self.address6 is not None)]
+                    (False, True): "v6-only"}[families]
         return "public-v6" if self.address6 else str(self.nat_kind)
 
 
@@ -376,7 +377,8 @@ class Testbed:
         return {
             "hosts": {h.name: {"address": h.address, "public_address": h.public_address,
                                "address4": h.address4, "address6": h.address6, "kind": h.kind,
-                               "nat": h.nat, "namespace": h.namespace} for h in self.hosts.values()},
+                               "nat": h.nat, "namespace": h.namespace}
+                      for h in self.hosts.values()},
             "nats": {n.name: {"kind": n.kind, "address": n.address, "hosts": n.hosts}
                      for n in self.nats.values()},
             "sites": self.sites,

@@ -18,8 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from kadtalk.experiments.testbed.daemons import PORT, assert_heard_each_other, call, is_call, stop_all
 from kadtalk.experiments.testbed.daemons import NsDaemon as Daemon
+from kadtalk.experiments.testbed.daemons import (
+    PORT,
+    assert_heard_each_other,
+    call,
+    is_call,
+    stop_all,
+)
 
 from .conftest import standard_nat_layout
 

@@ -106,19 +106,21 @@ def test_ipv6_hosts_delays_and_address_families(make_testbed):
     tb = make_testbed(delay=0.02, build=_families)
     assert [tb.host(h).kind for h in ("v4", "ds", "v6", "p6")] == [
         "public-v4", "dual-stack", "v6-only", "public-v6"]
-    echo = tb.popen("ds", tb.python_argv("-m", "kadtalk.experiments.testbed", "echo", "--host", "::",
-                                         "--port", "9000"), stdout=subprocess.PIPE, text=True)
+    echo = tb.popen("ds", tb.python_argv("-m", "kadtalk.experiments.testbed", "echo",
+                                         "--host", "::", "--port", "9000"),
+                    stdout=subprocess.PIPE, text=True)
     assert echo.stdout.readline().strip() == "ready"
     for host in ("v6", "p6"):
         target = f"[{tb.host('ds').address6}]:9000"
-        out = tb.run(host, tb.python_argv("-m", "kadtalk.experiments.testbed", "probe", "--host", "::",
-                                          "--count", "5", "--to", target))
+        out = tb.run(host, tb.python_argv("-m", "kadtalk.experiments.testbed", "probe",
+                                          "--host", "::", "--count", "5", "--to", target))
         rtts = [r for r in json.loads(out.stdout)[target] if r is not None]
         assert len(rtts) == 5 and 40 - EARLY_MS <= statistics.median(rtts) <= 40 + LATE_MS, rtts
     assert "inet " not in tb.run("v6", ["ip", "-o", "addr", "show", "dev", "wan"]).stdout
     assert "inet6" not in tb.run("v4", ["ip", "-o", "addr", "show", "dev", "wan"]).stdout
-    to_v4 = tb.run("v6", tb.python_argv("-m", "kadtalk.experiments.testbed", "send", "--host", "::",
-                                        "--to", f"{tb.host('ds').address4}:9000"), check=False)
+    to_v4 = tb.run("v6", tb.python_argv("-m", "kadtalk.experiments.testbed", "send",
+                                        "--host", "::", "--to", f"{tb.host('ds').address4}:9000"),
+                   check=False)
     assert to_v4.returncode != 0 and "unreachable" in to_v4.stderr.lower()
 
 
