@@ -31,10 +31,11 @@ def new_tag(prefix: str = PREFIX) -> str:
 
 
 def unavailable_reason() -> str | None:
-    """Why a testbed cannot be built here, or None when it can (root, ip, iptables, netns)."""
+    """Why a testbed cannot be built here, or None when it can (root, ip, iptables and
+    ip6tables, netns)."""
     if os.geteuid() != 0:
         return "the network testbed needs root (network namespaces, iptables)"
-    for tool in ("ip", "iptables"):
+    for tool in ("ip", "iptables", "ip6tables"):
         if shutil.which(tool) is None:
             return f"the network testbed needs `{tool}` (Debian: apt-get install iproute2 iptables)"
     name = f"{PREFIX}-{os.getpid()}-probe{next(_counter)}"
@@ -42,10 +43,11 @@ def unavailable_reason() -> str | None:
         result = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
         if result.returncode != 0:
             return f"`ip netns add` fails here: {result.stderr.strip()}"
-        result = subprocess.run(["ip", "netns", "exec", name, "iptables", "-S"],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            return f"iptables does not work in a network namespace: {result.stderr.strip()}"
+        for tool in ("iptables", "ip6tables"):  # IPv4 NATs, loss and delay for both families
+            result = subprocess.run(["ip", "netns", "exec", name, tool, "-S"],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                return f"{tool} does not work in a network namespace: {result.stderr.strip()}"
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
