@@ -162,8 +162,9 @@ class _MailboxRun:
         self.wall_start = time.perf_counter()
         self.identities: dict[int, Identity] = {}
         self.storage_settings = study.storage_settings
-        # storage lookups (all, and our own mailbox's fetches): of nodes gone, and of the live
-        self.lookups = {"storage_lookups": 0, "mailbox_lookups": 0}
+        # storage lookups (all, and our own mailbox's fetches), and the periodic mailbox
+        # fetches that asked the last fetch's storers with no lookup: of nodes gone, and live
+        self.lookups = {"storage_lookups": 0, "mailbox_lookups": 0, "mailbox_direct": 0}
         self.live_stats: dict[int, Any] = {}
         self.world = SimWorld(study, ids_hook=self._with_identities, new_node=self._new_node,
                               traversal=True)
@@ -218,6 +219,7 @@ class _MailboxRun:
         if stats is not None:
             self.lookups["storage_lookups"] += stats["lookups"]
             self.lookups["mailbox_lookups"] += stats["mailbox_lookups"]
+            self.lookups["mailbox_direct"] += stats["mailbox_direct"]
 
     def _keep(self, addr: int, private: bytes, made: float) -> bool:
         self.kept.setdefault(addr, []).append((private, made))
@@ -582,8 +584,8 @@ def main(args: Any) -> int:
         "messages", "skipped", "delivered_share", "returning", "delivered_of_returning_share",
         "fetched", "delivered_of_fetched_share",
         "delay_median_s", "delay_p90_s", "delay_p99_s", "stored_failed", "stored_at_median",
-        "prekeys_published", "storage_lookups", "mailbox_lookups", "datagrams", "sim_hours",
-        "cpu_s", "departures", "returns", "wall_s", "peak_rss_mb"))
+        "prekeys_published", "storage_lookups", "mailbox_lookups", "mailbox_direct", "datagrams",
+        "sim_hours", "cpu_s", "departures", "returns", "wall_s", "peak_rss_mb"))
     print("store outcomes: " + ", ".join(f"{k} {v}" for k, v in
                                          sorted(summary["store_outcomes"].items())))
     if args.out:

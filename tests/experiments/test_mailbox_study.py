@@ -42,6 +42,16 @@ def test_mail_to_offline_recipients_is_delivered_when_they_come_back(churned) ->
             assert r["returned_s"] <= 0.5 * 3600 - GRACE
 
 
+def test_periodic_fetches_ask_the_storers_found_before_and_lose_nothing(churned) -> None:
+    """Most periodic fetches ask the last fetch's storers with no lookup (node/storage/layer.py,
+    `_fetch_storers`); every message whose recipient fetched its key after the store opened.
+    Before that rule this study made 320 mailbox lookups and 49,330 datagrams, the same
+    deliveries; with it 70 lookups, 251 fetches without one and 33,998 datagrams."""
+    s = churned.summary
+    assert s["mailbox_direct"] > 3 * s["mailbox_lookups"] > 0
+    assert s["fetched"] >= 5 and s["delivered_of_fetched_share"] == 1.0
+
+
 # The rows' outcomes of the study above (not the wall clock). Node rules that change who stores,
 # fetches or opens what change it: re-pin with the command in docs/simulation.md's study section.
 DIGEST = "e0997296fe3575ed"
