@@ -117,7 +117,7 @@ async def worker(args: argparse.Namespace) -> int:
     from kadtalk.node.routing.contacts import ContactRegistry
     from kadtalk.node.routing.layer import RoutingSettings
     from kadtalk.node.stack import Node
-    from kadtalk.transport.udp import UdpDriver
+    from kadtalk.transport.udp import UdpDriver, open_socket
 
     loop = asyncio.get_running_loop()
     settings = RoutingSettings(k=args.k, alpha=args.alpha, request_timeout=args.timeout,
@@ -137,8 +137,7 @@ async def worker(args: argparse.Namespace) -> int:
         if driver is None:
             node = Node(int(cmd["id"], 16), ContactRegistry(), random.Random(cmd["rng"]), settings,
                         loop.time())
-            _, driver = await loop.create_datagram_endpoint(
-                lambda: UdpDriver(node), local_addr=(args.host, cmd["port"]))
+            driver = UdpDriver(node, open_socket(args.host, cmd["port"]))
             driver.service()
             drivers[index] = driver
         if cmd.get("bootstrap"):
