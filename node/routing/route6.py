@@ -27,6 +27,7 @@ from .messages import (
     MalformedMessage,
     RouteRequest,
     RouteResponse,
+    encode_entries,
 )
 from .messages import decode as decode_route
 from .messages import encode_request as plain_request
@@ -58,15 +59,10 @@ def asks_route6(data: bytes) -> bool:
 
 def encode_response(msg: RouteResponse) -> bytes:
     """ROUTE6_RES: type, responder, target, then {ID, family-tagged address} per contact;
-    a contact whose address has no encoding (the simulator's, an unusable one) is left out."""
-    parts = [bytes((ROUTE6_RES,)), msg.responder.to_bytes(ID_BYTES, "big"),
-             msg.target.to_bytes(ID_BYTES, "big")]
-    for node_id, addr in msg.contacts:
-        wire = addresses.to_wire(addr)
-        if wire is not None:
-            parts.append(node_id.to_bytes(ID_BYTES, "big"))
-            parts.append(wire)
-    return b"".join(parts)
+    a contact whose address has no encoding (the simulator's, an unusable one) is left out;
+    entries are remembered as ROUTE_RES's are (messages.entry_cache)."""
+    return encode_entries([bytes((ROUTE6_RES,)), msg.responder.to_bytes(ID_BYTES, "big"),
+                           msg.target.to_bytes(ID_BYTES, "big")], msg.contacts, addresses.to_wire)
 
 
 def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS,
