@@ -674,11 +674,19 @@ class Node:
         return session is not None and session_id in session.sessions
 
     def _offer(self, session_id: int, peer: int, rendezvous: list[Any]) -> tuple | None:
-        """Our relay allocation for this call (the callee knocks there), if we hold one."""
+        """Our relay allocation for this call (the callee knocks there), if we hold one that
+        the offer can name: PUNCH_REQ_RELAY carries an IPv4 relay only (§21), so a dual-stack
+        relay held at its IPv6 address is not offered; holding only such relays, the call
+        punches without an offer (counted: `relay_offer_ipv6_only`)."""
         held = self.relays_held()
         if not held:
             return None
         paths = self._paths()
+        usable = self._upper.traversal.usable
+        held = [path for path in held if usable(path.relay)]
+        if not held:
+            paths.count("relay_offer_ipv6_only")
+            return None
         paths.rendezvous[session_id] = (peer, rendezvous)
         path = paths.offer(held, self._live, session_id)
         return None if path is None else (path.relay, path.allocation)
@@ -885,7 +893,8 @@ class Node:
                     or s.addr not in paths.offered):
                 continue
             paths.recovering[s.id] = now
-            others = [p for p in self.relays_held() if p.relay != s.addr.relay]
+            others = [p for p in self.relays_held() if p.relay != s.addr.relay
+                      and upper.traversal.usable(p.relay)]  # the offer names IPv4 only (§21)
             peer_rv = paths.rendezvous.get(s.id)
             path = paths.offer(others, self._live, s.id) if others and peer_rv else None
             if path is not None:

@@ -487,12 +487,17 @@ class Traversal:
     def punch(self, target_id: int, rendezvous: list[Any], now: float,
               relay: tuple[Any, bytes] | None = None) -> None:
         """Ask the rendezvous peers to have `target_id` send us a PUNCH; with `relay` (the
-        relay's address, our allocation there) also to knock there (PUNCH_REQ_RELAY)."""
-        op = PUNCH_REQ if relay is None else PUNCH_REQ_RELAY
+        relay's address, our allocation there) also to knock there (PUNCH_REQ_RELAY). A relay
+        the offer's IPv4 field cannot carry (an IPv6 address) is left out: the plain PUNCH_REQ
+        goes, counted (`punch_offer_unencodable`; the node offers such a relay never)."""
+        part = None if relay is None else self._wire(relay[0])
+        if relay is not None and part is None:
+            self.stats["punch_offer_unencodable"] += 1
+        op = PUNCH_REQ if part is None else PUNCH_REQ_RELAY
         body = (bytes((TRAVERSAL, op)) + self.node_id.to_bytes(20, "big")
                 + target_id.to_bytes(20, "big"))
-        if relay is not None:
-            body += self.contacts.addr_to_wire(relay[0]) + relay[1]
+        if part is not None:
+            body += part + relay[1]
         punching = self._punching
         self.last_rendezvous = tuple(rendezvous)
         for addr in rendezvous:
