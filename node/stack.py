@@ -706,10 +706,15 @@ class Node:
         path = RelayPath(relay_addr, allocation)
         caller = int.from_bytes(requester, "big")
         answered = relay.client.peers.__contains__  # its relay sent a KNOCK_COOKIE
-        if not paths.heard(path, caller, requester_addr, now, answered):
+        session = self.session
+
+        def live(sid: int) -> bool:  # a call the knocked path carried, not ended
+            s = session.sessions.get(sid) if session is not None else None
+            return s is not None and s.state is not CallState.ENDED
+
+        if not paths.heard(path, caller, requester_addr, now, answered, live):
             return  # one knock per offer (each rendezvous forwards the same one), or full
         relay.knock(path, now)
-        session = self.session
         for s in (session.sessions.values() if session is not None else ()):
             if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
                 # The requester ID is not authenticated here: nothing of the call goes to the
@@ -830,6 +835,8 @@ class Node:
         if knocked is not None and payload[:1] == bytes((KEY_REQ,)):
             for s in session.sessions.values():  # the callee's session over the caller's relay
                 if s.addr == path:
+                    if s.state is not CallState.ENDED:  # the call the offer was for: once it
+                        paths.carried(path, s.id)  # ends, the caller's redial knocks again
                     for addr in knocked[1]:  # the direct path (ICE's upgrade), once it proves
                         paths.watch(s.id, addr)  # itself: no copies to an address a forger named
 

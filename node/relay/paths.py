@@ -58,7 +58,8 @@ RETRY_RELAY = 600.0  # s before a contact that did not relay for us is asked aga
 HOLD_INTERVAL = 2.0  # s between looks at whether we hold enough relays
 ASK_SPARE = 4  # HELLOs beyond the relays wanted, at once (HELLO is stateless at a relay)
 SERVED = 8  # relays that granted us an allocation, remembered (asked first next time)
-KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock
+KNOCK_AGAIN = 1.0  # s: the same offer again (from another rendezvous) draws no second knock,
+# unless a call it carried has ended since (`heard`: the caller redials with the same allocation)
 MAX_ENTRIES = 64  # bound on every table here
 PER_SESSION = 8  # alternates (and relay offers: half) of one session; more are refused
 UNANSWERED_FOR = 2.0  # s: an offered relay that sent no KNOCK_COOKIE by then may make room
@@ -90,8 +91,9 @@ class CallPaths:
 
     def __init__(self) -> None:
         self.offered: dict[RelayPath, int] = {}  # our allocation -> the session it was offered for
-        self.incoming: dict[RelayPath, tuple[int, list[Any], float]] = {}  # knocked ->
-        #   (caller ID, its direct addresses as the offers named them, when)
+        self.incoming: dict[RelayPath, tuple[int, list[Any], float, list[int]]] = {}  # knocked
+        #   -> (caller ID, its direct addresses as the offers named them, when, our sessions
+        #   the knocked path carried: `carried`)
         self.alternates: dict[Any, int] = {}  # another path -> the session that may move there
         self.checks: dict[int, dict[Any, list[float]]] = {}  # session -> path -> [next, until]
         self.rendezvous: dict[int, tuple[int, list[Any]]] = {}  # caller's session -> (peer, rv)
@@ -125,13 +127,18 @@ class CallPaths:
         return None
 
     def heard(self, path: RelayPath, caller: int, addr: Any, now: float,
-              answered: Any = lambda path: False) -> bool:
+              answered: Any = lambda path: False, live: Any = lambda sid: True) -> bool:
         """An offer of `caller`'s allocation `path`, naming `addr` as its direct address: True
         when it is new (knock), False when it repeats one of the last `KNOCK_AGAIN` s (another
         rendezvous's copy: its address is kept as a candidate too, as either may be forged),
-        or when the table is full of offers whose relay answered (`answered(path)`)."""
+        or when the table is full of offers whose relay answered (`answered(path)`). A repeat
+        is a new call, and knocks, once a call the path carried has ended (`live(id)` False
+        for one of `carried`): a caller reuses its allocation when it redials, and the offer
+        names no call (before: a redial within `KNOCK_AGAIN` drew no knock and failed). No
+        forger can end our calls, so one call's copies still draw one knock a `KNOCK_AGAIN`."""
         known = self.incoming.get(path)
-        if known is not None and known[0] == caller and now - known[2] < KNOCK_AGAIN:
+        if known is not None and known[0] == caller and now - known[2] < KNOCK_AGAIN \
+                and all(live(sid) for sid in known[3]):
             if addr not in known[1] and len(known[1]) < MAX_CANDIDATES:
                 known[1].append(addr)
             return False
@@ -139,8 +146,15 @@ class CallPaths:
         if not make_room(self.incoming, lambda p, v: answered(p) or now - v[2] < UNANSWERED_FOR):
             self.count("offer_refused_full")
             return False
-        self.incoming[path] = (caller, [addr], now)
+        self.incoming[path] = (caller, [addr], now, [])
         return True
+
+    def carried(self, path: RelayPath, session_id: int) -> None:
+        """Our session `session_id` came over the knocked `path` (its KEY_REQ): the call the
+        offer was for (`heard`)."""
+        known = self.incoming.get(path)
+        if known is not None and session_id not in known[3] and len(known[3]) < PER_SESSION:
+            known[3].append(session_id)
 
     def relay_offered(self, session_id: int, path: RelayPath, now: float,
                       answered: Any) -> None:
