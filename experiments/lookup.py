@@ -15,6 +15,7 @@ import statistics
 import time
 from array import array
 from dataclasses import asdict, dataclass, field, replace
+from itertools import zip_longest
 from random import Random
 from typing import Any, Callable
 
@@ -33,13 +34,14 @@ from kadtalk.experiments.harness.workload import poisson_pairs
 from kadtalk.experiments.harness.world import (  # noqa: F401
     BOOTSTRAPS,
     SimWorld,
+    JOIN_RTT_SAMPLES,
     load_converged,
     unique_ids,
     wire_mode,
 )
 from kadtalk.sim.bootstrap import ConvergedTables
 from kadtalk.node.routing.messages import ID_BITS
-from kadtalk.sim.latency import MODELS, CoordinateLatency
+from kadtalk.sim.latency import MODELS, CoordinateLatency, JitteredLatency
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,8 @@ class KnownRtts:
             return
         self.done.add(source)
         routing = self.world.driver.nodes[source].routing
-        handles = sorted(routing.table.handles())
+        table = routing.table  # its entries (not the replacement caches)
+        handles = sorted(h for c in range(table.bucket_count()) for h in table.bucket(c))
         addrs, rtts = routing.registry.addrs, routing.rtts
         delay = self.world.base_latency.delay
         if handles:
@@ -253,19 +256,61 @@ class KnownRtts:
 
 
 class ProximityWorld(SimWorld):
-    """A world whose fast-bootstrapped tables are what the proximity rule leaves (`near`)."""
+    """A world whose fast-bootstrapped tables are what the node's proximity rule leaves after
+    `near` measured newcomers per full bucket (ProximityTables draws them, `meet_newcomers`
+    runs the node's own code on them)."""
+
+    lazy_above = 1 << 62  # every node is built: the rule runs on each
 
     def _converge_fast(self, seed: int) -> None:
+        """As SimWorld's (sim.load_converged: the join's table, its JOIN_RTT_SAMPLES round
+        trips), then each node meets its newcomers before the network starts."""
         spec = self.spec
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
                                  seed=seed)
-        latency = self.base_latency
-        near = ProximityTables(tables, self.ids, spec.k, spec.near, round_trips(latency), seed,
-                               keep=self.settings.proximity_keep)
-        load_converged(self.driver, near, lambda index: self.new_node(index, 0.0),
-                       progress=self.progress,
-                       round_trip=lambda a, b: latency.delay(a, b) + latency.delay(b, a))
+        base = self.base_latency
+        delay = (JitteredLatency(base, spec.jitter, Random(seed ^ 0x717)).delay if spec.jitter
+                 else base.delay)  # a measured round trip has the run's jitter, if any
+        near = ProximityTables(tables, self.ids, spec.k, spec.near, seed)
+        n = len(tables)
+        nodes: list[Any] = [None] * n
+        for done, (index, entries, sizes, newcomers) in enumerate(near.tables(), 1):
+            node = self.new_node(index, 0.0)
+            routing = node.routing
+            routing.table.load(entries, sizes, 0.0)
+            for handle in entries[-JOIN_RTT_SAMPLES:]:
+                routing.observe_round_trip(base.delay(index, handle) + base.delay(handle, index))
+            meet_newcomers(routing, newcomers,
+                           lambda h, a=index: delay(a, h) + delay(h, a), 0.0)
+            nodes[index] = node
+            if self.progress and (done % 10_000 == 0 or done == n):
+                self.progress("join", done, n)
+        tables.release()
+        for node in nodes:
+            self.driver.add(node)
+
+
+def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[[int], float],
+                   now: float) -> None:
+    """`routing` (a RoutingLayer) meets the newcomers of each bucket (addresses, as drawn),
+    round robin over its buckets as its lookups and refreshes would: each answers a lookup
+    request after `round_trip(addr)` (RoutingLayer.measured_answer: the node's and the
+    contact's round trip) and, if the node would probe it, the probe (admit_probed: the uptime
+    rule, then RoutingSettings.proximity's on a full bucket, entries never measured counted as
+    the node's average). The node's code decides; nothing here knows a round trip it did not
+    measure. Then the per-contact estimates are forgotten (~300 a node would not fit at 10^5;
+    the study's `rtt_known` sets what the lookups start with, as without `near`)."""
+    ids = routing.registry.ids
+    intern = routing.registry.intern
+    for met in zip_longest(*buckets):
+        for addr in met:
+            if addr is None:
+                continue
+            handle = intern(ids[addr], addr)
+            if routing.measured_answer(handle, round_trip(addr), now):
+                routing.admit_probed(handle, now)
+    routing.rtts = None
 
 
 def round_trips(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -286,22 +331,17 @@ def round_trips(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 class ProximityTables:
-    """sim.bootstrap.ConvergedTables as RoutingSettings.proximity leaves them: each full bucket
-    of node a whose range (the IDs sharing exactly c leading bits with a's) holds more than k
-    nodes keeps, among its k entries and `near` members of the range drawn at random, the k
-    with the least round trip from a: what the rule leaves after the node measured those
-    `near` (each newcomer faster than the slowest entry takes its place). Entries kept stay in
-    their order, newcomers follow in the order drawn. A node learns these round trips only by
-    measuring them; the simulator draws which members it met. `keep`: a bucket's oldest
-    entries the rule never displaces (RoutingSettings.proximity_keep). Same surface as
-    ConvergedTables for sim.load_converged; nodes are done in batches (numpy)."""
+    """Draws, for sim.bootstrap.ConvergedTables, the newcomers each node meets: for each full
+    bucket of node a whose range (the IDs sharing exactly c leading bits with a's) holds more
+    than k nodes, `near` members of that range drawn at random (repeats as drawn: a node may
+    meet one twice). tables() yields (index, entries, sizes, newcomers per such bucket); what
+    the node keeps is decided by its own rule (ProximityWorld, meet_newcomers). Nodes are
+    drawn in batches (numpy)."""
 
     BATCH = 4096
 
-    def __init__(self, tables: ConvergedTables, ids: list[int], k: int, near: int,
-                 rtts: Callable, seed: int, keep: int = 0):
-        self._tables, self.k, self.near, self.rtts = tables, k, near, rtts
-        self.keep = keep
+    def __init__(self, tables: ConvergedTables, ids: list[int], k: int, near: int, seed: int):
+        self._tables, self.k, self.near = tables, k, near
         shift = ID_BITS - 64
         self.keys = np.fromiter((i >> shift for i in ids), np.uint64, len(ids))  # top 64 bits
         self.order = np.argsort(self.keys, kind="stable")
@@ -311,12 +351,6 @@ class ProximityTables:
     def __len__(self) -> int:
         return len(self._tables)
 
-    def entries(self, index: int) -> array:
-        return self._choose([(index, self._tables.entries(index), self._tables.sizes(index))])[0][1]
-
-    def sizes(self, index: int) -> bytearray:
-        return self._tables.sizes(index)
-
     def release(self) -> None:
         self._tables.release()
 
@@ -325,59 +359,34 @@ class ProximityTables:
         for item in self._tables.tables():
             batch.append(item)
             if len(batch) == self.BATCH:
-                yield from self._choose(batch)
+                yield from self._draw(batch)
                 batch = []
-        yield from self._choose(batch)
+        yield from self._draw(batch)
 
-    def _choose(self, batch: list[tuple[int, array, bytearray]]) -> list:
+    def _draw(self, batch: list[tuple[int, array, bytearray]]) -> list:
         k, near = self.k, self.near
-        owner, offset, depth = [], [], []  # per full bucket: node in batch, entry offset, c
-        base = 0
+        owner, depth = [], []  # per full bucket: node in batch, c
         for b, (_, entries, sizes) in enumerate(batch):
-            start = base
             for c, size in enumerate(sizes):
                 if size == k and c < 64:
                     owner.append(b)
-                    offset.append(start)
                     depth.append(c)
-                start += size
-            base += len(entries)
-        if not owner:
-            return batch
-        node = np.asarray([index for index, _, _ in batch], dtype=np.int64)[owner]
-        low_bits = np.uint64(63) - np.asarray(depth, dtype=np.uint64)
-        sibling = ((self.keys[node] >> low_bits) ^ np.uint64(1)) << low_bits
-        lo = np.searchsorted(self.sorted_keys, sibling, side="left")
-        hi = np.searchsorted(self.sorted_keys, sibling | ((np.uint64(1) << low_bits)
-                                                          - np.uint64(1)), side="right")
-        big = np.flatnonzero(hi - lo > k)
-        if not big.size:
-            return batch
-        flat = np.concatenate([np.frombuffer(entries, dtype=np.int32) for _, entries, _ in batch])
-        room = k - self.keep  # the places the rule may give away
-        slots = np.asarray(offset, dtype=np.int64)[big, None] + np.arange(self.keep, k)
-        drawn = lo[big, None] + (self.rng.random((big.size, near))
-                                 * (hi - lo)[big, None]).astype(np.int64)
-        pool = np.concatenate([flat[slots].astype(np.int64), self.order[drawn]], axis=1)
-        rtt = self.rtts(node[big, None], pool)
-        by_handle = np.argsort(pool, axis=1, kind="stable")  # a repeat after its first copy
-        sorted_pool = np.take_along_axis(pool, by_handle, axis=1)
-        repeat = np.zeros(pool.shape, dtype=bool)
-        np.put_along_axis(repeat, by_handle[:, 1:], sorted_pool[:, 1:] == sorted_pool[:, :-1],
-                          axis=1)
-        rtt[repeat] = np.inf
-        if self.keep:  # a kept entry drawn again is a repeat too
-            kept = flat[slots[:, :1] - self.keep + np.arange(self.keep)]
-            rtt[(pool[:, :, None] == kept[:, None, :]).any(axis=2)] = np.inf
-        keep = np.sort(np.argsort(rtt, axis=1, kind="stable")[:, :room], axis=1)
-        flat[slots] = np.take_along_axis(pool, keep, axis=1)
-        out, base = [], 0
-        for index, entries, sizes in batch:
-            table = array("i")
-            table.frombytes(flat[base:base + len(entries)].tobytes())
-            base += len(entries)
-            out.append((index, table, sizes))
-        return out
+        met: list[list[list[int]]] = [[] for _ in batch]
+        if owner:
+            node = np.asarray([index for index, _, _ in batch], dtype=np.int64)[owner]
+            low_bits = np.uint64(63) - np.asarray(depth, dtype=np.uint64)
+            sibling = ((self.keys[node] >> low_bits) ^ np.uint64(1)) << low_bits
+            lo = np.searchsorted(self.sorted_keys, sibling, side="left")
+            hi = np.searchsorted(self.sorted_keys, sibling | ((np.uint64(1) << low_bits)
+                                                              - np.uint64(1)), side="right")
+            big = np.flatnonzero(hi - lo > k)
+            if big.size:
+                drawn = lo[big, None] + (self.rng.random((big.size, near))
+                                         * (hi - lo)[big, None]).astype(np.int64)
+                for row, newcomers in zip(big.tolist(), self.order[drawn].tolist()):
+                    met[owner[row]].append(newcomers)
+        return [(index, entries, sizes, met[b])
+                for b, (index, entries, sizes) in enumerate(batch)]
 
 
 def study_parameters(study: LookupStudy) -> dict[str, Any]:

@@ -532,6 +532,26 @@ class RoutingLayer:
         if not table.observe(handle, now, answered=True) and self.settings.proximity:
             self._prefer_near(handle)
 
+    def measured_answer(self, handle: int, rtt: float, now: float) -> bool:
+        """`handle` answered our lookup request after `rtt` s: the node's round trip and (when a
+        setting uses them) the contact's; an entry or cached contact is alive. True when it is
+        neither but admissible: its probe's answer then admits it (`admit_probed`, where the
+        proximity rule acts). The simulator's `--near` tables run this too (one rule)."""
+        self.observe_round_trip(rtt)
+        settings = self.settings
+        if settings.rtt_choice_bits >= 0 or settings.contact_slow or settings.proximity:
+            self.observe_contact_rtt(self.registry.addrs[handle], rtt)
+        table = self.table
+        if table.known(handle):  # held at this address already: it is alive
+            table.observe(handle, now, answered=True)
+            return False
+        return self._admissible(handle)
+
+    def admit_probed(self, handle: int, now: float) -> None:
+        """`handle` answered our probe from its address (what `_on_response` does for a probe's
+        answer; the simulator's `--near` tables call it for a probe they take as answered)."""
+        self._admit(handle, now)
+
     def _prefer_near(self, handle: int) -> None:
         """Proximity neighbour selection: `handle` (cached: its bucket is full) takes the place
         of the bucket's slowest entry if it answered faster (a round trip measured by our own
@@ -638,17 +658,12 @@ class RoutingLayer:
             return
         del self._pending[key]
         rtt = now - (request.deadline - self.settings.request_timeout)
-        self.observe_round_trip(rtt)
         settings = self.settings
-        if settings.rtt_choice_bits >= 0 or settings.contact_slow or settings.proximity:
-            self.observe_contact_rtt(addr, rtt)
         if bootstrap:
             self._answered_from(addr)  # a bootstrap address the user named answered our join
         handle = registry.intern(responder, addr)
         table = self.table
-        if table.known(handle):  # held at this address already: it is alive
-            table.observe(handle, now, answered=True)
-        elif self._admissible(handle):
+        if self.measured_answer(handle, rtt, now):
             if bootstrap:
                 self._admit(handle, now)  # a bootstrap address the user named, as add_contact
             else:  # named by another contact, who knows the target: only a probe answer admits

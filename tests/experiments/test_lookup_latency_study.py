@@ -2,6 +2,8 @@
 lookups and round trips loaded for the fast bootstrap (`rtt_known`), without touching the plain
 study's summary (its pinned digest covers every key)."""
 
+from itertools import zip_longest
+
 import pytest
 
 from kadtalk.experiments.lookup import LookupStudy, run_lookup_study
@@ -37,48 +39,101 @@ def test_rtt_known_is_a_share():
         LookupStudy(**SMALL, rtt_known=1.5)
 
 
-def test_proximity_tables_keep_the_fastest_of_each_full_buckets_range():
+def near_world(keep: int, jitter: float = 0.0, monkeypatch=None):
+    """A 600-peer world (k = 8) built with `near` 30, and the newcomers each node met."""
+    from dataclasses import replace
+
+    from kadtalk.experiments import lookup
+
+    study = LookupStudy(nodes=600, lookups=10, seed=3, bootstrap="fast", k=8, near=30,
+                        jitter=jitter, routing=(("proximity", True), ("proximity_keep", keep)))
+    world = lookup.ProximityWorld(study)
+    world.settings = replace(world.settings, **dict(study.routing))
+    met = {}  # node -> its newcomers per bucket, and (address, round trip) as it met them
+    meet = lookup.meet_newcomers
+
+    def recording(routing, buckets, round_trip, now):
+        seen = met[world.ids.index(routing.node_id)] = (buckets, [])
+
+        def measured(addr):
+            seen[1].append((addr, round_trip(addr)))
+            return seen[1][-1][1]
+
+        meet(routing, buckets, measured, now)
+
+    monkeypatch.setattr(lookup, "meet_newcomers", recording)
+    world.converge()
+    return study, world, met
+
+
+def reference_node(study, world, index, seen):
+    """A real node holding the join's table of `index`, fed the same newcomers by messages: each
+    answers a request of ours after its round trip, a lookup's for an entry, else a join's
+    (which asks the newcomer's address directly; its answer admits it as a probe's does).
+    Nothing else answers, so no other round trip is measured."""
     from random import Random
 
-    from kadtalk.experiments.lookup import ProximityTables, round_trips
-    from kadtalk.node.routing.table import RoutingTable
+    from kadtalk.experiments.harness.world import JOIN_RTT_SAMPLES
+    from kadtalk.node.routing.messages import RouteResponse
+    from kadtalk.node.stack import Node
     from kadtalk.sim.bootstrap import ConvergedTables
-    from kadtalk.sim.latency import CoordinateLatency
+    from kadtalk.sim.registry import SharedRegistry
 
-    rng = Random(4)
-    ids = [rng.getrandbits(160) for _ in range(600)]
-    model = CoordinateLatency()
-    for _ in ids:
-        model.add_node(rng)
-    rtt = round_trips(model)
-    assert rtt(3, [5])[0] == pytest.approx(model.delay(3, 5) + model.delay(5, 3))
-    tables = ConvergedTables(ids, 8, seed=1)
-    near = ProximityTables(ConvergedTables(ids, 8, seed=1), ids, 8, 30, rtt, seed=1)
-    assert len(near) == 600
-    changed = 0
-    batch = {index: (entries, sizes) for index, entries, sizes in near.tables()}
-    for index in range(0, 600, 7):
-        sizes = tables.sizes(index)
-        before = tables.entries(index).tolist()
-        after, same_sizes = batch[index]
-        assert same_sizes == sizes and len(after) == len(before)
-        assert len(near.entries(index)) == len(before)  # one node alone, as by address
-        table = RoutingTable(ids[index], ids)
-        table.load(after, sizes, 0.0)  # every entry in its bucket, at most k per bucket
-        for c in range(len(sizes)):
-            old, new = set(table.bucket(c)), set()
-            start = sum(sizes[:c])
-            old = set(before[start:start + sizes[c]])
-            new = set(after.tolist()[start:start + sizes[c]])
-            assert len(new) == sizes[c]  # no repeats
-            assert all(table.bucket_index(ids[h]) == c for h in new)
-            dropped = old - new
-            if dropped:  # what went was slower than anything kept
-                changed += 1
-                assert max(rtt(index, sorted(new))) <= min(rtt(index, sorted(dropped)))
-                assert [h for h in before if h in new] == [h for h in after.tolist()[
-                    start:start + sizes[c]] if h in old]  # the kept ones in their order
-    assert changed > 20
+    ids, delay = world.ids, world.base_latency.delay
+    tables = ConvergedTables(ids, study.k, rule="join", spread=min(study.alpha, study.k),
+                             seed=world.plan.tables_seed)
+    node = Node(ids[index], SharedRegistry(ids), Random(1), world.settings, 0.0)
+    entries = tables.entries(index)
+    node.routing.table.load(entries, tables.sizes(index), 0.0)
+    for handle in entries[-JOIN_RTT_SAMPLES:]:
+        node.routing.observe_round_trip(delay(index, handle) + delay(handle, index))
+    now = 0.0
+    for addr, rtt in seen:
+        if addr in node.routing.table:  # an entry: a lookup for its ID asks it first
+            target = ids[addr]
+            node.find_closest(target, now)
+        else:  # a join asks the address as given (its answer admits it, as a probe's does)
+            target = ids[index]
+            node.join([addr], now)
+        node.messages_to_send(now)
+        now += rtt
+        node.receive_message(RouteResponse(ids[addr], target, ()), addr, now)
+        node.messages_to_send(now)
+    return node
+
+
+@pytest.mark.parametrize("keep,jitter", [(0, 0.0), (3, 0.3)])
+def test_near_tables_are_what_a_real_routing_layer_leaves_after_the_same_newcomers(
+        keep, jitter, monkeypatch):
+    study, world, met = near_world(keep, jitter, monkeypatch)
+    delay = world.base_latency.delay
+    compared = oracle_wrong = 0
+    for index in range(0, 600, 17):
+        buckets, seen = met[index]
+        if not buckets:
+            continue
+        assert [a for a, _ in seen] == [a for round_ in zip_longest(*buckets) for a in round_
+                                        if a is not None]  # round robin over the buckets
+        built = world.driver.nodes[index].routing.table
+        node = reference_node(study, world, index, seen)
+        table = node.routing.table
+        assert table.bucket_count() == built.bucket_count()
+        for c in range(table.bucket_count()):
+            assert table.bucket(c) == built.bucket(c)  # same entries, same order
+            assert table.replacements(c) == built.replacements(c)
+        compared += 1
+        for c in range(table.bucket_count()):  # the oracle kept the truly fastest; the node may
+            kept = table.bucket(c)[keep:]      # drop a fast entry it never measured
+            dropped = [h for h in table.replacements(c) if h not in table.bucket(c)]
+            rtt = lambda h: delay(index, h) + delay(h, index)  # noqa: E731
+            if kept and dropped and min(map(rtt, dropped)) < max(map(rtt, kept)):
+                oracle_wrong += 1
+    assert compared > 20
+    assert oracle_wrong > 10
+    if jitter:  # a measured round trip is the model's plus the run's jitter
+        model = [delay(i, a) + delay(a, i) for i in met for a, _ in met[i][1]]
+        measured = [r for i in met for _, r in met[i][1]]
+        assert sum(measured) > 1.1 * sum(model) and all(m >= o for m, o in zip(measured, model))
 
 
 def test_proximity_tables_shorten_lookups():
@@ -93,28 +148,3 @@ def test_proximity_tables_shorten_lookups():
         LookupStudy(nodes=300, lookups=60, near=5)  # the protocol's joins build their own
 
 
-def test_proximity_tables_leave_the_kept_oldest_entries_in_place():
-    from random import Random
-
-    from kadtalk.experiments.lookup import ProximityTables, round_trips
-    from kadtalk.sim.bootstrap import ConvergedTables
-    from kadtalk.sim.latency import CoordinateLatency
-
-    rng = Random(5)
-    ids = [rng.getrandbits(160) for _ in range(600)]
-    model = CoordinateLatency()
-    for _ in ids:
-        model.add_node(rng)
-    tables = ConvergedTables(ids, 8, seed=1)
-    near = ProximityTables(ConvergedTables(ids, 8, seed=1), ids, 8, 30, round_trips(model),
-                           seed=1, keep=3)
-    changed = 0
-    for index, after, sizes in near.tables():
-        before, start = tables.entries(index).tolist(), 0
-        for size in sizes:
-            old, new = before[start:start + size], after.tolist()[start:start + size]
-            if size == 8:
-                assert new[:3] == old[:3] and len(set(new)) == 8  # the oldest three stay
-                changed += new != old
-            start += size
-    assert changed > 100
