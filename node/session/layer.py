@@ -451,7 +451,10 @@ class SessionLayer:
         if session is None or session.state is S.ENDED or addr == session.addr:
             return False
         if data[:1] == bytes((COOKIE,)):
-            self._path_cookie(session, data, addr)
+            if data[1:2] == bytes((COOKIE_REPLY,)) and data[2:18] == session.tag:
+                self._path_cookie(session, data, addr)
+            else:  # another call's cookie, or an incoming call's COOKIE_RETRY: not this path's
+                self.receive_datagram(data, addr, now)
             return False
         index = self._awaiting if session.rx is None else self._keyed
         old, received = session.addr, session.rx.packets if session.rx is not None else 0
