@@ -879,9 +879,11 @@ class Node:
                 if h.state == "granted":
                     paths.served_by(h.relay)
             own = self._own_addresses()
-            wire = relay.codec.to_wire
+            wire, offerable = relay.codec.to_wire, upper.traversal.usable
+            # only relays a call's offer can name (IPv4, §20): one held at an IPv6 address
+            # would never be offered, and would stand in for one that can (`_offer`)
             contacts = [addr for addr in self._relay_candidates() if addr not in held
-                        and addr not in own and wire(addr) is not None]
+                        and addr not in own and wire(addr) is not None and offerable(addr)]
             limit = min(wanted + ASK_SPARE, relay.settings.max_client_allocations)
             for addr in paths.candidates(contacts, len(held), limit, now):
                 try:

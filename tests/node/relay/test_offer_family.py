@@ -123,3 +123,22 @@ def test_traversal_datagrams_never_raise_while_relays_of_either_family_are_held(
             node.receive_datagram(bytes((TRAVERSAL, op)) + body, addr, now)
             node.handle_timer(now)
             node.datagrams_to_send(now)
+
+
+def test_a_natted_node_asks_only_relays_its_offer_can_name():
+    """A dual-stack relay met at its IPv6 address (here: one that served us before, asked
+    first) is not asked: the offer could never name it, and holding it would take the place
+    of an IPv4 relay that the node's calls can use."""
+    from .test_holding import hellos
+
+    hops = Hops()
+    net = network(hops, a=A_OPEN, b=B_OPEN, join_for=10.0)
+    a = net.nodes[A_OPEN]
+    a._paths().served_by(V6[0])
+    told = net.now
+    a.set_nat("cone")
+    net.service(A_OPEN)
+    net.run_until(told + 2.0)
+    asked = {dst for _, dst in hellos(hops, told)}
+    assert asked and V6[0] not in asked
+    assert {p.relay for p in a.relays_held()} == {R1, ("198.51.100.2", 5004)}
