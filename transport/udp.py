@@ -128,7 +128,8 @@ class UdpDriver:
         self._dispatching = False  # events are being handed out, or a batch is being read
         self._deferred: asyncio.Handle | None = None  # a hand-out scheduled by `call`
         sock.setblocking(False)
-        self.loop.add_reader(sock.fileno(), self._readable)
+        self._fd = sock.fileno()
+        self.loop.add_reader(self._fd, self._readable)
 
     def _readable(self) -> None:
         """Drain the socket: each datagram to the node, its events handed out; then one transmit."""
@@ -187,7 +188,7 @@ class UdpDriver:
         if self.closed:
             return
         self.closed = True
-        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_reader(self._fd)  # by the fd it was added with: the socket may be closed
         self.sock.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -220,7 +221,9 @@ class UdpDriver:
                     addr = ("::ffff:" + addr[0], addr[1])
                 try:
                     sendto(data, addr)
-                except OSError as error:  # full send buffer, no route, refused by a firewall
+                except (OSError, OverflowError, TypeError, ValueError) as error:
+                    # full send buffer, no route, refused by a firewall; or an address the
+                    # socket cannot take (a port over 65535): counted, the rest still goes
                     self.send_failed += 1
                     log.debug("send to %s failed: %s", addr, error)
         deadline = node.get_timer()
@@ -259,8 +262,10 @@ class UdpDriver:
         self._timer_at = None
         if self.closed:
             return
-        self.node.handle_timer(self.loop.time())
-        self.service()
+        try:
+            self.node.handle_timer(self.loop.time())
+        finally:
+            self.service()  # re-armed even if the node raised: a quiet node would never wake
 
     def _dispatch(self, event: Event) -> None:
         lookup_id = getattr(event, "lookup_id", None)

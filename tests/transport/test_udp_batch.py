@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections import deque
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -229,3 +230,56 @@ def test_a_callback_that_closes_the_driver_mid_batch_ends_the_batch_quietly():
     node, driver = asyncio.run(scenario())
     assert driver.closed and not errors
     assert [data for data, _ in node.received] == [b"0:%d" % i for i in range(6)]  # then none
+
+
+def test_an_address_the_socket_cannot_take_is_counted_and_the_rest_still_goes():
+    """A port over 65535 raises OverflowError, not OSError: counted in `send_failed`, and the
+    datagrams queued after it are still sent (second review: the whole transmit aborted)."""
+    async def scenario():
+        node = Echo()
+        driver = UdpDriver(node, open_socket("127.0.0.1", 0))
+        me = driver.sock.getsockname()
+        node.out = [(b"lost", ("127.0.0.1", 70000)), (b"kept", me)]
+        driver.transmit()
+        await asyncio.sleep(0)  # one loop turn: the reader runs (nothing is waited for)
+        for _ in range(100):
+            if node.received:
+                break
+            await asyncio.sleep(0.01)
+        driver.close()
+        return node, driver
+    node, driver = asyncio.run(scenario())
+    # Echo answers its own datagram back to itself: "kept" arrives (again and again), never "lost"
+    assert driver.send_failed == 1 and {data for data, _ in node.received} == {b"kept"}
+
+
+def test_a_timer_whose_node_raises_is_rearmed():
+    """`handle_timer` raising must not leave a quiet node without a timer (it would never wake
+    again): the driver re-arms in a `finally` (second review)."""
+    class Raising(Echo):
+        def handle_timer(self, now: float) -> None:
+            super().handle_timer(now)
+            raise RuntimeError("a node bug")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        node = Raising()
+        driver = UdpDriver(node, open_socket("127.0.0.1", 0))
+        node.deadline = loop.time() + 3600.0  # not due: the node keeps it
+        with pytest.raises(RuntimeError):
+            driver._fire()  # as the loop would call it
+        armed, at = driver._timer is not None, driver._timer_at
+        driver.close()
+        return armed, at, node.deadline
+    armed, at, deadline = asyncio.run(scenario())
+    assert armed and at == deadline
+
+
+def test_close_after_the_socket_was_closed_elsewhere_is_quiet():
+    async def scenario():
+        sock = open_socket("127.0.0.1", 0)
+        driver = UdpDriver(Echo(), sock)
+        sock.close()
+        driver.close()  # the reader is removed by the fd it was added with
+        return driver.closed
+    assert asyncio.run(scenario())
