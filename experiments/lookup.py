@@ -41,7 +41,7 @@ from kadtalk.experiments.harness.world import (  # noqa: F401
 )
 from kadtalk.sim.bootstrap import ConvergedTables
 from kadtalk.node.routing.messages import ID_BITS
-from kadtalk.sim.latency import MODELS, CoordinateLatency, JitteredLatency
+from kadtalk.sim.latency import MODELS, JitteredLatency
 
 log = logging.getLogger(__name__)
 
@@ -311,23 +311,6 @@ def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[
             if routing.measured_answer(handle, round_trip(addr), now):
                 routing.admit_probed(handle, now)
     routing.rtts = None
-
-
-def round_trips(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """`f(a, b)`: the model's round trips (s, twice the one-way delay, no jitter) between the
-    addresses of arrays `a` and `b`, vectorised for the coordinate models (per pair otherwise)."""
-    if isinstance(model, CoordinateLatency):
-        x, y = np.frombuffer(model._x), np.frombuffer(model._y)
-        access, span = np.frombuffer(model._access), model.span
-        if model.surface == "plane":
-            return lambda a, b: 2 * (access[a] + access[b] + np.hypot(x[b] - x[a], y[b] - y[a])
-                                     * span)
-        z = np.frombuffer(model._z)
-        return lambda a, b: 2 * (access[a] + access[b] + np.arccos(np.clip(
-            x[b] * x[a] + y[b] * y[a] + z[b] * z[a], -1.0, 1.0)) / math.pi * span)
-    delay = model.delay
-    return lambda a, b: np.array([delay(int(i), int(j)) + delay(int(j), int(i))
-                                  for i, j in zip(np.ravel(a), np.ravel(b))]).reshape(np.shape(b))
 
 
 class ProximityTables:
