@@ -18,6 +18,7 @@ from kadtalk.node.relay import RelayLayer, RelaySettings, wire
 from kadtalk.node.relay.addresses import IPV4, Codec
 from kadtalk.transport.udp import start_node
 
+from ...transport.test_udp_ipv6 import _has_ipv6_loopback
 from .conftest import A, R, SERVE, identity
 
 R6 = ("2001:db8:1::1", 3478)  # the relay's IPv6 address (dual-stack: R too)
@@ -258,15 +259,6 @@ def test_hellos_from_one_ipv6_slash_64_share_one_source_budget():
 
 
 # -- real sockets: a dual-stack relay on "::" with an IPv4 owner (127.0.0.1), an IPv6 peer (::1)
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class LoopbackCodec(Codec):
