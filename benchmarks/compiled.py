@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     dirs = package_dirs()
     modules = tuple(args.modules or (m for m in HOT if args.compiler == "mypyc"
                                      or m not in CYTHON_PURE))
+    import importlib.util
+    if importlib.util.find_spec("mypyc" if args.compiler == "mypyc" else "Cython") is None:
+        raise SystemExit(f"{args.compiler} is not installed (the project does not need it): "
+                         f"pip install {'mypy' if args.compiler == 'mypyc' else 'cython'}")
     for module in modules:
         module_file(module, dirs)  # a typo fails here, not after the build
     work = Path(tempfile.mkdtemp(prefix="kadtalk-compiled-"))
