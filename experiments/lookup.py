@@ -92,8 +92,8 @@ class LookupStudy:
     rtt_known: float = 0.0
     # Fast bootstrap only: every full bucket whose range holds more than k nodes as the node's
     # proximity rule (RoutingSettings.proximity) leaves it after measuring `near` random members
-    # of that range (a refresh or a lookup into the range measures ~10): the k with the least
-    # round trip among its entries and those (ProximityTables). 0: the join's tables as they are.
+    # of that range (a refresh or a lookup into the range measures ~10), by the node's own code
+    # (ProximityWorld, meet_newcomers). 0: the join's tables as they are.
     near: int = 0
 
     def __post_init__(self) -> None:
@@ -207,6 +207,8 @@ def run_lookup_study(study: LookupStudy, progress: Progress | None = None,
         # (the model's, for the record; the node knows only what it measured)
         summary["table_rtt_ms"] = (statistics.median(known.table_rtt) * 1000
                                    if known.table_rtt else math.nan)
+        # nodes built (above SimWorld.lazy_above only those the run reached; else all)
+        summary["nodes_built"] = study.nodes - getattr(world.driver.nodes, "dormant", 0)
     return StudyResult(study, rows, summary, environment())
 
 
@@ -258,9 +260,14 @@ class KnownRtts:
 class ProximityWorld(SimWorld):
     """A world whose fast-bootstrapped tables are what the node's proximity rule leaves after
     `near` measured newcomers per full bucket (ProximityTables draws them, `meet_newcomers`
-    runs the node's own code on them)."""
+    runs the node's own code on them).
 
-    lazy_above = 1 << 62  # every node is built: the rule runs on each
+    A node's newcomers and their round trips come from generators of its own (seeded by the
+    tables' seed and its address), so a node's table does not depend on when it is built:
+    above `lazy_above` nodes (SimWorld's rule, 10^5) each is built, and meets its
+    newcomers, on first use (sim/lazy.py's LazyDriver), the same node as built eagerly (a test
+    compares both runs byte for byte). 10^4 lookups in 10^6 peers reach about one node in ten,
+    so the node's rule runs for those only."""
 
     def _converge_fast(self, seed: int) -> None:
         """As SimWorld's (sim.load_converged: the join's table, its JOIN_RTT_SAMPLES round
@@ -268,27 +275,55 @@ class ProximityWorld(SimWorld):
         spec = self.spec
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
-                                 seed=seed)
-        base = self.base_latency
-        delay = (JitteredLatency(base, spec.jitter, Random(seed ^ 0x717)).delay if spec.jitter
-                 else base.delay)  # a measured round trip has the run's jitter, if any
-        near = ProximityTables(tables, self.ids, spec.k, spec.near, seed)
+                                 seed=seed, store="rows" if self.lazy else "flat")
+        near = ProximityTables(self.ids, spec.k, spec.near, seed)
+        if self.lazy:
+            self._attach_lazily(tables, near)
+            return
         n = len(tables)
         nodes: list[Any] = [None] * n
-        for done, (index, entries, sizes, newcomers) in enumerate(near.tables(), 1):
-            node = self.new_node(index, 0.0)
-            routing = node.routing
-            routing.table.load(entries, sizes, 0.0)
-            for handle in entries[-JOIN_RTT_SAMPLES:]:
-                routing.observe_round_trip(base.delay(index, handle) + base.delay(handle, index))
-            meet_newcomers(routing, newcomers,
-                           lambda h, a=index: delay(a, h) + delay(h, a), 0.0)
-            nodes[index] = node
+        for done, (index, entries, sizes) in enumerate(tables.tables(), 1):
+            nodes[index] = self._near_node(near, index, entries, sizes)
             if self.progress and (done % 10_000 == 0 or done == n):
                 self.progress("join", done, n)
         tables.release()
         for node in nodes:
             self.driver.add(node)
+
+    def _attach_lazily(self, tables: ConvergedTables, near: "ProximityTables") -> None:
+        """sim.lazy.attach_lazily's way, with the newcomers met at the build: node 0 is built
+        once first to read the deadline of the timer every node shares."""
+        deadline = self._near_node(near, 0, *tables.row(0)).get_timer()
+        if deadline is None:
+            raise ValueError("lazily built nodes need a timer (the table's refresh)")
+
+        def wake(index: int) -> Any:
+            node = self._near_node(near, index, *tables.row(index))
+            if node.get_timer() != deadline:
+                raise RuntimeError(f"node {index} would arm its timer at {node.get_timer()}, "
+                                   f"not {deadline}: it cannot be built lazily")
+            return node
+
+        self.driver.add_dormant(len(tables), wake, deadline)
+        if self.progress:
+            self.progress("join", len(tables), len(tables))
+
+    def _near_node(self, near: "ProximityTables", index: int, entries: array,
+                   sizes: bytearray) -> Any:
+        """Node `index` with the join's table and round trips, after meeting its newcomers (a
+        measured round trip has the run's jitter, if any, from the node's own generator)."""
+        base = self.base_latency
+        node = self.new_node(index, 0.0)
+        routing = node.routing
+        routing.table.load(entries, sizes, 0.0)
+        for handle in entries[-JOIN_RTT_SAMPLES:]:
+            routing.observe_round_trip(base.delay(index, handle) + base.delay(handle, index))
+        jitter = self.spec.jitter
+        delay = (JitteredLatency(base, jitter, Random((near.seed ^ 0x717) << 32 | index)).delay
+                 if jitter else base.delay)
+        meet_newcomers(routing, near.newcomers(index, sizes),
+                       lambda h: delay(index, h) + delay(h, index), 0.0)
+        return node
 
 
 def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[[int], float],
@@ -314,62 +349,39 @@ def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[
 
 
 class ProximityTables:
-    """Draws, for sim.bootstrap.ConvergedTables, the newcomers each node meets: for each full
+    """Draws the newcomers a node of sim.bootstrap.ConvergedTables meets: for each full
     bucket of node a whose range (the IDs sharing exactly c leading bits with a's) holds more
     than k nodes, `near` members of that range drawn at random (repeats as drawn: a node may
-    meet one twice). tables() yields (index, entries, sizes, newcomers per such bucket); what
-    the node keeps is decided by its own rule (ProximityWorld, meet_newcomers). Nodes are
-    drawn in batches (numpy)."""
+    meet one twice), from a generator of the node's own (seed, address), so the draws do not
+    depend on the order nodes are built in. What the node keeps is decided by its own rule
+    (ProximityWorld, meet_newcomers)."""
 
-    BATCH = 4096
-
-    def __init__(self, tables: ConvergedTables, ids: list[int], k: int, near: int, seed: int):
-        self._tables, self.k, self.near = tables, k, near
+    def __init__(self, ids: list[int], k: int, near: int, seed: int):
+        self.k, self.near, self.seed = k, near, seed
         shift = ID_BITS - 64
         self.keys = np.fromiter((i >> shift for i in ids), np.uint64, len(ids))  # top 64 bits
         self.order = np.argsort(self.keys, kind="stable")
         self.sorted_keys = self.keys[self.order]
-        self.rng = np.random.default_rng(seed ^ 0x5EED)
 
-    def __len__(self) -> int:
-        return len(self._tables)
-
-    def release(self) -> None:
-        self._tables.release()
-
-    def tables(self):
-        batch = []
-        for item in self._tables.tables():
-            batch.append(item)
-            if len(batch) == self.BATCH:
-                yield from self._draw(batch)
-                batch = []
-        yield from self._draw(batch)
-
-    def _draw(self, batch: list[tuple[int, array, bytearray]]) -> list:
-        k, near = self.k, self.near
-        owner, depth = [], []  # per full bucket: node in batch, c
-        for b, (_, entries, sizes) in enumerate(batch):
-            for c, size in enumerate(sizes):
-                if size == k and c < 64:
-                    owner.append(b)
-                    depth.append(c)
-        met: list[list[list[int]]] = [[] for _ in batch]
-        if owner:
-            node = np.asarray([index for index, _, _ in batch], dtype=np.int64)[owner]
-            low_bits = np.uint64(63) - np.asarray(depth, dtype=np.uint64)
-            sibling = ((self.keys[node] >> low_bits) ^ np.uint64(1)) << low_bits
-            lo = np.searchsorted(self.sorted_keys, sibling, side="left")
-            hi = np.searchsorted(self.sorted_keys, sibling | ((np.uint64(1) << low_bits)
-                                                              - np.uint64(1)), side="right")
-            big = np.flatnonzero(hi - lo > k)
-            if big.size:
-                drawn = lo[big, None] + (self.rng.random((big.size, near))
-                                         * (hi - lo)[big, None]).astype(np.int64)
-                for row, newcomers in zip(big.tolist(), self.order[drawn].tolist()):
-                    met[owner[row]].append(newcomers)
-        return [(index, entries, sizes, met[b])
-                for b, (index, entries, sizes) in enumerate(batch)]
+    def newcomers(self, index: int, sizes: bytearray) -> list[list[int]]:
+        """Node `index`'s newcomers, one list per full bucket (in bucket order) whose range
+        holds more than k nodes; `sizes` its table's bucket sizes."""
+        k = self.k
+        depth = [c for c, size in enumerate(sizes) if size == k and c < 64]
+        if not depth:
+            return []
+        low_bits = np.uint64(63) - np.asarray(depth, dtype=np.uint64)
+        sibling = ((self.keys[index] >> low_bits) ^ np.uint64(1)) << low_bits
+        lo = np.searchsorted(self.sorted_keys, sibling, side="left")
+        hi = np.searchsorted(self.sorted_keys, sibling | ((np.uint64(1) << low_bits)
+                                                          - np.uint64(1)), side="right")
+        big = np.flatnonzero(hi - lo > k)
+        if not big.size:
+            return []
+        rng = np.random.default_rng((self.seed ^ 0x5EED, index))
+        drawn = lo[big, None] + (rng.random((big.size, self.near))
+                                 * (hi - lo)[big, None]).astype(np.int64)
+        return self.order[drawn].tolist()
 
 
 def study_parameters(study: LookupStudy) -> dict[str, Any]:
@@ -405,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                              "members of each bucket's range (fast bootstrap)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a RoutingSettings field (Python literal), repeatable")
+    parser.add_argument("--heapq", action="store_true",
+                        help="after the run, time benchmarks.sim_scale's bare heapq loop on as "
+                             "many events (run from the source tree): the machine's speed")
     args = parser.parse_args(argv)
     routing = tuple((name, ast.literal_eval(value))
                     for name, value in (item.split("=", 1) for item in args.set))
@@ -413,9 +428,15 @@ def main(argv: list[str] | None = None) -> int:
                         rtt_known=args.rtt_known, routing=routing, near=args.near,
                         settle=args.settle)
     summary = run_lookup_study(study).summary
-    print(json.dumps(summary | {"routing": dict(routing), "urgent": args.urgent,
-                                "rtt_known": args.rtt_known, "churn": args.churn,
-                                "near": args.near, "settle": args.settle}))
+    extra: dict[str, Any] = {"cpu_s": round(time.process_time(), 1)}
+    if args.heapq:
+        from benchmarks.sim_scale import heapq_events_per_s
+
+        extra["heapq_events_per_s"] = round(heapq_events_per_s(
+            summary["sim_events"], summary["sim_queue"], args.seed, time.process_time))
+    print(json.dumps(summary | extra | {"routing": dict(routing), "urgent": args.urgent,
+                                        "rtt_known": args.rtt_known, "churn": args.churn,
+                                        "near": args.near, "settle": args.settle}))
     return 0
 
 
