@@ -137,12 +137,17 @@ class ContactRequests:
     # -- node events ----------------------------------------------------------------------------
 
     def on_event(self, event: Any) -> None:
+        """A request or reply on a session is confirmed to the node (its RECEIPT goes) once it
+        is kept here, or refused for good (a limit, blocked, a repeat); one that cannot be
+        written is not, so its sender sends it again (as a message: app/messages.py)."""
         kind = type(event)
         try:
             if kind is ContactRequested:
                 self._requested(f"{event.peer_id:040x}", event.request_id.hex(), event.note)
+                self._confirm(event.session_id, event.request_id)
             elif kind is ContactReplied:
                 self._replied(f"{event.peer_id:040x}", event.request_id.hex(), event.accepted)
+                self._confirm(event.session_id, event.reply_id)
             elif kind is MessageDelivered:
                 self._delivered(f"{event.peer_id:040x}", event.message_id.hex())
             elif kind is SessionOpened:
@@ -152,9 +157,15 @@ class ContactRequests:
                 now = self.driver.loop.time()
                 for peer in self.waiting_peers():
                     self._schedule(peer, now)
-        except (sqlite3.Error, protocol.BadRequest) as e:
+        except (sqlite3.Error, protocol.BadRequest, OSError) as e:
             self.history.write_errors += 1
             log.warning("cannot keep a contact request in %s: %s", self.history.path, e)
+
+    def _confirm(self, session_id: int, frame_id: bytes) -> None:
+        driver = self.driver
+        layer = driver.node.session_layer() if driver is not None else None
+        if layer is not None and layer.confirm(session_id, frame_id, driver.loop.time()):
+            driver.service()
 
     def _requested(self, peer: str, request_id: str, note: str) -> None:
         if peer in self.config.block or peer in self.callers.blocked:
@@ -195,11 +206,11 @@ class ContactRequests:
             self.unsolicited += 1  # no request of ours to this peer: nothing changes
             log.info("ignored a contact reply from %s that answers no request of ours", peer)
             return
+        name = None
+        if accepted:  # first: if the state cannot be written then, the repeat finds the name
+            name = self._add_contact(peer, row["name"])
         self._set(peer, "out", state="accepted" if accepted else "declined",
                   answered=time.time())
-        name = None
-        if accepted:
-            name = self._add_contact(peer, row["name"])
         self.broadcast({"event": "contact_reply", "peer": peer, "name": name,
                         "accepted": accepted, "at": time.time()})
 

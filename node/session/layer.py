@@ -550,7 +550,8 @@ class SessionLayer:
 
     def confirm(self, session_id: int, message_id: bytes, now: float) -> bool:
         """The owner saved the message MessageReceived(`session_id`, `message_id`) reported (or
-        refuses it for good: blocked, a duplicate): its RECEIPT goes now. Until then none goes,
+        refuses it for good: blocked, a duplicate): its RECEIPT goes now. The same for a contact
+        request or reply (ContactRequested's `request_id`, ContactReplied's `reply_id`). Until then none goes,
         so a message the owner could not write is sent again by its sender, on this session or
         a later one. False when nothing waits for it here (confirmed already, or the session
         ended: its sender sends it again on the next one, and the owner confirms it then)."""
@@ -1134,29 +1135,30 @@ class SessionLayer:
             if not inbox.known(frame_id) and not self._admit_stranger_text(session, now):
                 self.stats["stranger_text_rate_limited"] += 1  # the same: sent again later
                 return
-            fresh = inbox.add(frame_id, hold=kind == TEXT)
-            if inbox.held(frame_id):
-                # a TEXT's RECEIPT waits for the owner's `confirm` (it saved the message); one
-                # that comes again before is reported again: the owner may save it now
-                if not fresh:
-                    self.stats["held_message_repeat"] += 1
+            fresh = inbox.add(frame_id, hold=True)
+            if not inbox.held(frame_id):
+                # confirmed already: a retransmission means our RECEIPT was lost; again
+                self._send(session, SIGNAL, encode_receipt(frame_id), now)
+                self.stats["duplicate_message"] += 1
+                return
+            # the RECEIPT waits for the owner's `confirm` (it saved the frame); one that comes
+            # again before is reported again: the owner may save it now
+            if not fresh:
+                self.stats["held_message_repeat"] += 1
+            if kind == TEXT:
                 self._events.append(MessageReceived(
                     session.id, session.peer_int, frame.message_id, frame.seq, frame.sent_ms,
                     frame.text, now))
-                if fresh and session.state is S.OPEN:
-                    session.entered = now  # a new message: not idle
-                return
-            # acknowledged each time it comes (a retransmission means our RECEIPT was lost)
-            self._send(session, SIGNAL, encode_receipt(frame_id), now)
-            if not fresh:
-                self.stats["duplicate_message"] += 1
-                return
-            if kind == CONTACT_REQ:
+            elif kind == CONTACT_REQ:
                 self._events.append(ContactRequested(
                     session.id, session.peer_int, frame.request_id, frame.note, now))
             else:
                 self._events.append(ContactReplied(
-                    session.id, session.peer_int, frame.request_id, frame.accepted, now))
+                    session.id, session.peer_int, frame.reply_id, frame.request_id,
+                    frame.accepted, now))
+            if fresh and session.state is S.OPEN:
+                session.entered = now  # a new message: not idle
+            return
         elif session.outbox is not None and session.outbox.acknowledge(receipt):
             self._events.append(MessageDelivered(session.id, session.peer_int, receipt, now))
         else:

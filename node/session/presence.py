@@ -13,8 +13,11 @@ keepalive_interval without a retransmission rule. Nothing about presence goes to
 CONTACT_REQ and CONTACT_REPLY are acknowledged by the RECEIPT of their first 16 bytes after the
 kind (the request id, the reply id) and ride the session's Outbox like a TEXT: sent again until
 that RECEIPT, delivered once per session, metered by the same budgets (§15b). The layer reports
-them (`ContactRequested`, `ContactReplied`); what they mean (a pending request, a new contact)
-is the owner's to decide: a reply that answers no request of ours must change nothing there.
+them (`ContactRequested`, `ContactReplied`) and, like a TEXT's, holds their RECEIPT until the
+owner confirms it kept them (`SessionLayer.confirm(session_id, frame id, now)`), so one the
+owner could not write is sent again, not lost. What they mean (a pending request, a new
+contact) is the owner's to decide: a reply that answers no request of ours must change nothing
+there (it is confirmed all the same: the owner refuses it for good).
 """
 
 from __future__ import annotations
@@ -131,7 +134,8 @@ class PresenceReceived(SessionEvent):
 
 @dataclass(frozen=True, slots=True)
 class ContactRequested(SessionEvent):
-    """A CONTACT_REQ, new on this session (its RECEIPT is sent already)."""
+    """A CONTACT_REQ, new on this session or held (reported again until the owner confirms
+    `request_id`: only then does its RECEIPT go)."""
 
     session_id: int
     peer_id: int
@@ -142,10 +146,12 @@ class ContactRequested(SessionEvent):
 
 @dataclass(frozen=True, slots=True)
 class ContactReplied(SessionEvent):
-    """A CONTACT_REPLY, new on this session: the owner checks it answers a request it sent."""
+    """A CONTACT_REPLY, new on this session or held (its RECEIPT goes when the owner confirms
+    `reply_id`): the owner checks it answers a request it sent."""
 
     session_id: int
     peer_id: int
+    reply_id: bytes  # the frame's id: what the owner confirms
     request_id: bytes
     accepted: bool
     at: float

@@ -399,12 +399,16 @@ def generate_presence() -> dict[str, Any]:
     (key_req,) = deliver("caller", CALLEE_DELAY)
     (key_res,) = deliver("callee", CALLEE_DELAY)
     deliver("caller", CALLEE_DELAY, [request])
+    (callee_session,) = callee.sessions  # its owner kept the request: the RECEIPT goes
+    assert callee.confirm(callee_session, REQUEST_IDS["request"], CALLEE_DELAY)
     deliver("callee", CALLEE_DELAY, [encode_receipt(REQUEST_IDS["request"])])
     contacts["callee"].add(caller_int)  # the callee's user accepts: a contact from now on
     callee.send_frame(caller_int, REQUEST_IDS["reply"], reply, 1.0)
     callee.set_presence(AWAY, 1.0)
     deliver("callee", 1.0, [reply, encode_presence(AWAY)])
     contacts["caller"].add(callee_int)  # the reply accepted: the caller adds its new contact
+    (caller_session,) = caller.sessions  # ... and keeps the reply: its RECEIPT goes
+    assert caller.confirm(caller_session, REQUEST_IDS["reply"], 1.0)
     caller.set_presence(ONLINE, 1.0)
     deliver("caller", 1.0, [encode_receipt(REQUEST_IDS["reply"]), encode_presence(ONLINE)])
     assert key_req.hex() == main["key_req"] and key_res.hex() == main["key_res"]

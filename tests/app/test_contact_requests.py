@@ -7,8 +7,11 @@ with explicit time). Nothing sleeps: every wait is for an event, with a timeout.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from types import SimpleNamespace
+
+import pytest
 
 from kadtalk.app.contact_requests import BURST, MAX_PENDING, ContactRequests
 from kadtalk.app.history import HistoryDB
@@ -126,6 +129,67 @@ def test_decline_is_silent_unless_told(sock_root):
     run(scenario())
 
 
+def test_a_request_and_a_reply_the_disk_cannot_take_get_no_receipt_until_they_are_written(
+        sock_root):
+    """a's history write fails (disk full): b's request gets no RECEIPT (it stays pending and
+    is sent again) and is not shown; once a's disk is back it is shown once and b's becomes
+    delivered. The same for a's reply on b's side: b adds a as a contact only when it can keep
+    the answer, and a's reply waits for b's RECEIPT meanwhile."""
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def wait_errors(client, count):
+        for _ in range(150):
+            if (await client.request("status"))["history"]["write_errors"] >= count:
+                return
+            await asyncio.sleep(0.1)
+        pytest.fail(f"fewer than {count} failed writes")
+
+    async def scenario():
+        async with joined_pair(sock_root) as p:
+            a, b, ca, cb = p.a, p.b, p.ca, p.cb
+            put, set_ = a.requests._put, b.requests._set
+            a.requests._put = full
+            sent = await cb.request("contact_request", to=a.node_id, note="hi")
+            await wait_errors(ca, 3)  # the first copy and two retransmissions
+            assert not [e for e in ca.seen if e.get("event") == "contact_request"]
+            (mine,) = (await cb.request("contact_requests"))["outgoing"]
+            assert mine["state"] == "pending"  # no RECEIPT came
+            assert a.driver.node.session_layer().stats["held_message_repeat"] >= 2
+            a.requests._put = put  # the disk is back: the next copy is kept, then acknowledged
+            got = await ca.wait_event(event("contact_request", peer=b.node_id), timeout=15)
+            assert got["request_id"] == sent["request_id"]
+            for _ in range(150):
+                (mine,) = (await cb.request("contact_requests"))["outgoing"]
+                if mine["state"] == "delivered":
+                    break
+                await asyncio.sleep(0.1)
+            assert mine["state"] == "delivered"
+
+            b.requests._set = full  # now b cannot keep a's answer
+            await ca.request("contact_accept", peer=b.node_id, name="Bob")
+            await wait_errors(cb, 3)
+            assert not [e for e in cb.seen if e.get("event") == "contact_reply"]
+            incoming = a.requests._row(b.node_id, "in")
+            assert incoming["reply_id"] is not None  # no RECEIPT for the reply yet
+            b.requests._set = set_
+            reply = await cb.wait_event(event("contact_reply", peer=a.node_id), timeout=15)
+            assert reply["accepted"] and [c["name"] for c in
+                                          (await cb.request("contacts"))["contacts"]] \
+                == [reply["name"]]
+            for _ in range(150):
+                if a.requests._row(b.node_id, "in")["reply_id"] is None:
+                    break  # its RECEIPT came
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("a's reply was never acknowledged")
+            assert sum(e.get("event") == "contact_request" for e in ca.seen) == 1
+            assert sum(e.get("event") == "contact_reply" for e in cb.seen) == 1
+
+    run(scenario())
+
+
 def test_contacts_only_lets_a_request_through_and_refuses_a_strangers_message(sock_root):
     async def scenario():
         async with joined_pair(sock_root, b_settings={"accept": "contacts"}) as p:
@@ -169,7 +233,10 @@ def requests_part(tmp_path, contacts=()):
     events: list[dict] = []
     part = ContactRequests(callers, history, SimpleNamespace(block=[]), events.append)
     clock = Clock()
-    part.driver = SimpleNamespace(loop=clock)
+    part.confirmed = []  # (session id, frame id) confirmed to the node: their RECEIPTs go
+    layer = SimpleNamespace(confirm=lambda sid, fid, now: part.confirmed.append((sid, fid)))
+    part.driver = SimpleNamespace(loop=clock, service=lambda: None,
+                                  node=SimpleNamespace(session_layer=lambda: layer))
     return part, events, clock, db
 
 
@@ -193,17 +260,55 @@ def test_a_flood_of_requests_from_many_identities_is_capped(tmp_path):
     before = len(events)
     part.on_event(ContactRequested(1, peer(0), (0).to_bytes(16, "big"), "spam", 0.0))
     assert len(events) == before
+    # each was confirmed to the node, kept or dropped: a dropped one's sender learns nothing
+    assert len(part.confirmed) == 2001 and part.confirmed[-1] == (1, (0).to_bytes(16, "big"))
+
+
+def test_a_request_or_reply_that_cannot_be_written_is_not_confirmed_so_it_comes_again(tmp_path):
+    part, events, clock, db = requests_part(tmp_path)
+    connection = db.connection
+    rid, reply_id = bytes(range(16)), bytes([7]) * 16
+    request = ContactRequested(3, peer(1), rid, "hi", 0.0)
+    db.connection = SimpleNamespace(execute=full_disk(connection))
+    part.on_event(request)
+    assert part.confirmed == [] and events == [] and part.history.write_errors == 1
+    db.connection = connection  # the disk is back: the sender's next copy is kept, confirmed
+    part.on_event(request)
+    assert part.confirmed == [(3, rid)] and [e["event"] for e in events] == ["contact_request"]
+
+    # a reply to our request: not confirmed while its state cannot be written
+    connection.execute(
+        "INSERT INTO contact_requests (peer, direction, request_id, note, name, state, made) "
+        "VALUES (?, 'out', ?, '', 'Bob', 'delivered', ?)", (f"{peer(2):040x}", rid.hex(),
+                                                            time.time()))
+    reply = ContactReplied(4, peer(2), reply_id, rid, False, 0.0)  # declined, and told
+    db.connection = SimpleNamespace(execute=full_disk(connection, "UPDATE"))
+    part.on_event(reply)
+    assert part.confirmed == [(3, rid)] and part.history.write_errors == 2
+    db.connection = connection
+    part.on_event(reply)
+    assert part.confirmed[-1] == (4, reply_id)
+    assert (events[-1]["event"], events[-1]["accepted"]) == ("contact_reply", False)
+
+
+def full_disk(connection, verb: str = "INSERT"):
+    """`connection.execute` whose writes (`verb` statements) fail as on a full disk."""
+    def execute(sql, *args):
+        if sql.lstrip().upper().startswith(verb):
+            raise sqlite3.OperationalError("database or disk is full")
+        return connection.execute(sql, *args)
+    return execute
 
 
 def test_a_reply_that_answers_no_request_of_ours_changes_nothing(tmp_path):
     part, events, clock, db = requests_part(tmp_path)
-    part.on_event(ContactReplied(0, peer(1), bytes(16), True, 0.0))  # we asked nobody
+    part.on_event(ContactReplied(0, peer(1), bytes(16), bytes(16), True, 0.0))  # we asked nobody
     assert part.unsolicited == 1 and events == []
     # a reply naming our request to another peer changes nothing either
     db.connection.execute(
         "INSERT INTO contact_requests (peer, direction, request_id, note, state, made) "
         "VALUES (?, 'out', ?, '', 'delivered', ?)", (f"{peer(2):040x}", "ab" * 16, time.time()))
-    part.on_event(ContactReplied(0, peer(1), bytes.fromhex("ab" * 16), True, 0.0))
+    part.on_event(ContactReplied(0, peer(1), bytes(16), bytes.fromhex("ab" * 16), True, 0.0))
     assert part.unsolicited == 2 and events == []
     assert db.connection.execute("SELECT state FROM contact_requests").fetchall() \
         == [("delivered",)]

@@ -12,7 +12,18 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.session import MessageReceived, SessionLayer, SessionSettings
+from kadtalk.node.session.presence import ContactReplied, ContactRequested
 from kadtalk.transport.memory import MemoryNet, Packet
+
+HELD = (MessageReceived, ContactRequested, ContactReplied)  # held until the owner confirms
+
+
+def held_id(event: Any) -> bytes:
+    """The frame id an owner confirms for a reported TEXT, CONTACT_REQ or CONTACT_REPLY."""
+    if type(event) is MessageReceived:
+        return event.message_id
+    return event.request_id if type(event) is ContactRequested else event.reply_id
+
 
 WALL = 1_767_225_600.0  # clock offset: now = 0 is 2026-01-01 on the wall clock
 
@@ -89,8 +100,8 @@ class Net(MemoryNet):
         if addr in self.unsaved:
             return
         layer = self.nodes[addr]
-        confirmed = [e for e in self.events[addr][seen:] if type(e) is MessageReceived
-                     and layer.confirm(e.session_id, e.message_id, self.now)]
+        confirmed = [e for e in self.events[addr][seen:] if type(e) in HELD
+                     and layer.confirm(e.session_id, held_id(e), self.now)]
         if confirmed:
             super().service(addr)  # the RECEIPTs go now
 

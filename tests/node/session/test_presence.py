@@ -225,6 +225,40 @@ def test_a_contact_request_and_its_reply_are_acknowledged_and_delivered_once():
     assert not a.sessions and not net.of("a", MessagesUnsent)
 
 
+def test_a_request_and_a_reply_get_their_receipt_only_once_their_owner_confirms_it_kept_them():
+    """Like a TEXT's (test_messages_receipts.py): an owner that cannot write a request or a
+    reply (disk full) confirms nothing, so no RECEIPT goes; its sender sends the frame again,
+    each repeat is reported again, and the RECEIPT goes at the owner's confirm."""
+    net = pair(trust_a=False, trust_b=False)
+    a, b = net.layers["a"], net.layers["b"]
+    b_int, a_int = as_int(b.identity), as_int(a.identity)
+    net.unsaved.update(("a", "b"))
+    a.call(b_int, 0.0, addr="b", chat=True)
+    a.send_frame(b_int, RID, encode_request(RID, "it's Alice"), 0.0)
+    net.advance(0.0, 6.0, step=0.25)
+    got = net.of("b", ContactRequested)
+    resent = a.stats["message_resent"]
+    assert resent >= 3 and len(got) == 1 + resent  # reported again each time: b may save it now
+    assert not net.of("a", MessageDelivered) and b.stats["held_message_repeat"] == resent
+    assert b.confirm(got[-1].session_id, RID, 6.0)  # the disk is back: kept, confirmed
+    net.run(6.0)
+    assert [e.message_id for e in net.of("a", MessageDelivered)] == [RID]
+    assert not b.confirm(got[-1].session_id, RID, 6.0)  # once
+
+    reply_id = bytes([7]) * ID_SIZE
+    b.send_frame(a_int, reply_id, encode_reply(reply_id, RID, True), 6.0)
+    net.advance(6.0, 12.0, step=0.25)
+    replies = net.of("a", ContactReplied)
+    assert len(replies) >= 3 and {(r.reply_id, r.request_id, r.accepted) for r in replies} \
+        == {(reply_id, RID, True)}
+    assert [e.message_id for e in net.of("b", MessageDelivered)] == []
+    assert a.confirm(replies[-1].session_id, reply_id, 12.0)
+    net.run(12.0)
+    assert [e.message_id for e in net.of("b", MessageDelivered)] == [reply_id]
+    net.advance(12.0, 20.0, step=1.0)
+    assert len(net.of("a", ContactReplied)) == len(replies)  # nothing more comes
+
+
 def test_a_flood_of_requests_from_a_stranger_is_metered_like_texts():
     net = pair(trust_a=False, trust_b=False, text_rate=1.0, text_burst=5.0,
                stranger_text_rate=100.0, stranger_text_burst=100.0)
