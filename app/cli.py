@@ -15,7 +15,7 @@ from typing import Any
 
 COMMANDS = ("daemon", "wait-ready", "status", "call", "answer", "decline", "hangup", "mute",
             "contacts", "block", "unblock", "accept", "watch", "stats", "audio", "web", "history",
-            "send", "messages", "doctor", "presence", "contact")
+            "send", "messages", "doctor", "presence", "contact", "volume")
 
 EXAMPLES = """examples:
   kadtalk daemon --bootstrap 192.0.2.7:5004      run the service (Ctrl-C hangs up and stops)
@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   kadtalk messages alice                          the conversation, oldest first
   kadtalk contact request 3f1c...e0 --note "Bob"  ask to be its contact; it accepts or not
   kadtalk presence away                           your status, told to your contacts only
+  kadtalk volume 80 --ring 50                     call and ring tone volumes, percent
   kadtalk watch --json                            every event, one JSON object a line
   kadtalk doctor                                  can callers reach me? what to change
   kadtalk web                                     open the printed URL in a browser
@@ -43,6 +44,19 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: 0-65535 (0 = any free port)")
     return port
+
+
+def _percent(text: str) -> int:
+    """A volume for argparse: a whole percentage, 0-MAX_VOLUME."""
+    from .config import MAX_VOLUME
+
+    try:
+        value = int(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+    if not 0 <= value <= MAX_VOLUME:
+        raise argparse.ArgumentTypeError(f"{value} is not a volume: 0-{MAX_VOLUME} (percent)")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -198,6 +212,15 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--capture", metavar="DEVICE")
     p.add_argument("--playback", metavar="DEVICE")
     p.add_argument("--list", action="store_true", help="list the devices that can be chosen")
+    p = _client(commands, "volume", "show or set the call volume and the ring tone's",
+                description="Without options: show the volume of what calls play and of the "
+                "daemon's own ring tone, in percent (100 plays sound untouched; above it loud "
+                "samples clip). PERCENT sets the call volume, at once (in a call too); --ring "
+                "the ring tone's. Both are kept across restarts (CONFIG_DIR/settings.json) "
+                "until [audio] volume or [calls] ring_volume in config.toml is changed.")
+    p.add_argument("percent", nargs="?", type=_percent, help="the call volume, 0-200")
+    p.add_argument("--ring", type=_percent, metavar="PERCENT",
+                   help="the daemon's ring tone's volume, 0-200")
     p = commands.add_parser("web", help="serve the web GUI for a running daemon",
                             description="Serve the HTML5 GUI on 127.0.0.1 and bridge it to the "
                             "daemon's control socket. Open the printed URL (it holds a secret "
@@ -360,6 +383,12 @@ async def _dispatch(client: Any, args: argparse.Namespace) -> int:
         extra = {"peer": args.contact} if args.contact else {}
         r = await client.request("messages", limit=args.limit, **extra)
         _out(args, r, _format_messages(r))
+    elif cmd == "volume":
+        extra = {k: v for k, v in (("percent", args.percent), ("ring", args.ring))
+                 if v is not None}
+        r = await client.request("volume", **extra)
+        _out(args, {"volume": r["volume"], "ring": r["ring"]},
+             f"call volume {r['volume']} %, ring tone {r['ring']} %")
     elif cmd == "audio":
         if args.capture or args.playback:
             extra = {k: v for k, v in (("capture", args.capture), ("playback", args.playback)) if v}

@@ -228,6 +228,32 @@ def test_block_list_and_accept_mode_can_be_shown(sock_root):
     run(scenario())
 
 
+def test_volume_can_be_shown_and_set_from_the_command_line_and_is_kept(sock_root):
+    async def scenario():
+        d = DaemonProcess(sock_root, "a", "--capture", "none", "--playback", "none")
+        try:
+            await d.ready()
+            s = d.socket
+            assert await cli(s, "volume") == (0, "call volume 100 %, ring tone 100 %\n", "")
+            assert await cli(s, "volume", "80") == (0, "call volume 80 %, ring tone 100 %\n", "")
+            assert await cli(s, "volume", "--ring", "35%") == (
+                0, "call volume 80 %, ring tone 35 %\n", "")
+            assert (await cli(s, "volume", "--json"))[1] == '{"volume": 80, "ring": 35}\n'
+            for bad in ("201", "-1", "loud"):  # a usage error naming the range, no traceback
+                code, out, err = await cli(s, "volume", bad)
+                assert code == 2 and out == "" and "Traceback" not in err
+                assert "0-200" in err or "not a percentage" in err, err
+            assert await d.terminate() == 0
+            d = DaemonProcess(sock_root, "a", "--capture", "none", "--playback", "none")
+            await d.ready()  # kept across a restart (settings.json)
+            assert await cli(d.socket, "volume") == (0, "call volume 80 %, ring tone 35 %\n", "")
+            assert await d.terminate() == 0
+        finally:
+            d.kill()
+
+    run(scenario())
+
+
 def test_status_counts_peers_and_shows_the_public_address_and_nat_and_stats_have_units(sock_root):
     async def scenario():
         a = await start_daemon(sock_root, "a")
