@@ -71,9 +71,11 @@ def lock_config_dir(directory: Path) -> int:
 
 
 class Daemon:
-    def __init__(self, config: Config, identity: Identity, web: bool = False):
+    def __init__(self, config: Config, identity: Identity, web: bool = False,
+                 check_devices: bool = False):
         self.config = config
         self.want_web = web
+        self.check_devices = check_devices  # `kadtalk daemon`: a wrong device fails at start
         self.identity = identity
         self.node_id = identity.hex_id
         self.socket_path = config.socket_path
@@ -105,8 +107,10 @@ class Daemon:
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._lock = lock_config_dir(self.config.config_dir)
+        self._lock = lock_config_dir(self.config.config_dir)  # first: the most basic refusal
         try:
+            if self.check_devices:  # a wrong device fails now, not at a call
+                check_at_start(self.config.capture, self.config.playback)
             remove_temporaries(self.config.config_dir)  # of saves a SIGKILL interrupted
             self.history.open()  # HistoryError (a ConfigError) names a broken file
             await self._start()
@@ -291,8 +295,8 @@ def load_identity(config: Config) -> Identity:
 async def run_daemon(config: Config, web: bool = False) -> None:
     """What `kadtalk daemon` runs. DaemonError / ConfigError for problems the user can fix."""
     identity = load_identity(config)
-    daemon = Daemon(config, identity, web=web or config.web)  # ConfigError names a broken file
-    check_at_start(config.capture, config.playback)  # a wrong device fails now, not at a call
+    # ConfigError names a broken file
+    daemon = Daemon(config, identity, web=web or config.web, check_devices=True)
     await daemon.run()
 
 

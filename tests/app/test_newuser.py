@@ -43,6 +43,11 @@ def test_a_second_daemon_on_the_same_config_dir_is_refused_naming_the_first_pid(
             assert (f"another kadtalk daemon (pid {first.proc.pid}) uses the config directory "
                     f"{sock_root / 'a'}") in second.stderr
             assert "--config-dir" in second.stderr and "Traceback" not in second.stderr
+            # the lock is told first, even when this one's audio device is wrong too (a
+            # machine without a sound card, with the default devices)
+            third = daemon(sock_root, "a", "--capture", "mic", "--playback", "none")
+            assert third.returncode == 1 and "uses the config directory" in third.stderr
+            assert "capture" not in third.stderr, third.stderr
             assert (await (await connect(first.socket)).request("status"))["ok"]
             first.proc.kill()  # SIGKILL: the kernel releases the lock, nothing stale remains
             first.proc.wait(10)
