@@ -81,6 +81,17 @@ class SybilStudy:
     latency: str = "coordinate"
     lookup_rate: float = 20.0
     seed: int = 1
+    # RoutingSettings overrides for the honest nodes, (name, value) pairs: the lookup-latency
+    # study's robustness question (proximity neighbour selection; experiments/attacks/proximity.py)
+    routing: tuple[tuple[str, Any], ...] = ()
+    # the attacker's nodes sit next to the victim in the latency model (1 ms one way to it, its
+    # round trips to everyone else): the low round trips proximity neighbour selection rewards
+    near_victim: bool = False
+    sources: str = "any"  # any: lookups start at random honest nodes; victim: at the victim
+    # sources=victim: before its lookups the victim runs this many find-closest lookups of
+    # random IDs, what its bucket refreshes do (and where its table meets the attacker: a
+    # find-peer lookup ends at the target's entry, before asking an attacker node)
+    refreshes: int = 0
 
     def __post_init__(self) -> None:
         from kadtalk.sim.adversary import ID_CHOICES
@@ -99,6 +110,11 @@ class SybilStudy:
             raise ValueError("paths and attacker_subnets must be >= 1, subnet_limit >= 0")
         if self.keys_per_id < 1:
             raise ValueError("keys_per_id must be >= 1")
+        if self.sources not in ("any", "victim") or (self.sources == "victim"
+                                                     and self.target == "one"):
+            raise ValueError("sources must be any or victim (victim: with random targets)")
+        if self.refreshes < 0 or (self.refreshes and self.sources != "victim"):
+            raise ValueError("refreshes: a count >= 0, with sources=victim")
 
     @property
     def sybils(self) -> int:
@@ -129,6 +145,34 @@ def _latency(name: str) -> Any:
         raise ValueError("latency must be constant, coordinate or sphere")
     return MODELS[name]()
 
+
+
+class _NextTo:
+    """A latency model whose addresses `first`.. sit at `spot`: 1 ms one way to it, its delay
+    to every other node."""
+
+    def __init__(self, base: Any, spot: int, first: int):
+        self.base, self.spot, self.first = base, spot, first
+
+    def delay(self, src: int, dst: int) -> float:
+        spot, first = self.spot, self.first
+        src = spot if src >= first else src
+        dst = spot if dst >= first else dst
+        return 0.001 if src == dst else self.base.delay(src, dst)
+
+
+def _attacker_shares(nodes: Any, registry: Any, n: int, among: Any) -> tuple[float, float]:
+    """Among honest nodes `among`: the share whose table (entries and caches) holds an
+    attacker's address, and the mean share of attacker addresses among their entries."""
+    addrs = registry.addrs
+    among = list(among)
+    holding = entries = 0.0
+    for i in among:
+        table = nodes[i].routing.table
+        holding += any(addrs[h] >= n for h in table.handles())
+        handles = [h for c in range(table.bucket_count()) for h in table.bucket(c)]
+        entries += sum(1 for h in handles if addrs[h] >= n) / max(1, len(handles))
+    return holding / len(among), entries / len(among)
 
 
 def run_sybil_study(study: SybilStudy) -> AttackResult:
@@ -168,17 +212,23 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         refresh_on_join=False,
         max_per_subnet=study.subnet_limit,
     )
+    if study.routing:
+        from dataclasses import replace
+
+        settings = replace(settings, **dict(study.routing))
     latency = _latency(study.latency)
     place_rng = Random(rng.getrandbits(64))
     for _ in range(n + m):
         latency.add_node(place_rng)
+    if study.near_victim:
+        latency = _NextTo(latency, victim, n)
     network_rng = Random(rng.getrandbits(64))
     rows: list[dict[str, Any]] = []
     running: dict[tuple[int, int], tuple[int, float]] = {}
 
     def on_event(addr: int, event: Any) -> None:
-        if type(event) is not LookupCompleted:
-            return
+        if type(event) is not LookupCompleted or (addr, event.lookup_id) not in running:
+            return  # not a measured lookup (the victim's refreshes)
         target, start = running.pop((addr, event.lookup_id))
         found = event.peer[1] if event.peer is not None else None
         rows.append(
@@ -255,10 +305,20 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         running[(source, lookup_id)] = (target, env.now)
         driver.service(source)
 
+    def refresh(target_id: int) -> None:
+        driver.nodes[victim].routing.find_closest(target_id, env.now)
+        driver.service(victim)
+
     when = 1.0
+    refresh_rng = Random(study.seed * 7919 + 3)  # its own: the lookups' draws stay the same
+    for _ in range(study.refreshes):
+        at(env, when, lambda t=refresh_rng.getrandbits(160): refresh(t))
+        when += 1.0 / study.lookup_rate
     for _ in range(study.lookups):
         source = rng.randrange(n - 1)
         source += source >= victim
+        if study.sources == "victim":
+            source = victim
         if study.target == "one":
             target = victim
         else:
@@ -271,6 +331,10 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
     rows.sort(key=lambda r: (r["start"], r["source"]))
 
     lookups = len(rows)
+    # after the lookups: what the honest nodes' own rules (uptime, proximity) let in meanwhile
+    infested_after, entries_after = _attacker_shares(driver.nodes, registry, n, range(n))
+    _, near_after = _attacker_shares(driver.nodes, registry, n, near)
+    _, victim_after = _attacker_shares(driver.nodes, registry, n, [victim])
     nearest_honest = max(shared_prefix_bits(target_id, ids[i]) for i in range(n) if i != victim)
     closest_sybil = max((shared_prefix_bits(target_id, e) for e in evil), default=0)
     keys = study.keys_per_id * m if study.ids == "keygen" else float(m)
@@ -287,6 +351,10 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         else math.nan,
         "tables_with_attacker": infested / n,
         "attacker_share_near_victim": near_share,
+        "tables_with_attacker_after": infested_after,
+        "attacker_entries_after": entries_after,
+        "attacker_entries_near_victim_after": near_after,
+        "attacker_entries_of_victim_after": victim_after,
         "entries_replaced_by_subnet_limit": trimmed,
         "attacker_requests": collusion.requests,
         "victim_prefix_honest": nearest_honest,

@@ -1,0 +1,91 @@
+"""What proximity neighbour selection costs against an attacker (issue 15 item 3's defaults).
+
+`RoutingSettings.proximity` lets a measured-faster newcomer displace a full bucket's entry
+(beyond its `proximity_keep` oldest), which the uptime rule alone never allows: an attacker
+whose nodes answer a node's lookups faster than its entries can take their places. This runs
+the Sybil study (sybil.py, the real `Node` for every honest peer) with each routing variant on
+the same network and the same lookups, in two settings:
+
+- "eclipse": the standard study (every lookup for one victim ID, the attacker's IDs next to it),
+  with the defence sets of the standard figures (sybil.DEFENCES);
+- "takeover": the attacker's nodes sit next to the victim in the latency model (1 ms one way)
+  with random IDs; the victim runs `refreshes` find-closest lookups of random IDs (what its
+  bucket refreshes do), then find-peer lookups for random honest peers. What its table holds
+  afterwards, and how many of its lookups the attacker answers with a fake entry.
+
+    python -m kadtalk.experiments.attacks.proximity [--nodes 1000] [--seeds 1,2,3]
+
+prints one JSON line per study. Figures: docs/results.md, "Lookup latency: proximity
+neighbour selection", robustness.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+from .sybil import DEFENCES, SybilStudy, run_sybil_study
+
+CHOICE = (("rtt_choice_bits", 2), ("contact_slow", True))
+# the routing variants compared: today's defaults, the candidate defaults, and what they hold
+VARIANTS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "today": (),
+    "choice (no PNS)": CHOICE,
+    "PNS keep 0 + choice": (("proximity", True),) + CHOICE,
+    "PNS keep 10 + choice (candidates)": (("proximity", True), ("proximity_keep", 10)) + CHOICE,
+    "PNS keep 10 alone": (("proximity", True), ("proximity_keep", 10)),
+    "PNS keep 15 + choice": (("proximity", True), ("proximity_keep", 15)) + CHOICE,
+}
+
+FIELDS = ("reached_rate", "intercepted_rate", "success_rate", "rpcs_mean", "median_ms",
+          "attacker_requests", "tables_with_attacker_after", "attacker_entries_after",
+          "attacker_entries_near_victim_after", "attacker_entries_of_victim_after")
+
+
+def studies(nodes: int, seeds: list[int], refreshes: int = 200,
+            lookups: int = 200) -> Iterator[tuple[str, str, SybilStudy]]:
+    """(setting, variant, study) for every study of the comparison."""
+    for seed in seeds:
+        for share in (0.1, 0.2):
+            for defence, overrides in DEFENCES.items():
+                for variant, routing in VARIANTS.items():
+                    yield (f"eclipse, share {share}, {defence}", variant,
+                           SybilStudy(nodes=nodes, share=share, seed=seed, lookups=lookups,
+                                      routing=routing, **overrides))
+        for verify in (False, True):
+            for near, limit in ((True, 0), (False, 0), (True, 2)):
+                for variant, routing in VARIANTS.items():
+                    place = "next to the victim" if near else "random places"
+                    limited = f", /24 limit {limit}" if limit else ""
+                    yield (f"takeover, share 0.1, attacker at {place}{limited}, verify {verify}",
+                           variant,
+                           SybilStudy(nodes=nodes, share=0.1, seed=seed, ids="random",
+                                      target="random", sources="victim", near_victim=near,
+                                      refreshes=refreshes, lookups=lookups, verify=verify,
+                                      subnet_limit=limit, routing=routing))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kadtalk.experiments.attacks.proximity",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=1000, help="honest nodes")
+    parser.add_argument("--seeds", default="1", help="comma-separated")
+    parser.add_argument("--refreshes", type=int, default=200)
+    parser.add_argument("--lookups", type=int, default=200)
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for setting, variant, study in studies(args.nodes, seeds, args.refreshes, args.lookups):
+        started = time.process_time()
+        summary = run_sybil_study(study).summary
+        print(json.dumps({"setting": setting, "variant": variant, "seed": study.seed}
+                         | {f: summary[f] for f in FIELDS}
+                         | {"cpu_s": round(time.process_time() - started, 2)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Proximity neighbour selection against an attacker next to the victim (experiments/attacks/
+proximity.py): the uptime rule keeps a late attacker out of the victim's full buckets; a
+measured-faster newcomer displacing entries lets it in, and its fake entries then win the
+victim's lookups unless the key is checked."""
+
+from kadtalk.experiments.attacks.proximity import VARIANTS
+from kadtalk.experiments.attacks.sybil import SybilStudy, run_sybil_study
+
+TAKEOVER = dict(nodes=300, share=0.1, ids="random", target="random", sources="victim",
+                near_victim=True, refreshes=100, lookups=60)
+
+
+def run(variant: str, **extra):
+    return run_sybil_study(SybilStudy(**TAKEOVER, routing=VARIANTS[variant], **extra)).summary
+
+
+def test_an_attacker_next_to_the_victim_takes_entries_only_under_proximity():
+    today = run("today")
+    pns = run("PNS keep 0 + choice")
+    kept = run("PNS keep 10 + choice (candidates)")
+    # the victim's refreshes asked the attacker's nodes in every variant
+    assert today["attacker_requests"] > 100
+    # uptime alone: the victim's table holds what it held at the start (buckets with room)
+    assert today["attacker_entries_of_victim_after"] < 0.1
+    assert today["intercepted_rate"] == 0.0 and today["reached_rate"] == 1.0
+    # proximity: the attacker's 1 ms answers displace entries, and its fakes win lookups
+    assert pns["attacker_entries_of_victim_after"] > 3 * today["attacker_entries_of_victim_after"]
+    assert pns["intercepted_rate"] > 0.5
+    # proximity_keep bounds the entries it can take, not the lookups it wins
+    assert kept["attacker_entries_of_victim_after"] <= pns["attacker_entries_of_victim_after"]
+    assert kept["intercepted_rate"] > 0.5
+
+
+def test_checking_the_key_keeps_the_victims_lookups_at_a_cost_in_requests():
+    today = run("today", verify=True)
+    kept = run("PNS keep 10 + choice (candidates)", verify=True)
+    assert kept["reached_rate"] == today["reached_rate"] == 1.0
+    assert kept["intercepted_rate"] == 0.0
+    assert kept["rpcs_mean"] > 2 * today["rpcs_mean"]  # the fakes are asked and dropped first
+
+
+def test_the_study_settings_are_checked():
+    import pytest
+
+    with pytest.raises(ValueError):
+        SybilStudy(sources="victim")  # the victim looking itself up
+    with pytest.raises(ValueError):
+        SybilStudy(refreshes=5)  # refreshes are the victim's
