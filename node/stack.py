@@ -20,16 +20,22 @@ import struct
 from random import Random
 from typing import Any, Iterable
 
+from .addresses import is_ipv6
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay import wire as relay_wire
+from .relay import addresses as relay_addresses
 from .relay.addresses import Codec
 from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES, SILENCE,
                           CallPaths, bounded)
+
+FAMILY_WAIT = 8.0  # s a call across families waits for a relay that reaches its callee
+FAMILY_ASK = 4  # contacts asked at once for such a relay (which are dual-stack shows only in
+#   ALLOCATED: HELLO and CHALLENGE are stateless and say nothing)
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
-from .routing.route6 import ROUTE6_RES
+from .routing.route6 import ROUTE6_RES, entry_of, mark
 from .session.layer import SessionLayer, SessionSettings
 from .session.state import CallState
 from .session.wire import COOKIE, KEY_REQ, KEY_RES, MEDIA, SIGNAL
@@ -49,7 +55,8 @@ class _Upper:
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
-                 "paths", "nat", "punch_watch", "punch_lookups", "outbox")
+                 "paths", "nat", "punch_watch", "punch_lookups", "outbox", "named",
+                 "family_wait", "family_at", "searched", "callee_v6")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -74,6 +81,16 @@ class _Upper:
         self.punch_watch: dict[int, tuple[float, int, tuple[Any, ...], tuple | None]] = {}
         self.punch_lookups: dict[int, tuple[int, tuple[Any, ...], tuple | None]] = {}
         self.outbox: list[tuple[bytes, Any]] = []  # the node's own (peer-reflexive KEY_REQs)
+        # Across address families (docs/protocol.md §20-21, "Across address families"): an
+        # IPv4-only caller's call lookups ask for ROUTE6_RES; target ID -> [its address in a
+        # family we cannot reach, if an answer named one, [(responder ID, address) that did]]
+        self.named: dict[int, list] = {}
+        # calls waiting for a relay that reaches their callee's family: session id -> (callee
+        # ID, rendezvous, callee is IPv6, give up at); the next look for one; relays asked
+        self.family_wait: dict[int, tuple[int, tuple[Any, ...], bool, float]] = {}
+        self.family_at = 0.0
+        self.searched: set[Any] = set()
+        self.callee_v6: dict[int, bool] = {}  # a relayed call's callee family (spare offers)
 
 
 class TableView:
@@ -161,6 +178,8 @@ class Node:
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
+            if data[0] == ROUTE6_RES and self._upper is not None and self._upper.named:
+                self._named(data, addr)
             self._route(data, addr, now, self.routing.receive_datagram)
         elif layer == SESSION:
             session = self._session()
@@ -178,6 +197,8 @@ class Node:
                     self._punched(addr)
         elif layer == RELAY_LAYER and self.relay is not None:
             self._upper.relay.receive_datagram(data, addr, now)
+            if self._upper.family_wait:
+                self._family_check(now)  # an ALLOCATED may name the family a call waits for
         elif layer == STORAGE_LAYER and self.storage is not None:
             self._upper.storage.receive_datagram(data, addr, now)
         else:  # a type nobody speaks, or traversal on a node without it
@@ -223,6 +244,8 @@ class Node:
                 upper.relay.handle_timer(now)
             if upper.traversal is not None and (upper.relay is not None or self.needs_relay):
                 self._relay_upkeep(now)
+            if upper.family_wait:
+                self._family_check(now)
             if upper.storage is not None:
                 upper.storage.handle_timer(now)  # republish lookups, expiry, prekey rotation
                 self._pump(now)
@@ -255,6 +278,10 @@ class Node:
                 other = min(due for due, _, _, _ in upper.punch_watch.values())
                 if deadline is None or other < deadline:
                     deadline = other
+            if upper.family_wait:
+                other = min(upper.family_at, *(w[3] for w in upper.family_wait.values()))
+                if deadline is None or other < deadline:
+                    deadline = other
             other = self._hold_timer()
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
@@ -275,6 +302,11 @@ class Node:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         out = self.routing.datagrams_to_send(now)
+        if out and self._upper is not None and self._upper.named:
+            named = self._upper.named  # an IPv4-only caller's call lookup asks for ROUTE6_RES
+            out = [(mark(data), addr) if data[0] == ROUTE_REQ and int.from_bytes(
+                data[21:41], "big") in named and relay_addresses.to_wire(addr) is not None
+                else (data, addr) for data, addr in out]
         return out if self._upper is None else self._with_upper(out, now)
 
     def messages_to_send(self, now: float) -> list[tuple[Any, Any]]:
@@ -416,6 +448,11 @@ class Node:
                 session.peer_found(session_id, None, now)
                 return session_id
             self._upper.calls[lookup_id] = session_id
+            if not self.routing.settings.ipv6 and self.traversal is not None:
+                named = self._upper.named  # an IPv6-only callee is named by ROUTE6_RES only
+                if len(named) >= MAX_ENTRIES:
+                    del named[next(iter(named))]
+                named[peer_id] = [None, []]
             self._pump(now)
         return session_id
 
@@ -673,23 +710,156 @@ class Node:
         session = self.session
         return session is not None and session_id in session.sessions
 
-    def _offer(self, session_id: int, peer: int, rendezvous: list[Any]) -> tuple | None:
-        """Our relay allocation for this call (the callee knocks there), if we hold one that
-        the offer can name: PUNCH_REQ_RELAY carries an IPv4 relay only (§21), so a dual-stack
-        relay held at its IPv6 address is not offered; holding only such relays, the call
-        punches without an offer (counted: `relay_offer_ipv6_only`)."""
+    def _offer(self, session_id: int, peer: int, rendezvous: list[Any],
+               v6: bool) -> tuple | None:
+        """Our relay allocation for this call (the callee knocks there), named by the relay's
+        address in the callee's family (`v6`): the one we hold it at, or the other one a
+        dual-stack relay told us in ALLOCATED (§21); with none that reaches that family, the
+        call punches without an offer (counted: `relay_offer_ipv6_only` for an IPv4 callee,
+        `relay_offer_no_ipv6` for an IPv6 one)."""
         held = self.relays_held()
         if not held:
             return None
         paths = self._paths()
-        usable = self._upper.traversal.usable
-        held = [path for path in held if usable(path.relay)]
-        if not held:
-            paths.count("relay_offer_ipv6_only")
+        named = self._named_relays(held, v6)
+        if not named:
+            paths.count("relay_offer_no_ipv6" if v6 else "relay_offer_ipv6_only")
             return None
         paths.rendezvous[session_id] = (peer, rendezvous)
-        path = paths.offer(held, self._live, session_id)
-        return None if path is None else (path.relay, path.allocation)
+        bounded(self._upper.callee_v6)
+        self._upper.callee_v6[session_id] = v6
+        path = paths.offer(list(named), self._live, session_id)
+        return None if path is None else (named[path], path.allocation)
+
+    def _named_relays(self, held: list[RelayPath], v6: bool) -> dict[RelayPath, Any]:
+        """Of our allocations `held`, those a callee in the IPv6 (`v6`) or IPv4 family can
+        knock at, each with the relay address to name (nearest first)."""
+        client, punchable = self.relay.client, self._upper.traversal.punchable
+        named: dict[RelayPath, Any] = {}
+        for path in held:
+            other = getattr(client.held.get(path.relay), "other", None)
+            if is_ipv6(path.relay) == v6 and punchable(path.relay):
+                named[path] = path.relay
+            elif other is not None and is_ipv6(other) == v6 and punchable(other):
+                named[path] = other
+        return named
+
+    # -- across address families (docs/protocol.md §20-21) ---------------------------------------
+
+    def _reaches(self, addr: Any) -> bool:
+        """Whether we can send to `addr`'s family: IPv6 if our socket asks for IPv6 contacts
+        (RoutingSettings.ipv6, the driver's finding); IPv4 (and the simulator's addresses) once
+        a peer answered us over it (traversal saw our address, or the table holds such a
+        contact: entries are admitted only after they answered)."""
+        if is_ipv6(addr):
+            return self.routing.settings.ipv6
+        traversal = self.traversal
+        if traversal is not None and traversal.public is not None:
+            return True
+        routing = self.routing
+        table, addrs = routing.table, routing.registry.addrs
+        return any(not is_ipv6(addrs[h]) for i in range(table.bucket_count())
+                   for h in table.bucket(i))
+
+    def _named(self, data: bytes, addr: Any) -> None:
+        """A ROUTE6_RES during an IPv4-only caller's call lookup: the callee's entry, if it is
+        in IPv6, is kept aside (the routing layer skips it: we cannot reach it) with who named
+        it (a rendezvous that holds the callee)."""
+        for target, seen in self._upper.named.items():
+            found = entry_of(data, target)
+            if found is not None and is_ipv6(found):
+                seen[0] = found
+                if len(seen[1]) < self._upper.traversal.settings.punch_peers:
+                    seen[1].append((int.from_bytes(data[1:21], "big"), addr))
+
+    def _across(self, session_id: int, event: LookupCompleted, addr: Any,
+                named: list[tuple[int, Any]], now: float) -> None:
+        """A callee in a family we cannot reach: the call sets up through a relay alone, one
+        that reaches the callee's family (a dual-stack relay named by its other address), its
+        offer going through rendezvous we can reach (those that named the callee first: they
+        hold it). Without such a relay the call waits for one (`_family_check`)."""
+        traversal = self._upper.traversal
+        self._paths().count("across_families")
+        rendezvous = choose_rendezvous(
+            event.target, named, event.closest, count=traversal.settings.punch_peers,
+            usable=lambda a: traversal.punchable(a) and self._reaches(a))
+        v6 = is_ipv6(addr)
+        offer = self._offer(session_id, event.target, rendezvous, v6)
+        if offer is not None:
+            traversal.punch(event.target, rendezvous, now, relay=offer)
+            self._watch_punch(session_id, event.target, rendezvous, offer, now)
+            return
+        wait = self._upper.family_wait
+        bounded(wait)
+        wait[session_id] = (event.target, tuple(rendezvous), v6, now + FAMILY_WAIT)
+        self._family_search(rendezvous, now)
+
+    def _family_check(self, now: float) -> None:
+        """Calls waiting for a relay of their callee's family: offer it once one is granted,
+        look for one meanwhile, give up after FAMILY_WAIT (the key exchange's own timeout ends
+        the call). Allocations a search made that no call uses are released by a node that
+        holds no relays for itself."""
+        upper, session = self._upper, self.session
+        for sid, (target, rendezvous, v6, until) in list(upper.family_wait.items()):
+            s = session.sessions.get(sid) if session is not None else None
+            if s is None or s.rx is not None or s.state is not CallState.KEY_EXCHANGE:
+                del upper.family_wait[sid]
+                continue
+            offer = self._offer(sid, target, list(rendezvous), v6)
+            if offer is not None:
+                del upper.family_wait[sid]
+                upper.traversal.punch(target, list(rendezvous), now, relay=offer)
+                self._watch_punch(sid, target, list(rendezvous), offer, now)
+                self._paths().count("family_relay_found")
+                self._trim_searched(offer[1], now)
+            elif now >= until:
+                del upper.family_wait[sid]
+                self._paths().count("family_relay_timeout")
+            else:
+                self._family_search(list(rendezvous), now)
+
+    def _family_search(self, first: list[Any], now: float) -> None:
+        """Ask up to FAMILY_ASK contacts we can reach for an allocation (HELLO asks for the
+        relay's other address): a dual-stack one answers with it. The call's rendezvous
+        first (`first`: they hold the callee in the other family, so they have it), then
+        our relay candidates. One round every HOLD_INTERVAL while a call waits; each contact
+        at most once per RETRY_RELAY."""
+        upper, relay = self._upper, self.relay
+        if relay is None or now < upper.family_at:
+            return
+        client = relay.client
+        if any(h.state != "granted" for a, h in client.held.items() if a in upper.searched):
+            return  # a round is under way
+        upper.family_at = now + HOLD_INTERVAL
+        own = self._own_addresses()
+        contacts = [a for a in dict.fromkeys([*first, *self._relay_candidates()])
+                    if a not in client.held
+                    and a not in own and relay.codec.to_wire(a) is not None
+                    and self._reaches(a)]
+        limit = min(len(client.held) + FAMILY_ASK, relay.settings.max_client_allocations)
+        client.wanted = None  # every relay that answers: which are dual-stack shows in ALLOCATED
+        for addr in self._paths().candidates(contacts, len(client.held), limit, now):
+            try:
+                relay.allocate(addr, now)
+            except ValueError:
+                continue
+            if len(upper.searched) < MAX_ENTRIES:
+                upper.searched.add(addr)
+
+    def _trim_searched(self, allocation: bytes, now: float) -> None:
+        """A node that holds no relays for itself keeps, of the allocations its searches
+        made, the ones offered (`allocation`) and releases the others."""
+        upper, relay = self._upper, self.relay
+        if self.needs_relay or relay is None:
+            return
+        for addr in list(upper.searched):
+            held = relay.client.held.get(addr)
+            if held is not None and held.state != "granted":
+                continue
+            upper.searched.discard(addr)
+            if held is not None and held.path.allocation != allocation \
+                    and held.path not in self._paths().offered:
+                relay.release(held.path, now)
 
     def _offered(self, requester: bytes, requester_addr: Any, relay_addr: Any, allocation: bytes,
                  now: float) -> None:
@@ -702,6 +872,9 @@ class Node:
         if relay.codec.forbidden(relay_addr, None, self._own_addresses(),
                                  relay.settings.forward_private):
             paths.count("relay_offer_refused")  # no knocks at special addresses
+            return
+        if not self._reaches(relay_addr):
+            paths.count("relay_offer_unreachable")  # a family we cannot send to
             return
         path = RelayPath(relay_addr, allocation)
         caller = int.from_bytes(requester, "big")
@@ -838,7 +1011,8 @@ class Node:
                     if s.state is not CallState.ENDED:  # the call the offer was for: once it
                         paths.carried(path, s.id)  # ends, the caller's redial knocks again
                     for addr in knocked[1]:  # the direct path (ICE's upgrade), once it proves
-                        paths.watch(s.id, addr)  # itself: no copies to an address a forger named
+                        if addr is not None:  # itself: no copies to an address a forger named
+                            paths.watch(s.id, addr)  # (None: the caller is in another family)
 
     def _copies(self, out: list[tuple[bytes, Any]], now: float) -> list[tuple[bytes, Any]]:
         """Copies of checked calls' packets over their other paths (relay/paths.py)."""
@@ -902,13 +1076,14 @@ class Node:
                     or s.addr not in paths.offered):
                 continue
             paths.recovering[s.id] = now
-            others = [p for p in self.relays_held() if p.relay != s.addr.relay
-                      and upper.traversal.usable(p.relay)]  # the offer names IPv4 only (§21)
+            named = self._named_relays([p for p in self.relays_held()
+                                        if p.relay != s.addr.relay],
+                                       upper.callee_v6.get(s.id, False))  # its family's
             peer_rv = paths.rendezvous.get(s.id)
-            path = paths.offer(others, self._live, s.id) if others and peer_rv else None
+            path = paths.offer(list(named), self._live, s.id) if named and peer_rv else None
             if path is not None:
                 upper.traversal.punch(peer_rv[0], peer_rv[1], now,
-                                      relay=(path.relay, path.allocation))
+                                      relay=(named[path], path.allocation))
             upper.events.append(RelayLost(s.id, s.addr, path is not None, now))
 
     def _relay_candidates(self) -> list[Any]:
@@ -965,7 +1140,8 @@ class Node:
             upper.storage = StorageLayer(
                 upper.identity, settings, upper.clock_offset, lookup=self._storage_lookup,
                 closest=self._closest_contacts, addr_to_wire=routing.registry.addr_to_wire,
-                validated=routing.is_validated)  # the addresses routing proved (§5.4)
+                validated=routing.is_validated,  # the addresses routing proved (§5.4)
+                rng=routing.rng)  # republication times: seeded in a simulation
         return upper.storage
 
     def pump_storage(self, now: float) -> None:
@@ -1041,12 +1217,18 @@ class Node:
                 upper.events.append(event)
             else:
                 addr = event.peer[1] if event.peer is not None else None
-                if addr is not None and upper.traversal is not None:
+                named = upper.named.pop(event.target, None)
+                if addr is None and named is not None:
+                    addr = named[0]  # only in a family we cannot reach (ROUTE6_RES)
+                if (addr is not None and upper.traversal is not None
+                        and not self._reaches(addr)):
+                    self._across(session_id, event, addr, named[1] if named else [], now)
+                elif addr is not None and upper.traversal is not None:
                     # hole punching: the callee is asked, through peers near it, to send us a
                     # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them),
                     # and to knock at our relay allocation, if we hold one (relay/paths.py)
                     rendezvous = self._rendezvous_for(event)
-                    offer = self._offer(session_id, event.target, rendezvous)
+                    offer = self._offer(session_id, event.target, rendezvous, is_ipv6(addr))
                     upper.traversal.punch(event.target, rendezvous, now, relay=offer)
                     self._watch_punch(session_id, event.target, rendezvous, offer, now)
                 upper.session.peer_found(session_id, addr, now)

@@ -12,8 +12,8 @@ unchanged) and the session (0x02-0x05, 0x07). The second byte is the operation
 | 0x04 | PUNCH_FWD | requester ID (20), requester's IPv4 (4), port (2): 28 bytes | a rendezvous that has the target in its table, to the target |
 | 0x05 | PUNCH | sender ID (20): 22 bytes | the target, to the requester's observed address |
 | 0x06 | PUNCH_COOKIE | cookie (16): 18 bytes | a rendezvous, to a requester whose address it has not validated |
-| 0x07 | PUNCH_REQ_RELAY | as PUNCH_REQ, then relay IPv4 (4), port (2), allocation (8) [, cookie]: 56 [72] | a caller holding a relay allocation |
-| 0x08 | PUNCH_FWD_RELAY | as PUNCH_FWD, then relay IPv4 (4), port (2), allocation (8): 42 bytes | the rendezvous, to the target |
+| 0x07 | PUNCH_REQ_RELAY | as PUNCH_REQ, then relay address (6 or 18), allocation (8) [, cookie]: 56 / 68 [72 / 84] | a caller holding a relay allocation |
+| 0x08 | PUNCH_FWD_RELAY | as PUNCH_FWD, then relay address (6 or 18), allocation (8): 42 / 54 bytes | the rendezvous, to the target |
 | 0x09 | PROBE_REQ | nonce (8), zero padding (10): 20 bytes | a node checking, to a contact: the helper |
 | 0x0a | PROBE_FWD | requester's IPv4 (4), port (2), nonce (8): 16 bytes | the helper, to a contact: the prober |
 | 0x0b | PROBE | nonce (8): 10 bytes | the prober, to the requester's observed address |
@@ -26,6 +26,16 @@ from, and only for a contact of its table (`check_reachability`, `reachability`)
 
 The relay variants carry the caller's relay allocation (docs/protocol.md §21, "Relayed calls"):
 the target punches as usual and also KNOCKs there (`offered`, the node's call set-up).
+
+Across address families (§20, "Across address families"): a relay address is IPv4 and port (6
+bytes) or IPv6 and port (18), the message's size says which, as in the relay's own messages.
+The punch requests and forwards may come from IPv6 peers (a dual-stack rendezvous between an
+IPv6-only caller or callee and the other family; the cookie is keyed on the 18-byte address),
+but a PUNCH_FWD(_RELAY)'s requester field names the requester only when it and the target are
+both IPv4: a PUNCH cannot cross families and IPv6 has no NAT to open, so otherwise the field is
+six zero bytes ("no address": the target knocks at the offered relay and sends no PUNCH), and a
+plain PUNCH_REQ that could only be forwarded so is dropped (`punch_no_path`). ADDR_REQ and the
+PROBE_* stay IPv4 (their answers carry 6-byte addresses).
 
 No datagram can be used to aim traffic at a third party (issue 17, attack 3):
 - a target obeys PUNCH_FWD only from an address of its routing table (a contact that has
@@ -75,6 +85,7 @@ from random import Random
 from typing import Any, Callable, Iterable
 
 from .layer import ContactView, Event
+from .relay.addresses import from_wire6, to_wire6
 from .ratelimit import FloodGuard, TokenBucket
 
 TRAVERSAL = 0x06
@@ -83,19 +94,25 @@ PUNCH_REQ_RELAY, PUNCH_FWD_RELAY = 0x07, 0x08
 PROBE_REQ, PROBE_FWD, PROBE, PROBE_ACK = 0x09, 0x0A, 0x0B, 0x0C
 COOKIE_SIZE = 16
 RELAY_PART = 14  # relay IPv4 and port (6), allocation (8)
+V6_EXTRA = 12  # an IPv6 relay address (18 bytes) instead of IPv4 (6)
+NO_ADDRESS = bytes(6)  # a PUNCH_FWD(_RELAY)'s requester field across families: none
 SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22,
          PUNCH_COOKIE: 2 + COOKIE_SIZE, PUNCH_REQ_RELAY: 42 + RELAY_PART,
          PUNCH_FWD_RELAY: 28 + RELAY_PART,
          PROBE_REQ: 20, PROBE_FWD: 16, PROBE: 10, PROBE_ACK: 10}  # a PUNCH_REQ(_RELAY) may
 # also carry a cookie
 REQUESTS = (PUNCH_REQ, PUNCH_REQ_RELAY)
+SIZES6 = {PUNCH_REQ_RELAY: SIZES[PUNCH_REQ_RELAY] + V6_EXTRA,  # 68: an IPv6 relay address
+          PUNCH_FWD_RELAY: SIZES[PUNCH_FWD_RELAY] + V6_EXTRA}  # 54
+PUNCH_OPS = frozenset((PUNCH_REQ, PUNCH_REQ_RELAY, PUNCH_FWD, PUNCH_FWD_RELAY))  # from IPv6 too
 _ADDR_RES = bytes((TRAVERSAL, ADDR_RES))
 
 # `stats` reasons that are dropped datagrams (the others count what was sent or received)
 DROPS = frozenset({"malformed", "unusable_source", "unsolicited", "punch_unknown_target",
                    "punch_refused", "punch_fwd_stranger", "rate_limited",
                    "rate_limited_source", "probe_unvalidated", "probe_no_helper",
-                   "probe_fwd_stranger", "probe_refused", "probe_unsolicited"})
+                   "probe_fwd_stranger", "probe_refused", "probe_unsolicited",
+                   "punch_no_path"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +196,18 @@ class Reachability:
     @property
     def arrived(self) -> int:
         return self.strangers + self.known + self.unclear
+
+
+def base_size(data: bytes) -> int | None:
+    """A well-formed traversal datagram's size less its cookie (the requests may carry one);
+    None for anything malformed. PUNCH_REQ_RELAY / PUNCH_FWD_RELAY are 12 bytes longer with an
+    IPv6 relay address (`SIZES6`)."""
+    op = data[1] if len(data) > 1 else -1
+    size = len(data)
+    for base in (SIZES.get(op), SIZES6.get(op)):
+        if base is not None and (size == base or (op in REQUESTS and size == base + COOKIE_SIZE)):
+            return base
+    return None
 
 
 def is_punch(data: bytes) -> bool:
@@ -300,8 +329,8 @@ class Traversal:
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         op = data[1] if len(data) > 1 else -1
-        size = SIZES.get(op)
-        if size != len(data) and not (op in REQUESTS and len(data) == size + COOKIE_SIZE):
+        size = base_size(data)
+        if size is None:
             self.stats["malformed"] += 1
             return
         if op == ADDR_RES:
@@ -317,6 +346,8 @@ class Traversal:
             self._on_probe(data, addr, now)
             return
         wire = self._wire(addr)
+        if wire is None and op in PUNCH_OPS:
+            wire = to_wire6(addr)  # a punch request or forward over IPv6 (a dual-stack peer)
         if wire is None:
             self.stats["unusable_source"] += 1
             return
@@ -335,16 +366,19 @@ class Traversal:
         if op == ADDR_REQ:
             self._send(_ADDR_RES + data[2:10] + wire, addr, "addr_res_sent")
         elif op in REQUESTS:
-            self._on_punch_req(data, addr, now)
+            self._on_punch_req(data, addr, wire, size, now)
         else:  # PUNCH_FWD(_RELAY) from a contact
-            requester = self.contacts.addr_from_wire(data[22:28])
-            relay = self.contacts.addr_from_wire(data[28:34]) if op == PUNCH_FWD_RELAY else None
-            if requester is None or (op == PUNCH_FWD_RELAY and relay is None) \
+            requester = None if data[22:28] == NO_ADDRESS else self.contacts.addr_from_wire(
+                data[22:28])  # none: the caller is in the other family (knock, no PUNCH)
+            relay = self._relay_from_wire(data[28:-8]) if op == PUNCH_FWD_RELAY else None
+            if (requester is None and op == PUNCH_FWD) or (op == PUNCH_FWD_RELAY and relay is None) \
                     or not self._punches.take(now):
                 self.stats["punch_refused"] += 1
                 return
             if relay is not None and self.offered is not None:
-                self.offered(data[2:22], requester, relay, data[34:42], now)
+                self.offered(data[2:22], requester, relay, data[-8:], now)
+            if requester is None:
+                return
             body = bytes((TRAVERSAL, PUNCH)) + self.node_id.to_bytes(20, "big")
             for _ in range(self.settings.punch_copies):
                 self._outbox.append((body, requester))
@@ -412,8 +446,14 @@ class Traversal:
 
     def usable(self, addr: Any) -> bool:
         """Whether traversal can talk to `addr` (it has the wire form ADDR_RES and PUNCH_FWD
-        carry: IPv4, or the simulator's addresses); an IPv6 peer drops traversal datagrams."""
+        carry: IPv4, or the simulator's addresses); an IPv6 peer drops ADDR_REQ and PROBE_*,
+        and forwards our PUNCH_REQ only with no address (`punchable`)."""
         return self._wire(addr) is not None
+
+    def punchable(self, addr: Any) -> bool:
+        """Whether a punch request may go to `addr` (a rendezvous) or name it (a relay): an
+        IPv4 (or simulated) address, or an IPv6 one (18 bytes on the wire)."""
+        return self._wire(addr) is not None or to_wire6(addr) is not None
 
     def set_nat(self, kind: str) -> None:
         """What the owner learnt of our NAT (`nat_kind`: none / cone / symmetric / unknown):
@@ -490,7 +530,7 @@ class Traversal:
         relay's address, our allocation there) also to knock there (PUNCH_REQ_RELAY). A relay
         the offer's IPv4 field cannot carry (an IPv6 address) is left out: the plain PUNCH_REQ
         goes, counted (`punch_offer_unencodable`; the node offers such a relay never)."""
-        part = None if relay is None else self._wire(relay[0])
+        part = None if relay is None else self._wire(relay[0]) or to_wire6(relay[0])
         if relay is not None and part is None:
             self.stats["punch_offer_unencodable"] += 1
         op = PUNCH_REQ if part is None else PUNCH_REQ_RELAY
@@ -595,6 +635,10 @@ class Traversal:
                 struct.error):
             return None
 
+    def _relay_from_wire(self, field: bytes) -> Any | None:
+        """A relay address field: 6 bytes (IPv4, as the routing registry spells it) or 18."""
+        return from_wire6(field) if len(field) == 18 else self.contacts.addr_from_wire(field)
+
     def _wire(self, addr: Any) -> bytes | None:
         """An address's wire form if it could be a peer's (it survives the encoding), else None."""
         contacts = self.contacts
@@ -677,32 +721,39 @@ class Traversal:
         else:
             check[3] = "unclear"  # we no longer know where we sent
 
-    def _on_punch_req(self, data: bytes, addr: Any, now: float) -> None:
+    def _on_punch_req(self, data: bytes, addr: Any, wire: bytes, size: int,
+                      now: float) -> None:
         requester, target = data[2:22], int.from_bytes(data[22:42], "big")
         where = self.contacts.address_of(target) if target != self.node_id else None
         if where is None:
             self.stats["punch_unknown_target"] += 1
             return
-        size = SIZES[data[1]]
+        # the requester's address travels only between IPv4 peers (a PUNCH cannot cross
+        # families, and an IPv6 host has no NAT to open): else no address, a knock only
+        field = wire if len(wire) == len(NO_ADDRESS) and self._wire(where) is not None \
+            else NO_ADDRESS
+        if field == NO_ADDRESS and data[1] == PUNCH_REQ:
+            self.stats["punch_no_path"] += 1  # nothing the target could do with it
+            return
         validated = (self.contacts.address_of(int.from_bytes(requester, "big")) == addr
                      or any(hmac.compare_digest(data[size:], cookie)
-                            for cookie in self._cookies_for(addr, now)))
+                            for cookie in self._cookies_for(wire, now)))
         if not validated:
             # an address we have not validated: it must prove it receives what we send there
             # (a cookie that has expired, or is forged, draws a fresh one)
             self.stats["bad_cookie" if len(data) > size else "punch_unvalidated"] += 1
-            self._send(bytes((TRAVERSAL, PUNCH_COOKIE)) + self._cookies_for(addr, now)[0], addr,
+            self._send(bytes((TRAVERSAL, PUNCH_COOKIE)) + self._cookies_for(wire, now)[0], addr,
                        "punch_cookie_sent")
             return
         if data[1] == PUNCH_REQ:
             body = bytes((TRAVERSAL, PUNCH_FWD))
         else:  # the relay part travels on, unread: the target checks the address
             body = bytes((TRAVERSAL, PUNCH_FWD_RELAY))
-        self._send(body + requester + self.contacts.addr_to_wire(addr) + data[42:size], where,
-                   "punch_forwarded")
+        self._send(body + requester + field + data[42:size], where, "punch_forwarded")
 
-    def _cookies_for(self, addr: Any, now: float) -> tuple[bytes, bytes]:
-        """The cookies valid for `addr` now: under the current secret, then the previous one."""
+    def _cookies_for(self, wire: bytes, now: float) -> tuple[bytes, bytes]:
+        """The cookies valid now for the address whose wire form (6 or 18 bytes) is `wire`:
+        under the current secret, then the previous one."""
         secrets = self._secrets
         age = now - self._secret_at
         lifetime = self.settings.cookie_lifetime
@@ -712,7 +763,6 @@ class Traversal:
             previous = secrets[0] if secrets is not None and age < 2 * lifetime else fresh
             secrets = self._secrets = (fresh, previous)
             self._secret_at = now
-        wire = self.contacts.addr_to_wire(addr)
         return (hashlib.blake2b(wire, key=secrets[0], digest_size=COOKIE_SIZE).digest(),
                 hashlib.blake2b(wire, key=secrets[1], digest_size=COOKIE_SIZE).digest())
 

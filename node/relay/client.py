@@ -78,7 +78,7 @@ class Held:
     """One allocation of ours (asked for, or granted) with one relay."""
 
     __slots__ = ("relay", "nonce", "state", "path", "reflexive", "lifetime", "expires",
-                 "refresh_at", "peer", "request", "permit", "asked", "rtt")
+                 "refresh_at", "peer", "request", "permit", "asked", "rtt", "other")
 
     def __init__(self, relay: Any, nonce: bytes, now: float = 0.0):
         self.relay = relay
@@ -88,6 +88,7 @@ class Held:
         self.rtt: float | None = None  # HELLO -> CHALLENGE, if the first HELLO was answered
         self.path: RelayPath | None = None
         self.reflexive: Any = None
+        self.other: Any = None  # the relay's address in the other family, if it told one
         self.lifetime = 0
         self.expires = self.refresh_at = 0.0
         self.peer: Any = None  # the permitted peer, once PERMITTED
@@ -129,7 +130,7 @@ class RelayClient:
         if self.codec.to_wire(relay) is None:
             raise ValueError(f"not a relay address: {relay!r}")
         held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE), now)
-        self._request(held, "hello", wire.hello(held.nonce), now)
+        self._request(held, "hello", wire.hello(held.nonce, wire.WANT_OTHER), now)
 
     def permit(self, path: RelayPath, peer: Any, now: float) -> None:
         held = self._granted(path)
@@ -321,7 +322,8 @@ class RelayClient:
         held.refresh_at = now + min(lifetime / 2, self.settings.keepalive)
 
     def _on_allocated(self, held: Held, data: bytes, now: float) -> None:
-        reflexive = self.codec.from_wire(wire.address_field(data, 28))
+        field, other = wire.allocated_fields(data, is_ipv6(held.relay))
+        reflexive = self.codec.from_wire(field)
         lifetime = wire.u16(data, 26)
         if reflexive is None or lifetime == 0:
             self.stats["malformed"] += 1
@@ -329,6 +331,12 @@ class RelayClient:
         held.state, held.request = "granted", None
         held.path = RelayPath(held.relay, data[18:26])
         held.reflexive = reflexive
+        # the relay's other address: offered to a callee of that family only (a lying relay
+        # names an address the callee knocks at twice, as a forged offer may; never a special
+        # one: the knocker refuses those, relay_offer_refused)
+        held.other = self.codec.from_wire(other) if other is not None else None
+        if held.other is not None and is_ipv6(held.other) == is_ipv6(held.relay):
+            held.other = None
         self._schedule(held, lifetime, now)
         self.events.append(AllocationGranted(held.path, reflexive, lifetime, now))
 

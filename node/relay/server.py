@@ -130,12 +130,16 @@ class RelayServer:
 
     # -- requests -------------------------------------------------------------------------------
 
-    def on_hello(self, data: bytes, addr: Any, now: float) -> None:
+    def on_hello(self, data: bytes, addr: Any, now: float, flags: int | None = None) -> None:
+        """A CHALLENGE whose cookie binds the HELLO's nonce and its WANT_OTHER flag (`flags`
+        overrides the datagram's byte: an ALLOCATE's bad cookie draws a flagless one)."""
         if self.codec.to_wire(addr) is None:
             self.stats["unusable_source"] += 1
         elif self._metered(addr, now):
             nonce = data[2:18]
-            self.send(wire.challenge(nonce, self._cookies.mint(addr, nonce, now)), addr)
+            want = (data[18] if flags is None else flags) == wire.WANT_OTHER
+            self.send(wire.challenge(nonce, self._cookies.mint(
+                addr, wire.hello_tag(nonce, want), now)), addr)
             self.stats["challenge_sent"] += 1
 
     def on_allocate(self, data: bytes, addr: Any, now: float) -> None:
@@ -147,15 +151,21 @@ class RelayServer:
         if reflexive is None:
             self.stats["unusable_source"] += 1
             return
-        if not self._cookies.valid(addr, request.nonce, request.cookie, now):
+        cookies = self._cookies
+        if cookies.valid(addr, wire.hello_tag(request.nonce, True), request.cookie, now):
+            other = self._other_address(addr)  # asked for (the flag is in the cookie)
+        elif cookies.valid(addr, request.nonce, request.cookie, now):
+            other = b""
+        else:
             self.stats["bad_cookie"] += 1  # forged, expired or from another address: no state
-            self.on_hello(data[:34], addr, now)  # a fresh CHALLENGE (34 bytes for 38 or more)
+            self.on_hello(data[:34], addr, now, 0)  # a fresh CHALLENGE (34 bytes for 38 or more)
             return
         self.expire(now)
         again = self._by_nonce.get(request.nonce)
         if again is not None and again.owner == addr:  # our ALLOCATED was lost: the same again
-            if len(data) >= wire.SIZES[wire.ALLOCATED] + len(reflexive) - wire.ADDR_SIZE:
-                self._granted(again, request.nonce, reflexive, now)  # (never larger than it)
+            if len(data) >= wire.SIZES[wire.ALLOCATED] + len(reflexive) + len(other) \
+                    - wire.ADDR_SIZE:
+                self._granted(again, request.nonce, reflexive, now, other)  # (never larger)
             return
         identity = node_id_of(request.spki)
         if len(self.allocations) >= self.settings.max_allocations:
@@ -185,7 +195,7 @@ class RelayServer:
             self._per_host[alloc.host] += 1
             heapq.heappush(self._expiry, (alloc.expires, number))
             self.stats["allocated"] += 1
-            self._granted(alloc, request.nonce, reflexive, now)
+            self._granted(alloc, request.nonce, reflexive, now, other)
 
     def on_refresh(self, data: bytes, addr: Any, now: float) -> None:
         alloc = self._owned(data, addr, now)
@@ -367,9 +377,23 @@ class RelayServer:
             return alloc
         return None
 
-    def _granted(self, alloc: Allocation, nonce: bytes, reflexive: bytes, now: float) -> None:
+    def _granted(self, alloc: Allocation, nonce: bytes, reflexive: bytes, now: float,
+                 other: bytes = b"") -> None:
         lifetime = max(0, min(0xFFFF, round(alloc.expires - now)))
-        self.send(wire.allocated(nonce, alloc.number, lifetime, reflexive), alloc.owner)
+        self.send(wire.allocated(nonce, alloc.number, lifetime, reflexive, other), alloc.owner)
+
+    def _other_address(self, owner: Any) -> bytes:
+        """Our address in the family `owner` is not in, as ALLOCATED carries it (b"": none):
+        one of our own public addresses (`own`: the daemon's route source of that family),
+        never a special or private one, and only of a family the codec can carry."""
+        ipv6 = len(self.codec.to_wire(owner) or b"") == wire.ADDR6_SIZE
+        for addr in self.own():
+            field = self.codec.to_wire(addr)
+            if field is None or (len(field) == wire.ADDR6_SIZE) == ipv6:
+                continue
+            if self.codec.forbidden(addr, None, (), False) is None:
+                return field
+        return b""
 
     def _refuse(self, code: int, reference: bytes, addr: Any, reason: str,
                 op: int = wire.ALLOCATE) -> None:

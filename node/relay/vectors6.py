@@ -3,7 +3,9 @@
 An IPv6 owner allocates (ALLOCATED carries its 18-byte reflexive address), is refused the
 loopback ::1 as a peer, an IPv6 peer knocks with padded 28-byte KNOCKs and echoes the cookie,
 the owner hears KNOCKED (28) and permits it (PERMIT / PERMITTED 28), DATA goes both ways; then an
-IPv4 owner of the same relay hears an IPv6 knocker (the relay's two families in one allocation).
+IPv4 owner of the same relay hears an IPv6 knocker (the relay's two families in one allocation);
+last, an IPv4 and an IPv6 owner ask for the relay's address in the other family (HELLO's
+WANT_OTHER flag) and get a 52-byte ALLOCATED naming it.
 The relay runs the real server code; the clients' datagrams are built with the wire helpers
 (deterministic as kadtalk.node.relay.vectors: an Ed25519 key from a fixed seed, SHAKE-256
 streams for every random byte). Usage:
@@ -42,7 +44,8 @@ def _addr(addr: tuple[str, int]) -> str:
 def generate() -> dict[str, Any]:
     me = client_identity()
     nonces = stream("ipv6 client")
-    relay = RelayLayer(None, RelaySettings(serve="always"), random_bytes=stream("ipv6 relay"))
+    relay = RelayLayer(None, RelaySettings(serve="always", max_per_identity=4),
+                       random_bytes=stream("ipv6 relay"))
     relay.set_public([RELAY4, RELAY])
     names = {OWNER: "owner", RELAY: "relay", PEER: "peer", LOOPBACK: "::1", RELAY4: "relay",
              OWNER4: "owner4"}
@@ -63,9 +66,9 @@ def generate() -> dict[str, Any]:
         log(out, to, dst, answer)
         return out
 
-    def allocate(owner: Any, to: Any, note: str) -> bytes:
+    def allocate(owner: Any, to: Any, note: str, flags: int = 0, hello: str = "") -> bytes:
         nonce = nonces(wire.NONCE_SIZE)
-        cookie = ask(wire.hello(nonce), owner, to=to)[18:34]
+        cookie = ask(wire.hello(nonce, flags), owner, hello, to=to)[18:34]
         signature = me.sign(wire.signed_part(nonce, cookie, 600))
         return ask(wire.allocate(nonce, cookie, 600, me.public_der, signature), owner,
                    answer=note, to=to)[18:26]
@@ -87,11 +90,19 @@ def generate() -> dict[str, Any]:
                  "IPv6 address for the IPv4 owner's allocation")[10:16]
     ask(wire.knock(number4, cookie, ipv6=True), PEER, "",
         "to the IPv4 owner: the IPv6 knocker (28 bytes)", to=RELAY)
+    # across families (§21): the owner asks for the relay's address in the other family
+    allocate(OWNER4, RELAY4, "52 bytes: the reflexive IPv4 address (6), then the relay's IPv6 "
+             "address (18): what an IPv4-only owner offers an IPv6-only callee",
+             wire.WANT_OTHER, "flags 0x01 (WANT_OTHER): tell me your other address")
+    allocate(OWNER, RELAY, "52 bytes: the reflexive IPv6 address (18), then the relay's IPv4 "
+             "address (6)", wire.WANT_OTHER, "flags 0x01 (WANT_OTHER), over IPv6")
     return {
         "description": "RELAY (0x08) over IPv6, docs/protocol.md section 21 \"IPv6\": a "
                        "dual-stack relay; an IPv6 owner allocates, is refused ::1, hears an "
                        "IPv6 peer knock (padded) and echo the cookie, permits it, DATA both "
-                       "ways; an IPv4 owner hears the IPv6 knocker too",
+                       "ways; an IPv4 owner hears the IPv6 knocker too; an IPv4 and an IPv6 owner "
+                       "ask for the relay's other address (WANT_OTHER) and get it in a 52-byte "
+                       "ALLOCATED",
         "owner": {"address": _addr(OWNER), "spki": me.public_der.hex(),
                   "ipv4_address": _addr(OWNER4)},
         "relay": {"address": _addr(RELAY), "ipv4_address": _addr(RELAY4),

@@ -2,10 +2,10 @@
 
 | op | name | after type and op | size | sent by |
 | --- | --- | --- | --- | --- |
-| 0x01 | HELLO | nonce (16), zero (16) | 34 | client, first |
+| 0x01 | HELLO | nonce (16), flags (1), zero (15) | 34 | client, first |
 | 0x02 | CHALLENGE | nonce (16), cookie (16) | 34 | relay, statelessly |
 | 0x03 | ALLOCATE | nonce, cookie, lifetime (u16), SPKI size (u16), SPKI, signature | 38+ | client |
-| 0x04 | ALLOCATED | nonce, allocation (8), lifetime (u16), reflexive address | 34 / 46 | relay |
+| 0x04 | ALLOCATED | nonce, allocation (8), lifetime (u16), reflexive address [, other] | 34 / 46 [52] | relay |
 | 0x05 | REFRESH | allocation (8), lifetime (u16; 0 releases) | 12 | owner |
 | 0x06 | REFRESHED | allocation (8), lifetime (u16) | 12 | relay |
 | 0x07 | PERMIT | allocation (8), peer address | 16 / 28 | owner |
@@ -29,7 +29,16 @@ sender's session key for that direction (`path_tag`), so only the call's peer ma
 one. Parsers return None for anything malformed; they never raise.
 
 An address is IPv4 and port (6 bytes, as in ROUTE_RES) or IPv6 and port (18 bytes): the
-datagram's size says which (the second size in the table). A knocker whose relay is at an IPv6
+datagram's size says which (the second size in the table).
+
+The relay's address in the other family (a dual-stack relay's: what an IPv4-only owner offers
+an IPv6-only callee, and the other way; docs/protocol.md §21, "Across address families"): a
+HELLO whose flags byte is `WANT_OTHER` (1) asks for it, the relay binds the flag into its
+CHALLENGE cookie (it stays stateless), and the ALLOCATED answering an ALLOCATE with that cookie
+ends with it when the relay has one: 18 bytes after a 6-byte reflexive address, 6 after an
+18-byte one, so 52 bytes either way; the reflexive address is in the family the datagram
+travelled (`allocated_fields`). An older relay ignores the flag (the byte was zero), an older
+client never sets it, so neither meets a 52-byte ALLOCATED. A knocker whose relay is at an IPv6
 address pads its KNOCKs with 12 zero bytes (28), so that the 28-byte KNOCKED an echo draws is
 no larger than the echo; an IPv4 exchange is byte for byte what it was.
 """
@@ -59,6 +68,8 @@ ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cann
 ADDR_SIZE = 6  # IPv4 and port, as in ROUTE_RES
 ADDR6_SIZE = 18  # IPv6 and port
 V6_EXTRA = ADDR6_SIZE - ADDR_SIZE  # what an IPv6 address adds to a message (and a KNOCK's pad)
+WANT_OTHER = 0x01  # HELLO's flags: tell me your address in the other family (in ALLOCATED)
+ALLOCATED_OTHER = 28 + ADDR_SIZE + ADDR6_SIZE  # 52: ALLOCATED with both addresses
 KNOCK_COOKIE_SIZE = 6  # where KNOCK had six zero bytes: no answer outgrows a 16-byte KNOCK
 NO_COOKIE = bytes(KNOCK_COOKIE_SIZE)
 PATH_NONCE_SIZE, PATH_TAG_SIZE = 8, 16
@@ -101,7 +112,8 @@ def well_formed(data: bytes) -> bool:
     if op == ALLOCATE:
         return parse_allocate(data) is not None
     size = len(data)
-    return SIZES.get(op) == size or SIZES6.get(op) == size
+    return SIZES.get(op) == size or SIZES6.get(op) == size or (
+        op == ALLOCATED and size == ALLOCATED_OTHER)
 
 
 def address_field(data: bytes, offset: int) -> bytes:
@@ -110,8 +122,14 @@ def address_field(data: bytes, offset: int) -> bytes:
     return data[offset:offset + (ADDR6_SIZE if len(data) == SIZES6.get(data[1]) else ADDR_SIZE)]
 
 
-def hello(nonce: bytes) -> bytes:
-    return bytes((RELAY, HELLO)) + nonce + bytes(COOKIE_SIZE)
+def hello(nonce: bytes, flags: int = 0) -> bytes:
+    return bytes((RELAY, HELLO)) + nonce + bytes((flags,)) + bytes(COOKIE_SIZE - 1)
+
+
+def hello_tag(nonce: bytes, want_other: bool) -> bytes:
+    """What a CHALLENGE cookie is minted over: the HELLO's nonce, and the flag when set (an
+    ALLOCATE echoing that cookie asked for the relay's other address; old cookies unchanged)."""
+    return nonce + bytes((WANT_OTHER,)) if want_other else nonce
 
 
 def challenge(nonce: bytes, cookie: bytes) -> bytes:
@@ -138,8 +156,20 @@ def parse_allocate(data: bytes) -> Allocate | None:
     return Allocate(data[2:18], data[18:34], lifetime, data[38:end], data[end:])
 
 
-def allocated(nonce: bytes, alloc: bytes, lifetime: int, reflexive: bytes) -> bytes:
-    return bytes((RELAY, ALLOCATED)) + nonce + alloc + _U16.pack(lifetime) + reflexive
+def allocated(nonce: bytes, alloc: bytes, lifetime: int, reflexive: bytes,
+              other: bytes = b"") -> bytes:
+    """ALLOCATED; `other`: the relay's address in the other family than `reflexive`'s (18
+    bytes after a 6-byte reflexive address, 6 after an 18-byte one), asked for by the HELLO."""
+    return bytes((RELAY, ALLOCATED)) + nonce + alloc + _U16.pack(lifetime) + reflexive + other
+
+
+def allocated_fields(data: bytes, ipv6: bool) -> tuple[bytes, bytes | None]:
+    """(reflexive, other) address fields of a well-formed ALLOCATED that travelled over IPv6
+    (`ipv6`) or IPv4: a 52-byte one carries both, its reflexive address in that family."""
+    if len(data) == ALLOCATED_OTHER:
+        cut = 28 + (ADDR6_SIZE if ipv6 else ADDR_SIZE)
+        return data[28:cut], data[cut:]
+    return address_field(data, 28), None
 
 
 def refresh(alloc: bytes, lifetime: int, op: int = REFRESH) -> bytes:

@@ -15,6 +15,7 @@ RouteResponse with `ipv6` set), so everything past the codec is the same code fo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 from .. import addresses
@@ -57,19 +58,38 @@ def asks_route6(data: bytes) -> bool:
     return data[REQUEST_SIZE:REQUEST_SIZE + len(MARKER)] == MARKER
 
 
-def encode_response(msg: RouteResponse) -> bytes:
+@lru_cache(maxsize=16)
+def _tagged(addr_to_wire: Callable[[Any], bytes | None] | None) -> Callable[[Any], bytes | None]:
+    """ROUTE6_RES's address encoding: a (host, port) tuple as `addresses.to_wire` has it;
+    any other address (the simulator's integers) in the registry's 6-byte IPv4 form, as
+    ROUTE_RES carries it, behind the family byte 0x04. One function per registry codec, so
+    messages.entry_cache keeps one cache for it."""
+    def wire(addr: Any) -> bytes | None:
+        if type(addr) is tuple or addr_to_wire is None:
+            return addresses.to_wire(addr)
+        data = addr_to_wire(addr)
+        return bytes((addresses.FAMILY_V4,)) + data if data is not None and len(data) == 6 else None
+    return wire
+
+
+def encode_response(msg: RouteResponse,
+                    addr_to_wire: Callable[[Any], bytes | None] | None = None) -> bytes:
     """ROUTE6_RES: type, responder, target, then {ID, family-tagged address} per contact;
-    a contact whose address has no encoding (the simulator's, an unusable one) is left out;
-    entries are remembered as ROUTE_RES's are (messages.entry_cache)."""
+    a contact whose address has no encoding (an unusable one) is left out; entries are
+    remembered as ROUTE_RES's are (messages.entry_cache). `addr_to_wire`: the registry's
+    IPv4 form for addresses that are not (host, port) tuples (`_tagged`)."""
     return encode_entries([bytes((ROUTE6_RES,)), msg.responder.to_bytes(ID_BYTES, "big"),
-                           msg.target.to_bytes(ID_BYTES, "big")], msg.contacts, addresses.to_wire)
+                           msg.target.to_bytes(ID_BYTES, "big")], msg.contacts,
+                          _tagged(addr_to_wire))
 
 
-def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS,
-                    ipv6: bool = True) -> tuple[RouteResponse, int]:
+def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS, ipv6: bool = True,
+                    addr_from_wire: Callable[[bytes], Any] | None = None,
+                    ) -> tuple[RouteResponse, int]:
     """Parse a ROUTE6_RES; return (message, contacts skipped as unusable: `ipv6` False, a node
     that cannot reach IPv6 peers, skips IPv6 ones too). MalformedMessage ('truncated',
-    'bad_family', 'oversized', 'unknown_type') for anything else."""
+    'bad_family', 'oversized', 'unknown_type') for anything else. `addr_from_wire`: the
+    registry's reading of an IPv4 entry's 6 bytes (as ROUTE_RES's), if given."""
     size = len(data)
     if size and data[0] != ROUTE6_RES:
         raise MalformedMessage("unknown_type")
@@ -87,11 +107,14 @@ def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS,
         node_id = int.from_bytes(data[offset:offset + ID_BYTES], "big")
         if offset + ID_BYTES >= size:
             raise MalformedMessage("truncated")
+        family = offset + ID_BYTES
         try:
-            addr, offset = addresses.from_wire(data, offset + ID_BYTES)
+            addr, offset = addresses.from_wire(data, family)
         except ValueError as error:
             raise MalformedMessage(str(error)) from None
-        if addr is None or (not ipv6 and ":" in addr[0]):
+        if addr is not None and addr_from_wire is not None and data[family] == addresses.FAMILY_V4:
+            addr = addr_from_wire(data[family + 1:offset])  # the registry's form, as ROUTE_RES
+        if addr is None or (not ipv6 and addresses.is_ipv6(addr)):
             skipped += 1
         else:
             contacts.append((node_id, addr))
@@ -106,11 +129,32 @@ def decode(data: bytes, addr_from_wire: Callable[[bytes], Any], max_contacts: in
     messages.decode, with `ipv6` set on a request that asks for ROUTE6_RES. `ipv6` False:
     IPv6 contacts are skipped (counted as unusable), as this node could not reach them."""
     if data[:1] == b"\x0b":
-        return decode_response(data, max_contacts, ipv6)
+        return decode_response(data, max_contacts, ipv6, addr_from_wire)
     msg, skipped = decode_route(data, addr_from_wire, max_contacts)
     if type(msg) is RouteRequest and len(data) > REQUEST_SIZE and asks_route6(data):
         msg = RouteRequest(msg.origin, msg.target, msg.size, True)
     return msg, skipped
+
+
+def mark(datagram: bytes) -> bytes:
+    """A ROUTE_REQ datagram made to ask for ROUTE6_RES (`encode_request`'s marker and size);
+    a bare request (an address probe) or anything else unchanged. An IPv4-only node marks its
+    call lookups' requests so that a dual-stack responder names an IPv6-only callee
+    (docs/protocol.md section 23, "Across address families")."""
+    if len(datagram) <= REQUEST_SIZE or datagram[0] != ROUTE_REQ or asks_route6(datagram):
+        return datagram
+    return datagram[:REQUEST_SIZE] + MARKER + bytes(
+        max(len(datagram), ROUTE6_REQUEST_SIZE) - REQUEST_SIZE - len(MARKER))
+
+
+def entry_of(data: bytes, node_id: int) -> Any | None:
+    """The address a ROUTE6_RES datagram gives `node_id` (IPv4 or IPv6), None if it names none
+    or is malformed: never raises."""
+    try:
+        msg, _ = decode_response(data)
+    except MalformedMessage:
+        return None
+    return next((addr for contact, addr in msg.contacts if contact == node_id), None)
 
 
 def encode(msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], bytes | None],
@@ -119,4 +163,4 @@ def encode(msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], byte
     marked ROUTE_REQ from a node with IPv6 (`ipv6`), else nanotalk's formats."""
     if type(msg) is RouteRequest:
         return encode_request(msg) if ipv6 else plain_request(msg)
-    return encode_response(msg) if msg.ipv6 else plain_response(msg, addr_to_wire)
+    return encode_response(msg, addr_to_wire) if msg.ipv6 else plain_response(msg, addr_to_wire)

@@ -77,20 +77,25 @@ def test_an_ipv4_relay_is_offered_before_a_nearer_ipv6_one():
     assert "relay_offer_ipv6_only" not in net.nodes[A_OPEN]._upper.paths.stats
 
 
-def test_punch_given_an_ipv6_relay_sends_the_plain_request_and_counts_it():
+def test_punch_given_an_ipv6_relay_names_it_in_18_bytes_and_leaves_out_what_it_cannot_carry():
     """The second punch round (`_second_punch`) and a relay recovery hand their offer to
-    `Traversal.punch`, which never raised out of the datagram path again: a relay its wire
-    cannot carry is left out, counted."""
+    `Traversal.punch`: an IPv6 relay travels in the 18-byte field (68 bytes, §20 "Across
+    address families"), an IPv4 one in 6 (56), and an address of neither form is left out,
+    counted, never raised out of the datagram path."""
     net, hops = natted_pair(V6, V6)
     node = net.nodes[A_OPEN]
     traversal = node._upper.traversal
     traversal.punch(7, [P2], net.now, relay=(V6[0], bytes(8)))
     [(data, addr)] = traversal.datagrams_to_send(net.now)
-    assert (data[1], len(data), addr) == (PUNCH_REQ, SIZES[PUNCH_REQ], P2)
-    assert traversal.stats["punch_offer_unencodable"] == 1
-    traversal.punch(7, [P2], net.now, relay=(R1, bytes(8)))  # an IPv4 one still goes
+    assert (data[1], len(data), addr) == (PUNCH_REQ_RELAY, 68, P2)
+    assert data[42:60] == bytes.fromhex("20010db8000000000000000000000001") + (3478).to_bytes(2, "big")
+    traversal.punch(7, [P2], net.now, relay=(R1, bytes(8)))  # an IPv4 one as ever
     [(data, _)] = traversal.datagrams_to_send(net.now)
     assert data[1] == PUNCH_REQ_RELAY and data[42:48] == bytes((198, 51, 100, 1, 0x13, 0x8C))
+    traversal.punch(7, [P2], net.now, relay=(("2001:DB8::1", 3478), bytes(8)))  # not canonical
+    [(data, _)] = traversal.datagrams_to_send(net.now)
+    assert (data[1], len(data)) == (PUNCH_REQ, SIZES[PUNCH_REQ])
+    assert traversal.stats["punch_offer_unencodable"] == 1
 
 
 _NET: dict = {}

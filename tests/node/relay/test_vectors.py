@@ -44,11 +44,12 @@ def test_the_vectors_check_out_by_hand():
     allocate, = by_name["ALLOCATE"]
     allocated, = by_name["ALLOCATED"]
     nonce = hello[2:18]
-    assert hello[1] == 0x01 and hello[18:] == bytes(16) and len(hello) == 34
-    # cookie = HMAC-SHA-256(secret, label | client address | nonce)[:16]
+    # flags 0x01 (WANT_OTHER): tell me your address in the other family (§21)
+    assert hello[1] == 0x01 and hello[18:] == b"\x01" + bytes(15) and len(hello) == 34
+    # cookie = HMAC-SHA-256(secret, label | client address | nonce | 0x01)[:16]: the flag bound
     secret = bytes.fromhex(v["relay"]["cookie_secret"])
     client = wire_addr(v["client"]["address"])
-    cookie = hmac.digest(secret, v["relay"]["cookie_label"].encode() + client + nonce,
+    cookie = hmac.digest(secret, v["relay"]["cookie_label"].encode() + client + nonce + b"\x01",
                          "sha256")[:16]
     assert challenge == bytes((8, 2)) + nonce + cookie
     # ALLOCATE: nonce, cookie, lifetime, SPKI length, SPKI, signature by the client's key
@@ -152,5 +153,14 @@ def test_the_ipv6_vectors_check_out_by_hand():
     # the IPv4 owner's allocation: ALLOCATED 34, and an IPv6 knocker reported in 28 bytes
     allocated4 = msgs[19][3]
     assert len(allocated4) == 34 and allocated4[28:34] == wire_addr(v["owner"]["ipv4_address"])
-    assert msgs[-1][:3] == ("KNOCKED", "relay", "owner4")
-    assert msgs[-1][3] == bytes((8, 0x0C)) + allocated4[18:26] + peer
+    assert msgs[23][:3] == ("KNOCKED", "relay", "owner4")
+    assert msgs[23][3] == bytes((8, 0x0C)) + allocated4[18:26] + peer
+    # across families: HELLO's WANT_OTHER flag, bound into the cookie; ALLOCATED (52) ends with
+    # the relay's address in the other family than the owner's
+    relay4, relay6 = wire_addr(v["relay"]["ipv4_address"]), wire_addr6(v["relay"]["address"])
+    for hello, _, _, allocated, mine, other in ((msgs[24][3], 0, 0, msgs[27][3],
+                                                 wire_addr(v["owner"]["ipv4_address"]), relay6),
+                                                (msgs[28][3], 0, 0, msgs[31][3], owner, relay4)):
+        assert hello[18:] == b"\x01" + bytes(15)
+        assert len(allocated) == 52 and allocated[2:18] == hello[2:18]
+        assert allocated[28:] == mine + other
