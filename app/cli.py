@@ -824,6 +824,8 @@ def _format_event(e: dict) -> str:
 _SECONDS = {"jitter", "target_delay"}
 _BYTES = {"bytes", "bytes_sent", "payload_bytes_sent"}
 _BITRATES = {"bitrate", "frame_bitrate"}
+# clock readings for benchmarks (transport/audiopump.py), no use to a reader: --json has them
+_HIDDEN = {"capture_epoch", "playback_epoch"}
 
 
 def _stat(key: str, value: Any) -> str:
@@ -856,7 +858,8 @@ def _format_stats(r: dict) -> str:
             if f"packets{suffix}" in values and f"bytes{suffix}" in values:
                 parts.append(f"{way} {_plural(values.pop(f'packets{suffix}'), 'packet')} "
                              f"({_stat('bytes', values.pop(f'bytes{suffix}'))})")
-        parts += [f"{k.replace('_', ' ')} {_stat(k, v)}" for k, v in values.items()]
+        parts += [f"{k.replace('_', ' ')} {_stat(k, v)}" for k, v in values.items()
+                  if k not in _HIDDEN]
         if parts:
             lines.append(f"{title + ':':<9}" + ", ".join(parts))
     return "\n".join(lines)
