@@ -10,6 +10,7 @@ from random import Random
 
 from kadtalk.node.addresses import is_ipv6
 from kadtalk.node.relay import RelayPath
+from kadtalk.node.relay import addresses as relay_addresses
 from kadtalk.node.relay import wire as relay_wire
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import RoutingSettings
@@ -146,3 +147,130 @@ def test_ipv4_only_calls_still_go_direct_and_ask_for_nothing_across_families():
 
 class _Empty:
     stats: dict = {}
+
+
+# -- the attacks, played (docs/protocol.md §21, "Across address families") ---------------------
+
+def relay_world(public=(D4, D6)):
+    """A dual-stack relay layer at D4 and D6 (one server) and bare relay clients."""
+    from kadtalk.node.relay import RelayLayer, RelaySettings
+
+    net = MemoryNet(Hops())
+    relay = RelayLayer(identity("relay"), RelaySettings(serve="always"))
+    relay.set_public(public)
+    net.attach(D4, relay)
+    net.attach(D6, Alias(relay))
+    for addr, name in ((P4, "owner4"), (V6, "owner6")):
+        net.attach(addr, RelayLayer(identity(name)))
+    return net, relay
+
+
+def raw(addr) -> bytes:
+    """An address's wire field, whatever it is (the relay's codec would refuse some)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+    return socket.inet_pton(family, addr[0]) + addr[1].to_bytes(2, "big")
+
+
+def granted(net, owner, at):
+    from kadtalk.node.relay import AllocationGranted
+
+    net.nodes[owner].allocate(at, net.now)
+    net.settle(net.now)
+    net.run_until(net.now + 1.0)
+    [event] = net.of(owner, AllocationGranted)
+    return event
+
+
+def test_the_owner_learns_the_relays_other_address_in_allocated():
+    net, _ = relay_world()
+    for owner, at, other in ((P4, D4, D6), (V6, D6, D4)):
+        event = granted(net, owner, at)
+        assert net.nodes[owner].client.held[at].other == other
+
+
+def test_the_attack_a_relay_asked_to_forward_to_a_special_address_of_the_other_family():
+    """An IPv4 owner permits IPv6 addresses a relay must never send to (loopback, link-local,
+    multicast, unique-local, its own /64, its own IPv4 behind NAT64 or 6to4), and an IPv6
+    owner IPv4 ones (loopback, unspecified, multicast, broadcast, private, its own address):
+    every PERMIT is refused with ERROR 4 and the relay forwards nothing; KNOCKs from such
+    sources draw no cookie."""
+    from kadtalk.node.relay import PermissionRefused
+
+    net, relay = relay_world()
+    specials = {P4: [("::1", 5004), ("fe80::1", 5004), ("ff02::1", 5004), ("fc00::1", 5004),
+                     ("2001:db8:1::2", 5004), ("64:ff9b::c633:6401", 5004),
+                     ("2002:c633:6401::1", 5004)],
+                V6: [("127.0.0.1", 5004), ("0.0.0.0", 5004), ("224.0.0.1", 5004),
+                     ("255.255.255.255", 5004), ("10.0.0.1", 5004), ("198.51.100.1", 6000)]}
+    for owner, at in ((P4, D4), (V6, D6)):
+        path = granted(net, owner, at).path
+        client = net.nodes[owner].client
+        for peer in specials[owner]:
+            # as a malicious owner would: the PERMIT straight on the wire (the client's own
+            # `permit` would send it too; the refusal is the relay's)
+            net.send(Packet(owner, at, relay_wire.permit(path.allocation, raw(peer))))
+            net.run_until(net.now + 0.1)
+        errors = [p.payload for t, p in net.route.log if p.src in (D4, D6) and p.dst == owner
+                  and p.payload[1] == relay_wire.ERROR]
+        assert len(errors) == len(specials[owner])
+        assert all(e[2:4] == bytes((relay_wire.PERMIT, relay_wire.FORBIDDEN_PEER)) for e in errors)
+        net.route.log.clear()
+        for knocker in specials[owner]:
+            net.send(Packet(knocker, D6 if is_ipv6(knocker) else D4,
+                            relay_wire.knock(path.allocation, ipv6=is_ipv6(knocker))))
+        net.run_until(net.now + 0.1)
+        assert not [p for t, p in net.route.log if p.src in (D4, D6)]  # no cookie, nothing
+        del client
+    drops = relay.drop_counts()
+    assert drops["forbidden_peer"] + drops["forbidden_private"] + drops["forbidden_self"] >= 26
+    assert "forwarded" not in relay.stats
+    assert not [e for a in (P4, V6) for e in net.of(a, PermissionRefused)]  # (sent raw)
+
+
+def test_the_attack_a_relay_never_names_a_special_or_private_address_as_its_other():
+    """A relay whose IPv6 addresses are link-local or unique-local only tells an IPv4 owner
+    none (34-byte ALLOCATED): it could only send a callee's knocks somewhere special."""
+    net, _ = relay_world(public=(D4, ("fe80::1", 5004), ("fc00::1", 5004), ("::1", 5004)))
+    granted(net, P4, D4)
+    assert net.nodes[P4].client.held[D4].other is None
+    sizes = [len(p.payload) for t, p in net.route.log if p.payload[1] == relay_wire.ALLOCATED]
+    assert sizes == [34]
+
+
+def test_the_attack_a_lying_relays_other_address_is_ignored_unless_of_the_other_family():
+    from kadtalk.node.relay.client import Held, RelayClient
+    from kadtalk.node.relay.settings import RelaySettings
+    import collections
+
+    client = RelayClient(identity("owner4"), RelaySettings(), collections.Counter(),
+                         lambda *a: None, collections.deque())
+    held = client.held[D4] = Held(D4, bytes(16))
+    held.state = "allocating"
+    from kadtalk.node.relay.addresses import IPV4
+    same = relay_wire.allocated(bytes(16), bytes(8), 600, IPV4.to_wire(P4), bytes(18))
+    client._on_allocated(held, same, 0.0)  # a zero port: no address
+    assert held.state == "granted" and held.other is None
+
+
+def test_the_attack_a_forged_offer_naming_a_special_relay_of_the_other_family_draws_no_knock():
+    """A contact (here the dual-stack rendezvous itself, or anyone forging its address)
+    forwards offers naming special IPv6 relay addresses to an IPv6-only callee: it knocks at
+    none of them (`relay_offer_refused`); one naming an IPv4 relay it cannot reach draws no
+    knock either (`relay_offer_unreachable`)."""
+    net, hops = world()
+    callee = net.nodes[V6]
+    since = net.now
+    for relay in (("::1", 3478), ("fe80::1", 3478), ("ff02::1", 3478),
+                  ("64:ff9b::7f00:1", 3478), ("fc00::1", 3478)):
+        fwd = (bytes((TRAVERSAL, PUNCH_FWD_RELAY)) + bytes(20) + bytes(6)
+               + relay_addresses.to_wire6(relay) + bytes(8))
+        net.send(Packet(D6, V6, fwd))
+    net.send(Packet(D6, V6, bytes((TRAVERSAL, PUNCH_FWD_RELAY)) + bytes(26)
+                    + relay_addresses.to_wire(Q4) + bytes(8)))
+    net.run_until(net.now + 3.0)
+    stats = callee._upper.paths.stats
+    assert stats["relay_offer_refused"] == 5 and stats["relay_offer_unreachable"] == 1
+    assert not [p for t, p in hops.log if t >= since and p.src == V6
+                and p.payload[:2] == bytes((relay_wire.RELAY, relay_wire.KNOCK))]
