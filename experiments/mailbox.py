@@ -163,8 +163,10 @@ class _MailboxRun:
         self.identities: dict[int, Identity] = {}
         self.storage_settings = study.storage_settings
         # storage lookups (all, and our own mailbox's fetches), and the periodic mailbox
-        # fetches that asked the last fetch's storers with no lookup: of nodes gone, and live
-        self.lookups = {"storage_lookups": 0, "mailbox_lookups": 0, "mailbox_direct": 0}
+        # fetches that asked the last fetch's storers with no lookup, and the storers'
+        # republication lookups: of nodes gone, and live
+        self.lookups = {"storage_lookups": 0, "mailbox_lookups": 0, "mailbox_direct": 0,
+                        "republish_lookups": 0}
         self.live_stats: dict[int, Any] = {}
         self.world = SimWorld(study, ids_hook=self._with_identities, new_node=self._new_node,
                               traversal=True)
@@ -220,6 +222,7 @@ class _MailboxRun:
             self.lookups["storage_lookups"] += stats["lookups"]
             self.lookups["mailbox_lookups"] += stats["mailbox_lookups"]
             self.lookups["mailbox_direct"] += stats["mailbox_direct"]
+            self.lookups["republish_lookups"] += stats["republish_lookups"]
 
     def _keep(self, addr: int, private: bytes, made: float) -> bool:
         self.kept.setdefault(addr, []).append((private, made))
@@ -482,6 +485,25 @@ def summarize(study: MailboxStudy, rows: list[dict[str, Any]], wall_s: float,
     }
 
 
+def log_progress(every: float, out: Any) -> Progress:
+    """Progress as lines for a log (a long run in the background): each phase's start and end,
+    and every `every` simulated minutes, with process CPU, wall time and peak RSS so far."""
+    started = time.perf_counter()
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "minutes":
+            if done % max(1, round(every)) and done != total:
+                return
+        elif done not in (0, 1, total):
+            return
+        out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {phase} {done}/{total}"
+                  f" cpu {time.process_time():.0f} s wall {time.perf_counter() - started:.0f} s"
+                  f" rss {peak_rss_mb():.0f} MB\n")
+        out.flush()
+
+    return progress
+
+
 def run_mailbox_study(study: MailboxStudy, progress: Progress | None = None) -> MailboxResult:
     """Build, converge, churn and mail; deterministic in what it counts for a given study."""
     return _MailboxRun(study, progress).run()
@@ -563,6 +585,9 @@ def add_parser(sim: Any) -> None:
                    help="write mailbox.csv, params.json, delay_cdf.png")
     p.add_argument("--json", action="store_true", help="last output line is one JSON summary")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-every", type=_nonnegative, default=0.0, metavar="MINUTES",
+                   help="without a terminal: one progress line on stderr every this many "
+                   "simulated minutes, with process CPU and wall time so far (default 0: none)")
 
 
 def main(args: Any) -> int:
@@ -578,13 +603,16 @@ def main(args: Any) -> int:
         churn=args.churn, session=args.session, session_shape=args.session_shape,
         offline=args.offline, offline_shape=args.offline_shape, cpu_limit=args.cpu_limit)
     show = not args.no_progress and sys.stderr.isatty()
-    result = _progress_bar(lambda progress: run_mailbox_study(study, progress), show)
+    if not show and args.log_every:
+        result = run_mailbox_study(study, log_progress(args.log_every, sys.stderr))
+    else:
+        result = _progress_bar(lambda progress: run_mailbox_study(study, progress), show)
     summary = result.summary
     _print_table(f"offline delivery, {summary['nodes']:,} simulated nodes", summary, (
         "messages", "skipped", "delivered_share", "returning", "delivered_of_returning_share",
         "fetched", "delivered_of_fetched_share",
         "delay_median_s", "delay_p90_s", "delay_p99_s", "stored_failed", "stored_at_median",
-        "prekeys_published", "storage_lookups", "mailbox_lookups", "mailbox_direct", "datagrams",
+        "prekeys_published", "storage_lookups", "mailbox_lookups", "mailbox_direct", "republish_lookups", "datagrams",
         "sim_hours", "cpu_s", "departures", "returns", "wall_s", "peak_rss_mb"))
     print("store outcomes: " + ", ".join(f"{k} {v}" for k, v in
                                          sorted(summary["store_outcomes"].items())))

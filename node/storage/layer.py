@@ -33,7 +33,9 @@ is acknowledged again.
 from __future__ import annotations
 
 import collections
+import heapq
 import os
+from random import Random
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -107,16 +109,18 @@ class StorageLayer:
                  closest: Callable[[int, int], list[tuple[int, Any]]] | None = None,
                  addr_to_wire: Callable[[Any], bytes | None] | None = None,
                  validated: Callable[[Any], bool] | None = None,
-                 random_bytes: Callable[[int], bytes] = os.urandom, now: float = 0.0):
+                 random_bytes: Callable[[int], bytes] = os.urandom, now: float = 0.0,
+                 rng: Random | None = None):
         """`lookup(target, now)` starts a find-closest lookup and returns its id (None: busy);
         `closest(target, count)` reads the routing table; `validated(addr)`: the address has
         proven it receives our datagrams (full FOUND pages). `clock_offset` turns `now` into
-        Unix seconds (expiries and epochs are wall-clock)."""
+        Unix seconds (expiries and epochs are wall-clock). `rng`: the node's generator (seeded
+        in a simulation), for the republication times; nonces and keys use `random_bytes`."""
         self.identity = identity
         self.settings = s = settings or DEFAULT_SETTINGS
         self.clock_offset = clock_offset
         self.stats: collections.Counter[str] = collections.Counter()
-        self.store = ValueStore(s)
+        self.store = ValueStore(s, rng)
         # ours, newest first: (private, public, made: Unix seconds)
         self.prekeys: list[tuple[X25519PrivateKey, bytes, float]] = []
         self._lookup, self._closest = lookup, closest
@@ -125,6 +129,9 @@ class StorageLayer:
         self._outbox: list[tuple[bytes, Any]] = []
         self._events: collections.deque[StorageEvent] = collections.deque()
         self._ops: dict[int, _Op] = {}
+        # (deadline, op id) of every deadline set; an entry whose op is gone or has a later
+        # deadline is stale (skipped): get_timer, called after every datagram, reads its top
+        self._deadlines: list[tuple[float, int]] = []
         self._by_lookup: dict[int, int] = {}
         self._waiting: dict[tuple[Any, bytes], int] = {}  # (address, vid / nonce / key) -> op
         self._next_op = 0
@@ -181,12 +188,19 @@ class StorageLayer:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [op.deadline for op in self._ops.values()]
+        heap, ops = self._deadlines, self._ops
+        while heap:
+            at, op_id = heap[0]
+            op = ops.get(op_id)
+            if op is not None and op.deadline == at:
+                break
+            heapq.heappop(heap)
+        best = heap[0][0] if heap else None
         for other in (self.store.get_timer(), self._rotate_at, self._retry_at, self._mailbox_at,
                       self._joined_at):
-            if other is not None:
-                times.append(other)
-        return min(times) if times else None
+            if other is not None and (best is None or other < best):
+                best = other
+        return best
 
     def handle_timer(self, now: float) -> None:
         if self._retry_at is not None and now >= self._retry_at:
@@ -197,8 +211,11 @@ class StorageLayer:
         for held in self.store.due(now):
             self._republish_queue[held.value.key] = None
         self._start_republish(now)
-        for op in list(self._ops.values()):
-            if op.deadline <= now:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            at, op_id = heapq.heappop(heap)
+            op = self._ops.get(op_id)
+            if op is not None and op.deadline == at:
                 self._finish(op, now)
         if self._rotate_at is not None and now >= self._rotate_at:
             self.publish_prekey(now)
@@ -657,7 +674,12 @@ class StorageLayer:
         op.id = self._next_op
         self._next_op += 1
         self._ops[op.id] = op
+        self._due_by(op, op.deadline)
         return True
+
+    def _due_by(self, op: _Op, deadline: float) -> None:
+        op.deadline = deadline
+        heapq.heappush(self._deadlines, (deadline, op.id))
 
     def _start(self, op: _Op, now: float) -> int | None:
         if not self._register(op, now):
@@ -669,12 +691,12 @@ class StorageLayer:
             return None
         self._by_lookup[lookup_id] = op.id
         self.stats["lookups"] += 1
-        op.deadline = now + LOOKUP_WAIT  # the lookup's own timeouts end it long before
+        self._due_by(op, now + LOOKUP_WAIT)  # the lookup's own timeouts end it long before
         return op.id
 
     def _send_to(self, op: _Op, targets: list[Any], now: float) -> None:
         op.targets, op.sent = targets, True
-        op.deadline = now + self.settings.request_timeout
+        self._due_by(op, now + self.settings.request_timeout)
         for addr in targets:
             if op.kind in ("store", "republish"):
                 for raw in op.records:
@@ -691,7 +713,7 @@ class StorageLayer:
     def _send_find(self, op: _Op, addr: Any, cursor: int, size: int, now: float) -> None:
         nonce = self._random(wire.NONCE_SIZE)
         op.datagram = wire.find_value(op.key, nonce, cursor, size)
-        op.deadline = now + self.settings.request_timeout
+        self._due_by(op, now + self.settings.request_timeout)
         self._wait(op, addr, nonce)
         self._outbox.append((op.datagram, addr))
 
@@ -804,8 +826,9 @@ class StorageLayer:
             op = _Op("republish", key, now)
             op.records = [h.value.raw for h in held]
             for h in held:
-                self.store.touch(h.value.vid, now)
+                self.store.republishing(h, now)
             if self._start(op, now) is None:
                 queue[key] = None  # the routing layer is busy: again in a second
                 self._retry_at = now + 1.0
                 break
+            self.stats["republish_lookups"] += 1

@@ -15,6 +15,10 @@ class StorageSettings:
     clock_skew: int = 3600  # s an expiry may lie beyond ttl (authors' clocks differ)
     epoch_length: int = DAY  # s per mailbox epoch (the key moves each epoch)
     republish_interval: float = 3600.0  # s between a storer's republications of a value
+    # the last part of that interval a storer that received a value (a first copy or another's
+    # republication) arms its own at random; one that republished re-arms at the part's start
+    # (store.py: only about one storer of a value looks its key up an interval, not all k)
+    republish_spread: float = 0.25
     max_republish_lookups: int = 8  # republish lookups running at once
     request_timeout: float = 2.0  # s a client waits for STORED / FOUND / DELETED
     # storer quotas: they bound memory whoever floods
@@ -55,6 +59,8 @@ class StorageSettings:
         if min(self.verify_rate, self.source_rate, self.find_rate) <= 0 \
                 or min(self.verify_burst, self.source_burst, self.find_burst) < 1:
             raise ValueError("storage rates must be positive and bursts at least 1")
+        if not 0.0 <= self.republish_spread < 1.0:
+            raise ValueError("republish_spread must be in [0, 1)")
 
     @property
     def prekey_keep(self) -> float:

@@ -5,12 +5,22 @@ a signature check, `add` after. Every bound is a count or a byte total in Storag
 flood from any number of identities holds at most `max_values` records of at most `max_bytes`,
 plus twice `max_tombstones` 16-byte ids (deleted values, and ids deleted before any copy
 came). Times are the node's `now`.
+
+Republication is spread as the Kademlia paper asks ("as long as republication intervals are not
+exactly synchronized, only one node will republish"): the ~20 storers of a value get its STORE
+at the same moment, so with one fixed interval each of them would look the key up and store it
+at the others every interval. A storer that received the value (a first copy, or another's
+republication) arms its own republication at a random point in the last `republish_spread` of
+the interval; one that republishes it re-arms at the start of that range, so it stays the first
+and its STOREs postpone the others'. No value waits longer than `republish_interval` after a
+storer last received or republished it.
 """
 
 from __future__ import annotations
 
 import collections
 import heapq
+from random import Random
 
 from . import wire
 from .records import Value
@@ -18,20 +28,22 @@ from .settings import StorageSettings
 
 
 class Held:
-    __slots__ = ("value", "expires", "republish_at")
+    __slots__ = ("value", "expires", "republish_at", "queued")
 
     def __init__(self, value: Value, expires: float, republish_at: float):
         self.value = value
         self.expires = expires
         self.republish_at = republish_at
+        self.queued = republish_at  # its live entry in the republication heap
 
 
 class ValueStore:
-    __slots__ = ("settings", "values", "by_key", "per_author", "author_bytes", "bytes",
+    __slots__ = ("settings", "rng", "values", "by_key", "per_author", "author_bytes", "bytes",
                  "tombstones", "blind_tombstones", "_expiry", "_republish")
 
-    def __init__(self, settings: StorageSettings):
+    def __init__(self, settings: StorageSettings, rng: Random | None = None):
         self.settings = settings
+        self.rng = rng if rng is not None else Random()  # the node's: a simulation stays seeded
         self.values: dict[bytes, Held] = {}
         self.by_key: dict[bytes, dict[bytes, None]] = {}  # key -> vids, oldest first
         self.per_author: collections.Counter[bytes] = collections.Counter()
@@ -73,7 +85,7 @@ class ValueStore:
         if value.kind == wire.PREKEY:
             for held in self._prekeys_of(value.key, value.author):
                 self._remove(held.value.vid)
-        held = Held(value, expires, now + self.settings.republish_interval)
+        held = Held(value, expires, self._received_at(now))
         self.values[value.vid] = held
         self.by_key.setdefault(value.key, {})[value.vid] = None
         self.per_author[value.author] += 1
@@ -86,7 +98,23 @@ class ValueStore:
         """Another node stored this value here: our own republication can wait (Kademlia)."""
         held = self.values.get(vid)
         if held is not None:
-            held.republish_at = now + self.settings.republish_interval
+            self._arm(held, self._received_at(now))
+
+    def republishing(self, held: Held, now: float) -> None:
+        """We republish `held` now: next time at the start of the spread range, before the
+        storers our STOREs reach now (each armed in that range)."""
+        s = self.settings
+        self._arm(held, now + s.republish_interval * (1.0 - s.republish_spread))
+
+    def _received_at(self, now: float) -> float:
+        s = self.settings
+        return now + s.republish_interval * (1.0 - s.republish_spread * self.rng.random())
+
+    def _arm(self, held: Held, at: float) -> None:
+        held.republish_at = at
+        if at < held.queued:  # earlier than its heap entry: a new entry (the old one goes stale)
+            held.queued = at
+            heapq.heappush(self._republish, (at, held.value.vid))
 
     def delete(self, key: bytes, vids: tuple[bytes, ...], now: float) -> int:
         """Remove `vids` under `key` and remember them (a republish must not bring one back);
@@ -150,19 +178,22 @@ class ValueStore:
         while heap and heap[0][0] <= now:
             at, vid = heapq.heappop(heap)
             held = self.values.get(vid)
-            if held is None:
-                continue
+            if held is None or at != held.queued:
+                continue  # removed, or an entry a later one replaced
             if held.republish_at > now:  # touched since
+                held.queued = held.republish_at
                 heapq.heappush(heap, (held.republish_at, vid))
                 continue
-            held.republish_at = now + self.settings.republish_interval
-            heapq.heappush(heap, (held.republish_at, vid))
+            held.queued = float("inf")  # `republishing` re-arms it
+            self.republishing(held, now)
             out.append(held)
         return out
 
     def get_timer(self) -> float | None:
-        times = [h[0][0] for h in (self._expiry, self._republish) if h]
-        return min(times) if times else None
+        expiry, republish = self._expiry, self._republish
+        if not republish:
+            return expiry[0][0] if expiry else None
+        return min(expiry[0][0], republish[0][0]) if expiry else republish[0][0]
 
     def _prekeys_of(self, key: bytes, author: bytes) -> list[Held]:
         values = self.values
@@ -185,5 +216,5 @@ class ValueStore:
         if len(self._expiry) > 2 * len(self.values) + 64:  # removed ones' entries
             self._expiry = [(h.expires, v) for v, h in self.values.items()]
             heapq.heapify(self._expiry)
-            self._republish = [(h.republish_at, v) for v, h in self.values.items()]
+            self._republish = [(h.queued, v) for v, h in self.values.items()]
             heapq.heapify(self._republish)
