@@ -20,6 +20,7 @@ class Callers:
         self.contacts = Contacts(config.contacts_path)  # ConfigError names a broken file
         self.blocked = load_blocked(config.blocked_path)  # from `kadtalk block`; ConfigError if broken
         self._recent_calls: dict[str, collections.deque] = {}  # caller -> times it rang, last minute
+        self.added: Callable[[str], None] = lambda peer: None  # app/presence.py: tell it now
 
     def name_of(self, peer: str) -> str | None:
         return self.contacts.name_of(peer)
@@ -120,7 +121,11 @@ class Callers:
         return {"peer": entry["id"], "name": entry["name"]}
 
     def cmd_add_contact(self, client: Any, msg: dict) -> dict:
-        return self._contact_op(lambda: self.contacts.add(msg.get("peer"), msg.get("name")))
+        known = set(self.contacts.by_id)
+        reply = self._contact_op(lambda: self.contacts.add(msg.get("peer"), msg.get("name")))
+        if reply["peer"] not in known:
+            self.added(reply["peer"])  # a new contact: our status goes to it now
+        return reply
 
     def cmd_rename_contact(self, client: Any, msg: dict) -> dict:
         return self._contact_op(lambda: self.contacts.rename(msg.get("who"), msg.get("name")))

@@ -93,6 +93,7 @@ class Daemon:
         self.presence = Presence(self.callers, self.history, broadcast)
         self.requests = ContactRequests(self.callers, self.history, config, broadcast)
         self.requests.presence = self.presence
+        self.callers.added = self.presence.contact_added
         self.presence.extra_peers = self.requests.waiting_peers  # dialled on joining too
         self.requests.use_mailbox(self.messages.mailbox)  # requests to offline peers, too
         self.control.commands.update(handlers(self.presence, self.requests))

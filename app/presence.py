@@ -118,9 +118,10 @@ class Presence:
                             "at": self.peers[peer]["at"]})
 
     def contact_added(self, peer: str) -> None:
-        """`peer` became a contact (a request accepted either way): our status goes to it at
-        once, and the status its live session already told (dropped then: not yet a contact)
-        is shown from now."""
+        """`peer` became a contact (a request accepted either way, or `contacts add`): our
+        status goes to it at once, on its live session or one opened for it (as at a join),
+        and the status its live session already told (dropped then: not yet a contact) is
+        shown from now."""
         if self.driver is None:
             return
         self._tell(self.status)
@@ -128,6 +129,8 @@ class Presence:
         for s in (layer.sessions.values() if layer is not None else ()):
             if f"{s.peer_int:040x}" == peer and s.peer_presence is not None:
                 self._received(peer, STATUSES[s.peer_presence])
+        if peer not in self._live():
+            self._open(peer, self.driver.loop.time())
         self.driver.service()
 
     # -- what is shown --------------------------------------------------------------------------
@@ -179,19 +182,24 @@ class Presence:
         for peer in [*self.callers.contacts.by_id, *extra]:
             if opened >= FANOUT:
                 break
-            if peer in live or now - self.dialled.get(peer, -REDIAL) < REDIAL:
-                continue
-            self.dialled[peer] = now
-            try:
-                self.driver.node.call(int(peer, 16), now, chat=True)
-            except (ValueError, RuntimeError) as e:
-                log.info("no session for presence with %s: %s", peer, e)
-                continue
-            opened += 1
+            if peer not in live:
+                opened += self._open(peer, now)
         if opened:
             self.driver.service()
             log.info("opened %d session(s) to tell contacts our presence", opened)
         return opened
+
+    def _open(self, peer: str, now: float) -> bool:
+        """A session for messages to `peer`, unless one was opened in the last REDIAL s."""
+        if now - self.dialled.get(peer, -REDIAL) < REDIAL:
+            return False
+        self.dialled[peer] = now
+        try:
+            self.driver.node.call(int(peer, 16), now, chat=True)
+        except (ValueError, RuntimeError) as e:
+            log.info("no session for presence with %s: %s", peer, e)
+            return False
+        return True
 
     # -- commands -------------------------------------------------------------------------------
 

@@ -92,6 +92,31 @@ def test_request_accept_both_contacts_presence_both_ways_and_a_status_change(soc
     run(scenario())
 
 
+def test_contacts_added_by_hand_on_both_sides_see_each_others_presence_at_once(sock_root):
+    """`contacts add` (not a request): the new contact is told our status at once, on a
+    session opened for it; when it adds us too, each sees the other online (before, neither
+    did until a status change or a restart)."""
+
+    async def scenario():
+        async with joined_pair(sock_root) as p:
+            a, b, ca, cb = p.a, p.b, p.ca, p.cb
+            await cb.request("add_contact", peer=a.node_id, name="Alice")
+            for _ in range(100):  # b's PRESENCE reached a, a stranger to a so far: not shown
+                if a.presence.ignored:
+                    break
+                await asyncio.sleep(0.05)
+            assert a.presence.ignored == 1
+            await ca.request("add_contact", peer=b.node_id, name="Bob")
+            seen = await ca.wait_event(event("presence", peer=b.node_id), timeout=10)
+            assert (seen["name"], seen["status"]) == ("Bob", "online")
+            seen = await cb.wait_event(event("presence", peer=a.node_id), timeout=10)
+            assert (seen["name"], seen["status"]) == ("Alice", "online")
+            code, out, _ = await cli("contacts", "--socket", str(b.socket_path))
+            assert code == 0 and out.split() == ["Alice", a.node_id, "online"]
+
+    run(scenario())
+
+
 def test_decline_is_silent_unless_told(sock_root):
     async def scenario():
         async with joined_pair(sock_root) as p:
