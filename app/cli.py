@@ -498,6 +498,11 @@ async def _send(client: Any, args: argparse.Namespace) -> int:
         return (e.get("event") == "receipt" and e.get("message_id") == message_id) or (
             e.get("event") == "message_pending" and message_id in e.get("message_ids", ()))
 
+    def mailed(e: dict) -> bool:
+        return e.get("event") in ("message_stored", "message_not_stored") \
+            and e.get("message_id") == message_id
+
+    deadline = time.monotonic() + args.wait
     try:
         event = await client.wait_event(outcome, timeout=args.wait, since=since)
     except asyncio.TimeoutError:
@@ -506,6 +511,20 @@ async def _send(client: Any, args: argparse.Namespace) -> int:
         _out(args, {**r, "state": "delivered"}, f"delivered to {who}")
         return 0
     reason = event["reason"].replace("_", " ")
+    mail = None  # the session ended first: the daemon mails it, within what is left of --wait
+    if event["reason"] != "no receipt yet" and deadline > time.monotonic():
+        try:
+            mail = await client.wait_event(mailed, timeout=deadline - time.monotonic(),
+                                           since=since)
+        except asyncio.TimeoutError:
+            pass
+    if mail is not None and mail["event"] == "message_stored":
+        _out(args, {**r, "state": "stored", "reason": event["reason"],
+                    "holders": mail["holders"]},
+             f"stored in {who}'s DHT mailbox (held by {_plural(mail['holders'], 'node')}): "
+             f"{who} gets it when it comes online, even if this daemon is off by then (not "
+             f"delivered now: {reason})")
+        return 2
     _out(args, {**r, "reason": event["reason"]},
          f"pending: not delivered to {who} yet ({reason}); it is sent again at the next "
          f"session with {who}")

@@ -165,6 +165,10 @@ class Mailbox:
         self.stats["mail_failed"] += 1
         log.info("message %s to %s could not be stored in its mailbox (%s); it stays pending",
                  event.tag, peer, event.reason)
+        self.messages.broadcast({"event": "message_not_stored", "peer": peer,
+                                 "name": self.messages.callers.name_of(peer),
+                                 "message_id": event.tag, "reason": event.reason,
+                                 "at": time.time()})
 
     # -- recipient ------------------------------------------------------------------------------
 

@@ -293,6 +293,10 @@ def test_a_message_to_a_node_nobody_finds_stays_pending_with_the_reason(sock_roo
                                           timeout=30)
             assert event["message_ids"] == [r["message_id"]] and event["peer"] == nobody
             assert event["reason"] == "unreachable"
+            # nobody holds a prekey of that ID: it cannot be mailed either, and a client is told
+            mail = await p.ca.wait_event(lambda e: e.get("event") == "message_not_stored",
+                                         timeout=30)
+            assert mail["message_id"] == r["message_id"] and mail["reason"] == "no_prekey", mail
             code, out, err = await cli("send", "--socket", str(p.a.socket_path), "--wait", "30",
                                        nobody, "still nobody?")
             assert code == 2, (out, err)

@@ -82,11 +82,15 @@ def test_a_message_to_a_stopped_daemon_reaches_it_through_its_mailbox_after_a_re
             clients.remove(cb)
             await b.stop()
             daemons.remove(b)
-            start = time.monotonic()
-            sent = await ca.request("send", to=b_id, text="while you were away")
-            stored = await ca.wait_event(
-                lambda e: e.get("event") == "message_stored"
-                and e["message_id"] == sent["message_id"], timeout=60)
+            start = time.monotonic()  # `kadtalk send` says where the message is now
+            code, out, err = await cli("send", "--socket", str(a.socket_path), "--wait", "60",
+                                       b_id, "while you were away")
+            assert code == 2 and out.startswith(f"stored in {b_id}'s DHT mailbox (held by ") \
+                and out.rstrip().endswith(f"{b_id} gets it when it comes online, even if this "
+                                          "daemon is off by then (not delivered now: "
+                                          "unreachable)"), (out, err)
+            stored = await ca.wait_event(lambda e: e.get("event") == "message_stored")
+            sent = {"message_id": stored["message_id"]}
             assert stored["peer"] == b_id and stored["holders"] >= 1
             print(f"send to a stopped daemon -> stored: {time.monotonic() - start:.1f} s")
             mine = (await ca.request("messages", peer=b_id))["messages"]
