@@ -26,8 +26,8 @@ from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettin
 from .relay import wire as relay_wire
 from .relay import addresses as relay_addresses
 from .relay.addresses import Codec
-from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES, SILENCE,
-                          CallPaths, bounded)
+from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES, RETRY_RELAY,
+                          SILENCE, CallPaths, bounded)
 
 FAMILY_WAIT = 8.0  # s a call across families waits for a relay that reaches its callee
 FAMILY_ASK = 4  # contacts asked at once for such a relay (which are dual-stack shows only in
@@ -89,7 +89,7 @@ class _Upper:
         # ID, rendezvous, callee is IPv6, give up at); the next look for one; relays asked
         self.family_wait: dict[int, tuple[int, tuple[Any, ...], bool, float]] = {}
         self.family_at = 0.0
-        self.searched: set[Any] = set()
+        self.searched: dict[Any, float] = {}  # relay asked by a family search -> when
         self.callee_v6: dict[int, bool] = {}  # a relayed call's callee family (spare offers)
 
 
@@ -828,7 +828,8 @@ class Node:
         if relay is None or now < upper.family_at:
             return
         client = relay.client
-        if any(h.state != "granted" for a, h in client.held.items() if a in upper.searched):
+        if any(h.state != "granted" and now - upper.searched.get(a, -HOLD_INTERVAL)
+               < HOLD_INTERVAL for a, h in client.held.items()):
             return  # a round is under way
         upper.family_at = now + HOLD_INTERVAL
         own = self._own_addresses()
@@ -836,15 +837,19 @@ class Node:
                     if a not in client.held
                     and a not in own and relay.codec.to_wire(a) is not None
                     and self._reaches(a)]
-        limit = min(len(client.held) + FAMILY_ASK, relay.settings.max_client_allocations)
+        room = min(FAMILY_ASK, relay.settings.max_client_allocations - len(client.held))
         client.wanted = None  # every relay that answers: which are dual-stack shows in ALLOCATED
-        for addr in self._paths().candidates(contacts, len(client.held), limit, now):
+        searched = upper.searched
+        # not `CallPaths.candidates`: a relay the hold upkeep asked and passed over (its
+        # CHALLENGE came after `wanted` others') is a good candidate here
+        for addr in [a for a in contacts if now - searched.get(a, -RETRY_RELAY) >= RETRY_RELAY
+                     ][:max(room, 0)]:
             try:
                 relay.allocate(addr, now)
             except ValueError:
                 continue
-            if len(upper.searched) < MAX_ENTRIES:
-                upper.searched.add(addr)
+            bounded(searched)
+            searched[addr] = now
 
     def _trim_searched(self, allocation: bytes, now: float) -> None:
         """A node that holds no relays for itself keeps, of the allocations its searches
@@ -854,9 +859,8 @@ class Node:
             return
         for addr in list(upper.searched):
             held = relay.client.held.get(addr)
-            if held is not None and held.state != "granted":
+            if held is None or held.state != "granted":
                 continue
-            upper.searched.discard(addr)
             if held is not None and held.path.allocation != allocation \
                     and held.path not in self._paths().offered:
                 relay.release(held.path, now)

@@ -1,4 +1,6 @@
-"""NAT traversal target (0x06: ADDR_REQ/RES, PUNCH_REQ/FWD, PUNCH, PUNCH_COOKIE) through a Node.
+"""NAT traversal target (0x06: ADDR_REQ/RES, PUNCH_REQ/FWD, PUNCH, PUNCH_COOKIE and the relay
+variants, with 6- and 18-byte relay addresses and IPv6 sources: §20 "Across address families")
+through a Node.
 
 The node runs its own keep-alive timer (short intervals, rates opened wide so that every input
 reaches the checks behind them), punches through some of the senders (so their PUNCH_COOKIEs
@@ -17,6 +19,8 @@ from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry, ipv4_to_wire
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.stack import Node
+from kadtalk.node.relay import wire as relay_wire
+from kadtalk.node.relay.addresses import IPV4, to_wire6
 from kadtalk.node.traversal import (
     ADDR_REQ,
     ADDR_RES,
@@ -24,10 +28,13 @@ from kadtalk.node.traversal import (
     PUNCH,
     PUNCH_COOKIE,
     PUNCH_FWD,
+    PUNCH_FWD_RELAY,
     PUNCH_REQ,
+    PUNCH_REQ_RELAY,
     SIZES,
     TRAVERSAL,
     TraversalSettings,
+    base_size,
 )
 
 FAST = TraversalSettings(
@@ -39,10 +46,9 @@ ANSWERS = (ADDR_RES, PUNCH_COOKIE)  # what a node sends back to the sender of a 
 
 
 def well_formed(data: bytes) -> bool:
-    """The layout rule of node/traversal.py's table (PUNCH_REQ with or without a cookie)."""
-    op = data[1] if len(data) > 1 else -1
-    size = SIZES.get(op)
-    return size == len(data) or (op == PUNCH_REQ and len(data) == size + COOKIE_SIZE)
+    """The layout rule of node/traversal.py's table (the requests with or without a cookie,
+    the relay variants with a 6- or 18-byte relay address)."""
+    return base_size(data) is not None
 
 
 class TraversalState:
@@ -65,6 +71,11 @@ class TraversalState:
             node_id, addr = self.rng.getrandbits(160), ("10.2.0.%d" % (i + 1), 5004)
             self.node.add_contact(node_id, addr, 0.0)
             self.contacts[addr] = node_id
+        for i in range(4):  # IPv6 contacts: requests and forwards from them are taken
+            node_id, addr = self.rng.getrandbits(160), ("2001:db8:6::%x" % (i + 1), 5004)
+            self.node.add_contact(node_id, addr, 0.0)
+            if self.node.routing.table.find(node_id) >= 0:
+                self.contacts[addr] = node_id
         self.ids = list(self.contacts.values())
         self.now = 1.0
         self.punched: dict[Any, float] = {}  # rendezvous address -> when we last punched there
@@ -81,6 +92,10 @@ class TraversalState:
         self.node.receive_datagram(punch_req, self.SOURCE, self.now)
         ((cookie, _),) = self.node.datagrams_to_send(self.now)
         self.cookies[self.SOURCE] = [cookie[2:]]
+        relay4, relay6 = IPV4.to_wire(("198.51.100.7", 3478)), to_wire6(("2001:db8:9::9", 3478))
+        alloc = bytes(range(8))
+        relay_req = t + bytes([PUNCH_REQ_RELAY]) + punch_req[2:42]
+        fwd_relay = t + bytes([PUNCH_FWD_RELAY]) + self.ids[4].to_bytes(20, "big")
         self.seeds = [
             t + bytes([ADDR_REQ]) + bytes(14),
             t + bytes([ADDR_RES]) + nonces[0] + wire,
@@ -89,6 +104,10 @@ class TraversalState:
             t + bytes([PUNCH_FWD]) + self.ids[4].to_bytes(20, "big") + wire,
             t + bytes([PUNCH]) + self.ids[5].to_bytes(20, "big"),
             cookie,
+            relay_req + relay4 + alloc, relay_req + relay6 + alloc,
+            relay_req + relay6 + alloc + cookie[2:],
+            fwd_relay + wire + relay4 + alloc, fwd_relay + bytes(6) + relay6 + alloc,
+            fwd_relay + bytes(6) + to_wire6(("::1", 3478)) + alloc,  # special: no knock
         ]
 
     def punch(self, rendezvous: Any) -> None:
@@ -98,11 +117,11 @@ class TraversalState:
 
 def traversal_strategy(state: TraversalState) -> st.SearchStrategy:
     sized = st.builds(
-        lambda op, body: bytes([TRAVERSAL, op]) + body, st.integers(0, 7), st.binary(max_size=60)
+        lambda op, body: bytes([TRAVERSAL, op]) + body, st.integers(0, 9), st.binary(max_size=90)
     )
     return st.tuples(
-        st.one_of(datagrams(state.seeds, [TRAVERSAL], 80), sized),
-        st.integers(0, 2),  # source: a stranger, a contact, any address
+        st.one_of(datagrams(state.seeds, [TRAVERSAL], 100), sized),
+        st.integers(0, 4),  # source: a stranger, a contact, any address, an IPv6 contact, any
         st.booleans(),  # echo the last cookie sent to the source
         st.booleans(),  # punch through the source first
     )
@@ -117,11 +136,16 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
         addr = state.SOURCE
     elif which == 1:
         addr = ("10.2.0.%d" % (len(data) % 30 + 1), 5004)
-    else:
+    elif which == 2:
         addr = ("203.0.113.%d" % (len(data) % 250 + 1), 4000)
+    elif which == 3:
+        addr = ("2001:db8:6::%x" % (len(data) % 4 + 1), 5004)
+    else:
+        addr = ("2001:db8:7::%x" % (len(data) % 250 + 1), 4000)
     cookies = state.cookies.get(addr)
-    if echo and cookies and len(data) == SIZES[PUNCH_REQ] + COOKIE_SIZE:
-        data = data[: SIZES[PUNCH_REQ]] + cookies[-1]  # the latest it was sent
+    base = base_size(data)
+    if echo and cookies and base is not None and len(data) == base + COOKIE_SIZE:
+        data = data[:base] + cookies[-1]  # the latest it was sent
     if punch:
         state.punch(addr)
     drops = sum(node.drop_counts().values())
@@ -141,16 +165,23 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
             back += len(out)
         elif op == PUNCH_REQ and now - state.punched.get(dst, -1e9) > FAST.punch_wait:
             raise Violation("a PUNCH_REQ to an address we never punched through")
-        elif op == PUNCH_FWD:
+        elif out[0] == TRAVERSAL and op in (PUNCH_FWD, PUNCH_FWD_RELAY):
             requester = int.from_bytes(out[2:22], "big")
-            if out[22:28] != ipv4_to_wire(addr):
-                raise Violation("PUNCH_FWD names another address than the requester's")
-            if state.contacts.get(addr) != requester and data[42:] not in state.cookies.get(
+            ipv6 = ":" in addr[0]
+            if out[22:28] != (bytes(6) if ipv6 or ":" in dst[0] else ipv4_to_wire(addr)):
+                raise Violation("PUNCH_FWD names another address than the requester's (or one "
+                                "across address families)")
+            if state.contacts.get(addr) != requester and data[base:] not in state.cookies.get(
                 addr, ()
             ):
                 raise Violation("PUNCH_FWD for a requester that never proved its address")
-        elif op == PUNCH and addr not in state.contacts:
+            if len(out) > len(data):
+                raise Violation("a PUNCH_FWD larger than the request it forwards")
+        elif out[0] == TRAVERSAL and op == PUNCH and addr not in state.contacts:
             raise Violation("a PUNCH on the word of a stranger")
+        elif out[:2] == bytes((relay_wire.RELAY, relay_wire.KNOCK)) and (
+                addr not in state.contacts or IPV4.forbidden(dst, None, (), False) is not None):
+            raise Violation("a KNOCK on a stranger's word, or at a special address")
     if back > len(data):
         raise Violation("a traversal answer larger than its request")
     while node.next_event() is not None:

@@ -29,7 +29,8 @@ from kadtalk.node.session import wire as session_wire
 from kadtalk.node.storage import wire as storage_wire
 from kadtalk.node.storage.events import MessageReceived, PrekeyFound, ValuesFound, ValueStored
 from kadtalk.node.traversal import (ADDR_REQ, ADDR_RES, PUNCH, PUNCH_COOKIE, PUNCH_FWD,
-                                    PUNCH_FWD_RELAY, PUNCH_REQ, PUNCH_REQ_RELAY, SIZES, TRAVERSAL)
+                                    PUNCH_FWD_RELAY, PUNCH_REQ, PUNCH_REQ_RELAY, SIZES, TRAVERSAL,
+                                    base_size)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "wireshark" / "kadtalk.lua"
@@ -119,10 +120,7 @@ def refused(data: bytes) -> bool:
             if msg.key_req:
                 session_wire.decode_key(msg.key_req)
         elif kind == TRAVERSAL:
-            op = data[1] if len(data) > 1 else None
-            sizes = {SIZES.get(op)} | ({SIZES[op] + 16} if op in (PUNCH_REQ, PUNCH_REQ_RELAY)
-                                       else set())
-            return len(data) not in sizes
+            return base_size(data) is None  # PUNCH_*_RELAY: 6 or 18-byte relay addresses
         elif kind == relay_wire.RELAY:
             return not relay_wire.well_formed(data)
         elif kind == storage_wire.STORAGE:
@@ -288,6 +286,21 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
             expect = {"_ws.col.Info": ["ERROR PERMIT forbidden_peer"]}
         if m["name"] == "KNOCK" and len(data) == 28:
             expect = {"kadtalk.padding": ["00" * 12]}
+        if m["name"] == "ALLOCATED" and len(data) == 52:  # with the relay's other address:
+            # the capture is IPv4, so only the one the IPv4 owner got reads as it travelled
+            expect = {"kadtalk.relay_addr.ipv6": ["2001:db8:1::1"],
+                      "kadtalk.observed.ip": ["192.0.2.1"]} if m["to"] == "owner4" else {}
+        if m["name"] == "HELLO" and data[18] == relay_wire.WANT_OTHER:
+            expect = {"kadtalk.hello.flags": ["0x01"]}
+        out.append((data, [m["name"]], expect))
+    # across address families (§20): docs/vectors/punch.json, 18-byte relay addresses and
+    # forwards that name no requester address
+    for m in load("punch.json")["messages"]:
+        data = bytes.fromhex(m["hex"])
+        expect = {"kadtalk.relay_addr.ipv6": ["2001:db8:9::9"]} if len(data) in (54, 68) \
+            else {"kadtalk.relay_addr.ip": ["198.51.100.9"]}
+        if m["name"] == "PUNCH_FWD_RELAY":
+            expect["kadtalk.padding"] = ["00" * 6]
         out.append((data, [m["name"]], expect))
     allocation = bytes.fromhex(r["messages"][3]["hex"])[18:26]
     out.append((relay_wire.data(allocation, key_req), ["DATA", "KEY_REQ"],
@@ -327,7 +340,8 @@ EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.respond
          "kadtalk.observed.ip", "kadtalk.observed.port", "kadtalk.requester", "kadtalk.sender",
          "kadtalk.relay_addr.ip", "kadtalk.relay_addr.port", "kadtalk.allocation",
          "kadtalk.lifetime", "kadtalk.relay.error", "kadtalk.relay.error_op", "kadtalk.peer.ip",
-         "kadtalk.observed.ipv6", "kadtalk.peer.ipv6",
+         "kadtalk.observed.ipv6", "kadtalk.peer.ipv6", "kadtalk.relay_addr.ipv6",
+         "kadtalk.hello.flags",
          "kadtalk.payload_len", "kadtalk.storage.kind", "kadtalk.storage.status",
          "kadtalk.storage.epoch", "kadtalk.storage.value_id", "kadtalk.storage.removed",
          "kadtalk.storage.next", "kadtalk.storage.count", "kadtalk.signal.kinds")

@@ -89,6 +89,9 @@ local TRAVERSAL_SIZES = {
     [0x01] = 16, [0x02] = 16, [0x03] = 42, [0x04] = 28, [0x05] = 22, [0x06] = 18,
     [0x07] = 56, [0x08] = 42, [0x09] = 20, [0x0a] = 16, [0x0b] = 10, [0x0c] = 10,
 }
+local TRAVERSAL_SIZES6 = {         -- traversal.SIZES6: an IPv6 relay address (18 bytes, §20)
+    [0x07] = 68, [0x08] = 54,
+}
 local RELAY_SIZES = {              -- relay.wire.SIZES; ALLOCATE and DATA vary
     [0x01] = 34, [0x02] = 34, [0x04] = 34, [0x05] = 12, [0x06] = 12, [0x07] = 16,
     [0x08] = 16, [0x09] = 12, [0x0b] = 16, [0x0c] = 16, [0x0d] = 16, [0x0e] = 26, [0x0f] = 26,
@@ -96,6 +99,7 @@ local RELAY_SIZES = {              -- relay.wire.SIZES; ALLOCATE and DATA vary
 local RELAY_SIZES6 = {             -- relay.wire.SIZES6: the same carrying an IPv6 address
     [0x04] = 46, [0x07] = 28, [0x08] = 28, [0x0b] = 28, [0x0c] = 28,
 }
+local ALLOCATED_OTHER = 52         -- relay.wire.ALLOCATED_OTHER: with the relay's other address
 local MAX_SIGNATURE = 1024         -- relay.wire / storage.wire MAX_SIGNATURE (RSA-8192)
 local MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
 local MAX_ANSWER = 1400            -- storage.wire.MAX_ANSWER
@@ -138,6 +142,9 @@ field("observed_ip", ProtoField.ipv4, "observed.ip", "Observed IPv4")
 field("observed_port", ProtoField.uint16, "observed.port", "Observed port")
 field("relay_ip", ProtoField.ipv4, "relay_addr.ip", "Relay IPv4")
 field("relay_port", ProtoField.uint16, "relay_addr.port", "Relay port")
+field("relay_ipv6", ProtoField.ipv6, "relay_addr.ipv6", "Relay IPv6")
+field("hello_flags", ProtoField.uint8, "hello.flags", "Flags", base.HEX,
+      { [0] = "none", [1] = "WANT_OTHER (the relay's address in the other family)" })
 field("peer_ip", ProtoField.ipv4, "peer.ip", "Peer IPv4")
 field("observed_ipv6", ProtoField.ipv6, "observed.ipv6", "Observed IPv6")
 field("peer_ipv6", ProtoField.ipv6, "peer.ipv6", "Peer IPv6")
@@ -730,8 +737,16 @@ local function traversal(r)
     end
     r.name = name
     local size = TRAVERSAL_SIZES[op]
+    -- an IPv6 relay address (18 bytes, not 6) makes the relay variants 12 bytes longer
+    local v6 = TRAVERSAL_SIZES6[op] ~= nil and (r.len == TRAVERSAL_SIZES6[op]
+                                                or (op == 0x07 and r.len == 84))
+    if v6 then size = TRAVERSAL_SIZES6[op] end
     if (op == 0x03 or op == 0x07) and r.len == size + 16 then size = size + 16 end -- cookie
     r:exact(size)
+    local function relay_addr()
+        if v6 then return r:addr6(f.relay_ipv6, f.relay_port, "relay address") end
+        return r:addr(f.relay_ip, f.relay_port, "relay address")
+    end
     local info = name
     if op == 0x01 then
         local nonce = r:add(f.nonce, 8, "nonce")
@@ -747,7 +762,7 @@ local function traversal(r)
         info = target and string.format("%s target=%s requester=%s", name, short(target),
                                         short(req)) or name
         if op == 0x07 then
-            local relay = r:addr(f.relay_ip, f.relay_port, "relay address")
+            local relay = relay_addr()
             local alloc = r:add(f.allocation, 8, "allocation")
             if alloc then
                 info = info .. string.format(" relay=%s alloc=%s", relay, hex(alloc))
@@ -759,10 +774,17 @@ local function traversal(r)
         end
     elseif op == 0x04 or op == 0x08 then
         local req = r:id(f.requester, "requester ID")
-        local at = r:addr(f.observed_ip, f.observed_port, "requester's address")
+        local at
+        if op == 0x08 and r:left() >= 6 and all_zero(r.tvb, r.pos, 6) then
+            -- across address families (§20): no address, the target knocks and sends no PUNCH
+            r:add(f.padding, 6, "requester's address: none (the caller is in another family)")
+            at = "none"
+        else
+            at = r:addr(f.observed_ip, f.observed_port, "requester's address")
+        end
         info = at and string.format("%s requester=%s at=%s", name, short(req), at) or name
         if op == 0x08 then
-            local relay = r:addr(f.relay_ip, f.relay_port, "relay address")
+            local relay = relay_addr()
             local alloc = r:add(f.allocation, 8, "allocation")
             if alloc then
                 info = info .. string.format(" relay=%s alloc=%s", relay, hex(alloc))
@@ -803,12 +825,23 @@ local function relay(r, pinfo, depth)
     r.name = name
     -- an IPv6 address (18 bytes instead of 6) makes the message 12 bytes longer (section 21)
     local v6 = RELAY_SIZES6[op] ~= nil and r.len == RELAY_SIZES6[op]
-    if RELAY_SIZES[op] and not v6 then r:exact(RELAY_SIZES[op]) end
+    -- ALLOCATED with the relay's address in the other family (52 bytes, §21): the reflexive
+    -- address is in the family the datagram travelled, the other one in the other
+    local other = op == 0x04 and r.len == ALLOCATED_OTHER
+    if other then v6 = tostring(pinfo.net_src):find(":") ~= nil end
+    if RELAY_SIZES[op] and not v6 and not other then r:exact(RELAY_SIZES[op]) end
     local info = name
     if op == 0x01 or op == 0x02 then
         local nonce = r:add(f.nonce, 16, "nonce")
-        if op == 0x01 then r:zero(16, "zero") else r:add(f.cookie, 16, "cookie") end
-        info = nonce and (name .. " nonce=" .. short(hex(nonce))) or name
+        local flags
+        if op == 0x01 then
+            flags = r:uint(f.hello_flags, 1, "flags")
+            r:zero(15, "zero")
+        else
+            r:add(f.cookie, 16, "cookie")
+        end
+        info = nonce and (name .. " nonce=" .. short(hex(nonce))
+                          .. (flags == 1 and " WANT_OTHER" or "")) or name
     elseif op == 0x03 then
         if r.len > MAX_ALLOCATE then
             r:expert(e.oversized, string.format("ALLOCATE of %d bytes: at most %d (a node "
@@ -840,6 +873,11 @@ local function relay(r, pinfo, depth)
             or not v6 and r:addr(f.observed_ip, f.observed_port, "reflexive address", nil, false)
         info = at and string.format("%s alloc=%s lifetime=%d reflexive=%s", name, hex(alloc),
                                     lifetime, at) or name
+        if other and at then
+            local there = v6 and r:addr(f.relay_ip, f.relay_port, "the relay's IPv4 address")
+                or not v6 and r:addr6(f.relay_ipv6, f.relay_port, "the relay's IPv6 address")
+            info = info .. " other=" .. tostring(there)
+        end
     elseif op == 0x05 or op == 0x06 then
         local alloc = r:add(f.allocation, 8, "allocation")
         local lifetime = r:uint(f.lifetime, 2, "lifetime")
@@ -1180,6 +1218,9 @@ end
 local function traversal_ok(tvb, op)
     local len, size = tvb:len(), TRAVERSAL_SIZES[op]
     if not size then return false end
+    local v6 = TRAVERSAL_SIZES6[op] ~= nil and (len == TRAVERSAL_SIZES6[op]
+                                                or (op == 0x07 and len == 84))
+    if v6 then size = TRAVERSAL_SIZES6[op] end
     if not (len == size or ((op == 0x03 or op == 0x07) and len == size + 16)) then
         return false
     end
@@ -1191,10 +1232,12 @@ local function traversal_ok(tvb, op)
     if op == 0x0b or op == 0x0c then return true end -- PROBE, PROBE_ACK: a nonce
     if not nonzero_id(tvb, 2) then return false end
     if op == 0x03 or op == 0x07 then
-        return nonzero_id(tvb, 22) and (op == 0x03 or addr_ok(tvb, 42))
+        return nonzero_id(tvb, 22) and (op == 0x03 or v6 or addr_ok(tvb, 42))
     end
     if op == 0x04 or op == 0x08 then
-        return addr_ok(tvb, 22) and (op == 0x04 or addr_ok(tvb, 28))
+        -- PUNCH_FWD_RELAY across families names no requester address (six zero bytes)
+        return (addr_ok(tvb, 22) or (op == 0x08 and all_zero(tvb, 22, 6)))
+            and (op == 0x04 or v6 or addr_ok(tvb, 28))
     end
     return true -- PUNCH: its sender's ID
 end
@@ -1280,8 +1323,11 @@ local function looks_like_kadtalk(tvb)
             if k == 0x02 or k == 0x03 or k == 0x07 then return looks_like_kadtalk(inner) end
             return false
         end
-        if RELAY_SIZES[op] ~= len and RELAY_SIZES6[op] ~= len then return false end
-        if op == 0x01 then return all_zero(tvb, 18, 16) end
+        if RELAY_SIZES[op] ~= len and RELAY_SIZES6[op] ~= len
+            and not (op == 0x04 and len == ALLOCATED_OTHER) then return false end
+        if op == 0x01 then -- HELLO: flags 0 or WANT_OTHER (1), then zeros
+            return tvb(18, 1):uint() <= 1 and all_zero(tvb, 19, 15)
+        end
         if op == 0x09 then return RELAY_ERRORS[tvb(3, 1):uint()] ~= nil end
         return true
     elseif kind == 0x0a then
