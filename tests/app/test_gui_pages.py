@@ -165,3 +165,48 @@ def test_the_page_reconnects_after_the_daemon_and_after_the_bridge_restart(sock_
             web.terminate()
             web.wait(10)
         stop(d)
+
+
+@pytest.mark.timeout(120)
+def test_a_contact_request_from_one_page_accepted_on_the_other_then_each_sees_the_others_status(
+        sock_root, browser):  # noqa: F811
+    """Issue 14 item 3 from the GUI between real daemons: alice adds bob and asks him to add
+    her (the form's checkbox), bob's page shows the request and accepts it, both pages then
+    show the other as a contact with a green dot, and alice's "away" reaches bob's page."""
+    a, b = None, None
+    try:
+        a, b, ids = start_pair(sock_root)
+        phone = new_page(browser, PHONE, ids["url_a"])  # alice
+        desk = new_page(browser, DESKTOP, ids["url_b"])  # bob
+        phone.fill("#contact-name", "Bob")
+        phone.fill("#contact-id", ids["bob"])
+        phone.locator("label.check:has(#ask-back)").tap()
+        assert phone.is_checked("#ask-back")
+        phone.tap("#add-contact-btn")
+        phone.wait_for_selector(f"#contacts li[data-peer='{ids['bob']}']")
+
+        request = f"#requests li[data-peer='{ids['alice']}']"
+        desk.wait_for_selector(request)
+        assert desk.is_visible("#requests-box")
+        check_view(desk, "5-contact-request", widths=(360,))
+        desk.once("dialog", lambda dialog: dialog.accept("Alice"))
+        desk.click(f"{request} button.green")
+        desk.wait_for_selector("#requests-box", state="hidden")
+        assert request_sync(b.socket, "contacts")["contacts"] == [{"peer": ids["alice"],
+                                                                   "name": "Alice"}]
+        alice_dot = f"#contacts li[data-peer='{ids['alice']}'] .avatar[data-presence='online']"
+        desk.wait_for_selector(alice_dot)
+        phone.wait_for_selector(
+            f"#contacts li[data-peer='{ids['bob']}'] .avatar[data-presence='online']")
+        assert [r["state"] for r in request_sync(a.socket, "contact_requests")["outgoing"]] \
+            == ["accepted"]
+
+        phone.tap("#nav-settings")
+        phone.select_option("#presence-select", "away")
+        phone.wait_for_selector("#presence-select[data-current='away']")
+        desk.wait_for_selector(
+            f"#contacts li[data-peer='{ids['alice']}'] .avatar[data-presence='away']")
+        for page in (phone, desk):
+            assert page.errors == []
+    finally:
+        stop(b, a)
