@@ -39,13 +39,14 @@ CLIENT = RelaySettings(serve="never", lifetime=60, request_tries=3)
 RELAY, OWNER, PEER, STRANGER = (("198.51.100.1", 3478), ("203.0.113.1", 5004),
                                 ("203.0.113.2", 5004), ("203.0.113.3", 5004))
 PEER6 = ("2001:db8:2::7", 5004)  # an IPv6 source (the relay is dual-stack: section 21, "IPv6")
+RELAY6 = ("2001:db8:1::1", 3478)  # the relay's IPv6 address: ALLOCATED names it (WANT_OTHER)
 
 
 class RelayState:
     def __init__(self) -> None:
         self.identities = [Identity.generate() for _ in range(3)]
         self.relay = RelayLayer(None, FAST)
-        self.relay.set_public([RELAY])
+        self.relay.set_public([RELAY, RELAY6])
         self.client = RelayLayer(self.identities[0], CLIENT)
         self.now = 0.0
         self.client.allocate(RELAY, 0.0)
@@ -82,6 +83,12 @@ class RelayState:
             wire.permit(number, addresses.to_wire6(PEER6), wire.PERMITTED),
             wire.knocked(number, addresses.to_wire6(PEER6)),
             wire.knock(number, ipv6=True), wire.knock(number, cookie[10:16], ipv6=True),
+            # across families (§21): HELLO's WANT_OTHER flag, ALLOCATED with the other address
+            wire.hello(bytes(16), wire.WANT_OTHER),
+            wire.allocated(bytes(16), number, 60, addresses.to_wire(OWNER),
+                           addresses.to_wire6(RELAY6)),
+            wire.allocated(bytes(16), number, 60, addresses.to_wire6(PEER6),
+                           addresses.to_wire(RELAY)),
         ]
 
     def pump(self) -> None:
@@ -133,11 +140,12 @@ def run_relay(state: RelayState, item: tuple) -> None:
     if aim and len(data) >= 10:
         data = data[:2] + state.path.allocation + data[10:]
     if extra == 0 and len(data) >= 34 and data[1] in (wire.ALLOCATE, wire.HELLO):
-        data = data[:18] + relay.server._cookies.mint(addr, data[2:18], now) + data[34:]
+        tag = wire.hello_tag(data[2:18], len(data) % 2 == 1)  # a cookie with the flag, or not
+        data = data[:18] + relay.server._cookies.mint(addr, tag, now) + data[34:]
     elif extra == 1:
         me = state.identities[len(data) % 3]
         nonce = bytes([len(data) % 256]) * 16
-        cookie = relay.server._cookies.mint(addr, nonce, now)
+        cookie = relay.server._cookies.mint(addr, wire.hello_tag(nonce, len(data) % 2 == 1), now)
         data = wire.allocate(nonce, cookie, 60, me.public_der,
                              me.sign(wire.signed_part(nonce, cookie, 60)))
     elif extra == 2 and len(data) in (16, 28) and data[1] == wire.KNOCK:
@@ -160,6 +168,12 @@ def run_relay(state: RelayState, item: tuple) -> None:
     for out, dst in relay.datagrams_to_send(now):
         if dst == addr:
             back += len(out)
+            if out[1] == wire.ALLOCATED and len(out) == wire.ALLOCATED_OTHER:
+                _, other = wire.allocated_fields(out, ":" in addr[0])
+                named = addresses.IPV4.from_wire(other)
+                if named not in (RELAY, RELAY6) or (":" in named[0]) == (":" in addr[0]):
+                    raise Violation("ALLOCATED names another address than the relay's own "
+                                    "in the other family")
             continue
         if out[1] == wire.KNOCKED and data[1] == wire.KNOCK and len(out) <= len(data):
             # a would-be peer's knock goes to the allocation's owner only, never larger, and
