@@ -506,13 +506,16 @@ async def _send(client: Any, args: argparse.Namespace) -> int:
     try:
         event = await client.wait_event(outcome, timeout=args.wait, since=since)
     except asyncio.TimeoutError:
-        event = {"event": "message_pending", "reason": "no receipt yet"}
+        network = (await client.request("status"))["network"]
+        event = {"event": "message_pending", "reason": "no receipt yet" if network["reachable"]
+                 else "this node knows no peers yet: it goes once it has joined"}
     if event["event"] == "receipt":
         _out(args, {**r, "state": "delivered"}, f"delivered to {who}")
         return 0
     reason = event["reason"].replace("_", " ")
     mail = None  # the session ended first: the daemon mails it, within what is left of --wait
-    if event["reason"] != "no receipt yet" and deadline > time.monotonic():
+    if event["event"] == "message_pending" and "message_ids" in event \
+            and deadline > time.monotonic():
         try:
             mail = await client.wait_event(mailed, timeout=deadline - time.monotonic(),
                                            since=since)

@@ -307,3 +307,23 @@ def test_a_message_to_a_node_nobody_finds_stays_pending_with_the_reason(sock_roo
                                                                  ("still nobody?", "pending")]
 
     run(scenario())
+
+
+def test_send_before_the_join_says_the_node_knows_no_peers_yet_and_it_goes_later(sock_root):
+    async def scenario():
+        late = await start_daemon(sock_root, "late", bootstrap=["127.0.0.1:9"])  # never answers
+        try:
+            code, out, err = await cli("send", "--socket", str(late.socket_path), "--wait", "1",
+                                       "ab" * 20, "hello?")
+            assert code == 2, (out, err)
+            assert out.strip() == (f"pending: not delivered to {'ab' * 20} yet (this node knows "
+                                   "no peers yet: it goes once it has joined); it is sent again "
+                                   f"at the next session with {'ab' * 20}")
+            client = await connect(late)
+            (kept,) = (await client.request("messages"))["messages"]
+            assert (kept["text"], kept["state"]) == ("hello?", "pending")
+            await client.close()
+        finally:
+            await late.stop()
+
+    run(scenario())
