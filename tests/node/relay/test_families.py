@@ -274,3 +274,36 @@ def test_the_attack_a_forged_offer_naming_a_special_relay_of_the_other_family_dr
     assert stats["relay_offer_refused"] == 5 and stats["relay_offer_unreachable"] == 1
     assert not [p for t, p in hops.log if t >= since and p.src == V6
                 and p.payload[:2] == bytes((relay_wire.RELAY, relay_wire.KNOCK))]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=70), st.booleans(), st.integers(0, 255))
+def test_allocated_and_hello_parse_by_size_and_the_client_never_raises(body, over6, flags):
+    """Any ALLOCATED: well formed exactly at 34, 46 and 52 bytes; the fields cut by the
+    datagram's family cover the message; the client takes or counts it, never raises. A HELLO
+    with any flags byte draws a CHALLENGE whose cookie is bound to the flag."""
+    import collections
+
+    from kadtalk.node.relay.client import Held, RelayClient
+    from kadtalk.node.relay.settings import RelaySettings
+
+    data = bytes((relay_wire.RELAY, relay_wire.ALLOCATED)) + body
+    ok = relay_wire.well_formed(data)
+    assert ok == (len(data) in (34, 46, 52))
+    if ok:
+        reflexive, other = relay_wire.allocated_fields(data, over6)
+        assert 28 + len(reflexive) + len(other or b"") == len(data)
+    relay = D6 if over6 else D4
+    client = RelayClient(identity("owner4"), RelaySettings(), collections.Counter(),
+                         lambda *a: None, collections.deque())
+    held = client.held[relay] = Held(relay, data[2:18].ljust(16, b"\0"))
+    held.state = "allocating"
+    if ok:
+        client.on_answer(data, relay, 0.0)
+        assert held.other is None or is_ipv6(held.other) != over6
+    hello = relay_wire.hello(bytes(16), flags)
+    assert len(hello) == 34 and relay_wire.well_formed(hello)
