@@ -10,7 +10,10 @@ same way (k = 20, α = 3), in one invocation so that the ratios hold on a noisy,
       limits lifted   kadtalk's server runs RoutingSettings(limits=False) (no flood limits, no
                       3x amplification limit: a setting for benchmarks only); one plain UDP
                       socket with one sender ID keeps `--window` requests outstanding (closed
-                      loop: it measures the server, not the client): the engine;
+                      loop: it measures the server, not the client): the engine; the same
+                      load also drives the floor (floor_adapter: kadtalk's UDP driver around a
+                      stand-in node answering prebuilt bytes), so that each system's CPU per
+                      answer splits into the floor and the work above it;
       many IDs        the same, from another address claiming `--origins` sender IDs: what the
                       one-ID-per-address check costs when one address claims many;
       default limits  kadtalk's defaults; `--offered` requests a second (open loop, above what
@@ -44,6 +47,7 @@ Modules, one concept each:
     processes         the spawned child processes that run servers and swarms
     load              the load generator of part (a): probe, then keep a window of requests out
     throughput        part (a): one server per system, driven by the load generator
+    floor_adapter     part (a)'s floor: the driver, the event loop and the kernel without a node
     lookups           part (b): one swarm per system, fresh clients looking up its nodes
     report            figures, the table and the JSON payload
     cli               main(): checks, runs the parts, reports

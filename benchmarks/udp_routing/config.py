@@ -92,8 +92,8 @@ class Plan:
 
     def __post_init__(self) -> None:
         # per system: two servers (limits lifted, default limits), then the contacts' (never
-        # bound) ports, then the swarm
-        self.span = int(math.ceil((2 + self.contacts + self.nodes) / 100.0) * 100)
+        # bound) ports, then the swarm, then (the first system's range only) the floor's server
+        self.span = int(math.ceil((3 + self.contacts + self.nodes) / 100.0) * 100)
         self.bases = {name: self.port_base + i * self.span for i, name in enumerate(SYSTEMS)}
         if self.port_base < 1024 or self.port_base + 2 * self.span > 65536:
             raise SystemExit(
@@ -111,11 +111,17 @@ class Plan:
         base = self.bases[system] + 2 + self.contacts
         return range(base, base + self.nodes)
 
+    def floor_port(self) -> int:
+        """The floor's server (floor_adapter), in the first system's range after its swarm."""
+        return self.bases[SYSTEMS[0]] + 2 + self.contacts + self.nodes
+
     def ports(self, system: str) -> list[int]:
         wanted: list[int] = []
         if "throughput" in self.parts:
             wanted += [self.server_port(system), self.server_port(system, limits=True)]
             wanted.extend(self.contact_ports(system))  # kademlia pings them: nobody may be there
+            if system == SYSTEMS[0]:
+                wanted.append(self.floor_port())
         if "lookups" in self.parts:
             wanted.extend(self.swarm_ports(system))
         return wanted

@@ -43,12 +43,22 @@ def throughput_figures(throughput: dict[str, Any]) -> list[Figure]:
     per_answer = {s: [float(c) for c in lifted[s]["contacts_per_answer"]] for s in SYSTEMS}
     lt, ld = limits["kadtalk"]["reps"], limits["kademlia"]["reps"]
     allow = limits["allow"]["kadtalk"]
+    us_kt, us_kd = ([1e6 / v for v in _per_cpu(reps)] for reps in (kt, kd))
+    us_floor = [1e6 / v for v in _per_cpu(lifted["floor"]["reps"])]  # throughput.FLOOR
     return [
         _figure("(a) find-node answers/s, limits lifted", _rep_values(kt, "answers_per_s"),
                 _rep_values(kd, "answers_per_s"), unit="/s", better=HIGHER, digits=0,
                 note="the engine"),
         _figure("(a) answers per server CPU-second, limits lifted", _per_cpu(kt), _per_cpu(kd),
                 unit="/s", better=HIGHER, digits=0, note="less sensitive to a shared machine"),
+        _figure("(a) server CPU per answer, limits lifted", us_kt, us_kd, unit="µs",
+                better=LOWER, digits=1, note="1 / the row above"),
+        Figure("(a) the floor: CPU per answer of kadtalk's UDP driver alone", median(us_floor),
+               math.nan, unit="µs", digits=1, samples={"floor": us_floor},
+               note="stand-in node, prebuilt answers"),
+        _figure("(a) CPU per answer above the floor, limits lifted",
+                [t - f for t, f in zip(us_kt, us_floor)], [d - f for d, f in zip(us_kd, us_floor)],
+                unit="µs", better=LOWER, digits=1, note="the node's own work"),
         _figure("(a) server CPU, limits lifted", [100 * v for v in _rep_values(kt, "server_cpu")],
                 [100 * v for v in _rep_values(kd, "server_cpu")], unit="%", digits=0),
         _figure("(a) load-generator CPU, limits lifted",

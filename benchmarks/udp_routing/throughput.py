@@ -3,6 +3,8 @@ with `--contacts` contacts, in three rows (the systems interleaved in each):
 
 - "lifted": kadtalk's flood and amplification limits lifted (RoutingSettings(limits=False)),
   closed-loop load from one source address with one sender ID (`drive`): what the engine does;
+  the same load also drives FLOOR (floor_adapter: kadtalk's UDP driver around a stand-in node
+  that answers with prebuilt bytes), what the driver, the event loop and the kernel cost alone;
 - "many_ids": the same server, load from another address claiming `--origins` sender IDs: what
   the one-ID-per-address check costs when one address claims many IDs;
 - "limits": kadtalk's default limits, open-loop load at `--offered` requests a second from
@@ -24,12 +26,13 @@ from benchmarks.udp_routing.system import adapter
 
 ROWS = ("lifted", "many_ids", "limits")
 SERVERS = {"lifted": False, "limits": True}  # server rows and their `limits`; many_ids: lifted's
+FLOOR = "floor"  # the floor's server (floor_adapter), in the lifted row only
 
 
 def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
     """Per row and system: {"reps": [drive's result], "table_at_start", "contacts_per_answer"
-    (lifted: the probe's), "server_at_end"}; per row "limits": {"allow": {system: answers/s
-    the limits allow}}."""
+    (lifted: the probe's), "server_at_end"}, the lifted row also for FLOOR; per row "limits":
+    {"allow": {system: answers/s the limits allow}}."""
     rng = random.Random(plan.seed)
     contact_ids = [rng.getrandbits(160) for _ in range(plan.contacts)]
     origins = [rng.getrandbits(160) for _ in range(plan.origins)]
@@ -45,7 +48,10 @@ def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
     }
     children: dict[tuple[str, str], Child] = {}
     sockets: dict[tuple[str, str], list[socket.socket]] = {}
+    specs["lifted"][FLOOR] = specs["lifted"]["kadtalk"]  # the floor answers in kadtalk's format
     out: dict[str, Any] = {row: {s: {"reps": []} for s in SYSTEMS} for row in ROWS}
+    out["lifted"][FLOOR] = {"reps": []}
+    lifted_servers = (*SYSTEMS, FLOOR)
     out["limits"]["allow"] = {s: adapter(s).limits_allow(plan.sources) for s in SYSTEMS}
     try:
         for system in SYSTEMS:
@@ -54,6 +60,13 @@ def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
             for row, limits in SERVERS.items():
                 children[row, system] = Child(system, "server", plan.server_port(system, limits),
                                               contacts, limits)
+            if system == SYSTEMS[0]:  # the floor answers with this system's contacts
+                children["lifted", FLOOR] = Child(FLOOR, "server", plan.floor_port(), contacts,
+                                                  False)
+        out["lifted"][FLOOR]["table_at_start"] = children["lifted", FLOOR].ready()["table"]
+        sockets["lifted", FLOOR] = [open_socket(plan.floor_port())]
+        out["lifted"][FLOOR]["contacts_per_answer"] = probe(sockets["lifted", FLOOR][0],
+                                                            specs["lifted"][FLOOR])
         for system in SYSTEMS:
             for row in SERVERS:
                 out[row][system]["table_at_start"] = children[row, system].ready()["table"]
@@ -64,6 +77,7 @@ def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
                                                                 specs[row][system])
             sockets["limits", system] = open_sources(plan.server_port(system, True), plan.sources)
         cursors = {(row, system): [0] for row in ROWS for system in SYSTEMS}
+        cursors["lifted", FLOOR] = [0]
 
         def run(row: str, system: str, warm_up: bool = False) -> dict[str, Any]:
             key = (row, system)
@@ -79,14 +93,18 @@ def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         for system in SYSTEMS:  # warm up: tables fill, bursts drain, sources answer probes
             for row in ROWS:
                 run(row, system, warm_up=True)
+        run("lifted", FLOOR, warm_up=True)
         for rep in range(plan.repeat):
             order = SYSTEMS if rep % 2 == 0 else SYSTEMS[::-1]
             for row in ROWS:
                 for system in order:
                     out[row][system]["reps"].append(run(row, system))
+                if row == "lifted":  # after both systems: their order alternates, not the floor's
+                    out[row][FLOOR]["reps"].append(run(row, FLOOR))
             say(f"(a) repetition {rep + 1}/{plan.repeat}: " + "; ".join(
                 f"{row}: " + ", ".join(
-                    f"{s} {out[row][s]['reps'][-1]['answers_per_s']:,.0f}/s" for s in SYSTEMS)
+                    f"{s} {out[row][s]['reps'][-1]['answers_per_s']:,.0f}/s"
+                    for s in (lifted_servers if row == "lifted" else SYSTEMS))
                 for row in ROWS))
     finally:
         for socks in sockets.values():

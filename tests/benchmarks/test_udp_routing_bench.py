@@ -55,7 +55,9 @@ def test_plan_gives_each_system_its_own_port_range():
     plan = make_plan(build_parser().parse_args(["--port-base", "21000", "--nodes", "64"]))
     ranges = [set(plan.ports(system)) for system in SYSTEMS]
     assert not ranges[0] & ranges[1]
-    assert all(len(r) == 2 + 200 + 64 for r in ranges)  # two servers, contacts, swarm
+    # two servers, contacts, swarm; the floor's server in the first system's range
+    assert [len(r) for r in ranges] == [2 + 200 + 64 + 1, 2 + 200 + 64]
+    assert plan.floor_port() in ranges[0]
     with pytest.raises(SystemExit):
         make_plan(build_parser().parse_args(["--port-base", "65000"]))
 
@@ -68,7 +70,10 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     figures = payload["figures"]
     assert list(figures) == [
         "(a) find-node answers/s, limits lifted",
-        "(a) answers per server CPU-second, limits lifted", "(a) server CPU, limits lifted",
+        "(a) answers per server CPU-second, limits lifted",
+        "(a) server CPU per answer, limits lifted",
+        "(a) the floor: CPU per answer of kadtalk's UDP driver alone",
+        "(a) CPU per answer above the floor, limits lifted", "(a) server CPU, limits lifted",
         "(a) load-generator CPU, limits lifted", "(a) contacts per answer, limits lifted",
         "(a) find-node answers/s, limits lifted, many IDs at one address",
         "(a) server CPU, many IDs at one address",
@@ -84,13 +89,30 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     assert figures["(a) contacts per answer, limits lifted"] == {
         **figures["(a) contacts per answer, limits lifted"], "ours": 20, "baseline": 20}
     # default limits: the sources answered kadtalk's probes, so bare requests get full answers,
-    # and no more than the node's budget (1,000/s, its burst spent in the lead-in) is answered
+    # and no more than the node's budget is answered: 1,000/s over the window plus at most its
+    # burst (2,000), which the lead-in spends unless other processes keep the server off the
+    # cores meanwhile (the bucket refills while it waits); 0.1 s for answers already on the way
+    from benchmarks.udp_routing.kadtalk_adapter import settings
+
     limited = figures["(a) find-node answers/s, default limits, many sources"]
-    assert 0 < limited["ours"] <= 1500 and limited["baseline"] > 0
+    assert limited["ours"] > 0 and limited["baseline"] > 0
+    budget = settings()
+    for rep in payload["details"]["throughput"]["limits"]["kadtalk"]["reps"]:
+        assert 0 < rep["answered"] <= (budget.request_burst
+                                       + budget.request_rate * (rep["seconds"] + 0.1))
     assert figures["(a) contacts per answer, default limits"]["ours"] == 20
     drops = payload["details"]["throughput"]["limits"]["kadtalk"]["server_at_end"]["drops"]
     assert drops.get("rate_limited", 0) + drops.get("rate_limited_source", 0) > 0
     assert payload["machine"]["heapq_events_per_s"] > 0
+    # the floor: kadtalk's driver around a stand-in node, full 20-contact answers, and
+    # "above the floor" is kadtalk's CPU per answer less the floor's, repetition by repetition
+    floor = details_floor = payload["details"]["throughput"]["lifted"]["floor"]
+    assert details_floor["contacts_per_answer"] == [20] * 8
+    assert floor["reps"][0]["answered"] > 0 and floor["server_at_end"]["answered"] > 0
+    floor_us = figures["(a) the floor: CPU per answer of kadtalk's UDP driver alone"]["ours"]
+    above = figures["(a) CPU per answer above the floor, limits lifted"]
+    per_answer = figures["(a) server CPU per answer, limits lifted"]
+    assert floor_us > 0 and above["ours"] == pytest.approx(per_answer["ours"] - floor_us)
     assert figures["(b) find_closest success"]["ours"] == 100
     assert figures["(b) find_closest success"]["baseline"] == 0  # kademlia leaves out the key
     assert figures["(b) find_closest mean RPCs"]["baseline"] > 0
