@@ -839,6 +839,16 @@ def _format_event(e: dict) -> str:
     if kind == "message_pending":
         return (f"{stamp} {_plural(len(e['message_ids']), 'message')} to "
                 f"{e.get('name') or e['peer']} pending ({e['reason'].replace('_', ' ')})")
+    if kind == "message_stored":
+        return (f"{stamp} message {e['message_id'][:8]} to {e.get('name') or e['peer']} stored "
+                f"in its DHT mailbox (held by {_plural(e['holders'], 'node')})")
+    if kind == "message_not_stored":
+        return (f"{stamp} message {e['message_id'][:8]} to {e.get('name') or e['peer']} could "
+                f"not be stored in its DHT mailbox ({e['reason'].replace('_', ' ')}); pending")
+    if kind == "contact_request_stored":
+        return f"{stamp} contact request to {e['peer']} stored in its DHT mailbox"
+    if kind == "volume":
+        return f"{stamp} call volume {e['volume']} %, ring tone {e['ring']} %"
     return f"{stamp} {json.dumps(e)}"
 
 

@@ -352,3 +352,47 @@ def test_wait_ready_waits_for_a_daemon_started_after_it_and_for_its_join(sock_ro
             await a.stop()
 
     run(scenario())
+
+
+# -- kadtalk watch prints every event in words ---------------------------------------------------
+
+WATCHED = {  # one of each event docs/control.md lists that `kadtalk watch` can get
+    "hello": {"version": "1", "node_id": "ab" * 20},
+    "network": {"table_size": 3, "reachable": True},
+    "incoming": {"peer": "ab" * 20, "name": "Bob", "address": "127.0.0.1:5004"},
+    "call": {"peer": "ab" * 20, "name": "Bob", "role": "caller", "state": "talking"},
+    "quality": {"rx_kbps": 40, "bitrate_kbps": 40, "loss": 0.0, "jitter_ms": 1.0,
+                "latency_ms": 40.0},
+    "missed": {"peer": "ab" * 20, "name": None, "reason": "busy"},
+    "audio_error": {"message": "no such device"},
+    "audio": {"capture": "none", "playback": "none"},
+    "contacts": {"contacts": []},
+    "message": {"peer": "ab" * 20, "name": "Bob", "text": "hi"},
+    "receipt": {"peer": "ab" * 20, "name": "Bob", "message_id": "cd" * 16},
+    "message_stored": {"peer": "ab" * 20, "name": "Bob", "message_id": "cd" * 16, "holders": 3},
+    "message_not_stored": {"peer": "ab" * 20, "name": None, "message_id": "cd" * 16,
+                           "reason": "no_prekey"},
+    "message_pending": {"peer": "ab" * 20, "name": "Bob", "message_ids": ["cd" * 16],
+                        "reason": "unreachable"},
+    "presence": {"peer": "ab" * 20, "name": "Bob", "status": "away"},
+    "contact_request": {"peer": "ab" * 20, "request_id": "cd" * 16, "note": "hi"},
+    "contact_request_stored": {"peer": "ab" * 20, "request_id": "cd" * 16},
+    "contact_reply": {"peer": "ab" * 20, "name": "Bob", "accepted": True},
+    "shutdown": {},
+    "volume": {"volume": 80, "ring": 100},
+}
+ASKER_ONLY = {"audio_level", "doctor"}  # answers to the client that asked: the command prints
+
+
+def test_watch_prints_every_documented_event_in_words_not_json():
+    from pathlib import Path
+
+    from kadtalk.app.cli import _format_event
+
+    control = (Path(__file__).resolve().parents[2] / "docs" / "control.md").read_text()
+    table = control[control.index("## Events"):]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+    assert documented - ASKER_ONLY == set(WATCHED)  # a new event needs its line here
+    for kind, fields in WATCHED.items():
+        line = _format_event({"event": kind, **fields})
+        assert "{" not in line and "event" not in line, (kind, line)
