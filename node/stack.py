@@ -179,7 +179,7 @@ class Node:
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
             if data[0] == ROUTE6_RES and self._upper is not None and self._upper.named:
-                self._named(data, addr)
+                self._named(data, addr, now)
             self._route(data, addr, now, self.routing.receive_datagram)
         elif layer == SESSION:
             session = self._session()
@@ -761,16 +761,22 @@ class Node:
         return any(not is_ipv6(addrs[h]) for i in range(table.bucket_count())
                    for h in table.bucket(i))
 
-    def _named(self, data: bytes, addr: Any) -> None:
+    def _named(self, data: bytes, addr: Any, now: float) -> None:
         """A ROUTE6_RES during an IPv4-only caller's call lookup: the callee's entry, if it is
         in IPv6, is kept aside (the routing layer skips it: we cannot reach it) with who named
-        it (a rendezvous that holds the callee)."""
+        it (a rendezvous that holds the callee). The first time, if no relay we hold reaches
+        IPv6, the search for one starts now, while the lookup looks on for an IPv4 entry."""
         for target, seen in self._upper.named.items():
             found = entry_of(data, target)
             if found is not None and is_ipv6(found):
+                first = seen[0] is None
                 seen[0] = found
                 if len(seen[1]) < self._upper.traversal.settings.punch_peers:
                     seen[1].append((int.from_bytes(data[1:21], "big"), addr))
+                relay = self.relay
+                if first and relay is not None and not self._named_relays(
+                        self.relays_held(), True):
+                    self._family_search([a for _, a in seen[1]], now)
 
     def _across(self, session_id: int, event: LookupCompleted, addr: Any,
                 named: list[tuple[int, Any]], now: float) -> None:
