@@ -141,6 +141,12 @@ def notes(plan: Plan) -> list[str]:
             f"{plan.origins} sender IDs (each new one is checked against the IDs already seen "
             "at that address: one ID per address)")
         lines.append(
+            "(a) the floor: kadtalk's UDP driver (asyncio, this kernel) around a stand-in node "
+            "that answers each request with prebuilt 20-contact bytes, same load and "
+            "repetitions as the limits-lifted row; 'above the floor' = a system's CPU per answer "
+            "less the floor's, per repetition (for kademlia that also holds its own transport's "
+            "difference: asyncio's DatagramProtocol, one datagram per callback)")
+        lines.append(
             f"(a) default limits: {plan.offered:,.0f} bare requests a second offered for "
             f"{plan.drain:g} s before counting and while counting, from "
             f"{plan.sources} source addresses in 127.42.0.0/16, one sender ID each, answering "
