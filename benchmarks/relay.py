@@ -11,7 +11,8 @@ forwards one call for < 1 % of a core here". Measured on loopback:
   receiver report a second, in the sizes the media layer makes: the benchmark encodes
   espeak-ng speech with `MediaSender` (redundancy on, as a call starts and stays under loss:
   the larger packets) and seals each with the session's `SendStream` (the DATA header's 10
-  bytes come on top). Calls start at random phases within the 20 ms frame.
+  bytes come on top). Each end of each call sends at its own random phase within the 20 ms
+  frame (two ends' clocks are independent: the relay wakes for each direction's packets).
 - **baseline**: the same datagrams through a plain asyncio UDP forwarder process (a dict lookup
   and a `sendto` per datagram: the floor any Python relay on asyncio pays).
 - **direct**: the first `--direct` calls also send each packet straight to the other end; the
@@ -375,10 +376,9 @@ def carry(calls: list[Call], via: tuple, ticks: list[list[int]], seconds: float,
     for i, call in enumerate(calls):
         other[call.owner] = call.peer.getsockname()[:2]
         other[call.peer] = call.owner.getsockname()[:2]
-        phase = rng.uniform(0, FRAME)
-        for sock in (call.owner, call.peer):
+        for sock in (call.owner, call.peer):  # each end its own 20 ms clock, as in a real call
             selector.register(sock, selectors.EVENT_READ)
-            heapq.heappush(due, (phase, len(ends), rng.randrange(len(ticks))))
+            heapq.heappush(due, (rng.uniform(0, FRAME), len(ends), rng.randrange(len(ticks))))
             ends.append((sock, call.allocation, i < direct))
     delays: dict[str, list[float]] = {"relayed": [], "direct": []}
     pad = bytes(2048)
