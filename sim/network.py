@@ -61,14 +61,18 @@ class SimNetwork:
             self.lost += 1
             return
         delay = self.latency.delay(src, dst)
+        # a plain network's arrival is the receiver's call itself (one call less a datagram)
+        arrive = self._arrive if self._observed else self.receiver
         if self.hook is None:
-            self._later(delay, self._arrive, dst, payload, src)
+            self._later(delay, arrive, dst, payload, src)
             return
         delays = self.hook(src, dst, payload, delay)
         if not delays:
             self.lost += 1
         for d in delays:
-            self._later(d, self._arrive, dst, payload, src)
+            self._later(d, arrive, dst, payload, src)
+
+    _observed = False  # arrivals go through `_arrive` (ObservedNetwork's NAT filter)
 
     def _arrive(self, dst: int, payload: Any, src: int) -> None:
         self.receiver(dst, payload, src)
@@ -78,6 +82,7 @@ class ObservedNetwork(SimNetwork):
     """A SimNetwork with a NAT table and/or a traffic tap."""
 
     __slots__ = ()
+    _observed = True
 
     def send(self, src: int, dst: int, payload: Any) -> None:
         if self.tap is not None:

@@ -193,7 +193,7 @@ class _Pending:
 class RoutingLayer:
     __slots__ = (
         "node_id", "registry", "rng", "settings", "table", "stats",
-        "_lookups", "_pending", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
+        "_lookups", "_pending", "_expiry", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
         "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probe_guard",
         "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
     )
@@ -215,6 +215,10 @@ class RoutingLayer:
         # Allocated on first use: a million idle simulated nodes should cost nothing here.
         self._lookups: dict[int, Lookup] | None = None
         self._pending: dict[tuple[Any, int], _Pending] | None = None  # in deadline order
+        # The same requests in the same order, and ones answered since (dropped when they reach
+        # the head): the next deadline without iterating the dict from its start, which walks
+        # past every slot deleted there since the dict last resized (issue 15 item 2).
+        self._expiry: collections.deque[tuple[tuple[Any, int], _Pending]] | None = None
         self._outbox: list[tuple[RouteRequest | RouteResponse, Any]] | None = None
         self._events: collections.deque | None = None
         self._next_lookup_id = 0
@@ -269,10 +273,15 @@ class RoutingLayer:
                 if handle >= 0 and not lookup.done:
                     lookup.slow(handle)
                     self._advance(lookup, now)
-        while pending:
-            key, request = next(iter(pending.items()))
+        expiry = self._expiry
+        while expiry:
+            key, request = expiry[0]
+            if pending.get(key) is not request:
+                expiry.popleft()  # answered already
+                continue
             if request.deadline > now:
                 break
+            expiry.popleft()
             del pending[key]
             failed = set()
             for lookup, handle in request.waiters:
@@ -291,13 +300,17 @@ class RoutingLayer:
 
     def get_timer(self) -> float:
         timer = self._refresh_at
-        if self._pending:
-            deadline = next(iter(self._pending.values())).deadline
-            if deadline < timer:
-                timer = deadline
+        expiry = self._expiry
+        pending = self._pending
+        if expiry:
+            while expiry and pending.get(expiry[0][0]) is not expiry[0][1]:
+                expiry.popleft()  # answered already
+            if expiry:
+                deadline = expiry[0][1].deadline
+                if deadline < timer:
+                    timer = deadline
         slow = self._slow
         if slow:
-            pending = self._pending
             while slow and pending.get(slow[0][2]) is not slow[0][3]:
                 heapq.heappop(slow)  # answered already: no wake-up for it
             if slow and slow[0][0] < timer:
@@ -360,7 +373,8 @@ class RoutingLayer:
             key = (addr, self.node_id)
             if key in self._pending:
                 continue
-            self._pending[key] = _Pending(now + self.settings.request_timeout, lookup, -1)
+            self._pending[key] = request = _Pending(now + self.settings.request_timeout, lookup, -1)
+            self._expect(key, request)
             lookup.probe_sent()
             self._send(RouteRequest(self.node_id, self.node_id, self._request_size), addr)
         self._advance(lookup, now)
@@ -736,6 +750,9 @@ class RoutingLayer:
             pending = self._pending
             if pending is None:
                 pending = self._pending = {}
+            expiry = self._expiry
+            if expiry is None:
+                expiry = self._expiry = collections.deque()
             addrs = self.registry.addrs
             for handle in lookup.next_requests():
                 addr = addrs[handle]
@@ -743,6 +760,7 @@ class RoutingLayer:
                 request = pending.get(key)
                 if request is None:
                     pending[key] = request = _Pending(timeout, lookup, handle)
+                    expiry.append((key, request))
                     self._send(RouteRequest(self.node_id, target, self._request_size), addr)
                     at = slow_at
                     if contact_slow and addr in rtts:
@@ -756,6 +774,11 @@ class RoutingLayer:
                     request.waiters.append((lookup, handle))
         if lookup.done:
             self._complete(lookup, now)
+
+    def _expect(self, key: tuple[Any, int], request: _Pending) -> None:
+        if self._expiry is None:
+            self._expiry = collections.deque()
+        self._expiry.append((key, request))
 
     def _slow_after(self, estimate: tuple[float, float] | None = None) -> float:
         """How long a lookup request may go unanswered before its slot goes to another contact:

@@ -7,7 +7,8 @@ import simpy
 from kadtalk.sim.environment import CountingEnvironment, call_later
 
 
-def _order(light: bool, delays: list[float]) -> list[tuple[float, int]]:
+def _order(light: bool, delays: list[float], until: float | None = None,
+           ) -> list[tuple[float, int]]:
     env = CountingEnvironment() if light else simpy.Environment()
     seen: list[tuple[float, int]] = []
 
@@ -24,7 +25,14 @@ def _order(light: bool, delays: list[float]) -> list[tuple[float, int]]:
 
     for i, d in enumerate(delays):
         later(d, i)
-    env.run()
+        if i % 7 == 0:  # plain SimPy events among the calls
+            simpy.Timeout(env, d).callbacks.append(lambda _e, i=i: seen.append((env.now, -i)))
+    if until is None:
+        env.run()
+    else:  # CountingEnvironment.run's own loop: stops where SimPy's does, calls in its order
+        assert env.run(until=until) is None and env.now == until
+        seen.append((env.now, -1))
+        env.run()
     return seen
 
 
@@ -32,6 +40,13 @@ def test_light_calls_keep_simpys_order_of_timeouts_with_equal_times():
     rng = random.Random(3)
     delays = [rng.choice([0.0, 0.5, 1.0, rng.random()]) for _ in range(300)]
     assert _order(True, delays) == _order(False, delays)
+
+
+def test_run_until_stops_where_simpy_stops_in_simpys_order():
+    rng = random.Random(5)
+    delays = [rng.choice([0.0, 0.5, 1.0, rng.random()]) for _ in range(300)]
+    for until in (0.5, 0.75, 1.0):  # at equal times the stop comes first (URGENT), as in SimPy
+        assert _order(True, delays, until) == _order(False, delays, until)
 
 
 def test_counts_and_mixed_events():
