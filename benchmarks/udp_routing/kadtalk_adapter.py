@@ -58,10 +58,14 @@ async def start_server(port: int, contacts: Contacts, limits: bool) -> Running:
         driver.node.add_contact(contact_id, addr, now)
 
     def stop() -> dict[str, Any]:
+        from kadtalk.transport.udp import socket_drops
+
         routing = driver.node.routing
         final = {"table": len(routing.table), "drops": dict(driver.node.drop_counts()),
                  "limited_answers": routing.limited_answers,
-                 "validated": len(routing._validated or ())}
+                 "validated": len(routing._validated or ()),
+                 # requests the kernel dropped at the full socket buffer (a starved server)
+                 "socket_drops": socket_drops([driver.address])}
         driver.close()
         return final
 

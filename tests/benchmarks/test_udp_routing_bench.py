@@ -102,11 +102,11 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
         assert 0 < rep["answered"] <= (budget.request_burst
                                        + budget.request_rate * (rep["seconds"] + 0.1))
     assert figures["(a) contacts per answer, default limits"]["ours"] == 20
-    drops = payload["details"]["throughput"]["limits"]["kadtalk"]["server_at_end"]["drops"]
-    if drops.get("rate_limited", 0) + drops.get("rate_limited_source", 0) == 0:
-        # nothing refused (a host too busy to offer more than the budget): then what was
-        # offered was answered, give or take the answers still on their way at the edges
-        assert all(rep["answered"] >= 0.5 * rep["sent"] for rep in reps)
+    # 4,000/s offered against a 1,000/s budget: the excess is refused by the limits (counted
+    # drops) or, on a host busy enough to starve the server, lost at its full socket buffer
+    end = payload["details"]["throughput"]["limits"]["kadtalk"]["server_at_end"]
+    refused = end["drops"].get("rate_limited", 0) + end["drops"].get("rate_limited_source", 0)
+    assert refused + (end["socket_drops"] or 0) > 0
     assert payload["machine"]["heapq_events_per_s"] > 0
     # the floor: kadtalk's driver around a stand-in node, full 20-contact answers, and
     # "above the floor" is kadtalk's CPU per answer less the floor's, repetition by repetition
