@@ -1245,5 +1245,7 @@ class Node:
             event = self.routing.next_event()
         traversal = upper.traversal
         if (upper.rejoin is not None and traversal is not None and traversal.get_timer() is None
-                and len(self.routing.table)):
-            traversal.start_keepalives(now)  # upkeep on, and now there is someone to keep
+                and len(self.routing.table) and traversal.keepalive_peers()):
+            # upkeep on, and now there is someone to keep (an IPv6-only node's contacts are
+            # all IPv6, which traversal does not keep: its timer would come due at once again)
+            traversal.start_keepalives(now)
