@@ -182,12 +182,14 @@ def test_a_contact_request_from_one_page_accepted_on_the_other_then_each_sees_th
         phone.fill("#contact-id", ids["bob"])
         phone.locator("label.check:has(#ask-back)").tap()
         assert phone.is_checked("#ask-back")
+        phone.fill("#request-note", "Alice, from the choir")
         phone.tap("#add-contact-btn")
         phone.wait_for_selector(f"#contacts li[data-peer='{ids['bob']}']")
 
         request = f"#requests li[data-peer='{ids['alice']}']"
         desk.wait_for_selector(request)
         assert desk.is_visible("#requests-box")
+        assert desk.text_content(f"{request} .what i") == "Alice, from the choir"
         check_view(desk, "5-contact-request", widths=(360,))
         desk.once("dialog", lambda dialog: dialog.accept("Alice"))
         desk.click(f"{request} button.green")
