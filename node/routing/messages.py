@@ -94,11 +94,11 @@ def entry_cache(addr_to_wire: Callable[[Any], bytes | None]) -> dict[tuple[int, 
     return cache
 
 
-_REJECTED = False  # a decoded entry whose address `addr_from_wire` rejects
-_decoded: dict[Callable[[bytes], Any], dict[bytes, tuple[int, Any] | bool]] = {}
+_REJECTED: tuple = ()  # a decoded entry whose address `addr_from_wire` rejects
+_decoded: dict[Callable[[bytes], Any], dict[bytes, tuple]] = {}
 
 
-def decoded_entries(addr_from_wire: Callable[[bytes], Any]) -> dict[bytes, tuple[int, Any] | bool]:
+def decoded_entries(addr_from_wire: Callable[[bytes], Any]) -> dict[bytes, tuple]:
     """The decoding side of `entry_cache`: a ROUTE_RES entry's 26 bytes -> (ID, address), or
     _REJECTED for an address `addr_from_wire` rejects, filled as entries are first read (a node
     hears the same few thousand contacts again and again; reading each entry was a third of
@@ -169,9 +169,10 @@ def decode(
     cache = decoded_entries(addr_from_wire)
     entries = [data[offset:offset + CONTACT_SIZE]
                for offset in range(RESPONSE_HEADER, size, CONTACT_SIZE)]
-    contacts = tuple(map(cache.get, entries))  # each entry read once, then a look-up
+    # each entry read once, then a look-up; a miss (None) or a rejected one (()) is falsy
+    contacts = tuple(filter(None, map(cache.get, entries)))
     skipped = 0
-    if None in contacts or _REJECTED in contacts:
+    if len(contacts) < len(entries):
         read = []
         for entry in entries:
             contact = cache.get(entry)
@@ -179,10 +180,10 @@ def decode(
                 addr = addr_from_wire(entry[ID_BYTES:])
                 contact = cache[entry] = (_REJECTED if addr is None
                                           else (int.from_bytes(entry[:ID_BYTES], "big"), addr))
-            if contact is _REJECTED:
-                skipped += 1
-            else:
+            if contact:
                 read.append(contact)
+            else:
+                skipped += 1
         contacts = tuple(read)
     msg = RouteResponse(
         int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"), contacts
