@@ -371,8 +371,8 @@ class Traversal:
             requester = None if data[22:28] == NO_ADDRESS else self.contacts.addr_from_wire(
                 data[22:28])  # none: the caller is in the other family (knock, no PUNCH)
             relay = self._relay_from_wire(data[28:-8]) if op == PUNCH_FWD_RELAY else None
-            if (requester is None and op == PUNCH_FWD) or (op == PUNCH_FWD_RELAY and relay is None) \
-                    or not self._punches.take(now):
+            if (requester is None and op == PUNCH_FWD) \
+                    or (op == PUNCH_FWD_RELAY and relay is None) or not self._punches.take(now):
                 self.stats["punch_refused"] += 1
                 return
             if relay is not None and self.offered is not None:
