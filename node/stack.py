@@ -795,6 +795,8 @@ class Node:
             traversal.punch(event.target, rendezvous, now, relay=offer)
             self._watch_punch(session_id, event.target, rendezvous, offer, now)
             return
+        if self.relay is None:
+            return  # relays off: none will come (the key exchange's timeout ends the call)
         wait = self._upper.family_wait
         bounded(wait)
         wait[session_id] = (event.target, tuple(rendezvous), v6, now + FAMILY_WAIT)
@@ -834,9 +836,12 @@ class Node:
         if relay is None or now < upper.family_at:
             return
         client = relay.client
-        if any(h.state != "granted" and now - upper.searched.get(a, -HOLD_INTERVAL)
-               < HOLD_INTERVAL for a, h in client.held.items()):
-            return  # a round is under way
+        busy = [upper.searched.get(a, -HOLD_INTERVAL) + HOLD_INTERVAL
+                for a, h in client.held.items() if h.state != "granted"
+                and now - upper.searched.get(a, -HOLD_INTERVAL) < HOLD_INTERVAL]
+        if busy:
+            upper.family_at = min(busy)  # a round is under way: look again once it is over
+            return  # (not at once: `get_timer` would be due now for ever)
         upper.family_at = now + HOLD_INTERVAL
         own = self._own_addresses()
         contacts = [a for a in dict.fromkeys([*first, *self._relay_candidates()])
