@@ -53,6 +53,16 @@ as the study ran before relays. Each row then also names the relay a call went t
 direct), and the summary gives the relays' load: calls per relay, allocations held, datagrams
 and bytes forwarded (`relay_load`).
 
+IPv6 (`v6_only`, `dual_stack`, `v6_firewall`; issue 13): hosts have address families, IPv6-only
+and dual-stack ones beside the IPv4-only (experiments/harness/dualstack.py, sim/nat.py
+`DualStackNat`, sim/dualstack.py): node code sees real IPv6 addresses and runs its own IPv6
+rules (ROUTE6_RES, traversal over IPv4 only, relays' 18-byte fields); a share `v6_firewall` of
+the hosts with IPv6 (not those on public IPv4 addresses) sit behind a stateful IPv6 firewall.
+Such studies need the byte codec and protocol joins. Rows then give each end's family, and
+`path`: whether the network lets any path join the pair (`path_exists`), which the node may not
+find. A dual-stack public node is told its IPv6 address among its own (`Node.set_nat(own=)`,
+as app/network.py does).
+
 `directory=True` runs the same workload (same nodes, NATs, churn, pairs and times) against a
 central directory (experiments/directory.py) instead of the DHT lookup.
 """
@@ -70,6 +80,7 @@ from kadtalk.experiments.directory import CLIENT_TYPES, QUERY, DirectoryClient, 
 from kadtalk.experiments.harness.identities import derive_identity
 from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss_mb, percentile
 from kadtalk.experiments.harness.workload import poisson_pairs
+from kadtalk.experiments.harness.dualstack import DualStackWorld
 from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld, wire_mode
 from kadtalk.node.identity import Identity
 from kadtalk.node.relay import AllocationGranted, RelayPath, RelaySettings
@@ -77,8 +88,9 @@ from kadtalk.node.routing.events import Joined
 from kadtalk.node.session import CallEnded, CallProgress, CallState, IncomingCall, MediaReceived
 from kadtalk.node.stack import Node
 from kadtalk.node.traversal import PUNCH, AddressObserved, TraversalSettings, nat_kind
+from kadtalk.sim import dualstack
 from kadtalk.sim.latency import MODELS
-from kadtalk.sim.nat import FILTERING, KIND_NAMES, OPEN, SYMMETRIC
+from kadtalk.sim.nat import FAMILY_NAMES, FILTERING, KIND_NAMES, OPEN, SYMMETRIC, V4_ONLY, V6_ONLY
 
 KEEPALIVE_INTERVAL = TraversalSettings().keepalive_interval  # s between NAT keep-alives
 MEDIA_PAYLOAD = bytes(80)  # one 20 ms Opus frame's worth
@@ -94,6 +106,8 @@ TIMES = ROW_FIELDS[9:]
 # allocations the caller held when it called (a NATed caller offers one in its punch)
 RELAY_FIELDS = ("relay", "caller_relays")
 PER_RELAY_FIELDS = ("addr", "calls", "allocations", "forwarded", "forwarded_bytes")
+# rows of a study with IPv6 hosts: each end's family, and whether any path can join them
+FAMILY_FIELDS = ("caller_family", "callee_family", "path")
 
 # The relay layer of a simulated node: off (the study without relays), or the daemon's defaults
 # with forwarding to 10.0.0.0/8, the simulator's addresses (sim/registry.py)
@@ -142,6 +156,11 @@ class CallStudy:
     nat_symmetric: float = 0.0
     nat_timeout: float = 120.0
     traffic: bool = False
+    # address families (issue 13): shares of IPv6-only and dual-stack hosts (the rest IPv4-only),
+    # and of the hosts with IPv6 (not on public IPv4) behind a stateful IPv6 firewall
+    v6_only: float = 0.0
+    dual_stack: float = 0.0
+    v6_firewall: float = 1.0
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -161,10 +180,20 @@ class CallStudy:
         if self.relays and self.directory:
             raise ValueError("relays run with the DHT's call set-up, not the directory baseline")
         realism.check(self)
+        if not (0 <= self.v6_only and 0 <= self.dual_stack and self.v6_only + self.dual_stack <= 1
+                and 0 <= self.v6_firewall <= 1):
+            raise ValueError("v6_only + dual_stack must be in [0, 1], v6_firewall in [0, 1]")
+        if self.families and self.directory:
+            raise ValueError("IPv6 hosts are not modelled with the directory baseline")
+
+    @property
+    def families(self) -> bool:
+        """Whether hosts have address families (some IPv6-only or dual-stack)."""
+        return self.v6_only > 0 or self.dual_stack > 0
 
     @property
     def wire_mode(self) -> str:
-        return wire_mode(self.nodes, self.wire)
+        return "bytes" if self.families and self.wire == "auto" else wire_mode(self.nodes, self.wire)
 
 
 @dataclass
@@ -185,6 +214,21 @@ def reachable(caller_kind: int, callee_kind: int, caller_relays: bool = False) -
     `Node.needs_relay` of the caller when it called (with relays on), not restated here."""
     direct = not (caller_kind == SYMMETRIC and callee_kind in (FILTERING, SYMMETRIC))
     return direct or caller_relays
+
+
+def path_exists(nat: Any, caller: int, callee: int, relays: bool) -> bool:
+    """Whether the simulated network lets any path join a pair of hosts with address families
+    (sim/nat.py `DualStackNat`), whatever the node can find: with relays always (node 0, a
+    public dual-stack host, can relay between the families; each host reaches it as any public
+    host); without, IPv4 by `reachable`'s rule when both have IPv4, or IPv6 when both have it
+    (a firewall filters by address and port without translating: two hosts that send to each
+    other at once open both, the textbook hole punch, which node code does not do over IPv6)."""
+    if relays:
+        return True
+    families = nat.families
+    both_v4 = families[caller] != V6_ONLY and families[callee] != V6_ONLY
+    both_v6 = families[caller] != V4_ONLY and families[callee] != V4_ONLY
+    return both_v6 or (both_v4 and reachable(nat.kinds[caller], nat.kinds[callee]))
 
 
 class _Call:
@@ -214,8 +258,13 @@ class _CallStudyRun:
                                  study.calls, 0.0, study.call_rate)
         self.arrivals = arrivals
         self.identities: dict[int, Identity] = {}
-        self.world = SimWorld(study, ids_hook=self._with_identities, new_node=self._new_node,
-                              traversal=True)
+        if study.families:
+            self.world = DualStackWorld(study, study.v6_only, study.dual_stack, study.v6_firewall,
+                                        ids_hook=self._with_identities, new_node=self._new_node,
+                                        traversal=True)
+        else:
+            self.world = SimWorld(study, ids_hook=self._with_identities, new_node=self._new_node,
+                                  traversal=True)
         self.keepalive_interval = KEEPALIVE_INTERVAL
         self.client: DirectoryClient | None = None
         self.server_addr = -1
@@ -254,7 +303,8 @@ class _CallStudyRun:
 
     def _new_node(self, addr: int, now: float) -> Node:
         world = self.world
-        node = Node(world.ids[addr], world.registry, world.node_rng, world.settings, now,
+        settings = world.settings_for(addr) if self.study.families else world.settings
+        node = Node(world.ids[addr], world.registry, world.node_rng, settings, now,
                     identity=self.identities[addr], traversal=True,
                     relay_settings=SIM_RELAYS if self.study.relays else RELAYS_OFF)
         self._by_session.pop(addr, None)  # the sessions of the node that was here are gone
@@ -278,6 +328,9 @@ class _CallStudyRun:
         if node is None or node.rejoin is not None:
             return
         bootstrap = [self.upkeep_rng.randrange(self.study.nodes) for _ in range(3)]
+        if self.study.families:  # addresses of a family it has (node 0 has both)
+            bootstrap = [a for a in (world.address_for(b, addr) for b in bootstrap)
+                         if a is not None] or [world.address_for(0, addr)]
         world.command(addr, lambda n, now: n.keep_joined(bootstrap, now))
 
     def _register(self, addr: int) -> None:
@@ -325,6 +378,8 @@ class _CallStudyRun:
             "sim_s": round(env.now - start, 3),
             "misaddressed": world.driver.misaddressed,
         } | world.realism.summary(world.network)
+        if study.families:
+            summary |= dualstack.summary(world.driver)
         per_relay: list[dict[str, Any]] = []
         if study.relays:
             load = relay_load(world.driver.nodes, rows)
@@ -457,6 +512,8 @@ class _CallStudyRun:
                 if self.study.relays and addr == call.caller:
                     path = world.driver.nodes[addr].session.sessions[event.session_id].addr
                     call.relay = path.relay if type(path) is RelayPath else None
+                    if call.relay is not None and self.study.families:
+                        call.relay = world.driver.node_of(call.relay)  # its number, either family
                 world.command(addr, lambda n, now: n.send_media(call.session_id, MEDIA_PAYLOAD, now))
         elif kind is IncomingCall:
             caller = self.by_id.get(event.peer_id)
@@ -496,7 +553,8 @@ class _CallStudyRun:
         if self.study.relays:
             if kind != "none":
                 self.nat_told.setdefault(addr, self.world.env.now)
-            node.set_nat(kind, event.public)
+            v6 = self.world.driver.v6_of(addr) if self.study.families else None
+            node.set_nat(kind, event.public, own=() if v6 is None else (v6,))
         else:
             node.traversal.set_nat(kind)
 
@@ -555,6 +613,12 @@ class _CallStudyRun:
             row["reachable"] = call.reason not in NOT_PLACED and reachable(*kinds, call.offers)
             row["relay"] = call.relay if success else None
             row["caller_relays"] = call.held
+        if self.study.families:
+            families = nat.families
+            row["caller_family"] = FAMILY_NAMES[families[call.caller]]
+            row["callee_family"] = FAMILY_NAMES[families[call.callee]]
+            row["path"] = call.reason not in NOT_PLACED and path_exists(
+                nat, call.caller, call.callee, self.study.relays)
         if not success:
             return row | dict.fromkeys(TIMES, math.nan)
         punched = call.punched if call.punch_needed and call.punched is not None else None

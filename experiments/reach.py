@@ -13,6 +13,14 @@ pairs (calls.reachable): the simulation should meet it.
     python -m kadtalk.experiments.reach sweep --nodes 2000 --calls 300 --out DIR
     python -m kadtalk.experiments.reach load DIR   # a `sim calls --relays --out DIR` run's figure
     python -m kadtalk.experiments.reach timeline --nodes 1000 --calls 300  # a relayed set-up's time
+    python -m kadtalk.experiments.reach families --nodes 600 --calls 150 --out DIR  # IPv6 hosts
+
+`families` sweeps the hosts' address families (experiments/harness/dualstack.py): shares of
+IPv6-only and dual-stack hosts (the rest IPv4-only) at a few symmetric shares, with and without
+relays, every host with IPv6 and not on public IPv4 behind a stateful IPv6 firewall
+(`--firewall`); protocol joins and the byte codec, as such worlds need. Beside the share of
+placed calls that set up: `path`, the share of placed pairs the network lets any path join
+(calls.path_exists), and the set-up share per family pair (`by_pair`, caller>callee).
 """
 
 from __future__ import annotations
@@ -76,6 +84,90 @@ def sweep(nodes: int, calls: int, seed: int, shares: Sequence[float] = SHARES,
             if log is not None:
                 log(row)
     return rows
+
+
+FAMILY_MIXES = ((0.0, 0.0), (0.0, 0.5), (0.1, 0.4), (0.2, 0.4), (0.3, 0.3))  # (v6-only, dual)
+FAMILY_SYMMETRIC = (0.0, 0.3)
+FAMILY_FIELDS = ("v6_only", "dual_stack", "symmetric", "relays", "placed", "success", "share",
+                 "path", "relayed", "no_route", "setup_median_ms", "datagrams_per_node", "wall_s",
+                 "by_pair")
+
+
+def family_point(nodes: int, calls: int, seed: int, v6_only: float, dual_stack: float,
+                 symmetric: float, relays: bool, firewall: float = 1.0, settle: float = 60.0,
+                 call_rate: float = 5.0) -> dict[str, Any]:
+    """One call study of the families sweep and its row."""
+    study = CallStudy(nodes=nodes, calls=calls, seed=seed, settle=settle, call_rate=call_rate,
+                      relays=relays, bootstrap="protocol", wire="bytes", v6_only=v6_only,
+                      dual_stack=dual_stack, v6_firewall=firewall, **mix(symmetric))
+    started = time.perf_counter()
+    result = run_call_study(study)
+    placed = [r for r in result.rows if r["end_reason"] not in NOT_PLACED]
+    ok = [r for r in placed if r["success"]]
+    pairs: dict[str, list[int]] = {}
+    for r in placed:
+        key = f"{r.get('caller_family', 'v4')}>{r.get('callee_family', 'v4')}"
+        pairs.setdefault(key, [0, 0])[0] += r["success"]
+        pairs[key][1] += 1
+    share = (lambda n: n / len(placed)) if placed else (lambda n: math.nan)
+    return {
+        "v6_only": v6_only, "dual_stack": dual_stack, "symmetric": symmetric, "relays": relays,
+        "placed": len(placed), "success": len(ok), "share": share(len(ok)),
+        "path": share(sum(r.get("path", r["reachable"]) for r in placed)),
+        "relayed": sum(r.get("relay") is not None for r in ok),
+        "no_route": result.summary.get("no_route", 0),
+        "setup_median_ms": statistics.median([r["setup_ms"] for r in ok]) if ok else math.nan,
+        "datagrams_per_node": result.summary["datagrams"] / nodes,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "by_pair": {k: f"{a}/{b}" for k, (a, b) in sorted(pairs.items())},
+    }
+
+
+def family_sweep(nodes: int, calls: int, seed: int, mixes: Sequence[tuple[float, float]] = FAMILY_MIXES,
+                 symmetric: Sequence[float] = FAMILY_SYMMETRIC, firewall: float = 1.0,
+                 settle: float = 60.0, call_rate: float = 5.0, log: Any = None) -> list[dict[str, Any]]:
+    rows = []
+    for sym in symmetric:
+        for v6_only, dual in mixes:
+            for relays in (False, True):
+                row = family_point(nodes, calls, seed, v6_only, dual, sym, relays, firewall,
+                                   settle, call_rate)
+                rows.append(row)
+                if log is not None:
+                    log(row)
+    return rows
+
+
+def plot_families(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Share of placed calls set up (solid) and of pairs any path joins (dotted), per mix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mixes = list(dict.fromkeys((r["v6_only"], r["dual_stack"]) for r in rows))
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    xs = range(len(mixes))
+    for sym in dict.fromkeys(r["symmetric"] for r in rows):
+        for relays, style in ((False, "o-"), (True, "s-")):
+            pts = {(r["v6_only"], r["dual_stack"]): r for r in rows
+                   if r["symmetric"] == sym and r["relays"] is relays}
+            label = f"{100 * sym:.0f} % symmetric, {'with' if relays else 'without'} relays"
+            ax.plot(xs, [100 * pts[m]["share"] if m in pts else math.nan for m in mixes], style,
+                    label=label)
+            ax.plot(xs, [100 * pts[m]["path"] if m in pts else math.nan for m in mixes], ":",
+                    color=ax.lines[-1].get_color())
+    ax.set_xticks(list(xs), [f"v6-only {100 * a:.0f} %\ndual {100 * b:.0f} %" for a, b in mixes],
+                  fontsize=8)
+    ax.set_ylabel("placed calls that set up (%)\n(dotted: pairs some path joins)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -210,6 +302,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--call-rate", type=float, default=10.0)
     p.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
     p.add_argument("--out", type=Path, required=True, help="writes reach.csv and reach.png")
+    p = sub.add_parser("families", help="share of calls that set up against the address families")
+    p.add_argument("--nodes", type=int, default=600)
+    p.add_argument("--calls", type=int, default=150)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--settle", type=float, default=60.0)
+    p.add_argument("--call-rate", type=float, default=5.0)
+    p.add_argument("--firewall", type=float, default=1.0,
+                   help="share of hosts with IPv6 (not on public IPv4) behind an IPv6 firewall")
+    p.add_argument("--symmetric", type=float, nargs="+", default=list(FAMILY_SYMMETRIC))
+    p.add_argument("--mixes", nargs="+", default=[f"{a},{b}" for a, b in FAMILY_MIXES],
+                   help="V6ONLY,DUAL pairs of shares")
+    p.add_argument("--out", type=Path, required=True, help="writes families.csv and families.png")
     p = sub.add_parser("timeline", help="where a relayed call's set-up time goes (medians)")
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--calls", type=int, default=300)
@@ -231,6 +335,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"calls set up, N = {args.nodes:,}, {args.calls} calls a point, "
                    f"{100 * OPEN_SHARE:.0f} % public")
         print(f"wrote {args.out}/reach.csv, reach.png")
+        return 0
+    if args.command == "families":
+        args.out.mkdir(parents=True, exist_ok=True)
+        mixes = [tuple(float(x) for x in m.split(",")) for m in args.mixes]
+        rows = family_sweep(args.nodes, args.calls, args.seed, mixes, args.symmetric,
+                            args.firewall, args.settle, args.call_rate,
+                            log=lambda row: print(json.dumps(row), flush=True))
+        with open(args.out / "families.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FAMILY_FIELDS)
+            writer.writeheader()
+            writer.writerows(r | {"by_pair": json.dumps(r["by_pair"])} for r in rows)
+        plot_families(rows, args.out / "families.png",
+                      f"calls set up against the address families, N = {args.nodes:,}, "
+                      f"{args.calls} calls a point, IPv6 firewall {100 * args.firewall:.0f} %")
+        print(f"wrote {args.out}/families.csv, families.png")
         return 0
     if args.command == "timeline":
         print(json.dumps(timeline(args.nodes, args.calls, args.seed, args.symmetric), indent=1))

@@ -252,8 +252,8 @@ class World:
                 for handle in table.bucket(index):
                     addr = addrs[handle]
                     entries += 1
-                    if addr >= self.nodes:
-                        continue
+                    if type(addr) is not int or addr >= self.nodes:
+                        continue  # an extra address, or an IPv6 one (sim/dualstack.py)
                     if online is not None and not online[addr]:
                         offline += 1
                     elif nat is not None and not nat.admits(addr, owner, now):

@@ -49,6 +49,18 @@ characteristics", IMC 2010), so it is worth sweeping.
 State: one byte a node for its kind (only when NAT is on); a NATed node's mapping state is
 allocated when it first sends: the time of its last datagram (full cone) or a dict of
 {peer address: last time sent} (filtering), pruned of expired entries as it grows.
+
+Address families (`DualStackNat`, issue 13): a host is IPv4-only (behind its NAT kind, as
+above), IPv6-only (no IPv4 address: its NAT kind is drawn but unused) or dual-stack (IPv4 behind
+its NAT kind, and IPv6). IPv6 has no NAT: a host's IPv6 address is its own. A share of the
+hosts with IPv6 sit behind a stateful IPv6 firewall, the home router's default (RFC 6092 REC-11:
+"outbound-only"; Linux's ip6tables `-m conntrack --ctstate ESTABLISHED,RELATED`, CPEs after
+RFC 7084): inbound UDP passes only from an address and port the host has sent to within
+`timeout` (RFC 6092 REC-12: no less than two minutes; the IPv4 mappings' timeout is used), a
+timer per peer, as FILTERING has. A host on a public IPv4 address (a server, a public peer) has
+an open IPv6 address too. In the network's integers a node's IPv6 endpoint is `node | V6`
+(sim/dualstack.py turns it into the (IPv6 host, port) tuple node code sees); a datagram goes
+between two IPv6 endpoints or two IPv4 ones, never across.
 """
 
 from __future__ import annotations
@@ -62,6 +74,13 @@ OPEN, FULL_CONE, FILTERING, SYMMETRIC = 0, 1, 2, 3
 KIND_NAMES = ("open", "full_cone", "filtering", "symmetric")
 SESSION_TYPES = frozenset((0x02, 0x03, 0x04, 0x05, 0x07))  # first bytes of session datagrams
 _PRUNE_EVERY = 256  # a filtering node's peer dict is pruned each time it grows past a multiple
+
+
+# Address families of a host, and its IPv6 endpoint in the simulated network's integers
+V4_ONLY, V6_ONLY, DUAL_STACK = 0, 1, 2
+FAMILY_NAMES = ("v4", "v6", "dual")
+V6 = 1 << 48  # above every IPv4 address and flow address (sim/registry.py: below 2^40)
+NODE_MASK = V6 - 1
 
 
 class NatTable:
@@ -170,3 +189,67 @@ class NatTable:
 
 def _is_session(payload: object) -> bool:
     return type(payload) is bytes and len(payload) > 0 and payload[0] in SESSION_TYPES
+
+
+class DualStackNat(NatTable):
+    """A NatTable whose hosts also have address families (module docstring): `families[node]`
+    (V4_ONLY, V6_ONLY, DUAL_STACK) and `firewalled[node]` (1: a stateful IPv6 firewall; only for
+    hosts with IPv6). IPv4 datagrams follow the NAT rules; IPv6 ones (`node | V6` at both ends)
+    the firewall's: an open IPv6 host takes everything, a firewalled one only what comes from a
+    peer it sent to within `timeout`."""
+
+    __slots__ = ("families", "firewalled", "_v6_peers")
+
+    def __init__(self, timeout: float = 120.0):
+        super().__init__(timeout)
+        self.families = bytearray()
+        self.firewalled = bytearray()
+        self._v6_peers: dict[int, dict[int, float]] = {}  # firewalled node -> {v6 peer: time}
+
+    def add_family(self, rng: Random, v6_only: float, dual_stack: float,
+                   firewall: float) -> int:
+        """The next host's family: IPv6-only with probability `v6_only`, dual-stack with
+        probability `dual_stack`, else IPv4-only (one draw); then, if it has IPv6 and is not
+        on a public IPv4 address, a firewall with probability `firewall` (a second draw, made
+        for every host so that the shares move the draws of no other host). Call after its
+        NAT kind is drawn (`add_node`)."""
+        if not (0 <= v6_only and 0 <= dual_stack and v6_only + dual_stack <= 1
+                and 0 <= firewall <= 1):
+            raise ValueError("v6_only + dual_stack must be in [0, 1], firewall in [0, 1]")
+        draw, walled = rng.random(), rng.random() < firewall
+        node = len(self.families)
+        family = V6_ONLY if draw < v6_only else DUAL_STACK if draw < v6_only + dual_stack \
+            else V4_ONLY
+        self.families.append(family)
+        public = family == DUAL_STACK and self.kinds[node] == OPEN
+        self.firewalled.append(int(walled and family != V4_ONLY and not public))
+        return family
+
+    def has_v4(self, node: int) -> bool:
+        return self.families[node] != V6_ONLY
+
+    def has_v6(self, node: int) -> bool:
+        return self.families[node] != V4_ONLY
+
+    def forget(self, addr: int) -> None:
+        super().forget(addr)
+        self._v6_peers.pop(addr, None)
+
+    def outbound(self, src: int, dst: int, now: float, payload: object = None) -> None:
+        if src < V6:
+            NatTable.outbound(self, src, dst, now, payload)
+        elif self.firewalled[src - V6]:
+            self._remember(self._v6_peers, src - V6, dst, now)
+
+    def admits(self, dst: int, src: int, now: float, payload: object = None) -> bool:
+        if dst < V6:
+            return NatTable.admits(self, dst, src, now, payload)
+        node = dst - V6
+        if not self.firewalled[node]:
+            return True
+        peers = self._v6_peers.get(node)
+        last = peers.get(src) if peers is not None else None
+        return last is not None and now - last <= self.timeout
+
+    def mapped(self) -> int:
+        return super().mapped() + len(self._v6_peers)
