@@ -183,11 +183,13 @@ class _Pending:
     address, may wait on one datagram. Handle -1 is a bootstrap address whose ID is unknown.
     """
 
-    __slots__ = ("deadline", "waiters")
+    __slots__ = ("deadline", "waiters", "key", "live")
 
-    def __init__(self, deadline: float, lookup: Lookup, handle: int):
+    def __init__(self, deadline: float, lookup: Lookup, handle: int, key: tuple[Any, int]):
         self.deadline = deadline  # sent + request_timeout: the round trip derives from it
         self.waiters = [(lookup, handle)]
+        self.key = key  # (address, target): its place in the layer's pending dict
+        self.live = True  # in that dict: neither answered nor timed out yet
 
 
 class RoutingLayer:
@@ -215,10 +217,11 @@ class RoutingLayer:
         # Allocated on first use: a million idle simulated nodes should cost nothing here.
         self._lookups: dict[int, Lookup] | None = None
         self._pending: dict[tuple[Any, int], _Pending] | None = None  # in deadline order
-        # The same requests in the same order, and ones answered since (dropped when they reach
-        # the head): the next deadline without iterating the dict from its start, which walks
-        # past every slot deleted there since the dict last resized (issue 15 item 2).
-        self._expiry: collections.deque[tuple[tuple[Any, int], _Pending]] | None = None
+        # The same requests in the same order, and ones answered since (not `live`, dropped
+        # when they reach the head): the next deadline from the head, with no iterator over
+        # the dict (which walks every slot deleted since its last resize) and no hashing of
+        # its (address, 160-bit target) keys per delivery (issue 15 item 2).
+        self._expiry: collections.deque[_Pending] | None = None
         self._outbox: list[tuple[RouteRequest | RouteResponse, Any]] | None = None
         self._events: collections.deque | None = None
         self._next_lookup_id = 0
@@ -266,8 +269,8 @@ class RoutingLayer:
         pending = self._pending
         slow = self._slow
         while slow and slow[0][0] <= now:
-            _, _, key, request = heapq.heappop(slow)
-            if pending.get(key) is not request:
+            request = heapq.heappop(slow)[3]
+            if not request.live:
                 continue  # answered or timed out already
             for lookup, handle in request.waiters:
                 if handle >= 0 and not lookup.done:
@@ -275,14 +278,15 @@ class RoutingLayer:
                     self._advance(lookup, now)
         expiry = self._expiry
         while expiry:
-            key, request = expiry[0]
-            if pending.get(key) is not request:
+            request = expiry[0]
+            if not request.live:
                 expiry.popleft()  # answered already
                 continue
             if request.deadline > now:
                 break
             expiry.popleft()
-            del pending[key]
+            request.live = False
+            del pending[request.key]
             failed = set()
             for lookup, handle in request.waiters:
                 if handle >= 0 and handle not in failed:
@@ -301,17 +305,16 @@ class RoutingLayer:
     def get_timer(self) -> float:
         timer = self._refresh_at
         expiry = self._expiry
-        pending = self._pending
         if expiry:
-            while expiry and pending.get(expiry[0][0]) is not expiry[0][1]:
+            while expiry and not expiry[0].live:
                 expiry.popleft()  # answered already
             if expiry:
-                deadline = expiry[0][1].deadline
+                deadline = expiry[0].deadline
                 if deadline < timer:
                     timer = deadline
         slow = self._slow
         if slow:
-            while slow and pending.get(slow[0][2]) is not slow[0][3]:
+            while slow and not slow[0][3].live:
                 heapq.heappop(slow)  # answered already: no wake-up for it
             if slow and slow[0][0] < timer:
                 timer = slow[0][0]
@@ -373,8 +376,9 @@ class RoutingLayer:
             key = (addr, self.node_id)
             if key in self._pending:
                 continue
-            self._pending[key] = request = _Pending(now + self.settings.request_timeout, lookup, -1)
-            self._expect(key, request)
+            self._pending[key] = request = _Pending(now + self.settings.request_timeout, lookup, -1,
+                                                    key)
+            self._expect(request)
             lookup.probe_sent()
             self._send(RouteRequest(self.node_id, self.node_id, self._request_size), addr)
         self._advance(lookup, now)
@@ -671,6 +675,7 @@ class RoutingLayer:
             self.count("wrong_responder")  # someone else at that address; let the request time out
             return
         del self._pending[key]
+        request.live = False
         rtt = now - (request.deadline - self.settings.request_timeout)
         settings = self.settings
         if bootstrap:
@@ -759,8 +764,8 @@ class RoutingLayer:
                 key = (addr, target)
                 request = pending.get(key)
                 if request is None:
-                    pending[key] = request = _Pending(timeout, lookup, handle)
-                    expiry.append((key, request))
+                    pending[key] = request = _Pending(timeout, lookup, handle, key)
+                    expiry.append(request)
                     self._send(RouteRequest(self.node_id, target, self._request_size), addr)
                     at = slow_at
                     if contact_slow and addr in rtts:
@@ -775,10 +780,10 @@ class RoutingLayer:
         if lookup.done:
             self._complete(lookup, now)
 
-    def _expect(self, key: tuple[Any, int], request: _Pending) -> None:
+    def _expect(self, request: _Pending) -> None:
         if self._expiry is None:
             self._expiry = collections.deque()
-        self._expiry.append((key, request))
+        self._expiry.append(request)
 
     def _slow_after(self, estimate: tuple[float, float] | None = None) -> float:
         """How long a lookup request may go unanswered before its slot goes to another contact:
