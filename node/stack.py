@@ -24,7 +24,6 @@ from .addresses import is_ipv6
 from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay import wire as relay_wire
-from .relay import addresses as relay_addresses
 from .relay.addresses import Codec
 from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES, RETRY_RELAY,
                           SILENCE, CallPaths, bounded)
@@ -304,8 +303,9 @@ class Node:
         out = self.routing.datagrams_to_send(now)
         if out and self._upper is not None and self._upper.named:
             named = self._upper.named  # an IPv4-only caller's call lookup asks for ROUTE6_RES
+            wire4 = self.routing.registry.addr_to_wire  # towards IPv4 (the simulator's too)
             out = [(mark(data), addr) if data[0] == ROUTE_REQ and int.from_bytes(
-                data[21:41], "big") in named and relay_addresses.to_wire(addr) is not None
+                data[21:41], "big") in named and wire4(addr) is not None
                 else (data, addr) for data, addr in out]
         return out if self._upper is None else self._with_upper(out, now)
 
