@@ -279,7 +279,9 @@ class StorageLayer:
         total, nxt, recs = self.store.page(key, cursor, budget - wire.FOUND_HEADER)
         contacts: list[bytes] = []
         if total == 0 and self._closest is not None and self._addr_to_wire is not None:
-            room = (budget - wire.FOUND_HEADER) // wire.CONTACT_SIZE
+            # as many as fit, k at most (a ROUTE_RES's count): 52 fit a validated page, and
+            # the empty answers of readers' periodic fetches were ~14 % of a 10^4-peer study
+            room = min((budget - wire.FOUND_HEADER) // wire.CONTACT_SIZE, self.settings.replicas)
             for node_id, contact in self._closest(int.from_bytes(key, "big"), room + 1):
                 packed = self._addr_to_wire(contact) if contact != addr else None
                 if packed is not None and len(contacts) < room:

@@ -198,6 +198,23 @@ def test_find_value_for_an_empty_key_returns_closer_contacts():
     assert found.contacts[0] == (1 << 150).to_bytes(20, "big") + bytes((192, 0, 2, 1, 19, 140))
 
 
+def test_an_empty_answer_to_a_validated_address_carries_k_contacts_not_a_full_page():
+    """52 contacts fit a validated 1,400-byte FOUND; a reader iterating FIND_VALUE needs the k
+    closest, as ROUTE_RES gives (before: 52, 1,387 bytes, for every periodic fetch's empty
+    answer)."""
+    contacts = [(i << 150, (f"192.0.2.{i}", 5004)) for i in range(1, 60)]
+    layer = storer(StorageSettings(replicas=20), validated=lambda addr: True)
+    layer._closest = lambda target, count: contacts[:count]
+    layer._addr_to_wire = lambda addr: bytes(map(int, addr[0].split("."))) + addr[1].to_bytes(
+        2, "big")
+    layer.receive_datagram(wire.find_value(bytes(20), bytes(8), 0, 300), A, 0.0)
+    (answer, _), = layer.datagrams_to_send(0.0)
+    found = wire.parse_found(answer)
+    assert found.total == 0 and len(found.contacts) == 20
+    assert [c[:20] for c in found.contacts] == [(i << 150).to_bytes(20, "big") for i in range(1, 21)]
+    assert len(answer) == wire.FOUND_HEADER + 20 * wire.CONTACT_SIZE == 555
+
+
 def test_only_the_recipient_deletes_and_a_deleted_value_is_not_stored_again():
     layer = storer()
     alice, bob = identity("alice"), identity("bob")
