@@ -385,13 +385,14 @@ class RelayServer:
     def _other_address(self, owner: Any) -> bytes:
         """Our address in the family `owner` is not in, as ALLOCATED carries it (b"": none):
         one of our own public addresses (`own`: the daemon's route source of that family),
-        never a special or private one, and only of a family the codec can carry."""
+        never a special one, nor a private one unless we forward to private peers
+        (`forward_private`, a LAN's relay), and only of a family the codec can carry."""
         ipv6 = len(self.codec.to_wire(owner) or b"") == wire.ADDR6_SIZE
         for addr in self.own():
             field = self.codec.to_wire(addr)
             if field is None or (len(field) == wire.ADDR6_SIZE) == ipv6:
                 continue
-            if self.codec.forbidden(addr, None, (), False) is None:
+            if self.codec.forbidden(addr, None, (), self.settings.forward_private) is None:
                 return field
         return b""
 
