@@ -20,7 +20,7 @@ from kadtalk.node.routing.contacts import ContactRegistry, ipv4_to_wire
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.stack import Node
 from kadtalk.node.relay import wire as relay_wire
-from kadtalk.node.relay.addresses import IPV4, to_wire6
+from kadtalk.node.relay.addresses import IPV4, from_wire6, to_wire6
 from kadtalk.node.traversal import (
     ADDR_REQ,
     ADDR_RES,
@@ -80,6 +80,7 @@ class TraversalState:
         self.now = 1.0
         self.punched: dict[Any, float] = {}  # rendezvous address -> when we last punched there
         self.cookies: dict[Any, list[bytes]] = {}  # every cookie the node sent, by address
+        self.offers: set[Any] = set()  # relay addresses a contact's PUNCH_FWD_RELAY named
         self.node.traversal.start_keepalives(self.now)
         self.node.probe_address([("10.2.0.1", 5004), ("10.2.0.2", 5004)], self.now)
         self.punch(self.SOURCE)
@@ -148,6 +149,9 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
         data = data[:base] + cookies[-1]  # the latest it was sent
     if punch:
         state.punch(addr)
+    if base == len(data) and data[1] == PUNCH_FWD_RELAY and addr in state.contacts:
+        field = data[28:-8]  # a contact's offer: the node may knock there (now or on its timer)
+        state.offers.add(IPV4.from_wire(field) if len(field) == 6 else from_wire6(field))
     drops = sum(node.drop_counts().values())
     node.receive_datagram(data, addr, now)
     malformed = data[:1] == bytes([TRAVERSAL]) and not well_formed(data)
@@ -180,8 +184,8 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
         elif out[0] == TRAVERSAL and op == PUNCH and addr not in state.contacts:
             raise Violation("a PUNCH on the word of a stranger")
         elif out[:2] == bytes((relay_wire.RELAY, relay_wire.KNOCK)) and (
-                addr not in state.contacts or IPV4.forbidden(dst, None, (), False) is not None):
-            raise Violation("a KNOCK on a stranger's word, or at a special address")
+                dst not in state.offers or IPV4.forbidden(dst, None, (), False) is not None):
+            raise Violation("a KNOCK at a relay no contact offered, or at a special address")
     if back > len(data):
         raise Violation("a traversal answer larger than its request")
     while node.next_event() is not None:
