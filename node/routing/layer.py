@@ -301,9 +301,14 @@ class RoutingLayer:
                 self._advance(lookup, now)
         if now >= self._refresh_at:
             self._refresh(now)
+        if now >= self.table.next_check():
+            self._moves_due(now)
 
     def get_timer(self) -> float:
         timer = self._refresh_at
+        check = self.table.next_check()
+        if check < timer:
+            timer = check
         expiry = self._expiry
         if expiry:
             while expiry and not expiry[0].live:
@@ -547,8 +552,33 @@ class RoutingLayer:
                 self.count("address_taken")  # that address's entry still answers as its own ID
                 return
             table.remove(holder) if holder in table else table.failed(holder)  # stale: gone
-        if not table.observe(handle, now, answered=True) and self.settings.proximity:
+        if table.observe(handle, now, answered=True):
+            return
+        old = table.check_wanted(handle, now)
+        if old >= 0:  # its ID answers at another address: does the old one still answer?
+            self._check_address(old, handle, now)
+        elif self.settings.proximity:
             self._prefer_near(handle)
+
+    def _check_address(self, old: int, new: int, now: float) -> None:
+        """Entry `old`'s ID answered our probe at another address (a restart on another port,
+        or a forger receiving there): probe the old address once; unanswered within the
+        request timeout, the new address takes the entry's place (`_moves_due`). Not sent (probe
+        meter, or that address probed this second): no check, the entry stays."""
+        registry = self.registry
+        addr = registry.addrs[old]
+        if self._may_probe(addr, now):
+            self._send_probe(addr, registry.ids[old], now)
+            self.table.start_check(old, new, now + self.settings.request_timeout, now)
+
+    def _moves_due(self, now: float) -> None:
+        """Checks of old addresses unanswered by their deadline: the new address takes the
+        entry's place (unless another ID that answers holds it by now: one ID per address)."""
+        table = self.table
+        for old, new in table.expired_checks(now):
+            holder = self._address_holder(new)
+            if holder < 0 or holder not in table or table.failures(holder):
+                table.move(old, new)
 
     def measured_answer(self, handle: int, rtt: float, now: float) -> bool:
         """`handle` answered our lookup request after `rtt` s: the node's round trip and (when a
@@ -876,6 +906,7 @@ class RoutingLayer:
 
     def _forget_unreferenced(self) -> None:
         live = set(self.table.handles())
+        live.update(self.table.checking())
         for lookup in (self._lookups or {}).values():
             live.update(lookup.handles())
         live.update(h for r in (self._pending or {}).values() for _, h in r.waiters if h >= 0)

@@ -17,7 +17,11 @@ the bucket's replacement cache and takes the place of an entry that stops answer
 whose ID is already in the table under another address does not displace it while the old
 address answers (address spoofing); it takes the old entry's place only once the old address
 has failed a request and the new address has answered one (`observe(..., answered=True)`;
-`moved` tells the routing layer when to send the new address that request).
+`moved` tells the routing layer when to send the new address that request). A node restarted
+on another port sends nothing to its old address, so when the new address has answered a probe
+the routing layer checks the old one (`check_wanted`, `start_check`): at most once per entry
+every ADDRESS_CHECK_INTERVAL; unanswered by its deadline, the new address takes the place
+(`expired_checks`, `move`), as a deployed DHT pings the old contact before replacing it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from typing import Iterator, Sequence
 
 from .messages import ID_BITS
 
+# A known ID answering at a new address makes the node check its entry's old address at most
+# this often (s): a forger who answers at its own address costs one bare probe per interval.
+ADDRESS_CHECK_INTERVAL = 300.0
+
 
 @dataclass(frozen=True, slots=True)
 class TableSettings:
@@ -38,7 +46,8 @@ class TableSettings:
 
 
 class RoutingTable:
-    __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures")
+    __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures",
+                 "_checks", "address_checks")
 
     def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings()):
         """`settings` is anything with k, replacement_cache and max_failures (RoutingSettings too)."""
@@ -52,6 +61,12 @@ class RoutingTable:
         self._touched = array("d")  # per bucket: when a lookup last went into its range
         self._cache: dict[int, list[int]] | None = None
         self._failures: dict[int, int] | None = None
+        # Address checks: entry handle -> (deadline, claimed new handle, started) while one
+        # runs, then (started + ADDRESS_CHECK_INTERVAL, -1, started) until it is forgotten (no
+        # other check of that entry till then); made at the first one. `address_checks` counts
+        # those started.
+        self._checks: dict[int, tuple[float, int, float]] | None = None
+        self.address_checks = 0
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -171,8 +186,13 @@ class RoutingTable:
         bucket = entries[start:end]
         failures = self._failures
         if handle in bucket:
-            if failures and answered:  # a request may be forged: only an answer shows it alive
-                failures.pop(handle, None)
+            if answered:  # a request may be forged: only an answer shows it alive
+                if failures:
+                    failures.pop(handle, None)
+                checks = self._checks
+                if checks and handle in checks and checks[handle][1] >= 0:
+                    started = checks[handle][2]  # check answered: the entry stays
+                    checks[handle] = (started + ADDRESS_CHECK_INTERVAL, -1, started)
             return True
         for position, other in enumerate(bucket):
             if ids[other] == node_id:
@@ -181,6 +201,7 @@ class RoutingTable:
                 if answered and failures and other in failures:
                     del failures[other]
                     entries[start + position] = handle
+                    self._carry_check(other, handle)
                     return True
                 return False
         if end - start < self.settings.k:
@@ -207,8 +228,9 @@ class RoutingTable:
 
     def admits(self, handle: int) -> bool:
         """Whether an answer from `handle` would change the table: a place in its bucket or the
-        bucket's replacement cache, or the place of a failing entry with its ID (`moved`). Not
-        when its ID is an entry at another address that has not failed."""
+        bucket's replacement cache, or the place of a failing entry with its ID (`moved`), or a
+        check of the old address of an entry with its ID (`check_wanted`). Not when that entry
+        was checked lately (its record is kept for ADDRESS_CHECK_INTERVAL)."""
         ids = self._ids
         node_id = ids[handle]
         index = ID_BITS - (self.own_id ^ node_id).bit_length()  # bucket_index, inline
@@ -221,7 +243,10 @@ class RoutingTable:
         size = sizes[index]
         for other in self._entries[start : start + size]:
             if ids[other] == node_id:
-                return other != handle and bool(self._failures) and other in self._failures
+                if other == handle:
+                    return False
+                failures, checks = self._failures, self._checks
+                return bool(failures) and other in failures or not (checks and other in checks)
         return size < self.settings.k or self.settings.replacement_cache > 0
 
     def moved(self, handle: int) -> bool:
@@ -232,6 +257,90 @@ class RoutingTable:
             return False
         other = self.find(self._ids[handle])
         return other >= 0 and other != handle and other in failures
+
+    # -- address change: checking the old address ---------------------------------------------
+
+    def check_wanted(self, handle: int, now: float) -> int:
+        """`handle` answered our probe, but its ID is an entry at another address that has not
+        failed: that entry, whose address is worth a check (a probe; unanswered by its deadline,
+        `handle` takes the place), or -1 when there is none or it was checked within
+        ADDRESS_CHECK_INTERVAL."""
+        old = self.find(self._ids[handle])
+        if old < 0 or old == handle or (self._failures and old in self._failures):
+            return -1
+        checks = self._checks
+        if checks and old in checks:
+            if now < checks[old][2] + ADDRESS_CHECK_INTERVAL:
+                return -1
+            del checks[old]  # its timer had not run yet
+        return old
+
+    def start_check(self, old: int, new: int, deadline: float, now: float) -> None:
+        """A probe went to entry `old`'s address: unless it answers (`observe(old, answered=
+        True)`) before `deadline`, claimed address `new` takes the entry's place."""
+        if self._checks is None:
+            self._checks = {}
+        self._checks[old] = (deadline, new, now)
+        self.address_checks += 1
+
+    def next_check(self) -> float:
+        """When a check's deadline passes or its record is forgotten (inf: none)."""
+        checks = self._checks
+        if not checks:
+            return float("inf")
+        return min(deadline for deadline, _, _ in checks.values())
+
+    def expired_checks(self, now: float) -> list[tuple[int, int]]:
+        """(old entry, new handle) of the checks whose deadline passed unanswered: the old
+        address failed; the caller moves the entry (`move`). Forgets checks older than the
+        interval."""
+        checks = self._checks
+        if not checks:
+            return []
+        due = []
+        for old, (deadline, new, started) in list(checks.items()):
+            if deadline <= now:
+                if new >= 0:
+                    due.append((old, new))
+                if new >= 0 and now < started + ADDRESS_CHECK_INTERVAL:
+                    checks[old] = (started + ADDRESS_CHECK_INTERVAL, -1, started)
+                else:
+                    del checks[old]
+        return due
+
+    def checking(self) -> Iterator[int]:
+        """The claimed new handles of checks running (the registry must keep them)."""
+        if self._checks:
+            for _, new, _ in self._checks.values():
+                if new >= 0:
+                    yield new
+
+    def move(self, old: int, new: int) -> bool:
+        """Entry `old` failed its address check: `new` (same ID, another address, it answered a
+        probe) takes its place in the bucket. False, and nothing changes, unless `old` is still
+        the entry of that ID."""
+        ids = self._ids
+        if old == new or ids[old] != ids[new] or self.find(ids[old]) != old:
+            return False
+        index = self.bucket_index(ids[old])
+        start = sum(self._sizes[:index])
+        position = self._entries.index(old, start, start + self._sizes[index])
+        self._entries[position] = new
+        if self._failures:
+            self._failures.pop(old, None)
+            self._failures.pop(new, None)
+        cache = self._cache.get(index) if self._cache else None
+        if cache and new in cache:
+            cache.remove(new)
+        self._carry_check(old, new)
+        return True
+
+    def _carry_check(self, old: int, new: int) -> None:
+        """The entry moved from `old` to `new`: its ID's next check waits out the interval."""
+        checks = self._checks
+        if checks and old in checks:
+            started = checks.pop(old)[2]  # a check running on `old` is over: it moved anyway
+            checks[new] = (started + ADDRESS_CHECK_INTERVAL, -1, started)
 
     def displace(self, handle: int, slower: int) -> bool:
         """Proximity neighbour selection: cached newcomer `handle` takes the place of entry
@@ -344,6 +453,7 @@ class RoutingTable:
         self._touched = array("d", [now]) * len(sizes)
         self._cache = None
         self._failures = None
+        self._checks = None
 
     # -- refresh --------------------------------------------------------------------------------
 

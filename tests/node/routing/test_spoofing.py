@@ -1,7 +1,9 @@
 """Address spoofing played against one node, sans-I/O: requests that claim a table entry's ID from
-another address never move the entry while its address answers; once it has failed a request,
-the claimed address gets a bare, unguessable address probe of its own, and only an answer to it
-there moves the entry. Requests (forgeable) never clear a failure; only answers do."""
+another address never move the entry while its address answers. The claimed address gets a bare,
+unguessable address probe of its own; only an answer to it there can move the entry: at once if
+the entry's address has failed a request, else after a probe of the old address (one per entry
+every ADDRESS_CHECK_INTERVAL) goes unanswered within the request timeout (a node restarted on
+another port). Requests (forgeable) never clear a failure; only answers do."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.routing.table import ADDRESS_CHECK_INTERVAL
 from kadtalk.node.routing.messages import (
     REQUEST_SIZE,
     ROUTE_REQ,
@@ -25,7 +28,8 @@ from kadtalk.node.routing.messages import (
 from kadtalk.node.routing.contacts import ipv4_from_wire, ipv4_to_wire
 from kadtalk.node.stack import Node
 
-SETTINGS = RoutingSettings(refresh_on_join=False, max_failures=1000, request_timeout=1.0)
+SETTINGS = RoutingSettings(refresh_on_join=False, max_failures=1000, request_timeout=1.0,
+                           refresh_interval=1e9)
 SERVER_ID = 0x5 << 156
 VICTIM_ID = 0xA << 156
 VICTIM = ("10.0.0.2", 5004)
@@ -78,14 +82,53 @@ def fail_old_address(node: Node, now: float) -> float:
     return now
 
 
-def test_claim_while_the_victim_answers_changes_nothing_and_sends_no_probe():
+def test_claims_from_a_silent_forged_source_change_nothing_and_check_nothing():
     node = server()
     for step in range(50):
         out = claim(node, ATTACKER, float(step))
-        assert [dst for _, dst in out] == [ATTACKER]  # the answer, nothing else
-        assert requests(out, ATTACKER) == []
+        assert {dst for _, dst in out} == {ATTACKER}  # the answer and a probe, nothing to VICTIM
+        assert all(r.size == REQUEST_SIZE for r in requests(out, ATTACKER))  # bare probes
     assert entry(node) == VICTIM
     assert node.routing.table.failures(node.routing.table.find(VICTIM_ID)) == 0
+    assert node.routing.table.address_checks == 0  # the forged source never answered its probe
+
+
+def test_restart_on_another_port_the_new_address_holds_within_one_probe_timeout():
+    """H2's defect: the victim restarted at MOVED (same ID), its old address is silent and
+    nothing else asks it. Its first request from MOVED draws a probe; its answer draws one probe
+    of the old address; unanswered within the request timeout, MOVED takes the place."""
+    node = server()
+    now = 5.0
+    out = claim(node, MOVED, now)
+    assert answer_as_victim(node, out, MOVED, now + 0.05) == 1  # the new address answers
+    [check] = requests(node.datagrams_to_send(now + 0.05), VICTIM)  # the old one is checked
+    assert check.size == REQUEST_SIZE and entry(node) == VICTIM
+    assert node.get_timer() == now + 0.05 + SETTINGS.request_timeout
+    node.handle_timer(now + 0.05 + SETTINGS.request_timeout)  # silent: it restarted elsewhere
+    assert entry(node) == MOVED
+    assert node.routing.table.failures(node.routing.table.find(VICTIM_ID)) == 0
+    assert node.routing.table.address_checks == 1
+
+
+def test_a_forger_answering_at_its_own_address_costs_one_check_per_interval_and_wins_nothing():
+    """The ID hijack: a forger receives at ATTACKER and answers every probe there as the
+    victim, claiming its ID once a second for 20 minutes, while the victim still answers at its
+    address. The entry never moves; the victim's address gets one probe per interval."""
+    node = server()
+    checks = probes = 0
+    minutes = 20
+    for step in range(minutes * 60):
+        now = float(step)
+        out = claim(node, ATTACKER, now)
+        probes += answer_as_victim(node, out, ATTACKER, now + 0.01)  # the forger answers
+        more = node.datagrams_to_send(now + 0.01)
+        checks += answer_as_victim(node, more, VICTIM, now + 0.02)  # so does the victim
+        node.handle_timer(now + 0.5)
+        node.datagrams_to_send(now + 0.5)
+        assert entry(node) == VICTIM
+    bound = minutes * 60 / ADDRESS_CHECK_INTERVAL + 1
+    assert 1 <= checks <= bound and node.routing.table.address_checks == checks
+    assert probes <= bound  # the forger's own address is probed no more often
 
 
 def test_claim_after_the_old_address_failed_is_believed_only_if_the_claimer_answers():
@@ -111,9 +154,14 @@ def test_the_victim_at_its_new_address_takes_the_place_once_it_answers():
     out = claim(node, MOVED, now)
     assert entry(node) == VICTIM
     assert answer_as_victim(node, out, MOVED, now + 0.05) == 1
-    assert entry(node) == MOVED
-    # and the old address, should anyone claim from it now, is the one that must prove itself
-    assert requests(claim(node, VICTIM, now + 1), VICTIM) == []
+    assert entry(node) == MOVED  # the old address failed already: no check needed
+    assert node.routing.table.address_checks == 0
+    # and the old address, should anyone claim from it now, is the one that must prove itself:
+    # probed, and its answer checks MOVED, which answers: nothing moves
+    out = claim(node, VICTIM, now + 1)
+    assert answer_as_victim(node, out, VICTIM, now + 1.01) == 1
+    assert answer_as_victim(node, node.datagrams_to_send(now + 1.01), MOVED, now + 1.02) == 1
+    node.handle_timer(now + 3)
     assert entry(node) == MOVED
 
 
@@ -134,8 +182,9 @@ def test_an_answer_from_the_old_address_cancels_the_move_a_request_does_not():
 
 
 class SpoofMachine(RuleBasedStateMachine):
-    """Random interleavings of the entry's address answering or failing, and claims from two
-    other addresses that do or do not answer; the model says where the entry must be."""
+    """Random interleavings of the entry's address answering or failing, claims from two other
+    addresses that do or do not answer, and time passing; the model says where the entry must
+    be and when the claimed address is probed (and the old one checked)."""
 
     ADDRS = (VICTIM, MOVED, ATTACKER)
 
@@ -145,37 +194,66 @@ class SpoofMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.current = VICTIM
         self.failing = False  # the current address failed its last request
-        self.alive = {VICTIM: True, MOVED: True, ATTACKER: True}
+        self.checked_until = -1.0  # no check of the entry before this time
+        self.checks = 0
 
-    def settle(self, out, answering) -> None:
-        for addr in self.ADDRS:
-            if answering.get(addr):
-                answer_as_victim(self.node, out, addr, self.now + 0.01)
-        self.node.datagrams_to_send(self.now)
+    def settle(self, answering) -> list[tuple]:
+        """Answer what the node sends to `answering` addresses until it sends nothing more;
+        then the request timeout passes. Return the (destination, request) pairs seen."""
+        seen = []
+        out = self.node.datagrams_to_send(self.now)
+        while out:
+            seen += [(addr, r) for addr in self.ADDRS for r in requests(out, addr)]
+            for addr in self.ADDRS:
+                if answering.get(addr):
+                    answer_as_victim(self.node, out, addr, self.now + 0.01)
+            out = self.node.datagrams_to_send(self.now + 0.01)
         self.now += SETTINGS.request_timeout + 0.02
         self.node.handle_timer(self.now)
         self.node.datagrams_to_send(self.now)
+        return seen
 
     @rule(alive=st.booleans())
     def lookup_asks_the_entry(self, alive):
         self.node.find_closest(VICTIM_ID, self.now)
-        out = self.node.datagrams_to_send(self.now)
-        assert requests(out, self.current)
-        self.settle(out, {self.current: alive})
+        seen = self.settle({self.current: alive})
+        assert any(addr == self.current for addr, _ in seen)
         self.failing = not alive
 
-    @rule(addr=st.sampled_from(ADDRS), answers=st.booleans())
-    def claim_from_another_address(self, addr, answers):
-        out = claim(self.node, addr, self.now)
-        probed = bool(requests(out, addr))
-        assert probed == (self.failing and addr != self.current)
-        self.settle(out, {addr: answers})
-        if probed and answers:
+    @rule(addr=st.sampled_from(ADDRS), answers=st.booleans(), old_answers=st.booleans())
+    def claim_from_another_address(self, addr, answers, old_answers):
+        start = self.now
+        claim_out = claim(self.node, addr, self.now)
+        probed = bool(requests(claim_out, addr))
+        may_check = not self.failing and start >= self.checked_until
+        assert probed == (addr != self.current and (self.failing or may_check))
+        for a in self.ADDRS:
+            if a == addr and answers:
+                answer_as_victim(self.node, claim_out, a, self.now + 0.005)
+        seen = self.settle({self.current: old_answers})
+        checked = [a for a, _ in seen if a == self.current]
+        if probed and answers and self.failing:
+            assert not checked
             self.current, self.failing = addr, False
+        elif probed and answers:
+            assert len(checked) == 1  # one probe of the old address
+            self.checks += 1
+            self.checked_until = start + ADDRESS_CHECK_INTERVAL
+            if not old_answers:
+                self.current = addr
+        else:
+            assert not checked
+
+    @rule()
+    def time_passes(self):
+        self.now += ADDRESS_CHECK_INTERVAL / 2
+        self.node.handle_timer(self.now)
+        self.node.datagrams_to_send(self.now)
 
     @invariant()
     def entry_is_where_the_model_says(self):
         assert entry(self.node) == self.current
+        assert self.node.routing.table.address_checks == self.checks
 
 
 TestSpoofMachine = SpoofMachine.TestCase
