@@ -117,14 +117,14 @@ def encode_entries(parts: list[bytes], contacts: Sequence[tuple[int, Any]],
     """`parts` (a header), then each contact's entry, joined; a contact whose address
     `addr_to_wire` cannot encode (None: IPv6 in ROUTE_RES) is left out."""
     cache = entry_cache(addr_to_wire)
-    get = cache.get
-    for contact in contacts:
-        entry = get(contact)
-        if entry is None:
-            wire = addr_to_wire(contact[1])
-            entry = b"" if wire is None else contact[0].to_bytes(ID_BYTES, "big") + wire
-            cache[contact] = entry
-        parts.append(entry)
+    entries = list(map(cache.get, contacts))  # the look-ups in C; a miss is None
+    if None in entries:
+        for i, contact in enumerate(contacts):
+            if entries[i] is None:
+                wire = addr_to_wire(contact[1])
+                entry = b"" if wire is None else contact[0].to_bytes(ID_BYTES, "big") + wire
+                entries[i] = cache[contact] = entry
+    parts += entries
     return b"".join(parts)
 
 
