@@ -55,7 +55,7 @@ class _Upper:
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
                  "paths", "nat", "punch_watch", "punch_lookups", "outbox", "named",
-                 "family_wait", "family_at", "searched", "callee_v6")
+                 "family_wait", "family_at", "searched", "search_held", "callee_v6")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -89,6 +89,7 @@ class _Upper:
         self.family_wait: dict[int, tuple[int, tuple[Any, ...], bool, float]] = {}
         self.family_at = 0.0
         self.searched: dict[Any, float] = {}  # relay asked by a family search -> when
+        self.search_held: dict[Any, None] = {}  # a search's allocations not yet kept/released
         self.callee_v6: dict[int, bool] = {}  # a relayed call's callee family (spare offers)
 
 
@@ -178,7 +179,7 @@ class Node:
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
             if data[0] == ROUTE6_RES and self._upper is not None and self._upper.named:
-                self._named(data, addr, now)
+                self._named(data, addr, now)  # before routing: a completed lookup reads it
             self._route(data, addr, now, self.routing.receive_datagram)
         elif layer == SESSION:
             session = self._session()
@@ -198,6 +199,8 @@ class Node:
             self._upper.relay.receive_datagram(data, addr, now)
             if self._upper.family_wait:
                 self._family_check(now)  # an ALLOCATED may name the family a call waits for
+            elif self._upper.search_held:
+                self._trim_searched(now)  # a search's allocation granted after it ended
         elif layer == STORAGE_LAYER and self.storage is not None:
             self._upper.storage.receive_datagram(data, addr, now)
         else:  # a type nobody speaks, or traversal on a node without it
@@ -245,6 +248,8 @@ class Node:
                 self._relay_upkeep(now)
             if upper.family_wait:
                 self._family_check(now)
+            elif upper.search_held:
+                self._trim_searched(now)  # once the search and the calls it served are over
             if upper.storage is not None:
                 upper.storage.handle_timer(now)  # republish lookups, expiry, prekey rotation
                 self._pump(now)
@@ -765,18 +770,27 @@ class Node:
         """A ROUTE6_RES during an IPv4-only caller's call lookup: the callee's entry, if it is
         in IPv6, is kept aside (the routing layer skips it: we cannot reach it) with who named
         it (a rendezvous that holds the callee). The first time, if no relay we hold reaches
-        IPv6, the search for one starts now, while the lookup looks on for an IPv4 entry."""
-        for target, seen in self._upper.named.items():
-            found = entry_of(data, target)
-            if found is not None and is_ipv6(found):
-                first = seen[0] is None
-                seen[0] = found
-                if len(seen[1]) < self._upper.traversal.settings.punch_peers:
-                    seen[1].append((int.from_bytes(data[1:21], "big"), addr))
-                relay = self.relay
-                if first and relay is not None and not self._named_relays(
-                        self.relays_held(), True):
-                    self._family_search([a for _, a in seen[1]], now)
+        IPv6, the search for one starts now, while the lookup looks on for an IPv4 entry.
+        Only an answer the routing layer takes counts (`awaits`: our request to that address
+        for that target, by the ID we asked): an unsolicited or spoofed one would set the
+        callee's address, take rendezvous slots and start a relay search at its source."""
+        if len(data) < 41:
+            return
+        target = int.from_bytes(data[21:41], "big")
+        seen = self._upper.named.get(target)
+        responder = int.from_bytes(data[1:21], "big")
+        if seen is None or not self.routing.awaits(addr, target, responder):
+            return
+        found = entry_of(data, target)
+        if found is not None and is_ipv6(found):
+            first = seen[0] is None
+            seen[0] = found
+            if len(seen[1]) < self._upper.traversal.settings.punch_peers:
+                seen[1].append((responder, addr))
+            relay = self.relay
+            if first and relay is not None and not self._named_relays(
+                    self.relays_held(), True):
+                self._family_search([a for _, a in seen[1]], now)
 
     def _across(self, session_id: int, event: LookupCompleted, addr: Any,
                 named: list[tuple[int, Any]], now: float) -> None:
@@ -805,8 +819,8 @@ class Node:
     def _family_check(self, now: float) -> None:
         """Calls waiting for a relay of their callee's family: offer it once one is granted,
         look for one meanwhile, give up after FAMILY_WAIT (the key exchange's own timeout ends
-        the call). Allocations a search made that no call uses are released by a node that
-        holds no relays for itself."""
+        the call). Once no call waits, the allocations searches made that no call uses are
+        released (`_trim_searched`)."""
         upper, session = self._upper, self.session
         for sid, (target, rendezvous, v6, until) in list(upper.family_wait.items()):
             s = session.sessions.get(sid) if session is not None else None
@@ -819,12 +833,13 @@ class Node:
                 upper.traversal.punch(target, list(rendezvous), now, relay=offer)
                 self._watch_punch(sid, target, list(rendezvous), offer, now)
                 self._paths().count("family_relay_found")
-                self._trim_searched(offer[1], now)
             elif now >= until:
                 del upper.family_wait[sid]
                 self._paths().count("family_relay_timeout")
             else:
                 self._family_search(list(rendezvous), now)
+        if not upper.family_wait:
+            self._trim_searched(now)
 
     def _family_search(self, first: list[Any], now: float) -> None:
         """Ask up to FAMILY_ASK contacts we can reach for an allocation (HELLO asks for the
@@ -849,32 +864,54 @@ class Node:
                     and a not in own and relay.codec.to_wire(a) is not None
                     and self._reaches(a)]
         room = min(FAMILY_ASK, relay.settings.max_client_allocations - len(client.held))
-        client.wanted = None  # every relay that answers: which are dual-stack shows in ALLOCATED
         searched = upper.searched
         # not `CallPaths.candidates`: a relay the hold upkeep asked and passed over (its
         # CHALLENGE came after `wanted` others') is a good candidate here
         for addr in [a for a in contacts if now - searched.get(a, -RETRY_RELAY) >= RETRY_RELAY
                      ][:max(room, 0)]:
             try:
-                relay.allocate(addr, now)
+                relay.allocate(addr, now, always=True)  # every relay that answers, not `wanted`
             except ValueError:
                 continue
             bounded(searched)
             searched[addr] = now
+            bounded(upper.search_held)
+            upper.search_held[addr] = None
 
-    def _trim_searched(self, allocation: bytes, now: float) -> None:
-        """A node that holds no relays for itself keeps, of the allocations its searches
-        made, the ones offered (`allocation`) and releases the others."""
+    def _trim_searched(self, now: float) -> None:
+        """Once no call waits for a relay of its callee's family (nor a call lookup, which may
+        still find the callee in the other family), of the allocations searches made: those
+        offered to a live call stay (looked at again when it ends), a NATed node keeps what it
+        lacks of its `call_relays`, HELLOs not answered are forgotten, the rest is released."""
         upper, relay = self._upper, self.relay
-        if self.needs_relay or relay is None:
+        if relay is None:
+            upper.search_held.clear()
             return
-        for addr in list(upper.searched):
-            held = relay.client.held.get(addr)
-            if held is None or held.state != "granted":
+        if upper.family_wait or upper.named:
+            return
+        client, offered = relay.client, self._paths().offered
+        keep = relay.settings.call_relays if self.needs_relay and not relay.public else 0
+        kept = sum(h.state != "hello" for a, h in client.held.items()
+                   if a not in upper.search_held)
+        for addr in list(upper.search_held):
+            held = client.held.get(addr)
+            if held is None or not held.always:
+                del upper.search_held[addr]  # gone (or asked anew by the hold upkeep)
+            elif held.state == "hello":
+                client.cancel(addr)
+                del upper.search_held[addr]
+            elif held.state != "granted":
+                continue  # allocating: decided once granted
+            elif held.path in offered and self._live(offered[held.path]):
                 continue
-            if held is not None and held.path.allocation != allocation \
-                    and held.path not in self._paths().offered:
-                relay.release(held.path, now)
+            elif kept < keep:
+                kept += 1
+                held.always = False
+                del upper.search_held[addr]  # one of the node's own now
+            else:
+                if held.request is None or held.request.kind != "release":
+                    relay.release(held.path, now)
+                del upper.search_held[addr]
 
     def _offered(self, requester: bytes, requester_addr: Any, relay_addr: Any, allocation: bytes,
                  now: float) -> None:

@@ -389,6 +389,16 @@ class RoutingLayer:
         self._advance(lookup, now)
         return lookup.lookup_id
 
+    def awaits(self, addr: Any, target: int, responder: int) -> bool:
+        """Whether an answer from `addr` about `target` by `responder` answers a request of ours
+        (`_on_response`'s check: pending, and an ID we asked there or a bootstrap address), so
+        a layer that reads answers too (node.stack's ROUTE6_RES entries) takes only these."""
+        request = self._pending.get((addr, target)) if self._pending else None
+        if request is None or responder == self.node_id:
+            return False
+        ids = self.registry.ids
+        return any(asked < 0 or ids[asked] == responder for _, asked in request.waiters)
+
     @property
     def lookups_running(self) -> int:
         return len(self._lookups) if self._lookups else 0
