@@ -60,9 +60,22 @@ def test_spoofed_claims_on_real_sockets():
                     attacker.sendto(
                         encode_request(RouteRequest(victim_id, victim_id), 146), d.address
                     )
-            for _ in range(3 * len(swarm)):
-                reply = await loop.run_in_executor(None, attacker.recv, 2048)
-                assert reply[0] == 0x01  # answers only: nobody asks the claimed address anything
+            probes = answers = 0
+            attacker.settimeout(1.0)
+            try:
+                while True:
+                    reply = await loop.run_in_executor(None, attacker.recv, 2048)
+                    if reply[0] == ROUTE_REQ:  # a bare probe of the claimed address, unanswered
+                        assert len(reply) == 41
+                        probes += 1
+                    else:
+                        answers += 1
+            except TimeoutError:
+                pass
+            attacker.settimeout(5)
+            assert answers == 3 * len(swarm)
+            assert probes <= len(swarm)  # one per node: the claims came within one second
+            assert sum(d.node.routing.table.address_checks for d in swarm) == 0  # never answered
             assert all(entry(d, victim_id) == victim.address for d in swarm)
             assert await lookup_through(server, victim_id) == victim.address
 
@@ -90,6 +103,44 @@ def test_spoofed_claims_on_real_sockets():
             assert await lookup_through(server, victim_id) == moved.address
         finally:
             attacker.close()
+            for d in [*swarm, victim] + ([moved] if moved else []):
+                d.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_node_restarted_on_another_port_is_found_there_with_no_failure_first():
+    """H2's defect on real sockets: the victim stops (nobody asks its old port anything) and
+    starts again on another port with the same ID; its first lookup makes the server probe the
+    new port and check the old one: within a second the server holds, and lookups find, the new
+    port. (Before: the old port for ever, as nothing sent it a request to fail.)"""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        swarm = await start_swarm(8, free_port_range(8), settings=SETTINGS)
+        identity = Identity.generate()
+        victim_id = int.from_bytes(identity.node_id, "big")
+        victim = await start_node(identity, host="127.0.0.1", settings=SETTINGS)
+        moved = None
+        try:
+            assert (await victim.join([swarm[0].address])).success
+            await victim.find_closest(victim_id ^ 1)  # outlasts the probes its requests drew
+            server = min(swarm, key=lambda d: d.node.node_id ^ victim_id)
+            assert entry(server, victim_id) == victim.address
+            victim.close()
+            await asyncio.sleep(1.1)  # a restart: the server's probe meter allows one a second
+            moved = await start_node(identity, host="127.0.0.1", settings=SETTINGS)
+            assert moved.address != victim.address
+            assert server.node.routing.table.failures(server.node.routing.table.find(victim_id)) == 0
+            started = loop.time()
+            moved.node.add_contact(server.node.node_id, server.address, loop.time())
+            await moved.find_closest(victim_id)
+            while entry(server, victim_id) != moved.address and loop.time() < started + 5:
+                await asyncio.sleep(0.05)
+            assert entry(server, victim_id) == moved.address
+            assert loop.time() - started < 1 + 3 * SETTINGS.request_timeout
+            assert server.node.routing.table.address_checks == 1
+            assert await lookup_through(server, victim_id) == moved.address
+        finally:
             for d in [*swarm, victim] + ([moved] if moved else []):
                 d.close()
 
