@@ -78,10 +78,11 @@ class Held:
     """One allocation of ours (asked for, or granted) with one relay."""
 
     __slots__ = ("relay", "nonce", "state", "path", "reflexive", "lifetime", "expires",
-                 "refresh_at", "peer", "request", "permit", "asked", "rtt", "other")
+                 "refresh_at", "peer", "request", "permit", "asked", "rtt", "other", "always")
 
-    def __init__(self, relay: Any, nonce: bytes, now: float = 0.0):
+    def __init__(self, relay: Any, nonce: bytes, now: float = 0.0, always: bool = False):
         self.relay = relay
+        self.always = always  # ALLOCATE when it answers, whatever `RelayClient.wanted` says
         self.nonce = nonce
         self.state = "hello"  # -> allocating -> granted
         self.asked = now  # when the first HELLO went
@@ -122,15 +123,24 @@ class RelayClient:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def allocate(self, relay: Any, now: float) -> None:
+    def allocate(self, relay: Any, now: float, always: bool = False) -> None:
+        """Ask `relay` (HELLO); `always`: ALLOCATE when it answers even if `wanted` others did
+        (a family search wants every relay's answer: which are dual-stack shows in ALLOCATED)."""
         if relay in self.held:
             return  # one allocation per relay: asked for or held already
         if len(self.held) >= self.settings.max_client_allocations:
             raise ValueError("too many relay allocations held at once")
         if self.codec.to_wire(relay) is None:
             raise ValueError(f"not a relay address: {relay!r}")
-        held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE), now)
+        held = self.held[relay] = Held(relay, self._random(wire.NONCE_SIZE), now, always)
         self._request(held, "hello", wire.hello(held.nonce, wire.WANT_OTHER), now)
+
+    def cancel(self, relay: Any) -> None:
+        """Forget a HELLO to `relay` not answered yet (its CHALLENGE then counts unsolicited:
+        nothing is allocated there)."""
+        held = self.held.get(relay)
+        if held is not None and held.state == "hello":
+            del self.held[relay]
 
     def permit(self, path: RelayPath, peer: Any, now: float) -> None:
         held = self._granted(path)
@@ -202,7 +212,7 @@ class RelayClient:
                 return
             if held.state == "hello":
                 wanted = self.wanted
-                if wanted is not None and sum(
+                if wanted is not None and not held.always and sum(
                         h.state != "hello" for h in self.held.values()) >= wanted:
                     del self.held[addr]  # enough nearer relays answered first: none here
                     self.stats["hello_spare"] += 1

@@ -156,9 +156,10 @@ class RelayLayer:
         serve = self.settings.serve
         return serve == "always" or (serve == "auto" and bool(self.public))
 
-    def allocate(self, relay: Any, now: float) -> None:
-        """Ask `relay` for an allocation (AllocationGranted / AllocationFailed follow)."""
-        self.client.allocate(relay, now)
+    def allocate(self, relay: Any, now: float, always: bool = False) -> None:
+        """Ask `relay` for an allocation (AllocationGranted / AllocationFailed follow);
+        `always`: whatever `RelayClient.wanted` says (a family search)."""
+        self.client.allocate(relay, now, always)
 
     def permit(self, path: RelayPath, peer: Any, now: float) -> None:
         """Let `peer` (and only it) exchange DATA with us through our allocation `path`."""
