@@ -1,0 +1,38 @@
+"""A daemon restarted on another port (same identity) is reached there again (session 8: H2
+found the old port kept in tables and lookups 8 minutes later). Real daemons on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .conftest import joined_pair
+
+
+def entry(daemon, node_id: int):
+    node = daemon.driver.node
+    handle = node.routing.table.find(node_id)
+    return None if handle < 0 else node.routing.registry.addrs[handle]
+
+
+def test_a_daemon_restarted_on_another_port_is_found_there(tmp_path):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        async with joined_pair(tmp_path) as pair:
+            b_id = pair.b.driver.node.node_id
+            old = pair.b.driver.address
+            assert entry(pair.a, b_id) == old
+            await pair.stop_b()
+            await asyncio.sleep(1.1)  # a restart; a probes one address at most once a second
+            started = loop.time()
+            await pair.start_b()  # same config dir and identity, a new free port
+            new = pair.b.driver.address
+            assert new != old and pair.b.driver.node.node_id == b_id
+            while entry(pair.a, b_id) != new and loop.time() < started + 10:
+                await asyncio.sleep(0.05)
+            assert entry(pair.a, b_id) == new
+            assert loop.time() - started < 5  # its join, a probe and a 1 s check
+            result = await pair.a.driver.find_peer(b_id)  # a knows only b: it asks b's entry
+            assert result.peer is not None and result.peer[1] == new
+            assert pair.a.driver.node.routing.table.address_checks == 1
+
+    asyncio.run(scenario())
