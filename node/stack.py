@@ -716,19 +716,21 @@ class Node:
         return session is not None and session_id in session.sessions
 
     def _offer(self, session_id: int, peer: int, rendezvous: list[Any],
-               v6: bool) -> tuple | None:
+               v6: bool, count: bool = True) -> tuple | None:
         """Our relay allocation for this call (the callee knocks there), named by the relay's
         address in the callee's family (`v6`): the one we hold it at, or the other one a
         dual-stack relay told us in ALLOCATED (§21); with none that reaches that family, the
         call punches without an offer (counted: `relay_offer_ipv6_only` for an IPv4 callee,
-        `relay_offer_no_ipv6` for an IPv6 one)."""
+        `relay_offer_no_ipv6` for an IPv6 one; a call across families waits instead, `count`
+        False: counted once when its wait times out)."""
         held = self.relays_held()
         if not held:
             return None
         paths = self._paths()
         named = self._named_relays(held, v6)
         if not named:
-            paths.count("relay_offer_no_ipv6" if v6 else "relay_offer_ipv6_only")
+            if count:  # a call across families: once, when its wait ends (`_family_check`)
+                paths.count("relay_offer_no_ipv6" if v6 else "relay_offer_ipv6_only")
             return None
         paths.rendezvous[session_id] = (peer, rendezvous)
         bounded(self._upper.callee_v6)
@@ -804,7 +806,7 @@ class Node:
             event.target, named, event.closest, count=traversal.settings.punch_peers,
             usable=lambda a: traversal.punchable(a) and self._reaches(a))
         v6 = is_ipv6(addr)
-        offer = self._offer(session_id, event.target, rendezvous, v6)
+        offer = self._offer(session_id, event.target, rendezvous, v6, count=False)
         if offer is not None:
             traversal.punch(event.target, rendezvous, now, relay=offer)
             self._watch_punch(session_id, event.target, rendezvous, offer, now)
@@ -827,7 +829,7 @@ class Node:
             if s is None or s.rx is not None or s.state is not CallState.KEY_EXCHANGE:
                 del upper.family_wait[sid]
                 continue
-            offer = self._offer(sid, target, list(rendezvous), v6)
+            offer = self._offer(sid, target, list(rendezvous), v6, count=False)
             if offer is not None:
                 del upper.family_wait[sid]
                 upper.traversal.punch(target, list(rendezvous), now, relay=offer)
@@ -836,6 +838,8 @@ class Node:
             elif now >= until:
                 del upper.family_wait[sid]
                 self._paths().count("family_relay_timeout")
+                if self.relays_held():  # once a call (not at every look meanwhile)
+                    self._paths().count("relay_offer_no_ipv6" if v6 else "relay_offer_ipv6_only")
             else:
                 self._family_search(list(rendezvous), now)
         if not upper.family_wait:

@@ -137,7 +137,7 @@ class RelayServer:
             self.stats["unusable_source"] += 1
         elif self._metered(addr, now):
             nonce = data[2:18]
-            want = (data[18] if flags is None else flags) == wire.WANT_OTHER
+            want = bool((data[18] if flags is None else flags) & wire.WANT_OTHER)  # a bit test
             self.send(wire.challenge(nonce, self._cookies.mint(
                 addr, wire.hello_tag(nonce, want), now)), addr)
             self.stats["challenge_sent"] += 1

@@ -33,8 +33,8 @@ datagram's size says which (the second size in the table).
 
 The relay's address in the other family (a dual-stack relay's: what an IPv4-only owner offers
 an IPv6-only callee, and the other way; docs/protocol.md §21, "Across address families"): a
-HELLO whose flags byte is `WANT_OTHER` (1) asks for it, the relay binds the flag into its
-CHALLENGE cookie (it stays stateless), and the ALLOCATED answering an ALLOCATE with that cookie
+HELLO whose flags byte has the `WANT_OTHER` bit (1) asks for it, the relay binds the flag into
+its CHALLENGE cookie (it stays stateless), and the ALLOCATED answering an ALLOCATE with that cookie
 ends with it when the relay has one: 18 bytes after a 6-byte reflexive address, 6 after an
 18-byte one, so 52 bytes either way; the reflexive address is in the family the datagram
 travelled (`allocated_fields`). An older relay ignores the flag (the byte was zero), an older
