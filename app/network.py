@@ -89,6 +89,15 @@ class Network:
         self.driver = driver
         self._last_save = now
         driver.node.set_relay_settings(self.config.relay_settings)  # [relay]
+        # our addresses before any probe answers (an IPv6-only daemon never gets one): the
+        # node knocks at none of them, nor anywhere in their IPv6 /64, when an offer names one
+        driver.node.set_nat(self.nat, None, own=self.local_addresses())
+
+    def local_addresses(self) -> list[Any]:
+        """The address we are bound to and each family's route source, at our port."""
+        host, port = self.driver.address[:2]
+        own = [(host, port)] + [(h, port) for h in route_sources(PROBES)]
+        return [a for a in dict.fromkeys(own) if a[0] not in ("0.0.0.0", "::")]
 
     def save_peers(self) -> None:
         if self.driver is None:

@@ -54,7 +54,7 @@ class _Upper:
 
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
-                 "paths", "nat", "punch_watch", "punch_lookups", "outbox", "named",
+                 "paths", "nat", "own", "punch_watch", "punch_lookups", "outbox", "named",
                  "family_wait", "family_at", "searched", "search_held", "callee_v6")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
@@ -74,6 +74,7 @@ class _Upper:
         self.storage_settings: StorageSettings | None = None
         self.paths: CallPaths | None = None  # relayed calls and path switches (relay/paths.py)
         self.nat = "unknown"  # as the owner told us (`set_nat`): none / cone / symmetric
+        self.own: tuple[Any, ...] = ()  # our addresses the owner named (`set_nat(own=)`)
         # calls punched once, awaiting the callee's PUNCH or KEY_RES: session id -> (when to
         # punch again, callee ID, rendezvous asked, relay offer); and the find-closest lookups
         # of second rounds: lookup id -> (session id, rendezvous asked, relay offer)
@@ -676,10 +677,12 @@ class Node:
         unknown) and our public address: a public node relays for others (`serve` auto), a NATed
         one holds `call_relays` allocations for its calls (as one that traversal finds
         symmetric does by itself). `own`: our other addresses (a dual-stack daemon's IPv4 and
-        IPv6 ones); a public node's relay never forwards to them (IPv6: their /64)."""
+        IPv6 ones), whatever the NAT: a public node's relay never forwards to them, nor do we
+        knock at them when an offer names one (IPv6: their /64)."""
         if self._upper is None:
             self._upper = _Upper()
         self._upper.nat = kind
+        self._upper.own = tuple(dict.fromkeys(a for a in own if a is not None))
         if self._upper.traversal is not None:
             self._upper.traversal.set_nat(kind)  # the keep-alive plan follows it
         relay = self.relay
@@ -1173,8 +1176,13 @@ class Node:
         return deadline
 
     def _own_addresses(self) -> tuple[Any, ...]:
-        traversal = self.traversal
-        return () if traversal is None or traversal.public is None else (traversal.public,)
+        """Where we are: the public address traversal found, and those the owner named
+        (`set_nat`): an IPv6-only node has no IPv4 public one, and its host and /64 count."""
+        traversal, upper = self.traversal, self._upper
+        own = () if upper is None else upper.own
+        if traversal is None or traversal.public is None or traversal.public in own:
+            return own
+        return (traversal.public, *own)
 
     # -- value storage (kadtalk.node.storage) ---------------------------------------------------
 
