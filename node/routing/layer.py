@@ -585,12 +585,16 @@ class RoutingLayer:
 
     def _moves_due(self, now: float) -> None:
         """Checks of old addresses unanswered by their deadline: the new address takes the
-        entry's place (unless another ID that answers holds it by now: one ID per address)."""
+        entry's place (unless another ID that answers holds it by now: one ID per address, as
+        in `_admit`)."""
         table = self.table
         for old, new in table.expired_checks(now):
             holder = self._address_holder(new)
-            if holder < 0 or holder not in table or table.failures(holder):
-                table.move(old, new)
+            if holder >= 0:
+                if holder in table and not table.failures(holder):
+                    continue
+                table.remove(holder) if holder in table else table.failed(holder)  # stale
+            table.move(old, new)
 
     def measured_answer(self, handle: int, rtt: float, now: float) -> bool:
         """`handle` answered our lookup request after `rtt` s: the node's round trip and (when a

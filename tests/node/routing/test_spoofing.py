@@ -7,6 +7,7 @@ another port). Requests (forgeable) never clear a failure; only answers do."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from random import Random
 
 from hypothesis import settings
@@ -108,6 +109,24 @@ def test_restart_on_another_port_the_new_address_holds_within_one_probe_timeout(
     assert entry(node) == MOVED
     assert node.routing.table.failures(node.routing.table.find(VICTIM_ID)) == 0
     assert node.routing.table.address_checks == 1
+
+
+def test_a_check_does_not_move_the_entry_to_an_address_another_answering_id_took_meanwhile():
+    """One address holds one ID: if another ID answers a probe at the claimed address while
+    the check runs, the entry stays (the check's candidate was never a table entry)."""
+    node = Node(SERVER_ID, ContactRegistry(), Random(1), replace(SETTINGS, request_timeout=3.0))
+    node.add_contact(VICTIM_ID, VICTIM, 0.0)
+    out = claim(node, MOVED, 5.0)
+    answer_as_victim(node, out, MOVED, 5.01)
+    assert requests(node.datagrams_to_send(5.01), VICTIM)  # the check is running
+    other = SERVER_ID ^ (1 << 100)
+    node.receive_datagram(encode_request(RouteRequest(other, 1), 146), MOVED, 6.2)
+    [probe] = requests(node.datagrams_to_send(6.2), MOVED)  # MOVED's probe meter: 1/s
+    node.receive_datagram(encode_response(RouteResponse(other, probe.target, ()), ipv4_to_wire),
+                          MOVED, 6.3)
+    assert node.routing.table.find(other) >= 0
+    node.handle_timer(8.01)  # the old address stayed silent
+    assert entry(node) == VICTIM
 
 
 def test_a_forger_answering_at_its_own_address_costs_one_check_per_interval_and_wins_nothing():
