@@ -56,6 +56,21 @@ def route_sources(towards: Any) -> list[str]:
     return found
 
 
+def carried(addrs: list[Any], driver: Any) -> list[Any]:
+    """Of our `addrs`, those in a family `driver`'s socket carries: IPv4 for an AF_INET one,
+    IPv6 for an AF_INET6 one, and IPv4 too when that one is dual-stack and not bound to one
+    address. A relay names its other-family address (ALLOCATED) from these alone: one its
+    socket does not listen on would take every knock of the owner's callees (and one it
+    cannot send to needs no guard as a forwarding target either). A driver that does not say
+    its socket's family (a test's stand-in) carries both."""
+    family = getattr(driver, "family", None)
+    if family is None:
+        return list(addrs)
+    v6 = family == socket.AF_INET6
+    v4 = not v6 or (driver.dual_stack and driver.address[0] in ("::", ""))
+    return [a for a in addrs if (v6 if addresses.is_ipv6(a) else v4)]
+
+
 class Network:
     """`driver` is set by `start` once the node runs."""
 
@@ -94,10 +109,12 @@ class Network:
         driver.node.set_nat(self.nat, None, own=self.local_addresses())
 
     def local_addresses(self) -> list[Any]:
-        """The address we are bound to and each family's route source, at our port."""
+        """The address we are bound to and each family's route source, at our port, in a
+        family our socket carries (`carried`)."""
         host, port = self.driver.address[:2]
         own = [(host, port)] + [(h, port) for h in route_sources(PROBES)]
-        return [a for a in dict.fromkeys(own) if a[0] not in ("0.0.0.0", "::")]
+        return carried([a for a in dict.fromkeys(own) if a[0] not in ("0.0.0.0", "::")],
+                       self.driver)
 
     def save_peers(self) -> None:
         if self.driver is None:
@@ -177,11 +194,13 @@ class Network:
     def own_addresses(self, event: AddressObserved) -> list[Any]:
         """Every address of ours we know (a relay we serve never forwards to one, IPv6: its
         /64): where the probe saw us, the address we are bound to, and the source address of
-        each family's route out (a dual-stack daemon seen over IPv4 has an IPv6 one too)."""
+        each family's route out (a dual-stack daemon seen over IPv4 has an IPv6 one too), in
+        a family our socket carries (`carried`: the relay names its other one from these)."""
         port = self.driver.address[1]
         own = [event.public, (self.driver.address[0], port)]
         own += [(host, port) for host in route_sources((event.observer, *PROBES))]
-        return [a for a in dict.fromkeys(own) if a[0] not in ("0.0.0.0", "::")]
+        return carried([a for a in dict.fromkeys(own) if a[0] not in ("0.0.0.0", "::")],
+                       self.driver)
 
     def _nat_kind(self, event: AddressObserved) -> str:
         """The node's rule (kadtalk.node.traversal.nat_kind), given our local address as routed
