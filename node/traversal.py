@@ -31,10 +31,12 @@ Across address families (§20, "Across address families"): a relay address is IP
 bytes) or IPv6 and port (18), the message's size says which, as in the relay's own messages.
 The punch requests and forwards may come from IPv6 peers (a dual-stack rendezvous between an
 IPv6-only caller or callee and the other family; the cookie is keyed on the 18-byte address),
-but a PUNCH_FWD(_RELAY)'s requester field names the requester only when it and the target are
-both IPv4: a PUNCH cannot cross families and IPv6 has no NAT to open, so otherwise the field is
-six zero bytes ("no address": the target knocks at the offered relay and sends no PUNCH), and a
-plain PUNCH_REQ that could only be forwarded so is dropped (`punch_no_path`). ADDR_REQ and the
+but a PUNCH_FWD(_RELAY)'s requester field names the requester only when it is IPv4, whatever
+the family the rendezvous holds the target at (a dual-stack target behind an IPv4 NAT, held at
+its IPv6 address, PUNCHes from its IPv4 side; an IPv6-only target's PUNCH fails): IPv6 has no
+NAT to open, so for an IPv6 requester the field is six zero bytes ("no address": the target
+knocks at the offered relay and sends no PUNCH), and a plain PUNCH_REQ that could only be
+forwarded so is dropped (`punch_no_path`). ADDR_REQ and the
 PROBE_* stay IPv4 (their answers carry 6-byte addresses).
 
 No datagram can be used to aim traffic at a third party (issue 17, attack 3):
@@ -728,10 +730,11 @@ class Traversal:
         if where is None:
             self.stats["punch_unknown_target"] += 1
             return
-        # the requester's address travels only between IPv4 peers (a PUNCH cannot cross
-        # families, and an IPv6 host has no NAT to open): else no address, a knock only
-        field = wire if len(wire) == len(NO_ADDRESS) and self._wire(where) is not None \
-            else NO_ADDRESS
+        # an IPv4 requester's address travels whatever the family we hold the target at (a
+        # dual-stack target behind an IPv4 NAT PUNCHes it from its IPv4 side; an IPv6-only
+        # one's PUNCH fails); an IPv6 requester's does not (an IPv6 host has no NAT to open,
+        # and 18 bytes would make the forward larger): no address, a knock only
+        field = wire if len(wire) == len(NO_ADDRESS) else NO_ADDRESS
         if field == NO_ADDRESS and data[1] == PUNCH_REQ:
             self.stats["punch_no_path"] += 1  # nothing the target could do with it
             return

@@ -106,9 +106,10 @@ def example() -> dict:
     f.punch(ID["g"], [D6], 0.0, relay=(RELAY4, ALLOC))
     hop(f, F6, d, D6, "PUNCH_REQ_RELAY")
     hop(d, D4, g, G4, "PUNCH_FWD_RELAY")
-    assert [o[1:4] for o in e_offers] == [(None, RELAY6, ALLOC)]
-    assert [o[1:4] for o in g_offers] == [(None, RELAY4, ALLOC)]
-    assert e.datagrams_to_send(0.0) == [] and g.datagrams_to_send(0.0) == []  # no PUNCH
+    assert [o[1:4] for o in e_offers] == [(C, RELAY6, ALLOC)]  # an IPv4 requester's address
+    assert [o[1:4] for o in g_offers] == [(None, RELAY4, ALLOC)]  # an IPv6 one's: none
+    # e PUNCHes c (from its IPv4 side if it had one; an IPv6-only e's socket drops them)
+    assert {to for _, to in e.datagrams_to_send(0.0)} == {C} and g.datagrams_to_send(0.0) == []
     return {"description": "docs/protocol.md §20, \"Across address families\": c (IPv4 only, "
                            f"{_text(C)}) offers its relay's IPv6 address {_text(RELAY6)} to e "
                            f"(IPv6 only, {_text(E6)}) through d (dual-stack, {_text(D4)} and "
@@ -129,7 +130,7 @@ def test_the_hex_example_and_the_vectors_file():
     req6, fwd6, req4, fwd4 = (bytes.fromhex(m["hex"]) for m in made["messages"])
     c, d, e, f, g = (bytes((b,)) * 20 for b in (0xC1, 0xD0, 0xE1, 0xF1, 0x71))
     assert req6 == bytes((6, 7)) + c + e + packed(RELAY6) + ALLOC and len(req6) == 68
-    assert fwd6 == bytes((6, 8)) + c + bytes(6) + packed(RELAY6) + ALLOC and len(fwd6) == 54
+    assert fwd6 == bytes((6, 8)) + c + packed(C) + packed(RELAY6) + ALLOC and len(fwd6) == 54
     assert req4 == bytes((6, 7)) + f + g + packed(RELAY4) + ALLOC and len(req4) == 56
     assert fwd4 == bytes((6, 8)) + f + bytes(6) + packed(RELAY4) + ALLOC and len(fwd4) == 42
 
@@ -169,14 +170,33 @@ def test_an_unvalidated_ipv6_requester_gets_a_cookie_keyed_on_its_18_bytes_then_
     assert to == G4 and fwd[1] == PUNCH_FWD_RELAY and fwd[22:28] == bytes(6)
 
 
-def test_the_attack_a_plain_punch_across_families_is_not_forwarded():
-    """A PUNCH_REQ from an IPv6 requester for an IPv4 target (or the other way) could only be
-    forwarded with no address: nothing the target could do, so nothing goes."""
+def test_the_attack_a_plain_punch_from_an_ipv6_requester_is_not_forwarded():
+    """A PUNCH_REQ from an IPv6 requester could only be forwarded with no address: nothing the
+    target could do, so nothing goes."""
     d, _ = layer("d", (ID["c"], C), (ID["e"], E6), (ID["f"], F6), (ID["g"], G4))
-    for src, target in ((F6, "g"), (C, "e"), (F6, "e")):
+    for src, target in ((F6, "g"), (F6, "e")):
         req = bytes((TRAVERSAL, PUNCH_REQ)) + bytes(20) + ID[target].to_bytes(20, "big")
         d.receive_datagram(req, src, 0.0)
-    assert d.datagrams_to_send(0.0) == [] and d.stats["punch_no_path"] == 3
+    assert d.datagrams_to_send(0.0) == [] and d.stats["punch_no_path"] == 2
+
+
+def test_an_ipv4_callers_punch_reaches_a_dual_stack_callee_held_at_ipv6():
+    """Review R1 (session 8): the rendezvous holds a dual-stack callee behind an IPv4 NAT at its
+    IPv6 address; an IPv4 caller's PUNCH_REQ is forwarded with the caller's address (before:
+    dropped, `punch_no_path`, so a call that could go direct was relayed or failed), no larger
+    than before (28 bytes for 42), and the callee PUNCHes the caller, opening its IPv4 NAT."""
+    c, _ = layer("c")
+    d, _ = layer("d", (ID["c"], C), (ID["e"], E6))  # c is in d's table: validated
+    e, _ = layer("e", (ID["d"], D6))
+    c.punch(ID["e"], [D4], 0.0)
+    [(req, _)] = c.datagrams_to_send(0.0)
+    d.receive_datagram(req, C, 0.0)
+    [(fwd, to)] = d.datagrams_to_send(0.0)
+    assert to == E6 and fwd[1] == PUNCH_FWD and fwd[22:28] == packed(C)
+    assert len(fwd) == 28 <= len(req) and d.stats["punch_no_path"] == 0
+    e.receive_datagram(fwd, D6, 0.0)
+    punches = e.datagrams_to_send(0.0)
+    assert len(punches) == 2 and {to for _, to in punches} == {C}
 
 
 def test_the_attack_a_forward_from_an_ipv6_stranger_is_dropped():
