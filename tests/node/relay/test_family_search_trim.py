@@ -81,3 +81,24 @@ def test_an_always_hello_is_allocated_past_wanted_and_a_spare_one_is_not():
     client.allocate(("198.51.100.3", 1), 0.0)
     client.cancel(("198.51.100.3", 1))
     assert ("198.51.100.3", 1) not in client.held
+
+
+def test_a_natted_node_keeps_of_a_search_only_what_it_lacks_of_its_call_relays():
+    net, hops = world()
+    caller = net.nodes[P4]
+    caller.set_relay_settings(RelaySettings(call_relays=1))
+    caller.relay
+    caller._upper.named[1] = [None, []]  # a call lookup runs: nothing is trimmed meanwhile
+    caller._family_search([], net.now)
+    net.service(P4)
+    net.run_until(net.now + 1.0)
+    assert held(net, P4) == {D4: "granted", Q4: "granted"}
+    caller.set_nat("cone", None)  # now it holds relays for its own calls: one
+    del caller._upper.named[1]
+    caller._trim_searched(net.now)
+    client = caller.relay.client
+    releasing = [a for a, h in client.held.items()
+                 if h.request is not None and h.request.kind == "release"]
+    assert len(releasing) == 1 and not caller._upper.search_held
+    net.run_until(net.now + 700.0)
+    assert sum(h.state == "granted" for h in client.held.values()) == 1
