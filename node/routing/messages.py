@@ -117,14 +117,17 @@ def encode_entries(parts: list[bytes], contacts: Sequence[tuple[int, Any]],
     """`parts` (a header), then each contact's entry, joined; a contact whose address
     `addr_to_wire` cannot encode (None: IPv6 in ROUTE_RES) is left out."""
     cache = entry_cache(addr_to_wire)
-    entries = list(map(cache.get, contacts))  # the look-ups in C; a miss is None
-    if None in entries:
-        for i, contact in enumerate(contacts):
-            if entries[i] is None:
-                wire = addr_to_wire(contact[1])
-                entry = b"" if wire is None else contact[0].to_bytes(ID_BYTES, "big") + wire
-                entries[i] = cache[contact] = entry
-    parts += entries
+    first = len(parts)
+    parts += map(cache.get, contacts)  # the look-ups in C; a miss is None, which join refuses
+    try:
+        return b"".join(parts)
+    except TypeError:  # a contact not sent before (the common case raises nothing to check)
+        pass
+    for i, contact in enumerate(contacts, first):
+        if parts[i] is None:
+            wire = addr_to_wire(contact[1])
+            entry = b"" if wire is None else contact[0].to_bytes(ID_BYTES, "big") + wire
+            parts[i] = cache[contact] = entry
     return b"".join(parts)
 
 
