@@ -444,8 +444,7 @@ class RoutingLayer:
                 probe = False
             count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
-        closest = self.table.closest(msg.target, count, handle)  # (ID, address) pairs, built in C:
-        contacts = list(zip(map(ids.__getitem__, closest), map(addrs.__getitem__, closest)))
+        contacts = [(ids[h], addrs[h]) for h in self.table.closest(msg.target, count, handle)]
         self._send(RouteResponse(self.node_id, msg.target, contacts, msg.ipv6), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
             self._send_probe(addr, msg.origin, now)
