@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kadtalk.node import addresses
-from kadtalk.node.routing import messages
+from kadtalk.node.routing import messages, route6
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.messages import ID_BYTES, ROUTE_RES, RouteResponse, encode_response
 from kadtalk.node.routing.route6 import ROUTE6_RES
@@ -70,7 +70,7 @@ def test_one_contact_in_both_formats_keeps_two_entries():
     encode_response6(RouteResponse(1, 2, [contact], True))
     assert messages.entry_cache(TO_WIRE)[contact] == (7).to_bytes(20, "big") + bytes(
         [192, 0, 2, 9, 0x0F, 0xA0])
-    assert messages.entry_cache(addresses.to_wire)[contact] == (7).to_bytes(20, "big") + bytes(
+    assert messages.entry_cache(route6._tagged(None))[contact] == (7).to_bytes(20, "big") + bytes(
         [4, 192, 0, 2, 9, 0x0F, 0xA0])
 
 
