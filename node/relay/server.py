@@ -386,13 +386,17 @@ class RelayServer:
         """Our address in the family `owner` is not in, as ALLOCATED carries it (b"": none):
         one of our own public addresses (`own`: the daemon's route source of that family),
         never a special one, nor a private one unless we forward to private peers
-        (`forward_private`, a LAN's relay), and only of a family the codec can carry."""
+        (`forward_private`, a LAN's relay) and only to an owner whose own address is private
+        too (a remote owner would hand our LAN address to its callee, who would knock at that
+        address on its own LAN), and only of a family the codec can carry."""
         ipv6 = len(self.codec.to_wire(owner) or b"") == wire.ADDR6_SIZE
+        private = self.settings.forward_private and \
+            self.codec.forbidden(owner, None, (), False) == "forbidden_private"
         for addr in self.own():
             field = self.codec.to_wire(addr)
             if field is None or (len(field) == wire.ADDR6_SIZE) == ipv6:
                 continue
-            if self.codec.forbidden(addr, None, (), self.settings.forward_private) is None:
+            if self.codec.forbidden(addr, None, (), private) is None:
                 return field
         return b""
 
