@@ -67,6 +67,13 @@ class RoutingSettings:
     k: int = 20
     alpha: int = 3
     request_timeout: float = 1.0  # seconds before an unanswered request counts as failed
+    # A known ID answering at a new address: its entry's old address gets this many probes,
+    # about `address_check_spacing` s apart (drawn between 0.5x and 1.5x: not predictable);
+    # any answer there keeps the entry, none (the last one's request_timeout passed) moves it.
+    # A forger must then keep the real node from answering for the whole window (protocol
+    # section 5.1), not for one round trip.
+    address_check_probes: int = 3
+    address_check_spacing: float = 10.0
     # A lookup request unanswered after srtt + `slow_rttvars` x rttvar of this node's answered
     # requests (at least `slow_floor`, at most `request_timeout`) frees its slot for the next
     # contact (its late answer still counts); False: the paper's lookup, `alpha` requests in
@@ -153,6 +160,8 @@ class RoutingSettings:
             raise ValueError("timeouts must be positive")
         if self.slow_rttvars < 0:
             raise ValueError("slow_rttvars must be >= 0")
+        if self.address_check_probes < 1 or self.address_check_spacing <= 0:
+            raise ValueError("address_check_probes must be >= 1 and address_check_spacing > 0")
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
         if not 0 <= self.proximity_keep <= self.k:
@@ -573,21 +582,43 @@ class RoutingLayer:
 
     def _check_address(self, old: int, new: int, now: float) -> None:
         """Entry `old`'s ID answered our probe at another address (a restart on another port,
-        or a forger receiving there): probe the old address once; unanswered within the
-        request timeout, the new address takes the entry's place (`_moves_due`). Not sent (probe
+        or a forger receiving there): probe the old address `address_check_probes` times,
+        `address_check_spacing` apart (`_moves_due` sends the others); none answered within the
+        request timeout of the last, the new address takes the entry's place. Not sent (probe
         meter, or that address probed this second): no check, the entry stays."""
         registry = self.registry
         addr = registry.addrs[old]
         if self._may_probe(addr, now):
             self._send_probe(addr, registry.ids[old], now)
-            self.table.start_check(old, new, now + self.settings.request_timeout, now)
+            more = self.settings.address_check_probes - 1
+            self.table.start_check(old, new, now + self._check_wait(more), now, more)
+
+    def _check_wait(self, more: int) -> float:
+        """How long after an address check's probe its next step comes (`more` probes left):
+        a spacing drawn between 0.5x and 1.5x, so a forger cannot time a flood of the checked
+        node to the probes; after the last probe, the request timeout."""
+        settings = self.settings
+        if not more:
+            return settings.request_timeout
+        return settings.address_check_spacing * (0.5 + self.rng.random())
 
     def _moves_due(self, now: float) -> None:
         """Checks of old addresses unanswered by their deadline: the new address takes the
         entry's place (unless another ID that answers holds it by now: one ID per address, as
-        in `_admit`)."""
+        in `_admit`); with probes left, the next probe (a probe the meter refuses waits a
+        spacing, not counted: a drained meter never moves an entry)."""
         table = self.table
-        for old, new in table.expired_checks(now):
+        for old, new, more in table.expired_checks(now):
+            if more:
+                registry = self.registry
+                addr = registry.addrs[old]
+                if self._may_probe(addr, now):
+                    self._send_probe(addr, registry.ids[old], now)
+                    more -= 1
+                    table.continue_check(old, now + self._check_wait(more), more)
+                else:
+                    table.continue_check(old, now + self.settings.address_check_spacing, more)
+                continue
             holder = self._address_holder(new)
             if holder >= 0:
                 if holder in table and not table.failures(holder):

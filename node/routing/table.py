@@ -20,14 +20,17 @@ has failed a request and the new address has answered one (`observe(..., answere
 `moved` tells the routing layer when to send the new address that request). A node restarted
 on another port sends nothing to its old address, so when the new address has answered a probe
 the routing layer checks the old one (`check_wanted`, `start_check`): at most once per entry
-every ADDRESS_CHECK_INTERVAL; unanswered by its deadline, the new address takes the place
-(`expired_checks`, `move`), as a deployed DHT pings the old contact before replacing it.
+every ADDRESS_CHECK_INTERVAL, with probes spread over a window (`continue_check`) so that one
+lost or refused probe does not decide; any answer of the old address ends the check, and
+unanswered to the last, the new address takes the place (`expired_checks`, `move`), as a
+deployed DHT pings the old contact before replacing it.
 """
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from random import Random
 from typing import Iterator, Sequence
 
@@ -47,7 +50,7 @@ class TableSettings:
 
 class RoutingTable:
     __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures",
-                 "_checks", "address_checks")
+                 "_checks", "_check_due", "address_checks")
 
     def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings()):
         """`settings` is anything with k, replacement_cache and max_failures (RoutingSettings too)."""
@@ -61,11 +64,14 @@ class RoutingTable:
         self._touched = array("d")  # per bucket: when a lookup last went into its range
         self._cache: dict[int, list[int]] | None = None
         self._failures: dict[int, int] | None = None
-        # Address checks: entry handle -> (deadline, claimed new handle, started) while one
-        # runs, then (started + ADDRESS_CHECK_INTERVAL, -1, started) until it is forgotten (no
-        # other check of that entry till then); made at the first one. `address_checks` counts
-        # those started.
-        self._checks: dict[int, tuple[float, int, float]] | None = None
+        # Address checks: entry handle -> (deadline, claimed new handle, started, probes still
+        # to send) while one runs, then (started + ADDRESS_CHECK_INTERVAL, -1, started, 0) until
+        # it is forgotten (no other check of that entry till then); made at the first one.
+        # `_check_due` is a lazy heap of (deadline, entry), stale once the record's deadline
+        # differs, so that the timer reads the earliest without walking every record.
+        # `address_checks` counts those started.
+        self._checks: dict[int, tuple[float, int, float, int]] | None = None
+        self._check_due: list[tuple[float, int]] = []
         self.address_checks = 0
 
     # -- queries --------------------------------------------------------------------------------
@@ -192,7 +198,7 @@ class RoutingTable:
                 checks = self._checks
                 if checks and handle in checks and checks[handle][1] >= 0:
                     started = checks[handle][2]  # check answered: the entry stays
-                    checks[handle] = (started + ADDRESS_CHECK_INTERVAL, -1, started)
+                    self._set_check(handle, (started + ADDRESS_CHECK_INTERVAL, -1, started, 0))
             return True
         for position, other in enumerate(bucket):
             if ids[other] == node_id:
@@ -275,44 +281,69 @@ class RoutingTable:
             del checks[old]  # its timer had not run yet
         return old
 
-    def start_check(self, old: int, new: int, deadline: float, now: float) -> None:
+    def start_check(self, old: int, new: int, deadline: float, now: float, more: int = 0) -> None:
         """A probe went to entry `old`'s address: unless it answers (`observe(old, answered=
-        True)`) before `deadline`, claimed address `new` takes the entry's place."""
+        True)`), at `deadline` the caller sends the next of `more` probes (`continue_check`)
+        or, none left, claimed address `new` takes the entry's place."""
         if self._checks is None:
             self._checks = {}
-        self._checks[old] = (deadline, new, now)
+        self._set_check(old, (deadline, new, now, more))
         self.address_checks += 1
+
+    def continue_check(self, old: int, deadline: float, more: int) -> None:
+        """Check of `old` still unanswered at its deadline (`expired_checks` gave it with
+        probes left): the caller probed again (or could not: `more` unchanged); next step at
+        `deadline`."""
+        _, new, started, _ = self._checks[old]
+        self._set_check(old, (deadline, new, started, more))
+
+    def _set_check(self, old: int, record: tuple[float, int, float, int]) -> None:
+        self._checks[old] = record
+        heappush(self._check_due, (record[0], old))
 
     def next_check(self) -> float:
         """When a check's deadline passes or its record is forgotten (inf: none)."""
-        checks = self._checks
-        if not checks:
-            return float("inf")
-        return min(deadline for deadline, _, _ in checks.values())
+        checks, due = self._checks, self._check_due
+        while due:
+            deadline, old = due[0]
+            record = checks.get(old) if checks else None
+            if record is not None and record[0] == deadline:
+                return deadline
+            heappop(due)  # stale: answered, moved, forgotten or rescheduled
+        return float("inf")
 
-    def expired_checks(self, now: float) -> list[tuple[int, int]]:
-        """(old entry, new handle) of the checks whose deadline passed unanswered: the old
-        address failed; the caller moves the entry (`move`). Forgets checks older than the
-        interval."""
-        checks = self._checks
-        if not checks:
-            return []
-        due = []
-        for old, (deadline, new, started) in list(checks.items()):
-            if deadline <= now:
-                if new >= 0:
-                    due.append((old, new))
-                if new >= 0 and now < started + ADDRESS_CHECK_INTERVAL:
-                    checks[old] = (started + ADDRESS_CHECK_INTERVAL, -1, started)
-                else:
-                    del checks[old]
-        return due
+    def expired_checks(self, now: float) -> list[tuple[int, int, int]]:
+        """(old entry, new handle, probes left) of the checks whose deadline passed
+        unanswered: with probes left the caller probes again (`continue_check`, which it must
+        call); with none the old address failed and the caller moves the entry (`move`).
+        Forgets checks older than the interval."""
+        checks, heap = self._checks, self._check_due
+        expired = []
+        while heap and heap[0][0] <= now:
+            deadline, old = heappop(heap)
+            record = checks.get(old) if checks else None
+            if record is None or record[0] != deadline:
+                continue  # stale
+            _, new, started, more = record
+            if new >= 0 and more > 0 and self.find(self._ids[old]) != old:
+                more = new = -1  # no longer the entry (removed, moved): the check is over
+            if new >= 0:
+                expired.append((old, new, more))
+                if more > 0:
+                    continue  # still running: the caller continues it
+            if new >= 0 and now < started + ADDRESS_CHECK_INTERVAL:
+                self._set_check(old, (started + ADDRESS_CHECK_INTERVAL, -1, started, 0))
+            else:
+                del checks[old]
+        return expired
 
     def checking(self) -> Iterator[int]:
-        """The claimed new handles of checks running (the registry must keep them)."""
+        """The entries and claimed new handles of checks running (the registry must keep them:
+        a running check names both)."""
         if self._checks:
-            for _, new, _ in self._checks.values():
+            for old, (_, new, _, _) in self._checks.items():
                 if new >= 0:
+                    yield old
                     yield new
 
     def move(self, old: int, new: int) -> bool:
@@ -340,7 +371,7 @@ class RoutingTable:
         checks = self._checks
         if checks and old in checks:
             started = checks.pop(old)[2]  # a check running on `old` is over: it moved anyway
-            checks[new] = (started + ADDRESS_CHECK_INTERVAL, -1, started)
+            self._set_check(new, (started + ADDRESS_CHECK_INTERVAL, -1, started, 0))
 
     def displace(self, handle: int, slower: int) -> bool:
         """Proximity neighbour selection: cached newcomer `handle` takes the place of entry
@@ -454,6 +485,7 @@ class RoutingTable:
         self._cache = None
         self._failures = None
         self._checks = None
+        self._check_due = []
 
     # -- refresh --------------------------------------------------------------------------------
 

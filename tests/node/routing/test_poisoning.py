@@ -315,11 +315,15 @@ class PoisonMachine(RuleBasedStateMachine):
         self.answered: set[tuple[int, tuple]] = set()
 
     def collect(self, claimed: int = -1) -> None:
+        registry = self.node.routing.registry
+        entries = {registry.addrs[h]: registry.ids[h] for h in self.node.routing.table.handles()}
         for msg, dst in sent(self.node, self.now):
             if type(msg) is RouteRequest:
-                assert msg.size == REQUEST_SIZE and claimed >= 0
-                assert msg.target == probe_target(self.node, dst, claimed, self.now)
-                self.outstanding.append((msg, dst, claimed))
+                # a claim's probe, or an address check's probe of an entry's own address
+                probed = claimed if claimed >= 0 else entries[dst]
+                assert msg.size == REQUEST_SIZE
+                assert msg.target == probe_target(self.node, dst, probed, self.now)
+                self.outstanding.append((msg, dst, probed))
                 self.probes_sent += 1
 
     @rule(low=st.integers(0, 11), bucket=st.integers(0, 2), honest=st.booleans(),
