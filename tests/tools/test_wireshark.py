@@ -299,8 +299,10 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
         data = bytes.fromhex(m["hex"])
         expect = {"kadtalk.relay_addr.ipv6": ["2001:db8:9::9"]} if len(data) in (54, 68) \
             else {"kadtalk.relay_addr.ip": ["198.51.100.9"]}
-        if m["name"] == "PUNCH_FWD_RELAY":
+        if m["name"] == "PUNCH_FWD_RELAY" and data[22:28] == bytes(6):  # an IPv6 requester
             expect["kadtalk.padding"] = ["00" * 6]
+        elif m["name"] == "PUNCH_FWD_RELAY":  # an IPv4 requester's address, whatever the family
+            expect["kadtalk.observed.ip"] = [".".join(map(str, data[22:26]))]
         out.append((data, [m["name"]], expect))
     allocation = bytes.fromhex(r["messages"][3]["hex"])[18:26]
     out.append((relay_wire.data(allocation, key_req), ["DATA", "KEY_REQ"],

@@ -776,8 +776,8 @@ local function traversal(r)
         local req = r:id(f.requester, "requester ID")
         local at
         if op == 0x08 and r:left() >= 6 and all_zero(r.tvb, r.pos, 6) then
-            -- across address families (§20): no address, the target knocks and sends no PUNCH
-            r:add(f.padding, 6, "requester's address: none (the caller is in another family)")
+            -- an IPv6 requester (§20): no address, the target knocks and sends no PUNCH
+            r:add(f.padding, 6, "requester's address: none (an IPv6 caller)")
             at = "none"
         else
             at = r:addr(f.observed_ip, f.observed_port, "requester's address")
@@ -1235,7 +1235,7 @@ local function traversal_ok(tvb, op)
         return nonzero_id(tvb, 22) and (op == 0x03 or v6 or addr_ok(tvb, 42))
     end
     if op == 0x04 or op == 0x08 then
-        -- PUNCH_FWD_RELAY across families names no requester address (six zero bytes)
+        -- PUNCH_FWD_RELAY for an IPv6 requester names no requester address (six zero bytes)
         return (addr_ok(tvb, 22) or (op == 0x08 and all_zero(tvb, 22, 6)))
             and (op == 0x04 or v6 or addr_ok(tvb, 28))
     end
