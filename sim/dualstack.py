@@ -109,43 +109,30 @@ class DualStackDriver(SimDriver):
         """The node at a simulated address of either family (IPv4: the node's number)."""
         return addr & (MAX_NODES - 1) if type(addr) is int else self._node_of.get(addr)
 
-    def service(self, addr: int) -> None:
-        """As SimDriver.service, with each datagram routed by its destination's family."""
-        node = self.nodes[addr]
-        now = self.env.now
-        out = node.datagrams_to_send(now)
-        if out:
-            nat, send = self.nat, self.network.send
-            attached = len(self.nodes)
-            for payload, dst in out:
-                if dst.__class__ is tuple:
-                    peer = self._node_of.get(dst)
-                    if peer is None or peer >= attached:
-                        self.unroutable += 1
-                    elif not nat.has_v6(addr):
-                        self.no_route += 1
-                    else:
-                        send(addr | V6, peer | V6, payload)
-                elif not nat.has_v4(addr):
-                    self.no_route += 1  # an IPv6-only host has no IPv4 route
-                elif 0 <= dst < attached:
-                    if nat.has_v4(dst):
-                        send(addr, dst, payload)
-                    else:
-                        self.no_route += 1  # no IPv4 host there: an IPv6-only node's number
-                elif dst >= MAX_NODES:
-                    self._send_to_flow(addr, dst, payload)
-                else:
+    def _route(self, addr: int, out: list) -> None:
+        """As SimDriver._route, with each datagram routed by its destination's family."""
+        nat, send = self.nat, self.network.send
+        attached = len(self.nodes)
+        for payload, dst in out:
+            if dst.__class__ is tuple:
+                peer = self._node_of.get(dst)
+                if peer is None or peer >= attached:
                     self.unroutable += 1
-        event = node.next_event()
-        while event is not None:
-            if self.on_event is not None:
-                self.on_event(addr, event)
-            event = node.next_event()
-        deadline = node.get_timer()
-        if deadline is not None and deadline < self._armed[addr]:
-            self._armed[addr] = deadline
-            self._later(max(0.0, deadline - now), self._fire, addr, deadline)
+                elif not nat.has_v6(addr):
+                    self.no_route += 1
+                else:
+                    send(addr | V6, peer | V6, payload)
+            elif not nat.has_v4(addr):
+                self.no_route += 1  # an IPv6-only host has no IPv4 route
+            elif 0 <= dst < attached:
+                if nat.has_v4(dst):
+                    send(addr, dst, payload)
+                else:
+                    self.no_route += 1  # no IPv4 host there: an IPv6-only node's number
+            elif dst >= MAX_NODES:
+                self._send_to_flow(addr, dst, payload)
+            else:
+                self.unroutable += 1
 
     def _receive(self, dst: int, payload: Any, src: int) -> None:
         """An arrival: IPv4 as SimDriver has it; IPv6 from the sender's tuple."""

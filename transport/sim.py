@@ -93,15 +93,7 @@ class SimDriver:
         now = self.env.now
         out = node.messages_to_send(now) if self.wire_objects else node.datagrams_to_send(now)
         if out:
-            send = self.network.send
-            attached = len(self.nodes)
-            for payload, dst in out:
-                if 0 <= dst < attached:
-                    send(addr, dst, payload)
-                elif dst >= MAX_NODES:
-                    self._send_to_flow(addr, dst, payload)  # NAT traversal's view of an address
-                else:
-                    self.unroutable += 1  # an address no node was ever placed at: lost
+            self._route(addr, out)
         event = node.next_event()
         while event is not None:
             if self.on_event is not None:
@@ -111,6 +103,18 @@ class SimDriver:
         if deadline is not None and deadline < self._armed[addr]:
             self._armed[addr] = deadline
             self._later(max(0.0, deadline - now), self._fire, addr, deadline)
+
+    def _route(self, addr: int, out: list) -> None:
+        """Hand node `addr`'s datagrams to the network by destination."""
+        send = self.network.send
+        attached = len(self.nodes)
+        for payload, dst in out:
+            if 0 <= dst < attached:
+                send(addr, dst, payload)
+            elif dst >= MAX_NODES:
+                self._send_to_flow(addr, dst, payload)  # NAT traversal's view of an address
+            else:
+                self.unroutable += 1  # an address no node was ever placed at: lost
 
     def _deliver(self, dst: int, payload: Any, src: int) -> None:
         node = self.nodes[dst]
