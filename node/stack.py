@@ -55,7 +55,7 @@ class _Upper:
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
                  "paths", "nat", "own", "punch_watch", "punch_lookups", "outbox", "named",
-                 "family_wait", "family_at", "searched", "search_held", "callee_v6")
+                 "family_wait", "family_at", "searched", "search_held", "dual", "callee_v6")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -91,6 +91,9 @@ class _Upper:
         self.family_at = 0.0
         self.searched: dict[Any, float] = {}  # relay asked by a family search -> when
         self.search_held: dict[Any, None] = {}  # a search's allocations not yet kept/released
+        # relays whose search allocation named their other address (dual-stack ones): asked
+        # first, and at once, by the next search (their `searched` stamp goes at release)
+        self.dual: dict[Any, None] = {}
         self.callee_v6: dict[int, bool] = {}  # a relayed call's callee family (spare offers)
 
 
@@ -850,10 +853,11 @@ class Node:
 
     def _family_search(self, first: list[Any], now: float) -> None:
         """Ask up to FAMILY_ASK contacts we can reach for an allocation (HELLO asks for the
-        relay's other address): a dual-stack one answers with it. The call's rendezvous
-        first (`first`: they hold the callee in the other family, so they have it), then
-        our relay candidates. One round every HOLD_INTERVAL while a call waits; each contact
-        at most once per RETRY_RELAY."""
+        relay's other address): a dual-stack one answers with it. Relays that named it to an
+        earlier search first (`dual`), then the call's rendezvous (`first`: they hold the
+        callee in the other family, so they have it), then our relay candidates. One round
+        every HOLD_INTERVAL while a call waits; each contact at most once per RETRY_RELAY,
+        but a dual-stack relay whose allocation was released is asked again at once."""
         upper, relay = self._upper, self.relay
         if relay is None or now < upper.family_at:
             return
@@ -866,7 +870,7 @@ class Node:
             return  # (not at once: `get_timer` would be due now for ever)
         upper.family_at = now + HOLD_INTERVAL
         own = self._own_addresses()
-        contacts = [a for a in dict.fromkeys([*first, *self._relay_candidates()])
+        contacts = [a for a in dict.fromkeys([*upper.dual, *first, *self._relay_candidates()])
                     if a not in client.held
                     and a not in own and relay.codec.to_wire(a) is not None
                     and self._reaches(a)]
@@ -882,6 +886,7 @@ class Node:
                 continue
             bounded(searched)
             searched[addr] = now
+            upper.dual.pop(addr, None)  # back once it grants us an other address again
             bounded(upper.search_held)
             upper.search_held[addr] = None
 
@@ -919,6 +924,10 @@ class Node:
                 if held.request is None or held.request.kind != "release":
                     relay.release(held.path, now)
                 del upper.search_held[addr]
+                if held.other is not None:  # a dual-stack relay: the next call asks it again
+                    upper.searched.pop(addr, None)
+                    bounded(upper.dual)
+                    upper.dual[addr] = None
 
     def _offered(self, requester: bytes, requester_addr: Any, relay_addr: Any, allocation: bytes,
                  now: float) -> None:
