@@ -115,9 +115,15 @@ class RoutingSettings:
     # proximity neighbour selection".
     # `proximity_keep`: the oldest entries of a bucket that proximity never displaces (they
     # keep the uptime rule's guarantee: newcomers near us cannot take a whole bucket).
+    # `rtt_floor` (s): round trips below it count as equal to it, in the proximity rule and
+    # in the RTT-aware choice: a newcomer displaces only an entry slower than the floor (among
+    # contacts "near enough" the incumbent stays, so a bucket whose displaceable entries all
+    # answered within the floor takes no one, an attacker next to the node included), and a
+    # lookup asks contacts within the floor in XOR order. 0: the nearest wins.
     rtt_hints: bool = False
     proximity: bool = False
     proximity_keep: int = 0
+    rtt_floor: float = 0.0
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     replacement_cache: int = 20
@@ -164,8 +170,8 @@ class RoutingSettings:
             raise ValueError("address_check_probes must be >= 1 and address_check_spacing > 0")
         if not 0 <= self.request_padding <= MAX_REQUEST_SIZE - REQUEST_SIZE:
             raise ValueError(f"request_padding must be between 0 and {MAX_REQUEST_SIZE - REQUEST_SIZE}")
-        if not 0 <= self.proximity_keep <= self.k:
-            raise ValueError("proximity_keep must be between 0 and k")
+        if not 0 <= self.proximity_keep <= self.k or self.rtt_floor < 0:
+            raise ValueError("proximity_keep must be between 0 and k and rtt_floor >= 0")
         if self.rtt_choice_bits < -1 or self.rtt_bit_cost < 0:
             raise ValueError("rtt_choice_bits must be >= -1 (-1: off) and rtt_bit_cost >= 0")
         if self.lookup_requests < 0:
@@ -650,7 +656,8 @@ class RoutingLayer:
         """Proximity neighbour selection: `handle` (cached: its bucket is full) takes the place
         of the bucket's slowest entry if it answered faster (a round trip measured by our own
         lookup request; an entry never measured counts as the node's srtt), the bucket's
-        `proximity_keep` oldest entries aside."""
+        `proximity_keep` oldest entries aside; round trips below `rtt_floor` count as the
+        floor, so the entry must be slower than that too."""
         rtts = self.rtts
         addrs = self.registry.addrs
         rtt = rtts.srtt(addrs[handle]) if rtts is not None else None
@@ -658,7 +665,7 @@ class RoutingLayer:
             return  # a requester we only probed: not measured, the uptime rule alone
         table = self.table
         default = self._srtt
-        slowest, worst = -1, rtt
+        slowest, worst = -1, max(rtt, self.settings.rtt_floor)
         bucket = table.bucket(table.bucket_index(self.registry.ids[handle]))
         for entry in bucket[self.settings.proximity_keep:]:
             expected = rtts.srtt(addrs[entry])
@@ -891,10 +898,12 @@ class RoutingLayer:
         self.rtts.observe(addr, rtt)
 
     def _expected_rtt(self, handle: int) -> float | None:
-        """A lookup's guess of `handle`'s round trip: its own srtt, else None (the lookup then
-        takes a hint or the node's srtt, `_node_rtt`)."""
+        """A lookup's guess of `handle`'s round trip: its own srtt (at least `rtt_floor`), else
+        None (the lookup then takes a hint or the node's srtt, `_node_rtt`)."""
         rtts = self.rtts
-        return None if rtts is None else rtts.srtt(self.registry.addrs[handle])
+        srtt = None if rtts is None else rtts.srtt(self.registry.addrs[handle])
+        floor = self.settings.rtt_floor
+        return srtt if srtt is None or srtt >= floor else floor
 
     def _node_rtt(self) -> float | None:
         return self._srtt
