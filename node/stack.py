@@ -31,6 +31,10 @@ from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES,
 FAMILY_WAIT = 8.0  # s a call across families waits for a relay that reaches its callee
 FAMILY_ASK = 4  # contacts asked at once for such a relay (which are dual-stack shows only in
 #   ALLOCATED: HELLO and CHALLENGE are stateless and say nothing)
+ACROSS_GRACE = 2.0  # smoothed round trips an IPv4-only caller's call lookup may go on after
+#   an answer named the callee in IPv6 only (one more round's answers: one naming it in IPv4
+#   ends the lookup, a dual-stack callee goes direct); then the call goes across families
+ACROSS_GRACE_MAX = 1.0  # s, at most (and before any round trip was measured)
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -55,7 +59,8 @@ class _Upper:
     __slots__ = ("stats", "identity", "settings", "clock_offset", "session", "calls", "events",
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
                  "paths", "nat", "own", "punch_watch", "punch_lookups", "outbox", "named",
-                 "family_wait", "family_at", "searched", "search_held", "dual", "callee_v6")
+                 "family_wait", "family_at", "searched", "search_held", "dual", "callee_v6",
+                 "across_at", "detached")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -95,6 +100,10 @@ class _Upper:
         # first, and at once, by the next search (their `searched` stamp goes at release)
         self.dual: dict[Any, None] = {}
         self.callee_v6: dict[int, bool] = {}  # a relayed call's callee family (spare offers)
+        # call lookups named their callee in IPv6 only: target ID -> when the call goes across
+        # families without waiting for the lookup's end; lookups left to run, their end unheard
+        self.across_at: dict[int, float] = {}
+        self.detached: dict[int, None] = {}
 
 
 class TableView:
@@ -250,6 +259,8 @@ class Node:
                 upper.relay.handle_timer(now)
             if upper.traversal is not None and (upper.relay is not None or self.needs_relay):
                 self._relay_upkeep(now)
+            if upper.across_at:
+                self._across_due(now)
             if upper.family_wait:
                 self._family_check(now)
             elif upper.search_held:
@@ -288,6 +299,10 @@ class Node:
                     deadline = other
             if upper.family_wait:
                 other = min(upper.family_at, *(w[3] for w in upper.family_wait.values()))
+                if deadline is None or other < deadline:
+                    deadline = other
+            if upper.across_at:
+                other = min(upper.across_at.values())
                 if deadline is None or other < deadline:
                     deadline = other
             other = self._hold_timer()
@@ -461,7 +476,7 @@ class Node:
                 named = self._upper.named  # an IPv6-only callee is named by ROUTE6_RES only
                 if len(named) >= MAX_ENTRIES:
                     del named[next(iter(named))]
-                named[peer_id] = [None, []]
+                named[peer_id] = [None, [], lookup_id, session_id]
             self._pump(now)
         return session_id
 
@@ -795,13 +810,19 @@ class Node:
             seen[0] = found
             if len(seen[1]) < self._upper.traversal.settings.punch_peers:
                 seen[1].append((responder, addr))
+            if first and len(seen) > 3:  # a call's lookup: it need not run to its end
+                srtt = self.routing.smoothed_rtt
+                grace = ACROSS_GRACE_MAX if srtt is None else min(ACROSS_GRACE * srtt,
+                                                                  ACROSS_GRACE_MAX)
+                bounded(self._upper.across_at)
+                self._upper.across_at[target] = now + grace
             relay = self.relay
             if first and relay is not None and not self._named_relays(
                     self.relays_held(), True):
                 self._family_search([a for _, a in seen[1]], now)
 
-    def _across(self, session_id: int, event: LookupCompleted, addr: Any,
-                named: list[tuple[int, Any]], now: float) -> None:
+    def _across(self, session_id: int, target: int, closest: Iterable[tuple[int, Any]],
+                addr: Any, named: list[tuple[int, Any]], now: float) -> None:
         """A callee in a family we cannot reach: the call sets up through a relay alone, one
         that reaches the callee's family (a dual-stack relay named by its other address), its
         offer going through rendezvous we can reach (those that named the callee first: they
@@ -809,20 +830,45 @@ class Node:
         traversal = self._upper.traversal
         self._paths().count("across_families")
         rendezvous = choose_rendezvous(
-            event.target, named, event.closest, count=traversal.settings.punch_peers,
+            target, named, closest, count=traversal.settings.punch_peers,
             usable=lambda a: traversal.punchable(a) and self._reaches(a))
         v6 = is_ipv6(addr)
-        offer = self._offer(session_id, event.target, rendezvous, v6, count=False)
+        offer = self._offer(session_id, target, rendezvous, v6, count=False)
         if offer is not None:
-            traversal.punch(event.target, rendezvous, now, relay=offer)
-            self._watch_punch(session_id, event.target, rendezvous, offer, now)
+            traversal.punch(target, rendezvous, now, relay=offer)
+            self._watch_punch(session_id, target, rendezvous, offer, now)
             return
         if self.relay is None:
             return  # relays off: none will come (the key exchange's timeout ends the call)
         wait = self._upper.family_wait
         bounded(wait)
-        wait[session_id] = (event.target, tuple(rendezvous), v6, now + FAMILY_WAIT)
+        wait[session_id] = (target, tuple(rendezvous), v6, now + FAMILY_WAIT)
         self._family_search(rendezvous, now)
+
+    def _across_due(self, now: float) -> None:
+        """Call lookups that named their callee in IPv6 only, `ACROSS_GRACE` ago, and found
+        no IPv4 entry since: the call goes across families now (`_across`, as at the
+        lookup's end, with the rendezvous that named the callee) and the lookup runs on
+        unheard. Its end would come only once every contact near the target answered or
+        timed out: seconds, where NATed and symmetric contacts are named at ports that never
+        answer (the testbed's IPv4-only -> IPv6-only cells: 2.2-6.9 s)."""
+        upper = self._upper
+        for target, at in list(upper.across_at.items()):
+            if at > now:
+                continue
+            del upper.across_at[target]
+            seen = upper.named.get(target)
+            if seen is None or seen[0] is None or len(seen) < 4:
+                continue
+            lookup_id, session_id = seen[2], seen[3]
+            if upper.calls.get(lookup_id) != session_id:
+                continue  # the lookup ended: the call went on from there
+            del upper.calls[lookup_id], upper.named[target]
+            bounded(upper.detached)
+            upper.detached[lookup_id] = None
+            self._paths().count("across_early")
+            self._across(session_id, target, (), seen[0], seen[1], now)
+            upper.session.peer_found(session_id, seen[0], now)
 
     def _family_check(self, now: float) -> None:
         """Calls waiting for a relay of their callee's family: offer it once one is granted,
@@ -1275,6 +1321,10 @@ class Node:
         while event is not None:
             kind = type(event)
             session_id = upper.calls.pop(event.lookup_id, None) if kind is LookupCompleted else None
+            if kind is LookupCompleted and upper.detached and event.lookup_id in upper.detached:
+                del upper.detached[event.lookup_id]  # a call that went on without it
+                event = self.routing.next_event()
+                continue
             storage = upper.storage
             if kind is LookupCompleted and storage is not None and storage.owns(event.lookup_id):
                 storage.lookup_done(event, now)  # a store's, fetch's or republication's nodes
@@ -1291,11 +1341,13 @@ class Node:
             else:
                 addr = event.peer[1] if event.peer is not None else None
                 named = upper.named.pop(event.target, None)
+                upper.across_at.pop(event.target, None)
                 if addr is None and named is not None:
                     addr = named[0]  # only in a family we cannot reach (ROUTE6_RES)
                 if (addr is not None and upper.traversal is not None
                         and not self._reaches(addr)):
-                    self._across(session_id, event, addr, named[1] if named else [], now)
+                    self._across(session_id, event.target, event.closest, addr,
+                                 named[1] if named else [], now)
                 elif addr is not None and upper.traversal is not None:
                     # hole punching: the callee is asked, through peers near it, to send us a
                     # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them),
