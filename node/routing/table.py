@@ -31,8 +31,9 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 from heapq import heappop, heappush
+from itertools import accumulate
 from random import Random
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from .messages import ID_BITS
 
@@ -127,30 +128,40 @@ class RoutingTable:
         """Up to `count` handles closest to `target` by XOR distance, closest first.
 
         Bucket c = prefix length of target with our ID holds the closest entries; next come all
-        deeper buckets (c+1 ...) together, then the shallower buckets c-1, c-2, ... in turn. So
-        only a few small groups are ever sorted.
+        deeper buckets (c+1 ...), then the shallower buckets c-1, c-2, ... in turn. So only a
+        few small groups are ever sorted: with count = k and bucket c full (a request served,
+        the common case) one bucket of k. The deeper buckets are sorted together when that
+        is about what is needed of them, else taken bucket by bucket nearest first (below),
+        so that one more contact (bucket c held the excluded requester) costs one bucket,
+        not every deeper one (issue 15: this runs for every request served).
         """
         ids = self._ids
         entries = self._entries
         sizes = self._sizes
         nbuckets = len(sizes)
-        c = ID_BITS - (self.own_id ^ target).bit_length()
+        own = self.own_id
+        distance = own ^ target
+        c = ID_BITS - distance.bit_length()
         key = lambda h: ids[h] ^ target  # noqa: E731
-        # Groups, nearest first: bucket c, then every deeper bucket together, then c-1, c-2, ...
-        # (the issue 15 profile: this runs for every request served, so no closure, no list of
-        # all bucket starts, and a group is sorted only when it has more than one entry).
+        # `exclude` (the requester) can only be in its own ID's bucket
+        skip = ID_BITS - (own ^ ids[exclude]).bit_length() if exclude >= 0 else -1
         if c < nbuckets:
-            start = sum(sizes[:c])
+            start = sum(sizes[:c]) if c else 0
             end = start + sizes[c]
-            group = entries[start:end]
-            if exclude >= 0 and exclude in group:
-                group.remove(exclude)
-            result = sorted(group, key=key) if len(group) > 1 else group.tolist()
-            if len(result) < count and end < len(entries):
-                group = entries[end:]
-                if exclude >= 0 and exclude in group:
+            result = entries[start:end].tolist()
+            if skip == c and exclude in result:
+                result.remove(exclude)
+            result.sort(key=key)
+            if len(result) >= count:
+                return result[:count] if len(result) > count else result
+            if len(entries) - end > 2 * (count - len(result)) + 1:
+                result = self._deeper(result, c, end, count, key, skip, exclude, distance)
+            elif end < len(entries):
+                group = entries[end:].tolist()
+                if skip > c and exclude in group:
                     group.remove(exclude)
-                result += sorted(group, key=key) if len(group) > 1 else group
+                group.sort(key=key)
+                result += group
             index = c - 1
         else:
             result = []
@@ -160,12 +171,36 @@ class RoutingTable:
             end = start
             start -= sizes[index]
             if start < end:
-                group = entries[start:end]
-                if exclude >= 0 and exclude in group:
+                group = entries[start:end].tolist()
+                if skip == index and exclude in group:
                     group.remove(exclude)
-                result += sorted(group, key=key) if len(group) > 1 else group
+                group.sort(key=key)
+                result += group
             index -= 1
         return result[:count] if len(result) > count else result
+
+    def _deeper(self, result: list[int], c: int, end: int, count: int, key: Any, skip: int,
+                exclude: int, distance: int) -> list[int]:
+        """`result` and the entries of the buckets deeper than c (they start at `end`), nearest
+        first, bucket by bucket until `count`: for buckets j < j', every entry of j is nearer
+        the target than every entry of j' when bit j (from the top) of our `distance` to the
+        target is set, farther when it is clear. So: the set ones ascending, then the clear
+        ones descending."""
+        entries, sizes = self._entries, self._sizes
+        starts = list(accumulate(sizes[c + 1:], initial=end))  # bucket j from starts[j - c - 1]
+        top = ID_BITS - 1
+        deeper = range(c + 1, len(sizes))
+        for nearer in (1, 0):
+            for j in deeper if nearer else reversed(deeper):
+                if (distance >> (top - j) & 1) == nearer and sizes[j]:
+                    group = entries[starts[j - c - 1]:starts[j - c]].tolist()
+                    if skip == j and exclude in group:
+                        group.remove(exclude)
+                    group.sort(key=key)
+                    result += group
+                    if len(result) >= count:
+                        return result
+        return result
 
     # -- learning -------------------------------------------------------------------------------
 
