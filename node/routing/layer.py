@@ -44,11 +44,12 @@ from .messages import (
     MAX_REQUEST_SIZE,
     REQUEST_SIZE,
     RESPONSE_HEADER,
+    ROUTE_REQ,
     MalformedMessage,
     RouteRequest,
     RouteResponse,
 )
-from .route6 import CONTACT6_SIZE
+from .route6 import CONTACT6_SIZE, MARKER, encode_answer
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
 from .rtt import RttEstimates, smoothed
@@ -211,7 +212,8 @@ class RoutingLayer:
     __slots__ = (
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_expiry", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
-        "_collect", "_validated", "_request_size", "limited_answers", "_guard", "_probe_guard",
+        "_collect", "_kept", "_validated", "_request_size", "limited_answers", "_guard",
+        "_probe_guard",
         "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
     )
 
@@ -242,6 +244,12 @@ class RoutingLayer:
         self._next_lookup_id = 0
         self._refresh_at = now + settings.refresh_interval
         self._collect = registry.retain if registry.recycles else None
+        # A node's own registry: its answers wait in the outbox as (target, handles, ipv6)
+        # and are encoded from each handle's entry bytes kept here (ROUTE_RES, ROUTE6_RES),
+        # emptied whenever handles are recycled (`_forget_unreferenced`). Not with the
+        # simulator's shared registry: a million layers would each keep a copy.
+        self._kept: tuple[dict[int, bytes], dict[int, bytes]] | None = (
+            ({}, {}) if registry.recycles else None)
         # Addresses that answered one of our address probes (so they do receive what we send:
         # QUIC's address validation) -> True, oldest first, at most VALIDATED_LIMIT. Only
         # requests too small for a full answer consult it; made at the first probe answer.
@@ -263,6 +271,15 @@ class RoutingLayer:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        size = len(data)
+        if REQUEST_SIZE <= size <= MAX_REQUEST_SIZE and data[0] == ROUTE_REQ:
+            # A request, the datagram a node sees most: read in place (messages.decode's and
+            # route6.decode's reading, without building a RouteRequest; issue 15).
+            self._serve(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"),
+                        size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now)
+            if self._collect is not None and len(self.registry) > self.settings.registry_limit:
+                self._forget_unreferenced()
+            return
         try:
             msg, skipped = decode_any(data, self.registry.addr_from_wire, ipv6=self.settings.ipv6)
         except MalformedMessage as error:
@@ -274,7 +291,7 @@ class RoutingLayer:
 
     def receive_message(self, msg: RouteRequest | RouteResponse, addr: Any, now: float) -> None:
         if type(msg) is RouteRequest:
-            self._serve(msg, addr, now)
+            self._serve(msg.origin, msg.target, msg.size, msg.ipv6, addr, now)
         else:
             self._on_response(msg, addr, now)
         if self._collect is not None and len(self.registry) > self.settings.registry_limit:
@@ -345,12 +362,22 @@ class RoutingLayer:
         if out is None:
             return []
         self._outbox = None
-        return out
+        if self._kept is None:
+            return out
+        ids, addrs = self.registry.ids, self.registry.addrs  # answers kept as handles
+        return [(RouteResponse(self.node_id, msg[0], [(ids[h], addrs[h]) for h in msg[1]], msg[2]),
+                 addr) if type(msg) is tuple else (msg, addr) for msg, addr in out]
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        addr_to_wire, ipv6 = self.registry.addr_to_wire, self.settings.ipv6
-        return [(encode_any(msg, addr_to_wire, ipv6), addr)
-                for msg, addr in self.messages_to_send(now)]
+        out = self._outbox
+        if out is None:
+            return []
+        self._outbox = None
+        registry, kept, node_id = self.registry, self._kept, self.node_id
+        addr_to_wire, ipv6 = registry.addr_to_wire, self.settings.ipv6
+        return [(encode_answer(node_id, msg[0], msg[1], kept[msg[2]], registry, msg[2])
+                 if type(msg) is tuple else encode_any(msg, addr_to_wire, ipv6), addr)
+                for msg, addr in out]
 
     def next_event(self) -> LookupCompleted | Joined | None:
         return self._events.popleft() if self._events else None
@@ -425,8 +452,10 @@ class RoutingLayer:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _serve(self, msg: RouteRequest, addr: Any, now: float) -> None:
-        if msg.origin == self.node_id:
+    def _serve(self, origin: int, target: int, size: int, ipv6: bool, addr: Any,
+               now: float) -> None:
+        """Answer a request (`size` bytes, padding included; `ipv6`: it asks for ROUTE6_RES)."""
+        if origin == self.node_id:
             self.count("own_id")
             return
         settings = self.settings
@@ -442,13 +471,12 @@ class RoutingLayer:
             if refused is not None:
                 self.count(refused)
                 return
-        handle = self.registry.intern(msg.origin, addr)
+        registry = self.registry
+        handle = registry.intern(origin, addr)
         probe = self._wants_probe(handle, addr, now)
-        ids = self.registry.ids
-        addrs = self.registry.addrs
         count = settings.k
-        entry = CONTACT6_SIZE if msg.ipv6 else CONTACT_SIZE  # the largest an entry can be
-        budget = settings.amplification * msg.size
+        entry = CONTACT6_SIZE if ipv6 else CONTACT_SIZE  # the largest an entry can be
+        budget = settings.amplification * size
         if probe:
             budget -= REQUEST_SIZE  # the probe counts towards what we send there
         if (limits and RESPONSE_HEADER + count * entry > budget
@@ -459,10 +487,15 @@ class RoutingLayer:
                 probe = False
             count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
-        contacts = [(ids[h], addrs[h]) for h in self.table.closest(msg.target, count, handle)]
-        self._send(RouteResponse(self.node_id, msg.target, contacts, msg.ipv6), addr)
+        closest = self.table.closest(target, count, handle)
+        if self._kept is not None:
+            self._send((target, closest, ipv6), addr)  # encoded from kept entries when sent
+        else:
+            ids, addrs = registry.ids, registry.addrs
+            self._send(RouteResponse(self.node_id, target, [(ids[h], addrs[h]) for h in closest],
+                                     ipv6), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
-            self._send_probe(addr, msg.origin, now)
+            self._send_probe(addr, origin, now)
 
     def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:
         """Offer a requester to the table; whether to probe it. A request proves nothing about
@@ -726,7 +759,8 @@ class RoutingLayer:
             del validated[next(iter(validated))]  # forget the oldest
         validated[addr] = True
 
-    def _send(self, msg: RouteRequest | RouteResponse, addr: Any) -> None:
+    def _send(self, msg: RouteRequest | RouteResponse | tuple[int, list[int], bool],
+              addr: Any) -> None:
         if self._outbox is None:
             self._outbox = [(msg, addr)]
         else:
@@ -965,7 +999,12 @@ class RoutingLayer:
         for lookup in (self._lookups or {}).values():
             live.update(lookup.handles())
         live.update(h for r in (self._pending or {}).values() for _, h in r.waiters if h >= 0)
-        self._collect(live)
+        for msg, _ in self._outbox or ():
+            if type(msg) is tuple:
+                live.update(msg[1])  # an answer not encoded yet
+        if self._collect(live) and self._kept is not None:
+            for kept in self._kept:
+                kept.clear()  # a freed handle may name another contact next
 
 
 DEFAULT_SETTINGS = RoutingSettings()

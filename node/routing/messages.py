@@ -131,6 +131,27 @@ def encode_entries(parts: list[bytes], contacts: Sequence[tuple[int, Any]],
     return b"".join(parts)
 
 
+def encode_handles(parts: list[bytes], handles: Sequence[int], kept: dict[int, bytes],
+                   ids: Sequence[int], addrs: Sequence[Any],
+                   addr_to_wire: Callable[[Any], bytes | None]) -> bytes:
+    """`encode_entries` for contacts given as registry handles (`ids[h]`, `addrs[h]`), each
+    entry kept in `kept` by handle: a node's answer then joins its table's entries without
+    building an (ID, address) pair per contact or hashing one (issue 15). The caller owns
+    `kept` (one per format) and must empty it whenever its registry gives a handle to another
+    contact."""
+    first = len(parts)
+    parts += map(kept.get, handles)
+    try:
+        return b"".join(parts)
+    except TypeError:  # a handle not sent before
+        pass
+    for i, handle in enumerate(handles, first):
+        if parts[i] is None:
+            parts[i] = kept[handle] = encode_entries([], ((ids[handle], addrs[handle]),),
+                                                     addr_to_wire)
+    return b"".join(parts)
+
+
 def encode_response(msg: RouteResponse, addr_to_wire: Callable[[Any], bytes | None]) -> bytes:
     return encode_entries([bytes((ROUTE_RES,)), msg.responder.to_bytes(ID_BYTES, "big"),
                            msg.target.to_bytes(ID_BYTES, "big")], msg.contacts, addr_to_wire)

@@ -16,7 +16,7 @@ RouteResponse with `ipv6` set), so everything past the codec is the same code fo
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .. import addresses
 from .messages import (
@@ -25,10 +25,12 @@ from .messages import (
     REQUEST_SIZE,
     RESPONSE_HEADER,
     ROUTE_REQ,
+    ROUTE_RES,
     MalformedMessage,
     RouteRequest,
     RouteResponse,
     encode_entries,
+    encode_handles,
 )
 from .messages import decode as decode_route
 from .messages import encode_request as plain_request
@@ -81,6 +83,18 @@ def encode_response(msg: RouteResponse,
     return encode_entries([bytes((ROUTE6_RES,)), msg.responder.to_bytes(ID_BYTES, "big"),
                            msg.target.to_bytes(ID_BYTES, "big")], msg.contacts,
                           _tagged(addr_to_wire))
+
+
+def encode_answer(responder: int, target: int, handles: Sequence[int], kept: dict[int, bytes],
+                  registry: Any, ipv6: bool) -> bytes:
+    """The answer `encode` makes of RouteResponse(responder, target, the handles' (ID,
+    address) pairs, ipv6), byte for byte, from the registry's handles (messages.encode_handles;
+    `kept`: the caller's entries of this format by handle)."""
+    to_wire = registry.addr_to_wire
+    parts = [bytes((ROUTE6_RES if ipv6 else ROUTE_RES,)), responder.to_bytes(ID_BYTES, "big"),
+             target.to_bytes(ID_BYTES, "big")]
+    return encode_handles(parts, handles, kept, registry.ids, registry.addrs,
+                          _tagged(to_wire) if ipv6 else to_wire)
 
 
 def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS, ipv6: bool = True,
