@@ -35,6 +35,10 @@ ACROSS_GRACE = 2.0  # smoothed round trips an IPv4-only caller's call lookup may
 #   an answer named the callee in IPv6 only (one more round's answers: one naming it in IPv4
 #   ends the lookup, a dual-stack callee goes direct); then the call goes across families
 ACROSS_GRACE_MAX = 1.0  # s, at most (and before any round trip was measured)
+OFFER_AGAIN = 1.0  # s after a call's relay offer with no KNOCKED for it yet: the offer again
+#   through the same rendezvous, the interval doubling; each draws the callee's knock anew (at
+#   least KNOCK_AGAIN apart), whose two bare KNOCKs and cookies a lossy path may all lose
+OFFER_TRIES = 4  # offers of one call in all (at 0, 1, 3, 7 s)
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
@@ -60,7 +64,7 @@ class _Upper:
                  "traversal", "rejoin", "relay", "relay_settings", "storage", "storage_settings",
                  "paths", "nat", "own", "punch_watch", "punch_lookups", "outbox", "named",
                  "family_wait", "family_at", "searched", "search_held", "dual", "callee_v6",
-                 "across_at", "detached")
+                 "across_at", "detached", "reoffer", "rerequest")
 
     def __init__(self, identity: Any = None, settings: SessionSettings | None = None,
                  clock_offset: float = 0.0):
@@ -104,6 +108,11 @@ class _Upper:
         # families without waiting for the lookup's end; lookups left to run, their end unheard
         self.across_at: dict[int, float] = {}
         self.detached: dict[int, None] = {}
+        # a lossy relayed set-up: session id -> [when, callee ID, rendezvous, offer, offers
+        # sent] until KNOCKED comes; session id -> [when, knocked path, KEY_REQs sent] of the
+        # KEY_REQ through the relay until KEY_RES (the session's own go to its direct address)
+        self.reoffer: dict[int, list] = {}
+        self.rerequest: dict[int, list] = {}
 
 
 class TableView:
@@ -261,6 +270,8 @@ class Node:
                 self._relay_upkeep(now)
             if upper.across_at:
                 self._across_due(now)
+            if upper.reoffer or upper.rerequest:
+                self._relayed_again(now)
             if upper.family_wait:
                 self._family_check(now)
             elif upper.search_held:
@@ -305,6 +316,11 @@ class Node:
                 other = min(upper.across_at.values())
                 if deadline is None or other < deadline:
                     deadline = other
+            for table in (upper.reoffer, upper.rerequest):
+                if table:
+                    other = min(entry[0] for entry in table.values())
+                    if deadline is None or other < deadline:
+                        deadline = other
             other = self._hold_timer()
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
@@ -542,6 +558,9 @@ class Node:
         """Punch again through other neighbours of the callee if neither its PUNCH nor its
         KEY_RES has come `punch_again` smoothed round trips after this punch (§20)."""
         upper = self._upper
+        if offer is not None:
+            bounded(upper.reoffer)
+            upper.reoffer[session_id] = [now + OFFER_AGAIN, target, tuple(rendezvous), offer, 1]
         again = upper.traversal.settings.punch_again
         if not again:
             return
@@ -1026,8 +1045,47 @@ class Node:
         paths.knocks[event.path] = (sid, event.peer)
         self.relay.permit(event.path, event.peer, now)
         paths.check(sid, event.path, now)
+        self._upper.reoffer.pop(sid, None)  # the callee's knock came through
         if s.rx is None and s.key_req is not None:  # still in key exchange: try the relay now
             self.relay.send(event.path, s.request(event.path), now)
+            bounded(self._upper.rerequest)
+            self._upper.rerequest[sid] = [now + session.settings.key_retry, event.path, 1]
+
+    def _relayed_again(self, now: float) -> None:
+        """A relayed set-up on a lossy path: the offer again while no KNOCKED came for it
+        (`OFFER_AGAIN`), and, once it came, the KEY_REQ again through the knocked path on the
+        session's own schedule (key_retry, doubling, key_tries in all) until KEY_RES: over a
+        relay each crosses the network twice, and the session's retransmissions go to the
+        callee's direct address (copied to the relay at most once a CHECK_INTERVAL)."""
+        upper, session = self._upper, self.session
+
+        def keying(sid: int) -> Any:
+            s = session.sessions.get(sid) if session is not None else None
+            return s if s is not None and s.rx is None and s.state is CallState.KEY_EXCHANGE \
+                else None
+
+        for sid, entry in list(upper.reoffer.items()):
+            due, target, rendezvous, offer, sent = entry
+            if due > now:
+                continue
+            if keying(sid) is None or sent >= OFFER_TRIES:
+                del upper.reoffer[sid]
+                continue
+            upper.traversal.punch(target, list(rendezvous), now, relay=offer)
+            self._paths().count("offer_again")
+            entry[0], entry[4] = now + OFFER_AGAIN * 2 ** sent, sent + 1
+        for sid, entry in list(upper.rerequest.items()):
+            due, path, sent = entry
+            if due > now:
+                continue
+            s = keying(sid)
+            settings = session.settings if session is not None else None
+            if s is None or s.key_req is None or sent >= settings.key_tries:
+                del upper.rerequest[sid]
+                continue
+            self.relay.send(path, s.request(path), now)
+            self._paths().count("relayed_key_req_again")
+            entry[0], entry[2] = now + settings.key_retry * 2 ** sent, sent + 1
 
     def _moved(self, addr: Any, data: bytes, now: float) -> bool:
         """A session datagram over another path of a call: the session moves the call if it

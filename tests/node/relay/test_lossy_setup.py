@@ -1,0 +1,77 @@
+"""A relayed set-up on a lossy path (the namespace testbed at 30 % core loss: 1 dial in 5 rang,
+session 7): the knock's two bare KNOCKs (and their cookies) and the one relayed KEY_REQ were
+each a single chance. The caller now offers its relay again through the same rendezvous while
+no KNOCKED came (node/stack.py `OFFER_AGAIN`: 1, 2, 4 s apart, each a new knock), and sends
+its KEY_REQ through the knocked path again on the session's schedule until KEY_RES. Whole
+nodes, explicit time; datagrams dropped by rule, not by chance."""
+
+from __future__ import annotations
+
+from kadtalk.node.relay import RELAY, RelayPath, wire
+from kadtalk.node.session.wire import KEY_REQ
+
+from .dht import A, Call
+from .test_setup import symmetric_pair
+
+A_PUBLIC, B_PUBLIC = "203.0.113.1", "203.0.113.2"
+
+
+class Drop:
+    """Route, but drop the first `count` datagrams `match` picks."""
+
+    def __init__(self, route, match, count: int):
+        self.route, self.match, self.left, self.dropped = route, match, count, 0
+
+    def __call__(self, packet, now):
+        if self.left and self.match(packet):
+            self.left -= 1
+            self.dropped += 1
+            return ()
+        return self.route(packet, now)
+
+
+def bare_knock(p) -> bool:
+    return (p.src[0] == B_PUBLIC and p.payload[:2] == bytes((RELAY, wire.KNOCK))
+            and p.payload[10:16] == wire.NO_COOKIE)
+
+
+def relayed_key_req(p) -> bool:
+    return (p.src[0] == A_PUBLIC and p.payload[:2] == bytes((RELAY, wire.DATA))
+            and p.payload[wire.HEADER:wire.HEADER + 1] == bytes((KEY_REQ,)))
+
+
+def test_a_lost_knock_round_is_followed_by_another_offer():
+    net, nat = symmetric_pair()
+    drop = nat.route = Drop(nat.route, bare_knock, 2)  # both bare KNOCKs of the first offer
+    call = Call(net)
+    assert call.connect() == "talking"  # before: unreachable after 15.5 s
+    assert drop.dropped == 2
+    assert type(call.path(A)) is RelayPath
+    assert net.nodes[A]._upper.paths.stats["offer_again"] >= 1
+    assert call.talking_at - call.placed < 3.0
+    net.run_until(net.now + 20.0)
+    assert not net.nodes[A]._upper.reoffer  # no offers once the call is keyed
+
+
+def test_a_lost_relayed_key_req_is_sent_again_through_the_relay():
+    net, nat = symmetric_pair()
+    drop = nat.route = Drop(nat.route, relayed_key_req, 2)  # KNOCKED's, and the 0.5 s copy
+    call = Call(net)
+    assert call.connect() == "talking"
+    assert drop.dropped == 2
+    stats = net.nodes[A]._upper.paths.stats
+    assert stats["relayed_key_req_again"] >= 1
+    # the next relayed KEY_REQ a key_retry after KNOCKED, not only the session's next
+    # retransmission copied to the relay (1.5 s after the first direct KEY_REQ: before)
+    assert call.talking_at - call.placed < 1.0
+    net.run_until(net.now + 20.0)
+    assert not net.nodes[A]._upper.rerequest
+
+
+def test_a_clean_relayed_call_sends_no_extra_offer_or_key_req():
+    net, nat = symmetric_pair()
+    call = Call(net)
+    assert call.connect() == "talking"
+    net.run_until(net.now + 20.0)
+    stats = net.nodes[A]._upper.paths.stats
+    assert "offer_again" not in stats and "relayed_key_req_again" not in stats
