@@ -40,6 +40,7 @@ from .events import Joined, LookupCompleted
 from .lookup import DisjointLookup, Lookup, Mode
 from .messages import (
     CONTACT_SIZE,
+    ID_BITS,
     MAX_CONTACTS,
     MAX_REQUEST_SIZE,
     REQUEST_SIZE,
@@ -127,6 +128,24 @@ class RoutingSettings:
     rtt_floor: float = 0.0
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
+    # Maintenance cost (issue 15 item 2; the study: docs/design-decisions.md "Cheaper joins and
+    # refreshes"). `refresh_fill`: a refresh lookup (after a join, and of an idle bucket) aims
+    # at filling its bucket: it asks only contacts in the bucket's range once it knows one and
+    # ends when as many new ones there answered as the bucket lacked, or when `alpha` answers
+    # in a row named nothing new there; False: the paper's lookup to the k closest of a random
+    # ID in the bucket. `join_fill` (refresh_fill only): what a refresh after a join aims at,
+    # this many entries a bucket (k at most), a bucket holding them already is skipped; the
+    # rest of a bucket fills as the node hears from its range. `refresh_join_full`: False
+    # skips, after a join, the buckets already full. `cache_probes`: a contact whose bucket is
+    # full is probed (for the replacement cache) only while the cache holds fewer than this
+    # many. `refresh_heard`: a bucket also counts as active when one of its entries answers
+    # us or (an entry without failures) sends us a request (BEP 5's rule), not only when our
+    # own lookup goes into it.
+    refresh_fill: bool = False
+    join_fill: int = 20
+    refresh_join_full: bool = True
+    cache_probes: int = 20
+    refresh_heard: bool = False
     replacement_cache: int = 20
     max_failures: int = 5
     max_lookups: int = 256  # lookups running at once; more are refused
@@ -179,6 +198,8 @@ class RoutingSettings:
             raise ValueError("lookup_requests must be >= 0 (0: no cap)")
         if self.amplification < 1:
             raise ValueError("amplification must be at least 1")
+        if self.cache_probes < 0 or self.join_fill < 1:
+            raise ValueError("cache_probes must be >= 0 and join_fill >= 1")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
         if min(self.request_rate, self.source_request_rate, self.probe_rate,
@@ -504,7 +525,10 @@ class RoutingLayer:
         probed (within the probe meter)."""
         table = self.table
         if table.known(handle):  # it answered a probe to get there: the uptime rule, as before
-            probe = not table.observe(handle, now) and table.moved(handle)
+            held = table.observe(handle, now)
+            probe = not held and table.moved(handle)
+            if held and self.settings.refresh_heard and not table.failures(handle):
+                table.touch(self.registry.ids[handle], now)  # BEP 5: its bucket is active
         elif self._probe_guard is not None and not self._probe_guard.ready(addr, now):
             # That address was probed within the last second: no probe is possible, so spare
             # the admission check (the table's bucket, the one-ID-per-address walk: O(IDs
@@ -520,12 +544,30 @@ class RoutingLayer:
     def _admissible(self, handle: int) -> bool:
         """Whether a probe answer from `handle` could change the table: the table admits it,
         its /24 has room, and no entry of another ID that still answers holds its address."""
-        if not self.table.admits(handle):
+        table = self.table
+        if not table.admits(handle):
             return False
-        if self.settings.max_per_subnet and self._subnet_full(handle):
+        settings = self.settings
+        if settings.cache_probes < settings.replacement_cache and self._cache_enough(handle):
+            return False
+        if settings.max_per_subnet and self._subnet_full(handle):
             return False
         holder = self._address_holder(handle)
-        return holder < 0 or self.table.failures(holder) > 0 or holder not in self.table
+        return holder < 0 or table.failures(holder) > 0 or holder not in table
+
+    def _cache_enough(self, handle: int) -> bool:
+        """Whether `handle`'s bucket is full and its replacement cache holds `cache_probes`
+        contacts already, and its ID is no entry (a moved entry's new address is always worth
+        its probe): then a probe would only push an older newcomer out of the cache."""
+        table = self.table
+        ids = self.registry.ids
+        node_id = ids[handle]
+        index = table.bucket_index(node_id)
+        bucket = table.bucket(index)
+        settings = self.settings
+        if len(bucket) < settings.k or len(table.replacements(index)) < settings.cache_probes:
+            return False
+        return all(ids[h] != node_id for h in bucket)
 
     def _address_holder(self, handle: int) -> int:
         """The table's handle (entry or cache) of another ID at `handle`'s address, or -1: one
@@ -612,6 +654,8 @@ class RoutingLayer:
                 return
             table.remove(holder) if holder in table else table.failed(holder)  # stale: gone
         if table.observe(handle, now, answered=True):
+            if self.settings.refresh_heard:
+                table.touch(self.registry.ids[handle], now)  # BEP 5: its bucket is active
             return
         old = table.check_wanted(handle, now)
         if old >= 0:  # its ID answers at another address: does the old one still answer?
@@ -676,7 +720,8 @@ class RoutingLayer:
             self.observe_contact_rtt(self.registry.addrs[handle], rtt)
         table = self.table
         if table.known(handle):  # held at this address already: it is alive
-            table.observe(handle, now, answered=True)
+            if table.observe(handle, now, answered=True) and settings.refresh_heard:
+                table.touch(self.registry.ids[handle], now)  # BEP 5: its bucket is active
             return False
         return self._admissible(handle)
 
@@ -826,7 +871,8 @@ class RoutingLayer:
             self._advance(lookup, now)
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
-                    verify: Callable[[int], bool] | None = None, urgent: bool = False) -> Lookup:
+                    verify: Callable[[int], bool] | None = None, urgent: bool = False,
+                    fill: int = -1, joined: bool = False) -> Lookup:
         if self._lookups is None:
             self._lookups = {}
         elif len(self._lookups) >= self.settings.max_lookups:
@@ -849,6 +895,9 @@ class RoutingLayer:
         self._next_lookup_id += 1
         self._lookups[lookup.lookup_id] = lookup
         table = self.table
+        if fill >= 0:  # a bucket-filling refresh of bucket `fill` (refresh_fill)
+            aim = min(settings.join_fill, settings.k) if joined else settings.k
+            lookup.fill(ID_BITS - 1 - fill, aim - len(table.bucket(fill)))
         table.touch(target, now)
         ids = self.registry.ids
         for handle in table.closest(target, settings.k):
@@ -971,10 +1020,13 @@ class RoutingLayer:
             )
         )
 
-    def _refresh_lookup(self, bucket: int, now: float) -> None:
-        if self.lookups_running < self.settings.max_lookups:
+    def _refresh_lookup(self, bucket: int, now: float, joined: bool = False) -> None:
+        settings = self.settings
+        if self.lookups_running < settings.max_lookups:
             target = self.table.random_id_in_bucket(bucket, self.rng)
-            self._start(target, Mode.FIND_CLOSEST, REFRESH, now)
+            lookup = self._new_lookup(target, Mode.FIND_CLOSEST, REFRESH, now,
+                                      fill=bucket if settings.refresh_fill else -1, joined=joined)
+            self._advance(lookup, now)
 
     def _refresh_beyond_closest(self, lookup: Lookup, now: float) -> None:
         """The paper's join: refresh every bucket farther away than our closest neighbour (the
@@ -983,8 +1035,12 @@ class RoutingLayer:
         nearest = lookup.closest_answered()[:1] or table.closest(self.node_id, 1)
         if not nearest:
             return
+        settings = self.settings
+        every = settings.refresh_join_full and not settings.refresh_fill
+        aim = min(settings.join_fill, settings.k) if settings.refresh_fill else settings.k
         for bucket in range(table.bucket_index(self.registry.ids[nearest[0]])):
-            self._refresh_lookup(bucket, now)
+            if every or len(table.bucket(bucket)) < aim:
+                self._refresh_lookup(bucket, now, joined=True)
 
     def _refresh(self, now: float) -> None:
         interval = self.settings.refresh_interval

@@ -23,6 +23,13 @@ study's lookups 27 ms slower at the median, docs/design-decisions.md), and any l
 `max_requests` in all (RoutingSettings.lookup_requests; 0: no cap), after which it ends with
 what it has once its requests in flight are over.
 
+A bucket-refresh lookup may aim at filling one bucket rather than at the k closest of its
+random target (`fill`, RoutingSettings.refresh_fill): once it knows a contact in the bucket's
+range it asks only contacts in that range, and it ends once as many new contacts of the
+range have answered as the bucket lacked (each answer's sender then gets the address probe that
+admits it), or when `alpha` answers in a row named no new contact in the range (a round brought
+nothing: the range is empty or exhausted).
+
 Two options serve the attack studies (docs/security.md):
 - `verify`: a check of a learned target entry (standing for the key exchange that follows a
   call's lookup); an entry that fails it is a fake, is never asked, and the lookup goes on;
@@ -50,7 +57,7 @@ class Lookup:
         "lookup_id", "target", "mode", "started", "k", "alpha",
         "_order", "_status", "in_flight", "rpcs", "timeouts", "found", "hops", "done", "purpose",
         "verify", "rejected", "_slow", "aggressive", "first", "max_requests", "rtt", "rtt_bits",
-        "rtt_bit_cost", "rtt_default", "_hints",
+        "rtt_bit_cost", "rtt_default", "_hints", "_fill", "_fresh",
     )
 
     def __init__(
@@ -84,6 +91,10 @@ class Lookup:
         self.rtt_bit_cost = 0.0  # seconds a candidate's round trip must save per bit farther
         self.rtt_default: Callable[[], float | None] | None = None  # a contact never measured
         self._hints: dict[int, float] | None = None  # handle -> round trip of who named it
+        # `fill`: [range_bits, contacts still wanted, new ones in range answered, answers in a
+        # row naming no new contact in range, a contact in range known (0/1)]
+        self._fill: list[int] | None = None
+        self._fresh: set[int] | None = None  # fill: contacts in range learned from answers
 
     def prefer_fast(self, rtt: Callable[[int], float | None], bits: int, bit_cost: float,
                     default: Callable[[], float | None] | None = None) -> None:
@@ -100,12 +111,22 @@ class Lookup:
         self.rtt_bit_cost = bit_cost
         self.rtt_default = default
 
+    def fill(self, range_bits: int, wanted: int) -> None:
+        """Aim at filling one bucket: its range is the IDs whose distance to the target is below
+        2**range_bits (the target lies in it); `wanted` entries are missing from it. Call before
+        contacts are added."""
+        self._fill = [range_bits, wanted, 0, 0, 0]
+        self._fresh = set()
+
     def add(self, handle: int, distance: int, hop: int) -> None:
         """A contact to consider, learned at `hop` (1 = from our own table)."""
         if handle in self._status:
             return
         self._status[handle] = hop << _STATE_BITS
         insort(self._order, (distance, handle))
+        fill = self._fill
+        if fill is not None and not distance >> fill[0]:
+            fill[4] = 1
         if self.mode is Mode.FIND_PEER and distance == 0 and self.found < 0:
             self._found(handle, hop)
 
@@ -132,6 +153,10 @@ class Lookup:
             hints = self._hints
             if hints is None:
                 hints = self._hints = {}
+        fill = self._fill
+        if fill is not None:
+            self._add_filling(contacts, hop, intern, own_id, fill)
+            return
         for node_id, addr in contacts:
             if node_id == own_id:
                 continue
@@ -145,6 +170,31 @@ class Lookup:
             insort(order, (distance, handle))
             if distance == 0 and self.mode is Mode.FIND_PEER and self.found < 0:
                 self._found(handle, hop)
+
+    def _add_filling(self, contacts: Iterable[tuple[int, Any]], hop: int,
+                     intern: Callable[[int, Any], int], own_id: int, fill: list[int]) -> None:
+        """`add_contacts` for a fill lookup: counts whether the answer named a new contact in
+        the bucket's range (`alpha` answers in a row that did not end the lookup)."""
+        target, bits = self.target, fill[0]
+        status = self._status
+        fresh = False
+        for node_id, addr in contacts:
+            if node_id == own_id:
+                continue
+            handle = intern(node_id, addr)
+            if handle in status:
+                continue
+            distance = node_id ^ target
+            status[handle] = hop << _STATE_BITS
+            insort(self._order, (distance, handle))
+            if not distance >> bits:
+                fresh = True
+                self._fresh.add(handle)
+        if fresh:
+            fill[3] = 0
+            fill[4] = 1
+        else:
+            fill[3] += 1
 
     def next_requests(self) -> list[int]:
         """Handles to ask now (marked in flight); sets `done` when the stop rule holds."""
@@ -163,12 +213,19 @@ class Lookup:
         considered = 0
         settled = True
         slow = self._slow
+        fill = self._fill
+        if fill is not None and self.rpcs and (fill[2] >= fill[1] or fill[3] >= self.alpha):
+            self._finish()  # the bucket has what it lacked, or a round brought nothing
+            return []
+        in_range = fill[0] if fill is not None and fill[4] else -1
         pool: list[tuple[int, int]] | None = [] if self.rtt is not None else None
         for distance, handle in self._order:
             value = status[handle]
             state = value & _STATE_MASK
             if state == FAILED:
                 continue
+            if in_range >= 0 and distance >> in_range:
+                continue  # outside the bucket's range: it cannot fill it
             if slow and state == IN_FLIGHT and handle in slow:
                 settled = False  # may still answer, but holds no place among the k nearest
                 continue
@@ -265,6 +322,8 @@ class Lookup:
         if value & _STATE_MASK == IN_FLIGHT:
             self._release(handle)
         self._status[handle] = (value & ~_STATE_MASK) | ANSWERED
+        if self._fresh and handle in self._fresh:
+            self._fill[2] += 1  # a new contact in range answered: its probe may admit it
         return (value >> _STATE_BITS) + 1
 
     def answered_probe(self, handle: int, distance: int) -> None:
