@@ -327,7 +327,7 @@ class ProximityWorld(SimWorld):
 
 
 def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[[int], float],
-                   now: float) -> None:
+                   now: float, forget: bool = True) -> None:
     """`routing` (a RoutingLayer) meets the newcomers of each bucket (addresses, as drawn),
     round robin over its buckets as its lookups and refreshes would: each answers a lookup
     request after `round_trip(addr)` (RoutingLayer.measured_answer: the node's and the
@@ -335,7 +335,8 @@ def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[
     rule, then RoutingSettings.proximity's on a full bucket, entries never measured counted as
     the node's average). The node's code decides; nothing here knows a round trip it did not
     measure. Then the per-contact estimates are forgotten (~300 a node would not fit at 10^5;
-    the study's `rtt_known` sets what the lookups start with, as without `near`)."""
+    the study's `rtt_known` sets what the lookups start with, as without `near`); `forget`
+    False keeps them, as a real node does (the attack study's matured victim)."""
     ids = routing.registry.ids
     intern = routing.registry.intern
     for met in zip_longest(*buckets):
@@ -345,7 +346,8 @@ def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[
             handle = intern(ids[addr], addr)
             if routing.measured_answer(handle, round_trip(addr), now):
                 routing.admit_probed(handle, now)
-    routing.rtts = None
+    if forget:
+        routing.rtts = None
 
 
 class ProximityTables:

@@ -92,6 +92,10 @@ class SybilStudy:
     # random IDs, what its bucket refreshes do (and where its table meets the attacker: a
     # find-peer lookup ends at the target's entry, before asking an attacker node)
     refreshes: int = 0
+    # sources=victim: before the attack, the victim meets this many honest members of each
+    # full bucket's range through its own rule (a node that has lived a while: the lookup
+    # study's `near`); 0: the join's table
+    victim_near: int = 0
 
     def __post_init__(self) -> None:
         from kadtalk.sim.adversary import ID_CHOICES
@@ -115,6 +119,8 @@ class SybilStudy:
             raise ValueError("sources must be any or victim (victim: with random targets)")
         if self.refreshes < 0 or (self.refreshes and self.sources != "victim"):
             raise ValueError("refreshes: a count >= 0, with sources=victim")
+        if self.victim_near < 0 or (self.victim_near and self.sources != "victim"):
+            raise ValueError("victim_near: a count >= 0, with sources=victim")
 
     @property
     def sybils(self) -> int:
@@ -173,6 +179,26 @@ def _attacker_shares(nodes: Any, registry: Any, n: int, among: Any) -> tuple[flo
         handles = [h for c in range(table.bucket_count()) for h in table.bucket(c)]
         entries += sum(1 for h in handles if addrs[h] >= n) / max(1, len(handles))
     return holding / len(among), entries / len(among)
+
+
+def _mature(routing: Any, victim: int, honest: list[int], sizes: bytearray, study: SybilStudy,
+            latency: Any) -> None:
+    """The victim as a node that has lived a while before the attack: the join's round trips,
+    then `victim_near` honest members of each full bucket's range met through its own rule
+    (experiments/lookup.py's meet_newcomers, which the lookup study's `near` tables run), its
+    per-contact estimates kept."""
+    from kadtalk.experiments.harness.world import JOIN_RTT_SAMPLES
+    from kadtalk.experiments.lookup import ProximityTables, meet_newcomers
+
+    def round_trip(addr: int) -> float:
+        return latency.delay(victim, addr) + latency.delay(addr, victim)
+
+    table = routing.table
+    entries = [h for c in range(table.bucket_count()) for h in table.bucket(c)]
+    for handle in entries[-JOIN_RTT_SAMPLES:]:  # the join's nearest contacts, as load_converged
+        routing.observe_round_trip(round_trip(routing.registry.addrs[handle]))
+    near = ProximityTables(honest, study.k, study.victim_near, study.seed)
+    meet_newcomers(routing, near.newcomers(victim, sizes), round_trip, 0.0, forget=False)
 
 
 def run_sybil_study(study: SybilStudy) -> AttackResult:
@@ -287,6 +313,9 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
         / max(1, len(driver.nodes[i].routing.table))
         for i in near
     )
+    if study.victim_near:
+        _mature(driver.nodes[victim].routing, victim, honest, tables.sizes(victim), study,
+                latency)
     tables.release()
 
     addrs, reg_ids = registry.addrs, registry.ids

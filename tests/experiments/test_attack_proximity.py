@@ -46,3 +46,25 @@ def test_the_study_settings_are_checked():
         SybilStudy(sources="victim")  # the victim looking itself up
     with pytest.raises(ValueError):
         SybilStudy(refreshes=5)  # refreshes are the victim's
+
+
+def test_a_floor_bounds_what_the_attacker_next_to_the_victim_takes():
+    """RoutingSettings.rtt_floor (100 ms): the attacker's 1 ms answers count as 100 ms, so it
+    takes only slots whose entries were slower than that; a young victim (the join's table) and
+    one that met 30 honest members of each range first (`victim_near`). Not today's zero: the
+    residual is what docs/results.md "PNS with a floor" reports."""
+    for near in (0, 30):
+        today = run("today", victim_near=near)
+        kept = run("PNS keep 10 + choice (candidates)", victim_near=near)
+        floor = run("PNS keep 10 floor 100 ms + choice", victim_near=near)
+        entries = "attacker_entries_of_victim_after"
+        assert floor[entries] < kept[entries] / 2
+        assert floor["intercepted_rate"] < kept["intercepted_rate"] / 2
+        assert today[entries] <= floor[entries]  # the residual: more than the uptime rule's
+
+
+def test_the_victim_near_setting_is_checked():
+    import pytest
+
+    with pytest.raises(ValueError):
+        SybilStudy(victim_near=5)  # the victim's: with sources=victim
