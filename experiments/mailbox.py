@@ -35,13 +35,15 @@ tells the storage layer of it (`StorageLayer.joined`), as the node does after it
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from kadtalk.experiments import realism
+from kadtalk.experiments import checkpoint, realism
 from kadtalk.experiments.harness.identities import derive_identity
 from kadtalk.experiments.harness.recorder import Progress, environment, peak_rss_mb, percentile
 from kadtalk.experiments.harness.world import BOOTSTRAPS, SimWorld, wire_mode
@@ -62,6 +64,8 @@ RECIPIENT_TRIES = 1000  # draws for an offline recipient with a prekey before gi
 ROW_FIELDS = ("index", "sent_s", "sender", "recipient", "stored", "stored_at", "stored_s",
               "returned", "returned_s", "session_s", "fetched", "fetched_s", "delivered", "delay_s")
 WALL_CLOCK_FIELDS = frozenset({"wall_s", "peak_rss_mb", "identity_s", "build_s"})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,28 @@ class _Message:
         self.delivered: float | None = None
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Save the running study to `path` every `every` simulated seconds (after the build), so
+    that `resume_mailbox_study(path)` can go on from the last one: a run longer than a working
+    session, or one killed, loses at most `every` (experiments/checkpoint.py)."""
+    path: Path
+    every: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.every > 0:
+            raise ValueError("the checkpoint interval must be positive")
+
+
 class _MailboxRun:
-    def __init__(self, study: MailboxStudy, progress: Progress | None):
+    def __init__(self, study: MailboxStudy, progress: Progress | None,
+                 checkpoints: Checkpoints | None = None):
         self.study = study
         self.progress = progress
+        self.checkpoints = checkpoints
         self.wall_start = time.perf_counter()
+        self.wall_before = self.cpu_before = 0.0  # spent by the processes before a resume
+        self.segments = 1  # processes the run has taken (1 + resumes)
         self.identities: dict[int, Identity] = {}
         self.storage_settings = study.storage_settings
         # storage lookups (all, and our own mailbox's fetches), and the periodic mailbox
@@ -275,17 +296,23 @@ class _MailboxRun:
         self._tick(end)
         env = world.env
         env.run(until=start)
-        converged = time.perf_counter()
+        self.build_s = time.perf_counter() - self.wall_start
+        self.horizon_at = end
+        return self.go_on()
+
+    def go_on(self) -> MailboxResult:
+        """From the end of the build (or a checkpoint) to the horizon, and the result."""
+        study, world, end = self.study, self.world, self.horizon_at
         self.end = self._run_until(end)
         rows = [self._row(m) for m in self.messages]
         for addr in list(self.live_stats):
             self._fold(addr)
-        wall = time.perf_counter() - self.wall_start
-        summary = summarize(study, rows, wall, self.skipped) | {
+        summary = summarize(study, rows, self._wall(), self.skipped) | {
             "identity_s": round(self.identity_s, 3),
-            "build_s": round(converged - self.wall_start, 3),
-            "sim_hours": round((self.end - churn_start) / 3600, 3),
-            "cpu_s": round(time.process_time(), 1),
+            "build_s": round(self.build_s, 3),
+            "sim_hours": round((self.end - self.churn_start) / 3600, 3),
+            "cpu_s": round(self._cpu(), 1),
+            "processes": self.segments,
             "stopped_early": self.end < end,
             "prekeys_published": len(self.published),
         } | self.lookups | world.realism.summary(world.network)
@@ -311,17 +338,48 @@ class _MailboxRun:
                 table.touch(table.random_id_in_bucket(bucket, rng), interval * (1.0 - rng.random()))
 
     def _run_until(self, end: float) -> float:
-        """Run to `end`, or, in steps of a simulated minute, until `cpu_limit` s of process CPU
-        have passed: returns where the run stopped (messages are judged there)."""
-        env, limit = self.world.env, self.study.cpu_limit
-        if not limit:
+        """Run to `end`, or, in steps of a simulated minute, until `cpu_limit` s of CPU have
+        passed: returns where the run stopped (messages are judged there). With checkpoints,
+        in steps that end at each one. Steps change no result: `env.run(until=t)` adds one
+        event, at t, ahead of the others due then, and the order of the others stays."""
+        env, limit, checkpoints = self.world.env, self.study.cpu_limit, self.checkpoints
+        if not limit and checkpoints is None:
             env.run(until=end)
             return end
+        due = math.inf
         while env.now < end:
-            env.run(until=min(end, env.now + 60.0))
-            if time.process_time() >= limit:
+            step = end
+            if limit:
+                step = min(step, env.now + 60.0)
+            if checkpoints is not None:
+                due = (math.floor(env.now / checkpoints.every) + 1) * checkpoints.every
+                step = min(step, due)
+            env.run(until=step)
+            if limit and self._cpu() >= limit:
                 break
+            if env.now == due and env.now < end:
+                self.save(checkpoints.path)
         return env.now
+
+    def _cpu(self) -> float:
+        return self.cpu_before + time.process_time()
+
+    def _wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.wall_start
+
+    def save(self, path: Path) -> None:
+        """Checkpoint the run (experiments/checkpoint.py); the progress callback is not saved."""
+        started = time.perf_counter()
+        wall, cpu = self.wall_before, self.cpu_before
+        self.wall_before, self.cpu_before = self._wall(), self._cpu()
+        try:
+            size = checkpoint.save(self, path, skip=[self.progress])
+        finally:
+            self.wall_before, self.cpu_before = wall, cpu
+        log.info("checkpoint %s at simulated %.0f s: %.0f MB in %.1f s", path, self.world.env.now,
+                 size / 1e6, time.perf_counter() - started)
+        if self.progress is not None:
+            self.progress("checkpoint", 1, 1)
 
     def _tick(self, end: float) -> None:
         """Progress in simulated minutes."""
@@ -528,9 +586,24 @@ def log_progress(every: float, out: Any) -> Progress:
     return progress
 
 
-def run_mailbox_study(study: MailboxStudy, progress: Progress | None = None) -> MailboxResult:
-    """Build, converge, churn and mail; deterministic in what it counts for a given study."""
-    return _MailboxRun(study, progress).run()
+def run_mailbox_study(study: MailboxStudy, progress: Progress | None = None,
+                      checkpoints: Checkpoints | None = None) -> MailboxResult:
+    """Build, converge, churn and mail; deterministic in what it counts for a given study
+    (checkpoints or not, resumed or not)."""
+    return _MailboxRun(study, progress, checkpoints).run()
+
+
+def resume_mailbox_study(path: Path, progress: Progress | None = None,
+                         checkpoints: Checkpoints | None = None) -> MailboxResult:
+    """Go on from a checkpoint to the horizon (and keep checkpointing if `checkpoints`)."""
+    run = checkpoint.load(path)
+    if not isinstance(run, _MailboxRun):
+        raise checkpoint.CheckpointError(f"{path} is not a mailbox study's checkpoint")
+    run.progress, run.checkpoints = progress, checkpoints
+    run.wall_start = time.perf_counter()
+    run.segments += 1
+    log.info("resumed %s at simulated %.0f s", path, run.world.env.now)
+    return run.go_on()
 
 
 def study_parameters(study: MailboxStudy) -> dict[str, Any]:
@@ -605,6 +678,14 @@ def add_parser(sim: Any) -> None:
     p.add_argument("--cpu-limit", type=_nonnegative, default=0.0, metavar="SECONDS",
                    help="stop at the end of the simulated minute in which this much process CPU has "
                    "passed and judge the messages there (default 0: run to the horizon)")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE",
+                   help="save the running study to FILE every --checkpoint-every simulated minutes "
+                   "(a long run that is stopped goes on with --resume FILE, same results)")
+    p.add_argument("--checkpoint-every", type=_positive, default=60.0, metavar="MINUTES",
+                   help="simulated minutes between checkpoints (default 60)")
+    p.add_argument("--resume", type=Path, metavar="FILE",
+                   help="go on from a checkpoint to its horizon (the study's parameters are the "
+                   "checkpoint's: the other study options are ignored; only load files you wrote)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="write mailbox.csv, params.json, delay_cdf.png")
     p.add_argument("--json", action="store_true", help="last output line is one JSON summary")
@@ -626,11 +707,24 @@ def main(args: Any) -> int:
         mailbox_interval=args.mailbox_interval, latency=args.latency, loss=args.loss,
         churn=args.churn, session=args.session, session_shape=args.session_shape,
         offline=args.offline, offline_shape=args.offline_shape, cpu_limit=args.cpu_limit)
+    checkpoints = (Checkpoints(args.checkpoint, args.checkpoint_every * 60)
+                   if args.checkpoint else None)
+
+    def run(progress: Progress | None) -> MailboxResult:
+        if args.resume:
+            return resume_mailbox_study(args.resume, progress, checkpoints)
+        return run_mailbox_study(study, progress, checkpoints)
+
     show = not args.no_progress and sys.stderr.isatty()
-    if not show and args.log_every:
-        result = run_mailbox_study(study, log_progress(args.log_every, sys.stderr))
-    else:
-        result = _progress_bar(lambda progress: run_mailbox_study(study, progress), show)
+    try:
+        if not show and args.log_every:
+            result = run(log_progress(args.log_every, sys.stderr))
+        else:
+            result = _progress_bar(run, show)
+    except (checkpoint.CheckpointError, OSError) as error:
+        print(f"kadtalk sim mailbox: {error}", file=sys.stderr)
+        return 1
+    study = result.study
     summary = result.summary
     _print_table(f"offline delivery, {summary['nodes']:,} simulated nodes", summary, (
         "messages", "skipped", "delivered_share", "returning", "delivered_of_returning_share",

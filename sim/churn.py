@@ -182,15 +182,24 @@ class Churn:
         if self.start > env.now:
             yield env.timeout(self.start - env.now)
         self._begin()
+        yield from self._loop(resumed=False)
+
+    def _loop(self, resumed: bool):
+        """The transitions, in time order. `resumed`: enter right after the wait for the head's
+        time (experiments/checkpoint.py restarts a saved run's churn here: a generator cannot
+        be pickled, and everything this loop keeps is in `self`)."""
+        env = self.env
         heap = self._heap
         next_at = self.next_at
         online = self.online
         rng = self.rng
         while heap:
             addr = heap[0] & _ADDR_MASK
-            when = next_at[addr]
-            if when > env.now:
-                yield env.timeout(when - env.now)  # only this process pushes: the head stays
+            if not resumed:
+                when = next_at[addr]
+                if when > env.now:
+                    yield env.timeout(when - env.now)  # only this process pushes: the head stays
+            resumed = False
             heapq.heappop(heap)
             now = env.now
             if online[addr]:
