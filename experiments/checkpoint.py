@@ -69,6 +69,8 @@ def _generator(gen: types.GeneratorType) -> tuple:
     if gen.gi_code is Churn._run.__code__ and inner is not None and \
             inner.gi_code is Churn._loop.__code__:
         return Churn._loop, (gen.gi_frame.f_locals["self"], True)
+    if gen.gi_code is Churn._loop.__code__:  # a resumed run's churn
+        return Churn._loop, (gen.gi_frame.f_locals["self"], True)
     raise CheckpointError(f"cannot save a running generator: {gen.gi_code.co_qualname} "
                           "(only the churn loop, once churn has started)")
 

@@ -40,6 +40,17 @@ def test_a_resumed_run_counts_what_an_uninterrupted_one_counts(straight, tmp_pat
     assert any(r["delivered"] for r in resumed.rows)  # the rows say something
 
 
+def test_a_resumed_run_can_be_saved_and_resumed_again(straight, tmp_path) -> None:
+    """A run longer than two sessions: its resumed churn loop is saved as well."""
+    first, second = tmp_path / "first.ckpt", tmp_path / "second.ckpt"
+    run_mailbox_study(STUDY, checkpoints=Checkpoints(first, every=1200.0))  # last save at 1,200 s
+    resume_mailbox_study(first, checkpoints=Checkpoints(second, every=300.0))  # saves to 1,800 s
+    again = resume_mailbox_study(second)
+    assert again.summary["processes"] == 3
+    assert again.rows == straight.rows
+    assert _counted(again.summary) == _counted(straight.summary)
+
+
 def test_a_checkpoint_keeps_singletons_and_keys(tmp_path) -> None:
     identity = Identity.generate()
     path = tmp_path / "state.ckpt"
