@@ -41,6 +41,7 @@ from .lookup import DisjointLookup, Lookup, Mode
 from .messages import (
     CONTACT_SIZE,
     ID_BITS,
+    ID_BYTES,
     MAX_CONTACTS,
     MAX_REQUEST_SIZE,
     REQUEST_SIZE,
@@ -49,8 +50,9 @@ from .messages import (
     MalformedMessage,
     RouteRequest,
     RouteResponse,
+    encode_handles,
 )
-from .route6 import CONTACT6_SIZE, MARKER, encode_answer
+from .route6 import CONTACT6_SIZE, MARKER, answer_formats
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
 from .rtt import RttEstimates, smoothed
@@ -233,7 +235,7 @@ class RoutingLayer:
     __slots__ = (
         "node_id", "registry", "rng", "settings", "table", "stats",
         "_lookups", "_pending", "_expiry", "_outbox", "_events", "_next_lookup_id", "_refresh_at",
-        "_collect", "_kept", "_validated", "_request_size", "limited_answers", "_guard",
+        "_collect", "_formats", "_validated", "_request_size", "limited_answers", "_guard",
         "_probe_guard",
         "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
     )
@@ -266,11 +268,15 @@ class RoutingLayer:
         self._refresh_at = now + settings.refresh_interval
         self._collect = registry.retain if registry.recycles else None
         # A node's own registry: its answers wait in the outbox as (target, handles, ipv6)
-        # and are encoded from each handle's entry bytes kept here (ROUTE_RES, ROUTE6_RES),
-        # emptied whenever handles are recycled (`_forget_unreferenced`). Not with the
-        # simulator's shared registry: a million layers would each keep a copy.
-        self._kept: tuple[dict[int, bytes], dict[int, bytes]] | None = (
-            ({}, {}) if registry.recycles else None)
+        # and are encoded from each handle's entry bytes kept here, per format (ROUTE_RES,
+        # ROUTE6_RES: header, address codec, handle -> entry), emptied whenever handles are
+        # recycled (`_forget_unreferenced`). Not with the simulator's shared registry: a
+        # million layers would each keep a copy.
+        self._formats: tuple[tuple[bytes, Callable[[Any], bytes | None], dict[int, bytes]],
+                             ...] | None = None
+        if registry.recycles:
+            formats = answer_formats(node_id, registry.addr_to_wire)
+            self._formats = tuple((head, codec, {}) for head, codec in formats)
         # Addresses that answered one of our address probes (so they do receive what we send:
         # QUIC's address validation) -> True, oldest first, at most VALIDATED_LIMIT. Only
         # requests too small for a full answer consult it; made at the first probe answer.
@@ -298,7 +304,9 @@ class RoutingLayer:
             # route6.decode's reading, without building a RouteRequest; issue 15).
             self._serve(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"),
                         size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now)
-            if self._collect is not None and len(self.registry) > self.settings.registry_limit:
+            registry, limit = self.registry, self.settings.registry_limit
+            # `ids` holds every handle ever given, freed ones too: no fewer than len(registry)
+            if self._collect is not None and len(registry.ids) > limit and len(registry) > limit:
                 self._forget_unreferenced()
             return
         try:
@@ -383,7 +391,7 @@ class RoutingLayer:
         if out is None:
             return []
         self._outbox = None
-        if self._kept is None:
+        if self._formats is None:
             return out
         ids, addrs = self.registry.ids, self.registry.addrs  # answers kept as handles
         return [(RouteResponse(self.node_id, msg[0], [(ids[h], addrs[h]) for h in msg[1]], msg[2]),
@@ -394,11 +402,19 @@ class RoutingLayer:
         if out is None:
             return []
         self._outbox = None
-        registry, kept, node_id = self.registry, self._kept, self.node_id
+        registry, formats = self.registry, self._formats
+        ids, addrs = registry.ids, registry.addrs
         addr_to_wire, ipv6 = registry.addr_to_wire, self.settings.ipv6
-        return [(encode_answer(node_id, msg[0], msg[1], kept[msg[2]], registry, msg[2])
-                 if type(msg) is tuple else encode_any(msg, addr_to_wire, ipv6), addr)
-                for msg, addr in out]
+        datagrams = []
+        for msg, addr in out:
+            if type(msg) is tuple:  # an answer kept as handles: (target, handles, ipv6)
+                head, codec, kept = formats[msg[2]]
+                data = encode_handles([head, msg[0].to_bytes(ID_BYTES, "big")], msg[1], kept,
+                                      ids, addrs, codec)
+            else:
+                data = encode_any(msg, addr_to_wire, ipv6)
+            datagrams.append((data, addr))
+        return datagrams
 
     def next_event(self) -> LookupCompleted | Joined | None:
         return self._events.popleft() if self._events else None
@@ -509,8 +525,11 @@ class RoutingLayer:
             count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
         closest = self.table.closest(target, count, handle)
-        if self._kept is not None:
-            self._send((target, closest, ipv6), addr)  # encoded from kept entries when sent
+        if self._formats is not None:  # encoded from kept entries when sent
+            if self._outbox is None:
+                self._outbox = [((target, closest, ipv6), addr)]
+            else:
+                self._outbox.append(((target, closest, ipv6), addr))
         else:
             ids, addrs = registry.ids, registry.addrs
             self._send(RouteResponse(self.node_id, target, [(ids[h], addrs[h]) for h in closest],
@@ -1058,8 +1077,8 @@ class RoutingLayer:
         for msg, _ in self._outbox or ():
             if type(msg) is tuple:
                 live.update(msg[1])  # an answer not encoded yet
-        if self._collect(live) and self._kept is not None:
-            for kept in self._kept:
+        if self._collect(live) and self._formats is not None:
+            for _, _, kept in self._formats:
                 kept.clear()  # a freed handle may name another contact next
 
 

@@ -16,7 +16,7 @@ RouteResponse with `ipv6` set), so everything past the codec is the same code fo
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from .. import addresses
 from .messages import (
@@ -30,7 +30,6 @@ from .messages import (
     RouteRequest,
     RouteResponse,
     encode_entries,
-    encode_handles,
 )
 from .messages import decode as decode_route
 from .messages import encode_request as plain_request
@@ -85,16 +84,14 @@ def encode_response(msg: RouteResponse,
                           _tagged(addr_to_wire))
 
 
-def encode_answer(responder: int, target: int, handles: Sequence[int], kept: dict[int, bytes],
-                  registry: Any, ipv6: bool) -> bytes:
-    """The answer `encode` makes of RouteResponse(responder, target, the handles' (ID,
-    address) pairs, ipv6), byte for byte, from the registry's handles (messages.encode_handles;
-    `kept`: the caller's entries of this format by handle)."""
-    to_wire = registry.addr_to_wire
-    parts = [bytes((ROUTE6_RES if ipv6 else ROUTE_RES,)), responder.to_bytes(ID_BYTES, "big"),
-             target.to_bytes(ID_BYTES, "big")]
-    return encode_handles(parts, handles, kept, registry.ids, registry.addrs,
-                          _tagged(to_wire) if ipv6 else to_wire)
+def answer_formats(responder: int, addr_to_wire: Callable[[Any], bytes | None],
+                   ) -> tuple[tuple[bytes, Callable[[Any], bytes | None]], ...]:
+    """(header up to the target, entry address codec) of `responder`'s ROUTE_RES and ROUTE6_RES
+    answers, in that order: with messages.encode_handles, the bytes `encode` makes of a
+    RouteResponse (the target's 20 bytes, then the entries, follow the header)."""
+    head = responder.to_bytes(ID_BYTES, "big")
+    return ((bytes((ROUTE_RES,)) + head, addr_to_wire),
+            (bytes((ROUTE6_RES,)) + head, _tagged(addr_to_wire)))
 
 
 def decode_response(data: bytes, max_contacts: int = MAX_CONTACTS, ipv6: bool = True,
