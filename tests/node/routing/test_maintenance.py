@@ -7,7 +7,13 @@ from random import Random
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.routing.lookup import Lookup, Mode
-from kadtalk.node.routing.messages import RouteRequest, RouteResponse, decode, encode_request, encode_response
+from kadtalk.node.routing.messages import (
+    RouteRequest,
+    RouteResponse,
+    decode,
+    encode_request,
+    encode_response,
+)
 from kadtalk.node.stack import Node
 
 TO_WIRE, FROM_WIRE = ContactRegistry.addr_to_wire, ContactRegistry.addr_from_wire
@@ -130,7 +136,8 @@ def fill_bucket_zero(a, count, first=100):
     """`count` entries (and cached contacts beyond k) in A's bucket 0, as probe answers."""
     registry, table = a.routing.registry, a.routing.table
     for i in range(count):
-        handle = registry.intern(A_ID ^ (1 << 159) ^ (first + i), ("10.1.%d.%d" % (i // 200, i % 200 + 1), 7))
+        addr = ("10.1.%d.%d" % (i // 200, i % 200 + 1), 7)
+        handle = registry.intern(A_ID ^ (1 << 159) ^ (first + i), addr)
         table.observe(handle, 0.0, answered=True)
 
 
@@ -176,7 +183,7 @@ def test_refresh_heard_ignores_requests_from_a_failing_entry():
     b_id, b_addr = A_ID ^ (1 << 159) ^ 5, ("10.0.0.2", 5004)
     a.add_contact(b_id, b_addr, 0.0)
     table = a.routing.table
-    table.failed(table.find(b_id))  # it stopped answering: a request from its address proves nothing
+    table.failed(table.find(b_id))  # it stopped answering: its address's requests prove nothing
     a.receive_datagram(encode_request(RouteRequest(b_id, 77), 146), b_addr, 60.0)
     a.datagrams_to_send(60.0)
     a.handle_timer(100.0)
