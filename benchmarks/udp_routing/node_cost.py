@@ -6,10 +6,11 @@ the kernel), and how much of that is encoding the answer's 20 contacts.
 
 The node is the one part (a) runs with the limits lifted (200 contacts, one sender, the load
 generator's requests); each figure is the best of 7 rounds of 4,000, in CPU time. Since
-17e0e7f the node's codec keeps each sent contact's entry bytes (`entry_cache` in
-node/routing/messages.py), so "encoding 20 contacts" is the node's cached path (after the first
-round every entry is cached); "kept wire bytes" joins a dict of the same bytes by hand: the
-floor the cache is measured against, not node code.
+17e0e7f the codec keeps each sent contact's entry bytes (`entry_cache` in
+node/routing/messages.py), so "encoding 20 contacts" is the cached path of a RouteResponse's
+(ID, address) pairs (after the first round every entry is cached): since 0757770 only the
+simulator's shared registry answers that way, and a real node (the answer figure) joins entry
+bytes it keeps per contact handle, as "kept wire bytes" does here by hand.
 """
 
 from __future__ import annotations
