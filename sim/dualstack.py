@@ -4,11 +4,14 @@ families (issue 13; the hosts' families and the IPv6 firewall are sim/nat.py's `
 Node code knows an IPv6 address by its form, an (IPv6 host, port) tuple (kadtalk.node.addresses
 `is_ipv6`): routing asks for ROUTE6_RES and carries such contacts (§23), traversal refuses them,
 relays use their 18-byte fields (§21). So a simulated node with IPv6 is given real tuples: node
-n's is `v6_address(n)`, 2001:db8:H:L::1 port 5004 with H = n >> 8 and L = n & 0xff, so that each
+n's is `v6_address(n)`, fd00:0:H:L::1 port 5004 with H = n >> 8 and L = n & 0xff, so that each
 node has a /64 of its own (a host, to the limits) and 256 nodes share a /48 (a network), as 256
-share an IPv4 /24 (sim/registry.py). 2001:db8::/32 is documentation space, which kadtalk treats
-as public (design-decisions, "Where a relay never sends over IPv6"); the IPv4 side stays the
-integers of sim/registry.py.
+share an IPv4 /24 (sim/registry.py); the IPv4 side stays the integers of sim/registry.py. Both
+families are private on the wire (10.0.0.0/8 and unique-local fd00::/8), standing for public
+addresses alike: the simulated relays forward to private peers (`forward_private`), and a relay
+names its private other-family address only to a private owner (node/relay/server.py), so an
+IPv6 range the relays take for public (2001:db8::/32, until session 9) left every IPv6-only
+owner without its relay's IPv4 side, and IPv6-only -> IPv4-only calls unreachable.
 
 `DualStackRegistry` interns tuples as the registry interns any address no honest node has (an
 extra handle) and gives them no IPv4 wire form. `DualStackDriver` turns a tuple destination into
@@ -30,7 +33,7 @@ from kadtalk.sim.nat import NODE_MASK, V6, DualStackNat
 from kadtalk.sim.registry import MAX_NODES, SIM_PORT, SharedRegistry
 from kadtalk.transport.sim import SimDriver
 
-_BASE6 = int(ipaddress.IPv6Address("2001:db8::1"))
+_BASE6 = int(ipaddress.IPv6Address("fd00::1"))  # unique-local: private, as 10.0.0.0/8
 
 
 def v6_address(node: int) -> tuple[str, int]:

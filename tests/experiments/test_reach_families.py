@@ -10,7 +10,7 @@ import json
 import pytest
 
 from kadtalk.experiments import reach
-from kadtalk.experiments.calls import CallStudy, run_call_study
+from kadtalk.experiments.calls import NOT_PLACED, CallStudy, run_call_study
 
 MIX = dict(v6_only=0.2, dual_stack=0.4)
 
@@ -52,6 +52,21 @@ def test_rows_name_each_ends_family_and_ipv6_only_hosts_have_no_ipv4():
     assert {r["path"] for r in result.rows if {r["caller_family"], r["callee_family"]}
             == {"v4", "v6"} and r["end_reason"] != "engaged"} <= {False}
     assert result.summary["dual_stack_share"] > 0.2 and result.summary["v6_only_share"] > 0.05
+
+
+def test_without_the_firewall_calls_across_families_set_up_both_ways_through_a_relay():
+    """IPv6-only -> IPv4-only goes through a dual-stack relay that names its IPv4 side to the
+    IPv6-only caller (ALLOCATED's other-family field). 0 of 4 before the simulated IPv6
+    addresses were private as the IPv4 ones are: a relay names its private IPv4 address only to
+    a private owner (9b424a2), and 2001:db8::/32 owners were public."""
+    study = CallStudy(nodes=80, calls=30, seed=1, settle=60.0, call_rate=5.0, relays=True,
+                      bootstrap="protocol", wire="bytes", v6_only=0.3, dual_stack=0.3,
+                      v6_firewall=0.0, **reach.mix(0.3))
+    rows = [r for r in run_call_study(study).rows if r["end_reason"] not in NOT_PLACED]
+    for key in ("v6>v4", "v4>v6"):
+        across = [r for r in rows if f"{r['caller_family']}>{r['callee_family']}" == key]
+        assert len(across) >= 2 and all(r["success"] for r in across), (key, across)
+        assert all(r["relay"] is not None for r in across)  # no path but through a relay
 
 
 def test_a_families_study_refuses_what_it_does_not_model():

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadtalk.node.addresses import host_key, is_ipv6, subnet_key
+from kadtalk.node.relay.addresses import Codec
 from kadtalk.node.routing.messages import RouteResponse
 from kadtalk.node.routing.route6 import decode_response, encode_response
 from kadtalk.sim.dualstack import DualStackDriver, DualStackRegistry, MaskedLatency, v6_address
@@ -127,7 +128,17 @@ def test_each_node_has_its_own_slash_64_and_256_share_a_slash_48():
     assert all(is_ipv6(a) for a in addrs)
     assert len({host_key(a[0]) for a in addrs}) == 600
     assert len({subnet_key(a[0]) for a in addrs}) == 3  # 0-255, 256-511, 512-599
-    assert v6_address(5) == ("2001:db8:0:5::1", 5004)
+    assert v6_address(5) == ("fd00:0:0:5::1", 5004)
+
+
+def test_both_families_are_private_to_the_relays_as_a_lan_is():
+    """A relay names its private other-family address only to a private owner (9b424a2): the
+    simulated IPv6 addresses must be private as the IPv4 ones (10.0.0.0/8) are, else no
+    simulated relay names its IPv4 side to an IPv6-only owner (v6 -> v4 calls unreachable)."""
+    codec = Codec(DualStackRegistry([10, 20, 30]))
+    for addr in (1, v6_address(1)):
+        assert codec.forbidden(addr, None, (), False) == "forbidden_private"
+        assert codec.forbidden(addr, None, (), True) is None  # SIM_RELAYS' forward_private
 
 
 def test_the_registry_interns_ipv6_tuples_beside_the_integers():
