@@ -146,6 +146,19 @@ class TableView:
                 return found[:count]
             asked = min(2 * asked, size)
 
+    def rendezvous6(self, target: int, count: int) -> list[Any]:
+        """The `count` IPv6 contacts nearest `target` (not itself): the ones an IPv6 firewall
+        in front of us must keep open (traversal's keep-alives; `rendezvous` keeps IPv4)."""
+        routing = self.routing
+        ids, addrs, table = routing.registry.ids, routing.registry.addrs, routing.table
+        asked, size = count + 1, len(table)
+        while True:
+            found = [addrs[h] for h in table.closest(target, asked)
+                     if ids[h] != target and is_ipv6(addrs[h])]
+            if len(found) >= count or asked >= size:
+                return found[:count]
+            asked = min(2 * asked, size)
+
     def round_trip(self, addr: Any, rtt: float) -> None:
         self.routing.observe_round_trip(rtt)
 
@@ -198,6 +211,15 @@ class Node:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        if data and data[0] == ROUTE_REQ:  # the datagram a node sees most (issue 15)
+            upper = self._upper
+            traversal = None if upper is None else upper.traversal
+            if traversal is None or not traversal.watching:  # `_route` without its checks
+                routing = self.routing
+                routing.receive_datagram(data, addr, now)
+                if upper is not None and routing._events:  # serving makes none; earlier ones
+                    self._pump(now)
+                return
         layer = LAYER_OF[data[0]] if data else NONE
         if layer == ROUTING:
             if data[0] == ROUTE6_RES and self._upper is not None and self._upper.named:
