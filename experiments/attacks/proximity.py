@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[tuple[str, Any], ...]] = {
                                           ("rtt_floor", 0.12)) + CHOICE,
     "PNS keep 10 floor 80 ms alone": (("proximity", True), ("proximity_keep", 10),
                                       ("rtt_floor", 0.08)),
+    "PNS keep 15 floor 80 ms + choice": (("proximity", True), ("proximity_keep", 15),
+                                         ("rtt_floor", 0.08)) + CHOICE,
 }
 
 FIELDS = ("reached_rate", "intercepted_rate", "success_rate", "rpcs_mean", "median_ms",
