@@ -156,7 +156,7 @@ def _child_main(kind: str, conn: Any, profile: str | None) -> None:
 
 async def _child(kind: str, conn: Any) -> None:
     loop = asyncio.get_running_loop()
-    if kind in ("relay", "relay-fast"):
+    if kind == "relay":
         from kadtalk.transport.udp import start_node
 
         driver = await start_node(host=HOST, port=0, buffer=BUFFER)
@@ -164,8 +164,6 @@ async def _child(kind: str, conn: Any) -> None:
         node.set_relay_settings(BENCH_SETTINGS)
         node.relay.codec = LoopbackCodec(node.routing.registry)  # before the server is made
         address, close = driver.address, driver.close
-        if kind == "relay-fast":
-            fast_path(driver)
 
         def stats() -> dict[str, int]:
             return dict(node.relay.stats)
@@ -195,41 +193,6 @@ async def _child(kind: str, conn: Any) -> None:
     loop.remove_reader(conn.fileno())
     conn.send(("done", stats()))
     close()
-
-
-def fast_path(driver: Any) -> None:
-    """A prototype, not the daemon's code (`--fast-path`): a DATA datagram naming one of the
-    relay's allocations goes from the driver's read to RelayServer.on_data and its forwarded
-    copy straight back to the socket, skipping the Node's demultiplexing and the batch's
-    transmit and timer re-check that every other datagram takes (UdpDriver._readable). What a
-    driver change (transport/udp.py, node/stack.py) could save per relayed datagram."""
-    relay, node = driver.node.relay, driver.node
-    server = relay._server(driver.loop.time())
-    slow = node.receive_datagram
-    sendto = driver.sock.sendto
-
-    def received(data: bytes, source: tuple, now: float) -> None:
-        if data[:2] == b"\x08\x0a":
-            alloc = server.allocations.get(data[2:10])
-            if alloc is not None:
-                server.on_data(alloc, data, source, now)
-                for out, dst in relay.datagrams_to_send(0.0):
-                    sendto(out, dst)  # (an IPv4 socket here: no mapping)
-                return
-        slow(data, source, now)
-
-    driver.node = _Intercepted(node, received)  # the driver reads node.receive_datagram
-
-
-class _Intercepted:
-    """The node with its `receive_datagram` replaced (Node has slots: no instance override)."""
-
-    def __init__(self, node: Any, receive_datagram: Any):
-        self._node = node
-        self.receive_datagram = receive_datagram
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._node, name)
 
 
 class Child:
@@ -441,9 +404,10 @@ def close(calls: list[Call]) -> None:
 
 def in_process(datagrams: int) -> tuple[float, float]:
     """(µs a relayed DATA costs the daemon's Node, µs a dict-lookup forward costs), in this
-    process without sockets: the node path is the driver's per datagram (receive_datagram,
-    next_event, datagrams_to_send, get_timer) through a live allocation with its peer
-    permitted, set up by hand with the wire helpers; the baseline is the forwarder's body."""
+    process without sockets: the node path is what the driver calls per relayed DATA
+    (`node.relay`, then `RelayLayer.forward` with a send that queues; transport/udp.py's
+    fast path) through a live allocation with its peer permitted, set up by hand with the
+    wire helpers; the baseline is the forwarder's body."""
     from kadtalk.node.identity import Identity
     from kadtalk.node.routing.contacts import ContactRegistry
     from kadtalk.node.stack import Node
@@ -473,13 +437,17 @@ def in_process(datagrams: int) -> tuple[float, float]:
     data = wire.data(number, bytes(150))
     sources = (owner, peer)
     now = 1.0
+    out: list[tuple[bytes, Any]] = []
+
+    def send(data: bytes, target: Any) -> None:
+        out.append((data, target))
+
     start = time.perf_counter()
     for i in range(datagrams):
         now += 1e-5
-        node.receive_datagram(data, sources[i & 1], now)
-        node.next_event()
-        node.datagrams_to_send(now)
-        node.get_timer()
+        node.relay.forward(data, sources[i & 1], now, send)
+        if len(out) > 64:
+            out.clear()
     ours = (time.perf_counter() - start) / datagrams * 1e6
     assert node.relay.stats["forwarded"] == datagrams
     pairs, out = {owner: peer, peer: owner}, []
@@ -565,8 +533,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--direct", type=int, default=10,
                         help="calls that also send each packet directly (default 10)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fast-path", action="store_true",
-                        help="also measure a prototype DATA fast path in the driver (fast_path)")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the relay (largest N, one repetition) under cProfile, dump "
                         "the stats to FILE and print its top functions")
@@ -583,7 +549,7 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
     repeat = resolve_repeat(args, quick_repeat=1)
     ticks = media_ticks(args.quick)
     media = [tick[0] for tick in ticks]
-    kinds = ("relay", "forward", "relay-fast") if args.fast_path else ("relay", "forward")
+    kinds = ("relay", "forward")
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {kind: {} for kind in kinds}
     for r in range(repeat):
         for n in [0] + counts:
@@ -612,16 +578,6 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
         base, base_s = med("forward", "cpu_us_per_datagram")
         figures.append(Figure(f"CPU per relayed datagram, {n} call{'s' * (n > 1)}", ours, base,
                               "µs", LOWER, samples={"ours": ours_s, "baseline": base_s}))
-        if args.fast_path:
-            ours, ours_s = med("relay-fast", "cpu_us_per_datagram")
-            figures.append(Figure(f"CPU per relayed datagram, {n} call{'s' * (n > 1)}, DATA "
-                                  "fast path (prototype)", ours, base, "µs", LOWER,
-                                  samples={"ours": ours_s, "baseline": base_s}))
-            ours, ours_s = med("relay-fast", "added_median_ms")
-            fwd, fwd_s = med("forward", "added_median_ms")
-            figures.append(Figure(f"added one-way delay median, {n} call{'s' * (n > 1)}, DATA "
-                                  "fast path (prototype)", ours, fwd, "ms", LOWER, digits=3,
-                                  samples={"ours": ours_s, "baseline": fwd_s}))
         for key, label in (("added_median_ms", "median"), ("added_p99_ms", "p99")):
             ours, ours_s = med("relay", key)
             base, base_s = med("forward", key)

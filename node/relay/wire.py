@@ -108,12 +108,17 @@ def well_formed(data: bytes) -> bool:
         return False
     op = data[1]
     if op == DATA:
-        return HEADER <= len(data) <= HEADER + MAX_PAYLOAD
+        return is_data(data)
     if op == ALLOCATE:
         return parse_allocate(data) is not None
     size = len(data)
     return SIZES.get(op) == size or SIZES6.get(op) == size or (
         op == ALLOCATED and size == ALLOCATED_OTHER)
+
+
+def is_data(data: bytes) -> bool:
+    """A well-formed DATA: the one layout check on a relay's forwarding path."""
+    return HEADER <= len(data) <= HEADER + MAX_PAYLOAD and data[0] == RELAY and data[1] == DATA
 
 
 def address_field(data: bytes, offset: int) -> bytes:

@@ -131,9 +131,9 @@ def _relay_challenges_twice(monkeypatch):
 
     real = server.RelayServer.on_hello
 
-    def twice(self, data, addr, now):
-        real(self, data, addr, now)
-        real(self, data, addr, now)
+    def twice(self, data, addr, now, flags=None):  # (on_allocate passes flags)
+        real(self, data, addr, now, flags)
+        real(self, data, addr, now, flags)
 
     monkeypatch.setattr(server.RelayServer, "on_hello", twice)
 
@@ -141,8 +141,13 @@ def _relay_challenges_twice(monkeypatch):
 def _relay_forwards_anywhere(monkeypatch):
     from kadtalk.node.relay import server
 
-    monkeypatch.setattr(server.RelayServer, "on_data",
-                        lambda self, alloc, data, addr, now: self.send(data, ("192.0.2.200", 9)))
+    def anywhere(self, data, addr, now, send):  # any DATA for an allocation, no rule asked
+        if not server.wire.is_data(data) or data[2:10] not in self.allocations:
+            return False
+        send(data, ("192.0.2.200", 9))
+        return True
+
+    monkeypatch.setattr(server.RelayServer, "forward", anywhere)
 
 
 def _relay_knocks_need_no_cookie(monkeypatch):
