@@ -36,8 +36,9 @@ the family the rendezvous holds the target at (a dual-stack target behind an IPv
 its IPv6 address, PUNCHes from its IPv4 side; an IPv6-only target's PUNCH fails): IPv6 has no
 NAT to open, so for an IPv6 requester the field is six zero bytes ("no address": the target
 knocks at the offered relay and sends no PUNCH), and a plain PUNCH_REQ that could only be
-forwarded so is dropped (`punch_no_path`). ADDR_REQ and the
-PROBE_* stay IPv4 (their answers carry 6-byte addresses).
+forwarded so is dropped (`punch_no_path`). The PROBE_* stay IPv4 (their answers carry 6-byte
+addresses); ADDR_REQ goes to IPv6 contacts too, as a keep-alive for a stateful IPv6 firewall
+(`keepalive_peers`), and its ADDR_RES then carries six zero bytes (no IPv4 view to tell).
 
 No datagram can be used to aim traffic at a third party (issue 17, attack 3):
 - a target obeys PUNCH_FWD only from an address of its routing table (a contact that has
@@ -348,8 +349,8 @@ class Traversal:
             self._on_probe(data, addr, now)
             return
         wire = self._wire(addr)
-        if wire is None and op in PUNCH_OPS:
-            wire = to_wire6(addr)  # a punch request or forward over IPv6 (a dual-stack peer)
+        if wire is None and (op in PUNCH_OPS or op == ADDR_REQ):
+            wire = to_wire6(addr)  # a punch request or forward, or a keep-alive, over IPv6
         if wire is None:
             self.stats["unusable_source"] += 1
             return
@@ -365,8 +366,9 @@ class Traversal:
         if op in (PROBE_REQ, PROBE_FWD):
             self._on_probe_request(data, addr, wire, now)
             return
-        if op == ADDR_REQ:
-            self._send(_ADDR_RES + data[2:10] + wire, addr, "addr_res_sent")
+        if op == ADDR_REQ:  # over IPv6 a keep-alive's: no IPv4 view to tell (no address)
+            seen = wire if len(wire) == len(NO_ADDRESS) else NO_ADDRESS
+            self._send(_ADDR_RES + data[2:10] + seen, addr, "addr_res_sent")
         elif op in REQUESTS:
             self._on_punch_req(data, addr, wire, size, now)
         else:  # PUNCH_FWD(_RELAY) from a contact
@@ -441,10 +443,21 @@ class Traversal:
     def keepalive_peers(self) -> list[Any]:
         """The contacts our keep-alives go to: those nearest our ID, the ones that hold us in
         their tables and that a caller's lookup meets last (`choose_rendezvous`); as many as
-        `keepalive_plan` says; only addresses traversal speaks to (`usable`: an IPv6 contact
-        drops our ADDR_REQ, and refreshes nothing of an IPv4 NAT)."""
-        return [addr for addr in self.contacts.rendezvous(self.node_id, self.keepalive_plan()[0])
-                if self._wire(addr) is not None]
+        `keepalive_plan` says of each family: the IPv4 ones (`usable`) for our NAT, and the
+        IPv6 ones (the table view's `rendezvous6`) for a stateful IPv6 firewall in front of us
+        (RFC 6092: it admits only peers we sent to lately), which their PUNCH_FWD(_RELAY)s and
+        relay offers must cross. We cannot tell whether there is one, so a host with IPv6
+        contacts keeps them as if there were: `keepalive_peers` of them (a firewall filters
+        by peer, whatever our IPv4 NAT's filtering), but only the plan's few without an IPv4
+        NAT (a host on a public IPv4 address: a server, whose IPv6 is open too)."""
+        count, contacts = self.keepalive_plan()[0], self.contacts
+        peers = [addr for addr in contacts.rendezvous(self.node_id, count)
+                 if self._wire(addr) is not None]
+        nearest6 = getattr(contacts, "rendezvous6", None)  # views without IPv6: none
+        if nearest6 is None:
+            return peers
+        return peers + nearest6(self.node_id, count if self.nat == "none"
+                                else self.settings.keepalive_peers)
 
     def usable(self, addr: Any) -> bool:
         """Whether traversal can talk to `addr` (it has the wire form ADDR_RES and PUNCH_FWD
@@ -790,6 +803,8 @@ class Traversal:
         del self._nonces[data[2:10]]
         self.stats["addr_res_received"] += 1  # answers in all (a reachability check counts them)
         self.contacts.round_trip(addr, now - asked[1])
+        if data[10:16] == NO_ADDRESS and self._wire(addr) is None:
+            return  # an IPv6 peer's answer to a keep-alive: it sees no IPv4 address of ours
         seen = self.contacts.addr_from_wire(data[10:16])
         if seen is None:
             self.stats["malformed"] += 1

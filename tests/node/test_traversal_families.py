@@ -209,12 +209,19 @@ def test_the_attack_a_forward_from_an_ipv6_stranger_is_dropped():
     assert e.stats["punch_refused"] == 1 and e.datagrams_to_send(0.0) == []
 
 
-def test_the_attack_ipv6_sources_still_get_no_address_answers():
-    """ADDR_REQ and PROBE_REQ carry 6-byte answers: from IPv6 they stay unusable."""
+def test_the_attack_ipv6_sources_get_no_address_answers():
+    """PROBE_REQ carries a 6-byte address: from IPv6 it stays unusable. ADDR_REQ from IPv6 is
+    a keep-alive (it opens its sender's IPv6 firewall): answered with the same 16 bytes, six
+    of them zero (no IPv4 view), metered as any answer."""
     e, _ = layer("e", (ID["d"], D6))
-    e.receive_datagram(bytes((TRAVERSAL, 0x01)) + bytes(14), D6, 0.0)
+    e.receive_datagram(bytes((TRAVERSAL, 0x01)) + bytes(range(1, 9)) + bytes(6), D6, 0.0)
     e.receive_datagram(bytes((TRAVERSAL, 0x09)) + bytes(18), D6, 0.0)
-    assert e.datagrams_to_send(0.0) == [] and e.stats["unusable_source"] == 2
+    assert e.datagrams_to_send(0.0) == [(bytes((TRAVERSAL, 0x02)) + bytes(range(1, 9))
+                                         + bytes(6), D6)]
+    assert e.stats["unusable_source"] == 1
+    for i in range(200):  # a flood from one IPv6 host: metered per source
+        e.receive_datagram(bytes((TRAVERSAL, 0x01)) + bytes(14), D6, 1.0)
+    assert len(e.datagrams_to_send(1.0)) <= 10 and e.stats["rate_limited_source"] >= 190
 
 
 OPS = st.sampled_from([PUNCH_REQ, PUNCH_FWD, PUNCH_REQ_RELAY, PUNCH_FWD_RELAY, PUNCH_COOKIE,

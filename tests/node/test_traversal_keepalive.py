@@ -281,17 +281,23 @@ def _dual_stack_node() -> Node:
     return n
 
 
-def test_keepalives_and_rendezvous_are_ipv4_peers_only():
-    """Review finding: traversal drops IPv6 sources (unusable_source), yet 7 of a dual-stack
-    node's 16 ADDR_REQs went to IPv6 contacts, and the full-cone plan's two peers could both be
-    IPv6 (nothing refreshed the IPv4 mapping). Every selection keeps IPv4 peers only."""
+def test_keepalives_count_each_family_and_rendezvous_are_ipv4_peers_only():
+    """Review finding: 7 of a dual-stack node's 16 ADDR_REQs went to IPv6 contacts, and the
+    full-cone plan's two peers could both be IPv6 (nothing refreshed the IPv4 mapping). The
+    IPv4 peers are counted on their own: the plan's number of them, and besides (session 9) the
+    16 nearest IPv6 ones, for a stateful IPv6 firewall (it filters by peer whatever the NAT's
+    filtering: two IPv6 peers would not do for a full-cone NAT's plan)."""
     n = _dual_stack_node()
     n.keep_joined([], 0.0)
     asked = [to for data, to in n.datagrams_to_send(0.0) if data[:2] == bytes((TRAVERSAL, ADDR_REQ))]
-    assert len(asked) == 12 and not any(":" in host for host, _ in asked)  # all 12 IPv4 ones
+    four = [to for to in asked if ":" not in to[0]]
+    assert len(four) == 12  # all 12 IPv4 ones
+    assert sorted(set(asked) - set(four)) == sorted(a for a in n.routing.registry.addrs
+                                                    if ":" in a[0])  # and the 12 IPv6 ones
     stranger_probe(n, 1.0)
     peers = n.traversal.keepalive_peers()
-    assert len(peers) == 2 and not any(":" in host for host, _ in peers)
+    assert len([p for p in peers if ":" not in p[0]]) == 2
+    assert len([p for p in peers if ":" in p[0]]) == 12
     assert not any(":" in host for host, _ in n.rendezvous(n.node_id, 8))
     assert len(n.rendezvous(n.node_id, 8)) == 8
     # a call's rendezvous: the lookup's nearest that can take a PUNCH_REQ
