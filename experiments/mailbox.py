@@ -368,12 +368,17 @@ class _MailboxRun:
         return self.wall_before + time.perf_counter() - self.wall_start
 
     def save(self, path: Path) -> None:
-        """Checkpoint the run (experiments/checkpoint.py); the progress callback is not saved."""
+        """Checkpoint the run (experiments/checkpoint.py); the progress callback is not saved.
+        A save that fails is logged and the run goes on (the previous checkpoint stays whole)."""
         started = time.perf_counter()
         wall, cpu = self.wall_before, self.cpu_before
         self.wall_before, self.cpu_before = self._wall(), self._cpu()
         try:
             size = checkpoint.save(self, path, skip=[self.progress])
+        except (checkpoint.CheckpointError, OSError) as error:
+            log.error("checkpoint at simulated %.0f s failed, the run goes on: %s",
+                      self.world.env.now, error)
+            return
         finally:
             self.wall_before, self.cpu_before = wall, cpu
         log.info("checkpoint %s at simulated %.0f s: %.0f MB in %.1f s", path, self.world.env.now,
@@ -382,13 +387,13 @@ class _MailboxRun:
             self.progress("checkpoint", 1, 1)
 
     def _tick(self, end: float) -> None:
-        """Progress in simulated minutes."""
-        if self.progress is None:
-            return
+        """Progress in simulated minutes (scheduled with or without a callback: a checkpoint
+        may be resumed with one or without; the ticks change no result)."""
         total = int(end // 60)
 
         def tick(minute: int) -> None:
-            self.progress("minutes", minute, total)
+            if self.progress is not None:
+                self.progress("minutes", minute, total)
             if minute < total:
                 self.world.at((minute + 1) * 60, lambda: tick(minute + 1))
 
@@ -596,11 +601,12 @@ def run_mailbox_study(study: MailboxStudy, progress: Progress | None = None,
 def resume_mailbox_study(path: Path, progress: Progress | None = None,
                          checkpoints: Checkpoints | None = None) -> MailboxResult:
     """Go on from a checkpoint to the horizon (and keep checkpointing if `checkpoints`)."""
+    started = time.perf_counter()  # the load counts in wall_s
     run = checkpoint.load(path)
     if not isinstance(run, _MailboxRun):
         raise checkpoint.CheckpointError(f"{path} is not a mailbox study's checkpoint")
     run.progress, run.checkpoints = progress, checkpoints
-    run.wall_start = time.perf_counter()
+    run.wall_start = started
     run.segments += 1
     log.info("resumed %s at simulated %.0f s", path, run.world.env.now)
     return run.go_on()
@@ -709,6 +715,10 @@ def main(args: Any) -> int:
         offline=args.offline, offline_shape=args.offline_shape, cpu_limit=args.cpu_limit)
     checkpoints = (Checkpoints(args.checkpoint, args.checkpoint_every * 60)
                    if args.checkpoint else None)
+    if checkpoints is not None and not checkpoints.path.parent.is_dir():
+        print(f"kadtalk sim mailbox: no directory {checkpoints.path.parent} for the checkpoint "
+              "(create it, or name a file in an existing one)", file=sys.stderr)
+        return 2
 
     def run(progress: Progress | None) -> MailboxResult:
         if args.resume:

@@ -73,6 +73,11 @@ class LazyNodes(list):
         for addr in range(len(self)):
             yield self[addr]
 
+    def __reduce__(self) -> tuple:
+        """Pickled as it stands (experiments/checkpoint.py): pickle would otherwise walk the
+        list through `__iter__` and build every dormant node."""
+        return _lazy_nodes, (list(list.__iter__(self)), self.wake, self.dormant)
+
     def built(self, addr: int) -> bool:
         """Whether the node at `addr` has been built (or the slot was set otherwise)."""
         return list.__getitem__(self, addr) is not DORMANT
@@ -131,3 +136,10 @@ def attach_lazily(
         raise ValueError("lazily built nodes need a timer (the table's refresh)")
     del first
     driver.add_dormant(len(tables), wake, deadline)
+
+
+def _lazy_nodes(slots: list, wake: Callable[[int], Any], dormant: int) -> LazyNodes:
+    nodes = LazyNodes(0, wake)
+    list.extend(nodes, slots)
+    nodes.dormant = dormant
+    return nodes

@@ -871,7 +871,7 @@ class RoutingLayer:
         target = msg.target
         own = self.node_id
         intern = registry.intern
-        hint = rtt if settings.rtt_hints else None
+        hint = max(rtt, settings.rtt_floor) if settings.rtt_hints else None  # floored too
         for lookup, asked in request.waiters:
             if asked >= 0 and ids[asked] != responder:
                 table.failed(asked)  # another node answers at the address it claimed
@@ -1001,14 +1001,19 @@ class RoutingLayer:
 
     def _expected_rtt(self, handle: int) -> float | None:
         """A lookup's guess of `handle`'s round trip: its own srtt (at least `rtt_floor`), else
-        None (the lookup then takes a hint or the node's srtt, `_node_rtt`)."""
+        None (the lookup then takes a hint or the node's srtt, `_node_rtt`, floored as well)."""
         rtts = self.rtts
         srtt = None if rtts is None else rtts.srtt(self.registry.addrs[handle])
         floor = self.settings.rtt_floor
         return srtt if srtt is None or srtt >= floor else floor
 
     def _node_rtt(self) -> float | None:
-        return self._srtt
+        """A never-measured contact's expected round trip: the node's srtt, at least `rtt_floor`
+        (unfloored, every contact never measured -- a sybil's fresh name -- would rank ahead of
+        the measured ones within the floor whenever the node's srtt is below it)."""
+        srtt = self._srtt
+        floor = self.settings.rtt_floor
+        return srtt if srtt is None or srtt >= floor else floor
 
     def _complete(self, lookup: Lookup, now: float) -> None:
         if not self._lookups or self._lookups.pop(lookup.lookup_id, None) is None:
