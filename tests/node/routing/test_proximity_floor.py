@@ -137,3 +137,52 @@ def test_a_lookup_asks_contacts_within_the_floor_in_xor_order():
     n = measured(rtt_floor=0.06)  # 4 and 5 count 60 ms, 6 its 80: 4 and 5 again
     n.find_peer(TARGET, 10.0)
     assert sorted(asked(n, 10.0)) == [4, 5]
+
+
+def test_a_lookup_floors_never_measured_contacts_too():
+    """A never-measured contact (what a sybil's fresh name looks like) is expected at the
+    node's srtt, or at the round trip of the answer that named it (rtt_hints): both floored
+    too. With the node's srtt (30 ms) below a 100 ms floor, the two never-measured contacts
+    one bit farther must not rank ahead of the measured ones within the floor (review 9,
+    finding 3): the lookup asks the three XOR-nearest, as without the RTT-aware choice."""
+    from kadtalk.node.routing.layer import RoutingLayer
+
+    target = (1 << 159) | 12345
+
+    def first_asked(floor: float, hints: bool) -> list[str]:
+        layer = RoutingLayer(1 << 100, ContactRegistry(), Random(1),
+                             RoutingSettings(rtt_floor=floor, rtt_choice_bits=2, alpha=3,
+                                             limits=False, rtt_hints=hints), 0.0)
+        names = {}
+        for i in range(4):  # measured, answering in 5 ms, nearest the target (< 2**20)
+            addr = ("198.51.100.%d" % (i + 1), 4000)
+            layer.add_contact(target ^ ((1 << 19) + i), addr, 0.0)
+            names[addr] = "measured%d" % i
+            layer.observe_contact_rtt(addr, 0.005)
+        for i in range(2):  # never measured, one bit farther (< 2**21)
+            addr = ("203.0.113.%d" % (i + 1), 4000)
+            layer.add_contact(target ^ ((1 << 20) + i), addr, 0.0)
+            names[addr] = "never_measured%d" % i
+        layer.observe_round_trip(0.03)
+        layer.datagrams_to_send(0.0)
+        layer.find_closest(target, 1.0)
+        return [names[addr] for _, addr in layer.datagrams_to_send(1.0)]
+
+    xor = ["measured0", "measured1", "measured2"]
+    for hints in (False, True):
+        assert first_asked(0.0, hints) == xor  # 5 ms beat the node's 30 ms
+        assert first_asked(0.1, hints) == xor  # all count 100 ms: XOR order
+
+
+def test_a_hint_below_the_floor_counts_as_the_floor():
+    """rtt_hints: a contact named by an answer that came back in 40 ms is expected at the
+    floor (100 ms), not ahead of the measured contacts within it; above the floor, its 40."""
+    from tests.node.routing.test_lookup_rtt import IDS, TARGET, answer, asked, node
+
+    for floor, hint in ((0.0, 0.04), (0.1, 0.1)):
+        n = node(rtt_choice_bits=2, rtt_hints=True, rtt_floor=floor)
+        n.find_peer(TARGET, 0.0)
+        assert asked(n, 0.0) == [6, 5]
+        answer(n, 6, 0.04, [(IDS[1] ^ 0xFF00, ("10.0.2.1", 1))])
+        [lookup] = n.routing._lookups.values()
+        assert lookup._hints == {n.routing.registry.handles_at(("10.0.2.1", 1))[0]: hint}
