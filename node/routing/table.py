@@ -7,6 +7,11 @@ bucket, plus a `bytearray` of bucket sizes: about 4 bytes a contact, which is wh
 million simulated tables fit in memory. Replacement caches and failure counts are allocated only
 when a bucket first overflows or a contact first fails to answer.
 
+A table made with `index=True` (a real node's: one table, not a million) also keeps the set of
+handles it holds, entries and cached newcomers (`_held`), so that `known`, asked for every
+request served, is one set lookup rather than a walk of the bucket and its cache (issue 15).
+Every path that changes an entry or a cache keeps it exact (`_hold`, `_release`).
+
 Entries and cached newcomers are contacts that answered an address probe of ours (`observe(...,
 answered=True)`) or that the node was given (`add_contact`, `load`); the routing layer offers a
 requester, or a contact a lookup met, to the table only through a probe, asking `known` and
@@ -51,10 +56,12 @@ class TableSettings:
 
 class RoutingTable:
     __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures",
-                 "_checks", "_check_due", "address_checks")
+                 "_checks", "_check_due", "address_checks", "_held")
 
-    def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings()):
-        """`settings` is anything with k, replacement_cache and max_failures (RoutingSettings too)."""
+    def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings(),
+                 index: bool = False):
+        """`settings` is anything with k, replacement_cache and max_failures (RoutingSettings too);
+        `index`: keep the set of handles held (~13 KB a table of 160: not for simulated ones)."""
         if not 0 <= settings.k <= 255:
             raise ValueError("k must be between 0 and 255")
         self.own_id = own_id
@@ -74,6 +81,7 @@ class RoutingTable:
         self._checks: dict[int, tuple[float, int, float, int]] | None = None
         self._check_due: list[tuple[float, int]] = []
         self.address_checks = 0
+        self._held: set[int] | None = set() if index else None
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -242,12 +250,17 @@ class RoutingTable:
                 if answered and failures and other in failures:
                     del failures[other]
                     entries[start + position] = handle
+                    if self._held is not None:
+                        self._held.add(handle)
+                        self._release(other)
                     self._carry_check(other, handle)
                     return True
                 return False
         if end - start < self.settings.k:
             entries.insert(end, handle)
             sizes[index] += 1
+            if self._held is not None:
+                self._held.add(handle)
             cache = self._cache.get(index) if self._cache else None
             if cache and handle in cache:
                 cache.remove(handle)
@@ -257,6 +270,9 @@ class RoutingTable:
 
     def known(self, handle: int) -> bool:
         """Whether `handle` (this ID at this address) is an entry or in its bucket's cache."""
+        held = self._held
+        if held is not None:
+            return handle in held
         index = ID_BITS - (self.own_id ^ self._ids[handle]).bit_length()  # bucket_index, inline
         sizes = self._sizes
         if index >= len(sizes):
@@ -398,6 +414,9 @@ class RoutingTable:
         cache = self._cache.get(index) if self._cache else None
         if cache and new in cache:
             cache.remove(new)
+        if self._held is not None:
+            self._held.add(new)
+            self._release(old)
         self._carry_check(old, new)
         return True
 
@@ -445,8 +464,13 @@ class RoutingTable:
         if handle in cache:
             cache.remove(handle)
         cache.append(handle)
+        held = self._held
+        if held is not None:
+            held.add(handle)
         if len(cache) > limit:
-            del cache[0]
+            oldest = cache.pop(0)
+            if held is not None:
+                self._release(oldest)
 
     def failed(self, handle: int) -> None:
         """A request to the contact went unanswered: replace it, or drop it after repeated failures."""
@@ -461,6 +485,8 @@ class RoutingTable:
             cache = self._cache.get(index) if self._cache else None
             if cache and handle in cache:
                 cache.remove(handle)
+                if self._held is not None:
+                    self._release(handle)
             return
         if self._failures is None:
             self._failures = {}
@@ -470,10 +496,14 @@ class RoutingTable:
             del self._entries[position]
             self._entries.insert(end - 1, replacement)
             self._failures.pop(handle, None)
+            if self._held is not None:
+                self._release(handle)
         elif count >= self.settings.max_failures:
             del self._entries[position]
             self._sizes[index] -= 1
             self._failures.pop(handle, None)
+            if self._held is not None:
+                self._release(handle)
         else:
             self._failures[handle] = count
 
@@ -490,6 +520,8 @@ class RoutingTable:
             candidate = cache.pop()
             if ids[candidate] not in present:
                 return candidate
+            if self._held is not None:
+                self._release(candidate)
         return -1
 
     def remove(self, handle: int) -> bool:
@@ -505,7 +537,19 @@ class RoutingTable:
         self._sizes[index] -= 1
         if self._failures:
             self._failures.pop(handle, None)
+        if self._held is not None:
+            self._release(handle)
         return True
+
+    def _release(self, handle: int) -> None:
+        """`handle` left an entry or a cache: out of `_held` unless it is still in the other
+        (observe's same-ID path can leave an entry in its bucket's cache too)."""
+        index = ID_BITS - (self.own_id ^ self._ids[handle]).bit_length()
+        start = sum(self._sizes[:index])
+        cache = self._cache.get(index) if self._cache else None
+        if (handle not in self._entries[start : start + self._sizes[index]]
+                and not (cache and handle in cache)):
+            self._held.discard(handle)
 
     def load(self, entries: array, sizes: bytearray, now: float) -> None:
         """Replace the whole table (the simulator's fast bootstrap): `entries` bucket by bucket,
@@ -521,6 +565,8 @@ class RoutingTable:
         self._failures = None
         self._checks = None
         self._check_due = []
+        if self._held is not None:
+            self._held = set(entries)
 
     # -- refresh --------------------------------------------------------------------------------
 
