@@ -252,7 +252,9 @@ class RoutingLayer:
         self.registry = registry
         self.rng = rng
         self.settings = settings = settings or DEFAULT_SETTINGS
-        self.table = RoutingTable(node_id, registry.ids, settings)  # it reads k and the cache rules
+        # it reads k and the cache rules; a node's own registry (one table) keeps the set of
+        # handles held, so that `_wants_probe`'s `known` is one lookup (not a million tables')
+        self.table = RoutingTable(node_id, registry.ids, settings, index=registry.recycles)
         self.stats: collections.Counter[str] | None = None  # drop reasons, allocated on first drop
         # Allocated on first use: a million idle simulated nodes should cost nothing here.
         self._lookups: dict[int, Lookup] | None = None
