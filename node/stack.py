@@ -25,8 +25,8 @@ from .layer import Event
 from .relay import RELAY, Knocked, RelayLayer, RelayLost, RelayPath, RelaySettings
 from .relay import wire as relay_wire
 from .relay.addresses import Codec
-from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, MAX_ENTRIES, RETRY_RELAY,
-                          SILENCE, CallPaths, bounded)
+from .relay.paths import (ASK_SPARE, FALLBACK_AFTER, HOLD_INTERVAL, KNOCK_AGAIN, MAX_ENTRIES,
+                          RETRY_RELAY, SILENCE, CallPaths, bounded)
 
 FAMILY_WAIT = 8.0  # s a call across families waits for a relay that reaches its callee
 FAMILY_ASK = 4  # contacts asked at once for such a relay (which are dual-stack shows only in
@@ -35,10 +35,13 @@ ACROSS_GRACE = 2.0  # smoothed round trips an IPv4-only caller's call lookup may
 #   an answer named the callee in IPv6 only (one more round's answers: one naming it in IPv4
 #   ends the lookup, a dual-stack callee goes direct); then the call goes across families
 ACROSS_GRACE_MAX = 1.0  # s, at most (and before any round trip was measured)
-OFFER_AGAIN = 1.0  # s after a call's relay offer with no KNOCKED for it yet: the offer again
-#   through the same rendezvous, the interval doubling; each draws the callee's knock anew (at
-#   least KNOCK_AGAIN apart), whose two bare KNOCKs and cookies a lossy path may all lose
-OFFER_TRIES = 4  # offers of one call in all (at 0, 1, 3, 7 s)
+OFFER_AGAIN = KNOCK_AGAIN + 0.5  # s after a call's relay offer with no KNOCKED for it yet:
+#   the offer again through the same rendezvous, the interval doubling; each draws the callee's
+#   knock anew, whose two bare KNOCKs and cookies a lossy path may all lose. The callee knocks
+#   once per offer a KNOCK_AGAIN, timed by arrival: 0.5 s above it, so a repeat whose one-way
+#   delay is up to 0.5 s shorter than the last offer's still knocks (review 9: at exactly
+#   KNOCK_AGAIN, any shorter delay -- jitter, or float rounding -- drew no knock, half the time)
+OFFER_TRIES = 4  # offers of one call in all (at 0, 1.5, 4.5, 10.5 s)
 from .routing.events import Joined, LookupCompleted
 from .routing.layer import RoutingLayer, RoutingSettings, TooManyLookups
 from .routing.messages import ROUTE_REQ, ROUTE_RES
