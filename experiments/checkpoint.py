@@ -178,9 +178,10 @@ def load(path: Path | str) -> Any:
                               "another kind of file)")
     header_end = body.index(b"\n", len(MAGIC)) + 1
     header = json.loads(body[len(MAGIC):header_end])
-    if header.get("code") != code_digest():
+    here = code_digest()
+    if header.get("code") != here:
         raise CheckpointError(f"{path} was written by other code than this (its sources' digest "
-                              f"{str(header.get('code'))[:12]}, these {code_digest()[:12]}): resume "
+                              f"{str(header.get('code'))[:12]}, these {here[:12]}): resume "
                               "it with the commit that wrote it")
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(_RECURSION_LIMIT)
