@@ -124,10 +124,15 @@ class RoutingSettings:
     # contacts "near enough" the incumbent stays, so a bucket whose displaceable entries all
     # answered within the floor takes no one, an attacker next to the node included), and a
     # lookup asks contacts within the floor in XOR order. 0: the nearest wins.
+    # `proximity_measured`: only entries the node measured itself may be displaced (one never
+    # measured keeps its place, as under the uptime rule): a young table's entries are not all
+    # counted slow at the node's srtt, which let a near attacker take them (design-decisions,
+    # "Lookup latency: PNS that displaces only measured entries").
     rtt_hints: bool = False
     proximity: bool = False
     proximity_keep: int = 0
     rtt_floor: float = 0.0
+    proximity_measured: bool = False
     refresh_interval: float = 3600.0  # a bucket no lookup went into for this long is refreshed
     refresh_on_join: bool = True  # after joining, refresh buckets farther than the closest neighbour
     # Maintenance cost (issue 15 item 2; the study: docs/design-decisions.md "Cheaper joins and
@@ -756,14 +761,15 @@ class RoutingLayer:
         of the bucket's slowest entry if it answered faster (a round trip measured by our own
         lookup request; an entry never measured counts as the node's srtt), the bucket's
         `proximity_keep` oldest entries aside; round trips below `rtt_floor` count as the
-        floor, so the entry must be slower than that too."""
+        floor, so the entry must be slower than that too; with `proximity_measured` an entry
+        never measured is not displaced at all."""
         rtts = self.rtts
         addrs = self.registry.addrs
         rtt = rtts.srtt(addrs[handle]) if rtts is not None else None
         if rtt is None:
             return  # a requester we only probed: not measured, the uptime rule alone
         table = self.table
-        default = self._srtt
+        default = None if self.settings.proximity_measured else self._srtt
         slowest, worst = -1, max(rtt, self.settings.rtt_floor)
         bucket = table.bucket(table.bucket_index(self.registry.ids[handle]))
         for entry in bucket[self.settings.proximity_keep:]:
