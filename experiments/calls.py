@@ -63,6 +63,17 @@ Such studies need the byte codec and protocol joins. Rows then give each end's f
 find. A dual-stack public node is told its IPv6 address among its own (`Node.set_nat(own=)`,
 as app/network.py does).
 
+Talking (`relayed_talk`, seconds; 0 by default: the caller hangs up at the first media packet):
+a relayed call then carries media both ways for that long after its first packet, a packet each
+way every `MEDIA_INTERVAL` (20 ms, an Opus frame, `MEDIA_PAYLOAD`), before the caller hangs up,
+so that the relays' bytes, their rate and their caps show (the row is the same: set-up ends at
+the first media heard). Direct calls still hang up at once: their media touches no relay and
+would cost the simulator 100 datagrams a second each. Both ends stay engaged while they talk.
+Each relay's load then also gives the most relayed calls it carried at once (`peak_calls`), its
+most bytes forwarded in one second of simulated time (`peak_bytes_per_s`, sampled every second
+while any relayed call talks) and the DATA it dropped over its caps (`over_rate`: the
+allocation's and the relay's rate, `[relay] allocation_rate`, `total_rate`).
+
 `directory=True` runs the same workload (same nodes, NATs, churn, pairs and times) against a
 central directory (experiments/directory.py) instead of the DHT lookup.
 """
@@ -94,6 +105,7 @@ from kadtalk.sim.nat import FAMILY_NAMES, FILTERING, KIND_NAMES, OPEN, SYMMETRIC
 
 KEEPALIVE_INTERVAL = TraversalSettings().keepalive_interval  # s between NAT keep-alives
 MEDIA_PAYLOAD = bytes(80)  # one 20 ms Opus frame's worth
+MEDIA_INTERVAL = 0.02  # s between two media packets each way while a relayed call talks
 # A NATed node's local address: a private one, which no peer sees it at (simulated addresses
 # are the outside ones)
 PRIVATE = ("192.168.0.2", 5004)
@@ -106,6 +118,9 @@ TIMES = ROW_FIELDS[9:]
 # allocations the caller held when it called (a NATed caller offers one in its punch)
 RELAY_FIELDS = ("relay", "caller_relays")
 PER_RELAY_FIELDS = ("addr", "calls", "allocations", "forwarded", "forwarded_bytes")
+# ... and with `relayed_talk`: the most relayed calls at once, bytes forwarded in the busiest
+# second, DATA dropped over the caps
+TALK_RELAY_FIELDS = ("peak_calls", "peak_bytes_per_s", "over_rate")
 # rows of a study with IPv6 hosts: each end's family, and whether any path can join them
 FAMILY_FIELDS = ("caller_family", "callee_family", "path")
 
@@ -140,6 +155,7 @@ class CallStudy:
     call_rate: float = 10.0  # Poisson arrivals of calls per simulated second
     answer_delay: float = 0.0  # s the callee lets it ring
     call_timeout: float = 60.0  # s after which a call not set up counts as failed
+    relayed_talk: float = 0.0  # s a relayed call carries media both ways (0: hang up at once)
     directory: bool = False  # the central-directory baseline instead of the DHT lookup
     relays: bool = False  # every node's relay layer on (issue 13): relayed calls, relay load
     # realism (experiments/realism.py)
@@ -177,6 +193,8 @@ class CallStudy:
             raise ValueError("call_rate must be positive")
         if self.answer_delay < 0 or self.call_timeout <= 0:
             raise ValueError("answer_delay must be >= 0 and call_timeout positive")
+        if self.relayed_talk < 0 or (self.relayed_talk and not self.relays):
+            raise ValueError("relayed_talk must be >= 0, and needs relays")
         if self.relays and self.directory:
             raise ValueError("relays run with the DHT's call set-up, not the directory baseline")
         realism.check(self)
@@ -234,7 +252,7 @@ def path_exists(nat: Any, caller: int, callee: int, relays: bool) -> bool:
 class _Call:
     __slots__ = ("index", "start", "caller", "callee", "session_id", "found", "punched", "ringing",
                  "talking", "media", "reason", "done", "punch_needed", "overlap", "relay",
-                 "held", "offers")
+                 "held", "offers", "callee_session")
 
     def __init__(self, index: int, start: float, caller: int, callee: int):
         self.index, self.start, self.caller, self.callee = index, start, caller, callee
@@ -247,6 +265,7 @@ class _Call:
         self.relay: int | None = None  # the relay the caller talks through, when TALKING
         self.held: int | None = None  # relay allocations the caller held when it called
         self.offers = False  # the caller's node would offer a relay (`Node.needs_relay`)
+        self.callee_session: int | None = None  # the callee's session id (relayed_talk)
 
 
 class _CallStudyRun:
@@ -281,6 +300,14 @@ class _CallStudyRun:
         self.nat_told: dict[int, float] = {}
         self.first_grant: dict[int, float] = {}
         self.finished = 0
+        # relayed_talk: calls talking now, relay -> its calls talking now / the most at once /
+        # its most bytes forwarded in a sampled second, and its bytes at the last sample
+        self.talking = 0
+        self.relay_now: dict[int, int] = {}
+        self.peak_calls: dict[int, int] = {}
+        self.peak_rate: dict[int, int] = {}
+        self._sampled: dict[int, int] = {}
+        self._sampling = False
 
     # -- nodes ----------------------------------------------------------------------------------
 
@@ -366,7 +393,8 @@ class _CallStudyRun:
         env.run(until=start)
         converged = time.perf_counter()
         world.realism.measure_from(env.now)
-        env.run_while(lambda: self.finished < study.calls or len(self.calls) < study.calls)
+        env.run_while(lambda: self.finished < study.calls or len(self.calls) < study.calls
+                      or self.talking)
         rows = [self._row(call) for call in self.calls]
         rows.sort(key=lambda r: r["start"])
         wall = time.perf_counter() - self.wall_start
@@ -382,7 +410,8 @@ class _CallStudyRun:
             summary |= dualstack.summary(world.driver)
         per_relay: list[dict[str, Any]] = []
         if study.relays:
-            load = relay_load(world.driver.nodes, rows)
+            talk = (self.peak_calls, self.peak_rate) if study.relayed_talk else None
+            load = relay_load(world.driver.nodes, rows, talk)
             per_relay = load.pop("per_relay")
             waits = sorted(self.first_grant.get(a, math.inf) - t for a, t in self.nat_told.items())
             natted = [r for r in rows
@@ -520,7 +549,7 @@ class _CallStudyRun:
             call = self.active.get((caller, addr)) if caller is not None else None
             if call is None:
                 return
-            session_id = event.session_id
+            session_id = call.callee_session = event.session_id
             self._sessions_of(addr)[session_id] = call
             world.at(world.env.now + self.study.answer_delay,
                      lambda: world.driver.nodes[addr] is not None
@@ -531,12 +560,68 @@ class _CallStudyRun:
                 return
             call.media = event.at
             self._end(call, "talking")
-            if world.driver.nodes[call.caller] is not None:  # it may have left since it sent
+            if self.study.relayed_talk and call.relay is not None:
+                self._talk(call)
+            elif world.driver.nodes[call.caller] is not None:  # it may have left since it sent
                 world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
         elif kind is CallEnded:
             call = self._sessions_of(addr).get(event.session_id)
             if call is not None and call.caller == addr:
                 self._end(call, event.reason.value)
+
+    # -- relayed_talk ---------------------------------------------------------------------------
+
+    def _talk(self, call: _Call) -> None:
+        """A relayed call set up: media both ways every MEDIA_INTERVAL for `relayed_talk`
+        seconds, then the caller hangs up; both ends stay engaged meanwhile."""
+        world, relay = self.world, call.relay
+        for addr in (call.caller, call.callee):
+            self.engaged[addr] = self.engaged.get(addr, 0) + 1
+        self.talking += 1
+        if not self._sampling:
+            self._sampling = True
+            world.at(world.env.now, self._sample)
+        now = self.relay_now[relay] = self.relay_now.get(relay, 0) + 1
+        self.peak_calls[relay] = max(self.peak_calls.get(relay, 0), now)
+        end = world.env.now + self.study.relayed_talk
+        ends = ((call.caller, call.session_id), (call.callee, call.callee_session))
+
+        def packet() -> None:
+            nodes = world.driver.nodes
+            if world.env.now >= end or None in (nodes[call.caller], nodes[call.callee]):
+                if nodes[call.caller] is not None:
+                    world.command(call.caller, lambda n, now: n.hang_up(now, call.session_id))
+                for addr in (call.caller, call.callee):
+                    self.engaged[addr] -= 1
+                self.talking -= 1
+                self.relay_now[relay] -= 1
+                return
+            for addr, session_id in ends:
+                world.command(addr, lambda n, now, s=session_id: n.send_media(s, MEDIA_PAYLOAD, now))
+            world.at(world.env.now + MEDIA_INTERVAL, packet)
+
+        world.at(world.env.now + MEDIA_INTERVAL, packet)
+
+    def _sample(self) -> None:
+        """Every simulated second while relayed calls talk: each relay with a call talking,
+        its bytes forwarded since the last sample (its busiest second: `peak_rate`)."""
+        nodes = self.world.driver.nodes
+        for relay, count in self.relay_now.items():
+            node = nodes[relay]
+            if node is None or (count == 0 and relay not in self._sampled):
+                continue
+            total = node.relay.stats["forwarded_bytes"]
+            before = self._sampled.get(relay)
+            if before is not None:
+                self.peak_rate[relay] = max(self.peak_rate.get(relay, 0), total - before)
+            self._sampled[relay] = total
+            if count == 0:  # its last call ended within the second just sampled
+                del self._sampled[relay]
+        if not self.talking:
+            self._sampling = False
+            self._sampled.clear()
+            return
+        self.world.at(self.world.env.now + 1.0, self._sample)
 
     def _nat_found(self, addr: int, event: AddressObserved) -> None:
         """What the daemon does with an address probe's answer (app/network.py): `nat_kind`
@@ -671,10 +756,13 @@ def summarize(study: CallStudy, rows: list[dict[str, Any]], wall_s: float) -> di
     }
 
 
-def relay_load(nodes: list[Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def relay_load(nodes: list[Any], rows: list[dict[str, Any]],
+               talk: tuple[dict[int, int], dict[int, int]] | None = None) -> dict[str, Any]:
     """How the relays' work spread, at the end of a run: over the nodes that serve (public,
     `[relay] serve = auto`), the calls each carried (rows' `relay`), the allocations each holds
-    and the DATA each forwarded (datagrams, bytes); a list of each node's figures too."""
+    and the DATA each forwarded (datagrams, bytes); a list of each node's figures too. With
+    `talk` (relayed_talk: each relay's most calls at once and busiest second's bytes), those
+    and the DATA each dropped over its caps (TALK_RELAY_FIELDS)."""
     calls: dict[int, int] = {}
     for row in rows:
         if row.get("relay") is not None:
@@ -689,6 +777,10 @@ def relay_load(nodes: list[Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
                           "allocations": len(server.allocations) if server is not None else 0,
                           "forwarded": stats["forwarded"],
                           "forwarded_bytes": stats["forwarded_bytes"]})
+        if talk is not None:
+            per_relay[-1] |= {"peak_calls": talk[0].get(addr, 0),
+                              "peak_bytes_per_s": talk[1].get(addr, 0),
+                              "over_rate": stats["over_allocation_rate"] + stats["over_relay_rate"]}
 
     def spread(key: str) -> dict[str, float]:
         values = sorted(r[key] for r in per_relay)
@@ -700,7 +792,12 @@ def relay_load(nodes: list[Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "max": values[-1], "zero_share": sum(v == 0 for v in values) / len(values)}
 
     held = [n for n in nodes if n is not None and n.needs_relay]
-    return {
+    extra = {} if talk is None else {
+        "relay_peak_calls": spread("peak_calls"),
+        "relay_peak_bytes_per_s": spread("peak_bytes_per_s"),
+        "relay_over_rate_total": sum(r["over_rate"] for r in per_relay),
+    }
+    return extra | {
         "relayed_calls": sum(calls.values()),
         "relays_serving": len(per_relay),
         "relay_calls": spread("calls"),
