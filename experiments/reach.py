@@ -197,15 +197,20 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def plot_load(per_relay: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Calls carried and allocations held per serving relay (a `sim calls --relays` run)."""
+    """Calls carried and allocations held per serving relay (a `sim calls --relays` run); with
+    talking calls (experiments/relay_load.py --talk), each relay's busiest second too, against
+    one allocation's cap (`[relay] allocation_rate`; the relay's own, total_rate, is 25 times)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
-    for ax, key, label in ((axes[0], "allocations", "allocations held (end of run)"),
-                           (axes[1], "calls", "calls relayed")):
+    talk = bool(per_relay) and "peak_bytes_per_s" in per_relay[0]
+    panels = [("allocations", "allocations held (end of run)"), ("calls", "calls relayed")]
+    if talk:
+        panels.append(("peak_calls", "relayed calls at once"))
+    fig, axes = plt.subplots(1, len(panels) + talk, figsize=(4.2 * (len(panels) + talk), 3.6))
+    for ax, (key, label) in zip(axes, panels):
         values = [int(r[key]) for r in per_relay]
         top = max(values, default=0)
         counts = [sum(v == x for v in values) for x in range(top + 1)]
@@ -213,6 +218,20 @@ def plot_load(per_relay: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set_yscale("log")
         ax.set_xlabel(f"{label} per relay")
         ax.set_ylabel("relays")
+        ax.grid(alpha=0.3, axis="y")
+    if talk:
+        from kadtalk.node.relay import RelaySettings
+
+        ax, cap = axes[-1], RelaySettings().allocation_rate / 1000
+        values = [int(r["peak_bytes_per_s"]) / 1000 for r in per_relay]
+        top = max(max(values, default=0.0), cap)
+        bins = [5 * i for i in range(int(top // 5) + 2)]
+        ax.hist(values, bins=bins, log=True)
+        ax.axvline(cap, color="tab:red", linestyle="--",
+                   label=f"one allocation's cap ({cap:.0f} KB/s)")
+        ax.set_xlabel("KB forwarded in the busiest second per relay")
+        ax.set_ylabel("relays")
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -222,15 +241,16 @@ def plot_load(per_relay: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 # A relayed call's milestones, in order: (name, sender, receiver, first two bytes or None for
-# the row's own times); "caller", "callee", "relay", "rv" (any other node)
+# the row's own times); "caller", "callee", "relay", "rv" (any other node). Session 10: the
+# caller's KEY_REQ, HELD at its relay with the offer, goes to the callee on the echo (KNOCKED
+# to the caller at the same time); session 9's chain had "knocked" (relay -> caller) and the
+# caller's "relayed KEY_REQ" (caller -> relay) between the echo and the KEY_REQ to the callee
 MILESTONES = (
     ("punch request", "caller", "rv", (TRAVERSAL, PUNCH_REQ_RELAY)),
     ("offer at the callee", "rv", "callee", (TRAVERSAL, PUNCH_FWD_RELAY)),
     ("knock", "callee", "relay", (wire.RELAY, wire.KNOCK)),
     ("knock cookie", "relay", "callee", (wire.RELAY, wire.KNOCK_COOKIE)),
     ("echo", "callee", "relay", (wire.RELAY, wire.KNOCK)),
-    ("knocked", "relay", "caller", (wire.RELAY, wire.KNOCKED)),
-    ("relayed KEY_REQ", "caller", "relay", (wire.RELAY, wire.DATA)),
     ("KEY_REQ to the callee", "relay", "callee", (wire.RELAY, wire.DATA)),
     ("KEY_RES", "callee", "relay", (wire.RELAY, wire.DATA)),
     ("KEY_RES to the caller", "relay", "caller", (wire.RELAY, wire.DATA)),
@@ -358,8 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_relay = list(csv.DictReader(f))
     study = json.loads((args.dir / "params.json").read_text())["study"]
     figure = args.figure or args.dir / "relay_load.png"
+    talk = study.get("relayed_talk", 0.0)
+    families = study.get("v6_only", 0.0) or study.get("dual_stack", 0.0)
     plot_load(per_relay, figure, f"relay load, N = {study['nodes']:,}, "
-              f"{study['calls']:,} calls, {100 * study['nat_symmetric']:.0f} % symmetric")
+              f"{study['calls']:,} calls, {100 * study['nat_symmetric']:.0f} % symmetric"
+              + (f", IPv6-only {100 * study['v6_only']:.0f} % / dual-stack "
+                 f"{100 * study['dual_stack']:.0f} %" if families else "")
+              + (f", relayed calls talk {talk:.0f} s" if talk else ""))
     print(f"wrote {figure}")
     return 0
 

@@ -66,3 +66,25 @@ def test_relayed_talk_needs_relays_and_is_not_negative():
         CallStudy(relayed_talk=5.0)
     with pytest.raises(ValueError):
         CallStudy(relays=True, relayed_talk=-1.0)
+
+
+def test_relay_load_script_writes_what_reach_load_draws(tmp_path, capsys):
+    import csv
+    import json
+
+    from kadtalk.experiments.reach import main as reach_main
+    from kadtalk.experiments.relay_load import main
+
+    out = tmp_path / "run"
+    assert main(["--nodes", "120", "--calls", "12", "--seed", "2", "--call-rate", "2",
+                 "--talk", "3", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with open(out / "relays.csv", newline="") as f:
+        relays = list(csv.DictReader(f))
+    assert len(relays) == summary["relays_serving"] > 0
+    assert set(TALK_RELAY_FIELDS) <= set(relays[0])
+    assert sum(int(r["calls"]) for r in relays) == summary["relayed_calls"]
+    assert summary["cpu_s"] > 0 and (out / "progress.log").read_text().endswith("done\n")
+    assert json.loads((out / "params.json").read_text())["study"]["relayed_talk"] == 3
+    assert reach_main(["load", str(out)]) == 0
+    assert (out / "relay_load.png").stat().st_size > 0
