@@ -678,6 +678,14 @@ class Node:
                                        usable=upper.traversal.usable)
         if rendezvous:
             upper.traversal.punch(event.target, rendezvous, now, relay=offer)
+        if is_ipv6(s.addr):
+            upper.traversal.punch6(event.target, self._rendezvous6(event.target, fresh), now)
+
+    def _rendezvous6(self, target: int, closest: Iterable[tuple[int, Any]]) -> list[Any]:
+        """A call's IPv6 rendezvous (PUNCH6_REQ, §20): the callee's IPv6 neighbours its
+        lookup met, nearest first (they hold it at its IPv6 address)."""
+        count = self._upper.traversal.settings.punch_peers
+        return choose_rendezvous(target, closest, count=count, usable=is_ipv6)
 
     def set_busy(self, busy: bool) -> None:
         session = self._session()
@@ -754,13 +762,30 @@ class Node:
 
     @property
     def needs_relay(self) -> bool:
-        """Whether calls may need a relay: we are behind a NAT (told, or found symmetric)."""
+        """Whether calls may need a relay: we are behind a NAT (told, or found symmetric), or
+        IPv6-only and not told we are open (`v6_only`)."""
         upper = self._upper
         if upper is None:
             return False
         traversal = upper.traversal
         return upper.nat in ("cone", "symmetric") or (traversal is not None
-                                                     and traversal.symmetric)
+                                                     and (traversal.symmetric or self.v6_only))
+
+    @property
+    def v6_only(self) -> bool:
+        """An IPv6-only node that no one told it is open (nat unknown): an IPv6 socket, no IPv4
+        peer has answered (no IPv4 view of us, no IPv4 contact). Most such hosts sit behind a
+        stateful IPv6 firewall (RFC 6092, the home router's default) that drops unsolicited
+        datagrams and which no PROBE can check (PROBE_* are IPv4), so it holds relays, at IPv6
+        ones, as a NATed node does (§21); an IPv6 punch (§20) needs none."""
+        upper = self._upper
+        if upper.nat != "unknown" or not self.routing.settings.ipv6 \
+                or upper.traversal.public is not None:
+            return False
+        routing = self.routing
+        table, addrs = routing.table, routing.registry.addrs
+        return all(is_ipv6(addrs[h]) for i in range(table.bucket_count())
+                   for h in table.bucket(i))
 
     def relays_held(self) -> list[RelayPath]:
         """Our granted relay allocations (the ones a call offers its callee)."""
@@ -1252,7 +1277,10 @@ class Node:
             own = self._own_addresses()
             wire, offerable = relay.codec.to_wire, upper.traversal.usable
             # only relays a call's offer can name (IPv4, §20): one held at an IPv6 address
-            # would never be offered, and would stand in for one that can (`_offer`)
+            # would never be offered, and would stand in for one that can (`_offer`); an
+            # IPv6-only node's are IPv6 ones (its offers name them in 18 bytes)
+            if self.v6_only:
+                offerable = upper.traversal.punchable
             contacts = [addr for addr in self._relay_candidates() if addr not in held
                         and addr not in own and wire(addr) is not None and offerable(addr)]
             limit = min(wanted + ASK_SPARE, relay.settings.max_client_allocations)
@@ -1436,6 +1464,10 @@ class Node:
                     # PUNCH while our KEY_REQs go to it (a NAT in front of it then admits them),
                     # and to knock at our relay allocation, if we hold one (relay/paths.py)
                     rendezvous = self._rendezvous_for(event)
+                    if is_ipv6(addr):  # its IPv6 firewall opens to a simultaneous send (§20)
+                        rendezvous6 = self._rendezvous6(event.target, event.closest)
+                        upper.traversal.punch6(event.target, rendezvous6, now)
+                        rendezvous = rendezvous or rendezvous6  # IPv6-only: offers over IPv6
                     offer = self._offer(session_id, event.target, rendezvous, is_ipv6(addr))
                     upper.traversal.punch(event.target, rendezvous, now, relay=offer)
                     self._watch_punch(session_id, event.target, rendezvous, offer, now)

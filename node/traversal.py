@@ -18,6 +18,8 @@ unchanged) and the session (0x02-0x05, 0x07). The second byte is the operation
 | 0x0a | PROBE_FWD | requester's IPv4 (4), port (2), nonce (8): 16 bytes | the helper, to a contact: the prober |
 | 0x0b | PROBE | nonce (8): 10 bytes | the prober, to the requester's observed address |
 | 0x0c | PROBE_ACK | nonce (8): 10 bytes | the helper, to the requester: forwarded |
+| 0x0d | PUNCH6_REQ | requester ID (20), target ID (20) [, cookie (16)]: 42 [58] bytes | an IPv6 caller, over IPv6, to rendezvous peers |
+| 0x0e | PUNCH6_FWD | requester ID (20), requester's IPv6 (16), port (2): 40 bytes | a rendezvous that holds the target at an IPv6 address, to the target |
 
 PROBE_* is a reachability check without servers (RFC 5780's filtering test, the "other
 address" being a peer we never sent to): does a datagram from a stranger reach us? The
@@ -39,6 +41,20 @@ knocks at the offered relay and sends no PUNCH), and a plain PUNCH_REQ that coul
 forwarded so is dropped (`punch_no_path`). The PROBE_* stay IPv4 (their answers carry 6-byte
 addresses); ADDR_REQ goes to IPv6 contacts too, as a keep-alive for a stateful IPv6 firewall
 (`keepalive_peers`), and its ADDR_RES then carries six zero bytes (no IPv4 view to tell).
+
+IPv6 hole punching (§20, "IPv6 hole punching"): IPv6 has no NAT, but a host not on a public
+address usually sits behind a stateful firewall (RFC 6092: inbound only from a peer it sent to
+lately), so two firewalled IPv6 hosts reach each other only if both send at once. A caller
+that reaches its callee over IPv6 sends PUNCH6_REQ over IPv6 to the callee's IPv6 neighbours
+(`punch6`); the rendezvous validates the requester exactly as for PUNCH_REQ (a table entry at
+that address, or its cookie, keyed on the 18-byte address) and sends PUNCH6_FWD, naming the
+source address it saw, only to a target it holds at an IPv6 address (the target keeps that
+rendezvous's firewall entry open with its IPv6 keep-alives); the target, on a contact's word
+only, sends the usual PUNCH to that IPv6 address, which opens its firewall for the caller's
+KEY_REQ while the caller's own KEY_REQ has opened the caller's for the PUNCH and the KEY_RES
+(simultaneous open). A PUNCH6_REQ from an IPv4 source or for a target held at IPv4 is dropped
+(`punch_no_path`). PUNCH_REQ and PUNCH_FWD are unchanged (nanotalk's IPv4 peers never see the
+new operations). PUNCH6_FWD is smaller than the request (40 for 42 bytes) and draws 2 x 22.
 
 No datagram can be used to aim traffic at a third party (issue 17, attack 3):
 - a target obeys PUNCH_FWD only from an address of its routing table (a contact that has
@@ -88,26 +104,30 @@ from random import Random
 from typing import Any, Callable, Iterable
 
 from .layer import ContactView, Event
-from .relay.addresses import from_wire6, to_wire6
+from .relay.addresses import forbidden, from_wire6, to_wire6
 from .ratelimit import FloodGuard, TokenBucket
 
 TRAVERSAL = 0x06
 ADDR_REQ, ADDR_RES, PUNCH_REQ, PUNCH_FWD, PUNCH, PUNCH_COOKIE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 PUNCH_REQ_RELAY, PUNCH_FWD_RELAY = 0x07, 0x08
 PROBE_REQ, PROBE_FWD, PROBE, PROBE_ACK = 0x09, 0x0A, 0x0B, 0x0C
+PUNCH6_REQ, PUNCH6_FWD = 0x0D, 0x0E  # IPv6 hole punching (§20): a firewall's simultaneous open
 COOKIE_SIZE = 16
 RELAY_PART = 14  # relay IPv4 and port (6), allocation (8)
 V6_EXTRA = 12  # an IPv6 relay address (18 bytes) instead of IPv4 (6)
 NO_ADDRESS = bytes(6)  # a PUNCH_FWD(_RELAY)'s requester field across families: none
+V6_SIZE = 18  # an IPv6 address and port on the wire
 SIZES = {ADDR_REQ: 16, ADDR_RES: 16, PUNCH_REQ: 42, PUNCH_FWD: 28, PUNCH: 22,
          PUNCH_COOKIE: 2 + COOKIE_SIZE, PUNCH_REQ_RELAY: 42 + RELAY_PART,
          PUNCH_FWD_RELAY: 28 + RELAY_PART,
-         PROBE_REQ: 20, PROBE_FWD: 16, PROBE: 10, PROBE_ACK: 10}  # a PUNCH_REQ(_RELAY) may
-# also carry a cookie
-REQUESTS = (PUNCH_REQ, PUNCH_REQ_RELAY)
+         PROBE_REQ: 20, PROBE_FWD: 16, PROBE: 10, PROBE_ACK: 10,
+         PUNCH6_REQ: 42, PUNCH6_FWD: 22 + V6_SIZE}  # the requests may also carry a cookie
+REQUESTS = (PUNCH_REQ, PUNCH_REQ_RELAY, PUNCH6_REQ)
 SIZES6 = {PUNCH_REQ_RELAY: SIZES[PUNCH_REQ_RELAY] + V6_EXTRA,  # 68: an IPv6 relay address
           PUNCH_FWD_RELAY: SIZES[PUNCH_FWD_RELAY] + V6_EXTRA}  # 54
-PUNCH_OPS = frozenset((PUNCH_REQ, PUNCH_REQ_RELAY, PUNCH_FWD, PUNCH_FWD_RELAY))  # from IPv6 too
+PUNCH_OPS = frozenset((PUNCH_REQ, PUNCH_REQ_RELAY, PUNCH_FWD, PUNCH_FWD_RELAY, PUNCH6_REQ,
+                       PUNCH6_FWD))  # from IPv6 too
+FORWARDS = (PUNCH_FWD, PUNCH_FWD_RELAY, PUNCH6_FWD)  # obeyed from a contact only
 _ADDR_RES = bytes((TRAVERSAL, ADDR_RES))
 
 # `stats` reasons that are dropped datagrams (the others count what was sent or received)
@@ -358,7 +378,7 @@ class Traversal:
         if refused is not None:  # metered first: the contact check below scans the table
             self.stats[refused] += 1
             return
-        if op in (PUNCH_FWD, PUNCH_FWD_RELAY) and not self.contacts.is_contact(addr):
+        if op in FORWARDS and not self.contacts.is_contact(addr):
             self.stats["punch_fwd_stranger"] += 1  # only a contact that answered us may ask
             return
         if self.watching and self.stranger(addr):
@@ -369,8 +389,12 @@ class Traversal:
         if op == ADDR_REQ:  # over IPv6 a keep-alive's: no IPv4 view to tell (no address)
             seen = wire if len(wire) == len(NO_ADDRESS) else NO_ADDRESS
             self._send(_ADDR_RES + data[2:10] + seen, addr, "addr_res_sent")
+        elif op == PUNCH6_REQ:
+            self._on_punch6_req(data, addr, wire, size, now)
         elif op in REQUESTS:
             self._on_punch_req(data, addr, wire, size, now)
+        elif op == PUNCH6_FWD:
+            self._on_punch6_fwd(data, now)
         else:  # PUNCH_FWD(_RELAY) from a contact
             requester = None if data[22:28] == NO_ADDRESS else self.contacts.addr_from_wire(
                 data[22:28])  # none: the caller is in the other family (knock, no PUNCH)
@@ -553,8 +577,26 @@ class Traversal:
                 + target_id.to_bytes(20, "big"))
         if part is not None:
             body += part + relay[1]
-        punching = self._punching
+        else:  # an IPv6 rendezvous forwards a plain one nowhere (`punch_no_path`): `punch6`
+            rendezvous = [addr for addr in rendezvous if self._wire(addr) is not None]
         self.last_rendezvous = tuple(rendezvous)
+        self._ask(body, rendezvous, now)
+
+    def punch6(self, target_id: int, rendezvous: list[Any], now: float) -> None:
+        """Ask the IPv6 ones of the rendezvous peers (the callee's neighbours, which hold it
+        at its IPv6 address) to have `target_id` send us a PUNCH over IPv6 (PUNCH6_REQ): our
+        KEY_REQ to the callee opens our firewall for it, its PUNCH opens the callee's for our
+        next KEY_REQ. For a callee we reach over IPv6 (the node's call set-up)."""
+        body = (bytes((TRAVERSAL, PUNCH6_REQ)) + self.node_id.to_bytes(20, "big")
+                + target_id.to_bytes(20, "big"))
+        self._ask(body, [addr for addr in rendezvous if to_wire6(addr) is not None], now,
+                  "punch6_req_sent")
+
+    def _ask(self, body: bytes, rendezvous: list[Any], now: float,
+             counter: str = "punch_req_sent") -> None:
+        """Send a punch request to each rendezvous, with its cookie if we hold one, and keep
+        it to repeat with the cookie a rendezvous may answer with (`_on_cookie`)."""
+        punching = self._punching
         for addr in rendezvous:
             # remembered, to be repeated with the cookie this may draw (none known, or stale)
             since, bodies = punching.pop(addr, (now, []))
@@ -565,7 +607,7 @@ class Traversal:
             if len(punching) >= 4 * self.settings.max_observers:
                 del punching[next(iter(punching))]
             punching[addr] = (since, bodies)
-            self._send(body + self._cookies.get(addr, b""), addr, "punch_req_sent")
+            self._send(body + self._cookies.get(addr, b""), addr, counter)
 
     def remember_sent(self, limit: int = 4096) -> None:
         """Remember the `limit` hosts we sent to last, for as long as the node runs, so that a
@@ -751,21 +793,58 @@ class Traversal:
         if field == NO_ADDRESS and data[1] == PUNCH_REQ:
             self.stats["punch_no_path"] += 1  # nothing the target could do with it
             return
-        validated = (self.contacts.address_of(int.from_bytes(requester, "big")) == addr
-                     or any(hmac.compare_digest(data[size:], cookie)
-                            for cookie in self._cookies_for(wire, now)))
-        if not validated:
-            # an address we have not validated: it must prove it receives what we send there
-            # (a cookie that has expired, or is forged, draws a fresh one)
-            self.stats["bad_cookie" if len(data) > size else "punch_unvalidated"] += 1
-            self._send(bytes((TRAVERSAL, PUNCH_COOKIE)) + self._cookies_for(wire, now)[0], addr,
-                       "punch_cookie_sent")
+        if not self._validated(data, addr, wire, size, now):
             return
         if data[1] == PUNCH_REQ:
             body = bytes((TRAVERSAL, PUNCH_FWD))
         else:  # the relay part travels on, unread: the target checks the address
             body = bytes((TRAVERSAL, PUNCH_FWD_RELAY))
         self._send(body + requester + field + data[42:size], where, "punch_forwarded")
+
+    def _validated(self, data: bytes, addr: Any, wire: bytes, size: int, now: float) -> bool:
+        """Whether a punch request's source address is validated: the requester is a table
+        entry at that very address, or the request echoes our cookie for it. Else it must prove
+        it receives what we send there: a cookie goes back (an expired or forged one draws a
+        fresh one)."""
+        if (self.contacts.address_of(int.from_bytes(data[2:22], "big")) == addr
+                or any(hmac.compare_digest(data[size:], cookie)
+                       for cookie in self._cookies_for(wire, now))):
+            return True
+        self.stats["bad_cookie" if len(data) > size else "punch_unvalidated"] += 1
+        self._send(bytes((TRAVERSAL, PUNCH_COOKIE)) + self._cookies_for(wire, now)[0], addr,
+                   "punch_cookie_sent")
+        return False
+
+    def _on_punch6_req(self, data: bytes, addr: Any, wire: bytes, size: int,
+                       now: float) -> None:
+        """PUNCH6_REQ: forwarded, naming the IPv6 source we saw, to a target we hold at an
+        IPv6 address (the one its keep-alives keep our way open at); from an IPv4 source, or
+        for a target held at IPv4, there is no IPv6 path to punch (`punch_no_path`)."""
+        target = int.from_bytes(data[22:42], "big")
+        where = self.contacts.address_of(target) if target != self.node_id else None
+        if where is None:
+            self.stats["punch_unknown_target"] += 1
+            return
+        if len(wire) != V6_SIZE or to_wire6(where) is None:
+            self.stats["punch_no_path"] += 1
+            return
+        if self._validated(data, addr, wire, size, now):
+            self._send(bytes((TRAVERSAL, PUNCH6_FWD)) + data[2:22] + wire, where,
+                       "punch6_forwarded")
+
+    def _on_punch6_fwd(self, data: bytes, now: float) -> None:
+        """PUNCH6_FWD from a contact: PUNCHes to the requester's IPv6 address, which opens our
+        firewall for it; none to an address no datagram may go to (loopback, multicast,
+        link-local, IPv4-mapped: node/relay/addresses.py), metered as PUNCH_FWD is."""
+        requester = from_wire6(data[22:40])
+        if (requester is None or forbidden(requester, None, (), True) is not None
+                or not self._punches.take(now)):
+            self.stats["punch_refused"] += 1
+            return
+        body = bytes((TRAVERSAL, PUNCH)) + self.node_id.to_bytes(20, "big")
+        for _ in range(self.settings.punch_copies):
+            self._outbox.append((body, requester))
+        self.stats["punch6_sent"] += 1
 
     def _cookies_for(self, wire: bytes, now: float) -> tuple[bytes, bytes]:
         """The cookies valid now for the address whose wire form (6 or 18 bytes) is `wire`:

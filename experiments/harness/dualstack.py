@@ -8,7 +8,8 @@ with an IPv6 route). Node 0, the first bootstrap, is dual-stack and public on bo
 
 Joins are the protocol's (bootstrap "protocol"): a newcomer joins through a joined node it
 shares a family with, at that node's IPv6 address when both have IPv6 (a resolver's answer
-with both, IPv6 first: RFC 6724), else its IPv4 one. Tables loaded by the fast bootstrap would
+with both, IPv6 first: RFC 6724), else its IPv4 one. An IPv6-only host without a firewall is
+told it is open (`tell_open`): it relays for others, as a public IPv4 host does. Tables loaded by the fast bootstrap would
 hold every contact at its IPv4 number, which an IPv6-only node cannot reach. Not modelled: churn
 (a returning node would rejoin through any node), the traffic tap, the directory baseline.
 """
@@ -75,6 +76,21 @@ class DualStackWorld(SimWorld):
             return self.driver.v6_of(peer)
         return peer if nat.has_v4(peer) and nat.has_v4(of) else None
 
+    def tell_open(self, addr: int) -> None:
+        """An IPv6-only host with no firewall is told it is open (`Node.set_nat` "none", its
+        IPv6 address its own), as an IPv4 host on a public address learns from its address
+        probe: it relays for others (with relays on) and keeps few keep-alives. The simulator
+        knows; a daemon cannot tell yet (PROBE_* are IPv4: docs/results.md "IPv6 hosts"), so
+        an IPv6-only daemon holds relays (`Node.v6_only`) and relays for nobody."""
+        node, nat = self.driver.nodes[addr], self.nat
+        if node is None or node.traversal is None or nat.has_v4(addr) or nat.firewalled[addr]:
+            return
+        v6 = self.driver.v6_of(addr)
+        if node.relay is not None:
+            node.set_nat("none", v6, own=(v6,))
+        else:
+            node.traversal.set_nat("none")
+
     def join_through_known(self, addr: int) -> None:
         node = self.driver.nodes[addr]
         if node is None:
@@ -86,5 +102,6 @@ class DualStackWorld(SimWorld):
                 break
         if bootstrap is None:
             bootstrap = self.address_for(0, addr)  # dual-stack, public on both
+        self.tell_open(addr)
         node.join([bootstrap], self.env.now)
         self.driver.service(addr)
