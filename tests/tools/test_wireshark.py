@@ -304,6 +304,19 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
         elif m["name"] == "PUNCH_FWD_RELAY":  # an IPv4 requester's address, whatever the family
             expect["kadtalk.observed.ip"] = [".".join(map(str, data[22:26]))]
         out.append((data, [m["name"]], expect))
+    # IPv6 hole punching (§20): docs/vectors/punch6.json, and a PUNCH6_REQ with its cookie
+    p6 = load("punch6.json")["messages"]
+    for m in p6:
+        data = bytes.fromhex(m["hex"])
+        expect = {"PUNCH6_REQ": {"kadtalk.requester": [data[2:22].hex()],
+                                 "kadtalk.target": [data[22:42].hex()]},
+                  "PUNCH6_FWD": {"kadtalk.requester": [data[2:22].hex()],
+                                 "kadtalk.observed.ipv6": ["2001:db8:c::1"],
+                                 "kadtalk.observed.port": ["5004"]},
+                  "PUNCH": {"kadtalk.sender": [data[2:22].hex()]}}[m["name"]]
+        out.append((data, [m["name"]], expect))
+    out.append((bytes.fromhex(p6[0]["hex"]) + bytes(range(16)), ["PUNCH6_REQ"],
+                {"kadtalk.cookie": [bytes(range(16)).hex()]}))
     allocation = bytes.fromhex(r["messages"][3]["hex"])[18:26]
     out.append((relay_wire.data(allocation, key_req), ["DATA", "KEY_REQ"],
                 {"kadtalk.identity.id": [s["caller"]["id"]], "kadtalk.payload_len": ["263"]}))
@@ -353,7 +366,7 @@ ALL_TYPES = {
     "session": {"KEY_REQ", "KEY_RES", "MEDIA", "SIGNAL", "COOKIE_REPLY", "COOKIE_RETRY"},
     "traversal": {"ADDR_REQ", "ADDR_RES", "PUNCH_REQ", "PUNCH_FWD", "PUNCH", "PUNCH_COOKIE",
                   "PUNCH_REQ_RELAY", "PUNCH_FWD_RELAY", "PROBE_REQ", "PROBE_FWD", "PROBE",
-                  "PROBE_ACK"},
+                  "PROBE_ACK", "PUNCH6_REQ", "PUNCH6_FWD"},
     "relay": set(relay_wire.NAMES.values()),
     "storage": set(storage_wire.NAMES.values()),
 }
@@ -558,7 +571,7 @@ def test_only_a_strong_match_marks_its_conversation(tmp_path, messages):
     other (no magic, or two bytes and a size) they are not."""
     strong = {"KEY_REQ", "KEY_RES", "COOKIE_RETRY", "ALLOCATE", "STORE", "DELETE", "ADDR_REQ",
               "ADDR_RES", "PUNCH_REQ", "PUNCH_FWD", "PUNCH", "PUNCH_REQ_RELAY",
-              "PUNCH_FWD_RELAY", "PROBE_REQ", "PROBE_FWD"}
+              "PUNCH_FWD_RELAY", "PROBE_REQ", "PROBE_FWD", "PUNCH6_REQ", "PUNCH6_FWD"}
     media = next(d for d, names, _ in messages if names == ["MEDIA"])
     data = next(d for d, names, _ in messages if names == ["DATA", "SIGNAL"])
     firsts = [(d, names) for d, names, _ in messages

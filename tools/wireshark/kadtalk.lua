@@ -39,7 +39,7 @@ local TRAVERSAL_OPS = {
     [0x01] = "ADDR_REQ", [0x02] = "ADDR_RES", [0x03] = "PUNCH_REQ", [0x04] = "PUNCH_FWD",
     [0x05] = "PUNCH", [0x06] = "PUNCH_COOKIE", [0x07] = "PUNCH_REQ_RELAY",
     [0x08] = "PUNCH_FWD_RELAY", [0x09] = "PROBE_REQ", [0x0a] = "PROBE_FWD", [0x0b] = "PROBE",
-    [0x0c] = "PROBE_ACK",
+    [0x0c] = "PROBE_ACK", [0x0d] = "PUNCH6_REQ", [0x0e] = "PUNCH6_FWD",
 }
 local RELAY_OPS = {
     [0x01] = "HELLO", [0x02] = "CHALLENGE", [0x03] = "ALLOCATE", [0x04] = "ALLOCATED",
@@ -88,6 +88,7 @@ local EPHEMERAL_PREFIX = "3059301306072a8648ce3d020106082a8648ce3d03010703420004
 local TRAVERSAL_SIZES = {
     [0x01] = 16, [0x02] = 16, [0x03] = 42, [0x04] = 28, [0x05] = 22, [0x06] = 18,
     [0x07] = 56, [0x08] = 42, [0x09] = 20, [0x0a] = 16, [0x0b] = 10, [0x0c] = 10,
+    [0x0d] = 42, [0x0e] = 40,      -- IPv6 hole punching (§20)
 }
 local TRAVERSAL_SIZES6 = {         -- traversal.SIZES6: an IPv6 relay address (18 bytes, §20)
     [0x07] = 68, [0x08] = 54,
@@ -741,7 +742,9 @@ local function traversal(r)
     local v6 = TRAVERSAL_SIZES6[op] ~= nil and (r.len == TRAVERSAL_SIZES6[op]
                                                 or (op == 0x07 and r.len == 84))
     if v6 then size = TRAVERSAL_SIZES6[op] end
-    if (op == 0x03 or op == 0x07) and r.len == size + 16 then size = size + 16 end -- cookie
+    if (op == 0x03 or op == 0x07 or op == 0x0d) and r.len == size + 16 then
+        size = size + 16 -- cookie
+    end
     r:exact(size)
     local function relay_addr()
         if v6 then return r:addr6(f.relay_ipv6, f.relay_port, "relay address") end
@@ -756,7 +759,7 @@ local function traversal(r)
         local nonce = r:add(f.nonce, 8, "nonce")
         local at = r:addr(f.observed_ip, f.observed_port, "observed address", nil, false)
         info = at and string.format("%s nonce=%s observed=%s", name, hex(nonce), at) or name
-    elseif op == 0x03 or op == 0x07 then
+    elseif op == 0x03 or op == 0x07 or op == 0x0d then
         local req = r:id(f.requester, "requester ID")
         local target = r:id(f.target, "target ID")
         info = target and string.format("%s target=%s requester=%s", name, short(target),
@@ -807,6 +810,10 @@ local function traversal(r)
     elseif op == 0x0b or op == 0x0c then
         local nonce = r:add(f.nonce, 8, "nonce")
         info = nonce and (name .. " nonce=" .. hex(nonce)) or name
+    elseif op == 0x0e then -- PUNCH6_FWD: the requester's IPv6 source as the rendezvous saw it
+        local req = r:id(f.requester, "requester ID")
+        local at = r:addr6(f.observed_ipv6, f.observed_port, "requester's IPv6 address")
+        info = at and string.format("%s requester=%s at=%s", name, short(req), at) or name
     end
     r:trailing("wrong length for " .. name)
     return info
@@ -1221,7 +1228,7 @@ local function traversal_ok(tvb, op)
     local v6 = TRAVERSAL_SIZES6[op] ~= nil and (len == TRAVERSAL_SIZES6[op]
                                                 or (op == 0x07 and len == 84))
     if v6 then size = TRAVERSAL_SIZES6[op] end
-    if not (len == size or ((op == 0x03 or op == 0x07) and len == size + 16)) then
+    if not (len == size or ((op == 0x03 or op == 0x07 or op == 0x0d) and len == size + 16)) then
         return false
     end
     if op == 0x01 then return all_zero(tvb, 10, 6) end
@@ -1231,8 +1238,11 @@ local function traversal_ok(tvb, op)
     if op == 0x0a then return addr_ok(tvb, 2) end
     if op == 0x0b or op == 0x0c then return true end -- PROBE, PROBE_ACK: a nonce
     if not nonzero_id(tvb, 2) then return false end
-    if op == 0x03 or op == 0x07 then
-        return nonzero_id(tvb, 22) and (op == 0x03 or v6 or addr_ok(tvb, 42))
+    if op == 0x03 or op == 0x07 or op == 0x0d then
+        return nonzero_id(tvb, 22) and (op ~= 0x07 or v6 or addr_ok(tvb, 42))
+    end
+    if op == 0x0e then -- PUNCH6_FWD: an IPv6 address, not unspecified, a port
+        return not all_zero(tvb, 22, 16) and tvb(38, 2):uint() ~= 0
     end
     if op == 0x04 or op == 0x08 then
         -- PUNCH_FWD_RELAY for an IPv6 requester names no requester address (six zero bytes)
