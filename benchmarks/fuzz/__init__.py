@@ -26,13 +26,14 @@ session.py (real SessionLayers on kadtalk.transport.memory)
                   answers more than 3x a datagram with anything but a valid cookie (its KEY_RES
                   only to a retry whose cookie proves the address);
 traversal.py
-  traversal       NAT traversal (0x06, all six ops, PUNCH_COOKIE included) through a Node whose
+  traversal       NAT traversal (0x06, every op, PUNCH_COOKIE and PUNCH6_* included) through a Node whose
                   keep-alive timer runs, which punches through some senders and whose cookies a
                   sender may echo: nothing raises; a malformed datagram is one counted drop; no
                   answer to the sender is larger than its request; PUNCH_REQs go only to
                   addresses it punched through; a PUNCH_FWD only for a requester that is a
                   contact at that address or echoed a cookie sent there, naming that address; a
-                  PUNCH only on a contact's word;
+                  PUNCH6_FWD likewise, naming the IPv6 source, to a target held at IPv6; a
+                  PUNCH only on a contact's word, never to a special address;
 relay.py
   relay           relays (0x08, all fifteen ops) through a serving RelayLayer holding an
                   allocation with a permitted peer, inputs from its owner, its peer, strangers,

@@ -1,6 +1,6 @@
 """NAT traversal target (0x06: ADDR_REQ/RES, PUNCH_REQ/FWD, PUNCH, PUNCH_COOKIE and the relay
-variants, with 6- and 18-byte relay addresses and IPv6 sources: §20 "Across address families")
-through a Node.
+variants, with 6- and 18-byte relay addresses and IPv6 sources: §20 "Across address families";
+PUNCH6_REQ/FWD: §20 "IPv6 hole punching") through a Node.
 
 The node runs its own keep-alive timer (short intervals, rates opened wide so that every input
 reaches the checks behind them), punches through some of the senders (so their PUNCH_COOKIEs
@@ -31,6 +31,8 @@ from kadtalk.node.traversal import (
     PUNCH_FWD_RELAY,
     PUNCH_REQ,
     PUNCH_REQ_RELAY,
+    PUNCH6_FWD,
+    PUNCH6_REQ,
     SIZES,
     TRAVERSAL,
     TraversalSettings,
@@ -109,16 +111,24 @@ class TraversalState:
             relay_req + relay6 + alloc + cookie[2:],
             fwd_relay + wire + relay4 + alloc, fwd_relay + bytes(6) + relay6 + alloc,
             fwd_relay + bytes(6) + to_wire6(("::1", 3478)) + alloc,  # special: no knock
+            t + bytes([PUNCH6_REQ]) + punch_req[2:42],
+            t + bytes([PUNCH6_REQ]) + punch_req[2:42] + cookie[2:],
+            t + bytes([PUNCH6_FWD]) + self.ids[4].to_bytes(20, "big")
+            + to_wire6(("2001:db8:5::5", 5004)),
+            t + bytes([PUNCH6_FWD]) + self.ids[4].to_bytes(20, "big")
+            + to_wire6(("ff02::1", 5004)),  # special: no PUNCH
         ]
 
     def punch(self, rendezvous: Any) -> None:
-        self.node.traversal.punch(self.rng.choice(self.ids), [rendezvous], self.now)
+        target = self.rng.choice(self.ids)
+        self.node.traversal.punch(target, [rendezvous], self.now)
+        self.node.traversal.punch6(target, [rendezvous], self.now)  # an IPv6 one only
         self.punched[rendezvous] = self.now
 
 
 def traversal_strategy(state: TraversalState) -> st.SearchStrategy:
     sized = st.builds(
-        lambda op, body: bytes([TRAVERSAL, op]) + body, st.integers(0, 9), st.binary(max_size=90)
+        lambda op, body: bytes([TRAVERSAL, op]) + body, st.integers(0, 15), st.binary(max_size=90)
     )
     return st.tuples(
         st.one_of(datagrams(state.seeds, [TRAVERSAL], 100), sized),
@@ -167,8 +177,19 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
             state.cookies.setdefault(dst, []).append(out[2:])
         if dst == addr and op in ANSWERS:
             back += len(out)
-        elif op == PUNCH_REQ and now - state.punched.get(dst, -1e9) > FAST.punch_wait:
-            raise Violation("a PUNCH_REQ to an address we never punched through")
+        elif op in (PUNCH_REQ, PUNCH6_REQ) and now - state.punched.get(dst, -1e9) > FAST.punch_wait:
+            raise Violation("a PUNCH_REQ / PUNCH6_REQ to an address we never punched through")
+        elif out[0] == TRAVERSAL and op == PUNCH6_FWD:
+            requester = int.from_bytes(out[2:22], "big")
+            if out[22:40] != to_wire6(addr) or ":" not in dst[0]:
+                raise Violation("PUNCH6_FWD names another address than the IPv6 requester's, "
+                                "or goes to a target not held at IPv6")
+            if state.contacts.get(addr) != requester and data[base:] not in state.cookies.get(
+                addr, ()
+            ):
+                raise Violation("PUNCH6_FWD for a requester that never proved its address")
+            if len(out) > len(data):
+                raise Violation("a PUNCH6_FWD larger than the request it forwards")
         elif out[0] == TRAVERSAL and op in (PUNCH_FWD, PUNCH_FWD_RELAY):
             requester = int.from_bytes(out[2:22], "big")
             ipv6 = ":" in addr[0]
@@ -183,6 +204,9 @@ def run_traversal(state: TraversalState, item: tuple) -> None:
                 raise Violation("a PUNCH_FWD larger than the request it forwards")
         elif out[0] == TRAVERSAL and op == PUNCH and addr not in state.contacts:
             raise Violation("a PUNCH on the word of a stranger")
+        elif out[0] == TRAVERSAL and op == PUNCH and ":" in dst[0] and IPV4.forbidden(
+                dst, None, (), True):
+            raise Violation("a PUNCH to a special address")
         elif out[:2] == bytes((relay_wire.RELAY, relay_wire.KNOCK)) and (
                 dst not in state.offers or IPV4.forbidden(dst, None, (), False) is not None):
             raise Violation("a KNOCK at a relay no contact offered, or at a special address")
