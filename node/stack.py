@@ -938,6 +938,7 @@ class Node:
             self._paths().count("across_early")
             self._across(session_id, target, (), seen[0], seen[1], now)
             upper.session.peer_found(session_id, seen[0], now)
+            self._hold(session_id, now)
 
     def _family_check(self, now: float) -> None:
         """Calls waiting for a relay of their callee's family: offer it once one is granted,
@@ -955,6 +956,7 @@ class Node:
                 del upper.family_wait[sid]
                 upper.traversal.punch(target, list(rendezvous), now, relay=offer)
                 self._watch_punch(sid, target, list(rendezvous), offer, now)
+                self._hold(sid, now)
                 self._paths().count("family_relay_found")
             elif now >= until:
                 del upper.family_wait[sid]
@@ -1070,7 +1072,9 @@ class Node:
 
         if not paths.heard(path, caller, requester_addr, now, answered, live):
             return  # one knock per offer (each rendezvous forwards the same one), or full
-        relay.knock(path, now)
+        # the echo claims the KEY_REQ the caller held at its relay (`_hold`)
+        relay.knock(path, now, relay_wire.hold_token(allocation, requester,
+                                                     self.node_id.to_bytes(20, "big")))
         for s in (session.sessions.values() if session is not None else ()):
             if s.peer_id == requester and s.rx is not None and s.state is not CallState.ENDED:
                 # The requester ID is not authenticated here: nothing of the call goes to the
@@ -1101,6 +1105,26 @@ class Node:
             bounded(self._upper.rerequest)
             self._upper.rerequest[sid] = [now + session.settings.key_retry, event.path, 1]
 
+    def _hold(self, session_id: int, now: float) -> None:
+        """Our call `session_id` has just offered our relay allocation (no KNOCKED yet): its
+        KEY_REQ goes to that relay now, HELD there until the callee's knock proves its address
+        with the call's token (server.py, "Held first DATA"), so it reaches the callee with the
+        knock's proof rather than a round trip to us and back after it: a relayed set-up one
+        round trip (the proof's) over a direct one."""
+        upper, relay = self._upper, self.relay
+        entry = upper.reoffer.get(session_id)
+        s = upper.session.sessions.get(session_id) if upper.session is not None else None
+        if entry is None or relay is None or s is None or s.key_req is None or s.rx is not None:
+            return
+        allocation = entry[3][1]
+        path = next((p for p, sid in self._paths().offered.items()
+                     if sid == session_id and p.allocation == allocation), None)
+        payload = s.request(path) if path is not None and relay.client.knows(path) else None
+        if payload is None or len(payload) > relay_wire.MAX_PAYLOAD:
+            return
+        relay.hold(path, relay_wire.hold_token(allocation, self.node_id.to_bytes(20, "big"),
+                                               s.peer_id), payload)
+
     def _relayed_again(self, now: float) -> None:
         """A relayed set-up on a lossy path: the offer again while no KNOCKED came for it
         (`OFFER_AGAIN`), and, once it came, the KEY_REQ again through the knocked path on the
@@ -1122,6 +1146,7 @@ class Node:
                 del upper.reoffer[sid]
                 continue
             upper.traversal.punch(target, list(rendezvous), now, relay=offer)
+            self._hold(sid, now)  # the relay holds for HOLD_FOR: the held KEY_REQ anew too
             self._paths().count("offer_again")
             entry[0], entry[4] = now + OFFER_AGAIN * 2 ** sent, sent + 1
         for sid, entry in list(upper.rerequest.items()):
@@ -1472,6 +1497,8 @@ class Node:
                     upper.traversal.punch(event.target, rendezvous, now, relay=offer)
                     self._watch_punch(session_id, event.target, rendezvous, offer, now)
                 upper.session.peer_found(session_id, addr, now)
+                if upper.reoffer:
+                    self._hold(session_id, now)  # the KEY_REQ to our relay with the offer
             event = self.routing.next_event()
         traversal = upper.traversal
         if (upper.rejoin is not None and traversal is not None and traversal.get_timer() is None

@@ -35,11 +35,13 @@ traversal.py
                   PUNCH6_FWD likewise, naming the IPv6 source, to a target held at IPv6; a
                   PUNCH only on a contact's word, never to a special address;
 relay.py
-  relay           relays (0x08, all fifteen ops) through a serving RelayLayer holding an
+  relay           relays (0x08, all sixteen ops) through a serving RelayLayer holding an
                   allocation with a permitted peer, inputs from its owner, its peer, strangers,
                   naming the live allocation, echoing valid cookies (CHALLENGE or knock) or
-                  freshly signed: nothing raises; a malformed datagram is one counted drop; no
-                  answer to the sender is larger than its request; KNOCKED only to the owner and
+                  freshly signed, HOLDs and the echoes that claim them: nothing raises; a
+                  malformed datagram is one counted drop; no answer to the sender is larger than
+                  its request but a held DATA, once, to an echo that proved its source with the
+                  HOLD's token; KNOCKED only to the owner and
                   only for a knock echoing the cookie minted for its source; anything else sent
                   to a third address is the received DATA, unchanged, between an allocation's
                   owner and its one peer, which proved its address, never to a special address;

@@ -9,10 +9,13 @@ answers from the relay's address also go to the client. Sources include IPv6 add
 the seeds the IPv6 sizes (18-byte addresses, the padded 28-byte KNOCK). Rates are opened wide so
 that every input reaches the checks behind them; consent lasts 1 s (a hundred inputs), so it
 lapses often.
-Checked: no answer to the source larger than the input; KNOCKED only to the owner and only for
-a knock whose cookie was minted for its source; DATA only between an owner and a peer that
-proved its address, and to the peer only while it consents (a DATA or a valid echo of its
-naming the allocation came within `consent`).
+HOLD (§21, "Held first DATA"): the owner's HOLDs are tracked, and a knock of the token sizes
+(24 / 36 bytes) may carry the token of what its allocation holds.
+Checked: no answer to the source larger than the input, but a held DATA released to a knock
+echo that proved its source and carried the HOLD's token (that DATA, unchanged, once);
+KNOCKED only to the owner and only for a knock whose cookie was minted for its source; DATA
+only between an owner and a peer that proved its address, and to the peer only while it
+consents (a DATA or a valid echo of its naming the allocation came within `consent`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class RelayState:
         [(cookie, _)] = self.relay.datagrams_to_send(0.0)
         self.relay.receive_datagram(wire.knock(number, cookie[10:16]), PEER, 0.0)
         self.proven = {(number, PEER)}  # (allocation, address) that echoed a knock cookie
+        self.held: dict[bytes, tuple[bytes, bytes]] = {}  # allocation -> (token, held DATA)
         self.heard = {(number, PEER): 0.0}  # (allocation, address) -> its last DATA / echo
         self.client.permit(self.path, PEER, 0.0)
         self.pump()
@@ -83,6 +87,9 @@ class RelayState:
             wire.permit(number, addresses.to_wire6(PEER6), wire.PERMITTED),
             wire.knocked(number, addresses.to_wire6(PEER6)),
             wire.knock(number, ipv6=True), wire.knock(number, cookie[10:16], ipv6=True),
+            # HOLD, and the echoes that claim it with its token (24 / 36 bytes)
+            wire.hold(number, bytes(8), b"held"), wire.knock(number, cookie[10:16], token=bytes(8)),
+            wire.knock(number, cookie[10:16], ipv6=True, token=bytes(8)),
             # across families (§21): HELLO's WANT_OTHER flag, ALLOCATED with the other address
             wire.hello(bytes(16), wire.WANT_OTHER),
             wire.allocated(bytes(16), number, 60, addresses.to_wire(OWNER),
@@ -104,6 +111,9 @@ class RelayState:
                 moved = True
                 if dst == OWNER:
                     self.client.receive_datagram(data, RELAY, self.now)
+
+
+KNOCKS = (16, 28, 24, 36)  # KNOCK's sizes: IPv4, IPv6-padded, and both with a HOLD's token
 
 
 def knock_cookie_valid(relay: RelayLayer, addr: Any, number: bytes, cookie: bytes,
@@ -148,14 +158,17 @@ def run_relay(state: RelayState, item: tuple) -> None:
         cookie = relay.server._cookies.mint(addr, wire.hello_tag(nonce, len(data) % 2 == 1), now)
         data = wire.allocate(nonce, cookie, 60, me.public_der,
                              me.sign(wire.signed_part(nonce, cookie, 60)))
-    elif extra == 2 and len(data) in (16, 28) and data[1] == wire.KNOCK:
+    elif extra == 2 and len(data) in KNOCKS and data[1] == wire.KNOCK:
         data = data[:10] + relay.server._knock_cookies.mint(addr, data[2:10], now) + data[16:]
-    valid_knock = (len(data) in (16, 28) and data[1] == wire.KNOCK
+        if len(data) in (24, 36) and data[2:10] in state.held:
+            data = data[:16] + state.held[data[2:10]][0] + data[24:]  # the held token too
+    valid_knock = (len(data) in KNOCKS and data[1] == wire.KNOCK
                    and data[10:16] != wire.NO_COOKIE
                    and knock_cookie_valid(relay, addr, data[2:10], data[10:16], now))
     if len(data) >= 10 and data[:2] == bytes((wire.RELAY, wire.DATA)) and wire.well_formed(data) \
             or valid_knock:
         state.heard[(data[2:10], addr)] = now  # (more than the relay counts: a bound above)
+    held = state.held.get(data[2:10])
     drops = sum(relay.drop_counts().values())
     relay.receive_datagram(data, addr, now)
     if not wire.well_formed(data) and sum(relay.drop_counts().values()) != drops + 1:
@@ -165,7 +178,19 @@ def run_relay(state: RelayState, item: tuple) -> None:
         relay.handle_timer(now)
     server = relay.server
     back = 0
+    alloc = server.allocations.get(data[2:10]) if server is not None else None
+    if (wire.well_formed(data) and data[1] == wire.HOLD and alloc is not None
+            and addr == alloc.owner and alloc.held is not None):
+        state.held[alloc.number] = alloc.held[:2]  # (what it keeps: the budget may refuse)
     for out, dst in relay.datagrams_to_send(now):
+        if dst == addr and out[1] == wire.DATA and data[1] == wire.KNOCK:
+            # a held DATA released to the echo's source: proven, with the HOLD's token, once
+            if not valid_knock or held is None or held != (data[16:24], out):
+                raise Violation("held DATA sent to a knocker that did not prove its address "
+                                "with the HOLD's token, or not the DATA held")
+            del state.held[data[2:10]]
+            state.proven.add((data[2:10], addr))
+            continue
         if dst == addr:
             back += len(out)
             if out[1] == wire.ALLOCATED and len(out) == wire.ALLOCATED_OTHER:

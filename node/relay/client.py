@@ -53,9 +53,10 @@ HELLO_TRIES = 2  # HELLOs before a silent candidate is given up (0.5 + 1 s): a c
 
 
 class _Knock:
-    __slots__ = ("echoes", "until", "retry_at", "tries", "answered")
+    __slots__ = ("echoes", "until", "retry_at", "tries", "answered", "token")
 
-    def __init__(self, now: float, timeout: float):
+    def __init__(self, now: float, timeout: float, token: bytes = b""):
+        self.token = token  # echoed with the cookie: claims the owner's held DATA (HOLD)
         self.echoes = 1  # cookies we may still echo: one per bare KNOCK sent
         self.until = now + KNOCK_WAIT
         self.retry_at: float | None = now + timeout
@@ -151,6 +152,15 @@ class RelayClient:
                                self.settings.request_timeout, peer)
         self.send(held.permit.datagram, path.relay)
 
+    def hold(self, path: RelayPath, token: bytes, payload: bytes) -> None:
+        """HOLD `payload` at our allocation `path` for the knocker with `token` (not
+        retransmitted: a lost HOLD costs the round trip it would have saved, not the call)."""
+        self._granted(path)
+        if len(payload) > wire.MAX_PAYLOAD or len(token) != wire.TOKEN_SIZE:
+            raise ValueError("a HOLD's payload or token does not fit")
+        self.send(wire.hold(path.allocation, token, payload), path.relay)
+        self.stats["hold_sent"] += 1
+
     def release(self, path: RelayPath, now: float) -> None:
         held = self._granted(path)
         held.permit = None
@@ -163,14 +173,15 @@ class RelayClient:
             del self.peers[next(iter(self.peers))]
         self.peers[path] = now
 
-    def knock(self, path: RelayPath, now: float) -> None:
+    def knock(self, path: RelayPath, now: float, token: bytes = b"") -> None:
         """We KNOCK at `path` (someone else's allocation), KNOCK again with back-off until DATA
-        comes, echo the relay's KNOCK_COOKIEs meanwhile, and accept DATA through `path` once
-        the first came (from `path.relay`: an address that answers for that allocation)."""
+        comes, echo the relay's KNOCK_COOKIEs meanwhile (with `token`, if any: it claims the
+        owner's held DATA), and accept DATA through `path` once the first came (from
+        `path.relay`: an address that answers for that allocation)."""
         self.knocking.pop(path, None)
         if len(self.knocking) >= self.settings.max_paths:
             del self.knocking[next(iter(self.knocking))]
-        self.knocking[path] = _Knock(now, self.settings.request_timeout)
+        self.knocking[path] = _Knock(now, self.settings.request_timeout, token)
         self.send(wire.knock(path.allocation, ipv6=is_ipv6(path.relay)), path.relay)
 
     def disconnect(self, path: RelayPath) -> None:
@@ -378,7 +389,8 @@ class RelayClient:
         pending.echoes -= 1
         pending.answered = True
         self.connect(path, now)  # its relay answers for it: DATA through it is taken now
-        self.send(wire.knock(path.allocation, data[10:16], ipv6=is_ipv6(addr)), addr)  # 16 bytes for 16
+        self.send(wire.knock(path.allocation, data[10:16], ipv6=is_ipv6(addr),
+                             token=pending.token), addr)  # 16 bytes for 16 (24 with a token)
         self.stats["knock_echoed"] += 1
 
     def _on_error(self, held: Held, data: bytes, now: float) -> None:

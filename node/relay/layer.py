@@ -1,6 +1,6 @@
 """The relay layer: both roles behind one type byte (0x08), with the surface of node/layer.py.
 
-Requests (HELLO, ALLOCATE, REFRESH, PERMIT, KNOCK) go to the server role, answers (CHALLENGE,
+Requests (HELLO, ALLOCATE, REFRESH, PERMIT, KNOCK, HOLD) go to the server role, answers (CHALLENGE,
 ALLOCATED, REFRESHED, PERMITTED, ERROR, KNOCKED, KNOCK_COOKIE) to the client role; DATA to the
 server when it names one of its allocations, else to the client (a path of ours);
 PATH_CHALLENGE / PATH_RESPONSE (a call's path validation, made with its session keys) to the
@@ -24,7 +24,8 @@ from .events import Knocked, RelayedData, RelayEvent, RelayPath
 from .server import RelayServer
 from .settings import DEFAULT_SETTINGS, RelaySettings
 
-REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT, wire.KNOCK})
+REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT, wire.KNOCK,
+                      wire.HOLD})
 ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR,
                      wire.KNOCKED, wire.KNOCK_COOKIE})
 PATH_CHECKS = frozenset({wire.PATH_CHALLENGE, wire.PATH_RESPONSE})
@@ -36,6 +37,7 @@ DROPS = frozenset({
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
     "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent", "bad_path_check",
     "rate_limited_echo_source", "echo_sources_full", "no_consent", "short_knock",
+    "hold_replaced", "hold_expired",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
@@ -119,6 +121,8 @@ class RelayLayer:
                 server.on_refresh(data, addr, now)
             elif op == wire.KNOCK:
                 server.on_knock(data, addr, now)
+            elif op == wire.HOLD:
+                server.on_hold(data, addr, now)
             else:
                 server.on_permit(data, addr, now)
 
@@ -182,13 +186,20 @@ class RelayLayer:
     def release(self, path: RelayPath, now: float) -> None:
         self.client.release(path, now)
 
-    def knock(self, path: RelayPath, now: float) -> None:
+    def knock(self, path: RelayPath, now: float, token: bytes = b"") -> None:
         """Ask the owner of `path` (told us in a call's set-up) to permit us: KNOCK to the relay
         (twice, and again with back-off until DATA comes through `path`), echo its
         KNOCK_COOKIE (the relay's proof that we receive at our address), and accept DATA
-        through `path` once the relay answered."""
-        self.client.knock(path, now)
+        through `path` once the relay answered. `token`: echoed too, it claims the DATA the
+        owner held for us (wire.hold_token)."""
+        self.client.knock(path, now, token)
         self._stats["knock_sent"] += 1
+
+    def hold(self, path: RelayPath, token: bytes, payload: bytes) -> None:
+        """Hand our relay `payload` (a call's KEY_REQ) for the knocker that will prove its
+        address at our allocation `path` with `token` (wire.hold_token): it reaches the callee
+        as soon as its knock's proof does (server.py, "Held first DATA")."""
+        self.client.hold(path, token, payload)
 
     def connect(self, path: RelayPath, now: float) -> None:
         """Accept DATA through another node's allocation `path` (we are its permitted peer)."""

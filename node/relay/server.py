@@ -9,9 +9,10 @@ number, a lifetime, a byte budget (token bucket) and at most one permitted peer 
 
 DATA for an allocation is forwarded, unchanged, from its owner's address to the permitted peer
 and from the peer to the owner; from anyone else, or without a permission, it is a counted drop.
-Every answer goes to the datagram's source and is no larger than the datagram; answers to an
-unproven source are CHALLENGEs and KNOCK_COOKIEs only (34 bytes for 34 or more, 16 for 16),
-metered. The relay never reads a payload.
+Every answer goes to the datagram's source and is no larger than the datagram (but a held
+DATA, below, to a source that has just proved it receives there); answers to an unproven
+source are CHALLENGEs and KNOCK_COOKIEs only (34 bytes for 34 or more, 16 for 16), metered.
+The relay never reads a payload.
 
 The permitted peer must have proven its address first (return routability, as QUIC's Retry or
 DTLS's HelloVerifyRequest): a KNOCK draws a stateless KNOCK_COOKIE to its source, HMAC-SHA-256
@@ -40,6 +41,17 @@ secrets are valid at once), so one address takes on average 2^47 s, some 4.5 mil
 and the cap bounds all addresses together against one allocation to 2^47 / 50 s, some 89,000
 years.
 
+Held first DATA (session 10: a relayed call's set-up within one round trip of a direct one):
+the owner may hand us one DATA ahead of any permission (HOLD: its call's KEY_REQ, sent with
+the offer), tagged with a token the callee also knows (wire.hold_token). We keep it, one per
+allocation (a new HOLD replaces it), at most `HOLD_FOR` s, its bytes taken from the
+allocation's DATA budget when it comes, and send it, as the DATA the owner would have sent,
+to the first knocker whose echo proves its address (the cookie, as above, with every meter
+before it) and carries that token: that address becomes the permitted peer (the owner asked
+for it in advance; its KNOCKED goes at the same time and its PERMIT confirms), so the callee's
+answer comes back at once instead of a round trip to the owner later. Nothing goes to an
+unproven address, a wrong token claims nothing (`hold_wrong_token`), a held DATA is sent once.
+
 Consent freshness (RFC 7675): DATA from the owner reaches its peer only while something came
 from the peer (its DATA, or a cookie echo) within `consent` (30 s); else it is a counted drop
 (`stale_consent`), and the peer's next datagram restores it. (The relay cannot authenticate a
@@ -62,6 +74,7 @@ from .settings import RelaySettings
 
 PROVEN = 4  # proven peer addresses kept per allocation (the newest; the permitted one stays)
 KNOCKED_AGAIN = 1.0  # s: a proven address's next echo tells the owner again only after this
+HOLD_FOR = 10.0  # s a held DATA waits for its knocker (a caller holds again with each re-offer)
 
 
 class KnockCookies(CookieJar):
@@ -80,7 +93,7 @@ class KnockCookies(CookieJar):
 
 class Allocation:
     __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "proven", "expires",
-                 "budget", "echoes", "sources", "heard")
+                 "budget", "echoes", "sources", "heard", "held")
 
     def __init__(self, number: bytes, owner: Any, host: Any, identity: bytes, nonce: bytes,
                  expires: float, budget: TokenBucket, echoes: TokenBucket):
@@ -96,6 +109,7 @@ class Allocation:
         self.echoes = echoes  # KNOCKs with a cookie, from all sources: the cap
         self.sources: dict[Any, TokenBucket] = {}  # ... and per source (bounded, refusing)
         self.heard = 0.0  # when the permitted peer last sent us something (consent)
+        self.held: tuple[bytes, bytes, float] | None = None  # (token, DATA, until): HOLD
 
 
 class RelayServer:
@@ -234,6 +248,21 @@ class RelayServer:
         alloc.peer, alloc.heard = peer, proven  # exactly one: a new permission replaces the old
         self.send(wire.permit(alloc.number, field, wire.PERMITTED), addr)
 
+    def on_hold(self, data: bytes, addr: Any, now: float) -> None:
+        """The owner's first DATA of a call, kept for the knocker that will prove its address
+        with the HOLD's token (never answered: the source is the owner, nothing is owed)."""
+        alloc = self._owned(data, addr, now)
+        if alloc is None:
+            return
+        datagram = wire.data(alloc.number, data[wire.HOLD_HEADER:])
+        if not alloc.budget.take(now, len(datagram)):
+            self.stats["over_allocation_rate"] += 1
+            return
+        if alloc.held is not None:
+            self.stats["hold_replaced"] += 1  # never claimed: the owner's newer one counts
+        alloc.held = (data[wire.HEADER:wire.HOLD_HEADER], datagram, now + HOLD_FOR)
+        self.stats["held"] += 1
+
     def on_knock(self, data: bytes, addr: Any, now: float) -> None:
         """A would-be peer asks the owner to permit it. With a zero cookie it gets a
         KNOCK_COOKIE (as large as the KNOCK, from the knock bucket); echoing that from the same
@@ -267,6 +296,8 @@ class RelayServer:
         elif not self._knock_cookies.valid(addr, alloc.number, cookie, now):
             self.stats["bad_knock_cookie"] += 1  # forged, expired, or from elsewhere
         else:
+            if alloc.held is not None:
+                self._release(alloc, data, addr, now)
             if addr == alloc.peer:
                 alloc.heard = now  # the peer still consents
             told = alloc.proven.get(addr)
@@ -383,6 +414,23 @@ class RelayServer:
                     return "echo_sources_full"  # refused: established sources are kept
             bucket = sources[addr] = TokenBucket(settings.echo_rate, settings.echo_burst, now)
         return None if bucket.take(now) else "rate_limited_echo_source"
+
+    def _release(self, alloc: Allocation, data: bytes, addr: Any, now: float) -> None:
+        """A proven echo at an allocation holding DATA: if it carries the HOLD's token, the
+        DATA goes to the echo's (proven) source, which becomes the permitted peer."""
+        token, datagram, until = alloc.held
+        if now >= until:
+            alloc.held = None
+            self.stats["hold_expired"] += 1
+        elif wire.knock_token(data) is None:
+            pass  # a knock for another reason (consent, a move): it claims nothing
+        elif not hmac.compare_digest(wire.knock_token(data), token):
+            self.stats["hold_wrong_token"] += 1  # another call's knocker: proven, not this one
+        else:
+            alloc.held = None
+            alloc.peer, alloc.heard = addr, now
+            self.send(datagram, addr)
+            self.stats["hold_released"] += 1
 
     def _lifetime(self, asked: int) -> int:
         return max(self.settings.min_lifetime, min(asked, self.settings.max_lifetime))

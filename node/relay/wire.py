@@ -12,11 +12,12 @@
 | 0x08 | PERMITTED | allocation (8), peer address | 16 / 28 | relay |
 | 0x09 | ERROR | request op (1), code (1), reference (8) | 12 | relay, to a proven address |
 | 0x0a | DATA | allocation (8), payload | 10 + payload | owner, permitted peer, relay |
-| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: ask for one), [zero (12)] | 16 / 28 | knocker |
+| 0x0b | KNOCK | allocation (8), knock cookie (6; zero: ask for one), [token (8)], [zero (12)] | 16 / 28 [24 / 36] | knocker |
 | 0x0c | KNOCKED | allocation (8), the knocker's address | 16 / 28 | relay, to the owner |
 | 0x0d | KNOCK_COOKIE | allocation (8), knock cookie (6) | 16 | relay, to the knocker |
 | 0x0e | PATH_CHALLENGE | nonce (8), tag (16) | 26 | a call's peer, to a new address of the other |
 | 0x0f | PATH_RESPONSE | nonce (8), tag (16) | 26 | that peer, to the challenge's source |
+| 0x10 | HOLD | allocation (8), token (8), payload | 18 + payload | owner |
 
 The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is
 at most the size of the request it answers; a relay forwards a DATA datagram unchanged. A KNOCK
@@ -27,6 +28,13 @@ validation (QUIC's, RFC 9000 §8.2) before it moves to a direct address (sent th
 relay path (the payload of DATA over it); the tag is HMAC-SHA-256 under the
 sender's session key for that direction (`path_tag`), so only the call's peer makes or answers
 one. Parsers return None for anything malformed; they never raise.
+
+HOLD (session 10, docs/protocol.md §21 "Held first DATA"): the owner hands the relay the first
+DATA of a call before anyone may receive it, with a token (`hold_token`: the caller's and the
+callee's node IDs and the allocation, so both ends compute it and no offer changes); the relay
+keeps it, one per allocation, and sends it as DATA (unchanged payload) to the first knocker
+whose echo both proves its address (the cookie) and carries that token (a 24-byte echo, 36 to
+an IPv6 relay address: the token after the cookie, then the pad); it never answers a HOLD.
 
 An address is IPv4 and port (6 bytes, as in ROUTE_RES) or IPv6 and port (18 bytes): the
 datagram's size says which (the second size in the table).
@@ -57,11 +65,12 @@ HELLO, CHALLENGE, ALLOCATE, ALLOCATED = 0x01, 0x02, 0x03, 0x04
 REFRESH, REFRESHED, PERMIT, PERMITTED, ERROR, DATA = 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A
 KNOCK, KNOCKED, KNOCK_COOKIE = 0x0B, 0x0C, 0x0D
 PATH_CHALLENGE, PATH_RESPONSE = 0x0E, 0x0F
+HOLD = 0x10
 NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED: "ALLOCATED",
          REFRESH: "REFRESH", REFRESHED: "REFRESHED", PERMIT: "PERMIT", PERMITTED: "PERMITTED",
          ERROR: "ERROR", DATA: "DATA", KNOCK: "KNOCK", KNOCKED: "KNOCKED",
          KNOCK_COOKIE: "KNOCK_COOKIE", PATH_CHALLENGE: "PATH_CHALLENGE",
-         PATH_RESPONSE: "PATH_RESPONSE"}
+         PATH_RESPONSE: "PATH_RESPONSE", HOLD: "HOLD"}
 
 NONCE_SIZE = COOKIE_SIZE = 16
 ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
@@ -73,6 +82,8 @@ ALLOCATED_OTHER = 28 + ADDR_SIZE + ADDR6_SIZE  # 52: ALLOCATED with both address
 KNOCK_COOKIE_SIZE = 6  # where KNOCK had six zero bytes: no answer outgrows a 16-byte KNOCK
 NO_COOKIE = bytes(KNOCK_COOKIE_SIZE)
 PATH_NONCE_SIZE, PATH_TAG_SIZE = 8, 16
+TOKEN_SIZE = 8  # a HOLD's token, and a KNOCK echo's that claims it
+HOLD_LABEL = b"kadtalk/1 relay hold"
 PATH_LABEL = b"kadtalk/1 path validation"
 HEADER = 2 + ID_SIZE  # what DATA adds to a payload
 MAX_PAYLOAD = MAX_PACKET  # the largest session datagram (MEDIA / SIGNAL / KEY messages fit too)
@@ -85,6 +96,9 @@ SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PE
          PATH_CHALLENGE: 26, PATH_RESPONSE: 26}
 # ... and the sizes of the same messages carrying an IPv6 address (KNOCK: padded to match)
 SIZES6 = {op: SIZES[op] + V6_EXTRA for op in (ALLOCATED, PERMIT, PERMITTED, KNOCK, KNOCKED)}
+# a KNOCK echo carrying a HOLD's token: 24 bytes, 36 padded for an IPv6 relay address
+KNOCK_TOKEN, KNOCK6_TOKEN = SIZES[KNOCK] + TOKEN_SIZE, SIZES6[KNOCK] + TOKEN_SIZE
+HOLD_HEADER = HEADER + TOKEN_SIZE  # what HOLD adds to a payload
 
 # ERROR codes
 BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER, UNPROVEN_PEER = 1, 2, 3, 4, 5
@@ -112,8 +126,11 @@ def well_formed(data: bytes) -> bool:
     if op == ALLOCATE:
         return parse_allocate(data) is not None
     size = len(data)
+    if op == HOLD:
+        return HOLD_HEADER <= size <= HOLD_HEADER + MAX_PAYLOAD
     return SIZES.get(op) == size or SIZES6.get(op) == size or (
-        op == ALLOCATED and size == ALLOCATED_OTHER)
+        op == ALLOCATED and size == ALLOCATED_OTHER) or (
+        op == KNOCK and (size == KNOCK_TOKEN or size == KNOCK6_TOKEN))
 
 
 def is_data(data: bytes) -> bool:
@@ -189,10 +206,32 @@ def error(request_op: int, code: int, reference: bytes) -> bytes:
     return bytes((RELAY, ERROR, request_op, code)) + reference[:ID_SIZE]
 
 
-def knock(alloc: bytes, cookie: bytes = NO_COOKIE, op: int = KNOCK, ipv6: bool = False) -> bytes:
+def knock(alloc: bytes, cookie: bytes = NO_COOKIE, op: int = KNOCK, ipv6: bool = False,
+          token: bytes = b"") -> bytes:
     """KNOCK (or KNOCK_COOKIE: `op`); `ipv6`: padded for a relay at an IPv6 address (a KNOCK
-    only), whose KNOCKED then carries an 18-byte address."""
-    return bytes((RELAY, op)) + alloc + cookie + (bytes(V6_EXTRA) if ipv6 else b"")
+    only), whose KNOCKED then carries an 18-byte address; `token` (an echo's: 8 bytes, or
+    none) claims the DATA the owner held for it (HOLD)."""
+    return bytes((RELAY, op)) + alloc + cookie + token + (bytes(V6_EXTRA) if ipv6 else b"")
+
+
+def knock_token(data: bytes) -> bytes | None:
+    """The token a well-formed KNOCK carries (after its cookie), None if it has none."""
+    size = len(data)
+    return data[16:24] if size == KNOCK_TOKEN or size == KNOCK6_TOKEN else None
+
+
+def hold(alloc: bytes, token: bytes, payload: bytes) -> bytes:
+    """HOLD: the owner's first DATA for the knocker that will claim it with `token`."""
+    return bytes((RELAY, HOLD)) + alloc + token + payload
+
+
+def hold_token(alloc: bytes, caller: bytes, callee: bytes) -> bytes:
+    """The token of a call's held KEY_REQ: SHA-256 over a label, the allocation and the two
+    node IDs (20 bytes each), cut to 8 bytes. Both ends know all three from the offer (no
+    offer changes); it is not secret from the offer's rendezvous, it binds the held DATA to
+    the call's callee (the previous callee's consent knocks, or anyone who learnt the
+    allocation from an earlier offer, do not claim it)."""
+    return hashlib.sha256(HOLD_LABEL + alloc + caller + callee).digest()[:TOKEN_SIZE]
 
 
 def knocked(alloc: bytes, knocker: bytes) -> bytes:

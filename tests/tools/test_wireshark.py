@@ -293,6 +293,13 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
         if m["name"] == "HELLO" and data[18] == relay_wire.WANT_OTHER:
             expect = {"kadtalk.hello.flags": ["0x01"]}
         out.append((data, [m["name"]], expect))
+    # ... and of relay-hold.json: HOLD, and the KNOCK echo that claims it with the token
+    rh = load("relay-hold.json")
+    for m in rh["messages"]:
+        data = bytes.fromhex(m["hex"])
+        expect = {"kadtalk.relay.token": [rh["token"]]} if m["name"] == "HOLD" or len(
+            data) == relay_wire.KNOCK_TOKEN else {}
+        out.append((data, [m["name"]], expect))
     # across address families (§20): docs/vectors/punch.json, 18-byte relay addresses and
     # forwards that name no requester address
     for m in load("punch.json")["messages"]:
@@ -356,7 +363,7 @@ EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.respond
          "kadtalk.relay_addr.ip", "kadtalk.relay_addr.port", "kadtalk.allocation",
          "kadtalk.lifetime", "kadtalk.relay.error", "kadtalk.relay.error_op", "kadtalk.peer.ip",
          "kadtalk.observed.ipv6", "kadtalk.peer.ipv6", "kadtalk.relay_addr.ipv6",
-         "kadtalk.hello.flags",
+         "kadtalk.hello.flags", "kadtalk.relay.token",
          "kadtalk.payload_len", "kadtalk.storage.kind", "kadtalk.storage.status",
          "kadtalk.storage.epoch", "kadtalk.storage.value_id", "kadtalk.storage.removed",
          "kadtalk.storage.next", "kadtalk.storage.count", "kadtalk.signal.kinds")

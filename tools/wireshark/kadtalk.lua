@@ -46,6 +46,7 @@ local RELAY_OPS = {
     [0x05] = "REFRESH", [0x06] = "REFRESHED", [0x07] = "PERMIT", [0x08] = "PERMITTED",
     [0x09] = "ERROR", [0x0a] = "DATA", [0x0b] = "KNOCK", [0x0c] = "KNOCKED",
     [0x0d] = "KNOCK_COOKIE", [0x0e] = "PATH_CHALLENGE", [0x0f] = "PATH_RESPONSE",
+    [0x10] = "HOLD",
 }
 local RELAY_ERRORS = {
     [1] = "bad_signature", [2] = "relay_full", [3] = "quota", [4] = "forbidden_peer",
@@ -101,6 +102,7 @@ local RELAY_SIZES6 = {             -- relay.wire.SIZES6: the same carrying an IP
     [0x04] = 46, [0x07] = 28, [0x08] = 28, [0x0b] = 28, [0x0c] = 28,
 }
 local ALLOCATED_OTHER = 52         -- relay.wire.ALLOCATED_OTHER: with the relay's other address
+local KNOCK_TOKEN, KNOCK6_TOKEN = 24, 36  -- relay.wire: a KNOCK echo with a HOLD's token
 local MAX_SIGNATURE = 1024         -- relay.wire / storage.wire MAX_SIGNATURE (RSA-8192)
 local MAX_ALLOCATE = 38 + MAX_SPKI + MAX_SIGNATURE
 local MAX_ANSWER = 1400            -- storage.wire.MAX_ANSWER
@@ -176,6 +178,7 @@ field("error_op", ProtoField.uint8, "relay.error_op", "Request operation", base.
 field("error_code", ProtoField.uint8, "relay.error", "Error", base.DEC, RELAY_ERRORS)
 field("reference", ProtoField.bytes, "relay.reference", "Reference")
 field("knock_cookie", ProtoField.bytes, "relay.knock_cookie", "Knock cookie (6)")
+field("hold_token", ProtoField.bytes, "relay.token", "Hold token (8)")
 field("path_tag", ProtoField.bytes, "relay.path_tag", "Path check tag (16)")
 field("payload", ProtoField.bytes, "payload", "Payload")
 field("payload_len", ProtoField.uint16, "payload_len", "Payload length")
@@ -832,11 +835,14 @@ local function relay(r, pinfo, depth)
     r.name = name
     -- an IPv6 address (18 bytes instead of 6) makes the message 12 bytes longer (section 21)
     local v6 = RELAY_SIZES6[op] ~= nil and r.len == RELAY_SIZES6[op]
+    -- a KNOCK echo claiming the owner's held DATA carries an 8-byte token (24 / 36 bytes)
+    local token = op == 0x0b and (r.len == KNOCK_TOKEN or r.len == KNOCK6_TOKEN)
+    if token then v6 = r.len == KNOCK6_TOKEN end
     -- ALLOCATED with the relay's address in the other family (52 bytes, §21): the reflexive
     -- address is in the family the datagram travelled, the other one in the other
     local other = op == 0x04 and r.len == ALLOCATED_OTHER
     if other then v6 = tostring(pinfo.net_src):find(":") ~= nil end
-    if RELAY_SIZES[op] and not v6 and not other then r:exact(RELAY_SIZES[op]) end
+    if RELAY_SIZES[op] and not v6 and not other and not token then r:exact(RELAY_SIZES[op]) end
     local info = name
     if op == 0x01 or op == 0x02 then
         local nonce = r:add(f.nonce, 16, "nonce")
@@ -904,9 +910,11 @@ local function relay(r, pinfo, depth)
         end
         info = code and string.format("%s %s %s", name, RELAY_OPS[req] or req,
                                       RELAY_ERRORS[code] or tostring(code)) or name
-    elseif op == 0x0a then
+    elseif op == 0x0a or op == 0x10 then
         local alloc = r:add(f.allocation, 8, "allocation")
         if not alloc then return name end
+        local held = op == 0x10 and r:add(f.hold_token, 8, "token (the knock that claims it)")
+        if held == nil then return name end  -- a HOLD cut short in its token
         local n = r:left()
         r.tree:add(f.payload_len, n):set_generated()
         if n > MAX_PACKET then
@@ -914,6 +922,7 @@ local function relay(r, pinfo, depth)
                                                 .. "drops it: malformed)", n, MAX_PACKET))
         end
         info = string.format("%s alloc=%s len=%d", name, hex(alloc), n)
+        if held then info = info .. " token=" .. hex(held) end
         if n > 0 then
             local payload = r:take(n, "payload")
             local kind = payload(0, 1):uint()
@@ -936,6 +945,8 @@ local function relay(r, pinfo, depth)
             else
                 info = name .. " alloc=" .. hex(alloc) .. " cookie=" .. hex(c)
             end
+            local held = token and r:add(f.hold_token, 8, "token (claims the owner's held DATA)")
+            if held then info = info .. " token=" .. hex(held) end
             if v6 then r:zero(12, "padding (a knock at an IPv6 relay)") end
         end
     elseif op == 0x0e or op == 0x0f then
@@ -1333,8 +1344,12 @@ local function looks_like_kadtalk(tvb)
             if k == 0x02 or k == 0x03 or k == 0x07 then return looks_like_kadtalk(inner) end
             return false
         end
+        if op == 0x10 then return len >= 18 and len <= 18 + MAX_PACKET end -- HOLD: its layout
         if RELAY_SIZES[op] ~= len and RELAY_SIZES6[op] ~= len
-            and not (op == 0x04 and len == ALLOCATED_OTHER) then return false end
+            and not (op == 0x04 and len == ALLOCATED_OTHER)
+            and not (op == 0x0b and (len == KNOCK_TOKEN or len == KNOCK6_TOKEN)) then
+            return false
+        end
         if op == 0x01 then -- HELLO: flags 0 or WANT_OTHER (1), then zeros
             return tvb(18, 1):uint() <= 1 and all_zero(tvb, 19, 15)
         end

@@ -44,7 +44,13 @@ def bare_knock(p) -> bool:
 
 def relayed_key_req(p) -> bool:
     return (p.src[0] == A_PUBLIC and p.payload[:2] == bytes((RELAY, wire.DATA))
-            and p.payload[wire.HEADER:wire.HEADER + 1] == bytes((KEY_REQ,)))
+            and p.payload[wire.HEADER:wire.HEADER + 1] == bytes((KEY_REQ,))) or held(p)
+
+
+def held(p) -> bool:
+    """The caller's HOLD: its KEY_REQ, held at its relay for the callee's knock (session 10)."""
+    return (p.src[0] == A_PUBLIC and p.payload[:2] == bytes((RELAY, wire.HOLD))
+            and p.payload[wire.HOLD_HEADER:wire.HOLD_HEADER + 1] == bytes((KEY_REQ,)))
 
 
 def test_a_lost_knock_round_is_followed_by_another_offer():
@@ -62,10 +68,10 @@ def test_a_lost_knock_round_is_followed_by_another_offer():
 
 def test_a_lost_relayed_key_req_is_sent_again_through_the_relay():
     net, nat = symmetric_pair()
-    drop = nat.route = Drop(nat.route, relayed_key_req, 2)  # KNOCKED's, and the 0.5 s copy
+    drop = nat.route = Drop(nat.route, relayed_key_req, 3)  # the HOLD, KNOCKED's, the 0.5 s copy
     call = Call(net)
     assert call.connect() == "talking"
-    assert drop.dropped == 2
+    assert drop.dropped == 3
     stats = net.nodes[A]._upper.paths.stats
     assert stats["relayed_key_req_again"] >= 1
     # the next relayed KEY_REQ a key_retry after KNOCKED, not only the session's next
@@ -73,6 +79,20 @@ def test_a_lost_relayed_key_req_is_sent_again_through_the_relay():
     assert call.talking_at - call.placed < 1.0
     net.run_until(net.now + 20.0)
     assert not net.nodes[A]._upper.rerequest
+
+
+def test_a_lost_hold_costs_the_round_trip_it_saves_not_the_call():
+    """The HOLD is not retransmitted: when it is lost, the KEY_REQ the caller sends through
+    the relay on KNOCKED (session 9's chain) still sets the call up."""
+    net, nat = symmetric_pair()
+    drop = nat.route = Drop(nat.route, held, 1)
+    call = Call(net)
+    assert call.connect() == "talking"
+    assert drop.dropped == 1 and type(call.path(A)) is RelayPath
+    relays = [n.relay.stats for n in net.nodes.values()
+              if n.relay is not None and n.relay.server is not None]
+    assert sum(s["hold_released"] for s in relays) == 0
+    assert call.talking_at - call.placed < 1.0
 
 
 def test_a_clean_relayed_call_sends_no_extra_offer_or_key_req():

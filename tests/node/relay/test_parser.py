@@ -23,7 +23,7 @@ SOURCES = st.sampled_from([A, B, C, ("192.0.2.1", 1), ("0.0.0.0", 0), "sim-addre
                            ("::1", 5004), ("999.1.1.1", 5004), ("::ffff:1.2.3.4", 1), *V6])
 RELAY_BYTES = st.one_of(
     st.binary(max_size=1600),
-    st.builds(lambda op, body: bytes((wire.RELAY, op)) + body, st.integers(0, 12),
+    st.builds(lambda op, body: bytes((wire.RELAY, op)) + body, st.integers(0, 17),
               st.binary(max_size=120)),
     st.builds(lambda op, n: bytes((wire.RELAY, op)) + bytes(n), st.sampled_from(
         sorted(wire.SIZES)), st.integers(0, 40)),
@@ -100,7 +100,12 @@ def test_every_fixed_size_layout_is_well_formed_only_at_its_size():
         assert size == wire.SIZES[op] + 12
         assert wire.well_formed(bytes((wire.RELAY, op)) + bytes(size - 2))
         assert not any(wire.well_formed(bytes((wire.RELAY, op)) + bytes(n - 2))
-                       for n in range(wire.SIZES[op] + 1, size))
+                       for n in range(wire.SIZES[op] + 1, size)
+                       if not (op == wire.KNOCK and n == wire.KNOCK_TOKEN))
+    for size in (wire.KNOCK_TOKEN, wire.KNOCK6_TOKEN):  # an echo with a HOLD's token: 24, 36
+        assert wire.well_formed(bytes((wire.RELAY, wire.KNOCK)) + bytes(size - 2))
+        assert not wire.well_formed(bytes((wire.RELAY, wire.KNOCK)) + bytes(size - 1))
+        assert not wire.well_formed(bytes((wire.RELAY, wire.KNOCK)) + bytes(size - 3))
     assert wire.well_formed(wire.data(bytes(8), b""))
     assert not wire.well_formed(wire.data(bytes(8), bytes(wire.MAX_PAYLOAD + 1)))
     assert not wire.well_formed(bytes((wire.RELAY, 0x0B)) + bytes(10))

@@ -187,18 +187,23 @@ def test_a_callee_that_wants_a_cookie_gets_it_over_the_relay_too():
 
 def test_the_relayed_attempt_runs_in_parallel_with_the_punch():
     # 10 ms a hop; the relayed path has two. After the lookup (20 ms): PUNCH_REQ_RELAY reaches
-    # the rendezvous (30), PUNCH_FWD_RELAY the callee (40), KNOCK the relay (50: where a PUNCH
-    # would reach the caller), KNOCK_COOKIE the callee (60), its echo the relay (70), KNOCKED
-    # the caller (80), which sends PERMIT and KEY_REQ at once: three hops more than a punch
-    # (the cookie's round trip is the price of the proof), then KEY_REQ/KEY_RES and
-    # RING/ANSWER over 2 x 20 ms each
+    # the rendezvous (30) while the caller's HOLD reaches its relay, PUNCH_FWD_RELAY the callee
+    # (40), KNOCK the relay (50: where a PUNCH would reach the caller), KNOCK_COOKIE the callee
+    # (60), its echo the relay (70), which sends the held KEY_REQ to the callee (80: where a
+    # punched call's KEY_REQ would reach it after the PUNCH, 60, one round trip earlier: the
+    # cookie's, the price of the proof), KEY_RES over two hops (100), then RING/ANSWER over
+    # 2 x 20 ms. Before the HOLD (session 9): 160 ms, KNOCKED to the caller (80) and its
+    # KEY_REQ back through the relay (100) before the callee had it
     nat = SymmetricNat(Link(delay=0.010))
     nat.add(A, "203.0.113.1")
     nat.add(B, "203.0.113.2")
     net = network(nat)
     call = Call(net)
     assert call.connect() == "talking"
-    assert call.talking_at - call.placed <= 0.020 + 0.040 + 0.020 + 2 * 0.040 + 1e-9
+    assert call.talking_at - call.placed <= 0.020 + 0.020 + 0.040 + 0.020 + 0.040 + 1e-9
+    relays = [n.relay.stats for n in net.nodes.values()
+              if n.relay is not None and n.relay.server is not None]
+    assert sum(s["hold_released"] for s in relays) == 1
 
 
 VICTIM = ("203.0.113.99", 53)
