@@ -678,7 +678,7 @@ class Node:
                                        usable=upper.traversal.usable)
         if rendezvous:
             upper.traversal.punch(event.target, rendezvous, now, relay=offer)
-        if is_ipv6(s.addr):
+        if is_ipv6(s.addr) and self._reaches(s.addr):  # not across families: no IPv6 here
             upper.traversal.punch6(event.target, self._rendezvous6(event.target, fresh), now)
 
     def _rendezvous6(self, target: int, closest: Iterable[tuple[int, Any]]) -> list[Any]:
