@@ -213,3 +213,53 @@ def test_a_forwarded_copy_the_kernel_refuses_is_counted_and_the_driver_goes_on()
     assert failed == 1  # counted as a refused send
     assert got == [wire.data(number, b"goes")]  # and the next one went
     assert stats["forwarded"] == 2  # the relay's rules passed both
+
+
+def test_a_receive_error_on_a_quiet_or_a_busy_socket_loses_only_that_read():
+    """An error `recvfrom` raises (an ICMP error queued on the socket, say) is skipped, on the
+    quiet path (one read a wake-up: the loop calls back for the datagram behind it) as in a
+    busy batch, and every datagram is still forwarded once, in order."""
+    class Failing:
+        """The relay's socket, except that chosen reads raise first (before the datagram)."""
+
+        def __init__(self, sock, fail_at):
+            self._sock, self.fail_at, self.reads = sock, set(fail_at), 0
+
+        def recvfrom(self, size):
+            self.reads += 1
+            if self.reads in self.fail_at:
+                raise ConnectionRefusedError("port unreachable")
+            return self._sock.recvfrom(size)
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+    async def scenario(burst_size):
+        driver = await _relay(buffer=1 << 20)
+        owner, peer, number = await _linked(driver)
+        sock = driver.sock
+        driver.loop.remove_reader(driver._fd)
+        driver.sock = failing = Failing(sock, fail_at=(1, 3))
+        driver.loop.add_reader(driver._fd, driver._reader())  # reading the failing socket
+        try:
+            await asyncio.sleep(2 * udp.UdpDriver.BUSY)  # quiet
+            sent = [wire.data(number, b"%d" % i) for i in range(burst_size)]
+            for data in sent:
+                owner.sendto(data, driver.address)
+                if burst_size == 1:
+                    break
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if driver.node.relay.stats["forwarded"] >= len(sent):
+                    break
+            return [d for d, _ in _drain(peer)], sent, failing.reads
+        finally:
+            driver.sock = sock
+            driver.close()
+            owner.close()
+            peer.close()
+
+    got, sent, reads = asyncio.run(scenario(1))  # quiet: the error, then the datagram
+    assert got == sent and reads >= 2
+    got, sent, reads = asyncio.run(scenario(20))  # a burst: errors on the quiet read and in
+    assert got == sent and reads >= 22  # the batch; each datagram forwarded once, in order
