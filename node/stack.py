@@ -774,18 +774,15 @@ class Node:
     @property
     def v6_only(self) -> bool:
         """An IPv6-only node that no one told it is open (nat unknown): an IPv6 socket, no IPv4
-        peer has answered (no IPv4 view of us, no IPv4 contact). Most such hosts sit behind a
-        stateful IPv6 firewall (RFC 6092, the home router's default) that drops unsolicited
-        datagrams and which no PROBE can check (PROBE_* are IPv4), so it holds relays, at IPv6
-        ones, as a NATed node does (§21); an IPv6 punch (§20) needs none."""
+        peer has answered (no IPv4 view of us, no IPv4 contact at the latest keep-alive: asked
+        at every timer, so not a walk of the table). Most such hosts sit behind a stateful
+        IPv6 firewall (RFC 6092, the home router's default) that drops unsolicited datagrams
+        and which no PROBE can check (PROBE_* are IPv4), so it holds relays, at IPv6 ones, as
+        a NATed node does (§21); an IPv6 punch (§20) needs none."""
         upper = self._upper
-        if upper.nat != "unknown" or not self.routing.settings.ipv6 \
-                or upper.traversal.public is not None:
-            return False
-        routing = self.routing
-        table, addrs = routing.table, routing.registry.addrs
-        return all(is_ipv6(addrs[h]) for i in range(table.bucket_count())
-                   for h in table.bucket(i))
+        traversal = upper.traversal
+        return (traversal is not None and upper.nat == "unknown" and self.routing.settings.ipv6
+                and traversal.public is None and not traversal.ipv4_contacts)
 
     def relays_held(self) -> list[RelayPath]:
         """Our granted relay allocations (the ones a call offers its callee)."""

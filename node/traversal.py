@@ -292,7 +292,8 @@ class Traversal:
                  "_secret_at", "_cookies", "_punching", "last_rendezvous", "offered", "nat",
                  "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
                  "_symmetric", "_probes", "_checks", "_checked_at", "remembering", "_recent",
-                 "_recent_limit", "_last_sent", "_evidence_at", "_strangers", "_started")
+                 "_recent_limit", "_last_sent", "_evidence_at", "_strangers", "_started",
+                 "ipv4_contacts")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -347,6 +348,9 @@ class Traversal:
         self._recent: dict[bytes, None] = {}
         self._recent_limit = 0
         self._last_sent: Any = None
+        # whether the table held an IPv4 contact at the latest `keepalive_peers` (None: not
+        # looked yet): an IPv6-only node has none (`Node.v6_only`), a cheap answer to ask often
+        self.ipv4_contacts: bool | None = None
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -477,6 +481,7 @@ class Traversal:
         count, contacts = self.keepalive_plan()[0], self.contacts
         peers = [addr for addr in contacts.rendezvous(self.node_id, count)
                  if self._wire(addr) is not None]
+        self.ipv4_contacts = bool(peers)
         nearest6 = getattr(contacts, "rendezvous6", None)  # views without IPv6: none
         if nearest6 is None:
             return peers
