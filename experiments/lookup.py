@@ -95,6 +95,10 @@ class LookupStudy:
     # of that range (a refresh or a lookup into the range measures ~10), by the node's own code
     # (ProximityWorld, meet_newcomers). 0: the join's tables as they are.
     near: int = 0
+    # With `near`: the entries of a bucket each lookup into its range asks first (its first
+    # round, `alpha` in the node), measured before that lookup's newcomers answer
+    # (meet_newcomers' `asks`). 0: the join's entries stay unmeasured (sessions 7-9's build).
+    near_asks: int = 0
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -111,6 +115,8 @@ class LookupStudy:
             raise ValueError("rtt_known is a share between 0 and 1")
         if self.near < 0 or (self.near and self.bootstrap == "protocol"):
             raise ValueError("near is a count >= 0, for the fast bootstrap only")
+        if self.near_asks < 0 or (self.near_asks and not self.near):
+            raise ValueError("near_asks is a count >= 0, with near")
         realism.check(self)
 
     @property
@@ -322,12 +328,13 @@ class ProximityWorld(SimWorld):
         delay = (JitteredLatency(base, jitter, Random((near.seed ^ 0x717) << 32 | index)).delay
                  if jitter else base.delay)
         meet_newcomers(routing, near.newcomers(index, sizes),
-                       lambda h: delay(index, h) + delay(h, index), 0.0)
+                       lambda h: delay(index, h) + delay(h, index), 0.0,
+                       asks=self.spec.near_asks)
         return node
 
 
 def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[[int], float],
-                   now: float, forget: bool = True) -> None:
+                   now: float, forget: bool = True, asks: int = 0) -> None:
     """`routing` (a RoutingLayer) meets the newcomers of each bucket (addresses, as drawn),
     round robin over its buckets as its lookups and refreshes would: each answers a lookup
     request after `round_trip(addr)` (RoutingLayer.measured_answer: the node's and the
@@ -336,18 +343,36 @@ def meet_newcomers(routing: Any, buckets: list[list[int]], round_trip: Callable[
     the node's average). The node's code decides; nothing here knows a round trip it did not
     measure. Then the per-contact estimates are forgotten (~300 a node would not fit at 10^5;
     the study's `rtt_known` sets what the lookups start with, as without `near`); `forget`
-    False keeps them, as a real node does (the attack study's matured victim)."""
-    ids = routing.registry.ids
-    intern = routing.registry.intern
-    for met in zip_longest(*buckets):
+    False keeps them, as a real node does (the attack study's matured victim).
+
+    `asks` > 0: each `NEAR_PER_LOOKUP` newcomers of a bucket come from one lookup into its
+    range, whose first round asks the `asks` entries of the bucket closest to that lookup's
+    target (taken as the first newcomer's ID: a random member of the range) before the
+    newcomers answer: the node measures its own entries as a running node does (what
+    RoutingSettings.proximity_measured needs to displace any). 0: the entries stay unmeasured
+    (the build of sessions 7-9)."""
+    registry = routing.registry
+    ids = registry.ids
+    intern = registry.intern
+    table = routing.table
+    for rank, met in enumerate(zip_longest(*buckets)):
+        first_round = asks and rank % NEAR_PER_LOOKUP == 0
         for addr in met:
             if addr is None:
                 continue
+            if first_round:
+                target = ids[addr]
+                bucket = table.bucket(table.bucket_index(target))
+                for entry in sorted(bucket, key=lambda h: ids[h] ^ target)[:asks]:
+                    routing.measured_answer(entry, round_trip(registry.addrs[entry]), now)
             handle = intern(ids[addr], addr)
             if routing.measured_answer(handle, round_trip(addr), now):
                 routing.admit_probed(handle, now)
     if forget:
         routing.rtts = None
+
+
+NEAR_PER_LOOKUP = 10  # newcomers of a range one lookup or refresh into it meets (~10)
 
 
 class ProximityTables:
@@ -417,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--near", type=int, default=0, metavar="M",
                         help="tables as the proximity rule leaves them after M measured "
                              "members of each bucket's range (fast bootstrap)")
+    parser.add_argument("--near-asks", type=int, default=0, metavar="A",
+                        help="with --near: each lookup into a range (10 newcomers) first asks "
+                             "the A entries of its bucket closest to its target, measuring them")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a RoutingSettings field (Python literal), repeatable")
     parser.add_argument("--heapq", action="store_true",
@@ -428,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     study = LookupStudy(nodes=args.nodes, lookups=args.lookups, seed=args.seed,
                         bootstrap=args.bootstrap, churn=args.churn, urgent=args.urgent,
                         rtt_known=args.rtt_known, routing=routing, near=args.near,
-                        settle=args.settle)
+                        near_asks=args.near_asks, settle=args.settle)
     summary = run_lookup_study(study).summary
     extra: dict[str, Any] = {"cpu_s": round(time.process_time(), 1)}
     if args.heapq:
@@ -438,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             summary["sim_events"], summary["sim_queue"], args.seed, time.process_time))
     print(json.dumps(summary | extra | {"routing": dict(routing), "urgent": args.urgent,
                                         "rtt_known": args.rtt_known, "churn": args.churn,
-                                        "near": args.near, "settle": args.settle}))
+                                        "near": args.near, "near_asks": args.near_asks,
+                                        "settle": args.settle}))
     return 0
 
 

@@ -48,6 +48,25 @@ VARIANTS: dict[str, tuple[tuple[str, Any], ...]] = {
                                       ("rtt_floor", 0.08)),
     "PNS keep 15 floor 80 ms + choice": (("proximity", True), ("proximity_keep", 15),
                                          ("rtt_floor", 0.08)) + CHOICE,
+    # session 10: only entries the node measured may be displaced (the young table's hole)
+    "PNS keep 10 floor 80 ms measured + choice": (("proximity", True), ("proximity_keep", 10),
+                                                  ("rtt_floor", 0.08),
+                                                  ("proximity_measured", True)) + CHOICE,
+    "PNS keep 15 floor 80 ms measured + choice": (("proximity", True), ("proximity_keep", 15),
+                                                  ("rtt_floor", 0.08),
+                                                  ("proximity_measured", True)) + CHOICE,
+    "PNS keep 10 floor 100 ms measured + choice": (("proximity", True), ("proximity_keep", 10),
+                                                   ("rtt_floor", 0.1),
+                                                   ("proximity_measured", True)) + CHOICE,
+    "PNS keep 10 measured + choice": (("proximity", True), ("proximity_keep", 10),
+                                      ("proximity_measured", True)) + CHOICE,
+    # fewer displaceable entries, and without the choice (which asks a within-floor entry first)
+    "PNS keep 15 floor 80 ms alone": (("proximity", True), ("proximity_keep", 15),
+                                      ("rtt_floor", 0.08)),
+    "PNS keep 17 floor 80 ms + choice": (("proximity", True), ("proximity_keep", 17),
+                                         ("rtt_floor", 0.08)) + CHOICE,
+    "PNS keep 17 floor 80 ms alone": (("proximity", True), ("proximity_keep", 17),
+                                      ("rtt_floor", 0.08)),
 }
 
 FIELDS = ("reached_rate", "intercepted_rate", "success_rate", "rpcs_mean", "median_ms",

@@ -68,3 +68,17 @@ def test_the_victim_near_setting_is_checked():
 
     with pytest.raises(ValueError):
         SybilStudy(victim_near=5)  # the victim's: with sources=victim
+
+
+def test_displacing_only_measured_entries_leaves_the_young_table_open():
+    """RoutingSettings.proximity_measured (docs/results.md "PNS that displaces only measured
+    entries"): the young victim's refreshes measure the entries they ask, and a measured entry
+    slower than the floor goes to the first newcomer within it, which the attacker's nodes
+    (naming only each other, all 1 ms away) mostly are: the attacker still takes more than the
+    uptime rule lets it and wins lookups it never wins today."""
+    today = run("today")
+    measured = run("PNS keep 10 floor 80 ms measured + choice")
+    entries = "attacker_entries_of_victim_after"
+    assert today["intercepted_rate"] == 0.0
+    assert measured[entries] > today[entries]
+    assert measured["intercepted_rate"] >= 0.1

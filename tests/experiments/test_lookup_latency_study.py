@@ -52,14 +52,14 @@ def near_world(keep: int, jitter: float = 0.0, monkeypatch=None):
     met = {}  # node -> its newcomers per bucket, and (address, round trip) as it met them
     meet = lookup.meet_newcomers
 
-    def recording(routing, buckets, round_trip, now):
+    def recording(routing, buckets, round_trip, now, asks=0):
         seen = met[world.ids.index(routing.node_id)] = (buckets, [])
 
         def measured(addr):
             seen[1].append((addr, round_trip(addr)))
             return seen[1][-1][1]
 
-        meet(routing, buckets, measured, now)
+        meet(routing, buckets, measured, now, asks=asks)
 
     monkeypatch.setattr(lookup, "meet_newcomers", recording)
     world.converge()
@@ -176,3 +176,58 @@ def test_near_tables_built_on_first_use_give_the_same_run(monkeypatch):
     assert eager.summary["nodes_built"] == 1500
     assert 40 < lazy.summary["nodes_built"] < 1500  # only the nodes the lookups reached
     assert lazy.summary["median_ms"] > 0 and lazy.summary["success_rate"] == 1.0
+
+
+def test_near_asks_measure_the_entries_a_lookup_into_the_range_asks_first():
+    # With proximity_measured an entry never measured is never displaced: the sessions 7-9
+    # build (no asks) measures an entry of the join's table only when it is drawn as a
+    # newcomer, so it leaves that table nearly as it was; asking the bucket's 3 entries nearest
+    # each lookup's target measures them as a running node does, and the slow ones go.
+    from kadtalk.experiments.lookup import ProximityWorld
+    from dataclasses import replace
+
+    def tables(asks, proximity=True):
+        study = LookupStudy(nodes=600, lookups=10, seed=3, bootstrap="fast", k=8, near=30,
+                            near_asks=asks, routing=(("proximity", proximity),
+                                                     ("proximity_measured", True)))
+        world = ProximityWorld(study)
+        world.settings = replace(world.settings, **dict(study.routing))
+        world.converge()
+        tables = [world.driver.nodes[i].routing.table for i in range(0, 600, 7)]
+        return [[h for c in range(t.bucket_count()) for h in t.bucket(c)] for t in tables]
+
+    join = tables(0, proximity=False)  # the newcomers go to the replacement caches only
+    changed = [sum(len(set(j) - set(t)) for t, j in zip(tables(asks), join)) for asks in (0, 3)]
+    assert changed[1] > 2 * changed[0]
+    with pytest.raises(ValueError):
+        LookupStudy(nodes=600, lookups=10, bootstrap="fast", near_asks=3)  # asks need near
+
+
+def test_near_asks_ask_the_entries_nearest_each_lookups_target_first():
+    from random import Random
+
+    from kadtalk.experiments.lookup import NEAR_PER_LOOKUP, meet_newcomers
+    from kadtalk.node.routing.layer import RoutingSettings
+    from kadtalk.node.stack import Node
+    from kadtalk.sim.registry import SharedRegistry
+
+    own, far = 0, 1 << 159  # every other ID below sits in bucket 0
+    ids = [own] + [far | (i << 100) for i in range(1, 40)]
+    node = Node(own, SharedRegistry(ids), Random(1), RoutingSettings(k=8), 0.0)
+    entries = list(range(1, 9))
+    from array import array
+    node.routing.table.load(array("l", entries), bytearray([8]), 0.0)
+    newcomers = list(range(9, 9 + 2 * NEAR_PER_LOOKUP))
+    asked = []
+
+    def round_trip(addr):
+        asked.append(addr)
+        return 0.1
+
+    meet_newcomers(node.routing, [newcomers], round_trip, 0.0, asks=2)
+    nearest = lambda t: sorted(entries, key=lambda h: ids[h] ^ ids[t])[:2]  # noqa: E731
+    first, second = newcomers[0], newcomers[NEAR_PER_LOOKUP]
+    assert asked[:3] == nearest(first) + [first]
+    at = 2 + NEAR_PER_LOOKUP
+    assert asked[at:at + 3] == nearest(second) + [second]
+    assert len(asked) == 4 + len(newcomers)
