@@ -26,6 +26,8 @@ import json
 import time
 from typing import Any, Iterator
 
+from kadtalk.node.routing.layer import RoutingSettings
+
 from .sybil import DEFENCES, SybilStudy, run_sybil_study
 
 CHOICE = (("rtt_choice_bits", 2), ("contact_slow", True))
@@ -68,6 +70,13 @@ VARIANTS: dict[str, tuple[tuple[str, Any], ...]] = {
     "PNS keep 17 floor 80 ms alone": (("proximity", True), ("proximity_keep", 17),
                                       ("rtt_floor", 0.08)),
 }
+
+# PNS acts on the newcomers of a full bucket the node probes, and it probes them only while that
+# bucket's replacement cache holds fewer than `cache_probes`: the PNS variants probe every one
+# (the default of sessions 7-10), so they measure the same rule whatever that default becomes.
+PROBE_ALL = (("cache_probes", RoutingSettings().replacement_cache),)
+VARIANTS = {name: routing + PROBE_ALL if ("proximity", True) in routing else routing
+            for name, routing in VARIANTS.items()}
 
 FIELDS = ("reached_rate", "intercepted_rate", "success_rate", "rpcs_mean", "median_ms",
           "attacker_requests", "tables_with_attacker_after", "attacker_entries_after",

@@ -39,6 +39,10 @@ def test_rtt_known_is_a_share():
         LookupStudy(**SMALL, rtt_known=1.5)
 
 
+# PNS tests set cache_probes = 20 (replacement_cache): the node probes, and PNS considers, the
+# newcomers of a full bucket only while its cache holds fewer than cache_probes.
+
+
 def near_world(keep: int, jitter: float = 0.0, monkeypatch=None):
     """A 600-peer world (k = 8) built with `near` 30, and the newcomers each node met."""
     from dataclasses import replace
@@ -46,7 +50,8 @@ def near_world(keep: int, jitter: float = 0.0, monkeypatch=None):
     from kadtalk.experiments import lookup
 
     study = LookupStudy(nodes=600, lookups=10, seed=3, bootstrap="fast", k=8, near=30,
-                        jitter=jitter, routing=(("proximity", True), ("proximity_keep", keep)))
+                        jitter=jitter, routing=(("proximity", True), ("proximity_keep", keep),
+                                                   ("cache_probes", 20)))
     world = lookup.ProximityWorld(study)
     world.settings = replace(world.settings, **dict(study.routing))
     met = {}  # node -> its newcomers per bucket, and (address, round trip) as it met them
@@ -145,7 +150,7 @@ def test_near_tables_are_what_a_real_routing_layer_leaves_after_the_same_newcome
 def test_proximity_tables_shorten_lookups():
     # 2,000 peers: at 300 most lookups end in the source's own table, where nothing changes
     study = dict(nodes=2000, lookups=300, seed=2, bootstrap="fast", rtt_known=1.0,
-                 routing=(("proximity", True),))
+                 routing=(("proximity", True), ("cache_probes", 20)))
     plain = run_lookup_study(LookupStudy(**study)).summary
     near = run_lookup_study(LookupStudy(**study, near=20)).summary
     assert near["median_ms"] < 0.9 * plain["median_ms"]
@@ -164,7 +169,8 @@ def test_near_tables_built_on_first_use_give_the_same_run(monkeypatch):
 
     study = LookupStudy(nodes=1500, lookups=40, seed=4, bootstrap="fast", near=10, jitter=0.1,
                         rtt_known=0.6, routing=(("proximity", True), ("proximity_keep", 3),
-                                                ("rtt_choice_bits", 2), ("contact_slow", True)))
+                                                ("cache_probes", 20), ("rtt_choice_bits", 2),
+                                                ("contact_slow", True)))
     monkeypatch.setattr(SimWorld, "lazy_above", 10**9)
     eager = run_lookup_study(study)
     monkeypatch.setattr(SimWorld, "lazy_above", 0)
@@ -189,7 +195,8 @@ def test_near_asks_measure_the_entries_a_lookup_into_the_range_asks_first():
     def tables(asks, proximity=True):
         study = LookupStudy(nodes=600, lookups=10, seed=3, bootstrap="fast", k=8, near=30,
                             near_asks=asks, routing=(("proximity", proximity),
-                                                     ("proximity_measured", True)))
+                                                     ("proximity_measured", True),
+                                                     ("cache_probes", 20)))
         world = ProximityWorld(study)
         world.settings = replace(world.settings, **dict(study.routing))
         world.converge()
