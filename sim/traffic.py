@@ -6,7 +6,9 @@ of every bucket beyond the closest neighbour). Purposes are not on the wire, but
 read from it exactly enough:
 
 - a ROUTE_REQ whose target is its origin's own ID serves a join, as does the ROUTE_RES to it
-  (its target is the ID of the node it goes to);
+  (its target is the ID of the node it goes to); with `keyed_requests` a join's target differs
+  from the ID in its last 64 bits only (RoutingSettings.keyed_requests), so the first 96 bits
+  are compared;
 - a target that some user lookup looked for (the study tells `user_targets`) serves a user;
 - anything else serves a refresh: refresh targets are random 160-bit IDs, which collide with a
   node's ID or a user's target with probability ~2^-140.
@@ -55,11 +57,12 @@ class TrafficTap:
                 return
             response = payload[0] != ROUTE_REQ
             target = int.from_bytes(payload[21:41], "big")
-            join = (target == self.ids[dst]) if response else payload[1:21] == payload[21:41]
+            join = (not (target ^ self.ids[dst]) >> 64 if response
+                    else payload[1:13] == payload[21:33])
         else:
             response = type(payload) is not RouteRequest
             target = payload.target
-            join = (target == self.ids[dst]) if response else payload.origin == target
+            join = not (target ^ (self.ids[dst] if response else payload.origin)) >> 64
         purpose = JOIN if join else USER if target in self.user_targets else REFRESH
         self.counts[purpose][response] += 1
 

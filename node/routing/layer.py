@@ -8,15 +8,17 @@ both paths run the same code past the codec.
 A response is matched to its request by (address, target), the only fields nanotalk's format
 gives; a response that matches neither a request nor an address probe is dropped.
 
-Contacts enter the table only by answering an address probe (a round trip nobody can fake
-blind), never from a request alone (its origin ID is unauthenticated, its source address
-forgeable) nor from an answer to a lookup (a malicious contact knows the lookup's target and can
-forge answers from addresses it named). The probe is stateless and unguessable: a bare request
-whose target is a keyed hash of (address, claimed ID) under a secret that rotates every
-PROBE_SECRET_LIFETIME seconds (the previous one stays live). Only a ROUTE_RES from that address,
-by that ID, echoing that hash enters the table (table.py), moves a failing entry there, and
-validates that address for the amplification limit. Nothing is kept per probe; probes are
-metered by a token bucket (per address and in all, ratelimit.py), counted drops beyond.
+Contacts enter the table only by answering a request whose target they could not guess (a
+round trip nobody can fake blind): an address probe, or with `keyed_requests` a join's or a
+refresh's lookup request, whose target's last 64 bits are keyed by (address, asked ID, target);
+never from a request alone (its origin ID is unauthenticated, its source address forgeable) nor
+from an answer to a lookup request with the lookup's own target (a malicious contact knows that
+target and can forge answers from addresses it named). The probe is stateless and unguessable:
+a bare request whose target is a keyed hash of (address, claimed ID) under a secret that rotates
+every PROBE_SECRET_LIFETIME seconds (the previous one stays live). Only a ROUTE_RES from that
+address, by that ID, echoing that hash enters the table (table.py), moves a failing entry
+there, and validates that address for the amplification limit. Nothing is kept per probe;
+probes are metered by a token bucket (per address and in all, ratelimit.py), counted drops beyond.
 Requests expire in the order they were sent (one timeout for all), so the pending dict's first
 entry is always the next deadline. Before that, a lookup request still unanswered after the
 node's adaptive slow time (srtt + 2 rttvar, RFC 6298's estimators over the round trips of its
@@ -62,6 +64,10 @@ USER, JOIN, REFRESH = 0, 1, 2
 FULL_ANSWER_PADDING = -(-MAX_REQUEST_SIZE // 3) - REQUEST_SIZE  # 146
 VALIDATED_LIMIT = 4096  # addresses that answered a probe, remembered for the amplification limit
 PROBE_SECRET_LIFETIME = 120.0  # seconds a probe secret is current; it stays live as long again
+# A keyed request's target differs from its lookup's in these last bits only (keyed_requests):
+# unguessable to a forger (2^-64 a try), and the closest contacts to it are the lookup's (two
+# IDs sharing 96 leading bits do not occur in a network of fewer than ~2^40 nodes).
+KEYED_BITS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +154,17 @@ class RoutingSettings:
     # many. `refresh_heard`: a bucket also counts as active when one of its entries answers
     # us or (an entry without failures) sends us a request (BEP 5's rule), not only when our
     # own lookup goes into it.
-    refresh_fill: bool = False
+    # `keyed_requests`: a join's and a refresh's lookup requests (lookups whose exact target
+    # nobody else needs) carry a keyed target, the lookup's with its last KEYED_BITS bits
+    # XORed with a keyed hash of (address, asked ID, target): an answer echoing it came from a
+    # host that receives at that address (the probe's proof), so it admits its sender and
+    # validates the address without a probe of its own. A user's lookup keeps its exact target
+    # (its answerers are probed). docs/design-decisions.md "Admission by a keyed answer".
+    keyed_requests: bool = True
+    refresh_fill: bool = True
     join_fill: int = 20
     refresh_join_full: bool = True
-    cache_probes: int = 20
+    cache_probes: int = 2
     refresh_heard: bool = False
     replacement_cache: int = 20
     max_failures: int = 5
@@ -227,13 +240,15 @@ class _Pending:
     address, may wait on one datagram. Handle -1 is a bootstrap address whose ID is unknown.
     """
 
-    __slots__ = ("deadline", "waiters", "key", "live")
+    __slots__ = ("deadline", "waiters", "key", "live", "keyed")
 
-    def __init__(self, deadline: float, lookup: Lookup, handle: int, key: tuple[Any, int]):
+    def __init__(self, deadline: float, lookup: Lookup, handle: int, key: tuple[Any, int],
+                 keyed: bool = False):
         self.deadline = deadline  # sent + request_timeout: the round trip derives from it
         self.waiters = [(lookup, handle)]
         self.key = key  # (address, target): its place in the layer's pending dict
         self.live = True  # in that dict: neither answered nor timed out yet
+        self.keyed = keyed  # its target is keyed (keyed_requests): an answer proves the address
 
 
 class RoutingLayer:
@@ -655,6 +670,19 @@ class RoutingLayer:
         ).digest()
         return int.from_bytes(digest, "big")
 
+    def _keyed_target(self, addr: Any, node_id: int, target: int, now: float) -> int:
+        """A lookup request's wire target under `keyed_requests`: `target` with its last
+        KEYED_BITS bits XORed with a keyed hash of (address, asked ID, target) under the
+        current probe secret. A forger off the path (the contact that named the address
+        included: it knows `target`) cannot echo it; the pending request remembers it, so no
+        secret needs to stay live for the answer."""
+        digest = hashlib.blake2b(
+            (self.registry.addr_to_wire(addr) or repr(addr).encode())
+            + node_id.to_bytes(20, "big") + target.to_bytes(20, "big"),
+            key=self._probe_secrets(now)[0], digest_size=KEYED_BITS // 8,
+        ).digest()
+        return target ^ int.from_bytes(digest, "big")
+
     def _is_probe_answer(self, msg: RouteResponse, addr: Any, now: float) -> bool:
         """Whether `msg` answers one of our live probes of `addr` for its responder's ID."""
         keys = self._probe_keys
@@ -818,10 +846,10 @@ class RoutingLayer:
         return validated is not None and addr in validated
 
     def _answered_from(self, addr: Any) -> None:
-        """An answer to our unguessable probe came from `addr` (or a join's bootstrap address,
-        which the user named, answered us there): the address receives our datagrams (QUIC's
-        address validation). An answer to a lookup's request does not count: its target may be
-        known to a third party who forges it from an address it named."""
+        """An answer to our unguessable probe or keyed request came from `addr` (or a join's
+        bootstrap address, which the user named, answered us there): the address receives our
+        datagrams (QUIC's address validation). An answer to a request with a lookup's own
+        target does not count: a third party may know it and forge it from an address it named."""
         validated = self._validated
         if validated is None:
             validated = self._validated = {}
@@ -867,13 +895,17 @@ class RoutingLayer:
         request.live = False
         rtt = now - (request.deadline - self.settings.request_timeout)
         settings = self.settings
-        if bootstrap:
-            self._answered_from(addr)  # a bootstrap address the user named answered our join
+        # A bootstrap address the user named answered our join, or an echo of a keyed target
+        # (only a host receiving at `addr` knows it, as a probe's): the address is validated
+        # and the answer admits its sender, as add_contact / a probe answer would.
+        proven = bootstrap or request.keyed
+        if proven:
+            self._answered_from(addr)
         handle = registry.intern(responder, addr)
         table = self.table
         if self.measured_answer(handle, rtt, now):
-            if bootstrap:
-                self._admit(handle, now)  # a bootstrap address the user named, as add_contact
+            if proven:
+                self._admit(handle, now)
             else:  # named by another contact, who knows the target: only a probe answer admits
                 self._probe(handle, addr, responder, now)
         target = msg.target
@@ -952,14 +984,22 @@ class RoutingLayer:
             if expiry is None:
                 expiry = self._expiry = collections.deque()
             addrs = self.registry.addrs
+            keyed = settings.keyed_requests and lookup.purpose != USER
+            ids = self.registry.ids
             for handle in lookup.next_requests():
                 addr = addrs[handle]
                 key = (addr, target)
-                request = pending.get(key)
+                request = pending.get(key)  # a join's bootstrap request there shares its answer
+                if request is None and keyed:
+                    wire = self._keyed_target(addr, ids[handle], target, now)
+                    key = (addr, wire)
+                    request = pending.get(key)
+                else:
+                    wire = target
                 if request is None:
-                    pending[key] = request = _Pending(timeout, lookup, handle, key)
+                    pending[key] = request = _Pending(timeout, lookup, handle, key, keyed)
                     expiry.append(request)
-                    self._send(RouteRequest(self.node_id, target, self._request_size), addr)
+                    self._send(RouteRequest(self.node_id, wire, self._request_size), addr)
                     at = slow_at
                     if contact_slow and addr in rtts:
                         at = now + self._slow_after(rtts.get(addr))

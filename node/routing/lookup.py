@@ -31,9 +31,9 @@ what it has once its requests in flight are over.
 A bucket-refresh lookup may aim at filling one bucket rather than at the k closest of its
 random target (`fill`, RoutingSettings.refresh_fill): once it knows a contact in the bucket's
 range it asks only contacts in that range, and it ends once as many new contacts of the
-range have answered as the bucket lacked (each answer's sender then gets the address probe that
-admits it), or when `alpha` answers in a row named no new contact in the range (a round brought
-nothing: the range is empty or exhausted).
+range have answered as the bucket lacked (each answer's sender then enters the table: its
+keyed answer or the address probe it draws admits it), or when `alpha` answers in a row named
+no new contact in the range (a round brought nothing: the range is empty or exhausted).
 
 Two options serve the attack studies (docs/security.md):
 - `verify`: a check of a learned target entry (standing for the key exchange that follows a

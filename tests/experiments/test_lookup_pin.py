@@ -6,6 +6,9 @@ of the summary's simulated figures (datagrams included) stays the same through t
 event counts (`sim_events`, `sim_queue`) are the simulator's own bookkeeping, not the
 simulated network's, and are left out. A change meant to change behaviour (a protocol rule, a
 lookup default) updates PINNED deliberately, and its commit says so.
+
+Re-pinned (session 10, issue 15 item 2): keyed requests, `refresh_fill` and `cache_probes=2`
+became the defaults: the joins send 41,394 datagrams instead of ~110,000.
 """
 
 import hashlib
@@ -14,7 +17,7 @@ from kadtalk.experiments.lookup import ROW_FIELDS, WALL_CLOCK_FIELDS, LookupStud
 
 STUDY = LookupStudy(nodes=200, lookups=100, seed=3, wire="bytes")
 NOT_SIMULATED = WALL_CLOCK_FIELDS | {"sim_events", "sim_queue"}
-PINNED = "ef0577ed866decd79aa4bc6103bc3a38364caa6f980b4c02ef27d3c9e5aa2607"
+PINNED = "c6d328440585160aebfd1e1a681a954848d97d685064366b561ba49740afcba2"
 
 
 def digest(result) -> str:
@@ -27,6 +30,6 @@ def digest(result) -> str:
 
 def test_a_seed_gives_the_pinned_lookups_and_summary():
     result = run_lookup_study(STUDY)
-    assert result.summary["datagrams"] > 100_000  # the pin covers the joins' traffic
+    assert result.summary["datagrams"] > 30_000  # the pin covers the joins' traffic
     assert result.summary["hops_mean"] > 0.5  # and lookups that went past the first table
     assert digest(result) == PINNED

@@ -21,7 +21,10 @@ from kadtalk.node.routing.messages import (
 )
 from kadtalk.node.stack import Node
 
-SETTINGS = RoutingSettings(refresh_on_join=False)
+# cache_probes=20 (the default was, before session 10): these tests play a full table's server
+# probing an unknown requester for its replacement cache, which the default (2) skips once the
+# cache holds two contacts
+SETTINGS = RoutingSettings(refresh_on_join=False, cache_probes=20)
 SERVER_ID = 0x5 << 156
 ATTACKER = ("192.0.2.66", 4444)
 

@@ -1,5 +1,6 @@
 """The routing layer through `Node`, with real bytes, a ContactRegistry and explicit `now`."""
 
+from dataclasses import replace
 from random import Random
 
 import pytest
@@ -157,24 +158,28 @@ def test_refresh_on_join_refreshes_buckets_beyond_the_closest_neighbour():
     assert sorted(a.routing.table.bucket_index(t) for t in targets) == list(range(9))
 
 
-def test_three_nodes_learn_each_other():
-    a, b, c = node(A_ID), node(B_ID), node(C_ID)
+@pytest.mark.parametrize("keyed", [True, False])
+def test_three_nodes_learn_each_other(keyed):
+    settings = QUIET if keyed else replace(QUIET, keyed_requests=False)
+    a, b, c = node(A_ID, settings), node(B_ID, settings), node(C_ID, settings)
     assert b.add_contact(C_ID, C_ADDR, 0.0)
     net = HandNet({A_ADDR: a, B_ADDR: b, C_ADDR: c})
     a.join([B_ADDR], 0.0)
     net.run(0.0)
     [joined] = net.take(A_ADDR)
-    # B (the bootstrap A named) at once; C, named by B, only once it answers A's address probe
-    assert joined.table_size == 1 and joined.rpcs == 2
+    # B (the bootstrap A named) at once; C, named by B: at once with keyed requests (C's answer
+    # echoes a target only C could know), else once it answers A's address probe
+    assert joined.table_size == (2 if keyed else 1) and joined.rpcs == 2
     # the lookup's requests and answers, each request followed by the answer and then the
-    # asked node's address probe of A (41 bytes), which A answers; C's answer to the lookup
-    # draws A's probe of C (41 bytes), which C answers
-    assert [(s, d, len(data)) for s, d, data in net.log if s == A_ADDR or d == A_ADDR] == [
+    # asked node's address probe of A (41 bytes), which A answers; without keys C's answer to
+    # the lookup draws A's probe of C (41 bytes), which C answers (session 10: 2 of 10 gone)
+    log = [(s, d, len(data)) for s, d, data in net.log if s == A_ADDR or d == A_ADDR]
+    assert log == [
         (A_ADDR, B_ADDR, 187), (B_ADDR, A_ADDR, 41 + 26), (B_ADDR, A_ADDR, 41),
         (A_ADDR, C_ADDR, 187), (A_ADDR, B_ADDR, 41), (C_ADDR, A_ADDR, 41),
-        (C_ADDR, A_ADDR, 41), (A_ADDR, C_ADDR, 41), (A_ADDR, C_ADDR, 41 + 26),
         (C_ADDR, A_ADDR, 41),
-    ]
+    ] + ([(A_ADDR, C_ADDR, 41 + 26)] if keyed else [
+        (A_ADDR, C_ADDR, 41), (A_ADDR, C_ADDR, 41 + 26), (C_ADDR, A_ADDR, 41)])
     assert a.routing.table.find(C_ID) >= 0 and len(a.routing.table) == 2
     assert c.routing.table.find(A_ID) >= 0  # learned from A's answer to its probe
     assert b.routing.table.find(A_ID) >= 0

@@ -151,7 +151,8 @@ def probes_for_requester(settings, held):
 
 
 def test_cache_probes_stops_probing_for_a_cache_that_holds_enough():
-    assert len(probes_for_requester(RoutingSettings(refresh_on_join=False), 20 + 5)) == 1
+    paper = RoutingSettings(refresh_on_join=False, cache_probes=20)  # the default before session 10
+    assert len(probes_for_requester(paper, 20 + 5)) == 1
     few = RoutingSettings(refresh_on_join=False, cache_probes=5)
     assert len(probes_for_requester(few, 20 + 4)) == 1  # 4 cached: one more is worth a probe
     assert probes_for_requester(few, 20 + 5) == []  # 5 cached: no probe
