@@ -146,10 +146,9 @@ class UdpDriver:
         `BUSY` or more after the previous one ended reads one datagram only, not then a
         second `recvfrom` that finds the socket empty (a system call and an exception per
         wake-up on a quiet socket): if more was queued, the loop calls back at once, and a
-        wake-up that soon drains the socket as before. That quiet wake-up, what a relay
-        carrying one call does ~100 times a second, runs first and alone (`quiet`): one read,
-        one clock, the forward, and none of the batch loop's framing (its loop, flags and
-        `finally`), which cost a lone call's relay ~4-7 µs a datagram cold (session 10)."""
+        wake-up that soon drains the socket as before. (Reading that quiet wake-up ahead of
+        the loop, in a second function or inline, measured no cheaper: docs/results.md, Relay
+        cost, run 8. What is left is asyncio's own wake-up and the kernel's.)"""
         recvfrom, clock = self.sock.recvfrom, self.loop.time
         ipv4 = self.family == socket.AF_INET
         # forwarded DATA goes to an owner's or a peer's address, both seen on this socket: in
@@ -157,50 +156,13 @@ class UdpDriver:
         send = self._send_mapped if self.dual_stack else self.sock.sendto
         batch, busy, size = self.BATCH, self.BUSY, self.RECEIVE_SIZE
         woken = [float("-inf")]  # when the last wake-up that read a datagram ended
-        node = self.node
-
-        def quiet(now: float) -> None:
-            """One datagram, the first after a pause of `BUSY` or more (`now`: the wake-up)."""
-            try:
-                data, addr = recvfrom(size)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:  # an ICMP error queued on the socket: the loop calls
-                if not self.closed:  # back at once if a datagram waits behind it
-                    log.debug("socket error: %s", error)
-                return
-            woken[0] = now  # (a forward ends within µs of it: far inside BUSY)
-            source = addr if ipv4 else normalise(addr)  # AF_INET: already (host, port)
-            if source is None:
-                self.dropped += 1
-                return
-            if data and data[0] == RELAY:
-                relay = getattr(node, "relay", None)  # made on first use, as receive does
-                try:
-                    if relay is not None and relay.forward(data, source, now, send):
-                        return  # a forwarded DATA: no event, no answer, no earlier timer
-                except OSError as error:
-                    self.send_failed += 1  # the kernel refused the forwarded copy
-                    log.debug("forward from %s failed: %s", source, error)
-                    return
-            self._dispatching = True
-            try:
-                node.receive_datagram(data, source, now)
-                self._hand_out_events()
-            finally:
-                self._dispatching = False
-                self.transmit()  # its answers, even if a callback raised
-                woken[0] = clock()
 
         def readable() -> None:
             if self._dispatching:  # never: the loop does not call back into a running batch
                 return
-            now = clock()
-            if now - woken[0] >= busy:
-                quiet(now)
-                return
-            self._dispatching = True  # busy: drain the socket, up to a batch
-            now = None
+            self._dispatching = True
+            node = self.node
+            now = quiet = None
             slow = False  # a datagram went to receive_datagram: transmit after the batch
             try:
                 for _ in range(batch):
@@ -213,14 +175,16 @@ class UdpDriver:
                             break  # a callback closed the driver
                         log.debug("socket error: %s", error)
                         continue
-                    source = addr if ipv4 else normalise(addr)
+                    source = addr if ipv4 else normalise(addr)  # AF_INET: already (host, port)
                     if source is None:
                         self.dropped += 1
                         continue
                     now = clock()
+                    if quiet is None:
+                        quiet = now - woken[0] >= busy
                     taken = False
                     if data and data[0] == RELAY:
-                        relay = getattr(node, "relay", None)
+                        relay = getattr(node, "relay", None)  # made on first use, as receive does
                         try:
                             taken = relay is not None and relay.forward(data, source, now, send)
                         except OSError as error:
@@ -231,6 +195,8 @@ class UdpDriver:
                         slow = True
                         node.receive_datagram(data, source, now)
                         self._hand_out_events()
+                    if quiet:
+                        break  # the loop calls back at once if more is queued
             finally:
                 self._dispatching = False
                 if slow:
