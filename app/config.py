@@ -100,6 +100,9 @@ class Config:
     host: str = "0.0.0.0"  # [network] host
     port: int = DEFAULT_PORT  # [network] port
     bootstrap: list[str] = field(default_factory=list)  # [network] bootstrap = ["HOST:PORT"]
+    # [network] event_loop: "uvloop" (default; asyncio's when uvloop is not installed) or
+    # "asyncio": uvloop's loop costs less per datagram (a relayed call: docs/results.md "Relay cost")
+    event_loop: str = "uvloop"
     capture: str = "default"  # [audio] capture (ALSA PCM name, or none / tone:HZ / wav:PATH)
     playback: str = "default"  # [audio] playback (ALSA PCM name, or none / wav:PATH)
     recordings_dir: str = ""  # [audio] recordings_dir: where clients' wav: files live
@@ -193,7 +196,8 @@ class Config:
 
 # TOML layout: section -> {key: (Config field, type)}
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
-    "network": {"host": ("host", str), "port": ("port", int), "bootstrap": ("bootstrap", list)},
+    "network": {"host": ("host", str), "port": ("port", int), "bootstrap": ("bootstrap", list),
+                "event_loop": ("event_loop", str)},
     "audio": {"capture": ("capture", str), "playback": ("playback", str),
               "recordings_dir": ("recordings_dir", str), "volume": ("volume", int)},
     "control": {"socket": ("socket", str)},

@@ -35,8 +35,8 @@ the relay's codec here permits loopback peers (the daemon refuses them at PERMIT
 allocations per host, HELLO / KNOCK rates per source, the relay's total byte rate) are raised
 so that N calls from one host can be set up and carried at once. Both children get a 4 MB
 socket buffer. `--profile FILE` runs the relay under cProfile and prints its top functions.
-`--loop uvloop` runs both children on uvloop's event loop instead of asyncio's (if uvloop is
-installed; the daemon runs on asyncio's): what the per-wake-up floor would be on a C loop.
+`--loop` picks both children's event loop: uvloop (the default, as the daemon's `[network]
+event_loop`) or asyncio (the daemon's until session 10: the floor per wake-up of a loop in Python).
 
     python -m benchmarks.relay --calls 1,10,50 --seconds 10 --json relay.json
 """
@@ -148,9 +148,9 @@ class Forwarder(asyncio.DatagramProtocol):
             self.forwarded += 1
 
 
-def _child_main(kind: str, conn: Any, profile: str | None, loop: str = "asyncio") -> None:
+def _child_main(kind: str, conn: Any, profile: str | None, loop: str = "uvloop") -> None:
     if loop == "uvloop":
-        import uvloop  # the option's: not a dependency of kadtalk
+        import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if profile:
@@ -214,7 +214,7 @@ async def _child(kind: str, conn: Any) -> None:
 class Child:
     """A spawned relay or forwarder process."""
 
-    def __init__(self, kind: str, profile: str | None = None, loop: str = "asyncio"):
+    def __init__(self, kind: str, profile: str | None = None, loop: str = "uvloop"):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child_conn = ctx.Pipe()
         self.process = ctx.Process(target=_child_main, args=(kind, child_conn, profile, loop),
@@ -485,7 +485,7 @@ def in_process(datagrams: int) -> tuple[float, float]:
 
 
 def measure(kind: str, n: int, ticks: list[list[int]], seconds: float, direct: int, seed: int,
-            profile: str | None = None, loop: str = "asyncio") -> dict[str, Any]:
+            profile: str | None = None, loop: str = "uvloop") -> dict[str, Any]:
     """N calls through a fresh relay (`kind` "relay") or forwarder ("forward") process."""
     child = Child(kind, profile, loop)
     calls: list[Call] = []
@@ -553,9 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--direct", type=int, default=10,
                         help="calls that also send each packet directly (default 10)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="the children's event loop (default asyncio, the daemon's; uvloop "
-                        "if installed: the floor on a C loop)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop",
+                        help="the children's event loop (default uvloop, the daemon's "
+                        "[network] event_loop; asyncio: the pure-Python loop)")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the relay (largest N, one repetition) under cProfile, dump "
                         "the stats to FILE and print its top functions")
