@@ -293,7 +293,7 @@ class Traversal:
                  "independent", "watching", "_sent", "_hosts", "_probed_at", "_public",
                  "_symmetric", "_probes", "_checks", "_checked_at", "remembering", "_recent",
                  "_recent_limit", "_last_sent", "_evidence_at", "_strangers", "_started",
-                 "ipv4_contacts")
+                 "ipv4_contacts", "own")
 
     def __init__(self, node_id: int, rng: Random, contacts: ContactView,
                  settings: TraversalSettings | None = None, now: float = 0.0):
@@ -322,6 +322,9 @@ class Traversal:
         # offered(requester ID, requester address, relay, allocation, now): a PUNCH_FWD_RELAY
         # obeyed (the node knocks at the caller's relay); None: relay variants punch only
         self.offered: Any = None
+        # own(): our addresses as the owner knows them (`Node._own_addresses`; None: only the
+        # public one we found): no PUNCH6 goes to any port of them (IPv6: their /64)
+        self.own: Callable[[], Iterable[Any]] | None = None
         self.nat = "unknown"  # as the owner told us (`set_nat`, from `nat_kind`)
         # Endpoint-independent filtering, seen (`_evidence`, latest at `_evidence_at`, void
         # after two `address_check_interval`s without more): a PROBE of our own check from a
@@ -398,7 +401,7 @@ class Traversal:
         elif op in REQUESTS:
             self._on_punch_req(data, addr, wire, size, now)
         elif op == PUNCH6_FWD:
-            self._on_punch6_fwd(data, now)
+            self._on_punch6_fwd(data, addr, now)
         else:  # PUNCH_FWD(_RELAY) from a contact
             requester = None if data[22:28] == NO_ADDRESS else self.contacts.addr_from_wire(
                 data[22:28])  # none: the caller is in the other family (knock, no PUNCH)
@@ -837,12 +840,22 @@ class Traversal:
             self._send(bytes((TRAVERSAL, PUNCH6_FWD)) + data[2:22] + wire, where,
                        "punch6_forwarded")
 
-    def _on_punch6_fwd(self, data: bytes, now: float) -> None:
-        """PUNCH6_FWD from a contact: PUNCHes to the requester's IPv6 address, which opens our
-        firewall for it; none to an address no datagram may go to (loopback, multicast,
-        link-local, IPv4-mapped: node/relay/addresses.py), metered as PUNCH_FWD is."""
+    def _on_punch6_fwd(self, data: bytes, addr: Any, now: float) -> None:
+        """PUNCH6_FWD from the contact at `addr`: PUNCHes to the requester's IPv6 address,
+        which opens our firewall for it, metered as PUNCH_FWD is; none to an address no
+        datagram may go to (loopback, multicast, link-local, IPv4-mapped:
+        node/relay/addresses.py), to any port of our own (`own`, `public`), nor to a private
+        one (ULA, NAT64 of RFC 1918, ...) unless we are in private IPv6 space ourselves: an own
+        IPv6 address, or the contact that forwards, is private (a site's hosts, the simulator's
+        fd00::/8): a contact, or whoever forges one's source, cannot aim PUNCHes into our
+        site from outside it (as the relay's KNOCK check, node/relay/server.py)."""
         requester = from_wire6(data[22:40])
-        if (requester is None or forbidden(requester, None, (), True) is not None
+        own = tuple(self.own()) if self.own is not None else ()
+        if self._public is not None:
+            own = (self._public, *own)
+        private = any(to_wire6(a) is not None and forbidden(a, None, (), False)
+                      == "forbidden_private" for a in (addr, *own))  # IPv6 ones: the scope
+        if (requester is None or forbidden(requester, None, own, private) is not None
                 or not self._punches.take(now)):
             self.stats["punch_refused"] += 1
             return

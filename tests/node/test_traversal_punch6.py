@@ -144,6 +144,42 @@ def test_the_attack_a_forward_from_a_stranger_or_naming_a_special_address_is_ref
     assert e.datagrams_to_send(0.0) == [] and e.stats["punch_refused"] == 7
 
 
+PRIVATE_TARGETS = [("fd00::53", 53), ("64:ff9b::a00:1", 161), ("64:ff9b::c0a8:101", 80)]
+
+
+def test_the_attack_a_forward_naming_a_private_or_own_address_is_refused():
+    """R1 (session 10): a contact, or whoever forges one's source, named a ULA address, a NAT64
+    one embedding RFC 1918, or any port of our own address: a public node PUNCHed into its
+    own site (before: all four sent 2 x 22 bytes)."""
+    e = layer("e", (ID["d"], D6))
+    e.own = lambda: (E4, E6)
+    fwd = bytes((6, PUNCH6_FWD)) + bytes((0xC1,)) * 20
+    for i, target in enumerate(PRIVATE_TARGETS + [(E6[0], 22), ("2001:db8:e::99", 5)]):
+        e.receive_datagram(fwd + to_wire6(target), D6, 0.1 * i)
+    assert e.datagrams_to_send(1.0) == [] and e.stats["punch_refused"] == 5
+    e.receive_datagram(fwd + packed(C6), D6, 1.0)  # a public caller still gets its PUNCHes
+    assert [to for _, to in e.datagrams_to_send(1.0)] == [C6, C6]
+
+
+def test_private_forwards_are_obeyed_inside_private_space():
+    """A site's hosts (the simulator's fd00::/8 ones): PUNCHes to a private caller go when the
+    contact that forwards, or an own IPv6 address, is private; an own private IPv4 address
+    (a LAN behind an IPv4 NAT) says nothing of the IPv6 scope."""
+    fwd = bytes((6, PUNCH6_FWD)) + bytes((0xC1,)) * 20
+    site = ("fd00::d", 5004)
+    e = layer("e", (ID["d"], site))
+    for i, target in enumerate(PRIVATE_TARGETS):
+        e.receive_datagram(fwd + to_wire6(target), site, 0.1 * i)
+    assert {to for _, to in e.datagrams_to_send(1.0)} == set(PRIVATE_TARGETS)
+    e = layer("e", (ID["d"], D6))
+    e.own = lambda: (("10.0.0.7", 5004),)
+    e.receive_datagram(fwd + to_wire6(PRIVATE_TARGETS[0]), D6, 0.0)
+    assert e.datagrams_to_send(0.0) == [] and e.stats["punch_refused"] == 1
+    e.own = lambda: (("fd00:0:0:e::1", 5004),)  # another /64 of the site
+    e.receive_datagram(fwd + to_wire6(PRIVATE_TARGETS[0]), D6, 0.0)
+    assert [to for _, to in e.datagrams_to_send(0.0)] == [PRIVATE_TARGETS[0]] * 2
+
+
 def test_the_attack_forwards_are_metered_and_never_amplified_much():
     """A contact (or one forging a contact's address) can draw at most `punch_burst` rounds of
     PUNCHes at once, then `punch_rate` a second: 2 x 22 bytes for 40, as PUNCH_FWD's 44 for 28."""
