@@ -1104,10 +1104,12 @@ class Node:
 
     def _hold(self, session_id: int, now: float) -> None:
         """Our call `session_id` has just offered our relay allocation (no KNOCKED yet): its
-        KEY_REQ goes to that relay now, HELD there until the callee's knock proves its address
-        with the call's token (server.py, "Held first DATA"), so it reaches the callee with the
-        knock's proof rather than a round trip to us and back after it: a relayed set-up one
-        round trip (the proof's) over a direct one."""
+        KEY_REQ goes to that relay now, HELD there until the callee's CLAIM with the call's
+        token, sent beside its first KNOCK, takes it (server.py, "Held first DATA", "Claimed
+        before the proof"), so it reaches the callee one relay round trip after the offer, not
+        after the knock's proof and a round trip to us: a relayed set-up about one callee-relay
+        round trip over a direct one. Not held when a CLAIM could not take it (over 3x its
+        size: an RSA identity's KEY_REQ): the KNOCKED path carries it then."""
         upper, relay = self._upper, self.relay
         entry = upper.reoffer.get(session_id)
         s = upper.session.sessions.get(session_id) if upper.session is not None else None
@@ -1117,7 +1119,8 @@ class Node:
         path = next((p for p, sid in self._paths().offered.items()
                      if sid == session_id and p.allocation == allocation), None)
         payload = s.request(path) if path is not None and relay.client.knows(path) else None
-        if payload is None or len(payload) > relay_wire.MAX_PAYLOAD:
+        if payload is None or relay_wire.HEADER + len(payload) > \
+                relay_wire.CLAIM_FACTOR * relay_wire.CLAIM_SIZE:
             return
         relay.hold(path, relay_wire.hold_token(allocation, self.node_id.to_bytes(20, "big"),
                                                s.peer_id), payload)

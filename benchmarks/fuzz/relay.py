@@ -10,9 +10,10 @@ the seeds the IPv6 sizes (18-byte addresses, the padded 28-byte KNOCK). Rates ar
 that every input reaches the checks behind them; consent lasts 1 s (a hundred inputs), so it
 lapses often.
 HOLD (§21, "Held first DATA"): the owner's HOLDs are tracked, and a knock of the token sizes
-(24 / 36 bytes) may carry the token of what its allocation holds.
+(24 / 36 bytes) or a CLAIM may carry the token of what its allocation holds.
 Checked: no answer to the source larger than the input, but a held DATA released to a knock
-echo that proved its source and carried the HOLD's token (that DATA, unchanged, once);
+echo that proved its source and carried the HOLD's token (that DATA, unchanged, once), or to a
+CLAIM with that token (that DATA, unchanged, once, at most 3x the CLAIM; it proves nothing);
 KNOCKED only to the owner and only for a knock whose cookie was minted for its source; DATA
 only between an owner and a peer that proved its address, and to the peer only while it
 consents (a DATA or a valid echo of its naming the allocation came within `consent`).
@@ -90,6 +91,8 @@ class RelayState:
             # HOLD, and the echoes that claim it with its token (24 / 36 bytes)
             wire.hold(number, bytes(8), b"held"), wire.knock(number, cookie[10:16], token=bytes(8)),
             wire.knock(number, cookie[10:16], ipv6=True, token=bytes(8)),
+            # CLAIM: as sent (94 bytes) and its smallest (18: claims a DATA up to 54 bytes)
+            wire.claim(number, bytes(8)), wire.claim(number, bytes(8), wire.HOLD_HEADER),
             # across families (§21): HELLO's WANT_OTHER flag, ALLOCATED with the other address
             wire.hello(bytes(16), wire.WANT_OTHER),
             wire.allocated(bytes(16), number, 60, addresses.to_wire(OWNER),
@@ -125,7 +128,7 @@ def knock_cookie_valid(relay: RelayLayer, addr: Any, number: bytes, cookie: byte
 
 
 def relay_strategy(state: RelayState) -> st.SearchStrategy:
-    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 16),
+    sized = st.builds(lambda op, body: bytes([wire.RELAY, op]) + body, st.integers(0, 18),
                       st.binary(max_size=60))
     exact = st.sampled_from(state.seeds).flatmap(  # a valid layout, every field random
         lambda seed: st.binary(min_size=len(seed) - 2, max_size=len(seed) - 2).map(
@@ -135,7 +138,8 @@ def relay_strategy(state: RelayState) -> st.SearchStrategy:
         st.integers(0, 5),  # source: owner, peer, stranger, any address, IPv6 peer, any IPv6
         st.booleans(),  # name the live allocation
         st.integers(0, 7),  # 0: a valid cookie for the source; 1: a signed ALLOCATE;
-        #                     2: a KNOCK with a knock cookie valid for its source
+        #                     2: a KNOCK with a knock cookie valid for its source (and the
+        #                     held token), or a CLAIM with the held token
         st.booleans(),  # also hand it to the client, as if from the relay
     )
 
@@ -162,12 +166,17 @@ def run_relay(state: RelayState, item: tuple) -> None:
         data = data[:10] + relay.server._knock_cookies.mint(addr, data[2:10], now) + data[16:]
         if len(data) in (24, 36) and data[2:10] in state.held:
             data = data[:16] + state.held[data[2:10]][0] + data[24:]  # the held token too
+    elif extra == 2 and len(data) >= wire.HOLD_HEADER and data[1] == wire.CLAIM \
+            and data[2:10] in state.held:
+        data = data[:10] + state.held[data[2:10]][0] + data[18:]
     valid_knock = (len(data) in KNOCKS and data[1] == wire.KNOCK
                    and data[10:16] != wire.NO_COOKIE
                    and knock_cookie_valid(relay, addr, data[2:10], data[10:16], now))
     if len(data) >= 10 and data[:2] == bytes((wire.RELAY, wire.DATA)) and wire.well_formed(data) \
             or valid_knock:
         state.heard[(data[2:10], addr)] = now  # (more than the relay counts: a bound above)
+    if valid_knock:  # an echo of a cookie minted for its source: the address is proven (a
+        state.proven.add((data[2:10], addr))  # CLAIM's source becomes the peer on it)
     held = state.held.get(data[2:10])
     drops = sum(relay.drop_counts().values())
     relay.receive_datagram(data, addr, now)
@@ -183,6 +192,13 @@ def run_relay(state: RelayState, item: tuple) -> None:
             and addr == alloc.owner and alloc.held is not None):
         state.held[alloc.number] = alloc.held[:2]  # (what it keeps: the budget may refuse)
     for out, dst in relay.datagrams_to_send(now):
+        if dst == addr and out[1] == wire.DATA and data[1] == wire.CLAIM:
+            # a held DATA to a CLAIM's source: the HOLD's token, once, at most 3x the CLAIM
+            if held is None or held != (data[10:18], out) or len(out) > 3 * len(data):
+                raise Violation("held DATA sent to a CLAIM without the HOLD's token, over 3x "
+                                "its size, or not the DATA held")
+            del state.held[data[2:10]]
+            continue
         if dst == addr and out[1] == wire.DATA and data[1] == wire.KNOCK:
             # a held DATA released to the echo's source: proven, with the HOLD's token, once
             if not valid_knock or held is None or held != (data[16:24], out):

@@ -12,7 +12,8 @@ A knocker sends a bare KNOCK, a second after 0.5 s unless a KNOCK_COOKIE came, a
 relay has answered, more after 1, 2, 4 s (`request_timeout`, doubling, `request_tries` in all)
 until DATA comes through the path (the owner heard KNOCKED and permitted us): a lost KNOCK,
 cookie, echo or KNOCKED costs a retry, not the relayed path. An address that never answers (a
-forged offer may name anyone) gets the two KNOCKs only, 32 bytes for a 42-byte offer. It
+forged offer may name anyone) gets the two KNOCKs only, and a call's knock one CLAIM (wire.py):
+16 + 94 + 16 bytes for a 42-byte offer, 3x, the bound of what a request draws unproven. It
 echoes the relay's KNOCK_COOKIE (the proof that it receives at its address) once per cookie, at
 most once per bare KNOCK sent and within `KNOCK_WAIT` s of the last: never more than the relay
 sent, so a forged KNOCK_COOKIE draws at most its own size back.
@@ -53,15 +54,17 @@ HELLO_TRIES = 2  # HELLOs before a silent candidate is given up (0.5 + 1 s): a c
 
 
 class _Knock:
-    __slots__ = ("echoes", "until", "retry_at", "tries", "answered", "token")
+    __slots__ = ("echoes", "until", "retry_at", "tries", "answered", "token", "held")
 
     def __init__(self, now: float, timeout: float, token: bytes = b""):
-        self.token = token  # echoed with the cookie: claims the owner's held DATA (HOLD)
+        self.token = token  # a CLAIM's, sent with the first bare KNOCK: the held DATA (HOLD)
         self.echoes = 1  # cookies we may still echo: one per bare KNOCK sent
         self.until = now + KNOCK_WAIT
         self.retry_at: float | None = now + timeout
         self.tries = 1
         self.answered = False  # a KNOCK_COOKIE came: the address is a relay that knows us
+        self.held = bool(token)  # a CLAIM went: the first DATA may be the held one, sent
+        #   before our echo was checked, so it does not end the knocking (the second does)
 
 
 class _Request:
@@ -183,6 +186,9 @@ class RelayClient:
             del self.knocking[next(iter(self.knocking))]
         self.knocking[path] = _Knock(now, self.settings.request_timeout, token)
         self.send(wire.knock(path.allocation, ipv6=is_ipv6(path.relay)), path.relay)
+        if token:  # with the first KNOCK only: 16 + 94 + 16 bytes for a 42-byte offer (3x)
+            self.send(wire.claim(path.allocation, token), path.relay)
+            self.stats["claim_sent"] += 1
 
     def disconnect(self, path: RelayPath) -> None:
         self.peers.pop(path, None)
@@ -278,7 +284,10 @@ class RelayClient:
         if self.knows(path):
             if path in self.peers:
                 self.peers[path] = now  # consent
-            if path in self.knocking:
+            knock = self.knocking.get(path)
+            if knock is not None and knock.held:
+                knock.held = False  # perhaps the held DATA: our echo may yet be lost
+            elif knock is not None:
                 del self.knocking[path]  # the owner permitted us: no more knocks
             return path
         self.stats["unknown_allocation"] += 1
@@ -389,8 +398,9 @@ class RelayClient:
         pending.echoes -= 1
         pending.answered = True
         self.connect(path, now)  # its relay answers for it: DATA through it is taken now
-        self.send(wire.knock(path.allocation, data[10:16], ipv6=is_ipv6(addr),
-                             token=pending.token), addr)  # 16 bytes for 16 (24 with a token)
+        # 16 bytes for 16, a form every relay takes (the token went in the CLAIM: a 24-byte
+        # echo, session 10's first form, an older relay dropped as malformed)
+        self.send(wire.knock(path.allocation, data[10:16], ipv6=is_ipv6(addr)), addr)
         self.stats["knock_echoed"] += 1
 
     def _on_error(self, held: Held, data: bytes, now: float) -> None:

@@ -25,7 +25,7 @@ from .server import RelayServer
 from .settings import DEFAULT_SETTINGS, RelaySettings
 
 REQUESTS = frozenset({wire.HELLO, wire.ALLOCATE, wire.REFRESH, wire.PERMIT, wire.KNOCK,
-                      wire.HOLD})
+                      wire.HOLD, wire.CLAIM})
 ANSWERS = frozenset({wire.CHALLENGE, wire.ALLOCATED, wire.REFRESHED, wire.PERMITTED, wire.ERROR,
                      wire.KNOCKED, wire.KNOCK_COOKIE})
 PATH_CHECKS = frozenset({wire.PATH_CHALLENGE, wire.PATH_RESPONSE})
@@ -37,7 +37,7 @@ DROPS = frozenset({
     "not_permitted", "over_allocation_rate", "over_relay_rate", "unsolicited", "duplicate_answer",
     "bad_knock_cookie", "unproven_peer", "rate_limited_echo", "stale_consent", "bad_path_check",
     "rate_limited_echo_source", "echo_sources_full", "no_consent", "short_knock",
-    "hold_replaced", "hold_expired",
+    "hold_replaced", "hold_expired", "claim_nothing_held", "claim_wrong_token", "claim_short",
 })
 
 Deliver = Callable[[bytes, RelayPath, float], None]
@@ -123,6 +123,8 @@ class RelayLayer:
                 server.on_knock(data, addr, now)
             elif op == wire.HOLD:
                 server.on_hold(data, addr, now)
+            elif op == wire.CLAIM:
+                server.on_claim(data, addr, now)
             else:
                 server.on_permit(data, addr, now)
 
@@ -190,8 +192,8 @@ class RelayLayer:
         """Ask the owner of `path` (told us in a call's set-up) to permit us: KNOCK to the relay
         (twice, and again with back-off until DATA comes through `path`), echo its
         KNOCK_COOKIE (the relay's proof that we receive at our address), and accept DATA
-        through `path` once the relay answered. `token`: echoed too, it claims the DATA the
-        owner held for us (wire.hold_token)."""
+        through `path` once the relay answered. `token`: a CLAIM carrying it goes with each
+        bare KNOCK, for the DATA the owner held for us (wire.hold_token)."""
         self.client.knock(path, now, token)
         self._stats["knock_sent"] += 1
 

@@ -52,6 +52,21 @@ for it in advance; its KNOCKED goes at the same time and its PERMIT confirms), s
 answer comes back at once instead of a round trip to the owner later. Nothing goes to an
 unproven address, a wrong token claims nothing (`hold_wrong_token`), a held DATA is sent once.
 
+Claimed before the proof (CLAIM, session 10, later): the knocker sends, beside its bare KNOCK,
+a CLAIM carrying the token, padded; a right token takes the held DATA at once, to the CLAIM's
+source, if the DATA is at most 3x the CLAIM (wire.CLAIM_FACTOR; else `claim_short`, and it
+stays; a wrong token: `claim_wrong_token`). No permission goes with it: the source is
+remembered (`claimed`, `HOLD_FOR` s) and becomes the permitted peer only when its echo proves
+the address (`hold_permitted`), so the callee's KEY_RES, sent right behind its echo, passes. So
+the held KEY_REQ waits for no round trip of the proof; the proof still gates every later byte.
+Why that is safe: the one unproven answer is a DATA at most 3x the datagram that drew it (the
+bound of every answer to an unproven address in this project, QUIC's; wire.py says why not 1x),
+sent once per HOLD (then it is gone), to a source that knew the token (the call's two ends and
+the rendezvous that carried the offer, which could drop the offer anyway): a spoofed CLAIM
+reflects one datagram; the callee it robbed then proves its address (counted,
+`hold_claimed_elsewhere`: an echo from another address than the CLAIM's) and the call goes on
+as without a HOLD (KNOCKED, the owner's PERMIT and relayed KEY_REQ).
+
 Consent freshness (RFC 7675): DATA from the owner reaches its peer only while something came
 from the peer (its DATA, or a cookie echo) within `consent` (30 s); else it is a counted drop
 (`stale_consent`), and the peer's next datagram restores it. (The relay cannot authenticate a
@@ -93,7 +108,7 @@ class KnockCookies(CookieJar):
 
 class Allocation:
     __slots__ = ("number", "owner", "host", "identity", "nonce", "peer", "proven", "expires",
-                 "budget", "echoes", "sources", "heard", "held")
+                 "budget", "echoes", "sources", "heard", "held", "claimed")
 
     def __init__(self, number: bytes, owner: Any, host: Any, identity: bytes, nonce: bytes,
                  expires: float, budget: TokenBucket, echoes: TokenBucket):
@@ -110,6 +125,7 @@ class Allocation:
         self.sources: dict[Any, TokenBucket] = {}  # ... and per source (bounded, refusing)
         self.heard = 0.0  # when the permitted peer last sent us something (consent)
         self.held: tuple[bytes, bytes, float] | None = None  # (token, DATA, until): HOLD
+        self.claimed: tuple[Any, float] | None = None  # (source, until): a CLAIM took `held`
 
 
 class RelayServer:
@@ -298,6 +314,8 @@ class RelayServer:
         else:
             if alloc.held is not None:
                 self._release(alloc, data, addr, now)
+            if alloc.claimed is not None:
+                self._claim_proven(alloc, addr, now)
             if addr == alloc.peer:
                 alloc.heard = now  # the peer still consents
             told = alloc.proven.get(addr)
@@ -310,6 +328,36 @@ class RelayServer:
                 del alloc.proven[next(iter(alloc.proven))]
             self.send(wire.knocked(alloc.number, self.codec.to_wire(addr)), alloc.owner)
             self.stats["knocked"] += 1
+
+    def on_claim(self, data: bytes, addr: Any, now: float) -> None:
+        """A knocker's CLAIM (beside its bare KNOCK): the held DATA, at once, if the token is
+        right and the DATA at most 3x the CLAIM; no permission (that waits for the echo)."""
+        self.expire(now)
+        alloc = self.allocations.get(data[2:10])
+        if alloc is None:
+            self.stats["unknown_allocation"] += 1
+            return
+        refused = self.codec.forbidden(addr, alloc.owner, self.own(),
+                                      self.settings.forward_private)
+        if refused is not None:
+            self.stats[refused] += 1
+            return
+        if alloc.held is None:
+            self.stats["claim_nothing_held"] += 1  # claimed already, never held, a retransmission
+            return
+        token, datagram, until = alloc.held
+        if now >= until:
+            alloc.held = None
+            self.stats["hold_expired"] += 1
+        elif not hmac.compare_digest(data[wire.HEADER:wire.HOLD_HEADER], token):
+            self.stats["claim_wrong_token"] += 1
+        elif len(datagram) > wire.CLAIM_FACTOR * len(data):
+            self.stats["claim_short"] += 1  # no answer over 3x its request
+        else:
+            alloc.held = None  # sent once
+            alloc.claimed = (addr, now + HOLD_FOR)
+            self.send(datagram, addr)
+            self.stats["hold_claimed"] += 1
 
     def forward(self, data: bytes, addr: Any, now: float,
                 send: Callable[[bytes, Any], Any]) -> bool:
@@ -431,6 +479,21 @@ class RelayServer:
             alloc.peer, alloc.heard = addr, now
             self.send(datagram, addr)
             self.stats["hold_released"] += 1
+
+    def _claim_proven(self, alloc: Allocation, addr: Any, now: float) -> None:
+        """A proven echo at an allocation whose held DATA a CLAIM took: from the CLAIM's
+        source, it becomes the permitted peer (the owner asked for its token's knocker in
+        advance; KNOCKED goes too and its PERMIT confirms); from another, the CLAIM was not the
+        echo's knocker (a spoofed one, or a move): counted, nothing granted."""
+        source, until = alloc.claimed
+        alloc.claimed = None
+        if now >= until:
+            return
+        if addr == source:
+            alloc.peer, alloc.heard = addr, now
+            self.stats["hold_permitted"] += 1
+        else:
+            self.stats["hold_claimed_elsewhere"] += 1
 
     def _lifetime(self, asked: int) -> int:
         return max(self.settings.min_lifetime, min(asked, self.settings.max_lifetime))

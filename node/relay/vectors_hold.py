@@ -2,9 +2,10 @@
 a relay and a knocker (docs/protocol.md §21, "Held first DATA").
 
 The client (relay.json's seeded Ed25519 identity) allocates, HOLDs a payload for the knocker
-that will claim it with the call's token; the knocker sends a bare KNOCK, gets the cookie and
-echoes it with the token; the relay answers the owner (KNOCKED) and sends the held DATA to the
-now proven knocker. Deterministic, as vectors.py. Usage:
+that will claim it with the call's token; the knocker sends a bare KNOCK and a CLAIM with the
+token; the relay answers the KNOCK with its cookie and the CLAIM with the held DATA (no
+permission yet); the knocker's plain echo proves its address, which becomes the permitted
+peer, and the relay tells the owner (KNOCKED). Deterministic, as vectors.py. Usage:
 
     python -m kadtalk.node.relay.vectors_hold [-o FILE | --check FILE]
 """
@@ -58,18 +59,20 @@ def generate() -> dict[str, Any]:
     token = wire.hold_token(path.allocation, me.node_id, CALLEE_ID)
     client.hold(path, token, PAYLOAD)
     carry(CLIENT, client, "with the call's offer: the first DATA, held for the knocker whose "
-                          "echo carries the token")
+                          "CLAIM carries the token")
     knocker.knock(path, now, token)
-    carry(PEER, knocker, "told the allocation in the call's offer: zero cookie")
-    carry(RELAY, relay, "to the knocker: nothing to the owner yet, nothing held sent")
-    carry(PEER, knocker, "the cookie echoed, and the token after it: address proven, held "
-                         "DATA claimed")
-    carry(RELAY, relay, "to the owner (KNOCKED) and, at once, the held DATA to the proven "
-                        "knocker, which becomes the permitted peer")
+    carry(PEER, knocker, "told the allocation in the call's offer: a bare KNOCK (zero cookie) "
+                         "and a CLAIM with the token, zero-padded to 94 bytes")
+    carry(RELAY, relay, "to the knocker: the cookie, and the held DATA (at most 3x the CLAIM), "
+                        "sent once; nothing permitted, nothing to the owner yet")
+    carry(PEER, knocker, "the cookie echoed (16 bytes, as to any relay): address proven, and "
+                         "it is the CLAIM's source, so it becomes the permitted peer")
+    carry(RELAY, relay, "to the owner (KNOCKED)")
     return {
         "description": "HOLD (docs/protocol.md section 21, 'Held first DATA'): the owner of an "
                        "allocation holds its call's KEY_REQ at the relay with the call's token; "
-                       "the callee's knock proves its address and claims it with the token",
+                       "the callee's CLAIM, sent with its knock, takes it at once (session 10, "
+                       "later), and its knock's proof permits it",
         "client": {"address": _addr(CLIENT), "node_id": me.node_id.hex()},
         "relay": {"address": _addr(RELAY)},
         "peer": {"address": _addr(PEER), "node_id": CALLEE_ID.hex()},

@@ -18,6 +18,7 @@
 | 0x0e | PATH_CHALLENGE | nonce (8), tag (16) | 26 | a call's peer, to a new address of the other |
 | 0x0f | PATH_RESPONSE | nonce (8), tag (16) | 26 | that peer, to the challenge's source |
 | 0x10 | HOLD | allocation (8), token (8), payload | 18 + payload | owner |
+| 0x11 | CLAIM | allocation (8), token (8), zero (pad) | 18+ (94 sent) | knocker |
 
 The signature of ALLOCATE covers `SIGNED_LABEL | nonce | cookie | lifetime`. Every answer is
 at most the size of the request it answers; a relay forwards a DATA datagram unchanged. A KNOCK
@@ -35,6 +36,20 @@ callee's node IDs and the allocation, so both ends compute it and no offer chang
 keeps it, one per allocation, and sends it as DATA (unchanged payload) to the first knocker
 whose echo both proves its address (the cookie) and carries that token (a 24-byte echo, 36 to
 an IPv6 relay address: the token after the cookie, then the pad); it never answers a HOLD.
+
+CLAIM (session 10, later: the held DATA one round trip earlier): a knocker sends it with its
+first bare KNOCK, carrying the token, zero-padded to `CLAIM_SIZE`; a relay holding DATA for
+that token sends it at once, as DATA, to the CLAIM's source if it is at most `CLAIM_FACTOR` (3)
+times the CLAIM's size, and grants nothing: that source becomes the permitted peer only when
+its (plain) KNOCK echo proves the address. Why 3x and not 1x: a forged offer (42 bytes) may
+name any address as its relay, and the knocker's datagrams to it (two bare KNOCKs and the
+CLAIM: 16 + 94 + 16 = 126) stay within 3x the offer, the project's bound on what a request
+draws towards an unproven address (QUIC's, RFC 9000 §8.1); a CLAIM large enough for a 1x answer
+to a ~275-byte held KEY_REQ would make that offer draw 7x. So each hop is at most 3x, the
+relay's once per HOLD and only for a source that knew the token. A relay that predates CLAIM
+drops it (an unknown op), and the echo stays the 16 / 28 bytes every relay knows: the knocker
+no longer sends the 24-byte token echo, which such a relay dropped as malformed (a relay still
+takes one, from a session-10 knocker).
 
 An address is IPv4 and port (6 bytes, as in ROUTE_RES) or IPv6 and port (18 bytes): the
 datagram's size says which (the second size in the table).
@@ -66,11 +81,12 @@ REFRESH, REFRESHED, PERMIT, PERMITTED, ERROR, DATA = 0x05, 0x06, 0x07, 0x08, 0x0
 KNOCK, KNOCKED, KNOCK_COOKIE = 0x0B, 0x0C, 0x0D
 PATH_CHALLENGE, PATH_RESPONSE = 0x0E, 0x0F
 HOLD = 0x10
+CLAIM = 0x11
 NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", ALLOCATE: "ALLOCATE", ALLOCATED: "ALLOCATED",
          REFRESH: "REFRESH", REFRESHED: "REFRESHED", PERMIT: "PERMIT", PERMITTED: "PERMITTED",
          ERROR: "ERROR", DATA: "DATA", KNOCK: "KNOCK", KNOCKED: "KNOCKED",
          KNOCK_COOKIE: "KNOCK_COOKIE", PATH_CHALLENGE: "PATH_CHALLENGE",
-         PATH_RESPONSE: "PATH_RESPONSE", HOLD: "HOLD"}
+         PATH_RESPONSE: "PATH_RESPONSE", HOLD: "HOLD", CLAIM: "CLAIM"}
 
 NONCE_SIZE = COOKIE_SIZE = 16
 ID_SIZE = 8  # allocation number: random, a capability an off-path attacker cannot guess
@@ -98,7 +114,10 @@ SIZES = {HELLO: 34, CHALLENGE: 34, ALLOCATED: 34, REFRESH: 12, REFRESHED: 12, PE
 SIZES6 = {op: SIZES[op] + V6_EXTRA for op in (ALLOCATED, PERMIT, PERMITTED, KNOCK, KNOCKED)}
 # a KNOCK echo carrying a HOLD's token: 24 bytes, 36 padded for an IPv6 relay address
 KNOCK_TOKEN, KNOCK6_TOKEN = SIZES[KNOCK] + TOKEN_SIZE, SIZES6[KNOCK] + TOKEN_SIZE
-HOLD_HEADER = HEADER + TOKEN_SIZE  # what HOLD adds to a payload
+HOLD_HEADER = HEADER + TOKEN_SIZE  # what HOLD adds to a payload (and CLAIM's fields' size)
+CLAIM_SIZE = 94  # a CLAIM as sent: 3x a 42-byte offer, less the knocker's two bare KNOCKs
+CLAIM_FACTOR = 3  # a CLAIM draws a held DATA of at most 3x its size: 282 bytes for CLAIM_SIZE,
+#   a KEY_REQ of up to 272 (a P-256 identity's ~263, an Ed25519 one's ~208; not RSA's)
 
 # ERROR codes
 BAD_SIGNATURE, RELAY_FULL, QUOTA, FORBIDDEN_PEER, UNPROVEN_PEER = 1, 2, 3, 4, 5
@@ -126,7 +145,7 @@ def well_formed(data: bytes) -> bool:
     if op == ALLOCATE:
         return parse_allocate(data) is not None
     size = len(data)
-    if op == HOLD:
+    if op == HOLD or op == CLAIM:
         return HOLD_HEADER <= size <= HOLD_HEADER + MAX_PAYLOAD
     return SIZES.get(op) == size or SIZES6.get(op) == size or (
         op == ALLOCATED and size == ALLOCATED_OTHER) or (
@@ -223,6 +242,12 @@ def knock_token(data: bytes) -> bytes | None:
 def hold(alloc: bytes, token: bytes, payload: bytes) -> bytes:
     """HOLD: the owner's first DATA for the knocker that will claim it with `token`."""
     return bytes((RELAY, HOLD)) + alloc + token + payload
+
+
+def claim(alloc: bytes, token: bytes, size: int = CLAIM_SIZE) -> bytes:
+    """CLAIM: the held DATA for `token`, zero-padded to `size` (the largest DATA it takes)."""
+    head = bytes((RELAY, CLAIM)) + alloc + token
+    return head + bytes(max(0, size - len(head)))
 
 
 def hold_token(alloc: bytes, caller: bytes, callee: bytes) -> bytes:

@@ -293,13 +293,19 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
         if m["name"] == "HELLO" and data[18] == relay_wire.WANT_OTHER:
             expect = {"kadtalk.hello.flags": ["0x01"]}
         out.append((data, [m["name"]], expect))
-    # ... and of relay-hold.json: HOLD, and the KNOCK echo that claims it with the token
+    # ... and of relay-hold.json: HOLD, and the CLAIM that takes it with the token (its pad)
     rh = load("relay-hold.json")
     for m in rh["messages"]:
         data = bytes.fromhex(m["hex"])
-        expect = {"kadtalk.relay.token": [rh["token"]]} if m["name"] == "HOLD" or len(
-            data) == relay_wire.KNOCK_TOKEN else {}
+        expect = {"kadtalk.relay.token": [rh["token"]]} if m["name"] in ("HOLD", "CLAIM") \
+            else {}
+        if m["name"] == "CLAIM":
+            expect["kadtalk.padding"] = ["00" * (len(data) - 18)]
         out.append((data, [m["name"]], expect))
+    # session 10's first form of the claim: the token in a 24-byte KNOCK echo (relays take it)
+    echo = relay_wire.knock(bytes(8), bytes.fromhex("a1a2a3a4a5a6"), token=bytes.fromhex(
+        rh["token"]))
+    out.append((echo, ["KNOCK"], {"kadtalk.relay.token": [rh["token"]]}))
     # across address families (§20): docs/vectors/punch.json, 18-byte relay addresses and
     # forwards that name no requester address
     for m in load("punch.json")["messages"]:

@@ -46,7 +46,7 @@ local RELAY_OPS = {
     [0x05] = "REFRESH", [0x06] = "REFRESHED", [0x07] = "PERMIT", [0x08] = "PERMITTED",
     [0x09] = "ERROR", [0x0a] = "DATA", [0x0b] = "KNOCK", [0x0c] = "KNOCKED",
     [0x0d] = "KNOCK_COOKIE", [0x0e] = "PATH_CHALLENGE", [0x0f] = "PATH_RESPONSE",
-    [0x10] = "HOLD",
+    [0x10] = "HOLD", [0x11] = "CLAIM",
 }
 local RELAY_ERRORS = {
     [1] = "bad_signature", [2] = "relay_full", [3] = "quota", [4] = "forbidden_peer",
@@ -913,7 +913,7 @@ local function relay(r, pinfo, depth)
     elseif op == 0x0a or op == 0x10 then
         local alloc = r:add(f.allocation, 8, "allocation")
         if not alloc then return name end
-        local held = op == 0x10 and r:add(f.hold_token, 8, "token (the knock that claims it)")
+        local held = op == 0x10 and r:add(f.hold_token, 8, "token (the CLAIM that takes it)")
         if held == nil then return name end  -- a HOLD cut short in its token
         local n = r:left()
         r.tree:add(f.payload_len, n):set_generated()
@@ -948,6 +948,19 @@ local function relay(r, pinfo, depth)
             local held = token and r:add(f.hold_token, 8, "token (claims the owner's held DATA)")
             if held then info = info .. " token=" .. hex(held) end
             if v6 then r:zero(12, "padding (a knock at an IPv6 relay)") end
+        end
+    elseif op == 0x11 then
+        -- CLAIM (relay.wire): the held DATA for this token, at most 3x this datagram's size
+        local alloc = r:add(f.allocation, 8, "allocation")
+        local held = alloc and r:add(f.hold_token, 8, "token (claims the owner's held DATA)")
+        if held then
+            local n = r:left()
+            if r.len > 18 + MAX_PACKET then
+                r:expert(e.oversized, string.format("CLAIM of %d bytes: at most %d (a node "
+                    .. "drops it: malformed)", r.len, 18 + MAX_PACKET))
+            end
+            if n > 0 then r:zero(n, "padding (the CLAIM's size bounds the DATA it draws)") end
+            info = string.format("%s alloc=%s token=%s len=%d", name, hex(alloc), hex(held), r.len)
         end
     elseif op == 0x0e or op == 0x0f then
         -- a call's path validation, end to end (never to a relay): HMAC under a session key
@@ -1344,7 +1357,9 @@ local function looks_like_kadtalk(tvb)
             if k == 0x02 or k == 0x03 or k == 0x07 then return looks_like_kadtalk(inner) end
             return false
         end
-        if op == 0x10 then return len >= 18 and len <= 18 + MAX_PACKET end -- HOLD: its layout
+        if op == 0x10 or op == 0x11 then  -- HOLD, CLAIM: their layout
+            return len >= 18 and len <= 18 + MAX_PACKET
+        end
         if RELAY_SIZES[op] ~= len and RELAY_SIZES6[op] ~= len
             and not (op == 0x04 and len == ALLOCATED_OTHER)
             and not (op == 0x0b and (len == KNOCK_TOKEN or len == KNOCK6_TOKEN)) then

@@ -395,7 +395,10 @@ def test_the_callee_punches_and_knocks_only_for_a_contact_and_a_usable_relay():
     sent = callee.datagrams_to_send(2.0)
     punches = [d for d, to in sent if to == ("203.0.113.21", 5004)]
     knocks = [d for d, to in sent if to == RELAY_ADDR]
-    assert len(punches) == 2 and knocks == [wire.knock(bytes(8))]  # again in 0.5 s unanswered
+    token = wire.hold_token(bytes(8), caller.node_id.to_bytes(20, "big"),
+                            callee.node_id.to_bytes(20, "big"))
+    assert len(punches) == 2 and knocks == [wire.knock(bytes(8)), wire.claim(bytes(8), token)]
+    # (the KNOCK again in 0.5 s unanswered; the CLAIM, for the caller's held KEY_REQ, once)
     path = RelayPath(RELAY_ADDR, bytes(8))
     assert not callee.relay.client.knows(path)  # no DATA through it before its relay answers
     callee.receive_datagram(wire.knock(bytes(8), b"cookie", wire.KNOCK_COOKIE), RELAY_ADDR, 2.1)

@@ -25,15 +25,18 @@ def test_the_vectors_check_out_by_hand():
         v["client"]["node_id"]) + bytes.fromhex(v["peer"]["node_id"])).digest()[:8]
     msgs = [(m["name"], m["from"], m["to"], bytes.fromhex(m["hex"])) for m in v["messages"]]
     assert all(len(d) == m["size"] for (*_, d), m in zip(msgs, v["messages"]))
-    (hold, _, _, held), (bare, *_, knock), (_, _, _, cookie), (echo, *_, claim), \
-        (data, _, to_peer, released), (knocked, _, to_owner, told) = msgs
-    assert (hold, bare, echo, data, knocked) == ("HOLD", "KNOCK", "KNOCK", "DATA", "KNOCKED")
+    (hold, _, _, held), (bare, *_, knock), (claim_name, *_, claim), (_, _, _, cookie), \
+        (data, _, to_peer, released), (echo, *_, echoed), (knocked, _, to_owner, told) = msgs
+    assert (hold, bare, claim_name, data, echo, knocked) == (
+        "HOLD", "KNOCK", "CLAIM", "DATA", "KNOCK", "KNOCKED")
     payload = held[18:]
     assert held == bytes((8, 0x10)) + number + token + payload  # HOLD: 18 + payload
     assert knock == bytes((8, 0x0B)) + number + bytes(6)
+    assert claim == bytes((8, 0x11)) + number + token + bytes(94 - 18)  # CLAIM: padded to 94
     assert cookie[:10] == bytes((8, 0x0D)) + number and len(cookie) == 16
-    assert claim == bytes((8, 0x0B)) + number + cookie[10:16] + token  # 24 bytes
     assert (to_peer, released) == ("peer", bytes((8, 0x0A)) + number + payload)
+    assert len(released) <= 3 * len(claim)  # the one answer before the proof: at most 3x
+    assert echoed == bytes((8, 0x0B)) + number + cookie[10:16]  # 16 bytes, as every relay takes
     host, port = v["peer"]["address"].rsplit(":", 1)
     assert (to_owner, told) == ("client", bytes((8, 0x0C)) + number + socket.inet_aton(host)
                                 + int(port).to_bytes(2, "big"))
