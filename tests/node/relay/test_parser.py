@@ -106,6 +106,13 @@ def test_every_fixed_size_layout_is_well_formed_only_at_its_size():
         assert wire.well_formed(bytes((wire.RELAY, wire.KNOCK)) + bytes(size - 2))
         assert not wire.well_formed(bytes((wire.RELAY, wire.KNOCK)) + bytes(size - 1))
         assert not wire.well_formed(bytes((wire.RELAY, wire.KNOCK)) + bytes(size - 3))
+    for op in (wire.HOLD, wire.CLAIM):  # allocation, token, then any length (a CLAIM's pad)
+        head = bytes((wire.RELAY, op)) + bytes(16)
+        assert wire.well_formed(head) and wire.well_formed(head + bytes(wire.MAX_PAYLOAD))
+        assert not wire.well_formed(head[:-1])
+        assert not wire.well_formed(head + bytes(wire.MAX_PAYLOAD + 1))
+    assert len(wire.claim(bytes(8), bytes(8))) == wire.CLAIM_SIZE == 94
+    assert wire.CLAIM_FACTOR * wire.CLAIM_SIZE == wire.HEADER + 272  # the largest KEY_REQ held
     assert wire.well_formed(wire.data(bytes(8), b""))
     assert not wire.well_formed(wire.data(bytes(8), bytes(wire.MAX_PAYLOAD + 1)))
     assert not wire.well_formed(bytes((wire.RELAY, 0x0B)) + bytes(10))
