@@ -1,8 +1,10 @@
-"""HOLD: the owner's first DATA of a call, held by its relay until the callee's knock proves its
-address with the call's token (docs/protocol.md §21, "Held first DATA"): released once, to a
-proven address only, the token checked, bounded (one per allocation, the DATA budget, a
-lifetime), counted; the attacks played (a forged echo, a wrong token, a spoofed bare knock, a
-flood of HOLDs, a non-owner's HOLD)."""
+"""HOLD: the owner's first DATA of a call, held by its relay until the callee's CLAIM with the
+call's token takes it (or, session 10's first form, a knock echo that proves its address and
+carries the token; docs/protocol.md §21, "Held first DATA"): sent once, at most 3x the CLAIM,
+the token checked, no permission before the proof, bounded (one per allocation, the DATA
+budget, a lifetime), counted; the attacks played (a spoofed CLAIM of every size, a wrong token,
+a too-small CLAIM, a replay, a forged echo, a spoofed bare knock, a flood of HOLDs, a
+non-owner's HOLD), an older relay, losses."""
 
 from __future__ import annotations
 
