@@ -243,15 +243,16 @@ def plot_load(per_relay: list[dict[str, Any]], path: Path, title: str) -> None:
 # A relayed call's milestones, in order: (name, sender, receiver, first two bytes or None for
 # the row's own times); "caller", "callee", "relay", "rv" (any other node). Session 10: the
 # caller's KEY_REQ, HELD at its relay with the offer, goes to the callee on the CLAIM sent with
-# the knock, beside the knock's cookie, and the callee's echo and KEY_RES go back to back;
-# session 10's first HOLD sent it on the echo (knock, cookie, echo, KEY_REQ), session 9 after
-# "knocked" (relay -> caller) and the caller's "relayed KEY_REQ" (caller -> relay)
+# the knock, at the instant the knock's cookie goes, and the callee's echo and KEY_RES go at
+# one instant too: the cookie and the echo are off the chain (and datagrams of one instant
+# have no order here, so they are not milestones); session 10's first HOLD sent the KEY_REQ
+# on the echo (knock, cookie, echo, KEY_REQ), session 9 after "knocked" (relay -> caller)
+# and the caller's "relayed KEY_REQ" (caller -> relay)
 MILESTONES = (
     ("punch request", "caller", "rv", (TRAVERSAL, PUNCH_REQ_RELAY)),
     ("offer at the callee", "rv", "callee", (TRAVERSAL, PUNCH_FWD_RELAY)),
     ("knock", "callee", "relay", (wire.RELAY, wire.KNOCK)),
     ("KEY_REQ to the callee", "relay", "callee", (wire.RELAY, wire.DATA)),
-    ("echo", "callee", "relay", (wire.RELAY, wire.KNOCK)),
     ("KEY_RES", "callee", "relay", (wire.RELAY, wire.DATA)),
     ("KEY_RES to the caller", "relay", "caller", (wire.RELAY, wire.DATA)),
 )
