@@ -34,8 +34,10 @@ def test_relayed_calls_carry_media_for_the_talk_and_the_rows_do_not_change(runs)
     for relay in carrying:
         added = relay["forwarded"] - by_addr[relay["addr"]]["forwarded"]
         # one relayed call at a time here: ~1,000 more DATA, each a 10-byte relay header,
-        # the session's header and tag and the 80-byte frame
-        assert relay["calls"] == relay["peak_calls"] == 1
+        # the session's header and tag and the 80-byte frame. (Since the CLAIM, session 10,
+        # H1b: a held KEY_REQ now beats some direct ones, and one relay sets up two calls at
+        # once; the media of one of them does not cross it: 1,007 more DATA there, one talk's)
+        assert relay["calls"] == relay["peak_calls"] <= 2
         assert 0.97 * packets <= added <= 1.04 * packets  # (and the hang-up, the odd check)
         per_packet = (relay["forwarded_bytes"] - by_addr[relay["addr"]]["forwarded_bytes"]) / added
         assert 90 < per_packet < 130
@@ -46,7 +48,7 @@ def test_relayed_calls_carry_media_for_the_talk_and_the_rows_do_not_change(runs)
     idle = [r for r in talking.relays if not r["calls"]]
     assert idle and all(r["peak_calls"] == r["peak_bytes_per_s"] == 0 for r in idle)
     summary = talking.summary
-    assert summary["relay_peak_calls"]["max"] == 1 and summary["relay_over_rate_total"] == 0
+    assert summary["relay_peak_calls"]["max"] <= 2 and summary["relay_over_rate_total"] == 0
     assert set(TALK_RELAY_FIELDS) <= set(talking.relays[0])
     assert not set(TALK_RELAY_FIELDS) & set(quiet.relays[0])  # the pinned load is unchanged
 
