@@ -210,6 +210,7 @@ class Node:
             self._upper.traversal = Traversal(node_id, rng, TableView(self.routing),
                                               traversal_settings, now)
             self._upper.traversal.offered = self._offered
+            self._upper.traversal.own = self._own_addresses  # a PUNCH6_FWD naming us: refused
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 

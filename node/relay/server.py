@@ -353,10 +353,9 @@ class RelayServer:
             self.stats["claim_wrong_token"] += 1
         elif len(datagram) > wire.CLAIM_FACTOR * len(data):
             self.stats["claim_short"] += 1  # no answer over 3x its request
-        else:
+        elif self._send_held(datagram, addr, now):
             alloc.held = None  # sent once
             alloc.claimed = (addr, now + HOLD_FOR)
-            self.send(datagram, addr)
             self.stats["hold_claimed"] += 1
 
     def forward(self, data: bytes, addr: Any, now: float,
@@ -474,11 +473,22 @@ class RelayServer:
             pass  # a knock for another reason (consent, a move): it claims nothing
         elif not hmac.compare_digest(wire.knock_token(data), token):
             self.stats["hold_wrong_token"] += 1  # another call's knocker: proven, not this one
-        else:
+        elif self._send_held(datagram, addr, now):
             alloc.held = None
             alloc.peer, alloc.heard = addr, now
-            self.send(datagram, addr)
             self.stats["hold_released"] += 1
+
+    def _send_held(self, datagram: bytes, addr: Any, now: float) -> bool:
+        """Send a held DATA as `forward` sends any DATA: within the relay's total byte rate
+        (the allocation's budget paid at HOLD) and counted as forwarded. False (counted
+        `over_relay_rate`; the DATA stays held) when the total is spent."""
+        if not self._total.take(now, len(datagram)):
+            self.stats["over_relay_rate"] += 1
+            return False
+        self.forwarded += 1
+        self.forwarded_bytes += len(datagram)
+        self.send(datagram, addr)
+        return True
 
     def _claim_proven(self, alloc: Allocation, addr: Any, now: float) -> None:
         """A proven echo at an allocation whose held DATA a CLAIM took: from the CLAIM's
