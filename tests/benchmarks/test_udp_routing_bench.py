@@ -88,10 +88,10 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     assert answers["ours"] > 0 and answers["baseline"] > 0
     assert figures["(a) contacts per answer, limits lifted"] == {
         **figures["(a) contacts per answer, limits lifted"], "ours": 20, "baseline": 20}
-    # default limits: the sources answered kadtalk's probes, so bare requests get full answers,
-    # and no more than the node's budget is answered: 1,000/s over the window plus at most its
-    # burst (2,000), which the lead-in spends unless other processes keep the server off the
-    # cores meanwhile (the bucket refills while it waits); 0.1 s for answers already on the way
+    # default limits: no more than the node's budget is answered: 1,000/s over the window plus
+    # at most its burst (2,000), which the lead-in spends unless other processes keep the
+    # server off the cores meanwhile (the bucket refills while it waits); 0.1 s for answers
+    # already on the way
     from benchmarks.udp_routing.kadtalk_adapter import settings
 
     limited = figures["(a) find-node answers/s, default limits, many sources"]
@@ -101,7 +101,10 @@ def test_small_run_of_both_parts_reports_every_figure(tmp_path, capsys):
     for rep in reps:
         assert 0 < rep["answered"] <= (budget.request_burst
                                        + budget.request_rate * (rep["seconds"] + 0.1))
-    assert figures["(a) contacts per answer, default limits"]["ours"] == 20
+    # since 04aea03 (cache_probes=2) the server probes at most 2 newcomers a full bucket, so
+    # most sources stay unvalidated and get the 3-contact answer; the probed ones get 20
+    # (docs/results.md, udp_routing: "contacts per answer under the new defaults")
+    assert 3 <= figures["(a) contacts per answer, default limits"]["ours"] < 20
     # 4,000/s offered against a 1,000/s budget: the excess is refused by the limits (counted
     # drops) or, on a host busy enough to starve the server, lost at its full socket buffer
     end = payload["details"]["throughput"]["limits"]["kadtalk"]["server_at_end"]
