@@ -279,23 +279,32 @@ class RelayServer:
         alloc.held = (data[wire.HEADER:wire.HOLD_HEADER], datagram, now + HOLD_FOR)
         self.stats["held"] += 1
 
+    def _knock_target(self, data: bytes, addr: Any, now: float) -> Allocation | None:
+        """The live allocation a KNOCK or CLAIM from `addr` names, or None (counted): unknown,
+        or a knocker the owner could not permit anyway (codec.forbidden)."""
+        self.expire(now)
+        alloc = self.allocations.get(data[2:10])
+        if alloc is None:
+            self.stats["unknown_allocation"] += 1
+            return None
+        refused = self.codec.forbidden(addr, alloc.owner, self.own(),
+                                      self.settings.forward_private)
+        if refused is not None:
+            self.stats[refused] += 1
+            return None
+        return alloc
+
     def on_knock(self, data: bytes, addr: Any, now: float) -> None:
         """A would-be peer asks the owner to permit it. With a zero cookie it gets a
         KNOCK_COOKIE (as large as the KNOCK, from the knock bucket); echoing that from the same
         address proves the address, and only then does the owner hear where we see it
         (KNOCKED, as large as the KNOCK). An echo takes a token of the allocation's echo
         bucket before its cookie is looked at: right and wrong guesses alike are metered."""
-        self.expire(now)
-        alloc = self.allocations.get(data[2:10])
+        alloc = self._knock_target(data, addr, now)
         if alloc is None:
-            self.stats["unknown_allocation"] += 1
             return
-        refused = self.codec.forbidden(addr, alloc.owner, self.own(),
-                                      self.settings.forward_private)
         cookie = data[10:16]
-        if refused is not None:
-            self.stats[refused] += 1  # a knocker the owner could not permit anyway
-        elif cookie == wire.NO_COOKIE:
+        if cookie == wire.NO_COOKIE:
             refused = self._knock_guard.check(self.codec.host(addr), now)
             if refused is not None:
                 self.stats[refused] += 1
@@ -332,15 +341,8 @@ class RelayServer:
     def on_claim(self, data: bytes, addr: Any, now: float) -> None:
         """A knocker's CLAIM (beside its bare KNOCK): the held DATA, at once, if the token is
         right and the DATA at most 3x the CLAIM; no permission (that waits for the echo)."""
-        self.expire(now)
-        alloc = self.allocations.get(data[2:10])
+        alloc = self._knock_target(data, addr, now)
         if alloc is None:
-            self.stats["unknown_allocation"] += 1
-            return
-        refused = self.codec.forbidden(addr, alloc.owner, self.own(),
-                                      self.settings.forward_private)
-        if refused is not None:
-            self.stats[refused] += 1
             return
         if alloc.held is None:
             self.stats["claim_nothing_held"] += 1  # claimed already, never held, a retransmission

@@ -48,6 +48,27 @@ def _addr(addr: Any) -> str:
     return f"{addr[0]}:{addr[1]}"
 
 
+def carrier(relay: RelayLayer, ends: dict[Any, RelayLayer], names: dict[Any, str],
+            messages: list[dict[str, Any]]) -> Callable[..., None]:
+    """`carry(src, layer, now, note="")`: deliver what `layer` (at `src`) sends to the relay
+    or to one of the `ends` (by address; the relay's source for them), logging each datagram
+    in `messages` with the `names` of its ends."""
+
+    def carry(src: Any, layer: RelayLayer, now: float, note: str = "") -> None:
+        for data, dst in layer.datagrams_to_send(now):
+            entry = {"name": wire.NAMES[data[1]], "from": names[src], "to": names[dst],
+                     "size": len(data), "hex": data.hex()}
+            if note:
+                entry["note"] = note
+            messages.append(entry)
+            if dst == RELAY:
+                relay.receive_datagram(data, src, now)
+            elif dst in ends:
+                ends[dst].receive_datagram(data, RELAY, now)
+
+    return carry
+
+
 def generate() -> dict[str, Any]:
     me = client_identity()
     client = RelayLayer(me, RelaySettings(lifetime=600, keepalive=300.0),
@@ -58,32 +79,20 @@ def generate() -> dict[str, Any]:
     names = {CLIENT: "client", RELAY: "relay", PEER: "peer"}
     messages: list[dict[str, Any]] = []
     now = 0.0
-
-    def carry(src: Any, layer: RelayLayer, note: str = "") -> None:
-        """Deliver what `layer` (at `src`) sends to the relay or the client, and log it."""
-        for data, dst in layer.datagrams_to_send(now):
-            entry = {"name": wire.NAMES[data[1]], "from": names[src], "to": names[dst],
-                     "size": len(data), "hex": data.hex()}
-            if note:
-                entry["note"] = note
-            messages.append(entry)
-            if dst == RELAY:
-                relay.receive_datagram(data, src, now)
-            elif dst == CLIENT:
-                client.receive_datagram(data, RELAY, now)
+    carry = carrier(relay, {CLIENT: client}, names, messages)
 
     client.allocate(RELAY, now)
-    carry(CLIENT, client)  # HELLO
-    carry(RELAY, relay)  # CHALLENGE
-    carry(CLIENT, client)  # ALLOCATE
-    carry(RELAY, relay)  # ALLOCATED
+    carry(CLIENT, client, now)  # HELLO
+    carry(RELAY, relay, now)  # CHALLENGE
+    carry(CLIENT, client, now)  # ALLOCATE
+    carry(RELAY, relay, now)  # ALLOCATED
     path = client.next_event().path
     client.permit(path, LOOPBACK, now)
-    carry(CLIENT, client, "a special address")
-    carry(RELAY, relay, "FORBIDDEN_PEER: loopback is never a peer")
+    carry(CLIENT, client, now, "a special address")
+    carry(RELAY, relay, now, "FORBIDDEN_PEER: loopback is never a peer")
     client.permit(path, PEER, now)
-    carry(CLIENT, client, "a peer that has not knocked yet")
-    carry(RELAY, relay, "UNPROVEN_PEER: it never echoed a knock cookie")
+    carry(CLIENT, client, now, "a peer that has not knocked yet")
+    carry(RELAY, relay, now, "UNPROVEN_PEER: it never echoed a knock cookie")
 
     def from_peer(data: bytes, note: str) -> None:
         messages.append({"name": wire.NAMES[data[1]], "from": "peer", "to": "relay",
@@ -96,22 +105,22 @@ def generate() -> dict[str, Any]:
     messages.append({"name": "KNOCK_COOKIE", "from": "relay", "to": "peer", "size": len(answer),
                      "hex": answer.hex(), "note": "to the knocker: nothing to the owner yet"})
     from_peer(wire.knock(path.allocation, answer[10:16]), "the cookie echoed: address proven")
-    carry(RELAY, relay, "to the owner: where the relay sees the proven knocker")
+    carry(RELAY, relay, now, "to the owner: where the relay sees the proven knocker")
     client.permit(path, PEER, now)
-    carry(CLIENT, client)
-    carry(RELAY, relay)
+    carry(CLIENT, client, now)
+    carry(RELAY, relay, now)
     client.send(path, b"session datagram", now)
-    carry(CLIENT, client, "from the owner: the payload is any session datagram, opaque")
+    carry(CLIENT, client, now, "from the owner: the payload is any session datagram, opaque")
     for data, dst in relay.datagrams_to_send(now):
         messages.append({"name": "DATA", "from": "relay", "to": names[dst], "size": len(data),
                          "hex": data.hex(), "note": "forwarded unchanged to the permitted peer"})
     now = 300.0
     client.handle_timer(now)  # the refresh at half the lifetime
-    carry(CLIENT, client)
-    carry(RELAY, relay)
+    carry(CLIENT, client, now)
+    carry(RELAY, relay, now)
     client.release(path, now)
-    carry(CLIENT, client, "lifetime 0: release")
-    carry(RELAY, relay)
+    carry(CLIENT, client, now, "lifetime 0: release")
+    carry(RELAY, relay, now)
     # a relayed call's path validation: between its two ends, directly (never to the relay)
     peer_key, client_key = stream("peer sending key")(16), stream("client sending key")(16)
     peer = RelayLayer(None, RelaySettings(), random_bytes=stream("peer"))

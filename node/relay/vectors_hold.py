@@ -19,7 +19,7 @@ from .. import vectorfile
 from . import wire
 from .layer import RelayLayer
 from .settings import RelaySettings
-from .vectors import CLIENT, PEER, RELAY, _addr, client_identity, stream
+from .vectors import CLIENT, PEER, RELAY, _addr, carrier, client_identity, stream
 
 CALLEE_ID = bytes(range(0xA0, 0xB4))  # the knocker's node ID (20 bytes; any callee's)
 PAYLOAD = b"held session datagram"  # a call's KEY_REQ in a real set-up; opaque to the relay
@@ -32,22 +32,10 @@ def generate() -> dict[str, Any]:
     relay = RelayLayer(None, RelaySettings(serve="always"), random_bytes=stream("relay"))
     relay.set_public([RELAY])
     knocker = RelayLayer(None, RelaySettings(), random_bytes=stream("peer"))
-    layers = {CLIENT: client, PEER: knocker}
     names = {CLIENT: "client", RELAY: "relay", PEER: "peer"}
     messages: list[dict[str, Any]] = []
     now = 0.0
-
-    def carry(src: Any, layer: RelayLayer, note: str = "") -> None:
-        for data, dst in layer.datagrams_to_send(now):
-            entry = {"name": wire.NAMES[data[1]], "from": names[src], "to": names[dst],
-                     "size": len(data), "hex": data.hex()}
-            if note:
-                entry["note"] = note
-            messages.append(entry)
-            if dst == RELAY:
-                relay.receive_datagram(data, src, now)
-            else:
-                layers[dst].receive_datagram(data, RELAY, now)
+    carry = carrier(relay, {CLIENT: client, PEER: knocker}, names, messages)
 
     client.allocate(RELAY, now)
     for _ in range(2):  # HELLO / CHALLENGE, ALLOCATE / ALLOCATED (relay.json shows them)
@@ -58,16 +46,16 @@ def generate() -> dict[str, Any]:
     path = client.next_event().path
     token = wire.hold_token(path.allocation, me.node_id, CALLEE_ID)
     client.hold(path, token, PAYLOAD)
-    carry(CLIENT, client, "with the call's offer: the first DATA, held for the knocker whose "
-                          "CLAIM carries the token")
+    carry(CLIENT, client, now, "with the call's offer: the first DATA, held for the knocker "
+                               "whose CLAIM carries the token")
     knocker.knock(path, now, token)
-    carry(PEER, knocker, "told the allocation in the call's offer: a bare KNOCK (zero cookie) "
-                         "and a CLAIM with the token, zero-padded to 94 bytes")
-    carry(RELAY, relay, "to the knocker: the cookie, and the held DATA (at most 3x the CLAIM), "
-                        "sent once; nothing permitted, nothing to the owner yet")
-    carry(PEER, knocker, "the cookie echoed (16 bytes, as to any relay): address proven, and "
-                         "it is the CLAIM's source, so it becomes the permitted peer")
-    carry(RELAY, relay, "to the owner (KNOCKED)")
+    carry(PEER, knocker, now, "told the allocation in the call's offer: a bare KNOCK (zero "
+                              "cookie) and a CLAIM with the token, zero-padded to 94 bytes")
+    carry(RELAY, relay, now, "to the knocker: the cookie, and the held DATA (at most 3x the "
+                             "CLAIM), sent once; nothing permitted, nothing to the owner yet")
+    carry(PEER, knocker, now, "the cookie echoed (16 bytes, as to any relay): address proven, "
+                              "and it is the CLAIM's source, so it becomes the permitted peer")
+    carry(RELAY, relay, now, "to the owner (KNOCKED)")
     return {
         "description": "HOLD (docs/protocol.md section 21, 'Held first DATA'): the owner of an "
                        "allocation holds its call's KEY_REQ at the relay with the call's token; "
