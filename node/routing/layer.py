@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any, Callable, Iterable
 
+from ..addresses import is_ipv6, to_wire
 from ..ratelimit import FloodGuard
 from .events import Joined, LookupCompleted
 from .lookup import DisjointLookup, Lookup, Mode
@@ -54,9 +55,10 @@ from .messages import (
     RouteResponse,
     encode_handles,
 )
-from .route6 import CONTACT6_SIZE, MARKER, answer_formats
+from .route6 import ANNOUNCE_END, CONTACT6_SIZE, MARKER, OtherAddresses, announced, answer_formats
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
+from .route6 import with_announce
 from .rtt import RttEstimates, smoothed
 from .table import RoutingTable
 
@@ -258,6 +260,7 @@ class RoutingLayer:
         "_collect", "_formats", "_validated", "_request_size", "limited_answers", "_guard",
         "_probe_guard",
         "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
+        "_announce", "_others",
     )
 
     def __init__(
@@ -316,6 +319,11 @@ class RoutingLayer:
         self._srtt: float | None = None  # round trips of answered requests (RFC 6298)
         self._rttvar = 0.0
         self.rtts: RttEstimates | None = None  # per contact address; made on the first sample
+        # Our IPv6 address's wire bytes, announced in our marked requests over IPv4 (`announce`),
+        # and the entries' IPv6 addresses proven by our probes (route6.OtherAddresses, made at
+        # the first): protocol section 23, "The other address".
+        self._announce: bytes | None = None
+        self._others: OtherAddresses | None = None
 
     # -- sans-I/O surface -----------------------------------------------------------------------
 
@@ -325,7 +333,8 @@ class RoutingLayer:
             # A request, the datagram a node sees most: read in place (messages.decode's and
             # route6.decode's reading, without building a RouteRequest; issue 15).
             self._serve(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"),
-                        size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now)
+                        size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now,
+                        announced(data) if size >= ANNOUNCE_END and self.settings.ipv6 else None)
             registry, limit = self.registry, self.settings.registry_limit
             # `ids` holds every handle ever given, freed ones too: no fewer than len(registry)
             if self._collect is not None and len(registry.ids) > limit and len(registry) > limit:
@@ -427,6 +436,7 @@ class RoutingLayer:
         registry, formats = self.registry, self._formats
         ids, addrs = registry.ids, registry.addrs
         addr_to_wire, ipv6 = registry.addr_to_wire, self.settings.ipv6
+        announce = self._announce
         datagrams = []
         for msg, addr in out:
             if type(msg) is tuple:  # an answer kept as handles: (target, handles, ipv6)
@@ -435,6 +445,8 @@ class RoutingLayer:
                                       ids, addrs, codec)
             else:
                 data = encode_any(msg, addr_to_wire, ipv6)
+                if announce is not None and type(msg) is RouteRequest and not is_ipv6(addr):
+                    data = with_announce(data, announce)  # a bare probe stays bare
             datagrams.append((data, addr))
         return datagrams
 
@@ -512,8 +524,9 @@ class RoutingLayer:
     # -- internals ------------------------------------------------------------------------------
 
     def _serve(self, origin: int, target: int, size: int, ipv6: bool, addr: Any,
-               now: float) -> None:
-        """Answer a request (`size` bytes, padding included; `ipv6`: it asks for ROUTE6_RES)."""
+               now: float, announce: Any = None) -> None:
+        """Answer a request (`size` bytes, padding included; `ipv6`: it asks for ROUTE6_RES;
+        `announce`: the IPv6 address its padding announces, section 23)."""
         if origin == self.node_id:
             self.count("own_id")
             return
@@ -547,6 +560,8 @@ class RoutingLayer:
             count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
         closest = self.table.closest(target, count, handle)
+        if ipv6 and self._others is not None and is_ipv6(addr):  # asked over IPv6
+            closest = self._others.name(closest, now, handle)
         if self._formats is not None:  # encoded from kept entries when sent
             if self._outbox is None:
                 self._outbox = [((target, closest, ipv6), addr)]
@@ -558,6 +573,10 @@ class RoutingLayer:
                                      ipv6), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
             self._send_probe(addr, origin, now)
+        if announce is not None and not is_ipv6(addr) and self.table.known(handle):
+            others = self._others
+            if others is None or others.wants(handle, announce, registry.addrs, now):
+                self._probe(handle, announce, origin, now)  # its answer proves it: _proves_other
 
     def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:
         """Offer a requester to the table; whether to probe it. A request proves nothing about
@@ -840,6 +859,32 @@ class RoutingLayer:
             table.remove(handle)
         return len(extra)
 
+    def announce(self, addr: Any) -> None:
+        """Our IPv6 address (None: none), announced in our marked requests to IPv4 addresses
+        (section 23, "The other address"): a responder that proves it by a probe names us there
+        to requesters that ask over IPv6. Ignored by a node that cannot reach IPv6 peers."""
+        self._announce = to_wire(addr) if self.settings.ipv6 and is_ipv6(addr) else None
+
+    def _proves_other(self, responder: int, addr: Any, now: float) -> bool:
+        """A probe of IPv6 `addr` for `responder` was answered: if the table holds that ID at an
+        IPv4 address that has not failed, `addr` is its other address (kept beside the entry,
+        named to IPv6 requesters; the entry is not moved: both addresses are its own) unless
+        another ID that answers holds `addr`; True then (handled), False for the admission
+        rules (`_admit`: no entry, an IPv6 one, or a failing one, which `addr` may replace)."""
+        table, registry = self.table, self.registry
+        entry = table.find(responder)
+        if entry < 0 or is_ipv6(registry.addrs[entry]) or table.failures(entry):
+            return False
+        handle = registry.intern(responder, addr)
+        holder = self._address_holder(handle)
+        if holder >= 0 and holder in table and not table.failures(holder):
+            self.count("address_taken")
+            return True
+        if self._others is None:
+            self._others = OtherAddresses()
+        self._others.prove(entry, handle, now)
+        return True
+
     def is_validated(self, addr: Any) -> bool:
         """Whether `addr` answered one of our requests (among the last VALIDATED_LIMIT)."""
         validated = self._validated
@@ -877,7 +922,8 @@ class RoutingLayer:
         if request is None:
             if self._is_probe_answer(msg, addr, now):
                 self._answered_from(addr)
-                self._admit(registry.intern(responder, addr), now)
+                if not (is_ipv6(addr) and self._proves_other(responder, addr, now)):
+                    self._admit(registry.intern(responder, addr), now)
             else:
                 self.count("unsolicited")
             return
@@ -1130,6 +1176,8 @@ class RoutingLayer:
         for msg, _ in self._outbox or ():
             if type(msg) is tuple:
                 live.update(msg[1])  # an answer not encoded yet
+        if self._others is not None:
+            self._others.retain(live)
         if self._collect(live) and self._formats is not None:
             for _, _, kept in self._formats:
                 kept.clear()  # a freed handle may name another contact next

@@ -175,3 +175,86 @@ def encode(msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], byte
     if type(msg) is RouteRequest:
         return encode_request(msg) if ipv6 else plain_request(msg)
     return encode_response(msg, addr_to_wire) if msg.ipv6 else plain_response(msg, addr_to_wire)
+
+
+# -- the other address: a dual-stack node's IPv6 address, announced over IPv4 -----------------
+
+ANNOUNCE_AT = REQUEST_SIZE + len(MARKER)  # 45: a family-tagged address follows the marker
+ANNOUNCE_END = ANNOUNCE_AT + addresses.WIRE_V6  # 64
+OTHER_LIMIT = 4096  # entries whose IPv6 address a node keeps (the oldest forgotten first)
+OTHER_REFRESH = 600.0  # an announce of a kept address is probed again after this long (s)
+OTHER_LIFETIME = 7200.0  # a kept address is named for this long after its last proof (s)
+
+
+def with_announce(datagram: bytes, wire6: bytes) -> bytes:
+    """A marked ROUTE_REQ datagram that announces `wire6` (our IPv6 address, its 19 wire bytes)
+    right after the marker, its size unchanged; anything else (a bare probe, an unmarked
+    request, another message) unchanged."""
+    if len(datagram) < ANNOUNCE_END or datagram[0] != ROUTE_REQ or not asks_route6(datagram):
+        return datagram
+    return datagram[:ANNOUNCE_AT] + wire6 + datagram[ANNOUNCE_END:]
+
+
+def announced(data: bytes) -> tuple[str, int] | None:
+    """The IPv6 address a marked ROUTE_REQ announces after its marker; None when it announces
+    none (zeros: an older kadtalk's padding), or something else (another family byte, an
+    unusable address, a request cut short): padding, ignored. Never raises."""
+    if len(data) < ANNOUNCE_END or data[ANNOUNCE_AT] != addresses.FAMILY_V6 \
+            or not asks_route6(data):
+        return None
+    return addresses.from_wire(data, ANNOUNCE_AT)[0]  # the length and family are checked
+
+
+class OtherAddresses:
+    """Table entries' proven IPv6 addresses: entry handle -> (handle of the same ID at its IPv6
+    address, when that address last answered a probe by that ID). At most OTHER_LIMIT, the
+    oldest proof forgotten first; the routing layer drops the ones of handles it frees."""
+
+    __slots__ = ("_of",)
+
+    def __init__(self) -> None:
+        self._of: dict[int, tuple[int, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._of)
+
+    def get(self, entry: int, now: float) -> int:
+        """The handle `entry` is named at to an IPv6 requester, -1 if none (or its proof is
+        older than OTHER_LIFETIME)."""
+        other = self._of.get(entry)
+        return other[0] if other is not None and now - other[1] < OTHER_LIFETIME else -1
+
+    def wants(self, entry: int, addr: Any, addrs: Any, now: float) -> bool:
+        """Whether an announce of `addr` by `entry` is worth a probe: no address kept, another
+        one, or its proof OTHER_REFRESH old."""
+        other = self._of.get(entry)
+        return other is None or addrs[other[0]] != addr or now - other[1] >= OTHER_REFRESH
+
+    def prove(self, entry: int, other: int, now: float) -> None:
+        of = self._of
+        if entry in of:
+            del of[entry]  # renewed: forgotten last
+        elif len(of) >= OTHER_LIMIT:
+            del of[next(iter(of))]
+        of[entry] = (other, now)
+
+    def name(self, handles: list[int], now: float, requester: int) -> list[int]:
+        """An answer's handles for a requester that asked over IPv6: each entry at its proven
+        IPv6 address where it has one; the requester itself left out."""
+        of = self._of
+        named = []
+        for handle in handles:
+            other = of.get(handle)
+            if other is not None and now - other[1] < OTHER_LIFETIME:
+                handle = other[0]
+            if handle != requester:
+                named.append(handle)
+        return named
+
+    def retain(self, live: set[int]) -> None:
+        """Forget the addresses of entries not in `live`, and add the kept ones' handles to it
+        (a freed handle may name another contact next)."""
+        of = self._of
+        for entry in [e for e in of if e not in live]:
+            del of[entry]
+        live.update(other for other, _ in of.values())
