@@ -60,6 +60,16 @@ class DualStackWorld(SimWorld):
                                       traversal=kwargs.get("traversal", False))
         self.nat = nat
         self.settings6 = dataclasses.replace(self.settings, ipv6=True)
+        make = self.new_node  # routing_node, or the study's (identities, traversal)
+        self.new_node = lambda addr, now: self.announcing(make(addr, now), addr)
+
+    def announcing(self, node: Node, addr: int) -> Node:
+        """A dual-stack node announces its IPv6 address in its requests over IPv4, as a daemon
+        does from its start (`Node.set_nat`'s own addresses; protocol section 23, "The other
+        address")."""
+        if self.nat.has_v4(addr) and self.nat.has_v6(addr):
+            node.routing.announce(self.driver.v6_of(addr))
+        return node
 
     def settings_for(self, addr: int) -> Any:
         """The routing settings of the node at `addr`: asking for IPv6 contacts if it has IPv6."""
