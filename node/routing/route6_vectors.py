@@ -5,11 +5,16 @@ alice's lookup for bob twice: a ROUTE_REQ whose padding asks for ROUTE6_RES gets
 contacts; the same request unmarked (nanotalk's) gets ROUTE_RES with erin left out. The
 datagrams come from carol's routing layer itself (alice's address is validated first, so no
 address probe joins the answer); malformed ROUTE6_RES examples carry the drop reason a node
-counts. The IDs are SHA-1 of the names, as in section 6. Usage:
+counts. The IDs are SHA-1 of the names, as in section 6.
 
-    python -m kadtalk.node.routing.route6_vectors                 # print the JSON
-    python -m kadtalk.node.routing.route6_vectors -o FILE         # write it
-    python -m kadtalk.node.routing.route6_vectors --check FILE    # exit 1 if FILE differs
+`announce` (docs/vectors/route6-announce.json, section 23 "The other address"): dave, dual-stack,
+asks carol over IPv4 and announces his IPv6 address; carol probes it, dave answers from there,
+and carol then names dave at IPv6 to alice asking over IPv6, at IPv4 to alice asking over IPv4.
+Usage:
+
+    python -m kadtalk.node.routing.route6_vectors [announce]               # print the JSON
+    python -m kadtalk.node.routing.route6_vectors [announce] -o FILE       # write it
+    python -m kadtalk.node.routing.route6_vectors [announce] --check FILE  # 1 if FILE differs
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from typing import Any
 from .. import addresses, vectorfile
 from .contacts import ContactRegistry
 from .layer import RoutingLayer, RoutingSettings
-from .messages import MalformedMessage, RouteRequest, encode_request
-from .route6 import decode_response
+from .messages import ROUTE_RES, MalformedMessage, RouteRequest, encode_request
+from .route6 import ANNOUNCE_AT, ANNOUNCE_END, ROUTE6_RES, announced, decode_response
 from .route6 import encode_request as encode_request6
 
 ALICE_AT = ("2001:db8:a::1", 5004)
@@ -86,8 +91,86 @@ def generate() -> dict[str, Any]:
     }
 
 
+DAVE_AT6 = ("2001:db8:d::1", 4000)  # dave's other address
+ALICE_AT4 = ("203.0.113.9", 5004)  # alice again, asking over IPv4 (a dual-stack alice)
+CAROL_AT6 = ("2001:db8:c::1", 5004)  # where carol's probe comes from
+
+
+def _hex(data: bytes) -> str:
+    return data.hex()
+
+
+def generate_announce() -> dict[str, Any]:
+    alice, bob, carol_id, dave = (nid(n) for n in ("alice", "bob", "carol", "dave"))
+    carol = RoutingLayer(carol_id, ContactRegistry(), Random(0), RoutingSettings(ipv6=True))
+    carol.add_contact(dave, DAVE_AT, 0.0)  # carol holds dave at IPv4 (IPv4 taught it)
+    carol.add_contact(alice, ALICE_AT, 0.0)  # alice is a contact: no probe, no amplification cap
+    dave_node = RoutingLayer(dave, ContactRegistry(), Random(1), RoutingSettings(ipv6=True))
+    dave_node.announce(DAVE_AT6)
+    dave_node.add_contact(carol_id, ("192.0.2.1", 5004), 0.0)
+    dave_node.find_closest(bob, 0.0)  # a lookup of his own: its request to carol
+    [(announcing, _)] = dave_node.datagrams_to_send(0.0)
+    carol.receive_datagram(announcing, DAVE_AT, 1.0)
+    out = carol.datagrams_to_send(1.0)
+    [probe] = [d for d, dst in out if dst == DAVE_AT6]
+    dave_node.receive_datagram(probe, CAROL_AT6, 1.0)
+    [answer] = [d for d, dst in dave_node.datagrams_to_send(1.0) if d[0] == ROUTE_RES]
+    carol.receive_datagram(answer, DAVE_AT6, 1.0)
+    carol.datagrams_to_send(1.0)
+    marked = encode_request6(RouteRequest(alice, bob, 187))
+    over6 = _answer(carol, marked)  # from ALICE_AT, IPv6
+    carol.receive_datagram(marked, ALICE_AT4, 1.0)
+    [over4] = [d for d, _ in carol.datagrams_to_send(1.0) if d[0] == ROUTE6_RES]  # (+ a probe)
+    ignored = []
+    for note, field in (
+        ("family 0x04 after the marker (only an IPv6 address is announced)",
+         addresses.to_wire(DAVE_AT)),
+        ("link-local IPv6 (unusable)", bytes.fromhex("06fe800000000000000000000000000001")
+         + (4000).to_bytes(2, "big")),
+        ("port 0", addresses.to_wire(DAVE_AT6)[:-2] + bytes(2)),
+    ):
+        data = announcing[:ANNOUNCE_AT] + field + bytes(len(announcing) - ANNOUNCE_AT - len(field))
+        assert announced(data) is None, note
+        ignored.append({"note": note, "hex": _hex(data[:ANNOUNCE_END]),
+                        "size": len(data), "rest": "zeros"})
+    return {
+        "description": "A dual-stack node's other address (docs/protocol.md section 23, \"The "
+                       "other address\"): dave announces his IPv6 address to carol over IPv4; "
+                       "carol proves it and names dave there to alice asking over IPv6; IDs "
+                       "are SHA-1 of the names",
+        "ids": {name: f"{value:040x}" for name, value in
+                (("alice", alice), ("bob", bob), ("carol", carol_id), ("dave", dave))},
+        "addresses": {"dave": addresses.text(DAVE_AT), "dave_ipv6": addresses.text(DAVE_AT6),
+                      "alice_ipv6": addresses.text(ALICE_AT),
+                      "alice_ipv4": addresses.text(ALICE_AT4),
+                      "carol_ipv6": addresses.text(CAROL_AT6)},
+        "messages": [
+            {"name": "ROUTE_REQ announcing an IPv6 address", "from": "dave (IPv4)",
+             "to": "carol", "size": len(announcing), "hex": _hex(announcing),
+             "announce": _hex(announcing[ANNOUNCE_AT:ANNOUNCE_END])},
+            {"name": "address probe of the announced address", "from": "carol",
+             "to": "dave (IPv6)", "size": len(probe), "hex": _hex(probe)},
+            {"name": "ROUTE_RES answering the probe", "from": "dave (IPv6)", "to": "carol",
+             "size": len(answer), "hex": _hex(answer)},
+            {"name": "ROUTE_REQ asking for ROUTE6_RES", "from": "alice", "to": "carol",
+             "size": len(marked), "hex": _hex(marked)},
+            {"name": "ROUTE6_RES to a request over IPv6", "from": "carol", "to": "alice (IPv6)",
+             "size": len(over6), "hex": _hex(over6), "note": "dave at his IPv6 address"},
+            {"name": "ROUTE6_RES to the same request over IPv4", "from": "carol",
+             "to": "alice (IPv4)", "size": len(over4), "hex": _hex(over4),
+             "note": "dave at the IPv4 address carol holds him at (and alice at the IPv6 one: "
+                     "her entry, not this requester's address)"},
+        ],
+        "ignored": ignored,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    return vectorfile.main("IPv6 extension", generate, __doc__.splitlines()[0], argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["announce"]:
+        return vectorfile.main("IPv6 other-address", generate_announce,
+                               "The other address's test vectors", args[1:])
+    return vectorfile.main("IPv6 extension", generate, __doc__.splitlines()[0], args)
 
 
 if __name__ == "__main__":
