@@ -178,6 +178,14 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
         "kadtalk.contact.port": ["5004", "4000"],
         "_ws.col.Info": [f"ROUTE6_RES target={bob.hex()[:8]}… responder={carol.hex()[:8]}… "
                          "contacts=2"]}))
+    # a dual-stack node's other address (§23): a marked request announcing its IPv6 address
+    other = {m["name"]: bytes.fromhex(m["hex"]) for m in load("route6-announce.json")["messages"]}
+    out.append((other["ROUTE_REQ announcing an IPv6 address"], ["ROUTE_REQ"], {
+        "kadtalk.asks_route6": ["ROUTE6_RES (IPv6 contacts, §23)"],
+        "kadtalk.announce.ipv6": ["2001:db8:d::1"], "kadtalk.announce.port": ["4000"],
+        "kadtalk.padding": ["00" * (288 - 64)],
+        "_ws.col.Info": [f"ROUTE_REQ target={bob.hex()[:8]}… origin={dave.hex()[:8]}… "
+                         "asks=ROUTE6_RES announces=[2001:db8:d::1]:4000"]}))
     # session (§8, §11a, §13, §19)
     s = load("session.json")
     key_req, key_res = bytes.fromhex(s["key_req"]), bytes.fromhex(s["key_res"])
@@ -363,6 +371,7 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
 EXTRA = ("kadtalk.origin", "kadtalk.target", "kadtalk.padding", "kadtalk.responder",
          "kadtalk.contacts", "kadtalk.contact.id", "kadtalk.contact.ip", "kadtalk.contact.port",
          "kadtalk.contact.family", "kadtalk.contact.ipv6", "kadtalk.asks_route6",
+         "kadtalk.announce.ipv6", "kadtalk.announce.port",
          "kadtalk.identity.id", "kadtalk.identity.type", "kadtalk.timestamp", "kadtalk.seq",
          "kadtalk.ciphertext_len", "kadtalk.request_tag", "kadtalk.cookie", "kadtalk.nonce",
          "kadtalk.observed.ip", "kadtalk.observed.port", "kadtalk.requester", "kadtalk.sender",

@@ -138,6 +138,9 @@ field("contact_family", ProtoField.uint8, "contact.family", "Contact address fam
       FAMILIES)
 field("contact_ipv6", ProtoField.ipv6, "contact.ipv6", "Contact IPv6")
 field("asks_route6", ProtoField.string, "asks_route6", "Asks for")
+field("announce", ProtoField.bytes, "announce", "Announces its IPv6 address")
+field("announce_ipv6", ProtoField.ipv6, "announce.ipv6", "Announced IPv6")
+field("announce_port", ProtoField.uint16, "announce.port", "Announced port")
 field("padding", ProtoField.bytes, "padding", "Padding")
 field("trailing", ProtoField.bytes, "trailing", "Trailing bytes")
 -- addresses
@@ -497,29 +500,6 @@ end
 
 local dissect_message -- (tvb, pinfo, tree, depth) -> info text
 
-local function route_req(r)
-    local origin = r:id(f.origin, "origin ID")
-    local target = r:id(f.target, "target ID")
-    local asks = false
-    if r.ok and r:left() > 0 then
-        local pad = r.tvb(r.pos, r:left())
-        asks = r:left() >= #ROUTE6_MARKER and pad(0, #ROUTE6_MARKER):string() == ROUTE6_MARKER
-        if asks then
-            r.tree:add(f.asks_route6, pad(0, #ROUTE6_MARKER), "ROUTE6_RES (IPv6 contacts, §23)")
-        end
-        r.tree:add(f.padding, pad):append_text(asks and " (begins \"IPv6\": ROUTE6_RES wanted)"
-                                               or " (ignored by the receiver)")
-        r.pos = r.len
-    end
-    if r.len > ROUTE_REQ_MAX then
-        r:expert(e.oversized, string.format("ROUTE_REQ of %d bytes: at most %d (a node drops "
-                                            .. "it: oversized)", r.len, ROUTE_REQ_MAX))
-    end
-    if not target then return "ROUTE_REQ" end
-    return "ROUTE_REQ target=" .. short(target) .. " origin=" .. short(origin)
-        .. (asks and " asks=ROUTE6_RES" or "")
-end
-
 -- Why an IPv6 contact address is unusable (docs/protocol.md §23 "Receiving"), or nil.
 local function unusable6(ip, port)
     local tvb, at = ip:tvb(), 0
@@ -532,6 +512,50 @@ local function unusable6(ip, port)
         return "IPv4-mapped (IPv4 travels as family 0x04)"
     end
     return nil
+end
+
+local function route_req(r)
+    local origin = r:id(f.origin, "origin ID")
+    local target = r:id(f.target, "target ID")
+    local asks, announce = false, nil
+    if r.ok and r:left() > 0 then
+        local pad = r.tvb(r.pos, r:left())
+        asks = r:left() >= #ROUTE6_MARKER and pad(0, #ROUTE6_MARKER):string() == ROUTE6_MARKER
+        if asks then
+            r.tree:add(f.asks_route6, pad(0, #ROUTE6_MARKER), "ROUTE6_RES (IPv6 contacts, §23)")
+            -- the sender's IPv6 address, family-tagged, after the marker (§23 "The other
+            -- address"); anything else there is padding a receiver ignores
+            local at = #ROUTE6_MARKER
+            if r:left() >= at + 19 and pad(at, 1):uint() == 0x06 then
+                local field = pad(at, 19)
+                local ip, port = field(1, 16), field(17, 2):uint()
+                if not unusable6(ip, port) then
+                    announce = "[" .. tostring(ip:ipv6()) .. "]:" .. port
+                    local t = r.tree:add(f.announce, field)
+                    t:set_text("Announces its IPv6 address: " .. announce)
+                    t:add(f.announce_ipv6, ip)
+                    t:add(f.announce_port, field(17, 2))
+                end
+            end
+        end
+        if announce then
+            if r:left() > #ROUTE6_MARKER + 19 then
+                r.tree:add(f.padding, pad(#ROUTE6_MARKER + 19))
+                    :append_text(" (ignored by the receiver)")
+            end
+        else
+            r.tree:add(f.padding, pad):append_text(asks and " (begins \"IPv6\": ROUTE6_RES wanted)"
+                                                   or " (ignored by the receiver)")
+        end
+        r.pos = r.len
+    end
+    if r.len > ROUTE_REQ_MAX then
+        r:expert(e.oversized, string.format("ROUTE_REQ of %d bytes: at most %d (a node drops "
+                                            .. "it: oversized)", r.len, ROUTE_REQ_MAX))
+    end
+    if not target then return "ROUTE_REQ" end
+    return "ROUTE_REQ target=" .. short(target) .. " origin=" .. short(origin)
+        .. (asks and " asks=ROUTE6_RES" or "") .. (announce and (" announces=" .. announce) or "")
 end
 
 -- A ROUTE6_RES entry: ID, family (0x04 / 0x06), address, port; its ID, or nil.
@@ -1323,7 +1347,9 @@ local function looks_like_kadtalk(tvb)
         return len >= 41 and len <= ROUTE_REQ_MAX and nonzero_id(tvb, 1)
             and nonzero_id(tvb, 21) and (len == 41 or all_zero(tvb, 41, len - 41)
                 or (len >= 45 and tvb(41, 4):string() == ROUTE6_MARKER
-                    and all_zero(tvb, 45, len - 45)))
+                    and (all_zero(tvb, 45, len - 45)
+                         or (len >= 64 and tvb(45, 1):uint() == 0x06  -- announcing (§23)
+                             and all_zero(tvb, 64, len - 64)))))
     elseif kind == 0x01 then
         return len > 41 and (len - 41) % CONTACT_LEN == 0 and nonzero_id(tvb, 1)
             and contacts_ok(tvb, (len - 41) / CONTACT_LEN)
