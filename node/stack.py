@@ -749,11 +749,13 @@ class Node:
         one holds `call_relays` allocations for its calls (as one that traversal finds
         symmetric does by itself). `own`: our other addresses (a dual-stack daemon's IPv4 and
         IPv6 ones), whatever the NAT: a public node's relay never forwards to them, nor do we
-        knock at them when an offer names one (IPv6: their /64)."""
+        knock at them when an offer names one (IPv6: their /64). Our IPv6 one, if any, is the
+        address our requests over IPv4 announce (routing, protocol section 23)."""
         if self._upper is None:
             self._upper = _Upper()
         self._upper.nat = kind
         self._upper.own = tuple(dict.fromkeys(a for a in own if a is not None))
+        self.routing.announce(next((a for a in self._upper.own if is_ipv6(a)), None))
         if self._upper.traversal is not None:
             self._upper.traversal.set_nat(kind)  # the keep-alive plan follows it
         relay = self.relay

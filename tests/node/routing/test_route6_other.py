@@ -295,3 +295,23 @@ def test_a_freed_entry_frees_its_other_address():
     r.table.remove(r.table.find(P_ID))
     r._forget_unreferenced()
     assert len(r._others) == 0 and P6 not in r.registry._at
+
+
+# -- the daemon's source of the address ---------------------------------------------------------
+
+def test_a_dual_stack_node_announces_the_ipv6_address_set_nat_names():
+    from kadtalk.node.identity import Identity
+    from kadtalk.node.stack import Node
+
+    identity = Identity.generate()
+    node = Node(int.from_bytes(identity.node_id, "big"), ContactRegistry(), Random(1),
+                RoutingSettings(refresh_on_join=False, ipv6=True), 0.0, identity=identity)
+    node.set_nat("unknown", None, own=[("192.0.2.9", 5004), P6])  # app/network.py at start
+    node.routing.add_contact(R_ID, R4, 0.0)
+    node.routing.find_closest(0xABC, 0.0)
+    [(data, _)] = node.datagrams_to_send(0.0)
+    assert announced(data) == P6
+    node.set_nat("cone", ("192.0.2.9", 5004), own=[("192.0.2.9", 5004)])  # no IPv6 any more
+    node.routing.add_contact(Q_ID ^ 5, ("10.9.9.9", 5004), 0.0)
+    node.routing.find_closest(0xABD, 0.0)
+    assert all(announced(d) is None for d, _ in node.datagrams_to_send(0.0))
