@@ -573,7 +573,8 @@ class RoutingLayer:
                                      ipv6), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
             self._send_probe(addr, origin, now)
-        if announce is not None and not is_ipv6(addr) and self.table.known(handle):
+        if announce is not None and not is_ipv6(addr) and self.table.known(handle) \
+                and self.table.find(origin) == handle:  # an entry, not a cached contact
             others = self._others
             if others is None or others.wants(handle, announce, registry.addrs, now):
                 self._probe(handle, announce, origin, now)  # its answer proves it: _proves_other

@@ -315,3 +315,13 @@ def test_a_dual_stack_node_announces_the_ipv6_address_set_nat_names():
     node.routing.add_contact(Q_ID ^ 5, ("10.9.9.9", 5004), 0.0)
     node.routing.find_closest(0xABD, 0.0)
     assert all(announced(d) is None for d, _ in node.datagrams_to_send(0.0))
+
+
+def test_a_cached_contact_s_announce_draws_no_probe():
+    r = layer(R_ID, k=1)
+    r.add_contact(P_ID ^ 1, ("10.9.9.1", 5004), 0.0)  # P's bucket full (k = 1)
+    p = peer()
+    r.add_contact(P_ID, P4, 0.0)  # cached, not an entry
+    assert r.table.known(r.registry.intern(P_ID, P4)) and r.table.find(P_ID) < 0
+    out = ask(r, p_request(p, 1.0), P4, 1.0)
+    assert not [d for d, dst in out if dst == P6]
