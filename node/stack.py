@@ -153,7 +153,10 @@ class TableView:
         """The `count` IPv6 contacts nearest `target` (not itself): the ones an IPv6 firewall
         in front of us must keep open (traversal's keep-alives; `rendezvous` keeps IPv4)."""
         routing = self.routing
-        ids, addrs, table = routing.registry.ids, routing.registry.addrs, routing.table
+        registry, table = routing.registry, routing.table
+        if not getattr(registry, "holds_ipv6", True):
+            return []  # an IPv4-only simulated network: no table sort for nothing (issue 15)
+        ids, addrs = registry.ids, registry.addrs
         asked, size = count + 1, len(table)
         while True:
             found = [addrs[h] for h in table.closest(target, asked)

@@ -45,6 +45,7 @@ class DualStackRegistry(SharedRegistry):
     """The shared registry, with (IPv6 host, port) tuples as addresses too."""
 
     __slots__ = ()
+    holds_ipv6 = True
 
     def intern(self, node_id: int, addr: Any) -> int:
         if type(addr) is int:

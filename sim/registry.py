@@ -79,6 +79,9 @@ class SharedRegistry:
         return len(self.ids)
 
     recycles = False  # every honest node keeps its handle for good (kadtalk.node.layer.Registry)
+    # Addresses are integers (IPv4) only: node code's IPv6-only views may skip their search
+    # (`TableView.rendezvous6`, every keep-alive; a registry without the flag may hold IPv6).
+    holds_ipv6 = False
 
     def retain(self, live: Iterable[int]) -> int:
         """Nothing to free: the routing layer never calls this (`recycles` is False)."""
