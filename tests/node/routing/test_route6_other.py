@@ -325,3 +325,36 @@ def test_a_cached_contact_s_announce_draws_no_probe():
     assert r.table.known(r.registry.intern(P_ID, P4)) and r.table.find(P_ID) < 0
     out = ask(r, p_request(p, 1.0), P4, 1.0)
     assert not [d for d, dst in out if dst == P6]
+
+
+_ADDRS = [P4, M4, Q4, P6, V6, Q6]
+_announce = st.one_of(
+    st.builds(lambda a: addresses.to_wire(a), st.sampled_from([P6, V6, Q6])),
+    st.binary(min_size=19, max_size=19).map(lambda b: b"\x06" + b[1:]),
+    st.binary(min_size=19, max_size=19))
+_datagram = st.one_of(
+    st.builds(lambda o, t, a: with_announce(encode_request6(RouteRequest(o, t, 187)), a),
+              st.sampled_from([P_ID, M_ID, Q_ID, V_ID]), st.integers(0, (1 << 160) - 1),
+              _announce),
+    st.builds(lambda o, t: encode_response(RouteResponse(o, t, []), ContactRegistry.addr_to_wire),
+              st.sampled_from([P_ID, M_ID, V_ID]), st.integers(0, (1 << 160) - 1)),
+    st.binary(max_size=300))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_datagram, st.sampled_from(_ADDRS)), max_size=25))
+def test_random_traffic_never_raises_and_keeps_only_addresses_that_answered(items):
+    r = responder()
+    r.add_contact(M_ID, M4, 0.0)
+    for i, (data, src) in enumerate(items):
+        now = 1.0 + i * 0.1
+        r.receive_datagram(data, src, now)
+        r.datagrams_to_send(now)
+    others = r._others
+    if others is not None:
+        assert len(others) <= len(r.table)
+        for entry, (other, _) in others._of.items():
+            assert r.registry.ids[entry] == r.registry.ids[other]
+            assert r.is_validated(r.registry.addrs[other])  # it answered our probe
+    # guessing a keyed probe target blind does not happen here: nothing is ever kept
+    assert others is None or len(others) == 0
