@@ -61,6 +61,10 @@ class CountingEnvironment(simpy.Environment):
         if event.__class__ is Call:
             event.fn(*event.args)
             return
+        self._fire(event)
+
+    def _fire(self, event: simpy.Event) -> None:
+        """The rest of `step` for a SimPy event, taken from the queue and counted already."""
         callbacks, event.callbacks = event.callbacks, None
         try:
             for callback in callbacks:
@@ -76,8 +80,8 @@ class CountingEnvironment(simpy.Environment):
 
     def run(self, until: Any = None) -> Any:
         """simpy's `Environment.run` (same `until` rules and results), its loop inlined: a
-        `Call` is popped and called in place, anything else goes through `step` (issue 15
-        item 2: a join phase is one event per datagram)."""
+        `Call` is popped and called in place, anything else goes through the rest of `step`
+        (issue 15 item 2: a join phase is one event per datagram)."""
         if until is None or isinstance(until, simpy.Event):
             return super().run(until)
         at = until if isinstance(until, int) else float(until)
@@ -89,21 +93,21 @@ class CountingEnvironment(simpy.Environment):
         self.schedule(stop, URGENT, at - self._now)
         stop.callbacks.append(StopSimulation.callback)
         queue = self._queue
-        step = self.step
+        fire = self._fire
         try:
             while True:
-                head = queue[0][3] if queue else None
-                if head.__class__ is Call:
-                    self._now, _, _, call = heappop(queue)
-                    self.processed += 1
-                    call.fn(*call.args)
+                try:
+                    self._now, _, _, event = heappop(queue)  # step(), inline
+                except IndexError:
+                    raise RuntimeError(f'No scheduled events left but "until" event was not '
+                                       f"triggered: {stop}") from None
+                self.processed += 1
+                if event.__class__ is Call:
+                    event.fn(*event.args)
                 else:
-                    step()  # a SimPy event (the stop above among them), or EmptySchedule
+                    fire(event)  # a SimPy event (the stop above among them)
         except StopSimulation as exc:
             return exc.args[0]
-        except EmptySchedule:
-            raise RuntimeError(f'No scheduled events left but "until" event was not triggered: '
-                               f"{stop}") from None
 
     def run_while(self, going: Callable[[], bool]) -> None:
         """Step while `going()` and something is queued."""

@@ -89,8 +89,9 @@ class SimDriver:
 
     def service(self, addr: int) -> None:
         """Send what the node has queued, hand its events on and re-arm its timer."""
-        node = self.nodes[addr]
-        now = self.env.now
+        self._service(addr, self.nodes[addr], self.env.now)
+
+    def _service(self, addr: int, node: Any, now: float) -> None:
         out = node.messages_to_send(now) if self.wire_objects else node.datagrams_to_send(now)
         if out:
             self._route(addr, out)
@@ -120,11 +121,12 @@ class SimDriver:
         node = self.nodes[dst]
         if node is None:
             return
+        now = self.env.now
         if self.wire_objects:
-            node.receive_message(payload, src, self.env.now)
+            node.receive_message(payload, src, now)
         else:
-            node.receive_datagram(payload, src, self.env.now)
-        self.service(dst)
+            node.receive_datagram(payload, src, now)
+        self._service(dst, node, now)  # service(dst): the node and the time are at hand
 
     def seen_address(self, addr: int, seen_by: int) -> int:
         """The address `seen_by` sees the node at `addr` at: a flow address (sim/registry.py)

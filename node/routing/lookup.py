@@ -234,7 +234,7 @@ class Lookup:
             if state == FAILED:
                 continue
             if in_range >= 0 and distance >> in_range:
-                continue  # outside the bucket's range: it cannot fill it
+                break  # outside the bucket's range, as is every later one: none can fill it
             if slow and state == IN_FLIGHT and handle in slow:
                 settled = False  # may still answer, but holds no place among the k nearest
                 continue

@@ -45,6 +45,7 @@ from .messages import ID_BITS
 # A known ID answering at a new address makes the node check its entry's old address at most
 # this often (s): a forger who answers at its own address costs one bare probe per interval.
 ADDRESS_CHECK_INTERVAL = 300.0
+_INF = float("inf")  # `next_check` with no check due (asked after every datagram a node handles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +362,7 @@ class RoutingTable:
             if record is not None and record[0] == deadline:
                 return deadline
             heappop(due)  # stale: answered, moved, forgotten or rescheduled
-        return float("inf")
+        return _INF
 
     def expired_checks(self, now: float) -> list[tuple[int, int, int]]:
         """(old entry, new handle, probes left) of the checks whose deadline passed
