@@ -19,6 +19,10 @@ every PROBE_SECRET_LIFETIME seconds (the previous one stays live). Only a ROUTE_
 address, by that ID, echoing that hash enters the table (table.py), moves a failing entry
 there, and validates that address for the amplification limit. Nothing is kept per probe;
 probes are metered by a token bucket (per address and in all, ratelimit.py), counted drops beyond.
+A requester whose answer the amplification limit cuts and that no such probe checks (its bucket
+full, its cache holding `cache_probes` already; or a table entry never validated) is sent a
+validation probe at its address's second such request: its echo validates the address and
+admits nobody (`_wants_validation`; protocol section 5.4).
 Requests expire in the order they were sent (one timeout for all), so the pending dict's first
 entry is always the next deadline. Before that, a lookup request still unanswered after the
 node's adaptive slow time (srtt + 2 rttvar, RFC 6298's estimators over the round trips of its
@@ -38,7 +42,7 @@ from random import Random
 from typing import Any, Callable, Iterable
 
 from ..addresses import is_ipv6, to_wire
-from ..ratelimit import FloodGuard
+from ..ratelimit import FloodGuard, TokenBucket
 from .events import Joined, LookupCompleted
 from .lookup import DisjointLookup, Lookup, Mode
 from .messages import (
@@ -191,6 +195,15 @@ class RoutingSettings:
     probe_rate: float = 1000.0
     probe_burst: float = 2000.0
     address_probe_rate: float = 1.0
+    # Validation probes (protocol section 5.4; issue 15 item 1, session 11): a requester whose
+    # answer the amplification limit cut, from an address not validated, and that drew no
+    # probe for the table, is remembered; its address's next such request draws one address
+    # probe of its own kind, whose answer validates the address and admits nothing (a full
+    # bucket's cache stays as `cache_probes` left it). An address is sent one at most every
+    # `validation_retry` s (unanswered: it never is validated), at most `validation_rate` a
+    # second in all (as many saved up; `validation_limit` beyond). 0: none (the rule before).
+    validation_rate: float = 100.0
+    validation_retry: float = 60.0
     # False lifts the flood limits and the amplification limit above (every request is answered
     # in full): for capacity benchmarks on one host only (benchmarks/udp_routing); a node on a
     # network keeps them. Table admission and address probes are unchanged.
@@ -224,6 +237,8 @@ class RoutingSettings:
             raise ValueError("cache_probes must be >= 0 and join_fill >= 1")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
+        if self.validation_rate < 0 or self.validation_retry <= 0:
+            raise ValueError("validation_rate must be >= 0 (0: off) and validation_retry > 0")
         if min(self.request_rate, self.source_request_rate, self.probe_rate,
                self.address_probe_rate) <= 0 or self.probe_burst < 1 or min(
             self.request_burst, self.source_request_burst
@@ -260,7 +275,7 @@ class RoutingLayer:
         "_collect", "_formats", "_validated", "_request_size", "limited_answers", "_guard",
         "_probe_guard",
         "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
-        "_announce", "_others",
+        "_announce", "_others", "_unvalidated", "_validation_meter",
     )
 
     def __init__(
@@ -306,6 +321,12 @@ class RoutingLayer:
         # QUIC's address validation) -> True, oldest first, at most VALIDATED_LIMIT. Only
         # requests too small for a full answer consult it; made at the first probe answer.
         self._validated: dict[Any, bool] | None = None
+        # Addresses whose answers the amplification limit cut and that drew no table probe ->
+        # (when, target): seen once (target None), or sent a validation probe then with that
+        # target, which its answer must echo. At most VALIDATED_LIMIT, oldest first; made at
+        # the first (`_wants_validation`). The meter: validation_rate, made at the first probe.
+        self._unvalidated: dict[Any, tuple[float, int | None]] | None = None
+        self._validation_meter: TokenBucket | None = None
         self._probe_guard: FloodGuard | None = None  # made at the first probe
         # (current secret, previous secret or None, when the current one was drawn)
         self._probe_keys: tuple[bytes, bytes | None, float] | None = None
@@ -551,12 +572,17 @@ class RoutingLayer:
         budget = settings.amplification * size
         if probe:
             budget -= REQUEST_SIZE  # the probe counts towards what we send there
+        validate = False
         if (limits and RESPONSE_HEADER + count * entry > budget
                 and not self.is_validated(addr)):
             # Anti-amplification: the source address may be forged to aim our answer at a victim.
             if budget < RESPONSE_HEADER:  # no room for the probe after an empty answer
                 budget += REQUEST_SIZE
                 probe = False
+            elif (not probe and budget - REQUEST_SIZE >= RESPONSE_HEADER
+                  and settings.validation_rate and self._wants_validation(addr, now)):
+                budget -= REQUEST_SIZE  # a validation probe instead: it counts likewise
+                probe = validate = True
             count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
         closest = self.table.closest(target, count, handle)
@@ -572,7 +598,10 @@ class RoutingLayer:
             self._send(RouteResponse(self.node_id, target, [(ids[h], addrs[h]) for h in closest],
                                      ipv6), addr)
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
-            self._send_probe(addr, origin, now)
+            if validate:
+                self._send_validation(addr, origin, now)
+            else:
+                self._send_probe(addr, origin, now)
         if announce is not None and not is_ipv6(addr) and self.table.known(handle) \
                 and self.table.find(origin) == handle:  # an entry, not a cached contact
             others = self._others
@@ -601,6 +630,48 @@ class RoutingLayer:
         else:
             probe = self._admissible(handle)
         return probe and self._may_probe(addr, now)
+
+    def _wants_validation(self, addr: Any, now: float) -> bool:
+        """Whether a request from `addr` (not validated, its answer cut, no table probe drawn)
+        draws a validation probe: not an address's first such request (a one-off, such as a
+        kadtalk node's own probe of us, draws none, nor does a flood of forged sources each
+        seen once); after that one every `validation_retry` s at most (its answer would have
+        validated the address), within `validation_rate` (`validation_limit` beyond) and the
+        probe meters (none while a probe of the address is within its second: its answer, if
+        any, is on the way)."""
+        unvalidated = self._unvalidated
+        if unvalidated is None:
+            unvalidated = self._unvalidated = {}
+        seen = unvalidated.get(addr)
+        if seen is None:
+            if len(unvalidated) >= VALIDATED_LIMIT:
+                del unvalidated[next(iter(unvalidated))]  # forget the oldest
+            unvalidated[addr] = (now, None)
+            return False
+        settings = self.settings
+        if seen[1] is not None and now < seen[0] + settings.validation_retry:
+            return False  # probed lately: unanswered, or its answer is on the way
+        guard = self._probe_guard
+        if guard is not None and not guard.ready(addr, now):
+            return False
+        meter = self._validation_meter
+        if meter is None:
+            rate = settings.validation_rate
+            meter = self._validation_meter = TokenBucket(rate, max(rate, 1.0), now)
+        if not meter.take(now):
+            self.count("validation_limit")
+            return False
+        return self._may_probe(addr, now)
+
+    def _send_validation(self, addr: Any, node_id: int, now: float) -> None:
+        """A validation probe: a bare request whose target is a keyed hash of (address, claimed
+        ID, "V") under the probe secret, unguessable like a probe's and never a probe's (its
+        answer must not admit); remembered, so that only its echo from `addr` validates."""
+        target = self._probe_target(self._probe_secrets(now)[0], addr, node_id, b"V")
+        unvalidated = self._unvalidated
+        del unvalidated[addr]  # re-inserted last: the most recent
+        unvalidated[addr] = (now, target)
+        self._send(RouteRequest(self.node_id, target), addr)
 
     def _admissible(self, handle: int) -> bool:
         """Whether a probe answer from `handle` could change the table: the table admits it,
@@ -682,10 +753,11 @@ class RoutingLayer:
             keys = self._probe_keys = (self.rng.getrandbits(128).to_bytes(16, "big"), previous, now)
         return keys
 
-    def _probe_target(self, secret: bytes, addr: Any, node_id: int) -> int:
+    def _probe_target(self, secret: bytes, addr: Any, node_id: int, kind: bytes = b"") -> int:
+        """A probe's target (`kind` b"V": a validation probe's, `_send_validation`)."""
         digest = hashlib.blake2b(
             (self.registry.addr_to_wire(addr) or repr(addr).encode())  # IPv6: no ROUTE_RES bytes
-            + node_id.to_bytes(20, "big"),
+            + node_id.to_bytes(20, "big") + kind,
             key=secret, digest_size=20,
         ).digest()
         return int.from_bytes(digest, "big")
@@ -892,10 +964,11 @@ class RoutingLayer:
         return validated is not None and addr in validated
 
     def _answered_from(self, addr: Any) -> None:
-        """An answer to our unguessable probe or keyed request came from `addr` (or a join's
-        bootstrap address, which the user named, answered us there): the address receives our
-        datagrams (QUIC's address validation). An answer to a request with a lookup's own
-        target does not count: a third party may know it and forge it from an address it named."""
+        """An answer to our unguessable probe, validation probe or keyed request came from
+        `addr` (or a join's bootstrap address, which the user named, answered us there): the
+        address receives our datagrams (QUIC's address validation). An answer to a request with
+        a lookup's own target does not count: a third party may know it and forge it from an
+        address it named."""
         validated = self._validated
         if validated is None:
             validated = self._validated = {}
@@ -904,6 +977,8 @@ class RoutingLayer:
         elif len(validated) >= VALIDATED_LIMIT:
             del validated[next(iter(validated))]  # forget the oldest
         validated[addr] = True
+        if self._unvalidated:
+            self._unvalidated.pop(addr, None)
 
     def _send(self, msg: RouteRequest | RouteResponse | tuple[int, list[int], bool],
               addr: Any) -> None:
@@ -921,7 +996,11 @@ class RoutingLayer:
             return
         registry = self.registry
         if request is None:
-            if self._is_probe_answer(msg, addr, now):
+            unvalidated = self._unvalidated
+            seen = unvalidated.get(addr) if unvalidated else None
+            if seen is not None and seen[1] == msg.target:  # echoes our validation probe
+                self._answered_from(addr)  # and nothing more: it admits nobody
+            elif self._is_probe_answer(msg, addr, now):
                 self._answered_from(addr)
                 if not (is_ipv6(addr) and self._proves_other(responder, addr, now)):
                     self._admit(registry.intern(responder, addr), now)
