@@ -156,16 +156,18 @@ def test_only_the_echo_validates_and_it_admits_nobody():
 
 
 def test_an_unanswered_address_is_probed_once_a_retry_period():
-    """A silent (forged) address that keeps asking: one probe a `validation_retry` (60 s)."""
+    """A silent (forged) address that keeps asking: one probe a `validation_retry` (10 s)."""
     node, peer_id = server(), far_id(79)
+    retry = SETTINGS.validation_retry
     probes_at = []
     for i in range(1300):  # 10 requests a second for 130 s
         now = 1.0 + i * 0.1
         reply, probes = exchange(node, bare(peer_id, i), PEER, now)
         assert len(reply) + sum(len(encode_request(p)) for p in probes) <= 3 * REQUEST_SIZE
         probes_at += [now] * len(probes)
-    assert len(probes_at) == 3 and probes_at[0] == 1.1  # the second request's
-    assert all(60.0 <= b - a <= 60.1 for a, b in zip(probes_at, probes_at[1:]))
+    assert probes_at[0] == 1.1  # the second request's
+    assert all(retry <= b - a <= retry + 0.1 for a, b in zip(probes_at, probes_at[1:]))
+    assert len(probes_at) == 1 + int((130.0 - 0.1) // retry)
     assert not node.routing.is_validated(PEER)
 
 
@@ -196,7 +198,7 @@ def test_a_forged_source_flood_draws_a_bounded_number_of_probes():
         for _ in out:
             per_source[addr] = per_source.get(addr, 0) + 1
             probes += 1
-    assert max(per_source.values()) == 1  # 40 s < validation_retry
+    assert max(per_source.values()) <= 40.0 // settings.validation_retry  # one a retry
     assert probes <= settings.validation_rate * (1 + 40.0)  # the saved-up second and 40 s more
     assert probes >= 1000  # and the honest-looking repeats are probed
     assert len(node.routing._unvalidated) <= VALIDATED_LIMIT
