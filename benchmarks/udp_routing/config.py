@@ -13,6 +13,9 @@ HOST = "127.0.0.1"
 K = 20
 ALPHA = 3
 SYSTEMS = ("kadtalk", "kademlia")  # ours, then the baseline; each has a module <name>_adapter
+# The default-limits row's warm-up goes on until every source gets full answers (kadtalk: its
+# address validated), at most this many seconds longer (three of kadtalk's validation retries).
+SETTLE = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:

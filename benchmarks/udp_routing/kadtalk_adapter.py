@@ -109,8 +109,8 @@ def load_spec(rng: random.Random, origins: list[int]) -> LoadSpec:
         requests.append((datagram, id_to_bytes(target)))
 
     def reply(data: bytes, source: int) -> bytes | None:
-        """Answer an address probe (a bare ROUTE_REQ) as the peer source `source` is: by its
-        ID, echoing the target, so that the server validates the source's address."""
+        """Answer an address or validation probe (a bare ROUTE_REQ) as the peer source `source`
+        is: by its ID, echoing the target, so that the server validates the source's address."""
         if len(data) != REQUEST_SIZE or data[0] != ROUTE_REQ:
             return None
         target = int.from_bytes(data[21:41], "big")

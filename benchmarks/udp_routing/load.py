@@ -176,10 +176,14 @@ def drive(
 def drive_open(
     socks: list[socket.socket], spec: LoadSpec, rate: float, lead_in: float, seconds: float,
     server_pid: int | None = None, cursor: list[int] | None = None,
+    settle: tuple[int, float] | None = None,
 ) -> dict[str, float]:
     """Send `rate` requests a second, request i from source i % len(socks); count the answers
     during `seconds` after `lead_in`, and their contacts; answer what the server sends a source
-    (`spec.reply`). Requests go out in small batches every millisecond or so."""
+    (`spec.reply`). Requests go out in small batches every millisecond or so. `settle` (a
+    warm-up): (contacts, s): go on after `seconds` until every source's last answer held that
+    many contacts (its address validated, for kadtalk), at most s longer; the result says how
+    many sources got there ("sources_full") and when the last did ("full_after_s")."""
     import psutil
 
     requests = spec.requests
@@ -204,8 +208,13 @@ def drive_open(
     cpu0 = pcpu0 = t0 = 0.0
     due = sent_at_t0 = 0
     now = start
+    full_contacts, settle_for = settle if settle is not None else (0, 0.0)
+    full: set[int] = set()  # sources whose last answer held full_contacts
+    full_at: float | None = None  # when (s from the first request) every source first was
+    began = start
     try:
-        while now < end:
+        while now < end or (settle is not None and len(full) < sources
+                            and now < end + settle_for):
             due = int((now - start) * rate)
             while sent < due:
                 datagram, _ = requests[index]
@@ -223,9 +232,17 @@ def drive_open(
                     except (BlockingIOError, ConnectionRefusedError):
                         break
                     if data[:1] == b"\x01" and data[key_slice] in keys:
+                        got = contacts_in(data)
                         if counting:
                             answered += 1
-                            contacts += contacts_in(data)
+                            contacts += got
+                        if settle is not None:
+                            if got >= full_contacts:
+                                full.add(source)
+                                if len(full) == sources and full_at is None:
+                                    full_at = clock() - began
+                            else:
+                                full.discard(source)
                     elif reply is not None:
                         answer = reply(data, source)
                         if answer is not None:
@@ -259,6 +276,9 @@ def drive_open(
         if server is not None:
             times = server.cpu_times()
             result["server_cpu"] = (times.user + times.system - cpu0) / elapsed
+        if settle is not None:
+            result["sources_full"] = len(full)
+            result["full_after_s"] = full_at
         time.sleep(0.05)  # drain stragglers so the next repetition starts clean
         for sock in socks:
             try:

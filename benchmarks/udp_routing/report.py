@@ -16,7 +16,7 @@ from benchmarks.common import (
     median,
     print_table,
 )
-from benchmarks.udp_routing.config import ALPHA, HOST, K, SYSTEMS, Plan
+from benchmarks.udp_routing.config import ALPHA, HOST, K, SETTLE, SYSTEMS, Plan
 from benchmarks.udp_routing.system import adapter
 
 
@@ -150,9 +150,11 @@ def notes(plan: Plan) -> list[str]:
             f"(a) default limits: {plan.offered:,.0f} bare requests a second offered for "
             f"{plan.drain:g} s before counting and while counting, from "
             f"{plan.sources} source addresses in 127.42.0.0/16, one sender ID each, answering "
-            "kadtalk's address probes as a peer does (so their addresses are validated and get "
-            "full answers); kadtalk answers at most request_rate (1,000/s) after its burst "
-            "(2,000), and 20/s per source while busy; the rest are counted drops")
+            "kadtalk's address and validation probes as a peer does (so their addresses are "
+            "validated and get full answers: the warm-up goes on until each source's last "
+            f"answer was full, at most {SETTLE:g} s longer); kadtalk answers at most "
+            "request_rate (1,000/s) after its burst (2,000), and 20/s per source while busy; the "
+            "rest are counted drops")
     if "lookups" in plan.parts:
         lines.append(
             f"(b) {plan.nodes}-node swarms, each in its own process; per repetition fresh clients "

@@ -10,7 +10,9 @@ with `--contacts` contacts, in three rows (the systems interleaved in each):
 - "limits": kadtalk's default limits, open-loop load at `--offered` requests a second from
   `--sources` source addresses in 127.0.0.0/8, each a peer with one ID that answers the server's
   address probes (`drive_open`): what the protection lets through. kademlia has no limits; its
-  server runs the same load for comparison.
+  server runs the same load for comparison. Its warm-up goes on until every source gets full
+  answers (k contacts: kadtalk has validated its address), at most config.SETTLE s longer, so the
+  repetitions measure the steady state, not the first second of a new peer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import random
 import socket
 from typing import Any, Callable
 
-from benchmarks.udp_routing.config import HOST, SYSTEMS, Plan
+from benchmarks.udp_routing.config import HOST, K, SETTLE, SYSTEMS, Plan
 from benchmarks.udp_routing.load import drive, drive_open, open_socket, open_sources, probe
 from benchmarks.udp_routing.processes import Child
 from benchmarks.udp_routing.system import adapter
@@ -32,7 +34,8 @@ FLOOR = "floor"  # the floor's server (floor_adapter), in the lifted row only
 def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
     """Per row and system: {"reps": [drive's result], "table_at_start", "contacts_per_answer"
     (lifted: the probe's), "server_at_end"}, the lifted row also for FLOOR; per row "limits":
-    {"allow": {system: answers/s the limits allow}}."""
+    {"allow": {system: answers/s the limits allow}}, and per system its "warmup" (drive_open's
+    result: "sources_full", "full_after_s")."""
     rng = random.Random(plan.seed)
     contact_ids = [rng.getrandbits(160) for _ in range(plan.contacts)]
     origins = [rng.getrandbits(160) for _ in range(plan.origins)]
@@ -86,13 +89,18 @@ def run_throughput(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
             if row != "limits":
                 return drive(sockets[key][0], specs[row][system], plan.window, lead_in, seconds,
                              pid, cursors[key])
+            if warm_up:  # until every source's answers are full: validated addresses
+                return drive_open(sockets[key], specs[row][system], plan.offered, lead_in,
+                                  seconds, pid, cursors[key], settle=(K, SETTLE))
             # a lead-in long enough to spend the node's saved-up burst: the steady state counts
             return drive_open(sockets[key], specs[row][system], plan.offered,
                               max(lead_in, plan.drain), seconds, pid, cursors[key])
 
         for system in SYSTEMS:  # warm up: tables fill, bursts drain, sources answer probes
             for row in ROWS:
-                run(row, system, warm_up=True)
+                warm = run(row, system, warm_up=True)
+                if row == "limits":
+                    out[row][system]["warmup"] = warm
         run("lifted", FLOOR, warm_up=True)
         for rep in range(plan.repeat):
             order = SYSTEMS if rep % 2 == 0 else SYSTEMS[::-1]
