@@ -47,3 +47,17 @@ def test_representative_cells_of_the_pairs_table(make_testbed):
         assert apart["connected"] and apart["relayed"] and apart["audio"], json.dumps(apart)
     table = pairs.markdown(result["cells"], KINDS)
     assert "yes, relayed" in table and "| v6-only |" in table
+
+
+def test_every_host_starts_after_the_hosts_it_bootstraps_through():
+    """No testbed needed: the start order. A host started with a host it bootstraps through can
+    send its join before that one listens (ds2 and pub1 did, session 11)."""
+    kinds = pairs.KINDS + pairs.EXTRA_KINDS
+    groups = pairs.start_groups(kinds)
+    place = {host: n for n, group in enumerate(groups) for host in group}
+    assert sorted(place) == sorted(h for h, _ in pairs.hosts_of(kinds))  # each host once
+    assert groups[0] == ["ds1"] and set(groups[-1]) == {h for h, _ in pairs.hosts_of(kinds)[4:]}
+    for host, kind in pairs.hosts_of(kinds):
+        for seed, family in pairs.bootstrap_seeds(host, kind):
+            assert family in pairs.FAMILIES[kind]
+            assert seed == host or place[seed] < place[host], (host, seed)
