@@ -74,6 +74,10 @@ def test_bare_request_without_a_probe_gets_three_contacts():
     reply, probes = exchange(server, encode_request(RouteRequest(known, 456), 0), addr)
     assert probes == []  # a table entry is not probed
     assert len(reply) == 41 + 3 * 26  # nanotalk's bare request gets three contacts
+    # its second gets one and a validation probe, whose echo validates the address (session
+    # 11; test_validation_probe.py::test_a_table_entry_never_validated_is_validated_by_its_requests)
+    reply, [probe] = exchange(server, encode_request(RouteRequest(known, 457), 0), addr, 0.5)
+    assert len(reply) == 41 + 1 * 26 and len(reply) + len(probe) <= 3 * 41
 
 
 def test_padded_request_gets_a_full_answer_once_known_and_all_but_two_contacts_before():
