@@ -1,0 +1,51 @@
+"""IPv6-only hosts' tables in a simulated world with address families (the routing fix of
+docs/protocol.md section 23, "The other address"): with dual-stack hosts announcing their IPv6
+address and responders naming proven IPv6 addresses to requests over IPv6, IPv6-only joiners
+end with tables three times the size of session 10's routing (both off: monkeypatched), and
+fewer with a single contact (docs/results.md, "IPv6-only hosts' tables", at 500 and 1,000)."""
+
+from __future__ import annotations
+
+import statistics
+
+from kadtalk.experiments import reach
+from kadtalk.experiments.calls import CallStudy, _CallStudyRun
+from kadtalk.node.addresses import is_ipv6
+from kadtalk.node.routing.layer import RoutingLayer
+from kadtalk.node.routing.route6 import OtherAddresses
+from kadtalk.sim.nat import V6_ONLY
+
+
+def tables(monkeypatch=None):
+    if monkeypatch is not None:  # session 10's routing: no announce, no other address named
+        monkeypatch.setattr(RoutingLayer, "announce", lambda self, addr: None)
+        monkeypatch.setattr(OtherAddresses, "name", lambda self, handles, now, requester: handles)
+    study = CallStudy(nodes=100, calls=4, seed=1, settle=60.0, call_rate=4.0, relays=False,
+                      bootstrap="protocol", wire="bytes", v6_only=0.2, dual_stack=0.4,
+                      v6_firewall=1.0, **reach.mix(0.3))
+    run = _CallStudyRun(study, None)
+    run.run()
+    world = run.world
+    v6_only, kept = [], 0
+    for addr, node in enumerate(world.driver.nodes):
+        if node is None:
+            continue
+        routing = node.routing
+        if world.nat.families[addr] == V6_ONLY:
+            entries = list(routing.table.handles())
+            assert all(is_ipv6(routing.registry.addrs[h]) for h in entries)
+            v6_only.append(len(routing.table))
+        kept += len(routing._others) if routing._others is not None else 0
+    return v6_only, kept
+
+
+def test_ipv6_only_joiners_keep_tables_when_dual_stack_hosts_announce(monkeypatch):
+    sizes, kept = tables()
+    assert kept > 0  # dual-stack responders proved other addresses
+    with monkeypatch.context() as m:
+        before, kept_before = tables(m)
+    assert kept_before < kept  # (some come from requests over IPv6: probed to admit, kept)
+    assert len(sizes) == len(before) >= 10
+    # seed 1: medians 31 against 9.5, 1 table of one entry against 7
+    assert statistics.median(sizes) >= 2 * statistics.median(before) + 5, (sizes, before)
+    assert sum(n <= 1 for n in sizes) < sum(n <= 1 for n in before) - 3
