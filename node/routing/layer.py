@@ -59,10 +59,17 @@ from .messages import (
     RouteResponse,
     encode_handles,
 )
-from .route6 import ANNOUNCE_END, CONTACT6_SIZE, MARKER, OtherAddresses, announced, answer_formats
+from .route6 import (
+    ANNOUNCE_END,
+    CONTACT6_SIZE,
+    MARKER,
+    OtherAddresses,
+    announced,
+    answer_formats,
+    with_announce,
+)
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
-from .route6 import with_announce
 from .rtt import RttEstimates, smoothed
 from .table import RoutingTable
 
