@@ -233,6 +233,8 @@ class Lookup:
             return []
         in_range = fill[0] if fill is not None and fill[4] else -1
         pool: list[tuple[int, int]] | None = [] if self.rtt is not None else None
+        limit = min(wanted, room)  # chosen at most: fewer than wanted and within the room
+        k = self.k
         for distance, handle in self._order:
             value = status[handle]
             state = value & _STATE_MASK
@@ -247,18 +249,18 @@ class Lookup:
             if state == NEW:
                 settled = False
                 if pool is not None:  # RTT-aware: which ones is decided below
-                    if len(chosen) < wanted and len(chosen) < room:
+                    if len(chosen) < limit:
                         chosen.append(handle)
                     pool.append((distance, handle))
-                elif len(chosen) < wanted and len(chosen) < room:
+                elif len(chosen) < limit:
                     status[handle] = value | IN_FLIGHT
                     chosen.append(handle)
             elif state == IN_FLIGHT:
                 settled = False
                 if aggressive:
                     wanted -= 1  # holds one of the alpha places among the nearest
-            if considered >= self.k or (pool is None and not settled
-                                        and len(chosen) >= min(wanted, room)):
+                    limit = min(wanted, room)
+            if considered >= k or (pool is None and not settled and len(chosen) >= limit):
                 break
         if pool is not None and chosen:
             chosen = self._fastest(pool, len(chosen))
