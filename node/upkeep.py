@@ -1,4 +1,5 @@
-"""Keeping a node in the network: the join-retry rule and rejoining while the table is empty.
+"""Keeping a node in the network: the join-retry rule, and rejoining while the table is empty
+or the latest join failed.
 
 One rule for everyone who joins (the daemon, the simulator, every study): after a join that
 found nobody, try again after `JoinRetry.delay(failures)`: `first` seconds for the first `quick`
@@ -7,11 +8,14 @@ failures (a lost datagram, a bootstrap node that was restarting), then doubling 
 one-shot joins after `JOIN_RETRY_DELAY`, the rule's first delay.
 
 `Rejoin` runs the rule inside a `Node` (`Node.keep_joined`): sans-I/O, with its own deadline;
-the node joins through the bootstrap contacts whenever its routing table is empty and the
-deadline has passed, one join at a time. NAT keep-alives and address probes are the traversal
-layer's timer (kadtalk.node.traversal), started by the first successful join. With
-`storage.keep_mailbox` on, each successful join also publishes the node's prekey and fetches its
-mailbox, again every `StorageSettings.mailbox_interval` (kadtalk.node.storage: StorageLayer.joined).
+the node joins through the bootstrap contacts (and its table) whenever the deadline has passed
+and either its routing table is empty or its latest join failed, one join at a time. The second
+case: a node whose join found nobody (its bootstrap nodes were not up yet) and that someone
+contacted since has a table of one or two entries; it keeps joining, with the back-off, until a
+join succeeds. NAT keep-alives and address probes are the traversal layer's timer
+(kadtalk.node.traversal), started by the first successful join. With `storage.keep_mailbox` on,
+each successful join also publishes the node's prekey and fetches its mailbox, again every
+`StorageSettings.mailbox_interval` (kadtalk.node.storage: StorageLayer.joined).
 """
 
 from __future__ import annotations
@@ -42,21 +46,25 @@ JOIN_RETRY_DELAY = JOIN_RETRY.first  # the studies' retry of a join that found n
 
 
 class Rejoin:
-    """When a node with an empty routing table joins (again) through its bootstrap contacts."""
+    """When a node joins (again) through its bootstrap contacts: while its routing table is
+    empty, and after a failed join until one succeeds (`failures` > 0), whatever the table
+    holds by then (contacts that found us are not a join of ours: the next join asks them too,
+    and a join that ends with a contact in the table succeeds, so this costs one join)."""
 
     __slots__ = ("bootstrap", "retry", "failures", "joined", "due", "running")
 
     def __init__(self, bootstrap: Sequence[Any], retry: JoinRetry = JOIN_RETRY, now: float = 0.0):
         self.bootstrap = list(bootstrap)
         self.retry = retry
-        self.failures = 0  # failed joins in a row
+        self.failures = 0  # failed joins in a row (a join that could not start counts)
         self.joined = False  # the latest join found contacts
         self.due = now  # no join before this
         self.running: int | None = None  # lookup id of the join under way
 
     def get_timer(self, table_size: int) -> float | None:
-        """The next join's time, while one is wanted (`table_size` 0) and none runs."""
-        if table_size or self.running is not None or not self.bootstrap:
+        """The next join's time, while one is wanted (`table_size` 0, or the latest join
+        failed) and none runs."""
+        if (table_size and not self.failures) or self.running is not None or not self.bootstrap:
             return None
         return self.due
 

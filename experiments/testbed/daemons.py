@@ -73,6 +73,15 @@ class NsDaemon:
                 lambda: any(line is None or wanted in line for line in self.lines), timeout)
             return next((line for line in self.lines if line is None or wanted in line), None)
 
+    async def log_line(self, wanted: str, timeout: float = 30.0) -> str:
+        """The first line of the daemon's log that contains `wanted`, once there is one."""
+        loop = asyncio.get_running_loop()
+        line = await loop.run_in_executor(None, self._wait_line, wanted, timeout)
+        if not line:
+            raise AssertionError(f"{self.host}: no {wanted!r} in the log within {timeout} s; "
+                                 f"log:\n{self.log()[-3000:]}")
+        return line
+
     async def start(self, timeout: float = 30.0) -> "NsDaemon":
         loop = asyncio.get_running_loop()
         line = await loop.run_in_executor(None, self._wait_line, "ready:", timeout)

@@ -8,6 +8,8 @@ import random
 
 import pytest
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
@@ -73,6 +75,92 @@ def test_no_rejoin_while_the_table_has_contacts():
     assert rejoin.get_timer(len(node.routing.table)) is None and rejoin.get_timer(0) == 0.0
     rejoin.finished(Joined(5.0, 3, 4, 0, lookup_id=-1))
     assert rejoin.joined and rejoin.failures == 0 and rejoin.get_timer(0) == 6.0
+
+
+CONTACT = ("10.0.0.2", 4000)  # a node that found us after our join failed
+
+
+def test_rejoin_after_a_failed_join_though_someone_contacted_us():
+    """The testbed's ds2: its join found nobody (its bootstrap nodes were not up yet), then a
+    peer contacted it (table size 1). It joins again after the back-off's delay, asking the
+    bootstrap address and the contact, until a join succeeds; then it stays joined."""
+    rejoin = Rejoin([SILENT], now=0.0)
+    rejoin.started(1, 0.0)
+    assert rejoin.get_timer(0) is None  # one join at a time
+    rejoin.finished(Joined(1.0, 0, 2, 2, lookup_id=1))
+    assert not rejoin.joined and rejoin.failures == 1
+    assert rejoin.get_timer(1) == 1.0 + JOIN_RETRY.delay(1)  # was None: never rejoined
+    assert not rejoin.wants_join(1, 1.999) and rejoin.wants_join(1, 2.0)
+    rejoin.started(2, 2.0)
+    assert rejoin.get_timer(1) is None
+    rejoin.finished(Joined(2.1, 6, 5, 0, lookup_id=2))
+    assert rejoin.joined and rejoin.failures == 0
+    assert rejoin.get_timer(6) is None and not rejoin.wants_join(6, 1e9)
+    assert rejoin.get_timer(0) == 2.1 + JOIN_RETRY.delay(0)  # the table emptied: as before
+
+
+def test_a_node_rejoins_through_a_contact_that_arrived_after_its_join_failed():
+    node = Node(7, ContactRegistry(), random.Random(1))
+    node.keep_joined([SILENT], 0.0)
+    assert drive(node, 0.5) == [(0.0, "request")]
+    now = node.get_timer()
+    node.handle_timer(now)  # the request times out: the join found nobody
+    [failed] = [e for e in iter(node.next_event, None) if type(e) is Joined]
+    assert not failed.success and node.rejoin.failures == 1
+    node.add_contact(99, CONTACT, now)  # someone found us
+    assert node.get_timer() <= failed.finished + JOIN_RETRY.delay(1)
+    node.handle_timer(failed.finished + JOIN_RETRY.delay(1))
+    asked = {to for data, to in node.datagrams_to_send(failed.finished + JOIN_RETRY.delay(1))
+             if data[0] == ROUTE_REQ}
+    assert asked == {SILENT, CONTACT}  # the join asks the bootstrap address and the table
+
+
+OUTCOMES = st.lists(st.tuples(
+    st.sampled_from(["joined", "failed", "busy", "owner_joined", "owner_failed"]),
+    st.floats(0.0, 100.0, allow_nan=False),  # seconds until the event
+    st.integers(0, 40)), max_size=30)  # the table's size after it
+
+
+@settings(max_examples=300, deadline=None)
+@given(OUTCOMES)
+def test_rejoin_rule_over_any_sequence_of_outcomes(events):
+    """Whatever joins end how, with the table at any size: while the latest join failed (or
+    could not start: "busy") a join is due within the back-off's delay of that failure, at
+    any table size; after a success, none while the table has contacts; never two at once."""
+    rejoin = Rejoin([SILENT], now=0.0)
+    now, size, in_a_row, joined, lookup = 0.0, 0, 0, False, 0
+    for what, wait, size_after in events:
+        deadline = rejoin.get_timer(size)
+        if deadline is not None:
+            now = max(now, deadline)  # our join starts when due (the node's timer)
+            assert rejoin.wants_join(size, now)
+            lookup += 1
+            rejoin.started(lookup, now)
+            assert rejoin.get_timer(size) is None and rejoin.get_timer(0) is None
+        now += wait
+        if what == "busy":  # a join that could not start (TooManyLookups)
+            if rejoin.running is not None:
+                continue
+            rejoin.started(None, now)
+            in_a_row += 1
+        else:
+            ours = not what.startswith("owner") and rejoin.running is not None
+            success = what.endswith("joined") and size_after > 0
+            rejoin.finished(Joined(now, size_after if success else 0, 3, 0,
+                                   lookup_id=rejoin.running if ours else -1))
+            in_a_row, joined = (0, True) if success else (in_a_row + 1, False)
+            if ours:
+                assert rejoin.running is None
+        size = size_after
+        assert rejoin.failures == in_a_row and rejoin.joined == joined
+        for table in (0, size, 1, 20):
+            timer = rejoin.get_timer(table)
+            if rejoin.running is not None:
+                assert timer is None
+            elif in_a_row or table == 0:
+                assert timer == now + JOIN_RETRY.delay(in_a_row)  # due, at any table size
+            else:
+                assert timer is None  # joined, with contacts: nothing to do
 
 
 def sim_world(keepalive_interval: float, nat_timeout: float = 30.0, n_open: int = 5):
