@@ -35,7 +35,7 @@ be able to serve as a rendezvous. The summary gives how many keys were made and 
 took (about 0.1 ms each: 10^5 keys cost ~11 s).
 
 Keep-alives are the node's own, as the daemon runs them: every node's upkeep is on
-(`Node.keep_joined`: rejoining while its table is empty, and traversal's keep-alive timer,
+(`Node.keep_joined`: rejoining while its table is empty or after a failed join, and traversal's keep-alive timer,
 address probes to the contacts nearest its ID by `Traversal.keepalive_plan`). It is turned on
 after a node's first successful join, or, for tables loaded by the fast bootstrap, at a random
 phase in the first interval, as daemons started at different times do. As the daemon, the
@@ -348,7 +348,7 @@ class _CallStudyRun:
             self.world.at(rng.random() * self.keepalive_interval, lambda a=addr: self._upkeep(a))
 
     def _upkeep(self, addr: int) -> None:
-        """The daemon's network upkeep (`Node.keep_joined`): rejoining while the table is empty,
+        """The daemon's network upkeep (`Node.keep_joined`): rejoining while the table is empty or after a failed join,
         NAT keep-alives (address probes to the contacts nearest our ID) while it is not."""
         world = self.world
         node = world.driver.nodes[addr]

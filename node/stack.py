@@ -79,7 +79,7 @@ class _Upper:
         self.calls: dict[int, int] = {}  # routing lookup id -> dialling session id
         self.events: collections.deque[Event] = collections.deque()  # routing events passed on
         self.traversal: Traversal | None = None  # NAT traversal (0x06), when asked for
-        self.rejoin: Rejoin | None = None  # rejoining while the table is empty (`keep_joined`)
+        self.rejoin: Rejoin | None = None  # rejoining while the table is empty or after a failed join (`keep_joined`)
         self.relay: RelayLayer | None = None  # relays (0x08), made on first need
         self.relay_settings: RelaySettings | None = None
         self.storage: StorageLayer | None = None  # value storage (0x0a), made on first need
@@ -457,7 +457,8 @@ class Node:
 
     def keep_joined(self, bootstrap: Iterable[Any], now: float, retry: JoinRetry = JOIN_RETRY) -> None:
         """Turn the upkeep on: join through `bootstrap` now, and again whenever the routing
-        table is empty, with `retry`'s back-off while joins fail; with traversal, NAT
+        table is empty or the latest join failed (node/upkeep.py `Rejoin`), with `retry`'s
+        back-off while joins fail; with traversal, NAT
         keep-alives (address probes to the contacts nearest our ID) whenever the table has
         contacts, at once after each successful join."""
         if self._upper is None:

@@ -129,6 +129,9 @@ def start_groups(kinds: Sequence[str]) -> list[list[str]]:
     while len(up) < len(infra):
         group = [h for h, k in infra.items() if h not in up
                  and {seed for seed, _ in bootstrap_seeds(h, k)} - {h} <= up]
+        if not group:  # a host whose seeds never all come up: a table to fix, not a hang
+            raise ValueError(f"no start order: {sorted(set(infra) - up)} bootstrap through "
+                             "each other or through hosts that are not infrastructure")
         groups.append(group)
         up.update(group)
     return groups + [[h for h, _ in hosts_of(kinds)[len(INFRA):]]]

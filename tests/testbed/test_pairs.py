@@ -61,3 +61,12 @@ def test_every_host_starts_after_the_hosts_it_bootstraps_through():
         for seed, family in pairs.bootstrap_seeds(host, kind):
             assert family in pairs.FAMILIES[kind]
             assert seed == host or place[seed] < place[host], (host, seed)
+
+
+def test_a_start_order_that_cannot_be_met_is_an_error_not_a_hang(monkeypatch):
+    """Review R1 (session 11): an infrastructure host whose seeds never all come up left
+    `start_groups` looping on empty groups. An IPv6-only host bootstraps through ds1 and ds2;
+    with no ds2 among the infrastructure it can never start, and the error names it."""
+    monkeypatch.setattr(pairs, "INFRA", (("ds1", "dual-stack"), ("vx", "v6-only")))
+    with pytest.raises(ValueError, match=r"no start order: \['vx'\]"):
+        pairs.start_groups(())
