@@ -615,7 +615,7 @@ class RoutingLayer:
                 and self.table.find(origin) == handle:  # an entry, not a cached contact
             others = self._others
             if others is None or others.wants(handle, announce, registry.addrs, now):
-                self._probe(handle, announce, origin, now)  # its answer proves it: _proves_other
+                self._probe_announce(handle, announce, origin, now)  # its answer: _proves_other
 
     def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:
         """Offer a requester to the table; whether to probe it. A request proves nothing about
@@ -784,17 +784,37 @@ class RoutingLayer:
         ).digest()
         return target ^ int.from_bytes(digest, "big")
 
-    def _is_probe_answer(self, msg: RouteResponse, addr: Any, now: float) -> bool:
-        """Whether `msg` answers one of our live probes of `addr` for its responder's ID."""
+    def _is_probe_answer(self, msg: RouteResponse, addr: Any, now: float,
+                         kind: bytes = b"") -> bool:
+        """Whether `msg` answers one of our live probes of `addr` for its responder's ID (of
+        `kind`: b"" an admission probe's, `_announce_kind` an announce probe's)."""
         keys = self._probe_keys
         if keys is None or now >= keys[2] + 2 * PROBE_SECRET_LIFETIME:
             return False
         current, previous, issued = keys
         target, responder = msg.target, msg.responder
-        if self._probe_target(current, addr, responder) == target:
+        if self._probe_target(current, addr, responder, kind) == target:
             return True
         return (previous is not None and now < issued + PROBE_SECRET_LIFETIME
-                and self._probe_target(previous, addr, responder) == target)
+                and self._probe_target(previous, addr, responder, kind) == target)
+
+    def _announce_kind(self, entry: int) -> bytes:
+        """The key an announce probe's target adds for table entry `entry` ("A" and the
+        entry's IPv4 address): its answer names the (entry, announced address) it was sent
+        for, and no other probe's answer (an admission or validation probe's) can pass for
+        it (protocol section 23, "The other address")."""
+        registry = self.registry
+        addr = registry.addrs[entry]
+        return b"A" + (registry.addr_to_wire(addr) or repr(addr).encode())
+
+    def _probe_announce(self, entry: int, addr: Any, node_id: int, now: float) -> None:
+        """Probe `addr`, the IPv6 address table entry `entry` (ID `node_id`, at IPv4)
+        announced: a bare request with a target of its own kind (`_announce_kind`), metered as
+        any probe. Only its echo from `addr` by `node_id` proves the other address."""
+        if self._may_probe(addr, now):
+            target = self._probe_target(self._probe_secrets(now)[0], addr, node_id,
+                                        self._announce_kind(entry))
+            self._send(RouteRequest(self.node_id, target), addr)
 
     def _admit(self, handle: int, now: float) -> None:
         """`handle` answered our probe from its address: the table learns it (uptime, moved
@@ -947,12 +967,20 @@ class RoutingLayer:
         to requesters that ask over IPv6. Ignored by a node that cannot reach IPv6 peers."""
         self._announce = to_wire(addr) if self.settings.ipv6 and is_ipv6(addr) else None
 
+    def _is_announce_answer(self, msg: RouteResponse, addr: Any, now: float) -> bool:
+        """Whether `msg` from IPv6 `addr` echoes our announce probe (`_probe_announce`) of
+        `addr` for the IPv4 table entry of its responder's ID."""
+        entry = self.table.find(msg.responder)
+        return (entry >= 0 and not is_ipv6(self.registry.addrs[entry])
+                and self._is_probe_answer(msg, addr, now, self._announce_kind(entry)))
+
     def _proves_other(self, responder: int, addr: Any, now: float) -> bool:
-        """A probe of IPv6 `addr` for `responder` was answered: if the table holds that ID at an
-        IPv4 address that has not failed, `addr` is its other address (kept beside the entry,
-        named to IPv6 requesters; the entry is not moved: both addresses are its own) unless
-        another ID that answers holds `addr`; True then (handled), False for the admission
-        rules (`_admit`: no entry, an IPv6 one, or a failing one, which `addr` may replace)."""
+        """Our announce probe of IPv6 `addr` for `responder` was answered (only an announce
+        probe's answer: `_is_announce_answer`): if the table holds that ID at an IPv4 address
+        that has not failed, `addr` is its other address (kept beside the entry, named to IPv6
+        requesters; the entry is not moved: both addresses are its own) unless another ID that
+        answers holds `addr`; True then (handled), False for the admission rules (`_admit`: a
+        failing entry, which `addr` may replace)."""
         table, registry = self.table, self.registry
         entry = table.find(responder)
         if entry < 0 or is_ipv6(registry.addrs[entry]) or table.failures(entry):
@@ -1010,8 +1038,11 @@ class RoutingLayer:
             if seen is not None and seen[1] == msg.target:  # echoes our validation probe
                 self._answered_from(addr)  # and nothing more: it admits nobody
             elif self._is_probe_answer(msg, addr, now):
+                self._answered_from(addr)  # an admission probe's: it never proves an other address
+                self._admit(registry.intern(responder, addr), now)
+            elif is_ipv6(addr) and self._is_announce_answer(msg, addr, now):
                 self._answered_from(addr)
-                if not (is_ipv6(addr) and self._proves_other(responder, addr, now)):
+                if not self._proves_other(responder, addr, now):
                     self._admit(registry.intern(responder, addr), now)
             else:
                 self.count("unsolicited")

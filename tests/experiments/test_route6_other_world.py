@@ -1,7 +1,7 @@
 """IPv6-only hosts' tables in a simulated world with address families (the routing fix of
 docs/protocol.md section 23, "The other address"): with dual-stack hosts announcing their IPv6
 address and responders naming proven IPv6 addresses to requests over IPv6, IPv6-only joiners
-end with tables three times the size of session 10's routing (both off: monkeypatched), and
+end with larger tables than with session 10's routing (both off: monkeypatched), and
 fewer with a single contact (docs/results.md, "IPv6-only hosts' tables", at 500 and 1,000)."""
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def test_ipv6_only_joiners_keep_tables_when_dual_stack_hosts_announce(monkeypatc
     assert kept > 0  # dual-stack responders proved other addresses
     with monkeypatch.context() as m:
         before, kept_before = tables(m)
-    assert kept_before < kept  # (some come from requests over IPv6: probed to admit, kept)
+    assert kept_before == 0  # only an announce probe's answer proves one (R1, session 11)
     assert len(sizes) == len(before) >= 10
-    # seed 1: medians 31 against 9.5, 1 table of one entry against 7
-    assert statistics.median(sizes) >= 2 * statistics.median(before) + 5, (sizes, before)
-    assert sum(n <= 1 for n in sizes) < sum(n <= 1 for n in before) - 3
+    # seed 1: medians 19 against 12, 3 tables of one entry against 6 (before R1's fix, when an
+    # admission probe's answer from IPv6 proved an other address too: 31 against 9.5, 1 against 7)
+    assert statistics.median(sizes) >= statistics.median(before) + 5, (sizes, before)
+    assert sum(n <= 1 for n in sizes) < sum(n <= 1 for n in before) - 2
