@@ -41,6 +41,12 @@ def check(spec: Any) -> None:
 
 
 class DualStackWorld(SimWorld):
+    # Whether responders with IPv6 probe, keep and name the other addresses dual-stack nodes
+    # announce (`RoutingSettings.other_addresses`, off by default: an unauthenticated announce,
+    # docs/security.md). The families study's `--other-addresses` sets it; a study spec with a
+    # field of that name wins.
+    other_addresses = False
+
     def __init__(self, spec: Any, v6_only: float, dual_stack: float, firewall: float,
                  **kwargs: Any):
         check(spec)
@@ -59,7 +65,9 @@ class DualStackWorld(SimWorld):
         self.driver = DualStackDriver(self.env, self.network, self._on_event,
                                       traversal=kwargs.get("traversal", False))
         self.nat = nat
-        self.settings6 = dataclasses.replace(self.settings, ipv6=True)
+        self.settings6 = dataclasses.replace(
+            self.settings, ipv6=True,
+            other_addresses=bool(getattr(spec, "other_addresses", self.other_addresses)))
         make = self.new_node  # routing_node, or the study's (identities, traversal)
         self.new_node = lambda addr, now: self.announcing(make(addr, now), addr)
 

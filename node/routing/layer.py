@@ -220,6 +220,13 @@ class RoutingSettings:
     # This node can reach IPv6 peers: its requests ask for ROUTE6_RES (route6.py, protocol
     # section 23), whose contacts may be IPv6. The UDP driver sets it for a dual-stack socket.
     ipv6: bool = False
+    # Other addresses (protocol section 23, "The other address"): probe the IPv6 address a table
+    # entry announces in its request over IPv4, keep it once its answer comes from there by the
+    # entry's ID, and name the entry there to requesters over IPv6. Off by default: the announce
+    # is not authenticated, so a forger of an entry's IPv4 source who receives at the address it
+    # announces gets the entry named there (docs/security.md); the owner opts in. Off, no
+    # announce is probed, kept or named (our own requests announce our address either way).
+    other_addresses: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:
@@ -364,7 +371,8 @@ class RoutingLayer:
             # route6.decode's reading, without building a RouteRequest; issue 15).
             self._serve(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"),
                         size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now,
-                        announced(data) if size >= ANNOUNCE_END and self.settings.ipv6 else None)
+                        announced(data) if size >= ANNOUNCE_END and self.settings.other_addresses
+                        and self.settings.ipv6 else None)
             registry, limit = self.registry, self.settings.registry_limit
             # `ids` holds every handle ever given, freed ones too: no fewer than len(registry)
             if self._collect is not None and len(registry.ids) > limit and len(registry) > limit:
@@ -1040,7 +1048,8 @@ class RoutingLayer:
             elif self._is_probe_answer(msg, addr, now):
                 self._answered_from(addr)  # an admission probe's: it never proves an other address
                 self._admit(registry.intern(responder, addr), now)
-            elif is_ipv6(addr) and self._is_announce_answer(msg, addr, now):
+            elif (is_ipv6(addr) and self.settings.other_addresses
+                  and self._is_announce_answer(msg, addr, now)):
                 self._answered_from(addr)
                 if not self._proves_other(responder, addr, now):
                     self._admit(registry.intern(responder, addr), now)

@@ -102,7 +102,8 @@ def _hex(data: bytes) -> str:
 
 def generate_announce() -> dict[str, Any]:
     alice, bob, carol_id, dave = (nid(n) for n in ("alice", "bob", "carol", "dave"))
-    carol = RoutingLayer(carol_id, ContactRegistry(), Random(0), RoutingSettings(ipv6=True))
+    carol = RoutingLayer(carol_id, ContactRegistry(), Random(0),  # other addresses on (opt-in)
+                         RoutingSettings(ipv6=True, other_addresses=True))
     carol.add_contact(dave, DAVE_AT, 0.0)  # carol holds dave at IPv4 (IPv4 taught it)
     carol.add_contact(alice, ALICE_AT, 0.0)  # alice is a contact: no probe, no amplification cap
     dave_node = RoutingLayer(dave, ContactRegistry(), Random(1), RoutingSettings(ipv6=True))

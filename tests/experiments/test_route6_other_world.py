@@ -1,8 +1,10 @@
 """IPv6-only hosts' tables in a simulated world with address families (the routing fix of
 docs/protocol.md section 23, "The other address"): with dual-stack hosts announcing their IPv6
 address and responders naming proven IPv6 addresses to requests over IPv6, IPv6-only joiners
-end with larger tables than with session 10's routing (both off: monkeypatched), and
-fewer with a single contact (docs/results.md, "IPv6-only hosts' tables", at 500 and 1,000)."""
+end with larger tables, and fewer with a single contact, with the responders' setting on
+(`RoutingSettings.other_addresses`, the study's `DualStackWorld.other_addresses`) than off (the
+default), which gives session 10's tables exactly (announce and naming monkeypatched off;
+docs/results.md, "IPv6-only hosts' tables", at 500 and 1,000)."""
 
 from __future__ import annotations
 
@@ -10,20 +12,25 @@ import statistics
 
 from kadtalk.experiments import reach
 from kadtalk.experiments.calls import CallStudy, _CallStudyRun
+from kadtalk.experiments.harness.dualstack import DualStackWorld
 from kadtalk.node.addresses import is_ipv6
 from kadtalk.node.routing.layer import RoutingLayer
 from kadtalk.node.routing.route6 import OtherAddresses
 from kadtalk.sim.nat import V6_ONLY
 
 
-def tables(monkeypatch=None):
-    if monkeypatch is not None:  # session 10's routing: no announce, no other address named
+def _study() -> CallStudy:
+    return CallStudy(nodes=100, calls=4, seed=1, settle=60.0, call_rate=4.0, relays=False,
+                     bootstrap="protocol", wire="bytes", v6_only=0.2, dual_stack=0.4,
+                     v6_firewall=1.0, **reach.mix(0.3))
+
+
+def tables(monkeypatch, on: bool = True, session10: bool = False):
+    monkeypatch.setattr(DualStackWorld, "other_addresses", on)  # the study's switch
+    if session10:  # session 10's routing: no announce, no other address named
         monkeypatch.setattr(RoutingLayer, "announce", lambda self, addr: None)
         monkeypatch.setattr(OtherAddresses, "name", lambda self, handles, now, requester: handles)
-    study = CallStudy(nodes=100, calls=4, seed=1, settle=60.0, call_rate=4.0, relays=False,
-                      bootstrap="protocol", wire="bytes", v6_only=0.2, dual_stack=0.4,
-                      v6_firewall=1.0, **reach.mix(0.3))
-    run = _CallStudyRun(study, None)
+    run = _CallStudyRun(_study(), None)
     run.run()
     world = run.world
     v6_only, kept = [], 0
@@ -40,11 +47,15 @@ def tables(monkeypatch=None):
 
 
 def test_ipv6_only_joiners_keep_tables_when_dual_stack_hosts_announce(monkeypatch):
-    sizes, kept = tables()
-    assert kept > 0  # dual-stack responders proved other addresses
     with monkeypatch.context() as m:
-        before, kept_before = tables(m)
-    assert kept_before == 0  # only an announce probe's answer proves one (R1, session 11)
+        sizes, kept = tables(m)
+    assert kept > 0  # dual-stack responders proved other addresses
+    with monkeypatch.context() as m:  # the setting off (the default): session 10's tables
+        before, kept_before = tables(m, on=False)
+    with monkeypatch.context() as m:
+        assert tables(m, on=False, session10=True) == (before, 0)
+    assert not DualStackWorld.other_addresses  # off unless the study switches it on
+    assert kept_before == 0
     assert len(sizes) == len(before) >= 10
     # seed 1: medians 19 against 12, 3 tables of one entry against 6 (before R1's fix, when an
     # admission probe's answer from IPv6 proved an other address too: 31 against 9.5, 1 against 7)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.transport.udp import start_node
 
 from .test_udp_ipv6 import needs_ipv6
@@ -24,7 +25,7 @@ async def _others(driver, node_id: int) -> None:
 @needs_ipv6
 def test_an_ipv6_only_node_finds_a_dual_stack_peer_at_the_ipv6_address_it_announced():
     async def scenario():
-        a = await start_node(ipv6=True)  # dual stack, one socket on "::"
+        a = await start_node(ipv6=True, settings=RoutingSettings(other_addresses=True))  # "::"
         p = await start_node(ipv6=True)
         q = await start_node(host="::1")  # IPv6 only
         try:

@@ -51,6 +51,8 @@ TARGET = P_ID ^ 1  # P is the nearest entry to it
 
 
 def layer(node_id: int, ipv6: bool = True, **kw) -> RoutingLayer:
+    """A routing layer with other addresses on (`other_addresses`, off by default)."""
+    kw.setdefault("other_addresses", True)
     return RoutingLayer(node_id, ContactRegistry(), Random(node_id >> 156),
                         RoutingSettings(refresh_on_join=False, ipv6=ipv6, **kw))
 

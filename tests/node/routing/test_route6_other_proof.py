@@ -23,7 +23,7 @@ Q6 = ("2001:db8:3::3", 5004)  # an IPv6-only requester
 
 def responder() -> RoutingLayer:
     r = RoutingLayer(R_ID, ContactRegistry(), Random(1),
-                     RoutingSettings(refresh_on_join=False, ipv6=True))
+                     RoutingSettings(refresh_on_join=False, ipv6=True, other_addresses=True))
     assert r.add_contact(X_ID, A, 0.0)
     return r
 
@@ -41,9 +41,8 @@ def answer_as_x(r: RoutingLayer, out, at, now: float) -> int:
     n = 0
     for data, dst in out:
         if dst == at and data[0] == 0 and len(data) == 41:
-            r.receive_datagram(encode_response(RouteResponse(X_ID, int.from_bytes(data[21:41], "big"),
-                                                             []), ContactRegistry.addr_to_wire),
-                               at, now)
+            echo = RouteResponse(X_ID, int.from_bytes(data[21:41], "big"), [])
+            r.receive_datagram(encode_response(echo, ContactRegistry.addr_to_wire), at, now)
             n += 1
     return n
 
@@ -83,3 +82,43 @@ def test_an_announce_probe_answer_is_not_an_admission_probe_answer_either():
     r.receive_datagram(encode_response(RouteResponse(X_ID, target, []),
                                        ContactRegistry.addr_to_wire), W, 1.02)
     assert named_x(r, 2.0) == W  # X's own echo from W: the announce's (path b: security.md)
+
+
+def forged_announce(r: RoutingLayer, now: float) -> list[bytes]:
+    """R1's path b: a request forged from X's IPv4 source A, with X's ID, announcing W (the
+    forger's own address); the forger answers, at W, every probe it draws there as X. Returns
+    the probes sent to W."""
+    head = route6.with_announce(route6.encode_request(RouteRequest(X_ID, 0x1234, 288)),
+                                route6.addresses.to_wire(W))
+    r.receive_datagram(head, A, now)
+    out = r.datagrams_to_send(now)
+    answer_as_x(r, out, W, now + 0.01)
+    return [d for d, dst in out if dst == W]
+
+
+def test_other_addresses_are_off_by_default_no_announce_is_probed_kept_or_named():
+    assert RoutingSettings().other_addresses is False
+    r = RoutingLayer(R_ID, ContactRegistry(), Random(1),
+                     RoutingSettings(refresh_on_join=False, ipv6=True))  # the default
+    assert r.add_contact(X_ID, A, 0.0)
+    assert forged_announce(r, 1.0) == []  # not probed
+    key = r._announce_kind(r.table.find(X_ID))  # an echo of what a probe would have been
+    target = r._probe_target(r._probe_secrets(1.0)[0], W, X_ID, key)
+    r.receive_datagram(encode_response(RouteResponse(X_ID, target, []),
+                                       ContactRegistry.addr_to_wire), W, 1.02)
+    assert r.stats["unsolicited"] == 1 and r._others is None  # not kept
+    assert named_x(r, 2.0) == A  # not named
+
+
+def test_a_forger_of_the_entrys_ipv4_source_plants_its_address_the_documented_weakness():
+    """With `other_addresses` on, the announce is not authenticated: a forger that can send from
+    X's IPv4 address (spoofing) and receives at W gets X named at W to IPv6 requesters for the
+    proof's lifetime (2 h), X still held and answering at A. docs/security.md names this test;
+    the fix (an announce carried in an answer to our keyed request) is docs/design-decisions.md,
+    "Not done: authenticating the announce"."""
+    r = responder()
+    assert len(forged_announce(r, 1.0)) == 1  # one 41-byte probe to W
+    assert named_x(r, 2.0) == W  # the weakness: named at the forger's address
+    assert r.registry.addrs[r.table.find(X_ID)] == A  # the entry itself stays
+    assert named_x(r, 1.0 + route6.OTHER_LIFETIME - 1.0) == W
+    assert named_x(r, 1.02 + route6.OTHER_LIFETIME) == A  # until the proof expires
