@@ -70,6 +70,7 @@ from .route6 import (
 )
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
+from .route6 import refused as announce_refused
 from .rtt import RttEstimates, smoothed
 from .table import RoutingTable
 
@@ -622,7 +623,11 @@ class RoutingLayer:
         if announce is not None and not is_ipv6(addr) and self.table.known(handle) \
                 and self.table.find(origin) == handle:  # an entry, not a cached contact
             others = self._others
-            if others is None or others.wants(handle, announce, registry.addrs, now):
+            if others is not None and not others.wants(handle, announce, registry.addrs, now):
+                pass  # proven within OTHER_REFRESH
+            elif announce_refused(announce, addr):
+                self.count("announce_refused")  # loopback, multicast, NAT64...: route6.REFUSED6
+            else:
                 self._probe_announce(handle, announce, origin, now)  # its answer: _proves_other
 
     def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:

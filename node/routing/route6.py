@@ -20,10 +20,12 @@ RouteResponse with `ipv6` set), so everything past the codec is the same code fo
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Any, Callable
 
 from .. import addresses
+from ..relay.addresses import SPECIAL6
 from .messages import (
     ID_BYTES,
     MAX_CONTACTS,
@@ -208,6 +210,24 @@ def announced(data: bytes) -> tuple[str, int] | None:
             or not asks_route6(data):
         return None
     return addresses.from_wire(data, ANNOUNCE_AT)[0]  # the length and family are checked
+
+
+# Announced addresses never probed (`refused`): the relay's special IPv6 ranges (unspecified,
+# loopback, IPv4-mapped and -compatible, SIIT, discard-only, link-local, multicast) and NAT64's
+# (a translator would deliver the probe to an IPv4 address of the announcer's choosing).
+REFUSED6 = SPECIAL6 + tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48"))
+
+
+def refused(addr: tuple[str, int], entry: Any) -> bool:
+    """Whether the IPv6 address `addr`, announced by the table entry at `entry`, must be neither
+    probed nor kept (REFUSED6). Loopback (::1) only from an entry on IPv4 loopback: a datagram
+    from 127.0.0.0/8 comes from this host. Unique-local (fc00::/7: the simulator's addresses)
+    and documentation (2001:db8::/32: the tests' and the namespace testbed's public addresses)
+    are allowed, as the relay's rule has them."""
+    ip = ipaddress.IPv6Address(addr[0])
+    if ip.is_loopback:
+        return not (type(entry) is tuple and type(entry[0]) is str and entry[0].startswith("127."))
+    return any(ip in net for net in REFUSED6)
 
 
 class OtherAddresses:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from random import Random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -360,3 +361,62 @@ def test_random_traffic_never_raises_and_keeps_only_addresses_that_answered(item
             assert r.is_validated(r.registry.addrs[other])  # it answered our probe
     # guessing a keyed probe target blind does not happen here: nothing is ever kept
     assert others is None or len(others) == 0
+
+
+# -- special announced addresses (R1, session 11, item 3) ---------------------------------------
+
+def _announcing(origin: int, wire6: bytes) -> bytes:
+    """A marked request from `origin` announcing the 19 bytes `wire6` (built by hand: to_wire
+    refuses unusable addresses)."""
+    return encode_request6(RouteRequest(origin, TARGET, 187))[:ANNOUNCE_AT] + wire6 + bytes(
+        route6.ROUTE6_REQUEST_SIZE - ANNOUNCE_END)
+
+
+def _wire6(host: str, port: int = 53) -> bytes:
+    import socket
+    return b"\x06" + socket.inet_pton(socket.AF_INET6, host) + port.to_bytes(2, "big")
+
+
+SPECIAL = ["::1", "::", "::10.0.0.1", "::ffff:10.0.0.1", "::ffff:0:10.0.0.1", "100::1",
+           "fe80::1", "ff02::1", "ff0e::1", "64:ff9b::a00:1", "64:ff9b:1::a00:1"]
+
+
+@pytest.mark.parametrize("host", SPECIAL)
+def test_a_special_announced_address_is_neither_probed_nor_kept(host):
+    r = responder()
+    out = ask(r, _announcing(P_ID, _wire6(host)), P4, 1.0)
+    assert [dst for _, dst in out] == [P4]  # the answer only: no probe anywhere else
+    usable = announced(_announcing(P_ID, _wire6(host))) is not None  # else padding, ignored
+    assert (r.stats or {}).get("announce_refused", 0) == (1 if usable else 0)
+    assert route6.refused((host, 53), P4) or not usable
+    assert len(r._others or ()) == 0
+
+
+@pytest.mark.parametrize("host", ["fd00::1", "fc00::5", "2001:db8::1", "2a00:1450::1"])
+def test_unique_local_documentation_and_global_addresses_are_probed(host):
+    r = responder()
+    out = ask(r, _announcing(P_ID, _wire6(host)), P4, 1.0)
+    assert [dst for _, dst in out if dst != P4] == [(host, 53)]
+    assert not (r.stats or {}).get("announce_refused")
+
+
+def test_loopback_is_probed_only_for_an_entry_on_ipv4_loopback():
+    r = layer(R_ID)
+    local = ("127.0.0.1", 5004)
+    assert r.add_contact(P_ID, local, 0.0)  # a datagram from 127/8 comes from this host
+    out = ask(r, _announcing(P_ID, _wire6("::1", 5004)), local, 1.0)
+    assert [dst for _, dst in out if dst != local] == [("::1", 5004)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.integers(1, 65535))
+def test_an_announce_is_probed_exactly_when_usable_and_not_refused(packed, port):
+    import ipaddress
+    r = responder()
+    data = _announcing(P_ID, b"\x06" + packed + port.to_bytes(2, "big"))
+    out = ask(r, data, P4, 1.0)
+    addr = announced(data)
+    probed = [dst for _, dst in out if dst != P4]
+    expected = addr is not None and not any(ipaddress.IPv6Address(packed) in net
+                                            for net in route6.REFUSED6)
+    assert probed == ([addr] if expected else [])
