@@ -246,6 +246,13 @@ def test_an_attacker_announcing_a_victims_address_plants_nothing():
     out = ask(r, forged, M4, 1.0)
     probes = [d for d, dst in out if dst == V6]
     assert len(probes) == 1 and len(probes[0]) == REQUEST_SIZE  # 41 bytes for 288: no reflection
+    # the smallest request read as an announce is 64 bytes: 41/64 = 0.64x (R1, session 11)
+    short = forged[:ANNOUNCE_END]
+    assert announced(short) == V6 and announced(short[:-1]) is None
+    r2 = responder()
+    r2.add_contact(M_ID, M4, 0.0)
+    [(probe, _)] = [(d, dst) for d, dst in ask(r2, short, M4, 1.0) if dst == V6]
+    assert len(probe) / len(short) == 41 / 64
     victim.receive_datagram(probes[0], R6, 1.01)
     for data, dst in victim.datagrams_to_send(1.01):
         r.receive_datagram(data, V6, 1.02)  # the victim answers as itself
