@@ -11,8 +11,10 @@ docs/protocol.md section 23 is the specification.
 
 The other address (section 23, session 11): a dual-stack node announces its IPv6 address after
 the marker of its marked requests over IPv4 (`with_announce`, `announced`); a responder that
-holds it as an entry probes that address and, answered there by that ID, keeps it beside the
-entry (`OtherAddresses`) and names the entry there in ROUTE6_RES to requests over IPv6.
+holds it as an entry and opted in (`RoutingSettings.other_addresses`, off by default: the
+announce is not authenticated) probes that address (`refused` ones aside) and, answered there
+by that ID, keeps it beside the entry (`OtherAddresses`) and names the entry there in
+ROUTE6_RES to requests over IPv6.
 
 Decoding returns the routing layer's own message objects (RouteRequest with `ipv6` set,
 RouteResponse with `ipv6` set), so everything past the codec is the same code for both.

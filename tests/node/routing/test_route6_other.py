@@ -1,6 +1,7 @@
 """A dual-stack node's other address (docs/protocol.md section 23, "The other address"): a
 marked ROUTE_REQ sent over IPv4 announces the sender's IPv6 address after the marker; a
-responder that holds the sender at IPv4 probes the announced address, keeps it beside the entry
+responder that holds the sender at IPv4 (and opted in: `other_addresses`, on in these layers)
+probes the announced address (special ranges refused), keeps it beside the entry
 only when the probe's answer comes from there by the same ID, and names the entry at it to
 requesters that ask over IPv6. Played with real routing layers and explicit times; the
 attacker announcing a victim's address; nanotalk's requests answered byte for byte as before."""
