@@ -696,12 +696,14 @@ def test_a_real_relayed_call_and_offline_message_decode_without_a_complaint(tmp_
             "STORED", "FIND_VALUE", "FOUND", "DELETE", "DELETED"}
     assert must <= set(counts), must - set(counts)
     # off the default port, the heuristic and the conversations it marks take every datagram
-    # but ROUTE_RES without contacts outside a marked conversation (nothing in them to check)
+    # but ROUTE_RES without contacts outside a marked conversation (nothing in them to check):
+    # 7 to 14 of 740 to 790 datagrams in 23 runs (8 % to 15 % of the ROUTE_RES: keys and
+    # timing differ between runs), so the bound is 4 % of all datagrams
     moved = [(t, (s[0], s[1] + 10000), (d[0], d[1] + 10000), p) for t, s, d, p in frames]
     rows = tshark(tmp_path, moved, name="real-heuristic")
     left = [f[3] for f, row in zip(moved, rows) if not claimed(row)]
     assert all(d[0] == 0x01 and len(d) == 41 for d in left), [d[:4].hex() for d in left]
-    assert len(left) < counts["ROUTE_RES"] // 10, len(left)
+    assert len(left) < len(frames) // 25, (len(left), len(frames))
     seen = Counter(n for row in rows for n in row["kadtalk.msg"])
     assert seen + Counter({"ROUTE_RES": len(left)}) == counts
 
