@@ -7,7 +7,9 @@ second, drops over its caps) and hosts with IPv6 (`--v6-only`, `--dual-stack`, `
 protocol joins and the byte codec, as such worlds need). It writes the files `sim calls
 --out` writes (calls.csv, relays.csv, params.json: `python -m kadtalk.experiments.reach load
 DIR` draws them) and logs each progress step with the process's CPU time (progress.log), so
-a run stopped before its end still says how fast it went.
+a run stopped before its end still says how fast it went; `--heartbeat S` also logs, every S
+wall-clock seconds, the simulated time, CPU and peak RSS (the settling has no progress steps).
+The heartbeat only reads: the run's results are the same with it or without.
 
     python -m kadtalk.experiments.relay_load --nodes 100000 --calls 2000 --talk 60 --out DIR
     python -m kadtalk.experiments.relay_load --nodes 10000 --v6-only 0.1 --dual-stack 0.4 \\
@@ -20,13 +22,14 @@ import argparse
 import csv
 import json
 import resource
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
 
 from kadtalk.experiments.calls import (
     FAMILY_FIELDS, PER_RELAY_FIELDS, RELAY_FIELDS, ROW_FIELDS, TALK_RELAY_FIELDS, CallStudy,
-    run_call_study, study_parameters)
+    _CallStudyRun, study_parameters)
 
 
 def cpu_s() -> float:
@@ -63,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="s a relayed call carries media both ways (0: hang up at the first packet)")
     p.add_argument("--bootstrap", choices=["fast", "protocol"],
                    help="default fast, protocol with IPv6 hosts (which need it)")
+    p.add_argument("--heartbeat", type=float, default=0.0,
+                   help="log simulated time, CPU and RSS every S wall-clock seconds (0: off)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     study = study_from(args)
@@ -77,7 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.write(f"{phase} {done}/{total} cpu_s={cpu_s():.1f} "
                       f"wall_s={time.perf_counter() - started:.1f}\n")
 
-    result = run_call_study(study, progress)
+    run = _CallStudyRun(study, progress)
+    stop = threading.Event()
+    if args.heartbeat > 0:
+        env = run.world.env
+
+        def beat() -> None:
+            while not stop.wait(args.heartbeat):
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                log.write(f"heartbeat sim_s={env.now:.1f} cpu_s={cpu_s():.1f} "
+                          f"peak_rss_mb={rss:.0f} wall_s={time.perf_counter() - started:.1f}\n")
+
+        beating = threading.Thread(target=beat, daemon=True)
+        beating.start()
+    try:
+        result = run.run()
+    finally:
+        stop.set()
+        if args.heartbeat > 0:
+            beating.join()  # its last line before the results
     summary = result.summary | {"cpu_s": round(cpu_s(), 1)}
     fields = ROW_FIELDS + RELAY_FIELDS + (FAMILY_FIELDS if study.families else ())
     with open(args.out / "calls.csv", "w", newline="") as f:

@@ -79,14 +79,16 @@ def test_relay_load_script_writes_what_reach_load_draws(tmp_path, capsys):
 
     out = tmp_path / "run"
     assert main(["--nodes", "120", "--calls", "12", "--seed", "2", "--call-rate", "2",
-                 "--talk", "3", "--out", str(out)]) == 0
+                 "--talk", "3", "--heartbeat", "0.01", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     with open(out / "relays.csv", newline="") as f:
         relays = list(csv.DictReader(f))
     assert len(relays) == summary["relays_serving"] > 0
     assert set(TALK_RELAY_FIELDS) <= set(relays[0])
     assert sum(int(r["calls"]) for r in relays) == summary["relayed_calls"]
-    assert summary["cpu_s"] > 0 and (out / "progress.log").read_text().endswith("done\n")
+    log = (out / "progress.log").read_text()
+    assert summary["cpu_s"] > 0 and log.endswith("done\n")
+    assert "heartbeat sim_s=" in log  # the joins and calls of 120 nodes last far over 10 ms
     assert json.loads((out / "params.json").read_text())["study"]["relayed_talk"] == 3
     assert reach_main(["load", str(out)]) == 0
     assert (out / "relay_load.png").stat().st_size > 0
