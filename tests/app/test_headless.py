@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kadtalk.app.audio import AudioError
-from kadtalk.app.ringer import PATTERN, Ringer, generated_tone, load_ring_tone
+from kadtalk.app.ringer import FRAME, PATTERN, Ringer, generated_tone, load_ring_tone
 from kadtalk.node.media.codec import FRAME_BYTES, SAMPLE_RATE
 
 from .conftest import connect, is_call, start_daemon
@@ -83,13 +83,19 @@ def test_the_ringer_plays_until_stopped_and_frees_its_device(caplog):
 
     async def scenario():
         ringer = Ringer(generated_tone(), "speaker", lambda name: sink)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         ringer.start()
-        await asyncio.sleep(0.3)
+        while len(sink.frames) < 10:  # it plays on (0.2 s on a quiet machine)
+            await asyncio.sleep(FRAME)
         ringer.stop()
-        played = len(sink.frames)
+        stopped, played = loop.time(), len(sink.frames)
         await asyncio.sleep(0.1)
         assert len(sink.frames) == played and sink.closed and not ringer.ringing
-        assert 10 <= played <= 20  # every 20 ms
+        # one frame every 20 ms, never faster: a loop held up skips ahead, it does not burst.
+        # (No lower bound on the rate: "10 to 20 frames in 0.3 s" held only while nothing held
+        # the loop up for 0.1 s.)
+        assert played <= (stopped - started) / FRAME + 1.001
 
         def refuse(name):
             raise AudioError(f"cannot open playback device {name!r}: busy")
@@ -244,12 +250,15 @@ def test_the_reported_rtt_follows_the_session_layers_measurement(sock_root):
                     break
                 await asyncio.sleep(0.1)
             measured = session.rtt_of(sid)
-            assert measured is not None and measured < 0.05  # loopback
-            a.calls.call.rtt = 0.3  # a set-up estimate a lost KEY_REQ had inflated
+            # loopback: a few ms on a quiet machine, 87 ms under arm64 emulation
+            # (docs/raspberry-pi.md); the bars below are far from both, and from the estimate
+            assert measured is not None and measured < 1.0
+            a.calls.call.rtt = 10.0  # a set-up estimate a lost KEY_REQ had inflated
             q = await ca.wait_event(lambda e: e.get("event") == "quality", since=len(ca.seen))
-            assert q["rtt_ms"] < 50 and q["latency_ms"] < 300
+            # the measurement, not the estimate (10,000 ms; latency above 5,000 ms from it)
+            assert q["rtt_ms"] < 1000 and q["latency_ms"] < 3000
             stats = await ca.request("stats")
-            assert stats["call"]["rtt_ms"] < 50
+            assert stats["call"]["rtt_ms"] < 1000
             await ca.request("hangup")
             await ca.close()
             await cb.close()
