@@ -197,7 +197,9 @@ def test_the_timer_is_rearmed_only_when_the_deadline_moves_earlier():
             replaced = driver._timer is not first and driver._timer_at == now + 0.03
             node.deadline = due = now + 0.5
             # fires at 0.03, re-arms for 0.5, fires again (waited for, not slept: a loop held up
-            # past the node's deadline fires once, on time for both)
+            # past the node's deadline fires once, on time for both). The old 0.06 s deadline
+            # failed on a first fire 30 ms late: none of 300 timers at load average 11 (median
+            # 3 ms late, max 24 ms; /work/notes/s12/H4/late.py), so a margin, not a seen failure
             while len(node.fired) < 2 and loop.time() < due + 5:
                 await asyncio.sleep(0.01)
             return kept, replaced, node.fired, due
