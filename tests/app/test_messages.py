@@ -66,7 +66,9 @@ def test_two_daemons_exchange_messages_each_way_with_receipts(sock_root):
             assert r["seq"] == 6
             print(f"receipt after send on an open loopback session: median "
                   f"{sorted(delays)[2] * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
-            assert sorted(delays)[2] < 0.5  # the goal is 50 ms (measured in docs/control.md)
+            # the goal is 50 ms (measured in docs/control.md); a retry would take 0.5 s. Median
+            # 1.3-2.0 ms, max 92 ms at load average 10-12 (8 runs, session 12): a wide margin
+            assert sorted(delays)[2] < 0.5
 
             # b -> a with the CLI: it waits for the receipt
             code, out, err = await cli("send", "--socket", str(b.socket_path), "alice",
