@@ -218,6 +218,9 @@ class Node:
     # -- sans-I/O surface -----------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        if self._upper is None and data and data[0] <= ROUTE_RES:  # a routing-only node
+            self.routing.receive_datagram(data, addr, now)  # `_route` without its checks
+            return
         if data and data[0] == ROUTE_REQ:  # the datagram a node sees most (issue 15)
             upper = self._upper
             traversal = None if upper is None else upper.traversal

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+from kadtalk.node.routing.messages import ENTRY_CACHE, ROUTE_RES
+from kadtalk.node.routing.route6 import ROUTE6_RES, answer_formats
+
+_FIRST = (bytes((ROUTE_RES,)), bytes((ROUTE6_RES,)))  # an answer's first byte, by ipv6
 SIM_PORT = 5004
 _BASE = 10 << 24  # 10.0.0.0/8
 _WIRE = struct.Struct(">IH")
@@ -37,7 +41,7 @@ def split_flow(addr: int) -> tuple[int, int]:
 
 
 class SharedRegistry:
-    __slots__ = ("ids", "addrs", "_extra", "_extra_at", "subnets")
+    __slots__ = ("ids", "addrs", "_extra", "_extra_at", "subnets", "_kept")
 
     def __init__(self, ids: list[int], subnets: Sequence[int] | None = None):
         """`subnets[addr]`: the /24 network address `addr` sits in, for the per-/24 bucket limit
@@ -49,6 +53,19 @@ class SharedRegistry:
         self._extra: dict[tuple[int, int], int] | None = None
         self._extra_at: dict[int, list[int]] | None = None  # address -> its extra handles
         self.subnets = subnets
+        self._kept: tuple[tuple[Any, dict[int, bytes]], ...] | None = None
+
+    def answer_format(self, responder: int, ipv6: bool) -> tuple[bytes, Any, dict[int, bytes]]:
+        """(header up to the target, entry address codec, handle -> its entry bytes) of
+        `responder`'s ROUTE_RES (ROUTE6_RES if `ipv6`) answers, for messages.encode_handles:
+        every node of the simulation keeps its entries here, once (handles are never given to
+        another contact). Bounded as messages.entry_cache is: emptied when full."""
+        kept = self._kept
+        if kept is None or len(kept[ipv6][1]) >= ENTRY_CACHE:
+            formats = answer_formats(0, self.addr_to_wire)
+            kept = self._kept = tuple((codec, {}) for _, codec in formats)
+        codec, entries = kept[ipv6]
+        return _FIRST[ipv6] + responder.to_bytes(20, "big"), codec, entries
 
     def subnet(self, addr: int) -> int:
         return addr >> 8 if self.subnets is None else self.subnets[addr]

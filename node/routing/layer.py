@@ -324,11 +324,11 @@ class RoutingLayer:
         self._next_lookup_id = 0
         self._refresh_at = now + settings.refresh_interval
         self._collect = registry.retain if registry.recycles else None
-        # A node's own registry: its answers wait in the outbox as (target, handles, ipv6)
-        # and are encoded from each handle's entry bytes kept here, per format (ROUTE_RES,
+        # Answers wait in the outbox as (target, handles, ipv6) and are encoded from each
+        # handle's entry bytes. A node's own registry: kept here, per format (ROUTE_RES,
         # ROUTE6_RES: header, address codec, handle -> entry), emptied whenever handles are
-        # recycled (`_forget_unreferenced`). Not with the simulator's shared registry: a
-        # million layers would each keep a copy.
+        # recycled (`_forget_unreferenced`). A registry that never recycles (the simulator's
+        # shared one) keeps them once for all its layers: its `answer_format`.
         self._formats: tuple[tuple[bytes, Callable[[Any], bytes | None], dict[int, bytes]],
                              ...] | None = None
         if registry.recycles:
@@ -461,8 +461,6 @@ class RoutingLayer:
         if out is None:
             return []
         self._outbox = None
-        if self._formats is None:
-            return out
         ids, addrs = self.registry.ids, self.registry.addrs  # answers kept as handles
         return [(RouteResponse(self.node_id, msg[0], [(ids[h], addrs[h]) for h in msg[1]], msg[2]),
                  addr) if type(msg) is tuple else (msg, addr) for msg, addr in out]
@@ -479,7 +477,8 @@ class RoutingLayer:
         datagrams = []
         for msg, addr in out:
             if type(msg) is tuple:  # an answer kept as handles: (target, handles, ipv6)
-                head, codec, kept = formats[msg[2]]
+                head, codec, kept = (formats[msg[2]] if formats is not None
+                                     else registry.answer_format(self.node_id, msg[2]))
                 data = encode_handles([head, msg[0].to_bytes(ID_BYTES, "big")], msg[1], kept,
                                       ids, addrs, codec)
             else:
@@ -606,15 +605,11 @@ class RoutingLayer:
         closest = self.table.closest(target, count, handle)
         if ipv6 and self._others is not None and is_ipv6(addr):  # asked over IPv6
             closest = self._others.name(closest, now, handle)
-        if self._formats is not None:  # encoded from kept entries when sent
-            if self._outbox is None:
-                self._outbox = [((target, closest, ipv6), addr)]
-            else:
-                self._outbox.append(((target, closest, ipv6), addr))
+        # kept as handles, encoded when sent (`datagrams_to_send`, `messages_to_send`)
+        if self._outbox is None:
+            self._outbox = [((target, closest, ipv6), addr)]
         else:
-            ids, addrs = registry.ids, registry.addrs
-            self._send(RouteResponse(self.node_id, target, [(ids[h], addrs[h]) for h in closest],
-                                     ipv6), addr)
+            self._outbox.append(((target, closest, ipv6), addr))
         if probe:  # after the answer, so an honest requester knows us when the probe arrives
             if validate:
                 self._send_validation(addr, origin, now)
