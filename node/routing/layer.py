@@ -60,13 +60,12 @@ from .messages import (
     encode_handles,
 )
 from .route6 import (
-    ANNOUNCE_END,
     CONTACT6_SIZE,
     MARKER,
+    ROUTE6_REQUEST_SIZE,
     OtherAddresses,
-    announced,
     answer_formats,
-    with_announce,
+    own_entry,
 )
 from .route6 import decode as decode_any
 from .route6 import encode as encode_any
@@ -222,11 +221,10 @@ class RoutingSettings:
     # section 23), whose contacts may be IPv6. The UDP driver sets it for a dual-stack socket.
     ipv6: bool = False
     # Other addresses (protocol section 23, "The other address"): probe the IPv6 address a table
-    # entry announces in its request over IPv4, keep it once its answer comes from there by the
-    # entry's ID, and name the entry there to requesters over IPv6. Off by default: the announce
-    # is not authenticated, so a forger of an entry's IPv4 source who receives at the address it
-    # announces gets the entry named there (docs/security.md); the owner opts in. Off, no
-    # announce is probed, kept or named (our own requests announce our address either way).
+    # entry announces (naming itself there in its ROUTE6_RES to our keyed request over IPv4,
+    # whose echo proved its IPv4 address), keep it once its answer comes from there by the
+    # entry's ID, and name the entry there to requesters over IPv6. Off, no announce is probed,
+    # kept or named (our own answers announce our address either way).
     other_addresses: bool = False
 
     def __post_init__(self) -> None:
@@ -357,10 +355,10 @@ class RoutingLayer:
         self._srtt: float | None = None  # round trips of answered requests (RFC 6298)
         self._rttvar = 0.0
         self.rtts: RttEstimates | None = None  # per contact address; made on the first sample
-        # Our IPv6 address's wire bytes, announced in our marked requests over IPv4 (`announce`),
+        # Our IPv6 address, named in our ROUTE6_RES to marked requests over IPv4 (`announce`),
         # and the entries' IPv6 addresses proven by our probes (route6.OtherAddresses, made at
         # the first): protocol section 23, "The other address".
-        self._announce: bytes | None = None
+        self._announce: Any = None
         self._others: OtherAddresses | None = None
 
     # -- sans-I/O surface -----------------------------------------------------------------------
@@ -371,9 +369,7 @@ class RoutingLayer:
             # A request, the datagram a node sees most: read in place (messages.decode's and
             # route6.decode's reading, without building a RouteRequest; issue 15).
             self._serve(int.from_bytes(data[1:21], "big"), int.from_bytes(data[21:41], "big"),
-                        size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now,
-                        announced(data) if size >= ANNOUNCE_END and self.settings.other_addresses
-                        and self.settings.ipv6 else None)
+                        size, size > REQUEST_SIZE and data[41:45] == MARKER, addr, now)
             registry, limit = self.registry, self.settings.registry_limit
             # `ids` holds every handle ever given, freed ones too: no fewer than len(registry)
             if self._collect is not None and len(registry.ids) > limit and len(registry) > limit:
@@ -473,7 +469,6 @@ class RoutingLayer:
         registry, formats = self.registry, self._formats
         ids, addrs = registry.ids, registry.addrs
         addr_to_wire, ipv6 = registry.addr_to_wire, self.settings.ipv6
-        announce = self._announce
         datagrams = []
         for msg, addr in out:
             if type(msg) is tuple:  # an answer kept as handles: (target, handles, ipv6)
@@ -483,8 +478,6 @@ class RoutingLayer:
                                       ids, addrs, codec)
             else:
                 data = encode_any(msg, addr_to_wire, ipv6)
-                if announce is not None and type(msg) is RouteRequest and not is_ipv6(addr):
-                    data = with_announce(data, announce)  # a bare probe stays bare
             datagrams.append((data, addr))
         return datagrams
 
@@ -562,9 +555,8 @@ class RoutingLayer:
     # -- internals ------------------------------------------------------------------------------
 
     def _serve(self, origin: int, target: int, size: int, ipv6: bool, addr: Any,
-               now: float, announce: Any = None) -> None:
-        """Answer a request (`size` bytes, padding included; `ipv6`: it asks for ROUTE6_RES;
-        `announce`: the IPv6 address its padding announces, section 23)."""
+               now: float) -> None:
+        """Answer a request (`size` bytes, padding included; `ipv6`: it asks for ROUTE6_RES)."""
         if origin == self.node_id:
             self.count("own_id")
             return
@@ -602,9 +594,15 @@ class RoutingLayer:
                 probe = validate = True
             count = min(count, max(0, (budget - RESPONSE_HEADER) // entry))
             self.limited_answers += 1
-        closest = self.table.closest(target, count, handle)
-        if ipv6 and self._others is not None and is_ipv6(addr):  # asked over IPv6
-            closest = self._others.name(closest, now, handle)
+        if ipv6 and self._announce is not None and count and not is_ipv6(addr):
+            # our announce (section 23): ourselves at our IPv6 address, last, in place of the
+            # farthest contact; a requester takes it only from an answer to its keyed request
+            closest = self.table.closest(target, count - 1, handle)
+            closest.append(registry.intern(self.node_id, self._announce))
+        else:
+            closest = self.table.closest(target, count, handle)
+            if ipv6 and self._others is not None and is_ipv6(addr):  # asked over IPv6
+                closest = self._others.name(closest, now, handle)
         # kept as handles, encoded when sent (`datagrams_to_send`, `messages_to_send`)
         if self._outbox is None:
             self._outbox = [((target, closest, ipv6), addr)]
@@ -615,15 +613,10 @@ class RoutingLayer:
                 self._send_validation(addr, origin, now)
             else:
                 self._send_probe(addr, origin, now)
-        if announce is not None and not is_ipv6(addr) and self.table.known(handle) \
-                and self.table.find(origin) == handle:  # an entry, not a cached contact
-            others = self._others
-            if others is not None and not others.wants(handle, announce, registry.addrs, now):
-                pass  # proven within OTHER_REFRESH
-            elif announce_refused(announce, addr):
-                self.count("announce_refused")  # loopback, multicast, NAT64...: route6.REFUSED6
-            else:
-                self._probe_announce(handle, announce, origin, now)  # its answer: _proves_other
+        if ipv6 and size >= ROUTE6_REQUEST_SIZE and settings.other_addresses and settings.ipv6 \
+                and not is_ipv6(addr) and self.table.find(origin) == handle \
+                and self.is_validated(addr):
+            self._query_other(handle, addr, origin, now)  # an entry at IPv4 asking for IPv6
 
     def _wants_probe(self, handle: int, addr: Any, now: float) -> bool:
         """Offer a requester to the table; whether to probe it. A request proves nothing about
@@ -970,10 +963,45 @@ class RoutingLayer:
         return len(extra)
 
     def announce(self, addr: Any) -> None:
-        """Our IPv6 address (None: none), announced in our marked requests to IPv4 addresses
-        (section 23, "The other address"): a responder that proves it by a probe names us there
-        to requesters that ask over IPv6. Ignored by a node that cannot reach IPv6 peers."""
-        self._announce = to_wire(addr) if self.settings.ipv6 and is_ipv6(addr) else None
+        """Our IPv6 address (None: none), announced in our ROUTE6_RES to marked requests over
+        IPv4 (section 23, "The other address": we name ourselves there, last): a requester that
+        proves it by a probe names us there to requesters that ask over IPv6. Ignored by a node
+        that cannot reach IPv6 peers, and an address with no wire form."""
+        self._announce = (addr if self.settings.ipv6 and is_ipv6(addr)
+                          and to_wire(addr) is not None else None)
+
+    def _query_other(self, entry: int, addr: Any, node_id: int, now: float) -> None:
+        """Table entry `entry` (ID `node_id`) at IPv4 `addr` sent us a marked request (it can
+        reach IPv6) of ROUTE6_REQUEST_SIZE bytes or more (kadtalk's; our query is no larger)
+        from a validated address (the amplification limit does not apply there): unless its
+        other address was proven, or it was asked, within OTHER_REFRESH (the bound: one query
+        an entry per OTHER_REFRESH; the probe meter's second per address would skip the query
+        that follows an entry's admission probe), ask it back: a marked request whose target is
+        keyed (the probe key over `addr`, its ID and "Q"). Its ROUTE6_RES, echoing the target
+        from `addr`, carries its announce (it names itself at its IPv6 address, last), taken as
+        one from a keyed answer (`_on_response`). Nothing is kept per query but when it went
+        (`OtherAddresses.ask`)."""
+        others = self._others
+        if others is None:
+            others = self._others = OtherAddresses()
+        if others.due(entry, now):
+            others.ask(entry, now)
+            target = self._probe_target(self._probe_secrets(now)[0], addr, node_id, b"Q")
+            self._send(RouteRequest(self.node_id, target, self._request_size), addr)
+
+    def _announced(self, entry: int, other: Any, node_id: int, now: float) -> None:
+        """Table entry `entry` (ID `node_id`, at IPv4) named itself at IPv6 `other` in its
+        answer to our keyed request (which proved its IPv4 address): probe `other` with an
+        announce probe (`_probe_announce`; its answer: `_proves_other`), unless it was proven
+        for that entry within OTHER_REFRESH or is in a special range (route6.REFUSED6)."""
+        registry = self.registry
+        others = self._others
+        if others is not None and not others.wants(entry, other, registry.addrs, now):
+            return  # proven within OTHER_REFRESH
+        if announce_refused(other, registry.addrs[entry]):
+            self.count("announce_refused")  # loopback, multicast, NAT64...: route6.REFUSED6
+        else:
+            self._probe_announce(entry, other, node_id, now)
 
     def _is_announce_answer(self, msg: RouteResponse, addr: Any, now: float) -> bool:
         """Whether `msg` from IPv6 `addr` echoes our announce probe (`_probe_announce`) of
@@ -1053,6 +1081,14 @@ class RoutingLayer:
                 self._answered_from(addr)
                 if not self._proves_other(responder, addr, now):
                     self._admit(registry.intern(responder, addr), now)
+            elif (msg.ipv6 and self.settings.other_addresses and not is_ipv6(addr)
+                  and self._is_probe_answer(msg, addr, now, b"Q")):  # echoes our query
+                self._answered_from(addr)
+                self._admit(registry.intern(responder, addr), now)  # as a probe's answer
+                other = own_entry(msg.contacts, responder)[1]
+                entry = self.table.find(responder)
+                if other is not None and entry >= 0 and registry.addrs[entry] == addr:
+                    self._announced(entry, other, responder, now)  # its IPv4 address proven
             else:
                 self.count("unsolicited")
             return
@@ -1083,6 +1119,12 @@ class RoutingLayer:
                 self._admit(handle, now)
             else:  # named by another contact, who knows the target: only a probe answer admits
                 self._probe(handle, addr, responder, now)
+        contacts = msg.contacts
+        if msg.ipv6:  # the responder's own entry is its announce, not a contact (section 23)
+            contacts, other = own_entry(contacts, responder)
+            if (other is not None and request.keyed and settings.other_addresses
+                    and settings.ipv6 and not is_ipv6(addr) and table.find(responder) == handle):
+                self._announced(handle, other, responder, now)  # an entry, its IPv4 proven
         target = msg.target
         own = self.node_id
         intern = registry.intern
@@ -1101,7 +1143,7 @@ class RoutingLayer:
                 hop = 2
             else:
                 hop = lookup.answered(asked)
-            lookup.add_contacts(msg.contacts, hop, intern, own, hint)
+            lookup.add_contacts(contacts, hop, intern, own, hint)
             self._advance(lookup, now)
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,

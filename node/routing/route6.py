@@ -9,12 +9,14 @@ ROUTE_RES: the same header and the same k closest contacts, each address family-
 kadtalk) answers ROUTE_RES as ever, so asking costs nothing and needs no negotiation.
 docs/protocol.md section 23 is the specification.
 
-The other address (section 23, session 11): a dual-stack node announces its IPv6 address after
-the marker of its marked requests over IPv4 (`with_announce`, `announced`); a responder that
-holds it as an entry and opted in (`RoutingSettings.other_addresses`, off by default: the
-announce is not authenticated) probes that address (`refused` ones aside) and, answered there
-by that ID, keeps it beside the entry (`OtherAddresses`) and names the entry there in
-ROUTE6_RES to requests over IPv6.
+The other address (section 23; authenticated since session 12): a dual-stack node names itself
+at its IPv6 address, last, in its ROUTE6_RES to a marked request that came over IPv4
+(`RoutingLayer._serve`); the requester takes that entry (`own_entry`) as an announce only from an
+answer to its keyed request (the answer proved the entry's IPv4 address) and with other
+addresses on (`RoutingSettings.other_addresses`), probes that address (`refused` ones aside)
+and, answered there by that ID, keeps it beside the entry (`OtherAddresses`) and names the
+entry there in ROUTE6_RES to requests over IPv6. Requests carry no announce (their padding is
+padding, whatever it holds).
 
 Decoding returns the routing layer's own message objects (RouteRequest with `ipv6` set,
 RouteResponse with `ipv6` set), so everything past the codec is the same code for both.
@@ -169,10 +171,13 @@ def mark(datagram: bytes) -> bytes:
 
 def entry_of(data: bytes, node_id: int) -> Any | None:
     """The address a ROUTE6_RES datagram gives `node_id` (IPv4 or IPv6), None if it names none
-    or is malformed: never raises."""
+    or is malformed: never raises. The responder's own entry (its announce, `own_entry`) is not
+    a contact it names."""
     try:
         msg, _ = decode_response(data)
     except MalformedMessage:
+        return None
+    if node_id == msg.responder:
         return None
     return next((addr for contact, addr in msg.contacts if contact == node_id), None)
 
@@ -186,32 +191,23 @@ def encode(msg: RouteRequest | RouteResponse, addr_to_wire: Callable[[Any], byte
     return encode_response(msg, addr_to_wire) if msg.ipv6 else plain_response(msg, addr_to_wire)
 
 
-# -- the other address: a dual-stack node's IPv6 address, announced over IPv4 -----------------
+# -- the other address: a dual-stack node's IPv6 address, named in its own answers ------------
 
-ANNOUNCE_AT = REQUEST_SIZE + len(MARKER)  # 45: a family-tagged address follows the marker
-ANNOUNCE_END = ANNOUNCE_AT + addresses.WIRE_V6  # 64
 OTHER_LIMIT = 4096  # entries whose IPv6 address a node keeps (the oldest forgotten first)
 OTHER_REFRESH = 600.0  # an announce of a kept address is probed again after this long (s)
 OTHER_LIFETIME = 7200.0  # a kept address is named for this long after its last proof (s)
 
 
-def with_announce(datagram: bytes, wire6: bytes) -> bytes:
-    """A marked ROUTE_REQ datagram that announces `wire6` (our IPv6 address, its 19 wire bytes)
-    right after the marker, its size unchanged; anything else (a bare probe, an unmarked
-    request, another message) unchanged."""
-    if len(datagram) < ANNOUNCE_END or datagram[0] != ROUTE_REQ or not asks_route6(datagram):
-        return datagram
-    return datagram[:ANNOUNCE_AT] + wire6 + datagram[ANNOUNCE_END:]
-
-
-def announced(data: bytes) -> tuple[str, int] | None:
-    """The IPv6 address a marked ROUTE_REQ announces after its marker; None when it announces
-    none (zeros: an older kadtalk's padding), or something else (another family byte, an
-    unusable address, a request cut short): padding, ignored. Never raises."""
-    if len(data) < ANNOUNCE_END or data[ANNOUNCE_AT] != addresses.FAMILY_V6 \
-            or not asks_route6(data):
-        return None
-    return addresses.from_wire(data, ANNOUNCE_AT)[0]  # the length and family are checked
+def own_entry(contacts: Any, responder: int) -> tuple[Any, Any | None]:
+    """A ROUTE6_RES's contacts split into those it names (the responder's own entries left out:
+    a responder naming itself tells a lookup nothing new) and the IPv6 address of the
+    responder's first own entry at IPv6, its announce (None: none). `contacts` itself when
+    the responder is not among them."""
+    if not any(node_id == responder for node_id, _ in contacts):
+        return contacts, None
+    announce = next((addr for node_id, addr in contacts
+                     if node_id == responder and addresses.is_ipv6(addr)), None)
+    return [c for c in contacts if c[0] != responder], announce
 
 
 # Announced addresses never probed (`refused`): the relay's special IPv6 ranges (unspecified,
@@ -234,13 +230,15 @@ def refused(addr: tuple[str, int], entry: Any) -> bool:
 
 class OtherAddresses:
     """Table entries' proven IPv6 addresses: entry handle -> (handle of the same ID at its IPv6
-    address, when that address last answered a probe by that ID). At most OTHER_LIMIT, the
-    oldest proof forgotten first; the routing layer drops the ones of handles it frees."""
+    address, when that address last answered a probe by that ID); and when each entry was last
+    asked for its announce (`ask`). At most OTHER_LIMIT of each, the oldest forgotten first;
+    the routing layer drops the ones of handles it frees."""
 
-    __slots__ = ("_of",)
+    __slots__ = ("_of", "_asked")
 
     def __init__(self) -> None:
         self._of: dict[int, tuple[int, float]] = {}
+        self._asked: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self._of)
@@ -256,6 +254,23 @@ class OtherAddresses:
         one, or its proof OTHER_REFRESH old."""
         other = self._of.get(entry)
         return other is None or addrs[other[0]] != addr or now - other[1] >= OTHER_REFRESH
+
+    def due(self, entry: int, now: float) -> bool:
+        """Whether to ask `entry` for its announce: none proven, and it not asked, within the
+        last OTHER_REFRESH."""
+        other = self._of.get(entry)
+        if other is not None and now - other[1] < OTHER_REFRESH:
+            return False
+        asked = self._asked.get(entry)
+        return asked is None or now - asked >= OTHER_REFRESH
+
+    def ask(self, entry: int, now: float) -> None:
+        asked = self._asked
+        if entry in asked:
+            del asked[entry]  # renewed: forgotten last
+        elif len(asked) >= OTHER_LIMIT:
+            del asked[next(iter(asked))]
+        asked[entry] = now
 
     def prove(self, entry: int, other: int, now: float) -> None:
         of = self._of
@@ -281,7 +296,9 @@ class OtherAddresses:
     def retain(self, live: set[int]) -> None:
         """Forget the addresses of entries not in `live`, and add the kept ones' handles to it
         (a freed handle may name another contact next)."""
-        of = self._of
+        of, asked = self._of, self._asked
         for entry in [e for e in of if e not in live]:
             del of[entry]
+        for entry in [e for e in asked if e not in live]:
+            del asked[entry]
         live.update(other for other, _ in of.values())

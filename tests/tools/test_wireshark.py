@@ -178,14 +178,22 @@ def vector_messages() -> list[tuple[bytes, list[str], dict[str, list[str]]]]:
         "kadtalk.contact.port": ["5004", "4000"],
         "_ws.col.Info": [f"ROUTE6_RES target={bob.hex()[:8]}… responder={carol.hex()[:8]}… "
                          "contacts=2"]}))
-    # a dual-stack node's other address (§23): a marked request announcing its IPv6 address
-    other = {m["name"]: bytes.fromhex(m["hex"]) for m in load("route6-announce.json")["messages"]}
-    out.append((other["ROUTE_REQ announcing an IPv6 address"], ["ROUTE_REQ"], {
-        "kadtalk.asks_route6": ["ROUTE6_RES (IPv6 contacts, §23)"],
+    # a dual-stack node's other address (§23): the responder names itself at its IPv6 address,
+    # last, in its ROUTE6_RES over IPv4; session 11's announce after a request's marker is padding
+    other = load("route6-announce.json")
+    msgs = {m["name"]: bytes.fromhex(m["hex"]) for m in other["messages"]}
+    keyed = msgs["ROUTE_REQ with a keyed target"]
+    out.append((msgs["ROUTE6_RES announcing the responder's IPv6 address"], ["ROUTE6_RES"], {
+        "kadtalk.contact.id": [erin.hex(), dave.hex()], "kadtalk.contact.family": ["0x06", "0x06"],
         "kadtalk.announce.ipv6": ["2001:db8:d::1"], "kadtalk.announce.port": ["4000"],
-        "kadtalk.padding": ["00" * (288 - 64)],
+        "_ws.col.Info": [f"ROUTE6_RES target={keyed[21:25].hex()}… responder={dave.hex()[:8]}… "
+                         "contacts=2 announces=[2001:db8:d::1]:4000"]}))
+    padded = bytes.fromhex(other["ignored"][1]["request"])
+    out.append((padded, ["ROUTE_REQ"], {
+        "kadtalk.asks_route6": ["ROUTE6_RES (IPv6 contacts, §23)"],
+        "kadtalk.padding": [padded[41:].hex()],
         "_ws.col.Info": [f"ROUTE_REQ target={bob.hex()[:8]}… origin={dave.hex()[:8]}… "
-                         "asks=ROUTE6_RES announces=[2001:db8:d::1]:4000"]}))
+                         "asks=ROUTE6_RES"]}))
     # session (§8, §11a, §13, §19)
     s = load("session.json")
     key_req, key_res = bytes.fromhex(s["key_req"]), bytes.fromhex(s["key_res"])

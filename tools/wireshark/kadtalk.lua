@@ -138,7 +138,7 @@ field("contact_family", ProtoField.uint8, "contact.family", "Contact address fam
       FAMILIES)
 field("contact_ipv6", ProtoField.ipv6, "contact.ipv6", "Contact IPv6")
 field("asks_route6", ProtoField.string, "asks_route6", "Asks for")
-field("announce", ProtoField.bytes, "announce", "Announces its IPv6 address")
+field("announce", ProtoField.bytes, "announce", "Announces the responder's IPv6 address")
 field("announce_ipv6", ProtoField.ipv6, "announce.ipv6", "Announced IPv6")
 field("announce_port", ProtoField.uint16, "announce.port", "Announced port")
 field("padding", ProtoField.bytes, "padding", "Padding")
@@ -517,36 +517,17 @@ end
 local function route_req(r)
     local origin = r:id(f.origin, "origin ID")
     local target = r:id(f.target, "target ID")
-    local asks, announce = false, nil
+    local asks = false
     if r.ok and r:left() > 0 then
         local pad = r.tvb(r.pos, r:left())
         asks = r:left() >= #ROUTE6_MARKER and pad(0, #ROUTE6_MARKER):string() == ROUTE6_MARKER
         if asks then
             r.tree:add(f.asks_route6, pad(0, #ROUTE6_MARKER), "ROUTE6_RES (IPv6 contacts, §23)")
-            -- the sender's IPv6 address, family-tagged, after the marker (§23 "The other
-            -- address"); anything else there is padding a receiver ignores
-            local at = #ROUTE6_MARKER
-            if r:left() >= at + 19 and pad(at, 1):uint() == 0x06 then
-                local field = pad(at, 19)
-                local ip, port = field(1, 16), field(17, 2):uint()
-                if not unusable6(ip, port) then
-                    announce = "[" .. tostring(ip:ipv6()) .. "]:" .. port
-                    local t = r.tree:add(f.announce, field)
-                    t:set_text("Announces its IPv6 address: " .. announce)
-                    t:add(f.announce_ipv6, ip)
-                    t:add(f.announce_port, field(17, 2))
-                end
-            end
         end
-        if announce then
-            if r:left() > #ROUTE6_MARKER + 19 then
-                r.tree:add(f.padding, pad(#ROUTE6_MARKER + 19))
-                    :append_text(" (ignored by the receiver)")
-            end
-        else
-            r.tree:add(f.padding, pad):append_text(asks and " (begins \"IPv6\": ROUTE6_RES wanted)"
-                                                   or " (ignored by the receiver)")
-        end
+        -- whatever follows the marker is padding (session 11's announce there is ignored since
+        -- session 12: a responder announces itself in its ROUTE6_RES, §23 "The other address")
+        r.tree:add(f.padding, pad):append_text(asks and " (begins \"IPv6\": ROUTE6_RES wanted)"
+                                               or " (ignored by the receiver)")
         r.pos = r.len
     end
     if r.len > ROUTE_REQ_MAX then
@@ -555,11 +536,13 @@ local function route_req(r)
     end
     if not target then return "ROUTE_REQ" end
     return "ROUTE_REQ target=" .. short(target) .. " origin=" .. short(origin)
-        .. (asks and " asks=ROUTE6_RES" or "") .. (announce and (" announces=" .. announce) or "")
+        .. (asks and " asks=ROUTE6_RES" or "")
 end
 
--- A ROUTE6_RES entry: ID, family (0x04 / 0x06), address, port; its ID, or nil.
-local function contact6(r, i)
+-- A ROUTE6_RES entry: ID, family (0x04 / 0x06), address, port; its ID, or nil, and the
+-- responder's announce ("[ip]:port") when the entry is the responder itself at a usable IPv6
+-- address (§23 "The other address": it names itself, last, over IPv4).
+local function contact6(r, i, responder)
     if r:left() < ID_LEN + 1 then
         r:cut("contact " .. i, ID_LEN + 1)
         return nil
@@ -583,7 +566,7 @@ local function contact6(r, i)
     local c = r.tree:add(f.contact, r.tvb(r.pos, entry))
     local id = r:id(f.contact_id, "contact ID", c)
     r:add(f.contact_family, 1, "family", c)
-    local at
+    local at, announce
     if family == 0x04 then
         at = r:addr(f.contact_ip, f.contact_port, "contact " .. i, c)
     else
@@ -594,10 +577,17 @@ local function contact6(r, i)
         if why then
             r:expert(e.unusable, string.format("contact %d %s: %s (no peer can be reached "
                                                .. "there)", i, at, why))
+        elseif id == responder then
+            announce = at
+            local t = c:add(f.announce, r.tvb(r.pos - 19, 19))
+            t:set_text("Announces the responder's IPv6 address: " .. at)
+            t:add(f.announce_ipv6, ip)
+            t:add(f.announce_port, r.tvb(r.pos - 2, 2))
         end
     end
-    c:set_text(string.format("Contact %d: %s at %s", i, id, at))
-    return id
+    c:set_text(string.format("Contact %d: %s at %s%s", i, id, at,
+                             announce and " (the responder itself: its announce)" or ""))
+    return id, announce
 end
 
 local function route6_res(r)
@@ -608,7 +598,7 @@ local function route6_res(r)
         r:expert(e.oversized, string.format("ROUTE6_RES of %d bytes: at most %d (a node drops "
                                             .. "it: oversized)", r.len, ROUTE6_MAX))
     end
-    local n = 0
+    local n, announce = 0, nil
     while r.ok and r:left() > 0 do
         if n == MAX_CONTACTS then
             r:expert(e.oversized, string.format("ROUTE6_RES with more than %d contacts (a node "
@@ -617,11 +607,13 @@ local function route6_res(r)
             r.pos = r.len
             break
         end
-        if contact6(r, n) then n = n + 1 end
+        local id, at = contact6(r, n, responder)
+        if id then n = n + 1 end
+        announce = announce or at
     end
     r.tree:add(f.contact_count, n):set_generated()
     return string.format("ROUTE6_RES target=%s responder=%s contacts=%d", short(target),
-                         short(responder), n)
+                         short(responder), n) .. (announce and (" announces=" .. announce) or "")
 end
 
 local function contact(r, tree, i)
