@@ -20,7 +20,7 @@ from kadtalk.node.media.codec import SAMPLE_RATE
 from ..transport.audio_env import alsa_files  # noqa: F401  (fixture)
 from .conftest import KADTALK, DaemonProcess, connect, is_call
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
 
 def talk_spurts(freq: float, on: float, off: float, seconds: float) -> np.ndarray:
@@ -96,31 +96,33 @@ def test_two_daemons_call_each_other_with_audio_both_ways(sock_root, alsa_files)
                 cli = await asyncio.create_subprocess_exec(
                     *KADTALK, "call", "alice", "--json", "--socket", str(b.socket),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                ring = await ca.wait_event(lambda e: e.get("event") == "incoming", timeout=15)
+                ring = await ca.wait_event(lambda e: e.get("event") == "incoming", timeout=60)
                 assert (ring["peer"], ring["name"]) == (bob_id, "Bob")
                 await watcher.wait_event(lambda e: e.get("event") == "incoming")
                 # a client that connects and disconnects mid-call changes nothing
                 passer = await connect(a.socket)
                 await passer.close()
                 await ca.request("answer")
-                out, err = await asyncio.wait_for(cli.communicate(), 15)
+                out, err = await asyncio.wait_for(cli.communicate(), 60)
                 assert cli.returncode == 0, err
                 states = [json.loads(line)["state"] for line in out.decode().splitlines()]
                 assert states[-1] == "talking" and "ringing" in states
 
-                # a few seconds of call quality on both sides
+                # a few seconds of call quality on both sides (waited for, not counted in
+                # quality events: a daemon starved of CPU falls behind)
                 for c in (ca, cb):
-                    since = len(c.seen)
-                    for _ in range(3):
-                        q = await c.wait_event(lambda e: e.get("event") == "quality", timeout=5,
-                                               since=since)
-                        since = c.seen.index(q) + 1
+                    q = await c.wait_event(lambda e: e.get("event") == "quality"
+                                           and e.get("packets_rx", 0) > 100, timeout=60)
                     assert q["rx_kbps"] > 5 and q["loss"] == 0 and q["latency_ms"] > 0
-                    assert q["packets_rx"] > 100
                 await watcher.close()  # another client leaving mid-call: still talking
                 s = await ca.request("status")
                 assert s["call"]["state"] == "talking" and s["call"]["name"] == "Bob"
-                stats = await cb.request("stats")
+                for _ in range(300):  # up to 60 s (starved daemons had decoded 26 and 57
+                    # frames when this was read once; load average 11, session 12)
+                    stats = await cb.request("stats")
+                    if stats["call"]["media"]["decoded"] > 100:
+                        break
+                    await asyncio.sleep(0.2)
                 assert stats["current"] and stats["call"]["stats"]["packets"] > 100
                 assert stats["call"]["media"]["decoded"] > 100
 
@@ -158,13 +160,15 @@ def test_two_daemons_call_each_other_with_audio_both_ways(sock_root, alsa_files)
         finally:
             a.kill()
 
-    asyncio.run(asyncio.wait_for(scenario(), 100))
+    asyncio.run(asyncio.wait_for(scenario(), 240))
 
     # Each side played what the other captured: same tone, same on/off timing. The envelope
     # correlation is 0.95+ on a quiet machine; two real-time daemons starved of CPU (CI beside
     # other jobs on two cores) conceal late frames and measured 0.58-0.86, so the bar is what
     # tells "the other side's talk spurts" from silence, noise or a stuck tone (~0). Quality
-    # and delay are measured by benchmarks.media, not here.
+    # and delay are measured by benchmarks.media, not here. At load average 12 (nice 10, one
+    # core free for ~10 jobs; session 12) one run in 5 measured 0.21: not lowered for that,
+    # since the best of 100 lags of unrelated envelopes comes near 0.2.
     corr, delay, hz = compare(alice_says, played["bob"])
     assert abs(hz - 440) < 5 and corr > 0.5 and delay < 0.5, (corr, delay, hz)
     corr, delay, hz = compare(bob_says, played["alice"])
