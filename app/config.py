@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kadtalk.node.relay.settings import RelaySettings
+from kadtalk.node.routing.layer import DEFAULT_SETTINGS, RoutingSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def private_dir(path: Path) -> Path:
 @dataclass
 class Config:
     """Settings: ``config.toml`` sections [network], [audio], [control], [web], [log], [calls],
-    [hooks] (app/hooks.py), [relay] (kadtalk.node.relay.RelaySettings: `relay_settings`)."""
+    [hooks] (app/hooks.py), [relay] (kadtalk.node.relay.RelaySettings: `relay_settings`),
+    [routing] (kadtalk.node.routing.layer.RoutingSettings: `routing_settings`)."""
 
     host: str = "0.0.0.0"  # [network] host
     port: int = DEFAULT_PORT  # [network] port
@@ -132,6 +134,9 @@ class Config:
     relay_allocation_rate: int = 40_000  # [relay] allocation_rate: bytes/s per relayed call
     relay_total_rate: int = 1_000_000  # [relay] total_rate: bytes/s relayed in all
     relay_call_relays: int = 2  # [relay] call_relays: relays held for our calls when NATed
+    # [routing] other_addresses: take, prove and name the IPv6 address a dual-stack table entry
+    # announces (docs/protocol.md §23 "The other address"); the node's own default
+    routing_other_addresses: bool = DEFAULT_SETTINGS.other_addresses
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
     # not in the file: the KEPT settings as config.toml (or the default) gives them, and the
     # entries of settings.json in force (name -> {"value", "over"}: see `keep`)
@@ -194,6 +199,13 @@ class Config:
             total_rate=float(self.relay_total_rate), call_relays=self.relay_call_relays)
 
 
+    @property
+    def routing_settings(self) -> RoutingSettings:
+        """The [routing] section as the node's routing settings (the rest at their defaults;
+        the UDP driver sets `ipv6` from the socket)."""
+        return RoutingSettings(other_addresses=self.routing_other_addresses)
+
+
 # TOML layout: section -> {key: (Config field, type)}
 _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "network": {"host": ("host", str), "port": ("port", int), "bootstrap": ("bootstrap", list),
@@ -215,6 +227,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
               "max_per_host": ("relay_max_per_host", int),
               "allocation_rate": ("relay_allocation_rate", int),
               "total_rate": ("relay_total_rate", int), "call_relays": ("relay_call_relays", int)},
+    "routing": {"other_addresses": ("routing_other_addresses", bool)},
 }
 MAX_HOOK_TIMEOUT = 3600.0
 

@@ -134,6 +134,7 @@ class Daemon:
             self.driver = await start_node(
                 self.identity, self.config.host, self.config.port, on_event=self._on_node_event,
                 session_settings=SessionSettings(trusted=self.callers.trusted), traversal=True,
+                settings=self.config.routing_settings,  # [routing]
             )
         except OSError as e:
             raise DaemonError(
