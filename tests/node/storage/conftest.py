@@ -5,6 +5,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
+from kadtalk.experiments.harness.identities import derive_identity
 from kadtalk.node.identity import Identity
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.stack import Node
@@ -18,8 +19,10 @@ _IDS: dict[str, Identity] = {}
 
 
 def identity(name: str) -> Identity:
+    """The same key for `name` in every run: node IDs, hence who is close to whom, and the
+    traffic of a test network do not change between runs."""
     if name not in _IDS:
-        _IDS[name] = Identity.generate()
+        _IDS[name] = derive_identity(Random(name))
     return _IDS[name]
 
 
