@@ -15,7 +15,9 @@ from kadtalk.app.config import load_peers
 from .conftest import KADTALK, DaemonProcess, connect, is_call, start_daemon
 
 
-def run(coro, timeout: float = 60):
+def run(coro, timeout: float = 180):
+    # test_the_command_line_client_against_a_daemon took 48.6 s at load average 11 (its
+    # `kadtalk` commands 2.6 s each; session 12): 60 s was too near
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
