@@ -20,7 +20,7 @@ def test_notebook_runs_on_small_sizes(name, tmp_path, monkeypatch):
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(
         notebook,
-        timeout=120,
+        timeout=300,  # a cell's limit (churn.ipynb took 81 s in all at load average 11, session 12)
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     ).execute()
