@@ -155,7 +155,10 @@ def amplification(node: Node, addr: Any, received: int, sent: int) -> None:
 
 
 class RoutingState:
-    """A routing-only node with 60 contacts; lookups keep requests in flight to 8 of them."""
+    """A routing-only dual-stack node with 60 contacts; lookups (user lookups and joins, whose
+    requests are keyed) keep requests in flight to 8 of them. It names itself at its IPv6
+    address in its ROUTE6_RES over IPv4 and takes, proves and names other addresses (protocol
+    section 23, "The other address")."""
 
     STRANGER = ("198.51.100.7", 9999)  # never asked anything: the amplification check
     STRANGER6 = ("2001:db8:bad::7", 9999)  # the same over IPv6 (ROUTE6_RES's bigger entries)
@@ -163,8 +166,10 @@ class RoutingState:
     def __init__(self) -> None:
         self.rng = Random(3)
         self.node = Node(
-            1 << 159, ContactRegistry(), self.rng, RoutingSettings(refresh_on_join=False), 0.0
+            1 << 159, ContactRegistry(), self.rng,
+            RoutingSettings(refresh_on_join=False, ipv6=True, other_addresses=True), 0.0
         )
+        self.node.routing.announce(("2001:db8:1::1", 5004))
         for i in range(60):
             addr = ("10.1.%d.%d" % (i // 200, i % 200 + 1), 5004) if i % 2 else \
                 ("2001:db8:%x::1" % (i + 1), 5004)  # half IPv6: ROUTE6_RES has both
@@ -184,7 +189,10 @@ def run_routing_layer(state: RoutingState, item: tuple) -> None:
     state.now += 0.05
     now = state.now
     if node.routing.lookups_running < 3:
-        node.find_closest(state.rng.getrandbits(160), now)
+        if tick and as_answer:
+            node.routing.join([], now)  # keyed requests: their answers may announce
+        else:
+            node.find_closest(state.rng.getrandbits(160), now)
     met = answer_pending(node, which, data, as_answer) if which < 8 else None
     if met is not None:
         addr, data = met
