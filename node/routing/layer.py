@@ -624,8 +624,8 @@ class RoutingLayer:
         heard from again (which clears no failure), any other one the table would take is
         probed (within the probe meter)."""
         table = self.table
-        if table.known(handle):  # it answered a probe to get there: the uptime rule, as before
-            held = table.observe(handle, now)
+        held = table.heard(handle, now)  # known(handle) and observe(handle, now), or None
+        if held is not None:  # it answered a probe to get there: the uptime rule, as before
             probe = not held and table.moved(handle)
             if held and self.settings.refresh_heard and not table.failures(handle):
                 table.touch(self.registry.ids[handle], now)  # BEP 5: its bucket is active
@@ -895,8 +895,9 @@ class RoutingLayer:
         if settings.rtt_choice_bits >= 0 or settings.contact_slow or settings.proximity:
             self.observe_contact_rtt(self.registry.addrs[handle], rtt)
         table = self.table
-        if table.known(handle):  # held at this address already: it is alive
-            if table.observe(handle, now, answered=True) and settings.refresh_heard:
+        held = table.heard(handle, now, answered=True)  # known(handle) and observe(...), or None
+        if held is not None:  # held at this address already: it is alive
+            if held and settings.refresh_heard:
                 table.touch(self.registry.ids[handle], now)  # BEP 5: its bucket is active
             return False
         return self._admissible(handle)
