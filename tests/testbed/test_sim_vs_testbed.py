@@ -28,8 +28,11 @@ def test_quick_comparison_agrees_with_the_simulator(tmp_path):
     assert 0.6 < cross["median_sim"] / cross["median_testbed"] < 1.4, cross
     assert abs(f["rpcs"]["mean_sim"] - f["rpcs"]["mean_testbed"]) < 1.5
     assert f["timeouts_mean_testbed"] < 0.2  # the machine was not so loaded that requests timed out
-    # the relay applies the configured delays (measured with plain UDP echoes, ~1 ms slack)
+    # the relay applies the configured delays (measured with plain UDP echoes): the relay's own
+    # processing adds to each, +2.6 to +3.9 ms at load average 5-12 (4 runs, session 12), so
+    # the bound is -1 to +8 ms; the smallest configured delay is 18.6 ms, so a relay that
+    # applied none would still fail
     configured, measured = comparison["delays_ms"]["configured"], comparison["delays_ms"]["measured"]
     for row_c, row_m in zip(configured, measured):
         for c, m in zip(row_c, row_m):
-            assert abs(m - c) < 3.0
+            assert -1.0 < m - c < 8.0, (c, m)
