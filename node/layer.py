@@ -47,7 +47,9 @@ class Registry(Protocol):
     `ids[h]` and `addrs[h]` are the pair behind handle `h` (tables and lookups hold handles only);
     `retain` lets a registry that `recycles` handles forget unreferenced ones; the routing layer
     calls it only then (the simulator's shared registry, where every honest node owns its handle
-    for good, never recycles: its `retain` frees nothing).
+    for good, never recycles: its `retain` frees nothing). A registry that never recycles also
+    gives `answer_format(responder, ipv6)`: the answers' header, entry address codec and its
+    handle -> entry bytes, kept once for every layer sharing it (sim/registry.py).
     """
 
     ids: Sequence[int]
