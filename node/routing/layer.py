@@ -224,8 +224,9 @@ class RoutingSettings:
     # entry announces (naming itself there in its ROUTE6_RES to our keyed request over IPv4,
     # whose echo proved its IPv4 address), keep it once its answer comes from there by the
     # entry's ID, and name the entry there to requesters over IPv6. Off, no announce is probed,
-    # kept or named (our own answers announce our address either way).
-    other_addresses: bool = False
+    # kept or named (our own answers announce our address either way). On by default since the
+    # announce is authenticated (session 12; docs/results.md, "IPv6-only hosts' tables").
+    other_addresses: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_CONTACTS:

@@ -102,10 +102,10 @@ def test_an_announce_probe_answer_is_not_an_admission_probe_answer_either():
     assert named_x(r, 2.0) == W  # X's own echo from W, X having named W from A
 
 
-def test_other_addresses_are_off_by_default_no_announce_is_probed_kept_or_named():
-    assert RoutingSettings().other_addresses is False
+def test_other_addresses_are_on_by_default_and_off_no_announce_is_probed_kept_or_named():
+    assert RoutingSettings().other_addresses is True  # since session 12 (authenticated)
     r = RoutingLayer(R_ID, ContactRegistry(), Random(1),
-                     RoutingSettings(refresh_on_join=False, ipv6=True))  # the default
+                     RoutingSettings(refresh_on_join=False, ipv6=True, other_addresses=False))
     assert r.add_contact(X_ID, A, 0.0)
     assert x_names_itself_at(r, keyed_request(r, 1.0), W, 1.0) == []  # not probed
     key = r._announce_kind(r.table.find(X_ID))  # an echo of what a probe would have been
