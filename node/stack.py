@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import struct
 from random import Random
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .addresses import is_ipv6
 from .layer import Event
@@ -192,17 +192,19 @@ class Node:
         traversal_settings: TraversalSettings | None = None,
         relay_settings: RelaySettings | None = None,
         storage_settings: StorageSettings | None = None,
+        random_bytes: Callable[[int], bytes] | None = None,
     ):
         """`identity` (a kadtalk.node.identity.Identity whose ID is `node_id`) enables calls;
         `clock_offset` turns `now` into wall-clock seconds for key-exchange timestamps;
         `traversal` (with an identity) enables NAT traversal (kadtalk.node.traversal);
         `relay_settings` the relay layer's (kadtalk.node.relay: on by default with an identity,
         relaying for others once `relay.set_public` is told a public address); `storage_settings`
-        value storage's (kadtalk.node.storage: on by default with an identity)."""
+        value storage's (kadtalk.node.storage: on by default with an identity); `random_bytes`
+        the routing layer's secret keys' source (`os.urandom` in a real node; None: `rng`)."""
         if identity is not None and int.from_bytes(identity.node_id, "big") != node_id:
             raise ValueError("node_id must be the identity's node ID")
         self.node_id = node_id
-        self.routing = RoutingLayer(node_id, registry, rng, settings, now)
+        self.routing = RoutingLayer(node_id, registry, rng, settings, now, random_bytes)
         self._upper = (
             None if identity is None else _Upper(identity, session_settings, clock_offset)
         )

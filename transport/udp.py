@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import random
 import socket
 import time
@@ -409,6 +410,7 @@ async def start_node(
             session_settings=session_settings,
             clock_offset=time.time() - loop.time(),
             traversal=traversal,
+            random_bytes=os.urandom,  # probe secrets: peers see the rng's draws
         )
     except BaseException:
         sock.close()

@@ -291,7 +291,7 @@ class RoutingLayer:
         "_collect", "_formats", "_validated", "_request_size", "limited_answers", "_guard",
         "_probe_guard",
         "_probe_keys", "probes_skipped", "_slow", "_slow_seq", "_srtt", "_rttvar", "rtts",
-        "_announce", "_others", "_unvalidated", "_validation_meter",
+        "_announce", "_others", "_unvalidated", "_validation_meter", "_random_bytes",
     )
 
     def __init__(
@@ -301,10 +301,15 @@ class RoutingLayer:
         rng: Random,
         settings: RoutingSettings | None = None,
         now: float = 0.0,
+        random_bytes: Callable[[int], bytes] | None = None,
     ):
         self.node_id = node_id
         self.registry = registry
         self.rng = rng
+        # the probe secrets' source: a real node's is the OS (`os.urandom`), since peers see
+        # the rng's draws (lookup targets, traversal's nonces) and could rebuild its state;
+        # None: `rng` (the simulator and tests, so that a seed replays the same run)
+        self._random_bytes = random_bytes
         self.settings = settings = settings or DEFAULT_SETTINGS
         # it reads k and the cache rules; a node's own registry (one table) keeps the set of
         # handles held, so that `_wants_probe`'s `known` is one lookup (not a million tables')
@@ -755,13 +760,16 @@ class RoutingLayer:
         self._send(RouteRequest(self.node_id, self._probe_target(secret, addr, node_id)), addr)
 
     def _probe_secrets(self, now: float) -> tuple[bytes, bytes | None, float]:
-        """The live secrets, the current one first; drawn from `rng` (a seeded simulation stays
-        reproducible), rotated every PROBE_SECRET_LIFETIME seconds."""
+        """The live secrets, the current one first; drawn from `random_bytes` (the OS in a real
+        node) or else `rng` (a seeded simulation stays reproducible), rotated every
+        PROBE_SECRET_LIFETIME seconds."""
         keys = self._probe_keys
         if keys is None or now >= keys[2] + PROBE_SECRET_LIFETIME:
             previous = (keys[0] if keys is not None and now < keys[2] + 2 * PROBE_SECRET_LIFETIME
                         else None)
-            keys = self._probe_keys = (self.rng.getrandbits(128).to_bytes(16, "big"), previous, now)
+            fresh = (self._random_bytes(16) if self._random_bytes is not None
+                     else self.rng.getrandbits(128).to_bytes(16, "big"))
+            keys = self._probe_keys = (fresh, previous, now)
         return keys
 
     def _probe_target(self, secret: bytes, addr: Any, node_id: int, kind: bytes = b"") -> int:
@@ -989,7 +997,8 @@ class RoutingLayer:
         if others.due(entry, now):
             others.ask(entry, now)
             target = self._probe_target(self._probe_secrets(now)[0], addr, node_id, b"Q")
-            self._send(RouteRequest(self.node_id, target, self._request_size), addr)
+            # ROUTE6_REQUEST_SIZE, not our own padded size: no larger than what drew it
+            self._send(RouteRequest(self.node_id, target, ROUTE6_REQUEST_SIZE), addr)
 
     def _announced(self, entry: int, other: Any, node_id: int, now: float) -> None:
         """Table entry `entry` (ID `node_id`, at IPv4) named itself at IPv6 `other` in its
