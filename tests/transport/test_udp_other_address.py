@@ -1,6 +1,7 @@
 """A dual-stack node's other address on real sockets (docs/protocol.md section 23, "The other
-address"): P, dual-stack, is known to A over IPv4 and announces its IPv6 address (::1) in its
-requests there, as `Node.set_nat`'s own addresses say (the daemon's start); A proves it, and Q,
+address"): P, dual-stack, is known to A over IPv4 and names itself at its IPv6 address (::1),
+as `Node.set_nat`'s own addresses say (the daemon's start), in its answer to the keyed query its
+marked request to A draws; A proves it with an announce probe, and Q,
 IPv6-only, finds P at ::1 through A (without the announce, A would name P at 127.0.0.1, which
 Q's IPv6 socket cannot reach)."""
 
@@ -35,7 +36,7 @@ def test_an_ipv6_only_node_finds_a_dual_stack_peer_at_the_ipv6_address_it_announ
             await asyncio.wait_for(in_table(a, p.node.node_id), 5)
             routing = a.node.routing
             held = routing.registry.addrs[routing.table.find(p.node.node_id)]
-            await p.find_peer(q.node.node_id ^ 1)  # a request to A over IPv4, announcing ::1
+            await p.find_peer(q.node.node_id ^ 1)  # a request to A over IPv4: A queries P
             await asyncio.wait_for(_others(a, p.node.node_id), 5)
             assert (await q.join([("::1", a_port)])).success
             found = await q.find_peer(p.node.node_id)
