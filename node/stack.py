@@ -1318,8 +1318,10 @@ class Node:
             # IPv6-only node's are IPv6 ones (its offers name them in 18 bytes)
             if self.v6_only:
                 offerable = upper.traversal.punchable
-            contacts = [addr for addr in self._relay_candidates() if addr not in held
-                        and addr not in own and wire(addr) is not None and offerable(addr)]
+            # a generator: `candidates` stops at the few it wants (a whole table's wire forms,
+            # every 2 s while relays are sought, were 34 % of a 10^5-peer study's CPU: H3)
+            contacts = (addr for addr in self._relay_candidates() if addr not in held
+                        and addr not in own and wire(addr) is not None and offerable(addr))
             limit = min(wanted + ASK_SPARE, relay.settings.max_client_allocations)
             for addr in paths.candidates(contacts, len(held), limit, now):
                 try:

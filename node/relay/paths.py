@@ -46,7 +46,7 @@ Bookkeeping only: no datagram is made here (the relay layer, traversal and the s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from . import wire
 from .events import RelayPath
@@ -337,7 +337,8 @@ class CallPaths:
             del self.served[next(iter(self.served))]
         self.served[relay] = None
 
-    def candidates(self, contacts: list[Any], held: int, wanted: int, now: float) -> list[Any]:
+    def candidates(self, contacts: Iterable[Any], held: int, wanted: int,
+                   now: float) -> list[Any]:
         """Contacts to ask for an allocation so that `wanted` are held or asked for (a relay
         that served us is asked again at once, but once: it leaves `served` until it grants us
         again, so a relay that went away waits `RETRY_RELAY` like any other contact)."""
