@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from kadtalk.node.routing.table import RoutingTable, TableSettings
 
-from .test_table_held import OWN, in_bucket
+from .test_table_held import OWN, fill_pool, in_bucket
 
 K, CACHE = 3, 2
 
@@ -26,13 +26,7 @@ class HeardMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.ids: list[int] = []
-        self.pool: list[int] = []
-        for c in (0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 3, 3):
-            self.ids.append(in_bucket(c, len(self.pool) * 7919 + 1))
-            self.pool.append(len(self.ids) - 1)
-        for i in (0, 0, 1, 6, 10):  # the same IDs at other addresses
-            self.ids.append(self.ids[self.pool[i]])
-            self.pool.append(len(self.ids) - 1)
+        self.pool = fill_pool(self.ids)
         self.ids.append(OWN)  # our own ID: never held
         self.pool.append(len(self.ids) - 1)
         self.now = 0.0

@@ -19,6 +19,19 @@ def in_bucket(c: int, low: int) -> int:
     return OWN ^ (1 << bits) ^ (low & ((1 << bits) - 1))
 
 
+def fill_pool(ids: list[int]) -> list[int]:
+    """Twelve contacts in buckets 0, 1 and 3 (full ones and a cache), then five of their IDs
+    at other addresses, appended to `ids`; their handles."""
+    pool: list[int] = []
+    for c in (0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 3, 3):
+        ids.append(in_bucket(c, len(pool) * 7919 + 1))
+        pool.append(len(ids) - 1)
+    for i in (0, 0, 1, 6, 10):  # the same IDs at other addresses
+        ids.append(ids[pool[i]])
+        pool.append(len(ids) - 1)
+    return pool
+
+
 def scan_known(table: RoutingTable, handle: int) -> bool:
     """`known` without the set: the handle is an entry of its bucket or in that bucket's cache."""
     index = table.bucket_index(table._ids[handle])
@@ -37,13 +50,7 @@ class HeldMachine(RuleBasedStateMachine):
         super().__init__()
         self.ids: list[int] = []
         self.table = RoutingTable(OWN, self.ids, TableSettings(K, CACHE, 2), index=True)
-        self.pool = []
-        for c in (0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 3, 3):
-            self.ids.append(in_bucket(c, len(self.pool) * 7919 + 1))
-            self.pool.append(len(self.ids) - 1)
-        for i in (0, 0, 1, 6, 10):  # the same IDs at other addresses
-            self.ids.append(self.ids[self.pool[i]])
-            self.pool.append(len(self.ids) - 1)
+        self.pool = fill_pool(self.ids)
         self.now = 0.0
 
     handle = st.integers(0, 16)
