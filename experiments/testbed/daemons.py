@@ -151,7 +151,8 @@ def peak_hz(path: Path) -> float:
 
 
 class CallFailed(AssertionError):
-    """The caller's call ended before ringing; `reason` is the end reason it showed."""
+    """The caller's call ended before ringing, or rang without the callee showing it;
+    `reason` is the end reason the caller showed ("callee_never_rang" for the second)."""
 
     def __init__(self, message: str, reason: str):
         super().__init__(message)
@@ -186,7 +187,13 @@ async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attemp
     setup = loop.time() - dialled
     states = [e["state"] for e in caller.client.seen[since_a:] if e.get("event") == "call"]
     assert states[:3] == ["dialling", "key_exchange", "ringing"], states
-    ring = await callee.event(lambda e: e.get("event") == "incoming", since=since_b)
+    try:
+        ring = await callee.event(lambda e: e.get("event") == "incoming", since=since_b)
+    except AssertionError as missing:
+        # seen once at 30 % core loss through a relay (CI, session 12; not traced): the caller
+        # showed ringing, the callee no incoming call within 30 s
+        raise CallFailed(f"{caller.host} -> {callee.host}: the caller rang, the callee showed "
+                         f"no incoming call: {missing}", "callee_never_rang") from missing
     assert ring["peer"] == caller.node_id
     answered = loop.time()
     await callee.client.request("answer")
