@@ -9,10 +9,14 @@ documented drop exception, or breaks an invariant the target checks:
 routing.py
   routing-decode  node/routing/messages.decode: MalformedMessage or a message that re-encodes
                   to the bytes it came from (padding aside);
-  routing-layer   a routing-only Node with lookups in flight (so responses meet pending
-                  requests), timers fired: nothing raises; what it sends an address that has
-                  not answered it (the answer and the probe of that address) is at most 3x the
-                  request (anti-amplification);
+  routing-layer   a routing-only dual-stack Node with lookups in flight (so responses meet
+                  pending requests), timers fired, contacts that answer what it sends them as
+                  themselves (keyed requests, the other-address query, probes, the announce
+                  probe at their IPv6 address) and send it marked requests: nothing raises;
+                  what it sends an address that has not answered it (the answer and the probe
+                  of that address) is at most 3x the request (anti-amplification); nothing
+                  goes to an IPv6 address a contact was named at in an answer that echoes no
+                  keyed target of ours (a forged announce, protocol section 23);
 session.py (real SessionLayers on kadtalk.transport.memory)
   session-key     KEY_REQ / KEY_RES: wire.decode_key, then a caller waiting for a KEY_RES and a
                   callee taking KEY_REQs: nothing raises; nothing rings (a ring needs an
