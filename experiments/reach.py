@@ -14,7 +14,7 @@ pairs (calls.reachable): the simulation should meet it.
     python -m kadtalk.experiments.reach load DIR   # a `sim calls --relays --out DIR` run's figure
     python -m kadtalk.experiments.reach timeline --nodes 1000 --calls 300  # a relayed set-up's time
     python -m kadtalk.experiments.reach families --nodes 600 --calls 150 --out DIR  # IPv6 hosts
-    python -m kadtalk.experiments.reach families ... --other-addresses  # announced IPv6 named
+    python -m kadtalk.experiments.reach families ... --no-other-addresses  # no announce taken
 
 `families` sweeps the hosts' address families (experiments/harness/dualstack.py): shares of
 IPv6-only and dual-stack hosts (the rest IPv4-only) at a few symmetric shares, with and without
@@ -38,6 +38,7 @@ from typing import Any, Sequence
 from kadtalk.experiments.calls import NOT_PLACED, CallStudy, run_call_study
 from kadtalk.experiments.harness.dualstack import DualStackWorld
 from kadtalk.node.relay import wire
+from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.traversal import PUNCH_FWD_RELAY, PUNCH_REQ_RELAY, TRAVERSAL
 
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -337,9 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mixes", nargs="+", default=[f"{a},{b}" for a, b in FAMILY_MIXES],
                    help="V6ONLY,DUAL pairs of shares")
     p.add_argument("--out", type=Path, required=True, help="writes families.csv and families.png")
-    p.add_argument("--other-addresses", action="store_true",
-                   help="responders probe, keep and name the IPv6 address a dual-stack entry "
-                        "announces (RoutingSettings.other_addresses, off by default)")
+    p.add_argument("--other-addresses", action=argparse.BooleanOptionalAction, default=None,
+                   help="nodes take, prove and name the IPv6 address a dual-stack entry "
+                        "announces (RoutingSettings.other_addresses); default: the node's own "
+                        f"default ({'on' if RoutingSettings().other_addresses else 'off'})")
     p = sub.add_parser("timeline", help="where a relayed call's set-up time goes (medians)")
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--calls", type=int, default=300)

@@ -41,11 +41,11 @@ def check(spec: Any) -> None:
 
 
 class DualStackWorld(SimWorld):
-    # Whether responders with IPv6 probe, keep and name the other addresses dual-stack nodes
-    # announce (`RoutingSettings.other_addresses`, off by default: an unauthenticated announce,
-    # docs/security.md). The families study's `--other-addresses` sets it; a study spec with a
-    # field of that name wins.
-    other_addresses = False
+    # Whether nodes with IPv6 take, prove and name the other addresses dual-stack entries
+    # announce (`RoutingSettings.other_addresses`): None keeps the node's own default (the
+    # routing settings' default, as a daemon runs), True / False set it (the families study's
+    # `--other-addresses` / `--no-other-addresses`); a study spec with a field of that name wins.
+    other_addresses: bool | None = None
 
     def __init__(self, spec: Any, v6_only: float, dual_stack: float, firewall: float,
                  **kwargs: Any):
@@ -65,9 +65,10 @@ class DualStackWorld(SimWorld):
         self.driver = DualStackDriver(self.env, self.network, self._on_event,
                                       traversal=kwargs.get("traversal", False))
         self.nat = nat
+        other = getattr(spec, "other_addresses", self.other_addresses)
         self.settings6 = dataclasses.replace(
             self.settings, ipv6=True,
-            other_addresses=bool(getattr(spec, "other_addresses", self.other_addresses)))
+            other_addresses=self.settings.other_addresses if other is None else bool(other))
         make = self.new_node  # routing_node, or the study's (identities, traversal)
         self.new_node = lambda addr, now: self.announcing(make(addr, now), addr)
 
