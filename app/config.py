@@ -274,6 +274,9 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
                     raise ConfigError(f"config file {path}: [{section}] {key} must be a number of "
                                       f"seconds, more than 0 and at most {MAX_HOOK_TIMEOUT:g}")
                 value = float(value)
+            elif kind is bool and type(value) is not bool:
+                raise ConfigError(f"config file {path}: [{section}] {key} must be true or false "
+                                  f"(no quotes), got {_shown(value)}")
             elif kind is not int and not isinstance(value, kind):
                 raise ConfigError(
                     f"config file {path}: [{section}] {key} must be a {kind.__name__}"
@@ -314,6 +317,17 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
                           "counts and rates positive; call_relays 0 to 8)") from None
     load_kept(config)
     return config
+
+
+def _shown(value: Any) -> str:
+    """A config.toml value as TOML writes it, for an error message (at most 60 characters)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (str, list, dict)):
+        text = json.dumps(value, ensure_ascii=False, default=str)  # TOML's quotes and arrays
+    else:
+        text = str(value)  # numbers, dates and times
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _valid_setting(name: str, value: Any) -> bool:
