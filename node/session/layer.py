@@ -140,7 +140,11 @@ class SessionSettings:
     dial_timeout: float = 20.0  # dialling: the lookup must find the peer by then
     key_retry: float = 0.5  # first KEY_REQ retransmission; doubles each time
     key_tries: int = 5  # KEY_REQ sends before giving up (unreachable / auth failure)
-    handshake_timeout: float = 5.0  # callee: KEY_RES sent (or sent again), waiting for the RING
+    # callee: KEY_RES sent (or sent again), waiting for the first RING: as long as a caller rings
+    # without hearing us (peer_timeout), plus a round trip up to a ring_interval, so that every
+    # RING finds the handshake (at 5 s, five RINGs lost in a row left a caller ringing at one
+    # end only: the testbed's relayed calls at 30 % loss, "callee_never_rang", session 13)
+    handshake_timeout: float = 11.0
     ring_interval: float = 1.0  # the caller repeats RING until answered
     no_answer_timeout: float = 45.0  # ringing without an answer
     keepalive_interval: float = 2.0  # KEEPALIVE when nothing else was sent for this long
@@ -221,6 +225,9 @@ class SessionSettings:
             raise ValueError("message_retry, chat_idle_timeout, (stranger_)text_rate must be "
                              "positive, message_retry_max >= message_retry, max_unacked, "
                              "inbox_size, (stranger_)text_burst >= 1")
+        if self.handshake_timeout < self.peer_timeout:
+            raise ValueError("handshake_timeout must be at least peer_timeout (a callee waits "
+                             "for the RING as long as a caller rings unheard)")
         if self.answer_retry <= 0 or self.report_grace < 0:
             raise ValueError("answer_retry must be positive, report_grace >= 0")
         if (self.cookie_rotation <= 0 or self.load_threshold < 0
