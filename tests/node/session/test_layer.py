@@ -475,8 +475,8 @@ def test_a_peer_jumping_to_the_last_sequence_number_costs_the_callee_nothing(net
 
 
 def test_a_retransmitted_key_req_keeps_the_callee_handshake_alive():
-    """handshake_timeout (11 s) is shorter than the caller's retry schedule (15.5 s): every duplicate
-    KEY_REQ restarts the callee's wait, so lost KEY_RES are recovered up to the last try."""
+    """Every duplicate KEY_REQ restarts the callee's wait (handshake_timeout), so lost KEY_RES
+    are recovered up to the caller's last try."""
     clock = {"now": 0.0}
     net = Net(drop=lambda s, d, data: data[0] == KEY_RES and clock["now"] < 7.0)
     a, b = net.add("a"), net.add("b")
