@@ -14,7 +14,7 @@ million routing-only simulated nodes allocate no counter).
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 
 class Event:
@@ -47,9 +47,9 @@ class Registry(Protocol):
     `ids[h]` and `addrs[h]` are the pair behind handle `h` (tables and lookups hold handles only);
     `retain` lets a registry that `recycles` handles forget unreferenced ones; the routing layer
     calls it only then (the simulator's shared registry, where every honest node owns its handle
-    for good, never recycles: its `retain` frees nothing). A registry that never recycles also
-    gives `answer_format(responder, ipv6)`: the answers' header, entry address codec and its
-    handle -> entry bytes, kept once for every layer sharing it (sim/registry.py).
+    for good, never recycles: its `retain` frees nothing). A registry that never recycles is a
+    `SharedAnswers` too (it gives `answer_format`). A real node's is node/routing/contacts.py's
+    ContactRegistry; the simulator's, sim/registry.py's SharedRegistry (and sim/dualstack.py's).
     """
 
     ids: Sequence[int]
@@ -64,11 +64,27 @@ class Registry(Protocol):
 
     def subnet(self, addr: Any) -> Any: ...
 
-    def addr_to_wire(self, addr: Any) -> bytes: ...
+    def addr_to_wire(self, addr: Any) -> bytes | None: ...  # None: no wire form (not sent)
 
     def addr_from_wire(self, data: bytes) -> Any | None: ...
 
     def __len__(self) -> int: ...
+
+
+# An answer's format for messages.encode_handles: the header up to the target (type and
+# responder), the entries' address codec, and handle -> that handle's entry bytes, kept.
+AnswerFormat = tuple[bytes, Callable[[Any], bytes | None], dict[int, bytes]]
+
+
+@runtime_checkable
+class SharedAnswers(Registry, Protocol):
+    """A registry that never recycles handles (`recycles` False: a handle names one contact for
+    good), so the answers' entry bytes can be kept once for every routing layer sharing it: the
+    routing layer asks it for `answer_format(responder, ipv6)`, the format of `responder`'s
+    ROUTE_RES (ROUTE6_RES if `ipv6`), instead of keeping its own per-node cache (which a
+    recycling registry needs: its handles change contacts)."""
+
+    def answer_format(self, responder: int, ipv6: bool) -> AnswerFormat: ...
 
 
 @runtime_checkable
@@ -96,4 +112,4 @@ class ContactView(Protocol):
     def addr_from_wire(self, data: bytes) -> Any | None: ...
 
 
-__all__ = ["ContactView", "Event", "Layer", "Registry"]
+__all__ = ["AnswerFormat", "ContactView", "Event", "Layer", "Registry", "SharedAnswers"]

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from kadtalk.node.identity import Identity
-from kadtalk.node.layer import ContactView, Event, Layer, Registry
+from kadtalk.node.layer import ContactView, Event, Layer, Registry, SharedAnswers
 from kadtalk.node.relay import RelayLayer
 from kadtalk.node.routing.contacts import ContactRegistry
 from kadtalk.node.routing.events import Joined, LookupCompleted, RoutingEvent
@@ -27,6 +27,7 @@ from kadtalk.node.stack import (LAYER_OF, NONE, RELAY_LAYER, ROUTING, SESSION, S
                                 TRAVERSAL_LAYER, Node)
 from kadtalk.node.storage import StorageLayer
 from kadtalk.node.traversal import AddressObserved, Traversal, TraversalEvent
+from kadtalk.sim.dualstack import DualStackRegistry
 from kadtalk.sim.registry import SharedRegistry
 
 
@@ -89,11 +90,20 @@ def test_every_layer_satisfies_the_layer_protocol_by_isinstance_and_signature():
 
 
 def test_both_registries_satisfy_the_registry_protocol():
-    for registry in (ContactRegistry(), SharedRegistry([1, 2, 3])):
+    shared = (SharedRegistry([1, 2, 3]), DualStackRegistry([1, 2, 3]))
+    for registry in (ContactRegistry(), *shared):
         assert isinstance(registry, Registry)
         assert same_signature(registry, Registry) == []
     assert ContactRegistry.recycles and not SharedRegistry.recycles
     assert SharedRegistry([1, 2]).retain([]) == 0  # never frees an honest node's handle
+    # one that never recycles gives the answers' format the routing layer asks it for
+    assert not isinstance(ContactRegistry(), SharedAnswers)
+    for registry, ipv6 in zip(shared, (False, True)):
+        assert isinstance(registry, SharedAnswers) and not registry.recycles
+        assert same_signature(registry, SharedAnswers) == []
+        head, codec, kept = registry.answer_format(5, ipv6)
+        assert head == bytes((0x0B if ipv6 else 0x01,)) + (5).to_bytes(20, "big")
+        assert callable(codec) and type(kept) is dict
 
 
 def test_the_node_offers_traversal_a_contact_view():
