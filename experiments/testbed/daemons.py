@@ -233,8 +233,9 @@ async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attemp
 async def _callee_rings(caller: NsDaemon, callee: NsDaemon, since_a: int,
                         since_b: int) -> tuple[dict | None, str]:
     """The caller rings: the callee's `incoming` event, or (None, why) when the caller's call
-    ended first: its end reason, "callee_never_rang" for `peer_vanished` with the callee never
-    having shown the call (every RING lost). The caller's ringing ends by itself
+    ended first: its end reason, "callee_refused:WHY" when the callee's daemon refused it (a
+    `missed` event), "callee_never_rang" for `peer_vanished` with the callee never having shown
+    the call (every RING lost). The caller's ringing ends by itself
     (`peer_vanished` after 10 s unheard, `no_answer` after 45 s), so a wait past 60 s is a bug
     in the node or the daemon, not loss: an AssertionError, never CallFailed."""
     waits = {
@@ -249,8 +250,14 @@ async def _callee_rings(caller: NsDaemon, callee: NsDaemon, since_a: int,
     ended = [e for e in caller.client.seen[since_a:] if is_call("ended")(e)]
     if ended:  # also when both came at once: the call is over before it was answered
         reason = ended[0].get("reason") or "ended"
-        rang = any(e.get("event") == "incoming" for e in callee.client.seen[since_b:])
-        return None, "callee_never_rang" if reason == "peer_vanished" and not rang else reason
+        shown = [e for e in callee.client.seen[since_b:]
+                 if e.get("event") in ("incoming", "missed") and e.get("peer") == caller.node_id]
+        if any(e["event"] == "missed" for e in shown):
+            # the callee's daemon refused it (busy, too_many_calls: [calls]
+            # per_caller_per_minute, ...); its HANGUP may all be lost: then peer_vanished
+            missed = next(e for e in shown if e["event"] == "missed")
+            return None, f"callee_refused:{missed.get('reason')}"
+        return None, "callee_never_rang" if reason == "peer_vanished" and not shown else reason
     if waits["incoming"] in done and waits["incoming"].exception() is None:
         return waits["incoming"].result(), ""
     raise AssertionError(

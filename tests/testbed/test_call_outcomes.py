@@ -82,8 +82,10 @@ def pair(dials: list[str]):
     """A caller and a callee whose dials go as `dials` says, in order: "talk" (both ring; the
     callee's answer makes a call that talks and ends at the hang-up), "unheard" (the caller
     rings, the callee never shows it, the caller's call ends peer_vanished), "unreachable"
-    (ended before ringing), "busy" (the caller rings, the callee's daemon refuses it). The
-    events come on the event loop after each request, as a daemon's do."""
+    (ended before ringing), "busy" (the caller rings, the callee's daemon refuses it: more than
+    [calls] per_caller_per_minute; its HANGUP declined arrives), "refused_unheard" (the same,
+    every HANGUP lost: the caller's call ends peer_vanished). The events come on the event loop
+    after each request, as a daemon's do."""
     script = iter(dials)
     daemons: dict[str, Daemon] = {}
 
@@ -102,9 +104,11 @@ def pair(dials: list[str]):
                 later("a", state("ringing", "caller"))
                 if kind == "unheard":
                     later("a", state("ended", "caller", reason="peer_vanished"))
-                elif kind == "busy":  # the callee's daemon refused it: a missed call there
-                    later("b", {"event": "missed", "peer": CALLER_ID, "reason": "busy"})
-                    later("a", state("ended", "caller", reason="busy"))
+                elif kind in ("busy", "refused_unheard"):  # refused: a missed call there
+                    later("b", {"event": "missed", "peer": CALLER_ID,
+                                "reason": "too_many_calls"})
+                    later("a", state("ended", "caller", reason="declined" if kind == "busy"
+                                     else "peer_vanished"))
                 else:
                     later("b", {"event": "incoming", "peer": CALLER_ID, "address": "relay x:1"},
                           state("ringing", "callee"))
@@ -146,7 +150,11 @@ def test_when_no_dial_rings_at_both_ends_the_reason_names_the_last():
     with pytest.raises(CallFailed) as failed:
         asyncio.run(asyncio.wait_for(call(caller, callee, attempts=2), HANG))
     assert failed.value.reason == "unreachable"
-    caller, callee = pair(["busy"])  # refused, not lost: the caller's reason
+    caller, callee = pair(["busy"])  # refused by the callee's daemon, not lost
     with pytest.raises(CallFailed) as failed:
         asyncio.run(asyncio.wait_for(call(caller, callee), HANG))
-    assert failed.value.reason == "busy"
+    assert failed.value.reason == "callee_refused:too_many_calls"
+    caller, callee = pair(["refused_unheard"])  # ... whose three HANGUPs were all lost
+    with pytest.raises(CallFailed) as failed:
+        asyncio.run(asyncio.wait_for(call(caller, callee), HANG))
+    assert failed.value.reason == "callee_refused:too_many_calls"
