@@ -321,6 +321,10 @@ class Node:
                     lookup_id = None
                 rejoin.started(lookup_id, now)
                 self._pump(now)
+            if rejoin is not None and now >= rejoin.hood_at:
+                rejoin.hood_done(now)
+                if self._filtered():
+                    self.routing.refresh_neighbourhood(now)
 
     def get_timer(self) -> float | None:
         deadline = self.routing.get_timer()
@@ -333,6 +337,10 @@ class Node:
             if upper.rejoin is not None:
                 other = upper.rejoin.get_timer(len(self.routing.table))
                 if other is not None and (deadline is None or other < deadline):
+                    deadline = other
+                other = upper.rejoin.hood_at  # our neighbourhood's look-up, behind a NAT
+                if ((deadline is None or other < deadline) and self._filtered()
+                        and len(self.routing.table)):
                     deadline = other
             if upper.paths is not None and (upper.paths.offered or upper.paths.fallback):
                 other = self._silence_timer()
@@ -474,6 +482,16 @@ class Node:
     @property
     def rejoin(self) -> Rejoin | None:
         return None if self._upper is None else self._upper.rejoin
+
+    def _filtered(self) -> bool:
+        """Whether peers that never heard from us may not reach us, so that those joining near
+        our ID cannot admit us unless we look our own ID up (`Rejoin.hood_at`): with traversal,
+        a NAT not known to be none nor seen to filter endpoint-independently, or any but none
+        with IPv6 (a firewall may stand beside an open IPv4 NAT; an IPv6-only host is told
+        "none" only without one)."""
+        traversal = self.traversal
+        return traversal is not None and traversal.nat != "none" and (
+            not traversal.independent or self.routing.settings.ipv6)
 
     def best_peers(self, limit: int = 64) -> list[tuple[int, Any]]:
         """Up to `limit` (ID, address) table entries worth saving for the next start: the

@@ -15,7 +15,9 @@ contacted since has a table of one or two entries; it keeps joining, with the ba
 join succeeds. NAT keep-alives and address probes are the traversal layer's timer
 (kadtalk.node.traversal), started by the first successful join. With `storage.keep_mailbox` on,
 each successful join also publishes the node's prekey and fetches its mailbox, again every
-`StorageSettings.mailbox_interval` (kadtalk.node.storage: StorageLayer.joined).
+`StorageSettings.mailbox_interval` (kadtalk.node.storage: StorageLayer.joined). Behind a NAT
+(or IPv6 firewall) the node also looks up its own ID now and then (`Rejoin.hood_at`, HOOD_FIRST):
+peers that join near its ID after it cannot admit it otherwise.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ class JoinRetry:
 JOIN_RETRY = JoinRetry()
 JOIN_RETRY_DELAY = JOIN_RETRY.first  # the studies' retry of a join that found nobody
 
+# A node behind a filtering NAT or firewall looks up its own ID (`RoutingLayer.
+# refresh_neighbourhood`) this long after each successful join, then after twice the last wait,
+# up to HOOD_LONGEST: peers that join near its ID after it cannot admit it (their requests do
+# not pass its NAT), so without this the nearest peers to its ID, where callers' lookups end and
+# their rendezvous are, would not hold it (docs/design-decisions.md "A NATed node refreshes its
+# neighbourhood"). A growing network's newcomers come fastest early; at HOOD_LONGEST, one
+# lookup every 10 min against the keep-alives' 16 probes every 20 s (~5 % more datagrams).
+HOOD_FIRST = 60.0
+HOOD_LONGEST = 600.0
+
 
 class Rejoin:
     """When a node joins (again) through its bootstrap contacts: while its routing table is
@@ -51,7 +63,8 @@ class Rejoin:
     holds by then (contacts that found us are not a join of ours: the next join asks them too,
     and a join that ends with a contact in the table succeeds, so this costs one join)."""
 
-    __slots__ = ("bootstrap", "retry", "failures", "joined", "due", "running")
+    __slots__ = ("bootstrap", "retry", "failures", "joined", "due", "running", "hood_at",
+                 "hood_wait")
 
     def __init__(self, bootstrap: Sequence[Any], retry: JoinRetry = JOIN_RETRY, now: float = 0.0):
         self.bootstrap = list(bootstrap)
@@ -60,6 +73,10 @@ class Rejoin:
         self.joined = False  # the latest join found contacts
         self.due = now  # no join before this
         self.running: int | None = None  # lookup id of the join under way
+        # next look-up of our own ID (behind a NAT: `hood_done`); also for a node that starts
+        # with a table (saved contacts, the simulator's loaded tables) and so never joins
+        self.hood_at = now + HOOD_FIRST
+        self.hood_wait = HOOD_FIRST
 
     def get_timer(self, table_size: int) -> float | None:
         """The next join's time, while one is wanted (`table_size` 0, or the latest join
@@ -86,3 +103,12 @@ class Rejoin:
         self.joined = event.success
         self.failures = 0 if event.success else self.failures + 1
         self.due = event.finished + self.retry.delay(self.failures)
+        if event.success:  # a new neighbourhood: looked at again soon, then less and less often
+            self.hood_wait = HOOD_FIRST
+            self.hood_at = event.finished + HOOD_FIRST
+
+    def hood_done(self, now: float) -> None:
+        """The neighbourhood look-up due now went (or was not needed): the next after twice
+        the last wait, at most HOOD_LONGEST."""
+        self.hood_wait = min(2 * self.hood_wait, HOOD_LONGEST)
+        self.hood_at = now + self.hood_wait

@@ -507,6 +507,16 @@ class RoutingLayer:
         """Start a lookup that ends when the k closest to `target` have answered."""
         return self._start(target, Mode.FIND_CLOSEST, USER, now).lookup_id
 
+    def refresh_neighbourhood(self, now: float) -> bool:
+        """Look up our own ID as a refresh (no event): our nearest neighbours hear a request
+        of ours and admit us, we learn of those that joined since. For a node behind a
+        filtering NAT or firewall, which those cannot admit otherwise (`Node`'s upkeep,
+        node/upkeep.py `Rejoin.hood_at`). False: too many lookups run (none started)."""
+        if self.lookups_running >= self.settings.max_lookups:
+            return False
+        self._advance(self._new_lookup(self.node_id, Mode.FIND_CLOSEST, REFRESH, now), now)
+        return True
+
     def add_contact(self, node_id: int, addr: Any, now: float) -> bool:
         """Put a known contact (saved from an earlier run, say) into the table."""
         if node_id == self.node_id:

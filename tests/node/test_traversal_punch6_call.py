@@ -68,7 +68,10 @@ def world() -> tuple[MemoryNet, Firewalls]:
         net.nodes[addr].keep_joined([R[0]] if addr != R[0] else [], net.now)
         net.settle(net.now)
         net.run_until(net.now + 1.0)
-    net.run_until(net.now + 60.0)  # keep-alives: B's keep its neighbours' way in open
+    # keep-alives: B's keep its neighbours' way in open; and each firewalled node's look-up of
+    # its own ID, 60 s after its upkeep started (node/upkeep.py HOOD_FIRST), is over: its
+    # requests to the other would open their firewalls to each other (the next comes 120 s on)
+    net.run_until(net.now + 75.0)
     fw.forget(A, B)  # they are strangers to each other's firewalls now
     return net, fw
 
