@@ -3,8 +3,8 @@
 
 Issue 13, session 13: in the 2,000-peer relay-load run with protocol joins, 13 IPv4 and
 dual-stack calls to filtering or symmetric callees ended `unreachable`: each callee had joined
-among the first few hundred and its table still held only the peers of its join (node 2: one
-entry, node 0). Peers that joined near its ID later could not admit it (their requests do not
+among the first few hundred and its table still held only the peers of its join (in the 500-peer
+reproduction, node 2's held node 0 alone). Peers that joined near its ID later could not admit it (their requests do not
 pass its NAT), so a caller's lookup ended at peers that did not hold it (no address: the lookup
 failed), or found it through an older peer and asked the nearest (which did not hold it, nor
 were kept open by its keep-alives) to forward the punch and the relay offer."""
