@@ -322,9 +322,10 @@ class Node:
                 rejoin.started(lookup_id, now)
                 self._pump(now)
             if rejoin is not None and now >= rejoin.hood_at:
-                rejoin.hood_done(now)
-                if self._filtered():
-                    self.routing.refresh_neighbourhood(now)
+                if self._filtered() and not self.routing.refresh_neighbourhood(now):
+                    rejoin.hood_busy(now)  # max_lookups run: again soon, the wait not doubled
+                else:
+                    rejoin.hood_done(now)
 
     def get_timer(self) -> float | None:
         deadline = self.routing.get_timer()

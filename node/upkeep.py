@@ -56,6 +56,7 @@ JOIN_RETRY_DELAY = JOIN_RETRY.first  # the studies' retry of a join that found n
 # the keep-alives' 16 probes and answers every 20 s: ~5 % more of a NATed node's upkeep.
 HOOD_FIRST = 60.0
 HOOD_LONGEST = 600.0
+HOOD_BUSY = 5.0  # a look-up refused because max_lookups run is tried again this much later
 
 
 class Rejoin:
@@ -113,3 +114,8 @@ class Rejoin:
         the last wait, at most HOOD_LONGEST."""
         self.hood_wait = min(2 * self.hood_wait, HOOD_LONGEST)
         self.hood_at = now + self.hood_wait
+
+    def hood_busy(self, now: float) -> None:
+        """The look-up due now could not start (too many lookups run): again after HOOD_BUSY,
+        the wait unchanged."""
+        self.hood_at = now + HOOD_BUSY

@@ -12,6 +12,7 @@ were kept open by its keep-alives) to forward the punch and the relay offer."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import simpy
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ from kadtalk.node.routing.messages import ROUTE_REQ
 from kadtalk.node.routing.events import Joined, LookupCompleted
 from kadtalk.node.stack import Node
 from kadtalk.node.traversal import choose_rendezvous
-from kadtalk.node.upkeep import HOOD_FIRST, HOOD_LONGEST, Rejoin
+from kadtalk.node.upkeep import HOOD_BUSY, HOOD_FIRST, HOOD_LONGEST, Rejoin
 from kadtalk.sim.latency import ConstantLatency
 from kadtalk.sim.nat import FILTERING, OPEN, SYMMETRIC, NatTable
 from kadtalk.sim.network import make_network
@@ -98,9 +99,10 @@ def test_peers_that_joined_after_a_natted_node_hold_it_and_callers_find_it_throu
         assert set(rendezvous) & set(kept), kind
 
 
-def own_lookups(nat: str | None, until: float) -> list[float]:
+def own_lookups(nat: str | None, until: float, busy_until: float = 0.0) -> list[float]:
     """Drive one node (upkeep on, one silent contact; `nat` as its owner told it, None: not
-    told) by its own timer up to `until`; the times its requests for its own ID went out."""
+    told) by its own timer up to `until`; the times its requests for its own ID went out.
+    Before `busy_until` the routing layer takes no lookup (as with max_lookups running)."""
     identity = derive_identity(random.Random(5))
     node = Node(int.from_bytes(identity.node_id, "big"), ContactRegistry(), random.Random(1),
                 identity=identity, traversal=True)
@@ -108,6 +110,7 @@ def own_lookups(nat: str | None, until: float) -> list[float]:
     if nat is not None:
         node.set_nat(nat)
     node.keep_joined([], 0.0)  # a table already: no join, as a daemon with saved contacts
+    settings = node.routing.settings
     sent, now, own = [], 0.0, node.node_id.to_bytes(20, "big")[:12]
     while True:
         for data, _ in node.datagrams_to_send(now):
@@ -118,6 +121,7 @@ def own_lookups(nat: str | None, until: float) -> list[float]:
         if deadline is None or deadline > until:
             return sent
         now = max(now, deadline)
+        node.routing.settings = replace(settings, max_lookups=0) if now < busy_until else settings
         node.handle_timer(now)
 
 
@@ -134,6 +138,14 @@ def test_only_a_node_that_may_be_filtered_looks_up_its_neighbourhood():
         sent = own_lookups(nat, until)
         assert sorted(set(sent)) == expected, nat  # the request's retries: the same times
     assert own_lookups("none", until) == []
+
+
+def test_a_look_up_refused_for_too_many_lookups_is_tried_again_soon_the_wait_not_doubled():
+    """(Review R1, session 13: the wait doubled though no look-up went.) Refused at 60 s and
+    65 s, the look-up goes at 70 s; the schedule then runs from there: 120 s later, 240 ..."""
+    sent = sorted(set(own_lookups("symmetric", 700.0, busy_until=HOOD_FIRST + 2 * HOOD_BUSY)))
+    first = HOOD_FIRST + 2 * HOOD_BUSY
+    assert sent == [first, first + 2 * HOOD_FIRST, first + 6 * HOOD_FIRST]
 
 
 ACTIONS = st.lists(st.tuples(st.sampled_from(["timer", "joined", "failed"]),
