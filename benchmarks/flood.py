@@ -212,6 +212,7 @@ async def run_key_req_flood(
         flooder.terminate()
         flooder.join()
         drops = callee.node.drop_counts() - before
+        pending = callee.node.session.pending_handshakes if callee.node.session else 0
     finally:
         callee.close()
         caller.close()
@@ -224,6 +225,7 @@ async def run_key_req_flood(
         "cpu_share": cpu / elapsed,
         "kernel_drops_per_s": None if kernel_drops is None else kernel_drops / elapsed,
         "drops": dict(drops),
+        "pending_handshakes": pending,  # begun, not yet ended (drops count the ended ones)
         "make_key_reqs_s": made,
     }
 

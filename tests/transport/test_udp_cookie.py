@@ -18,7 +18,8 @@ average 5-11, the node at 4-19 % of a core; /work/notes/s12/H4): at 20,000/s the
 300-4,500 datagrams/s, the flooder offered 2,000-20,800/s, 2 of 3 honest calls were lost to
 kernel drops in 2 of 8 runs (the old test, "two of three ring", 15,000/s offered, 5,000
 cookies in a flood of 1 s and more, failed 6 of those 8), and 48-305 flood KEY_REQs began a
-handshake (see `budget`: the meter's rule, never more); at 500/s every honest call rang in 18
+handshake and ended (see `budget`: the meter's rule, never more; up to `max_pending`, 32, more
+were still pending, uncounted then); at 500/s every honest call rang in 18
 runs (the node at 6-9 % of a core), and in the 6 whose figures were kept: no kernel drop,
 537-704 cookie replies, 38-65 handshakes (426-803 cookie replies in 4 more)."""
 
@@ -45,13 +46,18 @@ def flooded(**kwargs) -> tuple[dict, float]:
 
 def said(run: dict, seconds: float) -> dict:
     """What a failed assertion shows (pytest cuts a long dict short)."""
-    keys = ("flooded", "seconds", "offered_per_s", "kernel_drops_per_s", "cpu_share", "drops")
+    keys = ("flooded", "seconds", "offered_per_s", "kernel_drops_per_s", "cpu_share", "drops",
+            "pending_handshakes")
     return {"run_s": seconds, **{k: run[k] for k in keys}}
 
 
-def signature_checks(drops: dict) -> int:
-    """Flood KEY_REQs whose handshake began (the node was not under load): each cost a check."""
-    return drops.get("handshake_evicted", 0) + drops.get("handshake_timeout", 0)
+def signature_checks(run: dict) -> int:
+    """Flood KEY_REQs whose handshake began (the node was not under load): each cost a check.
+    Those ended (evicted, timed out) and those still pending when the run ended (up to
+    `max_pending`; before session 13's review, R1-3, they went uncounted)."""
+    drops = run["drops"]
+    return (drops.get("handshake_evicted", 0) + drops.get("handshake_timeout", 0)
+            + run["pending_handshakes"])
 
 
 def budget(run: dict, seconds: float) -> float:
@@ -83,7 +89,7 @@ def test_every_honest_call_rings_during_a_spoofed_key_req_flood_the_node_can_rea
     # count too), ...
     assert drops["cookie_sent"] > 100, said(run, seconds)
     # ... a signature check only while the meter was not empty
-    assert signature_checks(drops) <= budget(run, seconds), said(run, seconds)
+    assert signature_checks(run) <= budget(run, seconds), said(run, seconds)
 
 
 def test_a_spoofed_key_req_flood_beyond_what_the_node_reads_draws_only_cookie_replies():
@@ -99,4 +105,4 @@ def test_a_spoofed_key_req_flood_beyond_what_the_node_reads_draws_only_cookie_re
     # for 5 s at least the node answered what it read with cookies (300/s read at the worst:
     # 1,500), and checked signatures for no more than the meter let through
     assert drops["cookie_sent"] > 500, said(run, seconds)
-    assert signature_checks(drops) <= budget(run, seconds), said(run, seconds)
+    assert signature_checks(run) <= budget(run, seconds), said(run, seconds)
