@@ -27,7 +27,7 @@ _BASE = 10 << 24  # 10.0.0.0/8
 _WIRE = struct.Struct(">IH")
 MAX_NODES = 1 << 24
 FLOW_PORTS = range(40_000, 60_000)  # outside ports of symmetric NATs' flows (never SIM_PORT)
-WIRE_CACHE = 1 << 18  # addresses whose wire form is remembered (about 150 bytes each: <= 40 MB a
+WIRE_CACHE = 1 << 18  # addresses whose wire form is remembered (~170 bytes each: ~45 MB a full
 # cache; 1 << 16 overflowed at 10^5 peers with NAT flows, 22 % of the relay-load run's CPU)
 
 
