@@ -25,15 +25,42 @@ class NotRunning(Exception):
     pass
 
 
-class ControlClient:
+class EventLog:
+    """The daemon's events as a client saw them, and waits for one that matches (the part of a
+    control client the CLI's and the testbed's waits use; the testbed's tests script it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []  # every event so far, for `wait_event`
+        self._waiters: list[tuple[Callable[[dict], bool], asyncio.Future]] = []
+
+    def push(self, message: dict[str, Any]) -> None:
+        """An event arrived: keep it and wake the waits it matches."""
+        self.seen.append(message)
+        for item in list(self._waiters):
+            predicate, future = item
+            if not future.done() and predicate(message):
+                future.set_result(message)
+                self._waiters.remove(item)
+
+    async def wait_event(self, predicate: Callable[[dict], bool], timeout: float = 10.0,
+                         since: int = 0) -> dict[str, Any]:
+        """The first event (from index `since` of `seen`) that matches."""
+        for message in self.seen[since:]:
+            if predicate(message):
+                return message
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
+        return await asyncio.wait_for(future, timeout)
+
+
+class ControlClient(EventLog):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        super().__init__()
         self.reader = reader
         self.writer = writer
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.seen: list[dict[str, Any]] = []  # every event so far, for `wait_event`
         self._replies: dict[Any, asyncio.Future] = {}
         self._ids = itertools.count(1)
-        self._waiters: list[tuple[Callable[[dict], bool], asyncio.Future]] = []
         self._task = asyncio.ensure_future(self._read())
         self.closed = asyncio.Event()
 
@@ -65,13 +92,8 @@ class ControlClient:
                     if not future.done():
                         future.set_result(message)
                 else:  # an event, or an error reply to no request (a huge line)
-                    self.seen.append(message)
                     self.events.put_nowait(message)
-                    for item in list(self._waiters):
-                        predicate, future = item
-                        if not future.done() and predicate(message):
-                            future.set_result(message)
-                            self._waiters.remove(item)
+                    self.push(message)
         except (ConnectionError, OSError, ValueError):
             pass
         finally:
@@ -101,16 +123,6 @@ class ControlClient:
         if check and not reply.get("ok"):
             raise ControlError(reply)
         return reply
-
-    async def wait_event(self, predicate: Callable[[dict], bool], timeout: float = 10.0,
-                         since: int = 0) -> dict[str, Any]:
-        """The first event (from index `since` of `seen`) that matches."""
-        for message in self.seen[since:]:
-            if predicate(message):
-                return message
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        return await asyncio.wait_for(future, timeout)
 
     async def close(self) -> None:
         self._task.cancel()

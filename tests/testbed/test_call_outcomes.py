@@ -15,36 +15,20 @@ from typing import Any, Callable
 
 import pytest
 
+from kadtalk.app.client import EventLog
 from kadtalk.experiments.testbed.daemons import CallFailed, call
 
 CALLER_ID, CALLEE_ID = "aa" * 20, "bb" * 20
 HANG = 60  # s: a guard against a hang only (the script runs in milliseconds)
 
 
-class Client:
-    """The part of app/client.py's ControlClient that `call()` uses: `seen`, `wait_event`,
-    `request` (answered by the owner's `on_request`)."""
+class Client(EventLog):
+    """The control client's event log (app/client.py, which ControlClient is too), with
+    `request` answered by the owner's `on_request`: what `call()` uses."""
 
     def __init__(self, on_request: Callable[[str, dict], dict]):
-        self.seen: list[dict] = []
-        self._waiters: list[tuple[Callable[[dict], bool], asyncio.Future]] = []
+        super().__init__()
         self.on_request = on_request
-
-    def push(self, event: dict) -> None:
-        self.seen.append(event)
-        for item in list(self._waiters):
-            predicate, future = item
-            if not future.done() and predicate(event):
-                future.set_result(event)
-                self._waiters.remove(item)
-
-    async def wait_event(self, predicate, timeout: float = 10.0, since: int = 0) -> dict:
-        for message in self.seen[since:]:
-            if predicate(message):
-                return message
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        return await asyncio.wait_for(future, timeout)
 
     async def request(self, cmd: str, **args: Any) -> dict:
         return self.on_request(cmd, args)
