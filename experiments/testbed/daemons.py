@@ -166,7 +166,8 @@ async def call(caller: NsDaemon, callee: NsDaemon, talk_reports: int = 2, attemp
     `talk_reports` quality events with audio arriving; the caller hangs up. Returns facts:
     attempts, setup (s from the dial to ringing), talking (s from the answer to both talking),
     path (the callee's view of the caller's address at ringing: "relay H:P" when relayed),
-    rx_kbps (each side's talk reports), the end events. Raises CallFailed (with the reason) when no attempt rings at both ends.
+    rx_kbps (each side's talk reports), the end events. Raises CallFailed (with the reason)
+    when no attempt rings at both ends.
 
     The caller shows ringing once its KEY_RES came; the callee rings when the caller's first
     RING (sent every second) reaches it. Under heavy loss every RING may be lost: the caller's
@@ -258,10 +259,10 @@ async def _callee_rings(caller: NsDaemon, callee: NsDaemon, since_a: int,
         reason = ended[0].get("reason") or "ended"
         shown = [e for e in callee.client.seen[since_b:]
                  if e.get("event") in ("incoming", "missed") and e.get("peer") == caller.node_id]
-        if any(e["event"] == "missed" for e in shown):
+        missed = next((e for e in shown if e["event"] == "missed"), None)
+        if missed is not None:
             # the callee's daemon refused it (busy, too_many_calls: [calls]
             # per_caller_per_minute, ...); its HANGUP may all be lost: then peer_vanished
-            missed = next(e for e in shown if e["event"] == "missed")
             return None, f"callee_refused:{missed.get('reason')}"
         return None, "callee_never_rang" if reason == "peer_vanished" and not shown else reason
     if waits["incoming"] in done and waits["incoming"].exception() is None:
