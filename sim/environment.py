@@ -6,10 +6,13 @@ events privately; `processed` is counted in `step`, and `scheduled` is derived (
 either processed or still queued: SimPy cannot cancel one).
 
 Most events of a simulation are a datagram's arrival or a node's timer: a function to call at
-a time. `call_later` queues such a call as a `Call` (two slots) under the key SimPy gives a
-Timeout (time, NORMAL priority, the next event number), so the order of events, and so every
-result, is the one SimPy's Timeouts give, for about a third of the cost (issue 15 item 2).
-`step` is simpy 4's `Environment.step`, inlined, with a fast path for them.
+a time. `call_later` queues such a call under the key SimPy gives a Timeout (time, NORMAL
+priority, the next event number), so the order of events, and so every result, is the one
+SimPy's Timeouts give, for about a third of the cost (issue 15 item 2). Every entry of the heap
+is one tuple `(time, priority, event number, fn, args)`: a call is `fn(*args)`, and a SimPy
+event (`schedule`) is queued as `(..., self._fire, (event,))`, so the loop has one path and a
+call costs one tuple for its arguments, no object of its own (session 14: there was a `Call`).
+`step` is simpy 4's `Environment.step`, inlined.
 """
 
 from __future__ import annotations
@@ -19,16 +22,6 @@ from typing import Any, Callable
 
 import simpy
 from simpy.core import NORMAL, URGENT, EmptySchedule, StopSimulation
-
-
-class Call:
-    """A queued function call: `fn(*args)` when its time comes (`call_later`)."""
-
-    __slots__ = ("fn", "args")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple):
-        self.fn = fn
-        self.args = args
 
 
 class CountingEnvironment(simpy.Environment):
@@ -50,18 +43,19 @@ class CountingEnvironment(simpy.Environment):
         """Call `fn(*args)` after `delay` (ordered exactly as `simpy.Timeout(self, delay)`)."""
         if delay < 0:  # as simpy.Timeout: time never runs backwards
             raise ValueError(f"Negative delay {delay}")
-        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), Call(fn, args)))
+        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), fn, args))
+
+    def schedule(self, event: simpy.Event, priority: Any = NORMAL, delay: Any = 0) -> None:
+        """simpy's `schedule`, the event queued as a call of `_fire` (one kind of entry)."""
+        heappush(self._queue, (self._now + delay, priority, next(self._eid), self._fire, (event,)))
 
     def step(self) -> None:
         try:
-            self._now, _, _, event = heappop(self._queue)
+            self._now, _, _, fn, args = heappop(self._queue)
         except IndexError:
             raise EmptySchedule from None
         self.processed += 1  # the event was taken (StopSimulation comes from its callback)
-        if event.__class__ is Call:
-            event.fn(*event.args)
-            return
-        self._fire(event)
+        fn(*args)
 
     def _fire(self, event: simpy.Event) -> None:
         """The rest of `step` for a SimPy event, taken from the queue and counted already."""
@@ -79,9 +73,9 @@ class CountingEnvironment(simpy.Environment):
             raise exc
 
     def run(self, until: Any = None) -> Any:
-        """simpy's `Environment.run` (same `until` rules and results), its loop inlined: a
-        `Call` is popped and called in place, anything else goes through the rest of `step`
-        (issue 15 item 2: a join phase is one event per datagram)."""
+        """simpy's `Environment.run` (same `until` rules and results), its loop inlined: an
+        entry is popped and called in place (issue 15 item 2: a join phase is one event per
+        datagram)."""
         if until is None or isinstance(until, simpy.Event):
             return super().run(until)
         at = until if isinstance(until, int) else float(until)
@@ -93,19 +87,15 @@ class CountingEnvironment(simpy.Environment):
         self.schedule(stop, URGENT, at - self._now)
         stop.callbacks.append(StopSimulation.callback)
         queue = self._queue
-        fire = self._fire
         try:
             while True:
                 try:
-                    self._now, _, _, event = heappop(queue)  # step(), inline
+                    self._now, _, _, fn, args = heappop(queue)  # step(), inline
                 except IndexError:
                     raise RuntimeError(f'No scheduled events left but "until" event was not '
                                        f"triggered: {stop}") from None
                 self.processed += 1
-                if event.__class__ is Call:
-                    event.fn(*event.args)
-                else:
-                    fire(event)  # a SimPy event (the stop above among them)
+                fn(*args)  # a call, or a SimPy event's `_fire` (the stop above among them)
         except StopSimulation as exc:
             return exc.args[0]
 

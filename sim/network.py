@@ -19,10 +19,11 @@ from typing import Any, Callable, Sequence
 import simpy
 from simpy.core import NORMAL
 
-from kadtalk.sim.environment import Call, CountingEnvironment, call_later
+from kadtalk.sim.environment import CountingEnvironment, call_later
 
 Hook = Callable[[int, int, Any, float], Sequence[float]]
 Receiver = Callable[[int, Any, int], None]
+Stray = Callable[[int, int, Any], None]
 
 
 class SimNetwork:
@@ -73,8 +74,8 @@ class SimNetwork:
         if self.hook is None:
             queue = self._queue
             if queue is not None and delay >= 0:  # env.call_later(delay, arrive, ...), inline
-                heappush(queue, (self.env._now + delay, NORMAL, next(self._eid),
-                                 Call(arrive, (dst, payload, src))))
+                heappush(queue, (self.env._now + delay, NORMAL, next(self._eid), arrive,
+                                 (dst, payload, src)))
             else:
                 self._later(delay, arrive, dst, payload, src)
             return
@@ -83,6 +84,33 @@ class SimNetwork:
             self.lost += 1
         for d in delays:
             self._later(d, arrive, dst, payload, src)
+
+    def send_out(self, src: int, out: list[tuple[Any, int]], attached: int, stray: Stray) -> None:
+        """A node's outbox: `send(src, dst, payload)` for each (payload, dst) with dst in
+        range(attached), `stray(src, dst, payload)` for any other (the driver's: flow addresses,
+        unroutable ones), in order. One call a delivery instead of one a datagram: on a plain
+        network without loss or hook, the sends are inline (the same event numbers and times)."""
+        queue = self._queue
+        if queue is None or self.loss or self.hook is not None or self._observed:
+            send = self.send
+            for payload, dst in out:
+                if 0 <= dst < attached:
+                    send(src, dst, payload)
+                else:
+                    stray(src, dst, payload)
+            return
+        delay_of, eid, arrive = self.latency.delay, self._eid, self.receiver
+        now = self.env._now  # no event runs in between: every send's
+        for payload, dst in out:
+            if 0 <= dst < attached:
+                self.sent += 1
+                delay = delay_of(src, dst)
+                if delay >= 0:
+                    heappush(queue, (now + delay, NORMAL, next(eid), arrive, (dst, payload, src)))
+                else:
+                    self._later(delay, arrive, dst, payload, src)  # refused, as call_later does
+            else:
+                stray(src, dst, payload)
 
     _observed = False  # arrivals go through `_arrive` (ObservedNetwork's NAT filter)
 

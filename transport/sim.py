@@ -68,6 +68,7 @@ class SimDriver:
         # other requests whose source address the receiver relays (a directory's QUERY)
         self.relayed_types: frozenset[int] = frozenset()
         network.receiver = self._deliver_inspected if traversal else self._deliver
+        self._plain = type(self)._route is SimDriver._route  # not a subclass's routing
         # timers are light events where the environment has them (sim/environment.py)
         self._later = getattr(env, "call_later", None) or (
             lambda delay, fn, *args: call_later(env, delay, fn, *args))
@@ -89,7 +90,7 @@ class SimDriver:
 
     def service(self, addr: int) -> None:
         """Send what the node has queued, hand its events on and re-arm its timer."""
-        self._service(addr, self.nodes[addr], self.env.now)
+        self._service(addr, self.nodes[addr], self.env._now)
 
     def _service(self, addr: int, node: Any, now: float) -> None:
         out = node.messages_to_send(now) if self.wire_objects else node.datagrams_to_send(now)
@@ -106,27 +107,44 @@ class SimDriver:
             self._later(max(0.0, deadline - now), self._fire, addr, deadline)
 
     def _route(self, addr: int, out: list) -> None:
-        """Hand node `addr`'s datagrams to the network by destination."""
-        send = self.network.send
-        attached = len(self.nodes)
-        for payload, dst in out:
-            if 0 <= dst < attached:
-                send(addr, dst, payload)
-            elif dst >= MAX_NODES:
-                self._send_to_flow(addr, dst, payload)  # NAT traversal's view of an address
-            else:
-                self.unroutable += 1  # an address no node was ever placed at: lost
+        """Hand node `addr`'s datagrams to the network by destination (sim/dualstack.py's
+        driver routes by family instead)."""
+        self.network.send_out(addr, out, len(self.nodes), self._stray)
+
+    def _stray(self, src: int, dst: int, payload: Any) -> None:
+        """A datagram to an address outside the attached nodes' (`SimNetwork.send_out`)."""
+        if dst >= MAX_NODES:
+            self._send_to_flow(src, dst, payload)  # NAT traversal's view of an address
+        else:
+            self.unroutable += 1  # an address no node was ever placed at: lost
 
     def _deliver(self, dst: int, payload: Any, src: int) -> None:
+        """The arrival of a datagram, and `_service` after it, inline (one call less for every
+        datagram: a join phase is nearly all arrivals; issue 15 item 2)."""
         node = self.nodes[dst]
         if node is None:
             return
-        now = self.env.now
+        now = self.env._now  # not the `now` property: a Python call
         if self.wire_objects:
             node.receive_message(payload, src, now)
+            out = node.messages_to_send(now)
         else:
             node.receive_datagram(payload, src, now)
-        self._service(dst, node, now)  # service(dst): the node and the time are at hand
+            out = node.datagrams_to_send(now)
+        if out:
+            if self._plain:  # `_route`, inline
+                self.network.send_out(dst, out, len(self.nodes), self._stray)
+            else:
+                self._route(dst, out)
+        event = node.next_event()
+        while event is not None:
+            if self.on_event is not None:
+                self.on_event(dst, event)
+            event = node.next_event()
+        deadline = node.get_timer()
+        if deadline is not None and deadline < self._armed[dst]:
+            self._armed[dst] = deadline
+            self._later(max(0.0, deadline - now), self._fire, dst, deadline)
 
     def seen_address(self, addr: int, seen_by: int) -> int:
         """The address `seen_by` sees the node at `addr` at: a flow address (sim/registry.py)
@@ -153,10 +171,8 @@ class SimDriver:
         """Put a datagram from `src` on the network (application code beside a node)."""
         if 0 <= dst < len(self.nodes):
             self.network.send(src, dst, payload)
-        elif dst >= MAX_NODES:
-            self._send_to_flow(src, dst, payload)
         else:
-            self.unroutable += 1
+            self._stray(src, dst, payload)
 
     def _deliver_inspected(self, dst: int, payload: Any, src: int) -> None:
         if payload.__class__ is not bytes or not payload:
@@ -179,7 +195,7 @@ class SimDriver:
             # sender's flow address; answers come from the address the receiver asked
             seen = (self.seen_address(src, dst) if len(payload) > 1 and payload[1] in _REPORTED
                     else src)
-            node.receive_datagram(payload, seen, self.env.now)
+            node.receive_datagram(payload, seen, self.env._now)
             self.service(dst)
             return
         self._deliver(dst, payload, src)
@@ -189,5 +205,6 @@ class SimDriver:
         if node is None or deadline != self._armed[addr]:
             return  # superseded by an earlier timer, or the node left
         self._armed[addr] = math.inf
-        node.handle_timer(self.env.now)
-        self.service(addr)
+        now = self.env._now
+        node.handle_timer(now)
+        self._service(addr, node, now)

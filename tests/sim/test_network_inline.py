@@ -57,3 +57,48 @@ def test_a_plain_simpy_environment_still_works():
     net.send(0, 1, b"x")
     env.run()
     assert seen == [(round(base.delay(0, 1), 9), 0, 1, b"x")]
+
+
+def outbox_run(out: list[tuple[int, int]], batch: bool, inline: bool) -> tuple[list, list, int]:
+    """An outbox sent at time 1 through `send_out` (batch) or datagram by datagram as the driver
+    did before it (send, or the stray handler for a destination outside 0..5): the arrivals
+    (time, src, dst, payload) in order, the strays, and the network's count of datagrams sent."""
+    env = CountingEnvironment()
+    base = CoordinateLatency()
+    rng = Random(3)
+    for _ in range(6):
+        base.add_node(rng)
+    net = SimNetwork(env, JitteredLatency(base, 0.1, Random(4)), Random(5))
+    if not inline:
+        net._queue = None  # the sends through send and env.call_later
+    seen: list[tuple] = []
+    strays: list[tuple[int, int, int]] = []
+    net.receiver = lambda dst, n, src: seen.append((env.now, src, dst, n))
+
+    def stray(src: int, dst: int, payload: int) -> None:
+        strays.append((src, dst, payload))
+        env.call_later(0.0, seen.append, (env.now, src, -1, payload))  # an event between sends
+
+    def go() -> None:
+        outbox = [(n, dst) for n, dst in enumerate(out)]
+        if batch:
+            net.send_out(2, outbox, 6, stray)
+        else:
+            for payload, dst in outbox:
+                if 0 <= dst < 6:
+                    net.send(2, dst, payload)
+                else:
+                    stray(2, dst, payload)
+
+    env.call_later(1.0, go)
+    env.run(until=100)
+    return seen, strays, net.sent
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-2, 8), max_size=20), st.booleans())
+def test_an_outbox_sent_at_once_arrives_as_sent_datagram_by_datagram(out, inline):
+    batch = outbox_run(out, True, inline)
+    assert batch == outbox_run(out, False, inline)
+    assert batch[2] == sum(0 <= dst < 6 for dst in out)
+    assert [dst for _, dst, _ in batch[1]] == [dst for dst in out if not 0 <= dst < 6]
