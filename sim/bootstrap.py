@@ -17,15 +17,24 @@ Node i joined i-th (or in `age_rank` order). For node x:
   evenly, so lookups are about 15 % shorter than after a real join (the same test shows it);
 - entries are ordered oldest first inside a bucket, as the table keeps them; replacement caches
   start empty; every bucket counts as just refreshed, so no maintenance traffic starts during a
-  study shorter than the refresh interval.
+  study shorter than the refresh interval;
+- with b bits a hop (`bucket_bits` b > 1, RoutingSettings.bucket_bits, Kademlia section 4.2)
+  bucket c is split into 2^(b-1) sub-buckets by the b - 1 ID bits after bit c (zero-padded on
+  the right past the last bit): index (c << (b-1)) | s, each sub-bucket's range filled by the
+  rule above. Tables list their entries by index ascending, `sizes` one byte per index. With
+  b = 1 the tables are those of before sub-buckets, byte for byte (tests/sim/
+  test_bootstrap_bits.py pins digests).
 
 The computation is vectorised with numpy on a 64-bit window of the sorted IDs (below the prefix
 all IDs share): one pass counts every node's bucket sizes, a second fills one flat array of
 handles bucket by bucket (one lexsort by (subtree, join order) per depth), and tables are cut
-from it node by node.
+from it node by node. Sub-buckets split each node's sibling range by searchsorted on the keys
+(2^(b-1) - 1 searches per node and depth).
 
 `store="rows"` keeps no table at all: only the sorted window, the join order and the random
-draws of the join rule (16 bytes per node and bucket whose range holds more than k), and
+draws of the join rule (16 bytes per node and bucket whose range holds more than k: with
+sub-buckets about 2^(b-1) times as many: a 10^6-node build peaks at 0.55 GB with b = 1, 2.1 GB
+with b = 4), and
 `row(i)` derives node i's table on demand, equal to what the flat array holds (a test checks
 every table). That is what lets untouched nodes of a 10^7 network stay rows (sim/lazy.py):
 the flat array would take ~16 GB there.
@@ -44,6 +53,7 @@ from kadtalk.node.routing.messages import ID_BITS
 _MASK64 = (1 << 64) - 1
 RULES = ("join", "uptime")
 STORES = ("flat", "rows")  # every table in one flat array, or each derived on demand
+MAX_BUCKET_BITS = 8  # b of RoutingSettings.bucket_bits (docs/protocol.md): 2^(b-1) sub-buckets
 
 
 class ConvergedTables:
@@ -62,6 +72,7 @@ class ConvergedTables:
         spread: int = 3,
         seed: int = 0,
         store: str = "flat",
+        bucket_bits: int = 1,
     ):
         n = len(ids)
         if rule not in RULES:
@@ -76,6 +87,8 @@ class ConvergedTables:
             raise ValueError("no IDs")
         if not 1 <= k <= 255:
             raise ValueError("k must be between 1 and 255")
+        if not 1 <= bucket_bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket_bits must be between 1 and {MAX_BUCKET_BITS}")
         order_list = sorted(range(n), key=ids.__getitem__)
         lowest, highest = ids[order_list[0]], ids[order_list[-1]]
         self.common = ID_BITS - (lowest ^ highest).bit_length() if n > 1 else ID_BITS
@@ -84,6 +97,13 @@ class ConvergedTables:
         keys = np.fromiter(((ids[i] >> shift) & _MASK64 for i in order_list), np.uint64, n)
         if n > 1 and not bool(np.all(keys[1:] > keys[:-1])):
             raise ValueError("two IDs share more than 64 bits below their common prefix (or repeat)")
+        bits = bucket_bits - 1
+        if bits and shift and n > 1:
+            # a sub-bucket at depth r reads window bits r+1 .. r+bits: they must be in the window
+            shared = width - int((keys[1:] ^ keys[:-1]).min()).bit_length()
+            if shared + bits >= width:
+                raise ValueError(f"two IDs share more than {width - 1 - bits} bits below their "
+                                 f"common prefix: too many for bucket_bits={bucket_bits}")
         order = np.asarray(order_list, dtype=np.int64)
         del order_list
         if age_rank is None:
@@ -91,6 +111,8 @@ class ConvergedTables:
         else:
             age = np.asarray(age_rank, dtype=np.int64)[order]
         self.k = k
+        self.bucket_bits = bucket_bits
+        self._bits = bits
         self._n = n
         self._keys = keys
         self._width = width
@@ -103,53 +125,60 @@ class ConvergedTables:
             return
 
         # Pass 1: bucket sizes. Bucket common + r can be non-empty while two IDs share r bits
-        # below the common prefix.
+        # below the common prefix; with bucket_bits its 2^bits sub-buckets are indices
+        # ((common + r) << bits) | s.
         counts = []
         for r in range(width):
-            lo, hi = self._sibling_ranges(r)
-            counts.append(np.minimum(hi - lo, k).astype(np.uint8))
+            for lo, hi in self._sub_ranges(r):
+                counts.append(np.minimum(hi - lo, k).astype(np.uint8))
             if r + 1 == width:
                 break
             deeper = keys >> np.uint64(width - r - 1)
             if not bool(np.any(deeper[1:] == deeper[:-1])):
                 break  # no two IDs share r + 1 bits: no deeper bucket has anyone
-        depths = len(counts)
-        sizes = np.zeros((n, self.common + depths), dtype=np.uint8)
-        for r, size in enumerate(counts):
-            sizes[:, self.common + r] = size
+        depths = len(counts) >> bits
+        first_index = self.common << bits
+        sizes = np.zeros((n, first_index + len(counts)), dtype=np.uint8)
+        for index, size in enumerate(counts):
+            sizes[:, first_index + index] = size
         del counts
         totals = sizes.sum(axis=1, dtype=np.int64)
         starts = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(totals, out=starts[1:])
 
-        # Pass 2: fill the flat handle array, depth by depth.
+        # Pass 2: fill the flat handle array, depth by depth (sub-bucket by sub-bucket).
         flat = np.empty(int(starts[-1]), dtype=np.int32)
         filled = starts[:-1].copy()  # next free slot of each node (by sorted position)
         rng = np.random.default_rng(seed)
         for r in range(depths):
-            count = sizes[:, self.common + r].astype(np.int64)
-            rows = np.flatnonzero(count)
-            if rows.size == 0:
+            column = first_index + (r << bits)
+            if not sizes[:, column : column + (1 << bits)].any():
                 continue
-            lo, hi = self._sibling_ranges(r)
-            prefix = keys >> np.uint64(width - r - 1)
-            if int((hi - lo).max()) > 1:
-                by_age = np.lexsort((age, prefix))  # positions by (subtree, join order)
+            ranges = self._sub_ranges(r)
+            # positions by (sub-bucket's subtree, join order): each range is one subtree
+            prefix = keys >> np.uint64(max(0, width - r - 1 - bits))
+            if int(max((hi - lo).max() for lo, hi in ranges)) > 1:
+                by_age = np.lexsort((age, prefix))
             else:
                 by_age = np.arange(n)
-            m = count[rows]
-            first = np.cumsum(m) - m
-            j = np.arange(int(m.sum())) - np.repeat(first, m)
-            source = by_age[np.repeat(lo[rows], m) + j]  # the k oldest of each range
-            if rule == "join":
-                big = rows[(hi - lo)[rows] > k]
-                if big.size:
-                    chosen = self._join_choice(lo[big], hi[big], k, spread, age, rng)
-                    is_big = np.zeros(n, dtype=bool)
-                    is_big[big] = True
-                    source[np.repeat(is_big[rows], m)] = chosen.ravel()
-            flat[np.repeat(filled[rows], m) + j] = order[source]
-            filled[rows] += m
+            for s, (lo, hi) in enumerate(ranges):
+                count = sizes[:, column + s].astype(np.int64)
+                rows = np.flatnonzero(count)
+                if rows.size == 0:
+                    continue
+                m = count[rows]
+                first = np.cumsum(m) - m
+                j = np.arange(int(m.sum())) - np.repeat(first, m)
+                source = by_age[np.repeat(lo[rows], m) + j]  # the k oldest of each range
+                if rule == "join":
+                    big = rows[(hi - lo)[rows] > k]
+                    if big.size:
+                        chosen = self._join_choice(lo[big], hi[big], k, spread, age, rng)
+                        is_big = np.zeros(n, dtype=bool)
+                        is_big[big] = True
+                        source[np.repeat(is_big[rows], m)] = chosen.ravel()
+                flat[np.repeat(filled[rows], m) + j] = order[source]
+                filled[rows] += m
         # Trailing empty buckets are not kept: a table has buckets up to its deepest entry.
         nonzero = sizes != 0
         last = sizes.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
@@ -198,27 +227,29 @@ class ConvergedTables:
         return np.take_along_axis(chosen, np.argsort(age[chosen], axis=1, kind="stable"), axis=1)
 
     def _draw_rows(self, age: np.ndarray, spread: int, seed: int) -> None:
-        """store="rows": the draws of the flat fill, in its order (depth by depth, rows by sorted
-        position), kept per node and depth as (cluster start - lo, spread offsets from lo)."""
-        n, k, keys, width = self._n, self.k, self._keys, self._width
-        # A range of more than k nodes at depth r needs k + 1 IDs sharing r + 1 bits: the
-        # deepest such depth bounds the draws' block, allocated once.
+        """store="rows": the draws of the flat fill, in its order (depth by depth, sub-bucket by
+        sub-bucket, rows by sorted position), kept per node and bucket index (below the common
+        prefix) as (cluster start - lo, spread offsets from lo)."""
+        n, k, keys, width, bits = self._n, self.k, self._keys, self._width, self._bits
+        # A range of more than k nodes at depth r needs k + 1 IDs sharing r + 1 + bits bits:
+        # the deepest such depth bounds the draws' block, allocated once.
         if n > k:
             closest = int((keys[k:] ^ keys[:-k]).min())
-            big_depths = min(width, width - closest.bit_length())
+            big_depths = max(0, min(width, width - closest.bit_length()) - bits)
         else:
             big_depths = 0
-        self._draws = np.zeros((n, big_depths, 1 + spread), dtype=np.uint32) if big_depths else None
+        self._draws = (np.zeros((n, big_depths << bits, 1 + spread), dtype=np.uint32)
+                       if big_depths else None)
         rng = np.random.default_rng(seed)
         for r in range(big_depths):  # the flat fill's draws, depth by depth
-            lo, hi = self._sibling_ranges(r)
-            big = np.flatnonzero(hi - lo > k)
-            if big.size:
-                start, offset = self._join_draws(lo[big], hi[big], k, spread, rng)
-                self._draws[big, r, 0] = start - lo[big]
-                if offset is not None:
-                    self._draws[big, r, 1:] = offset
-            del lo, hi, big
+            for s, (lo, hi) in enumerate(self._sub_ranges(r)):
+                big = np.flatnonzero(hi - lo > k)
+                if big.size:
+                    start, offset = self._join_draws(lo[big], hi[big], k, spread, rng)
+                    self._draws[big, (r << bits) | s, 0] = start - lo[big]
+                    if offset is not None:
+                        self._draws[big, (r << bits) | s, 1:] = offset
+                del lo, hi, big
         # Depths with a bucket: up to the longest prefix two IDs share (the flat fill's pass 1
         # stops there too).
         if n > 1:
@@ -241,6 +272,8 @@ class ConvergedTables:
         if self.store == "flat":
             return self.entries(index), self.sizes(index)
         p = int(self._position[index])
+        if self._bits:
+            return self._row_split(p)
         k, keys, width, n = self.k, self._keylist, self._width, self._n
         key = keys[p]
         draws = self._draws[p].tolist() if self._draws is not None else ()
@@ -292,6 +325,72 @@ class ConvergedTables:
         del counts[last:]
         return array("i", entries), counts
 
+    def _row_split(self, p: int) -> tuple[array, bytearray]:
+        """`row` with sub-buckets (bucket_bits > 1): each depth's sibling range split by the next
+        `bits` ID bits as `_sub_ranges` splits it, each part chosen as `row` chooses a range."""
+        k, keys, width, n, bits = self.k, self._keylist, self._width, self._n, self._bits
+        key = keys[p]
+        draws = self._draws[p].tolist() if self._draws is not None else ()
+        cluster = k - self._spread
+        order, age = self._orderlist, self._agelist
+        entries: list[int] = []
+        counts = bytearray(self.common << bits)
+        last = 0
+        low, high = 0, n  # the IDs sharing r bits with this one (its subtree at depth r)
+        for r in range(self._depths):
+            if high - low == 1:
+                break  # alone in its subtree: no deeper bucket has anyone
+            shift = width - 1 - r
+            middle = bisect_left(keys, ((key >> shift) | 1) << shift, low, high)
+            if (key >> shift) & 1:
+                lo, hi, low = low, middle, middle  # the sibling subtree is the lower half
+            else:
+                lo, hi, high = middle, high, middle
+            if hi == lo:
+                counts.extend(bytes(1 << bits))
+                continue
+            used = min(bits, shift)  # below the window's last bit, s is zero-padded
+            pad = bits - used
+            base = ((key >> shift) ^ 1) << shift
+            bounds = [lo]
+            for t in range(1, 1 << used):
+                bounds.append(bisect_left(keys, base + (t << (shift - used)), lo, hi))
+            bounds.append(hi)
+            for t in range(1 << used):
+                lo, hi = bounds[t], bounds[t + 1]
+                size = hi - lo
+                if age is None:  # node i joined i-th: oldest first is smallest handle first
+                    if size <= k:  # the whole range
+                        bucket = order[lo:hi]
+                    else:  # the join rule's choice (_join_positions): a cluster, the spread ones
+                        draw = draws[(r << bits) | (t << pad)]
+                        start = lo + draw[0]
+                        bucket = order[start : start + cluster]
+                        for offset in draw[1:]:
+                            at = lo + offset
+                            bucket.append(order[at + cluster if at >= start else at])
+                    bucket.sort()
+                else:  # by join order; ties keep the flat fill's order (sorts are stable)
+                    if size <= k:
+                        chosen = list(range(lo, hi))
+                    else:
+                        draw = draws[(r << bits) | (t << pad)]
+                        start = lo + draw[0]
+                        chosen = list(range(start, start + cluster))
+                        for offset in draw[1:]:
+                            at = lo + offset
+                            chosen.append(at + cluster if at >= start else at)
+                    chosen.sort(key=age.__getitem__)
+                    bucket = [order[q] for q in chosen]
+                counts.append(len(bucket))
+                if bucket:
+                    entries += bucket
+                    last = len(counts)
+                if pad:
+                    counts.extend(bytes((1 << pad) - 1))
+        del counts[last:]
+        return array("i", entries), counts
+
     def _sibling_ranges(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         """For each node (by sorted position): the index range of its sibling subtree at depth r+1."""
         prefix = self._keys >> np.uint64(self._width - r - 1)
@@ -300,6 +399,31 @@ class ConvergedTables:
             np.searchsorted(prefix, sibling, side="left").astype(np.int64),
             np.searchsorted(prefix, sibling, side="right").astype(np.int64),
         )
+
+    def _sub_ranges(self, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each node (by sorted position): the index range [lo, hi) of each of the 2^bits
+        sub-buckets of bucket common + r, s = 0, 1, ...: its sibling subtree at depth r + 1 split
+        by the next `bits` bits. Below the window's last bit a sub-bucket's s is zero-padded on
+        the right (the table's rule), so only every 2^(bits - rest)-th s can hold anyone."""
+        lo, hi = self._sibling_ranges(r)
+        bits = self._bits
+        if not bits:
+            return [(lo, hi)]
+        rest = self._width - 1 - r  # window bits below the differing bit
+        used = min(bits, rest)
+        pad = bits - used
+        keys = self._keys
+        rest64 = np.uint64(rest)
+        base = ((keys >> rest64) ^ np.uint64(1)) << rest64  # the sibling subtree's lowest key
+        bounds = [lo]
+        for t in range(1, 1 << used):
+            bounds.append(np.searchsorted(keys, base + np.uint64(t << (rest - used))).astype(np.int64))
+        bounds.append(hi)
+        ranges = []
+        for t in range(1 << used):
+            ranges.append((bounds[t], bounds[t + 1]))
+            ranges += [(hi, hi)] * ((1 << pad) - 1)  # s not a multiple of 2^pad: nobody
+        return ranges
 
     def __len__(self) -> int:
         return self._n

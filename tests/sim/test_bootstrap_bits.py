@@ -1,0 +1,156 @@
+"""Fast bootstrap with b bits a hop (RoutingSettings.bucket_bits, Kademlia section 4.2): every
+prefix bucket c split into 2^B sub-buckets (B = b - 1) by the B ID bits after bit c; bucket index
+(c << B) | s. Checked against the spec's index formula, computed here independently."""
+
+from __future__ import annotations
+
+import hashlib
+from random import Random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from kadtalk.sim.bootstrap import ConvergedTables
+
+ID_BITS = 160
+
+
+def bucket_index(own: int, other: int, bits: int) -> int:
+    """docs/s14 spec: c the common-prefix length, s the `bits` bits after bit c, zero-padded
+    on the right when fewer remain."""
+    c = ID_BITS - (own ^ other).bit_length()
+    rest = ID_BITS - 1 - c
+    low = other & ((1 << rest) - 1)
+    s = low >> (rest - bits) if rest >= bits else low << (bits - rest)
+    return (c << bits) | s
+
+
+def fits_window(ids: list[int], bits: int) -> bool:
+    """No two IDs share 64 - bits bits below the prefix common to all (random 160-bit IDs: a
+    chance of about n**2 / 2**(65 - bits)); the fast bootstrap refuses such sets."""
+    ordered = sorted(ids)
+    common = ID_BITS - (ordered[0] ^ ordered[-1]).bit_length()
+    if ID_BITS - common <= 64:
+        return True  # the window reaches the IDs' last bit
+    return all(ID_BITS - (a ^ b).bit_length() < common + 64 - bits
+               for a, b in zip(ordered, ordered[1:]))
+
+
+def id_sets(max_size: int = 50):
+    """Random 160-bit IDs, small integers (the zero-padded sub-buckets at the last bits),
+    clusters (a long common prefix)."""
+    full = st.integers(0, (1 << ID_BITS) - 1)
+    small = st.integers(0, 1 << 10)
+    clustered = st.integers(0, (1 << 30) - 1).map(lambda low: (0xABC << 148) | low)
+    return st.one_of(
+        st.lists(full, min_size=1, max_size=max_size, unique=True),
+        st.lists(small, min_size=1, max_size=max_size, unique=True),
+        st.lists(clustered, min_size=1, max_size=max_size, unique=True),
+    )
+
+
+def by_index(ids: list[int], own: int, bits: int) -> dict[int, list[int]]:
+    """Handles of every other node, by their bucket index in `own`'s table, in ID order."""
+    members: dict[int, list[int]] = {}
+    for handle in sorted(range(len(ids)), key=ids.__getitem__):
+        if ids[handle] != own:
+            members.setdefault(bucket_index(own, ids[handle], bits), []).append(handle)
+    return members
+
+
+@settings(max_examples=120, deadline=None)
+@given(ids=id_sets(), k=st.sampled_from([1, 2, 3, 5, 20]), bits=st.integers(0, 3),
+       spread=st.integers(0, 3), seed=st.integers(0, 2**32 - 1), aged=st.booleans(),
+       rule=st.sampled_from(["join", "uptime"]))
+def test_every_bucket_index_follows_the_join_rule_on_its_range(ids, k, bits, spread, seed, aged,
+                                                                rule):
+    """Per index: entries in its range, min(k, range) of them, no repeats, oldest first; a
+    range of at most k held completely; a larger one (join rule) k - spread consecutive IDs of
+    the range and `spread` others, (uptime rule) the k oldest. Rows equal the flat tables."""
+    if not fits_window(ids, bits):
+        with pytest.raises(ValueError):
+            ConvergedTables(ids, k, bucket_bits=bits + 1)
+        return
+    spread = min(spread, k)
+    age = list(range(len(ids)))
+    if aged:
+        Random(seed).shuffle(age)
+    tables = ConvergedTables(ids, k, age_rank=age, rule=rule, spread=spread, seed=seed,
+                             bucket_bits=bits + 1)
+    for index, entries, sizes in tables.tables():
+        members = by_index(ids, ids[index], bits)
+        assert not sizes or sizes[-1] > 0
+        assert len(sizes) == (max(members) + 1 if members else 0)
+        start = 0
+        for bucket, size in enumerate(sizes):
+            chosen = entries[start:start + size].tolist()
+            start += size
+            in_range = members.get(bucket, [])
+            assert size == min(len(in_range), k)
+            assert len(set(chosen)) == size and set(chosen) <= set(in_range)
+            assert [age[h] for h in chosen] == sorted(age[h] for h in chosen)  # oldest first
+            if len(in_range) > k:
+                if rule == "uptime":
+                    assert set(chosen) == set(sorted(in_range, key=age.__getitem__)[:k])
+                elif k > spread:  # a run of k - spread neighbours in ID order
+                    places = sorted(in_range.index(h) for h in chosen)
+                    assert any(places[i + k - spread - 1] - places[i] == k - spread - 1
+                               for i in range(spread + 1))
+        assert start == len(entries)
+    if rule == "join":
+        rows = ConvergedTables(ids, k, age_rank=age, spread=spread, seed=seed, store="rows",
+                               bucket_bits=bits + 1)
+        for index in range(len(ids)):
+            assert rows.row(index) == (tables.entries(index), tables.sizes(index))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_rows_match_the_flat_tables_of_5000_nodes(bits):
+    rng = Random(12 + bits)
+    ids = [rng.getrandbits(160) for _ in range(5000)]
+    flat = ConvergedTables(ids, 20, seed=3, bucket_bits=bits + 1)
+    rows = ConvergedTables(ids, 20, seed=3, store="rows", bucket_bits=bits + 1)
+    assert all(rows.row(i) == (flat.entries(i), flat.sizes(i)) for i in range(5000))
+    # the sub-buckets hold more of the network: about 2^bits times the full buckets
+    assert flat.entries_total > (1 << bits) * 0.6 * ConvergedTables(ids, 20, seed=3).entries_total
+
+
+def tables_digest(tables: ConvergedTables, n: int, rows: bool = False) -> str:
+    h = hashlib.sha256()
+    for i in range(n):
+        entries, sizes = tables.row(i) if rows else (tables.entries(i), tables.sizes(i))
+        h.update(entries.tobytes() + b"|" + bytes(sizes) + b";")
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("n, k, seed, aged, expected", [
+    (3000, 20, 1, False, "4dbcd3ee4a858818"),
+    (2000, 8, 7, True, "c4a7e1318d5b6f13"),
+])
+def test_one_bit_a_hop_builds_the_tables_of_before(n, k, seed, aged, expected):
+    """bucket_bits=1 (the default) gives the tables of 76e3208, before sub-buckets, byte for byte
+    (digests computed there), flat and rows."""
+    rng = Random(n + seed)
+    ids = [rng.getrandbits(160) for _ in range(n)]
+    age = None
+    if aged:
+        age = list(range(n))
+        rng.shuffle(age)
+    for store in ("flat", "rows"):
+        tables = ConvergedTables(ids, k, age_rank=age, spread=3, seed=seed, store=store)
+        assert tables_digest(tables, n, rows=store == "rows") == expected
+    assert tables_digest(ConvergedTables(ids, k, age_rank=age, spread=3, seed=seed,
+                                         bucket_bits=2), n) != expected
+
+
+def test_rejects_bad_bucket_bits_and_ids_too_close_for_them():
+    with pytest.raises(ValueError):
+        ConvergedTables([1, 2], 20, bucket_bits=0)
+    with pytest.raises(ValueError):
+        ConvergedTables([1, 2], 20, bucket_bits=9)
+    # the last two share 61 bits below the common prefix (none): their bucket's sub-buckets
+    # need the 3 bits after bit 61, of which the 64-bit window (more bits below it) holds 2
+    ids = [0, 1 << 159, (1 << 159) | (1 << 98)]
+    assert len(ConvergedTables(ids, 20, bucket_bits=3).sizes(1)) == (61 << 2) + 1
+    with pytest.raises(ValueError, match="bucket_bits"):
+        ConvergedTables(ids, 20, bucket_bits=4)
