@@ -35,6 +35,7 @@ from kadtalk.experiments.harness.world import (  # noqa: F401
     BOOTSTRAPS,
     SimWorld,
     JOIN_RTT_SAMPLES,
+    bucket_bits,
     load_converged,
     unique_ids,
     wire_mode,
@@ -280,6 +281,9 @@ class ProximityWorld(SimWorld):
         trips), then each node meets its newcomers before the network starts."""
         spec = self.spec
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
+        if bucket_bits(self.settings) != 1:
+            raise ValueError("near: ProximityTables draws newcomers per prefix bucket, not for "
+                             "bucket_bits > 1 (its sub-buckets)")
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
                                  seed=seed, store="rows" if self.lazy else "flat")
         near = ProximityTables(self.ids, spec.k, spec.near, seed)

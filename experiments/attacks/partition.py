@@ -50,6 +50,7 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
     from kadtalk.experiments.harness.workload import poisson_pairs_until
     from kadtalk.experiments.harness.world import at as harness_at
     from kadtalk.experiments.harness.world import (
+        bucket_bits,
         load_converged,
         simulated_network,
         unique_ids,
@@ -123,7 +124,8 @@ def run_partition_study(study: PartitionStudy) -> AttackResult:
         )
 
     env, _, driver = simulated_network(latency, network_rng, on_event, wire_mode(n), hook=hook)
-    tables = ConvergedTables(ids, study.k, seed=rng.getrandbits(32))
+    tables = ConvergedTables(ids, study.k, seed=rng.getrandbits(32),
+                             bucket_bits=bucket_bits(settings))
     node_rng = Random(rng.getrandbits(64))
     load_converged(driver, tables, lambda i: Node(ids[i], registry, node_rng, settings, 0.0),
                    by_address=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import simpy
 
+from kadtalk.experiments.harness.world import bucket_bits
 from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.routing.messages import ID_BITS, RouteRequest
 from kadtalk.node.stack import Node
@@ -88,7 +89,7 @@ def run_poisoning(study: PoisoningStudy = PoisoningStudy()) -> PoisoningResult:
     events: list[tuple[int, Any]] = []
     network = SimNetwork(env, ConstantLatency(study.latency), Random(study.seed + 1))
     driver = SimDriver(env, network, lambda addr, event: events.append((addr, event)))
-    tables = ConvergedTables(ids, settings.k)
+    tables = ConvergedTables(ids, settings.k, bucket_bits=bucket_bits(settings))
     node_rng = Random(study.seed + 2)
     for i in range(study.nodes):
         node = Node(ids[i], registry, node_rng, settings, 0.0)

@@ -203,7 +203,13 @@ def _mature(routing: Any, victim: int, honest: list[int], sizes: bytearray, stud
 
 def run_sybil_study(study: SybilStudy) -> AttackResult:
     """Build the network with the attacker in it, run the lookups; deterministic per study."""
-    from kadtalk.experiments.harness.world import at, simulated_network, unique_ids, wire_mode
+    from kadtalk.experiments.harness.world import (
+        at,
+        bucket_bits,
+        simulated_network,
+        unique_ids,
+        wire_mode,
+    )
     from kadtalk.node.routing.events import LookupCompleted
     from kadtalk.node.routing.layer import RoutingSettings
     from kadtalk.node.stack import Node
@@ -284,7 +290,11 @@ def run_sybil_study(study: SybilStudy) -> AttackResult:
     age_rank = [0] * (n + m)
     for position, index in enumerate(rank):
         age_rank[index] = position
-    tables = ConvergedTables(ids, study.k, age_rank=age_rank, rule="uptime")
+    bits = bucket_bits(settings)
+    if bits != 1 and (study.subnet_limit or study.victim_near):
+        raise ValueError("subnet_limit and victim_near redo tables per prefix bucket: not for "
+                         "bucket_bits > 1 (its sub-buckets)")
+    tables = ConvergedTables(ids, study.k, age_rank=age_rank, rule="uptime", bucket_bits=bits)
     node_rng = Random(rng.getrandbits(64))
     collusion = Collusion(evil, list(range(n, n + m)), study.k, study.impersonate)
     limiter = (

@@ -92,6 +92,12 @@ def at(env: simpy.Environment, when: float, action: Callable[[], None]) -> None:
 JOIN_RTT_SAMPLES = 4  # round trips a loaded node starts with (`load_converged`)
 
 
+def bucket_bits(settings: Any) -> int:
+    """The b of b bits a hop (RoutingSettings.bucket_bits) the converged tables must be built
+    with for nodes of these routing settings (1, the paper's table, where a setting has none)."""
+    return getattr(settings, "bucket_bits", 1)
+
+
 def load_converged(
     driver: SimDriver,
     tables: ConvergedTables,
@@ -250,7 +256,8 @@ class SimWorld:
         spec = self.spec
         rule = "uptime" if spec.bootstrap == "fast-uptime" else "join"
         tables = ConvergedTables(self.ids, spec.k, rule=rule, spread=min(spec.alpha, spec.k),
-                                 seed=seed, store="rows" if self.lazy else "flat")
+                                 seed=seed, store="rows" if self.lazy else "flat",
+                                 bucket_bits=bucket_bits(self.settings))
         latency = self.base_latency
         if self.lazy:
             attach_lazily(self.driver, tables, lambda index: self.new_node(index, 0.0),
