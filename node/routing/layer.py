@@ -47,7 +47,6 @@ from .events import Joined, LookupCompleted
 from .lookup import DisjointLookup, Lookup, Mode
 from .messages import (
     CONTACT_SIZE,
-    ID_BITS,
     ID_BYTES,
     MAX_CONTACTS,
     MAX_REQUEST_SIZE,
@@ -71,7 +70,7 @@ from .route6 import decode as decode_any
 from .route6 import encode as encode_any
 from .route6 import refused as announce_refused
 from .rtt import RttEstimates, smoothed
-from .table import RoutingTable
+from .table import MAX_BUCKET_BITS, RoutingTable
 
 USER, JOIN, REFRESH = 0, 1, 2
 FULL_ANSWER_PADDING = -(-MAX_REQUEST_SIZE // 3) - REQUEST_SIZE  # 146
@@ -181,6 +180,12 @@ class RoutingSettings:
     refresh_heard: bool = False
     replacement_cache: int = 20
     max_failures: int = 5
+    # Kademlia section 4.2's accelerated lookups, b bits a hop: every prefix bucket split into
+    # 2^(b-1) buckets of k by the b-1 ID bits after the first bit differing from ours
+    # (table.bucket_of), so that a lookup fixes about b bits a hop, not one, at about 2^(b-1)
+    # times the table. 1: the paper's table. docs/design-decisions.md "Lookup latency: b bits a
+    # hop (bucket_bits)".
+    bucket_bits: int = 1
     max_lookups: int = 256  # lookups running at once; more are refused
     registry_limit: int = 20_000  # contacts remembered before unreferenced ones are forgotten
     # Zero bytes appended to ROUTE_REQ: 146 makes a request 187 bytes, a third of a full answer,
@@ -251,6 +256,8 @@ class RoutingSettings:
             raise ValueError("amplification must be at least 1")
         if self.cache_probes < 0 or self.join_fill < 1:
             raise ValueError("cache_probes must be >= 0 and join_fill >= 1")
+        if not 1 <= self.bucket_bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket_bits must be between 1 and {MAX_BUCKET_BITS} (1: the paper's table)")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
         if self.validation_rate < 0 or self.validation_retry <= 0:
@@ -1194,7 +1201,7 @@ class RoutingLayer:
         table = self.table
         if fill >= 0:  # a bucket-filling refresh of bucket `fill` (refresh_fill)
             aim = min(settings.join_fill, settings.k) if joined else settings.k
-            lookup.fill(ID_BITS - 1 - fill, aim - len(table.bucket(fill)))
+            lookup.fill(table.range_bits(fill), aim - len(table.bucket(fill)))
         table.touch(target, now)
         ids = self.registry.ids
         for handle in table.closest(target, settings.k):
@@ -1348,7 +1355,7 @@ class RoutingLayer:
         settings = self.settings
         every = settings.refresh_join_full and not settings.refresh_fill
         aim = min(settings.join_fill, settings.k) if settings.refresh_fill else settings.k
-        for bucket in range(table.bucket_index(self.registry.ids[nearest[0]])):
+        for bucket in table.farther_buckets(self.registry.ids[nearest[0]]):
             if every or len(table.bucket(bucket)) < aim:
                 self._refresh_lookup(bucket, now, joined=True)
 

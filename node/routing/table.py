@@ -7,6 +7,11 @@ bucket, plus a `bytearray` of bucket sizes: about 4 bytes a contact, which is wh
 million simulated tables fit in memory. Replacement caches and failure counts are allocated only
 when a bucket first overflows or a contact first fails to answer.
 
+With `bucket_bits` b > 1 (Kademlia section 4.2, b bits a hop) every prefix bucket c is split
+into 2^(b-1) buckets by the b-1 ID bits after bit c: index (c << (b-1)) | s (`bucket_of`), each
+kept by the rules below as bucket c is (at most k, its own cache, refresh time); the array is
+grouped by that index, `_sizes` by whole prefix groups. b = 1 is the paper's table.
+
 A table made with `index=True` (a real node's: one table, not a million) also keeps the set of
 handles it holds, entries and cached newcomers (`_held`), so that `known`, asked for every
 request served, is one set lookup rather than a walk of the bucket and its cache (issue 15).
@@ -53,11 +58,30 @@ class TableSettings:
     k: int = 20
     replacement_cache: int = 20  # newcomers remembered per full bucket
     max_failures: int = 5  # unanswered requests in a row before an entry goes without a replacement
+    bucket_bits: int = 1  # b: each prefix bucket split in 2^(b-1) by the next b-1 ID bits (1: the paper's)
+
+
+MAX_BUCKET_BITS = 8
+
+
+def bucket_of(own: int, node_id: int, extra_bits: int = 0) -> int:
+    """The bucket index of `node_id` in `own`'s table with buckets split by `extra_bits` (b - 1)
+    more bits: (c << extra_bits) | s, c the common-prefix length, s the `extra_bits` bits of
+    `node_id` after bit c (zero-padded on the right when fewer remain). `ID_BITS << extra_bits`
+    for `own` itself. extra_bits = 0: c, the paper's index."""
+    rest = (own ^ node_id).bit_length() - 1  # bits after the first differing bit
+    if rest < 0:
+        return ID_BITS << extra_bits
+    index = (ID_BITS - 1 - rest) << extra_bits
+    if extra_bits:
+        low = node_id & ((1 << rest) - 1)
+        index |= low >> (rest - extra_bits) if rest >= extra_bits else low << (extra_bits - rest)
+    return index
 
 
 class RoutingTable:
     __slots__ = ("own_id", "settings", "_ids", "_entries", "_sizes", "_touched", "_cache", "_failures",
-                 "_checks", "_check_due", "address_checks", "_held")
+                 "_checks", "_check_due", "address_checks", "_held", "_extra")
 
     def __init__(self, own_id: int, ids: Sequence[int], settings: TableSettings = TableSettings(),
                  index: bool = False):
@@ -65,6 +89,11 @@ class RoutingTable:
         `index`: keep the set of handles held (~13 KB a table of 160: not for simulated ones)."""
         if not 0 <= settings.k <= 255:
             raise ValueError("k must be between 0 and 255")
+        bits = getattr(settings, "bucket_bits", 1)
+        if not 1 <= bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket_bits must be between 1 and {MAX_BUCKET_BITS}")
+        # b - 1: index (c << _extra) | s, so `_sizes` holds whole groups of 2^_extra buckets
+        self._extra = bits - 1
         self.own_id = own_id
         self.settings = settings
         self._ids = ids  # the registry's handle -> ID list
@@ -87,8 +116,32 @@ class RoutingTable:
     # -- queries --------------------------------------------------------------------------------
 
     def bucket_index(self, node_id: int) -> int:
-        """Common-prefix length with our ID (160 for our own ID)."""
+        """Common-prefix length with our ID (160 for our own ID); with bucket_bits b > 1,
+        `bucket_of`'s (c << (b - 1)) | s."""
+        if self._extra:
+            return bucket_of(self.own_id, node_id, self._extra)
         return ID_BITS - (self.own_id ^ node_id).bit_length()
+
+    def range_bits(self, index: int) -> int:
+        """Bucket `index`'s range is the IDs differing from any of them in the last this many
+        bits only (our first c bits, bit c flipped, then the b - 1 bits s)."""
+        return max(0, ID_BITS - 1 - (index >> self._extra) - self._extra)
+
+    def farther_buckets(self, node_id: int) -> list[int] | range:
+        """The buckets whose whole range is farther from our ID than `node_id` (the paper's
+        join refreshes them): every bucket of a shorter common prefix than `node_id`'s, and,
+        with bucket_bits > 1, those of its prefix group whose next bits are farther from ours."""
+        extra = self._extra
+        c = ID_BITS - (self.own_id ^ node_id).bit_length()
+        if not extra:
+            return range(c)
+        if c >= ID_BITS:
+            return range(ID_BITS << extra)
+        mask = (1 << extra) - 1
+        ours = bucket_of(self.own_id, self.own_id ^ (1 << (ID_BITS - 1 - c)), extra) & mask
+        theirs = bucket_of(self.own_id, node_id, extra) & mask
+        return list(range(c << extra)) + [
+            (c << extra) | s for s in range(1 << extra) if s ^ ours > theirs ^ ours]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -143,7 +196,10 @@ class RoutingTable:
         is about what is needed of them, else taken bucket by bucket nearest first (below),
         so that one more contact (bucket c held the excluded requester) costs one bucket,
         not every deeper one (issue 15: this runs for every request served).
+        With bucket_bits > 1: `_closest_split`.
         """
+        if self._extra:
+            return self._closest_split(target, count, exclude)
         ids = self._ids
         entries = self._entries
         sizes = self._sizes
@@ -211,10 +267,69 @@ class RoutingTable:
                         return result
         return result
 
+    def _group_size(self, group: int) -> int:
+        extra = self._extra
+        return sum(self._sizes[group << extra:(group + 1) << extra])
+
+    def _closest_split(self, target: int, count: int, exclude: int) -> list[int]:
+        """`closest` with bucket_bits > 1. Prefix group c (the buckets c << B .. (c + 1) << B
+        - 1, B = b - 1) is the target's; its buckets are walked nearest first: bucket s's
+        entries differ from the target in bits c+1 .. c+B by s ^ (the target's s), so that XOR
+        orders them exactly. Then the deeper groups as `_deeper` orders buckets, then the
+        shallower groups c-1, c-2, ... in turn, each sorted whole."""
+        ids, entries, sizes = self._ids, self._entries, self._sizes
+        extra = self._extra
+        span = 1 << extra
+        own = self.own_id
+        distance = own ^ target
+        c = ID_BITS - distance.bit_length()
+        groups = (len(sizes) + span - 1) >> extra
+        key = lambda h: ids[h] ^ target  # noqa: E731
+        result: list[int] = []
+
+        def add(start: int, end: int) -> bool:
+            group = entries[start:end].tolist()
+            if exclude >= 0 and exclude in group:
+                group.remove(exclude)
+            group.sort(key=key)
+            result.extend(group)
+            return len(result) >= count
+
+        if c < groups:
+            base = c << extra
+            starts = list(accumulate(sizes[base:base + span], initial=sum(sizes[:base])))
+            starts += [starts[-1]] * (span + 1 - len(starts))  # a group cut short: empty buckets
+            mine = bucket_of(own, target, extra) & (span - 1)
+            for d in range(span):
+                sub = mine ^ d
+                if starts[sub] < starts[sub + 1] and add(starts[sub], starts[sub + 1]):
+                    return result[:count]
+            start, end = starts[0], starts[-1]
+            if end < len(entries):
+                deeper = range(c + 1, groups)
+                bounds = list(accumulate((self._group_size(j) for j in deeper), initial=end))
+                top = ID_BITS - 1
+                for nearer in (1, 0):  # as `_deeper`, group by group
+                    for j in deeper if nearer else reversed(deeper):
+                        a, b = bounds[j - c - 1], bounds[j - c]
+                        if (distance >> (top - j) & 1) == nearer and a < b and add(a, b):
+                            return result[:count]
+            group = c - 1
+        else:
+            start = len(entries)
+            group = groups - 1
+        while len(result) < count and group >= 0:
+            end = start
+            start -= self._group_size(group)
+            if start < end:
+                add(start, end)
+            group -= 1
+        return result[:count]
+
     # -- learning -------------------------------------------------------------------------------
 
     def _grow(self, index: int, now: float) -> None:
-        extra = index + 1 - len(self._sizes)
+        extra = ((index >> self._extra) + 1 << self._extra) - len(self._sizes)
         self._sizes.extend(bytes(extra))
         self._touched.extend([now] * extra)
 
@@ -227,6 +342,8 @@ class RoutingTable:
         if not distance:
             return False
         index = ID_BITS - distance.bit_length()
+        if self._extra:
+            index = bucket_of(self.own_id, node_id, self._extra)
         sizes = self._sizes
         if index >= len(sizes):
             self._grow(index, now)
@@ -275,6 +392,8 @@ class RoutingTable:
         if held is not None:
             return handle in held
         index = ID_BITS - (self.own_id ^ self._ids[handle]).bit_length()  # bucket_index, inline
+        if self._extra:
+            index = bucket_of(self.own_id, self._ids[handle], self._extra)
         sizes = self._sizes
         if index >= len(sizes):
             return False
@@ -292,6 +411,8 @@ class RoutingTable:
         if held is not None:
             return self.observe(handle, now, answered) if handle in held else None
         index = ID_BITS - (self.own_id ^ self._ids[handle]).bit_length()  # bucket_index, inline
+        if self._extra:
+            index = bucket_of(self.own_id, self._ids[handle], self._extra)
         sizes = self._sizes
         if index >= len(sizes):
             return None
@@ -313,6 +434,8 @@ class RoutingTable:
         index = ID_BITS - (self.own_id ^ node_id).bit_length()  # bucket_index, inline
         if index >= ID_BITS:
             return False  # our own ID
+        if self._extra:
+            index = bucket_of(self.own_id, node_id, self._extra)
         sizes = self._sizes
         if index >= len(sizes):
             return self.settings.k > 0 or self.settings.replacement_cache > 0
@@ -454,7 +577,7 @@ class RoutingTable:
         False, and nothing changes, unless `handle` is cached and `slower` an entry of that
         bucket."""
         ids = self._ids
-        index = ID_BITS - (self.own_id ^ ids[handle]).bit_length()
+        index = self.bucket_index(ids[handle])
         cache = self._cache.get(index) if self._cache else None
         if not cache or handle not in cache or index >= len(self._sizes):
             return False
@@ -564,7 +687,7 @@ class RoutingTable:
     def _release(self, handle: int) -> None:
         """`handle` left an entry or a cache: out of `_held` unless it is still in the other
         (observe's same-ID path can leave an entry in its bucket's cache too)."""
-        index = ID_BITS - (self.own_id ^ self._ids[handle]).bit_length()
+        index = self.bucket_index(self._ids[handle])
         start = sum(self._sizes[:index])
         cache = self._cache.get(index) if self._cache else None
         if (handle not in self._entries[start : start + self._sizes[index]]
@@ -578,6 +701,8 @@ class RoutingTable:
             raise ValueError("bucket sizes do not add up to the number of entries")
         if sizes and max(sizes) > self.settings.k:
             raise ValueError("a bucket holds more than k entries")
+        if len(sizes) & ((1 << self._extra) - 1):  # bucket_bits > 1: whole prefix groups
+            sizes = sizes + bytes((1 << self._extra) - len(sizes) % (1 << self._extra))
         self._entries = entries
         self._sizes = sizes
         self._touched = array("d", [now]) * len(sizes)
@@ -603,5 +728,14 @@ class RoutingTable:
         return min(self._touched) + interval if self._touched else None
 
     def random_id_in_bucket(self, index: int, rng: Random) -> int:
-        low_bits = ID_BITS - 1 - index
-        return self.own_id ^ (1 << low_bits) ^ rng.getrandbits(low_bits)
+        """A random ID in bucket `index`'s range (our first c bits, bit c flipped, then s)."""
+        extra = self._extra
+        if not extra:
+            low_bits = ID_BITS - 1 - index
+            return self.own_id ^ (1 << low_bits) ^ rng.getrandbits(low_bits)
+        rest = ID_BITS - 1 - (index >> extra)  # bits after bit c
+        s = index & ((1 << extra) - 1)
+        prefix = (self.own_id >> rest ^ 1) << rest
+        if rest >= extra:
+            return prefix | s << (rest - extra) | rng.getrandbits(rest - extra)
+        return prefix | s >> (extra - rest)

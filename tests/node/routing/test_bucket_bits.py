@@ -1,0 +1,239 @@
+"""RoutingSettings.bucket_bits (Kademlia section 4.2, b bits a hop): every prefix bucket split
+into 2^(b-1) buckets by the b-1 ID bits after the first bit differing from ours, each of at
+most k entries, kept by the same rules as the paper's table (which b = 1 is, unchanged)."""
+
+from __future__ import annotations
+
+from random import Random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kadtalk.node.routing.layer import RoutingSettings
+from kadtalk.node.routing.table import RoutingTable, TableSettings, bucket_of
+
+from .test_table import ID_MAX, Reg, in_bucket
+
+BITS = st.integers(1, 4)
+# most contacts in the first few prefix groups (where a real table is full), some deep ones
+depth = st.one_of(st.integers(0, 4), st.integers(0, 12), st.integers(0, 159))
+
+
+def spec_index(own: int, node_id: int, b: int) -> int:
+    """The spec's formula, from the IDs as bit strings."""
+    mine, theirs = f"{own:0160b}", f"{node_id:0160b}"
+    c = next(i for i in range(160) if mine[i] != theirs[i])
+    s = (theirs[c + 1:c + b] + "0" * b)[:b - 1]
+    return (c << (b - 1)) | (int(s, 2) if s else 0)
+
+
+@given(st.integers(0, ID_MAX), st.integers(0, ID_MAX), st.integers(1, 8),
+       st.one_of(depth, st.integers(150, 159)))  # deep: fewer than b - 1 bits after bit c
+def test_the_index_is_the_spec_formula(own, low, b, c):
+    node_id = in_bucket(own, c, low)
+    assert bucket_of(own, node_id, b - 1) == spec_index(own, node_id, b)
+    if b == 1:
+        assert bucket_of(own, node_id) == c
+    assert bucket_of(own, own, b - 1) == 160 << (b - 1)
+
+
+def test_the_setting_is_checked():
+    for bad in (0, 9, -1):
+        with pytest.raises(ValueError, match="bucket_bits"):
+            RoutingSettings(bucket_bits=bad)
+        with pytest.raises(ValueError, match="bucket_bits"):
+            RoutingTable(0, [], TableSettings(bucket_bits=bad))
+    assert RoutingSettings(bucket_bits=8).bucket_bits == 8
+
+
+class Model:
+    """The paper's table rules (uptime, replacement cache, failures), bucket by `index`."""
+
+    def __init__(self, index, k: int, cache: int, max_failures: int):
+        self.index, self.k, self.cache_limit, self.max_failures = index, k, cache, max_failures
+        self.buckets: dict[int, list[int]] = {}
+        self.cache: dict[int, list[int]] = {}
+        self.failures: dict[int, int] = {}
+
+    def observe(self, h: int, answered: bool) -> None:
+        i = self.index(h)
+        bucket, cache = self.buckets.setdefault(i, []), self.cache.setdefault(i, [])
+        if h in bucket:
+            if answered:
+                self.failures.pop(h, None)
+        elif len(bucket) < self.k:
+            bucket.append(h)
+            if h in cache:
+                cache.remove(h)
+        elif self.cache_limit:
+            if h in cache:
+                cache.remove(h)
+            cache.append(h)
+            del cache[:-self.cache_limit]
+
+    def failed(self, h: int) -> None:
+        i = self.index(h)
+        bucket, cache = self.buckets.setdefault(i, []), self.cache.setdefault(i, [])
+        if h not in bucket:
+            if h in cache:
+                cache.remove(h)
+            return
+        count = self.failures.get(h, 0) + 1
+        if cache:
+            bucket.remove(h)
+            bucket.append(cache.pop())
+            self.failures.pop(h, None)
+        elif count >= self.max_failures:
+            bucket.remove(h)
+            self.failures.pop(h, None)
+        else:
+            self.failures[h] = count
+
+
+@st.composite
+def tables(draw, b=None, k=None):
+    """A table with bucket_bits `b` (drawn 1..4) fed random observations, and the IDs met."""
+    b = draw(BITS) if b is None else b
+    k = draw(st.sampled_from([1, 2, 3, 20])) if k is None else k
+    own = draw(st.integers(0, ID_MAX))
+    reg = Reg()
+    table = RoutingTable(own, reg.ids, TableSettings(k, draw(st.integers(0, 3)), 2, b))
+    rng = Random(draw(st.integers(0, 2**32)))
+    seen = {own}
+    for c in draw(st.lists(depth, max_size=150)):
+        node_id = in_bucket(own, c, rng.getrandbits(160))
+        if node_id not in seen:
+            seen.add(node_id)
+            table.observe(reg.add(node_id), 0.0)
+    return reg, table, b
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_table_keeps_the_papers_rules_per_index(data):
+    """Observations, answers and failures leave exactly the entries and caches of the paper's
+    rules applied per `bucket_of` index (for b = 1: the paper's table, as before)."""
+    b, k, cache, max_failures = data.draw(BITS), data.draw(st.integers(1, 4)), 2, 2
+    own = data.draw(st.integers(0, ID_MAX))
+    reg = Reg()
+    table = RoutingTable(own, reg.ids, TableSettings(k, cache, max_failures, b))
+    model = Model(lambda h: spec_index(own, reg.ids[h], b), k, cache, max_failures)
+    rng = Random(data.draw(st.integers(0, 2**32)))
+    handles: list[int] = []
+    steps = data.draw(st.lists(st.tuples(st.sampled_from(["new", "again", "answer", "fail"]),
+                                         st.integers(0, 3), st.integers(0, 10**6)), max_size=120))
+    for op, c, pick in steps:
+        if op == "new" or not handles:
+            h = reg.add(in_bucket(own, c, rng.getrandbits(160)))
+            handles.append(h)
+            table.observe(h, 0.0)
+            model.observe(h, False)
+        else:
+            h = handles[pick % len(handles)]
+            if op == "fail":
+                table.failed(h)
+                model.failed(h)
+            else:
+                table.observe(h, 1.0, answered=op == "answer")
+                model.observe(h, op == "answer")
+    for index in range(table.bucket_count()):
+        assert table.bucket(index) == model.buckets.get(index, [])
+        assert table.replacements(index) == model.cache.get(index, [])
+    assert len(table) == sum(len(v) for v in model.buckets.values())
+    assert table.bucket_count() % (1 << (b - 1)) == 0  # whole prefix groups
+    assert all(table.failures(h) == model.failures.get(h, 0) for h in handles)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_entries_sit_in_their_index_and_no_bucket_exceeds_k(data):
+    reg, table, b = data.draw(tables())
+    for index in range(table.bucket_count()):
+        bucket = table.bucket(index)
+        assert len(bucket) <= table.settings.k
+        for h in bucket:
+            assert table.bucket_index(reg.ids[h]) == index == spec_index(table.own_id, reg.ids[h], b)
+            assert table.find(reg.ids[h]) == h
+            assert table.known(h) and not table.admits(h)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_closest_is_the_brute_force_sort_with_any_requester_excluded(data):
+    reg, table, _ = data.draw(tables())
+    own = table.own_id
+    target = data.draw(st.one_of(
+        st.integers(0, ID_MAX), st.just(own),
+        st.builds(lambda c, low: in_bucket(own, c, low), depth, st.integers(0, ID_MAX))))
+    count = data.draw(st.sampled_from([0, 1, 2, 5, 19, 20, 21, 40, 200]))
+    entries = [h for h in table.handles() if h in table]
+    brute = sorted(entries, key=lambda h: reg.ids[h] ^ target)
+    assert table.closest(target, count) == brute[:count]
+    unknown = reg.add(data.draw(st.integers(0, ID_MAX).filter(lambda i: i not in reg.ids)))
+    excluded = data.draw(st.sampled_from(sorted(set(table.handles())) + [unknown]))
+    assert table.closest(target, count, excluded) == [h for h in brute if h != excluded][:count]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, ID_MAX), BITS, st.integers(0, 159), st.integers(0, 255),
+       st.integers(0, 2**32))
+def test_random_id_in_bucket_maps_back_and_range_bits_bound_the_range(own, b, c, s, seed):
+    extra = b - 1
+    s &= (1 << extra) - 1
+    if 159 - c < extra:
+        s &= ~((1 << (extra - (159 - c))) - 1)  # too deep for all the bits: zero-padded
+    table = RoutingTable(own, [], TableSettings(bucket_bits=b))
+    index = (c << extra) | s
+    rng = Random(seed)
+    one, two = table.random_id_in_bucket(index, rng), table.random_id_in_bucket(index, rng)
+    assert bucket_of(own, one, extra) == bucket_of(own, two, extra) == index
+    bits = table.range_bits(index)
+    assert one ^ two < 1 << bits  # the range: the IDs differing in the last `bits` bits
+    if bits < 159 - c:
+        assert bucket_of(own, one ^ (1 << bits), extra) != index  # and no more
+
+
+def test_random_id_in_bucket_with_one_bit_is_the_papers_draw():
+    table = RoutingTable(0x5A << 152, [], TableSettings())
+    rng, again = Random(3), Random(3)
+    for index in (0, 1, 7, 100, 159):
+        assert table.random_id_in_bucket(index, rng) == (
+            table.own_id ^ (1 << (159 - index)) ^ again.getrandbits(159 - index))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, ID_MAX), BITS, st.integers(0, 12), st.integers(0, ID_MAX),
+       st.integers(0, 2**32))
+def test_the_join_refreshes_the_buckets_farther_than_the_nearest_neighbour(own, b, c, low, seed):
+    extra = b - 1
+    table = RoutingTable(own, [], TableSettings(bucket_bits=b))
+    nearest = in_bucket(own, c, low)
+    farther = table.farther_buckets(nearest)
+    if b == 1:
+        assert farther == range(c)
+    rng = Random(seed)
+    for index in range((c + 1) << extra):
+        probe = table.random_id_in_bucket(index, rng)
+        if index == bucket_of(own, nearest, extra):
+            assert index not in farther
+        else:  # a bucket's whole range is farther from us than `nearest`, or nearer
+            assert (index in farther) == ((probe ^ own) > (nearest ^ own))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_load_takes_the_layout_by_index(data):
+    reg, table, b = data.draw(tables())
+    loaded = RoutingTable(table.own_id, reg.ids, TableSettings(table.settings.k, 0, 2, b))
+    sizes = bytearray(len(table.bucket(i)) for i in range(table.bucket_count()))
+    while sizes and not sizes[-1]:
+        del sizes[-1]  # trailing empty buckets left out, as the fast bootstrap does
+    from array import array
+    loaded.load(array("i", table._entries), sizes, 5.0)
+    assert loaded.bucket_count() % (1 << (b - 1)) == 0
+    for index in range(table.bucket_count()):
+        assert loaded.bucket(index) == table.bucket(index)
+    target = data.draw(st.integers(0, ID_MAX))
+    assert loaded.closest(target, 20) == table.closest(target, 20)
+    assert loaded.next_refresh(10.0) == (15.0 if len(sizes) else None)
