@@ -42,7 +42,7 @@ def split_flow(addr: int) -> tuple[int, int]:
 
 
 class SharedRegistry:
-    __slots__ = ("ids", "addrs", "_extra", "_extra_at", "subnets", "_kept")
+    __slots__ = ("ids", "addrs", "_extra", "_extra_at", "subnets", "_kept", "_nodes")
 
     def __init__(self, ids: list[int], subnets: Sequence[int] | None = None):
         """`subnets[addr]`: the /24 network address `addr` sits in, for the per-/24 bucket limit
@@ -51,6 +51,7 @@ class SharedRegistry:
             raise ValueError(f"at most {MAX_NODES} simulated nodes")
         self.ids = ids
         self.addrs = list(range(len(ids)))
+        self._nodes = len(ids)  # honest nodes: handle = address, for good (`intern`)
         self._extra: dict[tuple[int, int], int] | None = None
         self._extra_at: dict[int, list[int]] | None = None  # address -> its extra handles
         self.subnets = subnets
@@ -72,9 +73,11 @@ class SharedRegistry:
         return addr >> 8 if self.subnets is None else self.subnets[addr]
 
     def intern(self, node_id: int, addr: int) -> int:
-        ids = self.ids
-        if addr < len(ids) and ids[addr] == node_id and self.addrs[addr] == addr:
+        # an honest node's own contact (about 6 calls a datagram in a join): addrs[addr] is addr
+        # below `_nodes`; above it, a handle whose address is its number is an extra's
+        if addr < self._nodes and self.ids[addr] == node_id:
             return addr
+        ids = self.ids
         if self._extra is None:
             self._extra, self._extra_at = {}, {}
         key = (node_id, addr)

@@ -78,3 +78,26 @@ def test_codec_with_sim_addresses():
     bad = data[:-2] + b"\x00\x01"  # last contact on another port
     decoded, skipped = decode(bad, reg.addr_from_wire)
     assert decoded.contacts == ((2, 1),) and skipped == 1
+
+
+def _reference_intern(ids: list[int], addrs: list[int], extra: dict, node_id: int, addr: int) -> int:
+    """The rule before session 14 (an honest node's handle checked by its address)."""
+    if addr < len(ids) and ids[addr] == node_id and addrs[addr] == addr:
+        return addr
+    if (node_id, addr) not in extra:
+        extra[(node_id, addr)] = len(ids)
+        ids.append(node_id)
+        addrs.append(addr)
+    return extra[(node_id, addr)]
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 12)), max_size=40))
+def test_intern_gives_the_handles_of_the_rule_it_replaced(claims):
+    """Claims of IDs 10..15 at addresses 0..12 (4 honest nodes, 10..13 at 0..3): extra handles
+    land on numbers that are addresses too (4, 5, ...), where an address check alone would
+    take a claim there for the node's own."""
+    reg = SharedRegistry([10, 11, 12, 13])
+    ids, addrs, extra = [10, 11, 12, 13], [0, 1, 2, 3], {}
+    for node, addr in claims:
+        assert reg.intern(10 + node, addr) == _reference_intern(ids, addrs, extra, 10 + node, addr)
+    assert reg.ids == ids and reg.addrs == addrs
