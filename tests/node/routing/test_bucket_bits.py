@@ -237,3 +237,39 @@ def test_load_takes_the_layout_by_index(data):
     target = data.draw(st.integers(0, ID_MAX))
     assert loaded.closest(target, 20) == table.closest(target, 20)
     assert loaded.next_refresh(10.0) == (15.0 if len(sizes) else None)
+
+
+# -- the routing layer: the join's refreshes, the subnet cap ---------------------------------------
+
+
+def test_the_join_refreshes_every_sub_bucket_farther_than_the_nearest_neighbour():
+    """A joins through B, whose answer names a contact 9 bits from A (test_maintenance's
+    world): with b = 2 the join refreshes both halves of buckets 0..8 and the half of prefix
+    group 9 the neighbour is not in, each lookup's target in its sub-bucket's range."""
+    from .test_maintenance import A_ID, joined_far_neighbour
+
+    a, buckets = joined_far_neighbour(RoutingSettings(bucket_bits=2))
+    table = a.routing.table
+    neighbour = A_ID ^ (1 << 150)
+    assert buckets == sorted(table.farther_buckets(neighbour))
+    assert buckets == list(range(18)) + [bucket_of(A_ID, neighbour, 1) ^ 1]
+    _, paper = joined_far_neighbour(RoutingSettings())
+    assert paper == list(range(9))
+
+
+def test_the_subnet_cap_holds_per_sub_bucket():
+    from kadtalk.node.routing.contacts import ContactRegistry
+    from kadtalk.node.stack import Node
+
+    own = 1 << 159
+    node = Node(own, ContactRegistry(), Random(1), RoutingSettings(max_per_subnet=1, bucket_bits=2),
+                0.0)
+    for i, half in enumerate((0, 0, 1, 1)):  # prefix group 0: two in each half, one /24
+        node.routing.table.observe(node.routing.registry.intern(
+            in_bucket(own, 0, half << 158 | i), ("192.0.2.%d" % (i + 1), 5004)), 0.0)
+    table = node.routing.table
+    assert [len(table.bucket(i)) for i in (0, 1)] == [2, 2]
+    assert node.routing.apply_subnet_limit() == 2  # the younger of each sub-bucket
+    assert [len(table.bucket(i)) for i in (0, 1)] == [1, 1]
+    assert not node.add_contact(in_bucket(own, 0, 7), ("192.0.2.9", 5004), 1.0)
+    assert node.add_contact(in_bucket(own, 0, 8), ("198.51.100.1", 5004), 1.0)  # another /24
