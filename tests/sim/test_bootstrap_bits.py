@@ -10,6 +10,7 @@ from random import Random
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from kadtalk.node.routing.table import RoutingTable, TableSettings
 from kadtalk.sim.bootstrap import ConvergedTables
 
 ID_BITS = 160
@@ -154,3 +155,48 @@ def test_rejects_bad_bucket_bits_and_ids_too_close_for_them():
     assert len(ConvergedTables(ids, 20, bucket_bits=3).sizes(1)) == (61 << 2) + 1
     with pytest.raises(ValueError, match="bucket_bits"):
         ConvergedTables(ids, 20, bucket_bits=4)
+
+
+# -- the tables RoutingTable itself keeps (needs RoutingSettings.bucket_bits) ---------------------
+
+
+def observed(ids: list[int], k: int, bits: int) -> list[tuple[list[int], bytes]]:
+    """What RoutingTable keeps with bucket_bits = bits + 1 when every node hears from every
+    other in join order (the uptime rule alone)."""
+    result = []
+    for own in ids:
+        table = RoutingTable(own, ids, TableSettings(k=k, replacement_cache=0,
+                                                     bucket_bits=bits + 1))
+        for handle in range(len(ids)):
+            table.observe(handle, 0.0)
+        result.append((table._entries.tolist(), bytes(table._sizes).rstrip(b"\0")))
+    return result
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=id_sets(40), k=st.sampled_from([1, 2, 3, 5, 20]), bits=st.integers(0, 3))
+def test_uptime_rule_equals_the_table_hearing_everyone_in_join_order(ids, k, bits):
+    if not fits_window(ids, bits):
+        return
+    tables = ConvergedTables(ids, k, rule="uptime", bucket_bits=bits + 1)
+    for index, (entries, sizes) in enumerate(observed(ids, k, bits)):
+        assert (tables.entries(index).tolist(), bytes(tables.sizes(index))) == (entries, sizes)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_loaded_table_answers_like_a_table_built_by_observing(bits):
+    rng = Random(9 + bits)
+    ids = [rng.getrandbits(160) for _ in range(600)]
+    tables = ConvergedTables(ids, 8, rule="uptime", bucket_bits=bits + 1)
+    settings = TableSettings(k=8, bucket_bits=bits + 1)
+    for own in (17, 301):
+        loaded = RoutingTable(ids[own], ids, settings)
+        loaded.load(tables.entries(own), tables.sizes(own), 0.0)
+        built = RoutingTable(ids[own], ids, settings)
+        for handle in range(600):
+            built.observe(handle, 0.0)
+        assert loaded._entries == built._entries
+        for _ in range(50):
+            target = rng.getrandbits(160)
+            assert loaded.closest(target, 8) == built.closest(target, 8)
+        assert all(loaded.bucket(i) == built.bucket(i) for i in range(built.bucket_count()))
