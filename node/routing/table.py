@@ -273,58 +273,84 @@ class RoutingTable:
 
     def _closest_split(self, target: int, count: int, exclude: int) -> list[int]:
         """`closest` with bucket_bits > 1. Prefix group c (the buckets c << B .. (c + 1) << B
-        - 1, B = b - 1) is the target's; its buckets are walked nearest first: bucket s's
-        entries differ from the target in bits c+1 .. c+B by s ^ (the target's s), so that XOR
-        orders them exactly. Then the deeper groups as `_deeper` orders buckets, then the
-        shallower groups c-1, c-2, ... in turn, each sorted whole."""
+        - 1, B = b - 1) is the target's; its buckets are taken nearest first until `count`:
+        bucket s's entries differ from the target in bits c+1 .. c+B by s ^ (the target's s),
+        so that XOR orders them exactly, and what is taken is sorted once. Then the deeper
+        groups (all together when about what is needed, else as `_deeper` orders buckets),
+        then the shallower groups c-1, c-2, ... in turn, each sorted whole."""
         ids, entries, sizes = self._ids, self._entries, self._sizes
         extra = self._extra
         span = 1 << extra
-        own = self.own_id
-        distance = own ^ target
+        distance = self.own_id ^ target
         c = ID_BITS - distance.bit_length()
         groups = (len(sizes) + span - 1) >> extra
         key = lambda h: ids[h] ^ target  # noqa: E731
         result: list[int] = []
-
-        def add(start: int, end: int) -> bool:
-            group = entries[start:end].tolist()
-            if exclude >= 0 and exclude in group:
-                group.remove(exclude)
-            group.sort(key=key)
-            result.extend(group)
-            return len(result) >= count
-
         if c < groups:
             base = c << extra
             starts = list(accumulate(sizes[base:base + span], initial=sum(sizes[:base])))
             starts += [starts[-1]] * (span + 1 - len(starts))  # a group cut short: empty buckets
-            mine = bucket_of(own, target, extra) & (span - 1)
+            rest = distance.bit_length() - 1  # the target's s: its B bits after bit c
+            low = target & ((1 << rest) - 1)
+            mine = low >> (rest - extra) if rest >= extra else low << (extra - rest)
             for d in range(span):
                 sub = mine ^ d
-                if starts[sub] < starts[sub + 1] and add(starts[sub], starts[sub + 1]):
-                    return result[:count]
+                if starts[sub] < starts[sub + 1]:
+                    result += entries[starts[sub]:starts[sub + 1]]
+                    if len(result) > count:
+                        break  # whole buckets, nearest first: they hold the `count` nearest
+            if exclude >= 0 and exclude in result:
+                result.remove(exclude)
+            result.sort(key=key)
+            if len(result) >= count:
+                return result[:count] if len(result) > count else result
             start, end = starts[0], starts[-1]
-            if end < len(entries):
-                deeper = range(c + 1, groups)
-                bounds = list(accumulate((self._group_size(j) for j in deeper), initial=end))
-                top = ID_BITS - 1
-                for nearer in (1, 0):  # as `_deeper`, group by group
-                    for j in deeper if nearer else reversed(deeper):
-                        a, b = bounds[j - c - 1], bounds[j - c]
-                        if (distance >> (top - j) & 1) == nearer and a < b and add(a, b):
-                            return result[:count]
-            group = c - 1
+            if len(entries) - end <= 2 * (count - len(result)) + 1:
+                group = entries[end:].tolist()  # every deeper entry: about what is needed
+                if exclude >= 0 and exclude in group:
+                    group.remove(exclude)
+                group.sort(key=key)
+                result += group
+            else:
+                result = self._deeper_groups(result, c, groups, end, count, key, exclude, distance)
+                if len(result) >= count:
+                    return result[:count]
+            group_index = c - 1
         else:
             start = len(entries)
-            group = groups - 1
-        while len(result) < count and group >= 0:
+            group_index = groups - 1
+        while len(result) < count and group_index >= 0:
             end = start
-            start -= self._group_size(group)
+            start -= self._group_size(group_index)
             if start < end:
-                add(start, end)
-            group -= 1
-        return result[:count]
+                group = entries[start:end].tolist()
+                if exclude >= 0 and exclude in group:
+                    group.remove(exclude)
+                group.sort(key=key)
+                result += group
+            group_index -= 1
+        return result[:count] if len(result) > count else result
+
+    def _deeper_groups(self, result: list[int], c: int, groups: int, end: int, count: int,
+                       key: Any, exclude: int, distance: int) -> list[int]:
+        """`_deeper` by prefix group (bucket_bits > 1): the groups deeper than c, from `end`,
+        each sorted whole, nearest first until `count`."""
+        entries = self._entries
+        deeper = range(c + 1, groups)
+        bounds = list(accumulate((self._group_size(j) for j in deeper), initial=end))
+        top = ID_BITS - 1
+        for nearer in (1, 0):
+            for j in deeper if nearer else reversed(deeper):
+                a, b = bounds[j - c - 1], bounds[j - c]
+                if (distance >> (top - j) & 1) == nearer and a < b:
+                    group = entries[a:b].tolist()
+                    if exclude >= 0 and exclude in group:
+                        group.remove(exclude)
+                    group.sort(key=key)
+                    result += group
+                    if len(result) >= count:
+                        return result
+        return result
 
     # -- learning -------------------------------------------------------------------------------
 

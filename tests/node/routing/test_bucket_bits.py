@@ -175,6 +175,25 @@ def test_closest_is_the_brute_force_sort_with_any_requester_excluded(data):
     assert table.closest(target, count, excluded) == [h for h in brute if h != excluded][:count]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_closest_past_the_targets_group_orders_the_deeper_groups(seed):
+    """Small buckets (k = 1-3) over a few prefix groups and a target in one of the first: the
+    `count` nearest reach into the deeper groups, taken group by group (`_deeper_groups`)."""
+    rng = Random(seed)
+    for _ in range(150):
+        b, k, own = rng.randint(2, 4), rng.choice([1, 2, 3]), rng.getrandbits(160)
+        reg = Reg()
+        table = RoutingTable(own, reg.ids, TableSettings(k, 0, 2, b))
+        for _ in range(100):
+            table.observe(reg.add(in_bucket(own, rng.randint(0, 6), rng.getrandbits(160))), 0.0)
+        target = in_bucket(own, rng.randint(0, 3), rng.getrandbits(160))
+        brute = sorted((h for h in table.handles()), key=lambda h: reg.ids[h] ^ target)
+        excluded = rng.choice(brute)
+        for count in (3, 5, 8):
+            assert table.closest(target, count) == brute[:count]
+            assert table.closest(target, count, excluded) == [h for h in brute if h != excluded][:count]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, ID_MAX), BITS, st.integers(0, 159), st.integers(0, 255),
        st.integers(0, 2**32))
