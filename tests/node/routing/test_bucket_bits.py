@@ -292,3 +292,45 @@ def test_the_subnet_cap_holds_per_sub_bucket():
     assert [len(table.bucket(i)) for i in (0, 1)] == [1, 1]
     assert not node.add_contact(in_bucket(own, 0, 7), ("192.0.2.9", 5004), 1.0)
     assert node.add_contact(in_bucket(own, 0, 8), ("198.51.100.1", 5004), 1.0)  # another /24
+
+
+# the digest of `seeded_operations()` on 76e3208's table (before bucket_bits), computed there
+PAPERS_TABLE = "cd3d7cc45b79105e544af3c9e70efffafcce64bf2a475fa24d8ccfa4e2cb5af9"
+
+
+def seeded_operations() -> str:
+    """3,000 seeded observations, answers, failures, removals, closest answers and refresh
+    draws at the default settings: a digest of every answer and of the final table."""
+    import hashlib
+
+    rng = Random(14)
+    own = rng.getrandbits(160)
+    ids: list[int] = []
+    table = RoutingTable(own, ids, TableSettings(k=4, replacement_cache=3, max_failures=2))
+    out: list = []
+    for step in range(3000):
+        op = rng.random()
+        if op < 0.5 or not ids:
+            c = min(int(rng.expovariate(0.5)), 159)
+            ids.append(own ^ (1 << (159 - c)) ^ (rng.getrandbits(160) & ((1 << (159 - c)) - 1)))
+            out.append(table.observe(len(ids) - 1, step, answered=rng.random() < 0.5))
+        elif op < 0.7:
+            table.failed(rng.randrange(len(ids)))
+        elif op < 0.8:
+            out.append(table.remove(rng.randrange(len(ids))))
+        elif op < 0.95:
+            target = rng.getrandbits(160)
+            out.append(table.closest(target, rng.choice([1, 5, 20]), rng.randrange(len(ids))))
+        else:
+            index = rng.randrange(max(1, table.bucket_count()))
+            out.append(table.random_id_in_bucket(index, rng))
+            table.touch(out[-1], step)
+            out.append(table.idle_buckets(step, 100.0))
+    out.append([table.bucket(i) for i in range(table.bucket_count())])
+    out.append([table.replacements(i) for i in range(table.bucket_count())])
+    out.append([table.failures(h) for h in range(len(ids))])
+    return hashlib.sha256(repr(out).encode()).hexdigest()
+
+
+def test_the_default_table_answers_as_before_bucket_bits():
+    assert seeded_operations() == PAPERS_TABLE
