@@ -1,11 +1,12 @@
 """One lookup study by protocol join with bucket_bits B; prints the summary plus the join
 phase's datagrams (network.sent when the lookups start) and table sizes then.
-usage: measure.py NODES LOOKUPS B [SEED]"""
-import json, statistics, sys, time
+usage: measure.py NODES LOOKUPS B [SEED [NAME=VALUE ...]] (more RoutingSettings fields)"""
+import ast, json, statistics, sys, time
 from kadtalk.experiments import lookup as L
 
 nodes, lookups, b = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+more = tuple((n, ast.literal_eval(v)) for n, v in (a.split("=", 1) for a in sys.argv[5:]))
 joined = {}
 converge = L.SimWorld.converge
 
@@ -25,9 +26,9 @@ def patched(self, *args, **kwargs):
 
 L.SimWorld.converge = patched
 study = L.LookupStudy(nodes=nodes, lookups=lookups, seed=seed, bootstrap="protocol",
-                      routing=(("bucket_bits", b),))
+                      routing=(("bucket_bits", b),) + more)
 summary = L.run_lookup_study(study).summary
 keep = ("nodes", "lookups", "success_rate", "median_ms", "p90_ms", "p99_ms", "rpcs_mean",
         "hops_mean", "timeouts_mean", "datagrams")
-print(json.dumps({"bucket_bits": b, "seed": seed} | {k: summary[k] for k in keep} | joined
+print(json.dumps({"bucket_bits": b, "seed": seed, "more": dict(more)} | {k: summary[k] for k in keep} | joined
                  | {"cpu_s": round(time.process_time(), 1)}))
