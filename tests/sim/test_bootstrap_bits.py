@@ -5,11 +5,14 @@ prefix bucket c split into 2^B sub-buckets (B = b - 1) by the B ID bits after bi
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from random import Random
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from kadtalk.experiments.harness.world import SimWorld
+from kadtalk.experiments.lookup import LookupStudy, run_lookup_study
 from kadtalk.node.routing.table import RoutingTable, TableSettings
 from kadtalk.sim.bootstrap import ConvergedTables
 
@@ -200,3 +203,35 @@ def test_loaded_table_answers_like_a_table_built_by_observing(bits):
             target = rng.getrandbits(160)
             assert loaded.closest(target, 8) == built.closest(target, 8)
         assert all(loaded.bucket(i) == built.bucket(i) for i in range(built.bucket_count()))
+
+
+# -- the studies load them ------------------------------------------------------------------------
+
+
+def test_a_study_loads_the_tables_of_its_settings_bucket_bits():
+    """`--set bucket_bits=3` reaches the fast bootstrap (harness.world.bucket_bits)."""
+    study = LookupStudy(nodes=400, lookups=0, seed=2, bootstrap="fast",
+                        routing=(("bucket_bits", 3),))
+    world = SimWorld(study)
+    world.settings = replace(world.settings, **dict(study.routing))  # as run_lookup_study does
+    world.converge()
+    expected = ConvergedTables(world.ids, study.k, spread=study.alpha,
+                               seed=world.plan.tables_seed, bucket_bits=3)
+    for addr in (0, 7, 399):
+        table = world.driver.nodes[addr].routing.table
+        assert table._entries == expected.entries(addr)
+        assert bytes(table._sizes).rstrip(b"\0") == bytes(expected.sizes(addr))
+        assert table.bucket_index(world.ids[table._entries[0]]) == next(
+            i for i, size in enumerate(expected.sizes(addr)) if size)
+
+
+def test_lazily_built_nodes_give_the_eager_study_with_sub_buckets(monkeypatch):
+    """sim/lazy.py's rows (store="rows") at b = 3: the eager study's lookups exactly."""
+    study = LookupStudy(nodes=3000, lookups=150, seed=3, bootstrap="fast",
+                        routing=(("bucket_bits", 3),))
+    monkeypatch.setattr(SimWorld, "lazy_above", 0)
+    lazy = run_lookup_study(study)
+    monkeypatch.setattr(SimWorld, "lazy_above", 10**9)
+    eager = run_lookup_study(study)
+    assert lazy.rows == eager.rows and len(lazy.rows) == 150
+    assert lazy.summary["nodes_built"] < eager.summary["nodes_built"] == 3000
