@@ -35,6 +35,7 @@ from typing import Any
 
 from kadtalk.node.relay.settings import RelaySettings
 from kadtalk.node.routing.layer import DEFAULT_SETTINGS, RoutingSettings
+from kadtalk.node.routing.table import MAX_BUCKET_BITS
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,10 @@ class Config:
     # [routing] other_addresses: take, prove and name the IPv6 address a dual-stack table entry
     # announces (docs/protocol.md §23 "The other address"); the node's own default
     routing_other_addresses: bool = DEFAULT_SETTINGS.other_addresses
+    # [routing] bucket_bits: Kademlia's b bits a hop (1 to MAX_BUCKET_BITS; 1: the paper's table,
+    # the node's default): quicker lookups for more datagrams a join and a larger table
+    # (docs/design-decisions.md "Lookup latency: b bits a hop (bucket_bits)")
+    routing_bucket_bits: int = DEFAULT_SETTINGS.bucket_bits
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
     # not in the file: the KEPT settings as config.toml (or the default) gives them, and the
     # entries of settings.json in force (name -> {"value", "over"}: see `keep`)
@@ -203,7 +208,8 @@ class Config:
     def routing_settings(self) -> RoutingSettings:
         """The [routing] section as the node's routing settings (the rest at their defaults;
         the UDP driver sets `ipv6` from the socket)."""
-        return RoutingSettings(other_addresses=self.routing_other_addresses)
+        return RoutingSettings(other_addresses=self.routing_other_addresses,
+                               bucket_bits=self.routing_bucket_bits)
 
 
 # TOML layout: section -> {key: (Config field, type)}
@@ -227,7 +233,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
               "max_per_host": ("relay_max_per_host", int),
               "allocation_rate": ("relay_allocation_rate", int),
               "total_rate": ("relay_total_rate", int), "call_relays": ("relay_call_relays", int)},
-    "routing": {"other_addresses": ("routing_other_addresses", bool)},
+    "routing": {"other_addresses": ("routing_other_addresses", bool),
+                "bucket_bits": ("routing_bucket_bits", int)},
 }
 MAX_HOOK_TIMEOUT = 3600.0
 
@@ -267,6 +274,11 @@ def load_config(path: Path | None = None, directory: Path | None = None) -> Conf
                     f"(known: {', '.join(schema)})"
                 )
             name, kind = schema[key]
+            if name == "routing_bucket_bits" and not (
+                    type(value) is int and 1 <= value <= MAX_BUCKET_BITS):
+                raise ConfigError(f"config file {path}: [routing] bucket_bits must be an integer "
+                                  f"from 1 to {MAX_BUCKET_BITS} (1, the default: the paper's "
+                                  f"table), got {_shown(value)}")
             if kind is int and (type(value) is not int):
                 raise ConfigError(f"config file {path}: [{section}] {key} must be an integer")
             if kind is float:

@@ -71,11 +71,26 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _routing_options(parser: argparse.ArgumentParser) -> None:
+def _bucket_bits(text: str) -> int:
+    from kadtalk.node.routing.table import MAX_BUCKET_BITS
+
+    value = int(text)
+    if not 1 <= value <= MAX_BUCKET_BITS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_BUCKET_BITS}")
+    return value
+
+
+def _routing_options(parser: argparse.ArgumentParser, bucket_bits: bool = False) -> None:
     group = parser.add_argument_group("Kademlia parameters")
     group.add_argument("--k", type=_positive_int, default=20, help="bucket size and lookup width (default 20)")
     group.add_argument("--alpha", type=_positive_int, default=3, help="requests in flight per lookup (default 3)")
     group.add_argument("--timeout", type=float, default=1.0, help="seconds before a request counts as failed (default 1.0)")
+    if bucket_bits:
+        group.add_argument("--bucket-bits", type=_bucket_bits, default=1, metavar="B",
+                           help="Kademlia's b bits a hop (1 to 8, default 1: the paper's table): each "
+                           "prefix bucket split into 2^(B-1), so a lookup fixes about B ID bits a "
+                           "hop; quicker lookups for a larger table and more datagrams a join "
+                           "(the daemon's [routing] bucket_bits)")
 
 
 class SubcommandParser(argparse.ArgumentParser):
@@ -137,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the report says what the kernel granted)")
     p.add_argument("--join-concurrency", type=_positive_int, default=8, metavar="N",
                    help="nodes joining at once (default 8); a failed join is retried")
-    _routing_options(p)
+    _routing_options(p, bucket_bits=True)
 
     sim = commands.add_parser("sim", help="simulated studies (SimPy)").add_subparsers(
         dest="sim_command", metavar="STUDY", required=True)
@@ -455,7 +470,8 @@ async def cmd_swarm(args: argparse.Namespace) -> int:
             log.info("swarm: %d of %d nodes joined", joined, total)
 
     report = SwarmReport()
-    drivers = await start_swarm(args.nodes, args.port_base, args.host, _settings(args),
+    drivers = await start_swarm(args.nodes, args.port_base, args.host,
+                                _settings(args, bucket_bits=args.bucket_bits),
                                 progress, buffer=args.buffer,
                                 concurrency=args.join_concurrency, report=report)
     log.info("swarm: %s", report.line())

@@ -55,11 +55,43 @@ def test_help_explains_every_command():
     (["lookup", "0" * 40, "--bootstrap", "127.0.0.1"], "expected HOST:PORT"),
     (["sim", "lookup", "--nodes", "0"], "at least 1"),
     (["sim", "lookup", "--loss", "1.5"], "[0, 1)"),
+    (["swarm", "--bucket-bits", "0"], "--bucket-bits: must be from 1 to 8"),
+    (["swarm", "--bucket-bits", "9"], "--bucket-bits: must be from 1 to 8"),
 ])
 def test_bad_arguments_get_a_clear_error(args, message):
     result = run(*args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_swarm_builds_its_nodes_with_the_bucket_bits_given(monkeypatch):
+    """`kadtalk swarm --bucket-bits B` reaches the swarm's RoutingSettings, next to --k and
+    --alpha (in process: start_swarm stands in, so nothing binds or serves)."""
+    import asyncio
+
+    from kadtalk import cli
+    from kadtalk.node.routing.layer import RoutingSettings
+    from kadtalk.transport import udp
+
+    class Started(Exception):
+        pass
+
+    given: list[RoutingSettings] = []
+
+    async def start_swarm(count, port_base, host, settings, *args, **kwargs):
+        given.append(settings)
+        raise Started
+
+    monkeypatch.setattr(udp, "start_swarm", start_swarm)
+    for argv, bits in ((["swarm", "--k", "8"], 1), (["swarm", "--bucket-bits", "3", "--k", "8"], 3)):
+        with pytest.raises(Started):
+            asyncio.run(cli.cmd_swarm(cli.build_parser().parse_args(argv)))
+        assert given[-1] == RoutingSettings(k=8, bucket_bits=bits)
+    help_text = run("swarm", "--help").stdout
+    assert "--bucket-bits B" in help_text and "b bits a hop" in help_text
+    from kadtalk.node.routing.table import MAX_BUCKET_BITS
+
+    assert f"(1 to {MAX_BUCKET_BITS}," in help_text  # the help's range is the node's
 
 
 def test_swarm_of_64_answers_lookup_with_the_right_address(tmp_path):

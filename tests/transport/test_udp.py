@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from kadtalk.node.routing.events import Joined
+from kadtalk.node.routing.layer import RoutingSettings
 from kadtalk.node.routing.messages import RouteRequest, encode_request
 from kadtalk.transport.udp import parse_hostport, start_node, start_swarm
 
@@ -241,3 +242,32 @@ def test_a_callback_that_raises_still_lets_the_queued_datagrams_go():
     assert seen and isinstance(seen[0][0], RuntimeError)  # the bug is reported, not hidden
     assert seen[0][1] == 0  # the lookup's requests had gone
     assert seen[0][2]  # and the timer was re-armed for what the node wants next
+
+
+def test_nodes_with_b_bits_a_hop_join_and_find_each_other():
+    """bucket_bits = 3 (Kademlia's b bits a hop: 4 buckets for each prefix length) on real
+    sockets: a small swarm joins, and a newcomer with the same setting finds every member."""
+    settings = RoutingSettings(bucket_bits=3)
+
+    async def scenario():
+        base = free_port_range(16)
+        swarm = await start_swarm(16, base, settings=settings)
+        client = await start_node(host="127.0.0.1", settings=settings)
+        try:
+            joined = await client.join([swarm[5].address])
+            results = [await client.find_peer(d.node.node_id) for d in swarm]
+            tables = [d.node.routing.table for d in (*swarm, client)]
+            return swarm, joined, results, tables
+        finally:
+            client.close()
+            for d in swarm:
+                d.close()
+
+    swarm, joined, results, tables = asyncio.run(scenario())
+    assert joined.success
+    for driver, result in zip(swarm, results):
+        assert result.peer == (driver.node.node_id, ("127.0.0.1", driver.address[1]))
+    assert all(d.node.routing.settings.bucket_bits == 3 for d in swarm)
+    # the tables are split: buckets come in whole groups of 2^(3-1), and with 16 peers every
+    # node holds some of them (a member's table the other members the join and refreshes met)
+    assert all(t.bucket_count() % 4 == 0 and len(t) >= 1 for t in tables)
