@@ -58,7 +58,8 @@ class TableSettings:
     k: int = 20
     replacement_cache: int = 20  # newcomers remembered per full bucket
     max_failures: int = 5  # unanswered requests in a row before an entry goes without a replacement
-    bucket_bits: int = 1  # b: each prefix bucket split in 2^(b-1) by the next b-1 ID bits (1: the paper's)
+    # b: each prefix bucket split in 2^(b-1) by the next b-1 ID bits (1: the paper's table)
+    bucket_bits: int = 1
 
 
 MAX_BUCKET_BITS = 8
