@@ -256,9 +256,9 @@ class RoutingSettings:
             raise ValueError("amplification must be at least 1")
         if self.cache_probes < 0 or self.join_fill < 1:
             raise ValueError("cache_probes must be >= 0 and join_fill >= 1")
-        if not 1 <= self.bucket_bits <= MAX_BUCKET_BITS:
-            raise ValueError(
-                f"bucket_bits must be between 1 and {MAX_BUCKET_BITS} (1: the paper's table)")
+        if not isinstance(self.bucket_bits, int) or not 1 <= self.bucket_bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS}"
+                             f" (1: the paper's table), not {self.bucket_bits!r}")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
         if self.validation_rate < 0 or self.validation_retry <= 0:

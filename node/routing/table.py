@@ -91,8 +91,9 @@ class RoutingTable:
         if not 0 <= settings.k <= 255:
             raise ValueError("k must be between 0 and 255")
         bits = getattr(settings, "bucket_bits", 1)
-        if not 1 <= bits <= MAX_BUCKET_BITS:
-            raise ValueError(f"bucket_bits must be between 1 and {MAX_BUCKET_BITS}")
+        if not isinstance(bits, int) or not 1 <= bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS},"
+                             f" not {bits!r}")
         # b - 1: index (c << _extra) | s, so `_sizes` holds whole groups of 2^_extra buckets
         self._extra = bits - 1
         self.own_id = own_id

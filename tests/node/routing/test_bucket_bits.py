@@ -47,6 +47,16 @@ def test_the_setting_is_checked():
     assert RoutingSettings(bucket_bits=8).bucket_bits == 8
 
 
+@pytest.mark.parametrize("bad", [2.0, 1.0, "2", None, 1.5])
+def test_a_bucket_bits_not_an_integer_is_refused_at_once(bad):
+    """Not a TypeError deep in `bucket_of` at the first contact (`--set bucket_bits=2.0`)."""
+    with pytest.raises(ValueError, match="bucket_bits"):
+        RoutingSettings(bucket_bits=bad)
+    with pytest.raises(ValueError, match="bucket_bits"):
+        RoutingTable(0, [], TableSettings(bucket_bits=bad))
+    assert RoutingSettings(bucket_bits=True).bucket_bits == 1  # bool is an int: b = 1
+
+
 class Model:
     """The paper's table rules (uptime, replacement cache, failures), bucket by `index`."""
 
