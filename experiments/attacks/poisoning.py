@@ -101,7 +101,9 @@ def run_poisoning(study: PoisoningStudy = PoisoningStudy()) -> PoisoningResult:
 
     victim = 0
     table = driver.nodes[victim].routing.table
-    bucket = table.bucket_count()  # one past its deepest occupied bucket: empty
+    # one past its deepest occupied prefix group (a table keeps whole groups of 2^(b-1)
+    # buckets, so bucket_count() is an index, not a prefix length): empty
+    bucket = table.bucket_count() >> (bucket_bits(settings) - 1)
     forger = Forger(registry)
     forger_addr = driver.add(forger)
     forged = {in_bucket(ids[victim], bucket, rng) for _ in range(study.forged)}
