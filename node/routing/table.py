@@ -142,8 +142,11 @@ class RoutingTable:
         mask = (1 << extra) - 1
         ours = bucket_of(self.own_id, self.own_id ^ (1 << (ID_BITS - 1 - c)), extra) & mask
         theirs = bucket_of(self.own_id, node_id, extra) & mask
-        return list(range(c << extra)) + [
+        farther = list(range(c << extra)) + [
             (c << extra) | s for s in range(1 << extra) if s ^ ours > theirs ^ ours]
+        if c >= ID_BITS - extra:  # not the buckets no ID maps to (`empty_range`)
+            return [index for index in farther if not self.empty_range(index)]
+        return farther
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -357,9 +360,26 @@ class RoutingTable:
     # -- learning -------------------------------------------------------------------------------
 
     def _grow(self, index: int, now: float) -> None:
-        extra = ((index >> self._extra) + 1 << self._extra) - len(self._sizes)
+        old = len(self._sizes)
+        extra = ((index >> self._extra) + 1 << self._extra) - old
         self._sizes.extend(bytes(extra))
         self._touched.extend([now] * extra)
+        if old + extra > (ID_BITS - self._extra) << self._extra:
+            self._never_idle(old)
+
+    def _never_idle(self, start: int) -> None:
+        """Buckets from `start` whose range is empty never need a refresh: with bucket_bits > 1,
+        index (c << B) | s with fewer than B bits after bit c and a 1 in s's zero padding (no
+        ID maps there; `random_id_in_bucket` draws in the one with that padding cleared)."""
+        extra, touched = self._extra, self._touched
+        for index in range(max(start, (ID_BITS - extra) << extra), len(touched)):
+            if self.empty_range(index):
+                touched[index] = _INF
+
+    def empty_range(self, index: int) -> bool:
+        """Whether no ID maps to bucket `index` (bucket_bits > 1, the last prefix groups only)."""
+        padding = self._extra - (ID_BITS - 1 - (index >> self._extra))
+        return padding > 0 and index & ((1 << padding) - 1) != 0
 
     def observe(self, handle: int, now: float, answered: bool = False) -> bool:
         """The contact sent us a datagram from its address (`answered`: a response to a request
@@ -734,6 +754,8 @@ class RoutingTable:
         self._entries = entries
         self._sizes = sizes
         self._touched = array("d", [now]) * len(sizes)
+        if len(sizes) > (ID_BITS - self._extra) << self._extra:
+            self._never_idle(0)
         self._cache = None
         self._failures = None
         self._checks = None
@@ -756,7 +778,8 @@ class RoutingTable:
         return min(self._touched) + interval if self._touched else None
 
     def random_id_in_bucket(self, index: int, rng: Random) -> int:
-        """A random ID in bucket `index`'s range (our first c bits, bit c flipped, then s)."""
+        """A random ID in bucket `index`'s range (our first c bits, bit c flipped, then s). For
+        a bucket whose range is empty (`_never_idle`): the ID of that with s's padding cleared."""
         extra = self._extra
         if not extra:
             low_bits = ID_BITS - 1 - index

@@ -225,6 +225,43 @@ def test_random_id_in_bucket_maps_back_and_range_bits_bound_the_range(own, b, c,
         assert bucket_of(own, one ^ (1 << bits), extra) != index  # and no more
 
 
+@pytest.mark.parametrize("b", range(2, 9))
+@pytest.mark.parametrize("load", [False, True])
+def test_a_bucket_no_id_maps_to_is_never_idle(b, load):
+    """Contacts at our ID ^ 1 and ^ 2^159 (anyone may claim an ID): the last prefix groups hold
+    buckets of no ID (fewer than b - 1 bits after bit c, a 1 in s's zero padding). A refresh of
+    every idle bucket leaves none idle, and the next refresh is an interval on, not in the
+    past; the join's refresh never names them either."""
+    extra = b - 1
+    own = Random(b).getrandbits(160)
+    ids = [own ^ 1, own ^ (1 << 159)]
+    table = RoutingTable(own, ids, TableSettings(bucket_bits=b))
+    for h in range(2):
+        table.observe(h, 0.0)
+    if load:  # the fast bootstrap's way in, trailing empty buckets left out
+        sizes = bytearray(len(table.bucket(i)) for i in range(table.bucket_count()))
+        fresh = RoutingTable(own, ids, TableSettings(bucket_bits=b))
+        fresh.load(table._entries, sizes.rstrip(b"\0"), 0.0)
+        table = fresh
+    assert table.bucket_count() == 160 << extra
+    reachable = set()  # every index an ID of the last groups maps to, by brute force
+    for c in range(160 - extra, 160):
+        for low in range(1 << (159 - c)):
+            reachable.add(bucket_of(own, (own >> (159 - c) ^ 1) << (159 - c) | low, extra))
+    empty = [i for i in range((160 - extra) << extra, 160 << extra) if i not in reachable]
+    assert len(empty) == sum((1 << extra) - (1 << (159 - c)) for c in range(160 - extra, 160))
+    assert [i for i in range(table.bucket_count()) if table.empty_range(i)] == empty
+    rng = Random(1)
+    for now in (3600.0, 7200.0, 10800.0):
+        idle = table.idle_buckets(now, 3600.0)
+        assert idle == [i for i in range(table.bucket_count()) if i not in empty]
+        for index in idle:
+            table.touch(table.random_id_in_bucket(index, rng), now)  # what a refresh does
+        assert table.idle_buckets(now + 3599.0, 3600.0) == []
+        assert table.next_refresh(3600.0) == now + 3600.0
+    assert table.farther_buckets(own ^ 1) == [i for i in range(159 << extra) if i not in empty]
+
+
 def test_random_id_in_bucket_with_one_bit_is_the_papers_draw():
     table = RoutingTable(0x5A << 152, [], TableSettings())
     rng, again = Random(3), Random(3)
