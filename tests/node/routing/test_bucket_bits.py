@@ -383,3 +383,41 @@ def seeded_operations() -> str:
 
 def test_the_default_table_answers_as_before_bucket_bits():
     assert seeded_operations() == PAPERS_TABLE
+
+
+@pytest.mark.parametrize("b", range(1, 9))
+def test_range_bits_is_exactly_the_buckets_range_for_every_index(b):
+    """Every index, the deepest too: the IDs within `range_bits` of a random ID of the bucket
+    are all in it, and flipping the next bit leaves it (for every bucket some ID maps to)."""
+    extra = b - 1
+    own = Random(b).getrandbits(160)
+    table = RoutingTable(own, [], TableSettings(bucket_bits=b))
+    rng = Random(b + 100)
+    for index in range(160 << extra):
+        if table.empty_range(index):
+            continue
+        bits = table.range_bits(index)
+        node_id = table.random_id_in_bucket(index, rng)
+        for low in (0, (1 << bits) - 1, rng.getrandbits(bits) if bits else 0):
+            assert bucket_of(own, node_id ^ low, extra) == index
+        assert bucket_of(own, node_id ^ (1 << bits), extra) != index  # and no more
+
+
+@pytest.mark.parametrize("b", [2, 3])
+def test_a_refresh_lookup_fills_exactly_its_sub_buckets_range(b):
+    """refresh_fill's lookups after a join (test_maintenance's world) aim at the sub-bucket's
+    range: every ID within the lookup's fill range of its target is in the refreshed
+    sub-bucket, and the next bit out is not (not the b = 1 range of the index read as c)."""
+    from .test_maintenance import joined_far_neighbour
+
+    a, buckets = joined_far_neighbour(RoutingSettings(bucket_bits=b))
+    table, extra = a.routing.table, b - 1
+    filling = [lookup for lookup in a.routing._lookups.values() if lookup._fill is not None]
+    assert sorted(table.bucket_index(lookup.target) for lookup in filling) == buckets
+    assert len(buckets) > 9 << extra  # every sub-bucket of groups 0..8, and some of group 9
+    rng = Random(b)
+    for lookup in filling:
+        index, bits = table.bucket_index(lookup.target), lookup._fill[0]
+        for low in (0, (1 << bits) - 1, rng.getrandbits(bits)):
+            assert bucket_of(table.own_id, lookup.target ^ low, extra) == index
+        assert bucket_of(table.own_id, lookup.target ^ (1 << bits), extra) != index
