@@ -225,7 +225,8 @@ class RoutingTable:
             if len(result) >= count:
                 return result[:count] if len(result) > count else result
             if len(entries) - end > 2 * (count - len(result)) + 1:
-                result = self._deeper(result, c, end, count, key, skip, exclude, distance)
+                starts = list(accumulate(sizes[c + 1:], initial=end))  # bucket j: starts[j - c - 1]
+                result = self._deeper(result, c, starts, count, key, skip, exclude, distance)
             elif end < len(entries):
                 group = entries[end:].tolist()
                 if skip > c and exclude in group:
@@ -249,21 +250,22 @@ class RoutingTable:
             index -= 1
         return result[:count] if len(result) > count else result
 
-    def _deeper(self, result: list[int], c: int, end: int, count: int, key: Any, skip: int,
-                exclude: int, distance: int) -> list[int]:
-        """`result` and the entries of the buckets deeper than c (they start at `end`), nearest
-        first, bucket by bucket until `count`: for buckets j < j', every entry of j is nearer
-        the target than every entry of j' when bit j (from the top) of our `distance` to the
-        target is set, farther when it is clear. So: the set ones ascending, then the clear
-        ones descending."""
-        entries, sizes = self._entries, self._sizes
-        starts = list(accumulate(sizes[c + 1:], initial=end))  # bucket j from starts[j - c - 1]
+    def _deeper(self, result: list[int], c: int, bounds: list[int], count: int, key: Any,
+                skip: int, exclude: int, distance: int) -> list[int]:
+        """`result` and the entries of the groups deeper than c (group j: `entries[bounds[j - c
+        - 1]:bounds[j - c]]`, a bucket at b = 1, a prefix group at b > 1), nearest first, group
+        by group until `count`: for groups j < j', every entry of j is nearer the target than
+        every entry of j' when bit j (from the top) of our `distance` to the target is set,
+        farther when it is clear. So: the set ones ascending, then the clear ones descending.
+        `exclude` can only be in group `skip`."""
+        entries = self._entries
         top = ID_BITS - 1
-        deeper = range(c + 1, len(sizes))
+        deeper = range(c + 1, c + len(bounds))
         for nearer in (1, 0):
             for j in deeper if nearer else reversed(deeper):
-                if (distance >> (top - j) & 1) == nearer and sizes[j]:
-                    group = entries[starts[j - c - 1]:starts[j - c]].tolist()
+                a, b = bounds[j - c - 1], bounds[j - c]
+                if a < b and (distance >> (top - j) & 1) == nearer:
+                    group = entries[a:b].tolist()
                     if skip == j and exclude in group:
                         group.remove(exclude)
                     group.sort(key=key)
@@ -281,7 +283,7 @@ class RoutingTable:
         - 1, B = b - 1) is the target's; its buckets are taken nearest first until `count`:
         bucket s's entries differ from the target in bits c+1 .. c+B by s ^ (the target's s),
         so that XOR orders them exactly, and what is taken is sorted once. Then the deeper
-        groups (all together when about what is needed, else as `_deeper` orders buckets),
+        groups (all together when about what is needed, else by `_deeper`),
         then the shallower groups c-1, c-2, ... in turn, each sorted whole."""
         ids, entries, sizes = self._ids, self._entries, self._sizes
         extra = self._extra
@@ -317,7 +319,10 @@ class RoutingTable:
                 group.sort(key=key)
                 result += group
             else:
-                result = self._deeper_groups(result, c, groups, end, count, key, exclude, distance)
+                bounds = list(accumulate((self._group_size(j) for j in range(c + 1, groups)),
+                                         initial=end))
+                skip = ID_BITS - (self.own_id ^ ids[exclude]).bit_length() if exclude >= 0 else -1
+                result = self._deeper(result, c, bounds, count, key, skip, exclude, distance)
                 if len(result) >= count:
                     return result[:count]
             group_index = c - 1
@@ -335,27 +340,6 @@ class RoutingTable:
                 result += group
             group_index -= 1
         return result[:count] if len(result) > count else result
-
-    def _deeper_groups(self, result: list[int], c: int, groups: int, end: int, count: int,
-                       key: Any, exclude: int, distance: int) -> list[int]:
-        """`_deeper` by prefix group (bucket_bits > 1): the groups deeper than c, from `end`,
-        each sorted whole, nearest first until `count`."""
-        entries = self._entries
-        deeper = range(c + 1, groups)
-        bounds = list(accumulate((self._group_size(j) for j in deeper), initial=end))
-        top = ID_BITS - 1
-        for nearer in (1, 0):
-            for j in deeper if nearer else reversed(deeper):
-                a, b = bounds[j - c - 1], bounds[j - c]
-                if (distance >> (top - j) & 1) == nearer and a < b:
-                    group = entries[a:b].tolist()
-                    if exclude >= 0 and exclude in group:
-                        group.remove(exclude)
-                    group.sort(key=key)
-                    result += group
-                    if len(result) >= count:
-                        return result
-        return result
 
     # -- learning -------------------------------------------------------------------------------
 

@@ -189,7 +189,7 @@ def test_closest_is_the_brute_force_sort_with_any_requester_excluded(data):
 @pytest.mark.parametrize("seed", range(4))
 def test_closest_past_the_targets_group_orders_the_deeper_groups(seed):
     """Small buckets (k = 1-3) over a few prefix groups and a target in one of the first: the
-    `count` nearest reach into the deeper groups, taken group by group (`_deeper_groups`)."""
+    `count` nearest reach into the deeper groups, taken group by group (`_deeper`)."""
     rng = Random(seed)
     for _ in range(150):
         b, k, own = rng.randint(2, 4), rng.choice([1, 2, 3]), rng.getrandbits(160)
