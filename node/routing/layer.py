@@ -182,8 +182,8 @@ class RoutingSettings:
     max_failures: int = 5
     # Kademlia section 4.2's accelerated lookups, b bits a hop: every prefix bucket split into
     # 2^(b-1) buckets of k by the b-1 ID bits after the first bit differing from ours
-    # (table.bucket_of), so that a lookup fixes about b bits a hop, not one, at about 2^(b-1)
-    # times the table. 1: the paper's table. docs/design-decisions.md "Lookup latency: b bits a
+    # (table.bucket_of), so that a lookup's hop fixes about b - 1 more ID bits, at up to
+    # 2^(b-1) times the table. 1: the paper's table. docs/design-decisions.md "Lookup latency: b bits a
     # hop (bucket_bits)".
     bucket_bits: int = 1
     max_lookups: int = 256  # lookups running at once; more are refused
