@@ -1,6 +1,7 @@
 """A protocol-joined lookup study with routing overrides and a settle time; prints the summary
 plus datagrams at the end of the joins, at the first lookup, and the tables then.
-usage: python docs/measurements/bucket-bits-2026-12-07-hour.py NODES LOOKUPS SETTLE name=value ..."""
+usage: python docs/measurements/bucket-bits-2026-12-07-hour.py NODES LOOKUPS SETTLE
+    name=value ..."""
 import ast, json, statistics, sys, time
 from kadtalk.experiments import lookup as L
 

@@ -1,5 +1,6 @@
 """Run `kadtalk swarm --nodes N --bucket-bits B` until ready; report its line and the host's UDP
-counters (/proc/net/snmp) from the start to "ready". Usage: python docs/measurements/bucket-bits-2026-12-07-swarm.py N PORT_BASE B [B ...]
+counters (/proc/net/snmp) from the start to "ready".
+Usage: python docs/measurements/bucket-bits-2026-12-07-swarm.py N PORT_BASE B [B ...]
 (run from /tmp with PYTHONPATH at an export)."""
 import json
 import os

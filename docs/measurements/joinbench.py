@@ -1,6 +1,7 @@
-"""CPU seconds of the protocol join phase (benchmarks.sim_scale's join_phase without the heapq part),
-for instruction counts: PYTHONHASHSEED=0 valgrind --tool=callgrind --cache-sim=no python
-docs/measurements/joinbench.py NODES [bytes|objects]; prints datagrams, events and a digest of the tables."""
+"""CPU seconds of the protocol join phase (benchmarks.sim_scale's join_phase without the heapq
+part), for instruction counts: PYTHONHASHSEED=0 valgrind --tool=callgrind --cache-sim=no
+python docs/measurements/joinbench.py NODES [bytes|objects]; prints datagrams, events and a
+digest of the tables."""
 import json, sys, time, hashlib
 from kadtalk.experiments.harness.world import SimWorld
 from kadtalk.experiments.lookup import LookupStudy
@@ -12,7 +13,8 @@ env = world.env
 cpu = time.process_time()
 env.run(until=start)
 cpu = time.process_time() - cpu
-tables = hashlib.sha256(repr([list(n.routing.table._entries) for n in world.driver.nodes]).encode()).hexdigest()[:12]
+entries = [list(n.routing.table._entries) for n in world.driver.nodes]
+tables = hashlib.sha256(repr(entries).encode()).hexdigest()[:12]
 print(json.dumps({"nodes": nodes, "wire": study.wire_mode, "datagrams": world.network.sent,
                   "events": env.processed, "cpu_s": round(cpu, 3),
                   "us_per_datagram": round(cpu * 1e6 / world.network.sent, 2), "tables": tables}))
