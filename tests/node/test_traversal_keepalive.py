@@ -40,6 +40,12 @@ STRANGER = ("198.51.100.7", 5004)
 PUBLIC = ("203.0.113.9", 5004)
 
 
+def is_traversal(datagram: bytes, kind: int) -> bool:
+    """A traversal message of `kind`: its first byte says traversal, its second the kind (a
+    routing datagram's second byte is its sender's ID's first, random here: 1 in 256 a match)."""
+    return datagram[0] == TRAVERSAL and datagram[1] == kind
+
+
 def node(settings: TraversalSettings | None = None) -> Node:
     ident = Identity.generate()
     n = Node(int.from_bytes(ident.node_id, "big"), ContactRegistry(), random.Random(1),
@@ -142,7 +148,7 @@ def test_a_new_public_address_voids_what_was_seen_of_the_old_nat():
     assert [type(e) for e in events] == [AddressObserved]  # 16 answers, one change
     # the next refresh asks two peers; the other fourteen views go (they would outvote them)
     n.handle_timer(20.0)
-    asked = [to for data, to in n.datagrams_to_send(20.0) if data[1] == ADDR_REQ]
+    asked = [to for data, to in n.datagrams_to_send(20.0) if is_traversal(data, ADDR_REQ)]
     assert len(asked) == 2 and set(n.traversal.observed) == set(asked)
     # both now see us elsewhere (another network): from then on, the safe plan
     n.traversal.probe(asked, 21.0)
@@ -219,7 +225,8 @@ def test_a_cone_node_checks_its_reachability_itself_and_evidence_grows_old():
         found = []
         for t in range(start, end + 1, 20):
             n.handle_timer(float(t))
-            found += [(t, d, to) for d, to in n.datagrams_to_send(float(t)) if d[1] == PROBE_REQ]
+            found += [(t, d, to) for d, to in n.datagrams_to_send(float(t))
+                      if is_traversal(d, PROBE_REQ)]
         return found
 
     assert checks(0, 280) == []  # the first interval after the start: none
@@ -234,7 +241,7 @@ def test_a_cone_node_checks_its_reachability_itself_and_evidence_grows_old():
     assert [t for t, _, _ in checks(320, 900)] == [620, 620]
     assert n.traversal.independent  # 300.2 s + 600 s not yet past
     n.handle_timer(920.0)
-    sent = [to for data, to in n.datagrams_to_send(920.0) if data[1] == ADDR_REQ]
+    sent = [to for data, to in n.datagrams_to_send(920.0) if is_traversal(data, ADDR_REQ)]
     assert not n.traversal.independent and len(sent) == 16
 
 
@@ -263,10 +270,10 @@ def test_an_owner_s_check_in_flight_is_left_alone():
     n.datagrams_to_send(299.0)
     nonce = next(iter(n.traversal._checks))
     n.handle_timer(300.0)  # its own would be due now
-    assert [d for d, _ in n.datagrams_to_send(300.0) if d[1] == PROBE_REQ] == []
+    assert [d for d, _ in n.datagrams_to_send(300.0) if is_traversal(d, PROBE_REQ)] == []
     assert nonce in n.traversal._checks
     n.handle_timer(600.0)
-    assert len([d for d, _ in n.datagrams_to_send(600.0) if d[1] == PROBE_REQ]) == 2
+    assert len([d for d, _ in n.datagrams_to_send(600.0) if is_traversal(d, PROBE_REQ)]) == 2
 
 
 def _dual_stack_node() -> Node:
@@ -305,7 +312,7 @@ def test_keepalives_count_each_family_and_rendezvous_are_ipv4_peers_only():
     assert choose_rendezvous(0, closest, count=3, usable=n.traversal.usable) \
         == [("198.51.100.9", 5004)]
     n.traversal.punch(7, choose_rendezvous(7, closest, count=8, usable=n.traversal.usable), 2.0)
-    assert [to for d, to in n.datagrams_to_send(2.0) if d[1] == PUNCH_REQ] \
+    assert [to for d, to in n.datagrams_to_send(2.0) if is_traversal(d, PUNCH_REQ)] \
         == [("198.51.100.9", 5004)]
 
 
