@@ -333,7 +333,8 @@ def test_keepalives_start_when_a_node_without_bootstrap_gets_contacts():
     n.add_contact(777, R, 5.0)
     assert n.traversal.get_timer() == 5.0
     n.handle_timer(5.0)
-    assert [to for d, to in n.datagrams_to_send(5.0) if d[:2] == bytes((TRAVERSAL, ADDR_REQ))] == [R]
+    sent = n.datagrams_to_send(5.0)
+    assert [to for d, to in sent if d[:2] == bytes((TRAVERSAL, ADDR_REQ))] == [R]
     n.routing.table.remove(n.routing.table.find(777))
     n.handle_timer(25.0)
     assert n.datagrams_to_send(25.0) == [] and n.traversal.get_timer() is None
