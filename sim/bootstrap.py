@@ -327,7 +327,11 @@ class ConvergedTables:
 
     def _row_split(self, p: int) -> tuple[array, bytearray]:
         """`row` with sub-buckets (bucket_bits > 1): each depth's sibling range split by the next
-        `bits` ID bits as `_sub_ranges` splits it, each part chosen as `row` chooses a range."""
+        `bits` ID bits as `_sub_ranges` splits it, each part chosen as `row` chooses a range.
+        It would give b = 1's tables too, but `row` keeps its own loop for them: through this
+        one, row() took 1.43x the CPU at 10^6 nodes (2.93 against 2.04 s per 20,000 rows,
+        docs/measurements/bootstrap-bits-2026-12-07-buildtime.py), and every lazily built node
+        of a 10^6-10^7 study pays it."""
         k, keys, width, n, bits = self.k, self._keylist, self._width, self._n, self._bits
         key = keys[p]
         draws = self._draws[p].tolist() if self._draws is not None else ()
