@@ -1,7 +1,9 @@
 """CPU seconds of the protocol join phase (benchmarks.sim_scale's join_phase without the heapq
 part), for instruction counts: PYTHONHASHSEED=0 valgrind --tool=callgrind --cache-sim=no
 python docs/measurements/joinbench.py NODES [bytes|objects]; prints datagrams, events and a
-digest of the tables."""
+digest of the tables. Self-contained rather than importing benchmarks.sim_scale's `join_phase`
+(whose first lines it repeats): instruction counts compare exports of older commits, where
+that function times the heapq loop too or is missing."""
 import json, sys, time, hashlib
 from kadtalk.experiments.harness.world import SimWorld
 from kadtalk.experiments.lookup import LookupStudy
