@@ -123,12 +123,12 @@ def test_forged_path_checks_are_counted_drops_and_a_challenge_is_answered_once()
     s = b.session.sessions[call.sid_b]
     challenge = wire.path_check(wire.PATH_CHALLENGE, b"\x07" * 8, s.tx.key)
     a.receive_datagram(challenge, stranger, net.now)
-    [(response, to)] = [(d, t) for d, t in a.datagrams_to_send(net.now) if d[1] ==
-                        wire.PATH_RESPONSE]
+    answer = bytes((wire.RELAY, wire.PATH_RESPONSE))  # the layer byte too, not d[1] alone
+    [(response, to)] = [(d, t) for d, t in a.datagrams_to_send(net.now) if d[:2] == answer]
     assert to == stranger and len(response) == len(challenge) == 26
     assert wire.path_check_valid(response, s.rx.key)
     a.receive_datagram(challenge, VICTIM, net.now)  # replayed from elsewhere: no answer
-    assert [d for d, _ in a.datagrams_to_send(net.now) if d[1] == wire.PATH_RESPONSE] == []
+    assert [d for d, _ in a.datagrams_to_send(net.now) if d[:2] == answer] == []
     # a response to no challenge of B's: a counted drop, nothing validated
     drops = b.drop_counts()["bad_path_check"]
     b.receive_datagram(response, A_OPEN, net.now)
