@@ -122,8 +122,8 @@ def test_the_attack_a_spoofed_claim_reflects_one_datagram_at_most_3x_and_permits
     world.at(A).send(path, KEY_REQ, 0.5)
     world.settle(0.5)
     assert [e.payload for e in world.of(B, RelayedData)] == [KEY_REQ]
-    assert [d for d in to(world, VICTIM) if d[1] == wire.DATA] == [wire.data(path.allocation,
-                                                                                KEY_REQ)]
+    assert [d for d in to(world, VICTIM) if d[:2] == bytes((wire.RELAY, wire.DATA))] == [
+        wire.data(path.allocation, KEY_REQ)]
 
 
 def test_the_attack_a_claim_with_a_wrong_token_or_too_small_or_replayed_gets_nothing():
