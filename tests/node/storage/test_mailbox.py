@@ -327,7 +327,7 @@ def test_a_box_acknowledged_before_a_restart_is_acknowledged_again_not_opened():
     layer.keep_mailbox([], 0.0, acknowledged=[(vid, epoch)])
     assert not [e for e in fetched(client, epoch, [box]) if type(e) is MessageReceived]
     assert layer.stats["acknowledged_again"] == 1
-    deletes = [d for d, _ in client.finish() if d[1] == wire.DELETE]
+    deletes = [d for d, _ in client.finish() if d[:2] == bytes((wire.STORAGE, wire.DELETE))]
     assert len(deletes) == 1 and vid in deletes[0]
 
 
@@ -346,7 +346,8 @@ def test_a_storer_whose_boxes_do_not_open_is_asked_for_no_further_page():
         layer.fetch(key, 0.0, ("mailbox", epoch))
         ((request, _),) = client.finish()
         layer.receive_datagram(wire.found(key, request[22:30], 2000, 3, recs, []), STORER, 0.0)
-        return [d for d, _ in layer.datagrams_to_send(0.0) if d[1] == wire.FIND_VALUE], key
+        return [d for d, _ in layer.datagrams_to_send(0.0)
+                if d[:2] == bytes((wire.STORAGE, wire.FIND_VALUE))], key
 
     sybil, alice = identity("sybil"), identity("alice")
     client = Client()
