@@ -249,19 +249,19 @@ class KnownRtts:
         routing = self.world.driver.nodes[source].routing
         table = routing.table  # its entries (not the replacement caches)
         handles = sorted(h for c in range(table.bucket_count()) for h in table.bucket(c))
-        addrs, rtts = routing.registry.addrs, routing.rtts
+        addrs = routing.registry.addrs
         delay = self.world.base_latency.delay
-        if handles:
+        if self.share:
+            for handle in handles:
+                if self.share >= 1.0 or self.rng.random() < self.share:
+                    addr = addrs[handle]
+                    routing.observe_contact_rtt(addr, 2 * delay(source, addr))
+        if handles:  # what the first lookup starts with: the loaded round trips counted too
+            rtts = routing.rtts  # (made by the first sample)
             self.measured.append(sum(1 for h in handles if rtts is not None and addrs[h] in rtts)
                                  / len(handles))
             self.table_rtt.append(statistics.fmean(
                 delay(source, addrs[h]) + delay(addrs[h], source) for h in handles))
-        if not self.share:
-            return
-        for handle in handles:
-            if self.share >= 1.0 or self.rng.random() < self.share:
-                addr = addrs[handle]
-                routing.observe_contact_rtt(addr, 2 * delay(source, addr))
 
 
 class ProximityWorld(SimWorld):
