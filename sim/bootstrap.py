@@ -87,8 +87,9 @@ class ConvergedTables:
             raise ValueError("no IDs")
         if not 1 <= k <= 255:
             raise ValueError("k must be between 1 and 255")
-        if not 1 <= bucket_bits <= MAX_BUCKET_BITS:
-            raise ValueError(f"bucket_bits must be between 1 and {MAX_BUCKET_BITS}")
+        if not isinstance(bucket_bits, int) or not 1 <= bucket_bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS},"
+                             f" not {bucket_bits!r}")
         order_list = sorted(range(n), key=ids.__getitem__)
         lowest, highest = ids[order_list[0]], ids[order_list[-1]]
         self.common = ID_BITS - (lowest ^ highest).bit_length() if n > 1 else ID_BITS

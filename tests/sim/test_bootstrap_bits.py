@@ -5,6 +5,7 @@ prefix bucket c split into 2^B sub-buckets (B = b - 1) by the B ID bits after bi
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from random import Random
 
@@ -152,6 +153,17 @@ def test_rejects_bad_bucket_bits_and_ids_too_close_for_them():
         ConvergedTables([1, 2], 20, bucket_bits=0)
     with pytest.raises(ValueError):
         ConvergedTables([1, 2], 20, bucket_bits=9)
+    # not an integer: RoutingTable's ValueError, not a TypeError deep in the build (2.0, "2")
+    for bad in (2.0, 1.0, 1.5, "2", None):
+        with pytest.raises(ValueError, match=f"bucket_bits must be an integer between 1 and 8, "
+                                             f"not {re.escape(repr(bad))}"):
+            ConvergedTables([1, 2, 3], 20, bucket_bits=bad)
+    # a bool is an int, b = 1, as RoutingSettings and RoutingTable take it (test_bucket_bits)
+    rng = Random(5)
+    ids = [rng.getrandbits(160) for _ in range(50)]
+    one, true = ConvergedTables(ids, 3), ConvergedTables(ids, 3, bucket_bits=True)
+    assert [(true.entries(i), true.sizes(i)) for i in range(50)] == \
+        [(one.entries(i), one.sizes(i)) for i in range(50)]
     # the last two share 61 bits below the common prefix (none): their bucket's sub-buckets
     # need the 3 bits after bit 61, of which the 64-bit window (more bits below it) holds 2
     ids = [0, 1 << 159, (1 << 159) | (1 << 98)]
