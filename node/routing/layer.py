@@ -186,6 +186,14 @@ class RoutingSettings:
     # 2^(b-1) times the table. 1: the paper's table. docs/design-decisions.md "Lookup latency: b bits a
     # hop (bucket_bits)".
     bucket_bits: int = 1
+    # `refresh_groups` (bucket_bits > 1 only; inert at 1): a join's and the hourly refreshes
+    # take each prefix group (the 2^(b-1) buckets of one common-prefix length) as one bucket:
+    # one refresh lookup a group that has a bucket to refresh, its target in the emptiest of
+    # those (a random one of equals), its fill range the whole group, aiming at what they
+    # lack; it counts as a lookup into every bucket of the group (none idle after it). False:
+    # each bucket refreshed on its own. docs/design-decisions.md "A join and hourly refresh
+    # by prefix group".
+    refresh_groups: bool = False
     max_lookups: int = 256  # lookups running at once; more are refused
     registry_limit: int = 20_000  # contacts remembered before unreferenced ones are forgotten
     # Zero bytes appended to ROUTE_REQ: 146 makes a request 187 bytes, a third of a full answer,
@@ -259,6 +267,8 @@ class RoutingSettings:
         if not isinstance(self.bucket_bits, int) or not 1 <= self.bucket_bits <= MAX_BUCKET_BITS:
             raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS}"
                              f" (1: the paper's table), not {self.bucket_bits!r}")
+        if not isinstance(self.refresh_groups, bool):
+            raise ValueError(f"refresh_groups must be True or False, not {self.refresh_groups!r}")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
         if self.validation_rate < 0 or self.validation_retry <= 0:
@@ -1177,7 +1187,8 @@ class RoutingLayer:
 
     def _new_lookup(self, target: int, mode: Mode, purpose: int, now: float, paths: int = 1,
                     verify: Callable[[int], bool] | None = None, urgent: bool = False,
-                    fill: int = -1, joined: bool = False) -> Lookup:
+                    fill: int = -1, joined: bool = False,
+                    group: list[int] | None = None) -> Lookup:
         if self._lookups is None:
             self._lookups = {}
         elif len(self._lookups) >= self.settings.max_lookups:
@@ -1202,8 +1213,14 @@ class RoutingLayer:
         table = self.table
         if fill >= 0:  # a bucket-filling refresh of bucket `fill` (refresh_fill)
             aim = min(settings.join_fill, settings.k) if joined else settings.k
-            lookup.fill(table.range_bits(fill), aim - len(table.bucket(fill)))
+            if group is None:
+                lookup.fill(table.range_bits(fill), aim - len(table.bucket(fill)))
+            else:  # refresh_groups: what the group's buckets refreshed lack, in the whole group
+                lookup.fill(table.group_range_bits(fill),
+                            sum(aim - len(table.bucket(index)) for index in group))
         table.touch(target, now)
+        if group is not None:
+            table.touch_group(target, now)
         ids = self.registry.ids
         for handle in table.closest(target, settings.k):
             lookup.add(handle, ids[handle] ^ target, 1)
@@ -1338,12 +1355,16 @@ class RoutingLayer:
             )
         )
 
-    def _refresh_lookup(self, bucket: int, now: float, joined: bool = False) -> None:
+    def _refresh_lookup(self, bucket: int, now: float, joined: bool = False,
+                        group: list[int] | None = None) -> None:
+        """A refresh lookup to a random ID in `bucket`; `group` (refresh_groups): the buckets
+        of its prefix group it refreshes (`bucket` among them), as one bucket."""
         settings = self.settings
         if self.lookups_running < settings.max_lookups:
             target = self.table.random_id_in_bucket(bucket, self.rng)
             lookup = self._new_lookup(target, Mode.FIND_CLOSEST, REFRESH, now,
-                                      fill=bucket if settings.refresh_fill else -1, joined=joined)
+                                      fill=bucket if settings.refresh_fill else -1, joined=joined,
+                                      group=group)
             self._advance(lookup, now)
 
     def _refresh_beyond_closest(self, lookup: Lookup, now: float) -> None:
@@ -1356,14 +1377,26 @@ class RoutingLayer:
         settings = self.settings
         every = settings.refresh_join_full and not settings.refresh_fill
         aim = min(settings.join_fill, settings.k) if settings.refresh_fill else settings.k
-        for bucket in table.farther_buckets(self.registry.ids[nearest[0]]):
+        farther = table.farther_buckets(self.registry.ids[nearest[0]])
+        if settings.refresh_groups and settings.bucket_bits > 1:
+            wanted = [bucket for bucket in farther if every or len(table.bucket(bucket)) < aim]
+            for bucket, group in table.group_refreshes(wanted, self.rng):
+                self._refresh_lookup(bucket, now, joined=True, group=group)
+            return
+        for bucket in farther:
             if every or len(table.bucket(bucket)) < aim:
                 self._refresh_lookup(bucket, now, joined=True)
 
     def _refresh(self, now: float) -> None:
-        interval = self.settings.refresh_interval
-        for bucket in self.table.idle_buckets(now, interval):
-            self._refresh_lookup(bucket, now)
+        settings = self.settings
+        interval = settings.refresh_interval
+        idle = self.table.idle_buckets(now, interval)
+        if settings.refresh_groups and settings.bucket_bits > 1:
+            for bucket, group in self.table.group_refreshes(idle, self.rng):
+                self._refresh_lookup(bucket, now, group=group)
+        else:
+            for bucket in idle:
+                self._refresh_lookup(bucket, now)
         next_at = self.table.next_refresh(interval)
         self._refresh_at = next_at if next_at is not None and next_at > now else now + interval
 

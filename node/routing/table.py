@@ -758,6 +758,37 @@ class RoutingTable:
     def idle_buckets(self, now: float, interval: float) -> list[int]:
         return [i for i, t in enumerate(self._touched) if t + interval <= now]
 
+    def touch_group(self, target: int, now: float) -> None:
+        """A refresh lookup went into the prefix group covering `target` (bucket_bits > 1,
+        RoutingSettings.refresh_groups): none of the group's buckets is idle (a bucket no ID
+        maps to stays never idle)."""
+        extra, touched = self._extra, self._touched
+        group = self.bucket_index(target) >> extra
+        for index in range(group << extra, min((group + 1) << extra, len(touched))):
+            if touched[index] != _INF:
+                touched[index] = now
+
+    def group_refreshes(self, buckets: Sequence[int], rng: Random) -> list[tuple[int, list[int]]]:
+        """`buckets` (ascending) by prefix group, one refresh a group (bucket_bits > 1,
+        RoutingSettings.refresh_groups): (the emptiest of them in the group, a random one of
+        equals, so that a join's empty groups are refreshed anywhere in them; those of the
+        group)."""
+        extra, sizes = self._extra, self._sizes
+        groups: dict[int, list[int]] = {}
+        for index in buckets:
+            groups.setdefault(index >> extra, []).append(index)
+        refreshes = []
+        for group in groups.values():
+            held = [sizes[index] if index < len(sizes) else 0 for index in group]
+            least = min(held)
+            refreshes.append((rng.choice([i for i, n in zip(group, held) if n == least]), group))
+        return refreshes
+
+    def group_range_bits(self, index: int) -> int:
+        """`range_bits` of bucket `index`'s whole prefix group: its every bucket (our first c
+        bits, bit c flipped)."""
+        return max(0, ID_BITS - 1 - (index >> self._extra))
+
     def next_refresh(self, interval: float) -> float | None:
         return min(self._touched) + interval if self._touched else None
 
