@@ -159,7 +159,8 @@ def test_abuse_a_request_naming_a_victim_sends_the_victim_nothing():
     net.service(P)
     net.run_until(2.0)
     assert all(packet.dst != VICTIM and packet.dst != OTHER for packet in sent)
-    assert [packet.dst for packet in sent if packet.payload[1] == PROBE] == [seen]
+    probe = bytes((TRAVERSAL, PROBE))  # the first byte too: a routing datagram's second is an ID's
+    assert [packet.dst for packet in sent if packet.payload[:2] == probe] == [seen]
     assert p.drop_counts()["probe_unvalidated"] == 2
     q = net.nodes[Q]
     forward = bytes((TRAVERSAL, PROBE_FWD)) + wire + bytes(8)
