@@ -44,6 +44,10 @@ def test_a_join_refreshes_each_farther_prefix_group_once():
         c = table.bucket_index(lookup.target) >> 2
         assert lookup._fill[0] == ID_BITS - 1 - c  # the whole group's range
         assert lookup._fill[1] == (3 if c == 9 else 4) * 20
+    # every bucket of groups 0..8 is empty: each lookup's target in a random one of them, not
+    # in sub-bucket 0 of each (which aimed every node's join at the same sub-buckets)
+    indexes = [table.bucket_index(lookup.target) for lookup in lookups]
+    assert len({index & 3 for index in indexes if index >> 2 < 9}) > 1
     _, buckets = joined_far_neighbour(RoutingSettings(bucket_bits=3))
     assert len(buckets) == 9 * 4 + 3 == len(set(buckets))
 
