@@ -186,14 +186,17 @@ class RoutingSettings:
     # 2^(b-1) times the table. 1: the paper's table. docs/design-decisions.md "Lookup latency: b bits a
     # hop (bucket_bits)".
     bucket_bits: int = 1
-    # `refresh_groups` (bucket_bits > 1 only; inert at 1): a join's and the hourly refreshes
-    # take each prefix group (the 2^(b-1) buckets of one common-prefix length) as one bucket:
-    # one refresh lookup a group that has a bucket to refresh, its target in the emptiest of
-    # those (a random one of equals), its fill range the whole group, aiming at what they
-    # lack; it counts as a lookup into every bucket of the group (none idle after it). False:
-    # each bucket refreshed on its own. docs/design-decisions.md "A join and hourly refresh
-    # by prefix group".
+    # Prefix groups (bucket_bits > 1 only; inert at 1): `refresh_groups` makes the hourly
+    # refresh, `join_groups` a join's refresh, take each prefix group (the 2^(b-1) buckets of
+    # one common-prefix length) as one bucket: one refresh lookup a group that has a bucket to
+    # refresh, its target in the emptiest of those (a random one of equals), its fill range the
+    # whole group, aiming at what they lack; it counts as a lookup into every bucket of the
+    # group (none idle after it). False: each bucket refreshed on its own. Measured: by group
+    # the hourly refresh costs about b = 1's and keeps most of b's gain; a join by group costs
+    # b = 1's but leaves b = 1's table (most of the gain lost). docs/design-decisions.md "A
+    # join and hourly refresh by prefix group".
     refresh_groups: bool = False
+    join_groups: bool = False
     max_lookups: int = 256  # lookups running at once; more are refused
     registry_limit: int = 20_000  # contacts remembered before unreferenced ones are forgotten
     # Zero bytes appended to ROUTE_REQ: 146 makes a request 187 bytes, a third of a full answer,
@@ -267,8 +270,9 @@ class RoutingSettings:
         if not isinstance(self.bucket_bits, int) or not 1 <= self.bucket_bits <= MAX_BUCKET_BITS:
             raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS}"
                              f" (1: the paper's table), not {self.bucket_bits!r}")
-        if not isinstance(self.refresh_groups, bool):
-            raise ValueError(f"refresh_groups must be True or False, not {self.refresh_groups!r}")
+        for name in ("refresh_groups", "join_groups"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.max_per_subnet < 0:
             raise ValueError("max_per_subnet must be >= 0 (0: no limit)")
         if self.validation_rate < 0 or self.validation_retry <= 0:
@@ -1215,7 +1219,7 @@ class RoutingLayer:
             aim = min(settings.join_fill, settings.k) if joined else settings.k
             if group is None:
                 lookup.fill(table.range_bits(fill), aim - len(table.bucket(fill)))
-            else:  # refresh_groups: what the group's buckets refreshed lack, in the whole group
+            else:  # by group: what the group's buckets refreshed lack, in the whole group
                 lookup.fill(table.group_range_bits(fill),
                             sum(aim - len(table.bucket(index)) for index in group))
         table.touch(target, now)
@@ -1357,8 +1361,8 @@ class RoutingLayer:
 
     def _refresh_lookup(self, bucket: int, now: float, joined: bool = False,
                         group: list[int] | None = None) -> None:
-        """A refresh lookup to a random ID in `bucket`; `group` (refresh_groups): the buckets
-        of its prefix group it refreshes (`bucket` among them), as one bucket."""
+        """A refresh lookup to a random ID in `bucket`; `group` (refresh_groups, join_groups):
+        the buckets of its prefix group it refreshes (`bucket` among them), as one bucket."""
         settings = self.settings
         if self.lookups_running < settings.max_lookups:
             target = self.table.random_id_in_bucket(bucket, self.rng)
@@ -1378,7 +1382,7 @@ class RoutingLayer:
         every = settings.refresh_join_full and not settings.refresh_fill
         aim = min(settings.join_fill, settings.k) if settings.refresh_fill else settings.k
         farther = table.farther_buckets(self.registry.ids[nearest[0]])
-        if settings.refresh_groups and settings.bucket_bits > 1:
+        if settings.join_groups and settings.bucket_bits > 1:
             wanted = [bucket for bucket in farther if every or len(table.bucket(bucket)) < aim]
             for bucket, group in table.group_refreshes(wanted, self.rng):
                 self._refresh_lookup(bucket, now, joined=True, group=group)

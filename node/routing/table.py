@@ -760,8 +760,8 @@ class RoutingTable:
 
     def touch_group(self, target: int, now: float) -> None:
         """A refresh lookup went into the prefix group covering `target` (bucket_bits > 1,
-        RoutingSettings.refresh_groups): none of the group's buckets is idle (a bucket no ID
-        maps to stays never idle)."""
+        RoutingSettings.refresh_groups / join_groups): none of the group's buckets is idle (a
+        bucket no ID maps to stays never idle)."""
         extra, touched = self._extra, self._touched
         group = self.bucket_index(target) >> extra
         for index in range(group << extra, min((group + 1) << extra, len(touched))):
@@ -770,9 +770,9 @@ class RoutingTable:
 
     def group_refreshes(self, buckets: Sequence[int], rng: Random) -> list[tuple[int, list[int]]]:
         """`buckets` (ascending) by prefix group, one refresh a group (bucket_bits > 1,
-        RoutingSettings.refresh_groups): (the emptiest of them in the group, a random one of
-        equals, so that a join's empty groups are refreshed anywhere in them; those of the
-        group)."""
+        RoutingSettings.refresh_groups / join_groups): (the emptiest of them in the group, a
+        random one of equals, so that a join's empty groups are refreshed anywhere in them;
+        those of the group)."""
         extra, sizes = self._extra, self._sizes
         groups: dict[int, list[int]] = {}
         for index in buckets:

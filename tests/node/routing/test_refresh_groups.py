@@ -1,8 +1,8 @@
-"""RoutingSettings.refresh_groups (issue 15 item 3, session 15): with bucket_bits b > 1 a join's
-and the hourly refreshes take each prefix group (the 2^(b-1) buckets of one common-prefix
-length) as one bucket: one lookup a group, its fill range the whole group, touching every
-bucket of it. At b = 1 the setting changes nothing (docs/design-decisions.md "A join and
-hourly refresh by prefix group")."""
+"""RoutingSettings.join_groups and refresh_groups (issue 15 item 3, session 15): with
+bucket_bits b > 1 a join's (join_groups) and the hourly (refresh_groups) refreshes take each
+prefix group (the 2^(b-1) buckets of one common-prefix length) as one bucket: one lookup a
+group, its fill range the whole group, touching every bucket of it. At b = 1 the settings
+change nothing (docs/design-decisions.md "A join and hourly refresh by prefix group")."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def test_a_join_refreshes_each_farther_prefix_group_once():
     world): at b = 3 the join refreshes groups 0..8 and the neighbour's group 9 (its 3
     sub-buckets farther than the neighbour's) with one lookup each, a lookup's fill range
     its whole group and its aim what the group's refreshed buckets lack (join_fill each);
-    without refresh_groups one lookup per sub-bucket (9 x 4 + 3)."""
-    a, _ = joined_far_neighbour(RoutingSettings(bucket_bits=3, refresh_groups=True))
+    without join_groups one lookup per sub-bucket (9 x 4 + 3), refresh_groups or not."""
+    a, _ = joined_far_neighbour(RoutingSettings(bucket_bits=3, join_groups=True))
     table = a.routing.table
     lookups = refreshes(a)
     groups = sorted(table.bucket_index(lookup.target) >> 2 for lookup in lookups)
@@ -48,12 +48,14 @@ def test_a_join_refreshes_each_farther_prefix_group_once():
     # in sub-bucket 0 of each (which aimed every node's join at the same sub-buckets)
     indexes = [table.bucket_index(lookup.target) for lookup in lookups]
     assert len({index & 3 for index in indexes if index >> 2 < 9}) > 1
-    _, buckets = joined_far_neighbour(RoutingSettings(bucket_bits=3))
-    assert len(buckets) == 9 * 4 + 3 == len(set(buckets))
+    for hourly_by_group in (False, True):
+        _, buckets = joined_far_neighbour(RoutingSettings(bucket_bits=3,
+                                                          refresh_groups=hourly_by_group))
+        assert len(buckets) == 9 * 4 + 3 == len(set(buckets))
 
 
 def test_the_neighbours_group_is_refreshed_in_a_sub_bucket_farther_than_the_neighbour():
-    a, _ = joined_far_neighbour(RoutingSettings(bucket_bits=3, refresh_groups=True))
+    a, _ = joined_far_neighbour(RoutingSettings(bucket_bits=3, join_groups=True))
     table = a.routing.table
     neighbour = A_ID ^ (1 << 150)
     farther = set(table.farther_buckets(neighbour))
@@ -65,7 +67,7 @@ def test_the_neighbours_group_is_refreshed_in_a_sub_bucket_farther_than_the_neig
 def test_a_joins_group_target_is_its_emptiest_bucket():
     """Group 0 holds entries in 3 of its 4 sub-buckets: the join's lookup into group 0 aims at
     the empty one, and at what the group lacks (4 x join_fill less the 3 held)."""
-    settings = RoutingSettings(bucket_bits=3, refresh_groups=True)
+    settings = RoutingSettings(bucket_bits=3, join_groups=True)
     a = node(settings)
     b_addr = ("10.0.0.2", 5004)
     a.join([b_addr], 0.0)
@@ -187,16 +189,17 @@ def joined_network(settings: RoutingSettings, n: int = 40) -> str:
     return digest.hexdigest()
 
 
-def test_at_one_bit_refresh_groups_changes_no_datagram():
-    assert (joined_network(RoutingSettings(refresh_groups=True))
+def test_at_one_bit_groups_change_no_datagram():
+    assert (joined_network(RoutingSettings(refresh_groups=True, join_groups=True))
             == joined_network(RoutingSettings()))
 
 
-def test_the_setting_is_checked_and_allowed_at_one_bit():
-    assert RoutingSettings(refresh_groups=True).bucket_bits == 1
-    for bad in (1, "yes", None):
-        with pytest.raises(ValueError):
-            RoutingSettings(bucket_bits=3, refresh_groups=bad)
+def test_the_settings_are_checked_and_allowed_at_one_bit():
+    assert RoutingSettings(refresh_groups=True, join_groups=True).bucket_bits == 1
+    for name in ("refresh_groups", "join_groups"):
+        for bad in (1, "yes", None):
+            with pytest.raises(ValueError, match=name):
+                RoutingSettings(bucket_bits=3, **{name: bad})
 
 
 # -- a simulated network -------------------------------------------------------------------------
@@ -226,7 +229,16 @@ def study(monkeypatch, **routing) -> tuple[dict, int]:
 def test_group_refreshes_in_a_network_joined_by_protocol(monkeypatch):
     paper, paper_sent = study(monkeypatch, bucket_bits=1)
     split, split_sent = study(monkeypatch, bucket_bits=3)
-    groups, groups_sent = study(monkeypatch, bucket_bits=3, refresh_groups=True)
+    groups, groups_sent = study(monkeypatch, bucket_bits=3, join_groups=True,
+                                refresh_groups=True)
+    # the hourly refresh by group alone leaves the join (and these lookups, seconds after it)
+    # as each sub-bucket's refresh does
+    hourly, hourly_sent = study(monkeypatch, bucket_bits=3, refresh_groups=True)
+    from kadtalk.experiments.lookup import WALL_CLOCK_FIELDS
+
+    assert hourly_sent == split_sent
+    assert {k: v for k, v in hourly.items() if k not in WALL_CLOCK_FIELDS} == {
+        k: v for k, v in split.items() if k not in WALL_CLOCK_FIELDS}
     assert paper["success_rate"] == split["success_rate"] == groups["success_rate"] == 1.0
     # measured when added: 63,974 / 150,940 / 68,070 datagrams to join, 2.635 / 1.41 / 2.485
     # requests a lookup (deterministic: seed 1)
