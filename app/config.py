@@ -142,6 +142,10 @@ class Config:
     # the node's default): quicker lookups for more datagrams a join and a larger table
     # (docs/design-decisions.md "Lookup latency: b bits a hop (bucket_bits)")
     routing_bucket_bits: int = DEFAULT_SETTINGS.bucket_bits
+    # [routing] refresh_groups: with bucket_bits > 1, the hourly refresh one lookup a prefix
+    # group rather than one a bucket: about b = 1's refresh datagrams for most of b's gain
+    # (docs/design-decisions.md "A join and hourly refresh by prefix group"); no effect at 1
+    routing_refresh_groups: bool = DEFAULT_SETTINGS.refresh_groups
     config_dir: Path = field(default_factory=config_dir)  # not in the file: where it lives
     # not in the file: the KEPT settings as config.toml (or the default) gives them, and the
     # entries of settings.json in force (name -> {"value", "over"}: see `keep`)
@@ -209,7 +213,8 @@ class Config:
         """The [routing] section as the node's routing settings (the rest at their defaults;
         the UDP driver sets `ipv6` from the socket)."""
         return RoutingSettings(other_addresses=self.routing_other_addresses,
-                               bucket_bits=self.routing_bucket_bits)
+                               bucket_bits=self.routing_bucket_bits,
+                               refresh_groups=self.routing_refresh_groups)
 
 
 # TOML layout: section -> {key: (Config field, type)}
@@ -234,7 +239,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
               "allocation_rate": ("relay_allocation_rate", int),
               "total_rate": ("relay_total_rate", int), "call_relays": ("relay_call_relays", int)},
     "routing": {"other_addresses": ("routing_other_addresses", bool),
-                "bucket_bits": ("routing_bucket_bits", int)},
+                "bucket_bits": ("routing_bucket_bits", int),
+                "refresh_groups": ("routing_refresh_groups", bool)},
 }
 MAX_HOOK_TIMEOUT = 3600.0
 

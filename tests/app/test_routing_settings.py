@@ -1,5 +1,5 @@
 """The daemon's [routing] section (config.toml): `other_addresses` (docs/protocol.md §23 "The
-other address") and `bucket_bits` (b bits a hop) reach the node's routing settings, their
+other address"), `bucket_bits` (b bits a hop) and `refresh_groups` reach the node's routing settings, their
 defaults are the node's own, and a bad value is an error naming the file."""
 
 from __future__ import annotations
@@ -107,3 +107,26 @@ def test_the_daemons_node_runs_with_bucket_bits(sock_root):
             await daemon.stop()
 
     assert asyncio.run(scenario()) == 3
+
+
+# -- [routing] refresh_groups: the hourly refresh by prefix group (docs/design-decisions.md "A
+# join and hourly refresh by prefix group") ------------------------------------------------------
+
+
+def test_refresh_groups_defaults_to_the_nodes_own(tmp_path):
+    assert config_with(tmp_path, "").routing_settings.refresh_groups is False
+    assert RoutingSettings().refresh_groups is False
+
+
+def test_refresh_groups_reaches_the_routing_settings(tmp_path):
+    config = config_with(tmp_path, "[routing]\nbucket_bits = 3\nrefresh_groups = true\n")
+    assert config.routing_settings == RoutingSettings(bucket_bits=3, refresh_groups=True)
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
+def test_a_bad_refresh_groups_names_the_setting_and_the_value(tmp_path, value):
+    with pytest.raises(ConfigError) as error:
+        config_with(tmp_path, f"[routing]\nrefresh_groups = {value}\n")
+    message = str(error.value)
+    assert "config.toml" in message and "[routing] refresh_groups must be true or false" in message
+    assert message.endswith(f"got {value}")
