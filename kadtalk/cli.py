@@ -91,6 +91,10 @@ def _routing_options(parser: argparse.ArgumentParser, bucket_bits: bool = False)
                            "prefix bucket split into 2^(B-1), so a lookup fixes about B ID bits a "
                            "hop; quicker lookups for a larger table and more datagrams a join "
                            "(the daemon's [routing] bucket_bits)")
+        group.add_argument("--refresh-groups", action="store_true",
+                           help="with --bucket-bits above 1: the hourly refresh one lookup a "
+                           "prefix group rather than one a bucket, about b = 1's upkeep for most "
+                           "of the gain (the daemon's [routing] refresh_groups)")
 
 
 class SubcommandParser(argparse.ArgumentParser):
@@ -471,7 +475,8 @@ async def cmd_swarm(args: argparse.Namespace) -> int:
 
     report = SwarmReport()
     drivers = await start_swarm(args.nodes, args.port_base, args.host,
-                                _settings(args, bucket_bits=args.bucket_bits),
+                                _settings(args, bucket_bits=args.bucket_bits,
+                                          refresh_groups=args.refresh_groups),
                                 progress, buffer=args.buffer,
                                 concurrency=args.join_concurrency, report=report)
     log.info("swarm: %s", report.line())

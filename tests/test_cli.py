@@ -65,8 +65,8 @@ def test_bad_arguments_get_a_clear_error(args, message):
 
 
 def test_swarm_builds_its_nodes_with_the_bucket_bits_given(monkeypatch):
-    """`kadtalk swarm --bucket-bits B` reaches the swarm's RoutingSettings, next to --k and
-    --alpha (in process: start_swarm stands in, so nothing binds or serves)."""
+    """`kadtalk swarm --bucket-bits B [--refresh-groups]` reaches the swarm's RoutingSettings,
+    next to --k and --alpha (in process: start_swarm stands in, so nothing binds or serves)."""
     import asyncio
 
     from kadtalk import cli
@@ -83,12 +83,16 @@ def test_swarm_builds_its_nodes_with_the_bucket_bits_given(monkeypatch):
         raise Started
 
     monkeypatch.setattr(udp, "start_swarm", start_swarm)
-    for argv, bits in ((["swarm", "--k", "8"], 1), (["swarm", "--bucket-bits", "3", "--k", "8"], 3)):
+    for argv, bits, groups in ((["swarm", "--k", "8"], 1, False),
+                               (["swarm", "--bucket-bits", "3", "--k", "8"], 3, False),
+                               (["swarm", "--bucket-bits", "3", "--refresh-groups"], 3, True)):
         with pytest.raises(Started):
             asyncio.run(cli.cmd_swarm(cli.build_parser().parse_args(argv)))
-        assert given[-1] == RoutingSettings(k=8, bucket_bits=bits)
+        k = 8 if "--k" in argv else 20
+        assert given[-1] == RoutingSettings(k=k, bucket_bits=bits, refresh_groups=groups)
     help_text = run("swarm", "--help").stdout
     assert "--bucket-bits B" in help_text and "b bits a hop" in help_text
+    assert "--refresh-groups" in help_text and "[routing] refresh_groups" in help_text
     from kadtalk.node.routing.table import MAX_BUCKET_BITS
 
     assert f"(1 to {MAX_BUCKET_BITS}," in help_text  # the help's range is the node's
