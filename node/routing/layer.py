@@ -1219,7 +1219,8 @@ class RoutingLayer:
             aim = min(settings.join_fill, settings.k) if joined else settings.k
             if group is None:
                 lookup.fill(table.range_bits(fill), aim - len(table.bucket(fill)))
-            else:  # by group: what the group's buckets refreshed lack, in the whole group
+            else:  # by group: what the group's buckets refreshed lack, in the whole group (the
+                # k-nearest and dry rules end such a lookup long before: review R1 F2)
                 lookup.fill(table.group_range_bits(fill),
                             sum(aim - len(table.bucket(index)) for index in group))
         table.touch(target, now)

@@ -90,6 +90,29 @@ def test_a_joins_group_target_is_its_emptiest_bucket():
     assert first._fill[1] == 4 * 20 - 3
 
 
+def test_a_join_by_group_skips_a_group_whose_buckets_hold_join_fill():
+    """join_fill 1 and an entry in each of group 0's 4 sub-buckets: the join refreshes groups
+    1..9, not group 0 (review R1 F3: the filter had no test)."""
+    settings = RoutingSettings(bucket_bits=3, join_groups=True, join_fill=1)
+    a = node(settings)
+    b_addr = ("10.0.0.2", 5004)
+    a.join([b_addr], 0.0)
+    a.datagrams_to_send(0.0)
+    table = a.routing.table
+    for s in range(4):
+        node_id = A_ID ^ (1 << 159) ^ ((s ^ (A_ID >> 157 & 3)) << 157) ^ 99
+        assert table.bucket_index(node_id) == s
+        table.observe(a.routing.registry.intern(node_id, ("10.0.1.%d" % (s + 1), 7)), 0.05,
+                      answered=True)
+    from kadtalk.node.routing.messages import RouteResponse, encode_response
+
+    from .test_maintenance import TO_WIRE
+
+    a.receive_datagram(encode_response(RouteResponse(A_ID ^ (1 << 150), A_ID, ()), TO_WIRE),
+                       b_addr, 0.1)
+    assert sorted(table.bucket_index(lk.target) >> 2 for lk in refreshes(a)) == list(range(1, 10))
+
+
 # -- the hourly refresh ----------------------------------------------------------------------------
 
 
@@ -144,6 +167,22 @@ def test_without_refresh_groups_each_idle_sub_bucket_is_refreshed():
     assert started(a, 100.0) == [i for i in range(12) if i != 1]
     assert a.routing._refresh_at == 150.0  # bucket 1, idle at 150 s
     assert started(a, 150.0) == [1]
+
+
+def test_a_refused_group_refresh_leaves_no_busy_timer():
+    """The only lookup slot taken when the hour comes: no refresh starts, none is marked
+    done, and the timer comes an interval later, not at once (review R1 F5)."""
+    settings = RoutingSettings(bucket_bits=3, refresh_groups=True, refresh_on_join=False,
+                               refresh_interval=100.0, max_failures=1000, max_lookups=1)
+    a = node(settings)
+    a.add_contact(A_ID ^ (1 << 159) ^ 5, ("10.0.5.1", 7), 0.0)
+    a.datagrams_to_send(0.0)
+    a.find_peer(A_ID ^ (1 << 100), 99.5)  # holds the only slot (nobody answers before 100.5)
+    a.datagrams_to_send(99.5)
+    a.handle_timer(100.0)
+    assert refreshes(a) == []
+    assert a.routing.get_timer() > 100.0
+    assert a.routing._refresh_at == 200.0
 
 
 def test_a_group_touch_leaves_the_buckets_no_id_maps_to_never_idle():
@@ -244,4 +283,5 @@ def test_group_refreshes_in_a_network_joined_by_protocol(monkeypatch):
     # requests a lookup (deterministic: seed 1)
     assert groups_sent < 0.6 * split_sent
     assert groups_sent < 1.15 * paper_sent
-    assert split["rpcs_mean"] < groups["rpcs_mean"] < 0.97 * paper["rpcs_mean"]
+    # groups / paper: 0.943 at seed 1, 0.911-0.983 over seeds 1-4 (review R1): no tighter bound
+    assert split["rpcs_mean"] < groups["rpcs_mean"] < paper["rpcs_mean"]
