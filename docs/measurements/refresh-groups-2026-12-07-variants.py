@@ -1,5 +1,6 @@
 """RoutingSettings.refresh_groups's choices at bucket_bits B, patched into the committed rule
-(f94a469) for this study only: a protocol-joined lookup study, seed 1, refresh_groups=True.
+(f94a469) for this study only: a protocol-joined lookup study, seed 1, refresh_groups=True
+(and join_groups=True where RoutingSettings has it: since 9da6e62 the join's half).
 usage: python docs/measurements/refresh-groups-2026-12-07-variants.py NODES LOOKUPS B VARIANT
     [SETTLE]
 VARIANT: emptiest (the committed rule: the target in the emptiest bucket to refresh, a random
@@ -77,7 +78,9 @@ def patched(self, *args, **kwargs):
     return start
 L.SimWorld.converge = patched
 study = L.LookupStudy(nodes=nodes, lookups=lookups, seed=1, bootstrap="protocol", settle=settle,
-                      routing=(("bucket_bits", b), ("refresh_groups", True)))
+                      routing=(("bucket_bits", b), ("refresh_groups", True)) + (
+                          (("join_groups", True),) if hasattr(Y.RoutingSettings(), "join_groups")
+                          else ()))
 s = L.run_lookup_study(study).summary
 out = {"nodes": nodes, "b": b, "variant": variant, "settle": settle,
        "median_ms": round(s["median_ms"], 1), "rpcs_mean": s["rpcs_mean"],
