@@ -455,8 +455,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="after the run, time benchmarks.sim_scale's bare heapq loop on as "
                              "many events (run from the source tree): the machine's speed")
     args = parser.parse_args(argv)
-    routing = tuple((name, ast.literal_eval(value))
-                    for name, value in (item.split("=", 1) for item in args.set))
+    from dataclasses import fields
+
+    from kadtalk.node.routing.layer import RoutingSettings
+
+    known = {f.name for f in fields(RoutingSettings)}
+    routing = []
+    for item in args.set:
+        name, sep, text = item.partition("=")
+        if not sep or name not in known:
+            parser.error(f"--set {item}: NAME=VALUE with NAME a RoutingSettings field "
+                         f"(e.g. bucket_bits=3, refresh_groups=True)")
+        try:
+            routing.append((name, ast.literal_eval(text)))
+        except (ValueError, SyntaxError):
+            parser.error(f"--set {item}: the value must be a Python literal (True, False, 3, "
+                         f"0.5, 'text'), not {text!r}")
+    try:
+        RoutingSettings(**dict(routing))
+    except (TypeError, ValueError) as error:
+        parser.error(f"--set: {error}")
+    routing = tuple(routing)
     study = LookupStudy(nodes=args.nodes, lookups=args.lookups, seed=args.seed,
                         bootstrap=args.bootstrap, churn=args.churn, urgent=args.urgent,
                         rtt_known=args.rtt_known, routing=routing, near=args.near,

@@ -158,3 +158,19 @@ def test_summarize_counts_failures():
 def test_study_under_light_loss_measures_the_protocol_not_failed_joins():
     result = run_lookup_study(LookupStudy(nodes=200, lookups=100, seed=2, loss=0.05, wire="objects"))
     assert result.summary["success_rate"] >= 0.95
+
+
+@pytest.mark.parametrize("item, says", [
+    ("bucket_bits=true", "must be a Python literal"),
+    ("nosuch=1", "a RoutingSettings field"),
+    ("bucket_bits", "a RoutingSettings field"),
+    ("bucket_bits=0", "bucket_bits must be an integer between 1 and"),
+])
+def test_a_bad_set_is_a_usage_error_naming_it(capsys, item, says):
+    """`--set` errors name the setting and the fix, never a traceback (review R1 F12)."""
+    from kadtalk.experiments.lookup import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--nodes", "10", "--set", item])
+    assert exit_.value.code == 2
+    assert says in capsys.readouterr().err
