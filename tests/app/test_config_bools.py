@@ -14,7 +14,8 @@ BOOLS = [(section, key) for section, keys in _SCHEMA.items()
 
 def test_the_bool_settings_are_the_known_ones():
     assert sorted(BOOLS) == [("relay", "enabled"), ("relay", "forward_private"),
-                             ("routing", "other_addresses"), ("web", "enabled")]
+                             ("routing", "other_addresses"), ("routing", "refresh_groups"),
+                             ("web", "enabled")]
 
 
 @pytest.mark.parametrize("section, key", BOOLS)

@@ -121,12 +121,3 @@ def test_refresh_groups_defaults_to_the_nodes_own(tmp_path):
 def test_refresh_groups_reaches_the_routing_settings(tmp_path):
     config = config_with(tmp_path, "[routing]\nbucket_bits = 3\nrefresh_groups = true\n")
     assert config.routing_settings == RoutingSettings(bucket_bits=3, refresh_groups=True)
-
-
-@pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
-def test_a_bad_refresh_groups_names_the_setting_and_the_value(tmp_path, value):
-    with pytest.raises(ConfigError) as error:
-        config_with(tmp_path, f"[routing]\nrefresh_groups = {value}\n")
-    message = str(error.value)
-    assert "config.toml" in message and "[routing] refresh_groups must be true or false" in message
-    assert message.endswith(f"got {value}")
