@@ -64,52 +64,42 @@ def test_the_neighbours_group_is_refreshed_in_a_sub_bucket_farther_than_the_neig
     assert bucket_of(A_ID, neighbour, 2) not in farther
 
 
-def test_a_joins_group_target_is_its_emptiest_bucket():
-    """Group 0 holds entries in 3 of its 4 sub-buckets: the join's lookup into group 0 aims at
-    the empty one, and at what the group lacks (4 x join_fill less the 3 held)."""
-    settings = RoutingSettings(bucket_bits=3, join_groups=True)
+def joined_holding_group_0(settings: RoutingSettings, held: tuple[int, ...]):
+    """A joins through B holding one entry in each sub-bucket `held` of group 0 when B's
+    answer names a contact 9 bits away (test_maintenance's world): the join's refreshes run."""
+    from kadtalk.node.routing.messages import RouteResponse, encode_response
+
+    from .test_maintenance import TO_WIRE
+
     a = node(settings)
     b_addr = ("10.0.0.2", 5004)
     a.join([b_addr], 0.0)
     a.datagrams_to_send(0.0)
     table = a.routing.table
-    empty = 2
-    for s in (0, 1, 3):
+    for s in held:
         node_id = A_ID ^ (1 << 159) ^ ((s ^ (A_ID >> 157 & 3)) << 157) ^ 99
         assert table.bucket_index(node_id) == s
         table.observe(a.routing.registry.intern(node_id, ("10.0.1.%d" % (s + 1), 7)), 0.05,
                       answered=True)
-    from kadtalk.node.routing.messages import RouteResponse, encode_response
-
-    from .test_maintenance import TO_WIRE
-
     a.receive_datagram(encode_response(RouteResponse(A_ID ^ (1 << 150), A_ID, ()), TO_WIRE),
                        b_addr, 0.1)
+    return a, table
+
+
+def test_a_joins_group_target_is_its_emptiest_bucket():
+    """Group 0 holds entries in 3 of its 4 sub-buckets: the join's lookup into group 0 aims at
+    the empty one, and at what the group lacks (4 x join_fill less the 3 held)."""
+    a, table = joined_holding_group_0(RoutingSettings(bucket_bits=3, join_groups=True), (0, 1, 3))
     [first] = [lk for lk in refreshes(a) if table.bucket_index(lk.target) >> 2 == 0]
-    assert table.bucket_index(first.target) == empty
+    assert table.bucket_index(first.target) == 2  # the empty one
     assert first._fill[1] == 4 * 20 - 3
 
 
 def test_a_join_by_group_skips_a_group_whose_buckets_hold_join_fill():
     """join_fill 1 and an entry in each of group 0's 4 sub-buckets: the join refreshes groups
     1..9, not group 0 (review R1 F3: the filter had no test)."""
-    settings = RoutingSettings(bucket_bits=3, join_groups=True, join_fill=1)
-    a = node(settings)
-    b_addr = ("10.0.0.2", 5004)
-    a.join([b_addr], 0.0)
-    a.datagrams_to_send(0.0)
-    table = a.routing.table
-    for s in range(4):
-        node_id = A_ID ^ (1 << 159) ^ ((s ^ (A_ID >> 157 & 3)) << 157) ^ 99
-        assert table.bucket_index(node_id) == s
-        table.observe(a.routing.registry.intern(node_id, ("10.0.1.%d" % (s + 1), 7)), 0.05,
-                      answered=True)
-    from kadtalk.node.routing.messages import RouteResponse, encode_response
-
-    from .test_maintenance import TO_WIRE
-
-    a.receive_datagram(encode_response(RouteResponse(A_ID ^ (1 << 150), A_ID, ()), TO_WIRE),
-                       b_addr, 0.1)
+    a, table = joined_holding_group_0(
+        RoutingSettings(bucket_bits=3, join_groups=True, join_fill=1), (0, 1, 2, 3))
     assert sorted(table.bucket_index(lk.target) >> 2 for lk in refreshes(a)) == list(range(1, 10))
 
 
