@@ -49,11 +49,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from kadtalk.node.routing.messages import ID_BITS
+from kadtalk.node.routing.table import check_bucket_bits
 
 _MASK64 = (1 << 64) - 1
 RULES = ("join", "uptime")
 STORES = ("flat", "rows")  # every table in one flat array, or each derived on demand
-MAX_BUCKET_BITS = 8  # b of RoutingSettings.bucket_bits (docs/protocol.md): 2^(b-1) sub-buckets
 
 
 class ConvergedTables:
@@ -87,9 +87,7 @@ class ConvergedTables:
             raise ValueError("no IDs")
         if not 1 <= k <= 255:
             raise ValueError("k must be between 1 and 255")
-        if not isinstance(bucket_bits, int) or not 1 <= bucket_bits <= MAX_BUCKET_BITS:
-            raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS},"
-                             f" not {bucket_bits!r}")
+        check_bucket_bits(bucket_bits)
         order_list = sorted(range(n), key=ids.__getitem__)
         lowest, highest = ids[order_list[0]], ids[order_list[-1]]
         self.common = ID_BITS - (lowest ^ highest).bit_length() if n > 1 else ID_BITS

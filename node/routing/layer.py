@@ -70,7 +70,7 @@ from .route6 import decode as decode_any
 from .route6 import encode as encode_any
 from .route6 import refused as announce_refused
 from .rtt import RttEstimates, smoothed
-from .table import MAX_BUCKET_BITS, RoutingTable
+from .table import RoutingTable, check_bucket_bits
 
 USER, JOIN, REFRESH = 0, 1, 2
 FULL_ANSWER_PADDING = -(-MAX_REQUEST_SIZE // 3) - REQUEST_SIZE  # 146
@@ -267,9 +267,7 @@ class RoutingSettings:
             raise ValueError("amplification must be at least 1")
         if self.cache_probes < 0 or self.join_fill < 1:
             raise ValueError("cache_probes must be >= 0 and join_fill >= 1")
-        if not isinstance(self.bucket_bits, int) or not 1 <= self.bucket_bits <= MAX_BUCKET_BITS:
-            raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS}"
-                             f" (1: the paper's table), not {self.bucket_bits!r}")
+        check_bucket_bits(self.bucket_bits)
         for name in ("refresh_groups", "join_groups"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")

@@ -65,6 +65,16 @@ class TableSettings:
 MAX_BUCKET_BITS = 8
 
 
+def check_bucket_bits(bits: object) -> int:
+    """`bits` as a valid bucket_bits, else a ValueError naming the range: checked where it is
+    given (RoutingSettings, a table, the fast bootstrap), not as a TypeError deep in
+    `bucket_of` at the first contact. A bool is an int (True: b = 1)."""
+    if not isinstance(bits, int) or not 1 <= bits <= MAX_BUCKET_BITS:
+        raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS}"
+                         f" (1: the paper's table), not {bits!r}")
+    return bits
+
+
 def bucket_of(own: int, node_id: int, extra_bits: int = 0) -> int:
     """The bucket index of `node_id` in `own`'s table with buckets split by `extra_bits` (b - 1)
     more bits: (c << extra_bits) | s, c the common-prefix length, s the `extra_bits` bits of
@@ -90,10 +100,7 @@ class RoutingTable:
         `index`: keep the set of handles held (~13 KB a table of 160: not for simulated ones)."""
         if not 0 <= settings.k <= 255:
             raise ValueError("k must be between 0 and 255")
-        bits = getattr(settings, "bucket_bits", 1)
-        if not isinstance(bits, int) or not 1 <= bits <= MAX_BUCKET_BITS:
-            raise ValueError(f"bucket_bits must be an integer between 1 and {MAX_BUCKET_BITS},"
-                             f" not {bits!r}")
+        bits = check_bucket_bits(getattr(settings, "bucket_bits", 1))
         # b - 1: index (c << _extra) | s, so `_sizes` holds whole groups of 2^_extra buckets
         self._extra = bits - 1
         self.own_id = own_id

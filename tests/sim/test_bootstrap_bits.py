@@ -155,8 +155,8 @@ def test_rejects_bad_bucket_bits_and_ids_too_close_for_them():
         ConvergedTables([1, 2], 20, bucket_bits=9)
     # not an integer: RoutingTable's ValueError, not a TypeError deep in the build (2.0, "2")
     for bad in (2.0, 1.0, 1.5, "2", None):
-        with pytest.raises(ValueError, match=f"bucket_bits must be an integer between 1 and 8, "
-                                             f"not {re.escape(repr(bad))}"):
+        with pytest.raises(ValueError, match=f"bucket_bits must be an integer between 1 and 8 "
+                                             f"\\(1: the paper's table\\), not {re.escape(repr(bad))}"):
             ConvergedTables([1, 2, 3], 20, bucket_bits=bad)
     # a bool is an int, b = 1, as RoutingSettings and RoutingTable take it (test_bucket_bits)
     rng = Random(5)
