@@ -1363,12 +1363,16 @@ class RoutingLayer:
         """A refresh lookup to a random ID in `bucket`; `group` (refresh_groups, join_groups):
         the buckets of its prefix group it refreshes (`bucket` among them), as one bucket."""
         settings = self.settings
-        if self.lookups_running < settings.max_lookups:
-            target = self.table.random_id_in_bucket(bucket, self.rng)
-            lookup = self._new_lookup(target, Mode.FIND_CLOSEST, REFRESH, now,
-                                      fill=bucket if settings.refresh_fill else -1, joined=joined,
-                                      group=group)
-            self._advance(lookup, now)
+        if self.lookups_running >= settings.max_lookups:
+            # counted, not raised: the bucket stays idle and its next refresh comes an
+            # interval on (drop_counts; docs/protocol.md section 4)
+            self.count("refresh_refused")
+            return
+        target = self.table.random_id_in_bucket(bucket, self.rng)
+        lookup = self._new_lookup(target, Mode.FIND_CLOSEST, REFRESH, now,
+                                  fill=bucket if settings.refresh_fill else -1, joined=joined,
+                                  group=group)
+        self._advance(lookup, now)
 
     def _refresh_beyond_closest(self, lookup: Lookup, now: float) -> None:
         """The paper's join: refresh every bucket farther away than our closest neighbour (the
@@ -1393,13 +1397,19 @@ class RoutingLayer:
     def _refresh(self, now: float) -> None:
         settings = self.settings
         interval = settings.refresh_interval
-        idle = self.table.idle_buckets(now, interval)
+        table = self.table
+        idle = table.idle_buckets(now, interval)
+        refreshes: list[tuple[int, list[int] | None]]
         if settings.refresh_groups and settings.bucket_bits > 1:
-            for bucket, group in self.table.group_refreshes(idle, self.rng):
-                self._refresh_lookup(bucket, now, group=group)
+            refreshes = list(table.group_refreshes(idle, self.rng))
         else:
-            for bucket in idle:
-                self._refresh_lookup(bucket, now)
+            refreshes = [(bucket, None) for bucket in idle]
+        if len(refreshes) > settings.max_lookups - self.lookups_running:
+            # not all can start (the rest are counted, refresh_refused): the longest idle
+            # first, so that those refused now go first an interval on (review R1 F5)
+            refreshes.sort(key=lambda pair: table.idle_since(pair[1] or (pair[0],)))
+        for bucket, group in refreshes:
+            self._refresh_lookup(bucket, now, group=group)
         next_at = self.table.next_refresh(interval)
         self._refresh_at = next_at if next_at is not None and next_at > now else now + interval
 

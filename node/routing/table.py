@@ -765,6 +765,11 @@ class RoutingTable:
     def idle_buckets(self, now: float, interval: float) -> list[int]:
         return [i for i, t in enumerate(self._touched) if t + interval <= now]
 
+    def idle_since(self, buckets: Sequence[int]) -> float:
+        """When a lookup last went into the longest idle of `buckets`."""
+        touched = self._touched
+        return min(touched[index] for index in buckets)
+
     def touch_group(self, target: int, now: float) -> None:
         """A refresh lookup went into the prefix group covering `target` (bucket_bits > 1,
         RoutingSettings.refresh_groups / join_groups): none of the group's buckets is idle (a

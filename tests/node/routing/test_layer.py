@@ -385,6 +385,33 @@ def test_refresh_of_idle_buckets():
     assert a.get_timer() == 150.0  # bucket 0 was last touched at 50
 
 
+def test_refreshes_beyond_max_lookups_are_counted():
+    """Idle buckets 1-3 at the hour, one lookup slot free: bucket 1 is refreshed, buckets 2
+    and 3 are refused and counted (a counted drop, not a silent one); at the next hour, with
+    all four idle and two slots, the longest idle (2 and 3) go first, not 0 and 1 again."""
+    settings = RoutingSettings(refresh_on_join=False, refresh_interval=100.0,
+                               free_slow_slots=False, max_lookups=2)
+    a = node(A_ID, settings)
+    a.add_contact(A_ID ^ (1 << 159) ^ 5, B_ADDR, 0.0)  # bucket 0
+    a.add_contact(A_ID ^ (1 << 156) ^ 7, C_ADDR, 0.0)  # bucket 3
+    a.find_peer(A_ID ^ (1 << 159) ^ 12345, 99.5)  # a user's lookup holds one slot at the hour
+    a.datagrams_to_send(99.5)
+    a.handle_timer(100.0)
+    sent = a.datagrams_to_send(100.0)
+    targets = {a.routing.table.bucket_index(decode(d, FROM_WIRE)[0].target) for d, _ in sent}
+    assert 1 in targets and not targets & {2, 3}
+    assert a.drop_counts() == {"refresh_refused": 2}
+    while a.get_timer() < 200.0:  # the user's lookup and the refresh time out
+        a.handle_timer(a.get_timer())
+        a.datagrams_to_send(a.get_timer())
+    assert a.routing.lookups_running == 0 and a.get_timer() == 200.0
+    a.handle_timer(200.0)
+    sent = a.datagrams_to_send(200.0)
+    targets = {a.routing.table.bucket_index(decode(d, FROM_WIRE)[0].target) for d, _ in sent}
+    assert targets == {2, 3}
+    assert a.drop_counts() == {"refresh_refused": 4}
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 TARGET = 0x0F0F

@@ -171,6 +171,7 @@ def test_a_refused_group_refresh_leaves_no_busy_timer():
     a.datagrams_to_send(99.5)
     a.handle_timer(100.0)
     assert refreshes(a) == []
+    assert a.drop_counts().keys() == {"refresh_refused"}  # counted, one a group
     assert a.routing.get_timer() > 100.0
     assert a.routing._refresh_at == 200.0
 
