@@ -1365,7 +1365,7 @@ class RoutingLayer:
         settings = self.settings
         if self.lookups_running >= settings.max_lookups:
             # counted, not raised: the bucket stays idle and its next refresh comes an
-            # interval on (drop_counts; docs/protocol.md section 4)
+            # interval on (drop_counts; docs/protocol.md section 5.6)
             self.count("refresh_refused")
             return
         target = self.table.random_id_in_bucket(bucket, self.rng)
