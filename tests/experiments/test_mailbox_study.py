@@ -101,9 +101,9 @@ def test_loaded_tables_refresh_their_buckets_at_spread_times(spread, monkeypatch
     starts: list[float] = []
     original = RoutingLayer._refresh_lookup
 
-    def refresh(self, bucket, now):
+    def refresh(self, bucket, now, **kwargs):
         starts.append(now)
-        original(self, bucket, now)
+        original(self, bucket, now, **kwargs)
 
     monkeypatch.setattr(RoutingLayer, "_refresh_lookup", refresh)
     study = MailboxStudy(nodes=30, messages=0, seed=3, hours=1.5, warmup=60, churn="none",
