@@ -723,29 +723,16 @@ class RoutingLayer:
         """Whether a probe answer from `handle` could change the table: the table admits it,
         its /24 has room, and no entry of another ID that still answers holds its address."""
         table = self.table
-        if not table.admits(handle):
-            return False
         settings = self.settings
-        if settings.cache_probes < settings.replacement_cache and self._cache_enough(handle):
+        # not either when its bucket is full, its ID no entry, and the bucket's cache holds
+        # `cache_probes` already: a probe would only push an older newcomer out of the cache
+        cached = settings.cache_probes
+        if not table.admits(handle, cached if cached < settings.replacement_cache else None):
             return False
         if settings.max_per_subnet and self._subnet_full(handle):
             return False
         holder = self._address_holder(handle)
         return holder < 0 or table.failures(holder) > 0 or holder not in table
-
-    def _cache_enough(self, handle: int) -> bool:
-        """Whether `handle`'s bucket is full and its replacement cache holds `cache_probes`
-        contacts already, and its ID is no entry (a moved entry's new address is always worth
-        its probe): then a probe would only push an older newcomer out of the cache."""
-        table = self.table
-        ids = self.registry.ids
-        node_id = ids[handle]
-        index = table.bucket_index(node_id)
-        bucket = table.bucket(index)
-        settings = self.settings
-        if len(bucket) < settings.k or len(table.replacements(index)) < settings.cache_probes:
-            return False
-        return all(ids[h] != node_id for h in bucket)
 
     def _address_holder(self, handle: int) -> int:
         """The table's handle (entry or cache) of another ID at `handle`'s address, or -1: one

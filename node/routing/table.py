@@ -463,11 +463,16 @@ class RoutingTable:
         cache = self._cache.get(index) if self._cache else None
         return self.observe(handle, now, answered) if cache and handle in cache else None
 
-    def admits(self, handle: int) -> bool:
+    def admits(self, handle: int, cached: int | None = None) -> bool:
         """Whether an answer from `handle` would change the table: a place in its bucket or the
         bucket's replacement cache, or the place of a failing entry with its ID (`moved`), or a
         check of the old address of an entry with its ID (`check_wanted`). Not when that entry
-        was checked lately (its record is kept for ADDRESS_CHECK_INTERVAL)."""
+        was checked lately (its record is kept for ADDRESS_CHECK_INTERVAL).
+
+        `cached` (the routing layer's `cache_probes`): also not when its ID is no entry, its
+        bucket is full and the bucket's cache holds `cached` newcomers already (a probe would
+        only push an older one out of the cache): the same walk of the bucket answers both,
+        asked for every request from a contact the table does not hold (issue 15)."""
         ids = self._ids
         node_id = ids[handle]
         index = ID_BITS - (self.own_id ^ node_id).bit_length()  # bucket_index, inline
@@ -476,17 +481,26 @@ class RoutingTable:
         if self._extra:
             index = bucket_of(self.own_id, node_id, self._extra)
         sizes = self._sizes
+        settings = self.settings
         if index >= len(sizes):
-            return self.settings.k > 0 or self.settings.replacement_cache > 0
-        start = sum(sizes[:index])
-        size = sizes[index]
-        for other in self._entries[start : start + size]:
-            if ids[other] == node_id:
-                if other == handle:
-                    return False
-                failures, checks = self._failures, self._checks
-                return bool(failures) and other in failures or not (checks and other in checks)
-        return size < self.settings.k or self.settings.replacement_cache > 0
+            size = 0
+        else:
+            start = sum(sizes[:index])
+            size = sizes[index]
+            for other in self._entries[start : start + size]:
+                if ids[other] == node_id:
+                    if other == handle:
+                        return False
+                    failures, checks = self._failures, self._checks
+                    return bool(failures) and other in failures or not (checks and other in checks)
+        if size < settings.k:
+            return True
+        if settings.replacement_cache <= 0:
+            return False
+        if cached is None:
+            return True
+        cache = self._cache.get(index) if self._cache else None
+        return (len(cache) if cache else 0) < cached
 
     def moved(self, handle: int) -> bool:
         """Whether `handle`'s ID is in the table at another address that has failed a request:
