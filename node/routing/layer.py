@@ -1397,7 +1397,7 @@ class RoutingLayer:
             refreshes.sort(key=lambda pair: table.idle_since(pair[1] or (pair[0],)))
         for bucket, group in refreshes:
             self._refresh_lookup(bucket, now, group=group)
-        next_at = self.table.next_refresh(interval)
+        next_at = table.next_refresh(interval)
         self._refresh_at = next_at if next_at is not None and next_at > now else now + interval
 
     def _forget_unreferenced(self) -> None:
